@@ -1,0 +1,90 @@
+//! `Reply`: the completion handler of a delegate callback that needs an answer.
+//!
+//! URLSession hands such callbacks a completion block and the task waits until it is called. Here the
+//! callback receives a [`Reply`]; answer it now or move it elsewhere and answer later. A reply that is
+//! dropped unanswered answers with the callback's default, so a task never waits forever on a
+//! forgotten handler (Darwin would stall it until a timeout).
+
+use std::fmt;
+
+/// A one-time answer to a delegate callback. Dropping it unanswered sends the default answer.
+#[must_use = "an unanswered reply sends the default answer when dropped"]
+pub struct Reply<T: Send + 'static> {
+    pending: Option<(T, Box<dyn FnOnce(T) + Send>)>,
+}
+
+impl<T: Send + 'static> Reply<T> {
+    /// A reply that delivers its answer to `deliver`, or `default` if dropped unanswered.
+    pub fn new(default: T, deliver: impl FnOnce(T) + Send + 'static) -> Reply<T> {
+        Reply {
+            pending: Some((default, Box::new(deliver))),
+        }
+    }
+
+    /// Answers the callback.
+    pub fn send(mut self, answer: T) {
+        if let Some((_, deliver)) = self.pending.take() {
+            deliver(answer);
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for Reply<T> {
+    fn drop(&mut self) {
+        if let Some((default, deliver)) = self.pending.take() {
+            deliver(default);
+        }
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for Reply<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reply")
+            .field("answered", &self.pending.is_none())
+            .finish()
+    }
+}
+
+/// The answer to `did_receive_response` (`URLSession.ResponseDisposition`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResponseDisposition {
+    /// Go on delivering the body (the default).
+    Allow,
+    /// Cancel the task: it completes with `-999`.
+    Cancel,
+}
+
+impl ResponseDisposition {
+    /// The lower-case name the event stream uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResponseDisposition::Allow => "allow",
+            ResponseDisposition::Cancel => "cancel",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn answer_is_delivered_once() {
+        let (tx, rx) = mpsc::channel();
+        Reply::new(ResponseDisposition::Allow, move |d| tx.send(d).unwrap())
+            .send(ResponseDisposition::Cancel);
+        assert_eq!(rx.try_recv(), Ok(ResponseDisposition::Cancel));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn dropped_reply_sends_default() {
+        let (tx, rx) = mpsc::channel();
+        drop(Reply::new(ResponseDisposition::Allow, move |d| {
+            tx.send(d).unwrap()
+        }));
+        assert_eq!(rx.try_recv(), Ok(ResponseDisposition::Allow));
+    }
+}

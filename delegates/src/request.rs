@@ -1,0 +1,247 @@
+//! `Request` and `Response`: what a task asks for and what the server answered.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use url::Url;
+
+/// A URL request: method, URL, headers, an optional body and an optional idle timeout.
+///
+/// Like `URLRequest`, a request can be built from a string that turns out not to be a valid URL (a port
+/// out of range, say). Such a request is not refused here: the task made from it completes with
+/// [`ErrorCode::BadUrl`](crate::ErrorCode::BadUrl) and the text as failing URL, as URLSession reports it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    target: Target,
+    method: Method,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+enum Target {
+    Url(Url),
+    /// The text given, and why it is not a URL (kept so that the task can fail with it).
+    Invalid {
+        text: String,
+        reason: String,
+    },
+}
+
+impl Request {
+    /// A request with `method` for `url`. An unparsable `url` is kept and fails the task later.
+    pub fn new(method: Method, url: &str) -> Request {
+        let target = match Url::parse(url) {
+            Ok(url) => Target::Url(url),
+            Err(e) => Target::Invalid {
+                text: url.to_owned(),
+                reason: e.to_string(),
+            },
+        };
+        Request {
+            target,
+            method,
+            headers: HeaderMap::new(),
+            body: None,
+            timeout: None,
+        }
+    }
+
+    /// A GET request for `url`.
+    pub fn get(url: &str) -> Request {
+        Request::new(Method::GET, url)
+    }
+
+    /// The URL, when the text given was a valid one.
+    pub fn url(&self) -> Option<&Url> {
+        match &self.target {
+            Target::Url(url) => Some(url),
+            Target::Invalid { .. } => None,
+        }
+    }
+
+    /// The URL as text: the parsed URL, or the text that did not parse.
+    pub fn url_str(&self) -> &str {
+        match &self.target {
+            Target::Url(url) => url.as_str(),
+            Target::Invalid { text, .. } => text,
+        }
+    }
+
+    /// Why the URL text did not parse, if it did not.
+    pub fn url_error(&self) -> Option<&str> {
+        match &self.target {
+            Target::Url(_) => None,
+            Target::Invalid { reason, .. } => Some(reason),
+        }
+    }
+
+    /// Replaces the URL.
+    pub fn set_url(&mut self, url: Url) {
+        self.target = Target::Url(url);
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// Replaces the method.
+    pub fn set_method(&mut self, method: Method) {
+        self.method = method;
+    }
+
+    /// The request's own headers (the configuration's extra headers are merged under them when sent).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The headers, to change.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
+
+    /// Adds a header value (keeping earlier values of the same name) and returns the request.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Request {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// The body, if any (`httpBody`).
+    pub fn body(&self) -> Option<&Bytes> {
+        self.body.as_ref()
+    }
+
+    /// Sets the body.
+    pub fn set_body(&mut self, body: impl Into<Bytes>) {
+        self.body = Some(body.into());
+    }
+
+    /// Sets the body and returns the request.
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Request {
+        self.set_body(body);
+        self
+    }
+
+    /// This request's idle timeout; when `None` the configuration's request timeout applies.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Sets this request's idle timeout, which wins over the configuration's.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = Some(timeout);
+    }
+}
+
+impl From<Url> for Request {
+    fn from(url: Url) -> Request {
+        Request {
+            target: Target::Url(url),
+            method: Method::GET,
+            headers: HeaderMap::new(),
+            body: None,
+            timeout: None,
+        }
+    }
+}
+
+impl From<&str> for Request {
+    /// A GET request for the URL text (an unparsable text fails the task with `BadUrl`).
+    fn from(url: &str) -> Request {
+        Request::get(url)
+    }
+}
+
+impl From<String> for Request {
+    /// A GET request for the URL text (an unparsable text fails the task with `BadUrl`).
+    fn from(url: String) -> Request {
+        Request::get(&url)
+    }
+}
+
+/// The head of a final HTTP response (`HTTPURLResponse`): URL, status, version and headers.
+#[derive(Clone, Debug)]
+pub struct Response {
+    url: Url,
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Response {
+    /// A response for `url`.
+    pub fn new(url: Url, status: StatusCode, version: Version, headers: HeaderMap) -> Response {
+        Response {
+            url,
+            status,
+            version,
+            headers,
+        }
+    }
+
+    /// The URL this response answered (the last request's, after redirects).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The status code. 4xx and 5xx are responses, not errors.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The HTTP version the response came over.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// `expectedContentLength`: the Content-Length, or -1 when unknown.
+    pub fn expected_content_length(&self) -> i64 {
+        self.headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+            .unwrap_or(-1)
+    }
+
+    /// The MIME type from Content-Type, without parameters, if present.
+    pub fn mime_type(&self) -> Option<&str> {
+        self.headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_port_is_kept_as_text() {
+        let r = Request::get("http://127.0.0.1:99999/x");
+        assert!(r.url().is_none());
+        assert_eq!(r.url_str(), "http://127.0.0.1:99999/x");
+        assert!(r.url_error().is_some());
+    }
+
+    #[test]
+    fn content_length_or_minus_one() {
+        let url = Url::parse("http://a.test/").unwrap();
+        let mut h = HeaderMap::new();
+        let r = Response::new(url.clone(), StatusCode::OK, Version::HTTP_11, h.clone());
+        assert_eq!(r.expected_content_length(), -1);
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("12"));
+        let r = Response::new(url, StatusCode::OK, Version::HTTP_11, h);
+        assert_eq!(r.expected_content_length(), 12);
+    }
+}

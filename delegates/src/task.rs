@@ -1,0 +1,283 @@
+//! `TaskInfo`: the live, read-only view of one task that handles and delegate callbacks share.
+//!
+//! The engine's task actor is the only writer; it holds the [`TaskRecorder`] made together with the view.
+//! Everything here is lock-light (atomics, short mutexes) because handles read it from any thread.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::{Error, Request, Response};
+
+/// A task's lifecycle state (`URLSessionTask.State`).
+///
+/// New tasks are `Suspended`; `resume()` makes them `Running`; `cancel()` makes them `Canceling`; they end
+/// `Completed` once their one terminal message is out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    /// Moving bytes, or waiting for the network.
+    Running,
+    /// Created and not yet resumed, or suspended: no traffic and no timers.
+    Suspended,
+    /// Cancelled; the terminal message is on its way.
+    Canceling,
+    /// The terminal message was sent. Nothing more happens to this task.
+    Completed,
+}
+
+impl TaskState {
+    /// The lower-case name the event stream uses (`running`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Running => "running",
+            TaskState::Suspended => "suspended",
+            TaskState::Canceling => "canceling",
+            TaskState::Completed => "completed",
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            TaskState::Running => 0,
+            TaskState::Suspended => 1,
+            TaskState::Canceling => 2,
+            TaskState::Completed => 3,
+        }
+    }
+
+    fn from_u8(v: u8) -> TaskState {
+        match v {
+            0 => TaskState::Running,
+            1 => TaskState::Suspended,
+            2 => TaskState::Canceling,
+            _ => TaskState::Completed,
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What kind of task this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskKind {
+    /// Moves a response body into memory (`URLSessionDataTask`).
+    Data,
+}
+
+/// URLSession's priority hints.
+pub mod priority {
+    /// `URLSessionTask.defaultPriority`.
+    pub const DEFAULT: f32 = 0.5;
+    /// `URLSessionTask.lowPriority`.
+    pub const LOW: f32 = 0.25;
+    /// `URLSessionTask.highPriority`.
+    pub const HIGH: f32 = 0.75;
+}
+
+/// The live view of one task: identifier, state, requests, response, counters and error.
+///
+/// Cheap to clone (one `Arc`); every clone sees the same task. Delegate callbacks receive it, and the
+/// engine's task handles dereference to it.
+#[derive(Clone)]
+pub struct TaskInfo {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    id: u64,
+    kind: TaskKind,
+    state: AtomicU8,
+    priority_bits: AtomicU32,
+    description: Mutex<String>,
+    original_request: Request,
+    current_request: Mutex<Request>,
+    response: Mutex<Option<Response>>,
+    error: Mutex<Option<Error>>,
+    bytes_received: AtomicI64,
+    bytes_expected_to_receive: AtomicI64,
+    bytes_sent: AtomicI64,
+    bytes_expected_to_send: AtomicI64,
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the values are plain data).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl TaskInfo {
+    /// A new suspended task and the recorder its owner writes through.
+    pub fn new(id: u64, kind: TaskKind, request: Request) -> (TaskInfo, TaskRecorder) {
+        let expected_to_send = request.body().map_or(0, |b| b.len() as i64);
+        let shared = Arc::new(Shared {
+            id,
+            kind,
+            state: AtomicU8::new(TaskState::Suspended.to_u8()),
+            priority_bits: AtomicU32::new(priority::DEFAULT.to_bits()),
+            description: Mutex::new(String::new()),
+            current_request: Mutex::new(request.clone()),
+            original_request: request,
+            response: Mutex::new(None),
+            error: Mutex::new(None),
+            bytes_received: AtomicI64::new(0),
+            bytes_expected_to_receive: AtomicI64::new(-1),
+            bytes_sent: AtomicI64::new(0),
+            bytes_expected_to_send: AtomicI64::new(expected_to_send),
+        });
+        (
+            TaskInfo {
+                shared: shared.clone(),
+            },
+            TaskRecorder { shared },
+        )
+    }
+
+    /// `taskIdentifier`: unique within the session, 1, 2, 3... in creation order.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The kind of task.
+    pub fn kind(&self) -> TaskKind {
+        self.shared.kind
+    }
+
+    /// The current state.
+    pub fn state(&self) -> TaskState {
+        TaskState::from_u8(self.shared.state.load(Ordering::Acquire))
+    }
+
+    /// `taskDescription`: a free label for the application.
+    pub fn description(&self) -> String {
+        lock(&self.shared.description).clone()
+    }
+
+    /// Sets the label.
+    pub fn set_description(&self, description: impl Into<String>) {
+        *lock(&self.shared.description) = description.into();
+    }
+
+    /// The priority hint, 0.0 to 1.0 (default 0.5).
+    pub fn priority(&self) -> f32 {
+        f32::from_bits(self.shared.priority_bits.load(Ordering::Relaxed))
+    }
+
+    /// Sets the priority hint, clamped to 0.0..=1.0.
+    pub fn set_priority(&self, priority: f32) {
+        let p = if priority.is_nan() {
+            priority::DEFAULT
+        } else {
+            priority.clamp(0.0, 1.0)
+        };
+        self.shared
+            .priority_bits
+            .store(p.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The request as the task was created with it.
+    pub fn original_request(&self) -> &Request {
+        &self.shared.original_request
+    }
+
+    /// The request being sent now (changes on redirects).
+    pub fn current_request(&self) -> Request {
+        lock(&self.shared.current_request).clone()
+    }
+
+    /// The latest response; the final one once the task has completed.
+    pub fn response(&self) -> Option<Response> {
+        lock(&self.shared.response).clone()
+    }
+
+    /// The error the task completed with; `None` while running and after success.
+    pub fn error(&self) -> Option<Error> {
+        lock(&self.shared.error).clone()
+    }
+
+    /// `countOfBytesReceived`: body bytes received.
+    pub fn bytes_received(&self) -> i64 {
+        self.shared.bytes_received.load(Ordering::Relaxed)
+    }
+
+    /// `countOfBytesExpectedToReceive`: the Content-Length, or -1 when unknown.
+    pub fn bytes_expected_to_receive(&self) -> i64 {
+        self.shared
+            .bytes_expected_to_receive
+            .load(Ordering::Relaxed)
+    }
+
+    /// `countOfBytesSent`: body bytes sent.
+    pub fn bytes_sent(&self) -> i64 {
+        self.shared.bytes_sent.load(Ordering::Relaxed)
+    }
+
+    /// `countOfBytesExpectedToSend`: the body length (0 without a body).
+    pub fn bytes_expected_to_send(&self) -> i64 {
+        self.shared.bytes_expected_to_send.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for TaskInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskInfo")
+            .field("id", &self.id())
+            .field("kind", &self.kind())
+            .field("state", &self.state())
+            .field("url", &self.shared.original_request.url_str())
+            .finish()
+    }
+}
+
+/// The write side of a [`TaskInfo`], held by the task's owner (the engine's task actor).
+#[derive(Clone)]
+pub struct TaskRecorder {
+    shared: Arc<Shared>,
+}
+
+impl TaskRecorder {
+    /// Publishes a new state.
+    pub fn set_state(&self, state: TaskState) {
+        self.shared.state.store(state.to_u8(), Ordering::Release);
+    }
+
+    /// Publishes the response and its expected length.
+    pub fn set_response(&self, response: Response) {
+        self.shared
+            .bytes_expected_to_receive
+            .store(response.expected_content_length(), Ordering::Relaxed);
+        *lock(&self.shared.response) = Some(response);
+    }
+
+    /// Publishes the request being sent now.
+    pub fn set_current_request(&self, request: Request) {
+        *lock(&self.shared.current_request) = request;
+    }
+
+    /// Publishes the error the task completed with.
+    pub fn set_error(&self, error: Error) {
+        *lock(&self.shared.error) = Some(error);
+    }
+
+    /// Adds received body bytes.
+    pub fn add_received(&self, n: usize) {
+        self.shared
+            .bytes_received
+            .fetch_add(n as i64, Ordering::Relaxed);
+    }
+
+    /// Sets the count of body bytes sent.
+    pub fn set_sent(&self, n: i64) {
+        self.shared.bytes_sent.store(n, Ordering::Relaxed);
+    }
+
+    /// The view this recorder writes to.
+    pub fn info(&self) -> TaskInfo {
+        TaskInfo {
+            shared: self.shared.clone(),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `Configuration`: how a session behaves (`URLSessionConfiguration`).
+//!
+//! A plain struct with public fields and documented defaults. `Clone` is the deep copy URLSession makes:
+//! a session keeps its own copy, so changing the caller's value later has no effect on it.
+
+use std::time::Duration;
+
+use http::HeaderMap;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+/// Which kind of session a configuration makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SessionKind {
+    /// `.default`: may persist cookies, credentials and cache on disk.
+    Default,
+    /// `.ephemeral`: keeps everything in memory and writes nothing to disk.
+    Ephemeral,
+}
+
+/// Which hosts may be reached over cleartext `http://` (App Transport Security's role).
+///
+/// Secure by default: `http://` URLs fail with
+/// [`ErrorCode::AppTransportSecurityRequiresSecureConnection`](crate::ErrorCode) unless allowed here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CleartextPolicy {
+    /// Only `https://` (the default).
+    #[default]
+    Deny,
+    /// `http://` to any host.
+    AllowAll,
+    /// `http://` to these hosts only (compared case-insensitively; IPv6 literals without brackets).
+    AllowHosts(Vec<String>),
+}
+
+impl CleartextPolicy {
+    /// Whether cleartext HTTP to `host` is allowed.
+    pub fn allows(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match self {
+            CleartextPolicy::Deny => false,
+            CleartextPolicy::AllowAll => true,
+            CleartextPolicy::AllowHosts(hosts) => hosts.iter().any(|h| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .eq_ignore_ascii_case(host)
+            }),
+        }
+    }
+
+    /// Adds one host to the allowed ones (`Deny` becomes a one-host list; `AllowAll` stays).
+    pub fn allow_host(&mut self, host: impl Into<String>) {
+        match self {
+            CleartextPolicy::Deny => *self = CleartextPolicy::AllowHosts(vec![host.into()]),
+            CleartextPolicy::AllowAll => {}
+            CleartextPolicy::AllowHosts(hosts) => hosts.push(host.into()),
+        }
+    }
+}
+
+/// A session's settings.
+///
+/// # Defaults
+/// | field | `default()` | `ephemeral()` |
+/// |---|---|---|
+/// | `timeout_for_request` | 60 s (idle) | same |
+/// | `timeout_for_resource` | 7 days | same |
+/// | `http_additional_headers` | none | same |
+/// | `http_maximum_connections_per_host` | 6 | same |
+/// | `extra_root_certificates` | none (Mozilla's roots only) | same |
+/// | `cleartext` | [`CleartextPolicy::Deny`] | same |
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Configuration {
+    kind: SessionKind,
+    /// `timeoutIntervalForRequest`: an idle timeout. It restarts whenever data arrives and does not run
+    /// while the task is suspended or waiting for its delegate. A request's own timeout wins.
+    pub timeout_for_request: Duration,
+    /// `timeoutIntervalForResource`: how long a whole task may be active (suspended time not counted).
+    pub timeout_for_resource: Duration,
+    /// `httpAdditionalHeaders`: sent with every request, under the request's own headers (a request
+    /// header replaces one of the same name, compared case-insensitively).
+    pub http_additional_headers: HeaderMap,
+    /// `httpMaximumConnectionsPerHost`: a hard cap on HTTP/1.1 connections per host. HTTP/2 uses one
+    /// connection per host and ignores it.
+    pub http_maximum_connections_per_host: usize,
+    /// Certificate authorities trusted besides Mozilla's roots (DER). See
+    /// [`Configuration::trust_pem_certificates`].
+    pub extra_root_certificates: Vec<CertificateDer<'static>>,
+    /// Which hosts may be reached over cleartext `http://`.
+    pub cleartext: CleartextPolicy,
+}
+
+impl Default for Configuration {
+    fn default() -> Configuration {
+        Configuration {
+            kind: SessionKind::Default,
+            timeout_for_request: Duration::from_secs(60),
+            timeout_for_resource: Duration::from_secs(7 * 24 * 60 * 60),
+            http_additional_headers: HeaderMap::new(),
+            http_maximum_connections_per_host: 6,
+            extra_root_certificates: Vec::new(),
+            cleartext: CleartextPolicy::Deny,
+        }
+    }
+}
+
+impl Configuration {
+    /// `.ephemeral`: like `default()`, but the session writes nothing to disk.
+    pub fn ephemeral() -> Configuration {
+        Configuration {
+            kind: SessionKind::Ephemeral,
+            ..Configuration::default()
+        }
+    }
+
+    /// Which kind of session this configuration makes.
+    pub fn kind(&self) -> SessionKind {
+        self.kind
+    }
+
+    /// Trusts every certificate in a PEM file's contents as a root. Returns how many were added.
+    ///
+    /// # Errors
+    /// The text holds no certificate, or one that does not parse.
+    pub fn trust_pem_certificates(&mut self, pem: &[u8]) -> Result<usize, crate::Error> {
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| {
+                crate::Error::new(crate::ErrorCode::Unknown, "unreadable PEM certificate")
+                    .with_source(e.to_string())
+            })?;
+            self.extra_root_certificates.push(cert);
+            added += 1;
+        }
+        if added == 0 {
+            return Err(crate::Error::new(
+                crate::ErrorCode::Unknown,
+                "no certificate found in the PEM text",
+            ));
+        }
+        Ok(added)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_urlsession() {
+        let c = Configuration::default();
+        assert_eq!(c.timeout_for_request, Duration::from_secs(60));
+        assert_eq!(c.timeout_for_resource, Duration::from_secs(604_800));
+        assert_eq!(c.http_maximum_connections_per_host, 6);
+        assert_eq!(c.cleartext, CleartextPolicy::Deny);
+        assert_eq!(Configuration::ephemeral().kind(), SessionKind::Ephemeral);
+    }
+
+    #[test]
+    fn clone_is_a_deep_copy() {
+        let mut a = Configuration::default();
+        let b = a.clone();
+        a.http_additional_headers
+            .insert("x-a", http::HeaderValue::from_static("1"));
+        assert!(b.http_additional_headers.is_empty());
+    }
+
+    #[test]
+    fn cleartext_hosts() {
+        let mut p = CleartextPolicy::Deny;
+        assert!(!p.allows("localhost"));
+        p.allow_host("LocalHost");
+        assert!(p.allows("localhost"));
+        assert!(!p.allows("example.com"));
+        p.allow_host("::1");
+        assert!(p.allows("[::1]"));
+        assert!(CleartextPolicy::AllowAll.allows("anything"));
+    }
+
+    #[test]
+    fn pem_without_certificates_is_an_error() {
+        let mut c = Configuration::default();
+        assert!(c.trust_pem_certificates(b"not pem").is_err());
+        assert!(c.extra_root_certificates.is_empty());
+    }
+}

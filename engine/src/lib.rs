@@ -1,0 +1,46 @@
+//! Courier: URLSession's model of transfers, for Rust.
+//!
+//! A [`Session`] owns tasks; a task moves one request's bytes; a delegate hears every step. Sessions and
+//! tasks are actors (ractor), each task's lifecycle a pure state machine.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use courier_engine::{Configuration, Session};
+//!
+//! let session = Session::new(Configuration::default())?;
+//! let (body, response) = session.data("https://example.com/").await?;
+//! println!("{} bytes, status {}", body.len(), response.status());
+//! # Ok(()) }
+//! ```
+//!
+//! Where things are:
+//! - [`session`]: [`Session`], the handle applications hold, and the session actor behind it, which
+//!   owns the tasks, supervises their actors and carries out invalidation.
+//! - [`task`]: [`DataTask`], a task's handle, and the task actor with its transfer.
+//! - [`state`]: the task state machine, `(state, event) -> (state, effects)`, with no I/O.
+//! - [`configuration`]: [`Configuration`], a session's settings and their defaults.
+//! - `SEMANTICS.md` beside this crate: the guarantees (ordering, exactly one terminal message,
+//!   invalidation) on one page.
+//!
+//! The vocabulary (delegate traits, [`Request`], [`Response`], [`Error`], [`TaskInfo`]) comes from
+//! `courier-delegates` and is re-exported here.
+
+pub mod configuration;
+pub mod session;
+pub mod state;
+pub mod task;
+
+pub use configuration::{CleartextPolicy, Configuration, SessionKind};
+pub use courier_delegates::{
+    DataDelegate, Delegate, Error, ErrorCode, Reply, Request, Response, ResponseDisposition,
+    SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskState, priority,
+};
+pub use session::{Session, SessionInvalidated};
+pub use task::DataTask;
+
+/// Re-exports of the crates whose types appear in Courier's API.
+pub mod reexports {
+    pub use bytes;
+    pub use http;
+    pub use url;
+}

@@ -1,0 +1,287 @@
+//! The session actor: owns the session's tasks, supervises their actors, and invalidates.
+//!
+//! A task is only an entry here until its first `resume()`; its actor is spawned then, linked to this
+//! one, so a queue of many waiting tasks costs little. Control calls from handles come through here in
+//! order, and are relayed to the task's actor once it exists. When a task actor stops, this actor
+//! hears of it through supervision; if the task had not delivered its terminal message (a panic, a
+//! failure), it is delivered here, with an error. Invalidation waits until every task actor has
+//! stopped, then queues `did_become_invalid` as the delegate's last callback.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use courier_delegates::{Error, TaskInfo, TaskRecorder, TaskState};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::SessionContext;
+use crate::state::{Effect, TaskEvent, TaskMachine};
+use crate::task::actor::{TaskActor, TaskArgs, TaskMsg};
+use crate::task::{Control, Terminal, complete_orphan, deliver_terminal, publish_state};
+
+/// Messages a session actor handles.
+pub(crate) enum SessionMsg {
+    /// A new task (suspended, not yet resumed).
+    Register {
+        recorder: TaskRecorder,
+        terminal: Terminal,
+        callbacks: bool,
+    },
+    /// A control call from a task handle.
+    Control(u64, Control),
+    /// `all_tasks()`.
+    AllTasks(RpcReplyPort<Vec<TaskInfo>>),
+    /// `finish_tasks_and_invalidate()` (`cancel: false`) or `invalidate_and_cancel()`.
+    Invalidate { cancel: bool },
+}
+
+pub(crate) struct SessionArgs {
+    pub(crate) ctx: Arc<SessionContext>,
+    pub(crate) invalid_tx: watch::Sender<bool>,
+}
+
+pub(crate) struct SessionActor;
+
+/// One task, as the session knows it.
+struct Entry {
+    recorder: TaskRecorder,
+    terminal: Terminal,
+    callbacks: bool,
+    /// The task's actor, from its first `resume()` until it stops.
+    actor: Option<ActorRef<TaskMsg>>,
+}
+
+pub(crate) struct SessionState {
+    ctx: Arc<SessionContext>,
+    tasks: HashMap<u64, Entry>,
+    by_actor: HashMap<ActorId, u64>,
+    /// Set once invalidation was asked for.
+    invalidating: bool,
+    invalid_tx: watch::Sender<bool>,
+    span: tracing::Span,
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionState, ActorProcessingErr> {
+        let span = tracing::info_span!("session", session = args.ctx.id);
+        Ok(SessionState {
+            ctx: args.ctx,
+            tasks: HashMap::new(),
+            by_actor: HashMap::new(),
+            invalidating: false,
+            invalid_tx: args.invalid_tx,
+            span,
+        })
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        st: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = st.span.clone();
+        async move {
+            match msg {
+                SessionMsg::Register {
+                    recorder,
+                    terminal,
+                    callbacks,
+                } => {
+                    let id = recorder.info().id();
+                    st.tasks.insert(
+                        id,
+                        Entry {
+                            recorder,
+                            terminal,
+                            callbacks,
+                            actor: None,
+                        },
+                    );
+                    if st.invalidating {
+                        // Created while invalidation was being asked for: it can never run.
+                        st.cancel_unstarted(id);
+                    }
+                }
+                SessionMsg::Control(id, control) => st.control(&me, id, control).await,
+                SessionMsg::AllTasks(reply) => {
+                    let tasks = st
+                        .tasks
+                        .values()
+                        .filter(|e| {
+                            let state = e.recorder.info().state();
+                            state == TaskState::Running
+                                || (state == TaskState::Suspended && e.actor.is_some())
+                        })
+                        .map(|e| e.recorder.info())
+                        .collect();
+                    let _ = reply.send(tasks);
+                }
+                SessionMsg::Invalidate { cancel } => {
+                    st.invalidating = true;
+                    if cancel {
+                        let ids: Vec<u64> = st.tasks.keys().copied().collect();
+                        for id in ids {
+                            st.control(&me, id, Control::Cancel).await;
+                        }
+                    }
+                }
+            }
+            st.finish_invalidation_if_done(&me);
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    // The default stops this actor when any child stops; a session outlives its tasks.
+    async fn handle_supervisor_evt(
+        &self,
+        me: ActorRef<SessionMsg>,
+        evt: SupervisionEvent,
+        st: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                st.task_actor_stopped(
+                    cell.get_id(),
+                    reason.as_deref().unwrap_or("stopped before completing"),
+                );
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                tracing::error!(parent: &st.span, error = %err, "task actor failed");
+                st.task_actor_stopped(cell.get_id(), &err.to_string());
+            }
+            _ => {}
+        }
+        st.finish_invalidation_if_done(&me);
+        Ok(())
+    }
+}
+
+impl SessionState {
+    async fn control(&mut self, me: &ActorRef<SessionMsg>, id: u64, control: Control) {
+        let Some(entry) = self.tasks.get(&id) else {
+            return; // completed and gone: every control is a no-op now
+        };
+        if let Some(actor) = &entry.actor {
+            let _ = actor.cast(TaskMsg::Control(control));
+            return;
+        }
+        match control {
+            Control::Resume => self.spawn_and_resume(me, id).await,
+            Control::Cancel => self.cancel_unstarted(id),
+            // Suspending a task that never ran changes nothing.
+            Control::Suspend | Control::Crash => {}
+        }
+    }
+
+    async fn spawn_and_resume(&mut self, me: &ActorRef<SessionMsg>, id: u64) {
+        let Some(entry) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        let args = TaskArgs {
+            ctx: self.ctx.clone(),
+            recorder: entry.recorder.clone(),
+            terminal: entry.terminal.clone(),
+            callbacks: entry.callbacks,
+        };
+        match TaskActor::spawn_linked(None, TaskActor, args, me.get_cell()).await {
+            Ok((actor, _)) => {
+                self.by_actor.insert(actor.get_id(), id);
+                let _ = actor.cast(TaskMsg::Control(Control::Resume));
+                entry.actor = Some(actor);
+            }
+            Err(e) => {
+                let (ctx, entry) = (self.ctx.clone(), self.tasks.remove(&id));
+                if let Some(entry) = entry {
+                    complete_orphan(
+                        &ctx,
+                        &entry.recorder,
+                        &entry.terminal,
+                        entry.callbacks,
+                        &e.to_string(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Cancels a task that has no actor: the state machine completes it on the spot.
+    fn cancel_unstarted(&mut self, id: u64) {
+        let Some(entry) = self.tasks.remove(&id) else {
+            return;
+        };
+        let (_, effects) = TaskMachine::new().step::<Error>(TaskEvent::Cancel);
+        for effect in effects {
+            match effect {
+                Effect::StateChanged { from, to } => {
+                    publish_state(&self.ctx, &entry.recorder, entry.callbacks, from, to);
+                }
+                Effect::Complete(_) => {
+                    let url = entry
+                        .recorder
+                        .info()
+                        .original_request()
+                        .url_str()
+                        .to_owned();
+                    deliver_terminal(
+                        &self.ctx,
+                        &entry.recorder,
+                        &entry.terminal,
+                        Err(Error::cancelled(url)),
+                    );
+                }
+                // A task that never started has nothing else to undo.
+                _ => {}
+            }
+        }
+    }
+
+    fn task_actor_stopped(&mut self, actor: ActorId, why: &str) {
+        let Some(id) = self.by_actor.remove(&actor) else {
+            return;
+        };
+        if let Some(entry) = self.tasks.remove(&id) {
+            // A task actor stops only after its terminal message, unless it failed: then the session
+            // delivers it, so no task is ever lost.
+            complete_orphan(
+                &self.ctx,
+                &entry.recorder,
+                &entry.terminal,
+                entry.callbacks,
+                why,
+            );
+        }
+    }
+
+    /// Once invalidation was asked for and no task actor is left, cancels the never-resumed tasks,
+    /// queues `did_become_invalid` last and stops.
+    fn finish_invalidation_if_done(&mut self, me: &ActorRef<SessionMsg>) {
+        if !self.invalidating || *self.invalid_tx.borrow() {
+            return;
+        }
+        if self.tasks.values().any(|e| e.actor.is_some()) {
+            return;
+        }
+        let ids: Vec<u64> = self.tasks.keys().copied().collect();
+        for id in ids {
+            self.cancel_unstarted(id);
+        }
+        if let Some(queue) = &self.ctx.queue {
+            queue.push_last(|d| d.did_become_invalid(None));
+        }
+        tracing::debug!(parent: &self.span, "session invalidated");
+        self.invalid_tx.send_replace(true);
+        me.stop(Some("invalidated".into()));
+    }
+}

@@ -1,0 +1,225 @@
+//! The task state machine: a pure function from (state, event) to (state, effects).
+//!
+//! The task actor feeds it every event (a control call from a handle, news from the transfer) and
+//! carries out the effects it returns; the machine itself does no I/O, so property tests drive it
+//! directly. Three guarantees live here rather than in the actor:
+//! - exactly one [`Effect::Complete`] per task, and it is the last effect the machine ever emits;
+//! - `Completed` absorbs every event;
+//! - `resume`, `suspend` and `cancel` on a cancelling or completed task do nothing (spec 0.10).
+
+use courier_delegates::TaskState;
+
+/// Where the transfer is, below the public state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Never resumed: nothing was sent.
+    NotStarted,
+    /// The request is out; waiting for the response head.
+    AwaitingResponse,
+    /// The response head is in; waiting for the delegate's disposition.
+    AwaitingDisposition,
+    /// Receiving the body.
+    Receiving,
+}
+
+/// What happened to a task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskEvent<E> {
+    /// `resume()` was called.
+    Resume,
+    /// `suspend()` was called.
+    Suspend,
+    /// `cancel()` was called, or the delegate answered the response with cancel.
+    Cancel,
+    /// The final response head arrived.
+    ResponseReceived,
+    /// The delegate allowed the body.
+    BodyAllowed,
+    /// Body bytes arrived.
+    DataReceived,
+    /// The body ended normally.
+    Finished,
+    /// The transfer failed.
+    Failed(E),
+    /// The transfer stopped after a cancel.
+    TransferStopped,
+}
+
+/// Why a task completed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome<E> {
+    /// The transfer finished (whatever the HTTP status).
+    Finished,
+    /// The transfer failed.
+    Failed(E),
+    /// The task was cancelled.
+    Cancelled,
+}
+
+/// What the actor must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect<E> {
+    /// Publish a state change (and tell the delegate).
+    StateChanged {
+        /// The state before.
+        from: TaskState,
+        /// The state after.
+        to: TaskState,
+    },
+    /// Send the request.
+    StartTransfer,
+    /// Stop reading; stop the timers.
+    PauseTransfer,
+    /// Go on reading where the transfer paused.
+    ContinueTransfer,
+    /// Stop the transfer for good; report [`TaskEvent::TransferStopped`] when it has stopped.
+    StopTransfer,
+    /// Hand the response to the delegate and wait for its disposition.
+    AskDisposition,
+    /// Let the body flow.
+    ReleaseBody,
+    /// Hand the bytes that arrived to the delegate (or the buffer of a completion-form task).
+    DeliverData,
+    /// Deliver the terminal message. Always the last effect of the task.
+    Complete(Outcome<E>),
+}
+
+/// A task's state machine: the public state and the transfer phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TaskMachine {
+    state: TaskState,
+    phase: Phase,
+}
+
+impl Default for TaskMachine {
+    fn default() -> TaskMachine {
+        TaskMachine::new()
+    }
+}
+
+impl TaskMachine {
+    /// A new task: suspended, not started.
+    pub fn new() -> TaskMachine {
+        TaskMachine {
+            state: TaskState::Suspended,
+            phase: Phase::NotStarted,
+        }
+    }
+
+    /// The public state.
+    pub fn state(&self) -> TaskState {
+        self.state
+    }
+
+    /// The transfer phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// True once the task was resumed at least once.
+    pub fn was_started(&self) -> bool {
+        self.phase != Phase::NotStarted
+    }
+
+    /// Applies `event`: the next machine and the effects to carry out, in order.
+    pub fn step<E>(self, event: TaskEvent<E>) -> (TaskMachine, Vec<Effect<E>>) {
+        use Effect as F;
+        use TaskEvent as Ev;
+        use TaskState::{Canceling, Completed, Running, Suspended};
+
+        let TaskMachine { state, phase } = self;
+        let to = |state, phase| TaskMachine { state, phase };
+        let complete = |from: TaskState, phase, outcome| {
+            (
+                to(Completed, phase),
+                vec![
+                    F::StateChanged {
+                        from,
+                        to: Completed,
+                    },
+                    F::Complete(outcome),
+                ],
+            )
+        };
+
+        match (state, event) {
+            (Completed, _) => (self, Vec::new()),
+
+            (Canceling, Ev::TransferStopped) => complete(Canceling, phase, Outcome::Cancelled),
+            // Resume, suspend and cancel are no-ops while cancelling; news from a transfer being
+            // stopped is dropped (the stop's own report follows).
+            (Canceling, _) => (self, Vec::new()),
+
+            (Running, Ev::Resume) | (Suspended, Ev::Suspend) => (self, Vec::new()),
+            (Suspended, Ev::Resume) => {
+                let (phase, effect) = match phase {
+                    Phase::NotStarted => (Phase::AwaitingResponse, F::StartTransfer),
+                    started => (started, F::ContinueTransfer),
+                };
+                (
+                    to(Running, phase),
+                    vec![
+                        F::StateChanged {
+                            from: Suspended,
+                            to: Running,
+                        },
+                        effect,
+                    ],
+                )
+            }
+            (Running, Ev::Suspend) => (
+                to(Suspended, phase),
+                vec![
+                    F::StateChanged {
+                        from: Running,
+                        to: Suspended,
+                    },
+                    F::PauseTransfer,
+                ],
+            ),
+
+            (from, Ev::Cancel) if phase == Phase::NotStarted => (
+                to(Completed, phase),
+                vec![
+                    F::StateChanged {
+                        from,
+                        to: Canceling,
+                    },
+                    F::StateChanged {
+                        from: Canceling,
+                        to: Completed,
+                    },
+                    F::Complete(Outcome::Cancelled),
+                ],
+            ),
+            (from, Ev::Cancel) => (
+                to(Canceling, phase),
+                vec![
+                    F::StateChanged {
+                        from,
+                        to: Canceling,
+                    },
+                    F::StopTransfer,
+                ],
+            ),
+
+            (s, Ev::ResponseReceived) if phase == Phase::AwaitingResponse => {
+                (to(s, Phase::AwaitingDisposition), vec![F::AskDisposition])
+            }
+            (s, Ev::BodyAllowed) if phase == Phase::AwaitingDisposition => {
+                (to(s, Phase::Receiving), vec![F::ReleaseBody])
+            }
+            (_, Ev::DataReceived) if phase == Phase::Receiving => (self, vec![F::DeliverData]),
+            (from, Ev::Finished) if phase == Phase::Receiving => {
+                complete(from, phase, Outcome::Finished)
+            }
+            (from, Ev::Failed(e)) => complete(from, phase, Outcome::Failed(e)),
+
+            // Anything else is news that does not fit the phase (a stale message): ignored.
+            (_, _) => (self, Vec::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

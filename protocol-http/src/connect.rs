@@ -1,0 +1,366 @@
+//! `Connector`: opens connections for the pool: DNS, TCP, TLS with ALPN, and the per-host cap.
+//!
+//! hyper-util's pool has no hard cap on connections per host (it only bounds idle ones), so the
+//! connector takes a permit from a per-host semaphore before dialing and keeps it inside the connection:
+//! dropping the connection frees the slot. An HTTP/2 connection gives its permit back at once, since one
+//! connection carries every request to that host.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::Uri;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::error::{ConnectFailure, TransportErrorKind};
+
+/// Facts about the connection a response came over; found in every response's extensions.
+#[derive(Clone, Debug)]
+pub struct ConnectionInfo {
+    /// Unique per transport; a repeated id means the connection was reused.
+    pub id: u64,
+    /// The server's address.
+    pub remote: SocketAddr,
+    /// True when the connection is TLS.
+    pub tls: bool,
+    /// True when ALPN chose HTTP/2.
+    pub h2: bool,
+    /// Time spent resolving the host.
+    pub dns: Duration,
+    /// Time spent on the TCP connect.
+    pub connect: Duration,
+    /// Time spent on the TLS handshake (zero for cleartext).
+    pub tls_handshake: Duration,
+}
+
+/// Connection settings of a [`Connector`].
+#[derive(Clone)]
+pub(crate) struct ConnectorSettings {
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) max_connections_per_host: usize,
+}
+
+/// Opens connections; cheap to clone (the pool clones it per connect).
+#[derive(Clone)]
+pub(crate) struct Connector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: ConnectorSettings,
+    tls: TlsConnector,
+    next_id: AtomicU64,
+    per_host: Mutex<HashMap<(bool, String, u16), Arc<Semaphore>>>,
+}
+
+impl Connector {
+    pub(crate) fn new(settings: ConnectorSettings) -> Connector {
+        Connector {
+            inner: Arc::new(Inner {
+                tls: TlsConnector::from(settings.tls.clone()),
+                settings,
+                next_id: AtomicU64::new(1),
+                per_host: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Conn;
+    type Error = ConnectFailure;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectFailure>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            match inner.settings.connect_timeout {
+                Some(limit) => tokio::time::timeout(limit, inner.connect(uri))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ConnectFailure::new(
+                            TransportErrorKind::ConnectTimeout,
+                            "connecting timed out",
+                            None,
+                        ))
+                    }),
+                None => inner.connect(uri).await,
+            }
+        })
+    }
+}
+
+impl Inner {
+    fn semaphore(&self, tls: bool, host: &str, port: u16) -> Arc<Semaphore> {
+        let mut map = self.per_host.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((tls, host.to_owned(), port))
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    self.settings.max_connections_per_host.max(1),
+                ))
+            })
+            .clone()
+    }
+
+    async fn connect(&self, uri: Uri) -> Result<Conn, ConnectFailure> {
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            other => {
+                return Err(ConnectFailure::new(
+                    TransportErrorKind::InvalidUrl,
+                    format!("unsupported scheme {other:?}"),
+                    None,
+                ));
+            }
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| ConnectFailure::new(TransportErrorKind::InvalidUrl, "no host", None))?;
+        // `Uri::host` keeps the brackets of an IPv6 literal; resolution and SNI want it bare.
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+
+        let permit = self
+            .semaphore(tls, &host, port)
+            .acquire_owned()
+            .await
+            .map_err(|_| {
+                ConnectFailure::new(TransportErrorKind::Other, "connector closed", None)
+            })?;
+
+        let started = Instant::now();
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| {
+                ConnectFailure::new(
+                    TransportErrorKind::Dns,
+                    format!("cannot find host {host}"),
+                    Some(e),
+                )
+            })?
+            .collect();
+        let dns = started.elapsed();
+        if addrs.is_empty() {
+            return Err(ConnectFailure::new(
+                TransportErrorKind::Dns,
+                format!("cannot find host {host}"),
+                None,
+            ));
+        }
+
+        let connect_started = Instant::now();
+        let mut last_err = None;
+        let mut stream = None;
+        for addr in &addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    stream = Some((s, *addr));
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let Some((tcp, remote)) = stream else {
+            return Err(ConnectFailure::new(
+                TransportErrorKind::ConnectionRefused,
+                format!("cannot connect to {host}:{port}"),
+                last_err,
+            ));
+        };
+        let connect = connect_started.elapsed();
+        // Small requests and HTTP/2 frames should not wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if !tls {
+            return Ok(Conn {
+                io: TokioIo::new(Stream::Plain(tcp)),
+                info: ConnectionInfo {
+                    id,
+                    remote,
+                    tls: false,
+                    h2: false,
+                    dns,
+                    connect,
+                    tls_handshake: Duration::ZERO,
+                },
+                _permit: Some(permit),
+            });
+        }
+
+        let name = ServerName::try_from(host.clone()).map_err(|e| {
+            ConnectFailure::new(
+                TransportErrorKind::InvalidUrl,
+                format!("invalid TLS server name {host}: {e}"),
+                None,
+            )
+        })?;
+        let handshake_started = Instant::now();
+        let tls_stream = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(ConnectFailure::tls)?;
+        let tls_handshake = handshake_started.elapsed();
+        let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok(Conn {
+            io: TokioIo::new(Stream::Tls(Box::new(tls_stream))),
+            info: ConnectionInfo {
+                id,
+                remote,
+                tls: true,
+                h2,
+                dns,
+                connect,
+                tls_handshake,
+            },
+            // HTTP/2 multiplexes every request on one connection: the per-host cap does not apply.
+            _permit: if h2 { None } else { Some(permit) },
+        })
+    }
+}
+
+/// A byte stream, cleartext or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One pooled connection: the stream, its facts, and its slot under the per-host cap.
+pub(crate) struct Conn {
+    io: TokioIo<Stream>,
+    info: ConnectionInfo,
+    /// Held for the connection's life; dropping the connection frees the slot.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        let connected = Connected::new().extra(self.info.clone());
+        if self.info.h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
+    }
+}
+
+impl Read for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl Write for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

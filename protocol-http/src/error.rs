@@ -1,0 +1,236 @@
+//! `TransportError`: what went wrong on the wire, classified so the engine can name it.
+//!
+//! The classification is the contract; the messages are for people. The engine maps each
+//! [`TransportErrorKind`] to one URLSession error code.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+
+/// What kind of wire failure happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// The host name did not resolve.
+    Dns,
+    /// The server refused the connection, or no address could be reached.
+    ConnectionRefused,
+    /// Connecting took longer than the connect timeout.
+    ConnectTimeout,
+    /// The TLS handshake failed.
+    Tls(TlsFailure),
+    /// The connection closed before a complete response head arrived.
+    ClosedBeforeResponse,
+    /// The response could not be parsed.
+    BadResponse,
+    /// The connection broke after the response head (mid-body, or while sending).
+    ConnectionLost,
+    /// The URL cannot be sent (no host, unknown scheme).
+    InvalidUrl,
+    /// The transport was built with unusable settings.
+    Configuration,
+    /// Anything else.
+    Other,
+}
+
+/// Why a TLS handshake failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The server certificate has expired.
+    Expired,
+    /// The server certificate is not valid yet.
+    NotYetValid,
+    /// The chain ends at a root that is not trusted.
+    UnknownRoot,
+    /// The certificate is not acceptable (wrong host, bad signature, bad encoding...).
+    Untrusted,
+    /// The server asked for a client certificate and none was given.
+    ClientCertificateRequired,
+    /// The server rejected the client certificate.
+    ClientCertificateRejected,
+    /// Any other handshake failure.
+    Handshake,
+}
+
+/// A failure on the wire, with its kind and cause.
+pub struct TransportError {
+    kind: TransportErrorKind,
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl TransportError {
+    /// An error of `kind`.
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> TransportError {
+        TransportError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same error with its cause.
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> TransportError {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> TransportErrorKind {
+        self.kind
+    }
+
+    /// Splits the error into its parts, for wrapping in another error type.
+    pub fn into_parts(
+        self,
+    ) -> (
+        TransportErrorKind,
+        String,
+        Option<Box<dyn StdError + Send + Sync>>,
+    ) {
+        (self.kind, self.message, self.source)
+    }
+
+    /// Classifies a failed `request` (connect, send or response head).
+    pub(crate) fn from_client(err: hyper_util::client::legacy::Error) -> TransportError {
+        if err.is_connect() {
+            if let Some(c) = find::<ConnectFailure>(&err) {
+                return TransportError::new(c.kind, c.message.clone()).with_source(err);
+            }
+            return TransportError::new(TransportErrorKind::ConnectionRefused, "cannot connect")
+                .with_source(err);
+        }
+        let kind = match find::<hyper::Error>(&err) {
+            Some(h) if h.is_incomplete_message() => TransportErrorKind::ClosedBeforeResponse,
+            Some(h) if h.is_parse() || h.is_parse_status() => TransportErrorKind::BadResponse,
+            _ => match find::<io::Error>(&err).map(io::Error::kind) {
+                Some(io::ErrorKind::UnexpectedEof) => TransportErrorKind::ClosedBeforeResponse,
+                _ => TransportErrorKind::ConnectionLost,
+            },
+        };
+        let message = match kind {
+            TransportErrorKind::ClosedBeforeResponse => {
+                "the server closed the connection without a response"
+            }
+            TransportErrorKind::BadResponse => "the server's response could not be parsed",
+            _ => "the network connection was lost",
+        };
+        TransportError::new(kind, message).with_source(err)
+    }
+
+    /// Classifies a failure while reading a response body.
+    pub fn from_body(err: hyper::Error) -> TransportError {
+        TransportError::new(
+            TransportErrorKind::ConnectionLost,
+            "the network connection was lost",
+        )
+        .with_source(err)
+    }
+}
+
+/// Walks the `source()` chain for an error of type `T`.
+fn find<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+impl fmt::Debug for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportError")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for TransportError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn StdError + 'static))
+    }
+}
+
+/// Why the connector failed; travels inside hyper-util's error to [`TransportError::from_client`].
+#[derive(Debug)]
+pub(crate) struct ConnectFailure {
+    pub(crate) kind: TransportErrorKind,
+    pub(crate) message: String,
+    pub(crate) source: Option<io::Error>,
+}
+
+impl ConnectFailure {
+    pub(crate) fn new(
+        kind: TransportErrorKind,
+        message: impl Into<String>,
+        source: Option<io::Error>,
+    ) -> Self {
+        ConnectFailure {
+            kind,
+            message: message.into(),
+            source,
+        }
+    }
+
+    /// Classifies a failed TLS handshake from the error tokio-rustls returns.
+    pub(crate) fn tls(err: io::Error) -> ConnectFailure {
+        use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+        let failure = match err.get_ref().and_then(|e| e.downcast_ref::<E>()) {
+            Some(E::InvalidCertificate(c)) => match c {
+                C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => TlsFailure::NotYetValid,
+                C::UnknownIssuer => TlsFailure::UnknownRoot,
+                _ => TlsFailure::Untrusted,
+            },
+            Some(E::AlertReceived(A::CertificateRequired)) => TlsFailure::ClientCertificateRequired,
+            Some(E::AlertReceived(
+                A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA,
+            )) => TlsFailure::ClientCertificateRejected,
+            _ => TlsFailure::Handshake,
+        };
+        let message = match failure {
+            TlsFailure::Expired => "the server certificate has expired",
+            TlsFailure::NotYetValid => "the server certificate is not yet valid",
+            TlsFailure::UnknownRoot => "the server certificate chains to an unknown root",
+            TlsFailure::Untrusted => "the server certificate is not trusted",
+            TlsFailure::ClientCertificateRequired => "the server requires a client certificate",
+            TlsFailure::ClientCertificateRejected => "the server rejected the client certificate",
+            TlsFailure::Handshake => "the TLS handshake failed",
+        };
+        ConnectFailure::new(TransportErrorKind::Tls(failure), message, Some(err))
+    }
+}
+
+impl fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for ConnectFailure {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
+    }
+}

@@ -1,0 +1,19 @@
+//! Courier's wire: HTTP/1.1 and HTTP/2 over TCP and rustls, with no policy of its own.
+//!
+//! The engine asks this crate to send a request and decides everything else (timeouts, redirects,
+//! what an error means for the task). Where things are:
+//! - [`transport`]: [`Transport`], the pooled client; [`RequestBody`] and its constructors.
+//! - `connect`: the connector behind the pool (DNS, TCP, TLS with ALPN, the per-host connection cap)
+//!   and [`ConnectionInfo`], the facts about a connection found in each response's extensions.
+//! - `tls`: the rustls client configuration (ring provider, Mozilla's roots plus extra roots).
+//! - [`error`]: [`TransportError`] and its classification, [`TransportErrorKind`].
+
+mod connect;
+pub mod error;
+mod tls;
+pub mod transport;
+
+pub use connect::ConnectionInfo;
+pub use error::{TlsFailure, TransportError, TransportErrorKind};
+pub use hyper::body::Incoming;
+pub use transport::{RequestBody, Transport, TransportSettings, body_from_bytes, empty_body};

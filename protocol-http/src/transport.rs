@@ -1,0 +1,102 @@
+//! `Transport`: sends requests over pooled HTTP/1.1 and HTTP/2 connections and returns streamed
+//! responses. One per session, so connections are shared by the session's tasks and no one else's.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::CertificateDer;
+
+use crate::connect::{Connector, ConnectorSettings};
+use crate::error::TransportError;
+
+/// A request body: any boxed stream of bytes. Build one with [`body_from_bytes`] or [`empty_body`].
+pub type RequestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A body holding `bytes`.
+pub fn body_from_bytes(bytes: Bytes) -> RequestBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// An empty body.
+pub fn empty_body() -> RequestBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// What a [`Transport`] is built from.
+#[derive(Clone, Debug)]
+pub struct TransportSettings {
+    /// Certificates trusted as roots besides Mozilla's.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// The most HTTP/1.1 connections open to one host at a time (HTTP/2 uses one).
+    pub max_connections_per_host: usize,
+    /// How long connecting (DNS, TCP, TLS) may take.
+    pub connect_timeout: Option<Duration>,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for TransportSettings {
+    fn default() -> TransportSettings {
+        TransportSettings {
+            extra_roots: Vec::new(),
+            max_connections_per_host: 6,
+            connect_timeout: None,
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// A connection pool and the client that uses it. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Transport {
+    client: Client<Connector, RequestBody>,
+}
+
+impl Transport {
+    /// Builds a transport. Must be called within a Tokio runtime's context only when first used.
+    ///
+    /// # Errors
+    /// An unusable extra root certificate.
+    pub fn new(settings: &TransportSettings) -> Result<Transport, TransportError> {
+        let tls = crate::tls::client_config(&settings.extra_roots)?;
+        let connector = Connector::new(ConnectorSettings {
+            tls,
+            connect_timeout: settings.connect_timeout,
+            max_connections_per_host: settings.max_connections_per_host,
+        });
+        let client = Client::builder(TokioExecutor::new())
+            // At least as many idle connections as the cap, or the pool closes and reopens them.
+            .pool_max_idle_per_host(settings.max_connections_per_host.max(1))
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Ok(Transport { client })
+    }
+
+    /// Sends `request` and waits for the response head. The body streams from the returned
+    /// response; it is read only as fast as the caller polls it.
+    ///
+    /// # Errors
+    /// The failure, classified by [`crate::TransportErrorKind`].
+    pub async fn send(
+        &self,
+        request: http::Request<RequestBody>,
+    ) -> Result<http::Response<Incoming>, TransportError> {
+        self.client
+            .request(request)
+            .await
+            .map_err(TransportError::from_client)
+    }
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").finish_non_exhaustive()
+    }
+}
