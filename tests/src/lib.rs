@@ -1,1 +1,18 @@
-//! placeholder
+//! Courier's test kit: loopback servers, a recording delegate, and (in `tests/`) the integration and
+//! property tests; `src/bin/bench.rs` is the bench binary.
+//!
+//! - [`server`]: [`TestServer`], an in-process hyper server (HTTP/1.1; HTTP/2 over TLS) with
+//!   deterministic routes. `courier demo` serves its tour from it too.
+//! - [`fault`]: [`FaultServer`], raw TCP that fails in one precise way.
+//! - [`tls`]: [`TestCa`], a throwaway CA and server certificate.
+//! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
+
+pub mod fault;
+pub mod recorder;
+pub mod server;
+pub mod tls;
+
+pub use fault::{Fault, FaultServer};
+pub use recorder::{Event, Recorder, check_invariants};
+pub use server::TestServer;
+pub use tls::TestCa;

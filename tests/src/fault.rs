@@ -1,0 +1,92 @@
+//! `FaultServer`: a raw TCP server that misbehaves in one precise way, for the error paths hyper's
+//! well-behaved server cannot produce.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// How the server misbehaves, for every connection.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Reads the request, then closes without a byte of response.
+    CloseWithoutResponse,
+    /// Sends a head announcing `announced` bytes, sends `sent` of them, then closes.
+    CloseMidBody {
+        /// The Content-Length it announces.
+        announced: usize,
+        /// How many body bytes it sends before closing.
+        sent: usize,
+    },
+    /// Reads the request and never answers.
+    Stall,
+    /// Answers with bytes that are not HTTP.
+    Garbage,
+}
+
+/// A running fault server; stops when dropped.
+pub struct FaultServer {
+    addr: SocketAddr,
+    accept: JoinHandle<()>,
+}
+
+impl FaultServer {
+    /// Starts a server with `fault` on 127.0.0.1.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    pub async fn start(fault: Fault) -> FaultServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let accept = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp, fault));
+            }
+        });
+        FaultServer { addr, accept }
+    }
+
+    /// `http://127.0.0.1:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.addr.port(), path)
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn read_head(tcp: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn serve(mut tcp: TcpStream, fault: Fault) {
+    read_head(&mut tcp).await;
+    match fault {
+        Fault::CloseWithoutResponse => {}
+        Fault::CloseMidBody { announced, sent } => {
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {announced}\r\n\r\n");
+            let _ = tcp.write_all(head.as_bytes()).await;
+            let _ = tcp.write_all(&crate::server::pattern_bytes(0, sent)).await;
+            let _ = tcp.flush().await;
+        }
+        Fault::Stall => tokio::time::sleep(Duration::from_secs(3600)).await,
+        Fault::Garbage => {
+            let _ = tcp.write_all(b"this is not HTTP at all\r\n\r\n").await;
+        }
+    }
+    let _ = tcp.shutdown().await;
+}

@@ -1,0 +1,232 @@
+//! `TestServer`: an in-process hyper server on a loopback port, HTTP/1.1 and (over TLS) HTTP/2.
+//!
+//! Routes, all deterministic:
+//! - `/bytes/N`: N bytes of [`pattern`], with Content-Length.
+//! - `/status/N`: status N, body `status N`.
+//! - `/drip?chunks=C&size=S&delay_ms=D`: C chunks of S bytes of [`pattern`], D ms apart.
+//! - `/hang`: never answers.
+//! - `/headers`: the request headers as `name: value` lines, sorted.
+//! - `/echo`: the request body back; the method in `x-method`.
+//!
+//! Used by the tests and by `courier demo`. The server stops when the `TestServer` is dropped.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::tls::TestCa;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Byte `i` of every body the server makes: a pattern that catches reordered or shifted bytes.
+pub fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// `n` bytes of [`pattern`] starting at offset `from`.
+pub fn pattern_bytes(from: usize, n: usize) -> Vec<u8> {
+    (from..from + n).map(pattern).collect()
+}
+
+/// A running loopback server.
+pub struct TestServer {
+    addr: SocketAddr,
+    tls: bool,
+    accept: JoinHandle<()>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl TestServer {
+    /// Starts a cleartext HTTP/1.1 server on 127.0.0.1.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    pub async fn http() -> TestServer {
+        TestServer::start(None).await
+    }
+
+    /// Starts an HTTPS server (HTTP/2 and HTTP/1.1 by ALPN) presenting a leaf signed by `ca`.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    pub async fn https(ca: &TestCa) -> TestServer {
+        TestServer::start(Some(tokio_rustls::TlsAcceptor::from(ca.server_config()))).await
+    }
+
+    async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        let is_tls = tls.is_some();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(route);
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                        }
+                    }
+                });
+            }
+        });
+        TestServer {
+            addr,
+            tls: is_tls,
+            accept,
+            connections,
+        }
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A URL for `path` on this server (`http://127.0.0.1:PORT/path`, or https; `localhost` for
+    /// TLS so the certificate's name matches).
+    pub fn url(&self, path: &str) -> String {
+        if self.tls {
+            format!("https://localhost:{}{}", self.addr.port(), path)
+        } else {
+            format!("http://127.0.0.1:{}{}", self.addr.port(), path)
+        }
+    }
+
+    /// How many connections the server has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+fn query(req: &Request<Incoming>, key: &str, default: u64) -> u64 {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let head = parts.next().unwrap_or("");
+    let arg = parts.next().unwrap_or("");
+    let response = match head {
+        "bytes" => match arg.parse::<usize>() {
+            Ok(n) => {
+                let mut r = full(StatusCode::OK, pattern_bytes(0, n));
+                r.headers_mut()
+                    .insert("etag", http::HeaderValue::from_static("\"v1\""));
+                r
+            }
+            Err(_) => full(StatusCode::BAD_REQUEST, "bad length"),
+        },
+        "status" => match arg
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            Some(code) => full(code, format!("status {}", code.as_u16())),
+            None => full(StatusCode::BAD_REQUEST, "bad status"),
+        },
+        "drip" => {
+            let chunks = query(&req, "chunks", 10) as usize;
+            let size = query(&req, "size", 1024) as usize;
+            let delay = Duration::from_millis(query(&req, "delay_ms", 10));
+            let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(1);
+            tokio::spawn(async move {
+                for i in 0..chunks {
+                    if i > 0 {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if tx
+                        .send_data(Bytes::from(pattern_bytes(i * size, size)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+            let mut r = Response::new(body.boxed());
+            r.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, (chunks * size).into());
+            r
+        }
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            full(StatusCode::OK, "late")
+        }
+        "headers" => {
+            let mut lines: Vec<String> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| format!("{}: {}", k, v.to_str().unwrap_or("?")))
+                .collect();
+            lines.sort();
+            full(StatusCode::OK, lines.join("\n"))
+        }
+        "echo" => {
+            let method = req.method().to_string();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let mut r = full(StatusCode::OK, body);
+            if let Ok(v) = http::HeaderValue::from_str(&method) {
+                r.headers_mut().insert("x-method", v);
+            }
+            r
+        }
+        "" => full(StatusCode::OK, "courier test server\n"),
+        _ => full(StatusCode::NOT_FOUND, "not found"),
+    };
+    Ok(response)
+}

@@ -1,0 +1,80 @@
+//! A throwaway certificate authority and a server certificate it signs, made with rcgen at start.
+//!
+//! rustls refuses a CA certificate used as a server's own certificate, so fixtures are a CA plus a
+//! leaf for `localhost` and `127.0.0.1`.
+
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    SanType,
+};
+use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A test CA and a server identity signed by it.
+pub struct TestCa {
+    /// The CA certificate, DER (what a client trusts).
+    pub ca_der: CertificateDer<'static>,
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    leaf_der: CertificateDer<'static>,
+    leaf_key: Vec<u8>,
+}
+
+impl TestCa {
+    /// A new CA and a leaf for `localhost`, `127.0.0.1` and `::1`.
+    ///
+    /// # Panics
+    /// If rcgen fails, which only a bug would cause.
+    pub fn new() -> TestCa {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Courier Test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+            .expect("ca cert");
+
+        let mut leaf_params =
+            CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+        leaf_params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
+        leaf_params
+            .subject_alt_names
+            .push(SanType::IpAddress("::1".parse().expect("ip")));
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf cert");
+        TestCa {
+            ca_der: ca.der().clone(),
+            ca_pem: ca.pem(),
+            leaf_der: leaf.der().clone(),
+            leaf_key: leaf_key.serialize_der(),
+        }
+    }
+
+    /// A rustls server configuration presenting the leaf, offering `h2` and `http/1.1` by ALPN.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.clone()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![self.leaf_der.clone()], key)
+            .expect("server certificate");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> TestCa {
+        TestCa::new()
+    }
+}

@@ -1,0 +1,520 @@
+//! Data tasks over loopback: HTTP/1.1, HTTP/2 over TLS, delegate ordering, cancel, suspend, errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_engine::reexports::http::{Method, Version};
+use courier_engine::{
+    CleartextPolicy, Configuration, ErrorCode, Request, ResponseDisposition, Session, TaskState,
+};
+use courier_tests::server::pattern_bytes;
+use courier_tests::{Event, Fault, FaultServer, Recorder, TestCa, TestServer, check_invariants};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn http_config() -> Configuration {
+    let mut c = Configuration::ephemeral();
+    c.cleartext = CleartextPolicy::AllowAll;
+    c
+}
+
+fn delegate_session(config: Configuration) -> (Session, Arc<Recorder>) {
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config, rec.clone()).expect("session");
+    (session, rec)
+}
+
+#[tokio::test]
+async fn http1_body_arrives_whole() {
+    let server = TestServer::http().await;
+    let session = Session::new(http_config()).unwrap();
+    let (body, response) = session
+        .data(server.url("/bytes/100000").as_str())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), Version::HTTP_11);
+    assert_eq!(response.expected_content_length(), 100_000);
+    assert_eq!(body.as_ref(), pattern_bytes(0, 100_000).as_slice());
+}
+
+#[tokio::test]
+async fn http2_over_tls_with_a_test_ca() {
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    let mut config = Configuration::ephemeral();
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let session = Session::new(config).unwrap();
+    for _ in 0..3 {
+        let (body, response) = session
+            .data(server.url("/bytes/70000").as_str())
+            .await
+            .unwrap();
+        assert_eq!(response.version(), Version::HTTP_2);
+        assert_eq!(body.as_ref(), pattern_bytes(0, 70_000).as_slice());
+    }
+    assert_eq!(
+        server.connections(),
+        1,
+        "HTTP/2 multiplexes on one connection"
+    );
+}
+
+#[tokio::test]
+async fn untrusted_certificate_is_refused_by_default() {
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    let session = Session::new(Configuration::ephemeral()).unwrap();
+    let err = session.data(server.url("/").as_str()).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        ErrorCode::ServerCertificateHasUnknownRoot,
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn http_404_is_not_an_error() {
+    let server = TestServer::http().await;
+    let (session, rec) = delegate_session(http_config());
+    let task = session
+        .data_task(server.url("/status/404").as_str())
+        .unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(task.response().unwrap().status(), 404);
+    assert!(task.error().is_none());
+    assert_eq!(task.state(), TaskState::Completed);
+}
+
+#[tokio::test]
+async fn delegate_sees_urlsession_order() {
+    let server = TestServer::http().await;
+    let (session, rec) = delegate_session(http_config());
+    let task = session
+        .data_task(server.url("/drip?chunks=5&size=1000&delay_ms=5").as_str())
+        .unwrap();
+    assert_eq!(task.id(), 1);
+    assert_eq!(task.state(), TaskState::Suspended);
+    task.resume();
+    rec.wait_complete(1, WAIT).await;
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            Event::State { .. } => "state",
+            Event::Response { .. } => "response",
+            Event::Data { .. } => "data",
+            Event::Complete { .. } => "complete",
+            Event::Invalid => "invalid",
+        })
+        .collect();
+    let mut dedup = kinds.clone();
+    dedup.dedup();
+    assert_eq!(
+        dedup,
+        ["state", "response", "data", "state", "complete", "invalid"],
+        "{events:?}"
+    );
+    assert_eq!(
+        events[0],
+        Event::State {
+            task: 1,
+            from: TaskState::Suspended,
+            to: TaskState::Running
+        }
+    );
+    assert_eq!(rec.body(), pattern_bytes(0, 5000));
+    assert_eq!(task.bytes_received(), 5000);
+    assert_eq!(task.bytes_expected_to_receive(), 5000);
+}
+
+#[tokio::test]
+async fn cancel_gives_cancelled_with_the_failing_url() {
+    let server = TestServer::http().await;
+    let (session, rec) = delegate_session(http_config());
+    let url = server.url("/drip?chunks=1000&size=100&delay_ms=20");
+    let task = session.data_task(url.as_str()).unwrap();
+    task.resume();
+    rec.wait_for(WAIT, |e| e.iter().any(|e| matches!(e, Event::Data { .. })))
+        .await;
+    task.cancel();
+    assert_eq!(
+        rec.wait_complete(task.id(), WAIT).await,
+        Some(Some(ErrorCode::Cancelled))
+    );
+    let events = rec.events();
+    assert!(events.contains(&Event::Complete {
+        task: 1,
+        error: Some(ErrorCode::Cancelled),
+        failing_url: Some(url.clone()),
+    }));
+    assert!(events.contains(&Event::State {
+        task: 1,
+        from: TaskState::Running,
+        to: TaskState::Canceling
+    }));
+    assert_eq!(task.error().unwrap().message(), "cancelled");
+    check_invariants(&events).unwrap();
+}
+
+#[tokio::test]
+async fn cancel_before_resume_still_completes_once() {
+    let (session, rec) = delegate_session(http_config());
+    let task = session.data_task("http://127.0.0.1:9/never").unwrap();
+    task.cancel();
+    task.cancel();
+    task.resume();
+    assert_eq!(
+        rec.wait_complete(1, WAIT).await,
+        Some(Some(ErrorCode::Cancelled))
+    );
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Complete { .. }))
+            .count(),
+        1
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Response { .. })));
+}
+
+#[tokio::test]
+async fn response_disposition_cancel_ends_with_cancelled() {
+    let server = TestServer::http().await;
+    let rec = Arc::new(Recorder::answering(ResponseDisposition::Cancel));
+    let session = Session::with_delegate(http_config(), rec.clone()).unwrap();
+    let task = session
+        .data_task(server.url("/bytes/5000").as_str())
+        .unwrap();
+    task.resume();
+    assert_eq!(
+        rec.wait_complete(1, WAIT).await,
+        Some(Some(ErrorCode::Cancelled))
+    );
+    assert!(
+        !rec.events().iter().any(|e| matches!(e, Event::Data { .. })),
+        "no body after cancel"
+    );
+}
+
+async fn error_of(session: &Session, request: Request) -> ErrorCode {
+    session.data(request).await.expect_err("should fail").code()
+}
+
+#[tokio::test]
+async fn error_cases_are_produced_for_real() {
+    let session = Session::new(http_config()).unwrap();
+
+    // A refused port: bind one, then free it.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let refused = format!("http://127.0.0.1:{port}/");
+    assert_eq!(
+        error_of(&session, Request::get(&refused)).await,
+        ErrorCode::CannotConnectToHost
+    );
+    assert_eq!(
+        error_of(&session, Request::get("http://127.0.0.1:99999/")).await,
+        ErrorCode::BadUrl
+    );
+    assert_eq!(
+        error_of(&session, Request::get("gopher://127.0.0.1/")).await,
+        ErrorCode::UnsupportedUrl
+    );
+    assert_eq!(
+        error_of(
+            &session,
+            Request::get("http://courier-no-such-host.invalid/")
+        )
+        .await,
+        ErrorCode::CannotFindHost
+    );
+
+    let server = TestServer::http().await;
+    let get_with_body = Request::get(&server.url("/echo")).with_body("x");
+    assert_eq!(
+        error_of(&session, get_with_body).await,
+        ErrorCode::DataLengthExceedsMaximum
+    );
+
+    let stall = FaultServer::start(Fault::Stall).await;
+    let mut stalled = Request::get(&stall.url("/"));
+    stalled.set_timeout(Duration::from_millis(300));
+    assert_eq!(error_of(&session, stalled).await, ErrorCode::TimedOut);
+
+    let mid = FaultServer::start(Fault::CloseMidBody {
+        announced: 100_000,
+        sent: 1000,
+    })
+    .await;
+    assert_eq!(
+        error_of(&session, Request::get(&mid.url("/"))).await,
+        ErrorCode::NetworkConnectionLost
+    );
+
+    let none = FaultServer::start(Fault::CloseWithoutResponse).await;
+    assert_eq!(
+        error_of(&session, Request::get(&none.url("/"))).await,
+        ErrorCode::BadServerResponse
+    );
+
+    let strict = Session::new(Configuration::ephemeral()).unwrap();
+    let err = strict.data(server.url("/").as_str()).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        ErrorCode::AppTransportSecurityRequiresSecureConnection
+    );
+    assert_eq!(err.failing_url(), Some(server.url("/").as_str()));
+}
+
+#[tokio::test]
+async fn cleartext_can_be_allowed_for_one_host() {
+    let server = TestServer::http().await;
+    let mut config = Configuration::ephemeral();
+    config.cleartext.allow_host("127.0.0.1");
+    let session = Session::new(config).unwrap();
+    assert!(session.data(server.url("/").as_str()).await.is_ok());
+    let other = session
+        .data(format!("http://localhost:{}/", server.addr().port()).as_str())
+        .await;
+    assert_eq!(
+        other.unwrap_err().code(),
+        ErrorCode::AppTransportSecurityRequiresSecureConnection
+    );
+}
+
+#[tokio::test]
+async fn request_headers_win_over_configuration_headers() {
+    let server = TestServer::http().await;
+    let mut config = http_config();
+    config
+        .http_additional_headers
+        .insert("x-one", "config".parse().unwrap());
+    config
+        .http_additional_headers
+        .insert("x-two", "config".parse().unwrap());
+    let session = Session::new(config).unwrap();
+    let request = Request::get(&server.url("/headers"))
+        .with_header("X-One".parse().unwrap(), "request".parse().unwrap());
+    let (body, _) = session.data(request).await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("x-one: request"), "{text}");
+    assert!(!text.contains("x-one: config"), "{text}");
+    assert!(text.contains("x-two: config"), "{text}");
+    assert!(text.contains("user-agent: courier/"), "{text}");
+}
+
+#[tokio::test]
+async fn post_sends_its_body() {
+    let server = TestServer::http().await;
+    let session = Session::new(http_config()).unwrap();
+    let request = Request::new(Method::POST, &server.url("/echo")).with_body("hello courier");
+    let (body, response) = session.data(request).await.unwrap();
+    assert_eq!(body.as_ref(), b"hello courier");
+    assert_eq!(response.headers()["x-method"], "POST");
+}
+
+#[tokio::test]
+async fn suspend_pauses_reading_and_timers() {
+    let server = TestServer::http().await;
+    let mut config = http_config();
+    // An idle timeout far shorter than the suspension: it must not fire while suspended.
+    config.timeout_for_request = Duration::from_millis(400);
+    let (session, rec) = delegate_session(config);
+    let task = session
+        .data_task(server.url("/drip?chunks=40&size=1000&delay_ms=10").as_str())
+        .unwrap();
+    task.resume();
+    rec.wait_for(WAIT, |e| e.iter().any(|e| matches!(e, Event::Data { .. })))
+        .await;
+    task.suspend();
+    rec.wait_for(WAIT, |e| {
+        e.contains(&Event::State {
+            task: 1,
+            from: TaskState::Running,
+            to: TaskState::Suspended,
+        })
+    })
+    .await;
+    // Chunks already on their way may still land; then nothing moves.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let paused_at = task.bytes_received();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        task.bytes_received(),
+        paused_at,
+        "no bytes read while suspended"
+    );
+    assert!(paused_at < 40_000);
+    task.resume();
+    assert_eq!(
+        rec.wait_complete(1, WAIT).await,
+        Some(None),
+        "the same transfer continues"
+    );
+    assert_eq!(rec.body(), pattern_bytes(0, 40_000));
+}
+
+#[tokio::test]
+async fn all_tasks_lists_running_and_resumed_suspended_only() {
+    let server = TestServer::http().await;
+    let (session, rec) = delegate_session(http_config());
+    let slow = server.url("/drip?chunks=500&size=10&delay_ms=20");
+    let never = session.data_task(slow.as_str()).unwrap();
+    let running = session.data_task(slow.as_str()).unwrap();
+    let paused = session.data_task(slow.as_str()).unwrap();
+    running.resume();
+    paused.resume();
+    paused.suspend();
+    rec.wait_for(WAIT, |e| {
+        e.contains(&Event::State {
+            task: 3,
+            from: TaskState::Running,
+            to: TaskState::Suspended,
+        })
+    })
+    .await;
+    let mut ids: Vec<u64> = session.all_tasks().await.iter().map(|t| t.id()).collect();
+    ids.sort();
+    assert_eq!(ids, [2, 3]);
+    assert_eq!(never.state(), TaskState::Suspended);
+    session.invalidate_and_cancel();
+    rec.wait_invalid(WAIT).await;
+    assert!(session.all_tasks().await.is_empty());
+}
+
+#[tokio::test]
+async fn invalidate_and_cancel_cancels_everything_then_invalidates() {
+    let server = TestServer::http().await;
+    let (session, rec) = delegate_session(http_config());
+    let slow = server.url("/drip?chunks=500&size=10&delay_ms=20");
+    let a = session.data_task(slow.as_str()).unwrap();
+    let _never = session.data_task(slow.as_str()).unwrap();
+    a.resume();
+    rec.wait_for(WAIT, |e| {
+        e.iter().any(|e| matches!(e, Event::Response { .. }))
+    })
+    .await;
+    session.invalidate_and_cancel();
+    assert!(
+        session.data_task(slow.as_str()).is_err(),
+        "no tasks after invalidation"
+    );
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+    assert_eq!(events.last(), Some(&Event::Invalid));
+    for id in [1, 2] {
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Complete { task, error: Some(ErrorCode::Cancelled), .. } if *task == id)),
+            "task {id} cancelled: {events:?}"
+        );
+    }
+    let err = session.data(slow.as_str()).await.unwrap_err();
+    assert!(err.to_string().contains("invalidated"));
+}
+
+#[tokio::test]
+async fn finish_tasks_and_invalidate_waits_for_running_tasks() {
+    let server = TestServer::http().await;
+    let (session, rec) = delegate_session(http_config());
+    let task = session
+        .data_task(server.url("/drip?chunks=20&size=100&delay_ms=20").as_str())
+        .unwrap();
+    task.resume();
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+    let n = events.len();
+    assert_eq!(events[n - 1], Event::Invalid);
+    assert_eq!(
+        events[n - 2],
+        Event::Complete {
+            task: 1,
+            error: None,
+            failing_url: None
+        }
+    );
+    assert_eq!(rec.body().len(), 2000);
+}
+
+#[tokio::test]
+async fn session_drops_its_delegate_after_did_become_invalid() {
+    let (session, rec) = delegate_session(http_config());
+    assert!(Arc::strong_count(&rec) >= 2);
+    session.finish_tasks_and_invalidate();
+    rec.wait_invalid(WAIT).await;
+    session.invalidated().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while Arc::strong_count(&rec) > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        Arc::strong_count(&rec),
+        1,
+        "the session let go of its delegate"
+    );
+    assert_eq!(
+        rec.events(),
+        [Event::Invalid],
+        "with no tasks the callback comes at once"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_task_actor_completes_its_task_and_spares_the_others() {
+    let server = TestServer::http().await;
+    let (session, rec) = delegate_session(http_config());
+    let doomed = session
+        .data_task(server.url("/drip?chunks=200&size=100&delay_ms=20").as_str())
+        .unwrap();
+    let healthy = session
+        .data_task(server.url("/drip?chunks=10&size=100&delay_ms=20").as_str())
+        .unwrap();
+    doomed.resume();
+    healthy.resume();
+    rec.wait_for(WAIT, |e| {
+        e.iter().any(|e| matches!(e, Event::Data { task: 1, .. }))
+    })
+    .await;
+    doomed.inject_actor_panic();
+    assert_eq!(
+        rec.wait_complete(doomed.id(), WAIT).await,
+        Some(Some(ErrorCode::Unknown))
+    );
+    assert_eq!(doomed.state(), TaskState::Completed);
+    assert!(
+        doomed.error().unwrap().message().contains("panic"),
+        "{:?}",
+        doomed.error()
+    );
+    assert_eq!(rec.wait_complete(healthy.id(), WAIT).await, Some(None));
+    // The session still takes and runs new tasks.
+    let third = session.data_task(server.url("/bytes/10").as_str()).unwrap();
+    third.resume();
+    assert_eq!(rec.wait_complete(third.id(), WAIT).await, Some(None));
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+}
+
+#[test]
+fn sessions_work_without_a_runtime_and_shared_has_no_invalidation() {
+    let shared = Session::shared();
+    shared.invalidate_and_cancel();
+    shared.finish_tasks_and_invalidate();
+    assert!(
+        shared.data_task("https://example.invalid/").is_ok(),
+        "the shared session is never invalidated"
+    );
+    let session = Session::new(http_config()).unwrap();
+    let task = session.data_task("http://127.0.0.1:99999/").unwrap();
+    assert_eq!(task.id(), 1);
+}
