@@ -1,1 +1,84 @@
-fn main() {}
+//! `courier`: a transfer tool and a guided demo, built only on courier-engine's public API.
+//!
+//! - `cli`: commands and options.
+//! - `get`: `courier get`.
+//! - `demo`: `courier demo`, the tour on an embedded loopback server.
+//! - `events`: the delegate that writes the `--events` stream and the bodies.
+
+mod cli;
+mod demo;
+mod events;
+mod get;
+
+use clap::Parser;
+
+/// How `courier` exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExitCode {
+    /// Everything succeeded.
+    Success,
+    /// A task completed with an error (printed on stderr).
+    TaskFailed,
+    /// Bad arguments or input.
+    Usage,
+    /// `--fail` and an HTTP status of 400 or above.
+    HttpError,
+    /// Interrupted by Ctrl-C.
+    Interrupted,
+}
+
+impl ExitCode {
+    fn code(self) -> i32 {
+        match self {
+            ExitCode::Success => 0,
+            ExitCode::TaskFailed => 1,
+            ExitCode::Usage => 2,
+            ExitCode::HttpError => 22,
+            ExitCode::Interrupted => 130,
+        }
+    }
+}
+
+/// A failure before any task ran (bad arguments, unreadable files).
+#[derive(Debug)]
+pub(crate) struct Failure(String);
+
+impl Failure {
+    pub(crate) fn usage(message: String) -> Failure {
+        Failure(message)
+    }
+}
+
+fn main() {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("COURIER_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    // One big transfer runs best on a current-thread runtime on a small machine; many tasks still
+    // interleave on it (see shared/spec/performance.md).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("courier: cannot start the runtime: {e}");
+            std::process::exit(ExitCode::TaskFailed.code());
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            cli::Command::Get { urls, output } => get::run(urls, output, &cli.options).await,
+            cli::Command::Demo => demo::run().await,
+        }
+    });
+    let code = match result {
+        Ok(code) => code,
+        Err(Failure(message)) => {
+            eprintln!("courier: {message}");
+            ExitCode::Usage
+        }
+    };
+    std::process::exit(code.code());
+}

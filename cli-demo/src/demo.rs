@@ -1,0 +1,235 @@
+//! `courier demo`: a guided tour of what the engine does, on an embedded loopback server (HTTP, and
+//! HTTPS with a certificate authority generated at start). Prints each step; exits 0 when every
+//! step behaved as described.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_engine::{Configuration, ErrorCode, Request, Session, TaskState};
+use courier_tests::{TestCa, TestServer};
+use tokio::sync::mpsc;
+
+use crate::events::{CliDelegate, Finished};
+use crate::{ExitCode, Failure};
+
+fn step(n: u32, title: &str) {
+    println!("\n== {n}. {title}");
+}
+
+fn check(ok: bool, what: &str) -> Result<(), Failure> {
+    if ok {
+        println!("   ok: {what}");
+        Ok(())
+    } else {
+        Err(Failure::usage(format!("demo step failed: {what}")))
+    }
+}
+
+async fn next(finished: &mut mpsc::UnboundedReceiver<Finished>) -> Result<Finished, Failure> {
+    tokio::time::timeout(Duration::from_secs(10), finished.recv())
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| Failure::usage("demo: a task did not complete in time".into()))
+}
+
+/// Runs the tour.
+pub(crate) async fn run() -> Result<ExitCode, Failure> {
+    println!("courier demo: URLSession's model in Rust, on a loopback server");
+    let ca = TestCa::new();
+    let http = TestServer::http().await;
+    let https = TestServer::https(&ca).await;
+    println!(
+        "   servers: {} and {} (certificate from a CA made just now)",
+        http.url("/"),
+        https.url("/")
+    );
+
+    let mut config = Configuration::ephemeral();
+    config.cleartext.allow_host("127.0.0.1");
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let session = Session::new(config.clone()).map_err(|e| Failure::usage(e.to_string()))?;
+
+    step(
+        1,
+        "a data task over HTTP/1.1, completion form: session.data(url).await",
+    );
+    let (body, response) = session
+        .data(http.url("/bytes/4096").as_str())
+        .await
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    println!(
+        "   status {} over {:?}, {} bytes",
+        response.status(),
+        response.version(),
+        body.len()
+    );
+    check(body.len() == 4096, "the whole body arrived")?;
+
+    step(
+        2,
+        "HTTPS with HTTP/2 chosen by ALPN, trusting the generated CA",
+    );
+    let (body, response) = session
+        .data(https.url("/bytes/65536").as_str())
+        .await
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    println!(
+        "   status {} over {:?}, {} bytes",
+        response.status(),
+        response.version(),
+        body.len()
+    );
+    check(
+        response.version() == courier_engine::reexports::http::Version::HTTP_2,
+        "HTTP/2 over TLS",
+    )?;
+
+    step(3, "HTTP error statuses are responses, not errors");
+    let (_, response) = session
+        .data(http.url("/status/404").as_str())
+        .await
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    check(response.status() == 404, "404 came back as a response")?;
+
+    step(
+        4,
+        "a delegate sees every step: the event stream (as `courier get --events -` writes it)",
+    );
+    let (delegate, mut finished, mut invalid) =
+        CliDelegate::new(Some(Box::new(io::stdout())), Box::new(io::sink()));
+    let events = Session::with_delegate(config.clone(), Arc::new(delegate))
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let task = events
+        .data_task(http.url("/drip?chunks=4&size=2000&delay_ms=60").as_str())
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    task.resume();
+    let done = next(&mut finished).await?;
+    check(
+        done.error.is_none() && task.bytes_received() == 8000,
+        "8000 bytes, did_complete without error",
+    )?;
+
+    step(
+        5,
+        "suspend really pauses: no bytes read, no timers; resume continues the same transfer",
+    );
+    let task = events
+        .data_task(http.url("/drip?chunks=20&size=1000&delay_ms=20").as_str())
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    task.resume();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    task.suspend();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = task.bytes_received();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = task.bytes_received();
+    println!("   suspended at {before} bytes; 400 ms later still {after}");
+    check(
+        before == after && task.state() == TaskState::Suspended,
+        "nothing moved while suspended",
+    )?;
+    task.resume();
+    let done = next(&mut finished).await?;
+    check(
+        done.error.is_none() && task.bytes_received() == 20_000,
+        "resumed to the end: 20000 bytes",
+    )?;
+
+    step(
+        6,
+        "cancel: the task completes with cancelled (-999) and the failing URL",
+    );
+    let task = events
+        .data_task(http.url("/drip?chunks=100&size=100&delay_ms=50").as_str())
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    task.resume();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    task.cancel();
+    let done = next(&mut finished).await?;
+    check(
+        done.error
+            .as_ref()
+            .is_some_and(|e| e.code() == ErrorCode::Cancelled),
+        "cancelled (-999)",
+    )?;
+
+    step(7, "errors are typed, with Darwin's codes");
+    let strict =
+        Session::new(Configuration::ephemeral()).map_err(|e| Failure::usage(e.to_string()))?;
+    let refused_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        l.local_addr()
+            .map_err(|e| Failure::usage(e.to_string()))?
+            .port()
+    };
+    let mut hang = Request::get(&http.url("/hang"));
+    hang.set_timeout(Duration::from_millis(300));
+    let cases: Vec<(&str, &Session, Request, ErrorCode)> = vec![
+        (
+            "cleartext http:// without permission",
+            &strict,
+            Request::get(&http.url("/")),
+            ErrorCode::AppTransportSecurityRequiresSecureConnection,
+        ),
+        (
+            "a certificate from an unknown CA",
+            &strict,
+            Request::get(&https.url("/")),
+            ErrorCode::ServerCertificateHasUnknownRoot,
+        ),
+        (
+            "a refused port",
+            &session,
+            Request::get(&format!("http://127.0.0.1:{refused_port}/")),
+            ErrorCode::CannotConnectToHost,
+        ),
+        (
+            "a server that never answers (idle timeout 0.3 s)",
+            &session,
+            hang,
+            ErrorCode::TimedOut,
+        ),
+        (
+            "a port out of range",
+            &session,
+            Request::get("http://127.0.0.1:99999/"),
+            ErrorCode::BadUrl,
+        ),
+    ];
+    for (what, s, request, want) in cases {
+        let got = s.data(request).await.err().map(|e| e.code());
+        println!(
+            "   {what}: {}",
+            got.map_or("no error".to_string(), |c| c.to_string())
+        );
+        check(got == Some(want), &format!("{what} gives {want}"))?;
+    }
+
+    step(
+        8,
+        "invalidate_and_cancel: every task ends, never-resumed ones too; did_become_invalid comes last",
+    );
+    let _never_resumed = events
+        .data_task(http.url("/bytes/10").as_str())
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    events.invalidate_and_cancel();
+    let done = next(&mut finished).await?;
+    check(
+        done.error.as_ref().is_some_and(|e| e.is_cancelled()),
+        "the never-resumed task completed with -999",
+    )?;
+    tokio::time::timeout(Duration::from_secs(10), invalid.wait_for(|d| *d))
+        .await
+        .map_err(|_| Failure::usage("demo: no did_become_invalid".into()))?
+        .map_err(|_| Failure::usage("demo: no did_become_invalid".into()))?;
+    check(
+        events.data_task(http.url("/").as_str()).is_err(),
+        "no new tasks in an invalidated session",
+    )?;
+
+    println!("\ncourier demo: every step behaved as described.");
+    Ok(ExitCode::Success)
+}
