@@ -7,10 +7,13 @@
 
 use std::fmt;
 
+/// Where an answer goes.
+type Deliver<T> = Box<dyn FnOnce(T) + Send>;
+
 /// A one-time answer to a delegate callback. Dropping it unanswered sends the default answer.
 #[must_use = "an unanswered reply sends the default answer when dropped"]
 pub struct Reply<T: Send + 'static> {
-    pending: Option<(T, Box<dyn FnOnce(T) + Send>)>,
+    pending: Option<(T, Deliver<T>)>,
 }
 
 impl<T: Send + 'static> Reply<T> {

@@ -190,12 +190,12 @@ pub fn check_invariants(events: &[Event]) -> Result<(), String> {
         if events[..i].contains(&Event::Invalid) {
             return Err(format!("event {i} {e:?} after did_become_invalid"));
         }
-        if let Some(t) = e.task() {
-            if let Some(at) = completed.get(&t) {
-                return Err(format!(
-                    "event {i} {e:?} after task {t}'s did_complete at {at}"
-                ));
-            }
+        if let Some(t) = e.task()
+            && let Some(at) = completed.get(&t)
+        {
+            return Err(format!(
+                "event {i} {e:?} after task {t}'s did_complete at {at}"
+            ));
         }
         match e {
             Event::State { task, from, to } => {

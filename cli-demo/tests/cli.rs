@@ -1,0 +1,285 @@
+//! Black-box tests of the `courier` binary: run it against loopback servers and parse its
+//! `--events -` stream.
+
+use std::process::{Command, Output};
+
+use courier_tests::server::pattern_bytes;
+use courier_tests::{Fault, FaultServer, TestCa, TestServer};
+use serde_json::Value;
+
+fn courier(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args(args)
+        .output()
+        .expect("run courier")
+}
+
+/// The event lines on stderr (other stderr lines, such as the error summary, are skipped).
+fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("each event line is JSON"))
+        .collect()
+}
+
+fn names(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The contract every stream keeps: seq counts 1, 2, 3...; ms never goes back; nothing after a
+/// task's did_complete; did_become_invalid last and once.
+fn check_stream(events: &[Value]) {
+    let mut done = std::collections::HashSet::new();
+    let mut last_ms = 0.0;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"].as_u64(), Some(i as u64 + 1), "seq of {e}");
+        let ms = e["ms"].as_f64().expect("ms");
+        assert!(ms >= last_ms, "ms goes forward: {e}");
+        last_ms = ms;
+        if let Some(t) = e["task"].as_u64() {
+            assert!(
+                !done.contains(&t),
+                "event after task {t}'s did_complete: {e}"
+            );
+            if e["event"] == "did_complete" {
+                done.insert(t);
+            }
+        }
+    }
+    let n = names(events);
+    assert_eq!(n.iter().filter(|e| *e == "did_become_invalid").count(), 1);
+    assert_eq!(n.last().map(String::as_str), Some("did_become_invalid"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_streams_body_and_events() {
+    let server = TestServer::http().await;
+    let url = server.url("/drip?chunks=3&size=5000&delay_ms=10");
+    let u = url.clone();
+    let out =
+        tokio::task::spawn_blocking(move || courier(&["get", &u, "--allow-http", "--events", "-"]))
+            .await
+            .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, pattern_bytes(0, 15_000));
+    let ev = events(&out);
+    check_stream(&ev);
+    let n = names(&ev);
+    assert_eq!(&n[..2], ["state", "did_receive_response"]);
+    assert_eq!(ev[0]["from"], "suspended");
+    assert_eq!(ev[0]["to"], "running");
+    assert_eq!(ev[0]["task"], 1);
+    let resp = &ev[1];
+    assert_eq!(resp["status"], 200);
+    assert_eq!(resp["url"], url.as_str());
+    assert_eq!(resp["expected_content_length"], 15_000);
+    assert_eq!(resp["headers"]["content-length"], "15000");
+    assert_eq!(resp["disposition"], "allow");
+    let bytes: u64 = ev
+        .iter()
+        .filter(|e| e["event"] == "did_receive_data")
+        .map(|e| e["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(bytes, 15_000);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"], Value::Null);
+    assert_eq!(complete["status"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_urls_run_in_one_session_with_ids_1_2_3() {
+    let server = TestServer::http().await;
+    let urls: Vec<String> = (1..=3)
+        .map(|n| server.url(&format!("/bytes/{n}00")))
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut args = vec![
+            "get",
+            "--allow-http",
+            "127.0.0.1",
+            "--events",
+            "-",
+            "-j",
+            "2",
+        ];
+        args.extend(urls.iter().map(String::as_str));
+        courier(&args)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout.len(), 600);
+    let ev = events(&out);
+    check_stream(&ev);
+    let mut tasks: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["event"] == "did_complete")
+        .map(|e| e["task"].as_u64().unwrap())
+        .collect();
+    tasks.sort();
+    assert_eq!(tasks, [1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_reach_the_stream_and_the_exit_status() {
+    let server = TestServer::http().await;
+    let dead = FaultServer::start(Fault::CloseMidBody {
+        announced: 10_000,
+        sent: 100,
+    })
+    .await;
+    let (u1, u2) = (server.url("/"), dead.url("/"));
+    let out = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", &u1, "--events", "-"]),
+            courier(&["get", &u2, "--allow-http", "--events", "-"]),
+        )
+    })
+    .await
+    .unwrap();
+
+    let (cleartext, lost) = out;
+    assert_ne!(cleartext.status.code(), Some(0));
+    let ev = events(&cleartext);
+    check_stream(&ev);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(
+        complete["error"]["code"],
+        "app_transport_security_requires_secure_connection"
+    );
+    assert_eq!(complete["error"]["number"], -1022);
+    assert_eq!(complete["error"]["resume_data"], false);
+    assert!(String::from_utf8_lossy(&cleartext.stderr).contains("-1022"));
+
+    let ev = events(&lost);
+    check_stream(&ev);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"]["code"], "network_connection_lost");
+    assert_eq!(complete["error"]["number"], -1005);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_flag_and_https_with_cacert() {
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, &ca.ca_pem).unwrap();
+    let body = dir.path().join("body");
+    let (u404, u200) = (server.url("/status/404"), server.url("/bytes/3000"));
+    let (pem_s, body_s) = (
+        pem.to_str().unwrap().to_owned(),
+        body.to_str().unwrap().to_owned(),
+    );
+    let (not_found, plain, ok) = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", &u404, "--cacert", &pem_s, "--fail"]),
+            courier(&["get", &u404, "--cacert", &pem_s]),
+            courier(&[
+                "get",
+                &u200,
+                "--cacert",
+                &pem_s,
+                "-o",
+                &body_s,
+                "--timeout-request",
+                "5",
+            ]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(not_found.status.code(), Some(22));
+    assert_eq!(
+        plain.status.code(),
+        Some(0),
+        "a 404 is not an error without --fail"
+    );
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(std::fs::read(&body).unwrap(), pattern_bytes(0, 3000));
+}
+
+#[test]
+fn demo_exits_zero() {
+    let out = courier(&["demo"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("every step behaved as described"));
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    assert_eq!(courier(&["get"]).status.code(), Some(2));
+    assert_eq!(
+        courier(&["get", "https://x.invalid/", "-H", "no colon"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_and_exits_130() {
+    let server = TestServer::http().await;
+    let url = server.url("/drip?chunks=1000&size=100&delay_ms=20");
+    let dir = tempfile::tempdir().unwrap();
+    let events_path = dir.path().join("events.jsonl");
+    let ep = events_path.clone();
+    let (status, text) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
+            .args([
+                "get",
+                &url,
+                "--allow-http",
+                "--events",
+                ep.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn courier");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !std::fs::read_to_string(&ep)
+            .unwrap_or_default()
+            .contains("did_receive_data")
+        {
+            assert!(std::time::Instant::now() < deadline, "no data event");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        (status, std::fs::read_to_string(&ep).unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let ev: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    check_stream(&ev);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"]["code"], "cancelled");
+}
