@@ -77,8 +77,17 @@ async fn courier_run(url: &str, n: usize) -> Duration {
 fn curl_run(config_file: &std::path::Path) -> Duration {
     let started = Instant::now();
     let status = Command::new("curl")
-        .args(["-s", "--parallel", "--parallel-max", "6", "-K"])
+        .args([
+            "-s",
+            "--no-progress-meter",
+            "--parallel",
+            "--parallel-max",
+            "6",
+            "-K",
+        ])
         .arg(config_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
         .expect("curl runs");
     assert!(status.success());
@@ -125,6 +134,38 @@ fn main() {
         .build()
         .expect("client runtime");
 
+    // First, while the heap is fresh: freed memory from the runs below would hide the growth.
+    println!("# memory of {tasks} suspended tasks");
+    let (before, after) = client.block_on(async {
+        let counter = Counter {
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            target: 0,
+            notify: Notify::new(),
+        };
+        let session = Session::with_delegate(config(), Arc::new(counter)).expect("session");
+        // One task first, so the session actor and its maps exist before the baseline.
+        let warm = session.data_task(url.as_str()).expect("task");
+        let _ = session.all_tasks().await;
+        let before = rss_bytes();
+        let kept: Vec<_> = (0..tasks)
+            .map(|_| session.data_task(url.as_str()).expect("task"))
+            .collect();
+        // A round trip through the session actor: every registration has been handled by then.
+        let _ = session.all_tasks().await;
+        let after = rss_bytes();
+        drop((warm, kept));
+        session.invalidate_and_cancel();
+        session.invalidated().await;
+        (before, after)
+    });
+    let per_task = after.saturating_sub(before) as f64 / tasks as f64;
+    println!(
+        "RSS before {:.1} MiB, after {:.1} MiB: {per_task:.0} bytes per suspended task",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0
+    );
+
     let dir = std::env::temp_dir().join(format!("courier-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let curl_config = dir.join("urls.curl");
@@ -159,39 +200,5 @@ fn main() {
         tasks as f64 / mk
     );
 
-    println!("\n# memory of {tasks} suspended tasks");
-    let measured = client.block_on(async {
-        let session = Session::with_delegate(
-            config(),
-            Arc::new(Counter {
-                done: AtomicUsize::new(0),
-                failed: AtomicUsize::new(0),
-                target: 0,
-                notify: Notify::new(),
-            }),
-        )
-        .expect("session");
-        // One task first, so the session actor and its maps exist before the baseline.
-        let warm = session.data_task(url.as_str()).expect("task");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let before = rss_bytes();
-        let kept: Vec<_> = (0..tasks)
-            .map(|_| session.data_task(url.as_str()).expect("task"))
-            .collect();
-        // Let the session actor register them all.
-        let _ = session.all_tasks().await;
-        let after = rss_bytes();
-        drop((warm, kept));
-        session.invalidate_and_cancel();
-        session.invalidated().await;
-        (before, after)
-    });
-    let (before, after) = measured;
-    let per_task = (after.saturating_sub(before)) as f64 / tasks as f64;
-    println!(
-        "RSS before {:.1} MiB, after {:.1} MiB: {per_task:.0} bytes per suspended task",
-        before as f64 / 1048576.0,
-        after as f64 / 1048576.0
-    );
     let _ = std::fs::remove_dir_all(&dir);
 }
