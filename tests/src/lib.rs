@@ -15,4 +15,4 @@ pub mod tls;
 pub use fault::{Fault, FaultServer};
 pub use recorder::{Event, Recorder, check_invariants};
 pub use server::TestServer;
-pub use tls::TestCa;
+pub use tls::{Leaf, TestCa};

@@ -12,6 +12,19 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// What is wrong with the server certificate, if anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaf {
+    /// Valid for `localhost`, `127.0.0.1` and `::1`.
+    Valid,
+    /// Expired in 2021.
+    Expired,
+    /// Valid only from 2090.
+    NotYetValid,
+    /// Valid, but for `other.test` only.
+    OtherHost,
+}
+
 /// A test CA and a server identity signed by it.
 pub struct TestCa {
     /// The CA certificate, DER (what a client trusts).
@@ -28,6 +41,14 @@ impl TestCa {
     /// # Panics
     /// If rcgen fails, which only a bug would cause.
     pub fn new() -> TestCa {
+        TestCa::with_leaf(Leaf::Valid)
+    }
+
+    /// A new CA and a leaf that is wrong in the way `leaf` says.
+    ///
+    /// # Panics
+    /// If rcgen fails, which only a bug would cause.
+    pub fn with_leaf(leaf: Leaf) -> TestCa {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params
             .distinguished_name
@@ -37,14 +58,31 @@ impl TestCa {
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
             .expect("ca cert");
 
-        let mut leaf_params =
-            CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
-        leaf_params
-            .subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
-        leaf_params
-            .subject_alt_names
-            .push(SanType::IpAddress("::1".parse().expect("ip")));
+        let name = if leaf == Leaf::OtherHost {
+            "other.test"
+        } else {
+            "localhost"
+        };
+        let mut leaf_params = CertificateParams::new(vec![name.to_string()]).expect("leaf params");
+        if leaf != Leaf::OtherHost {
+            leaf_params
+                .subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
+            leaf_params
+                .subject_alt_names
+                .push(SanType::IpAddress("::1".parse().expect("ip")));
+        }
+        match leaf {
+            Leaf::Expired => {
+                leaf_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                leaf_params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+            Leaf::NotYetValid => {
+                leaf_params.not_before = rcgen::date_time_ymd(2090, 1, 1);
+                leaf_params.not_after = rcgen::date_time_ymd(2091, 1, 1);
+            }
+            Leaf::Valid | Leaf::OtherHost => {}
+        }
         leaf_params
             .distinguished_name
             .push(DnType::CommonName, "localhost");

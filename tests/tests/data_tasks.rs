@@ -74,6 +74,41 @@ async fn untrusted_certificate_is_refused_by_default() {
 }
 
 #[tokio::test]
+async fn bad_certificates_are_refused_with_their_codes() {
+    use courier_tests::Leaf;
+    let cases = [
+        (Leaf::Expired, ErrorCode::ServerCertificateHasBadDate),
+        (Leaf::NotYetValid, ErrorCode::ServerCertificateNotYetValid),
+        (Leaf::OtherHost, ErrorCode::ServerCertificateUntrusted),
+    ];
+    for (leaf, want) in cases {
+        let ca = TestCa::with_leaf(leaf);
+        let server = TestServer::https(&ca).await;
+        let mut config = Configuration::ephemeral();
+        config.extra_root_certificates.push(ca.ca_der.clone());
+        let session = Session::new(config).unwrap();
+        let err = session.data(server.url("/").as_str()).await.unwrap_err();
+        assert_eq!(err.code(), want, "{leaf:?}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn resource_timeout_ends_a_task_that_is_never_idle() {
+    let server = TestServer::http().await;
+    let mut config = http_config();
+    config.timeout_for_request = Duration::from_secs(5);
+    config.timeout_for_resource = Duration::from_millis(400);
+    let session = Session::new(config).unwrap();
+    // A chunk every 30 ms: the idle timer never fires, the resource budget runs out.
+    let err = session
+        .data(server.url("/drip?chunks=100&size=10&delay_ms=30").as_str())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TimedOut);
+    assert!(err.message().contains("resource"), "{err}");
+}
+
+#[tokio::test]
 async fn http_404_is_not_an_error() {
     let server = TestServer::http().await;
     let (session, rec) = delegate_session(http_config());
