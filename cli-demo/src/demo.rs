@@ -49,16 +49,13 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     let mut config = Configuration::ephemeral();
     config.cleartext.allow_host("127.0.0.1");
     config.extra_root_certificates.push(ca.ca_der.clone());
-    let session = Session::new(config.clone()).map_err(|e| Failure::usage(e.to_string()))?;
+    let session = Session::new(config.clone())?;
 
     step(
         1,
         "a data task over HTTP/1.1, completion form: session.data(url).await",
     );
-    let (body, response) = session
-        .data(http.url("/bytes/4096").as_str())
-        .await
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let (body, response) = session.data(http.url("/bytes/4096").as_str()).await?;
     println!(
         "   status {} over {:?}, {} bytes",
         response.status(),
@@ -71,10 +68,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         2,
         "HTTPS with HTTP/2 chosen by ALPN, trusting the generated CA",
     );
-    let (body, response) = session
-        .data(https.url("/bytes/65536").as_str())
-        .await
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let (body, response) = session.data(https.url("/bytes/65536").as_str()).await?;
     println!(
         "   status {} over {:?}, {} bytes",
         response.status(),
@@ -87,10 +81,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     )?;
 
     step(3, "HTTP error statuses are responses, not errors");
-    let (_, response) = session
-        .data(http.url("/status/404").as_str())
-        .await
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let (_, response) = session.data(http.url("/status/404").as_str()).await?;
     check(response.status() == 404, "404 came back as a response")?;
 
     step(
@@ -99,11 +90,8 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     );
     let (delegate, mut finished, mut invalid) =
         CliDelegate::new(Some(Box::new(io::stdout())), Box::new(io::sink()));
-    let events = Session::with_delegate(config.clone(), Arc::new(delegate))
-        .map_err(|e| Failure::usage(e.to_string()))?;
-    let task = events
-        .data_task(http.url("/drip?chunks=4&size=2000&delay_ms=60").as_str())
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let events = Session::with_delegate(config.clone(), Arc::new(delegate))?;
+    let task = events.data_task(http.url("/drip?chunks=4&size=2000&delay_ms=60").as_str())?;
     task.resume();
     let done = next(&mut finished).await?;
     check(
@@ -115,9 +103,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         5,
         "suspend really pauses: no bytes read, no timers; resume continues the same transfer",
     );
-    let task = events
-        .data_task(http.url("/drip?chunks=20&size=1000&delay_ms=20").as_str())
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let task = events.data_task(http.url("/drip?chunks=20&size=1000&delay_ms=20").as_str())?;
     task.resume();
     tokio::time::sleep(Duration::from_millis(120)).await;
     task.suspend();
@@ -141,9 +127,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         6,
         "cancel: the task completes with cancelled (-999) and the failing URL",
     );
-    let task = events
-        .data_task(http.url("/drip?chunks=100&size=100&delay_ms=50").as_str())
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let task = events.data_task(http.url("/drip?chunks=100&size=100&delay_ms=50").as_str())?;
     task.resume();
     tokio::time::sleep(Duration::from_millis(150)).await;
     task.cancel();
@@ -156,14 +140,10 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     )?;
 
     step(7, "errors are typed, with Darwin's codes");
-    let strict =
-        Session::new(Configuration::ephemeral()).map_err(|e| Failure::usage(e.to_string()))?;
+    let strict = Session::new(Configuration::ephemeral())?;
     let refused_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| Failure::usage(e.to_string()))?;
-        l.local_addr()
-            .map_err(|e| Failure::usage(e.to_string()))?
-            .port()
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
     };
     let mut hang = Request::get(&http.url("/hang"));
     hang.set_timeout(Duration::from_millis(300));
@@ -212,9 +192,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         8,
         "invalidate_and_cancel: every task ends, never-resumed ones too; did_become_invalid comes last",
     );
-    let _never_resumed = events
-        .data_task(http.url("/bytes/10").as_str())
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let _never_resumed = events.data_task(http.url("/bytes/10").as_str())?;
     events.invalidate_and_cancel();
     let done = next(&mut finished).await?;
     check(

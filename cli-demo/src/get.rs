@@ -130,8 +130,7 @@ pub(crate) async fn run(
         None => Box::new(BufWriter::new(io::stdout())),
     };
     let (delegate, mut finished, mut invalid) = CliDelegate::new(events_output(options)?, body);
-    let session = Session::with_delegate(config, Arc::new(delegate))
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let session = Session::with_delegate(config, Arc::new(delegate))?;
 
     let mut waiting: VecDeque<Request> = requests.into();
     let mut running = 0usize;
@@ -145,9 +144,7 @@ pub(crate) async fn run(
             let Some(request) = waiting.pop_front() else {
                 break;
             };
-            let task = session
-                .data_task(request)
-                .map_err(|e| Failure::usage(e.to_string()))?;
+            let task = session.data_task(request)?;
             task.resume();
             running += 1;
         }

@@ -43,6 +43,14 @@ impl ExitCode {
 #[derive(Debug)]
 pub(crate) struct Failure(String);
 
+/// Any error a command cannot go on after (a session that cannot start, an I/O error) is a failure
+/// with that error's text, so commands can use `?`.
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
 impl Failure {
     pub(crate) fn usage(message: String) -> Failure {
         Failure(message)
