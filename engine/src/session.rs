@@ -19,7 +19,7 @@ use ractor::ActorRef;
 use tokio::sync::{oneshot, watch};
 
 use crate::Configuration;
-use crate::task::{Control, DataTask, Sink, Terminal};
+use crate::task::{DataTask, Sink, Terminal};
 pub(crate) use actor::SessionMsg;
 use actor::{SessionActor, SessionArgs};
 
@@ -60,16 +60,19 @@ impl std::error::Error for SessionInvalidated {}
 /// from synchronous code too. [`Session::shared`] always runs on that background runtime.
 ///
 /// # Lifetime
-/// URLSession keeps a session (and its delegate) alive until it is invalidated. Here, dropping the
-/// last clone of a `Session` does what [`Session::finish_tasks_and_invalidate`] does: running tasks
-/// finish, and the delegate hears `did_become_invalid` last.
+/// URLSession keeps a session (and its delegate) alive until it is invalidated. Here, once the last
+/// clone of a `Session` and the last handle of any of its tasks are dropped, the session does what
+/// [`Session::finish_tasks_and_invalidate`] does: running tasks finish, and the delegate hears
+/// `did_become_invalid` last.
 #[derive(Clone)]
 pub struct Session {
-    inner: Arc<Inner>,
+    inner: Arc<SessionCore>,
 }
 
-struct Inner {
-    actor: ActorRef<SessionMsg>,
+/// What every handle of one session shares: `Session` clones and task handles alike. When the last
+/// handle goes, the session finishes its tasks and invalidates itself.
+pub(crate) struct SessionCore {
+    pub(crate) actor: ActorRef<SessionMsg>,
     ctx: Arc<SessionContext>,
     next_task_id: AtomicU64,
     invalidated: AtomicBool,
@@ -78,7 +81,7 @@ struct Inner {
     has_delegate: bool,
 }
 
-impl Drop for Inner {
+impl Drop for SessionCore {
     fn drop(&mut self) {
         if !self.shared && !self.invalidated.swap(true, Ordering::AcqRel) {
             let _ = self.actor.cast(SessionMsg::Invalidate { cancel: false });
@@ -180,7 +183,7 @@ impl Session {
                 Error::new(ErrorCode::Unknown, "cannot start the session actor").with_source(e)
             })?;
         Ok(Session {
-            inner: Arc::new(Inner {
+            inner: Arc::new(SessionCore {
                 actor,
                 ctx,
                 next_task_id: AtomicU64::new(1),
@@ -217,7 +220,7 @@ impl Session {
                 callbacks,
             })
             .map_err(|_| SessionInvalidated)?;
-        Ok(DataTask::new(info, self.inner.actor.clone()))
+        Ok(DataTask::new(info, self.inner.clone()))
     }
 
     /// A data task for `request`, suspended: call [`DataTask::resume`] to start it. Its progress
@@ -272,7 +275,7 @@ impl Session {
         match ractor::call!(self.inner.actor, SessionMsg::AllTasks) {
             Ok(infos) => infos
                 .into_iter()
-                .map(|i| DataTask::new(i, self.inner.actor.clone()))
+                .map(|i| DataTask::new(i, self.inner.clone()))
                 .collect(),
             Err(_) => Vec::new(),
         }
@@ -343,5 +346,4 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Session>();
     is::<DataTask>();
-    let _ = Control::Resume;
 }

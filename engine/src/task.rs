@@ -12,10 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use courier_delegates::{Error, ErrorCode, Response, TaskInfo, TaskRecorder, TaskState};
-use ractor::ActorRef;
 use tokio::sync::oneshot;
 
-use crate::session::{SessionContext, SessionMsg};
+use crate::session::{SessionContext, SessionCore, SessionMsg};
 
 /// A control call from a task handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,11 +145,12 @@ pub(crate) fn complete_orphan(
 #[derive(Clone)]
 pub struct DataTask {
     info: TaskInfo,
-    session: ActorRef<SessionMsg>,
+    /// Keeps the session from invalidating itself on drop while a task handle is still held.
+    session: Arc<SessionCore>,
 }
 
 impl DataTask {
-    pub(crate) fn new(info: TaskInfo, session: ActorRef<SessionMsg>) -> DataTask {
+    pub(crate) fn new(info: TaskInfo, session: Arc<SessionCore>) -> DataTask {
         DataTask { info, session }
     }
 
@@ -158,6 +158,7 @@ impl DataTask {
         // A session that has gone away has completed every task already: nothing left to control.
         let _ = self
             .session
+            .actor
             .cast(SessionMsg::Control(self.info.id(), control));
     }
 

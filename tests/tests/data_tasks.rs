@@ -553,3 +553,33 @@ fn sessions_work_without_a_runtime_and_shared_has_no_invalidation() {
     let task = session.data_task("http://127.0.0.1:99999/").unwrap();
     assert_eq!(task.id(), 1);
 }
+
+#[tokio::test]
+async fn task_handles_keep_a_dropped_session_usable() {
+    let server = TestServer::http().await;
+    // The future outlives the only Session handle, and is first polled after it is gone.
+    let fut = {
+        let session = Session::new(http_config()).unwrap();
+        session.data(server.url("/bytes/10").as_str())
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(fut.await.unwrap().0.len(), 10);
+
+    // A delegate task created, then resumed after its session handle was dropped.
+    let rec = Arc::new(Recorder::new());
+    let task = {
+        let session = Session::with_delegate(http_config(), rec.clone()).unwrap();
+        session.data_task(server.url("/bytes/10").as_str()).unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    drop(task);
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+    assert_eq!(
+        events.last(),
+        Some(&Event::Invalid),
+        "invalidated once the last handle went"
+    );
+}
