@@ -75,8 +75,8 @@ impl CliDelegate {
 
     /// Writes one event line; `fields` are added after the common ones.
     fn emit(&self, inner: &mut Inner, event: &str, task: Option<u64>, fields: Value) {
-        if task.is_some_and(|t| inner.pending.get(&t).is_some_and(|(n, _)| *n > 0)) {
-            self.flush_data(inner, task.unwrap_or_default());
+        if let Some(t) = task {
+            self.flush_data(inner, t);
         }
         self.write(inner, event, task, fields);
     }

@@ -58,7 +58,8 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Builds a transport. Must be called within a Tokio runtime's context only when first used.
+    /// Builds a transport. It needs no runtime to be built; [`Transport::send`] must run on a Tokio
+    /// runtime.
     ///
     /// # Errors
     /// An unusable extra root certificate.
