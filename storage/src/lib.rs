@@ -1,4 +1,23 @@
-//! Courier's on-disk state: the session directory, download files and the resume-data codec.
+//! Courier's on-disk state.
 //!
-//! Empty for now: data tasks keep everything in memory. Download tasks and resume data (issue 3)
-//! bring the session directory layout and the bincode-2 codec behind a versioned envelope here.
+//! Where things are:
+//! - [`directory`]: [`SessionDirectory`], the one place a session writes files (a stable directory for
+//!   default sessions, a private temporary one for ephemeral sessions).
+//! - [`download`]: [`PartialFile`], a download's file: appended in batches, synced at checkpoints, cut
+//!   back on a failed write so it always holds a resumable prefix.
+//! - [`resume`]: [`ResumeRecord`], what resume data holds, and the checks before a partial file may be
+//!   reused.
+//! - [`codec`]: the one place where records become bytes: bincode 2 in an envelope with a magic, a
+//!   format version and a checksum.
+//!
+//! Everything here is synchronous `std::fs`; the engine calls it off its async workers.
+
+pub mod codec;
+pub mod directory;
+pub mod download;
+pub mod resume;
+
+pub use codec::CodecError;
+pub use directory::SessionDirectory;
+pub use download::{Checkpoint, PartialFile};
+pub use resume::{RequestRecord, ResponseRecord, ResumeError, ResumeRecord};

@@ -1,0 +1,220 @@
+//! The session directory: the one place where a session writes files.
+//!
+//! Default sessions share a stable directory under the user's data directory
+//! (`$XDG_DATA_HOME/courier/sessions/default` on Linux), so resume data made by one process can be used
+//! by the next. Ephemeral sessions get a private temporary directory (mode 0700) that is removed when the
+//! last holder of the [`SessionDirectory`] drops it. Download files are created only inside the
+//! directory, under names Courier picks; a name read back from resume data is accepted only if it is a
+//! single plain file name inside it ([`SessionDirectory::resolve`]).
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::download::PartialFile;
+
+/// Where a session keeps its files.
+#[derive(Debug)]
+pub struct SessionDirectory {
+    kind: Kind,
+    /// Created on first use, so sessions that never download touch no disk.
+    ready: OnceLock<Result<PathBuf, io::ErrorKind>>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// A directory that outlives the session.
+    Persistent(PathBuf),
+    /// A private temporary directory inside `parent`, removed on drop.
+    Ephemeral {
+        parent: PathBuf,
+        dir: OnceLock<tempfile::TempDir>,
+    },
+}
+
+/// The prefix and suffix of a download's partial file.
+const PARTIAL_PREFIX: &str = "download-";
+const PARTIAL_SUFFIX: &str = ".part";
+/// The suffix of a partial file's checkpoint record, beside it.
+pub(crate) const CHECKPOINT_SUFFIX: &str = ".checkpoint";
+
+impl SessionDirectory {
+    /// The directory of default sessions: `<data dir>/courier/sessions/default`, or `path` when given.
+    pub fn persistent(path: Option<PathBuf>) -> SessionDirectory {
+        let path = path.unwrap_or_else(default_location);
+        SessionDirectory {
+            kind: Kind::Persistent(path),
+            ready: OnceLock::new(),
+        }
+    }
+
+    /// A private directory for an ephemeral session, created inside `parent` (the system's temporary
+    /// directory when `None`) on first use and removed when this value is dropped.
+    pub fn ephemeral(parent: Option<PathBuf>) -> SessionDirectory {
+        SessionDirectory {
+            kind: Kind::Ephemeral {
+                parent: parent.unwrap_or_else(std::env::temp_dir),
+                dir: OnceLock::new(),
+            },
+            ready: OnceLock::new(),
+        }
+    }
+
+    /// True for an ephemeral session's private directory.
+    pub fn is_ephemeral(&self) -> bool {
+        matches!(self.kind, Kind::Ephemeral { .. })
+    }
+
+    /// The directory's path, creating it on first use.
+    ///
+    /// # Errors
+    /// The directory cannot be created.
+    pub fn path(&self) -> io::Result<&Path> {
+        let ready = self
+            .ready
+            .get_or_init(|| self.create().map_err(|e| e.kind()));
+        match ready {
+            Ok(p) => Ok(p.as_path()),
+            Err(kind) => Err(io::Error::new(*kind, "cannot create the session directory")),
+        }
+    }
+
+    fn create(&self) -> io::Result<PathBuf> {
+        match &self.kind {
+            Kind::Persistent(path) => {
+                create_private_dir_all(path)?;
+                Ok(path.clone())
+            }
+            Kind::Ephemeral { parent, dir } => {
+                std::fs::create_dir_all(parent)?;
+                let mut builder = tempfile::Builder::new();
+                builder.prefix("courier-ephemeral-");
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    builder.permissions(std::fs::Permissions::from_mode(0o700));
+                }
+                let made = builder.tempdir_in(parent)?;
+                let path = made.path().to_path_buf();
+                let _ = dir.set(made);
+                Ok(path)
+            }
+        }
+    }
+
+    /// Creates a new, empty partial file for a download, under a fresh name.
+    ///
+    /// # Errors
+    /// The directory or the file cannot be created.
+    pub fn create_partial(&self) -> io::Result<PartialFile> {
+        let dir = self.path()?;
+        let (file, path) = tempfile::Builder::new()
+            .prefix(PARTIAL_PREFIX)
+            .suffix(PARTIAL_SUFFIX)
+            .tempfile_in(dir)?
+            .keep()
+            .map_err(|e| e.error)?;
+        PartialFile::created(file, path)
+    }
+
+    /// The path of `name` inside this directory, if `name` is a single plain file name that Courier
+    /// could have made (no separators, no `..`, not absolute).
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::InvalidInput`] for any other name; the directory cannot be created.
+    pub fn resolve(&self, name: &str) -> io::Result<PathBuf> {
+        let mut parts = Path::new(name).components();
+        let plain = matches!(
+            (parts.next(), parts.next()),
+            (Some(Component::Normal(_)), None)
+        ) && !name.contains(['/', '\\'])
+            && name.starts_with(PARTIAL_PREFIX)
+            && name.ends_with(PARTIAL_SUFFIX);
+        if !plain {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a file of the session directory"),
+            ));
+        }
+        Ok(self.path()?.join(name))
+    }
+
+    /// The files in the directory (for tests and housekeeping); empty when it was never created.
+    pub fn list(&self) -> Vec<PathBuf> {
+        let Some(Ok(dir)) = self.ready.get() else {
+            return Vec::new();
+        };
+        std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// `<data dir>/courier/sessions/default`; the temporary directory when the platform has no data dir.
+fn default_location() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("courier")
+        .join("sessions")
+        .join("default")
+}
+
+fn create_private_dir_all(path: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ephemeral_directory_is_private_and_removed_on_drop() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SessionDirectory::ephemeral(Some(parent.path().to_path_buf()));
+        assert!(dir.list().is_empty(), "nothing is created before first use");
+        let path = dir.path().unwrap().to_path_buf();
+        assert!(path.starts_with(parent.path()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        let partial = dir.create_partial().unwrap();
+        assert!(partial.path().starts_with(&path));
+        drop(partial);
+        drop(dir);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn only_plain_partial_names_resolve() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SessionDirectory::persistent(Some(parent.path().join("s")));
+        let ok = dir.resolve("download-abc.part").unwrap();
+        assert_eq!(ok, parent.path().join("s").join("download-abc.part"));
+        for bad in [
+            "../download-abc.part",
+            "/etc/passwd",
+            "sub/download-abc.part",
+            "download-..\\x.part",
+            "..",
+            "",
+            "notes.txt",
+            "/tmp/download-a.part",
+        ] {
+            assert_eq!(
+                dir.resolve(bad).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput,
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! A download's partial file: appended to, synced at checkpoints, cut back on a failed write.
+//!
+//! The file's length on disk is kept equal to [`PartialFile::len`], the bytes known to be written: a
+//! write that fails half-way (a full disk) is cut back, so what is on disk is always a prefix of the
+//! resource that resume data can describe. A checkpoint syncs the data and records a digest of the
+//! file's tail; resume data carries it, and a resumed task refuses a file whose tail no longer matches.
+//! Beside the file, its latest checkpoint record (`<name>.checkpoint`) lets a session build resume data
+//! for a task whose actor died.
+//!
+//! These calls block; the engine runs them off its async workers, in large batches.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::directory::CHECKPOINT_SUFFIX;
+
+/// How much of a partial file's end its digest covers.
+pub const TAIL_WINDOW: u64 = 64 * 1024;
+
+/// What a checkpoint recorded: the bytes on disk and a digest of their last [`TAIL_WINDOW`] bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Bytes on disk, all synced.
+    pub len: u64,
+    /// SHA-256 of the last `min(len, TAIL_WINDOW)` bytes.
+    pub tail_sha256: [u8; 32],
+}
+
+/// A download's file in the session directory.
+#[derive(Debug)]
+pub struct PartialFile {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl PartialFile {
+    pub(crate) fn created(file: File, path: PathBuf) -> io::Result<PartialFile> {
+        Ok(PartialFile { file, path, len: 0 })
+    }
+
+    /// Opens an existing partial file for appending after its first `len` bytes; anything past them
+    /// (written after the last checkpoint) is cut off.
+    pub(crate) fn reopen(path: PathBuf, len: u64) -> io::Result<PartialFile> {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        file.set_len(len)?;
+        file.seek(SeekFrom::Start(len))?;
+        Ok(PartialFile { file, path, len })
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's name inside the session directory (what resume data records).
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `data`. On failure the file is cut back to its length before the call, so it still
+    /// holds exactly [`PartialFile::len`] good bytes.
+    ///
+    /// # Errors
+    /// The write failed (a full disk, an I/O error).
+    pub fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        match self.file.write_all(data) {
+            Ok(()) => {
+                self.len += data.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: shrinking needs no space, so it works on a full disk too.
+                let _ = self.file.set_len(self.len);
+                let _ = self.file.seek(SeekFrom::Start(self.len));
+                Err(e)
+            }
+        }
+    }
+
+    /// Empties the file, to start the download again from byte 0.
+    ///
+    /// # Errors
+    /// The file cannot be truncated.
+    pub fn truncate(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.len = 0;
+        Ok(())
+    }
+
+    /// Syncs the data written so far and records a digest of the file's tail.
+    ///
+    /// # Errors
+    /// The sync or the read-back failed.
+    pub fn checkpoint(&mut self) -> io::Result<Checkpoint> {
+        self.file.sync_data()?;
+        Ok(Checkpoint {
+            len: self.len,
+            tail_sha256: tail_digest(&self.path, self.len)?,
+        })
+    }
+
+    /// Stores `record` (an encoded checkpoint record) beside the file, replacing the previous one
+    /// atomically (written aside, then renamed).
+    ///
+    /// # Errors
+    /// The record cannot be written (a full disk): the previous record, if any, stays.
+    pub fn store_checkpoint_record(&self, record: &[u8]) -> io::Result<()> {
+        let target = checkpoint_path(&self.path);
+        let aside = target.with_extension("checkpoint-new");
+        let written =
+            std::fs::write(&aside, record).and_then(|()| std::fs::rename(&aside, &target));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&aside);
+        }
+        written
+    }
+
+    /// Closes the file and returns its path; the checkpoint record beside it is removed.
+    pub fn finish(self) -> PathBuf {
+        let _ = std::fs::remove_file(checkpoint_path(&self.path));
+        self.path
+    }
+
+    /// Closes the file and keeps it for resuming; the checkpoint record beside it is removed (the
+    /// resume data now lives with the application).
+    pub fn keep_for_resume(self) {
+        let _ = std::fs::remove_file(checkpoint_path(&self.path));
+    }
+
+    /// Removes the file and its checkpoint record.
+    pub fn remove(self) {
+        remove_partial(&self.path);
+    }
+}
+
+/// Removes a partial file and its checkpoint record, ignoring files already gone.
+pub fn remove_partial(path: &Path) {
+    let _ = std::fs::remove_file(checkpoint_path(path));
+    let _ = std::fs::remove_file(path);
+}
+
+/// Where the checkpoint record of the partial file at `path` is kept.
+pub fn checkpoint_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(CHECKPOINT_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// SHA-256 of the `min(len, TAIL_WINDOW)` bytes that end at `len`.
+pub(crate) fn tail_digest(path: &Path, len: u64) -> io::Result<[u8; 32]> {
+    let start = len.saturating_sub(TAIL_WINDOW);
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity((len - start) as usize);
+    file.take(len - start).read_to_end(&mut buf)?;
+    if (buf.len() as u64) != len - start {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file is shorter than recorded",
+        ));
+    }
+    Ok(Sha256::digest(&buf).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::SessionDirectory;
+
+    #[test]
+    fn append_checkpoint_truncate() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SessionDirectory::persistent(Some(parent.path().to_path_buf()));
+        let mut f = dir.create_partial().unwrap();
+        f.append(b"hello ").unwrap();
+        f.append(b"world").unwrap();
+        let c = f.checkpoint().unwrap();
+        assert_eq!(c.len, 11);
+        assert_eq!(std::fs::read(f.path()).unwrap(), b"hello world");
+        f.truncate().unwrap();
+        f.append(b"x").unwrap();
+        assert_eq!(std::fs::read(f.path()).unwrap(), b"x");
+        f.store_checkpoint_record(b"rec").unwrap();
+        let path = f.path().to_path_buf();
+        assert!(super::checkpoint_path(&path).exists());
+        f.remove();
+        assert!(dir.list().is_empty());
+    }
+}
