@@ -192,6 +192,8 @@ impl TaskDelegate for CliDelegate {
     }
 }
 
+impl courier_engine::DownloadDelegate for CliDelegate {}
+
 impl DataDelegate for CliDelegate {
     fn did_receive_response(
         &self,

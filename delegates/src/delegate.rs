@@ -1,14 +1,21 @@
 //! The delegate traits: what an application can hear from, and answer to, a session.
 //!
 //! Every method has URLSession's default behaviour, so an implementation writes only what it needs. A
-//! delegate implements all three traits (empty `impl` blocks for the ones it does not care about) and is
+//! delegate implements all four traits (empty `impl` blocks for the ones it does not care about) and is
 //! then a [`Delegate`]. Methods run on the session's delivery queue, one at a time, in order; they
 //! should return quickly and hand long work elsewhere (a slow callback holds back the session's other
 //! callbacks, and slows the body delivery of its task).
 
+use std::path::Path;
+use std::pin::Pin;
+
 use bytes::Bytes;
 
 use crate::{Error, Reply, Response, ResponseDisposition, TaskInfo, TaskState};
+
+/// A streamed upload body, handed over by [`TaskDelegate::need_new_body_stream`] (URLSession's
+/// `InputStream`, as Tokio's async reader: a `tokio::fs::File`, a socket, an in-memory cursor).
+pub type BodyStream = Pin<Box<dyn tokio::io::AsyncRead + Send>>;
 
 /// Session-level messages (`URLSessionDelegate`).
 pub trait SessionDelegate: Send + Sync + 'static {
@@ -26,6 +33,32 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// `Completed` comes right before [`TaskDelegate::did_complete`].
     fn did_change_state(&self, task: &TaskInfo, from: TaskState, to: TaskState) {
         let _ = (task, from, to);
+    }
+
+    /// An upload made from a stream needs its body: at the start, and again whenever the body must be
+    /// sent anew (a 307 or 308 redirect, an authentication retry). Answer with a fresh stream that
+    /// starts at the beginning of the body; the default (also sent when `reply` is dropped) is `None`,
+    /// which sends no body.
+    fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {
+        let _ = task;
+        reply.send(None);
+    }
+
+    /// Upload progress: `bytes_sent` more bytes went out, `total_bytes_sent` in all, of
+    /// `total_bytes_expected_to_send` (-1 when unknown, as for a stream). Totals only grow.
+    fn did_send_body_data(
+        &self,
+        task: &TaskInfo,
+        bytes_sent: i64,
+        total_bytes_sent: i64,
+        total_bytes_expected_to_send: i64,
+    ) {
+        let _ = (
+            task,
+            bytes_sent,
+            total_bytes_sent,
+            total_bytes_expected_to_send,
+        );
     }
 
     /// The task's terminal message, sent exactly once per task, even for a task cancelled before it
@@ -55,8 +88,42 @@ pub trait DataDelegate: Send + Sync + 'static {
     }
 }
 
-/// A complete delegate: every protocol a session may call. Implemented for any type that implements the
-/// three traits.
-pub trait Delegate: SessionDelegate + TaskDelegate + DataDelegate {}
+/// Messages of download tasks (`URLSessionDownloadDelegate`). Download tasks get no
+/// `did_receive_response` and no `did_receive_data`: the body goes to a file.
+pub trait DownloadDelegate: Send + Sync + 'static {
+    /// Progress: `bytes_written` more bytes are in the file, `total_bytes_written` in all, of
+    /// `total_bytes_expected_to_write` (-1 when unknown). Totals only grow; the last call's total is
+    /// the file's size.
+    fn did_write_data(
+        &self,
+        task: &TaskInfo,
+        bytes_written: i64,
+        total_bytes_written: i64,
+        total_bytes_expected_to_write: i64,
+    ) {
+        let _ = (
+            task,
+            bytes_written,
+            total_bytes_written,
+            total_bytes_expected_to_write,
+        );
+    }
 
-impl<T: SessionDelegate + TaskDelegate + DataDelegate> Delegate for T {}
+    /// A task made from resume data started: the download continues at `file_offset` (0 when the
+    /// server could not continue it and it starts over), of `expected_total_bytes` (-1 when unknown).
+    fn did_resume_at_offset(&self, task: &TaskInfo, file_offset: i64, expected_total_bytes: i64) {
+        let _ = (task, file_offset, expected_total_bytes);
+    }
+
+    /// The download is complete, in the file at `location`. The file is removed when this returns:
+    /// move it (`std::fs::rename`) or open it before then. Comes before `did_complete`.
+    fn did_finish_downloading_to(&self, task: &TaskInfo, location: &Path) {
+        let _ = (task, location);
+    }
+}
+
+/// A complete delegate: every protocol a session may call. Implemented for any type that implements the
+/// four traits.
+pub trait Delegate: SessionDelegate + TaskDelegate + DataDelegate + DownloadDelegate {}
+
+impl<T: SessionDelegate + TaskDelegate + DataDelegate + DownloadDelegate> Delegate for T {}

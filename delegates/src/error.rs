@@ -7,6 +7,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::ResumeData;
+
 macro_rules! error_codes {
     ($( $(#[$doc:meta])* $variant:ident = $number:literal, $name:literal; )*) => {
         /// Why a task failed: the `NSURLErrorDomain` codes, with Darwin's names and numbers.
@@ -164,6 +166,7 @@ struct Inner {
     failing_url: Option<String>,
     message: String,
     source: Option<Box<dyn StdError + Send + Sync>>,
+    resume_data: Option<ResumeData>,
 }
 
 impl Error {
@@ -175,6 +178,7 @@ impl Error {
                 failing_url: None,
                 message: message.into(),
                 source: None,
+                resume_data: None,
             }),
         }
     }
@@ -195,6 +199,11 @@ impl Error {
         self.map(|inner| inner.source = Some(source))
     }
 
+    /// The same error, carrying resume data (`NSURLSessionDownloadTaskResumeData`).
+    pub fn with_resume_data(self, data: ResumeData) -> Error {
+        self.map(|inner| inner.resume_data = Some(data))
+    }
+
     fn map(self, f: impl FnOnce(&mut Inner)) -> Error {
         let mut inner = match Arc::try_unwrap(self.inner) {
             Ok(inner) => inner,
@@ -207,6 +216,7 @@ impl Error {
                     .source
                     .as_ref()
                     .map(|s| Box::<dyn StdError + Send + Sync>::from(s.to_string())),
+                resume_data: shared.resume_data.clone(),
             },
         };
         f(&mut inner);
@@ -230,6 +240,12 @@ impl Error {
         &self.inner.message
     }
 
+    /// For a download that stopped part-way and can continue: the data to continue it with
+    /// (`URLError.downloadTaskResumeData`). `None` when the download cannot be resumed.
+    pub fn resume_data(&self) -> Option<&ResumeData> {
+        self.inner.resume_data.as_ref()
+    }
+
     /// True for [`ErrorCode::Cancelled`].
     pub fn is_cancelled(&self) -> bool {
         self.inner.code == ErrorCode::Cancelled
@@ -243,6 +259,7 @@ impl fmt::Debug for Error {
             .field("failing_url", &self.inner.failing_url)
             .field("message", &self.inner.message)
             .field("source", &self.inner.source)
+            .field("resume_data", &self.inner.resume_data)
             .finish()
     }
 }

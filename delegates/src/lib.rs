@@ -1,13 +1,14 @@
 //! The vocabulary an application speaks with Courier's engine.
 //!
 //! Nothing here does I/O. Where things are:
-//! - [`delegate`]: the delegate traits ([`SessionDelegate`], [`TaskDelegate`], [`DataDelegate`]) and the
-//!   [`Delegate`] bundle a session holds. Every method is optional, with URLSession's default.
+//! - [`delegate`]: the delegate traits ([`SessionDelegate`], [`TaskDelegate`], [`DataDelegate`],
+//!   [`DownloadDelegate`]) and the [`Delegate`] bundle a session holds. Every method is optional, with URLSession's default.
 //! - [`reply`]: [`Reply`], the completion handler of callbacks that need an answer, and the answers
 //!   ([`ResponseDisposition`]).
 //! - [`task`]: [`TaskInfo`], the live read-only view of a task that handles and callbacks share, and
 //!   [`TaskState`].
 //! - [`request`]: [`Request`] and [`Response`].
+//! - [`resume_data`]: [`ResumeData`], the opaque blob a stopped download continues from.
 //! - [`error`]: [`Error`] and [`ErrorCode`] (Darwin's `NSURLErrorDomain` names and numbers).
 //! - [`queue`]: [`DeliveryQueue`], the serial queue that hands callbacks to the application one at a
 //!   time, in order.
@@ -17,11 +18,15 @@ pub mod error;
 pub mod queue;
 pub mod reply;
 pub mod request;
+pub mod resume_data;
 pub mod task;
 
-pub use delegate::{DataDelegate, Delegate, SessionDelegate, TaskDelegate};
+pub use delegate::{
+    BodyStream, DataDelegate, Delegate, DownloadDelegate, SessionDelegate, TaskDelegate,
+};
 pub use error::{Error, ErrorCode};
 pub use queue::DeliveryQueue;
 pub use reply::{Reply, ResponseDisposition};
 pub use request::{Request, Response};
+pub use resume_data::ResumeData;
 pub use task::{TaskInfo, TaskKind, TaskRecorder, TaskState, priority};

@@ -87,6 +87,7 @@ mod tests {
     impl SessionDelegate for Log {}
     impl TaskDelegate for Log {}
     impl DataDelegate for Log {}
+    impl crate::DownloadDelegate for Log {}
 
     #[test]
     fn runs_in_order_survives_panics_and_drops_delegate_last() {

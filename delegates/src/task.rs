@@ -67,6 +67,10 @@ impl fmt::Display for TaskState {
 pub enum TaskKind {
     /// Moves a response body into memory (`URLSessionDataTask`).
     Data,
+    /// Sends a body and moves the response body into memory (`URLSessionUploadTask`).
+    Upload,
+    /// Moves a response body into a file (`URLSessionDownloadTask`).
+    Download,
 }
 
 /// URLSession's priority hints.
@@ -267,6 +271,25 @@ impl TaskRecorder {
         self.shared
             .bytes_received
             .fetch_add(n as i64, Ordering::Relaxed);
+    }
+
+    /// Sets the count of body bytes received (a resumed download starts at its offset).
+    pub fn set_received(&self, n: i64) {
+        self.shared.bytes_received.store(n, Ordering::Relaxed);
+    }
+
+    /// Sets the expected count of body bytes to receive (-1 when unknown).
+    pub fn set_expected_to_receive(&self, n: i64) {
+        self.shared
+            .bytes_expected_to_receive
+            .store(n, Ordering::Relaxed);
+    }
+
+    /// Sets the expected count of body bytes to send (-1 when unknown, as for a stream).
+    pub fn set_expected_to_send(&self, n: i64) {
+        self.shared
+            .bytes_expected_to_send
+            .store(n, Ordering::Relaxed);
     }
 
     /// Sets the count of body bytes sent.

@@ -3,6 +3,7 @@
 //! A plain struct with public fields and documented defaults. `Clone` is the deep copy URLSession makes:
 //! a session keeps its own copy, so changing the caller's value later has no effect on it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -15,7 +16,8 @@ use rustls_pki_types::pem::PemObject;
 pub enum SessionKind {
     /// `.default`: may persist cookies, credentials and cache on disk.
     Default,
-    /// `.ephemeral`: keeps everything in memory and writes nothing to disk.
+    /// `.ephemeral`: keeps cookies, credentials and cache in memory only; downloads in progress live
+    /// in a private temporary directory that is removed with the session.
     Ephemeral,
 }
 
@@ -71,6 +73,7 @@ impl CleartextPolicy {
 /// | `http_maximum_connections_per_host` | 6 | same |
 /// | `extra_root_certificates` | none (Mozilla's roots only) | same |
 /// | `cleartext` | [`CleartextPolicy::Deny`] | same |
+/// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Configuration {
@@ -91,6 +94,14 @@ pub struct Configuration {
     pub extra_root_certificates: Vec<CertificateDer<'static>>,
     /// Which hosts may be reached over cleartext `http://`.
     pub cleartext: CleartextPolicy,
+    /// Where the session writes its files (downloads in progress, their checkpoints). Courier's
+    /// addition: URLSession picks a system location.
+    ///
+    /// A default session uses this directory itself (by default `<data dir>/courier/sessions/default`,
+    /// shared by default sessions so that resume data outlives the process). An ephemeral session
+    /// makes a private directory inside it (by default inside the system's temporary directory) and
+    /// removes it once the session is invalidated and its downloaded files are released.
+    pub session_directory: Option<PathBuf>,
 }
 
 impl Default for Configuration {
@@ -103,12 +114,14 @@ impl Default for Configuration {
             http_maximum_connections_per_host: 6,
             extra_root_certificates: Vec::new(),
             cleartext: CleartextPolicy::Deny,
+            session_directory: None,
         }
     }
 }
 
 impl Configuration {
-    /// `.ephemeral`: like `default()`, but the session writes nothing to disk.
+    /// `.ephemeral`: like `default()`, but the session persists nothing: its download files live in
+    /// a private temporary directory removed with the session.
     pub fn ephemeral() -> Configuration {
         Configuration {
             kind: SessionKind::Ephemeral,

@@ -16,7 +16,9 @@
 //! Where things are:
 //! - [`session`]: [`Session`], the handle applications hold, and the session actor behind it, which
 //!   owns the tasks, supervises their actors and carries out invalidation.
-//! - [`task`]: [`DataTask`], a task's handle, and the task actor with its transfer.
+//! - [`task`]: the task handles ([`Task`], and [`DataTask`], [`UploadTask`], [`DownloadTask`]
+//!   that dereference to it), the task actor with its transfer, and where bodies go (a download's
+//!   partial file, checkpoints and resume data) and come from (an upload's bytes, file or stream).
 //! - [`state`]: the task state machine, `(state, event) -> (state, effects)`, with no I/O.
 //! - [`configuration`]: [`Configuration`], a session's settings and their defaults.
 //! - `SEMANTICS.md` beside this crate: the guarantees (ordering, exactly one terminal message,
@@ -32,11 +34,12 @@ pub mod task;
 
 pub use configuration::{CleartextPolicy, Configuration, SessionKind};
 pub use courier_delegates::{
-    DataDelegate, Delegate, Error, ErrorCode, Reply, Request, Response, ResponseDisposition,
-    SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskState, priority,
+    BodyStream, DataDelegate, Delegate, DownloadDelegate, Error, ErrorCode, Reply, Request,
+    Response, ResponseDisposition, ResumeData, SessionDelegate, TaskDelegate, TaskInfo, TaskKind,
+    TaskState, priority,
 };
 pub use session::{Session, SessionInvalidated};
-pub use task::DataTask;
+pub use task::{DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask};
 
 /// Re-exports of the crates whose types appear in Courier's API.
 pub mod reexports {

@@ -12,14 +12,20 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use courier_delegates::{
-    Delegate, DeliveryQueue, Error, ErrorCode, Request, Response, TaskInfo, TaskKind,
+    Delegate, DeliveryQueue, Error, ErrorCode, Request, Response, ResumeData, TaskInfo, TaskKind,
 };
 use courier_protocol_http::{Transport, TransportSettings};
+use courier_storage::SessionDirectory;
 use ractor::ActorRef;
 use tokio::sync::{oneshot, watch};
 
 use crate::Configuration;
-use crate::task::{DataTask, Sink, Terminal};
+use crate::configuration::SessionKind;
+use crate::task::download::{decode_resume_data, request_from_record};
+use crate::task::{
+    DataTask, Delivered, DownloadTask, DownloadedFile, Sink, Task, Terminal, UploadBody,
+    UploadTask, Work,
+};
 pub(crate) use actor::SessionMsg;
 use actor::{SessionActor, SessionArgs};
 
@@ -33,6 +39,17 @@ pub(crate) struct SessionContext {
     pub(crate) transport: Transport,
     /// The delegate's serial queue, when the session has a delegate.
     pub(crate) queue: Option<DeliveryQueue>,
+    /// Where the session writes files (created on first use).
+    pub(crate) storage: SessionDirectory,
+}
+
+impl std::fmt::Debug for SessionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionContext")
+            .field("id", &self.id)
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
 }
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
@@ -162,11 +179,16 @@ impl Session {
             })?),
             None => None,
         };
+        let storage = match config.kind() {
+            SessionKind::Ephemeral => SessionDirectory::ephemeral(config.session_directory.clone()),
+            _ => SessionDirectory::persistent(config.session_directory.clone()),
+        };
         let ctx = Arc::new(SessionContext {
             id,
             config,
             transport,
             queue,
+            storage,
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
         let runtime = runtime
@@ -200,17 +222,43 @@ impl Session {
         &self.inner.ctx.config
     }
 
+    /// The session directory's path: where downloads in progress and their partial files live.
+    ///
+    /// # Errors
+    /// The directory cannot be created.
+    pub fn directory(&self) -> std::io::Result<&std::path::Path> {
+        self.inner.ctx.storage.path()
+    }
+
     fn create(
         &self,
+        kind: TaskKind,
         request: Request,
+        work: Work,
         sink: Sink,
         callbacks: bool,
-    ) -> Result<DataTask, SessionInvalidated> {
+    ) -> Result<Task, SessionInvalidated> {
+        self.create_with(kind, request, None, work, sink, callbacks)
+    }
+
+    /// Creates a task; `current` when its current request differs from the original one.
+    fn create_with(
+        &self,
+        kind: TaskKind,
+        request: Request,
+        current: Option<Request>,
+        work: Work,
+        sink: Sink,
+        callbacks: bool,
+    ) -> Result<Task, SessionInvalidated> {
         if self.inner.invalidated.load(Ordering::Acquire) {
             return Err(SessionInvalidated);
         }
         let id = self.inner.next_task_id.fetch_add(1, Ordering::Relaxed);
-        let (info, recorder) = TaskInfo::new(id, TaskKind::Data, request);
+        let (info, recorder) = TaskInfo::new(id, kind, request);
+        if let Some(current) = current {
+            recorder.set_current_request(current);
+        }
         let terminal = Terminal::new(sink);
         self.inner
             .actor
@@ -218,23 +266,113 @@ impl Session {
                 recorder,
                 terminal,
                 callbacks,
+                work,
             })
             .map_err(|_| SessionInvalidated)?;
-        Ok(DataTask::new(info, self.inner.clone()))
+        Ok(Task::new(info, self.inner.clone()))
     }
 
-    /// A data task for `request`, suspended: call [`DataTask::resume`] to start it. Its progress
-    /// goes to the session's delegate.
+    /// The sink of a delegate-style task.
+    fn delegate_sink(&self) -> Sink {
+        if self.inner.has_delegate {
+            Sink::Delegate
+        } else {
+            Sink::Silent
+        }
+    }
+
+    /// A data task for `request`, suspended: call [`Task::resume`] to start it. Its progress goes to
+    /// the session's delegate.
     ///
     /// # Errors
     /// The session has been invalidated.
     pub fn data_task(&self, request: impl Into<Request>) -> Result<DataTask, SessionInvalidated> {
-        let sink = if self.inner.has_delegate {
-            Sink::Delegate
-        } else {
-            Sink::Silent
+        self.create(
+            TaskKind::Data,
+            request.into(),
+            Work::Data,
+            self.delegate_sink(),
+            true,
+        )
+        .map(DataTask::new)
+    }
+
+    /// An upload task that sends `body` with `request` (the request's own body, if any, is not
+    /// used), suspended. Progress goes to the delegate (`did_send_body_data`), then the response and
+    /// its body as for a data task.
+    ///
+    /// # Errors
+    /// The session has been invalidated.
+    pub fn upload_task(
+        &self,
+        request: impl Into<Request>,
+        body: UploadBody,
+    ) -> Result<UploadTask, SessionInvalidated> {
+        self.create(
+            TaskKind::Upload,
+            request.into(),
+            Work::Upload(body),
+            self.delegate_sink(),
+            true,
+        )
+        .map(UploadTask::new)
+    }
+
+    /// A download task for `request`, suspended. Progress goes to the delegate (`did_write_data`);
+    /// the file to `did_finish_downloading_to`.
+    ///
+    /// # Errors
+    /// The session has been invalidated.
+    pub fn download_task(
+        &self,
+        request: impl Into<Request>,
+    ) -> Result<DownloadTask, SessionInvalidated> {
+        self.create(
+            TaskKind::Download,
+            request.into(),
+            Work::Download { resume: None },
+            self.delegate_sink(),
+            true,
+        )
+        .map(DownloadTask::new)
+    }
+
+    /// A download task that continues a stopped download (`downloadTask(withResumeData:)`),
+    /// suspended. It is a new task, with a new identifier.
+    ///
+    /// When resumed, it asks the server for the rest (`Range` with `If-Range`). A 206 that
+    /// continues exactly at the offset is appended (`did_resume_at_offset(offset, total)`); any
+    /// other answer (a 200, a 206 elsewhere, a 416, a changed validator) empties the file and starts
+    /// over (`did_resume_at_offset(0, total)`). Resume data that is corrupt or of another format
+    /// version, or whose partial file is missing, changed, or not in this session's directory, fails
+    /// the task as soon as it is resumed, and no file is touched.
+    ///
+    /// # Errors
+    /// The session has been invalidated.
+    pub fn download_task_with_resume_data(
+        &self,
+        data: &ResumeData,
+    ) -> Result<DownloadTask, SessionInvalidated> {
+        let resume = decode_resume_data(data);
+        let (original, current) = match &resume {
+            Ok(r) => (
+                request_from_record(&r.original_request),
+                request_from_record(&r.current_request),
+            ),
+            // The task fails when resumed; until then it has no URL to show.
+            Err(_) => (Request::get(""), Request::get("")),
         };
-        self.create(request.into(), sink, true)
+        let task = self.create_with(
+            TaskKind::Download,
+            original,
+            Some(current),
+            Work::Download {
+                resume: Some(resume),
+            },
+            self.delegate_sink(),
+            true,
+        )?;
+        Ok(DownloadTask::new(task))
     }
 
     /// Loads `request` and returns its body and response: URLSession's `data(for:)`.
@@ -249,10 +387,70 @@ impl Session {
         &self,
         request: impl Into<Request>,
     ) -> impl Future<Output = Result<(Bytes, Response), Error>> + Send + 'static {
-        let request = request.into();
+        let done = self.completion_form(TaskKind::Data, request.into(), Work::Data);
+        async move {
+            match done.await? {
+                (Delivered::Body(body), response) => Ok((body, response)),
+                (Delivered::File(_), _) => unreachable!("a data task delivers a body"),
+            }
+        }
+    }
+
+    /// Sends `body` with `request` and returns the response body and response: URLSession's
+    /// `upload(for:from:)`. No delegate callbacks except `need_new_body_stream` for a stream body.
+    /// Dropping the future cancels the task.
+    ///
+    /// # Errors
+    /// As [`Session::data`]; an unreadable upload file gives -1100, -1101 or -1102.
+    pub fn upload(
+        &self,
+        request: impl Into<Request>,
+        body: UploadBody,
+    ) -> impl Future<Output = Result<(Bytes, Response), Error>> + Send + 'static {
+        let done = self.completion_form(TaskKind::Upload, request.into(), Work::Upload(body));
+        async move {
+            match done.await? {
+                (Delivered::Body(body), response) => Ok((body, response)),
+                (Delivered::File(_), _) => unreachable!("an upload task delivers a body"),
+            }
+        }
+    }
+
+    /// Downloads `request` to a file in the session directory and returns it with the response:
+    /// URLSession's `download(for:)`. The returned [`DownloadedFile`] removes the file when dropped,
+    /// unless [`DownloadedFile::persist`] moved it. Dropping the future cancels the task.
+    ///
+    /// # Errors
+    /// As [`Session::data`]; an error from a download that stopped part-way may carry resume data
+    /// ([`Error::resume_data`]).
+    pub fn download(
+        &self,
+        request: impl Into<Request>,
+    ) -> impl Future<Output = Result<(DownloadedFile, Response), Error>> + Send + 'static {
+        let ctx = self.inner.ctx.clone();
+        let done = self.completion_form(
+            TaskKind::Download,
+            request.into(),
+            Work::Download { resume: None },
+        );
+        async move {
+            match done.await? {
+                (Delivered::File(path), response) => Ok((DownloadedFile::new(path, ctx), response)),
+                (Delivered::Body(_), _) => unreachable!("a download task delivers a file"),
+            }
+        }
+    }
+
+    /// Runs a task whose result goes to the returned future instead of the delegate.
+    fn completion_form(
+        &self,
+        kind: TaskKind,
+        request: Request,
+        work: Work,
+    ) -> impl Future<Output = Result<(Delivered, Response), Error>> + Send + 'static {
         let url = request.url_str().to_owned();
         let (tx, rx) = oneshot::channel();
-        let created = self.create(request, Sink::Await(tx), false);
+        let created = self.create(kind, request, work, Sink::Await(tx), false);
         async move {
             let task = created.map_err(|e| {
                 Error::new(ErrorCode::Unknown, e.to_string())
@@ -271,11 +469,11 @@ impl Session {
 
     /// The tasks that are running, or suspended after having been resumed (`getAllTasks`). Tasks
     /// never resumed, cancelling or completed are left out.
-    pub async fn all_tasks(&self) -> Vec<DataTask> {
+    pub async fn all_tasks(&self) -> Vec<Task> {
         match ractor::call!(self.inner.actor, SessionMsg::AllTasks) {
             Ok(infos) => infos
                 .into_iter()
-                .map(|i| DataTask::new(i, self.inner.clone()))
+                .map(|i| Task::new(i, self.inner.clone()))
                 .collect(),
             Err(_) => Vec::new(),
         }
@@ -315,7 +513,7 @@ impl Session {
 }
 
 /// Cancels the task of a dropped `Session::data` future.
-struct CancelOnDrop(Option<DataTask>);
+struct CancelOnDrop(Option<Task>);
 
 impl CancelOnDrop {
     fn disarm(mut self) -> Self {
@@ -346,4 +544,6 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Session>();
     is::<DataTask>();
+    is::<DownloadTask>();
+    is::<UploadTask>();
 }

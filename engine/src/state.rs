@@ -35,8 +35,10 @@ pub enum TaskEvent<E> {
     ResponseReceived,
     /// The delegate allowed the body.
     BodyAllowed,
-    /// Body bytes arrived.
+    /// Body bytes arrived (or, for a download, were written, or it resumed at an offset).
     DataReceived,
+    /// Request body bytes went out.
+    BodySent,
     /// The body ended normally.
     Finished,
     /// The transfer failed.
@@ -78,8 +80,14 @@ pub enum Effect<E> {
     AskDisposition,
     /// Let the body flow.
     ReleaseBody,
-    /// Hand the bytes that arrived to the delegate (or the buffer of a completion-form task).
+    /// Hand the bytes that arrived to the delegate (or the buffer of a completion-form task); for a
+    /// download, report its progress.
     DeliverData,
+    /// Report request body progress (`did_send_body_data`).
+    ReportSent,
+    /// The body is complete: hand over what was gathered (a download's file goes to
+    /// `did_finish_downloading_to`). Comes right before the change to `Completed`.
+    HandOver,
     /// Deliver the terminal message. Always the last effect of the task.
     Complete(Outcome<E>),
 }
@@ -210,8 +218,11 @@ impl TaskMachine {
                 (to(s, Phase::Receiving), vec![F::ReleaseBody])
             }
             (_, Ev::DataReceived) if phase == Phase::Receiving => (self, vec![F::DeliverData]),
+            (_, Ev::BodySent) if phase != Phase::NotStarted => (self, vec![F::ReportSent]),
             (from, Ev::Finished) if phase == Phase::Receiving => {
-                complete(from, phase, Outcome::Finished)
+                let (machine, mut effects) = complete(from, phase, Outcome::Finished);
+                effects.insert(0, F::HandOver);
+                (machine, effects)
             }
             (from, Ev::Failed(e)) => complete(from, phase, Outcome::Failed(e)),
 

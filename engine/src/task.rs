@@ -1,38 +1,78 @@
-//! Tasks: the handle an application holds ([`DataTask`]) and what the task actor and its session share
-//! to publish state changes and deliver the one terminal message.
+//! Tasks: the handles an application holds ([`Task`] and its three kinds) and what the task actor and
+//! its session share to publish state changes and deliver the one terminal message.
 //!
 //! - `actor`: the task actor, which owns the transfer and applies the state machine.
 //! - `transfer`: the transfer itself (request, response head, body), run beside the actor.
+//! - `download`: where a download's body goes: the partial file, its checkpoints, resume data.
+//! - `upload`: where an upload's body comes from: bytes, a file, or a stream from the delegate.
 
 pub(crate) mod actor;
+pub(crate) mod download;
 pub(crate) mod transfer;
+pub(crate) mod upload;
 
 use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use courier_delegates::{Error, ErrorCode, Response, TaskInfo, TaskRecorder, TaskState};
+use courier_delegates::{
+    Error, ErrorCode, Response, ResumeData, TaskInfo, TaskRecorder, TaskState,
+};
+use courier_storage::ResumeRecord;
 use tokio::sync::oneshot;
 
 use crate::session::{SessionContext, SessionCore, SessionMsg};
+pub use upload::UploadBody;
 
 /// A control call from a task handle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Control {
     Resume,
     Suspend,
     Cancel,
+    /// `cancel_by_producing_resume_data`: cancel, and answer with resume data when the download
+    /// can be continued.
+    CancelForResume(oneshot::Sender<Option<ResumeData>>),
     /// Test hook: make the task actor panic.
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     Crash,
 }
 
+/// What a task does with its request.
+pub(crate) enum Work {
+    /// Load the body into memory (a data task).
+    Data,
+    /// Send `UploadBody`, load the response body into memory.
+    Upload(UploadBody),
+    /// Load the body into a file; `resume` when made from resume data (decoded, or why not).
+    Download {
+        resume: Option<Result<Box<ResumeRecord>, Error>>,
+    },
+}
+
+impl Work {
+    pub(crate) fn is_download(&self) -> bool {
+        matches!(self, Work::Download { .. })
+    }
+}
+
+/// What a completed task hands over.
+pub(crate) enum Delivered {
+    /// A data or upload task's body (empty when it went to a delegate).
+    Body(Bytes),
+    /// A download's file, for the completion form to own.
+    File(PathBuf),
+}
+
+/// The caller of a completion form, waiting for the task's result.
+pub(crate) type Waiter = oneshot::Sender<Result<(Delivered, Response), Error>>;
+
 /// Where a task's terminal message goes.
 pub(crate) enum Sink {
     /// To the session's delegate (`did_complete`), after the task's other callbacks.
     Delegate,
-    /// To the caller awaiting the completion form (`Session::data`); no delegate callbacks.
-    Await(oneshot::Sender<Result<(Bytes, Response), Error>>),
+    /// To the caller awaiting the completion form; no delegate callbacks.
+    Await(Waiter),
     /// Nowhere: a delegate-style task in a session without a delegate.
     Silent,
 }
@@ -54,6 +94,29 @@ impl Terminal {
     /// True while nobody has delivered the terminal message yet.
     pub(crate) fn is_pending(&self) -> bool {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// True when the result goes to a delegate (so a finished download is handed to it).
+    pub(crate) fn goes_to_delegate(&self) -> bool {
+        matches!(
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref(),
+            Some(Sink::Delegate)
+        )
+    }
+}
+
+/// The name of a download's partial file in the session directory, once it has one: written by the
+/// transfer, read by the session to build resume data for a task whose actor died.
+#[derive(Clone, Default)]
+pub(crate) struct PartialSlot(Arc<Mutex<Option<String>>>);
+
+impl PartialSlot {
+    pub(crate) fn set(&self, name: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
+    }
+
+    pub(crate) fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -77,7 +140,7 @@ pub(crate) fn deliver_terminal(
     ctx: &SessionContext,
     recorder: &TaskRecorder,
     terminal: &Terminal,
-    result: Result<Bytes, Error>,
+    result: Result<Delivered, Error>,
 ) -> bool {
     let Some(sink) = terminal.take() else {
         return false;
@@ -95,13 +158,16 @@ pub(crate) fn deliver_terminal(
             }
         }
         Sink::Await(tx) => {
-            let answer = result.and_then(|body| match info.response() {
-                Some(response) => Ok((body, response)),
+            let answer = result.and_then(|delivered| match info.response() {
+                Some(response) => Ok((delivered, response)),
                 None => Err(Error::new(ErrorCode::BadServerResponse, "no response")
                     .with_url(info.original_request().url_str())),
             });
-            // The caller may have stopped waiting (its future was dropped): nothing to do then.
-            let _ = tx.send(answer);
+            // The caller may have stopped waiting (its future was dropped): a downloaded file is
+            // then nobody's.
+            if let Err(Ok((Delivered::File(path), _))) = tx.send(answer) {
+                courier_storage::download::remove_partial(&path);
+            }
         }
         Sink::Silent => {}
     }
@@ -109,11 +175,13 @@ pub(crate) fn deliver_terminal(
 }
 
 /// Completes a task whose actor is gone (failed, panicked or was killed) without having completed it.
+/// A download gets resume data from the last checkpoint its transfer stored, when there is one.
 pub(crate) fn complete_orphan(
     ctx: &SessionContext,
     recorder: &TaskRecorder,
     terminal: &Terminal,
     callbacks: bool,
+    partial: &PartialSlot,
     why: &str,
 ) {
     if !terminal.is_pending() {
@@ -124,34 +192,44 @@ pub(crate) fn complete_orphan(
     if from != TaskState::Completed {
         publish_state(ctx, recorder, callbacks, from, TaskState::Completed);
     }
-    let error = Error::new(
+    let mut error = Error::new(
         ErrorCode::Unknown,
         format!("the task's actor failed: {why}"),
     )
     .with_url(info.original_request().url_str());
+    if let Some(name) = partial.get() {
+        match download::resume_data_from_storage(&ctx.storage, &name) {
+            Some(data) => error = error.with_resume_data(data),
+            None => {
+                if let Ok(path) = ctx.storage.resolve(&name) {
+                    courier_storage::download::remove_partial(&path);
+                }
+            }
+        }
+    }
     deliver_terminal(ctx, recorder, terminal, Err(error));
 }
 
-/// A data task (`URLSessionDataTask`): loads a URL's body into memory.
+/// A task (`URLSessionTask`): what every kind of task can do. [`DataTask`], [`UploadTask`] and
+/// [`DownloadTask`] dereference to it, as URLSession's task classes inherit from `URLSessionTask`.
 ///
-/// Created suspended by [`Session::data_task`](crate::Session::data_task); nothing goes on the wire
-/// until [`DataTask::resume`]. Handles are cheap clones of one task. A `DataTask` dereferences to its
-/// [`TaskInfo`], the read-only view (identifier, state, requests, response, counters, error) that
-/// delegate callbacks receive too.
+/// Created suspended; nothing goes on the wire until [`Task::resume`]. Handles are cheap clones of
+/// one task. A `Task` dereferences to its [`TaskInfo`], the read-only view (identifier, state,
+/// requests, response, counters, error) that delegate callbacks receive too.
 ///
 /// `resume`, `suspend` and `cancel` return at once, like URLSession's; the state they cause is
 /// published when the task's actor has applied them (microseconds later), and the delegate hears of
 /// it through `did_change_state`.
 #[derive(Clone)]
-pub struct DataTask {
+pub struct Task {
     info: TaskInfo,
     /// Keeps the session from invalidating itself on drop while a task handle is still held.
     session: Arc<SessionCore>,
 }
 
-impl DataTask {
-    pub(crate) fn new(info: TaskInfo, session: Arc<SessionCore>) -> DataTask {
-        DataTask { info, session }
+impl Task {
+    pub(crate) fn new(info: TaskInfo, session: Arc<SessionCore>) -> Task {
+        Task { info, session }
     }
 
     fn control(&self, control: Control) {
@@ -162,8 +240,8 @@ impl DataTask {
             .cast(SessionMsg::Control(self.info.id(), control));
     }
 
-    /// Starts the task, or continues it after [`DataTask::suspend`]. Does nothing on a cancelling
-    /// or completed task.
+    /// Starts the task, or continues it after [`Task::suspend`]. Does nothing on a cancelling or
+    /// completed task.
     pub fn resume(&self) {
         self.control(Control::Resume);
     }
@@ -175,7 +253,8 @@ impl DataTask {
     }
 
     /// Cancels the task: it completes with [`ErrorCode::Cancelled`] (-999), even if it was never
-    /// resumed. Does nothing on a cancelling or completed task.
+    /// resumed. Does nothing on a cancelling or completed task. A download's partial file is removed;
+    /// see [`DownloadTask::cancel_by_producing_resume_data`] to keep it.
     pub fn cancel(&self) {
         self.control(Control::Cancel);
     }
@@ -186,14 +265,14 @@ impl DataTask {
     }
 
     /// Test hook: makes the task's actor panic, as a bug in it would. The session completes the
-    /// task with an error and goes on.
+    /// task with an error (and a download with resume data) and goes on.
     #[cfg(feature = "test-hooks")]
     pub fn inject_actor_panic(&self) {
         self.control(Control::Crash);
     }
 }
 
-impl Deref for DataTask {
+impl Deref for Task {
     type Target = TaskInfo;
 
     fn deref(&self) -> &TaskInfo {
@@ -201,8 +280,126 @@ impl Deref for DataTask {
     }
 }
 
-impl std::fmt::Debug for DataTask {
+impl std::fmt::Debug for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("DataTask").field(&self.info).finish()
+        f.debug_tuple("Task").field(&self.info).finish()
+    }
+}
+
+macro_rules! task_kind {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name(Task);
+
+        impl $name {
+            pub(crate) fn new(task: Task) -> $name {
+                $name(task)
+            }
+
+            /// The task as a plain [`Task`].
+            pub fn task(&self) -> &Task {
+                &self.0
+            }
+        }
+
+        impl Deref for $name {
+            type Target = Task;
+
+            fn deref(&self) -> &Task {
+                &self.0
+            }
+        }
+    };
+}
+
+task_kind! {
+    /// A data task (`URLSessionDataTask`): loads a URL's body into memory, handing it to the
+    /// delegate's `did_receive_data` as it arrives. Made by [`Session::data_task`](crate::Session::data_task).
+    DataTask
+}
+
+task_kind! {
+    /// An upload task (`URLSessionUploadTask`): sends a body (bytes, a file, or a stream the delegate
+    /// provides), reporting `did_send_body_data`, then receives the response like a data task. Made
+    /// by [`Session::upload_task`](crate::Session::upload_task).
+    UploadTask
+}
+
+task_kind! {
+    /// A download task (`URLSessionDownloadTask`): loads a URL's body into a file in the session
+    /// directory, reporting `did_write_data`, then hands the file to `did_finish_downloading_to`.
+    /// Made by [`Session::download_task`](crate::Session::download_task) or, to continue a stopped
+    /// download, [`Session::download_task_with_resume_data`](crate::Session::download_task_with_resume_data).
+    DownloadTask
+}
+
+impl DownloadTask {
+    /// Cancels the download and returns the data to continue it later, or `None` when it cannot
+    /// be continued (URLSession's rules: a `GET` whose response carried a strong `ETag` or a
+    /// `Last-Modified`, a server that did not refuse byte ranges, the partial file present).
+    ///
+    /// The partial file stays in the session directory for the resumed task. The task completes
+    /// with -999, and that error carries the same resume data. On a task that already completed,
+    /// or is being cancelled, returns `None`.
+    ///
+    /// URLSession takes a completion handler; here the answer is awaited.
+    pub async fn cancel_by_producing_resume_data(&self) -> Option<ResumeData> {
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::CancelForResume(tx));
+        rx.await.ok().flatten()
+    }
+}
+
+/// A downloaded file, owned by the caller of [`Session::download`](crate::Session::download).
+///
+/// The file is removed when this guard is dropped, unless [`DownloadedFile::persist`] moved it
+/// somewhere else first: URLSession's "the file is removed when the handler returns", with Rust's
+/// ownership instead of a callback.
+#[derive(Debug)]
+pub struct DownloadedFile {
+    path: Option<PathBuf>,
+    /// Keeps an ephemeral session's directory (and so the file) alive while the guard lives.
+    _session: Arc<SessionContext>,
+}
+
+impl DownloadedFile {
+    pub(crate) fn new(path: PathBuf, session: Arc<SessionContext>) -> DownloadedFile {
+        DownloadedFile {
+            path: Some(path),
+            _session: session,
+        }
+    }
+
+    /// Where the file is now (inside the session directory).
+    pub fn path(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Moves the file to `to` and keeps it there. Falls back to copying when `to` is on another
+    /// file system.
+    ///
+    /// # Errors
+    /// The file cannot be moved or copied; it stays where it was, and the guard still removes it.
+    pub fn persist(mut self, to: impl AsRef<Path>) -> std::io::Result<PathBuf> {
+        let to = to.as_ref();
+        let from = self.path.clone().unwrap_or_default();
+        match std::fs::rename(&from, to) {
+            Ok(()) => {}
+            Err(_) => {
+                std::fs::copy(&from, to)?;
+                let _ = std::fs::remove_file(&from);
+            }
+        }
+        self.path = None;
+        Ok(to.to_path_buf())
+    }
+}
+
+impl Drop for DownloadedFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }

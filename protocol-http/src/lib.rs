@@ -6,10 +6,13 @@
 //! - `connect`: the connector behind the pool (DNS, TCP, TLS with ALPN, the per-host connection cap)
 //!   and [`ConnectionInfo`], the facts about a connection found in each response's extensions.
 //! - `tls`: the rustls client configuration (ring provider, Mozilla's roots plus extra roots).
+//! - [`range`]: byte ranges for resumed downloads: which responses can be resumed, the `Range` and
+//!   `If-Range` headers, and what the server's answer means ([`range::Continuation`]).
 //! - [`error`]: [`TransportError`] and its classification, [`TransportErrorKind`].
 
 mod connect;
 pub mod error;
+pub mod range;
 mod tls;
 pub mod transport;
 

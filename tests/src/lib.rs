@@ -16,3 +16,10 @@ pub use fault::{Fault, FaultServer};
 pub use recorder::{Event, Recorder, check_invariants};
 pub use server::TestServer;
 pub use tls::{Leaf, TestCa};
+
+/// SHA-256 of `bytes`, as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

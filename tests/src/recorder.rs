@@ -1,13 +1,17 @@
 //! `Recorder`: a delegate that writes down every callback, in order, for tests to check.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    DataDelegate, Error, ErrorCode, Reply, Response, ResponseDisposition, SessionDelegate,
-    TaskDelegate, TaskInfo, TaskState,
+    BodyStream, DataDelegate, DownloadDelegate, Error, ErrorCode, Reply, Response,
+    ResponseDisposition, ResumeData, SessionDelegate, TaskDelegate, TaskInfo, TaskState,
 };
+
+use crate::sha256_hex;
 
 /// One delegate callback.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +39,49 @@ pub enum Event {
         /// Bytes in this call.
         bytes: usize,
     },
+    /// `did_write_data`.
+    Wrote {
+        /// Task identifier.
+        task: u64,
+        /// Bytes in this call.
+        written: i64,
+        /// Total bytes written.
+        total: i64,
+        /// Total expected (-1 unknown).
+        expected: i64,
+    },
+    /// `did_resume_at_offset`.
+    Resumed {
+        /// Task identifier.
+        task: u64,
+        /// Offset the download continues at.
+        offset: i64,
+        /// Total expected (-1 unknown).
+        expected: i64,
+    },
+    /// `did_finish_downloading_to`, with the file's size and SHA-256 (read during the callback).
+    Finished {
+        /// Task identifier.
+        task: u64,
+        /// The file's size.
+        size: u64,
+        /// The file's SHA-256, hex.
+        sha256: String,
+    },
+    /// `need_new_body_stream`.
+    NeedBody {
+        /// Task identifier.
+        task: u64,
+    },
+    /// `did_send_body_data`.
+    Sent {
+        /// Task identifier.
+        task: u64,
+        /// Total bytes sent.
+        total: i64,
+        /// Total expected (-1 unknown).
+        expected: i64,
+    },
     /// `did_complete`.
     Complete {
         /// Task identifier.
@@ -49,12 +96,33 @@ pub enum Event {
 }
 
 impl Event {
+    /// The callback's short name (`state`, `response`, `data`, `wrote`...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::State { .. } => "state",
+            Event::Response { .. } => "response",
+            Event::Data { .. } => "data",
+            Event::Wrote { .. } => "wrote",
+            Event::Resumed { .. } => "resumed",
+            Event::Finished { .. } => "finished",
+            Event::NeedBody { .. } => "need_body",
+            Event::Sent { .. } => "sent",
+            Event::Complete { .. } => "complete",
+            Event::Invalid => "invalid",
+        }
+    }
+
     /// The task the event is about (`None` for session events).
     pub fn task(&self) -> Option<u64> {
         match self {
             Event::State { task, .. }
             | Event::Response { task, .. }
             | Event::Data { task, .. }
+            | Event::Wrote { task, .. }
+            | Event::Resumed { task, .. }
+            | Event::Finished { task, .. }
+            | Event::NeedBody { task }
+            | Event::Sent { task, .. }
             | Event::Complete { task, .. } => Some(*task),
             Event::Invalid => None,
         }
@@ -67,6 +135,10 @@ pub struct Recorder {
     events: Mutex<Vec<Event>>,
     body: Mutex<Vec<u8>>,
     disposition: Option<ResponseDisposition>,
+    resume_data: Mutex<HashMap<u64, ResumeData>>,
+    errors: Mutex<HashMap<u64, Error>>,
+    /// The body handed out by `need_new_body_stream`, if any.
+    stream_body: Option<Bytes>,
 }
 
 impl Recorder {
@@ -81,6 +153,24 @@ impl Recorder {
             disposition: Some(d),
             ..Recorder::default()
         }
+    }
+
+    /// A recorder that answers `need_new_body_stream` with a fresh stream over `body` each time.
+    pub fn streaming(body: impl Into<Bytes>) -> Recorder {
+        Recorder {
+            stream_body: Some(body.into()),
+            ..Recorder::default()
+        }
+    }
+
+    /// The resume data task `id`'s error carried, if any.
+    pub fn resume_data(&self, id: u64) -> Option<ResumeData> {
+        self.resume_data.lock().expect("resume").get(&id).cloned()
+    }
+
+    /// The error task `id` completed with, if any.
+    pub fn error(&self, id: u64) -> Option<Error> {
+        self.errors.lock().expect("errors").get(&id).cloned()
     }
 
     fn push(&self, e: Event) {
@@ -147,7 +237,36 @@ impl TaskDelegate for Recorder {
         });
     }
 
+    fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {
+        self.push(Event::NeedBody { task: task.id() });
+        let stream = self
+            .stream_body
+            .clone()
+            .map(|b| Box::pin(std::io::Cursor::new(b)) as BodyStream);
+        reply.send(stream);
+    }
+
+    fn did_send_body_data(&self, task: &TaskInfo, _sent: i64, total: i64, expected: i64) {
+        self.push(Event::Sent {
+            task: task.id(),
+            total,
+            expected,
+        });
+    }
+
     fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
+        if let Some(e) = error {
+            self.errors
+                .lock()
+                .expect("errors")
+                .insert(task.id(), e.clone());
+            if let Some(data) = e.resume_data() {
+                self.resume_data
+                    .lock()
+                    .expect("resume")
+                    .insert(task.id(), data.clone());
+            }
+        }
         self.push(Event::Complete {
             task: task.id(),
             error: error.map(|e| e.code()),
@@ -179,13 +298,41 @@ impl DataDelegate for Recorder {
     }
 }
 
+impl DownloadDelegate for Recorder {
+    fn did_write_data(&self, task: &TaskInfo, written: i64, total: i64, expected: i64) {
+        self.push(Event::Wrote {
+            task: task.id(),
+            written,
+            total,
+            expected,
+        });
+    }
+
+    fn did_resume_at_offset(&self, task: &TaskInfo, offset: i64, expected: i64) {
+        self.push(Event::Resumed {
+            task: task.id(),
+            offset,
+            expected,
+        });
+    }
+
+    fn did_finish_downloading_to(&self, task: &TaskInfo, location: &Path) {
+        let bytes = std::fs::read(location).unwrap_or_default();
+        self.push(Event::Finished {
+            task: task.id(),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+        });
+    }
+}
+
 /// Checks the stream invariants every session must keep: per task at most one `did_complete` and
 /// nothing after it; `did_become_invalid` at most once and last; states chain. Returns the first
 /// violation found.
 pub fn check_invariants(events: &[Event]) -> Result<(), String> {
-    use std::collections::HashMap;
     let mut completed: HashMap<u64, usize> = HashMap::new();
     let mut state: HashMap<u64, TaskState> = HashMap::new();
+    let mut written: HashMap<u64, i64> = HashMap::new();
     for (i, e) in events.iter().enumerate() {
         if events[..i].contains(&Event::Invalid) {
             return Err(format!("event {i} {e:?} after did_become_invalid"));
@@ -209,6 +356,18 @@ pub fn check_invariants(events: &[Event]) -> Result<(), String> {
             }
             Event::Complete { task, .. } => {
                 completed.insert(*task, i);
+            }
+            Event::Wrote { task, total, .. } => {
+                let last = written.entry(*task).or_insert(0);
+                if *total <= *last {
+                    return Err(format!(
+                        "event {i}: task {task}'s total written went from {last} to {total}"
+                    ));
+                }
+                *last = *total;
+            }
+            Event::Resumed { task, offset, .. } => {
+                written.insert(*task, *offset);
             }
             _ => {}
         }

@@ -136,16 +136,7 @@ async fn delegate_sees_urlsession_order() {
     session.finish_tasks_and_invalidate();
     let events = rec.wait_invalid(WAIT).await;
     check_invariants(&events).unwrap();
-    let kinds: Vec<&str> = events
-        .iter()
-        .map(|e| match e {
-            Event::State { .. } => "state",
-            Event::Response { .. } => "response",
-            Event::Data { .. } => "data",
-            Event::Complete { .. } => "complete",
-            Event::Invalid => "invalid",
-        })
-        .collect();
+    let kinds: Vec<&str> = events.iter().map(Event::name).collect();
     let mut dedup = kinds.clone();
     dedup.dedup();
     assert_eq!(

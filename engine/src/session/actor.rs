@@ -18,7 +18,10 @@ use tracing::Instrument;
 use super::SessionContext;
 use crate::state::{Effect, TaskEvent, TaskMachine};
 use crate::task::actor::{TaskActor, TaskArgs, TaskMsg};
-use crate::task::{Control, Terminal, complete_orphan, deliver_terminal, publish_state};
+use crate::task::download::resume_data_of;
+use crate::task::{
+    Control, PartialSlot, Terminal, Work, complete_orphan, deliver_terminal, publish_state,
+};
 
 /// Messages a session actor handles.
 pub(crate) enum SessionMsg {
@@ -27,6 +30,7 @@ pub(crate) enum SessionMsg {
         recorder: TaskRecorder,
         terminal: Terminal,
         callbacks: bool,
+        work: Work,
     },
     /// A control call from a task handle.
     Control(u64, Control),
@@ -48,6 +52,10 @@ struct Entry {
     recorder: TaskRecorder,
     terminal: Terminal,
     callbacks: bool,
+    /// What the task does, until its actor takes it.
+    work: Option<Work>,
+    /// A download's partial file, for resume data should its actor die.
+    partial: PartialSlot,
     /// The task's actor, from its first `resume()` until it stops.
     actor: Option<ActorRef<TaskMsg>>,
 }
@@ -96,6 +104,7 @@ impl Actor for SessionActor {
                     recorder,
                     terminal,
                     callbacks,
+                    work,
                 } => {
                     let id = recorder.info().id();
                     st.tasks.insert(
@@ -104,6 +113,8 @@ impl Actor for SessionActor {
                             recorder,
                             terminal,
                             callbacks,
+                            work: Some(work),
+                            partial: PartialSlot::default(),
                             actor: None,
                         },
                     );
@@ -180,6 +191,17 @@ impl SessionState {
         match control {
             Control::Resume => self.spawn_and_resume(me, id).await,
             Control::Cancel => self.cancel_unstarted(id),
+            Control::CancelForResume(tx) => {
+                // A task made from resume data and never started can hand that data back as is.
+                let data = match entry.work.as_ref() {
+                    Some(Work::Download {
+                        resume: Some(Ok(record)),
+                    }) => resume_data_of(record),
+                    _ => None,
+                };
+                let _ = tx.send(data);
+                self.cancel_unstarted(id);
+            }
             // Suspending a task that never ran changes nothing.
             Control::Suspend | Control::Crash => {}
         }
@@ -194,6 +216,8 @@ impl SessionState {
             recorder: entry.recorder.clone(),
             terminal: entry.terminal.clone(),
             callbacks: entry.callbacks,
+            work: entry.work.take().unwrap_or(Work::Data),
+            partial: entry.partial.clone(),
         };
         match TaskActor::spawn_linked(None, TaskActor, args, me.get_cell()).await {
             Ok((actor, _)) => {
@@ -209,6 +233,7 @@ impl SessionState {
                         &entry.recorder,
                         &entry.terminal,
                         entry.callbacks,
+                        &entry.partial,
                         &e.to_string(),
                     );
                 }
@@ -259,6 +284,7 @@ impl SessionState {
                 &entry.recorder,
                 &entry.terminal,
                 entry.callbacks,
+                &entry.partial,
                 why,
             );
         }

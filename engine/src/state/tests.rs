@@ -13,6 +13,7 @@ fn event() -> impl Strategy<Value = Ev> {
         2 => Just(TaskEvent::ResponseReceived),
         2 => Just(TaskEvent::BodyAllowed),
         3 => Just(TaskEvent::DataReceived),
+        1 => Just(TaskEvent::BodySent),
         1 => Just(TaskEvent::Finished),
         1 => (0u8..4).prop_map(TaskEvent::Failed),
         1 => Just(TaskEvent::TransferStopped),
@@ -81,7 +82,7 @@ impl Model {
                     }
                     None
                 }
-                TaskEvent::DataReceived | TaskEvent::TransferStopped => None,
+                TaskEvent::DataReceived | TaskEvent::BodySent | TaskEvent::TransferStopped => None,
                 TaskEvent::Finished if self.body_allowed => {
                     self.state = Completed;
                     Some(Outcome::Finished)
@@ -140,6 +141,16 @@ proptest! {
             // Data and disposition effects only while the transfer is in the matching phase.
             if effects.contains(&Effect::DeliverData) {
                 prop_assert_eq!(machine.phase(), Phase::Receiving);
+            }
+            if effects.contains(&Effect::ReportSent) {
+                prop_assert!(machine.was_started());
+            }
+            // The hand-over comes only with a successful end, before the change to Completed.
+            if effects.contains(&Effect::HandOver) {
+                prop_assert_eq!(effects.first(), Some(&Effect::HandOver));
+                prop_assert_eq!(terminal.first(), Some(&Outcome::Finished));
+            } else {
+                prop_assert_ne!(terminal.first(), Some(&Outcome::Finished));
             }
             machine = next;
         }

@@ -1,5 +1,10 @@
 //! The transfer: one request and its response, run as a Tokio task beside the task actor.
 //!
+//! The body goes to memory (a data or upload task) or to a file (a download, through
+//! [`DownloadSink`]); a request body comes from [`upload::prepare`], made anew for every send. A
+//! download made from resume data asks to continue where it stopped and starts over when the
+//! server's answer does not continue exactly there.
+//!
 //! The task actor owns it and steers it through a [`Gate`]: paused or not, body allowed or not. The
 //! transfer moves the bytes itself and reports to the actor by message (response head, each chunk,
 //! the end). Its timers (the idle timeout, restarted by every arrival, and the resource budget) only
@@ -10,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use courier_delegates::{Error, ErrorCode, Response};
-use courier_protocol_http::{
-    RequestBody, TlsFailure, Transport, TransportError, TransportErrorKind,
-};
+use courier_delegates::{Error, ErrorCode, Response, TaskInfo};
+use courier_protocol_http::range::{self, Continuation};
+use courier_protocol_http::{Incoming, TlsFailure, TransportError, TransportErrorKind, empty_body};
+use courier_storage::ResumeRecord;
 use http_body_util::BodyExt;
 use ractor::ActorRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -22,7 +27,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use url::Url;
 
+use super::PartialSlot;
 use super::actor::TaskMsg;
+use super::download::{DownloadSink, Placement, Stopped};
+use super::upload::{self, UploadBody};
+use crate::session::SessionContext;
 
 /// Body bytes that may be on their way to a delegate at once. Past this, the transfer stops reading
 /// until the delegate has taken some: a slow delegate slows the connection instead of filling memory.
@@ -33,6 +42,8 @@ pub(crate) const DELEGATE_WINDOW: usize = 1 << 20;
 struct Gate {
     paused: bool,
     body_allowed: bool,
+    /// Stop for good: a download writes what it has and checkpoints first.
+    stop: bool,
 }
 
 /// The timeouts of one transfer.
@@ -44,44 +55,75 @@ pub(crate) struct Timeouts {
     pub(crate) resource: Duration,
 }
 
-/// A running transfer. Dropping it stops the transfer.
+/// The request line and headers, kept to send the request again (a resend starts over from here).
+#[derive(Clone, Debug)]
+pub(crate) struct Head {
+    pub(crate) method: http::Method,
+    pub(crate) uri: http::Uri,
+    pub(crate) headers: http::HeaderMap,
+}
+
+/// Where the response body goes.
+pub(crate) enum Destination {
+    /// To the delegate (`window` bounds what is in flight to it) or the completion form's buffer.
+    Memory { window: Option<Arc<Semaphore>> },
+    /// To a file in the session directory; `from` when the task was made from resume data.
+    File {
+        from: Option<Box<ResumeRecord>>,
+        slot: PartialSlot,
+    },
+}
+
+/// What a transfer starts from.
+pub(crate) struct TransferArgs {
+    pub(crate) ctx: Arc<SessionContext>,
+    pub(crate) info: TaskInfo,
+    pub(crate) callbacks: bool,
+    pub(crate) head: Head,
+    pub(crate) url: Url,
+    pub(crate) body: Option<UploadBody>,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) destination: Destination,
+    pub(crate) actor: ActorRef<TaskMsg>,
+}
+
+/// How long a stopping transfer may take to write and checkpoint what it has before it is aborted.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A running transfer. Dropping it stops the transfer at once (no checkpoint).
 pub(crate) struct Transfer {
-    handle: JoinHandle<()>,
+    handle: JoinHandle<Option<Stopped>>,
     gate: watch::Sender<Gate>,
 }
 
 impl Transfer {
-    /// Starts sending `request`; reports to `actor`.
-    pub(crate) fn start(
-        transport: Transport,
-        request: http::Request<RequestBody>,
-        url: Url,
-        timeouts: Timeouts,
-        window: Option<Arc<Semaphore>>,
-        actor: ActorRef<TaskMsg>,
-    ) -> Transfer {
+    /// Starts the transfer; it reports to `args.actor`.
+    pub(crate) fn start(args: TransferArgs) -> Transfer {
         let (gate, gate_rx) = watch::channel(Gate {
             paused: false,
             body_allowed: false,
+            stop: false,
         });
+        let actor = args.actor.clone();
         let run = Run {
-            transport,
-            url,
-            clock: Clock::new(timeouts),
+            ctx: args.ctx,
+            info: args.info,
+            callbacks: args.callbacks,
+            url: args.url,
+            clock: Clock::new(args.timeouts),
             gate: gate_rx,
-            window,
-            actor: actor.clone(),
+            actor: args.actor,
+            sink: None,
+            window: None,
         };
+        let (head, body, destination) = (args.head, args.body, args.destination);
         let handle = tokio::spawn(
             async move {
-                let report = match run.drive(request).await {
-                    Ok(true) => Some(TaskMsg::Finished),
-                    Ok(false) => None, // the actor is gone: nobody to tell
-                    Err(e) => Some(TaskMsg::Failed(e)),
-                };
+                let (report, stopped) = run.run(head, body, destination).await;
                 if let Some(msg) = report {
                     let _ = actor.cast(msg);
                 }
+                stopped
             }
             .instrument(tracing::Span::current()),
         );
@@ -100,10 +142,20 @@ impl Transfer {
         self.gate.send_modify(|g| g.body_allowed = true);
     }
 
-    /// Stops the transfer and waits until it has stopped (its connection is dropped).
-    pub(crate) async fn stop(mut self) {
-        self.handle.abort();
-        let _ = (&mut self.handle).await;
+    /// Stops the transfer and waits until it has stopped (its connection is dropped). A download
+    /// first writes what it received and checkpoints: the answer carries its partial file and, when
+    /// it can be continued, resume data.
+    pub(crate) async fn stop(mut self) -> Option<Stopped> {
+        self.gate.send_modify(|g| g.stop = true);
+        match tokio::time::timeout(STOP_GRACE, &mut self.handle).await {
+            Ok(Ok(stopped)) => stopped,
+            Ok(Err(_)) => None,
+            Err(_) => {
+                tracing::warn!("a stopping transfer did not finish in time; aborted");
+                self.handle.abort();
+                None
+            }
+        }
     }
 }
 
@@ -115,65 +167,213 @@ impl Drop for Transfer {
 }
 
 struct Run {
-    transport: Transport,
+    ctx: Arc<SessionContext>,
+    info: TaskInfo,
+    callbacks: bool,
     url: Url,
     clock: Clock,
     gate: watch::Receiver<Gate>,
-    window: Option<Arc<Semaphore>>,
     actor: ActorRef<TaskMsg>,
+    /// A download's file.
+    sink: Option<DownloadSink>,
+    /// The delegate window of a data or upload task.
+    window: Option<Arc<Semaphore>>,
 }
 
-/// The gate's sender is gone: the actor stopped, so the transfer ends quietly.
-struct Orphaned;
+/// Why a transfer ended early.
+enum Halt {
+    /// It failed.
+    Failed(Error),
+    /// The actor asked it to stop, or went away.
+    Interrupted,
+}
+
+impl From<Error> for Halt {
+    fn from(e: Error) -> Halt {
+        Halt::Failed(e)
+    }
+}
 
 impl Run {
-    /// Runs the transfer. `Ok(true)`: the body ended; `Ok(false)`: the actor went away.
-    async fn drive(mut self, request: http::Request<RequestBody>) -> Result<bool, Error> {
-        let transport = self.transport.clone();
-        let response = match self
+    /// Runs the transfer to its end: the message for the actor, and what a stop left behind.
+    async fn run(
+        mut self,
+        head: Head,
+        body: Option<UploadBody>,
+        destination: Destination,
+    ) -> (Option<TaskMsg>, Option<Stopped>) {
+        match destination {
+            Destination::Memory { window } => self.window = window,
+            Destination::File { from, slot } => {
+                let opened = DownloadSink::open(
+                    self.ctx.clone(),
+                    self.actor.clone(),
+                    &self.info,
+                    from.map(|b| *b),
+                    &slot,
+                )
+                .await;
+                match opened {
+                    Ok(sink) => self.sink = Some(sink),
+                    Err(e) => return (Some(TaskMsg::Failed(e)), None),
+                }
+            }
+        }
+        let outcome = self.drive(head, body).await;
+        let sink = self.sink.take();
+        match (outcome, sink) {
+            (Ok(()), None) => (Some(TaskMsg::Finished(None)), None),
+            // A download also tells a stopping actor where its file is, in case the end raced a
+            // cancel: the actor then decides what becomes of the file.
+            (Ok(()), Some(sink)) => {
+                let path = sink.path().to_path_buf();
+                match sink.finish().await {
+                    Ok(done) => (
+                        Some(TaskMsg::Finished(Some(done))),
+                        Some(Stopped { resume: None, path }),
+                    ),
+                    Err(e) => (
+                        Some(TaskMsg::Failed(e)),
+                        Some(Stopped { resume: None, path }),
+                    ),
+                }
+            }
+            (Err(Halt::Failed(e)), None) => (Some(TaskMsg::Failed(e)), None),
+            (Err(Halt::Failed(e)), Some(sink)) => {
+                let path = sink.path().to_path_buf();
+                let e = sink.fail(e).await;
+                let resume = e.resume_data().cloned();
+                (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
+            }
+            (Err(Halt::Interrupted), None) => (None, None),
+            (Err(Halt::Interrupted), Some(sink)) => (None, Some(sink.stop().await)),
+        }
+    }
+
+    /// Sends the request (again, when a resumed download's answer cannot be used) and moves the
+    /// body.
+    async fn drive(&mut self, mut head: Head, body: Option<UploadBody>) -> Result<(), Halt> {
+        let resuming = self
+            .sink
+            .as_ref()
+            .and_then(|s| s.validator().map(|v| (s.offset(), v)));
+        if let Some((offset, validator)) = &resuming {
+            range::ask_to_continue(&mut head.headers, *offset, validator);
+        }
+        let (mut parts, mut incoming) = self.send(&head, body.as_ref()).await?.into_parts();
+        let mut placement = Placement::Fresh;
+        let mut total = None;
+        if let Some((offset, validator)) = &resuming {
+            placement = match range::continuation(parts.status, &parts.headers, *offset, validator)
+            {
+                Continuation::Append { total: t } => {
+                    total = t;
+                    Placement::Append
+                }
+                Continuation::StartOverWithThisBody => Placement::StartOver,
+                Continuation::StartOverWithNewRequest => {
+                    // The answer is unusable: ask for the whole resource, and take whatever comes.
+                    drop(incoming);
+                    head.headers.remove(http::header::RANGE);
+                    head.headers.remove(http::header::IF_RANGE);
+                    let fresh = self.send(&head, body.as_ref()).await?.into_parts();
+                    (parts, incoming) = fresh;
+                    Placement::StartOver
+                }
+            };
+        }
+        self.wait_until(|g| !g.paused).await?;
+        let response = Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
+        if self
+            .actor
+            .cast(TaskMsg::Response(response.clone()))
+            .is_err()
+        {
+            return Err(Halt::Interrupted);
+        }
+        self.wait_until(|g| g.body_allowed).await?;
+        if let Some(sink) = &mut self.sink {
+            let (offset, expected) = sink.begin(&response, placement, total).await?;
+            if resuming.is_some() {
+                let _ = self.actor.cast(TaskMsg::ResumedAt { offset, expected });
+            }
+        }
+        self.receive(incoming).await
+    }
+
+    /// Sends one request and waits for its response head, under the clock.
+    async fn send(
+        &mut self,
+        head: &Head,
+        body: Option<&UploadBody>,
+    ) -> Result<http::Response<Incoming>, Halt> {
+        let mut builder = http::Request::builder()
+            .method(head.method.clone())
+            .uri(head.uri.clone());
+        if let Some(h) = builder.headers_mut() {
+            *h = head.headers.clone();
+        }
+        let request_body = match body {
+            Some(source) => {
+                let prepared =
+                    upload::prepare(source, &self.ctx, &self.info, self.callbacks, &self.actor)
+                        .await?;
+                if let (Some(len), Some(h)) = (prepared.length, builder.headers_mut()) {
+                    h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+                }
+                prepared.body
+            }
+            None => empty_body(),
+        };
+        let request = builder.body(request_body).map_err(|e| {
+            Error::new(ErrorCode::BadUrl, format!("bad request: {e}")).with_url(self.url.as_str())
+        })?;
+        let transport = self.ctx.transport.clone();
+        match self
             .timed(async move { transport.send(request).await })
             .await
         {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(map_transport_error(e, &self.url)),
-            Err(TimedOutOr::TimedOut(e)) => return Err(e),
-            Err(TimedOutOr::Orphaned) => return Ok(false),
-        };
-        let (parts, mut body) = response.into_parts();
-        if self.wait_until(|g| !g.paused).await.is_err() {
-            return Ok(false);
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(Halt::Failed(map_transport_error(e, &self.url))),
+            Err(halt) => Err(halt),
         }
-        let head = Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
-        if self.actor.cast(TaskMsg::Response(head)).is_err() {
-            return Ok(false);
-        }
-        if self.wait_until(|g| g.body_allowed).await.is_err() {
-            return Ok(false);
-        }
+    }
+
+    /// Moves the body to its destination until it ends.
+    async fn receive(&mut self, mut body: Incoming) -> Result<(), Halt> {
         loop {
-            if self.wait_until(|g| !g.paused).await.is_err() {
-                return Ok(false);
-            }
+            self.wait_until(|g| !g.paused).await?;
             let limit = self.clock.limit();
             let started = Instant::now();
-            let frame = tokio::select! {
-                frame = tokio::time::timeout(limit, body.frame()) => frame,
-                // Suspended mid-read: drop the read (no bytes are lost, none are taken) and stop
-                // the clock until resumed.
-                paused = self.gate.wait_for(|g| g.paused) => {
-                    self.clock.spend(started.elapsed());
-                    if paused.is_err() {
-                        return Ok(false);
+            let deadline = self.sink.as_ref().and_then(DownloadSink::deadline);
+            let gate = &mut self.gate;
+            let woke = tokio::select! {
+                frame = tokio::time::timeout(limit, body.frame()) => Woke::Frame(frame),
+                // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none are taken)
+                // and stop the clock until resumed.
+                _ = async { let _ = gate.wait_for(|g| g.paused || g.stop).await; } => Woke::Gate,
+                // The download has bytes to write or a checkpoint due while the network is quiet.
+                _ = sleep_until_or_never(deadline) => Woke::Deadline,
+            };
+            self.clock.spend(started.elapsed());
+            let frame = match woke {
+                Woke::Frame(frame) => frame,
+                Woke::Gate => continue,
+                Woke::Deadline => {
+                    if let Some(sink) = &mut self.sink {
+                        sink.on_deadline().await?;
                     }
                     continue;
                 }
             };
-            self.clock.spend(started.elapsed());
             let frame = match frame {
-                Err(_) => return Err(self.clock.timed_out(&self.url)),
-                Ok(None) => return Ok(true),
+                Err(_) => return Err(Halt::Failed(self.clock.timed_out(&self.url))),
+                Ok(None) => return Ok(()),
                 Ok(Some(Err(e))) => {
-                    return Err(map_transport_error(TransportError::from_body(e), &self.url));
+                    return Err(Halt::Failed(map_transport_error(
+                        TransportError::from_body(e),
+                        &self.url,
+                    )));
                 }
                 Ok(Some(Ok(frame))) => frame,
             };
@@ -183,18 +383,19 @@ impl Run {
             if data.is_empty() {
                 continue;
             }
-            let permit = match self.take_window(&data).await {
-                Ok(p) => p,
-                Err(Orphaned) => return Ok(false),
-            };
+            if let Some(sink) = &mut self.sink {
+                sink.accept(data).await?;
+                continue;
+            }
+            let permit = self.take_window(&data).await?;
             if self.actor.cast(TaskMsg::Data(data, permit)).is_err() {
-                return Ok(false);
+                return Err(Halt::Interrupted);
             }
         }
     }
 
     /// Waits for room in the delegate window for `data`.
-    async fn take_window(&self, data: &Bytes) -> Result<Option<OwnedSemaphorePermit>, Orphaned> {
+    async fn take_window(&self, data: &Bytes) -> Result<Option<OwnedSemaphorePermit>, Halt> {
         let Some(window) = &self.window else {
             return Ok(None);
         };
@@ -204,27 +405,31 @@ impl Run {
             .acquire_many_owned(n)
             .await
             .map(Some)
-            .map_err(|_| Orphaned)
+            .map_err(|_| Halt::Interrupted)
     }
 
-    async fn wait_until(&mut self, f: impl FnMut(&Gate) -> bool) -> Result<(), Orphaned> {
-        self.gate
-            .wait_for(f)
-            .await
-            .map(|_| ())
-            .map_err(|_| Orphaned)
+    /// Waits until `f` holds. A stop, or the actor going away, interrupts the wait.
+    async fn wait_until(&mut self, mut f: impl FnMut(&Gate) -> bool) -> Result<(), Halt> {
+        match self.gate.wait_for(|g| g.stop || f(g)).await {
+            Ok(g) if !g.stop => Ok(()),
+            _ => Err(Halt::Interrupted),
+        }
     }
 
     /// Awaits `fut` (connect, send, response head) under the clock. While suspended the future keeps
     /// going (a request half sent cannot be paused) but the clock stops.
-    async fn timed<F: Future>(&mut self, fut: F) -> Result<F::Output, TimedOutOr> {
+    async fn timed<F: Future>(&mut self, fut: F) -> Result<F::Output, Halt> {
         tokio::pin!(fut);
         loop {
-            if self.gate.borrow().paused {
+            let gate = *self.gate.borrow();
+            if gate.stop {
+                return Err(Halt::Interrupted);
+            }
+            if gate.paused {
                 tokio::select! {
                     out = &mut fut => return Ok(out),
-                    r = self.gate.wait_for(|g| !g.paused) => {
-                        if r.is_err() { return Err(TimedOutOr::Orphaned); }
+                    r = self.gate.wait_for(|g| !g.paused || g.stop) => {
+                        if r.is_err() { return Err(Halt::Interrupted); }
                         continue;
                     }
                 }
@@ -234,20 +439,30 @@ impl Run {
             tokio::select! {
                 out = tokio::time::timeout(limit, &mut fut) => {
                     self.clock.spend(started.elapsed());
-                    return out.map_err(|_| TimedOutOr::TimedOut(self.clock.timed_out(&self.url)));
+                    return out.map_err(|_| Halt::Failed(self.clock.timed_out(&self.url)));
                 }
-                r = self.gate.wait_for(|g| g.paused) => {
+                r = self.gate.wait_for(|g| g.paused || g.stop) => {
                     self.clock.spend(started.elapsed());
-                    if r.is_err() { return Err(TimedOutOr::Orphaned); }
+                    if r.is_err() { return Err(Halt::Interrupted); }
                 }
             }
         }
     }
 }
 
-enum TimedOutOr {
-    TimedOut(Error),
-    Orphaned,
+/// What ended a wait in the body loop.
+enum Woke<F> {
+    Frame(F),
+    Gate,
+    Deadline,
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The idle timeout and what is left of the resource budget.

@@ -33,6 +33,7 @@ struct Counter {
 
 impl SessionDelegate for Counter {}
 impl DataDelegate for Counter {}
+impl courier_engine::DownloadDelegate for Counter {}
 impl TaskDelegate for Counter {
     fn did_complete(&self, _task: &TaskInfo, error: Option<&Error>) {
         if error.is_some() {

@@ -1,0 +1,447 @@
+//! Where a download's body goes: its partial file, written in large batches off the async workers,
+//! checkpointed, and turned into resume data when the download stops part-way.
+//!
+//! The transfer owns a [`DownloadSink`] and feeds it the body as it arrives. Writes are pipelined:
+//! while one batch is being written on a blocking thread, the next one fills. Every second (and when
+//! the download stops) a checkpoint syncs the file and stores the resume record beside it, so that
+//! even a task whose actor dies can be continued from what storage holds.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use courier_delegates::{Error, ErrorCode, Request, Response, ResumeData};
+use courier_protocol_http::range::{self, Validator};
+use courier_storage::{
+    PartialFile, RequestRecord, ResponseRecord, ResumeError, ResumeRecord, SessionDirectory,
+};
+use ractor::ActorRef;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::PartialSlot;
+use super::actor::TaskMsg;
+use crate::session::SessionContext;
+
+/// Body bytes gathered before one write: large writes keep the kernel's per-call cost small.
+const WRITE_BATCH: usize = 1 << 20;
+/// Longest time received bytes wait in memory before they are written.
+const WRITE_DELAY: Duration = Duration::from_millis(100);
+/// Time between checkpoints (sync, and the resume record stored beside the file).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// How the body that is about to arrive relates to the bytes on disk.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Placement {
+    /// A fresh download: the file is empty.
+    Fresh,
+    /// The server continues at the offset: append.
+    Append,
+    /// The partial data cannot be continued: empty the file and start over.
+    StartOver,
+}
+
+/// A blocking write or checkpoint in flight, and what it gives back.
+type Job = JoinHandle<(PartialFile, BytesMut, io::Result<Option<Vec<u8>>>)>;
+
+/// A download's partial file and everything needed to describe it as resume data.
+pub(crate) struct DownloadSink {
+    actor: ActorRef<TaskMsg>,
+    url: String,
+    /// The file, when no job holds it.
+    file: Option<PartialFile>,
+    path: PathBuf,
+    name: String,
+    job: Option<Job>,
+    pending: BytesMut,
+    spare: BytesMut,
+    /// The resume record, once the response is known to be resumable (its length and digest are
+    /// filled in at each checkpoint).
+    template: Option<ResumeRecord>,
+    /// The record this task was made from, if any.
+    from: Option<ResumeRecord>,
+    original: RequestRecord,
+    current: RequestRecord,
+    expected: i64,
+    written: u64,
+    checkpointed: u64,
+    last_write: Instant,
+    last_checkpoint: Instant,
+}
+
+/// Why a sink stopped, for the actor to finish with.
+pub(crate) struct Stopped {
+    /// Resume data, when the download can be continued.
+    pub(crate) resume: Option<ResumeData>,
+    /// The partial file.
+    pub(crate) path: PathBuf,
+}
+
+impl DownloadSink {
+    /// Creates the partial file, or reopens the one `from` names after checking it.
+    pub(crate) async fn open(
+        ctx: Arc<SessionContext>,
+        actor: ActorRef<TaskMsg>,
+        info: &courier_delegates::TaskInfo,
+        from: Option<ResumeRecord>,
+        slot: &PartialSlot,
+    ) -> Result<DownloadSink, Error> {
+        let url = info.original_request().url_str().to_owned();
+        let ctx2 = ctx.clone();
+        let record = from.clone();
+        let opened = tokio::task::spawn_blocking(move || match &record {
+            Some(r) => ctx2.storage.reopen_for_resume(r),
+            None => ctx2.storage.create_partial().map_err(ResumeError::Io),
+        })
+        .await
+        .map_err(|e| Error::new(ErrorCode::CannotCreateFile, e.to_string()).with_url(&url))?;
+        let file = opened.map_err(|e| resume_error(e, from.is_some(), &url))?;
+        slot.set(file.name());
+        let now = Instant::now();
+        Ok(DownloadSink {
+            path: file.path().to_path_buf(),
+            name: file.name(),
+            written: file.len(),
+            checkpointed: file.len(),
+            file: Some(file),
+            actor,
+            url,
+            job: None,
+            pending: BytesMut::with_capacity(WRITE_BATCH),
+            spare: BytesMut::new(),
+            // Until a response says otherwise, the download can be continued as it could before.
+            template: from.clone(),
+            original: request_record(info.original_request()),
+            current: request_record(&info.current_request()),
+            from,
+            expected: -1,
+            last_write: now,
+            last_checkpoint: now,
+        })
+    }
+
+    /// Where the partial file is.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The bytes on disk when the task started (0 for a fresh download).
+    pub(crate) fn offset(&self) -> u64 {
+        self.from.as_ref().map_or(0, |r| r.bytes_on_disk)
+    }
+
+    /// The validator to continue with, for a task made from resume data.
+    pub(crate) fn validator(&self) -> Option<Validator> {
+        self.from.as_ref().map(|r| Validator {
+            etag: r.etag.clone(),
+            last_modified: r.last_modified.clone(),
+        })
+    }
+
+    /// The response head is in: places the body and decides whether it can be resumed later.
+    /// Returns the offset the body starts at and the expected total (-1 when unknown).
+    pub(crate) async fn begin(
+        &mut self,
+        response: &Response,
+        placement: Placement,
+        total: Option<u64>,
+    ) -> Result<(u64, i64), Error> {
+        if matches!(placement, Placement::StartOver) && self.written > 0 {
+            self.settle().await?;
+            let mut file = self.file.take().expect("settled sink holds its file");
+            let truncated = tokio::task::spawn_blocking(move || {
+                let r = file.truncate();
+                (file, r)
+            })
+            .await
+            .map_err(|e| self.write_error(io::Error::other(e.to_string())))?;
+            self.file = Some(truncated.0);
+            truncated.1.map_err(|e| self.write_error(e))?;
+            self.written = 0;
+            self.checkpointed = 0;
+        }
+        let start = self.written;
+        let length = range::content_length(response.headers());
+        self.expected = match (placement, total, length) {
+            (Placement::Append, Some(total), _) => total as i64,
+            (_, _, Some(len)) => (start + len) as i64,
+            _ => -1,
+        };
+        let method =
+            http::Method::from_bytes(self.original.method.as_bytes()).unwrap_or(http::Method::GET);
+        // A 206 that continues our bytes counts as the 200 it stands for.
+        let status = if matches!(placement, Placement::Append) {
+            http::StatusCode::OK
+        } else {
+            response.status()
+        };
+        self.template =
+            range::resumable(&method, status, response.headers()).map(|v| ResumeRecord {
+                url: self.url.clone(),
+                original_request: self.original.clone(),
+                current_request: self.current.clone(),
+                bytes_on_disk: 0,
+                etag: v.etag,
+                last_modified: v.last_modified,
+                response: response_record(response),
+                partial_file: self.name.clone(),
+                tail_sha256: [0; 32],
+                expected_total: (self.expected >= 0).then_some(self.expected as u64),
+            });
+        // A first checkpoint right away: from now on storage can describe this download.
+        self.checkpoint().await?;
+        Ok((start, self.expected))
+    }
+
+    /// Takes body bytes; writes them once a batch is full or has waited long enough.
+    pub(crate) async fn accept(&mut self, data: Bytes) -> Result<(), Error> {
+        self.pending.extend_from_slice(&data);
+        if self.pending.len() >= WRITE_BATCH || self.last_write.elapsed() >= WRITE_DELAY {
+            self.write_pending().await?;
+        }
+        if self.template.is_some() && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// When the sink next wants to act without new bytes (write what waits, checkpoint).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let write = (!self.pending.is_empty()).then(|| self.last_write + WRITE_DELAY);
+        let checkpoint = (self.template.is_some()
+            && (self.written > self.checkpointed || !self.pending.is_empty()))
+        .then(|| self.last_checkpoint + CHECKPOINT_EVERY);
+        write.into_iter().chain(checkpoint).min()
+    }
+
+    /// Acts on [`DownloadSink::deadline`].
+    pub(crate) async fn on_deadline(&mut self) -> Result<(), Error> {
+        if !self.pending.is_empty() && self.last_write.elapsed() >= WRITE_DELAY {
+            self.write_pending().await?;
+        }
+        if self.template.is_some() && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// The body ended: writes what is left and closes the file. Returns its path.
+    pub(crate) async fn finish(mut self) -> Result<PathBuf, Error> {
+        self.write_pending().await?;
+        self.settle().await?;
+        let file = self.file.take().expect("settled sink holds its file");
+        Ok(file.finish())
+    }
+
+    /// The download stops part-way (a cancel, a failure): writes what arrived, checkpoints, and
+    /// returns the resume data when the download can be continued. The partial file stays on disk.
+    pub(crate) async fn stop(mut self) -> Stopped {
+        let flushed = async {
+            self.write_pending().await?;
+            self.settle().await
+        }
+        .await;
+        if flushed.is_err() {
+            // The failed batch is gone; the file still holds exactly `written` good bytes, and
+            // those are what the resume data describes.
+            self.pending.clear();
+        }
+        let resume = match self.template.is_some() {
+            true => self
+                .checkpoint()
+                .await
+                .ok()
+                .flatten()
+                .map(ResumeData::from_bytes),
+            false => None,
+        };
+        Stopped {
+            resume,
+            path: self.path.clone(),
+        }
+    }
+
+    /// The download failed: the error gains resume data when it can be continued; otherwise the
+    /// partial file is removed.
+    pub(crate) async fn fail(self, error: Error) -> Error {
+        let stopped = self.stop().await;
+        match stopped.resume {
+            Some(data) => {
+                keep_for_resume(&stopped.path);
+                error.with_resume_data(data)
+            }
+            None => {
+                courier_storage::download::remove_partial(&stopped.path);
+                error
+            }
+        }
+    }
+
+    /// Hands the pending bytes to a blocking write (after the previous job is done).
+    async fn write_pending(&mut self) -> Result<(), Error> {
+        self.settle().await?;
+        self.last_write = Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut file = self.file.take().expect("settled sink holds its file");
+        let batch = std::mem::replace(&mut self.pending, std::mem::take(&mut self.spare));
+        self.job = Some(tokio::task::spawn_blocking(move || {
+            let r = file.append(&batch).map(|()| None);
+            (file, batch, r)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the job in flight; reports the bytes it wrote.
+    async fn settle(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        let Some(job) = self.job.take() else {
+            return Ok(None);
+        };
+        let (file, mut buffer, result) = job
+            .await
+            .map_err(|e| self.write_error(io::Error::other(e.to_string())))?;
+        let len = file.len();
+        self.file = Some(file);
+        // The written batch's buffer is reused for the batch after next.
+        buffer.clear();
+        if buffer.capacity() > self.spare.capacity() {
+            self.spare = buffer;
+        }
+        if len != self.written {
+            self.written = len;
+            // Progress: the actor may be gone (stopping); then nobody listens.
+            let _ = self.actor.cast(TaskMsg::Wrote {
+                total: len,
+                expected: self.expected,
+            });
+        }
+        result.map_err(|e| self.write_error(e))
+    }
+
+    /// Writes what waits, syncs, and stores the resume record beside the file. Returns the record.
+    async fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        self.write_pending().await?;
+        self.settle().await?;
+        self.last_checkpoint = Instant::now();
+        let Some(template) = self.template.clone() else {
+            return Ok(None);
+        };
+        let mut file = self.file.take().expect("settled sink holds its file");
+        self.job = Some(tokio::task::spawn_blocking(move || {
+            let result = file.checkpoint().and_then(|c| {
+                let record = ResumeRecord {
+                    bytes_on_disk: c.len,
+                    tail_sha256: c.tail_sha256,
+                    ..template
+                };
+                let blob = record.encode().map_err(io::Error::other)?;
+                // Best effort: on a full disk the record cannot be stored, but the caller still
+                // gets it in memory.
+                let _ = file.store_checkpoint_record(&blob);
+                Ok(Some(blob))
+            });
+            (file, BytesMut::new(), result)
+        }));
+        let blob = self.settle().await?;
+        self.checkpointed = self.written;
+        Ok(blob)
+    }
+
+    fn write_error(&self, e: io::Error) -> Error {
+        Error::new(
+            ErrorCode::CannotWriteToFile,
+            format!("cannot write the download to disk: {e}"),
+        )
+        .with_url(&self.url)
+        .with_source(e)
+    }
+}
+
+/// Keeps a partial file for a later resume; the record beside it goes (the application now holds the
+/// resume data).
+pub(crate) fn keep_for_resume(path: &std::path::Path) {
+    let _ = std::fs::remove_file(courier_storage::download::checkpoint_path(path));
+}
+
+/// Resume data from the checkpoint record storage holds for the partial file `name`.
+pub(crate) fn resume_data_from_storage(dir: &SessionDirectory, name: &str) -> Option<ResumeData> {
+    let blob = dir.stored_checkpoint(name)?;
+    ResumeRecord::decode(&blob).ok()?;
+    if let Ok(path) = dir.resolve(name) {
+        keep_for_resume(&path);
+    }
+    Some(ResumeData::from_bytes(blob))
+}
+
+/// The resume data that describes `record`.
+pub(crate) fn resume_data_of(record: &ResumeRecord) -> Option<ResumeData> {
+    record.encode().ok().map(ResumeData::from_bytes)
+}
+
+/// Reads resume data handed back by an application. The error, if any, is delivered when the task
+/// is resumed.
+pub(crate) fn decode_resume_data(data: &ResumeData) -> Result<Box<ResumeRecord>, Error> {
+    ResumeRecord::decode(data.as_bytes()).map(Box::new).map_err(|e| {
+        Error::new(
+            ErrorCode::CannotDecodeRawData,
+            format!("the resume data is unusable: {e}"),
+        )
+        .with_source(e)
+    })
+}
+
+/// The request a task made from `record` starts with.
+pub(crate) fn request_from_record(record: &RequestRecord) -> Request {
+    let method = http::Method::from_bytes(record.method.as_bytes()).unwrap_or(http::Method::GET);
+    let mut request = Request::new(method, record.url.as_str());
+    for (name, value) in &record.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            request = request.with_header(n, v);
+        }
+    }
+    request
+}
+
+fn request_record(r: &Request) -> RequestRecord {
+    RequestRecord {
+        method: r.method().as_str().to_owned(),
+        url: r.url_str().to_owned(),
+        headers: r
+            .headers()
+            .iter()
+            .filter(|(n, _)| *n != http::header::RANGE && *n != http::header::IF_RANGE)
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+    }
+}
+
+fn response_record(r: &Response) -> ResponseRecord {
+    ResponseRecord {
+        url: r.url().as_str().to_owned(),
+        status: r.status().as_u16(),
+        headers: r
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+    }
+}
+
+/// Names why a partial file could not be created or reopened.
+fn resume_error(e: ResumeError, resuming: bool, url: &str) -> Error {
+    let code = match &e {
+        ResumeError::Corrupt(_) => ErrorCode::CannotDecodeRawData,
+        ResumeError::OutsideSessionDirectory(_) => ErrorCode::FileOutsideSafeArea,
+        ResumeError::Missing(_) => ErrorCode::FileDoesNotExist,
+        ResumeError::Changed(_) => ErrorCode::CannotOpenFile,
+        ResumeError::Io(_) if resuming => ErrorCode::CannotOpenFile,
+        _ => ErrorCode::CannotCreateFile,
+    };
+    Error::new(code, e.to_string()).with_url(url).with_source(e)
+}

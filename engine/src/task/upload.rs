@@ -1,0 +1,215 @@
+//! Where an upload's body comes from: bytes, a file (streamed, in constant memory), or a stream the
+//! delegate hands over through `need_new_body_stream`. The body counts what the connection takes and
+//! reports it to the task actor, which turns it into `did_send_body_data`.
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use courier_delegates::{BodyStream, Error, ErrorCode, Reply, TaskInfo};
+use courier_protocol_http::RequestBody;
+use http_body::{Body, Frame, SizeHint};
+use ractor::ActorRef;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::oneshot;
+
+use super::actor::TaskMsg;
+use crate::session::SessionContext;
+
+/// Bytes read from a file or stream at a time, and the largest chunk handed to the connection.
+const CHUNK: usize = 256 * 1024;
+
+/// The body of an upload task.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum UploadBody {
+    /// These bytes (`uploadTask(with:from:)`).
+    Bytes(Bytes),
+    /// The contents of this file, read as they are sent (`uploadTask(with:fromFile:)`). A missing
+    /// file fails the task with -1100, a directory with -1101, an unreadable file with -1102.
+    File(PathBuf),
+    /// A stream the delegate provides in `need_new_body_stream`, asked again whenever the body must
+    /// be sent anew (`uploadTask(withStreamedRequest:)`). Sent with chunked encoding.
+    Stream,
+}
+
+/// What a body source gives the transfer: the body and its length, when known.
+pub(crate) struct Prepared {
+    pub(crate) body: RequestBody,
+    pub(crate) length: Option<u64>,
+}
+
+/// Makes the request body for one send. Called again for every resend.
+pub(crate) async fn prepare(
+    source: &UploadBody,
+    ctx: &SessionContext,
+    info: &TaskInfo,
+    callbacks: bool,
+    actor: &ActorRef<TaskMsg>,
+) -> Result<Prepared, Error> {
+    let url = info.original_request().url_str();
+    match source {
+        UploadBody::Bytes(bytes) => Ok(Prepared {
+            length: Some(bytes.len() as u64),
+            body: Counted::new(Source::Bytes(bytes.clone()), actor.clone()).boxed(),
+        }),
+        UploadBody::File(path) => {
+            let (file, length) = open_upload_file(path).await.map_err(|e| e.with_url(url))?;
+            Ok(Prepared {
+                length: Some(length),
+                body: Counted::new(Source::reader(Box::pin(file)), actor.clone()).boxed(),
+            })
+        }
+        UploadBody::Stream => {
+            let stream = ask_for_stream(ctx, info, callbacks).await;
+            Ok(Prepared {
+                length: if stream.is_some() { None } else { Some(0) },
+                body: match stream {
+                    Some(s) => Counted::new(Source::reader(s), actor.clone()).boxed(),
+                    None => Counted::new(Source::Bytes(Bytes::new()), actor.clone()).boxed(),
+                },
+            })
+        }
+    }
+}
+
+/// Asks the delegate for a fresh body stream; `None` without a delegate or when it declines.
+async fn ask_for_stream(
+    ctx: &SessionContext,
+    info: &TaskInfo,
+    callbacks: bool,
+) -> Option<BodyStream> {
+    let queue = ctx.queue.as_ref()?;
+    // Completion-form tasks are asked too: URLSession sends them the messages that need an answer.
+    let _ = callbacks;
+    let (tx, rx) = oneshot::channel();
+    let info = info.clone();
+    queue.push(move |d| {
+        let reply = Reply::new(None, move |answer| {
+            let _ = tx.send(answer);
+        });
+        d.need_new_body_stream(&info, reply);
+    });
+    rx.await.ok().flatten()
+}
+
+/// Opens an upload's file, naming the failure as URLSession does.
+async fn open_upload_file(path: &PathBuf) -> Result<(tokio::fs::File, u64), Error> {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| file_error(e, path))?;
+    if meta.is_dir() {
+        return Err(Error::new(
+            ErrorCode::FileIsDirectory,
+            format!("{} is a directory", path.display()),
+        ));
+    }
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| file_error(e, path))?;
+    Ok((file, meta.len()))
+}
+
+/// The code for a file that cannot be read: -1100 when it is missing, -1102 otherwise.
+pub(crate) fn file_error(e: io::Error, path: &std::path::Path) -> Error {
+    let code = match e.kind() {
+        io::ErrorKind::NotFound => ErrorCode::FileDoesNotExist,
+        io::ErrorKind::IsADirectory => ErrorCode::FileIsDirectory,
+        _ => ErrorCode::NoPermissionsToReadFile,
+    };
+    Error::new(code, format!("cannot read {}: {e}", path.display())).with_source(e)
+}
+
+enum Source {
+    Bytes(Bytes),
+    /// The mutex is never locked (`get_mut`); it only makes the reader `Sync`, as boxed bodies must be.
+    Reader(std::sync::Mutex<Pin<Box<dyn AsyncRead + Send>>>),
+}
+
+impl Source {
+    fn reader(r: Pin<Box<dyn AsyncRead + Send>>) -> Source {
+        Source::Reader(std::sync::Mutex::new(r))
+    }
+}
+
+/// A request body that reports each chunk the connection takes.
+struct Counted {
+    source: Source,
+    buffer: Vec<u8>,
+    done: bool,
+    actor: ActorRef<TaskMsg>,
+}
+
+impl Counted {
+    fn new(source: Source, actor: ActorRef<TaskMsg>) -> Counted {
+        Counted {
+            source,
+            buffer: Vec::new(),
+            done: false,
+            actor,
+        }
+    }
+
+    fn boxed(self) -> RequestBody {
+        RequestBody::new(self)
+    }
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let chunk = match &mut this.source {
+            Source::Bytes(bytes) => {
+                if bytes.is_empty() {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                bytes.split_to(bytes.len().min(CHUNK))
+            }
+            Source::Reader(reader) => {
+                if this.buffer.len() != CHUNK {
+                    this.buffer = vec![0; CHUNK];
+                }
+                let mut buf = ReadBuf::new(&mut this.buffer);
+                let reader = reader.get_mut().unwrap_or_else(|p| p.into_inner());
+                match reader.as_mut().poll_read(cx, &mut buf) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
+                    Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                        this.done = true;
+                        return Poll::Ready(None);
+                    }
+                    Poll::Ready(Ok(())) => Bytes::copy_from_slice(buf.filled()),
+                }
+            }
+        };
+        // The actor may be gone (the task was cancelled); then nobody counts.
+        let _ = this.actor.cast(TaskMsg::Sent(chunk.len() as u64));
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || matches!(&self.source, Source::Bytes(b) if b.is_empty())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Bytes(b) => SizeHint::with_exact(b.len() as u64),
+            Source::Reader(_) => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Byte ranges for resumed downloads: which responses can be resumed, the headers that ask to
+//! continue, and what the server's answer means. Pure functions over HTTP types; the engine decides.
+//!
+//! The rules are URLSession's: only a `GET` whose response carries a validator (a strong `ETag`, or
+//! `Last-Modified`) can be resumed, and a server that does not answer the range exactly as asked is
+//! not trusted with it: the download starts over.
+
+use headers::{ContentRange, ETag, HeaderMapExt};
+use http::header::{
+    ACCEPT_RANGES, CONTENT_ENCODING, CONTENT_LENGTH, ETAG, IF_RANGE, LAST_MODIFIED, RANGE,
+};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+/// The validator that tells whether the resource changed since the partial data was fetched.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Validator {
+    /// A strong entity tag (weak ones cannot validate a range, RFC 9110 13.1.5).
+    pub etag: Option<String>,
+    /// The `Last-Modified` date, as sent.
+    pub last_modified: Option<String>,
+}
+
+impl Validator {
+    /// The `If-Range` value: the entity tag, else the date.
+    fn if_range(&self) -> Option<&str> {
+        self.etag.as_deref().or(self.last_modified.as_deref())
+    }
+}
+
+/// The validator of a response whose body could be resumed later, or `None` when it cannot be:
+/// not a `GET`, not a 200 or 206, a content coding other than identity (ranges would address the
+/// encoded bytes), `Accept-Ranges: none`, or no validator.
+pub fn resumable(method: &Method, status: StatusCode, headers: &HeaderMap) -> Option<Validator> {
+    if method != Method::GET || !matches!(status.as_u16(), 200 | 206) {
+        return None;
+    }
+    if let Some(coding) = headers.get(CONTENT_ENCODING)
+        && !coding.as_bytes().eq_ignore_ascii_case(b"identity")
+    {
+        return None;
+    }
+    if headers
+        .get(ACCEPT_RANGES)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"none"))
+    {
+        return None;
+    }
+    let etag = headers
+        .typed_get::<ETag>()
+        .filter(|tag| !tag.is_weak())
+        .and_then(|_| headers.get(ETAG)?.to_str().ok().map(str::to_owned));
+    let last_modified = headers
+        .get(LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| httpdate::parse_http_date(v).is_ok())
+        .map(str::to_owned);
+    let v = Validator {
+        etag,
+        last_modified,
+    };
+    v.if_range().is_some().then_some(v)
+}
+
+/// Adds `Range: bytes=<offset>-` and `If-Range: <validator>` to `headers`.
+pub fn ask_to_continue(headers: &mut HeaderMap, offset: u64, validator: &Validator) {
+    headers.insert(
+        RANGE,
+        HeaderValue::from_str(&format!("bytes={offset}-")).expect("ascii"),
+    );
+    if let Some(v) = validator
+        .if_range()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(IF_RANGE, v);
+    }
+}
+
+/// What a server's answer to [`ask_to_continue`] means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Continuation {
+    /// A 206 starting exactly at the offset, same validator: append this body. `total` is the
+    /// resource's full length when known.
+    Append {
+        /// The full length of the resource, if the server said.
+        total: Option<u64>,
+    },
+    /// The server sent the whole resource (a 200, or any other final status): start over from byte
+    /// 0 with this body.
+    StartOverWithThisBody,
+    /// The answer cannot be used (a 206 at another offset or for a changed resource, a 416): start
+    /// over with a new request that asks for the whole resource.
+    StartOverWithNewRequest,
+}
+
+/// Reads the answer to a request made with [`ask_to_continue`] at `offset`.
+pub fn continuation(
+    status: StatusCode,
+    headers: &HeaderMap,
+    offset: u64,
+    validator: &Validator,
+) -> Continuation {
+    match status {
+        StatusCode::PARTIAL_CONTENT => {
+            let Some(range) = headers.typed_get::<ContentRange>() else {
+                return Continuation::StartOverWithNewRequest;
+            };
+            let starts_at_offset = range
+                .bytes_range()
+                .is_some_and(|(start, _)| start == offset);
+            let same_tag = match (&validator.etag, headers.get(ETAG)) {
+                (Some(ours), Some(theirs)) => theirs.as_bytes() == ours.as_bytes(),
+                _ => true,
+            };
+            if starts_at_offset && same_tag {
+                Continuation::Append {
+                    total: range.bytes_len(),
+                }
+            } else {
+                Continuation::StartOverWithNewRequest
+            }
+        }
+        StatusCode::RANGE_NOT_SATISFIABLE => Continuation::StartOverWithNewRequest,
+        _ => Continuation::StartOverWithThisBody,
+    }
+}
+
+/// The `Content-Length` of a response, if present and valid.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn eligibility_follows_urlsession() {
+        let ok = h(&[("etag", "\"v1\""), ("accept-ranges", "bytes")]);
+        let v = resumable(&Method::GET, StatusCode::OK, &ok).unwrap();
+        assert_eq!(v.etag.as_deref(), Some("\"v1\""));
+        assert!(resumable(&Method::POST, StatusCode::OK, &ok).is_none());
+        assert!(resumable(&Method::GET, StatusCode::NOT_FOUND, &ok).is_none());
+        assert!(resumable(&Method::GET, StatusCode::OK, &h(&[])).is_none());
+        assert!(resumable(&Method::GET, StatusCode::OK, &h(&[("etag", "W/\"v1\"")])).is_none());
+        assert!(
+            resumable(
+                &Method::GET,
+                StatusCode::OK,
+                &h(&[("etag", "\"v1\""), ("accept-ranges", "none")])
+            )
+            .is_none()
+        );
+        assert!(
+            resumable(
+                &Method::GET,
+                StatusCode::OK,
+                &h(&[("etag", "\"v1\""), ("content-encoding", "gzip")])
+            )
+            .is_none()
+        );
+        let dated = h(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        let v = resumable(&Method::GET, StatusCode::OK, &dated).unwrap();
+        let mut req = HeaderMap::new();
+        ask_to_continue(&mut req, 42, &v);
+        assert_eq!(req[RANGE], "bytes=42-");
+        assert_eq!(req[IF_RANGE], "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn answers_are_read_strictly() {
+        let v = Validator {
+            etag: Some("\"v1\"".into()),
+            last_modified: None,
+        };
+        let good = h(&[("content-range", "bytes 100-999/1000"), ("etag", "\"v1\"")]);
+        assert_eq!(
+            continuation(StatusCode::PARTIAL_CONTENT, &good, 100, &v),
+            Continuation::Append { total: Some(1000) }
+        );
+        let unknown_total = h(&[("content-range", "bytes 100-999/*")]);
+        assert_eq!(
+            continuation(StatusCode::PARTIAL_CONTENT, &unknown_total, 100, &v),
+            Continuation::Append { total: None }
+        );
+        assert_eq!(
+            continuation(StatusCode::PARTIAL_CONTENT, &good, 50, &v),
+            Continuation::StartOverWithNewRequest
+        );
+        let changed = h(&[("content-range", "bytes 100-999/1000"), ("etag", "\"v2\"")]);
+        assert_eq!(
+            continuation(StatusCode::PARTIAL_CONTENT, &changed, 100, &v),
+            Continuation::StartOverWithNewRequest
+        );
+        assert_eq!(
+            continuation(StatusCode::PARTIAL_CONTENT, &h(&[]), 100, &v),
+            Continuation::StartOverWithNewRequest
+        );
+        assert_eq!(
+            continuation(StatusCode::RANGE_NOT_SATISFIABLE, &h(&[]), 100, &v),
+            Continuation::StartOverWithNewRequest
+        );
+        assert_eq!(
+            continuation(StatusCode::OK, &h(&[]), 100, &v),
+            Continuation::StartOverWithThisBody
+        );
+    }
+}
