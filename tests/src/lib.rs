@@ -4,16 +4,20 @@
 //! - [`server`]: [`TestServer`], an in-process hyper server (HTTP/1.1; HTTP/2 over TLS) with
 //!   deterministic routes. `courier demo` serves its tour from it too.
 //! - [`fault`]: [`FaultServer`], raw TCP that fails in one precise way.
+//! - [`resource`]: [`ResourceServer`], one downloadable resource with byte ranges and scripted
+//!   faults (cut, stall, lie, ignore or misplace ranges, change).
 //! - [`tls`]: [`TestCa`], a throwaway CA and server certificate.
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
 
 pub mod fault;
 pub mod recorder;
+pub mod resource;
 pub mod server;
 pub mod tls;
 
 pub use fault::{Fault, FaultServer};
 pub use recorder::{Event, Recorder, check_invariants};
+pub use resource::{Misbehaviour, ResourceServer, Served};
 pub use server::TestServer;
 pub use tls::{Leaf, TestCa};
 

@@ -7,6 +7,8 @@
 //! - `/hang`: never answers.
 //! - `/headers`: the request headers as `name: value` lines, sorted.
 //! - `/echo`: the request body back; the method in `x-method`.
+//! - `/upload`: reads the whole request body and answers `bytes=N sha256=HEX`.
+//! - `/307/PATH`, `/308/PATH`: a redirect to `/PATH` that keeps the method and body.
 //!
 //! Used by the tests and by `courier demo`. The server stops when the `TestServer` is dropped.
 
@@ -24,6 +26,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use sha2::Digest;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -222,6 +225,39 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             let mut r = full(StatusCode::OK, body);
             if let Ok(v) = http::HeaderValue::from_str(&method) {
                 r.headers_mut().insert("x-method", v);
+            }
+            r
+        }
+        "upload" => {
+            // Reads every byte (a server that answers first would let a client skip the body).
+            let mut body = req.into_body();
+            let mut hasher = sha2::Sha256::new();
+            let mut n = 0usize;
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else {
+                    return Ok(full(StatusCode::BAD_REQUEST, "body broke"));
+                };
+                if let Ok(data) = frame.into_data() {
+                    n += data.len();
+                    hasher.update(&data);
+                }
+            }
+            let hex: String = hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            full(StatusCode::OK, format!("bytes={n} sha256={hex}"))
+        }
+        "307" | "308" => {
+            let code = if head == "307" {
+                StatusCode::TEMPORARY_REDIRECT
+            } else {
+                StatusCode::PERMANENT_REDIRECT
+            };
+            let mut r = full(code, "moved");
+            if let Ok(v) = http::HeaderValue::from_str(&format!("/{arg}")) {
+                r.headers_mut().insert(http::header::LOCATION, v);
             }
             r
         }

@@ -29,6 +29,8 @@ use crate::session::SessionContext;
 const WRITE_BATCH: usize = 1 << 20;
 /// Longest time received bytes wait in memory before they are written.
 const WRITE_DELAY: Duration = Duration::from_millis(100);
+/// How long a write may stay in flight, uncollected, while no new bytes arrive.
+const SETTLE_DELAY: Duration = Duration::from_millis(20);
 /// Time between checkpoints (sync, and the resume record stored beside the file).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -210,16 +212,22 @@ impl DownloadSink {
     /// When the sink next wants to act without new bytes (write what waits, checkpoint).
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let write = (!self.pending.is_empty()).then(|| self.last_write + WRITE_DELAY);
-        let checkpoint = (self.template.is_some()
-            && (self.written > self.checkpointed || !self.pending.is_empty()))
-        .then(|| self.last_checkpoint + CHECKPOINT_EVERY);
-        write.into_iter().chain(checkpoint).min()
+        // A write still in flight when the network goes quiet is collected (and reported) soon.
+        let settle = self.job.is_some().then(|| self.last_write + SETTLE_DELAY);
+        let unsaved =
+            self.written > self.checkpointed || !self.pending.is_empty() || self.job.is_some();
+        let checkpoint =
+            (self.template.is_some() && unsaved).then(|| self.last_checkpoint + CHECKPOINT_EVERY);
+        [write, settle, checkpoint].into_iter().flatten().min()
     }
 
     /// Acts on [`DownloadSink::deadline`].
     pub(crate) async fn on_deadline(&mut self) -> Result<(), Error> {
         if !self.pending.is_empty() && self.last_write.elapsed() >= WRITE_DELAY {
             self.write_pending().await?;
+        }
+        if self.job.is_some() && self.last_write.elapsed() >= SETTLE_DELAY {
+            self.settle().await?;
         }
         if self.template.is_some() && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             self.checkpoint().await?;
@@ -384,13 +392,15 @@ pub(crate) fn resume_data_of(record: &ResumeRecord) -> Option<ResumeData> {
 /// Reads resume data handed back by an application. The error, if any, is delivered when the task
 /// is resumed.
 pub(crate) fn decode_resume_data(data: &ResumeData) -> Result<Box<ResumeRecord>, Error> {
-    ResumeRecord::decode(data.as_bytes()).map(Box::new).map_err(|e| {
-        Error::new(
-            ErrorCode::CannotDecodeRawData,
-            format!("the resume data is unusable: {e}"),
-        )
-        .with_source(e)
-    })
+    ResumeRecord::decode(data.as_bytes())
+        .map(Box::new)
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::CannotDecodeRawData,
+                format!("the resume data is unusable: {e}"),
+            )
+            .with_source(e)
+        })
 }
 
 /// The request a task made from `record` starts with.

@@ -1,0 +1,578 @@
+//! Download tasks against loopback servers: files that arrive whole, whatever the network does.
+//!
+//! Every test checks the final file byte for byte (SHA-256 against the server's content) and that
+//! the session directory holds nothing afterwards (no partial file, no checkpoint record leaks).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_engine::{
+    CleartextPolicy, Configuration, Error, ErrorCode, ResumeData, Session, TaskState,
+};
+use courier_tests::{Event, Misbehaviour, Recorder, ResourceServer, check_invariants, sha256_hex};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(dir: &Path) -> Configuration {
+    let mut c = Configuration::default();
+    c.cleartext = CleartextPolicy::AllowAll;
+    c.session_directory = Some(dir.to_path_buf());
+    c.timeout_for_request = Duration::from_secs(2);
+    c
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The file a task handed to `did_finish_downloading_to`, as (size, sha256).
+fn finished(events: &[Event], id: u64) -> Option<(u64, String)> {
+    events.iter().find_map(|e| match e {
+        Event::Finished { task, size, sha256 } if *task == id => Some((*size, sha256.clone())),
+        _ => None,
+    })
+}
+
+/// Downloads `url` in `session` until it completes, resuming from resume data whenever an attempt
+/// fails with some, starting afresh when it fails without. Returns the final task's id and the
+/// number of attempts.
+async fn download_until_done(session: &Session, rec: &Recorder, url: &str) -> (u64, usize) {
+    let mut resume: Option<ResumeData> = None;
+    for attempt in 1..=12 {
+        let task = match &resume {
+            Some(data) => session.download_task_with_resume_data(data).unwrap(),
+            None => session.download_task(url).unwrap(),
+        };
+        task.resume();
+        let code = rec
+            .wait_complete(task.id(), WAIT)
+            .await
+            .expect("every attempt completes");
+        match code {
+            None => return (task.id(), attempt),
+            Some(_) => resume = rec.resume_data(task.id()),
+        }
+    }
+    panic!("the download did not complete in 12 attempts");
+}
+
+#[tokio::test]
+async fn a_download_reports_growing_totals_then_hands_over_the_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ResourceServer::start(3 * 1024 * 1024 + 17).await;
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(dir.path()), rec.clone()).unwrap();
+    let task = session.download_task(server.url()).unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+
+    let content = server.content();
+    let (size, sha) = finished(&events, task.id()).expect("did_finish_downloading_to");
+    assert_eq!(size, content.len() as u64);
+    assert_eq!(sha, sha256_hex(&content));
+    let wrote: Vec<(i64, i64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Wrote {
+                total, expected, ..
+            } => Some((*total, *expected)),
+            _ => None,
+        })
+        .collect();
+    assert!(!wrote.is_empty());
+    assert_eq!(
+        wrote.last().unwrap().0,
+        content.len() as i64,
+        "the last total is the file size"
+    );
+    assert!(wrote.iter().all(|(_, e)| *e == content.len() as i64));
+    // Order: writes, then the file, then completion; no response or data callbacks.
+    let names: Vec<&str> = events.iter().map(Event::name).collect();
+    let finish_at = names.iter().position(|n| *n == "finished").unwrap();
+    let complete_at = names.iter().position(|n| *n == "complete").unwrap();
+    assert!(finish_at < complete_at);
+    assert!(
+        names[..finish_at]
+            .iter()
+            .rposition(|n| *n == "wrote")
+            .is_some()
+    );
+    assert!(!names.contains(&"response") && !names.contains(&"data"));
+    assert_eq!(task.state(), TaskState::Completed);
+    assert_eq!(task.bytes_received(), content.len() as i64);
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "left: {:?}",
+        files_in(dir.path())
+    );
+}
+
+#[tokio::test]
+async fn the_completion_form_returns_a_file_that_goes_away_unless_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = tempfile::tempdir().unwrap();
+    let server = ResourceServer::start(200_000).await;
+    let session = Session::new(config(dir.path())).unwrap();
+
+    let (file, response) = session.download(server.url()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(file.path().starts_with(dir.path()));
+    assert_eq!(std::fs::read(file.path()).unwrap(), server.content());
+    let path = file.path().to_path_buf();
+    drop(file);
+    assert!(!path.exists(), "dropping the guard removes the file");
+
+    let (file, _) = session.download(server.url()).await.unwrap();
+    let kept = file.persist(keep.path().join("kept.bin")).unwrap();
+    assert_eq!(std::fs::read(&kept).unwrap(), server.content());
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "left: {:?}",
+        files_in(dir.path())
+    );
+}
+
+#[tokio::test]
+async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ResourceServer::start(2 * 1024 * 1024).await;
+    server.script([Misbehaviour::Drip {
+        chunk: 64 * 1024,
+        delay_ms: 20,
+    }]);
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(dir.path()), rec.clone()).unwrap();
+    let task = session.download_task(server.url()).unwrap();
+    task.resume();
+    rec.wait_for(WAIT, |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Wrote { total, .. } if *total >= 256 * 1024))
+    })
+    .await;
+    let data = task
+        .cancel_by_producing_resume_data()
+        .await
+        .expect("a GET with an ETag and ranges is resumable");
+    assert_eq!(
+        rec.wait_complete(task.id(), WAIT).await,
+        Some(Some(ErrorCode::Cancelled))
+    );
+    assert!(
+        rec.resume_data(task.id()).is_some(),
+        "the -999 carries it too"
+    );
+    assert_eq!(rec.resume_data(task.id()), Some(data.clone()));
+    assert_eq!(files_in(dir.path()).len(), 1, "only the partial file stays");
+
+    let resumed = session.download_task_with_resume_data(&data).unwrap();
+    assert_ne!(resumed.id(), task.id(), "a new task");
+    assert_eq!(resumed.original_request().url_str(), server.url());
+    resumed.resume();
+    assert_eq!(rec.wait_complete(resumed.id(), WAIT).await, Some(None));
+    let events = rec.events();
+    check_invariants(&events).unwrap();
+    let content = server.content();
+    assert_eq!(
+        finished(&events, resumed.id()).unwrap(),
+        (content.len() as u64, sha256_hex(&content))
+    );
+    let offset = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Resumed {
+                task,
+                offset,
+                expected,
+            } if *task == resumed.id() => {
+                assert_eq!(*expected, content.len() as i64);
+                Some(*offset)
+            }
+            _ => None,
+        })
+        .expect("did_resume_at_offset");
+    assert!(offset >= 256 * 1024, "offset {offset}");
+    let last = server.served().pop().unwrap();
+    assert_eq!(
+        last.range.as_deref(),
+        Some(format!("bytes={offset}-").as_str())
+    );
+    assert_eq!(last.if_range.as_deref(), Some("\"v1\""));
+    assert_eq!(last.status, 206);
+    assert_eq!(last.body_len as i64, content.len() as i64 - offset);
+    session.finish_tasks_and_invalidate();
+    rec.wait_invalid(WAIT).await;
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "left: {:?}",
+        files_in(dir.path())
+    );
+}
+
+/// Every fault of the resource server, alone: the download ends with the exact file, and nothing is
+/// left behind.
+#[tokio::test]
+async fn every_fault_ends_with_the_exact_file_and_no_leftovers() {
+    let size = 1024 * 1024 + 333;
+    let cases: Vec<(&str, Vec<Misbehaviour>)> = vec![
+        ("cut", vec![Misbehaviour::CutAfter(300_000)]),
+        ("stall", vec![Misbehaviour::StallAfter(200_000)]),
+        (
+            "overstated length",
+            vec![Misbehaviour::OverstateLength(1000)],
+        ),
+        (
+            "cut then range ignored",
+            vec![Misbehaviour::CutAfter(400_000), Misbehaviour::IgnoreRange],
+        ),
+        (
+            "cut then 206 at a wrong offset",
+            vec![
+                Misbehaviour::CutAfter(400_000),
+                Misbehaviour::WrongOffset(1000),
+            ],
+        ),
+        (
+            "cut then 416",
+            vec![
+                Misbehaviour::CutAfter(400_000),
+                Misbehaviour::NotSatisfiable,
+            ],
+        ),
+        (
+            "cut then the resource changes",
+            vec![Misbehaviour::CutAfter(400_000), Misbehaviour::Change],
+        ),
+        (
+            "slow drip",
+            vec![Misbehaviour::Drip {
+                chunk: 100_000,
+                delay_ms: 30,
+            }],
+        ),
+        (
+            "cut twice",
+            vec![
+                Misbehaviour::CutAfter(100_000),
+                Misbehaviour::CutAfter(100_000),
+            ],
+        ),
+    ];
+    for (name, faults) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let server = ResourceServer::start(size).await;
+        server.script(faults.clone());
+        let rec = Arc::new(Recorder::new());
+        let mut c = config(dir.path());
+        c.timeout_for_request = Duration::from_millis(500);
+        let session = Session::with_delegate(c, rec.clone()).unwrap();
+        let (id, attempts) = download_until_done(&session, &rec, &server.url()).await;
+        session.finish_tasks_and_invalidate();
+        let events = rec.wait_invalid(WAIT).await;
+        check_invariants(&events).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let content = server.content();
+        assert_eq!(
+            finished(&events, id),
+            Some((content.len() as u64, sha256_hex(&content))),
+            "{name}"
+        );
+        assert!(
+            files_in(dir.path()).is_empty(),
+            "{name}: left {:?}",
+            files_in(dir.path())
+        );
+        let failures = faults
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f,
+                    Misbehaviour::CutAfter(_)
+                        | Misbehaviour::StallAfter(_)
+                        | Misbehaviour::OverstateLength(_)
+                )
+            })
+            .count();
+        assert_eq!(attempts, failures + 1, "{name}: attempts");
+        // Every failed attempt carried resume data, and every resumed attempt started with
+        // did_resume_at_offset: past the offset when continued, 0 when started over.
+        let resumed: Vec<i64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Resumed { offset, .. } => Some(*offset),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(resumed.len(), failures, "{name}: {resumed:?}");
+        let served = server.served();
+        match faults.get(1) {
+            Some(Misbehaviour::IgnoreRange | Misbehaviour::Change) => {
+                assert_eq!(resumed, [0], "{name}");
+                assert_eq!(served.last().unwrap().status, 200, "{name}");
+            }
+            Some(Misbehaviour::WrongOffset(_) | Misbehaviour::NotSatisfiable) => {
+                assert_eq!(resumed, [0], "{name}");
+                // The unusable answer is followed by one plain request for the whole resource.
+                let last = served.last().unwrap();
+                assert_eq!((last.status, last.range.clone()), (200, None), "{name}");
+            }
+            // The whole body arrived before the connection closed short: asking for the bytes past
+            // the end gets a 416, and the download starts over.
+            _ if name == "overstated length" => {
+                assert_eq!(resumed, [0], "{name}");
+                let statuses: Vec<u16> = served.iter().map(|s| s.status).collect();
+                assert_eq!(statuses, [200, 416, 200], "{name}: {served:?} {events:?}");
+            }
+            _ => assert!(resumed.iter().all(|o| *o > 0), "{name}: {resumed:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn unusable_resume_data_fails_at_once_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ResourceServer::start(1024 * 1024).await;
+    server.script([Misbehaviour::CutAfter(300_000)]);
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(dir.path()), rec.clone()).unwrap();
+    let task = session.download_task(server.url()).unwrap();
+    task.resume();
+    assert_eq!(
+        rec.wait_complete(task.id(), WAIT).await,
+        Some(Some(ErrorCode::NetworkConnectionLost))
+    );
+    let data = rec
+        .resume_data(task.id())
+        .expect("a cut download is resumable");
+    let partial = dir
+        .path()
+        .join(files_in(dir.path()).into_iter().next().unwrap());
+    let before = std::fs::read(&partial).unwrap();
+    assert_eq!(before.len(), 300_000);
+    let requests_before = server.served().len();
+
+    let expect_failure = |data: ResumeData, code: ErrorCode| {
+        let session = session.clone();
+        let rec = rec.clone();
+        async move {
+            let t = session.download_task_with_resume_data(&data).unwrap();
+            t.resume();
+            assert_eq!(rec.wait_complete(t.id(), WAIT).await, Some(Some(code)));
+            let e: Error = rec.error(t.id()).unwrap();
+            assert!(!e.message().is_empty());
+        }
+    };
+    // Damaged, truncated, another format version, not resume data at all.
+    let mut damaged = data.as_bytes().to_vec();
+    damaged[30] ^= 0x40;
+    expect_failure(
+        ResumeData::from_bytes(damaged),
+        ErrorCode::CannotDecodeRawData,
+    )
+    .await;
+    let cut = data.as_bytes()[..data.as_bytes().len() / 2].to_vec();
+    expect_failure(ResumeData::from_bytes(cut), ErrorCode::CannotDecodeRawData).await;
+    let mut newer = data.as_bytes().to_vec();
+    newer[4] = 99;
+    expect_failure(
+        ResumeData::from_bytes(newer),
+        ErrorCode::CannotDecodeRawData,
+    )
+    .await;
+    expect_failure(
+        ResumeData::from_bytes(&b"hello"[..]),
+        ErrorCode::CannotDecodeRawData,
+    )
+    .await;
+
+    // Well-formed records whose file is elsewhere, gone or changed.
+    let record = courier_storage_record(&data);
+    let mut outside = record.clone();
+    outside.partial_file = "../download-escape.part".into();
+    expect_failure(encode(&outside), ErrorCode::FileOutsideSafeArea).await;
+    let mut gone = record.clone();
+    gone.partial_file = "download-nothere.part".into();
+    expect_failure(encode(&gone), ErrorCode::FileDoesNotExist).await;
+    let mut changed = before.clone();
+    changed[299_999] ^= 1;
+    std::fs::write(&partial, &changed).unwrap();
+    expect_failure(data.clone(), ErrorCode::CannotOpenFile).await;
+    assert_eq!(
+        std::fs::read(&partial).unwrap(),
+        changed,
+        "the partial file is untouched"
+    );
+    assert_eq!(
+        server.served().len(),
+        requests_before,
+        "no request went out"
+    );
+
+    // Put the bytes back: the same resume data now continues and completes.
+    std::fs::write(&partial, &before).unwrap();
+    let t = session.download_task_with_resume_data(&data).unwrap();
+    t.resume();
+    assert_eq!(rec.wait_complete(t.id(), WAIT).await, Some(None));
+    let content = server.content();
+    assert_eq!(
+        finished(&rec.events(), t.id()),
+        Some((content.len() as u64, sha256_hex(&content)))
+    );
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "left {:?}",
+        files_in(dir.path())
+    );
+}
+
+fn courier_storage_record(data: &ResumeData) -> courier_storage::ResumeRecord {
+    courier_storage::ResumeRecord::decode(data.as_bytes()).unwrap()
+}
+
+fn encode(r: &courier_storage::ResumeRecord) -> ResumeData {
+    ResumeData::from_bytes(r.encode().unwrap())
+}
+
+#[tokio::test]
+async fn a_panicking_download_actor_completes_with_resume_data_from_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ResourceServer::start(1024 * 1024).await;
+    // 300,000 bytes, then silence: the checkpoint after it is what storage holds.
+    server.script([Misbehaviour::StallAfter(300_000)]);
+    let rec = Arc::new(Recorder::new());
+    let mut c = config(dir.path());
+    c.timeout_for_request = Duration::from_secs(30);
+    let session = Session::with_delegate(c, rec.clone()).unwrap();
+    let task = session.download_task(server.url()).unwrap();
+    task.resume();
+    rec.wait_for(WAIT, |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Wrote { total: 300_000, .. }))
+    })
+    .await;
+    // Wait until the checkpoint that covers those bytes is in storage.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stored = files_in(dir.path())
+            .into_iter()
+            .find(|n| n.ends_with(".checkpoint"))
+            .and_then(|n| std::fs::read(dir.path().join(n)).ok())
+            .and_then(|b| courier_storage::ResumeRecord::decode(&b).ok());
+        if stored.is_some_and(|r| r.bytes_on_disk == 300_000) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no checkpoint stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.inject_actor_panic();
+    assert_eq!(
+        rec.wait_complete(task.id(), WAIT).await,
+        Some(Some(ErrorCode::Unknown))
+    );
+    let data = rec
+        .resume_data(task.id())
+        .expect("the session built resume data from storage");
+    assert_eq!(courier_storage_record(&data).bytes_on_disk, 300_000);
+
+    let resumed = session.download_task_with_resume_data(&data).unwrap();
+    resumed.resume();
+    assert_eq!(rec.wait_complete(resumed.id(), WAIT).await, Some(None));
+    let events = rec.events();
+    check_invariants(&events).unwrap();
+    let content = server.content();
+    assert_eq!(
+        finished(&events, resumed.id()),
+        Some((content.len() as u64, sha256_hex(&content)))
+    );
+    let last = server.served().pop().unwrap();
+    assert_eq!(last.range.as_deref(), Some("bytes=300000-"));
+    assert_eq!(last.body_len, content.len() - 300_000);
+    session.finish_tasks_and_invalidate();
+    rec.wait_invalid(WAIT).await;
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "left {:?}",
+        files_in(dir.path())
+    );
+}
+
+#[tokio::test]
+async fn a_plain_cancel_removes_the_partial_file_and_not_resumable_downloads_give_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ResourceServer::start(4 * 1024 * 1024).await;
+    server.script([Misbehaviour::Drip {
+        chunk: 64 * 1024,
+        delay_ms: 20,
+    }]);
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(dir.path()), rec.clone()).unwrap();
+    let task = session.download_task(server.url()).unwrap();
+    task.resume();
+    rec.wait_for(WAIT, |e| e.iter().any(|e| matches!(e, Event::Wrote { .. })))
+        .await;
+    task.cancel();
+    assert_eq!(
+        rec.wait_complete(task.id(), WAIT).await,
+        Some(Some(ErrorCode::Cancelled))
+    );
+    assert!(rec.resume_data(task.id()).is_none());
+
+    // A POST is never resumable.
+    let post = courier_engine::Request::new(http::Method::POST, server.url().as_str());
+    let t = session.download_task(post).unwrap();
+    server.script([Misbehaviour::Drip {
+        chunk: 64 * 1024,
+        delay_ms: 20,
+    }]);
+    t.resume();
+    rec.wait_for(WAIT, |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Wrote { task, .. } if *task == t.id()))
+    })
+    .await;
+    assert!(t.cancel_by_producing_resume_data().await.is_none());
+    rec.wait_complete(t.id(), WAIT).await;
+    // Once completed, there is nothing to produce.
+    assert!(t.cancel_by_producing_resume_data().await.is_none());
+    session.finish_tasks_and_invalidate();
+    rec.wait_invalid(WAIT).await;
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "left {:?}",
+        files_in(dir.path())
+    );
+}
+
+#[tokio::test]
+async fn an_ephemeral_session_keeps_its_files_in_a_private_directory_removed_with_it() {
+    let parent = tempfile::tempdir().unwrap();
+    let server = ResourceServer::start(100_000).await;
+    let mut c = Configuration::ephemeral();
+    c.cleartext = CleartextPolicy::AllowAll;
+    c.session_directory = Some(parent.path().to_path_buf());
+    let session = Session::new(c).unwrap();
+    let (file, _) = session.download(server.url()).await.unwrap();
+    let private = session.directory().unwrap().to_path_buf();
+    assert!(private.starts_with(parent.path()) && private != parent.path());
+    assert!(file.path().starts_with(&private));
+    session.finish_tasks_and_invalidate();
+    session.invalidated().await;
+    drop(session);
+    assert!(file.path().exists(), "the guard keeps the file while held");
+    drop(file);
+    // The session's last holders are gone: its private directory goes with them.
+    let deadline = std::time::Instant::now() + WAIT;
+    while private.exists() {
+        assert!(std::time::Instant::now() < deadline, "{private:?} stays");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(files_in(parent.path()).is_empty());
+}
