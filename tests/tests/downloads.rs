@@ -576,3 +576,51 @@ async fn an_ephemeral_session_keeps_its_files_in_a_private_directory_removed_wit
     }
     assert!(files_in(parent.path()).is_empty());
 }
+
+fn misbehaviour() -> impl proptest::strategy::Strategy<Value = Misbehaviour> {
+    use proptest::prelude::*;
+    const SIZE: usize = 4 * 1024 * 1024;
+    prop_oneof![
+        4 => (0..SIZE).prop_map(Misbehaviour::CutAfter),
+        1 => (0..SIZE).prop_map(Misbehaviour::StallAfter),
+        1 => (1..5000usize).prop_map(Misbehaviour::OverstateLength),
+        1 => Just(Misbehaviour::IgnoreRange),
+        1 => (1..200_000usize).prop_map(Misbehaviour::WrongOffset),
+        1 => Just(Misbehaviour::NotSatisfiable),
+        1 => Just(Misbehaviour::Change),
+        1 => Just(Misbehaviour::None),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Random interruption points and fault sequences over a 4 MiB body, resumed as often as needed:
+    /// the final file is always the resource, byte for byte, and nothing is left behind.
+    #[test]
+    fn any_fault_sequence_ends_with_the_exact_file(
+        faults in proptest::collection::vec(misbehaviour(), 0..5)
+    ) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let server = ResourceServer::start(4 * 1024 * 1024).await;
+            server.script(faults.clone());
+            let rec = Arc::new(Recorder::new());
+            let mut c = config(dir.path());
+            c.timeout_for_request = Duration::from_millis(300);
+            let session = Session::with_delegate(c, rec.clone()).unwrap();
+            let (id, _) = download_until_done(&session, &rec, &server.url()).await;
+            session.finish_tasks_and_invalidate();
+            let events = rec.wait_invalid(WAIT).await;
+            check_invariants(&events).unwrap();
+            let content = server.content();
+            assert_eq!(
+                finished(&events, id),
+                Some((content.len() as u64, sha256_hex(&content))),
+                "{faults:?}"
+            );
+            assert!(files_in(dir.path()).is_empty(), "{faults:?}: left {:?}", files_in(dir.path()));
+        });
+    }
+}
