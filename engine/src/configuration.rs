@@ -73,6 +73,7 @@ impl CleartextPolicy {
 /// | `http_maximum_connections_per_host` | 6 | same |
 /// | `extra_root_certificates` | none (Mozilla's roots only) | same |
 /// | `cleartext` | [`CleartextPolicy::Deny`] | same |
+/// | `http_maximum_redirects` | 20 | same |
 /// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -92,8 +93,12 @@ pub struct Configuration {
     /// Certificate authorities trusted besides Mozilla's roots (DER). See
     /// [`Configuration::trust_pem_certificates`].
     pub extra_root_certificates: Vec<CertificateDer<'static>>,
-    /// Which hosts may be reached over cleartext `http://`.
+    /// Which hosts may be reached over cleartext `http://`. Also applies to redirects: one from
+    /// `https://` to a host not allowed here fails with -1022.
     pub cleartext: CleartextPolicy,
+    /// How many redirects a task follows before it fails with
+    /// [`ErrorCode::HttpTooManyRedirects`](crate::ErrorCode) (-1007). URLSession's limit is 20.
+    pub http_maximum_redirects: usize,
     /// Where the session writes its files (downloads in progress, their checkpoints). Courier's
     /// addition: URLSession picks a system location.
     ///
@@ -114,6 +119,7 @@ impl Default for Configuration {
             http_maximum_connections_per_host: 6,
             extra_root_certificates: Vec::new(),
             cleartext: CleartextPolicy::Deny,
+            http_maximum_redirects: 20,
             session_directory: None,
         }
     }

@@ -8,11 +8,14 @@
 //! - `tls`: the rustls client configuration (ring provider, Mozilla's roots plus extra roots).
 //! - [`range`]: byte ranges for resumed downloads: which responses can be resumed, the `Range` and
 //!   `If-Range` headers, and what the server's answer means ([`range::Continuation`]).
+//! - [`redirect`]: whether a response redirects and how the next request is rewritten (the method
+//!   table; credentials dropped across origins).
 //! - [`error`]: [`TransportError`] and its classification, [`TransportErrorKind`].
 
 mod connect;
 pub mod error;
 pub mod range;
+pub mod redirect;
 mod tls;
 pub mod transport;
 

@@ -399,6 +399,7 @@ impl TaskActorState {
         self.transfer = Some(Transfer::start(TransferArgs {
             ctx: self.ctx.clone(),
             info: self.info.clone(),
+            recorder: self.recorder.clone(),
             callbacks: self.callbacks,
             head,
             url,

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use courier_delegates::{Error, ErrorCode, Response, TaskInfo};
+use courier_delegates::{Error, ErrorCode, Request, Response, TaskInfo, TaskRecorder};
 use courier_protocol_http::range::{self, Continuation};
+use courier_protocol_http::redirect;
 use courier_protocol_http::{Incoming, TlsFailure, TransportError, TransportErrorKind, empty_body};
 use courier_storage::ResumeRecord;
 use http_body_util::BodyExt;
@@ -78,6 +79,7 @@ pub(crate) enum Destination {
 pub(crate) struct TransferArgs {
     pub(crate) ctx: Arc<SessionContext>,
     pub(crate) info: TaskInfo,
+    pub(crate) recorder: TaskRecorder,
     pub(crate) callbacks: bool,
     pub(crate) head: Head,
     pub(crate) url: Url,
@@ -108,6 +110,7 @@ impl Transfer {
         let run = Run {
             ctx: args.ctx,
             info: args.info,
+            recorder: args.recorder,
             callbacks: args.callbacks,
             url: args.url,
             clock: Clock::new(args.timeouts),
@@ -169,6 +172,7 @@ impl Drop for Transfer {
 struct Run {
     ctx: Arc<SessionContext>,
     info: TaskInfo,
+    recorder: TaskRecorder,
     callbacks: bool,
     url: Url,
     clock: Clock,
@@ -260,7 +264,11 @@ impl Run {
         if let Some((offset, validator)) = &resuming {
             range::ask_to_continue(&mut head.headers, *offset, validator);
         }
-        let (mut parts, mut incoming) = self.send(&head, body.as_ref()).await?.into_parts();
+        let mut body = body;
+        let (mut parts, mut incoming) = self
+            .send_following(&mut head, &mut body)
+            .await?
+            .into_parts();
         let mut placement = Placement::Fresh;
         let mut total = None;
         if let Some((offset, validator)) = &resuming {
@@ -276,7 +284,10 @@ impl Run {
                     drop(incoming);
                     head.headers.remove(http::header::RANGE);
                     head.headers.remove(http::header::IF_RANGE);
-                    let fresh = self.send(&head, body.as_ref()).await?.into_parts();
+                    let fresh = self
+                        .send_following(&mut head, &mut body)
+                        .await?
+                        .into_parts();
                     (parts, incoming) = fresh;
                     Placement::StartOver
                 }
@@ -299,6 +310,61 @@ impl Run {
             }
         }
         self.receive(incoming).await
+    }
+
+    /// Sends the request and follows redirects until a final response. A followed redirect's body is
+    /// never delivered; the task's current request follows each hop.
+    async fn send_following(
+        &mut self,
+        head: &mut Head,
+        body: &mut Option<UploadBody>,
+    ) -> Result<http::Response<Incoming>, Halt> {
+        let mut followed = 0;
+        loop {
+            let response = self.send(head, body.as_ref()).await?;
+            let Some(hop) = redirect::redirect(
+                response.status(),
+                response.headers(),
+                &head.method,
+                &self.url,
+            ) else {
+                return Ok(response);
+            };
+            drop(response);
+            let fail = |code, message: String| {
+                Halt::Failed(Error::new(code, message).with_url(self.url.as_str()))
+            };
+            if followed >= self.ctx.config.http_maximum_redirects {
+                return Err(fail(
+                    ErrorCode::HttpTooManyRedirects,
+                    format!("more than {followed} redirects"),
+                ));
+            }
+            let host = hop.url.host_str().unwrap_or("");
+            if hop.url.scheme() == "http" && !self.ctx.config.cleartext.allows(host) {
+                return Err(fail(
+                    ErrorCode::AppTransportSecurityRequiresSecureConnection,
+                    format!("a redirect to cleartext HTTP on {host}, which is not allowed"),
+                ));
+            }
+            redirect::rewrite_headers(&mut head.headers, &hop, &self.url);
+            head.uri = hop
+                .url
+                .as_str()
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| {
+                    fail(ErrorCode::BadUrl, format!("bad redirect location: {e}"))
+                })?;
+            head.method = hop.method.clone();
+            if !hop.keeps_body {
+                *body = None;
+            }
+            let mut current = Request::new(hop.method, hop.url.as_str());
+            *current.headers_mut() = head.headers.clone();
+            self.recorder.set_current_request(current);
+            self.url = hop.url;
+            followed += 1;
+        }
     }
 
     /// Sends one request and waits for its response head, under the clock.

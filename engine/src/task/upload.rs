@@ -213,3 +213,24 @@ impl Body for Counted {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_errors_get_urlsession_codes() {
+        let p = std::path::Path::new("/x");
+        let code = |kind| file_error(io::Error::from(kind), p).code();
+        assert_eq!(code(io::ErrorKind::NotFound), ErrorCode::FileDoesNotExist);
+        assert_eq!(
+            code(io::ErrorKind::IsADirectory),
+            ErrorCode::FileIsDirectory
+        );
+        // Root reads any file, so tests cannot make one unreadable: the mapping is checked here.
+        assert_eq!(
+            code(io::ErrorKind::PermissionDenied),
+            ErrorCode::NoPermissionsToReadFile
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! Redirects: whether a response redirects, and how it rewrites the request. Pure functions; the
+//! engine decides whether to follow (its limit, its cleartext policy, its delegate).
+//!
+//! The method table is URLSession's (and every browser's): 301 and 302 turn a POST into a GET, 303
+//! turns anything but HEAD into a GET, 307 and 308 keep the method and the body. 300, 304 and any
+//! 3xx without a usable `Location` are not redirects to follow.
+
+use http::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, PROXY_AUTHORIZATION,
+};
+use http::{HeaderMap, Method, StatusCode};
+use url::Url;
+
+/// A redirect to follow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// Where to go (the `Location`, resolved against the request's URL).
+    pub url: Url,
+    /// The method of the next request.
+    pub method: Method,
+    /// True when the next request carries the body again (307, 308).
+    pub keeps_body: bool,
+}
+
+/// The redirect `status` and `headers` ask for, for a request `method` to `from`, if any.
+pub fn redirect(
+    status: StatusCode,
+    headers: &HeaderMap,
+    method: &Method,
+    from: &Url,
+) -> Option<Redirect> {
+    let code = status.as_u16();
+    if !matches!(code, 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = headers.get(LOCATION)?.to_str().ok()?;
+    let url = from.join(location.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let (method, keeps_body) = match code {
+        301 | 302 if method == Method::POST => (Method::GET, false),
+        303 if method != Method::HEAD => (Method::GET, false),
+        307 | 308 => (method.clone(), true),
+        _ => (method.clone(), false),
+    };
+    Some(Redirect {
+        url,
+        method,
+        keeps_body,
+    })
+}
+
+/// Rewrites the headers of the request that follows `r` from `from`: a request that loses its body
+/// loses the headers describing it, and one that goes to another origin loses its credentials and
+/// cookies.
+pub fn rewrite_headers(headers: &mut HeaderMap, r: &Redirect, from: &Url) {
+    if !r.keeps_body {
+        headers.remove(CONTENT_TYPE);
+        headers.remove(CONTENT_LENGTH);
+    }
+    if from.origin() != r.url.origin() {
+        headers.remove(AUTHORIZATION);
+        headers.remove(PROXY_AUTHORIZATION);
+        headers.remove(COOKIE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn loc(l: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(LOCATION, HeaderValue::from_static(l));
+        h
+    }
+
+    #[test]
+    fn the_method_table() {
+        let from = Url::parse("https://a.test/x/y").unwrap();
+        let go = |code: u16, m: Method| {
+            redirect(StatusCode::from_u16(code).unwrap(), &loc("../z"), &m, &from)
+                .map(|r| (r.method, r.keeps_body, r.url.to_string()))
+        };
+        let z = "https://a.test/z".to_string();
+        assert_eq!(go(301, Method::POST), Some((Method::GET, false, z.clone())));
+        assert_eq!(go(302, Method::POST), Some((Method::GET, false, z.clone())));
+        assert_eq!(go(302, Method::PUT), Some((Method::PUT, false, z.clone())));
+        assert_eq!(go(303, Method::PUT), Some((Method::GET, false, z.clone())));
+        assert_eq!(
+            go(303, Method::HEAD),
+            Some((Method::HEAD, false, z.clone()))
+        );
+        assert_eq!(go(307, Method::POST), Some((Method::POST, true, z.clone())));
+        assert_eq!(go(308, Method::PUT), Some((Method::PUT, true, z)));
+        assert_eq!(go(300, Method::GET), None);
+        assert_eq!(go(304, Method::GET), None);
+        assert_eq!(
+            redirect(StatusCode::FOUND, &HeaderMap::new(), &Method::GET, &from),
+            None
+        );
+        assert_eq!(
+            redirect(
+                StatusCode::FOUND,
+                &loc("ftp://a.test/"),
+                &Method::GET,
+                &from
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn credentials_stay_with_their_origin() {
+        let from = Url::parse("https://a.test/").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        h.insert(COOKIE, HeaderValue::from_static("a=1"));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let same = redirect(
+            StatusCode::TEMPORARY_REDIRECT,
+            &loc("/b"),
+            &Method::POST,
+            &from,
+        )
+        .unwrap();
+        let mut kept = h.clone();
+        rewrite_headers(&mut kept, &same, &from);
+        assert_eq!(kept.len(), 3);
+        let other = redirect(
+            StatusCode::SEE_OTHER,
+            &loc("https://b.test/"),
+            &Method::POST,
+            &from,
+        )
+        .unwrap();
+        rewrite_headers(&mut h, &other, &from);
+        assert!(h.is_empty(), "{h:?}");
+    }
+}

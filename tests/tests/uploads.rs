@@ -1,0 +1,167 @@
+//! Upload tasks against the loopback server's `/upload`, which reads every byte and answers with
+//! their count and SHA-256.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_engine::reexports::http::Method;
+use courier_engine::{CleartextPolicy, Configuration, ErrorCode, Request, Session, UploadBody};
+use courier_tests::{Event, Recorder, TestServer, check_invariants, sha256_hex};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config() -> Configuration {
+    let mut c = Configuration::default();
+    c.cleartext = CleartextPolicy::AllowAll;
+    c
+}
+
+fn put(url: &str) -> Request {
+    Request::new(Method::PUT, url)
+}
+
+fn receipt(body: &[u8]) -> String {
+    format!("bytes={} sha256={}", body.len(), sha256_hex(body))
+}
+
+fn sent_totals(events: &[Event], id: u64) -> Vec<(i64, i64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Sent {
+                task,
+                total,
+                expected,
+            } if *task == id => Some((*total, *expected)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_upload_from_bytes_reports_progress_then_the_response() {
+    let server = TestServer::http().await;
+    let body: Vec<u8> = (0..16384u32).map(|i| (i * 7) as u8).collect();
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(), rec.clone()).unwrap();
+    let task = session
+        .upload_task(
+            put(&server.url("/upload")),
+            UploadBody::Bytes(body.clone().into()),
+        )
+        .unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+    assert_eq!(String::from_utf8(rec.body()).unwrap(), receipt(&body));
+    let sent = sent_totals(&events, task.id());
+    assert_eq!(sent.last(), Some(&(16384, 16384)), "{sent:?}");
+    assert!(sent.windows(2).all(|w| w[0].0 < w[1].0));
+    let names: Vec<&str> = events.iter().map(Event::name).collect();
+    let first_response = names.iter().position(|n| *n == "response").unwrap();
+    assert!(names[..first_response].contains(&"sent"));
+    assert_eq!(task.bytes_sent(), 16384);
+    assert_eq!(task.bytes_expected_to_send(), 16384);
+}
+
+#[tokio::test]
+async fn an_upload_from_a_file_streams_it_and_the_completion_form_returns_the_body() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    let content: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let session = Session::new(config()).unwrap();
+    let (body, response) = session
+        .upload(put(&server.url("/upload")), UploadBody::File(path.clone()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(String::from_utf8(body.to_vec()).unwrap(), receipt(&content));
+}
+
+#[tokio::test]
+async fn a_stream_upload_asks_the_delegate_for_its_body_and_again_after_a_307() {
+    let server = TestServer::http().await;
+    let body = b"streamed body, sent twice because of the redirect".repeat(1000);
+    let rec = Arc::new(Recorder::streaming(body.clone()));
+    let session = Session::with_delegate(config(), rec.clone()).unwrap();
+
+    let task = session
+        .upload_task(put(&server.url("/upload")), UploadBody::Stream)
+        .unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(String::from_utf8(rec.body()).unwrap(), receipt(&body));
+    let asked = |id| {
+        rec.events()
+            .iter()
+            .filter(|e| matches!(e, Event::NeedBody { task } if *task == id))
+            .count()
+    };
+    assert_eq!(asked(task.id()), 1);
+    assert_eq!(
+        task.bytes_expected_to_send(),
+        -1,
+        "a stream's length is unknown"
+    );
+
+    let redirected = session
+        .upload_task(put(&server.url("/307/upload")), UploadBody::Stream)
+        .unwrap();
+    redirected.resume();
+    assert_eq!(rec.wait_complete(redirected.id(), WAIT).await, Some(None));
+    assert_eq!(asked(redirected.id()), 2, "asked again for the resend");
+    assert!(redirected.current_request().url_str().ends_with("/upload"));
+    assert_eq!(redirected.current_request().method(), Method::PUT);
+    let response = redirected.response().unwrap();
+    assert_eq!(response.status(), 200);
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+    // Exactly one response per task: the 307 itself is never delivered.
+    let responses = events
+        .iter()
+        .filter(|e| matches!(e, Event::Response { task, .. } if *task == redirected.id()))
+        .count();
+    assert_eq!(responses, 1);
+}
+
+#[tokio::test]
+async fn unreadable_upload_files_are_named_as_urlsession_does() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::new(config()).unwrap();
+    let code = |body| {
+        let session = session.clone();
+        let url = server.url("/upload");
+        async move {
+            session
+                .upload(put(&url), body)
+                .await
+                .err()
+                .map(|e| e.code())
+        }
+    };
+    assert_eq!(
+        code(UploadBody::File(dir.path().join("missing"))).await,
+        Some(ErrorCode::FileDoesNotExist)
+    );
+    assert_eq!(
+        code(UploadBody::File(dir.path().to_path_buf())).await,
+        Some(ErrorCode::FileIsDirectory)
+    );
+    // A GET cannot carry a body.
+    let get = session
+        .upload(
+            Request::get(&server.url("/upload")),
+            UploadBody::Bytes("x".into()),
+        )
+        .await;
+    assert_eq!(
+        get.err().map(|e| e.code()),
+        Some(ErrorCode::DataLengthExceedsMaximum)
+    );
+}
