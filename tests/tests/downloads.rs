@@ -624,3 +624,95 @@ proptest::proptest! {
         });
     }
 }
+
+/// A small tmpfs, mounted for one test and unmounted after (needs root, as CI runs).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_with_cannot_write_and_keeps_what_was_written_resumable() {
+    let Some(fs) = Tmpfs::mount("2m") else {
+        // CI runs as root and must run this test; elsewhere it needs root to mount.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot mount a tmpfs in CI: the disk-full test must run there"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let dir = fs.dir.path().join("session");
+    let server = ResourceServer::start(3 * 1024 * 1024).await;
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(&dir), rec.clone()).unwrap();
+    let task = session.download_task(server.url()).unwrap();
+    task.resume();
+    assert_eq!(
+        rec.wait_complete(task.id(), WAIT).await,
+        Some(Some(ErrorCode::CannotWriteToFile))
+    );
+    let data = rec.resume_data(task.id()).unwrap_or_else(|| {
+        panic!(
+            "what was written stays resumable: {:?}",
+            rec.error(task.id())
+        )
+    });
+    let record = courier_storage_record(&data);
+    let partial = dir.join(&record.partial_file);
+    let on_disk = std::fs::read(&partial).unwrap();
+    assert_eq!(on_disk.len() as u64, record.bytes_on_disk);
+    assert!(record.bytes_on_disk > 0 && record.bytes_on_disk < 3 * 1024 * 1024);
+    assert!(
+        on_disk[..] == server.content()[..on_disk.len()],
+        "the partial file is an exact prefix"
+    );
+
+    // Room again: the same resume data continues and completes.
+    fs.resize("8m");
+    let resumed = session.download_task_with_resume_data(&data).unwrap();
+    resumed.resume();
+    assert_eq!(rec.wait_complete(resumed.id(), WAIT).await, Some(None));
+    let content = server.content();
+    let events = rec.events();
+    assert_eq!(
+        finished(&events, resumed.id()),
+        Some((content.len() as u64, sha256_hex(&content)))
+    );
+    let offset = events.iter().find_map(|e| match e {
+        Event::Resumed { task, offset, .. } if *task == resumed.id() => Some(*offset),
+        _ => None,
+    });
+    assert_eq!(offset, Some(record.bytes_on_disk as i64));
+    session.finish_tasks_and_invalidate();
+    rec.wait_invalid(WAIT).await;
+    assert!(files_in(&dir).is_empty(), "left {:?}", files_in(&dir));
+}

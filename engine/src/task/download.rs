@@ -67,6 +67,8 @@ pub(crate) struct DownloadSink {
     original: RequestRecord,
     current: RequestRecord,
     expected: i64,
+    /// Set once a write failed: the file then keeps exactly `written` bytes.
+    broken: Option<io::ErrorKind>,
     written: u64,
     checkpointed: u64,
     last_write: Instant,
@@ -119,6 +121,7 @@ impl DownloadSink {
             current: request_record(&info.current_request()),
             from,
             expected: -1,
+            broken: None,
             last_write: now,
             last_checkpoint: now,
         })
@@ -235,12 +238,21 @@ impl DownloadSink {
         Ok(())
     }
 
-    /// The body ended: writes what is left and closes the file. Returns its path.
-    pub(crate) async fn finish(mut self) -> Result<PathBuf, Error> {
-        self.write_pending().await?;
-        self.settle().await?;
-        let file = self.file.take().expect("settled sink holds its file");
-        Ok(file.finish())
+    /// The body ended: writes what is left and closes the file. Returns its path, or the sink
+    /// back with the error when the last writes failed (then [`DownloadSink::fail`] applies).
+    pub(crate) async fn finish(mut self) -> Result<PathBuf, (Error, DownloadSink)> {
+        let written = async {
+            self.write_pending().await?;
+            self.settle().await
+        }
+        .await;
+        match written {
+            Ok(_) => {
+                let file = self.file.take().expect("settled sink holds its file");
+                Ok(file.finish())
+            }
+            Err(e) => Err((e, self)),
+        }
     }
 
     /// The download stops part-way (a cancel, a failure): writes what arrived, checkpoints, and
@@ -290,6 +302,12 @@ impl DownloadSink {
     /// Hands the pending bytes to a blocking write (after the previous job is done).
     async fn write_pending(&mut self) -> Result<(), Error> {
         self.settle().await?;
+        if let Some(kind) = self.broken {
+            // After a failed write, nothing more is written: bytes after the lost batch would leave
+            // a hole in the file.
+            self.pending.clear();
+            return Err(self.write_error(io::Error::from(kind)));
+        }
         self.last_write = Instant::now();
         if self.pending.is_empty() {
             return Ok(());
@@ -326,13 +344,18 @@ impl DownloadSink {
                 expected: self.expected,
             });
         }
-        result.map_err(|e| self.write_error(e))
+        result.map_err(|e| {
+            self.broken = Some(e.kind());
+            self.write_error(e)
+        })
     }
 
     /// Writes what waits, syncs, and stores the resume record beside the file. Returns the record.
     async fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        self.write_pending().await?;
-        self.settle().await?;
+        if self.broken.is_none() {
+            self.write_pending().await?;
+            self.settle().await?;
+        }
         self.last_checkpoint = Instant::now();
         let Some(template) = self.template.clone() else {
             return Ok(None);

@@ -236,10 +236,12 @@ impl Run {
                         Some(TaskMsg::Finished(Some(done))),
                         Some(Stopped { resume: None, path }),
                     ),
-                    Err(e) => (
-                        Some(TaskMsg::Failed(e)),
-                        Some(Stopped { resume: None, path }),
-                    ),
+                    // The last writes failed (a full disk): a failure like any other.
+                    Err((e, sink)) => {
+                        let e = sink.fail(e).await;
+                        let resume = e.resume_data().cloned();
+                        (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
+                    }
                 }
             }
             (Err(Halt::Failed(e)), None) => (Some(TaskMsg::Failed(e)), None),
