@@ -24,6 +24,30 @@ pub(crate) enum Command {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Download tasks: each URL to a file, named from the URL unless -o says otherwise. Ctrl-C
+    /// saves resume data; `--resume-data FILE` continues from it.
+    Download {
+        /// The URLs to download.
+        urls: Vec<String>,
+        /// The file (one URL) or directory (several) to write to; default: the current directory,
+        /// with the name from the URL.
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Continue the download this resume-data file describes.
+        #[arg(long = "resume-data", value_name = "FILE")]
+        resume_data: Option<PathBuf>,
+        /// Where Ctrl-C (or a failure) saves resume data (default: `<output>.courier-resume`).
+        #[arg(long = "save-resume-data", value_name = "FILE")]
+        save_resume_data: Option<PathBuf>,
+    },
+    /// An upload task: PUT (or -X METHOD) the file or text to URL; the response body to stdout.
+    Upload {
+        /// The URL to upload to.
+        url: String,
+        /// The file to send (`-` streams stdin).
+        #[arg(long, value_name = "PATH", conflicts_with = "data")]
+        file: Option<PathBuf>,
+    },
     /// A guided tour on an embedded loopback server (HTTP, and HTTPS with a generated certificate).
     Demo,
 }
@@ -67,6 +91,9 @@ pub(crate) struct Options {
     /// The whole-task timeout, in seconds (default 7 days).
     #[arg(long = "timeout-resource", global = true, value_name = "SECS")]
     pub(crate) timeout_resource: Option<f64>,
+    /// Cap each task's receive rate, in bytes per second (suffixes k, m, g: 1024-based).
+    #[arg(long = "limit-rate", global = true, value_name = "RATE", value_parser = parse_rate)]
+    pub(crate) limit_rate: Option<u64>,
     /// Run up to N tasks at once.
     #[arg(
         short = 'j',
@@ -85,4 +112,73 @@ pub(crate) struct Options {
     /// No progress bars.
     #[arg(short = 'q', long, global = true)]
     pub(crate) quiet: bool,
+}
+
+/// `--allow-http` takes an optional HOST, so `--allow-http http://host/` would read the URL as the
+/// host. A host never contains `://`: such a next argument is a URL, and `--allow-http` alone (all
+/// hosts) is meant.
+pub(crate) fn disambiguate(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let mut out = Vec::with_capacity(args.len());
+    for (i, arg) in args.iter().enumerate() {
+        let next_is_url = args
+            .get(i + 1)
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains("://"));
+        if arg == "--allow-http" && next_is_url {
+            out.push("--allow-http=*".into());
+        } else {
+            out.push(arg.clone());
+        }
+    }
+    out
+}
+
+/// Reads a rate such as `500`, `100k`, `2m` or `1g` (1024-based, like curl).
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t.as_str(), 1),
+    };
+    let n: f64 = digits
+        .parse()
+        .map_err(|_| format!("not a rate: {text:?} (try 500k or 2m)"))?;
+    let rate = (n * unit as f64) as u64;
+    if !(n.is_finite() && rate > 0) {
+        return Err(format!("not a positive rate: {text:?}"));
+    }
+    Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn allow_http_before_a_url_means_every_host() {
+        let args = |v: &[&str]| super::disambiguate(v.iter().map(|s| s.into()));
+        assert_eq!(
+            args(&["courier", "get", "--allow-http", "http://h/"]),
+            args(&["courier", "get", "--allow-http=*", "http://h/"])
+        );
+        assert_eq!(
+            args(&["courier", "get", "--allow-http", "h", "http://h/"]),
+            args(&["courier", "get", "--allow-http", "h", "http://h/"])
+        );
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("500"), Ok(500));
+        assert_eq!(parse_rate("100k"), Ok(102_400));
+        assert_eq!(parse_rate("2M"), Ok(2 << 20));
+        assert_eq!(parse_rate("1.5k"), Ok(1536));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
 }

@@ -88,8 +88,11 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         4,
         "a delegate sees every step: the event stream (as `courier get --events -` writes it)",
     );
-    let (delegate, mut finished, mut invalid) =
-        CliDelegate::new(Some(Box::new(io::stdout())), Box::new(io::sink()));
+    let (delegate, mut finished, mut invalid) = CliDelegate::new(
+        Some(Box::new(io::stdout())),
+        Box::new(io::sink()),
+        Arc::new(crate::progress::Progress::new(true)),
+    );
     let events = Session::with_delegate(config.clone(), Arc::new(delegate))?;
     let task = events.data_task(http.url("/drip?chunks=4&size=2000&delay_ms=60").as_str())?;
     task.resume();

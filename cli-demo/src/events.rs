@@ -1,22 +1,27 @@
-//! The event stream: a delegate that writes every callback as one JSON line (`--events`), and
-//! writes data tasks' bodies to their output.
+//! The event stream: a delegate that writes every callback as one JSON line (`--events`), writes
+//! data and upload tasks' bodies to their output, moves finished downloads to their destination and
+//! drives the progress bars.
 //!
 //! Lines carry `seq`, `ms` (since the session was created), `event` and `task`. Consecutive
-//! `did_receive_data` events of a task are coalesced to at most one per 50 ms, and the bytes still
-//! pending are always written before that task's next other event.
+//! `did_receive_data`, `did_write_data` and `did_send_body_data` events of a task are coalesced to
+//! at most one of each per 50 ms, and what is still pending is always written before that task's
+//! next other event (so the last one carries the final totals).
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    DataDelegate, Error, Reply, Response, ResponseDisposition, SessionDelegate, TaskDelegate,
-    TaskInfo, TaskState,
+    BodyStream, DataDelegate, DownloadDelegate, Error, Reply, Response, ResponseDisposition,
+    SessionDelegate, TaskDelegate, TaskInfo, TaskState,
 };
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
+
+use crate::progress::Progress;
 
 const COALESCE: Duration = Duration::from_millis(50);
 
@@ -26,6 +31,8 @@ pub(crate) struct Finished {
     pub(crate) task: u64,
     pub(crate) status: Option<u16>,
     pub(crate) error: Option<Error>,
+    /// For a download: where its file was moved, or why it could not be.
+    pub(crate) saved: Option<Result<PathBuf, String>>,
 }
 
 /// The CLI's delegate.
@@ -34,20 +41,43 @@ pub(crate) struct CliDelegate {
     inner: Mutex<Inner>,
     finished: mpsc::UnboundedSender<Finished>,
     invalid: watch::Sender<bool>,
+    progress: Arc<Progress>,
+    /// The body of a streamed upload, handed out once.
+    stream: Mutex<Option<BodyStream>>,
+}
+
+/// The progress callbacks that are coalesced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Flow {
+    Received,
+    Written,
+    Sent,
+}
+
+/// Progress not yet written for one task and flow.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    bytes: i64,
+    total: i64,
+    expected: i64,
+    last: Instant,
 }
 
 struct Inner {
     seq: u64,
     events: Option<Box<dyn Write + Send>>,
     body: Box<dyn Write + Send>,
-    /// Per task: bytes not yet reported and when data was last reported.
-    pending: HashMap<u64, (usize, Instant)>,
+    pending: HashMap<(u64, Flow), Pending>,
+    /// Where each download's file goes.
+    destinations: HashMap<u64, PathBuf>,
+    saved: HashMap<u64, Result<PathBuf, String>>,
 }
 
 impl CliDelegate {
     pub(crate) fn new(
         events: Option<Box<dyn Write + Send>>,
         body: Box<dyn Write + Send>,
+        progress: Arc<Progress>,
     ) -> (
         CliDelegate,
         mpsc::UnboundedReceiver<Finished>,
@@ -62,9 +92,13 @@ impl CliDelegate {
                 events,
                 body,
                 pending: HashMap::new(),
+                destinations: HashMap::new(),
+                saved: HashMap::new(),
             }),
             finished,
             invalid,
+            progress,
+            stream: Mutex::new(None),
         };
         (delegate, finished_rx, invalid_rx)
     }
@@ -103,16 +137,98 @@ impl CliDelegate {
         let _ = out.flush();
     }
 
+    /// Writes the progress still pending for `task`.
     fn flush_data(&self, inner: &mut Inner, task: u64) {
-        let Some((n, _)) = inner.pending.get(&task).copied() else {
+        for flow in [Flow::Received, Flow::Written, Flow::Sent] {
+            self.flush_flow(inner, task, flow);
+        }
+    }
+
+    fn flush_flow(&self, inner: &mut Inner, task: u64, flow: Flow) {
+        let Some(p) = inner.pending.get_mut(&(task, flow)) else {
             return;
         };
-        if n == 0 {
+        p.last = Instant::now();
+        if p.bytes == 0 {
             return;
         }
-        inner.pending.insert(task, (0, Instant::now()));
-        self.write(inner, "did_receive_data", Some(task), json!({ "bytes": n }));
+        let p = std::mem::replace(&mut p.bytes, 0);
+        let Pending {
+            total, expected, ..
+        } = inner.pending[&(task, flow)];
+        let (event, fields) = match flow {
+            Flow::Received => ("did_receive_data", json!({ "bytes": p })),
+            Flow::Written => (
+                "did_write_data",
+                json!({
+                    "bytes_written": p,
+                    "total_bytes_written": total,
+                    "total_bytes_expected_to_write": expected,
+                }),
+            ),
+            Flow::Sent => (
+                "did_send_body_data",
+                json!({
+                    "bytes_sent": p,
+                    "total_bytes_sent": total,
+                    "total_bytes_expected_to_send": expected,
+                }),
+            ),
+        };
+        self.write(inner, event, Some(task), fields);
     }
+
+    /// Adds progress; writes it when the flow's last line is 50 ms old.
+    fn progress(&self, task: u64, flow: Flow, bytes: i64, total: i64, expected: i64) {
+        let mut inner = self.inner();
+        let now = Instant::now();
+        let long_ago = now.checked_sub(COALESCE).unwrap_or(now);
+        let entry = inner.pending.entry((task, flow)).or_insert(Pending {
+            bytes: 0,
+            total: 0,
+            expected: -1,
+            last: long_ago,
+        });
+        entry.bytes += bytes;
+        entry.total = total;
+        entry.expected = expected;
+        if now.duration_since(entry.last) >= COALESCE {
+            self.flush_flow(&mut inner, task, flow);
+        }
+    }
+
+    /// Where task `task`'s downloaded file is to be moved.
+    pub(crate) fn set_destination(&self, task: u64, path: PathBuf) {
+        self.inner().destinations.insert(task, path);
+    }
+
+    /// The body a streamed upload sends (given out once: a resend gets none).
+    pub(crate) fn set_upload_stream(&self, stream: BodyStream) {
+        *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
+    }
+
+    /// The progress bars.
+    pub(crate) fn bars(&self) -> &Progress {
+        &self.progress
+    }
+}
+
+/// Moves `from` to `to` (copying across file systems), replacing `to`.
+fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => {}
+        Err(_) => {
+            std::fs::copy(from, to)?;
+            std::fs::remove_file(from)?;
+        }
+    }
+    // The session made the file private while it was partial; a saved download is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(())
 }
 
 /// An error as the event stream writes it.
@@ -123,7 +239,7 @@ pub(crate) fn error_json(error: Option<&Error>) -> Value {
             "code": e.code().name(),
             "number": e.code().number(),
             "message": e.message(),
-            "resume_data": false,
+            "resume_data": e.resume_data().is_some(),
         }),
     }
 }
@@ -146,7 +262,9 @@ fn headers_json(response: &Response) -> Value {
 impl SessionDelegate for CliDelegate {
     fn did_become_invalid(&self, error: Option<&Error>) {
         let mut inner = self.inner();
-        let tasks: Vec<u64> = inner.pending.keys().copied().collect();
+        let mut tasks: Vec<u64> = inner.pending.keys().map(|(t, _)| *t).collect();
+        tasks.sort_unstable();
+        tasks.dedup();
         for t in tasks {
             self.flush_data(&mut inner, t);
         }
@@ -173,9 +291,33 @@ impl TaskDelegate for CliDelegate {
         );
     }
 
+    fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {
+        let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "need_new_body_stream",
+            Some(task.id()),
+            json!({ "offset": 0 }),
+        );
+        drop(inner);
+        if stream.is_none() {
+            self.progress
+                .println("courier: the upload must be sent again, but its stream was read already");
+        }
+        reply.send(stream);
+    }
+
+    fn did_send_body_data(&self, task: &TaskInfo, sent: i64, total: i64, expected: i64) {
+        self.progress.set(task.id(), total, expected);
+        self.progress(task.id(), Flow::Sent, sent, total, expected);
+    }
+
     fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
         let status = task.response().map(|r| r.status().as_u16());
+        self.progress.finish(task.id());
         let mut inner = self.inner();
+        let saved = inner.saved.remove(&task.id());
         self.emit(
             &mut inner,
             "did_complete",
@@ -188,11 +330,45 @@ impl TaskDelegate for CliDelegate {
             task: task.id(),
             status,
             error: error.cloned(),
+            saved,
         });
     }
 }
 
-impl courier_engine::DownloadDelegate for CliDelegate {}
+impl DownloadDelegate for CliDelegate {
+    fn did_write_data(&self, task: &TaskInfo, written: i64, total: i64, expected: i64) {
+        self.progress.set(task.id(), total, expected);
+        self.progress(task.id(), Flow::Written, written, total, expected);
+    }
+
+    fn did_resume_at_offset(&self, task: &TaskInfo, offset: i64, expected: i64) {
+        self.progress.restart_at(task.id(), offset, expected);
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_resume_at_offset",
+            Some(task.id()),
+            json!({ "offset": offset, "expected_total_bytes": expected }),
+        );
+    }
+
+    fn did_finish_downloading_to(&self, task: &TaskInfo, location: &Path) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_finish_downloading_to",
+            Some(task.id()),
+            json!({ "path": location.to_string_lossy() }),
+        );
+        // The file is removed when this returns: move it to its destination now.
+        if let Some(to) = inner.destinations.get(&task.id()).cloned() {
+            let moved = move_file(location, &to)
+                .map(|()| to.clone())
+                .map_err(|e| format!("cannot save {}: {e}", to.display()));
+            inner.saved.insert(task.id(), moved);
+        }
+    }
+}
 
 impl DataDelegate for CliDelegate {
     fn did_receive_response(
@@ -220,16 +396,10 @@ impl DataDelegate for CliDelegate {
     }
 
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
-        let mut inner = self.inner();
-        if inner.body.write_all(data).is_err() {
+        if self.inner().body.write_all(data).is_err() {
             tracing::warn!("cannot write the body to its output");
         }
-        let now = Instant::now();
-        let long_ago = now.checked_sub(COALESCE).unwrap_or(now);
-        let entry = inner.pending.entry(task.id()).or_insert((0, long_ago));
-        entry.0 += data.len();
-        if now.duration_since(entry.1) >= COALESCE {
-            self.flush_data(&mut inner, task.id());
-        }
+        let n = data.len() as i64;
+        self.progress(task.id(), Flow::Received, n, 0, -1);
     }
 }

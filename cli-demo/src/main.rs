@@ -1,14 +1,23 @@
 //! `courier`: a transfer tool and a guided demo, built only on courier-engine's public API.
 //!
 //! - `cli`: commands and options.
+//! - `common`: what every command shares (configuration and requests from the options, the exit
+//!   status).
 //! - `get`: `courier get`.
+//! - `download`: `courier download`, with resume data on Ctrl-C and `--resume-data`.
+//! - `upload`: `courier upload`.
+//! - `progress`: the progress bars.
 //! - `demo`: `courier demo`, the tour on an embedded loopback server.
 //! - `events`: the delegate that writes the `--events` stream and the bodies.
 
 mod cli;
+mod common;
 mod demo;
+mod download;
 mod events;
 mod get;
+mod progress;
+mod upload;
 
 use clap::Parser;
 
@@ -58,7 +67,7 @@ impl Failure {
 }
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_from(cli::disambiguate(std::env::args_os()));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("COURIER_LOG"))
         .with_writer(std::io::stderr)
@@ -78,6 +87,21 @@ fn main() {
     let result = runtime.block_on(async {
         match cli.command {
             cli::Command::Get { urls, output } => get::run(urls, output, &cli.options).await,
+            cli::Command::Download {
+                urls,
+                output,
+                resume_data,
+                save_resume_data,
+            } => {
+                let args = download::Args {
+                    urls,
+                    output,
+                    resume_data,
+                    save_resume_data,
+                };
+                download::run(args, &cli.options).await
+            }
+            cli::Command::Upload { url, file } => upload::run(url, file, &cli.options).await,
             cli::Command::Demo => demo::run().await,
         }
     });

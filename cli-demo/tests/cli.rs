@@ -283,3 +283,269 @@ async fn ctrl_c_cancels_and_exits_130() {
     let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
     assert_eq!(complete["error"]["code"], "cancelled");
 }
+
+/// `courier` with a private data directory (so default sessions keep their files apart) in `cwd`.
+fn courier_in(cwd: &std::path::Path, data: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
+    c.args(args).current_dir(cwd).env("XDG_DATA_HOME", data);
+    c
+}
+
+fn stderr_events(out: &Output) -> Vec<Value> {
+    let ev = events(out);
+    check_stream(&ev);
+    ev
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_saves_the_file_under_its_url_name_with_progress_events() {
+    let server = courier_tests::ResourceServer::start(1024 * 1024 + 7).await;
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        courier_in(&c, &d, &["download", &url, "--allow-http", "--events", "-"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = std::fs::read(cwd.path().join("resource.bin")).unwrap();
+    assert!(saved == server.content(), "the saved file is the resource");
+    let ev = stderr_events(&out);
+    let n = names(&ev);
+    let last_write = ev
+        .iter()
+        .rfind(|e| e["event"] == "did_write_data")
+        .expect("did_write_data");
+    assert_eq!(last_write["total_bytes_written"], 1024 * 1024 + 7);
+    assert_eq!(last_write["total_bytes_expected_to_write"], 1024 * 1024 + 7);
+    let finish = n
+        .iter()
+        .position(|e| e == "did_finish_downloading_to")
+        .unwrap();
+    let complete = n.iter().position(|e| e == "did_complete").unwrap();
+    assert!(finish < complete);
+    assert_eq!(ev[complete]["error"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_saves_resume_data_and_resume_data_finishes_the_download() {
+    let server = courier_tests::ResourceServer::start(4 * 1024 * 1024).await;
+    server.script([courier_tests::Misbehaviour::Drip {
+        chunk: 64 * 1024,
+        delay_ms: 25,
+    }]);
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let (status, text) = tokio::task::spawn_blocking(move || {
+        let events = c.join("events.jsonl");
+        let mut child = courier_in(
+            &c,
+            &d,
+            &[
+                "download",
+                &url,
+                "--allow-http",
+                "--events",
+                events.to_str().unwrap(),
+            ],
+        )
+        .spawn()
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .contains("did_write_data")
+        {
+            assert!(std::time::Instant::now() < deadline, "no progress");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        (
+            child.wait().unwrap(),
+            std::fs::read_to_string(&events).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let ev: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    check_stream(&ev);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"]["code"], "cancelled");
+    assert_eq!(complete["error"]["resume_data"], true);
+    let resume_file = cwd.path().join("resource.bin.courier-resume");
+    assert!(resume_file.exists());
+    assert!(
+        !cwd.path().join("resource.bin").exists(),
+        "nothing saved yet"
+    );
+
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        courier_in(
+            &c,
+            &d,
+            &[
+                "download",
+                "--resume-data",
+                "resource.bin.courier-resume",
+                "--allow-http",
+                "--events",
+                "-",
+            ],
+        )
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = stderr_events(&out);
+    let resumed = ev
+        .iter()
+        .find(|e| e["event"] == "did_resume_at_offset")
+        .expect("did_resume_at_offset");
+    let offset = resumed["offset"].as_u64().unwrap();
+    assert!(offset > 0);
+    let saved = std::fs::read(cwd.path().join("resource.bin")).unwrap();
+    assert!(
+        saved == server.content(),
+        "the resumed file is the resource"
+    );
+    assert!(!resume_file.exists(), "used resume data is removed");
+    let last = server.served().pop().unwrap();
+    assert_eq!(last.status, 206);
+    assert_eq!(last.start as u64, offset);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_url_names_never_leave_the_output_directory() {
+    let server = courier_tests::ResourceServer::start(1000).await;
+    let root = tempfile::tempdir().unwrap();
+    let out_dir = root.path().join("out");
+    let data = tempfile::tempdir().unwrap();
+    let base = server.url().replace("/files/resource.bin", "");
+    let urls = [
+        format!("{base}/a/..%2F..%2Fescape.bin"),
+        format!("{base}/%2e%2e"),
+        format!("{base}/.hidden"),
+    ];
+    let (o, d, r) = (
+        out_dir.clone(),
+        data.path().to_path_buf(),
+        root.path().to_path_buf(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let mut args = vec!["download", "--allow-http", "-o", o.to_str().unwrap()];
+        args.extend(urls.iter().map(String::as_str));
+        courier_in(&r, &d, &args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["_.._escape.bin", "hidden", "index.html"]);
+    let mut top: Vec<String> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["out"], "nothing written beside the output directory");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_sends_a_file_or_text_and_prints_the_response() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payload.bin");
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&file, &payload).unwrap();
+    let url = server.url("/upload");
+    let f = file.clone();
+    let u = url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        courier(&[
+            "upload",
+            &u,
+            "--file",
+            f.to_str().unwrap(),
+            "--allow-http",
+            "--events",
+            "-",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "bytes=300000 sha256={}",
+            courier_tests::sha256_hex(&payload)
+        )
+    );
+    let ev = stderr_events(&out);
+    let last_sent = ev
+        .iter()
+        .rfind(|e| e["event"] == "did_send_body_data")
+        .expect("did_send_body_data");
+    assert_eq!(last_sent["total_bytes_sent"], 300_000);
+    assert_eq!(last_sent["total_bytes_expected_to_send"], 300_000);
+
+    let u = server.url("/echo");
+    let out = tokio::task::spawn_blocking(move || {
+        courier(&["upload", &u, "--data", "hello", "--allow-http"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello");
+    let missing = dir.path().join("missing");
+    let out = tokio::task::spawn_blocking(move || {
+        courier(&[
+            "upload",
+            &url,
+            "--file",
+            missing.to_str().unwrap(),
+            "--allow-http",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("file_does_not_exist"));
+}

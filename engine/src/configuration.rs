@@ -74,6 +74,7 @@ impl CleartextPolicy {
 /// | `extra_root_certificates` | none (Mozilla's roots only) | same |
 /// | `cleartext` | [`CleartextPolicy::Deny`] | same |
 /// | `http_maximum_redirects` | 20 | same |
+/// | `maximum_receive_rate_per_task` | `None` (no limit) | same |
 /// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -99,6 +100,9 @@ pub struct Configuration {
     /// How many redirects a task follows before it fails with
     /// [`ErrorCode::HttpTooManyRedirects`](crate::ErrorCode) (-1007). URLSession's limit is 20.
     pub http_maximum_redirects: usize,
+    /// The most response body bytes per second each task receives (`None`: as fast as the network
+    /// goes). Courier's addition, for tools like `curl --limit-rate`.
+    pub maximum_receive_rate_per_task: Option<u64>,
     /// Where the session writes its files (downloads in progress, their checkpoints). Courier's
     /// addition: URLSession picks a system location.
     ///
@@ -120,6 +124,7 @@ impl Default for Configuration {
             extra_root_certificates: Vec::new(),
             cleartext: CleartextPolicy::Deny,
             http_maximum_redirects: 20,
+            maximum_receive_rate_per_task: None,
             session_directory: None,
         }
     }

@@ -409,7 +409,22 @@ impl Run {
 
     /// Moves the body to its destination until it ends.
     async fn receive(&mut self, mut body: Incoming) -> Result<(), Halt> {
+        let pace = self
+            .ctx
+            .config
+            .maximum_receive_rate_per_task
+            .filter(|r| *r > 0);
+        let (paced_from, mut received) = (Instant::now(), 0u64);
         loop {
+            if let Some(rate) = pace {
+                // Hold the next read until the bytes so far fit the rate. A stop cuts the wait short.
+                let due = paced_from + Duration::from_secs_f64(received as f64 / rate as f64);
+                let gate = &mut self.gate;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = async { let _ = gate.wait_for(|g| g.stop).await; } => {}
+                }
+            }
             self.wait_until(|g| !g.paused).await?;
             let limit = self.clock.limit();
             let started = Instant::now();
@@ -451,6 +466,7 @@ impl Run {
             if data.is_empty() {
                 continue;
             }
+            received += data.len() as u64;
             if let Some(sink) = &mut self.sink {
                 sink.accept(data).await?;
                 continue;

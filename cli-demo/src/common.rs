@@ -1,0 +1,145 @@
+//! What every command shares: the session configuration and requests built from the options, the
+//! end of a session (every event written), and the exit status from the tasks' results.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufWriter, Write};
+use std::time::Duration;
+
+use courier_engine::reexports::http::{HeaderName, HeaderValue, Method};
+use courier_engine::{Configuration, Request, Session};
+use tokio::sync::watch;
+
+use crate::cli::{ConfigKind, Options};
+use crate::events::Finished;
+use crate::{ExitCode, Failure};
+
+/// Builds the session configuration from the options.
+pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure> {
+    let mut config = match options.config {
+        ConfigKind::Default => Configuration::default(),
+        ConfigKind::Ephemeral => Configuration::ephemeral(),
+    };
+    for host in &options.allow_http {
+        if host == "*" {
+            config.cleartext = courier_engine::CleartextPolicy::AllowAll;
+        } else {
+            config.cleartext.allow_host(host.clone());
+        }
+    }
+    if let Some(path) = &options.cacert {
+        let pem = std::fs::read(path)
+            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+        config
+            .trust_pem_certificates(&pem)
+            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    }
+    if let Some(secs) = options.timeout_request {
+        config.timeout_for_request = seconds(secs)?;
+    }
+    config.maximum_receive_rate_per_task = options.limit_rate;
+    if let Some(secs) = options.timeout_resource {
+        config.timeout_for_resource = seconds(secs)?;
+    }
+    Ok(config)
+}
+
+fn seconds(secs: f64) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Failure::usage(format!("not a usable number of seconds: {secs}")))
+}
+
+/// Builds one request for `url` from the options.
+pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> {
+    let mut request = Request::get(url);
+    if let Some(m) = &options.method {
+        let method = Method::from_bytes(m.as_bytes())
+            .map_err(|_| Failure::usage(format!("bad method {m:?}")))?;
+        request.set_method(method);
+    }
+    for h in &options.headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| Failure::usage(format!("bad header {h:?}: expected 'Name: value'")))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| Failure::usage(format!("bad header name in {h:?}")))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| Failure::usage(format!("bad header value in {h:?}")))?;
+        request.headers_mut().append(name, value);
+    }
+    if let Some(data) = &options.data {
+        request.set_body(data.clone().into_bytes());
+        if options.method.is_none() {
+            request.set_method(Method::POST);
+        }
+    }
+    Ok(request)
+}
+
+/// The URLs from the arguments, then from `-i FILE`.
+pub(crate) fn urls(mut urls: Vec<String>, options: &Options) -> Result<Vec<String>, Failure> {
+    if let Some(file) = &options.input_file {
+        let reader: Box<dyn BufRead> = if file == "-" {
+            Box::new(io::BufReader::new(io::stdin()))
+        } else {
+            Box::new(io::BufReader::new(File::open(file).map_err(|e| {
+                Failure::usage(format!("cannot read {file}: {e}"))
+            })?))
+        };
+        for line in reader.lines() {
+            let line = line.map_err(|e| Failure::usage(format!("cannot read {file}: {e}")))?;
+            let line = line.trim();
+            if !line.is_empty() && !line.starts_with('#') {
+                urls.push(line.to_owned());
+            }
+        }
+    }
+    if urls.is_empty() {
+        return Err(Failure::usage("no URL given".into()));
+    }
+    Ok(urls)
+}
+
+/// Where `--events` goes.
+pub(crate) fn events_output(options: &Options) -> Result<Option<Box<dyn Write + Send>>, Failure> {
+    Ok(match options.events.as_deref() {
+        None => None,
+        Some("-") => Some(Box::new(io::stderr())),
+        Some(path) => Some(Box::new(BufWriter::new(
+            File::create(path).map_err(|e| Failure::usage(format!("cannot create {path}: {e}")))?,
+        ))),
+    })
+}
+
+/// Invalidates the session and waits until `did_become_invalid` was written: every line is out.
+pub(crate) async fn finish(session: &Session, invalid: &mut watch::Receiver<bool>) {
+    session.finish_tasks_and_invalidate();
+    let _ = tokio::time::timeout(Duration::from_secs(30), invalid.wait_for(|done| *done)).await;
+}
+
+/// Prints each failed task on stderr and picks the exit status.
+pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
+    let mut code = ExitCode::Success;
+    for f in results {
+        if let Some(e) = &f.error {
+            eprintln!(
+                "courier: task {} failed: {} {} ({}): {}",
+                f.task,
+                e.code().name(),
+                e.code().number(),
+                e.failing_url().unwrap_or("?"),
+                e.message()
+            );
+            code = ExitCode::TaskFailed;
+        } else if options.fail && f.status.is_some_and(|s| s >= 400) && code == ExitCode::Success {
+            eprintln!(
+                "courier: task {} got HTTP status {}",
+                f.task,
+                f.status.unwrap_or_default()
+            );
+            code = ExitCode::HttpError;
+        }
+    }
+    code
+}

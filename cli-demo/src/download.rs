@@ -1,0 +1,312 @@
+//! `courier download`: download tasks, each file moved to its destination when it is complete.
+//!
+//! File names come from the URL's last path segment, sanitised to one plain name, so a download never
+//! lands outside the output directory. Ctrl-C cancels every download by producing resume data and
+//! saves it (`--save-resume-data FILE`, else `<output>.courier-resume`); so does a download that
+//! fails part-way. `--resume-data FILE` continues from such a file.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use courier_engine::reexports::url::Url;
+use courier_engine::{DownloadTask, Request, ResumeData, Session};
+
+use crate::cli::Options;
+use crate::common::{self, configuration, events_output, finish, report, request};
+use crate::events::{CliDelegate, Finished};
+use crate::progress::Progress;
+use crate::{ExitCode, Failure};
+
+/// What `courier download` was asked to do.
+pub(crate) struct Args {
+    pub(crate) urls: Vec<String>,
+    pub(crate) output: Option<PathBuf>,
+    pub(crate) resume_data: Option<PathBuf>,
+    pub(crate) save_resume_data: Option<PathBuf>,
+}
+
+/// Where the files go.
+enum Target {
+    /// This file (one download, `-o FILE`).
+    File(PathBuf),
+    /// This directory, under names from the URLs.
+    Dir(PathBuf),
+}
+
+/// One download to start.
+enum Job {
+    Fresh(Request),
+    Resume(ResumeData, PathBuf),
+}
+
+/// A download that is running.
+struct Running {
+    task: DownloadTask,
+    destination: PathBuf,
+    /// The resume-data file this download continues from (removed once it completes).
+    resumed_from: Option<PathBuf>,
+}
+
+/// Runs `courier download`.
+pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failure> {
+    let mut jobs: VecDeque<Job> = VecDeque::new();
+    if let Some(path) = &args.resume_data {
+        let blob = std::fs::read(path)
+            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+        jobs.push_back(Job::Resume(ResumeData::from_bytes(blob), path.clone()));
+    }
+    if !args.urls.is_empty() || options.input_file.is_some() || jobs.is_empty() {
+        for url in common::urls(args.urls.clone(), options)? {
+            jobs.push_back(Job::Fresh(request(&url, options)?));
+        }
+    }
+    let several = jobs.len() > 1;
+    if several && args.save_resume_data.is_some() {
+        return Err(Failure::usage(
+            "--save-resume-data names one file: give one download".into(),
+        ));
+    }
+    let target = match (&args.output, several) {
+        (Some(p), false) if !p.is_dir() => Target::File(p.clone()),
+        (Some(p), _) => {
+            std::fs::create_dir_all(p)
+                .map_err(|e| Failure::usage(format!("cannot create {}: {e}", p.display())))?;
+            Target::Dir(p.clone())
+        }
+        (None, _) => Target::Dir(PathBuf::from(".")),
+    };
+
+    let progress = Arc::new(Progress::new(options.quiet));
+    let (delegate, mut finished, mut invalid) =
+        CliDelegate::new(events_output(options)?, Box::new(io::sink()), progress);
+    let delegate = Arc::new(delegate);
+    let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
+
+    let mut used: HashSet<PathBuf> = HashSet::new();
+    let mut running: HashMap<u64, Running> = HashMap::new();
+    let mut results: Vec<Finished> = Vec::new();
+    let mut interrupted = false;
+    let parallel = options.parallel.max(1);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        while running.len() < parallel && !interrupted {
+            let Some(job) = jobs.pop_front() else {
+                break;
+            };
+            let (task, resumed_from) = match job {
+                Job::Fresh(r) => (session.download_task(r)?, None),
+                Job::Resume(data, from) => {
+                    (session.download_task_with_resume_data(&data)?, Some(from))
+                }
+            };
+            let destination = match &target {
+                Target::File(p) => p.clone(),
+                Target::Dir(dir) => unique(
+                    dir,
+                    &file_name_for(task.original_request().url_str()),
+                    &mut used,
+                ),
+            };
+            delegate.set_destination(task.id(), destination.clone());
+            let label = destination
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            delegate.bars().add(task.id(), &label);
+            task.resume();
+            running.insert(
+                task.id(),
+                Running {
+                    task,
+                    destination,
+                    resumed_from,
+                },
+            );
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            done = finished.recv() => {
+                let Some(f) = done else { break };
+                if let Some(r) = running.remove(&f.task) {
+                    settle(&f, &r, &args, &delegate);
+                }
+                results.push(f);
+            }
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                // Each download stops with resume data where it can; their completions follow.
+                for r in running.values() {
+                    if let Some(data) = r.task.cancel_by_producing_resume_data().await {
+                        save_resume_data(&data, &resume_path(&args, &r.destination), &delegate);
+                    }
+                }
+            }
+        }
+    }
+    finish(&session, &mut invalid).await;
+    if interrupted {
+        return Ok(ExitCode::Interrupted);
+    }
+    let mut code = report(&results, options);
+    if results.iter().any(|f| matches!(&f.saved, Some(Err(_)))) {
+        code = ExitCode::TaskFailed;
+    }
+    Ok(code)
+}
+
+/// After a download completed: reports where its file went, or saves its resume data.
+fn settle(f: &Finished, r: &Running, args: &Args, delegate: &CliDelegate) {
+    match (&f.error, &f.saved) {
+        (None, Some(Ok(path))) => {
+            if let Some(from) = &r.resumed_from {
+                // The download is whole: its resume data is stale now.
+                let _ = std::fs::remove_file(from);
+            }
+            tracing::debug!(path = %path.display(), "saved");
+        }
+        (None, Some(Err(why))) => delegate.bars().println(&format!("courier: {why}")),
+        (None, None) => {}
+        (Some(e), _) => {
+            // Cancellations from Ctrl-C saved theirs already.
+            if let (Some(data), false) = (e.resume_data(), e.is_cancelled()) {
+                save_resume_data(data, &resume_path(args, &r.destination), delegate);
+            }
+        }
+    }
+}
+
+/// Where a download's resume data is saved.
+fn resume_path(args: &Args, destination: &Path) -> PathBuf {
+    args.save_resume_data.clone().unwrap_or_else(|| {
+        let mut name = destination.as_os_str().to_owned();
+        name.push(".courier-resume");
+        PathBuf::from(name)
+    })
+}
+
+fn save_resume_data(data: &ResumeData, path: &Path, delegate: &CliDelegate) {
+    let line = match std::fs::write(path, data.as_bytes()) {
+        Ok(()) => format!(
+            "courier: resume data saved to {}; continue with: courier download --resume-data {}",
+            path.display(),
+            path.display()
+        ),
+        Err(e) => format!(
+            "courier: cannot save resume data to {}: {e}",
+            path.display()
+        ),
+    };
+    delegate.bars().println(&line);
+}
+
+/// `dir/name`, or `dir/name-2`, `dir/name-3`... when another download of this command has it.
+fn unique(dir: &Path, name: &str, used: &mut HashSet<PathBuf>) -> PathBuf {
+    let mut candidate = dir.join(name);
+    let mut n = 2;
+    while used.contains(&candidate) {
+        candidate = dir.join(format!("{name}-{n}"));
+        n += 1;
+    }
+    used.insert(candidate.clone());
+    candidate
+}
+
+/// A file name for `url`: its last path segment, percent-decoded and reduced to one plain name (no
+/// separators, no leading dots, no control characters), or `index.html` when there is none.
+pub(crate) fn file_name_for(url: &str) -> String {
+    let segment = Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_owned))
+        })
+        .unwrap_or_default();
+    let decoded = percent_decode(&segment);
+    let cleaned: String = decoded
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' | ':' => '_',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches(['.', ' ']).trim_end();
+    let mut name: String = cleaned.to_owned();
+    while name.len() > 200 {
+        name.pop();
+    }
+    if name.is_empty() {
+        "index.html".to_owned()
+    } else {
+        name
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_stay_inside_the_output_directory() {
+        assert_eq!(file_name_for("https://a.test/files/model.bin"), "model.bin");
+        assert_eq!(
+            file_name_for("https://a.test/files/model.bin?x=1#y"),
+            "model.bin"
+        );
+        assert_eq!(file_name_for("https://a.test/"), "index.html");
+        assert_eq!(file_name_for("https://a.test"), "index.html");
+        assert_eq!(
+            file_name_for("https://a.test/a/%2e%2e%2fetc%2fpasswd"),
+            "_etc_passwd"
+        );
+        assert_eq!(file_name_for("https://a.test/..%2F..%2Fx"), "_.._x");
+        assert_eq!(file_name_for("https://a.test/%2e%2e"), "index.html");
+        assert_eq!(file_name_for("https://a.test/.bashrc"), "bashrc");
+        assert_eq!(file_name_for("https://a.test/a%5Cb"), "a_b");
+        assert_eq!(file_name_for("https://a.test/na%00me"), "na_me");
+        assert_eq!(file_name_for("https://a.test/caf%C3%A9.txt"), "café.txt");
+        assert_eq!(file_name_for("not a url"), "index.html");
+        for hostile in ["%2F", "..", "...", "%2e", "a%2fb"] {
+            let name = file_name_for(&format!("https://a.test/{hostile}"));
+            assert!(
+                !name.contains('/') && !name.starts_with('.'),
+                "{hostile}: {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_unique_within_a_command() {
+        let mut used = HashSet::new();
+        let dir = Path::new("out");
+        assert_eq!(unique(dir, "a.bin", &mut used), dir.join("a.bin"));
+        assert_eq!(unique(dir, "a.bin", &mut used), dir.join("a.bin-2"));
+    }
+}

@@ -1,0 +1,75 @@
+//! `courier upload`: one upload task (PUT unless `-X` says otherwise) from a file, from stdin
+//! (`--file -`, streamed) or from `--data TEXT`; the response body goes to stdout.
+
+use std::io::{self, BufWriter};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use courier_engine::reexports::http::Method;
+use courier_engine::{Session, UploadBody};
+
+use crate::cli::Options;
+use crate::common::{configuration, events_output, finish, report, request};
+use crate::events::CliDelegate;
+use crate::progress::Progress;
+use crate::{ExitCode, Failure};
+
+/// Runs `courier upload`.
+pub(crate) async fn run(
+    url: String,
+    file: Option<PathBuf>,
+    options: &Options,
+) -> Result<ExitCode, Failure> {
+    let mut request = request(&url, options)?;
+    // The body travels as the upload body, not as the request's.
+    request.set_body(Vec::new());
+    request.set_method(match &options.method {
+        Some(_) => request.method().clone(),
+        None => Method::PUT,
+    });
+    let (body, label) = match (&file, &options.data) {
+        (Some(path), _) if path.as_os_str() == "-" => (UploadBody::Stream, "stdin".to_owned()),
+        (Some(path), _) => (UploadBody::File(path.clone()), path.display().to_string()),
+        (None, Some(text)) => (
+            UploadBody::Bytes(text.clone().into_bytes().into()),
+            "data".into(),
+        ),
+        (None, None) => {
+            return Err(Failure::usage(
+                "upload needs --file PATH (or - for stdin) or --data TEXT".into(),
+            ));
+        }
+    };
+    let progress = Arc::new(Progress::new(options.quiet));
+    let (delegate, mut finished, mut invalid) = CliDelegate::new(
+        events_output(options)?,
+        Box::new(BufWriter::new(io::stdout())),
+        progress,
+    );
+    if matches!(body, UploadBody::Stream) {
+        delegate.set_upload_stream(Box::pin(tokio::io::stdin()));
+    }
+    let delegate = Arc::new(delegate);
+    let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
+    let task = session.upload_task(request, body)?;
+    delegate.bars().add(task.id(), &label);
+    task.resume();
+
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut interrupted = false;
+    let result = loop {
+        tokio::select! {
+            done = finished.recv() => break done,
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                task.cancel();
+            }
+        }
+    };
+    finish(&session, &mut invalid).await;
+    if interrupted {
+        return Ok(ExitCode::Interrupted);
+    }
+    Ok(report(&result.into_iter().collect::<Vec<_>>(), options))
+}
