@@ -6,8 +6,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_engine::{Configuration, ErrorCode, Request, Session, TaskState};
-use courier_tests::{TestCa, TestServer};
+use courier_engine::reexports::http::Method;
+use courier_engine::{Configuration, ErrorCode, Request, Session, TaskState, UploadBody};
+use courier_tests::{Misbehaviour, ResourceServer, TestCa, TestServer, sha256_hex};
 use tokio::sync::mpsc;
 
 use crate::events::{CliDelegate, Finished};
@@ -191,8 +192,10 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         check(got == Some(want), &format!("{what} gives {want}"))?;
     }
 
+    downloads(&config).await?;
+
     step(
-        8,
+        11,
         "invalidate_and_cancel: every task ends, never-resumed ones too; did_become_invalid comes last",
     );
     let _never_resumed = events.data_task(http.url("/bytes/10").as_str())?;
@@ -213,4 +216,95 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
 
     println!("\ncourier demo: every step behaved as described.");
     Ok(ExitCode::Success)
+}
+
+/// Steps 8 to 10: a download with progress, a cancel that keeps resume data and its resume, an
+/// upload.
+async fn downloads(config: &Configuration) -> Result<(), Failure> {
+    let files = tempfile::tempdir()?;
+    let resource = ResourceServer::start(8 * 1024 * 1024).await;
+    let http = TestServer::http().await;
+    let progress = Arc::new(crate::progress::Progress::new(false));
+    let (delegate, mut finished, _invalid) = CliDelegate::new(None, Box::new(io::sink()), progress);
+    let delegate = Arc::new(delegate);
+    let session = Session::with_delegate(config.clone(), delegate.clone())?;
+
+    step(
+        8,
+        "a download task: did_write_data progress, then the file (8 MiB at about 16 MiB/s)",
+    );
+    resource.script([Misbehaviour::Drip {
+        chunk: 256 * 1024,
+        delay_ms: 15,
+    }]);
+    let target = files.path().join("first.bin");
+    let task = session.download_task(resource.url().as_str())?;
+    delegate.set_destination(task.id(), target.clone());
+    delegate.bars().add(task.id(), "first.bin");
+    task.resume();
+    let done = next(&mut finished).await?;
+    let saved = std::fs::read(&target)?;
+    println!("   saved {} bytes to {}", saved.len(), target.display());
+    check(
+        done.error.is_none() && saved == resource.content(),
+        "the file is the resource, byte for byte",
+    )?;
+
+    step(
+        9,
+        "cancel by producing resume data, then a new task continues where it stopped",
+    );
+    resource.script([Misbehaviour::Drip {
+        chunk: 128 * 1024,
+        delay_ms: 20,
+    }]);
+    let task = session.download_task(resource.url().as_str())?;
+    delegate.bars().add(task.id(), "interrupted.bin");
+    task.resume();
+    while task.bytes_received() < 2 * 1024 * 1024 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let data = task
+        .cancel_by_producing_resume_data()
+        .await
+        .ok_or_else(|| Failure::usage("demo: no resume data".into()))?;
+    next(&mut finished).await?;
+    println!(
+        "   cancelled past 2 MiB; the resume data ({} bytes) names the partial file kept",
+        data.as_bytes().len()
+    );
+    let target = files.path().join("resumed.bin");
+    let resumed = session.download_task_with_resume_data(&data)?;
+    delegate.set_destination(resumed.id(), target.clone());
+    delegate.bars().add(resumed.id(), "resumed.bin");
+    resumed.resume();
+    let done = next(&mut finished).await?;
+    let asked = resource
+        .served()
+        .pop()
+        .and_then(|s| s.range)
+        .unwrap_or_default();
+    println!("   the new task asked for {asked:?}");
+    check(
+        done.error.is_none() && std::fs::read(&target)? == resource.content(),
+        "resumed with a range request; the file is whole",
+    )?;
+
+    step(
+        10,
+        "an upload task from a file: did_send_body_data, then the response",
+    );
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let path = files.path().join("payload.bin");
+    std::fs::write(&path, &payload)?;
+    let request = Request::new(Method::PUT, &http.url("/upload"));
+    let (body, response) = session.upload(request, UploadBody::File(path)).await?;
+    let receipt = String::from_utf8_lossy(&body).into_owned();
+    println!("   server: {} {receipt}", response.status());
+    check(
+        receipt == format!("bytes=3000000 sha256={}", sha256_hex(&payload)),
+        "the server read every byte",
+    )?;
+    session.finish_tasks_and_invalidate();
+    Ok(())
 }
