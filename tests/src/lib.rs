@@ -7,15 +7,18 @@
 //! - [`resource`]: [`ResourceServer`], one downloadable resource with byte ranges and scripted
 //!   faults (cut, stall, lie, ignore or misplace ranges, change).
 //! - [`tls`]: [`TestCa`], a throwaway CA and server certificate.
+//! - [`nginx`]: [`Nginx`], a real nginx on a free loopback port with a generated configuration.
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
 
 pub mod fault;
+pub mod nginx;
 pub mod recorder;
 pub mod resource;
 pub mod server;
 pub mod tls;
 
 pub use fault::{Fault, FaultServer};
+pub use nginx::{AccessLine, Nginx, write_random_file};
 pub use recorder::{Event, Recorder, check_invariants};
 pub use resource::{Misbehaviour, ResourceServer, Served};
 pub use server::TestServer;

@@ -1,0 +1,223 @@
+//! `Nginx`: a real nginx on a free loopback port, with a generated configuration, for the tests and the
+//! bench. Users meet nginx; this is where Courier meets it too.
+//!
+//! Locations:
+//! - `/FILE`: static files from the root given (sendfile, `ETag`, `Last-Modified`, byte ranges).
+//! - `/slow/FILE`: the same files, sent at 40 MB/s (`limit_rate`), so a test can interrupt a
+//!   transfer part-way.
+//! - `/upload/NAME`: `PUT` stores the body (WebDAV module) in [`Nginx::upload_dir`], read in full.
+//! - `/307-upload`: a 307 to `/upload/redirected.bin`.
+//!
+//! Each request is logged as `METHOD URI "RANGE" STATUS BODY_BYTES_SENT REQUEST_LENGTH`
+//! ([`Nginx::access_log`]). nginx stops when the value is dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One request, as nginx logged it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLine {
+    /// The method.
+    pub method: String,
+    /// The path.
+    pub uri: String,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
+    /// The status answered.
+    pub status: u16,
+    /// Body bytes nginx sent.
+    pub body_bytes_sent: u64,
+}
+
+/// A running nginx.
+pub struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Nginx {
+    /// The nginx binary: `nginx` on `PATH`, or `/usr/sbin/nginx`.
+    pub fn binary() -> Option<PathBuf> {
+        let on_path = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("nginx"))
+                .find(|p| p.is_file())
+        });
+        on_path.or_else(|| {
+            let sbin = PathBuf::from("/usr/sbin/nginx");
+            sbin.is_file().then_some(sbin)
+        })
+    }
+
+    /// Starts nginx serving `root`. `None` when nginx is not installed; the test command installs
+    /// it (tests/run.sh), and tests must not pass silently in CI without it.
+    ///
+    /// # Panics
+    /// If nginx is installed but does not start.
+    pub fn start(root: &Path) -> Option<Nginx> {
+        let Some(binary) = Nginx::binary() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "nginx is not installed: tests/run.sh installs it in CI"
+            );
+            eprintln!("skipped: nginx is not installed");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sub in ["logs", "uploads", "body"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("nginx dirs");
+        }
+        let port = free_port();
+        let d = dir.path().display();
+        let root = root.display();
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        let user = if is_root { "user root;" } else { "" };
+        let conf = format!(
+            r#"
+worker_processes 1;
+daemon off;
+{user}
+error_log {d}/logs/error.log;
+pid {d}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+    log_format courier '$request_method $uri "$http_range" $status $body_bytes_sent $request_length';
+    access_log {d}/logs/access.log courier;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/body;
+    fastcgi_temp_path {d}/body;
+    uwsgi_temp_path {d}/body;
+    scgi_temp_path {d}/body;
+    sendfile on;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location /slow/ {{ alias {root}/; limit_rate 40m; }}
+        location /upload/ {{
+            alias {d}/uploads/;
+            dav_methods PUT;
+            create_full_put_path on;
+            client_max_body_size 0;
+        }}
+        location = /307-upload {{ return 307 /upload/redirected.bin; }}
+    }}
+}}
+"#
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let nginx = Nginx { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(nginx.dir.path().join("logs/error.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(nginx)
+    }
+
+    /// A URL on this nginx.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Where `PUT /upload/NAME` stores its body.
+    pub fn upload_dir(&self) -> PathBuf {
+        self.dir.path().join("uploads")
+    }
+
+    /// Every request logged so far.
+    pub fn access_log(&self) -> Vec<AccessLine> {
+        std::fs::read_to_string(self.dir.path().join("logs/access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(parse_line)
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn parse_line(line: &str) -> Option<AccessLine> {
+    let (method, rest) = line.split_once(' ')?;
+    let (uri, rest) = rest.split_once(" \"")?;
+    let (range, rest) = rest.split_once("\" ")?;
+    let mut fields = rest.split(' ');
+    let status = fields.next()?.parse().ok()?;
+    let body_bytes_sent = fields.next()?.parse().ok()?;
+    Some(AccessLine {
+        method: method.to_owned(),
+        uri: uri.to_owned(),
+        range: (range != "-").then(|| range.to_owned()),
+        status,
+        body_bytes_sent,
+    })
+}
+
+/// Writes `len` pseudo-random bytes (xorshift, from `seed`) to `path`, quickly.
+pub fn write_random_file(path: &Path, len: usize, seed: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut x = seed | 1;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut left = len;
+    let mut block = vec![0u8; 1 << 16];
+    while left > 0 {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let n = left.min(block.len());
+        out.write_all(&block[..n])?;
+        left -= n;
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_lines_parse() {
+        let l = parse_line(r#"GET /slow/big.bin "bytes=100-" 206 900 134"#).unwrap();
+        assert_eq!(l.range.as_deref(), Some("bytes=100-"));
+        assert_eq!((l.status, l.body_bytes_sent), (206, 900));
+        let l = parse_line(r#"PUT /upload/x "-" 201 0 1048700"#).unwrap();
+        assert_eq!(l.range, None);
+    }
+}

@@ -1,0 +1,171 @@
+//! Against a real server program: nginx (installed by tests/run.sh when missing), started on a free
+//! loopback port with a generated configuration.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_engine::reexports::http::Method;
+use courier_engine::{CleartextPolicy, Configuration, Request, Session, UploadBody};
+use courier_tests::{Event, Nginx, Recorder, check_invariants, sha256_hex, write_random_file};
+
+const WAIT: Duration = Duration::from_secs(60);
+const SIZE: usize = 100 * 1024 * 1024;
+
+fn config(dir: &std::path::Path) -> Configuration {
+    let mut c = Configuration::default();
+    c.cleartext = CleartextPolicy::AllowAll;
+    c.session_directory = Some(dir.to_path_buf());
+    c
+}
+
+fn file_sha(path: &std::path::Path) -> String {
+    sha256_hex(&std::fs::read(path).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mib_download_interrupted_at_a_random_offset_resumes_with_only_the_rest() {
+    let root = tempfile::tempdir().unwrap();
+    let source = root.path().join("big.bin");
+    let seed = RandomState::new().hash_one(0u8);
+    write_random_file(&source, SIZE, seed).unwrap();
+    let Some(nginx) = Nginx::start(root.path()) else {
+        return;
+    };
+    let session_dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(session_dir.path()), rec.clone()).unwrap();
+
+    // Interrupt somewhere between 10 and 90 MiB (nginx sends /slow/ at 40 MB/s).
+    let target = 10 * 1024 * 1024 + (seed % (80 * 1024 * 1024)) as i64;
+    let task = session.download_task(nginx.url("/slow/big.bin")).unwrap();
+    task.resume();
+    rec.wait_for(WAIT, |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Wrote { total, .. } if *total >= target))
+    })
+    .await;
+    let data = task
+        .cancel_by_producing_resume_data()
+        .await
+        .expect("nginx sends an ETag and Accept-Ranges: resumable");
+    rec.wait_complete(task.id(), WAIT).await;
+
+    let resumed = session.download_task_with_resume_data(&data).unwrap();
+    resumed.resume();
+    assert_eq!(rec.wait_complete(resumed.id(), WAIT).await, Some(None));
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+    let offset = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Resumed { task, offset, .. } if *task == resumed.id() => Some(*offset as u64),
+            _ => None,
+        })
+        .expect("did_resume_at_offset");
+    assert!(offset >= target as u64, "offset {offset}, target {target}");
+    let finished = events.iter().find_map(|e| match e {
+        Event::Finished { task, size, sha256 } if *task == resumed.id() => {
+            Some((*size, sha256.clone()))
+        }
+        _ => None,
+    });
+    assert_eq!(finished, Some((SIZE as u64, file_sha(&source))));
+    let log = nginx.access_log();
+    let last = log.last().unwrap();
+    assert_eq!(
+        last.range.as_deref(),
+        Some(format!("bytes={offset}-").as_str())
+    );
+    assert_eq!(last.status, 206);
+    assert_eq!(
+        last.body_bytes_sent,
+        SIZE as u64 - offset,
+        "only the rest was fetched"
+    );
+    assert!(
+        std::fs::read_dir(session_dir.path())
+            .unwrap()
+            .next()
+            .is_none(),
+        "no partial file left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mib_upload_reaches_nginx_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let source = root.path().join("up.bin");
+    write_random_file(&source, SIZE, 7).unwrap();
+    let Some(nginx) = Nginx::start(root.path()) else {
+        return;
+    };
+    let session_dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(session_dir.path()), rec.clone()).unwrap();
+    let task = session
+        .upload_task(
+            Request::new(Method::PUT, &nginx.url("/upload/big.bin")),
+            UploadBody::File(source.clone()),
+        )
+        .unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(task.response().unwrap().status(), 201);
+    assert_eq!(task.bytes_sent(), SIZE as i64);
+    assert_eq!(
+        file_sha(&nginx.upload_dir().join("big.bin")),
+        file_sha(&source)
+    );
+    let last_sent = rec.events().iter().rev().find_map(|e| match e {
+        Event::Sent {
+            total, expected, ..
+        } => Some((*total, *expected)),
+        _ => None,
+    });
+    assert_eq!(last_sent, Some((SIZE as i64, SIZE as i64)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_upload_is_asked_for_again_when_nginx_redirects_it_with_307() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(nginx) = Nginx::start(root.path()) else {
+        return;
+    };
+    let body = b"a streamed body that must be sent twice\n".repeat(50_000);
+    let session_dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(Recorder::streaming(body.clone()));
+    let session = Session::with_delegate(config(session_dir.path()), rec.clone()).unwrap();
+    let task = session
+        .upload_task(
+            Request::new(Method::PUT, &nginx.url("/307-upload")),
+            UploadBody::Stream,
+        )
+        .unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    let asked = rec
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::NeedBody { .. }))
+        .count();
+    assert_eq!(asked, 2, "once to start, once for the resend after the 307");
+    assert_eq!(task.response().unwrap().status(), 201);
+    assert!(
+        task.current_request()
+            .url_str()
+            .ends_with("/upload/redirected.bin")
+    );
+    let saved = std::fs::read(nginx.upload_dir().join("redirected.bin")).unwrap();
+    assert!(saved == body, "nginx stored the whole body");
+    let log = nginx.access_log();
+    let statuses: Vec<(String, u16)> = log.iter().map(|l| (l.uri.clone(), l.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("/307-upload".to_owned(), 307),
+            ("/upload/redirected.bin".to_owned(), 201)
+        ]
+    );
+}
