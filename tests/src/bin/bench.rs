@@ -7,6 +7,11 @@
 //!    URLs (`--parallel --parallel-max 6`) in the same run; reports each side's median and the median
 //!    of the paired ratios.
 //! 2. The resident memory of N suspended (never resumed) tasks: RSS delta per task.
+//! 3. A 1 GiB download to a file from nginx over loopback (HTTP/1.1): courier (a fresh process per
+//!    run, the engine's completion form on a current-thread runtime, as the CLI runs it) against
+//!    `curl -o`, interleaved pairs (`--download-pairs`, default 9), and courier's peak RSS (VmHWM).
+//!
+//! `--only tasks` or `--only download` runs one part.
 //!
 //! The server runs on its own runtime thread, so client and server share the two cores as they would
 //! with a separate server process.
@@ -119,7 +124,138 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// `courier-bench download-once URL OUT`: one download with the engine, then the peak RSS.
+fn download_once(url: &str, out: &std::path::Path) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut c = Configuration::default();
+        c.cleartext = CleartextPolicy::AllowAll;
+        c.session_directory = out.parent().map(|p| p.join("session"));
+        let session = Session::new(c).expect("session");
+        let (file, response) = session.download(url).await.expect("download");
+        assert_eq!(response.status(), 200);
+        file.persist(out).expect("persist");
+    });
+    println!("peak_rss_kib={}", status_field("VmHWM:"));
+}
+
+/// A field of /proc/self/status, in KiB.
+fn status_field(name: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Part 3: 1 GiB from nginx, courier against `curl -o`.
+fn download_bench(pairs: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).expect("root");
+    let size = 1usize << 30;
+    courier_tests::write_random_file(&root.join("1g.bin"), size, 42).expect("1 GiB file");
+    let Some(nginx) = courier_tests::Nginx::start(&root) else {
+        println!("# 1 GiB download: skipped (no nginx)");
+        return;
+    };
+    let url = nginx.url("/1g.bin");
+    let out = dir.path().join("out.bin");
+    let me = std::env::current_exe().expect("own path");
+    let run_courier = || -> (f64, u64) {
+        let started = Instant::now();
+        let output = Command::new(&me)
+            .args(["download-once", &url])
+            .arg(&out)
+            .output()
+            .expect("courier-bench download-once");
+        let took = started.elapsed().as_secs_f64();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("peak_rss_kib="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert_eq!(
+            std::fs::metadata(&out).map(|m| m.len()).ok(),
+            Some(size as u64)
+        );
+        let _ = std::fs::remove_file(&out);
+        (took, rss)
+    };
+    let run_curl = || -> f64 {
+        let started = Instant::now();
+        let status = Command::new("curl")
+            .args(["-s", "-o"])
+            .arg(&out)
+            .arg(&url)
+            .status()
+            .expect("curl runs");
+        let took = started.elapsed().as_secs_f64();
+        assert!(status.success());
+        assert_eq!(
+            std::fs::metadata(&out).map(|m| m.len()).ok(),
+            Some(size as u64)
+        );
+        let _ = std::fs::remove_file(&out);
+        took
+    };
+    println!(
+        "# 1 GiB download to a file from nginx over loopback (HTTP/1.1); {pairs} interleaved pairs"
+    );
+    let _ = (run_courier(), run_curl()); // warm-up: the file is in the page cache for both
+    let (mut ours, mut theirs, mut ratios, mut peaks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (c, rss) = run_courier();
+        let k = run_curl();
+        println!(
+            "pair {i:2}: courier {c:.3} s (peak RSS {:.1} MiB)  curl {k:.3} s  ratio {:.2}",
+            rss as f64 / 1024.0,
+            c / k
+        );
+        ours.push(c);
+        theirs.push(k);
+        ratios.push(c / k);
+        peaks.push(rss as f64);
+    }
+    let max_peak = peaks.iter().cloned().fold(0.0, f64::max);
+    let (mc, mk, mr) = (median(&mut ours), median(&mut theirs), median(&mut ratios));
+    println!(
+        "courier: median {mc:.3} s ({:.0} MB/s); curl: median {mk:.3} s ({:.0} MB/s); courier/curl wall-time ratio (median of pairs): {mr:.2}; courier peak RSS: max {:.1} MiB",
+        size as f64 / mc / 1e6,
+        size as f64 / mk / 1e6,
+        max_peak / 1024.0
+    );
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("download-once") {
+        download_once(&args[2], std::path::Path::new(&args[3]));
+        return;
+    }
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    if only.as_deref() != Some("tasks") {
+        download_bench(arg("--download-pairs", 9));
+        if only.as_deref() == Some("download") {
+            return;
+        }
+    }
     let pairs = arg("--pairs", 11);
     let tasks = arg("--tasks", 10_000);
     let server_rt = tokio::runtime::Builder::new_multi_thread()
