@@ -237,6 +237,30 @@ fn bad_arguments_exit_2() {
     );
 }
 
+/// Waits until the events file `events` mentions `needle`, sends SIGINT to `child`, and returns
+/// its exit status with the whole events file.
+fn interrupt_once_logged(
+    mut child: std::process::Child,
+    events: &std::path::Path,
+    needle: &str,
+) -> (std::process::ExitStatus, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(events)
+        .unwrap_or_default()
+        .contains(needle)
+    {
+        assert!(std::time::Instant::now() < deadline, "no {needle} event");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    (status, std::fs::read_to_string(events).unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_cancels_and_exits_130() {
     let server = TestServer::http().await;
@@ -245,7 +269,7 @@ async fn ctrl_c_cancels_and_exits_130() {
     let events_path = dir.path().join("events.jsonl");
     let ep = events_path.clone();
     let (status, text) = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
+        let child = Command::new(env!("CARGO_BIN_EXE_courier"))
             .args([
                 "get",
                 &url,
@@ -256,21 +280,7 @@ async fn ctrl_c_cancels_and_exits_130() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawn courier");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !std::fs::read_to_string(&ep)
-            .unwrap_or_default()
-            .contains("did_receive_data")
-        {
-            assert!(std::time::Instant::now() < deadline, "no data event");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let killed = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let status = child.wait().unwrap();
-        (status, std::fs::read_to_string(&ep).unwrap())
+        interrupt_once_logged(child, &ep, "did_receive_data")
     })
     .await
     .unwrap();
@@ -347,7 +357,7 @@ async fn ctrl_c_saves_resume_data_and_resume_data_finishes_the_download() {
     let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
     let (status, text) = tokio::task::spawn_blocking(move || {
         let events = c.join("events.jsonl");
-        let mut child = courier_in(
+        let child = courier_in(
             &c,
             &d,
             &[
@@ -360,23 +370,7 @@ async fn ctrl_c_saves_resume_data_and_resume_data_finishes_the_download() {
         )
         .spawn()
         .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !std::fs::read_to_string(&events)
-            .unwrap_or_default()
-            .contains("did_write_data")
-        {
-            assert!(std::time::Instant::now() < deadline, "no progress");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let killed = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        (
-            child.wait().unwrap(),
-            std::fs::read_to_string(&events).unwrap(),
-        )
+        interrupt_once_logged(child, &events, "did_write_data")
     })
     .await
     .unwrap();

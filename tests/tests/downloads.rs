@@ -142,10 +142,19 @@ async fn the_completion_form_returns_a_file_that_goes_away_unless_persisted() {
     );
 }
 
-#[tokio::test]
-async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
+/// A download of `size` bytes that arrives slowly (64 KiB every 20 ms), started in a fresh session
+/// whose directory is the returned temporary one.
+async fn start_slow_download(
+    size: usize,
+) -> (
+    tempfile::TempDir,
+    ResourceServer,
+    Arc<Recorder>,
+    Session,
+    courier_engine::DownloadTask,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let server = ResourceServer::start(2 * 1024 * 1024).await;
+    let server = ResourceServer::start(size).await;
     server.script([Misbehaviour::Drip {
         chunk: 64 * 1024,
         delay_ms: 20,
@@ -154,6 +163,12 @@ async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
     let session = Session::with_delegate(config(dir.path()), rec.clone()).unwrap();
     let task = session.download_task(server.url()).unwrap();
     task.resume();
+    (dir, server, rec, session, task)
+}
+
+#[tokio::test]
+async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
+    let (dir, server, rec, session, task) = start_slow_download(2 * 1024 * 1024).await;
     rec.wait_for(WAIT, |e| {
         e.iter()
             .any(|e| matches!(e, Event::Wrote { total, .. } if *total >= 256 * 1024))
@@ -506,16 +521,7 @@ async fn a_panicking_download_actor_completes_with_resume_data_from_its_last_che
 
 #[tokio::test]
 async fn a_plain_cancel_removes_the_partial_file_and_not_resumable_downloads_give_none() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ResourceServer::start(4 * 1024 * 1024).await;
-    server.script([Misbehaviour::Drip {
-        chunk: 64 * 1024,
-        delay_ms: 20,
-    }]);
-    let rec = Arc::new(Recorder::new());
-    let session = Session::with_delegate(config(dir.path()), rec.clone()).unwrap();
-    let task = session.download_task(server.url()).unwrap();
-    task.resume();
+    let (dir, server, rec, session, task) = start_slow_download(4 * 1024 * 1024).await;
     rec.wait_for(WAIT, |e| e.iter().any(|e| matches!(e, Event::Wrote { .. })))
         .await;
     task.cancel();
