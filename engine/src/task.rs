@@ -106,17 +106,26 @@ impl Terminal {
 }
 
 /// The name of a download's partial file in the session directory, once it has one: written by the
-/// transfer, read by the session to build resume data for a task whose actor died.
+/// transfer, read by the session to build resume data for a task whose actor died. Other tasks get
+/// an empty slot, which costs nothing.
 #[derive(Clone, Default)]
-pub(crate) struct PartialSlot(Arc<Mutex<Option<String>>>);
+pub(crate) struct PartialSlot(Option<Arc<Mutex<Option<String>>>>);
 
 impl PartialSlot {
+    /// A slot for a download task.
+    pub(crate) fn for_download() -> PartialSlot {
+        PartialSlot(Some(Arc::default()))
+    }
+
     pub(crate) fn set(&self, name: String) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
+        if let Some(slot) = &self.0 {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
+        }
     }
 
     pub(crate) fn get(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let slot = self.0.as_ref()?;
+        slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

@@ -107,6 +107,11 @@ impl Actor for SessionActor {
                     work,
                 } => {
                     let id = recorder.info().id();
+                    let partial = if work.is_download() {
+                        PartialSlot::for_download()
+                    } else {
+                        PartialSlot::default()
+                    };
                     st.tasks.insert(
                         id,
                         Entry {
@@ -114,7 +119,7 @@ impl Actor for SessionActor {
                             terminal,
                             callbacks,
                             work: Some(work),
-                            partial: PartialSlot::default(),
+                            partial,
                             actor: None,
                         },
                     );
