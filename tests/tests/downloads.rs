@@ -474,19 +474,7 @@ async fn a_panicking_download_actor_completes_with_resume_data_from_its_last_che
     })
     .await;
     // Wait until the checkpoint that covers those bytes is in storage.
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let stored = files_in(dir.path())
-            .into_iter()
-            .find(|n| n.ends_with(".checkpoint"))
-            .and_then(|n| std::fs::read(dir.path().join(n)).ok())
-            .and_then(|b| courier_storage::ResumeRecord::decode(&b).ok());
-        if stored.is_some_and(|r| r.bytes_on_disk == 300_000) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no checkpoint stored");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_checkpoint(dir.path(), |r, _| r.bytes_on_disk == 300_000).await;
     task.inject_actor_panic();
     assert_eq!(
         rec.wait_complete(task.id(), WAIT).await,
@@ -721,4 +709,57 @@ async fn a_full_disk_fails_with_cannot_write_and_keeps_what_was_written_resumabl
     session.finish_tasks_and_invalidate();
     rec.wait_invalid(WAIT).await;
     assert!(files_in(&dir).is_empty(), "left {:?}", files_in(&dir));
+}
+
+/// Waits until the checkpoint record stored beside the session's one partial file satisfies `ok`
+/// (given the record and the file's length), and returns it.
+async fn wait_for_checkpoint(
+    dir: &Path,
+    ok: impl Fn(&courier_storage::ResumeRecord, u64) -> bool,
+) -> courier_storage::ResumeRecord {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let names = files_in(dir);
+        let partial_len = names
+            .iter()
+            .find(|n| n.ends_with(".part"))
+            .and_then(|p| std::fs::metadata(dir.join(p)).ok())
+            .map(|m| m.len());
+        let record = names
+            .iter()
+            .find(|n| n.ends_with(".checkpoint"))
+            .and_then(|n| std::fs::read(dir.join(n)).ok())
+            .and_then(|b| courier_storage::ResumeRecord::decode(&b).ok());
+        if let (Some(len), Some(r)) = (partial_len, record)
+            && ok(&r, len)
+        {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no such checkpoint");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_suspended_download_is_on_disk_and_checkpointed_then_continues() {
+    let (dir, server, rec, session, task) = start_slow_download(2 * 1024 * 1024).await;
+    rec.wait_for(WAIT, |e| e.iter().any(|e| matches!(e, Event::Wrote { .. })))
+        .await;
+    task.suspend();
+    let record = wait_for_checkpoint(dir.path(), |r, len| r.bytes_on_disk == len && len > 0).await;
+    assert!(record.bytes_on_disk < 2 * 1024 * 1024);
+    let content = server.content();
+    let partial = dir.path().join(&record.partial_file);
+    let on_disk = std::fs::read(&partial).unwrap();
+    assert!(on_disk[..] == content[..on_disk.len()], "an exact prefix");
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(
+        finished(&rec.events(), task.id()),
+        Some((content.len() as u64, sha256_hex(&content)))
+    );
+    assert_eq!(server.served().len(), 1, "the same transfer continued");
+    session.finish_tasks_and_invalidate();
+    rec.wait_invalid(WAIT).await;
+    assert!(files_in(dir.path()).is_empty());
 }

@@ -163,6 +163,11 @@ impl Actor for TaskActor {
                 TaskMsg::Response(r) => (TaskEvent::ResponseReceived, Payload::Response(r)),
                 TaskMsg::Data(d, permit) => (TaskEvent::DataReceived, Payload::Data(d, permit)),
                 TaskMsg::Wrote { total, expected } => {
+                    // The count of bytes on disk stays true even while cancelling, when the
+                    // delegate hears no more progress.
+                    if total as i64 > st.info.bytes_received() {
+                        st.recorder.set_received(total as i64);
+                    }
                     (TaskEvent::DataReceived, Payload::Wrote { total, expected })
                 }
                 TaskMsg::ResumedAt { offset, expected } => (

@@ -238,6 +238,17 @@ impl DownloadSink {
         Ok(())
     }
 
+    /// Writes everything received and checkpoints (the task is being suspended).
+    pub(crate) async fn checkpoint_now(&mut self) -> Result<(), Error> {
+        if self.template.is_some() {
+            self.checkpoint().await?;
+        } else {
+            self.write_pending().await?;
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
     /// The body ended: writes what is left and closes the file. Returns its path, or the sink
     /// back with the error when the last writes failed (then [`DownloadSink::fail`] applies).
     pub(crate) async fn finish(mut self) -> Result<PathBuf, (Error, DownloadSink)> {

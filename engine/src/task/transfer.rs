@@ -416,6 +416,13 @@ impl Run {
             .filter(|r| *r > 0);
         let (paced_from, mut received) = (Instant::now(), 0u64);
         loop {
+            if self.gate.borrow().paused
+                && let Some(sink) = &mut self.sink
+            {
+                // Suspended: everything received goes to disk and into a checkpoint first, so a
+                // long pause risks nothing.
+                sink.checkpoint_now().await?;
+            }
             if let Some(rate) = pace {
                 // Hold the next read until the bytes so far fit the rate. A stop cuts the wait short.
                 let due = paced_from + Duration::from_secs_f64(received as f64 / rate as f64);
