@@ -113,6 +113,60 @@ impl PartialFile {
     /// # Errors
     /// The sync or the read-back failed.
     pub fn checkpoint(&mut self) -> io::Result<Checkpoint> {
+        self.checkpointer()?.run()
+    }
+
+    /// A checkpoint of the bytes written so far, to take on another thread while this file goes on
+    /// being appended to.
+    ///
+    /// # Errors
+    /// The file handle cannot be duplicated.
+    pub fn checkpointer(&self) -> io::Result<Checkpointer> {
+        Ok(Checkpointer {
+            file: self.file.try_clone()?,
+            path: self.path.clone(),
+            len: self.len,
+        })
+    }
+
+    /// Stores `record` (an encoded checkpoint record) beside the file; see
+    /// [`Checkpointer::store`].
+    ///
+    /// # Errors
+    /// The record cannot be written (a full disk): the previous record, if any, stays.
+    pub fn store_checkpoint_record(&self, record: &[u8]) -> io::Result<()> {
+        store_record(&self.path, record)
+    }
+
+    /// Closes the file and returns its path; the checkpoint record beside it is removed.
+    pub fn finish(self) -> PathBuf {
+        let _ = std::fs::remove_file(checkpoint_path(&self.path));
+        self.path
+    }
+
+    /// Removes the file and its checkpoint record.
+    pub fn remove(self) {
+        remove_partial(&self.path);
+    }
+}
+
+/// A checkpoint of a partial file's first `len` bytes, through a handle of its own.
+///
+/// Taking it while the download keeps appending is sound: a partial file only grows, so the bytes a
+/// checkpoint describes never change under it (a restart from zero waits for the checkpoint first).
+#[derive(Debug)]
+pub struct Checkpointer {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl Checkpointer {
+    /// Syncs the file and digests its tail.
+    ///
+    /// # Errors
+    /// The sync or the read-back failed.
+    pub fn run(&self) -> io::Result<Checkpoint> {
         self.file.sync_data()?;
         Ok(Checkpoint {
             len: self.len,
@@ -125,33 +179,25 @@ impl PartialFile {
     ///
     /// # Errors
     /// The record cannot be written (a full disk): the previous record, if any, stays.
-    pub fn store_checkpoint_record(&self, record: &[u8]) -> io::Result<()> {
-        let target = checkpoint_path(&self.path);
-        let aside = target.with_extension("checkpoint-new");
-        let written =
-            std::fs::write(&aside, record).and_then(|()| std::fs::rename(&aside, &target));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&aside);
-        }
-        written
+    pub fn store(&self, record: &[u8]) -> io::Result<()> {
+        store_record(&self.path, record)
     }
+}
 
-    /// Closes the file and returns its path; the checkpoint record beside it is removed.
-    pub fn finish(self) -> PathBuf {
-        let _ = std::fs::remove_file(checkpoint_path(&self.path));
-        self.path
+fn store_record(partial: &Path, record: &[u8]) -> io::Result<()> {
+    let target = checkpoint_path(partial);
+    let aside = target.with_extension("checkpoint-new");
+    let written = std::fs::write(&aside, record).and_then(|()| std::fs::rename(&aside, &target));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&aside);
     }
+    written
+}
 
-    /// Closes the file and keeps it for resuming; the checkpoint record beside it is removed (the
-    /// resume data now lives with the application).
-    pub fn keep_for_resume(self) {
-        let _ = std::fs::remove_file(checkpoint_path(&self.path));
-    }
-
-    /// Removes the file and its checkpoint record.
-    pub fn remove(self) {
-        remove_partial(&self.path);
-    }
+/// Keeps a partial file for a later resume and removes the checkpoint record beside it (the resume
+/// data now lives with the application).
+pub fn keep_for_resume(path: &Path) {
+    let _ = std::fs::remove_file(checkpoint_path(path));
 }
 
 /// Removes a partial file and its checkpoint record, ignoring files already gone.

@@ -19,5 +19,5 @@ pub mod resume;
 
 pub use codec::CodecError;
 pub use directory::SessionDirectory;
-pub use download::{Checkpoint, PartialFile};
+pub use download::{Checkpoint, Checkpointer, PartialFile};
 pub use resume::{RequestRecord, ResponseRecord, ResumeError, ResumeRecord};

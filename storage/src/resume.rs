@@ -3,7 +3,7 @@
 //! A [`ResumeRecord`] holds URLSession's resume-data keys (the URL, the original and current requests,
 //! the bytes on disk, the validators, the response, the partial file's name) plus a digest of the
 //! partial file's tail. It travels as an opaque blob ([`ResumeRecord::encode`], through the
-//! [`codec`](crate::codec) envelope). [`SessionDirectory::reopen_for_resume`] accepts a record only if
+//! [`codec`] envelope). [`SessionDirectory::reopen_for_resume`] accepts a record only if
 //! its file is a plain name inside the session directory, is present, and still ends with the bytes
 //! the record describes; it changes nothing on disk until every check has passed.
 

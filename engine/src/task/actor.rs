@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tracing::Instrument;
 use url::Url;
 
-use super::download::{self, Stopped};
+use super::download::Stopped;
 use super::transfer::{DELEGATE_WINDOW, Destination, Head, Timeouts, Transfer, TransferArgs};
 use super::upload::UploadBody;
 use super::{Control, Delivered, PartialSlot, Terminal, Work, deliver_terminal, publish_state};
@@ -473,7 +473,7 @@ impl TaskActorState {
         };
         match (self.resume_waiter.take(), stopped.resume) {
             (Some(waiter), Some(data)) => {
-                download::keep_for_resume(&stopped.path);
+                courier_storage::download::keep_for_resume(&stopped.path);
                 self.cancel_resume_data = Some(data.clone());
                 let _ = waiter.send(Some(data));
             }

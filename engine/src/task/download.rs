@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use courier_delegates::{Error, ErrorCode, Request, Response, ResumeData};
 use courier_protocol_http::range::{self, Validator};
+use courier_storage::download::keep_for_resume;
 use courier_storage::{
     PartialFile, RequestRecord, ResponseRecord, ResumeError, ResumeRecord, SessionDirectory,
 };
@@ -57,6 +58,8 @@ pub(crate) struct DownloadSink {
     path: PathBuf,
     name: String,
     job: Option<Job>,
+    /// A checkpoint being taken beside the writes (its record, when it succeeded).
+    background: Option<JoinHandle<Option<Vec<u8>>>>,
     pending: BytesMut,
     spare: BytesMut,
     /// The resume record, once the response is known to be resumable (its length and digest are
@@ -113,6 +116,7 @@ impl DownloadSink {
             actor,
             url,
             job: None,
+            background: None,
             pending: BytesMut::with_capacity(WRITE_BATCH),
             spare: BytesMut::new(),
             // Until a response says otherwise, the download can be continued as it could before.
@@ -154,6 +158,9 @@ impl DownloadSink {
         total: Option<u64>,
     ) -> Result<(u64, i64), Error> {
         if matches!(placement, Placement::StartOver) && self.written > 0 {
+            if let Some(h) = self.background.take() {
+                let _ = h.await;
+            }
             self.settle().await?;
             let mut file = self.file.take().expect("settled sink holds its file");
             let truncated = tokio::task::spawn_blocking(move || {
@@ -207,7 +214,7 @@ impl DownloadSink {
             self.write_pending().await?;
         }
         if self.template.is_some() && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            self.checkpoint().await?;
+            self.checkpoint_beside().await?;
         }
         Ok(())
     }
@@ -219,8 +226,12 @@ impl DownloadSink {
         let settle = self.job.is_some().then(|| self.last_write + SETTLE_DELAY);
         let unsaved =
             self.written > self.checkpointed || !self.pending.is_empty() || self.job.is_some();
-        let checkpoint =
-            (self.template.is_some() && unsaved).then(|| self.last_checkpoint + CHECKPOINT_EVERY);
+        let checkpoint = match &self.background {
+            // A checkpoint still syncing: look again shortly (the next one waits for it).
+            Some(h) if !h.is_finished() => Some(Instant::now() + SETTLE_DELAY),
+            _ => (self.template.is_some() && unsaved)
+                .then(|| self.last_checkpoint + CHECKPOINT_EVERY),
+        };
         [write, settle, checkpoint].into_iter().flatten().min()
     }
 
@@ -233,7 +244,7 @@ impl DownloadSink {
             self.settle().await?;
         }
         if self.template.is_some() && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            self.checkpoint().await?;
+            self.checkpoint_beside().await?;
         }
         Ok(())
     }
@@ -252,6 +263,10 @@ impl DownloadSink {
     /// The body ended: writes what is left and closes the file. Returns its path, or the sink
     /// back with the error when the last writes failed (then [`DownloadSink::fail`] applies).
     pub(crate) async fn finish(mut self) -> Result<PathBuf, (Error, DownloadSink)> {
+        // A checkpoint still running would store its record after the file is handed over.
+        if let Some(h) = self.background.take() {
+            let _ = h.await;
+        }
         let written = async {
             self.write_pending().await?;
             self.settle().await
@@ -363,6 +378,9 @@ impl DownloadSink {
 
     /// Writes what waits, syncs, and stores the resume record beside the file. Returns the record.
     async fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(h) = self.background.take() {
+            let _ = h.await;
+        }
         if self.broken.is_none() {
             self.write_pending().await?;
             self.settle().await?;
@@ -392,6 +410,39 @@ impl DownloadSink {
         Ok(blob)
     }
 
+    /// Starts a checkpoint beside the writes, unless one is still running: the sync, often the
+    /// slowest step of a download, then never holds up the network.
+    async fn checkpoint_beside(&mut self) -> Result<(), Error> {
+        if self.background.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        if let Some(h) = self.background.take() {
+            let _ = h.await;
+        }
+        self.write_pending().await?;
+        self.settle().await?;
+        self.last_checkpoint = Instant::now();
+        let (Some(template), Some(file)) = (self.template.clone(), self.file.as_ref()) else {
+            return Ok(());
+        };
+        let Ok(checkpointer) = file.checkpointer() else {
+            return Ok(()); // no spare handle: the next checkpoint (or the final one) covers it
+        };
+        self.checkpointed = self.written;
+        self.background = Some(tokio::task::spawn_blocking(move || {
+            let c = checkpointer.run().ok()?;
+            let record = ResumeRecord {
+                bytes_on_disk: c.len,
+                tail_sha256: c.tail_sha256,
+                ..template
+            };
+            let blob = record.encode().ok()?;
+            let _ = checkpointer.store(&blob);
+            Some(blob)
+        }));
+        Ok(())
+    }
+
     fn write_error(&self, e: io::Error) -> Error {
         Error::new(
             ErrorCode::CannotWriteToFile,
@@ -400,12 +451,6 @@ impl DownloadSink {
         .with_url(&self.url)
         .with_source(e)
     }
-}
-
-/// Keeps a partial file for a later resume; the record beside it goes (the application now holds the
-/// resume data).
-pub(crate) fn keep_for_resume(path: &std::path::Path) {
-    let _ = std::fs::remove_file(courier_storage::download::checkpoint_path(path));
 }
 
 /// Resume data from the checkpoint record storage holds for the partial file `name`.
