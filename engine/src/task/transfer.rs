@@ -297,15 +297,13 @@ impl Run {
         }
         self.wait_until(|g| !g.paused).await?;
         let response = Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
-        if self
-            .actor
-            .cast(TaskMsg::Response(response.clone()))
-            .is_err()
-        {
+        // Only a download keeps the head (for its resume record); a data task hands it over.
+        let kept = self.sink.is_some().then(|| response.clone());
+        if self.actor.cast(TaskMsg::Response(response)).is_err() {
             return Err(Halt::Interrupted);
         }
         self.wait_until(|g| g.body_allowed).await?;
-        if let Some(sink) = &mut self.sink {
+        if let (Some(sink), Some(response)) = (&mut self.sink, kept) {
             let (offset, expected) = sink.begin(&response, placement, total).await?;
             if resuming.is_some() {
                 let _ = self.actor.cast(TaskMsg::ResumedAt { offset, expected });
