@@ -543,3 +543,66 @@ async fn upload_sends_a_file_or_text_and_prints_the_response() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("file_does_not_exist"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_downloads_land_in_the_output_directory() {
+    let server = courier_tests::ResourceServer::start(300_000).await;
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let base = server.url().replace("/files/resource.bin", "");
+    let urls: Vec<String> = ["a.bin", "b.bin", "c.bin", "a.bin"]
+        .iter()
+        .map(|n| format!("{base}/{n}"))
+        .collect();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut args = vec![
+            "download",
+            "-j",
+            "3",
+            "--limit-rate",
+            "50m",
+            "-o",
+            "out",
+            "--allow-http",
+            "--events",
+            "-",
+        ];
+        args.extend(urls.iter().map(String::as_str));
+        courier_in(&c, &d, &args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = stderr_events(&out);
+    let completes = ev.iter().filter(|e| e["event"] == "did_complete").count();
+    assert_eq!(completes, 4);
+    let mut names: Vec<String> = std::fs::read_dir(cwd.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.bin", "a.bin-2", "b.bin", "c.bin"]);
+    for n in &names {
+        let bytes = std::fs::read(cwd.path().join("out").join(n)).unwrap();
+        assert!(bytes == server.content(), "{n}");
+    }
+    // Three at once: the fourth task starts only after one of the first three completed.
+    let started: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["event"] == "state" && e["to"] == "running")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let first_complete = ev
+        .iter()
+        .find(|e| e["event"] == "did_complete")
+        .and_then(|e| e["seq"].as_u64())
+        .unwrap();
+    assert_eq!(started.len(), 4);
+    assert!(started[..3].iter().all(|s| *s < first_complete));
+    assert!(started[3] > first_complete);
+}

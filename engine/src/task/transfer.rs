@@ -381,9 +381,10 @@ impl Run {
         }
         let request_body = match body {
             Some(source) => {
-                let prepared =
-                    upload::prepare(source, &self.ctx, &self.info, self.callbacks, &self.actor)
-                        .await?;
+                // A delegate slow to hand over a stream must not hold up a cancel.
+                let preparing =
+                    upload::prepare(source, &self.ctx, &self.info, self.callbacks, &self.actor);
+                let prepared = unless_stopped(&mut self.gate, preparing).await??;
                 if let (Some(len), Some(h)) = (prepared.length, builder.headers_mut()) {
                     h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
                 }
@@ -484,15 +485,13 @@ impl Run {
     }
 
     /// Waits for room in the delegate window for `data`.
-    async fn take_window(&self, data: &Bytes) -> Result<Option<OwnedSemaphorePermit>, Halt> {
-        let Some(window) = &self.window else {
+    async fn take_window(&mut self, data: &Bytes) -> Result<Option<OwnedSemaphorePermit>, Halt> {
+        let Some(window) = self.window.clone() else {
             return Ok(None);
         };
         let n = data.len().min(DELEGATE_WINDOW) as u32;
-        window
-            .clone()
-            .acquire_many_owned(n)
-            .await
+        unless_stopped(&mut self.gate, window.acquire_many_owned(n))
+            .await?
             .map(Some)
             .map_err(|_| Halt::Interrupted)
     }
@@ -536,6 +535,17 @@ impl Run {
                 }
             }
         }
+    }
+}
+
+/// Runs `fut` unless the transfer is told to stop (or its actor goes away) first.
+async fn unless_stopped<F: Future>(
+    gate: &mut watch::Receiver<Gate>,
+    fut: F,
+) -> Result<F::Output, Halt> {
+    tokio::select! {
+        out = fut => Ok(out),
+        _ = async { let _ = gate.wait_for(|g| g.stop).await; } => Err(Halt::Interrupted),
     }
 }
 
