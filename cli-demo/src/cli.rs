@@ -91,6 +91,12 @@ pub(crate) struct Options {
     /// The whole-task timeout, in seconds (default 7 days).
     #[arg(long = "timeout-resource", global = true, value_name = "SECS")]
     pub(crate) timeout_resource: Option<f64>,
+    /// Do not follow redirects: the 3xx is the final response.
+    #[arg(long = "no-follow", global = true)]
+    pub(crate) no_follow: bool,
+    /// The most redirects a task follows (default 20).
+    #[arg(long = "max-redirects", global = true, value_name = "N")]
+    pub(crate) max_redirects: Option<usize>,
     /// Cap each task's receive rate, in bytes per second (suffixes k, m, g: 1024-based).
     #[arg(long = "limit-rate", global = true, value_name = "RATE", value_parser = parse_rate)]
     pub(crate) limit_rate: Option<u64>,

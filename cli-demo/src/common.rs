@@ -37,6 +37,9 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
         config.timeout_for_request = seconds(secs)?;
     }
     config.maximum_receive_rate_per_task = options.limit_rate;
+    if let Some(n) = options.max_redirects {
+        config.http_maximum_redirects = n;
+    }
     if let Some(secs) = options.timeout_resource {
         config.timeout_for_resource = seconds(secs)?;
     }

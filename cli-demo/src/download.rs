@@ -79,8 +79,9 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     };
 
     let progress = Arc::new(Progress::new(options.quiet));
-    let (delegate, mut finished, mut invalid) =
+    let (mut delegate, mut finished, mut invalid) =
         CliDelegate::new(events_output(options)?, Box::new(io::sink()), progress);
+    delegate.set_follow_redirects(!options.no_follow);
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    BodyStream, DataDelegate, DownloadDelegate, Error, Reply, Response, ResponseDisposition,
-    SessionDelegate, TaskDelegate, TaskInfo, TaskState,
+    BodyStream, DataDelegate, DownloadDelegate, Error, Reply, Request, Response,
+    ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskState,
 };
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
@@ -44,6 +44,8 @@ pub(crate) struct CliDelegate {
     progress: Arc<Progress>,
     /// The body of a streamed upload, handed out once.
     stream: Mutex<Option<BodyStream>>,
+    /// False with `--no-follow`: redirects are answered with none.
+    follow_redirects: bool,
 }
 
 /// The progress callbacks that are coalesced.
@@ -99,6 +101,7 @@ impl CliDelegate {
             invalid,
             progress,
             stream: Mutex::new(None),
+            follow_redirects: true,
         };
         (delegate, finished_rx, invalid_rx)
     }
@@ -197,6 +200,11 @@ impl CliDelegate {
         }
     }
 
+    /// Whether redirects are followed (`--no-follow` says no).
+    pub(crate) fn set_follow_redirects(&mut self, follow: bool) {
+        self.follow_redirects = follow;
+    }
+
     /// Where task `task`'s downloaded file is to be moved.
     pub(crate) fn set_destination(&self, task: u64, path: PathBuf) {
         self.inner().destinations.insert(task, path);
@@ -289,6 +297,28 @@ impl TaskDelegate for CliDelegate {
             Some(task.id()),
             json!({ "from": from.name(), "to": to.name() }),
         );
+    }
+
+    fn will_perform_http_redirection(
+        &self,
+        task: &TaskInfo,
+        response: &Response,
+        new_request: &Request,
+        reply: Reply<Option<Request>>,
+    ) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "will_perform_http_redirection",
+            Some(task.id()),
+            json!({
+                "status": response.status().as_u16(),
+                "location": new_request.url_str(),
+                "method": new_request.method().as_str(),
+            }),
+        );
+        drop(inner);
+        reply.send(self.follow_redirects.then(|| new_request.clone()));
     }
 
     fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {

@@ -31,8 +31,9 @@ pub(crate) async fn run(
         })?)),
         None => Box::new(BufWriter::new(io::stdout())),
     };
-    let (delegate, mut finished, mut invalid) =
+    let (mut delegate, mut finished, mut invalid) =
         CliDelegate::new(events_output(options)?, body, Arc::new(Progress::new(true)));
+    delegate.set_follow_redirects(!options.no_follow);
     let session = Session::with_delegate(config, Arc::new(delegate))?;
 
     let mut waiting: VecDeque<Request> = requests.into();

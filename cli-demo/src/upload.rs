@@ -41,11 +41,12 @@ pub(crate) async fn run(
         }
     };
     let progress = Arc::new(Progress::new(options.quiet));
-    let (delegate, mut finished, mut invalid) = CliDelegate::new(
+    let (mut delegate, mut finished, mut invalid) = CliDelegate::new(
         events_output(options)?,
         Box::new(BufWriter::new(io::stdout())),
         progress,
     );
+    delegate.set_follow_redirects(!options.no_follow);
     if matches!(body, UploadBody::Stream) {
         delegate.set_upload_stream(Box::pin(tokio::io::stdin()));
     }

@@ -606,3 +606,48 @@ async fn parallel_downloads_land_in_the_output_directory() {
     assert!(started[..3].iter().all(|s| *s < first_complete));
     assert!(started[3] > first_complete);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_reported_and_can_be_refused_or_limited() {
+    let server = TestServer::http().await;
+    let u = server.url("/chain/2");
+    let run = |extra: &'static [&'static str]| {
+        let u = u.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["get", u.as_str(), "--allow-http", "--events", "-"];
+            args.extend_from_slice(extra);
+            courier(&args)
+        })
+    };
+    let out = run(&[]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"end of chain");
+    let ev = stderr_events(&out);
+    let hops: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["event"] == "will_perform_http_redirection")
+        .collect();
+    assert_eq!(hops.len(), 2);
+    assert_eq!(hops[0]["status"], 302);
+    assert_eq!(hops[0]["location"], server.url("/chain/1"));
+    assert_eq!(hops[0]["method"], "GET");
+    let response = ev
+        .iter()
+        .find(|e| e["event"] == "did_receive_response")
+        .unwrap();
+    assert_eq!(response["url"], server.url("/chain/0"));
+
+    let out = run(&["--no-follow"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"hop", "the 3xx is the final response");
+    let ev = stderr_events(&out);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["status"], 302);
+
+    let out = run(&["--max-redirects", "1"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let ev = stderr_events(&out);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"]["code"], "http_too_many_redirects");
+    assert_eq!(complete["error"]["number"], -1007);
+}

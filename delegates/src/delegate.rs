@@ -11,7 +11,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
-use crate::{Error, Reply, Response, ResponseDisposition, TaskInfo, TaskState};
+use crate::{Error, Reply, Request, Response, ResponseDisposition, TaskInfo, TaskState};
 
 /// A streamed upload body, handed over by [`TaskDelegate::need_new_body_stream`] (URLSession's
 /// `InputStream`, as Tokio's async reader: a `tokio::fs::File`, a socket, an in-memory cursor).
@@ -33,6 +33,26 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// `Completed` comes right before [`TaskDelegate::did_complete`].
     fn did_change_state(&self, task: &TaskInfo, from: TaskState, to: TaskState) {
         let _ = (task, from, to);
+    }
+
+    /// The server redirected the task (a 301, 302, 303, 307 or 308 with a `Location`), and the session
+    /// would follow with `new_request`: its method already rewritten (301/302 turn a POST into a GET,
+    /// 303 anything but GET and HEAD; a request turned into a GET loses its body, any other keeps
+    /// it) and, when it goes to another origin, without
+    /// `Authorization`, `Proxy-Authorization` and `Cookie`.
+    ///
+    /// Answer `Some(request)` (the proposed one, or a changed one) to follow, or `None` to stop: the
+    /// redirect response then becomes the task's final response, body included. The default (also
+    /// sent when `reply` is dropped) follows. Asked for completion-form tasks too.
+    fn will_perform_http_redirection(
+        &self,
+        task: &TaskInfo,
+        response: &Response,
+        new_request: &Request,
+        reply: Reply<Option<Request>>,
+    ) {
+        let _ = (task, response);
+        reply.send(Some(new_request.clone()));
     }
 
     /// An upload made from a stream needs its body: at the start, and again whenever the body must be

@@ -1,8 +1,9 @@
 //! Redirects: whether a response redirects, and how it rewrites the request. Pure functions; the
 //! engine decides whether to follow (its limit, its cleartext policy, its delegate).
 //!
-//! The method table is URLSession's (and every browser's): 301 and 302 turn a POST into a GET, 303
-//! turns anything but HEAD into a GET, 307 and 308 keep the method and the body. 300, 304 and any
+//! The method table is URLSession's (and every browser's, per the Fetch standard): 301 and 302 turn a
+//! POST into a GET, 303 turns anything but GET and HEAD into a GET, and a request whose method stays
+//! keeps its body (307 and 308 always keep both). 300, 304 and any
 //! 3xx without a usable `Location` are not redirects to follow.
 
 use http::header::{
@@ -18,7 +19,7 @@ pub struct Redirect {
     pub url: Url,
     /// The method of the next request.
     pub method: Method,
-    /// True when the next request carries the body again (307, 308).
+    /// True when the next request carries the body again (its method was not turned into a GET).
     pub keeps_body: bool,
 }
 
@@ -38,11 +39,12 @@ pub fn redirect(
     if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
+    // As the Fetch standard says: a request turned into a GET loses its body; any other keeps its
+    // method and its body.
     let (method, keeps_body) = match code {
         301 | 302 if method == Method::POST => (Method::GET, false),
-        303 if method != Method::HEAD => (Method::GET, false),
-        307 | 308 => (method.clone(), true),
-        _ => (method.clone(), false),
+        303 if method != Method::HEAD && method != Method::GET => (Method::GET, false),
+        _ => (method.clone(), true),
     };
     Some(Redirect {
         url,
@@ -87,12 +89,10 @@ mod tests {
         let z = "https://a.test/z".to_string();
         assert_eq!(go(301, Method::POST), Some((Method::GET, false, z.clone())));
         assert_eq!(go(302, Method::POST), Some((Method::GET, false, z.clone())));
-        assert_eq!(go(302, Method::PUT), Some((Method::PUT, false, z.clone())));
+        assert_eq!(go(302, Method::PUT), Some((Method::PUT, true, z.clone())));
+        assert_eq!(go(301, Method::GET), Some((Method::GET, true, z.clone())));
         assert_eq!(go(303, Method::PUT), Some((Method::GET, false, z.clone())));
-        assert_eq!(
-            go(303, Method::HEAD),
-            Some((Method::HEAD, false, z.clone()))
-        );
+        assert_eq!(go(303, Method::HEAD), Some((Method::HEAD, true, z.clone())));
         assert_eq!(go(307, Method::POST), Some((Method::POST, true, z.clone())));
         assert_eq!(go(308, Method::PUT), Some((Method::PUT, true, z)));
         assert_eq!(go(300, Method::GET), None);

@@ -7,6 +7,7 @@
 //!   transfer part-way.
 //! - `/upload/NAME`: `PUT` stores the body (WebDAV module) in [`Nginx::upload_dir`], read in full.
 //! - `/307-upload`: a 307 to `/upload/redirected.bin`.
+//! - `/r301` → 301 → `/r302` → 302 (absolute) → `/r307` → 307 → `/hello.txt`.
 //!
 //! Each request is logged as `METHOD URI "RANGE" STATUS BODY_BYTES_SENT REQUEST_LENGTH`
 //! ([`Nginx::access_log`]). nginx stops when the value is dropped.
@@ -107,6 +108,9 @@ http {{
             client_max_body_size 0;
         }}
         location = /307-upload {{ return 307 /upload/redirected.bin; }}
+        location = /r301 {{ return 301 /r302; }}
+        location = /r302 {{ return 302 http://127.0.0.1:{port}/r307; }}
+        location = /r307 {{ return 307 /hello.txt; }}
     }}
 }}
 "#
@@ -144,6 +148,19 @@ http {{
     /// Where `PUT /upload/NAME` stores its body.
     pub fn upload_dir(&self) -> PathBuf {
         self.dir.path().join("uploads")
+    }
+
+    /// The access log once it holds at least `n` requests (nginx writes a line just after the
+    /// response has gone out, so a client can finish before its line is there). Waits up to 10 s.
+    pub fn access_log_of(&self, n: usize) -> Vec<AccessLine> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.access_log();
+            if log.len() >= n || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Every request logged so far.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    BodyStream, DataDelegate, DownloadDelegate, Error, ErrorCode, Reply, Response,
+    BodyStream, DataDelegate, DownloadDelegate, Error, ErrorCode, Reply, Request, Response,
     ResponseDisposition, ResumeData, SessionDelegate, TaskDelegate, TaskInfo, TaskState,
 };
 
@@ -82,6 +82,17 @@ pub enum Event {
         /// Total expected (-1 unknown).
         expected: i64,
     },
+    /// `will_perform_http_redirection`.
+    Redirect {
+        /// Task identifier.
+        task: u64,
+        /// The redirect's status.
+        status: u16,
+        /// The proposed request's URL.
+        location: String,
+        /// The proposed request's method.
+        method: String,
+    },
     /// `did_complete`.
     Complete {
         /// Task identifier.
@@ -107,6 +118,7 @@ impl Event {
             Event::Finished { .. } => "finished",
             Event::NeedBody { .. } => "need_body",
             Event::Sent { .. } => "sent",
+            Event::Redirect { .. } => "redirect",
             Event::Complete { .. } => "complete",
             Event::Invalid => "invalid",
         }
@@ -123,6 +135,7 @@ impl Event {
             | Event::Finished { task, .. }
             | Event::NeedBody { task }
             | Event::Sent { task, .. }
+            | Event::Redirect { task, .. }
             | Event::Complete { task, .. } => Some(*task),
             Event::Invalid => None,
         }
@@ -139,6 +152,17 @@ pub struct Recorder {
     errors: Mutex<HashMap<u64, Error>>,
     /// The body handed out by `need_new_body_stream`, if any.
     stream_body: Option<Bytes>,
+    /// How redirects are answered: follow as proposed (`None`), or this.
+    redirects: Option<RedirectAnswer>,
+}
+
+/// How a [`Recorder`] answers `will_perform_http_redirection`.
+#[derive(Clone, Debug)]
+pub enum RedirectAnswer {
+    /// Refuse: the redirect becomes the final response.
+    Refuse,
+    /// Follow, adding this header to the proposed request.
+    AddHeader(&'static str, &'static str),
 }
 
 impl Recorder {
@@ -159,6 +183,14 @@ impl Recorder {
     pub fn streaming(body: impl Into<Bytes>) -> Recorder {
         Recorder {
             stream_body: Some(body.into()),
+            ..Recorder::default()
+        }
+    }
+
+    /// A recorder that answers every redirect with `answer`.
+    pub fn redirecting(answer: RedirectAnswer) -> Recorder {
+        Recorder {
+            redirects: Some(answer),
             ..Recorder::default()
         }
     }
@@ -234,6 +266,29 @@ impl TaskDelegate for Recorder {
             task: task.id(),
             from,
             to,
+        });
+    }
+
+    fn will_perform_http_redirection(
+        &self,
+        task: &TaskInfo,
+        response: &Response,
+        new_request: &Request,
+        reply: Reply<Option<Request>>,
+    ) {
+        self.push(Event::Redirect {
+            task: task.id(),
+            status: response.status().as_u16(),
+            location: new_request.url_str().to_owned(),
+            method: new_request.method().to_string(),
+        });
+        reply.send(match &self.redirects {
+            None => Some(new_request.clone()),
+            Some(RedirectAnswer::Refuse) => None,
+            Some(RedirectAnswer::AddHeader(name, value)) => Some(new_request.clone().with_header(
+                courier_engine::reexports::http::HeaderName::from_static(name),
+                courier_engine::reexports::http::HeaderValue::from_static(value),
+            )),
         });
     }
 

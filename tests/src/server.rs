@@ -9,6 +9,8 @@
 //! - `/echo`: the request body back; the method in `x-method`.
 //! - `/upload`: reads the whole request body and answers `bytes=N sha256=HEX`.
 //! - `/307/PATH`, `/308/PATH`: a redirect to `/PATH` that keeps the method and body.
+//! - `/redirect/CODE?to=LOCATION`: status CODE with that `Location` (none without `to`).
+//! - `/chain/N`: N redirects (302, relative `Location`s), then 200 `end of chain`.
 //!
 //! Used by the tests and by `courier demo`. The server stops when the `TestServer` is dropped.
 
@@ -154,6 +156,15 @@ fn query(req: &Request<Incoming>, key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+fn query_text<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
 async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
@@ -249,6 +260,36 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
                 .collect();
             full(StatusCode::OK, format!("bytes={n} sha256={hex}"))
         }
+        "redirect" => {
+            // `/redirect/CODE?to=LOCATION`: that status, that Location (none without `to`), a body.
+            let code = arg
+                .parse::<u16>()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok());
+            let Some(code) = code else {
+                return Ok(full(StatusCode::BAD_REQUEST, "bad status"));
+            };
+            let mut r = full(code, "redirect body");
+            if let Some(to) = query_text(&req, "to")
+                && let Ok(v) = http::HeaderValue::from_str(to)
+            {
+                r.headers_mut().insert(http::header::LOCATION, v);
+            }
+            r
+        }
+        "chain" => match arg.parse::<u32>() {
+            // `/chain/N`: N redirects (302, relative Locations), then 200.
+            Ok(0) => full(StatusCode::OK, "end of chain"),
+            Ok(n) => {
+                let mut r = full(StatusCode::FOUND, "hop");
+                let next = format!("{}", n - 1);
+                if let Ok(v) = http::HeaderValue::from_str(&next) {
+                    r.headers_mut().insert(http::header::LOCATION, v);
+                }
+                r
+            }
+            Err(_) => full(StatusCode::BAD_REQUEST, "bad length"),
+        },
         "307" | "308" => {
             let code = if head == "307" {
                 StatusCode::TEMPORARY_REDIRECT

@@ -72,8 +72,11 @@ async fn a_100_mib_download_interrupted_at_a_random_offset_resumes_with_only_the
         _ => None,
     });
     assert_eq!(finished, Some((SIZE as u64, file_sha(&source))));
-    let log = nginx.access_log();
-    let last = log.last().unwrap();
+    let log = nginx.access_log_of(2);
+    let last = log
+        .iter()
+        .find(|l| l.range.is_some())
+        .expect("the resumed request");
     assert_eq!(
         last.range.as_deref(),
         Some(format!("bytes={offset}-").as_str())
@@ -159,7 +162,7 @@ async fn a_stream_upload_is_asked_for_again_when_nginx_redirects_it_with_307() {
     );
     let saved = std::fs::read(nginx.upload_dir().join("redirected.bin")).unwrap();
     assert!(saved == body, "nginx stored the whole body");
-    let log = nginx.access_log();
+    let log = nginx.access_log_of(2);
     let statuses: Vec<(String, u16)> = log.iter().map(|l| (l.uri.clone(), l.status)).collect();
     assert_eq!(
         statuses,
@@ -168,4 +171,30 @@ async fn a_stream_upload_is_asked_for_again_when_nginx_redirects_it_with_307() {
             ("/upload/redirected.bin".to_owned(), 201)
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_redirects_301_302_307_are_followed_to_the_file() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("hello.txt"), "hello from nginx\n").unwrap();
+    let Some(nginx) = Nginx::start(root.path()) else {
+        return;
+    };
+    let session_dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(session_dir.path()), rec.clone()).unwrap();
+    let task = session.data_task(nginx.url("/r301")).unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.body(), b"hello from nginx\n");
+    assert_eq!(task.current_request().url_str(), nginx.url("/hello.txt"));
+    let hops: Vec<u16> = rec
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Redirect { status, .. } => Some(*status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hops, [301, 302, 307]);
 }

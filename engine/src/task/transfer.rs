@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use courier_delegates::{Error, ErrorCode, Request, Response, TaskInfo, TaskRecorder};
+use courier_delegates::{Error, ErrorCode, Reply, Request, Response, TaskInfo, TaskRecorder};
 use courier_protocol_http::range::{self, Continuation};
 use courier_protocol_http::redirect;
 use courier_protocol_http::{Incoming, TlsFailure, TransportError, TransportErrorKind, empty_body};
 use courier_storage::ResumeRecord;
 use http_body_util::BodyExt;
 use ractor::ActorRef;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -312,8 +312,9 @@ impl Run {
         self.receive(incoming).await
     }
 
-    /// Sends the request and follows redirects until a final response. A followed redirect's body is
-    /// never delivered; the task's current request follows each hop.
+    /// Sends the request and follows redirects until a final response. The delegate may change or
+    /// refuse each hop (`will_perform_http_redirection`); a followed redirect's body is never
+    /// delivered; the task's current request follows each hop.
     async fn send_following(
         &mut self,
         head: &mut Head,
@@ -330,39 +331,85 @@ impl Run {
             ) else {
                 return Ok(response);
             };
-            drop(response);
-            let fail = |code, message: String| {
-                Halt::Failed(Error::new(code, message).with_url(self.url.as_str()))
+            let fail = |code, message: String, url: &Url| {
+                Halt::Failed(Error::new(code, message).with_url(url.as_str()))
             };
             if followed >= self.ctx.config.http_maximum_redirects {
                 return Err(fail(
                     ErrorCode::HttpTooManyRedirects,
                     format!("more than {followed} redirects"),
+                    &self.url,
                 ));
             }
-            let host = hop.url.host_str().unwrap_or("");
-            if hop.url.scheme() == "http" && !self.ctx.config.cleartext.allows(host) {
+            let mut proposed = Request::new(hop.method.clone(), hop.url.as_str());
+            *proposed.headers_mut() = head.headers.clone();
+            redirect::rewrite_headers(proposed.headers_mut(), &hop, &self.url);
+            let next = match self.ctx.queue.clone() {
+                Some(queue) => {
+                    let seen = Response::new(
+                        self.url.clone(),
+                        response.status(),
+                        response.version(),
+                        response.headers().clone(),
+                    );
+                    let (tx, rx) = oneshot::channel();
+                    let info = self.info.clone();
+                    let default = Some(proposed.clone());
+                    queue.push(move |d| {
+                        let reply = Reply::new(default, move |answer| {
+                            let _ = tx.send(answer);
+                        });
+                        d.will_perform_http_redirection(&info, &seen, &proposed, reply);
+                    });
+                    match unless_stopped(&mut self.gate, rx).await? {
+                        Ok(Some(request)) => request,
+                        // The delegate declined: the redirect is the final response.
+                        Ok(None) | Err(_) => return Ok(response),
+                    }
+                }
+                None => proposed,
+            };
+            drop(response);
+            let Some(url) = next.url().cloned() else {
                 return Err(fail(
-                    ErrorCode::AppTransportSecurityRequiresSecureConnection,
-                    format!("a redirect to cleartext HTTP on {host}, which is not allowed"),
+                    ErrorCode::BadUrl,
+                    "the redirect's request has a bad URL".into(),
+                    &self.url,
                 ));
+            };
+            let host = url.host_str().unwrap_or("").to_owned();
+            match url.scheme() {
+                "https" => {}
+                "http" if self.ctx.config.cleartext.allows(&host) => {}
+                "http" => {
+                    return Err(fail(
+                        ErrorCode::AppTransportSecurityRequiresSecureConnection,
+                        format!("a redirect to cleartext HTTP on {host}, which is not allowed"),
+                        &url,
+                    ));
+                }
+                other => {
+                    return Err(fail(
+                        ErrorCode::UnsupportedUrl,
+                        format!("a redirect to the unsupported scheme {other:?}"),
+                        &url,
+                    ));
+                }
             }
-            redirect::rewrite_headers(&mut head.headers, &hop, &self.url);
-            head.uri = hop
-                .url
-                .as_str()
-                .parse()
-                .map_err(|e: http::uri::InvalidUri| {
-                    fail(ErrorCode::BadUrl, format!("bad redirect location: {e}"))
-                })?;
-            head.method = hop.method.clone();
+            head.uri = url.as_str().parse().map_err(|e: http::uri::InvalidUri| {
+                fail(
+                    ErrorCode::BadUrl,
+                    format!("bad redirect location: {e}"),
+                    &url,
+                )
+            })?;
+            head.method = next.method().clone();
+            head.headers = next.headers().clone();
             if !hop.keeps_body {
                 *body = None;
             }
-            let mut current = Request::new(hop.method, hop.url.as_str());
-            *current.headers_mut() = head.headers.clone();
-            self.recorder.set_current_request(current);
-            self.url = hop.url;
+            self.recorder.set_current_request(next);
+            self.url = url;
             followed += 1;
         }
     }
