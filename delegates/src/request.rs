@@ -203,8 +203,16 @@ impl Response {
         &self.headers
     }
 
-    /// `expectedContentLength`: the Content-Length, or -1 when unknown.
+    /// `expectedContentLength`: the Content-Length, or -1 when unknown. Also -1 when the body is
+    /// content-encoded (gzip, br...): the length on the wire is not the length delivered.
     pub fn expected_content_length(&self) -> i64 {
+        let encoded = self
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            return -1;
+        }
         self.headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())

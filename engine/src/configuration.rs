@@ -75,6 +75,7 @@ impl CleartextPolicy {
 /// | `cleartext` | [`CleartextPolicy::Deny`] | same |
 /// | `http_maximum_redirects` | 20 | same |
 /// | `maximum_receive_rate_per_task` | `None` (no limit) | same |
+/// | `maximum_decompression_ratio` | 200 (checked past 16 MiB decoded) | same |
 /// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -103,6 +104,11 @@ pub struct Configuration {
     /// The most response body bytes per second each task receives (`None`: as fast as the network
     /// goes). Courier's addition, for tools like `curl --limit-rate`.
     pub maximum_receive_rate_per_task: Option<u64>,
+    /// How many times a gzip, deflate or br body may expand once more than 16 MiB came out of it;
+    /// past this the task fails with
+    /// [`ErrorCode::DataLengthExceedsMaximum`](crate::ErrorCode) (-1103): a decompression bomb.
+    /// Courier's addition.
+    pub maximum_decompression_ratio: u64,
     /// Where the session writes its files (downloads in progress, their checkpoints). Courier's
     /// addition: URLSession picks a system location.
     ///
@@ -125,6 +131,7 @@ impl Default for Configuration {
             cleartext: CleartextPolicy::Deny,
             http_maximum_redirects: 20,
             maximum_receive_rate_per_task: None,
+            maximum_decompression_ratio: 200,
             session_directory: None,
         }
     }

@@ -6,6 +6,8 @@
 //! - `connect`: the connector behind the pool (DNS, TCP, TLS with ALPN, the per-host connection cap)
 //!   and [`ConnectionInfo`], the facts about a connection found in each response's extensions.
 //! - `tls`: the rustls client configuration (ring provider, Mozilla's roots plus extra roots).
+//! - [`decode`]: content decoding (gzip, deflate, br) as the body arrives, with a decompression-bomb
+//!   guard.
 //! - [`range`]: byte ranges for resumed downloads: which responses can be resumed, the `Range` and
 //!   `If-Range` headers, and what the server's answer means ([`range::Continuation`]).
 //! - [`redirect`]: whether a response redirects and how the next request is rewritten (the method
@@ -13,6 +15,7 @@
 //! - [`error`]: [`TransportError`] and its classification, [`TransportErrorKind`].
 
 mod connect;
+pub mod decode;
 pub mod error;
 pub mod range;
 pub mod redirect;

@@ -10,6 +10,8 @@
 //! - `/upload`: reads the whole request body and answers `bytes=N sha256=HEX`.
 //! - `/307/PATH`, `/308/PATH`: a redirect to `/PATH` that keeps the method and body.
 //! - `/redirect/CODE?to=LOCATION`: status CODE with that `Location` (none without `to`).
+//! - `/gzip/N`, `/deflate/N`, `/br/N`: N bytes of [`pattern`], content-encoded; `/badgzip`: a body
+//!   that claims gzip and is not; `/bomb`: 256 MiB of zeros as about 256 KiB of gzip.
 //! - `/chain/N`: N redirects (302, relative `Location`s), then 200 `end of chain`.
 //!
 //! Used by the tests and by `courier demo`. The server stops when the `TestServer` is dropped.
@@ -156,6 +158,38 @@ fn query(req: &Request<Incoming>, key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `data` compressed with `encoding` (`gzip`, `deflate` as zlib, or `br`).
+pub fn compress(encoding: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    match encoding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(data).expect("in memory");
+            e.finish().expect("in memory")
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(data).expect("in memory");
+            e.finish().expect("in memory")
+        }
+        _ => {
+            let mut out = Vec::new();
+            let mut e = brotli::CompressorWriter::new(&mut out, 64 * 1024, 5, 22);
+            e.write_all(data).expect("in memory");
+            drop(e);
+            out
+        }
+    }
+}
+
+fn encoded(encoding: &str, data: &[u8]) -> Response<Body> {
+    let mut r = full(StatusCode::OK, compress(encoding, data));
+    if let Ok(v) = http::HeaderValue::from_str(encoding) {
+        r.headers_mut().insert(http::header::CONTENT_ENCODING, v);
+    }
+    r
+}
+
 fn query_text<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
     req.uri()
         .query()?
@@ -237,6 +271,30 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             if let Ok(v) = http::HeaderValue::from_str(&method) {
                 r.headers_mut().insert("x-method", v);
             }
+            r
+        }
+        "gzip" | "deflate" | "br" => match arg.parse::<usize>() {
+            // `/gzip/N`, `/deflate/N`, `/br/N`: N bytes of [`pattern`], encoded.
+            Ok(n) => encoded(head, &pattern_bytes(0, n)),
+            Err(_) => full(StatusCode::BAD_REQUEST, "bad length"),
+        },
+        "badgzip" => {
+            let mut r = full(StatusCode::OK, "this is not gzip at all, not even close");
+            r.headers_mut().insert(
+                http::header::CONTENT_ENCODING,
+                http::HeaderValue::from_static("gzip"),
+            );
+            r
+        }
+        "bomb" => {
+            // 256 MiB of zeros, gzip-compressed once (about 256 KiB): a decompression bomb.
+            static BOMB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            let body = BOMB.get_or_init(|| compress("gzip", &vec![0u8; 256 << 20]));
+            let mut r = full(StatusCode::OK, body.clone());
+            r.headers_mut().insert(
+                http::header::CONTENT_ENCODING,
+                http::HeaderValue::from_static("gzip"),
+            );
             r
         }
         "upload" => {

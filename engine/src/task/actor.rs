@@ -13,7 +13,8 @@ use courier_delegates::{
     Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData, TaskInfo,
     TaskRecorder, TaskState,
 };
-use http::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
+use courier_protocol_http::decode;
+use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tracing::Instrument;
@@ -550,6 +551,13 @@ pub(crate) fn build_request(
     }
     if !headers.contains_key(USER_AGENT) {
         headers.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
+    }
+    if !headers.contains_key(ACCEPT_ENCODING) {
+        // Decoded transparently (courier-protocol-http's `decode`).
+        headers.insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_static(decode::ACCEPT_ENCODING),
+        );
     }
     if has_body && request.method() == http::Method::POST && !headers.contains_key(CONTENT_TYPE) {
         headers.insert(

@@ -175,7 +175,7 @@ impl DownloadSink {
             self.checkpointed = 0;
         }
         let start = self.written;
-        let length = range::content_length(response.headers());
+        let length = u64::try_from(response.expected_content_length()).ok();
         self.expected = match (placement, total, length) {
             (Placement::Append, Some(total), _) => total as i64,
             (_, _, Some(len)) => (start + len) as i64,

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use courier_delegates::{Error, ErrorCode, Reply, Request, Response, TaskInfo, TaskRecorder};
+use courier_protocol_http::decode::{DecodeError, Decoder};
 use courier_protocol_http::range::{self, Continuation};
 use courier_protocol_http::redirect;
 use courier_protocol_http::{Incoming, TlsFailure, TransportError, TransportErrorKind, empty_body};
@@ -265,6 +266,11 @@ impl Run {
             .and_then(|s| s.validator().map(|v| (s.offset(), v)));
         if let Some((offset, validator)) = &resuming {
             range::ask_to_continue(&mut head.headers, *offset, validator);
+            // Ranges address the bytes as stored; the partial data was never encoded.
+            head.headers.insert(
+                http::header::ACCEPT_ENCODING,
+                http::HeaderValue::from_static("identity"),
+            );
         }
         let mut body = body;
         let (mut parts, mut incoming) = self
@@ -296,6 +302,8 @@ impl Run {
             };
         }
         self.wait_until(|g| !g.paused).await?;
+        let parts_encoding = parts.headers.get(http::header::CONTENT_ENCODING).cloned();
+        let (status, method) = (parts.status, head.method.clone());
         let response = Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
         // Only a download keeps the head (for its resume record); a data task hands it over.
         let kept = self.sink.is_some().then(|| response.clone());
@@ -309,7 +317,11 @@ impl Run {
                 let _ = self.actor.cast(TaskMsg::ResumedAt { offset, expected });
             }
         }
-        self.receive(incoming).await
+        // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say.
+        let decoder = parts_encoding
+            .filter(|_| !matches!(status.as_u16(), 204 | 304) && method != http::Method::HEAD)
+            .and_then(|e| Decoder::for_encoding(&e, self.ctx.config.maximum_decompression_ratio));
+        self.receive(incoming, decoder).await
     }
 
     /// Sends the request and follows redirects until a final response. The delegate may change or
@@ -454,7 +466,11 @@ impl Run {
     }
 
     /// Moves the body to its destination until it ends.
-    async fn receive(&mut self, mut body: Incoming) -> Result<(), Halt> {
+    async fn receive(
+        &mut self,
+        mut body: Incoming,
+        mut decoder: Option<Decoder>,
+    ) -> Result<(), Halt> {
         let pace = self
             .ctx
             .config
@@ -504,7 +520,13 @@ impl Run {
             };
             let frame = match frame {
                 Err(_) => return Err(Halt::Failed(self.clock.timed_out(&self.url))),
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    if let Some(d) = &mut decoder {
+                        let rest = d.finish().map_err(|e| self.decode_error(e, true))?;
+                        self.deliver(rest).await?;
+                    }
+                    return Ok(());
+                }
                 Ok(Some(Err(e))) => {
                     return Err(Halt::Failed(map_transport_error(
                         TransportError::from_body(e),
@@ -520,15 +542,43 @@ impl Run {
                 continue;
             }
             received += data.len() as u64;
-            if let Some(sink) = &mut self.sink {
-                sink.accept(data).await?;
-                continue;
-            }
-            let permit = self.take_window(&data).await?;
-            if self.actor.cast(TaskMsg::Data(data, permit)).is_err() {
-                return Err(Halt::Interrupted);
-            }
+            let data = match &mut decoder {
+                Some(d) => d.feed(&data).map_err(|e| self.decode_error(e, false))?,
+                None => data,
+            };
+            self.deliver(data).await?;
         }
+    }
+
+    /// Hands body bytes (decoded) to the download's file or to the delegate.
+    async fn deliver(&mut self, data: Bytes) -> Result<(), Halt> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if let Some(sink) = &mut self.sink {
+            return Ok(sink.accept(data).await?);
+        }
+        let permit = self.take_window(&data).await?;
+        if self.actor.cast(TaskMsg::Data(data, permit)).is_err() {
+            return Err(Halt::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// Names a decoding failure: -1016 for a data task; for a download, -3006 in the middle of the
+    /// body and -3007 at its end; a decompression bomb is -1103.
+    fn decode_error(&self, e: DecodeError, at_end: bool) -> Halt {
+        let code = match (&e, self.sink.is_some(), at_end) {
+            (DecodeError::TooExpanded { .. }, _, _) => ErrorCode::DataLengthExceedsMaximum,
+            (_, false, _) => ErrorCode::CannotDecodeContentData,
+            (_, true, false) => ErrorCode::DownloadDecodingFailedMidStream,
+            (_, true, true) => ErrorCode::DownloadDecodingFailedToComplete,
+        };
+        Halt::Failed(
+            Error::new(code, e.to_string())
+                .with_url(self.url.as_str())
+                .with_source(e),
+        )
     }
 
     /// Waits for room in the delegate window for `data`.
