@@ -3,14 +3,16 @@
 //! hyper-util's pool has no hard cap on connections per host (it only bounds idle ones), so the
 //! connector takes a permit from a per-host semaphore before dialing and keeps it inside the connection:
 //! dropping the connection frees the slot. An HTTP/2 connection gives its permit back at once, since one
-//! connection carries every request to that host.
+//! connection carries every request to that host. Until a TLS host is known to speak HTTP/1.1, its
+//! connections are made one at a time, so a burst of requests to an HTTP/2 server shares one
+//! connection instead of racing to open one each.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -64,7 +66,20 @@ struct Inner {
     settings: ConnectorSettings,
     tls: TlsConnector,
     next_id: AtomicU64,
-    per_host: Mutex<HashMap<(bool, String, u16), Arc<Semaphore>>>,
+    per_host: Mutex<HashMap<(bool, String, u16), Arc<Host>>>,
+}
+
+/// What the connector knows of one host (scheme, name, port).
+struct Host {
+    /// The per-host cap on HTTP/1.1 connections.
+    permits: Arc<Semaphore>,
+    /// Held while a TLS connection to a host whose protocol is not known yet is being made, so a
+    /// burst of requests to an HTTP/2 server opens one connection, not one each.
+    probe: tokio::sync::Mutex<()>,
+    /// True once a connection to this host negotiated HTTP/1.1 (no need to probe again).
+    speaks_h1: AtomicBool,
+    /// Open HTTP/2 connections to this host.
+    h2_open: Arc<AtomicUsize>,
 }
 
 impl Connector {
@@ -109,13 +124,18 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 impl Inner {
-    fn semaphore(&self, tls: bool, host: &str, port: u16) -> Arc<Semaphore> {
+    fn host(&self, tls: bool, host: &str, port: u16) -> Arc<Host> {
         let mut map = self.per_host.lock().unwrap_or_else(|p| p.into_inner());
         map.entry((tls, host.to_owned(), port))
             .or_insert_with(|| {
-                Arc::new(Semaphore::new(
-                    self.settings.max_connections_per_host.max(1),
-                ))
+                Arc::new(Host {
+                    permits: Arc::new(Semaphore::new(
+                        self.settings.max_connections_per_host.max(1),
+                    )),
+                    probe: tokio::sync::Mutex::new(()),
+                    speaks_h1: AtomicBool::new(false),
+                    h2_open: Arc::new(AtomicUsize::new(0)),
+                })
             })
             .clone()
     }
@@ -142,13 +162,26 @@ impl Inner {
             .to_owned();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
 
-        let permit = self
-            .semaphore(tls, &host, port)
-            .acquire_owned()
-            .await
-            .map_err(|_| {
-                ConnectFailure::new(TransportErrorKind::Other, "connector closed", None)
-            })?;
+        let state = self.host(tls, &host, port);
+        // Until a TLS host is known to speak HTTP/1.1, connect to it one at a time: if it speaks
+        // HTTP/2, the first connection carries everything, and the pool hands it to the requests
+        // that were waiting (this connect, if it was one of theirs, is no longer awaited).
+        let _probe = if tls && !state.speaks_h1.load(Ordering::Acquire) {
+            let guard = state.probe.lock().await;
+            if state.h2_open.load(Ordering::Acquire) > 0 {
+                return Err(ConnectFailure::new(
+                    TransportErrorKind::Other,
+                    "an HTTP/2 connection to this host is open already",
+                    None,
+                ));
+            }
+            Some(guard)
+        } else {
+            None
+        };
+        let permit = state.permits.clone().acquire_owned().await.map_err(|_| {
+            ConnectFailure::new(TransportErrorKind::Other, "connector closed", None)
+        })?;
 
         let started = Instant::now();
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
@@ -207,6 +240,7 @@ impl Inner {
                     tls_handshake: Duration::ZERO,
                 },
                 _permit: Some(permit),
+                _h2: None,
             });
         }
 
@@ -225,6 +259,9 @@ impl Inner {
             .map_err(ConnectFailure::tls)?;
         let tls_handshake = handshake_started.elapsed();
         let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        if !h2 {
+            state.speaks_h1.store(true, Ordering::Release);
+        }
         Ok(Conn {
             io: TokioIo::new(Stream::Tls(Box::new(tls_stream))),
             info: ConnectionInfo {
@@ -238,6 +275,7 @@ impl Inner {
             },
             // HTTP/2 multiplexes every request on one connection: the per-host cap does not apply.
             _permit: if h2 { None } else { Some(permit) },
+            _h2: h2.then(|| OpenH2::new(state.h2_open.clone())),
         })
     }
 }
@@ -312,6 +350,24 @@ pub(crate) struct Conn {
     info: ConnectionInfo,
     /// Held for the connection's life; dropping the connection frees the slot.
     _permit: Option<OwnedSemaphorePermit>,
+    /// Counts this connection among its host's open HTTP/2 connections.
+    _h2: Option<OpenH2>,
+}
+
+/// One open HTTP/2 connection, counted until dropped.
+struct OpenH2(Arc<AtomicUsize>);
+
+impl OpenH2 {
+    fn new(count: Arc<AtomicUsize>) -> OpenH2 {
+        count.fetch_add(1, Ordering::AcqRel);
+        OpenH2(count)
+    }
+}
+
+impl Drop for OpenH2 {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Connection for Conn {

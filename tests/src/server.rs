@@ -53,7 +53,33 @@ pub struct TestServer {
     addr: SocketAddr,
     tls: bool,
     accept: JoinHandle<()>,
-    connections: Arc<AtomicUsize>,
+    connections: Arc<Counters>,
+}
+
+/// Connection counts: accepted in all, open now, and the most open at once.
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Counters {
+    /// Counts a new connection; the guard counts it closed when dropped.
+    fn opened(self: &Arc<Self>) -> OpenConnection {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let now = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        self.most.fetch_max(now, Ordering::AcqRel);
+        OpenConnection(self.clone())
+    }
+}
+
+struct OpenConnection(Arc<Counters>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl TestServer {
@@ -78,7 +104,7 @@ impl TestServer {
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
-        let connections = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(Counters::default());
         let counter = connections.clone();
         let is_tls = tls.is_some();
         let accept = tokio::spawn(async move {
@@ -86,9 +112,10 @@ impl TestServer {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                counter.fetch_add(1, Ordering::Relaxed);
+                let open = counter.opened();
                 let tls = tls.clone();
                 tokio::spawn(async move {
+                    let _open = open;
                     let service = service_fn(route);
                     let builder = auto::Builder::new(TokioExecutor::new());
                     match tls {
@@ -131,7 +158,12 @@ impl TestServer {
 
     /// How many connections the server has accepted.
     pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
+        self.connections.accepted.load(Ordering::Relaxed)
+    }
+
+    /// The most connections that were open at the same time.
+    pub fn most_concurrent_connections(&self) -> usize {
+        self.connections.most.load(Ordering::Relaxed)
     }
 }
 

@@ -574,3 +574,59 @@ async fn task_handles_keep_a_dropped_session_usable() {
         "invalidated once the last handle went"
     );
 }
+
+#[tokio::test]
+async fn the_per_host_cap_holds_for_http1_and_http2_shares_one_connection() {
+    let server = TestServer::http().await;
+    let mut config = Configuration::ephemeral();
+    config.cleartext = courier_engine::CleartextPolicy::AllowAll;
+    config.http_maximum_connections_per_host = 2;
+    let session = Session::new(config).unwrap();
+    let url = server.url("/drip?chunks=3&size=1000&delay_ms=10");
+    let all: Vec<_> = (0..20).map(|_| session.data(url.as_str())).collect();
+    for result in futures_join_all(all).await {
+        assert_eq!(result.unwrap().0.len(), 3000);
+    }
+    assert!(
+        server.most_concurrent_connections() <= 2,
+        "{} connections at once",
+        server.most_concurrent_connections()
+    );
+    assert_eq!(
+        server.connections(),
+        2,
+        "20 tasks over 2 kept-alive connections"
+    );
+
+    let ca = TestCa::new();
+    let tls = TestServer::https(&ca).await;
+    let mut config = Configuration::ephemeral();
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    config.http_maximum_connections_per_host = 2;
+    let session = Session::new(config).unwrap();
+    let url = tls.url("/drip?chunks=3&size=1000&delay_ms=10");
+    let all: Vec<_> = (0..20).map(|_| session.data(url.as_str())).collect();
+    for result in futures_join_all(all).await {
+        let (body, response) = result.unwrap();
+        assert_eq!((body.len(), response.version()), (3000, Version::HTTP_2));
+    }
+    assert_eq!(
+        tls.connections(),
+        1,
+        "HTTP/2 multiplexes the 20 on one connection"
+    );
+}
+
+/// Awaits every future, concurrently (spawned on the test's runtime).
+async fn futures_join_all<F>(futures: Vec<F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
