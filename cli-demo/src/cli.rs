@@ -91,6 +91,9 @@ pub(crate) struct Options {
     /// The whole-task timeout, in seconds (default 7 days).
     #[arg(long = "timeout-resource", global = true, value_name = "SECS")]
     pub(crate) timeout_resource: Option<f64>,
+    /// Answer authentication challenges (Basic, Digest) with this credential.
+    #[arg(short = 'u', long = "user", global = true, value_name = "USER:PASS")]
+    pub(crate) user: Option<String>,
     /// Do not follow redirects: the 3xx is the final response.
     #[arg(long = "no-follow", global = true)]
     pub(crate) no_follow: bool,

@@ -82,6 +82,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let (mut delegate, mut finished, mut invalid) =
         CliDelegate::new(events_output(options)?, Box::new(io::sink()), progress);
     delegate.set_follow_redirects(!options.no_follow);
+    delegate.set_credential_from(options.user.as_deref());
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
 
@@ -227,7 +228,7 @@ pub(crate) fn file_name_for(url: &str) -> String {
                 .and_then(|mut s| s.next_back().map(str::to_owned))
         })
         .unwrap_or_default();
-    let decoded = percent_decode(&segment);
+    let decoded = percent_encoding::percent_decode_str(&segment).decode_utf8_lossy();
     let cleaned: String = decoded
         .chars()
         .map(|c| match c {
@@ -246,28 +247,6 @@ pub(crate) fn file_name_for(url: &str) -> String {
     } else {
         name
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

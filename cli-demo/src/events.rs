@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    BodyStream, DataDelegate, DownloadDelegate, Error, Reply, Request, Response,
+    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, Credential,
+    CredentialPersistence, DataDelegate, DownloadDelegate, Error, Reply, Request, Response,
     ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskState,
 };
 use serde_json::{Map, Value, json};
@@ -46,6 +47,8 @@ pub(crate) struct CliDelegate {
     stream: Mutex<Option<BodyStream>>,
     /// False with `--no-follow`: redirects are answered with none.
     follow_redirects: bool,
+    /// `--user`: the credential challenges are answered with.
+    credential: Option<Credential>,
 }
 
 /// The progress callbacks that are coalesced.
@@ -102,6 +105,7 @@ impl CliDelegate {
             progress,
             stream: Mutex::new(None),
             follow_redirects: true,
+            credential: None,
         };
         (delegate, finished_rx, invalid_rx)
     }
@@ -205,6 +209,14 @@ impl CliDelegate {
         self.follow_redirects = follow;
     }
 
+    /// The credential (`--user`) to answer challenges with; once refused, the 401 is delivered.
+    pub(crate) fn set_credential_from(&mut self, user: Option<&str>) {
+        self.credential = user.map(|u| {
+            let (name, pass) = u.split_once(':').unwrap_or((u, ""));
+            Credential::password(name, pass, CredentialPersistence::ForSession)
+        });
+    }
+
     /// Where task `task`'s downloaded file is to be moved.
     pub(crate) fn set_destination(&self, task: u64, path: PathBuf) {
         self.inner().destinations.insert(task, path);
@@ -297,6 +309,40 @@ impl TaskDelegate for CliDelegate {
             Some(task.id()),
             json!({ "from": from.name(), "to": to.name() }),
         );
+    }
+
+    fn did_receive_challenge(
+        &self,
+        task: &TaskInfo,
+        challenge: &AuthenticationChallenge,
+        reply: Reply<AuthChallengeDisposition>,
+    ) {
+        let disposition = match &self.credential {
+            // The server refused it once: do not insist, deliver the 401.
+            Some(_) if challenge.previous_failure_count > 0 => {
+                AuthChallengeDisposition::UseCredential(None)
+            }
+            Some(c) => AuthChallengeDisposition::UseCredential(Some(c.clone())),
+            None => AuthChallengeDisposition::PerformDefaultHandling,
+        };
+        let space = &challenge.protection_space;
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_receive_challenge",
+            Some(task.id()),
+            json!({
+                "scope": "task",
+                "method": space.method.name(),
+                "host": space.host,
+                "port": space.port,
+                "realm": space.realm,
+                "previous_failure_count": challenge.previous_failure_count,
+                "disposition": disposition.name(),
+            }),
+        );
+        drop(inner);
+        reply.send(disposition);
     }
 
     fn will_perform_http_redirection(

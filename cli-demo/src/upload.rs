@@ -47,6 +47,7 @@ pub(crate) async fn run(
         progress,
     );
     delegate.set_follow_redirects(!options.no_follow);
+    delegate.set_credential_from(options.user.as_deref());
     if matches!(body, UploadBody::Stream) {
         delegate.set_upload_stream(Box::pin(tokio::io::stdin()));
     }

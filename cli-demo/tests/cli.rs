@@ -651,3 +651,53 @@ async fn redirects_are_followed_reported_and_can_be_refused_or_limited() {
     assert_eq!(complete["error"]["code"], "http_too_many_redirects");
     assert_eq!(complete["error"]["number"], -1007);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_answers_challenges_and_a_refusal_ends_with_the_401() {
+    let server = TestServer::http().await;
+    let u = server.url("/digest/ann/pw?alg=SHA-256");
+    let run = |user: &'static str, fail: bool| {
+        let u = u.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec![
+                "get",
+                u.as_str(),
+                "--allow-http",
+                "--events",
+                "-",
+                "--user",
+                user,
+            ];
+            if fail {
+                args.push("--fail");
+            }
+            courier(&args)
+        })
+    };
+    let out = run("ann:pw", false).await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"welcome ann");
+    let ev = stderr_events(&out);
+    let challenge = ev
+        .iter()
+        .find(|e| e["event"] == "did_receive_challenge")
+        .unwrap();
+    assert_eq!(challenge["scope"], "task");
+    assert_eq!(challenge["method"], "http_digest");
+    assert_eq!(challenge["realm"], "digest-realm");
+    assert_eq!(challenge["host"], "127.0.0.1");
+    assert_eq!(challenge["previous_failure_count"], 0);
+    assert_eq!(challenge["disposition"], "use_credential");
+
+    let out = run("ann:wrong", true).await.unwrap();
+    assert_eq!(out.status.code(), Some(22), "--fail and a final 401");
+    let ev = stderr_events(&out);
+    let counts: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["event"] == "did_receive_challenge")
+        .map(|e| e["previous_failure_count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [0, 1]);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["status"], 401);
+}

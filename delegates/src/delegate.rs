@@ -11,7 +11,10 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
-use crate::{Error, Reply, Request, Response, ResponseDisposition, TaskInfo, TaskState};
+use crate::{
+    AuthChallengeDisposition, AuthenticationChallenge, Error, Reply, Request, Response,
+    ResponseDisposition, TaskInfo, TaskState,
+};
 
 /// A streamed upload body, handed over by [`TaskDelegate::need_new_body_stream`] (URLSession's
 /// `InputStream`, as Tokio's async reader: a `tokio::fs::File`, a socket, an in-memory cursor).
@@ -53,6 +56,22 @@ pub trait TaskDelegate: Send + Sync + 'static {
     ) {
         let _ = (task, response);
         reply.send(Some(new_request.clone()));
+    }
+
+    /// A server asks this task to authenticate (HTTP Basic or Digest). Answer with a disposition;
+    /// the default (also sent when `reply` is dropped) is
+    /// [`AuthChallengeDisposition::PerformDefaultHandling`]: the URL's user and password, then the
+    /// session's credential store, else the 401 is delivered as the response. Asked again, with a
+    /// higher `previous_failure_count`, when the credential is refused. Completion-form tasks are
+    /// asked too.
+    fn did_receive_challenge(
+        &self,
+        task: &TaskInfo,
+        challenge: &AuthenticationChallenge,
+        reply: Reply<AuthChallengeDisposition>,
+    ) {
+        let _ = (task, challenge);
+        reply.send(AuthChallengeDisposition::PerformDefaultHandling);
     }
 
     /// An upload made from a stream needs its body: at the start, and again whenever the body must be

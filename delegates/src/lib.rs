@@ -3,6 +3,8 @@
 //! Nothing here does I/O. Where things are:
 //! - [`delegate`]: the delegate traits ([`SessionDelegate`], [`TaskDelegate`], [`DataDelegate`],
 //!   [`DownloadDelegate`]) and the [`Delegate`] bundle a session holds. Every method is optional, with URLSession's default.
+//! - [`challenge`]: authentication challenges, protection spaces, credentials and the dispositions
+//!   that answer them.
 //! - [`reply`]: [`Reply`], the completion handler of callbacks that need an answer, and the answers
 //!   ([`ResponseDisposition`]).
 //! - [`task`]: [`TaskInfo`], the live read-only view of a task that handles and callbacks share, and
@@ -13,6 +15,7 @@
 //! - [`queue`]: [`DeliveryQueue`], the serial queue that hands callbacks to the application one at a
 //!   time, in order.
 
+pub mod challenge;
 pub mod delegate;
 pub mod error;
 pub mod queue;
@@ -21,6 +24,10 @@ pub mod request;
 pub mod resume_data;
 pub mod task;
 
+pub use challenge::{
+    AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, Credential,
+    CredentialPersistence, ProtectionSpace,
+};
 pub use delegate::{
     BodyStream, DataDelegate, Delegate, DownloadDelegate, SessionDelegate, TaskDelegate,
 };

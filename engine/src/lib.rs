@@ -34,9 +34,10 @@ pub mod task;
 
 pub use configuration::{CleartextPolicy, Configuration, SessionKind};
 pub use courier_delegates::{
-    BodyStream, DataDelegate, Delegate, DownloadDelegate, Error, ErrorCode, Reply, Request,
-    Response, ResponseDisposition, ResumeData, SessionDelegate, TaskDelegate, TaskInfo, TaskKind,
-    TaskState, priority,
+    AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, BodyStream,
+    Credential, CredentialPersistence, DataDelegate, Delegate, DownloadDelegate, Error, ErrorCode,
+    ProtectionSpace, Reply, Request, Response, ResponseDisposition, ResumeData, SessionDelegate,
+    TaskDelegate, TaskInfo, TaskKind, TaskState, priority,
 };
 pub use session::{Session, SessionInvalidated};
 pub use task::{DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask};

@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::Configuration;
 use crate::configuration::SessionKind;
+use crate::task::auth::CredentialStore;
 use crate::task::download::{decode_resume_data, request_from_record};
 use crate::task::{
     DataTask, Delivered, DownloadTask, DownloadedFile, Sink, Task, Terminal, UploadBody,
@@ -41,6 +42,8 @@ pub(crate) struct SessionContext {
     pub(crate) queue: Option<DeliveryQueue>,
     /// Where the session writes files (created on first use).
     pub(crate) storage: SessionDirectory,
+    /// Credentials that servers accepted, per protection space.
+    pub(crate) credentials: CredentialStore,
 }
 
 impl std::fmt::Debug for SessionContext {
@@ -189,6 +192,7 @@ impl Session {
             transport,
             queue,
             storage,
+            credentials: CredentialStore::default(),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
         let runtime = runtime

@@ -4,9 +4,11 @@
 //! - `actor`: the task actor, which owns the transfer and applies the state machine.
 //! - `transfer`: the transfer itself (request, response head, body), run beside the actor.
 //! - `download`: where a download's body goes: the partial file, its checkpoints, resume data.
+//! - `auth`: answering HTTP authentication challenges, and the session's credential store.
 //! - `upload`: where an upload's body comes from: bytes, a file, or a stream from the delegate.
 
 pub(crate) mod actor;
+pub(crate) mod auth;
 pub(crate) mod download;
 pub(crate) mod transfer;
 pub(crate) mod upload;

@@ -6,6 +6,7 @@
 //! - `connect`: the connector behind the pool (DNS, TCP, TLS with ALPN, the per-host connection cap)
 //!   and [`ConnectionInfo`], the facts about a connection found in each response's extensions.
 //! - `tls`: the rustls client configuration (ring provider, Mozilla's roots plus extra roots).
+//! - [`auth`]: `WWW-Authenticate` challenges read, and `Authorization` written for Basic and Digest.
 //! - [`decode`]: content decoding (gzip, deflate, br) as the body arrives, with a decompression-bomb
 //!   guard.
 //! - [`range`]: byte ranges for resumed downloads: which responses can be resumed, the `Range` and
@@ -14,6 +15,7 @@
 //!   table; credentials dropped across origins).
 //! - [`error`]: [`TransportError`] and its classification, [`TransportErrorKind`].
 
+pub mod auth;
 mod connect;
 pub mod decode;
 pub mod error;

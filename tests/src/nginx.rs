@@ -7,6 +7,8 @@
 //!   transfer part-way.
 //! - `/upload/NAME`: `PUT` stores the body (WebDAV module) in [`Nginx::upload_dir`], read in full.
 //! - `/307-upload`: a 307 to `/upload/redirected.bin`.
+//! - `/private/FILE`: the static files behind `auth_basic` (realm `nginx-realm`, user `nginx`,
+//!   password `secret`).
 //! - `/r301` → 301 → `/r302` → 302 (absolute) → `/r307` → 307 → `/hello.txt`.
 //!
 //! Each request is logged as `METHOD URI "RANGE" STATUS BODY_BYTES_SENT REQUEST_LENGTH`
@@ -108,6 +110,11 @@ http {{
             client_max_body_size 0;
         }}
         location = /307-upload {{ return 307 /upload/redirected.bin; }}
+        location /private/ {{
+            alias {root}/;
+            auth_basic "nginx-realm";
+            auth_basic_user_file {d}/htpasswd;
+        }}
         location = /r301 {{ return 301 /r302; }}
         location = /r302 {{ return 302 http://127.0.0.1:{port}/r307; }}
         location = /r307 {{ return 307 /hello.txt; }}
@@ -115,6 +122,8 @@ http {{
 }}
 "#
         );
+        // nginx reads `{PLAIN}` passwords as they are: user `nginx`, password `secret`.
+        std::fs::write(dir.path().join("htpasswd"), "nginx:{PLAIN}secret\n").expect("htpasswd");
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
         let child = Command::new(binary)

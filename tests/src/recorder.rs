@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    BodyStream, DataDelegate, DownloadDelegate, Error, ErrorCode, Reply, Request, Response,
-    ResponseDisposition, ResumeData, SessionDelegate, TaskDelegate, TaskInfo, TaskState,
+    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, DataDelegate, DownloadDelegate,
+    Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData, SessionDelegate,
+    TaskDelegate, TaskInfo, TaskState,
 };
 
 use crate::sha256_hex;
@@ -82,6 +83,19 @@ pub enum Event {
         /// Total expected (-1 unknown).
         expected: i64,
     },
+    /// `did_receive_challenge`.
+    Challenge {
+        /// Task identifier.
+        task: u64,
+        /// The method's name (`http_basic`, `http_digest`).
+        method: &'static str,
+        /// The realm.
+        realm: Option<String>,
+        /// How many attempts came before.
+        previous_failure_count: u32,
+        /// Whether a credential was proposed.
+        proposed: bool,
+    },
     /// `will_perform_http_redirection`.
     Redirect {
         /// Task identifier.
@@ -119,6 +133,7 @@ impl Event {
             Event::NeedBody { .. } => "need_body",
             Event::Sent { .. } => "sent",
             Event::Redirect { .. } => "redirect",
+            Event::Challenge { .. } => "challenge",
             Event::Complete { .. } => "complete",
             Event::Invalid => "invalid",
         }
@@ -136,6 +151,7 @@ impl Event {
             | Event::NeedBody { task }
             | Event::Sent { task, .. }
             | Event::Redirect { task, .. }
+            | Event::Challenge { task, .. }
             | Event::Complete { task, .. } => Some(*task),
             Event::Invalid => None,
         }
@@ -154,6 +170,8 @@ pub struct Recorder {
     stream_body: Option<Bytes>,
     /// How redirects are answered: follow as proposed (`None`), or this.
     redirects: Option<RedirectAnswer>,
+    /// Answers to challenges, in order; default handling once they run out.
+    challenges: Mutex<std::collections::VecDeque<AuthChallengeDisposition>>,
 }
 
 /// How a [`Recorder`] answers `will_perform_http_redirection`.
@@ -191,6 +209,14 @@ impl Recorder {
     pub fn redirecting(answer: RedirectAnswer) -> Recorder {
         Recorder {
             redirects: Some(answer),
+            ..Recorder::default()
+        }
+    }
+
+    /// A recorder that answers challenges with `answers`, in order, then with default handling.
+    pub fn challenged(answers: impl IntoIterator<Item = AuthChallengeDisposition>) -> Recorder {
+        Recorder {
+            challenges: Mutex::new(answers.into_iter().collect()),
             ..Recorder::default()
         }
     }
@@ -290,6 +316,28 @@ impl TaskDelegate for Recorder {
                 courier_engine::reexports::http::HeaderValue::from_static(value),
             )),
         });
+    }
+
+    fn did_receive_challenge(
+        &self,
+        task: &TaskInfo,
+        challenge: &AuthenticationChallenge,
+        reply: Reply<AuthChallengeDisposition>,
+    ) {
+        self.push(Event::Challenge {
+            task: task.id(),
+            method: challenge.protection_space.method.name(),
+            realm: challenge.protection_space.realm.clone(),
+            previous_failure_count: challenge.previous_failure_count,
+            proposed: challenge.proposed_credential.is_some(),
+        });
+        let answer = self
+            .challenges
+            .lock()
+            .expect("challenges")
+            .pop_front()
+            .unwrap_or(AuthChallengeDisposition::PerformDefaultHandling);
+        reply.send(answer);
     }
 
     fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {

@@ -12,6 +12,8 @@
 //! - `/redirect/CODE?to=LOCATION`: status CODE with that `Location` (none without `to`).
 //! - `/gzip/N`, `/deflate/N`, `/br/N`: N bytes of [`pattern`], content-encoded; `/badgzip`: a body
 //!   that claims gzip and is not; `/bomb`: 256 MiB of zeros as about 256 KiB of gzip.
+//! - `/basic/USER/PASS`, `/digest/USER/PASS[?alg=SHA-256]`, `/basic-or-digest/USER/PASS`: protected;
+//!   200 `welcome USER` with the right credential, 401 with challenges otherwise.
 //! - `/chain/N`: N redirects (302, relative `Location`s), then 200 `end of chain`.
 //!
 //! Used by the tests and by `courier demo`. The server stops when the `TestServer` is dropped.
@@ -190,6 +192,93 @@ fn query(req: &Request<Incoming>, key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `/basic/USER/PASS`, `/digest/USER/PASS[?alg=SHA-256]`, `/basic-or-digest/USER/PASS`: 200
+/// `welcome USER` with the right credential, else 401 with the challenges. Digest answers are checked
+/// here with code of the test kit's own, not the engine's.
+async fn authenticate(kind: &str, arg: &str, req: &Request<Incoming>) -> Response<Body> {
+    let arg = percent_encoding::percent_decode_str(arg).decode_utf8_lossy();
+    let (user, pass) = arg.split_once('/').unwrap_or((&arg, ""));
+    let alg = query_text(req, "alg").unwrap_or("MD5").to_owned();
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let basic_ok = {
+        use base64::Engine as _;
+        let expected = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        given == format!("Basic {expected}")
+    };
+    let digest_ok = digest_matches(given, user, pass, req.method().as_str(), &alg);
+    let ok = match kind {
+        "basic" => basic_ok,
+        "digest" => digest_ok,
+        _ => basic_ok || digest_ok,
+    };
+    if ok {
+        return full(StatusCode::OK, format!("welcome {user}"));
+    }
+    let mut r = full(StatusCode::UNAUTHORIZED, "who are you?");
+    let digest = format!(
+        "Digest realm=\"digest-realm\", qop=\"auth\", algorithm={alg}, nonce=\"{}\", opaque=\"opaque-1\"",
+        crate::sha256_hex(format!("{:?}", std::time::SystemTime::now()).as_bytes())
+    );
+    let headers = r.headers_mut();
+    if kind != "digest" {
+        headers.append(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Basic realm=\"basic-realm\""),
+        );
+    }
+    if kind != "basic"
+        && let Ok(v) = http::HeaderValue::from_str(&digest)
+    {
+        headers.append(http::header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// Checks a Digest `Authorization` (RFC 7616, qop=auth) against the user and password.
+fn digest_matches(given: &str, user: &str, pass: &str, method: &str, alg: &str) -> bool {
+    let Some(rest) = given.strip_prefix("Digest ") else {
+        return false;
+    };
+    let field = |name: &str| -> Option<String> {
+        rest.split(", ").find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k.trim() == name).then(|| v.trim_matches('"').to_owned())
+        })
+    };
+    let h = |data: String| -> String {
+        if alg == "SHA-256" {
+            crate::sha256_hex(data.as_bytes())
+        } else {
+            use md5::Digest as _;
+            md5::Md5::digest(data.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        }
+    };
+    let (Some(realm), Some(nonce), Some(uri), Some(nc), Some(cnonce), Some(response)) = (
+        field("realm"),
+        field("nonce"),
+        field("uri"),
+        field("nc"),
+        field("cnonce"),
+        field("response"),
+    ) else {
+        return false;
+    };
+    if field("username").as_deref() != Some(user) || field("opaque").as_deref() != Some("opaque-1")
+    {
+        return false;
+    }
+    let ha1 = h(format!("{user}:{realm}:{pass}"));
+    let ha2 = h(format!("{method}:{uri}"));
+    response == h(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
+}
+
 /// `data` compressed with `encoding` (`gzip`, `deflate` as zlib, or `br`).
 pub fn compress(encoding: &str, data: &[u8]) -> Vec<u8> {
     use std::io::Write;
@@ -305,6 +394,7 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             }
             r
         }
+        "basic" | "digest" | "basic-or-digest" => authenticate(head, arg, &req).await,
         "gzip" | "deflate" | "br" => match arg.parse::<usize>() {
             // `/gzip/N`, `/deflate/N`, `/br/N`: N bytes of [`pattern`], encoded.
             Ok(n) => encoded(head, &pattern_bytes(0, n)),

@@ -198,3 +198,47 @@ async fn nginx_redirects_301_302_307_are_followed_to_the_file() {
         .collect();
     assert_eq!(hops, [301, 302, 307]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_auth_basic_is_answered_with_the_delegates_credential() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("hello.txt"), "hello from nginx\n").unwrap();
+    let Some(nginx) = Nginx::start(root.path()) else {
+        return;
+    };
+    let session_dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(Recorder::challenged([
+        courier_engine::AuthChallengeDisposition::UseCredential(Some(
+            courier_engine::Credential::password(
+                "nginx",
+                "secret",
+                courier_engine::CredentialPersistence::ForSession,
+            ),
+        )),
+    ]));
+    let session = Session::with_delegate(config(session_dir.path()), rec.clone()).unwrap();
+    let (body, response) = session
+        .data(nginx.url("/private/hello.txt").as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        (response.status().as_u16(), &body[..]),
+        (200, &b"hello from nginx\n"[..])
+    );
+    let realms: Vec<Option<String>> = rec
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Challenge { realm, .. } => Some(realm.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(realms, [Some("nginx-realm".to_owned())]);
+    // Without a credential the 401 is the response.
+    let bare = Session::new(config(session_dir.path())).unwrap();
+    let (_, response) = bare
+        .data(nginx.url("/private/hello.txt").as_str())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}

@@ -31,6 +31,7 @@ use url::Url;
 
 use super::PartialSlot;
 use super::actor::TaskMsg;
+use super::auth::{self, Authenticator};
 use super::download::{DownloadSink, Placement, Stopped};
 use super::upload::{self, UploadBody};
 use crate::session::SessionContext;
@@ -110,6 +111,7 @@ impl Transfer {
         let actor = args.actor.clone();
         let run = Run {
             ctx: args.ctx,
+            auth: Authenticator::default(),
             info: args.info,
             recorder: args.recorder,
             callbacks: args.callbacks,
@@ -172,6 +174,8 @@ impl Drop for Transfer {
 
 struct Run {
     ctx: Arc<SessionContext>,
+    /// Answers authentication challenges.
+    auth: Authenticator,
     info: TaskInfo,
     recorder: TaskRecorder,
     callbacks: bool,
@@ -335,6 +339,35 @@ impl Run {
         let mut followed = 0;
         loop {
             let response = self.send(head, body.as_ref()).await?;
+            if response.status() == http::StatusCode::UNAUTHORIZED
+                && response
+                    .headers()
+                    .contains_key(http::header::WWW_AUTHENTICATE)
+            {
+                let seen = Response::new(
+                    self.url.clone(),
+                    response.status(),
+                    response.version(),
+                    response.headers().clone(),
+                );
+                let (ctx, info, url) = (self.ctx.clone(), self.info.clone(), self.url.clone());
+                let deciding = self.auth.on_401(&ctx, &info, &seen, &head.method, &url);
+                match unless_stopped(&mut self.gate, deciding).await? {
+                    auth::Answer::Retry(authorization) => {
+                        drop(response);
+                        head.headers
+                            .insert(http::header::AUTHORIZATION, authorization);
+                        continue;
+                    }
+                    auth::Answer::Deliver => return Ok(response),
+                    auth::Answer::Cancel => {
+                        return Err(Halt::Failed(Error::cancelled(
+                            self.info.original_request().url_str(),
+                        )));
+                    }
+                }
+            }
+            self.auth.accepted(&self.ctx);
             let Some(hop) = redirect::redirect(
                 response.status(),
                 response.headers(),

@@ -1,0 +1,148 @@
+//! Authentication challenges: what a server asks for (`ProtectionSpace`), what a delegate answers with
+//! (`Credential`, `AuthChallengeDisposition`), and the challenge itself (`AuthenticationChallenge`).
+
+use std::fmt;
+
+use crate::Response;
+
+/// How a protection space authenticates (`NSURLAuthenticationMethod...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthenticationMethod {
+    /// HTTP Basic (RFC 7617).
+    HttpBasic,
+    /// HTTP Digest (RFC 7616).
+    HttpDigest,
+    /// The server's certificate must be trusted (session level).
+    ServerTrust,
+    /// The server asks for a client certificate (session level).
+    ClientCertificate,
+}
+
+impl AuthenticationMethod {
+    /// The name the event stream uses (`http_basic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthenticationMethod::HttpBasic => "http_basic",
+            AuthenticationMethod::HttpDigest => "http_digest",
+            AuthenticationMethod::ServerTrust => "server_trust",
+            AuthenticationMethod::ClientCertificate => "client_certificate",
+        }
+    }
+}
+
+/// Where a credential applies (`URLProtectionSpace`): host, port, scheme, realm and method.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProtectionSpace {
+    /// The host.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// `http` or `https`.
+    pub protocol: String,
+    /// The realm the server named, if any.
+    pub realm: Option<String>,
+    /// The authentication method.
+    pub method: AuthenticationMethod,
+}
+
+/// How long a credential is kept (`URLCredential.Persistence`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum CredentialPersistence {
+    /// Used for this request only.
+    None,
+    /// Kept in memory for the session's life (the default).
+    #[default]
+    ForSession,
+    /// Kept in the session's credential store: on disk for a default session, in memory for an
+    /// ephemeral one.
+    Permanent,
+}
+
+/// A credential (`URLCredential`): for now a user and a password.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Credential {
+    user: String,
+    password: String,
+    persistence: CredentialPersistence,
+}
+
+impl Credential {
+    /// A user and password, kept as `persistence` says.
+    pub fn password(
+        user: impl Into<String>,
+        password: impl Into<String>,
+        persistence: CredentialPersistence,
+    ) -> Credential {
+        Credential {
+            user: user.into(),
+            password: password.into(),
+            persistence,
+        }
+    }
+
+    /// The user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The password.
+    pub fn secret(&self) -> &str {
+        &self.password
+    }
+
+    /// How long it is kept.
+    pub fn persistence(&self) -> CredentialPersistence {
+        self.persistence
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password.
+        f.debug_struct("Credential")
+            .field("user", &self.user)
+            .field("persistence", &self.persistence)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A challenge from a server (`URLAuthenticationChallenge`).
+#[derive(Clone, Debug)]
+pub struct AuthenticationChallenge {
+    /// What is protected, and how.
+    pub protection_space: ProtectionSpace,
+    /// The credential default handling would use (from the URL, or the credential store), if any.
+    pub proposed_credential: Option<Credential>,
+    /// How many times this task was already challenged for this protection space.
+    pub previous_failure_count: u32,
+    /// The response that carried the challenge.
+    pub failure_response: Option<Response>,
+}
+
+/// How to answer a challenge (`URLSession.AuthChallengeDisposition`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthChallengeDisposition {
+    /// Use this credential; `None` continues without one (the challenge's response is delivered).
+    UseCredential(Option<Credential>),
+    /// As if the delegate did not implement the method: the URL's user and password, then the
+    /// credential store, else the challenge's response is delivered.
+    PerformDefaultHandling,
+    /// Cancel the task: it completes with -999.
+    CancelAuthenticationChallenge,
+    /// Try the server's next authentication scheme, if it offered another.
+    RejectProtectionSpace,
+}
+
+impl AuthChallengeDisposition {
+    /// The name the event stream uses (`use_credential`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthChallengeDisposition::UseCredential(_) => "use_credential",
+            AuthChallengeDisposition::PerformDefaultHandling => "perform_default_handling",
+            AuthChallengeDisposition::CancelAuthenticationChallenge => "cancel",
+            AuthChallengeDisposition::RejectProtectionSpace => "reject_protection_space",
+        }
+    }
+}

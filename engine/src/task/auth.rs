@@ -1,0 +1,285 @@
+//! Answering HTTP authentication challenges (Basic, Digest) for one task, and the session's
+//! credential store.
+//!
+//! On a 401 with `WWW-Authenticate`, the transfer asks its [`Authenticator`] what to do. The strongest
+//! scheme the server offers comes first (Digest SHA-256, Digest MD5, Basic); the delegate answers
+//! with a disposition (or, without one, default handling: the URL's user and password, then the
+//! credential store). Every protection space counts its attempts, and a credential default handling
+//! already tried is never tried again, so the loop always ends: at worst the 401 is delivered.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use courier_delegates::{
+    AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, Credential,
+    CredentialPersistence, ProtectionSpace, Reply, Response, TaskInfo,
+};
+use courier_protocol_http::auth::{self, Challenge, DigestAlgorithm, DigestInput};
+use http::{HeaderValue, Method};
+use tokio::sync::oneshot;
+use url::Url;
+
+use crate::session::SessionContext;
+
+/// Attempts per protection space after which the challenge's response is delivered, whatever the
+/// delegate says (it may keep answering with credentials the server refuses).
+const MAX_ATTEMPTS: u32 = 8;
+
+/// The session's credentials, per protection space (in memory; an ephemeral session never writes
+/// them anywhere).
+#[derive(Default)]
+pub(crate) struct CredentialStore {
+    by_space: Mutex<HashMap<SpaceKey, Credential>>,
+}
+
+/// A protection space as the store files it: credentials apply per realm, whatever the method.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct SpaceKey {
+    protocol: String,
+    host: String,
+    port: u16,
+    realm: Option<String>,
+}
+
+impl SpaceKey {
+    fn of(space: &ProtectionSpace) -> SpaceKey {
+        SpaceKey {
+            protocol: space.protocol.clone(),
+            host: space.host.to_ascii_lowercase(),
+            port: space.port,
+            realm: space.realm.clone(),
+        }
+    }
+}
+
+impl CredentialStore {
+    fn get(&self, space: &ProtectionSpace) -> Option<Credential> {
+        let map = self.by_space.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&SpaceKey::of(space)).cloned()
+    }
+
+    fn put(&self, space: &ProtectionSpace, credential: Credential) {
+        let mut map = self.by_space.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(SpaceKey::of(space), credential);
+    }
+
+    fn forget(&self, space: &ProtectionSpace) {
+        let mut map = self.by_space.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&SpaceKey::of(space));
+    }
+}
+
+/// What to do with a 401.
+pub(crate) enum Answer {
+    /// Send the request again with this `Authorization`.
+    Retry(HeaderValue),
+    /// Deliver the 401 as the response.
+    Deliver,
+    /// The delegate cancelled the challenge: the task ends with -999.
+    Cancel,
+}
+
+/// One task's authentication state.
+#[derive(Default)]
+pub(crate) struct Authenticator {
+    attempts: HashMap<ProtectionSpace, u32>,
+    /// Credentials default handling has tried, per space.
+    tried: HashMap<ProtectionSpace, Vec<Credential>>,
+    rejected: HashSet<ProtectionSpace>,
+    /// The credential sent last, to keep once the server accepts it.
+    pending: Option<(ProtectionSpace, Credential)>,
+    nonce_count: u32,
+}
+
+impl Authenticator {
+    /// Decides what to do with `response`, a 401 to `method url`.
+    pub(crate) async fn on_401(
+        &mut self,
+        ctx: &SessionContext,
+        info: &TaskInfo,
+        response: &Response,
+        method: &Method,
+        url: &Url,
+    ) -> Answer {
+        // A refused credential is forgotten: default handling must not offer it again.
+        if let Some((space, _)) = self.pending.take() {
+            ctx.credentials.forget(&space);
+        }
+        let mut offered: Vec<(Challenge, AuthenticationMethod)> =
+            auth::challenges(response.headers())
+                .into_iter()
+                .filter_map(|c| match c.scheme.as_str() {
+                    "digest" if DigestAlgorithm::of(&c).is_some() => {
+                        Some((c, AuthenticationMethod::HttpDigest))
+                    }
+                    "basic" => Some((c, AuthenticationMethod::HttpBasic)),
+                    _ => None,
+                })
+                .collect();
+        // Strongest first: Digest SHA-256, Digest MD5, Basic.
+        offered.sort_by_key(|(c, m)| match (m, DigestAlgorithm::of(c)) {
+            (AuthenticationMethod::HttpDigest, Some(DigestAlgorithm::Sha256)) => 0,
+            (AuthenticationMethod::HttpDigest, _) => 1,
+            _ => 2,
+        });
+        for (challenge, method_kind) in offered {
+            let space = ProtectionSpace {
+                host: url.host_str().unwrap_or("").to_owned(),
+                port: url.port_or_known_default().unwrap_or(0),
+                protocol: url.scheme().to_owned(),
+                realm: challenge.realm().map(str::to_owned),
+                method: method_kind,
+            };
+            if self.rejected.contains(&space) {
+                continue;
+            }
+            let previous = self.attempts.get(&space).copied().unwrap_or(0);
+            if previous >= MAX_ATTEMPTS {
+                return Answer::Deliver;
+            }
+            let proposed = self.default_credential(ctx, &space, url);
+            let disposition = ask(ctx, info, &space, proposed.clone(), previous, response).await;
+            let credential = match disposition {
+                AuthChallengeDisposition::UseCredential(Some(c)) => c,
+                AuthChallengeDisposition::UseCredential(None) => return Answer::Deliver,
+                AuthChallengeDisposition::CancelAuthenticationChallenge => return Answer::Cancel,
+                AuthChallengeDisposition::RejectProtectionSpace => {
+                    self.rejected.insert(space);
+                    continue;
+                }
+                // Default handling (and any disposition added later).
+                _ => match proposed {
+                    Some(c) => {
+                        self.tried.entry(space.clone()).or_default().push(c.clone());
+                        c
+                    }
+                    None => return Answer::Deliver,
+                },
+            };
+            *self.attempts.entry(space.clone()).or_insert(0) += 1;
+            let Some(header) = self.authorization(&challenge, &credential, method, url) else {
+                return Answer::Deliver;
+            };
+            self.pending = Some((space, credential));
+            return Answer::Retry(header);
+        }
+        Answer::Deliver
+    }
+
+    /// The server accepted the last credential: keep it as its persistence says.
+    pub(crate) fn accepted(&mut self, ctx: &SessionContext) {
+        if let Some((space, credential)) = self.pending.take()
+            && credential.persistence() != CredentialPersistence::None
+        {
+            ctx.credentials.put(&space, credential);
+        }
+    }
+
+    /// What default handling would use: the URL's user and password, then the store; never a
+    /// credential it tried already for this space.
+    fn default_credential(
+        &self,
+        ctx: &SessionContext,
+        space: &ProtectionSpace,
+        url: &Url,
+    ) -> Option<Credential> {
+        let tried = self.tried.get(space).map(Vec::as_slice).unwrap_or(&[]);
+        let from_url = (!url.username().is_empty()).then(|| {
+            Credential::password(
+                percent_decode(url.username()),
+                percent_decode(url.password().unwrap_or("")),
+                CredentialPersistence::None,
+            )
+        });
+        from_url
+            .into_iter()
+            .chain(ctx.credentials.get(space))
+            .find(|c| !tried.contains(c))
+    }
+
+    fn authorization(
+        &mut self,
+        challenge: &Challenge,
+        credential: &Credential,
+        method: &Method,
+        url: &Url,
+    ) -> Option<HeaderValue> {
+        match challenge.scheme.as_str() {
+            "basic" => Some(auth::basic(credential.user(), credential.secret())),
+            _ => {
+                self.nonce_count += 1;
+                let uri = match url.query() {
+                    Some(q) => format!("{}?{q}", url.path()),
+                    None => url.path().to_owned(),
+                };
+                auth::digest(
+                    challenge,
+                    &DigestInput {
+                        user: credential.user(),
+                        password: credential.secret(),
+                        method,
+                        uri: &uri,
+                        nc: self.nonce_count,
+                        cnonce: &cnonce(),
+                    },
+                )
+            }
+        }
+    }
+}
+
+/// Asks the delegate, or answers as default handling when the session has none.
+async fn ask(
+    ctx: &SessionContext,
+    info: &TaskInfo,
+    space: &ProtectionSpace,
+    proposed: Option<Credential>,
+    previous: u32,
+    response: &Response,
+) -> AuthChallengeDisposition {
+    let Some(queue) = &ctx.queue else {
+        return AuthChallengeDisposition::PerformDefaultHandling;
+    };
+    let challenge = AuthenticationChallenge {
+        protection_space: space.clone(),
+        proposed_credential: proposed,
+        previous_failure_count: previous,
+        failure_response: Some(response.clone()),
+    };
+    let (tx, rx) = oneshot::channel();
+    let info = info.clone();
+    queue.push(move |d| {
+        let reply = Reply::new(AuthChallengeDisposition::PerformDefaultHandling, move |a| {
+            let _ = tx.send(a);
+        });
+        d.did_receive_challenge(&info, &challenge, reply);
+    });
+    rx.await
+        .unwrap_or(AuthChallengeDisposition::PerformDefaultHandling)
+}
+
+/// A fresh client nonce: not secret, only unpredictable enough to keep answers distinct.
+fn cnonce() -> String {
+    use sha2::Digest;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seed = format!(
+        "{now}:{}:{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    sha2::Sha256::digest(seed.as_bytes())[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
