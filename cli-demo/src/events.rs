@@ -471,6 +471,16 @@ impl DataDelegate for CliDelegate {
         reply.send(disposition);
     }
 
+    fn did_become_download_task(&self, task: &TaskInfo, download_task: &TaskInfo) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_become_download_task",
+            Some(task.id()),
+            json!({ "download_task": download_task.id() }),
+        );
+    }
+
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
         if self.inner().body.write_all(data).is_err() {
             tracing::warn!("cannot write the body to its output");

@@ -121,6 +121,13 @@ pub trait DataDelegate: Send + Sync + 'static {
         reply.send(ResponseDisposition::Allow);
     }
 
+    /// The data task `task` became the download task `download_task` (its answer to
+    /// `did_receive_response` was [`ResponseDisposition::BecomeDownload`]). From here on, messages
+    /// name the download task; the data task gets none, not even `did_complete`.
+    fn did_become_download_task(&self, task: &TaskInfo, download_task: &TaskInfo) {
+        let _ = (task, download_task);
+    }
+
     /// Body bytes arrived, in order. Called zero or more times after `did_receive_response`.
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
         let _ = (task, data);

@@ -56,6 +56,10 @@ pub enum ResponseDisposition {
     Allow,
     /// Cancel the task: it completes with `-999`.
     Cancel,
+    /// Turn the data task into a download task: `did_become_download_task` names the new task,
+    /// which receives the body into a file (`did_write_data`, `did_finish_downloading_to`,
+    /// `did_complete`). The data task hears nothing more, not even `did_complete`.
+    BecomeDownload,
 }
 
 impl ResponseDisposition {
@@ -64,6 +68,7 @@ impl ResponseDisposition {
         match self {
             ResponseDisposition::Allow => "allow",
             ResponseDisposition::Cancel => "cancel",
+            ResponseDisposition::BecomeDownload => "become_download",
         }
     }
 }

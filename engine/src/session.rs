@@ -44,6 +44,8 @@ pub(crate) struct SessionContext {
     pub(crate) storage: SessionDirectory,
     /// Credentials that servers accepted, per protection space.
     pub(crate) credentials: CredentialStore,
+    /// The next task identifier (tasks are numbered 1, 2, 3... per session).
+    pub(crate) next_task_id: AtomicU64,
 }
 
 impl std::fmt::Debug for SessionContext {
@@ -94,7 +96,6 @@ pub struct Session {
 pub(crate) struct SessionCore {
     pub(crate) actor: ActorRef<SessionMsg>,
     ctx: Arc<SessionContext>,
-    next_task_id: AtomicU64,
     invalidated: AtomicBool,
     invalid_rx: watch::Receiver<bool>,
     shared: bool,
@@ -193,6 +194,7 @@ impl Session {
             queue,
             storage,
             credentials: CredentialStore::default(),
+            next_task_id: AtomicU64::new(1),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
         let runtime = runtime
@@ -212,7 +214,6 @@ impl Session {
             inner: Arc::new(SessionCore {
                 actor,
                 ctx,
-                next_task_id: AtomicU64::new(1),
                 invalidated: AtomicBool::new(false),
                 invalid_rx,
                 shared,
@@ -258,7 +259,7 @@ impl Session {
         if self.inner.invalidated.load(Ordering::Acquire) {
             return Err(SessionInvalidated);
         }
-        let id = self.inner.next_task_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.inner.ctx.next_task_id.fetch_add(1, Ordering::Relaxed);
         let (info, recorder) = TaskInfo::new(id, kind, request);
         if let Some(current) = current {
             recorder.set_current_request(current);

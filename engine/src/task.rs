@@ -275,6 +275,13 @@ impl Task {
         &self.info
     }
 
+    /// This task as a [`DownloadTask`], if it is one (for instance the task a data task became,
+    /// found through [`Session::all_tasks`](crate::Session::all_tasks)).
+    pub fn as_download(&self) -> Option<DownloadTask> {
+        (self.info.kind() == courier_delegates::TaskKind::Download)
+            .then(|| DownloadTask::new(self.clone()))
+    }
+
     /// Test hook: makes the task's actor panic, as a bug in it would. The session completes the
     /// task with an error (and a download with resume data) and goes on.
     #[cfg(feature = "test-hooks")]

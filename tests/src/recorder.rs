@@ -33,6 +33,13 @@ pub enum Event {
         /// HTTP status.
         status: u16,
     },
+    /// `did_become_download_task`.
+    BecameDownload {
+        /// The data task.
+        task: u64,
+        /// The download task it became.
+        download: u64,
+    },
     /// `did_receive_data`.
     Data {
         /// Task identifier.
@@ -134,6 +141,7 @@ impl Event {
             Event::Sent { .. } => "sent",
             Event::Redirect { .. } => "redirect",
             Event::Challenge { .. } => "challenge",
+            Event::BecameDownload { .. } => "became_download",
             Event::Complete { .. } => "complete",
             Event::Invalid => "invalid",
         }
@@ -152,6 +160,7 @@ impl Event {
             | Event::Sent { task, .. }
             | Event::Redirect { task, .. }
             | Event::Challenge { task, .. }
+            | Event::BecameDownload { task, .. }
             | Event::Complete { task, .. } => Some(*task),
             Event::Invalid => None,
         }
@@ -390,6 +399,13 @@ impl DataDelegate for Recorder {
             status: response.status().as_u16(),
         });
         reply.send(self.disposition.unwrap_or(ResponseDisposition::Allow));
+    }
+
+    fn did_become_download_task(&self, task: &TaskInfo, download_task: &TaskInfo) {
+        self.push(Event::BecameDownload {
+            task: task.id(),
+            download: download_task.id(),
+        });
     }
 
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {

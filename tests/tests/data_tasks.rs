@@ -229,6 +229,62 @@ async fn response_disposition_cancel_ends_with_cancelled() {
     );
 }
 
+#[tokio::test]
+async fn response_disposition_become_download_hands_the_body_to_a_new_download_task() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = http_config();
+    config.session_directory = Some(dir.path().to_path_buf());
+    let rec = Arc::new(Recorder::answering(ResponseDisposition::BecomeDownload));
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
+    let task = session
+        .data_task(server.url("/drip?chunks=5&size=100000&delay_ms=5").as_str())
+        .unwrap();
+    task.resume();
+    assert_eq!(
+        rec.wait_complete(2, WAIT).await,
+        Some(None),
+        "the download task completes"
+    );
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap();
+    assert!(events.contains(&Event::BecameDownload {
+        task: 1,
+        download: 2
+    }));
+    // The data task hears nothing after becoming a download: no data, no did_complete.
+    let became = events
+        .iter()
+        .position(|e| matches!(e, Event::BecameDownload { .. }))
+        .unwrap();
+    assert!(
+        events[became + 1..].iter().all(|e| e.task() != Some(1)),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Data { .. })));
+    let finished = events.iter().find_map(|e| match e {
+        Event::Finished {
+            task: 2,
+            size,
+            sha256,
+        } => Some((*size, sha256.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        finished,
+        Some((
+            500_000,
+            courier_tests::sha256_hex(&pattern_bytes(0, 500_000))
+        ))
+    );
+    assert_eq!(task.state(), courier_engine::TaskState::Completed);
+    let files = std::fs::read_dir(session.directory().unwrap())
+        .unwrap()
+        .count();
+    assert_eq!(files, 0, "the downloaded file was handed over and removed");
+}
+
 async fn error_of(session: &Session, request: Request) -> ErrorCode {
     session.data(request).await.expect_err("should fail").code()
 }

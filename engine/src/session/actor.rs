@@ -38,6 +38,13 @@ pub(crate) enum SessionMsg {
     AllTasks(RpcReplyPort<Vec<TaskInfo>>),
     /// `finish_tasks_and_invalidate()` (`cancel: false`) or `invalidate_and_cancel()`.
     Invalidate { cancel: bool },
+    /// The data task `old` became a download task, carried on by the same actor.
+    BecameDownload {
+        old: u64,
+        recorder: TaskRecorder,
+        terminal: Terminal,
+        partial: PartialSlot,
+    },
 }
 
 pub(crate) struct SessionArgs {
@@ -142,6 +149,31 @@ impl Actor for SessionActor {
                         .collect();
                     let _ = reply.send(tasks);
                 }
+                SessionMsg::BecameDownload {
+                    old,
+                    recorder,
+                    terminal,
+                    partial,
+                } => {
+                    // If the actor stopped already, its new task has completed: nothing to file.
+                    if let Some(entry) = st.tasks.remove(&old)
+                        && let Some(actor) = entry.actor
+                    {
+                        let id = recorder.info().id();
+                        st.by_actor.insert(actor.get_id(), id);
+                        st.tasks.insert(
+                            id,
+                            Entry {
+                                recorder,
+                                terminal,
+                                callbacks: entry.callbacks,
+                                work: None,
+                                partial,
+                                actor: Some(actor),
+                            },
+                        );
+                    }
+                }
                 SessionMsg::Invalidate { cancel } => {
                     st.invalidating = true;
                     if cancel {
@@ -223,6 +255,7 @@ impl SessionState {
             callbacks: entry.callbacks,
             work: entry.work.take().unwrap_or(Work::Data),
             partial: entry.partial.clone(),
+            session: me.clone(),
         };
         match TaskActor::spawn_linked(None, TaskActor, args, me.get_cell()).await {
             Ok((actor, _)) => {

@@ -7,11 +7,12 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use courier_delegates::{
     Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData, TaskInfo,
-    TaskRecorder, TaskState,
+    TaskKind, TaskRecorder, TaskState,
 };
 use courier_protocol_http::decode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
@@ -23,10 +24,12 @@ use url::Url;
 use super::download::Stopped;
 use super::transfer::{DELEGATE_WINDOW, Destination, Head, Timeouts, Transfer, TransferArgs};
 use super::upload::UploadBody;
-use super::{Control, Delivered, PartialSlot, Terminal, Work, deliver_terminal, publish_state};
+use super::{
+    Control, Delivered, PartialSlot, Sink, Terminal, Work, deliver_terminal, publish_state,
+};
 use crate::Configuration;
-use crate::session::SessionContext;
-use crate::state::{Effect, Outcome, TaskEvent, TaskMachine};
+use crate::session::{SessionContext, SessionMsg};
+use crate::state::{Effect, Outcome, Phase, TaskEvent, TaskMachine};
 
 /// The default `User-Agent`, sent unless the request or the configuration sets one.
 const DEFAULT_USER_AGENT: &str = concat!("courier/", env!("CARGO_PKG_VERSION"));
@@ -62,6 +65,8 @@ pub(crate) struct TaskArgs {
     pub(crate) callbacks: bool,
     pub(crate) work: Work,
     pub(crate) partial: PartialSlot,
+    /// The session, told when the task becomes a download.
+    pub(crate) session: ActorRef<SessionMsg>,
 }
 
 pub(crate) struct TaskActor;
@@ -76,6 +81,7 @@ pub(crate) struct TaskActorState {
     work: Option<Work>,
     download: bool,
     partial: PartialSlot,
+    session: ActorRef<SessionMsg>,
     machine: TaskMachine,
     transfer: Option<Transfer>,
     /// The body of a completion-form task, gathered here.
@@ -123,6 +129,7 @@ impl Actor for TaskActor {
             download: args.work.is_download(),
             work: Some(args.work),
             partial: args.partial,
+            session: args.session,
             machine: TaskMachine::new(),
             transfer: None,
             body: BytesMut::new(),
@@ -184,6 +191,13 @@ impl Actor for TaskActor {
                 TaskMsg::Disposition(ResponseDisposition::Allow) => {
                     (TaskEvent::BodyAllowed, Payload::None)
                 }
+                TaskMsg::Disposition(ResponseDisposition::BecomeDownload)
+                    if st.machine.phase() == Phase::AwaitingDisposition
+                        && st.machine.state() != TaskState::Canceling =>
+                {
+                    st.become_download();
+                    (TaskEvent::BodyAllowed, Payload::None)
+                }
                 TaskMsg::Disposition(_) => (TaskEvent::Cancel, Payload::None),
             };
             st.apply(&me, event, payload).await;
@@ -224,6 +238,54 @@ impl TaskActorState {
                 }
             }
         }
+    }
+
+    /// Turns this data task into a download task carried on by this actor: a new task (new
+    /// identifier) takes over the transfer, whose body now goes to a file. The data task ends
+    /// silently, as URLSession's does.
+    fn become_download(&mut self) {
+        let Some(queue) = self.delegate_queue().cloned() else {
+            return;
+        };
+        if !self.terminal.goes_to_delegate() || self.download {
+            return;
+        }
+        let id = self.ctx.next_task_id.fetch_add(1, Ordering::Relaxed);
+        let (info, recorder) =
+            TaskInfo::new(id, TaskKind::Download, self.info.original_request().clone());
+        recorder.set_current_request(self.info.current_request());
+        if let Some(response) = self.info.response() {
+            recorder.set_response(response);
+        }
+        let terminal = Terminal::new(Sink::Delegate);
+        let partial = PartialSlot::for_download();
+        let _ = self.terminal.take(); // the data task's terminal message is never sent
+        self.recorder.set_state(TaskState::Completed);
+        let (old, new) = (self.info.clone(), info.clone());
+        queue.push(move |d| d.did_become_download_task(&old, &new));
+        // The new task is born running: its state history starts like any task's.
+        publish_state(
+            &self.ctx,
+            &recorder,
+            true,
+            TaskState::Suspended,
+            TaskState::Running,
+        );
+        let _ = self.session.cast(SessionMsg::BecameDownload {
+            old: self.info.id(),
+            recorder: recorder.clone(),
+            terminal: terminal.clone(),
+            partial: partial.clone(),
+        });
+        if let Some(t) = &self.transfer {
+            t.become_download(info.clone(), partial.clone());
+        }
+        self.info = info;
+        self.recorder = recorder;
+        self.terminal = terminal;
+        self.partial = partial;
+        self.download = true;
+        self.span = tracing::info_span!("task", session = self.ctx.id, task = id);
     }
 
     /// The delivery queue, when this task reports to a delegate.

@@ -98,7 +98,12 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub(crate) struct Transfer {
     handle: JoinHandle<Option<Stopped>>,
     gate: watch::Sender<Gate>,
+    /// Set when a data task becomes a download: the body then goes to a file, for the new task.
+    conversion: Conversion,
 }
+
+/// The new task a data task became, and its partial-file slot.
+type Conversion = Arc<std::sync::Mutex<Option<(TaskInfo, PartialSlot)>>>;
 
 impl Transfer {
     /// Starts the transfer; it reports to `args.actor`.
@@ -109,7 +114,9 @@ impl Transfer {
             stop: false,
         });
         let actor = args.actor.clone();
+        let conversion = Conversion::default();
         let run = Run {
+            conversion: conversion.clone(),
             ctx: args.ctx,
             auth: Authenticator::default(),
             info: args.info,
@@ -133,7 +140,16 @@ impl Transfer {
             }
             .instrument(tracing::Span::current()),
         );
-        Transfer { handle, gate }
+        Transfer {
+            handle,
+            gate,
+            conversion,
+        }
+    }
+
+    /// The body (not released yet) goes to a file for the download task `info` instead.
+    pub(crate) fn become_download(&self, info: TaskInfo, slot: PartialSlot) {
+        *self.conversion.lock().unwrap_or_else(|p| p.into_inner()) = Some((info, slot));
     }
 
     pub(crate) fn pause(&self) {
@@ -173,6 +189,7 @@ impl Drop for Transfer {
 }
 
 struct Run {
+    conversion: Conversion,
     ctx: Arc<SessionContext>,
     /// Answers authentication challenges.
     auth: Authenticator,
@@ -315,6 +332,24 @@ impl Run {
             return Err(Halt::Interrupted);
         }
         self.wait_until(|g| g.body_allowed).await?;
+        let converted = self
+            .conversion
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((info, slot)) = converted {
+            self.info = info;
+            let opened = DownloadSink::open(
+                self.ctx.clone(),
+                self.actor.clone(),
+                &self.info,
+                None,
+                &slot,
+            );
+            self.sink = Some(opened.await?);
+            self.window = None;
+        }
+        let kept = kept.or_else(|| self.info.response());
         if let (Some(sink), Some(response)) = (&mut self.sink, kept) {
             let (offset, expected) = sink.begin(&response, placement, total).await?;
             if resuming.is_some() {
