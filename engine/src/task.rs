@@ -5,11 +5,13 @@
 //! - `transfer`: the transfer itself (request, response head, body), run beside the actor.
 //! - `download`: where a download's body goes: the partial file, its checkpoints, resume data.
 //! - `auth`: answering HTTP authentication challenges, and the session's credential store.
+//! - `local`: `data:` and `file:` URLs, served without the network.
 //! - `upload`: where an upload's body comes from: bytes, a file, or a stream from the delegate.
 
 pub(crate) mod actor;
 pub(crate) mod auth;
 pub(crate) mod download;
+pub(crate) mod local;
 pub(crate) mod transfer;
 pub(crate) mod upload;
 

@@ -22,7 +22,10 @@ use tracing::Instrument;
 use url::Url;
 
 use super::download::Stopped;
-use super::transfer::{DELEGATE_WINDOW, Destination, Head, Timeouts, Transfer, TransferArgs};
+use super::local;
+use super::transfer::{
+    DELEGATE_WINDOW, Destination, Head, Target, Timeouts, Transfer, TransferArgs,
+};
 use super::upload::UploadBody;
 use super::{
     Control, Delivered, PartialSlot, Sink, Terminal, Work, deliver_terminal, publish_state,
@@ -451,7 +454,20 @@ impl TaskActorState {
                 )
             }
         };
-        let (head, url) = build_request(&request, body.as_ref(), &self.ctx.config)?;
+        let (target, url) = match request.url().filter(|u| local::is_local(u)) {
+            Some(url) if body.is_some() => {
+                return Err(Error::new(
+                    ErrorCode::UnsupportedUrl,
+                    format!("cannot upload to a {}: URL", url.scheme()),
+                )
+                .with_url(url.as_str()));
+            }
+            Some(url) => (Target::Local, url.clone()),
+            None => {
+                let (head, url) = build_request(&request, body.as_ref(), &self.ctx.config)?;
+                (Target::Http(head), url)
+            }
+        };
         self.recorder.set_expected_to_send(match &body {
             None => 0,
             Some(UploadBody::Bytes(b)) => b.len() as i64,
@@ -469,7 +485,7 @@ impl TaskActorState {
             info: self.info.clone(),
             recorder: self.recorder.clone(),
             callbacks: self.callbacks,
-            head,
+            target,
             url,
             body,
             timeouts,

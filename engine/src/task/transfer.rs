@@ -33,6 +33,7 @@ use super::PartialSlot;
 use super::actor::TaskMsg;
 use super::auth::{self, Authenticator};
 use super::download::{DownloadSink, Placement, Stopped};
+use super::local::{self, LocalBody};
 use super::upload::{self, UploadBody};
 use crate::session::SessionContext;
 
@@ -66,6 +67,14 @@ pub(crate) struct Head {
     pub(crate) headers: http::HeaderMap,
 }
 
+/// What a transfer fetches.
+pub(crate) enum Target {
+    /// An HTTP(S) request.
+    Http(Head),
+    /// A `data:` or `file:` URL, served without the network.
+    Local,
+}
+
 /// Where the response body goes.
 pub(crate) enum Destination {
     /// To the delegate (`window` bounds what is in flight to it) or the completion form's buffer.
@@ -83,13 +92,16 @@ pub(crate) struct TransferArgs {
     pub(crate) info: TaskInfo,
     pub(crate) recorder: TaskRecorder,
     pub(crate) callbacks: bool,
-    pub(crate) head: Head,
+    pub(crate) target: Target,
     pub(crate) url: Url,
     pub(crate) body: Option<UploadBody>,
     pub(crate) timeouts: Timeouts,
     pub(crate) destination: Destination,
     pub(crate) actor: ActorRef<TaskMsg>,
 }
+
+/// Bytes read from a local file at a time.
+const LOCAL_CHUNK: usize = 256 * 1024;
 
 /// How long a stopping transfer may take to write and checkpoint what it has before it is aborted.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -129,10 +141,10 @@ impl Transfer {
             sink: None,
             window: None,
         };
-        let (head, body, destination) = (args.head, args.body, args.destination);
+        let (target, body, destination) = (args.target, args.body, args.destination);
         let handle = tokio::spawn(
             async move {
-                let (report, stopped) = run.run(head, body, destination).await;
+                let (report, stopped) = run.run(target, body, destination).await;
                 if let Some(msg) = report {
                     let _ = actor.cast(msg);
                 }
@@ -224,7 +236,7 @@ impl Run {
     /// Runs the transfer to its end: the message for the actor, and what a stop left behind.
     async fn run(
         mut self,
-        head: Head,
+        target: Target,
         body: Option<UploadBody>,
         destination: Destination,
     ) -> (Option<TaskMsg>, Option<Stopped>) {
@@ -245,7 +257,10 @@ impl Run {
                 }
             }
         }
-        let outcome = self.drive(head, body).await;
+        let outcome = match target {
+            Target::Http(head) => self.drive(head, body).await,
+            Target::Local => self.drive_local().await,
+        };
         let sink = self.sink.take();
         match (outcome, sink) {
             (Ok(()), None) => (Some(TaskMsg::Finished(None)), None),
@@ -361,6 +376,38 @@ impl Run {
             .filter(|_| !matches!(status.as_u16(), 204 | 304) && method != http::Method::HEAD)
             .and_then(|e| Decoder::for_encoding(&e, self.ctx.config.maximum_decompression_ratio));
         self.receive(incoming, decoder).await
+    }
+
+    /// Serves a `data:` or `file:` URL: the same response, gate and delivery as over HTTP.
+    async fn drive_local(&mut self) -> Result<(), Halt> {
+        let (response, body) = local::open(&self.url).await?;
+        self.wait_until(|g| !g.paused).await?;
+        let kept = self.sink.is_some().then(|| response.clone());
+        if self.actor.cast(TaskMsg::Response(response)).is_err() {
+            return Err(Halt::Interrupted);
+        }
+        self.wait_until(|g| g.body_allowed).await?;
+        if let (Some(sink), Some(response)) = (&mut self.sink, kept) {
+            sink.begin(&response, Placement::Fresh, None).await?;
+        }
+        match body {
+            LocalBody::Bytes(bytes) => self.deliver(bytes).await,
+            LocalBody::File(mut file) => {
+                use tokio::io::AsyncReadExt;
+                loop {
+                    self.wait_until(|g| !g.paused).await?;
+                    let mut chunk = bytes::BytesMut::with_capacity(LOCAL_CHUNK);
+                    let n = file.read_buf(&mut chunk).await.map_err(|e| {
+                        Error::new(ErrorCode::NoPermissionsToReadFile, e.to_string())
+                            .with_url(self.url.as_str())
+                    })?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.deliver(chunk.freeze()).await?;
+                }
+            }
+        }
     }
 
     /// Sends the request and follows redirects until a final response. The delegate may change or
