@@ -465,7 +465,7 @@ impl TaskActorState {
             Some(url) => (Target::Local, url.clone()),
             None => {
                 let (head, url) = build_request(&request, body.as_ref(), &self.ctx.config)?;
-                (Target::Http(head), url)
+                (Target::Http(Box::new(head)), url)
             }
         };
         self.recorder.set_expected_to_send(match &body {

@@ -70,7 +70,7 @@ pub(crate) struct Head {
 /// What a transfer fetches.
 pub(crate) enum Target {
     /// An HTTP(S) request.
-    Http(Head),
+    Http(Box<Head>),
     /// A `data:` or `file:` URL, served without the network.
     Local,
 }
@@ -258,7 +258,7 @@ impl Run {
             }
         }
         let outcome = match target {
-            Target::Http(head) => self.drive(head, body).await,
+            Target::Http(head) => self.drive(*head, body).await,
             Target::Local => self.drive_local().await,
         };
         let sink = self.sink.take();
