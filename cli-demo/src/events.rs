@@ -17,7 +17,7 @@ use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
     AuthChallengeDisposition, AuthenticationChallenge, BodyStream, Credential,
     CredentialPersistence, DataDelegate, DownloadDelegate, Error, Reply, Request, Response,
-    ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskState,
+    ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskMetrics, TaskState,
 };
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
@@ -387,6 +387,41 @@ impl TaskDelegate for CliDelegate {
     fn did_send_body_data(&self, task: &TaskInfo, sent: i64, total: i64, expected: i64) {
         self.progress.set(task.id(), total, expected);
         self.progress(task.id(), Flow::Sent, sent, total, expected);
+    }
+
+    fn did_finish_collecting_metrics(&self, task: &TaskInfo, metrics: &TaskMetrics) {
+        // Instants as milliseconds since the session was created, like every line's `ms`;
+        // durations in milliseconds.
+        let at = |i: Option<std::time::Instant>| {
+            i.map(|i| i.saturating_duration_since(self.start).as_secs_f64() * 1000.0)
+        };
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        let transactions: Vec<Value> = metrics
+            .transactions
+            .iter()
+            .map(|t| {
+                json!({
+                    "url": t.url,
+                    "fetch_type": t.fetch_type.name(),
+                    "protocol": t.protocol,
+                    "reused_connection": t.reused_connection,
+                    "fetch_start_ms": at(Some(t.fetch_start)),
+                    "domain_lookup_ms": ms(t.domain_lookup),
+                    "connect_ms": ms(t.connect),
+                    "secure_connection_ms": ms(t.secure_connection),
+                    "request_start_ms": at(t.request_start),
+                    "response_start_ms": at(t.response_start),
+                    "response_end_ms": at(t.response_end),
+                })
+            })
+            .collect();
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_finish_collecting_metrics",
+            Some(task.id()),
+            json!({ "redirect_count": metrics.redirect_count, "transactions": transactions }),
+        );
     }
 
     fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {

@@ -636,6 +636,26 @@ async fn redirects_are_followed_reported_and_can_be_refused_or_limited() {
         .find(|e| e["event"] == "did_receive_response")
         .unwrap();
     assert_eq!(response["url"], server.url("/chain/0"));
+    let metrics = ev
+        .iter()
+        .find(|e| e["event"] == "did_finish_collecting_metrics")
+        .unwrap();
+    assert_eq!(metrics["redirect_count"], 2);
+    let transactions = metrics["transactions"].as_array().unwrap();
+    assert_eq!(transactions.len(), 3);
+    let first = &transactions[0];
+    assert_eq!(first["url"], server.url("/chain/2"));
+    assert_eq!(first["fetch_type"], "network");
+    assert_eq!(first["protocol"], "http/1.1");
+    assert_eq!(first["reused_connection"], false);
+    assert!(first["connect_ms"].is_number() && first["secure_connection_ms"].is_null());
+    for t in transactions {
+        let at = |k: &str| t[k].as_f64().unwrap();
+        assert!(at("fetch_start_ms") <= at("request_start_ms"), "{t}");
+        assert!(at("request_start_ms") <= at("response_start_ms"), "{t}");
+        assert!(at("response_start_ms") <= at("response_end_ms"), "{t}");
+    }
+    assert_eq!(transactions[1]["reused_connection"], true);
 
     let out = run(&["--no-follow"]).await.unwrap();
     assert_eq!(out.status.code(), Some(0));

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::{
     AuthChallengeDisposition, AuthenticationChallenge, Error, Reply, Request, Response,
-    ResponseDisposition, TaskInfo, TaskState,
+    ResponseDisposition, TaskInfo, TaskMetrics, TaskState,
 };
 
 /// A streamed upload body, handed over by [`TaskDelegate::need_new_body_stream`] (URLSession's
@@ -98,6 +98,12 @@ pub trait TaskDelegate: Send + Sync + 'static {
             total_bytes_sent,
             total_bytes_expected_to_send,
         );
+    }
+
+    /// The task's metrics: one transaction per request it sent (redirects and authentication
+    /// retries included). Sent once, just before the task's completion, for tasks that were started.
+    fn did_finish_collecting_metrics(&self, task: &TaskInfo, metrics: &TaskMetrics) {
+        let _ = (task, metrics);
     }
 
     /// The task's terminal message, sent exactly once per task, even for a task cancelled before it

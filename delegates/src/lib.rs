@@ -12,12 +12,14 @@
 //! - [`request`]: [`Request`] and [`Response`].
 //! - [`resume_data`]: [`ResumeData`], the opaque blob a stopped download continues from.
 //! - [`error`]: [`Error`] and [`ErrorCode`] (Darwin's `NSURLErrorDomain` names and numbers).
+//! - [`metrics`]: [`TaskMetrics`], one [`TransactionMetrics`] per request a task sent.
 //! - [`queue`]: [`DeliveryQueue`], the serial queue that hands callbacks to the application one at a
 //!   time, in order.
 
 pub mod challenge;
 pub mod delegate;
 pub mod error;
+pub mod metrics;
 pub mod queue;
 pub mod reply;
 pub mod request;
@@ -32,6 +34,7 @@ pub use delegate::{
     BodyStream, DataDelegate, Delegate, DownloadDelegate, SessionDelegate, TaskDelegate,
 };
 pub use error::{Error, ErrorCode};
+pub use metrics::{FetchType, TaskMetrics, TransactionMetrics};
 pub use queue::DeliveryQueue;
 pub use reply::{Reply, ResponseDisposition};
 pub use request::{Request, Response};

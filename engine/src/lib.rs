@@ -39,6 +39,7 @@ pub use courier_delegates::{
     ProtectionSpace, Reply, Request, Response, ResponseDisposition, ResumeData, SessionDelegate,
     TaskDelegate, TaskInfo, TaskKind, TaskState, priority,
 };
+pub use courier_delegates::{FetchType, TaskMetrics, TransactionMetrics};
 pub use session::{Session, SessionInvalidated};
 pub use task::{DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask};
 

@@ -46,6 +46,15 @@ pub struct ConnectionInfo {
     pub connect: Duration,
     /// Time spent on the TLS handshake (zero for cleartext).
     pub tls_handshake: Duration,
+    /// Requests that have used this connection so far.
+    uses: Arc<AtomicU64>,
+}
+
+impl ConnectionInfo {
+    /// Counts one more request on this connection; true when it had carried one before.
+    pub fn note_use(&self) -> bool {
+        self.uses.fetch_add(1, Ordering::Relaxed) > 0
+    }
 }
 
 /// Connection settings of a [`Connector`].
@@ -238,6 +247,7 @@ impl Inner {
                     dns,
                     connect,
                     tls_handshake: Duration::ZERO,
+                    uses: Arc::default(),
                 },
                 _permit: Some(permit),
                 _h2: None,
@@ -272,6 +282,7 @@ impl Inner {
                 dns,
                 connect,
                 tls_handshake,
+                uses: Arc::default(),
             },
             // HTTP/2 multiplexes every request on one connection: the per-host cap does not apply.
             _permit: if h2 { None } else { Some(permit) },

@@ -9,7 +9,7 @@ use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
     AuthChallengeDisposition, AuthenticationChallenge, BodyStream, DataDelegate, DownloadDelegate,
     Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData, SessionDelegate,
-    TaskDelegate, TaskInfo, TaskState,
+    TaskDelegate, TaskInfo, TaskMetrics, TaskState,
 };
 
 use crate::sha256_hex;
@@ -114,6 +114,15 @@ pub enum Event {
         /// The proposed request's method.
         method: String,
     },
+    /// `did_finish_collecting_metrics`.
+    Metrics {
+        /// Task identifier.
+        task: u64,
+        /// Redirects followed.
+        redirect_count: u32,
+        /// Per transaction: URL, status, protocol, reused connection, timings complete.
+        transactions: Vec<(String, Option<u16>, Option<&'static str>, bool, bool)>,
+    },
     /// `did_complete`.
     Complete {
         /// Task identifier.
@@ -142,6 +151,7 @@ impl Event {
             Event::Redirect { .. } => "redirect",
             Event::Challenge { .. } => "challenge",
             Event::BecameDownload { .. } => "became_download",
+            Event::Metrics { .. } => "metrics",
             Event::Complete { .. } => "complete",
             Event::Invalid => "invalid",
         }
@@ -161,6 +171,7 @@ impl Event {
             | Event::Redirect { task, .. }
             | Event::Challenge { task, .. }
             | Event::BecameDownload { task, .. }
+            | Event::Metrics { task, .. }
             | Event::Complete { task, .. } => Some(*task),
             Event::Invalid => None,
         }
@@ -363,6 +374,34 @@ impl TaskDelegate for Recorder {
             task: task.id(),
             total,
             expected,
+        });
+    }
+
+    fn did_finish_collecting_metrics(&self, task: &TaskInfo, metrics: &TaskMetrics) {
+        let transactions = metrics
+            .transactions
+            .iter()
+            .map(|t| {
+                // Timings are complete when each step that happened comes in order.
+                let ordered = t.request_start.is_some_and(|r| r >= t.fetch_start)
+                    && match (t.request_start, t.response_start, t.response_end) {
+                        (Some(a), Some(b), Some(c)) => a <= b && b <= c,
+                        (_, None, _) => true,
+                        _ => false,
+                    };
+                (
+                    t.url.clone(),
+                    t.status,
+                    t.protocol,
+                    t.reused_connection,
+                    ordered,
+                )
+            })
+            .collect();
+        self.push(Event::Metrics {
+            task: task.id(),
+            redirect_count: metrics.redirect_count,
+            transactions,
         });
     }
 

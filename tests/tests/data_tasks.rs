@@ -141,7 +141,9 @@ async fn delegate_sees_urlsession_order() {
     dedup.dedup();
     assert_eq!(
         dedup,
-        ["state", "response", "data", "state", "complete", "invalid"],
+        [
+            "state", "response", "data", "metrics", "state", "complete", "invalid"
+        ],
         "{events:?}"
     );
     assert_eq!(

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use bytes::{Bytes, BytesMut};
 use courier_delegates::{
     Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData, TaskInfo,
-    TaskKind, TaskRecorder, TaskState,
+    TaskKind, TaskMetrics, TaskRecorder, TaskState,
 };
 use courier_protocol_http::decode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
@@ -24,7 +24,7 @@ use url::Url;
 use super::download::Stopped;
 use super::local;
 use super::transfer::{
-    DELEGATE_WINDOW, Destination, Head, Target, Timeouts, Transfer, TransferArgs,
+    DELEGATE_WINDOW, Destination, Head, SharedMetrics, Target, Timeouts, Transfer, TransferArgs,
 };
 use super::upload::UploadBody;
 use super::{
@@ -95,6 +95,8 @@ pub(crate) struct TaskActorState {
     resume_waiter: Option<oneshot::Sender<Option<ResumeData>>>,
     /// The resume data a cancel produced, for the -999 error to carry.
     cancel_resume_data: Option<ResumeData>,
+    /// The transfer's metrics and when it started, once it did.
+    metrics: Option<(SharedMetrics, std::time::Instant)>,
     /// Download progress already reported.
     written: u64,
     sent: u64,
@@ -139,6 +141,7 @@ impl Actor for TaskActor {
             file: None,
             resume_waiter: None,
             cancel_resume_data: None,
+            metrics: None,
             written: 0,
             sent: 0,
             span,
@@ -291,6 +294,23 @@ impl TaskActorState {
         self.span = tracing::info_span!("task", session = self.ctx.id, task = id);
     }
 
+    /// Sends `did_finish_collecting_metrics`, just before the task completes (started tasks only).
+    fn deliver_metrics(&mut self) {
+        let taken = self.metrics.take();
+        let (Some(queue), Some((log, started))) = (self.delegate_queue(), taken) else {
+            return;
+        };
+        let log = log.lock().unwrap_or_else(|p| p.into_inner());
+        let metrics = TaskMetrics {
+            task_start: started,
+            task_duration: started.elapsed(),
+            redirect_count: log.redirects,
+            transactions: log.transactions.clone(),
+        };
+        let info = self.info.clone();
+        queue.push(move |d| d.did_finish_collecting_metrics(&info, &metrics));
+    }
+
     /// The delivery queue, when this task reports to a delegate.
     fn delegate_queue(&self) -> Option<&courier_delegates::DeliveryQueue> {
         self.ctx.queue.as_ref().filter(|_| self.callbacks)
@@ -304,6 +324,9 @@ impl TaskActorState {
     ) -> Option<TaskEvent<Error>> {
         match effect {
             Effect::StateChanged { from, to } => {
+                if to == TaskState::Completed {
+                    self.deliver_metrics();
+                }
                 publish_state(&self.ctx, &self.recorder, self.callbacks, from, to);
             }
             Effect::StartTransfer => {
@@ -480,7 +503,7 @@ impl TaskActorState {
                 .unwrap_or(self.ctx.config.timeout_for_request),
             resource: self.ctx.config.timeout_for_resource,
         };
-        self.transfer = Some(Transfer::start(TransferArgs {
+        let transfer = Transfer::start(TransferArgs {
             ctx: self.ctx.clone(),
             info: self.info.clone(),
             recorder: self.recorder.clone(),
@@ -491,7 +514,9 @@ impl TaskActorState {
             timeouts,
             destination,
             actor: me.clone(),
-        }));
+        });
+        self.metrics = Some((transfer.metrics(), std::time::Instant::now()));
+        self.transfer = Some(transfer);
         Ok(())
     }
 

@@ -15,11 +15,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use courier_delegates::{Error, ErrorCode, Reply, Request, Response, TaskInfo, TaskRecorder};
+use courier_delegates::{
+    Error, ErrorCode, FetchType, Reply, Request, Response, TaskInfo, TaskRecorder,
+    TransactionMetrics,
+};
 use courier_protocol_http::decode::{DecodeError, Decoder};
 use courier_protocol_http::range::{self, Continuation};
 use courier_protocol_http::redirect;
-use courier_protocol_http::{Incoming, TlsFailure, TransportError, TransportErrorKind, empty_body};
+use courier_protocol_http::{
+    ConnectionInfo, Incoming, TlsFailure, TransportError, TransportErrorKind, empty_body,
+};
 use courier_storage::ResumeRecord;
 use http_body_util::BodyExt;
 use ractor::ActorRef;
@@ -112,7 +117,18 @@ pub(crate) struct Transfer {
     gate: watch::Sender<Gate>,
     /// Set when a data task becomes a download: the body then goes to a file, for the new task.
     conversion: Conversion,
+    metrics: SharedMetrics,
 }
+
+/// The transactions of a transfer so far (one per request sent), shared with the task actor.
+#[derive(Default)]
+pub(crate) struct MetricsLog {
+    pub(crate) redirects: u32,
+    pub(crate) transactions: Vec<TransactionMetrics>,
+}
+
+/// A transfer's metrics, as the task actor reads them at completion.
+pub(crate) type SharedMetrics = Arc<std::sync::Mutex<MetricsLog>>;
 
 /// The new task a data task became, and its partial-file slot.
 type Conversion = Arc<std::sync::Mutex<Option<(TaskInfo, PartialSlot)>>>;
@@ -127,8 +143,10 @@ impl Transfer {
         });
         let actor = args.actor.clone();
         let conversion = Conversion::default();
+        let metrics = SharedMetrics::default();
         let run = Run {
             conversion: conversion.clone(),
+            metrics: metrics.clone(),
             ctx: args.ctx,
             auth: Authenticator::default(),
             info: args.info,
@@ -156,7 +174,13 @@ impl Transfer {
             handle,
             gate,
             conversion,
+            metrics,
         }
+    }
+
+    /// The transfer's metrics, filled in as it goes.
+    pub(crate) fn metrics(&self) -> SharedMetrics {
+        self.metrics.clone()
     }
 
     /// The body (not released yet) goes to a file for the download task `info` instead.
@@ -202,6 +226,7 @@ impl Drop for Transfer {
 
 struct Run {
     conversion: Conversion,
+    metrics: SharedMetrics,
     ctx: Arc<SessionContext>,
     /// Answers authentication challenges.
     auth: Authenticator,
@@ -261,6 +286,7 @@ impl Run {
             Target::Http(head) => self.drive(*head, body).await,
             Target::Local => self.drive_local().await,
         };
+        self.end_transaction();
         let sink = self.sink.take();
         match (outcome, sink) {
             (Ok(()), None) => (Some(TaskMsg::Finished(None)), None),
@@ -378,6 +404,43 @@ impl Run {
         self.receive(incoming, decoder).await
     }
 
+    fn metrics(&self) -> std::sync::MutexGuard<'_, MetricsLog> {
+        self.metrics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the arrival of a response head on the current transaction.
+    fn note_response(&self, response: &http::Response<Incoming>) {
+        let connection = response.extensions().get::<ConnectionInfo>().cloned();
+        let mut log = self.metrics();
+        let Some(t) = log.transactions.last_mut() else {
+            return;
+        };
+        t.response_start = Some(std::time::Instant::now());
+        t.status = Some(response.status().as_u16());
+        t.protocol = Some(match response.version() {
+            http::Version::HTTP_2 => "h2",
+            http::Version::HTTP_10 => "http/1.0",
+            _ => "http/1.1",
+        });
+        if let Some(c) = connection {
+            t.reused_connection = c.note_use();
+            if !t.reused_connection {
+                t.domain_lookup = Some(c.dns);
+                t.connect = Some(c.connect);
+                t.secure_connection = c.tls.then_some(c.tls_handshake);
+            }
+        }
+    }
+
+    /// Closes the current transaction (its body ended, or was abandoned for a redirect or retry).
+    fn end_transaction(&self) {
+        if let Some(t) = self.metrics().transactions.last_mut()
+            && t.response_end.is_none()
+        {
+            t.response_end = Some(std::time::Instant::now());
+        }
+    }
+
     /// Serves a `data:` or `file:` URL: the same response, gate and delivery as over HTTP.
     async fn drive_local(&mut self) -> Result<(), Halt> {
         let (response, body) = local::open(&self.url).await?;
@@ -437,6 +500,7 @@ impl Run {
                 match unless_stopped(&mut self.gate, deciding).await? {
                     auth::Answer::Retry(authorization) => {
                         drop(response);
+                        self.end_transaction();
                         head.headers
                             .insert(http::header::AUTHORIZATION, authorization);
                         continue;
@@ -497,6 +561,8 @@ impl Run {
                 None => proposed,
             };
             drop(response);
+            self.end_transaction();
+            self.metrics().redirects += 1;
             let Some(url) = next.url().cloned() else {
                 return Err(fail(
                     ErrorCode::BadUrl,
@@ -547,6 +613,7 @@ impl Run {
         head: &Head,
         body: Option<&UploadBody>,
     ) -> Result<http::Response<Incoming>, Halt> {
+        let fetch_start = std::time::Instant::now();
         let mut builder = http::Request::builder()
             .method(head.method.clone())
             .uri(head.uri.clone());
@@ -566,6 +633,20 @@ impl Run {
             }
             None => empty_body(),
         };
+        self.metrics().transactions.push(TransactionMetrics {
+            url: self.url.to_string(),
+            fetch_type: FetchType::Network,
+            protocol: None,
+            reused_connection: false,
+            fetch_start,
+            domain_lookup: None,
+            connect: None,
+            secure_connection: None,
+            request_start: Some(std::time::Instant::now()),
+            response_start: None,
+            response_end: None,
+            status: None,
+        });
         let request = builder.body(request_body).map_err(|e| {
             Error::new(ErrorCode::BadUrl, format!("bad request: {e}")).with_url(self.url.as_str())
         })?;
@@ -574,7 +655,10 @@ impl Run {
             .timed(async move { transport.send(request).await })
             .await
         {
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(r)) => {
+                self.note_response(&r);
+                Ok(r)
+            }
             Ok(Err(e)) => Err(Halt::Failed(map_transport_error(e, &self.url))),
             Err(halt) => Err(halt),
         }
