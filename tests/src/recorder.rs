@@ -120,8 +120,8 @@ pub enum Event {
         task: u64,
         /// Redirects followed.
         redirect_count: u32,
-        /// Per transaction: URL, status, protocol, reused connection, timings complete.
-        transactions: Vec<(String, Option<u16>, Option<&'static str>, bool, bool)>,
+        /// One per request.
+        transactions: Vec<Transaction>,
     },
     /// `did_complete`.
     Complete {
@@ -176,6 +176,21 @@ impl Event {
             Event::Invalid => None,
         }
     }
+}
+
+/// One transaction of a task's metrics, as a [`Recorder`] keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transaction {
+    /// The request's URL.
+    pub url: String,
+    /// The response's status.
+    pub status: Option<u16>,
+    /// `http/1.1` or `h2`.
+    pub protocol: Option<&'static str>,
+    /// Whether the connection had carried a request before.
+    pub reused: bool,
+    /// Whether the timings that exist come in order (fetch, request, response start, end).
+    pub ordered: bool,
 }
 
 /// A delegate that records every callback. Optionally answers responses with a fixed disposition.
@@ -389,13 +404,13 @@ impl TaskDelegate for Recorder {
                         (_, None, _) => true,
                         _ => false,
                     };
-                (
-                    t.url.clone(),
-                    t.status,
-                    t.protocol,
-                    t.reused_connection,
+                Transaction {
+                    url: t.url.clone(),
+                    status: t.status,
+                    protocol: t.protocol,
+                    reused: t.reused_connection,
                     ordered,
-                )
+                }
             })
             .collect();
         self.push(Event::Metrics {

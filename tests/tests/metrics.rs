@@ -5,17 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use courier_engine::{CleartextPolicy, Configuration, Session};
-use courier_tests::{Event, Recorder, TestCa, TestServer};
+use courier_tests::{Event, Recorder, TestCa, TestServer, Transaction};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn metrics_of(
-    rec: &Recorder,
-    id: u64,
-) -> (
-    u32,
-    Vec<(String, Option<u16>, Option<&'static str>, bool, bool)>,
-) {
+fn metrics_of(rec: &Recorder, id: u64) -> (u32, Vec<Transaction>) {
     rec.events()
         .into_iter()
         .find_map(|e| match e {
@@ -41,11 +35,15 @@ async fn a_redirect_chain_and_an_auth_retry_give_one_transaction_per_request() {
     rec.wait_complete(task.id(), WAIT).await;
     let (redirects, t) = metrics_of(&rec, task.id());
     assert_eq!(redirects, 2);
-    let statuses: Vec<Option<u16>> = t.iter().map(|t| t.1).collect();
+    let statuses: Vec<Option<u16>> = t.iter().map(|t| t.status).collect();
     assert_eq!(statuses, [Some(302), Some(302), Some(200)]);
-    assert_eq!(t[0].0, server.url("/chain/2"));
-    assert_eq!(t[2].0, server.url("/chain/0"));
-    assert!(t.iter().all(|t| t.2 == Some("http/1.1") && t.4), "{t:?}");
+    assert_eq!(t[0].url, server.url("/chain/2"));
+    assert_eq!(t[2].url, server.url("/chain/0"));
+    assert!(
+        t.iter()
+            .all(|t| t.protocol == Some("http/1.1") && t.ordered),
+        "{t:?}"
+    );
     // Metrics come right before the completion (its state change, then did_complete).
     let names: Vec<&str> = rec.events().iter().map(Event::name).collect();
     let at = names.iter().position(|n| *n == "metrics").unwrap();
@@ -59,7 +57,7 @@ async fn a_redirect_chain_and_an_auth_retry_give_one_transaction_per_request() {
     rec.wait_complete(task.id(), WAIT).await;
     let (redirects, t) = metrics_of(&rec, task.id());
     assert_eq!(redirects, 0);
-    let statuses: Vec<Option<u16>> = t.iter().map(|t| t.1).collect();
+    let statuses: Vec<Option<u16>> = t.iter().map(|t| t.status).collect();
     assert_eq!(statuses, [Some(401), Some(200)]);
 }
 
@@ -80,7 +78,7 @@ async fn http2_transactions_name_their_protocol_and_reuse_the_connection() {
     }
     let (_, first) = metrics_of(&rec, 1);
     let (_, second) = metrics_of(&rec, 2);
-    assert_eq!(first[0].2, Some("h2"));
-    assert!(!first[0].3, "the first request opened the connection");
-    assert!(second[0].3, "the second reused it");
+    assert_eq!(first[0].protocol, Some("h2"));
+    assert!(!first[0].reused, "the first request opened the connection");
+    assert!(second[0].reused, "the second reused it");
 }
