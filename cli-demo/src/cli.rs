@@ -94,6 +94,9 @@ pub(crate) struct Options {
     /// Answer authentication challenges (Basic, Digest) with this credential.
     #[arg(short = 'u', long = "user", global = true, value_name = "USER:PASS")]
     pub(crate) user: Option<String>,
+    /// The most HTTP/1.1 connections per host (default 6).
+    #[arg(long = "max-connections-per-host", global = true, value_name = "N")]
+    pub(crate) max_connections_per_host: Option<usize>,
     /// Do not follow redirects: the 3xx is the final response.
     #[arg(long = "no-follow", global = true)]
     pub(crate) no_follow: bool,

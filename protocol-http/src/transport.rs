@@ -52,6 +52,12 @@ impl Default for TransportSettings {
 }
 
 /// A connection pool and the client that uses it. Cheap to clone; clones share the pool.
+/// The most header fields a response head may have.
+pub const MAX_RESPONSE_HEADERS: usize = 128;
+/// The most bytes of header fields an HTTP/2 response head may have (HTTP/1.1 heads are bounded by
+/// hyper's read buffer, about 400 KiB).
+pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
+
 #[derive(Clone)]
 pub struct Transport {
     client: Client<Connector, RequestBody>,
@@ -76,6 +82,10 @@ impl Transport {
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
+            // Limits on what a response head may hold: past them the response is refused as
+            // unparsable instead of filling memory.
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .build(connector);
         Ok(Transport { client })
     }

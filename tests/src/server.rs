@@ -400,6 +400,18 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             Ok(n) => encoded(head, &pattern_bytes(0, n)),
             Err(_) => full(StatusCode::BAD_REQUEST, "bad length"),
         },
+        "many-headers" => {
+            // `/many-headers/N`: a 200 with N extra header fields.
+            let n = arg.parse::<usize>().unwrap_or(0);
+            let mut r = full(StatusCode::OK, "many headers");
+            for i in 0..n {
+                if let Ok(name) = http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()) {
+                    r.headers_mut()
+                        .insert(name, http::HeaderValue::from_static("v"));
+                }
+            }
+            r
+        }
         "badgzip" => {
             let mut r = full(StatusCode::OK, "this is not gzip at all, not even close");
             r.headers_mut().insert(
