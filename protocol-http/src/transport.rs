@@ -51,13 +51,13 @@ impl Default for TransportSettings {
     }
 }
 
-/// A connection pool and the client that uses it. Cheap to clone; clones share the pool.
 /// The most header fields a response head may have.
 pub const MAX_RESPONSE_HEADERS: usize = 128;
 /// The most bytes of header fields an HTTP/2 response head may have (HTTP/1.1 heads are bounded by
 /// hyper's read buffer, about 400 KiB).
 pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
 
+/// A connection pool and the client that uses it. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Transport {
     client: Client<Connector, RequestBody>,
