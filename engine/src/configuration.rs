@@ -21,6 +21,20 @@ pub enum SessionKind {
     Ephemeral,
 }
 
+/// Which cookies a session accepts (`HTTPCookie.AcceptPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CookieAcceptPolicy {
+    /// Every cookie a response sets.
+    Always,
+    /// None.
+    Never,
+    /// Only cookies set by the task's main document's domain or its subdomains (the default).
+    /// The main document is the task's original request.
+    #[default]
+    OnlyFromMainDocumentDomain,
+}
+
 /// Which hosts may be reached over cleartext `http://` (App Transport Security's role).
 ///
 /// Secure by default: `http://` URLs fail with
@@ -74,6 +88,8 @@ impl CleartextPolicy {
 /// | `extra_root_certificates` | none (Mozilla's roots only) | same |
 /// | `cleartext` | [`CleartextPolicy::Deny`] | same |
 /// | `http_maximum_redirects` | 20 | same |
+/// | `http_should_set_cookies` | true (kept in the session directory) | true (kept in memory) |
+/// | `http_cookie_accept_policy` | only from the main document's domain | same |
 /// | `maximum_receive_rate_per_task` | `None` (no limit) | same |
 /// | `maximum_decompression_ratio` | 200 (checked past 16 MiB decoded) | same |
 /// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
@@ -98,6 +114,12 @@ pub struct Configuration {
     /// Which hosts may be reached over cleartext `http://`. Also applies to redirects: one from
     /// `https://` to a host not allowed here fails with -1022.
     pub cleartext: CleartextPolicy,
+    /// `httpShouldSetCookies`: send stored cookies with requests and store the cookies responses
+    /// set. A default session keeps its cookies in its session directory; an ephemeral session,
+    /// in memory only.
+    pub http_should_set_cookies: bool,
+    /// `httpCookieAcceptPolicy`: which cookies are stored.
+    pub http_cookie_accept_policy: CookieAcceptPolicy,
     /// How many redirects a task follows before it fails with
     /// [`ErrorCode::HttpTooManyRedirects`](crate::ErrorCode) (-1007). URLSession's limit is 20.
     pub http_maximum_redirects: usize,
@@ -130,6 +152,8 @@ impl Default for Configuration {
             extra_root_certificates: Vec::new(),
             cleartext: CleartextPolicy::Deny,
             http_maximum_redirects: 20,
+            http_should_set_cookies: true,
+            http_cookie_accept_policy: CookieAcceptPolicy::OnlyFromMainDocumentDomain,
             maximum_receive_rate_per_task: None,
             maximum_decompression_ratio: 200,
             session_directory: None,

@@ -5,6 +5,7 @@
 //! and carries out invalidation.
 
 pub(crate) mod actor;
+pub(crate) mod cookies;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +30,7 @@ use crate::task::{
 };
 pub(crate) use actor::SessionMsg;
 use actor::{SessionActor, SessionArgs};
+use cookies::CookieJar;
 
 /// What a session and all its task actors share.
 pub(crate) struct SessionContext {
@@ -44,6 +46,8 @@ pub(crate) struct SessionContext {
     pub(crate) storage: SessionDirectory,
     /// Credentials that servers accepted, per protection space.
     pub(crate) credentials: CredentialStore,
+    /// Cookies that responses set.
+    pub(crate) cookies: CookieJar,
     /// The next task identifier (tasks are numbered 1, 2, 3... per session).
     pub(crate) next_task_id: AtomicU64,
 }
@@ -194,6 +198,7 @@ impl Session {
             queue,
             storage,
             credentials: CredentialStore::default(),
+            cookies: CookieJar::default(),
             next_task_id: AtomicU64::new(1),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);

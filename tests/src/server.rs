@@ -14,6 +14,8 @@
 //!   that claims gzip and is not; `/bomb`: 256 MiB of zeros as about 256 KiB of gzip.
 //! - `/basic/USER/PASS`, `/digest/USER/PASS[?alg=SHA-256]`, `/basic-or-digest/USER/PASS`: protected;
 //!   200 `welcome USER` with the right credential, 401 with challenges otherwise.
+//! - `/cookie/NAME/VALUE[?to=LOCATION][&max_age=SECS]`: sets a cookie (persistent with `max_age`);
+//!   with `to`, in a 302 to LOCATION.
 //! - `/chain/N`: N redirects (302, relative `Location`s), then 200 `end of chain`.
 //!
 //! Used by the tests and by `courier demo`. The server stops when the `TestServer` is dropped.
@@ -400,6 +402,28 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             Ok(n) => encoded(head, &pattern_bytes(0, n)),
             Err(_) => full(StatusCode::BAD_REQUEST, "bad length"),
         },
+        "cookie" => {
+            // `/cookie/NAME/VALUE[?to=LOCATION]`: sets the cookie (Path=/); with `to`, as a 302.
+            let (name, value) = arg.split_once('/').unwrap_or((arg, ""));
+            let mut r = match query_text(&req, "to") {
+                Some(to) => {
+                    let mut r = full(StatusCode::FOUND, "cookie and redirect");
+                    if let Ok(v) = http::HeaderValue::from_str(to) {
+                        r.headers_mut().insert(http::header::LOCATION, v);
+                    }
+                    r
+                }
+                None => full(StatusCode::OK, "cookie set"),
+            };
+            let max_age = query_text(&req, "max_age")
+                .map(|a| format!("; Max-Age={a}"))
+                .unwrap_or_default();
+            if let Ok(v) = http::HeaderValue::from_str(&format!("{name}={value}; Path=/{max_age}"))
+            {
+                r.headers_mut().append(http::header::SET_COOKIE, v);
+            }
+            r
+        }
         "many-headers" => {
             // `/many-headers/N`: a 200 with N extra header fields.
             let n = arg.parse::<usize>().unwrap_or(0);

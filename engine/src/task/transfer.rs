@@ -410,6 +410,11 @@ impl Run {
 
     /// Records the arrival of a response head on the current transaction.
     fn note_response(&self, response: &http::Response<Incoming>) {
+        // Every response's cookies count, a redirect's included: the next hop sends them.
+        let main = self.info.original_request().url();
+        self.ctx
+            .cookies
+            .store_from(&self.ctx, response.headers(), &self.url, main);
         let connection = response.extensions().get::<ConnectionInfo>().cloned();
         let mut log = self.metrics();
         let Some(t) = log.transactions.last_mut() else {
@@ -619,6 +624,12 @@ impl Run {
             .uri(head.uri.clone());
         if let Some(h) = builder.headers_mut() {
             *h = head.headers.clone();
+            // The jar's cookies for this URL, unless the request brings its own.
+            if !h.contains_key(http::header::COOKIE)
+                && let Some(cookie) = self.ctx.cookies.header_for(&self.ctx, &self.url)
+            {
+                h.insert(http::header::COOKIE, cookie);
+            }
         }
         let request_body = match body {
             Some(source) => {

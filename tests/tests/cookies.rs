@@ -1,0 +1,136 @@
+//! Cookies: set by responses (redirects included), sent back to their host only, under the accept
+//! policy; persisted for default sessions, private to an ephemeral one.
+
+use courier_engine::{CleartextPolicy, Configuration, CookieAcceptPolicy, Session};
+use courier_tests::TestServer;
+
+fn config() -> Configuration {
+    let mut c = Configuration::ephemeral();
+    c.cleartext = CleartextPolicy::AllowAll;
+    c
+}
+
+async fn headers_seen(session: &Session, url: &str) -> String {
+    let (body, _) = session.data(url).await.unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The same server under another host name (another cookie domain).
+fn as_localhost(url: &str) -> String {
+    url.replace("127.0.0.1", "localhost")
+}
+
+#[tokio::test]
+async fn a_cookie_comes_back_on_the_next_request_and_after_a_redirect() {
+    let server = TestServer::http().await;
+    let session = Session::new(config()).unwrap();
+    session
+        .data(server.url("/cookie/a/1").as_str())
+        .await
+        .unwrap();
+    let seen = headers_seen(&session, &server.url("/headers")).await;
+    assert!(seen.contains("cookie: a=1"), "{seen}");
+    // Set on a redirect, sent on the next hop.
+    let seen = headers_seen(&session, &server.url("/cookie/b/2?to=/headers")).await;
+    assert!(seen.contains("b=2") && seen.contains("a=1"), "{seen}");
+}
+
+#[tokio::test]
+async fn cookies_stay_with_their_host() {
+    let server = TestServer::http().await;
+    let session = Session::new(config()).unwrap();
+    session
+        .data(server.url("/cookie/secret/s").as_str())
+        .await
+        .unwrap();
+    let elsewhere = headers_seen(&session, &as_localhost(&server.url("/headers"))).await;
+    assert!(!elsewhere.contains("cookie"), "{elsewhere}");
+    // Across a redirect chain to the other host and back, only the matching host gets it.
+    let away = format!("/redirect/302?to={}", as_localhost(&server.url("/headers")));
+    let seen = headers_seen(&session, &server.url(&away)).await;
+    assert!(!seen.contains("secret"), "{seen}");
+}
+
+#[tokio::test]
+async fn the_accept_policy_and_should_set_cookies_are_obeyed() {
+    let server = TestServer::http().await;
+    let mut never = config();
+    never.http_cookie_accept_policy = CookieAcceptPolicy::Never;
+    let session = Session::new(never).unwrap();
+    session
+        .data(server.url("/cookie/a/1").as_str())
+        .await
+        .unwrap();
+    assert!(
+        !headers_seen(&session, &server.url("/headers"))
+            .await
+            .contains("cookie")
+    );
+
+    let mut off = config();
+    off.http_should_set_cookies = false;
+    let session = Session::new(off).unwrap();
+    session
+        .data(server.url("/cookie/a/1").as_str())
+        .await
+        .unwrap();
+    assert!(
+        !headers_seen(&session, &server.url("/headers"))
+            .await
+            .contains("cookie")
+    );
+
+    // Only from the main document's domain: a cookie set by another host during a redirect chain
+    // that started on 127.0.0.1 is refused, unless the policy is Always.
+    let other = as_localhost(&server.url("/cookie/third/party?to=/status/200"));
+    let start = server.url(&format!("/redirect/302?to={other}"));
+    let strict = Session::new(config()).unwrap();
+    strict.data(start.as_str()).await.unwrap();
+    let seen = headers_seen(&strict, &as_localhost(&server.url("/headers"))).await;
+    assert!(!seen.contains("third"), "{seen}");
+    let mut always = config();
+    always.http_cookie_accept_policy = CookieAcceptPolicy::Always;
+    let lax = Session::new(always).unwrap();
+    lax.data(start.as_str()).await.unwrap();
+    let seen = headers_seen(&lax, &as_localhost(&server.url("/headers"))).await;
+    assert!(seen.contains("third=party"), "{seen}");
+}
+
+#[tokio::test]
+async fn default_sessions_keep_cookies_across_sessions_and_ephemeral_ones_write_nothing() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut persistent = Configuration::default();
+    persistent.cleartext = CleartextPolicy::AllowAll;
+    persistent.session_directory = Some(dir.path().join("default"));
+    let first = Session::new(persistent.clone()).unwrap();
+    first
+        .data(server.url("/cookie/kept/yes?max_age=3600").as_str())
+        .await
+        .unwrap();
+    first
+        .data(server.url("/cookie/session/only").as_str())
+        .await
+        .unwrap();
+    drop(first);
+    assert!(dir.path().join("default").join("cookies.json").exists());
+    // A new session on the same directory (a later run of the program) has the persistent cookie;
+    // the session cookie ended with its session, as it does when a browser restarts.
+    let second = Session::new(persistent).unwrap();
+    let seen = headers_seen(&second, &server.url("/headers")).await;
+    assert!(seen.contains("kept=yes"), "{seen}");
+    assert!(!seen.contains("session=only"), "{seen}");
+
+    let mut ephemeral = config();
+    ephemeral.session_directory = Some(dir.path().join("ephemeral"));
+    let session = Session::new(ephemeral).unwrap();
+    session
+        .data(server.url("/cookie/a/1").as_str())
+        .await
+        .unwrap();
+    let written: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(written, ["default"], "the ephemeral session wrote nothing");
+}
