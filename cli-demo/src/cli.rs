@@ -91,6 +91,10 @@ pub(crate) struct Options {
     /// The whole-task timeout, in seconds (default 7 days).
     #[arg(long = "timeout-resource", global = true, value_name = "SECS")]
     pub(crate) timeout_resource: Option<f64>,
+    /// Accept any server certificate: the server-trust challenge is answered with the certificate
+    /// presented. For tests and private servers only.
+    #[arg(short = 'k', long, global = true)]
+    pub(crate) insecure: bool,
     /// Answer authentication challenges (Basic, Digest) with this credential.
     #[arg(short = 'u', long = "user", global = true, value_name = "USER:PASS")]
     pub(crate) user: Option<String>,

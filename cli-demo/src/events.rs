@@ -49,6 +49,8 @@ pub(crate) struct CliDelegate {
     follow_redirects: bool,
     /// `--user`: the credential challenges are answered with.
     credential: Option<Credential>,
+    /// `--insecure`: trust any server.
+    insecure: bool,
 }
 
 /// The progress callbacks that are coalesced.
@@ -106,6 +108,7 @@ impl CliDelegate {
             stream: Mutex::new(None),
             follow_redirects: true,
             credential: None,
+            insecure: false,
         };
         (delegate, finished_rx, invalid_rx)
     }
@@ -217,6 +220,11 @@ impl CliDelegate {
         });
     }
 
+    /// `--insecure`: answer server-trust challenges by trusting the certificate presented.
+    pub(crate) fn set_insecure(&mut self, insecure: bool) {
+        self.insecure = insecure;
+    }
+
     /// Where task `task`'s downloaded file is to be moved.
     pub(crate) fn set_destination(&self, task: u64, path: PathBuf) {
         self.inner().destinations.insert(task, path);
@@ -280,6 +288,37 @@ fn headers_json(response: &Response) -> Value {
 }
 
 impl SessionDelegate for CliDelegate {
+    fn did_receive_challenge(
+        &self,
+        challenge: &AuthenticationChallenge,
+        reply: Reply<AuthChallengeDisposition>,
+    ) {
+        let disposition = match (&challenge.server_trust, self.insecure) {
+            (Some(trust), true) => {
+                AuthChallengeDisposition::UseCredential(Some(Credential::trusting(trust)))
+            }
+            _ => AuthChallengeDisposition::PerformDefaultHandling,
+        };
+        let space = &challenge.protection_space;
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_receive_challenge",
+            None,
+            json!({
+                "scope": "session",
+                "method": space.method.name(),
+                "host": space.host,
+                "port": space.port,
+                "realm": space.realm,
+                "previous_failure_count": challenge.previous_failure_count,
+                "disposition": disposition.name(),
+            }),
+        );
+        drop(inner);
+        reply.send(disposition);
+    }
+
     fn did_become_invalid(&self, error: Option<&Error>) {
         let mut inner = self.inner();
         let mut tasks: Vec<u64> = inner.pending.keys().map(|(t, _)| *t).collect();

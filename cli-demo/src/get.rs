@@ -35,6 +35,7 @@ pub(crate) async fn run(
         CliDelegate::new(events_output(options)?, body, Arc::new(Progress::new(true)));
     delegate.set_follow_redirects(!options.no_follow);
     delegate.set_credential_from(options.user.as_deref());
+    delegate.set_insecure(options.insecure);
     let session = Session::with_delegate(config, Arc::new(delegate))?;
 
     let mut waiting: VecDeque<Request> = requests.into();

@@ -721,3 +721,42 @@ async fn user_answers_challenges_and_a_refusal_ends_with_the_401() {
     let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
     assert_eq!(complete["status"], 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_trusts_an_unknown_certificate_and_says_so_in_the_stream() {
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    let u = server.url("/bytes/5");
+    let u2 = u.clone();
+    let refused = tokio::task::spawn_blocking(move || courier(&["get", &u2, "--events", "-"]))
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("server_certificate_has_unknown_root")
+    );
+    let out =
+        tokio::task::spawn_blocking(move || courier(&["get", &u, "--insecure", "--events", "-"]))
+            .await
+            .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), 5);
+    let ev = stderr_events(&out);
+    let challenge = ev
+        .iter()
+        .find(|e| e["event"] == "did_receive_challenge")
+        .unwrap();
+    assert_eq!(challenge["scope"], "session");
+    assert_eq!(challenge["method"], "server_trust");
+    assert_eq!(challenge["host"], "localhost");
+    assert_eq!(challenge["disposition"], "use_credential");
+    assert!(
+        challenge.get("task").is_none(),
+        "a session event has no task"
+    );
+}

@@ -59,12 +59,14 @@ pub enum CredentialPersistence {
     Permanent,
 }
 
-/// A credential (`URLCredential`): for now a user and a password.
+/// A credential (`URLCredential`): a user and a password, or the decision to trust a server.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Credential {
     user: String,
     password: String,
     persistence: CredentialPersistence,
+    /// Set for a server-trust credential: the leaf certificate (DER) it trusts.
+    trusted_leaf: Option<Vec<u8>>,
 }
 
 impl Credential {
@@ -78,10 +80,33 @@ impl Credential {
             user: user.into(),
             password: password.into(),
             persistence,
+            trusted_leaf: None,
         }
     }
 
-    /// The user.
+    /// Trust for the server presenting `trust`'s certificate chain (`URLCredential(trust:)`):
+    /// answer a server-trust challenge with it to accept the certificate (a private CA, a pinned
+    /// key the delegate checked).
+    pub fn trusting(trust: &ServerTrust) -> Credential {
+        Credential {
+            user: String::new(),
+            password: String::new(),
+            persistence: CredentialPersistence::None,
+            trusted_leaf: trust.chain.first().cloned(),
+        }
+    }
+
+    /// True when this is a server-trust credential for the leaf certificate `der`.
+    pub fn trusts_leaf(&self, der: &[u8]) -> bool {
+        self.trusted_leaf.as_deref() == Some(der)
+    }
+
+    /// True for a credential made by [`Credential::trusting`].
+    pub fn is_server_trust(&self) -> bool {
+        self.trusted_leaf.is_some()
+    }
+
+    /// The user (empty for a server-trust credential).
     pub fn user(&self) -> &str {
         &self.user
     }
@@ -107,6 +132,16 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// What a server-trust challenge is about (`SecTrust`): the host and the certificate chain the
+/// server presented, leaf first, DER-encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerTrust {
+    /// The host the connection is for.
+    pub host: String,
+    /// The certificates, leaf first.
+    pub chain: Vec<Vec<u8>>,
+}
+
 /// A challenge from a server (`URLAuthenticationChallenge`).
 #[derive(Clone, Debug)]
 pub struct AuthenticationChallenge {
@@ -118,6 +153,8 @@ pub struct AuthenticationChallenge {
     pub previous_failure_count: u32,
     /// The response that carried the challenge.
     pub failure_response: Option<Response>,
+    /// For a server-trust challenge: the chain to evaluate.
+    pub server_trust: Option<ServerTrust>,
 }
 
 /// How to answer a challenge (`URLSession.AuthChallengeDisposition`).

@@ -22,6 +22,24 @@ pub type BodyStream = Pin<Box<dyn tokio::io::AsyncRead + Send>>;
 
 /// Session-level messages (`URLSessionDelegate`).
 pub trait SessionDelegate: Send + Sync + 'static {
+    /// A session-level challenge: a new TLS connection's server trust
+    /// ([`AuthenticationMethod::ServerTrust`](crate::AuthenticationMethod), with
+    /// [`AuthenticationChallenge::server_trust`] set). Answer
+    /// [`AuthChallengeDisposition::UseCredential`] with [`Credential::trusting`](crate::Credential)
+    /// to accept the certificate (a private CA, a pin the delegate checked), or
+    /// [`AuthChallengeDisposition::PerformDefaultHandling`] (the default) for standard
+    /// verification against the configured roots. `UseCredential(None)` refuses the server
+    /// (-1202); cancelling ends the task with -999. A decision applies to that connection only,
+    /// which is never shared with another session.
+    fn did_receive_challenge(
+        &self,
+        challenge: &AuthenticationChallenge,
+        reply: Reply<AuthChallengeDisposition>,
+    ) {
+        let _ = challenge;
+        reply.send(AuthChallengeDisposition::PerformDefaultHandling);
+    }
+
     /// The last message of a session: it was invalidated and every task has completed. `error` is
     /// `None` after an explicit invalidation. The session drops its delegate right after this returns.
     fn did_become_invalid(&self, error: Option<&Error>) {

@@ -28,7 +28,7 @@ pub mod task;
 
 pub use challenge::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, Credential,
-    CredentialPersistence, ProtectionSpace,
+    CredentialPersistence, ProtectionSpace, ServerTrust,
 };
 pub use delegate::{
     BodyStream, DataDelegate, Delegate, DownloadDelegate, SessionDelegate, TaskDelegate,

@@ -6,6 +6,7 @@
 
 pub(crate) mod actor;
 pub(crate) mod cookies;
+pub(crate) mod trust;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -173,13 +174,6 @@ impl Session {
         shared: bool,
     ) -> Result<Session, Error> {
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
-        let transport = Transport::new(&TransportSettings {
-            extra_roots: config.extra_root_certificates.clone(),
-            max_connections_per_host: config.http_maximum_connections_per_host,
-            connect_timeout: Some(config.timeout_for_request),
-            ..TransportSettings::default()
-        })
-        .map_err(|e| Error::new(ErrorCode::Unknown, e.to_string()).with_source(e))?;
         let has_delegate = delegate.is_some();
         let queue = match delegate {
             Some(d) => Some(DeliveryQueue::start(d, &id.to_string()).map_err(|e| {
@@ -187,6 +181,19 @@ impl Session {
             })?),
             None => None,
         };
+        // With a delegate, every TLS connection's trust is its session-level challenge.
+        let trust = queue.clone().map(|q| {
+            Arc::new(trust::DelegateTrust::new(q))
+                as Arc<dyn courier_protocol_http::trust::TrustEvaluator>
+        });
+        let transport = Transport::new(&TransportSettings {
+            extra_roots: config.extra_root_certificates.clone(),
+            max_connections_per_host: config.http_maximum_connections_per_host,
+            connect_timeout: Some(config.timeout_for_request),
+            trust,
+            ..TransportSettings::default()
+        })
+        .map_err(|e| Error::new(ErrorCode::Unknown, e.to_string()).with_source(e))?;
         let storage = match config.kind() {
             SessionKind::Ephemeral => SessionDirectory::ephemeral(config.session_directory.clone()),
             _ => SessionDirectory::persistent(config.session_directory.clone()),

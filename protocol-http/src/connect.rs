@@ -21,13 +21,15 @@ use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
+use rustls::client::WebPkiServerVerifier;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::error::{ConnectFailure, TransportErrorKind};
+use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind};
+use crate::trust::{TrustDecision, TrustEvaluator, verify_standard};
 
 /// Facts about the connection a response came over; found in every response's extensions.
 #[derive(Clone, Debug)]
@@ -61,6 +63,8 @@ impl ConnectionInfo {
 #[derive(Clone)]
 pub(crate) struct ConnectorSettings {
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// Server trust decided after the handshake: the evaluator, and standard verification.
+    pub(crate) trust: Option<(Arc<dyn TrustEvaluator>, Arc<WebPkiServerVerifier>)>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_connections_per_host: usize,
 }
@@ -268,6 +272,34 @@ impl Inner {
             .await
             .map_err(ConnectFailure::tls)?;
         let tls_handshake = handshake_started.elapsed();
+        if let Some((evaluator, standard)) = &self.settings.trust {
+            let chain: Vec<CertificateDer<'static>> = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            match evaluator.evaluate(&host, port, &chain).await {
+                TrustDecision::Accept => {}
+                TrustDecision::Reject => {
+                    return Err(ConnectFailure::new(
+                        TransportErrorKind::Tls(TlsFailure::Untrusted),
+                        "the server's certificate was refused",
+                        None,
+                    ));
+                }
+                TrustDecision::Cancel => {
+                    return Err(ConnectFailure::new(
+                        TransportErrorKind::Cancelled,
+                        "cancelled at the server-trust challenge",
+                        None,
+                    ));
+                }
+                _ => verify_standard(standard, &host, &chain).map_err(|e| {
+                    ConnectFailure::tls(io::Error::new(io::ErrorKind::InvalidData, e))
+                })?,
+            }
+        }
         let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
         if !h2 {
             state.speaks_h1.store(true, Ordering::Release);

@@ -29,6 +29,8 @@ pub enum TransportErrorKind {
     InvalidUrl,
     /// The transport was built with unusable settings.
     Configuration,
+    /// The request was cancelled (at a server-trust challenge).
+    Cancelled,
     /// Anything else.
     Other,
 }

@@ -5,6 +5,8 @@
 //! - [`transport`]: [`Transport`], the pooled client; [`RequestBody`] and its constructors.
 //! - `connect`: the connector behind the pool (DNS, TCP, TLS with ALPN, the per-host connection cap)
 //!   and [`ConnectionInfo`], the facts about a connection found in each response's extensions.
+//! - [`trust`]: server trust decided after the handshake by a [`trust::TrustEvaluator`] (the
+//!   delegate's server-trust challenge), with standard verification one answer away.
 //! - `tls`: the rustls client configuration (ring provider, Mozilla's roots plus extra roots).
 //! - [`auth`]: `WWW-Authenticate` challenges read, and `Authorization` written for Basic and Digest.
 //! - [`decode`]: content decoding (gzip, deflate, br) as the body arrives, with a decompression-bomb
@@ -23,6 +25,7 @@ pub mod range;
 pub mod redirect;
 mod tls;
 pub mod transport;
+pub mod trust;
 
 pub use connect::ConnectionInfo;
 pub use error::{TlsFailure, TransportError, TransportErrorKind};

@@ -4,18 +4,28 @@
 use std::sync::Arc;
 
 use rustls::RootCertStore;
-use rustls::client::ClientConfig;
+use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls_pki_types::CertificateDer;
 
 use crate::error::{TransportError, TransportErrorKind};
+use crate::trust::DeferredVerifier;
 
-/// Builds the client configuration for one transport.
+/// The TLS side of one transport: the client configuration, and the standard verifier when the
+/// chain is evaluated after the handshake (see `trust`).
+pub(crate) struct TlsSetup {
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) deferred: Option<Arc<WebPkiServerVerifier>>,
+}
+
+/// Builds the client configuration for one transport; `deferred` leaves the chain to be judged after
+/// the handshake.
 ///
 /// # Errors
 /// An extra root that is not a usable CA certificate.
 pub(crate) fn client_config(
     extra_roots: &[CertificateDer<'static>],
-) -> Result<Arc<ClientConfig>, TransportError> {
+    deferred: bool,
+) -> Result<TlsSetup, TransportError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in extra_roots {
@@ -28,13 +38,34 @@ pub(crate) fn client_config(
         })?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let configuration = |e: rustls::Error| {
+        TransportError::new(TransportErrorKind::Configuration, "TLS settings").with_source(e)
+    };
+    let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| {
-            TransportError::new(TransportErrorKind::Configuration, "TLS versions").with_source(e)
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .map_err(configuration)?;
+    let (mut config, deferred) = if deferred {
+        let standard =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| {
+                    TransportError::new(TransportErrorKind::Configuration, "TLS roots")
+                        .with_source(e)
+                })?;
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(DeferredVerifier::new(provider)))
+            .with_no_client_auth();
+        (config, Some(standard))
+    } else {
+        (
+            builder.with_root_certificates(roots).with_no_client_auth(),
+            None,
+        )
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(TlsSetup {
+        config: Arc::new(config),
+        deferred,
+    })
 }

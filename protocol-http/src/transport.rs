@@ -1,6 +1,7 @@
 //! `Transport`: sends requests over pooled HTTP/1.1 and HTTP/2 connections and returns streamed
 //! responses. One per session, so connections are shared by the session's tasks and no one else's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::connect::{Connector, ConnectorSettings};
 use crate::error::TransportError;
+use crate::trust::TrustEvaluator;
 
 /// A request body: any boxed stream of bytes. Build one with [`body_from_bytes`] or [`empty_body`].
 pub type RequestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -38,6 +40,9 @@ pub struct TransportSettings {
     pub connect_timeout: Option<Duration>,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Duration,
+    /// Who decides server trust after each TLS handshake; `None` verifies during the handshake,
+    /// against the roots.
+    pub trust: Option<Arc<dyn TrustEvaluator>>,
 }
 
 impl Default for TransportSettings {
@@ -47,6 +52,7 @@ impl Default for TransportSettings {
             max_connections_per_host: 6,
             connect_timeout: None,
             pool_idle_timeout: Duration::from_secs(90),
+            trust: None,
         }
     }
 }
@@ -70,9 +76,14 @@ impl Transport {
     /// # Errors
     /// An unusable extra root certificate.
     pub fn new(settings: &TransportSettings) -> Result<Transport, TransportError> {
-        let tls = crate::tls::client_config(&settings.extra_roots)?;
+        let tls = crate::tls::client_config(&settings.extra_roots, settings.trust.is_some())?;
+        let trust = match (settings.trust.clone(), tls.deferred) {
+            (Some(evaluator), Some(standard)) => Some((evaluator, standard)),
+            _ => None,
+        };
         let connector = Connector::new(ConnectorSettings {
-            tls,
+            tls: tls.config,
+            trust,
             connect_timeout: settings.connect_timeout,
             max_connections_per_host: settings.max_connections_per_host,
         });

@@ -19,7 +19,7 @@ pub mod tls;
 
 pub use fault::{Fault, FaultServer};
 pub use nginx::{AccessLine, Nginx, write_random_file};
-pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, check_invariants};
+pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, TrustAnswer, check_invariants};
 pub use resource::{Misbehaviour, ResourceServer, Served};
 pub use server::TestServer;
 pub use tls::{Leaf, TestCa};

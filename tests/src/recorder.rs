@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, DataDelegate, DownloadDelegate,
-    Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData, SessionDelegate,
-    TaskDelegate, TaskInfo, TaskMetrics, TaskState,
+    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, Credential, DataDelegate,
+    DownloadDelegate, Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData,
+    SessionDelegate, TaskDelegate, TaskInfo, TaskMetrics, TaskState,
 };
 
 use crate::sha256_hex;
@@ -132,6 +132,13 @@ pub enum Event {
         /// The error's failing URL, if any.
         failing_url: Option<String>,
     },
+    /// A session-level server-trust challenge.
+    TrustChallenge {
+        /// The host.
+        host: String,
+        /// Certificates the server presented.
+        chain_len: usize,
+    },
     /// `did_become_invalid`.
     Invalid,
 }
@@ -153,6 +160,7 @@ impl Event {
             Event::BecameDownload { .. } => "became_download",
             Event::Metrics { .. } => "metrics",
             Event::Complete { .. } => "complete",
+            Event::TrustChallenge { .. } => "trust_challenge",
             Event::Invalid => "invalid",
         }
     }
@@ -173,7 +181,7 @@ impl Event {
             | Event::BecameDownload { task, .. }
             | Event::Metrics { task, .. }
             | Event::Complete { task, .. } => Some(*task),
-            Event::Invalid => None,
+            Event::Invalid | Event::TrustChallenge { .. } => None,
         }
     }
 }
@@ -207,6 +215,22 @@ pub struct Recorder {
     redirects: Option<RedirectAnswer>,
     /// Answers to challenges, in order; default handling once they run out.
     challenges: Mutex<std::collections::VecDeque<AuthChallengeDisposition>>,
+    /// How server-trust challenges are answered.
+    server_trust: TrustAnswer,
+}
+
+/// How a [`Recorder`] answers server-trust challenges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TrustAnswer {
+    /// Default handling: standard verification.
+    #[default]
+    Default,
+    /// Trust whatever the server presents (as a delegate pinning a key or trusting a private CA).
+    TrustAll,
+    /// Refuse every server.
+    Refuse,
+    /// Cancel the challenge.
+    Cancel,
 }
 
 /// How a [`Recorder`] answers `will_perform_http_redirection`.
@@ -252,6 +276,14 @@ impl Recorder {
     pub fn challenged(answers: impl IntoIterator<Item = AuthChallengeDisposition>) -> Recorder {
         Recorder {
             challenges: Mutex::new(answers.into_iter().collect()),
+            ..Recorder::default()
+        }
+    }
+
+    /// A recorder that answers server-trust challenges with `answer`.
+    pub fn with_server_trust(answer: TrustAnswer) -> Recorder {
+        Recorder {
+            server_trust: answer,
             ..Recorder::default()
         }
     }
@@ -316,6 +348,25 @@ impl Recorder {
 }
 
 impl SessionDelegate for Recorder {
+    fn did_receive_challenge(
+        &self,
+        challenge: &AuthenticationChallenge,
+        reply: Reply<AuthChallengeDisposition>,
+    ) {
+        self.push(Event::TrustChallenge {
+            host: challenge.protection_space.host.clone(),
+            chain_len: challenge.server_trust.as_ref().map_or(0, |t| t.chain.len()),
+        });
+        reply.send(match (self.server_trust, &challenge.server_trust) {
+            (TrustAnswer::TrustAll, Some(trust)) => {
+                AuthChallengeDisposition::UseCredential(Some(Credential::trusting(trust)))
+            }
+            (TrustAnswer::Refuse, _) => AuthChallengeDisposition::UseCredential(None),
+            (TrustAnswer::Cancel, _) => AuthChallengeDisposition::CancelAuthenticationChallenge,
+            _ => AuthChallengeDisposition::PerformDefaultHandling,
+        });
+    }
+
     fn did_become_invalid(&self, _error: Option<&Error>) {
         self.push(Event::Invalid);
     }

@@ -245,6 +245,7 @@ async fn ask(
         proposed_credential: proposed,
         previous_failure_count: previous,
         failure_response: Some(response.clone()),
+        server_trust: None,
     };
     let (tx, rx) = oneshot::channel();
     let info = info.clone();
@@ -252,7 +253,7 @@ async fn ask(
         let reply = Reply::new(AuthChallengeDisposition::PerformDefaultHandling, move |a| {
             let _ = tx.send(a);
         });
-        d.did_receive_challenge(&info, &challenge, reply);
+        courier_delegates::TaskDelegate::did_receive_challenge(d, &info, &challenge, reply);
     });
     rx.await
         .unwrap_or(AuthChallengeDisposition::PerformDefaultHandling)

@@ -923,6 +923,7 @@ pub(crate) fn map_transport_error(e: TransportError, url: &Url) -> Error {
         K::BadResponse => C::CannotParseResponse,
         K::ConnectionLost => C::NetworkConnectionLost,
         K::InvalidUrl => C::BadUrl,
+        K::Cancelled => C::Cancelled,
         _ => C::Unknown,
     };
     let message = e.to_string();

@@ -1,0 +1,97 @@
+//! The session-level server-trust challenge: default handling verifies against the roots; a delegate
+//! can trust a server itself (a pin, a private CA), refuse one, or cancel.
+
+use std::sync::Arc;
+
+use courier_engine::{Configuration, ErrorCode, Session};
+use courier_tests::{Event, Leaf, Recorder, TestCa, TestServer, TrustAnswer};
+
+fn trust_challenges(rec: &Recorder) -> Vec<(String, usize)> {
+    rec.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::TrustChallenge { host, chain_len } => Some((host, chain_len)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn default_handling_verifies_against_the_roots_and_asks_once_per_connection() {
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    let rec = Arc::new(Recorder::new());
+    // Unknown CA: refused as before, now after asking the delegate.
+    let session = Session::with_delegate(Configuration::ephemeral(), rec.clone()).unwrap();
+    let err = session.data(server.url("/").as_str()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ServerCertificateHasUnknownRoot);
+    assert_eq!(trust_challenges(&rec), [("localhost".to_owned(), 1)]);
+    // Trusted CA: accepted; two requests share the connection, so one challenge.
+    let rec = Arc::new(Recorder::new());
+    let mut config = Configuration::ephemeral();
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
+    for _ in 0..2 {
+        assert!(session.data(server.url("/").as_str()).await.is_ok());
+    }
+    assert_eq!(trust_challenges(&rec).len(), 1);
+}
+
+#[tokio::test]
+async fn standard_verification_still_names_each_failure() {
+    for (leaf, code) in [
+        (Leaf::Expired, ErrorCode::ServerCertificateHasBadDate),
+        (Leaf::NotYetValid, ErrorCode::ServerCertificateNotYetValid),
+        (Leaf::OtherHost, ErrorCode::ServerCertificateUntrusted),
+    ] {
+        let ca = TestCa::with_leaf(leaf);
+        let server = TestServer::https(&ca).await;
+        let mut config = Configuration::ephemeral();
+        config.extra_root_certificates.push(ca.ca_der.clone());
+        let session = Session::with_delegate(config, Arc::new(Recorder::new())).unwrap();
+        let err = session.data(server.url("/").as_str()).await.unwrap_err();
+        assert_eq!(err.code(), code, "{leaf:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_delegate_can_trust_refuse_or_cancel() {
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    // Trusting a server the roots do not know (a private CA the application checks itself).
+    let trusting = Session::with_delegate(
+        Configuration::ephemeral(),
+        Arc::new(Recorder::with_server_trust(TrustAnswer::TrustAll)),
+    )
+    .unwrap();
+    let (body, _) = trusting
+        .data(server.url("/bytes/10").as_str())
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 10);
+
+    // Refusing a server the roots do know.
+    let mut config = Configuration::ephemeral();
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let refusing = Session::with_delegate(
+        config.clone(),
+        Arc::new(Recorder::with_server_trust(TrustAnswer::Refuse)),
+    )
+    .unwrap();
+    let err = refusing.data(server.url("/").as_str()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ServerCertificateUntrusted);
+
+    let cancelling = Session::with_delegate(
+        config,
+        Arc::new(Recorder::with_server_trust(TrustAnswer::Cancel)),
+    )
+    .unwrap();
+    let err = cancelling.data(server.url("/").as_str()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Cancelled);
+
+    // The trusting session's decision is its own: another session still refuses the server.
+    let other =
+        Session::with_delegate(Configuration::ephemeral(), Arc::new(Recorder::new())).unwrap();
+    let err = other.data(server.url("/").as_str()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ServerCertificateHasUnknownRoot);
+}
