@@ -225,6 +225,31 @@ impl CliDelegate {
         self.insecure = insecure;
     }
 
+    /// Writes a `did_receive_challenge` line: a session-level one without `task`.
+    fn emit_challenge(
+        &self,
+        task: Option<u64>,
+        challenge: &AuthenticationChallenge,
+        disposition: &AuthChallengeDisposition,
+    ) {
+        let space = &challenge.protection_space;
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_receive_challenge",
+            task,
+            json!({
+                "scope": if task.is_some() { "task" } else { "session" },
+                "method": space.method.name(),
+                "host": space.host,
+                "port": space.port,
+                "realm": space.realm,
+                "previous_failure_count": challenge.previous_failure_count,
+                "disposition": disposition.name(),
+            }),
+        );
+    }
+
     /// Where task `task`'s downloaded file is to be moved.
     pub(crate) fn set_destination(&self, task: u64, path: PathBuf) {
         self.inner().destinations.insert(task, path);
@@ -299,23 +324,7 @@ impl SessionDelegate for CliDelegate {
             }
             _ => AuthChallengeDisposition::PerformDefaultHandling,
         };
-        let space = &challenge.protection_space;
-        let mut inner = self.inner();
-        self.emit(
-            &mut inner,
-            "did_receive_challenge",
-            None,
-            json!({
-                "scope": "session",
-                "method": space.method.name(),
-                "host": space.host,
-                "port": space.port,
-                "realm": space.realm,
-                "previous_failure_count": challenge.previous_failure_count,
-                "disposition": disposition.name(),
-            }),
-        );
-        drop(inner);
+        self.emit_challenge(None, challenge, &disposition);
         reply.send(disposition);
     }
 
@@ -364,23 +373,7 @@ impl TaskDelegate for CliDelegate {
             Some(c) => AuthChallengeDisposition::UseCredential(Some(c.clone())),
             None => AuthChallengeDisposition::PerformDefaultHandling,
         };
-        let space = &challenge.protection_space;
-        let mut inner = self.inner();
-        self.emit(
-            &mut inner,
-            "did_receive_challenge",
-            Some(task.id()),
-            json!({
-                "scope": "task",
-                "method": space.method.name(),
-                "host": space.host,
-                "port": space.port,
-                "realm": space.realm,
-                "previous_failure_count": challenge.previous_failure_count,
-                "disposition": disposition.name(),
-            }),
-        );
-        drop(inner);
+        self.emit_challenge(Some(task.id()), challenge, &disposition);
         reply.send(disposition);
     }
 

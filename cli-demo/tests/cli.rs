@@ -301,6 +301,14 @@ fn courier_in(cwd: &std::path::Path, data: &std::path::Path, args: &[&str]) -> C
     c
 }
 
+/// The first `event` line of a stream.
+fn first<'a>(events: &'a [Value], event: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["event"] == event)
+        .unwrap_or_else(|| panic!("no {event} event"))
+}
+
 fn stderr_events(out: &Output) -> Vec<Value> {
     let ev = events(out);
     check_stream(&ev);
@@ -698,10 +706,7 @@ async fn user_answers_challenges_and_a_refusal_ends_with_the_401() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(out.stdout, b"welcome ann");
     let ev = stderr_events(&out);
-    let challenge = ev
-        .iter()
-        .find(|e| e["event"] == "did_receive_challenge")
-        .unwrap();
+    let challenge = first(&ev, "did_receive_challenge");
     assert_eq!(challenge["scope"], "task");
     assert_eq!(challenge["method"], "http_digest");
     assert_eq!(challenge["realm"], "digest-realm");
@@ -747,10 +752,7 @@ async fn insecure_trusts_an_unknown_certificate_and_says_so_in_the_stream() {
     );
     assert_eq!(out.stdout.len(), 5);
     let ev = stderr_events(&out);
-    let challenge = ev
-        .iter()
-        .find(|e| e["event"] == "did_receive_challenge")
-        .unwrap();
+    let challenge = first(&ev, "did_receive_challenge");
     assert_eq!(challenge["scope"], "session");
     assert_eq!(challenge["method"], "server_trust");
     assert_eq!(challenge["host"], "localhost");
