@@ -37,7 +37,7 @@ enum Target {
 
 /// One download to start.
 enum Job {
-    Fresh(Request),
+    Fresh(Box<Request>),
     Resume(ResumeData, PathBuf),
 }
 
@@ -59,7 +59,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     }
     if !args.urls.is_empty() || options.input_file.is_some() || jobs.is_empty() {
         for url in common::urls(args.urls.clone(), options)? {
-            jobs.push_back(Job::Fresh(request(&url, options)?));
+            jobs.push_back(Job::Fresh(Box::new(request(&url, options)?)));
         }
     }
     let several = jobs.len() > 1;
@@ -100,7 +100,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                 break;
             };
             let (task, resumed_from) = match job {
-                Job::Fresh(r) => (session.download_task(r)?, None),
+                Job::Fresh(r) => (session.download_task(*r)?, None),
                 Job::Resume(data, from) => {
                     (session.download_task_with_resume_data(&data)?, Some(from))
                 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, Credential,
+    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, CachedResponse, Credential,
     CredentialPersistence, DataDelegate, DownloadDelegate, Error, Reply, Request, Response,
     ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskMetrics, TaskState,
 };
@@ -536,6 +536,23 @@ impl DataDelegate for CliDelegate {
         );
         drop(inner);
         reply.send(disposition);
+    }
+
+    fn will_cache_response(
+        &self,
+        task: &TaskInfo,
+        proposed: &CachedResponse,
+        reply: Reply<Option<CachedResponse>>,
+    ) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "will_cache_response",
+            Some(task.id()),
+            json!({ "stored": true }),
+        );
+        drop(inner);
+        reply.send(Some(proposed.clone()));
     }
 
     fn did_become_download_task(&self, task: &TaskInfo, download_task: &TaskInfo) {

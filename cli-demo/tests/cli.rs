@@ -7,9 +7,17 @@ use courier_tests::server::pattern_bytes;
 use courier_tests::{Fault, FaultServer, TestCa, TestServer};
 use serde_json::Value;
 
+/// A data directory for the default sessions these tests run, so they never touch the user's.
+fn data_home() -> &'static std::path::Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
 fn courier(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_courier"))
         .args(args)
+        .env("XDG_DATA_HOME", data_home())
         .output()
         .expect("run courier")
 }
@@ -270,6 +278,7 @@ async fn ctrl_c_cancels_and_exits_130() {
     let ep = events_path.clone();
     let (status, text) = tokio::task::spawn_blocking(move || {
         let child = Command::new(env!("CARGO_BIN_EXE_courier"))
+            .env("XDG_DATA_HOME", data_home())
             .args([
                 "get",
                 &url,
@@ -761,4 +770,29 @@ async fn insecure_trusts_an_unknown_certificate_and_says_so_in_the_stream() {
         challenge.get("task").is_none(),
         "a session event has no task"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_reports_will_cache_response_and_serves_the_second_get_from_the_cache() {
+    let server = TestServer::http().await;
+    let u = server.url("/cache/max-age/60");
+    let out = tokio::task::spawn_blocking(move || {
+        courier(&["get", &u, &u, "--allow-http", "--events", "-"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let ev = stderr_events(&out);
+    let cached = first(&ev, "will_cache_response");
+    assert_eq!(cached["task"], 1);
+    assert_eq!(cached["stored"], true);
+    // Both bodies are the same token: the second came from the cache (one session for both).
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let half = text.len() / 2;
+    assert_eq!(&text[..half], &text[half..], "{text}");
+    let metrics: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["event"] == "did_finish_collecting_metrics")
+        .collect();
+    assert_eq!(metrics[1]["transactions"][0]["fetch_type"], "local_cache");
 }

@@ -12,8 +12,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 use crate::{
-    AuthChallengeDisposition, AuthenticationChallenge, Error, Reply, Request, Response,
-    ResponseDisposition, TaskInfo, TaskMetrics, TaskState,
+    AuthChallengeDisposition, AuthenticationChallenge, CachedResponse, Error, Reply, Request,
+    Response, ResponseDisposition, TaskInfo, TaskMetrics, TaskState,
 };
 
 /// A streamed upload body, handed over by [`TaskDelegate::need_new_body_stream`] (URLSession's
@@ -150,6 +150,18 @@ pub trait DataDelegate: Send + Sync + 'static {
     /// name the download task; the data task gets none, not even `did_complete`.
     fn did_become_download_task(&self, task: &TaskInfo, download_task: &TaskInfo) {
         let _ = (task, download_task);
+    }
+
+    /// The response can be stored in the URL cache (after its last data, before completion).
+    /// Answer with it (the default), a changed one, or `None` to keep it out of the cache.
+    fn will_cache_response(
+        &self,
+        task: &TaskInfo,
+        proposed: &CachedResponse,
+        reply: Reply<Option<CachedResponse>>,
+    ) {
+        let _ = task;
+        reply.send(Some(proposed.clone()));
     }
 
     /// Body bytes arrived, in order. Called zero or more times after `did_receive_response`.

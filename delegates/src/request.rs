@@ -19,6 +19,23 @@ pub struct Request {
     headers: HeaderMap,
     body: Option<Bytes>,
     timeout: Option<Duration>,
+    cache_policy: Option<CachePolicy>,
+}
+
+/// How a request uses the URL cache (`URLRequest.CachePolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CachePolicy {
+    /// HTTP's rules (RFC 9111): a fresh cached response is used, a stale one is revalidated.
+    #[default]
+    UseProtocolCachePolicy,
+    /// Always from the network (the response may still be stored).
+    ReloadIgnoringLocalCacheData,
+    /// A cached response however old, else the network.
+    ReturnCacheDataElseLoad,
+    /// A cached response however old, else fail with
+    /// [`ErrorCode::CannotLoadFromNetwork`](crate::ErrorCode::CannotLoadFromNetwork) (-2000).
+    ReturnCacheDataDontLoad,
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +64,7 @@ impl Request {
             headers: HeaderMap::new(),
             body: None,
             timeout: None,
+            cache_policy: None,
         }
     }
 
@@ -135,6 +153,16 @@ impl Request {
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = Some(timeout);
     }
+
+    /// This request's cache policy; when `None` the configuration's applies.
+    pub fn cache_policy(&self) -> Option<CachePolicy> {
+        self.cache_policy
+    }
+
+    /// Sets this request's cache policy, which wins over the configuration's.
+    pub fn set_cache_policy(&mut self, policy: CachePolicy) {
+        self.cache_policy = Some(policy);
+    }
 }
 
 impl From<Url> for Request {
@@ -145,6 +173,7 @@ impl From<Url> for Request {
             headers: HeaderMap::new(),
             body: None,
             timeout: None,
+            cache_policy: None,
         }
     }
 }
@@ -252,4 +281,13 @@ mod tests {
         let r = Response::new(url, StatusCode::OK, Version::HTTP_11, h);
         assert_eq!(r.expected_content_length(), 12);
     }
+}
+
+/// A response as the URL cache keeps it (`CachedURLResponse`): the head and the whole body.
+#[derive(Clone, Debug)]
+pub struct CachedResponse {
+    /// The response head.
+    pub response: Response,
+    /// The body.
+    pub data: Bytes,
 }

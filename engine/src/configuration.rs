@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use courier_delegates::CachePolicy;
 use http::HeaderMap;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -88,6 +89,9 @@ impl CleartextPolicy {
 /// | `extra_root_certificates` | none (Mozilla's roots only) | same |
 /// | `cleartext` | [`CleartextPolicy::Deny`] | same |
 /// | `http_maximum_redirects` | 20 | same |
+/// | `request_cache_policy` | use the protocol's (RFC 9111) | same |
+/// | `url_cache_memory_capacity` | 4 MiB | same |
+/// | `url_cache_disk_capacity` | 20 MiB (in the session directory) | 0 (memory only) |
 /// | `http_should_set_cookies` | true (kept in the session directory) | true (kept in memory) |
 /// | `http_cookie_accept_policy` | only from the main document's domain | same |
 /// | `maximum_receive_rate_per_task` | `None` (no limit) | same |
@@ -120,6 +124,14 @@ pub struct Configuration {
     pub http_should_set_cookies: bool,
     /// `httpCookieAcceptPolicy`: which cookies are stored.
     pub http_cookie_accept_policy: CookieAcceptPolicy,
+    /// `requestCachePolicy`: how requests use the URL cache (a request's own policy wins).
+    pub request_cache_policy: CachePolicy,
+    /// The URL cache's memory capacity, in bytes (0 turns it off). A response larger than a
+    /// twentieth of the capacity is not cached.
+    pub url_cache_memory_capacity: usize,
+    /// The URL cache's disk capacity, in bytes, in the session directory (0 for none; always 0
+    /// for an ephemeral session, which writes no cache).
+    pub url_cache_disk_capacity: usize,
     /// How many redirects a task follows before it fails with
     /// [`ErrorCode::HttpTooManyRedirects`](crate::ErrorCode) (-1007). URLSession's limit is 20.
     pub http_maximum_redirects: usize,
@@ -152,6 +164,9 @@ impl Default for Configuration {
             extra_root_certificates: Vec::new(),
             cleartext: CleartextPolicy::Deny,
             http_maximum_redirects: 20,
+            request_cache_policy: CachePolicy::UseProtocolCachePolicy,
+            url_cache_memory_capacity: 4 << 20,
+            url_cache_disk_capacity: 20 << 20,
             http_should_set_cookies: true,
             http_cookie_accept_policy: CookieAcceptPolicy::OnlyFromMainDocumentDomain,
             maximum_receive_rate_per_task: None,
@@ -167,6 +182,7 @@ impl Configuration {
     pub fn ephemeral() -> Configuration {
         Configuration {
             kind: SessionKind::Ephemeral,
+            url_cache_disk_capacity: 0,
             ..Configuration::default()
         }
     }

@@ -39,7 +39,9 @@ pub use courier_delegates::{
     ProtectionSpace, Reply, Request, Response, ResponseDisposition, ResumeData, SessionDelegate,
     TaskDelegate, TaskInfo, TaskKind, TaskState, priority,
 };
-pub use courier_delegates::{FetchType, TaskMetrics, TransactionMetrics};
+pub use courier_delegates::{
+    CachePolicy, CachedResponse, FetchType, TaskMetrics, TransactionMetrics,
+};
 pub use session::{Session, SessionInvalidated};
 pub use task::{DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask};
 

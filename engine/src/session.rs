@@ -5,6 +5,7 @@
 //! and carries out invalidation.
 
 pub(crate) mod actor;
+pub(crate) mod cache;
 pub(crate) mod cookies;
 pub(crate) mod trust;
 
@@ -49,6 +50,8 @@ pub(crate) struct SessionContext {
     pub(crate) credentials: CredentialStore,
     /// Cookies that responses set.
     pub(crate) cookies: CookieJar,
+    /// Responses kept for reuse.
+    pub(crate) url_cache: cache::UrlCache,
     /// The next task identifier (tasks are numbered 1, 2, 3... per session).
     pub(crate) next_task_id: AtomicU64,
 }
@@ -206,6 +209,7 @@ impl Session {
             storage,
             credentials: CredentialStore::default(),
             cookies: CookieJar::default(),
+            url_cache: cache::UrlCache::default(),
             next_task_id: AtomicU64::new(1),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, Credential, DataDelegate,
-    DownloadDelegate, Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData,
-    SessionDelegate, TaskDelegate, TaskInfo, TaskMetrics, TaskState,
+    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, CachedResponse, Credential,
+    DataDelegate, DownloadDelegate, Error, ErrorCode, Reply, Request, Response,
+    ResponseDisposition, ResumeData, SessionDelegate, TaskDelegate, TaskInfo, TaskMetrics,
+    TaskState,
 };
 
 use crate::sha256_hex;
@@ -39,6 +40,13 @@ pub enum Event {
         task: u64,
         /// The download task it became.
         download: u64,
+    },
+    /// `will_cache_response`.
+    WillCache {
+        /// Task identifier.
+        task: u64,
+        /// Body bytes proposed for the cache.
+        bytes: usize,
     },
     /// `did_receive_data`.
     Data {
@@ -159,6 +167,7 @@ impl Event {
             Event::Challenge { .. } => "challenge",
             Event::BecameDownload { .. } => "became_download",
             Event::Metrics { .. } => "metrics",
+            Event::WillCache { .. } => "will_cache",
             Event::Complete { .. } => "complete",
             Event::TrustChallenge { .. } => "trust_challenge",
             Event::Invalid => "invalid",
@@ -180,6 +189,7 @@ impl Event {
             | Event::Challenge { task, .. }
             | Event::BecameDownload { task, .. }
             | Event::Metrics { task, .. }
+            | Event::WillCache { task, .. }
             | Event::Complete { task, .. } => Some(*task),
             Event::Invalid | Event::TrustChallenge { .. } => None,
         }
@@ -217,6 +227,8 @@ pub struct Recorder {
     challenges: Mutex<std::collections::VecDeque<AuthChallengeDisposition>>,
     /// How server-trust challenges are answered.
     server_trust: TrustAnswer,
+    /// Answer `will_cache_response` with none.
+    refuse_caching: bool,
 }
 
 /// How a [`Recorder`] answers server-trust challenges.
@@ -276,6 +288,14 @@ impl Recorder {
     pub fn challenged(answers: impl IntoIterator<Item = AuthChallengeDisposition>) -> Recorder {
         Recorder {
             challenges: Mutex::new(answers.into_iter().collect()),
+            ..Recorder::default()
+        }
+    }
+
+    /// A recorder that keeps every response out of the URL cache.
+    pub fn refusing_cache() -> Recorder {
+        Recorder {
+            refuse_caching: true,
             ..Recorder::default()
         }
     }
@@ -504,6 +524,19 @@ impl DataDelegate for Recorder {
             status: response.status().as_u16(),
         });
         reply.send(self.disposition.unwrap_or(ResponseDisposition::Allow));
+    }
+
+    fn will_cache_response(
+        &self,
+        task: &TaskInfo,
+        proposed: &CachedResponse,
+        reply: Reply<Option<CachedResponse>>,
+    ) {
+        self.push(Event::WillCache {
+            task: task.id(),
+            bytes: proposed.data.len(),
+        });
+        reply.send((!self.refuse_caching).then(|| proposed.clone()));
     }
 
     fn did_become_download_task(&self, task: &TaskInfo, download_task: &TaskInfo) {

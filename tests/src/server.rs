@@ -16,6 +16,8 @@
 //!   200 `welcome USER` with the right credential, 401 with challenges otherwise.
 //! - `/cookie/NAME/VALUE[?to=LOCATION][&max_age=SECS]`: sets a cookie (persistent with `max_age`);
 //!   with `to`, in a 302 to LOCATION.
+//! - `/cache/max-age/N`, `/cache/no-store`, `/cache/revalidate`: a body unique to each answer, with
+//!   those caching rules; `revalidate` answers `If-None-Match: "r1"` with 304.
 //! - `/chain/N`: N redirects (302, relative `Location`s), then 200 `end of chain`.
 //!
 //! Used by the tests and by `courier demo`. The server stops when the `TestServer` is dropped.
@@ -41,6 +43,9 @@ use tokio::task::JoinHandle;
 use crate::tls::TestCa;
 
 type Body = BoxBody<Bytes, Infallible>;
+
+/// Makes every `/cache` body unique.
+static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Byte `i` of every body the server makes: a pattern that catches reordered or shifted bytes.
 pub fn pattern(i: usize) -> u8 {
@@ -422,6 +427,39 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             {
                 r.headers_mut().append(http::header::SET_COOKIE, v);
             }
+            r
+        }
+        "cache" => {
+            // `/cache/max-age/N`, `/cache/no-store`, `/cache/revalidate`: a body that differs on every
+            // answer (so a test can tell a cached one), with those caching rules. `revalidate`
+            // answers 304 (with `x-revalidated: yes`) to `If-None-Match: "r1"`.
+            let token = format!(
+                "token {:?} {}",
+                std::time::SystemTime::now(),
+                NEXT_TOKEN.fetch_add(1, Ordering::Relaxed)
+            );
+            let (control, etag) = match arg.split_once('/') {
+                Some(("max-age", n)) => (format!("max-age={n}"), "\"m1\""),
+                _ if arg == "no-store" => ("no-store".to_owned(), "\"n1\""),
+                _ => ("no-cache".to_owned(), "\"r1\""),
+            };
+            let matched = req
+                .headers()
+                .get(http::header::IF_NONE_MATCH)
+                .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+            let mut r = if matched && arg == "revalidate" {
+                let mut r = full(StatusCode::NOT_MODIFIED, "");
+                r.headers_mut()
+                    .insert("x-revalidated", http::HeaderValue::from_static("yes"));
+                r
+            } else {
+                full(StatusCode::OK, token)
+            };
+            let h = r.headers_mut();
+            if let Ok(v) = http::HeaderValue::from_str(&control) {
+                h.insert(http::header::CACHE_CONTROL, v);
+            }
+            h.insert(http::header::ETAG, http::HeaderValue::from_static(etag));
             r
         }
         "many-headers" => {

@@ -142,7 +142,14 @@ async fn delegate_sees_urlsession_order() {
     assert_eq!(
         dedup,
         [
-            "state", "response", "data", "metrics", "state", "complete", "invalid"
+            "state",
+            "response",
+            "data",
+            "will_cache",
+            "metrics",
+            "state",
+            "complete",
+            "invalid"
         ],
         "{events:?}"
     );

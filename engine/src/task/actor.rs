@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use courier_delegates::{
-    Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData, TaskInfo,
-    TaskKind, TaskMetrics, TaskRecorder, TaskState,
+    CachedResponse, Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData,
+    TaskInfo, TaskKind, TaskMetrics, TaskRecorder, TaskState,
 };
 use courier_protocol_http::decode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
@@ -57,6 +57,9 @@ pub(crate) enum TaskMsg {
     Failed(Error),
     /// The delegate answered `did_receive_response`.
     Disposition(ResponseDisposition),
+    /// The body is complete and the URL cache may keep the response: ask the delegate
+    /// (`will_cache_response`) and answer on the channel.
+    OfferToCache(CachedResponse, oneshot::Sender<Option<CachedResponse>>),
 }
 
 /// What a task actor starts from.
@@ -156,7 +159,12 @@ impl Actor for TaskActor {
     ) -> Result<(), ActorProcessingErr> {
         let span = st.span.clone();
         async move {
+            if let TaskMsg::OfferToCache(proposed, answer) = msg {
+                st.offer_to_cache(proposed, answer);
+                return Ok(());
+            }
             let (event, payload) = match msg {
+                TaskMsg::OfferToCache(..) => unreachable!("answered above"),
                 TaskMsg::Control(Control::Resume) => (TaskEvent::Resume, Payload::None),
                 TaskMsg::Control(Control::Suspend) => (TaskEvent::Suspend, Payload::None),
                 TaskMsg::Control(Control::Cancel) => (TaskEvent::Cancel, Payload::None),
@@ -309,6 +317,28 @@ impl TaskActorState {
         };
         let info = self.info.clone();
         queue.push(move |d| d.did_finish_collecting_metrics(&info, &metrics));
+    }
+
+    /// Asks the delegate whether to cache `proposed` (the default: as proposed).
+    fn offer_to_cache(
+        &self,
+        proposed: CachedResponse,
+        answer: oneshot::Sender<Option<CachedResponse>>,
+    ) {
+        match self.ctx.queue.as_ref() {
+            Some(queue) if self.machine.state() != TaskState::Canceling => {
+                let info = self.info.clone();
+                queue.push(move |d| {
+                    let reply = Reply::new(Some(proposed.clone()), move |a| {
+                        let _ = answer.send(a);
+                    });
+                    d.will_cache_response(&info, &proposed, reply);
+                });
+            }
+            _ => {
+                let _ = answer.send(Some(proposed));
+            }
+        }
     }
 
     /// The delivery queue, when this task reports to a delegate.

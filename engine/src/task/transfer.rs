@@ -41,6 +41,9 @@ use super::download::{DownloadSink, Placement, Stopped};
 use super::local::{self, LocalBody};
 use super::upload::{self, UploadBody};
 use crate::session::SessionContext;
+use crate::session::cache as caching_entry;
+
+mod caching;
 
 /// Body bytes that may be on their way to a delegate at once. Past this, the transfer stops reading
 /// until the delegate has taken some: a slow delegate slows the connection instead of filling memory.
@@ -145,6 +148,7 @@ impl Transfer {
         let conversion = Conversion::default();
         let metrics = SharedMetrics::default();
         let run = Run {
+            cache_candidate: None,
             conversion: conversion.clone(),
             metrics: metrics.clone(),
             ctx: args.ctx,
@@ -226,6 +230,8 @@ impl Drop for Transfer {
 
 struct Run {
     conversion: Conversion,
+    /// A response the URL cache may keep, with its body so far.
+    cache_candidate: Option<caching::Candidate>,
     metrics: SharedMetrics,
     ctx: Arc<SessionContext>,
     /// Answers authentication challenges.
@@ -322,6 +328,19 @@ impl Run {
     /// Sends the request (again, when a resumed download's answer cannot be used) and moves the
     /// body.
     async fn drive(&mut self, mut head: Head, body: Option<UploadBody>) -> Result<(), Halt> {
+        // Only data tasks' GETs use the URL cache.
+        let plan = if self.sink.is_none() && body.is_none() && head.method == http::Method::GET {
+            self.cache_plan(&mut head)?
+        } else {
+            caching::Plan::Network
+        };
+        let revalidating = match plan {
+            caching::Plan::Serve(entry) => return self.serve_cached(entry).await,
+            caching::Plan::Revalidate(entry) => Some(entry),
+            caching::Plan::Network => None,
+        };
+        // A network answer may be stored (a revalidation answered with a 200 replaces the entry).
+        let cacheable = self.sink.is_none() && body.is_none() && head.method == http::Method::GET;
         let resuming = self
             .sink
             .as_ref()
@@ -367,6 +386,18 @@ impl Run {
         let parts_encoding = parts.headers.get(http::header::CONTENT_ENCODING).cloned();
         let (status, method) = (parts.status, head.method.clone());
         let response = Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
+        if let Some(entry) = revalidating
+            && status == http::StatusCode::NOT_MODIFIED
+        {
+            // Not modified: the cached response answers, with its headers refreshed.
+            drop(incoming);
+            self.end_transaction();
+            let fresh = self.revalidated(entry, &head, &response);
+            return self.serve_cached(fresh).await;
+        }
+        if cacheable {
+            self.consider_for_cache(&head, &response);
+        }
         // Only a download keeps the head (for its resume record); a data task hands it over.
         let kept = self.sink.is_some().then(|| response.clone());
         if self.actor.cast(TaskMsg::Response(response)).is_err() {
@@ -401,7 +432,8 @@ impl Run {
         let decoder = parts_encoding
             .filter(|_| !matches!(status.as_u16(), 204 | 304) && method != http::Method::HEAD)
             .and_then(|e| Decoder::for_encoding(&e, self.ctx.config.maximum_decompression_ratio));
-        self.receive(incoming, decoder).await
+        self.receive(incoming, decoder).await?;
+        self.offer_to_cache().await
     }
 
     fn metrics(&self) -> std::sync::MutexGuard<'_, MetricsLog> {
@@ -444,6 +476,30 @@ impl Run {
         {
             t.response_end = Some(std::time::Instant::now());
         }
+    }
+
+    /// Answers from the URL cache: the same response, gate and delivery as over the network.
+    async fn serve_cached(&mut self, entry: caching_entry::Entry) -> Result<(), Halt> {
+        self.metrics().transactions.push(TransactionMetrics {
+            url: self.url.to_string(),
+            fetch_type: FetchType::LocalCache,
+            protocol: None,
+            reused_connection: false,
+            fetch_start: std::time::Instant::now(),
+            domain_lookup: None,
+            connect: None,
+            secure_connection: None,
+            request_start: None,
+            response_start: Some(std::time::Instant::now()),
+            response_end: None,
+            status: Some(entry.response.status().as_u16()),
+        });
+        self.wait_until(|g| !g.paused).await?;
+        if self.actor.cast(TaskMsg::Response(entry.response)).is_err() {
+            return Err(Halt::Interrupted);
+        }
+        self.wait_until(|g| g.body_allowed).await?;
+        self.deliver(entry.body).await
     }
 
     /// Serves a `data:` or `file:` URL: the same response, gate and delivery as over HTTP.
@@ -768,6 +824,7 @@ impl Run {
         if let Some(sink) = &mut self.sink {
             return Ok(sink.accept(data).await?);
         }
+        self.gather_for_cache(&data);
         let permit = self.take_window(&data).await?;
         if self.actor.cast(TaskMsg::Data(data, permit)).is_err() {
             return Err(Halt::Interrupted);

@@ -1,0 +1,192 @@
+//! The transfer's side of the URL cache: whether a request is answered from the cache, revalidated,
+//! or sent; and, for a response the cache may keep, the body gathered and offered to the delegate
+//! (`will_cache_response`) before it is stored.
+
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use courier_delegates::{
+    CachePolicy as RequestCachePolicy, CachedResponse, Error, ErrorCode, Response,
+};
+use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
+use tokio::sync::oneshot;
+
+use super::{Halt, Head, Run, TaskMsg, unless_stopped};
+use crate::session::cache::{self, Entry};
+
+/// What the cache says about a request.
+pub(super) enum Plan {
+    /// Answer from the cache.
+    Serve(Entry),
+    /// Send the request with the cache's validators; a 304 is answered from the cache.
+    Revalidate(Entry),
+    /// Send the request.
+    Network,
+}
+
+/// A response the cache may keep, and its body so far.
+pub(super) struct Candidate {
+    policy: CachePolicy,
+    response: Response,
+    body: BytesMut,
+    limit: usize,
+}
+
+/// The `http::request::Parts` the cache policy reads.
+fn request_parts(head: &Head) -> http::request::Parts {
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = head.method.clone();
+    parts.uri = head.uri.clone();
+    parts.headers = head.headers.clone();
+    parts
+}
+
+fn response_parts(response: &Response) -> http::response::Parts {
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = response.status();
+    parts.version = response.version();
+    parts.headers = response.headers().clone();
+    parts
+}
+
+impl Run {
+    /// Consults the cache for a `GET` of a data task (whose `head` may gain validators).
+    pub(super) fn cache_plan(&self, head: &mut Head) -> Result<Plan, Halt> {
+        let policy = self
+            .info
+            .current_request()
+            .cache_policy()
+            .unwrap_or(self.ctx.config.request_cache_policy);
+        let entry = match policy {
+            RequestCachePolicy::ReloadIgnoringLocalCacheData => None,
+            _ => self.ctx.url_cache.get(&self.ctx, &self.url),
+        };
+        match (policy, entry) {
+            (RequestCachePolicy::ReturnCacheDataDontLoad, None) => Err(Halt::Failed(
+                Error::new(
+                    ErrorCode::CannotLoadFromNetwork,
+                    "not in the cache, and the cache policy forbids loading",
+                )
+                .with_url(self.url.as_str()),
+            )),
+            (
+                RequestCachePolicy::ReturnCacheDataElseLoad
+                | RequestCachePolicy::ReturnCacheDataDontLoad,
+                Some(entry),
+            ) => Ok(Plan::Serve(entry)),
+            (RequestCachePolicy::UseProtocolCachePolicy, Some(entry)) => {
+                match entry
+                    .policy
+                    .before_request(&request_parts(head), SystemTime::now())
+                {
+                    BeforeRequest::Fresh(parts) => Ok(Plan::Serve(Entry {
+                        response: Response::new(
+                            self.url.clone(),
+                            parts.status,
+                            parts.version,
+                            parts.headers,
+                        ),
+                        ..entry
+                    })),
+                    BeforeRequest::Stale { request, matches } if matches => {
+                        head.headers = request.headers;
+                        Ok(Plan::Revalidate(entry))
+                    }
+                    BeforeRequest::Stale { .. } => Ok(Plan::Network),
+                }
+            }
+            _ => Ok(Plan::Network),
+        }
+    }
+
+    /// A 304 to a revalidation: the cached entry, with its headers refreshed, answers.
+    pub(super) fn revalidated(&self, entry: Entry, head: &Head, response: &Response) -> Entry {
+        let fresh = match entry.policy.after_response(
+            &request_parts(head),
+            &response_parts(response),
+            SystemTime::now(),
+        ) {
+            AfterResponse::NotModified(policy, parts) | AfterResponse::Modified(policy, parts) => {
+                Entry {
+                    policy,
+                    response: Response::new(
+                        self.url.clone(),
+                        parts.status,
+                        parts.version,
+                        parts.headers,
+                    ),
+                    body: entry.body,
+                }
+            }
+        };
+        self.ctx.url_cache.put(&self.ctx, &self.url, fresh.clone());
+        fresh
+    }
+
+    /// Starts gathering a network response the cache may keep.
+    pub(super) fn consider_for_cache(&mut self, head: &Head, response: &Response) {
+        let policy = CachePolicy::new_options(
+            &request_parts(head),
+            &response_parts(response),
+            SystemTime::now(),
+            cache::options(),
+        );
+        let config = &self.ctx.config;
+        let limit = config
+            .url_cache_memory_capacity
+            .max(config.url_cache_disk_capacity)
+            / 20;
+        if policy.is_storable() && limit > 0 {
+            self.cache_candidate = Some(Candidate {
+                policy,
+                response: response.clone(),
+                body: BytesMut::new(),
+                limit,
+            });
+        }
+    }
+
+    /// Adds delivered body bytes to the candidate; a body past the limit is not cached.
+    pub(super) fn gather_for_cache(&mut self, data: &Bytes) {
+        if let Some(c) = &mut self.cache_candidate {
+            if c.body.len() + data.len() > c.limit {
+                self.cache_candidate = None;
+            } else {
+                c.body.extend_from_slice(data);
+            }
+        }
+    }
+
+    /// The body is complete: offers the response to the delegate, then stores what it answers.
+    pub(super) async fn offer_to_cache(&mut self) -> Result<(), Halt> {
+        let Some(c) = self.cache_candidate.take() else {
+            return Ok(());
+        };
+        if self.sink.is_some() {
+            return Ok(()); // the task became a download: its body is a file, not a cache entry
+        }
+        let proposed = CachedResponse {
+            response: c.response,
+            data: c.body.freeze(),
+        };
+        // Through the actor, so the question comes after the body's last `did_receive_data`.
+        let (tx, rx) = oneshot::channel();
+        if self
+            .actor
+            .cast(TaskMsg::OfferToCache(proposed, tx))
+            .is_err()
+        {
+            return Err(Halt::Interrupted);
+        }
+        let answer = unless_stopped(&mut self.gate, rx).await?.ok().flatten();
+        if let Some(cached) = answer {
+            let entry = Entry {
+                policy: c.policy,
+                response: cached.response,
+                body: cached.data,
+            };
+            self.ctx.url_cache.put(&self.ctx, &self.url, entry);
+        }
+        Ok(())
+    }
+}

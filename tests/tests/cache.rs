@@ -1,0 +1,179 @@
+//! The URL cache: RFC 9111 freshness and revalidation, the four request cache policies,
+//! `will_cache_response`, and where the cache lives (memory; disk for default sessions only).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_engine::{CachePolicy, CleartextPolicy, Configuration, ErrorCode, Request, Session};
+use courier_tests::{Event, Recorder, TestServer};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config() -> Configuration {
+    let mut c = Configuration::ephemeral();
+    c.cleartext = CleartextPolicy::AllowAll;
+    c
+}
+
+async fn body(session: &Session, request: impl Into<Request>) -> String {
+    let (body, _) = session.data(request).await.unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+fn with_policy(url: &str, policy: CachePolicy) -> Request {
+    let mut r = Request::get(url);
+    r.set_cache_policy(policy);
+    r
+}
+
+#[tokio::test]
+async fn a_fresh_response_comes_from_the_cache_and_no_store_never_does() {
+    let server = TestServer::http().await;
+    let session = Session::new(config()).unwrap();
+    let fresh = server.url("/cache/max-age/60");
+    let first = body(&session, fresh.as_str()).await;
+    assert_eq!(
+        body(&session, fresh.as_str()).await,
+        first,
+        "served from the cache"
+    );
+    let never = server.url("/cache/no-store");
+    let a = body(&session, never.as_str()).await;
+    assert_ne!(
+        body(&session, never.as_str()).await,
+        a,
+        "no-store is never cached"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_response_is_revalidated_and_a_304_is_answered_from_the_cache() {
+    let server = TestServer::http().await;
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(), rec.clone()).unwrap();
+    let url = server.url("/cache/revalidate");
+    let first = body(&session, url.as_str()).await;
+    let (again, response) = session.data(url.as_str()).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&again), first, "the cached body");
+    // Every 200 from the server has a new body: the same one means the 304 was answered from the
+    // cache, as the stored 200.
+    assert_eq!(response.status(), 200, "the stored response, not the 304");
+}
+
+#[tokio::test]
+async fn the_four_cache_policies() {
+    let server = TestServer::http().await;
+    let session = Session::new(config()).unwrap();
+    let url = server.url("/cache/max-age/60");
+    // Nothing cached yet: "return cache data, don't load" fails with -2000.
+    let err = session
+        .data(with_policy(&url, CachePolicy::ReturnCacheDataDontLoad))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CannotLoadFromNetwork);
+    let first = body(
+        &session,
+        with_policy(&url, CachePolicy::UseProtocolCachePolicy),
+    )
+    .await;
+    let reloaded = body(
+        &session,
+        with_policy(&url, CachePolicy::ReloadIgnoringLocalCacheData),
+    )
+    .await;
+    assert_ne!(reloaded, first, "reload goes to the network");
+    // The reload's response was stored: the cache-first policies return it.
+    assert_eq!(
+        body(
+            &session,
+            with_policy(&url, CachePolicy::ReturnCacheDataElseLoad)
+        )
+        .await,
+        reloaded
+    );
+    assert_eq!(
+        body(
+            &session,
+            with_policy(&url, CachePolicy::ReturnCacheDataDontLoad)
+        )
+        .await,
+        reloaded
+    );
+    // "Else load" loads what is not cached.
+    let other = server.url("/cache/max-age/61");
+    assert!(
+        body(
+            &session,
+            with_policy(&other, CachePolicy::ReturnCacheDataElseLoad)
+        )
+        .await
+        .starts_with("token")
+    );
+    // The configuration's policy applies to requests without one.
+    let mut reload_all = config();
+    reload_all.request_cache_policy = CachePolicy::ReloadIgnoringLocalCacheData;
+    let session = Session::new(reload_all).unwrap();
+    let a = body(&session, url.as_str()).await;
+    assert_ne!(body(&session, url.as_str()).await, a);
+}
+
+#[tokio::test]
+async fn will_cache_response_is_asked_and_can_refuse() {
+    let server = TestServer::http().await;
+    let url = server.url("/cache/max-age/60");
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(), rec.clone()).unwrap();
+    let task = session.data_task(url.as_str()).unwrap();
+    task.resume();
+    rec.wait_complete(task.id(), WAIT).await;
+    let names: Vec<&str> = rec.events().iter().map(Event::name).collect();
+    let at = names
+        .iter()
+        .position(|n| *n == "will_cache")
+        .expect("asked");
+    assert!(names[..at].contains(&"data") && names[at..].contains(&"complete"));
+    // The cached answer: no network, metrics say local cache, and no second will_cache.
+    let again = session.data_task(url.as_str()).unwrap();
+    again.resume();
+    rec.wait_complete(again.id(), WAIT).await;
+    let asked = rec
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::WillCache { .. }))
+        .count();
+    assert_eq!(asked, 1);
+
+    let refusing = Arc::new(Recorder::refusing_cache());
+    let session = Session::with_delegate(config(), refusing.clone()).unwrap();
+    let a = body(&session, url.as_str()).await;
+    assert_ne!(body(&session, url.as_str()).await, a, "refused: not cached");
+}
+
+#[tokio::test]
+async fn default_sessions_cache_on_disk_and_ephemeral_ones_in_memory_only() {
+    let server = TestServer::http().await;
+    let url = server.url("/cache/max-age/600");
+    let dir = tempfile::tempdir().unwrap();
+    let mut persistent = Configuration::default();
+    persistent.cleartext = CleartextPolicy::AllowAll;
+    persistent.session_directory = Some(dir.path().join("default"));
+    let first = body(&Session::new(persistent.clone()).unwrap(), url.as_str()).await;
+    assert!(dir.path().join("default").join("cache").is_dir());
+    // A later session on the same directory answers from the disk cache.
+    let later = Session::new(persistent).unwrap();
+    assert_eq!(
+        body(
+            &later,
+            with_policy(&url, CachePolicy::ReturnCacheDataDontLoad)
+        )
+        .await,
+        first
+    );
+
+    let mut ephemeral = config();
+    ephemeral.session_directory = Some(dir.path().join("ephemeral"));
+    let session = Session::new(ephemeral).unwrap();
+    let a = body(&session, url.as_str()).await;
+    assert_eq!(body(&session, url.as_str()).await, a, "cached in memory");
+    assert!(!dir.path().join("ephemeral").exists(), "nothing written");
+}
