@@ -89,11 +89,13 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         4,
         "a delegate sees every step: the event stream (as `courier get --events -` writes it)",
     );
-    let (delegate, mut finished, mut invalid) = CliDelegate::new(
+    let (mut delegate, mut finished, mut invalid) = CliDelegate::new(
         Some(Box::new(io::stdout())),
         Box::new(io::sink()),
         Arc::new(crate::progress::Progress::new(true)),
     );
+    // Used in step 12, when a server asks who we are.
+    delegate.set_credential_from(Some("demo:secret"));
     let events = Session::with_delegate(config.clone(), Arc::new(delegate))?;
     let task = events.data_task(http.url("/drip?chunks=4&size=2000&delay_ms=60").as_str())?;
     task.resume();
@@ -196,6 +198,44 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
 
     step(
         11,
+        "redirects: a chain of three is followed (the delegate sees each hop); only the last body arrives",
+    );
+    let task = events.data_task(http.url("/chain/3").as_str())?;
+    task.resume();
+    let done = next(&mut finished).await?;
+    check(
+        done.error.is_none() && task.current_request().url_str() == http.url("/chain/0"),
+        "three hops, current_request is the last URL",
+    )?;
+
+    step(
+        12,
+        "an authentication challenge (HTTP Digest, SHA-256) answered by the delegate's credential",
+    );
+    let task = events.data_task(http.url("/digest/demo/secret?alg=SHA-256").as_str())?;
+    task.resume();
+    let done = next(&mut finished).await?;
+    check(
+        done.error.is_none() && done.status == Some(200),
+        "401, did_receive_challenge, then 200",
+    )?;
+
+    step(
+        13,
+        "the URL cache: the second request for a fresh response never reaches the network",
+    );
+    let url = http.url("/cache/max-age/60");
+    let (first, _) = session.data(url.as_str()).await?;
+    let (second, _) = session.data(url.as_str()).await?;
+    println!(
+        "   first:  {}\n   second: {}",
+        String::from_utf8_lossy(&first),
+        String::from_utf8_lossy(&second)
+    );
+    check(first == second, "the same body, from the cache")?;
+
+    step(
+        14,
         "invalidate_and_cancel: every task ends, never-resumed ones too; did_become_invalid comes last",
     );
     let _never_resumed = events.data_task(http.url("/bytes/10").as_str())?;

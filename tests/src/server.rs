@@ -433,9 +433,12 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             // `/cache/max-age/N`, `/cache/no-store`, `/cache/revalidate`: a body that differs on every
             // answer (so a test can tell a cached one), with those caching rules. `revalidate`
             // answers 304 (with `x-revalidated: yes`) to `If-None-Match: "r1"`.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
             let token = format!(
-                "token {:?} {}",
-                std::time::SystemTime::now(),
+                "token {}-{nanos}",
                 NEXT_TOKEN.fetch_add(1, Ordering::Relaxed)
             );
             let (control, etag) = match arg.split_once('/') {
