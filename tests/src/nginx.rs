@@ -9,6 +9,8 @@
 //! - `/307-upload`: a 307 to `/upload/redirected.bin`.
 //! - `/private/FILE`: the static files behind `auth_basic` (realm `nginx-realm`, user `nginx`,
 //!   password `secret`).
+//! - `/cached/FILE`: the static files with `Cache-Control: max-age=60` (and nginx's `ETag`).
+//! - with [`Nginx::start_tls`], the files over HTTPS with HTTP/2 on a second port.
 //! - `/r301` → 301 → `/r302` → 302 (absolute) → `/r307` → 307 → `/hello.txt`.
 //!
 //! Each request is logged as `METHOD URI "RANGE" STATUS BODY_BYTES_SENT REQUEST_LENGTH`
@@ -39,6 +41,8 @@ pub struct Nginx {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    /// The HTTPS (HTTP/2) port, when started with a certificate.
+    tls_port: Option<u16>,
 }
 
 impl Nginx {
@@ -61,6 +65,16 @@ impl Nginx {
     /// # Panics
     /// If nginx is installed but does not start.
     pub fn start(root: &Path) -> Option<Nginx> {
+        Nginx::start_with(root, None)
+    }
+
+    /// Starts nginx serving `root` over HTTP, and over HTTPS (HTTP/2 and HTTP/1.1) with `ca`'s leaf
+    /// certificate on a second port ([`Nginx::tls_url`]).
+    pub fn start_tls(root: &Path, ca: &crate::TestCa) -> Option<Nginx> {
+        Nginx::start_with(root, Some(ca))
+    }
+
+    fn start_with(root: &Path, ca: Option<&crate::TestCa>) -> Option<Nginx> {
         let Some(binary) = Nginx::binary() else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -74,6 +88,20 @@ impl Nginx {
             std::fs::create_dir_all(dir.path().join(sub)).expect("nginx dirs");
         }
         let port = free_port();
+        let tls_port = ca.map(|_| free_port());
+        let tls_server = match (ca, tls_port) {
+            (Some(ca), Some(tls_port)) => {
+                let (cert, key) = ca.leaf_pem();
+                std::fs::write(dir.path().join("leaf.pem"), cert).expect("leaf.pem");
+                std::fs::write(dir.path().join("leaf.key"), key).expect("leaf.key");
+                format!(
+                    "server {{ listen 127.0.0.1:{tls_port} ssl http2; ssl_certificate {d}/leaf.pem; ssl_certificate_key {d}/leaf.key; root {root}; }}",
+                    d = dir.path().display(),
+                    root = root.display()
+                )
+            }
+            _ => String::new(),
+        };
         let d = dir.path().display();
         let root = root.display();
         let is_root = Command::new("id")
@@ -115,10 +143,12 @@ http {{
             auth_basic "nginx-realm";
             auth_basic_user_file {d}/htpasswd;
         }}
+        location /cached/ {{ alias {root}/; add_header Cache-Control "max-age=60"; }}
         location = /r301 {{ return 301 /r302; }}
         location = /r302 {{ return 302 http://127.0.0.1:{port}/r307; }}
         location = /r307 {{ return 307 /hello.txt; }}
     }}
+    {tls_server}
 }}
 "#
         );
@@ -135,7 +165,12 @@ http {{
             .stderr(Stdio::null())
             .spawn()
             .expect("start nginx");
-        let nginx = Nginx { child, dir, port };
+        let nginx = Nginx {
+            child,
+            dir,
+            port,
+            tls_port,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -152,6 +187,15 @@ http {{
     /// A URL on this nginx.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// A URL on this nginx's HTTPS port (named `localhost`, as the certificate says).
+    ///
+    /// # Panics
+    /// If nginx was not started with a certificate.
+    pub fn tls_url(&self, path: &str) -> String {
+        let port = self.tls_port.expect("started with start_tls");
+        format!("https://localhost:{port}{path}")
     }
 
     /// Where `PUT /upload/NAME` stores its body.

@@ -96,6 +96,14 @@ impl TestCa {
         }
     }
 
+    /// The leaf certificate and its private key (PKCS#8), PEM-encoded: for a real server program.
+    pub fn leaf_pem(&self) -> (String, String) {
+        (
+            pem("CERTIFICATE", &self.leaf_der),
+            pem("PRIVATE KEY", &self.leaf_key),
+        )
+    }
+
     /// A rustls server configuration presenting the leaf, offering `h2` and `http/1.1` by ALPN.
     pub fn server_config(&self) -> Arc<ServerConfig> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.clone()));
@@ -115,4 +123,17 @@ impl Default for TestCa {
     fn default() -> TestCa {
         TestCa::new()
     }
+}
+
+/// `der` as a PEM block labelled `label`.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }

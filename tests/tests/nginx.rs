@@ -242,3 +242,78 @@ async fn nginx_auth_basic_is_answered_with_the_delegates_credential() {
         .unwrap();
     assert_eq!(response.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_over_tls_with_http2_and_a_test_ca() {
+    let root = tempfile::tempdir().unwrap();
+    let source = root.path().join("ten.bin");
+    write_random_file(&source, 10 * 1024 * 1024, 11).unwrap();
+    let ca = courier_tests::TestCa::new();
+    let Some(nginx) = Nginx::start_tls(root.path(), &ca) else {
+        return;
+    };
+    let session_dir = tempfile::tempdir().unwrap();
+    let mut c = config(session_dir.path());
+    c.extra_root_certificates.push(ca.ca_der.clone());
+    let session = Session::new(c).unwrap();
+    let (body, response) = session
+        .data(nginx.tls_url("/ten.bin").as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        response.version(),
+        courier_engine::reexports::http::Version::HTTP_2
+    );
+    assert_eq!(sha256_hex(&body), file_sha(&source));
+    // Without the test CA, the certificate is refused.
+    let strict = Session::new(config(session_dir.path())).unwrap();
+    let err = strict
+        .data(nginx.tls_url("/ten.bin").as_str())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        courier_engine::ErrorCode::ServerCertificateHasUnknownRoot
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_cache_control_and_etags_drive_the_url_cache() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("hello.txt"), "hello from nginx\n").unwrap();
+    let Some(nginx) = Nginx::start(root.path()) else {
+        return;
+    };
+    let session_dir = tempfile::tempdir().unwrap();
+    let session = Session::new(config(session_dir.path())).unwrap();
+    for _ in 0..3 {
+        let (body, _) = session
+            .data(nginx.url("/cached/hello.txt").as_str())
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"hello from nginx\n");
+    }
+    // Fresh for 60 s: one request reached nginx.
+    let log = nginx.access_log_of(1);
+    let fetched = log.iter().filter(|l| l.uri == "/cached/hello.txt").count();
+    assert_eq!(fetched, 1, "{log:?}");
+    // Without Cache-Control the file is only heuristically fresh (it was just written): the second
+    // request revalidates with its ETag and nginx answers 304.
+    for _ in 0..2 {
+        let (body, response) = session
+            .data(nginx.url("/hello.txt").as_str())
+            .await
+            .unwrap();
+        assert_eq!(
+            (response.status().as_u16(), &body[..]),
+            (200, &b"hello from nginx\n"[..])
+        );
+    }
+    let log = nginx.access_log_of(3);
+    let statuses: Vec<u16> = log
+        .iter()
+        .filter(|l| l.uri == "/hello.txt")
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(statuses, [200, 304], "{log:?}");
+}
