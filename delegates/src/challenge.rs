@@ -67,6 +67,9 @@ pub struct Credential {
     persistence: CredentialPersistence,
     /// Set for a server-trust credential: the leaf certificate (DER) it trusts.
     trusted_leaf: Option<Vec<u8>>,
+    /// Set for a client identity: the certificate chain (DER, leaf first) and the private key
+    /// (PKCS#8 DER).
+    identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
 }
 
 impl Credential {
@@ -81,7 +84,28 @@ impl Credential {
             password: password.into(),
             persistence,
             trusted_leaf: None,
+            identity: None,
         }
+    }
+
+    /// A client identity for mutual TLS (`URLCredential(identity:certificates:)`): a certificate
+    /// chain (DER, leaf first) and the leaf's private key (PKCS#8 DER). Answer a client-certificate
+    /// challenge with it.
+    pub fn identity(chain: Vec<Vec<u8>>, key: Vec<u8>) -> Credential {
+        Credential {
+            user: String::new(),
+            password: String::new(),
+            persistence: CredentialPersistence::ForSession,
+            trusted_leaf: None,
+            identity: Some((chain, key)),
+        }
+    }
+
+    /// The certificate chain and key of a client identity.
+    pub fn identity_parts(&self) -> Option<(&[Vec<u8>], &[u8])> {
+        self.identity
+            .as_ref()
+            .map(|(chain, key)| (chain.as_slice(), key.as_slice()))
     }
 
     /// Trust for the server presenting `trust`'s certificate chain (`URLCredential(trust:)`):
@@ -93,6 +117,7 @@ impl Credential {
             password: String::new(),
             persistence: CredentialPersistence::None,
             trusted_leaf: trust.chain.first().cloned(),
+            identity: None,
         }
     }
 

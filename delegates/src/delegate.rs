@@ -22,7 +22,11 @@ pub type BodyStream = Pin<Box<dyn tokio::io::AsyncRead + Send>>;
 
 /// Session-level messages (`URLSessionDelegate`).
 pub trait SessionDelegate: Send + Sync + 'static {
-    /// A session-level challenge: a new TLS connection's server trust
+    /// A session-level challenge. A server that asks for a client certificate
+    /// ([`AuthenticationMethod::ClientCertificate`](crate::AuthenticationMethod)) is answered with
+    /// [`Credential::identity`](crate::Credential) (the connection is made again presenting it, and
+    /// the host keeps it for the session); default handling connects without one. Otherwise it is a
+    /// new TLS connection's server trust
     /// ([`AuthenticationMethod::ServerTrust`](crate::AuthenticationMethod), with
     /// [`AuthenticationChallenge::server_trust`] set). Answer
     /// [`AuthChallengeDisposition::UseCredential`] with [`Credential::trusting`](crate::Credential)

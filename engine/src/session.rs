@@ -189,11 +189,16 @@ impl Session {
             Arc::new(trust::DelegateTrust::new(q))
                 as Arc<dyn courier_protocol_http::trust::TrustEvaluator>
         });
+        let identities = queue.clone().map(|q| {
+            Arc::new(trust::DelegateIdentities::new(q))
+                as Arc<dyn courier_protocol_http::identity::ClientIdentityProvider>
+        });
         let transport = Transport::new(&TransportSettings {
             extra_roots: config.extra_root_certificates.clone(),
             max_connections_per_host: config.http_maximum_connections_per_host,
             connect_timeout: Some(config.timeout_for_request),
             trust,
+            identities,
             ..TransportSettings::default()
         })
         .map_err(|e| Error::new(ErrorCode::Unknown, e.to_string()).with_source(e))?;

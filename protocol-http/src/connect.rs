@@ -22,6 +22,7 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -29,6 +30,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind};
+use crate::identity::{AskingResolver, ClientIdentityProvider, IdentityDecision};
 use crate::trust::{TrustDecision, TrustEvaluator, verify_standard};
 
 /// Facts about the connection a response came over; found in every response's extensions.
@@ -65,6 +67,8 @@ pub(crate) struct ConnectorSettings {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     /// Server trust decided after the handshake: the evaluator, and standard verification.
     pub(crate) trust: Option<(Arc<dyn TrustEvaluator>, Arc<WebPkiServerVerifier>)>,
+    /// Who provides a client certificate when a server asks.
+    pub(crate) identities: Option<Arc<dyn ClientIdentityProvider>>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_connections_per_host: usize,
 }
@@ -77,7 +81,6 @@ pub(crate) struct Connector {
 
 struct Inner {
     settings: ConnectorSettings,
-    tls: TlsConnector,
     next_id: AtomicU64,
     per_host: Mutex<HashMap<(bool, String, u16), Arc<Host>>>,
 }
@@ -93,13 +96,14 @@ struct Host {
     speaks_h1: AtomicBool,
     /// Open HTTP/2 connections to this host.
     h2_open: Arc<AtomicUsize>,
+    /// The client identity this host asked for and was given.
+    identity: Mutex<Option<Arc<CertifiedKey>>>,
 }
 
 impl Connector {
     pub(crate) fn new(settings: ConnectorSettings) -> Connector {
         Connector {
             inner: Arc::new(Inner {
-                tls: TlsConnector::from(settings.tls.clone()),
                 settings,
                 next_id: AtomicU64::new(1),
                 per_host: Mutex::new(HashMap::new()),
@@ -148,12 +152,14 @@ impl Inner {
                     probe: tokio::sync::Mutex::new(()),
                     speaks_h1: AtomicBool::new(false),
                     h2_open: Arc::new(AtomicUsize::new(0)),
+                    identity: Mutex::new(None),
                 })
             })
             .clone()
     }
 
     async fn connect(&self, uri: Uri) -> Result<Conn, ConnectFailure> {
+        let uri_again = uri.clone();
         let tls = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
@@ -265,9 +271,18 @@ impl Inner {
                 None,
             )
         })?;
+        // Each handshake gets its own resolver, to learn whether this server asks for a client
+        // certificate.
+        let known = state
+            .identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let resolver = Arc::new(AskingResolver::new(known));
+        let mut config = (*self.settings.tls).clone();
+        config.client_auth_cert_resolver = resolver.clone();
         let handshake_started = Instant::now();
-        let tls_stream = self
-            .tls
+        let tls_stream = TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
             .map_err(ConnectFailure::tls)?;
@@ -298,6 +313,36 @@ impl Inner {
                 _ => verify_standard(standard, &host, &chain).map_err(|e| {
                     ConnectFailure::tls(io::Error::new(io::ErrorKind::InvalidData, e))
                 })?,
+            }
+        }
+        if resolver.asked_in_vain()
+            && let Some(provider) = &self.settings.identities
+        {
+            match provider.identity(&host, port).await {
+                IdentityDecision::Use(identity) => {
+                    let crypto = rustls::crypto::ring::default_provider();
+                    let key = CertifiedKey::from_der(identity.chain, identity.key, &crypto)
+                        .map_err(|e| {
+                            ConnectFailure::new(
+                                TransportErrorKind::Tls(TlsFailure::ClientCertificateRejected),
+                                format!("the client identity is unusable: {e}"),
+                                None,
+                            )
+                        })?;
+                    *state.identity.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(key));
+                    // Connect again, presenting it (this connection goes, with its slot).
+                    drop((tls_stream, permit, _probe));
+                    return Box::pin(self.connect(uri_again)).await;
+                }
+                IdentityDecision::Cancel => {
+                    return Err(ConnectFailure::new(
+                        TransportErrorKind::Cancelled,
+                        "cancelled at the client-certificate challenge",
+                        None,
+                    ));
+                }
+                // Without one: the server may accept the connection anyway.
+                _ => {}
             }
         }
         let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");

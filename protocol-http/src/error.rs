@@ -106,6 +106,15 @@ impl TransportError {
             return TransportError::new(TransportErrorKind::ConnectionRefused, "cannot connect")
                 .with_source(err);
         }
+        // A TLS alert after the handshake: with TLS 1.3 a server judges the client's certificate
+        // only then.
+        if let Some(failure) = find::<io::Error>(&err).and_then(alert_after_handshake) {
+            let message = match failure {
+                TlsFailure::ClientCertificateRequired => "the server requires a client certificate",
+                _ => "the server rejected the client certificate",
+            };
+            return TransportError::new(TransportErrorKind::Tls(failure), message).with_source(err);
+        }
         let kind = match find::<hyper::Error>(&err) {
             Some(h) if h.is_incomplete_message() => TransportErrorKind::ClosedBeforeResponse,
             Some(h) if h.is_parse() || h.is_parse_status() => TransportErrorKind::BadResponse,
@@ -131,6 +140,50 @@ impl TransportError {
             "the network connection was lost",
         )
         .with_source(err)
+    }
+}
+
+/// The client-certificate failure named by a TLS alert read after the handshake. rustls's reader
+/// reports an alert as an `InvalidData` error whose text names it ("received fatal alert: X"), so the
+/// name is read back from the text when the error is not a `rustls::Error` itself.
+fn alert_after_handshake(e: &io::Error) -> Option<TlsFailure> {
+    let inner = e.get_ref()?;
+    if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+        return client_certificate_alert(r);
+    }
+    let text = inner.to_string();
+    let alert = text.strip_prefix("received fatal alert: ")?;
+    match alert {
+        "CertificateRequired" => Some(TlsFailure::ClientCertificateRequired),
+        // DecryptError: the certificate's signature did not verify (an issuer of the same name).
+        "BadCertificate"
+        | "UnsupportedCertificate"
+        | "CertificateRevoked"
+        | "CertificateExpired"
+        | "CertificateUnknown"
+        | "UnknownCA"
+        | "DecryptError"
+        | "AccessDenied" => Some(TlsFailure::ClientCertificateRejected),
+        _ => None,
+    }
+}
+
+/// The client-certificate failure a TLS alert names, if it names one.
+fn client_certificate_alert(e: &rustls::Error) -> Option<TlsFailure> {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::AlertReceived(A::CertificateRequired) => {
+            Some(TlsFailure::ClientCertificateRequired)
+        }
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA,
+        ) => Some(TlsFailure::ClientCertificateRejected),
+        _ => None,
     }
 }
 
@@ -193,7 +246,7 @@ impl ConnectFailure {
 
     /// Classifies a failed TLS handshake from the error tokio-rustls returns.
     pub(crate) fn tls(err: io::Error) -> ConnectFailure {
-        use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+        use rustls::{CertificateError as C, Error as E};
         let failure = match err.get_ref().and_then(|e| e.downcast_ref::<E>()) {
             Some(E::InvalidCertificate(c)) => match c {
                 C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
@@ -201,16 +254,8 @@ impl ConnectFailure {
                 C::UnknownIssuer => TlsFailure::UnknownRoot,
                 _ => TlsFailure::Untrusted,
             },
-            Some(E::AlertReceived(A::CertificateRequired)) => TlsFailure::ClientCertificateRequired,
-            Some(E::AlertReceived(
-                A::BadCertificate
-                | A::UnsupportedCertificate
-                | A::CertificateRevoked
-                | A::CertificateExpired
-                | A::CertificateUnknown
-                | A::UnknownCA,
-            )) => TlsFailure::ClientCertificateRejected,
-            _ => TlsFailure::Handshake,
+            Some(e) => client_certificate_alert(e).unwrap_or(TlsFailure::Handshake),
+            None => TlsFailure::Handshake,
         };
         let message = match failure {
             TlsFailure::Expired => "the server certificate has expired",

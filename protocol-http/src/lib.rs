@@ -5,6 +5,8 @@
 //! - [`transport`]: [`Transport`], the pooled client; [`RequestBody`] and its constructors.
 //! - `connect`: the connector behind the pool (DNS, TCP, TLS with ALPN, the per-host connection cap)
 //!   and [`ConnectionInfo`], the facts about a connection found in each response's extensions.
+//! - [`identity`]: client certificates (mutual TLS), asked from a [`identity::ClientIdentityProvider`]
+//!   when a server wants one.
 //! - [`trust`]: server trust decided after the handshake by a [`trust::TrustEvaluator`] (the
 //!   delegate's server-trust challenge), with standard verification one answer away.
 //! - `tls`: the rustls client configuration (ring provider, Mozilla's roots plus extra roots).
@@ -21,6 +23,7 @@ pub mod auth;
 mod connect;
 pub mod decode;
 pub mod error;
+pub mod identity;
 pub mod range;
 pub mod redirect;
 mod tls;

@@ -14,6 +14,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::connect::{Connector, ConnectorSettings};
 use crate::error::TransportError;
+use crate::identity::ClientIdentityProvider;
 use crate::trust::TrustEvaluator;
 
 /// A request body: any boxed stream of bytes. Build one with [`body_from_bytes`] or [`empty_body`].
@@ -43,6 +44,8 @@ pub struct TransportSettings {
     /// Who decides server trust after each TLS handshake; `None` verifies during the handshake,
     /// against the roots.
     pub trust: Option<Arc<dyn TrustEvaluator>>,
+    /// Who provides client certificates when servers ask; `None` connects without one.
+    pub identities: Option<Arc<dyn ClientIdentityProvider>>,
 }
 
 impl Default for TransportSettings {
@@ -53,6 +56,7 @@ impl Default for TransportSettings {
             connect_timeout: None,
             pool_idle_timeout: Duration::from_secs(90),
             trust: None,
+            identities: None,
         }
     }
 }
@@ -84,6 +88,7 @@ impl Transport {
         let connector = Connector::new(ConnectorSettings {
             tls: tls.config,
             trust,
+            identities: settings.identities.clone(),
             connect_timeout: settings.connect_timeout,
             max_connections_per_host: settings.max_connections_per_host,
         });

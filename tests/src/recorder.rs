@@ -140,8 +140,10 @@ pub enum Event {
         /// The error's failing URL, if any.
         failing_url: Option<String>,
     },
-    /// A session-level server-trust challenge.
-    TrustChallenge {
+    /// A session-level challenge (server trust, client certificate).
+    SessionChallenge {
+        /// The method's name (`server_trust`, `client_certificate`).
+        method: &'static str,
         /// The host.
         host: String,
         /// Certificates the server presented.
@@ -169,7 +171,7 @@ impl Event {
             Event::Metrics { .. } => "metrics",
             Event::WillCache { .. } => "will_cache",
             Event::Complete { .. } => "complete",
-            Event::TrustChallenge { .. } => "trust_challenge",
+            Event::SessionChallenge { .. } => "session_challenge",
             Event::Invalid => "invalid",
         }
     }
@@ -191,7 +193,7 @@ impl Event {
             | Event::Metrics { task, .. }
             | Event::WillCache { task, .. }
             | Event::Complete { task, .. } => Some(*task),
-            Event::Invalid | Event::TrustChallenge { .. } => None,
+            Event::Invalid | Event::SessionChallenge { .. } => None,
         }
     }
 }
@@ -229,6 +231,8 @@ pub struct Recorder {
     server_trust: TrustAnswer,
     /// Answer `will_cache_response` with none.
     refuse_caching: bool,
+    /// The client identity given when a server asks for one.
+    identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
 }
 
 /// How a [`Recorder`] answers server-trust challenges.
@@ -288,6 +292,14 @@ impl Recorder {
     pub fn challenged(answers: impl IntoIterator<Item = AuthChallengeDisposition>) -> Recorder {
         Recorder {
             challenges: Mutex::new(answers.into_iter().collect()),
+            ..Recorder::default()
+        }
+    }
+
+    /// A recorder that answers client-certificate challenges with this identity (chain, key).
+    pub fn with_identity(identity: (Vec<Vec<u8>>, Vec<u8>)) -> Recorder {
+        Recorder {
+            identity: Some(identity),
             ..Recorder::default()
         }
     }
@@ -373,10 +385,22 @@ impl SessionDelegate for Recorder {
         challenge: &AuthenticationChallenge,
         reply: Reply<AuthChallengeDisposition>,
     ) {
-        self.push(Event::TrustChallenge {
+        self.push(Event::SessionChallenge {
+            method: challenge.protection_space.method.name(),
             host: challenge.protection_space.host.clone(),
             chain_len: challenge.server_trust.as_ref().map_or(0, |t| t.chain.len()),
         });
+        if challenge.protection_space.method
+            == courier_engine::AuthenticationMethod::ClientCertificate
+        {
+            let answer = match &self.identity {
+                Some((chain, key)) => AuthChallengeDisposition::UseCredential(Some(
+                    Credential::identity(chain.clone(), key.clone()),
+                )),
+                None => AuthChallengeDisposition::PerformDefaultHandling,
+            };
+            return reply.send(answer);
+        }
         reply.send(match (self.server_trust, &challenge.server_trust) {
             (TrustAnswer::TrustAll, Some(trust)) => {
                 AuthChallengeDisposition::UseCredential(Some(Credential::trusting(trust)))

@@ -100,6 +100,16 @@ impl TestServer {
         TestServer::start(None).await
     }
 
+    /// Starts an HTTPS server like [`TestServer::https`] that requires a client certificate issued
+    /// by `ca`.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    pub async fn https_requiring_client_cert(ca: &TestCa) -> TestServer {
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config_requiring_client_cert());
+        TestServer::start(Some(acceptor)).await
+    }
+
     /// Starts an HTTPS server (HTTP/2 and HTTP/1.1 by ALPN) presenting a leaf signed by `ca`.
     ///
     /// # Panics

@@ -33,6 +33,8 @@ pub struct TestCa {
     pub ca_pem: String,
     leaf_der: CertificateDer<'static>,
     leaf_key: Vec<u8>,
+    client_der: CertificateDer<'static>,
+    client_key: Vec<u8>,
 }
 
 impl TestCa {
@@ -88,12 +90,53 @@ impl TestCa {
             .push(DnType::CommonName, "localhost");
         let leaf_key = KeyPair::generate().expect("leaf key");
         let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf cert");
+        // A client identity from the same CA, for servers that require one.
+        let mut client_params =
+            CertificateParams::new(vec!["courier-client".to_string()]).expect("client params");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "courier test client");
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_key = KeyPair::generate().expect("client key");
+        let client = client_params
+            .signed_by(&client_key, &ca)
+            .expect("client cert");
         TestCa {
             ca_der: ca.der().clone(),
             ca_pem: ca.pem(),
             leaf_der: leaf.der().clone(),
             leaf_key: leaf_key.serialize_der(),
+            client_der: client.der().clone(),
+            client_key: client_key.serialize_der(),
         }
+    }
+
+    /// A client identity issued by this CA: its certificate chain (DER) and private key (PKCS#8 DER).
+    pub fn client_identity(&self) -> (Vec<Vec<u8>>, Vec<u8>) {
+        (vec![self.client_der.to_vec()], self.client_key.clone())
+    }
+
+    /// A rustls server configuration like [`TestCa::server_config`] that requires a client
+    /// certificate issued by this CA.
+    pub fn server_config_requiring_client_cert(&self) -> Arc<ServerConfig> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.clone()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).expect("the CA");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .expect("client verifier");
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![self.leaf_der.clone()], key)
+            .expect("server certificate");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
     }
 
     /// The leaf certificate and its private key (PKCS#8), PEM-encoded: for a real server program.

@@ -10,7 +10,11 @@ fn trust_challenges(rec: &Recorder) -> Vec<(String, usize)> {
     rec.events()
         .into_iter()
         .filter_map(|e| match e {
-            Event::TrustChallenge { host, chain_len } => Some((host, chain_len)),
+            Event::SessionChallenge {
+                method: "server_trust",
+                host,
+                chain_len,
+            } => Some((host, chain_len)),
             _ => None,
         })
         .collect()
@@ -94,4 +98,52 @@ async fn the_delegate_can_trust_refuse_or_cancel() {
         Session::with_delegate(Configuration::ephemeral(), Arc::new(Recorder::new())).unwrap();
     let err = other.data(server.url("/").as_str()).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::ServerCertificateHasUnknownRoot);
+}
+
+#[tokio::test]
+async fn a_server_that_requires_a_client_certificate_gets_the_delegates_identity() {
+    let ca = TestCa::new();
+    let server = TestServer::https_requiring_client_cert(&ca).await;
+    let mut config = Configuration::ephemeral();
+    config.extra_root_certificates.push(ca.ca_der.clone());
+
+    // Without an identity: the server refuses, named as URLSession names it.
+    let bare = Session::new(config.clone()).unwrap();
+    let err = bare
+        .data(server.url("/bytes/3").as_str())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ClientCertificateRequired, "{err}");
+
+    // With one: the delegate is asked once per host, and the connection is made again with it.
+    let rec = Arc::new(Recorder::with_identity(ca.client_identity()));
+    let session = Session::with_delegate(config.clone(), rec.clone()).unwrap();
+    for _ in 0..2 {
+        let (body, _) = session.data(server.url("/bytes/3").as_str()).await.unwrap();
+        assert_eq!(body.len(), 3);
+    }
+    let asked = rec
+        .events()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::SessionChallenge {
+                    method: "client_certificate",
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(asked, 1);
+
+    // An identity from another CA is rejected.
+    let stranger = TestCa::new();
+    let rec = Arc::new(Recorder::with_identity(stranger.client_identity()));
+    let session = Session::with_delegate(config, rec).unwrap();
+    let err = session
+        .data(server.url("/bytes/3").as_str())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ClientCertificateRejected, "{err}");
 }
