@@ -184,15 +184,16 @@ impl Session {
             })?),
             None => None,
         };
-        // With a delegate, every TLS connection's trust is its session-level challenge.
-        let trust = queue.clone().map(|q| {
-            Arc::new(trust::DelegateTrust::new(q))
-                as Arc<dyn courier_protocol_http::trust::TrustEvaluator>
-        });
-        let identities = queue.clone().map(|q| {
-            Arc::new(trust::DelegateIdentities::new(q))
-                as Arc<dyn courier_protocol_http::identity::ClientIdentityProvider>
-        });
+        // With a delegate, TLS connections raise session-level challenges (server trust, client
+        // certificates).
+        let challenges = queue
+            .clone()
+            .map(|q| Arc::new(trust::SessionChallenges::new(q)));
+        let trust = challenges
+            .clone()
+            .map(|c| c as Arc<dyn courier_protocol_http::trust::TrustEvaluator>);
+        let identities = challenges
+            .map(|c| c as Arc<dyn courier_protocol_http::identity::ClientIdentityProvider>);
         let transport = Transport::new(&TransportSettings {
             extra_roots: config.extra_root_certificates.clone(),
             max_connections_per_host: config.http_maximum_connections_per_host,

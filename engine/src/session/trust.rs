@@ -13,41 +13,36 @@ use courier_protocol_http::trust::{TrustDecision, TrustEvaluator, TrustFuture};
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use tokio::sync::oneshot;
 
-/// Asks a session's delegate about server trust.
-pub(crate) struct DelegateTrust {
+/// Puts a session's TLS challenges to its delegate.
+pub(crate) struct SessionChallenges {
     queue: DeliveryQueue,
 }
 
-impl DelegateTrust {
-    pub(crate) fn new(queue: DeliveryQueue) -> DelegateTrust {
-        DelegateTrust { queue }
+impl SessionChallenges {
+    pub(crate) fn new(queue: DeliveryQueue) -> SessionChallenges {
+        SessionChallenges { queue }
     }
-}
 
-impl std::fmt::Debug for DelegateTrust {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DelegateTrust").finish_non_exhaustive()
-    }
-}
-
-impl TrustEvaluator for DelegateTrust {
-    fn evaluate(&self, host: &str, port: u16, chain: &[CertificateDer<'static>]) -> TrustFuture {
-        let leaf = chain.first().map(|c| c.to_vec()).unwrap_or_default();
+    /// Asks the delegate; its answer (default handling when it is gone) comes on the receiver.
+    fn ask(
+        &self,
+        host: &str,
+        port: u16,
+        method: AuthenticationMethod,
+        server_trust: Option<ServerTrust>,
+    ) -> oneshot::Receiver<AuthChallengeDisposition> {
         let challenge = AuthenticationChallenge {
             protection_space: ProtectionSpace {
                 host: host.to_owned(),
                 port,
                 protocol: "https".to_owned(),
                 realm: None,
-                method: AuthenticationMethod::ServerTrust,
+                method,
             },
             proposed_credential: None,
             previous_failure_count: 0,
             failure_response: None,
-            server_trust: Some(ServerTrust {
-                host: host.to_owned(),
-                chain: chain.iter().map(|c| c.to_vec()).collect(),
-            }),
+            server_trust,
         };
         let (tx, rx) = oneshot::channel();
         self.queue.push(move |d| {
@@ -56,8 +51,25 @@ impl TrustEvaluator for DelegateTrust {
             });
             SessionDelegate::did_receive_challenge(d, &challenge, reply);
         });
+        rx
+    }
+}
+
+impl std::fmt::Debug for SessionChallenges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionChallenges").finish_non_exhaustive()
+    }
+}
+
+impl TrustEvaluator for SessionChallenges {
+    fn evaluate(&self, host: &str, port: u16, chain: &[CertificateDer<'static>]) -> TrustFuture {
+        let leaf = chain.first().map(|c| c.to_vec()).unwrap_or_default();
+        let trust = ServerTrust {
+            host: host.to_owned(),
+            chain: chain.iter().map(|c| c.to_vec()).collect(),
+        };
+        let rx = self.ask(host, port, AuthenticationMethod::ServerTrust, Some(trust));
         Box::pin(async move {
-            // A delegate gone (the session invalidated) means default handling.
             match rx
                 .await
                 .unwrap_or(AuthChallengeDisposition::PerformDefaultHandling)
@@ -74,45 +86,9 @@ impl TrustEvaluator for DelegateTrust {
     }
 }
 
-/// Asks a session's delegate for a client certificate when a server wants one.
-pub(crate) struct DelegateIdentities {
-    queue: DeliveryQueue,
-}
-
-impl DelegateIdentities {
-    pub(crate) fn new(queue: DeliveryQueue) -> DelegateIdentities {
-        DelegateIdentities { queue }
-    }
-}
-
-impl std::fmt::Debug for DelegateIdentities {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DelegateIdentities").finish_non_exhaustive()
-    }
-}
-
-impl ClientIdentityProvider for DelegateIdentities {
+impl ClientIdentityProvider for SessionChallenges {
     fn identity(&self, host: &str, port: u16) -> IdentityFuture {
-        let challenge = AuthenticationChallenge {
-            protection_space: ProtectionSpace {
-                host: host.to_owned(),
-                port,
-                protocol: "https".to_owned(),
-                realm: None,
-                method: AuthenticationMethod::ClientCertificate,
-            },
-            proposed_credential: None,
-            previous_failure_count: 0,
-            failure_response: None,
-            server_trust: None,
-        };
-        let (tx, rx) = oneshot::channel();
-        self.queue.push(move |d| {
-            let reply = Reply::new(AuthChallengeDisposition::PerformDefaultHandling, move |a| {
-                let _ = tx.send(a);
-            });
-            SessionDelegate::did_receive_challenge(d, &challenge, reply);
-        });
+        let rx = self.ask(host, port, AuthenticationMethod::ClientCertificate, None);
         Box::pin(async move {
             match rx
                 .await
