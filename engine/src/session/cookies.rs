@@ -2,10 +2,9 @@
 //! included, and the `Cookie` header for each request.
 //!
 //! A default session keeps its jar in `cookies.json` in its session directory, rewritten (aside, then
-//! renamed) when a response changes it; an ephemeral session keeps it in memory only. Cookies whose
-//! `Domain` is a single label (`com`, `localhost` for another host) are refused: the full public
-//! suffix list is not bundled yet, so multi-label suffixes (`co.uk`) are only stopped by the domain
-//! rules of RFC 6265.
+//! renamed) when a response changes it; an ephemeral session keeps it in memory only. A cookie whose
+//! `Domain` is a public suffix (`com`, `co.uk`, `github.io`: the list is compiled in, through the
+//! `psl` crate) is refused unless that suffix is the responding host itself (RFC 6265 5.3 step 5).
 
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -90,10 +89,7 @@ impl CookieJar {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .filter_map(|s| RawCookie::parse(s.to_owned()).ok())
-            .filter(|c| {
-                c.domain()
-                    .is_none_or(|d| d.trim_start_matches('.').contains('.'))
-            })
+            .filter(|c| c.domain().is_none_or(|d| !is_foreign_public_suffix(d, url)))
             .collect();
         if cookies.is_empty() {
             return;
@@ -127,6 +123,16 @@ fn save(store: &CookieStore, path: PathBuf) {
     }
 }
 
+/// True when a cookie's `Domain` is a public suffix other than the responding host itself.
+fn is_foreign_public_suffix(domain: &str, url: &Url) -> bool {
+    let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+    let is_suffix = psl::suffix_str(&domain).is_some_and(|s| s == domain);
+    is_suffix
+        && url
+            .host_str()
+            .is_none_or(|h| !h.eq_ignore_ascii_case(&domain))
+}
+
 /// RFC 6265 domain-match: `host` is `domain` or a subdomain of it.
 fn domain_match(host: &str, domain: &str) -> bool {
     let (host, domain) = (host.to_ascii_lowercase(), domain.to_ascii_lowercase());
@@ -136,6 +142,20 @@ fn domain_match(host: &str, domain: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::domain_match;
+
+    #[test]
+    fn public_suffixes_take_no_cookies_from_other_hosts() {
+        use super::is_foreign_public_suffix as foreign;
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        assert!(foreign("com", &url("https://example.com/")));
+        assert!(foreign(".co.uk", &url("https://shop.example.co.uk/")));
+        assert!(foreign("github.io", &url("https://me.github.io/")));
+        assert!(!foreign("example.com", &url("https://a.example.com/")));
+        assert!(
+            !foreign("github.io", &url("https://github.io/")),
+            "the suffix's own host"
+        );
+    }
 
     #[test]
     fn domains_match_themselves_and_their_subdomains_only() {
