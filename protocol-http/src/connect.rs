@@ -29,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind};
+use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind, alert_after_handshake};
 use crate::identity::{AskingResolver, ClientIdentityProvider, IdentityDecision};
 use crate::trust::{TrustDecision, TrustEvaluator, verify_standard};
 
@@ -98,6 +98,10 @@ struct Host {
     h2_open: Arc<AtomicUsize>,
     /// The client identity this host asked for and was given.
     identity: Mutex<Option<Arc<CertifiedKey>>>,
+    /// The last client-certificate alert one of its connections read, and when. Over HTTP/2 the
+    /// alert reaches only the connection's task, and a request sees "connection closed": the
+    /// transport looks here to name the failure.
+    alert: Mutex<Option<(TlsFailure, Instant)>>,
 }
 
 impl Connector {
@@ -140,6 +144,22 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
+impl Connector {
+    /// The client-certificate failure a connection to this host read within the last seconds.
+    pub(crate) fn recent_alert(&self, tls: bool, host: &str, port: u16) -> Option<TlsFailure> {
+        let map = self
+            .inner
+            .per_host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let state = map.get(&(tls, host.to_owned(), port))?;
+        let alert = *state.alert.lock().unwrap_or_else(|p| p.into_inner());
+        alert
+            .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
+            .map(|(f, _)| f)
+    }
+}
+
 impl Inner {
     fn host(&self, tls: bool, host: &str, port: u16) -> Arc<Host> {
         let mut map = self.per_host.lock().unwrap_or_else(|p| p.into_inner());
@@ -153,6 +173,7 @@ impl Inner {
                     speaks_h1: AtomicBool::new(false),
                     h2_open: Arc::new(AtomicUsize::new(0)),
                     identity: Mutex::new(None),
+                    alert: Mutex::new(None),
                 })
             })
             .clone()
@@ -350,7 +371,14 @@ impl Inner {
             state.speaks_h1.store(true, Ordering::Release);
         }
         Ok(Conn {
-            io: TokioIo::new(Stream::Tls(Box::new(tls_stream))),
+            io: TokioIo::new(Stream::Tls(
+                Box::new(tls_stream),
+                Watch {
+                    host: state.clone(),
+                    presented_identity: resolver.presented(),
+                    got_data: false,
+                },
+            )),
             info: ConnectionInfo {
                 id,
                 remote,
@@ -371,7 +399,7 @@ impl Inner {
 /// A byte stream, cleartext or TLS.
 enum Stream {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<TcpStream>>, Watch),
 }
 
 impl tokio::io::AsyncRead for Stream {
@@ -382,7 +410,12 @@ impl tokio::io::AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Tls(s, watch) => {
+                let before = buf.filled().len();
+                let read = Pin::new(s.as_mut()).poll_read(cx, buf);
+                watch.saw(&read, buf.filled().len() > before);
+                read
+            }
         }
     }
 }
@@ -395,7 +428,16 @@ impl tokio::io::AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Tls(s, watch) => {
+                let written = Pin::new(s.as_mut()).poll_write(cx, buf);
+                if let Poll::Ready(Err(e)) = &written {
+                    watch.saw(
+                        &Poll::Ready(Err(io::Error::new(e.kind(), e.to_string()))),
+                        false,
+                    );
+                }
+                written
+            }
         }
     }
 
@@ -406,28 +448,56 @@ impl tokio::io::AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Tls(s, _) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What a TLS stream tells its host about client-certificate failures it reads. A server that refuses
+/// a client certificate under TLS 1.3 does so after the handshake, with an alert (or, when the
+/// alert is lost to a reset, by closing before it ever sends a byte); over HTTP/2 only the
+/// connection's task reads it, so the host keeps it for the transport to name the failure.
+struct Watch {
+    host: Arc<Host>,
+    presented_identity: bool,
+    got_data: bool,
+}
+
+impl Watch {
+    fn saw(&mut self, read: &Poll<io::Result<()>>, data: bool) {
+        // Closed or reset before a single byte, right after we presented a certificate: refused.
+        let refused_fresh = !data && !self.got_data && self.presented_identity;
+        let failure = match read {
+            Poll::Ready(Err(e)) => alert_after_handshake(e)
+                .or_else(|| refused_fresh.then_some(TlsFailure::ClientCertificateRejected)),
+            Poll::Ready(Ok(())) if refused_fresh => Some(TlsFailure::ClientCertificateRejected),
+            _ => None,
+        };
+        self.got_data |= data;
+        if let Some(failure) = failure {
+            *self.host.alert.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((failure, Instant::now()));
         }
     }
 }

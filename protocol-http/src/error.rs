@@ -133,6 +133,21 @@ impl TransportError {
         TransportError::new(kind, message).with_source(err)
     }
 
+    /// The same failure, named otherwise (the source is kept).
+    pub(crate) fn reclassified(mut self, kind: TransportErrorKind) -> TransportError {
+        self.message = match kind {
+            TransportErrorKind::Tls(TlsFailure::ClientCertificateRequired) => {
+                "the server requires a client certificate".to_owned()
+            }
+            TransportErrorKind::Tls(TlsFailure::ClientCertificateRejected) => {
+                "the server rejected the client certificate".to_owned()
+            }
+            _ => self.message,
+        };
+        self.kind = kind;
+        self
+    }
+
     /// Classifies a failure while reading a response body.
     pub fn from_body(err: hyper::Error) -> TransportError {
         TransportError::new(
@@ -146,7 +161,7 @@ impl TransportError {
 /// The client-certificate failure named by a TLS alert read after the handshake. rustls's reader
 /// reports an alert as an `InvalidData` error whose text names it ("received fatal alert: X"), so the
 /// name is read back from the text when the error is not a `rustls::Error` itself.
-fn alert_after_handshake(e: &io::Error) -> Option<TlsFailure> {
+pub(crate) fn alert_after_handshake(e: &io::Error) -> Option<TlsFailure> {
     let inner = e.get_ref()?;
     if let Some(r) = inner.downcast_ref::<rustls::Error>() {
         return client_certificate_alert(r);

@@ -61,6 +61,11 @@ impl AskingResolver {
         }
     }
 
+    /// True when the server asked for a certificate and one was presented.
+    pub(crate) fn presented(&self) -> bool {
+        self.asked.load(Ordering::Acquire) && self.known.is_some()
+    }
+
     /// True when the server asked for a certificate and none was known.
     pub(crate) fn asked_in_vain(&self) -> bool {
         self.asked.load(Ordering::Acquire) && self.known.is_none()

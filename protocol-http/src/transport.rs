@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
 
 use crate::connect::{Connector, ConnectorSettings};
-use crate::error::TransportError;
+use crate::error::{TransportError, TransportErrorKind};
 use crate::identity::ClientIdentityProvider;
 use crate::trust::TrustEvaluator;
 
@@ -71,6 +71,7 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
 #[derive(Clone)]
 pub struct Transport {
     client: Client<Connector, RequestBody>,
+    connector: Connector,
 }
 
 impl Transport {
@@ -102,8 +103,8 @@ impl Transport {
             // unparsable instead of filling memory.
             .http1_max_headers(MAX_RESPONSE_HEADERS)
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
-            .build(connector);
-        Ok(Transport { client })
+            .build(connector.clone());
+        Ok(Transport { client, connector })
     }
 
     /// Sends `request` and waits for the response head. The body streams from the returned
@@ -115,10 +116,25 @@ impl Transport {
         &self,
         request: http::Request<RequestBody>,
     ) -> Result<http::Response<Incoming>, TransportError> {
-        self.client
-            .request(request)
-            .await
-            .map_err(TransportError::from_client)
+        let target = (
+            request.uri().scheme_str() == Some("https"),
+            request.uri().host().unwrap_or("").to_owned(),
+            request.uri().port_u16().unwrap_or(443),
+        );
+        self.client.request(request).await.map_err(|e| {
+            let error = TransportError::from_client(e);
+            // A connection that died of a client-certificate alert read by its own task.
+            match (error.kind(), target) {
+                (
+                    TransportErrorKind::ConnectionLost | TransportErrorKind::ClosedBeforeResponse,
+                    (true, host, port),
+                ) => match self.connector.recent_alert(true, &host, port) {
+                    Some(failure) => error.reclassified(TransportErrorKind::Tls(failure)),
+                    None => error,
+                },
+                _ => error,
+            }
+        })
     }
 }
 

@@ -145,5 +145,15 @@ async fn a_server_that_requires_a_client_certificate_gets_the_delegates_identity
         .data(server.url("/bytes/3").as_str())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::ClientCertificateRejected, "{err}");
+    // Under TLS 1.3 a server judges the client's certificate after the handshake; its alert can be
+    // lost to the connection's reset, and the request then only sees the connection go. The
+    // transport names it as a rejection when it can tell (an alert, or a close before any byte
+    // right after presenting a certificate); otherwise it is a lost connection.
+    assert!(
+        matches!(
+            err.code(),
+            ErrorCode::ClientCertificateRejected | ErrorCode::NetworkConnectionLost
+        ),
+        "{err}"
+    );
 }
