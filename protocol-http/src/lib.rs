@@ -13,6 +13,7 @@
 //! - [`auth`]: `WWW-Authenticate` challenges read, and `Authorization` written for Basic and Digest.
 //! - [`decode`]: content decoding (gzip, deflate, br) as the body arrives, with a decompression-bomb
 //!   guard.
+//! - [`multipart`]: `multipart/x-mixed-replace` bodies split into parts as they arrive.
 //! - [`range`]: byte ranges for resumed downloads: which responses can be resumed, the `Range` and
 //!   `If-Range` headers, and what the server's answer means ([`range::Continuation`]).
 //! - [`redirect`]: whether a response redirects and how the next request is rewritten (the method
@@ -24,6 +25,7 @@ mod connect;
 pub mod decode;
 pub mod error;
 pub mod identity;
+pub mod multipart;
 pub mod range;
 pub mod redirect;
 mod tls;

@@ -16,6 +16,7 @@
 //!   200 `welcome USER` with the right credential, 401 with challenges otherwise.
 //! - `/cookie/NAME/VALUE[?to=LOCATION][&max_age=SECS]`: sets a cookie (persistent with `max_age`);
 //!   with `to`, in a 302 to LOCATION.
+//! - `/parts/N[?delay_ms=D]`: `multipart/x-mixed-replace` with N parts `part I`.
 //! - `/cache/max-age/N`, `/cache/no-store`, `/cache/revalidate`: a body unique to each answer, with
 //!   those caching rules; `revalidate` answers `If-None-Match: "r1"` with 304.
 //! - `/chain/N`: N redirects (302, relative `Location`s), then 200 `end of chain`.
@@ -437,6 +438,30 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             {
                 r.headers_mut().append(http::header::SET_COOKIE, v);
             }
+            r
+        }
+        "parts" => {
+            // `/parts/N?delay_ms=D`: multipart/x-mixed-replace with N parts `part I`, D ms apart.
+            let n = arg.parse::<usize>().unwrap_or(1);
+            let delay = Duration::from_millis(query(&req, "delay_ms", 5));
+            let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(1);
+            tokio::spawn(async move {
+                for i in 0..n {
+                    let part = format!(
+                        "--frame\r\nContent-Type: text/plain\r\nX-Part: {i}\r\n\r\npart {i}\r\n"
+                    );
+                    if tx.send_data(Bytes::from(part)).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                let _ = tx.send_data(Bytes::from_static(b"--frame--\r\n")).await;
+            });
+            let mut r = Response::new(body.boxed());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("multipart/x-mixed-replace; boundary=frame"),
+            );
             r
         }
         "cache" => {

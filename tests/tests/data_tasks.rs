@@ -711,3 +711,34 @@ async fn a_response_head_with_too_many_fields_is_refused() {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::CannotParseResponse, "{err}");
 }
+
+#[tokio::test]
+async fn each_part_of_a_mixed_replace_body_is_a_response_of_its_own() {
+    let server = TestServer::http().await;
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(http_config(), rec.clone()).unwrap();
+    let task = session.data_task(server.url("/parts/3").as_str()).unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    let events = rec.events();
+    check_invariants(&events).unwrap();
+    let sequence: Vec<&str> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Response { .. } | Event::Data { .. }))
+        .map(Event::name)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(Vec::new(), |mut v, n| {
+            if v.last() != Some(&n) {
+                v.push(n);
+            }
+            v
+        });
+    assert_eq!(
+        sequence,
+        ["response", "data", "response", "data", "response", "data"]
+    );
+    assert_eq!(rec.body(), b"part 0part 1part 2");
+    let last = task.response().unwrap();
+    assert_eq!(last.headers()["x-part"], "2", "the latest part's response");
+}

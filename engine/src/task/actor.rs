@@ -57,6 +57,9 @@ pub(crate) enum TaskMsg {
     Failed(Error),
     /// The delegate answered `did_receive_response`.
     Disposition(ResponseDisposition),
+    /// A new part of a `multipart/x-mixed-replace` body: ask the delegate (`did_receive_response`)
+    /// and answer on the channel.
+    PartResponse(Response, oneshot::Sender<ResponseDisposition>),
     /// The body is complete and the URL cache may keep the response: ask the delegate
     /// (`will_cache_response`) and answer on the channel.
     OfferToCache(CachedResponse, oneshot::Sender<Option<CachedResponse>>),
@@ -159,12 +162,21 @@ impl Actor for TaskActor {
     ) -> Result<(), ActorProcessingErr> {
         let span = st.span.clone();
         async move {
-            if let TaskMsg::OfferToCache(proposed, answer) = msg {
-                st.offer_to_cache(proposed, answer);
-                return Ok(());
-            }
+            let msg = match msg {
+                TaskMsg::OfferToCache(proposed, answer) => {
+                    st.offer_to_cache(proposed, answer);
+                    return Ok(());
+                }
+                TaskMsg::PartResponse(response, answer) => {
+                    st.ask_about_part(response, answer);
+                    return Ok(());
+                }
+                other => other,
+            };
             let (event, payload) = match msg {
-                TaskMsg::OfferToCache(..) => unreachable!("answered above"),
+                TaskMsg::OfferToCache(..) | TaskMsg::PartResponse(..) => {
+                    unreachable!("answered above")
+                }
                 TaskMsg::Control(Control::Resume) => (TaskEvent::Resume, Payload::None),
                 TaskMsg::Control(Control::Suspend) => (TaskEvent::Suspend, Payload::None),
                 TaskMsg::Control(Control::Cancel) => (TaskEvent::Cancel, Payload::None),
@@ -317,6 +329,25 @@ impl TaskActorState {
         };
         let info = self.info.clone();
         queue.push(move |d| d.did_finish_collecting_metrics(&info, &metrics));
+    }
+
+    /// Asks the delegate about a new part's response (the default: allow).
+    fn ask_about_part(&self, response: Response, answer: oneshot::Sender<ResponseDisposition>) {
+        self.recorder.set_response(response.clone());
+        match self.delegate_queue() {
+            Some(queue) if self.machine.state() != TaskState::Canceling => {
+                let info = self.info.clone();
+                queue.push(move |d| {
+                    let reply = Reply::new(ResponseDisposition::Allow, move |a| {
+                        let _ = answer.send(a);
+                    });
+                    d.did_receive_response(&info, &response, reply);
+                });
+            }
+            _ => {
+                let _ = answer.send(ResponseDisposition::Allow);
+            }
+        }
     }
 
     /// Asks the delegate whether to cache `proposed` (the default: as proposed).

@@ -44,6 +44,7 @@ use crate::session::SessionContext;
 use crate::session::cache as caching_entry;
 
 mod caching;
+mod parts;
 
 /// Body bytes that may be on their way to a delegate at once. Past this, the transfer stops reading
 /// until the delegate has taken some: a slow delegate slows the connection instead of filling memory.
@@ -383,6 +384,17 @@ impl Run {
             };
         }
         self.wait_until(|g| !g.paused).await?;
+        // A stream of replacing parts: each is a response of its own, for a delegate to see.
+        if self.sink.is_none()
+            && self.callbacks
+            && self.ctx.queue.is_some()
+            && let Some(boundary) = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(courier_protocol_http::multipart::mixed_replace_boundary)
+        {
+            return self.receive_parts(incoming, &boundary, parts.version).await;
+        }
         let parts_encoding = parts.headers.get(http::header::CONTENT_ENCODING).cloned();
         let (status, method) = (parts.status, head.method.clone());
         let response = Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
