@@ -220,3 +220,47 @@ async fn a_stream_upload_is_asked_for_its_body_again_after_a_challenge() {
         .count();
     assert_eq!(asked, 2, "once to start, once for the authenticated resend");
 }
+
+#[tokio::test]
+async fn permanent_credentials_outlive_a_default_session_and_stay_private() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut persistent = Configuration::default();
+    persistent.cleartext = CleartextPolicy::AllowAll;
+    persistent.session_directory = Some(dir.path().join("default"));
+    let permanent = D::UseCredential(Some(Credential::password(
+        "ann",
+        "pw",
+        CredentialPersistence::Permanent,
+    )));
+    let first = Session::with_delegate(
+        persistent.clone(),
+        Arc::new(Recorder::challenged([permanent])),
+    )
+    .unwrap();
+    assert_eq!(fetch(&first, server.url("/basic/ann/pw")).await.0, 200);
+    drop(first);
+    let file = dir.path().join("default").join("credentials");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by the user only");
+    }
+    // A later session without a delegate answers from the stored credential.
+    let later = Session::new(persistent).unwrap();
+    assert_eq!(fetch(&later, server.url("/basic/ann/pw")).await.0, 200);
+
+    // Session-only credentials are never written; an ephemeral session writes nothing.
+    let mut ephemeral = config();
+    ephemeral.session_directory = Some(dir.path().join("ephemeral"));
+    let session = Session::with_delegate(
+        ephemeral,
+        Arc::new(Recorder::challenged([D::UseCredential(Some(
+            Credential::password("ann", "pw", CredentialPersistence::Permanent),
+        ))])),
+    )
+    .unwrap();
+    assert_eq!(fetch(&session, server.url("/basic/ann/pw")).await.0, 200);
+    assert!(!dir.path().join("ephemeral").exists());
+}

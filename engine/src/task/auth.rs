@@ -8,7 +8,7 @@
 //! already tried is never tried again, so the loop always ends: at worst the 401 is delivered.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use courier_delegates::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, Credential,
@@ -16,6 +16,7 @@ use courier_delegates::{
 };
 use courier_protocol_http::auth::{self, Challenge, DigestAlgorithm, DigestInput};
 use http::{HeaderValue, Method};
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use url::Url;
 
@@ -25,15 +26,16 @@ use crate::session::SessionContext;
 /// delegate says (it may keep answering with credentials the server refuses).
 const MAX_ATTEMPTS: u32 = 8;
 
-/// The session's credentials, per protection space (in memory; an ephemeral session never writes
-/// them anywhere).
+/// The session's credentials, per protection space. `Permanent` ones of a default session are kept
+/// in its directory (`credentials`, readable by the user only, through the storage codec) and come
+/// back in the next session; an ephemeral session keeps everything in memory.
 #[derive(Default)]
 pub(crate) struct CredentialStore {
-    by_space: Mutex<HashMap<SpaceKey, Credential>>,
+    by_space: OnceLock<Mutex<HashMap<SpaceKey, Credential>>>,
 }
 
 /// A protection space as the store files it: credentials apply per realm, whatever the method.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct SpaceKey {
     protocol: String,
     host: String,
@@ -52,20 +54,102 @@ impl SpaceKey {
     }
 }
 
+/// A permanent credential as the file keeps it.
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    space: SpaceKey,
+    user: String,
+    password: String,
+}
+
 impl CredentialStore {
-    fn get(&self, space: &ProtectionSpace) -> Option<Credential> {
-        let map = self.by_space.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&SpaceKey::of(space)).cloned()
+    fn map(
+        &self,
+        ctx: &SessionContext,
+    ) -> std::sync::MutexGuard<'_, HashMap<SpaceKey, Credential>> {
+        self.by_space
+            .get_or_init(|| {
+                let kept: Vec<Kept> = file(ctx)
+                    .and_then(|p| std::fs::read(p).ok())
+                    .and_then(|blob| courier_storage::codec::decode(&blob).ok())
+                    .unwrap_or_default();
+                let map = kept
+                    .into_iter()
+                    .map(|k| {
+                        let c = Credential::password(
+                            k.user,
+                            k.password,
+                            CredentialPersistence::Permanent,
+                        );
+                        (k.space, c)
+                    })
+                    .collect();
+                Mutex::new(map)
+            })
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put(&self, space: &ProtectionSpace, credential: Credential) {
-        let mut map = self.by_space.lock().unwrap_or_else(|p| p.into_inner());
+    fn get(&self, ctx: &SessionContext, space: &ProtectionSpace) -> Option<Credential> {
+        self.map(ctx).get(&SpaceKey::of(space)).cloned()
+    }
+
+    fn put(&self, ctx: &SessionContext, space: &ProtectionSpace, credential: Credential) {
+        let permanent = credential.persistence() == CredentialPersistence::Permanent;
+        let mut map = self.map(ctx);
         map.insert(SpaceKey::of(space), credential);
+        if permanent {
+            save(ctx, &map);
+        }
     }
 
-    fn forget(&self, space: &ProtectionSpace) {
-        let mut map = self.by_space.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&SpaceKey::of(space));
+    fn forget(&self, ctx: &SessionContext, space: &ProtectionSpace) {
+        let mut map = self.map(ctx);
+        let gone = map.remove(&SpaceKey::of(space));
+        if gone.is_some_and(|c| c.persistence() == CredentialPersistence::Permanent) {
+            save(ctx, &map);
+        }
+    }
+}
+
+/// `credentials` in a default session's directory; none for an ephemeral session.
+fn file(ctx: &SessionContext) -> Option<std::path::PathBuf> {
+    if ctx.storage.is_ephemeral() {
+        return None;
+    }
+    ctx.storage.path().ok().map(|d| d.join("credentials"))
+}
+
+/// Writes the permanent credentials, readable by the user only, aside then renamed.
+fn save(ctx: &SessionContext, map: &HashMap<SpaceKey, Credential>) {
+    let Some(path) = file(ctx) else { return };
+    let kept: Vec<Kept> = map
+        .iter()
+        .filter(|(_, c)| c.persistence() == CredentialPersistence::Permanent)
+        .map(|(space, c)| Kept {
+            space: space.clone(),
+            user: c.user().to_owned(),
+            password: c.secret().to_owned(),
+        })
+        .collect();
+    let Ok(blob) = courier_storage::codec::encode(&kept) else {
+        return;
+    };
+    let aside = path.with_extension("new");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options
+        .open(&aside)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &blob))
+        .and_then(|()| std::fs::rename(&aside, &path));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "cannot save the credential store");
+        let _ = std::fs::remove_file(&aside);
     }
 }
 
@@ -103,7 +187,7 @@ impl Authenticator {
     ) -> Answer {
         // A refused credential is forgotten: default handling must not offer it again.
         if let Some((space, _)) = self.pending.take() {
-            ctx.credentials.forget(&space);
+            ctx.credentials.forget(ctx, &space);
         }
         let mut offered: Vec<(Challenge, AuthenticationMethod)> =
             auth::challenges(response.headers())
@@ -171,7 +255,7 @@ impl Authenticator {
         if let Some((space, credential)) = self.pending.take()
             && credential.persistence() != CredentialPersistence::None
         {
-            ctx.credentials.put(&space, credential);
+            ctx.credentials.put(ctx, &space, credential);
         }
     }
 
@@ -193,7 +277,7 @@ impl Authenticator {
         });
         from_url
             .into_iter()
-            .chain(ctx.credentials.get(space))
+            .chain(ctx.credentials.get(ctx, space))
             .find(|c| !tried.contains(c))
     }
 
