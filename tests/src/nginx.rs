@@ -10,7 +10,8 @@
 //! - `/private/FILE`: the static files behind `auth_basic` (realm `nginx-realm`, user `nginx`,
 //!   password `secret`).
 //! - `/cached/FILE`: the static files with `Cache-Control: max-age=60` (and nginx's `ETag`).
-//! - with [`Nginx::start_tls`], the files over HTTPS with HTTP/2 on a second port.
+//! - with [`Nginx::start_tls`], the files over HTTPS with HTTP/2 on a second port; that server asks
+//!   for a client certificate from the test CA (optionally) and `/mtls/FILE` requires one.
 //! - `/r301` → 301 → `/r302` → 302 (absolute) → `/r307` → 307 → `/hello.txt`.
 //!
 //! Each request is logged as `METHOD URI "RANGE" STATUS BODY_BYTES_SENT REQUEST_LENGTH`
@@ -94,8 +95,10 @@ impl Nginx {
                 let (cert, key) = ca.leaf_pem();
                 std::fs::write(dir.path().join("leaf.pem"), cert).expect("leaf.pem");
                 std::fs::write(dir.path().join("leaf.key"), key).expect("leaf.key");
+                std::fs::write(dir.path().join("ca.pem"), &ca.ca_pem).expect("ca.pem");
+                // Client certificates are asked for (optional), and required by /mtls/.
                 format!(
-                    "server {{ listen 127.0.0.1:{tls_port} ssl http2; ssl_certificate {d}/leaf.pem; ssl_certificate_key {d}/leaf.key; root {root}; }}",
+                    "server {{ listen 127.0.0.1:{tls_port} ssl http2; ssl_certificate {d}/leaf.pem; ssl_certificate_key {d}/leaf.key; ssl_client_certificate {d}/ca.pem; ssl_verify_client optional; root {root}; location /mtls/ {{ if ($ssl_client_verify != SUCCESS) {{ return 403; }} alias {root}/; }} }}",
                     d = dir.path().display(),
                     root = root.display()
                 )

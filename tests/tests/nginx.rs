@@ -317,3 +317,41 @@ async fn nginx_cache_control_and_etags_drive_the_url_cache() {
         .collect();
     assert_eq!(statuses, [200, 304], "{log:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_mtls_location_accepts_the_delegates_client_certificate() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("hello.txt"), "hello from nginx\n").unwrap();
+    let ca = courier_tests::TestCa::new();
+    let Some(nginx) = Nginx::start_tls(root.path(), &ca) else {
+        return;
+    };
+    let session_dir = tempfile::tempdir().unwrap();
+    let mut c = config(session_dir.path());
+    c.extra_root_certificates.push(ca.ca_der.clone());
+    // Without an identity: nginx asked (optionally), got none, and /mtls/ refuses.
+    let bare = Session::new(c.clone()).unwrap();
+    let (_, response) = bare
+        .data(nginx.tls_url("/mtls/hello.txt").as_str())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // With the delegate's identity: presented on a new connection, verified by nginx.
+    let rec = Arc::new(Recorder::with_identity(ca.client_identity()));
+    let session = Session::with_delegate(c, rec.clone()).unwrap();
+    let (body, response) = session
+        .data(nginx.tls_url("/mtls/hello.txt").as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        (response.status().as_u16(), &body[..]),
+        (200, &b"hello from nginx\n"[..])
+    );
+    assert!(rec.events().iter().any(|e| matches!(
+        e,
+        Event::SessionChallenge {
+            method: "client_certificate",
+            ..
+        }
+    )));
+}
