@@ -7,11 +7,13 @@
 //!   back on a failed write so it always holds a resumable prefix.
 //! - [`resume`]: [`ResumeRecord`], what resume data holds, and the checks before a partial file may be
 //!   reused.
+//! - [`cache`]: [`cache::DiskCache`], the URL cache's files (one per response).
 //! - [`codec`]: the one place where records become bytes: bincode 2 in an envelope with a magic, a
 //!   format version and a checksum.
 //!
 //! Everything here is synchronous `std::fs`; the engine calls it off its async workers.
 
+pub mod cache;
 pub mod codec;
 pub mod directory;
 pub mod download;
