@@ -33,7 +33,8 @@ pub trait SessionDelegate: Send + Sync + 'static {
     /// to accept the certificate (a private CA, a pin the delegate checked), or
     /// [`AuthChallengeDisposition::PerformDefaultHandling`] (the default) for standard
     /// verification against the configured roots. `UseCredential(None)` refuses the server
-    /// (-1202); cancelling ends the task with -999. A decision applies to that connection only,
+    /// (-1202); cancelling ends the task with -999; rejecting the protection space leaves no other
+    /// to try, so it counts as default handling. A decision applies to that connection only,
     /// which is never shared with another session.
     fn did_receive_challenge(
         &self,
