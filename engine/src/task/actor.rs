@@ -320,12 +320,13 @@ impl TaskActorState {
         let (Some(queue), Some((log, started))) = (self.delegate_queue(), taken) else {
             return;
         };
-        let log = log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
         let metrics = TaskMetrics {
             task_start: started,
             task_duration: started.elapsed(),
             redirect_count: log.redirects,
-            transactions: log.transactions.clone(),
+            // The transfer is over: its log is handed over, not copied.
+            transactions: std::mem::take(&mut log.transactions),
         };
         let info = self.info.clone();
         queue.push(move |d| d.did_finish_collecting_metrics(&info, &metrics));
@@ -505,7 +506,17 @@ impl TaskActorState {
 
     /// Starts the transfer for `work`.
     fn start_transfer(&mut self, me: &ActorRef<TaskMsg>, work: Work) -> Result<(), Error> {
-        let request = self.info.current_request();
+        // Only a task made from resume data starts from a request other than its original one;
+        // the others read it in place instead of copying it.
+        let info = self.info.clone();
+        let resumed;
+        let request = match &work {
+            Work::Download { resume: Some(_) } => {
+                resumed = info.current_request();
+                &resumed
+            }
+            _ => info.original_request(),
+        };
         let (body, destination) = match work {
             Work::Data => (
                 request
@@ -548,7 +559,7 @@ impl TaskActorState {
             }
             Some(url) => (Target::Local, url.clone()),
             None => {
-                let (head, url) = build_request(&request, body.as_ref(), &self.ctx.config)?;
+                let (head, url) = build_request(request, body.as_ref(), &self.ctx.config)?;
                 (Target::Http(Box::new(head)), url)
             }
         };

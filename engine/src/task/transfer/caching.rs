@@ -52,9 +52,10 @@ fn response_parts(response: &Response) -> http::response::Parts {
 impl Run {
     /// Consults the cache for a `GET` of a data task (whose `head` may gain validators).
     pub(super) fn cache_plan(&self, head: &mut Head) -> Result<Plan, Halt> {
+        // The original request's policy (redirects keep it), read without copying the request.
         let policy = self
             .info
-            .current_request()
+            .original_request()
             .cache_policy()
             .unwrap_or(self.ctx.config.request_cache_policy);
         let entry = match policy {
