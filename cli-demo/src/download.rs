@@ -81,9 +81,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let progress = Arc::new(Progress::new(options.quiet));
     let (mut delegate, mut finished, mut invalid) =
         CliDelegate::new(events_output(options)?, Box::new(io::sink()), progress);
-    delegate.set_follow_redirects(!options.no_follow);
-    delegate.set_credential_from(options.user.as_deref());
-    delegate.set_insecure(options.insecure);
+    delegate.apply(options);
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
 

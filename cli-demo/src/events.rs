@@ -7,7 +7,7 @@
 //! at most one of each per 50 ms, and what is still pending is always written before that task's
 //! next other event (so the last one carries the final totals).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,7 @@ use courier_engine::{
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
+use crate::cli::Options;
 use crate::progress::Progress;
 
 const COALESCE: Duration = Duration::from_millis(50);
@@ -51,6 +52,8 @@ pub(crate) struct CliDelegate {
     credential: Option<Credential>,
     /// `--insecure`: trust any server.
     insecure: bool,
+    /// `--fail`: the body of an HTTP error status is not kept (like `curl --fail`).
+    fail: bool,
 }
 
 /// The progress callbacks that are coalesced.
@@ -78,6 +81,8 @@ struct Inner {
     /// Where each download's file goes.
     destinations: HashMap<u64, PathBuf>,
     saved: HashMap<u64, Result<PathBuf, String>>,
+    /// Tasks whose body is dropped: an HTTP error status under `--fail`.
+    discarding: HashSet<u64>,
 }
 
 impl CliDelegate {
@@ -101,6 +106,7 @@ impl CliDelegate {
                 pending: HashMap::new(),
                 destinations: HashMap::new(),
                 saved: HashMap::new(),
+                discarding: HashSet::new(),
             }),
             finished,
             invalid,
@@ -109,6 +115,7 @@ impl CliDelegate {
             follow_redirects: true,
             credential: None,
             insecure: false,
+            fail: false,
         };
         (delegate, finished_rx, invalid_rx)
     }
@@ -207,12 +214,18 @@ impl CliDelegate {
         }
     }
 
-    /// Whether redirects are followed (`--no-follow` says no).
-    pub(crate) fn set_follow_redirects(&mut self, follow: bool) {
-        self.follow_redirects = follow;
+    /// Takes the options that decide the delegate's answers: `--no-follow` (redirects answered with
+    /// none), `--user` (the credential challenges are answered with; once refused, the 401 is
+    /// delivered), `--insecure` (server-trust challenges trust the certificate presented) and
+    /// `--fail` (an HTTP error status's body is neither written nor saved).
+    pub(crate) fn apply(&mut self, options: &Options) {
+        self.follow_redirects = !options.no_follow;
+        self.set_credential_from(options.user.as_deref());
+        self.insecure = options.insecure;
+        self.fail = options.fail;
     }
 
-    /// The credential (`--user`) to answer challenges with; once refused, the 401 is delivered.
+    /// The credential (`USER:PASS`) to answer challenges with.
     pub(crate) fn set_credential_from(&mut self, user: Option<&str>) {
         self.credential = user.map(|u| {
             let (name, pass) = u.split_once(':').unwrap_or((u, ""));
@@ -220,9 +233,9 @@ impl CliDelegate {
         });
     }
 
-    /// `--insecure`: answer server-trust challenges by trusting the certificate presented.
-    pub(crate) fn set_insecure(&mut self, insecure: bool) {
-        self.insecure = insecure;
+    /// Under `--fail`, whether this response's body is to be dropped.
+    fn discards(&self, status: u16) -> bool {
+        self.fail && status >= 400
     }
 
     /// Writes a `did_receive_challenge` line: a session-level one without `task`.
@@ -503,6 +516,13 @@ impl DownloadDelegate for CliDelegate {
             Some(task.id()),
             json!({ "path": location.to_string_lossy() }),
         );
+        if task
+            .response()
+            .is_some_and(|r| self.discards(r.status().as_u16()))
+        {
+            // `--fail`: an error page is not saved; the engine removes the file.
+            return;
+        }
         // The file is removed when this returns: move it to its destination now.
         if let Some(to) = inner.destinations.get(&task.id()).cloned() {
             let moved = move_file(location, &to)
@@ -534,6 +554,9 @@ impl DataDelegate for CliDelegate {
                 "disposition": disposition.name(),
             }),
         );
+        if self.discards(response.status().as_u16()) {
+            inner.discarding.insert(task.id());
+        }
         drop(inner);
         reply.send(disposition);
     }
@@ -566,9 +589,11 @@ impl DataDelegate for CliDelegate {
     }
 
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
-        if self.inner().body.write_all(data).is_err() {
+        let mut inner = self.inner();
+        if !inner.discarding.contains(&task.id()) && inner.body.write_all(data).is_err() {
             tracing::warn!("cannot write the body to its output");
         }
+        drop(inner);
         let n = data.len() as i64;
         self.progress(task.id(), Flow::Received, n, 0, -1);
     }

@@ -33,9 +33,7 @@ pub(crate) async fn run(
     };
     let (mut delegate, mut finished, mut invalid) =
         CliDelegate::new(events_output(options)?, body, Arc::new(Progress::new(true)));
-    delegate.set_follow_redirects(!options.no_follow);
-    delegate.set_credential_from(options.user.as_deref());
-    delegate.set_insecure(options.insecure);
+    delegate.apply(options);
     let session = Session::with_delegate(config, Arc::new(delegate))?;
 
     let mut waiting: VecDeque<Request> = requests.into();

@@ -46,9 +46,7 @@ pub(crate) async fn run(
         Box::new(BufWriter::new(io::stdout())),
         progress,
     );
-    delegate.set_follow_redirects(!options.no_follow);
-    delegate.set_credential_from(options.user.as_deref());
-    delegate.set_insecure(options.insecure);
+    delegate.apply(options);
     if matches!(body, UploadBody::Stream) {
         delegate.set_upload_stream(Box::pin(tokio::io::stdin()));
     }

@@ -207,10 +207,18 @@ async fn fail_flag_and_https_with_cacert() {
     .await
     .unwrap();
     assert_eq!(not_found.status.code(), Some(22));
+    assert!(
+        not_found.stdout.is_empty(),
+        "like curl --fail, the error page is not written"
+    );
     assert_eq!(
         plain.status.code(),
         Some(0),
         "a 404 is not an error without --fail"
+    );
+    assert!(
+        !plain.stdout.is_empty(),
+        "without --fail the 404 page is the body"
     );
     assert_eq!(
         ok.status.code(),
@@ -219,6 +227,39 @@ async fn fail_flag_and_https_with_cacert() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert_eq!(std::fs::read(&body).unwrap(), pattern_bytes(0, 3000));
+
+    // A download under --fail does not save the error page; without it the page is the file.
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let pem_s = pem.to_str().unwrap().to_owned();
+    let url = server.url("/status/404");
+    let (failed, kept) = tokio::task::spawn_blocking(move || {
+        let run = |extra: &[&str]| {
+            let mut args = vec!["download", url.as_str(), "--cacert", &pem_s, "-q"];
+            args.extend_from_slice(extra);
+            courier_in(&c, &d, &args).output().unwrap()
+        };
+        let failed = run(&["--fail"]);
+        let listing = std::fs::read_dir(&c).unwrap().count();
+        (failed, (listing, run(&[])))
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed.status.code(), Some(22));
+    let (files_after_fail, kept) = kept;
+    assert_eq!(files_after_fail, 0, "--fail saved no file for the 404");
+    assert_eq!(kept.status.code(), Some(0));
+    assert!(
+        cwd.path().join("404").is_file(),
+        "without --fail the 404 page is saved"
+    );
+    assert_eq!(
+        std::fs::read_dir(data.path().join("courier/sessions/default"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "no partial file is left in the session directory"
+    );
 }
 
 #[test]
