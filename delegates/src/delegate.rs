@@ -5,12 +5,19 @@
 //! then a [`Delegate`]. Methods run on the session's delivery queue, one at a time, in order; they
 //! should return quickly and hand long work elsewhere (a slow callback holds back the session's other
 //! callbacks, and slows the body delivery of its task).
+//!
+//! A method left at its default is asked once; the session then knows the delegate does not
+//! implement it and stops calling it, as URLSession skips what a delegate does not
+//! `respondsTo` (see [`crate::queue`]). Nothing changes for the delegate: it would have got the
+//! default behaviour anyway.
 
+use std::any::Any;
 use std::path::Path;
 use std::pin::Pin;
 
 use bytes::Bytes;
 
+use crate::queue::{Callback, left_at_default};
 use crate::{
     AuthChallengeDisposition, AuthenticationChallenge, CachedResponse, Error, Reply, Request,
     Response, ResponseDisposition, TaskInfo, TaskMetrics, TaskState,
@@ -42,6 +49,7 @@ pub trait SessionDelegate: Send + Sync + 'static {
         reply: Reply<AuthChallengeDisposition>,
     ) {
         let _ = challenge;
+        left_at_default(self, Callback::SessionChallenge);
         reply.send(AuthChallengeDisposition::PerformDefaultHandling);
     }
 
@@ -59,6 +67,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// `Completed` comes right before [`TaskDelegate::did_complete`].
     fn did_change_state(&self, task: &TaskInfo, from: TaskState, to: TaskState) {
         let _ = (task, from, to);
+        left_at_default(self, Callback::ChangeState);
     }
 
     /// The server redirected the task (a 301, 302, 303, 307 or 308 with a `Location`), and the session
@@ -78,6 +87,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
         reply: Reply<Option<Request>>,
     ) {
         let _ = (task, response);
+        left_at_default(self, Callback::Redirection);
         reply.send(Some(new_request.clone()));
     }
 
@@ -94,6 +104,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
         reply: Reply<AuthChallengeDisposition>,
     ) {
         let _ = (task, challenge);
+        left_at_default(self, Callback::TaskChallenge);
         reply.send(AuthChallengeDisposition::PerformDefaultHandling);
     }
 
@@ -103,6 +114,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// which sends no body.
     fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {
         let _ = task;
+        left_at_default(self, Callback::NewBodyStream);
         reply.send(None);
     }
 
@@ -121,12 +133,14 @@ pub trait TaskDelegate: Send + Sync + 'static {
             total_bytes_sent,
             total_bytes_expected_to_send,
         );
+        left_at_default(self, Callback::SendBodyData);
     }
 
     /// The task's metrics: one transaction per request it sent (redirects and authentication
     /// retries included). Sent once, just before the task's completion, for tasks that were started.
     fn did_finish_collecting_metrics(&self, task: &TaskInfo, metrics: &TaskMetrics) {
         let _ = (task, metrics);
+        left_at_default(self, Callback::Metrics);
     }
 
     /// The task's terminal message, sent exactly once per task, even for a task cancelled before it
@@ -147,6 +161,7 @@ pub trait DataDelegate: Send + Sync + 'static {
         reply: Reply<ResponseDisposition>,
     ) {
         let _ = (task, response);
+        left_at_default(self, Callback::ReceiveResponse);
         reply.send(ResponseDisposition::Allow);
     }
 
@@ -155,6 +170,7 @@ pub trait DataDelegate: Send + Sync + 'static {
     /// name the download task; the data task gets none, not even `did_complete`.
     fn did_become_download_task(&self, task: &TaskInfo, download_task: &TaskInfo) {
         let _ = (task, download_task);
+        left_at_default(self, Callback::BecomeDownload);
     }
 
     /// The response can be stored in the URL cache (after its last data, before completion).
@@ -166,12 +182,14 @@ pub trait DataDelegate: Send + Sync + 'static {
         reply: Reply<Option<CachedResponse>>,
     ) {
         let _ = task;
+        left_at_default(self, Callback::WillCache);
         reply.send(Some(proposed.clone()));
     }
 
     /// Body bytes arrived, in order. Called zero or more times after `did_receive_response`.
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
         let _ = (task, data);
+        left_at_default(self, Callback::ReceiveData);
     }
 }
 
@@ -194,23 +212,27 @@ pub trait DownloadDelegate: Send + Sync + 'static {
             total_bytes_written,
             total_bytes_expected_to_write,
         );
+        left_at_default(self, Callback::WriteData);
     }
 
     /// A task made from resume data started: the download continues at `file_offset` (0 when the
     /// server could not continue it and it starts over), of `expected_total_bytes` (-1 when unknown).
     fn did_resume_at_offset(&self, task: &TaskInfo, file_offset: i64, expected_total_bytes: i64) {
         let _ = (task, file_offset, expected_total_bytes);
+        left_at_default(self, Callback::ResumeAtOffset);
     }
 
     /// The download is complete, in the file at `location`. The file is removed when this returns:
     /// move it (`std::fs::rename`) or open it before then. Comes before `did_complete`.
     fn did_finish_downloading_to(&self, task: &TaskInfo, location: &Path) {
         let _ = (task, location);
+        left_at_default(self, Callback::FinishDownloading);
     }
 }
 
 /// A complete delegate: every protocol a session may call. Implemented for any type that implements the
-/// four traits.
-pub trait Delegate: SessionDelegate + TaskDelegate + DataDelegate + DownloadDelegate {}
+/// four traits. (`Any` lets the delivery queue tell the delegate's own default methods from those of
+/// an object it forwards to.)
+pub trait Delegate: SessionDelegate + TaskDelegate + DataDelegate + DownloadDelegate + Any {}
 
 impl<T: SessionDelegate + TaskDelegate + DataDelegate + DownloadDelegate> Delegate for T {}

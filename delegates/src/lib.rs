@@ -35,7 +35,7 @@ pub use delegate::{
 };
 pub use error::{Error, ErrorCode};
 pub use metrics::{FetchType, TaskMetrics, TransactionMetrics};
-pub use queue::DeliveryQueue;
+pub use queue::{Callback, DeliveryQueue};
 pub use reply::{Reply, ResponseDisposition};
 pub use request::{CachePolicy, CachedResponse, Request, Response};
 pub use resume_data::ResumeData;

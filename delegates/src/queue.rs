@@ -4,13 +4,25 @@
 //! when none is given. Callbacks run one at a time in the order they were queued, so a delegate needs no
 //! locking of its own and a slow one does not stall the runtime's workers. The queue owns the delegate
 //! and drops it after the final callback (`did_become_invalid`), then its thread exits.
+//!
+//! URLSession calls an optional delegate method only if the delegate `respondsToSelector:` it. Rust
+//! has no such question, so the queue learns the answer: the default body of each optional method
+//! tells the queue, when it runs for the session's own delegate, that the method was left alone
+//! (`left_at_default`). From then on [`DeliveryQueue::wants`] says no, and the engine neither
+//! builds nor queues that callback, answering questions with the default at once. The answer is
+//! the same either way; what is saved is a trip to the delegate thread on every task.
 
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
-use crate::Delegate;
+use tokio::sync::oneshot;
+
+use crate::{Delegate, Reply};
 
 type Job = Box<dyn FnOnce(&dyn Delegate) + Send>;
 
@@ -20,10 +32,82 @@ enum Item {
     Last(Job),
 }
 
+/// An optional delegate method the engine may leave out once it knows the delegate does not
+/// implement it (see [`DeliveryQueue::wants`]). `did_complete` and `did_become_invalid` are always
+/// delivered and are not listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Callback {
+    /// [`SessionDelegate::did_receive_challenge`](crate::SessionDelegate::did_receive_challenge).
+    SessionChallenge,
+    /// [`TaskDelegate::did_change_state`](crate::TaskDelegate::did_change_state).
+    ChangeState,
+    /// [`TaskDelegate::will_perform_http_redirection`](crate::TaskDelegate::will_perform_http_redirection).
+    Redirection,
+    /// [`TaskDelegate::did_receive_challenge`](crate::TaskDelegate::did_receive_challenge).
+    TaskChallenge,
+    /// [`TaskDelegate::need_new_body_stream`](crate::TaskDelegate::need_new_body_stream).
+    NewBodyStream,
+    /// [`TaskDelegate::did_send_body_data`](crate::TaskDelegate::did_send_body_data).
+    SendBodyData,
+    /// [`TaskDelegate::did_finish_collecting_metrics`](crate::TaskDelegate::did_finish_collecting_metrics).
+    Metrics,
+    /// [`DataDelegate::did_receive_response`](crate::DataDelegate::did_receive_response).
+    ReceiveResponse,
+    /// [`DataDelegate::did_become_download_task`](crate::DataDelegate::did_become_download_task).
+    BecomeDownload,
+    /// [`DataDelegate::will_cache_response`](crate::DataDelegate::will_cache_response).
+    WillCache,
+    /// [`DataDelegate::did_receive_data`](crate::DataDelegate::did_receive_data).
+    ReceiveData,
+    /// [`DownloadDelegate::did_write_data`](crate::DownloadDelegate::did_write_data).
+    WriteData,
+    /// [`DownloadDelegate::did_resume_at_offset`](crate::DownloadDelegate::did_resume_at_offset).
+    ResumeAtOffset,
+    /// [`DownloadDelegate::did_finish_downloading_to`](crate::DownloadDelegate::did_finish_downloading_to).
+    FinishDownloading,
+}
+
+impl Callback {
+    fn bit(self) -> u32 {
+        1 << self as u32
+    }
+}
+
+/// The delegate a delivery thread serves, and where it notes the methods left at their default.
+struct Serving {
+    /// The delegate's address and concrete type: together they tell the session's delegate from
+    /// another object (a field at the same address has another type) whose default ran.
+    address: usize,
+    type_id: TypeId,
+    defaulted: Arc<AtomicU32>,
+}
+
+thread_local! {
+    static SERVING: RefCell<Option<Serving>> = const { RefCell::new(None) };
+}
+
+/// Called by the default body of an optional delegate method: when `delegate` is the delegate this
+/// delivery thread serves, the queue stops asking for `callback`. A wrapper delegate that forwards
+/// to another object's default is not taken for one that left the method alone.
+pub(crate) fn left_at_default<D: ?Sized + 'static>(delegate: &D, callback: Callback) {
+    let address = (delegate as *const D).cast::<()>() as usize;
+    SERVING.with(|serving| {
+        if let Some(s) = serving.borrow().as_ref()
+            && s.address == address
+            && s.type_id == TypeId::of::<D>()
+        {
+            s.defaulted.fetch_or(callback.bit(), Ordering::Relaxed);
+        }
+    });
+}
+
 /// A handle to a session's serial delivery queue. Cheap to clone.
 #[derive(Clone)]
 pub struct DeliveryQueue {
     tx: mpsc::Sender<Item>,
+    /// The optional methods the delegate was seen to leave at their default.
+    defaulted: Arc<AtomicU32>,
 }
 
 impl DeliveryQueue {
@@ -33,10 +117,18 @@ impl DeliveryQueue {
     /// The operating system refused to start a thread.
     pub fn start(delegate: Arc<dyn Delegate>, label: &str) -> std::io::Result<DeliveryQueue> {
         let (tx, rx) = mpsc::channel::<Item>();
+        let defaulted = Arc::new(AtomicU32::new(0));
+        let any: &dyn Any = delegate.as_ref();
+        let serving = Serving {
+            address: Arc::as_ptr(&delegate).cast::<()>() as usize,
+            type_id: any.type_id(),
+            defaulted: defaulted.clone(),
+        };
         thread::Builder::new()
             .name(format!("courier-delegate-{label}"))
             .spawn(move || {
                 let delegate = delegate;
+                SERVING.with(|s| *s.borrow_mut() = Some(serving));
                 while let Ok(item) = rx.recv() {
                     let (job, last) = match item {
                         Item::Call(job) => (job, false),
@@ -55,12 +147,43 @@ impl DeliveryQueue {
                 drop(rx);
                 drop(delegate);
             })?;
-        Ok(DeliveryQueue { tx })
+        Ok(DeliveryQueue { tx, defaulted })
+    }
+
+    /// Whether the delegate may implement `callback`: true until its default body was seen to run
+    /// for this queue's delegate. Callers skip a callback the delegate does not want (and answer a
+    /// question with its default), which changes nothing the delegate could see.
+    pub fn wants(&self, callback: Callback) -> bool {
+        self.defaulted.load(Ordering::Relaxed) & callback.bit() == 0
     }
 
     /// Queues a callback. Returns false when the queue has already delivered its last callback.
     pub fn push(&self, job: impl FnOnce(&dyn Delegate) + Send + 'static) -> bool {
         self.tx.send(Item::Call(Box::new(job))).is_ok()
+    }
+
+    /// Asks the delegate a question: `call` gets a [`Reply`] whose answer (or `default`, when the
+    /// reply is dropped) comes on the returned receiver. When the delegate leaves `callback` at its
+    /// default, `default` is the answer at once, without a trip to the delegate thread. The
+    /// receiver fails only when the queue has ended.
+    pub fn ask<T: Send + 'static>(
+        &self,
+        callback: Callback,
+        default: T,
+        call: impl FnOnce(&dyn Delegate, Reply<T>) + Send + 'static,
+    ) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        if !self.wants(callback) {
+            let _ = tx.send(default);
+            return rx;
+        }
+        self.push(move |d| {
+            let reply = Reply::new(default, move |answer| {
+                let _ = tx.send(answer);
+            });
+            call(d, reply);
+        });
+        rx
     }
 
     /// Queues the final callback; after it runs the delegate is dropped.
@@ -71,14 +194,16 @@ impl DeliveryQueue {
 
 impl std::fmt::Debug for DeliveryQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeliveryQueue").finish_non_exhaustive()
+        f.debug_struct("DeliveryQueue")
+            .field("defaulted", &self.defaulted.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DataDelegate, SessionDelegate, TaskDelegate};
+    use crate::{DataDelegate, ResponseDisposition, SessionDelegate, TaskDelegate};
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
@@ -113,5 +238,129 @@ mod tests {
             !q.push(|_| {}),
             "nothing is delivered after the last callback"
         );
+    }
+
+    /// Only `did_complete`: every optional method is left at its default.
+    struct Quiet;
+    impl SessionDelegate for Quiet {}
+    impl TaskDelegate for Quiet {}
+    impl DataDelegate for Quiet {}
+    impl crate::DownloadDelegate for Quiet {}
+
+    /// Implements `did_receive_data` by forwarding to an object whose method is the default, after
+    /// counting: the queue must not mistake the forwarded default for its own. `repr(C)` puts the
+    /// inner object at the wrapper's address, the case the type check is there for.
+    #[repr(C)]
+    struct Forwarding {
+        inner: Quiet,
+        seen: std::sync::atomic::AtomicUsize,
+    }
+    impl SessionDelegate for Forwarding {}
+    impl TaskDelegate for Forwarding {}
+    impl crate::DownloadDelegate for Forwarding {}
+    impl DataDelegate for Forwarding {
+        fn did_receive_data(&self, task: &crate::TaskInfo, data: &bytes::Bytes) {
+            self.seen.fetch_add(1, Ordering::Relaxed);
+            self.inner.did_receive_data(task, data);
+        }
+    }
+
+    fn info() -> crate::TaskInfo {
+        crate::TaskInfo::new(
+            1,
+            crate::TaskKind::Data,
+            crate::Request::new(http::Method::GET, "https://a.test/"),
+        )
+        .0
+    }
+
+    /// Waits until every callback queued so far has run.
+    fn drain(q: &DeliveryQueue) {
+        let (tx, rx) = mpsc::channel();
+        q.push(move |_| {
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the queue drains");
+    }
+
+    #[test]
+    fn a_method_left_at_its_default_is_asked_once_then_skipped() {
+        let q = DeliveryQueue::start(Arc::new(Quiet), "t").unwrap();
+        assert!(q.wants(Callback::ReceiveData) && q.wants(Callback::ReceiveResponse));
+        let i = info();
+        q.push(move |d| d.did_receive_data(&i, &bytes::Bytes::from_static(b"x")));
+        drain(&q);
+        assert!(
+            !q.wants(Callback::ReceiveData),
+            "the default body told the queue"
+        );
+        assert!(
+            q.wants(Callback::ReceiveResponse),
+            "a method not yet called is still wanted"
+        );
+
+        // A question about a defaulted method is answered at once, even while the delegate thread
+        // is busy: no trip to it.
+        let first = q.ask(
+            Callback::ReceiveResponse,
+            ResponseDisposition::Allow,
+            |d, reply| {
+                let (info, response) = (
+                    info(),
+                    crate::Response::new(
+                        "https://a.test/".parse().unwrap(),
+                        http::StatusCode::OK,
+                        http::Version::HTTP_11,
+                        http::HeaderMap::new(),
+                    ),
+                );
+                d.did_receive_response(&info, &response, reply);
+            },
+        );
+        assert_eq!(first.blocking_recv().unwrap(), ResponseDisposition::Allow);
+        drain(&q);
+        assert!(!q.wants(Callback::ReceiveResponse));
+        let (release, blocked) = mpsc::channel::<()>();
+        q.push(move |_| {
+            let _ = blocked.recv_timeout(Duration::from_secs(5));
+        });
+        let answer = q.ask(
+            Callback::ReceiveResponse,
+            ResponseDisposition::Cancel,
+            |_, _| panic!("a defaulted question never reaches the delegate"),
+        );
+        assert_eq!(answer.blocking_recv().unwrap(), ResponseDisposition::Cancel);
+        release.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_delegate_that_forwards_to_a_default_keeps_getting_the_method() {
+        let d = Arc::new(Forwarding {
+            inner: Quiet,
+            seen: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let q = DeliveryQueue::start(d.clone(), "t").unwrap();
+        for _ in 0..3 {
+            let i = info();
+            q.push(move |d| d.did_receive_data(&i, &bytes::Bytes::from_static(b"x")));
+        }
+        drain(&q);
+        assert!(q.wants(Callback::ReceiveData));
+        assert_eq!(d.seen.load(Ordering::Relaxed), 3);
+        // Its own defaults are still learned.
+        let i = info();
+        q.push(move |d| {
+            d.did_change_state(&i, crate::TaskState::Suspended, crate::TaskState::Running)
+        });
+        drain(&q);
+        assert!(!q.wants(Callback::ChangeState));
+    }
+
+    #[test]
+    fn a_default_run_outside_the_delivery_thread_teaches_nothing() {
+        let q = DeliveryQueue::start(Arc::new(Quiet), "t").unwrap();
+        Quiet.did_receive_data(&info(), &bytes::Bytes::new());
+        assert!(q.wants(Callback::ReceiveData));
     }
 }

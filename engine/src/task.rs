@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use courier_delegates::{
-    Error, ErrorCode, Response, ResumeData, TaskInfo, TaskRecorder, TaskState,
+    Callback, Error, ErrorCode, Response, ResumeData, TaskInfo, TaskRecorder, TaskState,
 };
 use courier_storage::ResumeRecord;
 use tokio::sync::oneshot;
@@ -142,7 +142,10 @@ pub(crate) fn publish_state(
     to: TaskState,
 ) {
     recorder.set_state(to);
-    if callbacks && let Some(queue) = &ctx.queue {
+    if callbacks
+        && let Some(queue) = &ctx.queue
+        && queue.wants(Callback::ChangeState)
+    {
         let info = recorder.info();
         queue.push(move |d| d.did_change_state(&info, from, to));
     }

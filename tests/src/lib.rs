@@ -24,6 +24,15 @@ pub use resource::{Misbehaviour, ResourceServer, Served};
 pub use server::TestServer;
 pub use tls::{Leaf, TestCa};
 
+/// `Configuration::default()` (a persistent session: cookies, credentials, cache and downloads on
+/// disk) with its session directory in `dir` and cleartext allowed, for the loopback servers.
+pub fn default_config_in(dir: &std::path::Path) -> courier_engine::Configuration {
+    let mut c = courier_engine::Configuration::default();
+    c.cleartext = courier_engine::CleartextPolicy::AllowAll;
+    c.session_directory = Some(dir.to_path_buf());
+    c
+}
+
 /// SHA-256 of `bytes`, as lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

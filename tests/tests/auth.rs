@@ -225,9 +225,7 @@ async fn a_stream_upload_is_asked_for_its_body_again_after_a_challenge() {
 async fn permanent_credentials_outlive_a_default_session_and_stay_private() {
     let server = TestServer::http().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut persistent = Configuration::default();
-    persistent.cleartext = CleartextPolicy::AllowAll;
-    persistent.session_directory = Some(dir.path().join("default"));
+    let persistent = courier_tests::default_config_in(&dir.path().join("default"));
     let permanent = D::UseCredential(Some(Credential::password(
         "ann",
         "pw",

@@ -154,9 +154,7 @@ async fn default_sessions_cache_on_disk_and_ephemeral_ones_in_memory_only() {
     let server = TestServer::http().await;
     let url = server.url("/cache/max-age/600");
     let dir = tempfile::tempdir().unwrap();
-    let mut persistent = Configuration::default();
-    persistent.cleartext = CleartextPolicy::AllowAll;
-    persistent.session_directory = Some(dir.path().join("default"));
+    let persistent = courier_tests::default_config_in(&dir.path().join("default"));
     let first = body(&Session::new(persistent.clone()).unwrap(), url.as_str()).await;
     assert!(dir.path().join("default").join("cache").is_dir());
     // A later session on the same directory answers from the disk cache.

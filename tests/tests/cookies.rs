@@ -100,9 +100,7 @@ async fn the_accept_policy_and_should_set_cookies_are_obeyed() {
 async fn default_sessions_keep_cookies_across_sessions_and_ephemeral_ones_write_nothing() {
     let server = TestServer::http().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut persistent = Configuration::default();
-    persistent.cleartext = CleartextPolicy::AllowAll;
-    persistent.session_directory = Some(dir.path().join("default"));
+    let persistent = courier_tests::default_config_in(&dir.path().join("default"));
     let first = Session::new(persistent.clone()).unwrap();
     first
         .data(server.url("/cookie/kept/yes?max_age=3600").as_str())

@@ -742,3 +742,94 @@ async fn each_part_of_a_mixed_replace_body_is_a_response_of_its_own() {
     let last = task.response().unwrap();
     assert_eq!(last.headers()["x-part"], "2", "the latest part's response");
 }
+
+/// A delegate that implements `did_complete` only, as many applications' delegates do.
+#[derive(Default)]
+struct CompletionsOnly {
+    done: std::sync::Mutex<Vec<(u64, Option<ErrorCode>)>>,
+    notify: tokio::sync::Notify,
+}
+impl courier_engine::SessionDelegate for CompletionsOnly {}
+impl courier_engine::DataDelegate for CompletionsOnly {}
+impl courier_engine::DownloadDelegate for CompletionsOnly {}
+impl courier_engine::TaskDelegate for CompletionsOnly {
+    fn did_complete(&self, task: &courier_engine::TaskInfo, error: Option<&courier_engine::Error>) {
+        self.done
+            .lock()
+            .unwrap()
+            .push((task.id(), error.map(|e| e.code())));
+        self.notify.notify_one();
+    }
+}
+
+impl CompletionsOnly {
+    async fn wait_for(&self, n: usize) -> Vec<(u64, Option<ErrorCode>)> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let notified = self.notify.notified();
+                if self.done.lock().unwrap().len() >= n {
+                    return self.done.lock().unwrap().clone();
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("the tasks complete")
+    }
+}
+
+/// The methods a delegate leaves at their default are skipped once the session has seen so (its
+/// `respondsToSelector:`); what the tasks do must not change: redirects followed, challenges
+/// answered by default handling, downloaded files removed, responses cached.
+#[tokio::test]
+async fn a_delegate_that_implements_only_did_complete_gets_the_default_behaviour_every_time() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = courier_tests::default_config_in(dir.path());
+    let delegate = Arc::new(CompletionsOnly::default());
+    let session = Session::with_delegate(config, delegate.clone()).unwrap();
+    let auth = server
+        .url("/basic/ann/pw")
+        .replace("http://", "http://ann:pw@");
+    let mut n = 0;
+    for round in 0..3 {
+        // The first round teaches the session; the later ones take the skipping path.
+        let chain = session.data_task(server.url("/chain/3").as_str()).unwrap();
+        let challenged = session.data_task(auth.as_str()).unwrap();
+        let download = session
+            .download_task(server.url("/bytes/300000").as_str())
+            .unwrap();
+        for t in [&*chain, &*challenged, &*download] {
+            t.resume();
+        }
+        n += 3;
+        let done = delegate.wait_for(n).await;
+        assert!(
+            done.iter().all(|(_, e)| e.is_none()),
+            "round {round}: {done:?}"
+        );
+        let chain_end = chain.current_request().url_str().to_owned();
+        assert!(chain_end.ends_with("/chain/0"), "followed to {chain_end}");
+        assert_eq!(chain.response().unwrap().status(), 200);
+        assert_eq!(
+            challenged.response().unwrap().status(),
+            200,
+            "round {round}"
+        );
+        assert_eq!(download.bytes_received(), 300_000);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            .collect();
+        assert!(left.is_empty(), "downloaded files are removed: {left:?}");
+        // A cacheable response is stored by default (`will_cache_response` left alone): asked
+        // again, it comes from the cache (the server's body differs on every answer).
+        let fresh = server.url(&format!("/cache/max-age/60?round={round}"));
+        let (first, _) = session.data(fresh.as_str()).await.unwrap();
+        let (again, _) = session.data(fresh.as_str()).await.unwrap();
+        assert_eq!(first, again, "round {round}: served from the cache");
+    }
+    session.finish_tasks_and_invalidate();
+    session.invalidated().await;
+}

@@ -15,9 +15,7 @@ use courier_tests::{Event, Misbehaviour, Recorder, ResourceServer, check_invaria
 const WAIT: Duration = Duration::from_secs(20);
 
 fn config(dir: &Path) -> Configuration {
-    let mut c = Configuration::default();
-    c.cleartext = CleartextPolicy::AllowAll;
-    c.session_directory = Some(dir.to_path_buf());
+    let mut c = courier_tests::default_config_in(dir);
     c.timeout_for_request = Duration::from_secs(2);
     c
 }

@@ -6,17 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use courier_engine::reexports::http::Method;
-use courier_engine::{CleartextPolicy, Configuration, Request, Session, UploadBody};
+use courier_engine::{Configuration, Request, Session, UploadBody};
 use courier_tests::{Event, Nginx, Recorder, check_invariants, sha256_hex, write_random_file};
 
 const WAIT: Duration = Duration::from_secs(60);
 const SIZE: usize = 100 * 1024 * 1024;
 
 fn config(dir: &std::path::Path) -> Configuration {
-    let mut c = Configuration::default();
-    c.cleartext = CleartextPolicy::AllowAll;
-    c.session_directory = Some(dir.to_path_buf());
-    c
+    courier_tests::default_config_in(dir)
 }
 
 fn file_sha(path: &std::path::Path) -> String {

@@ -3,8 +3,8 @@
 //! certificate gets the identity the delegate gives (none by default).
 
 use courier_delegates::{
-    AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, DeliveryQueue,
-    ProtectionSpace, Reply, ServerTrust, SessionDelegate,
+    AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, Callback,
+    DeliveryQueue, ProtectionSpace, ServerTrust, SessionDelegate,
 };
 use courier_protocol_http::identity::{
     ClientIdentityProvider, Identity, IdentityDecision, IdentityFuture,
@@ -44,14 +44,11 @@ impl SessionChallenges {
             failure_response: None,
             server_trust,
         };
-        let (tx, rx) = oneshot::channel();
-        self.queue.push(move |d| {
-            let reply = Reply::new(AuthChallengeDisposition::PerformDefaultHandling, move |a| {
-                let _ = tx.send(a);
-            });
-            SessionDelegate::did_receive_challenge(d, &challenge, reply);
-        });
-        rx
+        let default = AuthChallengeDisposition::PerformDefaultHandling;
+        self.queue
+            .ask(Callback::SessionChallenge, default, move |d, reply| {
+                SessionDelegate::did_receive_challenge(d, &challenge, reply);
+            })
     }
 }
 

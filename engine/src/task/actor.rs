@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use courier_delegates::{
-    CachedResponse, Error, ErrorCode, Reply, Request, Response, ResponseDisposition, ResumeData,
-    TaskInfo, TaskKind, TaskMetrics, TaskRecorder, TaskState,
+    CachedResponse, Callback, Error, ErrorCode, Reply, Request, Response, ResponseDisposition,
+    ResumeData, TaskInfo, TaskKind, TaskMetrics, TaskRecorder, TaskState,
 };
 use courier_protocol_http::decode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
@@ -317,7 +317,8 @@ impl TaskActorState {
     /// Sends `did_finish_collecting_metrics`, just before the task completes (started tasks only).
     fn deliver_metrics(&mut self) {
         let taken = self.metrics.take();
-        let (Some(queue), Some((log, started))) = (self.delegate_queue(), taken) else {
+        let (Some(queue), Some((log, started))) = (self.delegate_for(Callback::Metrics), taken)
+        else {
             return;
         };
         let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
@@ -335,7 +336,7 @@ impl TaskActorState {
     /// Asks the delegate about a new part's response (the default: allow).
     fn ask_about_part(&self, response: Response, answer: oneshot::Sender<ResponseDisposition>) {
         self.recorder.set_response(response.clone());
-        match self.delegate_queue() {
+        match self.delegate_for(Callback::ReceiveResponse) {
             Some(queue) if self.machine.state() != TaskState::Canceling => {
                 let info = self.info.clone();
                 queue.push(move |d| {
@@ -357,7 +358,13 @@ impl TaskActorState {
         proposed: CachedResponse,
         answer: oneshot::Sender<Option<CachedResponse>>,
     ) {
-        match self.ctx.queue.as_ref() {
+        // Completion-form tasks are asked too, as URLSession asks them.
+        match self
+            .ctx
+            .queue
+            .as_ref()
+            .filter(|q| q.wants(Callback::WillCache))
+        {
             Some(queue) if self.machine.state() != TaskState::Canceling => {
                 let info = self.info.clone();
                 queue.push(move |d| {
@@ -376,6 +383,11 @@ impl TaskActorState {
     /// The delivery queue, when this task reports to a delegate.
     fn delegate_queue(&self) -> Option<&courier_delegates::DeliveryQueue> {
         self.ctx.queue.as_ref().filter(|_| self.callbacks)
+    }
+
+    /// The delivery queue, when this task reports to a delegate that may implement `callback`.
+    fn delegate_for(&self, callback: Callback) -> Option<&courier_delegates::DeliveryQueue> {
+        self.delegate_queue().filter(|q| q.wants(callback))
     }
 
     async fn carry_out(
@@ -418,7 +430,7 @@ impl TaskActorState {
                     return None;
                 };
                 self.recorder.set_response(response.clone());
-                match self.delegate_queue() {
+                match self.delegate_for(Callback::ReceiveResponse) {
                     // Download tasks get no `did_receive_response`: the body goes to the file.
                     Some(queue) if !self.download => {
                         let info = self.info.clone();
@@ -431,7 +443,8 @@ impl TaskActorState {
                             d.did_receive_response(&info, &response, reply);
                         });
                     }
-                    // No delegate to ask: URLSession's default is to allow.
+                    // No delegate to ask (or it leaves the method alone): URLSession's default is
+                    // to allow.
                     _ => return Some(TaskEvent::BodyAllowed),
                 }
             }
@@ -447,7 +460,7 @@ impl TaskActorState {
                 };
                 self.sent += n;
                 self.recorder.set_sent(self.sent as i64);
-                if let Some(queue) = self.delegate_queue() {
+                if let Some(queue) = self.delegate_for(Callback::SendBodyData) {
                     let (info, total) = (self.info.clone(), self.sent as i64);
                     let expected = self.info.bytes_expected_to_send();
                     queue.push(move |d| d.did_send_body_data(&info, n as i64, total, expected));
@@ -455,9 +468,10 @@ impl TaskActorState {
             }
             Effect::HandOver => {
                 // A download with a delegate: the file goes to `did_finish_downloading_to`, and is
-                // removed when the callback returns unless the delegate moved it.
+                // removed when the callback returns unless the delegate moved it. A delegate that
+                // does not implement the callback leaves it to the completion to remove.
                 if self.terminal.goes_to_delegate()
-                    && self.delegate_queue().is_some()
+                    && self.delegate_for(Callback::FinishDownloading).is_some()
                     && let Some(path) = self.file.take()
                     && let Some(queue) = self.delegate_queue()
                 {
@@ -598,6 +612,7 @@ impl TaskActorState {
             Payload::Data(data, permit) => {
                 self.recorder.add_received(data.len());
                 match (self.delegate_queue(), self.callbacks) {
+                    (Some(queue), _) if !queue.wants(Callback::ReceiveData) => drop(permit),
                     (Some(queue), _) => {
                         let info = self.info.clone();
                         queue.push(move |d| {
@@ -613,7 +628,7 @@ impl TaskActorState {
                 self.written = offset;
                 self.recorder.set_received(offset as i64);
                 self.recorder.set_expected_to_receive(expected);
-                if let Some(queue) = self.delegate_queue() {
+                if let Some(queue) = self.delegate_for(Callback::ResumeAtOffset) {
                     let info = self.info.clone();
                     queue.push(move |d| d.did_resume_at_offset(&info, offset as i64, expected));
                 }
@@ -627,7 +642,7 @@ impl TaskActorState {
                 self.written = total;
                 self.recorder.set_received(total as i64);
                 self.recorder.set_expected_to_receive(expected);
-                if let Some(queue) = self.delegate_queue() {
+                if let Some(queue) = self.delegate_for(Callback::WriteData) {
                     let info = self.info.clone();
                     queue.push(move |d| {
                         d.did_write_data(&info, delta as i64, total as i64, expected)

@@ -11,13 +11,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 
 use courier_delegates::{
-    AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, Credential,
-    CredentialPersistence, ProtectionSpace, Reply, Response, TaskInfo,
+    AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, Callback, Credential,
+    CredentialPersistence, ProtectionSpace, Response, TaskInfo,
 };
 use courier_protocol_http::auth::{self, Challenge, DigestAlgorithm, DigestInput};
 use http::{HeaderValue, Method};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 use url::Url;
 
 use crate::session::SessionContext;
@@ -331,15 +330,13 @@ async fn ask(
         failure_response: Some(response.clone()),
         server_trust: None,
     };
-    let (tx, rx) = oneshot::channel();
     let info = info.clone();
-    queue.push(move |d| {
-        let reply = Reply::new(AuthChallengeDisposition::PerformDefaultHandling, move |a| {
-            let _ = tx.send(a);
-        });
-        courier_delegates::TaskDelegate::did_receive_challenge(d, &info, &challenge, reply);
-    });
-    rx.await
+    let default = AuthChallengeDisposition::PerformDefaultHandling;
+    queue
+        .ask(Callback::TaskChallenge, default, move |d, reply| {
+            courier_delegates::TaskDelegate::did_receive_challenge(d, &info, &challenge, reply);
+        })
+        .await
         .unwrap_or(AuthChallengeDisposition::PerformDefaultHandling)
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use courier_delegates::{
-    Error, ErrorCode, FetchType, Reply, Request, Response, TaskInfo, TaskRecorder,
+    Callback, Error, ErrorCode, FetchType, Request, Response, TaskInfo, TaskRecorder,
     TransactionMetrics,
 };
 use courier_protocol_http::decode::{DecodeError, Decoder};
@@ -28,7 +28,7 @@ use courier_protocol_http::{
 use courier_storage::ResumeRecord;
 use http_body_util::BodyExt;
 use ractor::ActorRef;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -616,13 +616,9 @@ impl Run {
                         response.version(),
                         response.headers().clone(),
                     );
-                    let (tx, rx) = oneshot::channel();
                     let info = self.info.clone();
                     let default = Some(proposed.clone());
-                    queue.push(move |d| {
-                        let reply = Reply::new(default, move |answer| {
-                            let _ = tx.send(answer);
-                        });
+                    let rx = queue.ask(Callback::Redirection, default, move |d, reply| {
                         d.will_perform_http_redirection(&info, &seen, &proposed, reply);
                     });
                     match unless_stopped(&mut self.gate, rx).await? {

@@ -8,12 +8,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use courier_delegates::{BodyStream, Error, ErrorCode, Reply, TaskInfo};
+use courier_delegates::{BodyStream, Callback, Error, ErrorCode, TaskInfo};
 use courier_protocol_http::RequestBody;
 use http_body::{Body, Frame, SizeHint};
 use ractor::ActorRef;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::oneshot;
 
 use super::actor::TaskMsg;
 use crate::session::SessionContext;
@@ -84,15 +83,14 @@ async fn ask_for_stream(
     let queue = ctx.queue.as_ref()?;
     // Completion-form tasks are asked too: URLSession sends them the messages that need an answer.
     let _ = callbacks;
-    let (tx, rx) = oneshot::channel();
     let info = info.clone();
-    queue.push(move |d| {
-        let reply = Reply::new(None, move |answer| {
-            let _ = tx.send(answer);
-        });
-        d.need_new_body_stream(&info, reply);
-    });
-    rx.await.ok().flatten()
+    queue
+        .ask(Callback::NewBodyStream, None, move |d, reply| {
+            d.need_new_body_stream(&info, reply);
+        })
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Opens an upload's file, naming the failure as URLSession does.
