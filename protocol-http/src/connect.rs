@@ -6,6 +6,12 @@
 //! connection carries every request to that host. Until a TLS host is known to speak HTTP/1.1, its
 //! connections are made one at a time, so a burst of requests to an HTTP/2 server shares one
 //! connection instead of racing to open one each.
+//!
+//! hyper-util starts a connect for every request that finds no idle connection, races it against
+//! the pool, and when the pool wins lets the connect finish in the background. At the cap such a
+//! connect would wait for a slot long after its request was served (and then open a connection
+//! nobody asked for). So each connect knows its request ([`for_one_request`]) and stops waiting for
+//! a slot once that request is over.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,7 +31,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -127,9 +133,12 @@ impl tower_service::Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let inner = self.inner.clone();
+        // hyper-util calls this while polling the request that needs the connection, so the
+        // request's marker is in scope here, even if the connect goes on in the background later.
+        let wanted = WANTED.try_with(watch::Receiver::clone).ok();
         Box::pin(async move {
             match inner.settings.connect_timeout {
-                Some(limit) => tokio::time::timeout(limit, inner.connect(uri))
+                Some(limit) => tokio::time::timeout(limit, inner.connect(uri, wanted))
                     .await
                     .unwrap_or_else(|_| {
                         Err(ConnectFailure::new(
@@ -138,7 +147,7 @@ impl tower_service::Service<Uri> for Connector {
                             None,
                         ))
                     }),
-                None => inner.connect(uri).await,
+                None => inner.connect(uri, wanted).await,
             }
         })
     }
@@ -157,6 +166,62 @@ impl Connector {
         alert
             .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
             .map(|(f, _)| f)
+    }
+}
+
+tokio::task_local! {
+    /// Set while one request is being sent; its sender is dropped once the request is over.
+    static WANTED: watch::Receiver<()>;
+}
+
+/// Runs `send`, one request's trip through the pool, so that the connects started for it stop
+/// waiting for a free slot once it is over (answered, failed or dropped).
+pub(crate) async fn for_one_request<F: Future>(send: F) -> F::Output {
+    let (_alive, wanted) = watch::channel(());
+    WANTED.scope(wanted, send).await
+}
+
+/// Resolves once the request a connect was started for is over (never, for a connect made
+/// outside [`for_one_request`]).
+async fn served(wanted: Option<watch::Receiver<()>>) {
+    match wanted {
+        // Nothing is ever sent: `changed` returns only when the sender is dropped.
+        Some(mut w) => while w.changed().await.is_ok() {},
+        None => std::future::pending().await,
+    }
+}
+
+impl Host {
+    /// Waits for the right to dial this host: one of its connection slots, and, until a TLS host
+    /// is known to speak HTTP/1.1, the probe lock (if it speaks HTTP/2, the first connection
+    /// carries everything, and the pool hands it to the requests that were waiting).
+    async fn take_slot(
+        &self,
+        tls: bool,
+    ) -> Result<
+        (
+            Option<tokio::sync::MutexGuard<'_, ()>>,
+            OwnedSemaphorePermit,
+        ),
+        ConnectFailure,
+    > {
+        let probe = if tls && !self.speaks_h1.load(Ordering::Acquire) {
+            let guard = self.probe.lock().await;
+            if self.h2_open.load(Ordering::Acquire) > 0 {
+                return Err(ConnectFailure::new(
+                    TransportErrorKind::Other,
+                    "an HTTP/2 connection to this host is open already",
+                    None,
+                ));
+            }
+            Some(guard)
+        } else {
+            None
+        };
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| {
+            ConnectFailure::new(TransportErrorKind::Other, "connector closed", None)
+        })?;
+        Ok((probe, permit))
     }
 }
 
@@ -179,7 +244,11 @@ impl Inner {
             .clone()
     }
 
-    async fn connect(&self, uri: Uri) -> Result<Conn, ConnectFailure> {
+    async fn connect(
+        &self,
+        uri: Uri,
+        wanted: Option<watch::Receiver<()>>,
+    ) -> Result<Conn, ConnectFailure> {
         let uri_again = uri.clone();
         let tls = match uri.scheme_str() {
             Some("https") => true,
@@ -203,25 +272,16 @@ impl Inner {
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
 
         let state = self.host(tls, &host, port);
-        // Until a TLS host is known to speak HTTP/1.1, connect to it one at a time: if it speaks
-        // HTTP/2, the first connection carries everything, and the pool hands it to the requests
-        // that were waiting (this connect, if it was one of theirs, is no longer awaited).
-        let _probe = if tls && !state.speaks_h1.load(Ordering::Acquire) {
-            let guard = state.probe.lock().await;
-            if state.h2_open.load(Ordering::Acquire) > 0 {
+        let (_probe, permit) = tokio::select! {
+            taken = state.take_slot(tls) => taken?,
+            () = served(wanted.clone()) => {
                 return Err(ConnectFailure::new(
                     TransportErrorKind::Other,
-                    "an HTTP/2 connection to this host is open already",
+                    "no longer needed: its request was served by another connection",
                     None,
                 ));
             }
-            Some(guard)
-        } else {
-            None
         };
-        let permit = state.permits.clone().acquire_owned().await.map_err(|_| {
-            ConnectFailure::new(TransportErrorKind::Other, "connector closed", None)
-        })?;
 
         let started = Instant::now();
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
@@ -353,7 +413,7 @@ impl Inner {
                     *state.identity.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(key));
                     // Connect again, presenting it (this connection goes, with its slot).
                     drop((tls_stream, permit, _probe));
-                    return Box::pin(self.connect(uri_again)).await;
+                    return Box::pin(self.connect(uri_again, wanted)).await;
                 }
                 IdentityDecision::Cancel => {
                     return Err(ConnectFailure::new(

@@ -61,8 +61,9 @@ impl Default for TransportSettings {
     }
 }
 
-/// The most header fields a response head may have.
-pub const MAX_RESPONSE_HEADERS: usize = 128;
+/// The most header fields an HTTP/1.1 response head may have. Also hyper's default, and the size of
+/// its parser's inline buffer: a larger cap would make hyper allocate two buffers per response.
+pub const MAX_RESPONSE_HEADERS: usize = 100;
 /// The most bytes of header fields an HTTP/2 response head may have (HTTP/1.1 heads are bounded by
 /// hyper's read buffer, about 400 KiB).
 pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
@@ -121,25 +122,109 @@ impl Transport {
             request.uri().host().unwrap_or("").to_owned(),
             request.uri().port_u16().unwrap_or(443),
         );
-        self.client.request(request).await.map_err(|e| {
-            let error = TransportError::from_client(e);
-            // A connection that died of a client-certificate alert read by its own task.
-            match (error.kind(), target) {
-                (
-                    TransportErrorKind::ConnectionLost | TransportErrorKind::ClosedBeforeResponse,
-                    (true, host, port),
-                ) => match self.connector.recent_alert(true, &host, port) {
-                    Some(failure) => error.reclassified(TransportErrorKind::Tls(failure)),
-                    None => error,
-                },
-                _ => error,
-            }
-        })
+        crate::connect::for_one_request(self.client.request(request))
+            .await
+            .map_err(|e| {
+                let error = TransportError::from_client(e);
+                // A connection that died of a client-certificate alert read by its own task.
+                match (error.kind(), target) {
+                    (
+                        TransportErrorKind::ConnectionLost
+                        | TransportErrorKind::ClosedBeforeResponse,
+                        (true, host, port),
+                    ) => match self.connector.recent_alert(true, &host, port) {
+                        Some(failure) => error.reclassified(TransportErrorKind::Tls(failure)),
+                        None => error,
+                    },
+                    _ => error,
+                }
+            })
     }
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A keep-alive HTTP/1.1 server that answers every request with `ok` after a short pause, and
+    /// counts the connections it accepted.
+    async fn keep_alive_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if socket.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connect_the_pool_outran_stops_waiting_once_its_request_is_served() {
+        let (addr, accepted) = keep_alive_server().await;
+        let transport = Transport::new(&TransportSettings {
+            max_connections_per_host: 1,
+            pool_idle_timeout: Duration::from_millis(150),
+            ..TransportSettings::default()
+        })
+        .unwrap();
+        let sends: Vec<_> = (0..10)
+            .map(|_| {
+                let (t, url) = (transport.clone(), format!("http://{addr}/"));
+                tokio::spawn(async move {
+                    let request = http::Request::get(url).body(empty_body()).unwrap();
+                    let response = t.send(request).await.unwrap();
+                    response.into_body().collect().await.unwrap().to_bytes()
+                })
+            })
+            .collect();
+        for send in sends {
+            assert_eq!(&send.await.unwrap()[..], b"ok");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "ten requests, one connection"
+        );
+        // The idle connection closes after 150 ms and frees the host's slot. A connect that was
+        // still waiting for it (started for a request the pool served first) would open a
+        // connection now, and again after each idle close.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "no connection is opened once every request is served"
+        );
     }
 }
