@@ -43,7 +43,7 @@ pub use courier_delegates::{
     CachePolicy, CachedResponse, FetchType, TaskMetrics, TransactionMetrics,
 };
 pub use session::{Session, SessionInvalidated};
-pub use task::{DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask};
+pub use task::{ByteStream, DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask};
 
 /// Re-exports of the crates whose types appear in Courier's API.
 pub mod reexports {

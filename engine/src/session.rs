@@ -25,10 +25,11 @@ use tokio::sync::{oneshot, watch};
 use crate::Configuration;
 use crate::configuration::SessionKind;
 use crate::task::auth::CredentialStore;
+use crate::task::byte_stream::Streamed;
 use crate::task::download::{decode_resume_data, request_from_record};
 use crate::task::{
-    DataTask, Delivered, DownloadTask, DownloadedFile, Sink, Task, Terminal, UploadBody,
-    UploadTask, Work,
+    ByteStream, DataTask, Delivered, DownloadTask, DownloadedFile, Sink, Task, Terminal,
+    UploadBody, UploadTask, Work,
 };
 pub(crate) use actor::SessionMsg;
 use actor::{SessionActor, SessionArgs};
@@ -81,6 +82,15 @@ impl std::fmt::Display for SessionInvalidated {
 }
 
 impl std::error::Error for SessionInvalidated {}
+
+impl SessionInvalidated {
+    /// As the error of a completion form, which returns [`Error`]s only.
+    fn for_url(self, url: &str) -> Error {
+        Error::new(ErrorCode::Unknown, self.to_string())
+            .with_url(url)
+            .with_source(self)
+    }
+}
 
 /// A session: a configuration, a connection pool, an optional delegate, and the tasks made in it.
 ///
@@ -423,6 +433,45 @@ impl Session {
         }
     }
 
+    /// Loads `request` and returns its response as soon as the head is in, with the body to read as
+    /// it arrives: URLSession's `bytes(for:)` (reqwest's `bytes_stream`). The body is read from the
+    /// network only as fast as the [`ByteStream`] is read (at most 1 MiB ahead of it).
+    ///
+    /// No response, data or completion callbacks are sent for this task; questions (redirects,
+    /// challenges) still go to the delegate. Dropping the future, or the stream before its end,
+    /// cancels the task.
+    ///
+    /// # Errors
+    /// As [`Session::data`], for what goes wrong before the response head; an error after it ends
+    /// the stream.
+    pub fn bytes(
+        &self,
+        request: impl Into<Request>,
+    ) -> impl Future<Output = Result<(Response, ByteStream), Error>> + Send + 'static {
+        let request = request.into();
+        let url = request.url_str().to_owned();
+        let (streamed, head, body) = Streamed::channel();
+        let created = self
+            .create(
+                TaskKind::Data,
+                request,
+                Work::Data,
+                Sink::Stream(streamed),
+                false,
+            )
+            .map_err(|e| e.for_url(&url));
+        async move {
+            let task = created?;
+            let stream = ByteStream::new(task.clone(), body);
+            // From here, dropping the stream (or this future, which holds it) cancels the task.
+            task.resume();
+            let response = head.await.unwrap_or_else(|_| {
+                Err(Error::new(ErrorCode::Unknown, "the session went away").with_url(&url))
+            })?;
+            Ok((response, stream))
+        }
+    }
+
     /// Sends `body` with `request` and returns the response body and response: URLSession's
     /// `upload(for:from:)`. No delegate callbacks except `need_new_body_stream` for a stream body.
     /// Dropping the future cancels the task.
@@ -477,13 +526,11 @@ impl Session {
     ) -> impl Future<Output = Result<(Delivered, Response), Error>> + Send + 'static {
         let url = request.url_str().to_owned();
         let (tx, rx) = oneshot::channel();
-        let created = self.create(kind, request, work, Sink::Await(tx), false);
+        let created = self
+            .create(kind, request, work, Sink::Await(tx), false)
+            .map_err(|e| e.for_url(&url));
         async move {
-            let task = created.map_err(|e| {
-                Error::new(ErrorCode::Unknown, e.to_string())
-                    .with_url(&url)
-                    .with_source(e)
-            })?;
+            let task = created?;
             let guard = CancelOnDrop(Some(task.clone()));
             task.resume();
             let result = rx.await.unwrap_or_else(|_| {

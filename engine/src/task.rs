@@ -7,9 +7,11 @@
 //! - `auth`: answering HTTP authentication challenges, and the session's credential store.
 //! - `local`: `data:` and `file:` URLs, served without the network.
 //! - `upload`: where an upload's body comes from: bytes, a file, or a stream from the delegate.
+//! - `byte_stream`: [`ByteStream`], a data task's body read as it arrives (`Session::bytes`).
 
 pub(crate) mod actor;
 pub(crate) mod auth;
+pub(crate) mod byte_stream;
 pub(crate) mod download;
 pub(crate) mod local;
 pub(crate) mod transfer;
@@ -27,6 +29,8 @@ use courier_storage::ResumeRecord;
 use tokio::sync::oneshot;
 
 use crate::session::{SessionContext, SessionCore, SessionMsg};
+pub use byte_stream::ByteStream;
+use byte_stream::{BodySender, Streamed};
 pub use upload::UploadBody;
 
 /// A control call from a task handle.
@@ -77,6 +81,8 @@ pub(crate) enum Sink {
     Delegate,
     /// To the caller awaiting the completion form; no delegate callbacks.
     Await(Waiter),
+    /// To the caller of `Session::bytes`, which got the head and reads the body as it arrives.
+    Stream(Streamed),
     /// Nowhere: a delegate-style task in a session without a delegate.
     Silent,
 }
@@ -93,6 +99,21 @@ impl Terminal {
 
     fn take(&self) -> Option<Sink> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// For a streamed task, where its body goes.
+    pub(crate) fn stream_body(&self) -> Option<BodySender> {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(Sink::Stream(s)) => Some(s.body.clone()),
+            _ => None,
+        }
+    }
+
+    /// For a streamed task, hands the final response head to the caller of `Session::bytes`.
+    pub(crate) fn send_stream_head(&self, response: &Response) {
+        if let Some(Sink::Stream(s)) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            s.send_head(Ok(response.clone()));
+        }
     }
 
     /// True while nobody has delivered the terminal message yet.
@@ -185,6 +206,7 @@ pub(crate) fn deliver_terminal(
                 courier_storage::download::remove_partial(&path);
             }
         }
+        Sink::Stream(s) => s.finish(result.map(|_| ()), info.response()),
         Sink::Silent => {}
     }
     true

@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tracing::Instrument;
 use url::Url;
 
+use super::byte_stream::BodySender;
 use super::download::Stopped;
 use super::local;
 use super::transfer::{
@@ -86,6 +87,8 @@ pub(crate) struct TaskActorState {
     info: TaskInfo,
     terminal: Terminal,
     callbacks: bool,
+    /// Where a streamed task's body goes (`Session::bytes`).
+    stream: Option<BodySender>,
     /// What the task does; taken when the transfer starts.
     work: Option<Work>,
     download: bool,
@@ -135,6 +138,7 @@ impl Actor for TaskActor {
             ctx: args.ctx,
             info,
             recorder: args.recorder,
+            stream: args.terminal.stream_body(),
             terminal: args.terminal,
             callbacks: args.callbacks,
             download: args.work.is_download(),
@@ -444,8 +448,11 @@ impl TaskActorState {
                         });
                     }
                     // No delegate to ask (or it leaves the method alone): URLSession's default is
-                    // to allow.
-                    _ => return Some(TaskEvent::BodyAllowed),
+                    // to allow. A streamed task's caller gets the head now.
+                    _ => {
+                        self.terminal.send_stream_head(&response);
+                        return Some(TaskEvent::BodyAllowed);
+                    }
                 }
             }
             Effect::ReleaseBody => {
@@ -539,8 +546,8 @@ impl TaskActorState {
                     .cloned()
                     .map(UploadBody::Bytes),
                 Destination::Memory {
-                    window: self
-                        .callbacks
+                    // A streamed body is read as fast as its reader takes it, as a delegate's is.
+                    window: (self.callbacks || self.stream.is_some())
                         .then(|| Arc::new(Semaphore::new(DELEGATE_WINDOW))),
                 },
             ),
@@ -611,6 +618,11 @@ impl TaskActorState {
         match payload {
             Payload::Data(data, permit) => {
                 self.recorder.add_received(data.len());
+                if let Some(stream) = &self.stream {
+                    // The permit goes with the bytes: the window has room once the reader has them.
+                    let _ = stream.send(Ok((data, permit)));
+                    return;
+                }
                 match (self.delegate_queue(), self.callbacks) {
                     (Some(queue), _) if !queue.wants(Callback::ReceiveData) => drop(permit),
                     (Some(queue), _) => {
