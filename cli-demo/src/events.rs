@@ -17,7 +17,7 @@ use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
     AuthChallengeDisposition, AuthenticationChallenge, BodyStream, CachedResponse, Credential,
     CredentialPersistence, DataDelegate, DownloadDelegate, Error, Reply, Request, Response,
-    ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskMetrics, TaskState,
+    ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskMetrics, TaskState,
 };
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
@@ -594,6 +594,14 @@ impl DataDelegate for CliDelegate {
             tracing::warn!("cannot write the body to its output");
         }
         drop(inner);
+        if task.kind() == TaskKind::Data {
+            // An upload's bar shows what it sent, not its response.
+            self.progress.set(
+                task.id(),
+                task.bytes_received(),
+                task.bytes_expected_to_receive(),
+            );
+        }
         let n = data.len() as i64;
         self.progress(task.id(), Flow::Received, n, 0, -1);
     }

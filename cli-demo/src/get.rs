@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::sync::Arc;
 
 use courier_engine::{Request, Session};
@@ -31,10 +31,16 @@ pub(crate) async fn run(
         })?)),
         None => Box::new(BufWriter::new(io::stdout())),
     };
-    let (mut delegate, mut finished, mut invalid) =
-        CliDelegate::new(events_output(options)?, body, Arc::new(Progress::new(true)));
+    // Like curl, no bars over a body that goes to the terminal.
+    let quiet = options.quiet || (output.is_none() && io::stdout().is_terminal());
+    let (mut delegate, mut finished, mut invalid) = CliDelegate::new(
+        events_output(options)?,
+        body,
+        Arc::new(Progress::new(quiet)),
+    );
     delegate.apply(options);
-    let session = Session::with_delegate(config, Arc::new(delegate))?;
+    let delegate = Arc::new(delegate);
+    let session = Session::with_delegate(config, delegate.clone())?;
 
     let mut waiting: VecDeque<Request> = requests.into();
     let mut running = 0usize;
@@ -49,6 +55,8 @@ pub(crate) async fn run(
                 break;
             };
             let task = session.data_task(request)?;
+            let label = crate::download::file_name_for(task.original_request().url_str());
+            delegate.bars().add(task.id(), &label);
             task.resume();
             running += 1;
         }

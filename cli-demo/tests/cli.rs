@@ -837,3 +837,58 @@ async fn get_reports_will_cache_response_and_serves_the_second_get_from_the_cach
         .collect();
     assert_eq!(metrics[1]["transactions"][0]["fetch_type"], "local_cache");
 }
+
+/// Runs `courier ARGS` with a terminal for stdout and stderr (util-linux `script`), in `cwd`, and
+/// returns what the terminal showed.
+fn on_a_terminal(cwd: &std::path::Path, args: &[&str]) -> String {
+    let mut line = String::from(env!("CARGO_BIN_EXE_courier"));
+    for a in args {
+        line.push_str(&format!(" '{a}'"));
+    }
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(cwd)
+        .env("XDG_DATA_HOME", data_home())
+        .output()
+        .expect("util-linux script runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_bars_show_on_a_terminal_unless_quiet_or_over_a_body() {
+    let server = TestServer::http().await;
+    let url = server.url("/bytes/2000000");
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_path_buf();
+    let (download, get_to_file, quiet, get_to_terminal) = tokio::task::spawn_blocking(move || {
+        (
+            on_a_terminal(&cwd, &["download", &url, "--allow-http"]),
+            on_a_terminal(&cwd, &["get", &url, "--allow-http", "-o", "got.bin"]),
+            on_a_terminal(
+                &cwd,
+                &["download", &url, "--allow-http", "-q", "-o", "q.bin"],
+            ),
+            on_a_terminal(&cwd, &["get", &url, "--allow-http"]),
+        )
+    })
+    .await
+    .unwrap();
+    // The bar's template: label, bar, bytes of total, rate, time left.
+    let bar = |screen: &str| screen.contains("1.91 MiB/1.91 MiB") && screen.contains("eta");
+    assert!(bar(&download), "download shows a bar: {download:?}");
+    assert!(bar(&get_to_file), "get -o shows a bar: {get_to_file:?}");
+    assert!(!bar(&quiet), "-q hides it");
+    assert!(
+        !get_to_terminal.contains("eta"),
+        "no bar over a body on the terminal"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("got.bin")).unwrap(),
+        pattern_bytes(0, 2_000_000)
+    );
+}
