@@ -118,6 +118,8 @@ pub(crate) struct SessionCore {
     invalid_rx: watch::Receiver<bool>,
     shared: bool,
     has_delegate: bool,
+    /// The runtime the session runs on, for its blocking file work.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Drop for SessionCore {
@@ -250,6 +252,7 @@ impl Session {
                 invalid_rx,
                 shared,
                 has_delegate,
+                runtime: runtime.clone(),
             }),
         })
     }
@@ -539,6 +542,30 @@ impl Session {
             drop(guard.disarm());
             result
         }
+    }
+
+    /// Empties the session's cookie jar, URL cache and credential store (in memory and in the
+    /// session directory) and forgets the client certificates hosts were given; later requests use
+    /// new connections. URLSession's `reset(completionHandler:)`: the returned future is the handler.
+    /// Tasks under way go on (on their connections); what they store afterwards is kept.
+    pub async fn reset(&self) {
+        let ctx = self.inner.ctx.clone();
+        let cleared = self.inner.runtime.spawn_blocking(move || {
+            ctx.cookies.clear(&ctx);
+            ctx.url_cache.clear(&ctx);
+            ctx.credentials.clear(&ctx);
+            ctx.transport.renew(true);
+        });
+        if cleared.await.is_err() {
+            tracing::warn!("resetting the session's stores failed");
+        }
+    }
+
+    /// Makes later requests use new connections. URLSession's `flush(completionHandler:)` also
+    /// writes its stores to disk; Courier's are written as they change, so there is nothing else
+    /// to do.
+    pub async fn flush(&self) {
+        self.inner.ctx.transport.renew(false);
     }
 
     /// The tasks that are running, or suspended after having been resumed (`getAllTasks`). Tasks

@@ -154,6 +154,18 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 impl Connector {
+    /// Forgets the client certificate chosen for each host.
+    pub(crate) fn forget_identities(&self) {
+        let map = self
+            .inner
+            .per_host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for host in map.values() {
+            *host.identity.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
     /// The client-certificate failure a connection to this host read within the last seconds.
     pub(crate) fn recent_alert(&self, tls: bool, host: &str, port: u16) -> Option<TlsFailure> {
         let map = self

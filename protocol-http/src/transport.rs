@@ -1,7 +1,7 @@
 //! `Transport`: sends requests over pooled HTTP/1.1 and HTTP/2 connections and returns streamed
 //! responses. One per session, so connections are shared by the session's tasks and no one else's.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,7 +71,9 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
 /// A connection pool and the client that uses it. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<Connector, RequestBody>,
+    /// The client and its pool; replaced by [`Transport::renew`].
+    client: Arc<RwLock<Client<Connector, RequestBody>>>,
+    builder: hyper_util::client::legacy::Builder,
     connector: Connector,
 }
 
@@ -94,7 +96,8 @@ impl Transport {
             connect_timeout: settings.connect_timeout,
             max_connections_per_host: settings.max_connections_per_host,
         });
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             // At least as many idle connections as the cap, or the pool closes and reopens them.
             .pool_max_idle_per_host(settings.max_connections_per_host.max(1))
             .pool_idle_timeout(settings.pool_idle_timeout)
@@ -103,9 +106,24 @@ impl Transport {
             // Limits on what a response head may hold: past them the response is refused as
             // unparsable instead of filling memory.
             .http1_max_headers(MAX_RESPONSE_HEADERS)
-            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
-            .build(connector.clone());
-        Ok(Transport { client, connector })
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
+        let client = builder.build(connector.clone());
+        Ok(Transport {
+            client: Arc::new(RwLock::new(client)),
+            builder,
+            connector,
+        })
+    }
+
+    /// Starts a new pool: later requests use new connections (URLSession's `reset` and `flush`).
+    /// Requests under way finish on theirs, which close once they are done. With `forget_identities`,
+    /// the client certificates hosts were given are forgotten too, so the next connection asks again.
+    pub fn renew(&self, forget_identities: bool) {
+        if forget_identities {
+            self.connector.forget_identities();
+        }
+        let fresh = self.builder.build(self.connector.clone());
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
 
     /// Sends `request` and waits for the response head. The body streams from the returned
@@ -122,23 +140,26 @@ impl Transport {
             request.uri().host().unwrap_or("").to_owned(),
             request.uri().port_u16().unwrap_or(443),
         );
-        crate::connect::for_one_request(self.client.request(request))
-            .await
-            .map_err(|e| {
-                let error = TransportError::from_client(e);
-                // A connection that died of a client-certificate alert read by its own task.
-                match (error.kind(), target) {
-                    (
-                        TransportErrorKind::ConnectionLost
-                        | TransportErrorKind::ClosedBeforeResponse,
-                        (true, host, port),
-                    ) => match self.connector.recent_alert(true, &host, port) {
-                        Some(failure) => error.reclassified(TransportErrorKind::Tls(failure)),
-                        None => error,
-                    },
-                    _ => error,
-                }
-            })
+        // The future owns what it needs: the lock is not held while it runs.
+        let sent = self
+            .client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .request(request);
+        crate::connect::for_one_request(sent).await.map_err(|e| {
+            let error = TransportError::from_client(e);
+            // A connection that died of a client-certificate alert read by its own task.
+            match (error.kind(), target) {
+                (
+                    TransportErrorKind::ConnectionLost | TransportErrorKind::ClosedBeforeResponse,
+                    (true, host, port),
+                ) => match self.connector.recent_alert(true, &host, port) {
+                    Some(failure) => error.reclassified(TransportErrorKind::Tls(failure)),
+                    None => error,
+                },
+                _ => error,
+            }
+        })
     }
 }
 

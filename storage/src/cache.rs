@@ -79,6 +79,20 @@ impl<'a> DiskCache<'a> {
     }
 }
 
+impl DiskCache<'_> {
+    /// Removes every stored response.
+    ///
+    /// # Errors
+    /// The cache directory exists and cannot be removed.
+    pub fn clear(&self) -> io::Result<()> {
+        let dir = self.dir.path()?.join("cache");
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Removes the oldest files of `dir` until it holds at most `capacity` bytes.
 fn trim(dir: &std::path::Path, capacity: usize) {
     let Ok(read) = std::fs::read_dir(dir) else {

@@ -84,6 +84,16 @@ impl UrlCache {
         self.remember(ctx, url, entry);
     }
 
+    /// Forgets every response, in memory and on disk (`Session::reset`).
+    pub(crate) fn clear(&self, ctx: &SessionContext) {
+        *self.lock() = Memory::default();
+        if let Some(disk) = disk(ctx)
+            && let Err(e) = disk.clear()
+        {
+            tracing::warn!(error = %e, "cannot clear the disk cache");
+        }
+    }
+
     fn remember(&self, ctx: &SessionContext, url: &Url, entry: Entry) {
         let capacity = ctx.config.url_cache_memory_capacity;
         let size = entry.body.len();

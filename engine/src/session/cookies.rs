@@ -102,6 +102,17 @@ impl CookieJar {
     }
 }
 
+impl CookieJar {
+    /// Forgets every cookie, and the saved jar (`Session::reset`).
+    pub(crate) fn clear(&self, ctx: &SessionContext) {
+        let mut store = self.store(ctx);
+        store.clear();
+        if let Some(path) = file(ctx) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// `cookies.json` in a default session's directory; none for an ephemeral session.
 fn file(ctx: &SessionContext) -> Option<PathBuf> {
     if ctx.storage.is_ephemeral() {

@@ -102,6 +102,13 @@ impl CredentialStore {
         }
     }
 
+    /// Forgets every credential, the saved ones too (`Session::reset`).
+    pub(crate) fn clear(&self, ctx: &SessionContext) {
+        let mut map = self.map(ctx);
+        map.clear();
+        save(ctx, &map);
+    }
+
     fn forget(&self, ctx: &SessionContext, space: &ProtectionSpace) {
         let mut map = self.map(ctx);
         let gone = map.remove(&SpaceKey::of(space));
@@ -131,6 +138,11 @@ fn save(ctx: &SessionContext, map: &HashMap<SpaceKey, Credential>) {
             password: c.secret().to_owned(),
         })
         .collect();
+    if kept.is_empty() {
+        // Nothing to keep: no file either.
+        let _ = std::fs::remove_file(path);
+        return;
+    }
     let Ok(blob) = courier_storage::codec::encode(&kept) else {
         return;
     };
