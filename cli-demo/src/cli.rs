@@ -128,6 +128,13 @@ pub(crate) struct Options {
     /// No progress bars.
     #[arg(short = 'q', long, global = true)]
     pub(crate) quiet: bool,
+    /// Go through this HTTP proxy (`http://[user:pass@]host[:port]`; https goes through a CONNECT
+    /// tunnel). Without it, the environment's HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY apply.
+    #[arg(short = 'x', long, global = true, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+    /// Hosts that bypass --proxy (comma-separated names, domain suffixes, addresses, networks).
+    #[arg(long, global = true, value_name = "LIST", requires = "proxy")]
+    pub(crate) noproxy: Option<String>,
 }
 
 /// `--allow-http` takes an optional HOST, so `--allow-http http://host/` would read the URL as the

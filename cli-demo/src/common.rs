@@ -51,6 +51,17 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     if let Some(secs) = options.timeout_resource {
         config.timeout_for_resource = seconds(secs)?;
     }
+    if let Some(url) = &options.proxy {
+        if !url.starts_with("http://") {
+            return Err(Failure::usage(format!(
+                "--proxy {url}: an http:// proxy URL is needed (HTTPS and SOCKS proxies are not supported)"
+            )));
+        }
+        config.proxy = courier_engine::Proxy::Http {
+            url: url.clone(),
+            no_proxy: options.noproxy.clone().unwrap_or_default(),
+        };
+    }
     Ok(config)
 }
 

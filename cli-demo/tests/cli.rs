@@ -892,3 +892,46 @@ async fn progress_bars_show_on_a_terminal_unless_quiet_or_over_a_body() {
         pattern_bytes(0, 2_000_000)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_option_sends_requests_through_the_proxy() {
+    let server = TestServer::http().await;
+    let proxy = courier_tests::ProxyServer::start(Some("ann:pw")).await;
+    let (url, with_auth, without, bad) = (
+        server.url("/bytes/2000"),
+        proxy.url("ann:pw@"),
+        proxy.url(""),
+        "socks5://127.0.0.1:1080".to_owned(),
+    );
+    let (through, refused, no_proxy, unsupported) = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", &url, "--allow-http", "-x", &with_auth]),
+            courier(&["get", &url, "--allow-http", "-x", &without, "--fail"]),
+            courier(&[
+                "get",
+                &url,
+                "--allow-http",
+                "-x",
+                &without,
+                "--noproxy",
+                "127.0.0.1",
+            ]),
+            courier(&["get", &url, "--allow-http", "--proxy", &bad]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(through.status.code(), Some(0));
+    assert_eq!(through.stdout, pattern_bytes(0, 2000));
+    assert_eq!(
+        refused.status.code(),
+        Some(22),
+        "the proxy's 407 with --fail"
+    );
+    assert_eq!(no_proxy.status.code(), Some(0));
+    assert_eq!(no_proxy.stdout, pattern_bytes(0, 2000));
+    assert_eq!(unsupported.status.code(), Some(2), "a usage error");
+    let asked = proxy.asked();
+    assert_eq!(asked.len(), 2, "the --noproxy run went direct: {asked:?}");
+    assert_eq!(asked[0].authorization.as_deref(), Some("Basic YW5uOnB3"));
+}

@@ -22,6 +22,28 @@ pub enum SessionKind {
     Ephemeral,
 }
 
+/// Which requests go through an HTTP proxy (`connectionProxyDictionary`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Proxy {
+    /// The proxies the environment names, read when the session is created, as curl reads them:
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, upper or lower case. Loopback
+    /// hosts always go direct. The default, as URLSession follows the system's proxy settings.
+    #[default]
+    FromEnvironment,
+    /// Every request through the HTTP proxy at `url` (`http://[user:pass@]host[:port]`; the
+    /// credentials go to the proxy only, as Basic), except to the hosts `no_proxy` lists
+    /// (`NO_PROXY` syntax: comma-separated names, domain suffixes, addresses, networks; `*`).
+    Http {
+        /// The proxy's URL.
+        url: String,
+        /// Hosts that go direct.
+        no_proxy: String,
+    },
+    /// No proxy at all.
+    Direct,
+}
+
 /// Which cookies a session accepts (`HTTPCookie.AcceptPolicy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -96,6 +118,7 @@ impl CleartextPolicy {
 /// | `http_cookie_accept_policy` | only from the main document's domain | same |
 /// | `maximum_receive_rate_per_task` | `None` (no limit) | same |
 /// | `maximum_decompression_ratio` | 200 (checked past 16 MiB decoded) | same |
+/// | `proxy` | [`Proxy::FromEnvironment`] | same |
 /// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -143,6 +166,9 @@ pub struct Configuration {
     /// [`ErrorCode::DataLengthExceedsMaximum`](crate::ErrorCode) (-1103): a decompression bomb.
     /// Courier's addition.
     pub maximum_decompression_ratio: u64,
+    /// `connectionProxyDictionary`: which requests go through an HTTP proxy. An `https` request
+    /// goes through a `CONNECT` tunnel, so the proxy sees only its host and port.
+    pub proxy: Proxy,
     /// Where the session writes its files (downloads in progress, their checkpoints). Courier's
     /// addition: URLSession picks a system location.
     ///
@@ -171,6 +197,7 @@ impl Default for Configuration {
             http_cookie_accept_policy: CookieAcceptPolicy::OnlyFromMainDocumentDomain,
             maximum_receive_rate_per_task: None,
             maximum_decompression_ratio: 200,
+            proxy: Proxy::FromEnvironment,
             session_directory: None,
         }
     }

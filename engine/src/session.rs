@@ -17,13 +17,14 @@ use bytes::Bytes;
 use courier_delegates::{
     Delegate, DeliveryQueue, Error, ErrorCode, Request, Response, ResumeData, TaskInfo, TaskKind,
 };
+use courier_protocol_http::proxy::Proxies;
 use courier_protocol_http::{Transport, TransportSettings};
 use courier_storage::SessionDirectory;
 use ractor::ActorRef;
 use tokio::sync::{oneshot, watch};
 
 use crate::Configuration;
-use crate::configuration::SessionKind;
+use crate::configuration::{Proxy, SessionKind};
 use crate::task::auth::CredentialStore;
 use crate::task::byte_stream::Streamed;
 use crate::task::download::{decode_resume_data, request_from_record};
@@ -206,12 +207,19 @@ impl Session {
             .map(|c| c as Arc<dyn courier_protocol_http::trust::TrustEvaluator>);
         let identities = challenges
             .map(|c| c as Arc<dyn courier_protocol_http::identity::ClientIdentityProvider>);
+        let proxies = match &config.proxy {
+            Proxy::FromEnvironment => Proxies::from_env(),
+            Proxy::Http { url, no_proxy } => Proxies::http(url, no_proxy)
+                .map_err(|why| Error::new(ErrorCode::BadUrl, why).with_url(url))?,
+            _ => Proxies::none(),
+        };
         let transport = Transport::new(&TransportSettings {
             extra_roots: config.extra_root_certificates.clone(),
             max_connections_per_host: config.http_maximum_connections_per_host,
             connect_timeout: Some(config.timeout_for_request),
             trust,
             identities,
+            proxies: Arc::new(proxies),
             ..TransportSettings::default()
         })
         .map_err(|e| Error::new(ErrorCode::Unknown, e.to_string()).with_source(e))?;

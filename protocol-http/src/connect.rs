@@ -37,6 +37,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind, alert_after_handshake};
 use crate::identity::{AskingResolver, ClientIdentityProvider, IdentityDecision};
+use crate::proxy::{self, Proxies};
 use crate::trust::{TrustDecision, TrustEvaluator, verify_standard};
 
 /// Facts about the connection a response came over; found in every response's extensions.
@@ -56,6 +57,8 @@ pub struct ConnectionInfo {
     pub connect: Duration,
     /// Time spent on the TLS handshake (zero for cleartext).
     pub tls_handshake: Duration,
+    /// True when the connection goes through an HTTP proxy (`remote` is then the proxy's address).
+    pub proxied: bool,
     /// Requests that have used this connection so far.
     uses: Arc<AtomicU64>,
 }
@@ -77,6 +80,8 @@ pub(crate) struct ConnectorSettings {
     pub(crate) identities: Option<Arc<dyn ClientIdentityProvider>>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_connections_per_host: usize,
+    /// Which connections go through a proxy.
+    pub(crate) proxies: Arc<Proxies>,
 }
 
 /// Opens connections; cheap to clone (the pool clones it per connect).
@@ -154,6 +159,15 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 impl Connector {
+    /// The `Proxy-Authorization` a cleartext request to `uri` carries to its proxy, if it goes
+    /// through one with credentials (an `https` request sends them on its tunnel's `CONNECT`).
+    pub(crate) fn proxy_authorization(&self, uri: &Uri) -> Option<http::HeaderValue> {
+        if uri.scheme_str() != Some("http") {
+            return None;
+        }
+        self.inner.settings.proxies.route(uri)?.auth
+    }
+
     /// Forgets the client certificate chosen for each host.
     pub(crate) fn forget_identities(&self) {
         let map = self
@@ -295,13 +309,19 @@ impl Inner {
             }
         };
 
+        // Through a proxy, the connection is made to the proxy; the cap stays the server's.
+        let route = self.settings.proxies.route(&uri);
+        let (dial_host, dial_port) = match &route {
+            Some(r) => (r.host.as_str(), r.port),
+            None => (host.as_str(), port),
+        };
         let started = Instant::now();
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((dial_host, dial_port))
             .await
             .map_err(|e| {
                 ConnectFailure::new(
                     TransportErrorKind::Dns,
-                    format!("cannot find host {host}"),
+                    format!("cannot find host {dial_host}"),
                     Some(e),
                 )
             })?
@@ -310,7 +330,7 @@ impl Inner {
         if addrs.is_empty() {
             return Err(ConnectFailure::new(
                 TransportErrorKind::Dns,
-                format!("cannot find host {host}"),
+                format!("cannot find host {dial_host}"),
                 None,
             ));
         }
@@ -327,13 +347,16 @@ impl Inner {
                 Err(e) => last_err = Some(e),
             }
         }
-        let Some((tcp, remote)) = stream else {
+        let Some((mut tcp, remote)) = stream else {
             return Err(ConnectFailure::new(
                 TransportErrorKind::ConnectionRefused,
-                format!("cannot connect to {host}:{port}"),
+                format!("cannot connect to {dial_host}:{dial_port}"),
                 last_err,
             ));
         };
+        if tls && let Some(route) = &route {
+            proxy::tunnel(&mut tcp, &host, port, route.auth.as_ref()).await?;
+        }
         let connect = connect_started.elapsed();
         // Small requests and HTTP/2 frames should not wait for Nagle.
         let _ = tcp.set_nodelay(true);
@@ -350,6 +373,7 @@ impl Inner {
                     dns,
                     connect,
                     tls_handshake: Duration::ZERO,
+                    proxied: route.is_some(),
                     uses: Arc::default(),
                 },
                 _permit: Some(permit),
@@ -459,6 +483,7 @@ impl Inner {
                 dns,
                 connect,
                 tls_handshake,
+                proxied: route.is_some(),
                 uses: Arc::default(),
             },
             // HTTP/2 multiplexes every request on one connection: the per-host cap does not apply.
@@ -602,7 +627,10 @@ impl Drop for OpenH2 {
 
 impl Connection for Conn {
     fn connected(&self) -> Connected {
-        let connected = Connected::new().extra(self.info.clone());
+        // A cleartext connection to a proxy takes requests in absolute form.
+        let connected = Connected::new()
+            .extra(self.info.clone())
+            .proxy(self.info.proxied && !self.info.tls);
         if self.info.h2 {
             connected.negotiated_h2()
         } else {

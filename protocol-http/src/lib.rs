@@ -9,6 +9,8 @@
 //!   when a server wants one.
 //! - [`trust`]: server trust decided after the handshake by a [`trust::TrustEvaluator`] (the
 //!   delegate's server-trust challenge), with standard verification one answer away.
+//! - [`proxy`]: [`proxy::Proxies`], which requests go through an HTTP proxy (the environment's, or
+//!   one given), and the `CONNECT` tunnel for `https` requests.
 //! - `tls`: the rustls client configuration (ring provider, Mozilla's roots plus extra roots).
 //! - [`auth`]: `WWW-Authenticate` challenges read, and `Authorization` written for Basic and Digest.
 //! - [`decode`]: content decoding (gzip, deflate, br) as the body arrives, with a decompression-bomb
@@ -26,6 +28,7 @@ pub mod decode;
 pub mod error;
 pub mod identity;
 pub mod multipart;
+pub mod proxy;
 pub mod range;
 pub mod redirect;
 mod tls;

@@ -15,6 +15,7 @@ use rustls_pki_types::CertificateDer;
 use crate::connect::{Connector, ConnectorSettings};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::identity::ClientIdentityProvider;
+use crate::proxy::Proxies;
 use crate::trust::TrustEvaluator;
 
 /// A request body: any boxed stream of bytes. Build one with [`body_from_bytes`] or [`empty_body`].
@@ -46,6 +47,8 @@ pub struct TransportSettings {
     pub trust: Option<Arc<dyn TrustEvaluator>>,
     /// Who provides client certificates when servers ask; `None` connects without one.
     pub identities: Option<Arc<dyn ClientIdentityProvider>>,
+    /// Which requests go through an HTTP proxy (default: none).
+    pub proxies: Arc<Proxies>,
 }
 
 impl Default for TransportSettings {
@@ -57,6 +60,7 @@ impl Default for TransportSettings {
             pool_idle_timeout: Duration::from_secs(90),
             trust: None,
             identities: None,
+            proxies: Arc::new(Proxies::none()),
         }
     }
 }
@@ -95,6 +99,7 @@ impl Transport {
             identities: settings.identities.clone(),
             connect_timeout: settings.connect_timeout,
             max_connections_per_host: settings.max_connections_per_host,
+            proxies: settings.proxies.clone(),
         });
         let mut builder = Client::builder(TokioExecutor::new());
         builder
@@ -133,8 +138,13 @@ impl Transport {
     /// The failure, classified by [`crate::TransportErrorKind`].
     pub async fn send(
         &self,
-        request: http::Request<RequestBody>,
+        mut request: http::Request<RequestBody>,
     ) -> Result<http::Response<Incoming>, TransportError> {
+        if let Some(auth) = self.connector.proxy_authorization(request.uri()) {
+            request
+                .headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, auth);
+        }
         let target = (
             request.uri().scheme_str() == Some("https"),
             request.uri().host().unwrap_or("").to_owned(),

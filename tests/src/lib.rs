@@ -8,10 +8,13 @@
 //!   faults (cut, stall, lie, ignore or misplace ranges, change).
 //! - [`tls`]: [`TestCa`], a throwaway CA and server certificate.
 //! - [`nginx`]: [`Nginx`], a real nginx on a free loopback port with a generated configuration.
+//! - [`proxy`]: [`ProxyServer`], an HTTP proxy (`CONNECT` tunnels and absolute-form requests) that
+//!   records what it was asked.
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
 
 pub mod fault;
 pub mod nginx;
+pub mod proxy;
 pub mod recorder;
 pub mod resource;
 pub mod server;
@@ -19,6 +22,7 @@ pub mod tls;
 
 pub use fault::{Fault, FaultServer};
 pub use nginx::{AccessLine, Nginx, write_random_file};
+pub use proxy::{Asked, ProxyServer};
 pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, TrustAnswer, check_invariants};
 pub use resource::{Misbehaviour, ResourceServer, Served};
 pub use server::TestServer;

@@ -1,0 +1,228 @@
+//! Proxies: which requests go through an HTTP proxy, and the `CONNECT` tunnel that carries an
+//! `https` request through one.
+//!
+//! The rules come from hyper-util's [`Matcher`]: the environment's `HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY` and `NO_PROXY` (either case), read as curl reads them, or one explicit proxy with a
+//! `NO_PROXY`-style list of exceptions. A cleartext request goes to the proxy in absolute form
+//! (the pool is told the connection is proxied); an `https` request gets a tunnel, and TLS runs to
+//! the server inside it, so the proxy sees only the host and port. Credentials in the proxy's URL
+//! (`http://user:pass@proxy:3128`) go, as Basic, to the proxy only: on the `CONNECT`, or on each
+//! cleartext request.
+
+use std::io;
+
+use http::{HeaderValue, Uri};
+use hyper_util::client::proxy::matcher::Matcher;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::{ConnectFailure, TransportErrorKind};
+
+/// The most bytes a proxy's answer to `CONNECT` may have before its blank line.
+const MAX_CONNECT_RESPONSE: usize = 16 * 1024;
+
+/// Which requests go through a proxy. Build one with [`Proxies::from_env`], [`Proxies::http`] or
+/// [`Proxies::none`].
+pub struct Proxies {
+    matcher: Option<Matcher>,
+    /// True for the environment's proxies: they are never used for loopback hosts.
+    skip_loopback: bool,
+}
+
+/// Where one request goes instead of its host.
+#[derive(Clone, Debug)]
+pub(crate) struct Route {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// `Proxy-Authorization` for the proxy, from the credentials in its URL.
+    pub(crate) auth: Option<HeaderValue>,
+}
+
+impl Proxies {
+    /// No proxy: every request goes straight to its host.
+    pub fn none() -> Proxies {
+        Proxies {
+            matcher: None,
+            skip_loopback: false,
+        }
+    }
+
+    /// The proxies the environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`,
+    /// upper or lower case), as curl reads them. Loopback hosts (`localhost`, `127.0.0.0/8`,
+    /// `::1`) always go direct: a proxy elsewhere cannot reach them.
+    pub fn from_env() -> Proxies {
+        Proxies {
+            matcher: Some(Matcher::from_env()),
+            skip_loopback: true,
+        }
+    }
+
+    /// Every request through the HTTP proxy at `url` (`http://[user:pass@]host[:port]`), except to
+    /// the hosts `no_proxy` lists (`NO_PROXY` syntax: comma-separated names, domain suffixes,
+    /// addresses and networks; `*` for all).
+    ///
+    /// # Errors
+    /// `url` is not an `http://` URL with a host (HTTPS proxies are not supported).
+    pub fn http(url: &str, no_proxy: &str) -> Result<Proxies, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("the proxy URL {url:?} is not a URL: {e}"))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(format!(
+                "the proxy URL {url:?} must be http://host[:port] (HTTPS proxies are not supported)"
+            ));
+        }
+        let matcher = Matcher::builder()
+            .http(url.to_owned())
+            .https(url.to_owned())
+            .no(no_proxy.to_owned())
+            .build();
+        Ok(Proxies {
+            matcher: Some(matcher),
+            skip_loopback: false,
+        })
+    }
+
+    /// Where a request for `uri` connects: through a proxy, or `None` for straight to its host.
+    pub(crate) fn route(&self, uri: &Uri) -> Option<Route> {
+        let matcher = self.matcher.as_ref()?;
+        if self.skip_loopback && uri.host().is_some_and(is_loopback) {
+            return None;
+        }
+        let intercept = matcher.intercept(uri)?;
+        let proxy = intercept.uri();
+        let host = proxy.host()?.trim_matches(['[', ']']).to_owned();
+        let port = proxy.port_u16().unwrap_or(match proxy.scheme_str() {
+            Some("https") => 443,
+            _ => 80,
+        });
+        Some(Route {
+            host,
+            port,
+            auth: intercept.basic_auth().cloned(),
+        })
+    }
+}
+
+impl std::fmt::Debug for Proxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxies")
+            .field("matcher", &self.matcher.is_some())
+            .field("skip_loopback", &self.skip_loopback)
+            .finish()
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_matches(['[', ']']);
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Asks the proxy at the other end of `stream` for a tunnel to `host:port`, and waits for its
+/// `2xx`. After it, the stream carries bytes to and from the server.
+pub(crate) async fn tunnel(
+    stream: &mut TcpStream,
+    host: &str,
+    port: u16,
+    auth: Option<&HeaderValue>,
+) -> Result<(), ConnectFailure> {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n").into_bytes();
+    if let Some(auth) = auth {
+        head.extend_from_slice(b"Proxy-Authorization: ");
+        head.extend_from_slice(auth.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    let lost = |e: io::Error| {
+        ConnectFailure::new(
+            TransportErrorKind::ConnectionRefused,
+            format!("the proxy closed the tunnel to {authority}"),
+            Some(e),
+        )
+    };
+    stream.write_all(&head).await.map_err(lost)?;
+    // Read byte by byte up to the blank line: whatever follows belongs to the server.
+    let mut answer = Vec::with_capacity(256);
+    while !answer.ends_with(b"\r\n\r\n") {
+        if answer.len() >= MAX_CONNECT_RESPONSE {
+            return Err(ConnectFailure::new(
+                TransportErrorKind::BadResponse,
+                "the proxy's answer to CONNECT is too long",
+                None,
+            ));
+        }
+        let byte = stream.read_u8().await.map_err(lost)?;
+        answer.push(byte);
+    }
+    let status = answer
+        .split(|b| *b == b' ')
+        .nth(1)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse::<u16>().ok());
+    match status {
+        Some(200..=299) => Ok(()),
+        Some(407) => Err(ConnectFailure::new(
+            TransportErrorKind::ConnectionRefused,
+            format!("the proxy wants credentials for the tunnel to {authority} (407)"),
+            None,
+        )),
+        Some(code) => Err(ConnectFailure::new(
+            TransportErrorKind::ConnectionRefused,
+            format!("the proxy refused the tunnel to {authority} ({code})"),
+            None,
+        )),
+        None => Err(ConnectFailure::new(
+            TransportErrorKind::BadResponse,
+            "the proxy's answer to CONNECT is not HTTP",
+            None,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_explicit_proxy_routes_all_but_its_exceptions() {
+        let p =
+            Proxies::http("http://ann:pw@proxy.test:3128", "internal.test, 10.0.0.0/8").unwrap();
+        let r = p.route(&uri("https://example.com/x")).expect("proxied");
+        assert_eq!((r.host.as_str(), r.port), ("proxy.test", 3128));
+        assert_eq!(r.auth.unwrap(), "Basic YW5uOnB3");
+        assert!(p.route(&uri("http://example.com/")).is_some());
+        assert!(p.route(&uri("http://api.internal.test/")).is_none());
+        assert!(p.route(&uri("http://10.1.2.3/")).is_none());
+        // An explicit proxy is used for loopback hosts too (a loopback proxy, in tests).
+        assert!(p.route(&uri("http://127.0.0.1:8080/")).is_some());
+    }
+
+    #[test]
+    fn only_http_proxies_are_accepted() {
+        assert!(Proxies::http("https://proxy.test", "").is_err());
+        assert!(Proxies::http("socks5://proxy.test", "").is_err());
+        assert!(Proxies::http("not a url", "").is_err());
+        assert!(Proxies::http("http://proxy.test", "").is_ok());
+    }
+
+    #[test]
+    fn loopback_is_never_sent_to_the_environments_proxy() {
+        for host in ["localhost", "127.0.0.1", "127.8.9.10", "[::1]", "LOCALHOST"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        assert!(!is_loopback("example.com") && !is_loopback("10.0.0.1"));
+        assert!(Proxies::none().route(&uri("http://example.com/")).is_none());
+    }
+}
