@@ -36,6 +36,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind, alert_after_handshake};
+use crate::happy_eyeballs;
 use crate::identity::{AskingResolver, ClientIdentityProvider, IdentityDecision};
 use crate::proxy::{self, Proxies};
 use crate::trust::{TrustDecision, TrustEvaluator, verify_standard};
@@ -336,24 +337,15 @@ impl Inner {
         }
 
         let connect_started = Instant::now();
-        let mut last_err = None;
-        let mut stream = None;
-        for addr in &addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    stream = Some((s, *addr));
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        let Some((mut tcp, remote)) = stream else {
-            return Err(ConnectFailure::new(
-                TransportErrorKind::ConnectionRefused,
-                format!("cannot connect to {dial_host}:{dial_port}"),
-                last_err,
-            ));
-        };
+        let (mut tcp, remote) = happy_eyeballs::connect(&addrs, TcpStream::connect)
+            .await
+            .map_err(|last| {
+                ConnectFailure::new(
+                    TransportErrorKind::ConnectionRefused,
+                    format!("cannot connect to {dial_host}:{dial_port}"),
+                    last,
+                )
+            })?;
         if tls && let Some(route) = &route {
             proxy::tunnel(&mut tcp, &host, port, route.auth.as_ref()).await?;
         }

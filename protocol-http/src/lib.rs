@@ -5,6 +5,7 @@
 //! - [`transport`]: [`Transport`], the pooled client; [`RequestBody`] and its constructors.
 //! - `connect`: the connector behind the pool (DNS, TCP, TLS with ALPN, the per-host connection cap)
 //!   and [`ConnectionInfo`], the facts about a connection found in each response's extensions.
+//! - `happy_eyeballs`: connecting to the first of a host's addresses that answers (RFC 8305).
 //! - [`identity`]: client certificates (mutual TLS), asked from a [`identity::ClientIdentityProvider`]
 //!   when a server wants one.
 //! - [`trust`]: server trust decided after the handshake by a [`trust::TrustEvaluator`] (the
@@ -26,6 +27,7 @@ pub mod auth;
 mod connect;
 pub mod decode;
 pub mod error;
+mod happy_eyeballs;
 pub mod identity;
 pub mod multipart;
 pub mod proxy;
