@@ -119,6 +119,7 @@ impl CleartextPolicy {
 /// | `maximum_receive_rate_per_task` | `None` (no limit) | same |
 /// | `maximum_decompression_ratio` | 200 (checked past 16 MiB decoded) | same |
 /// | `proxy` | [`Proxy::FromEnvironment`] | same |
+/// | `partial_download_lifetime` | 7 days | (the directory goes with the session) |
 /// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -169,6 +170,12 @@ pub struct Configuration {
     /// `connectionProxyDictionary`: which requests go through an HTTP proxy. An `https` request
     /// goes through a `CONNECT` tunnel, so the proxy sees only its host and port.
     pub proxy: Proxy,
+    /// How long a partial download kept for resume data stays in a default session's directory
+    /// after it was last written: older ones (of resume data never used, or of a process that
+    /// died) are removed when a session on that directory starts, and resuming from them then
+    /// fails with [`ErrorCode::FileDoesNotExist`](crate::ErrorCode) (-1100). Courier's addition:
+    /// URLSession leaves this to the system, which clears temporary files now and then.
+    pub partial_download_lifetime: Duration,
     /// Where the session writes its files (downloads in progress, their checkpoints). Courier's
     /// addition: URLSession picks a system location.
     ///
@@ -198,6 +205,7 @@ impl Default for Configuration {
             maximum_receive_rate_per_task: None,
             maximum_decompression_ratio: 200,
             proxy: Proxy::FromEnvironment,
+            partial_download_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
             session_directory: None,
         }
     }

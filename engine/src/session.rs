@@ -247,6 +247,17 @@ impl Session {
             ctx: ctx.clone(),
             invalid_tx,
         };
+        // Stale partial downloads go, off the caller's thread (a default session's directory only).
+        if !ctx.storage.is_ephemeral() {
+            let sweeping = ctx.clone();
+            runtime.spawn_blocking(move || {
+                let lifetime = sweeping.config.partial_download_lifetime;
+                let removed = sweeping.storage.sweep_partials(lifetime);
+                if removed > 0 {
+                    tracing::info!(removed, "removed stale partial downloads");
+                }
+            });
+        }
         // `pre_start` only builds the state and cannot fail, so starting "instantly" loses nothing.
         let (actor, _) =
             ractor::ActorRuntime::spawn_instant(None, SessionActor, args).map_err(|e| {

@@ -139,6 +139,40 @@ impl SessionDirectory {
         Ok(self.path()?.join(name))
     }
 
+    /// Removes the partial downloads (and their checkpoint records) last written more than `age`
+    /// ago: those of resume data that was never used, or of a process that died. Files still being
+    /// written are recent and stay. Returns how many partial files went. Does nothing to a
+    /// directory that does not exist yet (it is not created for this).
+    pub fn sweep_partials(&self, age: std::time::Duration) -> usize {
+        let dir = match &self.kind {
+            Kind::Persistent(path) => path.clone(),
+            Kind::Ephemeral { .. } => return 0, // removed whole with its session
+        };
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(age) else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with(PARTIAL_PREFIX) && name.ends_with(PARTIAL_SUFFIX)) {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|written| written < cutoff);
+            if stale {
+                crate::download::remove_partial(&entry.path());
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// The files in the directory (for tests and housekeeping); empty when it was never created.
     pub fn list(&self) -> Vec<PathBuf> {
         let Some(Ok(dir)) = self.ready.get() else {
@@ -173,6 +207,41 @@ fn create_private_dir_all(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_removes_only_stale_partial_downloads_and_their_records() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = SessionDirectory::persistent(Some(root.path().to_path_buf()));
+        let day = std::time::Duration::from_secs(24 * 60 * 60);
+        let aged = |path: &Path| {
+            let f = std::fs::File::options().write(true).open(path).unwrap();
+            f.set_modified(std::time::SystemTime::now() - 10 * day)
+                .unwrap();
+        };
+        let old = dir.create_partial().unwrap().finish();
+        let record = crate::download::checkpoint_path(&old);
+        std::fs::write(&record, b"checkpoint").unwrap();
+        aged(&old);
+        let fresh = dir.create_partial().unwrap().finish();
+        let other = root.path().join("cookies.json");
+        std::fs::write(&other, b"{}").unwrap();
+        aged(&other);
+
+        assert_eq!(dir.sweep_partials(7 * day), 1);
+        assert!(
+            !old.exists() && !record.exists(),
+            "the stale one and its record went"
+        );
+        assert!(fresh.exists(), "a recent partial file stays");
+        assert!(other.exists(), "files that are not partial downloads stay");
+        assert_eq!(dir.sweep_partials(7 * day), 0);
+        let never = SessionDirectory::persistent(Some(root.path().join("never")));
+        assert_eq!(never.sweep_partials(day), 0);
+        assert!(
+            !root.path().join("never").exists(),
+            "a sweep creates nothing"
+        );
+    }
 
     #[test]
     fn ephemeral_directory_is_private_and_removed_on_drop() {

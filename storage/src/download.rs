@@ -51,6 +51,8 @@ impl PartialFile {
             .open(&path)?;
         file.set_len(len)?;
         file.seek(SeekFrom::Start(len))?;
+        // In use again: a sweep of stale partial files must leave it alone from now on.
+        file.set_modified(std::time::SystemTime::now())?;
         Ok(PartialFile { file, path, len })
     }
 

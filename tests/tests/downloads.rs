@@ -3,7 +3,7 @@
 //! Every test checks the final file byte for byte (SHA-256 against the server's content) and that
 //! the session directory holds nothing afterwards (no partial file, no checkpoint record leaks).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -760,4 +760,74 @@ async fn a_suspended_download_is_on_disk_and_checkpointed_then_continues() {
     session.finish_tasks_and_invalidate();
     rec.wait_invalid(WAIT).await;
     assert!(files_in(dir.path()).is_empty());
+}
+
+/// Partial files of resume data that is never used do not stay forever: a session starting on the
+/// directory removes those not written for `partial_download_lifetime`, and the stale resume data
+/// then fails cleanly (-1100) while a recent one still resumes.
+#[tokio::test]
+async fn stale_partial_downloads_are_swept_when_a_session_starts() {
+    let (dir, _server, rec, session, task) = start_slow_download(2 * 1024 * 1024).await;
+    rec.wait_for(WAIT, |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Wrote { total, .. } if *total >= 128 * 1024))
+    })
+    .await;
+    let data = task.cancel_by_producing_resume_data().await.unwrap();
+    rec.wait_complete(task.id(), WAIT).await;
+    drop(session);
+    let partial = files_in(dir.path())
+        .into_iter()
+        .find(|n| n.ends_with(".part"))
+        .expect("the partial file is kept for the resume data");
+    let path = dir.path().join(&partial);
+
+    let day = Duration::from_secs(24 * 60 * 60);
+    let age = |path: &Path, days: u32| {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - day * days)
+            .unwrap();
+    };
+    let gone = |path: PathBuf| async move {
+        tokio::time::timeout(WAIT, async {
+            while path.exists() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .is_ok()
+    };
+
+    // Three days old, with the default lifetime of seven: it stays. A ten-day-old canary shows
+    // that the sweep ran.
+    age(&path, 3);
+    let canary = dir.path().join("download-canary.part");
+    std::fs::write(&canary, b"old").unwrap();
+    age(&canary, 10);
+    let keeps = Session::new(config(dir.path())).unwrap();
+    assert!(gone(canary).await, "the sweep removed the stale canary");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        path.exists(),
+        "a partial file younger than the lifetime stays"
+    );
+    drop(keeps);
+
+    // Ten days untouched: the next session sweeps it, and the resume data is stale.
+    age(&path, 10);
+    let rec = Arc::new(Recorder::new());
+    let sweeps = Session::with_delegate(config(dir.path()), rec.clone()).unwrap();
+    assert!(
+        gone(path.clone()).await,
+        "the stale partial file is removed"
+    );
+    let stale = sweeps.download_task_with_resume_data(&data).unwrap();
+    stale.resume();
+    assert_eq!(
+        rec.wait_complete(stale.id(), WAIT).await,
+        Some(Some(ErrorCode::FileDoesNotExist))
+    );
 }
