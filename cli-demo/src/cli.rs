@@ -132,6 +132,9 @@ pub(crate) struct Options {
     /// tunnel). Without it, the environment's HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY apply.
     #[arg(short = 'x', long, global = true, value_name = "URL")]
     pub(crate) proxy: Option<String>,
+    /// Refuse servers that cannot speak TLS 1.3 (the default accepts TLS 1.2 and 1.3).
+    #[arg(long = "tlsv1.3", global = true)]
+    pub(crate) tls13: bool,
     /// Hosts that bypass --proxy (comma-separated names, domain suffixes, addresses, networks).
     #[arg(long, global = true, value_name = "LIST", requires = "proxy")]
     pub(crate) noproxy: Option<String>,

@@ -51,6 +51,9 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     if let Some(secs) = options.timeout_resource {
         config.timeout_for_resource = seconds(secs)?;
     }
+    if options.tls13 {
+        config.tls_minimum_version = courier_engine::TlsVersion::Tls13;
+    }
     if let Some(url) = &options.proxy {
         if !url.starts_with("http://") {
             return Err(Failure::usage(format!(

@@ -228,6 +228,33 @@ async fn fail_flag_and_https_with_cacert() {
     );
     assert_eq!(std::fs::read(&body).unwrap(), pattern_bytes(0, 3000));
 
+    // --tlsv1.3 refuses a server that speaks TLS 1.2 only.
+    let old = TestServer::https_tls12_only(&ca).await;
+    let (url, pem_s) = (old.url("/bytes/10"), pem.to_str().unwrap().to_owned());
+    let (accepted, refused) = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", &url, "--cacert", &pem_s]),
+            courier(&[
+                "get",
+                &url,
+                "--cacert",
+                &pem_s,
+                "--tlsv1.3",
+                "--events",
+                "-",
+            ]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(accepted.status.code(), Some(0));
+    assert_ne!(refused.status.code(), Some(0));
+    let done = events(&refused)
+        .into_iter()
+        .find(|e| e["event"] == "did_complete")
+        .unwrap();
+    assert_eq!(done["error"]["code"], "secure_connection_failed");
+
     // A download under --fail does not save the error page; without it the page is the file.
     let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use courier_delegates::CachePolicy;
+pub use courier_protocol_http::TlsVersion;
 use http::HeaderMap;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -119,6 +120,7 @@ impl CleartextPolicy {
 /// | `maximum_receive_rate_per_task` | `None` (no limit) | same |
 /// | `maximum_decompression_ratio` | 200 (checked past 16 MiB decoded) | same |
 /// | `proxy` | [`Proxy::FromEnvironment`] | same |
+/// | `tls_minimum_version` | [`TlsVersion::Tls12`] | same |
 /// | `partial_download_lifetime` | 7 days | (the directory goes with the session) |
 /// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
 #[derive(Clone, Debug)]
@@ -170,6 +172,10 @@ pub struct Configuration {
     /// `connectionProxyDictionary`: which requests go through an HTTP proxy. An `https` request
     /// goes through a `CONNECT` tunnel, so the proxy sees only its host and port.
     pub proxy: Proxy,
+    /// `tlsMinimumSupportedProtocolVersion`: the oldest TLS version accepted. URLSession's floor
+    /// is TLS 1.0; Courier's is 1.2 (rustls speaks 1.2 and 1.3 only, as App Transport Security
+    /// requires). A server that cannot meet it fails with -1200.
+    pub tls_minimum_version: TlsVersion,
     /// How long a partial download kept for resume data stays in a default session's directory
     /// after it was last written: older ones (of resume data never used, or of a process that
     /// died) are removed when a session on that directory starts, and resuming from them then
@@ -205,6 +211,7 @@ impl Default for Configuration {
             maximum_receive_rate_per_task: None,
             maximum_decompression_ratio: 200,
             proxy: Proxy::FromEnvironment,
+            tls_minimum_version: TlsVersion::Tls12,
             partial_download_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
             session_directory: None,
         }

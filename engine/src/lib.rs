@@ -32,7 +32,9 @@ pub mod session;
 pub mod state;
 pub mod task;
 
-pub use configuration::{CleartextPolicy, Configuration, CookieAcceptPolicy, Proxy, SessionKind};
+pub use configuration::{
+    CleartextPolicy, Configuration, CookieAcceptPolicy, Proxy, SessionKind, TlsVersion,
+};
 pub use courier_delegates::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, BodyStream,
     Credential, CredentialPersistence, DataDelegate, Delegate, DownloadDelegate, Error, ErrorCode,

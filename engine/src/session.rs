@@ -220,6 +220,7 @@ impl Session {
             trust,
             identities,
             proxies: Arc::new(proxies),
+            tls_minimum_version: config.tls_minimum_version,
             ..TransportSettings::default()
         })
         .map_err(|e| Error::new(ErrorCode::Unknown, e.to_string()).with_source(e))?;

@@ -40,4 +40,5 @@ pub mod trust;
 pub use connect::ConnectionInfo;
 pub use error::{TlsFailure, TransportError, TransportErrorKind};
 pub use hyper::body::Incoming;
+pub use tls::TlsVersion;
 pub use transport::{RequestBody, Transport, TransportSettings, body_from_bytes, empty_body};

@@ -17,6 +17,19 @@ pub(crate) struct TlsSetup {
     pub(crate) deferred: Option<Arc<WebPkiServerVerifier>>,
 }
 
+/// The oldest TLS version a session accepts (`tlsMinimumSupportedProtocolVersion`). rustls speaks
+/// TLS 1.2 and 1.3 only, the versions App Transport Security allows, so older servers are refused
+/// whatever the setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3 (the default).
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
 /// Builds the client configuration for one transport; `deferred` leaves the chain to be judged after
 /// the handshake.
 ///
@@ -25,6 +38,7 @@ pub(crate) struct TlsSetup {
 pub(crate) fn client_config(
     extra_roots: &[CertificateDer<'static>],
     deferred: bool,
+    minimum: TlsVersion,
 ) -> Result<TlsSetup, TransportError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -41,8 +55,12 @@ pub(crate) fn client_config(
     let configuration = |e: rustls::Error| {
         TransportError::new(TransportErrorKind::Configuration, "TLS settings").with_source(e)
     };
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match minimum {
+        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    };
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(configuration)?;
     let (mut config, deferred) = if deferred {
         let standard =

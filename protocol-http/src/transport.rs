@@ -16,6 +16,7 @@ use crate::connect::{Connector, ConnectorSettings};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::identity::ClientIdentityProvider;
 use crate::proxy::Proxies;
+use crate::tls::TlsVersion;
 use crate::trust::TrustEvaluator;
 
 /// A request body: any boxed stream of bytes. Build one with [`body_from_bytes`] or [`empty_body`].
@@ -49,6 +50,8 @@ pub struct TransportSettings {
     pub identities: Option<Arc<dyn ClientIdentityProvider>>,
     /// Which requests go through an HTTP proxy (default: none).
     pub proxies: Arc<Proxies>,
+    /// The oldest TLS version accepted.
+    pub tls_minimum_version: TlsVersion,
 }
 
 impl Default for TransportSettings {
@@ -61,6 +64,7 @@ impl Default for TransportSettings {
             trust: None,
             identities: None,
             proxies: Arc::new(Proxies::none()),
+            tls_minimum_version: TlsVersion::default(),
         }
     }
 }
@@ -88,7 +92,11 @@ impl Transport {
     /// # Errors
     /// An unusable extra root certificate.
     pub fn new(settings: &TransportSettings) -> Result<Transport, TransportError> {
-        let tls = crate::tls::client_config(&settings.extra_roots, settings.trust.is_some())?;
+        let tls = crate::tls::client_config(
+            &settings.extra_roots,
+            settings.trust.is_some(),
+            settings.tls_minimum_version,
+        )?;
         let trust = match (settings.trust.clone(), tls.deferred) {
             (Some(evaluator), Some(standard)) => Some((evaluator, standard)),
             _ => None,

@@ -119,6 +119,15 @@ impl TestServer {
         TestServer::start(Some(tokio_rustls::TlsAcceptor::from(ca.server_config()))).await
     }
 
+    /// As [`TestServer::https`], speaking TLS 1.2 only.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn https_tls12_only(ca: &TestCa) -> TestServer {
+        let config = ca.server_config_with_versions(&[&rustls::version::TLS12]);
+        TestServer::start(Some(tokio_rustls::TlsAcceptor::from(config))).await
+    }
+
     async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await

@@ -149,10 +149,18 @@ impl TestCa {
 
     /// A rustls server configuration presenting the leaf, offering `h2` and `http/1.1` by ALPN.
     pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.server_config_with_versions(rustls::DEFAULT_VERSIONS)
+    }
+
+    /// As [`TestCa::server_config`], speaking only these TLS versions.
+    pub fn server_config_with_versions(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<ServerConfig> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.clone()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .expect("protocol versions")
             .with_no_client_auth()
             .with_single_cert(vec![self.leaf_der.clone()], key)

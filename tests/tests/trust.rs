@@ -157,3 +157,30 @@ async fn a_server_that_requires_a_client_certificate_gets_the_delegates_identity
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_server_below_the_minimum_tls_version_is_refused() {
+    let ca = TestCa::new();
+    let old = TestServer::https_tls12_only(&ca).await;
+    let mut config = courier_engine::Configuration::ephemeral();
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let url = old.url("/bytes/10");
+    let (body, _) = courier_engine::Session::new(config.clone())
+        .unwrap()
+        .data(url.as_str())
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 10, "TLS 1.2 is accepted by default");
+
+    config.tls_minimum_version = courier_engine::TlsVersion::Tls13;
+    let err = courier_engine::Session::new(config)
+        .unwrap()
+        .data(url.as_str())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        courier_engine::ErrorCode::SecureConnectionFailed,
+        "{err}"
+    );
+}
