@@ -22,6 +22,17 @@ fn courier(args: &[&str]) -> Output {
         .expect("run courier")
 }
 
+/// Asserts that a run of `courier` exited 0, showing its stderr when it did not.
+#[track_caller]
+fn assert_success(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The event lines on stderr (other stderr lines, such as the error summary, are skipped).
 fn events(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stderr)
@@ -72,12 +83,7 @@ async fn get_streams_body_and_events() {
         tokio::task::spawn_blocking(move || courier(&["get", &u, "--allow-http", "--events", "-"]))
             .await
             .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(out.stdout, pattern_bytes(0, 15_000));
     let ev = events(&out);
     check_stream(&ev);
@@ -220,12 +226,7 @@ async fn fail_flag_and_https_with_cacert() {
         !plain.stdout.is_empty(),
         "without --fail the 404 page is the body"
     );
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    assert_success(&ok);
     assert_eq!(std::fs::read(&body).unwrap(), pattern_bytes(0, 3000));
 
     // --tlsv1.3 refuses a server that speaks TLS 1.2 only.
@@ -313,13 +314,14 @@ fn bad_arguments_exit_2() {
     );
 }
 
-/// Waits until the events file `events` mentions `needle`, sends SIGINT to `child`, and returns
-/// its exit status with the whole events file.
+/// Waits until the events file `events` mentions `needle`, sends SIGINT to `child`, and checks
+/// what Ctrl-C must do: exit 130, a well-formed stream, and the task's completion as cancelled.
+/// Returns the events.
 fn interrupt_once_logged(
     mut child: std::process::Child,
     events: &std::path::Path,
     needle: &str,
-) -> (std::process::ExitStatus, String) {
+) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !std::fs::read_to_string(events)
         .unwrap_or_default()
@@ -333,8 +335,16 @@ fn interrupt_once_logged(
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
-    (status, std::fs::read_to_string(events).unwrap())
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let ev: Vec<Value> = std::fs::read_to_string(events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    check_stream(&ev);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"]["code"], "cancelled");
+    ev
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,7 +354,7 @@ async fn ctrl_c_cancels_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let events_path = dir.path().join("events.jsonl");
     let ep = events_path.clone();
-    let (status, text) = tokio::task::spawn_blocking(move || {
+    let ev = tokio::task::spawn_blocking(move || {
         let child = Command::new(env!("CARGO_BIN_EXE_courier"))
             .env("XDG_DATA_HOME", data_home())
             .args([
@@ -361,14 +371,10 @@ async fn ctrl_c_cancels_and_exits_130() {
     })
     .await
     .unwrap();
-    assert_eq!(status.code(), Some(130));
-    let ev: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    check_stream(&ev);
-    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
-    assert_eq!(complete["error"]["code"], "cancelled");
+    assert!(
+        names(&ev).contains(&"did_receive_data".to_owned()),
+        "it was interrupted mid-body"
+    );
 }
 
 /// `courier` with a private data directory (so default sessions keep their files apart) in `cwd`.
@@ -405,12 +411,7 @@ async fn download_saves_the_file_under_its_url_name_with_progress_events() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let saved = std::fs::read(cwd.path().join("resource.bin")).unwrap();
     assert!(saved == server.content(), "the saved file is the resource");
     let ev = stderr_events(&out);
@@ -440,7 +441,7 @@ async fn ctrl_c_saves_resume_data_and_resume_data_finishes_the_download() {
     let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let url = server.url();
     let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
-    let (status, text) = tokio::task::spawn_blocking(move || {
+    let ev = tokio::task::spawn_blocking(move || {
         let events = c.join("events.jsonl");
         let child = courier_in(
             &c,
@@ -459,14 +460,7 @@ async fn ctrl_c_saves_resume_data_and_resume_data_finishes_the_download() {
     })
     .await
     .unwrap();
-    assert_eq!(status.code(), Some(130));
-    let ev: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    check_stream(&ev);
     let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
-    assert_eq!(complete["error"]["code"], "cancelled");
     assert_eq!(complete["error"]["resume_data"], true);
     let resume_file = cwd.path().join("resource.bin.courier-resume");
     assert!(resume_file.exists());
@@ -494,12 +488,7 @@ async fn ctrl_c_saves_resume_data_and_resume_data_finishes_the_download() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let ev = stderr_events(&out);
     let resumed = ev
         .iter()
@@ -542,12 +531,7 @@ async fn hostile_url_names_never_leave_the_output_directory() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let mut names: Vec<String> = std::fs::read_dir(&out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -585,12 +569,7 @@ async fn upload_sends_a_file_or_text_and_prints_the_response() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!(
@@ -657,12 +636,7 @@ async fn parallel_downloads_land_in_the_output_directory() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let ev = stderr_events(&out);
     let completes = ev.iter().filter(|e| e["event"] == "did_complete").count();
     assert_eq!(completes, 4);
@@ -821,12 +795,7 @@ async fn insecure_trusts_an_unknown_certificate_and_says_so_in_the_stream() {
         tokio::task::spawn_blocking(move || courier(&["get", &u, "--insecure", "--events", "-"]))
             .await
             .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(out.stdout.len(), 5);
     let ev = stderr_events(&out);
     let challenge = first(&ev, "did_receive_challenge");

@@ -358,6 +358,15 @@ impl Recorder {
         }
     }
 
+    /// Waits (up to `timeout`) until some download has written at least `bytes` bytes.
+    pub async fn wait_written(&self, timeout: Duration, bytes: i64) -> Vec<Event> {
+        self.wait_for(timeout, |e| {
+            e.iter()
+                .any(|e| matches!(e, Event::Wrote { total, .. } if *total >= bytes))
+        })
+        .await
+    }
+
     /// Waits (up to `timeout`) for `did_become_invalid`.
     pub async fn wait_invalid(&self, timeout: Duration) -> Vec<Event> {
         self.wait_for(timeout, |e| e.contains(&Event::Invalid))

@@ -30,6 +30,20 @@ fn files_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Asserts that `dir` holds no file: no partial download, no checkpoint, no leftover.
+#[track_caller]
+fn assert_empty(dir: &Path) {
+    let left = files_in(dir);
+    assert!(left.is_empty(), "left: {left:?}");
+}
+
+/// Invalidates `session`, waits for `did_become_invalid`, and asserts that `dir` was left empty.
+async fn invalidate_leaving_nothing(session: &Session, rec: &Recorder, dir: &Path) {
+    session.finish_tasks_and_invalidate();
+    rec.wait_invalid(WAIT).await;
+    assert_empty(dir);
+}
+
 /// The file a task handed to `did_finish_downloading_to`, as (size, sha256).
 fn finished(events: &[Event], id: u64) -> Option<(u64, String)> {
     events.iter().find_map(|e| match e {
@@ -108,11 +122,7 @@ async fn a_download_reports_growing_totals_then_hands_over_the_whole_file() {
     assert!(!names.contains(&"response") && !names.contains(&"data"));
     assert_eq!(task.state(), TaskState::Completed);
     assert_eq!(task.bytes_received(), content.len() as i64);
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left: {:?}",
-        files_in(dir.path())
-    );
+    assert_empty(dir.path());
 }
 
 #[tokio::test]
@@ -133,11 +143,7 @@ async fn the_completion_form_returns_a_file_that_goes_away_unless_persisted() {
     let (file, _) = session.download(server.url()).await.unwrap();
     let kept = file.persist(keep.path().join("kept.bin")).unwrap();
     assert_eq!(std::fs::read(&kept).unwrap(), server.content());
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left: {:?}",
-        files_in(dir.path())
-    );
+    assert_empty(dir.path());
 }
 
 /// A download of `size` bytes that arrives slowly (64 KiB every 20 ms), started in a fresh session
@@ -167,11 +173,7 @@ async fn start_slow_download(
 #[tokio::test]
 async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
     let (dir, server, rec, session, task) = start_slow_download(2 * 1024 * 1024).await;
-    rec.wait_for(WAIT, |e| {
-        e.iter()
-            .any(|e| matches!(e, Event::Wrote { total, .. } if *total >= 256 * 1024))
-    })
-    .await;
+    rec.wait_written(WAIT, 256 * 1024).await;
     let data = task
         .cancel_by_producing_resume_data()
         .await
@@ -222,13 +224,7 @@ async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
     assert_eq!(last.if_range.as_deref(), Some("\"v1\""));
     assert_eq!(last.status, 206);
     assert_eq!(last.body_len as i64, content.len() as i64 - offset);
-    session.finish_tasks_and_invalidate();
-    rec.wait_invalid(WAIT).await;
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left: {:?}",
-        files_in(dir.path())
-    );
+    invalidate_leaving_nothing(&session, &rec, dir.path()).await;
 }
 
 /// Every fault of the resource server, alone: the download ends with the exact file, and nothing is
@@ -439,11 +435,7 @@ async fn unusable_resume_data_fails_at_once_and_touches_nothing() {
         finished(&rec.events(), t.id()),
         Some((content.len() as u64, sha256_hex(&content)))
     );
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left {:?}",
-        files_in(dir.path())
-    );
+    assert_empty(dir.path());
 }
 
 fn courier_storage_record(data: &ResumeData) -> courier_storage::ResumeRecord {
@@ -496,13 +488,7 @@ async fn a_panicking_download_actor_completes_with_resume_data_from_its_last_che
     let last = server.served().pop().unwrap();
     assert_eq!(last.range.as_deref(), Some("bytes=300000-"));
     assert_eq!(last.body_len, content.len() - 300_000);
-    session.finish_tasks_and_invalidate();
-    rec.wait_invalid(WAIT).await;
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left {:?}",
-        files_in(dir.path())
-    );
+    invalidate_leaving_nothing(&session, &rec, dir.path()).await;
 }
 
 #[tokio::test]
@@ -534,13 +520,7 @@ async fn a_plain_cancel_removes_the_partial_file_and_not_resumable_downloads_giv
     rec.wait_complete(t.id(), WAIT).await;
     // Once completed, there is nothing to produce.
     assert!(t.cancel_by_producing_resume_data().await.is_none());
-    session.finish_tasks_and_invalidate();
-    rec.wait_invalid(WAIT).await;
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "left {:?}",
-        files_in(dir.path())
-    );
+    invalidate_leaving_nothing(&session, &rec, dir.path()).await;
 }
 
 #[tokio::test]
@@ -704,9 +684,7 @@ async fn a_full_disk_fails_with_cannot_write_and_keeps_what_was_written_resumabl
         _ => None,
     });
     assert_eq!(offset, Some(record.bytes_on_disk as i64));
-    session.finish_tasks_and_invalidate();
-    rec.wait_invalid(WAIT).await;
-    assert!(files_in(&dir).is_empty(), "left {:?}", files_in(&dir));
+    invalidate_leaving_nothing(&session, &rec, &dir).await;
 }
 
 /// Waits until the checkpoint record stored beside the session's one partial file satisfies `ok`
@@ -757,9 +735,7 @@ async fn a_suspended_download_is_on_disk_and_checkpointed_then_continues() {
         Some((content.len() as u64, sha256_hex(&content)))
     );
     assert_eq!(server.served().len(), 1, "the same transfer continued");
-    session.finish_tasks_and_invalidate();
-    rec.wait_invalid(WAIT).await;
-    assert!(files_in(dir.path()).is_empty());
+    invalidate_leaving_nothing(&session, &rec, dir.path()).await;
 }
 
 /// Partial files of resume data that is never used do not stay forever: a session starting on the
@@ -768,11 +744,7 @@ async fn a_suspended_download_is_on_disk_and_checkpointed_then_continues() {
 #[tokio::test]
 async fn stale_partial_downloads_are_swept_when_a_session_starts() {
     let (dir, _server, rec, session, task) = start_slow_download(2 * 1024 * 1024).await;
-    rec.wait_for(WAIT, |e| {
-        e.iter()
-            .any(|e| matches!(e, Event::Wrote { total, .. } if *total >= 128 * 1024))
-    })
-    .await;
+    rec.wait_written(WAIT, 128 * 1024).await;
     let data = task.cancel_by_producing_resume_data().await.unwrap();
     rec.wait_complete(task.id(), WAIT).await;
     drop(session);

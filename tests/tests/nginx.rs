@@ -16,6 +16,18 @@ fn config(dir: &std::path::Path) -> Configuration {
     courier_tests::default_config_in(dir)
 }
 
+/// nginx serving a directory that holds `hello.txt` ("hello from nginx"), over HTTPS too when
+/// given a CA; `None` where nginx is not installed (never in CI).
+fn nginx_serving_hello(ca: Option<&courier_tests::TestCa>) -> Option<(tempfile::TempDir, Nginx)> {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("hello.txt"), "hello from nginx\n").unwrap();
+    let nginx = match ca {
+        Some(ca) => Nginx::start_tls(root.path(), ca),
+        None => Nginx::start(root.path()),
+    }?;
+    Some((root, nginx))
+}
+
 fn file_sha(path: &std::path::Path) -> String {
     sha256_hex(&std::fs::read(path).unwrap())
 }
@@ -37,11 +49,7 @@ async fn a_100_mib_download_interrupted_at_a_random_offset_resumes_with_only_the
     let target = 10 * 1024 * 1024 + (seed % (80 * 1024 * 1024)) as i64;
     let task = session.download_task(nginx.url("/slow/big.bin")).unwrap();
     task.resume();
-    rec.wait_for(WAIT, |e| {
-        e.iter()
-            .any(|e| matches!(e, Event::Wrote { total, .. } if *total >= target))
-    })
-    .await;
+    rec.wait_written(WAIT, target).await;
     let data = task
         .cancel_by_producing_resume_data()
         .await
@@ -172,9 +180,7 @@ async fn a_stream_upload_is_asked_for_again_when_nginx_redirects_it_with_307() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_redirects_301_302_307_are_followed_to_the_file() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("hello.txt"), "hello from nginx\n").unwrap();
-    let Some(nginx) = Nginx::start(root.path()) else {
+    let Some((_root, nginx)) = nginx_serving_hello(None) else {
         return;
     };
     let session_dir = tempfile::tempdir().unwrap();
@@ -198,9 +204,7 @@ async fn nginx_redirects_301_302_307_are_followed_to_the_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_auth_basic_is_answered_with_the_delegates_credential() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("hello.txt"), "hello from nginx\n").unwrap();
-    let Some(nginx) = Nginx::start(root.path()) else {
+    let Some((_root, nginx)) = nginx_serving_hello(None) else {
         return;
     };
     let session_dir = tempfile::tempdir().unwrap();
@@ -276,9 +280,7 @@ async fn nginx_over_tls_with_http2_and_a_test_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_cache_control_and_etags_drive_the_url_cache() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("hello.txt"), "hello from nginx\n").unwrap();
-    let Some(nginx) = Nginx::start(root.path()) else {
+    let Some((_root, nginx)) = nginx_serving_hello(None) else {
         return;
     };
     let session_dir = tempfile::tempdir().unwrap();
@@ -317,10 +319,8 @@ async fn nginx_cache_control_and_etags_drive_the_url_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_mtls_location_accepts_the_delegates_client_certificate() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("hello.txt"), "hello from nginx\n").unwrap();
     let ca = courier_tests::TestCa::new();
-    let Some(nginx) = Nginx::start_tls(root.path(), &ca) else {
+    let Some((_root, nginx)) = nginx_serving_hello(Some(&ca)) else {
         return;
     };
     let session_dir = tempfile::tempdir().unwrap();
