@@ -39,6 +39,10 @@ pub(crate) enum Command {
         /// Where Ctrl-C (or a failure) saves resume data (default: `<output>.courier-resume`).
         #[arg(long = "save-resume-data", value_name = "FILE")]
         save_resume_data: Option<PathBuf>,
+        /// Name each file as the server suggests (Content-Disposition), like curl -OJ; still one
+        /// plain name inside the output directory.
+        #[arg(short = 'J', long = "remote-header-name")]
+        remote_header_name: bool,
     },
     /// An upload task: PUT (or -X METHOD) the file or text to URL; the response body to stdout.
     Upload {

@@ -25,6 +25,8 @@ pub(crate) struct Args {
     pub(crate) output: Option<PathBuf>,
     pub(crate) resume_data: Option<PathBuf>,
     pub(crate) save_resume_data: Option<PathBuf>,
+    /// `-J`: name files from the response (`Content-Disposition`) instead of the URL.
+    pub(crate) remote_header_name: bool,
 }
 
 /// Where the files go.
@@ -111,7 +113,12 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                     &mut used,
                 ),
             };
-            delegate.set_destination(task.id(), destination.clone());
+            match &target {
+                Target::Dir(dir) if args.remote_header_name => {
+                    delegate.set_destination_by_response(task.id(), dir.clone());
+                }
+                _ => delegate.set_destination(task.id(), destination.clone()),
+            }
             let label = destination
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -206,7 +213,7 @@ fn save_resume_data(data: &ResumeData, path: &Path, delegate: &CliDelegate) {
 }
 
 /// `dir/name`, or `dir/name-2`, `dir/name-3`... when another download of this command has it.
-fn unique(dir: &Path, name: &str, used: &mut HashSet<PathBuf>) -> PathBuf {
+pub(crate) fn unique(dir: &Path, name: &str, used: &mut HashSet<PathBuf>) -> PathBuf {
     let mut candidate = dir.join(name);
     let mut n = 2;
     while used.contains(&candidate) {

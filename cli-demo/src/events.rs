@@ -80,6 +80,8 @@ struct Inner {
     pending: HashMap<(u64, Flow), Pending>,
     /// Where each download's file goes.
     destinations: HashMap<u64, PathBuf>,
+    /// Downloads named from their response (`-J`), and the directory they go to.
+    named_by_response: HashMap<u64, PathBuf>,
     saved: HashMap<u64, Result<PathBuf, String>>,
     /// Tasks whose body is dropped: an HTTP error status under `--fail`.
     discarding: HashSet<u64>,
@@ -105,6 +107,7 @@ impl CliDelegate {
                 body,
                 pending: HashMap::new(),
                 destinations: HashMap::new(),
+                named_by_response: HashMap::new(),
                 saved: HashMap::new(),
                 discarding: HashSet::new(),
             }),
@@ -266,6 +269,12 @@ impl CliDelegate {
     /// Where task `task`'s downloaded file is to be moved.
     pub(crate) fn set_destination(&self, task: u64, path: PathBuf) {
         self.inner().destinations.insert(task, path);
+    }
+
+    /// Task `task`'s file goes into `dir`, under the name its response suggests (`-J`); a name
+    /// another download of this run took gets a `-2`, `-3`... suffix.
+    pub(crate) fn set_destination_by_response(&self, task: u64, dir: PathBuf) {
+        self.inner().named_by_response.insert(task, dir);
     }
 
     /// The body a streamed upload sends (given out once: a resend gets none).
@@ -522,6 +531,18 @@ impl DownloadDelegate for CliDelegate {
         {
             // `--fail`: an error page is not saved; the engine removes the file.
             return;
+        }
+        if let (Some(dir), Some(response)) = (
+            inner.named_by_response.get(&task.id()).cloned(),
+            task.response(),
+        ) {
+            let mut taken: HashSet<PathBuf> = inner
+                .saved
+                .values()
+                .filter_map(|s| s.as_ref().ok().cloned())
+                .collect();
+            let to = crate::download::unique(&dir, &response.suggested_filename(), &mut taken);
+            inner.destinations.insert(task.id(), to);
         }
         // The file is removed when this returns: move it to its destination now.
         if let Some(to) = inner.destinations.get(&task.id()).cloned() {

@@ -92,12 +92,14 @@ fn main() {
                 output,
                 resume_data,
                 save_resume_data,
+                remote_header_name,
             } => {
                 let args = download::Args {
                     urls,
                     output,
                     resume_data,
                     save_resume_data,
+                    remote_header_name,
                 };
                 download::run(args, &cli.options).await
             }

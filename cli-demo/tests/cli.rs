@@ -931,3 +931,60 @@ async fn proxy_option_sends_requests_through_the_proxy() {
     assert_eq!(asked.len(), 2, "the --noproxy run went direct: {asked:?}");
     assert_eq!(asked[0].authorization.as_deref(), Some("Basic YW5uOnB3"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_header_name_takes_the_servers_file_name_inside_the_output_directory() {
+    let server = TestServer::http().await;
+    let named = server.url("/disposition?value=attachment%3B%20filename%3D%22report.pdf%22");
+    let hostile =
+        server.url("/disposition?value=attachment%3B%20filename%3D%22..%2F..%2Fescape.txt%22");
+    let (root, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out_dir = root.path().join("out");
+    let (r, d, o) = (
+        root.path().to_path_buf(),
+        data.path().to_path_buf(),
+        out_dir.clone(),
+    );
+    let (with_j, without_j) = tokio::task::spawn_blocking(move || {
+        let o = o.to_str().unwrap();
+        let with_j = courier_in(
+            &r,
+            &d,
+            &[
+                "download",
+                "-J",
+                "--allow-http",
+                "-q",
+                "-o",
+                o,
+                &named,
+                &hostile,
+            ],
+        )
+        .output()
+        .unwrap();
+        let without_j = courier_in(&r, &d, &["download", "--allow-http", "-q", &named])
+            .output()
+            .unwrap();
+        (with_j, without_j)
+    })
+    .await
+    .unwrap();
+    assert_success(&with_j);
+    assert_success(&without_j);
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["escape.txt", "report.pdf"]);
+    assert!(
+        !root.path().join("escape.txt").exists(),
+        "nothing outside -o"
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("disposition")).unwrap(),
+        b"attached",
+        "without -J the name comes from the URL"
+    );
+}

@@ -257,11 +257,190 @@ impl Response {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim())
     }
+
+    /// A file name to save the body under (`suggestedFilename`): the `Content-Disposition`
+    /// `filename*` (RFC 6266 and 8187, UTF-8 or ISO-8859-1) or `filename`, else the URL's last path
+    /// segment, else its host, else `"unknown"`. Always one plain name: no directories, no `..`,
+    /// no leading dot, no control characters, so it is safe to join to a directory.
+    pub fn suggested_filename(&self) -> String {
+        let from_header = self
+            .headers
+            .get(http::header::CONTENT_DISPOSITION)
+            .and_then(|v| disposition_filename(v.as_bytes()));
+        let from_url = self
+            .url
+            .path_segments()
+            .and_then(|mut s| s.next_back().map(str::to_owned))
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                percent_encoding::percent_decode_str(&s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            });
+        [
+            from_header,
+            from_url,
+            self.url.host_str().map(str::to_owned),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|name| plain_file_name(&name))
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+    }
+}
+
+/// The file name a `Content-Disposition` value gives, `filename*` before `filename`.
+fn disposition_filename(value: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(value);
+    let mut plain = None;
+    let mut extended = None;
+    for param in split_params(&text).into_iter().skip(1) {
+        let Some((name, raw)) = param.split_once('=') else {
+            continue;
+        };
+        let (name, raw) = (name.trim().to_ascii_lowercase(), raw.trim());
+        match name.as_str() {
+            "filename*" => extended = extended.or_else(|| ext_value(raw)),
+            "filename" => plain = plain.or_else(|| Some(unquote(raw))),
+            _ => {}
+        }
+    }
+    extended.or(plain).filter(|n| !n.is_empty())
+}
+
+/// Splits at the semicolons that are outside quoted strings.
+fn split_params(text: &str) -> Vec<String> {
+    let (mut out, mut current) = (Vec::new(), String::new());
+    let (mut quoted, mut escaped) = (false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                out.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    out.push(current);
+    out
+}
+
+/// A quoted-string's content (backslash escapes undone), or a token as it is.
+fn unquote(raw: &str) -> String {
+    let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return raw.to_owned();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut escaped = false;
+    for c in inner.chars() {
+        if c == '\\' && !escaped {
+            escaped = true;
+            continue;
+        }
+        escaped = false;
+        out.push(c);
+    }
+    out
+}
+
+/// An RFC 8187 ext-value: `charset'language'percent-encoded`.
+fn ext_value(raw: &str) -> Option<String> {
+    let mut parts = raw.splitn(3, '\'');
+    let (charset, _language, encoded) = (parts.next()?, parts.next()?, parts.next()?);
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(encoded).collect();
+    match charset.to_ascii_lowercase().as_str() {
+        "utf-8" => String::from_utf8(bytes).ok(),
+        "iso-8859-1" => Some(bytes.iter().map(|&b| char::from(b)).collect()),
+        _ => None,
+    }
+}
+
+/// `name` as one plain file name: its last path component, without control characters, reserved
+/// characters or leading dots.
+fn plain_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| match c {
+            ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
+            c => c,
+        })
+        .collect();
+    cleaned.trim().trim_start_matches('.').to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_disposition(url: &str, value: Option<&str>) -> Response {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = value {
+            headers.insert(
+                http::header::CONTENT_DISPOSITION,
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        Response::new(
+            url.parse().unwrap(),
+            StatusCode::OK,
+            Version::HTTP_11,
+            headers,
+        )
+    }
+
+    #[test]
+    fn suggested_filename_follows_content_disposition_then_the_url() {
+        let cases = [
+            (Some(r#"attachment; filename="report.pdf""#), "report.pdf"),
+            (Some("attachment; filename=plain.txt"), "plain.txt"),
+            (
+                Some(
+                    r#"attachment; filename="fallback.txt"; filename*=UTF-8''%E2%82%AC%20rates.txt"#,
+                ),
+                "\u{20ac} rates.txt",
+            ),
+            (
+                Some("attachment; filename*=iso-8859-1'en'%A3%20rates.txt"),
+                "\u{a3} rates.txt",
+            ),
+            (
+                Some(r#"attachment; filename="a;b \"q\".txt""#),
+                "a;b _q_.txt",
+            ),
+            (Some(r#"attachment; filename="../../etc/passwd""#), "passwd"),
+            (
+                Some(r#"attachment; filename="..\\..\\boot.ini""#),
+                "boot.ini",
+            ),
+            (Some(r#"attachment; filename=".hidden""#), "hidden"),
+            (Some(r#"attachment; filename="""#), "file.bin"),
+            (Some("inline"), "file.bin"),
+            (None, "file.bin"),
+        ];
+        for (value, want) in cases {
+            let r = with_disposition("https://example.com/dir/file.bin?x=1", value);
+            assert_eq!(r.suggested_filename(), want, "{value:?}");
+        }
+        assert_eq!(
+            with_disposition("https://example.com/a%20b.txt", None).suggested_filename(),
+            "a b.txt"
+        );
+        assert_eq!(
+            with_disposition("https://example.com/", None).suggested_filename(),
+            "example.com"
+        );
+        assert_eq!(
+            with_disposition("https://example.com/..%2F..%2Fx", None).suggested_filename(),
+            "x"
+        );
+    }
 
     #[test]
     fn bad_port_is_kept_as_text() {

@@ -509,6 +509,17 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             h.insert(http::header::ETAG, http::HeaderValue::from_static(etag));
             r
         }
+        "disposition" => {
+            // `/disposition?value=TEXT`: a small attachment whose Content-Disposition is TEXT
+            // (percent-decoded), as a server would suggest a file name.
+            let value = query_text(&req, "value").unwrap_or("attachment");
+            let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+            let mut r = full(StatusCode::OK, "attached");
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                r.headers_mut().insert(http::header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
         "many-headers" => {
             // `/many-headers/N`: a 200 with N extra header fields.
             let n = arg.parse::<usize>().unwrap_or(0);
