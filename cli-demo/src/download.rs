@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use courier_engine::reexports::url::Url;
-use courier_engine::{DownloadTask, Request, ResumeData, Session};
+use courier_engine::{DownloadTask, Request, ResumeData, Session, plain_file_name};
 
 use crate::cli::Options;
 use crate::common::{self, configuration, events_output, finish, report, request};
@@ -235,19 +235,7 @@ pub(crate) fn file_name_for(url: &str) -> String {
         })
         .unwrap_or_default();
     let decoded = percent_encoding::percent_decode_str(&segment).decode_utf8_lossy();
-    let cleaned: String = decoded
-        .chars()
-        .map(|c| match c {
-            '/' | '\\' | ':' => '_',
-            c if c.is_control() => '_',
-            c => c,
-        })
-        .collect();
-    let cleaned = cleaned.trim_start_matches(['.', ' ']).trim_end();
-    let mut name: String = cleaned.to_owned();
-    while name.len() > 200 {
-        name.pop();
-    }
+    let name = plain_file_name(&decoded);
     if name.is_empty() {
         "index.html".to_owned()
     } else {

@@ -977,7 +977,7 @@ async fn remote_header_name_takes_the_servers_file_name_inside_the_output_direct
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["escape.txt", "report.pdf"]);
+    assert_eq!(names, ["_.._escape.txt", "report.pdf"]);
     assert!(
         !root.path().join("escape.txt").exists(),
         "nothing outside -o"

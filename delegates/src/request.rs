@@ -360,19 +360,23 @@ fn ext_value(raw: &str) -> Option<String> {
     }
 }
 
-/// `name` as one plain file name: its last path component, without control characters, reserved
-/// characters or leading dots.
-fn plain_file_name(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last
+/// `name` made into one plain file name that is safe to join to a directory: path separators,
+/// `:` and control characters become `_`, leading dots and spaces go (no `..`, no hidden files),
+/// and it is cut to 200 bytes. Empty when nothing is left; the caller picks a fallback.
+pub fn plain_file_name(name: &str) -> String {
+    let cleaned: String = name
         .chars()
-        .filter(|c| !c.is_control())
         .map(|c| match c {
-            ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
+            '/' | '\\' | ':' => '_',
+            c if c.is_control() => '_',
             c => c,
         })
         .collect();
-    cleaned.trim().trim_start_matches('.').to_owned()
+    let mut name = cleaned.trim_start_matches(['.', ' ']).trim_end().to_owned();
+    while name.len() > 200 {
+        name.pop();
+    }
+    name
 }
 
 #[cfg(test)]
@@ -412,12 +416,15 @@ mod tests {
             ),
             (
                 Some(r#"attachment; filename="a;b \"q\".txt""#),
-                "a;b _q_.txt",
+                "a;b \"q\".txt",
             ),
-            (Some(r#"attachment; filename="../../etc/passwd""#), "passwd"),
+            (
+                Some(r#"attachment; filename="../../etc/passwd""#),
+                "_.._etc_passwd",
+            ),
             (
                 Some(r#"attachment; filename="..\\..\\boot.ini""#),
-                "boot.ini",
+                "_.._boot.ini",
             ),
             (Some(r#"attachment; filename=".hidden""#), "hidden"),
             (Some(r#"attachment; filename="""#), "file.bin"),
@@ -438,7 +445,7 @@ mod tests {
         );
         assert_eq!(
             with_disposition("https://example.com/..%2F..%2Fx", None).suggested_filename(),
-            "x"
+            "_.._x"
         );
     }
 

@@ -39,7 +39,7 @@ pub use courier_delegates::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, BodyStream,
     Credential, CredentialPersistence, DataDelegate, Delegate, DownloadDelegate, Error, ErrorCode,
     ProtectionSpace, Reply, Request, Response, ResponseDisposition, ResumeData, SessionDelegate,
-    TaskDelegate, TaskInfo, TaskKind, TaskState, priority,
+    TaskDelegate, TaskInfo, TaskKind, TaskState, plain_file_name, priority,
 };
 pub use courier_delegates::{
     CachePolicy, CachedResponse, FetchType, TaskMetrics, TransactionMetrics,
