@@ -10,14 +10,18 @@
 //! - [`nginx`]: [`Nginx`], a real nginx on a free loopback port with a generated configuration.
 //! - [`proxy`]: [`ProxyServer`], an HTTP proxy (`CONNECT` tunnels and absolute-form requests) that
 //!   records what it was asked.
+//! - [`tinyproxy`]: [`Tinyproxy`], a real proxy program on a free loopback port.
+//! - [`program`]: finding, placing and waiting for the real server programs.
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
 
 pub mod fault;
 pub mod nginx;
+pub mod program;
 pub mod proxy;
 pub mod recorder;
 pub mod resource;
 pub mod server;
+pub mod tinyproxy;
 pub mod tls;
 
 pub use fault::{Fault, FaultServer};
@@ -26,6 +30,7 @@ pub use proxy::{Asked, ProxyServer};
 pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, TrustAnswer, check_invariants};
 pub use resource::{Misbehaviour, ResourceServer, Served};
 pub use server::TestServer;
+pub use tinyproxy::Tinyproxy;
 pub use tls::{Leaf, TestCa};
 
 /// `Configuration::default()` (a persistent session: cookies, credentials, cache and downloads on

@@ -17,9 +17,8 @@
 //! Each request is logged as `METHOD URI "RANGE" STATUS BODY_BYTES_SENT REQUEST_LENGTH`
 //! ([`Nginx::access_log`]). nginx stops when the value is dropped.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// One request, as nginx logged it.
@@ -49,15 +48,7 @@ pub struct Nginx {
 impl Nginx {
     /// The nginx binary: `nginx` on `PATH`, or `/usr/sbin/nginx`.
     pub fn binary() -> Option<PathBuf> {
-        let on_path = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("nginx"))
-                .find(|p| p.is_file())
-        });
-        on_path.or_else(|| {
-            let sbin = PathBuf::from("/usr/sbin/nginx");
-            sbin.is_file().then_some(sbin)
-        })
+        crate::program::installed("nginx")
     }
 
     /// Starts nginx serving `root`. `None` when nginx is not installed; the test command installs
@@ -76,20 +67,13 @@ impl Nginx {
     }
 
     fn start_with(root: &Path, ca: Option<&crate::TestCa>) -> Option<Nginx> {
-        let Some(binary) = Nginx::binary() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "nginx is not installed: tests/run.sh installs it in CI"
-            );
-            eprintln!("skipped: nginx is not installed");
-            return None;
-        };
+        let binary = Nginx::binary()?;
         let dir = tempfile::tempdir().expect("temp dir");
         for sub in ["logs", "uploads", "body"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("nginx dirs");
         }
-        let port = free_port();
-        let tls_port = ca.map(|_| free_port());
+        let port = crate::program::free_port();
+        let tls_port = ca.map(|_| crate::program::free_port());
         let tls_server = match (ca, tls_port) {
             (Some(ca), Some(tls_port)) => {
                 let (cert, key) = ca.leaf_pem();
@@ -159,31 +143,24 @@ http {{
         std::fs::write(dir.path().join("htpasswd"), "nginx:{PLAIN}secret\n").expect("htpasswd");
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
+        let child = crate::program::spawn(
+            &binary,
+            &[
+                "-p".as_ref(),
+                dir.path().as_os_str(),
+                "-c".as_ref(),
+                conf_path.as_os_str(),
+            ],
+        );
         let nginx = Nginx {
             child,
             dir,
             port,
             tls_port,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(nginx.dir.path().join("logs/error.log"))
-                    .unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::program::wait_until_listening(port, || {
+            std::fs::read_to_string(nginx.dir.path().join("logs/error.log")).unwrap_or_default()
+        });
         Some(nginx)
     }
 
@@ -234,14 +211,6 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 fn parse_line(line: &str) -> Option<AccessLine> {

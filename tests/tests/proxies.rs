@@ -101,3 +101,46 @@ async fn hosts_in_no_proxy_go_direct() {
     assert_eq!(body.len(), 10);
     assert!(proxy.asked().is_empty(), "{:?}", proxy.asked());
 }
+
+/// The same through a real proxy program: tinyproxy forwards the cleartext request and tunnels
+/// the `https` one (HTTP/2 inside), with and without the credentials it requires.
+#[tokio::test]
+async fn tinyproxy_forwards_cleartext_and_tunnels_https() {
+    let Some(proxy) = courier_tests::Tinyproxy::start(Some("ann:pw")) else {
+        return;
+    };
+    let ca = TestCa::new();
+    let tls = TestServer::https(&ca).await;
+    let plain = TestServer::http().await;
+    let mut config = through(&proxy.url("ann:pw@"), "");
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let session = Session::new(config.clone()).unwrap();
+
+    let (body, response) = session
+        .data(plain.url("/bytes/70000").as_str())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", proxy.log());
+    assert_eq!(body.as_ref(), pattern_bytes(0, 70_000).as_slice());
+    let (body, response) = session
+        .data(tls.url("/bytes/70000").as_str())
+        .await
+        .unwrap();
+    assert_eq!(response.version(), Version::HTTP_2);
+    assert_eq!(body.as_ref(), pattern_bytes(0, 70_000).as_slice());
+    let log = proxy.log();
+    assert!(log.contains("CONNECT"), "tinyproxy saw the tunnel: {log}");
+
+    config.proxy = Proxy::Http {
+        url: proxy.url(""),
+        no_proxy: String::new(),
+    };
+    let refused = Session::new(config).unwrap();
+    let err = refused
+        .data(tls.url("/bytes/10").as_str())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CannotConnectToHost, "{err}");
+    let (_, response) = refused.data(plain.url("/bytes/10").as_str()).await.unwrap();
+    assert_eq!(response.status(), 407);
+}

@@ -1,0 +1,74 @@
+//! Running real server programs in tests: finding the binary, a free loopback port, and waiting
+//! until the program listens. Shared by [`Nginx`](crate::Nginx) and [`Tinyproxy`](crate::Tinyproxy).
+
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The program `name`: on `PATH`, or in `/usr/sbin`. `None` when it is not installed, which only
+/// a machine outside CI may be: `tests/run.sh` installs the programs, and in CI a missing one
+/// fails the test instead of skipping it.
+///
+/// # Panics
+/// In CI (`CI` set), when the program is missing.
+pub fn installed(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    let found = on_path.or_else(|| {
+        let sbin = PathBuf::from("/usr/sbin").join(name);
+        sbin.is_file().then_some(sbin)
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed: tests/run.sh installs it in CI"
+        );
+        eprintln!("skipped: {name} is not installed");
+    }
+    found
+}
+
+/// Starts `binary` with `args`, its output discarded (the programs log to files of their own).
+///
+/// # Panics
+/// When it cannot be started.
+pub fn spawn(binary: &Path, args: &[&OsStr]) -> Child {
+    Command::new(binary)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+}
+
+/// A loopback port nobody listens on right now.
+///
+/// # Panics
+/// When no port can be bound.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Waits (10 s at most) until something listens on `port`.
+///
+/// # Panics
+/// When nothing does in time; the message carries `diagnostics()` (a log, say).
+pub fn wait_until_listening(port: u16, diagnostics: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {port}: {}",
+            diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
