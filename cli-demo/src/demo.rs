@@ -6,9 +6,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_engine::reexports::http::Method;
-use courier_engine::{Configuration, ErrorCode, Request, Session, TaskState, UploadBody};
-use courier_tests::{Misbehaviour, ResourceServer, TestCa, TestServer, sha256_hex};
+use courier_engine::reexports::http::{Method, Version};
+use courier_engine::{Configuration, ErrorCode, Proxy, Request, Session, TaskState, UploadBody};
+use courier_tests::{Misbehaviour, ProxyServer, ResourceServer, TestCa, TestServer, sha256_hex};
 use tokio::sync::mpsc;
 
 use crate::events::{CliDelegate, Finished};
@@ -236,6 +236,54 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
 
     step(
         14,
+        "a body read as it arrives: session.bytes(url) gives the response, then a stream of chunks",
+    );
+    let (response, mut stream) = session
+        .bytes(http.url("/drip?chunks=4&size=2500&delay_ms=50").as_str())
+        .await?;
+    println!(
+        "   status {} before the body; task state {:?}",
+        response.status(),
+        stream.task().state()
+    );
+    let mut pieces = Vec::new();
+    while let Some(chunk) = stream.chunk().await {
+        pieces.push(chunk?.len());
+    }
+    println!("   chunks as they came: {pieces:?}");
+    check(
+        pieces.iter().sum::<usize>() == 10_000,
+        "10000 bytes, read at the pace they arrived",
+    )?;
+
+    step(
+        15,
+        "through an HTTP proxy: https goes in a CONNECT tunnel, so the proxy sees host and port only",
+    );
+    let proxy = ProxyServer::start(Some("demo:proxy-secret")).await;
+    let mut proxied = config.clone();
+    proxied.proxy = Proxy::Http {
+        url: proxy.url("demo:proxy-secret@"),
+        no_proxy: String::new(),
+    };
+    let (body, response) = Session::new(proxied)?
+        .data(https.url("/bytes/2048").as_str())
+        .await?;
+    for asked in proxy.asked() {
+        println!("   the proxy was asked: {}", asked.line);
+    }
+    let asked = proxy.asked();
+    check(
+        body.len() == 2048 && response.version() == Version::HTTP_2,
+        "HTTP/2 end to end inside the tunnel",
+    )?;
+    check(
+        asked.len() == 1 && asked[0].authorization.is_some(),
+        "one CONNECT, carrying the proxy's credentials",
+    )?;
+
+    step(
+        16,
         "invalidate_and_cancel: every task ends, never-resumed ones too; did_become_invalid comes last",
     );
     let _never_resumed = events.data_task(http.url("/bytes/10").as_str())?;
