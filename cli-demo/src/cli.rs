@@ -81,7 +81,7 @@ pub(crate) struct Options {
     #[arg(short = 'X', long = "request", global = true, value_name = "METHOD")]
     pub(crate) method: Option<String>,
     /// Request body.
-    #[arg(long, global = true, value_name = "TEXT")]
+    #[arg(short = 'd', long, global = true, value_name = "TEXT")]
     pub(crate) data: Option<String>,
     /// Permit cleartext http:// (to all hosts, or to HOST; repeatable).
     #[arg(long = "allow-http", global = true, value_name = "HOST", num_args = 0..=1, default_missing_value = "*")]
@@ -106,8 +106,11 @@ pub(crate) struct Options {
     #[arg(long = "max-connections-per-host", global = true, value_name = "N")]
     pub(crate) max_connections_per_host: Option<usize>,
     /// Do not follow redirects: the 3xx is the final response.
-    #[arg(long = "no-follow", global = true)]
+    #[arg(long = "no-follow", global = true, conflicts_with = "location")]
     pub(crate) no_follow: bool,
+    /// Follow redirects: what courier does anyway (accepted for curl's `-L`).
+    #[arg(short = 'L', long, global = true)]
+    pub(crate) location: bool,
     /// The most redirects a task follows (default 20).
     #[arg(long = "max-redirects", global = true, value_name = "N")]
     pub(crate) max_redirects: Option<usize>,
@@ -124,13 +127,19 @@ pub(crate) struct Options {
     )]
     pub(crate) parallel: usize,
     /// Exit 22 when the final HTTP status is 400 or above.
-    #[arg(long, global = true)]
+    #[arg(short = 'f', long, global = true)]
     pub(crate) fail: bool,
     /// Read more URLs from FILE, one per line (`-` for stdin).
     #[arg(short = 'i', long = "input-file", global = true, value_name = "FILE")]
     pub(crate) input_file: Option<String>,
-    /// No progress bars.
-    #[arg(short = 'q', long, global = true)]
+    /// No progress bars (`-s`, `--silent`: the same, as curl spells it).
+    #[arg(
+        short = 'q',
+        long,
+        global = true,
+        visible_short_alias = 's',
+        visible_alias = "silent"
+    )]
     pub(crate) quiet: bool,
     /// Go through this HTTP proxy (`http://[user:pass@]host[:port]`; https goes through a CONNECT
     /// tunnel). Without it, the environment's HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY apply.

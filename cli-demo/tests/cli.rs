@@ -988,3 +988,28 @@ async fn remote_header_name_takes_the_servers_file_name_inside_the_output_direct
         "without -J the name comes from the URL"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_habits_work_the_same() {
+    let server = TestServer::http().await;
+    let (chain, missing, echo) = (
+        server.url("/chain/2"),
+        server.url("/status/404"),
+        server.url("/echo"),
+    );
+    let (followed, failed, posted) = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", "-sL", "--allow-http", &chain]),
+            courier(&["get", "-sf", "--allow-http", &missing]),
+            courier(&["get", "-s", "-d", "name=value", "--allow-http", &echo]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&followed);
+    assert_eq!(followed.stdout, b"end of chain", "-L: redirects followed");
+    assert_eq!(failed.status.code(), Some(22), "-f: like --fail");
+    assert!(failed.stdout.is_empty());
+    assert_success(&posted);
+    assert_eq!(posted.stdout, b"name=value", "-d: the body, sent with POST");
+}
