@@ -21,12 +21,15 @@
 //!   partial file, checkpoints and resume data) and come from (an upload's bytes, file or stream).
 //! - [`state`]: the task state machine, `(state, event) -> (state, effects)`, with no I/O.
 //! - [`configuration`]: [`Configuration`], a session's settings and their defaults.
+//! - `completion`: a task's one terminal message, which the session and the task actor share and
+//!   which is delivered (as an error) even if every holder drops it undelivered.
 //! - `SEMANTICS.md` beside this crate: the guarantees (ordering, exactly one terminal message,
 //!   invalidation) on one page.
 //!
 //! The vocabulary (delegate traits, [`Request`], [`Response`], [`Error`], [`TaskInfo`]) comes from
 //! `courier-delegates` and is re-exported here.
 
+mod completion;
 pub mod configuration;
 pub mod session;
 pub mod state;

@@ -24,13 +24,13 @@ use ractor::ActorRef;
 use tokio::sync::{oneshot, watch};
 
 use crate::Configuration;
+use crate::completion::{Delivered, Sink, Terminal};
 use crate::configuration::{Proxy, SessionKind};
 use crate::task::auth::CredentialStore;
 use crate::task::byte_stream::Streamed;
 use crate::task::download::{decode_resume_data, request_from_record};
 use crate::task::{
-    ByteStream, DataTask, Delivered, DownloadTask, DownloadedFile, Sink, Task, Terminal,
-    UploadBody, UploadTask, Work,
+    ByteStream, DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask, Work,
 };
 pub(crate) use actor::SessionMsg;
 use actor::{SessionActor, SessionArgs};
@@ -118,7 +118,6 @@ pub(crate) struct SessionCore {
     invalidated: AtomicBool,
     invalid_rx: watch::Receiver<bool>,
     shared: bool,
-    has_delegate: bool,
     /// The runtime the session runs on, for its blocking file work.
     runtime: tokio::runtime::Handle,
 }
@@ -190,7 +189,6 @@ impl Session {
         shared: bool,
     ) -> Result<Session, Error> {
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
-        let has_delegate = delegate.is_some();
         let queue = match delegate {
             Some(d) => Some(DeliveryQueue::start(d, &id.to_string()).map_err(|e| {
                 Error::new(ErrorCode::Unknown, "cannot start the delegate thread").with_source(e)
@@ -271,7 +269,6 @@ impl Session {
                 invalidated: AtomicBool::new(false),
                 invalid_rx,
                 shared,
-                has_delegate,
                 runtime: runtime.clone(),
             }),
         })
@@ -319,7 +316,7 @@ impl Session {
         if let Some(current) = current {
             recorder.set_current_request(current);
         }
-        let terminal = Terminal::new(sink);
+        let terminal = Terminal::new(sink, recorder.clone());
         self.inner
             .actor
             .cast(SessionMsg::Register {
@@ -334,10 +331,9 @@ impl Session {
 
     /// The sink of a delegate-style task.
     fn delegate_sink(&self) -> Sink {
-        if self.inner.has_delegate {
-            Sink::Delegate
-        } else {
-            Sink::Silent
+        match &self.inner.ctx.queue {
+            Some(queue) => Sink::Delegate(queue.clone()),
+            None => Sink::Silent,
         }
     }
 
@@ -594,10 +590,16 @@ impl Session {
         match ractor::call!(self.inner.actor, SessionMsg::AllTasks) {
             Ok(infos) => infos
                 .into_iter()
-                .map(|i| Task::new(i, self.inner.clone()))
+                .map(|i| Task::resumed(i, self.inner.clone()))
                 .collect(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// Test hook: how many tasks the session still holds (created and not yet completed).
+    #[cfg(feature = "test-hooks")]
+    pub async fn registered_tasks(&self) -> usize {
+        ractor::call!(self.inner.actor, SessionMsg::CountEntries).unwrap_or(0)
     }
 
     /// Refuses new tasks, lets the outstanding ones finish, then delivers `did_become_invalid` and

@@ -19,18 +19,18 @@ pub(crate) mod upload;
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use courier_delegates::{
-    Callback, Error, ErrorCode, Response, ResumeData, TaskInfo, TaskRecorder, TaskState,
+    Callback, Error, ErrorCode, ResumeData, TaskInfo, TaskRecorder, TaskState,
 };
 use courier_storage::ResumeRecord;
 use tokio::sync::oneshot;
 
+use crate::completion::Terminal;
 use crate::session::{SessionContext, SessionCore, SessionMsg};
 pub use byte_stream::ByteStream;
-use byte_stream::{BodySender, Streamed};
 pub use upload::UploadBody;
 
 /// A control call from a task handle.
@@ -44,6 +44,9 @@ pub(crate) enum Control {
     /// Test hook: make the task actor panic.
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     Crash,
+    /// Test hook: make the transfer (the Tokio task beside the actor) panic.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    CrashTransfer,
 }
 
 /// What a task does with its request.
@@ -61,72 +64,6 @@ pub(crate) enum Work {
 impl Work {
     pub(crate) fn is_download(&self) -> bool {
         matches!(self, Work::Download { .. })
-    }
-}
-
-/// What a completed task hands over.
-pub(crate) enum Delivered {
-    /// A data or upload task's body (empty when it went to a delegate).
-    Body(Bytes),
-    /// A download's file, for the completion form to own.
-    File(PathBuf),
-}
-
-/// The caller of a completion form, waiting for the task's result.
-pub(crate) type Waiter = oneshot::Sender<Result<(Delivered, Response), Error>>;
-
-/// Where a task's terminal message goes.
-pub(crate) enum Sink {
-    /// To the session's delegate (`did_complete`), after the task's other callbacks.
-    Delegate,
-    /// To the caller awaiting the completion form; no delegate callbacks.
-    Await(Waiter),
-    /// To the caller of `Session::bytes`, which got the head and reads the body as it arrives.
-    Stream(Streamed),
-    /// Nowhere: a delegate-style task in a session without a delegate.
-    Silent,
-}
-
-/// The task's terminal message, taken exactly once by whoever completes the task: its actor, or the
-/// session when the actor died first.
-#[derive(Clone)]
-pub(crate) struct Terminal(Arc<Mutex<Option<Sink>>>);
-
-impl Terminal {
-    pub(crate) fn new(sink: Sink) -> Terminal {
-        Terminal(Arc::new(Mutex::new(Some(sink))))
-    }
-
-    fn take(&self) -> Option<Sink> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    /// For a streamed task, where its body goes.
-    pub(crate) fn stream_body(&self) -> Option<BodySender> {
-        match self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(Sink::Stream(s)) => Some(s.body.clone()),
-            _ => None,
-        }
-    }
-
-    /// For a streamed task, hands the final response head to the caller of `Session::bytes`.
-    pub(crate) fn send_stream_head(&self, response: &Response) {
-        if let Some(Sink::Stream(s)) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            s.send_head(Ok(response.clone()));
-        }
-    }
-
-    /// True while nobody has delivered the terminal message yet.
-    pub(crate) fn is_pending(&self) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).is_some()
-    }
-
-    /// True when the result goes to a delegate (so a finished download is handed to it).
-    pub(crate) fn goes_to_delegate(&self) -> bool {
-        matches!(
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref(),
-            Some(Sink::Delegate)
-        )
     }
 }
 
@@ -172,69 +109,21 @@ pub(crate) fn publish_state(
     }
 }
 
-/// Delivers the terminal message, once. Returns false when it had been delivered already.
-pub(crate) fn deliver_terminal(
-    ctx: &SessionContext,
-    recorder: &TaskRecorder,
-    terminal: &Terminal,
-    result: Result<Delivered, Error>,
-) -> bool {
-    let Some(sink) = terminal.take() else {
-        return false;
-    };
-    let info = recorder.info();
-    if let Err(e) = &result {
-        recorder.set_error(e.clone());
-    }
-    tracing::debug!(task = info.id(), error = ?result.as_ref().err().map(|e| e.code()), "task completed");
-    match sink {
-        Sink::Delegate => {
-            if let Some(queue) = &ctx.queue {
-                let error = result.err();
-                queue.push(move |d| d.did_complete(&info, error.as_ref()));
-            }
-        }
-        Sink::Await(tx) => {
-            let answer = result.and_then(|delivered| match info.response() {
-                Some(response) => Ok((delivered, response)),
-                None => Err(Error::new(ErrorCode::BadServerResponse, "no response")
-                    .with_url(info.original_request().url_str())),
-            });
-            // The caller may have stopped waiting (its future was dropped): a downloaded file is
-            // then nobody's.
-            if let Err(Ok((Delivered::File(path), _))) = tx.send(answer) {
-                courier_storage::download::remove_partial(&path);
-            }
-        }
-        Sink::Stream(s) => s.finish(result.map(|_| ()), info.response()),
-        Sink::Silent => {}
-    }
-    true
-}
-
 /// Completes a task whose actor is gone (failed, panicked or was killed) without having completed it.
 /// A download gets resume data from the last checkpoint its transfer stored, when there is one.
 pub(crate) fn complete_orphan(
     ctx: &SessionContext,
-    recorder: &TaskRecorder,
     terminal: &Terminal,
-    callbacks: bool,
     partial: &PartialSlot,
     why: &str,
 ) {
     if !terminal.is_pending() {
         return;
     }
-    let info = recorder.info();
-    let from = info.state();
-    if from != TaskState::Completed {
-        publish_state(ctx, recorder, callbacks, from, TaskState::Completed);
-    }
     let mut error = Error::new(
         ErrorCode::Unknown,
         format!("the task's actor failed: {why}"),
-    )
-    .with_url(info.original_request().url_str());
+    );
     if let Some(name) = partial.get() {
         match download::resume_data_from_storage(&ctx.storage, &name) {
             Some(data) => error = error.with_resume_data(data),
@@ -245,7 +134,7 @@ pub(crate) fn complete_orphan(
             }
         }
     }
-    deliver_terminal(ctx, recorder, terminal, Err(error));
+    terminal.abandon(error);
 }
 
 /// A task (`URLSessionTask`): what every kind of task can do. [`DataTask`], [`UploadTask`] and
@@ -258,21 +147,58 @@ pub(crate) fn complete_orphan(
 /// `resume`, `suspend` and `cancel` return at once, like URLSession's; the state they cause is
 /// published when the task's actor has applied them (microseconds later), and the delegate hears of
 /// it through `did_change_state`.
+///
+/// A task that is never resumed is cancelled (it completes with -999) once its last handle is
+/// dropped, so an abandoned task is not kept by its session until invalidation; a resumed task runs
+/// on without handles, as URLSession's do.
 #[derive(Clone)]
 pub struct Task {
     info: TaskInfo,
-    /// Keeps the session from invalidating itself on drop while a task handle is still held.
+    handles: Arc<Handles>,
+}
+
+/// What every handle of one task shares. Keeps the session from invalidating itself on drop while a
+/// task handle is still held, and tells it when the last handle of a never-resumed task is gone.
+struct Handles {
+    id: u64,
     session: Arc<SessionCore>,
+    resumed: AtomicBool,
+}
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        if !self.resumed.load(Ordering::Acquire) {
+            let _ = self.session.actor.cast(SessionMsg::HandlesDropped(self.id));
+        }
+    }
 }
 
 impl Task {
+    /// The first handle of a new task.
     pub(crate) fn new(info: TaskInfo, session: Arc<SessionCore>) -> Task {
-        Task { info, session }
+        Task::with_handles(info, session, false)
+    }
+
+    /// A handle to a task that was resumed already (`Session::all_tasks`).
+    pub(crate) fn resumed(info: TaskInfo, session: Arc<SessionCore>) -> Task {
+        Task::with_handles(info, session, true)
+    }
+
+    fn with_handles(info: TaskInfo, session: Arc<SessionCore>, resumed: bool) -> Task {
+        Task {
+            handles: Arc::new(Handles {
+                id: info.id(),
+                session,
+                resumed: AtomicBool::new(resumed),
+            }),
+            info,
+        }
     }
 
     fn control(&self, control: Control) {
         // A session that has gone away has completed every task already: nothing left to control.
         let _ = self
+            .handles
             .session
             .actor
             .cast(SessionMsg::Control(self.info.id(), control));
@@ -281,6 +207,7 @@ impl Task {
     /// Starts the task, or continues it after [`Task::suspend`]. Does nothing on a cancelling or
     /// completed task.
     pub fn resume(&self) {
+        self.handles.resumed.store(true, Ordering::Release);
         self.control(Control::Resume);
     }
 
@@ -314,6 +241,14 @@ impl Task {
     #[cfg(feature = "test-hooks")]
     pub fn inject_actor_panic(&self) {
         self.control(Control::Crash);
+    }
+
+    /// Test hook: makes the task's transfer (the Tokio task that moves its bytes) panic, as a bug in
+    /// a decoder or a parser would. The session completes the task with an error (and a download
+    /// with resume data from its last checkpoint).
+    #[cfg(feature = "test-hooks")]
+    pub fn inject_transfer_panic(&self) {
+        self.control(Control::CrashTransfer);
     }
 }
 

@@ -1,27 +1,41 @@
-//! Content decoding: gzip, deflate and br bodies decoded as they arrive, with a guard against
-//! decompression bombs.
+//! Content decoding: gzip, deflate and br bodies decoded as they arrive, in bounded steps, with a
+//! guard against decompression bombs.
 //!
-//! The decoders are streaming writers (flate2, brotli-decompressor): each chunk of the encoded body goes
-//! in, the decoded bytes available so far come out, so memory stays bounded by a chunk's expansion.
+//! A body's encoded bytes are [`Decoder::feed`]: queued, not decoded. [`Decoder::next_chunk`] then
+//! decodes them a step at a time: at most [`INPUT_STEP`] encoded bytes go into the codec at once, and
+//! a step hands out at most about [`OUTPUT_STEP`] decoded bytes (deflate cannot expand one step's
+//! input past about 1 MiB; brotli, which can expand a few bytes into gigabytes, is driven through its
+//! streaming API with a fixed output window). The expansion limit is checked after every step, so a
+//! bomb is refused when at most one step's output is in memory, never after a whole network chunk
+//! was inflated.
+//!
 //! `deflate` is meant to be zlib-wrapped (RFC 9110) but some servers send raw deflate; like curl and
-//! browsers, both are accepted.
+//! browsers, both are accepted. gzip bodies of several members (concatenated files) decode whole.
 
 use std::io::{self, Write};
 
-use bytes::Bytes;
+use brotli_decompressor::{BrotliDecompressStream, BrotliResult, BrotliState, StandardAlloc};
+use bytes::{Buf, Bytes};
 use http::HeaderValue;
 
 /// The `Accept-Encoding` a request carries by default.
 pub const ACCEPT_ENCODING: &str = "gzip, deflate, br";
 
 /// Decoded bytes beyond which the expansion ratio is checked.
-const RATIO_GRACE: u64 = 16 * 1024 * 1024;
+pub const RATIO_GRACE: u64 = 16 * 1024 * 1024;
+
+/// Encoded bytes handed to the codec in one step.
+pub const INPUT_STEP: usize = 1024;
+
+/// Decoded bytes after which a step ends and its output is handed out. A deflate step may overshoot
+/// it by what one [`INPUT_STEP`] of input expands to (at most about 1 MiB); a brotli step never does.
+pub const OUTPUT_STEP: usize = 64 * 1024;
 
 /// Why decoding stopped.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// The body is not valid for its encoding (or ends early).
+    /// The body is not valid for its encoding (or ends early, or goes on after its end).
     Corrupt(io::Error),
     /// The body expands more than the limit allows: a decompression bomb, most likely.
     TooExpanded {
@@ -46,21 +60,44 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+fn corrupt(why: &'static str) -> DecodeError {
+    DecodeError::Corrupt(io::Error::new(io::ErrorKind::InvalidData, why))
+}
+
+type BrotliDecoderState = BrotliState<StandardAlloc, StandardAlloc, StandardAlloc>;
+
 enum Inner {
-    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
     /// Undecided until the first bytes show whether a zlib header is there.
-    Deflate(Option<Vec<u8>>),
+    Deflate(Vec<u8>),
     Zlib(flate2::write::ZlibDecoder<Vec<u8>>),
     RawDeflate(flate2::write::DeflateDecoder<Vec<u8>>),
-    Brotli(Box<brotli_decompressor::DecompressorWriter<Vec<u8>>>),
+    Brotli {
+        state: Box<BrotliDecoderState>,
+        /// The stream's end was decoded.
+        done: bool,
+        /// The last step filled its output window: more output is waiting without more input.
+        more: bool,
+    },
+    /// Test hook: an encoding whose decoder panics, as a bug in a codec would.
+    #[cfg(feature = "test-hooks")]
+    Panic,
 }
 
 /// A streaming decoder for one response body.
 pub struct Decoder {
     inner: Inner,
+    /// Fed and not yet decoded.
+    pending: Bytes,
+    /// Decoded and not yet handed out (brotli and the sniffing stage; flate2 keeps its own).
+    out: Vec<u8>,
+    /// Encoded bytes the codec has consumed.
     encoded: u64,
+    /// Decoded bytes produced.
     decoded: u64,
     max_ratio: u64,
+    /// The body ended and the codec was told so.
+    finished: bool,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -74,116 +111,266 @@ impl std::fmt::Debug for Decoder {
 
 impl Decoder {
     /// A decoder for `Content-Encoding: encoding`, or `None` for `identity` and encodings this crate
-    /// does not decode (the body is then delivered as sent). Once more than 16 MiB came out, a body
-    /// that expands more than `max_ratio` times is refused.
+    /// does not decode (the body is then delivered as sent). Once more than [`RATIO_GRACE`] bytes came
+    /// out, a body that expands more than `max_ratio` times is refused.
     pub fn for_encoding(encoding: &HeaderValue, max_ratio: u64) -> Option<Decoder> {
         let name = encoding.to_str().ok()?.trim().to_ascii_lowercase();
         let inner = match name.as_str() {
-            "gzip" | "x-gzip" => Inner::Gzip(flate2::write::GzDecoder::new(Vec::new())),
-            "deflate" => Inner::Deflate(Some(Vec::new())),
-            "br" => Inner::Brotli(Box::new(brotli_decompressor::DecompressorWriter::new(
-                Vec::new(),
-                64 * 1024,
-            ))),
+            "gzip" | "x-gzip" => Inner::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
+            "deflate" => Inner::Deflate(Vec::new()),
+            "br" => Inner::Brotli {
+                state: Box::new(BrotliState::new(
+                    StandardAlloc::default(),
+                    StandardAlloc::default(),
+                    StandardAlloc::default(),
+                )),
+                done: false,
+                more: false,
+            },
+            #[cfg(feature = "test-hooks")]
+            "x-courier-test-panic" => Inner::Panic,
             _ => return None,
         };
         Some(Decoder {
             inner,
+            pending: Bytes::new(),
+            out: Vec::new(),
             encoded: 0,
             decoded: 0,
             max_ratio: max_ratio.max(1),
+            finished: false,
         })
     }
 
-    /// Feeds encoded bytes; returns the decoded bytes they completed.
+    /// Queues encoded bytes; [`Decoder::next_chunk`] decodes them. Call it only once the bytes fed
+    /// before were decoded (`next_chunk` returned `None`), so the queue holds one network chunk at most.
+    pub fn feed(&mut self, input: Bytes) {
+        if self.pending.is_empty() {
+            self.pending = input;
+        } else {
+            let mut joined = Vec::with_capacity(self.pending.len() + input.len());
+            joined.extend_from_slice(&self.pending);
+            joined.extend_from_slice(&input);
+            self.pending = Bytes::from(joined);
+        }
+    }
+
+    /// Decodes what was fed, one bounded step after another, and returns the next decoded bytes, or
+    /// `None` when everything fed so far has been decoded and handed out.
     ///
     /// # Errors
     /// The body is corrupt, or expands beyond the limit.
-    pub fn feed(&mut self, input: &[u8]) -> Result<Bytes, DecodeError> {
-        self.encoded += input.len() as u64;
-        let out = match &mut self.inner {
-            Inner::Gzip(d) => write_and_take(d, input, |d| d.get_mut()),
-            Inner::Zlib(d) => write_and_take(d, input, |d| d.get_mut()),
-            Inner::RawDeflate(d) => write_and_take(d, input, |d| d.get_mut()),
-            Inner::Brotli(d) => write_and_take(d.as_mut(), input, |d| d.get_mut()),
-            Inner::Deflate(head) => {
-                let mut seen = head.take().unwrap_or_default();
-                seen.extend_from_slice(input);
-                if seen.len() < 2 {
-                    *head = Some(seen);
-                    return Ok(Bytes::new());
-                }
-                // A zlib header: CMF says deflate (low nibble 8) and CMF*256+FLG is a multiple of 31.
-                let zlib =
-                    seen[0] & 0x0f == 8 && (u16::from(seen[0]) << 8 | u16::from(seen[1])) % 31 == 0;
-                self.inner = if zlib {
-                    Inner::Zlib(flate2::write::ZlibDecoder::new(Vec::new()))
-                } else {
-                    Inner::RawDeflate(flate2::write::DeflateDecoder::new(Vec::new()))
-                };
-                self.encoded -= seen.len() as u64;
-                return self.feed(&seen);
+    pub fn next_chunk(&mut self) -> Result<Option<Bytes>, DecodeError> {
+        while self.buffered() < OUTPUT_STEP {
+            if !self.pending.is_empty() {
+                self.step()?;
+            } else if !self.drain()? {
+                break;
             }
+            self.check_ratio()?;
         }
-        .map_err(DecodeError::Corrupt)?;
-        self.count(out)
+        Ok(self.take_out())
     }
 
-    /// The body ended: returns the last decoded bytes.
+    /// With no input left, brings out what the codec still holds from the input it consumed (flate2
+    /// keeps up to 32 KiB inside; brotli stops when its output window is full). Returns true when
+    /// there may be more.
+    fn drain(&mut self) -> Result<bool, DecodeError> {
+        let before = self.buffered();
+        let more = match &mut self.inner {
+            Inner::Gzip(d) => d.flush().map(|()| false),
+            Inner::Zlib(d) => d.flush().map(|()| false),
+            Inner::RawDeflate(d) => d.flush().map(|()| false),
+            Inner::Brotli {
+                state,
+                done,
+                more: more @ true,
+            } => {
+                let room = OUTPUT_STEP.saturating_sub(self.out.len());
+                brotli_step(state, done, more, &[], &mut self.out, room)?;
+                Ok(*more)
+            }
+            _ => Ok(false),
+        }
+        .map_err(DecodeError::Corrupt)?;
+        self.decoded += (self.buffered() - before) as u64;
+        Ok(more)
+    }
+
+    /// The body ended: decodes the rest and returns the last decoded bytes, a chunk at a time; call
+    /// it until it returns `None`.
     ///
     /// # Errors
     /// The body stopped before its encoding was complete, or is corrupt.
-    pub fn finish(&mut self) -> Result<Bytes, DecodeError> {
-        let out = match &mut self.inner {
-            Inner::Gzip(d) => finish_and_take(d.try_finish(), d.get_mut()),
-            Inner::Zlib(d) => finish_and_take(d.try_finish(), d.get_mut()),
-            Inner::RawDeflate(d) => finish_and_take(d.try_finish(), d.get_mut()),
-            Inner::Brotli(d) => finish_and_take(d.flush(), d.get_mut()),
-            Inner::Deflate(head) => {
-                if head.as_ref().is_some_and(|h| !h.is_empty()) {
-                    Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "deflate body too short",
-                    ))
-                } else {
-                    Ok(Bytes::new())
-                }
-            }
+    pub fn finish(&mut self) -> Result<Option<Bytes>, DecodeError> {
+        if let Some(chunk) = self.next_chunk()? {
+            return Ok(Some(chunk));
         }
-        .map_err(DecodeError::Corrupt)?;
-        self.count(out)
+        if self.finished {
+            return Ok(None);
+        }
+        self.finished = true;
+        let before = self.buffered();
+        let done = match &mut self.inner {
+            Inner::Gzip(d) => d.try_finish(),
+            Inner::Zlib(d) => d.try_finish(),
+            Inner::RawDeflate(d) => d.try_finish(),
+            Inner::Brotli { done: true, .. } => Ok(()),
+            Inner::Brotli { .. } => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "brotli body ends before its end",
+            )),
+            Inner::Deflate(head) if head.is_empty() => Ok(()),
+            Inner::Deflate(_) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "deflate body too short",
+            )),
+            #[cfg(feature = "test-hooks")]
+            Inner::Panic => Ok(()),
+        };
+        done.map_err(DecodeError::Corrupt)?;
+        // What the codec flushed at the end (less than its internal buffer).
+        self.decoded += (self.buffered() - before) as u64;
+        self.check_ratio()?;
+        Ok(self.take_out())
     }
 
-    fn count(&mut self, out: Bytes) -> Result<Bytes, DecodeError> {
-        self.decoded += out.len() as u64;
+    /// Decoded bytes waiting to be handed out.
+    fn buffered(&self) -> usize {
+        match &self.inner {
+            Inner::Gzip(d) => d.get_ref().len(),
+            Inner::Zlib(d) => d.get_ref().len(),
+            Inner::RawDeflate(d) => d.get_ref().len(),
+            _ => self.out.len(),
+        }
+    }
+
+    fn take_out(&mut self) -> Option<Bytes> {
+        let out = match &mut self.inner {
+            Inner::Gzip(d) => std::mem::take(d.get_mut()),
+            Inner::Zlib(d) => std::mem::take(d.get_mut()),
+            Inner::RawDeflate(d) => std::mem::take(d.get_mut()),
+            _ => std::mem::take(&mut self.out),
+        };
+        (!out.is_empty()).then(|| Bytes::from(out))
+    }
+
+    /// One bounded step: at most [`INPUT_STEP`] encoded bytes in, at most one step's output out.
+    fn step(&mut self) -> Result<(), DecodeError> {
+        let take = self.pending.len().min(INPUT_STEP);
+        let before = self.buffered();
+        let consumed = match &mut self.inner {
+            Inner::Gzip(d) => write_some(d, &self.pending[..take], "gzip")?,
+            Inner::Zlib(d) => write_some(d, &self.pending[..take], "deflate")?,
+            Inner::RawDeflate(d) => write_some(d, &self.pending[..take], "deflate")?,
+            Inner::Brotli { state, done, more } => {
+                let room = OUTPUT_STEP.saturating_sub(self.out.len());
+                brotli_step(state, done, more, &self.pending[..take], &mut self.out, room)?
+            }
+            Inner::Deflate(head) => {
+                // A zlib header: CMF says deflate (low nibble 8) and CMF*256+FLG is a multiple of 31.
+                head.push(self.pending[0]);
+                if head.len() == 2 {
+                    let zlib = head[0] & 0x0f == 8
+                        && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
+                    let seen = std::mem::take(head);
+                    self.inner = if zlib {
+                        Inner::Zlib(flate2::write::ZlibDecoder::new(Vec::new()))
+                    } else {
+                        Inner::RawDeflate(flate2::write::DeflateDecoder::new(Vec::new()))
+                    };
+                    // The first sniffed byte goes back in front of the rest, which starts with the
+                    // second (not consumed yet).
+                    let mut again = Vec::with_capacity(self.pending.len() + 1);
+                    again.push(seen[0]);
+                    again.extend_from_slice(&self.pending);
+                    self.pending = Bytes::from(again);
+                    self.encoded -= 1;
+                    return Ok(());
+                }
+                1
+            }
+            #[cfg(feature = "test-hooks")]
+            Inner::Panic => panic!("injected decoder panic"),
+        };
+        self.pending.advance(consumed);
+        self.encoded += consumed as u64;
+        self.decoded += (self.buffered() - before) as u64;
+        Ok(())
+    }
+
+    fn check_ratio(&self) -> Result<(), DecodeError> {
         if self.decoded > RATIO_GRACE && self.decoded / self.encoded.max(1) > self.max_ratio {
             return Err(DecodeError::TooExpanded {
                 encoded: self.encoded,
                 decoded: self.decoded,
             });
         }
-        Ok(out)
+        Ok(())
     }
 }
 
-fn write_and_take<W: Write>(
-    w: &mut W,
-    input: &[u8],
-    out: impl FnOnce(&mut W) -> &mut Vec<u8>,
-) -> io::Result<Bytes> {
-    w.write_all(input)?;
-    Ok(Bytes::from(std::mem::take(out(w))))
+/// One `write` into a flate2 writer: it consumes some input and buffers at most what that input
+/// expands to. A writer that takes nothing more has seen its stream end: what follows is not part of
+/// the body's encoding.
+fn write_some<W: Write>(w: &mut W, input: &[u8], name: &'static str) -> Result<usize, DecodeError> {
+    match w.write(input) {
+        Ok(0) => Err(corrupt(match name {
+            "gzip" => "gzip body goes on after its end",
+            _ => "deflate body goes on after its end",
+        })),
+        Ok(n) => Ok(n),
+        Err(e) => Err(DecodeError::Corrupt(e)),
+    }
 }
 
-fn finish_and_take(done: io::Result<()>, out: &mut Vec<u8>) -> io::Result<Bytes> {
-    done?;
-    Ok(Bytes::from(std::mem::take(out)))
+/// One step of brotli's streaming decoder: `input` in, at most `room` bytes appended to `out`.
+/// Returns how much input it consumed.
+fn brotli_step(
+    state: &mut BrotliDecoderState,
+    done: &mut bool,
+    more: &mut bool,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    room: usize,
+) -> Result<usize, DecodeError> {
+    if *done {
+        return match input.is_empty() {
+            true => Ok(0),
+            false => Err(corrupt("brotli body goes on after its end")),
+        };
+    }
+    let start = out.len();
+    out.resize(start + room, 0);
+    let (mut available_in, mut input_offset) = (input.len(), 0);
+    let (mut available_out, mut output_offset, mut total_out) = (room, start, 0);
+    let result = BrotliDecompressStream(
+        &mut available_in,
+        &mut input_offset,
+        input,
+        &mut available_out,
+        &mut output_offset,
+        out,
+        &mut total_out,
+        state,
+    );
+    out.truncate(output_offset);
+    *more = matches!(result, BrotliResult::NeedsMoreOutput);
+    match result {
+        BrotliResult::ResultFailure => Err(corrupt("invalid brotli body")),
+        BrotliResult::ResultSuccess => {
+            *done = true;
+            Ok(input_offset)
+        }
+        BrotliResult::NeedsMoreInput | BrotliResult::NeedsMoreOutput => Ok(input_offset),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use flate2::Compression;
+    use proptest::prelude::*;
 
     fn gz(data: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
@@ -191,30 +378,88 @@ mod tests {
         e.finish().unwrap()
     }
 
-    fn decode_in_pieces(enc: &str, body: &[u8], piece: usize) -> Result<Vec<u8>, DecodeError> {
-        let mut d = Decoder::for_encoding(&HeaderValue::from_str(enc).unwrap(), 200).unwrap();
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
+        z.write_all(data).unwrap();
+        z.finish().unwrap()
+    }
+
+    fn raw(data: &[u8]) -> Vec<u8> {
+        let mut r = flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
+        r.write_all(data).unwrap();
+        r.finish().unwrap()
+    }
+
+    fn br(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
+        let mut e = brotli::CompressorWriter::new(&mut out, 4096, 9, 22);
+        e.write_all(data).unwrap();
+        drop(e);
+        out
+    }
+
+    /// Decodes `body` fed in pieces of `piece` bytes; also returns the largest chunk handed out.
+    fn decode(enc: &str, body: &[u8], piece: usize) -> Result<(Vec<u8>, usize), DecodeError> {
+        let mut d = Decoder::for_encoding(&HeaderValue::from_str(enc).unwrap(), 200).unwrap();
+        let (mut out, mut largest) = (Vec::new(), 0);
         for chunk in body.chunks(piece.max(1)) {
-            out.extend_from_slice(&d.feed(chunk)?);
+            d.feed(Bytes::copy_from_slice(chunk));
+            while let Some(c) = d.next_chunk()? {
+                largest = largest.max(c.len());
+                out.extend_from_slice(&c);
+            }
         }
-        out.extend_from_slice(&d.finish()?);
-        Ok(out)
+        while let Some(c) = d.finish()? {
+            largest = largest.max(c.len());
+            out.extend_from_slice(&c);
+        }
+        Ok((out, largest))
+    }
+
+    fn decode_in_pieces(enc: &str, body: &[u8], piece: usize) -> Result<Vec<u8>, DecodeError> {
+        decode(enc, body, piece).map(|(out, _)| out)
     }
 
     #[test]
-    fn gzip_deflate_and_raw_deflate_decode_in_any_pieces() {
-        let text: Vec<u8> = b"Hello World! ".repeat(5000);
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
-        z.write_all(&text).unwrap();
-        let zlib = z.finish().unwrap();
-        let mut r = flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
-        r.write_all(&text).unwrap();
-        let raw = r.finish().unwrap();
-        for piece in [1, 7, 4096] {
+    fn every_encoding_decodes_in_any_pieces() {
+        let text: Vec<u8> = b"Hello World! ".repeat(25_000);
+        for piece in [1, 7, 4096, 1 << 20] {
             assert_eq!(decode_in_pieces("gzip", &gz(&text), piece).unwrap(), text);
-            assert_eq!(decode_in_pieces("deflate", &zlib, piece).unwrap(), text);
-            assert_eq!(decode_in_pieces("deflate", &raw, piece).unwrap(), text);
+            assert_eq!(
+                decode_in_pieces("deflate", &zlib(&text), piece).unwrap(),
+                text
+            );
+            assert_eq!(
+                decode_in_pieces("deflate", &raw(&text), piece).unwrap(),
+                text
+            );
+            assert_eq!(decode_in_pieces("br", &br(&text), piece).unwrap(), text);
         }
+    }
+
+    /// What the bytes fed so far decode to comes out before the body ends: a stream of small
+    /// messages is not held back inside the codec.
+    #[test]
+    fn everything_fed_comes_out_without_waiting_for_the_end() {
+        let text: Vec<u8> = b"Hello World! ".repeat(25_000);
+        for (enc, body) in [("gzip", gz(&text)), ("deflate", zlib(&text)), ("br", br(&text))] {
+            let mut d = Decoder::for_encoding(&HeaderValue::from_static(enc), 200).unwrap();
+            d.feed(Bytes::from(body));
+            let mut out = Vec::new();
+            while let Some(c) = d.next_chunk().unwrap() {
+                assert!(c.len() <= OUTPUT_STEP + 1100 * INPUT_STEP, "{enc}");
+                out.extend_from_slice(&c);
+            }
+            assert_eq!(out.len(), text.len(), "{enc}");
+            assert_eq!(d.finish().unwrap(), None, "{enc}");
+        }
+    }
+
+    #[test]
+    fn gzip_members_concatenated_decode_whole() {
+        let mut body = gz(b"first ");
+        body.extend_from_slice(&gz(b"second"));
+        assert_eq!(decode_in_pieces("gzip", &body, 5).unwrap(), b"first second");
     }
 
     #[test]
@@ -224,7 +469,7 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_and_truncated_bodies_are_errors() {
+    fn corrupt_truncated_and_overlong_bodies_are_errors() {
         let good = gz(b"some text that is long enough to matter");
         assert!(matches!(
             decode_in_pieces("gzip", b"definitely not gzip", 4),
@@ -235,20 +480,93 @@ mod tests {
             Err(DecodeError::Corrupt(_))
         ));
         assert!(decode_in_pieces("br", b"\xff\xff\xff\xff garbage", 3).is_err());
+        let text = b"a brotli body".repeat(10);
+        let b = br(&text);
+        assert!(decode_in_pieces("br", &b[..b.len() - 1], 3).is_err());
+        let mut overlong = b.clone();
+        overlong.extend_from_slice(b"tail");
+        assert!(decode_in_pieces("br", &overlong, 3).is_err());
+        let mut overlong = zlib(&text);
+        overlong.extend_from_slice(b"tail");
+        assert!(decode_in_pieces("deflate", &overlong, 3).is_err());
+        assert!(decode_in_pieces("deflate", b"x", 1).is_err(), "one byte");
+        assert!(decode_in_pieces("deflate", b"", 1).unwrap().is_empty());
     }
 
+    /// Zeros in every encoding, as a hostile server would send them: refused soon after the grace,
+    /// and no chunk handed out is ever larger than a step's worth.
     #[test]
-    fn a_bomb_is_stopped_early() {
+    fn a_bomb_is_stopped_early_in_bounded_steps() {
         let zeros = vec![0u8; 64 * 1024 * 1024];
-        let bomb = gz(&zeros);
-        match decode_in_pieces("gzip", &bomb, 16 * 1024) {
-            Err(DecodeError::TooExpanded { decoded, .. }) => {
-                assert!(
-                    decoded < 20 * 1024 * 1024,
-                    "stopped soon after the grace: {decoded}"
-                )
+        for (enc, body) in [
+            ("gzip", gz(&zeros)),
+            ("deflate", zlib(&zeros)),
+            ("br", br(&zeros)),
+        ] {
+            let mut d = Decoder::for_encoding(&HeaderValue::from_str(enc).unwrap(), 200).unwrap();
+            let mut largest = 0;
+            let mut refused = None;
+            'body: for chunk in body.chunks(64 * 1024) {
+                d.feed(Bytes::copy_from_slice(chunk));
+                loop {
+                    match d.next_chunk() {
+                        Ok(Some(c)) => largest = largest.max(c.len()),
+                        Ok(None) => break,
+                        Err(e) => {
+                            refused = Some(e);
+                            break 'body;
+                        }
+                    }
+                }
             }
-            other => panic!("expected a refusal, got {:?}", other.map(|v| v.len())),
+            match refused {
+                Some(DecodeError::TooExpanded { decoded, .. }) => assert!(
+                    decoded < RATIO_GRACE + 2 * 1024 * 1024,
+                    "{enc}: stopped soon after the grace: {decoded}"
+                ),
+                other => panic!("{enc}: expected a refusal, got {other:?}"),
+            }
+            assert!(
+                largest <= OUTPUT_STEP + 1100 * INPUT_STEP,
+                "{enc}: a chunk of {largest} bytes"
+            );
+        }
+    }
+
+    // 256 cases each by default; `PROPTEST_CASES=N` runs N.
+    proptest! {
+        /// Arbitrary bytes under every encoding: an error or a result, never a panic or a hang.
+        #[test]
+        fn arbitrary_bodies_never_panic(
+            enc in prop::sample::select(vec!["gzip", "deflate", "br"]),
+            body in prop::collection::vec(any::<u8>(), 0..2048),
+            piece in 1usize..300,
+        ) {
+            let _ = decode_in_pieces(enc, &body, piece);
+        }
+
+        /// Valid bodies with bytes flipped, cut or extended: decoded, or refused with an error.
+        #[test]
+        fn mutated_bodies_never_panic(
+            enc in prop::sample::select(vec!["gzip", "deflate", "br"]),
+            text in prop::collection::vec(any::<u8>(), 0..4096),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in any::<prop::sample::Index>(),
+            piece in 1usize..600,
+        ) {
+            let mut body = match enc { "gzip" => gz(&text), "deflate" => zlib(&text), _ => br(&text) };
+            for (at, byte) in &flips {
+                let i = at.index(body.len());
+                body[i] ^= *byte;
+            }
+            let whole = flips.is_empty();
+            if !whole {
+                body.truncate(cut.index(body.len() + 1));
+            }
+            let decoded = decode_in_pieces(enc, &body, piece);
+            if whole {
+                prop_assert_eq!(decoded.unwrap(), text);
+            }
         }
     }
 }

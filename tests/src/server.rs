@@ -532,6 +532,14 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             }
             r
         }
+        "encoded-as" => {
+            // A short body labelled with any Content-Encoding (a decoder's test hook, say).
+            let mut r = full(StatusCode::OK, "not really encoded");
+            if let Ok(v) = http::HeaderValue::from_str(arg) {
+                r.headers_mut().insert(http::header::CONTENT_ENCODING, v);
+            }
+            r
+        }
         "badgzip" => {
             let mut r = full(StatusCode::OK, "this is not gzip at all, not even close");
             r.headers_mut().insert(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use courier_engine::{
-    CleartextPolicy, Configuration, Error, ErrorCode, ResumeData, Session, TaskState,
+    CleartextPolicy, Configuration, DownloadTask, Error, ErrorCode, ResumeData, Session, TaskState,
 };
 use courier_tests::{Event, Misbehaviour, Recorder, ResourceServer, check_invariants, sha256_hex};
 
@@ -448,6 +448,18 @@ fn encode(r: &courier_storage::ResumeRecord) -> ResumeData {
 
 #[tokio::test]
 async fn a_panicking_download_actor_completes_with_resume_data_from_its_last_checkpoint() {
+    panic_mid_download_then_resume(|task| task.inject_actor_panic(), "panic").await;
+}
+
+#[tokio::test]
+async fn a_panicking_transfer_completes_the_download_with_resume_data_from_its_last_checkpoint() {
+    panic_mid_download_then_resume(|task| task.inject_transfer_panic(), "transfer panicked").await;
+}
+
+/// Stalls a download at 300,000 bytes, waits for the checkpoint that covers them, makes `crash`
+/// panic something inside the task, and checks that the task completes with resume data from that
+/// checkpoint (its message naming `why`), which then continues the download to the exact file.
+async fn panic_mid_download_then_resume(crash: impl Fn(&DownloadTask), why: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = ResourceServer::start(1024 * 1024).await;
     // 300,000 bytes, then silence: the checkpoint after it is what storage holds.
@@ -465,11 +477,13 @@ async fn a_panicking_download_actor_completes_with_resume_data_from_its_last_che
     .await;
     // Wait until the checkpoint that covers those bytes is in storage.
     wait_for_checkpoint(dir.path(), |r, _| r.bytes_on_disk == 300_000).await;
-    task.inject_actor_panic();
+    crash(&task);
     assert_eq!(
         rec.wait_complete(task.id(), WAIT).await,
         Some(Some(ErrorCode::Unknown))
     );
+    let error = rec.error(task.id()).unwrap();
+    assert!(error.message().contains(why), "{error}");
     let data = rec
         .resume_data(task.id())
         .expect("the session built resume data from storage");

@@ -16,12 +16,11 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::SessionContext;
+use crate::completion::Terminal;
 use crate::state::{Effect, TaskEvent, TaskMachine};
 use crate::task::actor::{TaskActor, TaskArgs, TaskMsg};
 use crate::task::download::resume_data_of;
-use crate::task::{
-    Control, PartialSlot, Terminal, Work, complete_orphan, deliver_terminal, publish_state,
-};
+use crate::task::{Control, PartialSlot, Work, complete_orphan, publish_state};
 
 /// Messages a session actor handles.
 pub(crate) enum SessionMsg {
@@ -34,8 +33,13 @@ pub(crate) enum SessionMsg {
     },
     /// A control call from a task handle.
     Control(u64, Control),
+    /// The last handle of a task that was never resumed was dropped.
+    HandlesDropped(u64),
     /// `all_tasks()`.
     AllTasks(RpcReplyPort<Vec<TaskInfo>>),
+    /// Test hook: how many tasks the session holds an entry for.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    CountEntries(RpcReplyPort<usize>),
     /// `finish_tasks_and_invalidate()` (`cancel: false`) or `invalidate_and_cancel()`.
     Invalidate { cancel: bool },
     /// The data task `old` became a download task, carried on by the same actor.
@@ -136,6 +140,16 @@ impl Actor for SessionActor {
                     }
                 }
                 SessionMsg::Control(id, control) => st.control(&me, id, control).await,
+                SessionMsg::HandlesDropped(id) => {
+                    // Nobody can resume it any more: it would wait for invalidation to be
+                    // cancelled, and hold its entry (and its delegate callbacks) until then.
+                    if st.tasks.get(&id).is_some_and(|e| e.actor.is_none()) {
+                        st.cancel_unstarted(id);
+                    }
+                }
+                SessionMsg::CountEntries(reply) => {
+                    let _ = reply.send(st.tasks.len());
+                }
                 SessionMsg::AllTasks(reply) => {
                     let tasks = st
                         .tasks
@@ -155,23 +169,34 @@ impl Actor for SessionActor {
                     terminal,
                     partial,
                 } => {
-                    // If the actor stopped already, its new task has completed: nothing to file.
-                    if let Some(entry) = st.tasks.remove(&old)
-                        && let Some(actor) = entry.actor
-                    {
-                        let id = recorder.info().id();
-                        st.by_actor.insert(actor.get_id(), id);
-                        st.tasks.insert(
-                            id,
-                            Entry {
-                                recorder,
-                                terminal,
-                                callbacks: entry.callbacks,
-                                work: None,
-                                partial,
-                                actor: Some(actor),
-                            },
-                        );
+                    match st.tasks.remove(&old) {
+                        Some(Entry {
+                            actor: Some(actor),
+                            callbacks,
+                            ..
+                        }) => {
+                            let id = recorder.info().id();
+                            st.by_actor.insert(actor.get_id(), id);
+                            st.tasks.insert(
+                                id,
+                                Entry {
+                                    recorder,
+                                    terminal,
+                                    callbacks,
+                                    work: None,
+                                    partial,
+                                    actor: Some(actor),
+                                },
+                            );
+                        }
+                        // The actor stopped before this news arrived (supervision comes first):
+                        // if it failed, the new task is complete only once completed here.
+                        _ => complete_orphan(
+                            &st.ctx,
+                            &terminal,
+                            &partial,
+                            "stopped right after becoming a download",
+                        ),
                     }
                 }
                 SessionMsg::Invalidate { cancel } => {
@@ -240,7 +265,7 @@ impl SessionState {
                 self.cancel_unstarted(id);
             }
             // Suspending a task that never ran changes nothing.
-            Control::Suspend | Control::Crash => {}
+            Control::Suspend | Control::Crash | Control::CrashTransfer => {}
         }
     }
 
@@ -266,14 +291,7 @@ impl SessionState {
             Err(e) => {
                 let (ctx, entry) = (self.ctx.clone(), self.tasks.remove(&id));
                 if let Some(entry) = entry {
-                    complete_orphan(
-                        &ctx,
-                        &entry.recorder,
-                        &entry.terminal,
-                        entry.callbacks,
-                        &entry.partial,
-                        &e.to_string(),
-                    );
+                    complete_orphan(&ctx, &entry.terminal, &entry.partial, &e.to_string());
                 }
             }
         }
@@ -297,12 +315,7 @@ impl SessionState {
                         .original_request()
                         .url_str()
                         .to_owned();
-                    deliver_terminal(
-                        &self.ctx,
-                        &entry.recorder,
-                        &entry.terminal,
-                        Err(Error::cancelled(url)),
-                    );
+                    entry.terminal.deliver(Err(Error::cancelled(url)));
                 }
                 // A task that never started has nothing else to undo.
                 _ => {}
@@ -317,14 +330,7 @@ impl SessionState {
         if let Some(entry) = self.tasks.remove(&id) {
             // A task actor stops only after its terminal message, unless it failed: then the session
             // delivers it, so no task is ever lost.
-            complete_orphan(
-                &self.ctx,
-                &entry.recorder,
-                &entry.terminal,
-                entry.callbacks,
-                &entry.partial,
-                why,
-            );
+            complete_orphan(&self.ctx, &entry.terminal, &entry.partial, why);
         }
     }
 

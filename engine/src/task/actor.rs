@@ -28,10 +28,9 @@ use super::transfer::{
     DELEGATE_WINDOW, Destination, Head, SharedMetrics, Target, Timeouts, Transfer, TransferArgs,
 };
 use super::upload::UploadBody;
-use super::{
-    Control, Delivered, PartialSlot, Sink, Terminal, Work, deliver_terminal, publish_state,
-};
+use super::{Control, PartialSlot, Work, publish_state};
 use crate::Configuration;
+use crate::completion::{Delivered, Sink, Terminal};
 use crate::session::{SessionContext, SessionMsg};
 use crate::state::{Effect, Outcome, Phase, TaskEvent, TaskMachine};
 
@@ -56,6 +55,9 @@ pub(crate) enum TaskMsg {
     Finished(Option<PathBuf>),
     /// The transfer failed.
     Failed(Error),
+    /// The transfer panicked (a bug, in Courier or a parser it uses): the actor fails with it, and
+    /// the session completes the task as it does for any failed actor.
+    TransferPanicked(String),
     /// The delegate answered `did_receive_response`.
     Disposition(ResponseDisposition),
     /// A new part of a `multipart/x-mixed-replace` body: ask the delegate (`did_receive_response`)
@@ -198,6 +200,15 @@ impl Actor for TaskActor {
                     (TaskEvent::Cancel, Payload::None)
                 }
                 TaskMsg::Control(Control::Crash) => panic!("injected task actor panic"),
+                TaskMsg::Control(Control::CrashTransfer) => {
+                    if let Some(t) = &st.transfer {
+                        t.crash();
+                    }
+                    return Ok(());
+                }
+                TaskMsg::TransferPanicked(why) => {
+                    return Err(format!("its transfer panicked: {why}").into());
+                }
                 TaskMsg::Response(r) => (TaskEvent::ResponseReceived, Payload::Response(r)),
                 TaskMsg::Data(d, permit) => (TaskEvent::DataReceived, Payload::Data(d, permit)),
                 TaskMsg::Wrote { total, expected } => {
@@ -287,9 +298,9 @@ impl TaskActorState {
         if let Some(response) = self.info.response() {
             recorder.set_response(response);
         }
-        let terminal = Terminal::new(Sink::Delegate);
+        let terminal = Terminal::new(Sink::Delegate(queue.clone()), recorder.clone());
         let partial = PartialSlot::for_download();
-        let _ = self.terminal.take(); // the data task's terminal message is never sent
+        self.terminal.discard(); // the data task's terminal message is never sent
         self.recorder.set_state(TaskState::Completed);
         let (old, new) = (self.info.clone(), info.clone());
         queue.push(move |d| d.did_become_download_task(&old, &new));
@@ -514,7 +525,7 @@ impl TaskActorState {
                 if let Some(waiter) = self.resume_waiter.take() {
                     let _ = waiter.send(None);
                 }
-                deliver_terminal(&self.ctx, &self.recorder, &self.terminal, result);
+                self.terminal.deliver(result);
                 me.stop(None);
             }
         }

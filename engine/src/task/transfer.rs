@@ -11,6 +11,7 @@
 //! run while the transfer is waiting on the network: not while suspended, not while the delegate
 //! decides, not while the application is slow to take the body.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use courier_protocol_http::{
     ConnectionInfo, Incoming, TlsFailure, TransportError, TransportErrorKind, empty_body,
 };
 use courier_storage::ResumeRecord;
+use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use ractor::ActorRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -57,6 +59,8 @@ struct Gate {
     body_allowed: bool,
     /// Stop for good: a download writes what it has and checkpoints first.
     stop: bool,
+    /// Test hook: panic at the next wait on the network.
+    crash: bool,
 }
 
 /// The timeouts of one transfer.
@@ -144,6 +148,7 @@ impl Transfer {
             paused: false,
             body_allowed: false,
             stop: false,
+            crash: false,
         });
         let actor = args.actor.clone();
         let conversion = Conversion::default();
@@ -167,11 +172,23 @@ impl Transfer {
         let (target, body, destination) = (args.target, args.body, args.destination);
         let handle = tokio::spawn(
             async move {
-                let (report, stopped) = run.run(target, body, destination).await;
-                if let Some(msg) = report {
-                    let _ = actor.cast(msg);
+                // A panic in here (a decoder, a parser, a bug) must not leave the task running
+                // forever: the actor hears of it and fails, and its session completes the task.
+                let running = AssertUnwindSafe(run.run(target, body, destination)).catch_unwind();
+                match running.await {
+                    Ok((report, stopped)) => {
+                        if let Some(msg) = report {
+                            let _ = actor.cast(msg);
+                        }
+                        stopped
+                    }
+                    Err(panic) => {
+                        let why = panic_message(panic.as_ref());
+                        tracing::error!(panic = why, "the transfer panicked");
+                        let _ = actor.cast(TaskMsg::TransferPanicked(why));
+                        None
+                    }
                 }
-                stopped
             }
             .instrument(tracing::Span::current()),
         );
@@ -199,6 +216,12 @@ impl Transfer {
 
     pub(crate) fn resume(&self) {
         self.gate.send_modify(|g| g.paused = false);
+    }
+
+    /// Test hook: the transfer panics at its next wait on the network.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub(crate) fn crash(&self) {
+        self.gate.send_modify(|g| g.crash = true);
     }
 
     pub(crate) fn allow_body(&self) {
@@ -777,13 +800,14 @@ impl Run {
                 frame = tokio::time::timeout(limit, body.frame()) => Woke::Frame(frame),
                 // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none are taken)
                 // and stop the clock until resumed.
-                _ = async { let _ = gate.wait_for(|g| g.paused || g.stop).await; } => Woke::Gate,
+                _ = async { let _ = gate.wait_for(|g| g.paused || g.stop || g.crash).await; } => Woke::Gate,
                 // The download has bytes to write or a checkpoint due while the network is quiet.
                 _ = sleep_until_or_never(deadline) => Woke::Deadline,
             };
             self.clock.spend(started.elapsed());
             let frame = match woke {
                 Woke::Frame(frame) => frame,
+                Woke::Gate if self.gate.borrow().crash => panic!("injected transfer panic"),
                 Woke::Gate => continue,
                 Woke::Deadline => {
                     if let Some(sink) = &mut self.sink {
@@ -796,8 +820,9 @@ impl Run {
                 Err(_) => return Err(Halt::Failed(self.clock.timed_out(&self.url))),
                 Ok(None) => {
                     if let Some(d) = &mut decoder {
-                        let rest = d.finish().map_err(|e| self.decode_error(e, true))?;
-                        self.deliver(rest).await?;
+                        while let Some(rest) = d.finish().map_err(|e| self.decode_error(e, true))? {
+                            self.deliver(rest).await?;
+                        }
                     }
                     return Ok(());
                 }
@@ -816,11 +841,19 @@ impl Run {
                 continue;
             }
             received += data.len() as u64;
-            let data = match &mut decoder {
-                Some(d) => d.feed(&data).map_err(|e| self.decode_error(e, false))?,
-                None => data,
-            };
-            self.deliver(data).await?;
+            match &mut decoder {
+                // Decoded a bounded step at a time, each step delivered (and so held to the
+                // delegate window or written) before the next is decoded.
+                Some(d) => {
+                    d.feed(data);
+                    while let Some(step) =
+                        d.next_chunk().map_err(|e| self.decode_error(e, false))?
+                    {
+                        self.deliver(step).await?;
+                    }
+                }
+                None => self.deliver(data).await?,
+            }
         }
     }
 
@@ -907,6 +940,15 @@ impl Run {
                 }
             }
         }
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_owned(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".to_owned(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `multipart/x-mixed-replace` for data tasks with a delegate: every part is a response of its own
 //! (`did_receive_response`, answered before its body flows), then its data.
 
-use courier_delegates::{Error, Response, ResponseDisposition};
+use courier_delegates::{Error, ErrorCode, Response, ResponseDisposition};
 use courier_protocol_http::Incoming;
 use courier_protocol_http::multipart::{MixedReplace, PartEvent};
 use http::{StatusCode, Version};
@@ -36,7 +36,12 @@ impl Run {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            for event in parser.feed(&data) {
+            let events = parser.feed(&data).map_err(|e| {
+                Error::new(ErrorCode::CannotParseResponse, e.to_string())
+                    .with_url(self.url.as_str())
+                    .with_source(e)
+            })?;
+            for event in events {
                 match event {
                     PartEvent::Part(headers) => {
                         let response =
