@@ -102,8 +102,13 @@ pub(crate) struct Options {
     /// Answer authentication challenges (Basic, Digest) with this credential.
     #[arg(short = 'u', long = "user", global = true, value_name = "USER:PASS")]
     pub(crate) user: Option<String>,
-    /// The most HTTP/1.1 connections per host (default 6).
-    #[arg(long = "max-connections-per-host", global = true, value_name = "N")]
+    /// The most HTTP/1.1 connections per host (default 6; 1 to 65536).
+    #[arg(
+        long = "max-connections-per-host",
+        global = true,
+        value_name = "N",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536)
+    )]
     pub(crate) max_connections_per_host: Option<usize>,
     /// Do not follow redirects: the 3xx is the final response.
     #[arg(long = "no-follow", global = true, conflicts_with = "location")]
@@ -117,13 +122,14 @@ pub(crate) struct Options {
     /// Cap each task's receive rate, in bytes per second (suffixes k, m, g: 1024-based).
     #[arg(long = "limit-rate", global = true, value_name = "RATE", value_parser = parse_rate)]
     pub(crate) limit_rate: Option<u64>,
-    /// Run up to N tasks at once.
+    /// Run up to N tasks at once (1 to 1024).
     #[arg(
         short = 'j',
         long = "parallel",
         global = true,
         value_name = "N",
-        default_value_t = 1
+        default_value_t = 1,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024)
     )]
     pub(crate) parallel: usize,
     /// Exit 22 when the final HTTP status is 400 or above.
@@ -187,11 +193,14 @@ fn parse_rate(text: &str) -> Result<u64, String> {
     let n: f64 = digits
         .parse()
         .map_err(|_| format!("not a rate: {text:?} (try 500k or 2m)"))?;
-    let rate = (n * unit as f64) as u64;
-    if !(n.is_finite() && rate > 0) {
+    let bytes = n * unit as f64;
+    if !(bytes.is_finite() && bytes >= 1.0) {
         return Err(format!("not a positive rate: {text:?}"));
     }
-    Ok(rate)
+    if bytes >= u64::MAX as f64 {
+        return Err(format!("too large a rate: {text:?}"));
+    }
+    Ok(bytes as u64)
 }
 
 #[cfg(test)]

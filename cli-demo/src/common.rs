@@ -38,11 +38,6 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     }
     config.maximum_receive_rate_per_task = options.limit_rate;
     if let Some(n) = options.max_connections_per_host {
-        if n == 0 {
-            return Err(Failure::usage(
-                "--max-connections-per-host needs at least 1".into(),
-            ));
-        }
         config.http_maximum_connections_per_host = n;
     }
     if let Some(n) = options.max_redirects {

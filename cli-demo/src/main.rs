@@ -34,6 +34,8 @@ pub(crate) enum ExitCode {
     HttpError,
     /// Interrupted by Ctrl-C.
     Interrupted,
+    /// Something panicked (a bug): even when every task ended, the run is not trusted.
+    Internal,
 }
 
 impl ExitCode {
@@ -44,8 +46,31 @@ impl ExitCode {
             ExitCode::Usage => 2,
             ExitCode::HttpError => 22,
             ExitCode::Interrupted => 130,
+            ExitCode::Internal => 70,
         }
     }
+
+    /// The status to exit with when a panic was seen somewhere in the process (a delegate callback,
+    /// a task, the runtime): never success.
+    fn after_panic(self, panicked: bool) -> ExitCode {
+        match (self, panicked) {
+            (ExitCode::Success, true) => ExitCode::Internal,
+            (code, _) => code,
+        }
+    }
+}
+
+/// Set by the panic hook: the engine turns panics into task failures and goes on, so the process
+/// would otherwise exit as if nothing had happened.
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes every panic (and still prints it, as the default hook does).
+fn notice_panics() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
+        print(info);
+    }));
 }
 
 /// A failure before any task ran (bad arguments, unreadable files).
@@ -67,6 +92,7 @@ impl Failure {
 }
 
 fn main() {
+    notice_panics();
     let cli = cli::Cli::parse_from(cli::disambiguate(std::env::args_os()));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("COURIER_LOG"))
@@ -114,5 +140,22 @@ fn main() {
             ExitCode::Usage
         }
     };
-    std::process::exit(code.code());
+    let panicked = PANICKED.load(std::sync::atomic::Ordering::SeqCst);
+    if panicked {
+        eprintln!("courier: an internal error (a panic) happened; see above");
+    }
+    std::process::exit(code.after_panic(panicked).code());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExitCode;
+
+    #[test]
+    fn a_panic_anywhere_never_exits_with_success() {
+        assert_eq!(ExitCode::Success.after_panic(true), ExitCode::Internal);
+        assert_eq!(ExitCode::Success.after_panic(false), ExitCode::Success);
+        assert_eq!(ExitCode::TaskFailed.after_panic(true), ExitCode::TaskFailed);
+        assert_ne!(ExitCode::Internal.code(), 0);
+    }
 }

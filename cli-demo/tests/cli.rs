@@ -1013,3 +1013,28 @@ async fn curl_habits_work_the_same() {
     assert_success(&posted);
     assert_eq!(posted.stdout, b"name=value", "-d: the body, sent with POST");
 }
+
+/// Options out of range are usage errors (exit 2, a message naming the option), never a panic.
+#[test]
+fn out_of_range_options_are_usage_errors_not_panics() {
+    let url = "http://127.0.0.1:9/";
+    for args in [
+        ["-j", "0"],
+        ["-j", "5000"],
+        ["--max-connections-per-host", "0"],
+        ["--max-connections-per-host", "70000"],
+        ["--max-connections-per-host", "99999999999999999999999"],
+        ["--limit-rate", "0"],
+        ["--limit-rate", "99999999999999999999999g"],
+        ["--timeout-request", "nan"],
+        ["--timeout-request", "1e400"],
+        ["--timeout-resource", "1e300"],
+        ["--timeout-request", "0"],
+        ["--max-redirects", "1e30"],
+    ] {
+        let out = courier(&["get", "--allow-http", args[0], args[1], url]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -130,7 +130,9 @@ pub struct Configuration {
     /// `timeoutIntervalForRequest`: an idle timeout. It restarts whenever data arrives and does not run
     /// while the task is suspended or waiting for its delegate. A request's own timeout wins.
     pub timeout_for_request: Duration,
-    /// `timeoutIntervalForResource`: how long a whole task may be active (suspended time not counted).
+    /// `timeoutIntervalForResource`: how long a whole task may take from its start, in wall-clock
+    /// time: waiting for the delegate, for the rate limit or for a slow reader counts, time
+    /// suspended does not. On expiry the task fails with -1001 (a download with resume data).
     pub timeout_for_resource: Duration,
     /// `httpAdditionalHeaders`: sent with every request, under the request's own headers (a request
     /// header replaces one of the same name, compared case-insensitively).
@@ -219,6 +221,27 @@ impl Default for Configuration {
 }
 
 impl Configuration {
+    /// The largest `http_maximum_connections_per_host` a session takes.
+    pub const MAX_CONNECTIONS_PER_HOST: usize = 65_536;
+
+    /// Checks the settings that have a range; `Session::new` refuses a configuration outside it.
+    ///
+    /// # Errors
+    /// `http_maximum_connections_per_host` is 0 or above [`Configuration::MAX_CONNECTIONS_PER_HOST`].
+    pub fn check(&self) -> Result<(), crate::Error> {
+        let n = self.http_maximum_connections_per_host;
+        if !(1..=Configuration::MAX_CONNECTIONS_PER_HOST).contains(&n) {
+            return Err(crate::Error::new(
+                crate::ErrorCode::Unknown,
+                format!(
+                    "{n} connections per host: between 1 and {} are allowed",
+                    Configuration::MAX_CONNECTIONS_PER_HOST
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// `.ephemeral`: like `default()`, but the session persists nothing: its download files live in
     /// a private temporary directory removed with the session.
     pub fn ephemeral() -> Configuration {

@@ -164,7 +164,8 @@ impl Session {
     /// completion form ([`Session::data`]) or give the session a delegate.
     ///
     /// # Errors
-    /// The configuration holds an unusable root certificate.
+    /// The configuration holds an unusable root certificate, or a setting out of its range
+    /// ([`Configuration::check`]).
     pub fn new(config: Configuration) -> Result<Session, Error> {
         Session::start(config, None, None, false)
     }
@@ -174,7 +175,8 @@ impl Session {
     /// `did_become_invalid` has been delivered, then drops it.
     ///
     /// # Errors
-    /// The configuration holds an unusable root certificate, or the delegate thread cannot start.
+    /// The configuration holds an unusable root certificate or a setting out of its range
+    /// ([`Configuration::check`]), or the delegate thread cannot start.
     pub fn with_delegate(
         config: Configuration,
         delegate: Arc<dyn Delegate>,
@@ -188,6 +190,7 @@ impl Session {
         runtime: Option<tokio::runtime::Handle>,
         shared: bool,
     ) -> Result<Session, Error> {
+        config.check()?;
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
         let queue = match delegate {
             Some(d) => Some(DeliveryQueue::start(d, &id.to_string()).map_err(|e| {

@@ -233,6 +233,8 @@ pub struct Recorder {
     refuse_caching: bool,
     /// The client identity given when a server asks for one.
     identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    /// Keep the replies to `did_receive_response` unanswered (until the recorder is dropped).
+    held: Option<Mutex<Vec<Reply<ResponseDisposition>>>>,
 }
 
 /// How a [`Recorder`] answers server-trust challenges.
@@ -300,6 +302,14 @@ impl Recorder {
     pub fn with_identity(identity: (Vec<Vec<u8>>, Vec<u8>)) -> Recorder {
         Recorder {
             identity: Some(identity),
+            ..Recorder::default()
+        }
+    }
+
+    /// A recorder that never answers `did_receive_response`: it keeps the replies.
+    pub fn holding_responses() -> Recorder {
+        Recorder {
+            held: Some(Mutex::default()),
             ..Recorder::default()
         }
     }
@@ -556,6 +566,10 @@ impl DataDelegate for Recorder {
             task: task.id(),
             status: response.status().as_u16(),
         });
+        if let Some(held) = &self.held {
+            held.lock().expect("held").push(reply);
+            return;
+        }
         reply.send(self.disposition.unwrap_or(ResponseDisposition::Allow));
     }
 

@@ -108,6 +108,55 @@ async fn resource_timeout_ends_a_task_that_is_never_idle() {
     assert!(err.message().contains("resource"), "{err}");
 }
 
+/// The resource timeout is wall-clock time: a rate limit that would take 100 s, or a delegate that
+/// never answers the response, cannot stretch it.
+#[tokio::test]
+async fn resource_timeout_counts_rate_limited_and_delegate_time() {
+    let server = TestServer::http().await;
+    let mut config = http_config();
+    config.timeout_for_request = Duration::from_secs(30);
+    config.timeout_for_resource = Duration::from_millis(500);
+    config.maximum_receive_rate_per_task = Some(1000);
+    let session = Session::new(config).unwrap();
+    let err = tokio::time::timeout(WAIT, session.data(server.url("/bytes/100000").as_str()))
+        .await
+        .expect("the resource timeout ends the rate-limited task")
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TimedOut);
+    assert!(err.message().contains("resource"), "{err}");
+
+    let mut config = http_config();
+    config.timeout_for_request = Duration::from_secs(30);
+    config.timeout_for_resource = Duration::from_millis(500);
+    let rec = Arc::new(Recorder::holding_responses());
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
+    let task = session.data_task(server.url("/bytes/10").as_str()).unwrap();
+    task.resume();
+    assert_eq!(
+        rec.wait_complete(task.id(), WAIT).await,
+        Some(Some(ErrorCode::TimedOut)),
+        "a delegate that never answers does not stop the clock"
+    );
+
+    // Time suspended does not count: 1.5 s suspended within a 1 s budget, then the task finishes.
+    let mut config = http_config();
+    config.timeout_for_resource = Duration::from_secs(1);
+    let (session, rec) = delegate_session(config);
+    let task = session
+        .data_task(server.url("/drip?chunks=10&size=10&delay_ms=20").as_str())
+        .unwrap();
+    task.resume();
+    rec.wait_for(WAIT, |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Data { task: t, .. } if *t == task.id()))
+    })
+    .await;
+    task.suspend();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+}
+
 #[tokio::test]
 async fn http_404_is_not_an_error() {
     let server = TestServer::http().await;
@@ -832,4 +881,33 @@ async fn a_delegate_that_implements_only_did_complete_gets_the_default_behaviour
     }
     session.finish_tasks_and_invalidate();
     session.invalidated().await;
+}
+
+/// Settings at the ends of their ranges never panic: the largest values work, and a connection cap
+/// out of range is refused when the session is made.
+#[tokio::test]
+async fn extreme_settings_work_or_are_refused_never_panic() {
+    let server = TestServer::http().await;
+    let mut config = http_config();
+    config.timeout_for_request = Duration::MAX;
+    config.timeout_for_resource = Duration::MAX;
+    config.maximum_receive_rate_per_task = Some(u64::MAX);
+    config.http_maximum_redirects = usize::MAX;
+    config.maximum_decompression_ratio = u64::MAX;
+    config.partial_download_lifetime = Duration::MAX;
+    config.http_maximum_connections_per_host = Configuration::MAX_CONNECTIONS_PER_HOST;
+    let session = Session::new(config.clone()).unwrap();
+    let (body, _) = session.data(server.url("/chain/3").as_str()).await.unwrap();
+    assert_eq!(body.as_ref(), b"end of chain");
+    let (body, _) = session
+        .data(server.url("/gzip/1000").as_str())
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 1000);
+
+    for bad in [0, Configuration::MAX_CONNECTIONS_PER_HOST + 1, usize::MAX] {
+        config.http_maximum_connections_per_host = bad;
+        let err = Session::new(config.clone()).unwrap_err();
+        assert!(err.message().contains("connections per host"), "{err}");
+    }
 }

@@ -7,9 +7,11 @@
 //!
 //! The task actor owns it and steers it through a [`Gate`]: paused or not, body allowed or not. The
 //! transfer moves the bytes itself and reports to the actor by message (response head, each chunk,
-//! the end). Its timers (the idle timeout, restarted by every arrival, and the resource budget) only
-//! run while the transfer is waiting on the network: not while suspended, not while the delegate
-//! decides, not while the application is slow to take the body.
+//! the end). It has two timers. The idle timeout, restarted by every arrival, runs only while the
+//! transfer waits on the network: not while suspended, not while the delegate decides, not while
+//! the application is slow to take the body. The resource timeout is wall-clock time from the start
+//! (a timer beside the transfer raises the gate's `expired`), whatever the transfer waits for; only
+//! time suspended does not count.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -61,6 +63,15 @@ struct Gate {
     stop: bool,
     /// Test hook: panic at the next wait on the network.
     crash: bool,
+    /// The resource timeout expired: the transfer fails with -1001.
+    expired: bool,
+}
+
+impl Gate {
+    /// The transfer must end: stopped by the actor, or out of time.
+    fn halted(&self) -> bool {
+        self.stop || self.expired
+    }
 }
 
 /// The timeouts of one transfer.
@@ -68,7 +79,8 @@ struct Gate {
 pub(crate) struct Timeouts {
     /// Idle: the longest wait for the network's next sign of life.
     pub(crate) idle: Duration,
-    /// Resource: the total time the transfer may spend waiting on the network.
+    /// Resource: how long the transfer may take, from its start, whatever it waits for (the network,
+    /// the delegate, the rate limit); time suspended does not count.
     pub(crate) resource: Duration,
 }
 
@@ -122,6 +134,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// A running transfer. Dropping it stops the transfer at once (no checkpoint).
 pub(crate) struct Transfer {
     handle: JoinHandle<Option<Stopped>>,
+    /// Runs out the resource timeout.
+    timer: JoinHandle<()>,
     gate: watch::Sender<Gate>,
     /// Set when a data task becomes a download: the body then goes to a file, for the new task.
     conversion: Conversion,
@@ -149,7 +163,13 @@ impl Transfer {
             body_allowed: false,
             stop: false,
             crash: false,
+            expired: false,
         });
+        let timer = tokio::spawn(resource_timer(
+            gate.clone(),
+            gate_rx.clone(),
+            args.timeouts.resource,
+        ));
         let actor = args.actor.clone();
         let conversion = Conversion::default();
         let metrics = SharedMetrics::default();
@@ -163,7 +183,7 @@ impl Transfer {
             recorder: args.recorder,
             callbacks: args.callbacks,
             url: args.url,
-            clock: Clock::new(args.timeouts),
+            idle: args.timeouts.idle,
             gate: gate_rx,
             actor: args.actor,
             sink: None,
@@ -194,6 +214,7 @@ impl Transfer {
         );
         Transfer {
             handle,
+            timer,
             gate,
             conversion,
             metrics,
@@ -249,6 +270,7 @@ impl Drop for Transfer {
     fn drop(&mut self) {
         // A transfer never outlives its owner.
         self.handle.abort();
+        self.timer.abort();
     }
 }
 
@@ -264,7 +286,8 @@ struct Run {
     recorder: TaskRecorder,
     callbacks: bool,
     url: Url,
-    clock: Clock,
+    /// The idle timeout: the longest wait for the network's next sign of life.
+    idle: Duration,
     gate: watch::Receiver<Gate>,
     actor: ActorRef<TaskMsg>,
     /// A download's file.
@@ -284,6 +307,46 @@ enum Halt {
 impl From<Error> for Halt {
     fn from(e: Error) -> Halt {
         Halt::Failed(e)
+    }
+}
+
+/// Why the gate ended a wait: the resource timeout, or a stop (or the actor going away).
+fn halt_of(gate: &watch::Receiver<Gate>) -> Halt {
+    if gate.borrow().expired {
+        Halt::Failed(Error::new(
+            ErrorCode::TimedOut,
+            "the resource timeout expired",
+        ))
+    } else {
+        Halt::Interrupted
+    }
+}
+
+/// Runs out the resource timeout of one transfer: `budget` of time not suspended, then the gate
+/// says so. Aborted with the transfer.
+async fn resource_timer(
+    gate: watch::Sender<Gate>,
+    mut seen: watch::Receiver<Gate>,
+    budget: Duration,
+) {
+    let mut left = budget;
+    loop {
+        if seen.wait_for(|g| !g.paused).await.is_err() {
+            return;
+        }
+        let started = Instant::now();
+        tokio::select! {
+            _ = tokio::time::sleep(left) => {
+                gate.send_modify(|g| g.expired = true);
+                return;
+            }
+            r = seen.wait_for(|g| g.paused) => {
+                if r.is_err() {
+                    return;
+                }
+                left = left.saturating_sub(started.elapsed());
+            }
+        }
     }
 }
 
@@ -315,7 +378,13 @@ impl Run {
         let outcome = match target {
             Target::Http(head) => self.drive(*head, body).await,
             Target::Local => self.drive_local().await,
-        };
+        }
+        .map_err(|halt| match halt {
+            Halt::Failed(e) if e.failing_url().is_none() => {
+                Halt::Failed(e.with_url(self.url.as_str()))
+            }
+            other => other,
+        });
         self.end_transaction();
         let sink = self.sink.take();
         match (outcome, sink) {
@@ -788,23 +857,20 @@ impl Run {
                 let gate = &mut self.gate;
                 tokio::select! {
                     _ = tokio::time::sleep_until(due) => {}
-                    _ = async { let _ = gate.wait_for(|g| g.stop).await; } => {}
+                    _ = async { let _ = gate.wait_for(|g| g.halted()).await; } => {}
                 }
             }
             self.wait_until(|g| !g.paused).await?;
-            let limit = self.clock.limit();
-            let started = Instant::now();
             let deadline = self.sink.as_ref().and_then(DownloadSink::deadline);
             let gate = &mut self.gate;
             let woke = tokio::select! {
-                frame = tokio::time::timeout(limit, body.frame()) => Woke::Frame(frame),
+                frame = tokio::time::timeout(self.idle, body.frame()) => Woke::Frame(frame),
                 // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none are taken)
                 // and stop the clock until resumed.
-                _ = async { let _ = gate.wait_for(|g| g.paused || g.stop || g.crash).await; } => Woke::Gate,
+                _ = async { let _ = gate.wait_for(|g| g.paused || g.halted() || g.crash).await; } => Woke::Gate,
                 // The download has bytes to write or a checkpoint due while the network is quiet.
                 _ = sleep_until_or_never(deadline) => Woke::Deadline,
             };
-            self.clock.spend(started.elapsed());
             let frame = match woke {
                 Woke::Frame(frame) => frame,
                 Woke::Gate if self.gate.borrow().crash => panic!("injected transfer panic"),
@@ -817,7 +883,7 @@ impl Run {
                 }
             };
             let frame = match frame {
-                Err(_) => return Err(Halt::Failed(self.clock.timed_out(&self.url))),
+                Err(_) => return Err(Halt::Failed(request_timed_out(&self.url))),
                 Ok(None) => {
                     if let Some(d) = &mut decoder {
                         while let Some(rest) = d.finish().map_err(|e| self.decode_error(e, true))? {
@@ -903,9 +969,14 @@ impl Run {
 
     /// Waits until `f` holds. A stop, or the actor going away, interrupts the wait.
     async fn wait_until(&mut self, mut f: impl FnMut(&Gate) -> bool) -> Result<(), Halt> {
-        match self.gate.wait_for(|g| g.stop || f(g)).await {
-            Ok(g) if !g.stop => Ok(()),
-            _ => Err(Halt::Interrupted),
+        let go_on = match self.gate.wait_for(|g| g.halted() || f(g)).await {
+            Ok(g) => !g.halted(),
+            Err(_) => false,
+        };
+        if go_on {
+            Ok(())
+        } else {
+            Err(halt_of(&self.gate))
         }
     }
 
@@ -915,27 +986,23 @@ impl Run {
         tokio::pin!(fut);
         loop {
             let gate = *self.gate.borrow();
-            if gate.stop {
-                return Err(Halt::Interrupted);
+            if gate.halted() {
+                return Err(halt_of(&self.gate));
             }
             if gate.paused {
                 tokio::select! {
                     out = &mut fut => return Ok(out),
-                    r = self.gate.wait_for(|g| !g.paused || g.stop) => {
+                    r = self.gate.wait_for(|g| !g.paused || g.halted()) => {
                         if r.is_err() { return Err(Halt::Interrupted); }
                         continue;
                     }
                 }
             }
-            let limit = self.clock.limit();
-            let started = Instant::now();
             tokio::select! {
-                out = tokio::time::timeout(limit, &mut fut) => {
-                    self.clock.spend(started.elapsed());
-                    return out.map_err(|_| Halt::Failed(self.clock.timed_out(&self.url)));
+                out = tokio::time::timeout(self.idle, &mut fut) => {
+                    return out.map_err(|_| Halt::Failed(request_timed_out(&self.url)));
                 }
-                r = self.gate.wait_for(|g| g.paused || g.stop) => {
-                    self.clock.spend(started.elapsed());
+                r = self.gate.wait_for(|g| g.paused || g.halted()) => {
                     if r.is_err() { return Err(Halt::Interrupted); }
                 }
             }
@@ -959,7 +1026,7 @@ async fn unless_stopped<F: Future>(
 ) -> Result<F::Output, Halt> {
     tokio::select! {
         out = fut => Ok(out),
-        _ = async { let _ = gate.wait_for(|g| g.stop).await; } => Err(Halt::Interrupted),
+        _ = async { let _ = gate.wait_for(|g| g.halted()).await; } => Err(halt_of(gate)),
     }
 }
 
@@ -978,37 +1045,9 @@ async fn sleep_until_or_never(deadline: Option<Instant>) {
     }
 }
 
-/// The idle timeout and what is left of the resource budget.
-#[derive(Debug)]
-struct Clock {
-    idle: Duration,
-    resource_left: Duration,
-}
-
-impl Clock {
-    fn new(t: Timeouts) -> Clock {
-        Clock {
-            idle: t.idle,
-            resource_left: t.resource,
-        }
-    }
-
-    fn limit(&self) -> Duration {
-        self.idle.min(self.resource_left)
-    }
-
-    fn spend(&mut self, d: Duration) {
-        self.resource_left = self.resource_left.saturating_sub(d);
-    }
-
-    fn timed_out(&self, url: &Url) -> Error {
-        let which = if self.resource_left.is_zero() {
-            "the resource timeout expired"
-        } else {
-            "the request timed out"
-        };
-        Error::new(ErrorCode::TimedOut, which).with_url(url.as_str())
-    }
+/// The error of the idle (request) timeout.
+fn request_timed_out(url: &Url) -> Error {
+    Error::new(ErrorCode::TimedOut, "the request timed out").with_url(url.as_str())
 }
 
 /// Names a wire failure with URLSession's code for it.
