@@ -265,7 +265,14 @@ impl Decoder {
             Inner::RawDeflate(d) => write_some(d, &self.pending[..take], "deflate")?,
             Inner::Brotli { state, done, more } => {
                 let room = OUTPUT_STEP.saturating_sub(self.out.len());
-                brotli_step(state, done, more, &self.pending[..take], &mut self.out, room)?
+                brotli_step(
+                    state,
+                    done,
+                    more,
+                    &self.pending[..take],
+                    &mut self.out,
+                    room,
+                )?
             }
             Inner::Deflate(head) => {
                 // A zlib header: CMF says deflate (low nibble 8) and CMF*256+FLG is a multiple of 31.
@@ -442,7 +449,11 @@ mod tests {
     #[test]
     fn everything_fed_comes_out_without_waiting_for_the_end() {
         let text: Vec<u8> = b"Hello World! ".repeat(25_000);
-        for (enc, body) in [("gzip", gz(&text)), ("deflate", zlib(&text)), ("br", br(&text))] {
+        for (enc, body) in [
+            ("gzip", gz(&text)),
+            ("deflate", zlib(&text)),
+            ("br", br(&text)),
+        ] {
             let mut d = Decoder::for_encoding(&HeaderValue::from_static(enc), 200).unwrap();
             d.feed(Bytes::from(body));
             let mut out = Vec::new();

@@ -132,3 +132,41 @@ async fn default_sessions_keep_cookies_across_sessions_and_ephemeral_ones_write_
         .collect();
     assert_eq!(written, ["default"], "the ephemeral session wrote nothing");
 }
+
+/// A server cannot grow the jar without bound (curl CVE-2022-32205's class): a 5,000-byte cookie
+/// is not kept, a host keeps 50 cookies, and the `Cookie` header stays within 8190 bytes.
+#[tokio::test]
+async fn a_server_cannot_flood_the_jar() {
+    let server = TestServer::http().await;
+    let session = Session::new(config()).unwrap();
+    let set = |url: String| {
+        let session = session.clone();
+        async move { session.data(url.as_str()).await.unwrap() }
+    };
+    set(server.url(&format!("/cookie/huge/{}", "v".repeat(5000)))).await;
+    for i in 0..60 {
+        set(server.url(&format!("/cookie/c{i}/1"))).await;
+    }
+    let seen = headers_seen(&session, &server.url("/headers")).await;
+    let cookie = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("cookie: "))
+        .expect("cookies sent");
+    assert!(!cookie.contains("huge="), "the oversized cookie was kept");
+    assert_eq!(cookie.split("; ").count(), 50, "{cookie}");
+    assert!(cookie.contains("c0=1") && cookie.contains("c49=1"));
+    assert!(!cookie.contains("c50="), "the 51st and later are not kept");
+
+    // Another host, with cookies that together are longer than a header may be.
+    let other = as_localhost(&server.url("/"));
+    for i in 0..40 {
+        set(format!("{other}cookie/big{i}/{}", "x".repeat(300))).await;
+    }
+    let seen = headers_seen(&session, &format!("{other}headers")).await;
+    let cookie = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("cookie: "))
+        .expect("cookies sent");
+    assert!(cookie.len() <= 8190, "{}", cookie.len());
+    assert!(cookie.split("; ").count() > 20, "as many as fit are sent");
+}

@@ -5,12 +5,20 @@
 //! renamed) when a response changes it; an ephemeral session keeps it in memory only. A cookie whose
 //! `Domain` is a public suffix (`com`, `co.uk`, `github.io`: the list is compiled in, through the
 //! `psl` crate) is refused unless that suffix is the responding host itself (RFC 6265 5.3 step 5).
+//!
+//! A server is not trusted with the jar's size or with other origins' cookies (RFC 6265bis, and the
+//! limits curl adopted after CVE-2022-32205): a cookie's name and value are at most
+//! [`MAX_COOKIE_BYTES`], a domain keeps at most [`MAX_COOKIES_PER_DOMAIN`] and the jar
+//! [`MAX_COOKIES`], and a `Cookie` header is at most [`MAX_COOKIE_HEADER`] bytes. A `Secure` cookie
+//! is taken only from a secure origin, an insecure one can neither set nor shadow a `Secure` cookie,
+//! and the `__Secure-` and `__Host-` prefixes hold their promises. A secure origin is https, or a
+//! loopback host (as browsers and curl count it).
 
 use std::io::BufReader;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use cookie_store::{CookieStore, RawCookie};
+use cookie_store::{Cookie, CookieDomain, CookieStore, RawCookie};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 use url::Url;
@@ -44,17 +52,14 @@ impl CookieJar {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The `Cookie` header for a request to `url`, if any cookie applies.
+    /// The `Cookie` header for a request to `url`, if any cookie applies: at most
+    /// [`MAX_COOKIE_HEADER`] bytes (cookies that would go past it are left out).
     pub(crate) fn header_for(&self, ctx: &SessionContext, url: &Url) -> Option<HeaderValue> {
         if !ctx.config.http_should_set_cookies {
             return None;
         }
         let store = self.store(ctx);
-        let value = store
-            .get_request_values(url)
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let value = cookie_header(store.get_request_values(url));
         drop(store);
         (!value.is_empty())
             .then(|| HeaderValue::from_str(&value).ok())
@@ -95,8 +100,14 @@ impl CookieJar {
             return;
         }
         let mut store = self.store(ctx);
-        store.store_response_cookies(cookies.into_iter(), url);
-        if let Some(path) = file(ctx) {
+        let mut changed = false;
+        for raw in &cookies {
+            match admit(&store, raw, url) {
+                Ok(cookie) => changed |= store.insert(cookie, url).is_ok(),
+                Err(why) => tracing::debug!(cookie = raw.name(), %why, "cookie refused"),
+            }
+        }
+        if changed && let Some(path) = file(ctx) {
             save(&store, path);
         }
     }
@@ -134,6 +145,154 @@ fn save(store: &CookieStore, path: PathBuf) {
     }
 }
 
+/// The most bytes of a cookie's name and value together (RFC 6265bis 5.7).
+pub(crate) const MAX_COOKIE_BYTES: usize = 4096;
+
+/// The most cookies one domain keeps; a response cannot add more (it may still replace or remove
+/// its cookies).
+pub(crate) const MAX_COOKIES_PER_DOMAIN: usize = 50;
+
+/// The most cookies the jar keeps.
+pub(crate) const MAX_COOKIES: usize = 3000;
+
+/// The longest `Cookie` header sent (curl's limit).
+pub(crate) const MAX_COOKIE_HEADER: usize = 8190;
+
+/// Why a cookie a response set is not kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Name and value are longer than [`MAX_COOKIE_BYTES`].
+    TooLarge,
+    /// The cookie does not fit the URL (bad domain or path): cookie_store's own refusal.
+    Unfit,
+    /// `Secure` from an insecure origin.
+    SecureFromInsecureOrigin,
+    /// An insecure origin setting a cookie that would shadow a `Secure` one.
+    ShadowsSecure,
+    /// A `__Secure-` or `__Host-` name whose promise the cookie does not keep.
+    BrokenPrefix,
+    /// The domain holds [`MAX_COOKIES_PER_DOMAIN`] already.
+    DomainFull,
+    /// The jar holds [`MAX_COOKIES`] already.
+    JarFull,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::TooLarge => "name and value longer than 4096 bytes",
+            Refusal::Unfit => "does not fit the URL's domain or path",
+            Refusal::SecureFromInsecureOrigin => "Secure, from an insecure origin",
+            Refusal::ShadowsSecure => "would shadow a Secure cookie, from an insecure origin",
+            Refusal::BrokenPrefix => "a __Secure- or __Host- name without what the prefix requires",
+            Refusal::DomainFull => "its domain has 50 cookies already",
+            Refusal::JarFull => "the jar is full",
+        })
+    }
+}
+
+/// Decides whether the jar takes `raw`, which a response from `url` set; the cookie as it would be
+/// stored when it does.
+fn admit(store: &CookieStore, raw: &RawCookie<'_>, url: &Url) -> Result<Cookie<'static>, Refusal> {
+    if raw.name().len() + raw.value().len() > MAX_COOKIE_BYTES {
+        return Err(Refusal::TooLarge);
+    }
+    let cookie = Cookie::try_from_raw_cookie(raw, url)
+        .map_err(|_| Refusal::Unfit)?
+        .into_owned();
+    let secure_origin = is_secure_origin(url);
+    let secure = raw.secure() == Some(true);
+    if secure && !secure_origin {
+        return Err(Refusal::SecureFromInsecureOrigin);
+    }
+    let name = raw.name();
+    let prefixed = |prefix: &str| {
+        name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    if (prefixed("__Secure-") || prefixed("__Host-")) && !secure {
+        return Err(Refusal::BrokenPrefix);
+    }
+    if prefixed("__Host-")
+        && (!matches!(cookie.domain, CookieDomain::HostOnly(_)) || raw.path() != Some("/"))
+    {
+        return Err(Refusal::BrokenPrefix);
+    }
+    let domain = domain_of(&cookie);
+    let path: &str = cookie.path.as_ref();
+    if !secure_origin
+        && store.iter_unexpired().any(|old| {
+            old.secure() == Some(true)
+                && old.name() == name
+                && (domain_match(domain, domain_of(old)) || domain_match(domain_of(old), domain))
+                && path_match(path, old.path.as_ref())
+        })
+    {
+        return Err(Refusal::ShadowsSecure);
+    }
+    // Replacing (or removing) a cookie the jar has never adds one.
+    if store.contains_any(domain, path, name) {
+        return Ok(cookie);
+    }
+    let mut in_domain = 0;
+    let mut total = 0;
+    for old in store.iter_unexpired() {
+        total += 1;
+        in_domain += usize::from(domain_of(old).eq_ignore_ascii_case(domain));
+    }
+    if in_domain >= MAX_COOKIES_PER_DOMAIN {
+        return Err(Refusal::DomainFull);
+    }
+    if total >= MAX_COOKIES {
+        return Err(Refusal::JarFull);
+    }
+    Ok(cookie)
+}
+
+/// The domain a stored cookie belongs to (its host, or its `Domain` attribute).
+fn domain_of<'c>(cookie: &'c Cookie<'_>) -> &'c str {
+    match &cookie.domain {
+        CookieDomain::HostOnly(d) | CookieDomain::Suffix(d) => d,
+        CookieDomain::NotPresent | CookieDomain::Empty => "",
+    }
+}
+
+/// https, or a loopback host: where `Secure` cookies may come from and go to.
+fn is_secure_origin(url: &Url) -> bool {
+    url.scheme() == "https"
+        || match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+}
+
+/// RFC 6265 5.1.4 path-match: `path` is `cookie_path` or below it.
+fn path_match(path: &str, cookie_path: &str) -> bool {
+    path == cookie_path
+        || (path.starts_with(cookie_path)
+            && (cookie_path.ends_with('/') || path[cookie_path.len()..].starts_with('/')))
+}
+
+/// Joins `name=value` pairs into a `Cookie` header of at most [`MAX_COOKIE_HEADER`] bytes; pairs that
+/// would go past it are left out.
+fn cookie_header<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut header = String::new();
+    for (name, value) in pairs {
+        let sep = if header.is_empty() { 0 } else { 2 };
+        if header.len() + sep + name.len() + 1 + value.len() > MAX_COOKIE_HEADER {
+            continue;
+        }
+        if sep > 0 {
+            header.push_str("; ");
+        }
+        header.push_str(name);
+        header.push('=');
+        header.push_str(value);
+    }
+    header
+}
+
 /// True when a cookie's `Domain` is a public suffix other than the responding host itself.
 fn is_foreign_public_suffix(domain: &str, url: &Url) -> bool {
     let domain = domain.trim_start_matches('.').to_ascii_lowercase();
@@ -152,7 +311,176 @@ fn domain_match(host: &str, domain: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::domain_match;
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    /// Sets `text` from `from` into `store` through the jar's rules.
+    fn set(store: &mut CookieStore, text: &str, from: &str) -> Result<(), Refusal> {
+        let raw = RawCookie::parse(text.to_owned()).unwrap();
+        let cookie = admit(store, &raw, &url(from))?;
+        store
+            .insert(cookie, &url(from))
+            .map_err(|_| Refusal::Unfit)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_cookie_is_at_most_4096_bytes() {
+        let mut jar = CookieStore::default();
+        let value = "v".repeat(MAX_COOKIE_BYTES - 1);
+        assert_eq!(
+            set(&mut jar, &format!("a={value}"), "https://a.test/"),
+            Ok(())
+        );
+        let value = "v".repeat(MAX_COOKIE_BYTES);
+        assert_eq!(
+            set(&mut jar, &format!("a={value}"), "https://a.test/"),
+            Err(Refusal::TooLarge)
+        );
+    }
+
+    #[test]
+    fn a_domain_keeps_50_and_the_jar_3000() {
+        let mut jar = CookieStore::default();
+        for i in 0..MAX_COOKIES_PER_DOMAIN {
+            set(&mut jar, &format!("c{i}=1"), "https://a.test/").unwrap();
+        }
+        assert_eq!(
+            set(&mut jar, "one-more=1", "https://a.test/"),
+            Err(Refusal::DomainFull)
+        );
+        assert_eq!(
+            set(&mut jar, "c7=2", "https://a.test/"),
+            Ok(()),
+            "replacing is fine"
+        );
+        assert_eq!(
+            set(&mut jar, "x=1", "https://b.test/"),
+            Ok(()),
+            "another domain"
+        );
+        let mut jar = CookieStore::default();
+        for i in 0..MAX_COOKIES {
+            set(&mut jar, "c=1", &format!("https://h{i}.test/")).unwrap();
+        }
+        assert_eq!(
+            set(&mut jar, "c=1", "https://new.test/"),
+            Err(Refusal::JarFull)
+        );
+    }
+
+    #[test]
+    fn secure_cookies_come_from_secure_origins_and_are_not_shadowed() {
+        let mut jar = CookieStore::default();
+        assert_eq!(
+            set(&mut jar, "s=1; Secure", "http://a.test/"),
+            Err(Refusal::SecureFromInsecureOrigin)
+        );
+        set(&mut jar, "s=1; Secure", "https://a.test/").unwrap();
+        assert_eq!(
+            set(&mut jar, "s=evil", "http://a.test/"),
+            Err(Refusal::ShadowsSecure),
+            "http cannot overwrite it"
+        );
+        assert_eq!(
+            set(&mut jar, "s=evil; Path=/deeper", "http://a.test/"),
+            Err(Refusal::ShadowsSecure),
+            "nor shadow it on a longer path"
+        );
+        assert_eq!(
+            set(&mut jar, "s=evil; Domain=a.test", "http://sub.a.test/"),
+            Err(Refusal::ShadowsSecure),
+            "nor from a subdomain"
+        );
+        assert_eq!(set(&mut jar, "other=1", "http://a.test/"), Ok(()));
+        assert_eq!(set(&mut jar, "s=2", "https://a.test/"), Ok(()), "https may");
+        assert_eq!(
+            set(&mut jar, "t=1; Secure", "http://127.0.0.1/"),
+            Ok(()),
+            "loopback counts as secure"
+        );
+    }
+
+    #[test]
+    fn prefixes_keep_their_promises() {
+        let mut jar = CookieStore::default();
+        let https = "https://a.test/dir/page";
+        assert_eq!(
+            set(&mut jar, "__Secure-a=1", https),
+            Err(Refusal::BrokenPrefix)
+        );
+        assert_eq!(
+            set(&mut jar, "__secure-a=1", https),
+            Err(Refusal::BrokenPrefix)
+        );
+        assert_eq!(set(&mut jar, "__Secure-a=1; Secure", https), Ok(()));
+        assert_eq!(
+            set(&mut jar, "__Secure-b=1; Secure", "http://a.test/"),
+            Err(Refusal::SecureFromInsecureOrigin)
+        );
+        assert_eq!(
+            set(&mut jar, "__Host-a=1; Secure", https),
+            Err(Refusal::BrokenPrefix),
+            "no Path=/"
+        );
+        assert_eq!(
+            set(&mut jar, "__Host-a=1; Secure; Path=/; Domain=a.test", https),
+            Err(Refusal::BrokenPrefix),
+            "a Domain"
+        );
+        assert_eq!(set(&mut jar, "__Host-a=1; Secure; Path=/", https), Ok(()));
+    }
+
+    #[test]
+    fn the_cookie_header_stops_at_8190_bytes() {
+        let big = "v".repeat(4000);
+        let pairs = vec![
+            ("a", big.as_str()),
+            ("b", big.as_str()),
+            ("c", big.as_str()),
+            ("d", "1"),
+        ];
+        let header = cookie_header(pairs.into_iter());
+        assert!(header.len() <= MAX_COOKIE_HEADER, "{}", header.len());
+        assert!(header.starts_with("a=") && header.contains("; b=") && header.ends_with("; d=1"));
+        assert!(
+            !header.contains("c="),
+            "the one that does not fit is left out"
+        );
+    }
+
+    proptest::proptest! {
+        /// Any Set-Cookie text from any of a few origins: the jar stays within its limits and
+        /// nothing panics.
+        #[test]
+        fn arbitrary_set_cookies_keep_the_jar_bounded(
+            lines in proptest::collection::vec(
+                ("[ -~]{0,80}", 0usize..4, proptest::prelude::any::<bool>()),
+                0..200,
+            ),
+        ) {
+            let origins = ["https://a.test/", "http://a.test/x/", "https://sub.a.test/", "http://b.test/"];
+            let mut jar = CookieStore::default();
+            for (text, origin, big) in lines {
+                let text = if big { format!("{text}{}", "x".repeat(5000)) } else { text };
+                if let Ok(raw) = RawCookie::parse(text) {
+                    let _ = set(&mut jar, &raw.to_string(), origins[origin]);
+                }
+            }
+            let all: Vec<_> = jar.iter_unexpired().collect();
+            proptest::prop_assert!(all.len() <= MAX_COOKIES);
+            for c in &all {
+                proptest::prop_assert!(c.name().len() + c.value().len() <= MAX_COOKIE_BYTES);
+            }
+            for origin in origins {
+                let header = cookie_header(jar.get_request_values(&url(origin)));
+                proptest::prop_assert!(header.len() <= MAX_COOKIE_HEADER);
+            }
+        }
+    }
 
     #[test]
     fn public_suffixes_take_no_cookies_from_other_hosts() {
