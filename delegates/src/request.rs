@@ -467,6 +467,33 @@ mod tests {
         let r = Response::new(url, StatusCode::OK, Version::HTTP_11, h);
         assert_eq!(r.expected_content_length(), 12);
     }
+    // 256 cases each by default; `PROPTEST_CASES=N` runs N.
+    proptest::proptest! {
+        /// Any Content-Disposition bytes: one plain name (no separator, no leading dot, at most
+        /// 200 bytes) or the URL's, never a panic.
+        #[test]
+        fn arbitrary_dispositions_give_a_plain_name(
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            shaped in "attachment; filename\\*?=(\"[^\"]{0,30}\"|[ -~]{0,30})(; filename\\*=(utf-8|iso-8859-1|x)'[a-z]{0,2}'[%0-9A-Fa-z./\\\\]{0,30})?",
+        ) {
+            for value in [value, shaped.into_bytes()] {
+                let _ = disposition_filename(&value);
+                let mut response = with_disposition("https://a.test/dir/file.bin", None);
+                if let Ok(v) = http::HeaderValue::from_bytes(&value) {
+                    response = Response::new(
+                        url::Url::parse("https://a.test/dir/file.bin").unwrap(),
+                        http::StatusCode::OK,
+                        http::Version::HTTP_11,
+                        std::iter::once((http::header::CONTENT_DISPOSITION, v)).collect(),
+                    );
+                }
+                let name = response.suggested_filename();
+                proptest::prop_assert!(!name.is_empty() && name.len() <= 200, "{:?}", name);
+                proptest::prop_assert!(!name.contains('/') && !name.contains('\\') && !name.starts_with('.'), "{:?}", name);
+                proptest::prop_assert!(!name.chars().any(char::is_control), "{:?}", name);
+            }
+        }
+    }
 }
 
 /// A response as the URL cache keeps it (`CachedURLResponse`): the head and the whole body.

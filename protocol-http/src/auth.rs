@@ -319,4 +319,46 @@ mod tests {
         assert!(sha.contains(r#"opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#));
         assert!(digest(&challenge("SHA-512-256"), &input).is_none());
     }
+
+    // 256 cases each by default; `PROPTEST_CASES=N` runs N.
+    proptest::proptest! {
+        /// Any header text: challenges or none, never a panic; and a Digest answer to any of them
+        /// is written or refused, never a panic.
+        #[test]
+        fn arbitrary_challenges_never_panic(text in "\\PC{0,200}") {
+            let method = Method::GET;
+            let input = DigestInput { user: "u", password: "p", method: &method, uri: "/", nc: 1, cnonce: "c" };
+            for c in parse(&text) {
+                let _ = digest(&c, &input);
+            }
+        }
+
+        /// Challenges written out (tokens and quoted values with escapes) read back as written.
+        #[test]
+        fn written_challenges_read_back(
+            list in proptest::collection::vec(
+                ("[A-Za-z][A-Za-z0-9-]{0,10}", proptest::collection::vec(("[a-z][a-z0-9]{0,8}", "[ -~]{0,20}"), 0..4)),
+                1..4,
+            ),
+        ) {
+            let text = list
+                .iter()
+                .map(|(scheme, params)| {
+                    let params: Vec<String> = params
+                        .iter()
+                        .map(|(n, v)| format!("{n}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+                        .collect();
+                    format!("{scheme} {}", params.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let read = parse(&text);
+            proptest::prop_assert_eq!(read.len(), list.len(), "{}", text);
+            for (c, (scheme, params)) in read.iter().zip(&list) {
+                proptest::prop_assert_eq!(&c.scheme, &scheme.to_ascii_lowercase());
+                let want: Vec<(String, String)> = params.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+                proptest::prop_assert_eq!(&c.params, &want);
+            }
+        }
+    }
 }

@@ -218,4 +218,31 @@ mod tests {
             Continuation::StartOverWithThisBody
         );
     }
+
+    // 256 cases each by default; `PROPTEST_CASES=N` runs N.
+    proptest::proptest! {
+        /// Any Content-Range, ETag and Content-Length text: a decision, never a panic; an append
+        /// only where the range starts exactly at the offset.
+        #[test]
+        fn arbitrary_content_ranges_never_panic(
+            range in "(bytes )?[0-9*]{0,20}(-[0-9]{0,20})?(/[0-9*]{0,20})?|\\PC{0,40}",
+            length in "\\PC{0,24}",
+            offset in proptest::prelude::any::<u64>(),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(&range) {
+                headers.insert(http::header::CONTENT_RANGE, v);
+            }
+            if let Ok(v) = http::HeaderValue::from_str(&length) {
+                headers.insert(CONTENT_LENGTH, v);
+            }
+            let _ = content_length(&headers);
+            let validator = Validator { etag: Some("\"v1\"".into()), last_modified: None };
+            let answer = continuation(StatusCode::PARTIAL_CONTENT, &headers, offset, &validator);
+            if let Continuation::Append { .. } = answer {
+                let start = range.trim_start_matches("bytes ").split('-').next().and_then(|n| n.parse::<u64>().ok());
+                proptest::prop_assert_eq!(start, Some(offset));
+            }
+        }
+    }
 }

@@ -61,8 +61,17 @@ impl std::fmt::Display for CodecError {
 
 impl std::error::Error for CodecError {}
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// The largest payload this build writes or reads. A record is a few kilobytes (a cached response
+/// carries its body, and the URL cache stores none larger than this); the limit also bounds what
+/// bincode may allocate for a length read from a blob.
+pub const MAX_PAYLOAD: usize = 64 << 20;
+
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_PAYLOAD>,
+> {
+    bincode::config::standard().with_limit::<MAX_PAYLOAD>()
 }
 
 /// Encodes `value` in an envelope.
@@ -73,7 +82,9 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     let payload = bincode::serde::encode_to_vec(value, config())
         .map_err(|e| CodecError::Encode(e.to_string()))?;
     let len = u32::try_from(payload.len())
-        .map_err(|_| CodecError::Encode("payload larger than 4 GiB".into()))?;
+        .ok()
+        .filter(|n| *n as usize <= MAX_PAYLOAD)
+        .ok_or_else(|| CodecError::Encode("payload larger than 64 MiB".into()))?;
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + CHECKSUM_LEN);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -104,6 +115,11 @@ pub fn decode<T: DeserializeOwned>(blob: &[u8]) -> Result<T, CodecError> {
         return Err(CodecError::UnsupportedVersion(version));
     }
     let len = u32::from_le_bytes([blob[6], blob[7], blob[8], blob[9]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(CodecError::Malformed(format!(
+            "a payload of {len} bytes, more than the {MAX_PAYLOAD} allowed"
+        )));
+    }
     let body_end = HEADER_LEN.checked_add(len).ok_or(CodecError::Truncated)?;
     if blob.len() != body_end + CHECKSUM_LEN {
         return Err(CodecError::Truncated);
@@ -187,6 +203,77 @@ mod tests {
             decode::<Sample>(&blob),
             Err(CodecError::Malformed(_))
         ));
+    }
+
+    /// Reseals `payload` in a sound envelope, as someone who edits a blob and recomputes its
+    /// checksum would (the checksum is not a secret).
+    fn reseal(payload: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(payload);
+        let sum = Sha256::digest(&out);
+        out.extend_from_slice(&sum);
+        out
+    }
+
+    /// A resealed payload that claims a huge length for a byte string or a list: refused, without
+    /// allocating what it claims.
+    #[test]
+    fn a_resealed_payload_claiming_huge_lengths_is_refused() {
+        // bincode's varint: 0xfd then a u64 length.
+        for claim in [u64::MAX, 1 << 40, 1 << 32, (MAX_PAYLOAD as u64) + 1] {
+            let mut payload = vec![7u8, 2, b'h', b'i', 0xfd];
+            payload.extend_from_slice(&claim.to_le_bytes());
+            assert!(matches!(
+                decode::<Sample>(&reseal(&payload)),
+                Err(CodecError::Malformed(_))
+            ));
+        }
+    }
+
+    // 256 cases each by default; `PROPTEST_CASES=N` runs N.
+    proptest::proptest! {
+        /// Arbitrary bytes: an error, never a panic.
+        #[test]
+        fn arbitrary_blobs_never_panic(blob in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = decode::<Sample>(&blob);
+        }
+
+        /// A valid record's payload mutated (bytes changed, cut, extended) and resealed: it decodes
+        /// as some record or is refused, never panics or allocates without bound. For the test
+        /// record, a resume record and a cache record.
+        #[test]
+        fn resealed_mutations_never_panic(
+            s in "[a-z]{0,40}",
+            v in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            flips in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 1..6),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..16),
+        ) {
+            let mutate = |blob: Vec<u8>| {
+                let mut payload = blob[HEADER_LEN..blob.len() - CHECKSUM_LEN].to_vec();
+                for (at, byte) in &flips {
+                    let i = at.index(payload.len());
+                    payload[i] = *byte;
+                }
+                payload.truncate(cut.index(payload.len() + 1));
+                payload.extend_from_slice(&extra);
+                reseal(&payload)
+            };
+            let sample = Sample { n: 7, s: s.clone(), v: v.clone() };
+            let _ = decode::<Sample>(&mutate(encode(&sample).unwrap()));
+            let resume = crate::ResumeRecord::sample(&s, &v);
+            let _ = decode::<crate::ResumeRecord>(&mutate(encode(&resume).unwrap()));
+            let cached = crate::cache::CacheRecord {
+                url: s.clone(),
+                policy: "{}".into(),
+                status: 200,
+                headers: vec![(s.clone(), v.clone())],
+                body: v.clone(),
+            };
+            let _ = decode::<crate::cache::CacheRecord>(&mutate(encode(&cached).unwrap()));
+        }
     }
 
     /// Damaged blobs never panic the decoder: a small deterministic fuzz over flipped and cut bytes.

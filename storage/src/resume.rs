@@ -71,6 +71,32 @@ impl ResumeRecord {
         codec::encode(self)
     }
 
+    /// A record with every field filled from `text` and `bytes`, for tests.
+    #[cfg(test)]
+    pub(crate) fn sample(text: &str, bytes: &[u8]) -> ResumeRecord {
+        let request = RequestRecord {
+            method: "GET".into(),
+            url: text.into(),
+            headers: vec![(text.into(), bytes.to_vec())],
+        };
+        ResumeRecord {
+            url: text.into(),
+            original_request: request.clone(),
+            current_request: request,
+            bytes_on_disk: bytes.len() as u64,
+            etag: Some(text.into()),
+            last_modified: None,
+            response: ResponseRecord {
+                url: text.into(),
+                status: 200,
+                headers: vec![(text.into(), bytes.to_vec())],
+            },
+            partial_file: text.into(),
+            tail_sha256: [7; 32],
+            expected_total: Some(1 << 20),
+        }
+    }
+
     /// Reads a blob made by [`ResumeRecord::encode`].
     ///
     /// # Errors
