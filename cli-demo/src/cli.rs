@@ -99,7 +99,8 @@ pub(crate) struct Options {
     /// presented. For tests and private servers only.
     #[arg(short = 'k', long, global = true)]
     pub(crate) insecure: bool,
-    /// Answer authentication challenges (Basic, Digest) with this credential.
+    /// Answer authentication challenges (Basic, Digest) with this credential: only those of the
+    /// URL's own origin (scheme, host, port), unless `--location-trusted`.
     #[arg(short = 'u', long = "user", global = true, value_name = "USER:PASS")]
     pub(crate) user: Option<String>,
     /// The most HTTP/1.1 connections per host (default 6; 1 to 65536).
@@ -116,6 +117,10 @@ pub(crate) struct Options {
     /// Follow redirects: what courier does anyway (accepted for curl's `-L`).
     #[arg(short = 'L', long, global = true)]
     pub(crate) location: bool,
+    /// Answer challenges with `--user` on every host a redirect leads to, not only on the URL's own
+    /// origin (curl's `--location-trusted`).
+    #[arg(long = "location-trusted", global = true)]
+    pub(crate) location_trusted: bool,
     /// The most redirects a task follows (default 20).
     #[arg(long = "max-redirects", global = true, value_name = "N")]
     pub(crate) max_redirects: Option<usize>,

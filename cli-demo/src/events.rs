@@ -50,6 +50,8 @@ pub(crate) struct CliDelegate {
     follow_redirects: bool,
     /// `--user`: the credential challenges are answered with.
     credential: Option<Credential>,
+    /// `--location-trusted`: `--user` answers challenges from any origin, not only the URL's.
+    location_trusted: bool,
     /// `--insecure`: trust any server.
     insecure: bool,
     /// `--fail`: the body of an HTTP error status is not kept (like `curl --fail`).
@@ -117,6 +119,7 @@ impl CliDelegate {
             stream: Mutex::new(None),
             follow_redirects: true,
             credential: None,
+            location_trusted: false,
             insecure: false,
             fail: false,
         };
@@ -218,12 +221,14 @@ impl CliDelegate {
     }
 
     /// Takes the options that decide the delegate's answers: `--no-follow` (redirects answered with
-    /// none), `--user` (the credential challenges are answered with; once refused, the 401 is
-    /// delivered), `--insecure` (server-trust challenges trust the certificate presented) and
-    /// `--fail` (an HTTP error status's body is neither written nor saved).
+    /// none), `--user` (the credential challenges of the URL's origin are answered with, or of any
+    /// origin with `--location-trusted`; once refused, the 401 is delivered), `--insecure`
+    /// (server-trust challenges trust the certificate presented) and `--fail` (an HTTP error
+    /// status's body is neither written nor saved).
     pub(crate) fn apply(&mut self, options: &Options) {
         self.follow_redirects = !options.no_follow;
         self.set_credential_from(options.user.as_deref());
+        self.location_trusted = options.location_trusted;
         self.insecure = options.insecure;
         self.fail = options.fail;
     }
@@ -387,7 +392,20 @@ impl TaskDelegate for CliDelegate {
         challenge: &AuthenticationChallenge,
         reply: Reply<AuthChallengeDisposition>,
     ) {
+        let space = &challenge.protection_space;
+        let own_origin = task.original_request().url().is_some_and(|url| {
+            url.scheme() == space.protocol
+                && url
+                    .host_str()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(&space.host))
+                && url.port_or_known_default() == Some(space.port)
+        });
         let disposition = match &self.credential {
+            // Another origin, reached by a redirect: `--user` is not for it (curl's rule, after
+            // CVE-2018-1000007); default handling uses only what belongs to that origin.
+            Some(_) if !own_origin && !self.location_trusted => {
+                AuthChallengeDisposition::PerformDefaultHandling
+            }
             // The server refused it once: do not insist, deliver the 401.
             Some(_) if challenge.previous_failure_count > 0 => {
                 AuthChallengeDisposition::UseCredential(None)

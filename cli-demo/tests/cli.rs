@@ -1038,3 +1038,48 @@ fn out_of_range_options_are_usage_errors_not_panics() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// `--user` answers challenges of the URL's own origin only (curl CVE-2018-1000007), unless
+/// `--location-trusted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_credentials_stay_with_the_urls_origin_unless_location_trusted() {
+    let (a, b) = (TestServer::http().await, TestServer::http().await);
+    let cross = a.url(&format!("/redirect/302?to={}", b.url("/basic/ann/pw")));
+    let same = a.url("/redirect/302?to=/basic/ann/pw");
+    let (crossed, trusted, kept) = tokio::task::spawn_blocking(move || {
+        let run = |url: &str, extra: &[&str]| {
+            let mut args = vec![
+                "get",
+                "--allow-http",
+                "--user",
+                "ann:pw",
+                "--events",
+                "-",
+                url,
+            ];
+            args.extend_from_slice(extra);
+            courier(&args)
+        };
+        (
+            run(&cross, &[]),
+            run(&cross, &["--location-trusted"]),
+            run(&same, &[]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&crossed);
+    assert_eq!(
+        crossed.stdout, b"who are you?",
+        "the other origin got no credential"
+    );
+    let ev = stderr_events(&crossed);
+    assert_eq!(
+        first(&ev, "did_receive_challenge")["disposition"],
+        "perform_default_handling"
+    );
+    assert_success(&trusted);
+    assert_eq!(trusted.stdout, b"welcome ann");
+    assert_success(&kept);
+    assert_eq!(kept.stdout, b"welcome ann");
+}

@@ -262,3 +262,40 @@ async fn permanent_credentials_outlive_a_default_session_and_stay_private() {
     assert_eq!(fetch(&session, server.url("/basic/ann/pw")).await.0, 200);
     assert!(!dir.path().join("ephemeral").exists());
 }
+
+/// Credentials follow the origin (curl CVE-2022-27774, CVE-2018-1000007; wget CVE-2021-31879): the
+/// user and password in a URL, and what the credential store keeps, answer challenges of their own
+/// scheme, host and port only, never those of the origin a redirect leads to.
+#[tokio::test]
+async fn credentials_follow_the_origin_after_redirects() {
+    let (a, b) = (TestServer::http().await, TestServer::http().await);
+    let session = Session::new(config()).unwrap();
+    let with_user = |url: String| url.replacen("http://", "http://ann:pw@", 1);
+    // Same origin: the URL's credential answers.
+    let same = with_user(a.url("/redirect/302?to=/basic/ann/pw"));
+    assert_eq!(fetch(&session, same).await, (200, "welcome ann".into()));
+    // Another port of the same host is another origin: the 401 is delivered.
+    let elsewhere = b.url("/basic/ann/pw");
+    let cross = with_user(a.url(&format!("/redirect/302?to={elsewhere}")));
+    assert_eq!(fetch(&session, cross).await.0, 401);
+
+    // A credential the store keeps for A's protection space is not offered to B's, realm and all.
+    let rec = Arc::new(Recorder::challenged([use_password("ann", "pw")]));
+    let session = Session::with_delegate(config(), rec.clone()).unwrap();
+    assert_eq!(fetch(&session, a.url("/basic/ann/pw")).await.0, 200);
+    assert_eq!(
+        fetch(&session, a.url("/basic/ann/pw")).await.0,
+        200,
+        "kept for A"
+    );
+    assert_eq!(fetch(&session, b.url("/basic/ann/pw")).await.0, 401);
+    let proposed_for_b = rec.events().iter().rev().find_map(|e| match e {
+        Event::Challenge { proposed, .. } => Some(*proposed),
+        _ => None,
+    });
+    assert_eq!(
+        proposed_for_b,
+        Some(false),
+        "nothing was proposed for the other origin"
+    );
+}
