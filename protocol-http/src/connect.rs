@@ -60,6 +60,10 @@ pub struct ConnectionInfo {
     pub tls_handshake: Duration,
     /// True when the connection goes through an HTTP proxy (`remote` is then the proxy's address).
     pub proxied: bool,
+    /// True when the application trusted a server whose certificate standard verification refuses
+    /// (a delegate's "trust" answer, `--insecure`): what comes over it must not outlive the session
+    /// (no URL cache, no persistent cookies).
+    pub trust_overridden: bool,
     /// Requests that have used this connection so far.
     uses: Arc<AtomicU64>,
 }
@@ -366,6 +370,7 @@ impl Inner {
                     connect,
                     tls_handshake: Duration::ZERO,
                     proxied: route.is_some(),
+                    trust_overridden: false,
                     uses: Arc::default(),
                 },
                 _permit: Some(permit),
@@ -396,6 +401,7 @@ impl Inner {
             .await
             .map_err(ConnectFailure::tls)?;
         let tls_handshake = handshake_started.elapsed();
+        let mut trust_overridden = false;
         if let Some((evaluator, standard)) = &self.settings.trust {
             let chain: Vec<CertificateDer<'static>> = tls_stream
                 .get_ref()
@@ -404,7 +410,10 @@ impl Inner {
                 .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                 .unwrap_or_default();
             match evaluator.evaluate(&host, port, &chain).await {
-                TrustDecision::Accept => {}
+                // Remember whether standard verification would have refused it.
+                TrustDecision::Accept => {
+                    trust_overridden = verify_standard(standard, &host, &chain).is_err();
+                }
                 TrustDecision::Reject => {
                     return Err(ConnectFailure::new(
                         TransportErrorKind::Tls(TlsFailure::Untrusted),
@@ -476,6 +485,7 @@ impl Inner {
                 connect,
                 tls_handshake,
                 proxied: route.is_some(),
+                trust_overridden,
                 uses: Arc::default(),
             },
             // HTTP/2 multiplexes every request on one connection: the per-host cap does not apply.

@@ -184,3 +184,53 @@ async fn a_server_below_the_minimum_tls_version_is_refused() {
         "{err}"
     );
 }
+
+/// Trust overrides do not persist (Chromium's rule; curl CVE-2021-22924's class): over a connection
+/// the delegate trusted although standard verification refuses it, responses are not cached and
+/// cookies last for the session only. The same server behind a trusted root is cached and its
+/// cookies saved.
+#[tokio::test]
+async fn what_comes_over_an_overridden_trust_does_not_outlive_the_session() {
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    for verified in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = courier_tests::default_config_in(dir.path());
+        if verified {
+            config.extra_root_certificates.push(ca.ca_der.clone());
+        }
+        let rec = Arc::new(Recorder::with_server_trust(TrustAnswer::TrustAll));
+        let session = Session::with_delegate(config, rec.clone()).unwrap();
+        let fetch = |path: &'static str| {
+            let (session, url) = (session.clone(), server.url(path));
+            async move {
+                let (body, _) = session.data(url.as_str()).await.unwrap();
+                String::from_utf8_lossy(&body).into_owned()
+            }
+        };
+        let first = fetch("/cache/max-age/60").await;
+        let again = fetch("/cache/max-age/60").await;
+        assert_eq!(first == again, verified, "cached only when verified");
+        fetch("/cookie/kept/1?max_age=3600").await;
+        let seen = fetch("/headers").await;
+        assert!(seen.contains("kept=1"), "sent within the session: {seen}");
+        session.finish_tasks_and_invalidate();
+        session.invalidated().await;
+        let saved = std::fs::read_to_string(dir.path().join("cookies.json")).unwrap_or_default();
+        assert_eq!(
+            saved.contains("kept"),
+            verified,
+            "saved only when verified: {saved}"
+        );
+        let cache_files = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("cache"))
+            .count();
+        assert_eq!(
+            cache_files > 0,
+            verified,
+            "nothing on disk from an override"
+        );
+    }
+}

@@ -67,13 +67,15 @@ impl CookieJar {
     }
 
     /// Stores the cookies a response from `url` sets, as the accept policy allows; `main` is the
-    /// task's main document URL.
+    /// task's main document URL. `session_only` (a response over a connection whose server trust
+    /// the application overrode): the cookies last for this session and are never written.
     pub(crate) fn store_from(
         &self,
         ctx: &SessionContext,
         headers: &HeaderMap,
         url: &Url,
         main: Option<&Url>,
+        session_only: bool,
     ) {
         if !ctx.config.http_should_set_cookies || !headers.contains_key(SET_COOKIE) {
             return;
@@ -95,6 +97,14 @@ impl CookieJar {
             .filter_map(|v| v.to_str().ok())
             .filter_map(|s| RawCookie::parse(s.to_owned()).ok())
             .filter(|c| c.domain().is_none_or(|d| !is_foreign_public_suffix(d, url)))
+            .map(|mut c| {
+                if session_only {
+                    // A session cookie: the jar never saves those.
+                    c.unset_expires();
+                    c.set_max_age(None);
+                }
+                c
+            })
             .collect();
         if cookies.is_empty() {
             return;

@@ -188,6 +188,7 @@ impl Transfer {
             actor: args.actor,
             sink: None,
             window: None,
+            overridden: false,
         };
         let (target, body, destination) = (args.target, args.body, args.destination);
         let handle = tokio::spawn(
@@ -294,6 +295,8 @@ struct Run {
     sink: Option<DownloadSink>,
     /// The delegate window of a data or upload task.
     window: Option<Arc<Semaphore>>,
+    /// The last response came over a connection whose server trust the application overrode.
+    overridden: bool,
 }
 
 /// Why a transfer ended early.
@@ -499,7 +502,7 @@ impl Run {
             let fresh = self.revalidated(entry, &head, &response);
             return self.serve_cached(fresh).await;
         }
-        if cacheable {
+        if cacheable && !self.overridden {
             self.consider_for_cache(&head, &response);
         }
         // Only a download keeps the head (for its resume record); a data task hands it over.
@@ -545,13 +548,20 @@ impl Run {
     }
 
     /// Records the arrival of a response head on the current transaction.
-    fn note_response(&self, response: &http::Response<Incoming>) {
+    fn note_response(&mut self, response: &http::Response<Incoming>) {
+        let connection = response.extensions().get::<ConnectionInfo>().cloned();
+        // A response over a connection the application trusted against standard verification:
+        // nothing of it outlives the session (Chromium and curl CVE-2021-22924's rule).
+        self.overridden = connection.as_ref().is_some_and(|c| c.trust_overridden);
         // Every response's cookies count, a redirect's included: the next hop sends them.
         let main = self.info.original_request().url();
-        self.ctx
-            .cookies
-            .store_from(&self.ctx, response.headers(), &self.url, main);
-        let connection = response.extensions().get::<ConnectionInfo>().cloned();
+        self.ctx.cookies.store_from(
+            &self.ctx,
+            response.headers(),
+            &self.url,
+            main,
+            self.overridden,
+        );
         let mut log = self.metrics();
         let Some(t) = log.transactions.last_mut() else {
             return;

@@ -120,7 +120,10 @@ impl Run {
                 }
             }
         };
-        self.ctx.url_cache.put(&self.ctx, &self.url, fresh.clone());
+        // A 304 over a connection whose trust was overridden refreshes nothing that outlives it.
+        if !self.overridden {
+            self.ctx.url_cache.put(&self.ctx, &self.url, fresh.clone());
+        }
         fresh
     }
 
