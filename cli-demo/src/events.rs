@@ -19,6 +19,7 @@ use courier_engine::{
     CredentialPersistence, DataDelegate, DownloadDelegate, Error, Reply, Request, Response,
     ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskMetrics, TaskState,
 };
+use courier_storage::write::{Existing, move_into_place};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -293,24 +294,6 @@ impl CliDelegate {
     }
 }
 
-/// Moves `from` to `to` (copying across file systems), replacing `to`.
-fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
-    match std::fs::rename(from, to) {
-        Ok(()) => {}
-        Err(_) => {
-            std::fs::copy(from, to)?;
-            std::fs::remove_file(from)?;
-        }
-    }
-    // The session made the file private while it was partial; a saved download is an ordinary file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o644))?;
-    }
-    Ok(())
-}
-
 /// An error as the event stream writes it.
 pub(crate) fn error_json(error: Option<&Error>) -> Value {
     match error {
@@ -550,10 +533,13 @@ impl DownloadDelegate for CliDelegate {
             // `--fail`: an error page is not saved; the engine removes the file.
             return;
         }
+        let mut existing = Existing::Replace;
         if let (Some(dir), Some(response)) = (
             inner.named_by_response.get(&task.id()).cloned(),
             task.response(),
         ) {
+            // A name the server chose never replaces a file (curl's -J, CVE-2020-8177).
+            existing = Existing::Keep;
             let mut taken: HashSet<PathBuf> = inner
                 .saved
                 .values()
@@ -564,9 +550,15 @@ impl DownloadDelegate for CliDelegate {
         }
         // The file is removed when this returns: move it to its destination now.
         if let Some(to) = inner.destinations.get(&task.id()).cloned() {
-            let moved = move_file(location, &to)
+            let moved = move_into_place(location, &to, existing)
                 .map(|()| to.clone())
-                .map_err(|e| format!("cannot save {}: {e}", to.display()));
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => format!(
+                        "refusing to overwrite {}, which exists (the name came from the server)",
+                        to.display()
+                    ),
+                    _ => format!("cannot save {}: {e}", to.display()),
+                });
             inner.saved.insert(task.id(), moved);
         }
     }

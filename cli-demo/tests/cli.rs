@@ -282,10 +282,8 @@ async fn fail_flag_and_https_with_cacert() {
         "without --fail the 404 page is saved"
     );
     assert_eq!(
-        std::fs::read_dir(data.path().join("courier/sessions/default"))
-            .map(|d| d.count())
-            .unwrap_or(0),
-        0,
+        courier_tests::session_files(&data.path().join("courier/sessions/default")),
+        Vec::<String>::new(),
         "no partial file is left in the session directory"
     );
 }
@@ -1082,4 +1080,67 @@ async fn user_credentials_stay_with_the_urls_origin_unless_location_trusted() {
     assert_eq!(trusted.stdout, b"welcome ann");
     assert_success(&kept);
     assert_eq!(kept.stdout, b"welcome ann");
+}
+
+/// `-J` never replaces a file (curl CVE-2020-8177): a name the server chose that exists already,
+/// or a link planted under it, is refused with a clear error, and the file is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_header_name_never_replaces_an_existing_file() {
+    let server = TestServer::http().await;
+    let named = server.url("/disposition?value=attachment%3B%20filename%3D%22.bashrc%22");
+    let linked = server.url("/disposition?value=attachment%3B%20filename%3D%22notes.txt%22");
+    let (root, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out_dir = root.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    // `.bashrc` is sanitised to `bashrc`: put a precious file there, and a link at `notes.txt`.
+    std::fs::write(out_dir.join("bashrc"), b"precious").unwrap();
+    let victim = root.path().join("victim");
+    std::fs::write(&victim, b"also precious").unwrap();
+    std::os::unix::fs::symlink(&victim, out_dir.join("notes.txt")).unwrap();
+    let (r, d, o) = (
+        root.path().to_path_buf(),
+        data.path().to_path_buf(),
+        out_dir.clone(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let o = o.to_str().unwrap();
+        courier_in(
+            &r,
+            &d,
+            &[
+                "download",
+                "-J",
+                "--allow-http",
+                "-q",
+                "-o",
+                o,
+                &named,
+                &linked,
+            ],
+        )
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("refusing to overwrite").count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(out_dir.join("bashrc")).unwrap(), b"precious");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"also precious");
+    assert!(
+        std::fs::symlink_metadata(out_dir.join("notes.txt"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link is left as it was"
+    );
+    assert!(
+        courier_tests::session_files(&data.path().join("courier/sessions/default")).is_empty(),
+        "no download is left behind"
+    );
 }

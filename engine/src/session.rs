@@ -7,6 +7,7 @@
 pub(crate) mod actor;
 pub(crate) mod cache;
 pub(crate) mod cookies;
+pub(crate) mod saver;
 pub(crate) mod trust;
 
 use std::future::Future;
@@ -56,6 +57,8 @@ pub(crate) struct SessionContext {
     pub(crate) url_cache: cache::UrlCache,
     /// The next task identifier (tasks are numbered 1, 2, 3... per session).
     pub(crate) next_task_id: AtomicU64,
+    /// Store writes under way on blocking threads.
+    pub(crate) writes: saver::Writes,
 }
 
 impl std::fmt::Debug for SessionContext {
@@ -239,6 +242,7 @@ impl Session {
             cookies: CookieJar::default(),
             url_cache: cache::UrlCache::default(),
             next_task_id: AtomicU64::new(1),
+            writes: saver::Writes::default(),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
         let runtime = runtime
@@ -249,10 +253,14 @@ impl Session {
             ctx: ctx.clone(),
             invalid_tx,
         };
-        // Stale partial downloads go, off the caller's thread (a default session's directory only).
+        // Stale partial downloads go, and the stores are loaded, off the caller's thread and the
+        // async workers (a default session's directory only).
         if !ctx.storage.is_ephemeral() {
             let sweeping = ctx.clone();
             runtime.spawn_blocking(move || {
+                // Load the stores now, off the async workers, rather than on a first response.
+                drop(sweeping.cookies.store(&sweeping));
+                sweeping.credentials.load(&sweeping);
                 let lifetime = sweeping.config.partial_download_lifetime;
                 let removed = sweeping.storage.sweep_partials(lifetime);
                 if removed > 0 {
@@ -412,7 +420,7 @@ impl Session {
         &self,
         data: &ResumeData,
     ) -> Result<DownloadTask, SessionInvalidated> {
-        let resume = decode_resume_data(data);
+        let resume = decode_resume_data(&self.inner.ctx.storage, data);
         let (original, current) = match &resume {
             Ok(r) => (
                 request_from_record(&r.original_request),
@@ -568,6 +576,8 @@ impl Session {
     /// new connections. URLSession's `reset(completionHandler:)`: the returned future is the handler.
     /// Tasks under way go on (on their connections); what they store afterwards is kept.
     pub async fn reset(&self) {
+        // What is being written now must not come back after the stores are emptied.
+        self.inner.ctx.writes.idle().await;
         let ctx = self.inner.ctx.clone();
         let cleared = self.inner.runtime.spawn_blocking(move || {
             ctx.cookies.clear(&ctx);
@@ -580,11 +590,12 @@ impl Session {
         }
     }
 
-    /// Makes later requests use new connections. URLSession's `flush(completionHandler:)` also
-    /// writes its stores to disk; Courier's are written as they change, so there is nothing else
-    /// to do.
+    /// Makes later requests use new connections, and returns once the session's stores (cookies,
+    /// credentials, cached responses; written in the background as they change) are on disk:
+    /// URLSession's `flush(completionHandler:)`, the future being the handler.
     pub async fn flush(&self) {
         self.inner.ctx.transport.renew(false);
+        self.inner.ctx.writes.idle().await;
     }
 
     /// The tasks that are running, or suspended after having been resumed (`getAllTasks`). Tasks
@@ -629,8 +640,8 @@ impl Session {
         }
     }
 
-    /// Waits until the session is invalid: every task has completed and `did_become_invalid` (if
-    /// there is a delegate) has been queued as the last callback. Courier's addition, for code
+    /// Waits until the session is invalid: every task has completed, the session's stores are on
+    /// disk, and `did_become_invalid` (if there is a delegate) has been queued as the last callback. Courier's addition, for code
     /// without a delegate; it never resolves for the shared session.
     pub async fn invalidated(&self) {
         let mut rx = self.inner.invalid_rx.clone();

@@ -356,21 +356,20 @@ impl DownloadedFile {
         self.path.as_deref().unwrap_or(Path::new(""))
     }
 
-    /// Moves the file to `to` and keeps it there. Falls back to copying when `to` is on another
-    /// file system.
+    /// Moves the file to `to` and keeps it there, as an ordinary file (0644), replacing what is at
+    /// `to`. Falls back to copying (aside, then renamed) when `to` is on another file system. A link
+    /// at `to` is replaced, never written through.
     ///
     /// # Errors
     /// The file cannot be moved or copied; it stays where it was, and the guard still removes it.
     pub fn persist(mut self, to: impl AsRef<Path>) -> std::io::Result<PathBuf> {
         let to = to.as_ref();
         let from = self.path.clone().unwrap_or_default();
-        match std::fs::rename(&from, to) {
-            Ok(()) => {}
-            Err(_) => {
-                std::fs::copy(&from, to)?;
-                let _ = std::fs::remove_file(&from);
-            }
-        }
+        courier_storage::write::move_into_place(
+            &from,
+            to,
+            courier_storage::write::Existing::Replace,
+        )?;
         self.path = None;
         Ok(to.to_path_buf())
     }

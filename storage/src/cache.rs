@@ -50,7 +50,7 @@ impl<'a> DiskCache<'a> {
 
     /// The record for `url`, if one is stored and reads back whole.
     pub fn get(&self, url: &str) -> Option<CacheRecord> {
-        let blob = std::fs::read(self.path(url).ok()?).ok()?;
+        let blob = crate::write::read_bounded(&self.path(url).ok()?).ok()?;
         crate::codec::decode::<CacheRecord>(&blob)
             .ok()
             .filter(|r| r.url == url)
@@ -64,14 +64,9 @@ impl<'a> DiskCache<'a> {
         let path = self.path(&record.url)?;
         let blob = crate::codec::encode(record).map_err(io::Error::other)?;
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::directory::create_private_dir_all(parent)?;
         }
-        let aside = path.with_extension("new");
-        let written = std::fs::write(&aside, blob).and_then(|()| std::fs::rename(&aside, &path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&aside);
-        }
-        written?;
+        crate::write::replace(&path, &blob)?;
         if let Some(dir) = path.parent() {
             trim(dir, self.capacity);
         }

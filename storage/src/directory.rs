@@ -19,6 +19,8 @@ pub struct SessionDirectory {
     kind: Kind,
     /// Created on first use, so sessions that never download touch no disk.
     ready: OnceLock<Result<PathBuf, io::ErrorKind>>,
+    /// The key that seals resume data, read or made on first use.
+    key: OnceLock<Result<[u8; 32], io::ErrorKind>>,
 }
 
 #[derive(Debug)]
@@ -45,6 +47,7 @@ impl SessionDirectory {
         SessionDirectory {
             kind: Kind::Persistent(path),
             ready: OnceLock::new(),
+            key: OnceLock::new(),
         }
     }
 
@@ -57,6 +60,7 @@ impl SessionDirectory {
                 dir: OnceLock::new(),
             },
             ready: OnceLock::new(),
+            key: OnceLock::new(),
         }
     }
 
@@ -115,6 +119,48 @@ impl SessionDirectory {
             .keep()
             .map_err(|e| e.error)?;
         PartialFile::created(file, path)
+    }
+
+    /// The key that seals this directory's resume data ([`crate::seal`]): kept in the directory
+    /// for a default session, in memory for an ephemeral one.
+    ///
+    /// Call it once off an async runtime's workers: it may read or write the key's file.
+    ///
+    /// # Errors
+    /// The key cannot be read or made.
+    pub fn resume_key(&self) -> io::Result<[u8; 32]> {
+        let key = self.key.get_or_init(|| {
+            match &self.kind {
+                Kind::Persistent(_) => self.path().and_then(crate::seal::persistent_key),
+                Kind::Ephemeral { .. } => crate::seal::new_key(),
+            }
+            .map_err(|e| e.kind())
+        });
+        key.map_err(|kind| io::Error::new(kind, "cannot read or make the resume-data key"))
+    }
+
+    /// Replaces the directory's file `name` (one of Courier's own: `cookies.json`, `credentials`)
+    /// with `bytes`, atomically and readable by the user only ([`crate::write::replace`]).
+    ///
+    /// # Errors
+    /// The directory or the file cannot be written.
+    pub fn store(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        crate::write::replace(&self.path()?.join(plain(name)?), bytes)
+    }
+
+    /// The contents of the directory's file `name`, read without following a link and bounded.
+    ///
+    /// # Errors
+    /// The file is missing, a link, too large or unreadable.
+    pub fn load(&self, name: &str) -> io::Result<Vec<u8>> {
+        crate::write::read_bounded(&self.path()?.join(plain(name)?))
+    }
+
+    /// Removes the directory's file `name`, if it is there.
+    pub fn discard(&self, name: &str) {
+        if let (Ok(dir), Ok(name)) = (self.path(), plain(name)) {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
     }
 
     /// The path of `name` inside this directory, if `name` is a single plain file name that Courier
@@ -184,6 +230,18 @@ impl SessionDirectory {
     }
 }
 
+/// `name` if it is one plain file name.
+fn plain(name: &str) -> io::Result<&str> {
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(_)), None) if !name.contains(['/', '\\']) => Ok(name),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a plain file name"),
+        )),
+    }
+}
+
 /// `<data dir>/courier/sessions/default`; the temporary directory when the platform has no data dir.
 fn default_location() -> PathBuf {
     dirs::data_dir()
@@ -193,7 +251,9 @@ fn default_location() -> PathBuf {
         .join("default")
 }
 
-fn create_private_dir_all(path: &Path) -> io::Result<()> {
+/// Creates `path` (and its parents) readable by the user only, and tightens it to 0700 if it existed
+/// wider: a session directory holds resume data, cookies, credentials and cached responses.
+pub(crate) fn create_private_dir_all(path: &Path) -> io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -201,12 +261,35 @@ fn create_private_dir_all(path: &Path) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(path)
+    builder.create(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::symlink_metadata(path)?;
+        if meta.is_dir() && meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_session_directory_wider_than_0700_is_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("sessions").join("default");
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = SessionDirectory::persistent(Some(path.clone()));
+        dir.path().unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
 
     #[test]
     fn a_sweep_removes_only_stale_partial_downloads_and_their_records() {

@@ -45,10 +45,12 @@ impl PartialFile {
     /// Opens an existing partial file for appending after its first `len` bytes; anything past them
     /// (written after the last checkpoint) is cut off.
     pub(crate) fn reopen(path: PathBuf, len: u64) -> io::Result<PartialFile> {
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)?;
+        // Never through a link: one planted under the partial file's name since it was checked
+        // must not make the resume write into some other file.
+        let mut file = crate::write::open_no_follow(
+            std::fs::OpenOptions::new().read(true).write(true),
+            &path,
+        )?;
         file.set_len(len)?;
         file.seek(SeekFrom::Start(len))?;
         // In use again: a sweep of stale partial files must leave it alone from now on.
@@ -187,13 +189,7 @@ impl Checkpointer {
 }
 
 fn store_record(partial: &Path, record: &[u8]) -> io::Result<()> {
-    let target = checkpoint_path(partial);
-    let aside = target.with_extension("checkpoint-new");
-    let written = std::fs::write(&aside, record).and_then(|()| std::fs::rename(&aside, &target));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&aside);
-    }
-    written
+    crate::write::replace(&checkpoint_path(partial), record)
 }
 
 /// Keeps a partial file for a later resume and removes the checkpoint record beside it (the resume
@@ -218,7 +214,7 @@ pub fn checkpoint_path(path: &Path) -> PathBuf {
 /// SHA-256 of the `min(len, TAIL_WINDOW)` bytes that end at `len`.
 pub(crate) fn tail_digest(path: &Path, len: u64) -> io::Result<[u8; 32]> {
     let start = len.saturating_sub(TAIL_WINDOW);
-    let mut file = File::open(path)?;
+    let mut file = crate::write::open_no_follow(std::fs::OpenOptions::new().read(true), path)?;
     file.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::with_capacity((len - start) as usize);
     file.take(len - start).read_to_end(&mut buf)?;

@@ -10,6 +10,10 @@
 //! - [`cache`]: [`cache::DiskCache`], the URL cache's files (one per response).
 //! - [`codec`]: the one place where records become bytes: bincode 2 in an envelope with a magic, a
 //!   format version and a checksum.
+//! - [`seal`]: resume data sealed with a key of the session directory, so that only resume data this
+//!   user's Courier made is trusted.
+//! - [`write`]: the one way files are written (aside, private, synced, renamed; never through a
+//!   link) and read back (bounded, never through a link).
 //!
 //! Everything here is synchronous `std::fs`; the engine calls it off its async workers.
 
@@ -18,6 +22,8 @@ pub mod codec;
 pub mod directory;
 pub mod download;
 pub mod resume;
+pub mod seal;
+pub mod write;
 
 pub use codec::CodecError;
 pub use directory::SessionDirectory;

@@ -97,7 +97,27 @@ impl ResumeRecord {
         }
     }
 
-    /// Reads a blob made by [`ResumeRecord::encode`].
+    /// The resume data of this record: encoded and sealed with `dir`'s key.
+    ///
+    /// # Errors
+    /// The key cannot be read or made.
+    pub fn seal(&self, dir: &SessionDirectory) -> Result<Vec<u8>, ResumeError> {
+        let encoded = self.encode().map_err(ResumeError::Corrupt)?;
+        dir.seal(encoded).map_err(ResumeError::Io)
+    }
+
+    /// Reads resume data made by [`ResumeRecord::seal`] with `dir`'s key.
+    ///
+    /// # Errors
+    /// [`ResumeError::NotSealedHere`] for data this directory's key did not seal (edited, or made
+    /// elsewhere); [`ResumeError::Corrupt`] for a sealed blob that does not decode.
+    pub fn open(sealed: &[u8], dir: &SessionDirectory) -> Result<ResumeRecord, ResumeError> {
+        let envelope = dir.unseal(sealed)?;
+        ResumeRecord::decode(envelope).map_err(ResumeError::Corrupt)
+    }
+
+    /// Reads a blob made by [`ResumeRecord::encode`] (a checkpoint record in the session directory;
+    /// resume data from an application goes through [`ResumeRecord::open`]).
     ///
     /// # Errors
     /// The blob is corrupt, truncated, not Courier's, or of another format version.
@@ -112,6 +132,9 @@ impl ResumeRecord {
 pub enum ResumeError {
     /// The blob does not decode.
     Corrupt(CodecError),
+    /// The resume data was not sealed with this session directory's key: altered, or made by
+    /// another user's or another directory's Courier.
+    NotSealedHere,
     /// The partial file's name does not name a file inside the session directory.
     OutsideSessionDirectory(String),
     /// The partial file is gone.
@@ -126,6 +149,9 @@ impl std::fmt::Display for ResumeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ResumeError::Corrupt(e) => write!(f, "the resume data is unusable: {e}"),
+            ResumeError::NotSealedHere => f.write_str(
+                "the resume data was not made by this session directory's Courier (or was altered)",
+            ),
             ResumeError::OutsideSessionDirectory(name) => write!(
                 f,
                 "the resume data names {name:?}, which is not a file of this session's directory"

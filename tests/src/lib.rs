@@ -42,6 +42,19 @@ pub fn default_config_in(dir: &std::path::Path) -> courier_engine::Configuration
     c
 }
 
+/// The names of the files in a session directory, leaving out the one a session keeps for good
+/// (`resume.key`, the key that seals its resume data): what a test of leftovers looks at.
+pub fn session_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "resume.key")
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// SHA-256 of `bytes`, as lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

@@ -237,6 +237,7 @@ async fn permanent_credentials_outlive_a_default_session_and_stay_private() {
     )
     .unwrap();
     assert_eq!(fetch(&first, server.url("/basic/ann/pw")).await.0, 200);
+    first.flush().await;
     drop(first);
     let file = dir.path().join("default").join("credentials");
     #[cfg(unix)]

@@ -155,7 +155,10 @@ async fn default_sessions_cache_on_disk_and_ephemeral_ones_in_memory_only() {
     let url = server.url("/cache/max-age/600");
     let dir = tempfile::tempdir().unwrap();
     let persistent = courier_tests::default_config_in(&dir.path().join("default"));
-    let first = body(&Session::new(persistent.clone()).unwrap(), url.as_str()).await;
+    let session = Session::new(persistent.clone()).unwrap();
+    let first = body(&session, url.as_str()).await;
+    // Stores are written in the background; `flush` returns once they are on disk.
+    session.flush().await;
     assert!(dir.path().join("default").join("cache").is_dir());
     // A later session on the same directory answers from the disk cache.
     let later = Session::new(persistent).unwrap();

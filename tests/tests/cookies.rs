@@ -110,6 +110,9 @@ async fn default_sessions_keep_cookies_across_sessions_and_ephemeral_ones_write_
         .data(server.url("/cookie/session/only").as_str())
         .await
         .unwrap();
+    // The jar is written in the background; invalidation completes once it is on disk.
+    first.finish_tasks_and_invalidate();
+    first.invalidated().await;
     drop(first);
     assert!(dir.path().join("default").join("cookies.json").exists());
     // A new session on the same directory (a later run of the program) has the persistent cookie;

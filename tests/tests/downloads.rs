@@ -20,15 +20,7 @@ fn config(dir: &Path) -> Configuration {
     c
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use courier_tests::session_files as files_in;
 
 /// Asserts that `dir` holds no file: no partial download, no checkpoint, no leftover.
 #[track_caller]
@@ -402,14 +394,30 @@ async fn unusable_resume_data_fails_at_once_and_touches_nothing() {
     )
     .await;
 
-    // Well-formed records whose file is elsewhere, gone or changed.
+    // A well-formed record resealed without the key (its checksum is public): refused.
     let record = courier_storage_record(&data);
+    let mut forged = record.clone();
+    forged.bytes_on_disk = 1;
+    let mut unsealed = forged.encode().unwrap();
+    let bytes = data.as_bytes();
+    unsealed.extend_from_slice(&bytes[bytes.len() - courier_storage::seal::SEAL_LEN..]);
+    expect_failure(
+        ResumeData::from_bytes(unsealed),
+        ErrorCode::CannotDecodeRawData,
+    )
+    .await;
+
+    // Well-formed records, sealed with the key, whose file is elsewhere, gone or changed.
     let mut outside = record.clone();
     outside.partial_file = "../download-escape.part".into();
-    expect_failure(encode(&outside), ErrorCode::FileOutsideSafeArea).await;
+    expect_failure(
+        sealed_in(dir.path(), &outside),
+        ErrorCode::FileOutsideSafeArea,
+    )
+    .await;
     let mut gone = record.clone();
     gone.partial_file = "download-nothere.part".into();
-    expect_failure(encode(&gone), ErrorCode::FileDoesNotExist).await;
+    expect_failure(sealed_in(dir.path(), &gone), ErrorCode::FileDoesNotExist).await;
     let mut changed = before.clone();
     changed[299_999] ^= 1;
     std::fs::write(&partial, &changed).unwrap();
@@ -438,12 +446,17 @@ async fn unusable_resume_data_fails_at_once_and_touches_nothing() {
     assert_empty(dir.path());
 }
 
+/// The record inside resume data (its envelope, before the seal).
 fn courier_storage_record(data: &ResumeData) -> courier_storage::ResumeRecord {
-    courier_storage::ResumeRecord::decode(data.as_bytes()).unwrap()
+    let bytes = data.as_bytes();
+    let envelope = &bytes[..bytes.len() - courier_storage::seal::SEAL_LEN];
+    courier_storage::ResumeRecord::decode(envelope).unwrap()
 }
 
-fn encode(r: &courier_storage::ResumeRecord) -> ResumeData {
-    ResumeData::from_bytes(r.encode().unwrap())
+/// `r` as resume data sealed with the key of the session directory `dir`, as only Courier can.
+fn sealed_in(dir: &Path, r: &courier_storage::ResumeRecord) -> ResumeData {
+    let directory = courier_storage::SessionDirectory::persistent(Some(dir.to_path_buf()));
+    ResumeData::from_bytes(r.seal(&directory).unwrap())
 }
 
 #[tokio::test]

@@ -41,8 +41,27 @@ async fn reset_empties_cookies_cache_and_credentials_and_starts_new_connections(
     assert_eq!(text(&session, &server.url("/basic/ann/pw")).await.0, 200);
     let headers = text(&session, &server.url("/headers")).await.1;
     assert!(headers.contains("cookie: flavour=plum"), "{headers}");
+    session.flush().await;
     for kept in ["cookies.json", "credentials", "cache"] {
         assert!(dir.path().join(kept).exists(), "{kept} is on disk");
+    }
+    // Secrets stay private (curl CVE-2022-32207's class): every file 0600, every directory 0700.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700, "the session directory");
+        assert_eq!(mode(&dir.path().join("cache")), 0o700);
+        let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .collect();
+        assert!(!cached.is_empty());
+        for entry in cached {
+            assert_eq!(mode(&entry.unwrap().path()), 0o600, "a cached response");
+        }
+        for file in ["cookies.json", "credentials"] {
+            assert_eq!(mode(&dir.path().join(file)), 0o600, "{file}");
+        }
     }
     let connections = server.connections();
 

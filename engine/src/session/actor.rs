@@ -77,6 +77,8 @@ pub(crate) struct SessionState {
     by_actor: HashMap<ActorId, u64>,
     /// Set once invalidation was asked for.
     invalidating: bool,
+    /// Set once every task has stopped and invalidation is being finished.
+    finishing: bool,
     invalid_tx: watch::Sender<bool>,
     span: tracing::Span,
 }
@@ -97,6 +99,7 @@ impl Actor for SessionActor {
             tasks: HashMap::new(),
             by_actor: HashMap::new(),
             invalidating: false,
+            finishing: false,
             invalid_tx: args.invalid_tx,
             span,
         })
@@ -258,7 +261,7 @@ impl SessionState {
                 let data = match entry.work.as_ref() {
                     Some(Work::Download {
                         resume: Some(Ok(record)),
-                    }) => resume_data_of(record),
+                    }) => resume_data_of(&self.ctx.storage, record),
                     _ => None,
                 };
                 let _ = tx.send(data);
@@ -337,7 +340,7 @@ impl SessionState {
     /// Once invalidation was asked for and no task actor is left, cancels the never-resumed tasks,
     /// queues `did_become_invalid` last and stops.
     fn finish_invalidation_if_done(&mut self, me: &ActorRef<SessionMsg>) {
-        if !self.invalidating || *self.invalid_tx.borrow() {
+        if !self.invalidating || self.finishing {
             return;
         }
         if self.tasks.values().any(|e| e.actor.is_some()) {
@@ -347,11 +350,19 @@ impl SessionState {
         for id in ids {
             self.cancel_unstarted(id);
         }
-        if let Some(queue) = &self.ctx.queue {
-            queue.push_last(|d| d.did_become_invalid(None));
-        }
-        tracing::debug!(parent: &self.span, "session invalidated");
-        self.invalid_tx.send_replace(true);
+        self.finishing = true;
+        // The stores' last writes land before the session says it is invalid.
+        let (queue, invalid_tx) = (self.ctx.queue.clone(), self.invalid_tx.clone());
+        let mut writes = self.ctx.writes.watch();
+        let span = self.span.clone();
+        tokio::spawn(async move {
+            let _ = writes.wait_for(|n| *n == 0).await;
+            if let Some(queue) = &queue {
+                queue.push_last(|d| d.did_become_invalid(None));
+            }
+            tracing::debug!(parent: &span, "session invalidated");
+            invalid_tx.send_replace(true);
+        });
         me.stop(Some("invalidated".into()));
     }
 }

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use courier_delegates::Response;
+use std::sync::Arc;
+
 use courier_storage::cache::{CacheRecord, DiskCache};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use http_cache_semantics::{CacheOptions, CachePolicy};
@@ -48,23 +50,27 @@ pub(crate) fn options() -> CacheOptions {
 }
 
 impl UrlCache {
-    /// The entry for a `GET` of `url`, from memory, else from disk.
-    pub(crate) fn get(&self, ctx: &SessionContext, url: &Url) -> Option<Entry> {
+    /// The entry for a `GET` of `url`, from memory, else from disk (read on a blocking thread).
+    pub(crate) async fn get(&self, ctx: &Arc<SessionContext>, url: &Url) -> Option<Entry> {
         if let Some(e) = self.lock().entries.get(url.as_str()) {
             return Some(e.clone());
         }
-        let entry = disk(ctx)
-            .and_then(|d| d.get(url.as_str()))
-            .and_then(|r| from_disk(r, url))?;
+        disk(ctx)?;
+        let (reading, key) = (ctx.clone(), url.clone());
+        let record =
+            tokio::task::spawn_blocking(move || disk(&reading).and_then(|d| d.get(key.as_str())))
+                .await
+                .ok()
+                .flatten()?;
+        let entry = from_disk(record, url)?;
         self.remember(ctx, url, entry.clone());
         Some(entry)
     }
 
-    /// Stores `entry` for `url` (memory, and disk for a default session), if it fits.
-    pub(crate) fn put(&self, ctx: &SessionContext, url: &Url, entry: Entry) {
-        if let Some(disk) = disk(ctx)
-            && entry.body.len() <= ctx.config.url_cache_disk_capacity / 20
-        {
+    /// Stores `entry` for `url` (memory, and disk for a default session, written on a blocking
+    /// thread), if it fits.
+    pub(crate) fn put(&self, ctx: &Arc<SessionContext>, url: &Url, entry: Entry) {
+        if disk(ctx).is_some() && entry.body.len() <= ctx.config.url_cache_disk_capacity / 20 {
             let record = CacheRecord {
                 url: url.to_string(),
                 policy: serde_json::to_string(&entry.policy).unwrap_or_default(),
@@ -77,9 +83,15 @@ impl UrlCache {
                     .collect(),
                 body: entry.body.to_vec(),
             };
-            if let Err(e) = disk.put(&record) {
-                tracing::warn!(error = %e, "cannot store a response in the disk cache");
-            }
+            let writing = ctx.clone();
+            let job = move || {
+                if let Some(disk) = disk(&writing)
+                    && let Err(e) = disk.put(&record)
+                {
+                    tracing::warn!(error = %e, "cannot store a response in the disk cache");
+                }
+            };
+            ctx.writes.run(job);
         }
         self.remember(ctx, url, entry);
     }

@@ -14,7 +14,6 @@
 //! and the `__Secure-` and `__Host-` prefixes hold their promises. A secure origin is https, or a
 //! loopback host (as browsers and curl count it).
 
-use std::io::BufReader;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
@@ -23,13 +22,18 @@ use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 use url::Url;
 
+use super::saver::Saver;
 use crate::configuration::CookieAcceptPolicy;
 use crate::session::SessionContext;
+
+/// The jar's file in a default session's directory.
+const FILE: &str = "cookies.json";
 
 /// A session's cookies.
 #[derive(Default)]
 pub(crate) struct CookieJar {
     store: OnceLock<Mutex<CookieStore>>,
+    saver: Saver,
 }
 
 impl std::fmt::Debug for CookieJar {
@@ -39,13 +43,15 @@ impl std::fmt::Debug for CookieJar {
 }
 
 impl CookieJar {
-    /// The store, loaded from the session directory on first use (default sessions).
-    fn store(&self, ctx: &SessionContext) -> std::sync::MutexGuard<'_, CookieStore> {
+    /// The store, loaded from the session directory on first use (default sessions; a session
+    /// loads it off the async workers as it starts).
+    pub(crate) fn store(&self, ctx: &SessionContext) -> std::sync::MutexGuard<'_, CookieStore> {
         self.store
             .get_or_init(|| {
-                let loaded = file(ctx)
-                    .and_then(|p| std::fs::File::open(p).ok())
-                    .and_then(|f| cookie_store::serde::json::load(BufReader::new(f)).ok());
+                let loaded = (!ctx.storage.is_ephemeral())
+                    .then(|| ctx.storage.load(FILE).ok())
+                    .flatten()
+                    .and_then(|bytes| cookie_store::serde::json::load(&bytes[..]).ok());
                 Mutex::new(loaded.unwrap_or_default())
             })
             .lock()
@@ -118,7 +124,11 @@ impl CookieJar {
             }
         }
         if changed && let Some(path) = file(ctx) {
-            save(&store, path);
+            let mut json = Vec::new();
+            match cookie_store::serde::json::save(&store, &mut json) {
+                Ok(()) => self.saver.save(&ctx.writes, path, Some(json)),
+                Err(e) => tracing::warn!(error = %e, "cannot save the cookie jar"),
+            }
         }
     }
 }
@@ -129,7 +139,7 @@ impl CookieJar {
         let mut store = self.store(ctx);
         store.clear();
         if let Some(path) = file(ctx) {
-            let _ = std::fs::remove_file(path);
+            self.saver.save_here(path, None);
         }
     }
 }
@@ -139,20 +149,7 @@ fn file(ctx: &SessionContext) -> Option<PathBuf> {
     if ctx.storage.is_ephemeral() {
         return None;
     }
-    ctx.storage.path().ok().map(|d| d.join("cookies.json"))
-}
-
-/// Writes the jar aside, then renames it over the old one: a crash leaves the old jar or the new.
-fn save(store: &CookieStore, path: PathBuf) {
-    let aside = path.with_extension("json-new");
-    let written = std::fs::File::create(&aside)
-        .map_err(|e| e.to_string())
-        .and_then(|mut f| cookie_store::serde::json::save(store, &mut f).map_err(|e| e.to_string()))
-        .and_then(|()| std::fs::rename(&aside, &path).map_err(|e| e.to_string()));
-    if let Err(e) = written {
-        tracing::warn!(error = %e, "cannot save the cookie jar");
-        let _ = std::fs::remove_file(&aside);
-    }
+    ctx.storage.path().ok().map(|d| d.join(FILE))
 }
 
 /// The most bytes of a cookie's name and value together (RFC 6265bis 5.7).

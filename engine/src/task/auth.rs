@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::session::SessionContext;
+use crate::session::saver::Saver;
 
 /// Attempts per protection space after which the challenge's response is delivered, whatever the
 /// delegate says (it may keep answering with credentials the server refuses).
@@ -31,7 +32,11 @@ const MAX_ATTEMPTS: u32 = 8;
 #[derive(Default)]
 pub(crate) struct CredentialStore {
     by_space: OnceLock<Mutex<HashMap<SpaceKey, Credential>>>,
+    saver: Saver,
 }
+
+/// The store's file in a default session's directory.
+const FILE: &str = "credentials";
 
 /// A protection space as the store files it: credentials apply per realm, whatever the method.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,14 +67,21 @@ struct Kept {
 }
 
 impl CredentialStore {
+    /// Loads the saved credentials now (a session does it off the async workers as it starts).
+    pub(crate) fn load(&self, ctx: &SessionContext) {
+        drop(self.map(ctx));
+    }
+
+    /// The credentials, loaded from the session directory on first use (default sessions).
     fn map(
         &self,
         ctx: &SessionContext,
     ) -> std::sync::MutexGuard<'_, HashMap<SpaceKey, Credential>> {
         self.by_space
             .get_or_init(|| {
-                let kept: Vec<Kept> = file(ctx)
-                    .and_then(|p| std::fs::read(p).ok())
+                let kept: Vec<Kept> = (!ctx.storage.is_ephemeral())
+                    .then(|| ctx.storage.load(FILE).ok())
+                    .flatten()
                     .and_then(|blob| courier_storage::codec::decode(&blob).ok())
                     .unwrap_or_default();
                 let map = kept
@@ -97,38 +109,41 @@ impl CredentialStore {
         let permanent = credential.persistence() == CredentialPersistence::Permanent;
         let mut map = self.map(ctx);
         map.insert(SpaceKey::of(space), credential);
-        if permanent {
-            save(ctx, &map);
+        if permanent && let Some((path, contents)) = saved(ctx, &map) {
+            self.saver.save(&ctx.writes, path, contents);
         }
     }
 
-    /// Forgets every credential, the saved ones too (`Session::reset`).
+    /// Forgets every credential, the saved ones too (`Session::reset`, off the async workers).
     pub(crate) fn clear(&self, ctx: &SessionContext) {
         let mut map = self.map(ctx);
         map.clear();
-        save(ctx, &map);
+        if let Some((path, contents)) = saved(ctx, &map) {
+            self.saver.save_here(path, contents);
+        }
     }
 
     fn forget(&self, ctx: &SessionContext, space: &ProtectionSpace) {
         let mut map = self.map(ctx);
         let gone = map.remove(&SpaceKey::of(space));
-        if gone.is_some_and(|c| c.persistence() == CredentialPersistence::Permanent) {
-            save(ctx, &map);
+        if gone.is_some_and(|c| c.persistence() == CredentialPersistence::Permanent)
+            && let Some((path, contents)) = saved(ctx, &map)
+        {
+            self.saver.save(&ctx.writes, path, contents);
         }
     }
 }
 
-/// `credentials` in a default session's directory; none for an ephemeral session.
-fn file(ctx: &SessionContext) -> Option<std::path::PathBuf> {
+/// The file a default session keeps its permanent credentials in, and what it should hold (none:
+/// no file). `None` for an ephemeral session, which writes nothing.
+fn saved(
+    ctx: &SessionContext,
+    map: &HashMap<SpaceKey, Credential>,
+) -> Option<(std::path::PathBuf, Option<Vec<u8>>)> {
     if ctx.storage.is_ephemeral() {
         return None;
     }
-    ctx.storage.path().ok().map(|d| d.join("credentials"))
-}
-
-/// Writes the permanent credentials, readable by the user only, aside then renamed.
-fn save(ctx: &SessionContext, map: &HashMap<SpaceKey, Credential>) {
-    let Some(path) = file(ctx) else { return };
+    let path = ctx.storage.path().ok()?.join(FILE);
     let kept: Vec<Kept> = map
         .iter()
         .filter(|(_, c)| c.persistence() == CredentialPersistence::Permanent)
@@ -140,27 +155,14 @@ fn save(ctx: &SessionContext, map: &HashMap<SpaceKey, Credential>) {
         .collect();
     if kept.is_empty() {
         // Nothing to keep: no file either.
-        let _ = std::fs::remove_file(path);
-        return;
+        return Some((path, None));
     }
-    let Ok(blob) = courier_storage::codec::encode(&kept) else {
-        return;
-    };
-    let aside = path.with_extension("new");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = options
-        .open(&aside)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &blob))
-        .and_then(|()| std::fs::rename(&aside, &path));
-    if let Err(e) = written {
-        tracing::warn!(error = %e, "cannot save the credential store");
-        let _ = std::fs::remove_file(&aside);
+    match courier_storage::codec::encode(&kept) {
+        Ok(blob) => Some((path, Some(blob))),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode the credential store");
+            None
+        }
     }
 }
 

@@ -51,6 +51,7 @@ type Job = JoinHandle<(PartialFile, BytesMut, io::Result<Option<Vec<u8>>>)>;
 
 /// A download's partial file and everything needed to describe it as resume data.
 pub(crate) struct DownloadSink {
+    ctx: Arc<SessionContext>,
     actor: ActorRef<TaskMsg>,
     url: String,
     /// The file, when no job holds it.
@@ -98,9 +99,13 @@ impl DownloadSink {
         let url = info.original_request().url_str().to_owned();
         let ctx2 = ctx.clone();
         let record = from.clone();
-        let opened = tokio::task::spawn_blocking(move || match &record {
-            Some(r) => ctx2.storage.reopen_for_resume(r),
-            None => ctx2.storage.create_partial().map_err(ResumeError::Io),
+        let opened = tokio::task::spawn_blocking(move || {
+            // Read (or make) the key that seals resume data now, off the async workers.
+            let _ = ctx2.storage.resume_key();
+            match &record {
+                Some(r) => ctx2.storage.reopen_for_resume(r),
+                None => ctx2.storage.create_partial().map_err(ResumeError::Io),
+            }
         })
         .await
         .map_err(|e| Error::new(ErrorCode::CannotCreateFile, e.to_string()).with_url(&url))?;
@@ -113,6 +118,7 @@ impl DownloadSink {
             written: file.len(),
             checkpointed: file.len(),
             file: Some(file),
+            ctx,
             actor,
             url,
             job: None,
@@ -300,7 +306,7 @@ impl DownloadSink {
                 .await
                 .ok()
                 .flatten()
-                .map(ResumeData::from_bytes),
+                .and_then(|blob| seal(&self.ctx.storage, blob)),
             false => None,
         };
         Stopped {
@@ -457,21 +463,37 @@ impl DownloadSink {
 pub(crate) fn resume_data_from_storage(dir: &SessionDirectory, name: &str) -> Option<ResumeData> {
     let blob = dir.stored_checkpoint(name)?;
     ResumeRecord::decode(&blob).ok()?;
+    let data = seal(dir, blob)?;
     if let Ok(path) = dir.resolve(name) {
         keep_for_resume(&path);
     }
-    Some(ResumeData::from_bytes(blob))
+    Some(data)
 }
 
 /// The resume data that describes `record`.
-pub(crate) fn resume_data_of(record: &ResumeRecord) -> Option<ResumeData> {
-    record.encode().ok().map(ResumeData::from_bytes)
+pub(crate) fn resume_data_of(dir: &SessionDirectory, record: &ResumeRecord) -> Option<ResumeData> {
+    record.seal(dir).ok().map(ResumeData::from_bytes)
 }
 
-/// Reads resume data handed back by an application. The error, if any, is delivered when the task
-/// is resumed.
-pub(crate) fn decode_resume_data(data: &ResumeData) -> Result<Box<ResumeRecord>, Error> {
-    ResumeRecord::decode(data.as_bytes())
+/// An encoded record sealed with the directory's key, as resume data (none when the key cannot be
+/// had: then the download cannot be continued).
+fn seal(dir: &SessionDirectory, encoded: Vec<u8>) -> Option<ResumeData> {
+    match dir.seal(encoded) {
+        Ok(sealed) => Some(ResumeData::from_bytes(sealed)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot seal resume data");
+            None
+        }
+    }
+}
+
+/// Reads resume data handed back by an application: only data sealed with this session
+/// directory's key is taken. The error, if any, is delivered when the task is resumed.
+pub(crate) fn decode_resume_data(
+    dir: &SessionDirectory,
+    data: &ResumeData,
+) -> Result<Box<ResumeRecord>, Error> {
+    ResumeRecord::open(data.as_bytes(), dir)
         .map(Box::new)
         .map_err(|e| {
             Error::new(

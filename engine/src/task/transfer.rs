@@ -426,7 +426,7 @@ impl Run {
     async fn drive(&mut self, mut head: Head, body: Option<UploadBody>) -> Result<(), Halt> {
         // Only data tasks' GETs use the URL cache.
         let plan = if self.sink.is_none() && body.is_none() && head.method == http::Method::GET {
-            self.cache_plan(&mut head)?
+            self.cache_plan(&mut head).await?
         } else {
             caching::Plan::Network
         };

@@ -51,7 +51,7 @@ fn response_parts(response: &Response) -> http::response::Parts {
 
 impl Run {
     /// Consults the cache for a `GET` of a data task (whose `head` may gain validators).
-    pub(super) fn cache_plan(&self, head: &mut Head) -> Result<Plan, Halt> {
+    pub(super) async fn cache_plan(&self, head: &mut Head) -> Result<Plan, Halt> {
         // The original request's policy (redirects keep it), read without copying the request.
         let policy = self
             .info
@@ -60,7 +60,7 @@ impl Run {
             .unwrap_or(self.ctx.config.request_cache_policy);
         let entry = match policy {
             RequestCachePolicy::ReloadIgnoringLocalCacheData => None,
-            _ => self.ctx.url_cache.get(&self.ctx, &self.url),
+            _ => self.ctx.url_cache.get(&self.ctx, &self.url).await,
         };
         match (policy, entry) {
             (RequestCachePolicy::ReturnCacheDataDontLoad, None) => Err(Halt::Failed(

@@ -1,0 +1,250 @@
+//! How the session writes and reads the files it keeps, one way for all of them.
+//!
+//! A file is replaced atomically: written aside under a fresh name (created exclusively, readable and
+//! writable by the user only), synced, renamed over the old one, and the directory synced, so a crash
+//! leaves the old file or the new one and never half of one. A link planted at the name is replaced by
+//! the rename, never written through (wget CVE-2014-4877, curl CVE-2023-32001); files are opened for
+//! reading or appending without following links; reads are bounded.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+/// The largest file the session reads back whole (its cookie jar, its credentials, a cached response).
+pub const MAX_READ: u64 = 64 << 20;
+
+/// Replaces the file at `path` with `bytes`, atomically and privately (0600).
+///
+/// # Errors
+/// The file cannot be written or renamed (a full disk): the old file, if any, stays as it was and
+/// nothing is left aside.
+pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // tempfile creates with O_CREAT | O_EXCL and mode 0600, and removes the file if we fail.
+    let mut aside = tempfile::Builder::new()
+        .prefix(".courier-")
+        .suffix(".new")
+        .tempfile_in(dir)?;
+    aside.write_all(bytes)?;
+    aside.as_file().sync_all()?;
+    aside.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Whether [`move_into_place`] may replace a file already at the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace it (the user named the destination).
+    Replace,
+    /// Refuse: the destination was named by a server (curl's `-J`, CVE-2020-8177).
+    Keep,
+}
+
+/// Moves a finished download from the session directory to `to`, as an ordinary file (0644), even
+/// across file systems. The file's permissions are set on the session's own file before it moves,
+/// never on whatever is at `to`; a link at `to` is replaced (or, with [`Existing::Keep`], makes the
+/// move fail), never followed.
+///
+/// # Errors
+/// The move or the copy failed (`to` is then as it was, `from` still in place); with
+/// [`Existing::Keep`], [`io::ErrorKind::AlreadyExists`] when something is at `to`.
+pub fn move_into_place(from: &Path, to: &Path, existing: Existing) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let file = open_no_follow(OpenOptions::new().read(true), from)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    let moved = match existing {
+        Existing::Replace => std::fs::rename(from, to),
+        // A hard link is created only where nothing is: atomic, and no race with a planted file.
+        Existing::Keep => std::fs::hard_link(from, to).and_then(|()| std::fs::remove_file(from)),
+    };
+    match moved {
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => copy_into_place(from, to, existing),
+        other => other,
+    }?;
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+/// [`move_into_place`] across file systems: copied aside beside `to` (a fresh file), then renamed.
+fn copy_into_place(from: &Path, to: &Path, existing: Existing) -> io::Result<()> {
+    let dir = to
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut source = open_no_follow(OpenOptions::new().read(true), from)?;
+    let mut aside = tempfile::Builder::new()
+        .prefix(".courier-")
+        .suffix(".new")
+        .tempfile_in(dir)?;
+    io::copy(&mut source, aside.as_file_mut())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        aside
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    aside.as_file().sync_all()?;
+    match existing {
+        Existing::Replace => aside.persist(to).map_err(|e| e.error)?,
+        Existing::Keep => aside.persist_noclobber(to).map_err(|e| e.error)?,
+    };
+    std::fs::remove_file(from)
+}
+
+/// Syncs a directory, so a rename in it survives a crash. Best effort: not every platform or file
+/// system can.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Opens `path` with `options`, refusing to follow a symbolic link at its last component.
+///
+/// # Errors
+/// As [`OpenOptions::open`]; a link gives an error (`ELOOP` on Linux).
+pub fn open_no_follow(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path)
+}
+
+/// Reads the whole file at `path`, if it is a regular file (not a link) of at most [`MAX_READ`]
+/// bytes.
+///
+/// # Errors
+/// The file is missing, a link, too large, or unreadable.
+pub fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
+    let file = open_no_follow(OpenOptions::new().read(true), path)?;
+    let len = file.metadata()?.len();
+    if len > MAX_READ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is larger than {MAX_READ} bytes", path.display()),
+        ));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    file.take(MAX_READ + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > MAX_READ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the file grew too large",
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_replaced_file_is_private_and_a_planted_link_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("cookies.json");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        replace(&path, b"new").unwrap();
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"precious",
+            "not written through"
+        );
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "the user's file keeps its permissions");
+        assert!(
+            !std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 2, "nothing left aside");
+    }
+
+    #[test]
+    fn a_moved_download_never_writes_through_a_link_nor_changes_the_users_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let download = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b"downloaded").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p
+        };
+        let to = dir.path().join("out.bin");
+        std::os::unix::fs::symlink(&victim, &to).unwrap();
+        // Kept: the link (something at `to`) makes the move fail, and nothing changes.
+        let from = download("a.part");
+        let err = move_into_place(&from, &to, Existing::Keep).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(from.exists(), "the download stays where it was");
+        // Replaced: the link itself goes, the file it pointed to is untouched.
+        move_into_place(&from, &to, Existing::Replace).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"downloaded");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&victim),
+            0o600,
+            "the user's file keeps its permissions"
+        );
+        assert_eq!(mode(&to), 0o644, "a saved download is an ordinary file");
+        // Kept, with nothing there: moved.
+        let fresh = dir.path().join("fresh.bin");
+        move_into_place(&download("b.part"), &fresh, Existing::Keep).unwrap();
+        assert_eq!(std::fs::read(&fresh).unwrap(), b"downloaded");
+    }
+
+    #[test]
+    fn a_copy_across_file_systems_is_made_aside_then_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("a.part");
+        std::fs::write(&from, b"downloaded").unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let to = dir.path().join("out.bin");
+        std::os::unix::fs::symlink(&victim, &to).unwrap();
+        assert!(copy_into_place(&from, &to, Existing::Keep).is_err());
+        copy_into_place(&from, &to, Existing::Replace).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"downloaded");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!from.exists());
+    }
+
+    #[test]
+    fn reads_refuse_links_and_large_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::write(&real, b"data").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(read_bounded(&real).unwrap(), b"data");
+        assert!(read_bounded(&link).is_err());
+        let big = dir.path().join("big");
+        File::create(&big).unwrap().set_len(MAX_READ + 1).unwrap();
+        assert!(read_bounded(&big).is_err());
+    }
+}
