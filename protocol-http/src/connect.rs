@@ -145,7 +145,7 @@ impl tower_service::Service<Uri> for Connector {
         let inner = self.inner.clone();
         // hyper-util calls this while polling the request that needs the connection, so the
         // request's marker is in scope here, even if the connect goes on in the background later.
-        let wanted = WANTED.try_with(watch::Receiver::clone).ok();
+        let wanted = WANTED.try_with(Clone::clone).ok();
         Box::pin(async move {
             match inner.settings.connect_timeout {
                 Some(limit) => tokio::time::timeout(limit, inner.connect(uri, wanted))
@@ -164,13 +164,20 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 impl Connector {
-    /// The `Proxy-Authorization` a cleartext request to `uri` carries to its proxy, if it goes
-    /// through one with credentials (an `https` request sends them on its tunnel's `CONNECT`).
-    pub(crate) fn proxy_authorization(&self, uri: &Uri) -> Option<http::HeaderValue> {
+    /// Where the request's `Proxy-Authorization` goes: `Some(credentials)` on a cleartext request
+    /// to its proxy (the proxy URL's, else the request's own), `None` to take it off the request (an
+    /// `https` request presents it on its tunnel's `CONNECT`; a direct request has no proxy to
+    /// give it to).
+    pub(crate) fn proxy_authorization(
+        &self,
+        uri: &Uri,
+        given: Option<http::HeaderValue>,
+    ) -> Option<http::HeaderValue> {
         if uri.scheme_str() != Some("http") {
             return None;
         }
-        self.inner.settings.proxies.route(uri)?.auth
+        let route = self.inner.settings.proxies.route(uri)?;
+        route.auth.or(given)
     }
 
     /// Forgets the client certificate chosen for each host.
@@ -200,24 +207,41 @@ impl Connector {
     }
 }
 
+/// What a connect knows of the request it was started for.
+#[derive(Clone)]
+struct Wanted {
+    /// Its sender is dropped once the request is over.
+    alive: watch::Receiver<()>,
+    /// The `Proxy-Authorization` the request brought, for its tunnel's `CONNECT`.
+    proxy_authorization: Option<http::HeaderValue>,
+}
+
 tokio::task_local! {
-    /// Set while one request is being sent; its sender is dropped once the request is over.
-    static WANTED: watch::Receiver<()>;
+    /// Set while one request is being sent.
+    static WANTED: Wanted;
 }
 
 /// Runs `send`, one request's trip through the pool, so that the connects started for it stop
-/// waiting for a free slot once it is over (answered, failed or dropped).
-pub(crate) async fn for_one_request<F: Future>(send: F) -> F::Output {
-    let (_alive, wanted) = watch::channel(());
+/// waiting for a free slot once it is over (answered, failed or dropped), and present
+/// `proxy_authorization` (the request's own) to a proxy for a tunnel.
+pub(crate) async fn for_one_request<F: Future>(
+    proxy_authorization: Option<http::HeaderValue>,
+    send: F,
+) -> F::Output {
+    let (_alive, alive) = watch::channel(());
+    let wanted = Wanted {
+        alive,
+        proxy_authorization,
+    };
     WANTED.scope(wanted, send).await
 }
 
 /// Resolves once the request a connect was started for is over (never, for a connect made
 /// outside [`for_one_request`]).
-async fn served(wanted: Option<watch::Receiver<()>>) {
+async fn served(wanted: Option<Wanted>) {
     match wanted {
         // Nothing is ever sent: `changed` returns only when the sender is dropped.
-        Some(mut w) => while w.changed().await.is_ok() {},
+        Some(mut w) => while w.alive.changed().await.is_ok() {},
         None => std::future::pending().await,
     }
 }
@@ -275,11 +299,7 @@ impl Inner {
             .clone()
     }
 
-    async fn connect(
-        &self,
-        uri: Uri,
-        wanted: Option<watch::Receiver<()>>,
-    ) -> Result<Conn, ConnectFailure> {
+    async fn connect(&self, uri: Uri, wanted: Option<Wanted>) -> Result<Conn, ConnectFailure> {
         let uri_again = uri.clone();
         let tls = match uri.scheme_str() {
             Some("https") => true,
@@ -351,7 +371,13 @@ impl Inner {
                 )
             })?;
         if tls && let Some(route) = &route {
-            proxy::tunnel(&mut tcp, &host, port, route.auth.as_ref()).await?;
+            // The proxy URL's credentials, else the request's own `Proxy-Authorization`: both go
+            // to the proxy on the `CONNECT`, never through the tunnel (curl CVE-2015-3153).
+            let auth = route
+                .auth
+                .as_ref()
+                .or(wanted.as_ref().and_then(|w| w.proxy_authorization.as_ref()));
+            proxy::tunnel(&mut tcp, &host, port, auth).await?;
         }
         let connect = connect_started.elapsed();
         // Small requests and HTTP/2 frames should not wait for Nagle.

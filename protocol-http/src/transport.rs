@@ -148,7 +148,15 @@ impl Transport {
         &self,
         mut request: http::Request<RequestBody>,
     ) -> Result<http::Response<Incoming>, TransportError> {
-        if let Some(auth) = self.connector.proxy_authorization(request.uri()) {
+        // Proxy credentials are for the proxy only: on a cleartext request to it, or on the
+        // tunnel's CONNECT for https; never to the origin.
+        let given = request
+            .headers_mut()
+            .remove(http::header::PROXY_AUTHORIZATION);
+        if let Some(auth) = self
+            .connector
+            .proxy_authorization(request.uri(), given.clone())
+        {
             request
                 .headers_mut()
                 .insert(http::header::PROXY_AUTHORIZATION, auth);
@@ -164,20 +172,23 @@ impl Transport {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .request(request);
-        crate::connect::for_one_request(sent).await.map_err(|e| {
-            let error = TransportError::from_client(e);
-            // A connection that died of a client-certificate alert read by its own task.
-            match (error.kind(), target) {
-                (
-                    TransportErrorKind::ConnectionLost | TransportErrorKind::ClosedBeforeResponse,
-                    (true, host, port),
-                ) => match self.connector.recent_alert(true, &host, port) {
-                    Some(failure) => error.reclassified(TransportErrorKind::Tls(failure)),
-                    None => error,
-                },
-                _ => error,
-            }
-        })
+        crate::connect::for_one_request(given, sent)
+            .await
+            .map_err(|e| {
+                let error = TransportError::from_client(e);
+                // A connection that died of a client-certificate alert read by its own task.
+                match (error.kind(), target) {
+                    (
+                        TransportErrorKind::ConnectionLost
+                        | TransportErrorKind::ClosedBeforeResponse,
+                        (true, host, port),
+                    ) => match self.connector.recent_alert(true, &host, port) {
+                        Some(failure) => error.reclassified(TransportErrorKind::Tls(failure)),
+                        None => error,
+                    },
+                    _ => error,
+                }
+            })
     }
 }
 

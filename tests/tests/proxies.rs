@@ -144,3 +144,62 @@ async fn tinyproxy_forwards_cleartext_and_tunnels_https() {
     let (_, response) = refused.data(plain.url("/bytes/10").as_str()).await.unwrap();
     assert_eq!(response.status(), 407);
 }
+
+/// Proxy credentials go to the proxy only (curl CVE-2015-3153): a `Proxy-Authorization` header the
+/// application sets goes on the tunnel's `CONNECT` for https, in the request to the proxy for
+/// cleartext, and nowhere when there is no proxy; the origin never sees it.
+#[tokio::test]
+async fn a_proxy_authorization_header_goes_to_the_proxy_only() {
+    use courier_engine::Request;
+    use courier_engine::reexports::http::HeaderValue;
+    let with_header = |url: String| {
+        Request::get(url.as_str()).with_header(
+            courier_engine::reexports::http::header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic YW5uOnB3"),
+        )
+    };
+    let ca = TestCa::new();
+    let tls = TestServer::https(&ca).await;
+    let plain = TestServer::http().await;
+    let proxy = ProxyServer::start(Some("ann:pw")).await;
+    let mut config = through(&proxy.url(""), "");
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let session = Session::new(config).unwrap();
+
+    let (body, response) = session
+        .data(with_header(tls.url("/headers")))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the tunnel was opened with the header"
+    );
+    let seen = String::from_utf8_lossy(&body).to_lowercase();
+    assert!(!seen.contains("proxy-authorization"), "{seen}");
+    let asked = proxy.asked();
+    assert!(asked[0].line.starts_with("CONNECT "), "{asked:?}");
+    assert_eq!(asked[0].authorization.as_deref(), Some("Basic YW5uOnB3"));
+
+    let (_, response) = session
+        .data(with_header(plain.url("/headers")))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the proxy took it on the cleartext request"
+    );
+
+    // Without a proxy, the header has nowhere to go: the server never gets it.
+    let mut direct = Configuration::ephemeral();
+    direct.cleartext = CleartextPolicy::AllowAll;
+    direct.proxy = Proxy::Direct;
+    let session = Session::new(direct).unwrap();
+    let (body, _) = session
+        .data(with_header(plain.url("/headers")))
+        .await
+        .unwrap();
+    let seen = String::from_utf8_lossy(&body).to_lowercase();
+    assert!(!seen.contains("proxy-authorization"), "{seen}");
+}
