@@ -21,8 +21,10 @@
 //!   partial file, checkpoints and resume data) and come from (an upload's bytes, file or stream).
 //! - [`state`]: the task state machine, `(state, event) -> (state, effects)`, with no I/O.
 //! - [`configuration`]: [`Configuration`], a session's settings and their defaults.
-//! - `completion`: a task's one terminal message, which the session and the task actor share and
-//!   which is delivered (as an error) even if every holder drops it undelivered.
+//! - `context`, `stores`, `completion`: what the session and its tasks share, in neutral modules
+//!   (`task` never imports `session`; it reports to it through one narrow type, `TaskReport`):
+//!   the session context; the cookie jar, URL cache and credential store with their background
+//!   saver; a task's one terminal message, delivered (as an error) even if every holder drops it.
 //! - `SEMANTICS.md` beside this crate: the guarantees (ordering, exactly one terminal message,
 //!   invalidation) on one page.
 //!
@@ -31,8 +33,10 @@
 
 mod completion;
 pub mod configuration;
+mod context;
 pub mod session;
 pub mod state;
+mod stores;
 pub mod task;
 
 pub use configuration::{

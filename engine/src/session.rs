@@ -5,9 +5,6 @@
 //! and carries out invalidation.
 
 pub(crate) mod actor;
-pub(crate) mod cache;
-pub(crate) mod cookies;
-pub(crate) mod saver;
 pub(crate) mod trust;
 
 use std::future::Future;
@@ -25,50 +22,19 @@ use ractor::ActorRef;
 use tokio::sync::{oneshot, watch};
 
 use crate::Configuration;
-use crate::completion::{Delivered, Sink, Terminal};
+use crate::completion::{Delivered, Sink, Streamed, Terminal};
 use crate::configuration::{Proxy, SessionKind};
-use crate::task::auth::CredentialStore;
-use crate::task::byte_stream::Streamed;
+use crate::context::SessionContext;
+use crate::stores::cache::UrlCache;
+use crate::stores::cookies::CookieJar;
+use crate::stores::credentials::CredentialStore;
+use crate::stores::saver::Writes;
 use crate::task::download::{decode_resume_data, request_from_record};
 use crate::task::{
     ByteStream, DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask, Work,
 };
 pub(crate) use actor::SessionMsg;
 use actor::{SessionActor, SessionArgs};
-use cookies::CookieJar;
-
-/// What a session and all its task actors share.
-pub(crate) struct SessionContext {
-    /// Unique in the process; names the session in traces.
-    pub(crate) id: u64,
-    /// The session's own copy of its configuration.
-    pub(crate) config: Configuration,
-    /// The session's connection pool.
-    pub(crate) transport: Transport,
-    /// The delegate's serial queue, when the session has a delegate.
-    pub(crate) queue: Option<DeliveryQueue>,
-    /// Where the session writes files (created on first use).
-    pub(crate) storage: SessionDirectory,
-    /// Credentials that servers accepted, per protection space.
-    pub(crate) credentials: CredentialStore,
-    /// Cookies that responses set.
-    pub(crate) cookies: CookieJar,
-    /// Responses kept for reuse.
-    pub(crate) url_cache: cache::UrlCache,
-    /// The next task identifier (tasks are numbered 1, 2, 3... per session).
-    pub(crate) next_task_id: AtomicU64,
-    /// Store writes under way on blocking threads.
-    pub(crate) writes: saver::Writes,
-}
-
-impl std::fmt::Debug for SessionContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionContext")
-            .field("id", &self.id)
-            .field("storage", &self.storage)
-            .finish_non_exhaustive()
-    }
-}
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -123,6 +89,13 @@ pub(crate) struct SessionCore {
     shared: bool,
     /// The runtime the session runs on, for its blocking file work.
     runtime: tokio::runtime::Handle,
+}
+
+/// Task handles reach their session through its core, which they keep alive.
+impl crate::task::SessionLink for SessionCore {
+    fn report(&self, report: crate::task::TaskReport) -> bool {
+        self.actor.cast(SessionMsg::Task(report)).is_ok()
+    }
 }
 
 impl Drop for SessionCore {
@@ -240,9 +213,9 @@ impl Session {
             storage,
             credentials: CredentialStore::default(),
             cookies: CookieJar::default(),
-            url_cache: cache::UrlCache::default(),
+            url_cache: UrlCache::default(),
             next_task_id: AtomicU64::new(1),
-            writes: saver::Writes::default(),
+            writes: Writes::default(),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
         let runtime = runtime

@@ -3,6 +3,7 @@
 //!
 //! - `actor`: the task actor, which owns the transfer and applies the state machine.
 //! - `transfer`: the transfer itself (request, response head, body), run beside the actor.
+//! - `request`: what goes on the wire, built from a request and the configuration.
 //! - `download`: where a download's body goes: the partial file, its checkpoints, resume data.
 //! - `auth`: answering HTTP authentication challenges, and the session's credential store.
 //! - `local`: `data:` and `file:` URLs, served without the network.
@@ -14,6 +15,7 @@ pub(crate) mod auth;
 pub(crate) mod byte_stream;
 pub(crate) mod download;
 pub(crate) mod local;
+pub(crate) mod request;
 pub(crate) mod transfer;
 pub(crate) mod upload;
 
@@ -29,7 +31,7 @@ use courier_storage::ResumeRecord;
 use tokio::sync::oneshot;
 
 use crate::completion::Terminal;
-use crate::session::{SessionContext, SessionCore, SessionMsg};
+use crate::context::SessionContext;
 pub use byte_stream::ByteStream;
 pub use upload::UploadBody;
 
@@ -47,6 +49,29 @@ pub(crate) enum Control {
     /// Test hook: make the transfer (the Tokio task beside the actor) panic.
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     CrashTransfer,
+}
+
+/// What the task side tells its session: the one message type that goes from `task` to `session`.
+pub(crate) enum TaskReport {
+    /// A control call from a handle.
+    Control(u64, Control),
+    /// The last handle of a task that was never resumed was dropped.
+    HandlesDropped(u64),
+    /// The data task `old` became a download task, carried on by the same actor.
+    BecameDownload {
+        old: u64,
+        recorder: TaskRecorder,
+        terminal: Terminal,
+        partial: PartialSlot,
+    },
+}
+
+/// How the task side reaches its session. The session implements it twice: for task handles
+/// (holding the link keeps the session from invalidating itself) and for task actors (it does not).
+pub(crate) trait SessionLink: Send + Sync + 'static {
+    /// Sends `report` to the session; false when the session is gone (it has completed every task
+    /// already, so nothing is lost).
+    fn report(&self, report: TaskReport) -> bool;
 }
 
 /// What a task does with its request.
@@ -161,30 +186,30 @@ pub struct Task {
 /// task handle is still held, and tells it when the last handle of a never-resumed task is gone.
 struct Handles {
     id: u64,
-    session: Arc<SessionCore>,
+    session: Arc<dyn SessionLink>,
     resumed: AtomicBool,
 }
 
 impl Drop for Handles {
     fn drop(&mut self) {
         if !self.resumed.load(Ordering::Acquire) {
-            let _ = self.session.actor.cast(SessionMsg::HandlesDropped(self.id));
+            self.session.report(TaskReport::HandlesDropped(self.id));
         }
     }
 }
 
 impl Task {
     /// The first handle of a new task.
-    pub(crate) fn new(info: TaskInfo, session: Arc<SessionCore>) -> Task {
+    pub(crate) fn new(info: TaskInfo, session: Arc<dyn SessionLink>) -> Task {
         Task::with_handles(info, session, false)
     }
 
     /// A handle to a task that was resumed already (`Session::all_tasks`).
-    pub(crate) fn resumed(info: TaskInfo, session: Arc<SessionCore>) -> Task {
+    pub(crate) fn resumed(info: TaskInfo, session: Arc<dyn SessionLink>) -> Task {
         Task::with_handles(info, session, true)
     }
 
-    fn with_handles(info: TaskInfo, session: Arc<SessionCore>, resumed: bool) -> Task {
+    fn with_handles(info: TaskInfo, session: Arc<dyn SessionLink>, resumed: bool) -> Task {
         Task {
             handles: Arc::new(Handles {
                 id: info.id(),
@@ -197,11 +222,9 @@ impl Task {
 
     fn control(&self, control: Control) {
         // A session that has gone away has completed every task already: nothing left to control.
-        let _ = self
-            .handles
+        self.handles
             .session
-            .actor
-            .cast(SessionMsg::Control(self.info.id(), control));
+            .report(TaskReport::Control(self.info.id(), control));
     }
 
     /// Starts the task, or continues it after [`Task::suspend`]. Does nothing on a cancelling or

@@ -12,7 +12,7 @@
 //!   format version and a checksum.
 //! - [`seal`]: resume data sealed with a key of the session directory, so that only resume data this
 //!   user's Courier made is trusted.
-//! - [`write`]: the one way files are written (aside, private, synced, renamed; never through a
+//! - [`write`](mod@write): the one way files are written (aside, private, synced, renamed; never through a
 //!   link) and read back (bounded, never through a link).
 //!
 //! Everything here is synchronous `std::fs`; the engine calls it off its async workers.

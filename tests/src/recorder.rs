@@ -354,15 +354,24 @@ impl Recorder {
         self.body.lock().expect("body").clone()
     }
 
-    /// Waits until `pred` holds for the events, or `timeout` passes. Returns the events.
+    /// Waits until `pred` holds for the events, and returns them.
     ///
     /// Polls without blocking the thread, so it can run on the runtime the session uses.
+    ///
+    /// # Panics
+    /// When `timeout` passes first: the test fails there, with the events seen so far, instead of
+    /// at a later assertion on what never came.
     pub async fn wait_for(&self, timeout: Duration, pred: impl Fn(&[Event]) -> bool) -> Vec<Event> {
         let deadline = Instant::now() + timeout;
         loop {
             let events = self.events();
-            if pred(&events) || Instant::now() >= deadline {
+            if pred(&events) {
                 return events;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for an event; events so far: {events:#?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -383,7 +392,8 @@ impl Recorder {
             .await
     }
 
-    /// Waits (up to `timeout`) for task `id`'s `did_complete` and returns its error code.
+    /// Waits (up to `timeout`, then panics) for task `id`'s `did_complete` and returns its error
+    /// code.
     pub async fn wait_complete(&self, id: u64, timeout: Duration) -> Option<Option<ErrorCode>> {
         let events = self
             .wait_for(timeout, |e| {

@@ -330,6 +330,38 @@ pub fn compress(encoding: &str, data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `mib` MiB of zeros compressed with `encoding`, made once per size and encoding.
+fn bomb(encoding: &str, mib: usize) -> Bytes {
+    use std::io::Write;
+    static MADE: std::sync::Mutex<Vec<(String, usize, Bytes)>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, b)) = made.iter().find(|(e, m, _)| e == encoding && *m == mib) {
+        return b.clone();
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut out = Vec::new();
+    match encoding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(&mut out, flate2::Compression::best());
+            (0..mib).for_each(|_| e.write_all(&zeros).expect("in memory"));
+            e.finish().expect("in memory");
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(&mut out, flate2::Compression::best());
+            (0..mib).for_each(|_| e.write_all(&zeros).expect("in memory"));
+            e.finish().expect("in memory");
+        }
+        _ => {
+            let mut e = brotli::CompressorWriter::new(&mut out, 1 << 20, 9, 24);
+            (0..mib).for_each(|_| e.write_all(&zeros).expect("in memory"));
+            drop(e);
+        }
+    }
+    let body = Bytes::from(out);
+    made.push((encoding.to_owned(), mib, body.clone()));
+    body
+}
+
 fn encoded(encoding: &str, data: &[u8]) -> Response<Body> {
     let mut r = full(StatusCode::OK, compress(encoding, data));
     if let Ok(v) = http::HeaderValue::from_str(encoding) {
@@ -557,6 +589,18 @@ async fn route(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
                 http::header::CONTENT_ENCODING,
                 http::HeaderValue::from_static("gzip"),
             );
+            r
+        }
+        "bomb-of" => {
+            // `/bomb-of/ENCODING/MIB`: MIB MiB of zeros in that encoding, compressed once (in 1 MiB
+            // steps) and kept: the bench's decompression-bomb part.
+            let (encoding, mib) = arg.split_once('/').unwrap_or((arg, "1"));
+            let mib: usize = mib.parse().unwrap_or(1).min(4096);
+            let body = bomb(encoding, mib);
+            let mut r = full(StatusCode::OK, body);
+            if let Ok(v) = http::HeaderValue::from_str(encoding) {
+                r.headers_mut().insert(http::header::CONTENT_ENCODING, v);
+            }
             r
         }
         "upload" => {

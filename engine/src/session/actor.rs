@@ -15,12 +15,14 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::SessionContext;
 use crate::completion::Terminal;
+use crate::context::SessionContext;
 use crate::state::{Effect, TaskEvent, TaskMachine};
 use crate::task::actor::{TaskActor, TaskArgs, TaskMsg};
 use crate::task::download::resume_data_of;
-use crate::task::{Control, PartialSlot, Work, complete_orphan, publish_state};
+use crate::task::{
+    Control, PartialSlot, SessionLink, TaskReport, Work, complete_orphan, publish_state,
+};
 
 /// Messages a session actor handles.
 pub(crate) enum SessionMsg {
@@ -31,10 +33,8 @@ pub(crate) enum SessionMsg {
         callbacks: bool,
         work: Work,
     },
-    /// A control call from a task handle.
-    Control(u64, Control),
-    /// The last handle of a task that was never resumed was dropped.
-    HandlesDropped(u64),
+    /// News from the task side: a handle's control call or last drop, a conversion.
+    Task(TaskReport),
     /// `all_tasks()`.
     AllTasks(RpcReplyPort<Vec<TaskInfo>>),
     /// Test hook: how many tasks the session holds an entry for.
@@ -42,13 +42,16 @@ pub(crate) enum SessionMsg {
     CountEntries(RpcReplyPort<usize>),
     /// `finish_tasks_and_invalidate()` (`cancel: false`) or `invalidate_and_cancel()`.
     Invalidate { cancel: bool },
-    /// The data task `old` became a download task, carried on by the same actor.
-    BecameDownload {
-        old: u64,
-        recorder: TaskRecorder,
-        terminal: Terminal,
-        partial: PartialSlot,
-    },
+}
+
+/// The link a task actor reports through: the session's address, which (unlike a handle's link)
+/// does not keep the session from invalidating itself.
+struct ActorLink(ActorRef<SessionMsg>);
+
+impl SessionLink for ActorLink {
+    fn report(&self, report: TaskReport) -> bool {
+        self.0.cast(SessionMsg::Task(report)).is_ok()
+    }
 }
 
 pub(crate) struct SessionArgs {
@@ -142,8 +145,10 @@ impl Actor for SessionActor {
                         st.cancel_unstarted(id);
                     }
                 }
-                SessionMsg::Control(id, control) => st.control(&me, id, control).await,
-                SessionMsg::HandlesDropped(id) => {
+                SessionMsg::Task(TaskReport::Control(id, control)) => {
+                    st.control(&me, id, control).await
+                }
+                SessionMsg::Task(TaskReport::HandlesDropped(id)) => {
                     // Nobody can resume it any more: it would wait for invalidation to be
                     // cancelled, and hold its entry (and its delegate callbacks) until then.
                     if st.tasks.get(&id).is_some_and(|e| e.actor.is_none()) {
@@ -166,12 +171,12 @@ impl Actor for SessionActor {
                         .collect();
                     let _ = reply.send(tasks);
                 }
-                SessionMsg::BecameDownload {
+                SessionMsg::Task(TaskReport::BecameDownload {
                     old,
                     recorder,
                     terminal,
                     partial,
-                } => {
+                }) => {
                     match st.tasks.remove(&old) {
                         Some(Entry {
                             actor: Some(actor),
@@ -283,7 +288,7 @@ impl SessionState {
             callbacks: entry.callbacks,
             work: entry.work.take().unwrap_or(Work::Data),
             partial: entry.partial.clone(),
-            session: me.clone(),
+            session: Arc::new(ActorLink(me.clone())),
         };
         match TaskActor::spawn_linked(None, TaskActor, args, me.get_cell()).await {
             Ok((actor, _)) => {

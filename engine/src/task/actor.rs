@@ -11,31 +11,27 @@ use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use courier_delegates::{
-    CachedResponse, Callback, Error, ErrorCode, Reply, Request, Response, ResponseDisposition,
-    ResumeData, TaskInfo, TaskKind, TaskMetrics, TaskRecorder, TaskState,
+    CachedResponse, Callback, Error, ErrorCode, Reply, Response, ResponseDisposition, ResumeData,
+    TaskInfo, TaskKind, TaskMetrics, TaskRecorder, TaskState,
 };
-use courier_protocol_http::decode;
-use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tracing::Instrument;
-use url::Url;
 
-use super::byte_stream::BodySender;
 use super::download::Stopped;
 use super::local;
+use super::request::build_request;
 use super::transfer::{
-    DELEGATE_WINDOW, Destination, Head, SharedMetrics, Target, Timeouts, Transfer, TransferArgs,
+    DELEGATE_WINDOW, Destination, SharedMetrics, Target, Timeouts, Transfer, TransferArgs,
 };
 use super::upload::UploadBody;
-use super::{Control, PartialSlot, Work, publish_state};
-use crate::Configuration;
-use crate::completion::{Delivered, Sink, Terminal};
-use crate::session::{SessionContext, SessionMsg};
+use super::{Control, PartialSlot, SessionLink, TaskReport, Work, publish_state};
+use crate::completion::{BodySender, Delivered, Sink, Terminal};
+use crate::context::SessionContext;
 use crate::state::{Effect, Outcome, Phase, TaskEvent, TaskMachine};
 
-/// The default `User-Agent`, sent unless the request or the configuration sets one.
-const DEFAULT_USER_AGENT: &str = concat!("courier/", env!("CARGO_PKG_VERSION"));
+mod conversion;
+mod delivery;
 
 /// Messages a task actor handles.
 pub(crate) enum TaskMsg {
@@ -78,7 +74,7 @@ pub(crate) struct TaskArgs {
     pub(crate) work: Work,
     pub(crate) partial: PartialSlot,
     /// The session, told when the task becomes a download.
-    pub(crate) session: ActorRef<SessionMsg>,
+    pub(crate) session: Arc<dyn SessionLink>,
 }
 
 pub(crate) struct TaskActor;
@@ -95,7 +91,7 @@ pub(crate) struct TaskActorState {
     work: Option<Work>,
     download: bool,
     partial: PartialSlot,
-    session: ActorRef<SessionMsg>,
+    session: Arc<dyn SessionLink>,
     machine: TaskMachine,
     transfer: Option<Transfer>,
     /// The body of a completion-form task, gathered here.
@@ -277,120 +273,6 @@ impl TaskActorState {
                 if let Some(follow_up) = self.carry_out(me, effect, &mut payload).await {
                     events.push_back(follow_up);
                 }
-            }
-        }
-    }
-
-    /// Turns this data task into a download task carried on by this actor: a new task (new
-    /// identifier) takes over the transfer, whose body now goes to a file. The data task ends
-    /// silently, as URLSession's does.
-    fn become_download(&mut self) {
-        let Some(queue) = self.delegate_queue().cloned() else {
-            return;
-        };
-        if !self.terminal.goes_to_delegate() || self.download {
-            return;
-        }
-        let id = self.ctx.next_task_id.fetch_add(1, Ordering::Relaxed);
-        let (info, recorder) =
-            TaskInfo::new(id, TaskKind::Download, self.info.original_request().clone());
-        recorder.set_current_request(self.info.current_request());
-        if let Some(response) = self.info.response() {
-            recorder.set_response(response);
-        }
-        let terminal = Terminal::new(Sink::Delegate(queue.clone()), recorder.clone());
-        let partial = PartialSlot::for_download();
-        self.terminal.discard(); // the data task's terminal message is never sent
-        self.recorder.set_state(TaskState::Completed);
-        let (old, new) = (self.info.clone(), info.clone());
-        queue.push(move |d| d.did_become_download_task(&old, &new));
-        // The new task is born running: its state history starts like any task's.
-        publish_state(
-            &self.ctx,
-            &recorder,
-            true,
-            TaskState::Suspended,
-            TaskState::Running,
-        );
-        let _ = self.session.cast(SessionMsg::BecameDownload {
-            old: self.info.id(),
-            recorder: recorder.clone(),
-            terminal: terminal.clone(),
-            partial: partial.clone(),
-        });
-        if let Some(t) = &self.transfer {
-            t.become_download(info.clone(), partial.clone());
-        }
-        self.info = info;
-        self.recorder = recorder;
-        self.terminal = terminal;
-        self.partial = partial;
-        self.download = true;
-        self.span = tracing::info_span!("task", session = self.ctx.id, task = id);
-    }
-
-    /// Sends `did_finish_collecting_metrics`, just before the task completes (started tasks only).
-    fn deliver_metrics(&mut self) {
-        let taken = self.metrics.take();
-        let (Some(queue), Some((log, started))) = (self.delegate_for(Callback::Metrics), taken)
-        else {
-            return;
-        };
-        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-        let metrics = TaskMetrics {
-            task_start: started,
-            task_duration: started.elapsed(),
-            redirect_count: log.redirects,
-            // The transfer is over: its log is handed over, not copied.
-            transactions: std::mem::take(&mut log.transactions),
-        };
-        let info = self.info.clone();
-        queue.push(move |d| d.did_finish_collecting_metrics(&info, &metrics));
-    }
-
-    /// Asks the delegate about a new part's response (the default: allow).
-    fn ask_about_part(&self, response: Response, answer: oneshot::Sender<ResponseDisposition>) {
-        self.recorder.set_response(response.clone());
-        match self.delegate_for(Callback::ReceiveResponse) {
-            Some(queue) if self.machine.state() != TaskState::Canceling => {
-                let info = self.info.clone();
-                queue.push(move |d| {
-                    let reply = Reply::new(ResponseDisposition::Allow, move |a| {
-                        let _ = answer.send(a);
-                    });
-                    d.did_receive_response(&info, &response, reply);
-                });
-            }
-            _ => {
-                let _ = answer.send(ResponseDisposition::Allow);
-            }
-        }
-    }
-
-    /// Asks the delegate whether to cache `proposed` (the default: as proposed).
-    fn offer_to_cache(
-        &self,
-        proposed: CachedResponse,
-        answer: oneshot::Sender<Option<CachedResponse>>,
-    ) {
-        // Completion-form tasks are asked too, as URLSession asks them.
-        match self
-            .ctx
-            .queue
-            .as_ref()
-            .filter(|q| q.wants(Callback::WillCache))
-        {
-            Some(queue) if self.machine.state() != TaskState::Canceling => {
-                let info = self.info.clone();
-                queue.push(move |d| {
-                    let reply = Reply::new(Some(proposed.clone()), move |a| {
-                        let _ = answer.send(a);
-                    });
-                    d.will_cache_response(&info, &proposed, reply);
-                });
-            }
-            _ => {
-                let _ = answer.send(Some(proposed));
             }
         }
     }
@@ -622,233 +504,5 @@ impl TaskActorState {
         self.metrics = Some((transfer.metrics(), std::time::Instant::now()));
         self.transfer = Some(transfer);
         Ok(())
-    }
-
-    /// Hands news from the transfer to the delegate (or the completion form's buffer).
-    fn deliver(&mut self, payload: Payload) {
-        match payload {
-            Payload::Data(data, permit) => {
-                self.recorder.add_received(data.len());
-                if let Some(stream) = &self.stream {
-                    // The permit goes with the bytes: the window has room once the reader has them.
-                    let _ = stream.send(Ok((data, permit)));
-                    return;
-                }
-                match (self.delegate_queue(), self.callbacks) {
-                    (Some(queue), _) if !queue.wants(Callback::ReceiveData) => drop(permit),
-                    (Some(queue), _) => {
-                        let info = self.info.clone();
-                        queue.push(move |d| {
-                            d.did_receive_data(&info, &data);
-                            drop(permit); // frees the window only once the delegate has the bytes
-                        });
-                    }
-                    (None, true) => {} // a delegate-style task without a delegate: nobody wants the bytes
-                    (None, false) => self.body.extend_from_slice(&data),
-                }
-            }
-            Payload::ResumedAt { offset, expected } => {
-                self.written = offset;
-                self.recorder.set_received(offset as i64);
-                self.recorder.set_expected_to_receive(expected);
-                if let Some(queue) = self.delegate_for(Callback::ResumeAtOffset) {
-                    let info = self.info.clone();
-                    queue.push(move |d| d.did_resume_at_offset(&info, offset as i64, expected));
-                }
-            }
-            Payload::Wrote { total, expected } => {
-                // Totals only grow: a batch written before a restart from zero is not news.
-                if total <= self.written {
-                    return;
-                }
-                let delta = total - self.written;
-                self.written = total;
-                self.recorder.set_received(total as i64);
-                self.recorder.set_expected_to_receive(expected);
-                if let Some(queue) = self.delegate_for(Callback::WriteData) {
-                    let info = self.info.clone();
-                    queue.push(move |d| {
-                        d.did_write_data(&info, delta as i64, total as i64, expected)
-                    });
-                }
-            }
-            Payload::None | Payload::Response(_) | Payload::Sent(_) => {}
-        }
-    }
-
-    /// After a cancel: keeps a download's partial file when resume data was asked for and can be
-    /// made, removes it otherwise.
-    fn settle_stopped_download(&mut self, stopped: Option<Stopped>) {
-        let Some(stopped) = stopped else {
-            if let Some(waiter) = self.resume_waiter.take() {
-                let _ = waiter.send(None);
-            }
-            return;
-        };
-        match (self.resume_waiter.take(), stopped.resume) {
-            (Some(waiter), Some(data)) => {
-                courier_storage::download::keep_for_resume(&stopped.path);
-                self.cancel_resume_data = Some(data.clone());
-                let _ = waiter.send(Some(data));
-            }
-            (waiter, _) => {
-                courier_storage::download::remove_partial(&stopped.path);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(None);
-                }
-            }
-        }
-    }
-}
-
-/// Checks a request against the configuration and builds what goes on the wire (the body is
-/// attached per send, from `body`).
-///
-/// # Errors
-/// The URL is malformed (-1000) or of an unsupported scheme (-1002); cleartext HTTP is not allowed
-/// for the host (-1022); a GET carries a body (-1103).
-pub(crate) fn build_request(
-    request: &Request,
-    body: Option<&UploadBody>,
-    config: &Configuration,
-) -> Result<(Head, Url), Error> {
-    let text = request.url_str();
-    let Some(url) = request.url() else {
-        let reason = request.url_error().unwrap_or("malformed URL");
-        return Err(Error::new(ErrorCode::BadUrl, format!("bad URL: {reason}")).with_url(text));
-    };
-    let secure = match url.scheme() {
-        "https" => true,
-        "http" => false,
-        other => {
-            return Err(Error::new(
-                ErrorCode::UnsupportedUrl,
-                format!("unsupported URL scheme {other:?}"),
-            )
-            .with_url(text));
-        }
-    };
-    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-        return Err(Error::new(ErrorCode::BadUrl, "bad URL: no host").with_url(text));
-    };
-    if !secure && !config.cleartext.allows(host) {
-        return Err(Error::new(
-            ErrorCode::AppTransportSecurityRequiresSecureConnection,
-            format!("cleartext HTTP to {host} is not allowed by the session's configuration"),
-        )
-        .with_url(text));
-    }
-    let has_body = match body {
-        None => false,
-        Some(UploadBody::Bytes(b)) => !b.is_empty(),
-        Some(_) => true,
-    };
-    if has_body && request.method() == http::Method::GET {
-        return Err(Error::new(
-            ErrorCode::DataLengthExceedsMaximum,
-            "resource exceeds maximum size",
-        )
-        .with_url(text));
-    }
-    let uri: http::Uri = url.as_str().parse().map_err(|e: http::uri::InvalidUri| {
-        Error::new(ErrorCode::BadUrl, format!("bad URL: {e}")).with_url(text)
-    })?;
-
-    // The configuration's headers first, then the request's, which replace same-named ones.
-    let mut headers = config.http_additional_headers.clone();
-    for name in request.headers().keys() {
-        headers.remove(name);
-    }
-    for (name, value) in request.headers() {
-        headers.append(name.clone(), value.clone());
-    }
-    if !headers.contains_key(USER_AGENT) {
-        headers.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
-    }
-    if !headers.contains_key(ACCEPT_ENCODING) {
-        // Decoded transparently (courier-protocol-http's `decode`).
-        headers.insert(
-            ACCEPT_ENCODING,
-            HeaderValue::from_static(decode::ACCEPT_ENCODING),
-        );
-    }
-    if has_body && request.method() == http::Method::POST && !headers.contains_key(CONTENT_TYPE) {
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-    }
-    let head = Head {
-        method: request.method().clone(),
-        uri,
-        headers,
-    };
-    Ok((head, url.clone()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::Method;
-
-    fn code(r: Result<(Head, Url), Error>) -> Option<ErrorCode> {
-        r.err().map(|e| e.code())
-    }
-
-    fn build(r: &Request, c: &Configuration) -> Result<(Head, Url), Error> {
-        let body = r.body().cloned().map(UploadBody::Bytes);
-        build_request(r, body.as_ref(), c)
-    }
-
-    #[test]
-    fn refusals_before_the_wire() {
-        let c = Configuration::default();
-        assert_eq!(
-            code(build(&Request::get("http://127.0.0.1:99999/"), &c)),
-            Some(ErrorCode::BadUrl)
-        );
-        assert_eq!(
-            code(build(&Request::get("gopher://a.test/"), &c)),
-            Some(ErrorCode::UnsupportedUrl)
-        );
-        assert_eq!(
-            code(build(&Request::get("http://a.test/"), &c)),
-            Some(ErrorCode::AppTransportSecurityRequiresSecureConnection)
-        );
-        assert_eq!(
-            code(build(&Request::get("https://a.test/").with_body("x"), &c)),
-            Some(ErrorCode::DataLengthExceedsMaximum)
-        );
-        assert_eq!(code(build(&Request::get("https://a.test/"), &c)), None);
-    }
-
-    #[test]
-    fn request_headers_win_over_configuration_headers() {
-        let mut c = Configuration::default();
-        c.http_additional_headers
-            .insert("x-a", HeaderValue::from_static("config"));
-        c.http_additional_headers
-            .insert("x-b", HeaderValue::from_static("config"));
-        let r = Request::get("https://a.test/").with_header(
-            http::HeaderName::from_static("x-a"),
-            HeaderValue::from_static("request"),
-        );
-        let (built, _) = build(&r, &c).unwrap();
-        assert_eq!(built.headers["x-a"], "request");
-        assert_eq!(built.headers["x-b"], "config");
-        assert_eq!(built.headers[USER_AGENT], DEFAULT_USER_AGENT);
-    }
-
-    #[test]
-    fn post_body_gets_a_form_content_type() {
-        let r = Request::new(Method::POST, "https://a.test/").with_body("a=1");
-        let (built, _) = build(&r, &Configuration::default()).unwrap();
-        assert_eq!(
-            built.headers[CONTENT_TYPE],
-            "application/x-www-form-urlencoded"
-        );
-        let r = Request::new(Method::POST, "https://a.test/");
-        let (built, _) = build(&r, &Configuration::default()).unwrap();
-        assert!(built.headers.get(CONTENT_TYPE).is_none());
     }
 }

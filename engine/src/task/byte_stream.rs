@@ -10,64 +10,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use courier_delegates::{Error, Response, TaskInfo};
+use courier_delegates::{Error, TaskInfo};
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::sync::{mpsc, oneshot};
 
+use crate::completion::BodyReceiver;
 use crate::task::Task;
-
-/// One piece of body, with its place in the task's window (freed when the reader takes it).
-pub(crate) type Chunk = (Bytes, Option<OwnedSemaphorePermit>);
-/// Where the body goes, then the error that ends it, if any.
-pub(crate) type BodySender = mpsc::UnboundedSender<Result<Chunk, Error>>;
-type BodyReceiver = mpsc::UnboundedReceiver<Result<Chunk, Error>>;
-type HeadReceiver = oneshot::Receiver<Result<Response, Error>>;
-
-/// The sending half, held by the task: the response head once, then the body, then the end (the
-/// senders dropped) or an error.
-pub(crate) struct Streamed {
-    pub(crate) head: Option<oneshot::Sender<Result<Response, Error>>>,
-    pub(crate) body: BodySender,
-}
-
-impl Streamed {
-    /// A task's sending half and the receiving halves for [`ByteStream`].
-    pub(crate) fn channel() -> (Streamed, HeadReceiver, BodyReceiver) {
-        let (head, head_rx) = oneshot::channel();
-        let (body, body_rx) = mpsc::unbounded_channel();
-        let streamed = Streamed {
-            head: Some(head),
-            body,
-        };
-        (streamed, head_rx, body_rx)
-    }
-
-    /// Hands the response head to the waiting caller (once).
-    pub(crate) fn send_head(&mut self, response: Result<Response, Error>) {
-        if let Some(head) = self.head.take() {
-            let _ = head.send(response);
-        }
-    }
-
-    /// Ends the stream with the task's result: an error goes to whoever is still waiting, the
-    /// caller of `bytes` when no head was sent, else the reader.
-    pub(crate) fn finish(mut self, result: Result<(), Error>, response: Option<Response>) {
-        match (result, self.head.is_some()) {
-            (Err(e), true) => self.send_head(Err(e)),
-            (Err(e), false) => {
-                let _ = self.body.send(Err(e));
-            }
-            (Ok(()), true) => self.send_head(response.ok_or_else(|| {
-                Error::new(
-                    courier_delegates::ErrorCode::BadServerResponse,
-                    "no response",
-                )
-            })),
-            (Ok(()), false) => {}
-        }
-    }
-}
 
 /// A response body read as it arrives, from [`Session::bytes`](crate::Session::bytes).
 ///
@@ -171,37 +118,5 @@ impl std::fmt::Debug for ByteStream {
             .field("task", &self.task.id())
             .field("ended", &self.ended)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finish_sends_an_error_to_whoever_still_waits() {
-        let (streamed, head, mut body) = Streamed::channel();
-        let e = Error::new(courier_delegates::ErrorCode::CannotConnectToHost, "no");
-        streamed.finish(Err(e), None);
-        assert_eq!(
-            head.blocking_recv().unwrap().unwrap_err().code(),
-            courier_delegates::ErrorCode::CannotConnectToHost
-        );
-        assert!(
-            body.blocking_recv().is_none(),
-            "the body ends with nothing in it"
-        );
-
-        let (mut streamed, _head, mut body) = Streamed::channel();
-        streamed.send_head(Err(Error::new(
-            courier_delegates::ErrorCode::Unknown,
-            "stand-in for a head",
-        )));
-        let cut = Error::new(courier_delegates::ErrorCode::NetworkConnectionLost, "cut");
-        streamed.finish(Err(cut), None);
-        assert_eq!(
-            body.blocking_recv().unwrap().err().map(|e| e.code()),
-            Some(courier_delegates::ErrorCode::NetworkConnectionLost)
-        );
     }
 }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::PartialSlot;
 use super::actor::TaskMsg;
-use crate::session::SessionContext;
+use crate::context::SessionContext;
 
 /// Body bytes gathered before one write: large writes keep the kernel's per-call cost small.
 const WRITE_BATCH: usize = 1 << 20;

@@ -44,11 +44,18 @@ use super::auth::{self, Authenticator};
 use super::download::{DownloadSink, Placement, Stopped};
 use super::local::{self, LocalBody};
 use super::upload::{self, UploadBody};
-use crate::session::SessionContext;
-use crate::session::cache as caching_entry;
+use crate::context::SessionContext;
+use crate::stores::cache as caching_entry;
 
 mod caching;
+mod follow;
 mod parts;
+mod receive;
+mod send;
+mod timing;
+
+pub(crate) use send::map_transport_error;
+use timing::{request_timed_out, resource_timer, unless_stopped};
 
 /// Body bytes that may be on their way to a delegate at once. Past this, the transfer stops reading
 /// until the delegate has taken some: a slow delegate slows the connection instead of filling memory.
@@ -134,8 +141,6 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// A running transfer. Dropping it stops the transfer at once (no checkpoint).
 pub(crate) struct Transfer {
     handle: JoinHandle<Option<Stopped>>,
-    /// Runs out the resource timeout.
-    timer: JoinHandle<()>,
     gate: watch::Sender<Gate>,
     /// Set when a data task becomes a download: the body then goes to a file, for the new task.
     conversion: Conversion,
@@ -165,11 +170,7 @@ impl Transfer {
             crash: false,
             expired: false,
         });
-        let timer = tokio::spawn(resource_timer(
-            gate.clone(),
-            gate_rx.clone(),
-            args.timeouts.resource,
-        ));
+        let timer = resource_timer(gate.clone(), gate_rx.clone(), args.timeouts.resource);
         let actor = args.actor.clone();
         let conversion = Conversion::default();
         let metrics = SharedMetrics::default();
@@ -196,7 +197,17 @@ impl Transfer {
                 // A panic in here (a decoder, a parser, a bug) must not leave the task running
                 // forever: the actor hears of it and fails, and its session completes the task.
                 let running = AssertUnwindSafe(run.run(target, body, destination)).catch_unwind();
-                match running.await {
+                // The resource timer runs in the same Tokio task (no task of its own to spawn for
+                // every transfer); once it has raised the gate, only the transfer is polled.
+                tokio::pin!(running, timer);
+                let mut timing = true;
+                let ended = loop {
+                    tokio::select! {
+                        ended = &mut running => break ended,
+                        () = &mut timer, if timing => timing = false,
+                    }
+                };
+                match ended {
                     Ok((report, stopped)) => {
                         if let Some(msg) = report {
                             let _ = actor.cast(msg);
@@ -215,7 +226,6 @@ impl Transfer {
         );
         Transfer {
             handle,
-            timer,
             gate,
             conversion,
             metrics,
@@ -271,7 +281,6 @@ impl Drop for Transfer {
     fn drop(&mut self) {
         // A transfer never outlives its owner.
         self.handle.abort();
-        self.timer.abort();
     }
 }
 
@@ -310,46 +319,6 @@ enum Halt {
 impl From<Error> for Halt {
     fn from(e: Error) -> Halt {
         Halt::Failed(e)
-    }
-}
-
-/// Why the gate ended a wait: the resource timeout, or a stop (or the actor going away).
-fn halt_of(gate: &watch::Receiver<Gate>) -> Halt {
-    if gate.borrow().expired {
-        Halt::Failed(Error::new(
-            ErrorCode::TimedOut,
-            "the resource timeout expired",
-        ))
-    } else {
-        Halt::Interrupted
-    }
-}
-
-/// Runs out the resource timeout of one transfer: `budget` of time not suspended, then the gate
-/// says so. Aborted with the transfer.
-async fn resource_timer(
-    gate: watch::Sender<Gate>,
-    mut seen: watch::Receiver<Gate>,
-    budget: Duration,
-) {
-    let mut left = budget;
-    loop {
-        if seen.wait_for(|g| !g.paused).await.is_err() {
-            return;
-        }
-        let started = Instant::now();
-        tokio::select! {
-            _ = tokio::time::sleep(left) => {
-                gate.send_modify(|g| g.expired = true);
-                return;
-            }
-            r = seen.wait_for(|g| g.paused) => {
-                if r.is_err() {
-                    return;
-                }
-                left = left.saturating_sub(started.elapsed());
-            }
-        }
     }
 }
 
@@ -543,55 +512,6 @@ impl Run {
         self.offer_to_cache().await
     }
 
-    fn metrics(&self) -> std::sync::MutexGuard<'_, MetricsLog> {
-        self.metrics.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records the arrival of a response head on the current transaction.
-    fn note_response(&mut self, response: &http::Response<Incoming>) {
-        let connection = response.extensions().get::<ConnectionInfo>().cloned();
-        // A response over a connection the application trusted against standard verification:
-        // nothing of it outlives the session (Chromium and curl CVE-2021-22924's rule).
-        self.overridden = connection.as_ref().is_some_and(|c| c.trust_overridden);
-        // Every response's cookies count, a redirect's included: the next hop sends them.
-        let main = self.info.original_request().url();
-        self.ctx.cookies.store_from(
-            &self.ctx,
-            response.headers(),
-            &self.url,
-            main,
-            self.overridden,
-        );
-        let mut log = self.metrics();
-        let Some(t) = log.transactions.last_mut() else {
-            return;
-        };
-        t.response_start = Some(std::time::Instant::now());
-        t.status = Some(response.status().as_u16());
-        t.protocol = Some(match response.version() {
-            http::Version::HTTP_2 => "h2",
-            http::Version::HTTP_10 => "http/1.0",
-            _ => "http/1.1",
-        });
-        if let Some(c) = connection {
-            t.reused_connection = c.note_use();
-            if !t.reused_connection {
-                t.domain_lookup = Some(c.dns);
-                t.connect = Some(c.connect);
-                t.secure_connection = c.tls.then_some(c.tls_handshake);
-            }
-        }
-    }
-
-    /// Closes the current transaction (its body ended, or was abandoned for a redirect or retry).
-    fn end_transaction(&self) {
-        if let Some(t) = self.metrics().transactions.last_mut()
-            && t.response_end.is_none()
-        {
-            t.response_end = Some(std::time::Instant::now());
-        }
-    }
-
     /// Answers from the URL cache: the same response, gate and delivery as over the network.
     async fn serve_cached(&mut self, entry: caching_entry::Entry) -> Result<(), Halt> {
         self.metrics().transactions.push(TransactionMetrics {
@@ -647,377 +567,6 @@ impl Run {
             }
         }
     }
-
-    /// Sends the request and follows redirects until a final response. The delegate may change or
-    /// refuse each hop (`will_perform_http_redirection`); a followed redirect's body is never
-    /// delivered; the task's current request follows each hop.
-    async fn send_following(
-        &mut self,
-        head: &mut Head,
-        body: &mut Option<UploadBody>,
-    ) -> Result<http::Response<Incoming>, Halt> {
-        let mut followed = 0;
-        loop {
-            let response = self.send(head, body.as_ref()).await?;
-            if response.status() == http::StatusCode::UNAUTHORIZED
-                && response
-                    .headers()
-                    .contains_key(http::header::WWW_AUTHENTICATE)
-            {
-                let seen = Response::new(
-                    self.url.clone(),
-                    response.status(),
-                    response.version(),
-                    response.headers().clone(),
-                );
-                let (ctx, info, url) = (self.ctx.clone(), self.info.clone(), self.url.clone());
-                let deciding = self.auth.on_401(&ctx, &info, &seen, &head.method, &url);
-                match unless_stopped(&mut self.gate, deciding).await? {
-                    auth::Answer::Retry(authorization) => {
-                        drop(response);
-                        self.end_transaction();
-                        head.headers
-                            .insert(http::header::AUTHORIZATION, authorization);
-                        continue;
-                    }
-                    auth::Answer::Deliver => return Ok(response),
-                    auth::Answer::Cancel => {
-                        return Err(Halt::Failed(Error::cancelled(
-                            self.info.original_request().url_str(),
-                        )));
-                    }
-                }
-            }
-            self.auth.accepted(&self.ctx);
-            let Some(hop) = redirect::redirect(
-                response.status(),
-                response.headers(),
-                &head.method,
-                &self.url,
-            ) else {
-                return Ok(response);
-            };
-            let fail = |code, message: String, url: &Url| {
-                Halt::Failed(Error::new(code, message).with_url(url.as_str()))
-            };
-            if followed >= self.ctx.config.http_maximum_redirects {
-                return Err(fail(
-                    ErrorCode::HttpTooManyRedirects,
-                    format!("more than {followed} redirects"),
-                    &self.url,
-                ));
-            }
-            let mut proposed = Request::new(hop.method.clone(), hop.url.as_str());
-            *proposed.headers_mut() = head.headers.clone();
-            redirect::rewrite_headers(proposed.headers_mut(), &hop, &self.url);
-            let next = match self.ctx.queue.clone() {
-                Some(queue) => {
-                    let seen = Response::new(
-                        self.url.clone(),
-                        response.status(),
-                        response.version(),
-                        response.headers().clone(),
-                    );
-                    let info = self.info.clone();
-                    let default = Some(proposed.clone());
-                    let rx = queue.ask(Callback::Redirection, default, move |d, reply| {
-                        d.will_perform_http_redirection(&info, &seen, &proposed, reply);
-                    });
-                    match unless_stopped(&mut self.gate, rx).await? {
-                        Ok(Some(request)) => request,
-                        // The delegate declined: the redirect is the final response.
-                        Ok(None) | Err(_) => return Ok(response),
-                    }
-                }
-                None => proposed,
-            };
-            drop(response);
-            self.end_transaction();
-            self.metrics().redirects += 1;
-            let Some(url) = next.url().cloned() else {
-                return Err(fail(
-                    ErrorCode::BadUrl,
-                    "the redirect's request has a bad URL".into(),
-                    &self.url,
-                ));
-            };
-            let host = url.host_str().unwrap_or("").to_owned();
-            match url.scheme() {
-                "https" => {}
-                "http" if self.ctx.config.cleartext.allows(&host) => {}
-                "http" => {
-                    return Err(fail(
-                        ErrorCode::AppTransportSecurityRequiresSecureConnection,
-                        format!("a redirect to cleartext HTTP on {host}, which is not allowed"),
-                        &url,
-                    ));
-                }
-                other => {
-                    return Err(fail(
-                        ErrorCode::UnsupportedUrl,
-                        format!("a redirect to the unsupported scheme {other:?}"),
-                        &url,
-                    ));
-                }
-            }
-            head.uri = url.as_str().parse().map_err(|e: http::uri::InvalidUri| {
-                fail(
-                    ErrorCode::BadUrl,
-                    format!("bad redirect location: {e}"),
-                    &url,
-                )
-            })?;
-            head.method = next.method().clone();
-            head.headers = next.headers().clone();
-            if !hop.keeps_body {
-                *body = None;
-            }
-            self.recorder.set_current_request(next);
-            self.url = url;
-            followed += 1;
-        }
-    }
-
-    /// Sends one request and waits for its response head, under the clock.
-    async fn send(
-        &mut self,
-        head: &Head,
-        body: Option<&UploadBody>,
-    ) -> Result<http::Response<Incoming>, Halt> {
-        let fetch_start = std::time::Instant::now();
-        let mut builder = http::Request::builder()
-            .method(head.method.clone())
-            .uri(head.uri.clone());
-        if let Some(h) = builder.headers_mut() {
-            *h = head.headers.clone();
-            // The jar's cookies for this URL, unless the request brings its own.
-            if !h.contains_key(http::header::COOKIE)
-                && let Some(cookie) = self.ctx.cookies.header_for(&self.ctx, &self.url)
-            {
-                h.insert(http::header::COOKIE, cookie);
-            }
-        }
-        let request_body = match body {
-            Some(source) => {
-                // A delegate slow to hand over a stream must not hold up a cancel.
-                let preparing =
-                    upload::prepare(source, &self.ctx, &self.info, self.callbacks, &self.actor);
-                let prepared = unless_stopped(&mut self.gate, preparing).await??;
-                if let (Some(len), Some(h)) = (prepared.length, builder.headers_mut()) {
-                    h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
-                }
-                prepared.body
-            }
-            None => empty_body(),
-        };
-        self.metrics().transactions.push(TransactionMetrics {
-            url: self.url.to_string(),
-            fetch_type: FetchType::Network,
-            protocol: None,
-            reused_connection: false,
-            fetch_start,
-            domain_lookup: None,
-            connect: None,
-            secure_connection: None,
-            request_start: Some(std::time::Instant::now()),
-            response_start: None,
-            response_end: None,
-            status: None,
-        });
-        let request = builder.body(request_body).map_err(|e| {
-            Error::new(ErrorCode::BadUrl, format!("bad request: {e}")).with_url(self.url.as_str())
-        })?;
-        let transport = self.ctx.transport.clone();
-        match self
-            .timed(async move { transport.send(request).await })
-            .await
-        {
-            Ok(Ok(r)) => {
-                self.note_response(&r);
-                Ok(r)
-            }
-            Ok(Err(e)) => Err(Halt::Failed(map_transport_error(e, &self.url))),
-            Err(halt) => Err(halt),
-        }
-    }
-
-    /// Moves the body to its destination until it ends.
-    async fn receive(
-        &mut self,
-        mut body: Incoming,
-        mut decoder: Option<Decoder>,
-    ) -> Result<(), Halt> {
-        let pace = self
-            .ctx
-            .config
-            .maximum_receive_rate_per_task
-            .filter(|r| *r > 0);
-        let (paced_from, mut received) = (Instant::now(), 0u64);
-        loop {
-            if self.gate.borrow().paused
-                && let Some(sink) = &mut self.sink
-            {
-                // Suspended: everything received goes to disk and into a checkpoint first, so a
-                // long pause risks nothing.
-                sink.checkpoint_now().await?;
-            }
-            if let Some(rate) = pace {
-                // Hold the next read until the bytes so far fit the rate. A stop cuts the wait short.
-                let due = paced_from + Duration::from_secs_f64(received as f64 / rate as f64);
-                let gate = &mut self.gate;
-                tokio::select! {
-                    _ = tokio::time::sleep_until(due) => {}
-                    _ = async { let _ = gate.wait_for(|g| g.halted()).await; } => {}
-                }
-            }
-            self.wait_until(|g| !g.paused).await?;
-            let deadline = self.sink.as_ref().and_then(DownloadSink::deadline);
-            let gate = &mut self.gate;
-            let woke = tokio::select! {
-                frame = tokio::time::timeout(self.idle, body.frame()) => Woke::Frame(frame),
-                // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none are taken)
-                // and stop the clock until resumed.
-                _ = async { let _ = gate.wait_for(|g| g.paused || g.halted() || g.crash).await; } => Woke::Gate,
-                // The download has bytes to write or a checkpoint due while the network is quiet.
-                _ = sleep_until_or_never(deadline) => Woke::Deadline,
-            };
-            let frame = match woke {
-                Woke::Frame(frame) => frame,
-                Woke::Gate if self.gate.borrow().crash => panic!("injected transfer panic"),
-                Woke::Gate => continue,
-                Woke::Deadline => {
-                    if let Some(sink) = &mut self.sink {
-                        sink.on_deadline().await?;
-                    }
-                    continue;
-                }
-            };
-            let frame = match frame {
-                Err(_) => return Err(Halt::Failed(request_timed_out(&self.url))),
-                Ok(None) => {
-                    if let Some(d) = &mut decoder {
-                        while let Some(rest) = d.finish().map_err(|e| self.decode_error(e, true))? {
-                            self.deliver(rest).await?;
-                        }
-                    }
-                    return Ok(());
-                }
-                Ok(Some(Err(e))) => {
-                    return Err(Halt::Failed(map_transport_error(
-                        TransportError::from_body(e),
-                        &self.url,
-                    )));
-                }
-                Ok(Some(Ok(frame))) => frame,
-            };
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers carry no body bytes
-            };
-            if data.is_empty() {
-                continue;
-            }
-            received += data.len() as u64;
-            match &mut decoder {
-                // Decoded a bounded step at a time, each step delivered (and so held to the
-                // delegate window or written) before the next is decoded.
-                Some(d) => {
-                    d.feed(data);
-                    while let Some(step) =
-                        d.next_chunk().map_err(|e| self.decode_error(e, false))?
-                    {
-                        self.deliver(step).await?;
-                    }
-                }
-                None => self.deliver(data).await?,
-            }
-        }
-    }
-
-    /// Hands body bytes (decoded) to the download's file or to the delegate.
-    async fn deliver(&mut self, data: Bytes) -> Result<(), Halt> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        if let Some(sink) = &mut self.sink {
-            return Ok(sink.accept(data).await?);
-        }
-        self.gather_for_cache(&data);
-        let permit = self.take_window(&data).await?;
-        if self.actor.cast(TaskMsg::Data(data, permit)).is_err() {
-            return Err(Halt::Interrupted);
-        }
-        Ok(())
-    }
-
-    /// Names a decoding failure: -1016 for a data task; for a download, -3006 in the middle of the
-    /// body and -3007 at its end; a decompression bomb is -1103.
-    fn decode_error(&self, e: DecodeError, at_end: bool) -> Halt {
-        let code = match (&e, self.sink.is_some(), at_end) {
-            (DecodeError::TooExpanded { .. }, _, _) => ErrorCode::DataLengthExceedsMaximum,
-            (_, false, _) => ErrorCode::CannotDecodeContentData,
-            (_, true, false) => ErrorCode::DownloadDecodingFailedMidStream,
-            (_, true, true) => ErrorCode::DownloadDecodingFailedToComplete,
-        };
-        Halt::Failed(
-            Error::new(code, e.to_string())
-                .with_url(self.url.as_str())
-                .with_source(e),
-        )
-    }
-
-    /// Waits for room in the delegate window for `data`.
-    async fn take_window(&mut self, data: &Bytes) -> Result<Option<OwnedSemaphorePermit>, Halt> {
-        let Some(window) = self.window.clone() else {
-            return Ok(None);
-        };
-        let n = data.len().min(DELEGATE_WINDOW) as u32;
-        unless_stopped(&mut self.gate, window.acquire_many_owned(n))
-            .await?
-            .map(Some)
-            .map_err(|_| Halt::Interrupted)
-    }
-
-    /// Waits until `f` holds. A stop, or the actor going away, interrupts the wait.
-    async fn wait_until(&mut self, mut f: impl FnMut(&Gate) -> bool) -> Result<(), Halt> {
-        let go_on = match self.gate.wait_for(|g| g.halted() || f(g)).await {
-            Ok(g) => !g.halted(),
-            Err(_) => false,
-        };
-        if go_on {
-            Ok(())
-        } else {
-            Err(halt_of(&self.gate))
-        }
-    }
-
-    /// Awaits `fut` (connect, send, response head) under the clock. While suspended the future keeps
-    /// going (a request half sent cannot be paused) but the clock stops.
-    async fn timed<F: Future>(&mut self, fut: F) -> Result<F::Output, Halt> {
-        tokio::pin!(fut);
-        loop {
-            let gate = *self.gate.borrow();
-            if gate.halted() {
-                return Err(halt_of(&self.gate));
-            }
-            if gate.paused {
-                tokio::select! {
-                    out = &mut fut => return Ok(out),
-                    r = self.gate.wait_for(|g| !g.paused || g.halted()) => {
-                        if r.is_err() { return Err(Halt::Interrupted); }
-                        continue;
-                    }
-                }
-            }
-            tokio::select! {
-                out = tokio::time::timeout(self.idle, &mut fut) => {
-                    return out.map_err(|_| Halt::Failed(request_timed_out(&self.url)));
-                }
-                r = self.gate.wait_for(|g| g.paused || g.halted()) => {
-                    if r.is_err() { return Err(Halt::Interrupted); }
-                }
-            }
-        }
-    }
 }
 
 /// The message of a caught panic.
@@ -1027,63 +576,4 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         (_, Some(s)) => s.clone(),
         _ => "a panic without a message".to_owned(),
     }
-}
-
-/// Runs `fut` unless the transfer is told to stop (or its actor goes away) first.
-async fn unless_stopped<F: Future>(
-    gate: &mut watch::Receiver<Gate>,
-    fut: F,
-) -> Result<F::Output, Halt> {
-    tokio::select! {
-        out = fut => Ok(out),
-        _ = async { let _ = gate.wait_for(|g| g.halted()).await; } => Err(halt_of(gate)),
-    }
-}
-
-/// What ended a wait in the body loop.
-enum Woke<F> {
-    Frame(F),
-    Gate,
-    Deadline,
-}
-
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until_or_never(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The error of the idle (request) timeout.
-fn request_timed_out(url: &Url) -> Error {
-    Error::new(ErrorCode::TimedOut, "the request timed out").with_url(url.as_str())
-}
-
-/// Names a wire failure with URLSession's code for it.
-pub(crate) fn map_transport_error(e: TransportError, url: &Url) -> Error {
-    use ErrorCode as C;
-    use TransportErrorKind as K;
-    let code = match e.kind() {
-        K::Dns => C::CannotFindHost,
-        K::ConnectionRefused => C::CannotConnectToHost,
-        K::ConnectTimeout => C::TimedOut,
-        K::Tls(TlsFailure::Expired) => C::ServerCertificateHasBadDate,
-        K::Tls(TlsFailure::NotYetValid) => C::ServerCertificateNotYetValid,
-        K::Tls(TlsFailure::UnknownRoot) => C::ServerCertificateHasUnknownRoot,
-        K::Tls(TlsFailure::Untrusted) => C::ServerCertificateUntrusted,
-        K::Tls(TlsFailure::ClientCertificateRequired) => C::ClientCertificateRequired,
-        K::Tls(TlsFailure::ClientCertificateRejected) => C::ClientCertificateRejected,
-        K::Tls(_) => C::SecureConnectionFailed,
-        K::ClosedBeforeResponse => C::BadServerResponse,
-        K::BadResponse => C::CannotParseResponse,
-        K::ConnectionLost => C::NetworkConnectionLost,
-        K::InvalidUrl => C::BadUrl,
-        K::Cancelled => C::Cancelled,
-        _ => C::Unknown,
-    };
-    let message = e.to_string();
-    Error::new(code, message)
-        .with_url(url.as_str())
-        .with_source(e)
 }

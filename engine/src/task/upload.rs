@@ -15,7 +15,7 @@ use ractor::ActorRef;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::actor::TaskMsg;
-use crate::session::SessionContext;
+use crate::context::SessionContext;
 
 /// Bytes read from a file or stream at a time, and the largest chunk handed to the connection.
 const CHUNK: usize = 256 * 1024;

@@ -12,7 +12,11 @@
 //!    run, the engine's completion form on a current-thread runtime, as the CLI runs it) against
 //!    `curl -o`, interleaved pairs (`--download-pairs`, default 9), and courier's peak RSS (VmHWM).
 //!
-//! `--only tasks` or `--only download` runs one part.
+//! 4. On demand (`--only bombs [--courier PATH]`): the peak RSS of `courier get` (the binary at
+//!    PATH, by default the one beside this bench) refusing 1 GiB of zeros sent as gzip, deflate
+//!    and br by a loopback server, beside `curl --compressed` decoding the same bodies whole.
+//!
+//! `--only tasks`, `--only download` or `--only bombs` runs one part.
 //!
 //! The server runs on its own runtime thread, so client and server share the two cores as they would
 //! with a separate server process.
@@ -251,6 +255,70 @@ fn download_bench(pairs: usize) {
     );
 }
 
+/// Part 4: decompression bombs, refused by `courier get`; `curl --compressed` decodes them whole.
+fn bombs_bench() {
+    let args: Vec<String> = std::env::args().collect();
+    let courier = args
+        .iter()
+        .position(|a| a == "--courier")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::current_exe()
+                .expect("own path")
+                .with_file_name("courier")
+        });
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let server = server_rt.block_on(TestServer::http());
+    println!(
+        "# 1 GiB of zeros as each encoding: peak RSS of {}",
+        courier.display()
+    );
+    for encoding in ["gzip", "deflate", "br"] {
+        let url = server.url(&format!("/bomb-of/{encoding}/1024"));
+        // The first request makes (and keeps) the body; it is not measured.
+        let _ = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", &url])
+            .status();
+        let peak = |program: &std::path::Path, extra: &[&str]| -> (u64, Option<i32>, String) {
+            let out = Command::new("/usr/bin/time")
+                .args(["-f", "maxrss_kib=%M"])
+                .arg(program)
+                .args(extra)
+                .arg(&url)
+                .output()
+                .expect("/usr/bin/time runs");
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let kib = stderr
+                .lines()
+                .find_map(|l| l.strip_prefix("maxrss_kib="))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let last = stderr
+                .lines()
+                .rfind(|l| l.starts_with("courier:"))
+                .unwrap_or("")
+                .to_owned();
+            (kib, out.status.code(), last)
+        };
+        let (ours, code, said) = peak(&courier, &["get", "-q", "--allow-http", "-o", "/dev/null"]);
+        let (theirs, _, _) = peak(
+            std::path::Path::new("curl"),
+            &["-s", "--compressed", "-o", "/dev/null"],
+        );
+        println!(
+            "{encoding:8} courier peak RSS {:.1} MiB (exit {code:?}: {said})  curl --compressed {:.1} MiB  ratio {:.2}",
+            ours as f64 / 1024.0,
+            theirs as f64 / 1024.0,
+            ours as f64 / theirs.max(1) as f64
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("download-once") {
@@ -264,6 +332,10 @@ fn main() {
         .cloned();
     if only.as_deref() == Some("download") {
         download_bench(arg("--download-pairs", 9));
+        return;
+    }
+    if only.as_deref() == Some("bombs") {
+        bombs_bench();
         return;
     }
     let pairs = arg("--pairs", 11);

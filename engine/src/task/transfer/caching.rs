@@ -12,7 +12,7 @@ use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
 use tokio::sync::oneshot;
 
 use super::{Halt, Head, Run, TaskMsg, unless_stopped};
-use crate::session::cache::{self, Entry};
+use crate::stores::cache::{self, Entry};
 
 /// What the cache says about a request.
 pub(super) enum Plan {

@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use url::Url;
 
-use crate::session::SessionContext;
+use crate::context::SessionContext;
 
 /// One cached response: the policy that judges it, the head and the body.
 #[derive(Clone)]

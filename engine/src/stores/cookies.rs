@@ -24,7 +24,7 @@ use url::Url;
 
 use super::saver::Saver;
 use crate::configuration::CookieAcceptPolicy;
-use crate::session::SessionContext;
+use crate::context::SessionContext;
 
 /// The jar's file in a default session's directory.
 const FILE: &str = "cookies.json";

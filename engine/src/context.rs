@@ -1,0 +1,48 @@
+//! `SessionContext`: what a session and all its tasks share (configuration, connection pool,
+//! delegate queue, session directory, stores). A neutral module: the session builds it, tasks read
+//! it, and neither reaches into the other for it.
+
+use std::sync::atomic::AtomicU64;
+
+use courier_delegates::DeliveryQueue;
+use courier_protocol_http::Transport;
+use courier_storage::SessionDirectory;
+
+use crate::Configuration;
+use crate::stores::cache::UrlCache;
+use crate::stores::cookies::CookieJar;
+use crate::stores::credentials::CredentialStore;
+use crate::stores::saver::Writes;
+
+/// What a session and all its task actors share.
+pub(crate) struct SessionContext {
+    /// Unique in the process; names the session in traces.
+    pub(crate) id: u64,
+    /// The session's own copy of its configuration.
+    pub(crate) config: Configuration,
+    /// The session's connection pool.
+    pub(crate) transport: Transport,
+    /// The delegate's serial queue, when the session has a delegate.
+    pub(crate) queue: Option<DeliveryQueue>,
+    /// Where the session writes files (created on first use).
+    pub(crate) storage: SessionDirectory,
+    /// Credentials that servers accepted, per protection space.
+    pub(crate) credentials: CredentialStore,
+    /// Cookies that responses set.
+    pub(crate) cookies: CookieJar,
+    /// Responses kept for reuse.
+    pub(crate) url_cache: UrlCache,
+    /// The next task identifier (tasks are numbered 1, 2, 3... per session).
+    pub(crate) next_task_id: AtomicU64,
+    /// Store writes under way on blocking threads.
+    pub(crate) writes: Writes,
+}
+
+impl std::fmt::Debug for SessionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionContext")
+            .field("id", &self.id)
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
+}

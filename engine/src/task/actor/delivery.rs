@@ -1,0 +1,153 @@
+//! What the actor hands to the delegate (or the completion form's buffer, or a byte stream): data
+//! and progress, metrics, the questions about multipart parts and caching, and what becomes of a
+//! stopped download's file.
+
+use super::*;
+
+impl TaskActorState {
+    /// Sends `did_finish_collecting_metrics`, just before the task completes (started tasks only).
+    pub(super) fn deliver_metrics(&mut self) {
+        let taken = self.metrics.take();
+        let (Some(queue), Some((log, started))) = (self.delegate_for(Callback::Metrics), taken)
+        else {
+            return;
+        };
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        let metrics = TaskMetrics {
+            task_start: started,
+            task_duration: started.elapsed(),
+            redirect_count: log.redirects,
+            // The transfer is over: its log is handed over, not copied.
+            transactions: std::mem::take(&mut log.transactions),
+        };
+        let info = self.info.clone();
+        queue.push(move |d| d.did_finish_collecting_metrics(&info, &metrics));
+    }
+
+    /// Asks the delegate about a new part's response (the default: allow).
+    pub(super) fn ask_about_part(
+        &self,
+        response: Response,
+        answer: oneshot::Sender<ResponseDisposition>,
+    ) {
+        self.recorder.set_response(response.clone());
+        match self.delegate_for(Callback::ReceiveResponse) {
+            Some(queue) if self.machine.state() != TaskState::Canceling => {
+                let info = self.info.clone();
+                queue.push(move |d| {
+                    let reply = Reply::new(ResponseDisposition::Allow, move |a| {
+                        let _ = answer.send(a);
+                    });
+                    d.did_receive_response(&info, &response, reply);
+                });
+            }
+            _ => {
+                let _ = answer.send(ResponseDisposition::Allow);
+            }
+        }
+    }
+
+    /// Asks the delegate whether to cache `proposed` (the default: as proposed).
+    pub(super) fn offer_to_cache(
+        &self,
+        proposed: CachedResponse,
+        answer: oneshot::Sender<Option<CachedResponse>>,
+    ) {
+        // Completion-form tasks are asked too, as URLSession asks them.
+        match self
+            .ctx
+            .queue
+            .as_ref()
+            .filter(|q| q.wants(Callback::WillCache))
+        {
+            Some(queue) if self.machine.state() != TaskState::Canceling => {
+                let info = self.info.clone();
+                queue.push(move |d| {
+                    let reply = Reply::new(Some(proposed.clone()), move |a| {
+                        let _ = answer.send(a);
+                    });
+                    d.will_cache_response(&info, &proposed, reply);
+                });
+            }
+            _ => {
+                let _ = answer.send(Some(proposed));
+            }
+        }
+    }
+
+    /// Hands news from the transfer to the delegate (or the completion form's buffer).
+    pub(super) fn deliver(&mut self, payload: Payload) {
+        match payload {
+            Payload::Data(data, permit) => {
+                self.recorder.add_received(data.len());
+                if let Some(stream) = &self.stream {
+                    // The permit goes with the bytes: the window has room once the reader has them.
+                    let _ = stream.send(Ok((data, permit)));
+                    return;
+                }
+                match (self.delegate_queue(), self.callbacks) {
+                    (Some(queue), _) if !queue.wants(Callback::ReceiveData) => drop(permit),
+                    (Some(queue), _) => {
+                        let info = self.info.clone();
+                        queue.push(move |d| {
+                            d.did_receive_data(&info, &data);
+                            drop(permit); // frees the window only once the delegate has the bytes
+                        });
+                    }
+                    (None, true) => {} // a delegate-style task without a delegate: nobody wants the bytes
+                    (None, false) => self.body.extend_from_slice(&data),
+                }
+            }
+            Payload::ResumedAt { offset, expected } => {
+                self.written = offset;
+                self.recorder.set_received(offset as i64);
+                self.recorder.set_expected_to_receive(expected);
+                if let Some(queue) = self.delegate_for(Callback::ResumeAtOffset) {
+                    let info = self.info.clone();
+                    queue.push(move |d| d.did_resume_at_offset(&info, offset as i64, expected));
+                }
+            }
+            Payload::Wrote { total, expected } => {
+                // Totals only grow: a batch written before a restart from zero is not news.
+                if total <= self.written {
+                    return;
+                }
+                let delta = total - self.written;
+                self.written = total;
+                self.recorder.set_received(total as i64);
+                self.recorder.set_expected_to_receive(expected);
+                if let Some(queue) = self.delegate_for(Callback::WriteData) {
+                    let info = self.info.clone();
+                    queue.push(move |d| {
+                        d.did_write_data(&info, delta as i64, total as i64, expected)
+                    });
+                }
+            }
+            Payload::None | Payload::Response(_) | Payload::Sent(_) => {}
+        }
+    }
+
+    /// After a cancel: keeps a download's partial file when resume data was asked for and can be
+    /// made, removes it otherwise.
+    pub(super) fn settle_stopped_download(&mut self, stopped: Option<Stopped>) {
+        let Some(stopped) = stopped else {
+            if let Some(waiter) = self.resume_waiter.take() {
+                let _ = waiter.send(None);
+            }
+            return;
+        };
+        match (self.resume_waiter.take(), stopped.resume) {
+            (Some(waiter), Some(data)) => {
+                courier_storage::download::keep_for_resume(&stopped.path);
+                self.cancel_resume_data = Some(data.clone());
+                let _ = waiter.send(Some(data));
+            }
+            (waiter, _) => {
+                courier_storage::download::remove_partial(&stopped.path);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(None);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Building what goes on the wire from a task's request and the session's configuration: the
+//! checks before anything is sent (URL, scheme, cleartext policy, a GET with a body) and the headers
+//! (the configuration's under the request's, `User-Agent`, `Accept-Encoding`, a form's
+//! `Content-Type`).
+
+use courier_delegates::{Error, ErrorCode, Request};
+use courier_protocol_http::decode;
+use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
+use url::Url;
+
+use super::transfer::Head;
+use super::upload::UploadBody;
+use crate::Configuration;
+
+/// The default `User-Agent`, sent unless the request or the configuration sets one.
+const DEFAULT_USER_AGENT: &str = concat!("courier/", env!("CARGO_PKG_VERSION"));
+
+/// Checks a request against the configuration and builds what goes on the wire (the body is
+/// attached per send, from `body`).
+///
+/// # Errors
+/// The URL is malformed (-1000) or of an unsupported scheme (-1002); cleartext HTTP is not allowed
+/// for the host (-1022); a GET carries a body (-1103).
+pub(crate) fn build_request(
+    request: &Request,
+    body: Option<&UploadBody>,
+    config: &Configuration,
+) -> Result<(Head, Url), Error> {
+    let text = request.url_str();
+    let Some(url) = request.url() else {
+        let reason = request.url_error().unwrap_or("malformed URL");
+        return Err(Error::new(ErrorCode::BadUrl, format!("bad URL: {reason}")).with_url(text));
+    };
+    let secure = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        other => {
+            return Err(Error::new(
+                ErrorCode::UnsupportedUrl,
+                format!("unsupported URL scheme {other:?}"),
+            )
+            .with_url(text));
+        }
+    };
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        return Err(Error::new(ErrorCode::BadUrl, "bad URL: no host").with_url(text));
+    };
+    if !secure && !config.cleartext.allows(host) {
+        return Err(Error::new(
+            ErrorCode::AppTransportSecurityRequiresSecureConnection,
+            format!("cleartext HTTP to {host} is not allowed by the session's configuration"),
+        )
+        .with_url(text));
+    }
+    let has_body = match body {
+        None => false,
+        Some(UploadBody::Bytes(b)) => !b.is_empty(),
+        Some(_) => true,
+    };
+    if has_body && request.method() == http::Method::GET {
+        return Err(Error::new(
+            ErrorCode::DataLengthExceedsMaximum,
+            "resource exceeds maximum size",
+        )
+        .with_url(text));
+    }
+    let uri: http::Uri = url.as_str().parse().map_err(|e: http::uri::InvalidUri| {
+        Error::new(ErrorCode::BadUrl, format!("bad URL: {e}")).with_url(text)
+    })?;
+
+    // The configuration's headers first, then the request's, which replace same-named ones.
+    let mut headers = config.http_additional_headers.clone();
+    for name in request.headers().keys() {
+        headers.remove(name);
+    }
+    for (name, value) in request.headers() {
+        headers.append(name.clone(), value.clone());
+    }
+    if !headers.contains_key(USER_AGENT) {
+        headers.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
+    }
+    if !headers.contains_key(ACCEPT_ENCODING) {
+        // Decoded transparently (courier-protocol-http's `decode`).
+        headers.insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_static(decode::ACCEPT_ENCODING),
+        );
+    }
+    if has_body && request.method() == http::Method::POST && !headers.contains_key(CONTENT_TYPE) {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+    }
+    let head = Head {
+        method: request.method().clone(),
+        uri,
+        headers,
+    };
+    Ok((head, url.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    fn code(r: Result<(Head, Url), Error>) -> Option<ErrorCode> {
+        r.err().map(|e| e.code())
+    }
+
+    fn build(r: &Request, c: &Configuration) -> Result<(Head, Url), Error> {
+        let body = r.body().cloned().map(UploadBody::Bytes);
+        build_request(r, body.as_ref(), c)
+    }
+
+    #[test]
+    fn refusals_before_the_wire() {
+        let c = Configuration::default();
+        assert_eq!(
+            code(build(&Request::get("http://127.0.0.1:99999/"), &c)),
+            Some(ErrorCode::BadUrl)
+        );
+        assert_eq!(
+            code(build(&Request::get("gopher://a.test/"), &c)),
+            Some(ErrorCode::UnsupportedUrl)
+        );
+        assert_eq!(
+            code(build(&Request::get("http://a.test/"), &c)),
+            Some(ErrorCode::AppTransportSecurityRequiresSecureConnection)
+        );
+        assert_eq!(
+            code(build(&Request::get("https://a.test/").with_body("x"), &c)),
+            Some(ErrorCode::DataLengthExceedsMaximum)
+        );
+        assert_eq!(code(build(&Request::get("https://a.test/"), &c)), None);
+    }
+
+    #[test]
+    fn request_headers_win_over_configuration_headers() {
+        let mut c = Configuration::default();
+        c.http_additional_headers
+            .insert("x-a", HeaderValue::from_static("config"));
+        c.http_additional_headers
+            .insert("x-b", HeaderValue::from_static("config"));
+        let r = Request::get("https://a.test/").with_header(
+            http::HeaderName::from_static("x-a"),
+            HeaderValue::from_static("request"),
+        );
+        let (built, _) = build(&r, &c).unwrap();
+        assert_eq!(built.headers["x-a"], "request");
+        assert_eq!(built.headers["x-b"], "config");
+        assert_eq!(built.headers[USER_AGENT], DEFAULT_USER_AGENT);
+    }
+
+    #[test]
+    fn post_body_gets_a_form_content_type() {
+        let r = Request::new(Method::POST, "https://a.test/").with_body("a=1");
+        let (built, _) = build(&r, &Configuration::default()).unwrap();
+        assert_eq!(
+            built.headers[CONTENT_TYPE],
+            "application/x-www-form-urlencoded"
+        );
+        let r = Request::new(Method::POST, "https://a.test/");
+        let (built, _) = build(&r, &Configuration::default()).unwrap();
+        assert!(built.headers.get(CONTENT_TYPE).is_none());
+    }
+}

@@ -1,0 +1,160 @@
+//! Reading the body: frames from the network (decoded in bounded steps, paced by the rate limit),
+//! to the download's file or to the delegate within its window.
+
+use super::*;
+
+impl Run {
+    /// Moves the body to its destination until it ends.
+    pub(super) async fn receive(
+        &mut self,
+        mut body: Incoming,
+        mut decoder: Option<Decoder>,
+    ) -> Result<(), Halt> {
+        let pace = self
+            .ctx
+            .config
+            .maximum_receive_rate_per_task
+            .filter(|r| *r > 0);
+        let (paced_from, mut received) = (Instant::now(), 0u64);
+        loop {
+            if self.gate.borrow().paused
+                && let Some(sink) = &mut self.sink
+            {
+                // Suspended: everything received goes to disk and into a checkpoint first, so a
+                // long pause risks nothing.
+                sink.checkpoint_now().await?;
+            }
+            if let Some(rate) = pace {
+                // Hold the next read until the bytes so far fit the rate. A stop cuts the wait short.
+                let due = paced_from + Duration::from_secs_f64(received as f64 / rate as f64);
+                let gate = &mut self.gate;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = async { let _ = gate.wait_for(|g| g.halted()).await; } => {}
+                }
+            }
+            self.wait_until(|g| !g.paused).await?;
+            let deadline = self.sink.as_ref().and_then(DownloadSink::deadline);
+            let gate = &mut self.gate;
+            let woke = tokio::select! {
+                frame = tokio::time::timeout(self.idle, body.frame()) => Woke::Frame(frame),
+                // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none are taken)
+                // and stop the clock until resumed.
+                _ = async { let _ = gate.wait_for(|g| g.paused || g.halted() || g.crash).await; } => Woke::Gate,
+                // The download has bytes to write or a checkpoint due while the network is quiet.
+                _ = sleep_until_or_never(deadline) => Woke::Deadline,
+            };
+            let frame = match woke {
+                Woke::Frame(frame) => frame,
+                Woke::Gate if self.gate.borrow().crash => panic!("injected transfer panic"),
+                Woke::Gate => continue,
+                Woke::Deadline => {
+                    if let Some(sink) = &mut self.sink {
+                        sink.on_deadline().await?;
+                    }
+                    continue;
+                }
+            };
+            let frame = match frame {
+                Err(_) => return Err(Halt::Failed(request_timed_out(&self.url))),
+                Ok(None) => {
+                    if let Some(d) = &mut decoder {
+                        while let Some(rest) = d.finish().map_err(|e| self.decode_error(e, true))? {
+                            self.deliver(rest).await?;
+                        }
+                    }
+                    return Ok(());
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(Halt::Failed(map_transport_error(
+                        TransportError::from_body(e),
+                        &self.url,
+                    )));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers carry no body bytes
+            };
+            if data.is_empty() {
+                continue;
+            }
+            received += data.len() as u64;
+            match &mut decoder {
+                // Decoded a bounded step at a time, each step delivered (and so held to the
+                // delegate window or written) before the next is decoded.
+                Some(d) => {
+                    d.feed(data);
+                    while let Some(step) =
+                        d.next_chunk().map_err(|e| self.decode_error(e, false))?
+                    {
+                        self.deliver(step).await?;
+                    }
+                }
+                None => self.deliver(data).await?,
+            }
+        }
+    }
+
+    /// Hands body bytes (decoded) to the download's file or to the delegate.
+    pub(super) async fn deliver(&mut self, data: Bytes) -> Result<(), Halt> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if let Some(sink) = &mut self.sink {
+            return Ok(sink.accept(data).await?);
+        }
+        self.gather_for_cache(&data);
+        let permit = self.take_window(&data).await?;
+        if self.actor.cast(TaskMsg::Data(data, permit)).is_err() {
+            return Err(Halt::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// Names a decoding failure: -1016 for a data task; for a download, -3006 in the middle of the
+    /// body and -3007 at its end; a decompression bomb is -1103.
+    pub(super) fn decode_error(&self, e: DecodeError, at_end: bool) -> Halt {
+        let code = match (&e, self.sink.is_some(), at_end) {
+            (DecodeError::TooExpanded { .. }, _, _) => ErrorCode::DataLengthExceedsMaximum,
+            (_, false, _) => ErrorCode::CannotDecodeContentData,
+            (_, true, false) => ErrorCode::DownloadDecodingFailedMidStream,
+            (_, true, true) => ErrorCode::DownloadDecodingFailedToComplete,
+        };
+        Halt::Failed(
+            Error::new(code, e.to_string())
+                .with_url(self.url.as_str())
+                .with_source(e),
+        )
+    }
+
+    /// Waits for room in the delegate window for `data`.
+    pub(super) async fn take_window(
+        &mut self,
+        data: &Bytes,
+    ) -> Result<Option<OwnedSemaphorePermit>, Halt> {
+        let Some(window) = self.window.clone() else {
+            return Ok(None);
+        };
+        let n = data.len().min(DELEGATE_WINDOW) as u32;
+        unless_stopped(&mut self.gate, window.acquire_many_owned(n))
+            .await?
+            .map(Some)
+            .map_err(|_| Halt::Interrupted)
+    }
+}
+
+/// What ended a wait in the body loop.
+pub(super) enum Woke<F> {
+    Frame(F),
+    Gate,
+    Deadline,
+}
+
+/// Sleeps until `deadline`, or forever without one.
+pub(super) async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,146 @@
+//! Sending one request under the clock, and what its response head tells: metrics, cookies,
+//! whether the connection's trust was overridden; wire failures named with URLSession's codes.
+
+use super::*;
+
+impl Run {
+    pub(super) fn metrics(&self) -> std::sync::MutexGuard<'_, MetricsLog> {
+        self.metrics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the arrival of a response head on the current transaction.
+    pub(super) fn note_response(&mut self, response: &http::Response<Incoming>) {
+        let connection = response.extensions().get::<ConnectionInfo>().cloned();
+        // A response over a connection the application trusted against standard verification:
+        // nothing of it outlives the session (Chromium and curl CVE-2021-22924's rule).
+        self.overridden = connection.as_ref().is_some_and(|c| c.trust_overridden);
+        // Every response's cookies count, a redirect's included: the next hop sends them.
+        let main = self.info.original_request().url();
+        self.ctx.cookies.store_from(
+            &self.ctx,
+            response.headers(),
+            &self.url,
+            main,
+            self.overridden,
+        );
+        let mut log = self.metrics();
+        let Some(t) = log.transactions.last_mut() else {
+            return;
+        };
+        t.response_start = Some(std::time::Instant::now());
+        t.status = Some(response.status().as_u16());
+        t.protocol = Some(match response.version() {
+            http::Version::HTTP_2 => "h2",
+            http::Version::HTTP_10 => "http/1.0",
+            _ => "http/1.1",
+        });
+        if let Some(c) = connection {
+            t.reused_connection = c.note_use();
+            if !t.reused_connection {
+                t.domain_lookup = Some(c.dns);
+                t.connect = Some(c.connect);
+                t.secure_connection = c.tls.then_some(c.tls_handshake);
+            }
+        }
+    }
+
+    /// Closes the current transaction (its body ended, or was abandoned for a redirect or retry).
+    pub(super) fn end_transaction(&self) {
+        if let Some(t) = self.metrics().transactions.last_mut()
+            && t.response_end.is_none()
+        {
+            t.response_end = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Sends one request and waits for its response head, under the clock.
+    pub(super) async fn send(
+        &mut self,
+        head: &Head,
+        body: Option<&UploadBody>,
+    ) -> Result<http::Response<Incoming>, Halt> {
+        let fetch_start = std::time::Instant::now();
+        let mut builder = http::Request::builder()
+            .method(head.method.clone())
+            .uri(head.uri.clone());
+        if let Some(h) = builder.headers_mut() {
+            *h = head.headers.clone();
+            // The jar's cookies for this URL, unless the request brings its own.
+            if !h.contains_key(http::header::COOKIE)
+                && let Some(cookie) = self.ctx.cookies.header_for(&self.ctx, &self.url)
+            {
+                h.insert(http::header::COOKIE, cookie);
+            }
+        }
+        let request_body = match body {
+            Some(source) => {
+                // A delegate slow to hand over a stream must not hold up a cancel.
+                let preparing =
+                    upload::prepare(source, &self.ctx, &self.info, self.callbacks, &self.actor);
+                let prepared = unless_stopped(&mut self.gate, preparing).await??;
+                if let (Some(len), Some(h)) = (prepared.length, builder.headers_mut()) {
+                    h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+                }
+                prepared.body
+            }
+            None => empty_body(),
+        };
+        self.metrics().transactions.push(TransactionMetrics {
+            url: self.url.to_string(),
+            fetch_type: FetchType::Network,
+            protocol: None,
+            reused_connection: false,
+            fetch_start,
+            domain_lookup: None,
+            connect: None,
+            secure_connection: None,
+            request_start: Some(std::time::Instant::now()),
+            response_start: None,
+            response_end: None,
+            status: None,
+        });
+        let request = builder.body(request_body).map_err(|e| {
+            Error::new(ErrorCode::BadUrl, format!("bad request: {e}")).with_url(self.url.as_str())
+        })?;
+        let transport = self.ctx.transport.clone();
+        match self
+            .timed(async move { transport.send(request).await })
+            .await
+        {
+            Ok(Ok(r)) => {
+                self.note_response(&r);
+                Ok(r)
+            }
+            Ok(Err(e)) => Err(Halt::Failed(map_transport_error(e, &self.url))),
+            Err(halt) => Err(halt),
+        }
+    }
+}
+
+/// Names a wire failure with URLSession's code for it.
+pub(crate) fn map_transport_error(e: TransportError, url: &Url) -> Error {
+    use ErrorCode as C;
+    use TransportErrorKind as K;
+    let code = match e.kind() {
+        K::Dns => C::CannotFindHost,
+        K::ConnectionRefused => C::CannotConnectToHost,
+        K::ConnectTimeout => C::TimedOut,
+        K::Tls(TlsFailure::Expired) => C::ServerCertificateHasBadDate,
+        K::Tls(TlsFailure::NotYetValid) => C::ServerCertificateNotYetValid,
+        K::Tls(TlsFailure::UnknownRoot) => C::ServerCertificateHasUnknownRoot,
+        K::Tls(TlsFailure::Untrusted) => C::ServerCertificateUntrusted,
+        K::Tls(TlsFailure::ClientCertificateRequired) => C::ClientCertificateRequired,
+        K::Tls(TlsFailure::ClientCertificateRejected) => C::ClientCertificateRejected,
+        K::Tls(_) => C::SecureConnectionFailed,
+        K::ClosedBeforeResponse => C::BadServerResponse,
+        K::BadResponse => C::CannotParseResponse,
+        K::ConnectionLost => C::NetworkConnectionLost,
+        K::InvalidUrl => C::BadUrl,
+        K::Cancelled => C::Cancelled,
+        _ => C::Unknown,
+    };
+    let message = e.to_string();
+    Error::new(code, message)
+        .with_url(url.as_str())
+        .with_source(e)
+}

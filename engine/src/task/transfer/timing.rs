@@ -1,0 +1,107 @@
+//! Timing and stopping: the gate waits, the idle timeout around network waits, the resource
+//! timer beside the transfer, and what a halted wait means.
+
+use super::*;
+
+impl Run {
+    /// Waits until `f` holds. A stop, or the actor going away, interrupts the wait.
+    pub(super) async fn wait_until(
+        &mut self,
+        mut f: impl FnMut(&Gate) -> bool,
+    ) -> Result<(), Halt> {
+        let go_on = match self.gate.wait_for(|g| g.halted() || f(g)).await {
+            Ok(g) => !g.halted(),
+            Err(_) => false,
+        };
+        if go_on {
+            Ok(())
+        } else {
+            Err(halt_of(&self.gate))
+        }
+    }
+
+    /// Awaits `fut` (connect, send, response head) under the clock. While suspended the future keeps
+    /// going (a request half sent cannot be paused) but the clock stops.
+    pub(super) async fn timed<F: Future>(&mut self, fut: F) -> Result<F::Output, Halt> {
+        tokio::pin!(fut);
+        loop {
+            let gate = *self.gate.borrow();
+            if gate.halted() {
+                return Err(halt_of(&self.gate));
+            }
+            if gate.paused {
+                tokio::select! {
+                    out = &mut fut => return Ok(out),
+                    r = self.gate.wait_for(|g| !g.paused || g.halted()) => {
+                        if r.is_err() { return Err(Halt::Interrupted); }
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
+                out = tokio::time::timeout(self.idle, &mut fut) => {
+                    return out.map_err(|_| Halt::Failed(request_timed_out(&self.url)));
+                }
+                r = self.gate.wait_for(|g| g.paused || g.halted()) => {
+                    if r.is_err() { return Err(Halt::Interrupted); }
+                }
+            }
+        }
+    }
+}
+
+/// Why the gate ended a wait: the resource timeout, or a stop (or the actor going away).
+pub(super) fn halt_of(gate: &watch::Receiver<Gate>) -> Halt {
+    if gate.borrow().expired {
+        Halt::Failed(Error::new(
+            ErrorCode::TimedOut,
+            "the resource timeout expired",
+        ))
+    } else {
+        Halt::Interrupted
+    }
+}
+
+/// Runs out the resource timeout of one transfer: `budget` of time not suspended, then the gate
+/// says so. Polled beside the transfer, in its task.
+pub(super) async fn resource_timer(
+    gate: watch::Sender<Gate>,
+    mut seen: watch::Receiver<Gate>,
+    budget: Duration,
+) {
+    let mut left = budget;
+    loop {
+        if seen.wait_for(|g| !g.paused).await.is_err() {
+            return;
+        }
+        let started = Instant::now();
+        tokio::select! {
+            _ = tokio::time::sleep(left) => {
+                gate.send_modify(|g| g.expired = true);
+                return;
+            }
+            r = seen.wait_for(|g| g.paused) => {
+                if r.is_err() {
+                    return;
+                }
+                left = left.saturating_sub(started.elapsed());
+            }
+        }
+    }
+}
+
+/// Runs `fut` unless the transfer is told to stop (or its actor goes away) first.
+pub(super) async fn unless_stopped<F: Future>(
+    gate: &mut watch::Receiver<Gate>,
+    fut: F,
+) -> Result<F::Output, Halt> {
+    tokio::select! {
+        out = fut => Ok(out),
+        _ = async { let _ = gate.wait_for(|g| g.halted()).await; } => Err(halt_of(gate)),
+    }
+}
+
+/// The error of the idle (request) timeout.
+pub(super) fn request_timed_out(url: &Url) -> Error {
+    Error::new(ErrorCode::TimedOut, "the request timed out").with_url(url.as_str())
+}
