@@ -6,9 +6,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use courier_cli::loopback::{
+    LoopbackCa, LoopbackServer, ProxyServer, demo_route, pattern_bytes, sha256_hex,
+};
 use courier_engine::reexports::http::{Method, Version};
 use courier_engine::{Configuration, ErrorCode, Proxy, Request, Session, TaskState, UploadBody};
-use courier_tests::{Misbehaviour, ProxyServer, ResourceServer, TestCa, TestServer, sha256_hex};
 use tokio::sync::mpsc;
 
 use crate::events::{CliDelegate, Finished};
@@ -38,9 +40,9 @@ async fn next(finished: &mut mpsc::UnboundedReceiver<Finished>) -> Result<Finish
 /// Runs the tour.
 pub(crate) async fn run() -> Result<ExitCode, Failure> {
     println!("courier demo: URLSession's model in Rust, on a loopback server");
-    let ca = TestCa::new();
-    let http = TestServer::http().await;
-    let https = TestServer::https(&ca).await;
+    let ca = LoopbackCa::new();
+    let http = LoopbackServer::http(demo_route).await;
+    let https = LoopbackServer::https(&ca, demo_route).await;
     println!(
         "   servers: {} and {} (certificate from a CA made just now)",
         http.url("/"),
@@ -310,8 +312,9 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
 /// upload.
 async fn downloads(config: &Configuration) -> Result<(), Failure> {
     let files = tempfile::tempdir()?;
-    let resource = ResourceServer::start(8 * 1024 * 1024).await;
-    let http = TestServer::http().await;
+    let http = LoopbackServer::http(demo_route).await;
+    const SIZE: usize = 8 * 1024 * 1024;
+    let content = pattern_bytes(0, SIZE);
     let progress = Arc::new(crate::progress::Progress::new(false));
     let (delegate, mut finished, _invalid) = CliDelegate::new(None, Box::new(io::sink()), progress);
     let delegate = Arc::new(delegate);
@@ -321,12 +324,12 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
         8,
         "a download task: did_write_data progress, then the file (8 MiB at about 16 MiB/s)",
     );
-    resource.script([Misbehaviour::Drip {
-        chunk: 256 * 1024,
-        delay_ms: 15,
-    }]);
     let target = files.path().join("first.bin");
-    let task = session.download_task(resource.url().as_str())?;
+    let url = http.url(&format!(
+        "/resource/{SIZE}?chunk={}&delay_ms=15",
+        256 * 1024
+    ));
+    let task = session.download_task(url.as_str())?;
     delegate.set_destination(task.id(), target.clone());
     delegate.bars().add(task.id(), "first.bin");
     task.resume();
@@ -334,7 +337,7 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
     let saved = std::fs::read(&target)?;
     println!("   saved {} bytes to {}", saved.len(), target.display());
     check(
-        done.error.is_none() && saved == resource.content(),
+        done.error.is_none() && saved == content,
         "the file is the resource, byte for byte",
     )?;
 
@@ -342,11 +345,11 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
         9,
         "cancel by producing resume data, then a new task continues where it stopped",
     );
-    resource.script([Misbehaviour::Drip {
-        chunk: 128 * 1024,
-        delay_ms: 20,
-    }]);
-    let task = session.download_task(resource.url().as_str())?;
+    let url = http.url(&format!(
+        "/resource/{SIZE}?chunk={}&delay_ms=20",
+        128 * 1024
+    ));
+    let task = session.download_task(url.as_str())?;
     delegate.bars().add(task.id(), "interrupted.bin");
     task.resume();
     while task.bytes_received() < 2 * 1024 * 1024 {
@@ -367,14 +370,10 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
     delegate.bars().add(resumed.id(), "resumed.bin");
     resumed.resume();
     let done = next(&mut finished).await?;
-    let asked = resource
-        .served()
-        .pop()
-        .and_then(|s| s.range)
-        .unwrap_or_default();
+    let asked = http.ranges_asked().pop().flatten().unwrap_or_default();
     println!("   the new task asked for {asked:?}");
     check(
-        done.error.is_none() && std::fs::read(&target)? == resource.content(),
+        done.error.is_none() && std::fs::read(&target)? == content,
         "resumed with a range request; the file is whole",
     )?;
 

@@ -1,15 +1,14 @@
 //! Courier's test kit: loopback servers, a recording delegate, and (in `tests/`) the integration and
-//! property tests; `src/bin/bench.rs` is the bench binary.
+//! property tests; `src/bin/bench.rs` is the bench binary. It builds on the loopback kit of
+//! `courier_cli::loopback` (the servers the demo tours, and [`TestCa`], a throwaway CA;
+//! [`ProxyServer`], an HTTP proxy), adding what only tests need.
 //!
-//! - [`server`]: [`TestServer`], an in-process hyper server (HTTP/1.1; HTTP/2 over TLS) with
-//!   deterministic routes. `courier demo` serves its tour from it too.
+//! - [`server`]: [`TestServer`], the loopback server (HTTP/1.1; HTTP/2 over TLS) with the tests'
+//!   deterministic routes in front of the demo's.
 //! - [`fault`]: [`FaultServer`], raw TCP that fails in one precise way.
 //! - [`resource`]: [`ResourceServer`], one downloadable resource with byte ranges and scripted
 //!   faults (cut, stall, lie, ignore or misplace ranges, change).
-//! - [`tls`]: [`TestCa`], a throwaway CA and server certificate.
 //! - [`nginx`]: [`Nginx`], a real nginx on a free loopback port with a generated configuration.
-//! - [`proxy`]: [`ProxyServer`], an HTTP proxy (`CONNECT` tunnels and absolute-form requests) that
-//!   records what it was asked.
 //! - [`tinyproxy`]: [`Tinyproxy`], a real proxy program on a free loopback port.
 //! - [`program`]: finding, placing and waiting for the real server programs.
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
@@ -17,21 +16,18 @@
 pub mod fault;
 pub mod nginx;
 pub mod program;
-pub mod proxy;
 pub mod recorder;
 pub mod resource;
 pub mod server;
 pub mod tinyproxy;
-pub mod tls;
 
+pub use courier_cli::loopback::{Asked, Leaf, LoopbackCa as TestCa, ProxyServer, sha256_hex};
 pub use fault::{Fault, FaultServer};
 pub use nginx::{AccessLine, Nginx, write_random_file};
-pub use proxy::{Asked, ProxyServer};
 pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, TrustAnswer, check_invariants};
 pub use resource::{Misbehaviour, ResourceServer, Served};
 pub use server::TestServer;
 pub use tinyproxy::Tinyproxy;
-pub use tls::{Leaf, TestCa};
 
 /// `Configuration::default()` (a persistent session: cookies, credentials, cache and downloads on
 /// disk) with its session directory in `dir` and cleartext allowed, for the loopback servers.
@@ -53,11 +49,4 @@ pub fn session_files(dir: &std::path::Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// SHA-256 of `bytes`, as lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }

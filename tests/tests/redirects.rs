@@ -278,5 +278,5 @@ async fn a_redirect_from_https_to_http_is_refused_unless_allowed() {
     c.cleartext.allow_host("127.0.0.1");
     let allowed = Session::new(c).unwrap();
     let (body, _) = allowed.data(down.as_str()).await.unwrap();
-    assert_eq!(&body[..], b"courier test server\n");
+    assert_eq!(&body[..], b"courier loopback server\n");
 }

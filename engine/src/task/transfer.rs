@@ -476,10 +476,7 @@ impl Run {
         }
         // Only a download keeps the head (for its resume record); a data task hands it over.
         let kept = self.sink.is_some().then(|| response.clone());
-        if self.actor.cast(TaskMsg::Response(response)).is_err() {
-            return Err(Halt::Interrupted);
-        }
-        self.wait_until(|g| g.body_allowed).await?;
+        self.present(response).await?;
         let converted = self
             .conversion
             .lock()
@@ -528,23 +525,26 @@ impl Run {
             response_end: None,
             status: Some(entry.response.status().as_u16()),
         });
+        self.present(entry.response).await?;
+        self.deliver(entry.body).await
+    }
+
+    /// Hands a response head to the actor, once not suspended, and waits until the body may flow
+    /// (the delegate's disposition): the one way a response is presented, from the network, the
+    /// cache or a local URL.
+    async fn present(&mut self, response: Response) -> Result<(), Halt> {
         self.wait_until(|g| !g.paused).await?;
-        if self.actor.cast(TaskMsg::Response(entry.response)).is_err() {
+        if self.actor.cast(TaskMsg::Response(response)).is_err() {
             return Err(Halt::Interrupted);
         }
-        self.wait_until(|g| g.body_allowed).await?;
-        self.deliver(entry.body).await
+        self.wait_until(|g| g.body_allowed).await
     }
 
     /// Serves a `data:` or `file:` URL: the same response, gate and delivery as over HTTP.
     async fn drive_local(&mut self) -> Result<(), Halt> {
         let (response, body) = local::open(&self.url).await?;
-        self.wait_until(|g| !g.paused).await?;
         let kept = self.sink.is_some().then(|| response.clone());
-        if self.actor.cast(TaskMsg::Response(response)).is_err() {
-            return Err(Halt::Interrupted);
-        }
-        self.wait_until(|g| g.body_allowed).await?;
+        self.present(response).await?;
         if let (Some(sink), Some(response)) = (&mut self.sink, kept) {
             sink.begin(&response, Placement::Fresh, None).await?;
         }

@@ -49,10 +49,7 @@ impl Run {
                         if first {
                             // The first part goes the usual way: the machine waits for the answer.
                             first = false;
-                            if self.actor.cast(TaskMsg::Response(response)).is_err() {
-                                return Err(Halt::Interrupted);
-                            }
-                            self.wait_until(|g| g.body_allowed).await?;
+                            self.present(response).await?;
                         } else {
                             let (tx, rx) = oneshot::channel();
                             if self

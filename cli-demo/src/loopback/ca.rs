@@ -26,7 +26,7 @@ pub enum Leaf {
 }
 
 /// A test CA and a server identity signed by it.
-pub struct TestCa {
+pub struct LoopbackCa {
     /// The CA certificate, DER (what a client trusts).
     pub ca_der: CertificateDer<'static>,
     /// The CA certificate, PEM.
@@ -37,20 +37,20 @@ pub struct TestCa {
     client_key: Vec<u8>,
 }
 
-impl TestCa {
+impl LoopbackCa {
     /// A new CA and a leaf for `localhost`, `127.0.0.1` and `::1`.
     ///
     /// # Panics
     /// If rcgen fails, which only a bug would cause.
-    pub fn new() -> TestCa {
-        TestCa::with_leaf(Leaf::Valid)
+    pub fn new() -> LoopbackCa {
+        LoopbackCa::with_leaf(Leaf::Valid)
     }
 
     /// A new CA and a leaf that is wrong in the way `leaf` says.
     ///
     /// # Panics
     /// If rcgen fails, which only a bug would cause.
-    pub fn with_leaf(leaf: Leaf) -> TestCa {
+    pub fn with_leaf(leaf: Leaf) -> LoopbackCa {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params
             .distinguished_name
@@ -101,7 +101,7 @@ impl TestCa {
         let client = client_params
             .signed_by(&client_key, &ca)
             .expect("client cert");
-        TestCa {
+        LoopbackCa {
             ca_der: ca.der().clone(),
             ca_pem: ca.pem(),
             leaf_der: leaf.der().clone(),
@@ -116,7 +116,7 @@ impl TestCa {
         (vec![self.client_der.to_vec()], self.client_key.clone())
     }
 
-    /// A rustls server configuration like [`TestCa::server_config`] that requires a client
+    /// A rustls server configuration like [`LoopbackCa::server_config`] that requires a client
     /// certificate issued by this CA.
     pub fn server_config_requiring_client_cert(&self) -> Arc<ServerConfig> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.clone()));
@@ -152,7 +152,7 @@ impl TestCa {
         self.server_config_with_versions(rustls::DEFAULT_VERSIONS)
     }
 
-    /// As [`TestCa::server_config`], speaking only these TLS versions.
+    /// As [`LoopbackCa::server_config`], speaking only these TLS versions.
     pub fn server_config_with_versions(
         &self,
         versions: &[&'static rustls::SupportedProtocolVersion],
@@ -170,9 +170,9 @@ impl TestCa {
     }
 }
 
-impl Default for TestCa {
-    fn default() -> TestCa {
-        TestCa::new()
+impl Default for LoopbackCa {
+    fn default() -> LoopbackCa {
+        LoopbackCa::new()
     }
 }
 

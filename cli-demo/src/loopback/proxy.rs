@@ -1,4 +1,4 @@
-//! `ProxyServer`: a loopback HTTP proxy for tests, in the two ways clients use one: `CONNECT`
+//! `ProxyServer`: a loopback HTTP proxy for the demo and the tests, in the two ways clients use one: `CONNECT`
 //! tunnels (for `https`) and absolute-form requests (for `http`), each relayed byte for byte to
 //! the server named. It records what it was asked, and can require Basic credentials (407
 //! without them).
