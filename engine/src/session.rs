@@ -5,24 +5,23 @@
 //! and carries out invalidation.
 
 pub(crate) mod actor;
+mod completion_forms;
 pub(crate) mod trust;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use courier_delegates::{
-    Delegate, DeliveryQueue, Error, ErrorCode, Request, Response, ResumeData, TaskInfo, TaskKind,
+    Delegate, DeliveryQueue, Error, ErrorCode, Request, ResumeData, TaskInfo, TaskKind,
 };
 use courier_protocol_http::proxy::Proxies;
 use courier_protocol_http::{Transport, TransportSettings};
 use courier_storage::SessionDirectory;
 use ractor::ActorRef;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::Configuration;
-use crate::completion::{Delivered, Sink, Streamed, Terminal};
+use crate::completion::{Sink, Terminal};
 use crate::configuration::{Proxy, SessionKind};
 use crate::context::SessionContext;
 use crate::stores::cache::UrlCache;
@@ -30,9 +29,7 @@ use crate::stores::cookies::CookieJar;
 use crate::stores::credentials::CredentialStore;
 use crate::stores::saver::Writes;
 use crate::task::download::{decode_resume_data, request_from_record};
-use crate::task::{
-    ByteStream, DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask, Work,
-};
+use crate::task::{DataTask, DownloadTask, Task, UploadBody, UploadTask, Work};
 pub(crate) use actor::SessionMsg;
 use actor::{SessionActor, SessionArgs};
 
@@ -415,135 +412,6 @@ impl Session {
         Ok(DownloadTask::new(task))
     }
 
-    /// Loads `request` and returns its body and response: URLSession's `data(for:)`.
-    ///
-    /// No response, data or completion callbacks are sent for this task. Dropping the future cancels
-    /// the task.
-    ///
-    /// # Errors
-    /// The task's error (HTTP error statuses are not errors). In an invalidated session, an
-    /// [`ErrorCode::Unknown`] error whose source is [`SessionInvalidated`].
-    pub fn data(
-        &self,
-        request: impl Into<Request>,
-    ) -> impl Future<Output = Result<(Bytes, Response), Error>> + Send + 'static {
-        let done = self.completion_form(TaskKind::Data, request.into(), Work::Data);
-        async move {
-            match done.await? {
-                (Delivered::Body(body), response) => Ok((body, response)),
-                (Delivered::File(_), _) => unreachable!("a data task delivers a body"),
-            }
-        }
-    }
-
-    /// Loads `request` and returns its response as soon as the head is in, with the body to read as
-    /// it arrives: URLSession's `bytes(for:)` (reqwest's `bytes_stream`). The body is read from the
-    /// network only as fast as the [`ByteStream`] is read (at most 1 MiB ahead of it).
-    ///
-    /// No response, data or completion callbacks are sent for this task; questions (redirects,
-    /// challenges) still go to the delegate. Dropping the future, or the stream before its end,
-    /// cancels the task.
-    ///
-    /// # Errors
-    /// As [`Session::data`], for what goes wrong before the response head; an error after it ends
-    /// the stream.
-    pub fn bytes(
-        &self,
-        request: impl Into<Request>,
-    ) -> impl Future<Output = Result<(Response, ByteStream), Error>> + Send + 'static {
-        let request = request.into();
-        let url = request.url_str().to_owned();
-        let (streamed, head, body) = Streamed::channel();
-        let created = self
-            .create(
-                TaskKind::Data,
-                request,
-                Work::Data,
-                Sink::Stream(streamed),
-                false,
-            )
-            .map_err(|e| e.for_url(&url));
-        async move {
-            let task = created?;
-            let stream = ByteStream::new(task.clone(), body);
-            // From here, dropping the stream (or this future, which holds it) cancels the task.
-            task.resume();
-            let response = head.await.unwrap_or_else(|_| {
-                Err(Error::new(ErrorCode::Unknown, "the session went away").with_url(&url))
-            })?;
-            Ok((response, stream))
-        }
-    }
-
-    /// Sends `body` with `request` and returns the response body and response: URLSession's
-    /// `upload(for:from:)`. No delegate callbacks except `need_new_body_stream` for a stream body.
-    /// Dropping the future cancels the task.
-    ///
-    /// # Errors
-    /// As [`Session::data`]; an unreadable upload file gives -1100, -1101 or -1102.
-    pub fn upload(
-        &self,
-        request: impl Into<Request>,
-        body: UploadBody,
-    ) -> impl Future<Output = Result<(Bytes, Response), Error>> + Send + 'static {
-        let done = self.completion_form(TaskKind::Upload, request.into(), Work::Upload(body));
-        async move {
-            match done.await? {
-                (Delivered::Body(body), response) => Ok((body, response)),
-                (Delivered::File(_), _) => unreachable!("an upload task delivers a body"),
-            }
-        }
-    }
-
-    /// Downloads `request` to a file in the session directory and returns it with the response:
-    /// URLSession's `download(for:)`. The returned [`DownloadedFile`] removes the file when dropped,
-    /// unless [`DownloadedFile::persist`] moved it. Dropping the future cancels the task.
-    ///
-    /// # Errors
-    /// As [`Session::data`]; an error from a download that stopped part-way may carry resume data
-    /// ([`Error::resume_data`]).
-    pub fn download(
-        &self,
-        request: impl Into<Request>,
-    ) -> impl Future<Output = Result<(DownloadedFile, Response), Error>> + Send + 'static {
-        let ctx = self.inner.ctx.clone();
-        let done = self.completion_form(
-            TaskKind::Download,
-            request.into(),
-            Work::Download { resume: None },
-        );
-        async move {
-            match done.await? {
-                (Delivered::File(path), response) => Ok((DownloadedFile::new(path, ctx), response)),
-                (Delivered::Body(_), _) => unreachable!("a download task delivers a file"),
-            }
-        }
-    }
-
-    /// Runs a task whose result goes to the returned future instead of the delegate.
-    fn completion_form(
-        &self,
-        kind: TaskKind,
-        request: Request,
-        work: Work,
-    ) -> impl Future<Output = Result<(Delivered, Response), Error>> + Send + 'static {
-        let url = request.url_str().to_owned();
-        let (tx, rx) = oneshot::channel();
-        let created = self
-            .create(kind, request, work, Sink::Await(tx), false)
-            .map_err(|e| e.for_url(&url));
-        async move {
-            let task = created?;
-            let guard = CancelOnDrop(Some(task.clone()));
-            task.resume();
-            let result = rx.await.unwrap_or_else(|_| {
-                Err(Error::new(ErrorCode::Unknown, "the session went away").with_url(&url))
-            });
-            drop(guard.disarm());
-            result
-        }
-    }
-
     /// Empties the session's cookie jar, URL cache and credential store (in memory and in the
     /// session directory) and forgets the client certificates hosts were given; later requests use
     /// new connections. URLSession's `reset(completionHandler:)`: the returned future is the handler.
@@ -619,24 +487,6 @@ impl Session {
     pub async fn invalidated(&self) {
         let mut rx = self.inner.invalid_rx.clone();
         let _ = rx.wait_for(|done| *done).await;
-    }
-}
-
-/// Cancels the task of a dropped `Session::data` future.
-struct CancelOnDrop(Option<Task>);
-
-impl CancelOnDrop {
-    fn disarm(mut self) -> Self {
-        self.0 = None;
-        self
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.cancel();
-        }
     }
 }
 
