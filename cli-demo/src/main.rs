@@ -64,6 +64,31 @@ impl ExitCode {
 /// would otherwise exit as if nothing had happened.
 static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// How long the command may go on once a panic was seen: the engine turns panics into task
+/// failures, so it usually ends by itself, but a panic that swallowed a completion the command
+/// waits for must not leave the process hanging.
+const AFTER_A_PANIC: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `command`; once a panic has been seen anywhere, gives it `grace` (in use:
+/// [`AFTER_A_PANIC`]) to end, then gives up with [`ExitCode::Internal`].
+async fn never_hang_after_a_panic(
+    command: impl std::future::Future<Output = Result<ExitCode, Failure>>,
+    grace: std::time::Duration,
+) -> Result<ExitCode, Failure> {
+    tokio::pin!(command);
+    let panic_seen = async {
+        while !PANICKED.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        done = &mut command => done,
+        () = panic_seen => tokio::time::timeout(grace, command)
+            .await
+            .unwrap_or(Ok(ExitCode::Internal)),
+    }
+}
+
 /// Notes every panic (and still prints it, as the default hook does).
 fn notice_panics() {
     let print = std::panic::take_hook();
@@ -111,27 +136,30 @@ fn main() {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            cli::Command::Get { urls, output } => get::run(urls, output, &cli.options).await,
-            cli::Command::Download {
-                urls,
-                output,
-                resume_data,
-                save_resume_data,
-                remote_header_name,
-            } => {
-                let args = download::Args {
+        let command = async {
+            match cli.command {
+                cli::Command::Get { urls, output } => get::run(urls, output, &cli.options).await,
+                cli::Command::Download {
                     urls,
                     output,
                     resume_data,
                     save_resume_data,
                     remote_header_name,
-                };
-                download::run(args, &cli.options).await
+                } => {
+                    let args = download::Args {
+                        urls,
+                        output,
+                        resume_data,
+                        save_resume_data,
+                        remote_header_name,
+                    };
+                    download::run(args, &cli.options).await
+                }
+                cli::Command::Upload { url, file } => upload::run(url, file, &cli.options).await,
+                cli::Command::Demo => demo::run().await,
             }
-            cli::Command::Upload { url, file } => upload::run(url, file, &cli.options).await,
-            cli::Command::Demo => demo::run().await,
-        }
+        };
+        never_hang_after_a_panic(command, AFTER_A_PANIC).await
     });
     let code = match result {
         Ok(code) => code,
@@ -157,5 +185,19 @@ mod tests {
         assert_eq!(ExitCode::Success.after_panic(false), ExitCode::Success);
         assert_eq!(ExitCode::TaskFailed.after_panic(true), ExitCode::TaskFailed);
         assert_ne!(ExitCode::Internal.code(), 0);
+    }
+
+    /// A command that would wait forever (its completion swallowed by a panic) ends with
+    /// `Internal` once a panic was seen; one that ends by itself keeps its own status.
+    #[tokio::test]
+    async fn a_panic_never_leaves_the_command_hanging() {
+        use std::time::Duration;
+        let finishes = async { Ok(ExitCode::TaskFailed) };
+        let result = super::never_hang_after_a_panic(finishes, Duration::from_millis(50)).await;
+        assert_eq!(result.ok(), Some(ExitCode::TaskFailed));
+        super::PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
+        let forever = std::future::pending::<Result<ExitCode, super::Failure>>();
+        let result = super::never_hang_after_a_panic(forever, Duration::from_millis(50)).await;
+        assert_eq!(result.ok(), Some(ExitCode::Internal));
     }
 }
