@@ -1040,7 +1040,8 @@ fn out_of_range_options_are_usage_errors_not_panics() {
 /// `--user` answers challenges of the URL's own origin only (curl CVE-2018-1000007), unless
 /// `--location-trusted`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_credentials_stay_with_the_urls_origin_unless_location_trusted() {
+async fn curl_cve_2018_1000007_user_credentials_stay_with_the_urls_origin_unless_location_trusted()
+{
     let (a, b) = (TestServer::http().await, TestServer::http().await);
     let cross = a.url(&format!("/redirect/302?to={}", b.url("/basic/ann/pw")));
     let same = a.url("/redirect/302?to=/basic/ann/pw");
@@ -1085,7 +1086,7 @@ async fn user_credentials_stay_with_the_urls_origin_unless_location_trusted() {
 /// `-J` never replaces a file (curl CVE-2020-8177): a name the server chose that exists already,
 /// or a link planted under it, is refused with a clear error, and the file is untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_header_name_never_replaces_an_existing_file() {
+async fn curl_cve_2020_8177_remote_header_name_never_replaces_an_existing_file() {
     let server = TestServer::http().await;
     let named = server.url("/disposition?value=attachment%3B%20filename%3D%22.bashrc%22");
     let linked = server.url("/disposition?value=attachment%3B%20filename%3D%22notes.txt%22");

@@ -268,7 +268,7 @@ async fn permanent_credentials_outlive_a_default_session_and_stay_private() {
 /// user and password in a URL, and what the credential store keeps, answer challenges of their own
 /// scheme, host and port only, never those of the origin a redirect leads to.
 #[tokio::test]
-async fn credentials_follow_the_origin_after_redirects() {
+async fn curl_cve_2022_27774_credentials_follow_the_origin_after_redirects() {
     let (a, b) = (TestServer::http().await, TestServer::http().await);
     let session = Session::new(config()).unwrap();
     let with_user = |url: String| url.replacen("http://", "http://ann:pw@", 1);

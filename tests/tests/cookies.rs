@@ -139,7 +139,7 @@ async fn default_sessions_keep_cookies_across_sessions_and_ephemeral_ones_write_
 /// A server cannot grow the jar without bound (curl CVE-2022-32205's class): a 5,000-byte cookie
 /// is not kept, a host keeps 50 cookies, and the `Cookie` header stays within 8190 bytes.
 #[tokio::test]
-async fn a_server_cannot_flood_the_jar() {
+async fn curl_cve_2022_32205_a_server_cannot_flood_the_jar() {
     let server = TestServer::http().await;
     let session = Session::new(config()).unwrap();
     let set = |url: String| {
@@ -172,4 +172,65 @@ async fn a_server_cannot_flood_the_jar() {
         .expect("cookies sent");
     assert!(cookie.len() <= 8190, "{}", cookie.len());
     assert!(cookie.split("; ").count() > 20, "as many as fit are sent");
+}
+
+/// No writes through planted links (curl CVE-2023-32001, wget CVE-2014-4877): links planted in a
+/// session directory under the names of its files are replaced, never written through, and the
+/// files they pointed to keep their bytes and permissions.
+#[tokio::test]
+async fn curl_cve_2023_32001_session_files_are_never_written_through_planted_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("session");
+    std::fs::create_dir(&dir).unwrap();
+    let victim = root.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for name in ["cookies.json", "credentials", "resume.key"] {
+        std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
+    }
+    let session = Session::new(courier_tests::default_config_in(&dir)).unwrap();
+    session
+        .data(server.url("/cookie/kept/1?max_age=3600").as_str())
+        .await
+        .unwrap();
+    session.flush().await;
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&victim),
+        0o644,
+        "the user's file keeps its permissions"
+    );
+    let jar = dir.join("cookies.json");
+    assert!(
+        !std::fs::symlink_metadata(&jar)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(std::fs::read_to_string(&jar).unwrap().contains("kept"));
+    assert_eq!(mode(&jar), 0o600);
+}
+
+/// Secrets stay private (curl CVE-2022-32207): a session directory that exists wider than 0700 is
+/// tightened, and what the session writes in it (the jar here) is 0600.
+#[tokio::test]
+async fn curl_cve_2022_32207_a_session_keeps_its_files_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("session");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let session = Session::new(courier_tests::default_config_in(&dir)).unwrap();
+    session
+        .data(server.url("/cookie/kept/1?max_age=3600").as_str())
+        .await
+        .unwrap();
+    session.flush().await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("cookies.json")), 0o600);
 }

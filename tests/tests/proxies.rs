@@ -149,7 +149,7 @@ async fn tinyproxy_forwards_cleartext_and_tunnels_https() {
 /// application sets goes on the tunnel's `CONNECT` for https, in the request to the proxy for
 /// cleartext, and nowhere when there is no proxy; the origin never sees it.
 #[tokio::test]
-async fn a_proxy_authorization_header_goes_to_the_proxy_only() {
+async fn curl_cve_2015_3153_a_proxy_authorization_header_goes_to_the_proxy_only() {
     use courier_engine::Request;
     use courier_engine::reexports::http::HeaderValue;
     let with_header = |url: String| {

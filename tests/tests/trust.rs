@@ -190,7 +190,7 @@ async fn a_server_below_the_minimum_tls_version_is_refused() {
 /// cookies last for the session only. The same server behind a trusted root is cached and its
 /// cookies saved.
 #[tokio::test]
-async fn what_comes_over_an_overridden_trust_does_not_outlive_the_session() {
+async fn curl_cve_2021_22924_what_comes_over_an_overridden_trust_does_not_outlive_the_session() {
     let ca = TestCa::new();
     let server = TestServer::https(&ca).await;
     for verified in [false, true] {
