@@ -8,6 +8,8 @@
 //! - [`resume`]: [`ResumeRecord`], what resume data holds, and the checks before a partial file may be
 //!   reused.
 //! - [`cache`]: [`cache::DiskCache`], the URL cache's files (one per response).
+//! - [`journal`]: [`journal::Journal`], the background service's durable record of its tasks and of
+//!   the events its applications have not acknowledged (redb, values through the codec).
 //! - [`codec`]: the one place where records become bytes: bincode 2 in an envelope with a magic, a
 //!   format version and a checksum.
 //! - [`seal`]: resume data sealed with a key of the session directory, so that only resume data this
@@ -21,6 +23,7 @@ pub mod cache;
 pub mod codec;
 pub mod directory;
 pub mod download;
+pub mod journal;
 pub mod resume;
 pub mod seal;
 pub mod write;
