@@ -21,6 +21,7 @@
 //!   partial file, checkpoints and resume data) and come from (an upload's bytes, file or stream).
 //! - [`state`]: the task state machine, `(state, event) -> (state, effects)`, with no I/O.
 //! - [`configuration`]: [`Configuration`], a session's settings and their defaults.
+//! - [`background`]: background sessions (being built): so far the wire protocol to the service.
 //! - `context`, `stores`, `completion`: what the session and its tasks share, in neutral modules
 //!   (`task` never imports `session`; it reports to it through one narrow type, `TaskReport`):
 //!   the session context; the cookie jar, URL cache and credential store with their background
@@ -31,6 +32,7 @@
 //! The vocabulary (delegate traits, [`Request`], [`Response`], [`Error`], [`TaskInfo`]) comes from
 //! `courier-delegates` and is re-exported here.
 
+pub mod background;
 mod completion;
 pub mod configuration;
 mod context;

@@ -64,6 +64,12 @@ impl SessionDirectory {
         }
     }
 
+    /// The user's data directory (`$XDG_DATA_HOME`, usually `~/.local/share`); the temporary
+    /// directory when the platform has none.
+    pub fn data_dir() -> PathBuf {
+        dirs::data_dir().unwrap_or_else(std::env::temp_dir)
+    }
+
     /// True for an ephemeral session's private directory.
     pub fn is_ephemeral(&self) -> bool {
         matches!(self.kind, Kind::Ephemeral { .. })
@@ -242,10 +248,9 @@ fn plain(name: &str) -> io::Result<&str> {
     }
 }
 
-/// `<data dir>/courier/sessions/default`; the temporary directory when the platform has no data dir.
+/// `<data dir>/courier/sessions/default`.
 fn default_location() -> PathBuf {
-    dirs::data_dir()
-        .unwrap_or_else(std::env::temp_dir)
+    SessionDirectory::data_dir()
         .join("courier")
         .join("sessions")
         .join("default")
@@ -253,7 +258,7 @@ fn default_location() -> PathBuf {
 
 /// Creates `path` (and its parents) readable by the user only, and tightens it to 0700 if it existed
 /// wider: a session directory holds resume data, cookies, credentials and cached responses.
-pub(crate) fn create_private_dir_all(path: &Path) -> io::Result<()> {
+pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
