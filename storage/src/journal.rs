@@ -314,6 +314,21 @@ impl Journal {
         self.read_range(EVENTS, identifier)
     }
 
+    /// `identifier`'s event `seq`, if it is still in the journal.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn event(
+        &self,
+        identifier: &str,
+        seq: u64,
+    ) -> Result<Option<Result<EventRecord, CodecError>>, JournalError> {
+        let tx = self.db.begin_read().map_err(storage)?;
+        let table = tx.open_table(EVENTS).map_err(storage)?;
+        let found = table.get((identifier, seq)).map_err(storage)?;
+        Ok(found.map(|v| codec::decode(v.value())))
+    }
+
     /// The application handled event `seq`: it is deleted, and never delivered again.
     ///
     /// # Errors

@@ -250,10 +250,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// # Errors
     /// The message is too large, or the socket failed.
     pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), WireError> {
-        let frame = encode_frame(message)?;
-        self.stream.write_all(&frame).await?;
-        self.stream.flush().await?;
-        Ok(())
+        write_message(&mut self.stream, message).await
     }
 
     /// Receives the next message.
@@ -261,17 +258,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// # Errors
     /// [`WireError::Closed`] when the peer closed the connection; a bad frame; the socket failed.
     pub async fn receive<T: DeserializeOwned>(&mut self) -> Result<T, WireError> {
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            if let Some(message) = self.decoder.next_message()? {
-                return Ok(message);
-            }
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(WireError::Closed);
-            }
-            self.decoder.push(&chunk[..n]);
-        }
+        read_message(&mut self.stream, &mut self.decoder).await
+    }
+
+    /// The stream, and what was read past the last message, to read and write separately.
+    pub fn into_parts(self) -> (S, FrameDecoder) {
+        (self.stream, self.decoder)
     }
 
     /// The application's side of the handshake: attaches to `identifier`.
@@ -326,6 +318,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             _ => Err(WireError::Unexpected),
         }
+    }
+}
+
+/// Writes one message to `writer`.
+///
+/// # Errors
+/// The message is too large, or the write failed.
+pub async fn write_message<T: Serialize, W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    message: &T,
+) -> Result<(), WireError> {
+    let frame = encode_frame(message)?;
+    writer.write_all(&frame).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Reads the next message from `reader`, through `decoder` (which keeps what was read past it).
+///
+/// # Errors
+/// [`WireError::Closed`] when the peer closed the connection; a bad frame; the read failed.
+pub async fn read_message<T: DeserializeOwned, R: AsyncRead + Unpin>(
+    reader: &mut R,
+    decoder: &mut FrameDecoder,
+) -> Result<T, WireError> {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(message) = decoder.next_message()? {
+            return Ok(message);
+        }
+        let n = reader.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(WireError::Closed);
+        }
+        decoder.push(&chunk[..n]);
     }
 }
 

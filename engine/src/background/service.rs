@@ -1,0 +1,440 @@
+//! The background service: one session per identifier, its tasks and their events journaled, and
+//! the events handed to whichever application attaches to the identifier, replayed first.
+//!
+//! - A task exists once the journal holds it: `CreateTask` is answered only after the commit.
+//! - Every delegate event of an identifier's session is committed to the journal, then sent to
+//!   the attached application, if any. A finished download's file moves into the service's
+//!   `files/` directory and stays there until the application acknowledges the
+//!   `FinishedDownloading` event (it may move the file during the callback; what is left is
+//!   removed).
+//! - An application that attaches gets every event not yet acknowledged, in order, then
+//!   `FinishedEvents`, then live events. An event is gone once acknowledged; a completed task's
+//!   record goes with its acknowledged completion.
+//!
+//! Being built (issue 9): the service does not yet continue transfers after its own restart,
+//! schedule, or retry; the application side is the wire protocol only.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use courier_delegates::{
+    DataDelegate, DownloadDelegate, Error, Request, SessionDelegate, TaskDelegate, TaskInfo,
+};
+use courier_storage::journal::{
+    EventRecord, Journal, JournalError, StoredError, StoredEvent, TaskKind, TaskPhase, TaskRecord,
+};
+use courier_storage::resume::RequestRecord;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use super::wire::{
+    self, ClientMessage, Connection, FrameDecoder, ServiceMessage, WireError, read_message,
+    write_message,
+};
+use crate::{Configuration, Session, UploadBody};
+
+/// Live events of one identifier, beyond those a late subscriber reads from the journal.
+const LIVE_BACKLOG: usize = 4096;
+
+/// A running background service. Dropping it stops accepting connections; its sessions finish
+/// their tasks.
+pub struct Service {
+    accept: JoinHandle<()>,
+    socket: PathBuf,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    journal: Arc<Journal>,
+    /// Where handed-over files wait, and the identifiers' session directories.
+    data_dir: PathBuf,
+    /// The settings of every identifier's session (its directory set per identifier).
+    template: Configuration,
+    sessions: Mutex<HashMap<String, Arc<Identifier>>>,
+}
+
+/// One identifier's session, and the channel its live events go out on.
+struct Identifier {
+    session: Session,
+    live: broadcast::Sender<(u64, EventRecord)>,
+    /// The session's task ids to the journal's.
+    ids: Arc<Mutex<HashMap<u64, u64>>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Starts a service keeping its journal, sessions and files in `data_dir` and listening in
+    /// `socket_dir` ([`wire::socket_dir`] in use). Every identifier's session has `template`'s
+    /// settings.
+    ///
+    /// # Errors
+    /// The journal cannot be opened (another service holds it) or the socket cannot be made.
+    pub async fn start(
+        data_dir: &Path,
+        socket_dir: &Path,
+        template: Configuration,
+    ) -> Result<Service, Error> {
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            Error::new(
+                courier_delegates::ErrorCode::Unknown,
+                format!("{what}: {e}"),
+            )
+        };
+        let journal = {
+            let dir = data_dir.to_path_buf();
+            tokio::task::spawn_blocking(move || Journal::open(&dir))
+                .await
+                .map_err(|e| failed("cannot open the journal", &e))?
+                .map_err(|e| failed("cannot open the journal", &e))?
+        };
+        let (listener, owner) =
+            wire::listen(socket_dir).map_err(|e| failed("cannot make the socket", &e))?;
+        let inner = Arc::new(Inner {
+            journal: Arc::new(journal),
+            data_dir: data_dir.to_path_buf(),
+            template,
+            sessions: Mutex::new(HashMap::new()),
+        });
+        let accept = tokio::spawn(accept(listener, owner, inner.clone()));
+        Ok(Service {
+            accept,
+            socket: socket_dir.join(wire::SOCKET),
+            inner,
+        })
+    }
+
+    /// The socket applications connect to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Waits until every identifier's session has finished its tasks, and closes them.
+    pub async fn shutdown(self) {
+        self.accept.abort();
+        let sessions: Vec<Arc<Identifier>> = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for s in sessions {
+            s.session.finish_tasks_and_invalidate();
+            s.session.invalidated().await;
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn accept(listener: UnixListener, owner: u32, inner: Arc<Inner>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve(stream, owner, inner).await
+                && !matches!(e, WireError::Closed)
+            {
+                tracing::warn!(error = %e, "a background connection ended");
+            }
+        });
+    }
+}
+
+/// Runs a journal call on a blocking thread (each one is a durable transaction).
+async fn journaled<R: Send + 'static>(
+    journal: &Arc<Journal>,
+    call: impl FnOnce(&Journal) -> Result<R, JournalError> + Send + 'static,
+) -> Result<R, WireError> {
+    let journal = journal.clone();
+    tokio::task::spawn_blocking(move || call(&journal))
+        .await
+        .map_err(|e| WireError::Io(std::io::Error::other(e)))?
+        .map_err(|e| WireError::Io(std::io::Error::other(e)))
+}
+
+/// One application's connection: checked, attached, replayed, then live.
+async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), WireError> {
+    wire::check_peer(&stream, owner)?;
+    let mut connection = Connection::new(stream);
+    let identifier = connection.welcome().await?;
+    let state = inner.identifier(&identifier)?;
+    // Subscribe before reading the journal: nothing falls between the replay and the live events.
+    let mut live = state.live.subscribe();
+    let replay = {
+        let id = identifier.clone();
+        journaled(&inner.journal, move |j| j.events(&id)).await?
+    };
+    let mut replayed = 0;
+    for (seq, record) in replay {
+        match record {
+            Ok(record) => {
+                connection
+                    .send(&ServiceMessage::Event { seq, record })
+                    .await?
+            }
+            Err(e) => tracing::error!(seq, error = %e, "a damaged journal event is skipped"),
+        }
+        replayed = seq;
+    }
+    connection.send(&ServiceMessage::FinishedEvents).await?;
+
+    let (stream, decoder) = connection.into_parts();
+    let (mut reader, mut writer) = stream.into_split();
+    let (requests, mut incoming) = mpsc::channel::<Result<ClientMessage, WireError>>(16);
+    let reading = tokio::spawn(async move {
+        let mut decoder: FrameDecoder = decoder;
+        loop {
+            let message = read_message::<ClientMessage, _>(&mut reader, &mut decoder).await;
+            let end = message.is_err();
+            if requests.send(message).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let result = async {
+        loop {
+            tokio::select! {
+                request = incoming.recv() => match request {
+                    Some(Ok(request)) => {
+                        let answer = inner.handle(&identifier, &state, request).await?;
+                        if let Some(answer) = answer {
+                            write_message(&mut writer, &answer).await?;
+                        }
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(WireError::Closed),
+                },
+                event = live.recv() => match event {
+                    Ok((seq, record)) if seq > replayed => {
+                        write_message(&mut writer, &ServiceMessage::Event { seq, record }).await?;
+                    }
+                    Ok(_) => {}
+                    // Too far behind: the journal has every event; the application gets them at
+                    // its next attach.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Err(WireError::Closed),
+                    Err(broadcast::error::RecvError::Closed) => return Err(WireError::Closed),
+                },
+            }
+        }
+    }
+    .await;
+    reading.abort();
+    result
+}
+
+impl Inner {
+    /// The session of `identifier`, made on first use.
+    fn identifier(self: &Arc<Self>, identifier: &str) -> Result<Arc<Identifier>, WireError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = sessions.get(identifier) {
+            return Ok(s.clone());
+        }
+        let (live, _) = broadcast::channel(LIVE_BACKLOG);
+        let ids: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+        let files = self.data_dir.join("files");
+        courier_storage::directory::create_private_dir_all(&files)?;
+        let delegate = Arc::new(Journaling {
+            identifier: identifier.to_owned(),
+            journal: self.journal.clone(),
+            live: live.clone(),
+            ids: ids.clone(),
+            files,
+        });
+        let mut config = self.template.clone();
+        config.session_directory = Some(
+            self.data_dir
+                .join("sessions")
+                .join(courier_delegates::plain_file_name(identifier)),
+        );
+        let session = Session::with_delegate(config, delegate)
+            .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
+        let state = Arc::new(Identifier { session, live, ids });
+        sessions.insert(identifier.to_owned(), state.clone());
+        Ok(state)
+    }
+
+    /// Answers one request of an attached application.
+    async fn handle(
+        &self,
+        identifier: &str,
+        state: &Identifier,
+        request: ClientMessage,
+    ) -> Result<Option<ServiceMessage>, WireError> {
+        match request {
+            ClientMessage::CreateTask {
+                kind,
+                request,
+                description,
+                priority,
+            } => {
+                let record = TaskRecord {
+                    kind: kind.clone(),
+                    request: request.clone(),
+                    phase: TaskPhase::Running,
+                    partial_file: None,
+                    checkpoint: None,
+                    description,
+                    priority,
+                };
+                let id = identifier.to_owned();
+                let task = journaled(&self.journal, move |j| j.add_task(&id, &record)).await?;
+                let request = request_of(&request);
+                let created = match kind {
+                    TaskKind::Download => state
+                        .session
+                        .download_task(request)
+                        .map(|t| t.task().clone()),
+                    TaskKind::Upload { file } => state
+                        .session
+                        .upload_task(request, UploadBody::File(file))
+                        .map(|t| t.task().clone()),
+                };
+                let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
+                state
+                    .ids
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(created.id(), task);
+                created.resume();
+                Ok(Some(ServiceMessage::TaskCreated { task }))
+            }
+            ClientMessage::Acknowledge { seq } => {
+                let id = identifier.to_owned();
+                journaled(&self.journal, move |j| {
+                    let event = j.event(&id, seq)?;
+                    j.acknowledge(&id, seq)?;
+                    match event {
+                        Some(Ok(EventRecord {
+                            event: StoredEvent::FinishedDownloading { file },
+                            ..
+                        })) => {
+                            // Handed over: what the application did not move goes.
+                            let _ = std::fs::remove_file(file);
+                        }
+                        Some(Ok(EventRecord {
+                            task,
+                            event: StoredEvent::Completed { .. },
+                        })) => j.remove_task(&id, task)?,
+                        _ => {}
+                    }
+                    Ok(())
+                })
+                .await?;
+                Ok(None)
+            }
+            // `Hello` again, or a request this service does not know yet.
+            _ => Err(WireError::Unexpected),
+        }
+    }
+}
+
+/// The request a journaled record describes.
+fn request_of(record: &RequestRecord) -> Request {
+    let method = http::Method::from_bytes(record.method.as_bytes()).unwrap_or(http::Method::GET);
+    let mut request = Request::new(method, record.url.as_str());
+    for (name, value) in &record.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            request = request.with_header(n, v);
+        }
+    }
+    request
+}
+
+/// The delegate of an identifier's session: every event is committed to the journal, then sent
+/// live. Callbacks run on the session's delivery thread, where a durable write may block.
+struct Journaling {
+    identifier: String,
+    journal: Arc<Journal>,
+    live: broadcast::Sender<(u64, EventRecord)>,
+    ids: Arc<Mutex<HashMap<u64, u64>>>,
+    files: PathBuf,
+}
+
+impl Journaling {
+    fn journal_id(&self, task: &TaskInfo) -> Option<u64> {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&task.id())
+            .copied()
+    }
+
+    fn record(&self, task: &TaskInfo, event: StoredEvent) {
+        let Some(id) = self.journal_id(task) else {
+            return;
+        };
+        let record = EventRecord { task: id, event };
+        match self.journal.append_event(&self.identifier, &record) {
+            Ok(seq) => {
+                let _ = self.live.send((seq, record));
+            }
+            Err(e) => tracing::error!(error = %e, "an event could not be journaled"),
+        }
+    }
+}
+
+impl SessionDelegate for Journaling {}
+impl DataDelegate for Journaling {}
+
+impl TaskDelegate for Journaling {
+    fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
+        let error = error.map(|e| StoredError {
+            code: e.code().number(),
+            message: e.message().to_owned(),
+            resume_data: e.resume_data().map(|d| d.as_bytes().to_vec()),
+        });
+        self.record(task, StoredEvent::Completed { error });
+    }
+}
+
+impl DownloadDelegate for Journaling {
+    fn did_write_data(&self, task: &TaskInfo, written: i64, total: i64, expected: i64) {
+        self.record(
+            task,
+            StoredEvent::WroteData {
+                written,
+                total,
+                expected,
+            },
+        );
+    }
+
+    fn did_resume_at_offset(&self, task: &TaskInfo, offset: i64, expected: i64) {
+        self.record(task, StoredEvent::ResumedAt { offset, expected });
+    }
+
+    fn did_finish_downloading_to(&self, task: &TaskInfo, location: &Path) {
+        let Some(id) = self.journal_id(task) else {
+            return;
+        };
+        // The file stays with the service until the application has it.
+        let kept = self.files.join(format!(
+            "{}-{id}.download",
+            courier_delegates::plain_file_name(&self.identifier)
+        ));
+        match std::fs::rename(location, &kept) {
+            Ok(()) => self.record(task, StoredEvent::FinishedDownloading { file: kept }),
+            Err(e) => tracing::error!(error = %e, "a finished download could not be kept"),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The background service at the wire (issue 9, in progress): tasks handed to it outlive the
+//! application's connection; an application that comes back gets every event it has not
+//! acknowledged, in order, then `FinishedEvents`; acknowledged events and handed-over files go;
+//! identifiers see only their own tasks.
+
+use std::time::Duration;
+
+use courier_engine::background::Service;
+use courier_engine::background::wire::{ClientMessage, Connection, SOCKET, ServiceMessage};
+use courier_engine::{CleartextPolicy, Configuration};
+use courier_storage::journal::{EventRecord, StoredEvent, TaskKind};
+use courier_storage::resume::RequestRecord;
+use courier_tests::TestServer;
+use courier_tests::server::pattern_bytes;
+use tokio::net::UnixStream;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn template() -> Configuration {
+    let mut c = Configuration::default();
+    c.cleartext = CleartextPolicy::AllowAll;
+    c
+}
+
+/// Attaches to `identifier`: the events replayed before `FinishedEvents`.
+async fn attach(
+    socket: &std::path::Path,
+    identifier: &str,
+) -> (Connection<UnixStream>, Vec<(u64, EventRecord)>) {
+    let mut c = Connection::new(UnixStream::connect(socket).await.unwrap());
+    c.hello(identifier).await.unwrap();
+    let mut replay = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, c.receive::<ServiceMessage>())
+            .await
+            .expect("the service answers")
+            .unwrap()
+        {
+            ServiceMessage::Event { seq, record } => replay.push((seq, record)),
+            ServiceMessage::FinishedEvents => return (c, replay),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn completed(replay: &[(u64, EventRecord)]) -> usize {
+    replay
+        .iter()
+        .filter(|(_, r)| matches!(r.event, StoredEvent::Completed { .. }))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_for_the_application_and_are_replayed_in_order() {
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        &root.path().join("data"),
+        &root.path().join("run"),
+        template(),
+    )
+    .await
+    .unwrap();
+    let socket = root.path().join("run").join(SOCKET);
+    assert_eq!(service.socket(), socket);
+
+    // The application hands over two downloads, then goes away at once.
+    let sizes = [300_000usize, 70_000];
+    {
+        let (mut app, replay) = attach(&socket, "com.example.a").await;
+        assert!(replay.is_empty());
+        for size in sizes {
+            app.send(&ClientMessage::CreateTask {
+                kind: TaskKind::Download,
+                request: RequestRecord {
+                    method: "GET".into(),
+                    url: server.url(&format!("/bytes/{size}")),
+                    headers: Vec::new(),
+                },
+                description: String::new(),
+                priority: 0.5,
+            })
+            .await
+            .unwrap();
+            match app.receive::<ServiceMessage>().await.unwrap() {
+                ServiceMessage::TaskCreated { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    // It comes back (as often as needed) until both have completed while it was away.
+    let deadline = std::time::Instant::now() + WAIT;
+    let (mut app, replay) = loop {
+        let (app, replay) = attach(&socket, "com.example.a").await;
+        if completed(&replay) == 2 {
+            break (app, replay);
+        }
+        assert!(std::time::Instant::now() < deadline, "{replay:?}");
+        drop(app);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let seqs: Vec<u64> = replay.iter().map(|(s, _)| *s).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    let mut files = Vec::new();
+    for (task, size) in [(1u64, sizes[0]), (2, sizes[1])] {
+        let mine: Vec<&StoredEvent> = replay
+            .iter()
+            .filter(|(_, r)| r.task == task)
+            .map(|(_, r)| &r.event)
+            .collect();
+        let totals: Vec<i64> = mine
+            .iter()
+            .filter_map(|e| match e {
+                StoredEvent::WroteData { total, .. } => Some(*total),
+                _ => None,
+            })
+            .collect();
+        assert!(totals.windows(2).all(|w| w[0] < w[1]), "{totals:?}");
+        assert_eq!(totals.last().copied(), Some(size as i64));
+        let n = mine.len();
+        let file = match (&mine[n - 2], &mine[n - 1]) {
+            (StoredEvent::FinishedDownloading { file }, StoredEvent::Completed { error: None }) => {
+                file.clone()
+            }
+            other => panic!("the file, then the completion: {other:?}"),
+        };
+        assert_eq!(std::fs::read(&file).unwrap(), pattern_bytes(0, size));
+        files.push(file);
+    }
+
+    // Another identifier sees none of it.
+    let (_other, theirs) = attach(&socket, "com.example.b").await;
+    assert!(theirs.is_empty());
+
+    // Acknowledged, the events are gone for good, and so are the files nobody moved.
+    for (seq, _) in &replay {
+        app.send(&ClientMessage::Acknowledge { seq: *seq })
+            .await
+            .unwrap();
+    }
+    drop(app);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_app, replay) = attach(&socket, "com.example.a").await;
+        if replay.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{replay:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for file in files {
+        assert!(
+            !file.exists(),
+            "{} was removed after its hand-over",
+            file.display()
+        );
+    }
+    service.shutdown().await;
+}
