@@ -54,6 +54,10 @@ pub(crate) enum Command {
     },
     /// A guided tour on an embedded loopback server (HTTP, and HTTPS with a generated certificate).
     Demo,
+    /// Runs the background service for this user in the foreground until SIGTERM or Ctrl-C (then it
+    /// lets its sessions settle and exits 0). Its sessions take the request and session options
+    /// (`--allow-http`, `--cacert`, timeouts...).
+    Daemon,
 }
 
 /// Which session configuration to use.

@@ -8,10 +8,12 @@
 //! - `upload`: `courier upload`.
 //! - `progress`: the progress bars.
 //! - `demo`: `courier demo`, the tour on an embedded loopback server.
+//! - `daemon`: `courier daemon`, the background service in the foreground.
 //! - `events`: the delegate that writes the `--events` stream and the bodies.
 
 mod cli;
 mod common;
+mod daemon;
 mod demo;
 mod download;
 mod events;
@@ -157,6 +159,7 @@ fn main() {
                 }
                 cli::Command::Upload { url, file } => upload::run(url, file, &cli.options).await,
                 cli::Command::Demo => demo::run().await,
+                cli::Command::Daemon => daemon::run(&cli.options).await,
             }
         };
         never_hang_after_a_panic(command, AFTER_A_PANIC).await

@@ -1145,3 +1145,115 @@ async fn curl_cve_2020_8177_remote_header_name_never_replaces_an_existing_file()
         "no download is left behind"
     );
 }
+
+/// The next message from the daemon, within 20 s.
+async fn next_from_daemon(
+    c: &mut courier_engine::background::wire::Connection<tokio::net::UnixStream>,
+) -> courier_engine::background::wire::ServiceMessage {
+    tokio::time::timeout(std::time::Duration::from_secs(20), c.receive())
+        .await
+        .expect("the daemon answers")
+        .unwrap()
+}
+
+/// `courier daemon`: the background service in its own process. A download handed to it over the
+/// socket completes; the events the application never acknowledged are still there for it after
+/// the service was stopped (SIGTERM, exit 0) and started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_keeps_unacknowledged_events_across_its_restart() {
+    use courier_engine::background::wire::{ClientMessage, Connection, SOCKET, ServiceMessage};
+    use courier_storage::journal::{StoredEvent, TaskKind};
+    use courier_storage::resume::RequestRecord;
+    use std::time::{Duration, Instant};
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let (run, data) = (root.path().join("run"), root.path().join("data"));
+    let socket = run.join("courier").join(SOCKET);
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_courier"))
+            .args(["daemon", "--allow-http"])
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("XDG_DATA_HOME", &data)
+            .spawn()
+            .unwrap()
+    };
+    let stop = |mut daemon: std::process::Child| {
+        let killed = Command::new("kill")
+            .args(["-TERM", &daemon.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = daemon.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "a clean stop on SIGTERM");
+    };
+    let connect = |socket: std::path::PathBuf| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(stream) = tokio::net::UnixStream::connect(&socket).await {
+                let mut c = Connection::new(stream);
+                c.hello("com.example.cli").await.unwrap();
+                return c;
+            }
+            assert!(Instant::now() < deadline, "the daemon listens");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    let daemon = start();
+    let mut app = connect(socket.clone()).await;
+    assert_eq!(
+        next_from_daemon(&mut app).await,
+        ServiceMessage::FinishedEvents
+    );
+    app.send(&ClientMessage::CreateTask {
+        kind: TaskKind::Download,
+        request: RequestRecord {
+            method: "GET".into(),
+            url: server.url("/bytes/5000"),
+            headers: Vec::new(),
+        },
+        description: "cli".into(),
+        priority: 0.5,
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        next_from_daemon(&mut app).await,
+        ServiceMessage::TaskCreated { task: 1 }
+    ));
+    let mut live = Vec::new();
+    loop {
+        match next_from_daemon(&mut app).await {
+            ServiceMessage::Event { seq, record } => {
+                let done = matches!(record.event, StoredEvent::Completed { error: None });
+                live.push(seq);
+                if done {
+                    break;
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(app);
+    stop(daemon);
+
+    // Started again, the service has every event the application did not acknowledge.
+    let daemon = start();
+    let mut app = connect(socket.clone()).await;
+    let mut replayed = Vec::new();
+    loop {
+        match next_from_daemon(&mut app).await {
+            ServiceMessage::Event { seq, record } => {
+                if let StoredEvent::FinishedDownloading { file } = &record.event {
+                    assert_eq!(std::fs::read(file).unwrap(), pattern_bytes(0, 5000));
+                }
+                replayed.push(seq);
+            }
+            ServiceMessage::FinishedEvents => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(replayed, live, "the same events, in the same order");
+    drop(app);
+    stop(daemon);
+}
