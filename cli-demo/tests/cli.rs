@@ -1249,6 +1249,9 @@ async fn the_daemon_keeps_unacknowledged_events_across_its_restart() {
                 }
                 replayed.push(seq);
             }
+            ServiceMessage::Task { task, record } => {
+                assert_eq!((task, record.description.as_str()), (1, "cli"));
+            }
             ServiceMessage::FinishedEvents => break,
             other => panic!("{other:?}"),
         }

@@ -270,6 +270,21 @@ impl Journal {
         tx.commit().map_err(storage)
     }
 
+    /// Task `id` of `identifier`, if the journal holds it.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn task(
+        &self,
+        identifier: &str,
+        id: u64,
+    ) -> Result<Option<Result<TaskRecord, CodecError>>, JournalError> {
+        let tx = self.db.begin_read().map_err(storage)?;
+        let table = tx.open_table(TASKS).map_err(storage)?;
+        let found = table.get((identifier, id)).map_err(storage)?;
+        Ok(found.map(|v| codec::decode(v.value())))
+    }
+
     /// `identifier`'s tasks, by id; a record that does not decode comes with its error.
     ///
     /// # Errors

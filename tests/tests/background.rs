@@ -37,10 +37,20 @@ async fn attach(
             .unwrap()
         {
             ServiceMessage::Event { seq, record } => replay.push((seq, record)),
+            // The tasks come first: every one the journal holds for this identifier.
+            ServiceMessage::Task { .. } => {}
             ServiceMessage::FinishedEvents => return (c, replay),
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// The next message from the service, within [`WAIT`].
+async fn receive_within(app: &mut Connection<UnixStream>) -> ServiceMessage {
+    tokio::time::timeout(WAIT, app.receive::<ServiceMessage>())
+        .await
+        .expect("the service answers")
+        .unwrap()
 }
 
 fn completed(replay: &[(u64, EventRecord)]) -> usize {
@@ -156,5 +166,87 @@ async fn events_wait_for_the_application_and_are_replayed_in_order() {
             file.display()
         );
     }
+    service.shutdown().await;
+}
+
+/// Control calls reach the service's tasks, and the journal knows each task's phase: a suspended
+/// task is listed as suspended and finishes once resumed; a cancelled one completes with -999.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_suspended_resumed_cancelled_and_listed() {
+    use courier_engine::background::wire::RemoteControl;
+    use courier_storage::journal::TaskPhase;
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        &root.path().join("data"),
+        &root.path().join("run"),
+        template(),
+    )
+    .await
+    .unwrap();
+    let (mut app, _) = attach(service.socket(), "com.example.c").await;
+    let slow = server.url("/drip?chunks=40&size=1000&delay_ms=25");
+    for _ in 0..2 {
+        app.send(&ClientMessage::CreateTask {
+            kind: TaskKind::Download,
+            request: RequestRecord {
+                method: "GET".into(),
+                url: slow.clone(),
+                headers: Vec::new(),
+            },
+            description: String::new(),
+            priority: 0.5,
+        })
+        .await
+        .unwrap();
+    }
+    let mut created = Vec::new();
+    while created.len() < 2 {
+        if let ServiceMessage::TaskCreated { task } = receive_within(&mut app).await {
+            created.push(task);
+        }
+    }
+    let (paused, cancelled) = (created[0], created[1]);
+    for (task, control) in [
+        (paused, RemoteControl::Suspend),
+        (cancelled, RemoteControl::Cancel),
+    ] {
+        app.send(&ClientMessage::Control { task, control })
+            .await
+            .unwrap();
+    }
+    app.send(&ClientMessage::ListTasks).await.unwrap();
+    let mut phases = std::collections::HashMap::new();
+    let mut completions = std::collections::HashMap::new();
+    loop {
+        match receive_within(&mut app).await {
+            ServiceMessage::Task { task, record } => {
+                phases.insert(task, record.phase);
+            }
+            ServiceMessage::EndOfTasks => break,
+            ServiceMessage::Event { record, .. } => {
+                if let StoredEvent::Completed { error } = record.event {
+                    completions.insert(record.task, error.map(|e| e.code));
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(phases.get(&paused), Some(&TaskPhase::Suspended));
+    app.send(&ClientMessage::Control {
+        task: paused,
+        control: RemoteControl::Resume,
+    })
+    .await
+    .unwrap();
+    while completions.len() < 2 {
+        if let ServiceMessage::Event { record, .. } = receive_within(&mut app).await
+            && let StoredEvent::Completed { error } = record.event
+        {
+            completions.insert(record.task, error.map(|e| e.code));
+        }
+    }
+    assert_eq!(completions[&cancelled], Some(-999));
+    assert_eq!(completions[&paused], None, "resumed, it finished");
     service.shutdown().await;
 }

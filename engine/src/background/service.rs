@@ -29,11 +29,12 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use super::wire::RemoteControl;
 use super::wire::{
     self, ClientMessage, Connection, FrameDecoder, ServiceMessage, WireError, read_message,
     write_message,
 };
-use crate::{Configuration, Session, UploadBody};
+use crate::{Configuration, Session, Task, UploadBody};
 
 /// Live events of one identifier, beyond those a late subscriber reads from the journal.
 const LIVE_BACKLOG: usize = 4096;
@@ -61,6 +62,8 @@ struct Identifier {
     live: broadcast::Sender<(u64, EventRecord)>,
     /// The session's task ids to the journal's.
     ids: Arc<Mutex<HashMap<u64, u64>>>,
+    /// The journal's task ids to the session's tasks, for control calls.
+    tasks: Mutex<HashMap<u64, Task>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -177,6 +180,10 @@ async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), 
     let state = inner.identifier(&identifier)?;
     // Subscribe before reading the journal: nothing falls between the replay and the live events.
     let mut live = state.live.subscribe();
+    // The tasks first, so the application knows what the events are about.
+    for message in inner.task_list(&identifier).await? {
+        connection.send(&message).await?;
+    }
     let replay = {
         let id = identifier.clone();
         journaled(&inner.journal, move |j| j.events(&id)).await?
@@ -212,6 +219,12 @@ async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), 
         loop {
             tokio::select! {
                 request = incoming.recv() => match request {
+                    Some(Ok(ClientMessage::ListTasks)) => {
+                        for message in inner.task_list(&identifier).await? {
+                            write_message(&mut writer, &message).await?;
+                        }
+                        write_message(&mut writer, &ServiceMessage::EndOfTasks).await?;
+                    }
                     Some(Ok(request)) => {
                         let answer = inner.handle(&identifier, &state, request).await?;
                         if let Some(answer) = answer {
@@ -265,7 +278,12 @@ impl Inner {
         );
         let session = Session::with_delegate(config, delegate)
             .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
-        let state = Arc::new(Identifier { session, live, ids });
+        let state = Arc::new(Identifier {
+            session,
+            live,
+            ids,
+            tasks: Mutex::default(),
+        });
         sessions.insert(identifier.to_owned(), state.clone());
         Ok(state)
     }
@@ -313,6 +331,11 @@ impl Inner {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(created.id(), task);
                 created.resume();
+                state
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(task, created);
                 Ok(Some(ServiceMessage::TaskCreated { task }))
             }
             ClientMessage::Acknowledge { seq } => {
@@ -339,10 +362,62 @@ impl Inner {
                 .await?;
                 Ok(None)
             }
+            ClientMessage::Control { task, control } => {
+                let handle = state
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&task)
+                    .cloned();
+                // A task no longer running (completed, or from before a restart) has nothing to
+                // control.
+                if let Some(handle) = handle {
+                    match control {
+                        RemoteControl::Resume => handle.resume(),
+                        RemoteControl::Suspend => handle.suspend(),
+                        RemoteControl::Cancel => handle.cancel(),
+                    }
+                    let phase = match control {
+                        RemoteControl::Suspend => Some(TaskPhase::Suspended),
+                        RemoteControl::Resume => Some(TaskPhase::Running),
+                        RemoteControl::Cancel => None,
+                    };
+                    if let Some(phase) = phase {
+                        let id = identifier.to_owned();
+                        journaled(&self.journal, move |j| set_phase(j, &id, task, phase)).await?;
+                    }
+                }
+                Ok(None)
+            }
             // `Hello` again, or a request this service does not know yet.
             _ => Err(WireError::Unexpected),
         }
     }
+
+    /// `identifier`'s tasks as `Task` messages (a damaged record is reported and left out).
+    async fn task_list(&self, identifier: &str) -> Result<Vec<ServiceMessage>, WireError> {
+        let id = identifier.to_owned();
+        let tasks = journaled(&self.journal, move |j| j.tasks(&id)).await?;
+        Ok(tasks
+            .into_iter()
+            .filter_map(|(task, record)| match record {
+                Ok(record) => Some(ServiceMessage::Task { task, record }),
+                Err(e) => {
+                    tracing::error!(task, error = %e, "a damaged journal task is skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+}
+
+/// Sets task `id`'s phase in the journal (nothing when the task is gone).
+fn set_phase(j: &Journal, identifier: &str, id: u64, phase: TaskPhase) -> Result<(), JournalError> {
+    if let Some(Ok(mut record)) = j.task(identifier, id)? {
+        record.phase = phase;
+        j.update_task(identifier, id, &record)?;
+    }
+    Ok(())
 }
 
 /// The request a journaled record describes.
@@ -398,6 +473,11 @@ impl DataDelegate for Journaling {}
 
 impl TaskDelegate for Journaling {
     fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
+        if let Some(id) = self.journal_id(task)
+            && let Err(e) = set_phase(&self.journal, &self.identifier, id, TaskPhase::Completed)
+        {
+            tracing::error!(error = %e, "a completion could not be journaled");
+        }
         let error = error.map(|e| StoredError {
             code: e.code().number(),
             message: e.message().to_owned(),

@@ -61,6 +61,26 @@ pub enum ClientMessage {
         /// The event's sequence number.
         seq: u64,
     },
+    /// `resume()`, `suspend()` or `cancel()` on a task.
+    Control {
+        /// The task.
+        task: u64,
+        /// What to do.
+        control: RemoteControl,
+    },
+    /// Every task of the identifier, as `Task` messages, then `EndOfTasks`.
+    ListTasks,
+}
+
+/// A control call on a background task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteControl {
+    /// `resume()`.
+    Resume,
+    /// `suspend()`.
+    Suspend,
+    /// `cancel()`.
+    Cancel,
 }
 
 /// What the service says to an application.
@@ -91,13 +111,16 @@ pub enum ServiceMessage {
     },
     /// Every event journaled before this attach was sent: `did_finish_events_for_background_session`.
     FinishedEvents,
-    /// A task as the journal holds it (an answer to a listing).
+    /// A task as the journal holds it: sent first at every attach (so the application knows the
+    /// tasks its events are about), and in answer to `ListTasks`.
     Task {
         /// Its identifier.
         task: u64,
         /// Its record.
         record: TaskRecord,
     },
+    /// The end of a `ListTasks` answer.
+    EndOfTasks,
 }
 
 /// Why the protocol failed.
