@@ -1260,3 +1260,141 @@ async fn the_daemon_keeps_unacknowledged_events_across_its_restart() {
     drop(app);
     stop(daemon);
 }
+
+/// Crash safety: `kill -9` of the daemon in the middle of a download, then a restart: the download
+/// continues from its partial file's last checkpoint with a range request, the file is the
+/// resource byte for byte, and the task completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_survives_a_killed_daemon() {
+    a_download_survives_a_stopped_daemon("KILL").await;
+}
+
+/// A clean stop (SIGTERM, exit 0) keeps a running download's resume data in the journal; the next
+/// start continues from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_survives_a_daemon_stopped_with_sigterm() {
+    a_download_survives_a_stopped_daemon("TERM").await;
+}
+
+/// Starts a download in a daemon, stops the daemon with `signal` once a checkpoint past 1 MiB is
+/// stored, starts it again, and checks that the download continued exactly where it was.
+async fn a_download_survives_a_stopped_daemon(signal: &str) {
+    use courier_engine::background::wire::{ClientMessage, Connection, SOCKET, ServiceMessage};
+    use courier_storage::journal::{StoredEvent, TaskKind};
+    use courier_storage::resume::RequestRecord;
+    use std::time::{Duration, Instant};
+    let resource = courier_tests::ResourceServer::start(4 * 1024 * 1024).await;
+    resource.script([courier_tests::Misbehaviour::Drip {
+        chunk: 64 * 1024,
+        delay_ms: 25,
+    }]);
+    let root = tempfile::tempdir().unwrap();
+    let (run, data) = (root.path().join("run"), root.path().join("data"));
+    let socket = run.join("courier").join(SOCKET);
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_courier"))
+            .args(["daemon", "--allow-http"])
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("XDG_DATA_HOME", &data)
+            .spawn()
+            .unwrap()
+    };
+    let connect = |socket: std::path::PathBuf| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(stream) = tokio::net::UnixStream::connect(&socket).await {
+                let mut c = Connection::new(stream);
+                c.hello("com.example.crash").await.unwrap();
+                return c;
+            }
+            assert!(Instant::now() < deadline, "the daemon listens");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    let mut daemon = start();
+    let mut app = connect(socket.clone()).await;
+    app.send(&ClientMessage::CreateTask {
+        kind: TaskKind::Download,
+        request: RequestRecord {
+            method: "GET".into(),
+            url: resource.url(),
+            headers: Vec::new(),
+        },
+        description: String::new(),
+        priority: 0.5,
+    })
+    .await
+    .unwrap();
+    // Wait until a checkpoint past 1 MiB is stored beside the partial file.
+    let sessions = data.join("courier/background/sessions");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let checkpointed = std::fs::read_dir(sessions.join("com.example.crash"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()).any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.ends_with(".checkpoint")
+                        && std::fs::read(e.path())
+                            .ok()
+                            .and_then(|b| courier_storage::ResumeRecord::decode(&b).ok())
+                            .is_some_and(|r| r.bytes_on_disk >= 1024 * 1024)
+                })
+            })
+            .unwrap_or(false);
+        if checkpointed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a checkpoint is stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(app);
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = daemon.wait().unwrap();
+    if signal == "TERM" {
+        assert_eq!(status.code(), Some(0), "a clean stop");
+    }
+
+    let daemon = start();
+    let mut app = connect(socket.clone()).await;
+    let (mut resumed_at, mut completions, mut file) = (None, 0, None);
+    while completions == 0 {
+        let message = tokio::time::timeout(Duration::from_secs(20), app.receive())
+            .await
+            .expect("the daemon answers")
+            .unwrap();
+        if let ServiceMessage::Event { record, .. } = message {
+            match record.event {
+                StoredEvent::ResumedAt { offset, .. } => resumed_at = Some(offset),
+                StoredEvent::FinishedDownloading { file: f } => file = Some(f),
+                StoredEvent::Completed { error } => {
+                    assert!(error.is_none(), "{error:?}");
+                    completions += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    let offset = resumed_at.expect("the download continued") as usize;
+    assert!(offset >= 1024 * 1024, "from the checkpoint: {offset}");
+    assert_eq!(std::fs::read(file.unwrap()).unwrap(), resource.content());
+    let last = resource.served().pop().unwrap();
+    assert_eq!(last.range, Some(format!("bytes={offset}-")));
+    assert_eq!(
+        last.body_len,
+        resource.content().len() - offset,
+        "only the rest"
+    );
+    drop(app);
+    let killed = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut daemon = daemon;
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+}

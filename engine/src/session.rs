@@ -29,7 +29,7 @@ use crate::stores::cookies::CookieJar;
 use crate::stores::credentials::CredentialStore;
 use crate::stores::saver::Writes;
 use crate::task::download::{decode_resume_data, request_from_record};
-use crate::task::{DataTask, DownloadTask, Task, UploadBody, UploadTask, Work};
+use crate::task::{DataTask, DownloadTask, PartialSlot, Task, UploadBody, UploadTask, Work};
 pub(crate) use actor::SessionMsg;
 use actor::{SessionActor, SessionArgs};
 
@@ -268,6 +268,12 @@ impl Session {
         self.inner.ctx.storage.path()
     }
 
+    /// Resume data for the partial file `name` of this session's directory, from the checkpoint
+    /// stored beside it (the background service continues its downloads after a restart with it).
+    pub(crate) fn resume_data_for_partial(&self, name: &str) -> Option<ResumeData> {
+        crate::task::download::resume_data_from_storage(&self.inner.ctx.storage, name)
+    }
+
     fn create(
         &self,
         kind: TaskKind,
@@ -298,6 +304,11 @@ impl Session {
             recorder.set_current_request(current);
         }
         let terminal = Terminal::new(sink, recorder.clone());
+        let partial = if work.is_download() {
+            PartialSlot::for_download()
+        } else {
+            PartialSlot::default()
+        };
         self.inner
             .actor
             .cast(SessionMsg::Register {
@@ -305,9 +316,10 @@ impl Session {
                 terminal,
                 callbacks,
                 work,
+                partial: partial.clone(),
             })
             .map_err(|_| SessionInvalidated)?;
-        Ok(Task::new(info, self.inner.clone()))
+        Ok(Task::new(info, self.inner.clone(), partial))
     }
 
     /// The sink of a delegate-style task.
@@ -445,7 +457,7 @@ impl Session {
         match ractor::call!(self.inner.actor, SessionMsg::AllTasks) {
             Ok(infos) => infos
                 .into_iter()
-                .map(|i| Task::resumed(i, self.inner.clone()))
+                .map(|i| Task::resumed(i, self.inner.clone(), PartialSlot::default()))
                 .collect(),
             Err(_) => Vec::new(),
         }

@@ -187,6 +187,8 @@ pub struct Task {
 struct Handles {
     id: u64,
     session: Arc<dyn SessionLink>,
+    /// A download's partial-file slot, shared with its session's entry.
+    partial: PartialSlot,
     resumed: AtomicBool,
 }
 
@@ -200,24 +202,40 @@ impl Drop for Handles {
 
 impl Task {
     /// The first handle of a new task.
-    pub(crate) fn new(info: TaskInfo, session: Arc<dyn SessionLink>) -> Task {
-        Task::with_handles(info, session, false)
+    pub(crate) fn new(info: TaskInfo, session: Arc<dyn SessionLink>, partial: PartialSlot) -> Task {
+        Task::with_handles(info, session, partial, false)
     }
 
     /// A handle to a task that was resumed already (`Session::all_tasks`).
-    pub(crate) fn resumed(info: TaskInfo, session: Arc<dyn SessionLink>) -> Task {
-        Task::with_handles(info, session, true)
+    pub(crate) fn resumed(
+        info: TaskInfo,
+        session: Arc<dyn SessionLink>,
+        partial: PartialSlot,
+    ) -> Task {
+        Task::with_handles(info, session, partial, true)
     }
 
-    fn with_handles(info: TaskInfo, session: Arc<dyn SessionLink>, resumed: bool) -> Task {
+    fn with_handles(
+        info: TaskInfo,
+        session: Arc<dyn SessionLink>,
+        partial: PartialSlot,
+        resumed: bool,
+    ) -> Task {
         Task {
             handles: Arc::new(Handles {
                 id: info.id(),
                 session,
+                partial,
                 resumed: AtomicBool::new(resumed),
             }),
             info,
         }
+    }
+
+    /// A download's partial file in the session directory, once it has one (the background
+    /// service journals it, to continue the download after its own restart).
+    pub(crate) fn partial_file(&self) -> Option<String> {
+        self.handles.partial.get()
     }
 
     fn control(&self, control: Control) {

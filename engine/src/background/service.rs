@@ -11,8 +11,12 @@
 //!   `FinishedEvents`, then live events. An event is gone once acknowledged; a completed task's
 //!   record goes with its acknowledged completion.
 //!
-//! Being built (issue 9): the service does not yet continue transfers after its own restart,
-//! schedule, or retry; the application side is the wire protocol only.
+//! - After a restart, every task that had not completed goes on: a download from the resume data
+//!   a clean stop (SIGTERM) journaled, or from the last checkpoint beside its partial file after a
+//!   crash (`kill -9`), with `Range` + `If-Range`; an upload from the start.
+//!
+//! Being built (issue 9): the service does not yet schedule or retry; the application side is the
+//! wire protocol only.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -63,8 +67,13 @@ struct Identifier {
     /// The session's task ids to the journal's.
     ids: Arc<Mutex<HashMap<u64, u64>>>,
     /// The journal's task ids to the session's tasks, for control calls.
-    tasks: Mutex<HashMap<u64, Task>>,
+    tasks: Tasks,
+    /// The journaling delegate, told when the service stops.
+    delegate: Arc<Journaling>,
 }
+
+/// The journal's task ids to the session's tasks.
+type Tasks = Arc<Mutex<HashMap<u64, Task>>>;
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,6 +116,10 @@ impl Service {
             template,
             sessions: Mutex::new(HashMap::new()),
         });
+        inner
+            .recover()
+            .await
+            .map_err(|e| failed("cannot recover the journal's tasks", &e))?;
         let accept = tokio::spawn(accept(listener, owner, inner.clone()));
         Ok(Service {
             accept,
@@ -120,19 +133,49 @@ impl Service {
         &self.socket
     }
 
-    /// Waits until every identifier's session has finished its tasks, and closes them.
+    /// Stops cleanly (SIGTERM): every download still running is stopped with its resume data,
+    /// which the journal keeps for the next start; every session is closed.
     pub async fn shutdown(self) {
         self.accept.abort();
-        let sessions: Vec<Arc<Identifier>> = self
+        let sessions: Vec<(String, Arc<Identifier>)> = self
             .inner
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
-            .map(|(_, s)| s)
             .collect();
-        for s in sessions {
-            s.session.finish_tasks_and_invalidate();
+        for (identifier, s) in sessions {
+            s.delegate
+                .stopping
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let tasks: Vec<(u64, Task)> = s
+                .tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(id, t)| (*id, t.clone()))
+                .collect();
+            for (id, task) in tasks {
+                let Some(download) = task.as_download() else {
+                    continue; // an upload starts over anyway
+                };
+                let Some(data) = download.cancel_by_producing_resume_data().await else {
+                    continue;
+                };
+                let (identifier, data) = (identifier.clone(), data.as_bytes().to_vec());
+                let kept = journaled(&self.inner.journal, move |j| {
+                    if let Some(Ok(mut record)) = j.task(&identifier, id)? {
+                        record.checkpoint = Some(data);
+                        j.update_task(&identifier, id, &record)?;
+                    }
+                    Ok(())
+                })
+                .await;
+                if let Err(e) = kept {
+                    tracing::error!(error = %e, "a download's resume data could not be journaled");
+                }
+            }
+            s.session.invalidate_and_cancel();
             s.session.invalidated().await;
         }
     }
@@ -253,6 +296,126 @@ async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), 
 }
 
 impl Inner {
+    /// After a start: every task the journal holds that had not completed goes on, a download from
+    /// its resume data (kept at a clean stop) or its partial file's last checkpoint (after a
+    /// crash), else from the start. A damaged task record is reported to the application as the
+    /// task's failure, and removed.
+    async fn recover(self: &Arc<Self>) -> Result<(), WireError> {
+        let identifiers = journaled(&self.journal, |j| j.identifiers()).await?;
+        for identifier in identifiers {
+            let id = identifier.clone();
+            let tasks = journaled(&self.journal, move |j| j.tasks(&id)).await?;
+            if tasks
+                .iter()
+                .all(|(_, r)| r.as_ref().is_ok_and(|r| r.phase == TaskPhase::Completed))
+            {
+                continue;
+            }
+            let state = self.identifier(&identifier)?;
+            for (task, record) in tasks {
+                match record {
+                    Ok(record) if record.phase == TaskPhase::Completed => {}
+                    Ok(record) => self.revive(&identifier, &state, task, record).await?,
+                    Err(e) => {
+                        tracing::error!(task, error = %e, "a damaged journal task is skipped");
+                        let event = EventRecord {
+                            task,
+                            event: StoredEvent::Completed {
+                                error: Some(StoredError {
+                                    code: courier_delegates::ErrorCode::CannotDecodeRawData
+                                        .number(),
+                                    message: format!(
+                                        "the journal's record of this task is damaged: {e}"
+                                    ),
+                                    resume_data: None,
+                                }),
+                            },
+                        };
+                        let id = identifier.clone();
+                        journaled(&self.journal, move |j| {
+                            j.append_event(&id, &event)?;
+                            j.remove_task(&id, task)
+                        })
+                        .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes task `task` of the journal run again in `state`'s session.
+    async fn revive(
+        &self,
+        identifier: &str,
+        state: &Identifier,
+        task: u64,
+        record: TaskRecord,
+    ) -> Result<(), WireError> {
+        let request = request_of(&record.request);
+        let session = state.session.clone();
+        let (checkpoint, partial) = (record.checkpoint.clone(), record.partial_file.clone());
+        let resume = tokio::task::spawn_blocking(move || {
+            checkpoint
+                .map(crate::ResumeData::from_bytes)
+                .or_else(|| partial.and_then(|name| session.resume_data_for_partial(&name)))
+        })
+        .await
+        .ok()
+        .flatten();
+        let created = match (&record.kind, resume) {
+            (TaskKind::Download, Some(data)) => state
+                .session
+                .download_task_with_resume_data(&data)
+                .map(|t| t.task().clone()),
+            (TaskKind::Download, None) => {
+                // Nothing to continue from: it starts over, and says so.
+                let (id, event) = (
+                    identifier.to_owned(),
+                    EventRecord {
+                        task,
+                        event: StoredEvent::ResumedAt {
+                            offset: 0,
+                            expected: -1,
+                        },
+                    },
+                );
+                let sent = event.clone();
+                let seq = journaled(&self.journal, move |j| j.append_event(&id, &event)).await?;
+                let _ = state.live.send((seq, sent));
+                state
+                    .session
+                    .download_task(request)
+                    .map(|t| t.task().clone())
+            }
+            (TaskKind::Upload { file }, _) => state
+                .session
+                .upload_task(request, UploadBody::File(file.clone()))
+                .map(|t| t.task().clone()),
+        };
+        let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
+        state
+            .ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(created.id(), task);
+        state
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task, created.clone());
+        // The resume data is used up; the partial file is noted again when it is written to.
+        let mut record = record;
+        record.checkpoint = None;
+        let suspended = record.phase == TaskPhase::Suspended;
+        let id = identifier.to_owned();
+        journaled(&self.journal, move |j| j.update_task(&id, task, &record)).await?;
+        if !suspended {
+            created.resume();
+        }
+        Ok(())
+    }
+
     /// The session of `identifier`, made on first use.
     fn identifier(self: &Arc<Self>, identifier: &str) -> Result<Arc<Identifier>, WireError> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
@@ -263,11 +426,15 @@ impl Inner {
         let ids: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
         let files = self.data_dir.join("files");
         courier_storage::directory::create_private_dir_all(&files)?;
+        let tasks = Tasks::default();
         let delegate = Arc::new(Journaling {
             identifier: identifier.to_owned(),
             journal: self.journal.clone(),
             live: live.clone(),
             ids: ids.clone(),
+            tasks: tasks.clone(),
+            noted_partial: Mutex::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             files,
         });
         let mut config = self.template.clone();
@@ -276,13 +443,14 @@ impl Inner {
                 .join("sessions")
                 .join(courier_delegates::plain_file_name(identifier)),
         );
-        let session = Session::with_delegate(config, delegate)
+        let session = Session::with_delegate(config, delegate.clone())
             .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
         let state = Arc::new(Identifier {
             session,
             live,
             ids,
-            tasks: Mutex::default(),
+            tasks,
+            delegate,
         });
         sessions.insert(identifier.to_owned(), state.clone());
         Ok(state)
@@ -442,6 +610,12 @@ struct Journaling {
     journal: Arc<Journal>,
     live: broadcast::Sender<(u64, EventRecord)>,
     ids: Arc<Mutex<HashMap<u64, u64>>>,
+    /// The tasks, to read a download's partial file name.
+    tasks: Tasks,
+    /// Tasks whose partial file the journal knows.
+    noted_partial: Mutex<std::collections::HashSet<u64>>,
+    /// Set when the service stops: the cancels that keep resume data are not completions.
+    stopping: std::sync::atomic::AtomicBool,
     files: PathBuf,
 }
 
@@ -452,6 +626,42 @@ impl Journaling {
             .unwrap_or_else(|p| p.into_inner())
             .get(&task.id())
             .copied()
+    }
+
+    /// Journals a download's partial file the first time it writes, so that a restarted service
+    /// continues from the checkpoint stored beside it.
+    fn note_partial(&self, task: &TaskInfo) {
+        let Some(id) = self.journal_id(task) else {
+            return;
+        };
+        if !self
+            .noted_partial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id)
+        {
+            return;
+        }
+        let name = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .and_then(Task::partial_file);
+        let Some(name) = name else { return };
+        let noted = self
+            .journal
+            .task(&self.identifier, id)
+            .and_then(|found| match found {
+                Some(Ok(mut record)) => {
+                    record.partial_file = Some(name);
+                    self.journal.update_task(&self.identifier, id, &record)
+                }
+                _ => Ok(()),
+            });
+        if let Err(e) = noted {
+            tracing::error!(error = %e, "a partial file could not be journaled");
+        }
     }
 
     fn record(&self, task: &TaskInfo, event: StoredEvent) {
@@ -473,6 +683,12 @@ impl DataDelegate for Journaling {}
 
 impl TaskDelegate for Journaling {
     fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+            && error.is_some_and(|e| e.is_cancelled())
+        {
+            // Stopped by the service's own shutdown: the task goes on at its next start.
+            return;
+        }
         if let Some(id) = self.journal_id(task)
             && let Err(e) = set_phase(&self.journal, &self.identifier, id, TaskPhase::Completed)
         {
@@ -489,6 +705,7 @@ impl TaskDelegate for Journaling {
 
 impl DownloadDelegate for Journaling {
     fn did_write_data(&self, task: &TaskInfo, written: i64, total: i64, expected: i64) {
+        self.note_partial(task);
         self.record(
             task,
             StoredEvent::WroteData {

@@ -32,6 +32,8 @@ pub(crate) enum SessionMsg {
         terminal: Terminal,
         callbacks: bool,
         work: Work,
+        /// A download's partial-file slot (shared with its handles), an empty one otherwise.
+        partial: PartialSlot,
     },
     /// News from the task side: a handle's control call or last drop, a conversion.
     Task(TaskReport),
@@ -122,13 +124,9 @@ impl Actor for SessionActor {
                     terminal,
                     callbacks,
                     work,
+                    partial,
                 } => {
                     let id = recorder.info().id();
-                    let partial = if work.is_download() {
-                        PartialSlot::for_download()
-                    } else {
-                        PartialSlot::default()
-                    };
                     st.tasks.insert(
                         id,
                         Entry {
