@@ -1221,6 +1221,12 @@ async fn the_daemon_keeps_unacknowledged_events_across_its_restart() {
         next_from_daemon(&mut app).await,
         ServiceMessage::TaskCreated { task: 1 }
     ));
+    app.send(&ClientMessage::Control {
+        task: 1,
+        control: courier_engine::background::wire::RemoteControl::Resume,
+    })
+    .await
+    .unwrap();
     let mut live = Vec::new();
     loop {
         match next_from_daemon(&mut app).await {
@@ -1323,6 +1329,12 @@ async fn a_download_survives_a_stopped_daemon(signal: &str) {
         },
         description: String::new(),
         priority: 0.5,
+    })
+    .await
+    .unwrap();
+    app.send(&ClientMessage::Control {
+        task: 1,
+        control: courier_engine::background::wire::RemoteControl::Resume,
     })
     .await
     .unwrap();

@@ -53,6 +53,13 @@ pub trait SessionDelegate: Send + Sync + 'static {
         reply.send(AuthChallengeDisposition::PerformDefaultHandling);
     }
 
+    /// A background session: every event that waited for the application (the tasks' progress and
+    /// completions while it was away) has been delivered; live events follow. URLSession's
+    /// `urlSessionDidFinishEvents(forBackgroundURLSession:)`; `identifier` is the session's.
+    fn did_finish_events_for_background_session(&self, identifier: &str) {
+        let _ = identifier;
+    }
+
     /// The last message of a session: it was invalidated and every task has completed. `error` is
     /// `None` after an explicit invalidation. The session drops its delegate right after this returns.
     fn did_become_invalid(&self, error: Option<&Error>) {

@@ -10,6 +10,7 @@
 //!
 //! The service's durable state is `courier_storage::journal`.
 
+pub(crate) mod client;
 pub mod service;
 pub mod wire;
 

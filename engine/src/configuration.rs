@@ -21,6 +21,9 @@ pub enum SessionKind {
     /// `.ephemeral`: keeps cookies, credentials and cache in memory only; downloads in progress live
     /// in a private temporary directory that is removed with the session.
     Ephemeral,
+    /// `.background(withIdentifier:)`: the tasks run in the per-user background service
+    /// ([`crate::background`]), which goes on while the application is gone.
+    Background,
 }
 
 /// Which requests go through an HTTP proxy (`connectionProxyDictionary`).
@@ -127,6 +130,11 @@ impl CleartextPolicy {
 #[non_exhaustive]
 pub struct Configuration {
     kind: SessionKind,
+    /// A background session's identifier.
+    identifier: Option<String>,
+    /// A background session's service socket (`None`: the user's, in
+    /// [`crate::background::wire::socket_dir`]).
+    pub background_service: Option<std::path::PathBuf>,
     /// `timeoutIntervalForRequest`: an idle timeout. It restarts whenever data arrives and does not run
     /// while the task is suspended or waiting for its delegate. A request's own timeout wins.
     pub timeout_for_request: Duration,
@@ -198,6 +206,8 @@ impl Default for Configuration {
     fn default() -> Configuration {
         Configuration {
             kind: SessionKind::Default,
+            identifier: None,
+            background_service: None,
             timeout_for_request: Duration::from_secs(60),
             timeout_for_resource: Duration::from_secs(7 * 24 * 60 * 60),
             http_additional_headers: HeaderMap::new(),
@@ -252,9 +262,31 @@ impl Configuration {
         }
     }
 
+    /// `.background(withIdentifier:)`: a session whose tasks run in the background service, which
+    /// goes on while the application is gone and hands the results to the next session made with
+    /// the same `identifier` (replayed, then `did_finish_events_for_background_session`).
+    ///
+    /// URLSession's rules hold, each checked when a task is created (a [`CreateTaskError`] and
+    /// nothing queued): download tasks, and upload tasks from a file, only; a delegate is
+    /// required (no completion forms, no byte streams); http and https only.
+    ///
+    /// [`CreateTaskError`]: crate::CreateTaskError
+    pub fn background(identifier: impl Into<String>) -> Configuration {
+        Configuration {
+            kind: SessionKind::Background,
+            identifier: Some(identifier.into()),
+            ..Configuration::default()
+        }
+    }
+
     /// Which kind of session this configuration makes.
     pub fn kind(&self) -> SessionKind {
         self.kind
+    }
+
+    /// A background session's identifier.
+    pub fn identifier(&self) -> Option<&str> {
+        self.identifier.as_deref()
     }
 
     /// Trusts every certificate in a PEM file's contents as a root. Returns how many were added.

@@ -53,7 +53,7 @@ pub use courier_delegates::{
 pub use courier_delegates::{
     CachePolicy, CachedResponse, FetchType, TaskMetrics, TransactionMetrics,
 };
-pub use session::{Session, SessionInvalidated};
+pub use session::{CreateTaskError, Session};
 pub use task::{ByteStream, DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask};
 
 /// Re-exports of the crates whose types appear in Courier's API.

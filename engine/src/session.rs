@@ -35,22 +35,38 @@ use actor::{SessionActor, SessionArgs};
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The error of creating a task in a session that has been invalidated.
-///
-/// Darwin raises an exception here ("Task created in a session that has been invalidated"); Courier
-/// returns this error instead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionInvalidated;
+/// Why a task could not be created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CreateTaskError {
+    /// The session has been invalidated. Darwin raises an exception here ("Task created in a
+    /// session that has been invalidated"); Courier returns this error instead.
+    Invalidated,
+    /// A background session does not take this (URLSession's rules): data tasks, uploads from
+    /// bytes or a stream, tasks from resume data, completion forms and byte streams, URLs other
+    /// than http and https. Names what was refused.
+    NotInBackground(&'static str),
+    /// The background service refused the task or could not be reached.
+    Service(String),
+}
 
-impl std::fmt::Display for SessionInvalidated {
+impl std::fmt::Display for CreateTaskError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("task created in a session that has been invalidated")
+        match self {
+            CreateTaskError::Invalidated => {
+                f.write_str("task created in a session that has been invalidated")
+            }
+            CreateTaskError::NotInBackground(what) => {
+                write!(f, "background sessions do not take {what}")
+            }
+            CreateTaskError::Service(why) => write!(f, "the background service: {why}"),
+        }
     }
 }
 
-impl std::error::Error for SessionInvalidated {}
+impl std::error::Error for CreateTaskError {}
 
-impl SessionInvalidated {
+impl CreateTaskError {
     /// As the error of a completion form, which returns [`Error`]s only.
     fn for_url(self, url: &str) -> Error {
         Error::new(ErrorCode::Unknown, self.to_string())
@@ -86,6 +102,49 @@ pub(crate) struct SessionCore {
     shared: bool,
     /// The runtime the session runs on, for its blocking file work.
     runtime: tokio::runtime::Handle,
+    /// A background session's connection to the service, where its tasks live.
+    background: Option<Arc<crate::background::client::Client>>,
+}
+
+/// Creates a task of a background session in the service, under URLSession's rules for them.
+fn create_in_background(
+    client: &Arc<crate::background::client::Client>,
+    kind: TaskKind,
+    request: Request,
+    work: Work,
+    sink: Sink,
+) -> Result<Task, CreateTaskError> {
+    if !matches!(sink, Sink::Delegate(_)) {
+        return Err(CreateTaskError::NotInBackground(
+            "completion forms or byte streams (their answers need the application to be there)",
+        ));
+    }
+    let file = match (kind, work) {
+        (TaskKind::Download, Work::Download { resume: None }) => None,
+        (TaskKind::Download, Work::Download { .. }) => {
+            return Err(CreateTaskError::NotInBackground(
+                "tasks made from resume data",
+            ));
+        }
+        (TaskKind::Upload, Work::Upload(UploadBody::File(path))) => Some(path),
+        (TaskKind::Upload, _) => {
+            return Err(CreateTaskError::NotInBackground(
+                "uploads from bytes or a stream (only from a file)",
+            ));
+        }
+        _ => return Err(CreateTaskError::NotInBackground("data tasks")),
+    };
+    if !request
+        .url()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        return Err(CreateTaskError::NotInBackground(
+            "URLs other than http and https",
+        ));
+    }
+    let info = client.create(kind, request, file)?;
+    let link = Arc::new(crate::background::client::ClientLink(client.clone()));
+    Ok(Task::new(info, link, PartialSlot::default()))
 }
 
 /// Task handles reach their session through its core, which they keep alive.
@@ -97,6 +156,9 @@ impl crate::task::SessionLink for SessionCore {
 
 impl Drop for SessionCore {
     fn drop(&mut self) {
+        if let Some(client) = &self.background {
+            client.close();
+        }
         if !self.shared && !self.invalidated.swap(true, Ordering::AcqRel) {
             let _ = self.actor.cast(SessionMsg::Invalidate { cancel: false });
         }
@@ -165,11 +227,27 @@ impl Session {
     ) -> Result<Session, Error> {
         config.check()?;
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
+        let background = config.kind() == SessionKind::Background;
+        if background && delegate.is_none() {
+            return Err(Error::new(
+                ErrorCode::Unknown,
+                "a background session needs a delegate: its events arrive after the call that made \
+                 the task has returned (URLSession's rule)",
+            ));
+        }
         let queue = match delegate {
             Some(d) => Some(DeliveryQueue::start(d, &id.to_string()).map_err(|e| {
                 Error::new(ErrorCode::Unknown, "cannot start the delegate thread").with_source(e)
             })?),
             None => None,
+        };
+        let background = match (background, &queue) {
+            (true, Some(queue)) => Some(crate::background::client::Client::connect(
+                config.background_service.clone(),
+                config.identifier().unwrap_or_default(),
+                queue.clone(),
+            )?),
+            _ => None,
         };
         // With a delegate, TLS connections raise session-level challenges (server trust, client
         // certificates).
@@ -251,6 +329,7 @@ impl Session {
                 invalid_rx,
                 shared,
                 runtime: runtime.clone(),
+                background,
             }),
         })
     }
@@ -281,7 +360,7 @@ impl Session {
         work: Work,
         sink: Sink,
         callbacks: bool,
-    ) -> Result<Task, SessionInvalidated> {
+    ) -> Result<Task, CreateTaskError> {
         self.create_with(kind, request, None, work, sink, callbacks)
     }
 
@@ -294,9 +373,12 @@ impl Session {
         work: Work,
         sink: Sink,
         callbacks: bool,
-    ) -> Result<Task, SessionInvalidated> {
+    ) -> Result<Task, CreateTaskError> {
         if self.inner.invalidated.load(Ordering::Acquire) {
-            return Err(SessionInvalidated);
+            return Err(CreateTaskError::Invalidated);
+        }
+        if let Some(client) = &self.inner.background {
+            return create_in_background(client, kind, request, work, sink);
         }
         let id = self.inner.ctx.next_task_id.fetch_add(1, Ordering::Relaxed);
         let (info, recorder) = TaskInfo::new(id, kind, request);
@@ -318,7 +400,7 @@ impl Session {
                 work,
                 partial: partial.clone(),
             })
-            .map_err(|_| SessionInvalidated)?;
+            .map_err(|_| CreateTaskError::Invalidated)?;
         Ok(Task::new(info, self.inner.clone(), partial))
     }
 
@@ -335,7 +417,7 @@ impl Session {
     ///
     /// # Errors
     /// The session has been invalidated.
-    pub fn data_task(&self, request: impl Into<Request>) -> Result<DataTask, SessionInvalidated> {
+    pub fn data_task(&self, request: impl Into<Request>) -> Result<DataTask, CreateTaskError> {
         self.create(
             TaskKind::Data,
             request.into(),
@@ -356,7 +438,7 @@ impl Session {
         &self,
         request: impl Into<Request>,
         body: UploadBody,
-    ) -> Result<UploadTask, SessionInvalidated> {
+    ) -> Result<UploadTask, CreateTaskError> {
         self.create(
             TaskKind::Upload,
             request.into(),
@@ -375,7 +457,7 @@ impl Session {
     pub fn download_task(
         &self,
         request: impl Into<Request>,
-    ) -> Result<DownloadTask, SessionInvalidated> {
+    ) -> Result<DownloadTask, CreateTaskError> {
         self.create(
             TaskKind::Download,
             request.into(),
@@ -401,7 +483,7 @@ impl Session {
     pub fn download_task_with_resume_data(
         &self,
         data: &ResumeData,
-    ) -> Result<DownloadTask, SessionInvalidated> {
+    ) -> Result<DownloadTask, CreateTaskError> {
         let resume = decode_resume_data(&self.inner.ctx.storage, data);
         let (original, current) = match &resume {
             Ok(r) => (

@@ -257,6 +257,41 @@ impl Journal {
         tx.commit().map_err(storage)
     }
 
+    /// Changes task `id`'s record with `change`, read and written in one transaction: two changes
+    /// made at once (a phase, a partial file) never undo each other. Returns false when the journal
+    /// does not hold the task, or its record does not decode (it is left as it is).
+    ///
+    /// # Errors
+    /// The write failed; nothing changed.
+    pub fn modify_task(
+        &self,
+        identifier: &str,
+        id: u64,
+        change: impl FnOnce(&mut TaskRecord),
+    ) -> Result<bool, JournalError> {
+        let tx = self.db.begin_write().map_err(storage)?;
+        let changed = {
+            let mut tasks = tx.open_table(TASKS).map_err(storage)?;
+            let current = tasks
+                .get((identifier, id))
+                .map_err(storage)?
+                .map(|v| codec::decode::<TaskRecord>(v.value()));
+            match current {
+                Some(Ok(mut record)) => {
+                    change(&mut record);
+                    let blob = codec::encode(&record).map_err(JournalError::Encode)?;
+                    tasks
+                        .insert((identifier, id), blob.as_slice())
+                        .map_err(storage)?;
+                    true
+                }
+                _ => false,
+            }
+        };
+        tx.commit().map_err(storage)?;
+        Ok(changed)
+    }
+
     /// Removes task `id` (once its last event is acknowledged).
     ///
     /// # Errors

@@ -151,6 +151,8 @@ pub enum Event {
     },
     /// `did_become_invalid`.
     Invalid,
+    /// `did_finish_events_for_background_session`.
+    BackgroundEventsDelivered,
 }
 
 impl Event {
@@ -173,6 +175,7 @@ impl Event {
             Event::Complete { .. } => "complete",
             Event::SessionChallenge { .. } => "session_challenge",
             Event::Invalid => "invalid",
+            Event::BackgroundEventsDelivered => "did_finish_events_for_background_session",
         }
     }
 
@@ -193,7 +196,9 @@ impl Event {
             | Event::Metrics { task, .. }
             | Event::WillCache { task, .. }
             | Event::Complete { task, .. } => Some(*task),
-            Event::Invalid | Event::SessionChallenge { .. } => None,
+            Event::Invalid | Event::SessionChallenge { .. } | Event::BackgroundEventsDelivered => {
+                None
+            }
         }
     }
 }
@@ -438,6 +443,10 @@ impl SessionDelegate for Recorder {
             (TrustAnswer::Cancel, _) => AuthChallengeDisposition::CancelAuthenticationChallenge,
             _ => AuthChallengeDisposition::PerformDefaultHandling,
         });
+    }
+
+    fn did_finish_events_for_background_session(&self, _identifier: &str) {
+        self.push(Event::BackgroundEventsDelivered);
     }
 
     fn did_become_invalid(&self, _error: Option<&Error>) {

@@ -93,7 +93,14 @@ async fn events_wait_for_the_application_and_are_replayed_in_order() {
             .await
             .unwrap();
             match app.receive::<ServiceMessage>().await.unwrap() {
-                ServiceMessage::TaskCreated { .. } => {}
+                // Created suspended, as every task: the application resumes it.
+                ServiceMessage::TaskCreated { task } => app
+                    .send(&ClientMessage::Control {
+                        task,
+                        control: courier_engine::background::wire::RemoteControl::Resume,
+                    })
+                    .await
+                    .unwrap(),
                 other => panic!("{other:?}"),
             }
         }
@@ -203,6 +210,12 @@ async fn tasks_are_suspended_resumed_cancelled_and_listed() {
     let mut created = Vec::new();
     while created.len() < 2 {
         if let ServiceMessage::TaskCreated { task } = receive_within(&mut app).await {
+            app.send(&ClientMessage::Control {
+                task,
+                control: RemoteControl::Resume,
+            })
+            .await
+            .unwrap();
             created.push(task);
         }
     }
@@ -249,4 +262,143 @@ async fn tasks_are_suspended_resumed_cancelled_and_listed() {
     assert_eq!(completions[&cancelled], Some(-999));
     assert_eq!(completions[&paused], None, "resumed, it finished");
     service.shutdown().await;
+}
+
+fn background(identifier: &str, service: &Service) -> Configuration {
+    let mut c = Configuration::background(identifier);
+    c.background_service = Some(service.socket().to_path_buf());
+    c
+}
+
+/// The seeds' first two cases through `Session` and the delegate traits, as an application writes
+/// them: a background session whose application stays gets its events live; one whose
+/// application went away gets them all at its next session with the same identifier, replayed in
+/// order, then `did_finish_events_for_background_session`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_session_gets_its_events_live_or_replayed_through_its_delegate() {
+    use courier_engine::Session;
+    use courier_tests::{Event, Recorder};
+    use std::sync::Arc;
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        &root.path().join("data"),
+        &root.path().join("run"),
+        template(),
+    )
+    .await
+    .unwrap();
+
+    // 1. The application stays: live events, the file during `did_finish_downloading_to`.
+    let rec = Arc::new(Recorder::new());
+    let session =
+        Session::with_delegate(background("com.example.app", &service), rec.clone()).unwrap();
+    let task = session
+        .download_task(server.url("/bytes/200000").as_str())
+        .unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    let events = rec.events();
+    assert!(events.contains(&Event::BackgroundEventsDelivered));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Finished { task: t, size: 200_000, .. } if *t == task.id()
+    )));
+    drop((task, session));
+
+    // 2. The application goes away as soon as its tasks are handed over...
+    let first =
+        Session::with_delegate(background("com.example.app", &service), rec.clone()).unwrap();
+    let ids: Vec<u64> = [100_000, 50_000]
+        .iter()
+        .map(|n| {
+            let t = first
+                .download_task(server.url(&format!("/bytes/{n}")).as_str())
+                .unwrap();
+            t.resume();
+            t.id()
+        })
+        .collect();
+    drop(first);
+    // ...they finish without it (watched at the wire, acknowledging nothing)...
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_peek, replay) = attach(service.socket(), "com.example.app").await;
+        if completed(&replay) >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{replay:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and the next session with the identifier gets them all, then the end of the replay.
+    let later = Arc::new(Recorder::new());
+    let _session =
+        Session::with_delegate(background("com.example.app", &service), later.clone()).unwrap();
+    let events = later
+        .wait_for(WAIT, |e| e.contains(&Event::BackgroundEventsDelivered))
+        .await;
+    for id in &ids {
+        let position = |pred: &dyn Fn(&Event) -> bool| events.iter().position(pred);
+        let finished = position(&|e| matches!(e, Event::Finished { task, .. } if task == id));
+        let complete =
+            position(&|e| matches!(e, Event::Complete { task, error: None, .. } if task == id));
+        assert!(
+            finished.is_some() && finished < complete,
+            "task {id}: the file, then the completion: {events:?}"
+        );
+    }
+    let done = events
+        .iter()
+        .position(|e| *e == Event::BackgroundEventsDelivered);
+    let last_complete = events
+        .iter()
+        .rposition(|e| matches!(e, Event::Complete { .. }));
+    assert!(last_complete < done, "replayed first: {events:?}");
+    service.shutdown().await;
+}
+
+/// URLSession's rules for background sessions, each a clear error when the task is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_session_refuses_what_it_cannot_do() {
+    use courier_engine::{CreateTaskError, Request, Session, UploadBody};
+    use courier_tests::Recorder;
+    use std::sync::Arc;
+    let root = tempfile::tempdir().unwrap();
+    let service = Service::start(
+        &root.path().join("data"),
+        &root.path().join("run"),
+        template(),
+    )
+    .await
+    .unwrap();
+    let config = background("com.example.rules", &service);
+    assert!(
+        Session::new(config.clone()).is_err(),
+        "a delegate is required"
+    );
+    let session = Session::with_delegate(config, Arc::new(Recorder::new())).unwrap();
+    let url = "https://example.invalid/file";
+    let refused = |r: Result<courier_engine::Task, CreateTaskError>| match r {
+        Err(CreateTaskError::NotInBackground(what)) => what,
+        other => panic!("{other:?}"),
+    };
+    refused(session.data_task(url).map(|t| t.task().clone()));
+    refused(
+        session
+            .upload_task(
+                Request::new(courier_engine::reexports::http::Method::PUT, url),
+                UploadBody::Bytes("x".into()),
+            )
+            .map(|t| t.task().clone()),
+    );
+    refused(
+        session
+            .download_task("ftp://example.invalid/file")
+            .map(|t| t.task().clone()),
+    );
+    let err = session.data(url).await.unwrap_err();
+    assert!(
+        err.message().contains("background sessions do not take"),
+        "{err}"
+    );
 }

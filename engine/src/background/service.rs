@@ -164,11 +164,7 @@ impl Service {
                 };
                 let (identifier, data) = (identifier.clone(), data.as_bytes().to_vec());
                 let kept = journaled(&self.inner.journal, move |j| {
-                    if let Some(Ok(mut record)) = j.task(&identifier, id)? {
-                        record.checkpoint = Some(data);
-                        j.update_task(&identifier, id, &record)?;
-                    }
-                    Ok(())
+                    j.modify_task(&identifier, id, |record| record.checkpoint = Some(data))
                 })
                 .await;
                 if let Err(e) = kept {
@@ -258,34 +254,39 @@ async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), 
             }
         }
     });
+    // Every request the application sent is carried out, even when it has already gone (its
+    // last `resume()` before it closed still counts); sending stops at the first failed write.
+    let mut writable = true;
     let result = async {
         loop {
             tokio::select! {
                 request = incoming.recv() => match request {
                     Some(Ok(ClientMessage::ListTasks)) => {
                         for message in inner.task_list(&identifier).await? {
-                            write_message(&mut writer, &message).await?;
+                            writable = writable && write_message(&mut writer, &message).await.is_ok();
                         }
-                        write_message(&mut writer, &ServiceMessage::EndOfTasks).await?;
+                        writable = writable
+                            && write_message(&mut writer, &ServiceMessage::EndOfTasks).await.is_ok();
                     }
                     Some(Ok(request)) => {
                         let answer = inner.handle(&identifier, &state, request).await?;
                         if let Some(answer) = answer {
-                            write_message(&mut writer, &answer).await?;
+                            writable = writable && write_message(&mut writer, &answer).await.is_ok();
                         }
                     }
                     Some(Err(e)) => return Err(e),
                     None => return Err(WireError::Closed),
                 },
-                event = live.recv() => match event {
+                event = live.recv(), if writable => match event {
                     Ok((seq, record)) if seq > replayed => {
-                        write_message(&mut writer, &ServiceMessage::Event { seq, record }).await?;
+                        let event = ServiceMessage::Event { seq, record };
+                        writable = write_message(&mut writer, &event).await.is_ok();
                     }
                     Ok(_) => {}
                     // Too far behind: the journal has every event; the application gets them at
                     // its next attach.
-                    Err(broadcast::error::RecvError::Lagged(_)) => return Err(WireError::Closed),
-                    Err(broadcast::error::RecvError::Closed) => return Err(WireError::Closed),
+                    Err(broadcast::error::RecvError::Lagged(_)) => writable = false,
+                    Err(broadcast::error::RecvError::Closed) => writable = false,
                 },
             }
         }
@@ -352,6 +353,7 @@ impl Inner {
         task: u64,
         record: TaskRecord,
     ) -> Result<(), WireError> {
+        let running = record.phase == TaskPhase::Running;
         let request = request_of(&record.request);
         let session = state.session.clone();
         let (checkpoint, partial) = (record.checkpoint.clone(), record.partial_file.clone());
@@ -407,10 +409,13 @@ impl Inner {
         // The resume data is used up; the partial file is noted again when it is written to.
         let mut record = record;
         record.checkpoint = None;
-        let suspended = record.phase == TaskPhase::Suspended;
         let id = identifier.to_owned();
-        journaled(&self.journal, move |j| j.update_task(&id, task, &record)).await?;
-        if !suspended {
+        journaled(&self.journal, move |j| {
+            j.modify_task(&id, task, |record| record.checkpoint = None)
+        })
+        .await?;
+        // Queued (never resumed) and suspended tasks wait for the application, as before.
+        if running {
             created.resume();
         }
         Ok(())
@@ -473,7 +478,8 @@ impl Inner {
                 let record = TaskRecord {
                     kind: kind.clone(),
                     request: request.clone(),
-                    phase: TaskPhase::Running,
+                    // Created suspended, as every task is: the application resumes it.
+                    phase: TaskPhase::Queued,
                     partial_file: None,
                     checkpoint: None,
                     description,
@@ -498,7 +504,6 @@ impl Inner {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(created.id(), task);
-                created.resume();
                 state
                     .tasks
                     .lock()
@@ -581,15 +586,12 @@ impl Inner {
 
 /// Sets task `id`'s phase in the journal (nothing when the task is gone).
 fn set_phase(j: &Journal, identifier: &str, id: u64, phase: TaskPhase) -> Result<(), JournalError> {
-    if let Some(Ok(mut record)) = j.task(identifier, id)? {
-        record.phase = phase;
-        j.update_task(identifier, id, &record)?;
-    }
-    Ok(())
+    j.modify_task(identifier, id, |record| record.phase = phase)
+        .map(|_| ())
 }
 
 /// The request a journaled record describes.
-fn request_of(record: &RequestRecord) -> Request {
+pub(crate) fn request_of(record: &RequestRecord) -> Request {
     let method = http::Method::from_bytes(record.method.as_bytes()).unwrap_or(http::Method::GET);
     let mut request = Request::new(method, record.url.as_str());
     for (name, value) in &record.headers {

@@ -20,7 +20,7 @@ impl Session {
     ///
     /// # Errors
     /// The task's error (HTTP error statuses are not errors). In an invalidated session, an
-    /// [`ErrorCode::Unknown`] error whose source is [`SessionInvalidated`](super::SessionInvalidated).
+    /// [`ErrorCode::Unknown`] error whose source is [`CreateTaskError`](super::CreateTaskError).
     pub fn data(
         &self,
         request: impl Into<Request>,

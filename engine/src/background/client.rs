@@ -1,0 +1,345 @@
+//! The application side of a background session: a connection to the service, through which the
+//! session creates and controls its tasks, and from which it delivers their events to the delegate.
+//!
+//! Creating a task is one round trip (the task's identifier is the service's, stable across
+//! attaches), made on this thread over a blocking socket: it is local and quick. A reader thread
+//! takes what the service sends: the identifier's tasks first (so every event names a task the
+//! session knows), then the events, each delivered on the session's delegate queue and
+//! acknowledged only once the delegate method returned. An application killed inside a callback
+//! therefore gets that one event again at its next attach; no other event is delivered twice.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use courier_delegates::{
+    DeliveryQueue, Error, ErrorCode, Request, ResumeData, TaskInfo, TaskKind, TaskRecorder,
+    TaskState,
+};
+use courier_storage::journal::{self, EventRecord, StoredEvent};
+use courier_storage::resume::RequestRecord;
+
+use super::wire::{
+    self, ClientMessage, FrameDecoder, PROTOCOL_VERSION, RemoteControl, ServiceMessage, WireError,
+};
+use crate::CreateTaskError;
+use crate::task::{Control, SessionLink, TaskReport};
+
+/// How long a session waits for a service it started to answer.
+const START_WAIT: Duration = Duration::from_secs(5);
+
+/// A background session's connection to the service.
+pub(crate) struct Client {
+    identifier: String,
+    /// Requests go out here, one at a time.
+    writer: Mutex<UnixStream>,
+    /// The service's answers to `CreateTask`, in order.
+    created: Mutex<mpsc::Receiver<u64>>,
+    /// The tasks this session knows, by the service's identifier.
+    tasks: Mutex<HashMap<u64, (TaskInfo, TaskRecorder)>>,
+}
+
+impl Client {
+    /// Connects to the service at `socket` for `identifier`, starting one when none answers, and
+    /// starts delivering its events on `queue`.
+    ///
+    /// # Errors
+    /// No service answers (and none could be started), or it refused the handshake.
+    pub(crate) fn connect(
+        socket: Option<PathBuf>,
+        identifier: &str,
+        queue: DeliveryQueue,
+    ) -> Result<Arc<Client>, Error> {
+        let socket = socket.unwrap_or_else(|| wire::socket_dir().join(wire::SOCKET));
+        let stream = match UnixStream::connect(&socket) {
+            Ok(s) => s,
+            Err(_) => start_service(&socket)?,
+        };
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::new(ErrorCode::Unknown, format!("the background service: {e}"))
+        };
+        let mut reader = stream.try_clone().map_err(|e| failed(&e))?;
+        let mut writer = stream;
+        let mut decoder = FrameDecoder::default();
+        send(
+            &mut writer,
+            &ClientMessage::Hello {
+                version: PROTOCOL_VERSION,
+                identifier: identifier.to_owned(),
+            },
+        )
+        .map_err(|e| failed(&e))?;
+        match receive(&mut reader, &mut decoder).map_err(|e| failed(&e))? {
+            ServiceMessage::Welcome { .. } => {}
+            ServiceMessage::Refused { reason } => return Err(failed(&reason)),
+            _ => return Err(failed(&WireError::Unexpected)),
+        }
+        let (created_tx, created) = mpsc::channel();
+        let client = Arc::new(Client {
+            identifier: identifier.to_owned(),
+            writer: Mutex::new(writer),
+            created: Mutex::new(created),
+            tasks: Mutex::new(HashMap::new()),
+        });
+        let reading = client.clone();
+        std::thread::Builder::new()
+            .name(format!("courier-background-{identifier}"))
+            .spawn(move || reading.read_loop(reader, decoder, created_tx, queue))
+            .map_err(|e| failed(&e))?;
+        Ok(client)
+    }
+
+    /// Creates a task in the service (a download, or an upload of `file`) and waits for its
+    /// identifier.
+    ///
+    /// # Errors
+    /// The service went away, or did not answer.
+    pub(crate) fn create(
+        &self,
+        kind: TaskKind,
+        request: Request,
+        file: Option<PathBuf>,
+    ) -> Result<TaskInfo, CreateTaskError> {
+        let record = RequestRecord {
+            method: request.method().as_str().to_owned(),
+            url: request.url_str().to_owned(),
+            headers: request
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+        };
+        let message = ClientMessage::CreateTask {
+            kind: match file {
+                Some(file) => journal::TaskKind::Upload { file },
+                None => journal::TaskKind::Download,
+            },
+            request: record,
+            description: String::new(),
+            priority: 0.5,
+        };
+        // One creation at a time: the answers come in the order of the requests.
+        let created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        self.send(&message)
+            .map_err(|e| CreateTaskError::Service(e.to_string()))?;
+        let id = created
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| CreateTaskError::Service("no answer to a new task".into()))?;
+        drop(created);
+        let (info, recorder) = TaskInfo::new(id, kind, request);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, (info.clone(), recorder));
+        Ok(info)
+    }
+
+    /// Detaches from the service: the connection closes and the reader thread ends. Events not yet
+    /// acknowledged wait for the next session with this identifier.
+    pub(crate) fn close(&self) {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn send(&self, message: &ClientMessage) -> Result<(), WireError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        send(&mut writer, message)
+    }
+
+    /// Takes what the service sends until it goes away.
+    fn read_loop(
+        self: Arc<Self>,
+        mut reader: UnixStream,
+        mut decoder: FrameDecoder,
+        created: mpsc::Sender<u64>,
+        queue: DeliveryQueue,
+    ) {
+        loop {
+            let message = match receive(&mut reader, &mut decoder) {
+                Ok(m) => m,
+                Err(e) => {
+                    if !matches!(e, WireError::Closed) {
+                        tracing::warn!(error = %e, "the background service's connection ended");
+                    }
+                    return;
+                }
+            };
+            match message {
+                ServiceMessage::Task { task, record } => {
+                    let kind = match record.kind {
+                        journal::TaskKind::Download => TaskKind::Download,
+                        journal::TaskKind::Upload { .. } => TaskKind::Upload,
+                    };
+                    let request = crate::background::service::request_of(&record.request);
+                    self.tasks
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(task)
+                        .or_insert_with(|| TaskInfo::new(task, kind, request));
+                }
+                ServiceMessage::TaskCreated { task } => {
+                    let _ = created.send(task);
+                }
+                ServiceMessage::Event { seq, record } => self.deliver(&queue, seq, record),
+                ServiceMessage::FinishedEvents => {
+                    let identifier = self.identifier.clone();
+                    queue.push(move |d| d.did_finish_events_for_background_session(&identifier));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Delivers one event on the delegate queue, then acknowledges it.
+    fn deliver(self: &Arc<Self>, queue: &DeliveryQueue, seq: u64, record: EventRecord) {
+        let known = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&record.task)
+            .cloned();
+        let Some((info, recorder)) = known else {
+            tracing::warn!(
+                task = record.task,
+                "an event about a task this session does not know"
+            );
+            return;
+        };
+        let client = self.clone();
+        queue.push(move |d| {
+            match record.event {
+                StoredEvent::WroteData {
+                    written,
+                    total,
+                    expected,
+                } => {
+                    recorder.set_received(total);
+                    recorder.set_expected_to_receive(expected);
+                    d.did_write_data(&info, written, total, expected);
+                }
+                StoredEvent::ResumedAt { offset, expected } => {
+                    recorder.set_received(offset);
+                    d.did_resume_at_offset(&info, offset, expected);
+                }
+                StoredEvent::FinishedDownloading { file } => {
+                    d.did_finish_downloading_to(&info, &file);
+                }
+                StoredEvent::Completed { error } => {
+                    let error = error.map(|e| {
+                        let code = ErrorCode::from_number(e.code).unwrap_or(ErrorCode::Unknown);
+                        let error =
+                            Error::new(code, e.message).with_url(info.original_request().url_str());
+                        match e.resume_data {
+                            Some(data) => error.with_resume_data(ResumeData::from_bytes(data)),
+                            None => error,
+                        }
+                    });
+                    if let Some(e) = &error {
+                        recorder.set_error(e.clone());
+                    }
+                    recorder.set_state(TaskState::Completed);
+                    d.did_complete(&info, error.as_ref());
+                }
+            }
+            // Handled: the service may forget it.
+            if let Err(e) = client.send(&ClientMessage::Acknowledge { seq }) {
+                tracing::warn!(seq, error = %e, "an event could not be acknowledged");
+            }
+        });
+    }
+}
+
+/// What a background task's handles report through: control calls go to the service.
+pub(crate) struct ClientLink(pub(crate) Arc<Client>);
+
+impl SessionLink for ClientLink {
+    fn report(&self, report: TaskReport) -> bool {
+        let (task, control) = match report {
+            TaskReport::Control(task, Control::Resume) => (task, RemoteControl::Resume),
+            TaskReport::Control(task, Control::Suspend) => (task, RemoteControl::Suspend),
+            TaskReport::Control(task, Control::Cancel) => (task, RemoteControl::Cancel),
+            TaskReport::Control(task, Control::CancelForResume(answer)) => {
+                // The service keeps the partial file; resume data is not handed out here yet.
+                let _ = answer.send(None);
+                (task, RemoteControl::Cancel)
+            }
+            // A background task runs on without its handles, and nothing else crosses over.
+            _ => return true,
+        };
+        self.0
+            .send(&ClientMessage::Control { task, control })
+            .is_ok()
+    }
+}
+
+fn send(writer: &mut UnixStream, message: &ClientMessage) -> Result<(), WireError> {
+    let frame = wire::encode_frame(message)?;
+    writer.write_all(&frame)?;
+    writer.flush()?;
+    Ok(())
+}
+
+fn receive(
+    reader: &mut UnixStream,
+    decoder: &mut FrameDecoder,
+) -> Result<ServiceMessage, WireError> {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(message) = decoder.next_message()? {
+            return Ok(message);
+        }
+        let n = reader.read(&mut chunk)?;
+        if n == 0 {
+            return Err(WireError::Closed);
+        }
+        decoder.push(&chunk[..n]);
+    }
+}
+
+/// No service answers at `socket`: starts one (`courier daemon`, the binary beside this program or
+/// on `PATH`, or the one `COURIER_DAEMON` names) and waits a few seconds for it.
+fn start_service(socket: &Path) -> Result<UnixStream, Error> {
+    let program = std::env::var_os("COURIER_DAEMON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let beside = std::env::current_exe().ok()?.with_file_name("courier");
+            beside.is_file().then_some(beside)
+        })
+        .unwrap_or_else(|| PathBuf::from("courier"));
+    let how = "start it with `courier daemon` (or a systemd user unit), or name its program in \
+               COURIER_DAEMON";
+    let spawned = std::process::Command::new(&program)
+        .arg("daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if spawned.is_err() {
+        return Err(Error::new(
+            ErrorCode::CannotConnectToHost,
+            format!(
+                "no background service answers at {}: {how}",
+                socket.display()
+            ),
+        ));
+    }
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        if let Ok(stream) = UnixStream::connect(socket) {
+            return Ok(stream);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::new(
+                ErrorCode::CannotConnectToHost,
+                format!(
+                    "no background service answers at {} (one was started, but did not answer): {how}",
+                    socket.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
