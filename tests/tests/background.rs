@@ -307,6 +307,7 @@ async fn a_background_session_gets_its_events_live_or_replayed_through_its_deleg
     drop((task, session));
 
     // 2. The application goes away as soon as its tasks are handed over...
+    let seen_before = rec.events().len();
     let first =
         Session::with_delegate(background("com.example.app", &service), rec.clone()).unwrap();
     let ids: Vec<u64> = [100_000, 50_000]
@@ -324,36 +325,52 @@ async fn a_background_session_gets_its_events_live_or_replayed_through_its_deleg
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let (_peek, replay) = attach(service.socket(), "com.example.app").await;
-        if completed(&replay) >= 2 {
+        let done = replay.iter().filter(|(_, r)| {
+            ids.contains(&r.task) && matches!(r.event, StoredEvent::Completed { .. })
+        });
+        if done.count() == 2 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{replay:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // ...and the next session with the identifier gets them all, then the end of the replay.
+    // ...and the next session with the identifier gets every event the first one did not handle
+    // (it may have handled a few live before it went), then the end of the replay: across the
+    // two, each task's file and completion arrive exactly once, in that order.
     let later = Arc::new(Recorder::new());
     let _session =
         Session::with_delegate(background("com.example.app", &service), later.clone()).unwrap();
     let events = later
         .wait_for(WAIT, |e| e.contains(&Event::BackgroundEventsDelivered))
         .await;
-    for id in &ids {
-        let position = |pred: &dyn Fn(&Event) -> bool| events.iter().position(pred);
-        let finished = position(&|e| matches!(e, Event::Finished { task, .. } if task == id));
-        let complete =
-            position(&|e| matches!(e, Event::Complete { task, error: None, .. } if task == id));
-        assert!(
-            finished.is_some() && finished < complete,
-            "task {id}: the file, then the completion: {events:?}"
-        );
-    }
     let done = events
         .iter()
-        .position(|e| *e == Event::BackgroundEventsDelivered);
-    let last_complete = events
-        .iter()
-        .rposition(|e| matches!(e, Event::Complete { .. }));
-    assert!(last_complete < done, "replayed first: {events:?}");
+        .position(|e| *e == Event::BackgroundEventsDelivered)
+        .unwrap();
+    let mut both: Vec<Event> = rec.events()[seen_before..].to_vec();
+    both.extend(events[..done].iter().cloned());
+    for id in &ids {
+        let finished: Vec<usize> = (0..both.len())
+            .filter(|i| matches!(&both[*i], Event::Finished { task, .. } if task == id))
+            .collect();
+        let complete: Vec<usize> = (0..both.len())
+            .filter(
+                |i| matches!(&both[*i], Event::Complete { task, error: None, .. } if task == id),
+            )
+            .collect();
+        assert_eq!(finished.len(), 1, "task {id}: {both:?}");
+        assert_eq!(complete.len(), 1, "task {id}: {both:?}");
+        assert!(
+            finished[0] < complete[0],
+            "task {id}: the file first: {both:?}"
+        );
+    }
+    assert!(
+        events[..done]
+            .iter()
+            .any(|e| matches!(e, Event::Complete { task, .. } if ids.contains(task))),
+        "the next session got what happened while no application was there: {events:?}"
+    );
     service.shutdown().await;
 }
 

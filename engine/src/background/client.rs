@@ -40,6 +40,10 @@ pub(crate) struct Client {
     created: Mutex<mpsc::Receiver<u64>>,
     /// The tasks this session knows, by the service's identifier.
     tasks: Mutex<HashMap<u64, (TaskInfo, TaskRecorder)>>,
+    /// The session's delegate queue.
+    queue: DeliveryQueue,
+    /// Set when the session detaches: events still arriving are left for the next session.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Client {
@@ -83,6 +87,8 @@ impl Client {
             writer: Mutex::new(writer),
             created: Mutex::new(created),
             tasks: Mutex::new(HashMap::new()),
+            queue: queue.clone(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         let reading = client.clone();
         std::thread::Builder::new()
@@ -137,11 +143,20 @@ impl Client {
         Ok(info)
     }
 
-    /// Detaches from the service: the connection closes and the reader thread ends. Events not yet
-    /// acknowledged wait for the next session with this identifier.
-    pub(crate) fn close(&self) {
-        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writer.shutdown(std::net::Shutdown::Both);
+    /// Detaches from the service. Events already queued for the delegate are delivered and
+    /// acknowledged first (the connection closes behind them, on the delegate queue); events
+    /// arriving later are left, unacknowledged, for the next session with this identifier.
+    pub(crate) fn close(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        self.closed.store(true, Ordering::SeqCst);
+        let shut = |client: Arc<Client>| {
+            let writer = client.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+        };
+        let behind = self.clone();
+        if !self.queue.push(move |_| shut(behind)) {
+            shut(self.clone());
+        }
     }
 
     fn send(&self, message: &ClientMessage) -> Result<(), WireError> {
@@ -185,8 +200,12 @@ impl Client {
                 }
                 ServiceMessage::Event { seq, record } => self.deliver(&queue, seq, record),
                 ServiceMessage::FinishedEvents => {
-                    let identifier = self.identifier.clone();
-                    queue.push(move |d| d.did_finish_events_for_background_session(&identifier));
+                    let (identifier, client) = (self.identifier.clone(), self.clone());
+                    queue.push(move |d| {
+                        if !client.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                            d.did_finish_events_for_background_session(&identifier);
+                        }
+                    });
                 }
                 _ => {}
             }
@@ -210,6 +229,9 @@ impl Client {
         };
         let client = self.clone();
         queue.push(move |d| {
+            if client.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return; // detached: the next session gets it
+            }
             match record.event {
                 StoredEvent::WroteData {
                     written,
