@@ -58,6 +58,70 @@ pub(crate) enum Command {
     /// lets its sessions settle and exits 0). Its sessions take the request and session options
     /// (`--allow-http`, `--cacert`, timeouts...).
     Daemon,
+    /// Background sessions: tasks handed to the service, which goes on without this command.
+    Bg {
+        /// What to do.
+        #[command(subcommand)]
+        command: BgCommand,
+    },
+}
+
+/// `courier bg ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BgCommand {
+    /// Download tasks in the background session ID; exits 0 once the service holds them, one line
+    /// per task: its identifier and URL.
+    Download {
+        /// The background session's identifier.
+        #[arg(long)]
+        id: String,
+        /// The URLs to download.
+        #[arg(required = true)]
+        urls: Vec<String>,
+    },
+    /// An upload task from a file in the background session ID (PUT unless -X).
+    Upload {
+        /// The background session's identifier.
+        #[arg(long)]
+        id: String,
+        /// The file to send.
+        #[arg(long, value_name = "PATH")]
+        file: PathBuf,
+        /// Where to send it.
+        url: String,
+    },
+    /// Attaches to ID: every event not yet acknowledged, in order, acknowledged as handled, then
+    /// did_finish_events_for_background_session; finished downloads go into -o DIR (default: the
+    /// current directory), named from their URL. With --follow, stays until every task completed.
+    Attach {
+        /// The background session's identifier.
+        #[arg(long)]
+        id: String,
+        /// Where finished downloads go.
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Stay attached, printing live events, until every task of ID has completed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// One line per task of ID the service holds: identifier, state, URL.
+    List {
+        /// The background session's identifier.
+        #[arg(long)]
+        id: String,
+        /// One JSON object per line instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancels these tasks (their did_complete with -999 comes at the next attach, or live).
+    Cancel {
+        /// The background session's identifier.
+        #[arg(long)]
+        id: String,
+        /// The tasks' identifiers.
+        #[arg(required = true)]
+        tasks: Vec<u64>,
+    },
 }
 
 /// Which session configuration to use.

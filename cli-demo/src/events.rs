@@ -44,6 +44,8 @@ pub(crate) struct CliDelegate {
     inner: Mutex<Inner>,
     finished: mpsc::UnboundedSender<Finished>,
     invalid: watch::Sender<bool>,
+    /// Set by `did_finish_events_for_background_session`.
+    replayed: watch::Sender<bool>,
     progress: Arc<Progress>,
     /// The body of a streamed upload, handed out once.
     stream: Mutex<Option<BodyStream>>,
@@ -88,6 +90,8 @@ struct Inner {
     saved: HashMap<u64, Result<PathBuf, String>>,
     /// Tasks whose body is dropped: an HTTP error status under `--fail`.
     discarding: HashSet<u64>,
+    /// Where a download with no destination of its own goes, named from its URL (`bg attach`).
+    default_dir: Option<PathBuf>,
 }
 
 impl CliDelegate {
@@ -113,9 +117,11 @@ impl CliDelegate {
                 named_by_response: HashMap::new(),
                 saved: HashMap::new(),
                 discarding: HashSet::new(),
+                default_dir: None,
             }),
             finished,
             invalid,
+            replayed: watch::Sender::new(false),
             progress,
             stream: Mutex::new(None),
             follow_redirects: true,
@@ -283,9 +289,20 @@ impl CliDelegate {
         self.inner().named_by_response.insert(task, dir);
     }
 
+    /// Downloads without a destination of their own go into `dir`, named from their URL
+    /// (sanitised, never outside `dir`), as `bg attach` hands them over.
+    pub(crate) fn set_default_dir(&self, dir: PathBuf) {
+        self.inner().default_dir = Some(dir);
+    }
+
     /// The body a streamed upload sends (given out once: a resend gets none).
     pub(crate) fn set_upload_stream(&self, stream: BodyStream) {
         *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
+    }
+
+    /// Becomes true once a background session's replay was delivered.
+    pub(crate) fn replayed(&self) -> watch::Receiver<bool> {
+        self.replayed.subscribe()
     }
 
     /// The progress bars.
@@ -336,6 +353,18 @@ impl SessionDelegate for CliDelegate {
         };
         self.emit_challenge(None, challenge, &disposition);
         reply.send(disposition);
+    }
+
+    fn did_finish_events_for_background_session(&self, identifier: &str) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_finish_events_for_background_session",
+            None,
+            json!({ "identifier": identifier }),
+        );
+        drop(inner);
+        self.replayed.send_replace(true);
     }
 
     fn did_become_invalid(&self, error: Option<&Error>) {
@@ -546,6 +575,18 @@ impl DownloadDelegate for CliDelegate {
                 .filter_map(|s| s.as_ref().ok().cloned())
                 .collect();
             let to = crate::download::unique(&dir, &response.suggested_filename(), &mut taken);
+            inner.destinations.insert(task.id(), to);
+        }
+        if !inner.destinations.contains_key(&task.id())
+            && let Some(dir) = inner.default_dir.clone()
+        {
+            let mut taken: HashSet<PathBuf> = inner
+                .saved
+                .values()
+                .filter_map(|s| s.as_ref().ok().cloned())
+                .collect();
+            let name = crate::download::file_name_for(task.original_request().url_str());
+            let to = crate::download::unique(&dir, &name, &mut taken);
             inner.destinations.insert(task.id(), to);
         }
         // The file is removed when this returns: move it to its destination now.

@@ -9,8 +9,10 @@
 //! - `progress`: the progress bars.
 //! - `demo`: `courier demo`, the tour on an embedded loopback server.
 //! - `daemon`: `courier daemon`, the background service in the foreground.
+//! - `bg`: `courier bg ...`, background sessions from the command line.
 //! - `events`: the delegate that writes the `--events` stream and the bodies.
 
+mod bg;
 mod cli;
 mod common;
 mod daemon;
@@ -160,6 +162,7 @@ fn main() {
                 cli::Command::Upload { url, file } => upload::run(url, file, &cli.options).await,
                 cli::Command::Demo => demo::run().await,
                 cli::Command::Daemon => daemon::run(&cli.options).await,
+                cli::Command::Bg { command } => bg::run(command, &cli.options).await,
             }
         };
         never_hang_after_a_panic(command, AFTER_A_PANIC).await

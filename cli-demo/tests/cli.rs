@@ -1410,3 +1410,142 @@ async fn a_download_survives_a_stopped_daemon(signal: &str) {
     let mut daemon = daemon;
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
 }
+
+/// `courier bg`: downloads handed to the daemon finish while no application is attached; `bg list`
+/// shows them completed; `bg attach` gets their events (the contract's event names), moves the
+/// files into -o DIR named from their URLs, and acknowledges everything, so a second attach gets
+/// only the end of an empty replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bg_download_then_attach_hands_the_files_over() {
+    use std::time::{Duration, Instant};
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let (run, data, out) = (
+        root.path().join("run"),
+        root.path().join("data"),
+        root.path().join("out"),
+    );
+    let courier_env = {
+        let (run, data) = (run.clone(), data.clone());
+        move |args: &[&str]| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
+            c.args(args)
+                .env("XDG_RUNTIME_DIR", &run)
+                .env("XDG_DATA_HOME", &data);
+            c
+        }
+    };
+    let mut daemon = courier_env(&["daemon", "--allow-http"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (a, b) = (
+        server.url("/bytes/120000"),
+        server.url("/drip?chunks=3&size=1000&delay_ms=5"),
+    );
+    let (a2, b2, out2) = (a.clone(), b.clone(), out.clone());
+    let (submitted, listed, attached, again) = tokio::task::spawn_blocking(move || {
+        // The daemon may take a moment to listen; bg download would start another otherwise.
+        let socket = run.join("courier").join("service.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the daemon listens");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let submitted = courier_env(&["bg", "download", "--id", "com.example.bg", &a2, &b2])
+            .output()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let listed = loop {
+            let listed = courier_env(&["bg", "list", "--id", "com.example.bg", "--json"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+            if text.matches("\"completed\"").count() == 2 {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let o = out2.to_str().unwrap();
+        let attached = courier_env(&[
+            "bg",
+            "attach",
+            "--id",
+            "com.example.bg",
+            "-o",
+            o,
+            "--events",
+            "-",
+        ])
+        .output()
+        .unwrap();
+        let again = courier_env(&[
+            "bg",
+            "attach",
+            "--id",
+            "com.example.bg",
+            "-o",
+            o,
+            "--events",
+            "-",
+        ])
+        .output()
+        .unwrap();
+        (submitted, listed, attached, again)
+    })
+    .await
+    .unwrap();
+    assert_success(&submitted);
+    assert_eq!(
+        String::from_utf8_lossy(&submitted.stdout),
+        format!("1 {a}\n2 {b}\n")
+    );
+    assert!(
+        listed.contains("\"task\":1") && listed.contains("\"task\":2"),
+        "{listed}"
+    );
+    assert_success(&attached);
+    let ev = stderr_events(&attached);
+    let names: Vec<&str> = ev.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "did_complete").count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(
+        names[names.len() - 2..],
+        [
+            "did_finish_events_for_background_session",
+            "did_become_invalid"
+        ],
+        "{names:?}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("120000")).unwrap(),
+        pattern_bytes(0, 120_000)
+    );
+    assert_eq!(std::fs::read(out.join("drip")).unwrap().len(), 3000);
+    assert_success(&again);
+    let names: Vec<String> = stderr_events(&again)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "did_finish_events_for_background_session",
+            "did_become_invalid"
+        ],
+        "all acknowledged: first {:?} again {:?}",
+        stderr_events(&attached),
+        stderr_events(&again)
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+}

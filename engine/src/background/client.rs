@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use courier_delegates::{
     DeliveryQueue, Error, ErrorCode, Request, ResumeData, TaskInfo, TaskKind, TaskRecorder,
@@ -28,9 +28,6 @@ use super::wire::{
 use crate::CreateTaskError;
 use crate::task::{Control, SessionLink, TaskReport};
 
-/// How long a session waits for a service it started to answer.
-const START_WAIT: Duration = Duration::from_secs(5);
-
 /// A background session's connection to the service.
 pub(crate) struct Client {
     identifier: String,
@@ -44,6 +41,9 @@ pub(crate) struct Client {
     queue: DeliveryQueue,
     /// Set when the session detaches: events still arriving are left for the next session.
     closed: std::sync::atomic::AtomicBool,
+    /// Answers to `ListTasks` (the service carries requests out in order: once one arrives, every
+    /// acknowledgement sent before it is committed).
+    listed: Mutex<mpsc::Receiver<()>>,
 }
 
 impl Client {
@@ -58,10 +58,8 @@ impl Client {
         queue: DeliveryQueue,
     ) -> Result<Arc<Client>, Error> {
         let socket = socket.unwrap_or_else(|| wire::socket_dir().join(wire::SOCKET));
-        let stream = match UnixStream::connect(&socket) {
-            Ok(s) => s,
-            Err(_) => start_service(&socket)?,
-        };
+        let stream = wire::connect_or_start(&socket)
+            .map_err(|why| Error::new(ErrorCode::CannotConnectToHost, why))?;
         let failed = |e: &dyn std::fmt::Display| {
             Error::new(ErrorCode::Unknown, format!("the background service: {e}"))
         };
@@ -73,6 +71,7 @@ impl Client {
             &ClientMessage::Hello {
                 version: PROTOCOL_VERSION,
                 identifier: identifier.to_owned(),
+                events: true,
             },
         )
         .map_err(|e| failed(&e))?;
@@ -82,6 +81,7 @@ impl Client {
             _ => return Err(failed(&WireError::Unexpected)),
         }
         let (created_tx, created) = mpsc::channel();
+        let (listed_tx, listed) = mpsc::channel();
         let client = Arc::new(Client {
             identifier: identifier.to_owned(),
             writer: Mutex::new(writer),
@@ -89,11 +89,12 @@ impl Client {
             tasks: Mutex::new(HashMap::new()),
             queue: queue.clone(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            listed: Mutex::new(listed),
         });
         let reading = client.clone();
         std::thread::Builder::new()
             .name(format!("courier-background-{identifier}"))
-            .spawn(move || reading.read_loop(reader, decoder, created_tx, queue))
+            .spawn(move || reading.read_loop(reader, decoder, created_tx, listed_tx, queue))
             .map_err(|e| failed(&e))?;
         Ok(client)
     }
@@ -150,6 +151,12 @@ impl Client {
         use std::sync::atomic::Ordering;
         self.closed.store(true, Ordering::SeqCst);
         let shut = |client: Arc<Client>| {
+            // A round trip first: the acknowledgements sent so far are committed once it returns,
+            // so the next session with this identifier never gets them again.
+            let listed = client.listed.lock().unwrap_or_else(|p| p.into_inner());
+            if client.send(&ClientMessage::ListTasks).is_ok() {
+                let _ = listed.recv_timeout(Duration::from_secs(2));
+            }
             let writer = client.writer.lock().unwrap_or_else(|p| p.into_inner());
             let _ = writer.shutdown(std::net::Shutdown::Both);
         };
@@ -170,6 +177,7 @@ impl Client {
         mut reader: UnixStream,
         mut decoder: FrameDecoder,
         created: mpsc::Sender<u64>,
+        listed: mpsc::Sender<()>,
         queue: DeliveryQueue,
     ) {
         loop {
@@ -197,6 +205,9 @@ impl Client {
                 }
                 ServiceMessage::TaskCreated { task } => {
                     let _ = created.send(task);
+                }
+                ServiceMessage::EndOfTasks => {
+                    let _ = listed.send(());
                 }
                 ServiceMessage::Event { seq, record } => self.deliver(&queue, seq, record),
                 ServiceMessage::FinishedEvents => {
@@ -318,50 +329,5 @@ fn receive(
             return Err(WireError::Closed);
         }
         decoder.push(&chunk[..n]);
-    }
-}
-
-/// No service answers at `socket`: starts one (`courier daemon`, the binary beside this program or
-/// on `PATH`, or the one `COURIER_DAEMON` names) and waits a few seconds for it.
-fn start_service(socket: &Path) -> Result<UnixStream, Error> {
-    let program = std::env::var_os("COURIER_DAEMON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let beside = std::env::current_exe().ok()?.with_file_name("courier");
-            beside.is_file().then_some(beside)
-        })
-        .unwrap_or_else(|| PathBuf::from("courier"));
-    let how = "start it with `courier daemon` (or a systemd user unit), or name its program in \
-               COURIER_DAEMON";
-    let spawned = std::process::Command::new(&program)
-        .arg("daemon")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    if spawned.is_err() {
-        return Err(Error::new(
-            ErrorCode::CannotConnectToHost,
-            format!(
-                "no background service answers at {}: {how}",
-                socket.display()
-            ),
-        ));
-    }
-    let deadline = Instant::now() + START_WAIT;
-    loop {
-        if let Ok(stream) = UnixStream::connect(socket) {
-            return Ok(stream);
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::new(
-                ErrorCode::CannotConnectToHost,
-                format!(
-                    "no background service answers at {} (one was started, but did not answer): {how}",
-                    socket.display()
-                ),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

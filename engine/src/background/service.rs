@@ -215,10 +215,13 @@ async fn journaled<R: Send + 'static>(
 async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), WireError> {
     wire::check_peer(&stream, owner)?;
     let mut connection = Connection::new(stream);
-    let identifier = connection.welcome().await?;
+    let (identifier, events) = connection.welcome().await?;
     let state = inner.identifier(&identifier)?;
     // Subscribe before reading the journal: nothing falls between the replay and the live events.
     let mut live = state.live.subscribe();
+    if !events {
+        return serve_requests(connection, inner, identifier, state).await;
+    }
     // The tasks first, so the application knows what the events are about.
     for message in inner.task_list(&identifier).await? {
         connection.send(&message).await?;
@@ -294,6 +297,31 @@ async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), 
     .await;
     reading.abort();
     result
+}
+
+/// A connection that only creates, controls and lists tasks: the events wait for the application.
+async fn serve_requests(
+    mut connection: Connection<UnixStream>,
+    inner: Arc<Inner>,
+    identifier: String,
+    state: Arc<Identifier>,
+) -> Result<(), WireError> {
+    loop {
+        match connection.receive::<ClientMessage>().await? {
+            ClientMessage::ListTasks => {
+                for message in inner.task_list(&identifier).await? {
+                    connection.send(&message).await?;
+                }
+                connection.send(&ServiceMessage::EndOfTasks).await?;
+            }
+            ClientMessage::Acknowledge { .. } => return Err(WireError::Unexpected),
+            request => {
+                if let Some(answer) = inner.handle(&identifier, &state, request).await? {
+                    connection.send(&answer).await?;
+                }
+            }
+        }
+    }
 }
 
 impl Inner {

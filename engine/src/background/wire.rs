@@ -44,6 +44,10 @@ pub enum ClientMessage {
         version: u16,
         /// The identifier this connection attaches to.
         identifier: String,
+        /// True for an application session, which takes the identifier's events; false for a
+        /// connection that only creates, controls and lists tasks (`courier bg download`), so that
+        /// the events wait for the application.
+        events: bool,
     },
     /// A new task in this identifier's session.
     CreateTask {
@@ -289,14 +293,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         (self.stream, self.decoder)
     }
 
-    /// The application's side of the handshake: attaches to `identifier`.
+    /// The application's side of the handshake: attaches to `identifier`, and takes its events.
     ///
     /// # Errors
     /// The service refused (another version), or went away.
     pub async fn hello(&mut self, identifier: &str) -> Result<(), WireError> {
+        self.greet(identifier, true).await
+    }
+
+    /// As [`Connection::hello`] for a connection that only creates, controls and lists tasks: the
+    /// identifier's events are not sent to it, and wait for the application.
+    ///
+    /// # Errors
+    /// The service refused (another version), or went away.
+    pub async fn hello_without_events(&mut self, identifier: &str) -> Result<(), WireError> {
+        self.greet(identifier, false).await
+    }
+
+    async fn greet(&mut self, identifier: &str, events: bool) -> Result<(), WireError> {
         self.send(&ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             identifier: identifier.to_owned(),
+            events,
         })
         .await?;
         match self.receive::<ServiceMessage>().await? {
@@ -311,21 +329,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// The service's side of the handshake, after the peer's user was checked: the identifier
-    /// the client attaches to. A client of another protocol version is told why, then refused.
+    /// the client attaches to, and whether it takes its events. A client of another protocol
+    /// version is told why, then refused.
     ///
     /// # Errors
     /// Another version ([`WireError::Version`]), another first message, or a failed socket.
-    pub async fn welcome(&mut self) -> Result<String, WireError> {
+    pub async fn welcome(&mut self) -> Result<(String, bool), WireError> {
         match self.receive::<ClientMessage>().await? {
             ClientMessage::Hello {
                 version,
                 identifier,
+                events,
             } if version == PROTOCOL_VERSION => {
                 self.send(&ServiceMessage::Welcome {
                     version: PROTOCOL_VERSION,
                 })
                 .await?;
-                Ok(identifier)
+                Ok((identifier, events))
             }
             ClientMessage::Hello { version, .. } => {
                 let error = WireError::Version {
@@ -376,6 +396,53 @@ pub async fn read_message<T: DeserializeOwned, R: AsyncRead + Unpin>(
             return Err(WireError::Closed);
         }
         decoder.push(&chunk[..n]);
+    }
+}
+
+/// Connects to the service at `socket`, starting one when none answers: `courier daemon`, from
+/// the program `COURIER_DAEMON` names, else the `courier` beside this program, else on `PATH`;
+/// then waits a few seconds for it. A blocking call (it is local and quick).
+///
+/// # Errors
+/// No service answers and none could be started: the message says how to start one.
+pub fn connect_or_start(socket: &Path) -> Result<std::os::unix::net::UnixStream, String> {
+    use std::os::unix::net::UnixStream as Blocking;
+    if let Ok(stream) = Blocking::connect(socket) {
+        return Ok(stream);
+    }
+    let program = std::env::var_os("COURIER_DAEMON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let beside = std::env::current_exe().ok()?.with_file_name("courier");
+            beside.is_file().then_some(beside)
+        })
+        .unwrap_or_else(|| PathBuf::from("courier"));
+    let how = "start it with `courier daemon` (or a systemd user unit), or name its program in \
+               COURIER_DAEMON";
+    let spawned = std::process::Command::new(&program)
+        .arg("daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if spawned.is_err() {
+        return Err(format!(
+            "no background service answers at {}: {how}",
+            socket.display()
+        ));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Ok(stream) = Blocking::connect(socket) {
+            return Ok(stream);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "no background service answers at {} (one was started, but did not answer): {how}",
+                socket.display()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -473,7 +540,10 @@ mod tests {
             app.receive::<ServiceMessage>().await.unwrap(),
             ServiceMessage::FinishedEvents
         );
-        assert_eq!(serving.await.unwrap(), "com.example.sync");
+        assert_eq!(
+            serving.await.unwrap(),
+            ("com.example.sync".to_owned(), true)
+        );
         assert!(matches!(
             app.receive::<ServiceMessage>().await,
             Err(WireError::Closed)
@@ -488,6 +558,7 @@ mod tests {
         app.send(&ClientMessage::Hello {
             version: PROTOCOL_VERSION + 1,
             identifier: "x".into(),
+            events: true,
         })
         .await
         .unwrap();

@@ -1,0 +1,235 @@
+//! `courier bg ...`: background sessions from the command line (`shared/spec/cli.md`, "Background
+//! sessions"). `download`, `upload`, `list` and `cancel` talk to the service over a connection that
+//! takes no events, so the events wait for `attach`, which is an application session like any
+//! other: it receives the replay through the delegate (acknowledging each event once handled), then
+//! `did_finish_events_for_background_session`.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use courier_engine::background::wire::{
+    self, ClientMessage, Connection, RemoteControl, ServiceMessage,
+};
+use courier_engine::{Configuration, Session};
+use courier_storage::journal::{TaskKind, TaskPhase};
+use courier_storage::resume::RequestRecord;
+use serde_json::json;
+use tokio::net::UnixStream;
+
+use crate::cli::{BgCommand, Options};
+use crate::common::{events_output, request};
+use crate::events::CliDelegate;
+use crate::progress::Progress;
+use crate::{ExitCode, Failure};
+
+/// Runs one `courier bg` command.
+pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCode, Failure> {
+    match command {
+        BgCommand::Download { id, urls } => {
+            let mut service = connect(&id).await?;
+            for url in urls {
+                let record = record_of(&url, options)?;
+                let task = create(&mut service, TaskKind::Download, record).await?;
+                println!("{task} {url}");
+            }
+            Ok(ExitCode::Success)
+        }
+        BgCommand::Upload { id, file, url } => {
+            let file = std::fs::canonicalize(&file)
+                .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
+            let mut record = record_of(&url, options)?;
+            if options.method.is_none() {
+                record.method = "PUT".into();
+            }
+            let mut service = connect(&id).await?;
+            let task = create(&mut service, TaskKind::Upload { file }, record).await?;
+            println!("{task} {url}");
+            Ok(ExitCode::Success)
+        }
+        BgCommand::List { id, json } => {
+            let mut service = connect(&id).await?;
+            service.send(&ClientMessage::ListTasks).await?;
+            let mut out = io::stdout().lock();
+            loop {
+                match service.receive::<ServiceMessage>().await? {
+                    ServiceMessage::Task { task, record } => {
+                        let state = match record.phase {
+                            TaskPhase::Queued => "suspended",
+                            TaskPhase::Running => "running",
+                            TaskPhase::Suspended => "suspended",
+                            TaskPhase::Completed => "completed",
+                        };
+                        let url = &record.request.url;
+                        let line = if json {
+                            json!({ "task": task, "state": state, "url": url }).to_string()
+                        } else {
+                            format!("{task} {state} {url}")
+                        };
+                        let _ = writeln!(out, "{line}");
+                    }
+                    ServiceMessage::EndOfTasks => return Ok(ExitCode::Success),
+                    _ => {}
+                }
+            }
+        }
+        BgCommand::Cancel { id, tasks } => {
+            let mut service = connect(&id).await?;
+            for task in tasks {
+                service
+                    .send(&ClientMessage::Control {
+                        task,
+                        control: RemoteControl::Cancel,
+                    })
+                    .await?;
+            }
+            // A round trip: every control was carried out before the command ends.
+            service.send(&ClientMessage::ListTasks).await?;
+            while !matches!(
+                service.receive::<ServiceMessage>().await?,
+                ServiceMessage::EndOfTasks
+            ) {}
+            Ok(ExitCode::Success)
+        }
+        BgCommand::Attach { id, output, follow } => attach(&id, output, follow, options).await,
+    }
+}
+
+/// `courier bg attach`: the replay (and with `--follow`, live events until every task of the
+/// identifier has completed), finished downloads moved into the output directory.
+async fn attach(
+    id: &str,
+    output: Option<PathBuf>,
+    follow: bool,
+    options: &Options,
+) -> Result<ExitCode, Failure> {
+    let dir = match output {
+        Some(dir) => dir,
+        None => std::env::current_dir()?,
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::usage(format!("cannot create {}: {e}", dir.display())))?;
+    let (mut delegate, mut finished, mut invalid) = CliDelegate::new(
+        events_output(options)?,
+        Box::new(io::sink()),
+        Arc::new(Progress::new(true)),
+    );
+    delegate.apply(options);
+    delegate.set_default_dir(dir);
+    let delegate = Arc::new(delegate);
+    let mut replayed = delegate.replayed();
+    let session = Session::with_delegate(Configuration::background(id), delegate.clone())?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut failed = false;
+    tokio::select! {
+        r = replayed.wait_for(|done| *done) => { r.map_err(|_| Failure::usage("the session ended".into()))?; }
+        _ = &mut ctrl_c => return Ok(ExitCode::Interrupted),
+    }
+    if follow {
+        // Every task still to complete: its completion is awaited live.
+        let mut waiting: std::collections::HashSet<u64> = {
+            let mut service = connect(id).await?;
+            service.send(&ClientMessage::ListTasks).await?;
+            let mut open = std::collections::HashSet::new();
+            loop {
+                match service.receive::<ServiceMessage>().await? {
+                    ServiceMessage::Task { task, record }
+                        if record.phase != TaskPhase::Completed =>
+                    {
+                        open.insert(task);
+                    }
+                    ServiceMessage::EndOfTasks => break open,
+                    _ => {}
+                }
+            }
+        };
+        while !waiting.is_empty() {
+            tokio::select! {
+                done = finished.recv() => match done {
+                    Some(f) => {
+                        failed |= f.error.is_some();
+                        waiting.remove(&f.task);
+                    }
+                    None => break,
+                },
+                _ = &mut ctrl_c => return Ok(ExitCode::Interrupted),
+            }
+        }
+    }
+    while let Ok(f) = finished.try_recv() {
+        failed |= f.error.is_some();
+    }
+    // The stream ends as every session's does, with did_become_invalid; the service keeps what
+    // arrives after, for the next attach.
+    crate::common::finish(&session, &mut invalid).await;
+    drop(session);
+    Ok(if failed {
+        ExitCode::TaskFailed
+    } else {
+        ExitCode::Success
+    })
+}
+
+/// A connection to the user's service for `id` that takes no events (starting the service when
+/// none answers).
+async fn connect(id: &str) -> Result<Connection<UnixStream>, Failure> {
+    let socket = wire::socket_dir().join(wire::SOCKET);
+    let stream = tokio::task::spawn_blocking(move || wire::connect_or_start(&socket))
+        .await
+        .map_err(|e| Failure::usage(e.to_string()))?
+        .map_err(Failure::usage)?;
+    stream.set_nonblocking(true)?;
+    let mut service = Connection::new(UnixStream::from_std(stream)?);
+    service.hello_without_events(id).await?;
+    Ok(service)
+}
+
+/// Creates a task, resumes it, and returns its identifier (the service's).
+async fn create(
+    service: &mut Connection<UnixStream>,
+    kind: TaskKind,
+    request: RequestRecord,
+) -> Result<u64, Failure> {
+    service
+        .send(&ClientMessage::CreateTask {
+            kind,
+            request,
+            description: String::new(),
+            priority: 0.5,
+        })
+        .await?;
+    loop {
+        if let ServiceMessage::TaskCreated { task } = service.receive().await? {
+            service
+                .send(&ClientMessage::Control {
+                    task,
+                    control: RemoteControl::Resume,
+                })
+                .await?;
+            return Ok(task);
+        }
+    }
+}
+
+/// The request the options describe for `url`, as the journal keeps it.
+fn record_of(url: &str, options: &Options) -> Result<RequestRecord, Failure> {
+    let r = request(url, options)?;
+    if !r
+        .url()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        return Err(Failure::usage(format!(
+            "{url}: background sessions take http and https URLs only"
+        )));
+    }
+    Ok(RequestRecord {
+        method: r.method().as_str().to_owned(),
+        url: r.url_str().to_owned(),
+        headers: r
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+    })
+}
