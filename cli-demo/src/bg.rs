@@ -223,13 +223,5 @@ fn record_of(url: &str, options: &Options) -> Result<RequestRecord, Failure> {
             "{url}: background sessions take http and https URLs only"
         )));
     }
-    Ok(RequestRecord {
-        method: r.method().as_str().to_owned(),
-        url: r.url_str().to_owned(),
-        headers: r
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-            .collect(),
-    })
+    Ok(wire::request_record(&r))
 }

@@ -1146,6 +1146,34 @@ async fn curl_cve_2020_8177_remote_header_name_never_replaces_an_existing_file()
     );
 }
 
+/// `courier daemon --allow-http` with its socket under `run` and its state under `data`.
+fn start_daemon(run: &std::path::Path, data: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args(["daemon", "--allow-http"])
+        .env("XDG_RUNTIME_DIR", run)
+        .env("XDG_DATA_HOME", data)
+        .spawn()
+        .unwrap()
+}
+
+/// Attaches to `identifier` at the daemon's `socket`, waiting (20 s at most) for it to listen.
+async fn connect_to_daemon(
+    socket: std::path::PathBuf,
+    identifier: &str,
+) -> courier_engine::background::wire::Connection<tokio::net::UnixStream> {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(stream) = tokio::net::UnixStream::connect(&socket).await {
+            let mut c = courier_engine::background::wire::Connection::new(stream);
+            c.hello(identifier).await.unwrap();
+            return c;
+        }
+        assert!(Instant::now() < deadline, "the daemon listens");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The next message from the daemon, within 20 s.
 async fn next_from_daemon(
     c: &mut courier_engine::background::wire::Connection<tokio::net::UnixStream>,
@@ -1161,22 +1189,14 @@ async fn next_from_daemon(
 /// the service was stopped (SIGTERM, exit 0) and started again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_keeps_unacknowledged_events_across_its_restart() {
-    use courier_engine::background::wire::{ClientMessage, Connection, SOCKET, ServiceMessage};
+    use courier_engine::background::wire::{ClientMessage, SOCKET, ServiceMessage};
     use courier_storage::journal::{StoredEvent, TaskKind};
     use courier_storage::resume::RequestRecord;
-    use std::time::{Duration, Instant};
     let server = TestServer::http().await;
     let root = tempfile::tempdir().unwrap();
     let (run, data) = (root.path().join("run"), root.path().join("data"));
     let socket = run.join("courier").join(SOCKET);
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_courier"))
-            .args(["daemon", "--allow-http"])
-            .env("XDG_RUNTIME_DIR", &run)
-            .env("XDG_DATA_HOME", &data)
-            .spawn()
-            .unwrap()
-    };
+    let start = || start_daemon(&run, &data);
     let stop = |mut daemon: std::process::Child| {
         let killed = Command::new("kill")
             .args(["-TERM", &daemon.id().to_string()])
@@ -1186,18 +1206,7 @@ async fn the_daemon_keeps_unacknowledged_events_across_its_restart() {
         let status = daemon.wait().unwrap();
         assert_eq!(status.code(), Some(0), "a clean stop on SIGTERM");
     };
-    let connect = |socket: std::path::PathBuf| async move {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(stream) = tokio::net::UnixStream::connect(&socket).await {
-                let mut c = Connection::new(stream);
-                c.hello("com.example.cli").await.unwrap();
-                return c;
-            }
-            assert!(Instant::now() < deadline, "the daemon listens");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let connect = |socket: std::path::PathBuf| connect_to_daemon(socket, "com.example.cli");
 
     let daemon = start();
     let mut app = connect(socket.clone()).await;
@@ -1285,7 +1294,7 @@ async fn a_download_survives_a_daemon_stopped_with_sigterm() {
 /// Starts a download in a daemon, stops the daemon with `signal` once a checkpoint past 1 MiB is
 /// stored, starts it again, and checks that the download continued exactly where it was.
 async fn a_download_survives_a_stopped_daemon(signal: &str) {
-    use courier_engine::background::wire::{ClientMessage, Connection, SOCKET, ServiceMessage};
+    use courier_engine::background::wire::{ClientMessage, SOCKET, ServiceMessage};
     use courier_storage::journal::{StoredEvent, TaskKind};
     use courier_storage::resume::RequestRecord;
     use std::time::{Duration, Instant};
@@ -1297,26 +1306,8 @@ async fn a_download_survives_a_stopped_daemon(signal: &str) {
     let root = tempfile::tempdir().unwrap();
     let (run, data) = (root.path().join("run"), root.path().join("data"));
     let socket = run.join("courier").join(SOCKET);
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_courier"))
-            .args(["daemon", "--allow-http"])
-            .env("XDG_RUNTIME_DIR", &run)
-            .env("XDG_DATA_HOME", &data)
-            .spawn()
-            .unwrap()
-    };
-    let connect = |socket: std::path::PathBuf| async move {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(stream) = tokio::net::UnixStream::connect(&socket).await {
-                let mut c = Connection::new(stream);
-                c.hello("com.example.crash").await.unwrap();
-                return c;
-            }
-            assert!(Instant::now() < deadline, "the daemon listens");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let start = || start_daemon(&run, &data);
+    let connect = |socket: std::path::PathBuf| connect_to_daemon(socket, "com.example.crash");
 
     let mut daemon = start();
     let mut app = connect(socket.clone()).await;

@@ -22,6 +22,13 @@ fn template() -> Configuration {
     c
 }
 
+/// A service keeping its state in `root/data`, listening in `root/run`.
+async fn start_service(root: &std::path::Path) -> Service {
+    Service::start(&root.join("data"), &root.join("run"), template())
+        .await
+        .unwrap()
+}
+
 /// Attaches to `identifier`: the events replayed before `FinishedEvents`.
 async fn attach(
     socket: &std::path::Path,
@@ -64,13 +71,7 @@ fn completed(replay: &[(u64, EventRecord)]) -> usize {
 async fn events_wait_for_the_application_and_are_replayed_in_order() {
     let server = TestServer::http().await;
     let root = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        &root.path().join("data"),
-        &root.path().join("run"),
-        template(),
-    )
-    .await
-    .unwrap();
+    let service = start_service(root.path()).await;
     let socket = root.path().join("run").join(SOCKET);
     assert_eq!(service.socket(), socket);
 
@@ -184,13 +185,7 @@ async fn tasks_are_suspended_resumed_cancelled_and_listed() {
     use courier_storage::journal::TaskPhase;
     let server = TestServer::http().await;
     let root = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        &root.path().join("data"),
-        &root.path().join("run"),
-        template(),
-    )
-    .await
-    .unwrap();
+    let service = start_service(root.path()).await;
     let (mut app, _) = attach(service.socket(), "com.example.c").await;
     let slow = server.url("/drip?chunks=40&size=1000&delay_ms=25");
     for _ in 0..2 {
@@ -281,13 +276,7 @@ async fn a_background_session_gets_its_events_live_or_replayed_through_its_deleg
     use std::sync::Arc;
     let server = TestServer::http().await;
     let root = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        &root.path().join("data"),
-        &root.path().join("run"),
-        template(),
-    )
-    .await
-    .unwrap();
+    let service = start_service(root.path()).await;
 
     // 1. The application stays: live events, the file during `did_finish_downloading_to`.
     let rec = Arc::new(Recorder::new());
@@ -381,13 +370,7 @@ async fn a_background_session_refuses_what_it_cannot_do() {
     use courier_tests::Recorder;
     use std::sync::Arc;
     let root = tempfile::tempdir().unwrap();
-    let service = Service::start(
-        &root.path().join("data"),
-        &root.path().join("run"),
-        template(),
-    )
-    .await
-    .unwrap();
+    let service = start_service(root.path()).await;
     let config = background("com.example.rules", &service);
     assert!(
         Session::new(config.clone()).is_err(),

@@ -9,7 +9,6 @@
 //! therefore gets that one event again at its next attach; no other event is delivered twice.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
@@ -20,7 +19,6 @@ use courier_delegates::{
     TaskState,
 };
 use courier_storage::journal::{self, EventRecord, StoredEvent};
-use courier_storage::resume::RequestRecord;
 
 use super::wire::{
     self, ClientMessage, FrameDecoder, PROTOCOL_VERSION, RemoteControl, ServiceMessage, WireError,
@@ -66,7 +64,7 @@ impl Client {
         let mut reader = stream.try_clone().map_err(|e| failed(&e))?;
         let mut writer = stream;
         let mut decoder = FrameDecoder::default();
-        send(
+        wire::write_message_blocking(
             &mut writer,
             &ClientMessage::Hello {
                 version: PROTOCOL_VERSION,
@@ -75,7 +73,7 @@ impl Client {
             },
         )
         .map_err(|e| failed(&e))?;
-        match receive(&mut reader, &mut decoder).map_err(|e| failed(&e))? {
+        match wire::read_message_blocking(&mut reader, &mut decoder).map_err(|e| failed(&e))? {
             ServiceMessage::Welcome { .. } => {}
             ServiceMessage::Refused { reason } => return Err(failed(&reason)),
             _ => return Err(failed(&WireError::Unexpected)),
@@ -110,15 +108,7 @@ impl Client {
         request: Request,
         file: Option<PathBuf>,
     ) -> Result<TaskInfo, CreateTaskError> {
-        let record = RequestRecord {
-            method: request.method().as_str().to_owned(),
-            url: request.url_str().to_owned(),
-            headers: request
-                .headers()
-                .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-                .collect(),
-        };
+        let record = crate::task::download::request_record(&request);
         let message = ClientMessage::CreateTask {
             kind: match file {
                 Some(file) => journal::TaskKind::Upload { file },
@@ -168,7 +158,7 @@ impl Client {
 
     fn send(&self, message: &ClientMessage) -> Result<(), WireError> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        send(&mut writer, message)
+        wire::write_message_blocking(&mut *writer, message)
     }
 
     /// Takes what the service sends until it goes away.
@@ -181,7 +171,7 @@ impl Client {
         queue: DeliveryQueue,
     ) {
         loop {
-            let message = match receive(&mut reader, &mut decoder) {
+            let message = match wire::read_message_blocking(&mut reader, &mut decoder) {
                 Ok(m) => m,
                 Err(e) => {
                     if !matches!(e, WireError::Closed) {
@@ -196,7 +186,7 @@ impl Client {
                         journal::TaskKind::Download => TaskKind::Download,
                         journal::TaskKind::Upload { .. } => TaskKind::Upload,
                     };
-                    let request = crate::background::service::request_of(&record.request);
+                    let request = crate::task::download::request_from_record(&record.request);
                     self.tasks
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -305,29 +295,5 @@ impl SessionLink for ClientLink {
         self.0
             .send(&ClientMessage::Control { task, control })
             .is_ok()
-    }
-}
-
-fn send(writer: &mut UnixStream, message: &ClientMessage) -> Result<(), WireError> {
-    let frame = wire::encode_frame(message)?;
-    writer.write_all(&frame)?;
-    writer.flush()?;
-    Ok(())
-}
-
-fn receive(
-    reader: &mut UnixStream,
-    decoder: &mut FrameDecoder,
-) -> Result<ServiceMessage, WireError> {
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        if let Some(message) = decoder.next_message()? {
-            return Ok(message);
-        }
-        let n = reader.read(&mut chunk)?;
-        if n == 0 {
-            return Err(WireError::Closed);
-        }
-        decoder.push(&chunk[..n]);
     }
 }

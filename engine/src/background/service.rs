@@ -28,7 +28,6 @@ use courier_delegates::{
 use courier_storage::journal::{
     EventRecord, Journal, JournalError, StoredError, StoredEvent, TaskKind, TaskPhase, TaskRecord,
 };
-use courier_storage::resume::RequestRecord;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -38,6 +37,7 @@ use super::wire::{
     self, ClientMessage, Connection, FrameDecoder, ServiceMessage, WireError, read_message,
     write_message,
 };
+use crate::task::download::request_from_record;
 use crate::{Configuration, Session, Task, UploadBody};
 
 /// Live events of one identifier, beyond those a late subscriber reads from the journal.
@@ -74,6 +74,34 @@ struct Identifier {
 
 /// The journal's task ids to the session's tasks.
 type Tasks = Arc<Mutex<HashMap<u64, Task>>>;
+
+impl Identifier {
+    /// A new task in the session, as a journaled task of `kind` asks (suspended).
+    fn create(&self, kind: &TaskKind, request: Request) -> Result<Task, crate::CreateTaskError> {
+        match kind {
+            TaskKind::Download => self
+                .session
+                .download_task(request)
+                .map(|t| t.task().clone()),
+            TaskKind::Upload { file } => self
+                .session
+                .upload_task(request, UploadBody::File(file.clone()))
+                .map(|t| t.task().clone()),
+        }
+    }
+
+    /// Files the session's task `created` as the journal's task `task`, both ways.
+    fn adopt(&self, task: u64, created: Task) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(created.id(), task);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task, created);
+    }
+}
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -382,7 +410,7 @@ impl Inner {
         record: TaskRecord,
     ) -> Result<(), WireError> {
         let running = record.phase == TaskPhase::Running;
-        let request = request_of(&record.request);
+        let request = request_from_record(&record.request);
         let session = state.session.clone();
         let (checkpoint, partial) = (record.checkpoint.clone(), record.partial_file.clone());
         let resume = tokio::task::spawn_blocking(move || {
@@ -413,30 +441,13 @@ impl Inner {
                 let sent = event.clone();
                 let seq = journaled(&self.journal, move |j| j.append_event(&id, &event)).await?;
                 let _ = state.live.send((seq, sent));
-                state
-                    .session
-                    .download_task(request)
-                    .map(|t| t.task().clone())
+                state.create(&TaskKind::Download, request)
             }
-            (TaskKind::Upload { file }, _) => state
-                .session
-                .upload_task(request, UploadBody::File(file.clone()))
-                .map(|t| t.task().clone()),
+            (kind, _) => state.create(kind, request),
         };
         let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
-        state
-            .ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(created.id(), task);
-        state
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(task, created.clone());
+        state.adopt(task, created.clone());
         // The resume data is used up; the partial file is noted again when it is written to.
-        let mut record = record;
-        record.checkpoint = None;
         let id = identifier.to_owned();
         journaled(&self.journal, move |j| {
             j.modify_task(&id, task, |record| record.checkpoint = None)
@@ -515,28 +526,10 @@ impl Inner {
                 };
                 let id = identifier.to_owned();
                 let task = journaled(&self.journal, move |j| j.add_task(&id, &record)).await?;
-                let request = request_of(&request);
-                let created = match kind {
-                    TaskKind::Download => state
-                        .session
-                        .download_task(request)
-                        .map(|t| t.task().clone()),
-                    TaskKind::Upload { file } => state
-                        .session
-                        .upload_task(request, UploadBody::File(file))
-                        .map(|t| t.task().clone()),
-                };
+                let request = request_from_record(&request);
+                let created = state.create(&kind, request);
                 let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
-                state
-                    .ids
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(created.id(), task);
-                state
-                    .tasks
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(task, created);
+                state.adopt(task, created);
                 Ok(Some(ServiceMessage::TaskCreated { task }))
             }
             ClientMessage::Acknowledge { seq } => {
@@ -616,21 +609,6 @@ impl Inner {
 fn set_phase(j: &Journal, identifier: &str, id: u64, phase: TaskPhase) -> Result<(), JournalError> {
     j.modify_task(identifier, id, |record| record.phase = phase)
         .map(|_| ())
-}
-
-/// The request a journaled record describes.
-pub(crate) fn request_of(record: &RequestRecord) -> Request {
-    let method = http::Method::from_bytes(record.method.as_bytes()).unwrap_or(http::Method::GET);
-    let mut request = Request::new(method, record.url.as_str());
-    for (name, value) in &record.headers {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_bytes(value),
-        ) {
-            request = request.with_header(n, v);
-        }
-    }
-    request
 }
 
 /// The delegate of an identifier's session: every event is committed to the journal, then sent

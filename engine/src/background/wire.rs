@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
+/// A request as [`ClientMessage::CreateTask`] carries it (and the journal keeps it).
+pub use crate::task::download::request_record;
+
 /// The protocol version this build speaks (and the only one it accepts).
 pub const PROTOCOL_VERSION: u16 = 1;
 
@@ -392,6 +395,41 @@ pub async fn read_message<T: DeserializeOwned, R: AsyncRead + Unpin>(
             return Ok(message);
         }
         let n = reader.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(WireError::Closed);
+        }
+        decoder.push(&chunk[..n]);
+    }
+}
+
+/// [`write_message`] on a blocking socket (an application session's thread).
+///
+/// # Errors
+/// The message is too large, or the write failed.
+pub fn write_message_blocking<T: Serialize>(
+    writer: &mut impl std::io::Write,
+    message: &T,
+) -> Result<(), WireError> {
+    let frame = encode_frame(message)?;
+    writer.write_all(&frame)?;
+    writer.flush()?;
+    Ok(())
+}
+
+/// [`read_message`] on a blocking socket (an application session's reader thread).
+///
+/// # Errors
+/// [`WireError::Closed`] when the peer closed the connection; a bad frame; the read failed.
+pub fn read_message_blocking<T: DeserializeOwned>(
+    reader: &mut impl std::io::Read,
+    decoder: &mut FrameDecoder,
+) -> Result<T, WireError> {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(message) = decoder.next_message()? {
+            return Ok(message);
+        }
+        let n = reader.read(&mut chunk)?;
         if n == 0 {
             return Err(WireError::Closed);
         }

@@ -519,7 +519,9 @@ pub(crate) fn request_from_record(record: &RequestRecord) -> Request {
     request
 }
 
-fn request_record(r: &Request) -> RequestRecord {
+/// A request as resume data and the background journal keep it (without `Range`/`If-Range`,
+/// which belong to one attempt).
+pub fn request_record(r: &Request) -> RequestRecord {
     RequestRecord {
         method: r.method().as_str().to_owned(),
         url: r.url_str().to_owned(),
