@@ -657,16 +657,10 @@ impl Journaling {
             .get(&id)
             .and_then(Task::partial_file);
         let Some(name) = name else { return };
-        let noted = self
-            .journal
-            .task(&self.identifier, id)
-            .and_then(|found| match found {
-                Some(Ok(mut record)) => {
-                    record.partial_file = Some(name);
-                    self.journal.update_task(&self.identifier, id, &record)
-                }
-                _ => Ok(()),
-            });
+        // One transaction: a phase set meanwhile (a suspend) is never written back over.
+        let noted = self.journal.modify_task(&self.identifier, id, |record| {
+            record.partial_file = Some(name)
+        });
         if let Err(e) = noted {
             tracing::error!(error = %e, "a partial file could not be journaled");
         }
