@@ -136,8 +136,6 @@ pub enum JournalError {
     Storage(redb::Error),
     /// A record could not be encoded (a bug).
     Encode(CodecError),
-    /// The task named is not in the journal.
-    NoSuchTask(u64),
 }
 
 impl std::fmt::Display for JournalError {
@@ -146,7 +144,6 @@ impl std::fmt::Display for JournalError {
             JournalError::Open(e) => write!(f, "cannot open the journal: {e}"),
             JournalError::Storage(e) => write!(f, "the journal failed: {e}"),
             JournalError::Encode(e) => write!(f, "cannot encode a journal record: {e}"),
-            JournalError::NoSuchTask(id) => write!(f, "task {id} is not in the journal"),
         }
     }
 }
@@ -157,7 +154,6 @@ impl std::error::Error for JournalError {
             JournalError::Open(e) => Some(e),
             JournalError::Storage(e) => Some(e),
             JournalError::Encode(e) => Some(e),
-            JournalError::NoSuchTask(_) => None,
         }
     }
 }
@@ -231,30 +227,6 @@ impl Journal {
         };
         tx.commit().map_err(storage)?;
         Ok(id)
-    }
-
-    /// Replaces task `id`'s record.
-    ///
-    /// # Errors
-    /// The task is not in the journal, or the write failed; nothing changed.
-    pub fn update_task(
-        &self,
-        identifier: &str,
-        id: u64,
-        record: &TaskRecord,
-    ) -> Result<(), JournalError> {
-        let blob = codec::encode(record).map_err(JournalError::Encode)?;
-        let tx = self.db.begin_write().map_err(storage)?;
-        {
-            let mut tasks = tx.open_table(TASKS).map_err(storage)?;
-            if tasks.get((identifier, id)).map_err(storage)?.is_none() {
-                return Err(JournalError::NoSuchTask(id));
-            }
-            tasks
-                .insert((identifier, id), blob.as_slice())
-                .map_err(storage)?;
-        }
-        tx.commit().map_err(storage)
     }
 
     /// Changes task `id`'s record with `change`, read and written in one transaction: two changes
@@ -488,14 +460,12 @@ mod tests {
             assert_eq!(j.add_task("a", &task("https://a.test/1")).unwrap(), 1);
             assert_eq!(j.add_task("a", &task("https://a.test/2")).unwrap(), 2);
             assert_eq!(j.add_task("b", &task("https://b.test/1")).unwrap(), 1);
-            let mut running = task("https://a.test/2");
-            running.phase = TaskPhase::Running;
-            running.partial_file = Some("download-x.part".into());
-            j.update_task("a", 2, &running).unwrap();
-            assert!(matches!(
-                j.update_task("a", 9, &running),
-                Err(JournalError::NoSuchTask(9))
-            ));
+            let run = |r: &mut TaskRecord| {
+                r.phase = TaskPhase::Running;
+                r.partial_file = Some("download-x.part".into());
+            };
+            assert!(j.modify_task("a", 2, run).unwrap());
+            assert!(!j.modify_task("a", 9, run).unwrap(), "no such task");
             for total in 1..=3 {
                 j.append_event("a", &wrote(2, total)).unwrap();
             }
