@@ -30,7 +30,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
             let mut service = connect(&id).await?;
             for url in urls {
                 let record = record_of(&url, options)?;
-                let task = create(&mut service, TaskKind::Download, record).await?;
+                let task = create(&mut service, TaskKind::Download, record, options).await?;
                 println!("{task} {url}");
             }
             Ok(ExitCode::Success)
@@ -43,7 +43,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                 record.method = "PUT".into();
             }
             let mut service = connect(&id).await?;
-            let task = create(&mut service, TaskKind::Upload { file }, record).await?;
+            let task = create(&mut service, TaskKind::Upload { file }, record, options).await?;
             println!("{task} {url}");
             Ok(ExitCode::Success)
         }
@@ -190,13 +190,15 @@ async fn create(
     service: &mut Connection<UnixStream>,
     kind: TaskKind,
     request: RequestRecord,
+    options: &Options,
 ) -> Result<u64, Failure> {
+    let schedule = wire::schedule_for(&crate::common::configuration(options)?);
     service
         .send(&ClientMessage::CreateTask {
             kind,
             request,
             description: String::new(),
-            priority: 0.5,
+            schedule,
         })
         .await?;
     loop {
@@ -204,7 +206,7 @@ async fn create(
             service
                 .send(&ClientMessage::Control {
                     task,
-                    control: RemoteControl::Resume,
+                    control: RemoteControl::RESUME,
                 })
                 .await?;
             return Ok(task);

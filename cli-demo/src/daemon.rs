@@ -2,7 +2,7 @@
 //! `$XDG_RUNTIME_DIR/courier/`, journal and files under `$XDG_DATA_HOME/courier/background/`) until
 //! SIGTERM or Ctrl-C, then lets its sessions settle and exits 0.
 
-use courier_engine::background::{Service, wire};
+use courier_engine::background::{Policy, Service, wire};
 use courier_storage::SessionDirectory;
 
 use crate::cli::Options;
@@ -15,7 +15,7 @@ pub(crate) async fn run(options: &Options) -> Result<ExitCode, Failure> {
         .join("courier")
         .join("background");
     let socket = wire::socket_dir();
-    let service = Service::start(&data, &socket, template).await?;
+    let service = Service::start(&data, &socket, template, Policy::default()).await?;
     eprintln!(
         "courier daemon: listening on {}, journal in {}",
         service.socket().display(),

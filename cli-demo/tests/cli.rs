@@ -1222,7 +1222,9 @@ async fn the_daemon_keeps_unacknowledged_events_across_its_restart() {
             headers: Vec::new(),
         },
         description: "cli".into(),
-        priority: 0.5,
+        schedule: courier_engine::background::wire::schedule_for(
+            &courier_engine::Configuration::default(),
+        ),
     })
     .await
     .unwrap();
@@ -1232,7 +1234,7 @@ async fn the_daemon_keeps_unacknowledged_events_across_its_restart() {
     ));
     app.send(&ClientMessage::Control {
         task: 1,
-        control: courier_engine::background::wire::RemoteControl::Resume,
+        control: courier_engine::background::wire::RemoteControl::RESUME,
     })
     .await
     .unwrap();
@@ -1319,13 +1321,15 @@ async fn a_download_survives_a_stopped_daemon(signal: &str) {
             headers: Vec::new(),
         },
         description: String::new(),
-        priority: 0.5,
+        schedule: courier_engine::background::wire::schedule_for(
+            &courier_engine::Configuration::default(),
+        ),
     })
     .await
     .unwrap();
     app.send(&ClientMessage::Control {
         task: 1,
-        control: courier_engine::background::wire::RemoteControl::Resume,
+        control: courier_engine::background::wire::RemoteControl::RESUME,
     })
     .await
     .unwrap();

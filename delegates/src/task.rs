@@ -97,6 +97,7 @@ struct Shared {
     kind: TaskKind,
     state: AtomicU8,
     priority_bits: AtomicU32,
+    earliest_begin_date: Mutex<Option<std::time::SystemTime>>,
     description: Mutex<String>,
     original_request: Request,
     current_request: Mutex<Request>,
@@ -122,6 +123,7 @@ impl TaskInfo {
             kind,
             state: AtomicU8::new(TaskState::Suspended.to_u8()),
             priority_bits: AtomicU32::new(priority::DEFAULT.to_bits()),
+            earliest_begin_date: Mutex::new(None),
             description: Mutex::new(String::new()),
             current_request: Mutex::new(request.clone()),
             original_request: request,
@@ -180,6 +182,20 @@ impl TaskInfo {
         self.shared
             .priority_bits
             .store(p.to_bits(), Ordering::Relaxed);
+    }
+
+    /// `earliestBeginDate`: the task does not start before this moment. Set it before the task is
+    /// first resumed.
+    ///
+    /// Honoured by background sessions, whose service holds the task in its queue until then
+    /// (also across restarts); a default session starts the task when it is resumed.
+    pub fn earliest_begin_date(&self) -> Option<std::time::SystemTime> {
+        *lock(&self.shared.earliest_begin_date)
+    }
+
+    /// Sets the earliest begin date (`None`: as soon as resumed).
+    pub fn set_earliest_begin_date(&self, date: Option<std::time::SystemTime>) {
+        *lock(&self.shared.earliest_begin_date) = date;
     }
 
     /// The request as the task was created with it.

@@ -11,7 +11,9 @@
 //! The service's durable state is `courier_storage::journal`.
 
 pub(crate) mod client;
+pub mod queue;
 pub mod service;
 pub mod wire;
 
-pub use service::Service;
+pub use queue::Limits;
+pub use service::{Policy, Service, Throughput};

@@ -125,6 +125,7 @@ impl CleartextPolicy {
 /// | `proxy` | [`Proxy::FromEnvironment`] | same |
 /// | `tls_minimum_version` | [`TlsVersion::Tls12`] | same |
 /// | `partial_download_lifetime` | 7 days | (the directory goes with the session) |
+/// | `is_discretionary` | false (background sessions only) | same |
 /// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -135,6 +136,10 @@ pub struct Configuration {
     /// A background session's service socket (`None`: the user's, in
     /// [`crate::background::wire::socket_dir`]).
     pub background_service: Option<std::path::PathBuf>,
+    /// `isDiscretionary`, for background sessions: their tasks run only when no other task of the
+    /// service waits for its turn (URLSession also waits for power and Wi-Fi; Courier's service
+    /// knows neither). Ignored by other sessions.
+    pub is_discretionary: bool,
     /// `timeoutIntervalForRequest`: an idle timeout. It restarts whenever data arrives and does not run
     /// while the task is suspended or waiting for its delegate. A request's own timeout wins.
     pub timeout_for_request: Duration,
@@ -208,6 +213,7 @@ impl Default for Configuration {
             kind: SessionKind::Default,
             identifier: None,
             background_service: None,
+            is_discretionary: false,
             timeout_for_request: Duration::from_secs(60),
             timeout_for_resource: Duration::from_secs(7 * 24 * 60 * 60),
             http_additional_headers: HeaderMap::new(),

@@ -243,7 +243,7 @@ impl Session {
         };
         let background = match (background, &queue) {
             (true, Some(queue)) => Some(crate::background::client::Client::connect(
-                config.background_service.clone(),
+                &config,
                 config.identifier().unwrap_or_default(),
                 queue.clone(),
             )?),
@@ -484,6 +484,16 @@ impl Session {
         &self,
         data: &ResumeData,
     ) -> Result<DownloadTask, CreateTaskError> {
+        if let Some(client) = &self.inner.background {
+            // The service's own data: it checks and decodes it.
+            let info = client.create_from_resume_data(data.as_bytes())?;
+            let link = Arc::new(crate::background::client::ClientLink(client.clone()));
+            return Ok(DownloadTask::new(Task::new(
+                info,
+                link,
+                PartialSlot::default(),
+            )));
+        }
         let resume = decode_resume_data(&self.inner.ctx.storage, data);
         let (original, current) = match &resume {
             Ok(r) => (
@@ -570,6 +580,14 @@ impl Session {
             return;
         }
         let first = !self.inner.invalidated.swap(true, Ordering::AcqRel);
+        if let (Some(client), true) = (&self.inner.background, cancel) {
+            // The service cancels the identifier's tasks; their completions reach the next
+            // session made with it (this one detaches and ends with `did_become_invalid`).
+            client.invalidate();
+        }
+        if let Some(client) = &self.inner.background {
+            client.close();
+        }
         if first || cancel {
             let _ = self.inner.actor.cast(SessionMsg::Invalidate { cancel });
         }

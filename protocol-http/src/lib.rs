@@ -21,6 +21,7 @@
 //!   `If-Range` headers, and what the server's answer means ([`range::Continuation`]).
 //! - [`redirect`]: whether a response redirects and how the next request is rewritten (the method
 //!   table; credentials dropped across origins).
+//! - [`retry`]: which statuses are transient, and the wait a `Retry-After` asks for.
 //! - [`error`]: [`TransportError`] and its classification, [`TransportErrorKind`].
 
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod multipart;
 pub mod proxy;
 pub mod range;
 pub mod redirect;
+pub mod retry;
 mod tls;
 pub mod transport;
 pub mod trust;

@@ -71,8 +71,27 @@ pub struct TaskRecord {
     pub checkpoint: Option<Vec<u8>>,
     /// The application's description of the task.
     pub description: String,
-    /// Its priority, 0.0 to 1.0 (URLSession's `priority`).
+    /// When and how it runs.
+    pub schedule: Schedule,
+}
+
+/// When and how a background task runs: what the service's queue orders it by, and how long its
+/// retries may go on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// 0.0 to 1.0, higher first (URLSession's `priority`).
     pub priority: f32,
+    /// Runs only when nothing else waits (URLSession's `isDiscretionary`).
+    pub discretionary: bool,
+    /// Not before this moment, in milliseconds since the Unix epoch: the earliest begin date, or
+    /// when a retry is due.
+    pub not_before_ms: Option<u64>,
+    /// When the task was created, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// How long the task may take in all, retries included (`timeoutIntervalForResource`).
+    pub resource_timeout_ms: u64,
+    /// How many attempts failed and were retried so far.
+    pub retries: u32,
 }
 
 /// An error as an event carries it: URLSession's code and the message.
@@ -306,8 +325,36 @@ impl Journal {
     /// # Errors
     /// The write failed; the event was not added.
     pub fn append_event(&self, identifier: &str, event: &EventRecord) -> Result<u64, JournalError> {
+        self.append(identifier, event, None, redb::Durability::Immediate)
+    }
+
+    /// Appends a progress event (`did_write_data`) in place of `replaces`, the same task's previous
+    /// one if the application has not acknowledged it: the newest report says all the older one
+    /// did. Committed without waiting for the disk (a crash may lose it, never the events before
+    /// it: redb makes a lazy commit durable with the next durable one), since losing a progress
+    /// report loses nothing the next `did_resume_at_offset` does not tell again.
+    ///
+    /// # Errors
+    /// The write failed; the event was not added.
+    pub fn append_progress(
+        &self,
+        identifier: &str,
+        event: &EventRecord,
+        replaces: Option<u64>,
+    ) -> Result<u64, JournalError> {
+        self.append(identifier, event, replaces, redb::Durability::None)
+    }
+
+    fn append(
+        &self,
+        identifier: &str,
+        event: &EventRecord,
+        replaces: Option<u64>,
+        durability: redb::Durability,
+    ) -> Result<u64, JournalError> {
         let blob = codec::encode(event).map_err(JournalError::Encode)?;
-        let tx = self.db.begin_write().map_err(storage)?;
+        let mut tx = self.db.begin_write().map_err(storage)?;
+        tx.set_durability(durability).map_err(storage)?;
         let seq = {
             let mut counters = tx.open_table(COUNTERS).map_err(storage)?;
             let seq = counters
@@ -318,8 +365,11 @@ impl Journal {
             counters
                 .insert((identifier, "event"), seq)
                 .map_err(storage)?;
-            tx.open_table(EVENTS)
-                .map_err(storage)?
+            let mut events = tx.open_table(EVENTS).map_err(storage)?;
+            if let Some(old) = replaces {
+                events.remove((identifier, old)).map_err(storage)?;
+            }
+            events
                 .insert((identifier, seq), blob.as_slice())
                 .map_err(storage)?;
             seq
@@ -437,7 +487,14 @@ mod tests {
             partial_file: None,
             checkpoint: None,
             description: String::new(),
-            priority: 0.5,
+            schedule: Schedule {
+                priority: 0.5,
+                discretionary: false,
+                not_before_ms: None,
+                created_ms: 0,
+                resource_timeout_ms: 1000,
+                retries: 0,
+            },
         }
     }
 

@@ -24,9 +24,14 @@ fn template() -> Configuration {
 
 /// A service keeping its state in `root/data`, listening in `root/run`.
 async fn start_service(root: &std::path::Path) -> Service {
-    Service::start(&root.join("data"), &root.join("run"), template())
-        .await
-        .unwrap()
+    Service::start(
+        &root.join("data"),
+        &root.join("run"),
+        template(),
+        courier_engine::background::Policy::default(),
+    )
+    .await
+    .unwrap()
 }
 
 /// Attaches to `identifier`: the events replayed before `FinishedEvents`.
@@ -89,7 +94,9 @@ async fn events_wait_for_the_application_and_are_replayed_in_order() {
                     headers: Vec::new(),
                 },
                 description: String::new(),
-                priority: 0.5,
+                schedule: courier_engine::background::wire::schedule_for(
+                    &courier_engine::Configuration::default(),
+                ),
             })
             .await
             .unwrap();
@@ -98,7 +105,7 @@ async fn events_wait_for_the_application_and_are_replayed_in_order() {
                 ServiceMessage::TaskCreated { task } => app
                     .send(&ClientMessage::Control {
                         task,
-                        control: courier_engine::background::wire::RemoteControl::Resume,
+                        control: courier_engine::background::wire::RemoteControl::RESUME,
                     })
                     .await
                     .unwrap(),
@@ -197,7 +204,9 @@ async fn tasks_are_suspended_resumed_cancelled_and_listed() {
                 headers: Vec::new(),
             },
             description: String::new(),
-            priority: 0.5,
+            schedule: courier_engine::background::wire::schedule_for(
+                &courier_engine::Configuration::default(),
+            ),
         })
         .await
         .unwrap();
@@ -207,7 +216,7 @@ async fn tasks_are_suspended_resumed_cancelled_and_listed() {
         if let ServiceMessage::TaskCreated { task } = receive_within(&mut app).await {
             app.send(&ClientMessage::Control {
                 task,
-                control: RemoteControl::Resume,
+                control: RemoteControl::RESUME,
             })
             .await
             .unwrap();
@@ -243,7 +252,7 @@ async fn tasks_are_suspended_resumed_cancelled_and_listed() {
     assert_eq!(phases.get(&paused), Some(&TaskPhase::Suspended));
     app.send(&ClientMessage::Control {
         task: paused,
-        control: RemoteControl::Resume,
+        control: RemoteControl::RESUME,
     })
     .await
     .unwrap();

@@ -18,7 +18,8 @@ use courier_delegates::{
     DeliveryQueue, Error, ErrorCode, Request, ResumeData, TaskInfo, TaskKind, TaskRecorder,
     TaskState,
 };
-use courier_storage::journal::{self, EventRecord, StoredEvent};
+use courier_storage::journal::{self, EventRecord, StoredEvent, TaskRecord};
+use tokio::sync::oneshot;
 
 use super::wire::{
     self, ClientMessage, FrameDecoder, PROTOCOL_VERSION, RemoteControl, ServiceMessage, WireError,
@@ -42,6 +43,10 @@ pub(crate) struct Client {
     /// Answers to `ListTasks` (the service carries requests out in order: once one arrives, every
     /// acknowledgement sent before it is committed).
     listed: Mutex<mpsc::Receiver<()>>,
+    /// Who waits for a task's resume data (`cancel_by_producing_resume_data`).
+    resume_answers: Mutex<HashMap<u64, oneshot::Sender<Option<ResumeData>>>>,
+    /// The session's settings (its discretion and resource timeout go with each task).
+    settings: crate::Configuration,
 }
 
 impl Client {
@@ -51,11 +56,14 @@ impl Client {
     /// # Errors
     /// No service answers (and none could be started), or it refused the handshake.
     pub(crate) fn connect(
-        socket: Option<PathBuf>,
+        config: &crate::Configuration,
         identifier: &str,
         queue: DeliveryQueue,
     ) -> Result<Arc<Client>, Error> {
-        let socket = socket.unwrap_or_else(|| wire::socket_dir().join(wire::SOCKET));
+        let socket = config
+            .background_service
+            .clone()
+            .unwrap_or_else(|| wire::socket_dir().join(wire::SOCKET));
         let stream = wire::connect_or_start(&socket)
             .map_err(|why| Error::new(ErrorCode::CannotConnectToHost, why))?;
         let failed = |e: &dyn std::fmt::Display| {
@@ -88,6 +96,8 @@ impl Client {
             queue: queue.clone(),
             closed: std::sync::atomic::AtomicBool::new(false),
             listed: Mutex::new(listed),
+            resume_answers: Mutex::default(),
+            settings: config.clone(),
         });
         let reading = client.clone();
         std::thread::Builder::new()
@@ -116,22 +126,52 @@ impl Client {
             },
             request: record,
             description: String::new(),
-            priority: 0.5,
+            schedule: wire::schedule_for(&self.settings),
         };
-        // One creation at a time: the answers come in the order of the requests.
-        let created = self.created.lock().unwrap_or_else(|p| p.into_inner());
-        self.send(&message)
-            .map_err(|e| CreateTaskError::Service(e.to_string()))?;
-        let id = created
-            .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| CreateTaskError::Service("no answer to a new task".into()))?;
-        drop(created);
+        let id = self.round_trip(&message)?;
         let (info, recorder) = TaskInfo::new(id, kind, request);
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, (info.clone(), recorder));
         Ok(info)
+    }
+
+    /// Creates a download in the service from resume data it produced (for a task of this
+    /// background session) and waits for its identifier.
+    ///
+    /// # Errors
+    /// The service went away, did not answer, or refused the data.
+    pub(crate) fn create_from_resume_data(&self, data: &[u8]) -> Result<TaskInfo, CreateTaskError> {
+        let message = ClientMessage::CreateFromResumeData {
+            data: data.to_vec(),
+            schedule: wire::schedule_for(&self.settings),
+        };
+        let id = self.round_trip(&message)?;
+        // The reader filed the task from the record that came with the answer.
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .map(|(info, _)| info.clone())
+            .ok_or_else(|| CreateTaskError::Service("no record of the new task".into()))
+    }
+
+    /// Sends a creation and waits for the new task's identifier.
+    fn round_trip(&self, message: &ClientMessage) -> Result<u64, CreateTaskError> {
+        // One creation at a time: the answers come in the order of the requests.
+        let created = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        self.send(message)
+            .map_err(|e| CreateTaskError::Service(e.to_string()))?;
+        created
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| CreateTaskError::Service("no answer to a new task".into()))
+    }
+
+    /// `invalidate_and_cancel`: the service cancels every task of the identifier; their
+    /// completions wait for the next session with it.
+    pub(crate) fn invalidate(&self) {
+        let _ = self.send(&ClientMessage::Invalidate);
     }
 
     /// Detaches from the service. Events already queued for the delegate are delivered and
@@ -181,17 +221,20 @@ impl Client {
                 }
             };
             match message {
-                ServiceMessage::Task { task, record } => {
-                    let kind = match record.kind {
-                        journal::TaskKind::Download => TaskKind::Download,
-                        journal::TaskKind::Upload { .. } => TaskKind::Upload,
-                    };
-                    let request = crate::task::download::request_from_record(&record.request);
-                    self.tasks
+                ServiceMessage::Task { task, record } => self.file_task(task, &record),
+                ServiceMessage::Created { task, record } => {
+                    self.file_task(task, &record);
+                    let _ = created.send(task);
+                }
+                ServiceMessage::ResumeData { task, data } => {
+                    let answer = self
+                        .resume_answers
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .entry(task)
-                        .or_insert_with(|| TaskInfo::new(task, kind, request));
+                        .remove(&task);
+                    if let Some(answer) = answer {
+                        let _ = answer.send(data.map(ResumeData::from_bytes));
+                    }
                 }
                 ServiceMessage::TaskCreated { task } => {
                     let _ = created.send(task);
@@ -211,6 +254,20 @@ impl Client {
                 _ => {}
             }
         }
+    }
+
+    /// Files a task the service told of, so that its events have a task to be about.
+    fn file_task(&self, task: u64, record: &TaskRecord) {
+        let kind = match record.kind {
+            journal::TaskKind::Download => TaskKind::Download,
+            journal::TaskKind::Upload { .. } => TaskKind::Upload,
+        };
+        let request = crate::task::download::request_from_record(&record.request);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(task)
+            .or_insert_with(|| TaskInfo::new(task, kind, request));
     }
 
     /// Delivers one event on the delegate queue, then acknowledges it.
@@ -280,19 +337,44 @@ pub(crate) struct ClientLink(pub(crate) Arc<Client>);
 
 impl SessionLink for ClientLink {
     fn report(&self, report: TaskReport) -> bool {
+        let client = &self.0;
         let (task, control) = match report {
-            TaskReport::Control(task, Control::Resume) => (task, RemoteControl::Resume),
+            TaskReport::Control(task, Control::Resume) => {
+                // The priority and earliest begin date as the application set them until now.
+                let info = client
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&task)
+                    .map(|(info, _)| info.clone());
+                let (priority, not_before_ms) = info.map_or((0.5, None), |info| {
+                    (
+                        info.priority(),
+                        info.earliest_begin_date().map(wire::unix_ms),
+                    )
+                });
+                let resume = RemoteControl::Resume {
+                    priority,
+                    not_before_ms,
+                };
+                (task, resume)
+            }
             TaskReport::Control(task, Control::Suspend) => (task, RemoteControl::Suspend),
             TaskReport::Control(task, Control::Cancel) => (task, RemoteControl::Cancel),
             TaskReport::Control(task, Control::CancelForResume(answer)) => {
-                // The service keeps the partial file; resume data is not handed out here yet.
-                let _ = answer.send(None);
-                (task, RemoteControl::Cancel)
+                // Answered when the service's `ResumeData` arrives (or never, if it went away:
+                // the sender drops with the client and the caller gets `None`).
+                client
+                    .resume_answers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(task, answer);
+                (task, RemoteControl::CancelForResume)
             }
             // A background task runs on without its handles, and nothing else crosses over.
             _ => return true,
         };
-        self.0
+        client
             .send(&ClientMessage::Control { task, control })
             .is_ok()
     }

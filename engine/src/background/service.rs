@@ -15,16 +15,15 @@
 //!   a clean stop (SIGTERM) journaled, or from the last checkpoint beside its partial file after a
 //!   crash (`kill -9`), with `Range` + `If-Range`; an upload from the start.
 //!
-//! Being built (issue 9): the service does not yet schedule or retry; the application side is the
-//! wire protocol only.
+//! - Tasks run when the [`scheduler`]'s queue gives them their turn, and transient failures are
+//!   retried there; [`journaling`] is the sessions' delegate, which journals every event and says
+//!   whether an attempt's end is a completion or a retry.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use courier_delegates::{
-    DataDelegate, DownloadDelegate, Error, Request, SessionDelegate, TaskDelegate, TaskInfo,
-};
+use courier_delegates::{Error, Request};
 use courier_storage::journal::{
     EventRecord, Journal, JournalError, StoredError, StoredEvent, TaskKind, TaskPhase, TaskRecord,
 };
@@ -40,6 +39,14 @@ use super::wire::{
 use crate::task::download::request_from_record;
 use crate::{Configuration, Session, Task, UploadBody};
 
+mod journaling;
+mod scheduler;
+
+pub use scheduler::{Policy, Throughput};
+
+use journaling::{Journaling, set_phase};
+use scheduler::Scheduler;
+
 /// Live events of one identifier, beyond those a late subscriber reads from the journal.
 const LIVE_BACKLOG: usize = 4096;
 
@@ -47,6 +54,8 @@ const LIVE_BACKLOG: usize = 4096;
 /// their tasks.
 pub struct Service {
     accept: JoinHandle<()>,
+    /// The scheduler's driver.
+    driver: JoinHandle<()>,
     socket: PathBuf,
     inner: Arc<Inner>,
 }
@@ -58,6 +67,7 @@ struct Inner {
     /// The settings of every identifier's session (its directory set per identifier).
     template: Configuration,
     sessions: Mutex<HashMap<String, Arc<Identifier>>>,
+    scheduler: Arc<Scheduler>,
 }
 
 /// One identifier's session, and the channel its live events go out on.
@@ -73,7 +83,7 @@ struct Identifier {
 }
 
 /// The journal's task ids to the session's tasks.
-type Tasks = Arc<Mutex<HashMap<u64, Task>>>;
+pub(crate) type Tasks = Arc<Mutex<HashMap<u64, Task>>>;
 
 impl Identifier {
     /// A new task in the session, as a journaled task of `kind` asks (suspended).
@@ -114,7 +124,8 @@ impl std::fmt::Debug for Service {
 impl Service {
     /// Starts a service keeping its journal, sessions and files in `data_dir` and listening in
     /// `socket_dir` ([`wire::socket_dir`] in use). Every identifier's session has `template`'s
-    /// settings.
+    /// settings; `policy` says how many transfers run at once, how failures are retried and how
+    /// slow a transfer may be.
     ///
     /// # Errors
     /// The journal cannot be opened (another service holds it) or the socket cannot be made.
@@ -122,6 +133,7 @@ impl Service {
         data_dir: &Path,
         socket_dir: &Path,
         template: Configuration,
+        policy: Policy,
     ) -> Result<Service, Error> {
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             Error::new(
@@ -138,19 +150,23 @@ impl Service {
         };
         let (listener, owner) =
             wire::listen(socket_dir).map_err(|e| failed("cannot make the socket", &e))?;
+        let (scheduler, retries) = Scheduler::new(policy);
         let inner = Arc::new(Inner {
             journal: Arc::new(journal),
             data_dir: data_dir.to_path_buf(),
             template,
             sessions: Mutex::new(HashMap::new()),
+            scheduler,
         });
         inner
             .recover()
             .await
             .map_err(|e| failed("cannot recover the journal's tasks", &e))?;
+        let driver = tokio::spawn(inner.clone().drive(retries));
         let accept = tokio::spawn(accept(listener, owner, inner.clone()));
         Ok(Service {
             accept,
+            driver,
             socket: socket_dir.join(wire::SOCKET),
             inner,
         })
@@ -165,6 +181,7 @@ impl Service {
     /// which the journal keeps for the next start; every session is closed.
     pub async fn shutdown(self) {
         self.accept.abort();
+        self.driver.abort();
         let sessions: Vec<(String, Arc<Identifier>)> = self
             .inner
             .sessions
@@ -173,9 +190,7 @@ impl Service {
             .drain()
             .collect();
         for (identifier, s) in sessions {
-            s.delegate
-                .stopping
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            s.delegate.set_stopping();
             let tasks: Vec<(u64, Task)> = s
                 .tasks
                 .lock()
@@ -208,6 +223,7 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         self.accept.abort();
+        self.driver.abort();
     }
 }
 
@@ -401,7 +417,9 @@ impl Inner {
         Ok(())
     }
 
-    /// Makes task `task` of the journal run again in `state`'s session.
+    /// Makes task `task` of the journal run again in `state`'s session: a new transfer, from the
+    /// resume data or partial file the last one left, waiting for its turn if the application had
+    /// resumed it.
     async fn revive(
         &self,
         identifier: &str,
@@ -453,11 +471,21 @@ impl Inner {
             j.modify_task(&id, task, |record| record.checkpoint = None)
         })
         .await?;
-        // Queued (never resumed) and suspended tasks wait for the application, as before.
+        // Queued (never resumed) and suspended tasks wait for the application, as before; the
+        // others wait for their turn.
         if running {
-            created.resume();
+            self.scheduler.enqueue(identifier, task, &record);
         }
         Ok(())
+    }
+
+    /// The session of `identifier`, if it has one.
+    fn session_of(&self, identifier: &str) -> Option<Arc<Identifier>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(identifier)
+            .cloned()
     }
 
     /// The session of `identifier`, made on first use.
@@ -471,16 +499,15 @@ impl Inner {
         let files = self.data_dir.join("files");
         courier_storage::directory::create_private_dir_all(&files)?;
         let tasks = Tasks::default();
-        let delegate = Arc::new(Journaling {
-            identifier: identifier.to_owned(),
-            journal: self.journal.clone(),
-            live: live.clone(),
-            ids: ids.clone(),
-            tasks: tasks.clone(),
-            noted_partial: Mutex::default(),
-            stopping: std::sync::atomic::AtomicBool::new(false),
+        let delegate = Arc::new(Journaling::new(
+            identifier.to_owned(),
+            self.journal.clone(),
+            live.clone(),
+            ids.clone(),
+            tasks.clone(),
+            self.scheduler.clone(),
             files,
-        });
+        ));
         let mut config = self.template.clone();
         config.session_directory = Some(
             self.data_dir
@@ -512,7 +539,7 @@ impl Inner {
                 kind,
                 request,
                 description,
-                priority,
+                schedule,
             } => {
                 let record = TaskRecord {
                     kind: kind.clone(),
@@ -522,7 +549,7 @@ impl Inner {
                     partial_file: None,
                     checkpoint: None,
                     description,
-                    priority,
+                    schedule,
                 };
                 let id = identifier.to_owned();
                 let task = journaled(&self.journal, move |j| j.add_task(&id, &record)).await?;
@@ -531,6 +558,32 @@ impl Inner {
                 let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
                 state.adopt(task, created);
                 Ok(Some(ServiceMessage::TaskCreated { task }))
+            }
+            ClientMessage::CreateFromResumeData { data, schedule } => {
+                let resume = crate::ResumeData::from_bytes(data.clone());
+                let created = state
+                    .session
+                    .download_task_with_resume_data(&resume)
+                    .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
+                let record = TaskRecord {
+                    kind: TaskKind::Download,
+                    request: crate::task::download::request_record(created.original_request()),
+                    phase: TaskPhase::Queued,
+                    partial_file: None,
+                    // Until it runs, a restart continues from the same data.
+                    checkpoint: Some(data),
+                    description: String::new(),
+                    schedule,
+                };
+                let (id, sent) = (identifier.to_owned(), record.clone());
+                let task = journaled(&self.journal, move |j| j.add_task(&id, &record)).await?;
+                state.adopt(task, created.task().clone());
+                // The record first, so the application knows the request it continues.
+                Ok(Some(ServiceMessage::Created { task, record: sent }))
+            }
+            ClientMessage::Invalidate => {
+                self.invalidate(identifier, state).await;
+                Ok(Some(ServiceMessage::Invalidated))
             }
             ClientMessage::Acknowledge { seq } => {
                 let id = identifier.to_owned();
@@ -557,31 +610,7 @@ impl Inner {
                 Ok(None)
             }
             ClientMessage::Control { task, control } => {
-                let handle = state
-                    .tasks
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&task)
-                    .cloned();
-                // A task no longer running (completed, or from before a restart) has nothing to
-                // control.
-                if let Some(handle) = handle {
-                    match control {
-                        RemoteControl::Resume => handle.resume(),
-                        RemoteControl::Suspend => handle.suspend(),
-                        RemoteControl::Cancel => handle.cancel(),
-                    }
-                    let phase = match control {
-                        RemoteControl::Suspend => Some(TaskPhase::Suspended),
-                        RemoteControl::Resume => Some(TaskPhase::Running),
-                        RemoteControl::Cancel => None,
-                    };
-                    if let Some(phase) = phase {
-                        let id = identifier.to_owned();
-                        journaled(&self.journal, move |j| set_phase(j, &id, task, phase)).await?;
-                    }
-                }
-                Ok(None)
+                Ok(self.control(identifier, state, task, control).await?)
             }
             // `Hello` again, or a request this service does not know yet.
             _ => Err(WireError::Unexpected),
@@ -603,137 +632,100 @@ impl Inner {
             })
             .collect())
     }
-}
 
-/// Sets task `id`'s phase in the journal (nothing when the task is gone).
-fn set_phase(j: &Journal, identifier: &str, id: u64, phase: TaskPhase) -> Result<(), JournalError> {
-    j.modify_task(identifier, id, |record| record.phase = phase)
-        .map(|_| ())
-}
-
-/// The delegate of an identifier's session: every event is committed to the journal, then sent
-/// live. Callbacks run on the session's delivery thread, where a durable write may block.
-struct Journaling {
-    identifier: String,
-    journal: Arc<Journal>,
-    live: broadcast::Sender<(u64, EventRecord)>,
-    ids: Arc<Mutex<HashMap<u64, u64>>>,
-    /// The tasks, to read a download's partial file name.
-    tasks: Tasks,
-    /// Tasks whose partial file the journal knows.
-    noted_partial: Mutex<std::collections::HashSet<u64>>,
-    /// Set when the service stops: the cancels that keep resume data are not completions.
-    stopping: std::sync::atomic::AtomicBool,
-    files: PathBuf,
-}
-
-impl Journaling {
-    fn journal_id(&self, task: &TaskInfo) -> Option<u64> {
-        self.ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&task.id())
-            .copied()
-    }
-
-    /// Journals a download's partial file the first time it writes, so that a restarted service
-    /// continues from the checkpoint stored beside it.
-    fn note_partial(&self, task: &TaskInfo) {
-        let Some(id) = self.journal_id(task) else {
-            return;
-        };
-        if !self
-            .noted_partial
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id)
-        {
-            return;
-        }
-        let name = self
+    /// Carries out a control call on task `task` (nothing for a task that has completed).
+    async fn control(
+        &self,
+        identifier: &str,
+        state: &Identifier,
+        task: u64,
+        control: RemoteControl,
+    ) -> Result<Option<ServiceMessage>, WireError> {
+        let handle = state
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .and_then(Task::partial_file);
-        let Some(name) = name else { return };
-        // One transaction: a phase set meanwhile (a suspend) is never written back over.
-        let noted = self.journal.modify_task(&self.identifier, id, |record| {
-            record.partial_file = Some(name)
-        });
-        if let Err(e) = noted {
-            tracing::error!(error = %e, "a partial file could not be journaled");
-        }
-    }
-
-    fn record(&self, task: &TaskInfo, event: StoredEvent) {
-        let Some(id) = self.journal_id(task) else {
-            return;
+            .get(&task)
+            .cloned();
+        let Some(handle) = handle else {
+            return Ok(match control {
+                RemoteControl::CancelForResume => {
+                    Some(ServiceMessage::ResumeData { task, data: None })
+                }
+                _ => None,
+            });
         };
-        let record = EventRecord { task: id, event };
-        match self.journal.append_event(&self.identifier, &record) {
-            Ok(seq) => {
-                let _ = self.live.send((seq, record));
+        let id = identifier.to_owned();
+        match control {
+            RemoteControl::Resume {
+                priority,
+                not_before_ms,
+            } => {
+                if self.scheduler.is_queued(identifier, task) {
+                    return Ok(None); // already waiting or running
+                }
+                let record = journaled(&self.journal, move |j| {
+                    j.modify_task(&id, task, |r| {
+                        r.phase = TaskPhase::Running;
+                        r.schedule.priority = priority;
+                        r.schedule.not_before_ms = not_before_ms;
+                    })?;
+                    j.task(&id, task)
+                })
+                .await?;
+                if let Some(Ok(record)) = record {
+                    self.scheduler.enqueue(identifier, task, &record);
+                }
+                Ok(None)
             }
-            Err(e) => tracing::error!(error = %e, "an event could not be journaled"),
+            RemoteControl::Suspend => {
+                handle.suspend();
+                self.scheduler.remove(identifier, task);
+                journaled(&self.journal, move |j| {
+                    set_phase(j, &id, task, TaskPhase::Suspended)
+                })
+                .await?;
+                Ok(None)
+            }
+            RemoteControl::Cancel => {
+                handle.cancel();
+                Ok(None)
+            }
+            RemoteControl::CancelForResume => {
+                let data = match handle.as_download() {
+                    Some(download) => download
+                        .cancel_by_producing_resume_data()
+                        .await
+                        .map(|d| d.as_bytes().to_vec()),
+                    None => {
+                        handle.cancel();
+                        None
+                    }
+                };
+                Ok(Some(ServiceMessage::ResumeData { task, data }))
+            }
         }
     }
-}
 
-impl SessionDelegate for Journaling {}
-impl DataDelegate for Journaling {}
-
-impl TaskDelegate for Journaling {
-    fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
-        if self.stopping.load(std::sync::atomic::Ordering::SeqCst)
-            && error.is_some_and(|e| e.is_cancelled())
-        {
-            // Stopped by the service's own shutdown: the task goes on at its next start.
-            return;
+    /// `invalidate_and_cancel` for `identifier`: every task is cancelled (each `did_complete`
+    /// -999 is journaled for the application), then the identifier's session goes; the next
+    /// request for it makes a new one.
+    async fn invalidate(&self, identifier: &str, state: &Identifier) {
+        let tasks: Vec<Task> = state
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for task in tasks {
+            task.cancel();
         }
-        if let Some(id) = self.journal_id(task)
-            && let Err(e) = set_phase(&self.journal, &self.identifier, id, TaskPhase::Completed)
-        {
-            tracing::error!(error = %e, "a completion could not be journaled");
-        }
-        let error = error.map(|e| StoredError {
-            code: e.code().number(),
-            message: e.message().to_owned(),
-            resume_data: e.resume_data().map(|d| d.as_bytes().to_vec()),
-        });
-        self.record(task, StoredEvent::Completed { error });
-    }
-}
-
-impl DownloadDelegate for Journaling {
-    fn did_write_data(&self, task: &TaskInfo, written: i64, total: i64, expected: i64) {
-        self.note_partial(task);
-        self.record(
-            task,
-            StoredEvent::WroteData {
-                written,
-                total,
-                expected,
-            },
-        );
-    }
-
-    fn did_resume_at_offset(&self, task: &TaskInfo, offset: i64, expected: i64) {
-        self.record(task, StoredEvent::ResumedAt { offset, expected });
-    }
-
-    fn did_finish_downloading_to(&self, task: &TaskInfo, location: &Path) {
-        let Some(id) = self.journal_id(task) else {
-            return;
-        };
-        // The file stays with the service until the application has it.
-        let kept = self.files.join(format!(
-            "{}-{id}.download",
-            courier_delegates::plain_file_name(&self.identifier)
-        ));
-        match std::fs::rename(location, &kept) {
-            Ok(()) => self.record(task, StoredEvent::FinishedDownloading { file: kept }),
-            Err(e) => tracing::error!(error = %e, "a finished download could not be kept"),
-        }
+        state.session.invalidate_and_cancel();
+        state.session.invalidated().await;
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(identifier);
     }
 }

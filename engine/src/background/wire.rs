@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BytesMut};
 use courier_storage::codec::{self, CodecError};
-use courier_storage::journal::{EventRecord, TaskKind, TaskRecord};
+use courier_storage::journal::{EventRecord, Schedule, TaskKind, TaskRecord};
 use courier_storage::resume::RequestRecord;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -60,8 +60,9 @@ pub enum ClientMessage {
         request: RequestRecord,
         /// The application's description.
         description: String,
-        /// 0.0 to 1.0.
-        priority: f32,
+        /// Its priority, discretion, creation time and resource timeout (the earliest begin date
+        /// comes with the first `Resume`).
+        schedule: Schedule,
     },
     /// The application handled event `seq`.
     Acknowledge {
@@ -77,17 +78,64 @@ pub enum ClientMessage {
     },
     /// Every task of the identifier, as `Task` messages, then `EndOfTasks`.
     ListTasks,
+    /// A download from resume data that this service produced (URLSession's
+    /// `downloadTask(withResumeData:)`); answered with `Created`.
+    CreateFromResumeData {
+        /// The resume data.
+        data: Vec<u8>,
+        /// As for `CreateTask`.
+        schedule: Schedule,
+    },
+    /// Cancels every task of the identifier (their completions wait for the next attach) and
+    /// closes its session; answered with `Invalidated`.
+    Invalidate,
 }
 
 /// A control call on a background task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RemoteControl {
-    /// `resume()`.
-    Resume,
+    /// `resume()`, with the task's priority and earliest begin date as they are now (both may be
+    /// set after the task was created).
+    Resume {
+        /// 0.0 to 1.0.
+        priority: f32,
+        /// Milliseconds since the Unix epoch.
+        not_before_ms: Option<u64>,
+    },
     /// `suspend()`.
     Suspend,
     /// `cancel()`.
     Cancel,
+    /// `cancel(byProducingResumeData:)`: answered with [`ServiceMessage::ResumeData`].
+    CancelForResume,
+}
+
+impl RemoteControl {
+    /// `resume()` with the default priority and no earliest begin date.
+    pub const RESUME: RemoteControl = RemoteControl::Resume {
+        priority: courier_delegates::priority::DEFAULT,
+        not_before_ms: None,
+    };
+}
+
+/// A new task's schedule under `config`: the session's discretion and resource timeout, the
+/// default priority, created now.
+pub fn schedule_for(config: &crate::Configuration) -> Schedule {
+    Schedule {
+        priority: courier_delegates::priority::DEFAULT,
+        discretionary: config.is_discretionary,
+        not_before_ms: None,
+        created_ms: unix_ms(std::time::SystemTime::now()),
+        resource_timeout_ms: u64::try_from(config.timeout_for_resource.as_millis())
+            .unwrap_or(u64::MAX),
+        retries: 0,
+    }
+}
+
+/// Milliseconds since the Unix epoch, as schedules count time.
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What the service says to an application.
@@ -128,6 +176,24 @@ pub enum ServiceMessage {
     },
     /// The end of a `ListTasks` answer.
     EndOfTasks,
+    /// The answer to [`RemoteControl::CancelForResume`]: resume data for the service's partial
+    /// file (give it back to a task of the same background session), or none.
+    ResumeData {
+        /// The task.
+        task: u64,
+        /// The encoded resume data.
+        data: Option<Vec<u8>>,
+    },
+    /// A task made from resume data was journaled under this id, with this record.
+    Created {
+        /// The task's identifier.
+        task: u64,
+        /// Its record (the request the resume data continues).
+        record: TaskRecord,
+    },
+    /// The identifier's tasks were cancelled and its session closed (`courier bg invalidate`);
+    /// their completions wait for the next attach.
+    Invalidated,
 }
 
 /// Why the protocol failed.

@@ -1,0 +1,292 @@
+//! The delegate of an identifier's session in the service: every event is committed to the
+//! journal, then sent live; and where an attempt ends, the choice between a completion and a retry.
+//!
+//! Callbacks run on the session's delivery thread, where a durable write may block.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use courier_delegates::{
+    DataDelegate, DownloadDelegate, Error, ErrorCode, SessionDelegate, TaskDelegate, TaskInfo,
+};
+use courier_storage::journal::{
+    EventRecord, Journal, JournalError, StoredError, StoredEvent, TaskPhase,
+};
+use tokio::sync::broadcast;
+
+use super::Tasks;
+use super::scheduler::{Retry, Scheduler};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sets task `id`'s phase in the journal (nothing when the task is gone).
+pub(super) fn set_phase(
+    j: &Journal,
+    identifier: &str,
+    id: u64,
+    phase: TaskPhase,
+) -> Result<(), JournalError> {
+    j.modify_task(identifier, id, |record| record.phase = phase)
+        .map(|_| ())
+}
+
+/// An error as the journal keeps it.
+pub(super) fn stored_error(e: &Error) -> StoredError {
+    StoredError {
+        code: e.code().number(),
+        message: e.message().to_owned(),
+        resume_data: e.resume_data().map(|d| d.as_bytes().to_vec()),
+    }
+}
+
+/// Whether a task that failed this way may succeed if tried again later: the network, not the
+/// request, was at fault.
+fn is_transient(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::TimedOut
+            | ErrorCode::NetworkConnectionLost
+            | ErrorCode::CannotConnectToHost
+            | ErrorCode::CannotFindHost
+            | ErrorCode::DnsLookupFailed
+            | ErrorCode::NotConnectedToInternet
+    )
+}
+
+/// The journaling delegate of one identifier's session.
+pub(super) struct Journaling {
+    pub(super) identifier: String,
+    pub(super) journal: Arc<Journal>,
+    pub(super) live: broadcast::Sender<(u64, EventRecord)>,
+    /// The session's task ids to the journal's.
+    pub(super) ids: Arc<Mutex<HashMap<u64, u64>>>,
+    /// The tasks, to read a download's partial file name.
+    pub(super) tasks: Tasks,
+    pub(super) scheduler: Arc<Scheduler>,
+    /// Tasks whose partial file the journal knows.
+    pub(super) noted_partial: Mutex<HashSet<u64>>,
+    /// Each task's unacknowledged progress event, replaced by the next one.
+    pub(super) progress: Mutex<HashMap<u64, u64>>,
+    /// Tasks the service stopped itself to run again later (too slow, or the service stopping):
+    /// their cancellation is not a completion.
+    pub(super) stopped: Mutex<HashSet<u64>>,
+    /// Set when the service stops: every cancel that keeps resume data is not a completion.
+    pub(super) stopping: AtomicBool,
+    /// Downloads whose answer was a transient status (503...): the body is not the file asked
+    /// for; the attempt is retried after this wait.
+    retry_status: Mutex<HashMap<u64, Duration>>,
+    pub(super) files: PathBuf,
+}
+
+impl Journaling {
+    pub(super) fn new(
+        identifier: String,
+        journal: Arc<Journal>,
+        live: broadcast::Sender<(u64, EventRecord)>,
+        ids: Arc<Mutex<HashMap<u64, u64>>>,
+        tasks: Tasks,
+        scheduler: Arc<Scheduler>,
+        files: PathBuf,
+    ) -> Journaling {
+        Journaling {
+            identifier,
+            journal,
+            live,
+            ids,
+            tasks,
+            scheduler,
+            noted_partial: Mutex::default(),
+            progress: Mutex::default(),
+            stopped: Mutex::default(),
+            stopping: AtomicBool::new(false),
+            retry_status: Mutex::default(),
+            files,
+        }
+    }
+
+    fn journal_id(&self, task: &TaskInfo) -> Option<u64> {
+        lock(&self.ids).get(&task.id()).copied()
+    }
+
+    /// Journals a download's partial file the first time it writes, so that a restarted service
+    /// continues from the checkpoint stored beside it.
+    fn note_partial(&self, id: u64) {
+        if !lock(&self.noted_partial).insert(id) {
+            return;
+        }
+        let name = lock(&self.tasks)
+            .get(&id)
+            .and_then(crate::Task::partial_file);
+        let Some(name) = name else { return };
+        // One transaction: a phase set meanwhile (a suspend) is never written back over.
+        let noted = self.journal.modify_task(&self.identifier, id, |record| {
+            record.partial_file = Some(name)
+        });
+        if let Err(e) = noted {
+            tracing::error!(error = %e, "a partial file could not be journaled");
+        }
+    }
+
+    fn record(&self, id: u64, event: StoredEvent) {
+        let record = EventRecord { task: id, event };
+        let appended = if matches!(record.event, StoredEvent::WroteData { .. }) {
+            let mut progress = lock(&self.progress);
+            let replaces = progress.get(&id).copied();
+            let seq = self
+                .journal
+                .append_progress(&self.identifier, &record, replaces);
+            if let Ok(seq) = seq {
+                progress.insert(id, seq);
+            }
+            seq
+        } else {
+            lock(&self.progress).remove(&id);
+            self.journal.append_event(&self.identifier, &record)
+        };
+        match appended {
+            Ok(seq) => {
+                let _ = self.live.send((seq, record));
+            }
+            Err(e) => tracing::error!(error = %e, "an event could not be journaled"),
+        }
+    }
+
+    /// How long to wait before trying task `id` again after a transient failure (the server's
+    /// `asked` wait, else the backoff), or `None` when its time is up or its record is gone.
+    fn retry_delay(&self, id: u64, asked: Option<Duration>) -> Option<Duration> {
+        let record = match self.journal.task(&self.identifier, id) {
+            Ok(Some(Ok(record))) => record,
+            _ => return None,
+        };
+        self.scheduler
+            .retry_delay(&record.schedule, SystemTime::now(), asked)
+    }
+
+    /// The file a finished download waits in until the application has it.
+    fn kept_file(&self, id: u64) -> PathBuf {
+        self.files.join(format!(
+            "{}-{id}.download",
+            courier_delegates::plain_file_name(&self.identifier)
+        ))
+    }
+}
+
+impl SessionDelegate for Journaling {}
+impl DataDelegate for Journaling {}
+
+impl TaskDelegate for Journaling {
+    fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
+        let Some(id) = self.journal_id(task) else {
+            return;
+        };
+        lock(&self.ids).remove(&task.id());
+        if lock(&self.stopped).remove(&id)
+            || (self.stopping.load(Ordering::SeqCst) && error.is_some_and(Error::is_cancelled))
+        {
+            // Stopped by the service itself: the task goes on later (or at its next start).
+            return;
+        }
+        self.scheduler.remove(&self.identifier, id);
+        // A transient failure is tried again while the task's time lasts.
+        let retry = match (lock(&self.retry_status).remove(&id), error) {
+            (Some(wait), _) => Some(wait),
+            (None, Some(e)) if is_transient(e.code()) => self.retry_delay(id, None),
+            (None, None) if task.kind() == courier_delegates::TaskKind::Upload => task
+                .response()
+                .filter(|r| courier_protocol_http::retry::is_transient(r.status()))
+                .and_then(|r| {
+                    let asked =
+                        courier_protocol_http::retry::retry_after(r.headers(), SystemTime::now());
+                    self.retry_delay(id, asked)
+                }),
+            _ => None,
+        };
+        if let Some(delay) = retry {
+            tracing::info!(task = id, ?delay, error = ?error.map(Error::code), "retrying");
+            lock(&self.noted_partial).remove(&id);
+            self.scheduler.retry(Retry {
+                identifier: self.identifier.clone(),
+                task: id,
+                checkpoint: error
+                    .and_then(Error::resume_data)
+                    .map(|d| d.as_bytes().to_vec()),
+                delay,
+            });
+            return;
+        }
+        if let Err(e) = set_phase(&self.journal, &self.identifier, id, TaskPhase::Completed) {
+            tracing::error!(error = %e, "a completion could not be journaled");
+        }
+        self.record(
+            id,
+            StoredEvent::Completed {
+                error: error.map(stored_error),
+            },
+        );
+    }
+}
+
+impl DownloadDelegate for Journaling {
+    fn did_write_data(&self, task: &TaskInfo, written: i64, total: i64, expected: i64) {
+        let Some(id) = self.journal_id(task) else {
+            return;
+        };
+        self.note_partial(id);
+        self.record(
+            id,
+            StoredEvent::WroteData {
+                written,
+                total,
+                expected,
+            },
+        );
+    }
+
+    fn did_resume_at_offset(&self, task: &TaskInfo, offset: i64, expected: i64) {
+        if let Some(id) = self.journal_id(task) {
+            self.record(id, StoredEvent::ResumedAt { offset, expected });
+        }
+    }
+
+    fn did_finish_downloading_to(&self, task: &TaskInfo, location: &Path) {
+        let Some(id) = self.journal_id(task) else {
+            return;
+        };
+        // "Try again later" from the server is not the file: while the task's time lasts, the
+        // body goes and the download is tried again.
+        let transient = task
+            .response()
+            .filter(|r| courier_protocol_http::retry::is_transient(r.status()));
+        if let Some(response) = transient {
+            let asked =
+                courier_protocol_http::retry::retry_after(response.headers(), SystemTime::now());
+            if let Some(delay) = self.retry_delay(id, asked) {
+                lock(&self.retry_status).insert(id, delay);
+                return; // the engine removes the file it offered
+            }
+        }
+        // The file stays with the service until the application has it.
+        let kept = self.kept_file(id);
+        match std::fs::rename(location, &kept) {
+            Ok(()) => self.record(id, StoredEvent::FinishedDownloading { file: kept }),
+            Err(e) => tracing::error!(error = %e, "a finished download could not be kept"),
+        }
+    }
+}
+
+impl Journaling {
+    /// Marks task `id` as stopped by the service (its cancellation is not a completion).
+    pub(super) fn stopping_task(&self, id: u64) {
+        lock(&self.stopped).insert(id);
+    }
+
+    /// Whether the service is stopping.
+    pub(super) fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+}
