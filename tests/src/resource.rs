@@ -44,6 +44,11 @@ pub enum Misbehaviour {
     NotSatisfiable,
     /// The resource changes (new bytes, new `ETag`) before this request is answered.
     Change,
+    /// Answer 503 Service Unavailable with `Retry-After: <secs>` and a short body.
+    Unavailable {
+        /// The `Retry-After` in seconds.
+        retry_after_secs: u64,
+    },
     /// Send the body in chunks of this many bytes, `delay_ms` apart.
     Drip {
         /// Bytes per chunk.
@@ -56,6 +61,10 @@ pub enum Misbehaviour {
 /// One request, as the server answered it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Served {
+    /// The request's path (any path serves the resource; tests tell their tasks apart by it).
+    pub path: String,
+    /// When the request arrived.
+    pub at: std::time::Instant,
     /// The `Range` header, if any.
     pub range: Option<String>,
     /// The `If-Range` header, if any.
@@ -202,8 +211,33 @@ async fn serve(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>,
         }
         (true, _, Some(at)) => (StatusCode::PARTIAL_CONTENT, at),
     };
+    let path = req.uri().path().to_owned();
+    if let Misbehaviour::Unavailable { retry_after_secs } = fault {
+        s.log.lock().expect("log").push(Served {
+            path,
+            at: std::time::Instant::now(),
+            range: range_text,
+            if_range,
+            status: 503,
+            start: 0,
+            body_len: 4,
+        });
+        let r = Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .header(http::header::RETRY_AFTER, retry_after_secs)
+            .header(http::header::CONTENT_LENGTH, 4)
+            .body(
+                http_body_util::Full::new(Bytes::from_static(b"busy"))
+                    .map_err(|e| match e {})
+                    .boxed(),
+            )
+            .expect("response");
+        return Ok(r);
+    }
     let body_len = s.size - start;
     s.log.lock().expect("log").push(Served {
+        path,
+        at: std::time::Instant::now(),
         range: range_text,
         if_range,
         status: status.as_u16(),
