@@ -53,7 +53,12 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
             let mut out = io::stdout().lock();
             loop {
                 match service.receive::<ServiceMessage>().await? {
-                    ServiceMessage::Task { task, record } => {
+                    ServiceMessage::Task {
+                        task,
+                        record,
+                        written,
+                        expected,
+                    } => {
                         let state = match record.phase {
                             TaskPhase::Queued => "suspended",
                             TaskPhase::Running => "running",
@@ -62,9 +67,16 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                         };
                         let url = &record.request.url;
                         let line = if json {
-                            json!({ "task": task, "state": state, "url": url }).to_string()
+                            json!({
+                                "task": task,
+                                "state": state,
+                                "written": written,
+                                "expected": expected,
+                                "url": url,
+                            })
+                            .to_string()
                         } else {
-                            format!("{task} {state} {url}")
+                            format!("{task} {state} {written} {expected} {url}")
                         };
                         let _ = writeln!(out, "{line}");
                     }
@@ -92,6 +104,26 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
             Ok(ExitCode::Success)
         }
         BgCommand::Attach { id, output, follow } => attach(&id, output, follow, options).await,
+        BgCommand::Invalidate { id } => {
+            let mut service = connect(&id).await?;
+            service.send(&ClientMessage::Invalidate).await?;
+            // Cancelling is quick; a service that does not answer is not waited for forever.
+            let answered = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+                loop {
+                    if let ServiceMessage::Invalidated = service.receive::<ServiceMessage>().await?
+                    {
+                        return Ok::<_, Failure>(());
+                    }
+                }
+            })
+            .await;
+            match answered {
+                Ok(result) => result.map(|()| ExitCode::Success),
+                Err(_) => Err(Failure::from(
+                    "the background service did not confirm the invalidation within 60 s",
+                )),
+            }
+        }
     }
 }
 
@@ -134,7 +166,7 @@ async fn attach(
             let mut open = std::collections::HashSet::new();
             loop {
                 match service.receive::<ServiceMessage>().await? {
-                    ServiceMessage::Task { task, record }
+                    ServiceMessage::Task { task, record, .. }
                         if record.phase != TaskPhase::Completed =>
                     {
                         open.insert(task);

@@ -104,6 +104,13 @@ pub(crate) enum BgCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// invalidate_and_cancel for ID: every task is cancelled (their did_complete -999 wait for the
+    /// next attach, whose stream ends with did_become_invalid as always).
+    Invalidate {
+        /// The background session's identifier.
+        #[arg(long)]
+        id: String,
+    },
     /// One line per task of ID the service holds: identifier, state, URL.
     List {
         /// The background session's identifier.

@@ -237,7 +237,7 @@ async fn tasks_are_suspended_resumed_cancelled_and_listed() {
     let mut completions = std::collections::HashMap::new();
     loop {
         match receive_within(&mut app).await {
-            ServiceMessage::Task { task, record } => {
+            ServiceMessage::Task { task, record, .. } => {
                 phases.insert(task, record.phase);
             }
             ServiceMessage::EndOfTasks => break,

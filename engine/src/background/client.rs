@@ -221,7 +221,7 @@ impl Client {
                 }
             };
             match message {
-                ServiceMessage::Task { task, record } => self.file_task(task, &record),
+                ServiceMessage::Task { task, record, .. } => self.file_task(task, &record),
                 ServiceMessage::Created { task, record } => {
                     self.file_task(task, &record);
                     let _ = created.send(task);

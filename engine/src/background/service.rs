@@ -621,10 +621,32 @@ impl Inner {
     async fn task_list(&self, identifier: &str) -> Result<Vec<ServiceMessage>, WireError> {
         let id = identifier.to_owned();
         let tasks = journaled(&self.journal, move |j| j.tasks(&id)).await?;
+        let running = self.session_of(identifier).map(|s| s.tasks.clone());
+        // Bytes moved so far, from the transfer when it runs in this service's life.
+        let progress = |task: u64| {
+            let running = running.as_ref()?;
+            let t = running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&task)?
+                .clone();
+            Some(match t.kind() {
+                courier_delegates::TaskKind::Upload => (t.bytes_sent(), t.bytes_expected_to_send()),
+                _ => (t.bytes_received(), t.bytes_expected_to_receive()),
+            })
+        };
         Ok(tasks
             .into_iter()
             .filter_map(|(task, record)| match record {
-                Ok(record) => Some(ServiceMessage::Task { task, record }),
+                Ok(record) => {
+                    let (written, expected) = progress(task).unwrap_or((0, -1));
+                    Some(ServiceMessage::Task {
+                        task,
+                        record,
+                        written,
+                        expected,
+                    })
+                }
                 Err(e) => {
                     tracing::error!(task, error = %e, "a damaged journal task is skipped");
                     None

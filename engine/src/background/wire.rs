@@ -173,6 +173,10 @@ pub enum ServiceMessage {
         task: u64,
         /// Its record.
         record: TaskRecord,
+        /// Bytes received (downloads) or sent (uploads) so far; 0 before it ran.
+        written: i64,
+        /// Bytes expected, or -1 when unknown.
+        expected: i64,
     },
     /// The end of a `ListTasks` answer.
     EndOfTasks,

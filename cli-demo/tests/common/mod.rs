@@ -1,0 +1,80 @@
+//! What the `courier` black-box tests share: running the binary with a private data directory,
+//! and reading and checking its `--events -` stream.
+#![allow(dead_code)] // each test file uses its own share
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A data directory for the default sessions these tests run, so they never touch the user's.
+pub(crate) fn data_home() -> &'static std::path::Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
+pub(crate) fn courier(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args(args)
+        .env("XDG_DATA_HOME", data_home())
+        .output()
+        .expect("run courier")
+}
+
+/// Asserts that a run of `courier` exited 0, showing its stderr when it did not.
+#[track_caller]
+pub(crate) fn assert_success(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The event lines on stderr (other stderr lines, such as the error summary, are skipped).
+pub(crate) fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("each event line is JSON"))
+        .collect()
+}
+
+pub(crate) fn names(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The contract every stream keeps: seq counts 1, 2, 3...; ms never goes back; nothing after a
+/// task's did_complete; did_become_invalid last and once.
+pub(crate) fn check_stream(events: &[Value]) {
+    let mut done = std::collections::HashSet::new();
+    let mut last_ms = 0.0;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"].as_u64(), Some(i as u64 + 1), "seq of {e}");
+        let ms = e["ms"].as_f64().expect("ms");
+        assert!(ms >= last_ms, "ms goes forward: {e}");
+        last_ms = ms;
+        if let Some(t) = e["task"].as_u64() {
+            assert!(
+                !done.contains(&t),
+                "event after task {t}'s did_complete: {e}"
+            );
+            if e["event"] == "did_complete" {
+                done.insert(t);
+            }
+        }
+    }
+    let n = names(events);
+    assert_eq!(n.iter().filter(|e| *e == "did_become_invalid").count(), 1);
+    assert_eq!(n.last().map(String::as_str), Some("did_become_invalid"));
+}
+
+pub(crate) fn stderr_events(out: &Output) -> Vec<Value> {
+    let ev = events(out);
+    check_stream(&ev);
+    ev
+}
