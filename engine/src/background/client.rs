@@ -69,6 +69,14 @@ impl Client {
         let failed = |e: &dyn std::fmt::Display| {
             Error::new(ErrorCode::Unknown, format!("the background service: {e}"))
         };
+        // A service that accepts but never answers (hung, or on a runtime this thread blocks)
+        // fails the handshake instead of holding the application; writes are bounded the same
+        // way throughout.
+        let handshake = Some(Duration::from_secs(10));
+        stream
+            .set_read_timeout(handshake)
+            .and_then(|()| stream.set_write_timeout(handshake))
+            .map_err(|e| failed(&e))?;
         let mut reader = stream.try_clone().map_err(|e| failed(&e))?;
         let mut writer = stream;
         let mut decoder = FrameDecoder::default();
@@ -86,6 +94,9 @@ impl Client {
             ServiceMessage::Refused { reason } => return Err(failed(&reason)),
             _ => return Err(failed(&WireError::Unexpected)),
         }
+        // From here the reader waits for events as long as the session lives (it ends when the
+        // connection closes).
+        reader.set_read_timeout(None).map_err(|e| failed(&e))?;
         let (created_tx, created) = mpsc::channel();
         let (listed_tx, listed) = mpsc::channel();
         let client = Arc::new(Client {
