@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs Courier's whole test suite: formatting, lints, docs, then every test of the workspace.
 # Tests talk only to servers they start themselves on loopback: in-process hyper servers, and real
-# server programs (nginx, tinyproxy), which this script installs from Debian when they are missing and
-# the machine allows it.
+# programs (nginx, tinyproxy, and systemd-socket-activate for the daemon's socket activation), which
+# this script installs from Debian when they are missing and the machine allows it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for program in nginx:nginx-light tinyproxy:tinyproxy; do
+for program in nginx:nginx-light tinyproxy:tinyproxy systemd-socket-activate:systemd; do
     name=${program%%:*}
     if ! command -v "$name" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$name" ] && [ ! -x "/usr/bin/$name" ]; then
         missing+=("${program#*:}")

@@ -1,6 +1,9 @@
 //! `courier daemon`: runs the background service for this user in the foreground (socket under
 //! `$XDG_RUNTIME_DIR/courier/`, journal and files under `$XDG_DATA_HOME/courier/background/`) until
 //! SIGTERM or Ctrl-C, then lets its sessions settle and exits 0.
+//!
+//! Under systemd's socket activation (`cli-demo/systemd/`) it serves the socket it is handed
+//! (`LISTEN_FDS`) instead of making one.
 
 use courier_engine::background::{Policy, Service, wire};
 use courier_storage::SessionDirectory;
@@ -14,8 +17,15 @@ pub(crate) async fn run(options: &Options) -> Result<ExitCode, Failure> {
     let data = SessionDirectory::data_dir()
         .join("courier")
         .join("background");
-    let socket = wire::socket_dir();
-    let service = Service::start(&data, &socket, template, Policy::default()).await?;
+    let policy = Policy::default();
+    let handed = listenfd::ListenFd::from_env().take_unix_listener(0)?;
+    let service = match handed {
+        Some(listener) => {
+            let (listener, owner) = wire::adopt(listener)?;
+            Service::start_on(listener, owner, &data, template, policy).await?
+        }
+        None => Service::start(&data, &wire::socket_dir(), template, policy).await?,
+    };
     eprintln!(
         "courier daemon: listening on {}, journal in {}",
         service.socket().display(),

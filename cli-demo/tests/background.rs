@@ -498,3 +498,90 @@ async fn bg_invalidate_cancels_every_task_of_the_identifier() {
     );
     stop_daemon(&mut daemon);
 }
+
+/// The systemd user unit's way in: `systemd-socket-activate` (systemd's own tool for what
+/// `courier.socket` does) holds the socket, and the first `courier bg` connection starts `courier
+/// daemon` on it; the download is handed over and attached to as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_a_socket_systemd_hands_it() {
+    let Ok(activate) = which("systemd-socket-activate") else {
+        eprintln!("systemd-socket-activate is not installed (tests/run.sh installs it): skipped");
+        return;
+    };
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let (run, data, out) = (
+        root.path().join("run"),
+        root.path().join("data"),
+        root.path().join("out"),
+    );
+    let dir = run.join("courier");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let socket = dir.join("service.sock");
+    let mut daemon = Daemon(
+        Command::new(activate)
+            .args(["-E", "XDG_RUNTIME_DIR", "-E", "XDG_DATA_HOME", "-l"])
+            .arg(&socket)
+            .args([env!("CARGO_BIN_EXE_courier"), "daemon", "--allow-http"])
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("XDG_DATA_HOME", &data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let url = server.url("/bytes/70000");
+    let (r, d, o) = (run.clone(), data.clone(), out.clone());
+    let (submitted, attached) = tokio::task::spawn_blocking(move || {
+        use std::time::{Duration, Instant};
+        let courier = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_courier"))
+                .args(args)
+                .env("XDG_RUNTIME_DIR", &r)
+                .env("XDG_DATA_HOME", &d)
+                .output()
+                .unwrap()
+        };
+        wait_for_socket(&r);
+        let submitted = courier(&["bg", "download", "--id", "activated", &url]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let listed = courier(&["bg", "list", "--id", "activated"]);
+            if String::from_utf8_lossy(&listed.stdout).contains(" completed ") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the download completes");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let o = o.to_str().unwrap().to_owned();
+        let attached = courier(&["bg", "attach", "--id", "activated", "-o", &o]);
+        (submitted, attached)
+    })
+    .await
+    .unwrap();
+    assert_success(&submitted);
+    assert_success(&attached);
+    assert_eq!(
+        std::fs::read(out.join("70000")).unwrap(),
+        pattern_bytes(0, 70_000)
+    );
+    // systemd-socket-activate execs the daemon: the same process, stopped cleanly.
+    stop_daemon(&mut daemon);
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(
+        log.contains("Execing") && log.contains(&format!("listening on {}", socket.display())),
+        "started by the activation, on its socket: {log}"
+    );
+}
+
+/// `program`'s path on `PATH` or in the system directories.
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or(())
+}

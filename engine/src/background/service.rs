@@ -121,6 +121,14 @@ impl std::fmt::Debug for Service {
     }
 }
 
+/// A start failure, with what was being done.
+fn failed(what: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::new(
+        courier_delegates::ErrorCode::Unknown,
+        format!("{what}: {e}"),
+    )
+}
+
 impl Service {
     /// Starts a service keeping its journal, sessions and files in `data_dir` and listening in
     /// `socket_dir` ([`wire::socket_dir`] in use). Every identifier's session has `template`'s
@@ -135,12 +143,23 @@ impl Service {
         template: Configuration,
         policy: Policy,
     ) -> Result<Service, Error> {
-        let failed = |what: &str, e: &dyn std::fmt::Display| {
-            Error::new(
-                courier_delegates::ErrorCode::Unknown,
-                format!("{what}: {e}"),
-            )
-        };
+        let (listener, owner) =
+            wire::listen(socket_dir).map_err(|e| failed("cannot make the socket", &e))?;
+        Service::start_on(listener, owner, data_dir, template, policy).await
+    }
+
+    /// Like [`Service::start`], on a socket already listening (systemd's socket activation hands
+    /// one over), taking connections from user `owner` only.
+    ///
+    /// # Errors
+    /// The journal cannot be opened (another service holds it).
+    pub async fn start_on(
+        listener: UnixListener,
+        owner: u32,
+        data_dir: &Path,
+        template: Configuration,
+        policy: Policy,
+    ) -> Result<Service, Error> {
         let journal = {
             let dir = data_dir.to_path_buf();
             tokio::task::spawn_blocking(move || Journal::open(&dir))
@@ -148,8 +167,6 @@ impl Service {
                 .map_err(|e| failed("cannot open the journal", &e))?
                 .map_err(|e| failed("cannot open the journal", &e))?
         };
-        let (listener, owner) =
-            wire::listen(socket_dir).map_err(|e| failed("cannot make the socket", &e))?;
         let (scheduler, retries) = Scheduler::new(policy);
         let inner = Arc::new(Inner {
             journal: Arc::new(journal),
@@ -163,11 +180,16 @@ impl Service {
             .await
             .map_err(|e| failed("cannot recover the journal's tasks", &e))?;
         let driver = tokio::spawn(inner.clone().drive(retries));
+        let socket = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .unwrap_or_default();
         let accept = tokio::spawn(accept(listener, owner, inner.clone()));
         Ok(Service {
             accept,
             driver,
-            socket: socket_dir.join(wire::SOCKET),
+            socket,
             inner,
         })
     }

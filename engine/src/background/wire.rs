@@ -581,6 +581,22 @@ pub fn listen(dir: &Path) -> io::Result<(UnixListener, u32)> {
     Ok((UnixListener::bind(&path)?, owner))
 }
 
+/// Takes over a socket already listening (systemd's socket activation), and the user id
+/// connections must come from: the owner of the socket's directory, as [`listen`] gives.
+///
+/// # Errors
+/// The socket has no path (abstract or unnamed), or it cannot be made non-blocking.
+pub fn adopt(listener: std::os::unix::net::UnixListener) -> io::Result<(UnixListener, u32)> {
+    let path = listener
+        .local_addr()?
+        .as_pathname()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| io::Error::other("the socket handed over has no path"))?;
+    let owner = owner_of(path.parent().unwrap_or(Path::new("/")))?;
+    listener.set_nonblocking(true)?;
+    Ok((UnixListener::from_std(listener)?, owner))
+}
+
 /// Accepts the connection only from `owner` (checked with `SO_PEERCRED` before anything is read).
 ///
 /// # Errors
