@@ -15,8 +15,8 @@
 //!   a clean stop (SIGTERM) journaled, or from the last checkpoint beside its partial file after a
 //!   crash (`kill -9`), with `Range` + `If-Range`; an upload from the start.
 //!
-//! - Tasks run when the [`scheduler`]'s queue gives them their turn, and transient failures are
-//!   retried there; [`journaling`] is the sessions' delegate, which journals every event and says
+//! - Tasks run when the `scheduler`'s queue gives them their turn, and transient failures are
+//!   retried there; `journaling` is the sessions' delegate, which journals every event and says
 //!   whether an attempt's end is a completion or a retry.
 
 use std::collections::HashMap;
