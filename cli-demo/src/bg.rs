@@ -154,8 +154,11 @@ async fn attach(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut failed = false;
+    // The service going away ends the session (did_become_invalid with -997): so does the command.
+    let lost = |invalid: &tokio::sync::watch::Receiver<bool>| *invalid.borrow();
     tokio::select! {
         r = replayed.wait_for(|done| *done) => { r.map_err(|_| Failure::usage("the session ended".into()))?; }
+        _ = invalid.wait_for(|gone| *gone) => return Ok(ExitCode::TaskFailed),
         _ = &mut ctrl_c => return Ok(ExitCode::Interrupted),
     }
     if follow {
@@ -185,9 +188,13 @@ async fn attach(
                     }
                     None => break,
                 },
+                _ = invalid.wait_for(|gone| *gone) => return Ok(ExitCode::TaskFailed),
                 _ = &mut ctrl_c => return Ok(ExitCode::Interrupted),
             }
         }
+    }
+    if lost(&invalid) {
+        return Ok(ExitCode::TaskFailed);
     }
     while let Ok(f) = finished.try_recv() {
         failed |= f.error.is_some();

@@ -17,7 +17,12 @@ pub(crate) async fn run(options: &Options) -> Result<ExitCode, Failure> {
     let data = SessionDirectory::data_dir()
         .join("courier")
         .join("background");
-    let policy = Policy::default();
+    let mut policy = Policy::default();
+    // --max-connections-per-host is also how many transfers run at once to one host.
+    if let Some(n) = options.max_connections_per_host {
+        policy.limits.max_per_host = n;
+        policy.limits.max_total = policy.limits.max_total.max(n);
+    }
     let handed = listenfd::ListenFd::from_env().take_unix_listener(0)?;
     let service = match handed {
         Some(listener) => {

@@ -576,6 +576,17 @@ async fn the_daemon_serves_a_socket_systemd_hands_it() {
     );
 }
 
+/// How a life of the application in the chaos test ended.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// It ended by itself.
+    No,
+    /// It was killed; the service lived.
+    App,
+    /// The service was killed under it (the application too, or not).
+    Service,
+}
+
 /// `program`'s path on `PATH` or in the system directories.
 fn which(program: &str) -> Result<std::path::PathBuf, ()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -584,4 +595,207 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
         .ok_or(())
+}
+
+/// The seed's fourth case: 20 downloads from nginx in one background session; the application
+/// (`courier bg attach --follow`) and the service (`courier daemon`) are each killed with SIGKILL
+/// at random moments, several times, and restarted. In the end every file is byte-identical to its
+/// source, and each task's `did_complete` reached the application once: a second delivery is
+/// allowed only to a life that was cut short while (or just after) it handled the first, which is
+/// the one event URLSession's contract gives again. The seed is printed for reproduction
+/// (`COURIER_CHAOS_SEED`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_downloads_survive_killed_applications_and_services() {
+    use std::time::{Duration, Instant};
+    if courier_tests::Nginx::binary().is_none() {
+        eprintln!("nginx is not installed (tests/run.sh installs it): skipped");
+        return;
+    }
+    const FILES: usize = 20;
+    const SIZE: usize = 3 << 20;
+    let root = tempfile::tempdir().unwrap();
+    let files = root.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    for i in 0..FILES {
+        courier_tests::write_random_file(&files.join(format!("file{i}")), SIZE, i as u64 + 1)
+            .unwrap();
+    }
+    let nginx = courier_tests::Nginx::start(&files).expect("nginx starts");
+    let urls: Vec<String> = (0..FILES)
+        .map(|i| nginx.url(&format!("/trickle/file{i}")))
+        .collect();
+    let seed = std::env::var("COURIER_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("chaos seed: {seed}");
+    let (run, data, out) = (
+        root.path().join("run"),
+        root.path().join("data"),
+        root.path().join("out"),
+    );
+    let logs = root.path().to_path_buf();
+    let lives = tokio::task::spawn_blocking(move || {
+        let mut rng = seed;
+        let mut next = move |below: u64| {
+            // xorshift64: reproducible from the seed.
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % below
+        };
+        let courier = |args: &[&str]| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
+            c.args(args)
+                .env("XDG_RUNTIME_DIR", &run)
+                .env("XDG_DATA_HOME", &data)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            c
+        };
+        let daemon = || {
+            let d = Daemon(
+                courier(&["daemon", "--allow-http", "--max-connections-per-host", "20"])
+                    .spawn()
+                    .unwrap(),
+            );
+            wait_for_socket(&run);
+            d
+        };
+        let mut service = daemon();
+        let mut args = vec!["bg", "download", "--id", "chaos"];
+        args.extend(urls.iter().map(String::as_str));
+        assert!(courier(&args).status().unwrap().success());
+        let out = out.to_str().unwrap().to_owned();
+        // (events file, how it was cut short) for every life of the application.
+        let mut lives: Vec<(std::path::PathBuf, Cut)> = Vec::new();
+        for life in 0..5 {
+            let events = logs.join(format!("life{life}.jsonl"));
+            let e = events.to_str().unwrap().to_owned();
+            let attach = ["bg", "attach", "--id", "chaos", "--follow", "-o", &out];
+            let mut app = courier(&attach).args(["--events", &e]).spawn().unwrap();
+            std::thread::sleep(Duration::from_millis(300 + next(1500)));
+            let what = next(3);
+            let killed_app = what != 1 && matches!(app.try_wait(), Ok(None));
+            if killed_app {
+                let _ = app.kill(); // SIGKILL
+            }
+            if what != 0 {
+                service.signal("KILL");
+                // A lost service ends the application's session (-997): it exits by itself.
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let status = loop {
+                if let Some(status) = app.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "life {life} ends when its service dies"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            eprintln!(
+                "life {life}: {} -> {status}",
+                ["app killed", "service killed", "both killed"][what as usize]
+            );
+            let cut = match (killed_app, what != 0) {
+                (_, true) => Cut::Service,
+                (true, false) => Cut::App,
+                (false, false) => Cut::No,
+            };
+            if std::env::var_os("COURIER_CHAOS_DEBUG").is_some() {
+                eprintln!("{}", std::fs::read_to_string(&events).unwrap_or_default());
+            }
+            lives.push((events, cut));
+            if what != 0 {
+                drop(service);
+                service = daemon();
+            }
+        }
+        // The last life stays until every task has completed.
+        let events = logs.join("last.jsonl");
+        let e = events.to_str().unwrap().to_owned();
+        let mut app = courier(&["bg", "attach", "--id", "chaos", "--follow", "-o", &out])
+            .args(["--events", &e])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = app.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "every task completes");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "the last life: {status}");
+        lives.push((events, Cut::No));
+        stop_daemon(&mut service);
+        lives
+    })
+    .await
+    .unwrap();
+
+    for i in 0..FILES {
+        let name = format!("file{i}");
+        let got = std::fs::read(root.path().join("out").join(&name)).unwrap_or_default();
+        let want = std::fs::read(files.join(&name)).unwrap();
+        assert!(got == want, "{name}: {} bytes, not the source's", got.len());
+    }
+    // Each task's did_complete, across lives.
+    let mut completions: std::collections::HashMap<u64, Vec<usize>> = Default::default();
+    let mut last_lines: Vec<Option<serde_json::Value>> = Vec::new();
+    for (life, (events, _)) in lives.iter().enumerate() {
+        let text = std::fs::read_to_string(events).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        for e in lines.iter().filter(|e| e["event"] == "did_complete") {
+            assert!(e["error"].is_null(), "life {life}: {e}");
+            completions
+                .entry(e["task"].as_u64().unwrap())
+                .or_default()
+                .push(life);
+        }
+        last_lines.push(
+            lines
+                .iter()
+                .rev()
+                .find(|e| e["event"] != "did_become_invalid")
+                .cloned(),
+        );
+    }
+    assert_eq!(
+        completions.len(),
+        FILES,
+        "every task completed: {completions:?}"
+    );
+    for (task, seen) in &completions {
+        for pair in seen.windows(2) {
+            let first = pair[0];
+            match lives[first].1 {
+                // Its acknowledgement may have been lost with the service.
+                Cut::Service => {}
+                // Killed inside the callback: that one event comes again, no other.
+                Cut::App => assert_eq!(
+                    last_lines[first]
+                        .as_ref()
+                        .map(|e| (e["event"].clone(), e["task"].clone())),
+                    Some((serde_json::json!("did_complete"), serde_json::json!(task))),
+                    "task {task}'s did_complete came again after life {first}: {seen:?}"
+                ),
+                Cut::No => panic!(
+                    "task {task}'s did_complete came again after life {first} ended normally: {seen:?}"
+                ),
+            }
+        }
+    }
+    drop(nginx);
 }

@@ -321,6 +321,12 @@ impl Session {
             ractor::ActorRuntime::spawn_instant(None, SessionActor, args).map_err(|e| {
                 Error::new(ErrorCode::Unknown, "cannot start the session actor").with_source(e)
             })?;
+        if let Some(client) = &background {
+            let actor = actor.clone();
+            client.on_lost(move |error| {
+                let _ = actor.cast(SessionMsg::Disconnected(error));
+            });
+        }
         Ok(Session {
             inner: Arc::new(SessionCore {
                 actor,

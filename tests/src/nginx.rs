@@ -4,7 +4,7 @@
 //! Locations:
 //! - `/FILE`: static files from the root given (sendfile, `ETag`, `Last-Modified`, byte ranges).
 //! - `/slow/FILE`: the same files, sent at 40 MB/s (`limit_rate`), so a test can interrupt a
-//!   transfer part-way.
+//!   transfer part-way; `/trickle/FILE` at 512 KiB/s, for transfers that last seconds.
 //! - `/upload/NAME`: `PUT` stores the body (WebDAV module) in [`Nginx::upload_dir`], read in full.
 //! - `/307-upload`: a 307 to `/upload/redirected.bin`.
 //! - `/private/FILE`: the static files behind `auth_basic` (realm `nginx-realm`, user `nginx`,
@@ -118,6 +118,7 @@ http {{
         listen 127.0.0.1:{port};
         root {root};
         location /slow/ {{ alias {root}/; limit_rate 40m; }}
+        location /trickle/ {{ alias {root}/; limit_rate 512k; }}
         location /upload/ {{
             alias {d}/uploads/;
             dav_methods PUT;

@@ -43,6 +43,9 @@ pub(crate) struct Client {
     /// Answers to `ListTasks` (the service carries requests out in order: once one arrives, every
     /// acknowledgement sent before it is committed).
     listed: Mutex<mpsc::Receiver<()>>,
+    /// Told when the service goes away while the session is attached (the session becomes
+    /// invalid with -997).
+    on_lost: std::sync::OnceLock<Box<dyn Fn(Error) + Send + Sync>>,
     /// Who waits for a task's resume data (`cancel_by_producing_resume_data`).
     resume_answers: Mutex<HashMap<u64, oneshot::Sender<Option<ResumeData>>>>,
     /// The session's settings (its discretion and resource timeout go with each task).
@@ -108,6 +111,7 @@ impl Client {
             closed: std::sync::atomic::AtomicBool::new(false),
             listed: Mutex::new(listed),
             resume_answers: Mutex::default(),
+            on_lost: std::sync::OnceLock::new(),
             settings: config.clone(),
         });
         let reading = client.clone();
@@ -207,6 +211,11 @@ impl Client {
         }
     }
 
+    /// Sets what happens when the service goes away while the session is attached.
+    pub(crate) fn on_lost(&self, lost: impl Fn(Error) + Send + Sync + 'static) {
+        let _ = self.on_lost.set(Box::new(lost));
+    }
+
     fn send(&self, message: &ClientMessage) -> Result<(), WireError> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         wire::write_message_blocking(&mut *writer, message)
@@ -227,6 +236,17 @@ impl Client {
                 Err(e) => {
                     if !matches!(e, WireError::Closed) {
                         tracing::warn!(error = %e, "the background service's connection ended");
+                    }
+                    if !self.closed.load(std::sync::atomic::Ordering::SeqCst)
+                        && let Some(lost) = self.on_lost.get()
+                    {
+                        lost(Error::new(
+                            ErrorCode::BackgroundSessionWasDisconnected,
+                            format!(
+                                "the background service went away ({e}); the tasks go on when \
+                                 it is back, for the next session with this identifier"
+                            ),
+                        ));
                     }
                     return;
                 }

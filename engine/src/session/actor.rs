@@ -44,6 +44,9 @@ pub(crate) enum SessionMsg {
     CountEntries(RpcReplyPort<usize>),
     /// `finish_tasks_and_invalidate()` (`cancel: false`) or `invalidate_and_cancel()`.
     Invalidate { cancel: bool },
+    /// A background session lost its service: it becomes invalid with this error (-997,
+    /// `backgroundSessionWasDisconnected`); its tasks go on in the service for the next session.
+    Disconnected(courier_delegates::Error),
 }
 
 /// The link a task actor reports through: the session's address, which (unlike a handle's link)
@@ -84,6 +87,8 @@ pub(crate) struct SessionState {
     invalidating: bool,
     /// Set once every task has stopped and invalidation is being finished.
     finishing: bool,
+    /// Why the session became invalid, when something else than the application ended it.
+    invalid_error: Option<courier_delegates::Error>,
     invalid_tx: watch::Sender<bool>,
     span: tracing::Span,
 }
@@ -105,6 +110,7 @@ impl Actor for SessionActor {
             by_actor: HashMap::new(),
             invalidating: false,
             finishing: false,
+            invalid_error: None,
             invalid_tx: args.invalid_tx,
             span,
         })
@@ -204,6 +210,10 @@ impl Actor for SessionActor {
                             "stopped right after becoming a download",
                         ),
                     }
+                }
+                SessionMsg::Disconnected(error) => {
+                    st.invalidating = true;
+                    st.invalid_error.get_or_insert(error);
                 }
                 SessionMsg::Invalidate { cancel } => {
                     st.invalidating = true;
@@ -356,12 +366,13 @@ impl SessionState {
         self.finishing = true;
         // The stores' last writes land before the session says it is invalid.
         let (queue, invalid_tx) = (self.ctx.queue.clone(), self.invalid_tx.clone());
+        let error = self.invalid_error.take();
         let mut writes = self.ctx.writes.watch();
         let span = self.span.clone();
         tokio::spawn(async move {
             let _ = writes.wait_for(|n| *n == 0).await;
             if let Some(queue) = &queue {
-                queue.push_last(|d| d.did_become_invalid(None));
+                queue.push_last(move |d| d.did_become_invalid(error.as_ref()));
             }
             tracing::debug!(parent: &span, "session invalidated");
             invalid_tx.send_replace(true);
