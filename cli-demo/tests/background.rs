@@ -34,13 +34,19 @@ impl Drop for Daemon {
     }
 }
 
+/// `courier ARGS` for the daemon whose socket is under `run` and state under `data`.
+fn courier_at(run: &std::path::Path, data: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
+    c.args(args)
+        .env("XDG_RUNTIME_DIR", run)
+        .env("XDG_DATA_HOME", data);
+    c
+}
+
 /// `courier daemon --allow-http` with its socket under `run` and its state under `data`.
 fn start_daemon(run: &std::path::Path, data: &std::path::Path) -> Daemon {
     Daemon(
-        Command::new(env!("CARGO_BIN_EXE_courier"))
-            .args(["daemon", "--allow-http"])
-            .env("XDG_RUNTIME_DIR", run)
-            .env("XDG_DATA_HOME", data)
+        courier_at(run, data, &["daemon", "--allow-http"])
             .spawn()
             .unwrap(),
     )
@@ -314,13 +320,7 @@ async fn bg_download_then_attach_hands_the_files_over() {
     );
     let courier_env = {
         let (run, data) = (run.clone(), data.clone());
-        move |args: &[&str]| {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
-            c.args(args)
-                .env("XDG_RUNTIME_DIR", &run)
-                .env("XDG_DATA_HOME", &data);
-            c
-        }
+        move |args: &[&str]| courier_at(&run, &data, args)
     };
     let mut daemon = Daemon(
         courier_env(&["daemon", "--allow-http"])
@@ -442,14 +442,7 @@ async fn bg_invalidate_cancels_every_task_of_the_identifier() {
     let (r, d) = (run.clone(), data.clone());
     let (submitted, other, invalidated, attached, listed, other_listed) =
         tokio::task::spawn_blocking(move || {
-            let courier = |args: &[&str]| {
-                Command::new(env!("CARGO_BIN_EXE_courier"))
-                    .args(args)
-                    .env("XDG_RUNTIME_DIR", &r)
-                    .env("XDG_DATA_HOME", &d)
-                    .output()
-                    .unwrap()
-            };
+            let courier = |args: &[&str]| courier_at(&r, &d, args).output().unwrap();
             wait_for_socket(&r);
             let submitted = courier(&["bg", "download", "--id", "gone", &slow, &slow]);
             let other = courier(&["bg", "download", "--id", "stays", &slow]);
@@ -535,14 +528,7 @@ async fn the_daemon_serves_a_socket_systemd_hands_it() {
     let (r, d, o) = (run.clone(), data.clone(), out.clone());
     let (submitted, attached) = tokio::task::spawn_blocking(move || {
         use std::time::{Duration, Instant};
-        let courier = |args: &[&str]| {
-            Command::new(env!("CARGO_BIN_EXE_courier"))
-                .args(args)
-                .env("XDG_RUNTIME_DIR", &r)
-                .env("XDG_DATA_HOME", &d)
-                .output()
-                .unwrap()
-        };
+        let courier = |args: &[&str]| courier_at(&r, &d, args).output().unwrap();
         wait_for_socket(&r);
         let submitted = courier(&["bg", "download", "--id", "activated", &url]);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -651,11 +637,8 @@ async fn chaos_downloads_survive_killed_applications_and_services() {
             rng % below
         };
         let courier = |args: &[&str]| {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
-            c.args(args)
-                .env("XDG_RUNTIME_DIR", &run)
-                .env("XDG_DATA_HOME", &data)
-                .stdout(std::process::Stdio::null())
+            let mut c = courier_at(&run, &data, args);
+            c.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
             c
         };
@@ -798,4 +781,172 @@ async fn chaos_downloads_survive_killed_applications_and_services() {
         }
     }
     drop(nginx);
+}
+
+/// The seed's third case: the application goes, one task finishes, the other does not; the
+/// application comes back (`bg attach --follow`): the finished one is reported in the replay,
+/// before `did_finish_events_for_background_session`, and the other goes on and reports live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_application_gets_the_finished_tasks_first_then_the_rest_live() {
+    use std::time::{Duration, Instant};
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let (run, data, out) = (
+        root.path().join("run"),
+        root.path().join("data"),
+        root.path().join("out"),
+    );
+    let mut daemon = start_daemon(&run, &data);
+    let quick = server.url("/bytes/30000");
+    // About 3 s.
+    let slow = server.url("/drip?chunks=60&size=1000&delay_ms=50");
+    let (r, d, o) = (run.clone(), data.clone(), out.clone());
+    let attached = tokio::task::spawn_blocking(move || {
+        let courier = |args: &[&str]| courier_at(&r, &d, args).output().unwrap();
+        wait_for_socket(&r);
+        assert_success(&courier(&[
+            "bg", "download", "--id", "partly", &quick, &slow,
+        ]));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let listed = courier(&["bg", "list", "--id", "partly"]);
+            let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+            if text.contains("1 completed") {
+                assert!(
+                    text.contains("2 running"),
+                    "the slow one still runs: {text}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let o = o.to_str().unwrap().to_owned();
+        courier(&[
+            "bg", "attach", "--id", "partly", "--follow", "-o", &o, "--events", "-",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_success(&attached);
+    let ev = stderr_events(&attached);
+    let position = |event: &str, task: Option<u64>| {
+        ev.iter()
+            .position(|e| e["event"] == event && task.is_none_or(|t| e["task"] == t))
+            .unwrap_or_else(|| panic!("no {event} for {task:?}: {ev:?}"))
+    };
+    let replayed = position("did_finish_events_for_background_session", None);
+    assert!(position("did_complete", Some(1)) < replayed, "{ev:?}");
+    assert!(position("did_complete", Some(2)) > replayed, "live: {ev:?}");
+    assert!(
+        ev[replayed..]
+            .iter()
+            .any(|e| e["event"] == "did_write_data" && e["task"] == 2),
+        "its progress arrives live: {ev:?}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("30000")).unwrap(),
+        pattern_bytes(0, 30_000)
+    );
+    assert_eq!(std::fs::read(out.join("drip")).unwrap().len(), 60_000);
+    stop_daemon(&mut daemon);
+}
+
+/// An upload from a file survives a killed service: after the restart it starts over (HTTP has
+/// no standard resumable upload yet) and the server reads the whole file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_starts_over_after_the_service_is_killed() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A sink that reads 64 KiB every 20 ms (about 3 MB/s) and notes each whole body it read.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (started, received) = (
+        Arc::new(Mutex::new(0usize)),
+        Arc::new(Mutex::new(Vec::<String>::new())),
+    );
+    let (s, r) = (started.clone(), received.clone());
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (s, r) = (s.clone(), r.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                *s.lock().unwrap() += 1;
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let mut body = Vec::with_capacity(length);
+                let mut chunk = vec![0u8; 64 * 1024];
+                while body.len() < length {
+                    let want = chunk.len().min(length - body.len());
+                    match tcp.read(&mut chunk[..want]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => body.extend_from_slice(&chunk[..n]),
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                r.lock().unwrap().push(courier_tests::sha256_hex(&body));
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let root = tempfile::tempdir().unwrap();
+    let (run, data) = (root.path().join("run"), root.path().join("data"));
+    let file = root.path().join("payload.bin");
+    let payload: Vec<u8> = (0..12_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &payload).unwrap();
+    let url = format!("http://127.0.0.1:{port}/put/payload.bin");
+    let (r, d, f, st) = (run.clone(), data.clone(), file.clone(), started.clone());
+    let attached = tokio::task::spawn_blocking(move || {
+        let courier = |args: &[&str]| courier_at(&r, &d, args).output().unwrap();
+        let mut daemon = start_daemon(&r, &d);
+        wait_for_socket(&r);
+        let f = f.to_str().unwrap().to_owned();
+        assert_success(&courier(&[
+            "bg", "upload", "--id", "up", "--file", &f, &url,
+        ]));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while *st.lock().unwrap() == 0 {
+            assert!(Instant::now() < deadline, "the upload starts");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        daemon.signal("KILL");
+        let mut daemon = start_daemon(&r, &d);
+        wait_for_socket(&r);
+        let attached = courier(&["bg", "attach", "--id", "up", "--follow", "--events", "-"]);
+        stop_daemon(&mut daemon);
+        attached
+    })
+    .await
+    .unwrap();
+    assert_success(&attached);
+    let ev = stderr_events(&attached);
+    let done: Vec<&serde_json::Value> =
+        ev.iter().filter(|e| e["event"] == "did_complete").collect();
+    assert_eq!(done.len(), 1, "{ev:?}");
+    assert!(done[0]["error"].is_null(), "{ev:?}");
+    assert_eq!(
+        *started.lock().unwrap(),
+        2,
+        "cut by the kill, then sent again"
+    );
+    assert_eq!(
+        *received.lock().unwrap(),
+        [courier_tests::sha256_hex(&payload)],
+        "the server read the whole file once, on the second attempt"
+    );
 }
