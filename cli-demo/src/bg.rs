@@ -214,7 +214,7 @@ async fn attach(
 /// none answers).
 async fn connect(id: &str) -> Result<Connection<UnixStream>, Failure> {
     let socket = wire::socket_dir().join(wire::SOCKET);
-    let stream = tokio::task::spawn_blocking(move || wire::connect_or_start(&socket))
+    let stream = tokio::task::spawn_blocking(move || wire::connect_or_start(&socket, None))
         .await
         .map_err(|e| Failure::usage(e.to_string()))?
         .map_err(Failure::usage)?;

@@ -950,3 +950,75 @@ async fn an_upload_starts_over_after_the_service_is_killed() {
         "the server read the whole file once, on the second attempt"
     );
 }
+
+/// A background session with no service to answer starts one (`PROGRAM daemon`, the program the
+/// configuration names), in a process group of its own so that a Ctrl-C to the application leaves
+/// it running, and its task runs there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_session_starts_the_service_when_none_answers() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let (run, data) = (root.path().join("run"), root.path().join("data"));
+    let (program, pid_file) = (
+        root.path().join("courier-here"),
+        root.path().join("daemon.pid"),
+    );
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\necho $$ > '{}'\nXDG_RUNTIME_DIR='{}' XDG_DATA_HOME='{}' exec '{}' \"$@\" --allow-http\n",
+            pid_file.display(),
+            run.display(),
+            data.display(),
+            env!("CARGO_BIN_EXE_courier")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut config = courier_engine::Configuration::background("autostart");
+    config.background_service = Some(run.join("courier").join("service.sock"));
+    config.background_daemon = Some(program);
+    let rec = std::sync::Arc::new(courier_tests::Recorder::new());
+    let session = courier_engine::Session::with_delegate(config, rec.clone()).unwrap();
+    let task = session
+        .download_task(server.url("/bytes/40000").as_str())
+        .unwrap();
+    task.resume();
+    assert_eq!(
+        rec.wait_complete(task.id(), Duration::from_secs(20)).await,
+        Some(None)
+    );
+    drop((task, session));
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // pid (comm) state ppid pgrp ...: the service leads a process group of its own.
+    let fields: Vec<String> = stat()
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    assert_eq!(fields.get(2), Some(&pid.to_string()), "{fields:?}");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Not this test's child to wait for: it has exited once it is a zombie or gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let state = || {
+        stat()
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+    };
+    while !matches!(state(), None | Some('Z')) {
+        assert!(Instant::now() < deadline, "the service stops on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -136,6 +136,10 @@ pub struct Configuration {
     /// A background session's service socket (`None`: the user's, in
     /// [`crate::background::wire::socket_dir`]).
     pub background_service: Option<std::path::PathBuf>,
+    /// A background session's service program, started (as `PROGRAM daemon`) when no service
+    /// answers (`None`: `COURIER_DAEMON`, else the `courier` beside the application, else
+    /// `courier` on `PATH`).
+    pub background_daemon: Option<std::path::PathBuf>,
     /// `isDiscretionary`, for background sessions: their tasks run only when no other task of the
     /// service waits for its turn (URLSession also waits for power and Wi-Fi; Courier's service
     /// knows neither). Ignored by other sessions.
@@ -213,6 +217,7 @@ impl Default for Configuration {
             kind: SessionKind::Default,
             identifier: None,
             background_service: None,
+            background_daemon: None,
             is_discretionary: false,
             timeout_for_request: Duration::from_secs(60),
             timeout_for_resource: Duration::from_secs(7 * 24 * 60 * 60),

@@ -67,7 +67,7 @@ impl Client {
             .background_service
             .clone()
             .unwrap_or_else(|| wire::socket_dir().join(wire::SOCKET));
-        let stream = wire::connect_or_start(&socket)
+        let stream = wire::connect_or_start(&socket, config.background_daemon.as_deref())
             .map_err(|why| Error::new(ErrorCode::CannotConnectToHost, why))?;
         let failed = |e: &dyn std::fmt::Display| {
             Error::new(ErrorCode::Unknown, format!("the background service: {e}"))

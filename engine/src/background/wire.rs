@@ -507,19 +507,29 @@ pub fn read_message_blocking<T: DeserializeOwned>(
     }
 }
 
-/// Connects to the service at `socket`, starting one when none answers: `courier daemon`, from
-/// the program `COURIER_DAEMON` names, else the `courier` beside this program, else on `PATH`;
-/// then waits a few seconds for it. A blocking call (it is local and quick).
+/// Connects to the service at `socket`, starting one when none answers: `program daemon`, where
+/// `program` is the one given ([`Configuration::background_daemon`]), else the one
+/// `COURIER_DAEMON` names, else the `courier` beside this program, else `courier` on `PATH`; then
+/// waits a few seconds for it. The service runs in a process group of its own, so the signals
+/// that stop the application (Ctrl-C in a terminal) leave it running. A blocking call (it is local
+/// and quick).
+///
+/// [`Configuration::background_daemon`]: crate::Configuration::background_daemon
 ///
 /// # Errors
 /// No service answers and none could be started: the message says how to start one.
-pub fn connect_or_start(socket: &Path) -> Result<std::os::unix::net::UnixStream, String> {
+pub fn connect_or_start(
+    socket: &Path,
+    program: Option<&Path>,
+) -> Result<std::os::unix::net::UnixStream, String> {
     use std::os::unix::net::UnixStream as Blocking;
+    use std::os::unix::process::CommandExt;
     if let Ok(stream) = Blocking::connect(socket) {
         return Ok(stream);
     }
-    let program = std::env::var_os("COURIER_DAEMON")
-        .map(PathBuf::from)
+    let program = program
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("COURIER_DAEMON").map(PathBuf::from))
         .or_else(|| {
             let beside = std::env::current_exe().ok()?.with_file_name("courier");
             beside.is_file().then_some(beside)
@@ -529,6 +539,9 @@ pub fn connect_or_start(socket: &Path) -> Result<std::os::unix::net::UnixStream,
                COURIER_DAEMON";
     let spawned = std::process::Command::new(&program)
         .arg("daemon")
+        // A process group of its own: the Ctrl-C that stops the application in a terminal must
+        // not stop the service that carries its transfers on.
+        .process_group(0)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
