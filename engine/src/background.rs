@@ -15,5 +15,7 @@ pub mod queue;
 pub mod service;
 pub mod wire;
 
+/// The journal's records, as the wire protocol carries them.
+pub use courier_storage::journal;
 pub use queue::Limits;
 pub use service::{Policy, Service, Throughput};

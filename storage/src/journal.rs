@@ -345,6 +345,33 @@ impl Journal {
         self.append(identifier, event, replaces, redb::Durability::None)
     }
 
+    /// Marks task `event.task` completed and appends its completion event, in one transaction: a
+    /// crash never leaves a task completed without the event that tells the application so.
+    ///
+    /// # Errors
+    /// The write failed; nothing changed.
+    pub fn complete_task(
+        &self,
+        identifier: &str,
+        event: &EventRecord,
+    ) -> Result<u64, JournalError> {
+        self.append_with(identifier, event, None, redb::Durability::Immediate, |tx| {
+            let mut tasks = tx.open_table(TASKS).map_err(storage)?;
+            let current = tasks
+                .get((identifier, event.task))
+                .map_err(storage)?
+                .map(|v| codec::decode::<TaskRecord>(v.value()));
+            if let Some(Ok(mut record)) = current {
+                record.phase = TaskPhase::Completed;
+                let blob = codec::encode(&record).map_err(JournalError::Encode)?;
+                tasks
+                    .insert((identifier, event.task), blob.as_slice())
+                    .map_err(storage)?;
+            }
+            Ok(())
+        })
+    }
+
     fn append(
         &self,
         identifier: &str,
@@ -352,9 +379,22 @@ impl Journal {
         replaces: Option<u64>,
         durability: redb::Durability,
     ) -> Result<u64, JournalError> {
+        self.append_with(identifier, event, replaces, durability, |_| Ok(()))
+    }
+
+    /// Appends `event` (in place of `replaces`) after `also` wrote in the same transaction.
+    fn append_with(
+        &self,
+        identifier: &str,
+        event: &EventRecord,
+        replaces: Option<u64>,
+        durability: redb::Durability,
+        also: impl FnOnce(&redb::WriteTransaction) -> Result<(), JournalError>,
+    ) -> Result<u64, JournalError> {
         let blob = codec::encode(event).map_err(JournalError::Encode)?;
         let mut tx = self.db.begin_write().map_err(storage)?;
         tx.set_durability(durability).map_err(storage)?;
+        also(&tx)?;
         let seq = {
             let mut counters = tx.open_table(COUNTERS).map_err(storage)?;
             let seq = counters
@@ -562,6 +602,40 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn progress_replaces_progress_and_a_completion_marks_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let id = j.add_task("app", &task("https://example.com/a")).unwrap();
+        let first = j.append_progress("app", &wrote(id, 10), None).unwrap();
+        let second = j
+            .append_progress("app", &wrote(id, 20), Some(first))
+            .unwrap();
+        let events: Vec<u64> = j
+            .events("app")
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(
+            events,
+            [second],
+            "the newest report stands for the older one"
+        );
+        let done = EventRecord {
+            task: id,
+            event: StoredEvent::Completed { error: None },
+        };
+        let seq = j.complete_task("app", &done).unwrap();
+        let (_, record) = j.tasks("app").unwrap().remove(0);
+        assert_eq!(record.unwrap().phase, TaskPhase::Completed);
+        assert_eq!(j.event("app", seq).unwrap().unwrap().unwrap(), done);
+        drop(j);
+        // Lazy commits become durable with the next durable one.
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.events("app").unwrap().len(), 2);
     }
 
     #[test]

@@ -355,7 +355,11 @@ impl Client {
                     d.did_complete(&info, error.as_ref());
                 }
             }
-            // Handled: the service may forget it.
+            // Handled: the service may forget it (a live-only progress report, seq 0, was never
+            // kept).
+            if seq == 0 {
+                return;
+            }
             if let Err(e) = client.send(&ClientMessage::Acknowledge { seq }) {
                 tracing::warn!(seq, error = %e, "an event could not be acknowledged");
             }

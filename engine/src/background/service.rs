@@ -70,10 +70,30 @@ struct Inner {
     scheduler: Arc<Scheduler>,
 }
 
+/// An event on its way to attached applications: journaled under `seq`, or (`seq` is `None`) a
+/// progress report only sent live, which happened after event `after` was journaled.
+#[derive(Clone, Debug)]
+pub(crate) struct LiveEvent {
+    pub(crate) seq: Option<u64>,
+    pub(crate) after: u64,
+    pub(crate) record: EventRecord,
+}
+
+impl LiveEvent {
+    /// Whether an application whose replay went up to `replayed` still needs it: a journaled
+    /// event after the replay, or a live-only one that happened after the replay's last event.
+    fn is_after(&self, replayed: u64) -> bool {
+        match self.seq {
+            Some(seq) => seq > replayed,
+            None => self.after >= replayed,
+        }
+    }
+}
+
 /// One identifier's session, and the channel its live events go out on.
 struct Identifier {
     session: Session,
-    live: broadcast::Sender<(u64, EventRecord)>,
+    live: broadcast::Sender<LiveEvent>,
     /// The session's task ids to the journal's.
     ids: Arc<Mutex<HashMap<u64, u64>>>,
     /// The journal's task ids to the session's tasks, for control calls.
@@ -347,8 +367,8 @@ async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), 
                     None => return Err(WireError::Closed),
                 },
                 event = live.recv(), if writable => match event {
-                    Ok((seq, record)) if seq > replayed => {
-                        let event = ServiceMessage::Event { seq, record };
+                    Ok(live) if live.is_after(replayed) => {
+                        let event = ServiceMessage::Event { seq: live.seq.unwrap_or(0), record: live.record };
                         writable = write_message(&mut writer, &event).await.is_ok();
                     }
                     Ok(_) => {}
@@ -480,7 +500,12 @@ impl Inner {
                 );
                 let sent = event.clone();
                 let seq = journaled(&self.journal, move |j| j.append_event(&id, &event)).await?;
-                let _ = state.live.send((seq, sent));
+                state.delegate.journaled(seq);
+                let _ = state.live.send(LiveEvent {
+                    seq: Some(seq),
+                    after: seq,
+                    record: sent,
+                });
                 state.create(&TaskKind::Download, request)
             }
             (kind, _) => state.create(kind, request),

@@ -159,7 +159,8 @@ pub enum ServiceMessage {
     },
     /// An event for the application's delegate.
     Event {
-        /// Its sequence number (acknowledge it once handled).
+        /// Its sequence number (acknowledge it once handled); 0 for a progress report the journal
+        /// does not keep, which needs no acknowledgement.
         seq: u64,
         /// The event.
         record: EventRecord,

@@ -16,7 +16,11 @@
 //!    PATH, by default the one beside this bench) refusing 1 GiB of zeros sent as gzip, deflate
 //!    and br by a loopback server, beside `curl --compressed` decoding the same bodies whole.
 //!
-//! `--only tasks`, `--only download` or `--only bombs` runs one part.
+//! 5. On demand (`--only background [--courier PATH] [--rounds N]`): what background sessions
+//!    cost: journaled downloads against a default session's, the restart after SIGKILL, the
+//!    daemon's memory per queued task (`bench/background.rs`).
+//!
+//! `--only tasks`, `--only download`, `--only bombs` or `--only background` runs one part.
 //!
 //! The server runs on its own runtime thread, so client and server share the two cores as they would
 //! with a separate server process.
@@ -33,6 +37,9 @@ use courier_engine::{
 };
 use courier_tests::TestServer;
 use tokio::sync::Notify;
+
+#[path = "bench/background.rs"]
+mod background;
 
 struct Counter {
     done: AtomicUsize,
@@ -255,11 +262,10 @@ fn download_bench(pairs: usize) {
     );
 }
 
-/// Part 4: decompression bombs, refused by `courier get`; `curl --compressed` decodes them whole.
-fn bombs_bench() {
+/// The `courier` binary the on-demand parts run: `--courier PATH`, else the one beside this bench.
+fn courier_binary() -> std::path::PathBuf {
     let args: Vec<String> = std::env::args().collect();
-    let courier = args
-        .iter()
+    args.iter()
         .position(|a| a == "--courier")
         .and_then(|i| args.get(i + 1))
         .map(std::path::PathBuf::from)
@@ -267,7 +273,12 @@ fn bombs_bench() {
             std::env::current_exe()
                 .expect("own path")
                 .with_file_name("courier")
-        });
+        })
+}
+
+/// Part 4: decompression bombs, refused by `courier get`; `curl --compressed` decodes them whole.
+fn bombs_bench() {
+    let courier = courier_binary();
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -336,6 +347,10 @@ fn main() {
     }
     if only.as_deref() == Some("bombs") {
         bombs_bench();
+        return;
+    }
+    if only.as_deref() == Some("background") {
+        background::run(&courier_binary(), arg("--rounds", 5));
         return;
     }
     let pairs = arg("--pairs", 11);

@@ -17,8 +17,11 @@ use courier_storage::journal::{
 };
 use tokio::sync::broadcast;
 
-use super::Tasks;
 use super::scheduler::{Retry, Scheduler};
+use super::{LiveEvent, Tasks};
+
+/// How often a task's progress is journaled (the reports between go live only).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -62,7 +65,7 @@ fn is_transient(code: ErrorCode) -> bool {
 pub(super) struct Journaling {
     pub(super) identifier: String,
     pub(super) journal: Arc<Journal>,
-    pub(super) live: broadcast::Sender<(u64, EventRecord)>,
+    pub(super) live: broadcast::Sender<LiveEvent>,
     /// The session's task ids to the journal's.
     pub(super) ids: Arc<Mutex<HashMap<u64, u64>>>,
     /// The tasks, to read a download's partial file name.
@@ -70,8 +73,10 @@ pub(super) struct Journaling {
     pub(super) scheduler: Arc<Scheduler>,
     /// Tasks whose partial file the journal knows.
     pub(super) noted_partial: Mutex<HashSet<u64>>,
-    /// Each task's unacknowledged progress event, replaced by the next one.
-    pub(super) progress: Mutex<HashMap<u64, u64>>,
+    /// Each task's journaled progress event (replaced by the next one) and when it was written.
+    progress: Mutex<HashMap<u64, (u64, std::time::Instant)>>,
+    /// The newest sequence number journaled, which live-only progress reports come after.
+    last_seq: std::sync::atomic::AtomicU64,
     /// Tasks the service stopped itself to run again later (too slow, or the service stopping):
     /// their cancellation is not a completion.
     pub(super) stopped: Mutex<HashSet<u64>>,
@@ -87,7 +92,7 @@ impl Journaling {
     pub(super) fn new(
         identifier: String,
         journal: Arc<Journal>,
-        live: broadcast::Sender<(u64, EventRecord)>,
+        live: broadcast::Sender<LiveEvent>,
         ids: Arc<Mutex<HashMap<u64, u64>>>,
         tasks: Tasks,
         scheduler: Arc<Scheduler>,
@@ -102,6 +107,7 @@ impl Journaling {
             scheduler,
             noted_partial: Mutex::default(),
             progress: Mutex::default(),
+            last_seq: std::sync::atomic::AtomicU64::new(0),
             stopped: Mutex::default(),
             stopping: AtomicBool::new(false),
             retry_status: Mutex::default(),
@@ -132,16 +138,37 @@ impl Journaling {
         }
     }
 
+    /// Notes that event `seq` was journaled (live-only reports come after it).
+    pub(super) fn journaled(&self, seq: u64) {
+        self.last_seq.fetch_max(seq, Ordering::SeqCst);
+    }
+
+    /// Sends an event to attached applications.
+    fn send_live(&self, seq: Option<u64>, record: EventRecord) {
+        let after = self.last_seq.load(Ordering::SeqCst);
+        let _ = self.live.send(LiveEvent { seq, after, record });
+    }
+
+    /// Journals an event, then sends it live. A progress report is journaled at most every
+    /// [`PROGRESS_EVERY`] per task (in place of the task's previous one, without waiting for the
+    /// disk); the others go live only: the next attach needs the newest, not each.
     fn record(&self, id: u64, event: StoredEvent) {
         let record = EventRecord { task: id, event };
         let appended = if matches!(record.event, StoredEvent::WroteData { .. }) {
             let mut progress = lock(&self.progress);
-            let replaces = progress.get(&id).copied();
-            let seq = self
-                .journal
-                .append_progress(&self.identifier, &record, replaces);
+            let previous = progress.get(&id).copied();
+            if previous.is_some_and(|(_, at)| at.elapsed() < PROGRESS_EVERY) {
+                drop(progress);
+                self.send_live(None, record);
+                return;
+            }
+            let seq = self.journal.append_progress(
+                &self.identifier,
+                &record,
+                previous.map(|(seq, _)| seq),
+            );
             if let Ok(seq) = seq {
-                progress.insert(id, seq);
+                progress.insert(id, (seq, std::time::Instant::now()));
             }
             seq
         } else {
@@ -150,7 +177,8 @@ impl Journaling {
         };
         match appended {
             Ok(seq) => {
-                let _ = self.live.send((seq, record));
+                self.journaled(seq);
+                self.send_live(Some(seq), record);
             }
             Err(e) => tracing::error!(error = %e, "an event could not be journaled"),
         }
@@ -219,15 +247,20 @@ impl TaskDelegate for Journaling {
             });
             return;
         }
-        if let Err(e) = set_phase(&self.journal, &self.identifier, id, TaskPhase::Completed) {
-            tracing::error!(error = %e, "a completion could not be journaled");
-        }
-        self.record(
-            id,
-            StoredEvent::Completed {
+        let record = EventRecord {
+            task: id,
+            event: StoredEvent::Completed {
                 error: error.map(stored_error),
             },
-        );
+        };
+        lock(&self.progress).remove(&id);
+        match self.journal.complete_task(&self.identifier, &record) {
+            Ok(seq) => {
+                self.journaled(seq);
+                self.send_live(Some(seq), record);
+            }
+            Err(e) => tracing::error!(error = %e, "a completion could not be journaled"),
+        }
     }
 }
 
