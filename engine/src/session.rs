@@ -551,7 +551,26 @@ impl Session {
 
     /// The tasks that are running, or suspended after having been resumed (`getAllTasks`). Tasks
     /// never resumed, cancelling or completed are left out.
+    ///
+    /// In a background session: every task of the identifier that has not completed, including
+    /// the ones an earlier life of the application created (never resumed ones too), as the
+    /// service held them when this session attached. That is how a relaunched application gets
+    /// handles to its transfers again.
     pub async fn all_tasks(&self) -> Vec<Task> {
+        if let Some(client) = &self.inner.background {
+            let link = Arc::new(crate::background::client::ClientLink(client.clone()));
+            let asking = client.clone();
+            let infos = self
+                .inner
+                .runtime
+                .spawn_blocking(move || asking.tasks())
+                .await
+                .unwrap_or_default();
+            return infos
+                .into_iter()
+                .map(|info| Task::new(info, link.clone(), PartialSlot::default()))
+                .collect();
+        }
         match ractor::call!(self.inner.actor, SessionMsg::AllTasks) {
             Ok(infos) => infos
                 .into_iter()

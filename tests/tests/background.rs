@@ -411,3 +411,63 @@ async fn a_background_session_refuses_what_it_cannot_do() {
         "{err}"
     );
 }
+
+/// A task record the journal holds damaged (a bad disk, a bad write) is reported as that task's
+/// failure (-1015) at the next start and removed; the other tasks go on. Redirects are followed
+/// without asking anyone, as URLSession does for background sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_task_record_fails_that_task_only_and_redirects_are_followed() {
+    use courier_engine::Session;
+    use courier_tests::{Event, Recorder};
+    use std::sync::Arc;
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let service = start_service(root.path()).await;
+    let rec = Arc::new(Recorder::new());
+    let session =
+        Session::with_delegate(background("com.example.damaged", &service), rec.clone()).unwrap();
+    let damaged = session
+        .download_task(server.url("/bytes/1000").as_str())
+        .unwrap();
+    let redirected = session
+        .download_task(server.url("/redirect/302?to=/bytes/5000").as_str())
+        .unwrap();
+    drop(session);
+    service.shutdown().await;
+    // The disk damages the first record while no service runs.
+    {
+        let journal = courier_storage::journal::Journal::open(&root.path().join("data")).unwrap();
+        journal
+            .put_raw_task("com.example.damaged", damaged.id(), b"not a record")
+            .unwrap();
+    }
+    let service = start_service(root.path()).await;
+    let rec = Arc::new(Recorder::new());
+    let session =
+        Session::with_delegate(background("com.example.damaged", &service), rec.clone()).unwrap();
+    assert_eq!(
+        rec.wait_complete(damaged.id(), WAIT).await,
+        Some(Some(courier_engine::ErrorCode::CannotDecodeRawData))
+    );
+    // The other task was never resumed: the relaunched application finds it among its tasks,
+    // whole, and it runs when resumed (through a redirect nobody is asked about).
+    let tasks = session.all_tasks().await;
+    assert_eq!(
+        tasks.iter().map(|t| t.id()).collect::<Vec<_>>(),
+        [redirected.id()],
+        "the damaged one is gone, the other is there"
+    );
+    let other = &tasks[0];
+    assert_eq!(
+        other.original_request().url_str(),
+        redirected.original_request().url_str()
+    );
+    assert_eq!(other.state(), courier_engine::TaskState::Suspended);
+    other.resume();
+    assert_eq!(rec.wait_complete(other.id(), WAIT).await, Some(None));
+    assert!(rec.events().iter().any(|e| matches!(
+        e,
+        Event::Finished { task, size: 5000, .. } if *task == other.id()
+    )));
+    service.shutdown().await;
+}

@@ -287,18 +287,47 @@ impl Client {
         }
     }
 
-    /// Files a task the service told of, so that its events have a task to be about.
+    /// Files a task the service told of, so that its events have a task to be about and
+    /// `all_tasks` hands it out.
     fn file_task(&self, task: u64, record: &TaskRecord) {
         let kind = match record.kind {
             journal::TaskKind::Download => TaskKind::Download,
             journal::TaskKind::Upload { .. } => TaskKind::Upload,
         };
         let request = crate::task::download::request_from_record(&record.request);
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let (info, recorder) = tasks
             .entry(task)
             .or_insert_with(|| TaskInfo::new(task, kind, request));
+        info.set_description(record.description.clone());
+        info.set_priority(record.schedule.priority);
+        recorder.set_state(match record.phase {
+            journal::TaskPhase::Running => TaskState::Running,
+            journal::TaskPhase::Completed => TaskState::Completed,
+            journal::TaskPhase::Queued | journal::TaskPhase::Suspended => TaskState::Suspended,
+        });
+    }
+
+    /// The identifier's tasks that have not completed: those this session created, and those
+    /// the service holds (an earlier life of the application made them). A blocking round trip
+    /// (every task the service holds is filed once it returns).
+    pub(crate) fn tasks(&self) -> Vec<TaskInfo> {
+        {
+            let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+            if self.send(&ClientMessage::ListTasks).is_ok() {
+                let _ = listed.recv_timeout(Duration::from_secs(5));
+            }
+        }
+        let mut infos: Vec<TaskInfo> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|(info, _)| info.state() != TaskState::Completed)
+            .map(|(info, _)| info.clone())
+            .collect();
+        infos.sort_by_key(TaskInfo::id);
+        infos
     }
 
     /// Delivers one event on the delegate queue, then acknowledges it.
@@ -309,13 +338,16 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .get(&record.task)
             .cloned();
-        let Some((info, recorder)) = known else {
-            tracing::warn!(
-                task = record.task,
-                "an event about a task this session does not know"
-            );
-            return;
-        };
+        // A task the service no longer describes (its record was damaged, and only its failure
+        // is left to report) still gets its events, under its identifier.
+        let (info, recorder) = known.unwrap_or_else(|| {
+            let filed = TaskInfo::new(record.task, TaskKind::Download, Request::get(""));
+            self.tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(record.task, filed.clone());
+            filed
+        });
         let client = self.clone();
         queue.push(move |d| {
             if client.closed.load(std::sync::atomic::Ordering::SeqCst) {

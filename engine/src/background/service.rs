@@ -222,9 +222,14 @@ impl Service {
     /// Stops cleanly (SIGTERM): every download still running is stopped with its resume data,
     /// which the journal keeps for the next start; every session is closed.
     pub async fn shutdown(self) {
-        self.accept.abort();
-        self.driver.abort();
-        let sessions: Vec<(String, Arc<Identifier>)> = self
+        let mut this = self;
+        // Connections (their tasks go with the accept loop's) and the scheduler first.
+        this.accept.abort();
+        this.driver.abort();
+        let _ = (&mut this.accept).await;
+        let _ = (&mut this.driver).await;
+        let this = this;
+        let sessions: Vec<(String, Arc<Identifier>)> = this
             .inner
             .sessions
             .lock()
@@ -248,7 +253,7 @@ impl Service {
                     continue;
                 };
                 let (identifier, data) = (identifier.clone(), data.as_bytes().to_vec());
-                let kept = journaled(&self.inner.journal, move |j| {
+                let kept = journaled(&this.inner.journal, move |j| {
                     j.modify_task(&identifier, id, |record| record.checkpoint = Some(data))
                 })
                 .await;
@@ -258,6 +263,12 @@ impl Service {
             }
             s.session.invalidate_and_cancel();
             s.session.invalidated().await;
+        }
+        // The journal closes when its last holder (a session's delegate thread finishing) lets
+        // go: wait for that, a few seconds at most, so a new service can open it at once.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Arc::strong_count(&this.inner.journal) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 }
@@ -269,19 +280,25 @@ impl Drop for Service {
     }
 }
 
+/// Accepts connections and serves each; the connections end with this loop (when the service
+/// stops).
 async fn accept(listener: UnixListener, owner: u32, inner: Arc<Inner>) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serve(stream, owner, inner).await
-                && !matches!(e, WireError::Closed)
-            {
-                tracing::warn!(error = %e, "a background connection ended");
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let inner = inner.clone();
+                connections.spawn(async move {
+                    if let Err(e) = serve(stream, owner, inner).await
+                        && !matches!(e, WireError::Closed)
+                    {
+                        tracing::warn!(error = %e, "a background connection ended");
+                    }
+                });
             }
-        });
+            Some(_) = connections.join_next() => {}
+        }
     }
 }
 
@@ -486,8 +503,8 @@ impl Inner {
                 .session
                 .download_task_with_resume_data(&data)
                 .map(|t| t.task().clone()),
-            (TaskKind::Download, None) => {
-                // Nothing to continue from: it starts over, and says so.
+            (TaskKind::Download, None) if record.partial_file.is_some() => {
+                // Its partial file is gone (or unreadable): it starts over, and says so.
                 let (id, event) = (
                     identifier.to_owned(),
                     EventRecord {
