@@ -150,7 +150,7 @@ async fn the_daemon_keeps_unacknowledged_events_across_its_restart() {
     loop {
         match next_from_daemon(&mut app).await {
             ServiceMessage::Event { seq, record } => {
-                let done = matches!(record.event, StoredEvent::Completed { error: None });
+                let done = matches!(record.event, StoredEvent::Completed { error: None, .. });
                 live.push(seq);
                 if done {
                     break;
@@ -281,7 +281,7 @@ async fn a_download_survives_a_stopped_daemon(signal: &str) {
             match record.event {
                 StoredEvent::ResumedAt { offset, .. } => resumed_at = Some(offset),
                 StoredEvent::FinishedDownloading { file: f } => file = Some(f),
-                StoredEvent::Completed { error } => {
+                StoredEvent::Completed { error, .. } => {
                     assert!(error.is_none(), "{error:?}");
                     completions += 1;
                 }
@@ -397,6 +397,12 @@ async fn bg_download_then_attach_hands_the_files_over() {
         names.iter().filter(|n| **n == "did_complete").count(),
         2,
         "{names:?}"
+    );
+    assert!(
+        ev.iter()
+            .filter(|e| e["event"] == "did_complete")
+            .all(|e| e["status"] == 200),
+        "the final response's status comes with the completion: {ev:?}"
     );
     assert_eq!(
         names[names.len() - 2..],

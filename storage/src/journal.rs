@@ -133,6 +133,8 @@ pub enum StoredEvent {
     Completed {
         /// The error, if the task failed.
         error: Option<StoredError>,
+        /// The final response's head, if one came.
+        response: Option<crate::resume::ResponseRecord>,
     },
 }
 
@@ -626,7 +628,10 @@ mod tests {
         );
         let done = EventRecord {
             task: id,
-            event: StoredEvent::Completed { error: None },
+            event: StoredEvent::Completed {
+                error: None,
+                response: None,
+            },
         };
         let seq = j.complete_task("app", &done).unwrap();
         let (_, record) = j.tasks("app").unwrap().remove(0);

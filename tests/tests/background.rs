@@ -145,9 +145,10 @@ async fn events_wait_for_the_application_and_are_replayed_in_order() {
         assert_eq!(totals.last().copied(), Some(size as i64));
         let n = mine.len();
         let file = match (&mine[n - 2], &mine[n - 1]) {
-            (StoredEvent::FinishedDownloading { file }, StoredEvent::Completed { error: None }) => {
-                file.clone()
-            }
+            (
+                StoredEvent::FinishedDownloading { file },
+                StoredEvent::Completed { error: None, .. },
+            ) => file.clone(),
             other => panic!("the file, then the completion: {other:?}"),
         };
         assert_eq!(std::fs::read(&file).unwrap(), pattern_bytes(0, size));
@@ -242,7 +243,7 @@ async fn tasks_are_suspended_resumed_cancelled_and_listed() {
             }
             ServiceMessage::EndOfTasks => break,
             ServiceMessage::Event { record, .. } => {
-                if let StoredEvent::Completed { error } = record.event {
+                if let StoredEvent::Completed { error, .. } = record.event {
                     completions.insert(record.task, error.map(|e| e.code));
                 }
             }
@@ -258,7 +259,7 @@ async fn tasks_are_suspended_resumed_cancelled_and_listed() {
     .unwrap();
     while completions.len() < 2 {
         if let ServiceMessage::Event { record, .. } = receive_within(&mut app).await
-            && let StoredEvent::Completed { error } = record.event
+            && let StoredEvent::Completed { error, .. } = record.event
         {
             completions.insert(record.task, error.map(|e| e.code));
         }

@@ -370,7 +370,13 @@ impl Client {
                 StoredEvent::FinishedDownloading { file } => {
                     d.did_finish_downloading_to(&info, &file);
                 }
-                StoredEvent::Completed { error } => {
+                StoredEvent::Completed { error, response } => {
+                    if let Some(response) = response
+                        .as_ref()
+                        .and_then(crate::task::download::response_from_record)
+                    {
+                        recorder.set_response(response);
+                    }
                     let error = error.map(|e| {
                         let code = ErrorCode::from_number(e.code).unwrap_or(ErrorCode::Unknown);
                         let error =

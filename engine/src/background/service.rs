@@ -461,6 +461,7 @@ impl Inner {
                                     ),
                                     resume_data: None,
                                 }),
+                                response: None,
                             },
                         };
                         let id = identifier.clone();

@@ -519,6 +519,23 @@ pub(crate) fn request_from_record(record: &RequestRecord) -> Request {
     request
 }
 
+/// The response head `record` describes (`None` when its URL or status does not parse). The
+/// record keeps no HTTP version: it reads as HTTP/1.1.
+pub(crate) fn response_from_record(record: &ResponseRecord) -> Option<Response> {
+    let url = url::Url::parse(&record.url).ok()?;
+    let status = http::StatusCode::from_u16(record.status).ok()?;
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &record.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    Some(Response::new(url, status, http::Version::HTTP_11, headers))
+}
+
 /// A request as resume data and the background journal keep it (without `Range`/`If-Range`,
 /// which belong to one attempt).
 pub fn request_record(r: &Request) -> RequestRecord {
@@ -534,7 +551,8 @@ pub fn request_record(r: &Request) -> RequestRecord {
     }
 }
 
-fn response_record(r: &Response) -> ResponseRecord {
+/// A response head as resume data and the background journal keep it.
+pub(crate) fn response_record(r: &Response) -> ResponseRecord {
     ResponseRecord {
         url: r.url().as_str().to_owned(),
         status: r.status().as_u16(),

@@ -251,6 +251,9 @@ impl TaskDelegate for Journaling {
             task: id,
             event: StoredEvent::Completed {
                 error: error.map(stored_error),
+                response: task
+                    .response()
+                    .map(|r| crate::task::download::response_record(&r)),
             },
         };
         lock(&self.progress).remove(&id);
