@@ -281,6 +281,25 @@ impl Configuration {
     /// nothing queued): download tasks, and upload tasks from a file, only; a delegate is
     /// required (no completion forms, no byte streams); http and https only.
     ///
+    /// What differs from a default session, as in URLSession:
+    /// - Redirects are followed without asking the delegate.
+    /// - A timeout or lost connection (or a 408, 429, 500, 502, 503 or 504 answer) is retried,
+    ///   after the server's `Retry-After` or an exponential backoff, until
+    ///   [`timeout_for_resource`](Configuration::timeout_for_resource) (counted from the task's
+    ///   creation); a download continues from its partial file.
+    /// - Tasks wait their turn in the service's queue (see [`is_discretionary`](Configuration::is_discretionary),
+    ///   `TaskInfo::set_priority` and `TaskInfo::set_earliest_begin_date`).
+    /// - Each event is acknowledged once its delegate method has returned. An application killed
+    ///   inside a callback gets that one event again at its next session with the identifier (a
+    ///   finished download's file too, if the delegate had not moved it yet); no other event is
+    ///   delivered twice, and none is lost.
+    /// - `all_tasks` hands out the identifier's tasks that have not completed, also those an
+    ///   earlier life of the application created.
+    /// - `invalidate_and_cancel` cancels the identifier's tasks in the service (their
+    ///   completions reach the next session); `finish_tasks_and_invalidate` and dropping the
+    ///   session only detach, and the tasks go on. If the service goes away, the session becomes
+    ///   invalid with -997 (`BackgroundSessionWasDisconnected`).
+    ///
     /// [`CreateTaskError`]: crate::CreateTaskError
     pub fn background(identifier: impl Into<String>) -> Configuration {
         Configuration {

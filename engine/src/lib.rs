@@ -21,7 +21,8 @@
 //!   partial file, checkpoints and resume data) and come from (an upload's bytes, file or stream).
 //! - [`state`]: the task state machine, `(state, event) -> (state, effects)`, with no I/O.
 //! - [`configuration`]: [`Configuration`], a session's settings and their defaults.
-//! - [`background`]: background sessions (being built): so far the wire protocol to the service.
+//! - [`background`]: background sessions' other side: the service (journal, replay, crash
+//!   recovery), its queue and retries, and the wire protocol an application's session speaks to it.
 //! - `context`, `stores`, `completion`: what the session and its tasks share, in neutral modules
 //!   (`task` never imports `session`; it reports to it through one narrow type, `TaskReport`):
 //!   the session context; the cookie jar, URL cache and credential store with their background
