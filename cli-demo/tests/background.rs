@@ -804,8 +804,8 @@ async fn a_returning_application_gets_the_finished_tasks_first_then_the_rest_liv
     );
     let mut daemon = start_daemon(&run, &data);
     let quick = server.url("/bytes/30000");
-    // About 3 s.
-    let slow = server.url("/drip?chunks=60&size=1000&delay_ms=50");
+    // About 5 s.
+    let slow = server.url("/drip?chunks=100&size=1000&delay_ms=50");
     let (r, d, o) = (run.clone(), data.clone(), out.clone());
     let attached = tokio::task::spawn_blocking(move || {
         let courier = |args: &[&str]| courier_at(&r, &d, args).output().unwrap();
@@ -854,7 +854,7 @@ async fn a_returning_application_gets_the_finished_tasks_first_then_the_rest_liv
         std::fs::read(out.join("30000")).unwrap(),
         pattern_bytes(0, 30_000)
     );
-    assert_eq!(std::fs::read(out.join("drip")).unwrap().len(), 60_000);
+    assert_eq!(std::fs::read(out.join("drip")).unwrap().len(), 100_000);
     stop_daemon(&mut daemon);
 }
 

@@ -157,10 +157,10 @@ async fn retries_stop_at_the_resource_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_runs_one_at_a_time_by_priority_with_discretionary_tasks_last() {
     let server = ResourceServer::start(60_000).await;
-    // The first transfer holds the only slot for a while.
+    // The first transfer holds the only slot for 2 s, while the others are resumed.
     server.script([Misbehaviour::Drip {
-        chunk: 6_000,
-        delay_ms: 60,
+        chunk: 3_000,
+        delay_ms: 100,
     }]);
     let root = tempfile::tempdir().unwrap();
     let service = start_service(

@@ -213,10 +213,13 @@ impl TaskDelegate for Journaling {
             return;
         };
         lock(&self.ids).remove(&task.id());
-        if lock(&self.stopped).remove(&id)
+        let stopped_here = lock(&self.stopped).remove(&id);
+        if (stopped_here && error.is_some())
             || (self.stopping.load(Ordering::SeqCst) && error.is_some_and(Error::is_cancelled))
         {
-            // Stopped by the service itself: the task goes on later (or at its next start).
+            // Stopped by the service itself: the task goes on later (or at its next start). A
+            // task that finished just before the stop completes as usual (and is not retried:
+            // its record says completed).
             return;
         }
         self.scheduler.remove(&self.identifier, id);

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use courier_storage::journal::{Schedule, TaskRecord};
+use courier_storage::journal::{Schedule, TaskPhase, TaskRecord};
 use tokio::sync::{Notify, mpsc};
 
 use super::super::queue::{Key, Limits, Queue, Waiting};
@@ -232,6 +232,8 @@ impl Inner {
         })
         .await;
         match record {
+            // It finished meanwhile (just before the service stopped it).
+            Ok(Some(Ok(record))) if record.phase == TaskPhase::Completed => {}
             Ok(Some(Ok(record))) => {
                 if let Err(e) = self.revive(&identifier, &state, task, record).await {
                     tracing::error!(task, error = %e, "a task could not be retried");
@@ -259,6 +261,10 @@ impl Inner {
                 continue;
             };
             let moved = task.bytes_received() + task.bytes_sent();
+            let expected = task.bytes_expected_to_receive();
+            if expected > 0 && task.bytes_received() >= expected {
+                continue; // done: its completion is on its way
+            }
             let (since, at) = *samples.entry(key.clone()).or_insert((now, moved));
             let elapsed = now.duration_since(since);
             if elapsed < floor.window {
