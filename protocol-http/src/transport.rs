@@ -119,7 +119,12 @@ impl Transport {
             // Limits on what a response head may hold: past them the response is refused as
             // unparsable instead of filling memory.
             .http1_max_headers(MAX_RESPONSE_HEADERS)
-            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            // HTTP/2 flow-control windows sized from the measured bandwidth-delay product (BDP
+            // pings) instead of hyper's fixed 2 MiB / 5 MiB: a 1 GiB download from nginx over
+            // HTTPS took 2.4 s with the fixed windows (1.6-2.0 s with others from 128 KiB to
+            // 8 MiB) and 1.0 s with these, curl's time (BENCHMARKS.md, issue 10).
+            .http2_adaptive_window(true);
         let client = builder.build(connector.clone());
         Ok(Transport {
             client: Arc::new(RwLock::new(client)),

@@ -8,9 +8,10 @@
 //!    URLs (`--parallel --parallel-max 6`) in the same run; reports each side's median and the median
 //!    of the paired ratios.
 //! 2. The resident memory of N suspended (never resumed) tasks: RSS delta per task.
-//! 3. Last, a 1 GiB download to a file from nginx over loopback (HTTP/1.1): courier (a fresh process per
-//!    run, the engine's completion form on a current-thread runtime, as the CLI runs it) against
-//!    `curl -o`, interleaved pairs (`--download-pairs`, default 9), and courier's peak RSS (VmHWM).
+//! 3. Last, a 1 GiB download to a file from nginx over loopback (HTTP/1.1, then HTTPS with HTTP/2):
+//!    courier (a fresh process per run, the engine's completion form on a current-thread runtime,
+//!    as the CLI runs it) against `curl -o`, interleaved pairs (`--download-pairs`, default 9),
+//!    and courier's peak RSS (VmHWM).
 //!
 //! 4. On demand (`--only bombs [--courier PATH]`): the peak RSS of `courier get` (the binary at
 //!    PATH, by default the one beside this bench) refusing 1 GiB of zeros sent as gzip, deflate
@@ -20,7 +21,8 @@
 //!    cost: journaled downloads against a default session's, the restart after SIGKILL, the
 //!    daemon's memory per queued task (`bench/background.rs`).
 //!
-//! `--only tasks`, `--only download`, `--only bombs` or `--only background` runs one part.
+//! `--only tasks`, `--only download` (`download-h1`, `download-h2`: one of its two halves),
+//! `--only bombs` or `--only background` runs one part.
 //!
 //! The server runs on its own runtime thread, so client and server share the two cores as they would
 //! with a separate server process.
@@ -148,7 +150,7 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 /// `courier-bench download-once URL OUT`: one download with the engine, then the peak RSS.
-fn download_once(url: &str, out: &std::path::Path) {
+fn download_once(url: &str, out: &std::path::Path, ca_pem: Option<&std::path::Path>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -157,6 +159,10 @@ fn download_once(url: &str, out: &std::path::Path) {
         let mut c = Configuration::default();
         c.cleartext = CleartextPolicy::AllowAll;
         c.session_directory = out.parent().map(|p| p.join("session"));
+        if let Some(pem) = ca_pem {
+            c.trust_pem_certificates(&std::fs::read(pem).expect("CA"))
+                .expect("CA");
+        }
         let session = Session::new(c).expect("session");
         let (file, response) = session.download(url).await.expect("download");
         assert_eq!(response.status(), 200);
@@ -176,27 +182,47 @@ fn status_field(name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Part 3: 1 GiB from nginx, courier against `curl -o`.
+/// Part 3: 1 GiB from nginx, courier against `curl -o`: over HTTP/1.1, then over HTTPS with
+/// HTTP/2.
 fn download_bench(pairs: usize) {
+    download_bench_over(pairs, false);
+    download_bench_over(pairs, true);
+}
+
+fn download_bench_over(pairs: usize, tls: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).expect("root");
     let size = 1usize << 30;
     courier_tests::write_random_file(&root.join("1g.bin"), size, 42).expect("1 GiB file");
-    let Some(nginx) = courier_tests::Nginx::start(&root) else {
+    let ca = courier_tests::TestCa::new();
+    let ca_pem = dir.path().join("ca.pem");
+    std::fs::write(&ca_pem, &ca.ca_pem).expect("CA file");
+    let nginx = if tls {
+        courier_tests::Nginx::start_tls(&root, &ca)
+    } else {
+        courier_tests::Nginx::start(&root)
+    };
+    let Some(nginx) = nginx else {
         println!("# 1 GiB download: skipped (no nginx)");
         return;
     };
-    let url = nginx.url("/1g.bin");
+    let url = if tls {
+        nginx.tls_url("/1g.bin")
+    } else {
+        nginx.url("/1g.bin")
+    };
+    let over = if tls { "HTTPS, HTTP/2" } else { "HTTP/1.1" };
     let out = dir.path().join("out.bin");
     let me = std::env::current_exe().expect("own path");
     let run_courier = || -> (f64, u64) {
         let started = Instant::now();
-        let output = Command::new(&me)
-            .args(["download-once", &url])
-            .arg(&out)
-            .output()
-            .expect("courier-bench download-once");
+        let mut once = Command::new(&me);
+        once.args(["download-once", &url]).arg(&out);
+        if tls {
+            once.arg(&ca_pem);
+        }
+        let output = once.output().expect("courier-bench download-once");
         let took = started.elapsed().as_secs_f64();
         assert!(
             output.status.success(),
@@ -218,12 +244,12 @@ fn download_bench(pairs: usize) {
     };
     let run_curl = || -> f64 {
         let started = Instant::now();
-        let status = Command::new("curl")
-            .args(["-s", "-o"])
-            .arg(&out)
-            .arg(&url)
-            .status()
-            .expect("curl runs");
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-o"]).arg(&out).arg(&url);
+        if tls {
+            curl.arg("--cacert").arg(&ca_pem);
+        }
+        let status = curl.status().expect("curl runs");
         let took = started.elapsed().as_secs_f64();
         assert!(status.success());
         assert_eq!(
@@ -234,7 +260,7 @@ fn download_bench(pairs: usize) {
         took
     };
     println!(
-        "# 1 GiB download to a file from nginx over loopback (HTTP/1.1); {pairs} interleaved pairs"
+        "# 1 GiB download to a file from nginx over loopback ({over}); {pairs} interleaved pairs"
     );
     let _ = (run_courier(), run_curl()); // warm-up: the file is in the page cache for both
     let (mut ours, mut theirs, mut ratios, mut peaks) =
@@ -333,7 +359,11 @@ fn bombs_bench() {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("download-once") {
-        download_once(&args[2], std::path::Path::new(&args[3]));
+        download_once(
+            &args[2],
+            std::path::Path::new(&args[3]),
+            args.get(4).map(std::path::Path::new),
+        );
         return;
     }
     let only = args
@@ -341,9 +371,11 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    if only.as_deref() == Some("download") {
-        download_bench(arg("--download-pairs", 9));
-        return;
+    match only.as_deref() {
+        Some("download") => return download_bench(arg("--download-pairs", 9)),
+        Some("download-h1") => return download_bench_over(arg("--download-pairs", 9), false),
+        Some("download-h2") => return download_bench_over(arg("--download-pairs", 9), true),
+        _ => {}
     }
     if only.as_deref() == Some("bombs") {
         bombs_bench();
