@@ -21,6 +21,9 @@
 //!    cost: journaled downloads against a default session's, the restart after SIGKILL, the
 //!    daemon's memory per queued task (`bench/background.rs`).
 //!
+//! 6. On demand (`--only small [--requests N] [--rounds N]`): N GETs of 1 KiB, 64 at once, through
+//!    the library, courier against reqwest, each on both runtime flavours (`bench/small.rs`).
+//!
 //! `--only tasks`, `--only download` (`download-h1`, `download-h2`: one of its two halves),
 //! `--only bombs` or `--only background` runs one part.
 //!
@@ -42,6 +45,8 @@ use tokio::sync::Notify;
 
 #[path = "bench/background.rs"]
 mod background;
+#[path = "bench/small.rs"]
+mod small;
 
 struct Counter {
     done: AtomicUsize,
@@ -379,6 +384,10 @@ fn main() {
     }
     if only.as_deref() == Some("bombs") {
         bombs_bench();
+        return;
+    }
+    if only.as_deref() == Some("small") {
+        small::run(arg("--requests", 10_000), arg("--rounds", 5));
         return;
     }
     if only.as_deref() == Some("background") {

@@ -1,0 +1,165 @@
+//! Part 6 (`--only small [--requests N] [--rounds N]`): many small GETs through the library, as a
+//! Rust program makes them: N GETs of 1 KiB (default 10,000) over HTTP/1.1 keep-alive, 64 at
+//! once (64 workers, each awaiting one response body after another), one session or client,
+//! against an in-process hyper server on a runtime thread of its own. Courier (`session.data`)
+//! and reqwest 0.13 (`client.get().send().bytes()`), each on a current-thread and a two-worker
+//! runtime, interleaved in every round; the ratio is courier's median over the best reqwest
+//! variant's.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use courier_engine::{CleartextPolicy, Configuration, Session};
+use courier_tests::TestServer;
+
+use super::median;
+
+/// At once.
+const WORKERS: usize = 64;
+
+/// How a side's runtime runs.
+#[derive(Clone, Copy, Debug)]
+enum Flavor {
+    CurrentThread,
+    MultiThread,
+}
+
+impl Flavor {
+    fn runtime(self) -> tokio::runtime::Runtime {
+        match self {
+            Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build(),
+        }
+        .expect("runtime")
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Flavor::CurrentThread => "current-thread",
+            Flavor::MultiThread => "multi-thread",
+        }
+    }
+}
+
+/// Runs `n` requests with [`WORKERS`] workers; `get` makes one and returns its body length.
+async fn drive<F, Fut>(n: usize, get: F) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = usize> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..WORKERS {
+        let (next, get) = (next.clone(), get.clone());
+        workers.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                assert_eq!(get().await, 1024, "a whole 1 KiB body");
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.expect("worker");
+    }
+    started.elapsed()
+}
+
+fn courier(url: &str, n: usize, flavor: Flavor) -> Duration {
+    flavor.runtime().block_on(async {
+        let mut config = Configuration::ephemeral();
+        config.cleartext = CleartextPolicy::AllowAll;
+        config.http_maximum_connections_per_host = WORKERS;
+        // Like reqwest: no URL cache.
+        config.url_cache_memory_capacity = 0;
+        let session = Session::new(config).expect("session");
+        let url = url.to_owned();
+        let took = drive(n, move || {
+            let (session, url) = (session.clone(), url.clone());
+            async move {
+                let (body, _) = session.data(url.as_str()).await.expect("GET");
+                body.len()
+            }
+        })
+        .await;
+        took
+    })
+}
+
+fn reqwest(url: &str, n: usize, flavor: Flavor) -> Duration {
+    flavor.runtime().block_on(async {
+        let client = reqwest::Client::new();
+        let url = url.to_owned();
+        drive(n, move || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let response = client.get(url.as_str()).send().await.expect("GET");
+                response.bytes().await.expect("body").len()
+            }
+        })
+        .await
+    })
+}
+
+pub(crate) fn run(n: usize, rounds: usize) {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let server = server_rt.block_on(TestServer::http());
+    let url = server.url("/bytes/1024");
+    println!(
+        "# {n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client; {rounds} interleaved rounds"
+    );
+    type Side = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
+    let sides: [Side; 4] = [
+        ("courier", courier, Flavor::MultiThread),
+        ("courier", courier, Flavor::CurrentThread),
+        ("reqwest", reqwest, Flavor::CurrentThread),
+        ("reqwest", reqwest, Flavor::MultiThread),
+    ];
+    // Warm-up: connections, allocator, page cache.
+    for (_, run, flavor) in &sides {
+        run(&url, n / 10, *flavor);
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
+    for round in 0..rounds {
+        let mut line = format!("round {round}:");
+        for (i, (name, run, flavor)) in sides.iter().enumerate() {
+            let t = run(&url, n, *flavor).as_secs_f64();
+            line.push_str(&format!("  {name} {} {t:.3} s", flavor.name()));
+            times[i].push(t);
+        }
+        println!("{line}");
+    }
+    let summary: Vec<(String, f64, f64, f64)> = sides
+        .iter()
+        .zip(times.iter_mut())
+        .map(|((name, _, flavor), t)| {
+            let (lo, hi) = (
+                t.iter().cloned().fold(f64::MAX, f64::min),
+                t.iter().cloned().fold(0.0, f64::max),
+            );
+            (format!("{name} {}", flavor.name()), median(t), lo, hi)
+        })
+        .collect();
+    for (name, m, lo, hi) in &summary {
+        println!(
+            "{name}: median {m:.3} s ({:.0} requests/s), min {lo:.3}, max {hi:.3}",
+            n as f64 / m
+        );
+    }
+    let best_courier = summary[..2].iter().map(|s| s.1).fold(f64::MAX, f64::min);
+    let best_reqwest = summary[2..].iter().map(|s| s.1).fold(f64::MAX, f64::min);
+    println!(
+        "courier (best flavour) / reqwest (best flavour), median wall time: {:.2}; courier's rate is {:.0}% of reqwest's",
+        best_courier / best_reqwest,
+        100.0 * best_reqwest / best_courier
+    );
+}
