@@ -79,15 +79,14 @@ fn courier(url: &str, n: usize, flavor: Flavor) -> Duration {
         config.url_cache_memory_capacity = 0;
         let session = Session::new(config).expect("session");
         let url = url.to_owned();
-        let took = drive(n, move || {
+        drive(n, move || {
             let (session, url) = (session.clone(), url.clone());
             async move {
                 let (body, _) = session.data(url.as_str()).await.expect("GET");
                 body.len()
             }
         })
-        .await;
-        took
+        .await
     })
 }
 
