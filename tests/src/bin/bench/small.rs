@@ -4,7 +4,8 @@
 //! against an in-process hyper server on a runtime thread of its own. Courier (`session.data`)
 //! and reqwest 0.13 (`client.get().send().bytes()`), each on a current-thread and a two-worker
 //! runtime, interleaved in every round; the ratio is courier's median over the best reqwest
-//! variant's.
+//! variant's. hyper-util's client alone (Courier's transport) gives the per-request cost of
+//! Courier's own layers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,6 +91,27 @@ fn courier(url: &str, n: usize, flavor: Flavor) -> Duration {
     })
 }
 
+/// hyper-util's pooled client alone, what Courier's transport is built on: the floor for the cost of
+/// Courier's own layers (sessions, task actors, delegates).
+fn hyper_util(url: &str, n: usize, flavor: Flavor) -> Duration {
+    use http_body_util::BodyExt;
+    flavor.runtime().block_on(async {
+        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let uri: http::Uri = url.parse().expect("URI");
+        drive(n, move || {
+            let (client, uri) = (client.clone(), uri.clone());
+            async move {
+                let response = client.get(uri).await.expect("GET");
+                let body = response.into_body().collect().await.expect("body");
+                body.to_bytes().len()
+            }
+        })
+        .await
+    })
+}
+
 fn reqwest(url: &str, n: usize, flavor: Flavor) -> Duration {
     flavor.runtime().block_on(async {
         let client = reqwest::Client::new();
@@ -117,11 +139,13 @@ pub(crate) fn run(n: usize, rounds: usize) {
         "# {n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client; {rounds} interleaved rounds"
     );
     type Side = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
-    let sides: [Side; 4] = [
+    let sides: [Side; 6] = [
         ("courier", courier, Flavor::MultiThread),
         ("courier", courier, Flavor::CurrentThread),
         ("reqwest", reqwest, Flavor::CurrentThread),
         ("reqwest", reqwest, Flavor::MultiThread),
+        ("hyper-util", hyper_util, Flavor::CurrentThread),
+        ("hyper-util", hyper_util, Flavor::MultiThread),
     ];
     // Warm-up: connections, allocator, page cache.
     for (_, run, flavor) in &sides {
@@ -154,11 +178,16 @@ pub(crate) fn run(n: usize, rounds: usize) {
             n as f64 / m
         );
     }
-    let best_courier = summary[..2].iter().map(|s| s.1).fold(f64::MAX, f64::min);
-    let best_reqwest = summary[2..].iter().map(|s| s.1).fold(f64::MAX, f64::min);
+    let best =
+        |range: std::ops::Range<usize>| summary[range].iter().map(|s| s.1).fold(f64::MAX, f64::min);
+    let (best_courier, best_reqwest, best_hyper) = (best(0..2), best(2..4), best(4..6));
     println!(
         "courier (best flavour) / reqwest (best flavour), median wall time: {:.2}; courier's rate is {:.0}% of reqwest's",
         best_courier / best_reqwest,
         100.0 * best_reqwest / best_courier
+    );
+    println!(
+        "courier's cost per request over hyper-util's client alone (best flavours): {:.1} us",
+        (best_courier - best_hyper) / n as f64 * 1e6
     );
 }
