@@ -55,6 +55,18 @@ struct Counter {
     notify: Notify,
 }
 
+impl Counter {
+    /// Counts completions until `target`.
+    fn new(target: usize) -> Counter {
+        Counter {
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            target,
+            notify: Notify::new(),
+        }
+    }
+}
+
 impl SessionDelegate for Counter {}
 impl DataDelegate for Counter {}
 impl courier_engine::DownloadDelegate for Counter {}
@@ -87,16 +99,24 @@ async fn courier_run(url: &str, n: usize) -> Duration {
 }
 
 async fn courier_run_with(url: &str, n: usize, config: Configuration) -> Duration {
-    let counter = Arc::new(Counter {
-        done: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-        target: n,
-        notify: Notify::new(),
-    });
+    complete_all(config, n, |session, _| {
+        session.data_task(url).expect("task").resume();
+    })
+    .await
+}
+
+/// Starts `n` tasks in one session of `config` (`start` creates and resumes task `i`) and waits for
+/// every completion; the wall time. Every task must succeed.
+async fn complete_all(
+    config: Configuration,
+    n: usize,
+    start: impl Fn(&Session, usize),
+) -> Duration {
+    let counter = Arc::new(Counter::new(n));
     let session = Session::with_delegate(config, counter.clone()).expect("session");
     let started = Instant::now();
-    for _ in 0..n {
-        session.data_task(url).expect("task").resume();
+    for i in 0..n {
+        start(&session, i);
     }
     counter.notify.notified().await;
     let took = started.elapsed();
@@ -128,6 +148,18 @@ fn curl_run(config_file: &std::path::Path) -> Duration {
         .expect("curl runs");
     assert!(status.success());
     started.elapsed()
+}
+
+/// The loopback server, on a runtime thread of its own (client and server share the two cores as
+/// with a separate server process); keep the runtime as long as the server.
+fn loopback_server() -> (tokio::runtime::Runtime, TestServer) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let server = runtime.block_on(TestServer::http());
+    (runtime, server)
 }
 
 fn rss_bytes() -> u64 {
@@ -173,12 +205,12 @@ fn download_once(url: &str, out: &std::path::Path, ca_pem: Option<&std::path::Pa
         assert_eq!(response.status(), 200);
         file.persist(out).expect("persist");
     });
-    println!("peak_rss_kib={}", status_field("VmHWM:"));
+    println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
 }
 
-/// A field of /proc/self/status, in KiB.
-fn status_field(name: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A field of `/proc/PROCESS/status` (`self`, or a process id), in KiB.
+fn status_field(process: &str, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with(name))
@@ -310,12 +342,7 @@ fn courier_binary() -> std::path::PathBuf {
 /// Part 4: decompression bombs, refused by `courier get`; `curl --compressed` decodes them whole.
 fn bombs_bench() {
     let courier = courier_binary();
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("server runtime");
-    let server = server_rt.block_on(TestServer::http());
+    let (_server_rt, server) = loopback_server();
     println!(
         "# 1 GiB of zeros as each encoding: peak RSS of {}",
         courier.display()
@@ -396,12 +423,7 @@ fn main() {
     }
     let pairs = arg("--pairs", 11);
     let tasks = arg("--tasks", 10_000);
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("server runtime");
-    let server = server_rt.block_on(TestServer::http());
+    let (_server_rt, server) = loopback_server();
     let url = server.url("/bytes/1024");
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -412,13 +434,7 @@ fn main() {
     // First, while the heap is fresh: freed memory from the runs below would hide the growth.
     println!("# memory of {tasks} suspended tasks");
     let (before, after) = client.block_on(async {
-        let counter = Counter {
-            done: AtomicUsize::new(0),
-            failed: AtomicUsize::new(0),
-            target: 0,
-            notify: Notify::new(),
-        };
-        let session = Session::with_delegate(config(), Arc::new(counter)).expect("session");
+        let session = Session::with_delegate(config(), Arc::new(Counter::new(0))).expect("session");
         // One task first, so the session actor and its maps exist before the baseline.
         let warm = session.data_task(url.as_str()).expect("task");
         let _ = session.all_tasks().await;

@@ -12,8 +12,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use courier_engine::background::journal::{self, StoredEvent, TaskKind};
@@ -21,11 +19,10 @@ use courier_engine::background::wire::{
     self, ClientMessage, Connection, RemoteControl, ServiceMessage,
 };
 use courier_engine::background::{Limits, Policy, Service};
-use courier_engine::{CleartextPolicy, Configuration, Session};
+use courier_engine::{CleartextPolicy, Configuration};
 use tokio::net::UnixStream;
-use tokio::sync::Notify;
 
-use super::{Counter, median};
+use super::median;
 
 const TASKS: usize = 100;
 const SIZE: usize = 10 << 20;
@@ -69,25 +66,13 @@ fn session_config(base: Configuration, dir: &Path) -> Configuration {
 
 /// Downloads every URL at once in `config`'s session; the wall time.
 async fn download_all(config: Configuration, urls: &[String]) -> Duration {
-    let counter = Arc::new(Counter {
-        done: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-        target: urls.len(),
-        notify: Notify::new(),
-    });
-    let session = Session::with_delegate(config, counter.clone()).expect("session");
-    let started = Instant::now();
-    for url in urls {
-        session.download_task(url.as_str()).expect("task").resume();
-    }
-    counter.notify.notified().await;
-    let took = started.elapsed();
-    assert_eq!(
-        counter.failed.load(Ordering::Relaxed),
-        0,
-        "every download succeeds"
-    );
-    took
+    super::complete_all(config, urls.len(), |session, i| {
+        session
+            .download_task(urls[i].as_str())
+            .expect("task")
+            .resume();
+    })
+    .await
 }
 
 fn durability(
@@ -294,14 +279,7 @@ fn restart(courier: &Path, nginx: &courier_tests::Nginx, dir: &Path, rounds: usi
 
 /// The daemon's resident memory, in bytes.
 fn rss_of(child: &Child) -> u64 {
-    std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
+    super::status_field(&child.id().to_string(), "VmRSS:") * 1024
 }
 
 fn memory(

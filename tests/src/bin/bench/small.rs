@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use courier_engine::{CleartextPolicy, Configuration, Session};
-use courier_tests::TestServer;
 
 use super::median;
 
@@ -128,12 +127,7 @@ fn reqwest(url: &str, n: usize, flavor: Flavor) -> Duration {
 }
 
 pub(crate) fn run(n: usize, rounds: usize) {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("server runtime");
-    let server = server_rt.block_on(TestServer::http());
+    let (_server_rt, server) = super::loopback_server();
     let url = server.url("/bytes/1024");
     println!(
         "# {n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client; {rounds} interleaved rounds"
