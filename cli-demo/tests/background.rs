@@ -52,12 +52,13 @@ fn start_daemon(run: &std::path::Path, data: &std::path::Path) -> Daemon {
     )
 }
 
-/// Waits (20 s at most) for the daemon whose runtime directory is `run` to listen.
+/// Waits (20 s at most) for the daemon whose runtime directory is `run` to listen: a connection
+/// is accepted (a dead daemon's socket file is still there after `kill -9`).
 fn wait_for_socket(run: &std::path::Path) {
     use std::time::{Duration, Instant};
     let socket = run.join("courier").join("service.sock");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         assert!(Instant::now() < deadline, "the daemon listens");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -163,9 +163,14 @@ impl Service {
         template: Configuration,
         policy: Policy,
     ) -> Result<Service, Error> {
-        let (listener, owner) =
-            wire::listen(socket_dir).map_err(|e| failed("cannot make the socket", &e))?;
-        Service::start_on(listener, owner, data_dir, template, policy).await
+        let socket_dir = socket_dir.to_path_buf();
+        Service::launch(
+            data_dir,
+            move || wire::listen(&socket_dir),
+            template,
+            policy,
+        )
+        .await
     }
 
     /// Like [`Service::start`], on a socket already listening (systemd's socket activation hands
@@ -180,6 +185,17 @@ impl Service {
         template: Configuration,
         policy: Policy,
     ) -> Result<Service, Error> {
+        Service::launch(data_dir, move || Ok((listener, owner)), template, policy).await
+    }
+
+    /// Opens the journal, then listens: the journal's lock is what makes this the one service of
+    /// the directory, so a second service never gets as far as replacing the first one's socket.
+    async fn launch(
+        data_dir: &Path,
+        listen: impl FnOnce() -> std::io::Result<(UnixListener, u32)>,
+        template: Configuration,
+        policy: Policy,
+    ) -> Result<Service, Error> {
         let journal = {
             let dir = data_dir.to_path_buf();
             tokio::task::spawn_blocking(move || Journal::open(&dir))
@@ -187,6 +203,7 @@ impl Service {
                 .map_err(|e| failed("cannot open the journal", &e))?
                 .map_err(|e| failed("cannot open the journal", &e))?
         };
+        let (listener, owner) = listen().map_err(|e| failed("cannot make the socket", &e))?;
         let (scheduler, retries) = Scheduler::new(policy);
         let inner = Arc::new(Inner {
             journal: Arc::new(journal),
