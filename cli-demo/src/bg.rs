@@ -49,41 +49,31 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
         }
         BgCommand::List { id, json } => {
             let mut service = connect(&id).await?;
-            service.send(&ClientMessage::ListTasks).await?;
             let mut out = io::stdout().lock();
-            loop {
-                match service.receive::<ServiceMessage>().await? {
-                    ServiceMessage::Task {
-                        task,
-                        record,
-                        written,
-                        expected,
-                    } => {
-                        let state = match record.phase {
-                            TaskPhase::Queued => "suspended",
-                            TaskPhase::Running => "running",
-                            TaskPhase::Suspended => "suspended",
-                            TaskPhase::Completed => "completed",
-                        };
-                        let url = &record.request.url;
-                        let line = if json {
-                            json!({
-                                "task": task,
-                                "state": state,
-                                "written": written,
-                                "expected": expected,
-                                "url": url,
-                            })
-                            .to_string()
-                        } else {
-                            format!("{task} {state} {written} {expected} {url}")
-                        };
-                        let _ = writeln!(out, "{line}");
-                    }
-                    ServiceMessage::EndOfTasks => return Ok(ExitCode::Success),
-                    _ => {}
-                }
+            for listed in service.list_tasks().await? {
+                let (task, written, expected) = (listed.task, listed.written, listed.expected);
+                let state = match listed.record.phase {
+                    TaskPhase::Queued => "suspended",
+                    TaskPhase::Running => "running",
+                    TaskPhase::Suspended => "suspended",
+                    TaskPhase::Completed => "completed",
+                };
+                let url = &listed.record.request.url;
+                let line = if json {
+                    json!({
+                        "task": task,
+                        "state": state,
+                        "written": written,
+                        "expected": expected,
+                        "url": url,
+                    })
+                    .to_string()
+                } else {
+                    format!("{task} {state} {written} {expected} {url}")
+                };
+                let _ = writeln!(out, "{line}");
             }
+            Ok(ExitCode::Success)
         }
         BgCommand::Cancel { id, tasks } => {
             let mut service = connect(&id).await?;
@@ -96,11 +86,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                     .await?;
             }
             // A round trip: every control was carried out before the command ends.
-            service.send(&ClientMessage::ListTasks).await?;
-            while !matches!(
-                service.receive::<ServiceMessage>().await?,
-                ServiceMessage::EndOfTasks
-            ) {}
+            service.list_tasks().await?;
             Ok(ExitCode::Success)
         }
         BgCommand::Attach { id, output, follow } => attach(&id, output, follow, options).await,
@@ -163,22 +149,14 @@ async fn attach(
     }
     if follow {
         // Every task still to complete: its completion is awaited live.
-        let mut waiting: std::collections::HashSet<u64> = {
-            let mut service = connect(id).await?;
-            service.send(&ClientMessage::ListTasks).await?;
-            let mut open = std::collections::HashSet::new();
-            loop {
-                match service.receive::<ServiceMessage>().await? {
-                    ServiceMessage::Task { task, record, .. }
-                        if record.phase != TaskPhase::Completed =>
-                    {
-                        open.insert(task);
-                    }
-                    ServiceMessage::EndOfTasks => break open,
-                    _ => {}
-                }
-            }
-        };
+        let mut waiting: std::collections::HashSet<u64> = connect(id)
+            .await?
+            .list_tasks()
+            .await?
+            .into_iter()
+            .filter(|t| t.record.phase != TaskPhase::Completed)
+            .map(|t| t.task)
+            .collect();
         while !waiting.is_empty() {
             tokio::select! {
                 done = finished.recv() => match done {
@@ -232,25 +210,14 @@ async fn create(
     options: &Options,
 ) -> Result<u64, Failure> {
     let schedule = wire::schedule_for(&crate::common::configuration(options)?);
+    let task = service.create_task(kind, request, schedule).await?;
     service
-        .send(&ClientMessage::CreateTask {
-            kind,
-            request,
-            description: String::new(),
-            schedule,
+        .send(&ClientMessage::Control {
+            task,
+            control: RemoteControl::RESUME,
         })
         .await?;
-    loop {
-        if let ServiceMessage::TaskCreated { task } = service.receive().await? {
-            service
-                .send(&ClientMessage::Control {
-                    task,
-                    control: RemoteControl::RESUME,
-                })
-                .await?;
-            return Ok(task);
-        }
-    }
+    Ok(task)
 }
 
 /// The request the options describe for `url`, as the journal keeps it.

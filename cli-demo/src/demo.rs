@@ -394,19 +394,13 @@ async fn background() -> Result<(), Failure> {
     watcher.hello_without_events("com.example.demo").await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        use courier_engine::background::wire::{ClientMessage, ServiceMessage};
         use courier_storage::journal::TaskPhase;
-        watcher.send(&ClientMessage::ListTasks).await?;
-        let mut completed = 0;
-        loop {
-            match watcher.receive::<ServiceMessage>().await? {
-                ServiceMessage::Task { record, .. } => {
-                    completed += usize::from(record.phase == TaskPhase::Completed);
-                }
-                ServiceMessage::EndOfTasks => break,
-                _ => {}
-            }
-        }
+        let completed = watcher
+            .list_tasks()
+            .await?
+            .iter()
+            .filter(|t| t.record.phase == TaskPhase::Completed)
+            .count();
         if completed == sizes.len() {
             break;
         }

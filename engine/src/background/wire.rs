@@ -278,7 +278,7 @@ mod frame;
 mod socket;
 
 pub use frame::{
-    Connection, FrameDecoder, encode_frame, read_message, read_message_blocking, write_message,
-    write_message_blocking,
+    Connection, FrameDecoder, ListedTask, encode_frame, read_message, read_message_blocking,
+    write_message, write_message_blocking,
 };
 pub use socket::{adopt, check_peer, connect_or_start, listen, socket_dir};

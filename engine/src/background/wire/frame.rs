@@ -8,7 +8,23 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use courier_storage::journal::{Schedule, TaskKind, TaskRecord};
+use courier_storage::resume::RequestRecord;
+
 use super::{ClientMessage, MAX_FRAME, PROTOCOL_VERSION, ServiceMessage, WireError};
+
+/// A task as [`Connection::list_tasks`] gives it.
+#[derive(Clone, Debug)]
+pub struct ListedTask {
+    /// Its identifier.
+    pub task: u64,
+    /// Its record in the journal.
+    pub record: TaskRecord,
+    /// Bytes received (downloads) or sent (uploads) so far.
+    pub written: i64,
+    /// Bytes expected, or -1 when unknown.
+    pub expected: i64,
+}
 
 /// One message as a frame.
 ///
@@ -130,6 +146,60 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }),
             ServiceMessage::Refused { reason } => Err(WireError::Refused(reason)),
             _ => Err(WireError::Unexpected),
+        }
+    }
+
+    /// Creates a task and returns its identifier (the service's). For a connection made with
+    /// [`Connection::hello_without_events`]: on one that takes events, those arriving meanwhile
+    /// would be skipped.
+    ///
+    /// # Errors
+    /// The service went away, or refused the task.
+    pub async fn create_task(
+        &mut self,
+        kind: TaskKind,
+        request: RequestRecord,
+        schedule: Schedule,
+    ) -> Result<u64, WireError> {
+        self.send(&ClientMessage::CreateTask {
+            kind,
+            request,
+            description: String::new(),
+            schedule,
+        })
+        .await?;
+        loop {
+            if let ServiceMessage::TaskCreated { task } = self.receive().await? {
+                return Ok(task);
+            }
+        }
+    }
+
+    /// Every task of the identifier, as the service holds it now. Like
+    /// [`Connection::create_task`], for a connection without events. Once it returns, every
+    /// request sent before it has been carried out (the service answers in order).
+    ///
+    /// # Errors
+    /// The service went away.
+    pub async fn list_tasks(&mut self) -> Result<Vec<ListedTask>, WireError> {
+        self.send(&ClientMessage::ListTasks).await?;
+        let mut tasks = Vec::new();
+        loop {
+            match self.receive::<ServiceMessage>().await? {
+                ServiceMessage::Task {
+                    task,
+                    record,
+                    written,
+                    expected,
+                } => tasks.push(ListedTask {
+                    task,
+                    record,
+                    written,
+                    expected,
+                }),
+                ServiceMessage::EndOfTasks => return Ok(tasks),
+                _ => {}
+            }
         }
     }
 

@@ -182,19 +182,10 @@ async fn create(c: &mut Connection<UnixStream>, urls: &[String], not_before_ms: 
     let schedule = wire::schedule_for(&Configuration::default());
     for url in urls {
         let request = wire::request_record(&courier_engine::Request::get(url));
-        c.send(&ClientMessage::CreateTask {
-            kind: TaskKind::Download,
-            request,
-            description: String::new(),
-            schedule: schedule.clone(),
-        })
-        .await
-        .expect("create");
-        let task = loop {
-            if let ServiceMessage::TaskCreated { task } = c.receive().await.expect("answer") {
-                break task;
-            }
-        };
+        let task = c
+            .create_task(TaskKind::Download, request, schedule.clone())
+            .await
+            .expect("create");
         c.send(&ClientMessage::Control {
             task,
             control: RemoteControl::Resume {
@@ -209,15 +200,8 @@ async fn create(c: &mut Connection<UnixStream>, urls: &[String], not_before_ms: 
 
 /// Every task of the identifier, with bytes written so far.
 async fn list(c: &mut Connection<UnixStream>) -> Vec<i64> {
-    c.send(&ClientMessage::ListTasks).await.expect("list");
-    let mut written = Vec::new();
-    loop {
-        match c.receive::<ServiceMessage>().await.expect("answer") {
-            ServiceMessage::Task { written: w, .. } => written.push(w),
-            ServiceMessage::EndOfTasks => return written,
-            _ => {}
-        }
-    }
+    let tasks = c.list_tasks().await.expect("list");
+    tasks.iter().map(|t| t.written).collect()
 }
 
 fn kill(child: &mut Child) {
