@@ -18,33 +18,30 @@
 //! - Tasks run when the `scheduler`'s queue gives them their turn, and transient failures are
 //!   retried there; `journaling` is the sessions' delegate, which journals every event and says
 //!   whether an attempt's end is a completion or a retry.
+//! - `connection` serves each application (handshake, replay, live events, its requests);
+//!   `recovery` picks the journal's tasks up after a start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use courier_delegates::{Error, Request};
-use courier_storage::journal::{
-    EventRecord, Journal, JournalError, StoredError, StoredEvent, TaskKind, TaskPhase, TaskRecord,
-};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc};
+use courier_storage::journal::{EventRecord, Journal, JournalError, TaskKind};
+use tokio::net::UnixListener;
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::wire::RemoteControl;
-use super::wire::{
-    self, ClientMessage, Connection, FrameDecoder, ServiceMessage, WireError, read_message,
-    write_message,
-};
-use crate::task::download::request_from_record;
+use super::wire::{self, WireError};
 use crate::{Configuration, Session, Task, UploadBody};
 
+mod connection;
 mod journaling;
+mod recovery;
 mod scheduler;
 
 pub use scheduler::{Policy, Throughput};
 
-use journaling::{Journaling, set_phase};
+use journaling::Journaling;
 use scheduler::Scheduler;
 
 /// Live events of one identifier, beyond those a late subscriber reads from the journal.
@@ -222,7 +219,7 @@ impl Service {
             .ok()
             .and_then(|a| a.as_pathname().map(Path::to_path_buf))
             .unwrap_or_default();
-        let accept = tokio::spawn(accept(listener, owner, inner.clone()));
+        let accept = tokio::spawn(connection::accept(listener, owner, inner.clone()));
         Ok(Service {
             accept,
             driver,
@@ -297,28 +294,6 @@ impl Drop for Service {
     }
 }
 
-/// Accepts connections and serves each; the connections end with this loop (when the service
-/// stops).
-async fn accept(listener: UnixListener, owner: u32, inner: Arc<Inner>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let inner = inner.clone();
-                connections.spawn(async move {
-                    if let Err(e) = serve(stream, owner, inner).await
-                        && !matches!(e, WireError::Closed)
-                    {
-                        tracing::warn!(error = %e, "a background connection ended");
-                    }
-                });
-            }
-            Some(_) = connections.join_next() => {}
-        }
-    }
-}
-
 /// Runs a journal call on a blocking thread (each one is a durable transaction).
 async fn journaled<R: Send + 'static>(
     journal: &Arc<Journal>,
@@ -331,236 +306,7 @@ async fn journaled<R: Send + 'static>(
         .map_err(|e| WireError::Io(std::io::Error::other(e)))
 }
 
-/// One application's connection: checked, attached, replayed, then live.
-async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), WireError> {
-    wire::check_peer(&stream, owner)?;
-    let mut connection = Connection::new(stream);
-    let (identifier, events) = connection.welcome().await?;
-    let state = inner.identifier(&identifier)?;
-    // Subscribe before reading the journal: nothing falls between the replay and the live events.
-    let mut live = state.live.subscribe();
-    if !events {
-        return serve_requests(connection, inner, identifier, state).await;
-    }
-    // The tasks first, so the application knows what the events are about.
-    for message in inner.task_list(&identifier).await? {
-        connection.send(&message).await?;
-    }
-    let replay = {
-        let id = identifier.clone();
-        journaled(&inner.journal, move |j| j.events(&id)).await?
-    };
-    let mut replayed = 0;
-    for (seq, record) in replay {
-        match record {
-            Ok(record) => {
-                connection
-                    .send(&ServiceMessage::Event { seq, record })
-                    .await?
-            }
-            Err(e) => tracing::error!(seq, error = %e, "a damaged journal event is skipped"),
-        }
-        replayed = seq;
-    }
-    connection.send(&ServiceMessage::FinishedEvents).await?;
-
-    let (stream, decoder) = connection.into_parts();
-    let (mut reader, mut writer) = stream.into_split();
-    let (requests, mut incoming) = mpsc::channel::<Result<ClientMessage, WireError>>(16);
-    let reading = tokio::spawn(async move {
-        let mut decoder: FrameDecoder = decoder;
-        loop {
-            let message = read_message::<ClientMessage, _>(&mut reader, &mut decoder).await;
-            let end = message.is_err();
-            if requests.send(message).await.is_err() || end {
-                return;
-            }
-        }
-    });
-    // Every request the application sent is carried out, even when it has already gone (its
-    // last `resume()` before it closed still counts); sending stops at the first failed write.
-    let mut writable = true;
-    let result = async {
-        loop {
-            tokio::select! {
-                request = incoming.recv() => match request {
-                    Some(Ok(ClientMessage::ListTasks)) => {
-                        for message in inner.task_list(&identifier).await? {
-                            writable = writable && write_message(&mut writer, &message).await.is_ok();
-                        }
-                        writable = writable
-                            && write_message(&mut writer, &ServiceMessage::EndOfTasks).await.is_ok();
-                    }
-                    Some(Ok(request)) => {
-                        let answer = inner.handle(&identifier, &state, request).await?;
-                        if let Some(answer) = answer {
-                            writable = writable && write_message(&mut writer, &answer).await.is_ok();
-                        }
-                    }
-                    Some(Err(e)) => return Err(e),
-                    None => return Err(WireError::Closed),
-                },
-                event = live.recv(), if writable => match event {
-                    Ok(live) if live.is_after(replayed) => {
-                        let event = ServiceMessage::Event { seq: live.seq.unwrap_or(0), record: live.record };
-                        writable = write_message(&mut writer, &event).await.is_ok();
-                    }
-                    Ok(_) => {}
-                    // Too far behind: the journal has every event; the application gets them at
-                    // its next attach.
-                    Err(broadcast::error::RecvError::Lagged(_)) => writable = false,
-                    Err(broadcast::error::RecvError::Closed) => writable = false,
-                },
-            }
-        }
-    }
-    .await;
-    reading.abort();
-    result
-}
-
-/// A connection that only creates, controls and lists tasks: the events wait for the application.
-async fn serve_requests(
-    mut connection: Connection<UnixStream>,
-    inner: Arc<Inner>,
-    identifier: String,
-    state: Arc<Identifier>,
-) -> Result<(), WireError> {
-    loop {
-        match connection.receive::<ClientMessage>().await? {
-            ClientMessage::ListTasks => {
-                for message in inner.task_list(&identifier).await? {
-                    connection.send(&message).await?;
-                }
-                connection.send(&ServiceMessage::EndOfTasks).await?;
-            }
-            ClientMessage::Acknowledge { .. } => return Err(WireError::Unexpected),
-            request => {
-                if let Some(answer) = inner.handle(&identifier, &state, request).await? {
-                    connection.send(&answer).await?;
-                }
-            }
-        }
-    }
-}
-
 impl Inner {
-    /// After a start: every task the journal holds that had not completed goes on, a download from
-    /// its resume data (kept at a clean stop) or its partial file's last checkpoint (after a
-    /// crash), else from the start. A damaged task record is reported to the application as the
-    /// task's failure, and removed.
-    async fn recover(self: &Arc<Self>) -> Result<(), WireError> {
-        let identifiers = journaled(&self.journal, |j| j.identifiers()).await?;
-        for identifier in identifiers {
-            let id = identifier.clone();
-            let tasks = journaled(&self.journal, move |j| j.tasks(&id)).await?;
-            if tasks
-                .iter()
-                .all(|(_, r)| r.as_ref().is_ok_and(|r| r.phase == TaskPhase::Completed))
-            {
-                continue;
-            }
-            let state = self.identifier(&identifier)?;
-            for (task, record) in tasks {
-                match record {
-                    Ok(record) if record.phase == TaskPhase::Completed => {}
-                    Ok(record) => self.revive(&identifier, &state, task, record).await?,
-                    Err(e) => {
-                        tracing::error!(task, error = %e, "a damaged journal task is skipped");
-                        let event = EventRecord {
-                            task,
-                            event: StoredEvent::Completed {
-                                error: Some(StoredError {
-                                    code: courier_delegates::ErrorCode::CannotDecodeRawData
-                                        .number(),
-                                    message: format!(
-                                        "the journal's record of this task is damaged: {e}"
-                                    ),
-                                    resume_data: None,
-                                }),
-                                response: None,
-                            },
-                        };
-                        let id = identifier.clone();
-                        journaled(&self.journal, move |j| {
-                            j.append_event(&id, &event)?;
-                            j.remove_task(&id, task)
-                        })
-                        .await?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes task `task` of the journal run again in `state`'s session: a new transfer, from the
-    /// resume data or partial file the last one left, waiting for its turn if the application had
-    /// resumed it.
-    async fn revive(
-        &self,
-        identifier: &str,
-        state: &Identifier,
-        task: u64,
-        record: TaskRecord,
-    ) -> Result<(), WireError> {
-        let running = record.phase == TaskPhase::Running;
-        let request = request_from_record(&record.request);
-        let session = state.session.clone();
-        let (checkpoint, partial) = (record.checkpoint.clone(), record.partial_file.clone());
-        let resume = tokio::task::spawn_blocking(move || {
-            checkpoint
-                .map(crate::ResumeData::from_bytes)
-                .or_else(|| partial.and_then(|name| session.resume_data_for_partial(&name)))
-        })
-        .await
-        .ok()
-        .flatten();
-        let created = match (&record.kind, resume) {
-            (TaskKind::Download, Some(data)) => state
-                .session
-                .download_task_with_resume_data(&data)
-                .map(|t| t.task().clone()),
-            (TaskKind::Download, None) if record.partial_file.is_some() => {
-                // Its partial file is gone (or unreadable): it starts over, and says so.
-                let (id, event) = (
-                    identifier.to_owned(),
-                    EventRecord {
-                        task,
-                        event: StoredEvent::ResumedAt {
-                            offset: 0,
-                            expected: -1,
-                        },
-                    },
-                );
-                let sent = event.clone();
-                let seq = journaled(&self.journal, move |j| j.append_event(&id, &event)).await?;
-                state.delegate.journaled(seq);
-                let _ = state.live.send(LiveEvent {
-                    seq: Some(seq),
-                    after: seq,
-                    record: sent,
-                });
-                state.create(&TaskKind::Download, request)
-            }
-            (kind, _) => state.create(kind, request),
-        };
-        let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
-        state.adopt(task, created.clone());
-        // The resume data is used up; the partial file is noted again when it is written to.
-        let id = identifier.to_owned();
-        journaled(&self.journal, move |j| {
-            j.modify_task(&id, task, |record| record.checkpoint = None)
-        })
-        .await?;
-        // Queued (never resumed) and suspended tasks wait for the application, as before; the
-        // others wait for their turn.
-        if running {
-            self.scheduler.enqueue(identifier, task, &record);
-        }
-        Ok(())
-    }
-
     /// The session of `identifier`, if it has one.
     fn session_of(&self, identifier: &str) -> Option<Arc<Identifier>> {
         self.sessions
@@ -607,229 +353,5 @@ impl Inner {
         });
         sessions.insert(identifier.to_owned(), state.clone());
         Ok(state)
-    }
-
-    /// Answers one request of an attached application.
-    async fn handle(
-        &self,
-        identifier: &str,
-        state: &Identifier,
-        request: ClientMessage,
-    ) -> Result<Option<ServiceMessage>, WireError> {
-        match request {
-            ClientMessage::CreateTask {
-                kind,
-                request,
-                description,
-                schedule,
-            } => {
-                let record = TaskRecord {
-                    kind: kind.clone(),
-                    request: request.clone(),
-                    // Created suspended, as every task is: the application resumes it.
-                    phase: TaskPhase::Queued,
-                    partial_file: None,
-                    checkpoint: None,
-                    description,
-                    schedule,
-                };
-                let id = identifier.to_owned();
-                let task = journaled(&self.journal, move |j| j.add_task(&id, &record)).await?;
-                let request = request_from_record(&request);
-                let created = state.create(&kind, request);
-                let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
-                state.adopt(task, created);
-                Ok(Some(ServiceMessage::TaskCreated { task }))
-            }
-            ClientMessage::CreateFromResumeData { data, schedule } => {
-                let resume = crate::ResumeData::from_bytes(data.clone());
-                let created = state
-                    .session
-                    .download_task_with_resume_data(&resume)
-                    .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
-                let record = TaskRecord {
-                    kind: TaskKind::Download,
-                    request: crate::task::download::request_record(created.original_request()),
-                    phase: TaskPhase::Queued,
-                    partial_file: None,
-                    // Until it runs, a restart continues from the same data.
-                    checkpoint: Some(data),
-                    description: String::new(),
-                    schedule,
-                };
-                let (id, sent) = (identifier.to_owned(), record.clone());
-                let task = journaled(&self.journal, move |j| j.add_task(&id, &record)).await?;
-                state.adopt(task, created.task().clone());
-                // The record first, so the application knows the request it continues.
-                Ok(Some(ServiceMessage::Created { task, record: sent }))
-            }
-            ClientMessage::Invalidate => {
-                self.invalidate(identifier, state).await;
-                Ok(Some(ServiceMessage::Invalidated))
-            }
-            ClientMessage::Acknowledge { seq } => {
-                let id = identifier.to_owned();
-                journaled(&self.journal, move |j| {
-                    let event = j.event(&id, seq)?;
-                    j.acknowledge(&id, seq)?;
-                    match event {
-                        Some(Ok(EventRecord {
-                            event: StoredEvent::FinishedDownloading { file },
-                            ..
-                        })) => {
-                            // Handed over: what the application did not move goes.
-                            let _ = std::fs::remove_file(file);
-                        }
-                        Some(Ok(EventRecord {
-                            task,
-                            event: StoredEvent::Completed { .. },
-                        })) => j.remove_task(&id, task)?,
-                        _ => {}
-                    }
-                    Ok(())
-                })
-                .await?;
-                Ok(None)
-            }
-            ClientMessage::Control { task, control } => {
-                Ok(self.control(identifier, state, task, control).await?)
-            }
-            // `Hello` again, or a request this service does not know yet.
-            _ => Err(WireError::Unexpected),
-        }
-    }
-
-    /// `identifier`'s tasks as `Task` messages (a damaged record is reported and left out).
-    async fn task_list(&self, identifier: &str) -> Result<Vec<ServiceMessage>, WireError> {
-        let id = identifier.to_owned();
-        let tasks = journaled(&self.journal, move |j| j.tasks(&id)).await?;
-        let running = self.session_of(identifier).map(|s| s.tasks.clone());
-        // Bytes moved so far, from the transfer when it runs in this service's life.
-        let progress = |task: u64| {
-            let running = running.as_ref()?;
-            let t = running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&task)?
-                .clone();
-            Some(match t.kind() {
-                courier_delegates::TaskKind::Upload => (t.bytes_sent(), t.bytes_expected_to_send()),
-                _ => (t.bytes_received(), t.bytes_expected_to_receive()),
-            })
-        };
-        Ok(tasks
-            .into_iter()
-            .filter_map(|(task, record)| match record {
-                Ok(record) => {
-                    let (written, expected) = progress(task).unwrap_or((0, -1));
-                    Some(ServiceMessage::Task {
-                        task,
-                        record,
-                        written,
-                        expected,
-                    })
-                }
-                Err(e) => {
-                    tracing::error!(task, error = %e, "a damaged journal task is skipped");
-                    None
-                }
-            })
-            .collect())
-    }
-
-    /// Carries out a control call on task `task` (nothing for a task that has completed).
-    async fn control(
-        &self,
-        identifier: &str,
-        state: &Identifier,
-        task: u64,
-        control: RemoteControl,
-    ) -> Result<Option<ServiceMessage>, WireError> {
-        let handle = state
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&task)
-            .cloned();
-        let Some(handle) = handle else {
-            return Ok(match control {
-                RemoteControl::CancelForResume => {
-                    Some(ServiceMessage::ResumeData { task, data: None })
-                }
-                _ => None,
-            });
-        };
-        let id = identifier.to_owned();
-        match control {
-            RemoteControl::Resume {
-                priority,
-                not_before_ms,
-            } => {
-                if self.scheduler.is_queued(identifier, task) {
-                    return Ok(None); // already waiting or running
-                }
-                let record = journaled(&self.journal, move |j| {
-                    j.modify_task(&id, task, |r| {
-                        r.phase = TaskPhase::Running;
-                        r.schedule.priority = priority;
-                        r.schedule.not_before_ms = not_before_ms;
-                    })?;
-                    j.task(&id, task)
-                })
-                .await?;
-                if let Some(Ok(record)) = record {
-                    self.scheduler.enqueue(identifier, task, &record);
-                }
-                Ok(None)
-            }
-            RemoteControl::Suspend => {
-                handle.suspend();
-                self.scheduler.remove(identifier, task);
-                journaled(&self.journal, move |j| {
-                    set_phase(j, &id, task, TaskPhase::Suspended)
-                })
-                .await?;
-                Ok(None)
-            }
-            RemoteControl::Cancel => {
-                handle.cancel();
-                Ok(None)
-            }
-            RemoteControl::CancelForResume => {
-                let data = match handle.as_download() {
-                    Some(download) => download
-                        .cancel_by_producing_resume_data()
-                        .await
-                        .map(|d| d.as_bytes().to_vec()),
-                    None => {
-                        handle.cancel();
-                        None
-                    }
-                };
-                Ok(Some(ServiceMessage::ResumeData { task, data }))
-            }
-        }
-    }
-
-    /// `invalidate_and_cancel` for `identifier`: every task is cancelled (each `did_complete`
-    /// -999 is journaled for the application), then the identifier's session goes; the next
-    /// request for it makes a new one.
-    async fn invalidate(&self, identifier: &str, state: &Identifier) {
-        let tasks: Vec<Task> = state
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for task in tasks {
-            task.cancel();
-        }
-        state.session.invalidate_and_cancel();
-        state.session.invalidated().await;
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(identifier);
     }
 }

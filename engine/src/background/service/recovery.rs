@@ -1,0 +1,129 @@
+//! After a start: the journal's tasks go on where they were.
+
+use std::sync::Arc;
+
+use courier_storage::journal::{
+    EventRecord, StoredError, StoredEvent, TaskKind, TaskPhase, TaskRecord,
+};
+
+use super::super::wire::WireError;
+use super::{Identifier, Inner, LiveEvent, journaled};
+use crate::task::download::request_from_record;
+
+impl Inner {
+    /// After a start: every task the journal holds that had not completed goes on, a download from
+    /// its resume data (kept at a clean stop) or its partial file's last checkpoint (after a
+    /// crash), else from the start. A damaged task record is reported to the application as the
+    /// task's failure, and removed.
+    pub(super) async fn recover(self: &Arc<Self>) -> Result<(), WireError> {
+        let identifiers = journaled(&self.journal, |j| j.identifiers()).await?;
+        for identifier in identifiers {
+            let id = identifier.clone();
+            let tasks = journaled(&self.journal, move |j| j.tasks(&id)).await?;
+            if tasks
+                .iter()
+                .all(|(_, r)| r.as_ref().is_ok_and(|r| r.phase == TaskPhase::Completed))
+            {
+                continue;
+            }
+            let state = self.identifier(&identifier)?;
+            for (task, record) in tasks {
+                match record {
+                    Ok(record) if record.phase == TaskPhase::Completed => {}
+                    Ok(record) => self.revive(&identifier, &state, task, record).await?,
+                    Err(e) => {
+                        tracing::error!(task, error = %e, "a damaged journal task is skipped");
+                        let event = EventRecord {
+                            task,
+                            event: StoredEvent::Completed {
+                                error: Some(StoredError {
+                                    code: courier_delegates::ErrorCode::CannotDecodeRawData
+                                        .number(),
+                                    message: format!(
+                                        "the journal's record of this task is damaged: {e}"
+                                    ),
+                                    resume_data: None,
+                                }),
+                                response: None,
+                            },
+                        };
+                        let id = identifier.clone();
+                        journaled(&self.journal, move |j| {
+                            j.append_event(&id, &event)?;
+                            j.remove_task(&id, task)
+                        })
+                        .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes task `task` of the journal run again in `state`'s session: a new transfer, from the
+    /// resume data or partial file the last one left, waiting for its turn if the application had
+    /// resumed it.
+    pub(super) async fn revive(
+        &self,
+        identifier: &str,
+        state: &Identifier,
+        task: u64,
+        record: TaskRecord,
+    ) -> Result<(), WireError> {
+        let running = record.phase == TaskPhase::Running;
+        let request = request_from_record(&record.request);
+        let session = state.session.clone();
+        let (checkpoint, partial) = (record.checkpoint.clone(), record.partial_file.clone());
+        let resume = tokio::task::spawn_blocking(move || {
+            checkpoint
+                .map(crate::ResumeData::from_bytes)
+                .or_else(|| partial.and_then(|name| session.resume_data_for_partial(&name)))
+        })
+        .await
+        .ok()
+        .flatten();
+        let created = match (&record.kind, resume) {
+            (TaskKind::Download, Some(data)) => state
+                .session
+                .download_task_with_resume_data(&data)
+                .map(|t| t.task().clone()),
+            (TaskKind::Download, None) if record.partial_file.is_some() => {
+                // Its partial file is gone (or unreadable): it starts over, and says so.
+                let (id, event) = (
+                    identifier.to_owned(),
+                    EventRecord {
+                        task,
+                        event: StoredEvent::ResumedAt {
+                            offset: 0,
+                            expected: -1,
+                        },
+                    },
+                );
+                let sent = event.clone();
+                let seq = journaled(&self.journal, move |j| j.append_event(&id, &event)).await?;
+                state.delegate.journaled(seq);
+                let _ = state.live.send(LiveEvent {
+                    seq: Some(seq),
+                    after: seq,
+                    record: sent,
+                });
+                state.create(&TaskKind::Download, request)
+            }
+            (kind, _) => state.create(kind, request),
+        };
+        let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
+        state.adopt(task, created.clone());
+        // The resume data is used up; the partial file is noted again when it is written to.
+        let id = identifier.to_owned();
+        journaled(&self.journal, move |j| {
+            j.modify_task(&id, task, |record| record.checkpoint = None)
+        })
+        .await?;
+        // Queued (never resumed) and suspended tasks wait for the application, as before; the
+        // others wait for their turn.
+        if running {
+            self.scheduler.enqueue(identifier, task, &record);
+        }
+        Ok(())
+    }
+}
