@@ -2,6 +2,8 @@
 //! and reading and checking its `--events -` stream.
 #![allow(dead_code)] // each test file uses its own share
 
+pub(crate) mod daemon;
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
