@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use courier_delegates::{
     Callback, DeliveryQueue, Error, ErrorCode, Response, TaskRecorder, TaskState,
 };
@@ -65,6 +65,38 @@ impl Streamed {
                 )
             })),
             (Ok(()), false) => {}
+        }
+    }
+}
+
+/// A completion-form task's body, gathered as it arrives. The one chunk most small bodies come in
+/// is kept as it is, without a copy (as http-body-util's `Collected` does); a second chunk starts a
+/// buffer.
+#[derive(Default)]
+pub(crate) struct Gathered {
+    first: Bytes,
+    more: Option<BytesMut>,
+}
+
+impl Gathered {
+    pub(crate) fn push(&mut self, data: Bytes) {
+        match &mut self.more {
+            Some(buffer) => buffer.extend_from_slice(&data),
+            None if self.first.is_empty() => self.first = data,
+            None => {
+                let mut buffer = BytesMut::with_capacity(self.first.len() + data.len());
+                buffer.extend_from_slice(&std::mem::take(&mut self.first));
+                buffer.extend_from_slice(&data);
+                self.more = Some(buffer);
+            }
+        }
+    }
+
+    /// The whole body; the gatherer is empty again.
+    pub(crate) fn take(&mut self) -> Bytes {
+        match self.more.take() {
+            Some(buffer) => buffer.freeze(),
+            None => std::mem::take(&mut self.first),
         }
     }
 }

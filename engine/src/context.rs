@@ -38,6 +38,21 @@ pub(crate) struct SessionContext {
     pub(crate) writes: Writes,
 }
 
+impl SessionContext {
+    /// True when a task's response waits for the delegate's disposition (`did_receive_response`):
+    /// a task that reports to a delegate implementing it, unless it is a download (whose body goes
+    /// to its file). Otherwise the body is allowed at once, as URLSession's default answer: the task
+    /// actor and its transfer both decide with this, so the transfer need not wait to be told.
+    pub(crate) fn asks_disposition(&self, callbacks: bool, download: bool) -> bool {
+        callbacks
+            && !download
+            && self
+                .queue
+                .as_ref()
+                .is_some_and(|q| q.wants(courier_delegates::Callback::ReceiveResponse))
+    }
+}
+
 impl std::fmt::Debug for SessionContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionContext")

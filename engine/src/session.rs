@@ -147,6 +147,16 @@ fn create_in_background(
     Ok(Task::new(info, link, PartialSlot::default()))
 }
 
+/// How a new task is made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Creation {
+    /// The task reports to the delegate (false for the completion forms).
+    pub(crate) callbacks: bool,
+    /// The task starts as it is registered, as if `resume()` had been called at once: the
+    /// completion forms, which resume right away (one message to the session actor, not two).
+    pub(crate) resume_now: bool,
+}
+
 /// Task handles reach their session through its core, which they keep alive.
 impl crate::task::SessionLink for SessionCore {
     fn report(&self, report: crate::task::TaskReport) -> bool {
@@ -367,24 +377,32 @@ impl Session {
         sink: Sink,
         callbacks: bool,
     ) -> Result<Task, CreateTaskError> {
-        self.create_with(kind, request, None, work, sink, callbacks)
+        let how = Creation {
+            callbacks,
+            resume_now: false,
+        };
+        self.create_with(kind, request, None, work, sink, how)
     }
 
     /// Creates a task; `current` when its current request differs from the original one.
-    fn create_with(
+    pub(crate) fn create_with(
         &self,
         kind: TaskKind,
         request: Request,
         current: Option<Request>,
         work: Work,
         sink: Sink,
-        callbacks: bool,
+        how: Creation,
     ) -> Result<Task, CreateTaskError> {
         if self.inner.invalidated.load(Ordering::Acquire) {
             return Err(CreateTaskError::Invalidated);
         }
         if let Some(client) = &self.inner.background {
-            return create_in_background(client, kind, request, work, sink);
+            let task = create_in_background(client, kind, request, work, sink)?;
+            if how.resume_now {
+                task.resume();
+            }
+            return Ok(task);
         }
         let id = self.inner.ctx.next_task_id.fetch_add(1, Ordering::Relaxed);
         let (info, recorder) = TaskInfo::new(id, kind, request);
@@ -402,12 +420,17 @@ impl Session {
             .cast(SessionMsg::Register {
                 recorder,
                 terminal,
-                callbacks,
+                callbacks: how.callbacks,
                 work,
                 partial: partial.clone(),
+                resume: how.resume_now,
             })
             .map_err(|_| CreateTaskError::Invalidated)?;
-        Ok(Task::new(info, self.inner.clone(), partial))
+        Ok(if how.resume_now {
+            Task::resumed(info, self.inner.clone(), partial)
+        } else {
+            Task::new(info, self.inner.clone(), partial)
+        })
     }
 
     /// The sink of a delegate-style task.
@@ -517,7 +540,10 @@ impl Session {
                 resume: Some(resume),
             },
             self.delegate_sink(),
-            true,
+            Creation {
+                callbacks: true,
+                resume_now: false,
+            },
         )?;
         Ok(DownloadTask::new(task))
     }

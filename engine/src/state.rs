@@ -8,6 +8,11 @@
 //! - `resume`, `suspend` and `cancel` on a cancelling or completed task do nothing (spec 0.10).
 
 use courier_delegates::TaskState;
+use smallvec::{SmallVec, smallvec};
+
+/// The effects of one step, in order: at most four, kept inline (a task takes several steps per
+/// request, and none of them allocates).
+pub type Effects<E> = SmallVec<[Effect<E>; 4]>;
 
 /// Where the transfer is, below the public state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -130,7 +135,7 @@ impl TaskMachine {
     }
 
     /// Applies `event`: the next machine and the effects to carry out, in order.
-    pub fn step<E>(self, event: TaskEvent<E>) -> (TaskMachine, Vec<Effect<E>>) {
+    pub fn step<E>(self, event: TaskEvent<E>) -> (TaskMachine, Effects<E>) {
         use Effect as F;
         use TaskEvent as Ev;
         use TaskState::{Canceling, Completed, Running, Suspended};
@@ -140,7 +145,7 @@ impl TaskMachine {
         let complete = |from: TaskState, phase, outcome| {
             (
                 to(Completed, phase),
-                vec![
+                smallvec![
                     F::StateChanged {
                         from,
                         to: Completed,
@@ -151,14 +156,14 @@ impl TaskMachine {
         };
 
         match (state, event) {
-            (Completed, _) => (self, Vec::new()),
+            (Completed, _) => (self, Effects::new()),
 
             (Canceling, Ev::TransferStopped) => complete(Canceling, phase, Outcome::Cancelled),
             // Resume, suspend and cancel are no-ops while cancelling; news from a transfer being
             // stopped is dropped (the stop's own report follows).
-            (Canceling, _) => (self, Vec::new()),
+            (Canceling, _) => (self, Effects::new()),
 
-            (Running, Ev::Resume) | (Suspended, Ev::Suspend) => (self, Vec::new()),
+            (Running, Ev::Resume) | (Suspended, Ev::Suspend) => (self, Effects::new()),
             (Suspended, Ev::Resume) => {
                 let (phase, effect) = match phase {
                     Phase::NotStarted => (Phase::AwaitingResponse, F::StartTransfer),
@@ -166,7 +171,7 @@ impl TaskMachine {
                 };
                 (
                     to(Running, phase),
-                    vec![
+                    smallvec![
                         F::StateChanged {
                             from: Suspended,
                             to: Running,
@@ -177,7 +182,7 @@ impl TaskMachine {
             }
             (Running, Ev::Suspend) => (
                 to(Suspended, phase),
-                vec![
+                smallvec![
                     F::StateChanged {
                         from: Running,
                         to: Suspended,
@@ -188,7 +193,7 @@ impl TaskMachine {
 
             (from, Ev::Cancel) if phase == Phase::NotStarted => (
                 to(Completed, phase),
-                vec![
+                smallvec![
                     F::StateChanged {
                         from,
                         to: Canceling,
@@ -202,7 +207,7 @@ impl TaskMachine {
             ),
             (from, Ev::Cancel) => (
                 to(Canceling, phase),
-                vec![
+                smallvec![
                     F::StateChanged {
                         from,
                         to: Canceling,
@@ -211,14 +216,15 @@ impl TaskMachine {
                 ],
             ),
 
-            (s, Ev::ResponseReceived) if phase == Phase::AwaitingResponse => {
-                (to(s, Phase::AwaitingDisposition), vec![F::AskDisposition])
-            }
+            (s, Ev::ResponseReceived) if phase == Phase::AwaitingResponse => (
+                to(s, Phase::AwaitingDisposition),
+                smallvec![F::AskDisposition],
+            ),
             (s, Ev::BodyAllowed) if phase == Phase::AwaitingDisposition => {
-                (to(s, Phase::Receiving), vec![F::ReleaseBody])
+                (to(s, Phase::Receiving), smallvec![F::ReleaseBody])
             }
-            (_, Ev::DataReceived) if phase == Phase::Receiving => (self, vec![F::DeliverData]),
-            (_, Ev::BodySent) if phase != Phase::NotStarted => (self, vec![F::ReportSent]),
+            (_, Ev::DataReceived) if phase == Phase::Receiving => (self, smallvec![F::DeliverData]),
+            (_, Ev::BodySent) if phase != Phase::NotStarted => (self, smallvec![F::ReportSent]),
             (from, Ev::Finished) if phase == Phase::Receiving => {
                 let (machine, mut effects) = complete(from, phase, Outcome::Finished);
                 effects.insert(0, F::HandOver);
@@ -227,7 +233,7 @@ impl TaskMachine {
             (from, Ev::Failed(e)) => complete(from, phase, Outcome::Failed(e)),
 
             // Anything else is news that does not fit the phase (a stale message): ignored.
-            (_, _) => (self, Vec::new()),
+            (_, _) => (self, Effects::new()),
         }
     }
 }

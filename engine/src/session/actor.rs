@@ -34,6 +34,8 @@ pub(crate) enum SessionMsg {
         work: Work,
         /// A download's partial-file slot (shared with its handles), an empty one otherwise.
         partial: PartialSlot,
+        /// Start it now, as if `resume()` came right after (the completion forms).
+        resume: bool,
     },
     /// News from the task side: a handle's control call or last drop, a conversion.
     Task(TaskReport),
@@ -131,6 +133,7 @@ impl Actor for SessionActor {
                     callbacks,
                     work,
                     partial,
+                    resume,
                 } => {
                     let id = recorder.info().id();
                     st.tasks.insert(
@@ -147,6 +150,8 @@ impl Actor for SessionActor {
                     if st.invalidating {
                         // Created while invalidation was being asked for: it can never run.
                         st.cancel_unstarted(id);
+                    } else if resume {
+                        st.spawn_and_resume(&me, id).await;
                     }
                 }
                 SessionMsg::Task(TaskReport::Control(id, control)) => {
@@ -297,11 +302,12 @@ impl SessionState {
             work: entry.work.take().unwrap_or(Work::Data),
             partial: entry.partial.clone(),
             session: Arc::new(ActorLink(me.clone())),
+            // The actor resumes itself as it starts (before any message): no message for it.
+            resume: true,
         };
         match TaskActor::spawn_linked(None, TaskActor, args, me.get_cell()).await {
             Ok((actor, _)) => {
                 self.by_actor.insert(actor.get_id(), id);
-                let _ = actor.cast(TaskMsg::Control(Control::Resume));
                 entry.actor = Some(actor);
             }
             Err(e) => {

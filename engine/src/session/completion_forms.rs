@@ -8,7 +8,7 @@ use bytes::Bytes;
 use courier_delegates::{Error, ErrorCode, Request, Response, TaskKind};
 use tokio::sync::oneshot;
 
-use super::Session;
+use super::{Creation, Session};
 use crate::completion::{Delivered, Sink, Streamed};
 use crate::task::{ByteStream, DownloadedFile, Task, UploadBody, Work};
 
@@ -52,20 +52,22 @@ impl Session {
         let request = request.into();
         let url = request.url_str().to_owned();
         let (streamed, head, body) = Streamed::channel();
-        let created = self
-            .create(
-                TaskKind::Data,
-                request,
-                Work::Data,
-                Sink::Stream(streamed),
-                false,
-            )
-            .map_err(|e| e.for_url(&url));
+        let session = self.clone();
         async move {
-            let task = created?;
-            let stream = ByteStream::new(task.clone(), body);
+            // Created at the first poll, and started with it: a future never polled sends nothing.
+            let task = session
+                .create_with(
+                    TaskKind::Data,
+                    request,
+                    None,
+                    Work::Data,
+                    Sink::Stream(streamed),
+                    STARTED_AT_ONCE,
+                )
+                .map_err(|e| e.for_url(&url))?;
+            drop(session);
             // From here, dropping the stream (or this future, which holds it) cancels the task.
-            task.resume();
+            let stream = ByteStream::new(task.clone(), body);
             let response = head.await.unwrap_or_else(|_| {
                 Err(Error::new(ErrorCode::Unknown, "the session went away").with_url(&url))
             })?;
@@ -127,13 +129,14 @@ impl Session {
     ) -> impl Future<Output = Result<(Delivered, Response), Error>> + Send + 'static {
         let url = request.url_str().to_owned();
         let (tx, rx) = oneshot::channel();
-        let created = self
-            .create(kind, request, work, Sink::Await(tx), false)
-            .map_err(|e| e.for_url(&url));
+        let session = self.clone();
         async move {
-            let task = created?;
+            // Created at the first poll, and started with it: a future never polled sends nothing.
+            let task = session
+                .create_with(kind, request, None, work, Sink::Await(tx), STARTED_AT_ONCE)
+                .map_err(|e| e.for_url(&url))?;
+            drop(session);
             let guard = CancelOnDrop(Some(task.clone()));
-            task.resume();
             let result = rx.await.unwrap_or_else(|_| {
                 Err(Error::new(ErrorCode::Unknown, "the session went away").with_url(&url))
             });
@@ -142,6 +145,12 @@ impl Session {
         }
     }
 }
+
+/// A completion-form task: no delegate callbacks, started as it is created.
+const STARTED_AT_ONCE: Creation = Creation {
+    callbacks: false,
+    resume_now: true,
+};
 
 /// Cancels the task of a dropped `Session::data` future.
 struct CancelOnDrop(Option<Task>);

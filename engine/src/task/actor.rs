@@ -4,17 +4,17 @@
 //! [`TaskMachine::step`]; this file only carries out the effects. The actor stops itself right after
 //! the terminal message, and its session hears of it through supervision.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use courier_delegates::{
     CachedResponse, Callback, Error, ErrorCode, Reply, Response, ResponseDisposition, ResumeData,
     TaskInfo, TaskKind, TaskMetrics, TaskRecorder, TaskState,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use smallvec::{SmallVec, smallvec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tracing::Instrument;
 
@@ -26,7 +26,7 @@ use super::transfer::{
 };
 use super::upload::UploadBody;
 use super::{Control, PartialSlot, SessionLink, TaskReport, Work, publish_state};
-use crate::completion::{BodySender, Delivered, Sink, Terminal};
+use crate::completion::{BodySender, Delivered, Gathered, Sink, Terminal};
 use crate::context::SessionContext;
 use crate::state::{Effect, Outcome, Phase, TaskEvent, TaskMachine};
 
@@ -75,6 +75,8 @@ pub(crate) struct TaskArgs {
     pub(crate) partial: PartialSlot,
     /// The session, told when the task becomes a download.
     pub(crate) session: Arc<dyn SessionLink>,
+    /// Resume as the actor starts, before its first message (it is spawned by a `resume()`).
+    pub(crate) resume: bool,
 }
 
 pub(crate) struct TaskActor;
@@ -95,7 +97,7 @@ pub(crate) struct TaskActorState {
     machine: TaskMachine,
     transfer: Option<Transfer>,
     /// The body of a completion-form task, gathered here.
-    body: BytesMut,
+    body: Gathered,
     /// A download's finished file, until it is handed over.
     file: Option<PathBuf>,
     /// Who asked for resume data with the cancel, if anyone.
@@ -108,6 +110,8 @@ pub(crate) struct TaskActorState {
     written: u64,
     sent: u64,
     span: tracing::Span,
+    /// Resume in `post_start`.
+    resume_on_start: bool,
 }
 
 /// What came with the event being applied, for the effects that need it.
@@ -145,7 +149,7 @@ impl Actor for TaskActor {
             session: args.session,
             machine: TaskMachine::new(),
             transfer: None,
-            body: BytesMut::new(),
+            body: Gathered::default(),
             file: None,
             resume_waiter: None,
             cancel_resume_data: None,
@@ -153,7 +157,24 @@ impl Actor for TaskActor {
             written: 0,
             sent: 0,
             span,
+            resume_on_start: args.resume,
         })
+    }
+
+    async fn post_start(
+        &self,
+        me: ActorRef<TaskMsg>,
+        st: &mut TaskActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // In the actor's own Tokio task (`pre_start` runs in the session actor's), ahead of any
+        // message: the same as a `Control::Resume` first in the mailbox.
+        if std::mem::take(&mut st.resume_on_start) {
+            let span = st.span.clone();
+            st.apply(&me, TaskEvent::Resume, Payload::None)
+                .instrument(span)
+                .await;
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -265,13 +286,14 @@ impl TaskActorState {
         event: TaskEvent<Error>,
         mut payload: Payload,
     ) {
-        let mut events = VecDeque::from([event]);
-        while let Some(event) = events.pop_front() {
-            let (next, effects) = self.machine.step(event);
+        // First in, first out; rarely more than one follow-up, so kept inline.
+        let mut events: SmallVec<[TaskEvent<Error>; 2]> = smallvec![event];
+        while !events.is_empty() {
+            let (next, effects) = self.machine.step(events.remove(0));
             self.machine = next;
             for effect in effects {
                 if let Some(follow_up) = self.carry_out(me, effect, &mut payload).await {
-                    events.push_back(follow_up);
+                    events.push(follow_up);
                 }
             }
         }
@@ -327,9 +349,9 @@ impl TaskActorState {
                     return None;
                 };
                 self.recorder.set_response(response.clone());
-                match self.delegate_for(Callback::ReceiveResponse) {
+                match self.delegate_queue() {
                     // Download tasks get no `did_receive_response`: the body goes to the file.
-                    Some(queue) if !self.download => {
+                    Some(queue) if self.ctx.asks_disposition(self.callbacks, self.download) => {
                         let info = self.info.clone();
                         let me = me.clone();
                         queue.push(move |d| {
@@ -341,7 +363,8 @@ impl TaskActorState {
                         });
                     }
                     // No delegate to ask (or it leaves the method alone): URLSession's default is
-                    // to allow. A streamed task's caller gets the head now.
+                    // to allow; the transfer did not wait for it. A streamed task's caller gets the
+                    // head now.
                     _ => {
                         self.terminal.send_stream_head(&response);
                         return Some(TaskEvent::BodyAllowed);
@@ -393,7 +416,7 @@ impl TaskActorState {
                             courier_storage::download::remove_partial(&path);
                             Delivered::Body(Bytes::new())
                         }
-                        None => Delivered::Body(self.body.split().freeze()),
+                        None => Delivered::Body(self.body.take()),
                     }),
                     Outcome::Failed(e) => Err(e),
                     Outcome::Cancelled => {

@@ -196,7 +196,8 @@ impl Transfer {
             async move {
                 // A panic in here (a decoder, a parser, a bug) must not leave the task running
                 // forever: the actor hears of it and fails, and its session completes the task.
-                let running = AssertUnwindSafe(run.run(target, body, destination)).catch_unwind();
+                let running =
+                    AssertUnwindSafe(Box::pin(run.run(target, body, destination))).catch_unwind();
                 // The resource timer runs in the same Tokio task (no task of its own to spawn for
                 // every transfer); once it has raised the gate, only the transfer is polled.
                 tokio::pin!(running, timer);
@@ -494,8 +495,10 @@ impl Run {
             self.sink = Some(opened.await?);
             self.window = None;
         }
-        let kept = kept.or_else(|| self.info.response());
-        if let (Some(sink), Some(response)) = (&mut self.sink, kept) {
+        // A data task that became a download reads its head back (a copy only then).
+        if let Some(sink) = &mut self.sink
+            && let Some(response) = kept.or_else(|| self.info.response())
+        {
             let (offset, expected) = sink.begin(&response, placement, total).await?;
             if resuming.is_some() {
                 let _ = self.actor.cast(TaskMsg::ResumedAt { offset, expected });
@@ -537,7 +540,16 @@ impl Run {
         if self.actor.cast(TaskMsg::Response(response)).is_err() {
             return Err(Halt::Interrupted);
         }
-        self.wait_until(|g| g.body_allowed).await
+        if self
+            .ctx
+            .asks_disposition(self.callbacks, self.sink.is_some())
+        {
+            self.wait_until(|g| g.body_allowed).await
+        } else {
+            // The actor allows the body as it takes the head (the same rule): the bytes may
+            // follow the head at once, in order, without a round trip to the actor.
+            Ok(())
+        }
     }
 
     /// Serves a `data:` or `file:` URL: the same response, gate and delivery as over HTTP.

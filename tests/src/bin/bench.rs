@@ -414,7 +414,15 @@ fn main() {
         return;
     }
     if only.as_deref() == Some("small") {
-        small::run(arg("--requests", 10_000), arg("--rounds", 5));
+        let side = args
+            .iter()
+            .position(|a| a == "--side")
+            .and_then(|i| args.get(i + 1));
+        small::run(
+            arg("--requests", 10_000),
+            arg("--rounds", 5),
+            side.map(String::as_str),
+        );
         return;
     }
     if only.as_deref() == Some("background") {

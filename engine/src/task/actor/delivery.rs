@@ -95,7 +95,7 @@ impl TaskActorState {
                         });
                     }
                     (None, true) => {} // a delegate-style task without a delegate: nobody wants the bytes
-                    (None, false) => self.body.extend_from_slice(&data),
+                    (None, false) => self.body.push(data),
                 }
             }
             Payload::ResumedAt { offset, expected } => {

@@ -129,18 +129,21 @@ impl Run {
 
     /// Starts gathering a network response the cache may keep.
     pub(super) fn consider_for_cache(&mut self, head: &Head, response: &Response) {
+        let config = &self.ctx.config;
+        let limit = config
+            .url_cache_memory_capacity
+            .max(config.url_cache_disk_capacity)
+            / 20;
+        if limit == 0 {
+            return; // no cache: nothing to judge (and no copies of the head to make)
+        }
         let policy = CachePolicy::new_options(
             &request_parts(head),
             &response_parts(response),
             SystemTime::now(),
             cache::options(),
         );
-        let config = &self.ctx.config;
-        let limit = config
-            .url_cache_memory_capacity
-            .max(config.url_cache_disk_capacity)
-            / 20;
-        if policy.is_storable() && limit > 0 {
+        if policy.is_storable() {
             self.cache_candidate = Some(Candidate {
                 policy,
                 response: response.clone(),

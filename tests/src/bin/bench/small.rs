@@ -126,7 +126,7 @@ fn reqwest(url: &str, n: usize, flavor: Flavor) -> Duration {
     })
 }
 
-pub(crate) fn run(n: usize, rounds: usize) {
+pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) {
     let (_server_rt, server) = super::loopback_server();
     let url = server.url("/bytes/1024");
     println!(
@@ -141,6 +141,18 @@ pub(crate) fn run(n: usize, rounds: usize) {
         ("hyper-util", hyper_util, Flavor::CurrentThread),
         ("hyper-util", hyper_util, Flavor::MultiThread),
     ];
+    // `--side NAME` (for a profile): that side alone, say "courier current-thread".
+    if let Some(only) = only_side {
+        let (_, run, flavor) = sides
+            .iter()
+            .find(|(name, _, flavor)| format!("{name} {}", flavor.name()) == only)
+            .expect("--side: one of the sides, as printed");
+        for round in 0..rounds {
+            let t = run(&url, n, *flavor).as_secs_f64();
+            println!("round {round}: {only} {t:.3} s");
+        }
+        return;
+    }
     // Warm-up: connections, allocator, page cache.
     for (_, run, flavor) in &sides {
         run(&url, n / 10, *flavor);
