@@ -166,11 +166,8 @@ impl Transport {
                 .headers_mut()
                 .insert(http::header::PROXY_AUTHORIZATION, auth);
         }
-        let target = (
-            request.uri().scheme_str() == Some("https"),
-            request.uri().host().unwrap_or("").to_owned(),
-            request.uri().port_u16().unwrap_or(443),
-        );
+        // Read again only when the request fails (a cheap clone: the URI's parts are shared).
+        let uri = request.uri().clone();
         // The future owns what it needs: the lock is not held while it runs.
         let sent = self
             .client
@@ -182,12 +179,16 @@ impl Transport {
             .map_err(|e| {
                 let error = TransportError::from_client(e);
                 // A connection that died of a client-certificate alert read by its own task.
-                match (error.kind(), target) {
+                match (error.kind(), uri.scheme_str() == Some("https")) {
                     (
                         TransportErrorKind::ConnectionLost
                         | TransportErrorKind::ClosedBeforeResponse,
-                        (true, host, port),
-                    ) => match self.connector.recent_alert(true, &host, port) {
+                        true,
+                    ) => match self.connector.recent_alert(
+                        true,
+                        uri.host().unwrap_or(""),
+                        uri.port_u16().unwrap_or(443),
+                    ) {
                         Some(failure) => error.reclassified(TransportErrorKind::Tls(failure)),
                         None => error,
                     },
