@@ -117,7 +117,7 @@ impl PartialFile {
     /// # Errors
     /// The sync or the read-back failed.
     pub fn checkpoint(&mut self) -> io::Result<Checkpoint> {
-        self.checkpointer()?.run()
+        self.checkpointer()?.run(Durability::Synced)
     }
 
     /// A checkpoint of the bytes written so far, to take on another thread while this file goes on
@@ -165,13 +165,30 @@ pub struct Checkpointer {
     len: u64,
 }
 
+/// What a checkpoint survives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The file's data is synced to the device first: the checkpoint survives a power loss or an
+    /// operating system crash. Taken when a download stops (suspended, cancelled for resume data,
+    /// failed), once.
+    Synced,
+    /// The checkpoint describes the bytes in the page cache, which is what a killed or crashed
+    /// process leaves behind: no sync. The periodic checkpoints of a running download, taken every
+    /// second, are of this kind; a sync each time made a fast download wait for the disk (a 1 GiB
+    /// download: 1.4-3 s against 0.7-1 s without, in `courier-bench`). After a power loss, the tail
+    /// digest still refuses a file whose last bytes did not reach the disk.
+    PageCache,
+}
+
 impl Checkpointer {
-    /// Syncs the file and digests its tail.
+    /// Digests the file's tail, after syncing its data when `durability` asks for it.
     ///
     /// # Errors
     /// The sync or the read-back failed.
-    pub fn run(&self) -> io::Result<Checkpoint> {
-        self.file.sync_data()?;
+    pub fn run(&self, durability: Durability) -> io::Result<Checkpoint> {
+        if durability == Durability::Synced {
+            self.file.sync_data()?;
+        }
         Ok(Checkpoint {
             len: self.len,
             tail_sha256: tail_digest(&self.path, self.len)?,

@@ -16,7 +16,8 @@ use courier_delegates::{Error, ErrorCode, Request, Response, ResumeData};
 use courier_protocol_http::range::{self, Validator};
 use courier_storage::download::keep_for_resume;
 use courier_storage::{
-    PartialFile, RequestRecord, ResponseRecord, ResumeError, ResumeRecord, SessionDirectory,
+    Durability, PartialFile, RequestRecord, ResponseRecord, ResumeError, ResumeRecord,
+    SessionDirectory,
 };
 use ractor::ActorRef;
 use tokio::task::JoinHandle;
@@ -436,7 +437,9 @@ impl DownloadSink {
         };
         self.checkpointed = self.written;
         self.background = Some(tokio::task::spawn_blocking(move || {
-            let c = checkpointer.run().ok()?;
+            // Periodic: for a killed process, not a power loss (see `Durability::PageCache`); the
+            // checkpoint taken when the download stops is synced.
+            let c = checkpointer.run(Durability::PageCache).ok()?;
             let record = ResumeRecord {
                 bytes_on_disk: c.len,
                 tail_sha256: c.tail_sha256,
