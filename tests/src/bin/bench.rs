@@ -1,31 +1,29 @@
-//! Courier's bench binary.
+//! Courier's bench binary: every scenario of issue 10, Courier and its peers (curl, reqwest on both
+//! runtime flavours, hyper-util's client alone) alternating in the same run, then a report.
 //!
-//! `cargo run --release -p courier-tests --bin courier-bench [-- --pairs N --tasks N]`
+//! `cargo run --release -p courier-tests --bin courier-bench` runs the whole suite (a few minutes)
+//! and rewrites the generated section of `BENCHMARKS.md` and `benchmarks.svg` at the workspace root
+//! (`report.rs`). `--quick` runs every scenario once, smaller (64 MiB downloads), and writes its
+//! report under `target/courier-bench/` instead: a smoke run, its figures compare nothing.
+//! `--rounds N` (default 5) and `--download-pairs N` (default 7) set the repetitions.
 //!
-//! 1. Create, resume and complete N data tasks (default 10,000; 1 KiB bodies, HTTP/1.1, the default
-//!    six connections per host, no URL cache, as curl has none; then, for the record, with the
-//!    default cache) against a loopback server, interleaved with curl fetching the same N
-//!    URLs (`--parallel --parallel-max 6`) in the same run; reports each side's median and the median
-//!    of the paired ratios.
-//! 2. The resident memory of N suspended (never resumed) tasks: RSS delta per task.
-//! 3. Last, a 1 GiB download to a file from nginx over loopback (HTTP/1.1, then HTTPS with HTTP/2):
-//!    courier (a fresh process per run, the engine's completion form on a current-thread runtime,
-//!    as the CLI runs it) against `curl -o`, interleaved pairs (`--download-pairs`, default 9),
-//!    and courier's peak RSS (VmHWM).
+//! The suite, in order:
+//! 1. The resident memory of 100,000 data tasks created and never resumed: RSS growth per task.
+//! 2. 10,000 GETs of 1 KiB, 64 at once, through the library: courier against reqwest, each on both
+//!    runtime flavours, and hyper-util's client alone for the cost of Courier's own layers
+//!    (`bench/small.rs`).
+//! 3. 10,000 delegate-style data tasks (six connections, no URL cache) against curl fetching the
+//!    same URLs with `--parallel --parallel-max 6`.
+//! 4. Last, a 1 GiB download to a file from nginx (HTTP/1.1, then HTTPS with HTTP/2): courier (a
+//!    fresh process per run, the engine's completion form on a current-thread runtime, as the CLI
+//!    runs it) against `curl -o`, and courier's peak RSS (VmHWM).
 //!
-//! 4. On demand (`--only bombs [--courier PATH]`): the peak RSS of `courier get` (the binary at
-//!    PATH, by default the one beside this bench) refusing 1 GiB of zeros sent as gzip, deflate
-//!    and br by a loopback server, beside `curl --compressed` decoding the same bodies whole.
-//!
-//! 5. On demand (`--only background [--courier PATH] [--rounds N]`): what background sessions
-//!    cost: journaled downloads against a default session's, the restart after SIGKILL, the
-//!    daemon's memory per queued task (`bench/background.rs`).
-//!
-//! 6. On demand (`--only small [--requests N] [--rounds N]`): N GETs of 1 KiB, 64 at once, through
-//!    the library, courier against reqwest, each on both runtime flavours (`bench/small.rs`).
-//!
-//! `--only tasks`, `--only download` (`download-h1`, `download-h2`: one of its two halves),
-//! `--only bombs` or `--only background` runs one part.
+//! One part alone, printed and not written to the report: `--only small [--requests N] [--side
+//! NAME]` (`--side "courier current-thread"` runs that side alone, for a profile), `--only tasks`,
+//! `--only download` (`download-h1`, `download-h2`), and the parts outside the suite:
+//! `--only bombs [--courier PATH]` (the peak RSS of `courier get` refusing 1 GiB of zeros sent
+//! compressed, beside `curl --compressed`) and `--only background [--courier PATH]` (what
+//! background sessions cost, `bench/background.rs`).
 //!
 //! The server runs on its own runtime thread, so client and server share the two cores as they would
 //! with a separate server process.
@@ -45,8 +43,12 @@ use tokio::sync::Notify;
 
 #[path = "bench/background.rs"]
 mod background;
+#[path = "bench/report.rs"]
+mod report;
 #[path = "bench/small.rs"]
 mod small;
+
+use report::{Report, Scenario, Side, Target, Unit};
 
 struct Counter {
     done: AtomicUsize,
@@ -219,19 +221,13 @@ fn status_field(process: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Part 3: 1 GiB from nginx, courier against `curl -o`: over HTTP/1.1, then over HTTPS with
-/// HTTP/2.
-fn download_bench(pairs: usize) {
-    download_bench_over(pairs, false);
-    download_bench_over(pairs, true);
-}
-
-fn download_bench_over(pairs: usize, tls: bool) {
+/// Part 3: a file (1 GiB; 64 MiB with `--quick`) from nginx, courier against `curl -o`: over HTTP/1.1,
+/// or over HTTPS with HTTP/2.
+fn download_bench_over(report: &mut Report, pairs: usize, tls: bool, size: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).expect("root");
-    let size = 1usize << 30;
-    courier_tests::write_random_file(&root.join("1g.bin"), size, 42).expect("1 GiB file");
+    courier_tests::write_random_file(&root.join("1g.bin"), size, 42).expect("the file");
     let ca = courier_tests::TestCa::new();
     let ca_pem = dir.path().join("ca.pem");
     std::fs::write(&ca_pem, &ca.ca_pem).expect("CA file");
@@ -296,12 +292,16 @@ fn download_bench_over(pairs: usize, tls: bool) {
         let _ = std::fs::remove_file(&out);
         took
     };
+    let what = if size == 1 << 30 {
+        "1 GiB".to_owned()
+    } else {
+        format!("{} MiB", size >> 20)
+    };
     println!(
-        "# 1 GiB download to a file from nginx over loopback ({over}); {pairs} interleaved pairs"
+        "# {what} download to a file from nginx over loopback ({over}); {pairs} interleaved pairs"
     );
     let _ = (run_courier(), run_curl()); // warm-up: the file is in the page cache for both
-    let (mut ours, mut theirs, mut ratios, mut peaks) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut theirs, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..pairs {
         let (c, rss) = run_courier();
         let k = run_curl();
@@ -312,17 +312,25 @@ fn download_bench_over(pairs: usize, tls: bool) {
         );
         ours.push(c);
         theirs.push(k);
-        ratios.push(c / k);
-        peaks.push(rss as f64);
+        peaks.push(rss as f64 * 1024.0);
     }
-    let max_peak = peaks.iter().cloned().fold(0.0, f64::max);
-    let (mc, mk, mr) = (median(&mut ours), median(&mut theirs), median(&mut ratios));
-    println!(
-        "courier: median {mc:.3} s ({:.0} MB/s); curl: median {mk:.3} s ({:.0} MB/s); courier/curl wall-time ratio (median of pairs): {mr:.2}; courier peak RSS: max {:.1} MiB",
-        size as f64 / mc / 1e6,
-        size as f64 / mk / 1e6,
-        max_peak / 1024.0
-    );
+    report.add(Scenario {
+        name: format!("{what} download to a file, {over}"),
+        unit: Unit::Seconds,
+        courier: vec![Side::new("courier library (current-thread)", ours)],
+        peers: vec![Side::new("curl -o", theirs)],
+        target: Target::AtMostTimesBestPeer(1.0),
+        note: "each side a fresh process per round (nginx serves the file from the page cache)"
+            .into(),
+    });
+    report.add(Scenario {
+        name: format!("peak RSS during the {what} download, {over}"),
+        unit: Unit::Bytes,
+        courier: vec![Side::new("courier (VmHWM)", peaks)],
+        peers: Vec::new(),
+        target: Target::AtMost(12.0 * 1048576.0),
+        note: String::new(),
+    });
 }
 
 /// The `courier` binary the on-demand parts run: `--courier PATH`, else the one beside this bench.
@@ -403,52 +411,139 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut report = Report::default();
     match only.as_deref() {
-        Some("download") => return download_bench(arg("--download-pairs", 9)),
-        Some("download-h1") => return download_bench_over(arg("--download-pairs", 9), false),
-        Some("download-h2") => return download_bench_over(arg("--download-pairs", 9), true),
-        _ => {}
+        None => {}
+        Some("download") => {
+            for tls in [false, true] {
+                download_bench_over(&mut report, arg("--download-pairs", 9), tls, 1 << 30);
+            }
+            return;
+        }
+        Some("download-h1") => {
+            return download_bench_over(&mut report, arg("--download-pairs", 9), false, 1 << 30);
+        }
+        Some("download-h2") => {
+            return download_bench_over(&mut report, arg("--download-pairs", 9), true, 1 << 30);
+        }
+        Some("bombs") => return bombs_bench(),
+        Some("small") => {
+            let side = args
+                .iter()
+                .position(|a| a == "--side")
+                .and_then(|i| args.get(i + 1));
+            for scenario in small::run(
+                arg("--requests", 10_000),
+                arg("--rounds", 5),
+                side.map(String::as_str),
+            ) {
+                report.add(scenario);
+            }
+            return;
+        }
+        Some("background") => return background::run(&courier_binary(), arg("--rounds", 5)),
+        Some("tasks") => {
+            let (_server_rt, server) = loopback_server();
+            let url = server.url("/bytes/1024");
+            report.add(suspended_memory(&url, arg("--tasks", 10_000)));
+            report.add(tasks_against_curl(
+                &url,
+                arg("--tasks", 10_000),
+                arg("--pairs", 11),
+            ));
+            return;
+        }
+        Some(other) => panic!("--only {other}: not a part of this bench"),
     }
-    if only.as_deref() == Some("bombs") {
-        bombs_bench();
-        return;
+
+    // The whole suite: every scenario, then the report. `--quick` runs each once, smaller, and
+    // writes its report under target/ (its figures compare nothing).
+    let rounds = if quick { 1 } else { arg("--rounds", 5) };
+    let pairs = if quick { 1 } else { arg("--download-pairs", 7) };
+    {
+        let (_server_rt, server) = loopback_server();
+        let url = server.url("/bytes/1024");
+        // First, while the heap is fresh: freed memory from the runs below would hide the growth.
+        report.add(suspended_memory(&url, if quick { 10_000 } else { 100_000 }));
+        for scenario in small::run(if quick { 2_000 } else { 10_000 }, rounds, None) {
+            report.add(scenario);
+        }
+        report.add(tasks_against_curl(
+            &url,
+            if quick { 2_000 } else { 10_000 },
+            if quick { 1 } else { 2 * rounds + 1 },
+        ));
     }
-    if only.as_deref() == Some("small") {
-        let side = args
-            .iter()
-            .position(|a| a == "--side")
-            .and_then(|i| args.get(i + 1));
-        small::run(
-            arg("--requests", 10_000),
-            arg("--rounds", 5),
-            side.map(String::as_str),
-        );
-        return;
+    // Last: writing 1 GiB files leaves the kernel flushing them for a while, which would slow the
+    // parts above.
+    let size = if quick { 64 << 20 } else { 1 << 30 };
+    download_bench_over(&mut report, pairs, false, size);
+    download_bench_over(&mut report, pairs, true, size);
+    for (name, target) in [
+        (
+            "1 GiB upload from a file (a sink that reads every byte)",
+            "at least as fast as the fastest peer",
+        ),
+        (
+            "10,000 GETs of 1 KiB, 64 at once, HTTP/2",
+            "at least reqwest's rate; share of h2load's",
+        ),
+        (
+            "10,000 GETs of 1 KiB through the `courier` command",
+            "at least reqwest's rate",
+        ),
+        (
+            "10,000 downloads running at once from one server",
+            "all complete; under 32 KiB per running task",
+        ),
+        (
+            "resume of a 1 GiB download cut at 50%",
+            "bytes fetched within 1 MiB of the remainder",
+        ),
+    ] {
+        report.not_measured(name, target);
     }
-    if only.as_deref() == Some("background") {
-        background::run(&courier_binary(), arg("--rounds", 5));
-        return;
-    }
-    let pairs = arg("--pairs", 11);
-    let tasks = arg("--tasks", 10_000);
-    let (_server_rt, server) = loopback_server();
-    let url = server.url("/bytes/1024");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let dir = if quick {
+        let dir = root.join("target").join("courier-bench");
+        std::fs::create_dir_all(&dir).expect("report directory");
+        dir
+    } else {
+        root
+    };
+    report
+        .write(
+            &dir.join("BENCHMARKS.md"),
+            &dir.join("benchmarks.svg"),
+            quick,
+        )
+        .expect("report written");
+    println!(
+        "report: {} and {}",
+        dir.join("BENCHMARKS.md").display(),
+        dir.join("benchmarks.svg").display()
+    );
+}
+
+/// The resident memory of `tasks` data tasks created and never resumed, per task.
+fn suspended_memory(url: &str, tasks: usize) -> Scenario {
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("client runtime");
-
-    // First, while the heap is fresh: freed memory from the runs below would hide the growth.
-    println!("# memory of {tasks} suspended tasks");
     let (before, after) = client.block_on(async {
         let session = Session::with_delegate(config(), Arc::new(Counter::new(0))).expect("session");
         // One task first, so the session actor and its maps exist before the baseline.
-        let warm = session.data_task(url.as_str()).expect("task");
+        let warm = session.data_task(url).expect("task");
         let _ = session.all_tasks().await;
         let before = rss_bytes();
         let kept: Vec<_> = (0..tasks)
-            .map(|_| session.data_task(url.as_str()).expect("task"))
+            .map(|_| session.data_task(url).expect("task"))
             .collect();
         // A round trip through the session actor: every registration has been handled by then.
         let _ = session.all_tasks().await;
@@ -459,15 +554,26 @@ fn main() {
         (before, after)
     });
     let per_task = after.saturating_sub(before) as f64 / tasks as f64;
-    println!(
-        "RSS before {:.1} MiB, after {:.1} MiB: {per_task:.0} bytes per suspended task",
-        before as f64 / 1048576.0,
-        after as f64 / 1048576.0
-    );
+    Scenario {
+        name: format!("{tasks} tasks created and not resumed, in one session: memory each"),
+        unit: Unit::Bytes,
+        courier: vec![Side::new("courier (RSS growth per task)", vec![per_task])],
+        peers: Vec::new(),
+        target: Target::AtMost(2048.0),
+        note: String::new(),
+    }
+}
 
-    let dir = std::env::temp_dir().join(format!("courier-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let curl_config = dir.join("urls.curl");
+/// Delegate-style data tasks (one session, the default six connections per host, no URL cache)
+/// against curl fetching the same URLs with `--parallel --parallel-max 6`, interleaved.
+fn tasks_against_curl(url: &str, tasks: usize, pairs: usize) -> Scenario {
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let curl_config = dir.path().join("urls.curl");
     {
         let mut f =
             std::io::BufWriter::new(std::fs::File::create(&curl_config).expect("curl config"));
@@ -475,14 +581,10 @@ fn main() {
             writeln!(f, "url = \"{url}\"\noutput = \"/dev/null\"").expect("write");
         }
     }
-
-    println!(
-        "# {tasks} data tasks of 1 KiB, HTTP/1.1 over loopback, 6 connections per host; {pairs} interleaved pairs"
-    );
-    client.block_on(courier_run(&url, tasks.min(1000))); // warm-up
-    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    client.block_on(courier_run(url, tasks.min(1000))); // warm-up
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for i in 0..pairs {
-        let c = client.block_on(courier_run(&url, tasks)).as_secs_f64();
+        let c = client.block_on(courier_run(url, tasks)).as_secs_f64();
         let k = curl_run(&curl_config).as_secs_f64();
         println!(
             "pair {i:2}: courier {c:.3} s  curl {k:.3} s  ratio {:.2}",
@@ -490,34 +592,13 @@ fn main() {
         );
         ours.push(c);
         theirs.push(k);
-        ratios.push(c / k);
     }
-    let (mc, mk, mr) = (median(&mut ours), median(&mut theirs), median(&mut ratios));
-    // The default configuration keeps responses in the URL cache (and revalidates these, which
-    // have an ETag but no freshness): that work, for the record.
-    let mut cached: Vec<f64> = (0..5)
-        .map(|_| {
-            client
-                .block_on(courier_run_with(&url, tasks, config()))
-                .as_secs_f64()
-        })
-        .collect();
-    let mcached = median(&mut cached);
-    println!(
-        "courier with the default URL cache on: median {mcached:.3} s ({:.0} tasks/s), {:.2}x the no-cache median",
-        tasks as f64 / mcached,
-        mcached / mc
-    );
-    println!(
-        "courier: median {mc:.3} s ({:.0} tasks/s); curl: median {mk:.3} s ({:.0} req/s); courier/curl wall-time ratio (median of pairs): {mr:.2}",
-        tasks as f64 / mc,
-        tasks as f64 / mk
-    );
-
-    let _ = std::fs::remove_dir_all(&dir);
-    // Last: writing 1 GiB files leaves the kernel flushing them for a while, which would slow the
-    // parts above.
-    if only.as_deref() != Some("tasks") {
-        download_bench(arg("--download-pairs", 9));
+    Scenario {
+        name: format!("{tasks} data tasks of 1 KiB with a delegate, 6 connections"),
+        unit: Unit::Seconds,
+        courier: vec![Side::new("courier data tasks (multi-thread)", ours)],
+        peers: vec![Side::new("curl --parallel-max 6", theirs)],
+        target: Target::AtMostTimesBestPeer(1.0),
+        note: "curl runs as a process of its own (its start-up counts)".into(),
     }
 }

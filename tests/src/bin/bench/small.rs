@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use courier_engine::{CleartextPolicy, Configuration, Session};
 
 use super::median;
+use super::report::{Scenario, Side, Target, Unit};
 
 /// At once.
 const WORKERS: usize = 64;
@@ -126,14 +127,14 @@ fn reqwest(url: &str, n: usize, flavor: Flavor) -> Duration {
     })
 }
 
-pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) {
+pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scenario> {
     let (_server_rt, server) = super::loopback_server();
     let url = server.url("/bytes/1024");
     println!(
         "# {n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client; {rounds} interleaved rounds"
     );
-    type Side = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
-    let sides: [Side; 6] = [
+    type Runner = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
+    let sides: [Runner; 6] = [
         ("courier", courier, Flavor::MultiThread),
         ("courier", courier, Flavor::CurrentThread),
         ("reqwest", reqwest, Flavor::CurrentThread),
@@ -151,7 +152,7 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) {
             let t = run(&url, n, *flavor).as_secs_f64();
             println!("round {round}: {only} {t:.3} s");
         }
-        return;
+        return Vec::new();
     }
     // Warm-up: connections, allocator, page cache.
     for (_, run, flavor) in &sides {
@@ -167,33 +168,38 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) {
         }
         println!("{line}");
     }
-    let summary: Vec<(String, f64, f64, f64)> = sides
-        .iter()
-        .zip(times.iter_mut())
-        .map(|((name, _, flavor), t)| {
-            let (lo, hi) = (
-                t.iter().cloned().fold(f64::MAX, f64::min),
-                t.iter().cloned().fold(0.0, f64::max),
-            );
-            (format!("{name} {}", flavor.name()), median(t), lo, hi)
+    let side = |i: usize| {
+        let (name, _, flavor) = sides[i];
+        Side::new(format!("{name} {}", flavor.name()), times[i].clone())
+    };
+    // Per round, courier's best flavour over hyper-util's best: what Courier's own layers cost.
+    let overhead: Vec<f64> = (0..rounds)
+        .map(|r| {
+            let best =
+                |range: std::ops::Range<usize>| range.map(|i| times[i][r]).fold(f64::MAX, f64::min);
+            (best(0..2) - best(4..6)) / n as f64 * 1e6
         })
         .collect();
-    for (name, m, lo, hi) in &summary {
-        println!(
-            "{name}: median {m:.3} s ({:.0} requests/s), min {lo:.3}, max {hi:.3}",
-            n as f64 / m
-        );
-    }
-    let best =
-        |range: std::ops::Range<usize>| summary[range].iter().map(|s| s.1).fold(f64::MAX, f64::min);
-    let (best_courier, best_reqwest, best_hyper) = (best(0..2), best(2..4), best(4..6));
-    println!(
-        "courier (best flavour) / reqwest (best flavour), median wall time: {:.2}; courier's rate is {:.0}% of reqwest's",
-        best_courier / best_reqwest,
-        100.0 * best_reqwest / best_courier
-    );
-    println!(
-        "courier's cost per request over hyper-util's client alone (best flavours): {:.1} us",
-        (best_courier - best_hyper) / n as f64 * 1e6
-    );
+    let hyper_median = median(&mut times[4].clone()).min(median(&mut times[5].clone()));
+    vec![
+        Scenario {
+            name: format!("{n} GETs of 1 KiB, 64 at once, HTTP/1.1 keep-alive, library"),
+            unit: Unit::Seconds,
+            courier: vec![side(0), side(1)],
+            peers: vec![side(2), side(3)],
+            target: Target::AtMostTimesBestPeer(1.0),
+            note: format!(
+                "hyper-util's pooled client alone (Courier's transport): {hyper_median:.3} s, \
+                 bounded by the in-process server, which shares the two cores"
+            ),
+        },
+        Scenario {
+            name: "cost per request of Courier's layers over hyper-util's client".into(),
+            unit: Unit::Micros,
+            courier: vec![Side::new("courier - hyper-util, best flavours", overhead)],
+            peers: Vec::new(),
+            target: Target::AtMost(10.0),
+            note: String::new(),
+        },
+    ]
 }
