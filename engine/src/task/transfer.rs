@@ -174,6 +174,12 @@ impl Transfer {
         let actor = args.actor.clone();
         let conversion = Conversion::default();
         let metrics = SharedMetrics::default();
+        let recording = args.callbacks
+            && args
+                .ctx
+                .queue
+                .as_ref()
+                .is_some_and(|q| q.wants(Callback::Metrics));
         let run = Run {
             cache_candidate: None,
             conversion: conversion.clone(),
@@ -190,6 +196,7 @@ impl Transfer {
             sink: None,
             window: None,
             overridden: false,
+            recording,
         };
         let (target, body, destination) = (args.target, args.body, args.destination);
         let handle = tokio::spawn(
@@ -288,7 +295,7 @@ impl Drop for Transfer {
 struct Run {
     conversion: Conversion,
     /// A response the URL cache may keep, with its body so far.
-    cache_candidate: Option<caching::Candidate>,
+    cache_candidate: Option<Box<caching::Candidate>>,
     metrics: SharedMetrics,
     ctx: Arc<SessionContext>,
     /// Answers authentication challenges.
@@ -302,11 +309,13 @@ struct Run {
     gate: watch::Receiver<Gate>,
     actor: ActorRef<TaskMsg>,
     /// A download's file.
-    sink: Option<DownloadSink>,
+    sink: Option<Box<DownloadSink>>,
     /// The delegate window of a data or upload task.
     window: Option<Arc<Semaphore>>,
     /// The last response came over a connection whose server trust the application overrode.
     overridden: bool,
+    /// Someone reads the metrics (see `Run::metrics`).
+    recording: bool,
 }
 
 /// Why a transfer ended early.
@@ -343,7 +352,7 @@ impl Run {
                 )
                 .await;
                 match opened {
-                    Ok(sink) => self.sink = Some(sink),
+                    Ok(sink) => self.sink = Some(Box::new(sink)),
                     Err(e) => return (Some(TaskMsg::Failed(e)), None),
                 }
             }
@@ -492,7 +501,7 @@ impl Run {
                 None,
                 &slot,
             );
-            self.sink = Some(opened.await?);
+            self.sink = Some(Box::new(opened.await?));
             self.window = None;
         }
         // A data task that became a download reads its head back (a copy only then).
@@ -514,20 +523,22 @@ impl Run {
 
     /// Answers from the URL cache: the same response, gate and delivery as over the network.
     async fn serve_cached(&mut self, entry: caching_entry::Entry) -> Result<(), Halt> {
-        self.metrics().transactions.push(TransactionMetrics {
-            url: self.url.to_string(),
-            fetch_type: FetchType::LocalCache,
-            protocol: None,
-            reused_connection: false,
-            fetch_start: std::time::Instant::now(),
-            domain_lookup: None,
-            connect: None,
-            secure_connection: None,
-            request_start: None,
-            response_start: Some(std::time::Instant::now()),
-            response_end: None,
-            status: Some(entry.response.status().as_u16()),
-        });
+        if let Some(mut log) = self.metrics() {
+            log.transactions.push(TransactionMetrics {
+                url: self.url.to_string(),
+                fetch_type: FetchType::LocalCache,
+                protocol: None,
+                reused_connection: false,
+                fetch_start: std::time::Instant::now(),
+                domain_lookup: None,
+                connect: None,
+                secure_connection: None,
+                request_start: None,
+                response_start: Some(std::time::Instant::now()),
+                response_end: None,
+                status: Some(entry.response.status().as_u16()),
+            });
+        }
         self.present(entry.response).await?;
         self.deliver(entry.body).await
     }

@@ -144,12 +144,12 @@ impl Run {
             cache::options(),
         );
         if policy.is_storable() {
-            self.cache_candidate = Some(Candidate {
+            self.cache_candidate = Some(Box::new(Candidate {
                 policy,
                 response: response.clone(),
                 body: BytesMut::new(),
                 limit,
-            });
+            }));
         }
     }
 

@@ -89,7 +89,9 @@ impl Run {
             };
             drop(response);
             self.end_transaction();
-            self.metrics().redirects += 1;
+            if let Some(mut log) = self.metrics() {
+                log.redirects += 1;
+            }
             let Some(url) = next.url().cloned() else {
                 return Err(fail(
                     ErrorCode::BadUrl,

@@ -34,7 +34,7 @@ impl Run {
                 }
             }
             self.wait_until(|g| !g.paused).await?;
-            let deadline = self.sink.as_ref().and_then(DownloadSink::deadline);
+            let deadline = self.sink.as_deref().and_then(DownloadSink::deadline);
             let gate = &mut self.gate;
             let woke = tokio::select! {
                 frame = tokio::time::timeout(self.idle, body.frame()) => Woke::Frame(frame),

@@ -4,8 +4,11 @@
 use super::*;
 
 impl Run {
-    pub(super) fn metrics(&self) -> std::sync::MutexGuard<'_, MetricsLog> {
-        self.metrics.lock().unwrap_or_else(|p| p.into_inner())
+    /// The metrics log, when someone will read it (a delegate that implements
+    /// `did_finish_collecting_metrics`): otherwise nothing is recorded, and no request pays for it.
+    pub(super) fn metrics(&self) -> Option<std::sync::MutexGuard<'_, MetricsLog>> {
+        self.recording
+            .then(|| self.metrics.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Records the arrival of a response head on the current transaction.
@@ -23,7 +26,12 @@ impl Run {
             main,
             self.overridden,
         );
-        let mut log = self.metrics();
+        // Whether a connection was used before is noted whoever records it: a later task on the
+        // same connection must see it as reused.
+        let reused = connection.as_ref().map(|c| c.note_use());
+        let Some(mut log) = self.metrics() else {
+            return;
+        };
         let Some(t) = log.transactions.last_mut() else {
             return;
         };
@@ -34,9 +42,9 @@ impl Run {
             http::Version::HTTP_10 => "http/1.0",
             _ => "http/1.1",
         });
-        if let Some(c) = connection {
-            t.reused_connection = c.note_use();
-            if !t.reused_connection {
+        if let (Some(c), Some(reused)) = (connection, reused) {
+            t.reused_connection = reused;
+            if !reused {
                 t.domain_lookup = Some(c.dns);
                 t.connect = Some(c.connect);
                 t.secure_connection = c.tls.then_some(c.tls_handshake);
@@ -46,7 +54,8 @@ impl Run {
 
     /// Closes the current transaction (its body ended, or was abandoned for a redirect or retry).
     pub(super) fn end_transaction(&self) {
-        if let Some(t) = self.metrics().transactions.last_mut()
+        if let Some(mut log) = self.metrics()
+            && let Some(t) = log.transactions.last_mut()
             && t.response_end.is_none()
         {
             t.response_end = Some(std::time::Instant::now());
@@ -85,20 +94,22 @@ impl Run {
             }
             None => empty_body(),
         };
-        self.metrics().transactions.push(TransactionMetrics {
-            url: self.url.to_string(),
-            fetch_type: FetchType::Network,
-            protocol: None,
-            reused_connection: false,
-            fetch_start,
-            domain_lookup: None,
-            connect: None,
-            secure_connection: None,
-            request_start: Some(std::time::Instant::now()),
-            response_start: None,
-            response_end: None,
-            status: None,
-        });
+        if let Some(mut log) = self.metrics() {
+            log.transactions.push(TransactionMetrics {
+                url: self.url.to_string(),
+                fetch_type: FetchType::Network,
+                protocol: None,
+                reused_connection: false,
+                fetch_start,
+                domain_lookup: None,
+                connect: None,
+                secure_connection: None,
+                request_start: Some(std::time::Instant::now()),
+                response_start: None,
+                response_end: None,
+                status: None,
+            });
+        }
         let request = builder.body(request_body).map_err(|e| {
             Error::new(ErrorCode::BadUrl, format!("bad request: {e}")).with_url(self.url.as_str())
         })?;
