@@ -200,7 +200,11 @@ fn resume_path(args: &Args, destination: &Path) -> PathBuf {
 fn save_resume_data(data: &ResumeData, path: &Path, delegate: &CliDelegate) {
     // Resume data is a secret (it names a file to append to): 0600, written aside and renamed, never
     // through a link planted at the name.
-    let line = match courier_storage::write::replace(path, data.as_bytes()) {
+    let line = match courier_storage::write::replace(
+        path,
+        data.as_bytes(),
+        courier_storage::Durability::Synced,
+    ) {
         Ok(()) => format!(
             "courier: resume data saved to {}; continue with: courier download --resume-data {}",
             path.display(),

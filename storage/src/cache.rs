@@ -66,7 +66,7 @@ impl<'a> DiskCache<'a> {
         if let Some(parent) = path.parent() {
             crate::directory::create_private_dir_all(parent)?;
         }
-        crate::write::replace(&path, &blob)?;
+        crate::write::replace(&path, &blob, crate::write::Durability::Synced)?;
         if let Some(dir) = path.parent() {
             trim(dir, self.capacity);
         }

@@ -151,7 +151,11 @@ impl SessionDirectory {
     /// # Errors
     /// The directory or the file cannot be written.
     pub fn store(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        crate::write::replace(&self.path()?.join(plain(name)?), bytes)
+        crate::write::replace(
+            &self.path()?.join(plain(name)?),
+            bytes,
+            crate::write::Durability::Synced,
+        )
     }
 
     /// The contents of the directory's file `name`, read without following a link and bounded.

@@ -13,6 +13,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::write::Durability;
+
 use sha2::{Digest, Sha256};
 
 use crate::directory::CHECKPOINT_SUFFIX;
@@ -112,12 +114,13 @@ impl PartialFile {
         Ok(())
     }
 
-    /// Syncs the data written so far and records a digest of the file's tail.
+    /// Records a digest of the file's tail, after syncing the data written so far when
+    /// `durability` asks for it.
     ///
     /// # Errors
     /// The sync or the read-back failed.
-    pub fn checkpoint(&mut self) -> io::Result<Checkpoint> {
-        self.checkpointer()?.run(Durability::Synced)
+    pub fn checkpoint(&mut self, durability: Durability) -> io::Result<Checkpoint> {
+        self.checkpointer()?.run(durability)
     }
 
     /// A checkpoint of the bytes written so far, to take on another thread while this file goes on
@@ -138,8 +141,8 @@ impl PartialFile {
     ///
     /// # Errors
     /// The record cannot be written (a full disk): the previous record, if any, stays.
-    pub fn store_checkpoint_record(&self, record: &[u8]) -> io::Result<()> {
-        store_record(&self.path, record)
+    pub fn store_checkpoint_record(&self, record: &[u8], durability: Durability) -> io::Result<()> {
+        store_record(&self.path, record, durability)
     }
 
     /// Closes the file and returns its path; the checkpoint record beside it is removed.
@@ -165,21 +168,6 @@ pub struct Checkpointer {
     len: u64,
 }
 
-/// What a checkpoint survives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// The file's data is synced to the device first: the checkpoint survives a power loss or an
-    /// operating system crash. Taken when a download stops (suspended, cancelled for resume data,
-    /// failed), once.
-    Synced,
-    /// The checkpoint describes the bytes in the page cache, which is what a killed or crashed
-    /// process leaves behind: no sync. The periodic checkpoints of a running download, taken every
-    /// second, are of this kind; a sync each time made a fast download wait for the disk (a 1 GiB
-    /// download: 1.4-3 s against 0.7-1 s without, in `courier-bench`). After a power loss, the tail
-    /// digest still refuses a file whose last bytes did not reach the disk.
-    PageCache,
-}
-
 impl Checkpointer {
     /// Digests the file's tail, after syncing its data when `durability` asks for it.
     ///
@@ -200,13 +188,13 @@ impl Checkpointer {
     ///
     /// # Errors
     /// The record cannot be written (a full disk): the previous record, if any, stays.
-    pub fn store(&self, record: &[u8]) -> io::Result<()> {
-        store_record(&self.path, record)
+    pub fn store(&self, record: &[u8], durability: Durability) -> io::Result<()> {
+        store_record(&self.path, record, durability)
     }
 }
 
-fn store_record(partial: &Path, record: &[u8]) -> io::Result<()> {
-    crate::write::replace(&checkpoint_path(partial), record)
+fn store_record(partial: &Path, record: &[u8], durability: Durability) -> io::Result<()> {
+    crate::write::replace(&checkpoint_path(partial), record, durability)
 }
 
 /// Keeps a partial file for a later resume and removes the checkpoint record beside it (the resume
@@ -255,13 +243,14 @@ mod tests {
         let mut f = dir.create_partial().unwrap();
         f.append(b"hello ").unwrap();
         f.append(b"world").unwrap();
-        let c = f.checkpoint().unwrap();
+        let c = f.checkpoint(crate::Durability::Synced).unwrap();
         assert_eq!(c.len, 11);
         assert_eq!(std::fs::read(f.path()).unwrap(), b"hello world");
         f.truncate().unwrap();
         f.append(b"x").unwrap();
         assert_eq!(std::fs::read(f.path()).unwrap(), b"x");
-        f.store_checkpoint_record(b"rec").unwrap();
+        f.store_checkpoint_record(b"rec", crate::Durability::PageCache)
+            .unwrap();
         let path = f.path().to_path_buf();
         assert!(super::checkpoint_path(&path).exists());
         f.remove();

@@ -30,5 +30,6 @@ pub mod write;
 
 pub use codec::CodecError;
 pub use directory::SessionDirectory;
-pub use download::{Checkpoint, Checkpointer, Durability, PartialFile};
+pub use download::{Checkpoint, Checkpointer, PartialFile};
 pub use resume::{RequestRecord, ResponseRecord, ResumeError, ResumeRecord};
+pub use write::Durability;

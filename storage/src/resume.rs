@@ -231,7 +231,7 @@ mod tests {
     use super::*;
 
     fn record_for(f: &mut PartialFile) -> ResumeRecord {
-        let c = f.checkpoint().unwrap();
+        let c = f.checkpoint(crate::Durability::Synced).unwrap();
         let req = RequestRecord {
             method: "GET".into(),
             url: "http://127.0.0.1/a".into(),

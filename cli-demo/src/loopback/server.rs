@@ -7,6 +7,7 @@
 //! - `/drip?chunks=C&size=S&delay_ms=D`: C chunks of S bytes of [`pattern`], D ms apart.
 //! - `/hang`: never answers.
 //! - `/upload`: reads the whole request body and answers `bytes=N sha256=HEX`.
+//! - `/sink`: reads the whole request body and answers `bytes=N` (no digest: a bench's target).
 //! - `/basic/USER/PASS`, `/digest/USER/PASS[?alg=SHA-256]`, `/basic-or-digest/USER/PASS`: protected;
 //!   200 `welcome USER` with the right credential, 401 with challenges otherwise.
 //! - `/cache/max-age/N`, `/cache/no-store`, `/cache/revalidate`: a body unique to each answer, with
@@ -428,6 +429,20 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
             }
             h.insert(http::header::ETAG, http::HeaderValue::from_static(etag));
             r
+        }
+        "sink" => {
+            // Reads every byte and only counts them: the cheapest honest upload target (a bench's).
+            let mut body = req.into_body();
+            let mut n = 0usize;
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else {
+                    return full(StatusCode::BAD_REQUEST, "body broke");
+                };
+                if let Ok(data) = frame.into_data() {
+                    n += data.len();
+                }
+            }
+            full(StatusCode::OK, format!("bytes={n}"))
         }
         "upload" => {
             // Reads every byte (a server that answers first would let a client skip the body).

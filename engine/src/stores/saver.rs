@@ -97,7 +97,11 @@ impl Saver {
                 return; // a newer version is on disk already
             }
             let done = match &contents {
-                Some(bytes) => courier_storage::write::replace(&path, bytes),
+                Some(bytes) => courier_storage::write::replace(
+                    &path,
+                    bytes,
+                    courier_storage::Durability::Synced,
+                ),
                 None => match std::fs::remove_file(&path) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                     _ => Ok(()),

@@ -209,8 +209,9 @@ impl DownloadSink {
                 tail_sha256: [0; 32],
                 expected_total: (self.expected >= 0).then_some(self.expected as u64),
             });
-        // A first checkpoint right away: from now on storage can describe this download.
-        self.checkpoint().await?;
+        // A first checkpoint right away: from now on storage can describe this download (to a
+        // process that restarts; a stop syncs).
+        self.checkpoint(Durability::PageCache).await?;
         Ok((start, self.expected))
     }
 
@@ -259,7 +260,7 @@ impl DownloadSink {
     /// Writes everything received and checkpoints (the task is being suspended).
     pub(crate) async fn checkpoint_now(&mut self) -> Result<(), Error> {
         if self.template.is_some() {
-            self.checkpoint().await?;
+            self.checkpoint(Durability::Synced).await?;
         } else {
             self.write_pending().await?;
             self.settle().await?;
@@ -303,7 +304,7 @@ impl DownloadSink {
         }
         let resume = match self.template.is_some() {
             true => self
-                .checkpoint()
+                .checkpoint(Durability::Synced)
                 .await
                 .ok()
                 .flatten()
@@ -383,8 +384,9 @@ impl DownloadSink {
         })
     }
 
-    /// Writes what waits, syncs, and stores the resume record beside the file. Returns the record.
-    async fn checkpoint(&mut self) -> Result<Option<Vec<u8>>, Error> {
+    /// Writes what waits and stores the resume record beside the file, both synced when
+    /// `durability` asks for it. Returns the record.
+    async fn checkpoint(&mut self, durability: Durability) -> Result<Option<Vec<u8>>, Error> {
         if let Some(h) = self.background.take() {
             let _ = h.await;
         }
@@ -398,7 +400,7 @@ impl DownloadSink {
         };
         let mut file = self.file.take().expect("settled sink holds its file");
         self.job = Some(tokio::task::spawn_blocking(move || {
-            let result = file.checkpoint().and_then(|c| {
+            let result = file.checkpoint(durability).and_then(|c| {
                 let record = ResumeRecord {
                     bytes_on_disk: c.len,
                     tail_sha256: c.tail_sha256,
@@ -407,7 +409,7 @@ impl DownloadSink {
                 let blob = record.encode().map_err(io::Error::other)?;
                 // Best effort: on a full disk the record cannot be stored, but the caller still
                 // gets it in memory.
-                let _ = file.store_checkpoint_record(&blob);
+                let _ = file.store_checkpoint_record(&blob, durability);
                 Ok(Some(blob))
             });
             (file, BytesMut::new(), result)
@@ -446,7 +448,7 @@ impl DownloadSink {
                 ..template
             };
             let blob = record.encode().ok()?;
-            let _ = checkpointer.store(&blob);
+            let _ = checkpointer.store(&blob, Durability::PageCache);
             Some(blob)
         }));
         Ok(())
