@@ -1,0 +1,344 @@
+//! The suite's scenarios of whole transfers besides the 1 GiB download: a 1 GiB upload from a file
+//! against `curl -T`, the resume of a 1 GiB download cut at 50%, and 10,000 downloads running at
+//! once. Courier runs in a child process of its own (`courier-bench upload-once`, `resume-once`,
+//! `concurrent-once`) so its memory and start-up count as a program's would; the servers are the
+//! in-process loopback server on a runtime thread of this process.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use courier_engine::{
+    CleartextPolicy, Configuration, DataDelegate, DownloadDelegate, Error, Request, ResumeData,
+    Session, SessionDelegate, TaskDelegate, TaskInfo, UploadBody,
+};
+use tokio::sync::Notify;
+
+use super::report::{Report, Scenario, Side, Target, Unit};
+use super::{loopback_server, status_field};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn cleartext(dir: &Path) -> Configuration {
+    let mut c = Configuration::default();
+    c.cleartext = CleartextPolicy::AllowAll;
+    c.session_directory = Some(dir.join("session"));
+    c
+}
+
+/// Runs `courier-bench ARGS` and returns its wall time and the `key=value` lines it printed.
+fn child(args: &[&str]) -> (f64, Vec<(String, String)>) {
+    let me = std::env::current_exe().expect("own path");
+    let started = Instant::now();
+    // Through a shell that first raises the open-file limit to the hard one (a download at once
+    // holds a socket and a file); a program that runs that many raises it the same way.
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec \"$0\" \"$@\"")
+        .arg(me)
+        .args(args)
+        .output()
+        .expect("courier-bench child");
+    let took = started.elapsed().as_secs_f64();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pairs = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    (took, pairs)
+}
+
+fn value(pairs: &[(String, String)], key: &str) -> f64 {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in the child's output"))
+}
+
+/// `courier-bench upload-once URL FILE`: one upload of FILE with the completion form.
+pub(crate) fn upload_once(url: &str, file: &Path) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    runtime().block_on(async {
+        let session = Session::new(cleartext(dir.path())).expect("session");
+        let request = Request::new(http::Method::POST, url);
+        let (body, response) = session
+            .upload(request, UploadBody::File(file.to_path_buf()))
+            .await
+            .expect("upload");
+        assert_eq!(response.status(), 200);
+        println!(
+            "answer={}",
+            String::from_utf8_lossy(&body).trim_start_matches("bytes=")
+        );
+    });
+    println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
+}
+
+/// A 1 GiB upload from a file (`size` bytes with `--quick`) to a sink that reads every byte:
+/// courier's completion form against `curl -T FILE -X POST`, interleaved.
+pub(crate) fn upload(report: &mut Report, pairs: usize, size: usize) {
+    let (_server_rt, server) = loopback_server();
+    let url = server.url("/sink");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("up.bin");
+    courier_tests::write_random_file(&file, size, 7).expect("the file");
+    let file_arg = file.to_str().expect("a UTF-8 path");
+    let run_courier = || {
+        let (took, out) = child(&["upload-once", &url, file_arg]);
+        assert_eq!(
+            value(&out, "answer") as usize,
+            size,
+            "the sink got every byte"
+        );
+        took
+    };
+    let run_curl = || {
+        let started = Instant::now();
+        let output = Command::new("curl")
+            .args(["-s", "-X", "POST", "-T", file_arg, &url])
+            .output()
+            .expect("curl runs");
+        let took = started.elapsed().as_secs_f64();
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("bytes={size}"),
+            "the sink got every byte from curl"
+        );
+        took
+    };
+    let what = megabytes(size);
+    println!("# {what} upload from a file to a sink over loopback; {pairs} interleaved pairs");
+    let _ = (run_courier(), run_curl()); // warm-up: the file is in the page cache for both
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (c, k) = (run_courier(), run_curl());
+        println!(
+            "pair {i:2}: courier {c:.3} s  curl {k:.3} s  ratio {:.2}",
+            c / k
+        );
+        ours.push(c);
+        theirs.push(k);
+    }
+    report.add(Scenario {
+        name: format!("{what} upload from a file (a sink that reads every byte), HTTP/1.1"),
+        unit: Unit::Seconds,
+        courier: vec![Side::new("courier library (current-thread)", ours)],
+        peers: vec![Side::new("curl -T -X POST", theirs)],
+        target: Target::AtMostTimesBestPeer(1.0),
+        note: "the sink is the in-process server; reqwest is not a peer here until its `stream` \
+               feature (a body read from a file as it is sent) is built"
+            .into(),
+    });
+}
+
+fn megabytes(size: usize) -> String {
+    if size >= 1 << 30 {
+        format!("{} GiB", size >> 30)
+    } else {
+        format!("{} MiB", size >> 20)
+    }
+}
+
+/// Counts a download's progress and keeps what the resume needs.
+#[derive(Default)]
+struct Watcher {
+    written: AtomicU64,
+    resumed_at: AtomicU64,
+    half: AtomicU64,
+    reached_half: Notify,
+    done: Notify,
+    result: std::sync::Mutex<Option<Result<(), String>>>,
+}
+
+impl SessionDelegate for Watcher {}
+impl DataDelegate for Watcher {}
+impl TaskDelegate for Watcher {
+    fn did_complete(&self, _task: &TaskInfo, error: Option<&Error>) {
+        *self.result.lock().unwrap() = Some(match error {
+            None => Ok(()),
+            Some(e) => Err(e.to_string()),
+        });
+        self.done.notify_one();
+    }
+}
+impl DownloadDelegate for Watcher {
+    fn did_write_data(&self, _task: &TaskInfo, _n: i64, total: i64, _expected: i64) {
+        let before = self.written.swap(total as u64, Ordering::AcqRel);
+        let half = self.half.load(Ordering::Acquire);
+        if before < half && total as u64 >= half {
+            self.reached_half.notify_one();
+        }
+    }
+    fn did_resume_at_offset(&self, _task: &TaskInfo, offset: i64, _expected: i64) {
+        self.resumed_at.store(offset as u64, Ordering::Release);
+    }
+    fn did_finish_downloading_to(&self, _task: &TaskInfo, _location: &Path) {}
+}
+
+/// `courier-bench resume-once URL SIZE`: downloads, cancels with resume data once half is
+/// written, resumes, and reports the bytes on disk at the cut and the offset it resumed at.
+pub(crate) fn resume_once(url: &str, size: u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    runtime().block_on(async {
+        let watcher = Arc::new(Watcher {
+            half: AtomicU64::new(size / 2),
+            ..Watcher::default()
+        });
+        let session =
+            Session::with_delegate(cleartext(dir.path()), watcher.clone()).expect("session");
+        let task = session.download_task(url).expect("task");
+        task.resume();
+        watcher.reached_half.notified().await;
+        let data: ResumeData = task
+            .cancel_by_producing_resume_data()
+            .await
+            .expect("resume data at 50%");
+        let at_cut = watcher.written.load(Ordering::Acquire);
+        watcher.done.notified().await;
+        let resumed = session
+            .download_task_with_resume_data(&data)
+            .expect("task from resume data");
+        let started = Instant::now();
+        resumed.resume();
+        watcher.done.notified().await;
+        assert_eq!(
+            *watcher.result.lock().unwrap(),
+            Some(Ok(())),
+            "the resumed download"
+        );
+        println!("at_cut={at_cut}");
+        println!("resumed_at={}", watcher.resumed_at.load(Ordering::Acquire));
+        println!("resume_seconds={}", started.elapsed().as_secs_f64());
+    });
+}
+
+/// The resume of a 1 GiB download from nginx cut at 50%: the bytes fetched again, beyond the
+/// remainder (the cut is the last progress reported before the cancel; the resumed task asks
+/// for everything after the offset it resumes at).
+pub(crate) fn resume(report: &mut Report, rounds: usize, size: u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).expect("root");
+    courier_tests::write_random_file(&root.join("file.bin"), size as usize, 9).expect("the file");
+    // nginx: a static file with its validators, as a download is usually served.
+    let Some(nginx) = courier_tests::Nginx::start(&root) else {
+        println!("# resume: skipped (no nginx)");
+        return;
+    };
+    let url = nginx.url("/file.bin");
+    let mut extra = Vec::new();
+    for round in 0..rounds {
+        let (_, out) = child(&["resume-once", &url, &size.to_string()]);
+        let (at_cut, resumed_at) = (value(&out, "at_cut"), value(&out, "resumed_at"));
+        // What the resumed task fetches is size - resumed_at; the remainder is size - at_cut.
+        let refetched = (at_cut - resumed_at).max(0.0);
+        println!(
+            "round {round}: cut at {at_cut:.0} bytes, resumed at {resumed_at:.0}: {refetched:.0} bytes fetched again ({:.3} s to finish)",
+            value(&out, "resume_seconds")
+        );
+        extra.push(refetched);
+    }
+    report.add(Scenario {
+        name: format!(
+            "resume of a {} download cut at 50%: bytes fetched beyond the remainder",
+            megabytes(size as usize)
+        ),
+        unit: Unit::Bytes,
+        courier: vec![Side::new(
+            "courier (cancel_by_producing_resume_data)",
+            extra,
+        )],
+        peers: Vec::new(),
+        target: Target::AtMost(1048576.0),
+        note: String::new(),
+    });
+}
+
+/// `courier-bench concurrent-once URL N`: N downloads at once in one session, each on a
+/// connection of its own; reports the RSS before and at the peak.
+pub(crate) fn concurrent_once(url: &str, n: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    runtime().block_on(async {
+        let mut config = cleartext(dir.path());
+        config.http_maximum_connections_per_host = n;
+        let session = Session::new(config).expect("session");
+        // The session and its first connection exist before the baseline.
+        let (warm, _) = session.download(url).await.expect("a first download");
+        drop(warm);
+        println!("base_kib={}", status_field("self", "VmRSS:"));
+        let mut running = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let download = session.download(url);
+            running.spawn(async move {
+                let (file, _) = download.await.expect("download");
+                drop(file); // removes it
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            done.expect("download task");
+        }
+    });
+    println!("peak_kib={}", status_field("self", "VmHWM:"));
+}
+
+/// 10,000 downloads running at once from one server (each 64 KiB, paced at 4 KiB every 200 ms, so
+/// all are under way together): every one completes, and the memory per running task.
+pub(crate) fn concurrent(report: &mut Report, rounds: usize, n: usize) {
+    // Each download holds a socket and its partial file: as many as the hard open-file limit
+    // allows, with room for the rest (a limit of 20,000 allows 9,872).
+    let n = n.min(open_file_limit().saturating_sub(256) / 2);
+    let (_server_rt, server) = loopback_server();
+    let url = server.url("/resource/65536?chunk=4096&delay_ms=200");
+    let mut per_task = Vec::new();
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        let (took, out) = child(&["concurrent-once", &url, &n.to_string()]);
+        let (base, peak) = (value(&out, "base_kib"), value(&out, "peak_kib"));
+        let each = (peak - base) * 1024.0 / n as f64;
+        println!("round {round}: {n} downloads in {took:.2} s; {each:.0} bytes per running task");
+        per_task.push(each);
+        times.push(took);
+    }
+    report.add(Scenario {
+        name: format!("{n} downloads running at once from one server: memory per running task"),
+        unit: Unit::Bytes,
+        courier: vec![Side::new("courier (peak RSS growth / tasks)", per_task)],
+        peers: Vec::new(),
+        target: Target::AtMost(32.0 * 1024.0),
+        note: format!(
+            "all {n} completed in every round (each 64 KiB paced over 3.2 s, a connection each); \
+             wall times {}",
+            times
+                .iter()
+                .map(|t| format!("{t:.2} s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    });
+}
+
+/// The hard limit on open files (what the child raises its own to).
+fn open_file_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
