@@ -223,6 +223,20 @@ pub fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     r
 }
 
+/// Reads a request's whole body, handing each chunk to `each`; its length, or `None` when the
+/// body broke off.
+async fn read_body(req: Request<Incoming>, mut each: impl FnMut(&Bytes)) -> Option<usize> {
+    let mut body = req.into_body();
+    let mut n = 0usize;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.ok()?.into_data() {
+            n += data.len();
+            each(&data);
+        }
+    }
+    Some(n)
+}
+
 /// A number from the query string (`key=N`), or `default`.
 pub fn query(req: &Request<Incoming>, key: &str, default: u64) -> u64 {
     req.uri()
@@ -430,34 +444,17 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
             h.insert(http::header::ETAG, http::HeaderValue::from_static(etag));
             r
         }
-        "sink" => {
-            // Reads every byte and only counts them: the cheapest honest upload target (a bench's).
-            let mut body = req.into_body();
-            let mut n = 0usize;
-            while let Some(frame) = body.frame().await {
-                let Ok(frame) = frame else {
-                    return full(StatusCode::BAD_REQUEST, "body broke");
-                };
-                if let Ok(data) = frame.into_data() {
-                    n += data.len();
-                }
-            }
-            full(StatusCode::OK, format!("bytes={n}"))
-        }
+        // Both read every byte (a server that answers first would let a client skip the body);
+        // `/sink` only counts them, the cheapest honest upload target (a bench's).
+        "sink" => match read_body(req, |_| {}).await {
+            Some(n) => full(StatusCode::OK, format!("bytes={n}")),
+            None => full(StatusCode::BAD_REQUEST, "body broke"),
+        },
         "upload" => {
-            // Reads every byte (a server that answers first would let a client skip the body).
-            let mut body = req.into_body();
             let mut hasher = sha2::Sha256::new();
-            let mut n = 0usize;
-            while let Some(frame) = body.frame().await {
-                let Ok(frame) = frame else {
-                    return full(StatusCode::BAD_REQUEST, "body broke");
-                };
-                if let Ok(data) = frame.into_data() {
-                    n += data.len();
-                    hasher.update(&data);
-                }
-            }
+            let Some(n) = read_body(req, |data| hasher.update(data)).await else {
+                return full(StatusCode::BAD_REQUEST, "body broke");
+            };
             let hex: String = hasher
                 .finalize()
                 .iter()
