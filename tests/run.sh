@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs Courier's whole test suite: formatting, lints, docs, then every test of the workspace.
 # Tests talk only to servers they start themselves on loopback: in-process hyper servers, and real
-# programs (nginx, tinyproxy, and systemd-socket-activate for the daemon's socket activation), which
-# this script installs from Debian when they are missing and the machine allows it.
+# programs (nginx, tinyproxy, systemd-socket-activate for the daemon's socket activation, and curl,
+# the bench's peer), which this script installs from Debian when they are missing and the machine
+# allows it. Last, the bench runs once, small (`--quick`): its figures are judged nowhere here, but
+# every scenario checks what it moves, so a bench that stopped working is caught.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for program in nginx:nginx-light tinyproxy:tinyproxy systemd-socket-activate:systemd; do
+for program in nginx:nginx-light tinyproxy:tinyproxy systemd-socket-activate:systemd curl:curl; do
     name=${program%%:*}
     if ! command -v "$name" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$name" ] && [ ! -x "/usr/bin/$name" ]; then
         missing+=("${program#*:}")
@@ -27,3 +29,4 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 cargo test --workspace --locked
+cargo run --locked --quiet -p courier-tests --bin courier-bench -- --quick

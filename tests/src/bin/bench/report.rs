@@ -157,7 +157,7 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "Machine: {}. `cargo run --release -p courier-tests --bin courier-bench` (about 10 minutes) \
+            "Machine: {}. `cargo run --release -p courier-tests --bin courier-bench` (about two minutes) \
              rewrites this section and `benchmarks.svg`; every side runs in the same process run, \
              interleaved round by round. Ratios are courier's best variant over the best peer's \
              median wall time (lower is better for courier).\n",
@@ -236,24 +236,7 @@ impl Report {
     pub(crate) fn write(&self, markdown: &Path, svg: &Path, quick: bool) -> std::io::Result<()> {
         let section = self.markdown(quick);
         let old = std::fs::read_to_string(markdown).unwrap_or_default();
-        let new = match (old.find(BEGIN), old.find(END)) {
-            (Some(b), Some(e)) if b < e => {
-                format!(
-                    "{}{}{}",
-                    &old[..b],
-                    section,
-                    &old[e + END.len()..].trim_start_matches('\n')
-                )
-            }
-            // First run: the section goes after the title, before the history.
-            _ => match old.split_once('\n') {
-                Some((title, rest)) if title.starts_with("# ") => {
-                    format!("{title}\n\n{section}\n{}", rest.trim_start_matches('\n'))
-                }
-                _ => format!("# Benchmarks\n\n{section}\n{old}"),
-            },
-        };
-        std::fs::write(markdown, new)?;
+        std::fs::write(markdown, splice(&old, &section))?;
         self.chart(svg)
     }
 
@@ -323,6 +306,28 @@ impl Report {
     }
 }
 
+/// `old` (the file as it was) with `section` in place of its generated section, or, the first
+/// time, after its title; everything else is kept.
+fn splice(old: &str, section: &str) -> String {
+    match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!(
+                "{}{}\n{}",
+                &old[..b],
+                section,
+                &old[e + END.len()..].trim_start_matches('\n')
+            )
+        }
+        // First run: the section goes after the title, before the history.
+        _ => match old.split_once('\n') {
+            Some((title, rest)) if title.starts_with("# ") => {
+                format!("{title}\n\n{section}\n{}", rest.trim_start_matches('\n'))
+            }
+            _ => format!("# Benchmarks\n\n{section}\n{old}"),
+        },
+    }
+}
+
 /// What this machine is, for the report.
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -355,6 +360,28 @@ fn print_scenario(s: &Scenario) {
         println!(
             "   courier / best peer: {r:.2} (target: {})",
             s.target_text()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_section_is_replaced_and_the_rest_kept() {
+        let first = splice(
+            "# Benchmarks\n\n## History\nold\n",
+            &format!("{BEGIN}\nA\n{END}\n"),
+        );
+        assert_eq!(
+            first,
+            format!("# Benchmarks\n\n{BEGIN}\nA\n{END}\n\n## History\nold\n")
+        );
+        let second = splice(&first, &format!("{BEGIN}\nB\n{END}\n"));
+        assert_eq!(
+            second,
+            format!("# Benchmarks\n\n{BEGIN}\nB\n{END}\n\n## History\nold\n")
         );
     }
 }
