@@ -92,6 +92,8 @@ pub(crate) struct SessionState {
     /// Why the session became invalid, when something else than the application ended it.
     invalid_error: Option<courier_delegates::Error>,
     invalid_tx: watch::Sender<bool>,
+    /// What every task actor reports through (one for all of them).
+    link: Arc<dyn SessionLink>,
     span: tracing::Span,
 }
 
@@ -102,7 +104,7 @@ impl Actor for SessionActor {
 
     async fn pre_start(
         &self,
-        _me: ActorRef<SessionMsg>,
+        me: ActorRef<SessionMsg>,
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
         let span = tracing::info_span!("session", session = args.ctx.id);
@@ -114,6 +116,7 @@ impl Actor for SessionActor {
             finishing: false,
             invalid_error: None,
             invalid_tx: args.invalid_tx,
+            link: Arc::new(ActorLink(me)),
             span,
         })
     }
@@ -301,7 +304,7 @@ impl SessionState {
             callbacks: entry.callbacks,
             work: entry.work.take().unwrap_or(Work::Data),
             partial: entry.partial.clone(),
-            session: Arc::new(ActorLink(me.clone())),
+            session: self.link.clone(),
             // The actor resumes itself as it starts (before any message): no message for it.
             resume: true,
         };

@@ -49,6 +49,9 @@ pub(crate) enum TaskMsg {
     Sent(u64),
     /// The body ended; a download's file is at the path.
     Finished(Option<PathBuf>),
+    /// A completion-form task's whole answer in one message (the transfer gathered the body and
+    /// counted its bytes): the same steps as `Response`, `Data` and `Finished` one by one.
+    Whole(Response, Bytes),
     /// The transfer failed.
     Failed(Error),
     /// The transfer panicked (a bug, in Courier or a parser it uses): the actor fails with it, and
@@ -112,6 +115,8 @@ pub(crate) struct TaskActorState {
     span: tracing::Span,
     /// Resume in `post_start`.
     resume_on_start: bool,
+    /// The delegate was asked about the response: the transfer waits for the body's release.
+    asked_disposition: bool,
 }
 
 /// What came with the event being applied, for the effects that need it.
@@ -119,8 +124,16 @@ enum Payload {
     None,
     Response(Response),
     Data(Bytes, Option<OwnedSemaphorePermit>),
-    Wrote { total: u64, expected: i64 },
-    ResumedAt { offset: u64, expected: i64 },
+    /// A completion-form body the transfer gathered, its bytes counted already.
+    Gathered(Bytes),
+    Wrote {
+        total: u64,
+        expected: i64,
+    },
+    ResumedAt {
+        offset: u64,
+        expected: i64,
+    },
     Sent(u64),
 }
 
@@ -158,6 +171,7 @@ impl Actor for TaskActor {
             sent: 0,
             span,
             resume_on_start: args.resume,
+            asked_disposition: false,
         })
     }
 
@@ -228,6 +242,17 @@ impl Actor for TaskActor {
                 }
                 TaskMsg::Response(r) => (TaskEvent::ResponseReceived, Payload::Response(r)),
                 TaskMsg::Data(d, permit) => (TaskEvent::DataReceived, Payload::Data(d, permit)),
+                TaskMsg::Whole(response, body) => {
+                    st.apply(
+                        &me,
+                        TaskEvent::ResponseReceived,
+                        Payload::Response(response),
+                    )
+                    .await;
+                    st.apply(&me, TaskEvent::DataReceived, Payload::Gathered(body))
+                        .await;
+                    (TaskEvent::Finished, Payload::None)
+                }
                 TaskMsg::Wrote { total, expected } => {
                     // The count of bytes on disk stays true even while cancelling, when the
                     // delegate hears no more progress.
@@ -349,9 +374,11 @@ impl TaskActorState {
                     return None;
                 };
                 self.recorder.set_response(response.clone());
+                let asks = self.ctx.asks_disposition(self.callbacks, self.download);
+                self.asked_disposition |= asks;
                 match self.delegate_queue() {
                     // Download tasks get no `did_receive_response`: the body goes to the file.
-                    Some(queue) if self.ctx.asks_disposition(self.callbacks, self.download) => {
+                    Some(queue) if asks => {
                         let info = self.info.clone();
                         let me = me.clone();
                         queue.push(move |d| {
@@ -372,7 +399,10 @@ impl TaskActorState {
                 }
             }
             Effect::ReleaseBody => {
-                if let Some(t) = &self.transfer {
+                // Only a transfer that waits for it is told (one wake-up less per task).
+                if self.asked_disposition
+                    && let Some(t) = &self.transfer
+                {
                     t.allow_body();
                 }
             }

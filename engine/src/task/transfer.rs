@@ -180,7 +180,11 @@ impl Transfer {
                 .queue
                 .as_ref()
                 .is_some_and(|q| q.wants(Callback::Metrics));
+        let gathering = (!args.callbacks
+            && matches!(args.destination, Destination::Memory { window: None }))
+        .then(Gathering::default);
         let run = Run {
+            gathering,
             cache_candidate: None,
             conversion: conversion.clone(),
             metrics: metrics.clone(),
@@ -316,6 +320,16 @@ struct Run {
     overridden: bool,
     /// Someone reads the metrics (see `Run::metrics`).
     recording: bool,
+    /// A completion-form task's answer, gathered here and handed to the actor in one message
+    /// (`TaskMsg::Whole`) instead of a message per step: nobody watches the steps of such a task.
+    gathering: Option<Gathering>,
+}
+
+/// What a gathering transfer holds until the body ends.
+#[derive(Default)]
+struct Gathering {
+    response: Option<Response>,
+    body: crate::completion::Gathered,
 }
 
 /// Why a transfer ended early.
@@ -370,7 +384,13 @@ impl Run {
         self.end_transaction();
         let sink = self.sink.take();
         match (outcome, sink) {
-            (Ok(()), None) => (Some(TaskMsg::Finished(None)), None),
+            (Ok(()), None) => match self.gathering.take() {
+                Some(Gathering {
+                    response: Some(response),
+                    mut body,
+                }) => (Some(TaskMsg::Whole(response, body.take())), None),
+                _ => (Some(TaskMsg::Finished(None)), None),
+            },
             // A download also tells a stopping actor where its file is, in case the end raced a
             // cancel: the actor then decides what becomes of the file.
             (Ok(()), Some(sink)) => {
@@ -548,6 +568,11 @@ impl Run {
     /// cache or a local URL.
     async fn present(&mut self, response: Response) -> Result<(), Halt> {
         self.wait_until(|g| !g.paused).await?;
+        if let Some(gathering) = &mut self.gathering {
+            // Nobody is asked about it (a completion-form task): it goes with the body.
+            gathering.response = Some(response);
+            return Ok(());
+        }
         if self.actor.cast(TaskMsg::Response(response)).is_err() {
             return Err(Halt::Interrupted);
         }

@@ -123,6 +123,7 @@ impl TaskActorState {
                     });
                 }
             }
+            Payload::Gathered(body) => self.body.push(body),
             Payload::None | Payload::Response(_) | Payload::Sent(_) => {}
         }
     }

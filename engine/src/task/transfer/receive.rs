@@ -105,6 +105,11 @@ impl Run {
             return Ok(sink.accept(data).await?);
         }
         self.gather_for_cache(&data);
+        if let Some(gathering) = &mut self.gathering {
+            self.recorder.add_received(data.len());
+            gathering.body.push(data);
+            return Ok(());
+        }
         let permit = self.take_window(&data).await?;
         if self.actor.cast(TaskMsg::Data(data, permit)).is_err() {
             return Err(Halt::Interrupted);
