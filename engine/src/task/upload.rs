@@ -58,7 +58,7 @@ pub(crate) async fn prepare(
             let (file, length) = open_upload_file(path).await.map_err(|e| e.with_url(url))?;
             Ok(Prepared {
                 length: Some(length),
-                body: Counted::new(Source::reader(Box::pin(file)), actor.clone()).boxed(),
+                body: Counted::new(Source::File(read_ahead(file)), actor.clone()).boxed(),
             })
         }
         UploadBody::Stream => {
@@ -93,6 +93,43 @@ async fn ask_for_stream(
         .flatten()
 }
 
+/// Chunks of a file read ahead, in order.
+type ReadAhead = tokio::sync::mpsc::Receiver<io::Result<Bytes>>;
+
+/// Reads `file` on one blocking thread for the whole upload, [`READ_AHEAD`] chunks ahead of the
+/// connection: a read per chunk through Tokio's file (a blocking-pool round trip and two copies
+/// each) kept a 1 GiB upload at 1.27x curl's time. Stops when the body is dropped.
+fn read_ahead(file: tokio::fs::File) -> ReadAhead {
+    use std::io::Read;
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let file = file.try_into_std();
+    tokio::task::spawn_blocking(move || {
+        let Ok(mut file) = file else {
+            let _ = tx.blocking_send(Err(io::Error::other("the file is busy")));
+            return;
+        };
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            match (&mut file).take(CHUNK as u64).read_to_end(&mut chunk) {
+                Ok(0) => return,
+                Ok(_) => {
+                    if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                        return; // the body was dropped: the upload ended
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Chunks an upload's file is read ahead of the connection.
+const READ_AHEAD: usize = 4;
+
 /// Opens an upload's file, naming the failure as URLSession does.
 async fn open_upload_file(path: &PathBuf) -> Result<(tokio::fs::File, u64), Error> {
     let meta = tokio::fs::metadata(path)
@@ -122,6 +159,8 @@ pub(crate) fn file_error(e: io::Error, path: &std::path::Path) -> Error {
 
 enum Source {
     Bytes(Bytes),
+    /// A file, read ahead on a thread of its own.
+    File(ReadAhead),
     /// The mutex is never locked (`get_mut`); it only makes the reader `Sync`, as boxed bodies must be.
     Reader(std::sync::Mutex<Pin<Box<dyn AsyncRead + Send>>>),
 }
@@ -175,6 +214,18 @@ impl Body for Counted {
                 }
                 bytes.split_to(bytes.len().min(CHUNK))
             }
+            Source::File(chunks) => match chunks.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Poll::Ready(Some(Ok(chunk))) => chunk,
+            },
             Source::Reader(reader) => {
                 if this.buffer.len() != CHUNK {
                     this.buffer = vec![0; CHUNK];
@@ -207,7 +258,7 @@ impl Body for Counted {
     fn size_hint(&self) -> SizeHint {
         match &self.source {
             Source::Bytes(b) => SizeHint::with_exact(b.len() as u64),
-            Source::Reader(_) => SizeHint::default(),
+            Source::File(_) | Source::Reader(_) => SizeHint::default(),
         }
     }
 }
