@@ -203,3 +203,81 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
         },
     ]
 }
+
+/// The same N GETs through the `courier` command (`courier get -i URLS -j 64`, one process, one
+/// session) against `curl --parallel --parallel-max 64` with the same URLs, interleaved; both
+/// write the bodies to /dev/null.
+pub(crate) fn command(courier: &std::path::Path, n: usize, rounds: usize) -> Scenario {
+    let (_server_rt, server) = super::loopback_server();
+    let url = server.url("/bytes/1024");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (urls, curl_config) = (dir.path().join("urls.txt"), dir.path().join("urls.curl"));
+    std::fs::write(&urls, format!("{url}\n").repeat(n)).expect("URL list");
+    std::fs::write(
+        &curl_config,
+        format!("url = \"{url}\"\noutput = \"/dev/null\"\n").repeat(n),
+    )
+    .expect("curl config");
+    let workers = WORKERS.to_string();
+    let run = |program: &std::path::Path, args: &[&std::ffi::OsStr]| {
+        let started = Instant::now();
+        let status = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("the command runs");
+        assert!(status.success(), "{program:?} {args:?}");
+        started.elapsed().as_secs_f64()
+    };
+    let ours = || {
+        run(
+            courier,
+            &[
+                "get".as_ref(),
+                "-q".as_ref(),
+                "--allow-http".as_ref(),
+                "--config".as_ref(),
+                "ephemeral".as_ref(),
+                "-j".as_ref(),
+                workers.as_ref(),
+                "--max-connections-per-host".as_ref(),
+                workers.as_ref(),
+                "-i".as_ref(),
+                urls.as_os_str(),
+            ],
+        )
+    };
+    let theirs = || {
+        run(
+            "curl".as_ref(),
+            &[
+                "-s".as_ref(),
+                "--parallel".as_ref(),
+                "--parallel-max".as_ref(),
+                workers.as_ref(),
+                "-K".as_ref(),
+                curl_config.as_os_str(),
+            ],
+        )
+    };
+    println!(
+        "# {n} GETs of 1 KiB through the commands, {WORKERS} at once; {rounds} interleaved rounds"
+    );
+    let _ = (ours(), theirs()); // warm-up
+    let (mut c, mut k) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (a, b) = (ours(), theirs());
+        println!("round {round}: courier get {a:.3} s  curl --parallel {b:.3} s");
+        c.push(a);
+        k.push(b);
+    }
+    Scenario {
+        name: format!("{n} GETs of 1 KiB, {WORKERS} at once, through the command"),
+        unit: Unit::Seconds,
+        courier: vec![Side::new("courier get -i URLS -j 64", c)],
+        peers: vec![Side::new("curl --parallel-max 64 -K URLS", k)],
+        target: Target::AtMostTimesBestPeer(1.0),
+        note: "whole processes, start-up included; the library figures are the row above".into(),
+    }
+}
