@@ -32,6 +32,11 @@ impl Progress {
 
     /// Starts a bar for `task`, labelled `label`.
     pub(crate) fn add(&self, task: u64, label: &str) {
+        if self.multi.is_hidden() {
+            // No bar to draw (`-q`, or stderr is no terminal): none is made or kept up to date,
+            // which cost `courier get` a sixth of its time on many small requests.
+            return;
+        }
         let bar = self.multi.add(ProgressBar::no_length());
         bar.set_style(
             ProgressStyle::with_template(
