@@ -503,11 +503,6 @@ fn main() {
             if quick { 2_000 } else { 10_000 },
             rounds,
         ));
-        report.add(small::command(
-            &courier_binary(),
-            if quick { 2_000 } else { 10_000 },
-            rounds,
-        ));
         report.add(tasks_against_curl(
             &url,
             if quick { 2_000 } else { 10_000 },
