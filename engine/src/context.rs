@@ -41,8 +41,11 @@ pub(crate) struct SessionContext {
 impl SessionContext {
     /// True when a task's response waits for the delegate's disposition (`did_receive_response`):
     /// a task that reports to a delegate implementing it, unless it is a download (whose body goes
-    /// to its file). Otherwise the body is allowed at once, as URLSession's default answer: the task
-    /// actor and its transfer both decide with this, so the transfer need not wait to be told.
+    /// to its file). Otherwise the body is allowed at once, as URLSession's default answer: the
+    /// transfer decides with this whether to wait to be told, and the task actor, later, whether to
+    /// ask. The answer only ever turns from true to false (the queue learns that the delegate leaves
+    /// the method alone), so a transfer that did not wait is never asked about; one that waits is
+    /// always released by the actor, asked or not.
     pub(crate) fn asks_disposition(&self, callbacks: bool, download: bool) -> bool {
         callbacks
             && !download

@@ -911,3 +911,61 @@ async fn extreme_settings_work_or_are_refused_never_panic() {
         assert!(err.message().contains("connections per host"), "{err}");
     }
 }
+
+/// A delegate that implements `did_complete` only: the queue learns, as the first tasks run, that
+/// it leaves `did_receive_response` (and the rest) at their defaults.
+struct CountsCompletions {
+    done: std::sync::atomic::AtomicUsize,
+    all: tokio::sync::Notify,
+    target: usize,
+}
+
+impl courier_engine::SessionDelegate for CountsCompletions {}
+impl courier_engine::DataDelegate for CountsCompletions {}
+impl courier_engine::DownloadDelegate for CountsCompletions {}
+impl courier_engine::TaskDelegate for CountsCompletions {
+    fn did_complete(
+        &self,
+        _task: &courier_engine::TaskInfo,
+        error: Option<&courier_engine::Error>,
+    ) {
+        assert!(error.is_none(), "{error:?}");
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        if done == self.target {
+            self.all.notify_one();
+        }
+    }
+}
+
+/// A transfer decides whether to wait for the delegate's answer about the response before its
+/// actor decides whether to ask; in between, the queue may learn that the delegate leaves the
+/// method alone. Such a transfer must still be released: with many tasks at once that window is
+/// met (a bench hung on it), and every task completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_complete_while_the_queue_learns_what_the_delegate_leaves_alone() {
+    let server = TestServer::http().await;
+    let url = server.url("/bytes/1024");
+    for _ in 0..3 {
+        let tasks = 2_000;
+        let delegate = Arc::new(CountsCompletions {
+            done: Default::default(),
+            all: tokio::sync::Notify::new(),
+            target: tasks,
+        });
+        let session = Session::with_delegate(http_config(), delegate.clone()).unwrap();
+        let all = delegate.all.notified();
+        for _ in 0..tasks {
+            session.data_task(url.as_str()).unwrap().resume();
+        }
+        tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} of {tasks} tasks completed",
+                    delegate.done.load(std::sync::atomic::Ordering::Acquire)
+                )
+            });
+        session.finish_tasks_and_invalidate();
+        session.invalidated().await;
+    }
+}

@@ -115,8 +115,6 @@ pub(crate) struct TaskActorState {
     span: tracing::Span,
     /// Resume in `post_start`.
     resume_on_start: bool,
-    /// The delegate was asked about the response: the transfer waits for the body's release.
-    asked_disposition: bool,
 }
 
 /// What came with the event being applied, for the effects that need it.
@@ -171,7 +169,6 @@ impl Actor for TaskActor {
             sent: 0,
             span,
             resume_on_start: args.resume,
-            asked_disposition: false,
         })
     }
 
@@ -375,7 +372,6 @@ impl TaskActorState {
                 };
                 self.recorder.set_response(response.clone());
                 let asks = self.ctx.asks_disposition(self.callbacks, self.download);
-                self.asked_disposition |= asks;
                 match self.delegate_queue() {
                     // Download tasks get no `did_receive_response`: the body goes to the file.
                     Some(queue) if asks => {
@@ -399,10 +395,10 @@ impl TaskActorState {
                 }
             }
             Effect::ReleaseBody => {
-                // Only a transfer that waits for it is told (one wake-up less per task).
-                if self.asked_disposition
-                    && let Some(t) = &self.transfer
-                {
+                // Always told, even when the delegate was not asked: the transfer decided whether
+                // to wait before this actor decided whether to ask, and the queue may have learned
+                // in between that the delegate leaves `did_receive_response` at its default.
+                if let Some(t) = &self.transfer {
                     t.allow_body();
                 }
             }

@@ -127,18 +127,12 @@ impl Scenario {
 #[derive(Default)]
 pub(crate) struct Report {
     scenarios: Vec<Scenario>,
-    /// Scenarios of issue 10 this bench does not measure yet, with their targets.
-    missing: Vec<(&'static str, &'static str)>,
 }
 
 impl Report {
     pub(crate) fn add(&mut self, scenario: Scenario) {
         print_scenario(&scenario);
         self.scenarios.push(scenario);
-    }
-
-    pub(crate) fn not_measured(&mut self, name: &'static str, target: &'static str) {
-        self.missing.push((name, target));
     }
 
     /// The generated section, in Markdown.
@@ -193,9 +187,6 @@ impl Report {
                     None => "-",
                 }
             );
-        }
-        for (name, target) in &self.missing {
-            let _ = writeln!(md, "| {name} | not measured yet | | | {target} | **no** |");
         }
         let _ = writeln!(
             md,
