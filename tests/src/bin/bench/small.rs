@@ -1,11 +1,12 @@
-//! Part 6 (`--only small [--requests N] [--rounds N]`): many small GETs through the library, as a
-//! Rust program makes them: N GETs of 1 KiB (default 10,000) over HTTP/1.1 keep-alive, 64 at
-//! once (64 workers, each awaiting one response body after another), one session or client,
-//! against an in-process hyper server on a runtime thread of its own. Courier (`session.data`)
-//! and reqwest 0.13 (`client.get().send().bytes()`), each on a current-thread and a two-worker
-//! runtime, interleaved in every round; the ratio is courier's median over the best reqwest
-//! variant's. hyper-util's client alone (Courier's transport) gives the per-request cost of
-//! Courier's own layers.
+//! The suite's small requests: N GETs of 1 KiB (default 10,000), 64 at once (64 workers, each
+//! awaiting one response body after another), one session or client, against an in-process hyper
+//! server on a runtime thread of its own.
+//! - `run` (`--only small`): through the library over HTTP/1.1 keep-alive, as a Rust program
+//!   makes them: Courier (`session.data`) and reqwest 0.13 (`client.get().send().bytes()`), each on
+//!   a current-thread and a two-worker runtime, interleaved in every round; hyper-util's client
+//!   alone (Courier's transport) gives the per-request cost of Courier's own layers.
+//! - `run_h2` (`--only small-h2`): the same over HTTPS with HTTP/2, with h2load as the ceiling.
+//! - `command` (`--only command`): through the `courier` command against `curl --parallel`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
