@@ -9,18 +9,22 @@
 //!
 //! The suite, in order:
 //! 1. The resident memory of 100,000 data tasks created and never resumed: RSS growth per task.
-//! 2. 10,000 GETs of 1 KiB, 64 at once, through the library: courier against reqwest, each on both
-//!    runtime flavours, and hyper-util's client alone for the cost of Courier's own layers
-//!    (`bench/small.rs`).
+//! 2. 10,000 GETs of 1 KiB, 64 at once: through the library over HTTP/1.1 (courier against
+//!    reqwest, each on both runtime flavours, and hyper-util's client alone for the cost of
+//!    Courier's own layers), over HTTPS with HTTP/2 (h2load as the ceiling), and through the
+//!    `courier` command against `curl --parallel` (`bench/small.rs`).
 //! 3. 10,000 delegate-style data tasks (six connections, no URL cache) against curl fetching the
 //!    same URLs with `--parallel --parallel-max 6`.
-//! 4. Last, a 1 GiB download to a file from nginx (HTTP/1.1, then HTTPS with HTTP/2): courier (a
+//! 4. 10,000 downloads running at once, a resume of 1 GiB cut at 50%, and a 1 GiB upload to a sink
+//!    against `curl -T` (`bench/transfers.rs`).
+//! 5. Last, a 1 GiB download to a file from nginx (HTTP/1.1, then HTTPS with HTTP/2): courier (a
 //!    fresh process per run, the engine's completion form on a current-thread runtime, as the CLI
 //!    runs it) against `curl -o`, and courier's peak RSS (VmHWM).
 //!
 //! One part alone, printed and not written to the report: `--only small [--requests N] [--side
-//! NAME]` (`--side "courier current-thread"` runs that side alone, for a profile), `--only tasks`,
-//! `--only download` (`download-h1`, `download-h2`), and the parts outside the suite:
+//! NAME]` (`--side "courier current-thread"` runs that side alone, for a profile), `--only
+//! small-h2`, `--only command`, `--only tasks`, `--only concurrent`, `--only resume`, `--only
+//! upload`, `--only download` (`download-h1`, `download-h2`), and the parts outside the suite:
 //! `--only bombs [--courier PATH]` (the peak RSS of `courier get` refusing 1 GiB of zeros sent
 //! compressed, beside `curl --compressed`) and `--only background [--courier PATH]` (what
 //! background sessions cost, `bench/background.rs`).
