@@ -98,8 +98,8 @@ impl Nginx {
         let user = if is_root { "user root;" } else { "" };
         let conf = format!(
             r#"
-worker_processes 1;
 daemon off;
+master_process off;
 {user}
 error_log {d}/logs/error.log;
 pid {d}/nginx.pid;
