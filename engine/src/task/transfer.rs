@@ -45,7 +45,6 @@ use super::download::{DownloadSink, Placement, Stopped};
 use super::local::{self, LocalBody};
 use super::upload::{self, UploadBody};
 use crate::context::SessionContext;
-use crate::stores::cache as caching_entry;
 
 mod caching;
 mod follow;
@@ -539,28 +538,6 @@ impl Run {
             .and_then(|e| Decoder::for_encoding(&e, self.ctx.config.maximum_decompression_ratio));
         self.receive(incoming, decoder).await?;
         self.offer_to_cache().await
-    }
-
-    /// Answers from the URL cache: the same response, gate and delivery as over the network.
-    async fn serve_cached(&mut self, entry: caching_entry::Entry) -> Result<(), Halt> {
-        if let Some(mut log) = self.metrics() {
-            log.transactions.push(TransactionMetrics {
-                url: self.url.to_string(),
-                fetch_type: FetchType::LocalCache,
-                protocol: None,
-                reused_connection: false,
-                fetch_start: std::time::Instant::now(),
-                domain_lookup: None,
-                connect: None,
-                secure_connection: None,
-                request_start: None,
-                response_start: Some(std::time::Instant::now()),
-                response_end: None,
-                status: Some(entry.response.status().as_u16()),
-            });
-        }
-        self.present(entry.response).await?;
-        self.deliver(entry.body).await
     }
 
     /// Hands a response head to the actor, once not suspended, and waits until the body may flow

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use courier_delegates::{
-    CachePolicy as RequestCachePolicy, CachedResponse, Error, ErrorCode, Response,
+    CachePolicy as RequestCachePolicy, CachedResponse, Error, ErrorCode, FetchType, Response,
 };
 use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
 use tokio::sync::oneshot;
@@ -50,6 +50,17 @@ fn response_parts(response: &Response) -> http::response::Parts {
 }
 
 impl Run {
+    /// Answers from the URL cache: the same response, gate and delivery as over the network.
+    pub(super) async fn serve_cached(&mut self, entry: Entry) -> Result<(), Halt> {
+        let now = std::time::Instant::now();
+        self.open_transaction(FetchType::LocalCache, now, |t| {
+            t.response_start = Some(now);
+            t.status = Some(entry.response.status().as_u16());
+        });
+        self.present(entry.response).await?;
+        self.deliver(entry.body).await
+    }
+
     /// Consults the cache for a `GET` of a data task (whose `head` may gain validators).
     pub(super) async fn cache_plan(&self, head: &mut Head) -> Result<Plan, Halt> {
         // The original request's policy (redirects keep it), read without copying the request.

@@ -52,6 +52,34 @@ impl Run {
         }
     }
 
+    /// Opens a transaction's metrics (when someone reads them): one per request sent or answer
+    /// taken from the cache; `fill` sets what is known already.
+    pub(super) fn open_transaction(
+        &self,
+        fetch_type: FetchType,
+        fetch_start: std::time::Instant,
+        fill: impl FnOnce(&mut TransactionMetrics),
+    ) {
+        if let Some(mut log) = self.metrics() {
+            let mut t = TransactionMetrics {
+                url: self.url.to_string(),
+                fetch_type,
+                protocol: None,
+                reused_connection: false,
+                fetch_start,
+                domain_lookup: None,
+                connect: None,
+                secure_connection: None,
+                request_start: None,
+                response_start: None,
+                response_end: None,
+                status: None,
+            };
+            fill(&mut t);
+            log.transactions.push(t);
+        }
+    }
+
     /// Closes the current transaction (its body ended, or was abandoned for a redirect or retry).
     pub(super) fn end_transaction(&self) {
         if let Some(mut log) = self.metrics()
@@ -94,22 +122,9 @@ impl Run {
             }
             None => empty_body(),
         };
-        if let Some(mut log) = self.metrics() {
-            log.transactions.push(TransactionMetrics {
-                url: self.url.to_string(),
-                fetch_type: FetchType::Network,
-                protocol: None,
-                reused_connection: false,
-                fetch_start,
-                domain_lookup: None,
-                connect: None,
-                secure_connection: None,
-                request_start: Some(std::time::Instant::now()),
-                response_start: None,
-                response_end: None,
-                status: None,
-            });
-        }
+        self.open_transaction(FetchType::Network, fetch_start, |t| {
+            t.request_start = Some(std::time::Instant::now());
+        });
         let request = builder.body(request_body).map_err(|e| {
             Error::new(ErrorCode::BadUrl, format!("bad request: {e}")).with_url(self.url.as_str())
         })?;
