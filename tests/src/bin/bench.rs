@@ -32,7 +32,6 @@
 //! The server runs on its own runtime thread, so client and server share the two cores as they would
 //! with a separate server process.
 
-use std::io::Write;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -138,17 +137,22 @@ async fn complete_all(
     took
 }
 
-fn curl_run(config_file: &std::path::Path) -> Duration {
+/// Writes a curl config fetching `url` `n` times to /dev/null (`curl -K`).
+fn write_curl_config(path: &std::path::Path, url: &str, n: usize) {
+    std::fs::write(
+        path,
+        format!("url = \"{url}\"\noutput = \"/dev/null\"\n").repeat(n),
+    )
+    .expect("curl config");
+}
+
+/// `curl --parallel --parallel-max PARALLEL -K CONFIG`, its wall time.
+fn curl_run(config_file: &std::path::Path, parallel: usize) -> Duration {
     let started = Instant::now();
     let status = Command::new("curl")
-        .args([
-            "-s",
-            "--no-progress-meter",
-            "--parallel",
-            "--parallel-max",
-            "6",
-            "-K",
-        ])
+        .args(["-s", "--no-progress-meter", "--parallel", "--parallel-max"])
+        .arg(parallel.to_string())
+        .arg("-K")
         .arg(config_file)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -194,28 +198,6 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// `courier-bench download-once URL OUT`: one download with the engine, then the peak RSS.
-fn download_once(url: &str, out: &std::path::Path, ca_pem: Option<&std::path::Path>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let mut c = Configuration::default();
-        c.cleartext = CleartextPolicy::AllowAll;
-        c.session_directory = out.parent().map(|p| p.join("session"));
-        if let Some(pem) = ca_pem {
-            c.trust_pem_certificates(&std::fs::read(pem).expect("CA"))
-                .expect("CA");
-        }
-        let session = Session::new(c).expect("session");
-        let (file, response) = session.download(url).await.expect("download");
-        assert_eq!(response.status(), 200);
-        file.persist(out).expect("persist");
-    });
-    println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
-}
-
 /// A field of `/proc/PROCESS/status` (`self`, or a process id), in KiB.
 fn status_field(process: &str, name: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{process}/status"))
@@ -225,118 +207,6 @@ fn status_field(process: &str, name: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// Part 3: a file (1 GiB; 64 MiB with `--quick`) from nginx, courier against `curl -o`: over HTTP/1.1,
-/// or over HTTPS with HTTP/2.
-fn download_bench_over(report: &mut Report, pairs: usize, tls: bool, size: usize) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(&root).expect("root");
-    courier_tests::write_random_file(&root.join("1g.bin"), size, 42).expect("the file");
-    let ca = courier_tests::TestCa::new();
-    let ca_pem = dir.path().join("ca.pem");
-    std::fs::write(&ca_pem, &ca.ca_pem).expect("CA file");
-    let nginx = if tls {
-        courier_tests::Nginx::start_tls(&root, &ca)
-    } else {
-        courier_tests::Nginx::start(&root)
-    };
-    let Some(nginx) = nginx else {
-        println!("# 1 GiB download: skipped (no nginx)");
-        return;
-    };
-    let url = if tls {
-        nginx.tls_url("/1g.bin")
-    } else {
-        nginx.url("/1g.bin")
-    };
-    let over = if tls { "HTTPS, HTTP/2" } else { "HTTP/1.1" };
-    let out = dir.path().join("out.bin");
-    let me = std::env::current_exe().expect("own path");
-    let run_courier = || -> (f64, u64) {
-        let started = Instant::now();
-        let mut once = Command::new(&me);
-        once.args(["download-once", &url]).arg(&out);
-        if tls {
-            once.arg(&ca_pem);
-        }
-        let output = once.output().expect("courier-bench download-once");
-        let took = started.elapsed().as_secs_f64();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8_lossy(&output.stdout);
-        let rss = text
-            .lines()
-            .find_map(|l| l.strip_prefix("peak_rss_kib="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        assert_eq!(
-            std::fs::metadata(&out).map(|m| m.len()).ok(),
-            Some(size as u64)
-        );
-        let _ = std::fs::remove_file(&out);
-        (took, rss)
-    };
-    let run_curl = || -> f64 {
-        let started = Instant::now();
-        let mut curl = Command::new("curl");
-        curl.args(["-s", "-o"]).arg(&out).arg(&url);
-        if tls {
-            curl.arg("--cacert").arg(&ca_pem);
-        }
-        let status = curl.status().expect("curl runs");
-        let took = started.elapsed().as_secs_f64();
-        assert!(status.success());
-        assert_eq!(
-            std::fs::metadata(&out).map(|m| m.len()).ok(),
-            Some(size as u64)
-        );
-        let _ = std::fs::remove_file(&out);
-        took
-    };
-    let what = if size == 1 << 30 {
-        "1 GiB".to_owned()
-    } else {
-        format!("{} MiB", size >> 20)
-    };
-    println!(
-        "# {what} download to a file from nginx over loopback ({over}); {pairs} interleaved pairs"
-    );
-    let _ = (run_courier(), run_curl()); // warm-up: the file is in the page cache for both
-    let (mut ours, mut theirs, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..pairs {
-        let (c, rss) = run_courier();
-        let k = run_curl();
-        println!(
-            "pair {i:2}: courier {c:.3} s (peak RSS {:.1} MiB)  curl {k:.3} s  ratio {:.2}",
-            rss as f64 / 1024.0,
-            c / k
-        );
-        ours.push(c);
-        theirs.push(k);
-        peaks.push(rss as f64 * 1024.0);
-    }
-    report.add(Scenario {
-        name: format!("{what} download to a file, {over}"),
-        unit: Unit::Seconds,
-        courier: vec![Side::new("courier library (current-thread)", ours)],
-        peers: vec![Side::new("curl -o", theirs)],
-        target: Target::AtMostTimesBestPeer(1.0),
-        note: "each side a fresh process per round (nginx serves the file from the page cache)"
-            .into(),
-    });
-    report.add(Scenario {
-        name: format!("peak RSS during the {what} download, {over}"),
-        unit: Unit::Bytes,
-        courier: vec![Side::new("courier (VmHWM)", peaks)],
-        peers: Vec::new(),
-        target: Target::AtMost(12.0 * 1048576.0),
-        note: String::new(),
-    });
 }
 
 /// The `courier` binary the on-demand parts run: `--courier PATH`, else the one beside this bench.
@@ -410,7 +280,7 @@ fn main() {
     // The child processes the suite runs courier in.
     match args.get(1).map(String::as_str) {
         Some("download-once") => {
-            return download_once(
+            return transfers::download_once(
                 &args[2],
                 std::path::Path::new(&args[3]),
                 args.get(4).map(std::path::Path::new),
@@ -438,15 +308,15 @@ fn main() {
         None => {}
         Some("download") => {
             for tls in [false, true] {
-                download_bench_over(&mut report, arg("--download-pairs", 9), tls, 1 << 30);
+                transfers::download(&mut report, arg("--download-pairs", 9), tls, 1 << 30);
             }
             return;
         }
         Some("download-h1") => {
-            return download_bench_over(&mut report, arg("--download-pairs", 9), false, 1 << 30);
+            return transfers::download(&mut report, arg("--download-pairs", 9), false, 1 << 30);
         }
         Some("download-h2") => {
-            return download_bench_over(&mut report, arg("--download-pairs", 9), true, 1 << 30);
+            return transfers::download(&mut report, arg("--download-pairs", 9), true, 1 << 30);
         }
         Some("upload") => {
             return transfers::upload(&mut report, arg("--download-pairs", 7), 1 << 30);
@@ -531,8 +401,8 @@ fn main() {
     let size = if quick { 64 << 20 } else { 1 << 30 };
     transfers::resume(&mut report, rounds, size as u64);
     transfers::upload(&mut report, pairs, size);
-    download_bench_over(&mut report, pairs, false, size);
-    download_bench_over(&mut report, pairs, true, size);
+    transfers::download(&mut report, pairs, false, size);
+    transfers::download(&mut report, pairs, true, size);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
@@ -560,11 +430,7 @@ fn main() {
 
 /// The resident memory of `tasks` data tasks created and never resumed, per task.
 fn suspended_memory(url: &str, tasks: usize) -> Scenario {
-    let client = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("client runtime");
+    let client = small::Flavor::MultiThread.runtime();
     let (before, after) = client.block_on(async {
         let session = Session::with_delegate(config(), Arc::new(Counter::new(0))).expect("session");
         // One task first, so the session actor and its maps exist before the baseline.
@@ -596,25 +462,15 @@ fn suspended_memory(url: &str, tasks: usize) -> Scenario {
 /// Delegate-style data tasks (one session, the default six connections per host, no URL cache)
 /// against curl fetching the same URLs with `--parallel --parallel-max 6`, interleaved.
 fn tasks_against_curl(url: &str, tasks: usize, pairs: usize) -> Scenario {
-    let client = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("client runtime");
+    let client = small::Flavor::MultiThread.runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let curl_config = dir.path().join("urls.curl");
-    {
-        let mut f =
-            std::io::BufWriter::new(std::fs::File::create(&curl_config).expect("curl config"));
-        for _ in 0..tasks {
-            writeln!(f, "url = \"{url}\"\noutput = \"/dev/null\"").expect("write");
-        }
-    }
+    write_curl_config(&curl_config, url, tasks);
     client.block_on(courier_run(url, tasks.min(1000))); // warm-up
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for i in 0..pairs {
         let c = client.block_on(courier_run(url, tasks)).as_secs_f64();
-        let k = curl_run(&curl_config).as_secs_f64();
+        let k = curl_run(&curl_config, 6).as_secs_f64();
         println!(
             "pair {i:2}: courier {c:.3} s  curl {k:.3} s  ratio {:.2}",
             c / k

@@ -22,13 +22,13 @@ const WORKERS: usize = 64;
 
 /// How a side's runtime runs.
 #[derive(Clone, Copy, Debug)]
-enum Flavor {
+pub(crate) enum Flavor {
     CurrentThread,
     MultiThread,
 }
 
 impl Flavor {
-    fn runtime(self) -> tokio::runtime::Runtime {
+    pub(crate) fn runtime(self) -> tokio::runtime::Runtime {
         match self {
             Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -214,11 +214,7 @@ pub(crate) fn command(courier: &std::path::Path, n: usize, rounds: usize) -> Sce
     let dir = tempfile::tempdir().expect("temp dir");
     let (urls, curl_config) = (dir.path().join("urls.txt"), dir.path().join("urls.curl"));
     std::fs::write(&urls, format!("{url}\n").repeat(n)).expect("URL list");
-    std::fs::write(
-        &curl_config,
-        format!("url = \"{url}\"\noutput = \"/dev/null\"\n").repeat(n),
-    )
-    .expect("curl config");
+    super::write_curl_config(&curl_config, &url, n);
     let workers = WORKERS.to_string();
     let run = |program: &std::path::Path, args: &[&std::ffi::OsStr]| {
         let started = Instant::now();
@@ -249,19 +245,7 @@ pub(crate) fn command(courier: &std::path::Path, n: usize, rounds: usize) -> Sce
             ],
         )
     };
-    let theirs = || {
-        run(
-            "curl".as_ref(),
-            &[
-                "-s".as_ref(),
-                "--parallel".as_ref(),
-                "--parallel-max".as_ref(),
-                workers.as_ref(),
-                "-K".as_ref(),
-                curl_config.as_os_str(),
-            ],
-        )
-    };
+    let theirs = || super::curl_run(&curl_config, WORKERS).as_secs_f64();
     println!(
         "# {n} GETs of 1 KiB through the commands, {WORKERS} at once; {rounds} interleaved rounds"
     );

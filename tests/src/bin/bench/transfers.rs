@@ -1,8 +1,9 @@
-//! The suite's scenarios of whole transfers besides the 1 GiB download: a 1 GiB upload from a file
-//! against `curl -T`, the resume of a 1 GiB download cut at 50%, and 10,000 downloads running at
-//! once. Courier runs in a child process of its own (`courier-bench upload-once`, `resume-once`,
-//! `concurrent-once`) so its memory and start-up count as a program's would; the servers are the
-//! in-process loopback server on a runtime thread of this process.
+//! The suite's scenarios of whole transfers: a 1 GiB download from nginx against `curl -o` (over
+//! HTTP/1.1, and HTTPS with HTTP/2) with courier's peak RSS, a 1 GiB upload from a file against
+//! `curl -T`, the resume of a 1 GiB download cut at 50%, and 10,000 downloads running at once.
+//! Courier runs in a child process of its own (`courier-bench download-once`, `upload-once`,
+//! `resume-once`, `concurrent-once`) so its memory and start-up count as a program's would; the
+//! servers are nginx and the in-process loopback server on a runtime thread of this process.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,11 +20,9 @@ use tokio::sync::Notify;
 use super::report::{Report, Scenario, Side, Target, Unit};
 use super::{loopback_server, status_field};
 
+/// As the command runs the engine.
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
+    super::small::Flavor::CurrentThread.runtime()
 }
 
 fn cleartext(dir: &Path) -> Configuration {
@@ -341,4 +340,117 @@ fn open_file_limit() -> usize {
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024)
+}
+
+/// `courier-bench download-once URL OUT`: one download with the engine, then the peak RSS.
+pub(crate) fn download_once(url: &str, out: &Path, ca_pem: Option<&Path>) {
+    runtime().block_on(async {
+        let mut c = Configuration::default();
+        c.cleartext = CleartextPolicy::AllowAll;
+        c.session_directory = out.parent().map(|p| p.join("session"));
+        if let Some(pem) = ca_pem {
+            c.trust_pem_certificates(&std::fs::read(pem).expect("CA"))
+                .expect("CA");
+        }
+        let session = Session::new(c).expect("session");
+        let (file, response) = session.download(url).await.expect("download");
+        assert_eq!(response.status(), 200);
+        file.persist(out).expect("persist");
+    });
+    println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
+}
+
+/// Part 3: a file (1 GiB; 64 MiB with `--quick`) from nginx, courier against `curl -o`: over HTTP/1.1,
+/// or over HTTPS with HTTP/2.
+pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).expect("root");
+    courier_tests::write_random_file(&root.join("1g.bin"), size, 42).expect("the file");
+    let ca = courier_tests::TestCa::new();
+    let ca_pem = dir.path().join("ca.pem");
+    std::fs::write(&ca_pem, &ca.ca_pem).expect("CA file");
+    let nginx = if tls {
+        courier_tests::Nginx::start_tls(&root, &ca)
+    } else {
+        courier_tests::Nginx::start(&root)
+    };
+    let Some(nginx) = nginx else {
+        println!("# download: skipped (no nginx)");
+        return;
+    };
+    let url = if tls {
+        nginx.tls_url("/1g.bin")
+    } else {
+        nginx.url("/1g.bin")
+    };
+    let over = if tls { "HTTPS, HTTP/2" } else { "HTTP/1.1" };
+    let out = dir.path().join("out.bin");
+    let (url_arg, out_arg) = (url.as_str(), out.to_str().expect("a UTF-8 path"));
+    let ca_arg = ca_pem.to_str().expect("a UTF-8 path");
+    let run_courier = || -> (f64, f64) {
+        let mut args = vec!["download-once", url_arg, out_arg];
+        if tls {
+            args.push(ca_arg);
+        }
+        let (took, printed) = child(&args);
+        assert_eq!(
+            std::fs::metadata(&out).map(|m| m.len()).ok(),
+            Some(size as u64)
+        );
+        let _ = std::fs::remove_file(&out);
+        (took, value(&printed, "peak_rss_kib"))
+    };
+    let run_curl = || -> f64 {
+        let started = Instant::now();
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-o"]).arg(&out).arg(&url);
+        if tls {
+            curl.arg("--cacert").arg(&ca_pem);
+        }
+        let status = curl.status().expect("curl runs");
+        let took = started.elapsed().as_secs_f64();
+        assert!(status.success());
+        assert_eq!(
+            std::fs::metadata(&out).map(|m| m.len()).ok(),
+            Some(size as u64)
+        );
+        let _ = std::fs::remove_file(&out);
+        took
+    };
+    let what = megabytes(size);
+    println!(
+        "# {what} download to a file from nginx over loopback ({over}); {pairs} interleaved pairs"
+    );
+    let _ = (run_courier(), run_curl()); // warm-up: the file is in the page cache for both
+    let (mut ours, mut theirs, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (c, rss) = run_courier();
+        let k = run_curl();
+        println!(
+            "pair {i:2}: courier {c:.3} s (peak RSS {:.1} MiB)  curl {k:.3} s  ratio {:.2}",
+            rss / 1024.0,
+            c / k
+        );
+        ours.push(c);
+        theirs.push(k);
+        peaks.push(rss * 1024.0);
+    }
+    report.add(Scenario {
+        name: format!("{what} download to a file, {over}"),
+        unit: Unit::Seconds,
+        courier: vec![Side::new("courier library (current-thread)", ours)],
+        peers: vec![Side::new("curl -o", theirs)],
+        target: Target::AtMostTimesBestPeer(1.0),
+        note: "each side a fresh process per round (nginx serves the file from the page cache)"
+            .into(),
+    });
+    report.add(Scenario {
+        name: format!("peak RSS during the {what} download, {over}"),
+        unit: Unit::Bytes,
+        courier: vec![Side::new("courier (VmHWM)", peaks)],
+        peers: Vec::new(),
+        target: Target::AtMost(12.0 * 1048576.0),
+        note: String::new(),
+    });
 }
