@@ -105,7 +105,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     task.resume();
     let done = next(&mut finished).await?;
     check(
-        done.error.is_none() && task.bytes_received() == 8000,
+        done.error.is_none() && task.info().bytes_received() == 8000,
         "8000 bytes, did_complete without error",
     )?;
 
@@ -118,18 +118,18 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     tokio::time::sleep(Duration::from_millis(120)).await;
     task.suspend();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let before = task.bytes_received();
+    let before = task.info().bytes_received();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let after = task.bytes_received();
+    let after = task.info().bytes_received();
     println!("   suspended at {before} bytes; 400 ms later still {after}");
     check(
-        before == after && task.state() == TaskState::Suspended,
+        before == after && task.info().state() == TaskState::Suspended,
         "nothing moved while suspended",
     )?;
     task.resume();
     let done = next(&mut finished).await?;
     check(
-        done.error.is_none() && task.bytes_received() == 20_000,
+        done.error.is_none() && task.info().bytes_received() == 20_000,
         "resumed to the end: 20000 bytes",
     )?;
 
@@ -208,7 +208,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     task.resume();
     let done = next(&mut finished).await?;
     check(
-        done.error.is_none() && task.current_request().url_str() == http.url("/chain/0"),
+        done.error.is_none() && task.info().current_request().url_str() == http.url("/chain/0"),
         "three hops, current_request is the last URL",
     )?;
 
@@ -240,15 +240,15 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
 
     step(
         14,
-        "a body read as it arrives: session.bytes(url) gives the response, then a stream of chunks",
+        "a body read as it arrives: session.bytes(url) gives a stream of chunks and the response, as soon as the head is in",
     );
-    let (response, mut stream) = session
+    let (mut stream, response) = session
         .bytes(http.url("/drip?chunks=4&size=2500&delay_ms=50").as_str())
         .await?;
     println!(
         "   status {} before the body; task state {:?}",
         response.status(),
-        stream.task().state()
+        stream.task().info().state()
     );
     let mut pieces = Vec::new();
     while let Some(chunk) = stream.chunk().await {
@@ -334,8 +334,8 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
         256 * 1024
     ));
     let task = session.download_task(url.as_str())?;
-    delegate.set_destination(task.id(), target.clone());
-    delegate.bars().add(task.id(), "first.bin");
+    delegate.set_destination(task.info().id(), target.clone());
+    delegate.bars().add(task.info().id(), "first.bin");
     task.resume();
     let done = next(&mut finished).await?;
     let saved = std::fs::read(&target)?;
@@ -354,9 +354,9 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
         128 * 1024
     ));
     let task = session.download_task(url.as_str())?;
-    delegate.bars().add(task.id(), "interrupted.bin");
+    delegate.bars().add(task.info().id(), "interrupted.bin");
     task.resume();
-    while task.bytes_received() < 2 * 1024 * 1024 {
+    while task.info().bytes_received() < 2 * 1024 * 1024 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let data = task
@@ -370,8 +370,8 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
     );
     let target = files.path().join("resumed.bin");
     let resumed = session.download_task_with_resume_data(&data)?;
-    delegate.set_destination(resumed.id(), target.clone());
-    delegate.bars().add(resumed.id(), "resumed.bin");
+    delegate.set_destination(resumed.info().id(), target.clone());
+    delegate.bars().add(resumed.info().id(), "resumed.bin");
     resumed.resume();
     let done = next(&mut finished).await?;
     let asked = http.ranges_asked().pop().flatten().unwrap_or_default();

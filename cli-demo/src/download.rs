@@ -109,24 +109,24 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                 Target::File(p) => p.clone(),
                 Target::Dir(dir) => unique(
                     dir,
-                    &file_name_for(task.original_request().url_str()),
+                    &file_name_for(task.info().original_request().url_str()),
                     &mut used,
                 ),
             };
             match &target {
                 Target::Dir(dir) if args.remote_header_name => {
-                    delegate.set_destination_by_response(task.id(), dir.clone());
+                    delegate.set_destination_by_response(task.info().id(), dir.clone());
                 }
-                _ => delegate.set_destination(task.id(), destination.clone()),
+                _ => delegate.set_destination(task.info().id(), destination.clone()),
             }
             let label = destination
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            delegate.bars().add(task.id(), &label);
+            delegate.bars().add(task.info().id(), &label);
             task.resume();
             running.insert(
-                task.id(),
+                task.info().id(),
                 Running {
                     task,
                     destination,

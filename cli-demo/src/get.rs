@@ -55,8 +55,8 @@ pub(crate) async fn run(
                 break;
             };
             let task = session.data_task(request)?;
-            let label = crate::download::file_name_for(task.original_request().url_str());
-            delegate.bars().add(task.id(), &label);
+            let label = crate::download::file_name_for(task.info().original_request().url_str());
+            delegate.bars().add(task.info().id(), &label);
             task.resume();
             running += 1;
         }

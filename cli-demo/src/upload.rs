@@ -53,7 +53,7 @@ pub(crate) async fn run(
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
     let task = session.upload_task(request, body)?;
-    delegate.bars().add(task.id(), &label);
+    delegate.bars().add(task.info().id(), &label);
     task.resume();
 
     let ctrl_c = tokio::signal::ctrl_c();

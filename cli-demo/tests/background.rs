@@ -542,7 +542,8 @@ async fn a_background_session_starts_the_service_when_none_answers() {
         .unwrap();
     task.resume();
     assert_eq!(
-        rec.wait_complete(task.id(), Duration::from_secs(20)).await,
+        rec.wait_complete(task.info().id(), Duration::from_secs(20))
+            .await,
         Some(None)
     );
     drop((task, session));

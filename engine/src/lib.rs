@@ -17,7 +17,7 @@
 //! - [`session`]: [`Session`], the handle applications hold, and the session actor behind it, which
 //!   owns the tasks, supervises their actors and carries out invalidation.
 //! - [`task`]: the task handles ([`Task`], and [`DataTask`], [`UploadTask`], [`DownloadTask`]
-//!   that dereference to it), the task actor with its transfer, and where bodies go (a download's
+//!   that share its methods), the task actor with its transfer, and where bodies go (a download's
 //!   partial file, checkpoints and resume data) and come from (an upload's bytes, file or stream).
 //! - [`state`]: the task state machine, `(state, event) -> (state, effects)`, with no I/O.
 //! - [`configuration`]: [`Configuration`], a session's settings and their defaults.
@@ -55,7 +55,10 @@ pub use courier_delegates::{
     CachePolicy, CachedResponse, FetchType, TaskMetrics, TransactionMetrics,
 };
 pub use session::{CreateTaskError, Session};
-pub use task::{ByteStream, DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask};
+pub use task::{
+    ByteStream, DataTask, DownloadTask, DownloadedFile, Task, TaskFuture, TaskHandle, UploadBody,
+    UploadTask,
+};
 
 /// Re-exports of the crates whose types appear in Courier's API.
 pub mod reexports {
@@ -63,3 +66,8 @@ pub mod reexports {
     pub use http;
     pub use url;
 }
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

@@ -68,7 +68,7 @@ impl std::error::Error for CreateTaskError {}
 
 impl CreateTaskError {
     /// As the error of a completion form, which returns [`Error`]s only.
-    fn for_url(self, url: &str) -> Error {
+    pub(crate) fn for_url(self, url: &str) -> Error {
         Error::new(ErrorCode::Unknown, self.to_string())
             .with_url(url)
             .with_source(self)

@@ -14,12 +14,12 @@ pub(crate) mod actor;
 pub(crate) mod auth;
 pub(crate) mod byte_stream;
 pub(crate) mod download;
+pub mod future;
 pub(crate) mod local;
 pub(crate) mod request;
 pub(crate) mod transfer;
 pub(crate) mod upload;
 
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 use crate::completion::Terminal;
 use crate::context::SessionContext;
 pub use byte_stream::ByteStream;
+pub use future::{TaskFuture, TaskHandle};
 pub use upload::UploadBody;
 
 /// A control call from a task handle.
@@ -163,11 +164,14 @@ pub(crate) fn complete_orphan(
 }
 
 /// A task (`URLSessionTask`): what every kind of task can do. [`DataTask`], [`UploadTask`] and
-/// [`DownloadTask`] dereference to it, as URLSession's task classes inherit from `URLSessionTask`.
+/// [`DownloadTask`] have the same methods (`resume`, `suspend`, `cancel`, `info`) and convert
+/// into it. URLSession's task classes inherit from `URLSessionTask`; Rust has no inheritance, and
+/// a `Deref` chain standing in for it would hide which type a method comes from, so each handle
+/// carries the shared methods itself.
 ///
 /// Created suspended; nothing goes on the wire until [`Task::resume`]. Handles are cheap clones of
-/// one task. A `Task` dereferences to its [`TaskInfo`], the read-only view (identifier, state,
-/// requests, response, counters, error) that delegate callbacks receive too.
+/// one task. [`Task::info`] is the read-only view (identifier, state, requests, response, counters,
+/// error) that delegate callbacks receive too.
 ///
 /// `resume`, `suspend` and `cancel` return at once, like URLSession's; the state they cause is
 /// published when the task's actor has applied them (microseconds later), and the delegate hears of
@@ -293,14 +297,6 @@ impl Task {
     }
 }
 
-impl Deref for Task {
-    type Target = TaskInfo;
-
-    fn deref(&self) -> &TaskInfo {
-        &self.info
-    }
-}
-
 impl std::fmt::Debug for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Task").field(&self.info).finish()
@@ -318,19 +314,39 @@ macro_rules! task_kind {
                 $name(task)
             }
 
-            /// The task as a plain [`Task`].
+            /// The task as a plain [`Task`], the handle every kind shares.
             pub fn task(&self) -> &Task {
                 &self.0
             }
-        }
 
-        impl Deref for $name {
-            type Target = Task;
+            /// The read-only view of the task: identifier, state, requests, response,
+            /// counters, error ([`Task::info`]).
+            pub fn info(&self) -> &TaskInfo {
+                &self.0.info
+            }
 
-            fn deref(&self) -> &Task {
-                &self.0
+            /// Starts the task, or continues it after a suspend ([`Task::resume`]).
+            pub fn resume(&self) {
+                self.0.resume()
+            }
+
+            /// Pauses the task ([`Task::suspend`]).
+            pub fn suspend(&self) {
+                self.0.suspend()
+            }
+
+            /// Cancels the task: it completes with -999 ([`Task::cancel`]).
+            pub fn cancel(&self) {
+                self.0.cancel()
             }
         }
+
+        impl From<$name> for Task {
+            fn from(handle: $name) -> Task {
+                handle.0
+            }
+        }
+
     };
 }
 
@@ -367,7 +383,7 @@ impl DownloadTask {
     /// URLSession takes a completion handler; here the answer is awaited.
     pub async fn cancel_by_producing_resume_data(&self) -> Option<ResumeData> {
         let (tx, rx) = oneshot::channel();
-        self.control(Control::CancelForResume(tx));
+        self.0.control(Control::CancelForResume(tx));
         rx.await.ok().flatten()
     }
 }

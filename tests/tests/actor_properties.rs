@@ -68,9 +68,9 @@ proptest! {
                 return Err(format!("did_become_invalid missing or not last: {events:?}"));
             }
             for t in &tasks {
-                let n = events.iter().filter(|e| matches!(e, Event::Complete { task, .. } if *task == t.id())).count();
+                let n = events.iter().filter(|e| matches!(e, Event::Complete { task, .. } if *task == t.info().id())).count();
                 if n != 1 {
-                    return Err(format!("task {} completed {n} times: {events:?}", t.id()));
+                    return Err(format!("task {} completed {n} times: {events:?}", t.info().id()));
                 }
             }
             Ok(())

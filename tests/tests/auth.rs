@@ -59,8 +59,8 @@ async fn basic_with_a_credential_from_the_delegate() {
         .data_task(server.url("/basic/ann/pw").as_str())
         .unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
-    assert_eq!(task.response().unwrap().status(), 200);
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    assert_eq!(task.info().response().unwrap().status(), 200);
     assert_eq!(rec.body(), b"welcome ann");
     assert_eq!(challenges(&rec), [("http_basic", 0, false)]);
     // Exactly one response reached the delegate: the 200, not the 401.
@@ -211,8 +211,8 @@ async fn a_stream_upload_is_asked_for_its_body_again_after_a_challenge() {
         .upload_task(Request::new(Method::PUT, &url), UploadBody::Stream)
         .unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
-    assert_eq!(task.response().unwrap().status(), 200);
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    assert_eq!(task.info().response().unwrap().status(), 200);
     let asked = rec
         .events()
         .iter()

@@ -296,12 +296,12 @@ async fn a_background_session_gets_its_events_live_or_replayed_through_its_deleg
         .download_task(server.url("/bytes/200000").as_str())
         .unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     let events = rec.events();
     assert!(events.contains(&Event::BackgroundEventsDelivered));
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::Finished { task: t, size: 200_000, .. } if *t == task.id()
+        Event::Finished { task: t, size: 200_000, .. } if *t == task.info().id()
     )));
     drop((task, session));
 
@@ -316,7 +316,7 @@ async fn a_background_session_gets_its_events_live_or_replayed_through_its_deleg
                 .download_task(server.url(&format!("/bytes/{n}")).as_str())
                 .unwrap();
             t.resume();
-            t.id()
+            t.info().id()
         })
         .collect();
     drop(first);
@@ -439,7 +439,7 @@ async fn a_damaged_task_record_fails_that_task_only_and_redirects_are_followed()
     {
         let journal = courier_storage::journal::Journal::open(&root.path().join("data")).unwrap();
         journal
-            .put_raw_task("com.example.damaged", damaged.id(), b"not a record")
+            .put_raw_task("com.example.damaged", damaged.info().id(), b"not a record")
             .unwrap();
     }
     let service = start_service(root.path()).await;
@@ -447,28 +447,28 @@ async fn a_damaged_task_record_fails_that_task_only_and_redirects_are_followed()
     let session =
         Session::with_delegate(background("com.example.damaged", &service), rec.clone()).unwrap();
     assert_eq!(
-        rec.wait_complete(damaged.id(), WAIT).await,
+        rec.wait_complete(damaged.info().id(), WAIT).await,
         Some(Some(courier_engine::ErrorCode::CannotDecodeRawData))
     );
     // The other task was never resumed: the relaunched application finds it among its tasks,
     // whole, and it runs when resumed (through a redirect nobody is asked about).
     let tasks = session.all_tasks().await;
     assert_eq!(
-        tasks.iter().map(|t| t.id()).collect::<Vec<_>>(),
-        [redirected.id()],
+        tasks.iter().map(|t| t.info().id()).collect::<Vec<_>>(),
+        [redirected.info().id()],
         "the damaged one is gone, the other is there"
     );
     let other = &tasks[0];
     assert_eq!(
-        other.original_request().url_str(),
-        redirected.original_request().url_str()
+        other.info().original_request().url_str(),
+        redirected.info().original_request().url_str()
     );
-    assert_eq!(other.state(), courier_engine::TaskState::Suspended);
+    assert_eq!(other.info().state(), courier_engine::TaskState::Suspended);
     other.resume();
-    assert_eq!(rec.wait_complete(other.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(other.info().id(), WAIT).await, Some(None));
     assert!(rec.events().iter().any(|e| matches!(
         e,
-        Event::Finished { task, size: 5000, .. } if *task == other.id()
+        Event::Finished { task, size: 5000, .. } if *task == other.info().id()
     )));
     service.shutdown().await;
 }

@@ -66,9 +66,9 @@ async fn a_lost_connection_is_retried_from_the_partial_file() {
     let session = Session::with_delegate(background("retry.cut", &service), rec.clone()).unwrap();
     let task = session.download_task(server.url().as_str()).unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     let events = rec.events();
-    let (files, completions) = outcome(&events, task.id());
+    let (files, completions) = outcome(&events, task.info().id());
     assert_eq!(files, [sha256_hex(&server.content())], "{events:?}");
     assert_eq!(completions, [None], "one completion, after the retry");
     let served = server.served();
@@ -94,8 +94,8 @@ async fn a_503_is_retried_after_its_retry_after_and_its_body_is_not_the_file() {
     let session = Session::with_delegate(background("retry.503", &service), rec.clone()).unwrap();
     let task = session.download_task(server.url().as_str()).unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
-    let (files, completions) = outcome(&rec.events(), task.id());
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    let (files, completions) = outcome(&rec.events(), task.info().id());
     assert_eq!(files, [sha256_hex(&server.content())]);
     assert_eq!(completions, [None]);
     let served = server.served();
@@ -141,11 +141,11 @@ async fn retries_stop_at_the_resource_timeout() {
         .unwrap();
     task.resume();
     assert_eq!(
-        rec.wait_complete(task.id(), WAIT).await,
+        rec.wait_complete(task.info().id(), WAIT).await,
         Some(Some(ErrorCode::NetworkConnectionLost)),
         "tried while its time lasted, then reported"
     );
-    let (_, completions) = outcome(&rec.events(), task.id());
+    let (_, completions) = outcome(&rec.events(), task.info().id());
     assert_eq!(completions.len(), 1);
     // 100, 200, 400 ms waits fit in 1.5 s (an 800 ms one does not): four attempts, give or take
     // the engine's own retry of a request on a fresh connection.
@@ -192,20 +192,22 @@ async fn the_queue_runs_one_at_a_time_by_priority_with_discretionary_tasks_last(
     let discretionary = quiet_session
         .download_task(url("discretionary").as_str())
         .unwrap();
-    discretionary.set_priority(1.0);
+    discretionary.info().set_priority(1.0);
     discretionary.resume();
     let mut ids = Vec::new();
     for (name, priority) in [("low", 0.1), ("high", 0.9), ("default", 0.5)] {
         let t = session.download_task(url(name).as_str()).unwrap();
-        t.set_priority(priority);
+        t.info().set_priority(priority);
         t.resume();
-        ids.push(t.id());
+        ids.push(t.info().id());
     }
-    for id in ids.iter().chain([&blocker.id()]) {
+    for id in ids.iter().chain([&blocker.info().id()]) {
         assert_eq!(rec.wait_complete(*id, WAIT).await, Some(None));
     }
     assert_eq!(
-        quiet_rec.wait_complete(discretionary.id(), WAIT).await,
+        quiet_rec
+            .wait_complete(discretionary.info().id(), WAIT)
+            .await,
         Some(None)
     );
     let order: Vec<String> = server
@@ -245,9 +247,10 @@ async fn an_earliest_begin_date_holds_a_task_back() {
     let session = Session::with_delegate(background("begin.later", &service), rec.clone()).unwrap();
     let task = session.download_task(server.url().as_str()).unwrap();
     let resumed = Instant::now();
-    task.set_earliest_begin_date(Some(SystemTime::now() + Duration::from_millis(1200)));
+    task.info()
+        .set_earliest_begin_date(Some(SystemTime::now() + Duration::from_millis(1200)));
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     let served = server.served();
     assert_eq!(served.len(), 1);
     assert!(
@@ -281,9 +284,9 @@ async fn a_transfer_under_the_throughput_floor_is_stopped_and_continued_later() 
     let session = Session::with_delegate(background("slow.floor", &service), rec.clone()).unwrap();
     let task = session.download_task(server.url().as_str()).unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     let events = rec.events();
-    let (files, completions) = outcome(&events, task.id());
+    let (files, completions) = outcome(&events, task.info().id());
     assert_eq!(files, [sha256_hex(&server.content())]);
     assert_eq!(
         completions,
@@ -318,14 +321,14 @@ async fn resume_data_from_a_background_download_continues_it_there() {
         .await
         .expect("resume data for the partial file");
     assert_eq!(
-        rec.wait_complete(task.id(), WAIT).await,
+        rec.wait_complete(task.info().id(), WAIT).await,
         Some(Some(ErrorCode::Cancelled))
     );
     let again = session.download_task_with_resume_data(&data).unwrap();
-    assert_eq!(again.original_request().url_str(), server.url());
+    assert_eq!(again.info().original_request().url_str(), server.url());
     again.resume();
-    assert_eq!(rec.wait_complete(again.id(), WAIT).await, Some(None));
-    let (files, _) = outcome(&rec.events(), again.id());
+    assert_eq!(rec.wait_complete(again.info().id(), WAIT).await, Some(None));
+    let (files, _) = outcome(&rec.events(), again.info().id());
     assert_eq!(files, [sha256_hex(&server.content())]);
     let served = server.served();
     assert_eq!(served.len(), 2, "{served:?}");

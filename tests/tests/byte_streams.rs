@@ -32,13 +32,13 @@ async fn the_head_comes_first_and_the_body_follows_as_it_arrives() {
     let session = session();
     // Four pieces of 1000 bytes, 300 ms apart: the head is in long before the body ends.
     let url = server.url("/drip?chunks=4&size=1000&delay_ms=300");
-    let (response, mut stream) = tokio::time::timeout(WAIT, session.bytes(url.as_str()))
+    let (mut stream, response) = tokio::time::timeout(WAIT, session.bytes(url.as_str()))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
-        stream.task().state(),
+        stream.task().info().state(),
         TaskState::Running,
         "the response came before the body was complete"
     );
@@ -50,8 +50,8 @@ async fn the_head_comes_first_and_the_body_follows_as_it_arrives() {
     }
     assert_eq!(body.len(), 4000);
     assert!(pieces >= 2, "the body came in pieces ({pieces})");
-    until(|| stream.task().state() == TaskState::Completed).await;
-    assert!(stream.task().error().is_none());
+    until(|| stream.task().info().state() == TaskState::Completed).await;
+    assert!(stream.task().info().error().is_none());
 }
 
 #[tokio::test]
@@ -59,7 +59,7 @@ async fn a_stream_reads_whole_as_async_read_and_as_a_stream() {
     let server = TestServer::http().await;
     let session = session();
     let url = server.url("/bytes/3000000");
-    let (_, mut stream) = session.bytes(url.as_str()).await.unwrap();
+    let (mut stream, _) = session.bytes(url.as_str()).await.unwrap();
     let mut copied = Vec::new();
     tokio::io::copy(&mut stream, &mut copied).await.unwrap();
     assert!(
@@ -67,7 +67,7 @@ async fn a_stream_reads_whole_as_async_read_and_as_a_stream() {
         "tokio::io::copy got the body"
     );
 
-    let (_, mut stream) = session.bytes(url.as_str()).await.unwrap();
+    let (mut stream, _) = session.bytes(url.as_str()).await.unwrap();
     let mut gathered = Vec::new();
     while let Some(chunk) = std::future::poll_fn(|cx| {
         futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
@@ -88,11 +88,11 @@ async fn a_reader_that_stops_reading_stops_the_transfer() {
     let session = session();
     let total = 64 * 1024 * 1024;
     let url = server.url(&format!("/bytes/{total}"));
-    let (_, mut stream) = session.bytes(url.as_str()).await.unwrap();
+    let (mut stream, _) = session.bytes(url.as_str()).await.unwrap();
     let first = stream.chunk().await.unwrap().unwrap();
     // Let the transfer run as far ahead as it may.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let received = stream.task().bytes_received() as usize;
+    let received = stream.task().info().bytes_received() as usize;
     assert!(
         received <= first.len() + (1 << 20) + 64 * 1024,
         "at most the 1 MiB window beyond what was read: {received} received"
@@ -113,7 +113,7 @@ async fn a_cut_ends_the_stream_with_the_error_and_a_refusal_fails_the_call() {
     })
     .await;
     let session = session();
-    let (response, mut stream) = session.bytes(server.url("/").as_str()).await.unwrap();
+    let (mut stream, response) = session.bytes(server.url("/").as_str()).await.unwrap();
     assert_eq!(response.expected_content_length(), 100_000);
     let mut got = 0;
     let error = loop {
@@ -136,13 +136,16 @@ async fn dropping_the_stream_cancels_the_task() {
     let server = TestServer::http().await;
     let session = session();
     let url = server.url("/drip?chunks=100&size=1000&delay_ms=100");
-    let (_, stream) = session.bytes(url.as_str()).await.unwrap();
+    let (stream, _) = session.bytes(url.as_str()).await.unwrap();
     let task = session
         .all_tasks()
         .await
         .pop()
         .expect("the task is running");
     drop(stream);
-    until(|| task.state() == TaskState::Completed).await;
-    assert_eq!(task.error().map(|e| e.code()), Some(ErrorCode::Cancelled));
+    until(|| task.info().state() == TaskState::Completed).await;
+    assert_eq!(
+        task.info().error().map(|e| e.code()),
+        Some(ErrorCode::Cancelled)
+    );
 }

@@ -125,7 +125,7 @@ async fn will_cache_response_is_asked_and_can_refuse() {
     let session = Session::with_delegate(config(), rec.clone()).unwrap();
     let task = session.data_task(url.as_str()).unwrap();
     task.resume();
-    rec.wait_complete(task.id(), WAIT).await;
+    rec.wait_complete(task.info().id(), WAIT).await;
     let names: Vec<&str> = rec.events().iter().map(Event::name).collect();
     let at = names
         .iter()
@@ -135,7 +135,7 @@ async fn will_cache_response_is_asked_and_can_refuse() {
     // The cached answer: no network, metrics say local cache, and no second will_cache.
     let again = session.data_task(url.as_str()).unwrap();
     again.resume();
-    rec.wait_complete(again.id(), WAIT).await;
+    rec.wait_complete(again.info().id(), WAIT).await;
     let asked = rec
         .events()
         .iter()

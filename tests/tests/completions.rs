@@ -44,21 +44,24 @@ async fn a_panicking_transfer_completes_its_data_task_and_spares_the_others() {
     healthy.resume();
     rec.wait_for(WAIT, |e| {
         e.iter()
-            .any(|e| matches!(e, Event::Data { task, .. } if *task == doomed.id()))
+            .any(|e| matches!(e, Event::Data { task, .. } if *task == doomed.info().id()))
     })
     .await;
-    doomed.inject_transfer_panic();
+    doomed.task().inject_transfer_panic();
     assert_eq!(
-        rec.wait_complete(doomed.id(), WAIT).await,
+        rec.wait_complete(doomed.info().id(), WAIT).await,
         Some(Some(ErrorCode::Unknown))
     );
-    let error = doomed.error().unwrap();
+    let error = doomed.info().error().unwrap();
     assert!(error.message().contains("transfer panicked"), "{error}");
-    assert_eq!(rec.wait_complete(healthy.id(), WAIT).await, Some(None));
+    assert_eq!(
+        rec.wait_complete(healthy.info().id(), WAIT).await,
+        Some(None)
+    );
     session.finish_tasks_and_invalidate();
     let events = rec.wait_invalid(WAIT).await;
     check_invariants(&events).unwrap();
-    assert_eq!(completions(&events, doomed.id()), 1);
+    assert_eq!(completions(&events, doomed.info().id()), 1);
 }
 
 /// A decoder that panics (the test hook's `x-courier-test-panic` encoding) fails the task; the
@@ -147,7 +150,7 @@ async fn a_never_resumed_task_whose_handles_are_all_dropped_is_cancelled_at_once
     let rec = Arc::new(Recorder::new());
     let session = Session::with_delegate(http_config(), rec.clone()).unwrap();
     let task = session.data_task(server.url("/bytes/10").as_str()).unwrap();
-    let id = task.id();
+    let id = task.info().id();
     let clone = task.clone();
     drop(task);
     assert_eq!(
@@ -165,7 +168,7 @@ async fn a_never_resumed_task_whose_handles_are_all_dropped_is_cancelled_at_once
 
     // A resumed task runs on without handles.
     let running = session.data_task(server.url("/bytes/10").as_str()).unwrap();
-    let id = running.id();
+    let id = running.info().id();
     running.resume();
     drop(running);
     assert_eq!(rec.wait_complete(id, WAIT).await, Some(None));
@@ -269,12 +272,12 @@ proptest! {
                 match *op {
                     Op::CreateData => {
                         let t = session.data_task(url.as_str()).unwrap();
-                        ids.push(t.id());
+                        ids.push(t.info().id());
                         tasks.push(Some(t.task().clone()));
                     }
                     Op::CreateDownload => {
                         let t = session.download_task(url.as_str()).unwrap();
-                        ids.push(t.id());
+                        ids.push(t.info().id());
                         tasks.push(Some(t.task().clone()));
                     }
                     Op::Resume(i) => if let Some(t) = task(i) { t.resume() },

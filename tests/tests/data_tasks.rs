@@ -133,7 +133,7 @@ async fn resource_timeout_counts_rate_limited_and_delegate_time() {
     let task = session.data_task(server.url("/bytes/10").as_str()).unwrap();
     task.resume();
     assert_eq!(
-        rec.wait_complete(task.id(), WAIT).await,
+        rec.wait_complete(task.info().id(), WAIT).await,
         Some(Some(ErrorCode::TimedOut)),
         "a delegate that never answers does not stop the clock"
     );
@@ -148,13 +148,13 @@ async fn resource_timeout_counts_rate_limited_and_delegate_time() {
     task.resume();
     rec.wait_for(WAIT, |e| {
         e.iter()
-            .any(|e| matches!(e, Event::Data { task: t, .. } if *t == task.id()))
+            .any(|e| matches!(e, Event::Data { task: t, .. } if *t == task.info().id()))
     })
     .await;
     task.suspend();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
 }
 
 #[tokio::test]
@@ -165,10 +165,10 @@ async fn http_404_is_not_an_error() {
         .data_task(server.url("/status/404").as_str())
         .unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
-    assert_eq!(task.response().unwrap().status(), 404);
-    assert!(task.error().is_none());
-    assert_eq!(task.state(), TaskState::Completed);
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    assert_eq!(task.info().response().unwrap().status(), 404);
+    assert!(task.info().error().is_none());
+    assert_eq!(task.info().state(), TaskState::Completed);
 }
 
 #[tokio::test]
@@ -178,8 +178,8 @@ async fn delegate_sees_urlsession_order() {
     let task = session
         .data_task(server.url("/drip?chunks=5&size=1000&delay_ms=5").as_str())
         .unwrap();
-    assert_eq!(task.id(), 1);
-    assert_eq!(task.state(), TaskState::Suspended);
+    assert_eq!(task.info().id(), 1);
+    assert_eq!(task.info().state(), TaskState::Suspended);
     task.resume();
     rec.wait_complete(1, WAIT).await;
     session.finish_tasks_and_invalidate();
@@ -211,8 +211,8 @@ async fn delegate_sees_urlsession_order() {
         }
     );
     assert_eq!(rec.body(), pattern_bytes(0, 5000));
-    assert_eq!(task.bytes_received(), 5000);
-    assert_eq!(task.bytes_expected_to_receive(), 5000);
+    assert_eq!(task.info().bytes_received(), 5000);
+    assert_eq!(task.info().bytes_expected_to_receive(), 5000);
 }
 
 #[tokio::test]
@@ -226,7 +226,7 @@ async fn cancel_gives_cancelled_with_the_failing_url() {
         .await;
     task.cancel();
     assert_eq!(
-        rec.wait_complete(task.id(), WAIT).await,
+        rec.wait_complete(task.info().id(), WAIT).await,
         Some(Some(ErrorCode::Cancelled))
     );
     let events = rec.events();
@@ -240,7 +240,7 @@ async fn cancel_gives_cancelled_with_the_failing_url() {
         from: TaskState::Running,
         to: TaskState::Canceling
     }));
-    assert_eq!(task.error().unwrap().message(), "cancelled");
+    assert_eq!(task.info().error().unwrap().message(), "cancelled");
     check_invariants(&events).unwrap();
 }
 
@@ -336,7 +336,7 @@ async fn response_disposition_become_download_hands_the_body_to_a_new_download_t
             courier_tests::sha256_hex(&pattern_bytes(0, 500_000))
         ))
     );
-    assert_eq!(task.state(), courier_engine::TaskState::Completed);
+    assert_eq!(task.info().state(), courier_engine::TaskState::Completed);
     let files = std::fs::read_dir(session.directory().unwrap())
         .unwrap()
         .count();
@@ -486,10 +486,10 @@ async fn suspend_pauses_reading_and_timers() {
     .await;
     // Chunks already on their way may still land; then nothing moves.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let paused_at = task.bytes_received();
+    let paused_at = task.info().bytes_received();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
-        task.bytes_received(),
+        task.info().bytes_received(),
         paused_at,
         "no bytes read while suspended"
     );
@@ -522,10 +522,15 @@ async fn all_tasks_lists_running_and_resumed_suspended_only() {
         })
     })
     .await;
-    let mut ids: Vec<u64> = session.all_tasks().await.iter().map(|t| t.id()).collect();
+    let mut ids: Vec<u64> = session
+        .all_tasks()
+        .await
+        .iter()
+        .map(|t| t.info().id())
+        .collect();
     ids.sort();
     assert_eq!(ids, [2, 3]);
-    assert_eq!(never.state(), TaskState::Suspended);
+    assert_eq!(never.info().state(), TaskState::Suspended);
     session.invalidate_and_cancel();
     rec.wait_invalid(WAIT).await;
     assert!(session.all_tasks().await.is_empty());
@@ -624,22 +629,25 @@ async fn a_panicking_task_actor_completes_its_task_and_spares_the_others() {
         e.iter().any(|e| matches!(e, Event::Data { task: 1, .. }))
     })
     .await;
-    doomed.inject_actor_panic();
+    doomed.task().inject_actor_panic();
     assert_eq!(
-        rec.wait_complete(doomed.id(), WAIT).await,
+        rec.wait_complete(doomed.info().id(), WAIT).await,
         Some(Some(ErrorCode::Unknown))
     );
-    assert_eq!(doomed.state(), TaskState::Completed);
+    assert_eq!(doomed.info().state(), TaskState::Completed);
     assert!(
-        doomed.error().unwrap().message().contains("panic"),
+        doomed.info().error().unwrap().message().contains("panic"),
         "{:?}",
-        doomed.error()
+        doomed.info().error()
     );
-    assert_eq!(rec.wait_complete(healthy.id(), WAIT).await, Some(None));
+    assert_eq!(
+        rec.wait_complete(healthy.info().id(), WAIT).await,
+        Some(None)
+    );
     // The session still takes and runs new tasks.
     let third = session.data_task(server.url("/bytes/10").as_str()).unwrap();
     third.resume();
-    assert_eq!(rec.wait_complete(third.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(third.info().id(), WAIT).await, Some(None));
     session.finish_tasks_and_invalidate();
     let events = rec.wait_invalid(WAIT).await;
     check_invariants(&events).unwrap();
@@ -656,7 +664,7 @@ fn sessions_work_without_a_runtime_and_shared_has_no_invalidation() {
     );
     let session = Session::new(http_config()).unwrap();
     let task = session.data_task("http://127.0.0.1:99999/").unwrap();
-    assert_eq!(task.id(), 1);
+    assert_eq!(task.info().id(), 1);
 }
 
 #[tokio::test]
@@ -678,7 +686,7 @@ async fn task_handles_keep_a_dropped_session_usable() {
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     drop(task);
     let events = rec.wait_invalid(WAIT).await;
     check_invariants(&events).unwrap();
@@ -768,7 +776,7 @@ async fn each_part_of_a_mixed_replace_body_is_a_response_of_its_own() {
     let session = Session::with_delegate(http_config(), rec.clone()).unwrap();
     let task = session.data_task(server.url("/parts/3").as_str()).unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     let events = rec.events();
     check_invariants(&events).unwrap();
     let sequence: Vec<&str> = events
@@ -788,7 +796,7 @@ async fn each_part_of_a_mixed_replace_body_is_a_response_of_its_own() {
         ["response", "data", "response", "data", "response", "data"]
     );
     assert_eq!(rec.body(), b"part 0part 1part 2");
-    let last = task.response().unwrap();
+    let last = task.info().response().unwrap();
     assert_eq!(last.headers()["x-part"], "2", "the latest part's response");
 }
 
@@ -848,7 +856,7 @@ async fn a_delegate_that_implements_only_did_complete_gets_the_default_behaviour
         let download = session
             .download_task(server.url("/bytes/300000").as_str())
             .unwrap();
-        for t in [&*chain, &*challenged, &*download] {
+        for t in [chain.task(), challenged.task(), download.task()] {
             t.resume();
         }
         n += 3;
@@ -857,15 +865,15 @@ async fn a_delegate_that_implements_only_did_complete_gets_the_default_behaviour
             done.iter().all(|(_, e)| e.is_none()),
             "round {round}: {done:?}"
         );
-        let chain_end = chain.current_request().url_str().to_owned();
+        let chain_end = chain.info().current_request().url_str().to_owned();
         assert!(chain_end.ends_with("/chain/0"), "followed to {chain_end}");
-        assert_eq!(chain.response().unwrap().status(), 200);
+        assert_eq!(chain.info().response().unwrap().status(), 200);
         assert_eq!(
-            challenged.response().unwrap().status(),
+            challenged.info().response().unwrap().status(),
             200,
             "round {round}"
         );
-        assert_eq!(download.bytes_received(), 300_000);
+        assert_eq!(download.info().bytes_received(), 300_000);
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())

@@ -49,7 +49,7 @@ async fn a_gzipped_download_writes_and_counts_the_decoded_bytes() {
         .download_task(server.url("/gzip/1000000").as_str())
         .unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     let events = rec.events();
     let last_total = events.iter().rev().find_map(|e| match e {
         Event::Wrote {
@@ -93,7 +93,7 @@ async fn a_body_that_does_not_decode_fails_with_1016_or_its_download_codes() {
         .download_task(server.url("/badgzip").as_str())
         .unwrap();
     task.resume();
-    let code = rec.wait_complete(task.id(), WAIT).await.flatten();
+    let code = rec.wait_complete(task.info().id(), WAIT).await.flatten();
     assert!(
         matches!(
             code,
@@ -104,7 +104,7 @@ async fn a_body_that_does_not_decode_fails_with_1016_or_its_download_codes() {
         ),
         "{code:?}"
     );
-    assert!(rec.resume_data(task.id()).is_none());
+    assert!(rec.resume_data(task.info().id()).is_none());
     session.finish_tasks_and_invalidate();
     rec.wait_invalid(WAIT).await;
     assert!(

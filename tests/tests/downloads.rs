@@ -56,12 +56,12 @@ async fn download_until_done(session: &Session, rec: &Recorder, url: &str) -> (u
         };
         task.resume();
         let code = rec
-            .wait_complete(task.id(), WAIT)
+            .wait_complete(task.info().id(), WAIT)
             .await
             .expect("every attempt completes");
         match code {
-            None => return (task.id(), attempt),
-            Some(_) => resume = rec.resume_data(task.id()),
+            None => return (task.info().id(), attempt),
+            Some(_) => resume = rec.resume_data(task.info().id()),
         }
     }
     panic!("the download did not complete in 12 attempts");
@@ -75,13 +75,13 @@ async fn a_download_reports_growing_totals_then_hands_over_the_whole_file() {
     let session = Session::with_delegate(config(dir.path()), rec.clone()).unwrap();
     let task = session.download_task(server.url()).unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     session.finish_tasks_and_invalidate();
     let events = rec.wait_invalid(WAIT).await;
     check_invariants(&events).unwrap();
 
     let content = server.content();
-    let (size, sha) = finished(&events, task.id()).expect("did_finish_downloading_to");
+    let (size, sha) = finished(&events, task.info().id()).expect("did_finish_downloading_to");
     assert_eq!(size, content.len() as u64);
     assert_eq!(sha, sha256_hex(&content));
     let wrote: Vec<(i64, i64)> = events
@@ -112,8 +112,8 @@ async fn a_download_reports_growing_totals_then_hands_over_the_whole_file() {
             .is_some()
     );
     assert!(!names.contains(&"response") && !names.contains(&"data"));
-    assert_eq!(task.state(), TaskState::Completed);
-    assert_eq!(task.bytes_received(), content.len() as i64);
+    assert_eq!(task.info().state(), TaskState::Completed);
+    assert_eq!(task.info().bytes_received(), content.len() as i64);
     assert_empty(dir.path());
 }
 
@@ -171,26 +171,29 @@ async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
         .await
         .expect("a GET with an ETag and ranges is resumable");
     assert_eq!(
-        rec.wait_complete(task.id(), WAIT).await,
+        rec.wait_complete(task.info().id(), WAIT).await,
         Some(Some(ErrorCode::Cancelled))
     );
     assert!(
-        rec.resume_data(task.id()).is_some(),
+        rec.resume_data(task.info().id()).is_some(),
         "the -999 carries it too"
     );
-    assert_eq!(rec.resume_data(task.id()), Some(data.clone()));
+    assert_eq!(rec.resume_data(task.info().id()), Some(data.clone()));
     assert_eq!(files_in(dir.path()).len(), 1, "only the partial file stays");
 
     let resumed = session.download_task_with_resume_data(&data).unwrap();
-    assert_ne!(resumed.id(), task.id(), "a new task");
-    assert_eq!(resumed.original_request().url_str(), server.url());
+    assert_ne!(resumed.info().id(), task.info().id(), "a new task");
+    assert_eq!(resumed.info().original_request().url_str(), server.url());
     resumed.resume();
-    assert_eq!(rec.wait_complete(resumed.id(), WAIT).await, Some(None));
+    assert_eq!(
+        rec.wait_complete(resumed.info().id(), WAIT).await,
+        Some(None)
+    );
     let events = rec.events();
     check_invariants(&events).unwrap();
     let content = server.content();
     assert_eq!(
-        finished(&events, resumed.id()).unwrap(),
+        finished(&events, resumed.info().id()).unwrap(),
         (content.len() as u64, sha256_hex(&content))
     );
     let offset = events
@@ -200,7 +203,7 @@ async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
                 task,
                 offset,
                 expected,
-            } if *task == resumed.id() => {
+            } if *task == resumed.info().id() => {
                 assert_eq!(*expected, content.len() as i64);
                 Some(*offset)
             }
@@ -347,11 +350,11 @@ async fn unusable_resume_data_fails_at_once_and_touches_nothing() {
     let task = session.download_task(server.url()).unwrap();
     task.resume();
     assert_eq!(
-        rec.wait_complete(task.id(), WAIT).await,
+        rec.wait_complete(task.info().id(), WAIT).await,
         Some(Some(ErrorCode::NetworkConnectionLost))
     );
     let data = rec
-        .resume_data(task.id())
+        .resume_data(task.info().id())
         .expect("a cut download is resumable");
     let partial = dir
         .path()
@@ -366,8 +369,11 @@ async fn unusable_resume_data_fails_at_once_and_touches_nothing() {
         async move {
             let t = session.download_task_with_resume_data(&data).unwrap();
             t.resume();
-            assert_eq!(rec.wait_complete(t.id(), WAIT).await, Some(Some(code)));
-            let e: Error = rec.error(t.id()).unwrap();
+            assert_eq!(
+                rec.wait_complete(t.info().id(), WAIT).await,
+                Some(Some(code))
+            );
+            let e: Error = rec.error(t.info().id()).unwrap();
             assert!(!e.message().is_empty());
         }
     };
@@ -437,10 +443,10 @@ async fn unusable_resume_data_fails_at_once_and_touches_nothing() {
     std::fs::write(&partial, &before).unwrap();
     let t = session.download_task_with_resume_data(&data).unwrap();
     t.resume();
-    assert_eq!(rec.wait_complete(t.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(t.info().id(), WAIT).await, Some(None));
     let content = server.content();
     assert_eq!(
-        finished(&rec.events(), t.id()),
+        finished(&rec.events(), t.info().id()),
         Some((content.len() as u64, sha256_hex(&content)))
     );
     assert_empty(dir.path());
@@ -461,12 +467,16 @@ fn sealed_in(dir: &Path, r: &courier_storage::ResumeRecord) -> ResumeData {
 
 #[tokio::test]
 async fn a_panicking_download_actor_completes_with_resume_data_from_its_last_checkpoint() {
-    panic_mid_download_then_resume(|task| task.inject_actor_panic(), "panic").await;
+    panic_mid_download_then_resume(|task| task.task().inject_actor_panic(), "panic").await;
 }
 
 #[tokio::test]
 async fn a_panicking_transfer_completes_the_download_with_resume_data_from_its_last_checkpoint() {
-    panic_mid_download_then_resume(|task| task.inject_transfer_panic(), "transfer panicked").await;
+    panic_mid_download_then_resume(
+        |task| task.task().inject_transfer_panic(),
+        "transfer panicked",
+    )
+    .await;
 }
 
 /// Stalls a download at 300,000 bytes, waits for the checkpoint that covers them, makes `crash`
@@ -492,24 +502,27 @@ async fn panic_mid_download_then_resume(crash: impl Fn(&DownloadTask), why: &str
     wait_for_checkpoint(dir.path(), |r, _| r.bytes_on_disk == 300_000).await;
     crash(&task);
     assert_eq!(
-        rec.wait_complete(task.id(), WAIT).await,
+        rec.wait_complete(task.info().id(), WAIT).await,
         Some(Some(ErrorCode::Unknown))
     );
-    let error = rec.error(task.id()).unwrap();
+    let error = rec.error(task.info().id()).unwrap();
     assert!(error.message().contains(why), "{error}");
     let data = rec
-        .resume_data(task.id())
+        .resume_data(task.info().id())
         .expect("the session built resume data from storage");
     assert_eq!(courier_storage_record(&data).bytes_on_disk, 300_000);
 
     let resumed = session.download_task_with_resume_data(&data).unwrap();
     resumed.resume();
-    assert_eq!(rec.wait_complete(resumed.id(), WAIT).await, Some(None));
+    assert_eq!(
+        rec.wait_complete(resumed.info().id(), WAIT).await,
+        Some(None)
+    );
     let events = rec.events();
     check_invariants(&events).unwrap();
     let content = server.content();
     assert_eq!(
-        finished(&events, resumed.id()),
+        finished(&events, resumed.info().id()),
         Some((content.len() as u64, sha256_hex(&content)))
     );
     let last = server.served().pop().unwrap();
@@ -525,10 +538,10 @@ async fn a_plain_cancel_removes_the_partial_file_and_not_resumable_downloads_giv
         .await;
     task.cancel();
     assert_eq!(
-        rec.wait_complete(task.id(), WAIT).await,
+        rec.wait_complete(task.info().id(), WAIT).await,
         Some(Some(ErrorCode::Cancelled))
     );
-    assert!(rec.resume_data(task.id()).is_none());
+    assert!(rec.resume_data(task.info().id()).is_none());
 
     // A POST is never resumable.
     let post = courier_engine::Request::new(http::Method::POST, server.url().as_str());
@@ -540,11 +553,11 @@ async fn a_plain_cancel_removes_the_partial_file_and_not_resumable_downloads_giv
     t.resume();
     rec.wait_for(WAIT, |e| {
         e.iter()
-            .any(|e| matches!(e, Event::Wrote { task, .. } if *task == t.id()))
+            .any(|e| matches!(e, Event::Wrote { task, .. } if *task == t.info().id()))
     })
     .await;
     assert!(t.cancel_by_producing_resume_data().await.is_none());
-    rec.wait_complete(t.id(), WAIT).await;
+    rec.wait_complete(t.info().id(), WAIT).await;
     // Once completed, there is nothing to produce.
     assert!(t.cancel_by_producing_resume_data().await.is_none());
     invalidate_leaving_nothing(&session, &rec, dir.path()).await;
@@ -676,13 +689,13 @@ async fn a_full_disk_fails_with_cannot_write_and_keeps_what_was_written_resumabl
     let task = session.download_task(server.url()).unwrap();
     task.resume();
     assert_eq!(
-        rec.wait_complete(task.id(), WAIT).await,
+        rec.wait_complete(task.info().id(), WAIT).await,
         Some(Some(ErrorCode::CannotWriteToFile))
     );
-    let data = rec.resume_data(task.id()).unwrap_or_else(|| {
+    let data = rec.resume_data(task.info().id()).unwrap_or_else(|| {
         panic!(
             "what was written stays resumable: {:?}",
-            rec.error(task.id())
+            rec.error(task.info().id())
         )
     });
     let record = courier_storage_record(&data);
@@ -699,15 +712,18 @@ async fn a_full_disk_fails_with_cannot_write_and_keeps_what_was_written_resumabl
     fs.resize("8m");
     let resumed = session.download_task_with_resume_data(&data).unwrap();
     resumed.resume();
-    assert_eq!(rec.wait_complete(resumed.id(), WAIT).await, Some(None));
+    assert_eq!(
+        rec.wait_complete(resumed.info().id(), WAIT).await,
+        Some(None)
+    );
     let content = server.content();
     let events = rec.events();
     assert_eq!(
-        finished(&events, resumed.id()),
+        finished(&events, resumed.info().id()),
         Some((content.len() as u64, sha256_hex(&content)))
     );
     let offset = events.iter().find_map(|e| match e {
-        Event::Resumed { task, offset, .. } if *task == resumed.id() => Some(*offset),
+        Event::Resumed { task, offset, .. } if *task == resumed.info().id() => Some(*offset),
         _ => None,
     });
     assert_eq!(offset, Some(record.bytes_on_disk as i64));
@@ -756,9 +772,9 @@ async fn a_suspended_download_is_on_disk_and_checkpointed_then_continues() {
     let on_disk = std::fs::read(&partial).unwrap();
     assert!(on_disk[..] == content[..on_disk.len()], "an exact prefix");
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     assert_eq!(
-        finished(&rec.events(), task.id()),
+        finished(&rec.events(), task.info().id()),
         Some((content.len() as u64, sha256_hex(&content)))
     );
     assert_eq!(server.served().len(), 1, "the same transfer continued");
@@ -773,7 +789,7 @@ async fn stale_partial_downloads_are_swept_when_a_session_starts() {
     let (dir, _server, rec, session, task) = start_slow_download(2 * 1024 * 1024).await;
     rec.wait_written(WAIT, 128 * 1024).await;
     let data = task.cancel_by_producing_resume_data().await.unwrap();
-    rec.wait_complete(task.id(), WAIT).await;
+    rec.wait_complete(task.info().id(), WAIT).await;
     drop(session);
     let partial = files_in(dir.path())
         .into_iter()
@@ -826,7 +842,7 @@ async fn stale_partial_downloads_are_swept_when_a_session_starts() {
     let stale = sweeps.download_task_with_resume_data(&data).unwrap();
     stale.resume();
     assert_eq!(
-        rec.wait_complete(stale.id(), WAIT).await,
+        rec.wait_complete(stale.info().id(), WAIT).await,
         Some(Some(ErrorCode::FileDoesNotExist))
     );
 }

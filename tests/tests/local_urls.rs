@@ -43,7 +43,7 @@ async fn file_urls_serve_files_to_data_and_download_tasks() {
 
     let task = session.download_task(url.as_str()).unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     let finished = rec.events().iter().find_map(|e| match e {
         Event::Finished { size, sha256, .. } => Some((*size, sha256.clone())),
         _ => None,

@@ -32,8 +32,8 @@ async fn a_redirect_chain_and_an_auth_retry_give_one_transaction_per_request() {
     let session = Session::with_delegate(config, rec.clone()).unwrap();
     let task = session.data_task(server.url("/chain/2").as_str()).unwrap();
     task.resume();
-    rec.wait_complete(task.id(), WAIT).await;
-    let (redirects, t) = metrics_of(&rec, task.id());
+    rec.wait_complete(task.info().id(), WAIT).await;
+    let (redirects, t) = metrics_of(&rec, task.info().id());
     assert_eq!(redirects, 2);
     let statuses: Vec<Option<u16>> = t.iter().map(|t| t.status).collect();
     assert_eq!(statuses, [Some(302), Some(302), Some(200)]);
@@ -54,8 +54,8 @@ async fn a_redirect_chain_and_an_auth_retry_give_one_transaction_per_request() {
         .replace("http://", "http://ann:pw@");
     let task = session.data_task(url.as_str()).unwrap();
     task.resume();
-    rec.wait_complete(task.id(), WAIT).await;
-    let (redirects, t) = metrics_of(&rec, task.id());
+    rec.wait_complete(task.info().id(), WAIT).await;
+    let (redirects, t) = metrics_of(&rec, task.info().id());
     assert_eq!(redirects, 0);
     let statuses: Vec<Option<u16>> = t.iter().map(|t| t.status).collect();
     assert_eq!(statuses, [Some(401), Some(200)]);
@@ -74,7 +74,7 @@ async fn http2_transactions_name_their_protocol_and_reuse_the_connection() {
             .data_task(server.url("/bytes/100").as_str())
             .unwrap();
         task.resume();
-        rec.wait_complete(task.id(), WAIT).await;
+        rec.wait_complete(task.info().id(), WAIT).await;
     }
     let (_, first) = metrics_of(&rec, 1);
     let (_, second) = metrics_of(&rec, 2);

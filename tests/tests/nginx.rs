@@ -54,24 +54,29 @@ async fn a_100_mib_download_interrupted_at_a_random_offset_resumes_with_only_the
         .cancel_by_producing_resume_data()
         .await
         .expect("nginx sends an ETag and Accept-Ranges: resumable");
-    rec.wait_complete(task.id(), WAIT).await;
+    rec.wait_complete(task.info().id(), WAIT).await;
 
     let resumed = session.download_task_with_resume_data(&data).unwrap();
     resumed.resume();
-    assert_eq!(rec.wait_complete(resumed.id(), WAIT).await, Some(None));
+    assert_eq!(
+        rec.wait_complete(resumed.info().id(), WAIT).await,
+        Some(None)
+    );
     session.finish_tasks_and_invalidate();
     let events = rec.wait_invalid(WAIT).await;
     check_invariants(&events).unwrap();
     let offset = events
         .iter()
         .find_map(|e| match e {
-            Event::Resumed { task, offset, .. } if *task == resumed.id() => Some(*offset as u64),
+            Event::Resumed { task, offset, .. } if *task == resumed.info().id() => {
+                Some(*offset as u64)
+            }
             _ => None,
         })
         .expect("did_resume_at_offset");
     assert!(offset >= target as u64, "offset {offset}, target {target}");
     let finished = events.iter().find_map(|e| match e {
-        Event::Finished { task, size, sha256 } if *task == resumed.id() => {
+        Event::Finished { task, size, sha256 } if *task == resumed.info().id() => {
             Some((*size, sha256.clone()))
         }
         _ => None,
@@ -116,9 +121,9 @@ async fn a_100_mib_upload_reaches_nginx_whole() {
         )
         .unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
-    assert_eq!(task.response().unwrap().status(), 201);
-    assert_eq!(task.bytes_sent(), SIZE as i64);
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    assert_eq!(task.info().response().unwrap().status(), 201);
+    assert_eq!(task.info().bytes_sent(), SIZE as i64);
     assert_eq!(
         file_sha(&nginx.upload_dir().join("big.bin")),
         file_sha(&source)
@@ -149,16 +154,17 @@ async fn a_stream_upload_is_asked_for_again_when_nginx_redirects_it_with_307() {
         )
         .unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     let asked = rec
         .events()
         .iter()
         .filter(|e| matches!(e, Event::NeedBody { .. }))
         .count();
     assert_eq!(asked, 2, "once to start, once for the resend after the 307");
-    assert_eq!(task.response().unwrap().status(), 201);
+    assert_eq!(task.info().response().unwrap().status(), 201);
     assert!(
-        task.current_request()
+        task.info()
+            .current_request()
             .url_str()
             .ends_with("/upload/redirected.bin")
     );
@@ -185,9 +191,12 @@ async fn nginx_redirects_301_302_307_are_followed_to_the_file() {
     let session = Session::with_delegate(config(session_dir.path()), rec.clone()).unwrap();
     let task = session.data_task(nginx.url("/r301")).unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     assert_eq!(rec.body(), b"hello from nginx\n");
-    assert_eq!(task.current_request().url_str(), nginx.url("/hello.txt"));
+    assert_eq!(
+        task.info().current_request().url_str(),
+        nginx.url("/hello.txt")
+    );
     let hops: Vec<u16> = rec
         .events()
         .iter()

@@ -123,16 +123,22 @@ async fn a_chain_of_relative_redirects_is_followed_and_current_request_tracks_it
     let session = Session::with_delegate(config(), rec.clone()).unwrap();
     let task = session.data_task(server.url("/chain/5").as_str()).unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     assert_eq!(
         rec.body(),
         b"end of chain",
         "only the final body is delivered"
     );
-    assert_eq!(task.current_request().url_str(), server.url("/chain/0"));
-    assert_eq!(task.original_request().url_str(), server.url("/chain/5"));
     assert_eq!(
-        task.response().unwrap().url().as_str(),
+        task.info().current_request().url_str(),
+        server.url("/chain/0")
+    );
+    assert_eq!(
+        task.info().original_request().url_str(),
+        server.url("/chain/5")
+    );
+    assert_eq!(
+        task.info().response().unwrap().url().as_str(),
         server.url("/chain/0")
     );
     let events = rec.events();
@@ -189,8 +195,8 @@ async fn the_delegate_can_refuse_a_redirect_or_change_the_request() {
         .data_task(server.url("/redirect/302?to=/echo").as_str())
         .unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
-    assert_eq!(task.response().unwrap().status(), 302);
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    assert_eq!(task.info().response().unwrap().status(), 302);
     assert_eq!(
         rec.body(),
         b"redirect body",

@@ -51,19 +51,19 @@ async fn an_upload_from_bytes_reports_progress_then_the_response() {
         )
         .unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     session.finish_tasks_and_invalidate();
     let events = rec.wait_invalid(WAIT).await;
     check_invariants(&events).unwrap();
     assert_eq!(String::from_utf8(rec.body()).unwrap(), receipt(&body));
-    let sent = sent_totals(&events, task.id());
+    let sent = sent_totals(&events, task.info().id());
     assert_eq!(sent.last(), Some(&(16384, 16384)), "{sent:?}");
     assert!(sent.windows(2).all(|w| w[0].0 < w[1].0));
     let names: Vec<&str> = events.iter().map(Event::name).collect();
     let first_response = names.iter().position(|n| *n == "response").unwrap();
     assert!(names[..first_response].contains(&"sent"));
-    assert_eq!(task.bytes_sent(), 16384);
-    assert_eq!(task.bytes_expected_to_send(), 16384);
+    assert_eq!(task.info().bytes_sent(), 16384);
+    assert_eq!(task.info().bytes_expected_to_send(), 16384);
 }
 
 #[tokio::test]
@@ -93,7 +93,7 @@ async fn a_stream_upload_asks_the_delegate_for_its_body_and_again_after_a_307() 
         .upload_task(put(&server.url("/upload")), UploadBody::Stream)
         .unwrap();
     task.resume();
-    assert_eq!(rec.wait_complete(task.id(), WAIT).await, Some(None));
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     assert_eq!(String::from_utf8(rec.body()).unwrap(), receipt(&body));
     let asked = |id| {
         rec.events()
@@ -101,9 +101,9 @@ async fn a_stream_upload_asks_the_delegate_for_its_body_and_again_after_a_307() 
             .filter(|e| matches!(e, Event::NeedBody { task } if *task == id))
             .count()
     };
-    assert_eq!(asked(task.id()), 1);
+    assert_eq!(asked(task.info().id()), 1);
     assert_eq!(
-        task.bytes_expected_to_send(),
+        task.info().bytes_expected_to_send(),
         -1,
         "a stream's length is unknown"
     );
@@ -112,11 +112,24 @@ async fn a_stream_upload_asks_the_delegate_for_its_body_and_again_after_a_307() 
         .upload_task(put(&server.url("/307/upload")), UploadBody::Stream)
         .unwrap();
     redirected.resume();
-    assert_eq!(rec.wait_complete(redirected.id(), WAIT).await, Some(None));
-    assert_eq!(asked(redirected.id()), 2, "asked again for the resend");
-    assert!(redirected.current_request().url_str().ends_with("/upload"));
-    assert_eq!(redirected.current_request().method(), Method::PUT);
-    let response = redirected.response().unwrap();
+    assert_eq!(
+        rec.wait_complete(redirected.info().id(), WAIT).await,
+        Some(None)
+    );
+    assert_eq!(
+        asked(redirected.info().id()),
+        2,
+        "asked again for the resend"
+    );
+    assert!(
+        redirected
+            .info()
+            .current_request()
+            .url_str()
+            .ends_with("/upload")
+    );
+    assert_eq!(redirected.info().current_request().method(), Method::PUT);
+    let response = redirected.info().response().unwrap();
     assert_eq!(response.status(), 200);
     session.finish_tasks_and_invalidate();
     let events = rec.wait_invalid(WAIT).await;
@@ -124,7 +137,7 @@ async fn a_stream_upload_asks_the_delegate_for_its_body_and_again_after_a_307() 
     // Exactly one response per task: the 307 itself is never delivered.
     let responses = events
         .iter()
-        .filter(|e| matches!(e, Event::Response { task, .. } if *task == redirected.id()))
+        .filter(|e| matches!(e, Event::Response { task, .. } if *task == redirected.info().id()))
         .count();
     assert_eq!(responses, 1);
 }

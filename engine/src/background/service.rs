@@ -122,7 +122,7 @@ impl Identifier {
         self.ids
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(created.id(), task);
+            .insert(created.info().id(), task);
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())

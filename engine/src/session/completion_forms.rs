@@ -2,41 +2,42 @@
 //! `download(for:)`): a task whose result goes to the returned future instead of the delegate, and
 //! which a dropped future cancels.
 
-use std::future::Future;
-
 use bytes::Bytes;
-use courier_delegates::{Error, ErrorCode, Request, Response, TaskKind};
+use courier_delegates::{Error, ErrorCode, Request, Response, ResumeData, TaskKind};
 use tokio::sync::oneshot;
 
-use super::{Creation, Session};
-use crate::completion::{Delivered, Sink, Streamed};
-use crate::task::{ByteStream, DownloadedFile, Task, UploadBody, Work};
+use super::Session;
+use crate::completion::{Delivered, Sink, Streamed, Waiter};
+use crate::task::download::{decode_resume_data, request_from_record};
+use crate::task::future::{Recipe, TaskFuture, Then, Waiting};
+use crate::task::{
+    ByteStream, DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask, Work,
+};
 
 impl Session {
     /// Loads `request` and returns its body and response: URLSession's `data(for:)`.
     ///
-    /// No response, data or completion callbacks are sent for this task. Dropping the future cancels
-    /// the task.
+    /// Awaiting the [`TaskFuture`] starts the task; its handle ([`TaskFuture::task`]) suspends,
+    /// resumes or cancels it meanwhile. No response, data or completion callbacks are sent for this
+    /// task. Dropping the future cancels the task.
     ///
     /// # Errors
     /// The task's error (HTTP error statuses are not errors). In an invalidated session, an
     /// [`ErrorCode::Unknown`] error whose source is [`CreateTaskError`](super::CreateTaskError).
-    pub fn data(
-        &self,
-        request: impl Into<Request>,
-    ) -> impl Future<Output = Result<(Bytes, Response), Error>> + Send + 'static {
-        let done = self.completion_form(TaskKind::Data, request.into(), Work::Data);
-        async move {
-            match done.await? {
-                (Delivered::Body(body), response) => Ok((body, response)),
-                (Delivered::File(_), _) => unreachable!("a data task delivers a body"),
-            }
-        }
+    pub fn data(&self, request: impl Into<Request>) -> TaskFuture<DataTask, (Bytes, Response)> {
+        self.awaited(
+            TaskKind::Data,
+            request.into(),
+            None,
+            Work::Data,
+            DataTask::new,
+            body,
+        )
     }
 
-    /// Loads `request` and returns its response as soon as the head is in, with the body to read as
-    /// it arrives: URLSession's `bytes(for:)` (reqwest's `bytes_stream`). The body is read from the
-    /// network only as fast as the [`ByteStream`] is read (at most 1 MiB ahead of it).
+    /// Loads `request` and returns the body to read as it arrives, with the response, as soon as
+    /// the head is in: URLSession's `bytes(for:)` (reqwest's `bytes_stream`). The body is read from
+    /// the network only as fast as the [`ByteStream`] is read (at most 1 MiB ahead of it).
     ///
     /// No response, data or completion callbacks are sent for this task; questions (redirects,
     /// challenges) still go to the delegate. Dropping the future, or the stream before its end,
@@ -48,31 +49,28 @@ impl Session {
     pub fn bytes(
         &self,
         request: impl Into<Request>,
-    ) -> impl Future<Output = Result<(Response, ByteStream), Error>> + Send + 'static {
+    ) -> TaskFuture<DataTask, (ByteStream, Response)> {
         let request = request.into();
         let url = request.url_str().to_owned();
         let (streamed, head, body) = Streamed::channel();
-        let session = self.clone();
-        async move {
-            // Created at the first poll, and started with it: a future never polled sends nothing.
-            let task = session
-                .create_with(
-                    TaskKind::Data,
-                    request,
-                    None,
-                    Work::Data,
-                    Sink::Stream(streamed),
-                    STARTED_AT_ONCE,
-                )
-                .map_err(|e| e.for_url(&url))?;
-            drop(session);
-            // From here, dropping the stream (or this future, which holds it) cancels the task.
-            let stream = ByteStream::new(task.clone(), body);
-            let response = head.await.unwrap_or_else(|_| {
-                Err(Error::new(ErrorCode::Unknown, "the session went away").with_url(&url))
-            })?;
-            Ok((response, stream))
-        }
+        let then: Then<(ByteStream, Response)> = Box::new(move |task: Task| {
+            Box::pin(async move {
+                // From here, dropping the stream (or the future, which holds it) cancels the task.
+                let stream = ByteStream::new(task, body);
+                let response = head.await.unwrap_or_else(|_| Err(session_gone(&url)))?;
+                Ok((stream, response))
+            }) as Waiting<_>
+        });
+        TaskFuture::new(Recipe {
+            session: self.clone(),
+            kind: TaskKind::Data,
+            request,
+            current: None,
+            work: Work::Data,
+            sink: Sink::Stream(streamed),
+            handle: DataTask::new,
+            then,
+        })
     }
 
     /// Sends `body` with `request` and returns the response body and response: URLSession's
@@ -85,14 +83,15 @@ impl Session {
         &self,
         request: impl Into<Request>,
         body: UploadBody,
-    ) -> impl Future<Output = Result<(Bytes, Response), Error>> + Send + 'static {
-        let done = self.completion_form(TaskKind::Upload, request.into(), Work::Upload(body));
-        async move {
-            match done.await? {
-                (Delivered::Body(body), response) => Ok((body, response)),
-                (Delivered::File(_), _) => unreachable!("an upload task delivers a body"),
-            }
-        }
+    ) -> TaskFuture<UploadTask, (Bytes, Response)> {
+        self.awaited(
+            TaskKind::Upload,
+            request.into(),
+            None,
+            Work::Upload(body),
+            UploadTask::new,
+            self::body,
+        )
     }
 
     /// Downloads `request` to a file in the session directory and returns it with the response:
@@ -105,67 +104,104 @@ impl Session {
     pub fn download(
         &self,
         request: impl Into<Request>,
-    ) -> impl Future<Output = Result<(DownloadedFile, Response), Error>> + Send + 'static {
-        let ctx = self.inner.ctx.clone();
-        let done = self.completion_form(
-            TaskKind::Download,
-            request.into(),
-            Work::Download { resume: None },
-        );
-        async move {
-            match done.await? {
-                (Delivered::File(path), response) => Ok((DownloadedFile::new(path, ctx), response)),
-                (Delivered::Body(_), _) => unreachable!("a download task delivers a file"),
-            }
-        }
+    ) -> TaskFuture<DownloadTask, (DownloadedFile, Response)> {
+        let work = Work::Download { resume: None };
+        self.awaited_download(request.into(), None, work)
     }
 
-    /// Runs a task whose result goes to the returned future instead of the delegate.
-    fn completion_form(
+    /// Continues a stopped download from its resume data, and returns the whole file with the
+    /// response: URLSession's `download(resumeFrom:)`. The same rules as
+    /// [`Session::download_task_with_resume_data`] decide what is fetched; the result goes to whoever
+    /// awaits it, in a session with a delegate or without one.
+    ///
+    /// # Errors
+    /// As [`Session::download`]; resume data that is corrupt, of another format, or whose partial
+    /// file is missing or changed gives the error the task fails with (-1015 for data that cannot be
+    /// decoded), and no file is touched. A background session refuses it
+    /// ([`CreateTaskError::NotInBackground`](super::CreateTaskError)).
+    pub fn download_with_resume_data(
+        &self,
+        data: &ResumeData,
+    ) -> TaskFuture<DownloadTask, (DownloadedFile, Response)> {
+        let resume = decode_resume_data(&self.inner.ctx.storage, data);
+        let (original, current) = match &resume {
+            Ok(r) => (
+                request_from_record(&r.original_request),
+                request_from_record(&r.current_request),
+            ),
+            Err(_) => (Request::get(""), Request::get("")),
+        };
+        let work = Work::Download {
+            resume: Some(resume),
+        };
+        self.awaited_download(original, Some(current), work)
+    }
+
+    fn awaited_download(
+        &self,
+        request: Request,
+        current: Option<Request>,
+        work: Work,
+    ) -> TaskFuture<DownloadTask, (DownloadedFile, Response)> {
+        let ctx = self.inner.ctx.clone();
+        self.awaited(
+            TaskKind::Download,
+            request,
+            current,
+            work,
+            DownloadTask::new,
+            move |delivered, response| match delivered {
+                Delivered::File(path) => Ok((DownloadedFile::new(path, ctx), response)),
+                Delivered::Body(_) => unreachable!("a download task delivers a file"),
+            },
+        )
+    }
+
+    /// A completion form whose result comes whole, shaped by `finish`.
+    fn awaited<H, T, F>(
         &self,
         kind: TaskKind,
         request: Request,
+        current: Option<Request>,
         work: Work,
-    ) -> impl Future<Output = Result<(Delivered, Response), Error>> + Send + 'static {
+        handle: fn(Task) -> H,
+        finish: F,
+    ) -> TaskFuture<H, T>
+    where
+        H: crate::task::future::TaskHandle,
+        T: Send + 'static,
+        F: FnOnce(Delivered, Response) -> Result<T, Error> + Send + 'static,
+    {
         let url = request.url_str().to_owned();
-        let (tx, rx) = oneshot::channel();
-        let session = self.clone();
-        async move {
-            // Created at the first poll, and started with it: a future never polled sends nothing.
-            let task = session
-                .create_with(kind, request, None, work, Sink::Await(tx), STARTED_AT_ONCE)
-                .map_err(|e| e.for_url(&url))?;
-            drop(session);
-            let guard = CancelOnDrop(Some(task.clone()));
-            let result = rx.await.unwrap_or_else(|_| {
-                Err(Error::new(ErrorCode::Unknown, "the session went away").with_url(&url))
-            });
-            drop(guard.disarm());
-            result
-        }
+        let (tx, rx): (Waiter, _) = oneshot::channel();
+        let then: Then<T> = Box::new(move |_task: Task| {
+            Box::pin(async move {
+                let (delivered, response) = rx.await.unwrap_or_else(|_| Err(session_gone(&url)))?;
+                finish(delivered, response)
+            }) as Waiting<T>
+        });
+        TaskFuture::new(Recipe {
+            session: self.clone(),
+            kind,
+            request,
+            current,
+            work,
+            sink: Sink::Await(tx),
+            handle,
+            then,
+        })
     }
 }
 
-/// A completion-form task: no delegate callbacks, started as it is created.
-const STARTED_AT_ONCE: Creation = Creation {
-    callbacks: false,
-    resume_now: true,
-};
-
-/// Cancels the task of a dropped `Session::data` future.
-struct CancelOnDrop(Option<Task>);
-
-impl CancelOnDrop {
-    fn disarm(mut self) -> Self {
-        self.0 = None;
-        self
+/// A data or upload task's result.
+fn body(delivered: Delivered, response: Response) -> Result<(Bytes, Response), Error> {
+    match delivered {
+        Delivered::Body(body) => Ok((body, response)),
+        Delivered::File(_) => unreachable!("a data or upload task delivers a body"),
     }
 }
 
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.cancel();
-        }
-    }
+/// What a caller gets when the session dropped its task's answer: it stopped.
+fn session_gone(url: &str) -> Error {
+    Error::new(ErrorCode::Unknown, "the session went away").with_url(url)
 }

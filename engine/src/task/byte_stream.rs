@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use courier_delegates::{Error, TaskInfo};
+use courier_delegates::Error;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::completion::BodyReceiver;
@@ -40,8 +40,9 @@ impl ByteStream {
         }
     }
 
-    /// The task behind the stream: its counters, state and metrics.
-    pub fn task(&self) -> &TaskInfo {
+    /// The task behind the stream: its counters, state and metrics through [`Task::info`], and
+    /// the controls (suspending it stops reading from the network).
+    pub fn task(&self) -> &Task {
         &self.task
     }
 
@@ -115,7 +116,7 @@ impl Drop for ByteStream {
 impl std::fmt::Debug for ByteStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ByteStream")
-            .field("task", &self.task.id())
+            .field("task", &self.task.info().id())
             .field("ended", &self.ended)
             .finish_non_exhaustive()
     }

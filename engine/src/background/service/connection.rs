@@ -192,7 +192,9 @@ impl Inner {
                     .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
                 let record = TaskRecord {
                     kind: TaskKind::Download,
-                    request: crate::task::download::request_record(created.original_request()),
+                    request: crate::task::download::request_record(
+                        created.info().original_request(),
+                    ),
                     phase: TaskPhase::Queued,
                     partial_file: None,
                     // Until it runs, a restart continues from the same data.
@@ -255,9 +257,14 @@ impl Inner {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&task)?
                 .clone();
-            Some(match t.kind() {
-                courier_delegates::TaskKind::Upload => (t.bytes_sent(), t.bytes_expected_to_send()),
-                _ => (t.bytes_received(), t.bytes_expected_to_receive()),
+            Some(match t.info().kind() {
+                courier_delegates::TaskKind::Upload => {
+                    (t.info().bytes_sent(), t.info().bytes_expected_to_send())
+                }
+                _ => (
+                    t.info().bytes_received(),
+                    t.info().bytes_expected_to_receive(),
+                ),
             })
         };
         Ok(tasks

@@ -260,9 +260,9 @@ impl Inner {
             let Some(task) = lock(&state.tasks).get(&key.1).cloned() else {
                 continue;
             };
-            let moved = task.bytes_received() + task.bytes_sent();
-            let expected = task.bytes_expected_to_receive();
-            if expected > 0 && task.bytes_received() >= expected {
+            let moved = task.info().bytes_received() + task.info().bytes_sent();
+            let expected = task.info().bytes_expected_to_receive();
+            if expected > 0 && task.info().bytes_received() >= expected {
                 continue; // done: its completion is on its way
             }
             let (since, at) = *samples.entry(key.clone()).or_insert((now, moved));

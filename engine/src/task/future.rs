@@ -1,0 +1,227 @@
+//! `TaskFuture`: what a completion form returns, a future of the task's result that also hands out
+//! the task's handle, so the caller can suspend, resume or cancel the task while it awaits it.
+//!
+//! URLSession's `try await session.data(for:)` gives no handle: a Swift caller cancels through
+//! structured concurrency and pauses not at all. Here the future is the handle's owner: awaiting it
+//! starts the task, [`TaskFuture::task`] lends the handle, and dropping the future cancels the task.
+//! Nothing is created until one of the two is asked for, so a future that is never polled (and whose
+//! handle was never asked for) leaves nothing in its session.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use courier_delegates::{Error, Request, TaskKind};
+
+use crate::completion::Sink;
+use crate::session::{Creation, Session};
+use crate::task::{DataTask, DownloadTask, Task, UploadTask, Work};
+
+/// What a completion form's task hands its caller, once the task is made.
+pub(crate) type Waiting<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'static>>;
+
+/// How the waiting half is made from the task, once it exists (a byte stream needs the handle).
+pub(crate) type Then<T> = Box<dyn FnOnce(Task) -> Waiting<T> + Send + 'static>;
+
+/// A task handle type a [`TaskFuture`] can lend: [`Task`], [`DataTask`], [`UploadTask`] or
+/// [`DownloadTask`].
+pub trait TaskHandle: Clone + Send + Sync + 'static + sealed::Sealed {
+    /// The handle every kind shares.
+    fn as_task(&self) -> &Task;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for Task {}
+impl TaskHandle for Task {
+    fn as_task(&self) -> &Task {
+        self
+    }
+}
+
+macro_rules! task_handle {
+    ($($kind:ident),*) => {$(
+        impl sealed::Sealed for $kind {}
+        impl TaskHandle for $kind {
+            fn as_task(&self) -> &Task {
+                self.task()
+            }
+        }
+    )*};
+}
+task_handle!(DataTask, UploadTask, DownloadTask);
+
+/// Everything needed to make the task, kept until it is made.
+pub(crate) struct Recipe<H, T> {
+    pub(crate) session: Session,
+    pub(crate) kind: TaskKind,
+    pub(crate) request: Request,
+    /// The current request, when it differs from the original (a task made from resume data).
+    pub(crate) current: Option<Request>,
+    pub(crate) work: Work,
+    pub(crate) sink: Sink,
+    pub(crate) handle: fn(Task) -> H,
+    pub(crate) then: Then<T>,
+}
+
+/// The result of a completion form ([`Session::data`](crate::Session::data),
+/// [`Session::download`](crate::Session::download) and the others), and the handle of its task.
+///
+/// Await it for the result. The task is made and started at the first poll, like URLSession's
+/// async forms that start as they are awaited; [`TaskFuture::task`] makes it earlier (suspended) to
+/// hand out its handle, and the first poll then resumes it. The handle controls the task as for any
+/// task: [`DataTask::suspend`] pauses it (the future keeps waiting), `resume` continues it,
+/// `cancel` ends it with -999, and a download's
+/// [`DownloadTask::cancel_by_producing_resume_data`] returns resume data while the future resolves
+/// to the -999 error carrying the same data.
+///
+/// Dropping the future before it resolves cancels the task: its result would have nowhere to go. A
+/// future dropped before it was polled, whose handle was never asked for, made nothing at all.
+///
+/// ```no_run
+/// # async fn run(session: courier_engine::Session) -> Result<(), courier_engine::Error> {
+/// let mut download = session.download("https://example.com/big.iso");
+/// let task = download.task().cloned().expect("the session is valid");
+/// tokio::spawn(async move {
+///     // Later, from anywhere: pause it, and take what it has as resume data.
+///     let resume_data = task.cancel_by_producing_resume_data().await;
+/// #   drop(resume_data);
+/// });
+/// let (file, response) = download.await?;
+/// # drop((file, response)); Ok(()) }
+/// ```
+#[must_use = "a task future does nothing until awaited (or until its task is resumed)"]
+pub struct TaskFuture<H: TaskHandle, T> {
+    stage: Stage<H, T>,
+}
+
+enum Stage<H, T> {
+    /// Not made yet.
+    Unmade(Box<Recipe<H, T>>),
+    /// Made for its handle and not yet started by a poll.
+    Made { handle: H, waiting: Waiting<T> },
+    /// Started; resolves with the task.
+    Running { handle: H, waiting: Waiting<T> },
+    /// The task could not be made (an invalidated session, a background session).
+    Failed(Error),
+    /// Resolved.
+    Done,
+}
+
+impl<H: TaskHandle, T> TaskFuture<H, T> {
+    pub(crate) fn new(recipe: Recipe<H, T>) -> Self {
+        TaskFuture {
+            stage: Stage::Unmade(Box::new(recipe)),
+        }
+    }
+
+    /// The task's handle, making the task (suspended) if it was not made yet. `None` when the task
+    /// cannot be made (the session was invalidated, or is a background session); awaiting the
+    /// future then gives the reason.
+    ///
+    /// Clone the handle to control the task from elsewhere while this future is awaited.
+    pub fn task(&mut self) -> Option<&H> {
+        if let Stage::Unmade(_) = self.stage {
+            self.make(false);
+        }
+        match &self.stage {
+            Stage::Made { handle, .. } | Stage::Running { handle, .. } => Some(handle),
+            _ => None,
+        }
+    }
+
+    /// Makes the task, started when `start`, and moves to the matching stage.
+    fn make(&mut self, start: bool) {
+        let Stage::Unmade(recipe) = std::mem::replace(&mut self.stage, Stage::Done) else {
+            return;
+        };
+        let Recipe {
+            session,
+            kind,
+            request,
+            current,
+            work,
+            sink,
+            handle,
+            then,
+        } = *recipe;
+        let url = request.url_str().to_owned();
+        let how = Creation {
+            callbacks: false,
+            resume_now: start,
+        };
+        self.stage = match session.create_with(kind, request, current, work, sink, how) {
+            Ok(task) => {
+                let waiting = then(task.clone());
+                let handle = handle(task);
+                if start {
+                    Stage::Running { handle, waiting }
+                } else {
+                    Stage::Made { handle, waiting }
+                }
+            }
+            Err(e) => Stage::Failed(e.for_url(&url)),
+        };
+    }
+}
+
+// Every field is boxed or a handle (an `Arc`): nothing is pinned in place.
+impl<H: TaskHandle, T> Unpin for TaskFuture<H, T> {}
+
+impl<H: TaskHandle, T> Future for TaskFuture<H, T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &this.stage {
+            Stage::Unmade(_) => this.make(true),
+            Stage::Made { .. } => {
+                let Stage::Made { handle, waiting } =
+                    std::mem::replace(&mut this.stage, Stage::Done)
+                else {
+                    unreachable!("matched above")
+                };
+                handle.as_task().resume();
+                this.stage = Stage::Running { handle, waiting };
+            }
+            _ => {}
+        }
+        match &mut this.stage {
+            Stage::Running { waiting, .. } => {
+                let result = std::task::ready!(waiting.as_mut().poll(cx));
+                this.stage = Stage::Done;
+                Poll::Ready(result)
+            }
+            Stage::Failed(_) => match std::mem::replace(&mut this.stage, Stage::Done) {
+                Stage::Failed(e) => Poll::Ready(Err(e)),
+                _ => unreachable!("matched above"),
+            },
+            _ => panic!("a TaskFuture was polled after it resolved"),
+        }
+    }
+}
+
+impl<H: TaskHandle, T> Drop for TaskFuture<H, T> {
+    fn drop(&mut self) {
+        // Made and unresolved: nobody would get the result. (Cancelling a task that completed in
+        // the meantime does nothing.)
+        if let Stage::Made { handle, .. } | Stage::Running { handle, .. } = &self.stage {
+            handle.as_task().cancel();
+        }
+    }
+}
+
+impl<H: TaskHandle, T> std::fmt::Debug for TaskFuture<H, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stage = match &self.stage {
+            Stage::Unmade(_) => "unmade",
+            Stage::Made { .. } => "made",
+            Stage::Running { .. } => "running",
+            Stage::Failed(_) => "failed",
+            Stage::Done => "done",
+        };
+        f.debug_struct("TaskFuture").field("stage", &stage).finish()
+    }
+}

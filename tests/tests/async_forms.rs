@@ -1,0 +1,195 @@
+//! The completion forms with their handles (`TaskFuture`): an awaited task can be suspended, resumed,
+//! cancelled and (a download) turned into resume data while its caller awaits it, and
+//! `download_with_resume_data` continues it for whoever awaits it, in a session without a delegate.
+
+use std::path::Path;
+use std::time::Duration;
+
+use courier_engine::{
+    CleartextPolicy, Configuration, CreateTaskError, ErrorCode, Session, TaskInfo, TaskState,
+};
+use courier_tests::{Misbehaviour, ResourceServer, TestServer};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(dir: &Path) -> Configuration {
+    let mut c = courier_tests::default_config_in(dir);
+    c.timeout_for_request = Duration::from_secs(5);
+    c
+}
+
+/// Waits (polling) until `cond` holds for the task, or fails the test after [`WAIT`].
+async fn wait_for(info: &TaskInfo, what: &str, cond: impl Fn(&TaskInfo) -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !cond(info) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// A download of `size` bytes that arrives slowly (64 KiB every 20 ms).
+async fn slow_server(size: usize) -> ResourceServer {
+    let server = ResourceServer::start(size).await;
+    server.script([Misbehaviour::Drip {
+        chunk: 64 * 1024,
+        delay_ms: 20,
+    }]);
+    server
+}
+
+#[tokio::test]
+async fn an_awaited_download_becomes_resume_data_through_its_handle_and_continues_for_its_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = slow_server(2 * 1024 * 1024).await;
+    // No delegate: every result goes to whoever awaits it.
+    let session = Session::new(config(dir.path())).unwrap();
+
+    let mut download = session.download(server.url());
+    let task = download
+        .task()
+        .cloned()
+        .expect("a valid session makes the task");
+    assert_eq!(
+        task.info().state(),
+        TaskState::Suspended,
+        "made, not started"
+    );
+    let waiting = tokio::spawn(download);
+    wait_for(task.info(), "256 KiB", |i| i.bytes_received() >= 256 * 1024).await;
+
+    let data = task
+        .cancel_by_producing_resume_data()
+        .await
+        .expect("a GET with an ETag and ranges is resumable");
+    let error = tokio::time::timeout(WAIT, waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect_err("cancelled");
+    assert_eq!(error.code(), ErrorCode::Cancelled);
+    assert_eq!(
+        error.resume_data(),
+        Some(&data),
+        "the awaited -999 carries it too"
+    );
+
+    let (file, response) = tokio::time::timeout(WAIT, session.download_with_resume_data(&data))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 206);
+    assert_eq!(std::fs::read(file.path()).unwrap(), server.content());
+    let last = server.served().pop().unwrap();
+    let offset = last
+        .range
+        .as_deref()
+        .and_then(|r| {
+            r.strip_prefix("bytes=")?
+                .strip_suffix('-')?
+                .parse::<usize>()
+                .ok()
+        })
+        .expect("a range request for the rest");
+    assert!(offset >= 256 * 1024, "offset {offset}");
+    assert_eq!(
+        last.body_len,
+        server.content().len() - offset,
+        "only the rest"
+    );
+    drop(file);
+    session.finish_tasks_and_invalidate();
+    tokio::time::timeout(WAIT, session.invalidated())
+        .await
+        .unwrap();
+    assert!(courier_tests::session_files(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn an_awaited_download_suspended_through_its_handle_waits_then_continues_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = slow_server(1024 * 1024).await;
+    let session = Session::new(config(dir.path())).unwrap();
+
+    let mut download = session.download(server.url());
+    let task = download.task().cloned().unwrap();
+    let waiting = tokio::spawn(download);
+    wait_for(task.info(), "128 KiB", |i| i.bytes_received() >= 128 * 1024).await;
+    task.suspend();
+    wait_for(task.info(), "the suspension", |i| {
+        i.state() == TaskState::Suspended
+    })
+    .await;
+    assert!(!waiting.is_finished(), "the caller keeps waiting");
+    task.resume();
+    let (file, response) = tokio::time::timeout(WAIT, waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(std::fs::read(file.path()).unwrap(), server.content());
+    assert_eq!(server.served().len(), 1, "the same transfer went on");
+    assert_eq!(task.info().state(), TaskState::Completed);
+}
+
+#[tokio::test]
+async fn a_handle_asked_for_first_gives_a_suspended_task_that_awaiting_starts_or_a_drop_removes() {
+    let server = TestServer::http().await;
+    let mut config = Configuration::ephemeral();
+    config.cleartext = CleartextPolicy::AllowAll;
+    let session = Session::new(config).unwrap();
+
+    // Asked for and dropped before any poll: cancelled, gone from the session, nothing sent.
+    for _ in 0..20 {
+        let mut data = session.data(server.url("/resource/10").as_str());
+        let task = data.task().cloned().unwrap();
+        assert_eq!(task.info().state(), TaskState::Suspended);
+        drop(data);
+        drop(task);
+    }
+    // Control messages are handled in order: after this task's, every cancel was seen.
+    let mut data = session.data(server.url("/resource/10").as_str());
+    let task = data.task().cloned().unwrap();
+    let (body, response) = tokio::time::timeout(WAIT, data).await.unwrap().unwrap();
+    assert_eq!((body.len(), response.status().as_u16()), (10, 200));
+    assert_eq!(task.info().state(), TaskState::Completed);
+    assert_eq!(session.registered_tasks().await, 0);
+    assert_eq!(
+        server.ranges_asked().len(),
+        1,
+        "only the awaited one went out"
+    );
+
+    // A handle cancelled before the first poll: the future resolves to -999.
+    let mut data = session.data(server.url("/resource/10").as_str());
+    data.task().unwrap().cancel();
+    let error = tokio::time::timeout(WAIT, data).await.unwrap().unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Cancelled);
+
+    // An invalidated session makes no task: no handle, and the future says why.
+    session.invalidate_and_cancel();
+    let mut data = session.data(server.url("/resource/10").as_str());
+    assert!(data.task().is_none());
+    let error = data.await.unwrap_err();
+    assert!(
+        std::error::Error::source(&error)
+            .and_then(|s| s.downcast_ref::<CreateTaskError>())
+            .is_some(),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn resume_data_that_cannot_be_used_fails_the_awaited_download_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::new(config(dir.path())).unwrap();
+    let junk = courier_engine::ResumeData::from_bytes(b"not resume data".to_vec());
+    let error = tokio::time::timeout(WAIT, session.download_with_resume_data(&junk))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::CannotDecodeRawData);
+    assert!(courier_tests::session_files(dir.path()).is_empty());
+}
