@@ -11,6 +11,9 @@ pub enum FetchType {
     Network,
     /// From the URL cache.
     LocalCache,
+    /// From somewhere URLSession cannot name: Courier's protocol handlers (URLSession reports what
+    /// a `URLProtocol` loads as `unknown`).
+    Unknown,
 }
 
 impl FetchType {
@@ -19,6 +22,7 @@ impl FetchType {
         match self {
             FetchType::Network => "network",
             FetchType::LocalCache => "local_cache",
+            FetchType::Unknown => "unknown",
         }
     }
 }

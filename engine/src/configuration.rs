@@ -3,6 +3,7 @@
 //! A plain struct with public fields and documented defaults. `Clone` is the deep copy URLSession makes:
 //! a session keeps its own copy, so changing the caller's value later has no effect on it.
 
+use crate::stores::StoreChoice;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -126,6 +127,7 @@ impl CleartextPolicy {
 /// | `tls_minimum_version` | [`TlsVersion::Tls12`] | same |
 /// | `partial_download_lifetime` | 7 days | (the directory goes with the session) |
 /// | `is_discretionary` | false (background sessions only) | same |
+/// | `protocol_handlers` | none | same |
 /// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -163,19 +165,29 @@ pub struct Configuration {
     /// Which hosts may be reached over cleartext `http://`. Also applies to redirects: one from
     /// `https://` to a host not allowed here fails with -1022.
     pub cleartext: CleartextPolicy,
-    /// `httpShouldSetCookies`: send stored cookies with requests and store the cookies responses
-    /// set. A default session keeps its cookies in its session directory; an ephemeral session,
-    /// in memory only.
+    /// `httpShouldSetCookies`: send stored cookies with requests. As in URLSession, false stops
+    /// the sending only: cookies that responses set are still stored (the accept policy decides).
     pub http_should_set_cookies: bool,
-    /// `httpCookieAcceptPolicy`: which cookies are stored.
+    /// `httpCookieAcceptPolicy`: which cookies responses may store (a shared storage's own
+    /// [`CookieStorage::accept_policy`](crate::CookieStorage::accept_policy) applies too).
     pub http_cookie_accept_policy: CookieAcceptPolicy,
+    /// `httpCookieStorage`: the session's own (kept in its session directory by a default session,
+    /// in memory by an ephemeral one), a [`CookieStorage`](crate::CookieStorage) shared with
+    /// others, or none.
+    pub http_cookie_storage: StoreChoice<crate::CookieStorage>,
+    /// `urlCredentialStorage`: where credentials servers accepted are kept and challenges look
+    /// first: the session's own, a shared [`CredentialStorage`](crate::CredentialStorage), or none.
+    pub url_credential_storage: StoreChoice<crate::CredentialStorage>,
+    /// `urlCache`: the session's own (sized by the two capacities below), a shared
+    /// [`UrlCache`](crate::UrlCache), or none.
+    pub url_cache: StoreChoice<crate::UrlCache>,
     /// `requestCachePolicy`: how requests use the URL cache (a request's own policy wins).
     pub request_cache_policy: CachePolicy,
-    /// The URL cache's memory capacity, in bytes (0 turns it off). A response larger than a
-    /// twentieth of the capacity is not cached.
+    /// The session's own URL cache's memory capacity, in bytes (0 turns it off). A response
+    /// larger than a twentieth of the capacity is not cached.
     pub url_cache_memory_capacity: usize,
-    /// The URL cache's disk capacity, in bytes, in the session directory (0 for none; always 0
-    /// for an ephemeral session, which writes no cache).
+    /// The session's own URL cache's disk capacity, in bytes, in the session directory (0 for
+    /// none; an ephemeral session writes no cache).
     pub url_cache_disk_capacity: usize,
     /// How many redirects a task follows before it fails with
     /// [`ErrorCode::HttpTooManyRedirects`](crate::ErrorCode) (-1007). URLSession's limit is 20.
@@ -209,6 +221,10 @@ pub struct Configuration {
     /// makes a private directory inside it (by default inside the system's temporary directory) and
     /// removes it once the session is invalidated and its downloaded files are released.
     pub session_directory: Option<PathBuf>,
+    /// Application code that answers requests instead of the network (URLSession's
+    /// `protocolClasses`), asked in this order; see [`ProtocolHandler`](crate::ProtocolHandler).
+    /// Not used by background sessions.
+    pub protocol_handlers: Vec<std::sync::Arc<dyn crate::ProtocolHandler>>,
 }
 
 impl Default for Configuration {
@@ -231,12 +247,16 @@ impl Default for Configuration {
             url_cache_disk_capacity: 20 << 20,
             http_should_set_cookies: true,
             http_cookie_accept_policy: CookieAcceptPolicy::OnlyFromMainDocumentDomain,
+            http_cookie_storage: StoreChoice::Own,
+            url_credential_storage: StoreChoice::Own,
+            url_cache: StoreChoice::Own,
             maximum_receive_rate_per_task: None,
             maximum_decompression_ratio: 200,
             proxy: Proxy::FromEnvironment,
             tls_minimum_version: TlsVersion::Tls12,
             partial_download_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
             session_directory: None,
+            protocol_handlers: Vec::new(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! delegate queue, session directory, stores). A neutral module: the session builds it, tasks read
 //! it, and neither reaches into the other for it.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use courier_delegates::DeliveryQueue;
@@ -9,10 +10,7 @@ use courier_protocol_http::Transport;
 use courier_storage::SessionDirectory;
 
 use crate::Configuration;
-use crate::stores::cache::UrlCache;
-use crate::stores::cookies::CookieJar;
-use crate::stores::credentials::CredentialStore;
-use crate::stores::saver::Writes;
+use crate::stores::{CookieStorage, CredentialStorage, UrlCache};
 
 /// What a session and all its task actors share.
 pub(crate) struct SessionContext {
@@ -25,17 +23,30 @@ pub(crate) struct SessionContext {
     /// The delegate's serial queue, when the session has a delegate.
     pub(crate) queue: Option<DeliveryQueue>,
     /// Where the session writes files (created on first use).
-    pub(crate) storage: SessionDirectory,
-    /// Credentials that servers accepted, per protection space.
-    pub(crate) credentials: CredentialStore,
+    pub(crate) storage: Arc<SessionDirectory>,
+    /// Credentials that servers accepted or the application seeded, per protection space.
+    pub(crate) credentials: Option<Arc<CredentialStorage>>,
     /// Cookies that responses set.
-    pub(crate) cookies: CookieJar,
+    pub(crate) cookies: Option<Arc<CookieStorage>>,
     /// Responses kept for reuse.
-    pub(crate) url_cache: UrlCache,
+    pub(crate) url_cache: Option<Arc<UrlCache>>,
     /// The next task identifier (tasks are numbered 1, 2, 3... per session).
     pub(crate) next_task_id: AtomicU64,
-    /// Store writes under way on blocking threads.
-    pub(crate) writes: Writes,
+}
+
+impl SessionContext {
+    /// Waits until what the session's stores changed is on disk.
+    pub(crate) async fn stores_written(&self) {
+        if let Some(c) = &self.cookies {
+            c.written().await;
+        }
+        if let Some(c) = &self.credentials {
+            c.written().await;
+        }
+        if let Some(c) = &self.url_cache {
+            c.written().await;
+        }
+    }
 }
 
 impl SessionContext {

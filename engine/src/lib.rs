@@ -39,7 +39,7 @@ pub mod configuration;
 mod context;
 pub mod session;
 pub mod state;
-mod stores;
+pub mod stores;
 pub mod task;
 
 pub use configuration::{
@@ -55,9 +55,10 @@ pub use courier_delegates::{
     CachePolicy, CachedResponse, FetchType, TaskMetrics, TransactionMetrics,
 };
 pub use session::{CreateTaskError, Session};
+pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreChoice, UrlCache};
 pub use task::{
-    ByteStream, DataTask, DownloadTask, DownloadedFile, Task, TaskFuture, TaskHandle, UploadBody,
-    UploadTask,
+    Answer, AnswerFuture, AnswerStream, ByteStream, DataTask, DownloadTask, DownloadedFile,
+    ProtocolHandler, Task, TaskFuture, TaskHandle, UploadBody, UploadTask,
 };
 
 /// Re-exports of the crates whose types appear in Courier's API.

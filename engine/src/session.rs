@@ -24,10 +24,7 @@ use crate::Configuration;
 use crate::completion::{Sink, Terminal};
 use crate::configuration::{Proxy, SessionKind};
 use crate::context::SessionContext;
-use crate::stores::cache::UrlCache;
-use crate::stores::cookies::CookieJar;
-use crate::stores::credentials::CredentialStore;
-use crate::stores::saver::Writes;
+use crate::stores::{CookieStorage, CredentialStorage, Home, UrlCache};
 use crate::task::download::{decode_resume_data, request_from_record};
 use crate::task::{DataTask, DownloadTask, PartialSlot, Task, UploadBody, UploadTask, Work};
 pub(crate) use actor::SessionMsg;
@@ -286,21 +283,34 @@ impl Session {
             ..TransportSettings::default()
         })
         .map_err(|e| Error::new(ErrorCode::Unknown, e.to_string()).with_source(e))?;
-        let storage = match config.kind() {
+        let storage = Arc::new(match config.kind() {
             SessionKind::Ephemeral => SessionDirectory::ephemeral(config.session_directory.clone()),
             _ => SessionDirectory::persistent(config.session_directory.clone()),
-        };
+        });
+        let home = Home::of_session(&storage);
+        let cookies = config.http_cookie_storage.pick(&home, |home| {
+            CookieStorage::new(home, config.http_cookie_accept_policy)
+        });
+        let credentials = config
+            .url_credential_storage
+            .pick(&home, CredentialStorage::new);
+        let url_cache = config.url_cache.pick(&home, |home| {
+            UrlCache::in_home(
+                home,
+                config.url_cache_memory_capacity,
+                config.url_cache_disk_capacity,
+            )
+        });
         let ctx = Arc::new(SessionContext {
             id,
             config,
             transport,
             queue,
             storage,
-            credentials: CredentialStore::default(),
-            cookies: CookieJar::default(),
-            url_cache: UrlCache::default(),
+            credentials,
+            cookies,
+            url_cache,
             next_task_id: AtomicU64::new(1),
-            writes: Writes::default(),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
         let runtime = runtime
@@ -317,8 +327,12 @@ impl Session {
             let sweeping = ctx.clone();
             runtime.spawn_blocking(move || {
                 // Load the stores now, off the async workers, rather than on a first response.
-                drop(sweeping.cookies.store(&sweeping));
-                sweeping.credentials.load(&sweeping);
+                if let Some(c) = &sweeping.cookies {
+                    c.load();
+                }
+                if let Some(c) = &sweeping.credentials {
+                    c.load();
+                }
                 let lifetime = sweeping.config.partial_download_lifetime;
                 let removed = sweeping.storage.sweep_partials(lifetime);
                 if removed > 0 {
@@ -523,22 +537,12 @@ impl Session {
                 PartialSlot::default(),
             )));
         }
-        let resume = decode_resume_data(&self.inner.ctx.storage, data);
-        let (original, current) = match &resume {
-            Ok(r) => (
-                request_from_record(&r.original_request),
-                request_from_record(&r.current_request),
-            ),
-            // The task fails when resumed; until then it has no URL to show.
-            Err(_) => (Request::get(""), Request::get("")),
-        };
+        let (original, current, work) = self.resumed_download(data);
         let task = self.create_with(
             TaskKind::Download,
             original,
             Some(current),
-            Work::Download {
-                resume: Some(resume),
-            },
+            work,
             self.delegate_sink(),
             Creation {
                 callbacks: true,
@@ -548,18 +552,57 @@ impl Session {
         Ok(DownloadTask::new(task))
     }
 
-    /// Empties the session's cookie jar, URL cache and credential store (in memory and in the
-    /// session directory) and forgets the client certificates hosts were given; later requests use
+    /// The original and current requests and the work of a download made from `data`. Data that
+    /// cannot be used fails the task when it starts; until then it has no URL to show.
+    pub(crate) fn resumed_download(&self, data: &ResumeData) -> (Request, Request, Work) {
+        let resume = decode_resume_data(&self.inner.ctx.storage, data);
+        let (original, current) = match &resume {
+            Ok(r) => (
+                request_from_record(&r.original_request),
+                request_from_record(&r.current_request),
+            ),
+            Err(_) => (Request::get(""), Request::get("")),
+        };
+        let work = Work::Download {
+            resume: Some(resume),
+        };
+        (original, current, work)
+    }
+
+    /// The session's cookie storage (`configuration.httpCookieStorage`): its own or the shared one
+    /// it was given; `None` when configured with none.
+    pub fn cookie_storage(&self) -> Option<Arc<CookieStorage>> {
+        self.inner.ctx.cookies.clone()
+    }
+
+    /// The session's credential storage (`configuration.urlCredentialStorage`).
+    pub fn credential_storage(&self) -> Option<Arc<CredentialStorage>> {
+        self.inner.ctx.credentials.clone()
+    }
+
+    /// The session's URL cache (`configuration.urlCache`).
+    pub fn url_cache(&self) -> Option<Arc<UrlCache>> {
+        self.inner.ctx.url_cache.clone()
+    }
+
+    /// Empties the session's cookie storage, URL cache and credential storage (in memory and on
+    /// disk; shared ones for every session that uses them, as URLSession's `reset` does) and forgets the client certificates hosts were given; later requests use
     /// new connections. URLSession's `reset(completionHandler:)`: the returned future is the handler.
     /// Tasks under way go on (on their connections); what they store afterwards is kept.
     pub async fn reset(&self) {
         // What is being written now must not come back after the stores are emptied.
-        self.inner.ctx.writes.idle().await;
+        self.inner.ctx.stores_written().await;
         let ctx = self.inner.ctx.clone();
         let cleared = self.inner.runtime.spawn_blocking(move || {
-            ctx.cookies.clear(&ctx);
-            ctx.url_cache.clear(&ctx);
-            ctx.credentials.clear(&ctx);
+            if let Some(c) = &ctx.cookies {
+                c.remove_all();
+            }
+            if let Some(c) = &ctx.url_cache {
+                c.remove_all();
+            }
+            if let Some(c) = &ctx.credentials {
+                c.remove_all();
+            }
             ctx.transport.renew(true);
         });
         if cleared.await.is_err() {
@@ -572,7 +615,7 @@ impl Session {
     /// URLSession's `flush(completionHandler:)`, the future being the handler.
     pub async fn flush(&self) {
         self.inner.ctx.transport.renew(false);
-        self.inner.ctx.writes.idle().await;
+        self.inner.ctx.stores_written().await;
     }
 
     /// The tasks that are running, or suspended after having been resumed (`getAllTasks`). Tasks

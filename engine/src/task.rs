@@ -9,6 +9,8 @@
 //! - `local`: `data:` and `file:` URLs, served without the network.
 //! - `upload`: where an upload's body comes from: bytes, a file, or a stream from the delegate.
 //! - `byte_stream`: [`ByteStream`], a data task's body read as it arrives (`Session::bytes`).
+//! - `future`: [`TaskFuture`], what the completion forms return: the result, and the task's handle.
+//! - `protocol`: [`ProtocolHandler`], application code that answers requests instead of the network.
 
 pub(crate) mod actor;
 pub(crate) mod auth;
@@ -16,6 +18,7 @@ pub(crate) mod byte_stream;
 pub(crate) mod download;
 pub mod future;
 pub(crate) mod local;
+pub mod protocol;
 pub(crate) mod request;
 pub(crate) mod transfer;
 pub(crate) mod upload;
@@ -34,6 +37,7 @@ use crate::completion::Terminal;
 use crate::context::SessionContext;
 pub use byte_stream::ByteStream;
 pub use future::{TaskFuture, TaskHandle};
+pub use protocol::{Answer, AnswerFuture, AnswerStream, ProtocolHandler};
 pub use upload::UploadBody;
 
 /// A control call from a task handle.

@@ -75,6 +75,17 @@ impl<'a> DiskCache<'a> {
 }
 
 impl DiskCache<'_> {
+    /// Removes the record for `url`, if one is stored.
+    ///
+    /// # Errors
+    /// It exists and cannot be removed.
+    pub fn remove(&self, url: &str) -> io::Result<()> {
+        match std::fs::remove_file(self.path(url)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Removes every stored response.
     ///
     /// # Errors

@@ -14,6 +14,7 @@
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
 
 pub mod fault;
+pub mod mock;
 pub mod nginx;
 pub mod program;
 pub mod recorder;

@@ -174,10 +174,25 @@ async fn http_404_is_not_an_error() {
 #[tokio::test]
 async fn delegate_sees_urlsession_order() {
     let server = TestServer::http().await;
-    let (session, rec) = delegate_session(http_config());
-    let task = session
-        .data_task(server.url("/drip?chunks=5&size=1000&delay_ms=5").as_str())
-        .unwrap();
+    let url = server.url("/drip?chunks=5&size=1000&delay_ms=5");
+    delegate_sees_urlsession_order_from(http_config(), url.as_str()).await;
+}
+
+/// The same test with no server at all: a protocol handler answers the same route, and the delegate
+/// sees the same callbacks in the same order.
+#[tokio::test]
+async fn delegate_sees_urlsession_order_from_a_protocol_handler() {
+    let mut config = Configuration::ephemeral();
+    config
+        .protocol_handlers
+        .push(courier_tests::mock::drip_handler());
+    let url = "mock://loopback/drip?chunks=5&size=1000&delay_ms=5";
+    delegate_sees_urlsession_order_from(config, url).await;
+}
+
+async fn delegate_sees_urlsession_order_from(config: Configuration, url: &str) {
+    let (session, rec) = delegate_session(config);
+    let task = session.data_task(url).unwrap();
     assert_eq!(task.info().id(), 1);
     assert_eq!(task.info().state(), TaskState::Suspended);
     task.resume();

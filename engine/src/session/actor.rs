@@ -376,10 +376,11 @@ impl SessionState {
         // The stores' last writes land before the session says it is invalid.
         let (queue, invalid_tx) = (self.ctx.queue.clone(), self.invalid_tx.clone());
         let error = self.invalid_error.take();
-        let mut writes = self.ctx.writes.watch();
+        let ctx = self.ctx.clone();
         let span = self.span.clone();
         tokio::spawn(async move {
-            let _ = writes.wait_for(|n| *n == 0).await;
+            ctx.stores_written().await;
+            drop(ctx);
             if let Some(queue) = &queue {
                 queue.push_last(move |d| d.did_become_invalid(error.as_ref()));
             }

@@ -8,7 +8,6 @@ use tokio::sync::oneshot;
 
 use super::Session;
 use crate::completion::{Delivered, Sink, Streamed, Waiter};
-use crate::task::download::{decode_resume_data, request_from_record};
 use crate::task::future::{Recipe, TaskFuture, Then, Waiting};
 use crate::task::{
     ByteStream, DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask, Work,
@@ -123,17 +122,7 @@ impl Session {
         &self,
         data: &ResumeData,
     ) -> TaskFuture<DownloadTask, (DownloadedFile, Response)> {
-        let resume = decode_resume_data(&self.inner.ctx.storage, data);
-        let (original, current) = match &resume {
-            Ok(r) => (
-                request_from_record(&r.original_request),
-                request_from_record(&r.current_request),
-            ),
-            Err(_) => (Request::get(""), Request::get("")),
-        };
-        let work = Work::Download {
-            resume: Some(resume),
-        };
+        let (original, current, work) = self.resumed_download(data);
         self.awaited_download(original, Some(current), work)
     }
 

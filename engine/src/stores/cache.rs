@@ -1,24 +1,24 @@
-//! The session's URL cache: RFC 9111 semantics through `http-cache-semantics`, entries in memory and,
-//! for default sessions, on disk in the session directory (`courier-storage`'s `DiskCache`).
-//! Ephemeral sessions keep it in memory only.
+//! [`UrlCache`] (URLSession's `URLCache`): RFC 9111 semantics through `http-cache-semantics`,
+//! entries in memory and, when the cache has a directory, on disk (`courier-storage`'s
+//! `DiskCache`). A default session's own cache is on disk in its session directory; an ephemeral
+//! session's is in memory only.
 //!
 //! Only whole `GET` responses of data tasks that the policy calls storable are kept, each at most a
 //! twentieth of the cache's capacity (URLSession's rule of thumb is 5%). When a capacity is exceeded
 //! the oldest entries go first.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use courier_delegates::Response;
-use std::sync::Arc;
-
+use courier_delegates::{CachedResponse, Request, Response};
 use courier_storage::cache::{CacheRecord, DiskCache};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use url::Url;
 
-use crate::context::SessionContext;
+use super::Home;
+use super::saver::Writes;
 
 /// One cached response: the policy that judges it, the head and the body.
 #[derive(Clone)]
@@ -28,10 +28,28 @@ pub(crate) struct Entry {
     pub(crate) body: Bytes,
 }
 
-/// The cache.
-#[derive(Default)]
-pub(crate) struct UrlCache {
+/// Responses kept for reuse (URLSession's `URLCache`), in memory and, with a directory, on disk.
+///
+/// A session uses its own by default, sized by the configuration's `url_cache_memory_capacity`
+/// and `url_cache_disk_capacity`; make one with [`UrlCache::new`] to share it between sessions
+/// ([`Configuration::url_cache`](crate::Configuration::url_cache)), or reach a session's through
+/// [`Session::url_cache`](crate::Session::url_cache) to look at or remove what it holds.
+pub struct UrlCache {
     memory: Mutex<Memory>,
+    memory_capacity: usize,
+    disk_capacity: usize,
+    home: Home,
+    writes: Writes,
+}
+
+impl std::fmt::Debug for UrlCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlCache")
+            .field("memory_capacity", &self.memory_capacity)
+            .field("disk_capacity", &self.disk_capacity)
+            .field("home", &self.home)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -50,27 +68,107 @@ pub(crate) fn options() -> CacheOptions {
 }
 
 impl UrlCache {
+    /// A cache of at most `memory_capacity` bytes in memory and, with a `directory`, at most
+    /// `disk_capacity` bytes on disk there (the directory is created, private to the user, on the
+    /// first write; what an earlier process stored there is used).
+    pub fn new(
+        memory_capacity: usize,
+        disk_capacity: usize,
+        directory: Option<std::path::PathBuf>,
+    ) -> Arc<UrlCache> {
+        let home = directory.map_or_else(Home::memory, Home::directory);
+        Arc::new(UrlCache::in_home(home, memory_capacity, disk_capacity))
+    }
+
+    pub(crate) fn in_home(home: Home, memory_capacity: usize, disk_capacity: usize) -> UrlCache {
+        UrlCache {
+            memory: Mutex::default(),
+            memory_capacity,
+            disk_capacity,
+            home,
+            writes: Writes::default(),
+        }
+    }
+
+    /// The most bytes kept in memory.
+    pub fn memory_capacity(&self) -> usize {
+        self.memory_capacity
+    }
+
+    /// The most bytes kept on disk (nothing is, without a directory).
+    pub fn disk_capacity(&self) -> usize {
+        self.disk_capacity
+    }
+
+    /// The bytes of bodies held in memory now.
+    pub fn current_memory_usage(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// The response stored for a `GET` of `request`'s URL, fresh or not (`cachedResponse(for:)`),
+    /// from memory or disk.
+    pub async fn cached_response(self: &Arc<Self>, request: &Request) -> Option<CachedResponse> {
+        let entry = self.get(request.url()?).await?;
+        Some(CachedResponse {
+            response: entry.response,
+            data: entry.body,
+        })
+    }
+
+    /// Removes the response stored for `request`'s URL, in memory and on disk.
+    pub fn remove_cached_response(&self, request: &Request) {
+        let Some(url) = request.url() else {
+            return;
+        };
+        let mut m = self.lock();
+        if let Some(gone) = m.entries.remove(url.as_str()) {
+            m.bytes -= gone.body.len();
+            m.order.retain(|k| k != url.as_str());
+        }
+        drop(m);
+        if let Some(disk) = self.disk()
+            && let Err(e) = disk.remove(url.as_str())
+        {
+            tracing::warn!(error = %e, "cannot remove a response from the disk cache");
+        }
+    }
+
+    /// Removes every response, in memory and on disk.
+    pub fn remove_all(&self) {
+        *self.lock() = Memory::default();
+        if let Some(disk) = self.disk()
+            && let Err(e) = disk.clear()
+        {
+            tracing::warn!(error = %e, "cannot clear the disk cache");
+        }
+    }
+
+    /// Waits until what was stored is on disk.
+    pub(crate) async fn written(&self) {
+        self.writes.idle().await;
+    }
+
     /// The entry for a `GET` of `url`, from memory, else from disk (read on a blocking thread).
-    pub(crate) async fn get(&self, ctx: &Arc<SessionContext>, url: &Url) -> Option<Entry> {
+    pub(crate) async fn get(self: &Arc<Self>, url: &Url) -> Option<Entry> {
         if let Some(e) = self.lock().entries.get(url.as_str()) {
             return Some(e.clone());
         }
-        disk(ctx)?;
-        let (reading, key) = (ctx.clone(), url.clone());
+        self.disk()?;
+        let (reading, key) = (self.clone(), url.clone());
         let record =
-            tokio::task::spawn_blocking(move || disk(&reading).and_then(|d| d.get(key.as_str())))
+            tokio::task::spawn_blocking(move || reading.disk().and_then(|d| d.get(key.as_str())))
                 .await
                 .ok()
                 .flatten()?;
         let entry = from_disk(record, url)?;
-        self.remember(ctx, url, entry.clone());
+        self.remember(url, entry.clone());
         Some(entry)
     }
 
-    /// Stores `entry` for `url` (memory, and disk for a default session, written on a blocking
-    /// thread), if it fits.
-    pub(crate) fn put(&self, ctx: &Arc<SessionContext>, url: &Url, entry: Entry) {
-        if disk(ctx).is_some() && entry.body.len() <= ctx.config.url_cache_disk_capacity / 20 {
+    /// Stores `entry` for `url` (memory, and disk when the cache has a directory, written on a
+    /// blocking thread), if it fits.
+    pub(crate) fn put(self: &Arc<Self>, url: &Url, entry: Entry) {
+        if self.disk().is_some() && entry.body.len() <= self.disk_capacity / 20 {
             let record = CacheRecord {
                 url: url.to_string(),
                 policy: serde_json::to_string(&entry.policy).unwrap_or_default(),
@@ -83,31 +181,21 @@ impl UrlCache {
                     .collect(),
                 body: entry.body.to_vec(),
             };
-            let writing = ctx.clone();
+            let writing = self.clone();
             let job = move || {
-                if let Some(disk) = disk(&writing)
+                if let Some(disk) = writing.disk()
                     && let Err(e) = disk.put(&record)
                 {
                     tracing::warn!(error = %e, "cannot store a response in the disk cache");
                 }
             };
-            ctx.writes.run(job);
+            self.writes.run(job);
         }
-        self.remember(ctx, url, entry);
+        self.remember(url, entry);
     }
 
-    /// Forgets every response, in memory and on disk (`Session::reset`).
-    pub(crate) fn clear(&self, ctx: &SessionContext) {
-        *self.lock() = Memory::default();
-        if let Some(disk) = disk(ctx)
-            && let Err(e) = disk.clear()
-        {
-            tracing::warn!(error = %e, "cannot clear the disk cache");
-        }
-    }
-
-    fn remember(&self, ctx: &SessionContext, url: &Url, entry: Entry) {
-        let capacity = ctx.config.url_cache_memory_capacity;
+    fn remember(&self, url: &Url, entry: Entry) {
+        let capacity = self.memory_capacity;
         let size = entry.body.len();
         if size > capacity / 20 {
             return;
@@ -133,12 +221,12 @@ impl UrlCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-/// A default session's disk cache; none for an ephemeral session or a zero capacity.
-fn disk(ctx: &SessionContext) -> Option<DiskCache<'_>> {
-    let capacity = ctx.config.url_cache_disk_capacity;
-    (!ctx.storage.is_ephemeral() && capacity > 0).then(|| DiskCache::new(&ctx.storage, capacity))
+    /// The disk half; none without a directory or with a zero capacity.
+    fn disk(&self) -> Option<DiskCache<'_>> {
+        let dir = self.home.dir()?;
+        (self.disk_capacity > 0).then(|| DiskCache::new(dir, self.disk_capacity))
+    }
 }
 
 fn from_disk(d: CacheRecord, url: &Url) -> Option<Entry> {

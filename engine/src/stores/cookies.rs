@@ -1,8 +1,9 @@
-//! The session's cookie jar (RFC 6265, through `cookie_store`): cookies set by responses, redirects
-//! included, and the `Cookie` header for each request.
+//! [`CookieStorage`] (URLSession's `HTTPCookieStorage`): cookies set by responses, redirects
+//! included, and the `Cookie` header for each request, through `cookie_store` (RFC 6265).
 //!
-//! A default session keeps its jar in `cookies.json` in its session directory, rewritten (aside, then
-//! renamed) when a response changes it; an ephemeral session keeps it in memory only. A cookie whose
+//! A default session's own storage is `cookies.json` in its session directory, rewritten (aside,
+//! then renamed) when a response changes it; an ephemeral session's is in memory only; a storage an
+//! application made lives where it said. A cookie whose
 //! `Domain` is a public suffix (`com`, `co.uk`, `github.io`: the list is compiled in, through the
 //! `psl` crate) is refused unless that suffix is the responding host itself (RFC 6265 5.3 step 5).
 //!
@@ -14,43 +15,204 @@
 //! and the `__Secure-` and `__Host-` prefixes hold their promises. A secure origin is https, or a
 //! loopback host (as browsers and curl count it).
 
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
-use cookie_store::{Cookie, CookieDomain, CookieStore, RawCookie};
+use cookie_store::{CookieDomain, CookieExpiration, CookieStore, RawCookie};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 use url::Url;
 
-use super::saver::Saver;
+use super::Home;
+use super::saver::{Saver, Writes};
 use crate::configuration::CookieAcceptPolicy;
-use crate::context::SessionContext;
 
-/// The jar's file in a default session's directory.
+/// The storage's file in its directory.
 const FILE: &str = "cookies.json";
 
-/// A session's cookies.
-#[derive(Default)]
-pub(crate) struct CookieJar {
+/// Cookies, as sessions keep and send them (URLSession's `HTTPCookieStorage`).
+///
+/// A session uses its own by default ([`StoreChoice::Own`](super::StoreChoice)); make one with
+/// [`CookieStorage::in_memory`] or [`CookieStorage::persistent`] and hand it to several sessions'
+/// [`Configuration::http_cookie_storage`](crate::Configuration::http_cookie_storage) to share
+/// their cookies, or read and seed a session's through [`Session::cookie_storage`](crate::Session::cookie_storage).
+/// A server is not trusted with the storage's size or with other origins' cookies, and cookies the
+/// application sets with [`CookieStorage::set_cookie`] meet the same rules: a name and value of at
+/// most 4096 bytes, at most 50 cookies per domain and 3000 in all, a `Cookie` header of at most
+/// 8190 bytes, no `Domain` that is a public suffix (unless the host is that suffix), `Secure`
+/// cookies only from secure origins (https, or loopback) and never shadowed from insecure ones, and
+/// the `__Secure-` and `__Host-` prefixes' promises kept. Refusals are [`CookieRefusal`]s.
+pub struct CookieStorage {
     store: OnceLock<Mutex<CookieStore>>,
+    home: Home,
     saver: Saver,
+    writes: Writes,
+    accept: Mutex<CookieAcceptPolicy>,
 }
 
-impl std::fmt::Debug for CookieJar {
+impl std::fmt::Debug for CookieStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CookieJar").finish_non_exhaustive()
+        f.debug_struct("CookieStorage")
+            .field("home", &self.home)
+            .finish_non_exhaustive()
     }
 }
 
-impl CookieJar {
-    /// The store, loaded from the session directory on first use (default sessions; a session
-    /// loads it off the async workers as it starts).
-    pub(crate) fn store(&self, ctx: &SessionContext) -> std::sync::MutexGuard<'_, CookieStore> {
+/// A cookie as the storage holds it (URLSession's `HTTPCookie`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cookie {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+    /// The domain it is sent to: the host that set it, or (with `host_only` false) that domain and
+    /// its subdomains.
+    pub domain: String,
+    /// True when it goes to `domain` alone, not to its subdomains (no `Domain` attribute).
+    pub host_only: bool,
+    /// The path it is sent under.
+    pub path: String,
+    /// When it expires; `None` for a session cookie, which is never written to disk.
+    pub expires: Option<SystemTime>,
+    /// Sent over secure connections only.
+    pub secure: bool,
+    /// Not for scripts (kept for fidelity; Courier has no scripts).
+    pub http_only: bool,
+}
+
+impl Cookie {
+    fn of(c: &cookie_store::Cookie<'_>) -> Cookie {
+        let (domain, host_only) = match &c.domain {
+            CookieDomain::HostOnly(d) => (d.clone(), true),
+            CookieDomain::Suffix(d) => (d.clone(), false),
+            CookieDomain::NotPresent | CookieDomain::Empty => (String::new(), true),
+        };
+        let expires = match &c.expires {
+            CookieExpiration::AtUtc(at) => Some(SystemTime::from(*at)),
+            CookieExpiration::SessionEnd => None,
+        };
+        Cookie {
+            name: c.name().to_owned(),
+            value: c.value().to_owned(),
+            domain,
+            host_only,
+            path: String::from(c.path.clone()),
+            expires,
+            secure: c.secure() == Some(true),
+            http_only: c.http_only() == Some(true),
+        }
+    }
+}
+
+impl CookieStorage {
+    /// A storage kept in memory only.
+    pub fn in_memory() -> Arc<CookieStorage> {
+        Arc::new(CookieStorage::new(
+            Home::memory(),
+            CookieAcceptPolicy::Always,
+        ))
+    }
+
+    /// A storage kept in `dir` (as `cookies.json`, readable by the user only; the directory is
+    /// created on the first write), with what an earlier process left there.
+    pub fn persistent(dir: impl Into<std::path::PathBuf>) -> Arc<CookieStorage> {
+        Arc::new(CookieStorage::new(
+            Home::directory(dir),
+            CookieAcceptPolicy::Always,
+        ))
+    }
+
+    /// A session's own storage, accepting as `accept` says.
+    pub(crate) fn new(home: Home, accept: CookieAcceptPolicy) -> CookieStorage {
+        CookieStorage {
+            store: OnceLock::new(),
+            home,
+            saver: Saver::default(),
+            writes: Writes::default(),
+            accept: Mutex::new(accept),
+        }
+    }
+
+    /// Which cookies responses may set here. A session's own storage starts with the
+    /// configuration's `http_cookie_accept_policy`; one made by the application with
+    /// [`CookieAcceptPolicy::Always`] (each session using it still applies its own policy too).
+    pub fn accept_policy(&self) -> CookieAcceptPolicy {
+        *self.accept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes [`CookieStorage::accept_policy`] for the responses that come from now on.
+    pub fn set_accept_policy(&self, policy: CookieAcceptPolicy) {
+        *self.accept.lock().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// Every cookie that has not expired.
+    pub fn cookies(&self) -> Vec<Cookie> {
+        self.lock().iter_unexpired().map(Cookie::of).collect()
+    }
+
+    /// The cookies a request to `url` would carry (domain, path, `Secure` and expiry applied).
+    pub fn cookies_for(&self, url: &Url) -> Vec<Cookie> {
+        self.lock()
+            .matches(url)
+            .into_iter()
+            .map(Cookie::of)
+            .collect()
+    }
+
+    /// Sets a cookie as if a response from `url` had sent `set_cookie` (a `Set-Cookie` header's
+    /// value), with the same rules (size, domain, `Secure`, prefixes, limits); the accept policy
+    /// does not apply to the application.
+    ///
+    /// # Errors
+    /// Why the cookie is not kept.
+    pub fn set_cookie(&self, url: &Url, set_cookie: &str) -> Result<(), CookieRefusal> {
+        let raw = RawCookie::parse(set_cookie.to_owned()).map_err(|_| CookieRefusal::Malformed)?;
+        if raw
+            .domain()
+            .is_some_and(|d| is_foreign_public_suffix(d, url))
+        {
+            return Err(CookieRefusal::Unfit);
+        }
+        let mut store = self.lock();
+        let cookie = admit(&store, &raw, url)?;
+        store
+            .insert(cookie, url)
+            .map_err(|_| CookieRefusal::Unfit)?;
+        self.save(&store);
+        Ok(())
+    }
+
+    /// Removes the cookie `name` of `domain` and `path`; true when there was one.
+    pub fn delete(&self, name: &str, domain: &str, path: &str) -> bool {
+        let mut store = self.lock();
+        let gone = store.remove(domain, path, name).is_some();
+        if gone {
+            self.save(&store);
+        }
+        gone
+    }
+
+    /// Removes every cookie, from memory and from disk (`removeCookies(since:)` with the epoch).
+    pub fn remove_all(&self) {
+        let mut store = self.lock();
+        store.clear();
+        if let Some(path) = self.home.file(FILE) {
+            self.saver.save_here(path, None);
+        }
+    }
+
+    /// Waits until what changed is on disk.
+    pub(crate) async fn written(&self) {
+        self.writes.idle().await;
+    }
+
+    /// The store, loaded from its file on first use.
+    fn lock(&self) -> std::sync::MutexGuard<'_, CookieStore> {
         self.store
             .get_or_init(|| {
-                let loaded = (!ctx.storage.is_ephemeral())
-                    .then(|| ctx.storage.load(FILE).ok())
-                    .flatten()
+                let loaded = self
+                    .home
+                    .load(FILE)
                     .and_then(|bytes| cookie_store::serde::json::load(&bytes[..]).ok());
                 Mutex::new(loaded.unwrap_or_default())
             })
@@ -58,13 +220,27 @@ impl CookieJar {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Loads the file now (a session does it off the async workers as it starts).
+    pub(crate) fn load(&self) {
+        drop(self.lock());
+    }
+
+    /// Saves `store` (locked by the caller, so versions are written in the order they changed).
+    fn save(&self, store: &CookieStore) {
+        let Some(path) = self.home.file(FILE) else {
+            return;
+        };
+        let mut json = Vec::new();
+        match cookie_store::serde::json::save(store, &mut json) {
+            Ok(()) => self.saver.save(&self.writes, path, Some(json)),
+            Err(e) => tracing::warn!(error = %e, "cannot save the cookie storage"),
+        }
+    }
+
     /// The `Cookie` header for a request to `url`, if any cookie applies: at most
     /// [`MAX_COOKIE_HEADER`] bytes (cookies that would go past it are left out).
-    pub(crate) fn header_for(&self, ctx: &SessionContext, url: &Url) -> Option<HeaderValue> {
-        if !ctx.config.http_should_set_cookies {
-            return None;
-        }
-        let store = self.store(ctx);
+    pub(crate) fn header_for(&self, url: &Url) -> Option<HeaderValue> {
+        let store = self.lock();
         let value = cookie_header(store.get_request_values(url));
         drop(store);
         (!value.is_empty())
@@ -72,21 +248,22 @@ impl CookieJar {
             .flatten()
     }
 
-    /// Stores the cookies a response from `url` sets, as the accept policy allows; `main` is the
-    /// task's main document URL. `session_only` (a response over a connection whose server trust
-    /// the application overrode): the cookies last for this session and are never written.
+    /// Stores the cookies a response from `url` sets, as the session's policy `session_policy` and
+    /// the storage's own allow; `main` is the task's main document URL. `session_only` (a response
+    /// over a connection whose server trust the application overrode): the cookies last for this
+    /// process and are never written.
     pub(crate) fn store_from(
         &self,
-        ctx: &SessionContext,
+        session_policy: CookieAcceptPolicy,
         headers: &HeaderMap,
         url: &Url,
         main: Option<&Url>,
         session_only: bool,
     ) {
-        if !ctx.config.http_should_set_cookies || !headers.contains_key(SET_COOKIE) {
+        if !headers.contains_key(SET_COOKIE) {
             return;
         }
-        let allowed = match ctx.config.http_cookie_accept_policy {
+        let allows = |policy| match policy {
             CookieAcceptPolicy::Always => true,
             CookieAcceptPolicy::Never => false,
             _ => match (main.and_then(Url::host_str), url.host_str()) {
@@ -94,7 +271,7 @@ impl CookieJar {
                 _ => false,
             },
         };
-        if !allowed {
+        if !allows(session_policy) || !allows(self.accept_policy()) {
             return;
         }
         let cookies: Vec<RawCookie<'static>> = headers
@@ -105,7 +282,7 @@ impl CookieJar {
             .filter(|c| c.domain().is_none_or(|d| !is_foreign_public_suffix(d, url)))
             .map(|mut c| {
                 if session_only {
-                    // A session cookie: the jar never saves those.
+                    // A session cookie: the storage never saves those.
                     c.unset_expires();
                     c.set_max_age(None);
                 }
@@ -115,7 +292,7 @@ impl CookieJar {
         if cookies.is_empty() {
             return;
         }
-        let mut store = self.store(ctx);
+        let mut store = self.lock();
         let mut changed = false;
         for raw in &cookies {
             match admit(&store, raw, url) {
@@ -123,33 +300,10 @@ impl CookieJar {
                 Err(why) => tracing::debug!(cookie = raw.name(), %why, "cookie refused"),
             }
         }
-        if changed && let Some(path) = file(ctx) {
-            let mut json = Vec::new();
-            match cookie_store::serde::json::save(&store, &mut json) {
-                Ok(()) => self.saver.save(&ctx.writes, path, Some(json)),
-                Err(e) => tracing::warn!(error = %e, "cannot save the cookie jar"),
-            }
+        if changed {
+            self.save(&store);
         }
     }
-}
-
-impl CookieJar {
-    /// Forgets every cookie, and the saved jar (`Session::reset`).
-    pub(crate) fn clear(&self, ctx: &SessionContext) {
-        let mut store = self.store(ctx);
-        store.clear();
-        if let Some(path) = file(ctx) {
-            self.saver.save_here(path, None);
-        }
-    }
-}
-
-/// `cookies.json` in a default session's directory; none for an ephemeral session.
-fn file(ctx: &SessionContext) -> Option<PathBuf> {
-    if ctx.storage.is_ephemeral() {
-        return None;
-    }
-    ctx.storage.path().ok().map(|d| d.join(FILE))
 }
 
 /// The most bytes of a cookie's name and value together (RFC 6265bis 5.7).
@@ -165,10 +319,13 @@ pub(crate) const MAX_COOKIES: usize = 3000;
 /// The longest `Cookie` header sent (curl's limit).
 pub(crate) const MAX_COOKIE_HEADER: usize = 8190;
 
-/// Why a cookie a response set is not kept.
+/// Why a cookie is not kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// Name and value are longer than [`MAX_COOKIE_BYTES`].
+#[non_exhaustive]
+pub enum CookieRefusal {
+    /// Not a `Set-Cookie` value (no `name=value`).
+    Malformed,
+    /// Name and value are longer than 4096 bytes.
     TooLarge,
     /// The cookie does not fit the URL (bad domain or path): cookie_store's own refusal.
     Unfit,
@@ -178,51 +335,60 @@ pub(crate) enum Refusal {
     ShadowsSecure,
     /// A `__Secure-` or `__Host-` name whose promise the cookie does not keep.
     BrokenPrefix,
-    /// The domain holds [`MAX_COOKIES_PER_DOMAIN`] already.
+    /// The domain holds 50 cookies already.
     DomainFull,
-    /// The jar holds [`MAX_COOKIES`] already.
+    /// The storage holds 3000 cookies already.
     JarFull,
 }
 
-impl std::fmt::Display for Refusal {
+impl std::fmt::Display for CookieRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Refusal::TooLarge => "name and value longer than 4096 bytes",
-            Refusal::Unfit => "does not fit the URL's domain or path",
-            Refusal::SecureFromInsecureOrigin => "Secure, from an insecure origin",
-            Refusal::ShadowsSecure => "would shadow a Secure cookie, from an insecure origin",
-            Refusal::BrokenPrefix => "a __Secure- or __Host- name without what the prefix requires",
-            Refusal::DomainFull => "its domain has 50 cookies already",
-            Refusal::JarFull => "the jar is full",
+            CookieRefusal::Malformed => "not a Set-Cookie value",
+            CookieRefusal::TooLarge => "name and value longer than 4096 bytes",
+            CookieRefusal::Unfit => "does not fit the URL's domain or path",
+            CookieRefusal::SecureFromInsecureOrigin => "Secure, from an insecure origin",
+            CookieRefusal::ShadowsSecure => "would shadow a Secure cookie, from an insecure origin",
+            CookieRefusal::BrokenPrefix => {
+                "a __Secure- or __Host- name without what the prefix requires"
+            }
+            CookieRefusal::DomainFull => "its domain has 50 cookies already",
+            CookieRefusal::JarFull => "the jar is full",
         })
     }
 }
 
+impl std::error::Error for CookieRefusal {}
+
 /// Decides whether the jar takes `raw`, which a response from `url` set; the cookie as it would be
 /// stored when it does.
-fn admit(store: &CookieStore, raw: &RawCookie<'_>, url: &Url) -> Result<Cookie<'static>, Refusal> {
+fn admit(
+    store: &CookieStore,
+    raw: &RawCookie<'_>,
+    url: &Url,
+) -> Result<cookie_store::Cookie<'static>, CookieRefusal> {
     if raw.name().len() + raw.value().len() > MAX_COOKIE_BYTES {
-        return Err(Refusal::TooLarge);
+        return Err(CookieRefusal::TooLarge);
     }
-    let cookie = Cookie::try_from_raw_cookie(raw, url)
-        .map_err(|_| Refusal::Unfit)?
+    let cookie = cookie_store::Cookie::try_from_raw_cookie(raw, url)
+        .map_err(|_| CookieRefusal::Unfit)?
         .into_owned();
     let secure_origin = is_secure_origin(url);
     let secure = raw.secure() == Some(true);
     if secure && !secure_origin {
-        return Err(Refusal::SecureFromInsecureOrigin);
+        return Err(CookieRefusal::SecureFromInsecureOrigin);
     }
     let name = raw.name();
     let prefixed = |prefix: &str| {
         name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
     };
     if (prefixed("__Secure-") || prefixed("__Host-")) && !secure {
-        return Err(Refusal::BrokenPrefix);
+        return Err(CookieRefusal::BrokenPrefix);
     }
     if prefixed("__Host-")
         && (!matches!(cookie.domain, CookieDomain::HostOnly(_)) || raw.path() != Some("/"))
     {
-        return Err(Refusal::BrokenPrefix);
+        return Err(CookieRefusal::BrokenPrefix);
     }
     let domain = domain_of(&cookie);
     let path: &str = cookie.path.as_ref();
@@ -234,7 +400,7 @@ fn admit(store: &CookieStore, raw: &RawCookie<'_>, url: &Url) -> Result<Cookie<'
                 && path_match(path, old.path.as_ref())
         })
     {
-        return Err(Refusal::ShadowsSecure);
+        return Err(CookieRefusal::ShadowsSecure);
     }
     // Replacing (or removing) a cookie the jar has never adds one.
     if store.contains_any(domain, path, name) {
@@ -247,16 +413,16 @@ fn admit(store: &CookieStore, raw: &RawCookie<'_>, url: &Url) -> Result<Cookie<'
         in_domain += usize::from(domain_of(old).eq_ignore_ascii_case(domain));
     }
     if in_domain >= MAX_COOKIES_PER_DOMAIN {
-        return Err(Refusal::DomainFull);
+        return Err(CookieRefusal::DomainFull);
     }
     if total >= MAX_COOKIES {
-        return Err(Refusal::JarFull);
+        return Err(CookieRefusal::JarFull);
     }
     Ok(cookie)
 }
 
 /// The domain a stored cookie belongs to (its host, or its `Domain` attribute).
-fn domain_of<'c>(cookie: &'c Cookie<'_>) -> &'c str {
+fn domain_of<'c>(cookie: &'c cookie_store::Cookie<'_>) -> &'c str {
     match &cookie.domain {
         CookieDomain::HostOnly(d) | CookieDomain::Suffix(d) => d,
         CookieDomain::NotPresent | CookieDomain::Empty => "",
@@ -325,12 +491,12 @@ mod tests {
     }
 
     /// Sets `text` from `from` into `store` through the jar's rules.
-    fn set(store: &mut CookieStore, text: &str, from: &str) -> Result<(), Refusal> {
+    fn set(store: &mut CookieStore, text: &str, from: &str) -> Result<(), CookieRefusal> {
         let raw = RawCookie::parse(text.to_owned()).unwrap();
         let cookie = admit(store, &raw, &url(from))?;
         store
             .insert(cookie, &url(from))
-            .map_err(|_| Refusal::Unfit)?;
+            .map_err(|_| CookieRefusal::Unfit)?;
         Ok(())
     }
 
@@ -345,7 +511,7 @@ mod tests {
         let value = "v".repeat(MAX_COOKIE_BYTES);
         assert_eq!(
             set(&mut jar, &format!("a={value}"), "https://a.test/"),
-            Err(Refusal::TooLarge)
+            Err(CookieRefusal::TooLarge)
         );
     }
 
@@ -357,7 +523,7 @@ mod tests {
         }
         assert_eq!(
             set(&mut jar, "one-more=1", "https://a.test/"),
-            Err(Refusal::DomainFull)
+            Err(CookieRefusal::DomainFull)
         );
         assert_eq!(
             set(&mut jar, "c7=2", "https://a.test/"),
@@ -375,7 +541,7 @@ mod tests {
         }
         assert_eq!(
             set(&mut jar, "c=1", "https://new.test/"),
-            Err(Refusal::JarFull)
+            Err(CookieRefusal::JarFull)
         );
     }
 
@@ -384,22 +550,22 @@ mod tests {
         let mut jar = CookieStore::default();
         assert_eq!(
             set(&mut jar, "s=1; Secure", "http://a.test/"),
-            Err(Refusal::SecureFromInsecureOrigin)
+            Err(CookieRefusal::SecureFromInsecureOrigin)
         );
         set(&mut jar, "s=1; Secure", "https://a.test/").unwrap();
         assert_eq!(
             set(&mut jar, "s=evil", "http://a.test/"),
-            Err(Refusal::ShadowsSecure),
+            Err(CookieRefusal::ShadowsSecure),
             "http cannot overwrite it"
         );
         assert_eq!(
             set(&mut jar, "s=evil; Path=/deeper", "http://a.test/"),
-            Err(Refusal::ShadowsSecure),
+            Err(CookieRefusal::ShadowsSecure),
             "nor shadow it on a longer path"
         );
         assert_eq!(
             set(&mut jar, "s=evil; Domain=a.test", "http://sub.a.test/"),
-            Err(Refusal::ShadowsSecure),
+            Err(CookieRefusal::ShadowsSecure),
             "nor from a subdomain"
         );
         assert_eq!(set(&mut jar, "other=1", "http://a.test/"), Ok(()));
@@ -417,25 +583,25 @@ mod tests {
         let https = "https://a.test/dir/page";
         assert_eq!(
             set(&mut jar, "__Secure-a=1", https),
-            Err(Refusal::BrokenPrefix)
+            Err(CookieRefusal::BrokenPrefix)
         );
         assert_eq!(
             set(&mut jar, "__secure-a=1", https),
-            Err(Refusal::BrokenPrefix)
+            Err(CookieRefusal::BrokenPrefix)
         );
         assert_eq!(set(&mut jar, "__Secure-a=1; Secure", https), Ok(()));
         assert_eq!(
             set(&mut jar, "__Secure-b=1; Secure", "http://a.test/"),
-            Err(Refusal::SecureFromInsecureOrigin)
+            Err(CookieRefusal::SecureFromInsecureOrigin)
         );
         assert_eq!(
             set(&mut jar, "__Host-a=1; Secure", https),
-            Err(Refusal::BrokenPrefix),
+            Err(CookieRefusal::BrokenPrefix),
             "no Path=/"
         );
         assert_eq!(
             set(&mut jar, "__Host-a=1; Secure; Path=/; Domain=a.test", https),
-            Err(Refusal::BrokenPrefix),
+            Err(CookieRefusal::BrokenPrefix),
             "a Domain"
         );
         assert_eq!(set(&mut jar, "__Host-a=1; Secure; Path=/", https), Ok(()));

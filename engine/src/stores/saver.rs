@@ -1,13 +1,13 @@
-//! Saving a session's small stores (its cookie jar, its credentials) off the async workers, in
-//! order.
+//! Saving the small stores (cookies, credentials) off the async workers, in order.
 //!
 //! A response that changes the jar is handled on a runtime worker, which must not wait on the disk.
 //! The store's new contents are taken under its lock and numbered; a blocking thread writes them
 //! (through courier-storage's one atomic, private write) unless a newer version was written first,
 //! so the file always ends as the latest contents.
 //!
-//! Every such write (the URL cache's too) is counted in the session's [`Writes`]: `flush`, `reset`
-//! and invalidation wait until none is left, so what a session stored is on disk once it says so.
+//! Every such write (the URL cache's too) is counted in its store's [`Writes`]: a session's `flush`,
+//! `reset` and invalidation wait until none is left, so what a session stored is on disk once it
+//! says so.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-/// A session's writes under way on blocking threads.
+/// A store's writes under way on blocking threads.
 #[derive(Debug)]
 pub(crate) struct Writes {
     count: watch::Sender<usize>,
@@ -49,11 +49,6 @@ impl Writes {
     pub(crate) async fn idle(&self) {
         let mut rx = self.count.subscribe();
         let _ = rx.wait_for(|n| *n == 0).await;
-    }
-
-    /// A receiver that sees the count, for a waiter that outlives `self`'s borrow.
-    pub(crate) fn watch(&self) -> watch::Receiver<usize> {
-        self.count.subscribe()
     }
 }
 

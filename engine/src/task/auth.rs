@@ -56,8 +56,10 @@ impl Authenticator {
         url: &Url,
     ) -> Answer {
         // A refused credential is forgotten: default handling must not offer it again.
-        if let Some((space, _)) = self.pending.take() {
-            ctx.credentials.forget(ctx, &space);
+        if let Some((space, _)) = self.pending.take()
+            && let Some(store) = &ctx.credentials
+        {
+            store.remove(&space);
         }
         let mut offered: Vec<(Challenge, AuthenticationMethod)> =
             auth::challenges(response.headers())
@@ -124,8 +126,9 @@ impl Authenticator {
     pub(crate) fn accepted(&mut self, ctx: &SessionContext) {
         if let Some((space, credential)) = self.pending.take()
             && credential.persistence() != CredentialPersistence::None
+            && let Some(store) = &ctx.credentials
         {
-            ctx.credentials.put(ctx, &space, credential);
+            store.set(&space, credential);
         }
     }
 
@@ -147,7 +150,7 @@ impl Authenticator {
         });
         from_url
             .into_iter()
-            .chain(ctx.credentials.get(ctx, space))
+            .chain(ctx.credentials.as_ref().and_then(|s| s.credential(space)))
             .find(|c| !tried.contains(c))
     }
 

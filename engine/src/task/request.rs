@@ -20,7 +20,8 @@ const DEFAULT_USER_AGENT: &str = concat!("courier/", env!("CARGO_PKG_VERSION"));
 ///
 /// # Errors
 /// The URL is malformed (-1000) or of an unsupported scheme (-1002); cleartext HTTP is not allowed
-/// for the host (-1022); a GET carries a body (-1103).
+/// for the host (-1022); a GET carries a body (-1103). The scheme and cleartext checks are skipped for
+/// a request a protocol handler claims.
 pub(crate) fn build_request(
     request: &Request,
     body: Option<&UploadBody>,
@@ -31,9 +32,14 @@ pub(crate) fn build_request(
         let reason = request.url_error().unwrap_or("malformed URL");
         return Err(Error::new(ErrorCode::BadUrl, format!("bad URL: {reason}")).with_url(text));
     };
+    // A request a protocol handler answers never goes on the network: the network's rules (the
+    // schemes it speaks, the cleartext policy) are not its.
+    let claimed = !config.protocol_handlers.is_empty()
+        && super::protocol::claimer(&config.protocol_handlers, request).is_some();
     let secure = match url.scheme() {
         "https" => true,
         "http" => false,
+        _ if claimed => true,
         other => {
             return Err(Error::new(
                 ErrorCode::UnsupportedUrl,
@@ -45,7 +51,7 @@ pub(crate) fn build_request(
     let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
         return Err(Error::new(ErrorCode::BadUrl, "bad URL: no host").with_url(text));
     };
-    if !secure && !config.cleartext.allows(host) {
+    if !secure && !claimed && !config.cleartext.allows(host) {
         return Err(Error::new(
             ErrorCode::AppTransportSecurityRequiresSecureConnection,
             format!("cleartext HTTP to {host} is not allowed by the session's configuration"),

@@ -26,11 +26,10 @@ use courier_protocol_http::decode::{DecodeError, Decoder};
 use courier_protocol_http::range::{self, Continuation};
 use courier_protocol_http::redirect;
 use courier_protocol_http::{
-    ConnectionInfo, Incoming, TlsFailure, TransportError, TransportErrorKind, empty_body,
+    ConnectionInfo, TlsFailure, TransportError, TransportErrorKind, empty_body,
 };
 use courier_storage::ResumeRecord;
 use futures_util::FutureExt;
-use http_body_util::BodyExt;
 use ractor::ActorRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -43,9 +42,11 @@ use super::actor::TaskMsg;
 use super::auth::{self, Authenticator};
 use super::download::{DownloadSink, Placement, Stopped};
 use super::local::{self, LocalBody};
+use super::protocol::{self, ProtocolHandler};
 use super::upload::{self, UploadBody};
 use crate::context::SessionContext;
 
+mod body;
 mod caching;
 mod follow;
 mod parts;
@@ -53,6 +54,7 @@ mod receive;
 mod send;
 mod timing;
 
+use body::ResponseBody;
 pub(crate) use send::map_transport_error;
 use timing::{request_timed_out, resource_timer, unless_stopped};
 

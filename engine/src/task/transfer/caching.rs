@@ -71,7 +71,10 @@ impl Run {
             .unwrap_or(self.ctx.config.request_cache_policy);
         let entry = match policy {
             RequestCachePolicy::ReloadIgnoringLocalCacheData => None,
-            _ => self.ctx.url_cache.get(&self.ctx, &self.url).await,
+            _ => match &self.ctx.url_cache {
+                Some(cache) => cache.get(&self.url).await,
+                None => None,
+            },
         };
         match (policy, entry) {
             (RequestCachePolicy::ReturnCacheDataDontLoad, None) => Err(Halt::Failed(
@@ -132,19 +135,20 @@ impl Run {
             }
         };
         // A 304 over a connection whose trust was overridden refreshes nothing that outlives it.
-        if !self.overridden {
-            self.ctx.url_cache.put(&self.ctx, &self.url, fresh.clone());
+        if !self.overridden
+            && let Some(cache) = &self.ctx.url_cache
+        {
+            cache.put(&self.url, fresh.clone());
         }
         fresh
     }
 
     /// Starts gathering a network response the cache may keep.
     pub(super) fn consider_for_cache(&mut self, head: &Head, response: &Response) {
-        let config = &self.ctx.config;
-        let limit = config
-            .url_cache_memory_capacity
-            .max(config.url_cache_disk_capacity)
-            / 20;
+        let Some(cache) = &self.ctx.url_cache else {
+            return;
+        };
+        let limit = cache.memory_capacity().max(cache.disk_capacity()) / 20;
         if limit == 0 {
             return; // no cache: nothing to judge (and no copies of the head to make)
         }
@@ -203,7 +207,9 @@ impl Run {
                 response: cached.response,
                 body: cached.data,
             };
-            self.ctx.url_cache.put(&self.ctx, &self.url, entry);
+            if let Some(cache) = &self.ctx.url_cache {
+                cache.put(&self.url, entry);
+            }
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ impl Run {
         &mut self,
         head: &mut Head,
         body: &mut Option<UploadBody>,
-    ) -> Result<http::Response<Incoming>, Halt> {
+    ) -> Result<http::Response<ResponseBody>, Halt> {
         let mut followed = 0;
         loop {
             let response = self.send(head, body.as_ref()).await?;
@@ -100,7 +100,10 @@ impl Run {
                 ));
             };
             let host = url.host_str().unwrap_or("").to_owned();
+            let handlers = &self.ctx.config.protocol_handlers;
+            let claimed = !handlers.is_empty() && protocol::claimer(handlers, &next).is_some();
             match url.scheme() {
+                _ if claimed => {}
                 "https" => {}
                 "http" if self.ctx.config.cleartext.allows(&host) => {}
                 "http" => {

@@ -2,20 +2,17 @@
 //! (`did_receive_response`, answered before its body flows), then its data.
 
 use courier_delegates::{Error, ErrorCode, Response, ResponseDisposition};
-use courier_protocol_http::Incoming;
 use courier_protocol_http::multipart::{MixedReplace, PartEvent};
 use http::{StatusCode, Version};
-use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
-use super::{Halt, Run, TaskMsg, map_transport_error, unless_stopped};
-use courier_protocol_http::TransportError;
+use super::{Halt, ResponseBody, Run, TaskMsg, unless_stopped};
 
 impl Run {
     /// Splits the body into parts as it arrives and hands each to the delegate as a response.
     pub(super) async fn receive_parts(
         &mut self,
-        mut body: Incoming,
+        mut body: ResponseBody,
         boundary: &str,
         version: Version,
     ) -> Result<(), Halt> {
@@ -25,12 +22,7 @@ impl Run {
             self.wait_until(|g| !g.paused).await?;
             let frame = match self.timed(body.frame()).await? {
                 None => return Ok(()),
-                Some(Err(e)) => {
-                    return Err(Halt::Failed(map_transport_error(
-                        TransportError::from_body(e),
-                        &self.url,
-                    )));
-                }
+                Some(Err(e)) => return Err(Halt::Failed(e.into_error(&self.url))),
                 Some(Ok(frame)) => frame,
             };
             let Ok(data) = frame.into_data() else {

@@ -7,7 +7,7 @@ impl Run {
     /// Moves the body to its destination until it ends.
     pub(super) async fn receive(
         &mut self,
-        mut body: Incoming,
+        mut body: ResponseBody,
         mut decoder: Option<Decoder>,
     ) -> Result<(), Halt> {
         let pace = self
@@ -65,12 +65,7 @@ impl Run {
                     }
                     return Ok(());
                 }
-                Ok(Some(Err(e))) => {
-                    return Err(Halt::Failed(map_transport_error(
-                        TransportError::from_body(e),
-                        &self.url,
-                    )));
-                }
+                Ok(Some(Err(e))) => return Err(Halt::Failed(e.into_error(&self.url))),
                 Ok(Some(Ok(frame))) => frame,
             };
             let Ok(data) = frame.into_data() else {

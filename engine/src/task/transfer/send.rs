@@ -12,20 +12,22 @@ impl Run {
     }
 
     /// Records the arrival of a response head on the current transaction.
-    pub(super) fn note_response(&mut self, response: &http::Response<Incoming>) {
+    pub(super) fn note_response(&mut self, response: &http::Response<ResponseBody>) {
         let connection = response.extensions().get::<ConnectionInfo>().cloned();
         // A response over a connection the application trusted against standard verification:
         // nothing of it outlives the session (Chromium and curl CVE-2021-22924's rule).
         self.overridden = connection.as_ref().is_some_and(|c| c.trust_overridden);
         // Every response's cookies count, a redirect's included: the next hop sends them.
         let main = self.info.original_request().url();
-        self.ctx.cookies.store_from(
-            &self.ctx,
-            response.headers(),
-            &self.url,
-            main,
-            self.overridden,
-        );
+        if let Some(cookies) = &self.ctx.cookies {
+            cookies.store_from(
+                self.ctx.config.http_cookie_accept_policy,
+                response.headers(),
+                &self.url,
+                main,
+                self.overridden,
+            );
+        }
         // Whether a connection was used before is noted whoever records it: a later task on the
         // same connection must see it as reused.
         let reused = connection.as_ref().map(|c| c.note_use());
@@ -95,7 +97,7 @@ impl Run {
         &mut self,
         head: &Head,
         body: Option<&UploadBody>,
-    ) -> Result<http::Response<Incoming>, Halt> {
+    ) -> Result<http::Response<ResponseBody>, Halt> {
         let fetch_start = std::time::Instant::now();
         let mut builder = http::Request::builder()
             .method(head.method.clone())
@@ -103,11 +105,27 @@ impl Run {
         if let Some(h) = builder.headers_mut() {
             *h = head.headers.clone();
             // The jar's cookies for this URL, unless the request brings its own.
-            if !h.contains_key(http::header::COOKIE)
-                && let Some(cookie) = self.ctx.cookies.header_for(&self.ctx, &self.url)
+            if self.ctx.config.http_should_set_cookies
+                && !h.contains_key(http::header::COOKIE)
+                && let Some(cookies) = &self.ctx.cookies
+                && let Some(cookie) = cookies.header_for(&self.url)
             {
                 h.insert(http::header::COOKIE, cookie);
             }
+        }
+        if !self.ctx.config.protocol_handlers.is_empty()
+            && let Some(h) = builder.headers_mut()
+        {
+            let mut asked = Request::new(head.method.clone(), self.url.as_str());
+            *asked.headers_mut() = std::mem::take(h);
+            if let Some(UploadBody::Bytes(bytes)) = body {
+                asked.set_body(bytes.clone());
+            }
+            let handlers = &self.ctx.config.protocol_handlers;
+            if let Some(handler) = protocol::claimer(handlers, &asked).cloned() {
+                return self.ask_handler(&*handler, asked, fetch_start).await;
+            }
+            *h = std::mem::take(asked.headers_mut());
         }
         let request_body = match body {
             Some(source) => {
@@ -134,12 +152,39 @@ impl Run {
             .await
         {
             Ok(Ok(r)) => {
+                let r = r.map(ResponseBody::Wire);
                 self.note_response(&r);
                 Ok(r)
             }
             Ok(Err(e)) => Err(Halt::Failed(map_transport_error(e, &self.url))),
             Err(halt) => Err(halt),
         }
+    }
+}
+
+impl Run {
+    /// Has a protocol handler answer `request` in place of the network, under the same clock.
+    async fn ask_handler(
+        &mut self,
+        handler: &dyn ProtocolHandler,
+        request: Request,
+        fetch_start: std::time::Instant,
+    ) -> Result<http::Response<ResponseBody>, Halt> {
+        self.open_transaction(FetchType::Unknown, fetch_start, |t| {
+            t.request_start = Some(std::time::Instant::now());
+        });
+        let answer = self.timed(handler.answer(request)).await?.map_err(|e| {
+            if e.failing_url().is_none() {
+                e.with_url(self.url.as_str())
+            } else {
+                e
+            }
+        })?;
+        let mut response = http::Response::new(ResponseBody::from(answer.body));
+        *response.status_mut() = answer.status;
+        *response.headers_mut() = answer.headers;
+        self.note_response(&response);
+        Ok(response)
     }
 }
 
