@@ -50,14 +50,15 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
         config.tls_minimum_version = courier_engine::TlsVersion::Tls13;
     }
     if let Some(url) = &options.proxy {
-        if !url.starts_with("http://") {
+        let (url, no_proxy) = (url.clone(), options.noproxy.clone().unwrap_or_default());
+        config.proxy = if url.starts_with("http://") {
+            courier_engine::Proxy::Http { url, no_proxy }
+        } else if url.starts_with("socks5://") || url.starts_with("socks5h://") {
+            courier_engine::Proxy::Socks5 { url, no_proxy }
+        } else {
             return Err(Failure::usage(format!(
-                "--proxy {url}: an http:// proxy URL is needed (HTTPS and SOCKS proxies are not supported)"
+                "--proxy {url}: an http://, socks5:// or socks5h:// proxy URL is needed (HTTPS and SOCKS4 proxies are not supported)"
             )));
-        }
-        config.proxy = courier_engine::Proxy::Http {
-            url: url.clone(),
-            no_proxy: options.noproxy.clone().unwrap_or_default(),
         };
     }
     Ok(config)

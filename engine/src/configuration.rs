@@ -32,7 +32,8 @@ pub enum SessionKind {
 #[non_exhaustive]
 pub enum Proxy {
     /// The proxies the environment names, read when the session is created, as curl reads them:
-    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, upper or lower case. Loopback
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, upper or lower case (a
+    /// `socks5://` or `socks5h://` URL names a SOCKS5 proxy, as [`Proxy::Socks5`]). Loopback
     /// hosts always go direct. The default, as URLSession follows the system's proxy settings.
     #[default]
     FromEnvironment,
@@ -45,8 +46,51 @@ pub enum Proxy {
         /// Hosts that go direct.
         no_proxy: String,
     },
+    /// Every request through the SOCKS5 proxy at `url` (`socks5h://[user:pass@]host[:port]`: the
+    /// proxy resolves host names; `socks5://`: they are resolved here), except to the hosts
+    /// `no_proxy` lists. The proxy carries the connection, so `https` runs to the server inside it;
+    /// the credentials go to the proxy only (RFC 1929).
+    Socks5 {
+        /// The proxy's URL.
+        url: String,
+        /// Hosts that go direct.
+        no_proxy: String,
+    },
     /// No proxy at all.
     Direct,
+}
+
+impl Proxy {
+    /// The transport's proxy rules for this setting.
+    ///
+    /// # Errors
+    /// A proxy URL of the wrong kind for its variant, or not a URL with a host (-1000).
+    pub(crate) fn routes(&self) -> Result<courier_protocol_http::proxy::Proxies, crate::Error> {
+        use courier_protocol_http::proxy::Proxies;
+        let (url, no_proxy, fits, wanted) = match self {
+            Proxy::FromEnvironment => return Ok(Proxies::from_env()),
+            Proxy::Direct => return Ok(Proxies::none()),
+            // Each variant takes its own kind of URL: a SOCKS URL in `Http` is a mistake worth
+            // naming, not a proxy to guess at.
+            Proxy::Http { url, no_proxy } => (
+                url,
+                no_proxy,
+                url.starts_with("http://"),
+                "Proxy::Http takes an http:// URL",
+            ),
+            Proxy::Socks5 { url, no_proxy } => (
+                url,
+                no_proxy,
+                url.starts_with("socks5://") || url.starts_with("socks5h://"),
+                "Proxy::Socks5 takes a socks5:// or socks5h:// URL",
+            ),
+        };
+        let bad = |why: String| crate::Error::new(crate::ErrorCode::BadUrl, why).with_url(url);
+        if !fits {
+            return Err(bad(wanted.to_owned()));
+        }
+        Proxies::to(url, no_proxy).map_err(bad)
+    }
 }
 
 /// Which cookies a session accepts (`HTTPCookie.AcceptPolicy`).

@@ -14,7 +14,6 @@ use std::sync::{Arc, OnceLock};
 use courier_delegates::{
     Delegate, DeliveryQueue, Error, ErrorCode, Request, ResumeData, TaskInfo, TaskKind,
 };
-use courier_protocol_http::proxy::Proxies;
 use courier_protocol_http::{Transport, TransportSettings};
 use courier_storage::SessionDirectory;
 use ractor::ActorRef;
@@ -22,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::Configuration;
 use crate::completion::{Sink, Terminal};
-use crate::configuration::{Proxy, SessionKind};
+use crate::configuration::SessionKind;
 use crate::context::SessionContext;
 use crate::stores::{CookieStorage, CredentialStorage, Home, UrlCache};
 use crate::task::download::{decode_resume_data, request_from_record};
@@ -266,12 +265,7 @@ impl Session {
             .map(|c| c as Arc<dyn courier_protocol_http::trust::TrustEvaluator>);
         let identities = challenges
             .map(|c| c as Arc<dyn courier_protocol_http::identity::ClientIdentityProvider>);
-        let proxies = match &config.proxy {
-            Proxy::FromEnvironment => Proxies::from_env(),
-            Proxy::Http { url, no_proxy } => Proxies::http(url, no_proxy)
-                .map_err(|why| Error::new(ErrorCode::BadUrl, why).with_url(url))?,
-            _ => Proxies::none(),
-        };
+        let proxies = config.proxy.routes()?;
         let transport = Transport::new(&TransportSettings {
             extra_roots: config.extra_root_certificates.clone(),
             max_connections_per_host: config.http_maximum_connections_per_host,

@@ -38,7 +38,7 @@ use tokio_rustls::client::TlsStream;
 use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind, alert_after_handshake};
 use crate::happy_eyeballs;
 use crate::identity::{AskingResolver, ClientIdentityProvider, IdentityDecision};
-use crate::proxy::{self, Proxies};
+use crate::proxy::{self, Proxies, Route, RouteKind};
 use crate::trust::{TrustDecision, TrustEvaluator, verify_standard};
 
 /// Facts about the connection a response came over; found in every response's extensions.
@@ -58,7 +58,8 @@ pub struct ConnectionInfo {
     pub connect: Duration,
     /// Time spent on the TLS handshake (zero for cleartext).
     pub tls_handshake: Duration,
-    /// True when the connection goes through an HTTP proxy (`remote` is then the proxy's address).
+    /// True when the connection goes through an HTTP proxy, which takes cleartext requests in
+    /// absolute form. (Through any proxy, HTTP or SOCKS, `remote` is the proxy's address.)
     pub proxied: bool,
     /// True when the application trusted a server whose certificate standard verification refuses
     /// (a delegate's "trust" answer, `--insecure`): what comes over it must not outlive the session
@@ -336,6 +337,18 @@ impl Inner {
 
         // Through a proxy, the connection is made to the proxy; the cap stays the server's.
         let route = self.settings.proxies.route(&uri);
+        if let Some(Route {
+            kind: RouteKind::Unsupported(scheme),
+            ..
+        }) = &route
+        {
+            // Never direct instead: the configuration wants this request to go through a proxy.
+            return Err(ConnectFailure::new(
+                TransportErrorKind::ConnectionRefused,
+                format!("the proxy for {host} is a {scheme} proxy, which Courier does not speak"),
+                None,
+            ));
+        }
         let (dial_host, dial_port) = match &route {
             Some(r) => (r.host.as_str(), r.port),
             None => (host.as_str(), port),
@@ -370,14 +383,29 @@ impl Inner {
                     last,
                 )
             })?;
-        if tls && let Some(route) = &route {
-            // The proxy URL's credentials, else the request's own `Proxy-Authorization`: both go
-            // to the proxy on the `CONNECT`, never through the tunnel (curl CVE-2015-3153).
-            let auth = route
-                .auth
-                .as_ref()
-                .or(wanted.as_ref().and_then(|w| w.proxy_authorization.as_ref()));
-            proxy::tunnel(&mut tcp, &host, port, auth).await?;
+        // Only an HTTP proxy takes cleartext requests in absolute form.
+        let mut proxied = false;
+        match route.as_ref().map(|r| (r, &r.kind)) {
+            Some((_, RouteKind::Socks5 { remote_dns, login })) => {
+                let target = if *remote_dns {
+                    host.clone()
+                } else {
+                    resolve_one(&host, port).await?
+                };
+                tcp = proxy::socks5(tcp, &target, port, login.as_ref()).await?;
+            }
+            Some((route, RouteKind::Http)) if tls => {
+                // The proxy URL's credentials, else the request's own `Proxy-Authorization`: both
+                // go to the proxy on the `CONNECT`, never through the tunnel (curl CVE-2015-3153).
+                let auth = route
+                    .auth
+                    .as_ref()
+                    .or(wanted.as_ref().and_then(|w| w.proxy_authorization.as_ref()));
+                proxy::tunnel(&mut tcp, &host, port, auth).await?;
+                proxied = true;
+            }
+            Some((_, RouteKind::Http)) => proxied = true,
+            _ => {}
         }
         let connect = connect_started.elapsed();
         // Small requests and HTTP/2 frames should not wait for Nagle.
@@ -395,7 +423,7 @@ impl Inner {
                     dns,
                     connect,
                     tls_handshake: Duration::ZERO,
-                    proxied: route.is_some(),
+                    proxied,
                     trust_overridden: false,
                     uses: Arc::default(),
                 },
@@ -510,7 +538,7 @@ impl Inner {
                 dns,
                 connect,
                 tls_handshake,
-                proxied: route.is_some(),
+                proxied,
                 trust_overridden,
                 uses: Arc::default(),
             },
@@ -705,4 +733,21 @@ impl Write for Conn {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
+}
+
+/// The first address of `host` (for a `socks5://` proxy, which is handed addresses, not names).
+async fn resolve_one(host: &str, port: u16) -> Result<String, ConnectFailure> {
+    let cannot = |e: Option<std::io::Error>| {
+        ConnectFailure::new(
+            TransportErrorKind::Dns,
+            format!("cannot find host {host}"),
+            e,
+        )
+    };
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| cannot(Some(e)))?
+        .next()
+        .map(|addr| addr.ip().to_string())
+        .ok_or_else(|| cannot(None))
 }

@@ -1,5 +1,6 @@
-//! Proxies: which requests go through an HTTP proxy, and the `CONNECT` tunnel that carries an
-//! `https` request through one.
+//! Proxies: which requests go through a proxy, the `CONNECT` tunnel that carries an `https` request
+//! through an HTTP proxy, and the SOCKS5 handshake (hyper-util's `SocksV5`) that carries any request
+//! through a SOCKS proxy.
 //!
 //! The rules come from hyper-util's [`Matcher`]: the environment's `HTTPS_PROXY`, `HTTP_PROXY`,
 //! `ALL_PROXY` and `NO_PROXY` (either case), read as curl reads them, or one explicit proxy with a
@@ -8,6 +9,13 @@
 //! the server inside it, so the proxy sees only the host and port. Credentials in the proxy's URL
 //! (`http://user:pass@proxy:3128`) go, as Basic, to the proxy only: on the `CONNECT`, or on each
 //! cleartext request.
+//!
+//! A SOCKS5 proxy (`socks5://` or `socks5h://`, in `ALL_PROXY` as curl reads it, or explicit) carries
+//! the connection itself: requests go through it as if direct, TLS runs to the server inside it.
+//! `socks5h` lets the proxy resolve the host name (nothing about the host leaks to the local
+//! resolver); `socks5` resolves it here and hands the proxy an address. Credentials in the URL go
+//! to the proxy in its username/password exchange (RFC 1929). SOCKS4 is refused rather than
+//! bypassed: a request is never sent direct when the configuration names a proxy for it.
 
 use std::io;
 
@@ -21,7 +29,7 @@ use crate::error::{ConnectFailure, TransportErrorKind};
 /// The most bytes a proxy's answer to `CONNECT` may have before its blank line.
 const MAX_CONNECT_RESPONSE: usize = 16 * 1024;
 
-/// Which requests go through a proxy. Build one with [`Proxies::from_env`], [`Proxies::http`] or
+/// Which requests go through a proxy. Build one with [`Proxies::from_env`], [`Proxies::to`] or
 /// [`Proxies::none`].
 pub struct Proxies {
     matcher: Option<Matcher>,
@@ -36,6 +44,21 @@ pub(crate) struct Route {
     pub(crate) port: u16,
     /// `Proxy-Authorization` for the proxy, from the credentials in its URL.
     pub(crate) auth: Option<HeaderValue>,
+    pub(crate) kind: RouteKind,
+}
+
+/// What kind of proxy a route goes through.
+#[derive(Clone, Debug)]
+pub(crate) enum RouteKind {
+    /// An HTTP proxy: absolute-form requests, or a `CONNECT` tunnel.
+    Http,
+    /// A SOCKS5 proxy; `remote_dns` for `socks5h`; `login` from the URL's credentials.
+    Socks5 {
+        remote_dns: bool,
+        login: Option<(String, String)>,
+    },
+    /// A proxy Courier cannot speak (its scheme): the request fails rather than go direct.
+    Unsupported(String),
 }
 
 impl Proxies {
@@ -57,24 +80,26 @@ impl Proxies {
         }
     }
 
-    /// Every request through the HTTP proxy at `url` (`http://[user:pass@]host[:port]`), except to
-    /// the hosts `no_proxy` lists (`NO_PROXY` syntax: comma-separated names, domain suffixes,
-    /// addresses and networks; `*` for all).
+    /// Every request through the proxy at `url` (`http://[user:pass@]host[:port]`, or
+    /// `socks5://` or `socks5h://` with the same parts), except to the hosts `no_proxy` lists
+    /// (`NO_PROXY` syntax: comma-separated names, domain suffixes, addresses and networks; `*` for
+    /// all).
     ///
     /// # Errors
-    /// `url` is not an `http://` URL with a host (HTTPS proxies are not supported).
-    pub fn http(url: &str, no_proxy: &str) -> Result<Proxies, String> {
+    /// `url` is not an `http`, `socks5` or `socks5h` URL with a host (HTTPS proxies are not
+    /// supported).
+    pub fn to(url: &str, no_proxy: &str) -> Result<Proxies, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("the proxy URL {url:?} is not a URL: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "socks5" | "socks5h")) || uri.host().is_none()
+        {
             return Err(format!(
-                "the proxy URL {url:?} must be http://host[:port] (HTTPS proxies are not supported)"
+                "the proxy URL {url:?} must be http://, socks5:// or socks5h://host[:port] (HTTPS proxies are not supported)"
             ));
         }
         let matcher = Matcher::builder()
-            .http(url.to_owned())
-            .https(url.to_owned())
+            .all(url.to_owned())
             .no(no_proxy.to_owned())
             .build();
         Ok(Proxies {
@@ -92,14 +117,34 @@ impl Proxies {
         let intercept = matcher.intercept(uri)?;
         let proxy = intercept.uri();
         let host = proxy.host()?.trim_matches(['[', ']']).to_owned();
-        let port = proxy.port_u16().unwrap_or(match proxy.scheme_str() {
-            Some("https") => 443,
-            _ => 80,
+        let scheme = proxy.scheme_str().unwrap_or("http");
+        let port = proxy.port_u16().unwrap_or(match scheme {
+            "https" => 443,
+            "http" => 80,
+            _ => 1080,
         });
+        let login = || {
+            intercept
+                .raw_auth()
+                .map(|(user, pass)| (user.to_owned(), pass.to_owned()))
+        };
+        let kind = match scheme {
+            "http" | "https" => RouteKind::Http,
+            "socks5" => RouteKind::Socks5 {
+                remote_dns: false,
+                login: login(),
+            },
+            "socks5h" => RouteKind::Socks5 {
+                remote_dns: true,
+                login: login(),
+            },
+            other => RouteKind::Unsupported(other.to_owned()),
+        };
         Some(Route {
             host,
             port,
             auth: intercept.basic_auth().cloned(),
+            kind,
         })
     }
 }
@@ -119,6 +164,68 @@ fn is_loopback(host: &str) -> bool {
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Has the SOCKS5 proxy at the other end of `stream` connect it to `host:port` (a name the proxy
+/// resolves, or an address), presenting `login` when given. After it, the stream carries bytes to
+/// and from the server.
+pub(crate) async fn socks5(
+    stream: TcpStream,
+    host: &str,
+    port: u16,
+    login: Option<&(String, String)>,
+) -> Result<TcpStream, ConnectFailure> {
+    use hyper_util::client::legacy::connect::proxy::SocksV5;
+    use hyper_util::rt::TokioIo;
+    use tower_service::Service;
+
+    // hyper-util's handshake takes a connector; this one hands over the connection made already.
+    struct Made(Option<TcpStream>);
+    impl Service<Uri> for Made {
+        type Response = TokioIo<TcpStream>;
+        type Error = io::Error;
+        type Future = std::future::Ready<io::Result<TokioIo<TcpStream>>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Uri) -> Self::Future {
+            std::future::ready(
+                self.0
+                    .take()
+                    .map(TokioIo::new)
+                    .ok_or_else(|| io::Error::other("the connection was handed over already")),
+            )
+        }
+    }
+
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let target: Uri = format!("socks://{authority}").parse().map_err(|e| {
+        ConnectFailure::new(
+            TransportErrorKind::InvalidUrl,
+            format!("cannot name {authority} to a SOCKS proxy: {e}"),
+            None,
+        )
+    })?;
+    // The proxy's own URI is only passed back to `Made`, which ignores it.
+    let mut socks = SocksV5::new(Uri::from_static("socks5://proxy"), Made(Some(stream)));
+    if let Some((user, pass)) = login {
+        socks = socks.with_auth(user.clone(), pass.clone());
+    }
+    match socks.call(target).await {
+        Ok(io) => Ok(io.into_inner()),
+        Err(e) => Err(ConnectFailure::new(
+            TransportErrorKind::ConnectionRefused,
+            format!("the SOCKS5 proxy did not connect to {authority}: {e}"),
+            None,
+        )),
+    }
 }
 
 /// Asks the proxy at the other end of `stream` for a tunnel to `host:port`, and waits for its
@@ -197,8 +304,7 @@ mod tests {
 
     #[test]
     fn an_explicit_proxy_routes_all_but_its_exceptions() {
-        let p =
-            Proxies::http("http://ann:pw@proxy.test:3128", "internal.test, 10.0.0.0/8").unwrap();
+        let p = Proxies::to("http://ann:pw@proxy.test:3128", "internal.test, 10.0.0.0/8").unwrap();
         let r = p.route(&uri("https://example.com/x")).expect("proxied");
         assert_eq!((r.host.as_str(), r.port), ("proxy.test", 3128));
         assert_eq!(r.auth.unwrap(), "Basic YW5uOnB3");
@@ -210,11 +316,31 @@ mod tests {
     }
 
     #[test]
-    fn only_http_proxies_are_accepted() {
-        assert!(Proxies::http("https://proxy.test", "").is_err());
-        assert!(Proxies::http("socks5://proxy.test", "").is_err());
-        assert!(Proxies::http("not a url", "").is_err());
-        assert!(Proxies::http("http://proxy.test", "").is_ok());
+    fn http_and_socks5_proxies_are_accepted() {
+        assert!(Proxies::to("https://proxy.test", "").is_err());
+        assert!(Proxies::to("socks4://proxy.test", "").is_err());
+        assert!(Proxies::to("not a url", "").is_err());
+        assert!(Proxies::to("http://proxy.test", "").is_ok());
+        let socks = Proxies::to("socks5h://ann:p%40ss@proxy.test", "").unwrap();
+        let r = socks.route(&uri("https://example.com/")).expect("proxied");
+        assert_eq!((r.host.as_str(), r.port), ("proxy.test", 1080));
+        assert!(r.auth.is_none(), "no Basic header for a SOCKS proxy");
+        match r.kind {
+            RouteKind::Socks5 { remote_dns, login } => {
+                assert!(remote_dns);
+                assert_eq!(login, Some(("ann".to_owned(), "p@ss".to_owned())));
+            }
+            other => panic!("{other:?}"),
+        }
+        let local = Proxies::to("socks5://proxy.test:9050", "").unwrap();
+        let r = local.route(&uri("http://example.com/")).unwrap();
+        assert!(matches!(
+            r.kind,
+            RouteKind::Socks5 {
+                remote_dns: false,
+                login: None
+            }
+        ));
     }
 
     #[test]

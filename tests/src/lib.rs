@@ -14,6 +14,7 @@
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
 
 pub mod fault;
+pub mod microsocks;
 pub mod mock;
 pub mod nginx;
 pub mod program;
@@ -24,6 +25,7 @@ pub mod tinyproxy;
 
 pub use courier_cli::loopback::{Asked, Leaf, LoopbackCa as TestCa, ProxyServer, sha256_hex};
 pub use fault::{Fault, FaultServer};
+pub use microsocks::Microsocks;
 pub use nginx::{AccessLine, Nginx, write_random_file};
 pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, TrustAnswer, check_invariants};
 pub use resource::{Misbehaviour, ResourceServer, Served};

@@ -1,5 +1,6 @@
 //! Running real server programs in tests: finding the binary, a free loopback port, and waiting
-//! until the program listens. Shared by [`Nginx`](crate::Nginx) and [`Tinyproxy`](crate::Tinyproxy).
+//! until the program listens, and the running program stopped when dropped. Shared by
+//! [`Nginx`](crate::Nginx), [`Tinyproxy`](crate::Tinyproxy) and [`Microsocks`](crate::Microsocks).
 
 use std::ffi::OsStr;
 use std::net::TcpListener;
@@ -70,5 +71,49 @@ pub fn wait_until_listening(port: u16, diagnostics: impl Fn() -> String) {
             diagnostics()
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A program started for a test: its process, its scratch directory and log, and the loopback port
+/// it listens on. Stopped (killed and reaped) when dropped.
+pub struct Running {
+    child: Child,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Running {
+    /// Takes charge of `child`, which logs to `log` (in `dir`) and listens on `port`, once it
+    /// listens.
+    ///
+    /// # Panics
+    /// When nothing listens on `port` within 10 s (the message carries the log).
+    pub fn listening(child: Child, dir: tempfile::TempDir, log: PathBuf, port: u16) -> Running {
+        let running = Running {
+            child,
+            _dir: dir,
+            log,
+            port,
+        };
+        wait_until_listening(port, || running.log());
+        running
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

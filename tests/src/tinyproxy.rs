@@ -3,18 +3,10 @@
 //! requests and opens `CONNECT` tunnels to any port, optionally behind Basic credentials (407
 //! without them). It stops when the value is dropped.
 
-use std::path::PathBuf;
-use std::process::Child;
-
-use crate::program;
+use crate::program::{self, Running};
 
 /// A running tinyproxy.
-pub struct Tinyproxy {
-    child: Child,
-    _dir: tempfile::TempDir,
-    log: PathBuf,
-    port: u16,
-}
+pub struct Tinyproxy(Running);
 
 impl Tinyproxy {
     /// Starts tinyproxy on 127.0.0.1, allowing loopback clients, requiring `credentials`
@@ -45,30 +37,16 @@ impl Tinyproxy {
             &binary,
             &["-d".as_ref(), "-c".as_ref(), conf_path.as_os_str()],
         );
-        let proxy = Tinyproxy {
-            child,
-            _dir: dir,
-            log,
-            port,
-        };
-        program::wait_until_listening(port, || proxy.log());
-        Some(proxy)
+        Some(Tinyproxy(Running::listening(child, dir, log, port)))
     }
 
     /// The proxy's URL, with `userinfo` (`user:pass@`) if given.
     pub fn url(&self, userinfo: &str) -> String {
-        format!("http://{userinfo}127.0.0.1:{}", self.port)
+        format!("http://{userinfo}127.0.0.1:{}", self.0.port())
     }
 
     /// What tinyproxy logged so far (its connections and requests).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.log()
     }
 }
