@@ -468,7 +468,10 @@ impl TaskDelegate for CliDelegate {
         reply.send(stream);
     }
 
-    fn did_send_body_data(&self, task: &TaskInfo, sent: i64, total: i64, expected: i64) {
+    fn did_send_body_data(&self, task: &TaskInfo, sent: u64, total: u64, expected: Option<u64>) {
+        // The event stream keeps URLSession's -1 for an unknown total.
+        let (sent, total, expected) =
+            (sent as i64, total as i64, expected.map_or(-1, |n| n as i64));
         self.progress.set(task.id(), total, expected);
         self.progress(task.id(), Flow::Sent, sent, total, expected);
     }
@@ -531,12 +534,15 @@ impl TaskDelegate for CliDelegate {
 }
 
 impl DownloadDelegate for CliDelegate {
-    fn did_write_data(&self, task: &TaskInfo, written: i64, total: i64, expected: i64) {
+    fn did_write_data(&self, task: &TaskInfo, written: u64, total: u64, expected: Option<u64>) {
+        let (written, total) = (written as i64, total as i64);
+        let expected = expected.map_or(-1, |n| n as i64);
         self.progress.set(task.id(), total, expected);
         self.progress(task.id(), Flow::Written, written, total, expected);
     }
 
-    fn did_resume_at_offset(&self, task: &TaskInfo, offset: i64, expected: i64) {
+    fn did_resume_at_offset(&self, task: &TaskInfo, offset: u64, expected: Option<u64>) {
+        let (offset, expected) = (offset as i64, expected.map_or(-1, |n| n as i64));
         self.progress.restart_at(task.id(), offset, expected);
         let mut inner = self.inner();
         self.emit(
@@ -670,8 +676,8 @@ impl DataDelegate for CliDelegate {
             // An upload's bar shows what it sent, not its response.
             self.progress.set(
                 task.id(),
-                task.bytes_received(),
-                task.bytes_expected_to_receive(),
+                task.bytes_received() as i64,
+                task.bytes_expected_to_receive().map_or(-1, |n| n as i64),
             );
         }
         let n = data.len() as i64;

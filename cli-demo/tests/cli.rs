@@ -825,7 +825,7 @@ async fn proxy_option_sends_requests_through_the_proxy() {
         server.url("/bytes/2000"),
         proxy.url("ann:pw@"),
         proxy.url(""),
-        "socks5://127.0.0.1:1080".to_owned(),
+        "socks4://127.0.0.1:1080".to_owned(),
     );
     let (through, refused, no_proxy, unsupported) = tokio::task::spawn_blocking(move || {
         (

@@ -126,13 +126,14 @@ pub trait TaskDelegate: Send + Sync + 'static {
     }
 
     /// Upload progress: `bytes_sent` more bytes went out, `total_bytes_sent` in all, of
-    /// `total_bytes_expected_to_send` (-1 when unknown, as for a stream). Totals only grow.
+    /// `total_bytes_expected_to_send` (`None` when unknown, as for a stream: URLSession's -1).
+    /// Totals only grow.
     fn did_send_body_data(
         &self,
         task: &TaskInfo,
-        bytes_sent: i64,
-        total_bytes_sent: i64,
-        total_bytes_expected_to_send: i64,
+        bytes_sent: u64,
+        total_bytes_sent: u64,
+        total_bytes_expected_to_send: Option<u64>,
     ) {
         let _ = (
             task,
@@ -204,14 +205,14 @@ pub trait DataDelegate: Send + Sync + 'static {
 /// `did_receive_response` and no `did_receive_data`: the body goes to a file.
 pub trait DownloadDelegate: Send + Sync + 'static {
     /// Progress: `bytes_written` more bytes are in the file, `total_bytes_written` in all, of
-    /// `total_bytes_expected_to_write` (-1 when unknown). Totals only grow; the last call's total is
-    /// the file's size.
+    /// `total_bytes_expected_to_write` (`None` when unknown: URLSession's -1). Totals only grow; the
+    /// last call's total is the file's size.
     fn did_write_data(
         &self,
         task: &TaskInfo,
-        bytes_written: i64,
-        total_bytes_written: i64,
-        total_bytes_expected_to_write: i64,
+        bytes_written: u64,
+        total_bytes_written: u64,
+        total_bytes_expected_to_write: Option<u64>,
     ) {
         let _ = (
             task,
@@ -223,8 +224,14 @@ pub trait DownloadDelegate: Send + Sync + 'static {
     }
 
     /// A task made from resume data started: the download continues at `file_offset` (0 when the
-    /// server could not continue it and it starts over), of `expected_total_bytes` (-1 when unknown).
-    fn did_resume_at_offset(&self, task: &TaskInfo, file_offset: i64, expected_total_bytes: i64) {
+    /// server could not continue it and it starts over), of `expected_total_bytes` (`None` when
+    /// unknown: URLSession's -1).
+    fn did_resume_at_offset(
+        &self,
+        task: &TaskInfo,
+        file_offset: u64,
+        expected_total_bytes: Option<u64>,
+    ) {
         let _ = (task, file_offset, expected_total_bytes);
         left_at_default(self, Callback::ResumeAtOffset);
     }

@@ -232,22 +232,21 @@ impl Response {
         &self.headers
     }
 
-    /// `expectedContentLength`: the Content-Length, or -1 when unknown. Also -1 when the body is
-    /// content-encoded (gzip, br...): the length on the wire is not the length delivered.
-    pub fn expected_content_length(&self) -> i64 {
+    /// `expectedContentLength`: the Content-Length; `None` when unknown (URLSession's -1), and
+    /// when the body is content-encoded (gzip, br...): the length on the wire is not the length
+    /// delivered.
+    pub fn expected_content_length(&self) -> Option<u64> {
         let encoded = self
             .headers
             .get(http::header::CONTENT_ENCODING)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         if encoded {
-            return -1;
+            return None;
         }
         self.headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .filter(|n| *n >= 0)
-            .unwrap_or(-1)
+            .and_then(|v| v.trim().parse::<u64>().ok())
     }
 
     /// The MIME type from Content-Type, without parameters, if present.
@@ -458,14 +457,14 @@ mod tests {
     }
 
     #[test]
-    fn content_length_or_minus_one() {
+    fn content_length_or_none() {
         let url = Url::parse("http://a.test/").unwrap();
         let mut h = HeaderMap::new();
         let r = Response::new(url.clone(), StatusCode::OK, Version::HTTP_11, h.clone());
-        assert_eq!(r.expected_content_length(), -1);
+        assert_eq!(r.expected_content_length(), None);
         h.insert(CONTENT_LENGTH, HeaderValue::from_static("12"));
         let r = Response::new(url, StatusCode::OK, Version::HTTP_11, h);
-        assert_eq!(r.expected_content_length(), 12);
+        assert_eq!(r.expected_content_length(), Some(12));
     }
     // 256 cases each by default; `PROPTEST_CASES=N` runs N.
     proptest::proptest! {

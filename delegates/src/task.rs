@@ -219,25 +219,29 @@ impl TaskInfo {
     }
 
     /// `countOfBytesReceived`: body bytes received.
-    pub fn bytes_received(&self) -> i64 {
-        self.shared.bytes_received.load(Ordering::Relaxed)
+    pub fn bytes_received(&self) -> u64 {
+        known(self.shared.bytes_received.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
-    /// `countOfBytesExpectedToReceive`: the Content-Length, or -1 when unknown.
-    pub fn bytes_expected_to_receive(&self) -> i64 {
-        self.shared
-            .bytes_expected_to_receive
-            .load(Ordering::Relaxed)
+    /// `countOfBytesExpectedToReceive`: the Content-Length; `None` when unknown (URLSession's
+    /// -1, `NSURLSessionTransferSizeUnknown`).
+    pub fn bytes_expected_to_receive(&self) -> Option<u64> {
+        known(
+            self.shared
+                .bytes_expected_to_receive
+                .load(Ordering::Relaxed),
+        )
     }
 
     /// `countOfBytesSent`: body bytes sent.
-    pub fn bytes_sent(&self) -> i64 {
-        self.shared.bytes_sent.load(Ordering::Relaxed)
+    pub fn bytes_sent(&self) -> u64 {
+        known(self.shared.bytes_sent.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
-    /// `countOfBytesExpectedToSend`: the body length (0 without a body).
-    pub fn bytes_expected_to_send(&self) -> i64 {
-        self.shared.bytes_expected_to_send.load(Ordering::Relaxed)
+    /// `countOfBytesExpectedToSend`: the body length (0 without a body); `None` when unknown (a
+    /// stream; URLSession's -1).
+    pub fn bytes_expected_to_send(&self) -> Option<u64> {
+        known(self.shared.bytes_expected_to_send.load(Ordering::Relaxed))
     }
 }
 
@@ -266,9 +270,10 @@ impl TaskRecorder {
 
     /// Publishes the response and its expected length.
     pub fn set_response(&self, response: Response) {
-        self.shared
-            .bytes_expected_to_receive
-            .store(response.expected_content_length(), Ordering::Relaxed);
+        self.shared.bytes_expected_to_receive.store(
+            unknown_as_minus_one(response.expected_content_length()),
+            Ordering::Relaxed,
+        );
         *lock(&self.shared.response) = Some(response);
     }
 
@@ -319,4 +324,15 @@ impl TaskRecorder {
             shared: self.shared.clone(),
         }
     }
+}
+
+/// A count kept with URLSession's -1 for "unknown", as Rust gives it: `None` for -1 (or any
+/// negative), the count otherwise.
+pub fn known(count: i64) -> Option<u64> {
+    u64::try_from(count).ok()
+}
+
+/// The other way: a count for URLSession's -1 convention (the CLI's JSON events keep it).
+pub fn unknown_as_minus_one(count: Option<u64>) -> i64 {
+    count.and_then(|n| i64::try_from(n).ok()).unwrap_or(-1)
 }

@@ -19,7 +19,8 @@
 //! - [`task`]: the task handles ([`Task`], and [`DataTask`], [`UploadTask`], [`DownloadTask`]
 //!   that share its methods), the task actor with its transfer, and where bodies go (a download's
 //!   partial file, checkpoints and resume data) and come from (an upload's bytes, file or stream).
-//! - [`state`]: the task state machine, `(state, event) -> (state, effects)`, with no I/O.
+//! - `state`: the task state machine, `(state, event) -> (state, effects)`, with no I/O (internal;
+//!   its property tests live beside it).
 //! - [`configuration`]: [`Configuration`], a session's settings and their defaults.
 //! - [`background`]: background sessions' other side: the service (journal, replay, crash
 //!   recovery), its queue and retries, and the wire protocol an application's session speaks to it.
@@ -38,7 +39,7 @@ mod completion;
 pub mod configuration;
 mod context;
 pub mod session;
-pub mod state;
+pub(crate) mod state;
 pub mod stores;
 pub mod task;
 
@@ -47,12 +48,10 @@ pub use configuration::{
 };
 pub use courier_delegates::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, BodyStream,
-    Credential, CredentialPersistence, DataDelegate, Delegate, DownloadDelegate, Error, ErrorCode,
-    ProtectionSpace, Reply, Request, Response, ResponseDisposition, ResumeData, SessionDelegate,
-    TaskDelegate, TaskInfo, TaskKind, TaskState, plain_file_name, priority,
-};
-pub use courier_delegates::{
-    CachePolicy, CachedResponse, FetchType, TaskMetrics, TransactionMetrics,
+    CachePolicy, CachedResponse, Credential, CredentialPersistence, DataDelegate, Delegate,
+    DownloadDelegate, Error, ErrorCode, FetchType, ProtectionSpace, Reply, Request, Response,
+    ResponseDisposition, ResumeData, ServerTrust, SessionDelegate, TaskDelegate, TaskInfo,
+    TaskKind, TaskMetrics, TaskState, TransactionMetrics, plain_file_name, priority,
 };
 pub use session::{CreateTaskError, Session};
 pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreChoice, UrlCache};

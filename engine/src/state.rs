@@ -12,11 +12,11 @@ use smallvec::{SmallVec, smallvec};
 
 /// The effects of one step, in order: at most four, kept inline (a task takes several steps per
 /// request, and none of them allocates).
-pub type Effects<E> = SmallVec<[Effect<E>; 4]>;
+pub(crate) type Effects<E> = SmallVec<[Effect<E>; 4]>;
 
 /// Where the transfer is, below the public state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Never resumed: nothing was sent.
     NotStarted,
     /// The request is out; waiting for the response head.
@@ -29,7 +29,7 @@ pub enum Phase {
 
 /// What happened to a task.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TaskEvent<E> {
+pub(crate) enum TaskEvent<E> {
     /// `resume()` was called.
     Resume,
     /// `suspend()` was called.
@@ -54,7 +54,7 @@ pub enum TaskEvent<E> {
 
 /// Why a task completed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome<E> {
+pub(crate) enum Outcome<E> {
     /// The transfer finished (whatever the HTTP status).
     Finished,
     /// The transfer failed.
@@ -65,7 +65,7 @@ pub enum Outcome<E> {
 
 /// What the actor must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Effect<E> {
+pub(crate) enum Effect<E> {
     /// Publish a state change (and tell the delegate).
     StateChanged {
         /// The state before.
@@ -99,7 +99,7 @@ pub enum Effect<E> {
 
 /// A task's state machine: the public state and the transfer phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TaskMachine {
+pub(crate) struct TaskMachine {
     state: TaskState,
     phase: Phase,
 }
@@ -112,7 +112,7 @@ impl Default for TaskMachine {
 
 impl TaskMachine {
     /// A new task: suspended, not started.
-    pub fn new() -> TaskMachine {
+    pub(crate) fn new() -> TaskMachine {
         TaskMachine {
             state: TaskState::Suspended,
             phase: Phase::NotStarted,
@@ -120,22 +120,23 @@ impl TaskMachine {
     }
 
     /// The public state.
-    pub fn state(&self) -> TaskState {
+    pub(crate) fn state(&self) -> TaskState {
         self.state
     }
 
     /// The transfer phase.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
 
-    /// True once the task was resumed at least once.
-    pub fn was_started(&self) -> bool {
+    /// True once the task was resumed at least once (the property tests check it).
+    #[cfg(test)]
+    pub(crate) fn was_started(&self) -> bool {
         self.phase != Phase::NotStarted
     }
 
     /// Applies `event`: the next machine and the effects to carry out, in order.
-    pub fn step<E>(self, event: TaskEvent<E>) -> (TaskMachine, Effects<E>) {
+    pub(crate) fn step<E>(self, event: TaskEvent<E>) -> (TaskMachine, Effects<E>) {
         use Effect as F;
         use TaskEvent as Ev;
         use TaskState::{Canceling, Completed, Running, Suspended};

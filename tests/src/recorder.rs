@@ -517,11 +517,11 @@ impl TaskDelegate for Recorder {
         reply.send(stream);
     }
 
-    fn did_send_body_data(&self, task: &TaskInfo, _sent: i64, total: i64, expected: i64) {
+    fn did_send_body_data(&self, task: &TaskInfo, _sent: u64, total: u64, expected: Option<u64>) {
         self.push(Event::Sent {
             task: task.id(),
-            total,
-            expected,
+            total: total as i64,
+            expected: minus_one(expected),
         });
     }
 
@@ -622,20 +622,20 @@ impl DataDelegate for Recorder {
 }
 
 impl DownloadDelegate for Recorder {
-    fn did_write_data(&self, task: &TaskInfo, written: i64, total: i64, expected: i64) {
+    fn did_write_data(&self, task: &TaskInfo, written: u64, total: u64, expected: Option<u64>) {
         self.push(Event::Wrote {
             task: task.id(),
-            written,
-            total,
-            expected,
+            written: written as i64,
+            total: total as i64,
+            expected: minus_one(expected),
         });
     }
 
-    fn did_resume_at_offset(&self, task: &TaskInfo, offset: i64, expected: i64) {
+    fn did_resume_at_offset(&self, task: &TaskInfo, offset: u64, expected: Option<u64>) {
         self.push(Event::Resumed {
             task: task.id(),
-            offset,
-            expected,
+            offset: offset as i64,
+            expected: minus_one(expected),
         });
     }
 
@@ -696,4 +696,9 @@ pub fn check_invariants(events: &[Event]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// An expected total as the events keep it: URLSession's -1 when unknown (as the CLI's stream).
+fn minus_one(expected: Option<u64>) -> i64 {
+    expected.map_or(-1, |n| n as i64)
 }

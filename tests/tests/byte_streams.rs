@@ -114,7 +114,7 @@ async fn a_cut_ends_the_stream_with_the_error_and_a_refusal_fails_the_call() {
     .await;
     let session = session();
     let (mut stream, response) = session.bytes(server.url("/").as_str()).await.unwrap();
-    assert_eq!(response.expected_content_length(), 100_000);
+    assert_eq!(response.expected_content_length(), Some(100_000));
     let mut got = 0;
     let error = loop {
         match stream.chunk().await {

@@ -113,7 +113,7 @@ async fn a_download_reports_growing_totals_then_hands_over_the_whole_file() {
     );
     assert!(!names.contains(&"response") && !names.contains(&"data"));
     assert_eq!(task.info().state(), TaskState::Completed);
-    assert_eq!(task.info().bytes_received(), content.len() as i64);
+    assert_eq!(task.info().bytes_received(), content.len() as u64);
     assert_empty(dir.path());
 }
 

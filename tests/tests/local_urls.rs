@@ -18,7 +18,7 @@ async fn data_urls_decode_into_a_body_with_their_media_type() {
     assert_eq!(&body[..], b"Hello World!");
     assert_eq!(response.status(), 200);
     assert_eq!(response.mime_type(), Some("text/plain"));
-    assert_eq!(response.expected_content_length(), 12);
+    assert_eq!(response.expected_content_length(), Some(12));
     let (body, _) = session.data("data:,a%20b").await.unwrap();
     assert_eq!(&body[..], b"a b");
     let err = session.data("data:;base64,!!!!").await.unwrap_err();
@@ -39,7 +39,7 @@ async fn file_urls_serve_files_to_data_and_download_tasks() {
     let session = Session::with_delegate(config, rec.clone()).unwrap();
     let (body, response) = session.data(url.as_str()).await.unwrap();
     assert!(body[..] == content[..]);
-    assert_eq!(response.expected_content_length(), 1_000_000);
+    assert_eq!(response.expected_content_length(), Some(1_000_000));
 
     let task = session.download_task(url.as_str()).unwrap();
     task.resume();

@@ -123,7 +123,7 @@ async fn a_100_mib_upload_reaches_nginx_whole() {
     task.resume();
     assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
     assert_eq!(task.info().response().unwrap().status(), 201);
-    assert_eq!(task.info().bytes_sent(), SIZE as i64);
+    assert_eq!(task.info().bytes_sent(), SIZE as u64);
     assert_eq!(
         file_sha(&nginx.upload_dir().join("big.bin")),
         file_sha(&source)

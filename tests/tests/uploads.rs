@@ -63,7 +63,7 @@ async fn an_upload_from_bytes_reports_progress_then_the_response() {
     let first_response = names.iter().position(|n| *n == "response").unwrap();
     assert!(names[..first_response].contains(&"sent"));
     assert_eq!(task.info().bytes_sent(), 16384);
-    assert_eq!(task.info().bytes_expected_to_send(), 16384);
+    assert_eq!(task.info().bytes_expected_to_send(), Some(16384));
 }
 
 #[tokio::test]
@@ -104,7 +104,7 @@ async fn a_stream_upload_asks_the_delegate_for_its_body_and_again_after_a_307() 
     assert_eq!(asked(task.info().id()), 1);
     assert_eq!(
         task.info().bytes_expected_to_send(),
-        -1,
+        None,
         "a stream's length is unknown"
     );
 

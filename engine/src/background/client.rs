@@ -361,11 +361,20 @@ impl Client {
                 } => {
                     recorder.set_received(total);
                     recorder.set_expected_to_receive(expected);
-                    d.did_write_data(&info, written, total, expected);
+                    d.did_write_data(
+                        &info,
+                        courier_delegates::task::known(written).unwrap_or(0),
+                        courier_delegates::task::known(total).unwrap_or(0),
+                        courier_delegates::task::known(expected),
+                    );
                 }
                 StoredEvent::ResumedAt { offset, expected } => {
                     recorder.set_received(offset);
-                    d.did_resume_at_offset(&info, offset, expected);
+                    d.did_resume_at_offset(
+                        &info,
+                        courier_delegates::task::known(offset).unwrap_or(0),
+                        courier_delegates::task::known(expected),
+                    );
                 }
                 StoredEvent::FinishedDownloading { file } => {
                     d.did_finish_downloading_to(&info, &file);

@@ -139,11 +139,12 @@ impl std::fmt::Debug for Service {
 }
 
 /// A start failure, with what was being done.
-fn failed(what: &str, e: &dyn std::fmt::Display) -> Error {
+fn failed<E: std::error::Error + Send + Sync + 'static>(what: &str, e: E) -> Error {
     Error::new(
         courier_delegates::ErrorCode::Unknown,
         format!("{what}: {e}"),
     )
+    .with_source(e)
 }
 
 impl Service {
@@ -197,10 +198,10 @@ impl Service {
             let dir = data_dir.to_path_buf();
             tokio::task::spawn_blocking(move || Journal::open(&dir))
                 .await
-                .map_err(|e| failed("cannot open the journal", &e))?
-                .map_err(|e| failed("cannot open the journal", &e))?
+                .map_err(|e| failed("cannot open the journal", e))?
+                .map_err(|e| failed("cannot open the journal", e))?
         };
-        let (listener, owner) = listen().map_err(|e| failed("cannot make the socket", &e))?;
+        let (listener, owner) = listen().map_err(|e| failed("cannot make the socket", e))?;
         let (scheduler, retries) = Scheduler::new(policy);
         let inner = Arc::new(Inner {
             journal: Arc::new(journal),
@@ -212,7 +213,7 @@ impl Service {
         inner
             .recover()
             .await
-            .map_err(|e| failed("cannot recover the journal's tasks", &e))?;
+            .map_err(|e| failed("cannot recover the journal's tasks", e))?;
         let driver = tokio::spawn(inner.clone().drive(retries));
         let socket = listener
             .local_addr()

@@ -253,7 +253,7 @@ impl Actor for TaskActor {
                 TaskMsg::Wrote { total, expected } => {
                     // The count of bytes on disk stays true even while cancelling, when the
                     // delegate hears no more progress.
-                    if total as i64 > st.info.bytes_received() {
+                    if total > st.info.bytes_received() {
                         st.recorder.set_received(total as i64);
                     }
                     (TaskEvent::DataReceived, Payload::Wrote { total, expected })
@@ -410,9 +410,9 @@ impl TaskActorState {
                 self.sent += n;
                 self.recorder.set_sent(self.sent as i64);
                 if let Some(queue) = self.delegate_for(Callback::SendBodyData) {
-                    let (info, total) = (self.info.clone(), self.sent as i64);
+                    let (info, total) = (self.info.clone(), self.sent);
                     let expected = self.info.bytes_expected_to_send();
-                    queue.push(move |d| d.did_send_body_data(&info, n as i64, total, expected));
+                    queue.push(move |d| d.did_send_body_data(&info, n, total, expected));
                 }
             }
             Effect::HandOver => {

@@ -111,7 +111,11 @@ impl DownloadSink {
             }
         })
         .await
-        .map_err(|e| Error::new(ErrorCode::CannotCreateFile, e.to_string()).with_url(&url))?;
+        .map_err(|e| {
+            Error::new(ErrorCode::CannotCreateFile, e.to_string())
+                .with_url(&url)
+                .with_source(e)
+        })?;
         let file = opened.map_err(|e| resume_error(e, from.is_some(), &url))?;
         slot.set(file.name());
         let now = Instant::now();
@@ -184,7 +188,7 @@ impl DownloadSink {
             self.checkpointed = 0;
         }
         let start = self.written;
-        let length = u64::try_from(response.expected_content_length()).ok();
+        let length = response.expected_content_length();
         self.expected = match (placement, total, length) {
             (Placement::Append, Some(total), _) => total as i64,
             (_, _, Some(len)) => (start + len) as i64,

@@ -71,7 +71,9 @@ pub(crate) fn build_request(
         .with_url(text));
     }
     let uri: http::Uri = url.as_str().parse().map_err(|e: http::uri::InvalidUri| {
-        Error::new(ErrorCode::BadUrl, format!("bad URL: {e}")).with_url(text)
+        Error::new(ErrorCode::BadUrl, format!("bad URL: {e}"))
+            .with_url(text)
+            .with_source(e)
     })?;
 
     // The configuration's headers first, then the request's, which replace same-named ones.

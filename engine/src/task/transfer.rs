@@ -585,6 +585,7 @@ impl Run {
                     let n = file.read_buf(&mut chunk).await.map_err(|e| {
                         Error::new(ErrorCode::NoPermissionsToReadFile, e.to_string())
                             .with_url(self.url.as_str())
+                            .with_source(e)
                     })?;
                     if n == 0 {
                         return Ok(());

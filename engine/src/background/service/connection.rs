@@ -271,7 +271,12 @@ impl Inner {
             .into_iter()
             .filter_map(|(task, record)| match record {
                 Ok(record) => {
-                    let (written, expected) = progress(task).unwrap_or((0, -1));
+                    let (written, expected) = progress(task).unwrap_or((0, None));
+                    // The wire keeps URLSession's counts (-1 for unknown).
+                    let (written, expected) = (
+                        written as i64,
+                        courier_delegates::task::unknown_as_minus_one(expected),
+                    );
                     Some(ServiceMessage::Task {
                         task,
                         record,

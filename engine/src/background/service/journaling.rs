@@ -271,7 +271,13 @@ impl TaskDelegate for Journaling {
 }
 
 impl DownloadDelegate for Journaling {
-    fn did_write_data(&self, task: &TaskInfo, written: i64, total: i64, expected: i64) {
+    fn did_write_data(&self, task: &TaskInfo, written: u64, total: u64, expected: Option<u64>) {
+        // The journal keeps URLSession's counts (-1 for unknown).
+        let (written, total, expected) = (
+            written as i64,
+            total as i64,
+            courier_delegates::task::unknown_as_minus_one(expected),
+        );
         let Some(id) = self.journal_id(task) else {
             return;
         };
@@ -286,7 +292,11 @@ impl DownloadDelegate for Journaling {
         );
     }
 
-    fn did_resume_at_offset(&self, task: &TaskInfo, offset: i64, expected: i64) {
+    fn did_resume_at_offset(&self, task: &TaskInfo, offset: u64, expected: Option<u64>) {
+        let (offset, expected) = (
+            offset as i64,
+            courier_delegates::task::unknown_as_minus_one(expected),
+        );
         if let Some(id) = self.journal_id(task) {
             self.record(id, StoredEvent::ResumedAt { offset, expected });
         }

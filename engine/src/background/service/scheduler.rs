@@ -164,7 +164,7 @@ impl Inner {
     /// Runs the queue: starts what may start, carries out retries, watches throughput. Ends when
     /// the service is dropped (the retry channel closes).
     pub(super) async fn drive(self: Arc<Self>, mut retries: mpsc::UnboundedReceiver<Retry>) {
-        let mut samples: HashMap<Key, (Instant, i64)> = HashMap::new();
+        let mut samples: HashMap<Key, (Instant, u64)> = HashMap::new();
         loop {
             let now = Instant::now();
             let (start, wake_at, running) = {
@@ -248,7 +248,7 @@ impl Inner {
     async fn check_throughput(
         &self,
         floor: Throughput,
-        samples: &mut HashMap<Key, (Instant, i64)>,
+        samples: &mut HashMap<Key, (Instant, u64)>,
     ) {
         let running: Vec<Key> = lock(&self.scheduler.queue).running().cloned().collect();
         samples.retain(|key, _| running.contains(key));
@@ -262,7 +262,7 @@ impl Inner {
             };
             let moved = task.info().bytes_received() + task.info().bytes_sent();
             let expected = task.info().bytes_expected_to_receive();
-            if expected > 0 && task.info().bytes_received() >= expected {
+            if expected.is_some_and(|e| e > 0 && task.info().bytes_received() >= e) {
                 continue; // done: its completion is on its way
             }
             let (since, at) = *samples.entry(key.clone()).or_insert((now, moved));
@@ -270,7 +270,7 @@ impl Inner {
             if elapsed < floor.window {
                 continue;
             }
-            let rate = (moved - at).max(0) as f64 / elapsed.as_secs_f64();
+            let rate = moved.saturating_sub(at) as f64 / elapsed.as_secs_f64();
             samples.insert(key.clone(), (now, moved));
             if rate >= floor.bytes_per_second as f64 {
                 continue;

@@ -104,7 +104,13 @@ impl TaskActorState {
                 self.recorder.set_expected_to_receive(expected);
                 if let Some(queue) = self.delegate_for(Callback::ResumeAtOffset) {
                     let info = self.info.clone();
-                    queue.push(move |d| d.did_resume_at_offset(&info, offset as i64, expected));
+                    queue.push(move |d| {
+                        d.did_resume_at_offset(
+                            &info,
+                            offset,
+                            courier_delegates::task::known(expected),
+                        )
+                    });
                 }
             }
             Payload::Wrote { total, expected } => {
@@ -119,7 +125,12 @@ impl TaskActorState {
                 if let Some(queue) = self.delegate_for(Callback::WriteData) {
                     let info = self.info.clone();
                     queue.push(move |d| {
-                        d.did_write_data(&info, delta as i64, total as i64, expected)
+                        d.did_write_data(
+                            &info,
+                            delta,
+                            total,
+                            courier_delegates::task::known(expected),
+                        )
                     });
                 }
             }

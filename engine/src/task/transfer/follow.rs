@@ -122,10 +122,10 @@ impl Run {
                 }
             }
             head.uri = url.as_str().parse().map_err(|e: http::uri::InvalidUri| {
-                fail(
-                    ErrorCode::BadUrl,
-                    format!("bad redirect location: {e}"),
-                    &url,
+                Halt::Failed(
+                    Error::new(ErrorCode::BadUrl, format!("bad redirect location: {e}"))
+                        .with_url(url.as_str())
+                        .with_source(e),
                 )
             })?;
             head.method = next.method().clone();

@@ -144,7 +144,9 @@ impl Run {
             t.request_start = Some(std::time::Instant::now());
         });
         let request = builder.body(request_body).map_err(|e| {
-            Error::new(ErrorCode::BadUrl, format!("bad request: {e}")).with_url(self.url.as_str())
+            Error::new(ErrorCode::BadUrl, format!("bad request: {e}"))
+                .with_url(self.url.as_str())
+                .with_source(e)
         })?;
         let transport = self.ctx.transport.clone();
         match self

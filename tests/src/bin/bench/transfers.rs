@@ -174,15 +174,15 @@ impl TaskDelegate for Watcher {
     }
 }
 impl DownloadDelegate for Watcher {
-    fn did_write_data(&self, _task: &TaskInfo, _n: i64, total: i64, _expected: i64) {
-        let before = self.written.swap(total as u64, Ordering::AcqRel);
+    fn did_write_data(&self, _task: &TaskInfo, _n: u64, total: u64, _expected: Option<u64>) {
+        let before = self.written.swap(total, Ordering::AcqRel);
         let half = self.half.load(Ordering::Acquire);
-        if before < half && total as u64 >= half {
+        if before < half && total >= half {
             self.reached_half.notify_one();
         }
     }
-    fn did_resume_at_offset(&self, _task: &TaskInfo, offset: i64, _expected: i64) {
-        self.resumed_at.store(offset as u64, Ordering::Release);
+    fn did_resume_at_offset(&self, _task: &TaskInfo, offset: u64, _expected: Option<u64>) {
+        self.resumed_at.store(offset, Ordering::Release);
     }
     fn did_finish_downloading_to(&self, _task: &TaskInfo, _location: &Path) {}
 }
