@@ -98,6 +98,16 @@ pub trait TaskDelegate: Send + Sync + 'static {
         reply.send(Some(new_request.clone()));
     }
 
+    /// An informational (1xx) response arrived before the final one: `103 Early Hints` (its
+    /// `Link` headers name what the final response will need), `100 Continue` (the server asks for
+    /// an upload's body), `102 Processing`. URLSession's
+    /// `urlSession(_:task:didReceiveInformationalResponse:)`. HTTP/1.1 only: hyper does not surface
+    /// them on HTTP/2 streams. `101 Switching Protocols` is not informational here.
+    fn did_receive_informational_response(&self, task: &TaskInfo, response: &Response) {
+        let _ = (task, response);
+        left_at_default(self, Callback::InformationalResponse);
+    }
+
     /// A server asks this task to authenticate (HTTP Basic or Digest). Answer with a disposition;
     /// the default (also sent when `reply` is dropped) is
     /// [`AuthChallengeDisposition::PerformDefaultHandling`]: the URL's user and password, then the

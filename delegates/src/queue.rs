@@ -66,6 +66,8 @@ pub enum Callback {
     ResumeAtOffset,
     /// [`DownloadDelegate::did_finish_downloading_to`](crate::DownloadDelegate::did_finish_downloading_to).
     FinishDownloading,
+    /// [`TaskDelegate::did_receive_informational_response`](crate::TaskDelegate::did_receive_informational_response).
+    InformationalResponse,
 }
 
 impl Callback {

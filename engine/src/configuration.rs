@@ -171,6 +171,8 @@ impl CleartextPolicy {
 /// | `tls_minimum_version` | [`TlsVersion::Tls12`] | same |
 /// | `partial_download_lifetime` | 7 days | (the directory goes with the session) |
 /// | `is_discretionary` | false (background sessions only) | same |
+/// | `expect_continue_threshold` | 1 MiB | same |
+/// | `expect_continue_timeout` | 1 s | same |
 /// | `protocol_handlers` | none | same |
 /// | `session_directory` | `None`: `<data dir>/courier/sessions/default` | `None`: a private directory in the system's temporary directory, removed with the session |
 #[derive(Clone, Debug)]
@@ -233,6 +235,15 @@ pub struct Configuration {
     /// The session's own URL cache's disk capacity, in bytes, in the session directory (0 for
     /// none; an ephemeral session writes no cache).
     pub url_cache_disk_capacity: usize,
+    /// Uploads of at least this many bytes (or of unknown length) ask `Expect: 100-continue` and
+    /// hold their body until the server says `100 Continue`, so a server that refuses them (a 401,
+    /// a 413, a redirect) does not receive the body first; `None` never asks. Over HTTP/1.1 only
+    /// (cleartext, or a TLS host already seen to speak it). Courier's addition: URLSession sends
+    /// the header only when the application sets it (which works here too, at any size).
+    pub expect_continue_threshold: Option<u64>,
+    /// How long an upload waits for `100 Continue` before sending its body anyway (servers that
+    /// ignore the header never answer it). curl waits 1 second too.
+    pub expect_continue_timeout: Duration,
     /// How many redirects a task follows before it fails with
     /// [`ErrorCode::HttpTooManyRedirects`](crate::ErrorCode) (-1007). URLSession's limit is 20.
     pub http_maximum_redirects: usize,
@@ -286,6 +297,8 @@ impl Default for Configuration {
             extra_root_certificates: Vec::new(),
             cleartext: CleartextPolicy::Deny,
             http_maximum_redirects: 20,
+            expect_continue_threshold: Some(1 << 20),
+            expect_continue_timeout: Duration::from_secs(1),
             request_cache_policy: CachePolicy::UseProtocolCachePolicy,
             url_cache_memory_capacity: 4 << 20,
             url_cache_disk_capacity: 20 << 20,

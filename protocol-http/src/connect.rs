@@ -165,6 +165,27 @@ impl tower_service::Service<Uri> for Connector {
 }
 
 impl Connector {
+    /// True when a request to `uri` goes over HTTP/1.1 for sure: cleartext (Courier speaks HTTP/2
+    /// over TLS only), or a TLS host whose connections negotiated HTTP/1.1 before. Unknown (a TLS
+    /// host not met yet) counts as false.
+    pub(crate) fn speaks_http1(&self, uri: &Uri) -> bool {
+        match uri.scheme_str() {
+            Some("http") => true,
+            Some("https") => {
+                let host = uri.host().unwrap_or("").trim_matches(['[', ']']).to_owned();
+                let key = (true, host, uri.port_u16().unwrap_or(443));
+                let map = self
+                    .inner
+                    .per_host
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                map.get(&key)
+                    .is_some_and(|h| h.speaks_h1.load(Ordering::Acquire))
+            }
+            _ => false,
+        }
+    }
+
     /// Where the request's `Proxy-Authorization` goes: `Some(credentials)` on a cleartext request
     /// to its proxy (the proxy URL's, else the request's own), `None` to take it off the request (an
     /// `https` request presents it on its tunnel's `CONNECT`; a direct request has no proxy to

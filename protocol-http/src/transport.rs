@@ -144,6 +144,12 @@ impl Transport {
         *self.client.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
 
+    /// True when a request to `uri` goes over HTTP/1.1 for sure (cleartext, or a TLS host seen to
+    /// negotiate HTTP/1.1): where `Expect: 100-continue` and 1xx responses work.
+    pub fn speaks_http1(&self, uri: &http::Uri) -> bool {
+        self.connector.speaks_http1(uri)
+    }
+
     /// Sends `request` and waits for the response head. The body streams from the returned
     /// response; it is read only as fast as the caller polls it.
     ///

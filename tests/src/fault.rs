@@ -24,6 +24,11 @@ pub enum Fault {
     Stall,
     /// Answers with bytes that are not HTTP.
     Garbage,
+    /// Answers `103 Early Hints` (with a `Link` header), then `200` with the body `ok`.
+    EarlyHints,
+    /// Ignores `Expect: 100-continue`: never says `100 Continue`, reads the whole body its
+    /// `Content-Length` announces, then answers `200` with how many body bytes it read.
+    IgnoresExpect,
 }
 
 /// A running fault server; stops when dropped.
@@ -62,19 +67,44 @@ impl Drop for FaultServer {
     }
 }
 
-async fn read_head(tcp: &mut TcpStream) {
+/// Reads up to the end of the request head; returns what was read (the head, and any body bytes
+/// that came with it).
+async fn read_head(tcp: &mut TcpStream) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
         match tcp.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+    buf
+}
+
+/// Reads the body the head in `read` announces, counting the bytes that came with the head.
+async fn read_body(tcp: &mut TcpStream, read: &[u8]) -> usize {
+    let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return 0;
+    };
+    let head = String::from_utf8_lossy(&read[..end]).to_ascii_lowercase();
+    let announced = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut got = read.len() - (end + 4);
+    let mut chunk = vec![0u8; 64 * 1024];
+    while got < announced {
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    got
 }
 
 async fn serve(mut tcp: TcpStream, fault: Fault) {
-    read_head(&mut tcp).await;
+    let read = read_head(&mut tcp).await;
     match fault {
         Fault::CloseWithoutResponse => {}
         Fault::CloseMidBody { announced, sent } => {
@@ -86,6 +116,22 @@ async fn serve(mut tcp: TcpStream, fault: Fault) {
         Fault::Stall => tokio::time::sleep(Duration::from_secs(3600)).await,
         Fault::Garbage => {
             let _ = tcp.write_all(b"this is not HTTP at all\r\n\r\n").await;
+        }
+        Fault::EarlyHints => {
+            let _ = tcp
+                .write_all(
+                    b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n\
+                      HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                )
+                .await;
+        }
+        Fault::IgnoresExpect => {
+            let got = read_body(&mut tcp, &read).await.to_string();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{got}",
+                got.len()
+            );
+            let _ = tcp.write_all(answer.as_bytes()).await;
         }
     }
     let _ = tcp.shutdown().await;

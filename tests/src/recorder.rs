@@ -89,6 +89,15 @@ pub enum Event {
         /// Task identifier.
         task: u64,
     },
+    /// `did_receive_informational_response`.
+    Informational {
+        /// Task identifier.
+        task: u64,
+        /// Its status (1xx).
+        status: u16,
+        /// Its `Link` header, if any (103 Early Hints).
+        link: Option<String>,
+    },
     /// `did_send_body_data`.
     Sent {
         /// Task identifier.
@@ -166,6 +175,7 @@ impl Event {
             Event::Resumed { .. } => "resumed",
             Event::Finished { .. } => "finished",
             Event::NeedBody { .. } => "need_body",
+            Event::Informational { .. } => "informational",
             Event::Sent { .. } => "sent",
             Event::Redirect { .. } => "redirect",
             Event::Challenge { .. } => "challenge",
@@ -189,6 +199,7 @@ impl Event {
             | Event::Resumed { task, .. }
             | Event::Finished { task, .. }
             | Event::NeedBody { task }
+            | Event::Informational { task, .. }
             | Event::Sent { task, .. }
             | Event::Redirect { task, .. }
             | Event::Challenge { task, .. }
@@ -506,6 +517,18 @@ impl TaskDelegate for Recorder {
             .pop_front()
             .unwrap_or(AuthChallengeDisposition::PerformDefaultHandling);
         reply.send(answer);
+    }
+
+    fn did_receive_informational_response(&self, task: &TaskInfo, response: &Response) {
+        self.push(Event::Informational {
+            task: task.id(),
+            status: response.status().as_u16(),
+            link: response
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        });
     }
 
     fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {

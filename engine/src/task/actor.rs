@@ -52,6 +52,8 @@ pub(crate) enum TaskMsg {
     /// A completion-form task's whole answer in one message (the transfer gathered the body and
     /// counted its bytes): the same steps as `Response`, `Data` and `Finished` one by one.
     Whole(Response, Bytes),
+    /// An informational (1xx) response arrived, for the delegate.
+    Informational(Response),
     /// The transfer failed.
     Failed(Error),
     /// The transfer panicked (a bug, in Courier or a parser it uses): the actor fails with it, and
@@ -205,10 +207,19 @@ impl Actor for TaskActor {
                     st.ask_about_part(response, answer);
                     return Ok(());
                 }
+                TaskMsg::Informational(response) => {
+                    if let Some(queue) = st.delegate_for(Callback::InformationalResponse) {
+                        let info = st.info.clone();
+                        queue.push(move |d| d.did_receive_informational_response(&info, &response));
+                    }
+                    return Ok(());
+                }
                 other => other,
             };
             let (event, payload) = match msg {
-                TaskMsg::OfferToCache(..) | TaskMsg::PartResponse(..) => {
+                TaskMsg::OfferToCache(..)
+                | TaskMsg::PartResponse(..)
+                | TaskMsg::Informational(..) => {
                     unreachable!("answered above")
                 }
                 TaskMsg::Control(Control::Resume) => (TaskEvent::Resume, Payload::None),

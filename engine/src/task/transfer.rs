@@ -48,6 +48,7 @@ use crate::context::SessionContext;
 
 mod body;
 mod caching;
+mod expect;
 mod follow;
 mod parts;
 mod receive;

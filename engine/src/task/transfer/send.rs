@@ -127,6 +127,7 @@ impl Run {
             }
             *h = std::mem::take(asked.headers_mut());
         }
+        let mut continuing = None;
         let request_body = match body {
             Some(source) => {
                 // A delegate slow to hand over a stream must not hold up a cancel.
@@ -136,23 +137,42 @@ impl Run {
                 if let (Some(len), Some(h)) = (prepared.length, builder.headers_mut()) {
                     h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
                 }
-                prepared.body
+                match self.expects_continue(head, prepared.length) {
+                    Some(gate) => {
+                        if let Some(h) = builder.headers_mut() {
+                            h.insert(
+                                http::header::EXPECT,
+                                http::HeaderValue::from_static("100-continue"),
+                            );
+                        }
+                        let held =
+                            gate.hold(prepared.body, self.ctx.config.expect_continue_timeout);
+                        continuing = Some(gate);
+                        held
+                    }
+                    None => prepared.body,
+                }
             }
             None => empty_body(),
         };
         self.open_transaction(FetchType::Network, fetch_start, |t| {
             t.request_start = Some(std::time::Instant::now());
         });
-        let request = builder.body(request_body).map_err(|e| {
+        let mut request = builder.body(request_body).map_err(|e| {
             Error::new(ErrorCode::BadUrl, format!("bad request: {e}"))
                 .with_url(self.url.as_str())
                 .with_source(e)
         })?;
+        self.hear_informational(&mut request, continuing.clone());
         let transport = self.ctx.transport.clone();
-        match self
+        let sent = self
             .timed(async move { transport.send(request).await })
-            .await
-        {
+            .await;
+        // A final answer before the server asked for the body: the body is not sent.
+        if let Some(gate) = &continuing {
+            gate.close();
+        }
+        match sent {
             Ok(Ok(r)) => {
                 let r = r.map(ResponseBody::Wire);
                 self.note_response(&r);
@@ -165,6 +185,57 @@ impl Run {
 }
 
 impl Run {
+    /// The gate an upload of `length` bytes waits behind for `100 Continue`, when it asks for one:
+    /// a large (or unknown-length) body over HTTP/1.1, or any body whose request set the header.
+    fn expects_continue(&self, head: &Head, length: Option<u64>) -> Option<expect::ContinueGate> {
+        let asked = head
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let large = match (self.ctx.config.expect_continue_threshold, length) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(threshold), Some(len)) => len >= threshold,
+        };
+        ((asked || large) && self.ctx.transport.speaks_http1(&head.uri))
+            .then(expect::ContinueGate::new)
+    }
+
+    /// Has 1xx responses open the upload's gate (`100 Continue`) and reach the delegate, when
+    /// either is wanted; otherwise nothing is registered, and nothing is paid.
+    fn hear_informational(
+        &self,
+        request: &mut http::Request<courier_protocol_http::RequestBody>,
+        gate: Option<expect::ContinueGate>,
+    ) {
+        let tell = self.callbacks
+            && self
+                .ctx
+                .queue
+                .as_ref()
+                .is_some_and(|q| q.wants(Callback::InformationalResponse));
+        if gate.is_none() && !tell {
+            return;
+        }
+        let (actor, url) = (self.actor.clone(), self.url.clone());
+        hyper::ext::on_informational(request, move |response| {
+            if response.status() == http::StatusCode::CONTINUE
+                && let Some(gate) = &gate
+            {
+                gate.open();
+            }
+            if tell {
+                let seen = Response::new(
+                    url.clone(),
+                    response.status(),
+                    response.version(),
+                    response.headers().clone(),
+                );
+                let _ = actor.cast(TaskMsg::Informational(seen));
+            }
+        });
+    }
+
     /// Has a protocol handler answer `request` in place of the network, under the same clock.
     async fn ask_handler(
         &mut self,
