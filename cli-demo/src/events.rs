@@ -497,8 +497,20 @@ impl TaskDelegate for CliDelegate {
                     "connect_ms": ms(t.connect),
                     "secure_connection_ms": ms(t.secure_connection),
                     "request_start_ms": at(t.request_start),
+                    "request_end_ms": at(t.request_end),
                     "response_start_ms": at(t.response_start),
                     "response_end_ms": at(t.response_end),
+                    "status": t.status,
+                    "request_header_bytes_sent": t.request_header_bytes_sent,
+                    "request_body_bytes_sent": t.request_body_bytes_sent,
+                    "response_header_bytes_received": t.response_header_bytes_received,
+                    "response_body_bytes_received": t.response_body_bytes_received,
+                    "response_body_bytes_after_decoding": t.response_body_bytes_after_decoding,
+                    "local_address": t.local_address.map(|a| a.to_string()),
+                    "remote_address": t.remote_address.map(|a| a.to_string()),
+                    "tls_protocol_version": t.tls_protocol_version,
+                    "tls_cipher_suite": t.tls_cipher_suite,
+                    "proxy_connection": t.proxy_connection,
                 })
             })
             .collect();

@@ -1,6 +1,7 @@
 //! Task metrics (`URLSessionTaskMetrics`): one transaction per request a task sent (redirects and
 //! authentication retries included), with its timings, delivered by `did_finish_collecting_metrics`.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Where a transaction's response came from (`URLSessionTaskMetrics.ResourceFetchType`).
@@ -48,12 +49,36 @@ pub struct TransactionMetrics {
     pub secure_connection: Option<Duration>,
     /// When the request started going out.
     pub request_start: Option<Instant>,
+    /// When the last byte of the request was handed to the connection: the end of an upload's
+    /// body; for a request without a body, its start (the head goes out whole at once).
+    pub request_end: Option<Instant>,
     /// When the response head arrived.
     pub response_start: Option<Instant>,
     /// When the response body ended (or was abandoned for a redirect or a retry).
     pub response_end: Option<Instant>,
     /// The response's status, if one arrived.
     pub status: Option<u16>,
+    /// `countOfRequestHeaderBytesSent`: the request line and headers as HTTP/1.1 writes them
+    /// (over HTTP/2, HPACK sends fewer: this is their uncompressed size).
+    pub request_header_bytes_sent: u64,
+    /// `countOfRequestBodyBytesSent`: request body bytes handed to the connection.
+    pub request_body_bytes_sent: u64,
+    /// `countOfResponseHeaderBytesReceived`: the status line and headers, as HTTP/1.1 writes them.
+    pub response_header_bytes_received: u64,
+    /// `countOfResponseBodyBytesReceived`: response body bytes as they came (before decoding).
+    pub response_body_bytes_received: u64,
+    /// `countOfResponseBodyBytesAfterDecoding`: response body bytes after content decoding.
+    pub response_body_bytes_after_decoding: u64,
+    /// `localAddress` and `localPort`: this end of the connection, when there was one.
+    pub local_address: Option<SocketAddr>,
+    /// `remoteAddress` and `remotePort`: the other end (a proxy's, through a proxy).
+    pub remote_address: Option<SocketAddr>,
+    /// `negotiatedTLSProtocolVersion`: `TLSv1.3` or `TLSv1.2`, over TLS.
+    pub tls_protocol_version: Option<&'static str>,
+    /// `negotiatedTLSCipherSuite`: the suite's IANA name (`TLS13_AES_128_GCM_SHA256`), over TLS.
+    pub tls_cipher_suite: Option<String>,
+    /// `isProxyConnection`: the connection went through a proxy (HTTP or SOCKS).
+    pub proxy_connection: bool,
 }
 
 /// A task's metrics (`URLSessionTaskMetrics`).

@@ -61,6 +61,14 @@ pub struct ConnectionInfo {
     /// True when the connection goes through an HTTP proxy, which takes cleartext requests in
     /// absolute form. (Through any proxy, HTTP or SOCKS, `remote` is the proxy's address.)
     pub proxied: bool,
+    /// True when the connection goes through any proxy, HTTP or SOCKS.
+    pub via_proxy: bool,
+    /// This end of the connection.
+    pub local: Option<SocketAddr>,
+    /// The TLS version negotiated (`TLSv1.3`, `TLSv1.2`); `None` for cleartext.
+    pub tls_version: Option<&'static str>,
+    /// The cipher suite negotiated, by its IANA name; `None` for cleartext.
+    pub cipher_suite: Option<String>,
     /// True when the application trusted a server whose certificate standard verification refuses
     /// (a delegate's "trust" answer, `--insecure`): what comes over it must not outlive the session
     /// (no URL cache, no persistent cookies).
@@ -431,6 +439,7 @@ impl Inner {
         let connect = connect_started.elapsed();
         // Small requests and HTTP/2 frames should not wait for Nagle.
         let _ = tcp.set_nodelay(true);
+        let (local, via_proxy) = (tcp.local_addr().ok(), route.is_some());
 
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if !tls {
@@ -439,6 +448,10 @@ impl Inner {
                 info: ConnectionInfo {
                     id,
                     remote,
+                    local,
+                    via_proxy,
+                    tls_version: None,
+                    cipher_suite: None,
                     tls: false,
                     h2: false,
                     dns,
@@ -538,7 +551,16 @@ impl Inner {
                 _ => {}
             }
         }
-        let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let session = tls_stream.get_ref().1;
+        let h2 = session.alpn_protocol() == Some(b"h2");
+        let tls_version = session.protocol_version().map(|v| match v {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "TLS",
+        });
+        let cipher_suite = session
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()));
         if !h2 {
             state.speaks_h1.store(true, Ordering::Release);
         }
@@ -554,6 +576,10 @@ impl Inner {
             info: ConnectionInfo {
                 id,
                 remote,
+                local,
+                via_proxy,
+                tls_version,
+                cipher_suite,
                 tls: true,
                 h2,
                 dns,

@@ -227,6 +227,8 @@ pub struct Transaction {
     pub reused: bool,
     /// Whether the timings that exist come in order (fetch, request, response start, end).
     pub ordered: bool,
+    /// Everything the delegate received for it.
+    pub full: courier_engine::TransactionMetrics,
 }
 
 /// A delegate that records every callback. Optionally answers responses with a fixed disposition.
@@ -566,6 +568,7 @@ impl TaskDelegate for Recorder {
                     protocol: t.protocol,
                     reused: t.reused_connection,
                     ordered,
+                    full: t.clone(),
                 }
             })
             .collect();

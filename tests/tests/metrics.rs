@@ -82,3 +82,89 @@ async fn http2_transactions_name_their_protocol_and_reuse_the_connection() {
     assert!(!first[0].reused, "the first request opened the connection");
     assert!(second[0].reused, "the second reused it");
 }
+
+#[tokio::test]
+async fn a_transaction_names_its_addresses_tls_and_the_bytes_each_way() {
+    let ca = TestCa::new();
+    let tls = TestServer::https(&ca).await;
+    let plain = TestServer::http().await;
+    let mut config = Configuration::ephemeral();
+    config.cleartext = CleartextPolicy::AllowAll;
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
+    let fetch = |url: String| {
+        let task = session.data_task(url.as_str()).unwrap();
+        task.resume();
+        task.info().id()
+    };
+
+    // HTTPS, a plain body.
+    let id = fetch(tls.url("/bytes/100"));
+    rec.wait_complete(id, WAIT).await;
+    let t = metrics_of(&rec, id).1.remove(0).full;
+    assert_eq!(t.tls_protocol_version, Some("TLSv1.3"));
+    assert!(
+        t.tls_cipher_suite
+            .as_deref()
+            .is_some_and(|s| s.starts_with("TLS13_")),
+        "{:?}",
+        t.tls_cipher_suite
+    );
+    let port = courier_engine::reexports::url::Url::parse(&tls.url("/"))
+        .unwrap()
+        .port()
+        .unwrap();
+    let remote = t.remote_address.expect("remote");
+    assert!(
+        remote.ip().is_loopback() && remote.port() == port,
+        "{remote}"
+    );
+    let local = t.local_address.expect("local");
+    assert!(local.ip().is_loopback() && local.port() != port, "{local}");
+    assert_eq!(
+        (
+            t.response_body_bytes_received,
+            t.response_body_bytes_after_decoding
+        ),
+        (100, 100)
+    );
+    assert!(
+        t.request_header_bytes_sent > 40 && t.response_header_bytes_received > 15,
+        "{t:?}"
+    );
+    assert_eq!(t.request_body_bytes_sent, 0);
+    assert_eq!(
+        t.request_end, t.request_start,
+        "a GET's head is the whole request"
+    );
+    assert!(!t.proxy_connection);
+
+    // Cleartext and gzip: fewer bytes came than were delivered.
+    let id = fetch(plain.url("/gzip/100000"));
+    rec.wait_complete(id, WAIT).await;
+    let t = metrics_of(&rec, id).1.remove(0).full;
+    assert_eq!(t.tls_protocol_version, None);
+    assert_eq!(t.response_body_bytes_after_decoding, 100_000);
+    assert!(
+        t.response_body_bytes_received > 0 && t.response_body_bytes_received < 100_000,
+        "{t:?}"
+    );
+
+    // An upload: its body, and when it ended.
+    let request = courier_engine::Request::new(
+        courier_engine::reexports::http::Method::PUT,
+        &plain.url("/sink"),
+    );
+    let body = courier_engine::UploadBody::Bytes(vec![1u8; 300_000].into());
+    let task = session.upload_task(request, body).unwrap();
+    task.resume();
+    rec.wait_complete(task.info().id(), WAIT).await;
+    let t = metrics_of(&rec, task.info().id()).1.remove(0).full;
+    assert_eq!(t.request_body_bytes_sent, 300_000);
+    let (start, end) = (
+        t.request_start.unwrap(),
+        t.request_end.expect("request_end"),
+    );
+    assert!(start <= end && end <= t.response_end.unwrap());
+}

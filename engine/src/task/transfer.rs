@@ -187,6 +187,7 @@ impl Transfer {
         .then(Gathering::default);
         let run = Run {
             gathering,
+            moved: send::Moved::default(),
             cache_candidate: None,
             conversion: conversion.clone(),
             metrics: metrics.clone(),
@@ -325,6 +326,8 @@ struct Run {
     /// A completion-form task's answer, gathered here and handed to the actor in one message
     /// (`TaskMsg::Whole`) instead of a message per step: nobody watches the steps of such a task.
     gathering: Option<Gathering>,
+    /// What the current transaction moved, for its metrics.
+    moved: send::Moved,
 }
 
 /// What a gathering transfer holds until the body ends.

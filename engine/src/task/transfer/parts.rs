@@ -28,6 +28,7 @@ impl Run {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
+            self.moved.wire_in += data.len() as u64;
             let events = parser.feed(&data).map_err(|e| {
                 Error::new(ErrorCode::CannotParseResponse, e.to_string())
                     .with_url(self.url.as_str())

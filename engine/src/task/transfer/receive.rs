@@ -75,6 +75,7 @@ impl Run {
                 continue;
             }
             received += data.len() as u64;
+            self.moved.wire_in += data.len() as u64;
             match &mut decoder {
                 // Decoded a bounded step at a time, each step delivered (and so held to the
                 // delegate window or written) before the next is decoded.
@@ -96,6 +97,7 @@ impl Run {
         if data.is_empty() {
             return Ok(());
         }
+        self.moved.decoded_in += data.len() as u64;
         if let Some(sink) = &mut self.sink {
             return Ok(sink.accept(data).await?);
         }

@@ -1,6 +1,10 @@
 //! Sending one request under the clock, and what its response head tells: metrics, cookies,
 //! whether the connection's trust was overridden; wire failures named with URLSession's codes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use courier_protocol_http::RequestBody;
+
 use super::*;
 
 impl Run {
@@ -39,6 +43,14 @@ impl Run {
         };
         t.response_start = Some(std::time::Instant::now());
         t.status = Some(response.status().as_u16());
+        t.response_header_bytes_received = response_head_bytes(response);
+        if let Some(c) = &connection {
+            t.local_address = c.local;
+            t.remote_address = Some(c.remote);
+            t.tls_protocol_version = c.tls_version;
+            t.tls_cipher_suite = c.cipher_suite.clone();
+            t.proxy_connection = c.via_proxy;
+        }
         t.protocol = Some(match response.version() {
             http::Version::HTTP_2 => "h2",
             http::Version::HTTP_10 => "http/1.0",
@@ -73,9 +85,20 @@ impl Run {
                 connect: None,
                 secure_connection: None,
                 request_start: None,
+                request_end: None,
                 response_start: None,
                 response_end: None,
                 status: None,
+                request_header_bytes_sent: 0,
+                request_body_bytes_sent: 0,
+                response_header_bytes_received: 0,
+                response_body_bytes_received: 0,
+                response_body_bytes_after_decoding: 0,
+                local_address: None,
+                remote_address: None,
+                tls_protocol_version: None,
+                tls_cipher_suite: None,
+                proxy_connection: false,
             };
             fill(&mut t);
             log.transactions.push(t);
@@ -83,12 +106,22 @@ impl Run {
     }
 
     /// Closes the current transaction (its body ended, or was abandoned for a redirect or retry).
-    pub(super) fn end_transaction(&self) {
+    pub(super) fn end_transaction(&mut self) {
+        let moved = std::mem::take(&mut self.moved);
         if let Some(mut log) = self.metrics()
             && let Some(t) = log.transactions.last_mut()
             && t.response_end.is_none()
         {
             t.response_end = Some(std::time::Instant::now());
+            t.response_body_bytes_received = moved.wire_in;
+            t.response_body_bytes_after_decoding = moved.decoded_in;
+            match &moved.out {
+                Some(tally) => {
+                    t.request_body_bytes_sent = tally.bytes.load(Ordering::Relaxed);
+                    t.request_end = tally.ended.get().copied();
+                }
+                None => t.request_end = t.request_start,
+            }
         }
     }
 
@@ -155,8 +188,22 @@ impl Run {
             }
             None => empty_body(),
         };
+        let request_body = if self.recording && body.is_some() {
+            let tally = Arc::new(Tally::default());
+            self.moved.out = Some(tally.clone());
+            RequestBody::new(Tallied {
+                body: request_body,
+                tally,
+            })
+        } else {
+            request_body
+        };
+        let head_bytes = builder
+            .headers_ref()
+            .map_or(0, |h| request_head_bytes(&head.method, &head.uri, h));
         self.open_transaction(FetchType::Network, fetch_start, |t| {
             t.request_start = Some(std::time::Instant::now());
+            t.request_header_bytes_sent = head_bytes;
         });
         let mut request = builder.body(request_body).map_err(|e| {
             Error::new(ErrorCode::BadUrl, format!("bad request: {e}"))
@@ -259,6 +306,95 @@ impl Run {
         self.note_response(&response);
         Ok(response)
     }
+}
+
+/// What one transaction moved, kept by the transfer until the transaction ends.
+#[derive(Default)]
+pub(super) struct Moved {
+    /// Response body bytes as they came.
+    pub(super) wire_in: u64,
+    /// Response body bytes after decoding.
+    pub(super) decoded_in: u64,
+    /// The request body's count, when there is a body and someone reads the metrics.
+    pub(super) out: Option<Arc<Tally>>,
+}
+
+/// A request body's bytes handed to the connection, and when the last went.
+#[derive(Default)]
+pub(super) struct Tally {
+    bytes: AtomicU64,
+    ended: std::sync::OnceLock<std::time::Instant>,
+}
+
+/// A request body counted into a [`Tally`].
+struct Tallied {
+    body: RequestBody,
+    tally: Arc<Tally>,
+}
+
+impl http_body::Body for Tallied {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        let ended = match &polled {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.tally
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                // hyper stops polling a body that says it ended: this is the last frame.
+                self.body.is_end_stream()
+            }
+            std::task::Poll::Ready(None) => true,
+            _ => false,
+        };
+        if ended {
+            let _ = self.tally.ended.set(std::time::Instant::now());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request head's size as HTTP/1.1 writes it: the request line, a `Host` header hyper adds
+/// when the request has none, each header, the blank line.
+fn request_head_bytes(method: &http::Method, uri: &http::Uri, headers: &http::HeaderMap) -> u64 {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    // "METHOD SP target SP HTTP/1.1 CRLF"
+    let mut n = method.as_str().len() + 1 + target.len() + 11;
+    if !headers.contains_key(http::header::HOST) {
+        n += "host: ".len() + uri.authority().map_or(0, |a| a.as_str().len()) + 2;
+    }
+    (n + fields_bytes(headers) + 2) as u64
+}
+
+/// A response head's size as HTTP/1.1 writes it: the status line, each header, the blank line.
+fn response_head_bytes(response: &http::Response<ResponseBody>) -> u64 {
+    let reason = response.status().canonical_reason().unwrap_or("");
+    // "HTTP/1.1 SP 200 SP reason CRLF"
+    let line = 9 + 3 + 1 + reason.len() + 2;
+    (line + fields_bytes(response.headers()) + 2) as u64
+}
+
+/// Header fields as `name: value CRLF` lines.
+fn fields_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum()
 }
 
 /// Names a wire failure with URLSession's code for it.
