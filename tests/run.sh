@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Runs Courier's whole test suite: formatting, lints, docs, then every test of the workspace.
 # Tests talk only to servers they start themselves on loopback: in-process hyper servers, and real
-# programs (nginx, tinyproxy, microsocks, systemd-socket-activate for the daemon's socket activation, and curl
-# and h2load, the bench's peer and ceiling), which this script installs from Debian when they are
-# missing and the machine allows it. Last, the bench runs once, small (`--quick`): its figures are
+# programs (nginx, tinyproxy, microsocks; ip and unshare for a network namespace of the tests' own;
+# systemd-socket-activate for the daemon's socket activation; curl and h2load, the bench's peer and
+# ceiling), which this script installs from Debian when they are missing and the machine allows it. Last, the bench runs once, small (`--quick`): its figures are
 # judged nowhere here, but every scenario checks what it moves, so a bench that stopped working is
 # caught.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for program in nginx:nginx-light tinyproxy:tinyproxy microsocks:microsocks systemd-socket-activate:systemd curl:curl h2load:nghttp2-client; do
+for program in nginx:nginx-light tinyproxy:tinyproxy microsocks:microsocks ip:iproute2 unshare:util-linux systemd-socket-activate:systemd curl:curl h2load:nghttp2-client; do
     name=${program%%:*}
     if ! command -v "$name" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$name" ] && [ ! -x "/usr/bin/$name" ]; then
         missing+=("${program#*:}")

@@ -108,6 +108,15 @@ pub trait TaskDelegate: Send + Sync + 'static {
         left_at_default(self, Callback::InformationalResponse);
     }
 
+    /// The task cannot reach its host for a network reason (no route, the network down) and the
+    /// session's configuration says to wait (`wait_for_connectivity`): it waits and tries again
+    /// until it can, or until the resource timeout. Called once per task, before it waits. A good
+    /// time to tell the user "waiting for the network", or to offer an offline mode.
+    fn task_is_waiting_for_connectivity(&self, task: &TaskInfo) {
+        let _ = task;
+        left_at_default(self, Callback::WaitingForConnectivity);
+    }
+
     /// A server asks this task to authenticate (HTTP Basic or Digest). Answer with a disposition;
     /// the default (also sent when `reply` is dropped) is
     /// [`AuthChallengeDisposition::PerformDefaultHandling`]: the URL's user and password, then the

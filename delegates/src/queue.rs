@@ -68,6 +68,8 @@ pub enum Callback {
     FinishDownloading,
     /// [`TaskDelegate::did_receive_informational_response`](crate::TaskDelegate::did_receive_informational_response).
     InformationalResponse,
+    /// [`TaskDelegate::task_is_waiting_for_connectivity`](crate::TaskDelegate::task_is_waiting_for_connectivity).
+    WaitingForConnectivity,
 }
 
 impl Callback {

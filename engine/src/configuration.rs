@@ -171,6 +171,7 @@ impl CleartextPolicy {
 /// | `tls_minimum_version` | [`TlsVersion::Tls12`] | same |
 /// | `partial_download_lifetime` | 7 days | (the directory goes with the session) |
 /// | `is_discretionary` | false (background sessions only) | same |
+/// | `wait_for_connectivity` | false | same |
 /// | `expect_continue_threshold` | 1 MiB | same |
 /// | `expect_continue_timeout` | 1 s | same |
 /// | `protocol_handlers` | none | same |
@@ -235,6 +236,11 @@ pub struct Configuration {
     /// The session's own URL cache's disk capacity, in bytes, in the session directory (0 for
     /// none; an ephemeral session writes no cache).
     pub url_cache_disk_capacity: usize,
+    /// `waitsForConnectivity`: a task whose host's network cannot be reached (no route, the
+    /// network down) waits and tries again (the delegate told once,
+    /// `task_is_waiting_for_connectivity`) until it can or the resource timeout passes, instead of
+    /// failing at once with [`ErrorCode::NotConnectedToInternet`](crate::ErrorCode) (-1009).
+    pub wait_for_connectivity: bool,
     /// Uploads of at least this many bytes (or of unknown length) ask `Expect: 100-continue` and
     /// hold their body until the server says `100 Continue`, so a server that refuses them (a 401,
     /// a 413, a redirect) does not receive the body first; `None` never asks. Over HTTP/1.1 only
@@ -297,6 +303,7 @@ impl Default for Configuration {
             extra_root_certificates: Vec::new(),
             cleartext: CleartextPolicy::Deny,
             http_maximum_redirects: 20,
+            wait_for_connectivity: false,
             expect_continue_threshold: Some(1 << 20),
             expect_continue_timeout: Duration::from_secs(1),
             request_cache_policy: CachePolicy::UseProtocolCachePolicy,

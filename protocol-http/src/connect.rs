@@ -406,8 +406,21 @@ impl Inner {
         let (mut tcp, remote) = happy_eyeballs::connect(&addrs, TcpStream::connect)
             .await
             .map_err(|last| {
+                let unreachable = last.as_ref().is_some_and(|e| {
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NetworkUnreachable
+                            | std::io::ErrorKind::HostUnreachable
+                            | std::io::ErrorKind::NetworkDown
+                    )
+                });
+                let kind = if unreachable {
+                    TransportErrorKind::NetworkUnreachable
+                } else {
+                    TransportErrorKind::ConnectionRefused
+                };
                 ConnectFailure::new(
-                    TransportErrorKind::ConnectionRefused,
+                    kind,
                     format!("cannot connect to {dial_host}:{dial_port}"),
                     last,
                 )

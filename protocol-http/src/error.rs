@@ -15,6 +15,10 @@ pub enum TransportErrorKind {
     Dns,
     /// The server refused the connection, or no address could be reached.
     ConnectionRefused,
+    /// The host's network cannot be reached from here: no route to it, or the network is down
+    /// (`ENETUNREACH`, `EHOSTUNREACH`, `ENETDOWN`). Unlike a refusal, it may pass when the machine
+    /// gets connected.
+    NetworkUnreachable,
     /// Connecting took longer than the connect timeout.
     ConnectTimeout,
     /// The TLS handshake failed.

@@ -89,6 +89,11 @@ pub enum Event {
         /// Task identifier.
         task: u64,
     },
+    /// `task_is_waiting_for_connectivity`.
+    WaitingForConnectivity {
+        /// Task identifier.
+        task: u64,
+    },
     /// `did_receive_informational_response`.
     Informational {
         /// Task identifier.
@@ -176,6 +181,7 @@ impl Event {
             Event::Finished { .. } => "finished",
             Event::NeedBody { .. } => "need_body",
             Event::Informational { .. } => "informational",
+            Event::WaitingForConnectivity { .. } => "waiting_for_connectivity",
             Event::Sent { .. } => "sent",
             Event::Redirect { .. } => "redirect",
             Event::Challenge { .. } => "challenge",
@@ -200,6 +206,7 @@ impl Event {
             | Event::Finished { task, .. }
             | Event::NeedBody { task }
             | Event::Informational { task, .. }
+            | Event::WaitingForConnectivity { task }
             | Event::Sent { task, .. }
             | Event::Redirect { task, .. }
             | Event::Challenge { task, .. }
@@ -519,6 +526,10 @@ impl TaskDelegate for Recorder {
             .pop_front()
             .unwrap_or(AuthChallengeDisposition::PerformDefaultHandling);
         reply.send(answer);
+    }
+
+    fn task_is_waiting_for_connectivity(&self, task: &TaskInfo) {
+        self.push(Event::WaitingForConnectivity { task: task.id() });
     }
 
     fn did_receive_informational_response(&self, task: &TaskInfo, response: &Response) {

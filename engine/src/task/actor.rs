@@ -54,6 +54,8 @@ pub(crate) enum TaskMsg {
     Whole(Response, Bytes),
     /// An informational (1xx) response arrived, for the delegate.
     Informational(Response),
+    /// The host's network cannot be reached; the transfer waits for connectivity.
+    WaitingForConnectivity,
     /// The transfer failed.
     Failed(Error),
     /// The transfer panicked (a bug, in Courier or a parser it uses): the actor fails with it, and
@@ -207,6 +209,13 @@ impl Actor for TaskActor {
                     st.ask_about_part(response, answer);
                     return Ok(());
                 }
+                TaskMsg::WaitingForConnectivity => {
+                    if let Some(queue) = st.delegate_for(Callback::WaitingForConnectivity) {
+                        let info = st.info.clone();
+                        queue.push(move |d| d.task_is_waiting_for_connectivity(&info));
+                    }
+                    return Ok(());
+                }
                 TaskMsg::Informational(response) => {
                     if let Some(queue) = st.delegate_for(Callback::InformationalResponse) {
                         let info = st.info.clone();
@@ -219,7 +228,8 @@ impl Actor for TaskActor {
             let (event, payload) = match msg {
                 TaskMsg::OfferToCache(..)
                 | TaskMsg::PartResponse(..)
-                | TaskMsg::Informational(..) => {
+                | TaskMsg::Informational(..)
+                | TaskMsg::WaitingForConnectivity => {
                     unreachable!("answered above")
                 }
                 TaskMsg::Control(Control::Resume) => (TaskEvent::Resume, Payload::None),

@@ -125,8 +125,41 @@ impl Run {
         }
     }
 
-    /// Sends one request and waits for its response head, under the clock.
+    /// Sends one request and waits for its response head, under the clock. With
+    /// `wait_for_connectivity`, a host whose network cannot be reached is tried again (with
+    /// backoff) until it can, the delegate told once (`task_is_waiting_for_connectivity`); only the
+    /// resource timeout (or a cancel) ends the wait.
     pub(super) async fn send(
+        &mut self,
+        head: &Head,
+        body: Option<&UploadBody>,
+    ) -> Result<http::Response<ResponseBody>, Halt> {
+        let mut told = false;
+        let mut backoff = CONNECTIVITY_FIRST_RETRY;
+        loop {
+            match self.send_once(head, body).await {
+                Err(Halt::Failed(e))
+                    if e.code() == ErrorCode::NotConnectedToInternet
+                        && self.ctx.config.wait_for_connectivity =>
+                {
+                    self.end_transaction();
+                    if !told {
+                        told = true;
+                        if self.actor.cast(TaskMsg::WaitingForConnectivity).is_err() {
+                            return Err(Halt::Interrupted);
+                        }
+                    }
+                    tracing::debug!(url = %self.url, ?backoff, "waiting for connectivity");
+                    unless_stopped(&mut self.gate, tokio::time::sleep(backoff)).await?;
+                    backoff = (backoff * 2).min(CONNECTIVITY_LAST_RETRY);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Run::send`].
+    async fn send_once(
         &mut self,
         head: &Head,
         body: Option<&UploadBody>,
@@ -308,6 +341,11 @@ impl Run {
     }
 }
 
+/// The first wait before trying an unreachable host again; each later one doubles, up to
+/// [`CONNECTIVITY_LAST_RETRY`].
+const CONNECTIVITY_FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+const CONNECTIVITY_LAST_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What one transaction moved, kept by the transfer until the transaction ends.
 #[derive(Default)]
 pub(super) struct Moved {
@@ -404,6 +442,7 @@ pub(crate) fn map_transport_error(e: TransportError, url: &Url) -> Error {
     let code = match e.kind() {
         K::Dns => C::CannotFindHost,
         K::ConnectionRefused => C::CannotConnectToHost,
+        K::NetworkUnreachable => C::NotConnectedToInternet,
         K::ConnectTimeout => C::TimedOut,
         K::Tls(TlsFailure::Expired) => C::ServerCertificateHasBadDate,
         K::Tls(TlsFailure::NotYetValid) => C::ServerCertificateNotYetValid,
