@@ -169,6 +169,7 @@ impl CleartextPolicy {
 /// | `maximum_decompression_ratio` | 200 (checked past 16 MiB decoded) | same |
 /// | `proxy` | [`Proxy::FromEnvironment`] | same |
 /// | `tls_minimum_version` | [`TlsVersion::Tls12`] | same |
+/// | `tls_maximum_version` | [`TlsVersion::Tls13`] | same |
 /// | `partial_download_lifetime` | 7 days | (the directory goes with the session) |
 /// | `is_discretionary` | false (background sessions only) | same |
 /// | `wait_for_connectivity` | false | same |
@@ -268,6 +269,10 @@ pub struct Configuration {
     /// is TLS 1.0; Courier's is 1.2 (rustls speaks 1.2 and 1.3 only, as App Transport Security
     /// requires). A server that cannot meet it fails with -1200.
     pub tls_minimum_version: TlsVersion,
+    /// `tlsMaximumSupportedProtocolVersion`: the newest TLS version offered (TLS 1.3 by default;
+    /// [`TlsVersion::Tls12`] for a server whose TLS 1.3 is broken). A maximum older than the
+    /// minimum makes [`Session::new`](crate::Session::new) fail.
+    pub tls_maximum_version: TlsVersion,
     /// How long a partial download kept for resume data stays in a default session's directory
     /// after it was last written: older ones (of resume data never used, or of a process that
     /// died) are removed when a session on that directory starts, and resuming from them then
@@ -318,6 +323,7 @@ impl Default for Configuration {
             maximum_decompression_ratio: 200,
             proxy: Proxy::FromEnvironment,
             tls_minimum_version: TlsVersion::Tls12,
+            tls_maximum_version: TlsVersion::Tls13,
             partial_download_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
             session_directory: None,
             protocol_handlers: Vec::new(),

@@ -274,6 +274,7 @@ impl Session {
             identities,
             proxies: Arc::new(proxies),
             tls_minimum_version: config.tls_minimum_version,
+            tls_maximum_version: config.tls_maximum_version,
             ..TransportSettings::default()
         })
         .map_err(|e| Error::new(ErrorCode::Unknown, e.to_string()).with_source(e))?;

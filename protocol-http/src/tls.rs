@@ -17,16 +17,17 @@ pub(crate) struct TlsSetup {
     pub(crate) deferred: Option<Arc<WebPkiServerVerifier>>,
 }
 
-/// The oldest TLS version a session accepts (`tlsMinimumSupportedProtocolVersion`). rustls speaks
+/// A TLS version, for the oldest and newest a session accepts
+/// (`tlsMinimumSupportedProtocolVersion`, `tlsMaximumSupportedProtocolVersion`). rustls speaks
 /// TLS 1.2 and 1.3 only, the versions App Transport Security allows, so older servers are refused
-/// whatever the setting.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// whatever the setting. Ordered: `Tls12 < Tls13`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum TlsVersion {
-    /// TLS 1.2 and 1.3 (the default).
+    /// TLS 1.2 (the default minimum).
     #[default]
     Tls12,
-    /// TLS 1.3 only.
+    /// TLS 1.3 (the default maximum).
     Tls13,
 }
 
@@ -39,6 +40,7 @@ pub(crate) fn client_config(
     extra_roots: &[CertificateDer<'static>],
     deferred: bool,
     minimum: TlsVersion,
+    maximum: TlsVersion,
 ) -> Result<TlsSetup, TransportError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -55,12 +57,22 @@ pub(crate) fn client_config(
     let configuration = |e: rustls::Error| {
         TransportError::new(TransportErrorKind::Configuration, "TLS settings").with_source(e)
     };
-    let versions: &[&'static rustls::SupportedProtocolVersion] = match minimum {
-        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        TlsVersion::Tls13 => &[&rustls::version::TLS13],
-    };
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
+        (TlsVersion::Tls13, &rustls::version::TLS13),
+        (TlsVersion::Tls12, &rustls::version::TLS12),
+    ]
+    .into_iter()
+    .filter(|(v, _)| (minimum..=maximum).contains(v))
+    .map(|(_, version)| version)
+    .collect();
+    if versions.is_empty() {
+        return Err(TransportError::new(
+            TransportErrorKind::Configuration,
+            "the newest TLS version allowed is older than the oldest",
+        ));
+    }
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
+        .with_protocol_versions(&versions)
         .map_err(configuration)?;
     let (mut config, deferred) = if deferred {
         let standard =

@@ -52,6 +52,8 @@ pub struct TransportSettings {
     pub proxies: Arc<Proxies>,
     /// The oldest TLS version accepted.
     pub tls_minimum_version: TlsVersion,
+    /// The newest TLS version accepted.
+    pub tls_maximum_version: TlsVersion,
 }
 
 impl Default for TransportSettings {
@@ -65,6 +67,7 @@ impl Default for TransportSettings {
             identities: None,
             proxies: Arc::new(Proxies::none()),
             tls_minimum_version: TlsVersion::default(),
+            tls_maximum_version: TlsVersion::Tls13,
         }
     }
 }
@@ -96,6 +99,7 @@ impl Transport {
             &settings.extra_roots,
             settings.trust.is_some(),
             settings.tls_minimum_version,
+            settings.tls_maximum_version,
         )?;
         let trust = match (settings.trust.clone(), tls.deferred) {
             (Some(evaluator), Some(standard)) => Some((evaluator, standard)),

@@ -168,3 +168,23 @@ async fn a_transaction_names_its_addresses_tls_and_the_bytes_each_way() {
     );
     assert!(start <= end && end <= t.response_end.unwrap());
 }
+
+#[tokio::test]
+async fn the_newest_tls_version_can_be_capped() {
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    let mut config = Configuration::ephemeral();
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    config.tls_maximum_version = courier_engine::TlsVersion::Tls12;
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config.clone(), rec.clone()).unwrap();
+    let task = session.data_task(server.url("/bytes/10").as_str()).unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    let t = metrics_of(&rec, task.info().id()).1.remove(0).full;
+    assert_eq!(t.tls_protocol_version, Some("TLSv1.2"));
+
+    config.tls_minimum_version = courier_engine::TlsVersion::Tls13;
+    let refused = Session::new(config).unwrap_err();
+    assert!(refused.to_string().contains("TLS"), "{refused}");
+}
