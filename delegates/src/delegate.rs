@@ -108,6 +108,14 @@ pub trait TaskDelegate: Send + Sync + 'static {
         left_at_default(self, Callback::InformationalResponse);
     }
 
+    /// A task was made in the session (URLSession's `urlSession(_:didCreateTask:)`), before any
+    /// other callback about it: delegate-style tasks, and the tasks behind the completion forms
+    /// too (their only callback besides questions).
+    fn did_create_task(&self, task: &TaskInfo) {
+        let _ = task;
+        left_at_default(self, Callback::CreateTask);
+    }
+
     /// The task cannot reach its host for a network reason (no route, the network down) and the
     /// session's configuration says to wait (`wait_for_connectivity`): it waits and tries again
     /// until it can, or until the resource timeout. Called once per task, before it waits. A good

@@ -70,6 +70,8 @@ pub enum Callback {
     InformationalResponse,
     /// [`TaskDelegate::task_is_waiting_for_connectivity`](crate::TaskDelegate::task_is_waiting_for_connectivity).
     WaitingForConnectivity,
+    /// [`TaskDelegate::did_create_task`](crate::TaskDelegate::did_create_task).
+    CreateTask,
 }
 
 impl Callback {

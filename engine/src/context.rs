@@ -32,6 +32,8 @@ pub(crate) struct SessionContext {
     pub(crate) url_cache: Option<Arc<UrlCache>>,
     /// The next task identifier (tasks are numbered 1, 2, 3... per session).
     pub(crate) next_task_id: AtomicU64,
+    /// The session's tasks, as its progress counts them.
+    pub(crate) tally: Arc<crate::task::progress::TaskTally>,
 }
 
 impl SessionContext {

@@ -57,7 +57,8 @@ pub use session::{CreateTaskError, Session};
 pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreChoice, UrlCache};
 pub use task::{
     Answer, AnswerFuture, AnswerStream, ByteStream, DataTask, DownloadTask, DownloadedFile,
-    ProtocolHandler, Task, TaskFuture, TaskHandle, UploadBody, UploadTask,
+    Progress, ProtocolHandler, SessionProgress, Task, TaskFuture, TaskHandle, UploadBody,
+    UploadTask,
 };
 
 /// Re-exports of the crates whose types appear in Courier's API.

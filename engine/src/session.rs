@@ -306,6 +306,7 @@ impl Session {
             cookies,
             url_cache,
             next_task_id: AtomicU64::new(1),
+            tally: Arc::default(),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
         let runtime = runtime
@@ -413,10 +414,19 @@ impl Session {
             }
             return Ok(task);
         }
-        let id = self.inner.ctx.next_task_id.fetch_add(1, Ordering::Relaxed);
+        let ctx = &self.inner.ctx;
+        let id = ctx.next_task_id.fetch_add(1, Ordering::Relaxed);
         let (info, recorder) = TaskInfo::new(id, kind, request);
         if let Some(current) = current {
             recorder.set_current_request(current);
+        }
+        ctx.tally.register(info.clone());
+        // Every task is announced, a completion form's too: it is how a delegate finds its handle.
+        if let Some(queue) = &ctx.queue
+            && queue.wants(courier_delegates::Callback::CreateTask)
+        {
+            let created = info.clone();
+            queue.push(move |d| d.did_create_task(&created));
         }
         let terminal = Terminal::new(sink, recorder.clone());
         let partial = if work.is_download() {
@@ -562,6 +572,13 @@ impl Session {
             resume: Some(resume),
         };
         (original, current, work)
+    }
+
+    /// The sum of the progress of the tasks made in this session (those of a background session
+    /// are not counted: they run in the service). Courier's addition; an application builds the
+    /// same from URLSession's tasks' progress objects.
+    pub fn progress(&self) -> crate::SessionProgress {
+        crate::SessionProgress::of(self.inner.ctx.tally.clone())
     }
 
     /// The session's cookie storage (`configuration.httpCookieStorage`): its own or the shared one

@@ -11,6 +11,7 @@
 //! - `byte_stream`: [`ByteStream`], a data task's body read as it arrives (`Session::bytes`).
 //! - `future`: [`TaskFuture`], what the completion forms return: the result, and the task's handle.
 //! - `protocol`: [`ProtocolHandler`], application code that answers requests instead of the network.
+//! - `progress`: [`Progress`] and [`SessionProgress`], read from the counters, for progress bars.
 
 pub(crate) mod actor;
 pub(crate) mod auth;
@@ -18,6 +19,7 @@ pub(crate) mod byte_stream;
 pub(crate) mod download;
 pub mod future;
 pub(crate) mod local;
+pub mod progress;
 pub mod protocol;
 pub(crate) mod request;
 pub(crate) mod transfer;
@@ -37,6 +39,7 @@ use crate::completion::Terminal;
 use crate::context::SessionContext;
 pub use byte_stream::ByteStream;
 pub use future::{TaskFuture, TaskHandle};
+pub use progress::{Progress, SessionProgress};
 pub use protocol::{Answer, AnswerFuture, AnswerStream, ProtocolHandler};
 pub use upload::UploadBody;
 
@@ -278,6 +281,12 @@ impl Task {
         &self.info
     }
 
+    /// The task's progress (URLSession's `task.progress`): units done and in all, fraction,
+    /// throughput, time left, and the controls, to bind to a progress bar.
+    pub fn progress(&self) -> Progress {
+        Progress::of(self.clone())
+    }
+
     /// This task as a [`DownloadTask`], if it is one (for instance the task a data task became,
     /// found through [`Session::all_tasks`](crate::Session::all_tasks)).
     pub fn as_download(&self) -> Option<DownloadTask> {
@@ -342,6 +351,11 @@ macro_rules! task_kind {
             /// Cancels the task: it completes with -999 ([`Task::cancel`]).
             pub fn cancel(&self) {
                 self.0.cancel()
+            }
+
+            /// The task's progress ([`Task::progress`]).
+            pub fn progress(&self) -> Progress {
+                self.0.progress()
             }
         }
 

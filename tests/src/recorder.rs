@@ -89,6 +89,11 @@ pub enum Event {
         /// Task identifier.
         task: u64,
     },
+    /// `did_create_task`.
+    Created {
+        /// Task identifier.
+        task: u64,
+    },
     /// `task_is_waiting_for_connectivity`.
     WaitingForConnectivity {
         /// Task identifier.
@@ -182,6 +187,7 @@ impl Event {
             Event::NeedBody { .. } => "need_body",
             Event::Informational { .. } => "informational",
             Event::WaitingForConnectivity { .. } => "waiting_for_connectivity",
+            Event::Created { .. } => "created",
             Event::Sent { .. } => "sent",
             Event::Redirect { .. } => "redirect",
             Event::Challenge { .. } => "challenge",
@@ -207,6 +213,7 @@ impl Event {
             | Event::NeedBody { task }
             | Event::Informational { task, .. }
             | Event::WaitingForConnectivity { task }
+            | Event::Created { task }
             | Event::Sent { task, .. }
             | Event::Redirect { task, .. }
             | Event::Challenge { task, .. }
@@ -526,6 +533,10 @@ impl TaskDelegate for Recorder {
             .pop_front()
             .unwrap_or(AuthChallengeDisposition::PerformDefaultHandling);
         reply.send(answer);
+    }
+
+    fn did_create_task(&self, task: &TaskInfo) {
+        self.push(Event::Created { task: task.id() });
     }
 
     fn task_is_waiting_for_connectivity(&self, task: &TaskInfo) {

@@ -206,6 +206,7 @@ async fn delegate_sees_urlsession_order_from(config: Configuration, url: &str) {
     assert_eq!(
         dedup,
         [
+            "created",
             "state",
             "response",
             "data",
@@ -218,7 +219,7 @@ async fn delegate_sees_urlsession_order_from(config: Configuration, url: &str) {
         "{events:?}"
     );
     assert_eq!(
-        events[0],
+        events[1],
         Event::State {
             task: 1,
             from: TaskState::Suspended,
