@@ -34,6 +34,11 @@ fn cleartext(dir: &Path) -> Configuration {
 
 /// Runs `courier-bench ARGS` and returns its wall time and the `key=value` lines it printed.
 fn child(args: &[&str]) -> (f64, Vec<(String, String)>) {
+    child_with(args, &[])
+}
+
+/// [`child`], with `env` set for the child.
+fn child_with(args: &[&str], env: &[(&str, &str)]) -> (f64, Vec<(String, String)>) {
     let me = std::env::current_exe().expect("own path");
     let started = Instant::now();
     // Through a shell that first raises the open-file limit to the hard one (a download at once
@@ -43,6 +48,7 @@ fn child(args: &[&str]) -> (f64, Vec<(String, String)>) {
         .arg("ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec \"$0\" \"$@\"")
         .arg(me)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("courier-bench child");
     let took = started.elapsed().as_secs_f64();
@@ -353,15 +359,40 @@ pub(crate) fn download_once(url: &str, out: &Path, ca_pem: Option<&Path>) {
                 .expect("CA");
         }
         let session = Session::new(c).expect("session");
-        let (file, response) = session.download(url).await.expect("download");
+        let mut download = session.download(url);
+        // The progress scenario: a reader binds the task's Progress to an imaginary bar.
+        let watcher = std::env::var_os(WATCH_PROGRESS).map(|_| {
+            let progress = download.task().expect("a task").progress();
+            tokio::spawn(async move {
+                let mut reads = 0u64;
+                while !progress.is_finished() {
+                    let _ = (progress.fraction_completed(), progress.throughput());
+                    let _ = progress.estimated_time_remaining();
+                    reads += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                reads
+            })
+        });
+        let (file, response) = download.await.expect("download");
         assert_eq!(response.status(), 200);
+        if let Some(watcher) = watcher {
+            assert!(
+                watcher.await.expect("the watcher") > 0,
+                "the progress was read"
+            );
+        }
         file.persist(out).expect("persist");
     });
     println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
 }
 
+/// Set in a `download-once` child: it reads the task's `Progress` every 10 ms while it downloads.
+const WATCH_PROGRESS: &str = "COURIER_BENCH_WATCH_PROGRESS";
+
 /// Part 3: a file (1 GiB; 64 MiB with `--quick`) from nginx, courier against `curl -o`: over HTTP/1.1,
-/// or over HTTPS with HTTP/2.
+/// or over HTTPS with HTTP/2. Over HTTP/1.1, courier also runs with its `Progress` read every 10
+/// ms, against itself without: watching must cost the transfer nothing.
 pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("root");
@@ -388,12 +419,13 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
     let out = dir.path().join("out.bin");
     let (url_arg, out_arg) = (url.as_str(), out.to_str().expect("a UTF-8 path"));
     let ca_arg = ca_pem.to_str().expect("a UTF-8 path");
-    let run_courier = || -> (f64, f64) {
+    let run_courier = |watch: bool| -> (f64, f64) {
         let mut args = vec!["download-once", url_arg, out_arg];
         if tls {
             args.push(ca_arg);
         }
-        let (took, printed) = child(&args);
+        let env: &[(&str, &str)] = if watch { &[(WATCH_PROGRESS, "1")] } else { &[] };
+        let (took, printed) = child_with(&args, env);
         assert_eq!(
             std::fs::metadata(&out).map(|m| m.len()).ok(),
             Some(size as u64)
@@ -422,19 +454,36 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
     println!(
         "# {what} download to a file from nginx over loopback ({over}); {pairs} interleaved pairs"
     );
-    let _ = (run_courier(), run_curl()); // warm-up: the file is in the page cache for both
-    let (mut ours, mut theirs, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+    let _ = (run_courier(false), run_curl()); // warm-up: the file is in the page cache for both
+    let (mut ours, mut theirs, mut peaks, mut watched) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..pairs {
-        let (c, rss) = run_courier();
+        let (c, rss) = run_courier(false);
         let k = run_curl();
-        println!(
+        print!(
             "pair {i:2}: courier {c:.3} s (peak RSS {:.1} MiB)  curl {k:.3} s  ratio {:.2}",
             rss / 1024.0,
             c / k
         );
+        if !tls {
+            let (w, _) = run_courier(true);
+            print!("  courier, progress read every 10 ms {w:.3} s");
+            watched.push(w);
+        }
+        println!();
         ours.push(c);
         theirs.push(k);
         peaks.push(rss * 1024.0);
+    }
+    if !tls {
+        report.add(Scenario {
+            name: format!("{what} download with its Progress read every 10 ms, {over}"),
+            unit: Unit::Seconds,
+            courier: vec![Side::new("courier, progress read", watched)],
+            peers: vec![Side::new("courier, progress not read", ours.clone())],
+            target: Target::AtMostTimesBestPeer(1.05),
+            note: "the same child process with and without a task reading its Progress".into(),
+        });
     }
     report.add(Scenario {
         name: format!("{what} download to a file, {over}"),
