@@ -19,8 +19,8 @@ use bytes::Bytes;
 
 use crate::queue::{Callback, left_at_default};
 use crate::{
-    AuthChallengeDisposition, AuthenticationChallenge, CachedResponse, Error, Reply, Request,
-    Response, ResponseDisposition, TaskInfo, TaskMetrics, TaskState,
+    AuthChallengeDisposition, AuthenticationChallenge, CachedResponse, DelayedRequestDisposition,
+    Error, Reply, Request, Response, ResponseDisposition, TaskInfo, TaskMetrics, TaskState,
 };
 
 /// A streamed upload body, handed over by [`TaskDelegate::need_new_body_stream`] (URLSession's
@@ -114,6 +114,23 @@ pub trait TaskDelegate: Send + Sync + 'static {
     fn did_create_task(&self, task: &TaskInfo) {
         let _ = task;
         left_at_default(self, Callback::CreateTask);
+    }
+
+    /// A task resumed before its `earliest_begin_date` (`TaskInfo::set_earliest_begin_date`)
+    /// waited until then and is about to load `request` (URLSession's
+    /// `urlSession(_:task:willBeginDelayedRequest:completionHandler:)`). Answer to go on, to load
+    /// another request instead (headers fresher than when the task was made), or to cancel. The
+    /// default (also sent when `reply` is dropped) goes on. Asked in sessions in this process; a
+    /// background session's service holds its tasks back until their date without asking.
+    fn will_begin_delayed_request(
+        &self,
+        task: &TaskInfo,
+        request: &Request,
+        reply: Reply<DelayedRequestDisposition>,
+    ) {
+        let _ = (task, request);
+        left_at_default(self, Callback::DelayedRequest);
+        reply.send(DelayedRequestDisposition::ContinueLoading);
     }
 
     /// The task cannot reach its host for a network reason (no route, the network down) and the

@@ -72,6 +72,8 @@ pub enum Callback {
     WaitingForConnectivity,
     /// [`TaskDelegate::did_create_task`](crate::TaskDelegate::did_create_task).
     CreateTask,
+    /// [`TaskDelegate::will_begin_delayed_request`](crate::TaskDelegate::will_begin_delayed_request).
+    DelayedRequest,
 }
 
 impl Callback {

@@ -73,6 +73,19 @@ impl ResponseDisposition {
     }
 }
 
+/// The answer to `will_begin_delayed_request` (`URLSession.DelayedRequestDisposition`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum DelayedRequestDisposition {
+    /// Load the request as it is (the default).
+    ContinueLoading,
+    /// Load this request instead (fresher headers, another mirror). Its URL must pass the same
+    /// checks as any request's; the task's current request becomes it.
+    UseNewRequest(Box<crate::Request>),
+    /// Cancel the task: it completes with `-999`.
+    Cancel,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

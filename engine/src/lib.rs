@@ -48,10 +48,11 @@ pub use configuration::{
 };
 pub use courier_delegates::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, BodyStream,
-    CachePolicy, CachedResponse, Credential, CredentialPersistence, DataDelegate, Delegate,
-    DownloadDelegate, Error, ErrorCode, FetchType, ProtectionSpace, Reply, Request, Response,
-    ResponseDisposition, ResumeData, ServerTrust, SessionDelegate, TaskDelegate, TaskInfo,
-    TaskKind, TaskMetrics, TaskState, TransactionMetrics, plain_file_name, priority,
+    CachePolicy, CachedResponse, Credential, CredentialPersistence, DataDelegate,
+    DelayedRequestDisposition, Delegate, DownloadDelegate, Error, ErrorCode, FetchType,
+    ProtectionSpace, Reply, Request, Response, ResponseDisposition, ResumeData, ServerTrust,
+    SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskMetrics, TaskState, TransactionMetrics,
+    plain_file_name, priority,
 };
 pub use session::{CreateTaskError, Session};
 pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreChoice, UrlCache};

@@ -376,9 +376,10 @@ impl Run {
                 }
             }
         }
-        let outcome = match target {
-            Target::Http(head) => self.drive(*head, body).await,
-            Target::Local => self.drive_local().await,
+        let outcome = match self.begin_when_due(target, body.as_ref()).await {
+            Ok(Target::Http(head)) => self.drive(*head, body).await,
+            Ok(Target::Local) => self.drive_local().await,
+            Err(halt) => Err(halt),
         }
         .map_err(|halt| match halt {
             Halt::Failed(e) if e.failing_url().is_none() => {
@@ -422,6 +423,42 @@ impl Run {
             }
             (Err(Halt::Interrupted), None) => (None, None),
             (Err(Halt::Interrupted), Some(sink)) => (None, Some(sink.stop().await)),
+        }
+    }
+
+    /// Waits for the task's earliest begin date, if it is ahead, then asks the delegate whether to
+    /// load the request as it is, another one, or none (`will_begin_delayed_request`).
+    async fn begin_when_due(
+        &mut self,
+        target: Target,
+        body: Option<&UploadBody>,
+    ) -> Result<Target, Halt> {
+        let Some(wait) = self
+            .info
+            .earliest_begin_date()
+            .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+        else {
+            return Ok(target);
+        };
+        unless_stopped(&mut self.gate, tokio::time::sleep(wait)).await?;
+        let Some(queue) = self.ctx.queue.clone().filter(|_| self.callbacks) else {
+            return Ok(target);
+        };
+        let (info, request) = (self.info.clone(), self.info.current_request());
+        let default = courier_delegates::DelayedRequestDisposition::ContinueLoading;
+        let asked = queue.ask(Callback::DelayedRequest, default, move |d, reply| {
+            d.will_begin_delayed_request(&info, &request, reply);
+        });
+        use courier_delegates::DelayedRequestDisposition as Delayed;
+        match unless_stopped(&mut self.gate, asked).await? {
+            Ok(Delayed::UseNewRequest(request)) => {
+                let (head, url) = super::request::build_request(&request, body, &self.ctx.config)?;
+                self.recorder.set_current_request(*request);
+                self.url = url;
+                Ok(Target::Http(Box::new(head)))
+            }
+            Ok(Delayed::Cancel) => Err(Halt::Failed(Error::cancelled(self.url.as_str()))),
+            _ => Ok(target),
         }
     }
 
