@@ -101,8 +101,11 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// An informational (1xx) response arrived before the final one: `103 Early Hints` (its
     /// `Link` headers name what the final response will need), `100 Continue` (the server asks for
     /// an upload's body), `102 Processing`. URLSession's
-    /// `urlSession(_:task:didReceiveInformationalResponse:)`. HTTP/1.1 only: hyper does not surface
-    /// them on HTTP/2 streams. `101 Switching Protocols` is not informational here.
+    /// `urlSession(_:task:didReceiveInformationalResponse:)`. Delivered when the session's
+    /// configuration asks for them (`deliver_informational_responses`: URLSession asks the
+    /// delegate whether it implements the method; Rust cannot, and listening costs every request).
+    /// HTTP/1.1 only: hyper does not surface them on HTTP/2 streams. `101 Switching Protocols` is
+    /// not informational here.
     fn did_receive_informational_response(&self, task: &TaskInfo, response: &Response) {
         let _ = (task, response);
         left_at_default(self, Callback::InformationalResponse);

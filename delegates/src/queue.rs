@@ -1,9 +1,11 @@
 //! `DeliveryQueue`: the session's serial delegate queue.
 //!
-//! One thread per session with a delegate, like the private serial `OperationQueue` URLSession creates
-//! when none is given. Callbacks run one at a time in the order they were queued, so a delegate needs no
-//! locking of its own and a slow one does not stall the runtime's workers. The queue owns the delegate
-//! and drops it after the final callback (`did_become_invalid`), then its thread exits.
+//! By default one thread per session with a delegate, like the private serial `OperationQueue`
+//! URLSession creates when none is given; or one Tokio task on a runtime the application hands in
+//! (URLSession's `delegateQueue`), for a delegate that wants to live among its other async work.
+//! Either way callbacks run one at a time in the order they were queued, so a delegate needs no
+//! locking of its own. The queue owns the delegate and drops it after the final callback
+//! (`did_become_invalid`), then its thread (or task) ends.
 //!
 //! URLSession calls an optional delegate method only if the delegate `respondsToSelector:` it. Rust
 //! has no such question, so the queue learns the answer: the default body of each optional method
@@ -110,10 +112,52 @@ pub(crate) fn left_at_default<D: ?Sized + 'static>(delegate: &D, callback: Callb
     });
 }
 
+impl Serving {
+    fn of(delegate: &Arc<dyn Delegate>, defaulted: &Arc<AtomicU32>) -> Serving {
+        let any: &dyn Any = delegate.as_ref();
+        Serving {
+            address: Arc::as_ptr(delegate).cast::<()>() as usize,
+            type_id: any.type_id(),
+            defaulted: defaulted.clone(),
+        }
+    }
+}
+
+/// Where callbacks are queued: to the session's delegate thread, or to its task on a runtime.
+#[derive(Clone)]
+enum Sender {
+    Thread(mpsc::Sender<Item>),
+    Task(tokio::sync::mpsc::UnboundedSender<Item>),
+}
+
+impl Sender {
+    /// False when the queue has ended.
+    fn send(&self, item: Item) -> bool {
+        match self {
+            Sender::Thread(tx) => tx.send(item).is_ok(),
+            Sender::Task(tx) => tx.send(item).is_ok(),
+        }
+    }
+}
+
+/// Runs one queued callback on `delegate`; true after the last one.
+fn deliver(item: Item, delegate: &dyn Delegate) -> bool {
+    let (job, last) = match item {
+        Item::Call(job) => (job, false),
+        Item::Last(job) => (job, true),
+    };
+    // A panicking callback must not take the queue, and with it every later callback of the
+    // session, down with it.
+    if catch_unwind(AssertUnwindSafe(|| job(delegate))).is_err() {
+        tracing::error!("a delegate callback panicked; delivery goes on");
+    }
+    last
+}
+
 /// A handle to a session's serial delivery queue. Cheap to clone.
 #[derive(Clone)]
 pub struct DeliveryQueue {
-    tx: mpsc::Sender<Item>,
+    tx: Sender,
     /// The optional methods the delegate was seen to leave at their default.
     defaulted: Arc<AtomicU32>,
 }
@@ -124,30 +168,16 @@ impl DeliveryQueue {
     /// # Errors
     /// The operating system refused to start a thread.
     pub fn start(delegate: Arc<dyn Delegate>, label: &str) -> std::io::Result<DeliveryQueue> {
+        // std's channel: a parked thread wakes faster from it than from Tokio's.
         let (tx, rx) = mpsc::channel::<Item>();
         let defaulted = Arc::new(AtomicU32::new(0));
-        let any: &dyn Any = delegate.as_ref();
-        let serving = Serving {
-            address: Arc::as_ptr(&delegate).cast::<()>() as usize,
-            type_id: any.type_id(),
-            defaulted: defaulted.clone(),
-        };
+        let serving = Serving::of(&delegate, &defaulted);
         thread::Builder::new()
             .name(format!("courier-delegate-{label}"))
             .spawn(move || {
-                let delegate = delegate;
                 SERVING.with(|s| *s.borrow_mut() = Some(serving));
                 while let Ok(item) = rx.recv() {
-                    let (job, last) = match item {
-                        Item::Call(job) => (job, false),
-                        Item::Last(job) => (job, true),
-                    };
-                    // A panicking callback must not take the queue, and with it every later callback
-                    // of the session, down with it.
-                    if catch_unwind(AssertUnwindSafe(|| job(delegate.as_ref()))).is_err() {
-                        tracing::error!("a delegate callback panicked; delivery goes on");
-                    }
-                    if last {
+                    if deliver(item, delegate.as_ref()) {
                         break;
                     }
                 }
@@ -155,7 +185,40 @@ impl DeliveryQueue {
                 drop(rx);
                 drop(delegate);
             })?;
-        Ok(DeliveryQueue { tx, defaulted })
+        Ok(DeliveryQueue {
+            tx: Sender::Thread(tx),
+            defaulted,
+        })
+    }
+
+    /// Starts the queue as one task on `runtime` (URLSession's `delegateQueue`), which owns
+    /// `delegate` from now on. Callbacks still run one at a time, in order; each runs on a worker
+    /// of `runtime`, so it must return quickly there too (hand long work to `tokio::spawn`).
+    pub fn start_on(
+        delegate: Arc<dyn Delegate>,
+        runtime: &tokio::runtime::Handle,
+    ) -> DeliveryQueue {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Item>();
+        let defaulted = Arc::new(AtomicU32::new(0));
+        let noting = defaulted.clone();
+        runtime.spawn(async move {
+            while let Some(item) = rx.recv().await {
+                // The task may move between workers: the delegate is named on each call's thread.
+                let serving = Serving::of(&delegate, &noting);
+                SERVING.with(|s| *s.borrow_mut() = Some(serving));
+                let last = deliver(item, delegate.as_ref());
+                SERVING.with(|s| *s.borrow_mut() = None);
+                if last {
+                    break;
+                }
+            }
+            drop(rx);
+            drop(delegate);
+        });
+        DeliveryQueue {
+            tx: Sender::Task(tx),
+            defaulted,
+        }
     }
 
     /// Whether the delegate may implement `callback`: true until its default body was seen to run
@@ -167,7 +230,7 @@ impl DeliveryQueue {
 
     /// Queues a callback. Returns false when the queue has already delivered its last callback.
     pub fn push(&self, job: impl FnOnce(&dyn Delegate) + Send + 'static) -> bool {
-        self.tx.send(Item::Call(Box::new(job))).is_ok()
+        self.tx.send(Item::Call(Box::new(job)))
     }
 
     /// Asks the delegate a question: `call` gets a [`Reply`] whose answer (or `default`, when the
@@ -196,7 +259,7 @@ impl DeliveryQueue {
 
     /// Queues the final callback; after it runs the delegate is dropped.
     pub fn push_last(&self, job: impl FnOnce(&dyn Delegate) + Send + 'static) -> bool {
-        self.tx.send(Item::Last(Box::new(job))).is_ok()
+        self.tx.send(Item::Last(Box::new(job)))
     }
 }
 
@@ -213,6 +276,7 @@ mod tests {
     use super::*;
     use crate::{DataDelegate, ResponseDisposition, SessionDelegate, TaskDelegate};
     use std::sync::Mutex;
+    use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
     #[derive(Default)]

@@ -173,6 +173,7 @@ impl CleartextPolicy {
 /// | `partial_download_lifetime` | 7 days | (the directory goes with the session) |
 /// | `is_discretionary` | false (background sessions only) | same |
 /// | `wait_for_connectivity` | false | same |
+/// | `deliver_informational_responses` | false | same |
 /// | `expect_continue_threshold` | 1 MiB | same |
 /// | `expect_continue_timeout` | 1 s | same |
 /// | `protocol_handlers` | none | same |
@@ -237,6 +238,12 @@ pub struct Configuration {
     /// The session's own URL cache's disk capacity, in bytes, in the session directory (0 for
     /// none; an ephemeral session writes no cache).
     pub url_cache_disk_capacity: usize,
+    /// Deliver 1xx responses (103 Early Hints among them) to the delegate's
+    /// `did_receive_informational_response`. URLSession calls that method when the delegate
+    /// implements it; Rust cannot ask a delegate that, and hooking every request for 1xx responses
+    /// costs about 10% on small delegate-style tasks (`courier-bench --only tasks`), so a session
+    /// that wants them says so here. Off by default.
+    pub deliver_informational_responses: bool,
     /// `waitsForConnectivity`: a task whose host's network cannot be reached (no route, the
     /// network down) waits and tries again (the delegate told once,
     /// `task_is_waiting_for_connectivity`) until it can or the resource timeout passes, instead of
@@ -309,6 +316,7 @@ impl Default for Configuration {
             cleartext: CleartextPolicy::Deny,
             http_maximum_redirects: 20,
             wait_for_connectivity: false,
+            deliver_informational_responses: false,
             expect_continue_threshold: Some(1 << 20),
             expect_continue_timeout: Duration::from_secs(1),
             request_cache_policy: CachePolicy::UseProtocolCachePolicy,

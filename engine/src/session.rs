@@ -225,28 +225,55 @@ impl Session {
         Session::start(config, Some(delegate), None, false)
     }
 
+    /// A session whose delegate is called on `runtime` (URLSession's `delegateQueue`): one Tokio
+    /// task delivers its callbacks, one at a time and in order, on that runtime's workers, instead
+    /// of the session's own thread. For a delegate that lives among an application's async code
+    /// (its callbacks can `tokio::spawn` there, and find the runtime with `Handle::current`).
+    /// Callbacks must return quickly: each holds a worker while it runs.
+    ///
+    /// # Errors
+    /// As [`Session::with_delegate`].
+    pub fn with_delegate_on(
+        config: Configuration,
+        delegate: Arc<dyn Delegate>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Session, Error> {
+        let queue = DeliveryQueue::start_on(delegate, runtime);
+        Session::start_with_queue(config, Some(queue), None, false)
+    }
+
     fn start(
         config: Configuration,
         delegate: Option<Arc<dyn Delegate>>,
         runtime: Option<tokio::runtime::Handle>,
         shared: bool,
     ) -> Result<Session, Error> {
-        config.check()?;
-        let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
-        let background = config.kind() == SessionKind::Background;
-        if background && delegate.is_none() {
-            return Err(Error::new(
-                ErrorCode::Unknown,
-                "a background session needs a delegate: its events arrive after the call that made \
-                 the task has returned (URLSession's rule)",
-            ));
-        }
+        let id = NEXT_SESSION_ID.load(Ordering::Relaxed);
         let queue = match delegate {
             Some(d) => Some(DeliveryQueue::start(d, &id.to_string()).map_err(|e| {
                 Error::new(ErrorCode::Unknown, "cannot start the delegate thread").with_source(e)
             })?),
             None => None,
         };
+        Session::start_with_queue(config, queue, runtime, shared)
+    }
+
+    fn start_with_queue(
+        config: Configuration,
+        queue: Option<DeliveryQueue>,
+        runtime: Option<tokio::runtime::Handle>,
+        shared: bool,
+    ) -> Result<Session, Error> {
+        config.check()?;
+        let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
+        let background = config.kind() == SessionKind::Background;
+        if background && queue.is_none() {
+            return Err(Error::new(
+                ErrorCode::Unknown,
+                "a background session needs a delegate: its events arrive after the call that made \
+                 the task has returned (URLSession's rule)",
+            ));
+        }
         let background = match (background, &queue) {
             (true, Some(queue)) => Some(crate::background::client::Client::connect(
                 &config,

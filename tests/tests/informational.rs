@@ -32,7 +32,9 @@ fn informational(events: &[Event]) -> Vec<(u16, Option<String>)> {
 async fn early_hints_reach_the_delegate_before_the_response() {
     let server = FaultServer::start(Fault::EarlyHints).await;
     let rec = Arc::new(Recorder::new());
-    let session = Session::with_delegate(config(), rec.clone()).unwrap();
+    let mut config = config();
+    config.deliver_informational_responses = true;
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
     let task = session.data_task(server.url("/").as_str()).unwrap();
     task.resume();
     assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
@@ -87,7 +89,9 @@ async fn a_refusing_server_never_receives_a_large_uploads_body() {
 async fn a_willing_server_says_continue_and_gets_the_body() {
     let server = TestServer::http().await;
     let rec = Arc::new(Recorder::new());
-    let session = Session::with_delegate(config(), rec.clone()).unwrap();
+    let mut config = config();
+    config.deliver_informational_responses = true;
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
     let request = Request::new(
         courier_engine::reexports::http::Method::PUT,
         &server.url("/sink"),

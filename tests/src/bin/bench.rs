@@ -112,6 +112,15 @@ async fn courier_run_with(url: &str, n: usize, config: Configuration) -> Duratio
     .await
 }
 
+/// [`courier_run`] with the delegate called on this runtime (`Session::with_delegate_on`) rather
+/// than on the session's own thread.
+async fn courier_run_on_runtime(url: &str, n: usize) -> Duration {
+    complete_all_on(config_without_cache(), n, true, |session, _| {
+        session.data_task(url).expect("task").resume();
+    })
+    .await
+}
+
 /// Starts `n` tasks in one session of `config` (`start` creates and resumes task `i`) and waits for
 /// every completion; the wall time. Every task must succeed.
 async fn complete_all(
@@ -119,8 +128,24 @@ async fn complete_all(
     n: usize,
     start: impl Fn(&Session, usize),
 ) -> Duration {
+    complete_all_on(config, n, false, start).await
+}
+
+/// [`complete_all`], with the delegate called on this runtime when `on_runtime`.
+async fn complete_all_on(
+    config: Configuration,
+    n: usize,
+    on_runtime: bool,
+    start: impl Fn(&Session, usize),
+) -> Duration {
     let counter = Arc::new(Counter::new(n));
-    let session = Session::with_delegate(config, counter.clone()).expect("session");
+    let session = if on_runtime {
+        let here = tokio::runtime::Handle::current();
+        Session::with_delegate_on(config, counter.clone(), &here)
+    } else {
+        Session::with_delegate(config, counter.clone())
+    }
+    .expect("session");
     let started = Instant::now();
     for i in 0..n {
         start(&session, i);
@@ -467,21 +492,28 @@ fn tasks_against_curl(url: &str, tasks: usize, pairs: usize) -> Scenario {
     let curl_config = dir.path().join("urls.curl");
     write_curl_config(&curl_config, url, tasks);
     client.block_on(courier_run(url, tasks.min(1000))); // warm-up
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours, mut on_runtime, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..pairs {
         let c = client.block_on(courier_run(url, tasks)).as_secs_f64();
+        let r = client
+            .block_on(courier_run_on_runtime(url, tasks))
+            .as_secs_f64();
         let k = curl_run(&curl_config, 6).as_secs_f64();
         println!(
-            "pair {i:2}: courier {c:.3} s  curl {k:.3} s  ratio {:.2}",
+            "pair {i:2}: courier {c:.3} s  (delegate on the runtime {r:.3} s)  curl {k:.3} s  ratio {:.2}",
             c / k
         );
         ours.push(c);
+        on_runtime.push(r);
         theirs.push(k);
     }
     Scenario {
         name: format!("{tasks} data tasks of 1 KiB with a delegate, 6 connections"),
         unit: Unit::Seconds,
-        courier: vec![Side::new("courier data tasks (multi-thread)", ours)],
+        courier: vec![
+            Side::new("courier data tasks (multi-thread)", ours),
+            Side::new("courier, delegate on the runtime", on_runtime),
+        ],
         peers: vec![Side::new("curl --parallel-max 6", theirs)],
         target: Target::AtMostTimesBestPeer(1.0),
         note: "curl runs as a process of its own (its start-up counts)".into(),

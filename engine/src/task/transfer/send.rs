@@ -288,7 +288,8 @@ impl Run {
         request: &mut http::Request<courier_protocol_http::RequestBody>,
         gate: Option<expect::ContinueGate>,
     ) {
-        let tell = self.callbacks
+        let tell = self.ctx.config.deliver_informational_responses
+            && self.callbacks
             && self
                 .ctx
                 .queue
