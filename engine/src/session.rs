@@ -3,73 +3,37 @@
 //! The handle is cheap to clone. Task creation is synchronous (identifiers are handed out here), the
 //! rest is messages to the session actor in `actor`, which owns the tasks, supervises their actors
 //! and carries out invalidation.
+//!
+//! - `create`: the delegate-style task constructors, and the one path every task is made through.
+//! - `completion_forms`: `data`, `upload`, `download`, `bytes` and their [`TaskFuture`](crate::TaskFuture).
+//! - `actor`: the session actor. `trust`: the delegate's say over server trust and client identity.
 
 pub(crate) mod actor;
 mod completion_forms;
+mod create;
 pub(crate) mod trust;
+
+pub use create::CreateTaskError;
+pub(crate) use create::Creation;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use courier_delegates::{
-    Delegate, DeliveryQueue, Error, ErrorCode, Request, ResumeData, TaskInfo, TaskKind,
-};
+use courier_delegates::{Delegate, DeliveryQueue, Error, ErrorCode, ResumeData};
 use courier_protocol_http::{Transport, TransportSettings};
 use courier_storage::SessionDirectory;
 use ractor::ActorRef;
 use tokio::sync::watch;
 
 use crate::Configuration;
-use crate::completion::{Sink, Terminal};
 use crate::configuration::SessionKind;
 use crate::context::SessionContext;
 use crate::stores::{CookieStorage, CredentialStorage, Home, UrlCache};
-use crate::task::download::{decode_resume_data, request_from_record};
-use crate::task::{DataTask, DownloadTask, PartialSlot, Task, UploadBody, UploadTask, Work};
+use crate::task::{DataTask, DownloadTask, PartialSlot, Task, UploadTask};
 pub(crate) use actor::SessionMsg;
 use actor::{SessionActor, SessionArgs};
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Why a task could not be created.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CreateTaskError {
-    /// The session has been invalidated. Darwin raises an exception here ("Task created in a
-    /// session that has been invalidated"); Courier returns this error instead.
-    Invalidated,
-    /// A background session does not take this (URLSession's rules): data tasks, uploads from
-    /// bytes or a stream, tasks from resume data, completion forms and byte streams, URLs other
-    /// than http and https. Names what was refused.
-    NotInBackground(&'static str),
-    /// The background service refused the task or could not be reached.
-    Service(String),
-}
-
-impl std::fmt::Display for CreateTaskError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CreateTaskError::Invalidated => {
-                f.write_str("task created in a session that has been invalidated")
-            }
-            CreateTaskError::NotInBackground(what) => {
-                write!(f, "background sessions do not take {what}")
-            }
-            CreateTaskError::Service(why) => write!(f, "the background service: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for CreateTaskError {}
-
-impl CreateTaskError {
-    /// As the error of a completion form, which returns [`Error`]s only.
-    pub(crate) fn for_url(self, url: &str) -> Error {
-        Error::new(ErrorCode::Unknown, self.to_string())
-            .with_url(url)
-            .with_source(self)
-    }
-}
 
 /// A session: a configuration, a connection pool, an optional delegate, and the tasks made in it.
 ///
@@ -100,57 +64,6 @@ pub(crate) struct SessionCore {
     runtime: tokio::runtime::Handle,
     /// A background session's connection to the service, where its tasks live.
     background: Option<Arc<crate::background::client::Client>>,
-}
-
-/// Creates a task of a background session in the service, under URLSession's rules for them.
-fn create_in_background(
-    client: &Arc<crate::background::client::Client>,
-    kind: TaskKind,
-    request: Request,
-    work: Work,
-    sink: Sink,
-) -> Result<Task, CreateTaskError> {
-    if !matches!(sink, Sink::Delegate(_)) {
-        return Err(CreateTaskError::NotInBackground(
-            "completion forms or byte streams (their answers need the application to be there)",
-        ));
-    }
-    let file = match (kind, work) {
-        (TaskKind::Download, Work::Download { resume: None }) => None,
-        (TaskKind::Download, Work::Download { .. }) => {
-            return Err(CreateTaskError::NotInBackground(
-                "tasks made from resume data",
-            ));
-        }
-        (TaskKind::Upload, Work::Upload(UploadBody::File(path))) => Some(path),
-        (TaskKind::Upload, _) => {
-            return Err(CreateTaskError::NotInBackground(
-                "uploads from bytes or a stream (only from a file)",
-            ));
-        }
-        _ => return Err(CreateTaskError::NotInBackground("data tasks")),
-    };
-    if !request
-        .url()
-        .is_some_and(|u| matches!(u.scheme(), "http" | "https"))
-    {
-        return Err(CreateTaskError::NotInBackground(
-            "URLs other than http and https",
-        ));
-    }
-    let info = client.create(kind, request, file)?;
-    let link = Arc::new(crate::background::client::ClientLink(client.clone()));
-    Ok(Task::new(info, link, PartialSlot::default()))
-}
-
-/// How a new task is made.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Creation {
-    /// The task reports to the delegate (false for the completion forms).
-    pub(crate) callbacks: bool,
-    /// The task starts as it is registered, as if `resume()` had been called at once: the
-    /// completion forms, which resume right away (one message to the session actor, not two).
-    pub(crate) resume_now: bool,
 }
 
 /// Task handles reach their session through its core, which they keep alive.
@@ -404,201 +317,6 @@ impl Session {
     /// stored beside it (the background service continues its downloads after a restart with it).
     pub(crate) fn resume_data_for_partial(&self, name: &str) -> Option<ResumeData> {
         crate::task::download::resume_data_from_storage(&self.inner.ctx.storage, name)
-    }
-
-    fn create(
-        &self,
-        kind: TaskKind,
-        request: Request,
-        work: Work,
-        sink: Sink,
-        callbacks: bool,
-    ) -> Result<Task, CreateTaskError> {
-        let how = Creation {
-            callbacks,
-            resume_now: false,
-        };
-        self.create_with(kind, request, None, work, sink, how)
-    }
-
-    /// Creates a task; `current` when its current request differs from the original one.
-    pub(crate) fn create_with(
-        &self,
-        kind: TaskKind,
-        request: Request,
-        current: Option<Request>,
-        work: Work,
-        sink: Sink,
-        how: Creation,
-    ) -> Result<Task, CreateTaskError> {
-        if self.inner.invalidated.load(Ordering::Acquire) {
-            return Err(CreateTaskError::Invalidated);
-        }
-        if let Some(client) = &self.inner.background {
-            let task = create_in_background(client, kind, request, work, sink)?;
-            if how.resume_now {
-                task.resume();
-            }
-            return Ok(task);
-        }
-        let ctx = &self.inner.ctx;
-        let id = ctx.next_task_id.fetch_add(1, Ordering::Relaxed);
-        let (info, recorder) = TaskInfo::new(id, kind, request);
-        if let Some(current) = current {
-            recorder.set_current_request(current);
-        }
-        ctx.tally.register(info.clone());
-        // Every task is announced, a completion form's too: it is how a delegate finds its handle.
-        if let Some(queue) = &ctx.queue
-            && queue.wants(courier_delegates::Callback::CreateTask)
-        {
-            let created = info.clone();
-            queue.push(move |d| d.did_create_task(&created));
-        }
-        let terminal = Terminal::new(sink, recorder.clone());
-        let partial = if work.is_download() {
-            PartialSlot::for_download()
-        } else {
-            PartialSlot::default()
-        };
-        self.inner
-            .actor
-            .cast(SessionMsg::Register {
-                recorder,
-                terminal,
-                callbacks: how.callbacks,
-                work,
-                partial: partial.clone(),
-                resume: how.resume_now,
-            })
-            .map_err(|_| CreateTaskError::Invalidated)?;
-        Ok(if how.resume_now {
-            Task::resumed(info, self.inner.clone(), partial)
-        } else {
-            Task::new(info, self.inner.clone(), partial)
-        })
-    }
-
-    /// The sink of a delegate-style task.
-    fn delegate_sink(&self) -> Sink {
-        match &self.inner.ctx.queue {
-            Some(queue) => Sink::Delegate(queue.clone()),
-            None => Sink::Silent,
-        }
-    }
-
-    /// A data task for `request`, suspended: call [`Task::resume`] to start it. Its progress goes to
-    /// the session's delegate.
-    ///
-    /// # Errors
-    /// The session has been invalidated.
-    pub fn data_task(&self, request: impl Into<Request>) -> Result<DataTask, CreateTaskError> {
-        self.create(
-            TaskKind::Data,
-            request.into(),
-            Work::Data,
-            self.delegate_sink(),
-            true,
-        )
-        .map(DataTask::new)
-    }
-
-    /// An upload task that sends `body` with `request` (the request's own body, if any, is not
-    /// used), suspended. Progress goes to the delegate (`did_send_body_data`), then the response and
-    /// its body as for a data task.
-    ///
-    /// # Errors
-    /// The session has been invalidated.
-    pub fn upload_task(
-        &self,
-        request: impl Into<Request>,
-        body: UploadBody,
-    ) -> Result<UploadTask, CreateTaskError> {
-        self.create(
-            TaskKind::Upload,
-            request.into(),
-            Work::Upload(body),
-            self.delegate_sink(),
-            true,
-        )
-        .map(UploadTask::new)
-    }
-
-    /// A download task for `request`, suspended. Progress goes to the delegate (`did_write_data`);
-    /// the file to `did_finish_downloading_to`.
-    ///
-    /// # Errors
-    /// The session has been invalidated.
-    pub fn download_task(
-        &self,
-        request: impl Into<Request>,
-    ) -> Result<DownloadTask, CreateTaskError> {
-        self.create(
-            TaskKind::Download,
-            request.into(),
-            Work::Download { resume: None },
-            self.delegate_sink(),
-            true,
-        )
-        .map(DownloadTask::new)
-    }
-
-    /// A download task that continues a stopped download (`downloadTask(withResumeData:)`),
-    /// suspended. It is a new task, with a new identifier.
-    ///
-    /// When resumed, it asks the server for the rest (`Range` with `If-Range`). A 206 that
-    /// continues exactly at the offset is appended (`did_resume_at_offset(offset, total)`); any
-    /// other answer (a 200, a 206 elsewhere, a 416, a changed validator) empties the file and starts
-    /// over (`did_resume_at_offset(0, total)`). Resume data that is corrupt or of another format
-    /// version, or whose partial file is missing, changed, or not in this session's directory, fails
-    /// the task as soon as it is resumed, and no file is touched.
-    ///
-    /// # Errors
-    /// The session has been invalidated.
-    pub fn download_task_with_resume_data(
-        &self,
-        data: &ResumeData,
-    ) -> Result<DownloadTask, CreateTaskError> {
-        if let Some(client) = &self.inner.background {
-            // The service's own data: it checks and decodes it.
-            let info = client.create_from_resume_data(data.as_bytes())?;
-            let link = Arc::new(crate::background::client::ClientLink(client.clone()));
-            return Ok(DownloadTask::new(Task::new(
-                info,
-                link,
-                PartialSlot::default(),
-            )));
-        }
-        let (original, current, work) = self.resumed_download(data);
-        let task = self.create_with(
-            TaskKind::Download,
-            original,
-            Some(current),
-            work,
-            self.delegate_sink(),
-            Creation {
-                callbacks: true,
-                resume_now: false,
-            },
-        )?;
-        Ok(DownloadTask::new(task))
-    }
-
-    /// The original and current requests and the work of a download made from `data`. Data that
-    /// cannot be used fails the task when it starts; until then it has no URL to show.
-    pub(crate) fn resumed_download(&self, data: &ResumeData) -> (Request, Request, Work) {
-        let resume = decode_resume_data(&self.inner.ctx.storage, data);
-        let (original, current) = match &resume {
-            Ok(r) => (
-                request_from_record(&r.original_request),
-                request_from_record(&r.current_request),
-            ),
-            Err(_) => (Request::get(""), Request::get("")),
-        };
-        let work = Work::Download {
-            resume: Some(resume),
-        };
-        (original, current, work)
     }
 
     /// The sum of the progress of the tasks made in this session (those of a background session
