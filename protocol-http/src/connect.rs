@@ -294,7 +294,7 @@ impl Host {
             let guard = self.probe.lock().await;
             if self.h2_open.load(Ordering::Acquire) > 0 {
                 return Err(ConnectFailure::new(
-                    TransportErrorKind::Other,
+                    TransportErrorKind::Superseded,
                     "an HTTP/2 connection to this host is open already",
                     None,
                 ));

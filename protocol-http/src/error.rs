@@ -35,6 +35,10 @@ pub enum TransportErrorKind {
     Configuration,
     /// The request was cancelled (at a server-trust challenge).
     Cancelled,
+    /// The connection made for the request was not needed: an HTTP/2 connection to the host opened
+    /// meanwhile and carries its requests. Nothing was sent; send the request again and the pool
+    /// hands it that connection.
+    Superseded,
     /// Anything else.
     Other,
 }

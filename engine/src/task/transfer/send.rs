@@ -136,8 +136,15 @@ impl Run {
     ) -> Result<http::Response<ResponseBody>, Halt> {
         let mut told = false;
         let mut backoff = CONNECTIVITY_FIRST_RETRY;
+        let mut superseded = 0;
         loop {
             match self.send_once(head, body).await {
+                // The pool raced an HTTP/2 connection opening: nothing was sent, and the request
+                // goes on that connection when sent again.
+                Err(Halt::Failed(e)) if is_superseded(&e) && superseded < SUPERSEDED_RETRIES => {
+                    superseded += 1;
+                    self.end_transaction();
+                }
                 Err(Halt::Failed(e))
                     if e.code() == ErrorCode::NotConnectedToInternet
                         && self.ctx.config.wait_for_connectivity =>
@@ -340,6 +347,17 @@ impl Run {
         self.note_response(&response);
         Ok(response)
     }
+}
+
+/// How many times a request whose connection was superseded is sent again (each time means an
+/// HTTP/2 connection opened meanwhile: once is the rule).
+const SUPERSEDED_RETRIES: u32 = 3;
+
+/// True for a request that was never sent because another connection to its host carries it.
+fn is_superseded(e: &Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<TransportError>())
+        .is_some_and(|t| t.kind() == TransportErrorKind::Superseded)
 }
 
 /// The first wait before trying an unreachable host again; each later one doubles, up to
