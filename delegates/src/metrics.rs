@@ -76,7 +76,7 @@ pub struct TransactionMetrics {
     /// `negotiatedTLSProtocolVersion`: `TLSv1.3` or `TLSv1.2`, over TLS.
     pub tls_protocol_version: Option<&'static str>,
     /// `negotiatedTLSCipherSuite`: the suite's IANA name (`TLS13_AES_128_GCM_SHA256`), over TLS.
-    pub tls_cipher_suite: Option<String>,
+    pub tls_cipher_suite: Option<&'static str>,
     /// `isProxyConnection`: the connection went through a proxy (HTTP or SOCKS).
     pub proxy_connection: bool,
 }

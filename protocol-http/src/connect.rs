@@ -67,8 +67,9 @@ pub struct ConnectionInfo {
     pub local: Option<SocketAddr>,
     /// The TLS version negotiated (`TLSv1.3`, `TLSv1.2`); `None` for cleartext.
     pub tls_version: Option<&'static str>,
-    /// The cipher suite negotiated, by its IANA name; `None` for cleartext.
-    pub cipher_suite: Option<String>,
+    /// The cipher suite negotiated, by its IANA name; `None` for cleartext. (A static name: this
+    /// record is copied for every response, and must not allocate.)
+    pub cipher_suite: Option<&'static str>,
     /// True when the application trusted a server whose certificate standard verification refuses
     /// (a delegate's "trust" answer, `--insecure`): what comes over it must not outlive the session
     /// (no URL cache, no persistent cookies).
@@ -573,7 +574,7 @@ impl Inner {
         });
         let cipher_suite = session
             .negotiated_cipher_suite()
-            .map(|s| format!("{:?}", s.suite()));
+            .and_then(|s| s.suite().as_str());
         if !h2 {
             state.speaks_h1.store(true, Ordering::Release);
         }

@@ -105,9 +105,7 @@ async fn a_transaction_names_its_addresses_tls_and_the_bytes_each_way() {
     let t = metrics_of(&rec, id).1.remove(0).full;
     assert_eq!(t.tls_protocol_version, Some("TLSv1.3"));
     assert!(
-        t.tls_cipher_suite
-            .as_deref()
-            .is_some_and(|s| s.starts_with("TLS13_")),
+        t.tls_cipher_suite.is_some_and(|s| s.starts_with("TLS13_")),
         "{:?}",
         t.tls_cipher_suite
     );

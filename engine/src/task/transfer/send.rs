@@ -48,7 +48,7 @@ impl Run {
             t.local_address = c.local;
             t.remote_address = Some(c.remote);
             t.tls_protocol_version = c.tls_version;
-            t.tls_cipher_suite = c.cipher_suite.clone();
+            t.tls_cipher_suite = c.cipher_suite;
             t.proxy_connection = c.via_proxy;
         }
         t.protocol = Some(match response.version() {
