@@ -167,12 +167,6 @@ impl CookieStorage {
     /// Why the cookie is not kept.
     pub fn set_cookie(&self, url: &Url, set_cookie: &str) -> Result<(), CookieRefusal> {
         let raw = RawCookie::parse(set_cookie.to_owned()).map_err(|_| CookieRefusal::Malformed)?;
-        if raw
-            .domain()
-            .is_some_and(|d| is_foreign_public_suffix(d, url))
-        {
-            return Err(CookieRefusal::Unfit);
-        }
         let mut store = self.lock();
         let cookie = admit(&store, &raw, url)?;
         store
@@ -279,7 +273,6 @@ impl CookieStorage {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .filter_map(|s| RawCookie::parse(s.to_owned()).ok())
-            .filter(|c| c.domain().is_none_or(|d| !is_foreign_public_suffix(d, url)))
             .map(|mut c| {
                 if session_only {
                     // A session cookie: the storage never saves those.
@@ -327,7 +320,8 @@ pub enum CookieRefusal {
     Malformed,
     /// Name and value are longer than 4096 bytes.
     TooLarge,
-    /// The cookie does not fit the URL (bad domain or path): cookie_store's own refusal.
+    /// The cookie does not fit the URL: a bad domain or path (cookie_store's refusal), or a
+    /// `Domain` that is a public suffix other than the host itself.
     Unfit,
     /// `Secure` from an insecure origin.
     SecureFromInsecureOrigin,
@@ -369,6 +363,12 @@ fn admit(
 ) -> Result<cookie_store::Cookie<'static>, CookieRefusal> {
     if raw.name().len() + raw.value().len() > MAX_COOKIE_BYTES {
         return Err(CookieRefusal::TooLarge);
+    }
+    if raw
+        .domain()
+        .is_some_and(|d| is_foreign_public_suffix(d, url))
+    {
+        return Err(CookieRefusal::Unfit);
     }
     let cookie = cookie_store::Cookie::try_from_raw_cookie(raw, url)
         .map_err(|_| CookieRefusal::Unfit)?
