@@ -5,7 +5,10 @@
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use courier_delegates::{BodyStream, Callback, Error, ErrorCode, TaskInfo};
@@ -47,18 +50,20 @@ pub(crate) async fn prepare(
     info: &TaskInfo,
     callbacks: bool,
     actor: &ActorRef<TaskMsg>,
+    tally: Option<Arc<SentTally>>,
 ) -> Result<Prepared, Error> {
     let url = info.original_request().url_str();
+    let counted = |source| Counted::new(source, actor.clone(), tally.clone()).boxed();
     match source {
         UploadBody::Bytes(bytes) => Ok(Prepared {
             length: Some(bytes.len() as u64),
-            body: Counted::new(Source::Bytes(bytes.clone()), actor.clone()).boxed(),
+            body: counted(Source::Bytes(bytes.clone())),
         }),
         UploadBody::File(path) => {
             let (file, length) = open_upload_file(path).await.map_err(|e| e.with_url(url))?;
             Ok(Prepared {
                 length: Some(length),
-                body: Counted::new(Source::File(read_ahead(file)), actor.clone()).boxed(),
+                body: counted(Source::File(read_ahead(file))),
             })
         }
         UploadBody::Stream => {
@@ -66,8 +71,8 @@ pub(crate) async fn prepare(
             Ok(Prepared {
                 length: if stream.is_some() { None } else { Some(0) },
                 body: match stream {
-                    Some(s) => Counted::new(Source::reader(s), actor.clone()).boxed(),
-                    None => Counted::new(Source::Bytes(Bytes::new()), actor.clone()).boxed(),
+                    Some(s) => counted(Source::reader(s)),
+                    None => counted(Source::Bytes(Bytes::new())),
                 },
             })
         }
@@ -171,21 +176,49 @@ impl Source {
     }
 }
 
-/// A request body that reports each chunk the connection takes.
+/// One send's request body bytes handed to the connection, and when the last went: the
+/// transaction's metrics (`countOfRequestBodyBytesSent`, `requestEndDate`).
+#[derive(Debug, Default)]
+pub(crate) struct SentTally {
+    bytes: AtomicU64,
+    ended: OnceLock<Instant>,
+}
+
+impl SentTally {
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn ended(&self) -> Option<Instant> {
+        self.ended.get().copied()
+    }
+}
+
+/// A request body that reports each chunk the connection takes: to the actor (progress), and to
+/// the send's [`SentTally`] when the metrics are read.
 struct Counted {
     source: Source,
     buffer: Vec<u8>,
     done: bool,
     actor: ActorRef<TaskMsg>,
+    tally: Option<Arc<SentTally>>,
 }
 
 impl Counted {
-    fn new(source: Source, actor: ActorRef<TaskMsg>) -> Counted {
+    fn new(source: Source, actor: ActorRef<TaskMsg>, tally: Option<Arc<SentTally>>) -> Counted {
         Counted {
             source,
             buffer: Vec::new(),
             done: false,
             actor,
+            tally,
+        }
+    }
+
+    /// No more frames: the tally's end, once.
+    fn note_end(&self) {
+        if let Some(t) = &self.tally {
+            let _ = t.ended.set(Instant::now());
         }
     }
 
@@ -210,6 +243,7 @@ impl Body for Counted {
             Source::Bytes(bytes) => {
                 if bytes.is_empty() {
                     this.done = true;
+                    this.note_end();
                     return Poll::Ready(None);
                 }
                 bytes.split_to(bytes.len().min(CHUNK))
@@ -218,6 +252,7 @@ impl Body for Counted {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
                     this.done = true;
+                    this.note_end();
                     return Poll::Ready(None);
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -240,6 +275,7 @@ impl Body for Counted {
                     }
                     Poll::Ready(Ok(())) if buf.filled().is_empty() => {
                         this.done = true;
+                        this.note_end();
                         return Poll::Ready(None);
                     }
                     Poll::Ready(Ok(())) => Bytes::copy_from_slice(buf.filled()),
@@ -248,6 +284,13 @@ impl Body for Counted {
         };
         // The actor may be gone (the task was cancelled); then nobody counts.
         let _ = this.actor.cast(TaskMsg::Sent(chunk.len() as u64));
+        if let Some(t) = &this.tally {
+            t.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        // hyper stops polling a body that says it ended: this frame is the last.
+        if this.is_end_stream() {
+            this.note_end();
+        }
         Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 

@@ -1,10 +1,7 @@
 //! Sending one request under the clock, and what its response head tells: metrics, cookies,
 //! whether the connection's trust was overridden; wire failures named with URLSession's codes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use courier_protocol_http::RequestBody;
-
+use super::upload::SentTally;
 use super::*;
 
 impl Run {
@@ -117,8 +114,8 @@ impl Run {
             t.response_body_bytes_after_decoding = moved.decoded_in;
             match &moved.out {
                 Some(tally) => {
-                    t.request_body_bytes_sent = tally.bytes.load(Ordering::Relaxed);
-                    t.request_end = tally.ended.get().copied();
+                    t.request_body_bytes_sent = tally.bytes();
+                    t.request_end = tally.ended();
                 }
                 None => t.request_end = t.request_start,
             }
@@ -203,9 +200,18 @@ impl Run {
         let mut continuing = None;
         let request_body = match body {
             Some(source) => {
+                // Counted for the metrics too, when someone reads them.
+                let tally = self.recording.then(Arc::default);
+                self.moved.out = tally.clone();
                 // A delegate slow to hand over a stream must not hold up a cancel.
-                let preparing =
-                    upload::prepare(source, &self.ctx, &self.info, self.callbacks, &self.actor);
+                let preparing = upload::prepare(
+                    source,
+                    &self.ctx,
+                    &self.info,
+                    self.callbacks,
+                    &self.actor,
+                    tally,
+                );
                 let prepared = unless_stopped(&mut self.gate, preparing).await??;
                 if let (Some(len), Some(h)) = (prepared.length, builder.headers_mut()) {
                     h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
@@ -227,16 +233,6 @@ impl Run {
                 }
             }
             None => empty_body(),
-        };
-        let request_body = if self.recording && body.is_some() {
-            let tally = Arc::new(Tally::default());
-            self.moved.out = Some(tally.clone());
-            RequestBody::new(Tallied {
-                body: request_body,
-                tally,
-            })
-        } else {
-            request_body
         };
         let head_bytes = builder
             .headers_ref()
@@ -373,57 +369,7 @@ pub(super) struct Moved {
     /// Response body bytes after decoding.
     pub(super) decoded_in: u64,
     /// The request body's count, when there is a body and someone reads the metrics.
-    pub(super) out: Option<Arc<Tally>>,
-}
-
-/// A request body's bytes handed to the connection, and when the last went.
-#[derive(Default)]
-pub(super) struct Tally {
-    bytes: AtomicU64,
-    ended: std::sync::OnceLock<std::time::Instant>,
-}
-
-/// A request body counted into a [`Tally`].
-struct Tallied {
-    body: RequestBody,
-    tally: Arc<Tally>,
-}
-
-impl http_body::Body for Tallied {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
-        let ended = match &polled {
-            std::task::Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.tally
-                        .bytes
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
-                // hyper stops polling a body that says it ended: this is the last frame.
-                self.body.is_end_stream()
-            }
-            std::task::Poll::Ready(None) => true,
-            _ => false,
-        };
-        if ended {
-            let _ = self.tally.ended.set(std::time::Instant::now());
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
+    pub(super) out: Option<Arc<SentTally>>,
 }
 
 /// A request head's size as HTTP/1.1 writes it: the request line, a `Host` header hyper adds
