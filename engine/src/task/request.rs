@@ -34,8 +34,7 @@ pub(crate) fn build_request(
     };
     // A request a protocol handler answers never goes on the network: the network's rules (the
     // schemes it speaks, the cleartext policy) are not its.
-    let claimed = !config.protocol_handlers.is_empty()
-        && super::protocol::claimer(&config.protocol_handlers, request).is_some();
+    let claimed = super::protocol::claimer(&config.protocol_handlers, request).is_some();
     let secure = match url.scheme() {
         "https" => true,
         "http" => false,

@@ -100,8 +100,7 @@ impl Run {
                 ));
             };
             let host = url.host_str().unwrap_or("").to_owned();
-            let handlers = &self.ctx.config.protocol_handlers;
-            let claimed = !handlers.is_empty() && protocol::claimer(handlers, &next).is_some();
+            let claimed = protocol::claimer(&self.ctx.config.protocol_handlers, &next).is_some();
             match url.scheme() {
                 _ if claimed => {}
                 "https" => {}
