@@ -272,6 +272,7 @@ impl CliDelegate {
                 "host": space.host,
                 "port": space.port,
                 "realm": space.realm,
+                "proxy_type": space.proxy_type.map(|t| t.name()),
                 "previous_failure_count": challenge.previous_failure_count,
                 "disposition": disposition.name(),
             }),
@@ -413,6 +414,9 @@ impl TaskDelegate for CliDelegate {
                 && url.port_or_known_default() == Some(space.port)
         });
         let disposition = match &self.credential {
+            // A proxy's challenge: `--user` is the server's; the proxy's credentials come from
+            // its URL (`-x http://user:pass@host:port`), through default handling.
+            Some(_) if space.is_proxy() => AuthChallengeDisposition::PerformDefaultHandling,
             // Another origin, reached by a redirect: `--user` is not for it (curl's rule, after
             // CVE-2018-1000007); default handling uses only what belongs to that origin.
             Some(_) if !own_origin && !self.location_trusted => {

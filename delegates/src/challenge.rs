@@ -44,6 +44,37 @@ pub struct ProtectionSpace {
     pub realm: Option<String>,
     /// The authentication method.
     pub method: AuthenticationMethod,
+    /// Set when a proxy asks (a `407`), and then `host` and `port` are the proxy's: what kind of
+    /// proxy it is (URLSession's `proxyType`). `None` for a server's own challenge.
+    pub proxy_type: Option<ProxyType>,
+}
+
+/// What a proxy that asks for credentials carries (URLSession's `NSURLProtectionSpaceHTTPProxy`
+/// and `HTTPSProxy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProxyType {
+    /// Cleartext requests, sent to the proxy whole (absolute-form).
+    Http,
+    /// `https` requests, through a `CONNECT` tunnel.
+    Https,
+}
+
+impl ProxyType {
+    /// `http` or `https`, as the event stream names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyType::Http => "http",
+            ProxyType::Https => "https",
+        }
+    }
+}
+
+impl ProtectionSpace {
+    /// True for a proxy's protection space (URLSession's `isProxy()`).
+    pub fn is_proxy(&self) -> bool {
+        self.proxy_type.is_some()
+    }
 }
 
 /// How long a credential is kept (`URLCredential.Persistence`).

@@ -202,6 +202,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// was resumed. `error` is `None` on success; HTTP error statuses are successes.
     fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
         let _ = (task, error);
+        left_at_default(self, Callback::Complete);
     }
 }
 
@@ -291,9 +292,21 @@ pub trait DownloadDelegate: Send + Sync + 'static {
     }
 }
 
+/// Every protocol a message about one task may belong to: what a task's own delegate implements
+/// (URLSession's `task.delegate`, iOS 15), and part of every [`Delegate`]. Implemented for any
+/// type that implements the three traits (empty `impl` blocks for the ones it does not care about).
+///
+/// A task's own delegate is asked first about that task; whatever it leaves at its default goes
+/// on to the session's delegate, as URLSession sends a message the task delegate does not
+/// implement to the session delegate. Session-level messages (`SessionDelegate`) go to the
+/// session's delegate only.
+pub trait TaskLevelDelegate: TaskDelegate + DataDelegate + DownloadDelegate + Any {}
+
+impl<T: TaskDelegate + DataDelegate + DownloadDelegate> TaskLevelDelegate for T {}
+
 /// A complete delegate: every protocol a session may call. Implemented for any type that implements the
 /// four traits. (`Any` lets the delivery queue tell the delegate's own default methods from those of
 /// an object it forwards to.)
-pub trait Delegate: SessionDelegate + TaskDelegate + DataDelegate + DownloadDelegate + Any {}
+pub trait Delegate: SessionDelegate + TaskLevelDelegate {}
 
-impl<T: SessionDelegate + TaskDelegate + DataDelegate + DownloadDelegate> Delegate for T {}
+impl<T: SessionDelegate + TaskLevelDelegate> Delegate for T {}

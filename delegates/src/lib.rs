@@ -2,7 +2,8 @@
 //!
 //! Nothing here does I/O. Where things are:
 //! - [`delegate`]: the delegate traits ([`SessionDelegate`], [`TaskDelegate`], [`DataDelegate`],
-//!   [`DownloadDelegate`]) and the [`Delegate`] bundle a session holds. Every method is optional, with URLSession's default.
+//!   [`DownloadDelegate`]), the [`Delegate`] bundle a session holds and the [`TaskLevelDelegate`]
+//!   one a task may carry of its own. Every method is optional, with URLSession's default.
 //! - [`challenge`]: authentication challenges, protection spaces, credentials and the dispositions
 //!   that answer them.
 //! - [`reply`]: [`Reply`], the completion handler of callbacks that need an answer, and the answers
@@ -28,10 +29,11 @@ pub mod task;
 
 pub use challenge::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, Credential,
-    CredentialPersistence, ProtectionSpace, ServerTrust,
+    CredentialPersistence, ProtectionSpace, ProxyType, ServerTrust,
 };
 pub use delegate::{
     BodyStream, DataDelegate, Delegate, DownloadDelegate, SessionDelegate, TaskDelegate,
+    TaskLevelDelegate,
 };
 pub use error::{Error, ErrorCode};
 pub use metrics::{FetchType, TaskMetrics, TransactionMetrics};

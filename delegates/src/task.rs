@@ -4,6 +4,7 @@
 //! Everything here is lock-light (atomics, short mutexes) because handles read it from any thread.
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -107,6 +108,14 @@ struct Shared {
     bytes_expected_to_receive: AtomicI64,
     bytes_sent: AtomicI64,
     bytes_expected_to_send: AtomicI64,
+    /// `countOfBytesClientExpectsToSend` / `Receive`: the application's hints, -1 when not given.
+    client_expects_to_send: AtomicI64,
+    client_expects_to_receive: AtomicI64,
+    /// The task's own delegate, from when one is attached (before the task is first resumed)
+    /// until the task's completion is on its way.
+    own: Mutex<Option<Arc<crate::queue::OwnDelegate>>>,
+    /// True once a delegate was attached: a task has one at most once.
+    attached: AtomicBool,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the values are plain data).
@@ -133,6 +142,10 @@ impl TaskInfo {
             bytes_expected_to_receive: AtomicI64::new(-1),
             bytes_sent: AtomicI64::new(0),
             bytes_expected_to_send: AtomicI64::new(expected_to_send),
+            client_expects_to_send: AtomicI64::new(-1),
+            client_expects_to_receive: AtomicI64::new(-1),
+            own: Mutex::new(None),
+            attached: AtomicBool::new(false),
         });
         (
             TaskInfo {
@@ -196,6 +209,64 @@ impl TaskInfo {
     /// Sets the earliest begin date (`None`: as soon as resumed).
     pub fn set_earliest_begin_date(&self, date: Option<std::time::SystemTime>) {
         *lock(&self.shared.earliest_begin_date) = date;
+    }
+
+    /// `countOfBytesClientExpectsToSend`: the application's best guess at an upper bound of the
+    /// body bytes this task will send (`None`, URLSession's -1, when it gave none). A hint, never a
+    /// limit: an upload's progress total uses it while the body's own length is unknown (a
+    /// stream).
+    pub fn count_of_bytes_client_expects_to_send(&self) -> Option<u64> {
+        known(self.shared.client_expects_to_send.load(Ordering::Relaxed))
+    }
+
+    /// Sets the send hint (`None`: no guess).
+    pub fn set_count_of_bytes_client_expects_to_send(&self, bytes: Option<u64>) {
+        self.shared
+            .client_expects_to_send
+            .store(unknown_as_minus_one(bytes), Ordering::Relaxed);
+    }
+
+    /// `countOfBytesClientExpectsToReceive`: the application's best guess at an upper bound of the
+    /// body bytes this task will receive (`None` when it gave none). A hint, never a limit:
+    /// the task's progress total uses it while the server has not said (no `Content-Length`).
+    pub fn count_of_bytes_client_expects_to_receive(&self) -> Option<u64> {
+        known(
+            self.shared
+                .client_expects_to_receive
+                .load(Ordering::Relaxed),
+        )
+    }
+
+    /// Sets the receive hint (`None`: no guess).
+    pub fn set_count_of_bytes_client_expects_to_receive(&self, bytes: Option<u64>) {
+        self.shared
+            .client_expects_to_receive
+            .store(unknown_as_minus_one(bytes), Ordering::Relaxed);
+    }
+
+    /// The task's own delegate (URLSession's `task.delegate`), when one was attached: it hears the
+    /// task's messages first, and the session's delegate those it leaves at their default. Held
+    /// until the task completes, as URLSession holds it; `None` from then on.
+    pub fn delegate(&self) -> Option<Arc<dyn crate::TaskLevelDelegate>> {
+        self.own().map(|own| own.delegate.clone())
+    }
+
+    /// The task's own delegate with its bookkeeping.
+    pub(crate) fn own(&self) -> Option<Arc<crate::queue::OwnDelegate>> {
+        if !self.shared.attached.load(Ordering::Acquire) {
+            return None; // the common case, without a lock
+        }
+        lock(&self.shared.own).clone()
+    }
+
+    /// Attaches `own`; false when the task had one already.
+    pub(crate) fn attach(&self, own: crate::queue::OwnDelegate) -> bool {
+        let mut slot = lock(&self.shared.own);
+        if self.shared.attached.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        *slot = Some(Arc::new(own));
+        true
     }
 
     /// The request as the task was created with it.
@@ -316,6 +387,14 @@ impl TaskRecorder {
     /// Sets the count of body bytes sent.
     pub fn set_sent(&self, n: i64) {
         self.shared.bytes_sent.store(n, Ordering::Relaxed);
+    }
+
+    /// Lets the task's own delegate go: the task's completion is on its way (queued messages
+    /// hold it until they have run).
+    pub fn release_delegate(&self) {
+        if self.shared.attached.load(Ordering::Acquire) {
+            lock(&self.shared.own).take();
+        }
     }
 
     /// The view this recorder writes to.

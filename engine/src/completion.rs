@@ -117,14 +117,14 @@ pub(crate) type Waiter = oneshot::Sender<Completion>;
 
 /// Where a task's terminal message goes.
 pub(crate) enum Sink {
-    /// To the session's delegate (`did_complete`, on its queue), after the task's other callbacks.
-    Delegate(DeliveryQueue),
+    /// To the task's delegates (`did_complete`, on the queue, after the task's other callbacks):
+    /// its own delegate when it has one, else the session's (the queue; `None` when the session
+    /// has no delegate, and then only a delegate of the task's own hears of it).
+    Delegate(Option<DeliveryQueue>),
     /// To the caller awaiting the completion form; no delegate callbacks.
     Await(Waiter),
     /// To the caller of `Session::bytes`, which got the head and reads the body as it arrives.
     Stream(Streamed),
-    /// Nowhere: a delegate-style task in a session without a delegate.
-    Silent,
 }
 
 /// The task's terminal message, taken exactly once by whoever completes the task. Cheap to clone;
@@ -154,6 +154,7 @@ impl Terminal {
     /// a download).
     pub(crate) fn discard(&self) {
         self.lock().take();
+        self.0.recorder.release_delegate();
     }
 
     /// For a streamed task, where its body goes.
@@ -209,8 +210,12 @@ impl Slot {
         tracing::debug!(task = info.id(), error = ?result.as_ref().err().map(|e| e.code()), "task completed");
         match sink {
             Sink::Delegate(queue) => {
-                let error = result.err();
-                queue.push(move |d| d.did_complete(&info, error.as_ref()));
+                if let Some(queue) = DeliveryQueue::for_task(queue.as_ref(), &info) {
+                    let (task, error) = (info.clone(), result.err());
+                    queue.push_task(&info, Callback::Complete, move |d| {
+                        d.did_complete(&task, error.as_ref())
+                    });
+                }
             }
             Sink::Await(tx) => {
                 let answer = result.and_then(|delivered| match info.response() {
@@ -225,8 +230,10 @@ impl Slot {
                 }
             }
             Sink::Stream(s) => s.finish(result.map(|_| ()), info.response()),
-            Sink::Silent => {}
         }
+        // Nothing more is said about the task: its own delegate goes once the messages queued
+        // for it have run.
+        self.recorder.release_delegate();
     }
 
     fn abandon(&self, sink: Sink, error: Error) {
@@ -239,10 +246,13 @@ impl Slot {
         if from != TaskState::Completed {
             self.recorder.set_state(TaskState::Completed);
             if let Sink::Delegate(queue) = &sink
-                && queue.wants(Callback::ChangeState)
+                && let Some(queue) = DeliveryQueue::for_task(queue.as_ref(), &info)
+                && queue.wants_task(&info, Callback::ChangeState)
             {
-                let info = self.recorder.info();
-                queue.push(move |d| d.did_change_state(&info, from, TaskState::Completed));
+                let task = info.clone();
+                queue.push_task(&info, Callback::ChangeState, move |d| {
+                    d.did_change_state(&task, from, TaskState::Completed)
+                });
             }
         }
         self.send(sink, Err(error));

@@ -2,10 +2,10 @@
 //! delegate queue, session directory, stores). A neutral module: the session builds it, tasks read
 //! it, and neither reaches into the other for it.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
-use courier_delegates::DeliveryQueue;
+use courier_delegates::{DeliveryQueue, TaskInfo};
 use courier_protocol_http::Transport;
 use courier_storage::SessionDirectory;
 
@@ -34,7 +34,20 @@ pub(crate) struct SessionContext {
     pub(crate) next_task_id: AtomicU64,
     /// The session's tasks, as its progress counts them.
     pub(crate) tally: Arc<crate::task::progress::TaskTally>,
+    /// In a session without a delegate, the queue that tasks' own delegates are served on,
+    /// started when the first one is attached.
+    pub(crate) tasks_queue: OnceLock<DeliveryQueue>,
+    /// HTTP/1.1 requests waiting for a turn with their host, highest priority first.
+    pub(crate) host_queue: crate::task::transfer::host_queue::HostQueue,
 }
+
+/// The session-level delegate of a session that has none, behind the queue its tasks' own
+/// delegates are served on: every method at its default.
+struct NoDelegate;
+impl courier_delegates::SessionDelegate for NoDelegate {}
+impl courier_delegates::TaskDelegate for NoDelegate {}
+impl courier_delegates::DataDelegate for NoDelegate {}
+impl courier_delegates::DownloadDelegate for NoDelegate {}
 
 impl SessionContext {
     /// Waits until what the session's stores changed is on disk.
@@ -59,13 +72,35 @@ impl SessionContext {
     /// ask. The answer only ever turns from true to false (the queue learns that the delegate leaves
     /// the method alone), so a transfer that did not wait is never asked about; one that waits is
     /// always released by the actor, asked or not.
-    pub(crate) fn asks_disposition(&self, callbacks: bool, download: bool) -> bool {
+    pub(crate) fn asks_disposition(
+        &self,
+        task: &TaskInfo,
+        callbacks: bool,
+        download: bool,
+    ) -> bool {
         callbacks
             && !download
             && self
-                .queue
-                .as_ref()
-                .is_some_and(|q| q.wants(courier_delegates::Callback::ReceiveResponse))
+                .delivery(task)
+                .is_some_and(|q| q.wants_task(task, courier_delegates::Callback::ReceiveResponse))
+    }
+
+    /// The queue a task's own delegate is attached to: the session delegate's, or in a session
+    /// without one, a queue of its own, started on first use (what a task's delegate leaves at its
+    /// default then gets the default behaviour, as with no delegate at all).
+    pub(crate) fn own_delegate_queue(&self) -> std::io::Result<DeliveryQueue> {
+        if let Some(queue) = self.queue.as_ref().or(self.tasks_queue.get()) {
+            return Ok(queue.clone());
+        }
+        let started = DeliveryQueue::start(Arc::new(NoDelegate), &format!("{}-tasks", self.id))?;
+        // Another thread may have started one meanwhile: the spare ends as its sender drops.
+        Ok(self.tasks_queue.get_or_init(|| started).clone())
+    }
+
+    /// The queue `task`'s messages go through: the one its own delegate was attached to, else the
+    /// session delegate's; `None` when neither exists.
+    pub(crate) fn delivery(&self, task: &TaskInfo) -> Option<DeliveryQueue> {
+        DeliveryQueue::for_task(self.queue.as_ref(), task)
     }
 }
 

@@ -50,16 +50,16 @@ pub use courier_delegates::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, BodyStream,
     CachePolicy, CachedResponse, Credential, CredentialPersistence, DataDelegate,
     DelayedRequestDisposition, Delegate, DownloadDelegate, Error, ErrorCode, FetchType,
-    ProtectionSpace, Reply, Request, Response, ResponseDisposition, ResumeData, ServerTrust,
-    SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskMetrics, TaskState, TransactionMetrics,
-    plain_file_name, priority,
+    ProtectionSpace, ProxyType, Reply, Request, Response, ResponseDisposition, ResumeData,
+    ServerTrust, SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskLevelDelegate, TaskMetrics,
+    TaskState, TransactionMetrics, plain_file_name, priority,
 };
 pub use session::{CreateTaskError, Session};
 pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreChoice, UrlCache};
 pub use task::{
     Answer, AnswerFuture, AnswerStream, ByteStream, DataTask, DownloadTask, DownloadedFile,
-    Progress, ProtocolHandler, SessionProgress, Task, TaskFuture, TaskHandle, UploadBody,
-    UploadTask,
+    Progress, ProtocolHandler, SessionProgress, Task, TaskDelegateError, TaskFuture, TaskHandle,
+    UploadBody, UploadTask,
 };
 
 /// Re-exports of the crates whose types appear in Courier's API.

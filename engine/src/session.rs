@@ -71,6 +71,17 @@ impl crate::task::SessionLink for SessionCore {
     fn report(&self, report: crate::task::TaskReport) -> bool {
         self.actor.cast(SessionMsg::Task(report)).is_ok()
     }
+
+    fn own_delegate_queue(
+        &self,
+    ) -> Result<courier_delegates::DeliveryQueue, crate::task::TaskDelegateError> {
+        if self.background.is_some() {
+            return Err(crate::task::TaskDelegateError::Background);
+        }
+        self.ctx
+            .own_delegate_queue()
+            .map_err(|e| crate::task::TaskDelegateError::Queue(e.to_string()))
+    }
 }
 
 impl Drop for SessionCore {
@@ -236,6 +247,7 @@ impl Session {
                 config.url_cache_disk_capacity,
             )
         });
+        let per_host = config.http_maximum_connections_per_host;
         let ctx = Arc::new(SessionContext {
             id,
             config,
@@ -247,6 +259,8 @@ impl Session {
             url_cache,
             next_task_id: AtomicU64::new(1),
             tally: Arc::default(),
+            tasks_queue: std::sync::OnceLock::new(),
+            host_queue: crate::task::transfer::host_queue::HostQueue::new(per_host),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
         let runtime = runtime
@@ -445,8 +459,10 @@ impl Session {
     }
 
     /// Waits until the session is invalid: every task has completed, the session's stores are on
-    /// disk, and `did_become_invalid` (if there is a delegate) has been queued as the last callback. Courier's addition, for code
-    /// without a delegate; it never resolves for the shared session.
+    /// disk, and the delegate (if there is one) has returned from `did_become_invalid`, its last
+    /// callback, so that what the delegate recorded can be read. Courier's addition, for code
+    /// without a delegate; it never resolves for the shared session. Do not await it inside a
+    /// delegate callback: it waits for that callback's queue.
     pub async fn invalidated(&self) {
         let mut rx = self.inner.invalid_rx.clone();
         let _ = rx.wait_for(|done| *done).await;

@@ -80,7 +80,46 @@ pub(crate) trait SessionLink: Send + Sync + 'static {
     /// Sends `report` to the session; false when the session is gone (it has completed every task
     /// already, so nothing is lost).
     fn report(&self, report: TaskReport) -> bool;
+
+    /// The queue a task's own delegate is attached to.
+    fn own_delegate_queue(&self) -> Result<courier_delegates::DeliveryQueue, TaskDelegateError> {
+        Err(TaskDelegateError::Background)
+    }
 }
+
+/// Why a task cannot take a delegate of its own ([`Task::set_delegate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskDelegateError {
+    /// The task was resumed or cancelled already: URLSession requires the delegate before
+    /// `resume()` (swift-corelibs-foundation stops the program otherwise), so that no message
+    /// goes to one delegate and the next to another.
+    AlreadyStarted,
+    /// The task has a delegate of its own already.
+    AlreadySet,
+    /// Tasks of a background session report to the session's delegate only: their messages may
+    /// arrive in another process, long after this object is gone.
+    Background,
+    /// The delegate's queue could not be started (the system is out of threads).
+    Queue(String),
+}
+
+impl std::fmt::Display for TaskDelegateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskDelegateError::AlreadyStarted => {
+                f.write_str("a task's delegate is set before the task is resumed or cancelled")
+            }
+            TaskDelegateError::AlreadySet => f.write_str("the task has a delegate already"),
+            TaskDelegateError::Background => {
+                f.write_str("background sessions' tasks report to the session's delegate only")
+            }
+            TaskDelegateError::Queue(why) => write!(f, "cannot start the delegate queue: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for TaskDelegateError {}
 
 /// What a task does with its request.
 pub(crate) enum Work {
@@ -133,12 +172,17 @@ pub(crate) fn publish_state(
     to: TaskState,
 ) {
     recorder.set_state(to);
-    if callbacks
-        && let Some(queue) = &ctx.queue
-        && queue.wants(Callback::ChangeState)
+    if !callbacks {
+        return;
+    }
+    let task = recorder.info();
+    if let Some(queue) = ctx.delivery(&task)
+        && queue.wants_task(&task, Callback::ChangeState)
     {
-        let info = recorder.info();
-        queue.push(move |d| d.did_change_state(&info, from, to));
+        let info = task.clone();
+        queue.push_task(&task, Callback::ChangeState, move |d| {
+            d.did_change_state(&info, from, to)
+        });
     }
 }
 
@@ -281,6 +325,33 @@ impl Task {
         &self.info
     }
 
+    /// Gives the task a delegate of its own (URLSession's `task.delegate`, iOS 15): it hears this
+    /// task's messages first, and what it leaves at a method's default goes on to the session's
+    /// delegate (see [`TaskLevelDelegate`](courier_delegates::TaskLevelDelegate)). Its callbacks
+    /// run on the session's delegate queue, in order with the session's (in a session without a
+    /// delegate, on a queue started for its tasks' delegates). It is dropped once the session
+    /// is invalidated and the task's handles are gone.
+    ///
+    /// # Errors
+    /// Set it before the task is first resumed or cancelled
+    /// ([`TaskDelegateError::AlreadyStarted`]), once ([`TaskDelegateError::AlreadySet`]), and not
+    /// on a background session's task ([`TaskDelegateError::Background`]).
+    pub fn set_delegate(
+        &self,
+        delegate: Arc<dyn courier_delegates::TaskLevelDelegate>,
+    ) -> Result<(), TaskDelegateError> {
+        if self.handles.resumed.load(Ordering::Acquire) || self.info.state() != TaskState::Suspended
+        {
+            return Err(TaskDelegateError::AlreadyStarted);
+        }
+        let queue = self.handles.session.own_delegate_queue()?;
+        if queue.attach(&self.info, delegate) {
+            Ok(())
+        } else {
+            Err(TaskDelegateError::AlreadySet)
+        }
+    }
+
     /// The task's progress (URLSession's `task.progress`): units done and in all, fraction,
     /// throughput, time left, and the controls, to bind to a progress bar.
     pub fn progress(&self) -> Progress {
@@ -356,6 +427,17 @@ macro_rules! task_kind {
             /// The task's progress ([`Task::progress`]).
             pub fn progress(&self) -> Progress {
                 self.0.progress()
+            }
+
+            /// Gives the task a delegate of its own, before it is resumed ([`Task::set_delegate`]).
+            ///
+            /// # Errors
+            /// As [`Task::set_delegate`].
+            pub fn set_delegate(
+                &self,
+                delegate: Arc<dyn courier_delegates::TaskLevelDelegate>,
+            ) -> Result<(), TaskDelegateError> {
+                self.0.set_delegate(delegate)
             }
         }
 

@@ -34,8 +34,17 @@ impl Challenge {
 
 /// Every challenge in `headers`' `WWW-Authenticate` values, in order.
 pub fn challenges(headers: &HeaderMap) -> Vec<Challenge> {
+    challenges_in(headers, &WWW_AUTHENTICATE)
+}
+
+/// Every challenge in `headers`' `Proxy-Authenticate` values (a proxy's `407`), in order.
+pub fn proxy_challenges(headers: &HeaderMap) -> Vec<Challenge> {
+    challenges_in(headers, &http::header::PROXY_AUTHENTICATE)
+}
+
+fn challenges_in(headers: &HeaderMap, field: &http::HeaderName) -> Vec<Challenge> {
     headers
-        .get_all(WWW_AUTHENTICATE)
+        .get_all(field)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(parse)

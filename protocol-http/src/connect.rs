@@ -196,7 +196,8 @@ impl Connector {
     }
 
     /// Where the request's `Proxy-Authorization` goes: `Some(credentials)` on a cleartext request
-    /// to its proxy (the proxy URL's, else the request's own), `None` to take it off the request (an
+    /// to its proxy (the request's own, an answer to the proxy's challenge, else the proxy URL's),
+    /// `None` to take it off the request (an
     /// `https` request presents it on its tunnel's `CONNECT`; a direct request has no proxy to
     /// give it to).
     pub(crate) fn proxy_authorization(
@@ -207,8 +208,23 @@ impl Connector {
         if uri.scheme_str() != Some("http") {
             return None;
         }
+        // Only an HTTP proxy reads the field: through a SOCKS proxy it would reach the origin.
         let route = self.inner.settings.proxies.route(uri)?;
-        route.auth.or(given)
+        matches!(route.kind, crate::proxy::RouteKind::Http { .. }).then_some(())?;
+        given.or(route.auth)
+    }
+
+    /// The HTTP proxy a request to `uri` goes through, if any.
+    pub(crate) fn http_proxy(&self, uri: &Uri) -> Option<crate::HttpProxy> {
+        let route = self.inner.settings.proxies.route(uri)?;
+        match route.kind {
+            crate::proxy::RouteKind::Http { login } => Some(crate::HttpProxy {
+                host: route.host,
+                port: route.port,
+                login,
+            }),
+            _ => None,
+        }
     }
 
     /// Forgets the client certificate chosen for each host.
@@ -437,17 +453,18 @@ impl Inner {
                 };
                 tcp = proxy::socks5(tcp, &target, port, login.as_ref()).await?;
             }
-            Some((route, RouteKind::Http)) if tls => {
-                // The proxy URL's credentials, else the request's own `Proxy-Authorization`: both
-                // go to the proxy on the `CONNECT`, never through the tunnel (curl CVE-2015-3153).
-                let auth = route
-                    .auth
+            Some((route, RouteKind::Http { .. })) if tls => {
+                // The request's own `Proxy-Authorization` (an answer to the proxy's challenge),
+                // else the proxy URL's credentials: both go to the proxy on the `CONNECT`, never
+                // through the tunnel (curl CVE-2015-3153).
+                let auth = wanted
                     .as_ref()
-                    .or(wanted.as_ref().and_then(|w| w.proxy_authorization.as_ref()));
+                    .and_then(|w| w.proxy_authorization.as_ref())
+                    .or(route.auth.as_ref());
                 proxy::tunnel(&mut tcp, &host, port, auth).await?;
                 proxied = true;
             }
-            Some((_, RouteKind::Http)) => proxied = true,
+            Some((_, RouteKind::Http { .. })) => proxied = true,
             _ => {}
         }
         let connect = connect_started.elapsed();

@@ -39,6 +39,10 @@ pub enum TransportErrorKind {
     /// meanwhile and carries its requests. Nothing was sent; send the request again and the pool
     /// hands it that connection.
     Superseded,
+    /// The proxy asked for credentials before it opens a tunnel (`407` to `CONNECT`); the
+    /// error's [`TransportError::proxy_challenge`] holds its answer's headers
+    /// (`Proxy-Authenticate`).
+    ProxyAuthenticationRequired,
     /// Anything else.
     Other,
 }
@@ -68,6 +72,8 @@ pub struct TransportError {
     kind: TransportErrorKind,
     message: String,
     source: Option<Box<dyn StdError + Send + Sync>>,
+    /// The headers of a proxy's `407` to `CONNECT`.
+    proxy_challenge: Option<Box<http::HeaderMap>>,
 }
 
 impl TransportError {
@@ -77,6 +83,7 @@ impl TransportError {
             kind,
             message: message.into(),
             source: None,
+            proxy_challenge: None,
         }
     }
 
@@ -94,6 +101,13 @@ impl TransportError {
         self.kind
     }
 
+    /// For [`TransportErrorKind::ProxyAuthenticationRequired`]: the headers of the proxy's `407`
+    /// (its `Proxy-Authenticate` challenges), to answer on the next `CONNECT` with a
+    /// `Proxy-Authorization` the request carries.
+    pub fn proxy_challenge(&self) -> Option<&http::HeaderMap> {
+        self.proxy_challenge.as_deref()
+    }
+
     /// Splits the error into its parts, for wrapping in another error type.
     pub fn into_parts(
         self,
@@ -109,7 +123,9 @@ impl TransportError {
     pub(crate) fn from_client(err: hyper_util::client::legacy::Error) -> TransportError {
         if err.is_connect() {
             if let Some(c) = find::<ConnectFailure>(&err) {
-                return TransportError::new(c.kind, c.message.clone()).with_source(err);
+                let mut error = TransportError::new(c.kind, c.message.clone());
+                error.proxy_challenge = c.proxy_challenge.clone();
+                return error.with_source(err);
             }
             return TransportError::new(TransportErrorKind::ConnectionRefused, "cannot connect")
                 .with_source(err);
@@ -252,6 +268,8 @@ pub(crate) struct ConnectFailure {
     pub(crate) kind: TransportErrorKind,
     pub(crate) message: String,
     pub(crate) source: Option<io::Error>,
+    /// The headers of a proxy's `407` to `CONNECT`.
+    pub(crate) proxy_challenge: Option<Box<http::HeaderMap>>,
 }
 
 impl ConnectFailure {
@@ -264,6 +282,7 @@ impl ConnectFailure {
             kind,
             message: message.into(),
             source,
+            proxy_challenge: None,
         }
     }
 

@@ -43,4 +43,6 @@ pub use connect::ConnectionInfo;
 pub use error::{TlsFailure, TransportError, TransportErrorKind};
 pub use hyper::body::Incoming;
 pub use tls::TlsVersion;
-pub use transport::{RequestBody, Transport, TransportSettings, body_from_bytes, empty_body};
+pub use transport::{
+    HttpProxy, RequestBody, Transport, TransportSettings, body_from_bytes, empty_body,
+};

@@ -50,8 +50,9 @@ pub(crate) struct Route {
 /// What kind of proxy a route goes through.
 #[derive(Clone, Debug)]
 pub(crate) enum RouteKind {
-    /// An HTTP proxy: absolute-form requests, or a `CONNECT` tunnel.
-    Http,
+    /// An HTTP proxy: absolute-form requests, or a `CONNECT` tunnel; `login` from the URL's
+    /// credentials (sent as Basic up front, and the answer to its Digest challenge).
+    Http { login: Option<(String, String)> },
     /// A SOCKS5 proxy; `remote_dns` for `socks5h`; `login` from the URL's credentials.
     Socks5 {
         remote_dns: bool,
@@ -129,7 +130,10 @@ impl Proxies {
                 .map(|(user, pass)| (user.to_owned(), pass.to_owned()))
         };
         let kind = match scheme {
-            "http" | "https" => RouteKind::Http,
+            // hyper-util hands an HTTP proxy's credentials over as a Basic header only.
+            "http" | "https" => RouteKind::Http {
+                login: intercept.basic_auth().and_then(basic_login),
+            },
             "socks5" => RouteKind::Socks5 {
                 remote_dns: false,
                 login: login(),
@@ -276,11 +280,15 @@ pub(crate) async fn tunnel(
         .and_then(|s| s.parse::<u16>().ok());
     match status {
         Some(200..=299) => Ok(()),
-        Some(407) => Err(ConnectFailure::new(
-            TransportErrorKind::ConnectionRefused,
-            format!("the proxy wants credentials for the tunnel to {authority} (407)"),
-            None,
-        )),
+        Some(407) => {
+            let mut failure = ConnectFailure::new(
+                TransportErrorKind::ProxyAuthenticationRequired,
+                format!("the proxy wants credentials for the tunnel to {authority} (407)"),
+                None,
+            );
+            failure.proxy_challenge = Some(Box::new(answer_headers(&answer)));
+            Err(failure)
+        }
         Some(code) => Err(ConnectFailure::new(
             TransportErrorKind::ConnectionRefused,
             format!("the proxy refused the tunnel to {authority} ({code})"),
@@ -292,6 +300,38 @@ pub(crate) async fn tunnel(
             None,
         )),
     }
+}
+
+/// The user and password a `Basic` authorization value carries.
+fn basic_login(value: &HeaderValue) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let encoded = value.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// The header fields of a proxy's answer to `CONNECT` (its head, already bounded): lines after the
+/// status line, as `name: value`. Lines that are not a valid field are left out.
+fn answer_headers(answer: &[u8]) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for line in answer.split(|b| *b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            HeaderValue::from_bytes(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers
 }
 
 #[cfg(test)]

@@ -154,6 +154,12 @@ impl Transport {
         self.connector.speaks_http1(uri)
     }
 
+    /// The HTTP proxy a request to `uri` goes through, if any: who a `407` answering it comes
+    /// from.
+    pub fn http_proxy(&self, uri: &http::Uri) -> Option<HttpProxy> {
+        self.connector.http_proxy(uri)
+    }
+
     /// Sends `request` and waits for the response head. The body streams from the returned
     /// response; it is read only as fast as the caller polls it.
     ///
@@ -206,6 +212,17 @@ impl Transport {
                 }
             })
     }
+}
+
+/// The HTTP proxy a request goes through ([`Transport::http_proxy`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpProxy {
+    /// The proxy's host.
+    pub host: String,
+    /// The proxy's port.
+    pub port: u16,
+    /// The user and password in the proxy's URL (`http://user:pass@proxy:3128`).
+    pub login: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Transport {

@@ -135,6 +135,7 @@ async fn a_seeded_credential_answers_the_first_challenge_until_it_is_removed() {
         protocol: "http".into(),
         realm: Some("basic-realm".into()),
         method: AuthenticationMethod::HttpBasic,
+        proxy_type: None,
     };
     credentials.set(
         &space,

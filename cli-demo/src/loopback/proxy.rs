@@ -1,7 +1,7 @@
 //! `ProxyServer`: a loopback HTTP proxy for the demo and the tests, in the two ways clients use one: `CONNECT`
 //! tunnels (for `https`) and absolute-form requests (for `http`), each relayed byte for byte to
-//! the server named. It records what it was asked, and can require Basic credentials (407
-//! without them).
+//! the server named. It records what it was asked, and can require credentials, Basic or Digest
+//! (407 without them).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,19 @@ pub struct Asked {
     pub authorization: Option<String>,
 }
 
+/// What the proxy requires before it relays.
+#[derive(Clone)]
+enum Required {
+    Nothing,
+    /// This `Proxy-Authorization` value exactly.
+    Basic(String),
+    /// A Digest answer (MD5, qop=auth) for this user and password, over the request line's target.
+    Digest {
+        user: String,
+        pass: String,
+    },
+}
+
 /// A running proxy; stops when dropped.
 pub struct ProxyServer {
     addr: SocketAddr,
@@ -33,16 +46,38 @@ impl ProxyServer {
     /// # Panics
     /// When no loopback port can be bound.
     pub async fn start(credentials: Option<&str>) -> ProxyServer {
+        let required = match credentials {
+            Some(c) => {
+                use base64::Engine as _;
+                Required::Basic(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(c)
+                ))
+            }
+            None => Required::Nothing,
+        };
+        ProxyServer::serving(required).await
+    }
+
+    /// Starts a proxy on 127.0.0.1 that answers 407 with a Digest challenge (MD5, `qop=auth`,
+    /// realm `proxy-realm`) to anyone who does not answer it for `credentials` (`user:pass`).
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn start_digest(credentials: &str) -> ProxyServer {
+        let (user, pass) = credentials.split_once(':').unwrap_or((credentials, ""));
+        ProxyServer::serving(Required::Digest {
+            user: user.to_owned(),
+            pass: pass.to_owned(),
+        })
+        .await
+    }
+
+    async fn serving(required: Required) -> ProxyServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let asked = Arc::new(Mutex::new(Vec::new()));
-        let expected = credentials.map(|c| {
-            use base64::Engine as _;
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(c)
-            )
-        });
+        let expected = required;
         let log = asked.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -80,7 +115,7 @@ impl Drop for ProxyServer {
 async fn relay(
     mut client: TcpStream,
     log: Arc<Mutex<Vec<Asked>>>,
-    expected: Option<String>,
+    expected: Required,
 ) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -101,14 +136,31 @@ async fn relay(
         line: line.clone(),
         authorization: authorization.clone(),
     });
-    if expected.is_some() && authorization != expected {
-        client
-            .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"proxy\"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            .await?;
-        return Ok(());
-    }
     let mut parts = line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let given = authorization.as_deref().unwrap_or("");
+    let challenge = match &expected {
+        Required::Nothing => None,
+        Required::Basic(wanted) => (given != wanted).then_some("Basic realm=\"proxy\""),
+        Required::Digest { user, pass } => {
+            // The digest must be over this request line's target, not another one.
+            let over_target = given
+                .split(", ")
+                .any(|kv| kv.trim_start_matches("Digest ") == format!("uri=\"{target}\""));
+            let answered =
+                over_target && super::server::digest_matches(given, user, pass, method, "MD5");
+            (!answered).then_some(
+                "Digest realm=\"proxy-realm\", qop=\"auth\", algorithm=MD5, nonce=\"p-n0nce\", opaque=\"opaque-1\"",
+            )
+        }
+    };
+    if let Some(challenge) = challenge {
+        let answer = format!(
+            "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: {challenge}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        client.write_all(answer.as_bytes()).await?;
+        return Ok(());
+    }
     if method == "CONNECT" {
         let mut server = TcpStream::connect(target).await?;
         client
@@ -123,7 +175,15 @@ async fn relay(
             .and_then(|rest| rest.split('/').next())
             .unwrap_or("");
         let mut server = TcpStream::connect(authority).await?;
-        server.write_all(&head).await?;
+        // The credentials were for this proxy: like any proxy, it does not pass them on.
+        let forwarded: Vec<&str> = text
+            .split("\r\n")
+            .filter(|l| {
+                !l.split_once(':')
+                    .is_some_and(|(name, _)| name.eq_ignore_ascii_case("proxy-authorization"))
+            })
+            .collect();
+        server.write_all(forwarded.join("\r\n").as_bytes()).await?;
         tokio::io::copy_bidirectional(&mut client, &mut server).await?;
     }
     Ok(())

@@ -296,7 +296,7 @@ pub async fn authenticate(kind: &str, arg: &str, req: &Request<Incoming>) -> Res
 }
 
 /// Checks a Digest `Authorization` (RFC 7616, qop=auth) against the user and password.
-fn digest_matches(given: &str, user: &str, pass: &str, method: &str, alg: &str) -> bool {
+pub(crate) fn digest_matches(given: &str, user: &str, pass: &str, method: &str, alg: &str) -> bool {
     let Some(rest) = given.strip_prefix("Digest ") else {
         return false;
     };

@@ -375,14 +375,31 @@ impl SessionState {
         self.finishing = true;
         // The stores' last writes land before the session says it is invalid.
         let (queue, invalid_tx) = (self.ctx.queue.clone(), self.invalid_tx.clone());
+        let tasks_queue = self.ctx.tasks_queue.get().cloned();
         let error = self.invalid_error.take();
         let ctx = self.ctx.clone();
         let span = self.span.clone();
         tokio::spawn(async move {
             ctx.stores_written().await;
             drop(ctx);
+            // The session is invalid once the delegates heard their last: first the queue of its
+            // tasks' own delegates ends (dropping them), then the session's delegate gets
+            // `did_become_invalid`. (A queue that ended another way, or a callback that
+            // panicked, drops its sender: nothing waits forever for it.)
+            if let Some(queue) = &tasks_queue {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                if queue.push_last(move |_| drop(tx)) {
+                    let _ = rx.await;
+                }
+            }
             if let Some(queue) = &queue {
-                queue.push_last(move |d| d.did_become_invalid(error.as_ref()));
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                if queue.push_last(move |d| {
+                    d.did_become_invalid(error.as_ref());
+                    drop(tx);
+                }) {
+                    let _ = rx.await;
+                }
             }
             tracing::debug!(parent: &span, "session invalidated");
             invalid_tx.send_replace(true);

@@ -69,6 +69,7 @@ impl Session {
             sink: Sink::Stream(streamed),
             handle: DataTask::new,
             then,
+            delegate: None,
         })
     }
 
@@ -178,6 +179,7 @@ impl Session {
             sink: Sink::Await(tx),
             handle,
             then,
+            delegate: None,
         })
     }
 }

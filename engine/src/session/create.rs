@@ -26,6 +26,8 @@ pub enum CreateTaskError {
     NotInBackground(&'static str),
     /// The background service refused the task or could not be reached.
     Service(String),
+    /// The task's own delegate could not be attached (a completion form's `with_delegate`).
+    Delegate(crate::task::TaskDelegateError),
 }
 
 impl std::fmt::Display for CreateTaskError {
@@ -38,6 +40,7 @@ impl std::fmt::Display for CreateTaskError {
                 write!(f, "background sessions do not take {what}")
             }
             CreateTaskError::Service(why) => write!(f, "the background service: {why}"),
+            CreateTaskError::Delegate(why) => write!(f, "the task's delegate: {why}"),
         }
     }
 }
@@ -95,13 +98,15 @@ fn create_in_background(
 }
 
 /// How a new task is made.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Default)]
 pub(crate) struct Creation {
     /// The task reports to the delegate (false for the completion forms).
     pub(crate) callbacks: bool,
     /// The task starts as it is registered, as if `resume()` had been called at once: the
     /// completion forms, which resume right away (one message to the session actor, not two).
     pub(crate) resume_now: bool,
+    /// The task's own delegate, attached before anything is said about the task.
+    pub(crate) delegate: Option<Arc<dyn courier_delegates::TaskLevelDelegate>>,
 }
 
 impl Session {
@@ -115,7 +120,7 @@ impl Session {
     ) -> Result<Task, CreateTaskError> {
         let how = Creation {
             callbacks,
-            resume_now: false,
+            ..Creation::default()
         };
         self.create_with(kind, request, None, work, sink, how)
     }
@@ -134,6 +139,11 @@ impl Session {
             return Err(CreateTaskError::Invalidated);
         }
         if let Some(client) = &self.inner.background {
+            if how.delegate.is_some() {
+                return Err(CreateTaskError::Delegate(
+                    crate::task::TaskDelegateError::Background,
+                ));
+            }
             let task = create_in_background(client, kind, request, work, sink)?;
             if how.resume_now {
                 task.resume();
@@ -146,13 +156,20 @@ impl Session {
         if let Some(current) = current {
             recorder.set_current_request(current);
         }
+        if let Some(delegate) = how.delegate {
+            let queue = ctx.own_delegate_queue().map_err(|e| {
+                CreateTaskError::Delegate(crate::task::TaskDelegateError::Queue(e.to_string()))
+            })?;
+            queue.attach(&info, delegate);
+        }
         ctx.tally.register(info.clone());
         // Every task is announced, a completion form's too: it is how a delegate finds its handle.
-        if let Some(queue) = &ctx.queue
-            && queue.wants(courier_delegates::Callback::CreateTask)
+        let created = courier_delegates::Callback::CreateTask;
+        if let Some(queue) = ctx.delivery(&info)
+            && queue.wants_task(&info, created)
         {
-            let created = info.clone();
-            queue.push(move |d| d.did_create_task(&created));
+            let task = info.clone();
+            queue.push_task(&info, created, move |d| d.did_create_task(&task));
         }
         let terminal = Terminal::new(sink, recorder.clone());
         let partial = if work.is_download() {
@@ -180,10 +197,7 @@ impl Session {
 
     /// The sink of a delegate-style task.
     fn delegate_sink(&self) -> Sink {
-        match &self.inner.ctx.queue {
-            Some(queue) => Sink::Delegate(queue.clone()),
-            None => Sink::Silent,
-        }
+        Sink::Delegate(self.inner.ctx.queue.clone())
     }
 
     /// A data task for `request`, suspended: call [`Task::resume`] to start it. Its progress goes to
@@ -277,7 +291,7 @@ impl Session {
             self.delegate_sink(),
             Creation {
                 callbacks: true,
-                resume_now: false,
+                ..Creation::default()
             },
         )?;
         Ok(DownloadTask::new(task))

@@ -38,6 +38,7 @@ impl SessionChallenges {
                 protocol: "https".to_owned(),
                 realm: None,
                 method,
+                proxy_type: None,
             },
             proposed_credential: None,
             previous_failure_count: 0,

@@ -53,7 +53,13 @@ struct SpaceKey {
 impl SpaceKey {
     fn of(space: &ProtectionSpace) -> SpaceKey {
         SpaceKey {
-            protocol: space.protocol.clone(),
+            // A proxy's space never answers for a server at the same address, nor the other way
+            // round: it is filed under a protocol of its own (`http-proxy`, `https-proxy`),
+            // which keeps the file's format.
+            protocol: match space.proxy_type {
+                Some(kind) => format!("{}-proxy", kind.name()),
+                None => space.protocol.clone(),
+            },
             host: space.host.to_ascii_lowercase(),
             port: space.port,
             realm: space.realm.clone(),

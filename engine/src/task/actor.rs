@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use courier_delegates::{
-    CachedResponse, Callback, Error, ErrorCode, Reply, Response, ResponseDisposition, ResumeData,
+    CachedResponse, Callback, Error, ErrorCode, Response, ResponseDisposition, ResumeData,
     TaskInfo, TaskKind, TaskMetrics, TaskRecorder, TaskState,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -212,14 +212,18 @@ impl Actor for TaskActor {
                 TaskMsg::WaitingForConnectivity => {
                     if let Some(queue) = st.delegate_for(Callback::WaitingForConnectivity) {
                         let info = st.info.clone();
-                        queue.push(move |d| d.task_is_waiting_for_connectivity(&info));
+                        queue.push_task(&st.info, Callback::WaitingForConnectivity, move |d| {
+                            d.task_is_waiting_for_connectivity(&info)
+                        });
                     }
                     return Ok(());
                 }
                 TaskMsg::Informational(response) => {
                     if let Some(queue) = st.delegate_for(Callback::InformationalResponse) {
                         let info = st.info.clone();
-                        queue.push(move |d| d.did_receive_informational_response(&info, &response));
+                        queue.push_task(&st.info, Callback::InformationalResponse, move |d| {
+                            d.did_receive_informational_response(&info, &response)
+                        });
                     }
                     return Ok(());
                 }
@@ -343,13 +347,14 @@ impl TaskActorState {
     }
 
     /// The delivery queue, when this task reports to a delegate.
-    fn delegate_queue(&self) -> Option<&courier_delegates::DeliveryQueue> {
-        self.ctx.queue.as_ref().filter(|_| self.callbacks)
+    fn delegate_queue(&self) -> Option<courier_delegates::DeliveryQueue> {
+        self.ctx.delivery(&self.info).filter(|_| self.callbacks)
     }
 
     /// The delivery queue, when this task reports to a delegate that may implement `callback`.
-    fn delegate_for(&self, callback: Callback) -> Option<&courier_delegates::DeliveryQueue> {
-        self.delegate_queue().filter(|q| q.wants(callback))
+    fn delegate_for(&self, callback: Callback) -> Option<courier_delegates::DeliveryQueue> {
+        self.delegate_queue()
+            .filter(|q| q.wants_task(&self.info, callback))
     }
 
     async fn carry_out(
@@ -392,18 +397,25 @@ impl TaskActorState {
                     return None;
                 };
                 self.recorder.set_response(response.clone());
-                let asks = self.ctx.asks_disposition(self.callbacks, self.download);
+                let asks = self
+                    .ctx
+                    .asks_disposition(&self.info, self.callbacks, self.download);
                 match self.delegate_queue() {
                     // Download tasks get no `did_receive_response`: the body goes to the file.
                     Some(queue) if asks => {
                         let info = self.info.clone();
+                        let answer = queue.ask_task(
+                            &self.info,
+                            Callback::ReceiveResponse,
+                            || ResponseDisposition::Allow,
+                            move |d, reply| d.did_receive_response(&info, &response, reply),
+                        );
                         let me = me.clone();
-                        queue.push(move |d| {
-                            let reply = Reply::new(ResponseDisposition::Allow, move |answer| {
-                                // The task may have completed meanwhile; then nobody is listening.
+                        tokio::spawn(async move {
+                            // The task may have completed meanwhile; then nobody is listening.
+                            if let Ok(answer) = answer.await {
                                 let _ = me.cast(TaskMsg::Disposition(answer));
-                            });
-                            d.did_receive_response(&info, &response, reply);
+                            }
                         });
                     }
                     // No delegate to ask (or it leaves the method alone): URLSession's default is
@@ -433,7 +445,9 @@ impl TaskActorState {
                 if let Some(queue) = self.delegate_for(Callback::SendBodyData) {
                     let (info, total) = (self.info.clone(), self.sent);
                     let expected = self.info.bytes_expected_to_send();
-                    queue.push(move |d| d.did_send_body_data(&info, n, total, expected));
+                    queue.push_task(&self.info, Callback::SendBodyData, move |d| {
+                        d.did_send_body_data(&info, n, total, expected)
+                    });
                 }
             }
             Effect::HandOver => {
@@ -445,11 +459,12 @@ impl TaskActorState {
                     && let Some(path) = self.file.take()
                     && let Some(queue) = self.delegate_queue()
                 {
-                    let info = self.info.clone();
-                    queue.push(move |d| {
-                        d.did_finish_downloading_to(&info, &path);
-                        courier_storage::download::remove_partial(&path);
+                    let (info, handed) = (self.info.clone(), path.clone());
+                    queue.push_task(&self.info, Callback::FinishDownloading, move |d| {
+                        d.did_finish_downloading_to(&info, &handed)
                     });
+                    // Next on the same queue: after whichever delegate took the file.
+                    queue.push(move |_| courier_storage::download::remove_partial(&path));
                 }
             }
             Effect::Complete(outcome) => {

@@ -11,11 +11,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use courier_delegates::{Error, Request, TaskKind};
+use std::sync::Arc;
+
+use courier_delegates::{Error, Request, TaskKind, TaskLevelDelegate};
 
 use crate::completion::Sink;
 use crate::session::{Creation, Session};
-use crate::task::{DataTask, DownloadTask, Task, UploadTask, Work};
+use crate::task::{DataTask, DownloadTask, Task, TaskDelegateError, UploadTask, Work};
 
 /// What a completion form's task hands its caller, once the task is made.
 pub(crate) type Waiting<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'static>>;
@@ -64,6 +66,8 @@ pub(crate) struct Recipe<H, T> {
     pub(crate) sink: Sink,
     pub(crate) handle: fn(Task) -> H,
     pub(crate) then: Then<T>,
+    /// The task's own delegate ([`TaskFuture::with_delegate`]).
+    pub(crate) delegate: Option<Arc<dyn TaskLevelDelegate>>,
 }
 
 /// The result of a completion form ([`Session::data`](crate::Session::data),
@@ -132,6 +136,46 @@ impl<H: TaskHandle, T> TaskFuture<H, T> {
         }
     }
 
+    /// Gives the task a delegate of its own (URLSession's `data(for:delegate:)` and the other async
+    /// forms' `delegate:` parameter): it hears the task's messages first, and what it leaves at a
+    /// method's default goes on to the session's delegate. A completion form's task hears what a
+    /// completion form's task hears from a session delegate: `did_create_task`, the questions
+    /// (redirects, challenges, a new body stream, caching), not its data or completion, which
+    /// are this future's.
+    ///
+    /// Give it before the future is first polled. On a task already made for its handle and not yet
+    /// started it is attached at once; after that (or on a task that cannot take one) awaiting the
+    /// future gives the error, as a [`TaskDelegateError`] source, and the task is cancelled.
+    pub fn with_delegate(mut self, delegate: Arc<dyn TaskLevelDelegate>) -> Self {
+        let refused = match &mut self.stage {
+            Stage::Unmade(recipe) => {
+                recipe.delegate = Some(delegate);
+                None
+            }
+            Stage::Made { handle, .. } => handle.as_task().set_delegate(delegate).err(),
+            Stage::Running { .. } => Some(TaskDelegateError::AlreadyStarted),
+            Stage::Failed(_) | Stage::Done => None,
+        };
+        if let Some(why) = refused {
+            let url = match &self.stage {
+                Stage::Made { handle, .. } | Stage::Running { handle, .. } => {
+                    // It would run without the delegate asked for.
+                    handle.as_task().cancel();
+                    handle
+                        .as_task()
+                        .info()
+                        .original_request()
+                        .url_str()
+                        .to_owned()
+                }
+                _ => String::new(),
+            };
+            self.stage =
+                Stage::Failed(crate::session::CreateTaskError::Delegate(why).for_url(&url));
+        }
+        self
+    }
+
     /// Makes the task, started when `start`, and moves to the matching stage.
     fn make(&mut self, start: bool) {
         let Stage::Unmade(recipe) = std::mem::replace(&mut self.stage, Stage::Done) else {
@@ -146,11 +190,13 @@ impl<H: TaskHandle, T> TaskFuture<H, T> {
             sink,
             handle,
             then,
+            delegate,
         } = *recipe;
         let url = request.url_str().to_owned();
         let how = Creation {
             callbacks: false,
             resume_now: start,
+            delegate,
         };
         self.stage = match session.create_with(kind, request, current, work, sink, how) {
             Ok(task) => {

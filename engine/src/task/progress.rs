@@ -44,7 +44,9 @@ impl Progress {
     }
 
     /// Units in all, once known (`None` until the response names its length, or for a body of
-    /// unknown length until the task finishes).
+    /// unknown length until the task finishes; the application's
+    /// [`count_of_bytes_client_expects_to_receive`](TaskInfo::count_of_bytes_client_expects_to_receive)
+    /// or `_to_send` stands in until then).
     pub fn total_unit_count(&self) -> Option<u64> {
         units(self.info()).1
     }
@@ -218,15 +220,27 @@ impl Tallied {
     }
 }
 
-/// A task's (done, total) units: bytes sent for an upload, received otherwise. A finished task's
-/// total is what it did, when it never learned one.
+/// A task's (done, total) units: bytes sent for an upload, received otherwise. Without a length
+/// from the body or the server, the application's hint (`count_of_bytes_client_expects_*`) stands
+/// in, never below what was done; a finished task's total is what it did, when it never learned
+/// one.
 fn units(info: &TaskInfo) -> (u64, Option<u64>) {
-    let (done, total) = match info.kind() {
-        TaskKind::Upload => (info.bytes_sent(), info.bytes_expected_to_send()),
-        _ => (info.bytes_received(), info.bytes_expected_to_receive()),
+    let (done, total, hint) = match info.kind() {
+        TaskKind::Upload => (
+            info.bytes_sent(),
+            info.bytes_expected_to_send(),
+            info.count_of_bytes_client_expects_to_send(),
+        ),
+        _ => (
+            info.bytes_received(),
+            info.bytes_expected_to_receive(),
+            info.count_of_bytes_client_expects_to_receive(),
+        ),
     };
-    let finished = info.state() == TaskState::Completed;
-    (done, total.or(finished.then_some(done)))
+    if info.state() == TaskState::Completed {
+        return (done, total.or(Some(done)));
+    }
+    (done, total.or(hint.map(|hint| hint.max(done))))
 }
 
 fn fraction((done, total): (u64, Option<u64>)) -> Option<f64> {

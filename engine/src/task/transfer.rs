@@ -12,6 +12,9 @@
 //! the application is slow to take the body. The resource timeout is wall-clock time from the start
 //! (a timer beside the transfer raises the gate's `expired`), whatever the transfer waits for; only
 //! time suspended does not count.
+//!
+//! A request to an HTTP/1.1 host first waits for its turn in the session's per-host queue
+//! (`host_queue`), where a task of higher priority goes first.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use courier_delegates::{
-    Callback, Error, ErrorCode, FetchType, Request, Response, TaskInfo, TaskRecorder,
+    Callback, Error, ErrorCode, FetchType, ProxyType, Request, Response, TaskInfo, TaskRecorder,
     TransactionMetrics,
 };
 use courier_protocol_http::decode::{DecodeError, Decoder};
@@ -50,6 +53,7 @@ mod body;
 mod caching;
 mod expect;
 mod follow;
+pub(crate) mod host_queue;
 mod parts;
 mod receive;
 mod send;
@@ -179,15 +183,15 @@ impl Transfer {
         let recording = args.callbacks
             && args
                 .ctx
-                .queue
-                .as_ref()
-                .is_some_and(|q| q.wants(Callback::Metrics));
+                .delivery(&args.info)
+                .is_some_and(|q| q.wants_task(&args.info, Callback::Metrics));
         let gathering = (!args.callbacks
             && matches!(args.destination, Destination::Memory { window: None }))
         .then(Gathering::default);
         let run = Run {
             gathering,
             moved: send::Moved::default(),
+            turn: None,
             cache_candidate: None,
             conversion: conversion.clone(),
             metrics: metrics.clone(),
@@ -328,6 +332,8 @@ struct Run {
     gathering: Option<Gathering>,
     /// What the current transaction moved, for its metrics.
     moved: send::Moved,
+    /// The current exchange's turn with an HTTP/1.1 host, held until the exchange is over.
+    turn: Option<host_queue::Turn>,
 }
 
 /// What a gathering transfer holds until the body ends.
@@ -441,14 +447,16 @@ impl Run {
             return Ok(target);
         };
         unless_stopped(&mut self.gate, tokio::time::sleep(wait)).await?;
-        let Some(queue) = self.ctx.queue.clone().filter(|_| self.callbacks) else {
+        let Some(queue) = self.ctx.delivery(&self.info).filter(|_| self.callbacks) else {
             return Ok(target);
         };
         let (info, request) = (self.info.clone(), self.info.current_request());
-        let default = courier_delegates::DelayedRequestDisposition::ContinueLoading;
-        let asked = queue.ask(Callback::DelayedRequest, default, move |d, reply| {
-            d.will_begin_delayed_request(&info, &request, reply);
-        });
+        let asked = queue.ask_task(
+            &self.info,
+            Callback::DelayedRequest,
+            || courier_delegates::DelayedRequestDisposition::ContinueLoading,
+            move |d, reply| d.will_begin_delayed_request(&info, &request, reply),
+        );
         use courier_delegates::DelayedRequestDisposition as Delayed;
         match unless_stopped(&mut self.gate, asked).await? {
             Ok(Delayed::UseNewRequest(request)) => {
@@ -523,7 +531,7 @@ impl Run {
         // A stream of replacing parts: each is a response of its own, for a delegate to see.
         if self.sink.is_none()
             && self.callbacks
-            && self.ctx.queue.is_some()
+            && self.ctx.delivery(&self.info).is_some()
             && let Some(boundary) = parts
                 .headers
                 .get(http::header::CONTENT_TYPE)
@@ -598,7 +606,7 @@ impl Run {
         }
         if self
             .ctx
-            .asks_disposition(self.callbacks, self.sink.is_some())
+            .asks_disposition(&self.info, self.callbacks, self.sink.is_some())
         {
             self.wait_until(|g| g.body_allowed).await
         } else {

@@ -85,14 +85,17 @@ async fn ask_for_stream(
     info: &TaskInfo,
     callbacks: bool,
 ) -> Option<BodyStream> {
-    let queue = ctx.queue.as_ref()?;
+    let queue = ctx.delivery(info)?;
     // Completion-form tasks are asked too: URLSession sends them the messages that need an answer.
     let _ = callbacks;
-    let info = info.clone();
+    let task = info.clone();
     queue
-        .ask(Callback::NewBodyStream, None, move |d, reply| {
-            d.need_new_body_stream(&info, reply);
-        })
+        .ask_task(
+            info,
+            Callback::NewBodyStream,
+            || None,
+            move |d, reply| d.need_new_body_stream(&task, reply),
+        )
         .await
         .ok()
         .flatten()

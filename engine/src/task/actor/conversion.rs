@@ -8,7 +8,7 @@ impl TaskActorState {
     /// identifier) takes over the transfer, whose body now goes to a file. The data task ends
     /// silently, as URLSession's does.
     pub(super) fn become_download(&mut self) {
-        let Some(queue) = self.delegate_queue().cloned() else {
+        let Some(queue) = self.delegate_queue() else {
             return;
         };
         if !self.terminal.goes_to_delegate() || self.download {
@@ -21,12 +21,18 @@ impl TaskActorState {
         if let Some(response) = self.info.response() {
             recorder.set_response(response);
         }
-        let terminal = Terminal::new(Sink::Delegate(queue.clone()), recorder.clone());
+        // The download task keeps the data task's own delegate, on the same queue.
+        if let Some(own) = self.info.delegate() {
+            queue.attach(&info, own);
+        }
+        let terminal = Terminal::new(Sink::Delegate(Some(queue.clone())), recorder.clone());
         let partial = PartialSlot::for_download();
         self.terminal.discard(); // the data task's terminal message is never sent
         self.recorder.set_state(TaskState::Completed);
         let (old, new) = (self.info.clone(), info.clone());
-        queue.push(move |d| d.did_become_download_task(&old, &new));
+        queue.push_task(&self.info, Callback::BecomeDownload, move |d| {
+            d.did_become_download_task(&old, &new)
+        });
         // The new task is born running: its state history starts like any task's.
         publish_state(
             &self.ctx,

@@ -21,7 +21,9 @@ impl TaskActorState {
             transactions: std::mem::take(&mut log.transactions),
         };
         let info = self.info.clone();
-        queue.push(move |d| d.did_finish_collecting_metrics(&info, &metrics));
+        queue.push_task(&self.info, Callback::Metrics, move |d| {
+            d.did_finish_collecting_metrics(&info, &metrics)
+        });
     }
 
     /// Asks the delegate about a new part's response (the default: allow).
@@ -34,12 +36,13 @@ impl TaskActorState {
         match self.delegate_for(Callback::ReceiveResponse) {
             Some(queue) if self.machine.state() != TaskState::Canceling => {
                 let info = self.info.clone();
-                queue.push(move |d| {
-                    let reply = Reply::new(ResponseDisposition::Allow, move |a| {
-                        let _ = answer.send(a);
-                    });
-                    d.did_receive_response(&info, &response, reply);
-                });
+                let asked = queue.ask_task(
+                    &self.info,
+                    Callback::ReceiveResponse,
+                    || ResponseDisposition::Allow,
+                    move |d, reply| d.did_receive_response(&info, &response, reply),
+                );
+                forward(asked, answer);
             }
             _ => {
                 let _ = answer.send(ResponseDisposition::Allow);
@@ -56,18 +59,19 @@ impl TaskActorState {
         // Completion-form tasks are asked too, as URLSession asks them.
         match self
             .ctx
-            .queue
-            .as_ref()
-            .filter(|q| q.wants(Callback::WillCache))
+            .delivery(&self.info)
+            .filter(|q| q.wants_task(&self.info, Callback::WillCache))
         {
             Some(queue) if self.machine.state() != TaskState::Canceling => {
                 let info = self.info.clone();
-                queue.push(move |d| {
-                    let reply = Reply::new(Some(proposed.clone()), move |a| {
-                        let _ = answer.send(a);
-                    });
-                    d.will_cache_response(&info, &proposed, reply);
-                });
+                let default = proposed.clone();
+                let asked = queue.ask_task(
+                    &self.info,
+                    Callback::WillCache,
+                    move || Some(default.clone()),
+                    move |d, reply| d.will_cache_response(&info, &proposed, reply),
+                );
+                forward(asked, answer);
             }
             _ => {
                 let _ = answer.send(Some(proposed));
@@ -86,12 +90,16 @@ impl TaskActorState {
                     return;
                 }
                 match (self.delegate_queue(), self.callbacks) {
-                    (Some(queue), _) if !queue.wants(Callback::ReceiveData) => drop(permit),
+                    (Some(queue), _) if !queue.wants_task(&self.info, Callback::ReceiveData) => {
+                        drop(permit)
+                    }
                     (Some(queue), _) => {
                         let info = self.info.clone();
-                        queue.push(move |d| {
+                        queue.push_task(&self.info, Callback::ReceiveData, move |d| {
+                            // The permit goes with the job: it frees the window only once the
+                            // delegate has the bytes.
+                            let _held = &permit;
                             d.did_receive_data(&info, &data);
-                            drop(permit); // frees the window only once the delegate has the bytes
                         });
                     }
                     (None, true) => {} // a delegate-style task without a delegate: nobody wants the bytes
@@ -104,7 +112,7 @@ impl TaskActorState {
                 self.recorder.set_expected_to_receive(expected);
                 if let Some(queue) = self.delegate_for(Callback::ResumeAtOffset) {
                     let info = self.info.clone();
-                    queue.push(move |d| {
+                    queue.push_task(&self.info, Callback::ResumeAtOffset, move |d| {
                         d.did_resume_at_offset(
                             &info,
                             offset,
@@ -124,7 +132,7 @@ impl TaskActorState {
                 self.recorder.set_expected_to_receive(expected);
                 if let Some(queue) = self.delegate_for(Callback::WriteData) {
                     let info = self.info.clone();
-                    queue.push(move |d| {
+                    queue.push_task(&self.info, Callback::WriteData, move |d| {
                         d.did_write_data(
                             &info,
                             delta,
@@ -162,4 +170,14 @@ impl TaskActorState {
             }
         }
     }
+}
+
+/// Passes a delegate's answer on to the transfer that waits for it; a queue that ended (the
+/// session is going away) leaves the transfer to its own default.
+fn forward<T: Send + 'static>(asked: oneshot::Receiver<T>, to: oneshot::Sender<T>) {
+    tokio::spawn(async move {
+        if let Ok(answer) = asked.await {
+            let _ = to.send(answer);
+        }
+    });
 }

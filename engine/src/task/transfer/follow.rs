@@ -1,5 +1,5 @@
 //! Redirects and authentication: sending a request and following it until a final response,
-//! answering 401 challenges and asking the delegate about each hop.
+//! answering 401 and proxy 407 challenges and asking the delegate about each hop.
 
 use super::*;
 
@@ -14,37 +14,60 @@ impl Run {
     ) -> Result<http::Response<ResponseBody>, Halt> {
         let mut followed = 0;
         loop {
-            let response = self.send(head, body.as_ref()).await?;
-            if response.status() == http::StatusCode::UNAUTHORIZED
-                && response
-                    .headers()
-                    .contains_key(http::header::WWW_AUTHENTICATE)
-            {
+            let response = match self.send(head, body.as_ref()).await {
+                // The proxy wants credentials before it opens the tunnel for an `https` request:
+                // answered as a 407 to the request itself, or the task fails as it would have.
+                Err(Halt::Failed(e)) if let Some(asked) = tunnel_challenge(&e) => {
+                    let Some(asker) = self.proxy_asker(head, ProxyType::Https) else {
+                        return Err(Halt::Failed(e));
+                    };
+                    let status = http::StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+                    let seen =
+                        Response::new(self.url.clone(), status, http::Version::HTTP_11, asked);
+                    if self.answer_challenge(&seen, head, &asker).await? {
+                        self.end_transaction();
+                        continue;
+                    }
+                    return Err(Halt::Failed(e));
+                }
+                other => other?,
+            };
+            let asker = match response.status() {
+                http::StatusCode::UNAUTHORIZED
+                    if response
+                        .headers()
+                        .contains_key(http::header::WWW_AUTHENTICATE) =>
+                {
+                    // Past the proxy, if there is one: it took its credential.
+                    self.auth.accepted(&self.ctx, true);
+                    Some(auth::Asker::Server)
+                }
+                // A 407 is the proxy's only when the request went to it whole (cleartext).
+                http::StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                    if self.url.scheme() == "http"
+                        && response
+                            .headers()
+                            .contains_key(http::header::PROXY_AUTHENTICATE) =>
+                {
+                    self.proxy_asker(head, ProxyType::Http)
+                }
+                _ => None,
+            };
+            if let Some(asker) = asker {
                 let seen = Response::new(
                     self.url.clone(),
                     response.status(),
                     response.version(),
                     response.headers().clone(),
                 );
-                let (ctx, info, url) = (self.ctx.clone(), self.info.clone(), self.url.clone());
-                let deciding = self.auth.on_401(&ctx, &info, &seen, &head.method, &url);
-                match unless_stopped(&mut self.gate, deciding).await? {
-                    auth::Answer::Retry(authorization) => {
-                        drop(response);
-                        self.end_transaction();
-                        head.headers
-                            .insert(http::header::AUTHORIZATION, authorization);
-                        continue;
-                    }
-                    auth::Answer::Deliver => return Ok(response),
-                    auth::Answer::Cancel => {
-                        return Err(Halt::Failed(Error::cancelled(
-                            self.info.original_request().url_str(),
-                        )));
-                    }
+                if self.answer_challenge(&seen, head, &asker).await? {
+                    drop(response);
+                    self.end_transaction();
+                    continue;
                 }
+                return Ok(response);
             }
-            self.auth.accepted(&self.ctx);
+            self.auth.accepted(&self.ctx, false);
             let Some(hop) = redirect::redirect(
                 response.status(),
                 response.headers(),
@@ -66,7 +89,7 @@ impl Run {
             let mut proposed = Request::new(hop.method.clone(), hop.url.as_str());
             *proposed.headers_mut() = head.headers.clone();
             redirect::rewrite_headers(proposed.headers_mut(), &hop, &self.url);
-            let next = match self.ctx.queue.clone() {
+            let next = match self.ctx.delivery(&self.info) {
                 Some(queue) => {
                     let seen = Response::new(
                         self.url.clone(),
@@ -75,10 +98,15 @@ impl Run {
                         response.headers().clone(),
                     );
                     let info = self.info.clone();
-                    let default = Some(proposed.clone());
-                    let rx = queue.ask(Callback::Redirection, default, move |d, reply| {
-                        d.will_perform_http_redirection(&info, &seen, &proposed, reply);
-                    });
+                    let default = proposed.clone();
+                    let rx = queue.ask_task(
+                        &self.info,
+                        Callback::Redirection,
+                        move || Some(default.clone()),
+                        move |d, reply| {
+                            d.will_perform_http_redirection(&info, &seen, &proposed, reply);
+                        },
+                    );
                     match unless_stopped(&mut self.gate, rx).await? {
                         Ok(Some(request)) => request,
                         // The delegate declined: the redirect is the final response.
@@ -137,4 +165,50 @@ impl Run {
             followed += 1;
         }
     }
+}
+
+impl Run {
+    /// The proxy a request to `head` goes through, as the asker of a 407.
+    fn proxy_asker(&self, head: &Head, kind: ProxyType) -> Option<auth::Asker> {
+        let proxy = self.ctx.transport.http_proxy(&head.uri)?;
+        Some(auth::Asker::Proxy { proxy, kind })
+    }
+
+    /// Asks the task's authenticator (and through it the delegate) about a 401 or a proxy's
+    /// 407. True when the request is to go again, its answer (`Authorization`, or
+    /// `Proxy-Authorization` for the proxy) now in `head`; false to take the response as it is.
+    async fn answer_challenge(
+        &mut self,
+        seen: &Response,
+        head: &mut Head,
+        asker: &auth::Asker,
+    ) -> Result<bool, Halt> {
+        let (ctx, info, url) = (self.ctx.clone(), self.info.clone(), self.url.clone());
+        let deciding = self
+            .auth
+            .on_challenge(&ctx, &info, seen, &head.method, &url, asker);
+        match unless_stopped(&mut self.gate, deciding).await? {
+            auth::Answer::Retry(answer) => {
+                let field = match asker {
+                    auth::Asker::Proxy { .. } => http::header::PROXY_AUTHORIZATION,
+                    auth::Asker::Server => http::header::AUTHORIZATION,
+                };
+                head.headers.insert(field, answer);
+                Ok(true)
+            }
+            auth::Answer::Deliver => Ok(false),
+            auth::Answer::Cancel => Err(Halt::Failed(Error::cancelled(
+                self.info.original_request().url_str(),
+            ))),
+        }
+    }
+}
+
+/// The headers of a tunnel's 407 (`Proxy-Authenticate`), when `e` is a proxy asking for
+/// credentials before it opens one.
+fn tunnel_challenge(e: &Error) -> Option<http::HeaderMap> {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<TransportError>())
+        .and_then(TransportError::proxy_challenge)
+        .cloned()
 }

@@ -104,6 +104,8 @@ impl Run {
 
     /// Closes the current transaction (its body ended, or was abandoned for a redirect or retry).
     pub(super) fn end_transaction(&mut self) {
+        // The host's next request in line may go.
+        self.turn = None;
         let moved = std::mem::take(&mut self.moved);
         if let Some(mut log) = self.metrics()
             && let Some(t) = log.transactions.last_mut()
@@ -182,6 +184,13 @@ impl Run {
             {
                 h.insert(http::header::COOKIE, cookie);
             }
+            // A priority other than the default travels with the request, as RFC 9218's
+            // `priority` field: what HTTP/2 (and HTTP/3) servers read as the stream's urgency.
+            if let Some(urgency) = urgency(self.info.priority())
+                && !h.contains_key(PRIORITY)
+            {
+                h.insert(PRIORITY, urgency);
+            }
         }
         if !self.ctx.config.protocol_handlers.is_empty()
             && let Some(h) = builder.headers_mut()
@@ -234,6 +243,13 @@ impl Run {
             }
             None => empty_body(),
         };
+        // An HTTP/1.1 host serves one exchange per connection: wait for a turn, behind tasks of
+        // higher priority (a cancel or a pause ends the wait).
+        self.turn = None;
+        if self.ctx.transport.speaks_http1(&head.uri) {
+            let waiting = self.ctx.host_queue.turn(&head.uri, self.info.priority());
+            self.turn = Some(unless_stopped(&mut self.gate, waiting).await?);
+        }
         let head_bytes = builder
             .headers_ref()
             .map_or(0, |h| request_head_bytes(&head.method, &head.uri, h));
@@ -295,9 +311,8 @@ impl Run {
             && self.callbacks
             && self
                 .ctx
-                .queue
-                .as_ref()
-                .is_some_and(|q| q.wants(Callback::InformationalResponse));
+                .delivery(&self.info)
+                .is_some_and(|q| q.wants_task(&self.info, Callback::InformationalResponse));
         if gate.is_none() && !tell {
             return;
         }
@@ -407,6 +422,8 @@ pub(crate) fn map_transport_error(e: TransportError, url: &Url) -> Error {
     let code = match e.kind() {
         K::Dns => C::CannotFindHost,
         K::ConnectionRefused => C::CannotConnectToHost,
+        // A tunnel the proxy would not open without credentials nobody gave (-1004, as before).
+        K::ProxyAuthenticationRequired => C::CannotConnectToHost,
         K::NetworkUnreachable => C::NotConnectedToInternet,
         K::ConnectTimeout => C::TimedOut,
         K::Tls(TlsFailure::Expired) => C::ServerCertificateHasBadDate,
@@ -427,4 +444,32 @@ pub(crate) fn map_transport_error(e: TransportError, url: &Url) -> Error {
     Error::new(code, message)
         .with_url(url.as_str())
         .with_source(e)
+}
+
+/// RFC 9218's request header field.
+const PRIORITY: http::HeaderName = http::HeaderName::from_static("priority");
+
+/// A task priority (0.0 to 1.0, URLSession's scale) as RFC 9218's urgency (0, most urgent, to 7):
+/// 1.0 is `u=0`, the default 0.5 is the RFC's default `u=3` (then nothing is sent), 0.0 is `u=6`;
+/// `u=7`, which the RFC keeps for background work a client does not wait for, is not used.
+fn urgency(priority: f32) -> Option<http::HeaderValue> {
+    const URGENCIES: [&str; 7] = ["u=0", "u=1", "u=2", "u=3", "u=4", "u=5", "u=6"];
+    let u = ((1.0 - priority.clamp(0.0, 1.0)) * 6.0).round() as usize;
+    (u != 3).then(|| http::HeaderValue::from_static(URGENCIES[u.min(6)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::urgency;
+
+    #[test]
+    fn priorities_map_onto_rfc_9218_urgencies() {
+        let u = |p: f32| urgency(p).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(u(0.5), None, "the default is not sent");
+        assert_eq!(u(1.0).as_deref(), Some("u=0"));
+        assert_eq!(u(0.75).as_deref(), Some("u=2"), "high");
+        assert_eq!(u(0.25).as_deref(), Some("u=5"), "low");
+        assert_eq!(u(0.0).as_deref(), Some("u=6"));
+        assert_eq!(u(0.45), None, "close to the default rounds to it");
+    }
 }

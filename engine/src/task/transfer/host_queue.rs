@@ -1,0 +1,265 @@
+//! `HostQueue`: a session's per-host queue of HTTP/1.1 requests, served in priority order.
+//!
+//! An HTTP/1.1 connection carries one exchange at a time and a host gets at most
+//! `http_maximum_connections_per_host` of them, so requests beyond that wait. Left to the
+//! connection pool they would wait first come, first served; URLSession serves a waiting
+//! task of higher `priority` first. So a request to an HTTP/1.1 host first takes a turn here
+//! (one of the host's `limit` turns, or a place in its line, highest priority first, then oldest
+//! first), holds it until its exchange is over (its body read, or abandoned), and hands it on.
+//! HTTP/2 hosts are not queued: their requests share one connection, and the priority travels
+//! with each request instead (the `priority` header, RFC 9218).
+
+use std::cmp::Ordering as Order;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+/// Which host a turn is for: scheme, name, port.
+type HostKey = (bool, String, u16);
+
+/// The per-host lines of one session.
+pub(crate) struct HostQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Turns per host: the session's connection limit per host.
+    limit: usize,
+    lines: Mutex<HashMap<HostKey, Line>>,
+}
+
+/// One host: how many turns are out, and who waits for one.
+#[derive(Default)]
+struct Line {
+    busy: usize,
+    waiting: BinaryHeap<Waiter>,
+    arrivals: u64,
+}
+
+/// A request waiting for a turn.
+struct Waiter {
+    /// The task's priority, scaled to an integer (0 to 1,000,000) to order by.
+    rank: u32,
+    /// Arrival order within the host: the older of two equal ranks goes first.
+    arrival: u64,
+    tx: oneshot::Sender<Turn>,
+}
+
+impl Ord for Waiter {
+    fn cmp(&self, other: &Self) -> Order {
+        self.rank
+            .cmp(&other.rank)
+            .then_with(|| other.arrival.cmp(&self.arrival))
+    }
+}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<Order> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Order::Equal
+    }
+}
+impl Eq for Waiter {}
+
+/// The right to have one exchange with a host in flight. Dropping it hands it to the next in line.
+pub(crate) struct Turn {
+    /// `None` once passed on or given back (so dropping it then does nothing).
+    queue: Option<Arc<Inner>>,
+    key: HostKey,
+}
+
+fn lock(m: &Mutex<HashMap<HostKey, Line>>) -> std::sync::MutexGuard<'_, HashMap<HostKey, Line>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl HostQueue {
+    /// A queue giving each host `limit` turns at once.
+    pub(crate) fn new(limit: usize) -> HostQueue {
+        HostQueue {
+            inner: Arc::new(Inner {
+                limit: limit.max(1),
+                lines: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Waits for a turn with the host of `uri`, behind every waiting request of higher
+    /// `priority` (0.0 to 1.0) and every older one of the same. Cancel-safe: a request that stops
+    /// waiting leaves its place, and a turn handed to it meanwhile goes on to the next.
+    pub(crate) async fn turn(&self, uri: &http::Uri, priority: f32) -> Turn {
+        let key = (
+            uri.scheme_str() == Some("https"),
+            uri.host().unwrap_or("").to_ascii_lowercase(),
+            uri.port_u16()
+                .unwrap_or(if uri.scheme_str() == Some("https") {
+                    443
+                } else {
+                    80
+                }),
+        );
+        let rx = {
+            let mut lines = lock(&self.inner.lines);
+            let line = lines.entry(key.clone()).or_default();
+            if line.busy < self.inner.limit {
+                line.busy += 1;
+                return Turn {
+                    queue: Some(self.inner.clone()),
+                    key,
+                };
+            }
+            let (tx, rx) = oneshot::channel();
+            line.arrivals += 1;
+            line.waiting.push(Waiter {
+                rank: (priority.clamp(0.0, 1.0) * 1_000_000.0) as u32,
+                arrival: line.arrivals,
+                tx,
+            });
+            rx
+        };
+        match rx.await {
+            Ok(turn) => turn,
+            // The queue went away with the session: nothing left to wait for.
+            Err(_) => Turn { queue: None, key },
+        }
+    }
+
+    /// How many requests wait for `host` (tests).
+    #[cfg(test)]
+    fn waiting(&self, tls: bool, host: &str, port: u16) -> usize {
+        lock(&self.inner.lines)
+            .get(&(tls, host.to_owned(), port))
+            .map_or(0, |l| l.waiting.len())
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let Some(inner) = self.queue.take() else {
+            return;
+        };
+        let mut lines = lock(&inner.lines);
+        let Some(line) = lines.get_mut(&self.key) else {
+            return;
+        };
+        while let Some(next) = line.waiting.pop() {
+            let handed = Turn {
+                queue: Some(inner.clone()),
+                key: self.key.clone(),
+            };
+            match next.tx.send(handed) {
+                Ok(()) => return,
+                // That one stopped waiting: the turn comes back, without running this again.
+                Err(mut back) => back.queue = None,
+            }
+        }
+        line.busy -= 1;
+        if line.busy == 0 {
+            lines.remove(&self.key);
+        }
+    }
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn").field("host", &self.key.1).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn uri() -> http::Uri {
+        "http://a.test:8080/x".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn turns_go_to_the_highest_priority_then_the_oldest() {
+        let q = Arc::new(HostQueue::new(1));
+        let first = q.turn(&uri(), 0.5).await;
+        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
+        // Arrive in this order: low, default, high, default again.
+        let arrivals = [
+            ("low", 0.25),
+            ("default", 0.5),
+            ("high", 0.75),
+            ("default2", 0.5),
+        ];
+        for (i, (name, p)) in arrivals.into_iter().enumerate() {
+            let (line, tx) = (q.clone(), order_tx.clone());
+            tokio::spawn(async move {
+                let turn = line.turn(&uri(), p).await;
+                tx.send(name).unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                drop(turn);
+            });
+            while q.waiting(false, "a.test", 8080) < i + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(first);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(
+                tokio::time::timeout(Duration::from_secs(5), order.recv())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        assert_eq!(seen, ["high", "default", "default2", "low"]);
+        // The last turn goes back once its holder is done.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !lock(&q.inner.lines).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(lock(&q.inner.lines).is_empty(), "an idle host is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_passes_its_turn_on() {
+        let q = Arc::new(HostQueue::new(1));
+        let held = q.turn(&uri(), 0.5).await;
+        // A high-priority waiter that stops waiting (its task was cancelled).
+        let gives_up = {
+            let q = q.clone();
+            tokio::spawn(async move { q.turn(&uri(), 1.0).await })
+        };
+        while q.waiting(false, "a.test", 8080) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let stays = {
+            let q = q.clone();
+            tokio::spawn(async move { q.turn(&uri(), 0.1).await })
+        };
+        while q.waiting(false, "a.test", 8080) < 2 {
+            tokio::task::yield_now().await;
+        }
+        gives_up.abort();
+        let _ = gives_up.await;
+        drop(held);
+        let turn = tokio::time::timeout(Duration::from_secs(5), stays)
+            .await
+            .expect("the turn reached the one still waiting")
+            .unwrap();
+        drop(turn);
+        assert!(lock(&q.inner.lines).is_empty());
+    }
+
+    #[tokio::test]
+    async fn hosts_have_their_own_turns() {
+        let q = HostQueue::new(2);
+        let a1 = q.turn(&uri(), 0.5).await;
+        let a2 = q.turn(&uri(), 0.5).await;
+        let other: http::Uri = "http://b.test:8080/".parse().unwrap();
+        let b = tokio::time::timeout(Duration::from_secs(1), q.turn(&other, 0.5))
+            .await
+            .expect("another host does not wait for this one");
+        drop((a1, a2, b));
+    }
+}

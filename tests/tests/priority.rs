@@ -1,0 +1,113 @@
+//! `task.priority`: honoured in the per-host queue (a busy HTTP/1.1 host serves its waiting
+//! tasks highest priority first) and sent as RFC 9218's `priority` field, which HTTP/2 servers
+//! read as the stream's urgency.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use courier_engine::{
+    CleartextPolicy, Configuration, DataDelegate, DownloadDelegate, Error, Session,
+    SessionDelegate, TaskDelegate, TaskInfo, priority,
+};
+use courier_tests::{TestCa, TestServer};
+
+/// The order tasks completed in.
+#[derive(Default)]
+struct Order(Mutex<Vec<u64>>);
+impl SessionDelegate for Order {}
+impl TaskDelegate for Order {
+    fn did_complete(&self, task: &TaskInfo, _error: Option<&Error>) {
+        self.0.lock().unwrap().push(task.id());
+    }
+}
+impl DataDelegate for Order {}
+impl DownloadDelegate for Order {}
+
+#[tokio::test]
+async fn a_busy_http1_host_serves_its_waiting_tasks_highest_priority_first() {
+    let server = TestServer::http().await;
+    let mut config = Configuration::ephemeral();
+    config.cleartext = CleartextPolicy::AllowAll;
+    config.http_maximum_connections_per_host = 1;
+    let order = Arc::new(Order::default());
+    let session = Session::with_delegate(config, order.clone()).unwrap();
+
+    // The host's one turn is taken by a slow body.
+    let busy = session
+        .data_task(server.url("/drip?chunks=10&size=100&delay_ms=50").as_str())
+        .unwrap();
+    busy.resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while busy.info().response().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        busy.info().response().is_some(),
+        "the first task has its turn"
+    );
+
+    // Three more arrive, lowest priority first.
+    let mut waiting = Vec::new();
+    for p in [priority::LOW, priority::DEFAULT, priority::HIGH] {
+        let task = session.data_task(server.url("/bytes/10").as_str()).unwrap();
+        task.info().set_priority(p);
+        task.resume();
+        waiting.push(task.info().id());
+    }
+    session.finish_tasks_and_invalidate();
+    tokio::time::timeout(Duration::from_secs(30), session.invalidated())
+        .await
+        .expect("invalidated");
+
+    let seen = order.0.lock().unwrap().clone();
+    let (low, default, high) = (waiting[0], waiting[1], waiting[2]);
+    assert_eq!(seen, [busy.info().id(), high, default, low]);
+}
+
+/// The `priority` line the server saw, from `/headers`.
+fn priority_seen(body: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .find_map(|l| l.strip_prefix("priority: ").map(str::to_owned))
+}
+
+#[tokio::test]
+async fn a_priority_travels_as_its_rfc_9218_urgency_over_http1_and_http2() {
+    let ca = TestCa::new();
+    let (plain, tls) = (TestServer::http().await, TestServer::https(&ca).await);
+    let mut config = Configuration::ephemeral();
+    config.cleartext = CleartextPolicy::AllowAll;
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let session = Session::new(config).unwrap();
+
+    for server in [&plain, &tls] {
+        for (p, want) in [
+            (priority::HIGH, Some("u=2")),
+            (priority::DEFAULT, None),
+            (priority::LOW, Some("u=5")),
+            (1.0, Some("u=0")),
+        ] {
+            let mut future = session.data(server.url("/headers").as_str());
+            future.task().unwrap().info().set_priority(p);
+            let (body, response) = future.await.unwrap();
+            assert_eq!(priority_seen(&body).as_deref(), want, "{p} {response:?}");
+        }
+    }
+    // The application's own field is left alone.
+    let mut request = courier_engine::Request::new(
+        courier_engine::reexports::http::Method::GET,
+        tls.url("/headers").as_str(),
+    );
+    request.headers_mut().insert(
+        "priority",
+        courier_engine::reexports::http::HeaderValue::from_static("u=1, i"),
+    );
+    let mut future = session.data(request);
+    future.task().unwrap().info().set_priority(priority::LOW);
+    let (body, response) = future.await.unwrap();
+    assert_eq!(
+        response.version(),
+        courier_engine::reexports::http::Version::HTTP_2
+    );
+    assert_eq!(priority_seen(&body).as_deref(), Some("u=1, i"));
+}
