@@ -131,3 +131,44 @@ async fn a_sessions_progress_sums_its_tasks_and_a_progress_controls_its_task() {
         );
     }
 }
+
+/// `count_of_bytes_client_expects_to_receive`: the application's guess is the total while the
+/// server has not named one (an encoded body); the task's own total
+/// (what it did) once it ends.
+#[tokio::test]
+async fn the_applications_byte_count_hint_stands_in_for_an_unknown_length() {
+    let server = courier_tests::TestServer::http().await;
+    let mut config = courier_engine::Configuration::ephemeral();
+    config.cleartext = courier_engine::CleartextPolicy::AllowAll;
+    let session = Session::new(config).unwrap();
+    // `/gzip/N`: N bytes gzipped; the decoded length is nobody's to announce.
+    let mut data = session.data(server.url("/gzip/10240").as_str());
+    let task = data.task().unwrap().clone();
+    let progress = task.progress();
+    assert_eq!(progress.total_unit_count(), None);
+    task.info()
+        .set_count_of_bytes_client_expects_to_receive(Some(4096));
+    assert_eq!(
+        task.info().count_of_bytes_client_expects_to_receive(),
+        Some(4096)
+    );
+    assert_eq!(
+        progress.total_unit_count(),
+        Some(4096),
+        "the hint stands in"
+    );
+    let (body, response) = tokio::time::timeout(WAIT, data).await.unwrap().unwrap();
+    assert!(response.expected_content_length().is_none(), "encoded");
+    assert_eq!(body.len(), 10 * 1024);
+    assert_eq!(progress.total_unit_count(), Some(10 * 1024), "what it did");
+    assert_eq!(progress.fraction_completed(), Some(1.0));
+    // The send hint is kept the same way.
+    let low = session
+        .data_task(server.url("/bytes/100").as_str())
+        .unwrap();
+    low.info()
+        .set_count_of_bytes_client_expects_to_send(Some(7));
+    assert_eq!(low.info().count_of_bytes_client_expects_to_send(), Some(7));
+    low.info().set_count_of_bytes_client_expects_to_send(None);
+    assert_eq!(low.info().count_of_bytes_client_expects_to_send(), None);
+}
