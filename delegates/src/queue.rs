@@ -21,6 +21,7 @@
 //! the task delegate's default body sends is held back, and the session's delegate answers.
 
 use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -120,8 +121,10 @@ struct Probe {
 /// of it and the queue its messages go through.
 pub(crate) struct OwnDelegate {
     pub(crate) delegate: Arc<dyn TaskLevelDelegate>,
-    /// The optional methods this delegate was seen to leave at their default.
-    defaulted: AtomicU32,
+    /// The optional methods this delegate's type was seen to leave at their default: shared by
+    /// every task delegate of the type on the queue (a default is the type's, whatever the
+    /// instance), so each method is probed once per type, not once per task.
+    defaulted: Arc<AtomicU32>,
     queue: DeliveryQueue,
 }
 
@@ -235,6 +238,8 @@ pub struct DeliveryQueue {
     tx: Sender,
     /// The optional methods the delegate was seen to leave at their default.
     defaulted: Arc<AtomicU32>,
+    /// The same, per type of task delegate attached to this queue.
+    learned: Arc<Mutex<HashMap<TypeId, Arc<AtomicU32>>>>,
 }
 
 impl DeliveryQueue {
@@ -263,6 +268,7 @@ impl DeliveryQueue {
         Ok(DeliveryQueue {
             tx: Sender::Thread(tx),
             defaulted,
+            learned: Arc::default(),
         })
     }
 
@@ -293,6 +299,7 @@ impl DeliveryQueue {
         DeliveryQueue {
             tx: Sender::Task(tx),
             defaulted,
+            learned: Arc::default(),
         }
     }
 
@@ -336,9 +343,17 @@ impl DeliveryQueue {
     /// go through this queue to it first. False when the task has one already. Attach before the
     /// task is first resumed; a message already on its way goes where it was sent.
     pub fn attach(&self, task: &TaskInfo, delegate: Arc<dyn TaskLevelDelegate>) -> bool {
+        let any: &dyn Any = delegate.as_ref();
+        let defaulted = self
+            .learned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(any.type_id())
+            .or_default()
+            .clone();
         task.attach(OwnDelegate {
             delegate,
-            defaulted: AtomicU32::new(0),
+            defaulted,
             queue: self.clone(),
         })
     }

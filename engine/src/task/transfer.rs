@@ -332,7 +332,8 @@ struct Run {
     gathering: Option<Gathering>,
     /// What the current transaction moved, for its metrics.
     moved: send::Moved,
-    /// The current exchange's turn with an HTTP/1.1 host, held until the exchange is over.
+    /// The current exchange's turn with an HTTP/1.1 host while the request is sent; the response
+    /// body then holds it until it has been read to its end (or dropped).
     turn: Option<host_queue::Turn>,
 }
 

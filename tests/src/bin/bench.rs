@@ -115,11 +115,52 @@ async fn courier_run_with(url: &str, n: usize, config: Configuration) -> Duratio
 /// [`courier_run`] with the delegate called on this runtime (`Session::with_delegate_on`) rather
 /// than on the session's own thread.
 async fn courier_run_on_runtime(url: &str, n: usize) -> Duration {
-    complete_all_on(config_without_cache(), n, true, |session, _| {
-        session.data_task(url).expect("task").resume();
-    })
+    complete_all_on(
+        config_without_cache(),
+        n,
+        Delivery::Runtime,
+        |session, _, _| {
+            session.data_task(url).expect("task").resume();
+        },
+    )
     .await
 }
+
+/// [`courier_run`] with each task's completion going to a delegate of its own (`set_delegate`),
+/// the session's delegate implementing nothing: what routing through a task's delegate costs.
+async fn courier_run_per_task_delegate(url: &str, n: usize) -> Duration {
+    complete_all_on(
+        config_without_cache(),
+        n,
+        Delivery::PerTask,
+        |session, _, counter| {
+            let task = session.data_task(url).expect("task");
+            task.set_delegate(counter.clone())
+                .expect("a delegate of its own");
+            task.resume();
+        },
+    )
+    .await
+}
+
+/// Where [`complete_all_on`]'s completions are delivered.
+#[derive(Clone, Copy, PartialEq)]
+enum Delivery {
+    /// To the session's delegate, on the session's own thread.
+    Thread,
+    /// To the session's delegate, on the caller's runtime.
+    Runtime,
+    /// To each task's own delegate (the `start` closure attaches it); the session's implements
+    /// nothing.
+    PerTask,
+}
+
+/// A session delegate that leaves every method at its default.
+struct Quiet;
+impl SessionDelegate for Quiet {}
+impl DataDelegate for Quiet {}
+impl courier_engine::DownloadDelegate for Quiet {}
+impl TaskDelegate for Quiet {}
 
 /// Starts `n` tasks in one session of `config` (`start` creates and resumes task `i`) and waits for
 /// every completion; the wall time. Every task must succeed.
@@ -128,27 +169,33 @@ async fn complete_all(
     n: usize,
     start: impl Fn(&Session, usize),
 ) -> Duration {
-    complete_all_on(config, n, false, start).await
+    complete_all_on(config, n, Delivery::Thread, |session, i, _| {
+        start(session, i)
+    })
+    .await
 }
 
-/// [`complete_all`], with the delegate called on this runtime when `on_runtime`.
+/// [`complete_all`], with the completions delivered as `delivery` says; `start` gets the counter
+/// (for a task's own delegate).
 async fn complete_all_on(
     config: Configuration,
     n: usize,
-    on_runtime: bool,
-    start: impl Fn(&Session, usize),
+    delivery: Delivery,
+    start: impl Fn(&Session, usize, &Arc<Counter>),
 ) -> Duration {
     let counter = Arc::new(Counter::new(n));
-    let session = if on_runtime {
-        let here = tokio::runtime::Handle::current();
-        Session::with_delegate_on(config, counter.clone(), &here)
-    } else {
-        Session::with_delegate(config, counter.clone())
+    let session = match delivery {
+        Delivery::Runtime => {
+            let here = tokio::runtime::Handle::current();
+            Session::with_delegate_on(config, counter.clone(), &here)
+        }
+        Delivery::Thread => Session::with_delegate(config, counter.clone()),
+        Delivery::PerTask => Session::with_delegate(config, Arc::new(Quiet)),
     }
     .expect("session");
     let started = Instant::now();
     for i in 0..n {
-        start(&session, i);
+        start(&session, i, &counter);
     }
     counter.notify.notified().await;
     let took = started.elapsed();
@@ -492,19 +539,24 @@ fn tasks_against_curl(url: &str, tasks: usize, pairs: usize) -> Scenario {
     let curl_config = dir.path().join("urls.curl");
     write_curl_config(&curl_config, url, tasks);
     client.block_on(courier_run(url, tasks.min(1000))); // warm-up
-    let (mut ours, mut on_runtime, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut on_runtime, mut per_task, mut theirs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..pairs {
         let c = client.block_on(courier_run(url, tasks)).as_secs_f64();
         let r = client
             .block_on(courier_run_on_runtime(url, tasks))
             .as_secs_f64();
+        let p = client
+            .block_on(courier_run_per_task_delegate(url, tasks))
+            .as_secs_f64();
         let k = curl_run(&curl_config, 6).as_secs_f64();
         println!(
-            "pair {i:2}: courier {c:.3} s  (delegate on the runtime {r:.3} s)  curl {k:.3} s  ratio {:.2}",
+            "pair {i:2}: courier {c:.3} s  (delegate on the runtime {r:.3} s, per-task delegates {p:.3} s)  curl {k:.3} s  ratio {:.2}",
             c / k
         );
         ours.push(c);
         on_runtime.push(r);
+        per_task.push(p);
         theirs.push(k);
     }
     Scenario {
@@ -513,6 +565,7 @@ fn tasks_against_curl(url: &str, tasks: usize, pairs: usize) -> Scenario {
         courier: vec![
             Side::new("courier data tasks (multi-thread)", ours),
             Side::new("courier, delegate on the runtime", on_runtime),
+            Side::new("courier, a delegate per task", per_task),
         ],
         peers: vec![Side::new("curl --parallel-max 6", theirs)],
         target: Target::AtMostTimesBestPeer(1.0),

@@ -14,8 +14,9 @@ use crate::task::protocol::{AnswerBody, AnswerStream};
 
 /// A response body.
 pub(crate) enum ResponseBody {
-    /// From the connection.
-    Wire(Incoming),
+    /// From the connection, with the host's turn (HTTP/1.1) its exchange holds until the body
+    /// has been read to its end (or dropped): then the connection is free for the next in line.
+    Wire(Incoming, Option<super::host_queue::Turn>),
     /// From a protocol handler: all at once (taken by the first read), or as a stream.
     Whole(Option<Bytes>),
     Stream(AnswerStream),
@@ -53,7 +54,13 @@ impl ResponseBody {
     /// The next frame; `None` at the end.
     pub(crate) async fn frame(&mut self) -> Option<Result<Frame<Bytes>, BodyFault>> {
         match self {
-            ResponseBody::Wire(incoming) => Some(incoming.frame().await?.map_err(BodyFault::Wire)),
+            ResponseBody::Wire(incoming, turn) => {
+                let frame = incoming.frame().await;
+                if !matches!(frame, Some(Ok(_))) {
+                    turn.take();
+                }
+                Some(frame?.map_err(BodyFault::Wire))
+            }
             ResponseBody::Whole(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
             ResponseBody::Stream(stream) => Some(
                 stream

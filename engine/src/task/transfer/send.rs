@@ -104,7 +104,7 @@ impl Run {
 
     /// Closes the current transaction (its body ended, or was abandoned for a redirect or retry).
     pub(super) fn end_transaction(&mut self) {
-        // The host's next request in line may go.
+        // A request that got no response: the host's next in line may go.
         self.turn = None;
         let moved = std::mem::take(&mut self.moved);
         if let Some(mut log) = self.metrics()
@@ -273,7 +273,8 @@ impl Run {
         }
         match sent {
             Ok(Ok(r)) => {
-                let r = r.map(ResponseBody::Wire);
+                let turn = self.turn.take();
+                let r = r.map(|incoming| ResponseBody::Wire(incoming, turn));
                 self.note_response(&r);
                 Ok(r)
             }
