@@ -21,8 +21,8 @@
 //! the task delegate's default body sends is held back, and the session's delegate answers.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
