@@ -130,7 +130,9 @@ impl DownloadSink {
             url,
             job: None,
             background: None,
-            pending: BytesMut::with_capacity(WRITE_BATCH),
+            // Grown as bytes come (a batch at most): reserved up front, a buffer per download
+            // costs its full size in a process running thousands of slow ones.
+            pending: BytesMut::new(),
             spare: BytesMut::new(),
             // Until a response says otherwise, the download can be continued as it could before.
             template: from.clone(),

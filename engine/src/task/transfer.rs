@@ -210,12 +210,14 @@ impl Transfer {
             recording,
         };
         let (target, body, destination) = (args.target, args.body, args.destination);
+        // Boxed here, not inside the spawned block: the transfer's future is large (about 10 KiB),
+        // and a block that made it would be as large again, moved into Tokio's task cell.
+        let running = Box::pin(run.run(target, body, destination));
         let handle = tokio::spawn(
             async move {
                 // A panic in here (a decoder, a parser, a bug) must not leave the task running
                 // forever: the actor hears of it and fails, and its session completes the task.
-                let running =
-                    AssertUnwindSafe(Box::pin(run.run(target, body, destination))).catch_unwind();
+                let running = AssertUnwindSafe(running).catch_unwind();
                 // The resource timer runs in the same Tokio task (no task of its own to spawn for
                 // every transfer); once it has raised the gate, only the transfer is polled.
                 tokio::pin!(running, timer);
@@ -481,7 +483,7 @@ impl Run {
             caching::Plan::Network
         };
         let revalidating = match plan {
-            caching::Plan::Serve(entry) => return self.serve_cached(entry).await,
+            caching::Plan::Serve(entry) => return self.serve_cached(*entry).await,
             caching::Plan::Revalidate(entry) => Some(entry),
             caching::Plan::Network => None,
         };
@@ -549,7 +551,7 @@ impl Run {
             // Not modified: the cached response answers, with its headers refreshed.
             drop(incoming);
             self.end_transaction();
-            let fresh = self.revalidated(entry, &head, &response);
+            let fresh = self.revalidated(*entry, &head, &response);
             return self.serve_cached(fresh).await;
         }
         if cacheable && !self.overridden {

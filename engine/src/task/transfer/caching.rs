@@ -15,11 +15,13 @@ use super::{Halt, Head, Run, TaskMsg, unless_stopped};
 use crate::stores::cache::{self, Entry};
 
 /// What the cache says about a request.
+///
+/// The entries are boxed: the plan lives in every transfer's future, cache or not.
 pub(super) enum Plan {
     /// Answer from the cache.
-    Serve(Entry),
+    Serve(Box<Entry>),
     /// Send the request with the cache's validators; a 304 is answered from the cache.
-    Revalidate(Entry),
+    Revalidate(Box<Entry>),
     /// Send the request.
     Network,
 }
@@ -88,13 +90,13 @@ impl Run {
                 RequestCachePolicy::ReturnCacheDataElseLoad
                 | RequestCachePolicy::ReturnCacheDataDontLoad,
                 Some(entry),
-            ) => Ok(Plan::Serve(entry)),
+            ) => Ok(Plan::Serve(Box::new(entry))),
             (RequestCachePolicy::UseProtocolCachePolicy, Some(entry)) => {
                 match entry
                     .policy
                     .before_request(&request_parts(head), SystemTime::now())
                 {
-                    BeforeRequest::Fresh(parts) => Ok(Plan::Serve(Entry {
+                    BeforeRequest::Fresh(parts) => Ok(Plan::Serve(Box::new(Entry {
                         response: Response::new(
                             self.url.clone(),
                             parts.status,
@@ -102,10 +104,10 @@ impl Run {
                             parts.headers,
                         ),
                         ..entry
-                    })),
+                    }))),
                     BeforeRequest::Stale { request, matches } if matches => {
                         head.headers = request.headers;
-                        Ok(Plan::Revalidate(entry))
+                        Ok(Plan::Revalidate(Box::new(entry)))
                     }
                     BeforeRequest::Stale { .. } => Ok(Plan::Network),
                 }

@@ -20,7 +20,7 @@ impl Run {
         let mut first = true;
         loop {
             self.wait_until(|g| !g.paused).await?;
-            let frame = match self.timed(body.frame()).await? {
+            let frame = match self.timed(std::pin::pin!(body.frame())).await? {
                 None => return Ok(()),
                 Some(Err(e)) => return Err(Halt::Failed(e.into_error(&self.url))),
                 Some(Ok(frame)) => frame,

@@ -265,7 +265,7 @@ impl Run {
         self.hear_informational(&mut request, continuing.clone());
         let transport = self.ctx.transport.clone();
         let sent = self
-            .timed(async move { transport.send(request).await })
+            .timed(std::pin::pin!(async move { transport.send(request).await }))
             .await;
         // A final answer before the server asked for the body: the body is not sent.
         if let Some(gate) = &continuing {
@@ -346,13 +346,16 @@ impl Run {
         self.open_transaction(FetchType::Unknown, fetch_start, |t| {
             t.request_start = Some(std::time::Instant::now());
         });
-        let answer = self.timed(handler.answer(request)).await?.map_err(|e| {
-            if e.failing_url().is_none() {
-                e.with_url(self.url.as_str())
-            } else {
-                e
-            }
-        })?;
+        let answer = self
+            .timed(std::pin::pin!(handler.answer(request)))
+            .await?
+            .map_err(|e| {
+                if e.failing_url().is_none() {
+                    e.with_url(self.url.as_str())
+                } else {
+                    e
+                }
+            })?;
         let mut response = http::Response::new(ResponseBody::from(answer.body));
         *response.status_mut() = answer.status;
         *response.headers_mut() = answer.headers;

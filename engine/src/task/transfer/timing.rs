@@ -22,8 +22,13 @@ impl Run {
 
     /// Awaits `fut` (connect, send, response head) under the clock. While suspended the future keeps
     /// going (a request half sent cannot be paused) but the clock stops.
-    pub(super) async fn timed<F: Future>(&mut self, fut: F) -> Result<F::Output, Halt> {
-        tokio::pin!(fut);
+    ///
+    /// Takes the future pinned where the caller keeps it: taken by value, an async fn keeps its
+    /// argument twice in its state (about 2.7 KiB more in every transfer for the send).
+    pub(super) async fn timed<F: Future>(
+        &mut self,
+        mut fut: std::pin::Pin<&mut F>,
+    ) -> Result<F::Output, Halt> {
         loop {
             let gate = *self.gate.borrow();
             if gate.halted() {
@@ -31,7 +36,7 @@ impl Run {
             }
             if gate.paused {
                 tokio::select! {
-                    out = &mut fut => return Ok(out),
+                    out = fut.as_mut() => return Ok(out),
                     r = self.gate.wait_for(|g| !g.paused || g.halted()) => {
                         if r.is_err() { return Err(Halt::Interrupted); }
                         continue;
@@ -39,7 +44,7 @@ impl Run {
                 }
             }
             tokio::select! {
-                out = tokio::time::timeout(self.idle, &mut fut) => {
+                out = tokio::time::timeout(self.idle, fut.as_mut()) => {
                     return out.map_err(|_| Halt::Failed(request_timed_out(&self.url)));
                 }
                 r = self.gate.wait_for(|g| g.paused || g.halted()) => {
