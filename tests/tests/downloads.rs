@@ -846,3 +846,27 @@ async fn stale_partial_downloads_are_swept_when_a_session_starts() {
         Some(Some(ErrorCode::FileDoesNotExist))
     );
 }
+
+/// A download task in a session without a delegate has nobody to hand its file to: the file is
+/// removed when the task completes, and nothing is left in the session directory.
+#[tokio::test]
+async fn a_download_nobody_listens_to_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = courier_tests::TestServer::http().await;
+    let session = Session::new(config(dir.path())).unwrap();
+    let task = session
+        .download_task(server.url("/bytes/200000").as_str())
+        .unwrap();
+    task.resume();
+    session.finish_tasks_and_invalidate();
+    tokio::time::timeout(WAIT, session.invalidated())
+        .await
+        .expect("invalidated");
+    assert_eq!(task.info().bytes_received(), 200_000);
+    assert!(task.info().error().is_none());
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+}
