@@ -33,16 +33,16 @@ impl SessionDelegate for Where {
     }
 }
 impl TaskDelegate for Where {
-    fn did_change_state(&self, _task: &TaskInfo, _from: TaskState, to: TaskState) {
-        self.note(&format!("state {to:?}"));
+    fn did_change_state(&self, task: &TaskInfo, _from: TaskState, to: TaskState) {
+        self.note(&format!("{} state {to:?}", task.id()));
     }
-    fn did_complete(&self, _task: &TaskInfo, _error: Option<&Error>) {
-        self.note("complete");
+    fn did_complete(&self, task: &TaskInfo, _error: Option<&Error>) {
+        self.note(&format!("{} complete", task.id()));
     }
 }
 impl DataDelegate for Where {
-    fn did_receive_data(&self, _task: &TaskInfo, _data: &Bytes) {
-        self.note("data");
+    fn did_receive_data(&self, task: &TaskInfo, _data: &Bytes) {
+        self.note(&format!("{} data", task.id()));
     }
 }
 impl DownloadDelegate for Where {}
@@ -85,14 +85,26 @@ fn callbacks_run_on_the_applications_runtime_in_order() {
     }
     let names: Vec<&str> = seen.iter().map(|(w, _, _)| w.as_str()).collect();
     assert_eq!(names.last(), Some(&"invalid"), "{names:?}");
-    assert_eq!(names.iter().filter(|w| **w == "complete").count(), 3);
-    assert_eq!(
-        names.iter().filter(|w| **w == "data").count(),
-        9,
-        "{names:?}"
-    );
-    // Each task's own callbacks come in URLSession's order: running, data, completed, complete.
-    let first_complete = names.iter().position(|w| *w == "complete").unwrap();
-    assert!(names[..first_complete].contains(&"state Running"));
-    assert!(names[first_complete - 1] == "state Completed", "{names:?}");
+    let count = |what: &str| names.iter().filter(|w| w.ends_with(what)).count();
+    assert_eq!(count(" complete"), 3);
+    // The chunks may be coalesced; each task gets at least one.
+    assert!(count(" data") >= 3, "{names:?}");
+    // Each task's own callbacks come in URLSession's order: running, data, completed, complete
+    // (other tasks' callbacks may come in between).
+    for id in 1..=3 {
+        let own: Vec<&str> = names
+            .iter()
+            .filter_map(|w| w.strip_prefix(&format!("{id} ")))
+            .collect();
+        assert_eq!(own.first(), Some(&"state Running"), "task {id}: {own:?}");
+        assert_eq!(
+            &own[own.len() - 2..],
+            ["state Completed", "complete"],
+            "task {id}: {own:?}"
+        );
+        assert!(
+            own[1..own.len() - 2].iter().all(|w| *w == "data"),
+            "task {id}: {own:?}"
+        );
+    }
 }
