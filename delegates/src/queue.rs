@@ -96,14 +96,35 @@ impl Callback {
     fn bit(self) -> u32 {
         1 << self as u32
     }
+
+    /// Whether `defaulted`, the methods a delegate was seen to leave at their default, leaves this
+    /// one out.
+    fn wanted_by(self, defaulted: &AtomicU32) -> bool {
+        defaulted.load(Ordering::Relaxed) & self.bit() == 0
+    }
+}
+
+/// One object as `left_at_default` recognises it: its address and concrete type. Together they
+/// tell a delegate from another object (a field at the same address has another type) whose
+/// default ran.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    address: usize,
+    type_id: TypeId,
+}
+
+impl Identity {
+    fn of(object: &dyn Any) -> Identity {
+        Identity {
+            address: (object as *const dyn Any).cast::<()>() as usize,
+            type_id: object.type_id(),
+        }
+    }
 }
 
 /// The delegate a delivery thread serves, and where it notes the methods left at their default.
 struct Serving {
-    /// The delegate's address and concrete type: together they tell the session's delegate from
-    /// another object (a field at the same address has another type) whose default ran.
-    address: usize,
-    type_id: TypeId,
+    who: Identity,
     defaulted: Arc<AtomicU32>,
 }
 
@@ -115,12 +136,14 @@ thread_local! {
 /// delivery thread serves, the queue stops asking for `callback`. A wrapper delegate that forwards
 /// to another object's default is not taken for one that left the method alone.
 pub(crate) fn left_at_default<D: ?Sized + 'static>(delegate: &D, callback: Callback) {
-    let address = (delegate as *const D).cast::<()>() as usize;
-    own::note_default(address, TypeId::of::<D>());
+    let who = Identity {
+        address: (delegate as *const D).cast::<()>() as usize,
+        type_id: TypeId::of::<D>(),
+    };
+    own::note_default(who);
     SERVING.with(|serving| {
         if let Some(s) = serving.borrow().as_ref()
-            && s.address == address
-            && s.type_id == TypeId::of::<D>()
+            && s.who == who
         {
             s.defaulted.fetch_or(callback.bit(), Ordering::Relaxed);
         }
@@ -129,10 +152,8 @@ pub(crate) fn left_at_default<D: ?Sized + 'static>(delegate: &D, callback: Callb
 
 impl Serving {
     fn of(delegate: &Arc<dyn Delegate>, defaulted: &Arc<AtomicU32>) -> Serving {
-        let any: &dyn Any = delegate.as_ref();
         Serving {
-            address: Arc::as_ptr(delegate).cast::<()>() as usize,
-            type_id: any.type_id(),
+            who: Identity::of(delegate.as_ref()),
             defaulted: defaulted.clone(),
         }
     }
@@ -244,7 +265,7 @@ impl DeliveryQueue {
     /// for this queue's delegate. Callers skip a callback the delegate does not want (and answer a
     /// question with its default), which changes nothing the delegate could see.
     pub fn wants(&self, callback: Callback) -> bool {
-        self.defaulted.load(Ordering::Relaxed) & callback.bit() == 0
+        callback.wanted_by(&self.defaulted)
     }
 
     /// Queues a callback. Returns false when the queue has already delivered its last callback.

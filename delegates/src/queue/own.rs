@@ -8,14 +8,14 @@
 //! delegate is called in the same turn. An answer the default body sent meanwhile is held back.
 //! What a type leaves at its default is learned once per type and queue.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::{Callback, DeliveryQueue};
+use super::{Callback, DeliveryQueue, Identity};
 use crate::{Reply, TaskInfo, TaskLevelDelegate};
 
 thread_local! {
@@ -25,8 +25,7 @@ thread_local! {
 
 /// One call to a task's own delegate: which object, which method, and whether its default ran.
 struct Probe {
-    address: usize,
-    type_id: TypeId,
+    who: Identity,
     callback: Callback,
     defaulted: bool,
 }
@@ -44,19 +43,18 @@ pub(crate) struct OwnDelegate {
 
 impl OwnDelegate {
     fn wants(&self, callback: Callback) -> bool {
-        self.defaulted.load(Ordering::Relaxed) & callback.bit() == 0
+        callback.wanted_by(&self.defaulted)
     }
 
-    /// Runs `call` on this delegate; true when it left `callback` at its default (its default
-    /// body ran), so the session's delegate is to be asked instead. Learns the answer for next time.
+    /// Runs `call` on this delegate; true when it implements `callback`, false when its default
+    /// body ran (or is known to), so the session's delegate is to be asked instead. Learns the
+    /// answer for next time.
     fn implements(&self, callback: Callback, call: impl FnOnce(&dyn TaskLevelDelegate)) -> bool {
         if !self.wants(callback) {
             return false;
         }
-        let any: &dyn Any = self.delegate.as_ref();
         let probe = Probe {
-            address: Arc::as_ptr(&self.delegate).cast::<()>() as usize,
-            type_id: any.type_id(),
+            who: Identity::of(self.delegate.as_ref()),
             callback,
             defaulted: false,
         };
@@ -83,11 +81,10 @@ fn probed_default(callback: Callback) -> bool {
 
 /// Called from `left_at_default`: when the object whose default ran is the task delegate being
 /// probed on this thread, the probe notes that it left the method alone.
-pub(super) fn note_default(address: usize, type_id: TypeId) {
+pub(super) fn note_default(who: Identity) {
     PROBING.with(|probing| {
         if let Some(p) = probing.borrow_mut().as_mut()
-            && p.address == address
-            && p.type_id == type_id
+            && p.who == who
         {
             p.defaulted = true;
         }
@@ -161,17 +158,33 @@ impl DeliveryQueue {
         call: impl Fn(&dyn TaskLevelDelegate, Reply<T>) + Send + 'static,
     ) -> oneshot::Receiver<T> {
         let (tx, rx) = oneshot::channel();
+        self.ask_task_then(task, callback, default, call, move |value| {
+            let _ = tx.send(value);
+        });
+        rx
+    }
+
+    /// [`DeliveryQueue::ask_task`], with the answer handed to `answered` (once, on whichever thread
+    /// answers, or at once with the default when neither delegate implements `callback`) rather
+    /// than sent on a channel someone must await.
+    pub fn ask_task_then<T: Send + 'static, A: FnOnce(T) + Send + 'static>(
+        &self,
+        task: &TaskInfo,
+        callback: Callback,
+        default: impl Fn() -> T + Send + 'static,
+        call: impl Fn(&dyn TaskLevelDelegate, Reply<T>) + Send + 'static,
+        answered: A,
+    ) {
         if !self.wants_task(task, callback) {
-            let _ = tx.send(default());
-            return rx;
+            return answered(default());
         }
         let own = task.own();
-        let answer = Arc::new(Mutex::new(Some(tx)));
+        let answer = Arc::new(Mutex::new(Some(answered)));
         self.push(move |session| {
-            let send = |answer: &Arc<Mutex<Option<oneshot::Sender<T>>>>, value: T| {
+            let send = |answer: &Mutex<Option<A>>, value: T| {
                 let taken = answer.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some(tx) = taken {
-                    let _ = tx.send(value);
+                if let Some(answered) = taken {
+                    answered(value);
                 }
             };
             if let Some(own) = own.as_ref().filter(|own| own.wants(callback)) {
@@ -189,7 +202,6 @@ impl DeliveryQueue {
             let reply = Reply::new(default(), move |value| send(&answer, value));
             call(session, reply);
         });
-        rx
     }
 }
 

@@ -403,20 +403,17 @@ impl TaskActorState {
                 match self.delegate_queue() {
                     // Download tasks get no `did_receive_response`: the body goes to the file.
                     Some(queue) if asks => {
-                        let info = self.info.clone();
-                        let answer = queue.ask_task(
+                        let (info, me) = (self.info.clone(), me.clone());
+                        queue.ask_task_then(
                             &self.info,
                             Callback::ReceiveResponse,
                             || ResponseDisposition::Allow,
                             move |d, reply| d.did_receive_response(&info, &response, reply),
-                        );
-                        let me = me.clone();
-                        tokio::spawn(async move {
                             // The task may have completed meanwhile; then nobody is listening.
-                            if let Ok(answer) = answer.await {
+                            move |answer| {
                                 let _ = me.cast(TaskMsg::Disposition(answer));
-                            }
-                        });
+                            },
+                        );
                     }
                     // No delegate to ask (or it leaves the method alone): URLSession's default is
                     // to allow; the transfer did not wait for it. A streamed task's caller gets the

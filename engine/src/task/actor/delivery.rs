@@ -36,13 +36,15 @@ impl TaskActorState {
         match self.delegate_for(Callback::ReceiveResponse) {
             Some(queue) if self.machine.state() != TaskState::Canceling => {
                 let info = self.info.clone();
-                let asked = queue.ask_task(
+                queue.ask_task_then(
                     &self.info,
                     Callback::ReceiveResponse,
                     || ResponseDisposition::Allow,
                     move |d, reply| d.did_receive_response(&info, &response, reply),
+                    move |a| {
+                        let _ = answer.send(a);
+                    },
                 );
-                forward(asked, answer);
             }
             _ => {
                 let _ = answer.send(ResponseDisposition::Allow);
@@ -65,13 +67,15 @@ impl TaskActorState {
             Some(queue) if self.machine.state() != TaskState::Canceling => {
                 let info = self.info.clone();
                 let default = proposed.clone();
-                let asked = queue.ask_task(
+                queue.ask_task_then(
                     &self.info,
                     Callback::WillCache,
                     move || Some(default.clone()),
                     move |d, reply| d.will_cache_response(&info, &proposed, reply),
+                    move |a| {
+                        let _ = answer.send(a);
+                    },
                 );
-                forward(asked, answer);
             }
             _ => {
                 let _ = answer.send(Some(proposed));
@@ -170,14 +174,4 @@ impl TaskActorState {
             }
         }
     }
-}
-
-/// Passes a delegate's answer on to the transfer that waits for it; a queue that ended (the
-/// session is going away) leaves the transfer to its own default.
-fn forward<T: Send + 'static>(asked: oneshot::Receiver<T>, to: oneshot::Sender<T>) {
-    tokio::spawn(async move {
-        if let Ok(answer) = asked.await {
-            let _ = to.send(answer);
-        }
-    });
 }
