@@ -12,6 +12,8 @@
 //! connect would wait for a slot long after its request was served (and then open a connection
 //! nobody asked for). So each connect knows its request ([`for_one_request`]) and stops waiting for
 //! a slot once that request is over.
+//!
+//! `conn` holds what a connect hands the pool: the stream and the pooled connection.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,8 +26,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
 use rustls::sign::CertifiedKey;
@@ -33,13 +33,17 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
-use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind, alert_after_handshake};
+use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind};
 use crate::happy_eyeballs;
 use crate::identity::{AskingResolver, ClientIdentityProvider, IdentityDecision};
 use crate::proxy::{self, Proxies, Route, RouteKind};
 use crate::trust::{TrustDecision, TrustEvaluator, verify_standard};
+
+mod conn;
+
+pub(crate) use conn::Conn;
+use conn::{OpenH2, Stream, Watch};
 
 /// Facts about the connection a response came over; found in every response's extensions.
 #[derive(Clone, Debug)]
@@ -624,192 +628,6 @@ impl Inner {
             _permit: if h2 { None } else { Some(permit) },
             _h2: h2.then(|| OpenH2::new(state.h2_open.clone())),
         })
-    }
-}
-
-/// A byte stream, cleartext or TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>, Watch),
-}
-
-impl tokio::io::AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s, watch) => {
-                let before = buf.filled().len();
-                let read = Pin::new(s.as_mut()).poll_read(cx, buf);
-                watch.saw(&read, buf.filled().len() > before);
-                read
-            }
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s, watch) => {
-                let written = Pin::new(s.as_mut()).poll_write(cx, buf);
-                if let Poll::Ready(Err(e)) = &written {
-                    watch.saw(
-                        &Poll::Ready(Err(io::Error::new(e.kind(), e.to_string()))),
-                        false,
-                    );
-                }
-                written
-            }
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s, _) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-/// What a TLS stream tells its host about client-certificate failures it reads. A server that refuses
-/// a client certificate under TLS 1.3 does so after the handshake, with an alert (or, when the
-/// alert is lost to a reset, by closing before it ever sends a byte); over HTTP/2 only the
-/// connection's task reads it, so the host keeps it for the transport to name the failure.
-struct Watch {
-    host: Arc<Host>,
-    presented_identity: bool,
-    got_data: bool,
-}
-
-impl Watch {
-    fn saw(&mut self, read: &Poll<io::Result<()>>, data: bool) {
-        // Closed or reset before a single byte, right after we presented a certificate: refused.
-        let refused_fresh = !data && !self.got_data && self.presented_identity;
-        let failure = match read {
-            Poll::Ready(Err(e)) => alert_after_handshake(e)
-                .or_else(|| refused_fresh.then_some(TlsFailure::ClientCertificateRejected)),
-            Poll::Ready(Ok(())) if refused_fresh => Some(TlsFailure::ClientCertificateRejected),
-            _ => None,
-        };
-        self.got_data |= data;
-        if let Some(failure) = failure {
-            *self.host.alert.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((failure, Instant::now()));
-        }
-    }
-}
-
-/// One pooled connection: the stream, its facts, and its slot under the per-host cap.
-pub(crate) struct Conn {
-    io: TokioIo<Stream>,
-    info: ConnectionInfo,
-    /// Held for the connection's life; dropping the connection frees the slot.
-    _permit: Option<OwnedSemaphorePermit>,
-    /// Counts this connection among its host's open HTTP/2 connections.
-    _h2: Option<OpenH2>,
-}
-
-/// One open HTTP/2 connection, counted until dropped.
-struct OpenH2(Arc<AtomicUsize>);
-
-impl OpenH2 {
-    fn new(count: Arc<AtomicUsize>) -> OpenH2 {
-        count.fetch_add(1, Ordering::AcqRel);
-        OpenH2(count)
-    }
-}
-
-impl Drop for OpenH2 {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        // A cleartext connection to a proxy takes requests in absolute form.
-        let connected = Connected::new()
-            .extra(self.info.clone())
-            .proxy(self.info.proxied && !self.info.tls);
-        if self.info.h2 {
-            connected.negotiated_h2()
-        } else {
-            connected
-        }
-    }
-}
-
-impl Read for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl Write for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
