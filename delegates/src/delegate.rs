@@ -18,6 +18,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 use crate::queue::{Callback, left_at_default};
+use crate::web_socket::CloseCode;
 use crate::{
     AuthChallengeDisposition, AuthenticationChallenge, CachedResponse, DelayedRequestDisposition,
     Error, Reply, Request, Response, ResponseDisposition, TaskInfo, TaskMetrics, TaskState,
@@ -203,6 +204,26 @@ pub trait TaskDelegate: Send + Sync + 'static {
     fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
         let _ = (task, error);
         left_at_default(self, Callback::Complete);
+    }
+
+    /// A WebSocket task's handshake succeeded: `protocol` is the subprotocol the server chose
+    /// among those offered, if any (`URLSessionWebSocketDelegate`'s
+    /// `urlSession(_:webSocketTask:didOpenWithProtocol:)`).
+    ///
+    /// URLSession puts the two WebSocket messages in a protocol of their own that inherits from
+    /// the task delegate's; here they are task-delegate methods with defaults, so that existing
+    /// delegates need no new `impl` block.
+    fn did_open_with_protocol(&self, task: &TaskInfo, protocol: Option<&str>) {
+        let _ = (task, protocol);
+        left_at_default(self, Callback::WebSocketOpen);
+    }
+
+    /// A WebSocket task received the server's close frame (or closed itself after an error, with
+    /// the code it sent), before its `did_complete` (`urlSession(_:webSocketTask:didCloseWith:reason:)`).
+    /// `reason` is the close frame's reason, `None` when it had none.
+    fn did_close_with(&self, task: &TaskInfo, code: CloseCode, reason: Option<&[u8]>) {
+        let _ = (task, code, reason);
+        left_at_default(self, Callback::WebSocketClose);
     }
 }
 

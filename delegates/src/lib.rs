@@ -14,6 +14,7 @@
 //! - [`resume_data`]: [`ResumeData`], the opaque blob a stopped download continues from.
 //! - [`error`]: [`Error`] and [`ErrorCode`] (Darwin's `NSURLErrorDomain` names and numbers).
 //! - [`metrics`]: [`TaskMetrics`], one [`TransactionMetrics`] per request a task sent.
+//! - [`web_socket`]: a WebSocket task's [`Message`] and [`CloseCode`].
 //! - [`queue`]: [`DeliveryQueue`], the serial queue that hands callbacks to the application one at a
 //!   time, in order.
 
@@ -26,6 +27,7 @@ pub mod reply;
 pub mod request;
 pub mod resume_data;
 pub mod task;
+pub mod web_socket;
 
 pub use challenge::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, Credential,
@@ -42,3 +44,4 @@ pub use reply::{DelayedRequestDisposition, Reply, ResponseDisposition};
 pub use request::{CachePolicy, CachedResponse, Request, Response, plain_file_name};
 pub use resume_data::ResumeData;
 pub use task::{TaskInfo, TaskKind, TaskRecorder, TaskState, priority};
+pub use web_socket::{CloseCode, Message};

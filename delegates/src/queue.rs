@@ -90,6 +90,10 @@ pub enum Callback {
     /// [`TaskDelegate::did_complete`](crate::TaskDelegate::did_complete): always delivered; listed
     /// so that a task's own delegate that leaves it alone passes it on to the session's.
     Complete,
+    /// [`TaskDelegate::did_open_with_protocol`](crate::TaskDelegate::did_open_with_protocol).
+    WebSocketOpen,
+    /// [`TaskDelegate::did_close_with`](crate::TaskDelegate::did_close_with).
+    WebSocketClose,
 }
 
 impl Callback {

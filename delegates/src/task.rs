@@ -72,6 +72,8 @@ pub enum TaskKind {
     Upload,
     /// Moves a response body into a file (`URLSessionDownloadTask`).
     Download,
+    /// Exchanges messages over a WebSocket (`URLSessionWebSocketTask`).
+    WebSocket,
 }
 
 /// URLSession's priority hints.

@@ -17,7 +17,7 @@
 //! - [`session`]: [`Session`], the handle applications hold, and the session actor behind it, which
 //!   owns the tasks, supervises their actors and carries out invalidation.
 //! - [`task`]: the task handles ([`Task`], and [`DataTask`], [`UploadTask`], [`DownloadTask`]
-//!   that share its methods), the task actor with its transfer, and where bodies go (a download's
+//!   that share its methods, and [`WebSocketTask`], which keeps its connection as a WebSocket), the task actor with its transfer, and where bodies go (a download's
 //!   partial file, checkpoints and resume data) and come from (an upload's bytes, file or stream).
 //! - `state`: the task state machine, `(state, event) -> (state, effects)`, with no I/O (internal;
 //!   its property tests live beside it).
@@ -48,8 +48,8 @@ pub use configuration::{
 };
 pub use courier_delegates::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, BodyStream,
-    CachePolicy, CachedResponse, Credential, CredentialPersistence, DataDelegate,
-    DelayedRequestDisposition, Delegate, DownloadDelegate, Error, ErrorCode, FetchType,
+    CachePolicy, CachedResponse, CloseCode, Credential, CredentialPersistence, DataDelegate,
+    DelayedRequestDisposition, Delegate, DownloadDelegate, Error, ErrorCode, FetchType, Message,
     ProtectionSpace, ProxyType, Reply, Request, Response, ResponseDisposition, ResumeData,
     ServerTrust, SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskLevelDelegate, TaskMetrics,
     TaskState, TransactionMetrics, plain_file_name, priority,
@@ -59,7 +59,7 @@ pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreC
 pub use task::{
     Answer, AnswerFuture, AnswerStream, ByteStream, DataTask, DownloadTask, DownloadedFile,
     Progress, ProtocolHandler, SessionProgress, Task, TaskDelegateError, TaskFuture, TaskHandle,
-    UploadBody, UploadTask,
+    UploadBody, UploadTask, WebSocketTask,
 };
 
 /// Re-exports of the crates whose types appear in Courier's API.

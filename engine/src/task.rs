@@ -12,6 +12,7 @@
 //! - `future`: [`TaskFuture`], what the completion forms return: the result, and the task's handle.
 //! - `protocol`: [`ProtocolHandler`], application code that answers requests instead of the network.
 //! - `progress`: [`Progress`] and [`SessionProgress`], read from the counters, for progress bars.
+//! - `web_socket`: [`WebSocketTask`], a task that keeps its connection as a WebSocket.
 
 pub(crate) mod actor;
 pub(crate) mod auth;
@@ -24,6 +25,7 @@ pub mod protocol;
 pub(crate) mod request;
 pub(crate) mod transfer;
 pub(crate) mod upload;
+pub mod web_socket;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +44,7 @@ pub use future::{TaskFuture, TaskHandle};
 pub use progress::{Progress, SessionProgress};
 pub use protocol::{Answer, AnswerFuture, AnswerStream, ProtocolHandler};
 pub use upload::UploadBody;
+pub use web_socket::WebSocketTask;
 
 /// A control call from a task handle.
 pub(crate) enum Control {
@@ -131,6 +134,8 @@ pub(crate) enum Work {
     Download {
         resume: Option<Result<Box<ResumeRecord>, Error>>,
     },
+    /// A WebSocket: the transfer's ends of the channels to the task's handle.
+    WebSocket(Box<web_socket::SocketEnds>),
 }
 
 impl Work {

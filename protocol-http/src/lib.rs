@@ -22,6 +22,8 @@
 //! - [`redirect`]: whether a response redirects and how the next request is rewritten (the method
 //!   table; credentials dropped across origins).
 //! - [`retry`]: which statuses are transient, and the wait a `Retry-After` asks for.
+//! - [`websocket`]: the WebSocket handshake's fields and check, and the framed stream on the
+//!   connection its `101` hands over.
 //! - [`error`]: [`TransportError`] and its classification, [`TransportErrorKind`].
 
 pub mod auth;
@@ -38,6 +40,7 @@ pub mod retry;
 mod tls;
 pub mod transport;
 pub mod trust;
+pub mod websocket;
 
 pub use connect::ConnectionInfo;
 pub use error::{TlsFailure, TransportError, TransportErrorKind};

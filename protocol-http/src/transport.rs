@@ -72,6 +72,9 @@ impl Default for TransportSettings {
     }
 }
 
+/// The most connections switched to another protocol (WebSocket) open to one host at once.
+const UPGRADED_CONNECTIONS_PER_HOST: usize = 1024;
+
 /// The most header fields an HTTP/1.1 response head may have. Also hyper's default, and the size of
 /// its parser's inline buffer: a larger cap would make hyper allocate two buffers per response.
 pub const MAX_RESPONSE_HEADERS: usize = 100;
@@ -86,6 +89,10 @@ pub struct Transport {
     client: Arc<RwLock<Client<Connector, RequestBody>>>,
     builder: hyper_util::client::legacy::Builder,
     connector: Connector,
+    /// Requests that ask to switch protocols (a WebSocket handshake): HTTP/1.1 only, on
+    /// connections of their own (ALPN offers `http/1.1` alone, and nothing goes back to a pool:
+    /// the connection becomes the new protocol's).
+    upgrades: Client<Connector, RequestBody>,
 }
 
 impl Transport {
@@ -105,14 +112,24 @@ impl Transport {
             (Some(evaluator), Some(standard)) => Some((evaluator, standard)),
             _ => None,
         };
-        let connector = Connector::new(ConnectorSettings {
+        let mut http1_only = (*tls.config).clone();
+        http1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector_settings = ConnectorSettings {
             tls: tls.config,
             trust,
             identities: settings.identities.clone(),
             connect_timeout: settings.connect_timeout,
             max_connections_per_host: settings.max_connections_per_host,
             proxies: settings.proxies.clone(),
+        };
+        let upgrade_connector = Connector::new(ConnectorSettings {
+            tls: Arc::new(http1_only),
+            // An upgraded connection is held for as long as its protocol runs (a WebSocket may stay
+            // open for hours): it does not take one of the host's few slots for requests.
+            max_connections_per_host: UPGRADED_CONNECTIONS_PER_HOST,
+            ..connector_settings.clone()
         });
+        let connector = Connector::new(connector_settings);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             // At least as many idle connections as the cap, or the pool closes and reopens them.
@@ -130,10 +147,16 @@ impl Transport {
             // 8 MiB) and 1.0 s with these, curl's time (BENCHMARKS.md, issue 10).
             .http2_adaptive_window(true);
         let client = builder.build(connector.clone());
+        let upgrades = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .timer(TokioTimer::new())
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
+            .build(upgrade_connector);
         Ok(Transport {
             client: Arc::new(RwLock::new(client)),
             builder,
             connector,
+            upgrades,
         })
     }
 
@@ -185,11 +208,15 @@ impl Transport {
         // Read again only when the request fails (a cheap clone: the URI's parts are shared).
         let uri = request.uri().clone();
         // The future owns what it needs: the lock is not held while it runs.
-        let sent = self
-            .client
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .request(request);
+        let sent = if request.headers().contains_key(http::header::UPGRADE) {
+            // The answer's `OnUpgrade` (in its extensions) hands over the connection.
+            self.upgrades.request(request)
+        } else {
+            self.client
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .request(request)
+        };
         crate::connect::for_one_request(given, sent)
             .await
             .map_err(|e| {

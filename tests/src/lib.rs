@@ -10,6 +10,7 @@
 //!   faults (cut, stall, lie, ignore or misplace ranges, change).
 //! - [`nginx`]: [`Nginx`], a real nginx on a free loopback port with a generated configuration.
 //! - [`tinyproxy`]: [`Tinyproxy`], a real proxy program on a free loopback port.
+//! - [`websockets`]: [`WebSocketServer`], a real WebSocket server (Python's `websockets`).
 //! - [`program`]: finding, placing and waiting for the real server programs.
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
 
@@ -22,6 +23,7 @@ pub mod recorder;
 pub mod resource;
 pub mod server;
 pub mod tinyproxy;
+pub mod websockets;
 
 pub use courier_cli::loopback::{Asked, Leaf, LoopbackCa as TestCa, ProxyServer, sha256_hex};
 pub use fault::{Fault, FaultServer};
@@ -31,6 +33,7 @@ pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, TrustAnswer, ch
 pub use resource::{Misbehaviour, ResourceServer, Served};
 pub use server::TestServer;
 pub use tinyproxy::Tinyproxy;
+pub use websockets::WebSocketServer;
 
 /// `Configuration::default()` (a persistent session: cookies, credentials, cache and downloads on
 /// disk) with its session directory in `dir` and cleartext allowed, for the loopback servers.

@@ -108,6 +108,22 @@ pub enum Event {
         /// Its `Link` header, if any (103 Early Hints).
         link: Option<String>,
     },
+    /// `did_open_with_protocol`.
+    Opened {
+        /// Task identifier.
+        task: u64,
+        /// The subprotocol the server chose.
+        protocol: Option<String>,
+    },
+    /// `did_close_with`.
+    Closed {
+        /// Task identifier.
+        task: u64,
+        /// The close code's number.
+        code: u16,
+        /// The reason, as text.
+        reason: Option<String>,
+    },
     /// `did_send_body_data`.
     Sent {
         /// Task identifier.
@@ -188,6 +204,8 @@ impl Event {
             Event::Informational { .. } => "informational",
             Event::WaitingForConnectivity { .. } => "waiting_for_connectivity",
             Event::Created { .. } => "created",
+            Event::Opened { .. } => "opened",
+            Event::Closed { .. } => "closed",
             Event::Sent { .. } => "sent",
             Event::Redirect { .. } => "redirect",
             Event::Challenge { .. } => "challenge",
@@ -214,6 +232,8 @@ impl Event {
             | Event::Informational { task, .. }
             | Event::WaitingForConnectivity { task }
             | Event::Created { task }
+            | Event::Opened { task, .. }
+            | Event::Closed { task, .. }
             | Event::Sent { task, .. }
             | Event::Redirect { task, .. }
             | Event::Challenge { task, .. }
@@ -482,6 +502,26 @@ impl SessionDelegate for Recorder {
 }
 
 impl TaskDelegate for Recorder {
+    fn did_open_with_protocol(&self, task: &TaskInfo, protocol: Option<&str>) {
+        self.push(Event::Opened {
+            task: task.id(),
+            protocol: protocol.map(str::to_owned),
+        });
+    }
+
+    fn did_close_with(
+        &self,
+        task: &TaskInfo,
+        code: courier_engine::CloseCode,
+        reason: Option<&[u8]>,
+    ) {
+        self.push(Event::Closed {
+            task: task.id(),
+            code: code.code(),
+            reason: reason.map(|r| String::from_utf8_lossy(r).into_owned()),
+        });
+    }
+
     fn did_change_state(&self, task: &TaskInfo, from: TaskState, to: TaskState) {
         self.push(Event::State {
             task: task.id(),

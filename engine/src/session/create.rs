@@ -11,7 +11,9 @@ use courier_delegates::{Error, ErrorCode, Request, ResumeData, TaskInfo, TaskKin
 use super::{Session, SessionMsg};
 use crate::completion::{Sink, Terminal};
 use crate::task::download::{decode_resume_data, request_from_record};
-use crate::task::{DataTask, DownloadTask, PartialSlot, Task, UploadBody, UploadTask, Work};
+use crate::task::{
+    DataTask, DownloadTask, PartialSlot, Task, UploadBody, UploadTask, WebSocketTask, Work,
+};
 
 /// Why a task could not be created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +83,9 @@ fn create_in_background(
             return Err(CreateTaskError::NotInBackground(
                 "uploads from bytes or a stream (only from a file)",
             ));
+        }
+        (TaskKind::WebSocket, _) => {
+            return Err(CreateTaskError::NotInBackground("WebSocket tasks"));
         }
         _ => return Err(CreateTaskError::NotInBackground("data tasks")),
     };
@@ -254,6 +259,29 @@ impl Session {
             true,
         )
         .map(DownloadTask::new)
+    }
+
+    /// Makes a WebSocket task for `request` (a `ws:` or `wss:` URL), offering `protocols` as its
+    /// subprotocols (`Sec-WebSocket-Protocol`, joined with `", "`): URLSession's
+    /// `webSocketTask(with:protocols:)`. Resume it to connect. Pass `&[]` to offer none.
+    ///
+    /// # Errors
+    /// An invalidated session, or a background session (which takes no WebSocket tasks).
+    pub fn web_socket_task(
+        &self,
+        request: impl Into<Request>,
+        protocols: &[&str],
+    ) -> Result<WebSocketTask, CreateTaskError> {
+        let protocols = protocols.iter().map(|p| (*p).to_owned()).collect();
+        let (socket, handle) = crate::task::web_socket::socket_ends(protocols);
+        self.create(
+            TaskKind::WebSocket,
+            request.into(),
+            Work::WebSocket(Box::new(socket)),
+            self.delegate_sink(),
+            true,
+        )
+        .map(|task| WebSocketTask::new(task, handle))
     }
 
     /// A download task that continues a stopped download (`downloadTask(withResumeData:)`),

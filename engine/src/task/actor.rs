@@ -69,6 +69,10 @@ pub(crate) enum TaskMsg {
     /// The body is complete and the URL cache may keep the response: ask the delegate
     /// (`will_cache_response`) and answer on the channel.
     OfferToCache(CachedResponse, oneshot::Sender<Option<CachedResponse>>),
+    /// A WebSocket's handshake was accepted, with the subprotocol the server chose.
+    Opened(Response, Option<String>),
+    /// A WebSocket closed, with the code and reason of the close that ended it.
+    Closed(courier_delegates::CloseCode, Option<Bytes>),
 }
 
 /// What a task actor starts from.
@@ -218,6 +222,15 @@ impl Actor for TaskActor {
                     }
                     return Ok(());
                 }
+                TaskMsg::Closed(code, reason) => {
+                    if let Some(queue) = st.delegate_for(Callback::WebSocketClose) {
+                        let info = st.info.clone();
+                        queue.push_task(&st.info, Callback::WebSocketClose, move |d| {
+                            d.did_close_with(&info, code, reason.as_deref())
+                        });
+                    }
+                    return Ok(());
+                }
                 TaskMsg::Informational(response) => {
                     if let Some(queue) = st.delegate_for(Callback::InformationalResponse) {
                         let info = st.info.clone();
@@ -233,6 +246,7 @@ impl Actor for TaskActor {
                 TaskMsg::OfferToCache(..)
                 | TaskMsg::PartResponse(..)
                 | TaskMsg::Informational(..)
+                | TaskMsg::Closed(..)
                 | TaskMsg::WaitingForConnectivity => {
                     unreachable!("answered above")
                 }
@@ -263,6 +277,21 @@ impl Actor for TaskActor {
                     return Err(format!("its transfer panicked: {why}").into());
                 }
                 TaskMsg::Response(r) => (TaskEvent::ResponseReceived, Payload::Response(r)),
+                TaskMsg::Opened(response, protocol) => {
+                    // No `did_receive_response` for a WebSocket (URLSession sends none): the head
+                    // is recorded, the delegate hears `did_open_with_protocol`, and the socket's
+                    // messages flow at once.
+                    st.recorder.set_response(response);
+                    st.apply(&me, TaskEvent::ResponseReceived, Payload::None)
+                        .await;
+                    if let Some(queue) = st.delegate_for(Callback::WebSocketOpen) {
+                        let info = st.info.clone();
+                        queue.push_task(&st.info, Callback::WebSocketOpen, move |d| {
+                            d.did_open_with_protocol(&info, protocol.as_deref())
+                        });
+                    }
+                    (TaskEvent::BodyAllowed, Payload::None)
+                }
                 TaskMsg::Data(d, permit) => (TaskEvent::DataReceived, Payload::Data(d, permit)),
                 TaskMsg::Whole(response, body) => {
                     st.apply(
@@ -511,6 +540,11 @@ impl TaskActorState {
                 resumed = info.current_request();
                 &resumed
             }
+            // The handshake is an HTTP request: ws: goes as http:, wss: as https:.
+            Work::WebSocket(_) => {
+                resumed = super::web_socket::handshake_request(info.original_request())?;
+                &resumed
+            }
             _ => info.original_request(),
         };
         let (body, destination) = match work {
@@ -534,6 +568,7 @@ impl TaskActorState {
                         .then(|| Arc::new(Semaphore::new(DELEGATE_WINDOW))),
                 },
             ),
+            Work::WebSocket(ends) => (None, Destination::Socket(ends)),
             Work::Download { resume } => {
                 let from = resume.transpose()?;
                 (

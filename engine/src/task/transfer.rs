@@ -57,6 +57,7 @@ pub(crate) mod host_queue;
 mod parts;
 mod receive;
 mod send;
+mod socket;
 mod timing;
 
 use body::ResponseBody;
@@ -122,6 +123,8 @@ pub(crate) enum Destination {
         from: Option<Box<ResumeRecord>>,
         slot: PartialSlot,
     },
+    /// Nowhere: the connection becomes a WebSocket, whose messages go to the task's handle.
+    Socket(Box<super::web_socket::SocketEnds>),
 }
 
 /// What a transfer starts from.
@@ -369,6 +372,7 @@ impl Run {
         destination: Destination,
     ) -> (Option<TaskMsg>, Option<Stopped>) {
         match destination {
+            Destination::Socket(ends) => return self.run_socket(target, *ends).await,
             Destination::Memory { window } => self.window = window,
             Destination::File { from, slot } => {
                 let opened = DownloadSink::open(

@@ -1,0 +1,327 @@
+//! A WebSocket task's transfer: the handshake sent as any request is (redirects, cookies,
+//! challenges, trust, proxies), its answer checked, then the open socket's loop until a close or
+//! a failure.
+//!
+//! The loop serves three sources at once: the server's frames (read only while the application
+//! has room for another message and the task is not suspended), the application's commands (send,
+//! ping, close), and the gate (cancel, the resource timeout). A close from either side waits at
+//! most [`CLOSE_GRACE`] for the other side's close frame.
+
+use std::collections::VecDeque;
+
+use courier_delegates::{CloseCode, Error, ErrorCode, Message, Response};
+use courier_protocol_http::websocket::{
+    self, CloseFrame, Frame, FrameError, Handshake, WebSocket, WireCloseCode,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
+
+use super::timing::{halt_of, unless_stopped};
+use super::{Halt, Head, Run, Target};
+use crate::task::actor::TaskMsg;
+use crate::task::download::Stopped;
+use crate::task::web_socket::{CLOSE_GRACE, Command, PongHandler, SocketEnds};
+
+/// How the open socket's loop ended.
+enum Ended {
+    /// Closed by a close handshake: the code and reason of the close that ended it.
+    Closed(CloseCode, Option<bytes::Bytes>),
+    /// The task was cancelled, or timed out.
+    Halted(Halt),
+    /// It failed; the code and reason of the close frame sent, if one was.
+    Failed(Error, Option<CloseCode>),
+}
+
+impl Run {
+    /// Runs a WebSocket task's transfer to its end.
+    pub(super) async fn run_socket(
+        mut self,
+        target: Target,
+        ends: SocketEnds,
+    ) -> (Option<TaskMsg>, Option<Stopped>) {
+        let shared = ends.shared.clone();
+        let url = self.info.original_request().url_str().to_owned();
+        let outcome = match target {
+            Target::Http(head) => self.drive_socket(*head, ends).await,
+            Target::Local => Err(Halt::Failed(Error::new(
+                ErrorCode::UnsupportedUrl,
+                "a WebSocket task needs a ws: or wss: URL",
+            ))),
+        };
+        self.end_transaction();
+        match outcome {
+            Ok(()) => (Some(TaskMsg::Finished(None)), None),
+            Err(Halt::Failed(e)) => {
+                let e = if e.failing_url().is_none() {
+                    e.with_url(&url)
+                } else {
+                    e
+                };
+                shared.end(e.clone());
+                (Some(TaskMsg::Failed(e)), None)
+            }
+            Err(Halt::Interrupted) => {
+                shared.end(Error::cancelled(&url));
+                (None, None)
+            }
+        }
+    }
+
+    async fn drive_socket(&mut self, mut head: Head, ends: SocketEnds) -> Result<(), Halt> {
+        let SocketEnds {
+            shared,
+            mut commands,
+            received,
+        } = ends;
+        let handshake = Handshake::prepare(&mut head.headers, &shared.protocols);
+        let (mut parts, body) = self
+            .send_following(&mut head, &mut None)
+            .await?
+            .into_parts();
+        // A `101` has no body; dropping it frees the host's turn and lets hyper hand the
+        // connection over.
+        drop(body);
+        let bad = |why: String| Halt::Failed(Error::new(ErrorCode::BadServerResponse, why));
+        let protocol = handshake
+            .check(parts.status, &parts.headers)
+            .map_err(|e| bad(e.to_string()))?;
+        let maximum = shared
+            .maximum_message_size
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut socket = unless_stopped(
+            &mut self.gate,
+            websocket::open(&mut parts.extensions, maximum),
+        )
+        .await?
+        .map_err(|e| bad(e.to_string()))?;
+        let response = Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
+        if self
+            .actor
+            .cast(TaskMsg::Opened(response, protocol))
+            .is_err()
+        {
+            return Err(Halt::Interrupted);
+        }
+
+        let mut pongs: VecDeque<PongHandler> = VecDeque::new();
+        let ended = self
+            .exchange(&mut socket, &mut commands, &received, &mut pongs)
+            .await;
+        // Nobody will answer the pings still out.
+        for pong in pongs {
+            pong(Some(Error::new(
+                ErrorCode::NetworkConnectionLost,
+                "the WebSocket closed before the pong",
+            )));
+        }
+        match ended {
+            Ended::Closed(code, reason) => {
+                shared.set_closed(code, reason.clone());
+                let _ = self.actor.cast(TaskMsg::Closed(code, reason));
+                Ok(())
+            }
+            Ended::Halted(halt) => {
+                // Cancelled without a close code (URLSession's plain `cancel()`): the server is
+                // told the client is going away, if it can be told at once.
+                let going = Frame::Close(Some(CloseFrame {
+                    code: WireCloseCode::Away,
+                    reason: "".into(),
+                }));
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_millis(100), socket.send(going))
+                        .await;
+                Err(halt)
+            }
+            Ended::Failed(e, sent) => {
+                if let Some(code) = sent {
+                    shared.set_closed(code, None);
+                    let _ = self.actor.cast(TaskMsg::Closed(code, None));
+                }
+                Err(Halt::Failed(e))
+            }
+        }
+    }
+
+    /// The open socket's loop.
+    async fn exchange(
+        &mut self,
+        socket: &mut WebSocket,
+        commands: &mut tokio::sync::mpsc::UnboundedReceiver<Command>,
+        received: &tokio::sync::mpsc::Sender<Message>,
+        pongs: &mut VecDeque<PongHandler>,
+    ) -> Ended {
+        let lost = |why: String| Error::new(ErrorCode::NetworkConnectionLost, why);
+        // A received message waiting for room in the application's queue.
+        let mut held: Option<Message> = None;
+        // The close sent by this side, and when to stop waiting for the server's.
+        let mut closing: Option<(CloseCode, Option<bytes::Bytes>, Instant)> = None;
+        // The server's close, once it came.
+        let mut server_closed: Option<(CloseCode, Option<bytes::Bytes>)> = None;
+        let mut commands_open = true;
+        let (mut bytes_in, mut bytes_out) = (0i64, 0i64);
+        loop {
+            let gate = *self.gate.borrow();
+            if gate.crash {
+                panic!("injected transfer panic");
+            }
+            if gate.halted() {
+                return Ended::Halted(halt_of(&self.gate));
+            }
+            let reading = held.is_none() && !gate.paused;
+            let deadline = closing.as_ref().map(|c| c.2);
+            tokio::select! {
+                changed = self.gate.changed() => {
+                    if changed.is_err() {
+                        return Ended::Halted(Halt::Interrupted);
+                    }
+                }
+                permit = received.reserve(), if held.is_some() => {
+                    // Nobody reads any more (every handle dropped): the message is dropped.
+                    if let (Ok(permit), Some(message)) = (permit, held.take()) {
+                        permit.send(message);
+                    }
+                }
+                () = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // The server never answered the close: the connection is dropped.
+                    let (code, reason, _) = closing.take().expect("a deadline is a close's");
+                    return Ended::Closed(code, reason);
+                }
+                command = commands.recv(), if commands_open && closing.is_none() && server_closed.is_none() => {
+                    let Some(command) = command else {
+                        commands_open = false;
+                        continue;
+                    };
+                    let sent = match command {
+                        Command::Send(message, reply) => {
+                            let n = message.len() as i64;
+                            let frame = match message {
+                                Message::Text(text) => Frame::text(text),
+                                Message::Binary(bytes) => Frame::Binary(bytes),
+                            };
+                            let sent = unless_stopped(&mut self.gate, socket.send(frame)).await;
+                            let answer = match &sent {
+                                Ok(Ok(())) => {
+                                    bytes_out += n;
+                                    self.recorder.set_sent(bytes_out);
+                                    Ok(())
+                                }
+                                Ok(Err(e)) => Err(send_error(e)),
+                                Err(_) => Err(lost("the WebSocket task stopped".into())),
+                            };
+                            let _ = reply.send(answer);
+                            sent
+                        }
+                        Command::Ping(pong) => {
+                            pongs.push_back(pong);
+                            unless_stopped(&mut self.gate, socket.send(Frame::Ping(bytes::Bytes::new()))).await
+                        }
+                        Command::Close(code, reason) => {
+                            let frame = CloseFrame {
+                                code: WireCloseCode::from(code.code()),
+                                reason: String::from_utf8_lossy(reason.as_deref().unwrap_or_default())
+                                    .into_owned()
+                                    .into(),
+                            };
+                            closing = Some((code, reason, Instant::now() + CLOSE_GRACE));
+                            unless_stopped(&mut self.gate, socket.send(Frame::Close(Some(frame)))).await
+                        }
+                    };
+                    match sent {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Ended::Failed(send_error(&e), None),
+                        Err(halt) => return Ended::Halted(halt),
+                    }
+                }
+                frame = socket.next(), if reading => match frame {
+                    Some(Ok(Frame::Text(text))) => {
+                        bytes_in += text.len() as i64;
+                        self.recorder.set_received(bytes_in);
+                        held = Some(Message::Text(text.as_str().to_owned()));
+                    }
+                    Some(Ok(Frame::Binary(bytes))) => {
+                        bytes_in += bytes.len() as i64;
+                        self.recorder.set_received(bytes_in);
+                        held = Some(Message::Binary(bytes));
+                    }
+                    Some(Ok(Frame::Pong(_))) => {
+                        if let Some(pong) = pongs.pop_front() {
+                            pong(None);
+                        }
+                    }
+                    // Pings are answered by the framing layer.
+                    Some(Ok(Frame::Ping(_) | Frame::Frame(_))) => {}
+                    Some(Ok(Frame::Close(frame))) => {
+                        let (code, reason) = match frame {
+                            Some(f) => (
+                                CloseCode::from_code(u16::from(f.code)),
+                                (!f.reason.is_empty())
+                                    .then(|| bytes::Bytes::copy_from_slice(f.reason.as_bytes())),
+                            ),
+                            None => (CloseCode::NoStatusReceived, None),
+                        };
+                        if closing.is_none() {
+                            // The framing layer answers with the same code; the server then ends
+                            // the connection.
+                            server_closed = Some((code, reason.clone()));
+                            closing = Some((code, reason, Instant::now() + CLOSE_GRACE));
+                        }
+                    }
+                    Some(Err(FrameError::Capacity(e))) => {
+                        let too_big = CloseFrame {
+                            code: WireCloseCode::Size,
+                            reason: "".into(),
+                        };
+                        let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Frame::Close(Some(too_big)))).await;
+                        let e = Error::new(
+                            ErrorCode::DataLengthExceedsMaximum,
+                            format!("a WebSocket message is larger than the maximum message size: {e}"),
+                        );
+                        return Ended::Failed(e, Some(CloseCode::MessageTooBig));
+                    }
+                    None | Some(Err(FrameError::ConnectionClosed | FrameError::AlreadyClosed)) => {
+                        return match (server_closed.take(), closing.take()) {
+                            (Some((code, reason)), _) | (None, Some((code, reason, _))) => {
+                                Ended::Closed(code, reason)
+                            }
+                            (None, None) => Ended::Failed(
+                                lost("the WebSocket's connection ended without a close".into()),
+                                None,
+                            ),
+                        };
+                    }
+                    Some(Err(e)) => {
+                        return match (server_closed.take(), closing.take()) {
+                            // The close handshake was under way: the connection's end completes it.
+                            (Some((code, reason)), _) | (None, Some((code, reason, _))) => {
+                                Ended::Closed(code, reason)
+                            }
+                            (None, None) => Ended::Failed(
+                                lost(format!("the WebSocket failed: {e}")).with_source(e),
+                                None,
+                            ),
+                        };
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// The error of a send that failed.
+fn send_error(e: &FrameError) -> Error {
+    match e {
+        FrameError::Capacity(why) => Error::new(
+            ErrorCode::DataLengthExceedsMaximum,
+            format!("the message is too large: {why}"),
+        ),
+        other => Error::new(
+            ErrorCode::NetworkConnectionLost,
+            format!("the WebSocket could not send: {other}"),
+        ),
+    }
+}

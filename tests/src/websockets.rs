@@ -1,0 +1,99 @@
+//! `WebSocketServer`: a real WebSocket server on a free loopback port: Python's `websockets`
+//! library (Debian's python3-websockets, which `tests/run.sh` installs) running
+//! `tests/servers/websockets_echo.py`, over `ws://` or, with a test CA's leaf certificate,
+//! `wss://`. Its paths are described in that script. It stops when the value is dropped.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::program::{self, Running};
+
+/// The script, kept in the repository beside the other servers' configurations.
+const SCRIPT: &str = include_str!("../servers/websockets_echo.py");
+
+/// A running WebSocket server.
+pub struct WebSocketServer {
+    running: Running,
+    tls: bool,
+}
+
+/// Debian's Python (not a user's, which may lack the library), if it has `websockets`.
+///
+/// # Panics
+/// In CI (`CI` set), when it has not.
+fn python_with_websockets() -> Option<PathBuf> {
+    let python = PathBuf::from("/usr/bin/python3");
+    let usable = Command::new(&python)
+        .args(["-c", "import websockets"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3-websockets is not installed: tests/run.sh installs it in CI"
+        );
+        eprintln!("skipped: python3-websockets is not installed");
+        return None;
+    }
+    Some(python)
+}
+
+impl WebSocketServer {
+    /// Starts the server over `ws://`. `None` where python3-websockets is not installed (never
+    /// in CI).
+    ///
+    /// # Panics
+    /// If it is installed but the server does not start.
+    pub fn start() -> Option<WebSocketServer> {
+        WebSocketServer::start_with(None)
+    }
+
+    /// Starts the server over `wss://`, with `ca`'s leaf certificate (for `localhost` and
+    /// 127.0.0.1).
+    pub fn start_tls(ca: &crate::TestCa) -> Option<WebSocketServer> {
+        WebSocketServer::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&crate::TestCa>) -> Option<WebSocketServer> {
+        let python = python_with_websockets()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let script = dir.path().join("websockets_echo.py");
+        std::fs::write(&script, SCRIPT).expect("the server script");
+        let port = program::free_port();
+        let log = dir.path().join("server.log");
+        let mut command = Command::new(python);
+        command.arg(&script).arg(port.to_string());
+        if let Some(ca) = ca {
+            let (cert, key) = ca.leaf_pem();
+            let (cert_path, key_path) = (dir.path().join("leaf.pem"), dir.path().join("leaf.key"));
+            std::fs::write(&cert_path, cert).expect("leaf.pem");
+            std::fs::write(&key_path, key).expect("leaf.key");
+            command.arg(cert_path).arg(key_path);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("server log"))
+            .spawn()
+            .expect("python3 starts");
+        Some(WebSocketServer {
+            running: Running::listening(child, dir, log, port),
+            tls: ca.is_some(),
+        })
+    }
+
+    /// The URL of `path` on this server (`ws://127.0.0.1:PORT/path`, or `wss://localhost:...`).
+    pub fn url(&self, path: &str) -> String {
+        if self.tls {
+            format!("wss://localhost:{}{path}", self.running.port())
+        } else {
+            format!("ws://127.0.0.1:{}{path}", self.running.port())
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        self.running.log()
+    }
+}
