@@ -52,6 +52,19 @@ pub(crate) enum Command {
         #[arg(long, value_name = "PATH", conflicts_with = "data")]
         file: Option<PathBuf>,
     },
+    /// A WebSocket task: each line of stdin is sent as a text message (--binary: a binary one);
+    /// each message received is printed on its own line (binary ones as hex). The end of stdin
+    /// closes with 1000 and waits for the server's close. `ws://` needs --allow-http.
+    Ws {
+        /// The ws:// or wss:// URL.
+        url: String,
+        /// A subprotocol to offer (repeatable).
+        #[arg(long = "protocol", value_name = "P")]
+        protocols: Vec<String>,
+        /// Send each line as a binary message.
+        #[arg(long)]
+        binary: bool,
+    },
     /// A guided tour on an embedded loopback server (HTTP, and HTTPS with a generated certificate).
     Demo,
     /// Runs the background service for this user in the foreground until SIGTERM or Ctrl-C (then it

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, CachedResponse, Credential,
-    CredentialPersistence, DataDelegate, DownloadDelegate, Error, Reply, Request, Response,
-    ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskMetrics, TaskState,
+    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, CachedResponse, CloseCode,
+    Credential, CredentialPersistence, DataDelegate, DownloadDelegate, Error, Message, Reply,
+    Request, Response, ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskKind,
+    TaskMetrics, TaskState,
 };
 use courier_storage::write::{Existing, move_into_place};
 use serde_json::{Map, Value, json};
@@ -131,6 +132,13 @@ impl CliDelegate {
             fail: false,
         };
         (delegate, finished_rx, invalid_rx)
+    }
+
+    /// `did_receive_message`: a WebSocket task's message, as `courier ws` received it.
+    pub(crate) fn message_received(&self, task: u64, message: &Message) {
+        let mut inner = self.inner();
+        let fields = json!({ "kind": message.kind_name(), "bytes": message.len() });
+        self.emit(&mut inner, "did_receive_message", Some(task), fields);
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -389,6 +397,24 @@ impl SessionDelegate for CliDelegate {
 }
 
 impl TaskDelegate for CliDelegate {
+    fn did_open_with_protocol(&self, task: &TaskInfo, protocol: Option<&str>) {
+        let mut inner = self.inner();
+        let fields = json!({ "protocol": protocol });
+        self.emit(
+            &mut inner,
+            "did_open_with_protocol",
+            Some(task.id()),
+            fields,
+        );
+    }
+
+    fn did_close_with(&self, task: &TaskInfo, code: CloseCode, reason: Option<&[u8]>) {
+        let mut inner = self.inner();
+        let reason = reason.map(String::from_utf8_lossy);
+        let fields = json!({ "code": code.code(), "reason": reason });
+        self.emit(&mut inner, "did_close_with", Some(task.id()), fields);
+    }
+
     fn did_change_state(&self, task: &TaskInfo, from: TaskState, to: TaskState) {
         let mut inner = self.inner();
         self.emit(

@@ -6,6 +6,7 @@
 //! - `get`: `courier get`.
 //! - `download`: `courier download`, with resume data on Ctrl-C and `--resume-data`.
 //! - `upload`: `courier upload`.
+//! - `ws`: `courier ws`, a WebSocket task between stdin and stdout.
 //! - `progress`: the progress bars.
 //! - `demo`: `courier demo`, the tour on an embedded loopback server.
 //! - `daemon`: `courier daemon`, the background service in the foreground.
@@ -22,6 +23,7 @@ mod events;
 mod get;
 mod progress;
 mod upload;
+mod ws;
 
 use clap::Parser;
 
@@ -160,6 +162,11 @@ fn main() {
                     download::run(args, &cli.options).await
                 }
                 cli::Command::Upload { url, file } => upload::run(url, file, &cli.options).await,
+                cli::Command::Ws {
+                    url,
+                    protocols,
+                    binary,
+                } => ws::run(url, protocols, binary, &cli.options).await,
                 cli::Command::Demo => demo::run().await,
                 cli::Command::Daemon => daemon::run(&cli.options).await,
                 cli::Command::Bg { command } => bg::run(command, &cli.options).await,

@@ -1,11 +1,14 @@
 //! Real task actors driven by random resume/suspend/cancel sequences against a loopback server with
-//! random delays: the event stream keeps URLSession's invariants whatever the interleaving.
+//! random delays: the event stream keeps URLSession's invariants whatever the interleaving. Data
+//! tasks and WebSocket tasks (against an in-process WebSocket server that sends a few messages,
+//! then closes) are driven together; a WebSocket task may also be closed with a code.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_engine::{CleartextPolicy, Configuration, Session};
+use courier_engine::{CleartextPolicy, CloseCode, Configuration, Session, Task};
 use courier_tests::{Event, Recorder, TestServer, check_invariants};
+use futures_util::{SinkExt, StreamExt};
 use proptest::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -13,16 +16,49 @@ enum Op {
     Resume(usize),
     Suspend(usize),
     Cancel(usize),
+    /// `cancel_with(1000)` on the WebSocket task of that index (if it is one).
+    Close(usize),
     Sleep(u64),
 }
+
+/// Data tasks, then WebSocket tasks.
+const DATA_TASKS: usize = 4;
+const SOCKET_TASKS: usize = 2;
 
 fn op(tasks: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..tasks).prop_map(Op::Resume),
         2 => (0..tasks).prop_map(Op::Suspend),
         1 => (0..tasks).prop_map(Op::Cancel),
+        1 => (DATA_TASKS..tasks).prop_map(Op::Close),
         2 => (0u64..15).prop_map(Op::Sleep),
     ]
+}
+
+/// A WebSocket server on loopback: each connection gets three messages `delay_ms` apart, then a
+/// close (1000), whose answer it awaits.
+async fn socket_server(delay_ms: u64) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                use tokio_tungstenite::tungstenite::Message;
+                for i in 0..3 {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    if ws.send(Message::text(format!("m{i}"))).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = ws.close(None).await;
+                while let Some(Ok(_)) = ws.next().await {}
+            });
+        }
+    });
+    addr
 }
 
 proptest! {
@@ -30,8 +66,8 @@ proptest! {
 
     #[test]
     fn event_stream_keeps_its_invariants(
-        delays in proptest::collection::vec(0u64..8, 4),
-        ops in proptest::collection::vec(op(4), 1..25),
+        delays in proptest::collection::vec(0u64..8, DATA_TASKS),
+        ops in proptest::collection::vec(op(DATA_TASKS + SOCKET_TASKS), 1..25),
         cancel_at_end in any::<bool>(),
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -41,15 +77,21 @@ proptest! {
             config.cleartext = CleartextPolicy::AllowAll;
             let rec = Arc::new(Recorder::new());
             let session = Session::with_delegate(config, rec.clone()).unwrap();
-            let tasks: Vec<_> = delays
+            let mut tasks: Vec<Task> = delays
                 .iter()
-                .map(|d| session.data_task(server.url(&format!("/drip?chunks=6&size=200&delay_ms={d}")).as_str()).unwrap())
+                .map(|d| session.data_task(server.url(&format!("/drip?chunks=6&size=200&delay_ms={d}")).as_str()).unwrap().task().clone())
                 .collect();
+            let sockets_at = socket_server(delays[0] * 2).await;
+            let sockets: Vec<_> = (0..SOCKET_TASKS)
+                .map(|_| session.web_socket_task(format!("ws://{sockets_at}/").as_str(), &[]).unwrap())
+                .collect();
+            tasks.extend(sockets.iter().map(|s| s.task().clone()));
             for op in &ops {
                 match *op {
                     Op::Resume(i) => tasks[i].resume(),
                     Op::Suspend(i) => tasks[i].suspend(),
                     Op::Cancel(i) => tasks[i].cancel(),
+                    Op::Close(i) => sockets[i - DATA_TASKS].cancel_with(CloseCode::NormalClosure, None),
                     Op::Sleep(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
                 }
             }
@@ -71,6 +113,18 @@ proptest! {
                 let n = events.iter().filter(|e| matches!(e, Event::Complete { task, .. } if *task == t.info().id())).count();
                 if n != 1 {
                     return Err(format!("task {} completed {n} times: {events:?}", t.info().id()));
+                }
+            }
+            // A WebSocket task that completed without an error closed first, after it opened.
+            for socket in &sockets {
+                let id = socket.info().id();
+                let mine: Vec<&Event> = events.iter().filter(|e| e.task() == Some(id)).collect();
+                if mine.iter().any(|e| matches!(e, Event::Complete { error: None, .. })) {
+                    let opened = mine.iter().position(|e| matches!(e, Event::Opened { .. }));
+                    let closed = mine.iter().position(|e| matches!(e, Event::Closed { .. }));
+                    if !matches!((opened, closed), (Some(o), Some(c)) if o < c) {
+                        return Err(format!("socket {id} completed without open, then close: {mine:?}"));
+                    }
                 }
             }
             Ok(())

@@ -547,6 +547,7 @@ impl TaskActorState {
             }
             _ => info.original_request(),
         };
+        let socket = matches!(work, Work::WebSocket(_));
         let (body, destination) = match work {
             Work::Data => (
                 request
@@ -590,7 +591,12 @@ impl TaskActorState {
             }
             Some(url) => (Target::Local, url.clone()),
             None => {
-                let (head, url) = build_request(request, body.as_ref(), &self.ctx.config)?;
+                let (head, url) = build_request(request, body.as_ref(), &self.ctx.config)
+                    // A refused handshake names the task's own (ws:, wss:) URL.
+                    .map_err(|e| match socket {
+                        true => e.with_url(info.original_request().url_str()),
+                        false => e,
+                    })?;
                 (Target::Http(Box::new(head)), url)
             }
         };

@@ -1,0 +1,105 @@
+//! `courier ws URL`: a WebSocket task. Each line of stdin goes as a text message (`--binary`: a
+//! binary one); each message received is printed on a line of its own (binary ones in hex). The
+//! end of stdin closes with 1000 and waits for the server's close. Exit 0 after a normal closure,
+//! 1 otherwise.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use courier_engine::reexports::bytes::Bytes;
+use courier_engine::{CloseCode, Message, Session};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::cli::Options;
+use crate::common::{configuration, events_output, finish, report, request};
+use crate::events::CliDelegate;
+use crate::progress::Progress;
+use crate::{ExitCode, Failure};
+
+/// Runs `courier ws`.
+pub(crate) async fn run(
+    url: String,
+    protocols: Vec<String>,
+    binary: bool,
+    options: &Options,
+) -> Result<ExitCode, Failure> {
+    let request = request(&url, options)?;
+    let config = configuration(options)?;
+    let (mut delegate, mut finished, mut invalid) = CliDelegate::new(
+        events_output(options)?,
+        Box::new(std::io::sink()),
+        Arc::new(Progress::new(true)),
+    );
+    delegate.apply(options);
+    let delegate = Arc::new(delegate);
+    let session = Session::with_delegate(config, delegate.clone())?;
+    let offered: Vec<&str> = protocols.iter().map(String::as_str).collect();
+    let task = session.web_socket_task(request, &offered)?;
+    let id = task.info().id();
+    task.resume();
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut interrupted = false;
+    let mut receiving = true;
+    let result = loop {
+        tokio::select! {
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => {
+                    let message = if binary {
+                        Message::Binary(Bytes::from(line.into_bytes()))
+                    } else {
+                        Message::Text(line)
+                    };
+                    // A failed send ends the task too: its completion says why.
+                    let _ = task.send(message).await;
+                }
+                // The end of stdin: a normal closure, then the server's close is awaited.
+                Ok(None) | Err(_) => {
+                    stdin_open = false;
+                    task.cancel_with(CloseCode::NormalClosure, None);
+                }
+            },
+            received = task.receive(), if receiving => match received {
+                Ok(message) => {
+                    delegate.message_received(id, &message);
+                    print_message(&message);
+                }
+                // The socket ended; its completion follows.
+                Err(_) => receiving = false,
+            },
+            done = finished.recv() => break done,
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                task.cancel();
+            }
+        }
+    };
+    finish(&session, &mut invalid).await;
+    if interrupted {
+        return Ok(ExitCode::Interrupted);
+    }
+    // A failure is printed as every command prints it; a close other than a normal closure is
+    // a failure too.
+    let results: Vec<_> = result.into_iter().collect();
+    Ok(match (report(&results, options), task.close_code()) {
+        (ExitCode::Success, CloseCode::NormalClosure) => ExitCode::Success,
+        (ExitCode::Success, _) => ExitCode::TaskFailed,
+        (failed, _) => failed,
+    })
+}
+
+/// A message on its own line: text as it is, binary in hex.
+fn print_message(message: &Message) {
+    let mut out = std::io::stdout().lock();
+    let _ = match message {
+        Message::Text(text) => writeln!(out, "{text}"),
+        Message::Binary(bytes) => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            writeln!(out, "{hex}")
+        }
+    };
+    let _ = out.flush();
+}

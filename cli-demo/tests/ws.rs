@@ -1,0 +1,148 @@
+//! `courier ws` against a real WebSocket server (Python's `websockets`, run from the script the
+//! engine's tests use): stdin lines out as messages, messages back on stdout, the events of the
+//! contract, and the exit status of a normal closure and of a server's other close code.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+
+use common::{data_home, names, stderr_events};
+
+/// The server, stopped when dropped.
+struct Server(Child, u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the echo server; `None` where python3-websockets is missing (never in CI).
+fn server() -> Option<Server> {
+    let usable = Command::new("/usr/bin/python3")
+        .args(["-c", "import websockets"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tests/run.sh installs python3-websockets"
+        );
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/servers/websockets_echo.py"
+    );
+    let child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the server listens");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(Server(child, port))
+}
+
+/// Runs `courier ws ARGS` with `input` on stdin, holding stdin open for `hold` before closing it.
+fn ws(args: &[&str], input: &str, hold: std::time::Duration) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
+        .arg("ws")
+        .args(args)
+        .env("XDG_DATA_HOME", data_home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("courier");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    std::thread::sleep(hold);
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn lines_go_out_as_messages_and_come_back_then_a_normal_closure_exits_0() {
+    let Some(server) = server() else { return };
+    let url = format!("ws://127.0.0.1:{}/echo", server.1);
+    let out = ws(
+        &["--allow-http", "--protocol", "chat", "--events", "-", &url],
+        "hello\nworld\n",
+        std::time::Duration::from_millis(300),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nworld\n");
+    let events = stderr_events(&out);
+    let n = names(&events);
+    let open = events
+        .iter()
+        .find(|e| e["event"] == "did_open_with_protocol")
+        .unwrap();
+    assert_eq!(open["protocol"], "chat");
+    let messages: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "did_receive_message")
+        .collect();
+    assert_eq!(messages.len(), 2, "{n:?}");
+    assert_eq!(messages[0]["kind"], "text");
+    assert_eq!(messages[0]["bytes"], 5);
+    let close = events
+        .iter()
+        .find(|e| e["event"] == "did_close_with")
+        .unwrap();
+    assert_eq!(close["code"], 1000);
+    let at = |name: &str| n.iter().position(|e| e == name).unwrap();
+    assert!(at("did_open_with_protocol") < at("did_receive_message"));
+    assert!(at("did_close_with") < at("did_complete"));
+
+    // Binary: hex on stdout.
+    let out = ws(
+        &["--allow-http", "--binary", &url],
+        "AB\n",
+        std::time::Duration::from_millis(300),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "4142\n");
+}
+
+#[test]
+fn a_close_other_than_normal_from_the_server_exits_1() {
+    let Some(server) = server() else { return };
+    let url = format!("ws://127.0.0.1:{}/close/4001", server.1);
+    // Stdin stays open: the server closes first.
+    let out = ws(
+        &["--allow-http", "--events", "-", &url],
+        "",
+        std::time::Duration::from_millis(1500),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let events = stderr_events(&out);
+    let close = events
+        .iter()
+        .find(|e| e["event"] == "did_close_with")
+        .unwrap();
+    assert_eq!(close["code"], 4001);
+    assert_eq!(close["reason"], "bye");
+
+    // ws:// without --allow-http: refused, exit 1.
+    let out = ws(&[&url], "", std::time::Duration::ZERO);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-1022"));
+}
