@@ -15,9 +15,12 @@
 //!    `courier` command against `curl --parallel` (`bench/small.rs`).
 //! 3. 10,000 delegate-style data tasks (six connections, no URL cache) against curl fetching the
 //!    same URLs with `--parallel --parallel-max 6`.
-//! 4. 10,000 downloads running at once, a resume of 1 GiB cut at 50%, and a 1 GiB upload to a sink
+//! 4. WebSocket tasks against Python's `websockets` server: 2,000 sequential echo round trips and
+//!    100 MiB of 1 MiB binary messages echoed, beside the same library's client
+//!    (`bench/web_socket.rs`; `--only ws [--trips N] [--mib N]`).
+//! 5. 10,000 downloads running at once, a resume of 1 GiB cut at 50%, and a 1 GiB upload to a sink
 //!    against `curl -T` (`bench/transfers.rs`).
-//! 5. Last, a 1 GiB download to a file from nginx (HTTP/1.1, then HTTPS with HTTP/2): courier (a
+//! 6. Last, a 1 GiB download to a file from nginx (HTTP/1.1, then HTTPS with HTTP/2): courier (a
 //!    fresh process per run, the engine's completion form on a current-thread runtime, as the CLI
 //!    runs it) against `curl -o`, and courier's peak RSS (VmHWM).
 //!
@@ -52,6 +55,8 @@ mod report;
 mod small;
 #[path = "bench/transfers.rs"]
 mod transfers;
+#[path = "bench/web_socket.rs"]
+mod web_socket;
 
 use report::{Report, Scenario, Side, Target, Unit};
 
@@ -425,6 +430,14 @@ fn main() {
             return;
         }
         Some("background") => return background::run(&courier_binary(), arg("--rounds", 5)),
+        Some("ws") => {
+            return web_socket::run(
+                &mut report,
+                arg("--rounds", 5),
+                arg("--trips", 2_000),
+                arg("--mib", 100),
+            );
+        }
         Some("tasks") => {
             let (_server_rt, server) = loopback_server();
             let url = server.url("/bytes/1024");
@@ -463,6 +476,12 @@ fn main() {
             if quick { 1 } else { 2 * rounds + 1 },
         ));
     }
+    web_socket::run(
+        &mut report,
+        rounds,
+        if quick { 200 } else { 2_000 },
+        if quick { 8 } else { 100 },
+    );
     // Last: writing 1 GiB files leaves the kernel flushing them for a while, which would slow the
     // parts above.
     transfers::concurrent(

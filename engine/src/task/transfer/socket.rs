@@ -88,7 +88,7 @@ impl Run {
         let maximum = shared
             .maximum_message_size
             .load(std::sync::atomic::Ordering::Relaxed);
-        let mut socket = unless_stopped(
+        let socket = unless_stopped(
             &mut self.gate,
             websocket::open(&mut parts.extensions, maximum),
         )
@@ -105,7 +105,7 @@ impl Run {
 
         let mut pongs: VecDeque<PongHandler> = VecDeque::new();
         let ended = self
-            .exchange(&mut socket, &mut commands, &received, &mut pongs)
+            .exchange(socket, &mut commands, &received, &mut pongs)
             .await;
         // Nobody will answer the pings still out.
         for pong in pongs {
@@ -120,18 +120,7 @@ impl Run {
                 let _ = self.actor.cast(TaskMsg::Closed(code, reason));
                 Ok(())
             }
-            Ended::Halted(halt) => {
-                // Cancelled without a close code (URLSession's plain `cancel()`): the server is
-                // told the client is going away, if it can be told at once.
-                let going = Frame::Close(Some(CloseFrame {
-                    code: WireCloseCode::Away,
-                    reason: "".into(),
-                }));
-                let _ =
-                    tokio::time::timeout(std::time::Duration::from_millis(100), socket.send(going))
-                        .await;
-                Err(halt)
-            }
+            Ended::Halted(halt) => Err(halt),
             Ended::Failed(e, sent) => {
                 if let Some(code) = sent {
                     shared.set_closed(code, None);
@@ -142,15 +131,24 @@ impl Run {
         }
     }
 
-    /// The open socket's loop.
+    /// The open socket's loop. Its two halves work apart: a write under way (a large message to a
+    /// slow reader) never stops the reads, or a server that echoes could wait on this side while
+    /// this side waits on it.
     async fn exchange(
         &mut self,
-        socket: &mut WebSocket,
+        socket: WebSocket,
         commands: &mut tokio::sync::mpsc::UnboundedReceiver<Command>,
         received: &tokio::sync::mpsc::Sender<Message>,
         pongs: &mut VecDeque<PongHandler>,
     ) -> Ended {
         let lost = |why: String| Error::new(ErrorCode::NetworkConnectionLost, why);
+        let (sink, mut stream) = socket.split();
+        // The write half, when no write holds it.
+        let mut sink = Some(sink);
+        // The write under way, which hands the write half back with its result.
+        let mut writing: Option<Writing> = None;
+        // What to do once it is done: answer a `send`.
+        let mut reply: Option<(tokio::sync::oneshot::Sender<Result<(), Error>>, i64)> = None;
         // A received message waiting for room in the application's queue.
         let mut held: Option<Message> = None;
         // The close sent by this side, and when to stop waiting for the server's.
@@ -165,10 +163,21 @@ impl Run {
                 panic!("injected transfer panic");
             }
             if gate.halted() {
+                // Cancelled without a close code (URLSession's plain `cancel()`): the server is
+                // told this side is going away, if it can be told at once.
+                if let Some(mut sink) = sink.take() {
+                    let going = Frame::Close(Some(CloseFrame {
+                        code: WireCloseCode::Away,
+                        reason: "".into(),
+                    }));
+                    let _ = tokio::time::timeout(GOING_AWAY, sink.send(going)).await;
+                }
                 return Ended::Halted(halt_of(&self.gate));
             }
             let reading = held.is_none() && !gate.paused;
             let deadline = closing.as_ref().map(|c| c.2);
+            let taking =
+                commands_open && writing.is_none() && closing.is_none() && server_closed.is_none();
             tokio::select! {
                 changed = self.gate.changed() => {
                     if changed.is_err() {
@@ -187,38 +196,50 @@ impl Run {
                         None => std::future::pending().await,
                     }
                 } => {
-                    // The server never answered the close: the connection is dropped.
+                    // The other side never finished the close: the connection is dropped.
                     let (code, reason, _) = closing.take().expect("a deadline is a close's");
                     return Ended::Closed(code, reason);
                 }
-                command = commands.recv(), if commands_open && closing.is_none() && server_closed.is_none() => {
+                (half, written) = async { writing.as_mut().expect("a write under way").await }, if writing.is_some() => {
+                    writing = None;
+                    sink = Some(half);
+                    let answer = match &written {
+                        Ok(()) => {
+                            if let Some((_, n)) = &reply {
+                                bytes_out += n;
+                                self.recorder.set_sent(bytes_out);
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(send_error(e)),
+                    };
+                    if let Some((tx, _)) = reply.take() {
+                        let _ = tx.send(answer.clone());
+                    }
+                    if let Err(e) = answer {
+                        // A close that could not be written: the connection is gone anyway.
+                        return match closing.take() {
+                            Some((code, reason, _)) => Ended::Closed(code, reason),
+                            None => Ended::Failed(e, None),
+                        };
+                    }
+                }
+                command = commands.recv(), if taking => {
                     let Some(command) = command else {
                         commands_open = false;
                         continue;
                     };
-                    let sent = match command {
-                        Command::Send(message, reply) => {
-                            let n = message.len() as i64;
-                            let frame = match message {
+                    let frame = match command {
+                        Command::Send(message, tx) => {
+                            reply = Some((tx, message.len() as i64));
+                            match message {
                                 Message::Text(text) => Frame::text(text),
                                 Message::Binary(bytes) => Frame::Binary(bytes),
-                            };
-                            let sent = unless_stopped(&mut self.gate, socket.send(frame)).await;
-                            let answer = match &sent {
-                                Ok(Ok(())) => {
-                                    bytes_out += n;
-                                    self.recorder.set_sent(bytes_out);
-                                    Ok(())
-                                }
-                                Ok(Err(e)) => Err(send_error(e)),
-                                Err(_) => Err(lost("the WebSocket task stopped".into())),
-                            };
-                            let _ = reply.send(answer);
-                            sent
+                            }
                         }
                         Command::Ping(pong) => {
                             pongs.push_back(pong);
-                            unless_stopped(&mut self.gate, socket.send(Frame::Ping(bytes::Bytes::new()))).await
+                            Frame::Ping(bytes::Bytes::new())
                         }
                         Command::Close(code, reason) => {
                             let frame = CloseFrame {
@@ -228,16 +249,16 @@ impl Run {
                                     .into(),
                             };
                             closing = Some((code, reason, Instant::now() + CLOSE_GRACE));
-                            unless_stopped(&mut self.gate, socket.send(Frame::Close(Some(frame)))).await
+                            Frame::Close(Some(frame))
                         }
                     };
-                    match sent {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return Ended::Failed(send_error(&e), None),
-                        Err(halt) => return Ended::Halted(halt),
-                    }
+                    let mut half = sink.take().expect("no write under way");
+                    writing = Some(Box::pin(async move {
+                        let written = half.send(frame).await;
+                        (half, written)
+                    }));
                 }
-                frame = socket.next(), if reading => match frame {
+                frame = stream.next(), if reading => match frame {
                     Some(Ok(Frame::Text(text))) => {
                         bytes_in += text.len() as i64;
                         self.recorder.set_received(bytes_in);
@@ -272,11 +293,13 @@ impl Run {
                         }
                     }
                     Some(Err(FrameError::Capacity(e))) => {
-                        let too_big = CloseFrame {
-                            code: WireCloseCode::Size,
-                            reason: "".into(),
-                        };
-                        let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(Frame::Close(Some(too_big)))).await;
+                        if let Some(mut half) = sink.take() {
+                            let too_big = Frame::Close(Some(CloseFrame {
+                                code: WireCloseCode::Size,
+                                reason: "".into(),
+                            }));
+                            let _ = tokio::time::timeout(CLOSE_GRACE, half.send(too_big)).await;
+                        }
                         let e = Error::new(
                             ErrorCode::DataLengthExceedsMaximum,
                             format!("a WebSocket message is larger than the maximum message size: {e}"),
@@ -311,6 +334,21 @@ impl Run {
         }
     }
 }
+
+/// A write under way: it hands the write half back with its result.
+type Writing = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = (
+                    futures_util::stream::SplitSink<WebSocket, Frame>,
+                    Result<(), FrameError>,
+                ),
+            > + Send,
+    >,
+>;
+
+/// How long a cancelled socket tries to tell the server it is going away.
+const GOING_AWAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The error of a send that failed.
 fn send_error(e: &FrameError) -> Error {
