@@ -307,9 +307,56 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     )?;
 
     background::step17().await?;
+    web_socket(&config, &https).await?;
 
     println!("\ncourier demo: every step behaved as described.");
     Ok(ExitCode::Success)
+}
+
+/// Step 18: a WebSocket task over TLS, trusting the generated CA: messages both ways, a ping, then
+/// a normal closure.
+async fn web_socket(config: &Configuration, https: &LoopbackServer) -> Result<(), Failure> {
+    use courier_engine::{CloseCode, Message};
+    step(
+        18,
+        "a WebSocket task (wss:, the session's trust): messages both ways, then a normal closure",
+    );
+    let session = Session::new(config.clone())?;
+    let url = https.url("/ws-echo").replacen("https:", "wss:", 1);
+    let task = session.web_socket_task(url.as_str(), &[])?;
+    task.resume();
+    let within = |what: &'static str| move |_| Failure::usage(format!("demo: {what} in time"));
+    for text in ["hello", "over a WebSocket"] {
+        task.send(Message::Text(text.into())).await?;
+        let echoed = tokio::time::timeout(Duration::from_secs(10), task.receive())
+            .await
+            .map_err(within("an echo"))??;
+        println!("   sent {text:?}, received {echoed:?}");
+        check(echoed == Message::Text(text.into()), "the server echoed it")?;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    task.send_ping(move |error| {
+        let _ = tx.send(error.is_none());
+    });
+    let ponged = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .map_err(within("a pong"))?
+        .unwrap_or(false);
+    check(ponged, "a ping got its pong")?;
+    task.cancel_with(CloseCode::NormalClosure, None);
+    session.finish_tasks_and_invalidate();
+    tokio::time::timeout(Duration::from_secs(10), session.invalidated())
+        .await
+        .map_err(within("the close"))?;
+    println!(
+        "   closed with {:?}; the task's error: {:?}",
+        task.close_code(),
+        task.info().error().map(|e| e.code())
+    );
+    check(
+        task.close_code() == CloseCode::NormalClosure && task.info().error().is_none(),
+        "closed normally, and the task completed without an error",
+    )
 }
 
 /// Steps 8 to 10: a download with progress, a cancel that keeps resume data and its resume, an

@@ -155,12 +155,14 @@ impl LoopbackServer {
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(tcp).await {
                                 let _ = builder
-                                    .serve_connection(TokioIo::new(stream), service)
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                     .await;
                             }
                         }
                         None => {
-                            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                                .await;
                         }
                     }
                 });
@@ -351,6 +353,59 @@ pub fn demo_route(req: Request<Incoming>) -> Pin<Box<dyn Future<Output = Respons
     Box::pin(answer(req))
 }
 
+/// `/ws-echo`: a WebSocket that echoes every message (RFC 6455's handshake answered here, the
+/// framing tokio-tungstenite's). Anything but a WebSocket handshake gets a 400.
+fn web_socket_echo(mut req: Request<Incoming>) -> Response<Body> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let key = req
+        .headers()
+        .get(http::header::SEC_WEBSOCKET_KEY)
+        .map(|k| derive_accept_key(k.as_bytes()));
+    let upgrade = req
+        .headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let (Some(accept), true) = (key, upgrade) else {
+        return full(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket handshake was expected",
+        );
+    };
+    let upgrading = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrading.await else {
+            return;
+        };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(message)) = ws.next().await {
+            if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = full(StatusCode::SWITCHING_PROTOCOLS, "");
+    let h = r.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&accept) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    r
+}
+
 /// Splits a path into its first segment and the rest: `/digest/ann/pw` is (`digest`, `ann/pw`).
 pub fn head_and_arg(req: &Request<Incoming>) -> (String, String) {
     let path = req.uri().path().trim_start_matches('/');
@@ -362,6 +417,7 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
     let (head, arg) = head_and_arg(&req);
     let (head, arg) = (head.as_str(), arg.as_str());
     match head {
+        "ws-echo" => web_socket_echo(req),
         "bytes" => match arg.parse::<usize>() {
             Ok(n) => {
                 let mut r = full(StatusCode::OK, pattern_bytes(0, n));
