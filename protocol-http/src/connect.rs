@@ -101,6 +101,10 @@ pub(crate) struct ConnectorSettings {
     pub(crate) max_connections_per_host: usize,
     /// Which connections go through a proxy.
     pub(crate) proxies: Arc<Proxies>,
+    /// Cleartext connections through an HTTP proxy are tunnels too (`CONNECT`), not requests in
+    /// absolute form: for connections that switch protocols (a `ws:` WebSocket), which a proxy
+    /// forwarding requests would not carry.
+    pub(crate) tunnel_cleartext: bool,
 }
 
 /// Opens connections; cheap to clone (the pool clones it per connect).
@@ -457,7 +461,7 @@ impl Inner {
                 };
                 tcp = proxy::socks5(tcp, &target, port, login.as_ref()).await?;
             }
-            Some((route, RouteKind::Http { .. })) if tls => {
+            Some((route, RouteKind::Http { .. })) if tls || self.settings.tunnel_cleartext => {
                 // The request's own `Proxy-Authorization` (an answer to the proxy's challenge),
                 // else the proxy URL's credentials: both go to the proxy on the `CONNECT`, never
                 // through the tunnel (curl CVE-2015-3153).
@@ -466,7 +470,8 @@ impl Inner {
                     .and_then(|w| w.proxy_authorization.as_ref())
                     .or(route.auth.as_ref());
                 proxy::tunnel(&mut tcp, &host, port, auth).await?;
-                proxied = true;
+                // Through a tunnel, a cleartext request goes as to the server itself (origin form).
+                proxied = tls;
             }
             Some((_, RouteKind::Http { .. })) => proxied = true,
             _ => {}

@@ -121,12 +121,14 @@ impl Transport {
             connect_timeout: settings.connect_timeout,
             max_connections_per_host: settings.max_connections_per_host,
             proxies: settings.proxies.clone(),
+            tunnel_cleartext: false,
         };
         let upgrade_connector = Connector::new(ConnectorSettings {
             tls: Arc::new(http1_only),
             // An upgraded connection is held for as long as its protocol runs (a WebSocket may stay
             // open for hours): it does not take one of the host's few slots for requests.
             max_connections_per_host: UPGRADED_CONNECTIONS_PER_HOST,
+            tunnel_cleartext: true,
             ..connector_settings.clone()
         });
         let connector = Connector::new(connector_settings);
@@ -197,9 +199,13 @@ impl Transport {
         let given = request
             .headers_mut()
             .remove(http::header::PROXY_AUTHORIZATION);
-        if let Some(auth) = self
-            .connector
-            .proxy_authorization(request.uri(), given.clone())
+        let upgrade = request.headers().contains_key(http::header::UPGRADE);
+        // A request that switches protocols goes through a tunnel even in cleartext: its proxy
+        // credentials go on the `CONNECT` only.
+        if !upgrade
+            && let Some(auth) = self
+                .connector
+                .proxy_authorization(request.uri(), given.clone())
         {
             request
                 .headers_mut()
@@ -208,7 +214,7 @@ impl Transport {
         // Read again only when the request fails (a cheap clone: the URI's parts are shared).
         let uri = request.uri().clone();
         // The future owns what it needs: the lock is not held while it runs.
-        let sent = if request.headers().contains_key(http::header::UPGRADE) {
+        let sent = if upgrade {
             // The answer's `OnUpgrade` (in its extensions) hands over the connection.
             self.upgrades.request(request)
         } else {

@@ -410,3 +410,39 @@ async fn cancel_without_a_code_completes_cancelled_and_a_never_resumed_task_too(
     assert!(never.send(Message::Text("late".into())).await.is_err());
     finish(session, &rec).await;
 }
+
+#[tokio::test]
+async fn through_an_http_proxy_both_ws_and_wss_go_in_a_connect_tunnel() {
+    let Some(proxy) = courier_tests::Tinyproxy::start(Some("ann:pw")) else {
+        return;
+    };
+    let ca = TestCa::new();
+    let (Some(plain), Some(tls)) = (WebSocketServer::start(), WebSocketServer::start_tls(&ca))
+    else {
+        return;
+    };
+    let mut config = cleartext();
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    config.proxy = courier_engine::Proxy::Http {
+        url: proxy.url("ann:pw@"),
+        no_proxy: String::new(),
+    };
+    let session = Session::new(config).unwrap();
+    for server in [&plain, &tls] {
+        let task = session
+            .web_socket_task(server.url("/headers").as_str(), &[])
+            .unwrap();
+        task.resume();
+        let Message::Text(headers) = receive(&task).await else {
+            panic!("text");
+        };
+        // The proxy's credentials went on the CONNECT, never through the tunnel.
+        assert!(!headers.contains("proxy-authorization"), "{headers}");
+        task.send(Message::Text("through".into())).await.unwrap();
+        assert_eq!(receive(&task).await, Message::Text("through".into()));
+        task.cancel_with(CloseCode::NormalClosure, None);
+    }
+    let log = proxy.log();
+    // Two tunnels, one per socket (tinyproxy logs each request as "Request (...): CONNECT host:port").
+    assert_eq!(log.matches("): CONNECT ").count(), 2, "{log}");
+}
