@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Courier's whole test suite: formatting, lints, docs, then every test of the workspace.
 # Tests talk only to servers they start themselves on loopback: in-process hyper servers, and real
-# programs (nginx, tinyproxy, microsocks; Python's websockets for WebSocket tasks; ip and unshare for a network namespace of the tests' own;
+# programs (nginx, tinyproxy, microsocks; Python's websockets and aiosmtpd for WebSocket and stream tasks; ip and unshare for a network namespace of the tests' own;
 # systemd-socket-activate for the daemon's socket activation; curl and h2load, the bench's peer and
 # ceiling), which this script installs from Debian when they are missing and the machine allows it. Last, the bench runs once, small (`--quick`): its figures are
 # judged nowhere here, but every scenario checks what it moves, so a bench that stopped working is
@@ -16,10 +16,13 @@ for program in nginx:nginx-light tinyproxy:tinyproxy microsocks:microsocks ip:ip
         missing+=("${program#*:}")
     fi
 done
-# The WebSocket tests' server is Python's `websockets` library, run by Debian's Python.
-if ! /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1; then
-    missing+=(python3-websockets)
-fi
+# Python servers, run by Debian's Python: `websockets` (WebSocket tasks) and `aiosmtpd` (STARTTLS
+# for stream tasks).
+for module in websockets:python3-websockets aiosmtpd:python3-aiosmtpd; do
+    if ! /usr/bin/python3 -c "import ${module%%:*}" >/dev/null 2>&1; then
+        missing+=("${module#*:}")
+    fi
+done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "tests/run.sh: installing ${missing[*]} for the real-server tests"

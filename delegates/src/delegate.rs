@@ -225,6 +225,29 @@ pub trait TaskDelegate: Send + Sync + 'static {
         let _ = (task, code, reason);
         left_at_default(self, Callback::WebSocketClose);
     }
+
+    /// A stream task's reading side closed: the server ended its side (end of stream), or
+    /// `close_read` was called (`URLSessionStreamDelegate`'s `urlSession(_:readClosedFor:)`).
+    /// Like the WebSocket messages, the stream delegate's are task-delegate methods here.
+    fn read_closed(&self, task: &TaskInfo) {
+        let _ = task;
+        left_at_default(self, Callback::ReadClosed);
+    }
+
+    /// A stream task's writing side closed (`close_write`, or a write that failed)
+    /// (`urlSession(_:writeClosedFor:)`).
+    fn write_closed(&self, task: &TaskInfo) {
+        let _ = task;
+        left_at_default(self, Callback::WriteClosed);
+    }
+
+    /// A stream task handed its connection to the application (`capture_streams`); the task
+    /// completes next (`urlSession(_:streamTask:didBecome:outputStream:)`: one Tokio stream here,
+    /// readable and writable, instead of a pair of Foundation streams).
+    fn did_become_streams(&self, task: &TaskInfo) {
+        let _ = task;
+        left_at_default(self, Callback::BecomeStreams);
+    }
 }
 
 /// Messages of data tasks (`URLSessionDataDelegate`).

@@ -94,6 +94,12 @@ pub enum Callback {
     WebSocketOpen,
     /// [`TaskDelegate::did_close_with`](crate::TaskDelegate::did_close_with).
     WebSocketClose,
+    /// [`TaskDelegate::read_closed`](crate::TaskDelegate::read_closed).
+    ReadClosed,
+    /// [`TaskDelegate::write_closed`](crate::TaskDelegate::write_closed).
+    WriteClosed,
+    /// [`TaskDelegate::did_become_streams`](crate::TaskDelegate::did_become_streams).
+    BecomeStreams,
 }
 
 impl Callback {

@@ -74,6 +74,8 @@ pub enum TaskKind {
     Download,
     /// Exchanges messages over a WebSocket (`URLSessionWebSocketTask`).
     WebSocket,
+    /// Reads and writes a TCP connection, with TLS started on demand (`URLSessionStreamTask`).
+    Stream,
 }
 
 /// URLSession's priority hints.

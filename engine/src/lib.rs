@@ -17,8 +17,10 @@
 //! - [`session`]: [`Session`], the handle applications hold, and the session actor behind it, which
 //!   owns the tasks, supervises their actors and carries out invalidation.
 //! - [`task`]: the task handles ([`Task`], and [`DataTask`], [`UploadTask`], [`DownloadTask`]
-//!   that share its methods, and [`WebSocketTask`], which keeps its connection as a WebSocket), the task actor with its transfer, and where bodies go (a download's
-//!   partial file, checkpoints and resume data) and come from (an upload's bytes, file or stream).
+//!   that share its methods; [`WebSocketTask`], which keeps its connection as a WebSocket; and
+//!   [`StreamTask`], a TCP connection with STARTTLS), the task actor with its transfer, and where
+//!   bodies go (a download's partial file, checkpoints and resume data) and come from (an upload's
+//!   bytes, file or stream).
 //! - `state`: the task state machine, `(state, event) -> (state, effects)`, with no I/O (internal;
 //!   its property tests live beside it).
 //! - [`configuration`]: [`Configuration`], a session's settings and their defaults.
@@ -57,9 +59,9 @@ pub use courier_delegates::{
 pub use session::{CreateTaskError, Session};
 pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreChoice, UrlCache};
 pub use task::{
-    Answer, AnswerFuture, AnswerStream, ByteStream, DataTask, DownloadTask, DownloadedFile,
-    Progress, ProtocolHandler, SessionProgress, Task, TaskDelegateError, TaskFuture, TaskHandle,
-    UploadBody, UploadTask, WebSocketTask,
+    Answer, AnswerFuture, AnswerStream, ByteStream, CapturedStream, DataTask, DownloadTask,
+    DownloadedFile, Progress, ProtocolHandler, SessionProgress, StreamTask, Task,
+    TaskDelegateError, TaskFuture, TaskHandle, UploadBody, UploadTask, WebSocketTask,
 };
 
 /// Re-exports of the crates whose types appear in Courier's API.

@@ -13,6 +13,50 @@
 //! - `protocol`: [`ProtocolHandler`], application code that answers requests instead of the network.
 //! - `progress`: [`Progress`] and [`SessionProgress`], read from the counters, for progress bars.
 //! - `web_socket`: [`WebSocketTask`], a task that keeps its connection as a WebSocket.
+//! - `stream`: [`StreamTask`], a TCP connection read and written by the application, with STARTTLS.
+
+/// The methods every kind of task handle shares, each through the handle's `task()`: written once
+/// for [`DataTask`], [`UploadTask`], [`DownloadTask`], [`WebSocketTask`] and [`StreamTask`].
+macro_rules! shared_handle_methods {
+    () => {
+        /// The read-only view of the task: identifier, state, requests, response, counters, error
+        /// ([`Task::info`]).
+        pub fn info(&self) -> &TaskInfo {
+            self.task().info()
+        }
+
+        /// Starts the task, or continues it after a suspend ([`Task::resume`]).
+        pub fn resume(&self) {
+            self.task().resume()
+        }
+
+        /// Pauses the task ([`Task::suspend`]).
+        pub fn suspend(&self) {
+            self.task().suspend()
+        }
+
+        /// Cancels the task: it completes with -999 ([`Task::cancel`]).
+        pub fn cancel(&self) {
+            self.task().cancel()
+        }
+
+        /// The task's progress ([`Task::progress`]).
+        pub fn progress(&self) -> Progress {
+            self.task().progress()
+        }
+
+        /// Gives the task a delegate of its own, before it is resumed ([`Task::set_delegate`]).
+        ///
+        /// # Errors
+        /// As [`Task::set_delegate`].
+        pub fn set_delegate(
+            &self,
+            delegate: Arc<dyn courier_delegates::TaskLevelDelegate>,
+        ) -> Result<(), TaskDelegateError> {
+            self.task().set_delegate(delegate)
+        }
+    };
+}
 
 pub(crate) mod actor;
 pub(crate) mod auth;
@@ -23,6 +67,7 @@ pub(crate) mod local;
 pub mod progress;
 pub mod protocol;
 pub(crate) mod request;
+pub mod stream;
 pub(crate) mod transfer;
 pub(crate) mod upload;
 pub mod web_socket;
@@ -43,6 +88,7 @@ pub use byte_stream::ByteStream;
 pub use future::{TaskFuture, TaskHandle};
 pub use progress::{Progress, SessionProgress};
 pub use protocol::{Answer, AnswerFuture, AnswerStream, ProtocolHandler};
+pub use stream::{CapturedStream, StreamTask};
 pub use upload::UploadBody;
 pub use web_socket::WebSocketTask;
 
@@ -136,6 +182,8 @@ pub(crate) enum Work {
     },
     /// A WebSocket: the transfer's ends of the channels to the task's handle.
     WebSocket(Box<web_socket::SocketEnds>),
+    /// A stream task: the transfer's end of the handle's commands.
+    Stream(Box<stream::StreamEnds>),
 }
 
 impl Work {
@@ -408,42 +456,7 @@ macro_rules! task_kind {
                 &self.0
             }
 
-            /// The read-only view of the task: identifier, state, requests, response,
-            /// counters, error ([`Task::info`]).
-            pub fn info(&self) -> &TaskInfo {
-                &self.0.info
-            }
-
-            /// Starts the task, or continues it after a suspend ([`Task::resume`]).
-            pub fn resume(&self) {
-                self.0.resume()
-            }
-
-            /// Pauses the task ([`Task::suspend`]).
-            pub fn suspend(&self) {
-                self.0.suspend()
-            }
-
-            /// Cancels the task: it completes with -999 ([`Task::cancel`]).
-            pub fn cancel(&self) {
-                self.0.cancel()
-            }
-
-            /// The task's progress ([`Task::progress`]).
-            pub fn progress(&self) -> Progress {
-                self.0.progress()
-            }
-
-            /// Gives the task a delegate of its own, before it is resumed ([`Task::set_delegate`]).
-            ///
-            /// # Errors
-            /// As [`Task::set_delegate`].
-            pub fn set_delegate(
-                &self,
-                delegate: Arc<dyn courier_delegates::TaskLevelDelegate>,
-            ) -> Result<(), TaskDelegateError> {
-                self.0.set_delegate(delegate)
-            }
+            shared_handle_methods!();
         }
 
         impl From<$name> for Task {

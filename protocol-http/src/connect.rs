@@ -408,24 +408,8 @@ impl Inner {
             None => (host.as_str(), port),
         };
         let started = Instant::now();
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((dial_host, dial_port))
-            .await
-            .map_err(|e| {
-                ConnectFailure::new(
-                    TransportErrorKind::Dns,
-                    format!("cannot find host {dial_host}"),
-                    Some(e),
-                )
-            })?
-            .collect();
+        let addrs = resolve(dial_host, dial_port).await?;
         let dns = started.elapsed();
-        if addrs.is_empty() {
-            return Err(ConnectFailure::new(
-                TransportErrorKind::Dns,
-                format!("cannot find host {dial_host}"),
-                None,
-            ));
-        }
 
         let connect_started = Instant::now();
         let (mut tcp, remote) = happy_eyeballs::connect(&addrs, TcpStream::connect)
@@ -529,38 +513,7 @@ impl Inner {
             .await
             .map_err(ConnectFailure::tls)?;
         let tls_handshake = handshake_started.elapsed();
-        let mut trust_overridden = false;
-        if let Some((evaluator, standard)) = &self.settings.trust {
-            let chain: Vec<CertificateDer<'static>> = tls_stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                .unwrap_or_default();
-            match evaluator.evaluate(&host, port, &chain).await {
-                // Remember whether standard verification would have refused it.
-                TrustDecision::Accept => {
-                    trust_overridden = verify_standard(standard, &host, &chain).is_err();
-                }
-                TrustDecision::Reject => {
-                    return Err(ConnectFailure::new(
-                        TransportErrorKind::Tls(TlsFailure::Untrusted),
-                        "the server's certificate was refused",
-                        None,
-                    ));
-                }
-                TrustDecision::Cancel => {
-                    return Err(ConnectFailure::new(
-                        TransportErrorKind::Cancelled,
-                        "cancelled at the server-trust challenge",
-                        None,
-                    ));
-                }
-                _ => verify_standard(standard, &host, &chain).map_err(|e| {
-                    ConnectFailure::tls(io::Error::new(io::ErrorKind::InvalidData, e))
-                })?,
-            }
-        }
+        let trust_overridden = self.decide_trust(&tls_stream, &host, port).await?;
         if resolver.asked_in_vain()
             && let Some(provider) = &self.settings.identities
         {
@@ -637,6 +590,129 @@ impl Inner {
 }
 
 /// The first address of `host` (for a `socks5://` proxy, which is handed addresses, not names).
+impl Inner {
+    /// Decides whether to trust the server of a finished handshake, when the session decides trust
+    /// itself (its delegate's server-trust challenge): true when it trusted a server that standard
+    /// verification refuses.
+    async fn decide_trust(
+        &self,
+        tls_stream: &tokio_rustls::client::TlsStream<TcpStream>,
+        host: &str,
+        port: u16,
+    ) -> Result<bool, ConnectFailure> {
+        let Some((evaluator, standard)) = &self.settings.trust else {
+            return Ok(false);
+        };
+        let chain: Vec<CertificateDer<'static>> = tls_stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        match evaluator.evaluate(host, port, &chain).await {
+            // Remember whether standard verification would have refused it.
+            TrustDecision::Accept => Ok(verify_standard(standard, host, &chain).is_err()),
+            TrustDecision::Reject => Err(ConnectFailure::new(
+                TransportErrorKind::Tls(TlsFailure::Untrusted),
+                "the server's certificate was refused",
+                None,
+            )),
+            TrustDecision::Cancel => Err(ConnectFailure::new(
+                TransportErrorKind::Cancelled,
+                "cancelled at the server-trust challenge",
+                None,
+            )),
+            _ => verify_standard(standard, host, &chain)
+                .map(|()| false)
+                .map_err(|e| ConnectFailure::tls(io::Error::new(io::ErrorKind::InvalidData, e))),
+        }
+    }
+}
+
+impl Connector {
+    /// Opens a TCP connection to `host:port` (the first of its addresses that answers), within the
+    /// connect timeout: a raw stream, for a stream task. No proxy and no per-host slot: it is not
+    /// an HTTP connection.
+    pub(crate) async fn open_tcp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<TcpStream, ConnectFailure> {
+        let dial = async {
+            let addrs = resolve(host, port).await?;
+            let (tcp, _) = happy_eyeballs::connect(&addrs, TcpStream::connect)
+                .await
+                .map_err(|last| {
+                    ConnectFailure::new(
+                        TransportErrorKind::ConnectionRefused,
+                        format!("cannot connect to {host}:{port}"),
+                        last,
+                    )
+                })?;
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        };
+        match self.inner.settings.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, dial).await.unwrap_or_else(|_| {
+                Err(ConnectFailure::new(
+                    TransportErrorKind::ConnectTimeout,
+                    "connecting timed out",
+                    None,
+                ))
+            }),
+            None => dial.await,
+        }
+    }
+
+    /// Starts TLS on an open connection (a stream task's STARTTLS) with the session's TLS
+    /// configuration, no ALPN, and its server-trust decision.
+    pub(crate) async fn secure(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+        port: u16,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectFailure> {
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let name = ServerName::try_from(bare.clone()).map_err(|e| {
+            ConnectFailure::new(
+                TransportErrorKind::InvalidUrl,
+                format!("invalid TLS server name {bare}: {e}"),
+                None,
+            )
+        })?;
+        let mut config = (*self.inner.settings.tls).clone();
+        config.alpn_protocols.clear();
+        let tls_stream = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(ConnectFailure::tls)?;
+        self.inner.decide_trust(&tls_stream, &bare, port).await?;
+        Ok(tls_stream)
+    }
+}
+
+/// The addresses `host:port` resolves to; at least one.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectFailure> {
+    let cannot = |e: Option<io::Error>| {
+        ConnectFailure::new(
+            TransportErrorKind::Dns,
+            format!("cannot find host {host}"),
+            e,
+        )
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| cannot(Some(e)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(cannot(None));
+    }
+    Ok(addrs)
+}
+
 async fn resolve_one(host: &str, port: u16) -> Result<String, ConnectFailure> {
     let cannot = |e: Option<std::io::Error>| {
         ConnectFailure::new(

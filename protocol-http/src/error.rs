@@ -312,6 +312,14 @@ impl ConnectFailure {
     }
 }
 
+impl From<ConnectFailure> for TransportError {
+    fn from(c: ConnectFailure) -> TransportError {
+        let mut error = TransportError::new(c.kind, c.message.clone());
+        error.proxy_challenge = c.proxy_challenge.clone();
+        error.with_source(c)
+    }
+}
+
 impl fmt::Display for ConnectFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

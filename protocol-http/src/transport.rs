@@ -88,7 +88,7 @@ pub struct Transport {
     /// The client and its pool; replaced by [`Transport::renew`].
     client: Arc<RwLock<Client<Connector, RequestBody>>>,
     builder: hyper_util::client::legacy::Builder,
-    connector: Connector,
+    pub(crate) connector: Connector,
     /// Requests that ask to switch protocols (a WebSocket handshake): HTTP/1.1 only, on
     /// connections of their own (ALPN offers `http/1.1` alone, and nothing goes back to a pool:
     /// the connection becomes the new protocol's).

@@ -11,6 +11,7 @@
 //! - [`nginx`]: [`Nginx`], a real nginx on a free loopback port with a generated configuration.
 //! - [`tinyproxy`]: [`Tinyproxy`], a real proxy program on a free loopback port.
 //! - [`websockets`]: [`WebSocketServer`], a real WebSocket server (Python's `websockets`).
+//! - [`smtp`]: [`SmtpServer`], a real SMTP server with STARTTLS (Python's `aiosmtpd`).
 //! - [`program`]: finding, placing and waiting for the real server programs.
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
 
@@ -22,6 +23,7 @@ pub mod program;
 pub mod recorder;
 pub mod resource;
 pub mod server;
+pub mod smtp;
 pub mod tinyproxy;
 pub mod websockets;
 
@@ -32,6 +34,7 @@ pub use nginx::{AccessLine, Nginx, write_random_file};
 pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, TrustAnswer, check_invariants};
 pub use resource::{Misbehaviour, ResourceServer, Served};
 pub use server::TestServer;
+pub use smtp::SmtpServer;
 pub use tinyproxy::Tinyproxy;
 pub use websockets::WebSocketServer;
 

@@ -34,6 +34,31 @@ pub fn installed(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Debian's Python (not a user's, which may lack the library), if it can import `module` (from
+/// the Debian `package`, which `tests/run.sh` installs). `None` otherwise, which only a machine
+/// outside CI may be.
+///
+/// # Panics
+/// In CI (`CI` set), when it cannot.
+pub fn python_with(module: &str, package: &str) -> Option<PathBuf> {
+    let python = PathBuf::from("/usr/bin/python3");
+    let usable = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{package} is not installed: tests/run.sh installs it in CI"
+        );
+        eprintln!("skipped: {package} is not installed");
+        return None;
+    }
+    Some(python)
+}
+
 /// Starts `binary` with `args`, its output discarded (the programs log to files of their own).
 ///
 /// # Panics

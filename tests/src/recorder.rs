@@ -124,6 +124,21 @@ pub enum Event {
         /// The reason, as text.
         reason: Option<String>,
     },
+    /// `read_closed`.
+    ReadClosed {
+        /// Task identifier.
+        task: u64,
+    },
+    /// `write_closed`.
+    WriteClosed {
+        /// Task identifier.
+        task: u64,
+    },
+    /// `did_become_streams`.
+    BecameStreams {
+        /// Task identifier.
+        task: u64,
+    },
     /// `did_send_body_data`.
     Sent {
         /// Task identifier.
@@ -205,6 +220,9 @@ impl Event {
             Event::WaitingForConnectivity { .. } => "waiting_for_connectivity",
             Event::Created { .. } => "created",
             Event::Opened { .. } => "opened",
+            Event::ReadClosed { .. } => "read_closed",
+            Event::WriteClosed { .. } => "write_closed",
+            Event::BecameStreams { .. } => "became_streams",
             Event::Closed { .. } => "closed",
             Event::Sent { .. } => "sent",
             Event::Redirect { .. } => "redirect",
@@ -233,6 +251,9 @@ impl Event {
             | Event::WaitingForConnectivity { task }
             | Event::Created { task }
             | Event::Opened { task, .. }
+            | Event::ReadClosed { task }
+            | Event::WriteClosed { task }
+            | Event::BecameStreams { task }
             | Event::Closed { task, .. }
             | Event::Sent { task, .. }
             | Event::Redirect { task, .. }
@@ -502,6 +523,18 @@ impl SessionDelegate for Recorder {
 }
 
 impl TaskDelegate for Recorder {
+    fn read_closed(&self, task: &TaskInfo) {
+        self.push(Event::ReadClosed { task: task.id() });
+    }
+
+    fn write_closed(&self, task: &TaskInfo) {
+        self.push(Event::WriteClosed { task: task.id() });
+    }
+
+    fn did_become_streams(&self, task: &TaskInfo) {
+        self.push(Event::BecameStreams { task: task.id() });
+    }
+
     fn did_open_with_protocol(&self, task: &TaskInfo, protocol: Option<&str>) {
         self.push(Event::Opened {
             task: task.id(),

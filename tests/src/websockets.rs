@@ -3,7 +3,6 @@
 //! `tests/servers/websockets_echo.py`, over `ws://` or, with a test CA's leaf certificate,
 //! `wss://`. Its paths are described in that script. It stops when the value is dropped.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use crate::program::{self, Running};
@@ -15,29 +14,6 @@ const SCRIPT: &str = include_str!("../servers/websockets_echo.py");
 pub struct WebSocketServer {
     running: Running,
     tls: bool,
-}
-
-/// Debian's Python (not a user's, which may lack the library), if it has `websockets`.
-///
-/// # Panics
-/// In CI (`CI` set), when it has not.
-fn python_with_websockets() -> Option<PathBuf> {
-    let python = PathBuf::from("/usr/bin/python3");
-    let usable = Command::new(&python)
-        .args(["-c", "import websockets"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !usable {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3-websockets is not installed: tests/run.sh installs it in CI"
-        );
-        eprintln!("skipped: python3-websockets is not installed");
-        return None;
-    }
-    Some(python)
 }
 
 impl WebSocketServer {
@@ -57,7 +33,7 @@ impl WebSocketServer {
     }
 
     fn start_with(ca: Option<&crate::TestCa>) -> Option<WebSocketServer> {
-        let python = python_with_websockets()?;
+        let python = program::python_with("websockets", "python3-websockets")?;
         let dir = tempfile::tempdir().expect("temp dir");
         let script = dir.path().join("websockets_echo.py");
         std::fs::write(&script, SCRIPT).expect("the server script");

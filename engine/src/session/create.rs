@@ -12,7 +12,8 @@ use super::{Session, SessionMsg};
 use crate::completion::{Sink, Terminal};
 use crate::task::download::{decode_resume_data, request_from_record};
 use crate::task::{
-    DataTask, DownloadTask, PartialSlot, Task, UploadBody, UploadTask, WebSocketTask, Work,
+    DataTask, DownloadTask, PartialSlot, StreamTask, Task, UploadBody, UploadTask, WebSocketTask,
+    Work,
 };
 
 /// Why a task could not be created.
@@ -86,6 +87,9 @@ fn create_in_background(
         }
         (TaskKind::WebSocket, _) => {
             return Err(CreateTaskError::NotInBackground("WebSocket tasks"));
+        }
+        (TaskKind::Stream, _) => {
+            return Err(CreateTaskError::NotInBackground("stream tasks"));
         }
         _ => return Err(CreateTaskError::NotInBackground("data tasks")),
     };
@@ -282,6 +286,29 @@ impl Session {
             true,
         )
         .map(|task| WebSocketTask::new(task, handle))
+    }
+
+    /// Makes a stream task to `host:port` (URLSession's `streamTask(withHostName:port:)`), a TCP
+    /// connection the application reads and writes once the task is resumed. Its request's URL is
+    /// `tcp://host:port`.
+    ///
+    /// # Errors
+    /// An invalidated session, or a background session (which takes no stream tasks).
+    pub fn stream_task(&self, host: &str, port: u16) -> Result<StreamTask, CreateTaskError> {
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]") // an IPv6 literal
+        } else {
+            host.to_owned()
+        };
+        let (ends, commands) = crate::task::stream::stream_ends();
+        self.create(
+            TaskKind::Stream,
+            Request::get(&format!("tcp://{host}:{port}")),
+            Work::Stream(Box::new(ends)),
+            self.delegate_sink(),
+            true,
+        )
+        .map(|task| StreamTask::new(task, commands))
     }
 
     /// A download task that continues a stopped download (`downloadTask(withResumeData:)`),

@@ -73,6 +73,20 @@ pub(crate) enum TaskMsg {
     Opened(Response, Option<String>),
     /// A WebSocket closed, with the code and reason of the close that ended it.
     Closed(courier_delegates::CloseCode, Option<Bytes>),
+    /// News from a stream task's connection.
+    Stream(StreamNews),
+}
+
+/// What a stream task's transfer tells its actor.
+pub(crate) enum StreamNews {
+    /// The connection is open: the task is under way.
+    Connected,
+    /// The reading side closed (the end of the stream, or `close_read`).
+    ReadClosed,
+    /// The writing side closed.
+    WriteClosed,
+    /// The application took the connection (`capture_streams`).
+    Captured,
 }
 
 /// What a task actor starts from.
@@ -231,6 +245,29 @@ impl Actor for TaskActor {
                     }
                     return Ok(());
                 }
+                TaskMsg::Stream(StreamNews::Connected) => {
+                    // Like a WebSocket's open: no response callback; the task is under way.
+                    st.apply(&me, TaskEvent::ResponseReceived, Payload::None)
+                        .await;
+                    st.apply(&me, TaskEvent::BodyAllowed, Payload::None).await;
+                    return Ok(());
+                }
+                TaskMsg::Stream(news) => {
+                    let callback = match news {
+                        StreamNews::ReadClosed => Callback::ReadClosed,
+                        StreamNews::WriteClosed => Callback::WriteClosed,
+                        _ => Callback::BecomeStreams,
+                    };
+                    if let Some(queue) = st.delegate_for(callback) {
+                        let info = st.info.clone();
+                        queue.push_task(&st.info, callback, move |d| match callback {
+                            Callback::ReadClosed => d.read_closed(&info),
+                            Callback::WriteClosed => d.write_closed(&info),
+                            _ => d.did_become_streams(&info),
+                        });
+                    }
+                    return Ok(());
+                }
                 TaskMsg::Informational(response) => {
                     if let Some(queue) = st.delegate_for(Callback::InformationalResponse) {
                         let info = st.info.clone();
@@ -247,6 +284,7 @@ impl Actor for TaskActor {
                 | TaskMsg::PartResponse(..)
                 | TaskMsg::Informational(..)
                 | TaskMsg::Closed(..)
+                | TaskMsg::Stream(..)
                 | TaskMsg::WaitingForConnectivity => {
                     unreachable!("answered above")
                 }
@@ -548,6 +586,7 @@ impl TaskActorState {
             _ => info.original_request(),
         };
         let socket = matches!(work, Work::WebSocket(_));
+        let raw = matches!(work, Work::Stream(_));
         let (body, destination) = match work {
             Work::Data => (
                 request
@@ -570,6 +609,7 @@ impl TaskActorState {
                 },
             ),
             Work::WebSocket(ends) => (None, Destination::Socket(ends)),
+            Work::Stream(ends) => (None, Destination::Stream(ends)),
             Work::Download { resume } => {
                 let from = resume.transpose()?;
                 (
@@ -581,7 +621,9 @@ impl TaskActorState {
                 )
             }
         };
-        let (target, url) = match request.url().filter(|u| local::is_local(u)) {
+        let (target, url) = match request.url().filter(|u| local::is_local(u) || raw) {
+            // A stream task's `tcp://host:port` is not loaded: its transfer connects to it.
+            Some(url) if raw => (Target::Local, url.clone()),
             Some(url) if body.is_some() => {
                 return Err(Error::new(
                     ErrorCode::UnsupportedUrl,

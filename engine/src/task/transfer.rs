@@ -58,6 +58,7 @@ mod parts;
 mod receive;
 mod send;
 mod socket;
+mod stream;
 mod timing;
 
 use body::ResponseBody;
@@ -125,6 +126,8 @@ pub(crate) enum Destination {
     },
     /// Nowhere: the connection becomes a WebSocket, whose messages go to the task's handle.
     Socket(Box<super::web_socket::SocketEnds>),
+    /// Nowhere: the connection is a stream task's, read and written by its handle.
+    Stream(Box<super::stream::StreamEnds>),
 }
 
 /// What a transfer starts from.
@@ -373,6 +376,7 @@ impl Run {
     ) -> (Option<TaskMsg>, Option<Stopped>) {
         match destination {
             Destination::Socket(ends) => return self.run_socket(target, *ends).await,
+            Destination::Stream(ends) => return self.run_stream(*ends).await,
             Destination::Memory { window } => self.window = window,
             Destination::File { from, slot } => {
                 let opened = DownloadSink::open(

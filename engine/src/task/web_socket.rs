@@ -109,6 +109,10 @@ impl Shared {
 /// the session's cookies, credentials, challenges, extra headers and proxies apply (an `https`
 /// proxy tunnel for `wss://`).
 ///
+/// Its plain `cancel()` closes without a close handshake: the task completes with -999 and its
+/// `close_code` stays [`CloseCode::Invalid`], as URLSession's; [`WebSocketTask::cancel_with`]
+/// closes with a code.
+///
 /// Where URLSession's `send(_:completionHandler:)`, `receive(completionHandler:)` and
 /// `sendPing(pongReceiveHandler:)` take completion handlers, `send` and `receive` here are async
 /// functions; a ping keeps its handler, called once.
@@ -139,42 +143,7 @@ impl WebSocketTask {
         &self.task
     }
 
-    /// The task's live read-only view.
-    pub fn info(&self) -> &TaskInfo {
-        self.task.info()
-    }
-
-    /// Starts the handshake (or resumes reading after `suspend`).
-    pub fn resume(&self) {
-        self.task.resume()
-    }
-
-    /// Stops reading messages until resumed (the server then waits on TCP's flow control).
-    pub fn suspend(&self) {
-        self.task.suspend()
-    }
-
-    /// Cancels the task without a close handshake: it completes with `Cancelled` (-999), and its
-    /// `close_code` stays [`CloseCode::Invalid`], as URLSession's plain `cancel()`.
-    pub fn cancel(&self) {
-        self.task.cancel()
-    }
-
-    /// The task's progress (its bytes are the messages' payloads).
-    pub fn progress(&self) -> Progress {
-        self.task.progress()
-    }
-
-    /// Gives the task a delegate of its own, before it is first resumed.
-    ///
-    /// # Errors
-    /// As [`Task::set_delegate`].
-    pub fn set_delegate(
-        &self,
-        delegate: Arc<dyn courier_delegates::TaskLevelDelegate>,
-    ) -> Result<(), TaskDelegateError> {
-        self.task.set_delegate(delegate)
-    }
+    shared_handle_methods!();
 
     /// Closes with `code` and `reason` (at most 123 bytes): a close frame to the server, whose
     /// close frame is then awaited (5 s at most). The task then completes without an error.

@@ -1,0 +1,126 @@
+//! Raw connections for stream tasks (URLSessionStreamTask): a TCP connection to a host and port,
+//! and TLS started on it later and stopped again (STARTTLS), with the session's trust.
+//!
+//! Not HTTP: no proxy, no pool, no per-host slot. The connect timeout applies.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::Transport;
+use crate::error::TransportError;
+
+/// A stream task's connection: cleartext, or TLS after `start_secure_connection`.
+#[derive(Debug)]
+pub enum RawStream {
+    /// TCP as it is.
+    Plain(TcpStream),
+    /// TLS over the same TCP connection.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl RawStream {
+    /// True once TLS runs on it.
+    pub fn is_secure(&self) -> bool {
+        matches!(self, RawStream::Tls(_))
+    }
+}
+
+impl Transport {
+    /// Opens a TCP connection to `host:port` for a stream task.
+    ///
+    /// # Errors
+    /// The host does not resolve, nothing answers, or the connect timeout passed.
+    pub async fn open_stream(&self, host: &str, port: u16) -> Result<RawStream, TransportError> {
+        let tcp = self
+            .connector
+            .open_tcp(host, port)
+            .await
+            .map_err(TransportError::from)?;
+        Ok(RawStream::Plain(tcp))
+    }
+
+    /// Starts TLS on `stream` (STARTTLS), verifying `host`'s certificate as the session does
+    /// (its extra roots, or its server-trust challenge). A stream already secure is returned as is.
+    ///
+    /// # Errors
+    /// The handshake failed, or the server's certificate was not trusted.
+    pub async fn secure_stream(
+        &self,
+        stream: RawStream,
+        host: &str,
+        port: u16,
+    ) -> Result<RawStream, TransportError> {
+        match stream {
+            RawStream::Plain(tcp) => {
+                let tls = self
+                    .connector
+                    .secure(tcp, host, port)
+                    .await
+                    .map_err(TransportError::from)?;
+                Ok(RawStream::Tls(Box::new(tls)))
+            }
+            secure => Ok(secure),
+        }
+    }
+}
+
+/// Stops TLS on `stream` (`stop_secure_connection`): sends TLS's close_notify and goes on in
+/// cleartext on the same TCP connection.
+///
+/// # Errors
+/// Writing the close_notify failed.
+pub async fn insecure(stream: RawStream) -> io::Result<RawStream> {
+    match stream {
+        RawStream::Tls(mut tls) => {
+            tls.get_mut().1.send_close_notify();
+            tls.flush().await?;
+            let (tcp, _) = tls.into_inner();
+            Ok(RawStream::Plain(tcp))
+        }
+        plain => Ok(plain),
+    }
+}
+
+impl AsyncRead for RawStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            RawStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            RawStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for RawStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            RawStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            RawStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            RawStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            RawStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            RawStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            RawStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
