@@ -65,6 +65,29 @@ pub(crate) enum Command {
         #[arg(long)]
         binary: bool,
     },
+    /// A stream task, like netcat: stdin to the connection, the connection to stdout, until both
+    /// sides are closed. --tls starts TLS at once; --starttls-after TEXT first sends the STARTTLS
+    /// command, prints the server's lines until one contains TEXT, then starts TLS (the session's
+    /// trust: --cacert, --insecure). The cleartext policy does not apply to a raw stream.
+    Stream {
+        /// The host to connect to.
+        host: String,
+        /// The port.
+        port: u16,
+        /// Start TLS at once.
+        #[arg(long, conflicts_with = "starttls_after")]
+        tls: bool,
+        /// Start TLS once a server line contains TEXT (after sending the STARTTLS command).
+        #[arg(long = "starttls-after", value_name = "TEXT")]
+        starttls_after: Option<String>,
+        /// The line that asks the server for TLS.
+        #[arg(
+            long = "starttls-command",
+            value_name = "LINE",
+            default_value = "STARTTLS"
+        )]
+        starttls_command: String,
+    },
     /// A guided tour on an embedded loopback server (HTTP, and HTTPS with a generated certificate).
     Demo,
     /// Runs the background service for this user in the foreground until SIGTERM or Ctrl-C (then it

@@ -408,6 +408,16 @@ impl TaskDelegate for CliDelegate {
         );
     }
 
+    fn read_closed(&self, task: &TaskInfo) {
+        let mut inner = self.inner();
+        self.emit(&mut inner, "read_closed", Some(task.id()), json!({}));
+    }
+
+    fn write_closed(&self, task: &TaskInfo) {
+        let mut inner = self.inner();
+        self.emit(&mut inner, "write_closed", Some(task.id()), json!({}));
+    }
+
     fn did_close_with(&self, task: &TaskInfo, code: CloseCode, reason: Option<&[u8]>) {
         let mut inner = self.inner();
         let reason = reason.map(String::from_utf8_lossy);

@@ -7,6 +7,7 @@
 //! - `download`: `courier download`, with resume data on Ctrl-C and `--resume-data`.
 //! - `upload`: `courier upload`.
 //! - `ws`: `courier ws`, a WebSocket task between stdin and stdout.
+//! - `stream`: `courier stream`, a stream task like netcat, with STARTTLS.
 //! - `progress`: the progress bars.
 //! - `demo`: `courier demo`, the tour on an embedded loopback server.
 //! - `daemon`: `courier daemon`, the background service in the foreground.
@@ -22,6 +23,7 @@ mod download;
 mod events;
 mod get;
 mod progress;
+mod stream;
 mod upload;
 mod ws;
 
@@ -167,6 +169,22 @@ fn main() {
                     protocols,
                     binary,
                 } => ws::run(url, protocols, binary, &cli.options).await,
+                cli::Command::Stream {
+                    host,
+                    port,
+                    tls,
+                    starttls_after,
+                    starttls_command,
+                } => {
+                    let args = stream::Args {
+                        host,
+                        port,
+                        tls,
+                        starttls_after,
+                        starttls_command,
+                    };
+                    stream::run(args, &cli.options).await
+                }
                 cli::Command::Demo => demo::run().await,
                 cli::Command::Daemon => daemon::run(&cli.options).await,
                 cli::Command::Bg { command } => bg::run(command, &cli.options).await,

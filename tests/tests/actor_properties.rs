@@ -1,7 +1,8 @@
 //! Real task actors driven by random resume/suspend/cancel sequences against a loopback server with
 //! random delays: the event stream keeps URLSession's invariants whatever the interleaving. Data
 //! tasks and WebSocket tasks (against an in-process WebSocket server that sends a few messages,
-//! then closes) are driven together; a WebSocket task may also be closed with a code.
+//! then closes) and stream tasks (against an echo server) are driven together; a WebSocket task may
+//! also be closed with a code, and a stream task's writing side closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ enum Op {
     Resume(usize),
     Suspend(usize),
     Cancel(usize),
-    /// `cancel_with(1000)` on the WebSocket task of that index (if it is one).
+    /// `cancel_with(1000)` on a WebSocket task, `close_write` on a stream task.
     Close(usize),
     Sleep(u64),
 }
@@ -24,6 +25,8 @@ enum Op {
 /// Data tasks, then WebSocket tasks.
 const DATA_TASKS: usize = 4;
 const SOCKET_TASKS: usize = 2;
+/// Then stream tasks, to an echo server that ends its side once the task has ended its own.
+const STREAM_TASKS: usize = 1;
 
 fn op(tasks: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -33,6 +36,21 @@ fn op(tasks: usize) -> impl Strategy<Value = Op> {
         1 => (DATA_TASKS..tasks).prop_map(Op::Close),
         2 => (0u64..15).prop_map(Op::Sleep),
     ]
+}
+
+/// A TCP echo server on loopback: each connection gets its bytes back until it ends its side.
+async fn echo_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = tcp.split();
+                let _ = tokio::io::copy(&mut rd, &mut wr).await;
+            });
+        }
+    });
+    port
 }
 
 /// A WebSocket server on loopback: each connection gets three messages `delay_ms` apart, then a
@@ -67,7 +85,7 @@ proptest! {
     #[test]
     fn event_stream_keeps_its_invariants(
         delays in proptest::collection::vec(0u64..8, DATA_TASKS),
-        ops in proptest::collection::vec(op(DATA_TASKS + SOCKET_TASKS), 1..25),
+        ops in proptest::collection::vec(op(DATA_TASKS + SOCKET_TASKS + STREAM_TASKS), 1..25),
         cancel_at_end in any::<bool>(),
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -86,12 +104,20 @@ proptest! {
                 .map(|_| session.web_socket_task(format!("ws://{sockets_at}/").as_str(), &[]).unwrap())
                 .collect();
             tasks.extend(sockets.iter().map(|s| s.task().clone()));
+            let echo_port = echo_server().await;
+            let streams: Vec<_> = (0..STREAM_TASKS)
+                .map(|_| session.stream_task("127.0.0.1", echo_port).unwrap())
+                .collect();
+            tasks.extend(streams.iter().map(|s| s.task().clone()));
             for op in &ops {
                 match *op {
                     Op::Resume(i) => tasks[i].resume(),
                     Op::Suspend(i) => tasks[i].suspend(),
                     Op::Cancel(i) => tasks[i].cancel(),
-                    Op::Close(i) => sockets[i - DATA_TASKS].cancel_with(CloseCode::NormalClosure, None),
+                    Op::Close(i) if i < DATA_TASKS + SOCKET_TASKS => {
+                        sockets[i - DATA_TASKS].cancel_with(CloseCode::NormalClosure, None)
+                    }
+                    Op::Close(i) => streams[i - DATA_TASKS - SOCKET_TASKS].close_write(),
                     Op::Sleep(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
                 }
             }
@@ -101,6 +127,10 @@ proptest! {
             } else {
                 for t in &tasks {
                     t.resume();
+                }
+                // A stream task ends once both sides are closed: this one closes its own.
+                for s in &streams {
+                    s.close_write();
                 }
                 session.finish_tasks_and_invalidate();
             }

@@ -132,6 +132,10 @@ impl StreamTask {
     /// and whether the end of the stream was reached (`readData(ofMinLength:maxLength:timeout:)`).
     /// At the end of the stream, fewer than `min` bytes (maybe none) come back with `true`.
     ///
+    /// A read dropped before it resolves takes nothing, unless its bytes were already on their way
+    /// to it: keep a read awaited (a reading task of its own, say) rather than racing it in a
+    /// `select!` that may drop it.
+    ///
     /// # Errors
     /// `TimedOut` (-1001) when `min` bytes did not come in time (the bytes read so far are kept
     /// for the next read); the error that ended the task.

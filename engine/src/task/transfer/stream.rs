@@ -97,6 +97,11 @@ impl Run {
             }
             // Reads that can be answered from what was read already (or from the end).
             while let Some(head) = reads.front() {
+                // A read whose caller stopped waiting takes nothing.
+                if head.reply.is_closed() {
+                    reads.pop_front();
+                    continue;
+                }
                 let enough = buffer.len() >= head.min.max(1) || (head.min == 0 && at_eof);
                 if read_closed {
                     let r = reads.pop_front().expect("a head");

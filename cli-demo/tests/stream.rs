@@ -1,0 +1,148 @@
+//! `courier stream` against a real SMTP server that speaks STARTTLS (Python's `aiosmtpd`): the
+//! dialogue before TLS, the upgrade with the session's trust (`--cacert`), stdin piped over TLS
+//! after it, and the events of both sides closing.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+
+use common::{data_home, stderr_events};
+use courier_cli::loopback::LoopbackCa;
+
+/// The server, stopped when dropped.
+struct Server(Child, u16, tempfile::TempDir);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts aiosmtpd with STARTTLS from `ca`'s leaf; `None` where python3-aiosmtpd is missing
+/// (never in CI).
+fn smtp(ca: &LoopbackCa) -> Option<Server> {
+    let usable = Command::new("/usr/bin/python3")
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tests/run.sh installs python3-aiosmtpd"
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf_pem();
+    std::fs::write(dir.path().join("leaf.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("leaf.key"), key).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &ca.ca_pem).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("/usr/bin/python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .arg("--tlscert")
+        .arg(dir.path().join("leaf.pem"))
+        .arg("--tlskey")
+        .arg(dir.path().join("leaf.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "aiosmtpd listens");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(Server(child, port, dir))
+}
+
+fn stream(args: &[&str], input: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
+        .arg("stream")
+        .args(args)
+        .env("XDG_DATA_HOME", data_home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("courier");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn starttls_after_the_servers_go_ahead_then_stdin_over_tls() {
+    let ca = LoopbackCa::new();
+    let Some(server) = smtp(&ca) else { return };
+    let ca_pem = server.2.path().join("ca.pem");
+    let port = server.1.to_string();
+    let out = stream(
+        &[
+            "--cacert",
+            ca_pem.to_str().unwrap(),
+            "--starttls-after",
+            "Ready to start TLS",
+            "--starttls-command",
+            "EHLO courier.test\r\nSTARTTLS",
+            "--events",
+            "-",
+            "localhost",
+            &port,
+        ],
+        "EHLO again.test\r\nQUIT\r\n",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    // Before TLS: the greeting, EHLO's answer offering STARTTLS, the go-ahead.
+    let go = said.find("220 Ready to start TLS").expect("the go-ahead");
+    assert!(said[..go].contains("STARTTLS"), "{said}");
+    // After it, over TLS: the second EHLO (no STARTTLS offered any more) and QUIT's answer.
+    let after = &said[go..];
+    assert!(
+        after.contains("250 ") && !after.contains("250-STARTTLS"),
+        "{said}"
+    );
+    assert!(after.contains("221"), "{said}");
+    let events = stderr_events(&out);
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"read_closed") && names.contains(&"write_closed"),
+        "{names:?}"
+    );
+    let done = events
+        .iter()
+        .find(|e| e["event"] == "did_complete")
+        .unwrap();
+    assert!(done["error"].is_null(), "{done}");
+
+    // Without the CA, the upgrade is refused: exit 1, with the certificate error named.
+    let out = stream(
+        &[
+            "--starttls-after",
+            "Ready to start TLS",
+            "--starttls-command",
+            "EHLO courier.test\r\nSTARTTLS",
+            "localhost",
+            &port,
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server_certificate"));
+}
