@@ -308,6 +308,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
 
     background::step17().await?;
     web_socket(&config, &https).await?;
+    starttls(&config, &ca).await?;
 
     println!("\ncourier demo: every step behaved as described.");
     Ok(ExitCode::Success)
@@ -356,6 +357,59 @@ async fn web_socket(config: &Configuration, https: &LoopbackServer) -> Result<()
     check(
         task.close_code() == CloseCode::NormalClosure && task.info().error().is_none(),
         "closed normally, and the task completed without an error",
+    )
+}
+
+/// Step 19: a stream task: lines in cleartext, STARTTLS with the session's trust, lines over TLS,
+/// then both sides closed.
+async fn starttls(config: &Configuration, ca: &LoopbackCa) -> Result<(), Failure> {
+    step(
+        19,
+        "a stream task: a line protocol, then STARTTLS with the session's trust, then both sides closed",
+    );
+    let server = courier_cli::loopback::StartTlsServer::start(ca).await;
+    let session = Session::new(config.clone())?;
+    let task = session.stream_task("localhost", server.port())?;
+    task.resume();
+    let wait = Duration::from_secs(10);
+    let line = |task: &courier_engine::StreamTask| {
+        let task = task.clone();
+        async move {
+            let mut seen = Vec::new();
+            while !seen.ends_with(b"\n") {
+                let (bytes, eof) = task.read(1, 1024, wait).await?;
+                seen.extend_from_slice(&bytes);
+                if eof {
+                    break;
+                }
+            }
+            Ok::<String, courier_engine::Error>(
+                String::from_utf8_lossy(&seen).trim_end().to_owned(),
+            )
+        }
+    };
+    println!("   server: {}", line(&task).await?);
+    task.write(&b"STARTTLS\r\n"[..], wait).await?;
+    let go = line(&task).await?;
+    println!("   sent STARTTLS; server: {go}");
+    task.start_secure_connection().await?;
+    task.write(&b"hello over tls\r\n"[..], wait).await?;
+    let echoed = line(&task).await?;
+    println!("   TLS started; sent \"hello over tls\"; server: {echoed}");
+    check(
+        go.starts_with("220") && echoed == "250 hello over tls (tls)",
+        "the line went over TLS, the server's certificate checked against the generated CA",
+    )?;
+    task.write(&b"QUIT\r\n"[..], wait).await?;
+    println!("   sent QUIT; server: {}", line(&task).await?);
+    task.close_write();
+    session.finish_tasks_and_invalidate();
+    tokio::time::timeout(wait, session.invalidated())
+        .await
+        .map_err(|_| Failure::usage("demo: the stream task did not end in time".into()))?;
+    check(
+        task.info().error().is_none(),
+        "both sides closed: the task completed without an error",
     )
 }
 
