@@ -16,9 +16,9 @@ for program in nginx:nginx-light tinyproxy:tinyproxy microsocks:microsocks ip:ip
         missing+=("${program#*:}")
     fi
 done
-# Python servers, run by Debian's Python: `websockets` (WebSocket tasks) and `aiosmtpd` (STARTTLS
-# for stream tasks).
-for module in websockets:python3-websockets aiosmtpd:python3-aiosmtpd; do
+# Python servers, run by Debian's Python: `websockets` (WebSocket tasks), `aiosmtpd` (STARTTLS for
+# stream tasks) and `pyftpdlib` with pyOpenSSL (ftp: and FTPS).
+for module in websockets:python3-websockets aiosmtpd:python3-aiosmtpd pyftpdlib:python3-pyftpdlib OpenSSL:python3-openssl; do
     if ! /usr/bin/python3 -c "import ${module%%:*}" >/dev/null 2>&1; then
         missing+=("${module#*:}")
     fi

@@ -173,6 +173,7 @@ impl CleartextPolicy {
 /// | `partial_download_lifetime` | 7 days | (the directory goes with the session) |
 /// | `is_discretionary` | false (background sessions only) | same |
 /// | `wait_for_connectivity` | false | same |
+/// | `ftp_explicit_tls` | false | same |
 /// | `deliver_informational_responses` | false | same |
 /// | `expect_continue_threshold` | 1 MiB | same |
 /// | `expect_continue_timeout` | 1 s | same |
@@ -249,6 +250,11 @@ pub struct Configuration {
     /// `task_is_waiting_for_connectivity`) until it can or the resource timeout passes, instead of
     /// failing at once with [`ErrorCode::NotConnectedToInternet`](crate::ErrorCode) (-1009).
     pub wait_for_connectivity: bool,
+    /// `ftp:` URLs use explicit FTPS (`AUTH TLS`, RFC 4217): the login and every file move over TLS,
+    /// with the session's trust, and a server that refuses TLS fails the task. Cleartext FTP, the
+    /// default, is refused unless [`Configuration::cleartext`] allows the host. (URLSession has no
+    /// FTPS; curl's `--ssl-reqd` is the model.)
+    pub ftp_explicit_tls: bool,
     /// Uploads of at least this many bytes (or of unknown length) ask `Expect: 100-continue` and
     /// hold their body until the server says `100 Continue`, so a server that refuses them (a 401,
     /// a 413, a redirect) does not receive the body first; `None` never asks. Over HTTP/1.1 only
@@ -316,6 +322,7 @@ impl Default for Configuration {
             cleartext: CleartextPolicy::Deny,
             http_maximum_redirects: 20,
             wait_for_connectivity: false,
+            ftp_explicit_tls: false,
             deliver_informational_responses: false,
             expect_continue_threshold: Some(1 << 20),
             expect_continue_timeout: Duration::from_secs(1),

@@ -25,12 +25,15 @@
 //! - [`stream`]: raw connections for stream tasks, and TLS started and stopped on them (STARTTLS).
 //! - [`websocket`]: the WebSocket handshake's fields and check, and the framed stream on the
 //!   connection its `101` hands over.
+//! - [`ftp`]: `ftp:` sessions (login, `SIZE`/`MDTM`, `REST`+`RETR`, `STOR`), explicit FTPS with the
+//!   session's trust.
 //! - [`error`]: [`TransportError`] and its classification, [`TransportErrorKind`].
 
 pub mod auth;
 mod connect;
 pub mod decode;
 pub mod error;
+pub mod ftp;
 mod happy_eyeballs;
 pub mod identity;
 pub mod multipart;

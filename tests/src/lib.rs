@@ -11,11 +11,13 @@
 //! - [`nginx`]: [`Nginx`], a real nginx on a free loopback port with a generated configuration.
 //! - [`tinyproxy`]: [`Tinyproxy`], a real proxy program on a free loopback port.
 //! - [`websockets`]: [`WebSocketServer`], a real WebSocket server (Python's `websockets`).
+//! - [`ftp`]: [`FtpServer`], a real FTP server with explicit FTPS (pyftpdlib).
 //! - [`smtp`]: [`SmtpServer`], a real SMTP server with STARTTLS (Python's `aiosmtpd`).
 //! - [`program`]: finding, placing and waiting for the real server programs.
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
 
 pub mod fault;
+pub mod ftp;
 pub mod microsocks;
 pub mod mock;
 pub mod nginx;
@@ -29,6 +31,7 @@ pub mod websockets;
 
 pub use courier_cli::loopback::{Asked, Leaf, LoopbackCa as TestCa, ProxyServer, sha256_hex};
 pub use fault::{Fault, FaultServer};
+pub use ftp::FtpServer;
 pub use microsocks::Microsocks;
 pub use nginx::{AccessLine, Nginx, write_random_file};
 pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, TrustAnswer, check_invariants};

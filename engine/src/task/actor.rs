@@ -639,7 +639,12 @@ impl TaskActorState {
                         true => e.with_url(info.original_request().url_str()),
                         false => e,
                     })?;
-                (Target::Http(Box::new(head)), url)
+                let target = if url.scheme() == "ftp" {
+                    Target::Ftp
+                } else {
+                    Target::Http(Box::new(head))
+                };
+                (target, url)
             }
         };
         self.recorder.set_expected_to_send(match &body {

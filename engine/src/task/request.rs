@@ -38,6 +38,8 @@ pub(crate) fn build_request(
     let secure = match url.scheme() {
         "https" => true,
         "http" => false,
+        // FTP is cleartext unless the configuration asks for explicit FTPS.
+        "ftp" => config.ftp_explicit_tls,
         _ if claimed => true,
         other => {
             return Err(Error::new(
@@ -53,7 +55,10 @@ pub(crate) fn build_request(
     if !secure && !claimed && !config.cleartext.allows(host) {
         return Err(Error::new(
             ErrorCode::AppTransportSecurityRequiresSecureConnection,
-            format!("cleartext HTTP to {host} is not allowed by the session's configuration"),
+            format!(
+                "cleartext {} to {host} is not allowed by the session's configuration",
+                url.scheme().to_uppercase()
+            ),
         )
         .with_url(text));
     }

@@ -53,6 +53,7 @@ mod body;
 mod caching;
 mod expect;
 mod follow;
+mod ftp;
 pub(crate) mod host_queue;
 mod parts;
 mod receive;
@@ -113,6 +114,8 @@ pub(crate) enum Target {
     Http(Box<Head>),
     /// A `data:` or `file:` URL, served without the network.
     Local,
+    /// An `ftp:` URL.
+    Ftp,
 }
 
 /// Where the response body goes.
@@ -396,6 +399,7 @@ impl Run {
         let outcome = match self.begin_when_due(target, body.as_ref()).await {
             Ok(Target::Http(head)) => self.drive(*head, body).await,
             Ok(Target::Local) => self.drive_local().await,
+            Ok(Target::Ftp) => self.drive_ftp(body).await,
             Err(halt) => Err(halt),
         }
         .map_err(|halt| match halt {

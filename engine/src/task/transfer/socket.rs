@@ -43,7 +43,7 @@ impl Run {
         let url = self.info.original_request().url_str().to_owned();
         let outcome = match target {
             Target::Http(head) => self.drive_socket(*head, ends).await,
-            Target::Local => Err(Halt::Failed(Error::new(
+            Target::Local | Target::Ftp => Err(Halt::Failed(Error::new(
                 ErrorCode::UnsupportedUrl,
                 "a WebSocket task needs a ws: or wss: URL",
             ))),

@@ -1,0 +1,265 @@
+//! An `ftp:` URL's transfer: log in (the URL's user and password, else anonymous), then a file
+//! down (`SIZE` and `MDTM`, `RETR`, from where a stopped download ended with `REST`) or up
+//! (`STOR`), through the same gate, timeouts and delivery as HTTP.
+//!
+//! The response a delegate sees for a download is made from what the server said: a 200 with
+//! `Content-Length` (the size), `Last-Modified` (the modification time) and an `ETag` made of
+//! both. The last two are the validators a download's resume data keeps, so a resumed download
+//! continues with `REST` only when the file still has the same size and time, and starts over
+//! otherwise.
+
+use bytes::{Bytes, BytesMut};
+use courier_delegates::{Error, ErrorCode, Response};
+use courier_protocol_http::ftp::{FileFacts, FtpData, FtpError, FtpSession};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::timing::unless_stopped;
+use super::upload::UploadBody;
+use super::{Halt, Run, map_transport_error, request_timed_out};
+use crate::task::actor::TaskMsg;
+use crate::task::download::Placement;
+
+/// Bytes read from a data connection at a time, at most.
+const CHUNK: usize = 256 * 1024;
+
+impl Run {
+    /// Runs an `ftp:` transfer: the upload `body` if there is one, else a download.
+    pub(super) async fn drive_ftp(&mut self, body: Option<UploadBody>) -> Result<(), Halt> {
+        let host = self.url.host_str().unwrap_or_default().to_owned();
+        let port = self.url.port().unwrap_or(21);
+        let path = percent_encoding::percent_decode_str(self.url.path())
+            .decode_utf8_lossy()
+            .into_owned();
+        let (user, password) = match self.url.username() {
+            "" => ("anonymous".to_owned(), "courier@".to_owned()),
+            user => (
+                percent_encoding::percent_decode_str(user)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+                percent_encoding::percent_decode_str(self.url.password().unwrap_or(""))
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            ),
+        };
+        let transport = self.ctx.transport.clone();
+        let tls = self.ctx.config.ftp_explicit_tls;
+        let connecting = transport.ftp_connect(&host, port, tls);
+        let mut ftp = self
+            .within_idle(connecting)
+            .await?
+            .map_err(|e| self.ftp_error(e))?;
+        let logged_in = self.within_idle(ftp.login(&user, &password)).await?;
+        logged_in.map_err(|e| self.ftp_error(e))?;
+        let outcome = match body {
+            Some(body) => self.ftp_upload(&mut ftp, &path, body).await,
+            None => self.ftp_download(&mut ftp, &path).await,
+        };
+        if outcome.is_ok() {
+            ftp.quit().await;
+        }
+        outcome
+    }
+
+    async fn ftp_download(&mut self, ftp: &mut FtpSession, path: &str) -> Result<(), Halt> {
+        let facts = self.within_idle(ftp.facts(path)).await?;
+        // Continue where the partial file ends, if the file is the one it came from.
+        let resuming = self
+            .sink
+            .as_ref()
+            .and_then(|s| s.validator().map(|v| (s.offset(), v)));
+        let etag = etag_of(&facts);
+        let (offset, placement) = match resuming {
+            Some((offset, validator))
+                if offset > 0
+                    && etag.is_some()
+                    && validator.etag == etag
+                    && facts.size.is_some_and(|size| size >= offset) =>
+            {
+                (offset, Placement::Append)
+            }
+            Some(_) => (0, Placement::StartOver),
+            None => (0, Placement::Fresh),
+        };
+        let retrieving = ftp.retrieve(path, offset);
+        let mut data = self
+            .within_idle(retrieving)
+            .await?
+            .map_err(|e| self.ftp_error(e))?;
+        let response = self.ftp_response(&facts, &etag, offset);
+        self.present(response.clone()).await?;
+        if let Some(sink) = &mut self.sink {
+            let (at, expected) = sink.begin(&response, placement, facts.size).await?;
+            if offset > 0 {
+                let _ = self.actor.cast(TaskMsg::ResumedAt {
+                    offset: at,
+                    expected,
+                });
+            }
+        }
+        loop {
+            self.wait_until(|g| !g.paused).await?;
+            let mut chunk = BytesMut::with_capacity(CHUNK);
+            let read = self.within_idle(data.read_buf(&mut chunk)).await?;
+            match read {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.moved.wire_in += n as u64;
+                    self.deliver(chunk.freeze()).await?;
+                }
+                Err(e) => return Err(self.lost(e)),
+            }
+        }
+        let finished = ftp.finish(data);
+        self.within_idle(finished)
+            .await?
+            .map_err(|e| self.ftp_error(e))
+    }
+
+    async fn ftp_upload(
+        &mut self,
+        ftp: &mut FtpSession,
+        path: &str,
+        body: UploadBody,
+    ) -> Result<(), Halt> {
+        let storing = ftp.store(path);
+        let mut data: FtpData = self
+            .within_idle(storing)
+            .await?
+            .map_err(|e| self.ftp_error(e))?;
+        match body {
+            UploadBody::Bytes(bytes) => self.send_ftp_chunk(&mut data, bytes).await?,
+            UploadBody::File(file) => {
+                let mut file = tokio::fs::File::open(&file).await.map_err(|e| {
+                    Halt::Failed(
+                        Error::new(ErrorCode::FileDoesNotExist, e.to_string())
+                            .with_url(self.url.as_str())
+                            .with_source(e),
+                    )
+                })?;
+                loop {
+                    self.wait_until(|g| !g.paused).await?;
+                    let mut chunk = BytesMut::with_capacity(CHUNK);
+                    let n = file.read_buf(&mut chunk).await.map_err(|e| self.lost(e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    self.send_ftp_chunk(&mut data, chunk.freeze()).await?;
+                }
+            }
+            UploadBody::Stream => {
+                return Err(Halt::Failed(
+                    Error::new(
+                        ErrorCode::UnsupportedUrl,
+                        "an ftp: upload is sent from bytes or a file, not a stream",
+                    )
+                    .with_url(self.url.as_str()),
+                ));
+            }
+        }
+        let finished = ftp.finish(data);
+        self.within_idle(finished)
+            .await?
+            .map_err(|e| self.ftp_error(e))?;
+        // The server's verdict (226) is the response: an empty body.
+        let response = self.ftp_response(&FileFacts::default(), &None, 0);
+        self.present(response).await
+    }
+
+    async fn send_ftp_chunk(&mut self, data: &mut FtpData, chunk: Bytes) -> Result<(), Halt> {
+        let n = chunk.len();
+        let written = self.within_idle(data.write_all(&chunk)).await?;
+        written.map_err(|e| self.lost(e))?;
+        let _ = self.actor.cast(TaskMsg::Sent(n as u64));
+        Ok(())
+    }
+
+    /// Runs `fut` unless the task stops, within the idle timeout.
+    async fn within_idle<F: std::future::Future>(&mut self, fut: F) -> Result<F::Output, Halt> {
+        let idle = self.idle;
+        match unless_stopped(&mut self.gate, tokio::time::timeout(idle, fut)).await? {
+            Ok(out) => Ok(out),
+            Err(_) => Err(Halt::Failed(request_timed_out(&self.url))),
+        }
+    }
+
+    /// The response a delegate sees for an FTP transfer.
+    fn ftp_response(&self, facts: &FileFacts, etag: &Option<String>, offset: u64) -> Response {
+        let mut headers = http::HeaderMap::new();
+        if let Some(size) = facts.size {
+            headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(size.saturating_sub(offset)),
+            );
+        }
+        if let Some(modified) = facts.modified
+            && let Ok(v) = http::HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+        {
+            headers.insert(http::header::LAST_MODIFIED, v);
+        }
+        if let Some(tag) = etag
+            && let Ok(v) = http::HeaderValue::from_str(tag)
+        {
+            headers.insert(http::header::ETAG, v);
+        }
+        Response::new(
+            self.url.clone(),
+            http::StatusCode::OK,
+            http::Version::HTTP_11,
+            headers,
+        )
+    }
+
+    /// A failed FTP exchange as the task's error.
+    fn ftp_error(&self, e: FtpError) -> Halt {
+        let code = match &e {
+            FtpError::Connect(t) => {
+                return Halt::Failed(map_transport_error(
+                    courier_protocol_http::TransportError::new(t.kind(), t.to_string()),
+                    &self.url,
+                ));
+            }
+            // 530: not logged in (or not allowed to).
+            FtpError::Refused {
+                code: 530 | 331 | 332,
+                ..
+            } => ErrorCode::UserAuthenticationRequired,
+            // 550: no such file (or no access to it); 553: a name the server will not store.
+            FtpError::Refused {
+                code: 550 | 450, ..
+            } => ErrorCode::FileDoesNotExist,
+            FtpError::Refused {
+                code: 552 | 452, ..
+            } => ErrorCode::DataLengthExceedsMaximum,
+            FtpError::Refused { code: 553, .. } => ErrorCode::NoPermissionsToReadFile,
+            FtpError::Refused { .. } => ErrorCode::ResourceUnavailable,
+            FtpError::Broken(_) => ErrorCode::NetworkConnectionLost,
+        };
+        Halt::Failed(
+            Error::new(code, e.to_string())
+                .with_url(self.url.as_str())
+                .with_source(e),
+        )
+    }
+
+    fn lost(&self, e: std::io::Error) -> Halt {
+        Halt::Failed(
+            Error::new(
+                ErrorCode::NetworkConnectionLost,
+                format!("the FTP data connection failed: {e}"),
+            )
+            .with_url(self.url.as_str())
+            .with_source(e),
+        )
+    }
+}
+
+/// The validator of a file: its size and modification time together, as a strong entity tag.
+fn etag_of(facts: &FileFacts) -> Option<String> {
+    let size = facts.size?;
+    let modified = facts
+        .modified?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(format!("\"ftp-{size}-{modified}\""))
+}

@@ -1,0 +1,249 @@
+//! `ftp:` (RFC 959): a control connection that logs in and asks, and data connections (passive
+//! mode, binary) that carry a file down (`RETR`, from an offset with `REST`) or up (`STOR`).
+//! Explicit FTPS (`AUTH TLS`, RFC 4217) protects both with the session's TLS trust.
+//!
+//! suppaftp speaks the protocol; its TLS is this crate's own connector
+//! ([`SessionTls`]), so the certificate of the control and of every data connection is checked
+//! as any of the session's (its roots, or its delegate's server-trust challenge). What a reply
+//! means for a task is the engine's to say; here a failure is an [`FtpError`] with the reply's
+//! code.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use suppaftp::FtpError as Wire;
+use suppaftp::tokio::{AsyncTlsConnector, ImplAsyncFtpStream, TokioTlsStream, TransferStream};
+use suppaftp::types::FileType;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::Transport;
+use crate::connect::Connector;
+use crate::error::TransportError;
+
+/// A TLS connection made by the session's connector (its trust decided as for HTTPS).
+#[derive(Debug)]
+pub struct SessionTlsStream(tokio_rustls::client::TlsStream<TcpStream>);
+
+/// The TLS backend suppaftp uses: the session's connector.
+#[derive(Clone)]
+pub struct SessionTls {
+    connector: Connector,
+    port: u16,
+}
+
+impl fmt::Debug for SessionTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionTls").finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncTlsConnector for SessionTls {
+    type Stream = SessionTlsStream;
+
+    async fn connect(&self, domain: &str, stream: TcpStream) -> suppaftp::FtpResult<Self::Stream> {
+        self.connector
+            .secure(stream, domain, self.port)
+            .await
+            .map(SessionTlsStream)
+            .map_err(|e| Wire::SecureError(e.to_string()))
+    }
+}
+
+impl TokioTlsStream for SessionTlsStream {
+    type InnerStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+    fn tcp_stream(self) -> suppaftp::FtpResult<TcpStream> {
+        Ok(self.0.into_inner().0)
+    }
+
+    fn get_ref(&self) -> &TcpStream {
+        self.0.get_ref().0
+    }
+
+    fn mut_ref(&mut self) -> &mut Self::InnerStream {
+        &mut self.0
+    }
+}
+
+impl AsyncRead for SessionTlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SessionTlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+/// What went wrong with an FTP exchange.
+#[derive(Debug)]
+pub enum FtpError {
+    /// The connection could not be made (DNS, TCP, TLS, trust): as for HTTP.
+    Connect(TransportError),
+    /// The server's reply refused what was asked: its code (`530` not logged in, `550` no such
+    /// file, `552` no room...) and text.
+    Refused {
+        /// The reply's code.
+        code: u32,
+        /// The reply's text.
+        text: String,
+    },
+    /// The connection failed, or the server spoke something other than FTP.
+    Broken(String),
+}
+
+impl fmt::Display for FtpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FtpError::Connect(e) => write!(f, "{e}"),
+            FtpError::Refused { code, text } => write!(f, "the FTP server answered {code} {text}"),
+            FtpError::Broken(why) => write!(f, "the FTP connection failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FtpError {}
+
+impl From<Wire> for FtpError {
+    fn from(e: Wire) -> FtpError {
+        match e {
+            Wire::UnexpectedResponse(r) => FtpError::Refused {
+                code: r.status.code(),
+                text: String::from_utf8_lossy(&r.body).trim().to_owned(),
+            },
+            Wire::SecureError(why) => FtpError::Broken(format!("TLS: {why}")),
+            other => FtpError::Broken(other.to_string()),
+        }
+    }
+}
+
+/// A data connection: a file's bytes coming down or going up. Read or write it, then
+/// [`FtpSession::finish`] it to hear the server's verdict.
+pub type FtpData = TransferStream<SessionTlsStream>;
+
+/// A logged-in FTP control connection.
+pub struct FtpSession {
+    control: ImplAsyncFtpStream<SessionTlsStream>,
+}
+
+impl fmt::Debug for FtpSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FtpSession").finish_non_exhaustive()
+    }
+}
+
+/// What `SIZE` and `MDTM` said of a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileFacts {
+    /// Its size in bytes.
+    pub size: Option<u64>,
+    /// When it was last modified.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl Transport {
+    /// Connects to an FTP server; with `tls`, asks for explicit FTPS (`AUTH TLS`, then `PBSZ 0`
+    /// and `PROT P` so the data connections are protected too) before anything else is said.
+    ///
+    /// # Errors
+    /// The connection failed, the greeting was not a 220, or the server refused TLS.
+    pub async fn ftp_connect(
+        &self,
+        host: &str,
+        port: u16,
+        tls: bool,
+    ) -> Result<FtpSession, FtpError> {
+        let tcp = self
+            .connector
+            .open_tcp(host, port)
+            .await
+            .map_err(|e| FtpError::Connect(TransportError::from(e)))?;
+        let mut control = ImplAsyncFtpStream::<SessionTlsStream>::connect_with_stream(tcp).await?;
+        if tls {
+            let backend = SessionTls {
+                connector: self.connector.clone(),
+                port,
+            };
+            control = control.into_secure(backend, host).await?;
+        }
+        Ok(FtpSession { control })
+    }
+}
+
+impl FtpSession {
+    /// Logs in (anonymous: `anonymous` and any address as the password), and asks for binary
+    /// transfers.
+    ///
+    /// # Errors
+    /// `Refused` with 530 for credentials the server does not take.
+    pub async fn login(&mut self, user: &str, password: &str) -> Result<(), FtpError> {
+        self.control.login(user, password).await?;
+        self.control.transfer_type(FileType::Binary).await?;
+        Ok(())
+    }
+
+    /// The file's size and modification time, as far as the server tells them (`SIZE`, `MDTM`:
+    /// extensions of RFC 3659 that a server may lack).
+    pub async fn facts(&mut self, path: &str) -> FileFacts {
+        let size = self.control.size(path).await.ok().map(|s| s as u64);
+        let modified = self.control.mdtm(path).await.ok().map(|t| {
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(t.and_utc().timestamp().max(0) as u64)
+        });
+        FileFacts { size, modified }
+    }
+
+    /// Starts downloading `path` from `offset` (`REST`, then `RETR`).
+    ///
+    /// # Errors
+    /// `Refused` (550 for a missing file, 350's absence for an offset the server would not
+    /// take...).
+    pub async fn retrieve(&mut self, path: &str, offset: u64) -> Result<FtpData, FtpError> {
+        if offset > 0 {
+            self.control.resume_transfer(offset as usize).await?;
+        }
+        Ok(self.control.retr_as_stream(path).await?)
+    }
+
+    /// Starts uploading to `path` (`STOR`).
+    ///
+    /// # Errors
+    /// `Refused` (553 for a name the server will not store, 550 for no permission...).
+    pub async fn store(&mut self, path: &str) -> Result<FtpData, FtpError> {
+        Ok(self.control.put_with_stream(path).await?)
+    }
+
+    /// Ends a transfer and reads the server's verdict on it (226 or 250).
+    ///
+    /// # Errors
+    /// The server says the transfer failed, or the connection did.
+    pub async fn finish(&mut self, data: FtpData) -> Result<(), FtpError> {
+        Ok(data.finish().await?)
+    }
+
+    /// Says goodbye (`QUIT`); errors are of no interest by then.
+    pub async fn quit(mut self) {
+        let _ = self.control.quit().await;
+    }
+}

@@ -1,0 +1,196 @@
+//! `ftp:` URLs against a real FTP server (pyftpdlib): data and download tasks, a 100 MiB download
+//! cut into resume data and continued with `REST` byte-identical, an upload (`STOR`), a missing
+//! file, bad credentials, the cleartext policy, and explicit FTPS with the session's trust.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_engine::{CleartextPolicy, Configuration, ErrorCode, Request, Session, UploadBody};
+use courier_tests::{Event, FtpServer, Recorder, TestCa, check_invariants, sha256_hex};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn cleartext() -> Configuration {
+    let mut c = Configuration::ephemeral();
+    c.cleartext = CleartextPolicy::AllowAll;
+    c
+}
+
+fn content(size: usize) -> Vec<u8> {
+    (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_data_task_an_upload_and_the_errors() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(server) = FtpServer::start(root.path()) else {
+        return;
+    };
+    let small = content(70_000);
+    std::fs::write(root.path().join("small.bin"), &small).unwrap();
+    let session = Session::new(cleartext()).unwrap();
+
+    // Anonymous, as a completion form: the body, and a response made of SIZE and MDTM.
+    let (body, response) = session
+        .data(server.url("", "/small.bin").as_str())
+        .await
+        .unwrap();
+    assert_eq!(body.as_ref(), &small[..]);
+    assert_eq!(response.expected_content_length(), Some(70_000));
+    assert!(response.headers().contains_key("last-modified"));
+
+    // An upload from a file, as the user who may write (STOR).
+    let upload = tempfile::NamedTempFile::new().unwrap();
+    let payload = content(300_000);
+    std::fs::write(upload.path(), &payload).unwrap();
+    let request = Request::new(http::Method::PUT, &server.url("ann:pw@", "/uploaded.bin"));
+    session
+        .upload(request, UploadBody::File(upload.path().to_path_buf()))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(root.path().join("uploaded.bin")).unwrap(),
+        payload
+    );
+
+    // A missing file, and credentials the server does not take.
+    let missing = session
+        .data(server.url("", "/nope.bin").as_str())
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), ErrorCode::FileDoesNotExist, "{missing}");
+    let refused = session
+        .data(server.url("ann:wrong@", "/small.bin").as_str())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        ErrorCode::UserAuthenticationRequired,
+        "{refused}"
+    );
+    // Anonymous users may not write.
+    let denied = session
+        .upload(
+            Request::new(http::Method::PUT, &server.url("", "/anon.bin")),
+            UploadBody::Bytes(bytes::Bytes::from_static(b"x")),
+        )
+        .await
+        .unwrap_err();
+    assert!(!root.path().join("anon.bin").exists(), "{denied}");
+
+    // Cleartext FTP needs the policy to allow the host.
+    let strict = Session::new(Configuration::ephemeral()).unwrap();
+    let err = strict
+        .data(server.url("", "/small.bin").as_str())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        ErrorCode::AppTransportSecurityRequiresSecureConnection
+    );
+}
+
+#[tokio::test]
+async fn a_100_mib_download_cut_and_resumed_with_rest_is_byte_identical() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(server) = FtpServer::start(root.path()) else {
+        return;
+    };
+    const SIZE: usize = 100 << 20;
+    let data = content(SIZE);
+    std::fs::write(root.path().join("big.bin"), &data).unwrap();
+    let rec = Arc::new(Recorder::new());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = cleartext();
+    config.session_directory = Some(dir.path().join("session"));
+    // Slow enough to be cut in the middle.
+    config.maximum_receive_rate_per_task = Some(64 << 20);
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
+    let task = session
+        .download_task(server.url("", "/big.bin").as_str())
+        .unwrap();
+    task.resume();
+    rec.wait_written(WAIT, 20 << 20).await;
+    let resume = task
+        .cancel_by_producing_resume_data()
+        .await
+        .expect("resume data");
+    let cut = task.info().bytes_received();
+    assert!(cut > 0 && (cut as usize) < SIZE, "cut at {cut}");
+
+    let resumed = session.download_task_with_resume_data(&resume).unwrap();
+    resumed.resume();
+    assert_eq!(
+        rec.wait_complete(resumed.info().id(), WAIT).await,
+        Some(None)
+    );
+    let events = rec.events();
+    let finished = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Finished { task, size, sha256 } if *task == resumed.info().id() => {
+                Some((*size, sha256.clone()))
+            }
+            _ => None,
+        })
+        .expect("did_finish_downloading_to");
+    assert_eq!(finished, (SIZE as u64, sha256_hex(&data)));
+    let offset = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Resumed { task, offset, .. } if *task == resumed.info().id() => Some(*offset),
+            _ => None,
+        })
+        .expect("did_resume_at_offset");
+    assert!(offset > 0, "continued, not started over");
+    // The server was asked for the rest only.
+    assert!(
+        server.log().contains(&format!("REST {offset}")),
+        "{}",
+        server.log()
+    );
+    session.finish_tasks_and_invalidate();
+    check_invariants(&rec.wait_invalid(WAIT).await).unwrap();
+}
+
+#[tokio::test]
+async fn explicit_ftps_uses_the_sessions_trust() {
+    let root = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let Some(server) = FtpServer::start_tls(root.path(), &ca) else {
+        return;
+    };
+    let payload = content(200_000);
+    std::fs::write(root.path().join("secret.bin"), &payload).unwrap();
+    let mut config = Configuration::ephemeral();
+    config.ftp_explicit_tls = true;
+    config.trust_pem_certificates(ca.ca_pem.as_bytes()).unwrap();
+    let session = Session::new(config).unwrap();
+    let url = server
+        .url("ann:pw@", "/secret.bin")
+        .replace("127.0.0.1", "localhost");
+    // No cleartext allowance is needed: everything goes over TLS.
+    let (body, _) = session.data(url.as_str()).await.unwrap();
+    assert_eq!(body.as_ref(), &payload[..]);
+
+    // Without the CA: refused at the AUTH TLS handshake.
+    let mut strict = Configuration::ephemeral();
+    strict.ftp_explicit_tls = true;
+    let err = Session::new(strict)
+        .unwrap()
+        .data(url.as_str())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            ErrorCode::NetworkConnectionLost
+                | ErrorCode::ServerCertificateHasUnknownRoot
+                | ErrorCode::ServerCertificateUntrusted
+                | ErrorCode::SecureConnectionFailed
+        ),
+        "{err:?}"
+    );
+}
