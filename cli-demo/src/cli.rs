@@ -271,6 +271,10 @@ pub(crate) struct Options {
     /// Refuse servers that cannot speak TLS 1.3 (the default accepts TLS 1.2 and 1.3).
     #[arg(long = "tlsv1.3", global = true)]
     pub(crate) tls13: bool,
+    /// ftp:// URLs use explicit FTPS (AUTH TLS), with the session's trust (--cacert, --insecure);
+    /// without it, ftp:// is cleartext and needs --allow-http.
+    #[arg(long = "ftp-ssl", global = true)]
+    pub(crate) ftp_ssl: bool,
     /// Hosts that bypass --proxy (comma-separated names, domain suffixes, addresses, networks).
     #[arg(long, global = true, value_name = "LIST", requires = "proxy")]
     pub(crate) noproxy: Option<String>,

@@ -49,6 +49,7 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     if options.tls13 {
         config.tls_minimum_version = courier_engine::TlsVersion::Tls13;
     }
+    config.ftp_explicit_tls = options.ftp_ssl;
     if let Some(url) = &options.proxy {
         let (url, no_proxy) = (url.clone(), options.noproxy.clone().unwrap_or_default());
         config.proxy = if url.starts_with("http://") {

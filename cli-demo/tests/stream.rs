@@ -5,61 +5,33 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{data_home, stderr_events};
+use common::{PythonServer, data_home, python_server, stderr_events};
 use courier_cli::loopback::LoopbackCa;
 
-/// The server, stopped when dropped.
-struct Server(Child, u16, tempfile::TempDir);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts aiosmtpd with STARTTLS from `ca`'s leaf; `None` where python3-aiosmtpd is missing
-/// (never in CI).
-fn smtp(ca: &LoopbackCa) -> Option<Server> {
-    let usable = Command::new("/usr/bin/python3")
-        .args(["-c", "import aiosmtpd"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !usable {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tests/run.sh installs python3-aiosmtpd"
-        );
-        return None;
-    }
+/// aiosmtpd with STARTTLS from `ca`'s leaf, and the directory holding the leaf and the CA's PEM;
+/// `None` where python3-aiosmtpd is missing (never in CI).
+fn smtp(ca: &LoopbackCa) -> Option<(PythonServer, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = ca.leaf_pem();
     std::fs::write(dir.path().join("leaf.pem"), cert).unwrap();
     std::fs::write(dir.path().join("leaf.key"), key).unwrap();
     std::fs::write(dir.path().join("ca.pem"), &ca.ca_pem).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("/usr/bin/python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-        .arg("--tlscert")
-        .arg(dir.path().join("leaf.pem"))
-        .arg("--tlskey")
-        .arg(dir.path().join("leaf.key"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "aiosmtpd listens");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Some(Server(child, port, dir))
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let args = [
+        "-m".to_owned(),
+        "aiosmtpd".into(),
+        "-n".into(),
+        "-l".into(),
+        "127.0.0.1:{port}".into(),
+        "--tlscert".into(),
+        path("leaf.pem"),
+        "--tlskey".into(),
+        path("leaf.key"),
+    ];
+    let server = python_server("aiosmtpd", &args)?;
+    Some((server, dir))
 }
 
 fn stream(args: &[&str], input: &str) -> std::process::Output {
@@ -81,9 +53,11 @@ fn stream(args: &[&str], input: &str) -> std::process::Output {
 #[test]
 fn starttls_after_the_servers_go_ahead_then_stdin_over_tls() {
     let ca = LoopbackCa::new();
-    let Some(server) = smtp(&ca) else { return };
-    let ca_pem = server.2.path().join("ca.pem");
-    let port = server.1.to_string();
+    let Some((server, dir)) = smtp(&ca) else {
+        return;
+    };
+    let ca_pem = dir.path().join("ca.pem");
+    let port = server.port.to_string();
     let out = stream(
         &[
             "--cacert",

@@ -5,55 +5,9 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{data_home, names, stderr_events};
-
-/// The server, stopped when dropped.
-struct Server(Child, u16);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the echo server; `None` where python3-websockets is missing (never in CI).
-fn server() -> Option<Server> {
-    let usable = Command::new("/usr/bin/python3")
-        .args(["-c", "import websockets"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !usable {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tests/run.sh installs python3-websockets"
-        );
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/servers/websockets_echo.py"
-    );
-    let child = Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(port.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the server listens");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Some(Server(child, port))
-}
+use common::{data_home, names, python_server, server_script, stderr_events};
 
 /// Runs `courier ws ARGS` with `input` on stdin, holding stdin open for `hold` before closing it.
 fn ws(args: &[&str], input: &str, hold: std::time::Duration) -> std::process::Output {
@@ -75,8 +29,11 @@ fn ws(args: &[&str], input: &str, hold: std::time::Duration) -> std::process::Ou
 
 #[test]
 fn lines_go_out_as_messages_and_come_back_then_a_normal_closure_exits_0() {
-    let Some(server) = server() else { return };
-    let url = format!("ws://127.0.0.1:{}/echo", server.1);
+    let args = [server_script("websockets_echo.py"), "{port}".into()];
+    let Some(server) = python_server("websockets", &args) else {
+        return;
+    };
+    let url = format!("ws://127.0.0.1:{}/echo", server.port);
     let out = ws(
         &["--allow-http", "--protocol", "chat", "--events", "-", &url],
         "hello\nworld\n",
@@ -124,8 +81,11 @@ fn lines_go_out_as_messages_and_come_back_then_a_normal_closure_exits_0() {
 
 #[test]
 fn a_close_other_than_normal_from_the_server_exits_1() {
-    let Some(server) = server() else { return };
-    let url = format!("ws://127.0.0.1:{}/close/4001", server.1);
+    let args = [server_script("websockets_echo.py"), "{port}".into()];
+    let Some(server) = python_server("websockets", &args) else {
+        return;
+    };
+    let url = format!("ws://127.0.0.1:{}/close/4001", server.port);
     // Stdin stays open: the server closes first.
     let out = ws(
         &["--allow-http", "--events", "-", &url],

@@ -128,10 +128,17 @@ impl std::error::Error for FtpError {}
 impl From<Wire> for FtpError {
     fn from(e: Wire) -> FtpError {
         match e {
-            Wire::UnexpectedResponse(r) => FtpError::Refused {
-                code: r.status.code(),
-                text: String::from_utf8_lossy(&r.body).trim().to_owned(),
-            },
+            Wire::UnexpectedResponse(r) => {
+                let code = r.status.code();
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                // The reply's text, without the code it starts with.
+                let text = body
+                    .trim()
+                    .trim_start_matches(&code.to_string())
+                    .trim_start_matches(['-', ' '])
+                    .to_owned();
+                FtpError::Refused { code, text }
+            }
             Wire::SecureError(why) => FtpError::Broken(format!("TLS: {why}")),
             other => FtpError::Broken(other.to_string()),
         }

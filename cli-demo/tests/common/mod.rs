@@ -80,3 +80,57 @@ pub(crate) fn stderr_events(out: &Output) -> Vec<Value> {
     check_stream(&ev);
     ev
 }
+
+/// A server run by Debian's Python for a test (a library nobody here wrote: `websockets`,
+/// `aiosmtpd`, `pyftpdlib`); stopped when dropped.
+pub(crate) struct PythonServer {
+    child: std::process::Child,
+    /// The loopback port it listens on.
+    pub(crate) port: u16,
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `/usr/bin/python3 ARGS` (each `{port}` in them replaced by a free loopback port) once
+/// `module` imports, and waits until it listens. `None` where the module is missing, which only
+/// a machine outside CI may be (`tests/run.sh` installs it).
+pub(crate) fn python_server(module: &str, args: &[String]) -> Option<PythonServer> {
+    let usable = Command::new("/usr/bin/python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tests/run.sh installs the Python module {module}"
+        );
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("/usr/bin/python3")
+        .args(args.iter().map(|a| a.replace("{port}", &port.to_string())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{module} listens");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(PythonServer { child, port })
+}
+
+/// A script of the engine's tests (`tests/servers/NAME`), for a Python server.
+pub(crate) fn server_script(name: &str) -> String {
+    format!("{}/../tests/servers/{name}", env!("CARGO_MANIFEST_DIR"))
+}

@@ -1,0 +1,79 @@
+//! `ftp://` through the `courier` command against a real FTP server (pyftpdlib, from the script
+//! the engine's tests use): `download`, `get`, `upload --file`, a missing file's exit status, and
+//! the cleartext policy.
+
+mod common;
+
+use std::process::Command;
+
+use common::{courier, data_home, python_server, server_script};
+
+#[test]
+fn download_get_and_upload_over_ftp() {
+    let root = tempfile::tempdir().unwrap();
+    let args = [
+        server_script("ftp_server.py"),
+        "{port}".into(),
+        root.path().display().to_string(),
+    ];
+    let Some(server) = python_server("pyftpdlib", &args) else {
+        return;
+    };
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(root.path().join("file.bin"), &data).unwrap();
+    let url =
+        |userinfo: &str, path: &str| format!("ftp://{userinfo}127.0.0.1:{}{path}", server.port);
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("file.bin");
+
+    let out = courier(&[
+        "download",
+        "--allow-http",
+        "-q",
+        "-o",
+        target.to_str().unwrap(),
+        &url("", "/file.bin"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), data);
+
+    let out = courier(&["get", "--allow-http", &url("", "/file.bin")]);
+    assert_eq!(out.stdout, data);
+
+    let upload = out_dir.path().join("up.txt");
+    std::fs::write(&upload, b"sent over ftp\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args([
+            "upload",
+            "--allow-http",
+            "--file",
+            upload.to_str().unwrap(),
+            &url("ann:pw@", "/up.txt"),
+        ])
+        .env("XDG_DATA_HOME", data_home())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("up.txt")).unwrap(),
+        b"sent over ftp\n"
+    );
+
+    // A missing file: exit 1, the error named; and without --allow-http, refused.
+    let out = courier(&["get", "--allow-http", &url("", "/missing.bin")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("file_does_not_exist -1100"));
+    let out = courier(&["get", &url("", "/file.bin")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-1022"));
+}
