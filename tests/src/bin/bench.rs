@@ -22,7 +22,8 @@
 //!    against `curl -T` (`bench/transfers.rs`).
 //! 6. Last, a 1 GiB download to a file from nginx (HTTP/1.1, then HTTPS with HTTP/2): courier (a
 //!    fresh process per run, the engine's completion form on a current-thread runtime, as the CLI
-//!    runs it) against `curl -o`, and courier's peak RSS (VmHWM).
+//!    runs it) against `curl -o`, and courier's peak RSS (VmHWM); then the same from an FTP server
+//!    (pyftpdlib) against `curl -o ftp://` (`--only ftp`).
 //!
 //! One part alone, printed and not written to the report: `--only small [--requests N] [--side
 //! NAME]` (`--side "courier current-thread"` runs that side alone, for a profile), `--only
@@ -430,6 +431,9 @@ fn main() {
             return;
         }
         Some("background") => return background::run(&courier_binary(), arg("--rounds", 5)),
+        Some("ftp") => {
+            return transfers::ftp_download(&mut report, arg("--download-pairs", 5), 1 << 30);
+        }
         Some("ws") => {
             return web_socket::run(
                 &mut report,
@@ -494,6 +498,7 @@ fn main() {
     transfers::upload(&mut report, pairs, size);
     transfers::download(&mut report, pairs, false, size);
     transfers::download(&mut report, pairs, true, size);
+    transfers::ftp_download(&mut report, pairs, size);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")

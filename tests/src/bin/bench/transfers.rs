@@ -503,3 +503,66 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
         note: String::new(),
     });
 }
+
+/// A download from a real FTP server (pyftpdlib) to a file: courier (a fresh process per run, as
+/// `download-once` runs it) against `curl -o ftp://...`, alternating.
+pub(crate) fn ftp_download(report: &mut Report, pairs: usize, size: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).expect("root");
+    courier_tests::write_random_file(&root.join("big.bin"), size, 7).expect("the file");
+    let Some(server) = courier_tests::FtpServer::start(&root) else {
+        println!("# ftp download: skipped (no pyftpdlib)");
+        return;
+    };
+    let url = server.url("", "/big.bin");
+    let out = dir.path().join("out.bin");
+    let out_arg = out.to_str().expect("a UTF-8 path");
+    let check = || {
+        assert_eq!(
+            std::fs::metadata(&out).map(|m| m.len()).ok(),
+            Some(size as u64)
+        );
+        let _ = std::fs::remove_file(&out);
+    };
+    let run_courier = || -> f64 {
+        let (took, _) = child_with(&["download-once", &url, out_arg], &[]);
+        check();
+        took
+    };
+    let run_curl = || -> f64 {
+        let started = Instant::now();
+        let status = Command::new("curl")
+            .args(["-s", "-o"])
+            .arg(&out)
+            .arg(&url)
+            .status()
+            .expect("curl runs");
+        let took = started.elapsed().as_secs_f64();
+        assert!(status.success());
+        check();
+        took
+    };
+    let what = megabytes(size);
+    println!("# {what} download to a file from pyftpdlib over loopback; {pairs} interleaved pairs");
+    let _ = (run_courier(), run_curl()); // warm-up: the file is in the page cache for both
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (c, k) = (run_courier(), run_curl());
+        println!(
+            "pair {i:2}: courier {c:.3} s  curl {k:.3} s  ratio {:.2}",
+            c / k
+        );
+        ours.push(c);
+        theirs.push(k);
+    }
+    report.add(Scenario {
+        name: format!("{what} download to a file, ftp:"),
+        unit: Unit::Seconds,
+        courier: vec![Side::new("courier library (current-thread)", ours)],
+        peers: vec![Side::new("curl -o ftp://", theirs)],
+        target: Target::AtMostTimesBestPeer(1.0),
+        note: "the server is pyftpdlib (Python), the same for both sides: probably the bound"
+            .into(),
+    });
+}
