@@ -17,6 +17,9 @@ pub enum AuthenticationMethod {
     ServerTrust,
     /// The server asks for a client certificate (session level).
     ClientCertificate,
+    /// A user and password for a protocol with no scheme of its own: an FTP server's login
+    /// (URLSession's `NSURLAuthenticationMethodDefault`).
+    Default,
 }
 
 impl AuthenticationMethod {
@@ -27,6 +30,7 @@ impl AuthenticationMethod {
             AuthenticationMethod::HttpDigest => "http_digest",
             AuthenticationMethod::ServerTrust => "server_trust",
             AuthenticationMethod::ClientCertificate => "client_certificate",
+            AuthenticationMethod::Default => "default",
         }
     }
 }
@@ -38,7 +42,7 @@ pub struct ProtectionSpace {
     pub host: String,
     /// The port.
     pub port: u16,
-    /// `http` or `https`.
+    /// `http`, `https` or `ftp`.
     pub protocol: String,
     /// The realm the server named, if any.
     pub realm: Option<String>,

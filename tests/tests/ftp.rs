@@ -194,3 +194,39 @@ async fn explicit_ftps_uses_the_sessions_trust() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_login_is_a_challenge_for_the_ftp_protection_space() {
+    use courier_engine::{AuthChallengeDisposition, Credential, CredentialPersistence};
+    let root = tempfile::tempdir().unwrap();
+    let Some(server) = FtpServer::start(root.path()) else {
+        return;
+    };
+    std::fs::write(root.path().join("f.txt"), b"for ann").unwrap();
+    let ann = Credential::password("ann", "pw", CredentialPersistence::None);
+    let rec = Arc::new(Recorder::challenged([
+        AuthChallengeDisposition::UseCredential(Some(ann)),
+    ]));
+    let session = Session::with_delegate(cleartext(), rec.clone()).unwrap();
+    let task = session
+        .data_task(server.url("ann:wrong@", "/f.txt").as_str())
+        .unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    assert_eq!(rec.body(), b"for ann");
+    let challenges: Vec<_> = rec
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Challenge {
+                method,
+                previous_failure_count,
+                ..
+            } => Some((method, previous_failure_count)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(challenges, vec![("default", 0)]);
+    session.finish_tasks_and_invalidate();
+    check_invariants(&rec.wait_invalid(WAIT).await).unwrap();
+}

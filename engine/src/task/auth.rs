@@ -164,6 +164,57 @@ impl Authenticator {
         Answer::Deliver
     }
 
+    /// An FTP server refused a login (`530`): asks the delegate for a user and password for the
+    /// server's protection space (protocol `ftp`, method `Default`), URLSession's way. Default
+    /// handling takes the credential store's, never one it tried already. `None`: no more tries
+    /// (the task fails with the server's refusal).
+    pub(crate) async fn on_ftp_refusal(
+        &mut self,
+        ctx: &SessionContext,
+        info: &TaskInfo,
+        url: &Url,
+        refusal: &Response,
+    ) -> Option<Credential> {
+        let space = ProtectionSpace {
+            host: url.host_str().unwrap_or("").to_owned(),
+            port: url.port().unwrap_or(21),
+            protocol: "ftp".to_owned(),
+            realm: None,
+            method: AuthenticationMethod::Default,
+            proxy_type: None,
+        };
+        // The credential tried last was refused: forgotten.
+        if let Some((refused, _)) = self.pending.take()
+            && let Some(store) = &ctx.credentials
+        {
+            store.remove(&refused);
+        }
+        let previous = self.attempts.get(&space).copied().unwrap_or(0);
+        if previous >= MAX_ATTEMPTS {
+            return None;
+        }
+        let tried = self.tried.get(&space).map(Vec::as_slice).unwrap_or(&[]);
+        let proposed = ctx
+            .credentials
+            .as_ref()
+            .and_then(|store| store.credential(&space))
+            .filter(|c| !tried.contains(c));
+        let credential = match ask(ctx, info, &space, proposed.clone(), previous, refusal).await {
+            AuthChallengeDisposition::UseCredential(Some(c)) => c,
+            AuthChallengeDisposition::UseCredential(None)
+            | AuthChallengeDisposition::CancelAuthenticationChallenge
+            | AuthChallengeDisposition::RejectProtectionSpace => return None,
+            _ => {
+                let c = proposed?;
+                self.tried.entry(space.clone()).or_default().push(c.clone());
+                c
+            }
+        };
+        *self.attempts.entry(space.clone()).or_insert(0) += 1;
+        self.pending = Some((space, credential.clone()));
+        Some(credential)
+    }
+
     /// The server accepted the last credential (and the proxy its own, when the answer is not
     /// its 407): keep them as their persistence says.
     pub(crate) fn accepted(&mut self, ctx: &SessionContext, by_proxy_only: bool) {

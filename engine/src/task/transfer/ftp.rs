@@ -48,8 +48,7 @@ impl Run {
             .within_idle(connecting)
             .await?
             .map_err(|e| self.ftp_error(e))?;
-        let logged_in = self.within_idle(ftp.login(&user, &password)).await?;
-        logged_in.map_err(|e| self.ftp_error(e))?;
+        self.ftp_login(&mut ftp, user, password).await?;
         let outcome = match body {
             Some(body) => self.ftp_upload(&mut ftp, &path, body).await,
             None => self.ftp_download(&mut ftp, &path).await,
@@ -58,6 +57,47 @@ impl Run {
             ftp.quit().await;
         }
         outcome
+    }
+
+    /// Logs in with `user` and `password`; when the server refuses (530), asks the delegate for
+    /// others (a challenge for the `ftp` protection space), as long as it gives some.
+    async fn ftp_login(
+        &mut self,
+        ftp: &mut FtpSession,
+        mut user: String,
+        mut password: String,
+    ) -> Result<(), Halt> {
+        loop {
+            let logged_in = self.within_idle(ftp.login(&user, &password)).await?;
+            let refusal = match logged_in {
+                Ok(()) => {
+                    self.auth.accepted(&self.ctx, false);
+                    return Ok(());
+                }
+                Err(FtpError::Refused { code: 530, text }) => text,
+                Err(e) => return Err(self.ftp_error(e)),
+            };
+            let (ctx, info, url) = (self.ctx.clone(), self.info.clone(), self.url.clone());
+            let seen = Response::new(
+                url.clone(),
+                http::StatusCode::UNAUTHORIZED,
+                http::Version::HTTP_11,
+                http::HeaderMap::new(),
+            );
+            let asking = self.auth.on_ftp_refusal(&ctx, &info, &url, &seen);
+            match unless_stopped(&mut self.gate, asking).await? {
+                Some(credential) => {
+                    user = credential.user().to_owned();
+                    password = credential.secret().to_owned();
+                }
+                None => {
+                    return Err(self.ftp_error(FtpError::Refused {
+                        code: 530,
+                        text: refusal,
+                    }));
+                }
+            }
+        }
     }
 
     async fn ftp_download(&mut self, ftp: &mut FtpSession, path: &str) -> Result<(), Halt> {
