@@ -72,6 +72,42 @@ fn seconds(secs: f64) -> Result<Duration, Failure> {
         .ok_or_else(|| Failure::usage(format!("not a usable number of seconds: {secs}")))
 }
 
+/// `--user` as the login of the `ftp://` servers among `urls` (those that name no user): FTP has
+/// no challenge before its login, so the credential goes to the session's store (for this run
+/// only) as the server's default credential, which the engine tries first (curl's `--user`).
+pub(crate) fn ftp_logins<'a>(
+    session: &courier_engine::Session,
+    urls: impl IntoIterator<Item = &'a str>,
+    options: &Options,
+) {
+    let (Some(userinfo), Some(store)) = (&options.user, session.credential_storage()) else {
+        return;
+    };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo.as_str(), ""));
+    for url in urls {
+        let Ok(url) = courier_engine::reexports::url::Url::parse(url) else {
+            continue;
+        };
+        if url.scheme() != "ftp" || !url.username().is_empty() {
+            continue;
+        }
+        let space = courier_engine::ProtectionSpace {
+            host: url.host_str().unwrap_or("").to_owned(),
+            port: url.port().unwrap_or(21),
+            protocol: "ftp".to_owned(),
+            realm: None,
+            method: courier_engine::AuthenticationMethod::Default,
+            proxy_type: None,
+        };
+        let login = courier_engine::Credential::password(
+            user,
+            password,
+            courier_engine::CredentialPersistence::ForSession,
+        );
+        store.set(&space, login);
+    }
+}
+
 /// Builds one request for `url` from the options.
 pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> {
     let mut request = Request::get(url);

@@ -86,6 +86,11 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     delegate.apply(options);
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
+    let fresh = jobs.iter().filter_map(|job| match job {
+        Job::Fresh(request) => Some(request.url_str()),
+        Job::Resume(..) => None,
+    });
+    common::ftp_logins(&session, fresh, options);
 
     let mut used: HashSet<PathBuf> = HashSet::new();
     let mut running: HashMap<u64, Running> = HashMap::new();

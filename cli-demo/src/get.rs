@@ -41,6 +41,7 @@ pub(crate) async fn run(
     delegate.apply(options);
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(config, delegate.clone())?;
+    common::ftp_logins(&session, urls.iter().map(String::as_str), options);
 
     let mut waiting: VecDeque<Request> = requests.into();
     let mut running = 0usize;

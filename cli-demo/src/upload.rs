@@ -52,6 +52,7 @@ pub(crate) async fn run(
     }
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
+    crate::common::ftp_logins(&session, [url.as_str()], options);
     let task = session.upload_task(request, body)?;
     delegate.bars().add(task.info().id(), &label);
     task.resume();

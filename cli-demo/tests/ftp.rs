@@ -69,6 +69,28 @@ fn download_get_and_upload_over_ftp() {
         b"sent over ftp\n"
     );
 
+    // `--user` is the login for a URL that names no user (curl's way): only ann may write.
+    let out = Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args([
+            "upload",
+            "--allow-http",
+            "--user",
+            "ann:pw",
+            "--file",
+            upload.to_str().unwrap(),
+            &url("", "/by-user.txt"),
+        ])
+        .env("XDG_DATA_HOME", data_home())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(root.path().join("by-user.txt").exists());
+
     // A missing file: exit 1, the error named; and without --allow-http, refused.
     let out = courier(&["get", "--allow-http", &url("", "/missing.bin")]);
     assert_eq!(out.status.code(), Some(1));

@@ -175,14 +175,7 @@ impl Authenticator {
         url: &Url,
         refusal: &Response,
     ) -> Option<Credential> {
-        let space = ProtectionSpace {
-            host: url.host_str().unwrap_or("").to_owned(),
-            port: url.port().unwrap_or(21),
-            protocol: "ftp".to_owned(),
-            realm: None,
-            method: AuthenticationMethod::Default,
-            proxy_type: None,
-        };
+        let space = ftp_space(url);
         // The credential tried last was refused: forgotten.
         if let Some((refused, _)) = self.pending.take()
             && let Some(store) = &ctx.credentials
@@ -317,6 +310,39 @@ impl Authenticator {
 }
 
 /// Asks the delegate, or answers as default handling when the session has none.
+/// An FTP server's protection space: protocol `ftp`, method `Default`, no realm.
+pub(crate) fn ftp_space(url: &Url) -> ProtectionSpace {
+    ProtectionSpace {
+        host: url.host_str().unwrap_or("").to_owned(),
+        port: url.port().unwrap_or(21),
+        protocol: "ftp".to_owned(),
+        realm: None,
+        method: AuthenticationMethod::Default,
+        proxy_type: None,
+    }
+}
+
+/// The login to try first on an FTP server: the URL's user and password, else the credential
+/// store's for the server (URLSession's default credential), else anonymous.
+pub(crate) fn ftp_login(ctx: &SessionContext, url: &Url) -> (String, String) {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    if !url.username().is_empty() {
+        return (decode(url.username()), decode(url.password().unwrap_or("")));
+    }
+    match ctx
+        .credentials
+        .as_ref()
+        .and_then(|store| store.credential(&ftp_space(url)))
+    {
+        Some(c) => (c.user().to_owned(), c.secret().to_owned()),
+        None => ("anonymous".to_owned(), "courier@".to_owned()),
+    }
+}
+
 async fn ask(
     ctx: &SessionContext,
     info: &TaskInfo,

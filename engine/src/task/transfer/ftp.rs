@@ -1,4 +1,5 @@
-//! An `ftp:` URL's transfer: log in (the URL's user and password, else anonymous), then a file
+//! An `ftp:` URL's transfer: log in (the URL's user and password, else the credential store's for
+//! the server, else anonymous; a refusal is a challenge for the delegate), then a file
 //! down (`SIZE` and `MDTM`, `RETR`, from where a stopped download ended with `REST`) or up
 //! (`STOR`), through the same gate, timeouts and delivery as HTTP.
 //!
@@ -30,17 +31,7 @@ impl Run {
         let path = percent_encoding::percent_decode_str(self.url.path())
             .decode_utf8_lossy()
             .into_owned();
-        let (user, password) = match self.url.username() {
-            "" => ("anonymous".to_owned(), "courier@".to_owned()),
-            user => (
-                percent_encoding::percent_decode_str(user)
-                    .decode_utf8_lossy()
-                    .into_owned(),
-                percent_encoding::percent_decode_str(self.url.password().unwrap_or(""))
-                    .decode_utf8_lossy()
-                    .into_owned(),
-            ),
-        };
+        let (user, password) = crate::task::auth::ftp_login(&self.ctx, &self.url);
         let transport = self.ctx.transport.clone();
         let tls = self.ctx.config.ftp_explicit_tls;
         let connecting = transport.ftp_connect(&host, port, tls);
