@@ -718,6 +718,17 @@ impl DataDelegate for CliDelegate {
         );
     }
 
+    fn did_become_stream_task(&self, task: &TaskInfo, stream_task: &TaskInfo) {
+        let mut inner = self.inner();
+        let fields = json!({ "stream_task": stream_task.id() });
+        self.emit(
+            &mut inner,
+            "did_become_stream_task",
+            Some(task.id()),
+            fields,
+        );
+    }
+
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
         let mut inner = self.inner();
         if !inner.discarding.contains(&task.id()) && inner.body.write_all(data).is_err() {

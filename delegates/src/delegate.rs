@@ -273,6 +273,16 @@ pub trait DataDelegate: Send + Sync + 'static {
         left_at_default(self, Callback::BecomeDownload);
     }
 
+    /// The data task `task` became the stream task `stream_task` (its answer to
+    /// `did_receive_response` was [`ResponseDisposition::BecomeStream`]): the connection that
+    /// answered `101 Switching Protocols` is the stream task's. URLSession hands the task object
+    /// itself; here the handle comes from `Session::adopt_stream_task(stream_task.id())`, once. The data
+    /// task gets no more messages, not even `did_complete`.
+    fn did_become_stream_task(&self, task: &TaskInfo, stream_task: &TaskInfo) {
+        let _ = (task, stream_task);
+        left_at_default(self, Callback::BecomeStream);
+    }
+
     /// The response can be stored in the URL cache (after its last data, before completion).
     /// Answer with it (the default), a changed one, or `None` to keep it out of the cache.
     fn will_cache_response(

@@ -94,6 +94,8 @@ pub enum Callback {
     WebSocketOpen,
     /// [`TaskDelegate::did_close_with`](crate::TaskDelegate::did_close_with).
     WebSocketClose,
+    /// [`DataDelegate::did_become_stream_task`](crate::DataDelegate::did_become_stream_task).
+    BecomeStream,
     /// [`TaskDelegate::read_closed`](crate::TaskDelegate::read_closed).
     ReadClosed,
     /// [`TaskDelegate::write_closed`](crate::TaskDelegate::write_closed).

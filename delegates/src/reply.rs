@@ -60,6 +60,12 @@ pub enum ResponseDisposition {
     /// which receives the body into a file (`did_write_data`, `did_finish_downloading_to`,
     /// `did_complete`). The data task hears nothing more, not even `did_complete`.
     BecomeDownload,
+    /// Turn the data task into a stream task on the same connection: `did_become_stream_task`
+    /// names the new task, whose handle `Session::adopt_stream_task` gives (by its identifier). Only for a
+    /// `101 Switching Protocols` answer over HTTP/1.1 (a request that asked for `Upgrade`): the
+    /// connection is the new protocol's. For any other answer it cancels the task, which completes
+    /// with `-999`. The data task hears nothing more, not even `did_complete`.
+    BecomeStream,
 }
 
 impl ResponseDisposition {
@@ -68,6 +74,7 @@ impl ResponseDisposition {
         match self {
             ResponseDisposition::Allow => "allow",
             ResponseDisposition::Cancel => "cancel",
+            ResponseDisposition::BecomeStream => "become_stream",
             ResponseDisposition::BecomeDownload => "become_download",
         }
     }

@@ -39,6 +39,9 @@ pub(crate) struct SessionContext {
     pub(crate) tasks_queue: OnceLock<DeliveryQueue>,
     /// HTTP/1.1 requests waiting for a turn with their host, highest priority first.
     pub(crate) host_queue: crate::task::transfer::host_queue::HostQueue,
+    /// Stream tasks that data tasks became, until the application adopts their handles
+    /// (`Session::adopt_stream_task`) or they complete.
+    pub(crate) adoptable: std::sync::Mutex<std::collections::HashMap<u64, crate::task::StreamTask>>,
 }
 
 /// The session-level delegate of a session that has none, behind the queue its tasks' own

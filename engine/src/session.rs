@@ -261,6 +261,7 @@ impl Session {
             tally: Arc::default(),
             tasks_queue: std::sync::OnceLock::new(),
             host_queue: crate::task::transfer::host_queue::HostQueue::new(per_host),
+            adoptable: std::sync::Mutex::default(),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
         let runtime = runtime
@@ -344,6 +345,20 @@ impl Session {
     /// it was given; `None` when configured with none.
     pub fn cookie_storage(&self) -> Option<Arc<CookieStorage>> {
         self.inner.ctx.cookies.clone()
+    }
+
+    /// The handle of the stream task a data task became
+    /// ([`ResponseDisposition::BecomeStream`](courier_delegates::ResponseDisposition)), by the
+    /// identifier `did_become_stream_task` names: given once, while the task runs. URLSession hands the task object
+    /// to the delegate itself; the delegate crate here knows no handles, so the session keeps it
+    /// until asked.
+    pub fn adopt_stream_task(&self, stream_task: u64) -> Option<crate::task::StreamTask> {
+        self.inner
+            .ctx
+            .adoptable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&stream_task)
     }
 
     /// The session's credential storage (`configuration.urlCredentialStorage`).

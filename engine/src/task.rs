@@ -114,8 +114,9 @@ pub(crate) enum TaskReport {
     Control(u64, Control),
     /// The last handle of a task that was never resumed was dropped.
     HandlesDropped(u64),
-    /// The data task `old` became a download task, carried on by the same actor.
-    BecameDownload {
+    /// The data task `old` became another task (a download, a stream), carried on by the same
+    /// actor.
+    Became {
         old: u64,
         recorder: TaskRecorder,
         terminal: Terminal,

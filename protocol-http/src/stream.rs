@@ -20,9 +20,25 @@ pub enum RawStream {
     Plain(TcpStream),
     /// TLS over the same TCP connection.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// An HTTP/1.1 connection whose `101 Switching Protocols` handed it over (a data task that
+    /// became a stream task): whatever TLS it had stays under it.
+    Upgraded(hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>),
 }
 
 impl RawStream {
+    /// Takes over the connection of a `101` answer (`OnUpgrade`, from its extensions).
+    ///
+    /// # Errors
+    /// The connection could not be taken over.
+    pub async fn upgraded(upgrade: hyper::upgrade::OnUpgrade) -> Result<RawStream, TransportError> {
+        upgrade
+            .await
+            .map(|io| RawStream::Upgraded(hyper_util::rt::TokioIo::new(io)))
+            .map_err(|e| {
+                TransportError::new(crate::TransportErrorKind::ConnectionLost, e.to_string())
+            })
+    }
+
     /// True once TLS runs on it.
     pub fn is_secure(&self) -> bool {
         matches!(self, RawStream::Tls(_))
@@ -94,6 +110,7 @@ impl AsyncRead for RawStream {
         match self.get_mut() {
             RawStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             RawStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            RawStream::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -107,6 +124,7 @@ impl AsyncWrite for RawStream {
         match self.get_mut() {
             RawStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             RawStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            RawStream::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -114,6 +132,7 @@ impl AsyncWrite for RawStream {
         match self.get_mut() {
             RawStream::Plain(s) => Pin::new(s).poll_flush(cx),
             RawStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            RawStream::Upgraded(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -121,6 +140,7 @@ impl AsyncWrite for RawStream {
         match self.get_mut() {
             RawStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             RawStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            RawStream::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

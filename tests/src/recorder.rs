@@ -134,6 +134,13 @@ pub enum Event {
         /// Task identifier.
         task: u64,
     },
+    /// `did_become_stream_task`.
+    BecameStreamTask {
+        /// The data task.
+        task: u64,
+        /// The stream task it became.
+        stream: u64,
+    },
     /// `did_become_streams`.
     BecameStreams {
         /// Task identifier.
@@ -223,6 +230,7 @@ impl Event {
             Event::ReadClosed { .. } => "read_closed",
             Event::WriteClosed { .. } => "write_closed",
             Event::BecameStreams { .. } => "became_streams",
+            Event::BecameStreamTask { .. } => "became_stream_task",
             Event::Closed { .. } => "closed",
             Event::Sent { .. } => "sent",
             Event::Redirect { .. } => "redirect",
@@ -254,6 +262,7 @@ impl Event {
             | Event::ReadClosed { task }
             | Event::WriteClosed { task }
             | Event::BecameStreams { task }
+            | Event::BecameStreamTask { task, .. }
             | Event::Closed { task, .. }
             | Event::Sent { task, .. }
             | Event::Redirect { task, .. }
@@ -696,6 +705,13 @@ impl TaskDelegate for Recorder {
 }
 
 impl DataDelegate for Recorder {
+    fn did_become_stream_task(&self, task: &TaskInfo, stream_task: &TaskInfo) {
+        self.push(Event::BecameStreamTask {
+            task: task.id(),
+            stream: stream_task.id(),
+        });
+    }
+
     fn did_receive_response(
         &self,
         task: &TaskInfo,

@@ -245,3 +245,78 @@ async fn starttls_to_an_unknown_ca_is_refused_by_default() {
     );
     finish(session, &rec).await;
 }
+
+#[tokio::test]
+async fn a_data_task_answered_101_becomes_a_stream_task_on_the_same_connection() {
+    use courier_engine::{CleartextPolicy, Request, ResponseDisposition};
+    // A server that switches to a line protocol of its own after the 101: "ping" gets "pong".
+    let port = serve_once(|mut socket| async move {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        socket
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: lines\r\nconnection: upgrade\r\n\r\nhello\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = socket.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            if buf[..n].starts_with(b"ping") {
+                socket.write_all(b"pong\n").await.unwrap();
+            }
+        }
+    })
+    .await;
+    let rec = Arc::new(Recorder::answering(ResponseDisposition::BecomeStream));
+    let mut config = Configuration::ephemeral();
+    config.cleartext = CleartextPolicy::AllowAll;
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
+    let request = Request::get(&format!("http://127.0.0.1:{port}/upgrade"))
+        .with_header(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("lines"),
+        )
+        .with_header(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
+    let data = session.data_task(request).unwrap();
+    data.resume();
+    let events = rec
+        .wait_for(WAIT, |e| {
+            e.iter()
+                .any(|e| matches!(e, Event::BecameStreamTask { .. }))
+        })
+        .await;
+    let stream_id = events
+        .iter()
+        .find_map(|e| match e {
+            Event::BecameStreamTask { task, stream } if *task == data.info().id() => Some(*stream),
+            _ => None,
+        })
+        .unwrap();
+    let stream = session
+        .adopt_stream_task(stream_id)
+        .expect("the stream task's handle");
+    assert!(session.adopt_stream_task(stream_id).is_none(), "given once");
+    // What came after the 101 head is the stream's first bytes.
+    assert_eq!(read_until(&stream, "\n").await, "hello\n");
+    stream.write(&b"ping\n"[..], WAIT).await.unwrap();
+    assert_eq!(read_until(&stream, "\n").await, "pong\n");
+    stream.close_write();
+    assert_eq!(rec.wait_complete(stream_id, WAIT).await, Some(None));
+    let events = finish(session, &rec).await;
+    // The data task got no did_complete.
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Complete { task, .. } if *task == data.info().id()))
+    );
+}

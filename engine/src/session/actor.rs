@@ -183,7 +183,7 @@ impl Actor for SessionActor {
                         .collect();
                     let _ = reply.send(tasks);
                 }
-                SessionMsg::Task(TaskReport::BecameDownload {
+                SessionMsg::Task(TaskReport::Became {
                     old,
                     recorder,
                     terminal,

@@ -370,6 +370,16 @@ impl Actor for TaskActor {
                     st.become_download();
                     (TaskEvent::BodyAllowed, Payload::None)
                 }
+                TaskMsg::Disposition(ResponseDisposition::BecomeStream)
+                    if st.machine.phase() == Phase::AwaitingDisposition
+                        && st.machine.state() != TaskState::Canceling
+                        && st.info.response().is_some_and(|r| {
+                            r.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                        }) =>
+                {
+                    st.become_stream();
+                    (TaskEvent::BodyAllowed, Payload::None)
+                }
                 TaskMsg::Disposition(_) => (TaskEvent::Cancel, Payload::None),
             };
             st.apply(&me, event, payload).await;
@@ -555,6 +565,14 @@ impl TaskActorState {
                 };
                 if let Some(waiter) = self.resume_waiter.take() {
                     let _ = waiter.send(None);
+                }
+                // A stream task nobody adopted is let go with its completion.
+                if self.info.kind() == TaskKind::Stream {
+                    self.ctx
+                        .adoptable
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&self.info.id());
                 }
                 self.terminal.deliver(result);
                 me.stop(None);

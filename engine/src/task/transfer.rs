@@ -172,8 +172,15 @@ pub(crate) struct MetricsLog {
 /// A transfer's metrics, as the task actor reads them at completion.
 pub(crate) type SharedMetrics = Arc<std::sync::Mutex<MetricsLog>>;
 
-/// The new task a data task became, and its partial-file slot.
-type Conversion = Arc<std::sync::Mutex<Option<(TaskInfo, PartialSlot)>>>;
+/// The new task a data task became.
+enum Becoming {
+    /// A download task, and its partial-file slot.
+    Download(TaskInfo, PartialSlot),
+    /// A stream task on the connection a `101` handed over, and its handle's commands.
+    Stream(TaskInfo, TaskRecorder, Box<super::stream::StreamEnds>),
+}
+
+type Conversion = Arc<std::sync::Mutex<Option<Becoming>>>;
 
 impl Transfer {
     /// Starts the transfer; it reports to `args.actor`.
@@ -201,6 +208,7 @@ impl Transfer {
             gathering,
             moved: send::Moved::default(),
             turn: None,
+            upgrade: None,
             cache_candidate: None,
             conversion: conversion.clone(),
             metrics: metrics.clone(),
@@ -269,7 +277,20 @@ impl Transfer {
 
     /// The body (not released yet) goes to a file for the download task `info` instead.
     pub(crate) fn become_download(&self, info: TaskInfo, slot: PartialSlot) {
-        *self.conversion.lock().unwrap_or_else(|p| p.into_inner()) = Some((info, slot));
+        *self.conversion.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Becoming::Download(info, slot));
+    }
+
+    /// The connection (which answered `101`) becomes the stream task `info`'s, read and written
+    /// through `ends`.
+    pub(crate) fn become_stream(
+        &self,
+        info: TaskInfo,
+        recorder: TaskRecorder,
+        ends: super::stream::StreamEnds,
+    ) {
+        *self.conversion.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Becoming::Stream(info, recorder, Box::new(ends)));
     }
 
     pub(crate) fn pause(&self) {
@@ -346,6 +367,8 @@ struct Run {
     /// The current exchange's turn with an HTTP/1.1 host while the request is sent; the response
     /// body then holds it until it has been read to its end (or dropped).
     turn: Option<host_queue::Turn>,
+    /// A `101` answer's connection, until the body is allowed (or a stream task takes it).
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 /// What a gathering transfer holds until the body ends.
@@ -518,6 +541,10 @@ impl Run {
             .send_following(&mut head, &mut body)
             .await?
             .into_parts();
+        if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // Kept in case the delegate makes a stream task of the connection.
+            self.upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        }
         let mut placement = Placement::Fresh;
         let mut total = None;
         if let Some((offset, validator)) = &resuming {
@@ -577,7 +604,25 @@ impl Run {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some((info, slot)) = converted {
+        if let Some(Becoming::Stream(info, recorder, ends)) = converted {
+            drop(incoming);
+            self.info = info;
+            self.recorder = recorder;
+            let Some(upgrade) = self.upgrade.take() else {
+                return Err(Halt::Failed(Error::new(
+                    ErrorCode::Unknown,
+                    "only a 101 answer's connection can become a stream task",
+                )));
+            };
+            let conn = unless_stopped(
+                &mut self.gate,
+                courier_protocol_http::stream::RawStream::upgraded(upgrade),
+            )
+            .await?
+            .map_err(|e| Halt::Failed(map_transport_error(e, &self.url)))?;
+            return self.stream_loop(conn, *ends).await;
+        }
+        if let Some(Becoming::Download(info, slot)) = converted {
             self.info = info;
             let opened = DownloadSink::open(
                 self.ctx.clone(),

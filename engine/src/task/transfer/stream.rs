@@ -60,7 +60,7 @@ impl Run {
         }
     }
 
-    async fn drive_stream(&mut self, mut ends: StreamEnds) -> Result<(), Halt> {
+    async fn drive_stream(&mut self, ends: StreamEnds) -> Result<(), Halt> {
         let host = self.url.host_str().unwrap_or_default().to_owned();
         let Some(port) = self.url.port() else {
             return Err(Halt::Failed(Error::new(
@@ -78,6 +78,18 @@ impl Run {
         {
             return Err(Halt::Interrupted);
         }
+        self.stream_loop(conn, ends).await
+    }
+
+    /// Serves the handle's commands on `conn` until both sides are closed, the connection is
+    /// captured, or the task stops.
+    pub(super) async fn stream_loop(
+        &mut self,
+        conn: RawStream,
+        mut ends: StreamEnds,
+    ) -> Result<(), Halt> {
+        let host = self.url.host_str().unwrap_or_default().to_owned();
+        let port = self.url.port_or_known_default().unwrap_or(0);
         let mut halves: Option<Halves> = Some(tokio::io::split(conn));
         let mut reads: VecDeque<Read> = VecDeque::new();
         let mut writes: VecDeque<Write> = VecDeque::new();
