@@ -401,8 +401,10 @@ impl Run {
         destination: Destination,
     ) -> (Option<TaskMsg>, Option<Stopped>) {
         match destination {
-            Destination::Socket(ends) => return self.run_socket(target, *ends).await,
-            Destination::Stream(ends) => return self.run_stream(*ends).await,
+            // Boxed: the kinds other than HTTP do not make every transfer's future larger (it is
+            // allocated and moved for each of thousands of small requests).
+            Destination::Socket(ends) => return Box::pin(self.run_socket(target, *ends)).await,
+            Destination::Stream(ends) => return Box::pin(self.run_stream(*ends)).await,
             Destination::Memory { window } => self.window = window,
             Destination::File { from, slot } => {
                 let opened = DownloadSink::open(
@@ -422,7 +424,7 @@ impl Run {
         let outcome = match self.begin_when_due(target, body.as_ref()).await {
             Ok(Target::Http(head)) => self.drive(*head, body).await,
             Ok(Target::Local) => self.drive_local().await,
-            Ok(Target::Ftp) => self.drive_ftp(body).await,
+            Ok(Target::Ftp) => Box::pin(self.drive_ftp(body)).await,
             Err(halt) => Err(halt),
         }
         .map_err(|halt| match halt {
@@ -620,7 +622,7 @@ impl Run {
             )
             .await?
             .map_err(|e| Halt::Failed(map_transport_error(e, &self.url)))?;
-            return self.stream_loop(conn, *ends).await;
+            return Box::pin(self.stream_loop(conn, *ends)).await;
         }
         if let Some(Becoming::Download(info, slot)) = converted {
             self.info = info;
