@@ -7,7 +7,7 @@ Paths: /echo echoes every message as it came (text or binary, any size up to 256
 /close/CODE closes at once with CODE and the reason "bye"; /send/N sends one binary message of N
 bytes, then echoes; /silent reads and never answers (a close is the library's to answer);
 /headers sends the handshake's request headers as one text message (lower-case name: value
-lines). Subprotocols offered by the client are chosen from "superchat" and "chat".
+lines); /fragments sends the text "fragmented" as one message in three frames, then echoes. Subprotocols offered by the client are chosen from "superchat" and "chat".
 """
 import asyncio
 import ssl
@@ -25,6 +25,9 @@ async def handler(ws, path):
     if path == "/headers":
         lines = [f"{k.lower()}: {v}" for k, v in ws.request_headers.raw_items()]
         await ws.send("\n".join(lines))
+    if path == "/fragments":
+        # One text message in three frames (a continuation, then the final one).
+        await ws.send(["frag", "ment", "ed"])
     if path == "/silent":
         await asyncio.Future()
     async for message in ws:

@@ -221,6 +221,30 @@ async fn starttls_with_a_real_smtp_server_uses_the_sessions_trust() {
 }
 
 #[tokio::test]
+async fn starttls_raises_the_server_trust_challenge_for_the_delegate() {
+    use courier_tests::TrustAnswer;
+    let ca = TestCa::new();
+    let Some(smtp) = SmtpServer::start_starttls(&ca) else {
+        return;
+    };
+    // The session does not know the CA; its delegate trusts the server when asked.
+    let rec = Arc::new(Recorder::with_server_trust(TrustAnswer::TrustAll));
+    let session = Session::with_delegate(Configuration::ephemeral(), rec.clone()).unwrap();
+    let task = session.stream_task("localhost", smtp.port()).unwrap();
+    task.resume();
+    up_to_starttls(&task).await;
+    task.start_secure_connection().await.unwrap();
+    task.write(&b"QUIT\r\n"[..], WAIT).await.unwrap();
+    assert!(reply(&task).await.starts_with("221"));
+    let asked = rec.events().into_iter().any(|e| {
+        matches!(e, Event::SessionChallenge { method: "server_trust", ref host, .. } if host == "localhost")
+    });
+    assert!(asked, "{:?}", rec.events());
+    task.cancel();
+    finish(session, &rec).await;
+}
+
+#[tokio::test]
 async fn starttls_to_an_unknown_ca_is_refused_by_default() {
     let ca = TestCa::new();
     let Some(smtp) = SmtpServer::start_starttls(&ca) else {

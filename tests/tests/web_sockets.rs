@@ -111,6 +111,20 @@ async fn echo_of_text_and_binary_messages_with_a_chosen_subprotocol_then_a_norma
 }
 
 #[tokio::test]
+async fn a_message_in_several_frames_arrives_whole() {
+    let Some(server) = WebSocketServer::start() else {
+        return;
+    };
+    let session = Session::new(cleartext()).unwrap();
+    let task = session
+        .web_socket_task(server.url("/fragments").as_str(), &[])
+        .unwrap();
+    task.resume();
+    assert_eq!(receive(&task).await, Message::Text("fragmented".into()));
+    task.cancel_with(CloseCode::NormalClosure, None);
+}
+
+#[tokio::test]
 async fn a_close_from_the_server_gives_its_code_and_reason() {
     let Some(server) = WebSocketServer::start() else {
         return;
