@@ -84,20 +84,32 @@ impl Transport {
     }
 }
 
-/// Stops TLS on `stream` (`stop_secure_connection`): sends TLS's close_notify and goes on in
-/// cleartext on the same TCP connection.
+/// How long `insecure` waits for the server's close_notify.
+const CLOSE_NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Stops TLS on `stream` (`stop_secure_connection`): sends TLS's close_notify, waits (5 s at most)
+/// for the server's, and goes on in cleartext on the same TCP connection. What the server still
+/// sent under TLS before its close_notify is dropped: the protocol that stops TLS says when that
+/// is.
 ///
 /// # Errors
 /// Writing the close_notify failed.
 pub async fn insecure(stream: RawStream) -> io::Result<RawStream> {
+    use tokio::io::AsyncReadExt;
     match stream {
         RawStream::Tls(mut tls) => {
             tls.get_mut().1.send_close_notify();
             tls.flush().await?;
+            let mut discarded = [0u8; 4096];
+            let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, async {
+                // Until the server's close_notify (an end of stream under TLS).
+                while matches!(tls.read(&mut discarded).await, Ok(n) if n > 0) {}
+            })
+            .await;
             let (tcp, _) = tls.into_inner();
             Ok(RawStream::Plain(tcp))
         }
-        plain => Ok(plain),
+        other => Ok(other),
     }
 }
 

@@ -245,6 +245,46 @@ async fn starttls_raises_the_server_trust_challenge_for_the_delegate() {
 }
 
 #[tokio::test]
+async fn tls_started_then_stopped_goes_on_in_cleartext() {
+    use tokio::io::AsyncBufReadExt;
+    let ca = TestCa::new();
+    let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+    // TLS from the start; "STOPTLS" ends it (close_notify both ways), then one cleartext line.
+    let port = serve_once(move |tcp| async move {
+        let tls = acceptor.accept(tcp).await.unwrap();
+        let mut lines = tokio::io::BufReader::new(tls);
+        let mut line = String::new();
+        lines.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "STOPTLS\r\n");
+        let mut tls = lines.into_inner();
+        tls.write_all(b"200 back to cleartext\r\n").await.unwrap();
+        // The client's close_notify ends the TLS stream; this side answers with its own.
+        let mut rest = [0u8; 64];
+        while tls.read(&mut rest).await.unwrap_or(0) > 0 {}
+        tls.get_mut().1.send_close_notify();
+        tls.flush().await.unwrap();
+        let (mut tcp, _) = tls.into_inner();
+        let mut plain = [0u8; 64];
+        let n = tcp.read(&mut plain).await.unwrap();
+        assert_eq!(&plain[..n], b"in the clear\r\n");
+        tcp.write_all(b"seen in the clear\r\n").await.unwrap();
+    })
+    .await;
+    let mut config = Configuration::ephemeral();
+    config.trust_pem_certificates(ca.ca_pem.as_bytes()).unwrap();
+    let session = Session::new(config).unwrap();
+    let task = session.stream_task("localhost", port).unwrap();
+    task.resume();
+    task.start_secure_connection().await.unwrap();
+    task.write(&b"STOPTLS\r\n"[..], WAIT).await.unwrap();
+    assert_eq!(read_until(&task, "\r\n").await, "200 back to cleartext\r\n");
+    task.stop_secure_connection().await.unwrap();
+    task.write(&b"in the clear\r\n"[..], WAIT).await.unwrap();
+    assert_eq!(read_until(&task, "\r\n").await, "seen in the clear\r\n");
+    task.cancel();
+}
+
+#[tokio::test]
 async fn starttls_to_an_unknown_ca_is_refused_by_default() {
     let ca = TestCa::new();
     let Some(smtp) = SmtpServer::start_starttls(&ca) else {
