@@ -1,0 +1,247 @@
+//! The steps of an HTTP(S) or local transfer after its start: waiting for the earliest begin
+//! date, sending (with the cache, resumed ranges and what a `101` leaves), presenting the response
+//! head to the actor, and a `data:` or `file:` URL's body. `Run::run` in `transfer.rs` calls them.
+
+use super::*;
+
+impl Run {
+    /// Waits for the task's earliest begin date, if it is ahead, then asks the delegate whether to
+    /// load the request as it is, another one, or none (`will_begin_delayed_request`).
+    pub(super) async fn begin_when_due(
+        &mut self,
+        target: Target,
+        body: Option<&UploadBody>,
+    ) -> Result<Target, Halt> {
+        let Some(wait) = self
+            .info
+            .earliest_begin_date()
+            .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+        else {
+            return Ok(target);
+        };
+        unless_stopped(&mut self.gate, tokio::time::sleep(wait)).await?;
+        let Some(queue) = self.ctx.delivery(&self.info).filter(|_| self.callbacks) else {
+            return Ok(target);
+        };
+        let (info, request) = (self.info.clone(), self.info.current_request());
+        let asked = queue.ask_task(
+            &self.info,
+            Callback::DelayedRequest,
+            || courier_delegates::DelayedRequestDisposition::ContinueLoading,
+            move |d, reply| d.will_begin_delayed_request(&info, &request, reply),
+        );
+        use courier_delegates::DelayedRequestDisposition as Delayed;
+        match unless_stopped(&mut self.gate, asked).await? {
+            Ok(Delayed::UseNewRequest(request)) => {
+                let (head, url) =
+                    crate::task::request::build_request(&request, body, &self.ctx.config)?;
+                self.recorder.set_current_request(*request);
+                self.url = url;
+                Ok(Target::Http(Box::new(head)))
+            }
+            Ok(Delayed::Cancel) => Err(Halt::Failed(Error::cancelled(self.url.as_str()))),
+            _ => Ok(target),
+        }
+    }
+
+    /// Sends the request (again, when a resumed download's answer cannot be used) and moves the
+    /// body.
+    pub(super) async fn drive(
+        &mut self,
+        mut head: Head,
+        body: Option<UploadBody>,
+    ) -> Result<(), Halt> {
+        // Only data tasks' GETs use the URL cache.
+        let plan = if self.sink.is_none() && body.is_none() && head.method == http::Method::GET {
+            self.cache_plan(&mut head).await?
+        } else {
+            caching::Plan::Network
+        };
+        let revalidating = match plan {
+            caching::Plan::Serve(entry) => return self.serve_cached(*entry).await,
+            caching::Plan::Revalidate(entry) => Some(entry),
+            caching::Plan::Network => None,
+        };
+        // A network answer may be stored (a revalidation answered with a 200 replaces the entry).
+        let cacheable = self.sink.is_none() && body.is_none() && head.method == http::Method::GET;
+        let resuming = self
+            .sink
+            .as_ref()
+            .and_then(|s| s.validator().map(|v| (s.offset(), v)));
+        if let Some((offset, validator)) = &resuming {
+            range::ask_to_continue(&mut head.headers, *offset, validator);
+            // Ranges address the bytes as stored; the partial data was never encoded.
+            head.headers.insert(
+                http::header::ACCEPT_ENCODING,
+                http::HeaderValue::from_static("identity"),
+            );
+        }
+        let mut body = body;
+        let (mut parts, mut incoming) = self
+            .send_following(&mut head, &mut body)
+            .await?
+            .into_parts();
+        if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // Kept in case the delegate makes a stream task of the connection.
+            self.upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        }
+        let mut placement = Placement::Fresh;
+        let mut total = None;
+        if let Some((offset, validator)) = &resuming {
+            placement = match range::continuation(parts.status, &parts.headers, *offset, validator)
+            {
+                Continuation::Append { total: t } => {
+                    total = t;
+                    Placement::Append
+                }
+                Continuation::StartOverWithThisBody => Placement::StartOver,
+                Continuation::StartOverWithNewRequest => {
+                    // The answer is unusable: ask for the whole resource, and take whatever comes.
+                    drop(incoming);
+                    head.headers.remove(http::header::RANGE);
+                    head.headers.remove(http::header::IF_RANGE);
+                    let fresh = self
+                        .send_following(&mut head, &mut body)
+                        .await?
+                        .into_parts();
+                    (parts, incoming) = fresh;
+                    Placement::StartOver
+                }
+            };
+        }
+        self.wait_until(|g| !g.paused).await?;
+        // A stream of replacing parts: each is a response of its own, for a delegate to see.
+        if self.sink.is_none()
+            && self.callbacks
+            && self.ctx.delivery(&self.info).is_some()
+            && let Some(boundary) = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(courier_protocol_http::multipart::mixed_replace_boundary)
+        {
+            return self.receive_parts(incoming, &boundary, parts.version).await;
+        }
+        let parts_encoding = parts.headers.get(http::header::CONTENT_ENCODING).cloned();
+        let (status, method) = (parts.status, head.method.clone());
+        let response = Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
+        if let Some(entry) = revalidating
+            && status == http::StatusCode::NOT_MODIFIED
+        {
+            // Not modified: the cached response answers, with its headers refreshed.
+            drop(incoming);
+            self.end_transaction();
+            let fresh = self.revalidated(*entry, &head, &response);
+            return self.serve_cached(fresh).await;
+        }
+        if cacheable && !self.overridden {
+            self.consider_for_cache(&head, &response);
+        }
+        // Only a download keeps the head (for its resume record); a data task hands it over.
+        let kept = self.sink.is_some().then(|| response.clone());
+        self.present(response).await?;
+        let converted = self
+            .conversion
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(Becoming::Stream(info, recorder, ends)) = converted {
+            drop(incoming);
+            self.info = info;
+            self.recorder = recorder;
+            let Some(upgrade) = self.upgrade.take() else {
+                return Err(Halt::Failed(Error::new(
+                    ErrorCode::Unknown,
+                    "only a 101 answer's connection can become a stream task",
+                )));
+            };
+            let conn = unless_stopped(
+                &mut self.gate,
+                courier_protocol_http::stream::RawStream::upgraded(upgrade),
+            )
+            .await?
+            .map_err(|e| Halt::Failed(map_transport_error(e, &self.url)))?;
+            return Box::pin(self.stream_loop(conn, *ends)).await;
+        }
+        if let Some(Becoming::Download(info, slot)) = converted {
+            self.info = info;
+            let opened = DownloadSink::open(
+                self.ctx.clone(),
+                self.actor.clone(),
+                &self.info,
+                None,
+                &slot,
+            );
+            self.sink = Some(Box::new(opened.await?));
+            self.window = None;
+        }
+        // A data task that became a download reads its head back (a copy only then).
+        if let Some(sink) = &mut self.sink
+            && let Some(response) = kept.or_else(|| self.info.response())
+        {
+            let (offset, expected) = sink.begin(&response, placement, total).await?;
+            if resuming.is_some() {
+                let _ = self.actor.cast(TaskMsg::ResumedAt { offset, expected });
+            }
+        }
+        // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say.
+        let decoder = parts_encoding
+            .filter(|_| !matches!(status.as_u16(), 204 | 304) && method != http::Method::HEAD)
+            .and_then(|e| Decoder::for_encoding(&e, self.ctx.config.maximum_decompression_ratio));
+        self.receive(incoming, decoder).await?;
+        self.offer_to_cache().await
+    }
+
+    /// Hands a response head to the actor, once not suspended, and waits until the body may flow
+    /// (the delegate's disposition): the one way a response is presented, from the network, the
+    /// cache or a local URL.
+    pub(super) async fn present(&mut self, response: Response) -> Result<(), Halt> {
+        self.wait_until(|g| !g.paused).await?;
+        if let Some(gathering) = &mut self.gathering {
+            // Nobody is asked about it (a completion-form task): it goes with the body.
+            gathering.response = Some(response);
+            return Ok(());
+        }
+        if self.actor.cast(TaskMsg::Response(response)).is_err() {
+            return Err(Halt::Interrupted);
+        }
+        if self
+            .ctx
+            .asks_disposition(&self.info, self.callbacks, self.sink.is_some())
+        {
+            self.wait_until(|g| g.body_allowed).await
+        } else {
+            // The actor allows the body as it takes the head (the same rule): the bytes may
+            // follow the head at once, in order, without a round trip to the actor.
+            Ok(())
+        }
+    }
+
+    /// Serves a `data:` or `file:` URL: the same response, gate and delivery as over HTTP.
+    pub(super) async fn drive_local(&mut self) -> Result<(), Halt> {
+        let (response, body) = local::open(&self.url).await?;
+        let kept = self.sink.is_some().then(|| response.clone());
+        self.present(response).await?;
+        if let (Some(sink), Some(response)) = (&mut self.sink, kept) {
+            sink.begin(&response, Placement::Fresh, None).await?;
+        }
+        match body {
+            LocalBody::Bytes(bytes) => self.deliver(bytes).await,
+            LocalBody::File(mut file) => {
+                use tokio::io::AsyncReadExt;
+                loop {
+                    self.wait_until(|g| !g.paused).await?;
+                    let mut chunk = bytes::BytesMut::with_capacity(LOCAL_CHUNK);
+                    let n = file.read_buf(&mut chunk).await.map_err(|e| {
+                        Error::new(ErrorCode::NoPermissionsToReadFile, e.to_string())
+                            .with_url(self.url.as_str())
+                            .with_source(e)
+                    })?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.deliver(chunk.freeze()).await?;
+                }
+            }
+        }
+    }
+}
