@@ -176,6 +176,36 @@ pub(crate) async fn finish(session: &Session, invalid: &mut watch::Receiver<bool
     let _ = tokio::time::timeout(Duration::from_secs(30), invalid.wait_for(|done| *done)).await;
 }
 
+/// A session for a task whose bytes the command handles itself (`ws`, `stream`): no body writer,
+/// no progress bars, the events as `--events` asks.
+pub(crate) struct BodilessSession {
+    pub(crate) delegate: std::sync::Arc<crate::events::CliDelegate>,
+    pub(crate) session: Session,
+    /// The tasks' completions.
+    pub(crate) finished: tokio::sync::mpsc::UnboundedReceiver<Finished>,
+    /// Set once the session is invalid.
+    pub(crate) invalid: watch::Receiver<bool>,
+}
+
+/// Makes a [`BodilessSession`] from the options.
+pub(crate) fn bodiless_session(options: &Options) -> Result<BodilessSession, Failure> {
+    let config = configuration(options)?;
+    let (mut delegate, finished, invalid) = crate::events::CliDelegate::new(
+        events_output(options)?,
+        Box::new(io::sink()),
+        std::sync::Arc::new(crate::progress::Progress::new(true)),
+    );
+    delegate.apply(options);
+    let delegate = std::sync::Arc::new(delegate);
+    let session = Session::with_delegate(config, delegate.clone())?;
+    Ok(BodilessSession {
+        delegate,
+        session,
+        finished,
+        invalid,
+    })
+}
+
 /// Prints each failed task on stderr and picks the exit status.
 pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
     let mut code = ExitCode::Success;

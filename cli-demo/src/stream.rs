@@ -5,16 +5,12 @@
 //! pipes stdin.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
-use courier_engine::Session;
 use tokio::io::AsyncReadExt;
 
 use crate::cli::Options;
-use crate::common::{configuration, events_output, finish, report};
-use crate::events::CliDelegate;
-use crate::progress::Progress;
+use crate::common::{BodilessSession, bodiless_session, finish, report};
 use crate::{ExitCode, Failure};
 
 /// How long the STARTTLS dialogue may wait for the server's lines.
@@ -31,15 +27,12 @@ pub(crate) struct Args {
 
 /// Runs `courier stream`.
 pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failure> {
-    let config = configuration(options)?;
-    let (mut delegate, mut finished, mut invalid) = CliDelegate::new(
-        events_output(options)?,
-        Box::new(std::io::sink()),
-        Arc::new(Progress::new(true)),
-    );
-    delegate.apply(options);
-    let delegate = Arc::new(delegate);
-    let session = Session::with_delegate(config, delegate)?;
+    let BodilessSession {
+        session,
+        mut finished,
+        mut invalid,
+        ..
+    } = bodiless_session(options)?;
     let task = session.stream_task(&args.host, args.port)?;
     task.resume();
 

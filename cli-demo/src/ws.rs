@@ -4,16 +4,13 @@
 //! 1 otherwise.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use courier_engine::reexports::bytes::Bytes;
-use courier_engine::{CloseCode, Message, Session};
+use courier_engine::{CloseCode, Message};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::Options;
-use crate::common::{configuration, events_output, finish, report, request};
-use crate::events::CliDelegate;
-use crate::progress::Progress;
+use crate::common::{BodilessSession, bodiless_session, finish, report, request};
 use crate::{ExitCode, Failure};
 
 /// Runs `courier ws`.
@@ -24,15 +21,12 @@ pub(crate) async fn run(
     options: &Options,
 ) -> Result<ExitCode, Failure> {
     let request = request(&url, options)?;
-    let config = configuration(options)?;
-    let (mut delegate, mut finished, mut invalid) = CliDelegate::new(
-        events_output(options)?,
-        Box::new(std::io::sink()),
-        Arc::new(Progress::new(true)),
-    );
-    delegate.apply(options);
-    let delegate = Arc::new(delegate);
-    let session = Session::with_delegate(config, delegate.clone())?;
+    let BodilessSession {
+        delegate,
+        session,
+        mut finished,
+        mut invalid,
+    } = bodiless_session(options)?;
     let offered: Vec<&str> = protocols.iter().map(String::as_str).collect();
     let task = session.web_socket_task(request, &offered)?;
     let id = task.info().id();

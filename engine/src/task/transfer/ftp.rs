@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::timing::unless_stopped;
 use super::upload::UploadBody;
-use super::{Halt, Run, map_transport_error, request_timed_out};
+use super::{Halt, Run, map_transport_error};
 use crate::task::actor::TaskMsg;
 use crate::task::download::Placement;
 
@@ -36,7 +36,7 @@ impl Run {
         let tls = self.ctx.config.ftp_explicit_tls;
         let connecting = transport.ftp_connect(&host, port, tls);
         let mut ftp = self
-            .within_idle(connecting)
+            .timed(std::pin::pin!(connecting))
             .await?
             .map_err(|e| self.ftp_error(e))?;
         self.ftp_login(&mut ftp, user, password).await?;
@@ -59,7 +59,9 @@ impl Run {
         mut password: String,
     ) -> Result<(), Halt> {
         loop {
-            let logged_in = self.within_idle(ftp.login(&user, &password)).await?;
+            let logged_in = self
+                .timed(std::pin::pin!(ftp.login(&user, &password)))
+                .await?;
             let refusal = match logged_in {
                 Ok(()) => {
                     self.auth.accepted(&self.ctx, false);
@@ -92,7 +94,7 @@ impl Run {
     }
 
     async fn ftp_download(&mut self, ftp: &mut FtpSession, path: &str) -> Result<(), Halt> {
-        let facts = self.within_idle(ftp.facts(path)).await?;
+        let facts = self.timed(std::pin::pin!(ftp.facts(path))).await?;
         // Continue where the partial file ends, if the file is the one it came from.
         let resuming = self
             .sink
@@ -113,7 +115,7 @@ impl Run {
         };
         let retrieving = ftp.retrieve(path, offset);
         let mut data = self
-            .within_idle(retrieving)
+            .timed(std::pin::pin!(retrieving))
             .await?
             .map_err(|e| self.ftp_error(e))?;
         let response = self.ftp_response(&facts, &etag, offset);
@@ -130,7 +132,9 @@ impl Run {
         loop {
             self.wait_until(|g| !g.paused).await?;
             let mut chunk = BytesMut::with_capacity(CHUNK);
-            let read = self.within_idle(data.read_buf(&mut chunk)).await?;
+            let read = self
+                .timed(std::pin::pin!(data.read_buf(&mut chunk)))
+                .await?;
             match read {
                 Ok(0) => break,
                 Ok(n) => {
@@ -141,7 +145,7 @@ impl Run {
             }
         }
         let finished = ftp.finish(data);
-        self.within_idle(finished)
+        self.timed(std::pin::pin!(finished))
             .await?
             .map_err(|e| self.ftp_error(e))
     }
@@ -154,7 +158,7 @@ impl Run {
     ) -> Result<(), Halt> {
         let storing = ftp.store(path);
         let mut data: FtpData = self
-            .within_idle(storing)
+            .timed(std::pin::pin!(storing))
             .await?
             .map_err(|e| self.ftp_error(e))?;
         match body {
@@ -188,7 +192,7 @@ impl Run {
             }
         }
         let finished = ftp.finish(data);
-        self.within_idle(finished)
+        self.timed(std::pin::pin!(finished))
             .await?
             .map_err(|e| self.ftp_error(e))?;
         // The server's verdict (226) is the response: an empty body.
@@ -198,19 +202,10 @@ impl Run {
 
     async fn send_ftp_chunk(&mut self, data: &mut FtpData, chunk: Bytes) -> Result<(), Halt> {
         let n = chunk.len();
-        let written = self.within_idle(data.write_all(&chunk)).await?;
+        let written = self.timed(std::pin::pin!(data.write_all(&chunk))).await?;
         written.map_err(|e| self.lost(e))?;
         let _ = self.actor.cast(TaskMsg::Sent(n as u64));
         Ok(())
-    }
-
-    /// Runs `fut` unless the task stops, within the idle timeout.
-    async fn within_idle<F: std::future::Future>(&mut self, fut: F) -> Result<F::Output, Halt> {
-        let idle = self.idle;
-        match unless_stopped(&mut self.gate, tokio::time::timeout(idle, fut)).await? {
-            Ok(out) => Ok(out),
-            Err(_) => Err(Halt::Failed(request_timed_out(&self.url))),
-        }
     }
 
     /// The response a delegate sees for an FTP transfer.

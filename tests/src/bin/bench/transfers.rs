@@ -126,17 +126,7 @@ pub(crate) fn upload(report: &mut Report, pairs: usize, size: usize) {
     };
     let what = megabytes(size);
     println!("# {what} upload from a file to a sink over loopback; {pairs} interleaved pairs");
-    let _ = (run_courier(), run_curl()); // warm-up: the file is in the page cache for both
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for i in 0..pairs {
-        let (c, k) = (run_courier(), run_curl());
-        println!(
-            "pair {i:2}: courier {c:.3} s  curl {k:.3} s  ratio {:.2}",
-            c / k
-        );
-        ours.push(c);
-        theirs.push(k);
-    }
+    let (ours, theirs) = interleaved(pairs, run_courier, run_curl);
     report.add(Scenario {
         name: format!("{what} upload from a file (a sink that reads every byte), HTTP/1.1"),
         unit: Unit::Seconds,
@@ -545,7 +535,26 @@ pub(crate) fn ftp_download(report: &mut Report, pairs: usize, size: usize) {
     };
     let what = megabytes(size);
     println!("# {what} download to a file from pyftpdlib over loopback; {pairs} interleaved pairs");
-    let _ = (run_courier(), run_curl()); // warm-up: the file is in the page cache for both
+    let (ours, theirs) = interleaved(pairs, run_courier, run_curl);
+    report.add(Scenario {
+        name: format!("{what} download to a file, ftp:"),
+        unit: Unit::Seconds,
+        courier: vec![Side::new("courier library (current-thread)", ours)],
+        peers: vec![Side::new("curl -o ftp://", theirs)],
+        target: Target::AtMostTimesBestPeer(1.0),
+        note: "the server is pyftpdlib (Python), the same for both sides: probably the bound"
+            .into(),
+    });
+}
+
+/// A warm-up of each side (the file in the page cache for both), then `pairs` interleaved runs of
+/// courier and curl, each printed with its ratio: their times.
+fn interleaved(
+    pairs: usize,
+    run_courier: impl Fn() -> f64,
+    run_curl: impl Fn() -> f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let _ = (run_courier(), run_curl());
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for i in 0..pairs {
         let (c, k) = (run_courier(), run_curl());
@@ -556,13 +565,5 @@ pub(crate) fn ftp_download(report: &mut Report, pairs: usize, size: usize) {
         ours.push(c);
         theirs.push(k);
     }
-    report.add(Scenario {
-        name: format!("{what} download to a file, ftp:"),
-        unit: Unit::Seconds,
-        courier: vec![Side::new("courier library (current-thread)", ours)],
-        peers: vec![Side::new("curl -o ftp://", theirs)],
-        target: Target::AtMostTimesBestPeer(1.0),
-        note: "the server is pyftpdlib (Python), the same for both sides: probably the bound"
-            .into(),
-    });
+    (ours, theirs)
 }
