@@ -13,7 +13,8 @@
 //! nobody asked for). So each connect knows its request ([`for_one_request`]) and stops waiting for
 //! a slot once that request is over.
 //!
-//! `conn` holds what a connect hands the pool: the stream and the pooled connection.
+//! `conn` holds what a connect hands the pool: the stream and the pooled connection. `raw` opens
+//! connections outside the pool (a stream task's TCP, and TLS started on it later).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,6 +42,7 @@ use crate::proxy::{self, Proxies, Route, RouteKind};
 use crate::trust::{TrustDecision, TrustEvaluator, verify_standard};
 
 mod conn;
+mod raw;
 
 pub(crate) use conn::Conn;
 use conn::{OpenH2, Stream, Watch};
@@ -594,7 +596,7 @@ impl Inner {
     /// Decides whether to trust the server of a finished handshake, when the session decides trust
     /// itself (its delegate's server-trust challenge): true when it trusted a server that standard
     /// verification refuses.
-    async fn decide_trust(
+    pub(super) async fn decide_trust(
         &self,
         tls_stream: &tokio_rustls::client::TlsStream<TcpStream>,
         host: &str,
@@ -629,73 +631,8 @@ impl Inner {
     }
 }
 
-impl Connector {
-    /// Opens a TCP connection to `host:port` (the first of its addresses that answers), within the
-    /// connect timeout: a raw stream, for a stream task. No proxy and no per-host slot: it is not
-    /// an HTTP connection.
-    pub(crate) async fn open_tcp(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> Result<TcpStream, ConnectFailure> {
-        let dial = async {
-            let addrs = resolve(host, port).await?;
-            let (tcp, _) = happy_eyeballs::connect(&addrs, TcpStream::connect)
-                .await
-                .map_err(|last| {
-                    ConnectFailure::new(
-                        TransportErrorKind::ConnectionRefused,
-                        format!("cannot connect to {host}:{port}"),
-                        last,
-                    )
-                })?;
-            let _ = tcp.set_nodelay(true);
-            Ok(tcp)
-        };
-        match self.inner.settings.connect_timeout {
-            Some(limit) => tokio::time::timeout(limit, dial).await.unwrap_or_else(|_| {
-                Err(ConnectFailure::new(
-                    TransportErrorKind::ConnectTimeout,
-                    "connecting timed out",
-                    None,
-                ))
-            }),
-            None => dial.await,
-        }
-    }
-
-    /// Starts TLS on an open connection (a stream task's STARTTLS) with the session's TLS
-    /// configuration, no ALPN, and its server-trust decision.
-    pub(crate) async fn secure(
-        &self,
-        tcp: TcpStream,
-        host: &str,
-        port: u16,
-    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectFailure> {
-        let bare = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let name = ServerName::try_from(bare.clone()).map_err(|e| {
-            ConnectFailure::new(
-                TransportErrorKind::InvalidUrl,
-                format!("invalid TLS server name {bare}: {e}"),
-                None,
-            )
-        })?;
-        let mut config = (*self.inner.settings.tls).clone();
-        config.alpn_protocols.clear();
-        let tls_stream = TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(ConnectFailure::tls)?;
-        self.inner.decide_trust(&tls_stream, &bare, port).await?;
-        Ok(tls_stream)
-    }
-}
-
 /// The addresses `host:port` resolves to; at least one.
-async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectFailure> {
+pub(super) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectFailure> {
     let cannot = |e: Option<io::Error>| {
         ConnectFailure::new(
             TransportErrorKind::Dns,

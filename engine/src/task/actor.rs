@@ -228,21 +228,15 @@ impl Actor for TaskActor {
                     return Ok(());
                 }
                 TaskMsg::WaitingForConnectivity => {
-                    if let Some(queue) = st.delegate_for(Callback::WaitingForConnectivity) {
-                        let info = st.info.clone();
-                        queue.push_task(&st.info, Callback::WaitingForConnectivity, move |d| {
-                            d.task_is_waiting_for_connectivity(&info)
-                        });
-                    }
+                    st.tell(Callback::WaitingForConnectivity, |d, info| {
+                        d.task_is_waiting_for_connectivity(info)
+                    });
                     return Ok(());
                 }
                 TaskMsg::Closed(code, reason) => {
-                    if let Some(queue) = st.delegate_for(Callback::WebSocketClose) {
-                        let info = st.info.clone();
-                        queue.push_task(&st.info, Callback::WebSocketClose, move |d| {
-                            d.did_close_with(&info, code, reason.as_deref())
-                        });
-                    }
+                    st.tell(Callback::WebSocketClose, move |d, info| {
+                        d.did_close_with(info, code, reason.as_deref())
+                    });
                     return Ok(());
                 }
                 TaskMsg::Stream(StreamNews::Connected) => {
@@ -258,23 +252,17 @@ impl Actor for TaskActor {
                         StreamNews::WriteClosed => Callback::WriteClosed,
                         _ => Callback::BecomeStreams,
                     };
-                    if let Some(queue) = st.delegate_for(callback) {
-                        let info = st.info.clone();
-                        queue.push_task(&st.info, callback, move |d| match callback {
-                            Callback::ReadClosed => d.read_closed(&info),
-                            Callback::WriteClosed => d.write_closed(&info),
-                            _ => d.did_become_streams(&info),
-                        });
-                    }
+                    st.tell(callback, move |d, info| match callback {
+                        Callback::ReadClosed => d.read_closed(info),
+                        Callback::WriteClosed => d.write_closed(info),
+                        _ => d.did_become_streams(info),
+                    });
                     return Ok(());
                 }
                 TaskMsg::Informational(response) => {
-                    if let Some(queue) = st.delegate_for(Callback::InformationalResponse) {
-                        let info = st.info.clone();
-                        queue.push_task(&st.info, Callback::InformationalResponse, move |d| {
-                            d.did_receive_informational_response(&info, &response)
-                        });
-                    }
+                    st.tell(Callback::InformationalResponse, move |d, info| {
+                        d.did_receive_informational_response(info, &response)
+                    });
                     return Ok(());
                 }
                 other => other,
@@ -322,12 +310,9 @@ impl Actor for TaskActor {
                     st.recorder.set_response(response);
                     st.apply(&me, TaskEvent::ResponseReceived, Payload::None)
                         .await;
-                    if let Some(queue) = st.delegate_for(Callback::WebSocketOpen) {
-                        let info = st.info.clone();
-                        queue.push_task(&st.info, Callback::WebSocketOpen, move |d| {
-                            d.did_open_with_protocol(&info, protocol.as_deref())
-                        });
-                    }
+                    st.tell(Callback::WebSocketOpen, move |d, info| {
+                        d.did_open_with_protocol(info, protocol.as_deref())
+                    });
                     (TaskEvent::BodyAllowed, Payload::None)
                 }
                 TaskMsg::Data(d, permit) => (TaskEvent::DataReceived, Payload::Data(d, permit)),
@@ -428,6 +413,19 @@ impl TaskActorState {
         self.ctx.delivery(&self.info).filter(|_| self.callbacks)
     }
 
+    /// Tells the task's delegate `callback`, if it reports to one that may implement it: `job` runs
+    /// on the delivery queue with the delegate and the task.
+    fn tell(
+        &self,
+        callback: Callback,
+        job: impl Fn(&dyn courier_delegates::TaskLevelDelegate, &TaskInfo) + Send + 'static,
+    ) {
+        if let Some(queue) = self.delegate_for(callback) {
+            let info = self.info.clone();
+            queue.push_task(&self.info, callback, move |d| job(d, &info));
+        }
+    }
+
     /// The delivery queue, when this task reports to a delegate that may implement `callback`.
     fn delegate_for(&self, callback: Callback) -> Option<courier_delegates::DeliveryQueue> {
         self.delegate_queue()
@@ -516,13 +514,10 @@ impl TaskActorState {
                 };
                 self.sent += n;
                 self.recorder.set_sent(self.sent as i64);
-                if let Some(queue) = self.delegate_for(Callback::SendBodyData) {
-                    let (info, total) = (self.info.clone(), self.sent);
-                    let expected = self.info.bytes_expected_to_send();
-                    queue.push_task(&self.info, Callback::SendBodyData, move |d| {
-                        d.did_send_body_data(&info, n, total, expected)
-                    });
-                }
+                let (total, expected) = (self.sent, self.info.bytes_expected_to_send());
+                self.tell(Callback::SendBodyData, move |d, info| {
+                    d.did_send_body_data(info, n, total, expected)
+                });
             }
             Effect::HandOver => {
                 // A download with a delegate: the file goes to `did_finish_downloading_to`, and is

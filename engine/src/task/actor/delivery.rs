@@ -114,16 +114,9 @@ impl TaskActorState {
                 self.written = offset;
                 self.recorder.set_received(offset as i64);
                 self.recorder.set_expected_to_receive(expected);
-                if let Some(queue) = self.delegate_for(Callback::ResumeAtOffset) {
-                    let info = self.info.clone();
-                    queue.push_task(&self.info, Callback::ResumeAtOffset, move |d| {
-                        d.did_resume_at_offset(
-                            &info,
-                            offset,
-                            courier_delegates::task::known(expected),
-                        )
-                    });
-                }
+                self.tell(Callback::ResumeAtOffset, move |d, info| {
+                    d.did_resume_at_offset(info, offset, courier_delegates::task::known(expected))
+                });
             }
             Payload::Wrote { total, expected } => {
                 // Totals only grow: a batch written before a restart from zero is not news.
@@ -134,17 +127,10 @@ impl TaskActorState {
                 self.written = total;
                 self.recorder.set_received(total as i64);
                 self.recorder.set_expected_to_receive(expected);
-                if let Some(queue) = self.delegate_for(Callback::WriteData) {
-                    let info = self.info.clone();
-                    queue.push_task(&self.info, Callback::WriteData, move |d| {
-                        d.did_write_data(
-                            &info,
-                            delta,
-                            total,
-                            courier_delegates::task::known(expected),
-                        )
-                    });
-                }
+                self.tell(Callback::WriteData, move |d, info| {
+                    let expected = courier_delegates::task::known(expected);
+                    d.did_write_data(info, delta, total, expected)
+                });
             }
             Payload::Gathered(body) => self.body.push(body),
             Payload::None | Payload::Response(_) | Payload::Sent(_) => {}
