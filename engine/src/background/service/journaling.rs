@@ -73,8 +73,9 @@ pub(super) struct Journaling {
     pub(super) scheduler: Arc<Scheduler>,
     /// Tasks whose partial file the journal knows.
     pub(super) noted_partial: Mutex<HashSet<u64>>,
-    /// Each task's journaled progress event (replaced by the next one) and when it was written.
-    progress: Mutex<HashMap<u64, (u64, std::time::Instant)>>,
+    /// Each task's journaled progress event (replaced by the next one), when it was written, and
+    /// the newest report sent live only since.
+    progress: Mutex<HashMap<u64, Progress>>,
     /// The newest sequence number journaled, which live-only progress reports come after.
     last_seq: std::sync::atomic::AtomicU64,
     /// Tasks the service stopped itself to run again later (too slow, or the service stopping):
@@ -156,23 +157,44 @@ impl Journaling {
         let record = EventRecord { task: id, event };
         let appended = if matches!(record.event, StoredEvent::WroteData { .. }) {
             let mut progress = lock(&self.progress);
-            let previous = progress.get(&id).copied();
-            if previous.is_some_and(|(_, at)| at.elapsed() < PROGRESS_EVERY) {
+            if let Some(p) = progress.get_mut(&id)
+                && p.at.elapsed() < PROGRESS_EVERY
+            {
+                p.unsaved = Some(record.clone());
                 drop(progress);
                 self.send_live(None, record);
                 return;
             }
-            let seq = self.journal.append_progress(
-                &self.identifier,
-                &record,
-                previous.map(|(seq, _)| seq),
-            );
+            let previous = progress.get(&id).map(|p| p.seq);
+            let seq = self
+                .journal
+                .append_progress(&self.identifier, &record, previous);
             if let Ok(seq) = seq {
-                progress.insert(id, (seq, std::time::Instant::now()));
+                let at = std::time::Instant::now();
+                let unsaved = None;
+                progress.insert(id, Progress { seq, at, unsaved });
             }
             seq
         } else {
-            lock(&self.progress).remove(&id);
+            // The newest progress report goes in first, in place of the journaled one: a replay
+            // shows the task's true total before its next event (its file, its completion).
+            let newest = lock(&self.progress).remove(&id);
+            if let Some(Progress {
+                seq,
+                unsaved: Some(latest),
+                ..
+            }) = newest
+            {
+                match self
+                    .journal
+                    .append_progress(&self.identifier, &latest, Some(seq))
+                {
+                    Ok(seq) => self.journaled(seq),
+                    Err(e) => {
+                        tracing::error!(error = %e, "a progress event could not be journaled")
+                    }
+                }
+            }
             self.journal.append_event(&self.identifier, &record)
         };
         match appended {
@@ -202,6 +224,16 @@ impl Journaling {
             courier_delegates::plain_file_name(&self.identifier)
         ))
     }
+}
+
+/// A task's progress as the journal holds it.
+struct Progress {
+    /// The journaled progress event.
+    seq: u64,
+    /// When it was journaled.
+    at: std::time::Instant,
+    /// A newer report, sent live only (less than [`PROGRESS_EVERY`] after it).
+    unsaved: Option<EventRecord>,
 }
 
 impl SessionDelegate for Journaling {}
