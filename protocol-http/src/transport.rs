@@ -78,9 +78,14 @@ const UPGRADED_CONNECTIONS_PER_HOST: usize = 1024;
 /// The most header fields an HTTP/1.1 response head may have. Also hyper's default, and the size of
 /// its parser's inline buffer: a larger cap would make hyper allocate two buffers per response.
 pub const MAX_RESPONSE_HEADERS: usize = 100;
-/// The most bytes of header fields an HTTP/2 response head may have (HTTP/1.1 heads are bounded by
-/// hyper's read buffer, about 400 KiB).
-pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
+/// The most bytes a response head may take: an HTTP/2 header list, and an HTTP/1.1 head, which
+/// must fit in one read buffer (curl allows 100 KiB per header line, 300 KiB in all).
+///
+/// It is also the most an HTTP/1.1 connection reads at once. hyper's default (about 400 KiB) let
+/// its adaptive reads grow to 400 KiB buffers, several alive at once while their bytes were
+/// consumed: a 1 GiB download from nginx peaked 1.3 MiB higher than with 128 KiB, for no gain in
+/// time (0.92-0.99 s both; BENCHMARKS.md, issue 10).
+pub const MAX_HEAD_BYTES: usize = 128 * 1024;
 
 /// A connection pool and the client that uses it. Cheap to clone; clones share the pool.
 #[derive(Clone)]
@@ -142,7 +147,8 @@ impl Transport {
             // Limits on what a response head may hold: past them the response is refused as
             // unparsable instead of filling memory.
             .http1_max_headers(MAX_RESPONSE_HEADERS)
-            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .http1_max_buf_size(MAX_HEAD_BYTES)
+            .http2_max_header_list_size(MAX_HEAD_BYTES as u32)
             // HTTP/2 flow-control windows sized from the measured bandwidth-delay product (BDP
             // pings) instead of hyper's fixed 2 MiB / 5 MiB: a 1 GiB download from nginx over
             // HTTPS took 2.4 s with the fixed windows (1.6-2.0 s with others from 128 KiB to
@@ -153,6 +159,7 @@ impl Transport {
             .pool_max_idle_per_host(0)
             .timer(TokioTimer::new())
             .http1_max_headers(MAX_RESPONSE_HEADERS)
+            .http1_max_buf_size(MAX_HEAD_BYTES)
             .build(upgrade_connector);
         Ok(Transport {
             client: Arc::new(RwLock::new(client)),

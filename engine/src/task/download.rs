@@ -31,6 +31,12 @@ use crate::context::SessionContext;
 /// what waits in memory bounds the peak (1 GiB from nginx: 1 MiB batches 0.67-0.85 s and a peak of
 /// 12.2-13.4 MiB; 256 KiB batches 0.81-0.87 s and 10.2-11.0 MiB, curl 1.02 s).
 const WRITE_BATCH: usize = 256 << 10;
+/// The capacity a batch of `capacity` grows to when it must hold `needed` bytes: twice as much,
+/// at least `needed`, at most a batch (or `needed`, for one chunk larger than a batch).
+fn grown_capacity(capacity: usize, needed: usize) -> usize {
+    (capacity * 2).clamp(needed, WRITE_BATCH.max(needed))
+}
+
 /// Longest time received bytes wait in memory before they are written.
 const WRITE_DELAY: Duration = Duration::from_millis(100);
 /// How long a write may stay in flight, uncollected, while no new bytes arrive.
@@ -225,6 +231,11 @@ impl DownloadSink {
 
     /// Takes body bytes; writes them once a batch is full or has waited long enough.
     pub(crate) async fn accept(&mut self, data: Bytes) -> Result<(), Error> {
+        // A batch never grows past its size: what would overflow it goes into the next one.
+        if !self.pending.is_empty() && self.pending.len() + data.len() > WRITE_BATCH {
+            self.write_pending().await?;
+        }
+        self.make_room(data.len());
         self.pending.extend_from_slice(&data);
         if self.pending.len() >= WRITE_BATCH || self.last_write.elapsed() >= WRITE_DELAY {
             self.write_pending().await?;
@@ -233,6 +244,19 @@ impl DownloadSink {
             self.checkpoint_beside().await?;
         }
         Ok(())
+    }
+
+    /// Grows the pending batch to hold `more` bytes: doubling, as a `Vec` does, but never past
+    /// the batch size (unless one chunk is larger). Left to `BytesMut`, a batch one chunk short of
+    /// full doubles to twice the batch size, and the two buffers a download keeps with it.
+    fn make_room(&mut self, more: usize) {
+        let needed = self.pending.len() + more;
+        if needed <= self.pending.capacity() {
+            return;
+        }
+        let mut bigger = BytesMut::with_capacity(grown_capacity(self.pending.capacity(), needed));
+        bigger.extend_from_slice(&self.pending);
+        self.pending = bigger;
     }
 
     /// When the sink next wants to act without new bytes (write what waits, checkpoint).
@@ -588,4 +612,39 @@ fn resume_error(e: ResumeError, resuming: bool, url: &str) -> Error {
         _ => ErrorCode::CannotCreateFile,
     };
     Error::new(code, e.to_string()).with_url(url).with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fills batches the way `accept` does (a batch that a chunk would overflow is written first)
+    /// and returns the largest capacity a batch reached.
+    fn largest_batch(chunk: usize) -> usize {
+        let (mut len, mut capacity, mut largest) = (0usize, 0usize, 0usize);
+        for _ in 0..100 {
+            if len > 0 && len + chunk > WRITE_BATCH {
+                len = 0; // written; the next batch reuses a buffer of the same capacity
+            }
+            if len + chunk > capacity {
+                capacity = grown_capacity(capacity, len + chunk);
+            }
+            len += chunk;
+            largest = largest.max(capacity);
+        }
+        largest
+    }
+
+    #[test]
+    fn a_batch_never_grows_past_its_size() {
+        // Odd sizes too: doubling from them overshoots a power of two.
+        for chunk in [1, 1000, 8192, 16_484, 65_536, 100_003, WRITE_BATCH] {
+            assert!(
+                largest_batch(chunk) <= WRITE_BATCH,
+                "chunks of {chunk} bytes"
+            );
+        }
+        // A chunk larger than a batch is taken whole, in a buffer of its own size.
+        assert_eq!(largest_batch(WRITE_BATCH + 1), WRITE_BATCH + 1);
+    }
 }
