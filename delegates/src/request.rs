@@ -1,5 +1,6 @@
 //! `Request` and `Response`: what a task asks for and what the server answered.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -193,43 +194,60 @@ impl From<String> for Request {
 }
 
 /// The head of a final HTTP response (`HTTPURLResponse`): URL, status, version and headers.
-#[derive(Clone, Debug)]
-pub struct Response {
+///
+/// Immutable once made, and shared: a clone (the task's `response`, the delegate's copy, the
+/// completion's) is a reference count, not a copy of the headers.
+#[derive(Clone)]
+pub struct Response(Arc<Head>);
+
+/// What a [`Response`] holds.
+struct Head {
     url: Url,
     status: StatusCode,
     version: Version,
     headers: HeaderMap,
 }
 
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("url", &self.0.url)
+            .field("status", &self.0.status)
+            .field("version", &self.0.version)
+            .field("headers", &self.0.headers)
+            .finish()
+    }
+}
+
 impl Response {
     /// A response for `url`.
     pub fn new(url: Url, status: StatusCode, version: Version, headers: HeaderMap) -> Response {
-        Response {
+        Response(Arc::new(Head {
             url,
             status,
             version,
             headers,
-        }
+        }))
     }
 
     /// The URL this response answered (the last request's, after redirects).
     pub fn url(&self) -> &Url {
-        &self.url
+        &self.0.url
     }
 
     /// The status code. 4xx and 5xx are responses, not errors.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The HTTP version the response came over.
     pub fn version(&self) -> Version {
-        self.version
+        self.0.version
     }
 
     /// The response headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.0.headers
     }
 
     /// `expectedContentLength`: the Content-Length; `None` when unknown (URLSession's -1), and
@@ -237,13 +255,15 @@ impl Response {
     /// delivered.
     pub fn expected_content_length(&self) -> Option<u64> {
         let encoded = self
+            .0
             .headers
             .get(http::header::CONTENT_ENCODING)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         if encoded {
             return None;
         }
-        self.headers
+        self.0
+            .headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -251,7 +271,8 @@ impl Response {
 
     /// The MIME type from Content-Type, without parameters, if present.
     pub fn mime_type(&self) -> Option<&str> {
-        self.headers
+        self.0
+            .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim())
@@ -263,10 +284,12 @@ impl Response {
     /// no leading dot, no control characters, so it is safe to join to a directory.
     pub fn suggested_filename(&self) -> String {
         let from_header = self
+            .0
             .headers
             .get(http::header::CONTENT_DISPOSITION)
             .and_then(|v| disposition_filename(v.as_bytes()));
         let from_url = self
+            .0
             .url
             .path_segments()
             .and_then(|mut s| s.next_back().map(str::to_owned))
@@ -279,7 +302,7 @@ impl Response {
         [
             from_header,
             from_url,
-            self.url.host_str().map(str::to_owned),
+            self.0.url.host_str().map(str::to_owned),
         ]
         .into_iter()
         .flatten()

@@ -214,7 +214,7 @@ impl Transfer {
             conversion: conversion.clone(),
             metrics: metrics.clone(),
             ctx: args.ctx,
-            auth: Authenticator::default(),
+            auth: None,
             info: args.info,
             recorder: args.recorder,
             callbacks: args.callbacks,
@@ -342,8 +342,9 @@ struct Run {
     cache_candidate: Option<Box<caching::Candidate>>,
     metrics: SharedMetrics,
     ctx: Arc<SessionContext>,
-    /// Answers authentication challenges.
-    auth: Authenticator,
+    /// What the task's challenges have asked and answered: made at the first one (most transfers
+    /// meet none, and it is large to carry in every transfer's future).
+    auth: Option<Box<Authenticator>>,
     info: TaskInfo,
     recorder: TaskRecorder,
     callbacks: bool,

@@ -39,7 +39,9 @@ impl Run {
                         .contains_key(http::header::WWW_AUTHENTICATE) =>
                 {
                     // Past the proxy, if there is one: it took its credential.
-                    self.auth.accepted(&self.ctx, true);
+                    if let Some(auth) = &mut self.auth {
+                        auth.accepted(&self.ctx, true);
+                    }
                     Some(auth::Asker::Server)
                 }
                 // A 407 is the proxy's only when the request went to it whole (cleartext).
@@ -67,7 +69,9 @@ impl Run {
                 }
                 return Ok(response);
             }
-            self.auth.accepted(&self.ctx, false);
+            if let Some(auth) = &mut self.auth {
+                auth.accepted(&self.ctx, false);
+            }
             let Some(hop) = redirect::redirect(
                 response.status(),
                 response.headers(),
@@ -184,9 +188,14 @@ impl Run {
         asker: &auth::Asker,
     ) -> Result<bool, Halt> {
         let (ctx, info, url) = (self.ctx.clone(), self.info.clone(), self.url.clone());
-        let deciding = self
-            .auth
-            .on_challenge(&ctx, &info, seen, &head.method, &url, asker);
+        let deciding = self.auth.get_or_insert_with(Box::default).on_challenge(
+            &ctx,
+            &info,
+            seen,
+            &head.method,
+            &url,
+            asker,
+        );
         match unless_stopped(&mut self.gate, deciding).await? {
             auth::Answer::Retry(answer) => {
                 let field = match asker {

@@ -64,7 +64,9 @@ impl Run {
                 .await?;
             let refusal = match logged_in {
                 Ok(()) => {
-                    self.auth.accepted(&self.ctx, false);
+                    if let Some(auth) = &mut self.auth {
+                        auth.accepted(&self.ctx, false);
+                    }
                     return Ok(());
                 }
                 Err(FtpError::Refused { code: 530, text }) => text,
@@ -77,7 +79,10 @@ impl Run {
                 http::Version::HTTP_11,
                 http::HeaderMap::new(),
             );
-            let asking = self.auth.on_ftp_refusal(&ctx, &info, &url, &seen);
+            let asking = self
+                .auth
+                .get_or_insert_with(Box::default)
+                .on_ftp_refusal(&ctx, &info, &url, &seen);
             match unless_stopped(&mut self.gate, asking).await? {
                 Some(credential) => {
                     user = credential.user().to_owned();
