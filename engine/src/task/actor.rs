@@ -684,7 +684,9 @@ impl TaskActorState {
             destination,
             actor: me.clone(),
         });
-        self.metrics = Some((transfer.metrics(), std::time::Instant::now()));
+        self.metrics = transfer
+            .metrics()
+            .map(|log| (log, std::time::Instant::now()));
         self.transfer = Some(transfer);
         Ok(())
     }

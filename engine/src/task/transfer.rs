@@ -159,8 +159,10 @@ pub(crate) struct Transfer {
     handle: JoinHandle<Option<Stopped>>,
     gate: watch::Sender<Gate>,
     /// Set when a data task becomes a download: the body then goes to a file, for the new task.
-    conversion: Conversion,
-    metrics: SharedMetrics,
+    /// Only a task that reports to a delegate can be asked to (`did_receive_response`).
+    conversion: Option<Conversion>,
+    /// Only when a delegate will read them.
+    metrics: Option<SharedMetrics>,
 }
 
 /// The transactions of a transfer so far (one per request sent), shared with the task actor.
@@ -195,13 +197,13 @@ impl Transfer {
         });
         let timer = resource_timer(gate.clone(), gate_rx.clone(), args.timeouts.resource);
         let actor = args.actor.clone();
-        let conversion = Conversion::default();
-        let metrics = SharedMetrics::default();
+        let conversion = args.callbacks.then(Conversion::default);
         let recording = args.callbacks
             && args
                 .ctx
                 .delivery(&args.info)
                 .is_some_and(|q| q.wants_task(&args.info, Callback::Metrics));
+        let metrics = recording.then(SharedMetrics::default);
         let gathering = (!args.callbacks
             && matches!(args.destination, Destination::Memory { window: None }))
         .then(Gathering::default);
@@ -225,7 +227,6 @@ impl Transfer {
             sink: None,
             window: None,
             overridden: false,
-            recording,
         };
         let (target, body, destination) = (args.target, args.body, args.destination);
         // Boxed here, not inside the spawned block: the transfer's future is large (about 10 KiB),
@@ -271,15 +272,14 @@ impl Transfer {
         }
     }
 
-    /// The transfer's metrics, filled in as it goes.
-    pub(crate) fn metrics(&self) -> SharedMetrics {
+    /// The transfer's metrics, filled in as it goes, when a delegate will read them.
+    pub(crate) fn metrics(&self) -> Option<SharedMetrics> {
         self.metrics.clone()
     }
 
     /// The body (not released yet) goes to a file for the download task `info` instead.
     pub(crate) fn become_download(&self, info: TaskInfo, slot: PartialSlot) {
-        *self.conversion.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Becoming::Download(info, slot));
+        self.convert(Becoming::Download(info, slot));
     }
 
     /// The connection (which answered `101`) becomes the stream task `info`'s, read and written
@@ -290,8 +290,14 @@ impl Transfer {
         recorder: TaskRecorder,
         ends: super::stream::StreamEnds,
     ) {
-        *self.conversion.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Becoming::Stream(info, recorder, Box::new(ends)));
+        self.convert(Becoming::Stream(info, recorder, Box::new(ends)));
+    }
+
+    fn convert(&self, new: Becoming) {
+        match &self.conversion {
+            Some(c) => *c.lock().unwrap_or_else(|p| p.into_inner()) = Some(new),
+            None => debug_assert!(false, "a task without a delegate was asked to convert"),
+        }
     }
 
     pub(crate) fn pause(&self) {
@@ -337,10 +343,11 @@ impl Drop for Transfer {
 }
 
 struct Run {
-    conversion: Conversion,
+    conversion: Option<Conversion>,
     /// A response the URL cache may keep, with its body so far.
     cache_candidate: Option<Box<caching::Candidate>>,
-    metrics: SharedMetrics,
+    /// The metrics log, when someone reads it (see `Run::metrics`).
+    metrics: Option<SharedMetrics>,
     ctx: Arc<SessionContext>,
     /// What the task's challenges have asked and answered: made at the first one (most transfers
     /// meet none, and it is large to carry in every transfer's future).
@@ -359,8 +366,6 @@ struct Run {
     window: Option<Arc<Semaphore>>,
     /// The last response came over a connection whose server trust the application overrode.
     overridden: bool,
-    /// Someone reads the metrics (see `Run::metrics`).
-    recording: bool,
     /// A completion-form task's answer, gathered here and handed to the actor in one message
     /// (`TaskMsg::Whole`) instead of a message per step: nobody watches the steps of such a task.
     gathering: Option<Gathering>,

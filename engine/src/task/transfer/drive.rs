@@ -141,9 +141,8 @@ impl Run {
         self.present(response).await?;
         let converted = self
             .conversion
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+            .as_ref()
+            .and_then(|c| c.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let Some(Becoming::Stream(info, recorder, ends)) = converted {
             drop(incoming);
             self.info = info;

@@ -8,8 +8,9 @@ impl Run {
     /// The metrics log, when someone will read it (a delegate that implements
     /// `did_finish_collecting_metrics`): otherwise nothing is recorded, and no request pays for it.
     pub(super) fn metrics(&self) -> Option<std::sync::MutexGuard<'_, MetricsLog>> {
-        self.recording
-            .then(|| self.metrics.lock().unwrap_or_else(|p| p.into_inner()))
+        self.metrics
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Records the arrival of a response head on the current transaction.
@@ -210,7 +211,7 @@ impl Run {
         let request_body = match body {
             Some(source) => {
                 // Counted for the metrics too, when someone reads them.
-                let tally = self.recording.then(Arc::default);
+                let tally = self.metrics.is_some().then(Arc::default);
                 self.moved.out = tally.clone();
                 // A delegate slow to hand over a stream must not hold up a cancel.
                 let preparing = upload::prepare(
