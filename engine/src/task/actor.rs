@@ -501,10 +501,13 @@ impl TaskActorState {
                 }
             }
             Effect::ReleaseBody => {
-                // Always told, even when the delegate was not asked: the transfer decided whether
-                // to wait before this actor decided whether to ask, and the queue may have learned
-                // in between that the delegate leaves `did_receive_response` at its default.
-                if let Some(t) = &self.transfer {
+                // Told even when the delegate was not asked: the transfer decided whether to wait
+                // before this actor decided whether to ask, and the queue may have learned in
+                // between that the delegate leaves `did_receive_response` at its default. A task
+                // that reports to no delegate never waits (`asks_disposition`): nothing to tell.
+                if self.callbacks
+                    && let Some(t) = &self.transfer
+                {
                     t.allow_body();
                 }
             }
