@@ -116,12 +116,21 @@ fn read_ahead(file: tokio::fs::File) -> ReadAhead {
             let _ = tx.blocking_send(Err(io::Error::other("the file is busy")));
             return;
         };
+        // Buffers come back here once the connection has sent them, and are read into again.
+        let (back, returned) = std::sync::mpsc::channel();
         loop {
-            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut chunk = returned
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            chunk.clear();
             match (&mut file).take(CHUNK as u64).read_to_end(&mut chunk) {
                 Ok(0) => return,
                 Ok(_) => {
-                    if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                    let chunk = Bytes::from_owner(Recycled {
+                        buffer: chunk,
+                        back: back.clone(),
+                    });
+                    if tx.blocking_send(Ok(chunk)).is_err() {
                         return; // the body was dropped: the upload ended
                     }
                 }
@@ -137,6 +146,27 @@ fn read_ahead(file: tokio::fs::File) -> ReadAhead {
 
 /// Chunks an upload's file is read ahead of the connection.
 const READ_AHEAD: usize = 4;
+
+/// A chunk's buffer, handed back to the reader when the connection drops the chunk: a new 256 KiB
+/// buffer per chunk is mapped and unmapped by the allocator (above its mmap threshold), and its
+/// pages faulted in afresh, 4,096 times a GiB.
+struct Recycled {
+    buffer: Vec<u8>,
+    back: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        // The reader may be gone (the upload ended): the buffer is then simply freed.
+        let _ = self.back.send(std::mem::take(&mut self.buffer));
+    }
+}
 
 /// Opens an upload's file, naming the failure as URLSession does.
 async fn open_upload_file(path: &PathBuf) -> Result<(tokio::fs::File, u64), Error> {
