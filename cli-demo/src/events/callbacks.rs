@@ -1,0 +1,405 @@
+//! The delegate's callbacks: each writes its event line (through the coalescing in
+//! `events.rs`), and those that must answer (challenges, redirects, caching, a new body stream)
+//! answer as the command's options say.
+
+use super::*;
+
+impl SessionDelegate for CliDelegate {
+    fn did_receive_challenge(
+        &self,
+        challenge: &AuthenticationChallenge,
+        reply: Reply<AuthChallengeDisposition>,
+    ) {
+        let disposition = match (&challenge.server_trust, self.insecure) {
+            (Some(trust), true) => {
+                AuthChallengeDisposition::UseCredential(Some(Credential::trusting(trust)))
+            }
+            _ => AuthChallengeDisposition::PerformDefaultHandling,
+        };
+        self.emit_challenge(None, challenge, &disposition);
+        reply.send(disposition);
+    }
+
+    fn did_finish_events_for_background_session(&self, identifier: &str) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_finish_events_for_background_session",
+            None,
+            json!({ "identifier": identifier }),
+        );
+        drop(inner);
+        self.replayed.send_replace(true);
+    }
+
+    fn did_become_invalid(&self, error: Option<&Error>) {
+        let mut inner = self.inner();
+        let mut tasks: Vec<u64> = inner.pending.keys().map(|(t, _)| *t).collect();
+        tasks.sort_unstable();
+        tasks.dedup();
+        for t in tasks {
+            self.flush_data(&mut inner, t);
+        }
+        self.emit(
+            &mut inner,
+            "did_become_invalid",
+            None,
+            json!({ "error": error_json(error) }),
+        );
+        let _ = inner.body.flush();
+        drop(inner);
+        self.invalid.send_replace(true);
+    }
+}
+
+impl TaskDelegate for CliDelegate {
+    fn did_open_with_protocol(&self, task: &TaskInfo, protocol: Option<&str>) {
+        let mut inner = self.inner();
+        let fields = json!({ "protocol": protocol });
+        self.emit(
+            &mut inner,
+            "did_open_with_protocol",
+            Some(task.id()),
+            fields,
+        );
+    }
+
+    fn read_closed(&self, task: &TaskInfo) {
+        let mut inner = self.inner();
+        self.emit(&mut inner, "read_closed", Some(task.id()), json!({}));
+    }
+
+    fn write_closed(&self, task: &TaskInfo) {
+        let mut inner = self.inner();
+        self.emit(&mut inner, "write_closed", Some(task.id()), json!({}));
+    }
+
+    fn did_close_with(&self, task: &TaskInfo, code: CloseCode, reason: Option<&[u8]>) {
+        let mut inner = self.inner();
+        let reason = reason.map(String::from_utf8_lossy);
+        let fields = json!({ "code": code.code(), "reason": reason });
+        self.emit(&mut inner, "did_close_with", Some(task.id()), fields);
+    }
+
+    fn did_change_state(&self, task: &TaskInfo, from: TaskState, to: TaskState) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "state",
+            Some(task.id()),
+            json!({ "from": from.name(), "to": to.name() }),
+        );
+    }
+
+    fn did_receive_challenge(
+        &self,
+        task: &TaskInfo,
+        challenge: &AuthenticationChallenge,
+        reply: Reply<AuthChallengeDisposition>,
+    ) {
+        let space = &challenge.protection_space;
+        let own_origin = task.original_request().url().is_some_and(|url| {
+            url.scheme() == space.protocol
+                && url
+                    .host_str()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(&space.host))
+                && url.port_or_known_default() == Some(space.port)
+        });
+        let disposition = match &self.credential {
+            // A proxy's challenge: `--user` is the server's; the proxy's credentials come from
+            // its URL (`-x http://user:pass@host:port`), through default handling.
+            Some(_) if space.is_proxy() => AuthChallengeDisposition::PerformDefaultHandling,
+            // Another origin, reached by a redirect: `--user` is not for it (curl's rule, after
+            // CVE-2018-1000007); default handling uses only what belongs to that origin.
+            Some(_) if !own_origin && !self.location_trusted => {
+                AuthChallengeDisposition::PerformDefaultHandling
+            }
+            // The server refused it once: do not insist, deliver the 401.
+            Some(_) if challenge.previous_failure_count > 0 => {
+                AuthChallengeDisposition::UseCredential(None)
+            }
+            Some(c) => AuthChallengeDisposition::UseCredential(Some(c.clone())),
+            None => AuthChallengeDisposition::PerformDefaultHandling,
+        };
+        self.emit_challenge(Some(task.id()), challenge, &disposition);
+        reply.send(disposition);
+    }
+
+    fn will_perform_http_redirection(
+        &self,
+        task: &TaskInfo,
+        response: &Response,
+        new_request: &Request,
+        reply: Reply<Option<Request>>,
+    ) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "will_perform_http_redirection",
+            Some(task.id()),
+            json!({
+                "status": response.status().as_u16(),
+                "location": new_request.url_str(),
+                "method": new_request.method().as_str(),
+            }),
+        );
+        drop(inner);
+        reply.send(self.follow_redirects.then(|| new_request.clone()));
+    }
+
+    fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {
+        let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "need_new_body_stream",
+            Some(task.id()),
+            json!({ "offset": 0 }),
+        );
+        drop(inner);
+        if stream.is_none() {
+            self.progress
+                .println("courier: the upload must be sent again, but its stream was read already");
+        }
+        reply.send(stream);
+    }
+
+    fn did_send_body_data(&self, task: &TaskInfo, sent: u64, total: u64, expected: Option<u64>) {
+        // The event stream keeps URLSession's -1 for an unknown total.
+        let (sent, total, expected) =
+            (sent as i64, total as i64, expected.map_or(-1, |n| n as i64));
+        self.progress.set(task.id(), total, expected);
+        self.progress(task.id(), Flow::Sent, sent, total, expected);
+    }
+
+    fn did_finish_collecting_metrics(&self, task: &TaskInfo, metrics: &TaskMetrics) {
+        // Instants as milliseconds since the session was created, like every line's `ms`;
+        // durations in milliseconds.
+        let at = |i: Option<std::time::Instant>| {
+            i.map(|i| i.saturating_duration_since(self.start).as_secs_f64() * 1000.0)
+        };
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        let transactions: Vec<Value> = metrics
+            .transactions
+            .iter()
+            .map(|t| {
+                json!({
+                    "url": t.url,
+                    "fetch_type": t.fetch_type.name(),
+                    "protocol": t.protocol,
+                    "reused_connection": t.reused_connection,
+                    "fetch_start_ms": at(Some(t.fetch_start)),
+                    "domain_lookup_ms": ms(t.domain_lookup),
+                    "connect_ms": ms(t.connect),
+                    "secure_connection_ms": ms(t.secure_connection),
+                    "request_start_ms": at(t.request_start),
+                    "request_end_ms": at(t.request_end),
+                    "response_start_ms": at(t.response_start),
+                    "response_end_ms": at(t.response_end),
+                    "status": t.status,
+                    "request_header_bytes_sent": t.request_header_bytes_sent,
+                    "request_body_bytes_sent": t.request_body_bytes_sent,
+                    "response_header_bytes_received": t.response_header_bytes_received,
+                    "response_body_bytes_received": t.response_body_bytes_received,
+                    "response_body_bytes_after_decoding": t.response_body_bytes_after_decoding,
+                    "local_address": t.local_address.map(|a| a.to_string()),
+                    "remote_address": t.remote_address.map(|a| a.to_string()),
+                    "tls_protocol_version": t.tls_protocol_version,
+                    "tls_cipher_suite": t.tls_cipher_suite,
+                    "proxy_connection": t.proxy_connection,
+                })
+            })
+            .collect();
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_finish_collecting_metrics",
+            Some(task.id()),
+            json!({ "redirect_count": metrics.redirect_count, "transactions": transactions }),
+        );
+    }
+
+    fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
+        let status = task.response().map(|r| r.status().as_u16());
+        self.progress.finish(task.id());
+        let mut inner = self.inner();
+        let saved = inner.saved.remove(&task.id());
+        self.emit(
+            &mut inner,
+            "did_complete",
+            Some(task.id()),
+            json!({ "error": error_json(error), "status": status }),
+        );
+        let _ = inner.body.flush();
+        drop(inner);
+        let _ = self.finished.send(Finished {
+            task: task.id(),
+            status,
+            error: error.cloned(),
+            saved,
+        });
+    }
+}
+
+impl DownloadDelegate for CliDelegate {
+    fn did_write_data(&self, task: &TaskInfo, written: u64, total: u64, expected: Option<u64>) {
+        let (written, total) = (written as i64, total as i64);
+        let expected = expected.map_or(-1, |n| n as i64);
+        self.progress.set(task.id(), total, expected);
+        self.progress(task.id(), Flow::Written, written, total, expected);
+    }
+
+    fn did_resume_at_offset(&self, task: &TaskInfo, offset: u64, expected: Option<u64>) {
+        let (offset, expected) = (offset as i64, expected.map_or(-1, |n| n as i64));
+        self.progress.restart_at(task.id(), offset, expected);
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_resume_at_offset",
+            Some(task.id()),
+            json!({ "offset": offset, "expected_total_bytes": expected }),
+        );
+    }
+
+    fn did_finish_downloading_to(&self, task: &TaskInfo, location: &Path) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_finish_downloading_to",
+            Some(task.id()),
+            json!({ "path": location.to_string_lossy() }),
+        );
+        if task
+            .response()
+            .is_some_and(|r| self.discards(r.status().as_u16()))
+        {
+            // `--fail`: an error page is not saved; the engine removes the file.
+            return;
+        }
+        let mut existing = Existing::Replace;
+        if let (Some(dir), Some(response)) = (
+            inner.named_by_response.get(&task.id()).cloned(),
+            task.response(),
+        ) {
+            // A name the server chose never replaces a file (curl's -J, CVE-2020-8177).
+            existing = Existing::Keep;
+            let mut taken: HashSet<PathBuf> = inner
+                .saved
+                .values()
+                .filter_map(|s| s.as_ref().ok().cloned())
+                .collect();
+            let to = crate::download::unique(&dir, &response.suggested_filename(), &mut taken);
+            inner.destinations.insert(task.id(), to);
+        }
+        if !inner.destinations.contains_key(&task.id())
+            && let Some(dir) = inner.default_dir.clone()
+        {
+            let mut taken: HashSet<PathBuf> = inner
+                .saved
+                .values()
+                .filter_map(|s| s.as_ref().ok().cloned())
+                .collect();
+            let name = crate::download::file_name_for(task.original_request().url_str());
+            let to = crate::download::unique(&dir, &name, &mut taken);
+            inner.destinations.insert(task.id(), to);
+        }
+        // The file is removed when this returns: move it to its destination now.
+        if let Some(to) = inner.destinations.get(&task.id()).cloned() {
+            let moved = move_into_place(location, &to, existing)
+                .map(|()| to.clone())
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => format!(
+                        "refusing to overwrite {}, which exists (the name came from the server)",
+                        to.display()
+                    ),
+                    _ => format!("cannot save {}: {e}", to.display()),
+                });
+            inner.saved.insert(task.id(), moved);
+        }
+    }
+}
+
+impl DataDelegate for CliDelegate {
+    fn did_receive_response(
+        &self,
+        task: &TaskInfo,
+        response: &Response,
+        reply: Reply<ResponseDisposition>,
+    ) {
+        let disposition = ResponseDisposition::Allow;
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_receive_response",
+            Some(task.id()),
+            json!({
+                "status": response.status().as_u16(),
+                "url": response.url().as_str(),
+                "headers": headers_json(response),
+                "expected_content_length": response.expected_content_length(),
+                "disposition": disposition.name(),
+            }),
+        );
+        if self.discards(response.status().as_u16()) {
+            inner.discarding.insert(task.id());
+        }
+        drop(inner);
+        reply.send(disposition);
+    }
+
+    fn will_cache_response(
+        &self,
+        task: &TaskInfo,
+        proposed: &CachedResponse,
+        reply: Reply<Option<CachedResponse>>,
+    ) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "will_cache_response",
+            Some(task.id()),
+            json!({ "stored": true }),
+        );
+        drop(inner);
+        reply.send(Some(proposed.clone()));
+    }
+
+    fn did_become_download_task(&self, task: &TaskInfo, download_task: &TaskInfo) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "did_become_download_task",
+            Some(task.id()),
+            json!({ "download_task": download_task.id() }),
+        );
+    }
+
+    fn did_become_stream_task(&self, task: &TaskInfo, stream_task: &TaskInfo) {
+        let mut inner = self.inner();
+        let fields = json!({ "stream_task": stream_task.id() });
+        self.emit(
+            &mut inner,
+            "did_become_stream_task",
+            Some(task.id()),
+            fields,
+        );
+    }
+
+    fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
+        let mut inner = self.inner();
+        if !inner.discarding.contains(&task.id()) && inner.body.write_all(data).is_err() {
+            tracing::warn!("cannot write the body to its output");
+        }
+        drop(inner);
+        if task.kind() == TaskKind::Data {
+            // An upload's bar shows what it sent, not its response.
+            self.progress.set(
+                task.id(),
+                task.bytes_received() as i64,
+                task.bytes_expected_to_receive().map_or(-1, |n| n as i64),
+            );
+        }
+        let n = data.len() as i64;
+        self.progress(task.id(), Flow::Received, n, 0, -1);
+    }
+}
