@@ -15,10 +15,11 @@
 //!
 //! `conn` holds what a connect hands the pool: the stream and the pooled connection. `raw` opens
 //! connections outside the pool (a stream task's TCP, and TLS started on it later).
+//! `server_trust` is the session's own trust decision after a handshake, for both; `resolve`
+//! finds a host's addresses.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -30,7 +31,7 @@ use http::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::client::WebPkiServerVerifier;
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsConnector;
@@ -39,13 +40,16 @@ use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind};
 use crate::happy_eyeballs;
 use crate::identity::{AskingResolver, ClientIdentityProvider, IdentityDecision};
 use crate::proxy::{self, Proxies, Route, RouteKind};
-use crate::trust::{TrustDecision, TrustEvaluator, verify_standard};
+use crate::trust::TrustEvaluator;
 
 mod conn;
 mod raw;
+mod resolve;
+mod server_trust;
 
 pub(crate) use conn::Conn;
 use conn::{OpenH2, Stream, Watch};
+use resolve::{resolve, resolve_one};
 
 /// Facts about the connection a response came over; found in every response's extensions.
 #[derive(Clone, Debug)]
@@ -589,79 +593,4 @@ impl Inner {
             _h2: h2.then(|| OpenH2::new(state.h2_open.clone())),
         })
     }
-}
-
-/// The first address of `host` (for a `socks5://` proxy, which is handed addresses, not names).
-impl Inner {
-    /// Decides whether to trust the server of a finished handshake, when the session decides trust
-    /// itself (its delegate's server-trust challenge): true when it trusted a server that standard
-    /// verification refuses.
-    pub(super) async fn decide_trust(
-        &self,
-        tls_stream: &tokio_rustls::client::TlsStream<TcpStream>,
-        host: &str,
-        port: u16,
-    ) -> Result<bool, ConnectFailure> {
-        let Some((evaluator, standard)) = &self.settings.trust else {
-            return Ok(false);
-        };
-        let chain: Vec<CertificateDer<'static>> = tls_stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-            .unwrap_or_default();
-        match evaluator.evaluate(host, port, &chain).await {
-            // Remember whether standard verification would have refused it.
-            TrustDecision::Accept => Ok(verify_standard(standard, host, &chain).is_err()),
-            TrustDecision::Reject => Err(ConnectFailure::new(
-                TransportErrorKind::Tls(TlsFailure::Untrusted),
-                "the server's certificate was refused",
-                None,
-            )),
-            TrustDecision::Cancel => Err(ConnectFailure::new(
-                TransportErrorKind::Cancelled,
-                "cancelled at the server-trust challenge",
-                None,
-            )),
-            _ => verify_standard(standard, host, &chain)
-                .map(|()| false)
-                .map_err(|e| ConnectFailure::tls(io::Error::new(io::ErrorKind::InvalidData, e))),
-        }
-    }
-}
-
-/// The addresses `host:port` resolves to; at least one.
-pub(super) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectFailure> {
-    let cannot = |e: Option<io::Error>| {
-        ConnectFailure::new(
-            TransportErrorKind::Dns,
-            format!("cannot find host {host}"),
-            e,
-        )
-    };
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| cannot(Some(e)))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(cannot(None));
-    }
-    Ok(addrs)
-}
-
-async fn resolve_one(host: &str, port: u16) -> Result<String, ConnectFailure> {
-    let cannot = |e: Option<std::io::Error>| {
-        ConnectFailure::new(
-            TransportErrorKind::Dns,
-            format!("cannot find host {host}"),
-            e,
-        )
-    };
-    tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| cannot(Some(e)))?
-        .next()
-        .map(|addr| addr.ip().to_string())
-        .ok_or_else(|| cannot(None))
 }
