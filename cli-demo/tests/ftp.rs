@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{courier, data_home, python_server, server_script};
+use common::{assert_success, courier, python_server, server_script};
 
 #[test]
 fn download_get_and_upload_over_ftp() {
@@ -34,12 +32,7 @@ fn download_get_and_upload_over_ftp() {
         target.to_str().unwrap(),
         &url("", "/file.bin"),
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(std::fs::read(&target).unwrap(), data);
 
     let out = courier(&["get", "--allow-http", &url("", "/file.bin")]);
@@ -47,48 +40,30 @@ fn download_get_and_upload_over_ftp() {
 
     let upload = out_dir.path().join("up.txt");
     std::fs::write(&upload, b"sent over ftp\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_courier"))
-        .args([
-            "upload",
-            "--allow-http",
-            "--file",
-            upload.to_str().unwrap(),
-            &url("ann:pw@", "/up.txt"),
-        ])
-        .env("XDG_DATA_HOME", data_home())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = courier(&[
+        "upload",
+        "--allow-http",
+        "--file",
+        upload.to_str().unwrap(),
+        &url("ann:pw@", "/up.txt"),
+    ]);
+    assert_success(&out);
     assert_eq!(
         std::fs::read(root.path().join("up.txt")).unwrap(),
         b"sent over ftp\n"
     );
 
     // `--user` is the login for a URL that names no user (curl's way): only ann may write.
-    let out = Command::new(env!("CARGO_BIN_EXE_courier"))
-        .args([
-            "upload",
-            "--allow-http",
-            "--user",
-            "ann:pw",
-            "--file",
-            upload.to_str().unwrap(),
-            &url("", "/by-user.txt"),
-        ])
-        .env("XDG_DATA_HOME", data_home())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = courier(&[
+        "upload",
+        "--allow-http",
+        "--user",
+        "ann:pw",
+        "--file",
+        upload.to_str().unwrap(),
+        &url("", "/by-user.txt"),
+    ]);
+    assert_success(&out);
     assert!(root.path().join("by-user.txt").exists());
 
     // A missing file: exit 1, the error named; and without --allow-http, refused.

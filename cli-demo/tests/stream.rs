@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use common::{PythonServer, data_home, python_server, stderr_events};
+use common::{PythonServer, courier_with_stdin, python_server, stderr_events};
 use courier_cli::loopback::LoopbackCa;
 
 /// aiosmtpd with STARTTLS from `ca`'s leaf, and the directory holding the leaf and the CA's PEM;
@@ -35,19 +32,10 @@ fn smtp(ca: &LoopbackCa) -> Option<(PythonServer, tempfile::TempDir)> {
 }
 
 fn stream(args: &[&str], input: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
-        .arg("stream")
-        .args(args)
-        .env("XDG_DATA_HOME", data_home())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("courier");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    let args: Vec<&str> = std::iter::once("stream")
+        .chain(args.iter().copied())
+        .collect();
+    courier_with_stdin(&args, input, std::time::Duration::ZERO)
 }
 
 #[test]

@@ -4,27 +4,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use common::{data_home, names, python_server, server_script, stderr_events};
+use common::{courier_with_stdin, names, python_server, server_script, stderr_events};
 
 /// Runs `courier ws ARGS` with `input` on stdin, holding stdin open for `hold` before closing it.
 fn ws(args: &[&str], input: &str, hold: std::time::Duration) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
-        .arg("ws")
-        .args(args)
-        .env("XDG_DATA_HOME", data_home())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("courier");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    std::thread::sleep(hold);
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    let args: Vec<&str> = std::iter::once("ws").chain(args.iter().copied()).collect();
+    courier_with_stdin(&args, input, hold)
 }
 
 #[test]

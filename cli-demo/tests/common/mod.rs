@@ -23,6 +23,26 @@ pub(crate) fn courier(args: &[&str]) -> Output {
         .expect("run courier")
 }
 
+/// Runs `courier ARGS` with `input` on its stdin, which stays open for `hold` more before it is
+/// closed (the end of input, for `ws` and `stream`).
+pub(crate) fn courier_with_stdin(args: &[&str], input: &str, hold: std::time::Duration) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args(args)
+        .env("XDG_DATA_HOME", data_home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run courier");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    std::thread::sleep(hold);
+    drop(stdin);
+    child.wait_with_output().expect("courier's output")
+}
+
 /// Asserts that a run of `courier` exited 0, showing its stderr when it did not.
 #[track_caller]
 pub(crate) fn assert_success(out: &Output) {
