@@ -1,0 +1,122 @@
+//! Resume data and the records it is made of: a download's request and response as storage keeps
+//! them, sealed resume data from a checkpoint record, and the errors of resuming.
+
+use super::*;
+
+/// Resume data from the checkpoint record storage holds for the partial file `name`.
+pub(crate) fn resume_data_from_storage(dir: &SessionDirectory, name: &str) -> Option<ResumeData> {
+    let blob = dir.stored_checkpoint(name)?;
+    ResumeRecord::decode(&blob).ok()?;
+    let data = seal(dir, blob)?;
+    if let Ok(path) = dir.resolve(name) {
+        keep_for_resume(&path);
+    }
+    Some(data)
+}
+
+/// The resume data that describes `record`.
+pub(crate) fn resume_data_of(dir: &SessionDirectory, record: &ResumeRecord) -> Option<ResumeData> {
+    record.seal(dir).ok().map(ResumeData::from_bytes)
+}
+
+/// An encoded record sealed with the directory's key, as resume data (none when the key cannot be
+/// had: then the download cannot be continued).
+pub(super) fn seal(dir: &SessionDirectory, encoded: Vec<u8>) -> Option<ResumeData> {
+    match dir.seal(encoded) {
+        Ok(sealed) => Some(ResumeData::from_bytes(sealed)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot seal resume data");
+            None
+        }
+    }
+}
+
+/// Reads resume data handed back by an application: only data sealed with this session
+/// directory's key is taken. The error, if any, is delivered when the task is resumed.
+pub(crate) fn decode_resume_data(
+    dir: &SessionDirectory,
+    data: &ResumeData,
+) -> Result<Box<ResumeRecord>, Error> {
+    ResumeRecord::open(data.as_bytes(), dir)
+        .map(Box::new)
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::CannotDecodeRawData,
+                format!("the resume data is unusable: {e}"),
+            )
+            .with_source(e)
+        })
+}
+
+/// The request a task made from `record` starts with.
+pub(crate) fn request_from_record(record: &RequestRecord) -> Request {
+    let method = http::Method::from_bytes(record.method.as_bytes()).unwrap_or(http::Method::GET);
+    let mut request = Request::new(method, record.url.as_str());
+    for (name, value) in &record.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            request = request.with_header(n, v);
+        }
+    }
+    request
+}
+
+/// The response head `record` describes (`None` when its URL or status does not parse). The
+/// record keeps no HTTP version: it reads as HTTP/1.1.
+pub(crate) fn response_from_record(record: &ResponseRecord) -> Option<Response> {
+    let url = url::Url::parse(&record.url).ok()?;
+    let status = http::StatusCode::from_u16(record.status).ok()?;
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &record.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    Some(Response::new(url, status, http::Version::HTTP_11, headers))
+}
+
+/// A request as resume data and the background journal keep it (without `Range`/`If-Range`,
+/// which belong to one attempt).
+pub fn request_record(r: &Request) -> RequestRecord {
+    RequestRecord {
+        method: r.method().as_str().to_owned(),
+        url: r.url_str().to_owned(),
+        headers: r
+            .headers()
+            .iter()
+            .filter(|(n, _)| *n != http::header::RANGE && *n != http::header::IF_RANGE)
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+    }
+}
+
+/// A response head as resume data and the background journal keep it.
+pub(crate) fn response_record(r: &Response) -> ResponseRecord {
+    ResponseRecord {
+        url: r.url().as_str().to_owned(),
+        status: r.status().as_u16(),
+        headers: r
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+    }
+}
+
+/// Names why a partial file could not be created or reopened.
+pub(super) fn resume_error(e: ResumeError, resuming: bool, url: &str) -> Error {
+    let code = match &e {
+        ResumeError::Corrupt(_) => ErrorCode::CannotDecodeRawData,
+        ResumeError::OutsideSessionDirectory(_) => ErrorCode::FileOutsideSafeArea,
+        ResumeError::Missing(_) => ErrorCode::FileDoesNotExist,
+        ResumeError::Changed(_) => ErrorCode::CannotOpenFile,
+        ResumeError::Io(_) if resuming => ErrorCode::CannotOpenFile,
+        _ => ErrorCode::CannotCreateFile,
+    };
+    Error::new(code, e.to_string()).with_url(url).with_source(e)
+}
