@@ -11,13 +11,17 @@ use courier_engine::{
 };
 use courier_tests::{TestCa, TestServer};
 
-/// The order tasks completed in.
+/// The order tasks completed in, and how each ended (for the message of a failed check).
 #[derive(Default)]
-struct Order(Mutex<Vec<u64>>);
+struct Order(Mutex<Vec<u64>>, Mutex<Vec<String>>);
 impl SessionDelegate for Order {}
 impl TaskDelegate for Order {
-    fn did_complete(&self, task: &TaskInfo, _error: Option<&Error>) {
+    fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
         self.0.lock().unwrap().push(task.id());
+        self.1.lock().unwrap().push(match error {
+            None => format!("{}: ok", task.id()),
+            Some(e) => format!("{}: {e}", task.id()),
+        });
     }
 }
 impl DataDelegate for Order {}
@@ -61,7 +65,12 @@ async fn a_busy_http1_host_serves_its_waiting_tasks_highest_priority_first() {
 
     let seen = order.0.lock().unwrap().clone();
     let (low, default, high) = (waiting[0], waiting[1], waiting[2]);
-    assert_eq!(seen, [busy.info().id(), high, default, low]);
+    assert_eq!(
+        seen,
+        [busy.info().id(), high, default, low],
+        "{:?}",
+        order.1.lock().unwrap()
+    );
 }
 
 /// The `priority` line the server saw, from `/headers`.
