@@ -48,7 +48,7 @@ mod resolve;
 mod server_trust;
 
 pub(crate) use conn::Conn;
-use conn::{OpenH2, Stream, Watch};
+use conn::{Counted, ReadShare, Stream, Watch};
 use resolve::{resolve, resolve_one};
 
 /// Facts about the connection a response came over; found in every response's extensions.
@@ -122,6 +122,8 @@ pub(crate) struct Connector {
 struct Inner {
     settings: ConnectorSettings,
     next_id: AtomicU64,
+    /// Open connections, which share the read budget (`conn::ReadShare`).
+    open: Arc<AtomicUsize>,
     per_host: Mutex<HashMap<(bool, String, u16), Arc<Host>>>,
 }
 
@@ -150,6 +152,7 @@ impl Connector {
             inner: Arc::new(Inner {
                 settings,
                 next_id: AtomicU64::new(1),
+                open: Arc::new(AtomicUsize::new(0)),
                 per_host: Mutex::new(HashMap::new()),
             }),
         }
@@ -474,7 +477,7 @@ impl Inner {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if !tls {
             return Ok(Conn {
-                io: TokioIo::new(Stream::Plain(tcp)),
+                io: TokioIo::new(Stream::plain(tcp, ReadShare::new(self.open.clone()))),
                 info: ConnectionInfo {
                     id,
                     remote,
@@ -564,13 +567,14 @@ impl Inner {
             state.speaks_h1.store(true, Ordering::Release);
         }
         Ok(Conn {
-            io: TokioIo::new(Stream::Tls(
-                Box::new(tls_stream),
+            io: TokioIo::new(Stream::tls(
+                tls_stream,
                 Watch {
                     host: state.clone(),
                     presented_identity: resolver.presented(),
                     got_data: false,
                 },
+                ReadShare::new(self.open.clone()),
             )),
             info: ConnectionInfo {
                 id,
@@ -590,7 +594,7 @@ impl Inner {
             },
             // HTTP/2 multiplexes every request on one connection: the per-host cap does not apply.
             _permit: if h2 { None } else { Some(permit) },
-            _h2: h2.then(|| OpenH2::new(state.h2_open.clone())),
+            _h2: h2.then(|| Counted::new(state.h2_open.clone())),
         })
     }
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::client::TlsStream;
@@ -19,21 +20,88 @@ use tokio_rustls::client::TlsStream;
 use super::{ConnectionInfo, Host};
 use crate::error::{TlsFailure, alert_after_handshake};
 
-/// A byte stream, cleartext or TLS.
-pub(super) enum Stream {
+/// A byte stream, cleartext or TLS, that reads no more at a time than its share of the
+/// connector's read buffering.
+pub(super) struct Stream {
+    kind: Kind,
+    share: ReadShare,
+}
+
+impl Stream {
+    pub(super) fn plain(tcp: TcpStream, share: ReadShare) -> Stream {
+        Stream {
+            kind: Kind::Plain(tcp),
+            share,
+        }
+    }
+
+    pub(super) fn tls(tls: TlsStream<TcpStream>, watch: Watch, share: ReadShare) -> Stream {
+        Stream {
+            kind: Kind::Tls(Box::new(tls), watch),
+            share,
+        }
+    }
+}
+
+enum Kind {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>, Watch),
 }
 
-impl tokio::io::AsyncRead for Stream {
+/// The most bytes all of a connector's connections are asked to read at once: hyper's read
+/// buffer grows toward what each read returns, so this bounds what the connections hold in
+/// memory together. One connection alone reads up to hyper's limit; 10,000 slow downloads at once
+/// read [`MIN_READ`] each (they held 57 KiB each in hyper's buffers before, the whole 64 KiB
+/// body of a download that fell behind).
+const READ_BUDGET: usize = 4 << 20;
+/// The least a connection reads at a time, however many are open: a 4 KiB read keeps hyper's
+/// buffer at its initial 8 KiB.
+const MIN_READ: usize = 4 << 10;
+
+/// One connection's share of its connector's read budget.
+pub(super) struct ReadShare(Counted);
+
+impl ReadShare {
+    pub(super) fn new(open: Arc<AtomicUsize>) -> ReadShare {
+        ReadShare(Counted::new(open))
+    }
+
+    /// The most one read may take now.
+    fn limit(&self) -> usize {
+        (READ_BUDGET / self.0.count().max(1)).max(MIN_READ)
+    }
+}
+
+impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s, watch) => {
+        let this = self.get_mut();
+        let limit = this.share.limit();
+        if buf.remaining() <= limit {
+            return this.kind.poll_read(cx, buf);
+        }
+        // Read into the first `limit` bytes of the space (zeroed first: the safe way to lend
+        // part of an uninitialized buffer), then count what arrived as filled.
+        let mut part = tokio::io::ReadBuf::new(buf.initialize_unfilled_to(limit));
+        let read = this.kind.poll_read(cx, &mut part);
+        let n = part.filled().len();
+        buf.advance(n);
+        read
+    }
+}
+
+impl Kind {
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self {
+            Kind::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Kind::Tls(s, watch) => {
                 let before = buf.filled().len();
                 let read = Pin::new(s.as_mut()).poll_read(cx, buf);
                 watch.saw(&read, buf.filled().len() > before);
@@ -49,9 +117,9 @@ impl tokio::io::AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s, watch) => {
+        match &mut self.get_mut().kind {
+            Kind::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Kind::Tls(s, watch) => {
                 let written = Pin::new(s.as_mut()).poll_write(cx, buf);
                 if let Poll::Ready(Err(e)) = &written {
                     watch.saw(
@@ -69,30 +137,30 @@ impl tokio::io::AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().kind {
+            Kind::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Kind::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s, _) => s.is_write_vectored(),
+        match &self.kind {
+            Kind::Plain(s) => s.is_write_vectored(),
+            Kind::Tls(s, _) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().kind {
+            Kind::Plain(s) => Pin::new(s).poll_flush(cx),
+            Kind::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().kind {
+            Kind::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Kind::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -132,20 +200,26 @@ pub(crate) struct Conn {
     /// Held for the connection's life; dropping the connection frees the slot.
     pub(super) _permit: Option<OwnedSemaphorePermit>,
     /// Counts this connection among its host's open HTTP/2 connections.
-    pub(super) _h2: Option<OpenH2>,
+    pub(super) _h2: Option<Counted>,
 }
 
-/// One open HTTP/2 connection, counted until dropped.
-pub(super) struct OpenH2(Arc<AtomicUsize>);
+/// One member of a count (open connections, open HTTP/2 connections to a host), counted until
+/// dropped.
+pub(super) struct Counted(Arc<AtomicUsize>);
 
-impl OpenH2 {
-    pub(super) fn new(count: Arc<AtomicUsize>) -> OpenH2 {
+impl Counted {
+    pub(super) fn new(count: Arc<AtomicUsize>) -> Counted {
         count.fetch_add(1, Ordering::AcqRel);
-        OpenH2(count)
+        Counted(count)
+    }
+
+    /// How many are counted now, this one included.
+    fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
-impl Drop for OpenH2 {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -202,5 +276,59 @@ impl Write for Conn {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn shares(open: &Arc<AtomicUsize>, n: usize) -> Vec<ReadShare> {
+        (0..n).map(|_| ReadShare::new(open.clone())).collect()
+    }
+
+    #[test]
+    fn open_connections_share_the_read_budget() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let one = shares(&open, 1);
+        assert_eq!(one[0].limit(), READ_BUDGET);
+        let many = shares(&open, 1023);
+        assert_eq!(many[0].limit(), READ_BUDGET / 1024);
+        let more = shares(&open, 10_000);
+        assert_eq!(more[0].limit(), MIN_READ);
+        drop((many, more));
+        assert_eq!(one[0].limit(), READ_BUDGET, "dropped shares are uncounted");
+    }
+
+    #[tokio::test]
+    async fn a_capped_read_takes_its_share_and_every_byte_arrives() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = body.clone();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(&sent).await.unwrap();
+        });
+        let open = Arc::new(AtomicUsize::new(0));
+        let _others = shares(&open, 5_000);
+        let mut stream = Stream::plain(
+            TcpStream::connect(addr).await.unwrap(),
+            ReadShare::new(open.clone()),
+        );
+        server.await.unwrap();
+        let (mut got, mut buf) = (Vec::new(), vec![0u8; 64 << 10]);
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(n <= MIN_READ, "a read of {n} bytes");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, body);
     }
 }

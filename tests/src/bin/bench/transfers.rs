@@ -43,9 +43,10 @@ fn child_with(args: &[&str], env: &[(&str, &str)]) -> (f64, Vec<(String, String)
     let started = Instant::now();
     // Through a shell that first raises the open-file limit to the hard one (a download at once
     // holds a socket and a file); a program that runs that many raises it the same way.
+    // `COURIER_BENCH_WRAP` (say `heaptrack` or `perf record -g`) runs each child under a profiler.
     let output = Command::new("sh")
         .arg("-c")
-        .arg("ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec \"$0\" \"$@\"")
+        .arg("ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec $COURIER_BENCH_WRAP \"$0\" \"$@\"")
         .arg(me)
         .args(args)
         .envs(env.iter().copied())
