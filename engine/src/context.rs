@@ -42,6 +42,8 @@ pub(crate) struct SessionContext {
     /// Stream tasks that data tasks became, until the application adopts their handles
     /// (`Session::adopt_stream_task`) or they complete.
     pub(crate) adoptable: std::sync::Mutex<std::collections::HashMap<u64, crate::task::StreamTask>>,
+    /// Downloads writing a file now, which share the write-batch budget.
+    pub(crate) open_downloads: std::sync::atomic::AtomicUsize,
 }
 
 /// The session-level delegate of a session that has none, behind the queue its tasks' own

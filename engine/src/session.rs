@@ -262,6 +262,7 @@ impl Session {
             tasks_queue: std::sync::OnceLock::new(),
             host_queue: crate::task::transfer::host_queue::HostQueue::new(per_host),
             adoptable: std::sync::Mutex::default(),
+            open_downloads: std::sync::atomic::AtomicUsize::new(0),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
         let runtime = runtime

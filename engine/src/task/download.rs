@@ -12,6 +12,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -43,10 +44,44 @@ use crate::context::SessionContext;
 /// what waits in memory bounds the peak (1 GiB from nginx: 1 MiB batches 0.67-0.85 s and a peak of
 /// 12.2-13.4 MiB; 256 KiB batches 0.81-0.87 s and 10.2-11.0 MiB, curl 1.02 s).
 const WRITE_BATCH: usize = 256 << 10;
+/// The most bytes all of a session's downloads batch at once: 64 downloads batch a full
+/// [`WRITE_BATCH`] each; more share it, down to [`MIN_BATCH`]. (10,000 slow downloads at once
+/// held two 32 KiB buffers each before.)
+const BATCH_BUDGET: usize = 16 << 20;
+/// The smallest batch, however many downloads run.
+const MIN_BATCH: usize = 16 << 10;
+
+/// The batch size of each download while `open` of the session's downloads are open.
+fn batch_size(open: usize) -> usize {
+    (BATCH_BUDGET / open.max(1)).clamp(MIN_BATCH, WRITE_BATCH)
+}
+
 /// The capacity a batch of `capacity` grows to when it must hold `needed` bytes: twice as much,
-/// at least `needed`, at most a batch (or `needed`, for one chunk larger than a batch).
-fn grown_capacity(capacity: usize, needed: usize) -> usize {
-    (capacity * 2).clamp(needed, WRITE_BATCH.max(needed))
+/// at least `needed`, at most `batch` (or `needed`, for one chunk larger than a batch).
+fn grown_capacity(capacity: usize, needed: usize, batch: usize) -> usize {
+    (capacity * 2).clamp(needed, batch.max(needed))
+}
+
+/// One open download, counted in its session's until dropped: what its batch size is shared
+/// among.
+struct BatchShare(Arc<SessionContext>);
+
+impl BatchShare {
+    fn new(ctx: Arc<SessionContext>) -> BatchShare {
+        ctx.open_downloads.fetch_add(1, Ordering::AcqRel);
+        BatchShare(ctx)
+    }
+
+    /// This download's batch size now.
+    fn size(&self) -> usize {
+        batch_size(self.0.open_downloads.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for BatchShare {
+    fn drop(&mut self) {
+        self.0.open_downloads.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Longest time received bytes wait in memory before they are written.
@@ -83,7 +118,10 @@ pub(crate) struct DownloadSink {
     /// A checkpoint being taken beside the writes (its record, when it succeeded).
     background: Option<JoinHandle<Option<Vec<u8>>>>,
     pending: BytesMut,
+    /// The buffer of the last batch written, for the next (only while batches are full-size:
+    /// with many downloads, one buffer each is the point).
     spare: BytesMut,
+    share: BatchShare,
     /// The resume record, once the response is known to be resumable (its length and digest are
     /// filled in at each checkpoint).
     template: Option<ResumeRecord>,
@@ -143,6 +181,7 @@ impl DownloadSink {
             written: file.len(),
             checkpointed: file.len(),
             file: Some(file),
+            share: BatchShare::new(ctx.clone()),
             ctx,
             actor,
             url,
@@ -243,13 +282,19 @@ impl DownloadSink {
 
     /// Takes body bytes; writes them once a batch is full or has waited long enough.
     pub(crate) async fn accept(&mut self, data: Bytes) -> Result<(), Error> {
-        // A batch never grows past its size: what would overflow it goes into the next one.
-        if !self.pending.is_empty() && self.pending.len() + data.len() > WRITE_BATCH {
-            self.write_pending().await?;
-        }
-        self.make_room(data.len());
+        let batch = self.share.size();
+        // A batch never grows past its size: a chunk that would overflow it starts the next one.
+        let full = (!self.pending.is_empty() && self.pending.len() + data.len() > batch)
+            .then(|| self.take_batch());
+        self.make_room(data.len(), batch);
         self.pending.extend_from_slice(&data);
-        if self.pending.len() >= WRITE_BATCH || self.last_write.elapsed() >= WRITE_DELAY {
+        // Copied: hyper may reuse its read buffer while a write is awaited (holding the chunk
+        // made it allocate another, one per slow download).
+        drop(data);
+        if let Some(full) = full {
+            self.write(full).await?;
+        }
+        if self.pending.len() >= batch || self.last_write.elapsed() >= WRITE_DELAY {
             self.write_pending().await?;
         }
         if self.template.is_some() && self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
@@ -259,14 +304,15 @@ impl DownloadSink {
     }
 
     /// Grows the pending batch to hold `more` bytes: doubling, as a `Vec` does, but never past
-    /// the batch size (unless one chunk is larger). Left to `BytesMut`, a batch one chunk short of
-    /// full doubles to twice the batch size, and the two buffers a download keeps with it.
-    fn make_room(&mut self, more: usize) {
+    /// `batch` (unless one chunk is larger). Left to `BytesMut`, a batch one chunk short of full
+    /// doubles to twice the batch size, and the two buffers a download keeps with it.
+    fn make_room(&mut self, more: usize, batch: usize) {
         let needed = self.pending.len() + more;
         if needed <= self.pending.capacity() {
             return;
         }
-        let mut bigger = BytesMut::with_capacity(grown_capacity(self.pending.capacity(), needed));
+        let mut bigger =
+            BytesMut::with_capacity(grown_capacity(self.pending.capacity(), needed, batch));
         bigger.extend_from_slice(&self.pending);
         self.pending = bigger;
     }
@@ -379,6 +425,22 @@ impl DownloadSink {
 
     /// Hands the pending bytes to a blocking write (after the previous job is done).
     async fn write_pending(&mut self) -> Result<(), Error> {
+        let batch = self.take_batch();
+        self.write(batch).await
+    }
+
+    /// Takes the pending batch; the next one starts in the spare buffer, unless that is larger
+    /// than a batch is now (kept from when fewer downloads shared the budget).
+    fn take_batch(&mut self) -> BytesMut {
+        let mut next = std::mem::take(&mut self.spare);
+        if next.capacity() > self.share.size() {
+            next = BytesMut::new();
+        }
+        std::mem::replace(&mut self.pending, next)
+    }
+
+    /// Hands `batch` to a blocking write (after the previous job is done).
+    async fn write(&mut self, batch: BytesMut) -> Result<(), Error> {
         self.settle().await?;
         if let Some(kind) = self.broken {
             // After a failed write, nothing more is written: bytes after the lost batch would leave
@@ -387,11 +449,10 @@ impl DownloadSink {
             return Err(self.write_error(io::Error::from(kind)));
         }
         self.last_write = Instant::now();
-        if self.pending.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
         let mut file = self.file.take().expect("settled sink holds its file");
-        let batch = std::mem::replace(&mut self.pending, std::mem::take(&mut self.spare));
         self.job = Some(tokio::task::spawn_blocking(move || {
             let r = file.append(&batch).map(|()| None);
             (file, batch, r)
@@ -409,9 +470,10 @@ impl DownloadSink {
             .map_err(|e| self.write_error(io::Error::other(e.to_string())))?;
         let len = file.len();
         self.file = Some(file);
-        // The written batch's buffer is reused for the batch after next.
+        // The written batch's buffer is reused for the batch after next, while batches are
+        // full-size (a slow download among thousands keeps one buffer, not two).
         buffer.clear();
-        if buffer.capacity() > self.spare.capacity() {
+        if buffer.capacity() > self.spare.capacity() && self.share.size() == WRITE_BATCH {
             self.spare = buffer;
         }
         if len != self.written {
@@ -521,7 +583,7 @@ mod tests {
                 len = 0; // written; the next batch reuses a buffer of the same capacity
             }
             if len + chunk > capacity {
-                capacity = grown_capacity(capacity, len + chunk);
+                capacity = grown_capacity(capacity, len + chunk, WRITE_BATCH);
             }
             len += chunk;
             largest = largest.max(capacity);
@@ -540,5 +602,18 @@ mod tests {
         }
         // A chunk larger than a batch is taken whole, in a buffer of its own size.
         assert_eq!(largest_batch(WRITE_BATCH + 1), WRITE_BATCH + 1);
+    }
+
+    #[test]
+    fn many_downloads_share_the_batch_budget() {
+        assert_eq!(batch_size(0), WRITE_BATCH);
+        assert_eq!(batch_size(1), WRITE_BATCH);
+        assert_eq!(batch_size(BATCH_BUDGET / WRITE_BATCH), WRITE_BATCH);
+        assert!(batch_size(BATCH_BUDGET / WRITE_BATCH + 1) < WRITE_BATCH);
+        assert_eq!(batch_size(10_000), MIN_BATCH);
+        // Their batches together stay within the budget until each is at the floor.
+        for open in [1, 10, 64, 65, 100, 500, 1024] {
+            assert!(open * batch_size(open) <= BATCH_BUDGET, "{open} downloads");
+        }
     }
 }
