@@ -373,6 +373,9 @@ fn main() {
         Some("concurrent-once") => {
             return transfers::concurrent_once(&args[2], args[3].parse().expect("a count"));
         }
+        Some("concurrent-once-reqwest") => {
+            return transfers::concurrent_once_reqwest(&args[2], args[3].parse().expect("a count"));
+        }
         _ => {}
     }
     let only = args

@@ -5,7 +5,7 @@
 //! `resume-once`, `concurrent-once`) so its memory and start-up count as a program's would; the
 //! servers are nginx and the in-process loopback server on a runtime thread of this process.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -290,33 +290,80 @@ pub(crate) fn concurrent_once(url: &str, n: usize) {
     println!("peak_kib={}", status_field("self", "VmHWM:"));
 }
 
+/// `courier-bench concurrent-once-reqwest URL N`: the same with reqwest, each body streamed to a
+/// file as its chunks arrive (`tokio::fs::File`), as a reqwest user writes a download.
+pub(crate) fn concurrent_once_reqwest(url: &str, n: usize) {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    runtime().block_on(async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(n)
+            .build()
+            .expect("client");
+        let fetch = |client: reqwest::Client, path: PathBuf, url: String| async move {
+            let mut response = client.get(url).send().await.expect("response");
+            let mut file = tokio::fs::File::create(&path).await.expect("file");
+            while let Some(chunk) = response.chunk().await.expect("body") {
+                file.write_all(&chunk).await.expect("write");
+            }
+            file.flush().await.expect("flush");
+            drop(file);
+            std::fs::remove_file(&path).expect("remove");
+        };
+        fetch(client.clone(), dir.path().join("warm"), url.to_owned()).await;
+        println!("base_kib={}", status_field("self", "VmRSS:"));
+        let mut running = tokio::task::JoinSet::new();
+        for i in 0..n {
+            running.spawn(fetch(
+                client.clone(),
+                dir.path().join(i.to_string()),
+                url.to_owned(),
+            ));
+        }
+        while let Some(done) = running.join_next().await {
+            done.expect("download task");
+        }
+    });
+    println!("peak_kib={}", status_field("self", "VmHWM:"));
+}
+
 /// 10,000 downloads running at once from one server (each 64 KiB, paced at 4 KiB every 200 ms, so
-/// all are under way together): every one completes, and the memory per running task.
+/// all are under way together): every one completes, and the memory per running task, against
+/// reqwest's for the same downloads.
 pub(crate) fn concurrent(report: &mut Report, rounds: usize, n: usize) {
     // Each download holds a socket and its partial file: as many as the hard open-file limit
     // allows, with room for the rest (a limit of 20,000 allows 9,872).
     let n = n.min(open_file_limit().saturating_sub(256) / 2);
     let (_server_rt, server) = loopback_server();
     let url = server.url("/resource/65536?chunk=4096&delay_ms=200");
-    let mut per_task = Vec::new();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let mut times = Vec::new();
     for round in 0..rounds {
-        let (took, out) = child(&["concurrent-once", &url, &n.to_string()]);
-        let (base, peak) = (value(&out, "base_kib"), value(&out, "peak_kib"));
-        let each = (peak - base) * 1024.0 / n as f64;
-        println!("round {round}: {n} downloads in {took:.2} s; {each:.0} bytes per running task");
-        per_task.push(each);
-        times.push(took);
+        for (mode, per_task) in [
+            ("concurrent-once", &mut ours),
+            ("concurrent-once-reqwest", &mut theirs),
+        ] {
+            let (took, out) = child(&[mode, &url, &n.to_string()]);
+            let (base, peak) = (value(&out, "base_kib"), value(&out, "peak_kib"));
+            let each = (peak - base) * 1024.0 / n as f64;
+            println!(
+                "round {round}, {mode}: {n} downloads in {took:.2} s; {each:.0} bytes per running task"
+            );
+            per_task.push(each);
+            if mode == "concurrent-once" {
+                times.push(took);
+            }
+        }
     }
     report.add(Scenario {
         name: format!("{n} downloads running at once from one server: memory per running task"),
         unit: Unit::Bytes,
-        courier: vec![Side::new("courier (peak RSS growth / tasks)", per_task)],
-        peers: Vec::new(),
+        courier: vec![Side::new("courier (peak RSS growth / tasks)", ours)],
+        peers: vec![Side::new("reqwest (peak RSS growth / tasks)", theirs)],
         target: Target::AtMost(32.0 * 1024.0),
         note: format!(
             "all {n} completed in every round (each 64 KiB paced over 3.2 s, a connection each); \
-             wall times {}",
+             Courier's wall times {}",
             times
                 .iter()
                 .map(|t| format!("{t:.2} s"))
