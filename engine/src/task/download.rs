@@ -283,17 +283,17 @@ impl DownloadSink {
     /// Takes body bytes; writes them once a batch is full or has waited long enough.
     pub(crate) async fn accept(&mut self, data: Bytes) -> Result<(), Error> {
         let batch = self.share.size();
-        // A batch never grows past its size: a chunk that would overflow it starts the next one.
-        let full = (!self.pending.is_empty() && self.pending.len() + data.len() > batch)
-            .then(|| self.take_batch());
+        // A batch never grows past its size: what would overflow it goes into the next one.
+        // (Written before the chunk is taken: until a write succeeds, every unwritten byte stays
+        // in `pending`, in order, for `stop` and `fail` to save.)
+        if !self.pending.is_empty() && self.pending.len() + data.len() > batch {
+            self.write_pending().await?;
+        }
         self.make_room(data.len(), batch);
         self.pending.extend_from_slice(&data);
         // Copied: hyper may reuse its read buffer while a write is awaited (holding the chunk
         // made it allocate another, one per slow download).
         drop(data);
-        if let Some(full) = full {
-            self.write(full).await?;
-        }
         if self.pending.len() >= batch || self.last_write.elapsed() >= WRITE_DELAY {
             self.write_pending().await?;
         }
@@ -425,22 +425,6 @@ impl DownloadSink {
 
     /// Hands the pending bytes to a blocking write (after the previous job is done).
     async fn write_pending(&mut self) -> Result<(), Error> {
-        let batch = self.take_batch();
-        self.write(batch).await
-    }
-
-    /// Takes the pending batch; the next one starts in the spare buffer, unless that is larger
-    /// than a batch is now (kept from when fewer downloads shared the budget).
-    fn take_batch(&mut self) -> BytesMut {
-        let mut next = std::mem::take(&mut self.spare);
-        if next.capacity() > self.share.size() {
-            next = BytesMut::new();
-        }
-        std::mem::replace(&mut self.pending, next)
-    }
-
-    /// Hands `batch` to a blocking write (after the previous job is done).
-    async fn write(&mut self, batch: BytesMut) -> Result<(), Error> {
         self.settle().await?;
         if let Some(kind) = self.broken {
             // After a failed write, nothing more is written: bytes after the lost batch would leave
@@ -449,10 +433,17 @@ impl DownloadSink {
             return Err(self.write_error(io::Error::from(kind)));
         }
         self.last_write = Instant::now();
-        if batch.is_empty() {
+        if self.pending.is_empty() {
             return Ok(());
         }
         let mut file = self.file.take().expect("settled sink holds its file");
+        // The next batch starts in the spare buffer, unless that is larger than a batch is now
+        // (kept from when fewer downloads shared the budget).
+        let mut next = std::mem::take(&mut self.spare);
+        if next.capacity() > self.share.size() {
+            next = BytesMut::new();
+        }
+        let batch = std::mem::replace(&mut self.pending, next);
         self.job = Some(tokio::task::spawn_blocking(move || {
             let r = file.append(&batch).map(|()| None);
             (file, batch, r)
