@@ -360,7 +360,7 @@ impl DownloadSink {
 
     /// The body ended: writes what is left and closes the file. Returns its path, or the sink
     /// back with the error when the last writes failed (then [`DownloadSink::fail`] applies).
-    pub(crate) async fn finish(mut self) -> Result<PathBuf, (Error, DownloadSink)> {
+    pub(crate) async fn finish(mut self: Box<Self>) -> Result<PathBuf, (Error, Box<DownloadSink>)> {
         // A checkpoint still running would store its record after the file is handed over.
         if let Some(h) = self.background.take() {
             let _ = h.await;
@@ -381,7 +381,7 @@ impl DownloadSink {
 
     /// The download stops part-way (a cancel, a failure): writes what arrived, checkpoints, and
     /// returns the resume data when the download can be continued. The partial file stays on disk.
-    pub(crate) async fn stop(mut self) -> Stopped {
+    pub(crate) async fn stop(mut self: Box<Self>) -> Stopped {
         let flushed = async {
             self.write_pending().await?;
             self.settle().await
@@ -409,7 +409,7 @@ impl DownloadSink {
 
     /// The download failed: the error gains resume data when it can be continued; otherwise the
     /// partial file is removed.
-    pub(crate) async fn fail(self, error: Error) -> Error {
+    pub(crate) async fn fail(self: Box<Self>, error: Error) -> Error {
         let stopped = self.stop().await;
         match stopped.resume {
             Some(data) => {

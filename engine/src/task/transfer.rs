@@ -401,81 +401,91 @@ impl From<Error> for Halt {
 
 impl Run {
     /// Runs the transfer to its end: the message for the actor, and what a stop left behind.
-    async fn run(
+    ///
+    /// A function that returns a block, not an `async fn`: an `async fn` keeps its arguments
+    /// twice in its future (as captured and as locals, rust-lang/rust#62958), and this future is
+    /// allocated and moved for every request.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` stores its arguments twice"
+    )]
+    fn run(
         mut self,
         target: Target,
         body: Option<UploadBody>,
         destination: Destination,
-    ) -> (Option<TaskMsg>, Option<Stopped>) {
-        match destination {
-            // Boxed: the kinds other than HTTP do not make every transfer's future larger (it is
-            // allocated and moved for each of thousands of small requests).
-            Destination::Socket(ends) => return Box::pin(self.run_socket(target, *ends)).await,
-            Destination::Stream(ends) => return Box::pin(self.run_stream(*ends)).await,
-            Destination::Memory { window } => self.window = window,
-            Destination::File { from, slot } => {
-                let opened = DownloadSink::open(
-                    self.ctx.clone(),
-                    self.actor.clone(),
-                    &self.info,
-                    from.map(|b| *b),
-                    &slot,
-                )
-                .await;
-                match opened {
-                    Ok(sink) => self.sink = Some(Box::new(sink)),
-                    Err(e) => return (Some(TaskMsg::Failed(e)), None),
-                }
-            }
-        }
-        let outcome = match self.begin_when_due(target, body.as_ref()).await {
-            Ok(Target::Http(head)) => self.drive(*head, body).await,
-            Ok(Target::Local) => self.drive_local().await,
-            Ok(Target::Ftp) => Box::pin(self.drive_ftp(body)).await,
-            Err(halt) => Err(halt),
-        }
-        .map_err(|halt| match halt {
-            Halt::Failed(e) if e.failing_url().is_none() => {
-                Halt::Failed(e.with_url(self.url.as_str()))
-            }
-            other => other,
-        });
-        self.end_transaction();
-        let sink = self.sink.take();
-        match (outcome, sink) {
-            (Ok(()), None) => match self.gathering.take() {
-                Some(Gathering {
-                    response: Some(response),
-                    mut body,
-                }) => (Some(TaskMsg::Whole(response, body.take())), None),
-                _ => (Some(TaskMsg::Finished(None)), None),
-            },
-            // A download also tells a stopping actor where its file is, in case the end raced a
-            // cancel: the actor then decides what becomes of the file.
-            (Ok(()), Some(sink)) => {
-                let path = sink.path().to_path_buf();
-                match sink.finish().await {
-                    Ok(done) => (
-                        Some(TaskMsg::Finished(Some(done))),
-                        Some(Stopped { resume: None, path }),
-                    ),
-                    // The last writes failed (a full disk): a failure like any other.
-                    Err((e, sink)) => {
-                        let e = sink.fail(e).await;
-                        let resume = e.resume_data().cloned();
-                        (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
+    ) -> impl Future<Output = (Option<TaskMsg>, Option<Stopped>)> + Send {
+        async move {
+            match destination {
+                // Boxed: the kinds other than HTTP do not make every transfer's future larger (it is
+                // allocated and moved for each of thousands of small requests).
+                Destination::Socket(ends) => return Box::pin(self.run_socket(target, *ends)).await,
+                Destination::Stream(ends) => return Box::pin(self.run_stream(*ends)).await,
+                Destination::Memory { window } => self.window = window,
+                Destination::File { from, slot } => {
+                    let opened = DownloadSink::open(
+                        self.ctx.clone(),
+                        self.actor.clone(),
+                        &self.info,
+                        from.map(|b| *b),
+                        &slot,
+                    )
+                    .await;
+                    match opened {
+                        Ok(sink) => self.sink = Some(Box::new(sink)),
+                        Err(e) => return (Some(TaskMsg::Failed(e)), None),
                     }
                 }
             }
-            (Err(Halt::Failed(e)), None) => (Some(TaskMsg::Failed(e)), None),
-            (Err(Halt::Failed(e)), Some(sink)) => {
-                let path = sink.path().to_path_buf();
-                let e = sink.fail(e).await;
-                let resume = e.resume_data().cloned();
-                (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
+            let outcome = match self.begin_when_due(target, body.as_ref()).await {
+                Ok(Target::Http(head)) => self.drive(*head, body).await,
+                Ok(Target::Local) => self.drive_local().await,
+                Ok(Target::Ftp) => Box::pin(self.drive_ftp(body)).await,
+                Err(halt) => Err(halt),
             }
-            (Err(Halt::Interrupted), None) => (None, None),
-            (Err(Halt::Interrupted), Some(sink)) => (None, Some(sink.stop().await)),
+            .map_err(|halt| match halt {
+                Halt::Failed(e) if e.failing_url().is_none() => {
+                    Halt::Failed(e.with_url(self.url.as_str()))
+                }
+                other => other,
+            });
+            self.end_transaction();
+            let sink = self.sink.take();
+            match (outcome, sink) {
+                (Ok(()), None) => match self.gathering.take() {
+                    Some(Gathering {
+                        response: Some(response),
+                        mut body,
+                    }) => (Some(TaskMsg::Whole(response, body.take())), None),
+                    _ => (Some(TaskMsg::Finished(None)), None),
+                },
+                // A download also tells a stopping actor where its file is, in case the end raced a
+                // cancel: the actor then decides what becomes of the file.
+                (Ok(()), Some(sink)) => {
+                    let path = sink.path().to_path_buf();
+                    match sink.finish().await {
+                        Ok(done) => (
+                            Some(TaskMsg::Finished(Some(done))),
+                            Some(Stopped { resume: None, path }),
+                        ),
+                        // The last writes failed (a full disk): a failure like any other.
+                        Err((e, sink)) => {
+                            let e = sink.fail(e).await;
+                            let resume = e.resume_data().cloned();
+                            (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
+                        }
+                    }
+                }
+                (Err(Halt::Failed(e)), None) => (Some(TaskMsg::Failed(e)), None),
+                (Err(Halt::Failed(e)), Some(sink)) => {
+                    let path = sink.path().to_path_buf();
+                    let e = sink.fail(e).await;
+                    let resume = e.resume_data().cloned();
+                    (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
+                }
+                (Err(Halt::Interrupted), None) => (None, None),
+                (Err(Halt::Interrupted), Some(sink)) => (None, Some(sink.stop().await)),
+            }
         }
     }
 }

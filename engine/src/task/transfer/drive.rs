@@ -46,148 +46,160 @@ impl Run {
 
     /// Sends the request (again, when a resumed download's answer cannot be used) and moves the
     /// body.
-    pub(super) async fn drive(
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` stores its arguments twice"
+    )]
+    pub(super) fn drive(
         &mut self,
         mut head: Head,
         body: Option<UploadBody>,
-    ) -> Result<(), Halt> {
-        // Only data tasks' GETs use the URL cache.
-        let plan = if self.sink.is_none() && body.is_none() && head.method == http::Method::GET {
-            self.cache_plan(&mut head).await?
-        } else {
-            caching::Plan::Network
-        };
-        let revalidating = match plan {
-            caching::Plan::Serve(entry) => return self.serve_cached(*entry).await,
-            caching::Plan::Revalidate(entry) => Some(entry),
-            caching::Plan::Network => None,
-        };
-        // A network answer may be stored (a revalidation answered with a 200 replaces the entry).
-        let cacheable = self.sink.is_none() && body.is_none() && head.method == http::Method::GET;
-        let resuming = self
-            .sink
-            .as_ref()
-            .and_then(|s| s.validator().map(|v| (s.offset(), v)));
-        if let Some((offset, validator)) = &resuming {
-            range::ask_to_continue(&mut head.headers, *offset, validator);
-            // Ranges address the bytes as stored; the partial data was never encoded.
-            head.headers.insert(
-                http::header::ACCEPT_ENCODING,
-                http::HeaderValue::from_static("identity"),
-            );
-        }
-        let mut body = body;
-        let (mut parts, mut incoming) = self
-            .send_following(&mut head, &mut body)
-            .await?
-            .into_parts();
-        if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
-            // Kept in case the delegate makes a stream task of the connection.
-            self.upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
-        }
-        let mut placement = Placement::Fresh;
-        let mut total = None;
-        if let Some((offset, validator)) = &resuming {
-            placement = match range::continuation(parts.status, &parts.headers, *offset, validator)
+    ) -> impl Future<Output = Result<(), Halt>> + Send + '_ {
+        // A block, not an `async fn`: see `Run::run`.
+        async move {
+            // Only data tasks' GETs use the URL cache.
+            let plan = if self.sink.is_none() && body.is_none() && head.method == http::Method::GET
             {
-                Continuation::Append { total: t } => {
-                    total = t;
-                    Placement::Append
-                }
-                Continuation::StartOverWithThisBody => Placement::StartOver,
-                Continuation::StartOverWithNewRequest => {
-                    // The answer is unusable: ask for the whole resource, and take whatever comes.
-                    drop(incoming);
-                    head.headers.remove(http::header::RANGE);
-                    head.headers.remove(http::header::IF_RANGE);
-                    let fresh = self
-                        .send_following(&mut head, &mut body)
-                        .await?
-                        .into_parts();
-                    (parts, incoming) = fresh;
-                    Placement::StartOver
-                }
+                self.cache_plan(&mut head).await?
+            } else {
+                caching::Plan::Network
             };
-        }
-        self.wait_until(|g| !g.paused).await?;
-        // A stream of replacing parts: each is a response of its own, for a delegate to see.
-        if self.sink.is_none()
-            && self.callbacks
-            && self.ctx.delivery(&self.info).is_some()
-            && let Some(boundary) = parts
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(courier_protocol_http::multipart::mixed_replace_boundary)
-        {
-            return self.receive_parts(incoming, &boundary, parts.version).await;
-        }
-        let parts_encoding = parts.headers.get(http::header::CONTENT_ENCODING).cloned();
-        let (status, method) = (parts.status, head.method.clone());
-        let response = Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
-        if let Some(entry) = revalidating
-            && status == http::StatusCode::NOT_MODIFIED
-        {
-            // Not modified: the cached response answers, with its headers refreshed.
-            drop(incoming);
-            self.end_transaction();
-            let fresh = self.revalidated(*entry, &head, &response);
-            return self.serve_cached(fresh).await;
-        }
-        if cacheable && !self.overridden {
-            self.consider_for_cache(&head, &response);
-        }
-        // Only a download keeps the head (for its resume record); a data task hands it over.
-        let kept = self.sink.is_some().then(|| response.clone());
-        self.present(response).await?;
-        let converted = self
-            .conversion
-            .as_ref()
-            .and_then(|c| c.lock().unwrap_or_else(|p| p.into_inner()).take());
-        if let Some(Becoming::Stream(info, recorder, ends)) = converted {
-            drop(incoming);
-            self.info = info;
-            self.recorder = recorder;
-            let Some(upgrade) = self.upgrade.take() else {
-                return Err(Halt::Failed(Error::new(
-                    ErrorCode::Unknown,
-                    "only a 101 answer's connection can become a stream task",
-                )));
+            let revalidating = match plan {
+                caching::Plan::Serve(entry) => return self.serve_cached(*entry).await,
+                caching::Plan::Revalidate(entry) => Some(entry),
+                caching::Plan::Network => None,
             };
-            let conn = unless_stopped(
-                &mut self.gate,
-                courier_protocol_http::stream::RawStream::upgraded(upgrade),
-            )
-            .await?
-            .map_err(|e| Halt::Failed(map_transport_error(e, &self.url)))?;
-            return Box::pin(self.stream_loop(conn, *ends)).await;
-        }
-        if let Some(Becoming::Download(info, slot)) = converted {
-            self.info = info;
-            let opened = DownloadSink::open(
-                self.ctx.clone(),
-                self.actor.clone(),
-                &self.info,
-                None,
-                &slot,
-            );
-            self.sink = Some(Box::new(opened.await?));
-            self.window = None;
-        }
-        // A data task that became a download reads its head back (a copy only then).
-        if let Some(sink) = &mut self.sink
-            && let Some(response) = kept.or_else(|| self.info.response())
-        {
-            let (offset, expected) = sink.begin(&response, placement, total).await?;
-            if resuming.is_some() {
-                let _ = self.actor.cast(TaskMsg::ResumedAt { offset, expected });
+            // A network answer may be stored (a revalidation answered with a 200 replaces the entry).
+            let cacheable =
+                self.sink.is_none() && body.is_none() && head.method == http::Method::GET;
+            let resuming = self
+                .sink
+                .as_ref()
+                .and_then(|s| s.validator().map(|v| (s.offset(), v)));
+            if let Some((offset, validator)) = &resuming {
+                range::ask_to_continue(&mut head.headers, *offset, validator);
+                // Ranges address the bytes as stored; the partial data was never encoded.
+                head.headers.insert(
+                    http::header::ACCEPT_ENCODING,
+                    http::HeaderValue::from_static("identity"),
+                );
             }
+            let mut body = body;
+            let (mut parts, mut incoming) = self
+                .send_following(&mut head, &mut body)
+                .await?
+                .into_parts();
+            if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                // Kept in case the delegate makes a stream task of the connection.
+                self.upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            }
+            let mut placement = Placement::Fresh;
+            let mut total = None;
+            if let Some((offset, validator)) = &resuming {
+                placement =
+                    match range::continuation(parts.status, &parts.headers, *offset, validator) {
+                        Continuation::Append { total: t } => {
+                            total = t;
+                            Placement::Append
+                        }
+                        Continuation::StartOverWithThisBody => Placement::StartOver,
+                        Continuation::StartOverWithNewRequest => {
+                            // The answer is unusable: ask for the whole resource, and take whatever comes.
+                            drop(incoming);
+                            head.headers.remove(http::header::RANGE);
+                            head.headers.remove(http::header::IF_RANGE);
+                            let fresh = self
+                                .send_following(&mut head, &mut body)
+                                .await?
+                                .into_parts();
+                            (parts, incoming) = fresh;
+                            Placement::StartOver
+                        }
+                    };
+            }
+            self.wait_until(|g| !g.paused).await?;
+            // A stream of replacing parts: each is a response of its own, for a delegate to see.
+            if self.sink.is_none()
+                && self.callbacks
+                && self.ctx.delivery(&self.info).is_some()
+                && let Some(boundary) = parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(courier_protocol_http::multipart::mixed_replace_boundary)
+            {
+                return self.receive_parts(incoming, &boundary, parts.version).await;
+            }
+            let parts_encoding = parts.headers.get(http::header::CONTENT_ENCODING).cloned();
+            let (status, method) = (parts.status, head.method.clone());
+            let response =
+                Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
+            if let Some(entry) = revalidating
+                && status == http::StatusCode::NOT_MODIFIED
+            {
+                // Not modified: the cached response answers, with its headers refreshed.
+                drop(incoming);
+                self.end_transaction();
+                let fresh = self.revalidated(*entry, &head, &response);
+                return self.serve_cached(fresh).await;
+            }
+            if cacheable && !self.overridden {
+                self.consider_for_cache(&head, &response);
+            }
+            // Only a download keeps the head (for its resume record); a data task hands it over.
+            let kept = self.sink.is_some().then(|| response.clone());
+            self.present(response).await?;
+            let converted = self
+                .conversion
+                .as_ref()
+                .and_then(|c| c.lock().unwrap_or_else(|p| p.into_inner()).take());
+            if let Some(Becoming::Stream(info, recorder, ends)) = converted {
+                drop(incoming);
+                self.info = info;
+                self.recorder = recorder;
+                let Some(upgrade) = self.upgrade.take() else {
+                    return Err(Halt::Failed(Error::new(
+                        ErrorCode::Unknown,
+                        "only a 101 answer's connection can become a stream task",
+                    )));
+                };
+                let conn = unless_stopped(
+                    &mut self.gate,
+                    courier_protocol_http::stream::RawStream::upgraded(upgrade),
+                )
+                .await?
+                .map_err(|e| Halt::Failed(map_transport_error(e, &self.url)))?;
+                return Box::pin(self.stream_loop(conn, *ends)).await;
+            }
+            if let Some(Becoming::Download(info, slot)) = converted {
+                self.info = info;
+                let opened = DownloadSink::open(
+                    self.ctx.clone(),
+                    self.actor.clone(),
+                    &self.info,
+                    None,
+                    &slot,
+                );
+                self.sink = Some(Box::new(opened.await?));
+                self.window = None;
+            }
+            // A data task that became a download reads its head back (a copy only then).
+            if let Some(sink) = &mut self.sink
+                && let Some(response) = kept.or_else(|| self.info.response())
+            {
+                let (offset, expected) = sink.begin(&response, placement, total).await?;
+                if resuming.is_some() {
+                    let _ = self.actor.cast(TaskMsg::ResumedAt { offset, expected });
+                }
+            }
+            // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say.
+            let decoder = parts_encoding
+                .filter(|_| !matches!(status.as_u16(), 204 | 304) && method != http::Method::HEAD)
+                .and_then(|e| {
+                    Decoder::for_encoding(&e, self.ctx.config.maximum_decompression_ratio)
+                });
+            self.receive(incoming, decoder).await?;
+            self.offer_to_cache().await
         }
-        // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say.
-        let decoder = parts_encoding
-            .filter(|_| !matches!(status.as_u16(), 204 | 304) && method != http::Method::HEAD)
-            .and_then(|e| Decoder::for_encoding(&e, self.ctx.config.maximum_decompression_ratio));
-        self.receive(incoming, decoder).await?;
-        self.offer_to_cache().await
     }
 
     /// Hands a response head to the actor, once not suspended, and waits until the body may flow

@@ -24,7 +24,7 @@ impl Run {
                     let status = http::StatusCode::PROXY_AUTHENTICATION_REQUIRED;
                     let seen =
                         Response::new(self.url.clone(), status, http::Version::HTTP_11, asked);
-                    if self.answer_challenge(&seen, head, &asker).await? {
+                    if Box::pin(self.answer_challenge(&seen, head, &asker)).await? {
                         self.end_transaction();
                         continue;
                     }
@@ -62,7 +62,8 @@ impl Run {
                     response.version(),
                     response.headers().clone(),
                 );
-                if self.answer_challenge(&seen, head, &asker).await? {
+                // Boxed: a challenge is rare, and its future would make every request's larger.
+                if Box::pin(self.answer_challenge(&seen, head, &asker)).await? {
                     drop(response);
                     self.end_transaction();
                     continue;

@@ -258,16 +258,21 @@ impl Run {
             t.request_start = Some(std::time::Instant::now());
             t.request_header_bytes_sent = head_bytes;
         });
-        let mut request = builder.body(request_body).map_err(|e| {
-            Error::new(ErrorCode::BadUrl, format!("bad request: {e}"))
-                .with_url(self.url.as_str())
-                .with_source(e)
-        })?;
-        self.hear_informational(&mut request, continuing.clone());
-        let transport = self.ctx.transport.clone();
-        let sent = self
-            .timed(std::pin::pin!(async move { transport.send(request).await }))
-            .await;
+        // Made in a block of its own: the request then takes no room in this future beside the
+        // sending future it moves into.
+        let sending = {
+            let mut request = builder.body(request_body).map_err(|e| {
+                Error::new(ErrorCode::BadUrl, format!("bad request: {e}"))
+                    .with_url(self.url.as_str())
+                    .with_source(e)
+            })?;
+            self.hear_informational(&mut request, continuing.clone());
+            // The session's context, not a clone of its transport (a dozen reference counts and
+            // hyper-util's builder, copied for every request).
+            let ctx = self.ctx.clone();
+            async move { ctx.transport.send(request).await }
+        };
+        let sent = self.timed(std::pin::pin!(sending)).await;
         // A final answer before the server asked for the body: the body is not sent.
         if let Some(gate) = &continuing {
             gate.close();
