@@ -6,13 +6,12 @@
 //! the download stops) a checkpoint syncs the file and stores the resume record beside it, so that
 //! even a task whose actor dies can be continued from what storage holds.
 //!
-//! `records` turns what storage keeps (request and response records, checkpoint records) into
-//! resume data and back.
+//! `batch` sizes the batches (a session's downloads share a budget). `records` turns what storage
+//! keeps (request and response records, checkpoint records) into resume data and back.
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -27,8 +26,10 @@ use ractor::ActorRef;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+mod batch;
 mod records;
 
+use batch::{BatchShare, WRITE_BATCH};
 pub use records::request_record;
 pub(crate) use records::{
     decode_resume_data, request_from_record, response_from_record, response_record,
@@ -39,50 +40,6 @@ use records::{resume_error, seal};
 use super::PartialSlot;
 use super::actor::TaskMsg;
 use crate::context::SessionContext;
-
-/// Body bytes gathered before one write: large writes keep the kernel's per-call cost small, and
-/// what waits in memory bounds the peak (1 GiB from nginx: 1 MiB batches 0.67-0.85 s and a peak of
-/// 12.2-13.4 MiB; 256 KiB batches 0.81-0.87 s and 10.2-11.0 MiB, curl 1.02 s).
-const WRITE_BATCH: usize = 256 << 10;
-/// The most bytes all of a session's downloads batch at once: 64 downloads batch a full
-/// [`WRITE_BATCH`] each; more share it, down to [`MIN_BATCH`]. (10,000 slow downloads at once
-/// held two 32 KiB buffers each before.)
-const BATCH_BUDGET: usize = 16 << 20;
-/// The smallest batch, however many downloads run.
-const MIN_BATCH: usize = 16 << 10;
-
-/// The batch size of each download while `open` of the session's downloads are open.
-fn batch_size(open: usize) -> usize {
-    (BATCH_BUDGET / open.max(1)).clamp(MIN_BATCH, WRITE_BATCH)
-}
-
-/// The capacity a batch of `capacity` grows to when it must hold `needed` bytes: twice as much,
-/// at least `needed`, at most `batch` (or `needed`, for one chunk larger than a batch).
-fn grown_capacity(capacity: usize, needed: usize, batch: usize) -> usize {
-    (capacity * 2).clamp(needed, batch.max(needed))
-}
-
-/// One open download, counted in its session's until dropped: what its batch size is shared
-/// among.
-struct BatchShare(Arc<SessionContext>);
-
-impl BatchShare {
-    fn new(ctx: Arc<SessionContext>) -> BatchShare {
-        ctx.open_downloads.fetch_add(1, Ordering::AcqRel);
-        BatchShare(ctx)
-    }
-
-    /// This download's batch size now.
-    fn size(&self) -> usize {
-        batch_size(self.0.open_downloads.load(Ordering::Relaxed))
-    }
-}
-
-impl Drop for BatchShare {
-    fn drop(&mut self) {
-        self.0.open_downloads.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// Longest time received bytes wait in memory before they are written.
 const WRITE_DELAY: Duration = Duration::from_millis(100);
@@ -289,7 +246,7 @@ impl DownloadSink {
         if !self.pending.is_empty() && self.pending.len() + data.len() > batch {
             self.write_pending().await?;
         }
-        self.make_room(data.len(), batch);
+        batch::make_room(&mut self.pending, data.len(), batch);
         self.pending.extend_from_slice(&data);
         // Copied: hyper may reuse its read buffer while a write is awaited (holding the chunk
         // made it allocate another, one per slow download).
@@ -301,20 +258,6 @@ impl DownloadSink {
             self.checkpoint_beside().await?;
         }
         Ok(())
-    }
-
-    /// Grows the pending batch to hold `more` bytes: doubling, as a `Vec` does, but never past
-    /// `batch` (unless one chunk is larger). Left to `BytesMut`, a batch one chunk short of full
-    /// doubles to twice the batch size, and the two buffers a download keeps with it.
-    fn make_room(&mut self, more: usize, batch: usize) {
-        let needed = self.pending.len() + more;
-        if needed <= self.pending.capacity() {
-            return;
-        }
-        let mut bigger =
-            BytesMut::with_capacity(grown_capacity(self.pending.capacity(), needed, batch));
-        bigger.extend_from_slice(&self.pending);
-        self.pending = bigger;
     }
 
     /// When the sink next wants to act without new bytes (write what waits, checkpoint).
@@ -558,53 +501,5 @@ impl DownloadSink {
         )
         .with_url(&self.url)
         .with_source(e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Fills batches the way `accept` does (a batch that a chunk would overflow is written first)
-    /// and returns the largest capacity a batch reached.
-    fn largest_batch(chunk: usize) -> usize {
-        let (mut len, mut capacity, mut largest) = (0usize, 0usize, 0usize);
-        for _ in 0..100 {
-            if len > 0 && len + chunk > WRITE_BATCH {
-                len = 0; // written; the next batch reuses a buffer of the same capacity
-            }
-            if len + chunk > capacity {
-                capacity = grown_capacity(capacity, len + chunk, WRITE_BATCH);
-            }
-            len += chunk;
-            largest = largest.max(capacity);
-        }
-        largest
-    }
-
-    #[test]
-    fn a_batch_never_grows_past_its_size() {
-        // Odd sizes too: doubling from them overshoots a power of two.
-        for chunk in [1, 1000, 8192, 16_484, 65_536, 100_003, WRITE_BATCH] {
-            assert!(
-                largest_batch(chunk) <= WRITE_BATCH,
-                "chunks of {chunk} bytes"
-            );
-        }
-        // A chunk larger than a batch is taken whole, in a buffer of its own size.
-        assert_eq!(largest_batch(WRITE_BATCH + 1), WRITE_BATCH + 1);
-    }
-
-    #[test]
-    fn many_downloads_share_the_batch_budget() {
-        assert_eq!(batch_size(0), WRITE_BATCH);
-        assert_eq!(batch_size(1), WRITE_BATCH);
-        assert_eq!(batch_size(BATCH_BUDGET / WRITE_BATCH), WRITE_BATCH);
-        assert!(batch_size(BATCH_BUDGET / WRITE_BATCH + 1) < WRITE_BATCH);
-        assert_eq!(batch_size(10_000), MIN_BATCH);
-        // Their batches together stay within the budget until each is at the floor.
-        for open in [1, 10, 64, 65, 100, 500, 1024] {
-            assert!(open * batch_size(open) <= BATCH_BUDGET, "{open} downloads");
-        }
     }
 }
