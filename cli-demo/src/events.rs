@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, CachedResponse, CloseCode,
-    Credential, CredentialPersistence, DataDelegate, DownloadDelegate, Error, Message, Reply,
-    Request, Response, ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo, TaskKind,
-    TaskMetrics, TaskState,
+    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, CachedResponse, Callback,
+    CloseCode, Credential, CredentialPersistence, DataDelegate, DownloadDelegate, Error, Message,
+    Reply, Request, Response, ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo,
+    TaskKind, TaskMetrics, TaskState, leave_at_default,
 };
 use courier_storage::write::{Existing, move_into_place};
 use serde_json::{Map, Value, json};
@@ -44,6 +44,10 @@ pub(crate) struct Finished {
 /// The CLI's delegate.
 pub(crate) struct CliDelegate {
     start: Instant,
+    /// True when events are written (`--events`). Without them, the callbacks that only write
+    /// events leave themselves at their default after their first call, and the session stops
+    /// making the trip.
+    logs: bool,
     inner: Mutex<Inner>,
     finished: mpsc::UnboundedSender<Finished>,
     invalid: watch::Sender<bool>,
@@ -111,6 +115,7 @@ impl CliDelegate {
         let (invalid, invalid_rx) = watch::channel(false);
         let delegate = CliDelegate {
             start: Instant::now(),
+            logs: events.is_some(),
             inner: Mutex::new(Inner {
                 seq: 0,
                 events,

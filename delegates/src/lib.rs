@@ -39,7 +39,7 @@ pub use delegate::{
 };
 pub use error::{Error, ErrorCode};
 pub use metrics::{FetchType, TaskMetrics, TransactionMetrics};
-pub use queue::{Callback, DeliveryQueue};
+pub use queue::{Callback, DeliveryQueue, leave_at_default};
 pub use reply::{DelayedRequestDisposition, Reply, ResponseDisposition};
 pub use request::{CachePolicy, CachedResponse, Request, Response, plain_file_name};
 pub use resume_data::ResumeData;

@@ -162,6 +162,36 @@ pub(crate) fn left_at_default<D: ?Sized + 'static>(delegate: &D, callback: Callb
     });
 }
 
+/// Tells the queue that serves `delegate` that it needs no more `callback`s, as if it had left
+/// that method at its default: called from a method that has nothing to do for the rest of the
+/// session (an event log that is off, say), it saves every later trip to the delegate thread, and
+/// the engine stops preparing what the callback would carry (a task's metrics, for
+/// [`Callback::Metrics`]).
+///
+/// URLSession decides this once, from the methods the delegate object responds to; a Rust trait
+/// has every method, so a delegate says it here, from inside the method, on the delegate's own
+/// queue. Called anywhere else, or with an object the queue does not serve, it does nothing.
+///
+/// ```
+/// use courier_delegates::{Callback, TaskDelegate, TaskInfo, TaskMetrics, leave_at_default};
+///
+/// struct Logger {
+///     logging: bool,
+/// }
+///
+/// impl TaskDelegate for Logger {
+///     fn did_finish_collecting_metrics(&self, task: &TaskInfo, metrics: &TaskMetrics) {
+///         if !self.logging {
+///             return leave_at_default(self, Callback::Metrics);
+///         }
+///         println!("task {}: {} transactions", task.id(), metrics.transactions.len());
+///     }
+/// }
+/// ```
+pub fn leave_at_default<D: ?Sized + 'static>(delegate: &D, callback: Callback) {
+    left_at_default(delegate, callback);
+}
+
 impl Serving {
     fn of(delegate: &Arc<dyn Delegate>, defaulted: &Arc<AtomicU32>) -> Serving {
         Serving {
@@ -479,6 +509,60 @@ mod tests {
         });
         drain(&q);
         assert!(!q.wants(Callback::ChangeState));
+    }
+
+    /// A delegate whose metrics method has nothing to do unless it logs.
+    struct Logger {
+        logging: bool,
+        seen: std::sync::atomic::AtomicUsize,
+    }
+    impl SessionDelegate for Logger {}
+    impl crate::DownloadDelegate for Logger {}
+    impl DataDelegate for Logger {}
+    impl TaskDelegate for Logger {
+        fn did_finish_collecting_metrics(&self, _: &crate::TaskInfo, _: &crate::TaskMetrics) {
+            self.seen.fetch_add(1, Ordering::Relaxed);
+            if !self.logging {
+                leave_at_default(self, Callback::Metrics);
+            }
+        }
+    }
+
+    #[test]
+    fn a_delegate_can_leave_a_method_it_implements_at_its_default() {
+        for logging in [false, true] {
+            let d = Arc::new(Logger {
+                logging,
+                seen: std::sync::atomic::AtomicUsize::new(0),
+            });
+            let q = DeliveryQueue::start(d.clone(), "t").unwrap();
+            for _ in 0..3 {
+                if !q.wants(Callback::Metrics) {
+                    continue; // what the engine does: no trip for a method left at its default
+                }
+                let i = info();
+                let metrics = crate::TaskMetrics {
+                    task_start: Instant::now(),
+                    task_duration: Duration::ZERO,
+                    redirect_count: 0,
+                    transactions: Vec::new(),
+                };
+                q.push(move |d| d.did_finish_collecting_metrics(&i, &metrics));
+                drain(&q);
+            }
+            assert_eq!(q.wants(Callback::Metrics), logging, "logging: {logging}");
+            assert_eq!(d.seen.load(Ordering::Relaxed), if logging { 3 } else { 1 });
+            // Other methods are not affected.
+            assert!(q.wants(Callback::ReceiveData));
+        }
+        // Outside the delivery thread it changes nothing.
+        let d = Arc::new(Logger {
+            logging: false,
+            seen: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let q = DeliveryQueue::start(d.clone(), "t").unwrap();
+        leave_at_default(d.as_ref(), Callback::Metrics);
+        assert!(q.wants(Callback::Metrics));
     }
 
     #[test]

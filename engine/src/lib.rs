@@ -50,11 +50,11 @@ pub use configuration::{
 };
 pub use courier_delegates::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, BodyStream,
-    CachePolicy, CachedResponse, CloseCode, Credential, CredentialPersistence, DataDelegate,
-    DelayedRequestDisposition, Delegate, DownloadDelegate, Error, ErrorCode, FetchType, Message,
-    ProtectionSpace, ProxyType, Reply, Request, Response, ResponseDisposition, ResumeData,
-    ServerTrust, SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskLevelDelegate, TaskMetrics,
-    TaskState, TransactionMetrics, plain_file_name, priority,
+    CachePolicy, CachedResponse, Callback, CloseCode, Credential, CredentialPersistence,
+    DataDelegate, DelayedRequestDisposition, Delegate, DownloadDelegate, Error, ErrorCode,
+    FetchType, Message, ProtectionSpace, ProxyType, Reply, Request, Response, ResponseDisposition,
+    ResumeData, ServerTrust, SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskLevelDelegate,
+    TaskMetrics, TaskState, TransactionMetrics, leave_at_default, plain_file_name, priority,
 };
 pub use session::{CreateTaskError, Session};
 pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreChoice, UrlCache};
