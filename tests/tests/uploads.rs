@@ -70,16 +70,29 @@ async fn an_upload_from_bytes_reports_progress_then_the_response() {
 async fn an_upload_from_a_file_streams_it_and_the_completion_form_returns_the_body() {
     let server = TestServer::http().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.bin");
-    let content: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
-    std::fs::write(&path, &content).unwrap();
     let session = Session::new(config()).unwrap();
-    let (body, response) = session
-        .upload(put(&server.url("/upload")), UploadBody::File(path.clone()))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(String::from_utf8(body.to_vec()).unwrap(), receipt(&content));
+    // Sizes around the reader's 256 KiB chunks: none, less than one, a last chunk in part.
+    for size in [
+        0,
+        1,
+        256 * 1024 - 1,
+        256 * 1024,
+        20 * 1024 * 1024 + 12_345u32,
+    ] {
+        let path = dir.path().join(format!("{size}.bin"));
+        let content: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let (body, response) = session
+            .upload(put(&server.url("/upload")), UploadBody::File(path.clone()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            String::from_utf8(body.to_vec()).unwrap(),
+            receipt(&content),
+            "{size} bytes"
+        );
+    }
 }
 
 #[tokio::test]
