@@ -144,6 +144,14 @@ impl Run {
                 Err(Halt::Failed(e)) if is_superseded(&e) && superseded < SUPERSEDED_RETRIES => {
                     superseded += 1;
                     self.end_transaction();
+                    // The connection may not be in the pool yet: it is counted as open once its
+                    // TLS handshake is done, and pooled after hyper's HTTP/2 handshake, which on a
+                    // multi-thread runtime may still be under way on another worker. After one
+                    // retry at once, each waits longer (1, 2, 4... ms).
+                    if superseded > 1 {
+                        let wait = std::time::Duration::from_millis(1 << (superseded - 2).min(6));
+                        unless_stopped(&mut self.gate, tokio::time::sleep(wait)).await?;
+                    }
                 }
                 Err(Halt::Failed(e))
                     if e.code() == ErrorCode::NotConnectedToInternet
@@ -371,8 +379,10 @@ impl Run {
 }
 
 /// How many times a request whose connection was superseded is sent again (each time means an
-/// HTTP/2 connection opened meanwhile: once is the rule).
-const SUPERSEDED_RETRIES: u32 = 3;
+/// HTTP/2 connection opened meanwhile: once is the rule). With the waits between them, the last
+/// comes about a quarter of a second after the first; three retries at once were not enough when
+/// the new connection was still being handed to the pool on another worker.
+const SUPERSEDED_RETRIES: u32 = 10;
 
 /// True for a request that was never sent because another connection to its host carries it.
 fn is_superseded(e: &Error) -> bool {
