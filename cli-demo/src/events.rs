@@ -53,6 +53,8 @@ pub(crate) struct CliDelegate {
     invalid: watch::Sender<bool>,
     /// Set by `did_finish_events_for_background_session`.
     replayed: watch::Sender<bool>,
+    /// Set by `did_open_with_protocol`: a WebSocket's messages are logged after it.
+    opened: watch::Sender<bool>,
     progress: Arc<Progress>,
     /// The body of a streamed upload, handed out once.
     stream: Mutex<Option<BodyStream>>,
@@ -130,6 +132,7 @@ impl CliDelegate {
             finished,
             invalid,
             replayed: watch::Sender::new(false),
+            opened: watch::Sender::new(false),
             progress,
             stream: Mutex::new(None),
             follow_redirects: true,
@@ -139,6 +142,15 @@ impl CliDelegate {
             fail: false,
         };
         (delegate, finished_rx, invalid_rx)
+    }
+
+    /// Waits (at most `limit`) until `did_open_with_protocol` was delivered. Messages come to the
+    /// command on its runtime and the callbacks on the delegate's thread; URLSession delivers both
+    /// on the delegate's queue, so the open always comes first, and the event log keeps that
+    /// order.
+    pub(crate) async fn opened(&self, limit: Duration) {
+        let mut opened = self.opened.subscribe();
+        let _ = tokio::time::timeout(limit, opened.wait_for(|open| *open)).await;
     }
 
     /// `did_receive_message`: a WebSocket task's message, as `courier ws` received it.

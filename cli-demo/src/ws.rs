@@ -58,6 +58,7 @@ pub(crate) async fn run(
             },
             received = task.receive(), if receiving => match received {
                 Ok(message) => {
+                    delegate.opened(std::time::Duration::from_secs(5)).await;
                     delegate.message_received(id, &message);
                     print_message(&message);
                 }

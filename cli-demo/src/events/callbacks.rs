@@ -62,6 +62,8 @@ impl TaskDelegate for CliDelegate {
             Some(task.id()),
             fields,
         );
+        drop(inner);
+        self.opened.send_replace(true);
     }
 
     fn read_closed(&self, task: &TaskInfo) {
