@@ -50,13 +50,17 @@ enum Kind {
 
 /// The most bytes all of a connector's connections are asked to read at once: hyper's read
 /// buffer grows toward what each read returns, so this bounds what the connections hold in
-/// memory together. One connection alone reads up to hyper's limit; 10,000 slow downloads at once
-/// read [`MIN_READ`] each (they held 57 KiB each in hyper's buffers before, the whole 64 KiB
+/// memory together. Up to 32 connections read up to hyper's own limit; 10,000 slow downloads at
+/// once read [`MIN_READ`] each (they held 57 KiB each in hyper's buffers before, the whole 64 KiB
 /// body of a download that fell behind).
 const READ_BUDGET: usize = 4 << 20;
 /// The least a connection reads at a time, however many are open: a 4 KiB read keeps hyper's
 /// buffer at its initial 8 KiB.
 const MIN_READ: usize = 4 << 10;
+/// The most a connection reads at a time once it shares the budget: a capped read zeroes the
+/// space it lends (hyper hands it uninitialized), and 16 KiB (curl's buffer) keeps that small
+/// beside the copy, even when little has arrived.
+const MAX_SHARED_READ: usize = 16 << 10;
 
 /// One connection's share of its connector's read budget.
 pub(super) struct ReadShare(Counted);
@@ -66,9 +70,10 @@ impl ReadShare {
         ReadShare(Counted::new(open))
     }
 
-    /// The most one read may take now.
-    fn limit(&self) -> usize {
-        (READ_BUDGET / self.0.count().max(1)).max(MIN_READ)
+    /// The most one read may take now; `None` while hyper's own limit keeps within the share.
+    fn limit(&self) -> Option<usize> {
+        let share = READ_BUDGET / self.0.count().max(1);
+        (share < crate::transport::MAX_HEAD_BYTES).then(|| share.clamp(MIN_READ, MAX_SHARED_READ))
     }
 }
 
@@ -79,9 +84,12 @@ impl AsyncRead for Stream {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let limit = this.share.limit();
-        if buf.remaining() <= limit {
+        let Some(limit) = this.share.limit().filter(|l| buf.remaining() > *l) else {
             return this.kind.poll_read(cx, buf);
+        };
+        // Nothing to read yet: no space zeroed for it.
+        if let Kind::Plain(s) = &this.kind {
+            std::task::ready!(s.poll_read_ready(cx))?;
         }
         // Read into the first `limit` bytes of the space (zeroed first: the safe way to lend
         // part of an uninitialized buffer), then count what arrived as filled.
@@ -294,13 +302,20 @@ mod tests {
     fn open_connections_share_the_read_budget() {
         let open = Arc::new(AtomicUsize::new(0));
         let one = shares(&open, 1);
-        assert_eq!(one[0].limit(), READ_BUDGET);
+        assert_eq!(
+            one[0].limit(),
+            None,
+            "one connection reads up to hyper's limit"
+        );
         let many = shares(&open, 1023);
-        assert_eq!(many[0].limit(), READ_BUDGET / 1024);
+        assert_eq!(many[0].limit(), Some(READ_BUDGET / 1024));
         let more = shares(&open, 10_000);
-        assert_eq!(more[0].limit(), MIN_READ);
+        assert_eq!(more[0].limit(), Some(MIN_READ));
         drop((many, more));
-        assert_eq!(one[0].limit(), READ_BUDGET, "dropped shares are uncounted");
+        assert_eq!(one[0].limit(), None, "dropped shares are uncounted");
+        // Shared, a read is never larger than a zeroing stays cheap for.
+        let some = shares(&open, 40);
+        assert_eq!(some[0].limit(), Some(MAX_SHARED_READ));
     }
 
     #[tokio::test]
