@@ -18,8 +18,8 @@
 //! 4. WebSocket tasks against Python's `websockets` server: 2,000 sequential echo round trips and
 //!    100 MiB of 1 MiB binary messages echoed, beside the same library's client
 //!    (`bench/web_socket.rs`; `--only ws [--trips N] [--mib N]`).
-//! 5. 10,000 downloads running at once, a resume of 1 GiB cut at 50%, and a 1 GiB upload to a sink
-//!    against `curl -T` (`bench/transfers.rs`).
+//! 5. 10,000 downloads running at once, beside reqwest (`bench/concurrent.rs`), a resume of 1 GiB
+//!    cut at 50%, and a 1 GiB upload to a sink against `curl -T` (`bench/transfers.rs`).
 //! 6. Last, a 1 GiB download to a file from nginx (HTTP/1.1, then HTTPS with HTTP/2): courier (a
 //!    fresh process per run, the engine's completion form on a current-thread runtime, as the CLI
 //!    runs it) against `curl -o`, and courier's peak RSS (VmHWM); then the same from an FTP server
@@ -50,6 +50,8 @@ use tokio::sync::Notify;
 
 #[path = "bench/background.rs"]
 mod background;
+#[path = "bench/concurrent.rs"]
+mod concurrent;
 #[path = "bench/report.rs"]
 mod report;
 #[path = "bench/small.rs"]
@@ -371,10 +373,13 @@ fn main() {
             return transfers::resume_once(&args[2], args[3].parse().expect("a size"));
         }
         Some("concurrent-once") => {
-            return transfers::concurrent_once(&args[2], args[3].parse().expect("a count"));
+            return concurrent::concurrent_once(&args[2], args[3].parse().expect("a count"));
         }
         Some("concurrent-once-reqwest") => {
-            return transfers::concurrent_once_reqwest(&args[2], args[3].parse().expect("a count"));
+            return concurrent::concurrent_once_reqwest(
+                &args[2],
+                args[3].parse().expect("a count"),
+            );
         }
         _ => {}
     }
@@ -404,7 +409,7 @@ fn main() {
         }
         Some("resume") => return transfers::resume(&mut report, arg("--rounds", 5), 1 << 30),
         Some("concurrent") => {
-            return transfers::concurrent(&mut report, arg("--rounds", 3), arg("--tasks", 10_000));
+            return concurrent::concurrent(&mut report, arg("--rounds", 3), arg("--tasks", 10_000));
         }
         Some("bombs") => return bombs_bench(),
         Some("small-h2") => {
@@ -491,7 +496,7 @@ fn main() {
     );
     // Last: writing 1 GiB files leaves the kernel flushing them for a while, which would slow the
     // parts above.
-    transfers::concurrent(
+    concurrent::concurrent(
         &mut report,
         if quick { 1 } else { 3 },
         if quick { 1_000 } else { 10_000 },

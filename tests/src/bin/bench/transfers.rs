@@ -1,11 +1,11 @@
 //! The suite's scenarios of whole transfers: a 1 GiB download from nginx against `curl -o` (over
 //! HTTP/1.1, and HTTPS with HTTP/2) with courier's peak RSS, a 1 GiB upload from a file against
-//! `curl -T`, the resume of a 1 GiB download cut at 50%, and 10,000 downloads running at once.
-//! Courier runs in a child process of its own (`courier-bench download-once`, `upload-once`,
-//! `resume-once`, `concurrent-once`) so its memory and start-up count as a program's would; the
+//! `curl -T`, and the resume of a 1 GiB download cut at 50% (10,000 downloads at once are in
+//! `concurrent`). Courier runs in a child process of its own (`courier-bench download-once`,
+//! `upload-once`, `resume-once`) so its memory and start-up count as a program's would; the
 //! servers are nginx and the in-process loopback server on a runtime thread of this process.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,11 +21,11 @@ use super::report::{Report, Scenario, Side, Target, Unit};
 use super::{loopback_server, status_field};
 
 /// As the command runs the engine.
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     super::small::Flavor::CurrentThread.runtime()
 }
 
-fn cleartext(dir: &Path) -> Configuration {
+pub(super) fn cleartext(dir: &Path) -> Configuration {
     let mut c = Configuration::default();
     c.cleartext = CleartextPolicy::AllowAll;
     c.session_directory = Some(dir.join("session"));
@@ -33,7 +33,7 @@ fn cleartext(dir: &Path) -> Configuration {
 }
 
 /// Runs `courier-bench ARGS` and returns its wall time and the `key=value` lines it printed.
-fn child(args: &[&str]) -> (f64, Vec<(String, String)>) {
+pub(super) fn child(args: &[&str]) -> (f64, Vec<(String, String)>) {
     child_with(args, &[])
 }
 
@@ -66,7 +66,7 @@ fn child_with(args: &[&str], env: &[(&str, &str)]) -> (f64, Vec<(String, String)
     (took, pairs)
 }
 
-fn value(pairs: &[(String, String)], key: &str) -> f64 {
+pub(super) fn value(pairs: &[(String, String)], key: &str) -> f64 {
     pairs
         .iter()
         .find(|(k, _)| k == key)
@@ -261,131 +261,6 @@ pub(crate) fn resume(report: &mut Report, rounds: usize, size: u64) {
         target: Target::AtMost(1048576.0),
         note: String::new(),
     });
-}
-
-/// `courier-bench concurrent-once URL N`: N downloads at once in one session, each on a
-/// connection of its own; reports the RSS before and at the peak.
-pub(crate) fn concurrent_once(url: &str, n: usize) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    runtime().block_on(async {
-        let mut config = cleartext(dir.path());
-        config.http_maximum_connections_per_host = n;
-        let session = Session::new(config).expect("session");
-        // The session and its first connection exist before the baseline.
-        let (warm, _) = session.download(url).await.expect("a first download");
-        drop(warm);
-        println!("base_kib={}", status_field("self", "VmRSS:"));
-        let mut running = tokio::task::JoinSet::new();
-        for _ in 0..n {
-            let download = session.download(url);
-            running.spawn(async move {
-                let (file, _) = download.await.expect("download");
-                drop(file); // removes it
-            });
-        }
-        while let Some(done) = running.join_next().await {
-            done.expect("download task");
-        }
-    });
-    println!("peak_kib={}", status_field("self", "VmHWM:"));
-}
-
-/// `courier-bench concurrent-once-reqwest URL N`: the same with reqwest, each body streamed to a
-/// file as its chunks arrive (`tokio::fs::File`), as a reqwest user writes a download.
-pub(crate) fn concurrent_once_reqwest(url: &str, n: usize) {
-    use tokio::io::AsyncWriteExt;
-    let dir = tempfile::tempdir().expect("temp dir");
-    runtime().block_on(async {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(n)
-            .build()
-            .expect("client");
-        let fetch = |client: reqwest::Client, path: PathBuf, url: String| async move {
-            let mut response = client.get(url).send().await.expect("response");
-            let mut file = tokio::fs::File::create(&path).await.expect("file");
-            while let Some(chunk) = response.chunk().await.expect("body") {
-                file.write_all(&chunk).await.expect("write");
-            }
-            file.flush().await.expect("flush");
-            drop(file);
-            std::fs::remove_file(&path).expect("remove");
-        };
-        fetch(client.clone(), dir.path().join("warm"), url.to_owned()).await;
-        println!("base_kib={}", status_field("self", "VmRSS:"));
-        let mut running = tokio::task::JoinSet::new();
-        for i in 0..n {
-            running.spawn(fetch(
-                client.clone(),
-                dir.path().join(i.to_string()),
-                url.to_owned(),
-            ));
-        }
-        while let Some(done) = running.join_next().await {
-            done.expect("download task");
-        }
-    });
-    println!("peak_kib={}", status_field("self", "VmHWM:"));
-}
-
-/// 10,000 downloads running at once from one server (each 64 KiB, paced at 4 KiB every 200 ms, so
-/// all are under way together): every one completes, and the memory per running task, against
-/// reqwest's for the same downloads.
-pub(crate) fn concurrent(report: &mut Report, rounds: usize, n: usize) {
-    // Each download holds a socket and its partial file: as many as the hard open-file limit
-    // allows, with room for the rest. The rest includes a file each blocking thread may open for a
-    // moment (a checkpoint's record), and Tokio runs up to 512 of them: with room for 256, one run
-    // in about ten failed with "Too many open files". A limit of 20,000 allows 9,488.
-    let n = n.min(open_file_limit().saturating_sub(1024) / 2);
-    let (_server_rt, server) = loopback_server();
-    let url = server.url("/resource/65536?chunk=4096&delay_ms=200");
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    let mut times = Vec::new();
-    for round in 0..rounds {
-        for (mode, per_task) in [
-            ("concurrent-once", &mut ours),
-            ("concurrent-once-reqwest", &mut theirs),
-        ] {
-            let (took, out) = child(&[mode, &url, &n.to_string()]);
-            let (base, peak) = (value(&out, "base_kib"), value(&out, "peak_kib"));
-            let each = (peak - base) * 1024.0 / n as f64;
-            println!(
-                "round {round}, {mode}: {n} downloads in {took:.2} s; {each:.0} bytes per running task"
-            );
-            per_task.push(each);
-            if mode == "concurrent-once" {
-                times.push(took);
-            }
-        }
-    }
-    report.add(Scenario {
-        name: format!("{n} downloads running at once from one server: memory per running task"),
-        unit: Unit::Bytes,
-        courier: vec![Side::new("courier (peak RSS growth / tasks)", ours)],
-        peers: vec![Side::new("reqwest (peak RSS growth / tasks)", theirs)],
-        target: Target::AtMost(32.0 * 1024.0),
-        note: format!(
-            "all {n} completed in every round (each 64 KiB paced over 3.2 s, a connection each); \
-             Courier's wall times {}",
-            times
-                .iter()
-                .map(|t| format!("{t:.2} s"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    });
-}
-
-/// The hard limit on open files (what the child raises its own to).
-fn open_file_limit() -> usize {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(4).map(str::to_owned))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024)
 }
 
 /// `courier-bench download-once URL OUT`: one download with the engine, then the peak RSS.
