@@ -9,7 +9,9 @@
 //!   removed).
 //! - An application that attaches gets every event not yet acknowledged, in order, then
 //!   `FinishedEvents`, then live events. An event is gone once acknowledged; a completed task's
-//!   record goes with its acknowledged completion.
+//!   record goes with its acknowledged completion. An attach waits until the application attached
+//!   before it has gone and its last acknowledgements are carried out (a killed application leaves
+//!   them in its socket).
 //!
 //! - After a restart, every task that had not completed goes on: a download from the resume data
 //!   a clean stop (SIGTERM) journaled, or from the last checkpoint beside its partial file after a
@@ -97,6 +99,9 @@ struct Identifier {
     tasks: Tasks,
     /// The journaling delegate, told when the service stops.
     delegate: Arc<Journaling>,
+    /// Held by the application attached for events, until its connection has ended and every
+    /// request it sent has been carried out (see `connection::serve`).
+    attached: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The journal's task ids to the session's tasks.
@@ -351,6 +356,7 @@ impl Inner {
             ids,
             tasks,
             delegate,
+            attached: Arc::default(),
         });
         sessions.insert(identifier.to_owned(), state.clone());
         Ok(state)

@@ -16,6 +16,9 @@ use super::{Identifier, Inner, journaled};
 use crate::Task;
 use crate::task::download::request_from_record;
 
+/// How long an attaching application waits for the one attached before it to go.
+const PREVIOUS_ATTACHMENT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Accepts connections and serves each; the connections end with this loop (when the service
 /// stops).
 pub(super) async fn accept(listener: UnixListener, owner: u32, inner: Arc<Inner>) {
@@ -44,11 +47,30 @@ async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), 
     let mut connection = Connection::new(stream);
     let (identifier, events) = connection.welcome().await?;
     let state = inner.identifier(&identifier)?;
-    // Subscribe before reading the journal: nothing falls between the replay and the live events.
-    let mut live = state.live.subscribe();
     if !events {
         return serve_requests(connection, inner, identifier, state).await;
     }
+    // The application attached before may have died a moment ago with acknowledgements still in
+    // its socket: they are carried out before this one's replay is read, or it would get those
+    // events again. That connection ends as soon as it has read them; one that stays attached
+    // (two applications on one identifier) is waited for only so long.
+    let _attached = match tokio::time::timeout(
+        PREVIOUS_ATTACHMENT,
+        state.attached.clone().lock_owned(),
+    )
+    .await
+    {
+        Ok(held) => Some(held),
+        Err(_) => {
+            tracing::warn!(
+                identifier,
+                "another application is attached to this identifier"
+            );
+            None
+        }
+    };
+    // Subscribe before reading the journal: nothing falls between the replay and the live events.
+    let mut live = state.live.subscribe();
     // The tasks first, so the application knows what the events are about.
     for message in inner.task_list(&identifier).await? {
         connection.send(&message).await?;
