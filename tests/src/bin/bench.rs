@@ -52,6 +52,8 @@ use tokio::sync::Notify;
 mod background;
 #[path = "bench/concurrent.rs"]
 mod concurrent;
+#[path = "bench/floor.rs"]
+mod floor;
 #[path = "bench/report.rs"]
 mod report;
 #[path = "bench/small.rs"]

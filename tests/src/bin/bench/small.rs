@@ -41,7 +41,7 @@ impl Flavor {
         .expect("runtime")
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Flavor::CurrentThread => "current-thread",
             Flavor::MultiThread => "multi-thread",
@@ -50,7 +50,7 @@ impl Flavor {
 }
 
 /// Runs `n` requests with [`WORKERS`] workers; `get` makes one and returns its body length.
-async fn drive<F, Fut>(n: usize, get: F) -> Duration
+pub(crate) async fn drive<F, Fut>(n: usize, get: F) -> Duration
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = usize> + Send,
@@ -135,13 +135,15 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
         "# {n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client; {rounds} interleaved rounds"
     );
     type Runner = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
-    let sides: [Runner; 6] = [
+    let sides: [Runner; 7] = [
         ("courier", courier, Flavor::MultiThread),
         ("courier", courier, Flavor::CurrentThread),
         ("reqwest", reqwest, Flavor::CurrentThread),
         ("reqwest", reqwest, Flavor::MultiThread),
         ("hyper-util", hyper_util, Flavor::CurrentThread),
         ("hyper-util", hyper_util, Flavor::MultiThread),
+        // Courier's shape with no work of Courier's in it (`floor`).
+        ("actor floor", super::floor::run, Flavor::CurrentThread),
     ];
     // `--side NAME` (for a profile): that side alone, say "courier current-thread".
     if let Some(only) = only_side {
@@ -182,6 +184,11 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
         })
         .collect();
     let hyper_median = median(&mut times[4].clone()).min(median(&mut times[5].clone()));
+    // The same for the shape alone: a session actor, a task actor and a transfer task per request.
+    let mut shape: Vec<f64> = (0..rounds)
+        .map(|r| (times[6][r] - times[4][r].min(times[5][r])) / n as f64 * 1e6)
+        .collect();
+    let floor_median = median(&mut times[6].clone());
     vec![
         Scenario {
             name: format!("{n} GETs of 1 KiB, 64 at once, HTTP/1.1 keep-alive, library"),
@@ -191,7 +198,9 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
             target: Target::AtMostTimesBestPeer(1.0),
             note: format!(
                 "hyper-util's pooled client alone (Courier's transport): {hyper_median:.3} s, \
-                 bounded by the in-process server, which shares the two cores"
+                 bounded by the in-process server, which shares the two cores; hyper-util \
+                 inside Courier's shape and nothing else (a session actor, a task actor and a \
+                 transfer task per request, current-thread): {floor_median:.3} s"
             ),
         },
         Scenario {
@@ -200,7 +209,10 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
             courier: vec![Side::new("courier - hyper-util, best flavours", overhead)],
             peers: Vec::new(),
             target: Target::AtMost(10.0),
-            note: String::new(),
+            note: format!(
+                "of which the actor-per-task shape alone (bench/floor.rs): {:.1} µs",
+                median(&mut shape)
+            ),
         },
     ]
 }
