@@ -11,10 +11,11 @@
 //! 1. The resident memory of 100,000 data tasks created and never resumed: RSS growth per task.
 //! 2. 10,000 GETs of 1 KiB, 64 at once: through the library over HTTP/1.1 (courier against
 //!    reqwest, each on both runtime flavours, and hyper-util's client alone for the cost of
-//!    Courier's own layers), over HTTPS with HTTP/2 (h2load as the ceiling), and through the
+//!    Courier's own layers, and the same client inside Courier's shape alone, `bench/floor.rs`),
+//!    over HTTPS with HTTP/2 (h2load as the ceiling), and through the
 //!    `courier` command against `curl --parallel` (`bench/small.rs`).
 //! 3. 10,000 delegate-style data tasks (six connections, no URL cache) against curl fetching the
-//!    same URLs with `--parallel --parallel-max 6`.
+//!    same URLs with `--parallel --parallel-max 6` (`bench/tasks.rs`, which also measures part 1).
 //! 4. WebSocket tasks against Python's `websockets` server: 2,000 sequential echo round trips and
 //!    100 MiB of 1 MiB binary messages echoed, beside the same library's client
 //!    (`bench/web_socket.rs`; `--only ws [--trips N] [--mib N]`).
@@ -37,16 +38,9 @@
 //! with a separate server process.
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use courier_engine::{
-    CleartextPolicy, Configuration, DataDelegate, Error, Session, SessionDelegate, TaskDelegate,
-    TaskInfo,
-};
 use courier_tests::TestServer;
-use tokio::sync::Notify;
 
 #[path = "bench/background.rs"]
 mod background;
@@ -58,166 +52,14 @@ mod floor;
 mod report;
 #[path = "bench/small.rs"]
 mod small;
+#[path = "bench/tasks.rs"]
+mod tasks;
 #[path = "bench/transfers.rs"]
 mod transfers;
 #[path = "bench/web_socket.rs"]
 mod web_socket;
 
-use report::{Report, Scenario, Side, Target, Unit};
-
-struct Counter {
-    done: AtomicUsize,
-    failed: AtomicUsize,
-    target: usize,
-    notify: Notify,
-}
-
-impl Counter {
-    /// Counts completions until `target`.
-    fn new(target: usize) -> Counter {
-        Counter {
-            done: AtomicUsize::new(0),
-            failed: AtomicUsize::new(0),
-            target,
-            notify: Notify::new(),
-        }
-    }
-}
-
-impl SessionDelegate for Counter {}
-impl DataDelegate for Counter {}
-impl courier_engine::DownloadDelegate for Counter {}
-impl TaskDelegate for Counter {
-    fn did_complete(&self, _task: &TaskInfo, error: Option<&Error>) {
-        if error.is_some() {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        if self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.target {
-            self.notify.notify_one();
-        }
-    }
-}
-
-fn config() -> Configuration {
-    let mut c = Configuration::ephemeral();
-    c.cleartext = CleartextPolicy::AllowAll;
-    c
-}
-
-/// Like curl, no URL cache: the comparison is of transfers, not of caching.
-fn config_without_cache() -> Configuration {
-    let mut c = config();
-    c.url_cache_memory_capacity = 0;
-    c
-}
-
-async fn courier_run(url: &str, n: usize) -> Duration {
-    courier_run_with(url, n, config_without_cache()).await
-}
-
-async fn courier_run_with(url: &str, n: usize, config: Configuration) -> Duration {
-    complete_all(config, n, |session, _| {
-        session.data_task(url).expect("task").resume();
-    })
-    .await
-}
-
-/// [`courier_run`] with the delegate called on this runtime (`Session::with_delegate_on`) rather
-/// than on the session's own thread.
-async fn courier_run_on_runtime(url: &str, n: usize) -> Duration {
-    complete_all_on(
-        config_without_cache(),
-        n,
-        Delivery::Runtime,
-        |session, _, _| {
-            session.data_task(url).expect("task").resume();
-        },
-    )
-    .await
-}
-
-/// [`courier_run`] with each task's completion going to a delegate of its own (`set_delegate`),
-/// the session's delegate implementing nothing: what routing through a task's delegate costs.
-async fn courier_run_per_task_delegate(url: &str, n: usize) -> Duration {
-    complete_all_on(
-        config_without_cache(),
-        n,
-        Delivery::PerTask,
-        |session, _, counter| {
-            let task = session.data_task(url).expect("task");
-            task.set_delegate(counter.clone())
-                .expect("a delegate of its own");
-            task.resume();
-        },
-    )
-    .await
-}
-
-/// Where [`complete_all_on`]'s completions are delivered.
-#[derive(Clone, Copy, PartialEq)]
-enum Delivery {
-    /// To the session's delegate, on the session's own thread.
-    Thread,
-    /// To the session's delegate, on the caller's runtime.
-    Runtime,
-    /// To each task's own delegate (the `start` closure attaches it); the session's implements
-    /// nothing.
-    PerTask,
-}
-
-/// A session delegate that leaves every method at its default.
-struct Quiet;
-impl SessionDelegate for Quiet {}
-impl DataDelegate for Quiet {}
-impl courier_engine::DownloadDelegate for Quiet {}
-impl TaskDelegate for Quiet {}
-
-/// Starts `n` tasks in one session of `config` (`start` creates and resumes task `i`) and waits for
-/// every completion; the wall time. Every task must succeed.
-async fn complete_all(
-    config: Configuration,
-    n: usize,
-    start: impl Fn(&Session, usize),
-) -> Duration {
-    complete_all_on(config, n, Delivery::Thread, |session, i, _| {
-        start(session, i)
-    })
-    .await
-}
-
-/// [`complete_all`], with the completions delivered as `delivery` says; `start` gets the counter
-/// (for a task's own delegate).
-async fn complete_all_on(
-    config: Configuration,
-    n: usize,
-    delivery: Delivery,
-    start: impl Fn(&Session, usize, &Arc<Counter>),
-) -> Duration {
-    let counter = Arc::new(Counter::new(n));
-    let session = match delivery {
-        Delivery::Runtime => {
-            let here = tokio::runtime::Handle::current();
-            Session::with_delegate_on(config, counter.clone(), &here)
-        }
-        Delivery::Thread => Session::with_delegate(config, counter.clone()),
-        Delivery::PerTask => Session::with_delegate(config, Arc::new(Quiet)),
-    }
-    .expect("session");
-    let started = Instant::now();
-    for i in 0..n {
-        start(&session, i, &counter);
-    }
-    counter.notify.notified().await;
-    let took = started.elapsed();
-    assert_eq!(
-        counter.failed.load(Ordering::Relaxed),
-        0,
-        "every task succeeds"
-    );
-    session.finish_tasks_and_invalidate();
-    session.invalidated().await;
-    took
-}
+use report::Report;
 
 /// Writes a curl config fetching `url` `n` times to /dev/null (`curl -K`).
 fn write_curl_config(path: &std::path::Path, url: &str, n: usize) {
@@ -254,16 +96,6 @@ fn loopback_server() -> (tokio::runtime::Runtime, TestServer) {
         .expect("server runtime");
     let server = runtime.block_on(TestServer::http());
     (runtime, server)
-}
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -455,8 +287,8 @@ fn main() {
         Some("tasks") => {
             let (_server_rt, server) = loopback_server();
             let url = server.url("/bytes/1024");
-            report.add(suspended_memory(&url, arg("--tasks", 10_000)));
-            report.add(tasks_against_curl(
+            report.add(tasks::suspended_memory(&url, arg("--tasks", 10_000)));
+            report.add(tasks::against_curl(
                 &url,
                 arg("--tasks", 10_000),
                 arg("--pairs", 11),
@@ -474,7 +306,10 @@ fn main() {
         let (_server_rt, server) = loopback_server();
         let url = server.url("/bytes/1024");
         // First, while the heap is fresh: freed memory from the runs below would hide the growth.
-        report.add(suspended_memory(&url, if quick { 10_000 } else { 100_000 }));
+        report.add(tasks::suspended_memory(
+            &url,
+            if quick { 10_000 } else { 100_000 },
+        ));
         for scenario in small::run(if quick { 2_000 } else { 10_000 }, rounds, None) {
             report.add(scenario);
         }
@@ -484,7 +319,7 @@ fn main() {
             if quick { 2_000 } else { 10_000 },
             rounds,
         ));
-        report.add(tasks_against_curl(
+        report.add(tasks::against_curl(
             &url,
             if quick { 2_000 } else { 10_000 },
             if quick { 1 } else { 2 * rounds + 1 },
@@ -532,77 +367,4 @@ fn main() {
         dir.join("BENCHMARKS.md").display(),
         dir.join("benchmarks.svg").display()
     );
-}
-
-/// The resident memory of `tasks` data tasks created and never resumed, per task.
-fn suspended_memory(url: &str, tasks: usize) -> Scenario {
-    let client = small::Flavor::MultiThread.runtime();
-    let (before, after) = client.block_on(async {
-        let session = Session::with_delegate(config(), Arc::new(Counter::new(0))).expect("session");
-        // One task first, so the session actor and its maps exist before the baseline.
-        let warm = session.data_task(url).expect("task");
-        let _ = session.all_tasks().await;
-        let before = rss_bytes();
-        let kept: Vec<_> = (0..tasks)
-            .map(|_| session.data_task(url).expect("task"))
-            .collect();
-        // A round trip through the session actor: every registration has been handled by then.
-        let _ = session.all_tasks().await;
-        let after = rss_bytes();
-        drop((warm, kept));
-        session.invalidate_and_cancel();
-        session.invalidated().await;
-        (before, after)
-    });
-    let per_task = after.saturating_sub(before) as f64 / tasks as f64;
-    Scenario {
-        name: format!("{tasks} tasks created and not resumed, in one session: memory each"),
-        unit: Unit::Bytes,
-        courier: vec![Side::new("courier (RSS growth per task)", vec![per_task])],
-        peers: Vec::new(),
-        target: Target::AtMost(2048.0),
-        note: String::new(),
-    }
-}
-
-/// Delegate-style data tasks (one session, the default six connections per host, no URL cache)
-/// against curl fetching the same URLs with `--parallel --parallel-max 6`, interleaved.
-fn tasks_against_curl(url: &str, tasks: usize, pairs: usize) -> Scenario {
-    let client = small::Flavor::MultiThread.runtime();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let curl_config = dir.path().join("urls.curl");
-    write_curl_config(&curl_config, url, tasks);
-    client.block_on(courier_run(url, tasks.min(1000))); // warm-up
-    let (mut ours, mut on_runtime, mut per_task, mut theirs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for i in 0..pairs {
-        let c = client.block_on(courier_run(url, tasks)).as_secs_f64();
-        let r = client
-            .block_on(courier_run_on_runtime(url, tasks))
-            .as_secs_f64();
-        let p = client
-            .block_on(courier_run_per_task_delegate(url, tasks))
-            .as_secs_f64();
-        let k = curl_run(&curl_config, 6).as_secs_f64();
-        println!(
-            "pair {i:2}: courier {c:.3} s  (delegate on the runtime {r:.3} s, per-task delegates {p:.3} s)  curl {k:.3} s  ratio {:.2}",
-            c / k
-        );
-        ours.push(c);
-        on_runtime.push(r);
-        per_task.push(p);
-        theirs.push(k);
-    }
-    Scenario {
-        name: format!("{tasks} data tasks of 1 KiB with a delegate, 6 connections"),
-        unit: Unit::Seconds,
-        courier: vec![
-            Side::new("courier data tasks (multi-thread)", ours),
-            Side::new("courier, delegate on the runtime", on_runtime),
-            Side::new("courier, a delegate per task", per_task),
-        ],
-        peers: vec![Side::new("curl --parallel-max 6", theirs)],
-        target: Target::AtMostTimesBestPeer(1.0),
-        note: "curl runs as a process of its own (its start-up counts)".into(),
-    }
 }

@@ -66,7 +66,7 @@ fn session_config(base: Configuration, dir: &Path) -> Configuration {
 
 /// Downloads every URL at once in `config`'s session; the wall time.
 async fn download_all(config: Configuration, urls: &[String]) -> Duration {
-    super::complete_all(config, urls.len(), |session, i| {
+    super::tasks::complete_all(config, urls.len(), |session, i| {
         session
             .download_task(urls[i].as_str())
             .expect("task")
