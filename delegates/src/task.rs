@@ -105,7 +105,9 @@ struct Shared {
     earliest_begin_date: Mutex<Option<std::time::SystemTime>>,
     description: Mutex<String>,
     original_request: Request,
-    current_request: Mutex<Request>,
+    /// Set once it differs from the original (a redirect, a task made from resume data): most
+    /// tasks never need a copy of their request.
+    current_request: Mutex<Option<Request>>,
     response: Mutex<Option<Response>>,
     error: Mutex<Option<Error>>,
     bytes_received: AtomicI64,
@@ -138,7 +140,7 @@ impl TaskInfo {
             priority_bits: AtomicU32::new(priority::DEFAULT.to_bits()),
             earliest_begin_date: Mutex::new(None),
             description: Mutex::new(String::new()),
-            current_request: Mutex::new(request.clone()),
+            current_request: Mutex::new(None),
             original_request: request,
             response: Mutex::new(None),
             error: Mutex::new(None),
@@ -280,7 +282,9 @@ impl TaskInfo {
 
     /// The request being sent now (changes on redirects).
     pub fn current_request(&self) -> Request {
-        lock(&self.shared.current_request).clone()
+        lock(&self.shared.current_request)
+            .clone()
+            .unwrap_or_else(|| self.shared.original_request.clone())
     }
 
     /// The latest response; the final one once the task has completed.
@@ -354,7 +358,7 @@ impl TaskRecorder {
 
     /// Publishes the request being sent now.
     pub fn set_current_request(&self, request: Request) {
-        *lock(&self.shared.current_request) = request;
+        *lock(&self.shared.current_request) = Some(request);
     }
 
     /// Publishes the error the task completed with.

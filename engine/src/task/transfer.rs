@@ -243,6 +243,8 @@ impl Transfer {
                 let mut timing = true;
                 let ended = loop {
                     tokio::select! {
+                        // The transfer first: on its fast path the timer is never polled again.
+                        biased;
                         ended = &mut running => break ended,
                         () = &mut timer, if timing => timing = false,
                     }

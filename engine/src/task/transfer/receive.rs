@@ -17,6 +17,9 @@ impl Run {
             .filter(|r| *r > 0);
         let (paced_from, mut received) = (Instant::now(), 0u64);
         loop {
+            if self.gate.borrow().crash {
+                panic!("injected transfer panic");
+            }
             if self.gate.borrow().paused
                 && let Some(sink) = &mut self.sink
             {
@@ -37,6 +40,9 @@ impl Run {
             let deadline = self.sink.as_deref().and_then(DownloadSink::deadline);
             let gate = &mut self.gate;
             let woke = tokio::select! {
+                // A frame that is there is taken without polling the others (no registration with
+                // the gate or the timer); the loop's top sees a pause or a stop before the next.
+                biased;
                 frame = tokio::time::timeout(self.idle, body.frame()) => Woke::Frame(frame),
                 // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none are taken)
                 // and stop the clock until resumed.

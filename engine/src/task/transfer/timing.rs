@@ -44,6 +44,8 @@ impl Run {
                 }
             }
             tokio::select! {
+                // What is awaited first: when it is ready, the gate is not registered with.
+                biased;
                 out = tokio::time::timeout(self.idle, fut.as_mut()) => {
                     return out.map_err(|_| Halt::Failed(request_timed_out(&self.url)));
                 }
@@ -101,6 +103,8 @@ pub(super) async fn unless_stopped<F: Future>(
     fut: F,
 ) -> Result<F::Output, Halt> {
     tokio::select! {
+        // What is awaited first: when it is ready, the gate is not registered with.
+        biased;
         out = fut => Ok(out),
         _ = async { let _ = gate.wait_for(|g| g.halted()).await; } => Err(halt_of(gate)),
     }
