@@ -33,7 +33,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
 use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind};
@@ -274,10 +274,29 @@ impl Connector {
 /// What a connect knows of the request it was started for.
 #[derive(Clone)]
 struct Wanted {
-    /// Its sender is dropped once the request is over.
-    alive: watch::Receiver<()>,
+    /// Marked over once the request is over.
+    alive: Arc<Alive>,
     /// The `Proxy-Authorization` the request brought, for its tunnel's `CONNECT`.
     proxy_authorization: Option<http::HeaderValue>,
+}
+
+/// Whether one request is still being sent. Made for every request, and read only by the
+/// connects started for it (few, on kept-alive connections): a flag and one `Notify`, not a
+/// `watch` channel (eight `Notify`s to wake on every drop).
+#[derive(Default)]
+struct Alive {
+    over: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+/// Marks the request over when dropped (answered, failed or dropped itself).
+struct Over(Arc<Alive>);
+
+impl Drop for Over {
+    fn drop(&mut self) {
+        self.0.over.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
 }
 
 tokio::task_local! {
@@ -292,7 +311,8 @@ pub(crate) async fn for_one_request<F: Future>(
     proxy_authorization: Option<http::HeaderValue>,
     send: F,
 ) -> F::Output {
-    let (_alive, alive) = watch::channel(());
+    let alive = Arc::new(Alive::default());
+    let _over = Over(alive.clone());
     let wanted = Wanted {
         alive,
         proxy_authorization,
@@ -303,10 +323,16 @@ pub(crate) async fn for_one_request<F: Future>(
 /// Resolves once the request a connect was started for is over (never, for a connect made
 /// outside [`for_one_request`]).
 async fn served(wanted: Option<Wanted>) {
-    match wanted {
-        // Nothing is ever sent: `changed` returns only when the sender is dropped.
-        Some(mut w) => while w.alive.changed().await.is_ok() {},
-        None => std::future::pending().await,
+    let Some(w) = wanted else {
+        return std::future::pending().await;
+    };
+    loop {
+        // Made before the flag is read: `notify_waiters` wakes every `Notified` made before it.
+        let notified = w.alive.notify.notified();
+        if w.alive.over.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
     }
 }
 
