@@ -34,7 +34,7 @@ use courier_protocol_http::{
 use courier_storage::ResumeRecord;
 use futures_util::FutureExt;
 use ractor::ActorRef;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -55,6 +55,7 @@ mod drive;
 mod expect;
 mod follow;
 mod ftp;
+mod gate;
 pub(crate) mod host_queue;
 mod parts;
 mod receive;
@@ -64,32 +65,13 @@ mod stream;
 mod timing;
 
 use body::ResponseBody;
+use gate::{Gate, GateReceiver, GateSender};
 pub(crate) use send::map_transport_error;
 use timing::{request_timed_out, resource_timer, unless_stopped};
 
 /// Body bytes that may be on their way to a delegate at once. Past this, the transfer stops reading
 /// until the delegate has taken some: a slow delegate slows the connection instead of filling memory.
 pub(crate) const DELEGATE_WINDOW: usize = 1 << 20;
-
-/// How the actor steers the transfer.
-#[derive(Clone, Copy, Debug)]
-struct Gate {
-    paused: bool,
-    body_allowed: bool,
-    /// Stop for good: a download writes what it has and checkpoints first.
-    stop: bool,
-    /// Test hook: panic at the next wait on the network.
-    crash: bool,
-    /// The resource timeout expired: the transfer fails with -1001.
-    expired: bool,
-}
-
-impl Gate {
-    /// The transfer must end: stopped by the actor, or out of time.
-    fn halted(&self) -> bool {
-        self.stop || self.expired
-    }
-}
 
 /// The timeouts of one transfer.
 #[derive(Clone, Copy, Debug)]
@@ -157,7 +139,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// A running transfer. Dropping it stops the transfer at once (no checkpoint).
 pub(crate) struct Transfer {
     handle: JoinHandle<Option<Stopped>>,
-    gate: watch::Sender<Gate>,
+    gate: GateSender,
     /// Set when a data task becomes a download: the body then goes to a file, for the new task.
     /// Only a task that reports to a delegate can be asked to (`did_receive_response`).
     conversion: Option<Conversion>,
@@ -188,13 +170,7 @@ type Conversion = Arc<std::sync::Mutex<Option<Becoming>>>;
 impl Transfer {
     /// Starts the transfer; it reports to `args.actor`.
     pub(crate) fn start(args: TransferArgs) -> Transfer {
-        let (gate, gate_rx) = watch::channel(Gate {
-            paused: false,
-            body_allowed: false,
-            stop: false,
-            crash: false,
-            expired: false,
-        });
+        let (gate, gate_rx) = gate::channel(Gate::default());
         let timer = resource_timer(gate.clone(), gate_rx.clone(), args.timeouts.resource);
         let actor = args.actor.clone();
         let conversion = args.callbacks.then(Conversion::default);
@@ -360,7 +336,7 @@ struct Run {
     url: Url,
     /// The idle timeout: the longest wait for the network's next sign of life.
     idle: Duration,
-    gate: watch::Receiver<Gate>,
+    gate: GateReceiver,
     actor: ActorRef<TaskMsg>,
     /// A download's file.
     sink: Option<Box<DownloadSink>>,

@@ -158,7 +158,7 @@ impl Run {
         let mut commands_open = true;
         let (mut bytes_in, mut bytes_out) = (0i64, 0i64);
         loop {
-            let gate = *self.gate.borrow();
+            let gate = self.gate.borrow();
             if gate.crash {
                 panic!("injected transfer panic");
             }

@@ -100,7 +100,7 @@ impl Run {
         let (mut bytes_in, mut bytes_out) = (0i64, 0i64);
         let mut commands_open = true;
         loop {
-            let gate = *self.gate.borrow();
+            let gate = self.gate.borrow();
             if gate.crash {
                 panic!("injected transfer panic");
             }

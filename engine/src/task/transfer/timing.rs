@@ -30,7 +30,7 @@ impl Run {
         mut fut: std::pin::Pin<&mut F>,
     ) -> Result<F::Output, Halt> {
         loop {
-            let gate = *self.gate.borrow();
+            let gate = self.gate.borrow();
             if gate.halted() {
                 return Err(halt_of(&self.gate));
             }
@@ -58,7 +58,7 @@ impl Run {
 }
 
 /// Why the gate ended a wait: the resource timeout, or a stop (or the actor going away).
-pub(super) fn halt_of(gate: &watch::Receiver<Gate>) -> Halt {
+pub(super) fn halt_of(gate: &GateReceiver) -> Halt {
     if gate.borrow().expired {
         Halt::Failed(Error::new(
             ErrorCode::TimedOut,
@@ -71,11 +71,7 @@ pub(super) fn halt_of(gate: &watch::Receiver<Gate>) -> Halt {
 
 /// Runs out the resource timeout of one transfer: `budget` of time not suspended, then the gate
 /// says so. Polled beside the transfer, in its task.
-pub(super) async fn resource_timer(
-    gate: watch::Sender<Gate>,
-    mut seen: watch::Receiver<Gate>,
-    budget: Duration,
-) {
+pub(super) async fn resource_timer(gate: GateSender, mut seen: GateReceiver, budget: Duration) {
     let mut left = budget;
     loop {
         if seen.wait_for(|g| !g.paused).await.is_err() {
@@ -99,7 +95,7 @@ pub(super) async fn resource_timer(
 
 /// Runs `fut` unless the transfer is told to stop (or its actor goes away) first.
 pub(super) async fn unless_stopped<F: Future>(
-    gate: &mut watch::Receiver<Gate>,
+    gate: &mut GateReceiver,
     fut: F,
 ) -> Result<F::Output, Halt> {
     tokio::select! {
