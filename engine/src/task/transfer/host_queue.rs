@@ -103,7 +103,11 @@ impl HostQueue {
         );
         let rx = {
             let mut lines = lock(&self.inner.lines);
-            let line = lines.entry(key.clone()).or_default();
+            // The key is copied only for a host not in the map yet.
+            if !lines.contains_key(&key) {
+                lines.insert(key.clone(), Line::default());
+            }
+            let line = lines.get_mut(&key).expect("inserted above");
             if line.busy < self.inner.limit {
                 line.busy += 1;
                 return Turn {
