@@ -65,6 +65,22 @@ async fn receive_within(app: &mut Connection<UnixStream>) -> ServiceMessage {
         .unwrap()
 }
 
+/// A download of `url`, handed to the service as an application hands one over.
+fn create_download(url: String) -> ClientMessage {
+    ClientMessage::CreateTask {
+        kind: TaskKind::Download,
+        request: RequestRecord {
+            method: "GET".into(),
+            url,
+            headers: Vec::new(),
+        },
+        description: String::new(),
+        schedule: courier_engine::background::wire::schedule_for(
+            &courier_engine::Configuration::default(),
+        ),
+    }
+}
+
 fn completed(replay: &[(u64, EventRecord)]) -> usize {
     replay
         .iter()
@@ -86,20 +102,9 @@ async fn events_wait_for_the_application_and_are_replayed_in_order() {
         let (mut app, replay) = attach(&socket, "com.example.a").await;
         assert!(replay.is_empty());
         for size in sizes {
-            app.send(&ClientMessage::CreateTask {
-                kind: TaskKind::Download,
-                request: RequestRecord {
-                    method: "GET".into(),
-                    url: server.url(&format!("/bytes/{size}")),
-                    headers: Vec::new(),
-                },
-                description: String::new(),
-                schedule: courier_engine::background::wire::schedule_for(
-                    &courier_engine::Configuration::default(),
-                ),
-            })
-            .await
-            .unwrap();
+            app.send(&create_download(server.url(&format!("/bytes/{size}"))))
+                .await
+                .unwrap();
             match app.receive::<ServiceMessage>().await.unwrap() {
                 // Created suspended, as every task: the application resumes it.
                 ServiceMessage::TaskCreated { task } => app
@@ -192,20 +197,7 @@ async fn tasks_are_suspended_resumed_cancelled_and_listed() {
     let (mut app, _) = attach(service.socket(), "com.example.c").await;
     let slow = server.url("/drip?chunks=40&size=1000&delay_ms=25");
     for _ in 0..2 {
-        app.send(&ClientMessage::CreateTask {
-            kind: TaskKind::Download,
-            request: RequestRecord {
-                method: "GET".into(),
-                url: slow.clone(),
-                headers: Vec::new(),
-            },
-            description: String::new(),
-            schedule: courier_engine::background::wire::schedule_for(
-                &courier_engine::Configuration::default(),
-            ),
-        })
-        .await
-        .unwrap();
+        app.send(&create_download(slow.clone())).await.unwrap();
     }
     let mut created = Vec::new();
     while created.len() < 2 {
@@ -365,6 +357,55 @@ async fn a_background_session_gets_its_events_live_or_replayed_through_its_deleg
             .any(|e| matches!(e, Event::Complete { task, .. } if ids.contains(task))),
         "the next session got what happened while no application was there: {events:?}"
     );
+    service.shutdown().await;
+}
+
+/// Two applications attached to one identifier at once (a misuse URLSession leaves undefined):
+/// the second is not held forever behind the first, which is waited for only so long (an attach
+/// otherwise waits for the previous application's connection to end, so that its last
+/// acknowledgements count). Both get the identifier's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_application_on_one_identifier_is_not_held_by_the_first() {
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let service = start_service(root.path()).await;
+    let socket = root.path().join("run").join(SOCKET);
+    let (mut first, replay) = attach(&socket, "com.example.twice").await;
+    assert!(replay.is_empty());
+    first
+        .send(&create_download(server.url("/bytes/1000")))
+        .await
+        .unwrap();
+    let task = match receive_within(&mut first).await {
+        ServiceMessage::TaskCreated { task } => task,
+        other => panic!("unexpected {other:?}"),
+    };
+    first
+        .send(&ClientMessage::Control {
+            task,
+            control: courier_engine::background::wire::RemoteControl::RESUME,
+        })
+        .await
+        .unwrap();
+    // The first one sees the completion live, and keeps its connection without acknowledging.
+    loop {
+        if let ServiceMessage::Event {
+            record:
+                EventRecord {
+                    event: StoredEvent::Completed { .. },
+                    ..
+                },
+            ..
+        } = receive_within(&mut first).await
+        {
+            break;
+        }
+    }
+    // The second one attaches while the first is still there: its replay comes (within `WAIT`,
+    // which `attach` enforces) and holds the unacknowledged completion.
+    let (_second, replay) = attach(&socket, "com.example.twice").await;
+    assert_eq!(completed(&replay), 1, "{replay:?}");
+    drop(first);
     service.shutdown().await;
 }
 
