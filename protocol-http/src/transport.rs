@@ -232,6 +232,7 @@ impl Transport {
         };
         crate::connect::for_one_request(given, sent)
             .await
+            .map(detach_head)
             .map_err(|e| {
                 let error = TransportError::from_client(e);
                 // A connection that died of a client-certificate alert read by its own task.
@@ -254,6 +255,40 @@ impl Transport {
     }
 }
 
+/// The response with its header values copied out of the connection's read buffer, all into one
+/// small buffer of their own.
+///
+/// hyper parses a head in place: each value is a slice of the buffer the connection read it into,
+/// so a kept response (a task's, until the task is let go of) keeps that whole buffer (8 KiB and
+/// more), and the connection must allocate a new one for its next read instead of reusing it.
+fn detach_head(response: http::Response<Incoming>) -> http::Response<Incoming> {
+    let (mut parts, body) = response.into_parts();
+    parts.headers = detached(&parts.headers);
+    http::Response::from_parts(parts, body)
+}
+
+/// A copy of `headers` (every value, in order, its sensitivity kept) whose values share one buffer
+/// of their own.
+fn detached(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut values = bytes::BytesMut::with_capacity(headers.values().map(|v| v.len()).sum());
+    for value in headers.values() {
+        values.extend_from_slice(value.as_bytes());
+    }
+    let mut values = values.freeze();
+    let mut copy = http::HeaderMap::with_capacity(headers.keys_len());
+    for (name, value) in headers {
+        let own = values.split_to(value.len());
+        // The bytes were a valid value a moment ago: they still are.
+        let Ok(mut own) = http::HeaderValue::from_maybe_shared(own) else {
+            copy.append(name.clone(), value.clone());
+            continue;
+        };
+        own.set_sensitive(value.is_sensitive());
+        copy.append(name.clone(), own);
+    }
+    copy
+}
+
 /// The HTTP proxy a request goes through ([`Transport::http_proxy`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpProxy {
@@ -273,6 +308,32 @@ impl std::fmt::Debug for Transport {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_detached_head_is_the_same_and_lets_the_read_buffer_go() {
+        // A head parsed in place: every value a slice of the "read buffer".
+        let buffer = Bytes::from(b"text/plainabcsecret1secret2".to_vec());
+        let mut headers = http::HeaderMap::new();
+        let slice =
+            |a: usize, b: usize| http::HeaderValue::from_maybe_shared(buffer.slice(a..b)).unwrap();
+        headers.insert(http::header::CONTENT_TYPE, slice(0, 10));
+        headers.insert("x-custom", slice(10, 13));
+        let mut secret = slice(13, 20);
+        secret.set_sensitive(true);
+        headers.append(http::header::SET_COOKIE, secret);
+        headers.append(http::header::SET_COOKIE, slice(20, 27));
+        headers.insert("x-empty", http::HeaderValue::from_static(""));
+        let copy = super::detached(&headers);
+        assert_eq!(copy, headers);
+        let cookies: Vec<_> = copy.get_all(http::header::SET_COOKIE).iter().collect();
+        assert_eq!(cookies, ["secret1", "secret2"]);
+        assert!(cookies[0].is_sensitive() && !cookies[1].is_sensitive());
+        drop(headers);
+        assert!(
+            buffer.is_unique(),
+            "nothing of the copy points into the read buffer"
+        );
+    }
+
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
