@@ -184,7 +184,11 @@ impl Run {
             .method(head.method.clone())
             .uri(head.uri.clone());
         if let Some(h) = builder.headers_mut() {
-            *h = head.headers.clone();
+            // Copied with room for the two fields added on the way (`Cookie` here, `Host` in
+            // hyper-util's client): a map cloned at its exact size is reallocated, bucket by
+            // bucket, by the first insert.
+            *h = http::HeaderMap::with_capacity(head.headers.len() + 2);
+            h.extend(head.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
             // The jar's cookies for this URL, unless the request brings its own.
             if self.ctx.config.http_should_set_cookies
                 && !h.contains_key(http::header::COOKIE)
