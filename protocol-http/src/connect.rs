@@ -16,7 +16,7 @@
 //! `conn` holds what a connect hands the pool: the stream and the pooled connection. `raw` opens
 //! connections outside the pool (a stream task's TCP, and TLS started on it later).
 //! `server_trust` is the session's own trust decision after a handshake, for both; `resolve`
-//! finds a host's addresses.
+//! finds a host's addresses; `wanted` is what a connect knows of its request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -46,10 +46,13 @@ mod conn;
 mod raw;
 mod resolve;
 mod server_trust;
+mod wanted;
 
 pub(crate) use conn::Conn;
 use conn::{Counted, ReadShare, Stream, Watch};
 use resolve::{resolve, resolve_one};
+pub(crate) use wanted::for_one_request;
+use wanted::{Wanted, served};
 
 /// Facts about the connection a response came over; found in every response's extensions.
 #[derive(Clone, Debug)]
@@ -172,7 +175,7 @@ impl tower_service::Service<Uri> for Connector {
         let inner = self.inner.clone();
         // hyper-util calls this while polling the request that needs the connection, so the
         // request's marker is in scope here, even if the connect goes on in the background later.
-        let wanted = WANTED.try_with(Clone::clone).ok();
+        let wanted = Wanted::current();
         Box::pin(async move {
             match inner.settings.connect_timeout {
                 Some(limit) => tokio::time::timeout(limit, inner.connect(uri, wanted))
@@ -268,71 +271,6 @@ impl Connector {
         alert
             .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
             .map(|(f, _)| f)
-    }
-}
-
-/// What a connect knows of the request it was started for.
-#[derive(Clone)]
-struct Wanted {
-    /// Marked over once the request is over.
-    alive: Arc<Alive>,
-    /// The `Proxy-Authorization` the request brought, for its tunnel's `CONNECT`.
-    proxy_authorization: Option<http::HeaderValue>,
-}
-
-/// Whether one request is still being sent. Made for every request, and read only by the
-/// connects started for it (few, on kept-alive connections): a flag and one `Notify`, not a
-/// `watch` channel (eight `Notify`s to wake on every drop).
-#[derive(Default)]
-struct Alive {
-    over: AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-/// Marks the request over when dropped (answered, failed or dropped itself).
-struct Over(Arc<Alive>);
-
-impl Drop for Over {
-    fn drop(&mut self) {
-        self.0.over.store(true, Ordering::Release);
-        self.0.notify.notify_waiters();
-    }
-}
-
-tokio::task_local! {
-    /// Set while one request is being sent.
-    static WANTED: Wanted;
-}
-
-/// Runs `send`, one request's trip through the pool, so that the connects started for it stop
-/// waiting for a free slot once it is over (answered, failed or dropped), and present
-/// `proxy_authorization` (the request's own) to a proxy for a tunnel.
-pub(crate) async fn for_one_request<F: Future>(
-    proxy_authorization: Option<http::HeaderValue>,
-    send: F,
-) -> F::Output {
-    let alive = Arc::new(Alive::default());
-    let _over = Over(alive.clone());
-    let wanted = Wanted {
-        alive,
-        proxy_authorization,
-    };
-    WANTED.scope(wanted, send).await
-}
-
-/// Resolves once the request a connect was started for is over (never, for a connect made
-/// outside [`for_one_request`]).
-async fn served(wanted: Option<Wanted>) {
-    let Some(w) = wanted else {
-        return std::future::pending().await;
-    };
-    loop {
-        // Made before the flag is read: `notify_waiters` wakes every `Notified` made before it.
-        let notified = w.alive.notify.notified();
-        if w.alive.over.load(Ordering::Acquire) {
-            return;
-        }
-        notified.await;
     }
 }
 
