@@ -17,7 +17,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
-use crate::queue::{Callback, left_at_default};
+use crate::queue::{Callback, leave_at_default};
 use crate::web_socket::CloseCode;
 use crate::{
     AuthChallengeDisposition, AuthenticationChallenge, CachedResponse, DelayedRequestDisposition,
@@ -50,7 +50,7 @@ pub trait SessionDelegate: Send + Sync + 'static {
         reply: Reply<AuthChallengeDisposition>,
     ) {
         let _ = challenge;
-        left_at_default(self, Callback::SessionChallenge);
+        leave_at_default(self, Callback::SessionChallenge);
         reply.send(AuthChallengeDisposition::PerformDefaultHandling);
     }
 
@@ -75,7 +75,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// `Completed` comes right before [`TaskDelegate::did_complete`].
     fn did_change_state(&self, task: &TaskInfo, from: TaskState, to: TaskState) {
         let _ = (task, from, to);
-        left_at_default(self, Callback::ChangeState);
+        leave_at_default(self, Callback::ChangeState);
     }
 
     /// The server redirected the task (a 301, 302, 303, 307 or 308 with a `Location`), and the session
@@ -95,7 +95,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
         reply: Reply<Option<Request>>,
     ) {
         let _ = (task, response);
-        left_at_default(self, Callback::Redirection);
+        leave_at_default(self, Callback::Redirection);
         reply.send(Some(new_request.clone()));
     }
 
@@ -109,7 +109,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// not informational here.
     fn did_receive_informational_response(&self, task: &TaskInfo, response: &Response) {
         let _ = (task, response);
-        left_at_default(self, Callback::InformationalResponse);
+        leave_at_default(self, Callback::InformationalResponse);
     }
 
     /// A task was made in the session (URLSession's `urlSession(_:didCreateTask:)`), before any
@@ -117,7 +117,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// too (their only callback besides questions).
     fn did_create_task(&self, task: &TaskInfo) {
         let _ = task;
-        left_at_default(self, Callback::CreateTask);
+        leave_at_default(self, Callback::CreateTask);
     }
 
     /// A task resumed before its `earliest_begin_date` (`TaskInfo::set_earliest_begin_date`)
@@ -133,7 +133,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
         reply: Reply<DelayedRequestDisposition>,
     ) {
         let _ = (task, request);
-        left_at_default(self, Callback::DelayedRequest);
+        leave_at_default(self, Callback::DelayedRequest);
         reply.send(DelayedRequestDisposition::ContinueLoading);
     }
 
@@ -143,7 +143,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// time to tell the user "waiting for the network", or to offer an offline mode.
     fn task_is_waiting_for_connectivity(&self, task: &TaskInfo) {
         let _ = task;
-        left_at_default(self, Callback::WaitingForConnectivity);
+        leave_at_default(self, Callback::WaitingForConnectivity);
     }
 
     /// A server asks this task to authenticate (HTTP Basic or Digest). Answer with a disposition;
@@ -159,7 +159,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
         reply: Reply<AuthChallengeDisposition>,
     ) {
         let _ = (task, challenge);
-        left_at_default(self, Callback::TaskChallenge);
+        leave_at_default(self, Callback::TaskChallenge);
         reply.send(AuthChallengeDisposition::PerformDefaultHandling);
     }
 
@@ -169,7 +169,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// which sends no body.
     fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {
         let _ = task;
-        left_at_default(self, Callback::NewBodyStream);
+        leave_at_default(self, Callback::NewBodyStream);
         reply.send(None);
     }
 
@@ -189,21 +189,21 @@ pub trait TaskDelegate: Send + Sync + 'static {
             total_bytes_sent,
             total_bytes_expected_to_send,
         );
-        left_at_default(self, Callback::SendBodyData);
+        leave_at_default(self, Callback::SendBodyData);
     }
 
     /// The task's metrics: one transaction per request it sent (redirects and authentication
     /// retries included). Sent once, just before the task's completion, for tasks that were started.
     fn did_finish_collecting_metrics(&self, task: &TaskInfo, metrics: &TaskMetrics) {
         let _ = (task, metrics);
-        left_at_default(self, Callback::Metrics);
+        leave_at_default(self, Callback::Metrics);
     }
 
     /// The task's terminal message, sent exactly once per task, even for a task cancelled before it
     /// was resumed. `error` is `None` on success; HTTP error statuses are successes.
     fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
         let _ = (task, error);
-        left_at_default(self, Callback::Complete);
+        leave_at_default(self, Callback::Complete);
     }
 
     /// A WebSocket task's handshake succeeded: `protocol` is the subprotocol the server chose
@@ -215,7 +215,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// delegates need no new `impl` block.
     fn did_open_with_protocol(&self, task: &TaskInfo, protocol: Option<&str>) {
         let _ = (task, protocol);
-        left_at_default(self, Callback::WebSocketOpen);
+        leave_at_default(self, Callback::WebSocketOpen);
     }
 
     /// A WebSocket task received the server's close frame (or closed itself after an error, with
@@ -223,7 +223,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// `reason` is the close frame's reason, `None` when it had none.
     fn did_close_with(&self, task: &TaskInfo, code: CloseCode, reason: Option<&[u8]>) {
         let _ = (task, code, reason);
-        left_at_default(self, Callback::WebSocketClose);
+        leave_at_default(self, Callback::WebSocketClose);
     }
 
     /// A stream task's reading side closed: the server ended its side (end of stream), or
@@ -231,14 +231,14 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// Like the WebSocket messages, the stream delegate's are task-delegate methods here.
     fn read_closed(&self, task: &TaskInfo) {
         let _ = task;
-        left_at_default(self, Callback::ReadClosed);
+        leave_at_default(self, Callback::ReadClosed);
     }
 
     /// A stream task's writing side closed (`close_write`, or a write that failed)
     /// (`urlSession(_:writeClosedFor:)`).
     fn write_closed(&self, task: &TaskInfo) {
         let _ = task;
-        left_at_default(self, Callback::WriteClosed);
+        leave_at_default(self, Callback::WriteClosed);
     }
 
     /// A stream task handed its connection to the application (`capture_streams`); the task
@@ -246,7 +246,7 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// readable and writable, instead of a pair of Foundation streams).
     fn did_become_streams(&self, task: &TaskInfo) {
         let _ = task;
-        left_at_default(self, Callback::BecomeStreams);
+        leave_at_default(self, Callback::BecomeStreams);
     }
 }
 
@@ -261,7 +261,7 @@ pub trait DataDelegate: Send + Sync + 'static {
         reply: Reply<ResponseDisposition>,
     ) {
         let _ = (task, response);
-        left_at_default(self, Callback::ReceiveResponse);
+        leave_at_default(self, Callback::ReceiveResponse);
         reply.send(ResponseDisposition::Allow);
     }
 
@@ -270,7 +270,7 @@ pub trait DataDelegate: Send + Sync + 'static {
     /// name the download task; the data task gets none, not even `did_complete`.
     fn did_become_download_task(&self, task: &TaskInfo, download_task: &TaskInfo) {
         let _ = (task, download_task);
-        left_at_default(self, Callback::BecomeDownload);
+        leave_at_default(self, Callback::BecomeDownload);
     }
 
     /// The data task `task` became the stream task `stream_task` (its answer to
@@ -280,7 +280,7 @@ pub trait DataDelegate: Send + Sync + 'static {
     /// task gets no more messages, not even `did_complete`.
     fn did_become_stream_task(&self, task: &TaskInfo, stream_task: &TaskInfo) {
         let _ = (task, stream_task);
-        left_at_default(self, Callback::BecomeStream);
+        leave_at_default(self, Callback::BecomeStream);
     }
 
     /// The response can be stored in the URL cache (after its last data, before completion).
@@ -292,14 +292,14 @@ pub trait DataDelegate: Send + Sync + 'static {
         reply: Reply<Option<CachedResponse>>,
     ) {
         let _ = task;
-        left_at_default(self, Callback::WillCache);
+        leave_at_default(self, Callback::WillCache);
         reply.send(Some(proposed.clone()));
     }
 
     /// Body bytes arrived, in order. Called zero or more times after `did_receive_response`.
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
         let _ = (task, data);
-        left_at_default(self, Callback::ReceiveData);
+        leave_at_default(self, Callback::ReceiveData);
     }
 }
 
@@ -322,7 +322,7 @@ pub trait DownloadDelegate: Send + Sync + 'static {
             total_bytes_written,
             total_bytes_expected_to_write,
         );
-        left_at_default(self, Callback::WriteData);
+        leave_at_default(self, Callback::WriteData);
     }
 
     /// A task made from resume data started: the download continues at `file_offset` (0 when the
@@ -335,14 +335,14 @@ pub trait DownloadDelegate: Send + Sync + 'static {
         expected_total_bytes: Option<u64>,
     ) {
         let _ = (task, file_offset, expected_total_bytes);
-        left_at_default(self, Callback::ResumeAtOffset);
+        leave_at_default(self, Callback::ResumeAtOffset);
     }
 
     /// The download is complete, in the file at `location`. The file is removed when this returns:
     /// move it (`std::fs::rename`) or open it before then. Comes before `did_complete`.
     fn did_finish_downloading_to(&self, task: &TaskInfo, location: &Path) {
         let _ = (task, location);
-        left_at_default(self, Callback::FinishDownloading);
+        leave_at_default(self, Callback::FinishDownloading);
     }
 }
 

@@ -10,7 +10,7 @@
 //! URLSession calls an optional delegate method only if the delegate `respondsToSelector:` it. Rust
 //! has no such question, so the queue learns the answer: the default body of each optional method
 //! tells the queue, when it runs for the session's own delegate, that the method was left alone
-//! (`left_at_default`). From then on [`DeliveryQueue::wants`] says no, and the engine neither
+//! (`leave_at_default`). From then on [`DeliveryQueue::wants`] says no, and the engine neither
 //! builds nor queues that callback, answering questions with the default at once. The answer is
 //! the same either way; what is saved is a trip to the delegate thread on every task.
 //!
@@ -116,7 +116,7 @@ impl Callback {
     }
 }
 
-/// One object as `left_at_default` recognises it: its address and concrete type. Together they
+/// One object as `leave_at_default` recognises it: its address and concrete type. Together they
 /// tell a delegate from another object (a field at the same address has another type) whose
 /// default ran.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -142,24 +142,6 @@ struct Serving {
 
 thread_local! {
     static SERVING: RefCell<Option<Serving>> = const { RefCell::new(None) };
-}
-
-/// Called by the default body of an optional delegate method: when `delegate` is the delegate this
-/// delivery thread serves, the queue stops asking for `callback`. A wrapper delegate that forwards
-/// to another object's default is not taken for one that left the method alone.
-pub(crate) fn left_at_default<D: ?Sized + 'static>(delegate: &D, callback: Callback) {
-    let who = Identity {
-        address: (delegate as *const D).cast::<()>() as usize,
-        type_id: TypeId::of::<D>(),
-    };
-    own::note_default(who);
-    SERVING.with(|serving| {
-        if let Some(s) = serving.borrow().as_ref()
-            && s.who == who
-        {
-            s.defaulted.fetch_or(callback.bit(), Ordering::Relaxed);
-        }
-    });
 }
 
 /// Tells the queue that serves `delegate` that it needs no more `callback`s, as if it had left
@@ -188,8 +170,23 @@ pub(crate) fn left_at_default<D: ?Sized + 'static>(delegate: &D, callback: Callb
 ///     }
 /// }
 /// ```
+///
+/// The default body of every optional delegate method calls it too: that is how the queue learns
+/// which methods a delegate leaves alone. A wrapper delegate that forwards to another object's
+/// default is not taken for one that left the method alone.
 pub fn leave_at_default<D: ?Sized + 'static>(delegate: &D, callback: Callback) {
-    left_at_default(delegate, callback);
+    let who = Identity {
+        address: (delegate as *const D).cast::<()>() as usize,
+        type_id: TypeId::of::<D>(),
+    };
+    own::note_default(who);
+    SERVING.with(|serving| {
+        if let Some(s) = serving.borrow().as_ref()
+            && s.who == who
+        {
+            s.defaulted.fetch_or(callback.bit(), Ordering::Relaxed);
+        }
+    });
 }
 
 impl Serving {

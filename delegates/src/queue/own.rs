@@ -4,7 +4,7 @@
 //!
 //! To know whether the task's delegate implements a method, the queue calls it while *probing*
 //! (a thread-local naming the object and the method): when its default body runs,
-//! `left_at_default` notes it on the probe, the call counts as not implemented, and the session's
+//! `leave_at_default` notes it on the probe, the call counts as not implemented, and the session's
 //! delegate is called in the same turn. An answer the default body sent meanwhile is held back.
 //! What a type leaves at its default is learned once per type and queue.
 
@@ -79,7 +79,7 @@ fn probed_default(callback: Callback) -> bool {
     })
 }
 
-/// Called from `left_at_default`: when the object whose default ran is the task delegate being
+/// Called from `leave_at_default`: when the object whose default ran is the task delegate being
 /// probed on this thread, the probe notes that it left the method alone.
 pub(super) fn note_default(who: Identity) {
     PROBING.with(|probing| {
