@@ -41,7 +41,7 @@ impl Flavor {
         .expect("runtime")
     }
 
-    pub(crate) fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Flavor::CurrentThread => "current-thread",
             Flavor::MultiThread => "multi-thread",
