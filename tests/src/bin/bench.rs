@@ -186,6 +186,60 @@ fn bombs_bench() {
     }
 }
 
+/// What `--help` prints, and what a wrong argument is answered with.
+const USAGE: &str = "\
+usage: courier-bench [--quick] [--rounds N] [--download-pairs N]
+       courier-bench --only PART [OPTIONS]
+
+With no --only, runs the whole suite (a few minutes) and rewrites the generated section of
+BENCHMARKS.md and benchmarks.svg; --quick runs every scenario once and writes under
+target/courier-bench/ instead.
+
+PART (printed, not written to the report):
+  small [--requests N] [--side NAME]   small-h2   command   tasks [--tasks N] [--pairs N]
+  concurrent [--tasks N]   resume   upload   download   download-h1   download-h2   ftp
+  ws [--trips N] [--mib N]   bombs [--courier PATH]   background [--courier PATH]
+";
+
+/// Flags that take a value, and flags that stand alone.
+const VALUED: &[&str] = &[
+    "--only",
+    "--side",
+    "--rounds",
+    "--download-pairs",
+    "--requests",
+    "--tasks",
+    "--pairs",
+    "--trips",
+    "--mib",
+    "--courier",
+];
+
+/// Checks the command line: `--help` prints the usage and exits 0, anything unknown exits 2 (rather
+/// than running the whole suite, which rewrites BENCHMARKS.md).
+fn check_arguments(args: &[String]) {
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--quick" => {}
+            flag if VALUED.contains(&flag) => {
+                if rest.next().is_none() {
+                    eprint!("courier-bench: {flag} needs a value\n\n{USAGE}");
+                    std::process::exit(2);
+                }
+            }
+            other => {
+                eprint!("courier-bench: unknown argument {other:?}\n\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
 fn main() {
     // reqwest is built without a crypto provider of its own (`rustls-no-provider`): it takes the
     // process's, ring, as Courier does.
@@ -217,6 +271,7 @@ fn main() {
         }
         _ => {}
     }
+    check_arguments(&args);
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -295,7 +350,10 @@ fn main() {
             ));
             return;
         }
-        Some(other) => panic!("--only {other}: not a part of this bench"),
+        Some(other) => {
+            eprint!("courier-bench: --only {other}: not a part of this bench\n\n{USAGE}");
+            std::process::exit(2);
+        }
     }
 
     // The whole suite: every scenario, then the report. `--quick` runs each once, smaller, and
