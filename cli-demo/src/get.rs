@@ -13,6 +13,10 @@ use crate::events::{CliDelegate, Finished};
 use crate::progress::Progress;
 use crate::{ExitCode, Failure};
 
+/// The write buffer of `-o FILE` (standard output keeps the default, so that a body arriving
+/// slowly is not held back longer).
+const FILE_BUFFER: usize = 256 << 10;
+
 /// Runs `courier get`.
 pub(crate) async fn run(
     urls: Vec<String>,
@@ -26,9 +30,13 @@ pub(crate) async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let config = configuration(options)?;
     let body: Box<dyn Write + Send> = match &output {
-        Some(path) => Box::new(BufWriter::new(File::create(path).map_err(|e| {
-            Failure::usage(format!("cannot create {}: {e}", path.display()))
-        })?)),
+        // A file takes the body in large writes: over HTTP/2 it comes in 8-16 KiB frames, and
+        // 1 GiB in 8 KiB writes took 131,000 system calls on the delegate's thread.
+        Some(path) => Box::new(BufWriter::with_capacity(
+            FILE_BUFFER,
+            File::create(path)
+                .map_err(|e| Failure::usage(format!("cannot create {}: {e}", path.display())))?,
+        )),
         None => Box::new(BufWriter::new(io::stdout())),
     };
     // Like curl, no bars over a body that goes to the terminal.
