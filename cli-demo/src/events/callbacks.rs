@@ -367,6 +367,11 @@ impl DataDelegate for CliDelegate {
         proposed: &CachedResponse,
         reply: Reply<Option<CachedResponse>>,
     ) {
+        if !self.logs {
+            // Nothing to write: the default answer (store it), from now on without a trip here.
+            reply.send(Some(proposed.clone()));
+            return leave_at_default(self, Callback::WillCache);
+        }
         let mut inner = self.inner();
         self.emit(
             &mut inner,
