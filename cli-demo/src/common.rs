@@ -170,6 +170,17 @@ pub(crate) fn events_output(options: &Options) -> Result<Option<Box<dyn Write + 
     })
 }
 
+/// The command's failure when the body's output refused a write (a full disk, a closed pipe;
+/// curl's exit 23): said on stderr, and the exit status is 1 whatever the tasks did.
+pub(crate) fn output_refused(
+    failed: &watch::Receiver<Option<String>>,
+    to: &str,
+) -> Option<ExitCode> {
+    let why = failed.borrow().clone()?;
+    eprintln!("courier: cannot write the body to {to}: {why}");
+    Some(ExitCode::TaskFailed)
+}
+
 /// Invalidates the session and waits until `did_become_invalid` was written: every line is out.
 pub(crate) async fn finish(session: &Session, invalid: &mut watch::Receiver<bool>) {
     session.finish_tasks_and_invalidate();

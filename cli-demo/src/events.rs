@@ -55,6 +55,9 @@ pub(crate) struct CliDelegate {
     replayed: watch::Sender<bool>,
     /// Set by `did_open_with_protocol`: a WebSocket's messages are logged after it.
     opened: watch::Sender<bool>,
+    /// Set when the body's output refused a write (a full disk, a closed pipe): the command
+    /// stops its tasks and fails, as curl does (its exit 23), instead of reporting success.
+    output_failed: watch::Sender<Option<String>>,
     progress: Arc<Progress>,
     /// The body of a streamed upload, handed out once.
     stream: Mutex<Option<BodyStream>>,
@@ -133,6 +136,7 @@ impl CliDelegate {
             invalid,
             replayed: watch::Sender::new(false),
             opened: watch::Sender::new(false),
+            output_failed: watch::Sender::new(None),
             progress,
             stream: Mutex::new(None),
             follow_redirects: true,
@@ -158,6 +162,24 @@ impl CliDelegate {
         let mut inner = self.inner();
         let fields = json!({ "kind": message.kind_name(), "bytes": message.len() });
         self.emit(&mut inner, "did_receive_message", Some(task), fields);
+    }
+
+    /// Why the body's output refused a write, once it has: see [`CliDelegate::output_failed`].
+    pub(crate) fn output_failed(&self) -> watch::Receiver<Option<String>> {
+        self.output_failed.subscribe()
+    }
+
+    /// Notes that writing (or flushing) the body failed; the first failure is the one reported.
+    fn note_output_error(&self, result: std::io::Result<()>) {
+        if let Err(e) = result {
+            self.output_failed.send_if_modified(|failed| {
+                let first = failed.is_none();
+                if first {
+                    *failed = Some(e.to_string());
+                }
+                first
+            });
+        }
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {

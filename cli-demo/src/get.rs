@@ -56,6 +56,7 @@ pub(crate) async fn run(
     let mut results: Vec<Finished> = Vec::new();
     let parallel = options.parallel.max(1);
     let mut interrupted = false;
+    let mut output_failed = delegate.output_failed();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -81,10 +82,21 @@ pub(crate) async fn run(
                 interrupted = true;
                 session.invalidate_and_cancel();
             }
+            // The output refused the body (a full disk, a closed pipe): nothing more can be kept.
+            Ok(()) = output_failed.changed(), if !interrupted => {
+                interrupted = true;
+                session.invalidate_and_cancel();
+            }
         }
     }
     finish(&session, &mut invalid).await;
 
+    let to = output
+        .as_ref()
+        .map_or("standard output".to_owned(), |p| p.display().to_string());
+    if let Some(failed) = common::output_refused(&output_failed, &to) {
+        return Ok(failed);
+    }
     if interrupted {
         return Ok(ExitCode::Interrupted);
     }

@@ -70,6 +70,10 @@ pub(crate) async fn run(
         }
     };
     finish(&session, &mut invalid).await;
+    let failed = delegate.output_failed();
+    if let Some(failed) = crate::common::output_refused(&failed, "standard output") {
+        return Ok(failed);
+    }
     if interrupted {
         return Ok(ExitCode::Interrupted);
     }

@@ -80,6 +80,50 @@ async fn several_urls_run_in_one_session_with_ids_1_2_3() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_output_refuses_fails_the_command_and_stops_its_task() {
+    // /dev/full refuses every write with ENOSPC, as a full disk does.
+    let server = TestServer::http().await;
+    let (small, long) = (
+        server.url("/bytes/1024"),
+        // 200 chunks of 64 KiB, 10 ms apart: two seconds if nobody stops it.
+        server.url("/drip?chunks=200&size=65536&delay_ms=10"),
+    );
+    let (small_out, long_out) = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", &small, "--allow-http", "-o", "/dev/full"]),
+            courier(&[
+                "get",
+                &long,
+                "--allow-http",
+                "-o",
+                "/dev/full",
+                "--events",
+                "-",
+            ]),
+        )
+    })
+    .await
+    .unwrap();
+    for out in [&small_out, &long_out] {
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "like curl's write error, not success"
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("cannot write the body to /dev/full") && said.contains("os error 28"),
+            "{said}"
+        );
+    }
+    // The body that kept coming is not fetched to its end: the task is cancelled.
+    let ev = events(&long_out);
+    check_stream(&ev);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"]["number"], -999, "{complete}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_reach_the_stream_and_the_exit_status() {
     let server = TestServer::http().await;
     let dead = FaultServer::start(Fault::CloseMidBody {

@@ -46,8 +46,9 @@ impl SessionDelegate for CliDelegate {
             None,
             json!({ "error": error_json(error) }),
         );
-        let _ = inner.body.flush();
+        let flushed = inner.body.flush();
         drop(inner);
+        self.note_output_error(flushed);
         self.invalid.send_replace(true);
     }
 }
@@ -238,8 +239,9 @@ impl TaskDelegate for CliDelegate {
             Some(task.id()),
             json!({ "error": error_json(error), "status": status }),
         );
-        let _ = inner.body.flush();
+        let flushed = inner.body.flush();
         drop(inner);
+        self.note_output_error(flushed);
         let _ = self.finished.send(Finished {
             task: task.id(),
             status,
@@ -406,10 +408,13 @@ impl DataDelegate for CliDelegate {
 
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
         let mut inner = self.inner();
-        if !inner.discarding.contains(&task.id()) && inner.body.write_all(data).is_err() {
-            tracing::warn!("cannot write the body to its output");
+        if !inner.discarding.contains(&task.id()) {
+            let written = inner.body.write_all(data);
+            drop(inner);
+            self.note_output_error(written);
+        } else {
+            drop(inner);
         }
-        drop(inner);
         if task.kind() == TaskKind::Data {
             // An upload's bar shows what it sent, not its response.
             self.progress.set(
