@@ -164,7 +164,8 @@ impl CliDelegate {
         self.emit(&mut inner, "did_receive_message", Some(task), fields);
     }
 
-    /// Why the body's output refused a write, once it has: see [`CliDelegate::output_failed`].
+    /// Why the body's output refused a write: `None` until it does. The command stops its tasks
+    /// when it changes and fails once they are done (`common::output_refused`).
     pub(crate) fn output_failed(&self) -> watch::Receiver<Option<String>> {
         self.output_failed.subscribe()
     }
