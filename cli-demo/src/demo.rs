@@ -436,7 +436,9 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
     ));
     let task = session.download_task(url.as_str())?;
     delegate.set_destination(task.info().id(), target.clone());
-    delegate.bars().add(task.info().id(), "first.bin");
+    delegate
+        .bars()
+        .add(task.info().id(), || "first.bin".to_owned());
     task.resume();
     let done = next(&mut finished).await?;
     let saved = std::fs::read(&target)?;
@@ -455,7 +457,9 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
         128 * 1024
     ));
     let task = session.download_task(url.as_str())?;
-    delegate.bars().add(task.info().id(), "interrupted.bin");
+    delegate
+        .bars()
+        .add(task.info().id(), || "interrupted.bin".to_owned());
     task.resume();
     while task.info().bytes_received() < 2 * 1024 * 1024 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -472,7 +476,9 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
     let target = files.path().join("resumed.bin");
     let resumed = session.download_task_with_resume_data(&data)?;
     delegate.set_destination(resumed.info().id(), target.clone());
-    delegate.bars().add(resumed.info().id(), "resumed.bin");
+    delegate
+        .bars()
+        .add(resumed.info().id(), || "resumed.bin".to_owned());
     resumed.resume();
     let done = next(&mut finished).await?;
     let asked = http.ranges_asked().pop().flatten().unwrap_or_default();

@@ -124,11 +124,12 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                 }
                 _ => delegate.set_destination(task.info().id(), destination.clone()),
             }
-            let label = destination
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            delegate.bars().add(task.info().id(), &label);
+            delegate.bars().add(task.info().id(), || {
+                destination
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
             task.resume();
             running.insert(
                 task.info().id(),

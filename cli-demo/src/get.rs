@@ -65,8 +65,9 @@ pub(crate) async fn run(
                 break;
             };
             let task = session.data_task(request)?;
-            let label = crate::download::file_name_for(task.info().original_request().url_str());
-            delegate.bars().add(task.info().id(), &label);
+            delegate.bars().add(task.info().id(), || {
+                crate::download::file_name_for(task.info().original_request().url_str())
+            });
             task.resume();
             running += 1;
         }

@@ -54,7 +54,7 @@ pub(crate) async fn run(
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
     crate::common::ftp_logins(&session, [url.as_str()], options);
     let task = session.upload_task(request, body)?;
-    delegate.bars().add(task.info().id(), &label);
+    delegate.bars().add(task.info().id(), || label);
     task.resume();
 
     let ctrl_c = tokio::signal::ctrl_c();
