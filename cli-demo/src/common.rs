@@ -170,13 +170,15 @@ pub(crate) fn events_output(options: &Options) -> Result<Option<Box<dyn Write + 
     })
 }
 
-/// The command's failure when the body's output refused a write (a full disk, a closed pipe;
-/// curl's exit 23): said on stderr, and the exit status is 1 whatever the tasks did.
+/// The command's failure when the body's output (`file`, else standard output) refused a write
+/// (a full disk, a closed pipe; curl's exit 23): said on stderr, and the exit status is 1 whatever
+/// the tasks did.
 pub(crate) fn output_refused(
     failed: &watch::Receiver<Option<String>>,
-    to: &str,
+    file: Option<&std::path::Path>,
 ) -> Option<ExitCode> {
     let why = failed.borrow().clone()?;
+    let to = file.map_or("standard output".into(), |p| p.display().to_string());
     eprintln!("courier: cannot write the body to {to}: {why}");
     Some(ExitCode::TaskFailed)
 }

@@ -92,10 +92,7 @@ pub(crate) async fn run(
     }
     finish(&session, &mut invalid).await;
 
-    let to = output
-        .as_ref()
-        .map_or("standard output".to_owned(), |p| p.display().to_string());
-    if let Some(failed) = common::output_refused(&output_failed, &to) {
+    if let Some(failed) = common::output_refused(&output_failed, output.as_deref()) {
         return Ok(failed);
     }
     if interrupted {

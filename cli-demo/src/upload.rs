@@ -71,7 +71,7 @@ pub(crate) async fn run(
     };
     finish(&session, &mut invalid).await;
     let failed = delegate.output_failed();
-    if let Some(failed) = crate::common::output_refused(&failed, "standard output") {
+    if let Some(failed) = crate::common::output_refused(&failed, None) {
         return Ok(failed);
     }
     if interrupted {

@@ -408,13 +408,13 @@ impl DataDelegate for CliDelegate {
 
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
         let mut inner = self.inner();
-        if !inner.discarding.contains(&task.id()) {
-            let written = inner.body.write_all(data);
-            drop(inner);
-            self.note_output_error(written);
+        let written = if inner.discarding.contains(&task.id()) {
+            Ok(())
         } else {
-            drop(inner);
-        }
+            inner.body.write_all(data)
+        };
+        drop(inner);
+        self.note_output_error(written);
         if task.kind() == TaskKind::Data {
             // An upload's bar shows what it sent, not its response.
             self.progress.set(
