@@ -154,3 +154,43 @@ pub(crate) fn python_server(module: &str, args: &[String]) -> Option<PythonServe
 pub(crate) fn server_script(name: &str) -> String {
     format!("{}/../tests/servers/{name}", env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Waits until the events file `events` mentions `needle`, sends SIGINT to `child`, and checks
+/// what Ctrl-C must do: exit 130, a well-formed stream, and the task's completion as cancelled.
+/// Returns the events.
+pub(crate) fn interrupt_once_logged(
+    mut child: std::process::Child,
+    events: &std::path::Path,
+    needle: &str,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(events)
+        .unwrap_or_default()
+        .contains(needle)
+    {
+        assert!(std::time::Instant::now() < deadline, "no {needle} event");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let ev: Vec<Value> = std::fs::read_to_string(events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    check_stream(&ev);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"]["code"], "cancelled");
+    ev
+}
+
+/// `courier` with a private data directory (so default sessions keep their files apart) in `cwd`.
+pub(crate) fn courier_in(cwd: &std::path::Path, data: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_courier"));
+    c.args(args).current_dir(cwd).env("XDG_DATA_HOME", data);
+    c
+}

@@ -1,0 +1,335 @@
+//! Black-box tests of `courier download`: files named from the URL or by the server (`-J`), inside
+//! the output directory and never over an existing file; Ctrl-C's resume data; downloads side by
+//! side.
+
+mod common;
+
+use common::*;
+use courier_tests::TestServer;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_saves_the_file_under_its_url_name_with_progress_events() {
+    let server = courier_tests::ResourceServer::start(1024 * 1024 + 7).await;
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        courier_in(&c, &d, &["download", &url, "--allow-http", "--events", "-"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let saved = std::fs::read(cwd.path().join("resource.bin")).unwrap();
+    assert!(saved == server.content(), "the saved file is the resource");
+    let ev = stderr_events(&out);
+    let n = names(&ev);
+    let last_write = ev
+        .iter()
+        .rfind(|e| e["event"] == "did_write_data")
+        .expect("did_write_data");
+    assert_eq!(last_write["total_bytes_written"], 1024 * 1024 + 7);
+    assert_eq!(last_write["total_bytes_expected_to_write"], 1024 * 1024 + 7);
+    let finish = n
+        .iter()
+        .position(|e| e == "did_finish_downloading_to")
+        .unwrap();
+    let complete = n.iter().position(|e| e == "did_complete").unwrap();
+    assert!(finish < complete);
+    assert_eq!(ev[complete]["error"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_saves_resume_data_and_resume_data_finishes_the_download() {
+    let server = courier_tests::ResourceServer::start(4 * 1024 * 1024).await;
+    server.script([courier_tests::Misbehaviour::Drip {
+        chunk: 64 * 1024,
+        delay_ms: 25,
+    }]);
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let ev = tokio::task::spawn_blocking(move || {
+        let events = c.join("events.jsonl");
+        let child = courier_in(
+            &c,
+            &d,
+            &[
+                "download",
+                &url,
+                "--allow-http",
+                "--events",
+                events.to_str().unwrap(),
+            ],
+        )
+        .spawn()
+        .unwrap();
+        interrupt_once_logged(child, &events, "did_write_data")
+    })
+    .await
+    .unwrap();
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"]["resume_data"], true);
+    let resume_file = cwd.path().join("resource.bin.courier-resume");
+    assert!(resume_file.exists());
+    assert!(
+        !cwd.path().join("resource.bin").exists(),
+        "nothing saved yet"
+    );
+
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        courier_in(
+            &c,
+            &d,
+            &[
+                "download",
+                "--resume-data",
+                "resource.bin.courier-resume",
+                "--allow-http",
+                "--events",
+                "-",
+            ],
+        )
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let ev = stderr_events(&out);
+    let resumed = ev
+        .iter()
+        .find(|e| e["event"] == "did_resume_at_offset")
+        .expect("did_resume_at_offset");
+    let offset = resumed["offset"].as_u64().unwrap();
+    assert!(offset > 0);
+    let saved = std::fs::read(cwd.path().join("resource.bin")).unwrap();
+    assert!(
+        saved == server.content(),
+        "the resumed file is the resource"
+    );
+    assert!(!resume_file.exists(), "used resume data is removed");
+    let last = server.served().pop().unwrap();
+    assert_eq!(last.status, 206);
+    assert_eq!(last.start as u64, offset);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_url_names_never_leave_the_output_directory() {
+    let server = courier_tests::ResourceServer::start(1000).await;
+    let root = tempfile::tempdir().unwrap();
+    let out_dir = root.path().join("out");
+    let data = tempfile::tempdir().unwrap();
+    let base = server.url().replace("/files/resource.bin", "");
+    let urls = [
+        format!("{base}/a/..%2F..%2Fescape.bin"),
+        format!("{base}/%2e%2e"),
+        format!("{base}/.hidden"),
+    ];
+    let (o, d, r) = (
+        out_dir.clone(),
+        data.path().to_path_buf(),
+        root.path().to_path_buf(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let mut args = vec!["download", "--allow-http", "-o", o.to_str().unwrap()];
+        args.extend(urls.iter().map(String::as_str));
+        courier_in(&r, &d, &args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["_.._escape.bin", "hidden", "index.html"]);
+    let mut top: Vec<String> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["out"], "nothing written beside the output directory");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_downloads_land_in_the_output_directory() {
+    let server = courier_tests::ResourceServer::start(300_000).await;
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let base = server.url().replace("/files/resource.bin", "");
+    let urls: Vec<String> = ["a.bin", "b.bin", "c.bin", "a.bin"]
+        .iter()
+        .map(|n| format!("{base}/{n}"))
+        .collect();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut args = vec![
+            "download",
+            "-j",
+            "3",
+            "--limit-rate",
+            "50m",
+            "-o",
+            "out",
+            "--allow-http",
+            "--events",
+            "-",
+        ];
+        args.extend(urls.iter().map(String::as_str));
+        courier_in(&c, &d, &args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let ev = stderr_events(&out);
+    let completes = ev.iter().filter(|e| e["event"] == "did_complete").count();
+    assert_eq!(completes, 4);
+    let mut names: Vec<String> = std::fs::read_dir(cwd.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.bin", "a.bin-2", "b.bin", "c.bin"]);
+    for n in &names {
+        let bytes = std::fs::read(cwd.path().join("out").join(n)).unwrap();
+        assert!(bytes == server.content(), "{n}");
+    }
+    // Three at once: the fourth task starts only after one of the first three completed.
+    let started: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["event"] == "state" && e["to"] == "running")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let first_complete = ev
+        .iter()
+        .find(|e| e["event"] == "did_complete")
+        .and_then(|e| e["seq"].as_u64())
+        .unwrap();
+    assert_eq!(started.len(), 4);
+    assert!(started[..3].iter().all(|s| *s < first_complete));
+    assert!(started[3] > first_complete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_header_name_takes_the_servers_file_name_inside_the_output_directory() {
+    let server = TestServer::http().await;
+    let named = server.url("/disposition?value=attachment%3B%20filename%3D%22report.pdf%22");
+    let hostile =
+        server.url("/disposition?value=attachment%3B%20filename%3D%22..%2F..%2Fescape.txt%22");
+    let (root, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out_dir = root.path().join("out");
+    let (r, d, o) = (
+        root.path().to_path_buf(),
+        data.path().to_path_buf(),
+        out_dir.clone(),
+    );
+    let (with_j, without_j) = tokio::task::spawn_blocking(move || {
+        let o = o.to_str().unwrap();
+        let with_j = courier_in(
+            &r,
+            &d,
+            &[
+                "download",
+                "-J",
+                "--allow-http",
+                "-q",
+                "-o",
+                o,
+                &named,
+                &hostile,
+            ],
+        )
+        .output()
+        .unwrap();
+        let without_j = courier_in(&r, &d, &["download", "--allow-http", "-q", &named])
+            .output()
+            .unwrap();
+        (with_j, without_j)
+    })
+    .await
+    .unwrap();
+    assert_success(&with_j);
+    assert_success(&without_j);
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["_.._escape.txt", "report.pdf"]);
+    assert!(
+        !root.path().join("escape.txt").exists(),
+        "nothing outside -o"
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("disposition")).unwrap(),
+        b"attached",
+        "without -J the name comes from the URL"
+    );
+}
+
+/// `-J` never replaces a file (curl CVE-2020-8177): a name the server chose that exists already,
+/// or a link planted under it, is refused with a clear error, and the file is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_cve_2020_8177_remote_header_name_never_replaces_an_existing_file() {
+    let server = TestServer::http().await;
+    let named = server.url("/disposition?value=attachment%3B%20filename%3D%22.bashrc%22");
+    let linked = server.url("/disposition?value=attachment%3B%20filename%3D%22notes.txt%22");
+    let (root, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out_dir = root.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    // `.bashrc` is sanitised to `bashrc`: put a precious file there, and a link at `notes.txt`.
+    std::fs::write(out_dir.join("bashrc"), b"precious").unwrap();
+    let victim = root.path().join("victim");
+    std::fs::write(&victim, b"also precious").unwrap();
+    std::os::unix::fs::symlink(&victim, out_dir.join("notes.txt")).unwrap();
+    let (r, d, o) = (
+        root.path().to_path_buf(),
+        data.path().to_path_buf(),
+        out_dir.clone(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let o = o.to_str().unwrap();
+        courier_in(
+            &r,
+            &d,
+            &[
+                "download",
+                "-J",
+                "--allow-http",
+                "-q",
+                "-o",
+                o,
+                &named,
+                &linked,
+            ],
+        )
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("refusing to overwrite").count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(out_dir.join("bashrc")).unwrap(), b"precious");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"also precious");
+    assert!(
+        std::fs::symlink_metadata(out_dir.join("notes.txt"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link is left as it was"
+    );
+    assert!(
+        courier_tests::session_files(&data.path().join("courier/sessions/default")).is_empty(),
+        "no download is left behind"
+    );
+}
