@@ -23,17 +23,17 @@
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread;
 
 use tokio::sync::oneshot;
 
 use crate::{Delegate, Reply};
 
 mod own;
+mod thread;
 
 pub(crate) use own::OwnDelegate;
 
@@ -201,7 +201,7 @@ impl Serving {
 /// Where callbacks are queued: to the session's delegate thread, or to its task on a runtime.
 #[derive(Clone)]
 enum Sender {
-    Thread(mpsc::Sender<Item>),
+    Thread(Arc<thread::Channel<Item>>),
     Task(tokio::sync::mpsc::UnboundedSender<Item>),
 }
 
@@ -209,7 +209,7 @@ impl Sender {
     /// False when the queue has ended.
     fn send(&self, item: Item) -> bool {
         match self {
-            Sender::Thread(tx) => tx.send(item).is_ok(),
+            Sender::Thread(tx) => tx.send(item),
             Sender::Task(tx) => tx.send(item).is_ok(),
         }
     }
@@ -245,25 +245,33 @@ impl DeliveryQueue {
     /// # Errors
     /// The operating system refused to start a thread.
     pub fn start(delegate: Arc<dyn Delegate>, label: &str) -> std::io::Result<DeliveryQueue> {
-        // std's channel: a parked thread wakes faster from it than from Tokio's.
-        let (tx, rx) = mpsc::channel::<Item>();
+        // A channel of our own: it wakes the thread once for all the callbacks a turn of the
+        // runtime queues (see `thread`).
+        let (channel, rx) = thread::channel::<Item>();
         let defaulted = Arc::new(AtomicU32::new(0));
         let serving = Serving::of(&delegate, &defaulted);
-        thread::Builder::new()
+        std::thread::Builder::new()
             .name(format!("courier-delegate-{label}"))
             .spawn(move || {
                 SERVING.with(|s| *s.borrow_mut() = Some(serving));
-                while let Ok(item) = rx.recv() {
-                    if deliver(item, delegate.as_ref()) {
-                        break;
+                let mut batch = VecDeque::new();
+                'serving: loop {
+                    rx.receive(&mut batch);
+                    while let Some(item) = batch.pop_front() {
+                        if deliver(item, delegate.as_ref()) {
+                            break 'serving;
+                        }
                     }
                 }
-                // Dropping the receiver first makes later pushes fail: nothing follows the last call.
+                // Closed first, so later pushes fail: nothing follows the last call. What was
+                // queued behind it is dropped, as it would have been had it come later. (A panic
+                // here closes it too, as it unwinds.)
                 drop(rx);
+                drop(batch);
                 drop(delegate);
             })?;
         Ok(DeliveryQueue {
-            tx: Sender::Thread(tx),
+            tx: Sender::Thread(channel),
             defaulted,
             learned: Arc::default(),
         })
@@ -378,7 +386,7 @@ mod tests {
         assert!(q.push_last(move |_| l.0.lock().unwrap().push(1000)));
         let deadline = Instant::now() + Duration::from_secs(5);
         while Arc::strong_count(&log) > 1 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(Arc::strong_count(&log), 1, "the queue dropped its delegate");
         let seen = log.0.lock().unwrap().clone();
