@@ -16,7 +16,8 @@
 //! - [`metrics`]: [`TaskMetrics`], one [`TransactionMetrics`] per request a task sent.
 //! - [`web_socket`]: a WebSocket task's [`Message`] and [`CloseCode`].
 //! - [`queue`]: [`DeliveryQueue`], the serial queue that hands callbacks to the application one at a
-//!   time, in order.
+//!   time, in order; its thread's channel (`queue/thread.rs`) wakes that thread once per turn of the
+//!   runtime, not once per callback.
 
 pub mod challenge;
 pub mod delegate;

@@ -5,7 +5,8 @@
 //! (URLSession's `delegateQueue`), for a delegate that wants to live among its other async work.
 //! Either way callbacks run one at a time in the order they were queued, so a delegate needs no
 //! locking of its own. The queue owns the delegate and drops it after the final callback
-//! (`did_become_invalid`), then its thread (or task) ends.
+//! (`did_become_invalid`), then its thread (or task) ends. The thread's channel (`thread`) wakes it
+//! once for all the callbacks a turn of the runtime queues.
 //!
 //! URLSession calls an optional delegate method only if the delegate `respondsToSelector:` it. Rust
 //! has no such question, so the queue learns the answer: the default body of each optional method
