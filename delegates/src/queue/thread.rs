@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-/// A channel to one receiving thread: its sending side ([`Channel::send`]).
+/// A channel to one receiving thread: the sending side ([`Channel::send`]) and the [`Receiver`].
 pub(super) fn channel<T: Send + 'static>() -> (Arc<Channel<T>>, Receiver<T>) {
     let channel = Channel::new();
     (channel.clone(), Receiver(channel))
@@ -95,6 +95,10 @@ impl<T: Send + 'static> Channel<T> {
 
     /// Waits for the next items and takes all of them, oldest first (the receiver's side).
     fn receive(&self, into: &mut VecDeque<T>) {
+        debug_assert!(
+            into.is_empty(),
+            "the last batch is not done: swapping would reorder it"
+        );
         let mut state = self.lock();
         while state.items.is_empty() {
             state.sleeping = true;
