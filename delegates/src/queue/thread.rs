@@ -4,9 +4,9 @@
 //! the thread on every send paid it for nearly every callback, since the thread runs a callback
 //! quickly and sleeps again before the next one comes: with std's channel, 10,000 GETs through
 //! `courier get` made 76,852 `futex` calls, and the kernel's `try_to_wake_up` under them was 6% of
-//! the runtime thread. Here a send from inside a Tokio task only queues the callback and, if the thread
-//! sleeps, schedules one wake as a task on that runtime. Every callback queued before the wake
-//! runs (other tasks' too) rides on it. Outside a Tokio task the thread is woken at once.
+//! the runtime thread. Here a send from inside a Tokio task only queues the callback and, if the
+//! thread sleeps, schedules one wake as a task on that runtime. Every callback queued before the
+//! wake runs (other tasks' too) rides on it. Outside a Tokio task the thread is woken at once.
 //!
 //! The cost is latency: a callback queued in a task reaches a sleeping delegate thread once the
 //! runtime has run the tasks ahead of the wake, not at once. A task that queues a callback and then
@@ -26,7 +26,15 @@ use std::task::{Context, Poll};
 
 /// A channel to one receiving thread: the sending side ([`Channel::send`]) and the [`Receiver`].
 pub(super) fn channel<T: Send + 'static>() -> (Arc<Channel<T>>, Receiver<T>) {
-    let channel = Channel::new();
+    let channel = Arc::new(Channel {
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            sleeping: false,
+            closed: false,
+        }),
+        ready: Condvar::new(),
+        wake_scheduled: AtomicBool::new(false),
+    });
     (channel.clone(), Receiver(channel))
 }
 
@@ -47,18 +55,6 @@ struct State<T> {
 }
 
 impl<T: Send + 'static> Channel<T> {
-    fn new() -> Arc<Channel<T>> {
-        Arc::new(Channel {
-            state: Mutex::new(State {
-                items: VecDeque::new(),
-                sleeping: false,
-                closed: false,
-            }),
-            ready: Condvar::new(),
-            wake_scheduled: AtomicBool::new(false),
-        })
-    }
-
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // A panic while the lock was held left the queue itself intact (pushes and pops are whole).
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -92,32 +88,6 @@ impl<T: Send + 'static> Channel<T> {
         self.wake_scheduled.store(false, Ordering::Release);
         self.ready.notify_one();
     }
-
-    /// Waits for the next items and takes all of them, oldest first (the receiver's side).
-    fn receive(&self, into: &mut VecDeque<T>) {
-        debug_assert!(
-            into.is_empty(),
-            "the last batch is not done: swapping would reorder it"
-        );
-        let mut state = self.lock();
-        while state.items.is_empty() {
-            state.sleeping = true;
-            state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
-            state.sleeping = false;
-        }
-        std::mem::swap(&mut state.items, into);
-    }
-
-    /// The receiver is gone: later sends fail; what is queued is dropped (outside the lock, since
-    /// dropping a callback may queue another).
-    fn close(&self) {
-        let left = {
-            let mut state = self.lock();
-            state.closed = true;
-            std::mem::take(&mut state.items)
-        };
-        drop(left);
-    }
 }
 
 /// The receiving side. Dropped (at the thread's end, or by a panic), it closes the channel: sends
@@ -127,13 +97,31 @@ pub(super) struct Receiver<T: Send + 'static>(Arc<Channel<T>>);
 impl<T: Send + 'static> Receiver<T> {
     /// Waits for the next items and moves all of them into `into` (empty), oldest first.
     pub(super) fn receive(&self, into: &mut VecDeque<T>) {
-        self.0.receive(into);
+        debug_assert!(
+            into.is_empty(),
+            "the last batch is not done: swapping would reorder it"
+        );
+        let channel = &self.0;
+        let mut state = channel.lock();
+        while state.items.is_empty() {
+            state.sleeping = true;
+            state = channel.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.sleeping = false;
+        }
+        std::mem::swap(&mut state.items, into);
     }
 }
 
 impl<T: Send + 'static> Drop for Receiver<T> {
+    /// Later sends fail; what is queued is dropped, outside the lock (dropping a callback may
+    /// queue another).
     fn drop(&mut self) {
-        self.0.close();
+        let left = {
+            let mut state = self.0.lock();
+            state.closed = true;
+            std::mem::take(&mut state.items)
+        };
+        drop(left);
     }
 }
 
