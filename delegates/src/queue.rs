@@ -206,10 +206,10 @@ enum Sender {
 }
 
 impl Sender {
-    /// False when the queue has ended.
-    fn send(&self, item: Item) -> bool {
+    /// False when the queue has ended. `awaited`: a question, whose asker waits for the answer.
+    fn send(&self, item: Item, awaited: bool) -> bool {
         match self {
-            Sender::Thread(tx) => tx.send(item),
+            Sender::Thread(tx) => tx.send(item, awaited),
             Sender::Task(tx) => tx.send(item).is_ok(),
         }
     }
@@ -317,7 +317,13 @@ impl DeliveryQueue {
 
     /// Queues a callback. Returns false when the queue has already delivered its last callback.
     pub fn push(&self, job: impl FnOnce(&dyn Delegate) + Send + 'static) -> bool {
-        self.tx.send(Item::Call(Box::new(job)))
+        self.tx.send(Item::Call(Box::new(job)), false)
+    }
+
+    /// Queues a question: as [`DeliveryQueue::push`], but the delegate thread is woken at once,
+    /// since the asker waits for the answer.
+    fn push_question(&self, job: impl FnOnce(&dyn Delegate) + Send + 'static) -> bool {
+        self.tx.send(Item::Call(Box::new(job)), true)
     }
 
     /// Asks the delegate a question: `call` gets a [`Reply`] whose answer (or `default`, when the
@@ -335,7 +341,7 @@ impl DeliveryQueue {
             let _ = tx.send(default);
             return rx;
         }
-        self.push(move |d| {
+        self.push_question(move |d| {
             let reply = Reply::new(default, move |answer| {
                 let _ = tx.send(answer);
             });
@@ -346,7 +352,7 @@ impl DeliveryQueue {
 
     /// Queues the final callback; after it runs the delegate is dropped.
     pub fn push_last(&self, job: impl FnOnce(&dyn Delegate) + Send + 'static) -> bool {
-        self.tx.send(Item::Last(Box::new(job)))
+        self.tx.send(Item::Last(Box::new(job)), false)
     }
 }
 

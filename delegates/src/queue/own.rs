@@ -180,7 +180,7 @@ impl DeliveryQueue {
         }
         let own = task.own();
         let answer = Arc::new(Mutex::new(Some(answered)));
-        self.push(move |session| {
+        self.push_question(move |session| {
             let send = |answer: &Mutex<Option<A>>, value: T| {
                 let taken = answer.lock().unwrap_or_else(|p| p.into_inner()).take();
                 if let Some(answered) = taken {

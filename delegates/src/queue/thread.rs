@@ -9,7 +9,8 @@
 //! wake runs (other tasks' too) rides on it. Outside a Tokio task the thread is woken at once.
 //!
 //! The cost is latency: a callback queued in a task reaches a sleeping delegate thread once the
-//! runtime has run the tasks ahead of the wake, not at once. A task that queues a callback and then
+//! runtime has run the tasks ahead of the wake, not at once. A question is not deferred: the task
+//! that asked waits for the answer, so the thread is woken at once for it (`awaited`). A task that queues a callback and then
 //! blocks its thread until the delegate has run it would wait until it yields (on a current-thread
 //! runtime). That was never safe: the callbacks after it come from the session's actors, which
 //! need the same runtime.
@@ -60,8 +61,10 @@ impl<T: Send + 'static> Channel<T> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `item`; false (and the item dropped) when the receiver has closed.
-    pub(super) fn send(self: &Arc<Self>, item: T) -> bool {
+    /// Queues `item`; false (and the item dropped) when the receiver has closed. With `awaited`
+    /// (someone waits for what the receiver will do with it: a delegate's answer), a sleeping
+    /// receiver is woken at once rather than after the runtime's turn.
+    pub(super) fn send(self: &Arc<Self>, item: T, awaited: bool) -> bool {
         let mut state = self.lock();
         if state.closed {
             return false;
@@ -69,7 +72,9 @@ impl<T: Send + 'static> Channel<T> {
         state.items.push_back(item);
         let sleeping = state.sleeping;
         drop(state);
-        if sleeping && !self.wake_scheduled.swap(true, Ordering::AcqRel) {
+        if sleeping && awaited {
+            self.wake();
+        } else if sleeping && !self.wake_scheduled.swap(true, Ordering::AcqRel) {
             // Only from inside a Tokio task is the runtime known to turn soon: this thread drives
             // it, and goes on once the task yields. Elsewhere (a runtime entered but driven by
             // nobody, `block_on`'s own future, a plain thread) the wake is immediate.
@@ -168,50 +173,80 @@ mod tests {
         })
     }
 
+    /// Runs `work` as a task (not as `block_on`'s own future) on a current-thread runtime.
+    fn in_a_task(work: impl Future<Output = ()> + Send + 'static) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async { tokio::spawn(work).await.unwrap() });
+    }
+
+    /// Whether the receiver takes what is queued within 5 s (it was woken), checked without
+    /// yielding to any runtime.
+    fn taken_soon(channel: &Channel<Option<u32>>) -> bool {
+        (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            channel.lock().items.is_empty()
+        })
+    }
+
     #[test]
     fn items_arrive_in_order_from_outside_a_runtime() {
         let (channel, rx) = channel();
         let thread = receiver(rx);
         for n in 0..1000 {
-            assert!(channel.send(Some(n)));
+            assert!(channel.send(Some(n), false));
             if n % 100 == 0 {
                 // Let the receiver fall asleep now and then, so sends must wake it.
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
-        assert!(channel.send(None));
+        assert!(channel.send(None, false));
         assert_eq!(thread.join().unwrap(), (0..1000).collect::<Vec<_>>());
-        assert!(!channel.send(Some(1)), "a closed channel refuses sends");
+        assert!(
+            !channel.send(Some(1), false),
+            "a closed channel refuses sends"
+        );
     }
 
     #[test]
     fn a_send_from_a_task_wakes_the_sleeping_receiver_once_the_task_yields() {
         let (channel, rx) = channel();
         let thread = receiver(rx);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
         let sending = channel.clone();
-        runtime.block_on(async move {
-            tokio::spawn(async move {
-                for n in 0..20 {
-                    std::thread::sleep(Duration::from_millis(5)); // the receiver sleeps by now
-                    assert!(sending.send(Some(n)));
-                    // The wake waits for this task to yield: the item is still queued.
-                    std::thread::sleep(Duration::from_millis(5));
-                    assert_eq!(
-                        sending.lock().items.len(),
-                        1,
-                        "woken before the task yielded"
-                    );
-                    tokio::task::yield_now().await;
-                }
-            })
-            .await
-            .unwrap();
+        in_a_task(async move {
+            for n in 0..20 {
+                std::thread::sleep(Duration::from_millis(5)); // the receiver sleeps by now
+                assert!(sending.send(Some(n), false));
+                // The wake waits for this task to yield: the item is still queued.
+                std::thread::sleep(Duration::from_millis(5));
+                assert_eq!(
+                    sending.lock().items.len(),
+                    1,
+                    "woken before the task yielded"
+                );
+                tokio::task::yield_now().await;
+            }
         });
-        assert!(channel.send(None));
+        assert!(channel.send(None, false));
         assert_eq!(thread.join().unwrap(), (0..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_awaited_send_from_a_task_wakes_the_receiver_at_once() {
+        let (channel, rx) = channel();
+        let thread = receiver(rx);
+        let sending = channel.clone();
+        in_a_task(async move {
+            std::thread::sleep(Duration::from_millis(20)); // the receiver sleeps
+            assert!(sending.send(Some(1), true));
+            assert!(
+                taken_soon(&sending),
+                "a question waited for the runtime's turn"
+            );
+        });
+        assert!(channel.send(None, false));
+        assert_eq!(thread.join().unwrap(), vec![1]);
     }
 
     #[test]
@@ -224,13 +259,11 @@ mod tests {
         channel.wake_scheduled.store(true, Ordering::Release);
         channel.lock().items.push_back(Some(7));
         drop(Wake(Some(channel.clone())));
-        // Taken within 5 s, or the receiver was left asleep (and would be forever).
-        let taken = (0..500).any(|_| {
-            std::thread::sleep(Duration::from_millis(10));
-            channel.lock().items.is_empty()
-        });
-        assert!(taken, "the dropped wake did not wake the receiver");
-        assert!(channel.send(None));
+        assert!(
+            taken_soon(&channel),
+            "the dropped wake did not wake the receiver"
+        );
+        assert!(channel.send(None, false));
         assert_eq!(thread.join().unwrap(), vec![7]);
     }
 }
