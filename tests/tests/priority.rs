@@ -36,6 +36,18 @@ async fn a_busy_http1_host_serves_its_waiting_tasks_highest_priority_first() {
     let order = Arc::new(Order::default());
     let session = Session::with_delegate(config, order.clone()).unwrap();
 
+    // One task first, so the session learns that this delegate leaves `will_cache_response` at
+    // its default. Otherwise the busy task asks it, and the delegate's answer races the next task:
+    // the host's turn passes on when the busy body ends, and a later task, not asked (the queue
+    // has learned by then), could complete first (8 runs in 40 did, before this).
+    // (Another URL than the waiting tasks', so the cache can never answer them.)
+    let (_, _) = session
+        .data(server.url("/bytes/11").as_str())
+        .await
+        .unwrap();
+    order.0.lock().unwrap().clear();
+    order.1.lock().unwrap().clear();
+
     // The host's one turn is taken by a slow body.
     let busy = session
         .data_task(server.url("/drip?chunks=10&size=100&delay_ms=50").as_str())
