@@ -103,11 +103,19 @@ impl HostQueue {
         );
         let rx = {
             let mut lines = lock(&self.inner.lines);
-            // The key is copied only for a host not in the map yet.
-            if !lines.contains_key(&key) {
-                lines.insert(key.clone(), Line::default());
-            }
-            let line = lines.get_mut(&key).expect("inserted above");
+            // One lookup when the host has a line already (the usual case: its exchanges
+            // overlap); the key is copied only for a host not in the map yet.
+            let Some(line) = lines.get_mut(&key) else {
+                let line = Line {
+                    busy: 1,
+                    ..Line::default()
+                };
+                lines.insert(key.clone(), line);
+                return Turn {
+                    queue: Some(self.inner.clone()),
+                    key,
+                };
+            };
             if line.busy < self.inner.limit {
                 line.busy += 1;
                 return Turn {
