@@ -233,8 +233,10 @@ pub struct Configuration {
     pub url_cache: StoreChoice<crate::UrlCache>,
     /// `requestCachePolicy`: how requests use the URL cache (a request's own policy wins).
     pub request_cache_policy: CachePolicy,
-    /// The session's own URL cache's memory capacity, in bytes (0 turns it off). A response
-    /// larger than a twentieth of the capacity is not cached.
+    /// The session's own URL cache's memory capacity, in bytes (0 turns it off). An entry counts
+    /// its body, its headers, its URL and a fixed part for its structures, so the capacity bounds
+    /// what the cache holds however small its responses are. A response larger than a twentieth
+    /// of the capacity is not cached.
     pub url_cache_memory_capacity: usize,
     /// The session's own URL cache's disk capacity, in bytes, in the session directory (0 for
     /// none; an ephemeral session writes no cache).
