@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use courier_engine::reexports::url::Url;
-use courier_engine::{DownloadTask, Request, ResumeData, Session, plain_file_name};
+use courier_engine::{DownloadTask, ResumeData, Session, plain_file_name};
 
 use crate::cli::Options;
 use crate::common::{self, configuration, events_output, finish, report, request};
@@ -39,7 +39,8 @@ enum Target {
 
 /// One download to start.
 enum Job {
-    Fresh(Box<Request>),
+    /// A URL: it becomes a request as its task starts (a long list is not held as requests).
+    Fresh(String),
     Resume(ResumeData, PathBuf),
 }
 
@@ -60,9 +61,9 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
         jobs.push_back(Job::Resume(ResumeData::from_bytes(blob), path.clone()));
     }
     if !args.urls.is_empty() || options.input_file.is_some() || jobs.is_empty() {
-        for url in common::urls(args.urls.clone(), options)? {
-            jobs.push_back(Job::Fresh(Box::new(request(&url, options)?)));
-        }
+        let urls = common::urls(args.urls.clone(), options)?;
+        common::check_request_options(&urls, options)?;
+        jobs.extend(urls.into_iter().map(Job::Fresh));
     }
     let several = jobs.len() > 1;
     if several && args.save_resume_data.is_some() {
@@ -87,7 +88,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
     let fresh = jobs.iter().filter_map(|job| match job {
-        Job::Fresh(request) => Some(request.url_str()),
+        Job::Fresh(url) => Some(url.as_str()),
         Job::Resume(..) => None,
     });
     common::ftp_logins(&session, fresh, options);
@@ -105,7 +106,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                 break;
             };
             let (task, resumed_from) = match job {
-                Job::Fresh(r) => (session.download_task(*r)?, None),
+                Job::Fresh(url) => (session.download_task(request(&url, options)?)?, None),
                 Job::Resume(data, from) => {
                     (session.download_task_with_resume_data(&data)?, Some(from))
                 }

@@ -24,12 +24,7 @@ pub(crate) async fn run(
     options: &Options,
 ) -> Result<ExitCode, Failure> {
     let urls = common::urls(urls, options)?;
-    // The method, headers and body the options give are checked once, before anything starts;
-    // each URL becomes a request only as its task starts (10,000 URLs held as requests up front
-    // took 4.3 MB).
-    if let Some(first) = urls.first() {
-        request(first, options)?;
-    }
+    common::check_request_options(&urls, options)?;
     let config = configuration(options)?;
     let body: Box<dyn Write + Send> = match &output {
         // A file takes the body in large writes: over HTTP/2 it comes in 8-16 KiB frames, and

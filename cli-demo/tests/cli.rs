@@ -289,6 +289,13 @@ fn bad_arguments_exit_2() {
             .code(),
         Some(2)
     );
+    // The options every request takes are checked before any task starts, for downloads too.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    for bad in [["-H", "no colon"], ["-X", "BAD METHOD"]] {
+        let args = ["download", "https://x.invalid/a", "-o", out, bad[0], bad[1]];
+        assert_eq!(courier(&args).status.code(), Some(2), "{bad:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
