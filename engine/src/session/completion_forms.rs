@@ -50,13 +50,12 @@ impl Session {
         request: impl Into<Request>,
     ) -> TaskFuture<DataTask, (ByteStream, Response)> {
         let request = request.into();
-        let url = request.url_str().to_owned();
         let (streamed, head, body) = Streamed::channel();
         let then: Then<(ByteStream, Response)> = Box::new(move |task: Task| {
             Box::pin(async move {
                 // From here, dropping the stream (or the future, which holds it) cancels the task.
-                let stream = ByteStream::new(task, body);
-                let response = head.await.unwrap_or_else(|_| Err(session_gone(&url)))?;
+                let stream = ByteStream::new(task.clone(), body);
+                let response = head.await.unwrap_or_else(|_| Err(session_gone(&task)))?;
                 Ok((stream, response))
             }) as Waiting<_>
         });
@@ -162,11 +161,11 @@ impl Session {
         T: Send + 'static,
         F: FnOnce(Delivered, Response) -> Result<T, Error> + Send + 'static,
     {
-        let url = request.url_str().to_owned();
         let (tx, rx): (Waiter, _) = oneshot::channel();
-        let then: Then<T> = Box::new(move |_task: Task| {
+        let then: Then<T> = Box::new(move |task: Task| {
             Box::pin(async move {
-                let (delivered, response) = rx.await.unwrap_or_else(|_| Err(session_gone(&url)))?;
+                let (delivered, response) =
+                    rx.await.unwrap_or_else(|_| Err(session_gone(&task)))?;
                 finish(delivered, response)
             }) as Waiting<T>
         });
@@ -192,7 +191,9 @@ fn body(delivered: Delivered, response: Response) -> Result<(Bytes, Response), E
     }
 }
 
-/// What a caller gets when the session dropped its task's answer: it stopped.
-fn session_gone(url: &str) -> Error {
+/// What a caller gets when the session dropped its task's answer: it stopped. (The URL is read
+/// from the task only then: copying it for every task, in case, cost an allocation each.)
+fn session_gone(task: &Task) -> Error {
+    let url = task.info().original_request().url_str();
     Error::new(ErrorCode::Unknown, "the session went away").with_url(url)
 }
