@@ -195,7 +195,10 @@ impl Actor for SessionActor {
                         // Created while invalidation was being asked for: it can never run.
                         st.cancel_unstarted(id);
                     } else if resume {
-                        st.spawn_and_resume(&me, id).await;
+                        // Boxed: ractor's spawn future is most of this handler's size, and every
+                        // message the session gets (a task's end too) moves a future that large
+                        // a few times over unless it lives in a box of its own.
+                        Box::pin(st.spawn_and_resume(&me, id)).await;
                     }
                 }
                 SessionMsg::Task(TaskReport::Control(id, control)) => {
@@ -316,7 +319,7 @@ impl SessionState {
             return;
         }
         match control {
-            Control::Resume => self.spawn_and_resume(me, id).await,
+            Control::Resume => Box::pin(self.spawn_and_resume(me, id)).await,
             Control::Cancel => self.cancel_unstarted(id),
             Control::CancelForResume(tx) => {
                 // A task made from resume data and never started can hand that data back as is.

@@ -461,8 +461,10 @@ impl TaskActorState {
                 }
             }
             Effect::StopTransfer => {
+                // Boxed: a stop is rare, and its future inline would make every message's
+                // handling future larger (ractor moves that future a few times per message).
                 let stopped = match self.transfer.take() {
-                    Some(t) => t.stop().await,
+                    Some(t) => Box::pin(t.stop()).await,
                     None => None,
                 };
                 self.settle_stopped_download(stopped);
