@@ -170,9 +170,12 @@ async fn a_handle_asked_for_first_gives_a_suspended_task_that_awaiting_starts_or
 
     // An invalidated session makes no task: no handle, and the future says why.
     session.invalidate_and_cancel();
-    let mut data = session.data(server.url("/resource/10").as_str());
+    let url = server.url("/resource/10");
+    let mut data = session.data(url.as_str());
     assert!(data.task().is_none());
     let error = data.await.unwrap_err();
+    // It names the URL it was for, as any completion form's error does.
+    assert_eq!(error.failing_url(), Some(url.as_str()));
     assert!(
         std::error::Error::source(&error)
             .and_then(|s| s.downcast_ref::<CreateTaskError>())

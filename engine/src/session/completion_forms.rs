@@ -3,12 +3,12 @@
 //! which a dropped future cancels.
 
 use bytes::Bytes;
-use courier_delegates::{Error, ErrorCode, Request, Response, ResumeData, TaskKind};
+use courier_delegates::{Error, Request, Response, ResumeData, TaskKind};
 use tokio::sync::oneshot;
 
 use super::Session;
 use crate::completion::{Delivered, Sink, Streamed, Waiter};
-use crate::task::future::{Recipe, TaskFuture, Then, Waiting};
+use crate::task::future::{Made, Recipe, TaskFuture, Then, session_gone};
 use crate::task::{
     ByteStream, DataTask, DownloadTask, DownloadedFile, Task, UploadBody, UploadTask, Work,
 };
@@ -22,7 +22,7 @@ impl Session {
     ///
     /// # Errors
     /// The task's error (HTTP error statuses are not errors). In an invalidated session, an
-    /// [`ErrorCode::Unknown`] error whose source is [`CreateTaskError`](super::CreateTaskError).
+    /// [`ErrorCode::Unknown`](courier_delegates::ErrorCode::Unknown) error whose source is [`CreateTaskError`](super::CreateTaskError).
     pub fn data(&self, request: impl Into<Request>) -> TaskFuture<DataTask, (Bytes, Response)> {
         self.awaited(
             TaskKind::Data,
@@ -51,14 +51,14 @@ impl Session {
     ) -> TaskFuture<DataTask, (ByteStream, Response)> {
         let request = request.into();
         let (streamed, head, body) = Streamed::channel();
-        let then: Then<(ByteStream, Response)> = Box::new(move |task: Task| {
+        let then: Then<(ByteStream, Response)> = Then::Make(Box::new(move |task: Task| {
             Box::pin(async move {
                 // From here, dropping the stream (or the future, which holds it) cancels the task.
                 let stream = ByteStream::new(task.clone(), body);
                 let response = head.await.unwrap_or_else(|_| Err(session_gone(&task)))?;
                 Ok((stream, response))
-            }) as Waiting<_>
-        });
+            }) as Made<_>
+        }));
         TaskFuture::new(Recipe {
             session: self.clone(),
             kind: TaskKind::Data,
@@ -162,13 +162,7 @@ impl Session {
         F: FnOnce(Delivered, Response) -> Result<T, Error> + Send + 'static,
     {
         let (tx, rx): (Waiter, _) = oneshot::channel();
-        let then: Then<T> = Box::new(move |task: Task| {
-            Box::pin(async move {
-                let (delivered, response) =
-                    rx.await.unwrap_or_else(|_| Err(session_gone(&task)))?;
-                finish(delivered, response)
-            }) as Waiting<T>
-        });
+        let then = Then::Reply(rx, Box::new(finish));
         TaskFuture::new(Recipe {
             session: self.clone(),
             kind,
@@ -189,11 +183,4 @@ fn body(delivered: Delivered, response: Response) -> Result<(Bytes, Response), E
         Delivered::Body(body) => Ok((body, response)),
         Delivered::File(_) => unreachable!("a data or upload task delivers a body"),
     }
-}
-
-/// What a caller gets when the session dropped its task's answer: it stopped. (The URL is read
-/// from the task only then: copying it for every task, in case, cost an allocation each.)
-fn session_gone(task: &Task) -> Error {
-    let url = task.info().original_request().url_str();
-    Error::new(ErrorCode::Unknown, "the session went away").with_url(url)
 }

@@ -59,6 +59,34 @@ impl CreateTaskError {
     }
 }
 
+/// A task that could not be made, and the URL it was for: what a completion form's error names.
+/// The URL is copied only when a task is refused, not for every task in case it is.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) reason: CreateTaskError,
+    url: String,
+}
+
+impl Refused {
+    fn new(reason: CreateTaskError, url: &str) -> Refused {
+        Refused {
+            reason,
+            url: url.to_owned(),
+        }
+    }
+
+    /// As the error of a completion form.
+    pub(crate) fn into_error(self) -> Error {
+        self.reason.for_url(&self.url)
+    }
+}
+
+impl From<Refused> for CreateTaskError {
+    fn from(refused: Refused) -> CreateTaskError {
+        refused.reason
+    }
+}
+
 /// Creates a task of a background session in the service, under URLSession's rules for them.
 fn create_in_background(
     client: &Arc<crate::background::client::Client>,
@@ -131,7 +159,7 @@ impl Session {
             callbacks,
             ..Creation::default()
         };
-        self.create_with(kind, request, None, work, sink, how)
+        Ok(self.create_with(kind, request, None, work, sink, how)?)
     }
 
     /// Creates a task; `current` when its current request differs from the original one.
@@ -143,17 +171,23 @@ impl Session {
         work: Work,
         sink: Sink,
         how: Creation,
-    ) -> Result<Task, CreateTaskError> {
+    ) -> Result<Task, Refused> {
         if self.inner.invalidated.load(Ordering::Acquire) {
-            return Err(CreateTaskError::Invalidated);
+            return Err(Refused::new(
+                CreateTaskError::Invalidated,
+                request.url_str(),
+            ));
         }
         if let Some(client) = &self.inner.background {
             if how.delegate.is_some() {
-                return Err(CreateTaskError::Delegate(
-                    crate::task::TaskDelegateError::Background,
+                return Err(Refused::new(
+                    CreateTaskError::Delegate(crate::task::TaskDelegateError::Background),
+                    request.url_str(),
                 ));
             }
-            let task = create_in_background(client, kind, request, work, sink)?;
+            let url = request.url_str().to_owned();
+            let task = create_in_background(client, kind, request, work, sink)
+                .map_err(|reason| Refused { reason, url })?;
             if how.resume_now {
                 task.resume();
             }
@@ -167,7 +201,10 @@ impl Session {
         }
         if let Some(delegate) = how.delegate {
             let queue = ctx.own_delegate_queue().map_err(|e| {
-                CreateTaskError::Delegate(crate::task::TaskDelegateError::Queue(e.to_string()))
+                Refused::new(
+                    CreateTaskError::Delegate(crate::task::TaskDelegateError::Queue(e.to_string())),
+                    info.original_request().url_str(),
+                )
             })?;
             queue.attach(&info, delegate);
         }
@@ -196,7 +233,12 @@ impl Session {
                 partial: partial.clone(),
                 resume: how.resume_now,
             })
-            .map_err(|_| CreateTaskError::Invalidated)?;
+            .map_err(|_| {
+                Refused::new(
+                    CreateTaskError::Invalidated,
+                    info.original_request().url_str(),
+                )
+            })?;
         Ok(if how.resume_now {
             Task::resumed(info, self.inner.clone(), partial)
         } else {

@@ -13,17 +13,70 @@ use std::task::{Context, Poll};
 
 use std::sync::Arc;
 
-use courier_delegates::{Error, Request, TaskKind, TaskLevelDelegate};
+use courier_delegates::{Error, ErrorCode, Request, Response, TaskKind, TaskLevelDelegate};
+use tokio::sync::oneshot;
 
-use crate::completion::Sink;
+use crate::completion::{Completion, Delivered, Sink};
 use crate::session::{Creation, Session};
 use crate::task::{DataTask, DownloadTask, Task, TaskDelegateError, UploadTask, Work};
 
-/// What a completion form's task hands its caller, once the task is made.
-pub(crate) type Waiting<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'static>>;
+/// A future of a completion form's result, made from its task.
+pub(crate) type Made<T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'static>>;
 
-/// How the waiting half is made from the task, once it exists (a byte stream needs the handle).
-pub(crate) type Then<T> = Box<dyn FnOnce(Task) -> Waiting<T> + Send + 'static>;
+/// Shapes the completion a task delivers into a completion form's result.
+pub(crate) type Finish<T> =
+    Box<dyn FnOnce(Delivered, Response) -> Result<T, Error> + Send + 'static>;
+
+/// How a completion form's result arrives, once its task is made.
+pub(crate) enum Then<T> {
+    /// The task's completion, shaped by `finish`: the forms whose result comes whole. Polled in
+    /// place: no future is boxed for it, and a `finish` that captures nothing (a data task's) is
+    /// not allocated either.
+    Reply(oneshot::Receiver<Completion>, Finish<T>),
+    /// A future made from the task's handle, once it exists (a byte stream needs the handle).
+    Make(Box<dyn FnOnce(Task) -> Made<T> + Send + 'static>),
+}
+
+/// What a completion form's caller waits on once its task is made.
+enum Waiting<T> {
+    Reply(oneshot::Receiver<Completion>, Option<Finish<T>>),
+    Made(Made<T>),
+}
+
+impl<T> Waiting<T> {
+    fn new(then: Then<T>, task: &Task) -> Waiting<T> {
+        match then {
+            Then::Reply(rx, finish) => Waiting::Reply(rx, Some(finish)),
+            Then::Make(make) => Waiting::Made(make(task.clone())),
+        }
+    }
+
+    /// Polls for the result; `task` names the URL when the session dropped the answer.
+    fn poll(&mut self, cx: &mut Context<'_>, task: &Task) -> Poll<Result<T, Error>> {
+        match self {
+            Waiting::Made(made) => made.as_mut().poll(cx),
+            Waiting::Reply(rx, finish) => {
+                let completion = std::task::ready!(Pin::new(rx).poll(cx));
+                let (delivered, response) = match completion {
+                    Ok(Ok(done)) => done,
+                    Ok(Err(e)) => return Poll::Ready(Err(e)),
+                    Err(_) => return Poll::Ready(Err(session_gone(task))),
+                };
+                match finish.take() {
+                    Some(finish) => Poll::Ready(finish(delivered, response)),
+                    None => panic!("a completion form's reply was polled after it resolved"),
+                }
+            }
+        }
+    }
+}
+
+/// What a caller gets when the session dropped its task's answer: it stopped. (The URL is read
+/// from the task only then: copying it for every task, in case, cost an allocation each.)
+pub(crate) fn session_gone(task: &Task) -> Error {
+    let url = task.info().original_request().url_str();
+    Error::new(ErrorCode::Unknown, "the session went away").with_url(url)
+}
 
 /// A task handle type a [`TaskFuture`] can lend: [`Task`], [`DataTask`], [`UploadTask`] or
 /// [`DownloadTask`].
@@ -192,7 +245,6 @@ impl<H: TaskHandle, T> TaskFuture<H, T> {
             then,
             delegate,
         } = *recipe;
-        let url = request.url_str().to_owned();
         let how = Creation {
             callbacks: false,
             resume_now: start,
@@ -200,7 +252,7 @@ impl<H: TaskHandle, T> TaskFuture<H, T> {
         };
         self.stage = match session.create_with(kind, request, current, work, sink, how) {
             Ok(task) => {
-                let waiting = then(task.clone());
+                let waiting = Waiting::new(then, &task);
                 let handle = handle(task);
                 if start {
                     Stage::Running { handle, waiting }
@@ -208,7 +260,7 @@ impl<H: TaskHandle, T> TaskFuture<H, T> {
                     Stage::Made { handle, waiting }
                 }
             }
-            Err(e) => Stage::Failed(e.for_url(&url)),
+            Err(refused) => Stage::Failed(refused.into_error()),
         };
     }
 }
@@ -235,8 +287,8 @@ impl<H: TaskHandle, T> Future for TaskFuture<H, T> {
             _ => {}
         }
         match &mut this.stage {
-            Stage::Running { waiting, .. } => {
-                let result = std::task::ready!(waiting.as_mut().poll(cx));
+            Stage::Running { handle, waiting } => {
+                let result = std::task::ready!(waiting.poll(cx, handle.as_task()));
                 this.stage = Stage::Done;
                 Poll::Ready(result)
             }
