@@ -13,10 +13,41 @@ use std::cmp::Ordering as Order;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
-/// Which host a turn is for: scheme, name, port.
-type HostKey = (bool, String, u16);
+/// Which host a turn is for, as one string: TLS or not, the port and the lowercase name
+/// (`s443:example.com`, `p80:example.com`). Held, shared, by the host's line and its turns; a
+/// request looks its host up from a key built on the stack (an allocation per request before).
+type HostKey = Arc<str>;
+
+/// The key of `uri`'s host, built without allocating for a name of common length.
+fn key_bytes(uri: &http::Uri) -> SmallVec<[u8; 96]> {
+    let tls = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let mut key = SmallVec::new();
+    key.push(if tls { b's' } else { b'p' });
+    let mut digits = [0u8; 5];
+    let mut n = port;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    key.extend_from_slice(&digits[at..]);
+    key.push(b':');
+    key.extend(
+        uri.host()
+            .unwrap_or("")
+            .bytes()
+            .map(|b| b.to_ascii_lowercase()),
+    );
+    key
+}
 
 /// The per-host lines of one session.
 pub(crate) struct HostQueue {
@@ -30,8 +61,9 @@ struct Inner {
 }
 
 /// One host: how many turns are out, and who waits for one.
-#[derive(Default)]
 struct Line {
+    /// The host's key, which its turns share.
+    key: HostKey,
     busy: usize,
     waiting: BinaryHeap<Waiter>,
     arrivals: u64,
@@ -91,24 +123,20 @@ impl HostQueue {
     /// `priority` (0.0 to 1.0) and every older one of the same. Cancel-safe: a request that stops
     /// waiting leaves its place, and a turn handed to it meanwhile goes on to the next.
     pub(crate) async fn turn(&self, uri: &http::Uri, priority: f32) -> Turn {
-        let key = (
-            uri.scheme_str() == Some("https"),
-            uri.host().unwrap_or("").to_ascii_lowercase(),
-            uri.port_u16()
-                .unwrap_or(if uri.scheme_str() == Some("https") {
-                    443
-                } else {
-                    80
-                }),
-        );
-        let rx = {
+        let bytes = key_bytes(uri);
+        // A URI's host is ASCII (`http::Uri` refuses anything else).
+        let name = std::str::from_utf8(&bytes).unwrap_or("");
+        let (key, rx) = {
             let mut lines = lock(&self.inner.lines);
             // One lookup when the host has a line already (the usual case: its exchanges
-            // overlap); the key is copied only for a host not in the map yet.
-            let Some(line) = lines.get_mut(&key) else {
+            // overlap); the key is made only for a host not in the map yet.
+            let Some(line) = lines.get_mut(name) else {
+                let key: HostKey = Arc::from(name);
                 let line = Line {
+                    key: key.clone(),
                     busy: 1,
-                    ..Line::default()
+                    waiting: BinaryHeap::new(),
+                    arrivals: 0,
                 };
                 lines.insert(key.clone(), line);
                 return Turn {
@@ -120,7 +148,7 @@ impl HostQueue {
                 line.busy += 1;
                 return Turn {
                     queue: Some(self.inner.clone()),
-                    key,
+                    key: line.key.clone(),
                 };
             }
             let (tx, rx) = oneshot::channel();
@@ -130,7 +158,7 @@ impl HostQueue {
                 arrival: line.arrivals,
                 tx,
             });
-            rx
+            (line.key.clone(), rx)
         };
         match rx.await {
             Ok(turn) => turn,
@@ -142,8 +170,9 @@ impl HostQueue {
     /// How many requests wait for `host` (tests).
     #[cfg(test)]
     fn waiting(&self, tls: bool, host: &str, port: u16) -> usize {
+        let key = format!("{}{port}:{host}", if tls { 's' } else { 'p' });
         lock(&self.inner.lines)
-            .get(&(tls, host.to_owned(), port))
+            .get(key.as_str())
             .map_or(0, |l| l.waiting.len())
     }
 }
@@ -154,7 +183,7 @@ impl Drop for Turn {
             return;
         };
         let mut lines = lock(&inner.lines);
-        let Some(line) = lines.get_mut(&self.key) else {
+        let Some(line) = lines.get_mut(&*self.key) else {
             return;
         };
         while let Some(next) = line.waiting.pop() {
@@ -170,14 +199,14 @@ impl Drop for Turn {
         }
         line.busy -= 1;
         if line.busy == 0 {
-            lines.remove(&self.key);
+            lines.remove(&*self.key);
         }
     }
 }
 
 impl std::fmt::Debug for Turn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Turn").field("host", &self.key.1).finish()
+        f.debug_struct("Turn").field("host", &self.key).finish()
     }
 }
 
@@ -261,6 +290,24 @@ mod tests {
             .unwrap();
         drop(turn);
         assert!(lock(&q.inner.lines).is_empty());
+    }
+
+    #[test]
+    fn a_host_is_one_key_however_its_uri_spells_it() {
+        let key = |u: &str| String::from_utf8(key_bytes(&u.parse().unwrap()).to_vec()).unwrap();
+        assert_eq!(key("http://A.Test/x"), "p80:a.test");
+        assert_eq!(key("http://a.test:80/y"), key("http://a.test/"));
+        assert_eq!(key("https://a.test/"), "s443:a.test");
+        assert_ne!(key("https://a.test:80/"), key("http://a.test/"));
+        assert_eq!(key("http://[::1]:8080/"), "p8080:[::1]");
+        assert_eq!(key("http://127.0.0.1:1/"), "p1:127.0.0.1");
+        assert_eq!(key("http://127.0.0.1:65535/"), "p65535:127.0.0.1");
+        // A name longer than the buffer on the stack still makes its key.
+        let long = "a".repeat(200);
+        assert_eq!(
+            key(&format!("http://{long}.test/")),
+            format!("p80:{long}.test")
+        );
     }
 
     #[tokio::test]
