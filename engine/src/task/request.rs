@@ -15,8 +15,27 @@ use crate::Configuration;
 /// The default `User-Agent`, sent unless the request or the configuration sets one.
 const DEFAULT_USER_AGENT: &str = concat!("courier/", env!("CARGO_PKG_VERSION"));
 
+/// The fields every request of a session starts from: the configuration's additional headers,
+/// and `User-Agent` and `Accept-Encoding` unless those set them. Made once per session: a request
+/// clones it instead of building the map field by field.
+pub(crate) fn base_headers(config: &Configuration) -> http::HeaderMap {
+    let mut headers = config.http_additional_headers.clone();
+    headers.reserve(2);
+    if !headers.contains_key(USER_AGENT) {
+        headers.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
+    }
+    if !headers.contains_key(ACCEPT_ENCODING) {
+        // Decoded transparently (courier-protocol-http's `decode`).
+        headers.insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_static(decode::ACCEPT_ENCODING),
+        );
+    }
+    headers
+}
+
 /// Checks a request against the configuration and builds what goes on the wire (the body is
-/// attached per send, from `body`).
+/// attached per send, from `body`), its fields from `base` (the session's [`base_headers`]).
 ///
 /// # Errors
 /// The URL is malformed (-1000) or of an unsupported scheme (-1002); cleartext HTTP is not allowed
@@ -26,6 +45,7 @@ pub(crate) fn build_request(
     request: &Request,
     body: Option<&UploadBody>,
     config: &Configuration,
+    base: &http::HeaderMap,
 ) -> Result<(Head, Url), Error> {
     let text = request.url_str();
     let Some(url) = request.url() else {
@@ -80,23 +100,13 @@ pub(crate) fn build_request(
             .with_source(e)
     })?;
 
-    // The configuration's headers first, then the request's, which replace same-named ones.
-    let mut headers = config.http_additional_headers.clone();
+    // The session's fields first, then the request's, which replace same-named ones.
+    let mut headers = base.clone();
     for name in request.headers().keys() {
         headers.remove(name);
     }
     for (name, value) in request.headers() {
         headers.append(name.clone(), value.clone());
-    }
-    if !headers.contains_key(USER_AGENT) {
-        headers.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
-    }
-    if !headers.contains_key(ACCEPT_ENCODING) {
-        // Decoded transparently (courier-protocol-http's `decode`).
-        headers.insert(
-            ACCEPT_ENCODING,
-            HeaderValue::from_static(decode::ACCEPT_ENCODING),
-        );
     }
     if has_body && request.method() == http::Method::POST && !headers.contains_key(CONTENT_TYPE) {
         headers.insert(
@@ -123,7 +133,7 @@ mod tests {
 
     fn build(r: &Request, c: &Configuration) -> Result<(Head, Url), Error> {
         let body = r.body().cloned().map(UploadBody::Bytes);
-        build_request(r, body.as_ref(), c)
+        build_request(r, body.as_ref(), c, &base_headers(c))
     }
 
     #[test]
@@ -163,6 +173,21 @@ mod tests {
         assert_eq!(built.headers["x-a"], "request");
         assert_eq!(built.headers["x-b"], "config");
         assert_eq!(built.headers[USER_AGENT], DEFAULT_USER_AGENT);
+        assert_eq!(built.headers[ACCEPT_ENCODING], decode::ACCEPT_ENCODING);
+
+        // A configuration's User-Agent replaces the default; a request's replaces both, and
+        // is the only one sent.
+        c.http_additional_headers
+            .insert(USER_AGENT, HeaderValue::from_static("configured"));
+        let (built, _) = build(&Request::get("https://a.test/"), &c).unwrap();
+        assert_eq!(built.headers[USER_AGENT], "configured");
+        let r = Request::get("https://a.test/")
+            .with_header(USER_AGENT, HeaderValue::from_static("mine"))
+            .with_header(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        let (built, _) = build(&r, &c).unwrap();
+        assert_eq!(built.headers.get_all(USER_AGENT).iter().count(), 1);
+        assert_eq!(built.headers[USER_AGENT], "mine");
+        assert_eq!(built.headers[ACCEPT_ENCODING], "identity");
     }
 
     #[test]

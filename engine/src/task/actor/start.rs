@@ -74,12 +74,17 @@ impl TaskActorState {
             }
             Some(url) => (Target::Local, url.clone()),
             None => {
-                let (head, url) = build_request(request, body.as_ref(), &self.ctx.config)
-                    // A refused handshake names the task's own (ws:, wss:) URL.
-                    .map_err(|e| match socket {
-                        true => e.with_url(info.original_request().url_str()),
-                        false => e,
-                    })?;
+                let (head, url) = build_request(
+                    request,
+                    body.as_ref(),
+                    &self.ctx.config,
+                    &self.ctx.base_headers,
+                )
+                // A refused handshake names the task's own (ws:, wss:) URL.
+                .map_err(|e| match socket {
+                    true => e.with_url(info.original_request().url_str()),
+                    false => e,
+                })?;
                 let target = if url.scheme() == "ftp" {
                     Target::Ftp
                 } else {

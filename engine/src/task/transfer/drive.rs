@@ -33,8 +33,12 @@ impl Run {
         use courier_delegates::DelayedRequestDisposition as Delayed;
         match unless_stopped(&mut self.gate, asked).await? {
             Ok(Delayed::UseNewRequest(request)) => {
-                let (head, url) =
-                    crate::task::request::build_request(&request, body, &self.ctx.config)?;
+                let (head, url) = crate::task::request::build_request(
+                    &request,
+                    body,
+                    &self.ctx.config,
+                    &self.ctx.base_headers,
+                )?;
                 self.recorder.set_current_request(*request);
                 self.url = url;
                 Ok(Target::Http(Box::new(head)))
