@@ -55,7 +55,7 @@ impl Run {
     /// Answers from the URL cache: the same response, gate and delivery as over the network.
     pub(super) async fn serve_cached(&mut self, entry: Entry) -> Result<(), Halt> {
         let now = std::time::Instant::now();
-        self.open_transaction(FetchType::LocalCache, now, |t| {
+        self.open_transaction(FetchType::LocalCache, Some(now), |t| {
             t.response_start = Some(now);
             t.status = Some(entry.response.status().as_u16());
         });

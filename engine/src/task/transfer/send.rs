@@ -65,14 +65,16 @@ impl Run {
     }
 
     /// Opens a transaction's metrics (when someone reads them): one per request sent or answer
-    /// taken from the cache; `fill` sets what is known already.
+    /// taken from the cache; `fill` sets what is known already. `fetch_start` is when the fetch
+    /// began, read by the caller when metrics are recorded (now, when it was not read).
     pub(super) fn open_transaction(
         &self,
         fetch_type: FetchType,
-        fetch_start: std::time::Instant,
+        fetch_start: Option<std::time::Instant>,
         fill: impl FnOnce(&mut TransactionMetrics),
     ) {
         if let Some(mut log) = self.metrics() {
+            let fetch_start = fetch_start.unwrap_or_else(std::time::Instant::now);
             let mut t = TransactionMetrics {
                 url: self.url.to_string(),
                 fetch_type,
@@ -179,7 +181,8 @@ impl Run {
         head: &Head,
         body: Option<&UploadBody>,
     ) -> Result<http::Response<ResponseBody>, Halt> {
-        let fetch_start = std::time::Instant::now();
+        // Read only when someone records the metrics (a clock read per request otherwise).
+        let fetch_start = self.metrics.is_some().then(std::time::Instant::now);
         let mut builder = http::Request::builder()
             .method(head.method.clone())
             .uri(head.uri.clone());
@@ -359,7 +362,7 @@ impl Run {
         &mut self,
         handler: &dyn ProtocolHandler,
         request: Request,
-        fetch_start: std::time::Instant,
+        fetch_start: Option<std::time::Instant>,
     ) -> Result<http::Response<ResponseBody>, Halt> {
         self.open_transaction(FetchType::Unknown, fetch_start, |t| {
             t.request_start = Some(std::time::Instant::now());

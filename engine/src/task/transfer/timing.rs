@@ -69,6 +69,9 @@ pub(super) fn halt_of(gate: &GateReceiver) -> Halt {
     }
 }
 
+/// A deadline far enough away to never come (about 30 years, as Tokio's own far future).
+const FOREVER: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// Runs out the resource timeout of one transfer: `budget` of time not suspended, then the gate
 /// says so. Polled beside the transfer, in its task.
 pub(super) async fn resource_timer(gate: GateSender, mut seen: GateReceiver, budget: Duration) {
@@ -78,8 +81,11 @@ pub(super) async fn resource_timer(gate: GateSender, mut seen: GateReceiver, bud
             return;
         }
         let started = Instant::now();
+        // From `started`: one clock read per run, not two. (A budget past what an instant can
+        // hold never runs out, as with `sleep`.)
+        let deadline = started.checked_add(left).unwrap_or(started + FOREVER);
         tokio::select! {
-            _ = tokio::time::sleep(left) => {
+            _ = tokio::time::sleep_until(deadline) => {
                 gate.send_modify(|g| g.expired = true);
                 return;
             }
