@@ -47,6 +47,9 @@ const WRITE_DELAY: Duration = Duration::from_millis(100);
 const SETTLE_DELAY: Duration = Duration::from_millis(20);
 /// Time between checkpoints (the resume record stored beside the file).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// The periodic checkpoints a session's downloads take at once (each holds a duplicate of its
+/// file's handle until it has run).
+pub(crate) const CHECKPOINTS_AT_ONCE: usize = 32;
 
 /// How the body that is about to arrive relates to the bytes on disk.
 #[derive(Clone, Copy, Debug)]
@@ -468,6 +471,14 @@ impl DownloadSink {
         if let Some(h) = self.background.take() {
             let _ = h.await;
         }
+        // A checkpoint holds a second handle on its file until it has run, and thousands of
+        // downloads reach theirs in the same second: queued for the blocking pool, their handles
+        // took thousands of descriptors (8,976 downloads at once then failed with "Too many open
+        // files"). A session runs a few at once; one that finds none free waits for its next turn.
+        let Ok(permit) = self.ctx.checkpoints.clone().try_acquire_owned() else {
+            self.last_checkpoint = Instant::now();
+            return Ok(());
+        };
         self.write_pending().await?;
         self.settle().await?;
         self.last_checkpoint = Instant::now();
@@ -479,6 +490,7 @@ impl DownloadSink {
         };
         self.checkpointed = self.written;
         self.background = Some(tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             // Periodic: for a killed process, not a power loss (see `Durability::PageCache`); the
             // checkpoint taken when the download stops is synced.
             let c = checkpointer.run(Durability::PageCache).ok()?;

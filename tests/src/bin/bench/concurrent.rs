@@ -80,10 +80,10 @@ pub(crate) fn concurrent_once_reqwest(url: &str, n: usize) {
 /// reqwest's for the same downloads.
 pub(crate) fn concurrent(report: &mut Report, rounds: usize, n: usize) {
     // Each download holds a socket and its partial file: as many as the hard open-file limit
-    // allows, with room for the rest. The rest includes what each blocking thread may open for a
-    // moment (a checkpoint's record written aside, and its directory when it is synced), and
-    // Tokio runs up to 512 of them: with room for 256, one run in about ten failed with "Too many
-    // open files", and with room for 1,024 one full run did. A limit of 20,000 allows 8,976.
+    // allows, with room for the rest (a checkpoint's second handle on its file, its record written
+    // aside, its directory when it is synced). A limit of 20,000 allows 8,976. (Runs failed with
+    // "Too many open files" while every download's periodic checkpoint could hold a handle in the
+    // blocking pool's queue; a session now runs a few at once.)
     let n = n.min(open_file_limit().saturating_sub(2048) / 2);
     let (_server_rt, server) = loopback_server();
     let url = server.url("/resource/65536?chunk=4096&delay_ms=200");
