@@ -265,7 +265,8 @@ impl<H: TaskHandle, T> TaskFuture<H, T> {
     }
 }
 
-// Every field is boxed or a handle (an `Arc`): nothing is pinned in place.
+// Every field is boxed, a handle (an `Arc`) or a channel's receiving end: nothing is pinned
+// in place.
 impl<H: TaskHandle, T> Unpin for TaskFuture<H, T> {}
 
 impl<H: TaskHandle, T> Future for TaskFuture<H, T> {
