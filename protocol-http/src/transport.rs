@@ -195,12 +195,21 @@ impl Transport {
     /// Sends `request` and waits for the response head. The body streams from the returned
     /// response; it is read only as fast as the caller polls it.
     ///
+    /// The request is prepared (proxy credentials, the pool to use) as this is called, not when
+    /// the future is first polled: the future then holds only what the wait needs, not the
+    /// request twice over (an `async fn` keeps its arguments as well as its locals). Every
+    /// transfer's future was 296 bytes larger (3,728 against 3,432, `-Zprint-type-sizes`).
+    ///
     /// # Errors
     /// The failure, classified by [`crate::TransportErrorKind`].
-    pub async fn send(
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` stores its arguments twice"
+    )]
+    pub fn send(
         &self,
         mut request: http::Request<RequestBody>,
-    ) -> Result<http::Response<Incoming>, TransportError> {
+    ) -> impl Future<Output = Result<http::Response<Incoming>, TransportError>> + Send + '_ {
         // Proxy credentials are for the proxy only: on a cleartext request to it, or on the
         // tunnel's CONNECT for https; never to the origin.
         let given = request
@@ -230,28 +239,30 @@ impl Transport {
                 .unwrap_or_else(|p| p.into_inner())
                 .request(request)
         };
-        crate::connect::for_one_request(given, sent)
-            .await
-            .map(detach_head)
-            .map_err(|e| {
-                let error = TransportError::from_client(e);
-                // A connection that died of a client-certificate alert read by its own task.
-                match (error.kind(), uri.scheme_str() == Some("https")) {
-                    (
-                        TransportErrorKind::ConnectionLost
-                        | TransportErrorKind::ClosedBeforeResponse,
-                        true,
-                    ) => match self.connector.recent_alert(
-                        true,
-                        uri.host().unwrap_or(""),
-                        uri.port_u16().unwrap_or(443),
-                    ) {
-                        Some(failure) => error.reclassified(TransportErrorKind::Tls(failure)),
-                        None => error,
-                    },
-                    _ => error,
-                }
-            })
+        async move {
+            crate::connect::for_one_request(given, sent)
+                .await
+                .map(detach_head)
+                .map_err(|e| {
+                    let error = TransportError::from_client(e);
+                    // A connection that died of a client-certificate alert read by its own task.
+                    match (error.kind(), uri.scheme_str() == Some("https")) {
+                        (
+                            TransportErrorKind::ConnectionLost
+                            | TransportErrorKind::ClosedBeforeResponse,
+                            true,
+                        ) => match self.connector.recent_alert(
+                            true,
+                            uri.host().unwrap_or(""),
+                            uri.port_u16().unwrap_or(443),
+                        ) {
+                            Some(failure) => error.reclassified(TransportErrorKind::Tls(failure)),
+                            None => error,
+                        },
+                        _ => error,
+                    }
+                })
+        }
     }
 }
 
