@@ -33,23 +33,27 @@ impl FtpServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let script = dir.path().join("ftp_server.py");
         std::fs::write(&script, SCRIPT).expect("the server script");
-        let port = program::free_port();
         let log = dir.path().join("ftp.log");
-        let mut command = Command::new(python);
-        command.arg(&script).arg(port.to_string()).arg(root);
-        if let Some(ca) = ca {
+        let tls = ca.map(|ca| {
             let (cert, key) = ca.leaf_pem();
             let (c, k) = (dir.path().join("leaf.pem"), dir.path().join("leaf.key"));
             std::fs::write(&c, cert).expect("leaf.pem");
             std::fs::write(&k, key).expect("leaf.key");
-            command.arg(c).arg(k);
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("ftp log"))
-            .spawn()
-            .expect("python3 starts");
-        Some(FtpServer(Running::listening(child, dir, log, port)))
+            (c, k)
+        });
+        let running = Running::start(dir, log.clone(), |_, port| {
+            let mut command = Command::new(&python);
+            command.arg(&script).arg(port.to_string()).arg(root);
+            if let Some((c, k)) = &tls {
+                command.arg(c).arg(k);
+            }
+            command
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("ftp log"))
+                .spawn()
+                .expect("python3 starts")
+        });
+        Some(FtpServer(running))
     }
 
     /// The URL of `path` on this server, with `userinfo` (`ann:pw@`) if given.

@@ -18,20 +18,21 @@ impl Microsocks {
     pub fn start(credentials: Option<(&str, &str)>) -> Option<Microsocks> {
         let binary = program::installed("microsocks")?;
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = program::free_port();
         let log = dir.path().join("microsocks.log");
-        let mut command = Command::new(&binary);
-        command.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
-        if let Some((user, pass)) = credentials {
-            command.args(["-u", user, "-P", pass]);
-        }
-        let out = std::fs::File::create(&log).expect("microsocks.log");
-        let child = command
-            .stdout(out.try_clone().expect("log handle"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        Some(Microsocks(Running::listening(child, dir, log, port)))
+        let running = Running::start(dir, log.clone(), |_, port| {
+            let mut command = Command::new(&binary);
+            command.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
+            if let Some((user, pass)) = credentials {
+                command.args(["-u", user, "-P", pass]);
+            }
+            let out = std::fs::File::create(&log).expect("microsocks.log");
+            command
+                .stdout(out.try_clone().expect("log handle"))
+                .stderr(out)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+        });
+        Some(Microsocks(running))
     }
 
     /// The proxy's URL with `scheme` (`socks5h` or `socks5`) and `userinfo` (`user:pass@`) if given.

@@ -72,31 +72,62 @@ impl Nginx {
         for sub in ["logs", "uploads", "body"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("nginx dirs");
         }
-        let port = crate::program::free_port();
-        let tls_port = ca.map(|_| crate::program::free_port());
-        let tls_server = match (ca, tls_port) {
-            (Some(ca), Some(tls_port)) => {
-                let (cert, key) = ca.leaf_pem();
-                std::fs::write(dir.path().join("leaf.pem"), cert).expect("leaf.pem");
-                std::fs::write(dir.path().join("leaf.key"), key).expect("leaf.key");
-                std::fs::write(dir.path().join("ca.pem"), &ca.ca_pem).expect("ca.pem");
+        // nginx reads `{PLAIN}` passwords as they are: user `nginx`, password `secret`.
+        std::fs::write(dir.path().join("htpasswd"), "nginx:{PLAIN}secret\n").expect("htpasswd");
+        if let Some(ca) = ca {
+            let (cert, key) = ca.leaf_pem();
+            std::fs::write(dir.path().join("leaf.pem"), cert).expect("leaf.pem");
+            std::fs::write(dir.path().join("leaf.key"), key).expect("leaf.key");
+            std::fs::write(dir.path().join("ca.pem"), &ca.ca_pem).expect("ca.pem");
+        }
+        let conf_path = dir.path().join("nginx.conf");
+        let (child, ports) = crate::program::start_listening(
+            if ca.is_some() { 2 } else { 1 },
+            |ports| {
+                let conf = Nginx::conf(dir.path(), root, ports[0], ports.get(1).copied());
+                std::fs::write(&conf_path, conf).expect("write nginx.conf");
+                crate::program::spawn(
+                    &binary,
+                    &[
+                        "-p".as_ref(),
+                        dir.path().as_os_str(),
+                        "-c".as_ref(),
+                        conf_path.as_os_str(),
+                    ],
+                )
+            },
+            || std::fs::read_to_string(dir.path().join("logs/error.log")).unwrap_or_default(),
+        );
+        Some(Nginx {
+            child,
+            dir,
+            port: ports[0],
+            tls_port: ports.get(1).copied(),
+        })
+    }
+
+    /// nginx's configuration: `root` served on `port`, and over HTTPS on `tls_port` when given
+    /// (with the leaf certificate and CA that `dir` holds).
+    fn conf(dir: &Path, root: &Path, port: u16, tls_port: Option<u16>) -> String {
+        let tls_server = match tls_port {
+            Some(tls_port) => {
                 // Client certificates are asked for (optional), and required by /mtls/.
                 format!(
                     "server {{ listen 127.0.0.1:{tls_port} ssl http2; ssl_certificate {d}/leaf.pem; ssl_certificate_key {d}/leaf.key; ssl_client_certificate {d}/ca.pem; ssl_verify_client optional; root {root}; location /mtls/ {{ if ($ssl_client_verify != SUCCESS) {{ return 403; }} alias {root}/; }} }}",
-                    d = dir.path().display(),
+                    d = dir.display(),
                     root = root.display()
                 )
             }
-            _ => String::new(),
+            None => String::new(),
         };
-        let d = dir.path().display();
+        let d = dir.display();
         let root = root.display();
         let is_root = Command::new("id")
             .arg("-u")
             .output()
             .is_ok_and(|o| o.stdout.starts_with(b"0"));
         let user = if is_root { "user root;" } else { "" };
-        let conf = format!(
+        format!(
             r#"
 daemon off;
 master_process off;
@@ -139,30 +170,7 @@ http {{
     {tls_server}
 }}
 "#
-        );
-        // nginx reads `{PLAIN}` passwords as they are: user `nginx`, password `secret`.
-        std::fs::write(dir.path().join("htpasswd"), "nginx:{PLAIN}secret\n").expect("htpasswd");
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let child = crate::program::spawn(
-            &binary,
-            &[
-                "-p".as_ref(),
-                dir.path().as_os_str(),
-                "-c".as_ref(),
-                conf_path.as_os_str(),
-            ],
-        );
-        let nginx = Nginx {
-            child,
-            dir,
-            port,
-            tls_port,
-        };
-        crate::program::wait_until_listening(port, || {
-            std::fs::read_to_string(nginx.dir.path().join("logs/error.log")).unwrap_or_default()
-        });
-        Some(nginx)
+        )
     }
 
     /// A URL on this nginx.

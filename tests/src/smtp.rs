@@ -22,19 +22,20 @@ impl SmtpServer {
         let (cert_path, key_path) = (dir.path().join("leaf.pem"), dir.path().join("leaf.key"));
         std::fs::write(&cert_path, cert).expect("leaf.pem");
         std::fs::write(&key_path, key).expect("leaf.key");
-        let port = program::free_port();
         let log = dir.path().join("smtp.log");
-        let child = Command::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .arg("--tlscert")
-            .arg(&cert_path)
-            .arg("--tlskey")
-            .arg(&key_path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("smtp log"))
-            .spawn()
-            .expect("python3 starts");
-        Some(SmtpServer(Running::listening(child, dir, log, port)))
+        let running = Running::start(dir, log.clone(), |_, port| {
+            Command::new(&python)
+                .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+                .arg("--tlscert")
+                .arg(&cert_path)
+                .arg("--tlskey")
+                .arg(&key_path)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("smtp log"))
+                .spawn()
+                .expect("python3 starts")
+        });
+        Some(SmtpServer(running))
     }
 
     /// The port it listens on.

@@ -17,27 +17,28 @@ impl Tinyproxy {
     pub fn start(credentials: Option<&str>) -> Option<Tinyproxy> {
         let binary = program::installed("tinyproxy")?;
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = program::free_port();
         let log = dir.path().join("tinyproxy.log");
         let auth = credentials
             .and_then(|c| c.split_once(':'))
             .map(|(user, pass)| format!("BasicAuth {user} {pass}\n"))
             .unwrap_or_default();
-        // No `ConnectPort` line: tunnels to every port (the test servers use random ones).
-        let conf = format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 32\nLogLevel Info\n\
-             LogFile \"{log}\"\nPidFile \"{pid}\"\nAllow 127.0.0.1\nDisableViaHeader Yes\n{auth}",
-            log = log.display(),
-            pid = dir.path().join("tinyproxy.pid").display(),
-        );
-        let conf_path = dir.path().join("tinyproxy.conf");
-        std::fs::write(&conf_path, conf).expect("tinyproxy.conf");
-        // `-d`: in the foreground, so dropping the child stops it.
-        let child = program::spawn(
-            &binary,
-            &["-d".as_ref(), "-c".as_ref(), conf_path.as_os_str()],
-        );
-        Some(Tinyproxy(Running::listening(child, dir, log, port)))
+        let running = Running::start(dir, log.clone(), |dir, port| {
+            // No `ConnectPort` line: tunnels to every port (the test servers use random ones).
+            let conf = format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 32\nLogLevel Info\n\
+                 LogFile \"{log}\"\nPidFile \"{pid}\"\nAllow 127.0.0.1\nDisableViaHeader Yes\n{auth}",
+                log = log.display(),
+                pid = dir.join("tinyproxy.pid").display(),
+            );
+            let conf_path = dir.join("tinyproxy.conf");
+            std::fs::write(&conf_path, conf).expect("tinyproxy.conf");
+            // `-d`: in the foreground, so dropping the child stops it.
+            program::spawn(
+                &binary,
+                &["-d".as_ref(), "-c".as_ref(), conf_path.as_os_str()],
+            )
+        });
+        Some(Tinyproxy(running))
     }
 
     /// The proxy's URL, with `userinfo` (`user:pass@`) if given.

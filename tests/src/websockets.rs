@@ -37,24 +37,28 @@ impl WebSocketServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let script = dir.path().join("websockets_echo.py");
         std::fs::write(&script, SCRIPT).expect("the server script");
-        let port = program::free_port();
         let log = dir.path().join("server.log");
-        let mut command = Command::new(python);
-        command.arg(&script).arg(port.to_string());
-        if let Some(ca) = ca {
+        let tls = ca.map(|ca| {
             let (cert, key) = ca.leaf_pem();
             let (cert_path, key_path) = (dir.path().join("leaf.pem"), dir.path().join("leaf.key"));
             std::fs::write(&cert_path, cert).expect("leaf.pem");
             std::fs::write(&key_path, key).expect("leaf.key");
-            command.arg(cert_path).arg(key_path);
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("server log"))
-            .spawn()
-            .expect("python3 starts");
+            (cert_path, key_path)
+        });
+        let running = Running::start(dir, log.clone(), |_, port| {
+            let mut command = Command::new(&python);
+            command.arg(&script).arg(port.to_string());
+            if let Some((cert_path, key_path)) = &tls {
+                command.arg(cert_path).arg(key_path);
+            }
+            command
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("server log"))
+                .spawn()
+                .expect("python3 starts")
+        });
         Some(WebSocketServer {
-            running: Running::listening(child, dir, log, port),
+            running,
             tls: ca.is_some(),
         })
     }

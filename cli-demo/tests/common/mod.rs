@@ -117,7 +117,7 @@ impl Drop for PythonServer {
 }
 
 /// Runs `/usr/bin/python3 ARGS` (each `{port}` in them replaced by a free loopback port) once
-/// `module` imports, and waits until it listens. `None` where the module is missing, which only
+/// `module` imports, and waits until it listens there itself. `None` where the module is missing, which only
 /// a machine outside CI may be (`tests/run.sh` installs it).
 pub(crate) fn python_server(module: &str, args: &[String]) -> Option<PythonServer> {
     let usable = Command::new("/usr/bin/python3")
@@ -131,65 +131,24 @@ pub(crate) fn python_server(module: &str, args: &[String]) -> Option<PythonServe
         );
         return None;
     }
-    // A port found free can be taken again before the server binds it (by another test's
-    // server, started at the same moment): then this server exits, and a probe that connects
-    // would reach the other one, which goes away with its test. So the wait is for this child to
-    // listen on the port itself; a child that exited tries another port.
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new("/usr/bin/python3")
-            .args(args.iter().map(|a| a.replace("{port}", &port.to_string())))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if listens(&child, port) {
-                return Some(PythonServer { child, port });
-            }
-            if child.try_wait().expect("the server's status").is_some() {
-                break; // it could not listen there: another port
-            }
-            assert!(std::time::Instant::now() < deadline, "{module} listens");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-    panic!("{module} could not listen on any of five ports");
-}
-
-/// True when `child` listens on loopback `port`: a socket of its own in the LISTEN state there,
-/// found through Linux's `/proc`. Where `/proc/net/tcp` cannot be read, whatever answers on the
-/// port counts.
-fn listens(child: &std::process::Child, port: u16) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-    };
-    // Each line: slot, local address ("0100007F:1F90"), remote address, state ("0A" is LISTEN),
-    // queues, timer, retransmits, uid, timeout, inode.
-    let inodes: Vec<String> = table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local = fields.get(1)?.rsplit(':').next()?;
-            let listening = u16::from_str_radix(local, 16).ok()? == port && fields.get(3)? == &"0A";
-            let inode = fields.get(9)?;
-            listening.then(|| format!("socket:[{inode}]"))
-        })
-        .collect();
-    if inodes.is_empty() {
-        return false;
-    }
-    std::fs::read_dir(format!("/proc/{}/fd", child.id())).is_ok_and(|fds| {
-        fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path())
-                .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
-        })
+    let (child, ports) = courier_tests::program::start_listening(
+        1,
+        |ports| {
+            Command::new("/usr/bin/python3")
+                .args(
+                    args.iter()
+                        .map(|a| a.replace("{port}", &ports[0].to_string())),
+                )
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("python3")
+        },
+        || format!("{module} listens"),
+    );
+    Some(PythonServer {
+        child,
+        port: ports[0],
     })
 }
 
