@@ -218,160 +218,165 @@ impl Actor for TaskActor {
         st: &mut TaskActorState,
     ) -> Result<(), ActorProcessingErr> {
         let span = st.span.clone();
-        async move {
-            let msg = match msg {
-                TaskMsg::OfferToCache(proposed, answer) => {
-                    st.offer_to_cache(proposed, answer);
-                    return Ok(());
-                }
-                TaskMsg::PartResponse(response, answer) => {
-                    st.ask_about_part(response, answer);
-                    return Ok(());
-                }
-                TaskMsg::WaitingForConnectivity => {
-                    st.tell(Callback::WaitingForConnectivity, |d, info| {
-                        d.task_is_waiting_for_connectivity(info)
-                    });
-                    return Ok(());
-                }
-                TaskMsg::Closed(code, reason) => {
-                    st.tell(Callback::WebSocketClose, move |d, info| {
-                        d.did_close_with(info, code, reason.as_deref())
-                    });
-                    return Ok(());
-                }
-                TaskMsg::Stream(StreamNews::Connected) => {
-                    // Like a WebSocket's open: no response callback; the task is under way.
-                    st.apply(&me, TaskEvent::ResponseReceived, Payload::None)
-                        .await;
-                    st.apply(&me, TaskEvent::BodyAllowed, Payload::None).await;
-                    return Ok(());
-                }
-                TaskMsg::Stream(news) => {
-                    let callback = match news {
-                        StreamNews::ReadClosed => Callback::ReadClosed,
-                        StreamNews::WriteClosed => Callback::WriteClosed,
-                        _ => Callback::BecomeStreams,
-                    };
-                    st.tell(callback, move |d, info| match callback {
-                        Callback::ReadClosed => d.read_closed(info),
-                        Callback::WriteClosed => d.write_closed(info),
-                        _ => d.did_become_streams(info),
-                    });
-                    return Ok(());
-                }
-                TaskMsg::Informational(response) => {
-                    st.tell(Callback::InformationalResponse, move |d, info| {
-                        d.did_receive_informational_response(info, &response)
-                    });
-                    return Ok(());
-                }
-                other => other,
-            };
-            let (event, payload) = match msg {
-                TaskMsg::OfferToCache(..)
-                | TaskMsg::PartResponse(..)
-                | TaskMsg::Informational(..)
-                | TaskMsg::Closed(..)
-                | TaskMsg::Stream(..)
-                | TaskMsg::WaitingForConnectivity => {
-                    unreachable!("answered above")
-                }
-                TaskMsg::Control(Control::Resume) => (TaskEvent::Resume, Payload::None),
-                TaskMsg::Control(Control::Suspend) => (TaskEvent::Suspend, Payload::None),
-                TaskMsg::Control(Control::Cancel) => (TaskEvent::Cancel, Payload::None),
-                TaskMsg::Control(Control::CancelForResume(tx)) => {
-                    if st.download
-                        && !matches!(
-                            st.machine.state(),
-                            TaskState::Canceling | TaskState::Completed
+        // Boxed: ractor boxes each message's handling future, copying it whole, and with this
+        // block inline it would be twice its size (its `select!` holds a second copy), past what
+        // the allocator serves from its per-thread cache.
+        Box::pin(
+            async move {
+                let msg = match msg {
+                    TaskMsg::OfferToCache(proposed, answer) => {
+                        st.offer_to_cache(proposed, answer);
+                        return Ok(());
+                    }
+                    TaskMsg::PartResponse(response, answer) => {
+                        st.ask_about_part(response, answer);
+                        return Ok(());
+                    }
+                    TaskMsg::WaitingForConnectivity => {
+                        st.tell(Callback::WaitingForConnectivity, |d, info| {
+                            d.task_is_waiting_for_connectivity(info)
+                        });
+                        return Ok(());
+                    }
+                    TaskMsg::Closed(code, reason) => {
+                        st.tell(Callback::WebSocketClose, move |d, info| {
+                            d.did_close_with(info, code, reason.as_deref())
+                        });
+                        return Ok(());
+                    }
+                    TaskMsg::Stream(StreamNews::Connected) => {
+                        // Like a WebSocket's open: no response callback; the task is under way.
+                        st.apply(&me, TaskEvent::ResponseReceived, Payload::None)
+                            .await;
+                        st.apply(&me, TaskEvent::BodyAllowed, Payload::None).await;
+                        return Ok(());
+                    }
+                    TaskMsg::Stream(news) => {
+                        let callback = match news {
+                            StreamNews::ReadClosed => Callback::ReadClosed,
+                            StreamNews::WriteClosed => Callback::WriteClosed,
+                            _ => Callback::BecomeStreams,
+                        };
+                        st.tell(callback, move |d, info| match callback {
+                            Callback::ReadClosed => d.read_closed(info),
+                            Callback::WriteClosed => d.write_closed(info),
+                            _ => d.did_become_streams(info),
+                        });
+                        return Ok(());
+                    }
+                    TaskMsg::Informational(response) => {
+                        st.tell(Callback::InformationalResponse, move |d, info| {
+                            d.did_receive_informational_response(info, &response)
+                        });
+                        return Ok(());
+                    }
+                    other => other,
+                };
+                let (event, payload) = match msg {
+                    TaskMsg::OfferToCache(..)
+                    | TaskMsg::PartResponse(..)
+                    | TaskMsg::Informational(..)
+                    | TaskMsg::Closed(..)
+                    | TaskMsg::Stream(..)
+                    | TaskMsg::WaitingForConnectivity => {
+                        unreachable!("answered above")
+                    }
+                    TaskMsg::Control(Control::Resume) => (TaskEvent::Resume, Payload::None),
+                    TaskMsg::Control(Control::Suspend) => (TaskEvent::Suspend, Payload::None),
+                    TaskMsg::Control(Control::Cancel) => (TaskEvent::Cancel, Payload::None),
+                    TaskMsg::Control(Control::CancelForResume(tx)) => {
+                        if st.download
+                            && !matches!(
+                                st.machine.state(),
+                                TaskState::Canceling | TaskState::Completed
+                            )
+                        {
+                            st.resume_waiter = Some(tx);
+                        } else {
+                            let _ = tx.send(None);
+                        }
+                        (TaskEvent::Cancel, Payload::None)
+                    }
+                    TaskMsg::Control(Control::Crash) => panic!("injected task actor panic"),
+                    TaskMsg::Control(Control::CrashTransfer) => {
+                        if let Some(t) = &st.transfer {
+                            t.crash();
+                        }
+                        return Ok(());
+                    }
+                    TaskMsg::TransferPanicked(why) => {
+                        return Err(format!("its transfer panicked: {why}").into());
+                    }
+                    TaskMsg::Response(r) => (TaskEvent::ResponseReceived, Payload::Response(r)),
+                    TaskMsg::Opened(response, protocol) => {
+                        // No `did_receive_response` for a WebSocket (URLSession sends none): the head
+                        // is recorded, the delegate hears `did_open_with_protocol`, and the socket's
+                        // messages flow at once.
+                        st.recorder.set_response(response);
+                        st.apply(&me, TaskEvent::ResponseReceived, Payload::None)
+                            .await;
+                        st.tell(Callback::WebSocketOpen, move |d, info| {
+                            d.did_open_with_protocol(info, protocol.as_deref())
+                        });
+                        (TaskEvent::BodyAllowed, Payload::None)
+                    }
+                    TaskMsg::Data(d, permit) => (TaskEvent::DataReceived, Payload::Data(d, permit)),
+                    TaskMsg::Whole(response, body) => {
+                        st.apply(
+                            &me,
+                            TaskEvent::ResponseReceived,
+                            Payload::Response(response),
                         )
+                        .await;
+                        st.apply(&me, TaskEvent::DataReceived, Payload::Gathered(body))
+                            .await;
+                        (TaskEvent::Finished, Payload::None)
+                    }
+                    TaskMsg::Wrote { total, expected } => {
+                        // The count of bytes on disk stays true even while cancelling, when the
+                        // delegate hears no more progress.
+                        if total > st.info.bytes_received() {
+                            st.recorder.set_received(total as i64);
+                        }
+                        (TaskEvent::DataReceived, Payload::Wrote { total, expected })
+                    }
+                    TaskMsg::ResumedAt { offset, expected } => (
+                        TaskEvent::DataReceived,
+                        Payload::ResumedAt { offset, expected },
+                    ),
+                    TaskMsg::Sent(n) => (TaskEvent::BodySent, Payload::Sent(n)),
+                    TaskMsg::Finished(file) => {
+                        st.file = file;
+                        (TaskEvent::Finished, Payload::None)
+                    }
+                    TaskMsg::Failed(e) => (TaskEvent::Failed(e), Payload::None),
+                    TaskMsg::Disposition(ResponseDisposition::Allow) => {
+                        (TaskEvent::BodyAllowed, Payload::None)
+                    }
+                    TaskMsg::Disposition(ResponseDisposition::BecomeDownload)
+                        if st.machine.phase() == Phase::AwaitingDisposition
+                            && st.machine.state() != TaskState::Canceling =>
                     {
-                        st.resume_waiter = Some(tx);
-                    } else {
-                        let _ = tx.send(None);
+                        st.become_download();
+                        (TaskEvent::BodyAllowed, Payload::None)
                     }
-                    (TaskEvent::Cancel, Payload::None)
-                }
-                TaskMsg::Control(Control::Crash) => panic!("injected task actor panic"),
-                TaskMsg::Control(Control::CrashTransfer) => {
-                    if let Some(t) = &st.transfer {
-                        t.crash();
+                    TaskMsg::Disposition(ResponseDisposition::BecomeStream)
+                        if st.machine.phase() == Phase::AwaitingDisposition
+                            && st.machine.state() != TaskState::Canceling
+                            && st.info.response().is_some_and(|r| {
+                                r.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                            }) =>
+                    {
+                        st.become_stream();
+                        (TaskEvent::BodyAllowed, Payload::None)
                     }
-                    return Ok(());
-                }
-                TaskMsg::TransferPanicked(why) => {
-                    return Err(format!("its transfer panicked: {why}").into());
-                }
-                TaskMsg::Response(r) => (TaskEvent::ResponseReceived, Payload::Response(r)),
-                TaskMsg::Opened(response, protocol) => {
-                    // No `did_receive_response` for a WebSocket (URLSession sends none): the head
-                    // is recorded, the delegate hears `did_open_with_protocol`, and the socket's
-                    // messages flow at once.
-                    st.recorder.set_response(response);
-                    st.apply(&me, TaskEvent::ResponseReceived, Payload::None)
-                        .await;
-                    st.tell(Callback::WebSocketOpen, move |d, info| {
-                        d.did_open_with_protocol(info, protocol.as_deref())
-                    });
-                    (TaskEvent::BodyAllowed, Payload::None)
-                }
-                TaskMsg::Data(d, permit) => (TaskEvent::DataReceived, Payload::Data(d, permit)),
-                TaskMsg::Whole(response, body) => {
-                    st.apply(
-                        &me,
-                        TaskEvent::ResponseReceived,
-                        Payload::Response(response),
-                    )
-                    .await;
-                    st.apply(&me, TaskEvent::DataReceived, Payload::Gathered(body))
-                        .await;
-                    (TaskEvent::Finished, Payload::None)
-                }
-                TaskMsg::Wrote { total, expected } => {
-                    // The count of bytes on disk stays true even while cancelling, when the
-                    // delegate hears no more progress.
-                    if total > st.info.bytes_received() {
-                        st.recorder.set_received(total as i64);
-                    }
-                    (TaskEvent::DataReceived, Payload::Wrote { total, expected })
-                }
-                TaskMsg::ResumedAt { offset, expected } => (
-                    TaskEvent::DataReceived,
-                    Payload::ResumedAt { offset, expected },
-                ),
-                TaskMsg::Sent(n) => (TaskEvent::BodySent, Payload::Sent(n)),
-                TaskMsg::Finished(file) => {
-                    st.file = file;
-                    (TaskEvent::Finished, Payload::None)
-                }
-                TaskMsg::Failed(e) => (TaskEvent::Failed(e), Payload::None),
-                TaskMsg::Disposition(ResponseDisposition::Allow) => {
-                    (TaskEvent::BodyAllowed, Payload::None)
-                }
-                TaskMsg::Disposition(ResponseDisposition::BecomeDownload)
-                    if st.machine.phase() == Phase::AwaitingDisposition
-                        && st.machine.state() != TaskState::Canceling =>
-                {
-                    st.become_download();
-                    (TaskEvent::BodyAllowed, Payload::None)
-                }
-                TaskMsg::Disposition(ResponseDisposition::BecomeStream)
-                    if st.machine.phase() == Phase::AwaitingDisposition
-                        && st.machine.state() != TaskState::Canceling
-                        && st.info.response().is_some_and(|r| {
-                            r.status() == http::StatusCode::SWITCHING_PROTOCOLS
-                        }) =>
-                {
-                    st.become_stream();
-                    (TaskEvent::BodyAllowed, Payload::None)
-                }
-                TaskMsg::Disposition(_) => (TaskEvent::Cancel, Payload::None),
-            };
-            st.apply(&me, event, payload).await;
-            Ok(())
-        }
-        .instrument(span)
+                    TaskMsg::Disposition(_) => (TaskEvent::Cancel, Payload::None),
+                };
+                st.apply(&me, event, payload).await;
+                Ok(())
+            }
+            .instrument(span),
+        )
         .await
     }
 

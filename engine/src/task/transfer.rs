@@ -207,7 +207,10 @@ impl Transfer {
         let (target, body, destination) = (args.target, args.body, args.destination);
         // Boxed here, not inside the spawned block: the transfer's future is large (about 10 KiB),
         // and a block that made it would be as large again, moved into Tokio's task cell.
-        let running = Box::pin(run.run(target, body, destination));
+        let running = Box::into_pin(Box::write(
+            Box::new_uninit(),
+            run.run(target, body, destination),
+        ));
         let handle = tokio::spawn(
             async move {
                 // A panic in here (a decoder, a parser, a bug) must not leave the task running
