@@ -63,6 +63,7 @@ pub(crate) mod auth;
 pub(crate) mod byte_stream;
 pub(crate) mod download;
 pub mod future;
+pub(crate) mod id_map;
 pub(crate) mod local;
 pub mod progress;
 pub mod protocol;
@@ -226,6 +227,9 @@ pub(crate) fn publish_state(
     to: TaskState,
 ) {
     recorder.set_state(to);
+    if to == TaskState::Completed {
+        ctx.tally.completed(recorder.info().id());
+    }
     if !callbacks {
         return;
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use courier_delegates::{TaskInfo, TaskKind, TaskState};
 
 use super::Task;
+use super::id_map::IdMap;
 
 /// Reads closer together than this reuse the last throughput.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
@@ -150,17 +151,17 @@ impl SessionProgress {
 }
 
 /// A session's tasks, as its progress counts them: the unfinished ones, and what the finished
-/// ones added up to (they are let go of, so a long-lived session does not keep every task).
+/// ones added up to. A task is folded into the totals and let go of as it completes, so a
+/// long-lived session does not keep every task, and a finished task's records are freed while
+/// they are still in the cache, not hundreds of tasks later.
 #[derive(Debug, Default)]
 pub(crate) struct TaskTally(Mutex<Tallied>);
 
 #[derive(Debug, Default)]
 struct Tallied {
-    live: Vec<TaskInfo>,
+    live: IdMap<u64, TaskInfo>,
     done_completed: u64,
     done_total: u64,
-    /// Registrations since the finished tasks were last let go of.
-    since_prune: usize,
 }
 
 /// What [`TaskTally::sum`] finds.
@@ -170,25 +171,27 @@ struct Sum {
     unfinished: usize,
 }
 
-/// Registrations between two prunings of finished tasks.
-const PRUNE_EVERY: usize = 256;
-
 impl TaskTally {
     /// Counts a new task.
     pub(crate) fn register(&self, info: TaskInfo) {
         let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        t.live.push(info);
-        t.since_prune += 1;
-        if t.since_prune >= PRUNE_EVERY {
-            t.prune();
+        t.live.insert(info.id(), info);
+    }
+
+    /// Folds the task `id` into the totals, now that it has completed (its counts are final).
+    pub(crate) fn completed(&self, id: u64) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(info) = t.live.remove(&id) {
+            t.fold(&info);
         }
     }
 
     fn sum(&self) -> Sum {
         let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Any task that completed by a way that did not say so is folded here.
         t.prune();
         let (mut completed, mut total) = (t.done_completed, Some(t.done_total));
-        for info in &t.live {
+        for info in t.live.values() {
             let (done, all) = units(info);
             completed += done;
             total = total.zip(all).map(|(a, b)| a + b);
@@ -202,21 +205,23 @@ impl TaskTally {
 }
 
 impl Tallied {
+    /// Adds a finished task's units to the totals.
+    fn fold(&mut self, info: &TaskInfo) {
+        let (done, all) = units(info);
+        self.done_completed += done;
+        self.done_total += all.unwrap_or(done);
+    }
+
     /// Folds finished tasks into the totals and lets them go.
     fn prune(&mut self) {
-        self.since_prune = 0;
-        let (mut completed, mut total) = (0, 0);
-        self.live.retain(|info| {
-            if info.state() != TaskState::Completed {
-                return true;
-            }
-            let (done, all) = units(info);
-            completed += done;
-            total += all.unwrap_or(done);
-            false
-        });
-        self.done_completed += completed;
-        self.done_total += total;
+        let finished: Vec<TaskInfo> = self
+            .live
+            .extract_if(|_, info| info.state() == TaskState::Completed)
+            .map(|(_, info)| info)
+            .collect();
+        for info in &finished {
+            self.fold(info);
+        }
     }
 }
 
@@ -291,6 +296,54 @@ impl Rate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A data task of `id` that expects `expected` bytes and has received `received`.
+    fn task(id: u64, received: i64, expected: i64) -> (TaskInfo, courier_delegates::TaskRecorder) {
+        let request = courier_delegates::Request::get("http://a.test/");
+        let (info, recorder) = TaskInfo::new(id, TaskKind::Data, request);
+        recorder.set_expected_to_receive(expected);
+        recorder.set_received(received);
+        (info, recorder)
+    }
+
+    #[test]
+    fn a_completed_task_is_let_go_and_its_bytes_stay_counted() {
+        let tally = TaskTally::default();
+        let (a, a_rec) = task(1, 100, 100);
+        let (b, _b_rec) = task(2, 10, 50);
+        tally.register(a.clone());
+        tally.register(b);
+        let sum = tally.sum();
+        assert_eq!(
+            (sum.completed, sum.total, sum.unfinished),
+            (110, Some(150), 2)
+        );
+
+        a_rec.set_state(TaskState::Completed);
+        tally.completed(1);
+        assert_eq!(tally.0.lock().unwrap().live.len(), 1, "let go at once");
+        let sum = tally.sum();
+        assert_eq!(
+            (sum.completed, sum.total, sum.unfinished),
+            (110, Some(150), 1)
+        );
+        // Said twice (a completion and a late prune): counted once.
+        tally.completed(1);
+        assert_eq!(tally.sum().completed, 110);
+    }
+
+    #[test]
+    fn a_task_that_completed_without_saying_so_is_folded_when_the_sum_is_read() {
+        let tally = TaskTally::default();
+        let (a, a_rec) = task(1, 30, -1);
+        tally.register(a);
+        a_rec.set_state(TaskState::Completed);
+        let sum = tally.sum();
+        assert_eq!(
+            (sum.completed, sum.total, sum.unfinished),
+            (30, Some(30), 0)
+        );
+    }
 
     #[test]
     fn fractions_and_time_left() {
