@@ -228,6 +228,53 @@ async fn proxy_option_sends_requests_through_the_proxy() {
     assert_eq!(asked[0].authorization.as_deref(), Some("Basic YW5uOnB3"));
 }
 
+/// With no `-x`, the environment's proxy (`HTTP_PROXY`, as curl reads it) carries requests, except
+/// to loopback hosts, which a proxy elsewhere could not reach; an empty variable names no proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environments_proxy_carries_requests_but_not_to_loopback() {
+    let server = TestServer::http().await;
+    let proxy = courier_tests::ProxyServer::start(None).await;
+    let (local, through) = (server.url("/bytes/2000"), proxy.url(""));
+    let run = move |url: &str, proxy: &str| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_courier"));
+        // None of this process's proxy settings (any `*_proxy`, in either case) reach the run.
+        for (name, _) in std::env::vars_os() {
+            if name
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .ends_with("_proxy")
+            {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args(["get", "--allow-http", "--fail", url])
+            .env("XDG_DATA_HOME", data_home())
+            .env("HTTP_PROXY", proxy)
+            .output()
+            .expect("run courier")
+    };
+    let (direct, proxied, unset) = tokio::task::spawn_blocking(move || {
+        (
+            run(&local, &through),
+            run("http://origin.invalid/named", &through),
+            run("http://origin.invalid/unnamed", ""),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(direct.status.code(), Some(0), "a loopback host goes direct");
+    assert_eq!(direct.stdout, pattern_bytes(0, 2000));
+    assert_ne!(proxied.status.code(), Some(0), "the proxy cannot reach it");
+    assert_ne!(unset.status.code(), Some(0), "no such host");
+    let asked: Vec<String> = proxy.asked().into_iter().map(|a| a.line).collect();
+    assert_eq!(
+        asked,
+        ["GET http://origin.invalid/named HTTP/1.1"],
+        "only the named proxy's request reached it"
+    );
+}
+
 /// `--user` answers challenges of the URL's own origin only (curl CVE-2018-1000007), unless
 /// `--location-trusted`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

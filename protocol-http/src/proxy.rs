@@ -75,6 +75,22 @@ impl Proxies {
     /// upper or lower case), as curl reads them. Loopback hosts (`localhost`, `127.0.0.0/8`,
     /// `::1`) always go direct: a proxy elsewhere cannot reach them.
     pub fn from_env() -> Proxies {
+        // An environment that names no proxy (the usual case) routes nothing: no matcher to ask,
+        // and no host to parse, for every request.
+        const NAMES: [&str; 6] = [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ];
+        if !NAMES
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+        {
+            return Proxies::none();
+        }
         Proxies {
             matcher: Some(Matcher::from_env()),
             skip_loopback: true,
