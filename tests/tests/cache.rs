@@ -118,6 +118,39 @@ async fn the_four_cache_policies() {
 }
 
 #[tokio::test]
+async fn a_cache_with_no_room_keeps_nothing_and_serves_nothing() {
+    let server = TestServer::http().await;
+    let mut c = config();
+    c.url_cache_memory_capacity = 0;
+    let session = Session::new(c).unwrap();
+    let cache = session
+        .url_cache()
+        .expect("the session still has its cache");
+    let url = server.url("/cache/max-age/60");
+    let a = body(&session, url.as_str()).await;
+    assert_ne!(
+        body(&session, url.as_str()).await,
+        a,
+        "each GET went to the network"
+    );
+    assert_eq!(cache.current_memory_usage(), 0);
+    // Cache-first policies find nothing: the one that may not load fails as for an empty cache.
+    let err = session
+        .data(with_policy(&url, CachePolicy::ReturnCacheDataDontLoad))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CannotLoadFromNetwork);
+    assert_ne!(
+        body(
+            &session,
+            with_policy(&url, CachePolicy::ReturnCacheDataElseLoad)
+        )
+        .await,
+        a
+    );
+}
+
+#[tokio::test]
 async fn will_cache_response_is_asked_and_can_refuse() {
     let server = TestServer::http().await;
     let url = server.url("/cache/max-age/60");

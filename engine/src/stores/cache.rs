@@ -100,6 +100,12 @@ impl UrlCache {
         self.disk_capacity
     }
 
+    /// Whether anything can be kept: some room in memory, or a directory with room on disk. A
+    /// cache that can keep nothing is not consulted.
+    pub(crate) fn can_keep_anything(&self) -> bool {
+        self.memory_capacity > 0 || self.disk().is_some()
+    }
+
     /// The bytes the entries held in memory take now, as the cache counts them: bodies, headers,
     /// keys and a fixed part for each entry's structures (see `footprint`).
     pub fn current_memory_usage(&self) -> usize {

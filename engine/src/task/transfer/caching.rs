@@ -71,27 +71,28 @@ impl Run {
             .original_request()
             .cache_policy()
             .unwrap_or(self.ctx.config.request_cache_policy);
-        let entry = match policy {
-            RequestCachePolicy::ReloadIgnoringLocalCacheData => None,
-            _ => match &self.ctx.url_cache {
-                Some(cache) => cache.get(&self.url).await,
-                None => None,
-            },
+        let entry = match (policy, &self.ctx.url_cache) {
+            (RequestCachePolicy::ReloadIgnoringLocalCacheData, _) => None,
+            // A cache that can keep nothing is not asked (no lock, no lookup per request).
+            (_, Some(cache)) if cache.can_keep_anything() => cache.get(&self.url).await,
+            _ => None,
         };
-        match (policy, entry) {
-            (RequestCachePolicy::ReturnCacheDataDontLoad, None) => Err(Halt::Failed(
-                Error::new(
-                    ErrorCode::CannotLoadFromNetwork,
-                    "not in the cache, and the cache policy forbids loading",
-                )
-                .with_url(self.url.as_str()),
-            )),
-            (
-                RequestCachePolicy::ReturnCacheDataElseLoad
-                | RequestCachePolicy::ReturnCacheDataDontLoad,
-                Some(entry),
-            ) => Ok(Plan::Serve(Box::new(entry))),
-            (RequestCachePolicy::UseProtocolCachePolicy, Some(entry)) => {
+        let Some(entry) = entry else {
+            return match policy {
+                RequestCachePolicy::ReturnCacheDataDontLoad => Err(Halt::Failed(
+                    Error::new(
+                        ErrorCode::CannotLoadFromNetwork,
+                        "not in the cache, and the cache policy forbids loading",
+                    )
+                    .with_url(self.url.as_str()),
+                )),
+                _ => Ok(Plan::Network),
+            };
+        };
+        match policy {
+            RequestCachePolicy::ReturnCacheDataElseLoad
+            | RequestCachePolicy::ReturnCacheDataDontLoad => Ok(Plan::Serve(Box::new(entry))),
+            RequestCachePolicy::UseProtocolCachePolicy => {
                 match entry
                     .policy
                     .before_request(&request_parts(head), SystemTime::now())
