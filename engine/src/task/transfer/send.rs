@@ -266,12 +266,12 @@ impl Run {
             let waiting = self.ctx.host_queue.turn(&head.uri, self.info.priority());
             self.turn = Some(unless_stopped(&mut self.gate, waiting).await?);
         }
-        let head_bytes = builder
-            .headers_ref()
-            .map_or(0, |h| request_head_bytes(&head.method, &head.uri, h));
+        // The head's size is counted only for a transaction that is recorded.
         self.open_transaction(FetchType::Network, fetch_start, |t| {
             t.request_start = Some(std::time::Instant::now());
-            t.request_header_bytes_sent = head_bytes;
+            t.request_header_bytes_sent = builder
+                .headers_ref()
+                .map_or(0, |h| request_head_bytes(&head.method, &head.uri, h));
         });
         // Made in a block of its own: the request then takes no room in this future beside the
         // sending future it moves into.
