@@ -33,6 +33,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                 let task = create(&mut service, TaskKind::Download, record, options).await?;
                 println!("{task} {url}");
             }
+            settled(&mut service).await?;
             Ok(ExitCode::Success)
         }
         BgCommand::Upload { id, file, url } => {
@@ -45,6 +46,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
             let mut service = connect(&id).await?;
             let task = create(&mut service, TaskKind::Upload { file }, record, options).await?;
             println!("{task} {url}");
+            settled(&mut service).await?;
             Ok(ExitCode::Success)
         }
         BgCommand::List { id, json } => {
@@ -218,6 +220,15 @@ async fn create(
         })
         .await?;
     Ok(task)
+}
+
+/// Waits until the service has handled every message this command sent. It handles a connection's
+/// messages in order, so once it has answered a listing, each `Resume` sent before is journaled
+/// and its task queued or running. Without the wait the command could exit first, and a `bg list`
+/// right after it would show a task it had just resumed as suspended (a CI run saw this).
+async fn settled(service: &mut Connection<UnixStream>) -> Result<(), Failure> {
+    service.list_tasks().await?;
+    Ok(())
 }
 
 /// The request the options describe for `url`, as the journal keeps it.
