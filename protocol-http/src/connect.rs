@@ -38,6 +38,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::error::{ConnectFailure, TlsFailure, TransportErrorKind};
 use crate::happy_eyeballs;
+use crate::host_key::HostKey;
 use crate::identity::{AskingResolver, ClientIdentityProvider, IdentityDecision};
 use crate::proxy::{self, Proxies, Route, RouteKind};
 use crate::trust::TrustEvaluator;
@@ -127,7 +128,10 @@ struct Inner {
     next_id: AtomicU64,
     /// Open connections, which share the read budget (`conn::ReadShare`).
     open: Arc<AtomicUsize>,
-    per_host: Mutex<HashMap<(bool, String, u16), Arc<Host>>>,
+    /// What is known of each host, by [`HostKey`]. Hashed with FNV, not SipHash: an HTTPS request
+    /// looks its host up here (`speaks_http1`), and the keys are the hosts this session's own
+    /// requests dialed, not a table a peer fills.
+    per_host: Mutex<HashMap<Box<str>, Arc<Host>, fnv::FnvBuildHasher>>,
 }
 
 /// What the connector knows of one host (scheme, name, port).
@@ -156,7 +160,7 @@ impl Connector {
                 settings,
                 next_id: AtomicU64::new(1),
                 open: Arc::new(AtomicUsize::new(0)),
-                per_host: Mutex::new(HashMap::new()),
+                per_host: Mutex::new(HashMap::default()),
             }),
         }
     }
@@ -201,14 +205,13 @@ impl Connector {
         match uri.scheme_str() {
             Some("http") => true,
             Some("https") => {
-                let host = uri.host().unwrap_or("").trim_matches(['[', ']']).to_owned();
-                let key = (true, host, uri.port_u16().unwrap_or(443));
+                let key = HostKey::of_uri(uri);
                 let map = self
                     .inner
                     .per_host
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                map.get(&key)
+                map.get(key.as_str())
                     .is_some_and(|h| h.speaks_h1.load(Ordering::Acquire))
             }
             _ => false,
@@ -266,7 +269,7 @@ impl Connector {
             .per_host
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let state = map.get(&(tls, host.to_owned(), port))?;
+        let state = map.get(HostKey::new(tls, host, port).as_str())?;
         let alert = *state.alert.lock().unwrap_or_else(|p| p.into_inner());
         alert
             .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
@@ -310,21 +313,23 @@ impl Host {
 
 impl Inner {
     fn host(&self, tls: bool, host: &str, port: u16) -> Arc<Host> {
+        let key = HostKey::new(tls, host, port);
         let mut map = self.per_host.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry((tls, host.to_owned(), port))
-            .or_insert_with(|| {
-                Arc::new(Host {
-                    permits: Arc::new(Semaphore::new(
-                        self.settings.max_connections_per_host.max(1),
-                    )),
-                    probe: tokio::sync::Mutex::new(()),
-                    speaks_h1: AtomicBool::new(false),
-                    h2_open: Arc::new(AtomicUsize::new(0)),
-                    identity: Mutex::new(None),
-                    alert: Mutex::new(None),
-                })
-            })
-            .clone()
+        if let Some(known) = map.get(key.as_str()) {
+            return known.clone();
+        }
+        let known = Arc::new(Host {
+            permits: Arc::new(Semaphore::new(
+                self.settings.max_connections_per_host.max(1),
+            )),
+            probe: tokio::sync::Mutex::new(()),
+            speaks_h1: AtomicBool::new(false),
+            h2_open: Arc::new(AtomicUsize::new(0)),
+            identity: Mutex::new(None),
+            alert: Mutex::new(None),
+        });
+        map.insert(key.as_str().into(), known.clone());
+        known
     }
 
     async fn connect(&self, uri: Uri, wanted: Option<Wanted>) -> Result<Conn, ConnectFailure> {

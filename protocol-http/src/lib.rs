@@ -5,6 +5,8 @@
 //! - [`transport`]: [`Transport`], the pooled client; [`RequestBody`] and its constructors.
 //! - `connect`: the connector behind the pool (DNS, TCP, TLS with ALPN, the per-host connection cap)
 //!   and [`ConnectionInfo`], the facts about a connection found in each response's extensions.
+//! - [`host_key`]: [`host_key::HostKey`], one host as the connector and the engine's per-host
+//!   queue tell hosts apart, read from a URI without allocating.
 //! - `happy_eyeballs`: connecting to the first of a host's addresses that answers (RFC 8305).
 //! - [`identity`]: client certificates (mutual TLS), asked from a [`identity::ClientIdentityProvider`]
 //!   when a server wants one.
@@ -35,6 +37,7 @@ pub mod decode;
 pub mod error;
 pub mod ftp;
 mod happy_eyeballs;
+pub mod host_key;
 pub mod identity;
 pub mod multipart;
 pub mod proxy;

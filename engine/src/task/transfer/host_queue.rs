@@ -13,58 +13,12 @@ use std::cmp::Ordering as Order;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use smallvec::SmallVec;
+use courier_protocol_http::host_key::HostKey;
 use tokio::sync::oneshot;
 
-/// Which host a turn is for, as one string: TLS or not, the port and the lowercase name
-/// (`s443:example.com`, `p80:example.com`). Held, shared, by the host's line and its turns; a
-/// request looks its host up from a key built on the stack (an allocation per request before).
-type HostKey = Arc<str>;
-
-/// The key of `uri`'s host, built without allocating for a name of common length, in one pass
-/// over the authority (`Uri::host` and `Uri::port_u16` each parse it again, with the standard
-/// library's string searchers: about 700 instructions of every request).
-fn key_bytes(uri: &http::Uri) -> SmallVec<[u8; 96]> {
-    let tls = uri.scheme_str() == Some("https");
-    let authority = uri.authority().map_or(&b""[..], |a| a.as_str().as_bytes());
-    // Past any user information: `http::Uri` has checked the rest of the authority.
-    let start = authority
-        .iter()
-        .rposition(|&b| b == b'@')
-        .map_or(0, |at| at + 1);
-    let host_port = &authority[start..];
-    // A port follows the last colon, unless that colon is inside an IPv6 literal (`[::1]`).
-    let colon = host_port
-        .iter()
-        .rposition(|&b| b == b':')
-        .filter(|&at| !host_port[at..].contains(&b']'));
-    let (host, digits) = match colon {
-        Some(at) => (&host_port[..at], &host_port[at + 1..]),
-        None => (host_port, &b""[..]),
-    };
-    // Read as a number, so `:080` and `:80` (and no port, for the scheme's own) are one host.
-    let port = std::str::from_utf8(digits)
-        .ok()
-        .and_then(|d| d.parse::<u16>().ok())
-        .unwrap_or(if tls { 443 } else { 80 });
-    let mut key = SmallVec::new();
-    key.push(if tls { b's' } else { b'p' });
-    let mut digits = [0u8; 5];
-    let mut n = port;
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    key.extend_from_slice(&digits[at..]);
-    key.push(b':');
-    key.extend(host.iter().map(|b| b.to_ascii_lowercase()));
-    key
-}
+/// Which host a turn is for: its [`HostKey`] as text, held (shared) by the host's line and its
+/// turns. A request looks its host up by a key built on the stack.
+type LineKey = Arc<str>;
 
 /// The per-host lines of one session.
 pub(crate) struct HostQueue {
@@ -80,12 +34,12 @@ struct Inner {
 /// The lines by host. Hashed with FNV, not SipHash: each request hashes its host's key twice (its
 /// turn taken, then given back), and the keys are the few hosts the session's own requests are
 /// talking to at the moment, not a table an attacker can fill.
-type Lines = HashMap<HostKey, Line, fnv::FnvBuildHasher>;
+type Lines = HashMap<LineKey, Line, fnv::FnvBuildHasher>;
 
 /// One host: how many turns are out, and who waits for one.
 struct Line {
     /// The host's key, which its turns share.
-    key: HostKey,
+    key: LineKey,
     busy: usize,
     waiting: BinaryHeap<Waiter>,
     arrivals: u64,
@@ -123,7 +77,7 @@ impl Eq for Waiter {}
 pub(crate) struct Turn {
     /// `None` once passed on or given back (so dropping it then does nothing).
     queue: Option<Arc<Inner>>,
-    key: HostKey,
+    key: LineKey,
 }
 
 fn lock(m: &Mutex<Lines>) -> std::sync::MutexGuard<'_, Lines> {
@@ -145,15 +99,14 @@ impl HostQueue {
     /// `priority` (0.0 to 1.0) and every older one of the same. Cancel-safe: a request that stops
     /// waiting leaves its place, and a turn handed to it meanwhile goes on to the next.
     pub(crate) async fn turn(&self, uri: &http::Uri, priority: f32) -> Turn {
-        let bytes = key_bytes(uri);
-        // A URI's host is ASCII (`http::Uri` refuses anything else).
-        let name = std::str::from_utf8(&bytes).unwrap_or("");
+        let host = HostKey::of_uri(uri);
+        let name = host.as_str();
         let (key, rx) = {
             let mut lines = lock(&self.inner.lines);
             // One lookup when the host has a line already (the usual case: its exchanges
             // overlap); the key is made only for a host not in the map yet.
             let Some(line) = lines.get_mut(name) else {
-                let key: HostKey = Arc::from(name);
+                let key: LineKey = Arc::from(name);
                 let line = Line {
                     key: key.clone(),
                     busy: 1,
@@ -192,9 +145,8 @@ impl HostQueue {
     /// How many requests wait for `host` (tests).
     #[cfg(test)]
     fn waiting(&self, tls: bool, host: &str, port: u16) -> usize {
-        let key = format!("{}{port}:{host}", if tls { 's' } else { 'p' });
         lock(&self.inner.lines)
-            .get(key.as_str())
+            .get(HostKey::new(tls, host, port).as_str())
             .map_or(0, |l| l.waiting.len())
     }
 }
@@ -312,40 +264,6 @@ mod tests {
             .unwrap();
         drop(turn);
         assert!(lock(&q.inner.lines).is_empty());
-    }
-
-    #[test]
-    fn a_host_is_one_key_however_its_uri_spells_it() {
-        let key = |u: &str| String::from_utf8(key_bytes(&u.parse().unwrap()).to_vec()).unwrap();
-        assert_eq!(key("http://A.Test/x"), "p80:a.test");
-        assert_eq!(key("http://a.test:80/y"), key("http://a.test/"));
-        assert_eq!(key("https://a.test/"), "s443:a.test");
-        assert_ne!(key("https://a.test:80/"), key("http://a.test/"));
-        assert_eq!(key("http://[::1]:8080/"), "p8080:[::1]");
-        assert_eq!(key("http://127.0.0.1:1/"), "p1:127.0.0.1");
-        assert_eq!(key("http://127.0.0.1:65535/"), "p65535:127.0.0.1");
-        // User information is not part of the host; a port is read as a number.
-        assert_eq!(key("HTTP://User:pw@A.Test:080/y?z"), "p80:a.test");
-        assert_eq!(key("http://u@[::1]/"), "p80:[::1]");
-        // The same keys as the `http` crate's own reading of the host and the port.
-        for u in [
-            "http://u:p@B.test:81/",
-            "https://[2001:db8::1]:444/",
-            "http://c.test",
-        ] {
-            let uri: http::Uri = u.parse().unwrap();
-            let tls = uri.scheme_str() == Some("https");
-            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-            let host = uri.host().unwrap().to_ascii_lowercase();
-            let tag = if tls { 's' } else { 'p' };
-            assert_eq!(key(u), format!("{tag}{port}:{host}"));
-        }
-        // A name longer than the buffer on the stack still makes its key.
-        let long = "a".repeat(200);
-        assert_eq!(
-            key(&format!("http://{long}.test/")),
-            format!("p80:{long}.test")
-        );
     }
 
     #[tokio::test]
