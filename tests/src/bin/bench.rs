@@ -28,7 +28,7 @@
 //!
 //! One part alone, printed and not written to the report: `--only small [--requests N] [--side
 //! NAME]` (`--side "courier current-thread"` runs that side alone, for a profile), `--only
-//! small-h2`, `--only command`, `--only tasks`, `--only concurrent`, `--only resume`, `--only
+//! small-h2 [--side NAME]`, `--only command`, `--only tasks`, `--only concurrent`, `--only resume`, `--only
 //! upload`, `--only download` (`download-h1`, `download-h2`), and the parts outside the suite:
 //! `--only bombs [--courier PATH]` (the peak RSS of `courier get` refusing 1 GiB of zeros sent
 //! compressed, beside `curl --compressed`) and `--only background [--courier PATH]` (what
@@ -196,7 +196,7 @@ BENCHMARKS.md and benchmarks.svg; --quick runs every scenario once and writes un
 target/courier-bench/ instead.
 
 PART (printed, not written to the report):
-  small [--requests N] [--side NAME]   small-h2   command   tasks [--tasks N] [--pairs N]
+  small [--requests N] [--side NAME]   small-h2 [--side NAME]   command   tasks [--tasks N] [--pairs N]
   concurrent [--tasks N]   resume   upload   download   download-h1   download-h2   ftp
   ws [--trips N] [--mib N]   bombs [--courier PATH]   background [--courier PATH]
 ";
@@ -277,6 +277,12 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    // `--side NAME`: one side of `small` or `small-h2` alone, for a profile.
+    let side = args
+        .iter()
+        .position(|a| a == "--side")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
     let quick = args.iter().any(|a| a == "--quick");
     let mut report = Report::default();
     match only.as_deref() {
@@ -302,7 +308,11 @@ fn main() {
         }
         Some("bombs") => return bombs_bench(),
         Some("small-h2") => {
-            report.add(small::run_h2(arg("--requests", 10_000), arg("--rounds", 5)));
+            if let Some(scenario) =
+                small::run_h2(arg("--requests", 10_000), arg("--rounds", 5), side)
+            {
+                report.add(scenario);
+            }
             return;
         }
         Some("command") => {
@@ -314,15 +324,7 @@ fn main() {
             return;
         }
         Some("small") => {
-            let side = args
-                .iter()
-                .position(|a| a == "--side")
-                .and_then(|i| args.get(i + 1));
-            for scenario in small::run(
-                arg("--requests", 10_000),
-                arg("--rounds", 5),
-                side.map(String::as_str),
-            ) {
+            for scenario in small::run(arg("--requests", 10_000), arg("--rounds", 5), side) {
                 report.add(scenario);
             }
             return;
@@ -371,7 +373,9 @@ fn main() {
         for scenario in small::run(if quick { 2_000 } else { 10_000 }, rounds, None) {
             report.add(scenario);
         }
-        report.add(small::run_h2(if quick { 2_000 } else { 10_000 }, rounds));
+        if let Some(scenario) = small::run_h2(if quick { 2_000 } else { 10_000 }, rounds, None) {
+            report.add(scenario);
+        }
         report.add(small::command(
             &courier_binary(),
             if quick { 2_000 } else { 10_000 },

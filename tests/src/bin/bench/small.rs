@@ -5,7 +5,8 @@
 //!   makes them: Courier (`session.data`) and reqwest 0.13 (`client.get().send().bytes()`), each on
 //!   a current-thread and a two-worker runtime, interleaved in every round; hyper-util's client
 //!   alone (Courier's transport) gives the per-request cost of Courier's own layers.
-//! - `run_h2` (`--only small-h2`): the same over HTTPS with HTTP/2, with h2load as the ceiling.
+//! - `run_h2` (`--only small-h2 [--side NAME]`): the same over HTTPS with HTTP/2, with h2load as
+//!   the ceiling.
 //! - `command` (`--only command`): through the `courier` command against `curl --parallel`.
 
 use std::sync::Arc;
@@ -282,7 +283,7 @@ pub(crate) fn command(courier: &std::path::Path, n: usize, rounds: usize) -> Sce
 /// The same N GETs over HTTPS with HTTP/2 (one connection, 64 streams at once): courier and
 /// reqwest (its rustls, configured by the bench with the throwaway CA), each on both runtime
 /// flavours, and h2load (`-c 1 -m 64`, nghttp2's load generator) as the ceiling, when installed.
-pub(crate) fn run_h2(n: usize, rounds: usize) -> Scenario {
+pub(crate) fn run_h2(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Scenario> {
     let ca = courier_tests::TestCa::new();
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -364,10 +365,24 @@ pub(crate) fn run_h2(n: usize, rounds: usize) -> Scenario {
             None => took.strip_suffix('s')?.parse().ok(),
         }
     };
+    let flavors = [Flavor::CurrentThread, Flavor::MultiThread];
+    // `--side NAME` (for a profile): that side alone, say "courier current-thread".
+    if let Some(only) = only_side {
+        let sides: [(&str, &dyn Fn(Flavor) -> Duration); 2] =
+            [("courier", &courier_h2), ("reqwest", &reqwest_h2)];
+        let (run, flavor) = sides
+            .iter()
+            .flat_map(|(name, run)| flavors.map(|f| (format!("{name} {}", f.name()), run, f)))
+            .find_map(|(label, run, f)| (label == only).then_some((run, f)))
+            .expect("--side: one of the sides, as printed");
+        for round in 0..rounds {
+            println!("round {round}: {only} {:.3} s", run(flavor).as_secs_f64());
+        }
+        return None;
+    }
     println!(
         "# {n} GETs of 1 KiB over HTTPS + HTTP/2, {WORKERS} at once; {rounds} interleaved rounds"
     );
-    let flavors = [Flavor::CurrentThread, Flavor::MultiThread];
     for f in flavors {
         let _ = (courier_h2(f), reqwest_h2(f)); // warm-up
     }
@@ -408,7 +423,7 @@ pub(crate) fn run_h2(n: usize, rounds: usize) -> Scenario {
     let side = |label: &str, f: Flavor, t: &Vec<f64>| {
         Side::new(format!("{label} {}", f.name()), t.clone())
     };
-    Scenario {
+    Some(Scenario {
         name: format!("{n} GETs of 1 KiB, {WORKERS} at once, HTTPS + HTTP/2, library"),
         unit: Unit::Seconds,
         courier: vec![
@@ -421,5 +436,5 @@ pub(crate) fn run_h2(n: usize, rounds: usize) -> Scenario {
         ],
         target: Target::AtMostTimesBestPeer(1.0),
         note,
-    }
+    })
 }
