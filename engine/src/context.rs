@@ -19,7 +19,7 @@ pub(crate) struct SessionContext {
     /// The session's own copy of its configuration.
     pub(crate) config: Configuration,
     /// The fields every request starts from (`task::request::base_headers`).
-    pub(crate) base_headers: http::HeaderMap,
+    pub(crate) base_headers: Arc<http::HeaderMap>,
     /// The session's connection pool.
     pub(crate) transport: Transport,
     /// The delegate's serial queue, when the session has a delegate.

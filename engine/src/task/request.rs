@@ -3,6 +3,8 @@
 //! (the configuration's under the request's, `User-Agent`, `Accept-Encoding`, a form's
 //! `Content-Type`).
 
+use std::sync::Arc;
+
 use courier_delegates::{Error, ErrorCode, Request};
 use courier_protocol_http::decode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
@@ -45,7 +47,7 @@ pub(crate) fn build_request(
     request: &Request,
     body: Option<&UploadBody>,
     config: &Configuration,
-    base: &http::HeaderMap,
+    base: &Arc<http::HeaderMap>,
 ) -> Result<(Head, Url), Error> {
     let text = request.url_str();
     let Some(url) = request.url() else {
@@ -100,16 +102,20 @@ pub(crate) fn build_request(
             .with_source(e)
     })?;
 
-    // The session's fields first, then the request's, which replace same-named ones.
+    // The session's fields first, then the request's, which replace same-named ones: a copy of
+    // the session's only when there is something to change.
     let mut headers = base.clone();
-    for name in request.headers().keys() {
-        headers.remove(name);
-    }
-    for (name, value) in request.headers() {
-        headers.append(name.clone(), value.clone());
+    if !request.headers().is_empty() {
+        let merged = Arc::make_mut(&mut headers);
+        for name in request.headers().keys() {
+            merged.remove(name);
+        }
+        for (name, value) in request.headers() {
+            merged.append(name.clone(), value.clone());
+        }
     }
     if has_body && request.method() == http::Method::POST && !headers.contains_key(CONTENT_TYPE) {
-        headers.insert(
+        Arc::make_mut(&mut headers).insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
@@ -133,7 +139,7 @@ mod tests {
 
     fn build(r: &Request, c: &Configuration) -> Result<(Head, Url), Error> {
         let body = r.body().cloned().map(UploadBody::Bytes);
-        build_request(r, body.as_ref(), c, &base_headers(c))
+        build_request(r, body.as_ref(), c, &Arc::new(base_headers(c)))
     }
 
     #[test]

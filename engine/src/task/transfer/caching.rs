@@ -2,6 +2,7 @@
 //! or sent; and, for a response the cache may keep, the body gathered and offered to the delegate
 //! (`will_cache_response`) before it is stored.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
@@ -39,7 +40,7 @@ fn request_parts(head: &Head) -> http::request::Parts {
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = head.method.clone();
     parts.uri = head.uri.clone();
-    parts.headers = head.headers.clone();
+    parts.headers = (*head.headers).clone();
     parts
 }
 
@@ -107,7 +108,7 @@ impl Run {
                         ..entry
                     }))),
                     BeforeRequest::Stale { request, matches } if matches => {
-                        head.headers = request.headers;
+                        head.headers = Arc::new(request.headers);
                         Ok(Plan::Revalidate(Box::new(entry)))
                     }
                     BeforeRequest::Stale { .. } => Ok(Plan::Network),

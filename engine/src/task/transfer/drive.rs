@@ -81,9 +81,10 @@ impl Run {
                 .as_ref()
                 .and_then(|s| s.validator().map(|v| (s.offset(), v)));
             if let Some((offset, validator)) = &resuming {
-                range::ask_to_continue(&mut head.headers, *offset, validator);
+                let headers = Arc::make_mut(&mut head.headers);
+                range::ask_to_continue(headers, *offset, validator);
                 // Ranges address the bytes as stored; the partial data was never encoded.
-                head.headers.insert(
+                headers.insert(
                     http::header::ACCEPT_ENCODING,
                     http::HeaderValue::from_static("identity"),
                 );
@@ -110,8 +111,9 @@ impl Run {
                         Continuation::StartOverWithNewRequest => {
                             // The answer is unusable: ask for the whole resource, and take whatever comes.
                             drop(incoming);
-                            head.headers.remove(http::header::RANGE);
-                            head.headers.remove(http::header::IF_RANGE);
+                            let headers = Arc::make_mut(&mut head.headers);
+                            headers.remove(http::header::RANGE);
+                            headers.remove(http::header::IF_RANGE);
                             let fresh = self
                                 .send_following(&mut head, &mut body)
                                 .await?

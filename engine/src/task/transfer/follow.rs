@@ -92,7 +92,7 @@ impl Run {
                 ));
             }
             let mut proposed = Request::new(hop.method.clone(), hop.url.as_str());
-            *proposed.headers_mut() = head.headers.clone();
+            *proposed.headers_mut() = (*head.headers).clone();
             redirect::rewrite_headers(proposed.headers_mut(), &hop, &self.url);
             let next = match self.ctx.delivery(&self.info) {
                 Some(queue) => {
@@ -161,7 +161,7 @@ impl Run {
                 )
             })?;
             head.method = next.method().clone();
-            head.headers = next.headers().clone();
+            head.headers = Arc::new(next.headers().clone());
             if !hop.keeps_body {
                 *body = None;
             }
@@ -203,7 +203,7 @@ impl Run {
                     auth::Asker::Proxy { .. } => http::header::PROXY_AUTHORIZATION,
                     auth::Asker::Server => http::header::AUTHORIZATION,
                 };
-                head.headers.insert(field, answer);
+                Arc::make_mut(&mut head.headers).insert(field, answer);
                 Ok(true)
             }
             auth::Answer::Deliver => Ok(false),

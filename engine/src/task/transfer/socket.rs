@@ -8,6 +8,7 @@
 //! most [`CLOSE_GRACE`] for the other side's close frame.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use courier_delegates::{CloseCode, Error, ErrorCode, Message, Response};
 use courier_protocol_http::websocket::{
@@ -73,7 +74,7 @@ impl Run {
             mut commands,
             received,
         } = ends;
-        let handshake = Handshake::prepare(&mut head.headers, &shared.protocols);
+        let handshake = Handshake::prepare(Arc::make_mut(&mut head.headers), &shared.protocols);
         let (mut parts, body) = self
             .send_following(&mut head, &mut None)
             .await?
