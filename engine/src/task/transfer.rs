@@ -208,8 +208,11 @@ impl Transfer {
             overridden: false,
         };
         let (target, body, destination) = (args.target, args.body, args.destination);
-        // Boxed here, not inside the spawned block: the transfer's future is large (about 10 KiB),
-        // and a block that made it would be as large again, moved into Tokio's task cell.
+        // Boxed here, not inside the spawned block: the transfer's future is large (3,320 bytes
+        // for HTTP), and a block that made it would be as large again, moved into Tokio's task
+        // cell. Built in place in its box, it is never copied; a named future holding it unboxed
+        // was tried, and its moves into the cell cost more than the allocation they spared
+        // (callgrind, small GETs: 78,563 -> 80,557 instructions per request).
         let running = Box::into_pin(Box::write(
             Box::new_uninit(),
             run.run(target, body, destination),
