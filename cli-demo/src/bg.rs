@@ -204,6 +204,21 @@ async fn connect(id: &str) -> Result<Connection<UnixStream>, Failure> {
     Ok(service)
 }
 
+/// What the options add to the service's settings, for each task: the configuration's
+/// (`--allow-http`, `--cacert`, timeouts, `--limit-rate`, `--max-connections-per-host`), and the
+/// answers this command's delegate would give (`--insecure`, `--user`, `--location-trusted`),
+/// which the service gives in its place.
+fn settings_of(options: &Options) -> Result<wire::SessionSettings, Failure> {
+    let mut settings = wire::SessionSettings::of(&crate::common::configuration(options)?);
+    settings.trust_any_server = options.insecure;
+    settings.credential = options.user.as_deref().map(|u| {
+        let (user, password) = crate::common::user_and_password(u);
+        (user.to_owned(), password.to_owned())
+    });
+    settings.credential_for_any_origin = options.location_trusted;
+    Ok(settings)
+}
+
 /// Creates a task, resumes it, and returns its identifier (the service's).
 async fn create(
     service: &mut Connection<UnixStream>,
@@ -212,7 +227,9 @@ async fn create(
     options: &Options,
 ) -> Result<u64, Failure> {
     let schedule = wire::schedule_for(&crate::common::configuration(options)?);
-    let task = service.create_task(kind, request, schedule).await?;
+    let task = service
+        .create_task(kind, request, schedule, settings_of(options)?)
+        .await?;
     service
         .send(&ClientMessage::Control {
             task,

@@ -65,6 +65,12 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     Ok(config)
 }
 
+/// `--user USER:PASS` as its user and password (no colon: the whole is the user, with no
+/// password, as curl reads it).
+pub(crate) fn user_and_password(user: &str) -> (&str, &str) {
+    user.split_once(':').unwrap_or((user, ""))
+}
+
 fn seconds(secs: f64) -> Result<Duration, Failure> {
     Duration::try_from_secs_f64(secs)
         .ok()

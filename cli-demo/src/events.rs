@@ -293,7 +293,7 @@ impl CliDelegate {
     /// The credential (`USER:PASS`) to answer challenges with.
     pub(crate) fn set_credential_from(&mut self, user: Option<&str>) {
         self.credential = user.map(|u| {
-            let (name, pass) = u.split_once(':').unwrap_or((u, ""));
+            let (name, pass) = crate::common::user_and_password(u);
             Credential::password(name, pass, CredentialPersistence::ForSession)
         });
     }

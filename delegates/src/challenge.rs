@@ -233,6 +233,37 @@ pub enum AuthChallengeDisposition {
 }
 
 impl AuthChallengeDisposition {
+    /// How a client given one credential for the URLs it asks for (curl's `--user`) answers a
+    /// task's challenge, the task having been made for `url`:
+    /// - a proxy's challenge: default handling (a proxy's credentials come from its own URL);
+    /// - another origin than `url`'s, reached by a redirect: default handling, unless
+    ///   `any_origin` (curl's `--location-trusted`); the credential is not for it (curl's rule
+    ///   since CVE-2018-1000007);
+    /// - a challenge the credential already failed: none, so the 401 is delivered;
+    /// - else the credential.
+    pub fn with_given_credential(
+        credential: &Credential,
+        challenge: &AuthenticationChallenge,
+        url: Option<&url::Url>,
+        any_origin: bool,
+    ) -> AuthChallengeDisposition {
+        let space = &challenge.protection_space;
+        let own_origin = url.is_some_and(|url| {
+            url.scheme() == space.protocol
+                && url
+                    .host_str()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(&space.host))
+                && url.port_or_known_default() == Some(space.port)
+        });
+        if space.is_proxy() || (!own_origin && !any_origin) {
+            AuthChallengeDisposition::PerformDefaultHandling
+        } else if challenge.previous_failure_count > 0 {
+            AuthChallengeDisposition::UseCredential(None)
+        } else {
+            AuthChallengeDisposition::UseCredential(Some(credential.clone()))
+        }
+    }
+
     /// The name the event stream uses (`use_credential`).
     pub fn name(&self) -> &'static str {
         match self {

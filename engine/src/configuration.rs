@@ -406,6 +406,19 @@ impl Configuration {
     ///   completions reach the next session); `finish_tasks_and_invalidate` and dropping the
     ///   session only detach, and the tasks go on. If the service goes away, the session becomes
     ///   invalid with -997 (`BackgroundSessionWasDisconnected`).
+    /// - The service runs each task under the settings of the session that created it, on top of
+    ///   its own: the [`cleartext`](Configuration::cleartext) hosts and
+    ///   [`extra_root_certificates`](Configuration::extra_root_certificates) widen the service's,
+    ///   and [`timeout_for_request`](Configuration::timeout_for_request),
+    ///   [`maximum_receive_rate_per_task`](Configuration::maximum_receive_rate_per_task) and
+    ///   [`http_maximum_connections_per_host`](Configuration::http_maximum_connections_per_host),
+    ///   where changed from their defaults, replace its own (they are journaled with the task, so a
+    ///   restarted service keeps them). The other fields are the service's. While an identifier
+    ///   has unfinished tasks, creating one under other settings fails (a [`CreateTaskError`]
+    ///   saying so): one session of the service runs them, and a session's settings cannot change.
+    ///   Challenges get the service's default handling, as the application's delegate may be
+    ///   gone ([`background::wire::SessionSettings`](crate::background::wire::SessionSettings)
+    ///   carries the answers `courier bg download --insecure` and `--user` give instead).
     ///
     /// [`CreateTaskError`]: crate::CreateTaskError
     pub fn background(identifier: impl Into<String>) -> Configuration {

@@ -24,6 +24,10 @@ use crate::resume::RequestRecord;
 const TASKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("tasks");
 /// Events not yet acknowledged, by (identifier, sequence number).
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
+/// The session settings each task was created under, by (identifier, task id): a blob the engine
+/// encodes, absent for a task created under the service's own settings (and for tasks journaled
+/// before the table existed).
+const TASK_SETTINGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("task_settings");
 /// Counters: the last task id and the last event sequence number given out, per identifier.
 const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("counters");
 
@@ -220,6 +224,7 @@ impl Journal {
         tx.open_table(TASKS).map_err(storage)?;
         tx.open_table(EVENTS).map_err(storage)?;
         tx.open_table(COUNTERS).map_err(storage)?;
+        tx.open_table(TASK_SETTINGS).map_err(storage)?;
         tx.commit().map_err(storage)?;
         Ok(Journal { db, path })
     }
@@ -230,6 +235,20 @@ impl Journal {
     /// # Errors
     /// The write failed; nothing was added.
     pub fn add_task(&self, identifier: &str, record: &TaskRecord) -> Result<u64, JournalError> {
+        self.add_task_with_settings(identifier, record, &[])
+    }
+
+    /// [`Journal::add_task`], with the session settings the task was created under (`settings`, an
+    /// opaque blob; empty for none), kept with it in the same transaction until it is removed.
+    ///
+    /// # Errors
+    /// The write failed; nothing was added.
+    pub fn add_task_with_settings(
+        &self,
+        identifier: &str,
+        record: &TaskRecord,
+        settings: &[u8],
+    ) -> Result<u64, JournalError> {
         let blob = codec::encode(record).map_err(JournalError::Encode)?;
         let tx = self.db.begin_write().map_err(storage)?;
         let id = {
@@ -244,6 +263,12 @@ impl Journal {
             tasks
                 .insert((identifier, id), blob.as_slice())
                 .map_err(storage)?;
+            if !settings.is_empty() {
+                tx.open_table(TASK_SETTINGS)
+                    .map_err(storage)?
+                    .insert((identifier, id), settings)
+                    .map_err(storage)?;
+            }
             id
         };
         tx.commit().map_err(storage)?;
@@ -291,11 +316,29 @@ impl Journal {
     /// The write failed.
     pub fn remove_task(&self, identifier: &str, id: u64) -> Result<(), JournalError> {
         let tx = self.db.begin_write().map_err(storage)?;
-        tx.open_table(TASKS)
-            .map_err(storage)?
-            .remove((identifier, id))
-            .map_err(storage)?;
+        for table in [TASKS, TASK_SETTINGS] {
+            tx.open_table(table)
+                .map_err(storage)?
+                .remove((identifier, id))
+                .map_err(storage)?;
+        }
         tx.commit().map_err(storage)
+    }
+
+    /// The session settings task `id` was created under ([`Journal::add_task_with_settings`]), if
+    /// any.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn task_settings(
+        &self,
+        identifier: &str,
+        id: u64,
+    ) -> Result<Option<Vec<u8>>, JournalError> {
+        let tx = self.db.begin_read().map_err(storage)?;
+        let table = tx.open_table(TASK_SETTINGS).map_err(storage)?;
+        let found = table.get((identifier, id)).map_err(storage)?;
+        Ok(found.map(|v| v.value().to_vec()))
     }
 
     /// Task `id` of `identifier`, if the journal holds it.
@@ -595,6 +638,18 @@ mod tests {
             3,
             "ids are never reused"
         );
+        // A task's settings are kept beside it, per identifier, and go with it.
+        let with = j
+            .add_task_with_settings("a", &task("http://a.test/4"), b"settings")
+            .unwrap();
+        assert_eq!(
+            j.task_settings("a", with).unwrap().as_deref(),
+            Some(&b"settings"[..])
+        );
+        assert_eq!(j.task_settings("b", with).unwrap(), None);
+        assert_eq!(j.task_settings("a", 3).unwrap(), None, "none given");
+        j.remove_task("a", with).unwrap();
+        assert_eq!(j.task_settings("a", with).unwrap(), None);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -78,6 +78,7 @@ fn create_download(url: String) -> ClientMessage {
         schedule: courier_engine::background::wire::schedule_for(
             &courier_engine::Configuration::default(),
         ),
+        settings: courier_engine::background::wire::SessionSettings::default(),
     }
 }
 

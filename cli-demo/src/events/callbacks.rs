@@ -103,28 +103,13 @@ impl TaskDelegate for CliDelegate {
         challenge: &AuthenticationChallenge,
         reply: Reply<AuthChallengeDisposition>,
     ) {
-        let space = &challenge.protection_space;
-        let own_origin = task.original_request().url().is_some_and(|url| {
-            url.scheme() == space.protocol
-                && url
-                    .host_str()
-                    .is_some_and(|h| h.eq_ignore_ascii_case(&space.host))
-                && url.port_or_known_default() == Some(space.port)
-        });
         let disposition = match &self.credential {
-            // A proxy's challenge: `--user` is the server's; the proxy's credentials come from
-            // its URL (`-x http://user:pass@host:port`), through default handling.
-            Some(_) if space.is_proxy() => AuthChallengeDisposition::PerformDefaultHandling,
-            // Another origin, reached by a redirect: `--user` is not for it (curl's rule, after
-            // CVE-2018-1000007); default handling uses only what belongs to that origin.
-            Some(_) if !own_origin && !self.location_trusted => {
-                AuthChallengeDisposition::PerformDefaultHandling
-            }
-            // The server refused it once: do not insist, deliver the 401.
-            Some(_) if challenge.previous_failure_count > 0 => {
-                AuthChallengeDisposition::UseCredential(None)
-            }
-            Some(c) => AuthChallengeDisposition::UseCredential(Some(c.clone())),
+            Some(c) => AuthChallengeDisposition::with_given_credential(
+                c,
+                challenge,
+                task.original_request().url(),
+                self.location_trusted,
+            ),
             None => AuthChallengeDisposition::PerformDefaultHandling,
         };
         self.emit_challenge(Some(task.id()), challenge, &disposition);

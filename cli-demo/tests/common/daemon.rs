@@ -46,6 +46,81 @@ pub(crate) fn start_daemon(run: &std::path::Path, data: &std::path::Path) -> Dae
     )
 }
 
+/// A user's private runtime and data directories for a daemon and the commands that talk to it,
+/// and a directory for what `bg attach` hands over. Cheap to clone (into a blocking task).
+#[derive(Clone)]
+pub(crate) struct Home {
+    root: std::sync::Arc<tempfile::TempDir>,
+}
+
+impl Home {
+    pub(crate) fn new() -> Home {
+        Home {
+            root: std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        }
+    }
+
+    pub(crate) fn run(&self) -> std::path::PathBuf {
+        self.root.path().join("run")
+    }
+
+    pub(crate) fn out(&self) -> std::path::PathBuf {
+        self.root.path().join("out")
+    }
+
+    /// `courier ARGS` for this home's daemon.
+    pub(crate) fn courier(&self, args: &[&str]) -> std::process::Output {
+        courier_at(&self.run(), &self.root.path().join("data"), args)
+            .output()
+            .unwrap()
+    }
+
+    /// `courier daemon ARGS` (quiet), listening once this returns.
+    pub(crate) fn daemon(&self, args: &[&str]) -> Daemon {
+        let mut command = vec!["daemon"];
+        command.extend(args);
+        let daemon = Daemon(
+            courier_at(&self.run(), &self.root.path().join("data"), &command)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_socket(&self.run());
+        daemon
+    }
+
+    /// Waits (20 s at most) until `bg list --id ID --json` shows what `done` looks for.
+    pub(crate) fn listed_until(&self, id: &str, done: impl Fn(&str) -> bool) {
+        use std::time::{Duration, Instant};
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let listed = self.courier(&["bg", "list", "--id", id, "--json"]);
+            let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+            if done(&text) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `bg attach --id ID` into [`Home::out`], its events on stderr.
+    pub(crate) fn attach(&self, id: &str) -> std::process::Output {
+        let out = self.out();
+        self.courier(&[
+            "bg",
+            "attach",
+            "--id",
+            id,
+            "-o",
+            out.to_str().unwrap(),
+            "--events",
+            "-",
+        ])
+    }
+}
+
 /// Waits (20 s at most) for the daemon whose runtime directory is `run` to listen: a connection
 /// is accepted (a dead daemon's socket file is still there after `kill -9`).
 pub(crate) fn wait_for_socket(run: &std::path::Path) {

@@ -33,7 +33,7 @@ pub(crate) struct Client {
     /// Requests go out here, one at a time.
     writer: Mutex<UnixStream>,
     /// The service's answers to `CreateTask`, in order.
-    created: Mutex<mpsc::Receiver<u64>>,
+    created: Mutex<mpsc::Receiver<Result<u64, String>>>,
     /// The tasks this session knows, by the service's identifier.
     tasks: Mutex<HashMap<u64, (TaskInfo, TaskRecorder)>>,
     /// The session's delegate queue.
@@ -48,7 +48,8 @@ pub(crate) struct Client {
     on_lost: std::sync::OnceLock<Box<dyn Fn(Error) + Send + Sync>>,
     /// Who waits for a task's resume data (`cancel_by_producing_resume_data`).
     resume_answers: Mutex<HashMap<u64, oneshot::Sender<Option<ResumeData>>>>,
-    /// The session's settings (its discretion and resource timeout go with each task).
+    /// The session's settings: its discretion and resource timeout go with each task's schedule,
+    /// what else it changes with the task's [`wire::SessionSettings`].
     settings: crate::Configuration,
 }
 
@@ -142,6 +143,7 @@ impl Client {
             request: record,
             description: String::new(),
             schedule: wire::schedule_for(&self.settings),
+            settings: wire::SessionSettings::of(&self.settings),
         };
         let id = self.round_trip(&message)?;
         let (info, recorder) = TaskInfo::new(id, kind, request);
@@ -161,6 +163,7 @@ impl Client {
         let message = ClientMessage::CreateFromResumeData {
             data: data.to_vec(),
             schedule: wire::schedule_for(&self.settings),
+            settings: wire::SessionSettings::of(&self.settings),
         };
         let id = self.round_trip(&message)?;
         // The reader filed the task from the record that came with the answer.
@@ -180,7 +183,8 @@ impl Client {
             .map_err(|e| CreateTaskError::Service(e.to_string()))?;
         created
             .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| CreateTaskError::Service("no answer to a new task".into()))
+            .map_err(|_| CreateTaskError::Service("no answer to a new task".into()))?
+            .map_err(CreateTaskError::Service)
     }
 
     /// `invalidate_and_cancel`: the service cancels every task of the identifier; their
@@ -226,7 +230,7 @@ impl Client {
         self: Arc<Self>,
         mut reader: UnixStream,
         mut decoder: FrameDecoder,
-        created: mpsc::Sender<u64>,
+        created: mpsc::Sender<Result<u64, String>>,
         listed: mpsc::Sender<()>,
         queue: DeliveryQueue,
     ) {
@@ -255,7 +259,7 @@ impl Client {
                 ServiceMessage::Task { task, record, .. } => self.file_task(task, &record),
                 ServiceMessage::Created { task, record } => {
                     self.file_task(task, &record);
-                    let _ = created.send(task);
+                    let _ = created.send(Ok(task));
                 }
                 ServiceMessage::ResumeData { task, data } => {
                     let answer = self
@@ -268,7 +272,12 @@ impl Client {
                     }
                 }
                 ServiceMessage::TaskCreated { task } => {
-                    let _ = created.send(task);
+                    let _ = created.send(Ok(task));
+                }
+                // A creation the service refused (settings it cannot run beside the tasks it
+                // runs).
+                ServiceMessage::Refused { reason } => {
+                    let _ = created.send(Err(reason));
                 }
                 ServiceMessage::EndOfTasks => {
                     let _ = listed.send(());

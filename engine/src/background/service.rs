@@ -33,7 +33,7 @@ use tokio::net::UnixListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::wire::{self, WireError};
+use super::wire::{self, SessionSettings, WireError};
 use crate::{Configuration, Session, Task, UploadBody};
 
 mod connection;
@@ -63,7 +63,8 @@ struct Inner {
     journal: Arc<Journal>,
     /// Where handed-over files wait, and the identifiers' session directories.
     data_dir: PathBuf,
-    /// The settings of every identifier's session (its directory set per identifier).
+    /// The service's own settings, under every identifier's session (its directory set per
+    /// identifier; each task's `SessionSettings` add to them).
     template: Configuration,
     sessions: Mutex<HashMap<String, Arc<Identifier>>>,
     scheduler: Arc<Scheduler>,
@@ -91,23 +92,100 @@ impl LiveEvent {
 
 /// One identifier's session, and the channel its live events go out on.
 struct Identifier {
-    session: Session,
+    /// Its engine session, made for the first task's settings (see [`Identifier::engine_for`]).
+    engine: Mutex<Option<Arc<Engine>>>,
     live: broadcast::Sender<LiveEvent>,
-    /// The session's task ids to the journal's.
-    ids: Arc<Mutex<HashMap<u64, u64>>>,
     /// The journal's task ids to the session's tasks, for control calls.
     tasks: Tasks,
-    /// The journaling delegate, told when the service stops.
-    delegate: Arc<Journaling>,
     /// Held by the application attached for events, until its connection has ended and every
     /// request it sent has been carried out (see `connection::serve`).
     attached: Arc<tokio::sync::Mutex<()>>,
+    /// What making an engine session takes: the service's settings with the identifier's
+    /// directory, and what its delegate shares.
+    template: Configuration,
+    name: String,
+    journal: Arc<Journal>,
+    scheduler: Arc<Scheduler>,
+    files: PathBuf,
+}
+
+/// An identifier's engine session, made with the settings of the tasks it runs.
+pub(crate) struct Engine {
+    /// What its tasks' applications added to the service's settings.
+    settings: SessionSettings,
+    session: Session,
+    /// The session's task ids to the journal's.
+    ids: Arc<Mutex<HashMap<u64, u64>>>,
+    /// The journaling delegate, told when the service stops.
+    delegate: Arc<Journaling>,
 }
 
 /// The journal's task ids to the session's tasks.
 pub(crate) type Tasks = Arc<Mutex<HashMap<u64, Task>>>;
 
 impl Identifier {
+    /// The engine session, if a task has made one.
+    fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The engine session to run a task created under `settings` in: the one there is when it has
+    /// those settings, else a new one with them when `idle` (no task of the identifier is
+    /// unfinished; the old session goes once its last callbacks are out). An engine session
+    /// cannot change its settings, and a task must not run under more than it was given (a
+    /// cleartext host, a root, a credential), so a task that needs others while tasks run is
+    /// refused.
+    fn engine_for(&self, settings: &SessionSettings, idle: bool) -> Result<Arc<Engine>, String> {
+        let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(current) = engine.as_ref() {
+            if current.settings == *settings {
+                return Ok(current.clone());
+            }
+            if !idle {
+                return Err(format!(
+                    "background session {:?} has unfinished tasks created with other settings \
+                     (cleartext hosts, trusted roots, credentials, timeouts, rate or connection \
+                     cap); create this task with the same ones, or when they are done, or under \
+                     another identifier",
+                    self.name
+                ));
+            }
+        }
+        let made = Arc::new(self.make_engine(settings.clone(), engine.as_deref())?);
+        if let Some(old) = engine.replace(made.clone()) {
+            old.session.finish_tasks_and_invalidate();
+        }
+        Ok(made)
+    }
+
+    /// A new engine session with `settings`, its delegate going on from `before`'s sequence.
+    fn make_engine(
+        &self,
+        settings: SessionSettings,
+        before: Option<&Engine>,
+    ) -> Result<Engine, String> {
+        let ids: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+        let delegate = Arc::new(Journaling::new(self, ids.clone(), settings.clone()));
+        if let Some(before) = before {
+            delegate.journaled(before.delegate.last_journaled());
+        }
+        let mut config = self.template.clone();
+        settings.apply_to(&mut config);
+        let session =
+            Session::with_delegate(config, delegate.clone()).map_err(|e| e.to_string())?;
+        Ok(Engine {
+            settings,
+            session,
+            ids,
+            delegate,
+        })
+    }
+}
+
+impl Engine {
     /// A new task in the session, as a journaled task of `kind` asks (suspended).
     fn create(&self, kind: &TaskKind, request: Request) -> Result<Task, crate::CreateTaskError> {
         match kind {
@@ -122,13 +200,14 @@ impl Identifier {
         }
     }
 
-    /// Files the session's task `created` as the journal's task `task`, both ways.
-    fn adopt(&self, task: u64, created: Task) {
+    /// Files the session's task `created` as the journal's task `task` of `state`, both ways.
+    fn adopt(&self, state: &Identifier, task: u64, created: Task) {
         self.ids
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(created.info().id(), task);
-        self.tasks
+        state
+            .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(task, created);
@@ -257,7 +336,10 @@ impl Service {
             .drain()
             .collect();
         for (identifier, s) in sessions {
-            s.delegate.set_stopping();
+            let engine = s.engine();
+            if let Some(engine) = &engine {
+                engine.delegate.set_stopping();
+            }
             let tasks: Vec<(u64, Task)> = s
                 .tasks
                 .lock()
@@ -281,8 +363,10 @@ impl Service {
                     tracing::error!(error = %e, "a download's resume data could not be journaled");
                 }
             }
-            s.session.invalidate_and_cancel();
-            s.session.invalidated().await;
+            if let Some(engine) = engine {
+                engine.session.invalidate_and_cancel();
+                engine.session.invalidated().await;
+            }
         }
         // The journal closes when its last holder (a session's delegate thread finishing) lets
         // go: wait for that, a few seconds at most, so a new service can open it at once.
@@ -329,34 +413,24 @@ impl Inner {
             return Ok(s.clone());
         }
         let (live, _) = broadcast::channel(LIVE_BACKLOG);
-        let ids: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
         let files = self.data_dir.join("files");
         courier_storage::directory::create_private_dir_all(&files)?;
-        let tasks = Tasks::default();
-        let delegate = Arc::new(Journaling::new(
-            identifier.to_owned(),
-            self.journal.clone(),
-            live.clone(),
-            ids.clone(),
-            tasks.clone(),
-            self.scheduler.clone(),
-            files,
-        ));
-        let mut config = self.template.clone();
-        config.session_directory = Some(
+        let mut template = self.template.clone();
+        template.session_directory = Some(
             self.data_dir
                 .join("sessions")
                 .join(courier_delegates::plain_file_name(identifier)),
         );
-        let session = Session::with_delegate(config, delegate.clone())
-            .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
         let state = Arc::new(Identifier {
-            session,
+            engine: Mutex::default(),
             live,
-            ids,
-            tasks,
-            delegate,
+            tasks: Tasks::default(),
             attached: Arc::default(),
+            template,
+            name: identifier.to_owned(),
+            journal: self.journal.clone(),
+            scheduler: self.scheduler.clone(),
+            files,
         });
         sessions.insert(identifier.to_owned(), state.clone());
         Ok(state)

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::task::download::request_record;
 
 /// The protocol version this build speaks (and the only one it accepts).
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The largest frame either side sends or accepts.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -58,6 +58,9 @@ pub enum ClientMessage {
         /// Its priority, discretion, creation time and resource timeout (the earliest begin date
         /// comes with the first `Resume`).
         schedule: Schedule,
+        /// What the application's configuration adds to the service's (cleartext hosts, roots,
+        /// timeouts): the task runs under them.
+        settings: SessionSettings,
     },
     /// The application handled event `seq`.
     Acknowledge {
@@ -80,6 +83,8 @@ pub enum ClientMessage {
         data: Vec<u8>,
         /// As for `CreateTask`.
         schedule: Schedule,
+        /// As for `CreateTask`.
+        settings: SessionSettings,
     },
     /// Cancels every task of the identifier (their completions wait for the next attach) and
     /// closes its session; answered with `Invalidated`.
@@ -142,7 +147,8 @@ pub enum ServiceMessage {
         /// [`PROTOCOL_VERSION`] of the service.
         version: u16,
     },
-    /// The handshake failed; the connection closes.
+    /// The handshake failed, and the connection closes; or a task's creation was refused (the
+    /// connection goes on).
     Refused {
         /// Why, for the application's error.
         reason: String,
@@ -215,7 +221,7 @@ pub enum WireError {
         /// Theirs.
         theirs: u16,
     },
-    /// The service refused the handshake, for this reason.
+    /// The service refused the handshake or a task's creation, for this reason.
     Refused(String),
     /// The peer runs as another user.
     OtherUser {
@@ -275,10 +281,12 @@ impl From<io::Error> for WireError {
 }
 
 mod frame;
+mod settings;
 mod socket;
 
 pub use frame::{
     Connection, FrameDecoder, ListedTask, encode_frame, read_message, read_message_blocking,
     write_message, write_message_blocking,
 };
+pub use settings::SessionSettings;
 pub use socket::{adopt, check_peer, connect_or_start, listen, socket_dir};

@@ -8,11 +8,11 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc};
 
 use super::super::wire::{
-    self, ClientMessage, Connection, FrameDecoder, RemoteControl, ServiceMessage, WireError,
-    read_message, write_message,
+    self, ClientMessage, Connection, FrameDecoder, RemoteControl, ServiceMessage, SessionSettings,
+    WireError, read_message, write_message,
 };
 use super::journaling::set_phase;
-use super::{Identifier, Inner, journaled};
+use super::{Engine, Identifier, Inner, journaled};
 use crate::Task;
 use crate::task::download::request_from_record;
 
@@ -187,7 +187,12 @@ impl Inner {
                 request,
                 description,
                 schedule,
+                settings,
             } => {
+                let engine = match self.engine_for(identifier, state, &settings).await? {
+                    Ok(engine) => engine,
+                    Err(reason) => return Ok(Some(ServiceMessage::Refused { reason })),
+                };
                 let record = TaskRecord {
                     kind: kind.clone(),
                     request: request.clone(),
@@ -198,17 +203,28 @@ impl Inner {
                     description,
                     schedule,
                 };
-                let id = identifier.to_owned();
-                let task = journaled(&self.journal, move |j| j.add_task(&id, &record)).await?;
+                let (id, kept) = (identifier.to_owned(), settings_blob(&settings)?);
+                let task = journaled(&self.journal, move |j| {
+                    j.add_task_with_settings(&id, &record, &kept)
+                })
+                .await?;
                 let request = request_from_record(&request);
-                let created = state.create(&kind, request);
+                let created = engine.create(&kind, request);
                 let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
-                state.adopt(task, created);
+                engine.adopt(state, task, created);
                 Ok(Some(ServiceMessage::TaskCreated { task }))
             }
-            ClientMessage::CreateFromResumeData { data, schedule } => {
+            ClientMessage::CreateFromResumeData {
+                data,
+                schedule,
+                settings,
+            } => {
+                let engine = match self.engine_for(identifier, state, &settings).await? {
+                    Ok(engine) => engine,
+                    Err(reason) => return Ok(Some(ServiceMessage::Refused { reason })),
+                };
                 let resume = crate::ResumeData::from_bytes(data.clone());
-                let created = state
+                let created = engine
                     .session
                     .download_task_with_resume_data(&resume)
                     .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
@@ -224,9 +240,16 @@ impl Inner {
                     description: String::new(),
                     schedule,
                 };
-                let (id, sent) = (identifier.to_owned(), record.clone());
-                let task = journaled(&self.journal, move |j| j.add_task(&id, &record)).await?;
-                state.adopt(task, created.task().clone());
+                let (id, sent, kept) = (
+                    identifier.to_owned(),
+                    record.clone(),
+                    settings_blob(&settings)?,
+                );
+                let task = journaled(&self.journal, move |j| {
+                    j.add_task_with_settings(&id, &record, &kept)
+                })
+                .await?;
+                engine.adopt(state, task, created.task().clone());
                 // The record first, so the application knows the request it continues.
                 Ok(Some(ServiceMessage::Created { task, record: sent }))
             }
@@ -402,11 +425,45 @@ impl Inner {
         for task in tasks {
             task.cancel();
         }
-        state.session.invalidate_and_cancel();
-        state.session.invalidated().await;
+        if let Some(engine) = state.engine() {
+            engine.session.invalidate_and_cancel();
+            engine.session.invalidated().await;
+        }
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(identifier);
     }
+}
+
+impl Inner {
+    /// The engine session of `state` to run a task created under `settings` in
+    /// ([`Identifier::engine_for`]), or why there is none: whether the identifier is idle is read
+    /// from the journal (every task completed) only when the session there is does not do.
+    pub(super) async fn engine_for(
+        &self,
+        identifier: &str,
+        state: &Identifier,
+        settings: &SessionSettings,
+    ) -> Result<Result<Arc<Engine>, String>, WireError> {
+        if let Some(engine) = state.engine().filter(|e| e.settings == *settings) {
+            return Ok(Ok(engine));
+        }
+        let id = identifier.to_owned();
+        let idle = journaled(&self.journal, move |j| {
+            Ok(j.tasks(&id)?
+                .iter()
+                .all(|(_, r)| r.as_ref().is_ok_and(|r| r.phase == TaskPhase::Completed)))
+        })
+        .await?;
+        Ok(state.engine_for(settings, idle))
+    }
+}
+
+/// `settings` as the journal keeps them beside a task: nothing when they add nothing.
+fn settings_blob(settings: &SessionSettings) -> Result<Vec<u8>, WireError> {
+    if settings.is_empty() {
+        return Ok(Vec::new());
+    }
+    courier_storage::codec::encode(settings).map_err(WireError::Malformed)
 }

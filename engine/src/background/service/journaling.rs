@@ -10,15 +10,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use courier_delegates::{
-    DataDelegate, DownloadDelegate, Error, ErrorCode, SessionDelegate, TaskDelegate, TaskInfo,
+    AuthChallengeDisposition, AuthenticationChallenge, DataDelegate, DownloadDelegate, Error,
+    ErrorCode, Reply, SessionDelegate, TaskDelegate, TaskInfo,
 };
 use courier_storage::journal::{
     EventRecord, Journal, JournalError, StoredError, StoredEvent, TaskPhase,
 };
 use tokio::sync::broadcast;
 
+use super::super::wire::SessionSettings;
 use super::scheduler::{Retry, Scheduler};
-use super::{LiveEvent, Tasks};
+use super::{Identifier, LiveEvent, Tasks};
 
 /// How often a task's progress is journaled (the reports between go live only).
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -61,7 +63,7 @@ fn is_transient(code: ErrorCode) -> bool {
     )
 }
 
-/// The journaling delegate of one identifier's session.
+/// The journaling delegate of an identifier's engine session.
 pub(super) struct Journaling {
     pub(super) identifier: String,
     pub(super) journal: Arc<Journal>,
@@ -87,32 +89,34 @@ pub(super) struct Journaling {
     /// for; the attempt is retried after this wait.
     retry_status: Mutex<HashMap<u64, Duration>>,
     pub(super) files: PathBuf,
+    /// What the tasks' applications added to the service's settings; its delegate answers
+    /// (trust in any server, a credential) are given here.
+    settings: SessionSettings,
 }
 
 impl Journaling {
+    /// The delegate of a new engine session of `state`'s, filing its tasks in `ids`, under
+    /// `settings`.
     pub(super) fn new(
-        identifier: String,
-        journal: Arc<Journal>,
-        live: broadcast::Sender<LiveEvent>,
+        state: &Identifier,
         ids: Arc<Mutex<HashMap<u64, u64>>>,
-        tasks: Tasks,
-        scheduler: Arc<Scheduler>,
-        files: PathBuf,
+        settings: SessionSettings,
     ) -> Journaling {
         Journaling {
-            identifier,
-            journal,
-            live,
+            identifier: state.name.clone(),
+            journal: state.journal.clone(),
+            live: state.live.clone(),
             ids,
-            tasks,
-            scheduler,
+            tasks: state.tasks.clone(),
+            scheduler: state.scheduler.clone(),
             noted_partial: Mutex::default(),
             progress: Mutex::default(),
             last_seq: std::sync::atomic::AtomicU64::new(0),
             stopped: Mutex::default(),
             stopping: AtomicBool::new(false),
             retry_status: Mutex::default(),
-            files,
+            files: state.files.clone(),
+            settings,
         }
     }
 
@@ -142,6 +146,11 @@ impl Journaling {
     /// Notes that event `seq` was journaled (live-only reports come after it).
     pub(super) fn journaled(&self, seq: u64) {
         self.last_seq.fetch_max(seq, Ordering::SeqCst);
+    }
+
+    /// The newest sequence number journaled (a new engine session's delegate goes on from it).
+    pub(super) fn last_journaled(&self) -> u64 {
+        self.last_seq.load(Ordering::SeqCst)
     }
 
     /// Sends an event to attached applications.
@@ -236,10 +245,30 @@ struct Progress {
     unsaved: Option<EventRecord>,
 }
 
-impl SessionDelegate for Journaling {}
+impl SessionDelegate for Journaling {
+    fn did_receive_challenge(
+        &self,
+        challenge: &AuthenticationChallenge,
+        reply: Reply<AuthChallengeDisposition>,
+    ) {
+        reply.send(self.settings.answer(challenge, None));
+    }
+}
 impl DataDelegate for Journaling {}
 
 impl TaskDelegate for Journaling {
+    fn did_receive_challenge(
+        &self,
+        task: &TaskInfo,
+        challenge: &AuthenticationChallenge,
+        reply: Reply<AuthChallengeDisposition>,
+    ) {
+        reply.send(
+            self.settings
+                .answer(challenge, task.original_request().url()),
+        );
+    }
+
     fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
         let Some(id) = self.journal_id(task) else {
             return;

@@ -6,7 +6,7 @@ use courier_storage::journal::{
     EventRecord, StoredError, StoredEvent, TaskKind, TaskPhase, TaskRecord,
 };
 
-use super::super::wire::WireError;
+use super::super::wire::{SessionSettings, WireError};
 use super::{Identifier, Inner, LiveEvent, journaled};
 use crate::task::download::request_from_record;
 
@@ -30,7 +30,26 @@ impl Inner {
             for (task, record) in tasks {
                 match record {
                     Ok(record) if record.phase == TaskPhase::Completed => {}
-                    Ok(record) => self.revive(&identifier, &state, task, record).await?,
+                    Ok(record) => {
+                        if let Err(e) = self.revive(&identifier, &state, task, record).await {
+                            // Its settings cannot be restored beside the others': it fails rather
+                            // than run under settings it was not given.
+                            tracing::error!(task, error = %e, "a journaled task cannot go on");
+                            let event = EventRecord {
+                                task,
+                                event: StoredEvent::Completed {
+                                    error: Some(StoredError {
+                                        code: courier_delegates::ErrorCode::Unknown.number(),
+                                        message: format!("the task could not go on: {e}"),
+                                        resume_data: None,
+                                    }),
+                                    response: None,
+                                },
+                            };
+                            let id = identifier.clone();
+                            journaled(&self.journal, move |j| j.complete_task(&id, &event)).await?;
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(task, error = %e, "a damaged journal task is skipped");
                         let event = EventRecord {
@@ -72,7 +91,13 @@ impl Inner {
     ) -> Result<(), WireError> {
         let running = record.phase == TaskPhase::Running;
         let request = request_from_record(&record.request);
-        let session = state.session.clone();
+        // The unfinished tasks of an identifier were all made under the same settings (others
+        // are refused while they run), so the first one revived makes the engine session for all.
+        let settings = self.settings_of(identifier, task).await?;
+        let engine = state
+            .engine_for(&settings, state.engine().is_none())
+            .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
+        let session = engine.session.clone();
         let (checkpoint, partial) = (record.checkpoint.clone(), record.partial_file.clone());
         let resume = tokio::task::spawn_blocking(move || {
             checkpoint
@@ -83,7 +108,7 @@ impl Inner {
         .ok()
         .flatten();
         let created = match (&record.kind, resume) {
-            (TaskKind::Download, Some(data)) => state
+            (TaskKind::Download, Some(data)) => engine
                 .session
                 .download_task_with_resume_data(&data)
                 .map(|t| t.task().clone()),
@@ -101,18 +126,18 @@ impl Inner {
                 );
                 let sent = event.clone();
                 let seq = journaled(&self.journal, move |j| j.append_event(&id, &event)).await?;
-                state.delegate.journaled(seq);
+                engine.delegate.journaled(seq);
                 let _ = state.live.send(LiveEvent {
                     seq: Some(seq),
                     after: seq,
                     record: sent,
                 });
-                state.create(&TaskKind::Download, request)
+                engine.create(&TaskKind::Download, request)
             }
-            (kind, _) => state.create(kind, request),
+            (kind, _) => engine.create(kind, request),
         };
         let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
-        state.adopt(task, created.clone());
+        engine.adopt(state, task, created.clone());
         // The resume data is used up; the partial file is noted again when it is written to.
         let id = identifier.to_owned();
         journaled(&self.journal, move |j| {
@@ -125,5 +150,15 @@ impl Inner {
             self.scheduler.enqueue(identifier, task, &record);
         }
         Ok(())
+    }
+
+    /// The settings task `task` was created under (none when the journal keeps none, or they do
+    /// not decode).
+    async fn settings_of(&self, identifier: &str, task: u64) -> Result<SessionSettings, WireError> {
+        let id = identifier.to_owned();
+        let blob = journaled(&self.journal, move |j| j.task_settings(&id, task)).await?;
+        Ok(blob
+            .and_then(|b| courier_storage::codec::decode(&b).ok())
+            .unwrap_or_default())
     }
 }

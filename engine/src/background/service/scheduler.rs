@@ -280,7 +280,9 @@ impl Inner {
                 rate,
                 "too slow: stopped, to be tried again later"
             );
-            state.delegate.stopping_task(key.1);
+            if let Some(engine) = state.engine() {
+                engine.delegate.stopping_task(key.1);
+            }
             self.scheduler.remove(&key.0, key.1);
             let checkpoint = match task.as_download() {
                 Some(download) => download

@@ -160,17 +160,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         kind: TaskKind,
         request: RequestRecord,
         schedule: Schedule,
+        settings: super::SessionSettings,
     ) -> Result<u64, WireError> {
         self.send(&ClientMessage::CreateTask {
             kind,
             request,
             description: String::new(),
             schedule,
+            settings,
         })
         .await?;
         loop {
-            if let ServiceMessage::TaskCreated { task } = self.receive().await? {
-                return Ok(task);
+            match self.receive().await? {
+                ServiceMessage::TaskCreated { task } => return Ok(task),
+                ServiceMessage::Refused { reason } => return Err(WireError::Refused(reason)),
+                _ => {}
             }
         }
     }
@@ -374,13 +378,15 @@ mod tests {
         .unwrap();
         match app.receive::<ServiceMessage>().await.unwrap() {
             ServiceMessage::Refused { reason } => {
-                assert!(reason.contains("protocol version 2"), "{reason}")
+                let theirs = format!("protocol version {}", PROTOCOL_VERSION + 1);
+                assert!(reason.contains(&theirs), "{reason}")
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             serving.await.unwrap(),
-            Err(WireError::Version { ours: 1, theirs: 2 })
+            Err(WireError::Version { ours, theirs })
+                if ours == PROTOCOL_VERSION && theirs == PROTOCOL_VERSION + 1
         ));
     }
 

@@ -183,7 +183,12 @@ async fn create(c: &mut Connection<UnixStream>, urls: &[String], not_before_ms: 
     for url in urls {
         let request = wire::request_record(&courier_engine::Request::get(url));
         let task = c
-            .create_task(TaskKind::Download, request, schedule.clone())
+            .create_task(
+                TaskKind::Download,
+                request,
+                schedule.clone(),
+                wire::SessionSettings::default(),
+            )
             .await
             .expect("create");
         c.send(&ClientMessage::Control {

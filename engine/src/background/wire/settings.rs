@@ -1,0 +1,314 @@
+//! [`SessionSettings`]: what of an application's background session goes to the service with each
+//! task it creates, so that the task runs under it.
+//!
+//! URLSession runs a background session's tasks with that session's configuration; here the
+//! service owns the engine sessions, and its own configuration (`courier daemon`'s options) is the
+//! base. What an application's configuration adds travels with each `CreateTask`: the hosts it
+//! allows cleartext to and the roots it trusts, which widen the base's, and the idle timeout, the
+//! receive rate and the per-host connection cap, where the application changed them from
+//! [`Configuration::default`], which replace the base's. Two answers a delegate would give go too,
+//! since no delegate of the application is there to ask while it is away: trust in any server
+//! (`courier --insecure`) and one credential for the task's origin (`courier --user`). The
+//! service journals them with the task (0600, as the journal is), so a restart runs it under them
+//! again.
+//!
+//! A task runs only under exactly its own settings: the service makes an identifier's engine
+//! session for them, and refuses a task that needs others while tasks made under the current ones
+//! are unfinished (a session's configuration cannot change, and a task must never get a
+//! cleartext host, a root or a credential it was not given).
+
+use std::fmt;
+use std::time::Duration;
+
+use courier_delegates::{
+    AuthChallengeDisposition, AuthenticationChallenge, Credential, CredentialPersistence,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{CleartextPolicy, Configuration};
+
+/// The settings a background task was created under, beyond the service's own. Built by
+/// [`SessionSettings::of`], which puts them in one order, so equal settings compare equal.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSettings {
+    /// Cleartext `http://` is allowed to every host.
+    pub cleartext_to_all: bool,
+    /// Cleartext `http://` is allowed to these hosts (lowercase, sorted).
+    pub cleartext_hosts: Vec<String>,
+    /// Certificate authorities trusted besides the system's, DER-encoded (sorted).
+    pub extra_roots: Vec<Vec<u8>>,
+    /// The idle timeout, in milliseconds, where the application changed it.
+    pub timeout_for_request_ms: Option<u64>,
+    /// The receive rate cap of each task, in bytes per second, where the application set one.
+    pub maximum_receive_rate_per_task: Option<u64>,
+    /// The per-host connection cap, where the application changed it.
+    pub http_maximum_connections_per_host: Option<u64>,
+    /// Every server's certificate is accepted (the server-trust challenge is answered with the
+    /// certificate presented): `courier --insecure`.
+    pub trust_any_server: bool,
+    /// A user and password for the challenges of the task's own origin
+    /// ([`AuthChallengeDisposition::with_given_credential`]): `courier --user`.
+    pub credential: Option<(String, String)>,
+    /// The credential answers every origin a redirect leads to: `courier --location-trusted`.
+    pub credential_for_any_origin: bool,
+}
+
+impl SessionSettings {
+    /// What `config` adds to the service's own settings (and no delegate answers).
+    pub fn of(config: &Configuration) -> SessionSettings {
+        let base = Configuration::default();
+        let (cleartext_to_all, mut cleartext_hosts) = match &config.cleartext {
+            CleartextPolicy::Deny => (false, Vec::new()),
+            CleartextPolicy::AllowAll => (true, Vec::new()),
+            CleartextPolicy::AllowHosts(hosts) => (
+                false,
+                hosts
+                    .iter()
+                    .map(|h| {
+                        h.trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_ascii_lowercase()
+                    })
+                    .collect(),
+            ),
+        };
+        cleartext_hosts.sort();
+        cleartext_hosts.dedup();
+        let mut extra_roots: Vec<Vec<u8>> = config
+            .extra_root_certificates
+            .iter()
+            .map(|c| c.to_vec())
+            .collect();
+        extra_roots.sort();
+        extra_roots.dedup();
+        let changed = |ours: u64, theirs: u64| (ours != theirs).then_some(ours);
+        SessionSettings {
+            cleartext_to_all,
+            cleartext_hosts,
+            extra_roots,
+            timeout_for_request_ms: changed(
+                millis(config.timeout_for_request),
+                millis(base.timeout_for_request),
+            ),
+            maximum_receive_rate_per_task: config.maximum_receive_rate_per_task,
+            http_maximum_connections_per_host: changed(
+                config.http_maximum_connections_per_host as u64,
+                base.http_maximum_connections_per_host as u64,
+            ),
+            trust_any_server: false,
+            credential: None,
+            credential_for_any_origin: false,
+        }
+    }
+
+    /// True when they add nothing to the service's settings.
+    pub fn is_empty(&self) -> bool {
+        *self == SessionSettings::default()
+    }
+
+    /// Adds these settings to `config` (the service's own): cleartext hosts and roots widen its
+    /// own, the rest replaces its own.
+    pub fn apply_to(&self, config: &mut Configuration) {
+        if self.cleartext_to_all {
+            config.cleartext = CleartextPolicy::AllowAll;
+        }
+        for host in &self.cleartext_hosts {
+            config.cleartext.allow_host(host.clone());
+        }
+        config.extra_root_certificates.extend(
+            self.extra_roots
+                .iter()
+                .map(|r| rustls_pki_types::CertificateDer::from(r.clone())),
+        );
+        if let Some(ms) = self.timeout_for_request_ms {
+            config.timeout_for_request = Duration::from_millis(ms);
+        }
+        if self.maximum_receive_rate_per_task.is_some() {
+            config.maximum_receive_rate_per_task = self.maximum_receive_rate_per_task;
+        }
+        if let Some(n) = self.http_maximum_connections_per_host {
+            config.http_maximum_connections_per_host = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+    }
+
+    /// How a session under these settings answers `challenge` for a task made for `url`, in
+    /// place of an application's delegate: server trust as [`SessionSettings::trust_any_server`]
+    /// says, a user's challenge with [`SessionSettings::credential`], the rest by default.
+    pub fn answer(
+        &self,
+        challenge: &AuthenticationChallenge,
+        url: Option<&url::Url>,
+    ) -> AuthChallengeDisposition {
+        match (&challenge.server_trust, &self.credential) {
+            (Some(trust), _) if self.trust_any_server => {
+                AuthChallengeDisposition::UseCredential(Some(Credential::trusting(trust)))
+            }
+            (None, Some((user, password))) => AuthChallengeDisposition::with_given_credential(
+                &Credential::password(user, password, CredentialPersistence::ForSession),
+                challenge,
+                url,
+                self.credential_for_any_origin,
+            ),
+            _ => AuthChallengeDisposition::PerformDefaultHandling,
+        }
+    }
+}
+
+/// Never prints the password.
+impl fmt::Debug for SessionSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionSettings")
+            .field("cleartext_to_all", &self.cleartext_to_all)
+            .field("cleartext_hosts", &self.cleartext_hosts)
+            .field("extra_roots", &self.extra_roots.len())
+            .field("timeout_for_request_ms", &self.timeout_for_request_ms)
+            .field(
+                "maximum_receive_rate_per_task",
+                &self.maximum_receive_rate_per_task,
+            )
+            .field(
+                "http_maximum_connections_per_host",
+                &self.http_maximum_connections_per_host,
+            )
+            .field("trust_any_server", &self.trust_any_server)
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|(user, _)| user),
+            )
+            .field("credential_for_any_origin", &self.credential_for_any_origin)
+            .finish()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use courier_delegates::{AuthenticationMethod, ProtectionSpace, ServerTrust};
+
+    fn settings(config: impl FnOnce(&mut Configuration)) -> SessionSettings {
+        let mut c = Configuration::default();
+        config(&mut c);
+        SessionSettings::of(&c)
+    }
+
+    #[test]
+    fn a_default_configuration_adds_nothing() {
+        assert!(SessionSettings::of(&Configuration::default()).is_empty());
+        assert!(SessionSettings::of(&Configuration::background("x")).is_empty());
+    }
+
+    #[test]
+    fn what_a_configuration_changes_goes_and_comes_back() {
+        let s = settings(|c| {
+            c.cleartext.allow_host("127.0.0.1");
+            c.timeout_for_request = Duration::from_secs(5);
+            c.maximum_receive_rate_per_task = Some(1000);
+            c.http_maximum_connections_per_host = 2;
+        });
+        let mut base = Configuration::default();
+        s.apply_to(&mut base);
+        assert!(base.cleartext.allows("127.0.0.1"));
+        assert!(!base.cleartext.allows("example.com"));
+        assert_eq!(base.timeout_for_request, Duration::from_secs(5));
+        assert_eq!(base.maximum_receive_rate_per_task, Some(1000));
+        assert_eq!(base.http_maximum_connections_per_host, 2);
+        assert_eq!(SessionSettings::of(&base), s);
+        // Through the codec, as the wire and the journal carry them.
+        let with_user = SessionSettings {
+            credential: Some(("u".into(), "secret".into())),
+            ..s
+        };
+        let blob = courier_storage::codec::encode(&with_user).unwrap();
+        assert_eq!(
+            courier_storage::codec::decode::<SessionSettings>(&blob).unwrap(),
+            with_user
+        );
+        assert!(!format!("{with_user:?}").contains("secret"));
+    }
+
+    #[test]
+    fn the_service_base_is_widened_not_narrowed() {
+        let mut base = Configuration::default();
+        base.cleartext = CleartextPolicy::AllowAll;
+        base.timeout_for_request = Duration::from_secs(9);
+        SessionSettings::default().apply_to(&mut base);
+        assert_eq!(base.cleartext, CleartextPolicy::AllowAll);
+        assert_eq!(base.timeout_for_request, Duration::from_secs(9));
+    }
+
+    #[test]
+    fn the_same_settings_however_spelled_are_equal() {
+        let a = settings(|c| {
+            c.cleartext.allow_host("B.test");
+            c.cleartext.allow_host("[::1]");
+        });
+        let b = settings(|c| {
+            c.cleartext.allow_host("::1");
+            c.cleartext.allow_host("b.test");
+            c.cleartext.allow_host("b.test");
+        });
+        assert_eq!(a, b);
+        assert_ne!(a, SessionSettings::default());
+    }
+
+    #[test]
+    fn challenges_are_answered_as_the_settings_say() {
+        let space = |host: &str, method| ProtectionSpace {
+            host: host.into(),
+            port: 443,
+            protocol: "https".into(),
+            realm: None,
+            method,
+            proxy_type: None,
+        };
+        let challenge = |space, trust| AuthenticationChallenge {
+            protection_space: space,
+            proposed_credential: None,
+            previous_failure_count: 0,
+            failure_response: None,
+            server_trust: trust,
+        };
+        let trust = ServerTrust {
+            host: "a.test".into(),
+            chain: vec![vec![1, 2, 3]],
+        };
+        let url = url::Url::parse("https://a.test/file").unwrap();
+        let server = challenge(
+            space("a.test", AuthenticationMethod::ServerTrust),
+            Some(trust),
+        );
+        let basic = challenge(space("a.test", AuthenticationMethod::HttpBasic), None);
+        let elsewhere = challenge(space("b.test", AuthenticationMethod::HttpBasic), None);
+        let none = SessionSettings::default();
+        assert_eq!(
+            none.answer(&server, Some(&url)),
+            AuthChallengeDisposition::PerformDefaultHandling
+        );
+        assert_eq!(
+            none.answer(&basic, Some(&url)),
+            AuthChallengeDisposition::PerformDefaultHandling
+        );
+        let given = SessionSettings {
+            trust_any_server: true,
+            credential: Some(("u".into(), "p".into())),
+            ..SessionSettings::default()
+        };
+        assert!(matches!(
+            given.answer(&server, Some(&url)),
+            AuthChallengeDisposition::UseCredential(Some(c)) if c.trusts_leaf(&[1, 2, 3])
+        ));
+        assert!(matches!(
+            given.answer(&basic, Some(&url)),
+            AuthChallengeDisposition::UseCredential(Some(c)) if c.user() == "u" && c.secret() == "p"
+        ));
+        assert_eq!(
+            given.answer(&elsewhere, Some(&url)),
+            AuthChallengeDisposition::PerformDefaultHandling,
+            "not for another origin"
+        );
+    }
+}
