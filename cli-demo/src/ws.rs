@@ -4,6 +4,7 @@
 //! 1 otherwise.
 
 use std::io::Write;
+use std::time::Duration;
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{CloseCode, Message};
@@ -38,6 +39,16 @@ pub(crate) async fn run(
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     let mut receiving = true;
+    // A received message: its event once the open's is out, then its line.
+    let show = |message: &Message| {
+        let delegate = delegate.clone();
+        let message = message.clone();
+        async move {
+            delegate.opened(Duration::from_secs(5)).await;
+            delegate.message_received(id, &message);
+            print_message(&message);
+        }
+    };
     let result = loop {
         tokio::select! {
             line = lines.next_line(), if stdin_open => match line {
@@ -57,15 +68,22 @@ pub(crate) async fn run(
                 }
             },
             received = task.receive(), if receiving => match received {
-                Ok(message) => {
-                    delegate.opened(std::time::Duration::from_secs(5)).await;
-                    delegate.message_received(id, &message);
-                    print_message(&message);
-                }
+                Ok(message) => show(&message).await,
                 // The socket ended; its completion follows.
                 Err(_) => receiving = false,
             },
-            done = finished.recv() => break done,
+            done = finished.recv() => {
+                // The completion can come before the last messages are taken (the server's
+                // echo, then its close): they are printed first. Once the socket has ended,
+                // `receive` hands out what it holds and then fails, so this ends.
+                while receiving {
+                    match tokio::time::timeout(Duration::from_secs(5), task.receive()).await {
+                        Ok(Ok(message)) => show(&message).await,
+                        _ => receiving = false,
+                    }
+                }
+                break done;
+            }
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
                 task.cancel();
