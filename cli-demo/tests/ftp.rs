@@ -1,6 +1,6 @@
 //! `ftp://` through the `courier` command against a real FTP server (pyftpdlib, from the script
-//! the engine's tests use): `download`, `get`, `upload --file`, a missing file's exit status, and
-//! the cleartext policy.
+//! the engine's tests use): `download`, `get`, `upload --file`, a directory's listing, a missing
+//! file's exit status, a path that would smuggle a command, and the cleartext policy.
 
 mod common;
 
@@ -65,6 +65,30 @@ fn download_get_and_upload_over_ftp() {
     ]);
     assert_success(&out);
     assert!(root.path().join("by-user.txt").exists());
+
+    // A path ending in `/` is a directory: its listing (`LIST`), as curl prints it.
+    std::fs::create_dir(root.path().join("sub")).unwrap();
+    std::fs::write(root.path().join("sub").join("inner.txt"), b"x").unwrap();
+    let out = courier(&["get", "--allow-http", &url("", "/")]);
+    assert_success(&out);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("file.bin") && listing.contains("sub") && listing.lines().count() >= 3,
+        "{listing}"
+    );
+    let out = courier(&["get", "--allow-http", &url("", "/sub/")]);
+    assert_success(&out);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("inner.txt") && !listing.contains("file.bin"),
+        "{listing}"
+    );
+
+    // A line break in the path is a bad URL, not a second command: nothing is deleted.
+    let out = courier(&["get", "--allow-http", &url("", "/sub%0d%0aDELE%20file.bin")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad_url -1000"));
+    assert!(root.path().join("file.bin").exists());
 
     // A missing file: exit 1, the error named; and without --allow-http, refused.
     let out = courier(&["get", "--allow-http", &url("", "/missing.bin")]);

@@ -1,5 +1,6 @@
 //! `ftp:` (RFC 959): a control connection that logs in and asks, and data connections (passive
-//! mode, binary) that carry a file down (`RETR`, from an offset with `REST`) or up (`STOR`).
+//! mode, binary) that carry a file down (`RETR`, from an offset with `REST`) or up (`STOR`), or a
+//! directory's listing down (`LIST`).
 //! Explicit FTPS (`AUTH TLS`, RFC 4217) protects both with the session's TLS trust.
 //!
 //! suppaftp speaks the protocol; its TLS is this crate's own connector
@@ -13,6 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use suppaftp::FtpError as Wire;
+use suppaftp::Status;
 use suppaftp::tokio::{AsyncTlsConnector, ImplAsyncFtpStream, TokioTlsStream, TransferStream};
 use suppaftp::types::FileType;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -231,6 +233,24 @@ impl FtpSession {
             self.control.resume_transfer(offset as usize).await?;
         }
         Ok(self.control.retr_as_stream(path).await?)
+    }
+
+    /// Starts reading the listing of the directory `path` (`LIST`; the current one when `path` is
+    /// empty): the server's lines, as it writes them (curl's and URLSession's `ftp://host/dir/`).
+    ///
+    /// # Errors
+    /// `Refused` (550 for a missing directory...).
+    pub async fn list(&mut self, path: &str) -> Result<FtpData, FtpError> {
+        let command = if path.is_empty() {
+            "LIST".to_owned()
+        } else {
+            format!("LIST {path}")
+        };
+        let opened = self
+            .control
+            .custom_data_command(command, &[Status::AboutToSend, Status::AlreadyOpen])
+            .await?;
+        Ok(opened.1)
     }
 
     /// Starts uploading to `path` (`STOR`).

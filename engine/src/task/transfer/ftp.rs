@@ -1,7 +1,8 @@
 //! An `ftp:` URL's transfer: log in (the URL's user and password, else the credential store's for
 //! the server, else anonymous; a refusal is a challenge for the delegate), then a file
 //! down (`SIZE` and `MDTM`, `RETR`, from where a stopped download ended with `REST`) or up
-//! (`STOR`), through the same gate, timeouts and delivery as HTTP.
+//! (`STOR`), through the same gate, timeouts and delivery as HTTP. A URL whose path ends in `/`
+//! names a directory: its listing comes down (`LIST`), as curl and URLSession give it.
 //!
 //! The response a delegate sees for a download is made from what the server said: a 200 with
 //! `Content-Length` (the size), `Last-Modified` (the modification time) and an `ETag` made of
@@ -31,6 +32,17 @@ impl Run {
         let path = percent_encoding::percent_decode_str(self.url.path())
             .decode_utf8_lossy()
             .into_owned();
+        // A path goes on a command line of its own: a line break in it would end the command and
+        // start another (`%0d%0aDELE x`).
+        if path.contains(['\r', '\n', '\0']) {
+            return Err(Halt::Failed(
+                Error::new(
+                    ErrorCode::BadUrl,
+                    "bad URL: an ftp path holds a line break or NUL",
+                )
+                .with_url(self.url.as_str()),
+            ));
+        }
         let (user, password) = crate::task::auth::ftp_login(&self.ctx, &self.url);
         let transport = self.ctx.transport.clone();
         let tls = self.ctx.config.ftp_explicit_tls;
@@ -42,6 +54,7 @@ impl Run {
         self.ftp_login(&mut ftp, user, password).await?;
         let outcome = match body {
             Some(body) => self.ftp_upload(&mut ftp, &path, body).await,
+            None if path.is_empty() || path.ends_with('/') => self.ftp_list(&mut ftp, &path).await,
             None => self.ftp_download(&mut ftp, &path).await,
         };
         if outcome.is_ok() {
@@ -119,7 +132,7 @@ impl Run {
             None => (0, Placement::Fresh),
         };
         let retrieving = ftp.retrieve(path, offset);
-        let mut data = self
+        let data = self
             .timed(std::pin::pin!(retrieving))
             .await?
             .map_err(|e| self.ftp_error(e))?;
@@ -134,6 +147,27 @@ impl Run {
                 });
             }
         }
+        self.receive_ftp(ftp, data).await
+    }
+
+    /// The listing of the directory `path`: a 200 with no length (the server does not say it
+    /// beforehand) and no validators (a listing is not resumed), then the lines as they come.
+    async fn ftp_list(&mut self, ftp: &mut FtpSession, path: &str) -> Result<(), Halt> {
+        let listing = ftp.list(path);
+        let data = self
+            .timed(std::pin::pin!(listing))
+            .await?
+            .map_err(|e| self.ftp_error(e))?;
+        let response = self.ftp_response(&FileFacts::default(), &None, 0);
+        self.present(response.clone()).await?;
+        if let Some(sink) = &mut self.sink {
+            sink.begin(&response, Placement::Fresh, None).await?;
+        }
+        self.receive_ftp(ftp, data).await
+    }
+
+    /// Reads `data` to its end, delivering it as it comes, then hears the server's verdict.
+    async fn receive_ftp(&mut self, ftp: &mut FtpSession, mut data: FtpData) -> Result<(), Halt> {
         loop {
             self.wait_until(|g| !g.paused).await?;
             let mut chunk = BytesMut::with_capacity(CHUNK);
