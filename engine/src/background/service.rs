@@ -100,6 +100,10 @@ struct Identifier {
     /// Held by the application attached for events, until its connection has ended and every
     /// request it sent has been carried out (see `connection::serve`).
     attached: Arc<tokio::sync::Mutex<()>>,
+    /// Held while a task is created, from the choice of its engine session to its creation in it:
+    /// two connections creating at once must not both find the identifier idle and each replace
+    /// the session the other's task is being made in.
+    creating: tokio::sync::Mutex<()>,
     /// What making an engine session takes: the service's settings with the identifier's
     /// directory, and what its delegate shares.
     template: Configuration,
@@ -426,6 +430,7 @@ impl Inner {
             live,
             tasks: Tasks::default(),
             attached: Arc::default(),
+            creating: tokio::sync::Mutex::default(),
             template,
             name: identifier.to_owned(),
             journal: self.journal.clone(),

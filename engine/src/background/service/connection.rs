@@ -189,6 +189,7 @@ impl Inner {
                 schedule,
                 settings,
             } => {
+                let _creating = state.creating.lock().await;
                 let engine = match self.engine_for(identifier, state, &settings).await? {
                     Ok(engine) => engine,
                     Err(reason) => return Ok(Some(ServiceMessage::Refused { reason })),
@@ -219,6 +220,7 @@ impl Inner {
                 schedule,
                 settings,
             } => {
+                let _creating = state.creating.lock().await;
                 let engine = match self.engine_for(identifier, state, &settings).await? {
                     Ok(engine) => engine,
                     Err(reason) => return Ok(Some(ServiceMessage::Refused { reason })),
