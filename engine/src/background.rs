@@ -11,7 +11,8 @@
 //!   throughput floor of its [`Policy`].
 //! - [`wire`]: the local protocol between an application's background session and the service: a
 //!   Unix socket in a private directory, the peer's user id checked on every connection, versioned
-//!   length-framed messages through the storage codec, a handshake that refuses an unknown version.
+//!   length-framed messages through the storage codec, a handshake that refuses an unknown version;
+//!   each task goes with the [`wire::SessionSettings`] it runs under.
 //! - `client` (private): the application side of that protocol, behind a background `Session`.
 //!
 //! The service's durable state is [`journal`] (`courier_storage::journal`).

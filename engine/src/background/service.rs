@@ -2,6 +2,9 @@
 //! the events handed to whichever application attaches to the identifier, replayed first.
 //!
 //! - A task exists once the journal holds it: `CreateTask` is answered only after the commit.
+//! - An identifier's session is made with the settings its tasks were created under
+//!   ([`wire::SessionSettings`], journaled with each task) on top of the service's own; a task
+//!   made under other settings is refused while the identifier's tasks are unfinished.
 //! - Every delegate event of an identifier's session is committed to the journal, then sent to
 //!   the attached application, if any. A finished download's file moves into the service's
 //!   `files/` directory and stays there until the application acknowledges the
