@@ -40,9 +40,8 @@ pub(crate) async fn run(
     let mut interrupted = false;
     let mut receiving = true;
     // A received message: its event once the open's is out, then its line.
-    let show = |message: &Message| {
+    let show = |message: Message| {
         let delegate = delegate.clone();
-        let message = message.clone();
         async move {
             delegate.opened(Duration::from_secs(5)).await;
             delegate.message_received(id, &message);
@@ -68,7 +67,7 @@ pub(crate) async fn run(
                 }
             },
             received = task.receive(), if receiving => match received {
-                Ok(message) => show(&message).await,
+                Ok(message) => show(message).await,
                 // The socket ended; its completion follows.
                 Err(_) => receiving = false,
             },
@@ -78,7 +77,7 @@ pub(crate) async fn run(
                 // `receive` hands out what it holds and then fails, so this ends.
                 while receiving {
                     match tokio::time::timeout(Duration::from_secs(5), task.receive()).await {
-                        Ok(Ok(message)) => show(&message).await,
+                        Ok(Ok(message)) => show(message).await,
                         _ => receiving = false,
                     }
                 }
