@@ -117,7 +117,7 @@ struct Identifier {
 }
 
 /// An identifier's engine session, made with the settings of the tasks it runs.
-pub(crate) struct Engine {
+struct Engine {
     /// What its tasks' applications added to the service's settings.
     settings: SessionSettings,
     session: Session,

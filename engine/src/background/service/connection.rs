@@ -204,11 +204,7 @@ impl Inner {
                     description,
                     schedule,
                 };
-                let (id, kept) = (identifier.to_owned(), settings_blob(&settings)?);
-                let task = journaled(&self.journal, move |j| {
-                    j.add_task_with_settings(&id, &record, &kept)
-                })
-                .await?;
+                let task = self.add_task(identifier, record, &settings).await?;
                 let request = request_from_record(&request);
                 let created = engine.create(&kind, request);
                 let created = created.map_err(|e| WireError::Io(std::io::Error::other(e)))?;
@@ -242,15 +238,8 @@ impl Inner {
                     description: String::new(),
                     schedule,
                 };
-                let (id, sent, kept) = (
-                    identifier.to_owned(),
-                    record.clone(),
-                    settings_blob(&settings)?,
-                );
-                let task = journaled(&self.journal, move |j| {
-                    j.add_task_with_settings(&id, &record, &kept)
-                })
-                .await?;
+                let sent = record.clone();
+                let task = self.add_task(identifier, record, &settings).await?;
                 engine.adopt(state, task, created.task().clone());
                 // The record first, so the application knows the request it continues.
                 Ok(Some(ServiceMessage::Created { task, record: sent }))
@@ -436,13 +425,11 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .remove(identifier);
     }
-}
 
-impl Inner {
     /// The engine session of `state` to run a task created under `settings` in
     /// ([`Identifier::engine_for`]), or why there is none: whether the identifier is idle is read
     /// from the journal (every task completed) only when the session there is does not do.
-    pub(super) async fn engine_for(
+    async fn engine_for(
         &self,
         identifier: &str,
         state: &Identifier,
@@ -460,12 +447,21 @@ impl Inner {
         .await?;
         Ok(state.engine_for(settings, idle))
     }
-}
 
-/// `settings` as the journal keeps them beside a task: nothing when they add nothing.
-fn settings_blob(settings: &SessionSettings) -> Result<Vec<u8>, WireError> {
-    if settings.is_empty() {
-        return Ok(Vec::new());
+    /// Journals a new task of `identifier`, with the settings it was created under; its id.
+    async fn add_task(
+        &self,
+        identifier: &str,
+        record: TaskRecord,
+        settings: &SessionSettings,
+    ) -> Result<u64, WireError> {
+        let (id, kept) = (
+            identifier.to_owned(),
+            settings.to_journal().map_err(WireError::Malformed)?,
+        );
+        journaled(&self.journal, move |j| {
+            j.add_task_with_settings(&id, &record, &kept)
+        })
+        .await
     }
-    courier_storage::codec::encode(settings).map_err(WireError::Malformed)
 }

@@ -30,42 +30,14 @@ impl Inner {
             for (task, record) in tasks {
                 match record {
                     Ok(record) if record.phase == TaskPhase::Completed => {}
-                    Ok(record) => {
-                        if let Err(e) = self.revive(&identifier, &state, task, record).await {
-                            // Its settings cannot be restored beside the others': it fails rather
-                            // than run under settings it was not given.
-                            tracing::error!(task, error = %e, "a journaled task cannot go on");
-                            let event = EventRecord {
-                                task,
-                                event: StoredEvent::Completed {
-                                    error: Some(StoredError {
-                                        code: courier_delegates::ErrorCode::Unknown.number(),
-                                        message: format!("the task could not go on: {e}"),
-                                        resume_data: None,
-                                    }),
-                                    response: None,
-                                },
-                            };
-                            let id = identifier.clone();
-                            journaled(&self.journal, move |j| j.complete_task(&id, &event)).await?;
-                        }
-                    }
+                    Ok(record) => self.revive(&identifier, &state, task, record).await?,
                     Err(e) => {
                         tracing::error!(task, error = %e, "a damaged journal task is skipped");
-                        let event = EventRecord {
+                        let event = failure(
                             task,
-                            event: StoredEvent::Completed {
-                                error: Some(StoredError {
-                                    code: courier_delegates::ErrorCode::CannotDecodeRawData
-                                        .number(),
-                                    message: format!(
-                                        "the journal's record of this task is damaged: {e}"
-                                    ),
-                                    resume_data: None,
-                                }),
-                                response: None,
-                            },
-                        };
+                            courier_delegates::ErrorCode::CannotDecodeRawData,
+                            format!("the journal's record of this task is damaged: {e}"),
+                        );
                         let id = identifier.clone();
                         journaled(&self.journal, move |j| {
                             j.append_event(&id, &event)?;
@@ -94,9 +66,25 @@ impl Inner {
         // The unfinished tasks of an identifier were all made under the same settings (others
         // are refused while they run), so the first one revived makes the engine session for all.
         let settings = self.settings_of(identifier, task).await?;
-        let engine = state
-            .engine_for(&settings, state.engine().is_none())
-            .map_err(|e| WireError::Io(std::io::Error::other(e)))?;
+        let engine = match state.engine_for(&settings, state.engine().is_none()) {
+            Ok(engine) => engine,
+            // It fails rather than run under settings it was not given.
+            Err(why) => {
+                let event = failure(
+                    task,
+                    courier_delegates::ErrorCode::Unknown,
+                    format!("the task could not go on: {why}"),
+                );
+                let (id, sent) = (identifier.to_owned(), event.clone());
+                let seq = journaled(&self.journal, move |j| j.complete_task(&id, &event)).await?;
+                let _ = state.live.send(LiveEvent {
+                    seq: Some(seq),
+                    after: seq,
+                    record: sent,
+                });
+                return Ok(());
+            }
+        };
         let session = engine.session.clone();
         let (checkpoint, partial) = (record.checkpoint.clone(), record.partial_file.clone());
         let resume = tokio::task::spawn_blocking(move || {
@@ -152,13 +140,25 @@ impl Inner {
         Ok(())
     }
 
-    /// The settings task `task` was created under (none when the journal keeps none, or they do
-    /// not decode).
+    /// The settings task `task` was created under.
     async fn settings_of(&self, identifier: &str, task: u64) -> Result<SessionSettings, WireError> {
         let id = identifier.to_owned();
         let blob = journaled(&self.journal, move |j| j.task_settings(&id, task)).await?;
-        Ok(blob
-            .and_then(|b| courier_storage::codec::decode(&b).ok())
-            .unwrap_or_default())
+        Ok(SessionSettings::from_journal(blob.as_deref()))
+    }
+}
+
+/// Task `task`'s completion with the error `code` and `message`.
+fn failure(task: u64, code: courier_delegates::ErrorCode, message: String) -> EventRecord {
+    EventRecord {
+        task,
+        event: StoredEvent::Completed {
+            error: Some(StoredError {
+                code: code.number(),
+                message,
+                resume_data: None,
+            }),
+            response: None,
+        },
     }
 }

@@ -101,6 +101,26 @@ impl SessionSettings {
         }
     }
 
+    /// As the journal keeps them beside a task: nothing when they add nothing.
+    ///
+    /// # Errors
+    /// They do not encode.
+    pub fn to_journal(&self) -> Result<Vec<u8>, courier_storage::codec::CodecError> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        courier_storage::codec::encode(self)
+    }
+
+    /// What the journal kept beside a task ([`SessionSettings::to_journal`]): nothing, or a blob
+    /// that does not decode, is the service's own settings (a task never gains a permission from
+    /// a damaged record).
+    pub fn from_journal(blob: Option<&[u8]>) -> SessionSettings {
+        blob.filter(|b| !b.is_empty())
+            .and_then(|b| courier_storage::codec::decode(b).ok())
+            .unwrap_or_default()
+    }
+
     /// True when they add nothing to the service's settings.
     pub fn is_empty(&self) -> bool {
         *self == SessionSettings::default()
@@ -222,11 +242,10 @@ mod tests {
             credential: Some(("u".into(), "secret".into())),
             ..s
         };
-        let blob = courier_storage::codec::encode(&with_user).unwrap();
-        assert_eq!(
-            courier_storage::codec::decode::<SessionSettings>(&blob).unwrap(),
-            with_user
-        );
+        let blob = with_user.to_journal().unwrap();
+        assert_eq!(SessionSettings::from_journal(Some(&blob)), with_user);
+        assert!(SessionSettings::default().to_journal().unwrap().is_empty());
+        assert!(SessionSettings::from_journal(Some(b"damaged")).is_empty());
         assert!(!format!("{with_user:?}").contains("secret"));
     }
 
