@@ -1,0 +1,178 @@
+//! Black-box tests of what a background task runs under: `courier bg download`'s session options
+//! (`--allow-http`, timeouts, `--insecure`, `--user`) go to the service with each task, are kept
+//! across a killed service, and a task under other settings is refused while others run.
+
+mod common;
+
+use common::daemon::*;
+use common::*;
+use courier_tests::TestServer;
+use courier_tests::server::pattern_bytes;
+
+/// `courier bg download` hands its session options to the service with each task, as an
+/// application's background configuration goes with its tasks: a daemon started without
+/// `--allow-http` runs the cleartext download of a `bg download --allow-http`, and refuses one
+/// made without it (`AppTransportSecurityRequiresSecureConnection`, at the attach). While an
+/// identifier has unfinished tasks, a task made with other settings than theirs is refused at
+/// once, with the reason (fewer too: it must not run under a permission it was not given); one
+/// made with the same is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bg_download_takes_its_session_options_to_the_service() {
+    let server = TestServer::http().await;
+    let (file, slow) = (
+        server.url("/bytes/5000"),
+        server.url("/drip?chunks=100&size=100&delay_ms=100"),
+    );
+    let home = Home::new();
+    let h = home.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        // The service's own settings allow no cleartext.
+        let mut daemon = h.daemon(&[]);
+        let denied = h.courier(&["bg", "download", "--id", "plain", &file]);
+        let allowed = h.courier(&["bg", "download", "--id", "opts", "--allow-http", &file]);
+        h.listed_until("plain", |t| t.contains("\"completed\""));
+        h.listed_until("opts", |t| t.contains("\"completed\""));
+        let (plain, opts) = (h.attach("plain"), h.attach("opts"));
+        let running = h.courier(&["bg", "download", "--id", "mix", "--allow-http", &slow]);
+        let other = h.courier(&[
+            "bg",
+            "download",
+            "--id",
+            "mix",
+            "--allow-http",
+            "--timeout-request",
+            "7",
+            &file,
+        ]);
+        let fewer = h.courier(&["bg", "download", "--id", "mix", &file]);
+        let same = h.courier(&["bg", "download", "--id", "mix", "--allow-http", &file]);
+        stop_daemon(&mut daemon);
+        (denied, allowed, plain, opts, running, other, fewer, same)
+    })
+    .await
+    .unwrap();
+    let (denied, allowed, plain, opts, running, other, fewer, same) = outcome;
+    // Both are taken: the service checks a task's URL when it runs it.
+    assert_success(&denied);
+    assert_success(&allowed);
+    assert_eq!(
+        completion(&plain)["error"]["code"],
+        "app_transport_security_requires_secure_connection",
+        "the service's own settings: {:?}",
+        stderr_events(&plain)
+    );
+    assert!(!plain.status.success());
+    assert_success(&opts);
+    assert_eq!(completion(&opts)["error"], serde_json::Value::Null);
+    assert_eq!(
+        std::fs::read(home.out().join("5000")).unwrap(),
+        pattern_bytes(0, 5000)
+    );
+    assert_success(&running);
+    for refused in [&other, &fewer] {
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("other settings"), "{said}");
+    }
+    assert_success(&same);
+}
+
+/// The `did_complete` event of a `bg attach` (the first).
+fn completion(attach: &std::process::Output) -> serde_json::Value {
+    stderr_events(attach)
+        .into_iter()
+        .find(|e| e["event"] == "did_complete")
+        .expect("a completion")
+}
+
+/// A task's settings are journaled with it: after the service is killed (`kill -9`) and started
+/// again, with no `--allow-http` of its own, the cleartext download of a `bg download
+/// --allow-http` goes on under them and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_settings_outlive_a_killed_service() {
+    let server = TestServer::http().await;
+    let slow = server.url("/drip?chunks=30&size=1000&delay_ms=50");
+    let home = Home::new();
+    let h = home.clone();
+    let (submitted, attached) = tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&[]);
+        let submitted = h.courier(&["bg", "download", "--id", "kept", "--allow-http", &slow]);
+        h.listed_until("kept", |t| {
+            t.contains("\"running\"") && !t.contains("\"written\":0")
+        });
+        assert!(!daemon.signal("KILL").success());
+        let mut again = h.daemon(&[]);
+        h.listed_until("kept", |t| t.contains("\"completed\""));
+        let attached = h.attach("kept");
+        stop_daemon(&mut again);
+        (submitted, attached)
+    })
+    .await
+    .unwrap();
+    assert_success(&submitted);
+    assert_success(&attached);
+    assert_eq!(
+        std::fs::read(home.out().join("drip")).unwrap().len(),
+        30_000
+    );
+}
+
+/// `bg download --insecure` and `--user`: the service answers the challenges in the command's
+/// place, as its delegate would have (an unknown root trusted, a Basic challenge of the URL's own
+/// origin answered); without them it answers by default (the unknown root refused, the 401
+/// delivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bg_download_answers_challenges_as_insecure_and_user_say() {
+    let ca = courier_tests::TestCa::new();
+    let (tls, plain) = (TestServer::https(&ca).await, TestServer::http().await);
+    let (secure, basic) = (tls.url("/bytes/5"), plain.url("/basic/ann/pw"));
+    let home = Home::new();
+    let h = home.clone();
+    let (submitted, attached) = tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&[]);
+        let cases = [
+            ("untrusted", vec![secure.as_str()]),
+            ("trusted", vec!["--insecure", secure.as_str()]),
+            ("anonymous", vec!["--allow-http", basic.as_str()]),
+            (
+                "ann",
+                vec!["--allow-http", "--user", "ann:pw", basic.as_str()],
+            ),
+        ];
+        let mut submitted = Vec::new();
+        for (id, args) in &cases {
+            let mut command = vec!["bg", "download", "--id", id];
+            command.extend(args);
+            submitted.push(h.courier(&command));
+        }
+        let attached: Vec<_> = cases
+            .iter()
+            .map(|(id, _)| {
+                h.listed_until(id, |t| t.contains("\"completed\""));
+                h.attach(id)
+            })
+            .collect();
+        stop_daemon(&mut daemon);
+        (submitted, attached)
+    })
+    .await
+    .unwrap();
+    for s in &submitted {
+        assert_success(s);
+    }
+    assert_eq!(
+        completion(&attached[0])["error"]["code"],
+        "server_certificate_has_unknown_root"
+    );
+    assert_success(&attached[1]);
+    assert_eq!(std::fs::read(home.out().join("5")).unwrap().len(), 5);
+    assert_eq!(
+        completion(&attached[2])["status"],
+        401,
+        "delivered by default"
+    );
+    assert_eq!(completion(&attached[3])["status"], 200);
+    assert_eq!(
+        std::fs::read_to_string(home.out().join("pw")).unwrap(),
+        "welcome ann"
+    );
+}
