@@ -34,11 +34,11 @@ use clap::Parser;
 /// The command runs the engine on one thread and the delegate on another, and much of what the
 /// engine allocates for a response (its body chunks, its callbacks) is freed on the delegate's
 /// thread. Once its per-thread cache is full, glibc's malloc returns such blocks to the allocating
-/// thread's arena under that arena's lock, and the two threads then wake each other through it: with 10,000 GETs of 1 KiB (`-j 64`, nginx
-/// on loopback) a tenth of the engine thread's samples were `futex` wake-ups under
-/// `__lll_lock_wake_private`. mimalloc puts a block freed by another thread on its page's own list
-/// without a lock: the same run takes 0.18-0.19 s instead of 0.23-0.26 s, for about 2 MiB more
-/// peak memory (BENCHMARKS.md, 2026-12-03). Built with `no_thp`: mimalloc would otherwise ask for
+/// thread's arena under that arena's lock, and the two threads then wake each other through it:
+/// with 10,000 GETs of 1 KiB (`-j 64`, nginx on loopback) a tenth of the engine thread's samples
+/// were `futex` wake-ups under `__lll_lock_wake_private`. mimalloc puts a block freed by another
+/// thread on its page's own list without a lock: the same run takes 0.18-0.19 s instead of
+/// 0.23-0.26 s, for about 2 MiB more peak memory (BENCHMARKS.md, 2026-12-03). Built with `no_thp`: mimalloc would otherwise ask for
 /// transparent huge pages, and each 2 MiB page it touched counted whole (one GET peaked at 18.4
 /// MiB instead of 11.3). The choice is the binary's; the library leaves the allocator to the
 /// program that uses it.
