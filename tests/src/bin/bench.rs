@@ -20,10 +20,12 @@
 //!    100 MiB of 1 MiB binary messages echoed, beside the same library's client
 //!    (`bench/web_socket.rs`; `--only ws [--trips N] [--mib N]`).
 //! 5. 10,000 downloads running at once, beside reqwest (`bench/concurrent.rs`), a resume of 1 GiB
-//!    cut at 50%, and a 1 GiB upload to a sink against `curl -T` (`bench/transfers.rs`).
+//!    cut at 50%, and a 1 GiB upload to a sink against `curl -T` and reqwest on both runtime
+//!    flavours (`bench/transfers.rs`).
 //! 6. Last, a 1 GiB download to a file from nginx (HTTP/1.1, then HTTPS with HTTP/2): courier (a
 //!    fresh process per run, the engine's completion form on a current-thread runtime, as the CLI
-//!    runs it) against `curl -o`, and courier's peak RSS (VmHWM); then the same from an FTP server
+//!    runs it) against `curl -o` and reqwest on both runtime flavours (each a fresh process too),
+//!    and the peak RSS (VmHWM) of courier and of reqwest; then the same from an FTP server
 //!    (pyftpdlib) against `curl -o ftp://` (`--only ftp`).
 //!
 //! One part alone, printed and not written to the report: `--only small [--requests N] [--side
@@ -262,6 +264,21 @@ fn main() {
         }
         Some("concurrent-once") => {
             return concurrent::concurrent_once(&args[2], args[3].parse().expect("a count"));
+        }
+        Some("download-once-reqwest") => {
+            return transfers::download_once_reqwest(
+                &args[2],
+                std::path::Path::new(&args[3]),
+                &args[4],
+                args.get(5).map(std::path::Path::new),
+            );
+        }
+        Some("upload-once-reqwest") => {
+            return transfers::upload_once_reqwest(
+                &args[2],
+                std::path::Path::new(&args[3]),
+                &args[4],
+            );
         }
         Some("concurrent-once-reqwest") => {
             return concurrent::concurrent_once_reqwest(

@@ -29,6 +29,13 @@ pub(crate) enum Flavor {
 }
 
 impl Flavor {
+    /// The flavour [`Flavor::name`] names.
+    pub(crate) fn named(name: &str) -> Option<Flavor> {
+        [Flavor::CurrentThread, Flavor::MultiThread]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
+
     pub(crate) fn runtime(self) -> tokio::runtime::Runtime {
         match self {
             Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread()
@@ -42,7 +49,7 @@ impl Flavor {
         .expect("runtime")
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Flavor::CurrentThread => "current-thread",
             Flavor::MultiThread => "multi-thread",
@@ -280,6 +287,25 @@ pub(crate) fn command(courier: &std::path::Path, n: usize, rounds: usize) -> Sce
     }
 }
 
+/// The rustls configuration the bench hands reqwest: ring (as Courier uses), the CA in `pem`
+/// as the only root, and HTTP/2 offered first.
+pub(crate) fn reqwest_tls(pem: &[u8]) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.expect("CA")).expect("CA");
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tls
+}
+
 /// The same N GETs over HTTPS with HTTP/2 (one connection, 64 streams at once): courier and
 /// reqwest (its rustls, configured by the bench with the throwaway CA), each on both runtime
 /// flavours, and h2load (`-c 1 -m 64`, nghttp2's load generator) as the ceiling, when installed.
@@ -314,19 +340,7 @@ pub(crate) fn run_h2(n: usize, rounds: usize, only_side: Option<&str>) -> Option
     };
     let reqwest_h2 = |flavor: Flavor| {
         let url = url.clone();
-        let mut roots = rustls::RootCertStore::empty();
-        use rustls::pki_types::pem::PemObject;
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            roots.add(cert.expect("CA")).expect("CA");
-        }
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let tls = reqwest_tls(pem.as_bytes());
         flavor.runtime().block_on(async move {
             let client = reqwest::Client::builder()
                 .use_preconfigured_tls(tls)

@@ -1,9 +1,10 @@
-//! The suite's scenarios of whole transfers: a 1 GiB download from nginx against `curl -o` (over
-//! HTTP/1.1, and HTTPS with HTTP/2) with courier's peak RSS, a 1 GiB upload from a file against
-//! `curl -T`, and the resume of a 1 GiB download cut at 50% (10,000 downloads at once are in
-//! `concurrent`). Courier runs in a child process of its own (`courier-bench download-once`,
-//! `upload-once`, `resume-once`) so its memory and start-up count as a program's would; the
-//! servers are nginx and the in-process loopback server on a runtime thread of this process.
+//! The suite's scenarios of whole transfers: a 1 GiB download from nginx against `curl -o` and
+//! reqwest (over HTTP/1.1, and HTTPS with HTTP/2) with the peak RSS of each library, a 1 GiB upload
+//! from a file against `curl -T` and reqwest, and the resume of a 1 GiB download cut at 50%
+//! (10,000 downloads at once are in `concurrent`). Courier and reqwest run in child processes of
+//! their own (`courier-bench download-once`, `download-once-reqwest`, `upload-once`,
+//! `upload-once-reqwest`, `resume-once`) so their memory and start-up count as a program's would;
+//! the servers are nginx and the in-process loopback server on a runtime thread of this process.
 
 use std::path::Path;
 use std::process::Command;
@@ -93,8 +94,33 @@ pub(crate) fn upload_once(url: &str, file: &Path) {
     println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
 }
 
+/// `courier-bench upload-once-reqwest URL FILE FLAVOR`: the same upload with reqwest on a runtime
+/// of `FLAVOR`, the file sent as a stream of 256 KiB chunks (`ReaderStream` over a
+/// `tokio::fs::File`; `Body::from(File)` reads 4 KiB at a time).
+pub(crate) fn upload_once_reqwest(url: &str, file: &Path, flavor: &str) {
+    let flavor = super::small::Flavor::named(flavor).expect("a runtime flavour");
+    flavor.runtime().block_on(async {
+        let client = reqwest::Client::new();
+        let file = tokio::fs::File::open(file).await.expect("the file");
+        let length = file.metadata().await.expect("its length").len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10);
+        let response = client
+            .post(url)
+            .header(http::header::CONTENT_LENGTH, length)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(response.status(), 200);
+        let body = response.text().await.expect("answer");
+        println!("answer={}", body.trim_start_matches("bytes="));
+    });
+    println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
+}
+
 /// A 1 GiB upload from a file (`size` bytes with `--quick`) to a sink that reads every byte:
-/// courier's completion form against `curl -T FILE -X POST`, interleaved.
+/// courier's completion form against `curl -T FILE -X POST` and reqwest on both runtime
+/// flavours, interleaved.
 pub(crate) fn upload(report: &mut Report, pairs: usize, size: usize) {
     let (_server_rt, server) = loopback_server();
     let url = server.url("/sink");
@@ -125,18 +151,45 @@ pub(crate) fn upload(report: &mut Report, pairs: usize, size: usize) {
         );
         took
     };
+    let run_reqwest = |flavor: &str| {
+        let (took, out) = child(&["upload-once-reqwest", &url, file_arg, flavor]);
+        assert_eq!(
+            value(&out, "answer") as usize,
+            size,
+            "the sink got every byte from reqwest"
+        );
+        took
+    };
     let what = megabytes(size);
-    println!("# {what} upload from a file to a sink over loopback; {pairs} interleaved pairs");
-    let (ours, theirs) = interleaved(pairs, run_courier, run_curl);
+    println!("# {what} upload from a file to a sink over loopback; {pairs} interleaved rounds");
+    // Warm-up: the file is in the page cache for every side.
+    let _ = (run_courier(), run_curl(), run_reqwest("current-thread"));
+    let (mut ours, mut theirs, mut reqwest_ct, mut reqwest_mt) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let (c, k) = (run_courier(), run_curl());
+        let (r, m) = (run_reqwest("current-thread"), run_reqwest("multi-thread"));
+        println!(
+            "round {i:2}: courier {c:.3} s  curl {k:.3} s  reqwest {r:.3} s (multi-thread {m:.3} s)  \
+             ratio {:.2}",
+            c / k.min(r).min(m)
+        );
+        ours.push(c);
+        theirs.push(k);
+        reqwest_ct.push(r);
+        reqwest_mt.push(m);
+    }
     report.add(Scenario {
         name: format!("{what} upload from a file (a sink that reads every byte), HTTP/1.1"),
         unit: Unit::Seconds,
         courier: vec![Side::new("courier library (current-thread)", ours)],
-        peers: vec![Side::new("curl -T -X POST", theirs)],
+        peers: vec![
+            Side::new("curl -T -X POST", theirs),
+            Side::new("reqwest current-thread", reqwest_ct),
+            Side::new("reqwest multi-thread", reqwest_mt),
+        ],
         target: Target::AtMostTimesBestPeer(1.0),
-        note: "the sink is the in-process server; reqwest is not a peer here until its `stream` \
-               feature (a body read from a file as it is sent) is built"
-            .into(),
+        note: "the sink is the in-process server; each side a fresh process per round".into(),
     });
 }
 
@@ -302,6 +355,33 @@ pub(crate) fn download_once(url: &str, out: &Path, ca_pem: Option<&Path>) {
     println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
 }
 
+/// `courier-bench download-once-reqwest URL OUT FLAVOR [CA]`: the same download with reqwest on a
+/// runtime of `FLAVOR` (`current-thread`, `multi-thread`), the body streamed to the file as its
+/// chunks arrive, then the peak RSS. The file is a `tokio::fs::File` behind a 256 KiB `BufWriter`
+/// (the size of Courier's write batches): written chunk by chunk as over HTTP/2's 8 KiB frames,
+/// without the buffer it took 2-4 s, so the peer is given the buffer a user tuning it would add.
+pub(crate) fn download_once_reqwest(url: &str, out: &Path, flavor: &str, ca_pem: Option<&Path>) {
+    use tokio::io::AsyncWriteExt;
+    let flavor = super::small::Flavor::named(flavor).expect("a runtime flavour");
+    flavor.runtime().block_on(async {
+        let mut client = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            let pem = std::fs::read(pem).expect("CA");
+            client = client.use_preconfigured_tls(super::small::reqwest_tls(&pem));
+        }
+        let client = client.build().expect("client");
+        let mut response = client.get(url).send().await.expect("response");
+        assert_eq!(response.status(), 200);
+        let file = tokio::fs::File::create(out).await.expect("file");
+        let mut file = tokio::io::BufWriter::with_capacity(256 << 10, file);
+        while let Some(chunk) = response.chunk().await.expect("body") {
+            file.write_all(&chunk).await.expect("write");
+        }
+        file.flush().await.expect("flush");
+    });
+    println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
+}
+
 /// Set in a `download-once` child: it reads the task's `Progress` every 10 ms while it downloads.
 const WATCH_PROGRESS: &str = "COURIER_BENCH_WATCH_PROGRESS";
 
@@ -348,6 +428,20 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
         let _ = std::fs::remove_file(&out);
         (took, value(&printed, "peak_rss_kib"))
     };
+    // reqwest on each runtime flavour, in a child of its own as courier runs.
+    let run_reqwest = |flavor: &str| -> (f64, f64) {
+        let mut args = vec!["download-once-reqwest", url_arg, out_arg, flavor];
+        if tls {
+            args.push(ca_arg);
+        }
+        let (took, printed) = child(&args);
+        assert_eq!(
+            std::fs::metadata(&out).map(|m| m.len()).ok(),
+            Some(size as u64)
+        );
+        let _ = std::fs::remove_file(&out);
+        (took, value(&printed, "peak_rss_kib"))
+    };
     let run_curl = || -> f64 {
         let started = Instant::now();
         let mut curl = Command::new("curl");
@@ -369,17 +463,30 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
     println!(
         "# {what} download to a file from nginx over loopback ({over}); {pairs} interleaved pairs"
     );
-    let _ = (run_courier(false), run_curl()); // warm-up: the file is in the page cache for both
+    // Warm-up: the file is in the page cache for every side.
+    let _ = (
+        run_courier(false),
+        run_curl(),
+        run_reqwest("current-thread"),
+    );
     let (mut ours, mut theirs, mut peaks, mut watched) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut reqwest_ct, mut reqwest_mt, mut reqwest_peaks) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..pairs {
         let (c, rss) = run_courier(false);
         let k = run_curl();
+        let (r, r_rss) = run_reqwest("current-thread");
+        let (m, m_rss) = run_reqwest("multi-thread");
         print!(
-            "pair {i:2}: courier {c:.3} s (peak RSS {:.1} MiB)  curl {k:.3} s  ratio {:.2}",
+            "round {i:2}: courier {c:.3} s (peak RSS {:.1} MiB)  curl {k:.3} s  reqwest {r:.3} s \
+             (multi-thread {m:.3} s, peak RSS {:.1} MiB)  ratio {:.2}",
             rss / 1024.0,
-            c / k
+            r_rss.min(m_rss) / 1024.0,
+            c / k.min(r).min(m)
         );
+        reqwest_ct.push(r);
+        reqwest_mt.push(m);
+        reqwest_peaks.push(r_rss.min(m_rss) * 1024.0);
         if !tls {
             let (w, _) = run_courier(true);
             print!("  courier, progress read every 10 ms {w:.3} s");
@@ -404,7 +511,11 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
         name: format!("{what} download to a file, {over}"),
         unit: Unit::Seconds,
         courier: vec![Side::new("courier library (current-thread)", ours)],
-        peers: vec![Side::new("curl -o", theirs)],
+        peers: vec![
+            Side::new("curl -o", theirs),
+            Side::new("reqwest current-thread", reqwest_ct),
+            Side::new("reqwest multi-thread", reqwest_mt),
+        ],
         target: Target::AtMostTimesBestPeer(1.0),
         note: "each side a fresh process per round (nginx serves the file from the page cache)"
             .into(),
@@ -413,7 +524,10 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
         name: format!("peak RSS during the {what} download, {over}"),
         unit: Unit::Bytes,
         courier: vec![Side::new("courier (VmHWM)", peaks)],
-        peers: Vec::new(),
+        peers: vec![Side::new(
+            "reqwest, the lower of its two runtimes (VmHWM)",
+            reqwest_peaks,
+        )],
         target: Target::AtMost(12.0 * 1048576.0),
         note: String::new(),
     });
