@@ -45,10 +45,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 
 /// Courier's side: the same two exchanges with a WebSocket task; (round trips, bulk) in seconds.
 fn courier(url: &str, trips: usize, count: usize) -> (f64, f64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = crate::small::Flavor::CurrentThread.runtime();
     rt.block_on(async {
         let mut config = Configuration::ephemeral();
         config.cleartext = CleartextPolicy::AllowAll;
@@ -91,10 +88,7 @@ fn courier(url: &str, trips: usize, count: usize) -> (f64, f64) {
 fn tungstenite(url: &str, trips: usize, count: usize) -> (f64, f64) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as Ws;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = crate::small::Flavor::CurrentThread.runtime();
     rt.block_on(async {
         let tcp = tokio::net::TcpStream::connect(
             url.trim_start_matches("ws://")
