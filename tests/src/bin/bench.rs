@@ -24,8 +24,9 @@
 //!    flavours (`bench/transfers.rs`).
 //! 6. Last, a 1 GiB download to a file from nginx (HTTP/1.1, then HTTPS with HTTP/2): courier (a
 //!    fresh process per run, the engine's completion form on a current-thread runtime, as the CLI
-//!    runs it) against `curl -o` and reqwest on both runtime flavours (each a fresh process too),
-//!    and the peak RSS (VmHWM) of courier and of reqwest; then the same from an FTP server
+//!    runs it) and the `courier download` command, against `curl -o` and reqwest on both runtime
+//!    flavours (each a fresh process too), and the peak RSS (VmHWM) of each Courier side and of
+//!    reqwest; then the same from an FTP server
 //!    (pyftpdlib) against `curl -o ftp://` (`--only ftp`).
 //!
 //! One part alone, printed and not written to the report: `--only small [--requests N] [--side
@@ -126,7 +127,7 @@ fn status_field(process: &str, name: &str) -> u64 {
 }
 
 /// The `courier` binary the on-demand parts run: `--courier PATH`, else the one beside this bench.
-fn courier_binary() -> std::path::PathBuf {
+pub(crate) fn courier_binary() -> std::path::PathBuf {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
         .position(|a| a == "--courier")

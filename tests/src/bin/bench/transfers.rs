@@ -1,5 +1,6 @@
-//! The suite's scenarios of whole transfers: a 1 GiB download from nginx against `curl -o` and
-//! reqwest (over HTTP/1.1, and HTTPS with HTTP/2) with the peak RSS of each library, a 1 GiB upload
+//! The suite's scenarios of whole transfers: a 1 GiB download from nginx by the library and by
+//! `courier download` against `curl -o` and reqwest (over HTTP/1.1, and HTTPS with HTTP/2) with
+//! the peak RSS of each, a 1 GiB upload
 //! from a file against `curl -T` and reqwest, and the resume of a 1 GiB download cut at 50%
 //! (10,000 downloads at once are in `concurrent`). Courier and reqwest run in child processes of
 //! their own (`courier-bench download-once`, `download-once-reqwest`, `upload-once`,
@@ -382,6 +383,29 @@ pub(crate) fn download_once_reqwest(url: &str, out: &Path, flavor: &str, ca_pem:
     println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
 }
 
+/// Runs `command` to its end: its wall time, and its peak RSS in KiB, read from the child's
+/// `VmHWM` (a high-water mark) every few milliseconds while it runs.
+fn run_watched(mut command: Command) -> (f64, f64) {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the command runs");
+    let pid = child.id().to_string();
+    let mut peak = 0;
+    let status = loop {
+        peak = peak.max(status_field(&pid, "VmHWM:"));
+        if let Some(status) = child.try_wait().expect("the command's status") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let took = started.elapsed().as_secs_f64();
+    assert!(status.success(), "{command:?}");
+    (took, peak as f64)
+}
+
 /// Set in a `download-once` child: it reads the task's `Progress` every 10 ms while it downloads.
 const WATCH_PROGRESS: &str = "COURIER_BENCH_WATCH_PROGRESS";
 
@@ -428,6 +452,24 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
         let _ = std::fs::remove_file(&out);
         (took, value(&printed, "peak_rss_kib"))
     };
+    // The `courier` command, as a user downloads with it: its time and peak RSS.
+    let courier_command = super::courier_binary();
+    let run_command = || -> (f64, f64) {
+        let mut command = Command::new(&courier_command);
+        command.args(["download", "-o", out_arg, url_arg]);
+        if tls {
+            command.args(["--cacert", ca_arg]);
+        } else {
+            command.arg("--allow-http");
+        }
+        let measured = run_watched(command);
+        assert_eq!(
+            std::fs::metadata(&out).map(|m| m.len()).ok(),
+            Some(size as u64)
+        );
+        let _ = std::fs::remove_file(&out);
+        measured
+    };
     // reqwest on each runtime flavour, in a child of its own as courier runs.
     let run_reqwest = |flavor: &str| -> (f64, f64) {
         let mut args = vec!["download-once-reqwest", url_arg, out_arg, flavor];
@@ -468,22 +510,29 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
         run_courier(false),
         run_curl(),
         run_reqwest("current-thread"),
+        run_command(),
     );
     let (mut ours, mut theirs, mut peaks, mut watched) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut command_times, mut command_peaks) = (Vec::new(), Vec::new());
     let (mut reqwest_ct, mut reqwest_mt, mut reqwest_peaks) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..pairs {
         let (c, rss) = run_courier(false);
         let k = run_curl();
         let (r, r_rss) = run_reqwest("current-thread");
         let (m, m_rss) = run_reqwest("multi-thread");
+        let (d, d_rss) = run_command();
         print!(
-            "round {i:2}: courier {c:.3} s (peak RSS {:.1} MiB)  curl {k:.3} s  reqwest {r:.3} s \
-             (multi-thread {m:.3} s, peak RSS {:.1} MiB)  ratio {:.2}",
+            "round {i:2}: courier {c:.3} s (peak RSS {:.1} MiB)  courier download {d:.3} s (peak \
+             RSS {:.1} MiB)  curl {k:.3} s  reqwest {r:.3} s (multi-thread {m:.3} s, peak RSS \
+             {:.1} MiB)  ratio {:.2}",
             rss / 1024.0,
+            d_rss / 1024.0,
             r_rss.min(m_rss) / 1024.0,
-            c / k.min(r).min(m)
+            c.min(d) / k.min(r).min(m)
         );
+        command_times.push(d);
+        command_peaks.push(d_rss * 1024.0);
         reqwest_ct.push(r);
         reqwest_mt.push(m);
         reqwest_peaks.push(r_rss.min(m_rss) * 1024.0);
@@ -510,7 +559,10 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
     report.add(Scenario {
         name: format!("{what} download to a file, {over}"),
         unit: Unit::Seconds,
-        courier: vec![Side::new("courier library (current-thread)", ours)],
+        courier: vec![
+            Side::new("courier library (current-thread)", ours),
+            Side::new("courier download (the command)", command_times),
+        ],
         peers: vec![
             Side::new("curl -o", theirs),
             Side::new("reqwest current-thread", reqwest_ct),
@@ -523,7 +575,10 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
     report.add(Scenario {
         name: format!("peak RSS during the {what} download, {over}"),
         unit: Unit::Bytes,
-        courier: vec![Side::new("courier (VmHWM)", peaks)],
+        courier: vec![
+            Side::new("courier library (VmHWM)", peaks),
+            Side::new("courier download, the command (VmHWM)", command_peaks),
+        ],
         peers: vec![Side::new(
             "reqwest, the lower of its two runtimes (VmHWM)",
             reqwest_peaks,
