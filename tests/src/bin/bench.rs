@@ -1,5 +1,6 @@
 //! Courier's bench binary: every scenario of issue 10, Courier and its peers (curl, reqwest on both
-//! runtime flavours, hyper-util's client alone) alternating in the same run, then a report.
+//! runtime flavours, hyper-util's client alone, tokio-tungstenite for WebSockets) alternating in the
+//! same run, then a report.
 //!
 //! `cargo run --release -p courier-tests --bin courier-bench` runs the whole suite (a few minutes)
 //! and rewrites the generated section of `BENCHMARKS.md` and `benchmarks.svg` at the workspace root
@@ -17,8 +18,8 @@
 //! 3. 10,000 delegate-style data tasks (six connections, no URL cache) against curl fetching the
 //!    same URLs with `--parallel --parallel-max 6` (`bench/tasks.rs`, which also measures part 1).
 //! 4. WebSocket tasks against Python's `websockets` server: 2,000 sequential echo round trips and
-//!    100 MiB of 1 MiB binary messages echoed, beside the same library's client
-//!    (`bench/web_socket.rs`; `--only ws [--trips N] [--mib N]`).
+//!    100 MiB of 1 MiB binary messages echoed, beside the same library's client and
+//!    tokio-tungstenite (`bench/web_socket.rs`; `--only ws [--trips N] [--mib N]`).
 //! 5. 10,000 downloads running at once, beside reqwest (`bench/concurrent.rs`), a resume of 1 GiB
 //!    cut at 50%, and a 1 GiB upload to a sink against `curl -T` and reqwest on both runtime
 //!    flavours (`bench/transfers.rs`).
