@@ -21,8 +21,8 @@
 //!    100 MiB of 1 MiB binary messages echoed, beside the same library's client and
 //!    tokio-tungstenite (`bench/web_socket.rs`; `--only ws [--trips N] [--mib N]`).
 //! 5. 10,000 downloads running at once, beside reqwest (`bench/concurrent.rs`), a resume of 1 GiB
-//!    cut at 50%, and a 1 GiB upload to a sink against `curl -T` and reqwest on both runtime
-//!    flavours (`bench/transfers.rs`).
+//!    cut at 50% (`bench/transfers.rs`), and a 1 GiB upload to a sink against `curl -T` and reqwest
+//!    on both runtime flavours (`bench/upload.rs`).
 //! 6. Last, a 1 GiB download to a file from nginx (HTTP/1.1, then HTTPS with HTTP/2): courier (a
 //!    fresh process per run, the engine's completion form on a current-thread runtime, as the CLI
 //!    runs it) and the `courier download` command, against `curl -o` and reqwest on both runtime
@@ -60,6 +60,8 @@ mod small;
 mod tasks;
 #[path = "bench/transfers.rs"]
 mod transfers;
+#[path = "bench/upload.rs"]
+mod upload;
 #[path = "bench/web_socket.rs"]
 mod web_socket;
 
@@ -259,7 +261,7 @@ fn main() {
             );
         }
         Some("upload-once") => {
-            return transfers::upload_once(&args[2], std::path::Path::new(&args[3]));
+            return upload::upload_once(&args[2], std::path::Path::new(&args[3]));
         }
         Some("resume-once") => {
             return transfers::resume_once(&args[2], args[3].parse().expect("a size"));
@@ -276,11 +278,7 @@ fn main() {
             );
         }
         Some("upload-once-reqwest") => {
-            return transfers::upload_once_reqwest(
-                &args[2],
-                std::path::Path::new(&args[3]),
-                &args[4],
-            );
+            return upload::upload_once_reqwest(&args[2], std::path::Path::new(&args[3]), &args[4]);
         }
         Some("concurrent-once-reqwest") => {
             return concurrent::concurrent_once_reqwest(
@@ -319,7 +317,7 @@ fn main() {
             return transfers::download(&mut report, arg("--download-pairs", 9), true, 1 << 30);
         }
         Some("upload") => {
-            return transfers::upload(&mut report, arg("--download-pairs", 7), 1 << 30);
+            return upload::upload(&mut report, arg("--download-pairs", 7), 1 << 30);
         }
         Some("resume") => return transfers::resume(&mut report, arg("--rounds", 5), 1 << 30),
         Some("concurrent") => {
@@ -421,7 +419,7 @@ fn main() {
     );
     let size = if quick { 64 << 20 } else { 1 << 30 };
     transfers::resume(&mut report, rounds, size as u64);
-    transfers::upload(&mut report, pairs, size);
+    upload::upload(&mut report, pairs, size);
     transfers::download(&mut report, pairs, false, size);
     transfers::download(&mut report, pairs, true, size);
     transfers::ftp_download(&mut report, pairs, size);

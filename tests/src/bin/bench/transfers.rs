@@ -1,11 +1,10 @@
-//! The suite's scenarios of whole transfers: a 1 GiB download from nginx by the library and by
-//! `courier download` against `curl -o` and reqwest (over HTTP/1.1, and HTTPS with HTTP/2) with
-//! the peak RSS of each, a 1 GiB upload
-//! from a file against `curl -T` and reqwest, and the resume of a 1 GiB download cut at 50%
-//! (10,000 downloads at once are in `concurrent`). Courier and reqwest run in child processes of
-//! their own (`courier-bench download-once`, `download-once-reqwest`, `upload-once`,
-//! `upload-once-reqwest`, `resume-once`) so their memory and start-up count as a program's would;
-//! the servers are nginx and the in-process loopback server on a runtime thread of this process.
+//! The suite's downloads of whole files: 1 GiB from nginx by the library and by `courier download`
+//! against `curl -o` and reqwest (over HTTP/1.1, and HTTPS with HTTP/2) with the peak RSS of each,
+//! the same from an FTP server, and the resume of a 1 GiB download cut at 50% (the upload is in
+//! `upload`, 10,000 downloads at once in `concurrent`). Courier and reqwest run in child processes
+//! of their own (`courier-bench download-once`, `download-once-reqwest`, `resume-once`), started
+//! by the helpers here that the other parts share too, so their memory and start-up count as a
+//! program's would; the servers are nginx and pyftpdlib.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,13 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use courier_engine::{
-    CleartextPolicy, Configuration, DataDelegate, DownloadDelegate, Error, Request, ResumeData,
-    Session, SessionDelegate, TaskDelegate, TaskInfo, UploadBody,
+    CleartextPolicy, Configuration, DataDelegate, DownloadDelegate, Error, ResumeData, Session,
+    SessionDelegate, TaskDelegate, TaskInfo,
 };
 use tokio::sync::Notify;
 
 use super::report::{Report, Scenario, Side, Target, Unit};
-use super::{loopback_server, status_field};
+use super::status_field;
 
 /// As the command runs the engine.
 pub(super) fn runtime() -> tokio::runtime::Runtime {
@@ -76,125 +75,7 @@ pub(super) fn value(pairs: &[(String, String)], key: &str) -> f64 {
         .unwrap_or_else(|| panic!("{key} in the child's output"))
 }
 
-/// `courier-bench upload-once URL FILE`: one upload of FILE with the completion form.
-pub(crate) fn upload_once(url: &str, file: &Path) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    runtime().block_on(async {
-        let session = Session::new(cleartext(dir.path())).expect("session");
-        let request = Request::new(http::Method::POST, url);
-        let (body, response) = session
-            .upload(request, UploadBody::File(file.to_path_buf()))
-            .await
-            .expect("upload");
-        assert_eq!(response.status(), 200);
-        println!(
-            "answer={}",
-            String::from_utf8_lossy(&body).trim_start_matches("bytes=")
-        );
-    });
-    println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
-}
-
-/// `courier-bench upload-once-reqwest URL FILE FLAVOR`: the same upload with reqwest on a runtime
-/// of `FLAVOR`, the file sent as a stream of 256 KiB chunks (`ReaderStream` over a
-/// `tokio::fs::File`; `Body::from(File)` reads 4 KiB at a time).
-pub(crate) fn upload_once_reqwest(url: &str, file: &Path, flavor: &str) {
-    let flavor = super::small::Flavor::named(flavor).expect("a runtime flavour");
-    flavor.runtime().block_on(async {
-        let client = reqwest::Client::new();
-        let file = tokio::fs::File::open(file).await.expect("the file");
-        let length = file.metadata().await.expect("its length").len();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10);
-        let response = client
-            .post(url)
-            .header(http::header::CONTENT_LENGTH, length)
-            .body(reqwest::Body::wrap_stream(stream))
-            .send()
-            .await
-            .expect("upload");
-        assert_eq!(response.status(), 200);
-        let body = response.text().await.expect("answer");
-        println!("answer={}", body.trim_start_matches("bytes="));
-    });
-    println!("peak_rss_kib={}", status_field("self", "VmHWM:"));
-}
-
-/// A 1 GiB upload from a file (`size` bytes with `--quick`) to a sink that reads every byte:
-/// courier's completion form against `curl -T FILE -X POST` and reqwest on both runtime
-/// flavours, interleaved.
-pub(crate) fn upload(report: &mut Report, pairs: usize, size: usize) {
-    let (_server_rt, server) = loopback_server();
-    let url = server.url("/sink");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("up.bin");
-    courier_tests::write_random_file(&file, size, 7).expect("the file");
-    let file_arg = file.to_str().expect("a UTF-8 path");
-    let run_courier = || {
-        let (took, out) = child(&["upload-once", &url, file_arg]);
-        assert_eq!(
-            value(&out, "answer") as usize,
-            size,
-            "the sink got every byte"
-        );
-        took
-    };
-    let run_curl = || {
-        let started = Instant::now();
-        let output = Command::new("curl")
-            .args(["-s", "-X", "POST", "-T", file_arg, &url])
-            .output()
-            .expect("curl runs");
-        let took = started.elapsed().as_secs_f64();
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout),
-            format!("bytes={size}"),
-            "the sink got every byte from curl"
-        );
-        took
-    };
-    let run_reqwest = |flavor: &str| {
-        let (took, out) = child(&["upload-once-reqwest", &url, file_arg, flavor]);
-        assert_eq!(
-            value(&out, "answer") as usize,
-            size,
-            "the sink got every byte from reqwest"
-        );
-        took
-    };
-    let what = megabytes(size);
-    println!("# {what} upload from a file to a sink over loopback; {pairs} interleaved rounds");
-    // Warm-up: the file is in the page cache for every side.
-    let _ = (run_courier(), run_curl(), run_reqwest("current-thread"));
-    let (mut ours, mut theirs, mut reqwest_ct, mut reqwest_mt) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for i in 0..pairs {
-        let (c, k) = (run_courier(), run_curl());
-        let (r, m) = (run_reqwest("current-thread"), run_reqwest("multi-thread"));
-        println!(
-            "round {i:2}: courier {c:.3} s  curl {k:.3} s  reqwest {r:.3} s (multi-thread {m:.3} s)  \
-             ratio {:.2}",
-            c / k.min(r).min(m)
-        );
-        ours.push(c);
-        theirs.push(k);
-        reqwest_ct.push(r);
-        reqwest_mt.push(m);
-    }
-    report.add(Scenario {
-        name: format!("{what} upload from a file (a sink that reads every byte), HTTP/1.1"),
-        unit: Unit::Seconds,
-        courier: vec![Side::new("courier library (current-thread)", ours)],
-        peers: vec![
-            Side::new("curl -T -X POST", theirs),
-            Side::new("reqwest current-thread", reqwest_ct),
-            Side::new("reqwest multi-thread", reqwest_mt),
-        ],
-        target: Target::AtMostTimesBestPeer(1.0),
-        note: "the sink is the in-process server; each side a fresh process per round".into(),
-    });
-}
-
-fn megabytes(size: usize) -> String {
+pub(super) fn megabytes(size: usize) -> String {
     if size >= 1 << 30 {
         format!("{} GiB", size >> 30)
     } else {
@@ -384,7 +265,8 @@ pub(crate) fn download_once_reqwest(url: &str, out: &Path, flavor: &str, ca_pem:
 }
 
 /// Runs `command` to its end: its wall time, and its peak RSS in KiB, read from the child's
-/// `VmHWM` (a high-water mark) every few milliseconds while it runs.
+/// `VmHWM` (a high-water mark) every few milliseconds by a thread beside the wait, so the time ends
+/// when the child does, not at the next sample.
 fn run_watched(mut command: Command) -> (f64, f64) {
     let started = Instant::now();
     let mut child = command
@@ -393,17 +275,33 @@ fn run_watched(mut command: Command) -> (f64, f64) {
         .spawn()
         .expect("the command runs");
     let pid = child.id().to_string();
-    let mut peak = 0;
-    let status = loop {
-        peak = peak.max(status_field(&pid, "VmHWM:"));
-        if let Some(status) = child.try_wait().expect("the command's status") {
-            break status;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    };
-    let took = started.elapsed().as_secs_f64();
+    let running = std::sync::atomic::AtomicBool::new(true);
+    let (status, took, peak) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = 0;
+            while running.load(Ordering::Acquire) {
+                peak = peak.max(status_field(&pid, "VmHWM:"));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak
+        });
+        let status = child.wait().expect("the command's status");
+        let took = started.elapsed().as_secs_f64();
+        running.store(false, Ordering::Release);
+        (status, took, sampler.join().expect("the sampler"))
+    });
     assert!(status.success(), "{command:?}");
     (took, peak as f64)
+}
+
+/// Checks that a download left the whole file at `out` (`size` bytes), and removes it for the
+/// next side.
+fn take_output(out: &Path, size: usize) {
+    assert_eq!(
+        std::fs::metadata(out).map(|m| m.len()).ok(),
+        Some(size as u64)
+    );
+    let _ = std::fs::remove_file(out);
 }
 
 /// Set in a `download-once` child: it reads the task's `Progress` every 10 ms while it downloads.
@@ -445,11 +343,7 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
         }
         let env: &[(&str, &str)] = if watch { &[(WATCH_PROGRESS, "1")] } else { &[] };
         let (took, printed) = child_with(&args, env);
-        assert_eq!(
-            std::fs::metadata(&out).map(|m| m.len()).ok(),
-            Some(size as u64)
-        );
-        let _ = std::fs::remove_file(&out);
+        take_output(&out, size);
         (took, value(&printed, "peak_rss_kib"))
     };
     // The `courier` command, as a user downloads with it: its time and peak RSS.
@@ -463,11 +357,7 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
             command.arg("--allow-http");
         }
         let measured = run_watched(command);
-        assert_eq!(
-            std::fs::metadata(&out).map(|m| m.len()).ok(),
-            Some(size as u64)
-        );
-        let _ = std::fs::remove_file(&out);
+        take_output(&out, size);
         measured
     };
     // reqwest on each runtime flavour, in a child of its own as courier runs.
@@ -477,11 +367,7 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
             args.push(ca_arg);
         }
         let (took, printed) = child(&args);
-        assert_eq!(
-            std::fs::metadata(&out).map(|m| m.len()).ok(),
-            Some(size as u64)
-        );
-        let _ = std::fs::remove_file(&out);
+        take_output(&out, size);
         (took, value(&printed, "peak_rss_kib"))
     };
     let run_curl = || -> f64 {
@@ -494,11 +380,7 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
         let status = curl.status().expect("curl runs");
         let took = started.elapsed().as_secs_f64();
         assert!(status.success());
-        assert_eq!(
-            std::fs::metadata(&out).map(|m| m.len()).ok(),
-            Some(size as u64)
-        );
-        let _ = std::fs::remove_file(&out);
+        take_output(&out, size);
         took
     };
     let what = megabytes(size);
@@ -602,16 +484,9 @@ pub(crate) fn ftp_download(report: &mut Report, pairs: usize, size: usize) {
     let url = server.url("", "/big.bin");
     let out = dir.path().join("out.bin");
     let out_arg = out.to_str().expect("a UTF-8 path");
-    let check = || {
-        assert_eq!(
-            std::fs::metadata(&out).map(|m| m.len()).ok(),
-            Some(size as u64)
-        );
-        let _ = std::fs::remove_file(&out);
-    };
     let run_courier = || -> f64 {
         let (took, _) = child_with(&["download-once", &url, out_arg], &[]);
-        check();
+        take_output(&out, size);
         took
     };
     let run_curl = || -> f64 {
@@ -624,7 +499,7 @@ pub(crate) fn ftp_download(report: &mut Report, pairs: usize, size: usize) {
             .expect("curl runs");
         let took = started.elapsed().as_secs_f64();
         assert!(status.success());
-        check();
+        take_output(&out, size);
         took
     };
     let what = megabytes(size);
