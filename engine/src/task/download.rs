@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use courier_delegates::{Error, ErrorCode, Request, Response, ResumeData};
 use courier_protocol_http::range::{self, Validator};
 use courier_storage::download::keep_for_resume;
@@ -29,7 +29,7 @@ use tokio::time::Instant;
 mod batch;
 mod records;
 
-use batch::{BatchShare, WRITE_BATCH};
+use batch::{Batch, BatchShare, WRITE_BATCH};
 pub use records::request_record;
 pub(crate) use records::{
     decode_resume_data, request_from_record, response_from_record, response_record,
@@ -63,7 +63,7 @@ pub(crate) enum Placement {
 }
 
 /// A blocking write or checkpoint in flight, and what it gives back.
-type Job = JoinHandle<(PartialFile, BytesMut, io::Result<Option<Vec<u8>>>)>;
+type Job = JoinHandle<(PartialFile, Batch, io::Result<Option<Vec<u8>>>)>;
 
 /// A download's partial file and everything needed to describe it as resume data.
 pub(crate) struct DownloadSink {
@@ -77,10 +77,10 @@ pub(crate) struct DownloadSink {
     job: Option<Job>,
     /// A checkpoint being taken beside the writes (its record, when it succeeded).
     background: Option<JoinHandle<Option<Vec<u8>>>>,
-    pending: BytesMut,
-    /// The buffer of the last batch written, for the next (only while batches are full-size:
+    pending: Batch,
+    /// The memory of the last batch written, for the next (only while batches are full-size:
     /// with many downloads, one buffer each is the point).
-    spare: BytesMut,
+    spare: Batch,
     share: BatchShare,
     /// The resume record, once the response is known to be resumable (its length and digest are
     /// filled in at each checkpoint).
@@ -149,8 +149,8 @@ impl DownloadSink {
             background: None,
             // Grown as bytes come (a batch at most): reserved up front, a buffer per download
             // costs its full size in a process running thousands of slow ones.
-            pending: BytesMut::new(),
-            spare: BytesMut::new(),
+            pending: Batch::default(),
+            spare: Batch::default(),
             // Until a response says otherwise, the download can be continued as it could before.
             template: from.clone(),
             original: request_record(info.original_request()),
@@ -249,11 +249,9 @@ impl DownloadSink {
         if !self.pending.is_empty() && self.pending.len() + data.len() > batch {
             self.write_pending().await?;
         }
-        batch::make_room(&mut self.pending, data.len(), batch);
-        self.pending.extend_from_slice(&data);
-        // Copied: hyper may reuse its read buffer while a write is awaited (holding the chunk
-        // made it allocate another, one per slow download).
-        drop(data);
+        // Held as received while the download is among few (its batch is full-size); copied when
+        // it is among many, whose memory the budget bounds.
+        self.pending.push(data, batch, batch == WRITE_BATCH);
         if self.pending.len() >= batch || self.last_write.elapsed() >= WRITE_DELAY {
             self.write_pending().await?;
         }
@@ -387,11 +385,11 @@ impl DownloadSink {
         // (kept from when fewer downloads shared the budget).
         let mut next = std::mem::take(&mut self.spare);
         if next.capacity() > self.share.size() {
-            next = BytesMut::new();
+            next = Batch::default();
         }
         let batch = std::mem::replace(&mut self.pending, next);
         self.job = Some(tokio::task::spawn_blocking(move || {
-            let r = file.append(&batch).map(|()| None);
+            let r = batch.write_to(&mut file).map(|()| None);
             (file, batch, r)
         }));
         Ok(())
@@ -455,7 +453,7 @@ impl DownloadSink {
                 let _ = file.store_checkpoint_record(&blob, durability);
                 Ok(Some(blob))
             });
-            (file, BytesMut::new(), result)
+            (file, Batch::default(), result)
         }));
         let blob = self.settle().await?;
         self.checkpointed = self.written;

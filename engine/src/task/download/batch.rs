@@ -1,14 +1,20 @@
-//! How much of a download's body waits in memory before a write: the size of a batch, which a
-//! session's downloads share, and how a batch's buffer grows.
+//! How much of a download's body waits in memory before a write, and in what form: the size of a
+//! batch, which a session's downloads share, and the [`Batch`] that holds it.
 //!
 //! One download alone batches [`WRITE_BATCH`]. Thousands at once share [`BATCH_BUDGET`], so that
 //! what waits in memory stays bounded however many run (10,000 slow downloads each held two
 //! 32 KiB buffers before the budget).
+//!
+//! A download among few keeps the chunks the connection gave it and writes them with one vectored
+//! write, never copying them; a download among many copies them into one buffer, so that its
+//! chunk does not keep the connection's read buffer from being reused.
 
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use courier_storage::PartialFile;
 
 use crate::context::SessionContext;
 
@@ -56,10 +62,67 @@ impl Drop for BatchShare {
     }
 }
 
+/// The body bytes of one batch, in order: first the chunks held as they arrived, then the ones
+/// copied.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// Chunks as the connection handed them over: no copy on the way to the file. (1 GiB over
+    /// HTTPS + HTTP/2 spent 4.8% of its process's samples copying chunks into one buffer.)
+    held: Vec<Bytes>,
+    held_len: usize,
+    /// Chunks copied into one buffer. Holding a slow download's chunk made hyper allocate another
+    /// read buffer while the write was awaited: with thousands of downloads, one more each.
+    copied: BytesMut,
+}
+
+impl Batch {
+    pub(super) fn len(&self) -> usize {
+        self.held_len + self.copied.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of memory kept for the next batch's chunks.
+    pub(super) fn capacity(&self) -> usize {
+        self.copied.capacity() + self.held.capacity() * std::mem::size_of::<Bytes>()
+    }
+
+    /// Adds a chunk: held as it is when `hold` and nothing was copied into this batch yet (so the
+    /// order stays that of arrival), otherwise copied into a buffer grown by `make_room`.
+    pub(super) fn push(&mut self, data: Bytes, batch: usize, hold: bool) {
+        if hold && self.copied.is_empty() {
+            self.held_len += data.len();
+            self.held.push(data);
+        } else {
+            make_room(&mut self.copied, data.len(), batch);
+            self.copied.extend_from_slice(&data);
+        }
+    }
+
+    /// Empties the batch, keeping its memory for the next one.
+    pub(super) fn clear(&mut self) {
+        self.held.clear();
+        self.held_len = 0;
+        self.copied.clear();
+    }
+
+    /// Appends the batch to `file` (blocking).
+    pub(super) fn write_to(&self, file: &mut PartialFile) -> io::Result<()> {
+        if self.held.is_empty() {
+            return file.append(&self.copied);
+        }
+        let mut parts: Vec<&[u8]> = self.held.iter().map(|b| &b[..]).collect();
+        parts.push(&self.copied);
+        file.append_parts(&parts)
+    }
+}
+
 /// Grows `pending` to hold `more` bytes: doubling, as a `Vec` does, but never past `batch` (unless
 /// one chunk is larger). Left to `BytesMut`, a batch one chunk short of full doubles to twice the
 /// batch size, and the two buffers a download keeps with it.
-pub(super) fn make_room(pending: &mut BytesMut, more: usize, batch: usize) {
+fn make_room(pending: &mut BytesMut, more: usize, batch: usize) {
     let needed = pending.len() + more;
     if needed <= pending.capacity() {
         return;
@@ -100,6 +163,33 @@ mod tests {
         }
         // A chunk larger than a batch is taken whole, in a buffer of its own size.
         assert_eq!(largest_batch(WRITE_BATCH + 1), WRITE_BATCH + 1);
+    }
+
+    #[test]
+    fn a_batch_writes_its_chunks_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = courier_storage::SessionDirectory::persistent(Some(dir.path().into()));
+        let mut file = sessions.create_partial().unwrap();
+        let mut batch = Batch::default();
+        // Held while the download is among few, then copied once it is among many; a chunk
+        // that may be held again after a copy is copied too, or it would be written first.
+        batch.push(Bytes::from_static(b"held "), WRITE_BATCH, true);
+        batch.push(Bytes::from_static(b"held too, "), WRITE_BATCH, true);
+        batch.push(Bytes::from_static(b"copied, "), MIN_BATCH, false);
+        batch.push(Bytes::from_static(b"copied again"), WRITE_BATCH, true);
+        assert_eq!(batch.len(), 35);
+        batch.write_to(&mut file).unwrap();
+        assert_eq!(
+            std::fs::read(file.path()).unwrap(),
+            b"held held too, copied, copied again"
+        );
+        batch.clear();
+        assert!(batch.is_empty());
+        // Copied alone, it is one plain write.
+        batch.push(Bytes::from_static(b"!"), MIN_BATCH, false);
+        batch.write_to(&mut file).unwrap();
+        assert_eq!(file.len(), 36);
+        file.remove();
     }
 
     #[test]
