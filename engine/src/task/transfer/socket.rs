@@ -8,13 +8,17 @@
 //! most [`CLOSE_GRACE`] for the other side's close frame.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 
 use courier_delegates::{CloseCode, Error, ErrorCode, Message, Response};
 use courier_protocol_http::websocket::{
     self, CloseFrame, Frame, FrameError, Handshake, WebSocket, WireCloseCode,
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::task::AtomicWaker;
+use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::timing::{halt_of, unless_stopped};
@@ -143,7 +147,8 @@ impl Run {
         pongs: &mut VecDeque<PongHandler>,
     ) -> Ended {
         let lost = |why: String| Error::new(ErrorCode::NetworkConnectionLost, why);
-        let (sink, mut stream) = socket.split();
+        let (sink, stream) = socket.split();
+        let mut stream = ReadWhenWoken::new(stream);
         // The write half, when no write holds it.
         let mut sink = Some(sink);
         // The write under way, which hands the write half back with its result.
@@ -333,6 +338,64 @@ impl Run {
                 },
             }
         }
+    }
+}
+
+/// The read half, polled only after it asked to be: once it has woken the loop, or right after it
+/// gave a frame (more may wait in its buffer).
+///
+/// `tokio::select!` polls every branch each time the loop wakes (for a send, a written frame, a
+/// delivered message), and every poll of the stream is a read attempt before which tungstenite
+/// zeroes its read buffer (`READ_SIZE` in `courier_protocol_http::websocket`), only to find
+/// nothing. A waker of its own tells which wakes were the stream's.
+struct ReadWhenWoken<S> {
+    inner: S,
+    woken: Arc<StreamWoken>,
+}
+
+/// Whether the read half may have something, and the loop's waker to pass its wake on to.
+struct StreamWoken {
+    ready: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl<S> ReadWhenWoken<S> {
+    fn new(inner: S) -> Self {
+        ReadWhenWoken {
+            inner,
+            woken: Arc::new(StreamWoken {
+                ready: AtomicBool::new(true),
+                task: AtomicWaker::new(),
+            }),
+        }
+    }
+}
+
+impl Wake for StreamWoken {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<S: Stream + Unpin> Stream for ReadWhenWoken<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        self.woken.task.register(cx.waker());
+        if !self.woken.ready.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let waker = Waker::from(self.woken.clone());
+        let polled = Pin::new(&mut self.inner).poll_next(&mut Context::from_waker(&waker));
+        if polled.is_ready() {
+            self.woken.ready.store(true, Ordering::Release);
+        }
+        polled
     }
 }
 
