@@ -55,17 +55,7 @@ impl HostKey {
         let host = host.strip_suffix(b"]").unwrap_or(host);
         let mut key = SmallVec::new();
         key.push(if tls { b's' } else { b'p' });
-        let mut digits = [0u8; 5];
-        let (mut n, mut at) = (port, digits.len());
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        key.extend_from_slice(&digits[at..]);
+        key.extend_from_slice(PortDigits::new(port).as_bytes());
         key.push(b':');
         key.extend(host.iter().map(u8::to_ascii_lowercase));
         HostKey(key)
@@ -76,6 +66,35 @@ impl HostKey {
         // ASCII lowercasing keeps UTF-8 valid, and a URI's authority is ASCII (`http::Uri`
         // refuses anything else); the fallback is never taken.
         std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+/// A port in decimal, written without `fmt` or an allocation (for keys and header fields built
+/// for every request).
+pub struct PortDigits {
+    digits: [u8; 5],
+    at: usize,
+}
+
+impl PortDigits {
+    /// The digits of `port`.
+    pub fn new(port: u16) -> PortDigits {
+        let mut digits = [0u8; 5];
+        let (mut n, mut at) = (port, digits.len());
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        PortDigits { digits, at }
+    }
+
+    /// The digits, most significant first.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.at..]
     }
 }
 

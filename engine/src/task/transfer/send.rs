@@ -430,17 +430,7 @@ fn host_field(url: &Url) -> Option<http::HeaderValue> {
     field.extend_from_slice(host.as_bytes());
     if let Some(port) = url.port() {
         field.push(b':');
-        let mut digits = [0u8; 5];
-        let (mut at, mut rest) = (digits.len(), port);
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        field.extend_from_slice(&digits[at..]);
+        field.extend_from_slice(courier_protocol_http::host_key::PortDigits::new(port).as_bytes());
     }
     http::HeaderValue::from_maybe_shared(bytes::Bytes::from(field)).ok()
 }
