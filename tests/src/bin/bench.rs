@@ -29,11 +29,13 @@
 //!    flavours (each a fresh process too), and the peak RSS (VmHWM) of each Courier side and of
 //!    reqwest; then the same from an FTP server
 //!    (pyftpdlib) against `curl -o ftp://` (`--only ftp`).
+//! 7. 128 MiB over HTTPS with HTTP/2 from a distant server: nginx behind a delay line of 40 ms
+//!    round trips, courier against curl and reqwest (`bench/distant.rs`, `--only distant`).
 //!
 //! One part alone, printed and not written to the report: `--only small [--requests N] [--side
 //! NAME]` (`--side "courier current-thread"` runs that side alone, for a profile), `--only
 //! small-h2 [--side NAME]`, `--only command`, `--only tasks`, `--only concurrent`, `--only resume`, `--only
-//! upload`, `--only download` (`download-h1`, `download-h2`), and the parts outside the suite:
+//! upload`, `--only download` (`download-h1`, `download-h2`), `--only distant`, and the parts outside the suite:
 //! `--only bombs [--courier PATH]` (the peak RSS of `courier get` refusing 1 GiB of zeros sent
 //! compressed, beside `curl --compressed`) and `--only background [--courier PATH]` (what
 //! background sessions cost, `bench/background.rs`).
@@ -50,6 +52,8 @@ use courier_tests::TestServer;
 mod background;
 #[path = "bench/concurrent.rs"]
 mod concurrent;
+#[path = "bench/distant.rs"]
+mod distant;
 #[path = "bench/floor.rs"]
 mod floor;
 #[path = "bench/report.rs"]
@@ -203,7 +207,7 @@ target/courier-bench/ instead.
 
 PART (printed, not written to the report):
   small [--requests N] [--side NAME]   small-h2 [--side NAME]   command   tasks [--tasks N] [--pairs N]
-  concurrent [--tasks N]   resume   upload   download   download-h1   download-h2   ftp
+  concurrent [--tasks N]   resume   upload   download   download-h1   download-h2   ftp   distant
   ws [--trips N] [--mib N]   bombs [--courier PATH]   background [--courier PATH]
 ";
 
@@ -316,6 +320,9 @@ fn main() {
         Some("download-h2") => {
             return transfers::download(&mut report, arg("--download-pairs", 9), true, 1 << 30);
         }
+        Some("distant") => {
+            return distant::distant_download(&mut report, arg("--download-pairs", 5), 128 << 20);
+        }
         Some("upload") => {
             return upload::upload(&mut report, arg("--download-pairs", 7), 1 << 30);
         }
@@ -423,6 +430,11 @@ fn main() {
     transfers::download(&mut report, pairs, false, size);
     transfers::download(&mut report, pairs, true, size);
     transfers::ftp_download(&mut report, pairs, size);
+    distant::distant_download(
+        &mut report,
+        if quick { 1 } else { 5 },
+        if quick { 16 << 20 } else { 128 << 20 },
+    );
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")

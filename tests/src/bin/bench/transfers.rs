@@ -296,12 +296,27 @@ fn run_watched(mut command: Command) -> (f64, f64) {
 
 /// Checks that a download left the whole file at `out` (`size` bytes), and removes it for the
 /// next side.
-fn take_output(out: &Path, size: usize) {
+pub(super) fn take_output(out: &Path, size: usize) {
     assert_eq!(
         std::fs::metadata(out).map(|m| m.len()).ok(),
         Some(size as u64)
     );
     let _ = std::fs::remove_file(out);
+}
+
+/// `curl -o OUT URL` (trusting `ca` when given): its wall time, the whole file checked and removed.
+pub(super) fn curl_download(url: &str, out: &Path, ca: Option<&Path>, size: usize) -> f64 {
+    let started = Instant::now();
+    let mut curl = Command::new("curl");
+    curl.args(["-s", "-o"]).arg(out).arg(url);
+    if let Some(ca) = ca {
+        curl.arg("--cacert").arg(ca);
+    }
+    let status = curl.status().expect("curl runs");
+    let took = started.elapsed().as_secs_f64();
+    assert!(status.success(), "curl {url}: {status}");
+    take_output(out, size);
+    took
 }
 
 /// Set in a `download-once` child: it reads the task's `Progress` every 10 ms while it downloads.
@@ -370,19 +385,7 @@ pub(crate) fn download(report: &mut Report, pairs: usize, tls: bool, size: usize
         take_output(&out, size);
         (took, value(&printed, "peak_rss_kib"))
     };
-    let run_curl = || -> f64 {
-        let started = Instant::now();
-        let mut curl = Command::new("curl");
-        curl.args(["-s", "-o"]).arg(&out).arg(&url);
-        if tls {
-            curl.arg("--cacert").arg(&ca_pem);
-        }
-        let status = curl.status().expect("curl runs");
-        let took = started.elapsed().as_secs_f64();
-        assert!(status.success());
-        take_output(&out, size);
-        took
-    };
+    let run_curl = || curl_download(&url, &out, tls.then_some(ca_pem.as_path()), size);
     let what = megabytes(size);
     println!(
         "# {what} download to a file from nginx over loopback ({over}); {pairs} interleaved pairs"
@@ -489,19 +492,7 @@ pub(crate) fn ftp_download(report: &mut Report, pairs: usize, size: usize) {
         take_output(&out, size);
         took
     };
-    let run_curl = || -> f64 {
-        let started = Instant::now();
-        let status = Command::new("curl")
-            .args(["-s", "-o"])
-            .arg(&out)
-            .arg(&url)
-            .status()
-            .expect("curl runs");
-        let took = started.elapsed().as_secs_f64();
-        assert!(status.success());
-        take_output(&out, size);
-        took
-    };
+    let run_curl = || curl_download(&url, &out, None, size);
     let what = megabytes(size);
     println!("# {what} download to a file from pyftpdlib over loopback; {pairs} interleaved pairs");
     let (ours, theirs) = interleaved(pairs, run_courier, run_curl);
