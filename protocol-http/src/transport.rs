@@ -150,9 +150,12 @@ impl Transport {
             .http1_max_buf_size(MAX_HEAD_BYTES)
             .http2_max_header_list_size(MAX_HEAD_BYTES as u32)
             // HTTP/2 flow-control windows sized from the measured bandwidth-delay product (BDP
-            // pings) instead of hyper's fixed 2 MiB / 5 MiB: a 1 GiB download from nginx over
-            // HTTPS took 2.4 s with the fixed windows (1.6-2.0 s with others from 128 KiB to
-            // 8 MiB) and 1.0 s with these, curl's time (BENCHMARKS.md, issue 10).
+            // pings, up to hyper's 16 MiB) instead of hyper's fixed 2 MiB / 5 MiB, which cap a
+            // stream at 2 MiB per round trip: 128 MiB over 40 ms round trips took 1.04-1.17 s
+            // with these and 3.04-3.10 s with the fixed ones (reqwest's 3.1-3.4 s). Fixed
+            // 16 MiB / 32 MiB windows took 0.60 s there, but a 1 GiB loopback download then
+            // peaked at 40 MiB against 13-29 MiB: the window's worth of data waits in memory
+            // whenever the file's writes fall behind (BENCHMARKS.md, 2026-12-04 day).
             .http2_adaptive_window(true);
         let client = builder.build(connector.clone());
         let upgrades = Client::builder(TokioExecutor::new())
