@@ -129,7 +129,6 @@ pub(crate) fn distant_download(report: &mut Report, pairs: usize, size: usize) {
         ct.push(r);
         mt.push(m);
     }
-    peaks.sort_by(f64::total_cmp);
     report.add(Scenario {
         name: format!("{what} download to a file, HTTPS, HTTP/2, 40 ms round trips"),
         unit: Unit::Seconds,
@@ -143,7 +142,7 @@ pub(crate) fn distant_download(report: &mut Report, pairs: usize, size: usize) {
         note: format!(
             "nginx behind a delay line holding every byte 20 ms each way, no bandwidth cap: the \
              flow-control window bounds the rate; Courier's peak RSS {:.1} MiB (median)",
-            peaks[peaks.len() / 2]
+            super::median(&mut peaks)
         ),
     });
 }
