@@ -45,12 +45,14 @@ use crate::trust::TrustEvaluator;
 
 mod conn;
 mod raw;
+mod read_pause;
 mod resolve;
 mod server_trust;
 mod wanted;
 
 pub(crate) use conn::Conn;
 use conn::{Counted, ReadShare, Stream, Watch};
+pub use read_pause::{ReadHold, ReadPause};
 use resolve::{resolve, resolve_one};
 pub(crate) use wanted::for_one_request;
 use wanted::{Wanted, served};
@@ -90,12 +92,20 @@ pub struct ConnectionInfo {
     pub trust_overridden: bool,
     /// Requests that have used this connection so far.
     uses: Arc<AtomicU64>,
+    /// Holds on the connection's reads (HTTP/2 only).
+    reads: Option<ReadPause>,
 }
 
 impl ConnectionInfo {
     /// Counts one more request on this connection; true when it had carried one before.
     pub fn note_use(&self) -> bool {
         self.uses.fetch_add(1, Ordering::Relaxed) > 0
+    }
+
+    /// The connection's reads, for a download to hold while its file writes catch up; `None`
+    /// over HTTP/1.1, whose connection reads only as fast as its one body is read.
+    pub fn reads(&self) -> Option<&ReadPause> {
+        self.reads.as_ref()
     }
 }
 
@@ -462,6 +472,7 @@ impl Inner {
                     proxied,
                     trust_overridden: false,
                     uses: Arc::default(),
+                    reads: None,
                 },
                 _permit: Some(permit),
                 _h2: None,
@@ -535,6 +546,7 @@ impl Inner {
         if !h2 {
             state.speaks_h1.store(true, Ordering::Release);
         }
+        let reads = h2.then(ReadPause::default);
         Ok(Conn {
             io: TokioIo::new(Stream::tls(
                 tls_stream,
@@ -544,6 +556,7 @@ impl Inner {
                     got_data: false,
                 },
                 ReadShare::new(self.open.clone()),
+                reads.clone(),
             )),
             info: ConnectionInfo {
                 id,
@@ -560,6 +573,7 @@ impl Inner {
                 proxied,
                 trust_overridden,
                 uses: Arc::default(),
+                reads,
             },
             // HTTP/2 multiplexes every request on one connection: the per-host cap does not apply.
             _permit: if h2 { None } else { Some(permit) },

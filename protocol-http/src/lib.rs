@@ -4,7 +4,9 @@
 //! what an error means for the task). Where things are:
 //! - [`transport`]: [`Transport`], the pooled client; [`RequestBody`] and its constructors.
 //! - `connect`: the connector behind the pool (DNS, TCP, TLS with ALPN, the per-host connection cap)
-//!   and [`ConnectionInfo`], the facts about a connection found in each response's extensions.
+//!   and [`ConnectionInfo`], the facts about a connection found in each response's extensions,
+//!   among them its [`ReadPause`] (a download holds an HTTP/2 connection's reads while its disk
+//!   catches up).
 //! - [`host_key`]: [`host_key::HostKey`], one host as the connector and the engine's per-host
 //!   queue tell hosts apart, read from a URI without allocating.
 //! - `happy_eyeballs`: connecting to the first of a host's addresses that answers (RFC 8305).
@@ -50,7 +52,7 @@ pub mod transport;
 pub mod trust;
 pub mod websocket;
 
-pub use connect::ConnectionInfo;
+pub use connect::{ConnectionInfo, ReadHold, ReadPause};
 pub use error::{TlsFailure, TransportError, TransportErrorKind};
 pub use hyper::body::Incoming;
 pub use tls::TlsVersion;

@@ -60,6 +60,61 @@ async fn http2_over_tls_with_a_test_ca() {
     );
 }
 
+/// A download waiting for its disk holds its HTTP/2 connection's reads (`ReadPause`): while held,
+/// nothing more is read from the connection, so what the server sends waits in the kernel rather
+/// than in the process; once let go, the body goes on where it was. HTTP/1.1 connections, which
+/// read only as their one body is read, offer no hold.
+#[tokio::test]
+async fn an_http2_connection_reads_nothing_while_held() {
+    use courier_protocol_http::{ConnectionInfo, Transport, TransportSettings, empty_body};
+    use http_body_util::BodyExt;
+
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    let transport = Transport::new(&TransportSettings {
+        extra_roots: vec![ca.ca_der.clone()],
+        ..TransportSettings::default()
+    })
+    .unwrap();
+    // Two chunks of 1,000 bytes, the second 300 ms after the first.
+    let url = server.url("/drip?chunks=2&size=1000&delay_ms=300");
+    let request = http::Request::get(url.as_str()).body(empty_body()).unwrap();
+    let response = tokio::time::timeout(WAIT, transport.send(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.version(), Version::HTTP_2);
+    let reads = response
+        .extensions()
+        .get::<ConnectionInfo>()
+        .and_then(|c| c.reads().cloned())
+        .expect("an HTTP/2 connection's reads can be held");
+    let mut body = response.into_body();
+    let mut first = Vec::new();
+    while first.len() < 1000 {
+        let frame = tokio::time::timeout(WAIT, body.frame()).await.unwrap();
+        first.extend_from_slice(&frame.unwrap().unwrap().into_data().unwrap());
+    }
+    assert_eq!(first, pattern_bytes(0, 1000));
+    let hold = reads.hold();
+    // The second chunk is sent while the reads are held: it must not be read. (A wait proves an
+    // absence; a broken hold fails this as soon as the chunk arrives, after 300 ms.)
+    let held = tokio::time::timeout(Duration::from_millis(1500), body.frame()).await;
+    assert!(held.is_err(), "read while held: {held:?}");
+    drop(hold);
+    let frame = tokio::time::timeout(WAIT, body.frame()).await.unwrap();
+    let second = frame.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(second.as_ref(), pattern_bytes(1000, 1000).as_slice());
+
+    let plain = TestServer::http().await;
+    let request = http::Request::get(plain.url("/bytes/10").as_str())
+        .body(empty_body())
+        .unwrap();
+    let response = transport.send(request).await.unwrap();
+    let info = response.extensions().get::<ConnectionInfo>().unwrap();
+    assert!(info.reads().is_none(), "HTTP/1.1 reads are the body's own");
+}
+
 #[tokio::test]
 async fn untrusted_certificate_is_refused_by_default() {
     let ca = TestCa::new();

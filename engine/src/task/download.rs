@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use courier_delegates::{Error, ErrorCode, Request, Response, ResumeData};
+use courier_protocol_http::ReadPause;
 use courier_protocol_http::range::{self, Validator};
 use courier_storage::download::keep_for_resume;
 use courier_storage::{
@@ -96,6 +97,8 @@ pub(crate) struct DownloadSink {
     checkpointed: u64,
     last_write: Instant,
     last_checkpoint: Instant,
+    /// The reads of the HTTP/2 connection the body comes over, held while a write is awaited.
+    reads: Option<ReadPause>,
 }
 
 /// Why a sink stopped, for the actor to finish with.
@@ -160,6 +163,7 @@ impl DownloadSink {
             broken: None,
             last_write: now,
             last_checkpoint: now,
+            reads: None,
         })
     }
 
@@ -395,14 +399,28 @@ impl DownloadSink {
         Ok(())
     }
 
+    /// The body comes over a connection whose reads wait for this download's disk (HTTP/2): while
+    /// the download waits for a write, the connection reads nothing, so the bytes behind wait in
+    /// the kernel rather than in the connection's buffers.
+    pub(crate) fn read_over(&mut self, reads: Option<ReadPause>) {
+        self.reads = reads;
+    }
+
     /// Waits for the job in flight; reports the bytes it wrote.
     async fn settle(&mut self) -> Result<Option<Vec<u8>>, Error> {
         let Some(job) = self.job.take() else {
             return Ok(None);
         };
-        let (file, mut buffer, result) = job
-            .await
-            .map_err(|e| self.write_error(io::Error::other(e.to_string())))?;
+        // The wait is the disk's (bounded), never the network's or a delegate's: holding the
+        // connection's reads for it stalls no stream for longer than a write.
+        let held = match &self.reads {
+            Some(reads) if !job.is_finished() => Some(reads.hold()),
+            _ => None,
+        };
+        let joined = job.await;
+        drop(held);
+        let (file, mut buffer, result) =
+            joined.map_err(|e| self.write_error(io::Error::other(e.to_string())))?;
         let len = file.len();
         self.file = Some(file);
         // The written batch's buffer is reused for the batch after next, while batches are

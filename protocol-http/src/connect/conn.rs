@@ -17,7 +17,8 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::client::TlsStream;
 
-use super::{ConnectionInfo, Host};
+use super::read_pause::PacedReads;
+use super::{ConnectionInfo, Host, ReadPause};
 use crate::error::{TlsFailure, alert_after_handshake};
 
 /// A byte stream, cleartext or TLS, that reads no more at a time than its share of the
@@ -25,6 +26,8 @@ use crate::error::{TlsFailure, alert_after_handshake};
 pub(super) struct Stream {
     kind: Kind,
     share: ReadShare,
+    /// Reads held and paced, for an HTTP/2 connection (see [`ReadPause`]).
+    paced: Option<PacedReads>,
 }
 
 impl Stream {
@@ -32,13 +35,20 @@ impl Stream {
         Stream {
             kind: Kind::Plain(tcp),
             share,
+            paced: None,
         }
     }
 
-    pub(super) fn tls(tls: TlsStream<TcpStream>, watch: Watch, share: ReadShare) -> Stream {
+    pub(super) fn tls(
+        tls: TlsStream<TcpStream>,
+        watch: Watch,
+        share: ReadShare,
+        pause: Option<ReadPause>,
+    ) -> Stream {
         Stream {
             kind: Kind::Tls(Box::new(tls), watch),
             share,
+            paced: pause.map(PacedReads::new),
         }
     }
 }
@@ -84,17 +94,37 @@ impl AsyncRead for Stream {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(limit) = this.share.limit().filter(|l| buf.remaining() > *l) else {
-            return this.kind.poll_read(cx, buf);
+        let Some(paced) = &mut this.paced else {
+            return this.read_shared(cx, buf);
+        };
+        std::task::ready!(paced.poll_may_read(cx));
+        let before = buf.filled().len();
+        let read = this.read_shared(cx, buf);
+        if let Some(paced) = &mut this.paced {
+            paced.after(&read, buf.filled().len() - before);
+        }
+        read
+    }
+}
+
+impl Stream {
+    /// Reads no more than the connection's share of the connector's read budget.
+    fn read_shared(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let Some(limit) = self.share.limit().filter(|l| buf.remaining() > *l) else {
+            return self.kind.poll_read(cx, buf);
         };
         // Nothing to read yet: no space zeroed for it.
-        if let Kind::Plain(s) = &this.kind {
+        if let Kind::Plain(s) = &self.kind {
             std::task::ready!(s.poll_read_ready(cx))?;
         }
         // Read into the first `limit` bytes of the space (zeroed first: the safe way to lend
         // part of an uninitialized buffer), then count what arrived as filled.
         let mut part = tokio::io::ReadBuf::new(buf.initialize_unfilled_to(limit));
-        let read = this.kind.poll_read(cx, &mut part);
+        let read = self.kind.poll_read(cx, &mut part);
         let n = part.filled().len();
         buf.advance(n);
         read

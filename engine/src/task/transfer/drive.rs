@@ -192,6 +192,13 @@ impl Run {
             if let Some(sink) = &mut self.sink
                 && let Some(response) = kept.or_else(|| self.info.response())
             {
+                // From its first checkpoint on, the sink's waits for its disk hold the reads.
+                sink.read_over(
+                    parts
+                        .extensions
+                        .get::<ConnectionInfo>()
+                        .and_then(|c| c.reads().cloned()),
+                );
                 let (offset, expected) = sink.begin(&response, placement, total).await?;
                 if resuming.is_some() {
                     let _ = self.actor.cast(TaskMsg::ResumedAt { offset, expected });
