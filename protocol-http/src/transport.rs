@@ -87,6 +87,9 @@ pub const MAX_RESPONSE_HEADERS: usize = 100;
 /// time (0.92-0.99 s both; BENCHMARKS.md, issue 10).
 pub const MAX_HEAD_BYTES: usize = 128 * 1024;
 
+/// The HTTP/2 flow-control window of each stream (the connection's is twice this).
+const H2_STREAM_WINDOW: u32 = 32 << 20;
+
 /// A connection pool and the client that uses it. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Transport {
@@ -149,14 +152,19 @@ impl Transport {
             .http1_max_headers(MAX_RESPONSE_HEADERS)
             .http1_max_buf_size(MAX_HEAD_BYTES)
             .http2_max_header_list_size(MAX_HEAD_BYTES as u32)
-            // HTTP/2 flow-control windows sized from the measured bandwidth-delay product (BDP
-            // pings, up to hyper's 16 MiB) instead of hyper's fixed 2 MiB / 5 MiB, which cap a
-            // stream at 2 MiB per round trip: 128 MiB over 40 ms round trips took 1.04-1.17 s
-            // with these and 3.04-3.10 s with the fixed ones (reqwest's 3.1-3.4 s). Fixed
-            // 16 MiB / 32 MiB windows took 0.60 s there, but a 1 GiB loopback download then
-            // peaked at 40 MiB against 13-29 MiB: the window's worth of data waits in memory
-            // whenever the file's writes fall behind (BENCHMARKS.md, 2026-12-04 day).
-            .http2_adaptive_window(true);
+            // HTTP/2 flow-control windows open wide from the first byte (curl's 32 MiB per
+            // stream), with twice that for the connection so that one stream whose reader waits
+            // (a suspended task, a slow delegate) cannot stall the others. A window bounds a
+            // stream at one window per round trip: 128 MiB over 40 ms round trips took 0.37-0.39
+            // s with these (curl 0.36-0.37 s), 1.07-1.14 s with hyper's adaptive windows (which
+            // start at 64 KiB and grow for half a second) and 3.1 s with hyper's fixed 2 MiB /
+            // 5 MiB (reqwest's). What a window lets in waits in memory only while a reader is
+            // behind: a download holds its connection's reads while its file catches up
+            // (`ReadPause`), so over loopback a 1 GiB download peaks at 11.6 MiB with these
+            // windows (BENCHMARKS.md, 2026-12-04 evening). A reader that waits indefinitely lets
+            // its stream's window fill the connection's buffers (two such, the connection's).
+            .http2_initial_stream_window_size(H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(2 * H2_STREAM_WINDOW);
         let client = builder.build(connector.clone());
         let upgrades = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
