@@ -870,3 +870,59 @@ async fn a_download_nobody_listens_to_leaves_no_file() {
         files_in(dir.path())
     );
 }
+
+/// Downloads sharing one HTTP/2 connection each arrive whole while they hold its reads in turn
+/// (each while its file catches up), and one suspended on the way holds nothing: the others
+/// finish while it waits, then it continues on the same connection.
+#[tokio::test]
+async fn downloads_sharing_an_http2_connection_all_arrive_whole() {
+    use courier_tests::server::pattern_bytes;
+    use courier_tests::{TestCa, TestServer};
+    const SIZE: usize = 6 << 20;
+    // Larger, so that it is still under way when suspended.
+    const LARGE: usize = 48 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    let mut config = config(dir.path());
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
+    let sizes = [LARGE, SIZE, SIZE, SIZE];
+    let tasks: Vec<DownloadTask> = sizes
+        .iter()
+        .map(|n| {
+            let url = server.url(&format!("/bytes/{n}"));
+            session.download_task(url.as_str()).unwrap()
+        })
+        .collect();
+    let paused = &tasks[0];
+    paused.resume();
+    rec.wait_for(WAIT, |e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Wrote { task, .. } if *task == paused.info().id()))
+    })
+    .await;
+    paused.suspend();
+    for task in &tasks[1..] {
+        task.resume();
+    }
+    for task in &tasks[1..] {
+        assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    }
+    assert_eq!(paused.info().state(), TaskState::Suspended);
+    paused.resume();
+    assert_eq!(
+        rec.wait_complete(paused.info().id(), WAIT).await,
+        Some(None)
+    );
+    for (task, n) in tasks.iter().zip(sizes) {
+        let content = pattern_bytes(0, n);
+        assert_eq!(
+            finished(&rec.events(), task.info().id()),
+            Some((n as u64, sha256_hex(&content)))
+        );
+    }
+    assert_eq!(server.connections(), 1, "one HTTP/2 connection carried all");
+    invalidate_leaving_nothing(&session, &rec, dir.path()).await;
+}
