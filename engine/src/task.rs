@@ -371,8 +371,8 @@ impl Task {
     /// Over HTTP/1.1 the server's bytes then wait in the kernel and TCP stops the server. Over
     /// HTTP/2 the connection is shared and goes on serving the other tasks on it, so the server
     /// may still send what the stream's flow-control window allows (up to 32 MiB), which waits
-    /// in memory until the task is resumed. A download suspended for
-    /// long can be cancelled with resume data instead ([`DownloadTask::cancel_by_producing_resume_data`]).
+    /// in memory until the task is resumed. A download to be paused for long can be cancelled
+    /// with resume data instead ([`DownloadTask::cancel_by_producing_resume_data`]).
     pub fn suspend(&self) {
         self.control(Control::Suspend);
     }
