@@ -873,8 +873,9 @@ async fn a_download_nobody_listens_to_leaves_no_file() {
 
 /// Downloads sharing one HTTP/2 connection each arrive whole while they hold its reads in turn
 /// (each while its file catches up), and one suspended on the way holds nothing: the others
-/// finish while it waits, then it continues on the same connection.
-#[tokio::test]
+/// finish while it waits, then it continues on the same connection. (On a multi-thread runtime:
+/// the connection's task and the downloads' run on either worker.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_sharing_an_http2_connection_all_arrive_whole() {
     use courier_tests::server::pattern_bytes;
     use courier_tests::{TestCa, TestServer};
