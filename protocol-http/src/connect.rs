@@ -142,6 +142,9 @@ struct Inner {
     /// looks its host up here (`speaks_http1`), and the keys are the hosts this session's own
     /// requests dialed, not a table a peer fills.
     per_host: Mutex<HashMap<Box<str>, Arc<Host>, fnv::FnvBuildHasher>>,
+    /// True once any TLS host negotiated HTTP/1.1: until then no HTTPS request needs its host
+    /// looked up to know it goes over HTTP/2 (a key, a lock and a hash, about 1,000 instructions).
+    any_tls_h1: AtomicBool,
 }
 
 /// What the connector knows of one host (scheme, name, port).
@@ -171,6 +174,7 @@ impl Connector {
                 next_id: AtomicU64::new(1),
                 open: Arc::new(AtomicUsize::new(0)),
                 per_host: Mutex::new(HashMap::default()),
+                any_tls_h1: AtomicBool::new(false),
             }),
         }
     }
@@ -214,6 +218,7 @@ impl Connector {
     pub(crate) fn speaks_http1(&self, uri: &Uri) -> bool {
         match uri.scheme_str() {
             Some("http") => true,
+            Some("https") if !self.inner.any_tls_h1.load(Ordering::Acquire) => false,
             Some("https") => {
                 let key = HostKey::of_uri(uri);
                 let map = self
@@ -545,6 +550,7 @@ impl Inner {
             .and_then(|s| s.suite().as_str());
         if !h2 {
             state.speaks_h1.store(true, Ordering::Release);
+            self.any_tls_h1.store(true, Ordering::Release);
         }
         let reads = h2.then(ReadPause::default);
         Ok(Conn {
