@@ -94,10 +94,9 @@ impl AsyncRead for Stream {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(paced) = &mut this.paced else {
-            return this.read_shared(cx, buf);
-        };
-        std::task::ready!(paced.poll_may_read(cx));
+        if let Some(paced) = &mut this.paced {
+            std::task::ready!(paced.poll_may_read(cx));
+        }
         let before = buf.filled().len();
         let read = this.read_shared(cx, buf);
         if let Some(paced) = &mut this.paced {
