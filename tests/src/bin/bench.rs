@@ -19,7 +19,7 @@
 //!    same URLs with `--parallel --parallel-max 6` (`bench/tasks.rs`, which also measures part 1).
 //! 4. WebSocket tasks against Python's `websockets` server: 2,000 sequential echo round trips and
 //!    100 MiB of 1 MiB binary messages echoed, beside the same library's client and
-//!    tokio-tungstenite (`bench/web_socket.rs`; `--only ws [--trips N] [--mib N]`).
+//!    tokio-tungstenite (`bench/web_socket.rs`; `--only ws [--trips N] [--mib N] [--side NAME]`).
 //! 5. 10,000 downloads running at once, beside reqwest (`bench/concurrent.rs`), a resume of 1 GiB
 //!    cut at 50% (`bench/transfers.rs`), and a 1 GiB upload to a sink against `curl -T` and reqwest
 //!    on both runtime flavours (`bench/upload.rs`).
@@ -208,7 +208,7 @@ target/courier-bench/ instead.
 PART (printed, not written to the report):
   small [--requests N] [--side NAME]   small-h2 [--side NAME]   command   tasks [--tasks N] [--pairs N]
   concurrent [--tasks N]   resume   upload   download   download-h1   download-h2   ftp   distant
-  ws [--trips N] [--mib N]   bombs [--courier PATH]   background [--courier PATH]
+  ws [--trips N] [--mib N] [--side NAME]   bombs [--courier PATH]   background [--courier PATH]
 ";
 
 /// Flags that take a value, and flags that stand alone.
@@ -298,7 +298,7 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    // `--side NAME`: one side of `small` or `small-h2` alone, for a profile.
+    // `--side NAME`: one side of `small`, `small-h2` or `ws` alone, for a profile.
     let side = args
         .iter()
         .position(|a| a == "--side")
@@ -358,6 +358,9 @@ fn main() {
             return transfers::ftp_download(&mut report, arg("--download-pairs", 5), 1 << 30);
         }
         Some("ws") => {
+            if let Some(side) = side {
+                return web_socket::one_side(side, arg("--trips", 2_000), arg("--mib", 100));
+            }
             return web_socket::run(
                 &mut report,
                 arg("--rounds", 5),
