@@ -209,25 +209,10 @@ impl Run {
                 (half, written) = async { writing.as_mut().expect("a write under way").await }, if writing.is_some() => {
                     writing = None;
                     sink = Some(half);
-                    let answer = match &written {
-                        Ok(()) => {
-                            if let Some((_, n)) = &reply {
-                                bytes_out += n;
-                                self.recorder.set_sent(bytes_out);
-                            }
-                            Ok(())
-                        }
-                        Err(e) => Err(send_error(e)),
-                    };
-                    if let Some((tx, _)) = reply.take() {
-                        let _ = tx.send(answer.clone());
-                    }
-                    if let Err(e) = answer {
-                        // A close that could not be written: the connection is gone anyway.
-                        return match closing.take() {
-                            Some((code, reason, _)) => Ended::Closed(code, reason),
-                            None => Ended::Failed(e, None),
-                        };
+                    if let Some(ended) =
+                        self.written(written, &mut reply, &mut bytes_out, &mut closing)
+                    {
+                        return ended;
                     }
                 }
                 command = commands.recv(), if taking => {
@@ -259,21 +244,34 @@ impl Run {
                         }
                     };
                     let mut half = sink.take().expect("no write under way");
-                    writing = Some(Box::pin(async move {
+                    let mut write: Writing = Box::pin(async move {
                         let written = half.send(frame).await;
                         (half, written)
-                    }));
+                    });
+                    // A small frame to a socket with room is written at once: answered in this
+                    // turn rather than the loop's next one.
+                    match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                        Poll::Ready((half, written)) => {
+                            sink = Some(half);
+                            if let Some(ended) =
+                                self.written(written, &mut reply, &mut bytes_out, &mut closing)
+                            {
+                                return ended;
+                            }
+                        }
+                        Poll::Pending => writing = Some(write),
+                    }
                 }
                 frame = stream.next(), if reading => match frame {
                     Some(Ok(Frame::Text(text))) => {
                         bytes_in += text.len() as i64;
                         self.recorder.set_received(bytes_in);
-                        held = Some(Message::Text(text.as_str().to_owned()));
+                        held = deliver(received, Message::Text(text.as_str().to_owned()));
                     }
                     Some(Ok(Frame::Binary(bytes))) => {
                         bytes_in += bytes.len() as i64;
                         self.recorder.set_received(bytes_in);
-                        held = Some(Message::Binary(bytes));
+                        held = deliver(received, Message::Binary(bytes));
                     }
                     Some(Ok(Frame::Pong(_))) => {
                         if let Some(pong) = pongs.pop_front() {
@@ -338,6 +336,45 @@ impl Run {
                 },
             }
         }
+    }
+
+    /// A write's end: the `send` it answers is told, and the bytes sent counted. Returns how the
+    /// loop ends when the write failed.
+    fn written(
+        &mut self,
+        written: Result<(), FrameError>,
+        reply: &mut Option<(tokio::sync::oneshot::Sender<Result<(), Error>>, i64)>,
+        bytes_out: &mut i64,
+        closing: &mut Option<(CloseCode, Option<bytes::Bytes>, Instant)>,
+    ) -> Option<Ended> {
+        let answer = match &written {
+            Ok(()) => {
+                if let Some((_, n)) = reply {
+                    *bytes_out += *n;
+                    self.recorder.set_sent(*bytes_out);
+                }
+                Ok(())
+            }
+            Err(e) => Err(send_error(e)),
+        };
+        if let Some((tx, _)) = reply.take() {
+            let _ = tx.send(answer.clone());
+        }
+        let e = answer.err()?;
+        // A close that could not be written: the connection is gone anyway.
+        Some(match closing.take() {
+            Some((code, reason, _)) => Ended::Closed(code, reason),
+            None => Ended::Failed(e, None),
+        })
+    }
+}
+
+/// Hands a received message to the application's queue, or returns it to be held while the queue
+/// is full. With every handle dropped (nobody reads any more), the message is dropped.
+fn deliver(received: &tokio::sync::mpsc::Sender<Message>, message: Message) -> Option<Message> {
+    match received.try_send(message) {
+        Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => None,
+        Err(tokio::sync::mpsc::error::TrySendError::Full(message)) => Some(message),
     }
 }
 
