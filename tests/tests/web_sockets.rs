@@ -403,6 +403,60 @@ async fn a_dropped_connection_fails_the_task_with_connection_lost() {
     assert!(!events.iter().any(|e| matches!(e, Event::Closed { .. })));
 }
 
+/// A server that sends far more messages than a task holds for its application, which reads none
+/// for a while: the socket stops reading once the queue is full, a send still goes out meanwhile,
+/// and every message then arrives whole and in order.
+#[tokio::test]
+async fn messages_past_the_queue_wait_for_the_application_and_arrive_in_order() {
+    const SENT: usize = 100;
+    let (got_tx, got_rx) = tokio::sync::oneshot::channel();
+    let addr = raw_server(accept, |mut socket| async move {
+        let mut burst = Vec::new();
+        for i in 0..SENT {
+            let text = format!("m{i}");
+            burst.extend_from_slice(&[0x81, text.len() as u8]);
+            burst.extend_from_slice(text.as_bytes());
+        }
+        socket.write_all(&burst).await.unwrap();
+        // The client's text frame: short and masked.
+        let mut head = [0u8; 6];
+        socket.read_exact(&mut head).await.unwrap();
+        let mut payload = vec![0u8; usize::from(head[1] & 0x7f)];
+        socket.read_exact(&mut payload).await.unwrap();
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= head[2 + i % 4];
+        }
+        let _ = got_tx.send(String::from_utf8(payload).unwrap());
+        // Its close, answered with 1000.
+        let mut close = [0u8; 64];
+        let _ = socket.read(&mut close).await;
+        let _ = socket.write_all(&[0x88, 0x02, 0x03, 0xe8]).await;
+    })
+    .await;
+    let (session, rec, task) = resumed(&format!("ws://{addr}/"));
+    // The messages the task read before its queue filled (each is two bytes).
+    tokio::time::timeout(WAIT, async {
+        while task.info().bytes_received() < 2 * 16 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the queue fills");
+    tokio::time::timeout(WAIT, task.send(Message::Text("while full".into())))
+        .await
+        .expect("a send does not wait for the application's reads")
+        .expect("sent");
+    assert_eq!(got_rx.await.unwrap(), "while full");
+    for i in 0..SENT {
+        assert_eq!(receive(&task).await, Message::Text(format!("m{i}")));
+    }
+    assert_eq!(task.info().bytes_received(), 2 * 10 + 3 * 90);
+    task.cancel_with(CloseCode::NormalClosure, None);
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    assert_eq!(task.close_code(), CloseCode::NormalClosure);
+    finish(session, &rec).await;
+}
+
 #[tokio::test]
 async fn cancel_without_a_code_completes_cancelled_and_a_never_resumed_task_too() {
     let Some(server) = WebSocketServer::start() else {
