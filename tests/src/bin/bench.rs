@@ -206,7 +206,7 @@ BENCHMARKS.md and benchmarks.svg; --quick runs every scenario once and writes un
 target/courier-bench/ instead.
 
 PART (printed, not written to the report):
-  small [--requests N] [--side NAME]   small-h2 [--side NAME]   command   tasks [--tasks N] [--pairs N]
+  small [--requests N] [--side NAME]   small-h2 [--side NAME]   command   tasks [--tasks N] [--pairs N] [--side NAME]
   concurrent [--tasks N]   resume   upload   download   download-h1   download-h2   ftp   distant
   ws [--trips N] [--mib N] [--side NAME]   bombs [--courier PATH]   background [--courier PATH]
 ";
@@ -298,7 +298,7 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    // `--side NAME`: one side of `small`, `small-h2` or `ws` alone, for a profile.
+    // `--side NAME`: one side of `small`, `small-h2`, `tasks` or `ws` alone, for a profile.
     let side = args
         .iter()
         .position(|a| a == "--side")
@@ -371,6 +371,9 @@ fn main() {
         Some("tasks") => {
             let (_server_rt, server) = loopback_server();
             let url = server.url("/bytes/1024");
+            if let Some(side) = side {
+                return tasks::one_side(&url, arg("--tasks", 10_000), side);
+            }
             report.add(tasks::suspended_memory(&url, arg("--tasks", 10_000)));
             report.add(tasks::against_curl(
                 &url,

@@ -109,6 +109,19 @@ async fn courier_run_per_task_delegate(url: &str, n: usize) -> Duration {
     .await
 }
 
+/// One of [`against_curl`]'s Courier variants alone, once (`thread`, `runtime` or `per-task`: where
+/// the completions are delivered), for a profile.
+pub(crate) fn one_side(url: &str, tasks: usize, side: &str) {
+    let client = small::Flavor::MultiThread.runtime();
+    let took = match side {
+        "thread" => client.block_on(courier_run(url, tasks)),
+        "runtime" => client.block_on(courier_run_on_runtime(url, tasks)),
+        "per-task" => client.block_on(courier_run_per_task_delegate(url, tasks)),
+        other => panic!("--side {other}: thread, runtime or per-task"),
+    };
+    println!("{side}: {tasks} tasks in {:.3} s", took.as_secs_f64());
+}
+
 /// Where [`complete_all_on`]'s completions are delivered.
 #[derive(Clone, Copy, PartialEq)]
 enum Delivery {
