@@ -198,6 +198,7 @@ pub(crate) fn run(report: &mut Report, rounds: usize, trips: usize, count: usize
                 (e, f) = tungstenite(&url, trips, count);
             }
         }
+        // The Python client runs twice a round; its better run counts.
         let (c, d) = (c[0].min(c[1]), d[0].min(d[1]));
         println!(
             "round {round}: courier {trips} round trips {a:.3} s, {count} MiB {b:.3} s; websockets \
@@ -220,7 +221,8 @@ pub(crate) fn run(report: &mut Report, rounds: usize, trips: usize, count: usize
         ],
         target: Target::AtMostTimesBestPeer(1.0),
         note: "the server is Python's websockets (echo), the same for every side, and the bound; \
-               the sides take turns going first"
+               each Rust side runs right after a run of the Python client (twice a round, its \
+               better run counted), and which Rust side goes first alternates"
             .into(),
     });
     report.add(Scenario {
