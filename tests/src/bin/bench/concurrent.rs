@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use courier_engine::Session;
 
 use super::report::{Report, Scenario, Side, Target, Unit};
-use super::transfers::{child, cleartext, runtime, value};
+use super::transfers::{child_with_many_files, cleartext, runtime, value};
 use super::{loopback_server, status_field};
 
 /// `courier-bench concurrent-once URL N`: N downloads at once in one session, each on a
@@ -94,7 +94,7 @@ pub(crate) fn concurrent(report: &mut Report, rounds: usize, n: usize) {
             ("concurrent-once", &mut ours),
             ("concurrent-once-reqwest", &mut theirs),
         ] {
-            let (took, out) = child(&[mode, &url, &n.to_string()]);
+            let (took, out) = child_with_many_files(&[mode, &url, &n.to_string()]);
             let (base, peak) = (value(&out, "base_kib"), value(&out, "peak_kib"));
             let each = (peak - base) * 1024.0 / n as f64;
             println!(

@@ -35,20 +35,30 @@ pub(super) fn cleartext(dir: &Path) -> Configuration {
 
 /// Runs `courier-bench ARGS` and returns its wall time and the `key=value` lines it printed.
 pub(super) fn child(args: &[&str]) -> (f64, Vec<(String, String)>) {
-    child_with(args, &[])
+    run_child(args, &[], false)
+}
+
+/// [`child`], for a child that holds thousands of files at once: it first raises its open-file
+/// limit to the hard one, as a program that runs that many downloads does.
+pub(super) fn child_with_many_files(args: &[&str]) -> (f64, Vec<(String, String)>) {
+    run_child(args, &[], true)
 }
 
 /// [`child`], with `env` set for the child.
 fn child_with(args: &[&str], env: &[(&str, &str)]) -> (f64, Vec<(String, String)>) {
+    run_child(args, env, false)
+}
+
+fn run_child(
+    args: &[&str],
+    env: &[(&str, &str)],
+    many_files: bool,
+) -> (f64, Vec<(String, String)>) {
     let me = std::env::current_exe().expect("own path");
     // `COURIER_BENCH_WRAP` (say `heaptrack` or `perf record -g`) runs each child under a profiler.
     let wrap = std::env::var_os("COURIER_BENCH_WRAP").is_some_and(|w| !w.is_empty());
-    // The children of the downloads at once first raise the open-file limit to the hard one (each
-    // download holds a socket and a file), as a program that runs that many does, through a
-    // shell. The others start as curl does, without one: the shell cost a millisecond a start.
-    let many_files = args
-        .first()
-        .is_some_and(|mode| mode.starts_with("concurrent-once"));
+    // Through a shell only when one is needed (the limit raised, or the wrapper): other children
+    // start as curl does, without one (the shell cost a millisecond a start).
     let mut command = if wrap || many_files {
         let mut shell = Command::new("sh");
         shell
