@@ -27,14 +27,37 @@ impl TaskDelegate for Order {
 impl DataDelegate for Order {}
 impl DownloadDelegate for Order {}
 
-#[tokio::test]
-async fn a_busy_http1_host_serves_its_waiting_tasks_highest_priority_first() {
-    let server = TestServer::http().await;
+/// A session whose delegate records the order of completions, with one connection per host.
+fn one_connection_per_host(order: Arc<Order>) -> Session {
     let mut config = Configuration::ephemeral();
     config.cleartext = CleartextPolicy::AllowAll;
     config.http_maximum_connections_per_host = 1;
+    Session::with_delegate(config, order).unwrap()
+}
+
+/// Takes the host's one turn with a slow body (half a second), and returns its task once its
+/// response has come.
+async fn take_the_only_turn(session: &Session, server: &TestServer) -> courier_engine::DataTask {
+    let busy = session
+        .data_task(server.url("/drip?chunks=10&size=100&delay_ms=50").as_str())
+        .unwrap();
+    busy.resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while busy.info().response().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        busy.info().response().is_some(),
+        "the first task has its turn"
+    );
+    busy
+}
+
+#[tokio::test]
+async fn a_busy_http1_host_serves_its_waiting_tasks_highest_priority_first() {
+    let server = TestServer::http().await;
     let order = Arc::new(Order::default());
-    let session = Session::with_delegate(config, order.clone()).unwrap();
+    let session = one_connection_per_host(order.clone());
 
     // One task first, so the session learns that this delegate leaves `will_cache_response` at
     // its default. Otherwise the busy task asks it, and the delegate's answer races the next task:
@@ -48,19 +71,7 @@ async fn a_busy_http1_host_serves_its_waiting_tasks_highest_priority_first() {
     order.0.lock().unwrap().clear();
     order.1.lock().unwrap().clear();
 
-    // The host's one turn is taken by a slow body.
-    let busy = session
-        .data_task(server.url("/drip?chunks=10&size=100&delay_ms=50").as_str())
-        .unwrap();
-    busy.resume();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while busy.info().response().is_none() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    assert!(
-        busy.info().response().is_some(),
-        "the first task has its turn"
-    );
+    let busy = take_the_only_turn(&session, &server).await;
 
     // Three more arrive, lowest priority first.
     let mut waiting = Vec::new();
@@ -131,4 +142,53 @@ async fn a_priority_travels_as_its_rfc_9218_urgency_over_http1_and_http2() {
         courier_engine::reexports::http::Version::HTTP_2
     );
     assert_eq!(priority_seen(&body).as_deref(), Some("u=1, i"));
+}
+
+/// Downloads (which the URL cache never answers) wait in the host's line from their start, before
+/// the rest of their transfer is made: the line still serves them highest priority first, and one
+/// cancelled while it waits ends at once, as cancelled, and leaves its place to the others.
+#[tokio::test]
+async fn downloads_waiting_in_a_busy_host_line_go_by_priority_and_a_cancelled_one_leaves_it() {
+    let server = TestServer::http().await;
+    let order = Arc::new(Order::default());
+    let session = one_connection_per_host(order.clone());
+
+    let busy = take_the_only_turn(&session, &server).await;
+
+    let mut waiting = Vec::new();
+    for p in [priority::LOW, priority::DEFAULT, 1.0, priority::HIGH] {
+        let task = session
+            .download_task(server.url("/bytes/10").as_str())
+            .unwrap();
+        task.info().set_priority(p);
+        task.resume();
+        waiting.push(task);
+    }
+    // The first in line (the highest priority) gives up its place.
+    let gives_up = waiting.remove(2);
+    gives_up.cancel();
+    session.finish_tasks_and_invalidate();
+    tokio::time::timeout(Duration::from_secs(30), session.invalidated())
+        .await
+        .expect("invalidated");
+
+    let seen = order.0.lock().unwrap().clone();
+    let ended = order.1.lock().unwrap().clone();
+    let id = |t: &courier_engine::DownloadTask| t.info().id();
+    let (low, default, high) = (id(&waiting[0]), id(&waiting[1]), id(&waiting[2]));
+    assert_eq!(
+        seen,
+        [id(&gives_up), busy.info().id(), high, default, low],
+        "{ended:?}"
+    );
+    assert_eq!(
+        ended.iter().filter(|e| e.ends_with(": ok")).count(),
+        4,
+        "{ended:?}"
+    );
+    assert_eq!(
+        gives_up.info().error().map(|e| e.code()),
+        Some(courier_engine::ErrorCode::Cancelled),
+        "{ended:?}"
+    );
 }

@@ -14,7 +14,9 @@
 //! time suspended does not count.
 //!
 //! A request to an HTTP/1.1 host first waits for its turn in the session's per-host queue
-//! (`host_queue`), where a task of higher priority goes first.
+//! (`host_queue`), where a task of higher priority goes first. A transfer that starts in that line
+//! waits there before the rest of its future is made (`Run::run_in_line`): thousands of tasks queued
+//! for a host's few connections each hold a small future, not a whole exchange's.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use courier_protocol_http::{
 };
 use courier_storage::ResumeRecord;
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use ractor::ActorRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -186,10 +189,11 @@ impl Transfer {
         let gathering = (!args.callbacks
             && matches!(args.destination, Destination::Memory { window: None }))
         .then(Gathering::default);
-        let run = Run {
+        let mut run = Run {
             gathering,
             moved: send::Moved::default(),
             turn: None,
+            queued: None,
             upgrade: None,
             cache_candidate: None,
             conversion: conversion.clone(),
@@ -209,14 +213,32 @@ impl Transfer {
         };
         let (target, body, destination) = (args.target, args.body, args.destination);
         // Boxed here, not inside the spawned block: the transfer's future is large (3,320 bytes
-        // for HTTP), and a block that made it would be as large again, moved into Tokio's task
-        // cell. Built in place in its box, it is never copied; a named future holding it unboxed
-        // was tried, and its moves into the cell cost more than the allocation they spared
-        // (callgrind, small GETs: 78,563 -> 80,557 instructions per request).
-        let running = Box::into_pin(Box::write(
-            Box::new_uninit(),
-            run.run(target, body, destination),
-        ));
+        // for HTTP; 800 for one that starts in its host's line), and a block that made it would be
+        // as large again, moved into Tokio's task cell. Built in place in its box, it is never
+        // copied; a named future holding it unboxed was tried, and its moves into the cell cost
+        // more than the allocation they spared (callgrind, small GETs: 78,563 -> 80,557
+        // instructions per request).
+        let running = match run.first_turn(&target, body.as_ref(), &destination) {
+            Some(Err(line)) => {
+                let Target::Http(head) = target else {
+                    unreachable!("only an HTTP request waits in a host's line")
+                };
+                Either::Right(Box::into_pin(Box::write(
+                    Box::new_uninit(),
+                    run.run_in_line(head, body, destination, line),
+                )))
+            }
+            turn => {
+                if let Some(Ok(turn)) = turn {
+                    let fetch_start = run.metrics.is_some().then(std::time::Instant::now);
+                    run.queued = Some((turn, fetch_start));
+                }
+                Either::Left(Box::into_pin(Box::write(
+                    Box::new_uninit(),
+                    run.run(target, body, destination),
+                )))
+            }
+        };
         let handle = tokio::spawn(
             async move {
                 // A panic in here (a decoder, a parser, a bug) must not leave the task running
@@ -361,6 +383,10 @@ struct Run {
     /// The current exchange's turn with an HTTP/1.1 host while the request is sent; the response
     /// body then holds it until it has been read to its end (or dropped).
     turn: Option<host_queue::Turn>,
+    /// The first request's turn with its HTTP/1.1 host, taken when the transfer started (or
+    /// waited for, `Run::run_in_line`), with when the request began to wait for it when metrics
+    /// are recorded (its fetch start).
+    queued: Option<(host_queue::Turn, Option<std::time::Instant>)>,
     /// A `101` answer's connection, until the body is allowed (or a stream task takes it).
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
@@ -403,76 +429,161 @@ impl Run {
         destination: Destination,
     ) -> impl Future<Output = (Option<TaskMsg>, Option<Stopped>)> + Send {
         async move {
-            match destination {
+            let destination = match destination {
                 // Boxed: the kinds other than HTTP do not make every transfer's future larger (it is
                 // allocated and moved for each of thousands of small requests).
                 Destination::Socket(ends) => return Box::pin(self.run_socket(target, *ends)).await,
                 Destination::Stream(ends) => return Box::pin(self.run_stream(*ends)).await,
-                Destination::Memory { window } => self.window = window,
-                Destination::File { from, slot } => {
-                    let opened = DownloadSink::open(
-                        self.ctx.clone(),
-                        self.actor.clone(),
-                        &self.info,
-                        from.map(|b| *b),
-                        &slot,
-                    )
-                    .await;
-                    match opened {
-                        Ok(sink) => self.sink = Some(Box::new(sink)),
-                        Err(e) => return (Some(TaskMsg::Failed(e)), None),
-                    }
-                }
+                other => other,
+            };
+            if let Err(failed) = self.open(destination).await {
+                return (Some(TaskMsg::Failed(failed)), None);
             }
             let outcome = match self.begin_when_due(target, body.as_ref()).await {
                 Ok(Target::Http(head)) => self.drive(*head, body).await,
                 Ok(Target::Local) => self.drive_local().await,
                 Ok(Target::Ftp) => Box::pin(self.drive_ftp(body)).await,
                 Err(halt) => Err(halt),
+            };
+            self.end(outcome).await
+        }
+    }
+
+    /// [`Run::run`] for an HTTP/1.1 request that waits in its host's line (`line`, see
+    /// [`Transfer::start`]): the exchange's future (2.8 KB) is made only once the turn comes, so a
+    /// task among thousands waiting for a host's few connections holds a small one meanwhile.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` stores its arguments twice"
+    )]
+    fn run_in_line(
+        mut self,
+        head: Box<Head>,
+        body: Option<UploadBody>,
+        destination: Destination,
+        line: host_queue::InLine,
+    ) -> impl Future<Output = (Option<TaskMsg>, Option<Stopped>)> + Send {
+        async move {
+            if let Err(failed) = self.open(destination).await {
+                return (Some(TaskMsg::Failed(failed)), None);
             }
-            .map_err(|halt| match halt {
-                Halt::Failed(e) if e.failing_url().is_none() => {
-                    Halt::Failed(e.with_url(self.url.as_str()))
+            // The wait counts as the transaction's fetching (URLSession's `fetchStartDate`).
+            let fetch_start = self.metrics.is_some().then(std::time::Instant::now);
+            let outcome = match unless_stopped(&mut self.gate, line.turn()).await {
+                Ok(turn) => {
+                    self.queued = Some((turn, fetch_start));
+                    Box::pin(self.drive(*head, body)).await
                 }
-                other => other,
-            });
-            self.end_transaction();
-            let sink = self.sink.take();
-            match (outcome, sink) {
-                (Ok(()), None) => match self.gathering.take() {
-                    Some(Gathering {
-                        response: Some(response),
-                        mut body,
-                    }) => (Some(TaskMsg::Whole(response, body.take())), None),
-                    _ => (Some(TaskMsg::Finished(None)), None),
-                },
-                // A download also tells a stopping actor where its file is, in case the end raced a
-                // cancel: the actor then decides what becomes of the file.
-                (Ok(()), Some(sink)) => {
-                    let path = sink.path().to_path_buf();
-                    match sink.finish().await {
-                        Ok(done) => (
-                            Some(TaskMsg::Finished(Some(done))),
-                            Some(Stopped { resume: None, path }),
-                        ),
-                        // The last writes failed (a full disk): a failure like any other.
-                        Err((e, sink)) => {
-                            let e = sink.fail(e).await;
-                            let resume = e.resume_data().cloned();
-                            (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
-                        }
+                Err(halt) => Err(halt),
+            };
+            self.end(outcome).await
+        }
+    }
+
+    /// The first request's turn with its host, for an HTTP/1.1 request that takes one before it
+    /// starts: a free turn, or a place in the host's line. `None` when the request takes its turn
+    /// as it is sent: one the URL cache may answer or a protocol handler may claim (neither needs a
+    /// connection), one that begins later, and any over HTTP/2.
+    fn first_turn(
+        &self,
+        target: &Target,
+        body: Option<&UploadBody>,
+        destination: &Destination,
+    ) -> Option<Result<host_queue::Turn, host_queue::InLine>> {
+        let Target::Http(head) = target else {
+            return None;
+        };
+        let cached = match destination {
+            Destination::Memory { .. } => self.cache_has_a_say(head, body),
+            Destination::File { .. } => false,
+            Destination::Socket(_) | Destination::Stream(_) => return None,
+        };
+        if cached
+            || !self.ctx.config.protocol_handlers.is_empty()
+            || self.info.earliest_begin_date().is_some()
+            || !self.ctx.transport.speaks_http1(&head.uri)
+        {
+            return None;
+        }
+        Some(
+            self.ctx
+                .host_queue
+                .try_turn(&head.uri, self.info.priority()),
+        )
+    }
+
+    /// Opens where the body goes: a download's file (created, or the one its resume data names).
+    async fn open(&mut self, destination: Destination) -> Result<(), Error> {
+        match destination {
+            Destination::Memory { window } => self.window = window,
+            Destination::File { from, slot } => {
+                // Boxed: it would make every transfer's future larger.
+                let opened = Box::pin(DownloadSink::open(
+                    self.ctx.clone(),
+                    self.actor.clone(),
+                    &self.info,
+                    from.map(|b| *b),
+                    &slot,
+                ))
+                .await;
+                self.sink = Some(Box::new(opened?));
+            }
+            Destination::Socket(_) | Destination::Stream(_) => {
+                debug_assert!(
+                    false,
+                    "a socket or stream transfer opens its own connection"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The transfer's end, from how its exchange went: the message for the actor, and what a stop
+    /// left behind (a download's partial file, and resume data when it can be continued).
+    async fn end(&mut self, outcome: Result<(), Halt>) -> (Option<TaskMsg>, Option<Stopped>) {
+        let outcome = outcome.map_err(|halt| match halt {
+            Halt::Failed(e) if e.failing_url().is_none() => {
+                Halt::Failed(e.with_url(self.url.as_str()))
+            }
+            other => other,
+        });
+        self.end_transaction();
+        let sink = self.sink.take();
+        // The download's steps are boxed: only downloads take them.
+        match (outcome, sink) {
+            (Ok(()), None) => match self.gathering.take() {
+                Some(Gathering {
+                    response: Some(response),
+                    mut body,
+                }) => (Some(TaskMsg::Whole(response, body.take())), None),
+                _ => (Some(TaskMsg::Finished(None)), None),
+            },
+            // A download also tells a stopping actor where its file is, in case the end raced a
+            // cancel: the actor then decides what becomes of the file.
+            (Ok(()), Some(sink)) => {
+                let path = sink.path().to_path_buf();
+                match Box::pin(sink.finish()).await {
+                    Ok(done) => (
+                        Some(TaskMsg::Finished(Some(done))),
+                        Some(Stopped { resume: None, path }),
+                    ),
+                    // The last writes failed (a full disk): a failure like any other.
+                    Err((e, sink)) => {
+                        let e = Box::pin(sink.fail(e)).await;
+                        let resume = e.resume_data().cloned();
+                        (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
                     }
                 }
-                (Err(Halt::Failed(e)), None) => (Some(TaskMsg::Failed(e)), None),
-                (Err(Halt::Failed(e)), Some(sink)) => {
-                    let path = sink.path().to_path_buf();
-                    let e = sink.fail(e).await;
-                    let resume = e.resume_data().cloned();
-                    (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
-                }
-                (Err(Halt::Interrupted), None) => (None, None),
-                (Err(Halt::Interrupted), Some(sink)) => (None, Some(sink.stop().await)),
             }
+            (Err(Halt::Failed(e)), None) => (Some(TaskMsg::Failed(e)), None),
+            (Err(Halt::Failed(e)), Some(sink)) => {
+                let path = sink.path().to_path_buf();
+                let e = Box::pin(sink.fail(e)).await;
+                let resume = e.resume_data().cloned();
+                (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
+            }
+            (Err(Halt::Interrupted), None) => (None, None),
+            (Err(Halt::Interrupted), Some(sink)) => (None, Some(Box::pin(sink.stop()).await)),
         }
     }
 }

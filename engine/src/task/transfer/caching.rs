@@ -64,17 +64,40 @@ impl Run {
         self.deliver(entry.body).await
     }
 
-    /// Consults the cache for a `GET` of a data task (whose `head` may gain validators).
-    pub(super) async fn cache_plan(&self, head: &mut Head) -> Result<Plan, Halt> {
-        // The original request's policy (redirects keep it), read without copying the request.
-        let policy = self
-            .info
+    /// The request's cache policy: the original request's (redirects keep it), read without
+    /// copying the request.
+    fn cache_policy(&self) -> RequestCachePolicy {
+        self.info
             .original_request()
             .cache_policy()
-            .unwrap_or(self.ctx.config.request_cache_policy);
+            .unwrap_or(self.ctx.config.request_cache_policy)
+    }
+
+    /// Whether the URL cache has a say in sending `head`: a data task's `GET` whose policy reads a
+    /// cache that can keep something, or forbids the network. Only then is it consulted
+    /// ([`Run::cache_plan`]).
+    pub(super) fn cache_has_a_say(&self, head: &Head, body: Option<&super::UploadBody>) -> bool {
+        if self.sink.is_some() || body.is_some() || head.method != http::Method::GET {
+            return false;
+        }
+        match self.cache_policy() {
+            RequestCachePolicy::ReloadIgnoringLocalCacheData => false,
+            RequestCachePolicy::ReturnCacheDataDontLoad => true,
+            // A cache that can keep nothing is not asked (no lock, no lookup per request).
+            _ => self
+                .ctx
+                .url_cache
+                .as_ref()
+                .is_some_and(|cache| cache.can_keep_anything()),
+        }
+    }
+
+    /// Consults the cache for a request it has a say in ([`Run::cache_has_a_say`]); `head` may
+    /// gain validators.
+    pub(super) async fn cache_plan(&self, head: &mut Head) -> Result<Plan, Halt> {
+        let policy = self.cache_policy();
         let entry = match (policy, &self.ctx.url_cache) {
             (RequestCachePolicy::ReloadIgnoringLocalCacheData, _) => None,
-            // A cache that can keep nothing is not asked (no lock, no lookup per request).
             (_, Some(cache)) if cache.can_keep_anything() => cache.get(&self.url).await,
             _ => None,
         };

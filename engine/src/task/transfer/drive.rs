@@ -62,8 +62,7 @@ impl Run {
         // A block, not an `async fn`: see `Run::run`.
         async move {
             // Only data tasks' GETs use the URL cache.
-            let plan = if self.sink.is_none() && body.is_none() && head.method == http::Method::GET
-            {
+            let plan = if self.cache_has_a_say(&head, body.as_ref()) {
                 self.cache_plan(&mut head).await?
             } else {
                 caching::Plan::Network

@@ -73,6 +73,28 @@ impl PartialEq for Waiter {
 }
 impl Eq for Waiter {}
 
+/// A place in a host's line ([`HostQueue::try_turn`]). Dropping it leaves the line; a turn handed
+/// to it meanwhile goes on to the next.
+#[derive(Debug)]
+pub(crate) struct InLine {
+    key: LineKey,
+    rx: oneshot::Receiver<Turn>,
+}
+
+impl InLine {
+    /// Waits for the turn.
+    pub(crate) async fn turn(self) -> Turn {
+        match self.rx.await {
+            Ok(turn) => turn,
+            // The queue went away with the session: nothing left to wait for.
+            Err(_) => Turn {
+                queue: None,
+                key: self.key,
+            },
+        }
+    }
+}
+
 /// The right to have one exchange with a host in flight. Dropping it hands it to the next in line.
 pub(crate) struct Turn {
     /// `None` once passed on or given back (so dropping it then does nothing).
@@ -99,47 +121,52 @@ impl HostQueue {
     /// `priority` (0.0 to 1.0) and every older one of the same. Cancel-safe: a request that stops
     /// waiting leaves its place, and a turn handed to it meanwhile goes on to the next.
     pub(crate) async fn turn(&self, uri: &http::Uri, priority: f32) -> Turn {
+        match self.try_turn(uri, priority) {
+            Ok(turn) => turn,
+            Err(in_line) => in_line.turn().await,
+        }
+    }
+
+    /// A turn with the host of `uri` if one is free now; otherwise a place in its line, as
+    /// [`HostQueue::turn`] takes.
+    pub(crate) fn try_turn(&self, uri: &http::Uri, priority: f32) -> Result<Turn, InLine> {
         let host = HostKey::of_uri(uri);
         let name = host.as_str();
-        let (key, rx) = {
-            let mut lines = lock(&self.inner.lines);
-            // One lookup when the host has a line already (the usual case: its exchanges
-            // overlap); the key is made only for a host not in the map yet.
-            let Some(line) = lines.get_mut(name) else {
-                let key: LineKey = Arc::from(name);
-                let line = Line {
-                    key: key.clone(),
-                    busy: 1,
-                    waiting: BinaryHeap::new(),
-                    arrivals: 0,
-                };
-                lines.insert(key.clone(), line);
-                return Turn {
-                    queue: Some(self.inner.clone()),
-                    key,
-                };
+        let mut lines = lock(&self.inner.lines);
+        // One lookup when the host has a line already (the usual case: its exchanges overlap);
+        // the key is made only for a host not in the map yet.
+        let Some(line) = lines.get_mut(name) else {
+            let key: LineKey = Arc::from(name);
+            let line = Line {
+                key: key.clone(),
+                busy: 1,
+                waiting: BinaryHeap::new(),
+                arrivals: 0,
             };
-            if line.busy < self.inner.limit {
-                line.busy += 1;
-                return Turn {
-                    queue: Some(self.inner.clone()),
-                    key: line.key.clone(),
-                };
-            }
-            let (tx, rx) = oneshot::channel();
-            line.arrivals += 1;
-            line.waiting.push(Waiter {
-                rank: (priority.clamp(0.0, 1.0) * 1_000_000.0) as u32,
-                arrival: line.arrivals,
-                tx,
+            lines.insert(key.clone(), line);
+            return Ok(Turn {
+                queue: Some(self.inner.clone()),
+                key,
             });
-            (line.key.clone(), rx)
         };
-        match rx.await {
-            Ok(turn) => turn,
-            // The queue went away with the session: nothing left to wait for.
-            Err(_) => Turn { queue: None, key },
+        if line.busy < self.inner.limit {
+            line.busy += 1;
+            return Ok(Turn {
+                queue: Some(self.inner.clone()),
+                key: line.key.clone(),
+            });
         }
+        let (tx, rx) = oneshot::channel();
+        line.arrivals += 1;
+        line.waiting.push(Waiter {
+            rank: (priority.clamp(0.0, 1.0) * 1_000_000.0) as u32,
+            arrival: line.arrivals,
+            tx,
+        });
+        Err(InLine {
+            key: line.key.clone(),
+            rx,
+        })
     }
 
     /// How many requests wait for `host` (tests).
@@ -264,6 +291,29 @@ mod tests {
             .unwrap();
         drop(turn);
         assert!(lock(&q.inner.lines).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_free_turn_is_taken_at_once_and_a_place_in_line_waits_or_passes_on() {
+        let q = HostQueue::new(1);
+        let first = q.try_turn(&uri(), 0.5).expect("a free turn");
+        let Err(leaves) = q.try_turn(&uri(), 1.0) else {
+            panic!("the host's one turn is out");
+        };
+        let Err(stays) = q.try_turn(&uri(), 0.1) else {
+            panic!("the host's one turn is out");
+        };
+        assert_eq!(q.waiting(false, "a.test", 8080), 2);
+        // The first in line (the highest priority) is handed the turn, but has left meanwhile:
+        // the turn goes on to the next.
+        drop(first);
+        drop(leaves);
+        let turn = tokio::time::timeout(Duration::from_secs(5), stays.turn())
+            .await
+            .expect("the turn reached the one still in line");
+        assert!(q.try_turn(&uri(), 1.0).is_err(), "it holds the turn");
+        drop(turn);
+        assert!(lock(&q.inner.lines).is_empty(), "an idle host is forgotten");
     }
 
     #[tokio::test]

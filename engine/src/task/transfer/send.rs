@@ -181,8 +181,13 @@ impl Run {
         head: &Head,
         body: Option<&UploadBody>,
     ) -> Result<http::Response<ResponseBody>, Halt> {
-        // Read only when someone records the metrics (a clock read per request otherwise).
-        let fetch_start = self.metrics.is_some().then(std::time::Instant::now);
+        // The first request may have its turn already, taken for `head` when the transfer started
+        // (`Transfer::start`): nothing changes a request between then and its first send.
+        let (queued, fetch_start) = match self.queued.take() {
+            Some((turn, fetch_start)) => (Some(turn), fetch_start),
+            // Read only when someone records the metrics (a clock read per request otherwise).
+            None => (None, self.metrics.is_some().then(std::time::Instant::now)),
+        };
         let mut builder = http::Request::builder()
             .method(head.method.clone())
             .uri(head.uri.clone());
@@ -262,7 +267,7 @@ impl Run {
         // An HTTP/1.1 host serves one exchange per connection: wait for a turn, behind tasks of
         // higher priority (a cancel or a pause ends the wait).
         self.turn = None;
-        if self.ctx.transport.speaks_http1(&head.uri) {
+        if queued.is_some() || self.ctx.transport.speaks_http1(&head.uri) {
             // HTTP/1.1's `Host`, unless the request brings its own: hyper-util would add the same
             // field, with a `format!` when the port is not the scheme's default.
             if let Some(h) = builder.headers_mut()
@@ -271,8 +276,13 @@ impl Run {
             {
                 h.insert(http::header::HOST, host);
             }
-            let waiting = self.ctx.host_queue.turn(&head.uri, self.info.priority());
-            self.turn = Some(unless_stopped(&mut self.gate, waiting).await?);
+            self.turn = Some(match queued {
+                Some(turn) => turn,
+                None => {
+                    let waiting = self.ctx.host_queue.turn(&head.uri, self.info.priority());
+                    unless_stopped(&mut self.gate, waiting).await?
+                }
+            });
         }
         // The head's size is counted only for a transaction that is recorded.
         self.open_transaction(FetchType::Network, fetch_start, |t| {
