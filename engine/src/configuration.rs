@@ -208,6 +208,12 @@ pub struct Configuration {
     pub http_additional_headers: HeaderMap,
     /// `httpMaximumConnectionsPerHost`: a hard cap on HTTP/1.1 connections per host. HTTP/2 uses one
     /// connection per host and ignores it.
+    ///
+    /// Running tasks beyond the cap wait in the host's line, highest `priority` first, then oldest
+    /// first. A task waiting there holds about 10 KB (its actor, and its transfer made only up to
+    /// the wait; 3 KB more for a data task's `GET` that the URL cache may answer, which is made
+    /// whole): 10,000 queued at once take about 100 MB. An application with far more to fetch
+    /// resumes them as others complete.
     pub http_maximum_connections_per_host: usize,
     /// Certificate authorities trusted besides Mozilla's roots (DER). See
     /// [`Configuration::trust_pem_certificates`].
