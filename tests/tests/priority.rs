@@ -27,12 +27,12 @@ impl TaskDelegate for Order {
 impl DataDelegate for Order {}
 impl DownloadDelegate for Order {}
 
-/// A session whose delegate records the order of completions, with one connection per host.
-fn one_connection_per_host(order: Arc<Order>) -> Session {
+/// A configuration with one connection per host.
+fn one_connection_per_host() -> Configuration {
     let mut config = Configuration::ephemeral();
     config.cleartext = CleartextPolicy::AllowAll;
     config.http_maximum_connections_per_host = 1;
-    Session::with_delegate(config, order).unwrap()
+    config
 }
 
 /// Takes the host's one turn with a slow body (half a second), and returns its task once its
@@ -57,7 +57,7 @@ async fn take_the_only_turn(session: &Session, server: &TestServer) -> courier_e
 async fn a_busy_http1_host_serves_its_waiting_tasks_highest_priority_first() {
     let server = TestServer::http().await;
     let order = Arc::new(Order::default());
-    let session = one_connection_per_host(order.clone());
+    let session = Session::with_delegate(one_connection_per_host(), order.clone()).unwrap();
 
     // One task first, so the session learns that this delegate leaves `will_cache_response` at
     // its default. Otherwise the busy task asks it, and the delegate's answer races the next task:
@@ -151,7 +151,7 @@ async fn a_priority_travels_as_its_rfc_9218_urgency_over_http1_and_http2() {
 async fn downloads_waiting_in_a_busy_host_line_go_by_priority_and_a_cancelled_one_leaves_it() {
     let server = TestServer::http().await;
     let order = Arc::new(Order::default());
-    let session = one_connection_per_host(order.clone());
+    let session = Session::with_delegate(one_connection_per_host(), order.clone()).unwrap();
 
     let busy = take_the_only_turn(&session, &server).await;
 
@@ -191,4 +191,42 @@ async fn downloads_waiting_in_a_busy_host_line_go_by_priority_and_a_cancelled_on
         Some(courier_engine::ErrorCode::Cancelled),
         "{ended:?}"
     );
+}
+
+/// A task waiting in its host's line is still on the resource clock: it fails there with the
+/// resource timeout, and never gets to send.
+#[tokio::test]
+async fn a_download_waiting_in_its_host_line_runs_out_of_its_resource_time_there() {
+    let server = TestServer::http().await;
+    let order = Arc::new(Order::default());
+    let mut config = one_connection_per_host();
+    config.timeout_for_resource = Duration::from_millis(300);
+    let session = Session::with_delegate(config, order.clone()).unwrap();
+    // The host's one turn stays taken: a suspended task keeps its place, and its clock stops.
+    let busy = take_the_only_turn(&session, &server).await;
+    busy.suspend();
+
+    let waiting = session
+        .download_task(server.url("/bytes/10").as_str())
+        .unwrap();
+    waiting.resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while waiting.info().error().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let error = waiting.info().error().expect("the waiting download ended");
+    assert_eq!(
+        error.code(),
+        courier_engine::ErrorCode::TimedOut,
+        "{:?}",
+        order.1.lock().unwrap()
+    );
+    assert!(error.message().contains("resource"), "{error}");
+    assert!(waiting.info().response().is_none(), "it never sent");
+
+    busy.cancel();
+    session.finish_tasks_and_invalidate();
+    tokio::time::timeout(Duration::from_secs(30), session.invalidated())
+        .await
+        .expect("invalidated");
 }
