@@ -106,8 +106,9 @@ struct Shared {
     description: Mutex<String>,
     original_request: Request,
     /// Set once it differs from the original (a redirect, a task made from resume data): most
-    /// tasks never need a copy of their request.
-    current_request: Mutex<Option<Request>>,
+    /// tasks never need a copy of their request. Boxed: inline, the empty slot took 272 of every
+    /// task's 704 bytes here, suspended ones too.
+    current_request: Mutex<Option<Box<Request>>>,
     response: Mutex<Option<Response>>,
     error: Mutex<Option<Error>>,
     bytes_received: AtomicI64,
@@ -283,7 +284,8 @@ impl TaskInfo {
     /// The request being sent now (changes on redirects).
     pub fn current_request(&self) -> Request {
         lock(&self.shared.current_request)
-            .clone()
+            .as_deref()
+            .cloned()
             .unwrap_or_else(|| self.shared.original_request.clone())
     }
 
@@ -358,7 +360,7 @@ impl TaskRecorder {
 
     /// Publishes the request being sent now.
     pub fn set_current_request(&self, request: Request) {
-        *lock(&self.shared.current_request) = Some(request);
+        *lock(&self.shared.current_request) = Some(Box::new(request));
     }
 
     /// Publishes the error the task completed with.
