@@ -218,17 +218,16 @@ impl Transfer {
         // copied; a named future holding it unboxed was tried, and its moves into the cell cost
         // more than the allocation they spared (callgrind, small GETs: 78,563 -> 80,557
         // instructions per request).
-        let running = match run.first_turn(&target, body.as_ref(), &destination) {
-            Some(Err(line)) => {
-                let Target::Http(head) = target else {
-                    unreachable!("only an HTTP request waits in a host's line")
-                };
-                Either::Right(Box::into_pin(Box::write(
-                    Box::new_uninit(),
-                    run.run_in_line(head, body, destination, line),
-                )))
-            }
-            turn => {
+        let first_turn = match &target {
+            Target::Http(head) => run.first_turn(head, body.as_ref(), &destination),
+            Target::Local | Target::Ftp => None,
+        };
+        let running = match (first_turn, target) {
+            (Some(Err(line)), Target::Http(head)) => Either::Right(Box::into_pin(Box::write(
+                Box::new_uninit(),
+                run.run_in_line(head, body, destination, line),
+            ))),
+            (turn, target) => {
                 if let Some(Ok(turn)) = turn {
                     let fetch_start = run.metrics.is_some().then(std::time::Instant::now);
                     run.queued = Some((turn, fetch_start));
@@ -486,13 +485,10 @@ impl Run {
     /// connection), one that begins later, and any over HTTP/2.
     fn first_turn(
         &self,
-        target: &Target,
+        head: &Head,
         body: Option<&UploadBody>,
         destination: &Destination,
     ) -> Option<Result<host_queue::Turn, host_queue::InLine>> {
-        let Target::Http(head) = target else {
-            return None;
-        };
         let cached = match destination {
             Destination::Memory { .. } => self.cache_has_a_say(head, body),
             Destination::File { .. } => false,
