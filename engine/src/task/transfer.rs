@@ -222,14 +222,17 @@ impl Transfer {
             Target::Http(head) => run.first_turn(head, body.as_ref(), &destination),
             Target::Local | Target::Ftp => None,
         };
+        // Waiting for the turn counts as the first transaction's fetching (URLSession's
+        // `fetchStartDate`); the clock is read only when someone records the metrics.
+        let fetch_start =
+            (first_turn.is_some() && run.metrics.is_some()).then(std::time::Instant::now);
         let running = match (first_turn, target) {
             (Some(Err(line)), Target::Http(head)) => Either::Right(Box::into_pin(Box::write(
                 Box::new_uninit(),
-                run.run_in_line(head, body, destination, line),
+                run.run_in_line(head, body, destination, line, fetch_start),
             ))),
             (turn, target) => {
                 if let Some(Ok(turn)) = turn {
-                    let fetch_start = run.metrics.is_some().then(std::time::Instant::now);
                     run.queued = Some((turn, fetch_start));
                 }
                 Either::Left(Box::into_pin(Box::write(
@@ -449,7 +452,7 @@ impl Run {
     }
 
     /// [`Run::run`] for an HTTP/1.1 request that waits in its host's line (`line`, see
-    /// [`Transfer::start`]): the exchange's future (2.8 KB) is made only once the turn comes, so a
+    /// [`Transfer::start`]; it began to wait at `fetch_start`, when metrics are recorded): the exchange's future (2.8 KB) is made only once the turn comes, so a
     /// task among thousands waiting for a host's few connections holds a small one meanwhile.
     #[allow(
         clippy::manual_async_fn,
@@ -461,13 +464,12 @@ impl Run {
         body: Option<UploadBody>,
         destination: Destination,
         line: host_queue::InLine,
+        fetch_start: Option<std::time::Instant>,
     ) -> impl Future<Output = (Option<TaskMsg>, Option<Stopped>)> + Send {
         async move {
             if let Err(failed) = self.open(destination).await {
                 return (Some(TaskMsg::Failed(failed)), None);
             }
-            // The wait counts as the transaction's fetching (URLSession's `fetchStartDate`).
-            let fetch_start = self.metrics.is_some().then(std::time::Instant::now);
             let outcome = match unless_stopped(&mut self.gate, line.turn()).await {
                 Ok(turn) => {
                     self.queued = Some((turn, fetch_start));
