@@ -35,6 +35,14 @@ fn one_connection_per_host() -> Configuration {
     config
 }
 
+/// Waits until `done` holds, for at most 10 s (the caller asserts what it needed).
+async fn until(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Takes the host's one turn with a slow body (half a second), and returns its task once its
 /// response has come.
 async fn take_the_only_turn(session: &Session, server: &TestServer) -> courier_engine::DataTask {
@@ -42,10 +50,7 @@ async fn take_the_only_turn(session: &Session, server: &TestServer) -> courier_e
         .data_task(server.url("/drip?chunks=10&size=100&delay_ms=50").as_str())
         .unwrap();
     busy.resume();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while busy.info().response().is_none() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    until(|| busy.info().response().is_some()).await;
     assert!(
         busy.info().response().is_some(),
         "the first task has its turn"
@@ -210,10 +215,7 @@ async fn a_download_waiting_in_its_host_line_runs_out_of_its_resource_time_there
         .download_task(server.url("/bytes/10").as_str())
         .unwrap();
     waiting.resume();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while waiting.info().error().is_none() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until(|| waiting.info().error().is_some()).await;
     let error = waiting.info().error().expect("the waiting download ended");
     assert_eq!(
         error.code(),
