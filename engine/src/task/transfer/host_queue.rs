@@ -9,8 +9,7 @@
 //! HTTP/2 hosts are not queued: their requests share one connection, and the priority travels
 //! with each request instead (the `priority` header, RFC 9218).
 
-use std::cmp::Ordering as Order;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use courier_protocol_http::host_key::HostKey;
@@ -41,37 +40,51 @@ struct Line {
     /// The host's key, which its turns share.
     key: LineKey,
     busy: usize,
-    waiting: BinaryHeap<Waiter>,
-    arrivals: u64,
+    waiting: Waiting,
 }
 
-/// A request waiting for a turn.
-struct Waiter {
-    /// The task's priority, scaled to an integer (0 to 1,000,000) to order by.
-    rank: u32,
-    /// Arrival order within the host: the older of two equal ranks goes first.
-    arrival: u64,
-    tx: oneshot::Sender<Turn>,
+/// The requests waiting for a host's turn: a first-come, first-served queue per priority, the
+/// queues in ascending order of priority.
+///
+/// Tasks share a handful of priorities (most keep the default), so the next in line is the front
+/// of the last queue, taken in constant time. A binary heap of all the waiters took a logarithmic
+/// sift over thousands of them for every turn handed on (`Turn::drop` was 1.2% of the samples of
+/// 20,000 delegate tasks on six connections).
+#[derive(Default)]
+struct Waiting {
+    /// `(rank, queue)`, by ascending rank; no queue is empty.
+    by_rank: Vec<(u32, VecDeque<oneshot::Sender<Turn>>)>,
 }
 
-impl Ord for Waiter {
-    fn cmp(&self, other: &Self) -> Order {
-        self.rank
-            .cmp(&other.rank)
-            .then_with(|| other.arrival.cmp(&self.arrival))
+impl Waiting {
+    /// A task's priority (0.0 to 1.0) as a rank to order by: an integer, 0 to 1,000,000.
+    fn rank(priority: f32) -> u32 {
+        (priority.clamp(0.0, 1.0) * 1_000_000.0) as u32
+    }
+
+    /// Adds a waiter behind every other of its `rank`.
+    fn push(&mut self, rank: u32, tx: oneshot::Sender<Turn>) {
+        match self.by_rank.binary_search_by_key(&rank, |(r, _)| *r) {
+            Ok(at) => self.by_rank[at].1.push_back(tx),
+            Err(at) => self.by_rank.insert(at, (rank, VecDeque::from([tx]))),
+        }
+    }
+
+    /// The next in line: the oldest of the highest rank.
+    fn pop(&mut self) -> Option<oneshot::Sender<Turn>> {
+        let (_, queue) = self.by_rank.last_mut()?;
+        let next = queue.pop_front();
+        if queue.is_empty() {
+            self.by_rank.pop();
+        }
+        next
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_rank.iter().map(|(_, q)| q.len()).sum()
     }
 }
-impl PartialOrd for Waiter {
-    fn partial_cmp(&self, other: &Self) -> Option<Order> {
-        Some(self.cmp(other))
-    }
-}
-impl PartialEq for Waiter {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Order::Equal
-    }
-}
-impl Eq for Waiter {}
 
 /// A place in a host's line ([`HostQueue::try_turn`]). Dropping it leaves the line; a turn handed
 /// to it meanwhile goes on to the next.
@@ -140,8 +153,7 @@ impl HostQueue {
             let line = Line {
                 key: key.clone(),
                 busy: 1,
-                waiting: BinaryHeap::new(),
-                arrivals: 0,
+                waiting: Waiting::default(),
             };
             lines.insert(key.clone(), line);
             return Ok(Turn {
@@ -157,12 +169,7 @@ impl HostQueue {
             });
         }
         let (tx, rx) = oneshot::channel();
-        line.arrivals += 1;
-        line.waiting.push(Waiter {
-            rank: (priority.clamp(0.0, 1.0) * 1_000_000.0) as u32,
-            arrival: line.arrivals,
-            tx,
-        });
+        line.waiting.push(Waiting::rank(priority), tx);
         Err(InLine {
             key: line.key.clone(),
             rx,
@@ -192,7 +199,7 @@ impl Drop for Turn {
                 queue: Some(inner.clone()),
                 key: self.key.clone(),
             };
-            match next.tx.send(handed) {
+            match next.send(handed) {
                 Ok(()) => return,
                 // That one stopped waiting: the turn comes back, without running this again.
                 Err(mut back) => back.queue = None,
@@ -314,6 +321,56 @@ mod tests {
         assert!(q.try_turn(&uri(), 1.0).is_err(), "it holds the turn");
         drop(turn);
         assert!(lock(&q.inner.lines).is_empty(), "an idle host is forgotten");
+    }
+
+    proptest::proptest! {
+        /// Whatever the priorities and however pushes and pops interleave, the next in line is
+        /// the oldest waiter of the highest rank, and no empty queue is kept.
+        #[test]
+        fn the_line_serves_the_highest_rank_then_the_oldest(
+            steps in proptest::collection::vec(proptest::option::of(0u32..4), 0..64),
+        ) {
+            let mut line = Waiting::default();
+            // The reference: (rank, arrival) of everyone waiting, and the receivers that tell
+            // which waiter was popped.
+            let mut expected: Vec<(u32, usize)> = Vec::new();
+            let mut receivers = Vec::new();
+            for step in steps {
+                match step {
+                    Some(rank) => {
+                        let (tx, rx) = oneshot::channel::<Turn>();
+                        line.push(rank, tx);
+                        expected.push((rank, receivers.len()));
+                        receivers.push(rx);
+                    }
+                    None => {
+                        let want = expected
+                            .iter()
+                            .copied()
+                            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                        let got = line.pop();
+                        proptest::prop_assert_eq!(got.is_some(), want.is_some());
+                        if let (Some(tx), Some((_, arrival))) = (got, want) {
+                            expected.retain(|&(_, a)| a != arrival);
+                            drop(tx);
+                            // The sender popped was that waiter's: its receiver is closed now,
+                            // and every receiver still waiting is open.
+                            use oneshot::error::TryRecvError;
+                            let closed = |rx: &mut oneshot::Receiver<Turn>| {
+                                matches!(rx.try_recv(), Err(TryRecvError::Closed))
+                            };
+                            proptest::prop_assert!(closed(&mut receivers[arrival]));
+                            for &(_, a) in &expected {
+                                proptest::prop_assert!(!closed(&mut receivers[a]));
+                            }
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(line.len(), expected.len());
+                proptest::prop_assert!(line.by_rank.iter().all(|(_, q)| !q.is_empty()));
+                proptest::prop_assert!(line.by_rank.windows(2).all(|w| w[0].0 < w[1].0));
+            }
+        }
     }
 
     #[tokio::test]
