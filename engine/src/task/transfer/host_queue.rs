@@ -80,7 +80,7 @@ impl Waiting {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.by_rank.iter().map(|(_, q)| q.len()).sum()
+        self.by_rank.values().map(VecDeque::len).sum()
     }
 }
 
