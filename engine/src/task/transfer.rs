@@ -212,7 +212,7 @@ impl Transfer {
             overridden: false,
         };
         let (target, body, destination) = (args.target, args.body, args.destination);
-        // Boxed here, not inside the spawned block: the transfer's future is large (3,320 bytes
+        // Boxed here, not inside the spawned block: the transfer's future is large (3,056 bytes
         // for HTTP; 800 for one that starts in its host's line), and a block that made it would be
         // as large again, moved into Tokio's task cell. Built in place in its box, it is never
         // copied; a named future holding it unboxed was tried, and its moves into the cell cost
@@ -452,7 +452,7 @@ impl Run {
     }
 
     /// [`Run::run`] for an HTTP/1.1 request that waits in its host's line (`line`, see
-    /// [`Transfer::start`]; it began to wait at `fetch_start`, when metrics are recorded): the exchange's future (2.8 KB) is made only once the turn comes, so a
+    /// [`Transfer::start`]; it began to wait at `fetch_start`, when metrics are recorded): the exchange's future (2.6 KB) is made only once the turn comes, so a
     /// task among thousands waiting for a host's few connections holds a small one meanwhile.
     #[allow(
         clippy::manual_async_fn,

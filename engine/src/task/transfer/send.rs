@@ -223,7 +223,9 @@ impl Run {
             }
             let handlers = &self.ctx.config.protocol_handlers;
             if let Some(handler) = protocol::claimer(handlers, &asked).cloned() {
-                return self.ask_handler(&*handler, asked, fetch_start).await;
+                // Boxed, as the upload's preparation below: the rare paths do not make every
+                // request's future larger.
+                return Box::pin(self.ask_handler(&*handler, asked, fetch_start)).await;
             }
             *h = std::mem::take(asked.headers_mut());
         }
@@ -242,7 +244,8 @@ impl Run {
                     &self.actor,
                     tally,
                 );
-                let prepared = unless_stopped(&mut self.gate, preparing).await??;
+                // Boxed: 1 KB that a request without a body would carry in its future too.
+                let prepared = unless_stopped(&mut self.gate, Box::pin(preparing)).await??;
                 if let (Some(len), Some(h)) = (prepared.length, builder.headers_mut()) {
                     h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
                 }
