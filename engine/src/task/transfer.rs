@@ -212,12 +212,6 @@ impl Transfer {
             overridden: false,
         };
         let (target, body, destination) = (args.target, args.body, args.destination);
-        // Boxed here, not inside the spawned block: the transfer's future is large (3,056 bytes
-        // for HTTP; 800 for one that starts in its host's line), and a block that made it would be
-        // as large again, moved into Tokio's task cell. Built in place in its box, it is never
-        // copied; a named future holding it unboxed was tried, and its moves into the cell cost
-        // more than the allocation they spared (callgrind, small GETs: 78,563 -> 80,557
-        // instructions per request).
         let first_turn = match &target {
             Target::Http(head) => run.first_turn(head, body.as_ref(), &destination),
             Target::Local | Target::Ftp => None,
@@ -226,6 +220,12 @@ impl Transfer {
         // `fetchStartDate`); the clock is read only when someone records the metrics.
         let fetch_start =
             (first_turn.is_some() && run.metrics.is_some()).then(std::time::Instant::now);
+        // Boxed here, not inside the spawned block: the transfer's future is large (3,056 bytes
+        // for HTTP; 800 for one that starts in its host's line), and a block that made it would be
+        // as large again, moved into Tokio's task cell. Built in place in its box, it is never
+        // copied; a named future holding it unboxed was tried, and its moves into the cell cost
+        // more than the allocation they spared (callgrind, small GETs: 78,563 -> 80,557
+        // instructions per request).
         let running = match (first_turn, target) {
             (Some(Err(line)), Target::Http(head)) => Either::Right(Box::into_pin(Box::write(
                 Box::new_uninit(),
@@ -452,8 +452,9 @@ impl Run {
     }
 
     /// [`Run::run`] for an HTTP/1.1 request that waits in its host's line (`line`, see
-    /// [`Transfer::start`]; it began to wait at `fetch_start`, when metrics are recorded): the exchange's future (2.6 KB) is made only once the turn comes, so a
-    /// task among thousands waiting for a host's few connections holds a small one meanwhile.
+    /// [`Transfer::start`]; it began to wait at `fetch_start`, when metrics are recorded): the
+    /// exchange's future (2.6 KB) is made only once the turn comes, so a task among thousands
+    /// waiting for a host's few connections holds a small one meanwhile.
     #[allow(
         clippy::manual_async_fn,
         reason = "an `async fn` stores its arguments twice"

@@ -96,9 +96,10 @@ impl Run {
     /// gain validators.
     pub(super) async fn cache_plan(&self, head: &mut Head) -> Result<Plan, Halt> {
         let policy = self.cache_policy();
-        let entry = match (policy, &self.ctx.url_cache) {
-            (RequestCachePolicy::ReloadIgnoringLocalCacheData, _) => None,
-            (_, Some(cache)) if cache.can_keep_anything() => cache.get(&self.url).await,
+        // No reload-ignoring policy gets here (`cache_has_a_say`); a forbidding one may, with a
+        // cache that keeps nothing.
+        let entry = match &self.ctx.url_cache {
+            Some(cache) if cache.can_keep_anything() => cache.get(&self.url).await,
             _ => None,
         };
         let Some(entry) = entry else {
