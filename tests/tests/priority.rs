@@ -43,6 +43,15 @@ async fn until(done: impl Fn() -> bool) {
     }
 }
 
+/// Lets the session's tasks finish and waits (at most 30 s) for it to become invalid: every
+/// callback has been delivered then.
+async fn finish(session: &Session) {
+    session.finish_tasks_and_invalidate();
+    tokio::time::timeout(Duration::from_secs(30), session.invalidated())
+        .await
+        .expect("invalidated");
+}
+
 /// Takes the host's one turn with a slow body (half a second), and returns its task once its
 /// response has come.
 async fn take_the_only_turn(session: &Session, server: &TestServer) -> courier_engine::DataTask {
@@ -86,10 +95,7 @@ async fn a_busy_http1_host_serves_its_waiting_tasks_highest_priority_first() {
         task.resume();
         waiting.push(task.info().id());
     }
-    session.finish_tasks_and_invalidate();
-    tokio::time::timeout(Duration::from_secs(30), session.invalidated())
-        .await
-        .expect("invalidated");
+    finish(&session).await;
 
     let seen = order.0.lock().unwrap().clone();
     let (low, default, high) = (waiting[0], waiting[1], waiting[2]);
@@ -172,10 +178,7 @@ async fn downloads_waiting_in_a_busy_host_line_go_by_priority_and_a_cancelled_on
     // The first in line (the highest priority) gives up its place.
     let gives_up = waiting.remove(2);
     gives_up.cancel();
-    session.finish_tasks_and_invalidate();
-    tokio::time::timeout(Duration::from_secs(30), session.invalidated())
-        .await
-        .expect("invalidated");
+    finish(&session).await;
 
     let seen = order.0.lock().unwrap().clone();
     let ended = order.1.lock().unwrap().clone();
@@ -227,8 +230,5 @@ async fn a_download_waiting_in_its_host_line_runs_out_of_its_resource_time_there
     assert!(waiting.info().response().is_none(), "it never sent");
 
     busy.cancel();
-    session.finish_tasks_and_invalidate();
-    tokio::time::timeout(Duration::from_secs(30), session.invalidated())
-        .await
-        .expect("invalidated");
+    finish(&session).await;
 }
