@@ -446,6 +446,12 @@ impl Session {
         ractor::call!(self.inner.actor, SessionMsg::CountEntries).unwrap_or(0)
     }
 
+    /// Test hook: how many task actors are running (a task waiting in its host's line has none).
+    #[cfg(feature = "test-hooks")]
+    pub async fn task_actors(&self) -> usize {
+        ractor::call!(self.inner.actor, SessionMsg::CountActors).unwrap_or(0)
+    }
+
     /// Refuses new tasks, lets the outstanding ones finish, then delivers `did_become_invalid` and
     /// drops the delegate. Returns at once. Tasks that were never resumed are cancelled (each
     /// completes with -999) once the others have finished. Does nothing on the shared session.

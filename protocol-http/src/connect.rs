@@ -219,18 +219,24 @@ impl Connector {
         match uri.scheme_str() {
             Some("http") => true,
             Some("https") if !self.inner.any_tls_h1.load(Ordering::Acquire) => false,
-            Some("https") => {
-                let key = HostKey::of_uri(uri);
-                let map = self
-                    .inner
-                    .per_host
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                map.get(key.as_str())
-                    .is_some_and(|h| h.speaks_h1.load(Ordering::Acquire))
-            }
+            Some("https") => self.tls_host_speaks_http1(&HostKey::of_uri(uri)),
             _ => false,
         }
+    }
+
+    /// [`Connector::speaks_http1`] for a host's key (`tls`: an `https` host's).
+    pub(crate) fn host_speaks_http1(&self, tls: bool, host: &HostKey) -> bool {
+        !tls || (self.inner.any_tls_h1.load(Ordering::Acquire) && self.tls_host_speaks_http1(host))
+    }
+
+    fn tls_host_speaks_http1(&self, host: &HostKey) -> bool {
+        let map = self
+            .inner
+            .per_host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(host.as_str())
+            .is_some_and(|h| h.speaks_h1.load(Ordering::Acquire))
     }
 
     /// Where the request's `Proxy-Authorization` goes: `Some(credentials)` on a cleartext request

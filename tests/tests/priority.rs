@@ -232,3 +232,99 @@ async fn a_download_waiting_in_its_host_line_runs_out_of_its_resource_time_there
     busy.cancel();
     finish(&session).await;
 }
+
+/// Records which tasks had their metrics delivered, and how each ended.
+#[derive(Default)]
+struct Metered {
+    ended: Mutex<Vec<(u64, Option<courier_engine::ErrorCode>)>>,
+    metrics: Mutex<Vec<(u64, usize)>>,
+}
+impl SessionDelegate for Metered {}
+impl TaskDelegate for Metered {
+    fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
+        self.ended
+            .lock()
+            .unwrap()
+            .push((task.id(), error.map(Error::code)));
+    }
+    fn did_finish_collecting_metrics(
+        &self,
+        task: &TaskInfo,
+        metrics: &courier_engine::TaskMetrics,
+    ) {
+        self.metrics
+            .lock()
+            .unwrap()
+            .push((task.id(), metrics.transactions.len()));
+    }
+}
+impl DataDelegate for Metered {}
+impl DownloadDelegate for Metered {}
+
+/// Resumed tasks beyond a host's connections wait in its line as entries of their session: no
+/// actor and no transfer each (a task's actor is spawned with its turn). They are running all the
+/// same, and every control works on them. (Without a URL cache: a GET the cache may answer asks
+/// it first, in its transfer, before it takes a turn.)
+#[tokio::test]
+async fn tasks_waiting_in_a_busy_host_line_hold_no_actor_until_their_turn() {
+    let server = TestServer::http().await;
+    let delegate = Arc::new(Metered::default());
+    let mut config = one_connection_per_host();
+    config.url_cache_memory_capacity = 0;
+    let session = Session::with_delegate(config, delegate.clone()).unwrap();
+    let busy = take_the_only_turn(&session, &server).await;
+    assert_eq!(session.task_actors().await, 1, "the busy task's");
+
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let task = session.data_task(server.url("/bytes/10").as_str()).unwrap();
+            task.resume();
+            task
+        })
+        .collect();
+    let running = session.all_tasks().await;
+    assert_eq!(running.len(), 21, "the waiting tasks are under way too");
+    for task in &waiting {
+        assert_eq!(task.info().state(), courier_engine::TaskState::Running);
+    }
+    assert_eq!(
+        session.task_actors().await,
+        1,
+        "no actor for a task waiting in line"
+    );
+
+    // One leaves the line suspended, one is cancelled there (at once: it has nothing to stop).
+    let (paused, cancelled) = (&waiting[3], &waiting[7]);
+    paused.suspend();
+    cancelled.cancel();
+    until(|| cancelled.info().error().is_some()).await;
+    assert_eq!(
+        cancelled.info().error().map(|e| e.code()),
+        Some(courier_engine::ErrorCode::Cancelled)
+    );
+    until(|| paused.info().state() == courier_engine::TaskState::Suspended).await;
+    assert_eq!(paused.info().state(), courier_engine::TaskState::Suspended);
+    assert!(busy.info().error().is_none() && waiting[0].info().response().is_none());
+
+    // Back in line, behind the others; every task but the cancelled one completes.
+    paused.resume();
+    finish(&session).await;
+    let ended = delegate.ended.lock().unwrap().clone();
+    assert_eq!(ended.len(), 21, "{ended:?}");
+    let ok = ended.iter().filter(|(_, e)| e.is_none()).count();
+    assert_eq!(ok, 20, "{ended:?}");
+    let order: Vec<u64> = ended.iter().map(|(id, _)| *id).collect();
+    let position = |id: u64| order.iter().position(|&x| x == id).unwrap();
+    assert!(
+        position(paused.info().id()) > position(waiting[19].info().id()),
+        "the resumed task went to the back of the line: {order:?}"
+    );
+    // The cancelled one's metrics say it sent nothing; the others sent their one request.
+    let metrics = delegate.metrics.lock().unwrap().clone();
+    assert_eq!(metrics.len(), 21, "{metrics:?}");
+    for (id, transactions) in metrics {
+        let want = usize::from(id != cancelled.info().id());
+        assert_eq!(transactions, want, "task {id}");
+    }
+    assert_eq!(session.task_actors().await, 0);
+}

@@ -1,25 +1,33 @@
 //! The session actor: owns the session's tasks, supervises their actors, and invalidates.
 //!
 //! A task is only an entry here until its first `resume()`; its actor is spawned then, linked to this
-//! one, so a queue of many waiting tasks costs little. Control calls from handles come through here in
-//! order, and are relayed to the task's actor once it exists. When a task actor stops, this actor
-//! hears of it through supervision; if the task had not delivered its terminal message (a panic, a
-//! failure), it is delivered here, with an error. Invalidation waits until every task actor has
-//! stopped, then queues `did_become_invalid` as the delegate's last callback.
+//! one, so a queue of many waiting tasks costs little. A resumed task whose host has no turn free
+//! (every connection the configuration allows it is busy) waits in its host's line here, still
+//! without an actor: its actor is spawned, with the turn, when the turn comes. Control calls from
+//! handles come through here in order, and are relayed to the task's actor once it exists. When a
+//! task actor stops, this actor hears of it through supervision; if the task had not delivered its
+//! terminal message (a panic, a failure), it is delivered here, with an error. Invalidation waits
+//! until every started task has ended, then queues `did_become_invalid` as the delegate's last
+//! callback.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use courier_delegates::{Error, TaskInfo, TaskRecorder, TaskState};
+use courier_delegates::{
+    Callback, Error, ErrorCode, TaskInfo, TaskMetrics, TaskRecorder, TaskState,
+};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::completion::Terminal;
 use crate::context::SessionContext;
-use crate::state::{Effect, TaskEvent, TaskMachine};
-use crate::task::actor::{TaskActor, TaskArgs, TaskMsg};
+use crate::state::{Effect, Outcome, TaskEvent, TaskMachine};
+use crate::task::actor::{Started, TaskActor, TaskArgs, TaskMsg};
 use crate::task::download::resume_data_of;
 use crate::task::id_map::IdMap;
+use crate::task::transfer::host_queue::Turn;
+use crate::task::transfer::turn_before_start;
 use crate::task::{
     Control, PartialSlot, SessionLink, TaskReport, Work, complete_orphan, publish_state,
 };
@@ -44,11 +52,19 @@ pub(crate) enum SessionMsg {
     /// Test hook: how many tasks the session holds an entry for.
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     CountEntries(RpcReplyPort<usize>),
+    /// Test hook: how many task actors are running.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    CountActors(RpcReplyPort<usize>),
     /// `finish_tasks_and_invalidate()` (`cancel: false`) or `invalidate_and_cancel()`.
     Invalidate { cancel: bool },
     /// A background session lost its service: it becomes invalid with this error (-997,
     /// `backgroundSessionWasDisconnected`); its tasks go on in the service for the next session.
     Disconnected(courier_delegates::Error),
+    /// A task waiting in its host's line here has its turn: the task's id, its place's number.
+    Turn(u64, u64, Turn),
+    /// The first of the tasks waiting in their hosts' lines may have run out of its resource
+    /// timeout.
+    LineDeadline,
 }
 
 /// The link a task actor reports through: the session's address, which (unlike a handle's link)
@@ -77,8 +93,43 @@ struct Entry {
     work: Option<Work>,
     /// A download's partial file, for resume data should its actor die.
     partial: PartialSlot,
-    /// The task's actor, from its first `resume()` until it stops.
+    /// The task's actor, from its first `resume()` until it stops (from its turn, for a task that
+    /// waited in its host's line).
     actor: Option<ActorRef<TaskMsg>>,
+    /// A task resumed into its host's line: what this actor keeps of it until its actor takes
+    /// over. Boxed: only waiting tasks have one, and every entry would carry its room otherwise.
+    held: Option<Box<Held>>,
+}
+
+/// What the session keeps of a task it resumed into its host's line, until the task's actor
+/// takes over (or the task ends there).
+struct Held {
+    /// The task's state machine: running while it waits, suspended if it left the line so.
+    machine: TaskMachine,
+    /// When the task was first resumed: its metrics' start.
+    resumed_at: Instant,
+    /// Since when it waits in the line; `None` once it left it (suspended).
+    in_line: Option<Instant>,
+    /// The number of its place in the line: a turn handed to a place it left (suspended, then
+    /// resumed to the back of the line) is not its.
+    place: u64,
+}
+
+impl Entry {
+    /// Resumed at least once: it has an actor, or its machine is kept here.
+    fn started(&self) -> bool {
+        self.actor.is_some() || self.held.is_some()
+    }
+
+    /// The task's URL, as its errors name it.
+    fn url(&self) -> String {
+        self.recorder.info().original_request().url_str().to_owned()
+    }
+
+    /// Since when it waits in its host's line, if it does.
+    fn in_line(&self) -> Option<Instant> {
+        self.held.as_ref().and_then(|h| h.in_line)
+    }
 }
 
 pub(crate) struct SessionState {
@@ -92,6 +143,10 @@ pub(crate) struct SessionState {
     /// Why the session became invalid, when something else than the application ended it.
     invalid_error: Option<courier_delegates::Error>,
     invalid_tx: watch::Sender<bool>,
+    /// Set while a timer will look at the lines' waiters (`SessionMsg::LineDeadline`).
+    line_timer: bool,
+    /// The number of the next place taken in a host's line.
+    next_place: u64,
     /// What every task actor reports through (one for all of them).
     link: Arc<dyn SessionLink>,
     span: tracing::Span,
@@ -116,6 +171,8 @@ impl Actor for SessionActor {
             finishing: false,
             invalid_error: None,
             invalid_tx: args.invalid_tx,
+            line_timer: false,
+            next_place: 0,
             link: Arc::new(ActorLink(me)),
             span,
         })
@@ -148,6 +205,7 @@ impl Actor for SessionActor {
                             work: Some(work),
                             partial,
                             actor: None,
+                            held: None,
                         },
                     );
                     if st.invalidating {
@@ -166,12 +224,15 @@ impl Actor for SessionActor {
                 SessionMsg::Task(TaskReport::HandlesDropped(id)) => {
                     // Nobody can resume it any more: it would wait for invalidation to be
                     // cancelled, and hold its entry (and its delegate callbacks) until then.
-                    if st.tasks.get(&id).is_some_and(|e| e.actor.is_none()) {
+                    if st.tasks.get(&id).is_some_and(|e| !e.started()) {
                         st.cancel_unstarted(id);
                     }
                 }
                 SessionMsg::CountEntries(reply) => {
                     let _ = reply.send(st.tasks.len());
+                }
+                SessionMsg::CountActors(reply) => {
+                    let _ = reply.send(st.by_actor.len());
                 }
                 SessionMsg::AllTasks(reply) => {
                     let tasks = st
@@ -180,7 +241,7 @@ impl Actor for SessionActor {
                         .filter(|e| {
                             let state = e.recorder.info().state();
                             state == TaskState::Running
-                                || (state == TaskState::Suspended && e.actor.is_some())
+                                || (state == TaskState::Suspended && e.started())
                         })
                         .map(|e| e.recorder.info())
                         .collect();
@@ -209,6 +270,7 @@ impl Actor for SessionActor {
                                     work: None,
                                     partial,
                                     actor: Some(actor),
+                                    held: None,
                                 },
                             );
                         }
@@ -221,6 +283,35 @@ impl Actor for SessionActor {
                             "stopped right after becoming a download",
                         ),
                     }
+                }
+                SessionMsg::Turn(id, place, turn) => {
+                    let held = st
+                        .tasks
+                        .get_mut(&id)
+                        .filter(|e| {
+                            e.held
+                                .as_ref()
+                                .is_some_and(|h| h.in_line.is_some() && h.place == place)
+                        })
+                        .and_then(|e| e.held.take());
+                    match held {
+                        Some(held) => {
+                            let started = Started {
+                                machine: held.machine,
+                                turn: Some(turn),
+                                since: held.in_line.unwrap_or(held.resumed_at),
+                            };
+                            Box::pin(st.spawn(&me, id, Some(started))).await;
+                        }
+                        // It left the line meanwhile (suspended, cancelled, timed out): the turn
+                        // goes on to the next.
+                        None => drop(turn),
+                    }
+                }
+                SessionMsg::LineDeadline => {
+                    st.line_timer = false;
+                    st.expire_in_line();
+                    st.watch_line(&me);
                 }
                 SessionMsg::Disconnected(error) => {
                     st.invalidating = true;
@@ -278,7 +369,10 @@ impl SessionState {
             return;
         }
         match control {
+            // One waiting in its host's line runs already.
+            Control::Resume if entry.in_line().is_some() => {}
             Control::Resume => Box::pin(self.spawn_and_resume(me, id)).await,
+            Control::Suspend if entry.in_line().is_some() => self.suspend_in_line(id),
             Control::Cancel => self.cancel_unstarted(id),
             Control::CancelForResume(tx) => {
                 // A task made from resume data and never started can hand that data back as is.
@@ -296,7 +390,72 @@ impl SessionState {
         }
     }
 
+    /// Resumes a task that has no actor: takes its first turn with its host, or stands it in the
+    /// host's line until the turn comes ([`turn_before_start`]), then spawns its actor.
     async fn spawn_and_resume(&mut self, me: &ActorRef<SessionMsg>, id: u64) {
+        let Some(entry) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        let info = entry.recorder.info();
+        let line = entry
+            .work
+            .as_ref()
+            .and_then(|work| turn_before_start(&self.ctx, &info, work));
+        if line.is_none() && entry.held.is_none() {
+            // The usual start: the actor resumes the task itself.
+            return self.spawn(me, id, None).await;
+        }
+        // Resumed here, and said so now; the actor takes the machine over.
+        let now = Instant::now();
+        let (machine, resumed_at) = match entry.held.take() {
+            Some(held) => (held.machine, held.resumed_at),
+            None => (TaskMachine::new(), now),
+        };
+        let (machine, effects) = machine.step::<Error>(TaskEvent::Resume);
+        for effect in effects {
+            if let Effect::StateChanged { from, to } = effect {
+                publish_state(&self.ctx, &entry.recorder, entry.callbacks, from, to);
+            }
+        }
+        let started = |turn| Started {
+            machine,
+            turn,
+            since: now,
+        };
+        let Some(host) = line else {
+            // Suspended from its line, and it takes no turn first now (its host was found to
+            // speak HTTP/2 meanwhile, say): its transfer decides as it starts.
+            return self.spawn(me, id, Some(started(None))).await;
+        };
+        let place = self.next_place;
+        let call = || -> Box<dyn FnOnce(Turn) + Send> {
+            let me = me.clone();
+            // A session that stopped drops the turn with the message: it goes on.
+            Box::new(move |turn| {
+                let _ = me.cast(SessionMsg::Turn(id, place, turn));
+            })
+        };
+        match self
+            .ctx
+            .host_queue
+            .try_turn_or_call(&host, info.priority(), call)
+        {
+            Some(turn) => self.spawn(me, id, Some(started(Some(turn)))).await,
+            None => {
+                entry.held = Some(Box::new(Held {
+                    machine,
+                    resumed_at,
+                    in_line: Some(now),
+                    place,
+                }));
+                self.next_place += 1;
+                self.watch_line(me);
+            }
+        }
+    }
+
+    /// Spawns the actor of a task that has none; `started`: the session resumed the task itself.
+    async fn spawn(&mut self, me: &ActorRef<SessionMsg>, id: u64, started: Option<Started>) {
         let Some(entry) = self.tasks.get_mut(&id) else {
             return;
         };
@@ -308,8 +467,9 @@ impl SessionState {
             work: entry.work.take().unwrap_or(Work::Data),
             partial: entry.partial.clone(),
             session: self.link.clone(),
-            // The actor resumes itself as it starts (before any message): no message for it.
-            resume: true,
+            // Without `started`, the actor resumes itself as it starts (before any message): no
+            // message for it.
+            started,
         };
         match TaskActor::spawn_linked(None, TaskActor, args, me.get_cell()).await {
             Ok((actor, _)) => {
@@ -327,26 +487,127 @@ impl SessionState {
 
     /// Cancels a task that has no actor: the state machine completes it on the spot.
     fn cancel_unstarted(&mut self, id: u64) {
-        let Some(entry) = self.tasks.remove(&id) else {
+        if let Some(entry) = self.tasks.remove(&id) {
+            self.complete_without_actor(entry, TaskEvent::Cancel);
+        }
+    }
+
+    /// Completes a task that has no actor (never resumed, or resumed into its host's line) with
+    /// `event`, a cancel or a failure: its machine (the session's, or a new one) is stepped until
+    /// it completes, and the task's terminal gets the outcome.
+    fn complete_without_actor(&self, entry: Entry, event: TaskEvent<Error>) {
+        let (mut machine, resumed_at) = match &entry.held {
+            Some(held) => (held.machine, Some(held.resumed_at)),
+            None => (TaskMachine::new(), None),
+        };
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            let (stepped, effects) = machine.step(event);
+            machine = stepped;
+            for effect in effects {
+                match effect {
+                    Effect::StateChanged { from, to } => {
+                        if to == TaskState::Completed
+                            && let Some(at) = resumed_at
+                        {
+                            self.metrics_without_transfer(&entry, at);
+                        }
+                        publish_state(&self.ctx, &entry.recorder, entry.callbacks, from, to);
+                    }
+                    Effect::Complete(outcome) => {
+                        entry.terminal.deliver(Err(match outcome {
+                            Outcome::Failed(e) => e,
+                            Outcome::Cancelled | Outcome::Finished => Error::cancelled(entry.url()),
+                        }));
+                    }
+                    // No transfer runs: it has stopped already.
+                    Effect::StopTransfer => next = Some(TaskEvent::TransferStopped),
+                    // A task that never started has nothing else to undo.
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The metrics of a task that ended in its host's line (no request sent), for a delegate that
+    /// reads them, as its actor would have delivered them.
+    fn metrics_without_transfer(&self, entry: &Entry, resumed_at: Instant) {
+        let info = entry.recorder.info();
+        let Some(queue) = self
+            .ctx
+            .delivery(&info)
+            .filter(|q| entry.callbacks && q.wants_task(&info, Callback::Metrics))
+        else {
             return;
         };
-        let (_, effects) = TaskMachine::new().step::<Error>(TaskEvent::Cancel);
+        let metrics = TaskMetrics {
+            task_start: resumed_at,
+            task_duration: resumed_at.elapsed(),
+            redirect_count: 0,
+            transactions: Vec::new(),
+        };
+        let task = info.clone();
+        queue.push_task(&info, Callback::Metrics, move |d| {
+            d.did_finish_collecting_metrics(&task, &metrics)
+        });
+    }
+
+    /// Suspends a task waiting in its host's line: it leaves the line (a turn handed to its place
+    /// later goes on), and a `resume()` stands it at the back of the line.
+    fn suspend_in_line(&mut self, id: u64) {
+        let Some(entry) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        let Some(held) = entry.held.as_mut() else {
+            return;
+        };
+        held.in_line = None;
+        let (machine, effects) = held.machine.step::<Error>(TaskEvent::Suspend);
+        held.machine = machine;
         for effect in effects {
-            match effect {
-                Effect::StateChanged { from, to } => {
-                    publish_state(&self.ctx, &entry.recorder, entry.callbacks, from, to);
-                }
-                Effect::Complete(_) => {
-                    let url = entry
-                        .recorder
-                        .info()
-                        .original_request()
-                        .url_str()
-                        .to_owned();
-                    entry.terminal.deliver(Err(Error::cancelled(url)));
-                }
-                // A task that never started has nothing else to undo.
-                _ => {}
+            if let Effect::StateChanged { from, to } = effect {
+                publish_state(&self.ctx, &entry.recorder, entry.callbacks, from, to);
+            }
+        }
+    }
+
+    /// Makes sure a timer looks at the lines' waiters when the first of them runs out of its
+    /// resource timeout (every task of a session has the same). One timer at a time: when it
+    /// fires, it looks for the next.
+    fn watch_line(&mut self, me: &ActorRef<SessionMsg>) {
+        if self.line_timer {
+            return;
+        }
+        let Some(first) = self.tasks.values().filter_map(Entry::in_line).min() else {
+            return;
+        };
+        // A timeout past what an instant can hold never runs out.
+        let Some(deadline) = first.checked_add(self.ctx.config.timeout_for_resource) else {
+            return;
+        };
+        self.line_timer = true;
+        let me = me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            let _ = me.cast(SessionMsg::LineDeadline);
+        });
+    }
+
+    /// Fails the tasks that waited in their hosts' lines for their whole resource timeout (-1001),
+    /// as their transfer's timer would have.
+    fn expire_in_line(&mut self) {
+        let budget = self.ctx.config.timeout_for_resource;
+        let expired: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|(_, e)| e.in_line().is_some_and(|since| since.elapsed() >= budget))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(entry) = self.tasks.remove(&id) {
+                let error = Error::new(ErrorCode::TimedOut, "the resource timeout expired")
+                    .with_url(entry.url());
+                self.complete_without_actor(entry, TaskEvent::Failed(error));
             }
         }
     }
@@ -368,7 +629,7 @@ impl SessionState {
         if !self.invalidating || self.finishing {
             return;
         }
-        if self.tasks.values().any(|e| e.actor.is_some()) {
+        if self.tasks.values().any(Entry::started) {
             return;
         }
         let ids: Vec<u64> = self.tasks.keys().copied().collect();

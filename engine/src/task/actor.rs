@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::download::Stopped;
 use super::local;
 use super::request::build_request;
+use super::transfer::host_queue::Turn;
 use super::transfer::{
     DELEGATE_WINDOW, Destination, SharedMetrics, Target, Timeouts, Transfer, TransferArgs,
 };
@@ -101,8 +102,23 @@ pub(crate) struct TaskArgs {
     pub(crate) partial: PartialSlot,
     /// The session, told when the task becomes a download.
     pub(crate) session: Arc<dyn SessionLink>,
-    /// Resume as the actor starts, before its first message (it is spawned by a `resume()`).
-    pub(crate) resume: bool,
+    /// Set when the session started the task itself (it stood in its host's line there); `None`:
+    /// the actor resumes it as it starts, before its first message (it is spawned by a `resume()`).
+    pub(crate) started: Option<Started>,
+}
+
+/// A task its session started before spawning its actor ([`line_before_start`]): the actor
+/// starts its transfer at once, from where the session left its machine.
+///
+/// [`line_before_start`]: super::transfer::line_before_start
+pub(crate) struct Started {
+    /// The task's machine, which the session stepped to running.
+    pub(crate) machine: TaskMachine,
+    /// The turn the session took for the first request; `None`: the transfer takes its own.
+    pub(crate) turn: Option<Turn>,
+    /// When the task was resumed into its line: its resource timeout and its metrics count from
+    /// then.
+    pub(crate) since: std::time::Instant,
 }
 
 pub(crate) struct TaskActor;
@@ -138,6 +154,8 @@ pub(crate) struct TaskActorState {
     span: tracing::Span,
     /// Resume in `post_start`.
     resume_on_start: bool,
+    /// Or start the transfer there, as the session began it.
+    started: Option<(Option<Turn>, std::time::Instant)>,
 }
 
 /// What came with the event being applied, for the effects that need it.
@@ -170,6 +188,10 @@ impl Actor for TaskActor {
     ) -> Result<TaskActorState, ActorProcessingErr> {
         let info = args.recorder.info();
         let span = tracing::info_span!("task", session = args.ctx.id, task = info.id());
+        let (machine, started) = match args.started {
+            Some(s) => (s.machine, Some((s.turn, s.since))),
+            None => (TaskMachine::new(), None),
+        };
         Ok(TaskActorState {
             ctx: args.ctx,
             info,
@@ -181,7 +203,7 @@ impl Actor for TaskActor {
             work: Some(args.work),
             partial: args.partial,
             session: args.session,
-            machine: TaskMachine::new(),
+            machine,
             transfer: None,
             body: Gathered::default(),
             file: None,
@@ -191,7 +213,8 @@ impl Actor for TaskActor {
             written: 0,
             sent: 0,
             span,
-            resume_on_start: args.resume,
+            resume_on_start: started.is_none(),
+            started,
         })
     }
 
@@ -207,6 +230,16 @@ impl Actor for TaskActor {
             st.apply(&me, TaskEvent::Resume, Payload::None)
                 .instrument(span)
                 .await;
+        } else if let Some(started) = st.started.take() {
+            // The session stepped the machine to running (and said so): its `StartTransfer` is
+            // carried out here.
+            let work = st.work.take().unwrap_or(Work::Data);
+            if let Err(e) = st.start_transfer(&me, work, Some(started)) {
+                let span = st.span.clone();
+                st.apply(&me, TaskEvent::Failed(e), Payload::None)
+                    .instrument(span)
+                    .await;
+            }
         }
         Ok(())
     }
@@ -453,7 +486,10 @@ impl TaskActorState {
             }
             Effect::StartTransfer => {
                 let work = self.work.take().unwrap_or(Work::Data);
-                return self.start_transfer(me, work).err().map(TaskEvent::Failed);
+                return self
+                    .start_transfer(me, work, None)
+                    .err()
+                    .map(TaskEvent::Failed);
             }
             Effect::PauseTransfer => {
                 if let Some(t) = &self.transfer {

@@ -4,11 +4,13 @@
 use super::*;
 
 impl TaskActorState {
-    /// Starts the transfer for `work`.
+    /// Starts the transfer for `work`; `started`: the session began the task, with this turn (if
+    /// it took one) and at this instant.
     pub(super) fn start_transfer(
         &mut self,
         me: &ActorRef<TaskMsg>,
         work: Work,
+        started: Option<(Option<Turn>, std::time::Instant)>,
     ) -> Result<(), Error> {
         // Only a task made from resume data starts from a request other than its original one;
         // the others read it in place instead of copying it.
@@ -99,11 +101,21 @@ impl TaskActorState {
             Some(UploadBody::File(path)) => std::fs::metadata(path).map_or(-1, |m| m.len() as i64),
             Some(UploadBody::Stream) => -1,
         });
+        let (turn, since) = match started {
+            Some((turn, since)) => (turn, Some(since)),
+            None => (None, None),
+        };
         let timeouts = Timeouts {
             idle: request
                 .timeout()
                 .unwrap_or(self.ctx.config.timeout_for_request),
-            resource: self.ctx.config.timeout_for_resource,
+            // Time spent in the session's line counts against it.
+            resource: since.map_or(self.ctx.config.timeout_for_resource, |since| {
+                self.ctx
+                    .config
+                    .timeout_for_resource
+                    .saturating_sub(since.elapsed())
+            }),
         };
         let transfer = Transfer::start(TransferArgs {
             ctx: self.ctx.clone(),
@@ -116,10 +128,12 @@ impl TaskActorState {
             timeouts,
             destination,
             actor: me.clone(),
+            turn,
+            since,
         });
         self.metrics = transfer
             .metrics()
-            .map(|log| (log, std::time::Instant::now()));
+            .map(|log| (log, since.unwrap_or_else(std::time::Instant::now)));
         self.transfer = Some(transfer);
         Ok(())
     }

@@ -8,11 +8,13 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 use courier_delegates::{
     CachePolicy as RequestCachePolicy, CachedResponse, Error, ErrorCode, FetchType, Response,
+    TaskInfo,
 };
 use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
 use tokio::sync::oneshot;
 
 use super::{Halt, Head, Run, TaskMsg, unless_stopped};
+use crate::context::SessionContext;
 use crate::stores::cache::{self, Entry};
 
 /// What the cache says about a request.
@@ -67,29 +69,14 @@ impl Run {
     /// The request's cache policy: the original request's (redirects keep it), read without
     /// copying the request.
     fn cache_policy(&self) -> RequestCachePolicy {
-        self.info
-            .original_request()
-            .cache_policy()
-            .unwrap_or(self.ctx.config.request_cache_policy)
+        cache_policy(&self.ctx, &self.info)
     }
 
     /// Whether the URL cache has a say in sending `head`: a data task's `GET` whose policy reads a
     /// cache that can keep something, or forbids the network. Only then is it consulted
     /// ([`Run::cache_plan`]).
     pub(super) fn cache_has_a_say(&self, head: &Head, body: Option<&super::UploadBody>) -> bool {
-        if self.sink.is_some() || body.is_some() || head.method != http::Method::GET {
-            return false;
-        }
-        match self.cache_policy() {
-            RequestCachePolicy::ReloadIgnoringLocalCacheData => false,
-            RequestCachePolicy::ReturnCacheDataDontLoad => true,
-            // A cache that can keep nothing is not asked (no lock, no lookup per request).
-            _ => self
-                .ctx
-                .url_cache
-                .as_ref()
-                .is_some_and(|cache| cache.can_keep_anything()),
-        }
+        self.sink.is_none() && cache_has_a_say(&self.ctx, &self.info, &head.method, body.is_some())
     }
 
     /// Consults the cache for a request it has a say in ([`Run::cache_has_a_say`]); `head` may
@@ -240,5 +227,34 @@ impl Run {
             }
         }
         Ok(())
+    }
+}
+
+/// A task's cache policy: its original request's (redirects keep it), or the session's.
+fn cache_policy(ctx: &SessionContext, info: &TaskInfo) -> RequestCachePolicy {
+    info.original_request()
+        .cache_policy()
+        .unwrap_or(ctx.config.request_cache_policy)
+}
+
+/// [`Run::cache_has_a_say`] for a request whose body goes to memory, before its transfer exists
+/// (its session deciding whether it takes a turn with its host first).
+pub(super) fn cache_has_a_say(
+    ctx: &SessionContext,
+    info: &TaskInfo,
+    method: &http::Method,
+    has_body: bool,
+) -> bool {
+    if has_body || method != http::Method::GET {
+        return false;
+    }
+    match cache_policy(ctx, info) {
+        RequestCachePolicy::ReloadIgnoringLocalCacheData => false,
+        RequestCachePolicy::ReturnCacheDataDontLoad => true,
+        // A cache that can keep nothing is not asked (no lock, no lookup per request).
+        _ => ctx
+            .url_cache
+            .as_ref()
+            .is_some_and(|cache| cache.can_keep_anything()),
     }
 }

@@ -8,6 +8,10 @@
 //! first), holds it until its exchange is over (its body read, or abandoned), and hands it on.
 //! HTTP/2 hosts are not queued: their requests share one connection, and the priority travels
 //! with each request instead (the `priority` header, RFC 9218).
+//!
+//! Two kinds wait: a transfer under way awaits its turn ([`InLine`]), and a session queues a
+//! task it has not started yet ([`HostQueue::try_turn_or_call`]), so that a task waiting for a
+//! connection holds no actor and no transfer until its turn comes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -54,7 +58,16 @@ struct Line {
 #[derive(Default)]
 struct Waiting {
     /// The queues by rank; none is empty.
-    by_rank: BTreeMap<u32, VecDeque<oneshot::Sender<Turn>>>,
+    by_rank: BTreeMap<u32, VecDeque<Waiter>>,
+}
+
+/// Who waits for a turn.
+enum Waiter {
+    /// A transfer awaiting it ([`InLine::turn`]); gone if it stopped waiting.
+    Awaiting(oneshot::Sender<Turn>),
+    /// A session that queued a task before starting it: told of the turn by a call (outside the
+    /// line's lock). It drops a turn it no longer wants, which hands it on.
+    Called(Box<dyn FnOnce(Turn) + Send>),
 }
 
 impl Waiting {
@@ -64,12 +77,12 @@ impl Waiting {
     }
 
     /// Adds a waiter behind every other of its `rank`.
-    fn push(&mut self, rank: u32, tx: oneshot::Sender<Turn>) {
-        self.by_rank.entry(rank).or_default().push_back(tx);
+    fn push(&mut self, rank: u32, waiter: Waiter) {
+        self.by_rank.entry(rank).or_default().push_back(waiter);
     }
 
     /// The next in line: the oldest of the highest rank.
-    fn pop(&mut self) -> Option<oneshot::Sender<Turn>> {
+    fn pop(&mut self) -> Option<Waiter> {
         let mut last = self.by_rank.last_entry()?;
         let next = last.get_mut().pop_front();
         if last.get().is_empty() {
@@ -141,7 +154,52 @@ impl HostQueue {
     /// A turn with the host of `uri` if one is free now; otherwise a place in its line, as
     /// [`HostQueue::turn`] takes.
     pub(crate) fn try_turn(&self, uri: &http::Uri, priority: f32) -> Result<Turn, InLine> {
-        let host = HostKey::of_uri(uri);
+        let mut rx = None;
+        let waiter = || {
+            let (tx, receiver) = oneshot::channel();
+            rx = Some(receiver);
+            Waiter::Awaiting(tx)
+        };
+        match (
+            self.take_or_wait(&HostKey::of_uri(uri), priority, waiter),
+            rx,
+        ) {
+            (Ok(turn), _) => Ok(turn),
+            (Err(key), Some(rx)) => Err(InLine { key, rx }),
+            // `take_or_wait` queues the waiter whenever it returns no turn.
+            (Err(key), None) => Ok(Turn { queue: None, key }),
+        }
+    }
+
+    /// A turn with `host` if one is free now; otherwise the callback `call` makes is queued as
+    /// [`HostQueue::turn`] queues a request, and called with the turn when it comes (on the thread
+    /// that hands it on, so it must only pass the turn along).
+    pub(crate) fn try_turn_or_call(
+        &self,
+        host: &HostKey,
+        priority: f32,
+        call: impl FnOnce() -> Box<dyn FnOnce(Turn) + Send>,
+    ) -> Option<Turn> {
+        self.take_or_wait(host, priority, || Waiter::Called(call()))
+            .ok()
+    }
+
+    /// Whether `host` has a turn free now (a request for it would not wait).
+    #[cfg(test)]
+    fn has_free_turn(&self, host: &HostKey) -> bool {
+        lock(&self.inner.lines)
+            .get(host.as_str())
+            .is_none_or(|line| line.busy < self.inner.limit)
+    }
+
+    /// A free turn with `host`, or the waiter `waiter` makes queued for one (and the line's key).
+    /// The waiter is made only when it waits: most requests find a turn free.
+    fn take_or_wait(
+        &self,
+        host: &HostKey,
+        priority: f32,
+        waiter: impl FnOnce() -> Waiter,
+    ) -> Result<Turn, LineKey> {
         let name = host.as_str();
         let mut lines = lock(&self.inner.lines);
         // One lookup when the host has a line already (the usual case: its exchanges overlap);
@@ -166,12 +224,8 @@ impl HostQueue {
                 key: line.key.clone(),
             });
         }
-        let (tx, rx) = oneshot::channel();
-        line.waiting.push(Waiting::rank(priority), tx);
-        Err(InLine {
-            key: line.key.clone(),
-            rx,
-        })
+        line.waiting.push(Waiting::rank(priority), waiter());
+        Err(line.key.clone())
     }
 
     /// How many requests wait for `host` (tests).
@@ -188,25 +242,42 @@ impl Drop for Turn {
         let Some(inner) = self.queue.take() else {
             return;
         };
-        let mut lines = lock(&inner.lines);
-        let Some(line) = lines.get_mut(&*self.key) else {
-            return;
-        };
-        while let Some(next) = line.waiting.pop() {
-            let handed = Turn {
-                queue: Some(inner.clone()),
-                key: self.key.clone(),
+        let call = {
+            let mut lines = lock(&inner.lines);
+            let Some(line) = lines.get_mut(&*self.key) else {
+                return;
             };
-            match next.send(handed) {
-                Ok(()) => return,
-                // That one stopped waiting: the turn comes back, without running this again.
-                Err(mut back) => back.queue = None,
+            loop {
+                match line.waiting.pop() {
+                    Some(Waiter::Awaiting(next)) => {
+                        let handed = Turn {
+                            queue: Some(inner.clone()),
+                            key: self.key.clone(),
+                        };
+                        match next.send(handed) {
+                            Ok(()) => return,
+                            // That one stopped waiting: the turn comes back, without running
+                            // this again.
+                            Err(mut back) => back.queue = None,
+                        }
+                    }
+                    Some(Waiter::Called(call)) => break call,
+                    None => {
+                        line.busy -= 1;
+                        if line.busy == 0 {
+                            lines.remove(&*self.key);
+                        }
+                        return;
+                    }
+                }
             }
-        }
-        line.busy -= 1;
-        if line.busy == 0 {
-            lines.remove(&*self.key);
-        }
+        };
+        // Outside the lock: a turn the callee drops (its task was cancelled meanwhile, its session
+        // is gone) comes back through here and goes on to the next.
+        call(Turn {
+            queue: Some(inner),
+            key: self.key.clone(),
+        });
     }
 }
 
@@ -337,7 +408,7 @@ mod tests {
                 match step {
                     Some(rank) => {
                         let (tx, rx) = oneshot::channel::<Turn>();
-                        line.push(rank, tx);
+                        line.push(rank, Waiter::Awaiting(tx));
                         expected.push((rank, receivers.len()));
                         receivers.push(rx);
                     }
@@ -348,9 +419,9 @@ mod tests {
                             .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
                         let got = line.pop();
                         proptest::prop_assert_eq!(got.is_some(), want.is_some());
-                        if let (Some(tx), Some((_, arrival))) = (got, want) {
+                        if let (Some(waiter), Some((_, arrival))) = (got, want) {
                             expected.retain(|&(_, a)| a != arrival);
-                            drop(tx);
+                            drop(waiter);
                             // The sender popped was that waiter's: its receiver is closed now,
                             // and every receiver still waiting is open.
                             use oneshot::error::TryRecvError;
@@ -368,6 +439,42 @@ mod tests {
                 proptest::prop_assert!(line.by_rank.values().all(|q| !q.is_empty()));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_called_waiter_gets_its_turn_in_order_and_a_dropped_turn_goes_on() {
+        let q = HostQueue::new(1);
+        let host = HostKey::of_uri(&uri());
+        let first = q.turn(&uri(), 0.5).await;
+        assert!(!q.has_free_turn(&host));
+        let (called_tx, called_rx) = std::sync::mpsc::channel();
+        // A session's waiter, then a transfer's of the same priority behind it.
+        let tx = called_tx.clone();
+        let call = move || -> Box<dyn FnOnce(Turn) + Send> {
+            Box::new(move |turn| tx.send(turn).unwrap())
+        };
+        assert!(q.try_turn_or_call(&host, 0.5, call).is_none());
+        let Err(behind) = q.try_turn(&uri(), 0.5) else {
+            panic!("the host's one turn is out");
+        };
+        // A waiter that no longer wants its turn (its task was cancelled) drops it.
+        let call = || -> Box<dyn FnOnce(Turn) + Send> { Box::new(drop) };
+        assert!(q.try_turn_or_call(&host, 0.75, call).is_none());
+        assert_eq!(q.waiting(false, "a.test", 8080), 3);
+        // The highest priority drops it at once; it goes on to the oldest of the rest: the call.
+        drop(first);
+        let turn = called_rx
+            .try_recv()
+            .expect("the called waiter got the turn");
+        assert!(!q.has_free_turn(&host), "the call holds the turn");
+        drop(turn);
+        let last = tokio::time::timeout(Duration::from_secs(5), behind.turn())
+            .await
+            .expect("the turn reached the transfer behind");
+        drop(last);
+        assert!(q.has_free_turn(&host));
+        assert!(lock(&q.inner.lines).is_empty(), "an idle host is forgotten");
+        drop(called_tx);
     }
 
     #[tokio::test]
