@@ -110,8 +110,12 @@ async fn courier_run_per_task_delegate(url: &str, n: usize) -> Duration {
 }
 
 /// One of [`against_curl`]'s Courier variants alone, once (`thread`, `runtime` or `per-task`: where
-/// the completions are delivered), for a profile.
+/// the completions are delivered), for a profile; or `windowN`: [`windowed`].
 pub(crate) fn one_side(url: &str, tasks: usize, side: &str) {
+    if let Some(window) = side.strip_prefix("window") {
+        let window = window.parse().expect("--side windowN: N a number");
+        return windowed(url, tasks, window);
+    }
     let client = small::Flavor::MultiThread.runtime();
     let took = match side {
         "thread" => client.block_on(courier_run(url, tasks)),
@@ -259,4 +263,49 @@ pub(crate) fn against_curl(url: &str, tasks: usize, pairs: usize) -> Scenario {
         target: Target::AtMostTimesBestPeer(1.0),
         note: "curl runs as a process of its own (its start-up counts)".into(),
     }
+}
+
+/// The same tasks with at most `window` of them created and not yet completed at any time (a new
+/// one made as one completes, as curl makes its transfers), the delegate on the runtime: what
+/// holding many tasks at once costs, against `--side runtime` (all of them resumed at the start).
+/// A profile only, not a side of the suite.
+fn windowed(url: &str, n: usize, window: usize) {
+    /// Counts completions, and wakes the loop that makes tasks at each.
+    struct Completions {
+        done: AtomicUsize,
+        notify: Notify,
+    }
+    impl SessionDelegate for Completions {}
+    impl DataDelegate for Completions {}
+    impl courier_engine::DownloadDelegate for Completions {}
+    impl TaskDelegate for Completions {
+        fn did_complete(&self, _task: &TaskInfo, _error: Option<&Error>) {
+            self.done.fetch_add(1, Ordering::AcqRel);
+            self.notify.notify_one();
+        }
+    }
+    let client = small::Flavor::MultiThread.runtime();
+    client.block_on(async {
+        let w = Arc::new(Completions {
+            done: AtomicUsize::new(0),
+            notify: Notify::new(),
+        });
+        let here = tokio::runtime::Handle::current();
+        let session = Session::with_delegate_on(config_without_cache(), w.clone(), &here).unwrap();
+        let started = Instant::now();
+        let mut created = 0;
+        while w.done.load(Ordering::Acquire) < n {
+            while created < n && created - w.done.load(Ordering::Acquire) < window {
+                session.data_task(url).unwrap().resume();
+                created += 1;
+            }
+            w.notify.notified().await;
+        }
+        println!(
+            "window {window}: {n} tasks in {:.3} s",
+            started.elapsed().as_secs_f64()
+        );
+        session.finish_tasks_and_invalidate();
+        session.invalidated().await;
+    });
 }
