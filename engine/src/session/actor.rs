@@ -299,7 +299,7 @@ impl Actor for SessionActor {
                             let started = Started {
                                 machine: held.machine,
                                 turn: Some(turn),
-                                since: held.in_line.unwrap_or(held.resumed_at),
+                                since: held.in_line,
                             };
                             Box::pin(st.spawn(&me, id, Some(started))).await;
                         }
@@ -406,10 +406,9 @@ impl SessionState {
             return self.spawn(me, id, None).await;
         }
         // Resumed here, and said so now; the actor takes the machine over.
-        let now = Instant::now();
         let (machine, resumed_at) = match entry.held.take() {
-            Some(held) => (held.machine, held.resumed_at),
-            None => (TaskMachine::new(), now),
+            Some(held) => (held.machine, Some(held.resumed_at)),
+            None => (TaskMachine::new(), None),
         };
         let (machine, effects) = machine.step::<Error>(TaskEvent::Resume);
         for effect in effects {
@@ -417,10 +416,11 @@ impl SessionState {
                 publish_state(&self.ctx, &entry.recorder, entry.callbacks, from, to);
             }
         }
+        // A task that starts at once starts its clocks as its transfer does (no clock read here).
         let started = |turn| Started {
             machine,
             turn,
-            since: now,
+            since: None,
         };
         let Some(host) = line else {
             // Suspended from its line, and it takes no turn first now (its host was found to
@@ -442,9 +442,10 @@ impl SessionState {
         {
             Some(turn) => self.spawn(me, id, Some(started(Some(turn)))).await,
             None => {
+                let now = Instant::now();
                 entry.held = Some(Box::new(Held {
                     machine,
-                    resumed_at,
+                    resumed_at: resumed_at.unwrap_or(now),
                     in_line: Some(now),
                     place,
                 }));

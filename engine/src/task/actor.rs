@@ -116,9 +116,9 @@ pub(crate) struct Started {
     pub(crate) machine: TaskMachine,
     /// The turn the session took for the first request; `None`: the transfer takes its own.
     pub(crate) turn: Option<Turn>,
-    /// When the task was resumed into its line: its resource timeout and its metrics count from
-    /// then.
-    pub(crate) since: std::time::Instant,
+    /// When the task was resumed into its line, if it waited there: its resource timeout and its
+    /// metrics count from then. (`None`: from its transfer's start, as for any task.)
+    pub(crate) since: Option<std::time::Instant>,
 }
 
 pub(crate) struct TaskActor;
@@ -155,7 +155,7 @@ pub(crate) struct TaskActorState {
     /// Resume in `post_start`.
     resume_on_start: bool,
     /// Or start the transfer there, as the session began it.
-    started: Option<(Option<Turn>, std::time::Instant)>,
+    started: Option<(Option<Turn>, Option<std::time::Instant>)>,
 }
 
 /// What came with the event being applied, for the effects that need it.

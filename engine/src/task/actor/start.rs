@@ -5,12 +5,12 @@ use super::*;
 
 impl TaskActorState {
     /// Starts the transfer for `work`; `started`: the session began the task, with this turn (if
-    /// it took one) and at this instant.
+    /// it took one) and at this instant (if it waited in its host's line).
     pub(super) fn start_transfer(
         &mut self,
         me: &ActorRef<TaskMsg>,
         work: Work,
-        started: Option<(Option<Turn>, std::time::Instant)>,
+        started: Option<(Option<Turn>, Option<std::time::Instant>)>,
     ) -> Result<(), Error> {
         // Only a task made from resume data starts from a request other than its original one;
         // the others read it in place instead of copying it.
@@ -101,10 +101,7 @@ impl TaskActorState {
             Some(UploadBody::File(path)) => std::fs::metadata(path).map_or(-1, |m| m.len() as i64),
             Some(UploadBody::Stream) => -1,
         });
-        let (turn, since) = match started {
-            Some((turn, since)) => (turn, Some(since)),
-            None => (None, None),
-        };
+        let (turn, since) = started.unwrap_or((None, None));
         let timeouts = Timeouts {
             idle: request
                 .timeout()

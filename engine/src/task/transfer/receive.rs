@@ -15,7 +15,8 @@ impl Run {
             .config
             .maximum_receive_rate_per_task
             .filter(|r| *r > 0);
-        let (paced_from, mut received) = (Instant::now(), 0u64);
+        // The clock is read only for a paced body.
+        let (paced_from, mut received) = (pace.map(|_| Instant::now()), 0u64);
         loop {
             if self.gate.borrow().crash {
                 panic!("injected transfer panic");
@@ -27,7 +28,7 @@ impl Run {
                 // long pause risks nothing.
                 sink.checkpoint_now().await?;
             }
-            if let Some(rate) = pace {
+            if let (Some(rate), Some(paced_from)) = (pace, paced_from) {
                 // Hold the next read until the bytes so far fit the rate. A stop cuts the wait short.
                 let due = paced_from + Duration::from_secs_f64(received as f64 / rate as f64);
                 let gate = &mut self.gate;
@@ -37,18 +38,31 @@ impl Run {
                 }
             }
             self.wait_until(|g| !g.paused).await?;
-            let deadline = self.sink.as_deref().and_then(DownloadSink::deadline);
-            let gate = &mut self.gate;
-            let woke = tokio::select! {
-                // A frame that is there is taken without polling the others (no registration with
-                // the gate or the timer); the loop's top sees a pause or a stop before the next.
-                biased;
-                frame = tokio::time::timeout(self.idle, body.frame()) => Woke::Frame(frame),
-                // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none are taken)
-                // and stop the clock until resumed.
-                _ = async { let _ = gate.wait_for(|g| g.paused || g.halted() || g.crash).await; } => Woke::Gate,
-                // The download has bytes to write or a checkpoint due while the network is quiet.
-                _ = sleep_until_or_never(deadline) => Woke::Deadline,
+            // A frame that is there is taken without a timer (no clock read, no timer made and
+            // dropped: a small body's frames are there as it is read) or polling the others; the
+            // loop's top sees a pause or a stop before the next.
+            let ready = {
+                // A pending read is dropped here, then made again under the timer: it holds
+                // nothing (reads are cancel-safe).
+                let mut first = std::pin::pin!(body.frame());
+                futures_util::poll!(first.as_mut())
+            };
+            let woke = match ready {
+                std::task::Poll::Ready(frame) => Woke::Frame(Ok(frame)),
+                std::task::Poll::Pending => {
+                    let deadline = self.sink.as_deref().and_then(DownloadSink::deadline);
+                    let gate = &mut self.gate;
+                    tokio::select! {
+                        biased;
+                        frame = tokio::time::timeout(self.idle, body.frame()) => Woke::Frame(frame),
+                        // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none
+                        // are taken) and stop the clock until resumed.
+                        _ = async { let _ = gate.wait_for(|g| g.paused || g.halted() || g.crash).await; } => Woke::Gate,
+                        // The download has bytes to write or a checkpoint due while the network
+                        // is quiet.
+                        _ = sleep_until_or_never(deadline) => Woke::Deadline,
+                    }
+                }
             };
             let frame = match woke {
                 Woke::Frame(frame) => frame,
