@@ -212,8 +212,9 @@ pub struct Configuration {
     /// Running tasks beyond the cap wait in the host's line, highest `priority` first, then oldest
     /// first. A task waiting there is an entry of its session, about 1 KB: its actor and transfer
     /// are made when its turn comes, so 10,000 queued at once take about 10 MB. The exception is a
-    /// data task's `GET` that the URL cache may answer: it asks the cache before it takes a turn,
-    /// so it waits with its actor and transfer, about 13 KB.
+    /// data task's `GET` that the URL cache may answer (it holds a response for the URL in memory,
+    /// or keeps responses on disk): it asks the cache before it takes a turn, so it waits with its
+    /// actor and transfer, about 13 KB.
     pub http_maximum_connections_per_host: usize,
     /// Certificate authorities trusted besides Mozilla's roots (DER). See
     /// [`Configuration::trust_pem_certificates`].

@@ -263,15 +263,13 @@ impl DownloadDelegate for Metered {}
 
 /// Resumed tasks beyond a host's connections wait in its line as entries of their session: no
 /// actor and no transfer each (a task's actor is spawned with its turn). They are running all the
-/// same, and every control works on them. (Without a URL cache: a GET the cache may answer asks
-/// it first, in its transfer, before it takes a turn.)
+/// same, and every control works on them. (The session's URL cache, in memory only, holds nothing
+/// for their URL: a GET it may answer asks it first, in its transfer, before it takes a turn.)
 #[tokio::test]
 async fn tasks_waiting_in_a_busy_host_line_hold_no_actor_until_their_turn() {
     let server = TestServer::http().await;
     let delegate = Arc::new(Metered::default());
-    let mut config = one_connection_per_host();
-    config.url_cache_memory_capacity = 0;
-    let session = Session::with_delegate(config, delegate.clone()).unwrap();
+    let session = Session::with_delegate(one_connection_per_host(), delegate.clone()).unwrap();
     let busy = take_the_only_turn(&session, &server).await;
     assert_eq!(session.task_actors().await, 1, "the busy task's");
 
@@ -327,4 +325,25 @@ async fn tasks_waiting_in_a_busy_host_line_hold_no_actor_until_their_turn() {
         assert_eq!(transactions, want, "task {id}");
     }
     assert_eq!(session.task_actors().await, 0);
+}
+
+/// A GET the URL cache can answer does not wait for a busy host's line: the cache is asked first.
+#[tokio::test]
+async fn a_get_the_cache_answers_does_not_wait_for_a_busy_host() {
+    let server = TestServer::http().await;
+    let session = Session::new(one_connection_per_host()).unwrap();
+    let fresh = server.url("/cache/max-age/60");
+    let (first, _) = session.data(fresh.as_str()).await.unwrap();
+    let busy = take_the_only_turn(&session, &server).await;
+    let (again, _) = tokio::time::timeout(Duration::from_secs(5), session.data(fresh.as_str()))
+        .await
+        .expect("answered while the host's one connection is busy")
+        .unwrap();
+    assert_eq!(again, first, "from the cache");
+    assert!(
+        busy.info().error().is_none() && busy.info().state() == courier_engine::TaskState::Running,
+        "the busy task still holds the turn"
+    );
+    busy.cancel();
+    finish(&session).await;
 }

@@ -106,6 +106,12 @@ impl UrlCache {
         self.memory_capacity > 0 || self.disk().is_some()
     }
 
+    /// Whether an entry for `url` may be here without a look that waits: one in memory is, and one
+    /// on disk may be (it is not read to tell).
+    pub(crate) fn may_hold(&self, url: &Url) -> bool {
+        self.disk().is_some() || self.lock().entries.contains_key(url.as_str())
+    }
+
     /// The bytes the entries held in memory take now, as the cache counts them: bodies, headers,
     /// keys and a fixed part for each entry's structures (see `footprint`).
     pub fn current_memory_usage(&self) -> usize {

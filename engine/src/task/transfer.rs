@@ -605,27 +605,21 @@ fn takes_turn_first(
     body: Option<&UploadBody>,
     memory: bool,
 ) -> bool {
-    takes_turn_first_to(ctx, info, &head.method, body.is_some(), memory)
-        && ctx.transport.speaks_http1(&head.uri)
+    let cached = memory && caching::cache_has_a_say(ctx, info, &head.method, body.is_some());
+    takes_turn_first_unless(ctx, info, cached) && ctx.transport.speaks_http1(&head.uri)
 }
 
 /// The part of [`takes_turn_first`] that needs no request head: not a request the URL cache may
-/// answer (`memory`: the body goes to memory) or a protocol handler may claim (neither needs a
-/// connection), nor one that begins later. (The rest: not one over HTTP/2.)
-fn takes_turn_first_to(
-    ctx: &SessionContext,
-    info: &TaskInfo,
-    method: &http::Method,
-    has_body: bool,
-    memory: bool,
-) -> bool {
-    !((memory && caching::cache_has_a_say(ctx, info, method, has_body))
-        || !ctx.config.protocol_handlers.is_empty()
-        || info.earliest_begin_date().is_some())
+/// answer (`cached`) or a protocol handler may claim (neither needs a connection), nor one that
+/// begins later. (The rest: not one over HTTP/2.)
+fn takes_turn_first_unless(ctx: &SessionContext, info: &TaskInfo, cached: bool) -> bool {
+    !(cached || !ctx.config.protocol_handlers.is_empty() || info.earliest_begin_date().is_some())
 }
 
 /// The host a task about to start takes a turn with before anything else happens
-/// ([`Run::first_turn`]'s rule, read off its request): its session takes that turn, or stands the
+/// ([`Run::first_turn`]'s rule, read off its request; a `GET` the URL cache has a say in counts
+/// as one it cannot answer when the cache holds nothing for its URL in memory and keeps nothing on
+/// disk): its session takes that turn, or stands the
 /// task in the host's line, before it spawns the task's actor. So a task waiting for a connection
 /// holds neither an actor nor a transfer (about 9.6 KB, two thirds of it ractor's) while thousands
 /// wait, and the turn it takes is counted at once, not when its actor first runs. `None`: the
@@ -647,10 +641,11 @@ pub(crate) fn turn_before_start(
         Work::Download { resume: None } => (false, false),
         _ => return None,
     };
-    if !takes_turn_first_to(ctx, info, request.method(), has_body, memory) {
+    let url = request.url()?;
+    let cached = memory && caching::cache_may_answer(ctx, info, request.method(), has_body, url);
+    if !takes_turn_first_unless(ctx, info, cached) {
         return None;
     }
-    let url = request.url()?;
     let tls = match url.scheme() {
         "http" => false,
         "https" => true,

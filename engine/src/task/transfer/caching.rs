@@ -237,8 +237,28 @@ fn cache_policy(ctx: &SessionContext, info: &TaskInfo) -> RequestCachePolicy {
         .unwrap_or(ctx.config.request_cache_policy)
 }
 
-/// [`Run::cache_has_a_say`] for a request whose body goes to memory, before its transfer exists
-/// (its session deciding whether it takes a turn with its host first).
+/// Whether the URL cache may answer a request for `url` without a connection, before its transfer
+/// exists (its session deciding whether it takes a turn with its host first): the cache has a say
+/// ([`cache_has_a_say`]) and may hold an entry for the URL ([`UrlCache::may_hold`]), or the
+/// request must not load. Stale entries need the connection too, but that takes a read to tell.
+///
+/// [`UrlCache::may_hold`]: crate::stores::cache::UrlCache::may_hold
+pub(super) fn cache_may_answer(
+    ctx: &SessionContext,
+    info: &TaskInfo,
+    method: &http::Method,
+    has_body: bool,
+    url: &url::Url,
+) -> bool {
+    cache_has_a_say(ctx, info, method, has_body)
+        && (cache_policy(ctx, info) == RequestCachePolicy::ReturnCacheDataDontLoad
+            || ctx
+                .url_cache
+                .as_ref()
+                .is_some_and(|cache| cache.may_hold(url)))
+}
+
+/// [`Run::cache_has_a_say`] for a request whose body goes to memory, before its transfer exists.
 pub(super) fn cache_has_a_say(
     ctx: &SessionContext,
     info: &TaskInfo,
