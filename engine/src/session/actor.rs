@@ -26,7 +26,7 @@ use crate::state::{Effect, Outcome, TaskEvent, TaskMachine};
 use crate::task::actor::{Started, TaskActor, TaskArgs, TaskMsg};
 use crate::task::download::resume_data_of;
 use crate::task::id_map::IdMap;
-use crate::task::transfer::host_queue::Turn;
+use crate::task::transfer::host_queue::{Call, Turn};
 use crate::task::transfer::turn_before_start;
 use crate::task::{
     Control, PartialSlot, SessionLink, TaskReport, Work, complete_orphan, publish_state,
@@ -428,12 +428,17 @@ impl SessionState {
             return self.spawn(me, id, Some(started(None))).await;
         };
         let place = self.next_place;
-        let call = || -> Box<dyn FnOnce(Turn) + Send> {
+        let call = || -> Call {
             let me = me.clone();
-            // A session that stopped drops the turn with the message: it goes on.
-            Box::new(move |turn| {
-                let _ = me.cast(SessionMsg::Turn(id, place, turn));
-            })
+            // A session that stopped gives the turn back: it goes on to the next.
+            Box::new(
+                move |turn| match me.cast(SessionMsg::Turn(id, place, turn)) {
+                    Ok(()) => None,
+                    Err(ractor::MessagingErr::SendErr(SessionMsg::Turn(_, _, turn))) => Some(turn),
+                    // Not sent, and the message with its turn dropped (which hands it on).
+                    Err(_) => None,
+                },
+            )
         };
         match self
             .ctx

@@ -61,13 +61,17 @@ struct Waiting {
     by_rank: BTreeMap<u32, VecDeque<Waiter>>,
 }
 
+/// A called waiter's call: it passes the turn on, or gives it back.
+pub(crate) type Call = Box<dyn FnOnce(Turn) -> Option<Turn> + Send>;
+
 /// Who waits for a turn.
 enum Waiter {
     /// A transfer awaiting it ([`InLine::turn`]); gone if it stopped waiting.
     Awaiting(oneshot::Sender<Turn>),
     /// A session that queued a task before starting it: told of the turn by a call (outside the
-    /// line's lock). It drops a turn it no longer wants, which hands it on.
-    Called(Box<dyn FnOnce(Turn) + Send>),
+    /// line's lock). The call gives the turn back if it could not pass it on (the session has
+    /// stopped); a turn the session no longer wants, it drops, which hands it on.
+    Called(Call),
 }
 
 impl Waiting {
@@ -173,12 +177,12 @@ impl HostQueue {
 
     /// A turn with `host` if one is free now; otherwise the callback `call` makes is queued as
     /// [`HostQueue::turn`] queues a request, and called with the turn when it comes (on the thread
-    /// that hands it on, so it must only pass the turn along).
+    /// that hands it on, so it must only pass the turn along, or give it back).
     pub(crate) fn try_turn_or_call(
         &self,
         host: &HostKey,
         priority: f32,
-        call: impl FnOnce() -> Box<dyn FnOnce(Turn) + Send>,
+        call: impl FnOnce() -> Call,
     ) -> Option<Turn> {
         self.take_or_wait(host, priority, || Waiter::Called(call()))
             .ok()
@@ -242,42 +246,50 @@ impl Drop for Turn {
         let Some(inner) = self.queue.take() else {
             return;
         };
-        let call = {
-            let mut lines = lock(&inner.lines);
-            let Some(line) = lines.get_mut(&*self.key) else {
-                return;
-            };
-            loop {
-                match line.waiting.pop() {
-                    Some(Waiter::Awaiting(next)) => {
-                        let handed = Turn {
-                            queue: Some(inner.clone()),
-                            key: self.key.clone(),
-                        };
-                        match next.send(handed) {
-                            Ok(()) => return,
-                            // That one stopped waiting: the turn comes back, without running
-                            // this again.
-                            Err(mut back) => back.queue = None,
+        // A loop, not a recursion, through those who no longer take it: thousands of a stopped
+        // session's waiters may be next.
+        loop {
+            let call = {
+                let mut lines = lock(&inner.lines);
+                let Some(line) = lines.get_mut(&*self.key) else {
+                    return;
+                };
+                loop {
+                    match line.waiting.pop() {
+                        Some(Waiter::Awaiting(next)) => {
+                            let handed = Turn {
+                                queue: Some(inner.clone()),
+                                key: self.key.clone(),
+                            };
+                            match next.send(handed) {
+                                Ok(()) => return,
+                                // That one stopped waiting: the turn comes back, without running
+                                // this again.
+                                Err(mut back) => back.queue = None,
+                            }
                         }
-                    }
-                    Some(Waiter::Called(call)) => break call,
-                    None => {
-                        line.busy -= 1;
-                        if line.busy == 0 {
-                            lines.remove(&*self.key);
+                        Some(Waiter::Called(call)) => break call,
+                        None => {
+                            line.busy -= 1;
+                            if line.busy == 0 {
+                                lines.remove(&*self.key);
+                            }
+                            return;
                         }
-                        return;
                     }
                 }
+            };
+            // Outside the lock: a turn the callee takes and drops (its task was cancelled
+            // meanwhile) comes back through here later, and goes on to the next.
+            let handed = Turn {
+                queue: Some(inner.clone()),
+                key: self.key.clone(),
+            };
+            match call(handed) {
+                None => return,
+                Some(mut back) => back.queue = None,
             }
-        };
-        // Outside the lock: a turn the callee drops (its task was cancelled meanwhile, its session
-        // is gone) comes back through here and goes on to the next.
-        call(Turn {
-            queue: Some(inner),
-            key: self.key.clone(),
-        });
+        }
     }
 }
 
@@ -450,15 +462,23 @@ mod tests {
         let (called_tx, called_rx) = std::sync::mpsc::channel();
         // A session's waiter, then a transfer's of the same priority behind it.
         let tx = called_tx.clone();
-        let call = move || -> Box<dyn FnOnce(Turn) + Send> {
-            Box::new(move |turn| tx.send(turn).unwrap())
+        let call = move || -> Call {
+            Box::new(move |turn| {
+                tx.send(turn).unwrap();
+                None
+            })
         };
         assert!(q.try_turn_or_call(&host, 0.5, call).is_none());
         let Err(behind) = q.try_turn(&uri(), 0.5) else {
             panic!("the host's one turn is out");
         };
         // A waiter that no longer wants its turn (its task was cancelled) drops it.
-        let call = || -> Box<dyn FnOnce(Turn) + Send> { Box::new(drop) };
+        let call = || -> Call {
+            Box::new(|turn| {
+                drop(turn);
+                None
+            })
+        };
         assert!(q.try_turn_or_call(&host, 0.75, call).is_none());
         assert_eq!(q.waiting(false, "a.test", 8080), 3);
         // The highest priority drops it at once; it goes on to the oldest of the rest: the call.
@@ -475,6 +495,22 @@ mod tests {
         assert!(q.has_free_turn(&host));
         assert!(lock(&q.inner.lines).is_empty(), "an idle host is forgotten");
         drop(called_tx);
+    }
+
+    /// Waiters that give the turn back (a stopped session's) are passed over in a loop: a
+    /// recursion through each would overflow the stack.
+    #[test]
+    fn a_turn_passes_over_any_number_of_waiters_that_give_it_back() {
+        let q = HostQueue::new(1);
+        let host = HostKey::of_uri(&uri());
+        let first = q.try_turn(&uri(), 0.5).expect("the host's one turn");
+        for _ in 0..200_000 {
+            let gives_back = || -> Call { Box::new(Some) };
+            assert!(q.try_turn_or_call(&host, 0.5, gives_back).is_none());
+        }
+        drop(first);
+        assert!(q.has_free_turn(&host));
+        assert!(lock(&q.inner.lines).is_empty(), "an idle host is forgotten");
     }
 
     #[tokio::test]
