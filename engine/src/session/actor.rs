@@ -3,19 +3,17 @@
 //! A task is only an entry here until its first `resume()`; its actor is spawned then, linked to this
 //! one, so a queue of many waiting tasks costs little. A resumed task whose host has no turn free
 //! (every connection the configuration allows it is busy) waits in its host's line here, still
-//! without an actor: its actor is spawned, with the turn, when the turn comes. Control calls from
-//! handles come through here in order, and are relayed to the task's actor once it exists. When a
-//! task actor stops, this actor hears of it through supervision; if the task had not delivered its
-//! terminal message (a panic, a failure), it is delivered here, with an error. Invalidation waits
-//! until every started task has ended, then queues `did_become_invalid` as the delegate's last
-//! callback.
+//! without an actor: its actor is spawned, with the turn, when the turn comes (`actor/line.rs`).
+//! Control calls from handles come through here in order, and are relayed to the task's actor once
+//! it exists. When a task actor stops, this actor hears of it through supervision; if the task had
+//! not delivered its terminal message (a panic, a failure), it is delivered here, with an error.
+//! Invalidation waits until every started task has ended, then queues `did_become_invalid` as the
+//! delegate's last callback.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use courier_delegates::{
-    Callback, Error, ErrorCode, TaskInfo, TaskMetrics, TaskRecorder, TaskState,
-};
+use courier_delegates::{Callback, Error, TaskInfo, TaskMetrics, TaskRecorder, TaskState};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -26,11 +24,14 @@ use crate::state::{Effect, Outcome, TaskEvent, TaskMachine};
 use crate::task::actor::{Started, TaskActor, TaskArgs, TaskMsg};
 use crate::task::download::resume_data_of;
 use crate::task::id_map::IdMap;
-use crate::task::transfer::host_queue::{Call, Turn};
-use crate::task::transfer::turn_before_start;
+use crate::task::transfer::host_queue::Turn;
 use crate::task::{
     Control, PartialSlot, SessionLink, TaskReport, Work, complete_orphan, publish_state,
 };
+
+mod line;
+
+use line::Held;
 
 /// Messages a session actor handles.
 pub(crate) enum SessionMsg {
@@ -101,20 +102,6 @@ struct Entry {
     held: Option<Box<Held>>,
 }
 
-/// What the session keeps of a task it resumed into its host's line, until the task's actor
-/// takes over (or the task ends there).
-struct Held {
-    /// The task's state machine: running while it waits, suspended if it left the line so.
-    machine: TaskMachine,
-    /// When the task was first resumed: its metrics' start.
-    resumed_at: Instant,
-    /// Since when it waits in the line; `None` once it left it (suspended).
-    in_line: Option<Instant>,
-    /// The number of its place in the line: a turn handed to a place it left (suspended, then
-    /// resumed to the back of the line) is not its.
-    place: u64,
-}
-
 impl Entry {
     /// Resumed at least once: it has an actor, or its machine is kept here.
     fn started(&self) -> bool {
@@ -124,11 +111,6 @@ impl Entry {
     /// The task's URL, as its errors name it.
     fn url(&self) -> String {
         self.recorder.info().original_request().url_str().to_owned()
-    }
-
-    /// Since when it waits in its host's line, if it does.
-    fn in_line(&self) -> Option<Instant> {
-        self.held.as_ref().and_then(|h| h.in_line)
     }
 }
 
@@ -285,28 +267,7 @@ impl Actor for SessionActor {
                     }
                 }
                 SessionMsg::Turn(id, place, turn) => {
-                    let held = st
-                        .tasks
-                        .get_mut(&id)
-                        .filter(|e| {
-                            e.held
-                                .as_ref()
-                                .is_some_and(|h| h.in_line.is_some() && h.place == place)
-                        })
-                        .and_then(|e| e.held.take());
-                    match held {
-                        Some(held) => {
-                            let started = Started {
-                                machine: held.machine,
-                                turn: Some(turn),
-                                since: held.in_line,
-                            };
-                            Box::pin(st.spawn(&me, id, Some(started))).await;
-                        }
-                        // It left the line meanwhile (suspended, cancelled, timed out): the turn
-                        // goes on to the next.
-                        None => drop(turn),
-                    }
+                    Box::pin(st.take_turn(&me, id, place, turn)).await;
                 }
                 SessionMsg::LineDeadline => {
                     st.line_timer = false;
@@ -370,9 +331,9 @@ impl SessionState {
         }
         match control {
             // One waiting in its host's line runs already.
-            Control::Resume if entry.in_line().is_some() => {}
+            Control::Resume if entry.in_line() => {}
             Control::Resume => Box::pin(self.spawn_and_resume(me, id)).await,
-            Control::Suspend if entry.in_line().is_some() => self.suspend_in_line(id),
+            Control::Suspend if entry.in_line() => self.suspend_in_line(id),
             Control::Cancel => self.cancel_unstarted(id),
             Control::CancelForResume(tx) => {
                 // A task made from resume data and never started can hand that data back as is.
@@ -387,76 +348,6 @@ impl SessionState {
             }
             // Suspending a task that never ran changes nothing.
             Control::Suspend | Control::Crash | Control::CrashTransfer => {}
-        }
-    }
-
-    /// Resumes a task that has no actor: takes its first turn with its host, or stands it in the
-    /// host's line until the turn comes ([`turn_before_start`]), then spawns its actor.
-    async fn spawn_and_resume(&mut self, me: &ActorRef<SessionMsg>, id: u64) {
-        let Some(entry) = self.tasks.get_mut(&id) else {
-            return;
-        };
-        let info = entry.recorder.info();
-        let line = entry
-            .work
-            .as_ref()
-            .and_then(|work| turn_before_start(&self.ctx, &info, work));
-        if line.is_none() && entry.held.is_none() {
-            // The usual start: the actor resumes the task itself.
-            return self.spawn(me, id, None).await;
-        }
-        // Resumed here, and said so now; the actor takes the machine over.
-        let (machine, resumed_at) = match entry.held.take() {
-            Some(held) => (held.machine, Some(held.resumed_at)),
-            None => (TaskMachine::new(), None),
-        };
-        let (machine, effects) = machine.step::<Error>(TaskEvent::Resume);
-        for effect in effects {
-            if let Effect::StateChanged { from, to } = effect {
-                publish_state(&self.ctx, &entry.recorder, entry.callbacks, from, to);
-            }
-        }
-        // A task that starts at once starts its clocks as its transfer does (no clock read here).
-        let started = |turn| Started {
-            machine,
-            turn,
-            since: None,
-        };
-        let Some(host) = line else {
-            // Suspended from its line, and it takes no turn first now (its host was found to
-            // speak HTTP/2 meanwhile, say): its transfer decides as it starts.
-            return self.spawn(me, id, Some(started(None))).await;
-        };
-        let place = self.next_place;
-        let call = || -> Call {
-            let me = me.clone();
-            // A session that stopped gives the turn back: it goes on to the next.
-            Box::new(
-                move |turn| match me.cast(SessionMsg::Turn(id, place, turn)) {
-                    Ok(()) => None,
-                    Err(ractor::MessagingErr::SendErr(SessionMsg::Turn(_, _, turn))) => Some(turn),
-                    // Not sent, and the message with its turn dropped (which hands it on).
-                    Err(_) => None,
-                },
-            )
-        };
-        match self
-            .ctx
-            .host_queue
-            .try_turn_or_call(&host, info.priority(), call)
-        {
-            Some(turn) => self.spawn(me, id, Some(started(Some(turn)))).await,
-            None => {
-                let now = Instant::now();
-                entry.held = Some(Box::new(Held {
-                    machine,
-                    resumed_at: resumed_at.unwrap_or(now),
-                    in_line: Some(now),
-                    place,
-                }));
-                self.next_place += 1;
-                self.watch_line(me);
-            }
         }
     }
 
@@ -556,66 +447,6 @@ impl SessionState {
         queue.push_task(&info, Callback::Metrics, move |d| {
             d.did_finish_collecting_metrics(&task, &metrics)
         });
-    }
-
-    /// Suspends a task waiting in its host's line: it leaves the line (a turn handed to its place
-    /// later goes on), and a `resume()` stands it at the back of the line.
-    fn suspend_in_line(&mut self, id: u64) {
-        let Some(entry) = self.tasks.get_mut(&id) else {
-            return;
-        };
-        let Some(held) = entry.held.as_mut() else {
-            return;
-        };
-        held.in_line = None;
-        let (machine, effects) = held.machine.step::<Error>(TaskEvent::Suspend);
-        held.machine = machine;
-        for effect in effects {
-            if let Effect::StateChanged { from, to } = effect {
-                publish_state(&self.ctx, &entry.recorder, entry.callbacks, from, to);
-            }
-        }
-    }
-
-    /// Makes sure a timer looks at the lines' waiters when the first of them runs out of its
-    /// resource timeout (every task of a session has the same). One timer at a time: when it
-    /// fires, it looks for the next.
-    fn watch_line(&mut self, me: &ActorRef<SessionMsg>) {
-        if self.line_timer {
-            return;
-        }
-        let Some(first) = self.tasks.values().filter_map(Entry::in_line).min() else {
-            return;
-        };
-        // A timeout past what an instant can hold never runs out.
-        let Some(deadline) = first.checked_add(self.ctx.config.timeout_for_resource) else {
-            return;
-        };
-        self.line_timer = true;
-        let me = me.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep_until(deadline.into()).await;
-            let _ = me.cast(SessionMsg::LineDeadline);
-        });
-    }
-
-    /// Fails the tasks that waited in their hosts' lines for their whole resource timeout (-1001),
-    /// as their transfer's timer would have.
-    fn expire_in_line(&mut self) {
-        let budget = self.ctx.config.timeout_for_resource;
-        let expired: Vec<u64> = self
-            .tasks
-            .iter()
-            .filter(|(_, e)| e.in_line().is_some_and(|since| since.elapsed() >= budget))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            if let Some(entry) = self.tasks.remove(&id) {
-                let error = Error::new(ErrorCode::TimedOut, "the resource timeout expired")
-                    .with_url(entry.url());
-                self.complete_without_actor(entry, TaskEvent::Failed(error));
-            }
-        }
     }
 
     fn task_actor_stopped(&mut self, actor: ActorId, why: &str) {
