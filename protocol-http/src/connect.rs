@@ -224,9 +224,10 @@ impl Connector {
         }
     }
 
-    /// [`Connector::speaks_http1`] for a host's key (`tls`: an `https` host's).
-    pub(crate) fn host_speaks_http1(&self, tls: bool, host: &HostKey) -> bool {
-        !tls || (self.inner.any_tls_h1.load(Ordering::Acquire) && self.tls_host_speaks_http1(host))
+    /// [`Connector::speaks_http1`] for a host's key.
+    pub(crate) fn host_speaks_http1(&self, host: &HostKey) -> bool {
+        !host.is_tls()
+            || (self.inner.any_tls_h1.load(Ordering::Acquire) && self.tls_host_speaks_http1(host))
     }
 
     fn tls_host_speaks_http1(&self, host: &HostKey) -> bool {

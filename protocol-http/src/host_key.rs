@@ -62,6 +62,11 @@ impl HostKey {
         HostKey(key)
     }
 
+    /// Whether the host is reached over TLS (an `https` URL's).
+    pub fn is_tls(&self) -> bool {
+        self.0.first() == Some(&b's')
+    }
+
     /// The key as text.
     pub fn as_str(&self) -> &str {
         // ASCII lowercasing keeps UTF-8 valid, and a URI's authority is ASCII (`http::Uri`
@@ -132,6 +137,8 @@ mod tests {
         // User information is not part of the host; a port is read as a number.
         assert_eq!(key("HTTP://User:pw@A.Test:080/y?z"), "p80:a.test");
         assert_eq!(key("http://u@[::1]/"), "p80:::1");
+        assert!(HostKey::new(true, "a.test", 443).is_tls());
+        assert!(!HostKey::new(false, "a.test", 443).is_tls());
         // A name longer than the buffer on the stack still makes its key.
         let long = "a".repeat(200);
         assert_eq!(

@@ -197,10 +197,9 @@ impl Transport {
         self.connector.speaks_http1(uri)
     }
 
-    /// [`Transport::speaks_http1`] for a host's key, when there is no URI at hand (`tls`: an
-    /// `https` host's).
-    pub fn host_speaks_http1(&self, tls: bool, host: &crate::host_key::HostKey) -> bool {
-        self.connector.host_speaks_http1(tls, host)
+    /// [`Transport::speaks_http1`] for a host's key, when there is no URI at hand.
+    pub fn host_speaks_http1(&self, host: &crate::host_key::HostKey) -> bool {
+        self.connector.host_speaks_http1(host)
     }
 
     /// The HTTP proxy a request to `uri` goes through, if any: who a `407` answering it comes

@@ -107,10 +107,10 @@ pub(crate) struct TaskArgs {
     pub(crate) started: Option<Started>,
 }
 
-/// A task its session started before spawning its actor ([`line_before_start`]): the actor
+/// A task its session started before spawning its actor ([`turn_before_start`]): the actor
 /// starts its transfer at once, from where the session left its machine.
 ///
-/// [`line_before_start`]: super::transfer::line_before_start
+/// [`turn_before_start`]: super::transfer::turn_before_start
 pub(crate) struct Started {
     /// The task's machine, which the session stepped to running.
     pub(crate) machine: TaskMachine,
@@ -152,10 +152,19 @@ pub(crate) struct TaskActorState {
     written: u64,
     sent: u64,
     span: tracing::Span,
-    /// Resume in `post_start`.
-    resume_on_start: bool,
-    /// Or start the transfer there, as the session began it.
-    started: Option<(Option<Turn>, Option<std::time::Instant>)>,
+    /// What `post_start` does; taken there.
+    begin: Option<Begin>,
+}
+
+/// How a task actor begins, in `post_start`.
+enum Begin {
+    /// Resume the task (its actor was spawned by a `resume()`).
+    Resume,
+    /// Start the transfer: the session resumed the task already ([`Started`]).
+    Transfer {
+        turn: Option<Turn>,
+        since: Option<std::time::Instant>,
+    },
 }
 
 /// What came with the event being applied, for the effects that need it.
@@ -188,9 +197,15 @@ impl Actor for TaskActor {
     ) -> Result<TaskActorState, ActorProcessingErr> {
         let info = args.recorder.info();
         let span = tracing::info_span!("task", session = args.ctx.id, task = info.id());
-        let (machine, started) = match args.started {
-            Some(s) => (s.machine, Some((s.turn, s.since))),
-            None => (TaskMachine::new(), None),
+        let (machine, begin) = match args.started {
+            Some(s) => (
+                s.machine,
+                Begin::Transfer {
+                    turn: s.turn,
+                    since: s.since,
+                },
+            ),
+            None => (TaskMachine::new(), Begin::Resume),
         };
         Ok(TaskActorState {
             ctx: args.ctx,
@@ -213,8 +228,7 @@ impl Actor for TaskActor {
             written: 0,
             sent: 0,
             span,
-            resume_on_start: started.is_none(),
-            started,
+            begin: Some(begin),
         })
     }
 
@@ -225,21 +239,24 @@ impl Actor for TaskActor {
     ) -> Result<(), ActorProcessingErr> {
         // In the actor's own Tokio task (`pre_start` runs in the session actor's), ahead of any
         // message: the same as a `Control::Resume` first in the mailbox.
-        if std::mem::take(&mut st.resume_on_start) {
-            let span = st.span.clone();
-            st.apply(&me, TaskEvent::Resume, Payload::None)
-                .instrument(span)
-                .await;
-        } else if let Some(started) = st.started.take() {
-            // The session stepped the machine to running (and said so): its `StartTransfer` is
-            // carried out here.
-            let work = st.work.take().unwrap_or(Work::Data);
-            if let Err(e) = st.start_transfer(&me, work, Some(started)) {
-                let span = st.span.clone();
-                st.apply(&me, TaskEvent::Failed(e), Payload::None)
+        let span = st.span.clone();
+        match st.begin.take() {
+            Some(Begin::Resume) => {
+                st.apply(&me, TaskEvent::Resume, Payload::None)
                     .instrument(span)
                     .await;
             }
+            Some(Begin::Transfer { turn, since }) => {
+                // The session stepped the machine to running (and said so): its `StartTransfer`
+                // is carried out here.
+                let work = st.work.take().unwrap_or(Work::Data);
+                if let Err(e) = st.start_transfer(&me, work, turn, since) {
+                    st.apply(&me, TaskEvent::Failed(e), Payload::None)
+                        .instrument(span)
+                        .await;
+                }
+            }
+            None => {}
         }
         Ok(())
     }
@@ -487,7 +504,7 @@ impl TaskActorState {
             Effect::StartTransfer => {
                 let work = self.work.take().unwrap_or(Work::Data);
                 return self
-                    .start_transfer(me, work, None)
+                    .start_transfer(me, work, None, None)
                     .err()
                     .map(TaskEvent::Failed);
             }

@@ -57,6 +57,7 @@ mod body;
 mod caching;
 mod drive;
 mod expect;
+mod first_turn;
 mod follow;
 mod ftp;
 mod gate;
@@ -69,6 +70,7 @@ mod stream;
 mod timing;
 
 use body::ResponseBody;
+pub(crate) use first_turn::turn_before_start;
 use gate::{Gate, GateReceiver, GateSender};
 pub(crate) use send::map_transport_error;
 use timing::{request_timed_out, resource_timer, unless_stopped};
@@ -135,8 +137,8 @@ pub(crate) struct TransferArgs {
     pub(crate) timeouts: Timeouts,
     pub(crate) destination: Destination,
     pub(crate) actor: ActorRef<TaskMsg>,
-    /// The turn with its host that the session took for the first request, when it queued the
-    /// task there before starting it ([`line_before_start`]).
+    /// The turn with its host that the session took for the first request, before it started
+    /// the task ([`turn_before_start`]).
     pub(crate) turn: Option<host_queue::Turn>,
     /// When the task began waiting for that turn: the first transaction's fetch start.
     pub(crate) since: Option<std::time::Instant>,
@@ -489,28 +491,6 @@ impl Run {
         }
     }
 
-    /// The first request's turn with its host, for an HTTP/1.1 request that takes one before it
-    /// starts: a free turn, or a place in the host's line. `None` when the request takes its turn
-    /// as it is sent: one the URL cache may answer or a protocol handler may claim (neither needs a
-    /// connection), one that begins later, and any over HTTP/2.
-    fn first_turn(
-        &self,
-        head: &Head,
-        body: Option<&UploadBody>,
-        destination: &Destination,
-    ) -> Option<Result<host_queue::Turn, host_queue::InLine>> {
-        let memory = match destination {
-            Destination::Memory { .. } => true,
-            Destination::File { .. } => false,
-            Destination::Socket(_) | Destination::Stream(_) => return None,
-        };
-        takes_turn_first(&self.ctx, &self.info, head, body, memory).then(|| {
-            self.ctx
-                .host_queue
-                .try_turn(&head.uri, self.info.priority())
-        })
-    }
-
     /// Opens where the body goes: a download's file (created, or the one its resume data names).
     async fn open(&mut self, destination: Destination) -> Result<(), Error> {
         match destination {
@@ -594,63 +574,4 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         (_, Some(s)) => s.clone(),
         _ => "a panic without a message".to_owned(),
     }
-}
-
-/// [`Run::first_turn`]'s rule: whether the first send of `head` takes a turn with its host before
-/// the transfer starts.
-fn takes_turn_first(
-    ctx: &SessionContext,
-    info: &TaskInfo,
-    head: &Head,
-    body: Option<&UploadBody>,
-    memory: bool,
-) -> bool {
-    let cached = memory && caching::cache_has_a_say(ctx, info, &head.method, body.is_some());
-    takes_turn_first_unless(ctx, info, cached) && ctx.transport.speaks_http1(&head.uri)
-}
-
-/// The part of [`takes_turn_first`] that needs no request head: not a request the URL cache may
-/// answer (`cached`) or a protocol handler may claim (neither needs a connection), nor one that
-/// begins later. (The rest: not one over HTTP/2.)
-fn takes_turn_first_unless(ctx: &SessionContext, info: &TaskInfo, cached: bool) -> bool {
-    !(cached || !ctx.config.protocol_handlers.is_empty() || info.earliest_begin_date().is_some())
-}
-
-/// The host a task about to start takes a turn with before anything else happens
-/// ([`Run::first_turn`]'s rule, read off its request; a `GET` the URL cache has a say in counts
-/// as one it cannot answer when the cache holds nothing for its URL in memory and keeps nothing on
-/// disk): its session takes that turn, or stands the
-/// task in the host's line, before it spawns the task's actor. So a task waiting for a connection
-/// holds neither an actor nor a transfer (about 9.6 KB, two thirds of it ractor's) while thousands
-/// wait, and the turn it takes is counted at once, not when its actor first runs. `None`: the
-/// transfer decides as it starts.
-///
-/// Only for a data task, an upload or a download not made from resume data, to an `http` or
-/// `https` URL with a host. A request the transfer's checks then refuse
-/// ([`build_request`](super::request::build_request)) fails at once and hands its turn on.
-pub(crate) fn turn_before_start(
-    ctx: &SessionContext,
-    info: &TaskInfo,
-    work: &super::Work,
-) -> Option<HostKey> {
-    use super::Work;
-    let request = info.original_request();
-    let (has_body, memory) = match work {
-        Work::Data => (request.body().is_some_and(|b| !b.is_empty()), true),
-        Work::Upload(_) => (true, true),
-        Work::Download { resume: None } => (false, false),
-        _ => return None,
-    };
-    let url = request.url()?;
-    let cached = memory && caching::cache_may_answer(ctx, info, request.method(), has_body, url);
-    if !takes_turn_first_unless(ctx, info, cached) {
-        return None;
-    }
-    let tls = match url.scheme() {
-        "http" => false,
-        "https" => true,
-        _ => return None,
-    };
-    let host = HostKey::new(tls, url.host_str()?, url.port_or_known_default()?);
-    ctx.transport.host_speaks_http1(tls, &host).then_some(host)
 }

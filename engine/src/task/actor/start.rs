@@ -4,13 +4,14 @@
 use super::*;
 
 impl TaskActorState {
-    /// Starts the transfer for `work`; `started`: the session began the task, with this turn (if
-    /// it took one) and at this instant (if it waited in its host's line).
+    /// Starts the transfer for `work`, with the `turn` its session took for it, if any, and
+    /// counting its clocks `since` it began to wait in its host's line, if it did.
     pub(super) fn start_transfer(
         &mut self,
         me: &ActorRef<TaskMsg>,
         work: Work,
-        started: Option<(Option<Turn>, Option<std::time::Instant>)>,
+        turn: Option<Turn>,
+        since: Option<std::time::Instant>,
     ) -> Result<(), Error> {
         // Only a task made from resume data starts from a request other than its original one;
         // the others read it in place instead of copying it.
@@ -101,7 +102,6 @@ impl TaskActorState {
             Some(UploadBody::File(path)) => std::fs::metadata(path).map_or(-1, |m| m.len() as i64),
             Some(UploadBody::Stream) => -1,
         });
-        let (turn, since) = started.unwrap_or((None, None));
         let timeouts = Timeouts {
             idle: request
                 .timeout()
