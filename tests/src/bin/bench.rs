@@ -16,7 +16,9 @@
 //!    over HTTPS with HTTP/2 (h2load as the ceiling), and through the
 //!    `courier` command against `curl --parallel` (`bench/small.rs`).
 //! 3. 10,000 delegate-style data tasks (six connections, no URL cache) against curl fetching the
-//!    same URLs with `--parallel --parallel-max 6` (`bench/tasks.rs`, which also measures part 1).
+//!    same URLs with `--parallel --parallel-max 6`, the delegate on the session's thread or on the
+//!    caller's runtime (multi-thread and current-thread) (`bench/tasks.rs`, which also measures
+//!    part 1).
 //! 4. WebSocket tasks against Python's `websockets` server: 2,000 sequential echo round trips and
 //!    100 MiB of 1 MiB binary messages echoed, beside the same library's client and
 //!    tokio-tungstenite (`bench/web_socket.rs`; `--only ws [--trips N] [--mib N] [--side NAME]`).

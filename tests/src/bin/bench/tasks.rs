@@ -109,8 +109,9 @@ async fn courier_run_per_task_delegate(url: &str, n: usize) -> Duration {
     .await
 }
 
-/// One of [`against_curl`]'s Courier variants alone, once (`thread`, `runtime` or `per-task`: where
-/// the completions are delivered), for a profile; or `windowN`: [`windowed`].
+/// One of [`against_curl`]'s Courier variants alone, once (`thread`, `runtime`, `runtime-current`
+/// or `per-task`: where the completions are delivered, and on which runtime), for a profile; or
+/// `windowN`: [`windowed`].
 pub(crate) fn one_side(url: &str, tasks: usize, side: &str) {
     if let Some(window) = side.strip_prefix("window") {
         let window = window.parse().expect("--side windowN: N a number");
@@ -120,8 +121,11 @@ pub(crate) fn one_side(url: &str, tasks: usize, side: &str) {
     let took = match side {
         "thread" => client.block_on(courier_run(url, tasks)),
         "runtime" => client.block_on(courier_run_on_runtime(url, tasks)),
+        "runtime-current" => small::Flavor::CurrentThread
+            .runtime()
+            .block_on(courier_run_on_runtime(url, tasks)),
         "per-task" => client.block_on(courier_run_per_task_delegate(url, tasks)),
-        other => panic!("--side {other}: thread, runtime or per-task"),
+        other => panic!("--side {other}: thread, runtime, runtime-current or per-task"),
     };
     println!("{side}: {tasks} tasks in {:.3} s", took.as_secs_f64());
 }
@@ -227,15 +231,21 @@ pub(crate) fn suspended_memory(url: &str, tasks: usize) -> Scenario {
 /// against curl fetching the same URLs with `--parallel --parallel-max 6`, interleaved.
 pub(crate) fn against_curl(url: &str, tasks: usize, pairs: usize) -> Scenario {
     let client = small::Flavor::MultiThread.runtime();
+    // The same program on a current-thread runtime, as a user on two cores may choose it (the
+    // small-request scenario measures both flavours too).
+    let current = small::Flavor::CurrentThread.runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let curl_config = dir.path().join("urls.curl");
     write_curl_config(&curl_config, url, tasks);
     client.block_on(courier_run(url, tasks.min(1000))); // warm-up
-    let (mut ours, mut on_runtime, mut per_task, mut theirs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut on_runtime, mut on_current, mut per_task, mut theirs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..pairs {
         let c = client.block_on(courier_run(url, tasks)).as_secs_f64();
         let r = client
+            .block_on(courier_run_on_runtime(url, tasks))
+            .as_secs_f64();
+        let t = current
             .block_on(courier_run_on_runtime(url, tasks))
             .as_secs_f64();
         let p = client
@@ -243,11 +253,12 @@ pub(crate) fn against_curl(url: &str, tasks: usize, pairs: usize) -> Scenario {
             .as_secs_f64();
         let k = curl_run(&curl_config, 6).as_secs_f64();
         println!(
-            "pair {i:2}: courier {c:.3} s  (delegate on the runtime {r:.3} s, per-task delegates {p:.3} s)  curl {k:.3} s  ratio {:.2}",
+            "pair {i:2}: courier {c:.3} s  (delegate on the runtime {r:.3} s, on a current-thread runtime {t:.3} s, per-task delegates {p:.3} s)  curl {k:.3} s  ratio {:.2}",
             c / k
         );
         ours.push(c);
         on_runtime.push(r);
+        on_current.push(t);
         per_task.push(p);
         theirs.push(k);
     }
@@ -257,6 +268,10 @@ pub(crate) fn against_curl(url: &str, tasks: usize, pairs: usize) -> Scenario {
         courier: vec![
             Side::new("courier data tasks (multi-thread)", ours),
             Side::new("courier, delegate on the runtime", on_runtime),
+            Side::new(
+                "courier, delegate on the runtime (current-thread)",
+                on_current,
+            ),
             Side::new("courier, a delegate per task", per_task),
         ],
         peers: vec![Side::new("curl --parallel-max 6", theirs)],
