@@ -97,6 +97,11 @@ impl Home {
         self.dir.as_deref()
     }
 
+    /// The directory, shared, for work that outlives the call (a writer on a blocking thread).
+    pub(crate) fn shared_dir(&self) -> Option<Arc<SessionDirectory>> {
+        self.dir.clone()
+    }
+
     /// The path of the store's file `name`, when it is kept on disk.
     pub(crate) fn file(&self, name: &str) -> Option<PathBuf> {
         Some(self.dir()?.path().ok()?.join(name))

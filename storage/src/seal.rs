@@ -48,7 +48,7 @@ pub(crate) fn persistent_key(dir: &std::path::Path) -> io::Result<[u8; 32]> {
         }
         let key = new_key()?;
         let mut aside = tempfile::Builder::new()
-            .prefix(".courier-")
+            .prefix(crate::write::ASIDE_PREFIX)
             .suffix(".new")
             .tempfile_in(dir)?;
         aside.write_all(&key)?;

@@ -13,6 +13,9 @@ use std::path::Path;
 /// The largest file the session reads back whole (its cookie jar, its credentials, a cached response).
 pub const MAX_READ: u64 = 64 << 20;
 
+/// How the names of files written aside (then renamed into place) begin.
+pub(crate) const ASIDE_PREFIX: &str = ".courier-";
+
 /// What a write survives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -42,7 +45,7 @@ pub fn replace(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<
         .unwrap_or(Path::new("."));
     // tempfile creates with O_CREAT | O_EXCL and mode 0600, and removes the file if we fail.
     let mut aside = tempfile::Builder::new()
-        .prefix(".courier-")
+        .prefix(crate::write::ASIDE_PREFIX)
         .suffix(".new")
         .tempfile_in(dir)?;
     aside.write_all(bytes)?;
@@ -103,7 +106,7 @@ fn copy_into_place(from: &Path, to: &Path, existing: Existing) -> io::Result<()>
         .unwrap_or(Path::new("."));
     let mut source = open_no_follow(OpenOptions::new().read(true), from)?;
     let mut aside = tempfile::Builder::new()
-        .prefix(".courier-")
+        .prefix(crate::write::ASIDE_PREFIX)
         .suffix(".new")
         .tempfile_in(dir)?;
     io::copy(&mut source, aside.as_file_mut())?;

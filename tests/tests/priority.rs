@@ -347,3 +347,48 @@ async fn a_get_the_cache_answers_does_not_wait_for_a_busy_host() {
     busy.cancel();
     finish(&session).await;
 }
+
+/// In a default session the URL cache keeps its responses on disk. A GET it holds there is answered
+/// while its host is busy, and GETs it does not hold wait in the host's line without an actor: the
+/// disk's index tells them apart without a read.
+#[tokio::test]
+async fn a_default_sessions_disk_cache_tells_which_gets_wait_without_an_actor() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Configuration::default();
+    config.cleartext = CleartextPolicy::AllowAll;
+    config.http_maximum_connections_per_host = 1;
+    config.session_directory = Some(dir.path().join("session"));
+    config.url_cache_memory_capacity = 0; // the disk alone
+    let session = Session::new(config).unwrap();
+    let fresh = server.url("/cache/max-age/60");
+    let (first, _) = session.data(fresh.as_str()).await.unwrap();
+    session.flush().await; // on disk
+
+    let busy = take_the_only_turn(&session, &server).await;
+    let (again, _) = tokio::time::timeout(Duration::from_secs(5), session.data(fresh.as_str()))
+        .await
+        .expect("answered from the disk while the host's one connection is busy")
+        .unwrap();
+    assert_eq!(again, first, "from the disk cache");
+    let waiting: Vec<_> = (0..5)
+        .map(|i| {
+            let task = session
+                .data_task(server.url(&format!("/bytes/{}", 10 + i)).as_str())
+                .unwrap();
+            task.resume();
+            task
+        })
+        .collect();
+    assert_eq!(session.all_tasks().await.len(), 6);
+    assert_eq!(
+        session.task_actors().await,
+        1,
+        "GETs the disk does not hold wait without an actor"
+    );
+    busy.cancel();
+    finish(&session).await;
+    for task in &waiting {
+        assert!(task.info().error().is_none(), "{:?}", task.info().error());
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use courier_delegates::{CachedResponse, Request, Response};
-use courier_storage::cache::{CacheRecord, DiskCache};
+use courier_storage::cache::{CacheRecord, DiskCache, Look, Writer as DiskWriter};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use url::Url;
@@ -38,6 +38,8 @@ pub struct UrlCache {
     memory: Mutex<Memory>,
     memory_capacity: usize,
     disk_capacity: usize,
+    /// The disk half's index and queue (used only with a directory and some disk capacity).
+    disk: Arc<DiskCache>,
     home: Home,
     writes: Writes,
 }
@@ -54,9 +56,21 @@ impl std::fmt::Debug for UrlCache {
 
 #[derive(Default)]
 struct Memory {
-    entries: HashMap<String, Entry>,
-    order: VecDeque<String>,
+    /// Each entry, with the number of its place in `order`.
+    entries: HashMap<String, (Entry, u64)>,
+    /// Keys oldest first, each with its place's number. A key stored again or removed leaves its
+    /// old place behind, passed over when it comes up and swept out once such places outnumber
+    /// the live ones: finding and removing it at once would scan the whole order at every store.
+    order: VecDeque<(String, u64)>,
+    next_place: u64,
     bytes: usize,
+}
+
+impl Memory {
+    /// Whether `place` is `key`'s current place in the order.
+    fn is_current(entries: &HashMap<String, (Entry, u64)>, key: &str, place: u64) -> bool {
+        entries.get(key).is_some_and(|(_, p)| *p == place)
+    }
 }
 
 /// The options of a private (single-user) cache, as a client's is.
@@ -85,6 +99,7 @@ impl UrlCache {
             memory: Mutex::default(),
             memory_capacity,
             disk_capacity,
+            disk: Arc::new(DiskCache::new(disk_capacity)),
             home,
             writes: Writes::default(),
         }
@@ -103,13 +118,14 @@ impl UrlCache {
     /// Whether anything can be kept: some room in memory, or a directory with room on disk. A
     /// cache that can keep nothing is not consulted.
     pub(crate) fn can_keep_anything(&self) -> bool {
-        self.memory_capacity > 0 || self.disk().is_some()
+        self.memory_capacity > 0 || self.on_disk()
     }
 
-    /// Whether an entry for `url` may be here without a look that waits: one in memory is, and one
-    /// on disk may be (it is not read to tell).
+    /// Whether an entry for `url` may be here, told without a look that waits: one in memory is;
+    /// one on disk may be when the disk's index lists it (or has not been read yet).
     pub(crate) fn may_hold(&self, url: &Url) -> bool {
-        self.disk().is_some() || self.lock().entries.contains_key(url.as_str())
+        self.lock().entries.contains_key(url.as_str())
+            || (self.on_disk() && self.disk.look(url.as_str()) != Look::Absent)
     }
 
     /// The bytes the entries held in memory take now, as the cache counts them: bodies, headers,
@@ -134,25 +150,24 @@ impl UrlCache {
             return;
         };
         let mut m = self.lock();
-        if let Some(gone) = m.entries.remove(url.as_str()) {
+        if let Some((gone, _)) = m.entries.remove(url.as_str()) {
             m.bytes -= footprint(url.as_str(), &gone);
-            m.order.retain(|k| k != url.as_str());
         }
         drop(m);
-        if let Some(disk) = self.disk()
-            && let Err(e) = disk.remove(url.as_str())
+        if self.on_disk()
+            && let Some(writer) = self.disk.remove(url.as_str())
         {
-            tracing::warn!(error = %e, "cannot remove a response from the disk cache");
+            self.run_disk_writer(writer);
         }
     }
 
     /// Removes every response, in memory and on disk.
     pub fn remove_all(&self) {
         *self.lock() = Memory::default();
-        if let Some(disk) = self.disk()
-            && let Err(e) = disk.clear()
+        if self.on_disk()
+            && let Some(writer) = self.disk.clear()
         {
-            tracing::warn!(error = %e, "cannot clear the disk cache");
+            self.run_disk_writer(writer);
         }
     }
 
@@ -161,18 +176,29 @@ impl UrlCache {
         self.writes.idle().await;
     }
 
-    /// The entry for a `GET` of `url`, from memory, else from disk (read on a blocking thread).
+    /// The entry for a `GET` of `url`, from memory, else from disk (read on a blocking thread,
+    /// unless the disk's index tells at once).
     pub(crate) async fn get(self: &Arc<Self>, url: &Url) -> Option<Entry> {
-        if let Some(e) = self.lock().entries.get(url.as_str()) {
+        if let Some((e, _)) = self.lock().entries.get(url.as_str()) {
             return Some(e.clone());
         }
-        self.disk()?;
-        let (reading, key) = (self.clone(), url.clone());
-        let record =
-            tokio::task::spawn_blocking(move || reading.disk().and_then(|d| d.get(key.as_str())))
+        if !self.on_disk() {
+            return None;
+        }
+        let record = match self.disk.look(url.as_str()) {
+            Look::Absent => return None,
+            Look::Queued(record) => record,
+            Look::Stored | Look::Unknown => {
+                let (reading, key) = (self.clone(), url.clone());
+                tokio::task::spawn_blocking(move || {
+                    let dir = reading.home.dir()?;
+                    reading.disk.read(dir, key.as_str())
+                })
                 .await
                 .ok()
-                .flatten()?;
+                .flatten()?
+            }
+        };
         let entry = from_disk(record, url)?;
         self.remember(url, entry.clone());
         Some(entry)
@@ -181,7 +207,7 @@ impl UrlCache {
     /// Stores `entry` for `url` (memory, and disk when the cache has a directory, written on a
     /// blocking thread), if it fits.
     pub(crate) fn put(self: &Arc<Self>, url: &Url, entry: Entry) {
-        if self.disk().is_some() && entry.body.len() <= self.disk_capacity / 20 {
+        if self.on_disk() && entry.body.len() <= self.disk_capacity / 20 {
             let record = CacheRecord {
                 url: url.to_string(),
                 policy: serde_json::to_string(&entry.policy).unwrap_or_default(),
@@ -194,15 +220,9 @@ impl UrlCache {
                     .collect(),
                 body: entry.body.to_vec(),
             };
-            let writing = self.clone();
-            let job = move || {
-                if let Some(disk) = writing.disk()
-                    && let Err(e) = disk.put(&record)
-                {
-                    tracing::warn!(error = %e, "cannot store a response in the disk cache");
-                }
-            };
-            self.writes.run(job);
+            if let Some(writer) = self.disk.put(record) {
+                self.run_disk_writer(writer);
+            }
         }
         self.remember(url, entry);
     }
@@ -213,21 +233,30 @@ impl UrlCache {
         if size > capacity / 20 {
             return;
         }
-        let mut m = self.lock();
+        let mut guard = self.lock();
+        let m = &mut *guard;
         let key = url.as_str().to_owned();
-        if let Some(old) = m.entries.insert(key.clone(), entry) {
+        let place = m.next_place;
+        m.next_place += 1;
+        if let Some((old, _)) = m.entries.insert(key.clone(), (entry, place)) {
             m.bytes -= footprint(&key, &old);
-            m.order.retain(|k| *k != key);
         }
         m.bytes += size;
-        m.order.push_back(key);
+        m.order.push_back((key, place));
         while m.bytes > capacity {
-            let Some(oldest) = m.order.pop_front() else {
+            let Some((oldest, place)) = m.order.pop_front() else {
                 break;
             };
-            if let Some(gone) = m.entries.remove(&oldest) {
+            if Memory::is_current(&m.entries, &oldest, place)
+                && let Some((gone, _)) = m.entries.remove(&oldest)
+            {
                 m.bytes -= footprint(&oldest, &gone);
             }
+        }
+        if m.order.len() > 2 * m.entries.len() + 16 {
+            let entries = &m.entries;
+            m.order
+                .retain(|(key, place)| Memory::is_current(entries, key, *place));
         }
     }
 
@@ -235,10 +264,17 @@ impl UrlCache {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The disk half; none without a directory or with a zero capacity.
-    fn disk(&self) -> Option<DiskCache<'_>> {
-        let dir = self.home.dir()?;
-        (self.disk_capacity > 0).then(|| DiskCache::new(dir, self.disk_capacity))
+    /// Whether there is a disk half: a directory, and some capacity on disk.
+    fn on_disk(&self) -> bool {
+        self.home.dir().is_some() && self.disk_capacity > 0
+    }
+
+    /// Runs the disk half's writer (one at a time, handed out by its queue) on a blocking thread,
+    /// counted in the cache's writes.
+    fn run_disk_writer(&self, writer: DiskWriter) {
+        if let Some(dir) = self.home.shared_dir() {
+            self.writes.run(move || writer.run(&dir));
+        }
     }
 }
 
@@ -334,5 +370,32 @@ mod tests {
         assert!(cache.current_memory_usage() < usage);
         cache.remove_all();
         assert_eq!(cache.current_memory_usage(), 0);
+    }
+
+    /// A response stored again moves to the back of the order, so the oldest go first; the places
+    /// it leaves behind are passed over and do not pile up.
+    #[test]
+    fn an_entry_stored_again_is_the_newest_and_old_places_do_not_pile_up() {
+        let url = |i| Url::parse(&format!("http://127.0.0.1:8080/{i}")).unwrap();
+        let one = footprint(url(0).as_str(), &entry(&url(0), 16));
+        // Room for twenty entries (each may take a twentieth).
+        let cache = UrlCache::new(20 * one + one / 2, 0, None);
+        for i in 0..3 {
+            cache.put(&url(i), entry(&url(i), 16));
+        }
+        for _ in 0..1000 {
+            cache.put(&url(0), entry(&url(0), 16));
+        }
+        assert!(cache.lock().order.len() <= 2 * 3 + 16 + 1, "swept");
+        // Past the capacity, 1 and 2 are the oldest and go first; 0, stored since, stays.
+        for i in 3..22 {
+            cache.put(&url(i), entry(&url(i), 16));
+        }
+        let m = cache.lock();
+        assert!(m.entries.contains_key(url(0).as_str()));
+        assert!(!m.entries.contains_key(url(1).as_str()));
+        assert!(!m.entries.contains_key(url(2).as_str()));
+        assert!(m.entries.contains_key(url(21).as_str()));
+        assert_eq!(m.entries.len(), 20);
     }
 }
