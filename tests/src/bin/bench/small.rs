@@ -4,7 +4,8 @@
 //! - `run` (`--only small`): through the library over HTTP/1.1 keep-alive, as a Rust program
 //!   makes them: Courier (`session.data`) and reqwest 0.13 (`client.get().send().bytes()`), each on
 //!   a current-thread and a two-worker runtime, interleaved in every round; hyper-util's client
-//!   alone (Courier's transport) gives the per-request cost of Courier's own layers.
+//!   alone (Courier's transport) gives the per-request cost of Courier's own layers, and Courier
+//!   in a default session what its URL cache (memory and disk, every response stored) adds.
 //! - `run_h2` (`--only small-h2 [--side NAME]`): the same over HTTPS with HTTP/2, with h2load as
 //!   the ceiling.
 //! - `command` (`--only command`): through the `courier` command against `curl --parallel`.
@@ -81,12 +82,25 @@ where
 }
 
 fn courier(url: &str, n: usize, flavor: Flavor) -> Duration {
+    let mut config = Configuration::ephemeral();
+    // Like reqwest: no URL cache.
+    config.url_cache_memory_capacity = 0;
+    courier_in(config, url, n, flavor)
+}
+
+/// Courier in a default session, as `Session::new(Configuration::default())` makes it: its URL
+/// cache in memory and on disk (in a session directory of its own), storing every response.
+fn courier_default_session(url: &str, n: usize, flavor: Flavor) -> Duration {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Configuration::default();
+    config.session_directory = Some(dir.path().join("session"));
+    courier_in(config, url, n, flavor)
+}
+
+fn courier_in(mut config: Configuration, url: &str, n: usize, flavor: Flavor) -> Duration {
     flavor.runtime().block_on(async {
-        let mut config = Configuration::ephemeral();
         config.cleartext = CleartextPolicy::AllowAll;
         config.http_maximum_connections_per_host = WORKERS;
-        // Like reqwest: no URL cache.
-        config.url_cache_memory_capacity = 0;
         let session = Session::new(config).expect("session");
         let url = url.to_owned();
         drive(n, move || {
@@ -143,7 +157,7 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
         "# {n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client; {rounds} interleaved rounds"
     );
     type Runner = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
-    let sides: [Runner; 7] = [
+    let sides: [Runner; 8] = [
         ("courier", courier, Flavor::MultiThread),
         ("courier", courier, Flavor::CurrentThread),
         ("reqwest", reqwest, Flavor::CurrentThread),
@@ -152,6 +166,12 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
         ("hyper-util", hyper_util, Flavor::MultiThread),
         // Courier's shape with no work of Courier's in it (`floor`).
         ("actor floor", super::floor::run, Flavor::CurrentThread),
+        // What a default session's URL cache (memory and disk) adds; reqwest has no cache.
+        (
+            "courier, default session (disk cache),",
+            courier_default_session,
+            Flavor::CurrentThread,
+        ),
     ];
     // `--side NAME` (for a profile): that side alone, say "courier current-thread".
     if let Some(only) = only_side {
@@ -201,7 +221,7 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
         Scenario {
             name: format!("{n} GETs of 1 KiB, 64 at once, HTTP/1.1 keep-alive, library"),
             unit: Unit::Seconds,
-            courier: vec![side(0), side(1)],
+            courier: vec![side(0), side(1), side(7)],
             peers: vec![side(2), side(3)],
             target: Target::AtMostTimesBestPeer(1.0),
             note: format!(
