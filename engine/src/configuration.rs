@@ -246,7 +246,10 @@ pub struct Configuration {
     /// of the capacity is not cached.
     pub url_cache_memory_capacity: usize,
     /// The session's own URL cache's disk capacity, in bytes, in the session directory (0 for
-    /// none; an ephemeral session writes no cache).
+    /// none; an ephemeral session writes no cache). Responses go to disk in the background, one
+    /// writer at a time and without a sync: a cache entry lost to a power cut costs a fetch. The
+    /// files are indexed when the cache first reads its directory, so a response another process
+    /// stores there afterwards is seen by a later session only.
     pub url_cache_disk_capacity: usize,
     /// Deliver 1xx responses (103 Early Hints among them) to the delegate's
     /// `did_receive_informational_response`. URLSession calls that method when the delegate

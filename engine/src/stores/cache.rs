@@ -1,7 +1,8 @@
 //! [`UrlCache`] (URLSession's `URLCache`): RFC 9111 semantics through `http-cache-semantics`,
 //! entries in memory and, when the cache has a directory, on disk (`courier-storage`'s
-//! `DiskCache`). A default session's own cache is on disk in its session directory; an ephemeral
-//! session's is in memory only.
+//! `DiskCache`, which keeps an index of its files and writes them from one background writer). A
+//! default session's own cache is on disk in its session directory; an ephemeral session's is in
+//! memory only.
 //!
 //! Only whole `GET` responses of data tasks that the policy calls storable are kept, each at most a
 //! twentieth of the cache's capacity (URLSession's rule of thumb is 5%). When a capacity is exceeded
