@@ -10,7 +10,8 @@
 //!
 //! The index is this process's view: a response another process stores in the same directory
 //! afterwards is not seen until a later session reads the directory again. For a cache that only
-//! costs a fetch from the network.
+//! costs a fetch from the network. (The engine gives each directory one `DiskCache` in a process,
+//! so that sessions sharing a directory share it.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -182,34 +183,39 @@ struct State {
     queued_bytes: usize,
     /// Every file goes before the queued changes are applied.
     clear: bool,
+    /// The capacity the files are kept within: the latest store's.
+    capacity: usize,
     /// A writer has been asked for and has not finished.
     writing: bool,
 }
 
-/// A session directory's disk cache, holding at most `capacity` bytes of files.
+/// A session directory's disk cache: its files, kept within the capacity each store gives.
 pub struct DiskCache {
-    capacity: usize,
     state: Mutex<State>,
 }
 
 impl std::fmt::Debug for DiskCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiskCache")
-            .field("capacity", &self.capacity)
-            .finish_non_exhaustive()
+        f.debug_struct("DiskCache").finish_non_exhaustive()
+    }
+}
+
+impl Default for DiskCache {
+    fn default() -> DiskCache {
+        DiskCache::new()
     }
 }
 
 impl DiskCache {
-    /// A disk cache of at most `capacity` bytes; the directory is given to the calls that touch it.
-    pub fn new(capacity: usize) -> DiskCache {
+    /// A disk cache; the directory is given to the calls that touch it.
+    pub fn new() -> DiskCache {
         DiskCache {
-            capacity,
             state: Mutex::new(State {
                 index: None,
                 queued: HashMap::new(),
                 queued_bytes: 0,
                 clear: false,
+                capacity: 0,
                 writing: false,
             }),
         }
@@ -259,11 +265,12 @@ impl DiskCache {
         }
     }
 
-    /// Queues `record` to be stored, replacing any change queued for its URL. Returns the writer
-    /// to run (on a blocking thread) when none is running. A record that does not fit in what the
-    /// queue may hold (the capacity) is not kept.
+    /// Queues `record` to be stored, replacing any change queued for its URL; once written, the
+    /// oldest files go until the rest fit in `capacity`. Returns the writer to run (on a blocking
+    /// thread) when none is running. A record that does not fit in what the queue may hold (the
+    /// capacity) is not kept.
     #[must_use = "a writer returned must run"]
-    pub fn put(self: &Arc<Self>, record: CacheRecord) -> Option<Writer> {
+    pub fn put(self: &Arc<Self>, record: CacheRecord, capacity: usize) -> Option<Writer> {
         let size = record.size();
         let name = name_of(&record.url);
         let mut state = self.lock();
@@ -271,10 +278,11 @@ impl DiskCache {
             Some(Change::Put(old)) => old.size(),
             _ => 0,
         };
-        if state.queued_bytes - replaced + size > self.capacity {
+        if state.queued_bytes - replaced + size > capacity {
             return None;
         }
         state.queued_bytes = state.queued_bytes - replaced + size;
+        state.capacity = capacity;
         state.queued.insert(name, Change::Put(Box::new(record)));
         self.ask_for_writer(&mut state)
     }
@@ -360,7 +368,8 @@ impl DiskCache {
                 }
             }
             if stored {
-                let gone = self.with_index(|index| index.evict_past(self.capacity as u64));
+                let capacity = self.lock().capacity as u64;
+                let gone = self.with_index(|index| index.evict_past(capacity));
                 for name in gone.into_iter().flatten() {
                     let _ = remove_file(&cache.join(file_name(&name)));
                 }
@@ -449,9 +458,10 @@ mod tests {
         }
     }
 
-    /// Queues `record` and runs the writer it asks for, as the engine's blocking thread does.
-    fn put(cache: &Arc<DiskCache>, dir: &SessionDirectory, record: CacheRecord) {
-        if let Some(writer) = cache.put(record) {
+    /// Queues `record` (within `capacity`) and runs the writer it asks for, as the engine's
+    /// blocking thread does.
+    fn put(cache: &Arc<DiskCache>, capacity: usize, dir: &SessionDirectory, record: CacheRecord) {
+        if let Some(writer) = cache.put(record, capacity) {
             writer.run(dir);
         }
     }
@@ -460,15 +470,15 @@ mod tests {
     fn records_round_trip_and_the_oldest_go_past_the_capacity() {
         let parent = tempfile::tempdir().unwrap();
         let dir = SessionDirectory::persistent(Some(parent.path().to_path_buf()));
-        let cache = Arc::new(DiskCache::new(25_000));
-        put(&cache, &dir, record("https://a.test/1", 10_000));
+        let cache = Arc::new(DiskCache::new());
+        put(&cache, 25_000, &dir, record("https://a.test/1", 10_000));
         assert_eq!(
             cache.read(&dir, "https://a.test/1"),
             Some(record("https://a.test/1", 10_000))
         );
         assert_eq!(cache.read(&dir, "https://a.test/2"), None);
-        put(&cache, &dir, record("https://a.test/2", 10_000));
-        put(&cache, &dir, record("https://a.test/3", 10_000));
+        put(&cache, 25_000, &dir, record("https://a.test/2", 10_000));
+        put(&cache, 25_000, &dir, record("https://a.test/3", 10_000));
         assert_eq!(
             cache.read(&dir, "https://a.test/1"),
             None,
@@ -488,18 +498,19 @@ mod tests {
     fn a_later_cache_on_the_same_directory_reads_the_index_from_it() {
         let parent = tempfile::tempdir().unwrap();
         let dir = SessionDirectory::persistent(Some(parent.path().to_path_buf()));
-        let first = Arc::new(DiskCache::new(1 << 20));
-        put(&first, &dir, record("https://a.test/old", 100));
+        let first = Arc::new(DiskCache::new());
+        put(&first, 1 << 20, &dir, record("https://a.test/old", 100));
         std::thread::sleep(Duration::from_millis(20));
-        put(&first, &dir, record("https://a.test/new", 100));
-        let later = Arc::new(DiskCache::new(1 << 20));
+        put(&first, 1 << 20, &dir, record("https://a.test/new", 100));
+        let later = Arc::new(DiskCache::new());
         assert_eq!(later.look("https://a.test/old"), Look::Unknown);
         assert!(later.read(&dir, "https://a.test/old").is_some());
         assert_eq!(later.look("https://a.test/new"), Look::Stored);
         assert_eq!(later.look("https://a.test/none"), Look::Absent);
         // Read back oldest first: a store past the capacity removes the older one.
-        let small = Arc::new(DiskCache::new(2 * first_file_size(&dir) + 10));
-        put(&small, &dir, record("https://a.test/third", 100));
+        let small = Arc::new(DiskCache::new());
+        let room = 2 * first_file_size(&dir) + 10;
+        put(&small, room, &dir, record("https://a.test/third", 100));
         assert_eq!(small.look("https://a.test/old"), Look::Absent);
         assert_eq!(small.look("https://a.test/new"), Look::Stored);
     }
@@ -513,10 +524,12 @@ mod tests {
     fn queued_changes_are_seen_before_they_are_written_and_the_latest_wins() {
         let parent = tempfile::tempdir().unwrap();
         let dir = SessionDirectory::persistent(Some(parent.path().to_path_buf()));
-        let cache = Arc::new(DiskCache::new(1 << 20));
-        let writer = cache.put(record("https://a.test/1", 10)).expect("a writer");
+        let cache = Arc::new(DiskCache::new());
+        let writer = cache
+            .put(record("https://a.test/1", 10), 1 << 20)
+            .expect("a writer");
         assert!(
-            cache.put(record("https://a.test/1", 20)).is_none(),
+            cache.put(record("https://a.test/1", 20), 1 << 20).is_none(),
             "one writer at a time"
         );
         assert_eq!(
@@ -525,7 +538,7 @@ mod tests {
         );
         assert!(cache.remove("https://a.test/1").is_none());
         assert_eq!(cache.look("https://a.test/1"), Look::Absent);
-        assert!(cache.put(record("https://a.test/2", 10)).is_none());
+        assert!(cache.put(record("https://a.test/2", 10), 1 << 20).is_none());
         writer.run(&dir);
         assert_eq!(
             cache.read(&dir, "https://a.test/1"),
@@ -542,21 +555,21 @@ mod tests {
 
     #[test]
     fn the_queue_holds_at_most_the_capacity() {
-        let cache = Arc::new(DiskCache::new(1_000));
+        let cache = Arc::new(DiskCache::new());
         let writer = cache
-            .put(record("https://a.test/1", 600))
+            .put(record("https://a.test/1", 600), 1_000)
             .expect("a writer");
-        assert!(cache.put(record("https://a.test/2", 600)).is_none());
+        assert!(cache.put(record("https://a.test/2", 600), 1_000).is_none());
         assert_eq!(cache.look("https://a.test/2"), Look::Unknown, "not queued");
         // Replacing a queued record counts the new one only.
-        assert!(cache.put(record("https://a.test/1", 800)).is_none());
+        assert!(cache.put(record("https://a.test/1", 800), 1_000).is_none());
         assert_eq!(
             cache.look("https://a.test/1"),
             Look::Queued(record("https://a.test/1", 800))
         );
         // A writer dropped without running lets the next change ask for one.
         drop(writer);
-        assert!(cache.put(record("https://a.test/3", 10)).is_some());
+        assert!(cache.put(record("https://a.test/3", 10), 1_000).is_some());
     }
 
     #[test]

@@ -75,6 +75,15 @@ impl SessionDirectory {
         matches!(self.kind, Kind::Ephemeral { .. })
     }
 
+    /// A persistent directory's path, as configured (without creating it); `None` for an
+    /// ephemeral one.
+    pub fn persistent_path(&self) -> Option<&Path> {
+        match &self.kind {
+            Kind::Persistent(path) => Some(path),
+            Kind::Ephemeral { .. } => None,
+        }
+    }
+
     /// The directory's path, creating it on first use.
     ///
     /// # Errors

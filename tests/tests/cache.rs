@@ -211,3 +211,44 @@ async fn default_sessions_cache_on_disk_and_ephemeral_ones_in_memory_only() {
     assert_eq!(body(&session, url.as_str()).await, a, "cached in memory");
     assert!(!dir.path().join("ephemeral").exists(), "nothing written");
 }
+
+/// Default sessions alive at once on one directory share its disk cache: a response one stores is
+/// answered by the other from the disk (its memory never held it), and either's `flush` waits for
+/// the stores to that directory. The same holds across processes only for a session made after the
+/// store: a session reads the directory's files once.
+#[tokio::test]
+async fn default_sessions_on_one_directory_share_its_disk_cache_at_once() {
+    let server = TestServer::http().await;
+    let url = server.url("/cache/max-age/600");
+    let dir = tempfile::tempdir().unwrap();
+    let persistent = courier_tests::default_config_in(&dir.path().join("default"));
+    let (one, other) = (
+        Session::new(persistent.clone()).unwrap(),
+        Session::new(persistent).unwrap(),
+    );
+    // The other has read the (empty) directory before the store.
+    let miss = other
+        .data(with_policy(
+            &server.url("/bytes/1"),
+            CachePolicy::ReturnCacheDataDontLoad,
+        ))
+        .await;
+    assert_eq!(
+        miss.map(|_| ()).map_err(|e| e.code()),
+        Err(ErrorCode::CannotLoadFromNetwork)
+    );
+    let first = body(&one, url.as_str()).await;
+    other.flush().await;
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("default").join("cache"))
+        .unwrap()
+        .collect();
+    assert_eq!(names.len(), 1, "on disk once the other's flush returned");
+    assert_eq!(
+        body(
+            &other,
+            with_policy(&url, CachePolicy::ReturnCacheDataDontLoad)
+        )
+        .await,
+        first
+    );
+}

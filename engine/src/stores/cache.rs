@@ -9,10 +9,12 @@
 //! the oldest entries go first.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use courier_delegates::{CachedResponse, Request, Response};
+use courier_storage::SessionDirectory;
 use courier_storage::cache::{CacheRecord, DiskCache, Look, Writer as DiskWriter};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use http_cache_semantics::{CacheOptions, CachePolicy};
@@ -39,10 +41,43 @@ pub struct UrlCache {
     memory: Mutex<Memory>,
     memory_capacity: usize,
     disk_capacity: usize,
-    /// The disk half's index and queue (used only with a directory and some disk capacity).
-    disk: Arc<DiskCache>,
+    /// The disk half, with a directory and some capacity on disk.
+    disk: Option<Arc<DiskHalf>>,
     home: Home,
+}
+
+/// The disk half of the URL caches that use one directory: its files' index and queue, and its
+/// writes under way. One per directory in a process while it is used (`DiskHalf::of`), so that
+/// sessions sharing a directory (two default sessions do) see each other's stores at once, keep
+/// one index and run one writer, and a session's `flush` waits for every store to its directory.
+struct DiskHalf {
+    files: Arc<DiskCache>,
     writes: Writes,
+}
+
+impl DiskHalf {
+    fn of(dir: &SessionDirectory) -> Arc<DiskHalf> {
+        static SHARED: Mutex<Option<HashMap<PathBuf, Weak<DiskHalf>>>> = Mutex::new(None);
+        let made = || {
+            Arc::new(DiskHalf {
+                files: Arc::new(DiskCache::new()),
+                writes: Writes::default(),
+            })
+        };
+        // Only a persistent directory can be another session's too.
+        let Some(path) = dir.persistent_path() else {
+            return made();
+        };
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = shared.get_or_insert_with(HashMap::new);
+        shared.retain(|_, half| half.strong_count() > 0);
+        if let Some(half) = shared.get(path).and_then(Weak::upgrade) {
+            return half;
+        }
+        let half = made();
+        shared.insert(path.to_owned(), Arc::downgrade(&half));
+        half
+    }
 }
 
 impl std::fmt::Debug for UrlCache {
@@ -100,9 +135,8 @@ impl UrlCache {
             memory: Mutex::default(),
             memory_capacity,
             disk_capacity,
-            disk: Arc::new(DiskCache::new(disk_capacity)),
+            disk: home.dir().filter(|_| disk_capacity > 0).map(DiskHalf::of),
             home,
-            writes: Writes::default(),
         }
     }
 
@@ -119,14 +153,17 @@ impl UrlCache {
     /// Whether anything can be kept: some room in memory, or a directory with room on disk. A
     /// cache that can keep nothing is not consulted.
     pub(crate) fn can_keep_anything(&self) -> bool {
-        self.memory_capacity > 0 || self.on_disk()
+        self.memory_capacity > 0 || self.disk.is_some()
     }
 
     /// Whether an entry for `url` may be here, told without a look that waits: one in memory is;
     /// one on disk may be when the disk's index lists it (or has not been read yet).
     pub(crate) fn may_hold(&self, url: &Url) -> bool {
         self.lock().entries.contains_key(url.as_str())
-            || (self.on_disk() && self.disk.look(url.as_str()) != Look::Absent)
+            || self
+                .disk
+                .as_ref()
+                .is_some_and(|d| d.files.look(url.as_str()) != Look::Absent)
     }
 
     /// The bytes the entries held in memory take now, as the cache counts them: bodies, headers,
@@ -155,8 +192,8 @@ impl UrlCache {
             m.bytes -= footprint(url.as_str(), &gone);
         }
         drop(m);
-        if self.on_disk()
-            && let Some(writer) = self.disk.remove(url.as_str())
+        if let Some(disk) = &self.disk
+            && let Some(writer) = disk.files.remove(url.as_str())
         {
             self.run_disk_writer(writer);
         }
@@ -165,8 +202,8 @@ impl UrlCache {
     /// Removes every response, in memory and on disk.
     pub fn remove_all(&self) {
         *self.lock() = Memory::default();
-        if self.on_disk()
-            && let Some(writer) = self.disk.clear()
+        if let Some(disk) = &self.disk
+            && let Some(writer) = disk.files.clear()
         {
             self.run_disk_writer(writer);
         }
@@ -174,7 +211,9 @@ impl UrlCache {
 
     /// Waits until what was stored is on disk.
     pub(crate) async fn written(&self) {
-        self.writes.idle().await;
+        if let Some(disk) = &self.disk {
+            disk.writes.idle().await;
+        }
     }
 
     /// The entry for a `GET` of `url`, from memory, else from disk (read on a blocking thread,
@@ -183,21 +222,16 @@ impl UrlCache {
         if let Some((e, _)) = self.lock().entries.get(url.as_str()) {
             return Some(e.clone());
         }
-        if !self.on_disk() {
-            return None;
-        }
-        let record = match self.disk.look(url.as_str()) {
+        let disk = self.disk.as_ref()?;
+        let record = match disk.files.look(url.as_str()) {
             Look::Absent => return None,
             Look::Queued(record) => record,
             Look::Stored | Look::Unknown => {
-                let (reading, key) = (self.clone(), url.clone());
-                tokio::task::spawn_blocking(move || {
-                    let dir = reading.home.dir()?;
-                    reading.disk.read(dir, key.as_str())
-                })
-                .await
-                .ok()
-                .flatten()?
+                let (files, dir, key) = (disk.files.clone(), self.home.shared_dir()?, url.clone());
+                tokio::task::spawn_blocking(move || files.read(&dir, key.as_str()))
+                    .await
+                    .ok()
+                    .flatten()?
             }
         };
         let entry = from_disk(record, url)?;
@@ -208,7 +242,9 @@ impl UrlCache {
     /// Stores `entry` for `url` (memory, and disk when the cache has a directory, written on a
     /// blocking thread), if it fits.
     pub(crate) fn put(self: &Arc<Self>, url: &Url, entry: Entry) {
-        if self.on_disk() && entry.body.len() <= self.disk_capacity / 20 {
+        if let Some(disk) = &self.disk
+            && entry.body.len() <= self.disk_capacity / 20
+        {
             let record = CacheRecord {
                 url: url.to_string(),
                 policy: serde_json::to_string(&entry.policy).unwrap_or_default(),
@@ -221,7 +257,7 @@ impl UrlCache {
                     .collect(),
                 body: entry.body.to_vec(),
             };
-            if let Some(writer) = self.disk.put(record) {
+            if let Some(writer) = disk.files.put(record, self.disk_capacity) {
                 self.run_disk_writer(writer);
             }
         }
@@ -265,16 +301,11 @@ impl UrlCache {
         self.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether there is a disk half: a directory, and some capacity on disk.
-    fn on_disk(&self) -> bool {
-        self.home.dir().is_some() && self.disk_capacity > 0
-    }
-
     /// Runs the disk half's writer (one at a time, handed out by its queue) on a blocking thread,
-    /// counted in the cache's writes.
+    /// counted in the disk half's writes.
     fn run_disk_writer(&self, writer: DiskWriter) {
-        if let Some(dir) = self.home.shared_dir() {
-            self.writes.run(move || writer.run(&dir));
+        if let (Some(disk), Some(dir)) = (&self.disk, self.home.shared_dir()) {
+            disk.writes.run(move || writer.run(&dir));
         }
     }
 }
