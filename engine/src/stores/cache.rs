@@ -267,11 +267,15 @@ impl UrlCache {
     fn remember(&self, url: &Url, entry: Entry) {
         let capacity = self.memory_capacity;
         let size = footprint(url.as_str(), &entry);
-        if size > capacity / 20 {
-            return;
-        }
         let mut guard = self.lock();
         let m = &mut *guard;
+        if size > capacity / 20 {
+            // Too large to keep here; nor may an older response for the URL answer for it.
+            if let Some((old, _)) = m.entries.remove(url.as_str()) {
+                m.bytes -= footprint(url.as_str(), &old);
+            }
+            return;
+        }
         let key = url.as_str().to_owned();
         let place = m.next_place;
         m.next_place += 1;
@@ -429,5 +433,18 @@ mod tests {
         assert!(!m.entries.contains_key(url(2).as_str()));
         assert!(m.entries.contains_key(url(21).as_str()));
         assert_eq!(m.entries.len(), 20);
+    }
+
+    /// A response too large for the memory half replaces, not keeps, an older one for its URL.
+    #[test]
+    fn a_response_too_large_to_keep_removes_the_older_one() {
+        let url = Url::parse("http://127.0.0.1:8080/grows").unwrap();
+        let one = footprint(url.as_str(), &entry(&url, 16));
+        let cache = UrlCache::new(20 * one, 0, None);
+        cache.put(&url, entry(&url, 16));
+        assert!(cache.lock().entries.contains_key(url.as_str()));
+        cache.put(&url, entry(&url, 2 * one));
+        assert!(!cache.lock().entries.contains_key(url.as_str()));
+        assert_eq!(cache.current_memory_usage(), 0);
     }
 }
