@@ -170,6 +170,13 @@ impl Index {
     }
 }
 
+/// How long the writer lets changes gather before it takes a batch: repeated stores of one
+/// response become one write, and a burst of stores one wake of the writer's thread. A writer
+/// started at every change and writing what it found made a default session's 10,000 small GETs
+/// of one URL take 0.37-0.49 s a round; gathering for 2 or 10 ms, 0.27-0.30 s. `flush` waits for
+/// it too.
+const GATHER: Duration = Duration::from_millis(10);
+
 /// How old a file written aside must be before reading the directory removes it: a writer in
 /// another process may still be about to rename it.
 const ABANDONED: Duration = Duration::from_secs(600);
@@ -321,6 +328,8 @@ impl DiskCache {
     fn write_queued(&self, dir: &SessionDirectory) {
         self.read_index(dir);
         loop {
+            // Lets the changes of the next moments gather into one batch first.
+            std::thread::sleep(GATHER);
             let (clear, changes) = {
                 let mut state = self.lock();
                 if state.queued.is_empty() && !state.clear {
