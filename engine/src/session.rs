@@ -399,6 +399,8 @@ impl Session {
         if cleared.await.is_err() {
             tracing::warn!("resetting the session's stores failed");
         }
+        // The URL cache's disk half is emptied by its writer: gone from disk once written.
+        self.inner.ctx.stores_written().await;
     }
 
     /// Makes later requests use new connections, and returns once the session's stores (cookies,

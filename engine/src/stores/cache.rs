@@ -182,7 +182,8 @@ impl UrlCache {
         })
     }
 
-    /// Removes the response stored for `request`'s URL, in memory and on disk.
+    /// Removes the response stored for `request`'s URL, in memory and on disk (lookups miss at once;
+    /// the file goes in the background, gone once a session's `flush` returns).
     pub fn remove_cached_response(&self, request: &Request) {
         let Some(url) = request.url() else {
             return;
@@ -199,7 +200,8 @@ impl UrlCache {
         }
     }
 
-    /// Removes every response, in memory and on disk.
+    /// Removes every response, in memory and on disk. Lookups miss at once; the files go in the
+    /// background, and a session's `flush` (or `reset`) returns once they are gone.
     pub fn remove_all(&self) {
         *self.lock() = Memory::default();
         if let Some(disk) = &self.disk
