@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use courier_delegates::{
-    CachePolicy as RequestCachePolicy, CachedResponse, Error, ErrorCode, FetchType, Response,
-    TaskInfo,
+    CachePolicy as RequestCachePolicy, CachedResponse, Callback, Error, ErrorCode, FetchType,
+    Response, TaskInfo,
 };
 use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
 use tokio::sync::oneshot;
@@ -206,6 +206,16 @@ impl Run {
             response: c.response,
             data: c.body.freeze(),
         };
+        // No delegate to ask (the actor would answer with the response as it is): stored at once,
+        // without a trip through the actor.
+        let asked = self
+            .ctx
+            .delivery(&self.info)
+            .is_some_and(|q| q.wants_task(&self.info, Callback::WillCache));
+        if !asked {
+            self.store_in_cache(c.policy, proposed);
+            return Ok(());
+        }
         // Through the actor, so the question comes after the body's last `did_receive_data`.
         let (tx, rx) = oneshot::channel();
         if self
@@ -217,16 +227,20 @@ impl Run {
         }
         let answer = unless_stopped(&mut self.gate, rx).await?.ok().flatten();
         if let Some(cached) = answer {
+            self.store_in_cache(c.policy, cached);
+        }
+        Ok(())
+    }
+
+    fn store_in_cache(&self, policy: CachePolicy, cached: CachedResponse) {
+        if let Some(cache) = &self.ctx.url_cache {
             let entry = Entry {
-                policy: c.policy,
+                policy,
                 response: cached.response,
                 body: cached.data,
             };
-            if let Some(cache) = &self.ctx.url_cache {
-                cache.put(&self.url, entry);
-            }
+            cache.put(&self.url, entry);
         }
-        Ok(())
     }
 }
 
