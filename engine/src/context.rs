@@ -89,9 +89,18 @@ impl SessionContext {
     ) -> bool {
         callbacks
             && !download
-            && self
-                .delivery(task)
-                .is_some_and(|q| q.wants_task(task, courier_delegates::Callback::ReceiveResponse))
+            && self.delegate_wants(task, courier_delegates::Callback::ReceiveResponse)
+    }
+
+    /// Whether the delegate `task` reports to implements `callback` (as far as its queue knows):
+    /// what a transfer reads before it makes a trip to the actor, or a record, for it.
+    pub(crate) fn delegate_wants(
+        &self,
+        task: &TaskInfo,
+        callback: courier_delegates::Callback,
+    ) -> bool {
+        self.delivery(task)
+            .is_some_and(|q| q.wants_task(task, callback))
     }
 
     /// The queue a task's own delegate is attached to: the session delegate's, or in a session

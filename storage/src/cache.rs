@@ -234,9 +234,30 @@ impl DiskCache {
 
     /// What the disk holds for `url`, without reading anything.
     pub fn look(&self, url: &str) -> Look {
+        self.look_at(&name_of(url))
+    }
+
+    /// Whether the disk may hold `url`: [`DiskCache::look`] is not [`Look::Absent`] (told without
+    /// copying a queued record).
+    pub fn may_hold(&self, url: &str) -> bool {
         let name = name_of(url);
         let state = self.lock();
         match state.queued.get(&name) {
+            Some(Change::Put(_)) => true,
+            Some(Change::Remove) => false,
+            None => {
+                !state.clear
+                    && state
+                        .index
+                        .as_ref()
+                        .is_none_or(|i| i.files.contains_key(&name))
+            }
+        }
+    }
+
+    fn look_at(&self, name: &Name) -> Look {
+        let state = self.lock();
+        match state.queued.get(name) {
             Some(Change::Put(record)) => return Look::Queued((**record).clone()),
             Some(Change::Remove) => return Look::Absent,
             None if state.clear => return Look::Absent,
@@ -244,7 +265,7 @@ impl DiskCache {
         }
         match &state.index {
             None => Look::Unknown,
-            Some(index) if index.files.contains_key(&name) => Look::Stored,
+            Some(index) if index.files.contains_key(name) => Look::Stored,
             Some(_) => Look::Absent,
         }
     }
@@ -252,10 +273,11 @@ impl DiskCache {
     /// The record for `url`, if one is stored and reads back whole. Blocking: it may read the
     /// directory (the first time) and the file.
     pub fn read(&self, dir: &SessionDirectory, url: &str) -> Option<CacheRecord> {
-        let look = match self.look(url) {
+        let name = name_of(url);
+        let look = match self.look_at(&name) {
             Look::Unknown => {
                 self.read_index(dir);
-                self.look(url)
+                self.look_at(&name)
             }
             look => look,
         };
@@ -263,7 +285,7 @@ impl DiskCache {
             Look::Queued(record) => Some(record),
             Look::Absent | Look::Unknown => None,
             Look::Stored => {
-                let path = cache_dir(dir).ok()?.join(file_name(&name_of(url)));
+                let path = cache_dir(dir).ok()?.join(file_name(&name));
                 let blob = crate::write::read_bounded(&path).ok()?;
                 crate::codec::decode::<CacheRecord>(&blob)
                     .ok()
@@ -328,14 +350,17 @@ impl DiskCache {
     fn write_queued(&self, dir: &SessionDirectory) {
         self.read_index(dir);
         loop {
-            // Lets the changes of the next moments gather into one batch first.
-            std::thread::sleep(GATHER);
-            let (clear, changes) = {
+            {
                 let mut state = self.lock();
                 if state.queued.is_empty() && !state.clear {
                     state.writing = false;
                     return;
                 }
+            }
+            // Lets the changes of the next moments gather into one batch first.
+            std::thread::sleep(GATHER);
+            let (clear, changes) = {
+                let mut state = self.lock();
                 state.queued_bytes = 0;
                 (
                     std::mem::take(&mut state.clear),
@@ -369,7 +394,7 @@ impl DiskCache {
                         }
                     },
                     Change::Remove => {
-                        if let Err(e) = remove_file(&path) {
+                        if let Err(e) = crate::write::remove_if_present(&path) {
                             tracing::warn!(error = %e, "cannot remove a response from the disk cache");
                         }
                         self.with_index(|index| index.remove(&name));
@@ -380,7 +405,7 @@ impl DiskCache {
                 let capacity = self.lock().capacity as u64;
                 let gone = self.with_index(|index| index.evict_past(capacity));
                 for name in gone.into_iter().flatten() {
-                    let _ = remove_file(&cache.join(file_name(&name)));
+                    let _ = crate::write::remove_if_present(&cache.join(file_name(&name)));
                 }
             }
         }
@@ -444,13 +469,6 @@ fn write_record(cache: &Path, path: &Path, record: &CacheRecord) -> io::Result<u
     crate::directory::create_private_dir_all(cache)?;
     crate::write::replace(path, &blob, crate::write::Durability::PageCache)?;
     Ok(blob.len() as u64)
-}
-
-fn remove_file(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

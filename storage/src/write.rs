@@ -59,6 +59,17 @@ pub fn replace(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<
     Ok(())
 }
 
+/// Removes the file at `path`; one that is not there is already removed.
+///
+/// # Errors
+/// It is there and cannot be removed.
+pub fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Whether [`move_into_place`] may replace a file already at the destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Existing {

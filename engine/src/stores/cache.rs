@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use bytes::Bytes;
 use courier_delegates::{CachedResponse, Request, Response};
@@ -57,7 +57,8 @@ struct DiskHalf {
 
 impl DiskHalf {
     fn of(dir: &SessionDirectory) -> Arc<DiskHalf> {
-        static SHARED: Mutex<Option<HashMap<PathBuf, Weak<DiskHalf>>>> = Mutex::new(None);
+        static SHARED: LazyLock<Mutex<HashMap<PathBuf, Weak<DiskHalf>>>> =
+            LazyLock::new(Mutex::default);
         let made = || {
             Arc::new(DiskHalf {
                 files: Arc::new(DiskCache::new()),
@@ -69,7 +70,6 @@ impl DiskHalf {
             return made();
         };
         let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-        let shared = shared.get_or_insert_with(HashMap::new);
         shared.retain(|_, half| half.strong_count() > 0);
         if let Some(half) = shared.get(path).and_then(Weak::upgrade) {
             return half;
@@ -163,7 +163,7 @@ impl UrlCache {
             || self
                 .disk
                 .as_ref()
-                .is_some_and(|d| d.files.look(url.as_str()) != Look::Absent)
+                .is_some_and(|d| d.files.may_hold(url.as_str()))
     }
 
     /// The bytes the entries held in memory take now, as the cache counts them: bodies, headers,

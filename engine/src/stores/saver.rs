@@ -97,10 +97,7 @@ impl Saver {
                     bytes,
                     courier_storage::Durability::Synced,
                 ),
-                None => match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                    _ => Ok(()),
-                },
+                None => courier_storage::write::remove_if_present(&path),
             };
             if let Err(e) = done {
                 tracing::warn!(path = %path.display(), error = %e, "cannot save a session store");

@@ -188,11 +188,7 @@ impl Transfer {
         let timer = resource_timer(gate.clone(), gate_rx.clone(), args.timeouts.resource);
         let actor = args.actor.clone();
         let conversion = args.callbacks.then(Conversion::default);
-        let recording = args.callbacks
-            && args
-                .ctx
-                .delivery(&args.info)
-                .is_some_and(|q| q.wants_task(&args.info, Callback::Metrics));
+        let recording = args.callbacks && args.ctx.delegate_wants(&args.info, Callback::Metrics);
         let metrics = recording.then(SharedMetrics::default);
         let gathering = (!args.callbacks
             && matches!(args.destination, Destination::Memory { window: None }))

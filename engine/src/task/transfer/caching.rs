@@ -208,11 +208,7 @@ impl Run {
         };
         // No delegate to ask (the actor would answer with the response as it is): stored at once,
         // without a trip through the actor.
-        let asked = self
-            .ctx
-            .delivery(&self.info)
-            .is_some_and(|q| q.wants_task(&self.info, Callback::WillCache));
-        if !asked {
+        if !self.ctx.delegate_wants(&self.info, Callback::WillCache) {
             self.store_in_cache(c.policy, proposed);
             return Ok(());
         }

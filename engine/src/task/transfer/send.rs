@@ -354,8 +354,7 @@ impl Run {
             && self.callbacks
             && self
                 .ctx
-                .delivery(&self.info)
-                .is_some_and(|q| q.wants_task(&self.info, Callback::InformationalResponse));
+                .delegate_wants(&self.info, Callback::InformationalResponse);
         if gate.is_none() && !tell {
             return;
         }
