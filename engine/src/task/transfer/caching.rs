@@ -10,7 +10,7 @@ use courier_delegates::{
     CachePolicy as RequestCachePolicy, CachedResponse, Callback, Error, ErrorCode, FetchType,
     Response, TaskInfo,
 };
-use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
+use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy, RequestLike, ResponseLike};
 use tokio::sync::oneshot;
 
 use super::{Halt, Head, Run, TaskMsg, unless_stopped};
@@ -37,21 +37,38 @@ pub(super) struct Candidate {
     limit: usize,
 }
 
-/// The `http::request::Parts` the cache policy reads.
-fn request_parts(head: &Head) -> http::request::Parts {
-    let mut parts = http::Request::new(()).into_parts().0;
-    parts.method = head.method.clone();
-    parts.uri = head.uri.clone();
-    parts.headers = (*head.headers).clone();
-    parts
+/// A request's head as the cache policy reads it, without copying its header map.
+struct RequestHead<'a>(&'a Head);
+
+impl RequestLike for RequestHead<'_> {
+    fn uri(&self) -> http::Uri {
+        self.0.uri.clone()
+    }
+
+    fn is_same_uri(&self, other: &http::Uri) -> bool {
+        self.0.uri == *other
+    }
+
+    fn method(&self) -> &http::Method {
+        &self.0.method
+    }
+
+    fn headers(&self) -> &http::HeaderMap {
+        &self.0.headers
+    }
 }
 
-fn response_parts(response: &Response) -> http::response::Parts {
-    let mut parts = http::Response::new(()).into_parts().0;
-    parts.status = response.status();
-    parts.version = response.version();
-    parts.headers = response.headers().clone();
-    parts
+/// A response's head as the cache policy reads it, without copying its header map.
+struct ResponseHead<'a>(&'a Response);
+
+impl ResponseLike for ResponseHead<'_> {
+    fn status(&self) -> http::StatusCode {
+        self.0.status()
+    }
+
+    fn headers(&self) -> &http::HeaderMap {
+        self.0.headers()
+    }
 }
 
 impl Run {
@@ -107,7 +124,7 @@ impl Run {
             RequestCachePolicy::UseProtocolCachePolicy => {
                 match entry
                     .policy
-                    .before_request(&request_parts(head), SystemTime::now())
+                    .before_request(&RequestHead(head), SystemTime::now())
                 {
                     BeforeRequest::Fresh(parts) => Ok(Plan::Serve(Box::new(Entry {
                         response: Response::new(
@@ -132,8 +149,8 @@ impl Run {
     /// A 304 to a revalidation: the cached entry, with its headers refreshed, answers.
     pub(super) fn revalidated(&self, entry: Entry, head: &Head, response: &Response) -> Entry {
         let fresh = match entry.policy.after_response(
-            &request_parts(head),
-            &response_parts(response),
+            &RequestHead(head),
+            &ResponseHead(response),
             SystemTime::now(),
         ) {
             AfterResponse::NotModified(policy, parts) | AfterResponse::Modified(policy, parts) => {
@@ -168,8 +185,8 @@ impl Run {
             return; // no cache: nothing to judge (and no copies of the head to make)
         }
         let policy = CachePolicy::new_options(
-            &request_parts(head),
-            &response_parts(response),
+            &RequestHead(head),
+            &ResponseHead(response),
             SystemTime::now(),
             cache::options(),
         );
