@@ -248,6 +248,7 @@ pub struct Configuration {
     /// The session's own URL cache's disk capacity, in bytes, in the session directory (0 for
     /// none; an ephemeral session writes no cache). Responses go to disk in the background, one
     /// writer at a time and without a sync: a cache entry lost to a power cut costs a fetch. The
+    /// writer also encodes them, so the task that received a response does not. The
     /// files are indexed when the cache first reads its directory, so a response another process
     /// stores there afterwards is seen by a later session only.
     pub url_cache_disk_capacity: usize,

@@ -5,7 +5,8 @@
 //! A [`DiskCache`] keeps an index of its files (name, size, age), read from the directory once, so
 //! that looking for a response the disk does not hold reads nothing, and keeping the files under the
 //! capacity lists nothing. Stores and removals are queued, the latest per response winning, and one
-//! writer at a time applies them ([`Writer`], run on a blocking thread); until then,
+//! writer at a time applies them ([`Writer`], run on a blocking thread), making each stored
+//! response's record there ([`ToRecord`]) rather than on the thread that stored it; until then,
 //! [`DiskCache::look`] answers from the queue, so a reader sees its own process's latest change.
 //!
 //! The index is this process's view: a response another process stores in the same directory
@@ -39,11 +40,31 @@ pub struct CacheRecord {
     pub body: Vec<u8>,
 }
 
-impl CacheRecord {
-    /// Roughly what it takes on disk and in the queue: its body, its headers and its URL.
+/// A response to store, made into its [`CacheRecord`] only when one is needed: by the writer, on
+/// its thread, or by a read that finds it queued. So the thread that received a response does not
+/// serialise it, and a response stored again before the writer runs is serialised once.
+pub trait ToRecord: Send + Sync {
+    /// The URL it answers.
+    fn url(&self) -> &str;
+    /// Roughly what its record takes (see [`CacheRecord`]'s): what the queue counts.
+    fn size(&self) -> usize;
+    /// Its record.
+    fn to_record(&self) -> CacheRecord;
+}
+
+impl ToRecord for CacheRecord {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its body, its headers, its URL and its policy.
     fn size(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
         self.body.len() + headers + self.url.len() + self.policy.len()
+    }
+
+    fn to_record(&self) -> CacheRecord {
+        self.clone()
     }
 }
 
@@ -89,7 +110,7 @@ pub enum Look {
 
 /// A change waiting for the writer.
 enum Change {
-    Put(Box<CacheRecord>),
+    Put(Arc<dyn ToRecord>),
     Remove,
 }
 
@@ -257,17 +278,21 @@ impl DiskCache {
 
     fn look_at(&self, name: &Name) -> Look {
         let state = self.lock();
-        match state.queued.get(name) {
-            Some(Change::Put(record)) => return Look::Queued((**record).clone()),
+        let queued = match state.queued.get(name) {
+            Some(Change::Put(record)) => record.clone(),
             Some(Change::Remove) => return Look::Absent,
             None if state.clear => return Look::Absent,
-            None => {}
-        }
-        match &state.index {
-            None => Look::Unknown,
-            Some(index) if index.files.contains_key(name) => Look::Stored,
-            Some(_) => Look::Absent,
-        }
+            None => {
+                return match &state.index {
+                    None => Look::Unknown,
+                    Some(index) if index.files.contains_key(name) => Look::Stored,
+                    Some(_) => Look::Absent,
+                };
+            }
+        };
+        // Made outside the lock: the writer and other stores need not wait for it.
+        drop(state);
+        Look::Queued(queued.to_record())
     }
 
     /// The record for `url`, if one is stored and reads back whole. Blocking: it may read the
@@ -297,11 +322,15 @@ impl DiskCache {
     /// Queues `record` to be stored, replacing any change queued for its URL; once written, the
     /// oldest files go until the rest fit in `capacity`. Returns the writer to run (on a blocking
     /// thread) when none is running. A record that does not fit in what the queue may hold (the
-    /// capacity) is not kept.
+    /// capacity) is not kept. The record is made ([`ToRecord::to_record`]) when it is written.
     #[must_use = "a writer returned must run"]
-    pub fn put(self: &Arc<Self>, record: CacheRecord, capacity: usize) -> Option<Writer> {
+    pub fn put(
+        self: &Arc<Self>,
+        record: impl ToRecord + 'static,
+        capacity: usize,
+    ) -> Option<Writer> {
         let size = record.size();
-        let name = name_of(&record.url);
+        let name = name_of(record.url());
         let mut state = self.lock();
         let replaced = match state.queued.get(&name) {
             Some(Change::Put(old)) => old.size(),
@@ -312,7 +341,7 @@ impl DiskCache {
         }
         state.queued_bytes = state.queued_bytes - replaced + size;
         state.capacity = capacity;
-        state.queued.insert(name, Change::Put(Box::new(record)));
+        state.queued.insert(name, Change::Put(Arc::new(record)));
         self.ask_for_writer(&mut state)
     }
 
@@ -384,7 +413,7 @@ impl DiskCache {
             for (name, change) in changes {
                 let path = cache.join(file_name(&name));
                 match change {
-                    Change::Put(record) => match write_record(&cache, &path, &record) {
+                    Change::Put(record) => match write_record(&cache, &path, &record.to_record()) {
                         Ok(len) => {
                             self.with_index(|index| index.insert(name, len));
                             stored = true;
@@ -597,6 +626,58 @@ mod tests {
         // A writer dropped without running lets the next change ask for one.
         drop(writer);
         assert!(cache.put(record("https://a.test/3", 10), 1_000).is_some());
+    }
+
+    /// A record made on demand, counting how often it is made.
+    struct Counted {
+        record: CacheRecord,
+        made: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl ToRecord for Counted {
+        fn url(&self) -> &str {
+            &self.record.url
+        }
+
+        fn size(&self) -> usize {
+            self.record.size()
+        }
+
+        fn to_record(&self) -> CacheRecord {
+            self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.record.clone()
+        }
+    }
+
+    /// The record is made by the writer, not when it is queued; one stored again before the
+    /// writer runs is made once, and a read of a queued one makes it for the read.
+    #[test]
+    fn a_queued_record_is_made_when_written_and_once_for_repeated_stores() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SessionDirectory::persistent(Some(parent.path().to_path_buf()));
+        let cache = Arc::new(DiskCache::new());
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = |size| Counted {
+            record: record("https://a.test/1", size),
+            made: made.clone(),
+        };
+        let writer = cache.put(counted(10), 1 << 20).expect("a writer");
+        for size in 11..20 {
+            assert!(cache.put(counted(size), 1 << 20).is_none());
+        }
+        assert_eq!(made.load(Relaxed), 0, "nothing made while queued");
+        assert_eq!(
+            cache.look("https://a.test/1"),
+            Look::Queued(record("https://a.test/1", 19))
+        );
+        assert_eq!(made.load(Relaxed), 1, "made for the look");
+        writer.run(&dir);
+        assert_eq!(made.load(Relaxed), 2, "made once more, for the one write");
+        assert_eq!(
+            cache.read(&dir, "https://a.test/1"),
+            Some(record("https://a.test/1", 19))
+        );
     }
 
     #[test]

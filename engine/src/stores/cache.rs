@@ -15,7 +15,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use bytes::Bytes;
 use courier_delegates::{CachedResponse, Request, Response};
 use courier_storage::SessionDirectory;
-use courier_storage::cache::{CacheRecord, DiskCache, Look, Writer as DiskWriter};
+use courier_storage::cache::{CacheRecord, DiskCache, Look, ToRecord, Writer as DiskWriter};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use url::Url;
@@ -92,8 +92,9 @@ impl std::fmt::Debug for UrlCache {
 
 #[derive(Default)]
 struct Memory {
-    /// Each entry, with the number of its place in `order`.
-    entries: HashMap<String, (Entry, u64)>,
+    /// Each entry, with the number of its place in `order`. Shared with the disk's queue until
+    /// the disk's writer has made it a record.
+    entries: HashMap<String, (Arc<Entry>, u64)>,
     /// Keys oldest first, each with its place's number. A key stored again or removed leaves its
     /// old place behind, passed over when it comes up and swept out once such places outnumber
     /// the live ones: finding and removing it at once would scan the whole order at every store.
@@ -104,7 +105,7 @@ struct Memory {
 
 impl Memory {
     /// Whether `place` is `key`'s current place in the order.
-    fn is_current(entries: &HashMap<String, (Entry, u64)>, key: &str, place: u64) -> bool {
+    fn is_current(entries: &HashMap<String, (Arc<Entry>, u64)>, key: &str, place: u64) -> bool {
         entries.get(key).is_some_and(|(_, p)| *p == place)
     }
 }
@@ -222,7 +223,7 @@ impl UrlCache {
     /// unless the disk's index tells at once).
     pub(crate) async fn get(self: &Arc<Self>, url: &Url) -> Option<Entry> {
         if let Some((e, _)) = self.lock().entries.get(url.as_str()) {
-            return Some(e.clone());
+            return Some(Entry::clone(e));
         }
         let disk = self.disk.as_ref()?;
         let record = match disk.files.look(url.as_str()) {
@@ -237,36 +238,30 @@ impl UrlCache {
             }
         };
         let entry = from_disk(record, url)?;
-        self.remember(url, entry.clone());
+        self.remember(url, Arc::new(entry.clone()));
         Some(entry)
     }
 
     /// Stores `entry` for `url` (memory, and disk when the cache has a directory, written on a
     /// blocking thread), if it fits.
     pub(crate) fn put(self: &Arc<Self>, url: &Url, entry: Entry) {
+        let entry = Arc::new(entry);
         if let Some(disk) = &self.disk
             && entry.body.len() <= self.disk_capacity / 20
         {
-            let record = CacheRecord {
-                url: url.to_string(),
-                policy: serde_json::to_string(&entry.policy).unwrap_or_default(),
-                status: entry.response.status().as_u16(),
-                headers: entry
-                    .response
-                    .headers()
-                    .iter()
-                    .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-                    .collect(),
-                body: entry.body.to_vec(),
+            // Queued as it is: the disk's writer makes the record on its own thread.
+            let pending = ForDisk {
+                url: url.as_str().to_owned(),
+                entry: entry.clone(),
             };
-            if let Some(writer) = disk.files.put(record, self.disk_capacity) {
+            if let Some(writer) = disk.files.put(pending, self.disk_capacity) {
                 self.run_disk_writer(writer);
             }
         }
         self.remember(url, entry);
     }
 
-    fn remember(&self, url: &Url, entry: Entry) {
+    fn remember(&self, url: &Url, entry: Arc<Entry>) {
         let capacity = self.memory_capacity;
         let size = footprint(url.as_str(), &entry);
         let mut guard = self.lock();
@@ -337,6 +332,46 @@ fn footprint(key: &str, entry: &Entry) -> usize {
     // The key is kept twice (the map and the order); the headers twice (the response record and
     // the policy).
     entry.body.len() + 2 * key.len() + 2 * fields + ENTRY_OVERHEAD
+}
+
+/// An entry queued for the disk; the writer makes it a record.
+struct ForDisk {
+    url: String,
+    entry: Arc<Entry>,
+}
+
+impl ToRecord for ForDisk {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The body, the URL, and the headers twice (the response's, and the policy's copy).
+    fn size(&self) -> usize {
+        let fields: usize = self
+            .entry
+            .response
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        self.entry.body.len() + self.url.len() + 2 * fields
+    }
+
+    fn to_record(&self) -> CacheRecord {
+        let entry = &self.entry;
+        CacheRecord {
+            url: self.url.clone(),
+            policy: serde_json::to_string(&entry.policy).unwrap_or_default(),
+            status: entry.response.status().as_u16(),
+            headers: entry
+                .response
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            body: entry.body.to_vec(),
+        }
+    }
 }
 
 fn from_disk(d: CacheRecord, url: &Url) -> Option<Entry> {
