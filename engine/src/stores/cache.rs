@@ -178,8 +178,8 @@ impl UrlCache {
     pub async fn cached_response(self: &Arc<Self>, request: &Request) -> Option<CachedResponse> {
         let entry = self.get(request.url()?).await?;
         Some(CachedResponse {
-            response: entry.response,
-            data: entry.body,
+            response: entry.response.clone(),
+            data: entry.body.clone(),
         })
     }
 
@@ -220,10 +220,11 @@ impl UrlCache {
     }
 
     /// The entry for a `GET` of `url`, from memory, else from disk (read on a blocking thread,
-    /// unless the disk's index tells at once).
-    pub(crate) async fn get(self: &Arc<Self>, url: &Url) -> Option<Entry> {
+    /// unless the disk's index tells at once). Shared, not copied: its policy holds two header
+    /// maps.
+    pub(crate) async fn get(self: &Arc<Self>, url: &Url) -> Option<Arc<Entry>> {
         if let Some((e, _)) = self.lock().entries.get(url.as_str()) {
-            return Some(Entry::clone(e));
+            return Some(e.clone());
         }
         let disk = self.disk.as_ref()?;
         let record = match disk.files.look(url.as_str()) {
@@ -237,8 +238,8 @@ impl UrlCache {
                     .flatten()?
             }
         };
-        let entry = from_disk(record, url)?;
-        self.remember(url, Arc::new(entry.clone()));
+        let entry = Arc::new(from_disk(record, url)?);
+        self.remember(url, entry.clone());
         Some(entry)
     }
 

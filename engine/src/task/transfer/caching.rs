@@ -19,12 +19,13 @@ use crate::stores::cache::{self, Entry};
 
 /// What the cache says about a request.
 ///
-/// The entries are boxed: the plan lives in every transfer's future, cache or not.
+/// Small: the plan lives in every transfer's future, cache or not.
 pub(super) enum Plan {
     /// Answer from the cache.
-    Serve(Box<Entry>),
-    /// Send the request with the cache's validators; a 304 is answered from the cache.
-    Revalidate(Box<Entry>),
+    Serve(Box<CachedResponse>),
+    /// Send the request with the cache's validators; a 304 is answered from the cache. The entry
+    /// is the cache's own, not a copy.
+    Revalidate(Arc<Entry>),
     /// Send the request.
     Network,
 }
@@ -73,14 +74,14 @@ impl ResponseLike for ResponseHead<'_> {
 
 impl Run {
     /// Answers from the URL cache: the same response, gate and delivery as over the network.
-    pub(super) async fn serve_cached(&mut self, entry: Entry) -> Result<(), Halt> {
+    pub(super) async fn serve_cached(&mut self, cached: CachedResponse) -> Result<(), Halt> {
         let now = std::time::Instant::now();
         self.open_transaction(FetchType::LocalCache, Some(now), |t| {
             t.response_start = Some(now);
-            t.status = Some(entry.response.status().as_u16());
+            t.status = Some(cached.response.status().as_u16());
         });
-        self.present(entry.response).await?;
-        self.deliver(entry.body).await
+        self.present(cached.response).await?;
+        self.deliver(cached.data).await
     }
 
     /// The request's cache policy: the original request's (redirects keep it), read without
@@ -120,24 +121,29 @@ impl Run {
         };
         match policy {
             RequestCachePolicy::ReturnCacheDataElseLoad
-            | RequestCachePolicy::ReturnCacheDataDontLoad => Ok(Plan::Serve(Box::new(entry))),
+            | RequestCachePolicy::ReturnCacheDataDontLoad => {
+                Ok(Plan::Serve(Box::new(CachedResponse {
+                    response: entry.response.clone(),
+                    data: entry.body.clone(),
+                })))
+            }
             RequestCachePolicy::UseProtocolCachePolicy => {
                 match entry
                     .policy
                     .before_request(&RequestHead(head), SystemTime::now())
                 {
-                    BeforeRequest::Fresh(parts) => Ok(Plan::Serve(Box::new(Entry {
+                    BeforeRequest::Fresh(parts) => Ok(Plan::Serve(Box::new(CachedResponse {
                         response: Response::new(
                             self.url.clone(),
                             parts.status,
                             parts.version,
                             parts.headers,
                         ),
-                        ..entry
+                        data: entry.body.clone(),
                     }))),
                     BeforeRequest::Stale { request, matches } if matches => {
                         head.headers = Arc::new(request.headers);
-                        Ok(Plan::Revalidate(Box::new(entry)))
+                        Ok(Plan::Revalidate(entry))
                     }
                     BeforeRequest::Stale { .. } => Ok(Plan::Network),
                 }
@@ -147,7 +153,12 @@ impl Run {
     }
 
     /// A 304 to a revalidation: the cached entry, with its headers refreshed, answers.
-    pub(super) fn revalidated(&self, entry: Entry, head: &Head, response: &Response) -> Entry {
+    pub(super) fn revalidated(
+        &self,
+        entry: &Entry,
+        head: &Head,
+        response: &Response,
+    ) -> CachedResponse {
         let fresh = match entry.policy.after_response(
             &RequestHead(head),
             &ResponseHead(response),
@@ -162,17 +173,21 @@ impl Run {
                         parts.version,
                         parts.headers,
                     ),
-                    body: entry.body,
+                    body: entry.body.clone(),
                 }
             }
+        };
+        let served = CachedResponse {
+            response: fresh.response.clone(),
+            data: fresh.body.clone(),
         };
         // A 304 over a connection whose trust was overridden refreshes nothing that outlives it.
         if !self.overridden
             && let Some(cache) = &self.ctx.url_cache
         {
-            cache.put(&self.url, fresh.clone());
+            cache.put(&self.url, fresh);
         }
-        fresh
+        served
     }
 
     /// Starts gathering a network response the cache may keep.

@@ -144,7 +144,7 @@ impl Run {
                 // Not modified: the cached response answers, with its headers refreshed.
                 drop(incoming);
                 self.end_transaction();
-                let fresh = self.revalidated(*entry, &head, &response);
+                let fresh = self.revalidated(&entry, &head, &response);
                 return self.serve_cached(fresh).await;
             }
             if cacheable && !self.overridden {
