@@ -3,6 +3,7 @@
 //! `Proxy-Authorization` it brought for a tunnel. Set for each request by [`for_one_request`], read
 //! by the connector through a task-local.
 
+use std::cell::OnceCell;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,32 +21,43 @@ impl Wanted {
     /// The request being sent in this task, if any: hyper-util asks for a connection while it
     /// polls the request that needs it.
     pub(super) fn current() -> Option<Wanted> {
-        WANTED.try_with(Clone::clone).ok()
+        WANTED
+            .try_with(|one| Wanted {
+                alive: one.alive.get_or_init(Arc::default).clone(),
+                proxy_authorization: one.proxy_authorization.clone(),
+            })
+            .ok()
     }
 }
 
-/// Whether one request is still being sent. Made for every request, and read only by the
-/// connects started for it (few, on kept-alive connections): a flag and one `Notify`, not a
-/// `watch` channel (eight `Notify`s to wake on every drop).
+/// Whether one request is still being sent: a flag and one `Notify`, not a `watch` channel
+/// (eight `Notify`s to wake on every drop). Made only when a connect is started for the request:
+/// most requests find a kept-alive connection and never ask.
 #[derive(Default)]
 struct Alive {
     over: AtomicBool,
     notify: tokio::sync::Notify,
 }
 
-/// Marks the request over when dropped (answered, failed or dropped itself).
-struct Over(Arc<Alive>);
+/// What one request being sent brings, for the connects started for it. Dropped when the request
+/// is over (answered, failed or dropped itself), which tells those connects.
+struct OneRequest {
+    alive: OnceCell<Arc<Alive>>,
+    proxy_authorization: Option<http::HeaderValue>,
+}
 
-impl Drop for Over {
+impl Drop for OneRequest {
     fn drop(&mut self) {
-        self.0.over.store(true, Ordering::Release);
-        self.0.notify.notify_waiters();
+        if let Some(alive) = self.alive.get() {
+            alive.over.store(true, Ordering::Release);
+            alive.notify.notify_waiters();
+        }
     }
 }
 
 tokio::task_local! {
     /// Set while one request is being sent.
-    static WANTED: Wanted;
+    static WANTED: OneRequest;
 }
 
 /// Runs `send`, one request's trip through the pool, so that the connects started for it stop
@@ -55,13 +67,12 @@ pub(crate) async fn for_one_request<F: Future>(
     proxy_authorization: Option<http::HeaderValue>,
     send: F,
 ) -> F::Output {
-    let alive = Arc::new(Alive::default());
-    let _over = Over(alive.clone());
-    let wanted = Wanted {
-        alive,
+    let one = OneRequest {
+        alive: OnceCell::new(),
         proxy_authorization,
     };
-    WANTED.scope(wanted, send).await
+    // The scope owns `one` and drops it (telling the connects) once `send` is over or dropped.
+    WANTED.scope(one, send).await
 }
 
 /// Resolves once the request a connect was started for is over (never, for a connect made
