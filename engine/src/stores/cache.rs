@@ -23,8 +23,8 @@ use url::Url;
 use super::Home;
 use super::saver::Writes;
 
-/// One cached response: the policy that judges it, the head and the body.
-#[derive(Clone)]
+/// One cached response: the policy that judges it, the head and the body. Shared (`Arc<Entry>`)
+/// between the memory half, the disk's queue and the transfers that read it, never copied.
 pub(crate) struct Entry {
     pub(crate) policy: CachePolicy,
     pub(crate) response: Response,
