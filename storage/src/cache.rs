@@ -14,16 +14,19 @@
 //! costs a fetch from the network. (The engine gives each directory one `DiskCache` in a process,
 //! so that sessions sharing a directory share it.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::SessionDirectory;
+use index::Index;
+
+mod index;
 
 /// One cached response, as the disk keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,93 +117,12 @@ enum Change {
     Remove,
 }
 
-/// The files on disk, as this process knows them.
-#[derive(Default)]
-struct Index {
-    /// Each file's size and age (a number that grows with every store).
-    files: HashMap<Name, (u64, u64)>,
-    /// The same files, oldest first.
-    by_age: BTreeMap<u64, Name>,
-    total: u64,
-    next_age: u64,
-}
-
-impl Index {
-    /// Lists `dir` (missing: empty), the oldest files first by their modification time. Files
-    /// left aside by a process that died while writing them are removed once they are old.
-    fn read(dir: &Path) -> Index {
-        let mut index = Index::default();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return index;
-        };
-        let mut files: Vec<(SystemTime, u64, Name)> = Vec::new();
-        for entry in entries.filter_map(Result::ok) {
-            let Ok(meta) = entry.metadata() else { continue };
-            let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-            let file = entry.file_name();
-            let file = file.to_string_lossy();
-            match parse_name(&file) {
-                Some(name) if meta.is_file() => files.push((modified, meta.len(), name)),
-                Some(_) => {}
-                None => {
-                    let abandoned = modified.elapsed().is_ok_and(|age| age > ABANDONED);
-                    if file.starts_with(crate::write::ASIDE_PREFIX) && abandoned {
-                        let _ = std::fs::remove_file(entry.path());
-                    }
-                }
-            }
-        }
-        files.sort();
-        for (_, len, name) in files {
-            index.insert(name, len);
-        }
-        index
-    }
-
-    fn insert(&mut self, name: Name, len: u64) {
-        self.remove(&name);
-        let age = self.next_age;
-        self.next_age += 1;
-        self.files.insert(name, (len, age));
-        self.by_age.insert(age, name);
-        self.total += len;
-    }
-
-    fn remove(&mut self, name: &Name) -> bool {
-        let Some((len, age)) = self.files.remove(name) else {
-            return false;
-        };
-        self.by_age.remove(&age);
-        self.total -= len;
-        true
-    }
-
-    /// Takes the oldest files out until the rest fit in `capacity`; their names.
-    fn evict_past(&mut self, capacity: u64) -> Vec<Name> {
-        let mut gone = Vec::new();
-        while self.total > capacity {
-            let Some((_, name)) = self.by_age.pop_first() else {
-                break;
-            };
-            if let Some((len, _)) = self.files.remove(&name) {
-                self.total -= len;
-            }
-            gone.push(name);
-        }
-        gone
-    }
-}
-
 /// How long the writer lets changes gather before it takes a batch: repeated stores of one
 /// response become one write, and a burst of stores one wake of the writer's thread. A writer
 /// started at every change and writing what it found made a default session's 10,000 small GETs
 /// of one URL take 0.37-0.49 s a round; gathering for 2 or 10 ms, 0.27-0.30 s. `flush` waits for
 /// it too.
 const GATHER: Duration = Duration::from_millis(10);
-
-/// How old a file written aside must be before reading the directory removes it: a writer in
-/// another process may still be about to rename it.
-const ABANDONED: Duration = Duration::from_secs(600);
 
 struct State {
     /// The files on disk, once the directory has been read.
