@@ -324,15 +324,19 @@ const ENTRY_OVERHEAD: usize = 1024;
 /// responses take several times the capacity: 10,000 responses of 1 KiB from nginx through
 /// `courier get` held about 4.3 KiB each, and the default 4 MiB cache held 17 MB.
 fn footprint(key: &str, entry: &Entry) -> usize {
-    let fields: usize = entry
+    // The key is kept twice (the map and the order); the headers twice (the response record and
+    // the policy).
+    entry.body.len() + 2 * key.len() + 2 * header_bytes(entry, FIELD_OVERHEAD) + ENTRY_OVERHEAD
+}
+
+/// The bytes of an entry's header fields, names and values, each field counted `per_field` more.
+fn header_bytes(entry: &Entry, per_field: usize) -> usize {
+    entry
         .response
         .headers()
         .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + FIELD_OVERHEAD)
-        .sum();
-    // The key is kept twice (the map and the order); the headers twice (the response record and
-    // the policy).
-    entry.body.len() + 2 * key.len() + 2 * fields + ENTRY_OVERHEAD
+        .map(|(name, value)| name.as_str().len() + value.len() + per_field)
+        .sum()
 }
 
 /// An entry queued for the disk; the writer makes it a record.
@@ -348,14 +352,7 @@ impl ToRecord for ForDisk {
 
     /// The body, the URL, and the headers twice (the response's, and the policy's copy).
     fn size(&self) -> usize {
-        let fields: usize = self
-            .entry
-            .response
-            .headers()
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len())
-            .sum();
-        self.entry.body.len() + self.url.len() + 2 * fields
+        self.entry.body.len() + self.url.len() + 2 * header_bytes(&self.entry, 0)
     }
 
     fn to_record(&self) -> CacheRecord {
