@@ -8,6 +8,7 @@ use std::sync::Arc;
 use courier_delegates::{Error, ErrorCode, Request};
 use courier_protocol_http::decode;
 use http::header::{ACCEPT_ENCODING, CONTENT_TYPE, HeaderValue, USER_AGENT};
+use http::uri::InvalidUri;
 use url::Url;
 
 use super::transfer::Head;
@@ -96,7 +97,7 @@ pub(crate) fn build_request(
         )
         .with_url(text));
     }
-    let uri: http::Uri = url.as_str().parse().map_err(|e: http::uri::InvalidUri| {
+    let (uri, host) = wire_target(url).map_err(|e| {
         Error::new(ErrorCode::BadUrl, format!("bad URL: {e}"))
             .with_url(text)
             .with_source(e)
@@ -123,9 +124,27 @@ pub(crate) fn build_request(
     let head = Head {
         method: request.method().clone(),
         uri,
+        host,
         headers,
     };
     Ok((head, url.clone()))
+}
+
+/// What goes on the wire for `url`: the request target, and the `Host` field HTTP/1.1 sends with
+/// it (its host, and its port when it is not the scheme's default, as hyper-util writes it).
+///
+/// Both are views of one copy of the URL's text: the parser already wrote the host in its
+/// canonical form and left a default port out, so the field is the span from the host to the
+/// port. (Formatting the field apart cost an allocation and a `format!` per request.)
+pub(crate) fn wire_target(url: &Url) -> Result<(http::Uri, Option<HeaderValue>), InvalidUri> {
+    use url::Position::{AfterPort, BeforeHost};
+    let text = bytes::Bytes::copy_from_slice(url.as_str().as_bytes());
+    let (start, end) = (url[..BeforeHost].len(), url[..AfterPort].len());
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .and_then(|_| HeaderValue::from_maybe_shared(text.slice(start..end)).ok());
+    Ok((http::Uri::from_maybe_shared(text)?, host))
 }
 
 #[cfg(test)]
@@ -140,6 +159,40 @@ mod tests {
     fn build(r: &Request, c: &Configuration) -> Result<(Head, Url), Error> {
         let body = r.body().cloned().map(UploadBody::Bytes);
         build_request(r, body.as_ref(), c, &Arc::new(base_headers(c)))
+    }
+
+    #[test]
+    fn the_host_field_names_a_port_only_when_it_is_not_the_default() {
+        let h = |u: &str| {
+            let url: Url = u.parse().unwrap();
+            let (uri, host) = wire_target(&url).unwrap();
+            assert_eq!(
+                uri.to_string(),
+                url.as_str(),
+                "the target is the URL as written"
+            );
+            host.map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(h("http://example.com/a").as_deref(), Some("example.com"));
+        assert_eq!(h("http://example.com:80/").as_deref(), Some("example.com"));
+        assert_eq!(
+            h("https://example.com:443/").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            h("http://example.com:443/").as_deref(),
+            Some("example.com:443")
+        );
+        assert_eq!(h("http://u:p@127.0.0.1:8/").as_deref(), Some("127.0.0.1:8"));
+        assert_eq!(h("https://[::1]:65535/x").as_deref(), Some("[::1]:65535"));
+        assert_eq!(
+            h("http://Example.COM:1080").as_deref(),
+            Some("example.com:1080")
+        );
+        for port in [1u16, 9, 10, 99, 100, 4321, 10_000, 65_535] {
+            let url = format!("http://h:{port}/");
+            assert_eq!(h(&url), Some(format!("h:{port}")));
+        }
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub(crate) struct Timeouts {
 pub(crate) struct Head {
     pub(crate) method: http::Method,
     pub(crate) uri: http::Uri,
+    /// HTTP/1.1's `Host` field for `uri`, unless the request brings its own
+    /// ([`wire_target`](crate::task::request::wire_target)).
+    pub(crate) host: Option<http::HeaderValue>,
     /// Shared with the session's base fields until something changes them (`Arc::make_mut`): a
     /// request with no fields of its own, the usual case, copies none (two allocations and a
     /// field-by-field clone per request before; the wire's map is built from these in `send`).
@@ -185,7 +188,10 @@ impl Transfer {
     /// Starts the transfer; it reports to `args.actor`.
     pub(crate) fn start(args: TransferArgs) -> Transfer {
         let (gate, gate_rx) = gate::channel(Gate::default());
-        let timer = resource_timer(gate.clone(), gate_rx.clone(), args.timeouts.resource);
+        // The timer's future is made inside the spawned block, not here: captured, it would be
+        // stored twice in the block (as captured and once pinned), 328 bytes more in every
+        // transfer's Tokio task, copied in at the spawn and out as it ends.
+        let timer_args = (gate.clone(), gate_rx.clone(), args.timeouts.resource);
         let actor = args.actor.clone();
         let conversion = args.callbacks.then(Conversion::default);
         let recording = args.callbacks && args.ctx.delegate_wants(&args.info, Callback::Metrics);
@@ -251,6 +257,7 @@ impl Transfer {
                 // A panic in here (a decoder, a parser, a bug) must not leave the task running
                 // forever: the actor hears of it and fails, and its session completes the task.
                 let running = AssertUnwindSafe(running).catch_unwind();
+                let timer = resource_timer(timer_args.0, timer_args.1, timer_args.2);
                 // The resource timer runs in the same Tokio task (no task of its own to spawn for
                 // every transfer); once it has raised the gate, only the transfer is polled.
                 tokio::pin!(running, timer);

@@ -153,7 +153,7 @@ impl Run {
                     ));
                 }
             }
-            head.uri = url.as_str().parse().map_err(|e: http::uri::InvalidUri| {
+            (head.uri, head.host) = crate::task::request::wire_target(&url).map_err(|e| {
                 Halt::Failed(
                     Error::new(ErrorCode::BadUrl, format!("bad redirect location: {e}"))
                         .with_url(url.as_str())

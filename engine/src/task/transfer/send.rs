@@ -275,9 +275,9 @@ impl Run {
             // field, with a `format!` when the port is not the scheme's default.
             if let Some(h) = builder.headers_mut()
                 && !h.contains_key(http::header::HOST)
-                && let Some(host) = host_field(&self.url)
+                && let Some(host) = &head.host
             {
-                h.insert(http::header::HOST, host);
+                h.insert(http::header::HOST, host.clone());
             }
             self.turn = Some(match queued {
                 Some(turn) => turn,
@@ -434,19 +434,6 @@ pub(super) struct Moved {
     pub(super) out: Option<Arc<SentTally>>,
 }
 
-/// The `Host` field of an HTTP/1.1 request to `url`: its host, and its port when it is not the
-/// scheme's default (which `Url::port` leaves out), as hyper-util writes it.
-fn host_field(url: &Url) -> Option<http::HeaderValue> {
-    let host = url.host_str()?;
-    let mut field = Vec::with_capacity(host.len() + 6);
-    field.extend_from_slice(host.as_bytes());
-    if let Some(port) = url.port() {
-        field.push(b':');
-        field.extend_from_slice(courier_protocol_http::host_key::PortDigits::new(port).as_bytes());
-    }
-    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(field)).ok()
-}
-
 /// A request head's size as HTTP/1.1 writes it: the request line, a `Host` header hyper adds
 /// when the request has none, each header, the blank line.
 fn request_head_bytes(method: &http::Method, uri: &http::Uri, headers: &http::HeaderMap) -> u64 {
@@ -520,32 +507,7 @@ fn urgency(priority: f32) -> Option<http::HeaderValue> {
 
 #[cfg(test)]
 mod tests {
-    use super::{host_field, urgency};
-
-    #[test]
-    fn the_host_field_names_a_port_only_when_it_is_not_the_default() {
-        let h = |u: &str| host_field(&u.parse().unwrap()).map(|v| v.to_str().unwrap().to_owned());
-        assert_eq!(h("http://example.com/a").as_deref(), Some("example.com"));
-        assert_eq!(h("http://example.com:80/").as_deref(), Some("example.com"));
-        assert_eq!(
-            h("https://example.com:443/").as_deref(),
-            Some("example.com")
-        );
-        assert_eq!(
-            h("http://example.com:443/").as_deref(),
-            Some("example.com:443")
-        );
-        assert_eq!(h("http://u:p@127.0.0.1:8/").as_deref(), Some("127.0.0.1:8"));
-        assert_eq!(h("https://[::1]:65535/x").as_deref(), Some("[::1]:65535"));
-        assert_eq!(
-            h("http://Example.COM:1080").as_deref(),
-            Some("example.com:1080")
-        );
-        for port in [1u16, 9, 10, 99, 100, 4321, 10_000, 65_535] {
-            let url = format!("http://h:{port}/");
-            assert_eq!(h(&url), Some(format!("h:{port}")));
-        }
-    }
+    use super::urgency;
 
     #[test]
     fn priorities_map_onto_rfc_9218_urgencies() {
