@@ -136,17 +136,50 @@ fn status_field(process: &str, name: &str) -> u64 {
 }
 
 /// The `courier` binary the on-demand parts run: `--courier PATH`, else the one beside this bench.
+///
+/// `cargo run --bin courier-bench` builds the bench alone, not the command beside it: under cargo
+/// (`CARGO` is set), the command is built first with the bench's profile, once per run, so that a
+/// fresh checkout measures it and a stale one is never measured in its place.
 pub(crate) fn courier_binary() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
+    if let Some(given) = args
+        .iter()
         .position(|a| a == "--courier")
         .and_then(|i| args.get(i + 1))
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::current_exe()
+    {
+        return std::path::PathBuf::from(given);
+    }
+    BUILT
+        .get_or_init(|| {
+            let beside = std::env::current_exe()
                 .expect("own path")
-                .with_file_name("courier")
+                .with_file_name("courier");
+            if let Some(cargo) = std::env::var_os("CARGO") {
+                // The profile is the name of the directory the bench runs from.
+                let profile = beside
+                    .parent()
+                    .and_then(|d| d.file_name())
+                    .and_then(|n| n.to_str())
+                    .map(|n| if n == "debug" { "dev" } else { n })
+                    .unwrap_or("release")
+                    .to_owned();
+                println!("building the courier command ({profile} profile): it is measured too");
+                let status = Command::new(cargo)
+                    .args(["build", "--quiet", "--profile", &profile])
+                    .args(["-p", "courier-cli", "--bin", "courier"])
+                    .status()
+                    .expect("cargo runs");
+                assert!(status.success(), "building the courier command failed");
+            }
+            assert!(
+                beside.exists(),
+                "{} is missing: build it (cargo build --release -p courier-cli) or pass --courier PATH",
+                beside.display()
+            );
+            beside
         })
+        .clone()
 }
 
 /// Part 4: decompression bombs, refused by `courier get`; `curl --compressed` decodes them whole.
