@@ -1,6 +1,6 @@
 //! The bench's report: the figures of every scenario, gathered as the parts run, then written as
 //! the generated section at the top of `BENCHMARKS.md` (medians, min-max, ratios against the best
-//! peer, targets, the machine and the date) and as `benchmarks.svg`, a chart of courier's time
+//! peer, the same ratios round by round, targets, the machine and the date) and as `benchmarks.svg`, a chart of courier's time
 //! against its best peer's in each scenario (drawn with plotters; the README shows it).
 
 use std::fmt::Write as _;
@@ -96,10 +96,43 @@ fn best(sides: &[Side]) -> Option<&Side> {
         .min_by(|a, b| a.median().total_cmp(&b.median()))
 }
 
+/// The ratio of two sides' samples taken in the same round, over every round.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Paired {
+    median: f64,
+    lo: f64,
+    hi: f64,
+}
+
 impl Scenario {
     /// Courier's best median over the best peer's.
     fn ratio(&self) -> Option<f64> {
         Some(best(&self.courier)?.median() / best(&self.peers)?.median())
+    }
+
+    /// The two sides [`Scenario::ratio`] compares, compared round by round: every part runs its
+    /// sides in turn within a round, so a round's two samples met the same machine (its load,
+    /// its clock, its page cache), and the spread of these ratios shows whether a ratio of
+    /// medians near the target is a difference or the machine's noise. `None` when the two sides
+    /// do not have a sample in every round.
+    fn paired(&self) -> Option<Paired> {
+        let (ours, theirs) = (best(&self.courier)?, best(&self.peers)?);
+        if ours.samples.len() != theirs.samples.len() {
+            return None;
+        }
+        let mut ratios: Vec<f64> = ours
+            .samples
+            .iter()
+            .zip(&theirs.samples)
+            .map(|(o, t)| o / t)
+            .collect();
+        let lo = ratios.iter().cloned().fold(f64::MAX, f64::min);
+        let hi = ratios.iter().cloned().fold(f64::MIN, f64::max);
+        Some(Paired {
+            median: median(&mut ratios),
+            lo,
+            hi,
+        })
     }
 
     fn met(&self) -> Option<bool> {
@@ -154,20 +187,22 @@ impl Report {
             "Machine: {}. `cargo run --release -p courier-tests --bin courier-bench` (about twelve minutes on this 2-core machine) \
              rewrites this section and `benchmarks.svg`; every side runs in the same process run, \
              interleaved round by round. Ratios are courier's best variant over the best peer's \
-             median wall time (lower is better for courier).\n",
+             median (lower is better for courier); they decide whether a target is met. \
+             \"Round by round\" divides the same two sides' figures within each round, where \
+             both met the same machine, and gives the median and the range of those ratios.\n",
             machine()
         );
         let _ = writeln!(md, "![courier against its best peer](benchmarks.svg)\n");
         let _ = writeln!(
             md,
-            "| scenario | courier (best variant) | best peer | ratio | target | met |\n|---|---|---|---|---|---|"
+            "| scenario | courier (best variant) | best peer | ratio | round by round | target | met |\n|---|---|---|---|---|---|---|"
         );
         for s in &self.scenarios {
             let ours = best(&s.courier);
             let theirs = best(&s.peers);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 s.name,
                 ours.map_or("-".into(), |o| format!(
                     "{} ({})",
@@ -180,6 +215,10 @@ impl Report {
                     t.label
                 )),
                 s.ratio().map_or("-".into(), |r| format!("**{r:.2}**")),
+                s.paired().map_or("-".into(), |p| format!(
+                    "{:.2} ({:.2}-{:.2})",
+                    p.median, p.lo, p.hi
+                )),
                 s.target_text(),
                 match s.met() {
                     Some(true) => "yes",
@@ -353,11 +392,63 @@ fn print_scenario(s: &Scenario) {
             s.target_text()
         );
     }
+    if let Some(p) = s.paired() {
+        println!(
+            "   round by round: median {:.2}, {:.2}-{:.2}",
+            p.median, p.lo, p.hi
+        );
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scenario(courier: Vec<Side>, peers: Vec<Side>) -> Scenario {
+        Scenario {
+            name: "s".into(),
+            unit: Unit::Seconds,
+            courier,
+            peers,
+            target: Target::AtMostTimesBestPeer(1.0),
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn round_by_round_ratios_pair_the_sides_the_ratio_compares() {
+        let s = scenario(
+            vec![
+                Side::new("slow variant", vec![9.0, 9.0, 9.0]),
+                // Best by median (2.0): its rounds against the best peer's.
+                Side::new("fast variant", vec![1.0, 2.0, 6.0]),
+            ],
+            vec![
+                // Its second round met a slow machine, as courier's first did not.
+                Side::new("fast peer", vec![2.0, 4.0, 2.0]),
+                Side::new("slow peer", vec![8.0, 8.0, 8.0]),
+            ],
+        );
+        assert_eq!(s.ratio(), Some(1.0));
+        assert_eq!(
+            s.paired(),
+            Some(Paired {
+                median: 0.5,
+                lo: 0.5,
+                hi: 3.0
+            })
+        );
+        // A round that one side missed: the rounds cannot be paired.
+        let uneven = scenario(
+            vec![Side::new("c", vec![1.0, 2.0])],
+            vec![Side::new("p", vec![1.0])],
+        );
+        assert_eq!(uneven.paired(), None);
+        assert_eq!(
+            scenario(vec![Side::new("c", vec![1.0])], vec![]).paired(),
+            None
+        );
+    }
 
     #[test]
     fn the_generated_section_is_replaced_and_the_rest_kept() {
