@@ -132,3 +132,29 @@ pub(crate) fn run(url: &str, n: usize, flavor: Flavor) -> Duration {
         elapsed
     })
 }
+
+/// `n` GETs of `url` through hyper-util's client with one Tokio task per request and nothing
+/// else: each GET runs in a task of its own, as Courier's transfer does, and its caller awaits the
+/// task's end. Between hyper-util alone and the floor, it tells the transfer's task apart from
+/// ractor's actors in what the shape costs.
+pub(crate) fn run_task(url: &str, n: usize, flavor: Flavor) -> Duration {
+    flavor.runtime().block_on(async {
+        let client: Client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let uri: http::Uri = url.parse().expect("URI");
+        drive(n, move || {
+            let (client, uri) = (client.clone(), uri.clone());
+            async move {
+                tokio::spawn(async move {
+                    let response = client.get(uri).await.expect("GET");
+                    let body = response.into_body().collect().await.expect("body");
+                    body.to_bytes().len()
+                })
+                .await
+                .expect("the request's task")
+            }
+        })
+        .await
+    })
+}

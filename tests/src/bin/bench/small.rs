@@ -157,7 +157,7 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
         "# {n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client; {rounds} interleaved rounds"
     );
     type Runner = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
-    let sides: [Runner; 8] = [
+    let sides: [Runner; 9] = [
         ("courier", courier, Flavor::MultiThread),
         ("courier", courier, Flavor::CurrentThread),
         ("reqwest", reqwest, Flavor::CurrentThread),
@@ -170,6 +170,12 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
         (
             "courier, default session (disk cache),",
             courier_default_session,
+            Flavor::CurrentThread,
+        ),
+        // hyper-util with a Tokio task per request: the transfer's part of the shape.
+        (
+            "hyper-util, a task per request,",
+            super::floor::run_task,
             Flavor::CurrentThread,
         ),
     ];
@@ -217,6 +223,11 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
         .map(|r| (times[6][r] - times[4][r].min(times[5][r])) / n as f64 * 1e6)
         .collect();
     let floor_median = median(&mut times[6].clone());
+    // Of the shape, what one Tokio task per request costs (Courier's transfer runs in one).
+    let task_median = median(&mut times[8].clone());
+    let mut task: Vec<f64> = (0..rounds)
+        .map(|r| (times[8][r] - times[4][r].min(times[5][r])) / n as f64 * 1e6)
+        .collect();
     vec![
         Scenario {
             name: format!("{n} GETs of 1 KiB, 64 at once, HTTP/1.1 keep-alive, library"),
@@ -226,9 +237,12 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
             target: Target::AtMostTimesBestPeer(1.0),
             note: format!(
                 "hyper-util's pooled client alone (Courier's transport): {hyper_median:.3} s, \
-                 bounded by the in-process server, which shares the two cores; hyper-util \
+                 its thread and the in-process server's (which shares the two cores) each \
+                 waiting on the other part of the time; hyper-util \
                  inside Courier's shape and nothing else (a session actor, a task actor and a \
-                 transfer task per request, current-thread): {floor_median:.3} s"
+                 transfer task per request, current-thread): {floor_median:.3} s; hyper-util \
+                 with a Tokio task per request and nothing else (current-thread): \
+                 {task_median:.3} s"
             ),
         },
         Scenario {
@@ -238,8 +252,11 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
             peers: Vec::new(),
             target: Target::AtMost(10.0),
             note: format!(
-                "of which the actor-per-task shape alone (bench/floor.rs): {:.1} µs",
-                median(&mut shape)
+                "of which the actor-per-task shape alone (bench/floor.rs): {:.1} µs, and of \
+                 that, a Tokio task per request (the transfer's) {:.1} µs, the rest ractor's \
+                 actors (the session's and the task's: spawn, link, messages, stop)",
+                median(&mut shape),
+                median(&mut task)
             ),
         },
     ]
