@@ -241,7 +241,8 @@ BENCHMARKS.md and benchmarks.svg; --quick runs every scenario once and writes un
 target/courier-bench/ instead.
 
 PART (printed, not written to the report):
-  small [--requests N] [--side NAME]   small-h2 [--side NAME]   command   tasks [--tasks N] [--pairs N] [--side NAME]
+  small [--requests N] [--side NAME]   per-task [--tasks N] [--side NAME]   small-h2 [--side NAME]
+  command   tasks [--tasks N] [--pairs N] [--side NAME]
   concurrent [--tasks N]   resume   upload   download   download-h1   download-h2   ftp   distant
   ws [--trips N] [--mib N] [--side NAME]   bombs [--courier PATH]   background [--courier PATH]
 ";
@@ -383,7 +384,16 @@ fn main() {
             return;
         }
         Some("small") => {
-            for scenario in small::run(arg("--requests", 10_000), arg("--rounds", 5), side) {
+            if let Some(scenario) = small::run(arg("--requests", 10_000), arg("--rounds", 5), side)
+            {
+                report.add(scenario);
+            }
+            return;
+        }
+        Some("per-task") => {
+            if let Some(scenario) =
+                small::per_task(arg("--tasks", 100_000), arg("--rounds", 5), side)
+            {
                 report.add(scenario);
             }
             return;
@@ -435,7 +445,10 @@ fn main() {
             &url,
             if quick { 10_000 } else { 100_000 },
         ));
-        for scenario in small::run(if quick { 2_000 } else { 10_000 }, rounds, None) {
+        if let Some(scenario) = small::run(if quick { 2_000 } else { 10_000 }, rounds, None) {
+            report.add(scenario);
+        }
+        if let Some(scenario) = small::per_task(if quick { 2_000 } else { 100_000 }, rounds, None) {
             report.add(scenario);
         }
         if let Some(scenario) = small::run_h2(if quick { 2_000 } else { 10_000 }, rounds, None) {

@@ -3,9 +3,10 @@
 //! server on a runtime thread of its own.
 //! - `run` (`--only small`): through the library over HTTP/1.1 keep-alive, as a Rust program
 //!   makes them: Courier (`session.data`) and reqwest 0.13 (`client.get().send().bytes()`), each on
-//!   a current-thread and a two-worker runtime, interleaved in every round; hyper-util's client
-//!   alone (Courier's transport) gives the per-request cost of Courier's own layers, and Courier
-//!   in a default session what its URL cache (memory and disk, every response stored) adds.
+//!   a current-thread and a two-worker runtime, interleaved in every round; Courier in a default
+//!   session shows what its URL cache (memory and disk, every response stored) adds.
+//! - `per_task` (`--only per-task`): 100,000 such tasks, Courier against hyper-util's client
+//!   alone (Courier's transport): the cost per task of Courier's own layers, and of its shape.
 //! - `run_h2` (`--only small-h2 [--side NAME]`): the same over HTTPS with HTTP/2, with h2load as
 //!   the ceiling.
 //! - `command` (`--only command`): through the `courier` command against `curl --parallel`.
@@ -150,36 +151,23 @@ fn reqwest(url: &str, n: usize, flavor: Flavor) -> Duration {
     })
 }
 
-pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scenario> {
+/// One side of a part that interleaves sides in-process: its name, how it runs `n` GETs of a URL,
+/// and on which runtime flavour.
+type Runner = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
+
+/// Runs every side `rounds` times, interleaved round by round (after a warm-up of each), against
+/// the in-process server, and returns each side's times; with `only_side` (`--side NAME`, for a
+/// profile), runs that side alone, prints its rounds and returns `None`.
+fn interleave(
+    title: &str,
+    sides: &[Runner],
+    n: usize,
+    rounds: usize,
+    only_side: Option<&str>,
+) -> Option<Vec<Vec<f64>>> {
     let (_server_rt, server) = super::loopback_server();
     let url = server.url("/bytes/1024");
-    println!(
-        "# {n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client; {rounds} interleaved rounds"
-    );
-    type Runner = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
-    let sides: [Runner; 9] = [
-        ("courier", courier, Flavor::MultiThread),
-        ("courier", courier, Flavor::CurrentThread),
-        ("reqwest", reqwest, Flavor::CurrentThread),
-        ("reqwest", reqwest, Flavor::MultiThread),
-        ("hyper-util", hyper_util, Flavor::CurrentThread),
-        ("hyper-util", hyper_util, Flavor::MultiThread),
-        // Courier's shape with no work of Courier's in it (`floor`).
-        ("actor floor", super::floor::run, Flavor::CurrentThread),
-        // What a default session's URL cache (memory and disk) adds; reqwest has no cache.
-        (
-            "courier, default session (disk cache),",
-            courier_default_session,
-            Flavor::CurrentThread,
-        ),
-        // hyper-util with a Tokio task per request: the transfer's part of the shape.
-        (
-            "hyper-util, a task per request,",
-            super::floor::run_task,
-            Flavor::CurrentThread,
-        ),
-    ];
-    // `--side NAME` (for a profile): that side alone, say "courier current-thread".
+    println!("# {title}; {rounds} interleaved rounds");
     if let Some(only) = only_side {
         let (_, run, flavor) = sides
             .iter()
@@ -189,11 +177,11 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
             let t = run(&url, n, *flavor).as_secs_f64();
             println!("round {round}: {only} {t:.3} s");
         }
-        return Vec::new();
+        return None;
     }
     // Warm-up: connections, allocator, page cache.
-    for (_, run, flavor) in &sides {
-        run(&url, n / 10, *flavor);
+    for (_, run, flavor) in sides {
+        run(&url, (n / 10).min(10_000), *flavor);
     }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
     for round in 0..rounds {
@@ -205,61 +193,115 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Vec<Scena
         }
         println!("{line}");
     }
+    Some(times)
+}
+
+/// `--only small`: N GETs through the library, Courier against reqwest.
+pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Scenario> {
+    let sides: [Runner; 7] = [
+        ("courier", courier, Flavor::MultiThread),
+        ("courier", courier, Flavor::CurrentThread),
+        ("reqwest", reqwest, Flavor::CurrentThread),
+        ("reqwest", reqwest, Flavor::MultiThread),
+        // What a default session's URL cache (memory and disk) adds; reqwest has no cache.
+        (
+            "courier, default session (disk cache),",
+            courier_default_session,
+            Flavor::CurrentThread,
+        ),
+        ("hyper-util", hyper_util, Flavor::CurrentThread),
+        ("hyper-util", hyper_util, Flavor::MultiThread),
+    ];
+    let title =
+        format!("{n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client");
+    let times = interleave(&title, &sides, n, rounds, only_side)?;
     let side = |i: usize| {
         let (name, _, flavor) = sides[i];
         Side::new(format!("{name} {}", flavor.name()), times[i].clone())
     };
-    // Per round, courier's best flavour over hyper-util's best: what Courier's own layers cost.
+    let hyper_median = median(&mut times[5].clone()).min(median(&mut times[6].clone()));
+    Some(Scenario {
+        name: format!("{n} GETs of 1 KiB, 64 at once, HTTP/1.1 keep-alive, library"),
+        unit: Unit::Seconds,
+        courier: vec![side(0), side(1), side(4)],
+        peers: vec![side(2), side(3)],
+        target: Target::AtMostTimesBestPeer(1.0),
+        note: format!(
+            "hyper-util's pooled client alone (Courier's transport), its better flavour: \
+             {hyper_median:.3} s; its thread and the in-process server's (which shares the two \
+             cores) each wait on the other part of the time"
+        ),
+    })
+}
+
+/// `--only per-task`: the issue's "create, resume and complete N data tasks against an instant
+/// local server" (N = 100,000), each a GET of 1 KiB, 64 at once: what a task costs in Courier
+/// over the same GET through hyper-util's client alone, and how much of it is the actor-per-task
+/// shape (`floor.rs`): a Tokio task per request (a transfer's), and ractor's actors.
+pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Scenario> {
+    let sides: [Runner; 6] = [
+        ("courier", courier, Flavor::MultiThread),
+        ("courier", courier, Flavor::CurrentThread),
+        ("hyper-util", hyper_util, Flavor::CurrentThread),
+        ("hyper-util", hyper_util, Flavor::MultiThread),
+        // Courier's shape with no work of Courier's in it.
+        ("actor floor", super::floor::run, Flavor::CurrentThread),
+        // hyper-util with a Tokio task per request: the transfer's part of the shape.
+        (
+            "hyper-util, a task per request,",
+            super::floor::run_task,
+            Flavor::CurrentThread,
+        ),
+    ];
+    let title = format!(
+        "{n} data tasks (GETs of 1 KiB), {WORKERS} at once, created, resumed and completed, \
+         against hyper-util alone"
+    );
+    let times = interleave(&title, &sides, n, rounds, only_side)?;
+    let per_request = |t: f64| t / n as f64 * 1e6;
+    let hyper = |r: usize| times[2][r].min(times[3][r]);
+    // Per round, Courier's better flavour over hyper-util's better one: what Courier's own
+    // layers cost.
     let overhead: Vec<f64> = (0..rounds)
-        .map(|r| {
-            let best =
-                |range: std::ops::Range<usize>| range.map(|i| times[i][r]).fold(f64::MAX, f64::min);
-            (best(0..2) - best(4..6)) / n as f64 * 1e6
-        })
+        .map(|r| per_request(times[0][r].min(times[1][r]) - hyper(r)))
         .collect();
-    let hyper_median = median(&mut times[4].clone()).min(median(&mut times[5].clone()));
-    // The same for the shape alone: a session actor, a task actor and a transfer task per request.
+    // The same for the shape alone (a session actor, a task actor and a transfer task per
+    // request), and for its Tokio task alone.
     let mut shape: Vec<f64> = (0..rounds)
-        .map(|r| (times[6][r] - times[4][r].min(times[5][r])) / n as f64 * 1e6)
+        .map(|r| per_request(times[4][r] - hyper(r)))
         .collect();
-    let floor_median = median(&mut times[6].clone());
-    // Of the shape, what one Tokio task per request costs (Courier's transfer runs in one).
-    let task_median = median(&mut times[8].clone());
     let mut task: Vec<f64> = (0..rounds)
-        .map(|r| (times[8][r] - times[4][r].min(times[5][r])) / n as f64 * 1e6)
+        .map(|r| per_request(times[5][r] - hyper(r)))
         .collect();
-    vec![
-        Scenario {
-            name: format!("{n} GETs of 1 KiB, 64 at once, HTTP/1.1 keep-alive, library"),
-            unit: Unit::Seconds,
-            courier: vec![side(0), side(1), side(7)],
-            peers: vec![side(2), side(3)],
-            target: Target::AtMostTimesBestPeer(1.0),
-            note: format!(
-                "hyper-util's pooled client alone (Courier's transport): {hyper_median:.3} s, \
-                 its thread and the in-process server's (which shares the two cores) each \
-                 waiting on the other part of the time; hyper-util \
-                 inside Courier's shape and nothing else (a session actor, a task actor and a \
-                 transfer task per request, current-thread): {floor_median:.3} s; hyper-util \
-                 with a Tokio task per request and nothing else (current-thread): \
-                 {task_median:.3} s"
-            ),
-        },
-        Scenario {
-            name: "cost per request of Courier's layers over hyper-util's client".into(),
-            unit: Unit::Micros,
-            courier: vec![Side::new("courier - hyper-util, best flavours", overhead)],
-            peers: Vec::new(),
-            target: Target::AtMost(10.0),
-            note: format!(
-                "of which the actor-per-task shape alone (bench/floor.rs): {:.1} µs, and of \
-                 that, a Tokio task per request (the transfer's) {:.1} µs, the rest ractor's \
-                 actors (the session's and the task's: spawn, link, messages, stop)",
-                median(&mut shape),
-                median(&mut task)
-            ),
-        },
-    ]
+    let medians: Vec<f64> = (0..sides.len())
+        .map(|i| median(&mut times[i].clone()))
+        .collect();
+    Some(Scenario {
+        name: format!(
+            "create, resume and complete {n} data tasks against an instant local server: cost \
+             per task of Courier's layers over hyper-util's client"
+        ),
+        unit: Unit::Micros,
+        courier: vec![Side::new("courier - hyper-util, best flavours", overhead)],
+        peers: Vec::new(),
+        target: Target::AtMost(10.0),
+        note: format!(
+            "medians: courier {:.3} s (multi-thread), {:.3} s (current-thread); hyper-util \
+             {:.3} s, {:.3} s; of the cost, the actor-per-task shape alone (hyper-util inside \
+             Courier's shape and nothing else, bench/floor.rs, {:.3} s): {:.1} µs, and of that, \
+             a Tokio task per request (the transfer's; hyper-util with one, {:.3} s) {:.1} µs, \
+             the rest ractor's actors (the session's and the task's: spawn, link, messages, \
+             stop)",
+            medians[0],
+            medians[1],
+            medians[2],
+            medians[3],
+            medians[4],
+            median(&mut shape),
+            medians[5],
+            median(&mut task)
+        ),
+    })
 }
 
 /// The same N GETs through the `courier` command (`courier get -i URLS -j 64`, one process, one
