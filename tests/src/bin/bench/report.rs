@@ -184,7 +184,7 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "Machine: {}. `cargo run --release -p courier-tests --bin courier-bench` (about twelve minutes on this 2-core machine) \
+            "Machine: {}. `cargo run --release -p courier-tests --bin courier-bench` (eight to twelve minutes on this 2-core machine) \
              rewrites this section and `benchmarks.svg`; every side runs in the same process run, \
              interleaved round by round. Ratios are courier's best variant over the best peer's \
              median (lower is better for courier); they decide whether a target is met. \
