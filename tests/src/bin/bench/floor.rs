@@ -10,16 +10,10 @@
 
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 
-use super::small::{Flavor, drive};
-
-type Client = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Empty<bytes::Bytes>,
->;
+use super::small::{Flavor, HyperClient, drive, hyper_client, hyper_get};
 
 /// The session: makes one request actor per GET.
 struct SessionActor;
@@ -31,20 +25,20 @@ struct Get(oneshot::Sender<usize>);
 struct RequestActor;
 
 struct RequestArgs {
-    client: Client,
+    client: HyperClient,
     uri: http::Uri,
     reply: oneshot::Sender<usize>,
 }
 
 impl Actor for SessionActor {
     type Msg = Get;
-    type State = (Client, http::Uri);
-    type Arguments = (Client, http::Uri);
+    type State = (HyperClient, http::Uri);
+    type Arguments = (HyperClient, http::Uri);
 
     async fn pre_start(
         &self,
         _: ActorRef<Get>,
-        args: (Client, http::Uri),
+        args: (HyperClient, http::Uri),
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(args)
     }
@@ -88,9 +82,7 @@ impl Actor for RequestActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         // The transfer: a Tokio task beside the actor, reporting its end by message.
         tokio::spawn(async move {
-            let response = client.get(uri).await.expect("GET");
-            let body = response.into_body().collect().await.expect("body");
-            let _ = me.cast(body.to_bytes().len());
+            let _ = me.cast(hyper_get(client, uri).await);
         });
         Ok(Some(reply))
     }
@@ -112,9 +104,7 @@ impl Actor for RequestActor {
 /// `n` GETs of `url` through the floor, 64 at once.
 pub(crate) fn run(url: &str, n: usize, flavor: Flavor) -> Duration {
     flavor.runtime().block_on(async {
-        let client: Client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
+        let client = hyper_client();
         let uri: http::Uri = url.parse().expect("URI");
         let (session, running) = Actor::spawn(None, SessionActor, (client, uri))
             .await
@@ -139,20 +129,14 @@ pub(crate) fn run(url: &str, n: usize, flavor: Flavor) -> Duration {
 /// ractor's actors in what the shape costs.
 pub(crate) fn run_task(url: &str, n: usize, flavor: Flavor) -> Duration {
     flavor.runtime().block_on(async {
-        let client: Client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
+        let client = hyper_client();
         let uri: http::Uri = url.parse().expect("URI");
         drive(n, move || {
             let (client, uri) = (client.clone(), uri.clone());
             async move {
-                tokio::spawn(async move {
-                    let response = client.get(uri).await.expect("GET");
-                    let body = response.into_body().collect().await.expect("body");
-                    body.to_bytes().len()
-                })
-                .await
-                .expect("the request's task")
+                tokio::spawn(hyper_get(client, uri))
+                    .await
+                    .expect("the request's task")
             }
         })
         .await

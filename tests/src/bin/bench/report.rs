@@ -1,7 +1,8 @@
 //! The bench's report: the figures of every scenario, gathered as the parts run, then written as
 //! the generated section at the top of `BENCHMARKS.md` (medians, min-max, ratios against the best
-//! peer, the same ratios round by round, targets, the machine and the date) and as `benchmarks.svg`, a chart of courier's time
-//! against its best peer's in each scenario (drawn with plotters; the README shows it).
+//! peer, the same ratios round by round, targets, the machine and the date) and as
+//! `benchmarks.svg`, a chart of courier's time against its best peer's in each scenario (drawn
+//! with plotters; the README shows it).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -59,9 +60,7 @@ impl Side {
     }
 
     fn range(&self) -> (f64, f64) {
-        let lo = self.samples.iter().cloned().fold(f64::MAX, f64::min);
-        let hi = self.samples.iter().cloned().fold(f64::MIN, f64::max);
-        (lo, hi)
+        range(&self.samples)
     }
 }
 
@@ -96,6 +95,13 @@ fn best(sides: &[Side]) -> Option<&Side> {
         .min_by(|a, b| a.median().total_cmp(&b.median()))
 }
 
+/// The lowest and the highest of `values`.
+fn range(values: &[f64]) -> (f64, f64) {
+    let lo = values.iter().cloned().fold(f64::MAX, f64::min);
+    let hi = values.iter().cloned().fold(f64::MIN, f64::max);
+    (lo, hi)
+}
+
 /// The ratio of two sides' samples taken in the same round, over every round.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Paired {
@@ -126,8 +132,7 @@ impl Scenario {
             .zip(&theirs.samples)
             .map(|(o, t)| o / t)
             .collect();
-        let lo = ratios.iter().cloned().fold(f64::MAX, f64::min);
-        let hi = ratios.iter().cloned().fold(f64::MIN, f64::max);
+        let (lo, hi) = range(&ratios);
         Some(Paired {
             median: median(&mut ratios),
             lo,

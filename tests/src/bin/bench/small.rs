@@ -115,24 +115,32 @@ fn courier_in(mut config: Configuration, url: &str, n: usize, flavor: Flavor) ->
     })
 }
 
+/// hyper-util's pooled client over plain HTTP, as every hyper-util side of the bench makes it
+/// (alone, with a task per request, inside the actor floor).
+pub(crate) type HyperClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+pub(crate) fn hyper_client() -> HyperClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+/// One GET of `uri` through `client`, its whole body read: the body's length.
+pub(crate) async fn hyper_get(client: HyperClient, uri: http::Uri) -> usize {
+    use http_body_util::BodyExt;
+    let response = client.get(uri).await.expect("GET");
+    let body = response.into_body().collect().await.expect("body");
+    body.to_bytes().len()
+}
+
 /// hyper-util's pooled client alone, what Courier's transport is built on: the floor for the cost of
 /// Courier's own layers (sessions, task actors, delegates).
 fn hyper_util(url: &str, n: usize, flavor: Flavor) -> Duration {
-    use http_body_util::BodyExt;
     flavor.runtime().block_on(async {
-        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
+        let client = hyper_client();
         let uri: http::Uri = url.parse().expect("URI");
-        drive(n, move || {
-            let (client, uri) = (client.clone(), uri.clone());
-            async move {
-                let response = client.get(uri).await.expect("GET");
-                let body = response.into_body().collect().await.expect("body");
-                body.to_bytes().len()
-            }
-        })
-        .await
+        drive(n, move || hyper_get(client.clone(), uri.clone())).await
     })
 }
 
