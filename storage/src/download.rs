@@ -7,6 +7,10 @@
 //! Beside the file, its latest checkpoint record (`<name>.checkpoint`) lets a session build resume data
 //! for a task whose actor died.
 //!
+//! A partial file may be released between writes ([`PartialFile::release`]): a download among
+//! thousands then holds a descriptor only while it writes, and the next write opens the file again
+//! by its path, never through a link and only if it is still the file that was created.
+//!
 //! These calls block; the engine runs them off its async workers, in large batches.
 
 use std::fs::File;
@@ -34,14 +38,75 @@ pub struct Checkpoint {
 /// A download's file in the session directory.
 #[derive(Debug)]
 pub struct PartialFile {
-    file: File,
+    /// The open handle; `None` while released ([`PartialFile::release`]).
+    file: Option<File>,
     path: PathBuf,
     len: u64,
+    identity: Identity,
+}
+
+/// Which file a path named when it was opened: a reopened path must name the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Identity {
+    #[cfg(unix)]
+    device: u64,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl Identity {
+    fn of(file: &File) -> io::Result<Identity> {
+        Ok(Identity::from_metadata(&file.metadata()?))
+    }
+
+    fn from_metadata(meta: &std::fs::Metadata) -> Identity {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Identity {
+                device: meta.dev(),
+                inode: meta.ino(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Identity {}
+        }
+    }
+}
+
+/// Opens the partial file at `path` again, for reading and writing, checking that it is the one
+/// `identity` names and (when `len` is given) that it holds exactly `len` bytes.
+fn open_again(path: &Path, identity: Identity, len: Option<u64>) -> io::Result<File> {
+    let file =
+        crate::write::open_no_follow(std::fs::OpenOptions::new().read(true).write(true), path)?;
+    let meta = file.metadata()?;
+    if Identity::from_metadata(&meta) != identity {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} was replaced while it was closed", path.display()),
+        ));
+    }
+    if let Some(len) = len
+        && meta.len() != len
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} changed length while it was closed", path.display()),
+        ));
+    }
+    Ok(file)
 }
 
 impl PartialFile {
     pub(crate) fn created(file: File, path: PathBuf) -> io::Result<PartialFile> {
-        Ok(PartialFile { file, path, len: 0 })
+        Ok(PartialFile {
+            identity: Identity::of(&file)?,
+            file: Some(file),
+            path,
+            len: 0,
+        })
     }
 
     /// Opens an existing partial file for appending after its first `len` bytes; anything past them
@@ -57,7 +122,39 @@ impl PartialFile {
         file.seek(SeekFrom::Start(len))?;
         // In use again: a sweep of stale partial files must leave it alone from now on.
         file.set_modified(std::time::SystemTime::now())?;
-        Ok(PartialFile { file, path, len })
+        Ok(PartialFile {
+            identity: Identity::of(&file)?,
+            file: Some(file),
+            path,
+            len,
+        })
+    }
+
+    /// Closes the file's handle until the next write, truncation or synced checkpoint needs one,
+    /// which opens the file again (never through a link, and only if it is still this file with
+    /// exactly [`PartialFile::len`] bytes: otherwise that call fails). For a download among
+    /// thousands: a descriptor for each one's file besides its socket would run a process out of
+    /// descriptors at half the downloads.
+    pub fn release(&mut self) {
+        self.file = None;
+    }
+
+    /// True while the file's handle is open (not [released](PartialFile::release)).
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// The open handle, positioned at the end of the good bytes; opened again if released.
+    fn handle(&mut self) -> io::Result<&mut File> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => {
+                let mut file = open_again(&self.path, self.identity, Some(self.len))?;
+                file.seek(SeekFrom::Start(self.len))?;
+                file
+            }
+        };
+        Ok(self.file.insert(file))
     }
 
     /// Where the file is.
@@ -99,15 +196,17 @@ impl PartialFile {
     /// # Errors
     /// The write failed (a full disk, an I/O error).
     pub fn append_parts<P: AsRef<[u8]>>(&mut self, parts: &[P]) -> io::Result<()> {
-        match write_all_parts(&mut self.file, parts) {
+        let len = self.len;
+        let file = self.handle()?;
+        match write_all_parts(file, parts) {
             Ok(written) => {
                 self.len += written as u64;
                 Ok(())
             }
             Err(e) => {
                 // Best effort: shrinking needs no space, so it works on a full disk too.
-                let _ = self.file.set_len(self.len);
-                let _ = self.file.seek(SeekFrom::Start(self.len));
+                let _ = file.set_len(len);
+                let _ = file.seek(SeekFrom::Start(len));
                 Err(e)
             }
         }
@@ -118,8 +217,9 @@ impl PartialFile {
     /// # Errors
     /// The file cannot be truncated.
     pub fn truncate(&mut self) -> io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.seek(SeekFrom::Start(0))?;
+        let file = self.handle()?;
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
         self.len = 0;
         Ok(())
     }
@@ -130,20 +230,20 @@ impl PartialFile {
     /// # Errors
     /// The sync or the read-back failed.
     pub fn checkpoint(&mut self, durability: Durability) -> io::Result<Checkpoint> {
-        self.checkpointer()?.run(durability)
+        if durability == Durability::Synced {
+            self.handle()?.sync_data()?;
+        }
+        self.checkpointer().run(Durability::PageCache)
     }
 
     /// A checkpoint of the bytes written so far, to take on another thread while this file goes on
-    /// being appended to.
-    ///
-    /// # Errors
-    /// The file handle cannot be duplicated.
-    pub fn checkpointer(&self) -> io::Result<Checkpointer> {
-        Ok(Checkpointer {
-            file: self.file.try_clone()?,
+    /// being appended to. It holds no descriptor until it runs.
+    pub fn checkpointer(&self) -> Checkpointer {
+        Checkpointer {
             path: self.path.clone(),
             len: self.len,
-        })
+            identity: self.identity,
+        }
     }
 
     /// Stores `record` (an encoded checkpoint record) beside the file; see
@@ -173,19 +273,22 @@ impl PartialFile {
 /// checkpoint describes never change under it (a restart from zero waits for the checkpoint first).
 #[derive(Debug)]
 pub struct Checkpointer {
-    file: File,
     path: PathBuf,
     len: u64,
+    identity: Identity,
 }
 
 impl Checkpointer {
-    /// Digests the file's tail, after syncing its data when `durability` asks for it.
+    /// Digests the file's tail, after syncing its data when `durability` asks for it (through a
+    /// handle opened for that, on the file the download created: a sync covers what every
+    /// handle wrote).
     ///
     /// # Errors
-    /// The sync or the read-back failed.
+    /// The sync or the read-back failed, or the file at the path is no longer the download's.
     pub fn run(&self, durability: Durability) -> io::Result<Checkpoint> {
         if durability == Durability::Synced {
-            self.file.sync_data()?;
+            // The download may have appended since: only the file's identity is checked.
+            open_again(&self.path, self.identity, None)?.sync_data()?;
         }
         Ok(Checkpoint {
             len: self.len,
@@ -270,6 +373,8 @@ fn write_all_parts<P: AsRef<[u8]>>(out: &mut impl Write, parts: &[P]) -> io::Res
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use crate::SessionDirectory;
 
     #[test]
@@ -291,6 +396,78 @@ mod tests {
         assert!(super::checkpoint_path(&path).exists());
         f.remove();
         assert!(dir.list().is_empty());
+    }
+
+    #[test]
+    fn a_released_file_is_opened_again_by_the_next_write_and_checkpoint() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SessionDirectory::persistent(Some(parent.path().to_path_buf()));
+        let mut f = dir.create_partial().unwrap();
+        f.append(b"hello ").unwrap();
+        f.release();
+        assert!(!f.is_open());
+        // Taken without a handle of the download's, synced through one of its own.
+        let c = f.checkpointer().run(crate::Durability::Synced).unwrap();
+        assert_eq!(c.len, 6);
+        assert!(!f.is_open());
+        f.append(b"world").unwrap();
+        assert!(f.is_open(), "the write opened the file");
+        f.release();
+        let c = f.checkpoint(crate::Durability::Synced).unwrap();
+        assert_eq!(c.len, 11);
+        f.release();
+        f.truncate().unwrap();
+        f.append(b"x").unwrap();
+        assert_eq!(std::fs::read(f.path()).unwrap(), b"x");
+        f.remove();
+        assert!(dir.list().is_empty());
+    }
+
+    /// While released, the path is only a name: whatever was put there in the meantime (another
+    /// file, a link to one, more bytes) is refused, and left as it is.
+    #[test]
+    fn a_released_file_that_was_replaced_or_changed_is_not_written() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SessionDirectory::persistent(Some(parent.path().to_path_buf()));
+        let elsewhere = parent.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"someone else's").unwrap();
+
+        let mut f = dir.create_partial().unwrap();
+        f.append(b"good").unwrap();
+        f.release();
+        let path = f.path().to_path_buf();
+        let other = parent.path().join("other");
+        std::fs::write(&other, b"good").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        assert!(
+            f.append(b" bytes").is_err(),
+            "another file of the same length"
+        );
+        assert!(f.checkpointer().run(crate::Durability::Synced).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"good");
+
+        #[cfg(unix)]
+        {
+            let mut g = dir.create_partial().unwrap();
+            g.release();
+            std::fs::remove_file(g.path()).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, g.path()).unwrap();
+            assert!(g.append(b"planted").is_err(), "a link");
+            assert!(g.truncate().is_err());
+            assert_eq!(std::fs::read(&elsewhere).unwrap(), b"someone else's");
+        }
+
+        let mut h = dir.create_partial().unwrap();
+        h.append(b"0123").unwrap();
+        h.release();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(h.path())
+            .unwrap()
+            .write_all(b"4567")
+            .unwrap();
+        assert!(h.append(b"89").is_err(), "bytes it did not write");
+        assert_eq!(std::fs::read(h.path()).unwrap(), b"01234567");
     }
 
     /// A file that takes at most `step` bytes per call, from the first slice only or across

@@ -563,6 +563,82 @@ async fn a_plain_cancel_removes_the_partial_file_and_not_resumable_downloads_giv
     invalidate_leaving_nothing(&session, &rec, dir.path()).await;
 }
 
+/// The regular files under `dir` this process holds open (Linux: read from `/proc/self/fd`).
+#[cfg(target_os = "linux")]
+fn open_files_under(dir: &Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir) && target.is_file())
+        .count()
+}
+
+/// Among many downloads at once, each holds a descriptor for its partial file only while it
+/// writes (a process runs twice as many before it runs out), and every file still arrives whole.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn many_downloads_at_once_close_their_files_between_writes() {
+    const DOWNLOADS: usize = 100;
+    const SIZE: usize = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ResourceServer::start(SIZE).await;
+    server.script(std::iter::repeat_n(
+        Misbehaviour::Drip {
+            chunk: 4096,
+            delay_ms: 50,
+        },
+        DOWNLOADS,
+    ));
+    let rec = Arc::new(Recorder::new());
+    let mut c = config(dir.path());
+    c.http_maximum_connections_per_host = DOWNLOADS;
+    let session = Session::with_delegate(c, rec.clone()).unwrap();
+    let tasks: Vec<DownloadTask> = (0..DOWNLOADS)
+        .map(|_| session.download_task(server.url()).unwrap())
+        .collect();
+    tasks.iter().for_each(DownloadTask::resume);
+    let ids: Vec<u64> = tasks.iter().map(|t| t.info().id()).collect();
+    let written = |events: &[Event], id: u64| {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Wrote { task, total, .. } if *task == id => Some(*total),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let done = |events: &[Event], id: u64| finished(events, id).is_some();
+    // Every download under way (so all of them are open at once), then each one's next write (so
+    // each has written since): none is between writes with its file open.
+    let seen = rec
+        .wait_for(WAIT, |e| ids.iter().all(|&id| written(e, id) > 0))
+        .await;
+    let before: Vec<i64> = ids.iter().map(|&id| written(&seen, id)).collect();
+    rec.wait_for(WAIT, |e| {
+        ids.iter()
+            .zip(&before)
+            .all(|(&id, &b)| done(e, id) || written(e, id) > b)
+    })
+    .await;
+    let open = open_files_under(dir.path());
+    assert!(
+        open < DOWNLOADS / 4,
+        "{open} of {DOWNLOADS} running downloads hold their partial file open"
+    );
+    for &id in &ids {
+        assert_eq!(rec.wait_complete(id, WAIT).await, Some(None));
+    }
+    let events = rec.events();
+    check_invariants(&events).unwrap();
+    let whole = (SIZE as u64, sha256_hex(&server.content()));
+    for &id in &ids {
+        assert_eq!(finished(&events, id), Some(whole.clone()));
+    }
+    invalidate_leaving_nothing(&session, &rec, dir.path()).await;
+}
+
 #[tokio::test]
 async fn an_ephemeral_session_keeps_its_files_in_a_private_directory_removed_with_it() {
     let parent = tempfile::tempdir().unwrap();

@@ -4,7 +4,9 @@
 //! The transfer owns a [`DownloadSink`] and feeds it the body as it arrives. Writes are pipelined:
 //! while one batch is being written on a blocking thread, the next one fills. Every second (and when
 //! the download stops) a checkpoint syncs the file and stores the resume record beside it, so that
-//! even a task whose actor dies can be continued from what storage holds.
+//! even a task whose actor dies can be continued from what storage holds. A download among many
+//! closes its file between writes: thousands at once then need a descriptor each (the socket), not
+//! two.
 //!
 //! `batch` sizes the batches (a session's downloads share a budget). `records` turns what storage
 //! keeps (request and response records, checkpoint records) into resume data and back.
@@ -48,8 +50,8 @@ const WRITE_DELAY: Duration = Duration::from_millis(100);
 const SETTLE_DELAY: Duration = Duration::from_millis(20);
 /// Time between checkpoints (the resume record stored beside the file).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// The periodic checkpoints a session's downloads take at once (each holds a duplicate of its
-/// file's handle until it has run).
+/// The periodic checkpoints a session's downloads take at once (each opens its file, and holds its
+/// record, until it has run).
 pub(crate) const CHECKPOINTS_AT_ONCE: usize = 32;
 
 /// How the body that is about to arrive relates to the bytes on disk.
@@ -121,13 +123,20 @@ impl DownloadSink {
         let url = info.original_request().url_str().to_owned();
         let ctx2 = ctx.clone();
         let record = from.clone();
+        let share = BatchShare::new(ctx.clone());
+        let release = share.among_many();
         let opened = tokio::task::spawn_blocking(move || {
             // Read (or make) the key that seals resume data now, off the async workers.
             let _ = ctx2.storage.resume_key();
-            match &record {
+            let mut file = match &record {
                 Some(r) => ctx2.storage.reopen_for_resume(r),
                 None => ctx2.storage.create_partial().map_err(ResumeError::Io),
+            }?;
+            // Among many, the file is opened again by the first write, which may be long after.
+            if release {
+                file.release();
             }
+            Ok(file)
         })
         .await
         .map_err(|e| {
@@ -144,7 +153,7 @@ impl DownloadSink {
             written: file.len(),
             checkpointed: file.len(),
             file: Some(file),
-            share: BatchShare::new(ctx.clone()),
+            share,
             ctx,
             actor,
             url,
@@ -392,8 +401,12 @@ impl DownloadSink {
             next = Batch::default();
         }
         let batch = std::mem::replace(&mut self.pending, next);
+        let release = self.share.among_many();
         self.job = Some(tokio::task::spawn_blocking(move || {
             let r = batch.write_to(&mut file).map(|()| None);
+            if release {
+                file.release();
+            }
             (file, batch, r)
         }));
         Ok(())
@@ -458,6 +471,7 @@ impl DownloadSink {
             return Ok(None);
         };
         let mut file = self.file.take().expect("settled sink holds its file");
+        let release = self.share.among_many();
         self.job = Some(tokio::task::spawn_blocking(move || {
             let result = file.checkpoint(durability).and_then(|c| {
                 let record = ResumeRecord {
@@ -471,6 +485,9 @@ impl DownloadSink {
                 let _ = file.store_checkpoint_record(&blob, durability);
                 Ok(Some(blob))
             });
+            if release {
+                file.release();
+            }
             (file, Batch::default(), result)
         }));
         let blob = self.settle().await?;
@@ -487,10 +504,10 @@ impl DownloadSink {
         if let Some(h) = self.background.take() {
             let _ = h.await;
         }
-        // A checkpoint holds a second handle on its file until it has run, and thousands of
-        // downloads reach theirs in the same second: queued for the blocking pool, their handles
-        // took thousands of descriptors (8,976 downloads at once then failed with "Too many open
-        // files"). A session runs a few at once; one that finds none free waits for its next turn.
+        // Thousands of downloads reach their checkpoints in the same second. Queued for the
+        // blocking pool, each held a second handle on its file then (8,976 downloads at once
+        // failed with "Too many open files"), and each still holds its record: a session runs a
+        // few at once; one that finds none free waits for its next turn.
         let Ok(permit) = self.ctx.checkpoints.clone().try_acquire_owned() else {
             self.last_checkpoint = Instant::now();
             return Ok(());
@@ -501,9 +518,7 @@ impl DownloadSink {
         let (Some(template), Some(file)) = (self.template.clone(), self.file.as_ref()) else {
             return Ok(());
         };
-        let Ok(checkpointer) = file.checkpointer() else {
-            return Ok(()); // no spare handle: the next checkpoint (or the final one) covers it
-        };
+        let checkpointer = file.checkpointer();
         self.checkpointed = self.written;
         self.background = Some(tokio::task::spawn_blocking(move || {
             let _permit = permit;

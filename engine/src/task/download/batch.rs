@@ -54,6 +54,13 @@ impl BatchShare {
     pub(super) fn size(&self) -> usize {
         batch_size(self.0.open_downloads.load(Ordering::Relaxed))
     }
+
+    /// True while more downloads are open than get a full batch each: then a download copies its
+    /// chunks (see [`Batch`]) and closes its file between writes (a descriptor per download for
+    /// its socket alone).
+    pub(super) fn among_many(&self) -> bool {
+        self.size() < WRITE_BATCH
+    }
 }
 
 impl Drop for BatchShare {
