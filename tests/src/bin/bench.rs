@@ -12,7 +12,8 @@
 //! 1. The resident memory of 100,000 data tasks created and never resumed: RSS growth per task.
 //! 2. 10,000 GETs of 1 KiB, 64 at once: through the library over HTTP/1.1 (courier against
 //!    reqwest, each on both runtime flavours, and hyper-util's client alone for the cost of
-//!    Courier's own layers, and the same client inside Courier's shape alone, `bench/floor.rs`),
+//!    Courier's own layers, and the same client inside Courier's shape alone, with ractor's actors
+//!    and with hand-written ones, `bench/floor.rs`),
 //!    over HTTPS with HTTP/2 (h2load as the ceiling), and through the
 //!    `courier` command against `curl --parallel` (`bench/small.rs`).
 //! 3. 10,000 delegate-style data tasks (six connections, no URL cache) against curl fetching the

@@ -7,11 +7,18 @@
 //! hyper-util and this floor is what the actor-per-task design costs by itself; Courier's time
 //! beyond the floor is its own work on top (requests and responses, task records, the state
 //! machine, cookies, the cache lookup, delivery).
+//!
+//! [`run_minimal`] is the same topology with actors written by hand instead of ractor's: what the
+//! actor-per-task design would cost with the cheapest actor that still has a mailbox, a
+//! supervisor that hears it stop (or panic), and its transfer inside it.
 
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::small::{Flavor, HyperClient, drive, hyper_client, hyper_get};
 
@@ -141,4 +148,85 @@ pub(crate) fn run_task(url: &str, n: usize, flavor: Flavor) -> Duration {
         })
         .await
     })
+}
+
+/// What the hand-written session hears: a GET, or a request's actor stopping (with the panic's
+/// message when it panicked).
+enum MinimalMsg {
+    Get(oneshot::Sender<usize>),
+    Stopped(u64, Option<String>),
+}
+
+/// `n` GETs of `url` through the floor's topology with hand-written actors, 64 at once.
+///
+/// The session is a Tokio task with a mailbox and a map of its running children; each GET is a
+/// Tokio task with a mailbox of its own, which runs its transfer inside itself (a `select!`
+/// between the mailbox and the GET), answers the caller, and tells the session it stopped, its
+/// panic caught. One spawn and one channel per request, against ractor's spawn, its four ports,
+/// its supervision links, and a second task for the transfer.
+pub(crate) fn run_minimal(url: &str, n: usize, flavor: Flavor) -> Duration {
+    flavor.runtime().block_on(async {
+        let client = hyper_client();
+        let uri: http::Uri = url.parse().expect("URI");
+        let (session, mut mailbox) = mpsc::unbounded_channel::<MinimalMsg>();
+        let me = session.clone();
+        let running = tokio::spawn(async move {
+            // Each child's mailbox: its one control call is a cancel.
+            let mut children: HashMap<u64, mpsc::UnboundedSender<()>> = HashMap::new();
+            let mut last = 0u64;
+            while let Some(msg) = mailbox.recv().await {
+                match msg {
+                    MinimalMsg::Get(reply) => {
+                        last += 1;
+                        let (id, me) = (last, me.clone());
+                        let (cancel, cancels) = mpsc::unbounded_channel();
+                        children.insert(id, cancel);
+                        let (client, uri) = (client.clone(), uri.clone());
+                        tokio::spawn(async move {
+                            let ended =
+                                AssertUnwindSafe(minimal_request(client, uri, reply, cancels))
+                                    .catch_unwind()
+                                    .await;
+                            let why = ended.err().map(|_| "panicked".to_owned());
+                            let _ = me.send(MinimalMsg::Stopped(id, why));
+                        });
+                    }
+                    MinimalMsg::Stopped(id, why) => {
+                        // The session's bookkeeping forgets the task here.
+                        std::hint::black_box((children.remove(&id), why));
+                    }
+                }
+            }
+        });
+        let elapsed = drive(n, move || {
+            let session = session.clone();
+            async move {
+                let (tx, rx) = oneshot::channel();
+                assert!(
+                    session.send(MinimalMsg::Get(tx)).is_ok(),
+                    "the session runs"
+                );
+                rx.await.expect("an answer")
+            }
+        })
+        .await;
+        running.abort();
+        elapsed
+    })
+}
+
+/// A request's hand-written actor: its mailbox and its transfer, in one task.
+async fn minimal_request(
+    client: HyperClient,
+    uri: http::Uri,
+    reply: oneshot::Sender<usize>,
+    mut cancels: mpsc::UnboundedReceiver<()>,
+) {
+    tokio::select! {
+        biased;
+        Some(()) = cancels.recv() => drop(reply),
+        length = hyper_get(client, uri) => {
+            let _ = reply.send(length);
+        }
+    }
 }

@@ -247,7 +247,7 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Sc
 /// over the same GET through hyper-util's client alone, and how much of it is the actor-per-task
 /// shape (`floor.rs`): a Tokio task per request (a transfer's), and ractor's actors.
 pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Scenario> {
-    let sides: [Runner; 6] = [
+    let sides: [Runner; 7] = [
         ("courier", courier, Flavor::MultiThread),
         ("courier", courier, Flavor::CurrentThread),
         ("hyper-util", hyper_util, Flavor::CurrentThread),
@@ -258,6 +258,12 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
         (
             "hyper-util, a task per request,",
             super::floor::run_task,
+            Flavor::CurrentThread,
+        ),
+        // The shape with hand-written actors: what ractor's part would cost with the cheapest.
+        (
+            "minimal actor floor",
+            super::floor::run_minimal,
             Flavor::CurrentThread,
         ),
     ];
@@ -281,6 +287,10 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
     let mut task: Vec<f64> = (0..rounds)
         .map(|r| per_request(times[5][r] - hyper(r)))
         .collect();
+    // The shape with hand-written actors, the transfer inside the task's.
+    let mut minimal: Vec<f64> = (0..rounds)
+        .map(|r| per_request(times[6][r] - hyper(r)))
+        .collect();
     let medians: Vec<f64> = (0..sides.len())
         .map(|i| median(&mut times[i].clone()))
         .collect();
@@ -299,7 +309,8 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
              Courier's shape and nothing else, bench/floor.rs, {:.3} s): {:.1} µs, and of that, \
              a Tokio task per request (the transfer's; hyper-util with one, {:.3} s) {:.1} µs, \
              the rest ractor's actors (the session's and the task's: spawn, link, messages, \
-             stop)",
+             stop); the same shape with hand-written actors (a Tokio task and a mailbox per \
+             task, the transfer inside it, bench/floor.rs, {:.3} s): {:.1} µs",
             medians[0],
             medians[1],
             medians[2],
@@ -307,7 +318,9 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
             medians[4],
             median(&mut shape),
             medians[5],
-            median(&mut task)
+            median(&mut task),
+            medians[6],
+            median(&mut minimal)
         ),
     })
 }
