@@ -8,9 +8,12 @@
 //! beyond the floor is its own work on top (requests and responses, task records, the state
 //! machine, cookies, the cache lookup, delivery).
 //!
-//! [`run_minimal`] is the same topology with actors written by hand instead of ractor's: what the
-//! actor-per-task design would cost with the cheapest actor that still has a mailbox, a
-//! supervisor that hears it stop (or panic), and its transfer inside it.
+//! Two variants tell apart what ractor's part is made of:
+//! - [`run_minimal`], the same topology with actors written by hand instead of ractor's: what the
+//!   actor-per-task design would cost with the cheapest actor that still has a mailbox, a
+//!   supervisor that hears it stop (or panic), and its transfer inside it;
+//! - [`run_pooled`], ractor's actors, but each request actor serves one GET after another: the
+//!   messages stay, the spawn, the links and the stop of an actor per request go.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -229,4 +232,134 @@ async fn minimal_request(
             let _ = reply.send(length);
         }
     }
+}
+
+/// The pooled floor's session: a GET, or one of its request actors free again.
+enum PooledMsg {
+    Get(oneshot::Sender<usize>),
+    Free(ActorRef<PooledRequest>),
+}
+
+/// What a pooled request actor hears: a GET to run, or its transfer's end.
+enum PooledRequest {
+    Run(oneshot::Sender<usize>),
+    Done(usize),
+}
+
+struct PooledSession;
+
+struct PooledRequestActor;
+
+struct PooledArgs {
+    client: HyperClient,
+    uri: http::Uri,
+    session: ActorRef<PooledMsg>,
+}
+
+impl Actor for PooledSession {
+    type Msg = PooledMsg;
+    type State = (HyperClient, http::Uri, Vec<ActorRef<PooledRequest>>);
+    type Arguments = (HyperClient, http::Uri);
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<PooledMsg>,
+        (client, uri): (HyperClient, http::Uri),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok((client, uri, Vec::new()))
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<PooledMsg>,
+        msg: PooledMsg,
+        (client, uri, free): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PooledMsg::Get(reply) => {
+                let actor = match free.pop() {
+                    Some(actor) => actor,
+                    None => {
+                        let args = PooledArgs {
+                            client: client.clone(),
+                            uri: uri.clone(),
+                            session: me.clone(),
+                        };
+                        let (actor, _) = PooledRequestActor::spawn_linked(
+                            None,
+                            PooledRequestActor,
+                            args,
+                            me.get_cell(),
+                        )
+                        .await?;
+                        actor
+                    }
+                };
+                actor.cast(PooledRequest::Run(reply))?;
+            }
+            PooledMsg::Free(actor) => free.push(actor),
+        }
+        Ok(())
+    }
+}
+
+impl Actor for PooledRequestActor {
+    type Msg = PooledRequest;
+    type State = (PooledArgs, Option<oneshot::Sender<usize>>);
+    type Arguments = PooledArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<PooledRequest>,
+        args: PooledArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok((args, None))
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<PooledRequest>,
+        msg: PooledRequest,
+        (args, waiting): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PooledRequest::Run(reply) => {
+                *waiting = Some(reply);
+                let (client, uri) = (args.client.clone(), args.uri.clone());
+                tokio::spawn(async move {
+                    let _ = me.cast(PooledRequest::Done(hyper_get(client, uri).await));
+                });
+            }
+            PooledRequest::Done(length) => {
+                if let Some(reply) = waiting.take() {
+                    let _ = reply.send(length);
+                }
+                args.session.cast(PooledMsg::Free(me))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `n` GETs of `url` through ractor's actors, each request actor serving one GET after another
+/// (64 of them, spawned as the session first needs them) instead of one actor per GET.
+pub(crate) fn run_pooled(url: &str, n: usize, flavor: Flavor) -> Duration {
+    flavor.runtime().block_on(async {
+        let client = hyper_client();
+        let uri: http::Uri = url.parse().expect("URI");
+        let (session, running) = Actor::spawn(None, PooledSession, (client, uri))
+            .await
+            .expect("the session actor");
+        let elapsed = drive(n, move || {
+            let session = session.clone();
+            async move {
+                let (tx, rx) = oneshot::channel();
+                session.cast(PooledMsg::Get(tx)).expect("the session runs");
+                rx.await.expect("an answer")
+            }
+        })
+        .await;
+        running.abort();
+        elapsed
+    })
 }

@@ -247,7 +247,7 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Sc
 /// over the same GET through hyper-util's client alone, and how much of it is the actor-per-task
 /// shape (`floor.rs`): a Tokio task per request (a transfer's), and ractor's actors.
 pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Scenario> {
-    let sides: [Runner; 7] = [
+    let sides: [Runner; 8] = [
         ("courier", courier, Flavor::MultiThread),
         ("courier", courier, Flavor::CurrentThread),
         ("hyper-util", hyper_util, Flavor::CurrentThread),
@@ -264,6 +264,11 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
         (
             "minimal actor floor",
             super::floor::run_minimal,
+            Flavor::CurrentThread,
+        ),
+        (
+            "pooled actor floor",
+            super::floor::run_pooled,
             Flavor::CurrentThread,
         ),
     ];
@@ -287,9 +292,13 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
     let mut task: Vec<f64> = (0..rounds)
         .map(|r| per_request(times[5][r] - hyper(r)))
         .collect();
-    // The shape with hand-written actors, the transfer inside the task's.
+    // The shape with hand-written actors, the transfer inside the task's; and with ractor's
+    // request actors each serving GET after GET.
     let mut minimal: Vec<f64> = (0..rounds)
         .map(|r| per_request(times[6][r] - hyper(r)))
+        .collect();
+    let mut pooled: Vec<f64> = (0..rounds)
+        .map(|r| per_request(times[7][r] - hyper(r)))
         .collect();
     let medians: Vec<f64> = (0..sides.len())
         .map(|i| median(&mut times[i].clone()))
@@ -310,7 +319,9 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
              a Tokio task per request (the transfer's; hyper-util with one, {:.3} s) {:.1} µs, \
              the rest ractor's actors (the session's and the task's: spawn, link, messages, \
              stop); the same shape with hand-written actors (a Tokio task and a mailbox per \
-             task, the transfer inside it, bench/floor.rs, {:.3} s): {:.1} µs",
+             task, the transfer inside it, bench/floor.rs, {:.3} s): {:.1} µs; with ractor's \
+             actors each serving request after request instead of one per request ({:.3} s): \
+             {:.1} µs",
             medians[0],
             medians[1],
             medians[2],
@@ -320,7 +331,9 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
             medians[5],
             median(&mut task),
             medians[6],
-            median(&mut minimal)
+            median(&mut minimal),
+            medians[7],
+            median(&mut pooled)
         ),
     })
 }
