@@ -448,7 +448,8 @@ impl Session {
         ractor::call!(self.inner.actor, SessionMsg::CountEntries).unwrap_or(0)
     }
 
-    /// Test hook: how many task actors are running (a task waiting in its host's line has none).
+    /// Test hook: how many task actors are running a task (a task waiting in its host's line has
+    /// none; a free actor, kept for the next task, runs none).
     #[cfg(feature = "test-hooks")]
     pub async fn task_actors(&self) -> usize {
         ractor::call!(self.inner.actor, SessionMsg::CountActors).unwrap_or(0)

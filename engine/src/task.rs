@@ -115,6 +115,8 @@ pub(crate) enum TaskReport {
     Control(u64, Control),
     /// The last handle of a task that was never resumed was dropped.
     HandlesDropped(u64),
+    /// A task actor's task ended: the actor is free for the session's next task.
+    ActorFree(ractor::ActorRef<actor::TaskMsg>),
     /// The data task `old` became another task (a download, a stream), carried on by the same
     /// actor.
     Became {

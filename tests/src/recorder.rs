@@ -138,6 +138,15 @@ impl Recorder {
         }
     }
 
+    /// The `did_receive_response` replies a [`Recorder::holding_responses`] kept so far, in the
+    /// order they came, taken from it.
+    pub fn take_held_replies(&self) -> Vec<Reply<ResponseDisposition>> {
+        self.held
+            .as_ref()
+            .map(|held| std::mem::take(&mut *held.lock().expect("held")))
+            .unwrap_or_default()
+    }
+
     /// A recorder that keeps every response out of the URL cache.
     pub fn refusing_cache() -> Recorder {
         Recorder {

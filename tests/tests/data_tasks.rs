@@ -212,6 +212,51 @@ async fn resource_timeout_counts_rate_limited_and_delegate_time() {
     assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
 }
 
+/// A task actor runs the session's next task once its own ended: an answer the delegate gives
+/// for the task that ended must not reach the next one. Here the first task is cancelled while
+/// its `did_receive_response` is unanswered; the next task, on the actor the first one freed, also
+/// waits for its answer; then the stale answer (cancel) comes first, the next task's (allow)
+/// second. The next task completes whole.
+#[tokio::test]
+async fn a_late_answer_for_an_ended_task_does_not_reach_the_next() {
+    let server = TestServer::http().await;
+    let rec = Arc::new(Recorder::holding_responses());
+    let session = Session::with_delegate(http_config(), rec.clone()).unwrap();
+    let responded = |id: u64| {
+        move |e: &[Event]| {
+            e.iter()
+                .any(|e| matches!(e, Event::Response { task, .. } if *task == id))
+        }
+    };
+    let first = session.data_task(server.url("/bytes/10").as_str()).unwrap();
+    first.resume();
+    rec.wait_for(WAIT, responded(first.info().id())).await;
+    first.cancel();
+    assert_eq!(
+        rec.wait_complete(first.info().id(), WAIT).await,
+        Some(Some(ErrorCode::Cancelled))
+    );
+    let stale = rec.take_held_replies();
+    assert_eq!(stale.len(), 1);
+
+    let next = session
+        .data_task(server.url("/bytes/100").as_str())
+        .unwrap();
+    next.resume();
+    rec.wait_for(WAIT, responded(next.info().id())).await;
+    let fresh = rec.take_held_replies();
+    assert_eq!(fresh.len(), 1);
+    for reply in stale {
+        reply.send(ResponseDisposition::Cancel);
+    }
+    for reply in fresh {
+        reply.send(ResponseDisposition::Allow);
+    }
+    assert_eq!(rec.wait_complete(next.info().id(), WAIT).await, Some(None));
+    assert_eq!(next.info().bytes_received(), 100);
+    check_invariants(&rec.events()).unwrap();
+}
+
 #[tokio::test]
 async fn http_404_is_not_an_error() {
     let server = TestServer::http().await;

@@ -5,10 +5,13 @@
 //! (every connection the configuration allows it is busy) waits in its host's line here, still
 //! without an actor: its actor is spawned, with the turn, when the turn comes (`actor/line.rs`).
 //! Control calls from handles come through here in order, and are relayed to the task's actor once
-//! it exists. When a task actor stops, this actor hears of it through supervision; if the task had
-//! not delivered its terminal message (a panic, a failure), it is delivered here, with an error.
-//! Invalidation waits until every started task has ended, then queues `did_become_invalid` as the
-//! delegate's last callback.
+//! it exists. When a task ends, its actor says it is free (`TaskReport::ActorFree`): the session
+//! forgets the task and keeps the actor for its next task (up to `FREE_TASK_ACTORS`), which spares
+//! the spawn, the links and the stop of an actor per task. Every running task still has an actor of
+//! its own, linked to this one. When a task actor stops before its task ended (a panic, a failure),
+//! this actor hears of it through supervision and delivers the task's terminal message, with an
+//! error. Invalidation waits until every started task has ended and every free actor has stopped,
+//! then queues `did_become_invalid` as the delegate's last callback.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -85,6 +88,11 @@ pub(crate) struct SessionArgs {
 
 pub(crate) struct SessionActor;
 
+/// The most task actors a session keeps free for its next tasks: as many as a busy session runs
+/// at once (64 small requests at once take an actor each), few enough that an idle session holds
+/// little (a free actor is its mailbox and an idle Tokio task, about 3 KB).
+const FREE_TASK_ACTORS: usize = 64;
+
 /// One task, as the session knows it.
 struct Entry {
     recorder: TaskRecorder,
@@ -118,6 +126,10 @@ pub(crate) struct SessionState {
     ctx: Arc<SessionContext>,
     tasks: IdMap<u64, Entry>,
     by_actor: IdMap<ActorId, u64>,
+    /// Task actors whose task ended, kept for the next tasks (at most [`FREE_TASK_ACTORS`]).
+    free: Vec<ActorRef<TaskMsg>>,
+    /// Task actors told to stop (free ones, once invalidation began), until they have.
+    stopping: IdMap<ActorId, ()>,
     /// Set once invalidation was asked for.
     invalidating: bool,
     /// Set once every task has stopped and invalidation is being finished.
@@ -149,6 +161,8 @@ impl Actor for SessionActor {
             ctx: args.ctx,
             tasks: IdMap::default(),
             by_actor: IdMap::default(),
+            free: Vec::new(),
+            stopping: IdMap::default(),
             invalidating: false,
             finishing: false,
             invalid_error: None,
@@ -203,6 +217,7 @@ impl Actor for SessionActor {
                 SessionMsg::Task(TaskReport::Control(id, control)) => {
                     st.control(&me, id, control).await
                 }
+                SessionMsg::Task(TaskReport::ActorFree(actor)) => st.actor_free(actor),
                 SessionMsg::Task(TaskReport::HandlesDropped(id)) => {
                     // Nobody can resume it any more: it would wait for invalidation to be
                     // cancelled, and hold its entry (and its delegate callbacks) until then.
@@ -295,6 +310,19 @@ impl Actor for SessionActor {
         .await
     }
 
+    async fn post_stop(
+        &self,
+        _me: ActorRef<SessionMsg>,
+        st: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stopped some other way than by invalidation (which stops them first): the free task
+        // actors go with the session.
+        for actor in st.free.drain(..) {
+            actor.stop(None);
+        }
+        Ok(())
+    }
+
     // The default stops this actor when any child stops; a session outlives its tasks.
     async fn handle_supervisor_evt(
         &self,
@@ -356,7 +384,7 @@ impl SessionState {
         let Some(entry) = self.tasks.get_mut(&id) else {
             return;
         };
-        let args = TaskArgs {
+        let mut args = TaskArgs {
             ctx: self.ctx.clone(),
             recorder: entry.recorder.clone(),
             terminal: entry.terminal.clone(),
@@ -368,17 +396,47 @@ impl SessionState {
             // message for it.
             started,
         };
+        // A free actor takes the task if there is one: an actor spawned, linked and stopped per
+        // task cost 2.4 µs of the 12 µs a task cost over hyper-util's client (BENCHMARKS.md).
+        if let Some(actor) = self.free.pop() {
+            match actor.cast(TaskMsg::Begin(Box::new(args))) {
+                Ok(()) => {
+                    self.by_actor.insert(actor.get_id(), id);
+                    entry.actor = Some(actor);
+                    return;
+                }
+                // Stopped meanwhile (its supervision event is on its way): the task's arguments
+                // come back with the error, and a new actor takes them.
+                Err(ractor::MessagingErr::SendErr(TaskMsg::Begin(back))) => args = *back,
+                Err(_) => return self.spawn_failed(id, "its task actor is gone"),
+            }
+        }
         match TaskActor::spawn_linked(None, TaskActor, args, me.get_cell()).await {
             Ok((actor, _)) => {
                 self.by_actor.insert(actor.get_id(), id);
                 entry.actor = Some(actor);
             }
-            Err(e) => {
-                let (ctx, entry) = (self.ctx.clone(), self.tasks.remove(&id));
-                if let Some(entry) = entry {
-                    complete_orphan(&ctx, &entry.terminal, &entry.partial, &e.to_string());
-                }
-            }
+            Err(e) => self.spawn_failed(id, &e.to_string()),
+        }
+    }
+
+    /// The task `id` could not get an actor: it completes with the reason.
+    fn spawn_failed(&mut self, id: u64, why: &str) {
+        let (ctx, entry) = (self.ctx.clone(), self.tasks.remove(&id));
+        if let Some(entry) = entry {
+            complete_orphan(&ctx, &entry.terminal, &entry.partial, why);
+        }
+    }
+
+    /// A task actor's task ended: the session forgets the task, and keeps the actor for the next
+    /// one (or stops it, past [`FREE_TASK_ACTORS`] or once invalidating).
+    fn actor_free(&mut self, actor: ActorRef<TaskMsg>) {
+        self.task_actor_stopped(actor.get_id(), "its actor was freed before it completed");
+        if self.invalidating || self.free.len() >= FREE_TASK_ACTORS {
+            self.stopping.insert(actor.get_id(), ());
+            actor.stop(None);
+        } else {
+            self.free.push(actor);
         }
     }
 
@@ -450,12 +508,14 @@ impl SessionState {
     }
 
     fn task_actor_stopped(&mut self, actor: ActorId, why: &str) {
+        self.stopping.remove(&actor);
+        self.free.retain(|a| a.get_id() != actor);
         let Some(id) = self.by_actor.remove(&actor) else {
             return;
         };
         if let Some(entry) = self.tasks.remove(&id) {
-            // A task actor stops only after its terminal message, unless it failed: then the session
-            // delivers it, so no task is ever lost.
+            // A task actor is freed only after its terminal message; one that stopped while
+            // running its task failed: then the session delivers it, so no task is ever lost.
             complete_orphan(&self.ctx, &entry.terminal, &entry.partial, why);
         }
     }
@@ -467,6 +527,14 @@ impl SessionState {
             return;
         }
         if self.tasks.values().any(Entry::started) {
+            return;
+        }
+        // Every child stops before the session says it is invalid: the free task actors too.
+        for actor in self.free.drain(..) {
+            self.stopping.insert(actor.get_id(), ());
+            actor.stop(None);
+        }
+        if !self.stopping.is_empty() {
             return;
         }
         let ids: Vec<u64> = self.tasks.keys().copied().collect();

@@ -1,8 +1,12 @@
 //! The task actor: owns one task's transfer and applies its state machine.
 //!
 //! Every event, whether a control call relayed by the session or news from the transfer, goes through
-//! [`TaskMachine::step`]; this file only carries out the effects. The actor stops itself right after
-//! the terminal message, and its session hears of it through supervision.
+//! [`TaskMachine::step`]; this file only carries out the effects. Right after the terminal message
+//! (its transfer gone), the actor lets the task go and tells its session it is free; the session
+//! may give it its next task ([`TaskMsg::Begin`]), each with a state of its own. News for a task
+//! that ended is dropped: a free actor has none to apply it to, and a delegate's late answer carries
+//! the number of the run it was asked in. A panic stops the actor, and its session hears of it
+//! through supervision.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,8 +67,9 @@ pub(crate) enum TaskMsg {
     /// The transfer panicked (a bug, in Courier or a parser it uses): the actor fails with it, and
     /// the session completes the task as it does for any failed actor.
     TransferPanicked(String),
-    /// The delegate answered `did_receive_response`.
-    Disposition(ResponseDisposition),
+    /// The delegate answered `did_receive_response` for the actor's run with this number (an
+    /// answer that comes after its task ended is dropped: the actor may run another by then).
+    Disposition(u64, ResponseDisposition),
     /// A new part of a `multipart/x-mixed-replace` body: ask the delegate (`did_receive_response`)
     /// and answer on the channel.
     PartResponse(Response, oneshot::Sender<ResponseDisposition>),
@@ -77,6 +82,8 @@ pub(crate) enum TaskMsg {
     Closed(courier_delegates::CloseCode, Option<Bytes>),
     /// News from a stream task's connection.
     Stream(StreamNews),
+    /// The session's next task for this actor, which is free (its last task ended).
+    Begin(Box<TaskArgs>),
 }
 
 /// What a stream task's transfer tells its actor.
@@ -152,11 +159,15 @@ pub(crate) struct TaskActorState {
     written: u64,
     sent: u64,
     span: tracing::Span,
-    /// What `post_start` does; taken there.
+    /// What `begin` does; taken there.
     begin: Option<Begin>,
+    /// The actor's run this task is (see [`TaskActorSlot`]).
+    run: u64,
+    /// The task completed and its transfer is gone: the actor is free once the event is handled.
+    ended: bool,
 }
 
-/// How a task actor begins, in `post_start`.
+/// How a task begins on its actor (`TaskActorState::begin`).
 enum Begin {
     /// Resume the task (its actor was spawned by a `resume()`).
     Resume,
@@ -185,16 +196,115 @@ enum Payload {
     Sent(u64),
 }
 
+/// What a task actor holds: the task it runs, if any. A task actor runs one task at a time; when
+/// the task ends, the actor tells its session it is free, and the session may give it its next task
+/// (`TaskMsg::Begin`) instead of spawning another actor.
+pub(crate) struct TaskActorSlot {
+    task: Option<TaskActorState>,
+    /// How many tasks this actor began: the number of the current one's run.
+    runs: u64,
+}
+
 impl Actor for TaskActor {
     type Msg = TaskMsg;
-    type State = TaskActorState;
+    type State = TaskActorSlot;
     type Arguments = TaskArgs;
 
     async fn pre_start(
         &self,
         _me: ActorRef<TaskMsg>,
         args: TaskArgs,
-    ) -> Result<TaskActorState, ActorProcessingErr> {
+    ) -> Result<TaskActorSlot, ActorProcessingErr> {
+        Ok(TaskActorSlot {
+            task: Some(TaskActorState::from_args(args, 1)),
+            runs: 1,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        me: ActorRef<TaskMsg>,
+        slot: &mut TaskActorSlot,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(st) = &mut slot.task {
+            st.begin(&me).await;
+        }
+        slot.free_if_ended(&me);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<TaskMsg>,
+        msg: TaskMsg,
+        slot: &mut TaskActorSlot,
+    ) -> Result<(), ActorProcessingErr> {
+        match (msg, &mut slot.task) {
+            (TaskMsg::Begin(args), None) => {
+                slot.runs += 1;
+                let st = slot
+                    .task
+                    .insert(TaskActorState::from_args(*args, slot.runs));
+                st.begin(&me).await;
+            }
+            (TaskMsg::Begin(args), Some(_)) => {
+                // The session gives a task only to a free actor: never reached. Said, not lost.
+                args.terminal.deliver(Err(Error::new(
+                    ErrorCode::Unknown,
+                    "a task was given to a task actor that was running another",
+                )));
+            }
+            (msg, Some(st)) => st.handle_msg(me.clone(), msg).await?,
+            // News of a task that ended (from its transfer before it stopped, or a control call
+            // relayed before the session heard of the end): the actor is free, nobody to tell.
+            (_, None) => {}
+        }
+        slot.free_if_ended(&me);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _me: ActorRef<TaskMsg>,
+        slot: &mut TaskActorSlot,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(st) = &mut slot.task {
+            st.release_file();
+        }
+        Ok(())
+    }
+}
+
+impl TaskActorSlot {
+    /// Once the task completed (its terminal got the outcome, its transfer is gone): lets the task
+    /// go and tells the session the actor is free; it stops instead when the session is gone.
+    fn free_if_ended(&mut self, me: &ActorRef<TaskMsg>) {
+        if !self.task.as_ref().is_some_and(|st| st.ended) {
+            return;
+        }
+        let Some(mut st) = self.task.take() else {
+            return;
+        };
+        st.release_file();
+        let session = st.session.clone();
+        drop(st);
+        if !session.report(super::TaskReport::ActorFree(me.clone())) {
+            me.stop(None);
+        }
+    }
+}
+
+impl TaskActorState {
+    /// Removes a finished download that was never handed over.
+    fn release_file(&mut self) {
+        // A finished download that was never handed over (the task was cancelled as it finished).
+        if let Some(path) = self.file.take() {
+            courier_storage::download::remove_partial(&path);
+        }
+    }
+
+    /// The state of a task beginning on its actor's `run`-th run.
+    fn from_args(args: TaskArgs, run: u64) -> TaskActorState {
         let info = args.recorder.info();
         let span = tracing::info_span!("task", session = args.ctx.id, task = info.id());
         let (machine, begin) = match args.started {
@@ -207,7 +317,7 @@ impl Actor for TaskActor {
             ),
             None => (TaskMachine::new(), Begin::Resume),
         };
-        Ok(TaskActorState {
+        TaskActorState {
             ctx: args.ctx,
             info,
             recorder: args.recorder,
@@ -229,20 +339,19 @@ impl Actor for TaskActor {
             sent: 0,
             span,
             begin: Some(begin),
-        })
+            run,
+            ended: false,
+        }
     }
 
-    async fn post_start(
-        &self,
-        me: ActorRef<TaskMsg>,
-        st: &mut TaskActorState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn begin(&mut self, me: &ActorRef<TaskMsg>) {
         // In the actor's own Tokio task (`pre_start` runs in the session actor's), ahead of any
         // message: the same as a `Control::Resume` first in the mailbox.
+        let st = self;
         let span = st.span.clone();
         match st.begin.take() {
             Some(Begin::Resume) => {
-                st.apply(&me, TaskEvent::Resume, Payload::None)
+                st.apply(me, TaskEvent::Resume, Payload::None)
                     .instrument(span)
                     .await;
             }
@@ -250,23 +359,22 @@ impl Actor for TaskActor {
                 // The session stepped the machine to running (and said so): its `StartTransfer`
                 // is carried out here.
                 let work = st.work.take().unwrap_or(Work::Data);
-                if let Err(e) = st.start_transfer(&me, work, turn, since) {
-                    st.apply(&me, TaskEvent::Failed(e), Payload::None)
+                if let Err(e) = st.start_transfer(me, work, turn, since) {
+                    st.apply(me, TaskEvent::Failed(e), Payload::None)
                         .instrument(span)
                         .await;
                 }
             }
             None => {}
         }
-        Ok(())
     }
 
-    async fn handle(
-        &self,
+    async fn handle_msg(
+        &mut self,
         me: ActorRef<TaskMsg>,
         msg: TaskMsg,
-        st: &mut TaskActorState,
     ) -> Result<(), ActorProcessingErr> {
+        let st = self;
         let span = st.span.clone();
         // Boxed: ractor boxes each message's handling future, copying it whole, and with this
         // block inline it would be twice its size (its `select!` holds a second copy), past what
@@ -328,7 +436,8 @@ impl Actor for TaskActor {
                     | TaskMsg::Informational(..)
                     | TaskMsg::Closed(..)
                     | TaskMsg::Stream(..)
-                    | TaskMsg::WaitingForConnectivity => {
+                    | TaskMsg::WaitingForConnectivity
+                    | TaskMsg::Begin(..) => {
                         unreachable!("answered above")
                     }
                     TaskMsg::Control(Control::Resume) => (TaskEvent::Resume, Payload::None),
@@ -400,17 +509,18 @@ impl Actor for TaskActor {
                         (TaskEvent::Finished, Payload::None)
                     }
                     TaskMsg::Failed(e) => (TaskEvent::Failed(e), Payload::None),
-                    TaskMsg::Disposition(ResponseDisposition::Allow) => {
+                    TaskMsg::Disposition(run, _) if run != st.run => return Ok(()),
+                    TaskMsg::Disposition(_, ResponseDisposition::Allow) => {
                         (TaskEvent::BodyAllowed, Payload::None)
                     }
-                    TaskMsg::Disposition(ResponseDisposition::BecomeDownload)
+                    TaskMsg::Disposition(_, ResponseDisposition::BecomeDownload)
                         if st.machine.phase() == Phase::AwaitingDisposition
                             && st.machine.state() != TaskState::Canceling =>
                     {
                         st.become_download();
                         (TaskEvent::BodyAllowed, Payload::None)
                     }
-                    TaskMsg::Disposition(ResponseDisposition::BecomeStream)
+                    TaskMsg::Disposition(_, ResponseDisposition::BecomeStream)
                         if st.machine.phase() == Phase::AwaitingDisposition
                             && st.machine.state() != TaskState::Canceling
                             && st.info.response().is_some_and(|r| {
@@ -420,7 +530,7 @@ impl Actor for TaskActor {
                         st.become_stream();
                         (TaskEvent::BodyAllowed, Payload::None)
                     }
-                    TaskMsg::Disposition(_) => (TaskEvent::Cancel, Payload::None),
+                    TaskMsg::Disposition(..) => (TaskEvent::Cancel, Payload::None),
                 };
                 st.apply(&me, event, payload).await;
                 Ok(())
@@ -430,20 +540,6 @@ impl Actor for TaskActor {
         .await
     }
 
-    async fn post_stop(
-        &self,
-        _me: ActorRef<TaskMsg>,
-        st: &mut TaskActorState,
-    ) -> Result<(), ActorProcessingErr> {
-        // A finished download that was never handed over (the task was cancelled as it finished).
-        if let Some(path) = st.file.take() {
-            courier_storage::download::remove_partial(&path);
-        }
-        Ok(())
-    }
-}
-
-impl TaskActorState {
     /// Steps the machine with `event` and carries out the effects, including any events they cause.
     async fn apply(
         &mut self,
@@ -539,7 +635,7 @@ impl TaskActorState {
                 match self.delegate_queue() {
                     // Download tasks get no `did_receive_response`: the body goes to the file.
                     Some(queue) if asks => {
-                        let (info, me) = (self.info.clone(), me.clone());
+                        let (info, me, run) = (self.info.clone(), me.clone(), self.run);
                         queue.ask_task_then(
                             &self.info,
                             Callback::ReceiveResponse,
@@ -547,7 +643,7 @@ impl TaskActorState {
                             move |d, reply| d.did_receive_response(&info, &response, reply),
                             // The task may have completed meanwhile; then nobody is listening.
                             move |answer| {
-                                let _ = me.cast(TaskMsg::Disposition(answer));
+                                let _ = me.cast(TaskMsg::Disposition(run, answer));
                             },
                         );
                     }
@@ -601,8 +697,11 @@ impl TaskActorState {
                 }
             }
             Effect::Complete(outcome) => {
-                // The transfer is over either way; drop it before telling anyone.
-                self.transfer = None;
+                // The transfer is over either way; it is gone before anyone is told, so that
+                // nothing it sent arrives after the actor is free for another task.
+                if let Some(transfer) = self.transfer.take() {
+                    transfer.end().await;
+                }
                 let result = match outcome {
                     Outcome::Finished => Ok(match self.file.take() {
                         Some(path) if self.terminal_awaits() => Delivered::File(path),
@@ -634,7 +733,7 @@ impl TaskActorState {
                         .remove(&self.info.id());
                 }
                 self.terminal.deliver(result);
-                me.stop(None);
+                self.ended = true;
             }
         }
         None

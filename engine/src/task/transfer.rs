@@ -341,6 +341,13 @@ impl Transfer {
         self.gate.send_modify(|g| g.body_allowed = true);
     }
 
+    /// Ends the transfer at once and waits until its task is gone: after this, nothing it sent is
+    /// still on its way to the actor.
+    pub(crate) async fn end(mut self) {
+        self.handle.abort();
+        let _ = (&mut self.handle).await;
+    }
+
     /// Stops the transfer and waits until it has stopped (its connection is dropped). A download
     /// first writes what it received and checkpoints: the answer carries its partial file and, when
     /// it can be continued, resume data.
