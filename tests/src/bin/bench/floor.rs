@@ -1,19 +1,21 @@
-//! The floor of Courier's shape for one request: hyper-util's client with the topology Courier
-//! puts around each task and nothing else. A session actor makes a ractor actor per request,
+//! The floor of the actor-per-task shape for one request: hyper-util's client with actors around
+//! each request and nothing else. In [`run`], a session actor makes a ractor actor per request,
 //! linked to it, and hears it stop; the actor starts the request in a Tokio task of its own (the
-//! transfer), receives its end by message, answers the caller and stops.
+//! transfer), receives its end by message, answers the caller and stops. That was Courier's shape
+//! until its task actors were kept for the session's next task: [`run_pooled`] is its shape now.
 //!
 //! Measured beside hyper-util alone and Courier in the small-request scenario: the gap between
-//! hyper-util and this floor is what the actor-per-task design costs by itself; Courier's time
-//! beyond the floor is its own work on top (requests and responses, task records, the state
+//! hyper-util and these floors is what the actor-per-task design costs by itself; Courier's time
+//! beyond the pooled floor is its own work on top (requests and responses, task records, the state
 //! machine, cookies, the cache lookup, delivery).
 //!
 //! Two variants tell apart what ractor's part is made of:
 //! - [`run_minimal`], the same topology with actors written by hand instead of ractor's: what the
 //!   actor-per-task design would cost with the cheapest actor that still has a mailbox, a
 //!   supervisor that hears it stop (or panic), and its transfer inside it;
-//! - [`run_pooled`], ractor's actors, but each request actor serves one GET after another: the
-//!   messages stay, the spawn, the links and the stop of an actor per request go.
+//! - [`run_pooled`], ractor's actors, but each request actor serves one GET after another, as
+//!   Courier's task actors do: the messages stay, the spawn, the links and the stop of an actor per
+//!   request go.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;

@@ -314,13 +314,13 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
         target: Target::AtMost(10.0),
         note: format!(
             "medians: courier {:.3} s (multi-thread), {:.3} s (current-thread); hyper-util \
-             {:.3} s, {:.3} s; of the cost, the actor-per-task shape alone (hyper-util inside \
-             Courier's shape and nothing else, bench/floor.rs, {:.3} s): {:.1} µs, and of that, \
-             a Tokio task per request (the transfer's; hyper-util with one, {:.3} s) {:.1} µs, \
-             the rest ractor's actors (the session's and the task's: spawn, link, messages, \
-             stop); the same shape with hand-written actors (a Tokio task and a mailbox per \
-             task, the transfer inside it, bench/floor.rs, {:.3} s): {:.1} µs; with ractor's \
-             actors each serving request after request instead of one per request ({:.3} s): \
+             {:.3} s, {:.3} s; the actor-per-task shape alone, with a ractor actor spawned per \
+             request (hyper-util inside it and nothing else, bench/floor.rs, {:.3} s): {:.1} µs, \
+             and of that, a Tokio task per request (the transfer's; hyper-util with one, {:.3} \
+             s) {:.1} µs, the rest ractor's actors (the session's and the task's: spawn, link, \
+             messages, stop); the same shape with hand-written actors (a Tokio task and a \
+             mailbox per task, the transfer inside it, {:.3} s): {:.1} µs; with ractor's \
+             actors each serving request after request, as Courier's task actors do ({:.3} s): \
              {:.1} µs",
             medians[0],
             medians[1],
