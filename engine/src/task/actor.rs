@@ -247,12 +247,10 @@ impl Actor for TaskActor {
                     .insert(TaskActorState::from_args(*args, slot.runs));
                 st.begin(&me).await;
             }
-            (TaskMsg::Begin(args), Some(_)) => {
-                // The session gives a task only to a free actor: never reached. Said, not lost.
-                args.terminal.deliver(Err(Error::new(
-                    ErrorCode::Unknown,
-                    "a task was given to a task actor that was running another",
-                )));
+            (TaskMsg::Begin(_), Some(_)) => {
+                // The session gives a task only to an actor that said it is free: never reached.
+                // Were it, the actor fails, and the session completes the task with the error.
+                return Err("a task was given to a task actor that was running another".into());
             }
             (msg, Some(st)) => st.handle_msg(me.clone(), msg).await?,
             // News of a task that ended (from its transfer before it stopped, or a control call
@@ -295,9 +293,9 @@ impl TaskActorSlot {
 }
 
 impl TaskActorState {
-    /// Removes a finished download that was never handed over.
+    /// Removes a finished download that was never handed over (the task was cancelled as it
+    /// finished).
     fn release_file(&mut self) {
-        // A finished download that was never handed over (the task was cancelled as it finished).
         if let Some(path) = self.file.take() {
             courier_storage::download::remove_partial(&path);
         }
