@@ -90,7 +90,8 @@ pub(crate) struct SessionActor;
 
 /// The most task actors a session keeps free for its next tasks: as many as a busy session runs
 /// at once (64 small requests at once take an actor each), few enough that an idle session holds
-/// little (a free actor is its mailbox and an idle Tokio task, about 3 KB).
+/// little: a free actor keeps its Tokio task, its processing loop and its channels, about 6 KB
+/// (dhat, BENCHMARKS.md, 2026-12-04 evening), so at most about 400 KB a session.
 const FREE_TASK_ACTORS: usize = 64;
 
 /// One task, as the session knows it.
