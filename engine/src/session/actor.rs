@@ -432,7 +432,7 @@ impl SessionState {
     /// A task actor's task ended: the session forgets the task, and keeps the actor for the next
     /// one (or stops it, past [`FREE_TASK_ACTORS`] or once invalidating).
     fn actor_free(&mut self, actor: ActorRef<TaskMsg>) {
-        self.task_actor_stopped(actor.get_id(), "its actor was freed before it completed");
+        self.forget_task_of(actor.get_id(), "its actor was freed before it completed");
         if self.invalidating || self.free.len() >= FREE_TASK_ACTORS {
             self.stopping.insert(actor.get_id(), ());
             actor.stop(None);
@@ -508,9 +508,17 @@ impl SessionState {
         });
     }
 
+    /// A task actor stopped: the session no longer counts on it, and forgets its task, if any.
     fn task_actor_stopped(&mut self, actor: ActorId, why: &str) {
-        self.stopping.remove(&actor);
-        self.free.retain(|a| a.get_id() != actor);
+        if self.stopping.remove(&actor).is_none() {
+            // Stopped without being told (rare): it may have been free.
+            self.free.retain(|a| a.get_id() != actor);
+        }
+        self.forget_task_of(actor, why);
+    }
+
+    /// Forgets the task `actor` ran, delivering its terminal message with `why` if it had none.
+    fn forget_task_of(&mut self, actor: ActorId, why: &str) {
         let Some(id) = self.by_actor.remove(&actor) else {
             return;
         };

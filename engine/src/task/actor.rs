@@ -163,8 +163,6 @@ pub(crate) struct TaskActorState {
     begin: Option<Begin>,
     /// The actor's run this task is (see [`TaskActorSlot`]).
     run: u64,
-    /// The task completed and its transfer is gone: the actor is free once the event is handled.
-    ended: bool,
 }
 
 /// How a task begins on its actor (`TaskActorState::begin`).
@@ -277,7 +275,13 @@ impl TaskActorSlot {
     /// Once the task completed (its terminal got the outcome, its transfer is gone): lets the task
     /// go and tells the session the actor is free; it stops instead when the session is gone.
     fn free_if_ended(&mut self, me: &ActorRef<TaskMsg>) {
-        if !self.task.as_ref().is_some_and(|st| st.ended) {
+        // The machine completes only with its `Complete` effect, which delivers the outcome and
+        // waits for the transfer to be gone.
+        if !self
+            .task
+            .as_ref()
+            .is_some_and(|st| st.machine.state() == TaskState::Completed)
+        {
             return;
         }
         let Some(mut st) = self.task.take() else {
@@ -338,27 +342,25 @@ impl TaskActorState {
             span,
             begin: Some(begin),
             run,
-            ended: false,
         }
     }
 
     async fn begin(&mut self, me: &ActorRef<TaskMsg>) {
         // In the actor's own Tokio task (`pre_start` runs in the session actor's), ahead of any
         // message: the same as a `Control::Resume` first in the mailbox.
-        let st = self;
-        let span = st.span.clone();
-        match st.begin.take() {
+        let span = self.span.clone();
+        match self.begin.take() {
             Some(Begin::Resume) => {
-                st.apply(me, TaskEvent::Resume, Payload::None)
+                self.apply(me, TaskEvent::Resume, Payload::None)
                     .instrument(span)
                     .await;
             }
             Some(Begin::Transfer { turn, since }) => {
                 // The session stepped the machine to running (and said so): its `StartTransfer`
                 // is carried out here.
-                let work = st.work.take().unwrap_or(Work::Data);
-                if let Err(e) = st.start_transfer(me, work, turn, since) {
-                    st.apply(me, TaskEvent::Failed(e), Payload::None)
+                let work = self.work.take().unwrap_or(Work::Data);
+                if let Err(e) = self.start_transfer(me, work, turn, since) {
+                    self.apply(me, TaskEvent::Failed(e), Payload::None)
                         .instrument(span)
                         .await;
                 }
@@ -731,7 +733,6 @@ impl TaskActorState {
                         .remove(&self.info.id());
                 }
                 self.terminal.deliver(result);
-                self.ended = true;
             }
         }
         None

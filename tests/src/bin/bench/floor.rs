@@ -121,18 +121,31 @@ pub(crate) fn run(url: &str, n: usize, flavor: Flavor) -> Duration {
         let (session, running) = Actor::spawn(None, SessionActor, (client, uri))
             .await
             .expect("the session actor");
-        let elapsed = drive(n, move || {
-            let session = session.clone();
-            async move {
-                let (tx, rx) = oneshot::channel();
-                session.cast(Get(tx)).expect("the session runs");
-                rx.await.expect("an answer")
-            }
+        let elapsed = ask_each(n, session, |s, tx| {
+            s.cast(Get(tx)).expect("the session runs")
         })
         .await;
         running.abort();
         elapsed
     })
+}
+
+/// `n` GETs, 64 at once, each asked of a floor's `session` by `ask` with the channel its answer
+/// (the body's length) comes back on.
+async fn ask_each<S: Clone + Send + Sync + 'static>(
+    n: usize,
+    session: S,
+    ask: fn(&S, oneshot::Sender<usize>),
+) -> Duration {
+    drive(n, move || {
+        let session = session.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            ask(&session, tx);
+            rx.await.expect("an answer")
+        }
+    })
+    .await
 }
 
 /// `n` GETs of `url` through hyper-util's client with one Tokio task per request and nothing
@@ -203,16 +216,8 @@ pub(crate) fn run_minimal(url: &str, n: usize, flavor: Flavor) -> Duration {
                 }
             }
         });
-        let elapsed = drive(n, move || {
-            let session = session.clone();
-            async move {
-                let (tx, rx) = oneshot::channel();
-                assert!(
-                    session.send(MinimalMsg::Get(tx)).is_ok(),
-                    "the session runs"
-                );
-                rx.await.expect("an answer")
-            }
+        let elapsed = ask_each(n, session, |s, tx| {
+            assert!(s.send(MinimalMsg::Get(tx)).is_ok(), "the session runs")
         })
         .await;
         running.abort();
@@ -352,13 +357,8 @@ pub(crate) fn run_pooled(url: &str, n: usize, flavor: Flavor) -> Duration {
         let (session, running) = Actor::spawn(None, PooledSession, (client, uri))
             .await
             .expect("the session actor");
-        let elapsed = drive(n, move || {
-            let session = session.clone();
-            async move {
-                let (tx, rx) = oneshot::channel();
-                session.cast(PooledMsg::Get(tx)).expect("the session runs");
-                rx.await.expect("an answer")
-            }
+        let elapsed = ask_each(n, session, |s, tx| {
+            s.cast(PooledMsg::Get(tx)).expect("the session runs")
         })
         .await;
         running.abort();

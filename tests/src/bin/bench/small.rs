@@ -284,22 +284,17 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
     let overhead: Vec<f64> = (0..rounds)
         .map(|r| per_request(times[0][r].min(times[1][r]) - hyper(r)))
         .collect();
-    // The same for the shape alone (a session actor, a task actor and a transfer task per
-    // request), and for its Tokio task alone.
-    let mut shape: Vec<f64> = (0..rounds)
-        .map(|r| per_request(times[4][r] - hyper(r)))
-        .collect();
-    let mut task: Vec<f64> = (0..rounds)
-        .map(|r| per_request(times[5][r] - hyper(r)))
-        .collect();
-    // The shape with hand-written actors, the transfer inside the task's; and with ractor's
-    // request actors each serving GET after GET.
-    let mut minimal: Vec<f64> = (0..rounds)
-        .map(|r| per_request(times[6][r] - hyper(r)))
-        .collect();
-    let mut pooled: Vec<f64> = (0..rounds)
-        .map(|r| per_request(times[7][r] - hyper(r)))
-        .collect();
+    // The same for the floors: side `i` over hyper-util, per round.
+    let beyond_hyper = |i: usize| -> Vec<f64> {
+        (0..rounds)
+            .map(|r| per_request(times[i][r] - hyper(r)))
+            .collect()
+    };
+    // The shape alone (a session actor, a task actor and a transfer task per request), its Tokio
+    // task alone, the shape with hand-written actors (the transfer inside the task's), and with
+    // ractor's request actors each serving GET after GET.
+    let (mut shape, mut task) = (beyond_hyper(4), beyond_hyper(5));
+    let (mut minimal, mut pooled) = (beyond_hyper(6), beyond_hyper(7));
     let medians: Vec<f64> = (0..sides.len())
         .map(|i| median(&mut times[i].clone()))
         .collect();
