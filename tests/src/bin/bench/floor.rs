@@ -115,16 +115,30 @@ impl Actor for RequestActor {
 
 /// `n` GETs of `url` through the floor, 64 at once.
 pub(crate) fn run(url: &str, n: usize, flavor: Flavor) -> Duration {
+    run_ractor(url, n, flavor, SessionActor, |s, tx| {
+        s.cast(Get(tx)).expect("the session runs")
+    })
+}
+
+/// `n` GETs of `url`, 64 at once, through a ractor floor whose session actor is `session`, each
+/// asked of it by `ask`.
+fn run_ractor<A>(
+    url: &str,
+    n: usize,
+    flavor: Flavor,
+    session: A,
+    ask: fn(&ActorRef<A::Msg>, oneshot::Sender<usize>),
+) -> Duration
+where
+    A: Actor<Arguments = (HyperClient, http::Uri)>,
+{
     flavor.runtime().block_on(async {
         let client = hyper_client();
         let uri: http::Uri = url.parse().expect("URI");
-        let (session, running) = Actor::spawn(None, SessionActor, (client, uri))
+        let (session, running) = Actor::spawn(None, session, (client, uri))
             .await
             .expect("the session actor");
-        let elapsed = ask_each(n, session, |s, tx| {
-            s.cast(Get(tx)).expect("the session runs")
-        })
-        .await;
+        let elapsed = ask_each(n, session, ask).await;
         running.abort();
         elapsed
     })
@@ -351,17 +365,7 @@ impl Actor for PooledRequestActor {
 /// `n` GETs of `url` through ractor's actors, each request actor serving one GET after another
 /// (64 of them, spawned as the session first needs them) instead of one actor per GET.
 pub(crate) fn run_pooled(url: &str, n: usize, flavor: Flavor) -> Duration {
-    flavor.runtime().block_on(async {
-        let client = hyper_client();
-        let uri: http::Uri = url.parse().expect("URI");
-        let (session, running) = Actor::spawn(None, PooledSession, (client, uri))
-            .await
-            .expect("the session actor");
-        let elapsed = ask_each(n, session, |s, tx| {
-            s.cast(PooledMsg::Get(tx)).expect("the session runs")
-        })
-        .await;
-        running.abort();
-        elapsed
+    run_ractor(url, n, flavor, PooledSession, |s, tx| {
+        s.cast(PooledMsg::Get(tx)).expect("the session runs")
     })
 }

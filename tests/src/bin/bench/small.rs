@@ -284,17 +284,17 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
     let overhead: Vec<f64> = (0..rounds)
         .map(|r| per_request(times[0][r].min(times[1][r]) - hyper(r)))
         .collect();
-    // The same for the floors: side `i` over hyper-util, per round.
-    let beyond_hyper = |i: usize| -> Vec<f64> {
-        (0..rounds)
-            .map(|r| per_request(times[i][r] - hyper(r)))
-            .collect()
+    // The same for the floors, the median over rounds of side `i` over hyper-util: the shape
+    // alone (a session actor, a task actor and a transfer task per request), its Tokio task alone,
+    // the shape with hand-written actors (the transfer inside the task's), and with ractor's
+    // request actors each serving GET after GET.
+    let beyond_hyper = |i: usize| -> f64 {
+        median(
+            &mut (0..rounds)
+                .map(|r| per_request(times[i][r] - hyper(r)))
+                .collect::<Vec<f64>>(),
+        )
     };
-    // The shape alone (a session actor, a task actor and a transfer task per request), its Tokio
-    // task alone, the shape with hand-written actors (the transfer inside the task's), and with
-    // ractor's request actors each serving GET after GET.
-    let (mut shape, mut task) = (beyond_hyper(4), beyond_hyper(5));
-    let (mut minimal, mut pooled) = (beyond_hyper(6), beyond_hyper(7));
     let medians: Vec<f64> = (0..sides.len())
         .map(|i| median(&mut times[i].clone()))
         .collect();
@@ -322,13 +322,13 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
             medians[2],
             medians[3],
             medians[4],
-            median(&mut shape),
+            beyond_hyper(4),
             medians[5],
-            median(&mut task),
+            beyond_hyper(5),
             medians[6],
-            median(&mut minimal),
+            beyond_hyper(6),
             medians[7],
-            median(&mut pooled)
+            beyond_hyper(7)
         ),
     })
 }
