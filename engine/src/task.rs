@@ -115,7 +115,8 @@ pub(crate) enum TaskReport {
     Control(u64, Control),
     /// The last handle of a task that was never resumed was dropped.
     HandlesDropped(u64),
-    /// A task actor's task ended: the actor is free for the session's next task.
+    /// A task actor's task ended and the session's free actors had no room for it (full, or closed
+    /// by invalidation): the session forgets the task and stops the actor.
     ActorFree(ractor::ActorRef<actor::TaskMsg>),
     /// The data task `old` became another task (a download, a stream), carried on by the same
     /// actor.
@@ -133,6 +134,12 @@ pub(crate) trait SessionLink: Send + Sync + 'static {
     /// Sends `report` to the session; false when the session is gone (it has completed every task
     /// already, so nothing is lost).
     fn report(&self, report: TaskReport) -> bool;
+
+    /// Says that `actor`'s task ended and the actor is free for the session's next task; false
+    /// when the session is gone (the actor stops then).
+    fn actor_free(&self, actor: ractor::ActorRef<actor::TaskMsg>) -> bool {
+        self.report(TaskReport::ActorFree(actor))
+    }
 
     /// The queue a task's own delegate is attached to.
     fn own_delegate_queue(&self) -> Result<courier_delegates::DeliveryQueue, TaskDelegateError> {

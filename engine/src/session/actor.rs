@@ -5,13 +5,13 @@
 //! (every connection the configuration allows it is busy) waits in its host's line here, still
 //! without an actor: its actor is spawned, with the turn, when the turn comes (`actor/line.rs`).
 //! Control calls from handles come through here in order, and are relayed to the task's actor once
-//! it exists. When a task ends, its actor says it is free (`TaskReport::ActorFree`): the session
-//! forgets the task and keeps the actor for its next task (up to `FREE_TASK_ACTORS`), which spares
-//! the spawn, the links and the stop of an actor per task. Every running task still has an actor of
-//! its own, linked to this one. When a task actor stops before its task ended (a panic, a failure),
-//! this actor hears of it through supervision and delivers the task's terminal message, with an
-//! error. Invalidation waits until every started task has ended and every free actor has stopped,
-//! then queues `did_become_invalid` as the delegate's last callback.
+//! it exists. When a task ends, its actor joins the session's free actors (`actor/free.rs`), and the
+//! session gives it its next task, which spares the spawn, the links and the stop of an actor per
+//! task. Every running task still has an actor of its own, linked to this one. When a task actor
+//! stops before its task ended (a panic, a failure), this actor hears of it through supervision and
+//! delivers the task's terminal message, with an error. Invalidation waits until every started task
+//! has ended and every task actor has stopped, then queues `did_become_invalid` as the delegate's
+//! last callback.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,8 +32,10 @@ use crate::task::{
     Control, PartialSlot, SessionLink, TaskReport, Work, complete_orphan, publish_state,
 };
 
+mod free;
 mod line;
 
+pub(crate) use free::FreeActors;
 use line::Held;
 
 /// Messages a session actor handles.
@@ -72,12 +74,22 @@ pub(crate) enum SessionMsg {
 }
 
 /// The link a task actor reports through: the session's address, which (unlike a handle's link)
-/// does not keep the session from invalidating itself.
-struct ActorLink(ActorRef<SessionMsg>);
+/// does not keep the session from invalidating itself, and its free actors.
+struct ActorLink {
+    session: ActorRef<SessionMsg>,
+    free: Arc<FreeActors>,
+}
 
 impl SessionLink for ActorLink {
     fn report(&self, report: TaskReport) -> bool {
-        self.0.cast(SessionMsg::Task(report)).is_ok()
+        self.session.cast(SessionMsg::Task(report)).is_ok()
+    }
+
+    fn actor_free(&self, actor: ActorRef<TaskMsg>) -> bool {
+        match self.free.join(actor) {
+            Ok(()) => true,
+            Err(actor) => self.report(TaskReport::ActorFree(actor)),
+        }
     }
 }
 
@@ -87,12 +99,6 @@ pub(crate) struct SessionArgs {
 }
 
 pub(crate) struct SessionActor;
-
-/// The most task actors a session keeps free for its next tasks: as many as a busy session runs
-/// at once (64 small requests at once take an actor each), few enough that an idle session holds
-/// little: a free actor keeps its Tokio task, its processing loop and its channels, about 6 KB
-/// (dhat, BENCHMARKS.md, 2026-12-04 evening), so at most about 400 KB a session.
-const FREE_TASK_ACTORS: usize = 64;
 
 /// One task, as the session knows it.
 struct Entry {
@@ -127,8 +133,9 @@ pub(crate) struct SessionState {
     ctx: Arc<SessionContext>,
     tasks: IdMap<u64, Entry>,
     by_actor: IdMap<ActorId, u64>,
-    /// Task actors whose task ended, kept for the next tasks (at most [`FREE_TASK_ACTORS`]).
-    free: Vec<ActorRef<TaskMsg>>,
+    /// Task actors whose task ended, kept for the next tasks; the session still holds the entries
+    /// of their ended tasks (`by_actor` names them) until it forgets them.
+    free: Arc<FreeActors>,
     /// Task actors told to stop (free ones, once invalidation began), until they have.
     stopping: IdMap<ActorId, ()>,
     /// Set once invalidation was asked for.
@@ -158,11 +165,12 @@ impl Actor for SessionActor {
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
         let span = tracing::info_span!("session", session = args.ctx.id);
+        let free = Arc::new(FreeActors::default());
         Ok(SessionState {
             ctx: args.ctx,
             tasks: IdMap::default(),
             by_actor: IdMap::default(),
-            free: Vec::new(),
+            free: free.clone(),
             stopping: IdMap::default(),
             invalidating: false,
             finishing: false,
@@ -170,7 +178,7 @@ impl Actor for SessionActor {
             invalid_tx: args.invalid_tx,
             line_timer: false,
             next_place: 0,
-            link: Arc::new(ActorLink(me)),
+            link: Arc::new(ActorLink { session: me, free }),
             span,
         })
     }
@@ -227,12 +235,15 @@ impl Actor for SessionActor {
                     }
                 }
                 SessionMsg::CountEntries(reply) => {
+                    st.forget_ended();
                     let _ = reply.send(st.tasks.len());
                 }
                 SessionMsg::CountActors(reply) => {
+                    st.forget_ended();
                     let _ = reply.send(st.by_actor.len());
                 }
                 SessionMsg::AllTasks(reply) => {
+                    // The entries of ended tasks that wait to be forgotten are completed: left out.
                     let tasks = st
                         .tasks
                         .values()
@@ -291,11 +302,11 @@ impl Actor for SessionActor {
                     st.watch_line(&me);
                 }
                 SessionMsg::Disconnected(error) => {
-                    st.invalidating = true;
+                    st.invalidate();
                     st.invalid_error.get_or_insert(error);
                 }
                 SessionMsg::Invalidate { cancel } => {
-                    st.invalidating = true;
+                    st.invalidate();
                     if cancel {
                         let ids: Vec<u64> = st.tasks.keys().copied().collect();
                         for id in ids {
@@ -318,7 +329,7 @@ impl Actor for SessionActor {
     ) -> Result<(), ActorProcessingErr> {
         // Stopped some other way than by invalidation (which stops them first): the free task
         // actors go with the session.
-        for actor in st.free.drain(..) {
+        for actor in st.free.close() {
             actor.stop(None);
         }
         Ok(())
@@ -382,6 +393,16 @@ impl SessionState {
 
     /// Spawns the actor of a task that has none; `started`: the session resumed the task itself.
     async fn spawn(&mut self, me: &ActorRef<SessionMsg>, id: u64, started: Option<Started>) {
+        if !self.tasks.contains_key(&id) {
+            return;
+        }
+        // A free actor takes the task if there is one: an actor spawned, linked and stopped per
+        // task cost 2.4 µs of the 12 µs a task cost over hyper-util's client (BENCHMARKS.md).
+        let free = self.free.take();
+        if let Some(actor) = &free {
+            // Its last task ended: the session forgets it now.
+            self.forget_task_of(actor.get_id(), "its actor was freed before it completed");
+        }
         let Some(entry) = self.tasks.get_mut(&id) else {
             return;
         };
@@ -397,9 +418,7 @@ impl SessionState {
             // message for it.
             started,
         };
-        // A free actor takes the task if there is one: an actor spawned, linked and stopped per
-        // task cost 2.4 µs of the 12 µs a task cost over hyper-util's client (BENCHMARKS.md).
-        if let Some(actor) = self.free.pop() {
+        if let Some(actor) = free {
             match actor.cast(TaskMsg::Begin(Box::new(args))) {
                 Ok(()) => {
                     self.by_actor.insert(actor.get_id(), id);
@@ -429,15 +448,26 @@ impl SessionState {
         }
     }
 
-    /// A task actor's task ended: the session forgets the task, and keeps the actor for the next
-    /// one (or stops it, past [`FREE_TASK_ACTORS`] or once invalidating).
+    /// A task actor's task ended and the free actors had no room for it (full, or closed once
+    /// invalidating): the session forgets the task and stops the actor.
     fn actor_free(&mut self, actor: ActorRef<TaskMsg>) {
         self.forget_task_of(actor.get_id(), "its actor was freed before it completed");
-        if self.invalidating || self.free.len() >= FREE_TASK_ACTORS {
-            self.stopping.insert(actor.get_id(), ());
-            actor.stop(None);
-        } else {
-            self.free.push(actor);
+        self.stopping.insert(actor.get_id(), ());
+        actor.stop(None);
+    }
+
+    /// Forgets the ended tasks of the free actors (which stay free).
+    fn forget_ended(&mut self) {
+        for actor in self.free.ids() {
+            self.forget_task_of(actor, "its actor was freed before it completed");
+        }
+    }
+
+    /// Invalidation begins: no task actor joins the free ones any more, and those free now stop.
+    fn invalidate(&mut self) {
+        self.invalidating = true;
+        for actor in self.free.close() {
+            self.actor_free(actor);
         }
     }
 
@@ -512,7 +542,7 @@ impl SessionState {
     fn task_actor_stopped(&mut self, actor: ActorId, why: &str) {
         if self.stopping.remove(&actor).is_none() {
             // Stopped without being told (rare): it may have been free.
-            self.free.retain(|a| a.get_id() != actor);
+            self.free.remove(actor);
         }
         self.forget_task_of(actor, why);
     }
@@ -538,11 +568,8 @@ impl SessionState {
         if self.tasks.values().any(Entry::started) {
             return;
         }
-        // Every child stops before the session says it is invalid: the free task actors too.
-        for actor in self.free.drain(..) {
-            self.stopping.insert(actor.get_id(), ());
-            actor.stop(None);
-        }
+        // Every child stops before the session says it is invalid: the free task actors too
+        // (told to stop as invalidation began, or as each said it was free after that).
         if !self.stopping.is_empty() {
             return;
         }

@@ -4,9 +4,8 @@
 //! [`TaskMachine::step`]: this file holds the messages, the actor and its dispatch; `effects.rs`
 //! carries out what each step asks for, `start.rs` starts transfers, `delivery.rs` hands data,
 //! progress and metrics over, and `conversion.rs` turns a data task into a download or a stream
-//! task. Right after the terminal message
-//! (its transfer gone), the actor lets the task go and tells its session it is free; the session
-//! may give it its next task ([`TaskMsg::Begin`]), each with a state of its own. News for a task
+//! task. Right after the terminal message (its transfer gone), the actor lets the task go and
+//! joins its session's free actors (`session/actor/free.rs`); the session may give it its next task ([`TaskMsg::Begin`]), each with a state of its own. News for a task
 //! that ended is dropped: a free actor has none to apply it to, and a delegate's late answer carries
 //! the number of the run it was asked in. A panic stops the actor, and its session hears of it
 //! through supervision.
@@ -199,8 +198,8 @@ enum Payload {
 }
 
 /// What a task actor holds: the task it runs, if any. A task actor runs one task at a time; when
-/// the task ends, the actor tells its session it is free, and the session may give it its next task
-/// (`TaskMsg::Begin`) instead of spawning another actor.
+/// the task ends, the actor joins its session's free actors, and the session may give it its next
+/// task (`TaskMsg::Begin`) instead of spawning another actor.
 pub(crate) struct TaskActorSlot {
     task: Option<TaskActorState>,
     /// How many tasks this actor began: the number of the current one's run.
@@ -290,7 +289,7 @@ impl TaskActorSlot {
         st.release_file();
         let session = st.session.clone();
         drop(st);
-        if !session.report(super::TaskReport::ActorFree(me.clone())) {
+        if !session.actor_free(me.clone()) {
             me.stop(None);
         }
     }
