@@ -317,3 +317,45 @@ proptest! {
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
     }
 }
+
+#[tokio::test]
+async fn more_tasks_ending_at_once_than_the_session_keeps_actors_for_leave_nothing_behind() {
+    // 100 tasks run together, more than the 64 free task actors a session keeps: as they end, the
+    // first 64 actors join the session's free ones, the others are stopped. Either way their tasks
+    // are forgotten, a second round runs on the free actors, and invalidation waits for them all.
+    const TASKS: usize = 100;
+    let server = TestServer::http().await;
+    let rec = Arc::new(Recorder::new());
+    let mut config = http_config();
+    config.http_maximum_connections_per_host = TASKS;
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
+    for _round in 0..2 {
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                session
+                    .data_task(server.url("/drip?chunks=2&size=10&delay_ms=50").as_str())
+                    .unwrap()
+            })
+            .collect();
+        for t in &tasks {
+            t.resume();
+        }
+        for t in &tasks {
+            assert_eq!(rec.wait_complete(t.info().id(), WAIT).await, Some(None));
+        }
+        // The session forgets each ended task, and no actor runs one: polled, since the last
+        // actors may join the free ones just after their delegates heard `did_complete`.
+        let forgotten = async {
+            while session.registered_tasks().await + session.task_actors().await > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(WAIT, forgotten)
+            .await
+            .expect("every ended task forgotten");
+    }
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    assert_eq!(events.last(), Some(&Event::Invalid));
+    check_invariants(&events).unwrap();
+}
