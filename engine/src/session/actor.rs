@@ -35,7 +35,7 @@ use crate::task::{
 mod free;
 mod line;
 
-pub(crate) use free::FreeActors;
+use free::FreeActors;
 use line::Held;
 
 /// Messages a session actor handles.
@@ -99,6 +99,10 @@ pub(crate) struct SessionArgs {
 }
 
 pub(crate) struct SessionActor;
+
+/// Why an ended task is forgotten, should its terminal message be pending after all (it never is:
+/// a task actor is free only once its task completed).
+const ENDED: &str = "its actor was freed before it completed";
 
 /// One task, as the session knows it.
 struct Entry {
@@ -401,7 +405,7 @@ impl SessionState {
         let free = self.free.take();
         if let Some(actor) = &free {
             // Its last task ended: the session forgets it now.
-            self.forget_task_of(actor.get_id(), "its actor was freed before it completed");
+            self.forget_task_of(actor.get_id(), ENDED);
         }
         let Some(entry) = self.tasks.get_mut(&id) else {
             return;
@@ -451,7 +455,7 @@ impl SessionState {
     /// A task actor's task ended and the free actors had no room for it (full, or closed once
     /// invalidating): the session forgets the task and stops the actor.
     fn actor_free(&mut self, actor: ActorRef<TaskMsg>) {
-        self.forget_task_of(actor.get_id(), "its actor was freed before it completed");
+        self.forget_task_of(actor.get_id(), ENDED);
         self.stopping.insert(actor.get_id(), ());
         actor.stop(None);
     }
@@ -459,7 +463,7 @@ impl SessionState {
     /// Forgets the ended tasks of the free actors (which stay free).
     fn forget_ended(&mut self) {
         for actor in self.free.ids() {
-            self.forget_task_of(actor, "its actor was freed before it completed");
+            self.forget_task_of(actor, ENDED);
         }
     }
 
