@@ -5,10 +5,10 @@
 //! carries out what each step asks for, `start.rs` starts transfers, `delivery.rs` hands data,
 //! progress and metrics over, and `conversion.rs` turns a data task into a download or a stream
 //! task. Right after the terminal message (its transfer gone), the actor lets the task go and
-//! joins its session's free actors (`session/actor/free.rs`); the session may give it its next task ([`TaskMsg::Begin`]), each with a state of its own. News for a task
-//! that ended is dropped: a free actor has none to apply it to, and a delegate's late answer carries
-//! the number of the run it was asked in. A panic stops the actor, and its session hears of it
-//! through supervision.
+//! joins its session's free actors (`session/actor/free.rs`); the session may give it its next
+//! task ([`TaskMsg::Begin`]), each with a state of its own. News for a task that ended is dropped:
+//! a free actor has none to apply it to, and a delegate's late answer carries the number of the run
+//! it was asked in. A panic stops the actor, and its session hears of it through supervision.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,13 +2,13 @@
 //!
 //! The list is shared with the task actors so that one whose task ended joins it by itself,
 //! without a message: a task then costs its session one message (its `Register`) instead of two,
-//! and the session no wake-up at its end. The session forgets an ended task when it gives the
-//! task's actor its next one, or when it next looks at all its tasks ([`SessionState::forget_ended`]),
-//! so at most [`FREE_TASK_ACTORS`] ended tasks wait to be forgotten. An actor that finds the list
-//! full or closed (the session is invalidating, or gone) says it is free by message instead
-//! (`TaskReport::ActorFree`), which the session answers by stopping it: invalidation waits for that.
-//!
-//! [`SessionState::forget_ended`]: super::SessionState
+//! and the session no wake-up at its end (about 4% of a small request's time, BENCHMARKS.md,
+//! 2026-12-05 night). The session forgets an ended task when it gives the task's actor its next
+//! one, when it looks at all its tasks (`SessionState::forget_ended`), or when it invalidates: so
+//! the records of at most [`FREE_TASK_ACTORS`] ended tasks (their request and response heads) wait
+//! to be forgotten. Invalidation closes the list and stops the actors in it; an actor that finds
+//! the list full or closed says it is free by message instead (`TaskReport::ActorFree`), which the
+//! session answers by stopping it, and invalidation waits for that.
 
 use std::sync::{Mutex, MutexGuard};
 
