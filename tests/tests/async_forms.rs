@@ -106,6 +106,25 @@ async fn an_awaited_download_becomes_resume_data_through_its_handle_and_continue
     assert!(courier_tests::session_files(dir.path()).is_empty());
 }
 
+/// Suspends an awaited task once 128 KiB of its body arrived, checks that its caller keeps waiting
+/// while it is suspended, resumes it, and gives the caller's result.
+async fn suspended_midway_then_resumed<T>(
+    info: &TaskInfo,
+    suspend: impl Fn(),
+    resume: impl Fn(),
+    waiting: tokio::task::JoinHandle<T>,
+) -> T {
+    wait_for(info, "128 KiB", |i| i.bytes_received() >= 128 * 1024).await;
+    suspend();
+    wait_for(info, "the suspension", |i| {
+        i.state() == TaskState::Suspended
+    })
+    .await;
+    assert!(!waiting.is_finished(), "the caller keeps waiting");
+    resume();
+    tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap()
+}
+
 #[tokio::test]
 async fn an_awaited_download_suspended_through_its_handle_waits_then_continues_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,19 +134,10 @@ async fn an_awaited_download_suspended_through_its_handle_waits_then_continues_w
     let mut download = session.download(server.url());
     let task = download.task().cloned().unwrap();
     let waiting = tokio::spawn(download);
-    wait_for(task.info(), "128 KiB", |i| i.bytes_received() >= 128 * 1024).await;
-    task.suspend();
-    wait_for(task.info(), "the suspension", |i| {
-        i.state() == TaskState::Suspended
-    })
-    .await;
-    assert!(!waiting.is_finished(), "the caller keeps waiting");
-    task.resume();
-    let (file, response) = tokio::time::timeout(WAIT, waiting)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (file, response) =
+        suspended_midway_then_resumed(task.info(), || task.suspend(), || task.resume(), waiting)
+            .await
+            .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(std::fs::read(file.path()).unwrap(), server.content());
     assert_eq!(server.served().len(), 1, "the same transfer went on");
@@ -195,4 +205,118 @@ async fn resume_data_that_cannot_be_used_fails_the_awaited_download_and_touches_
         .unwrap_err();
     assert_eq!(error.code(), ErrorCode::CannotDecodeRawData);
     assert!(courier_tests::session_files(dir.path()).is_empty());
+}
+
+// A completion-form task's transfer runs in its actor's own Tokio task until the actor has a
+// message to read (`task/actor/inline.rs`): the three tests below are what must still reach it
+// while its transfer runs there. Each fails (by its wait, or the request timeout's error) when
+// a control call or a message from the transfer does not interrupt that run.
+
+#[tokio::test]
+async fn an_awaited_data_task_cancelled_while_it_waits_for_the_response_ends_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::http().await;
+    let session = Session::new(config(dir.path())).unwrap();
+
+    // A request timeout past the wait below: only the cancel can end the task in time.
+    let mut request = courier_engine::Request::get(server.url("/hang").as_str());
+    request.set_timeout(2 * WAIT);
+    let mut data = session.data(request);
+    let task = data.task().cloned().unwrap();
+    let waiting = tokio::spawn(data);
+    // Connected: the transfer is under way, and its request on the wire or about to be.
+    tokio::time::timeout(WAIT, async {
+        while server.connections() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the task connects");
+    task.cancel();
+    let error = tokio::time::timeout(WAIT, waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Cancelled);
+    assert_eq!(task.info().state(), TaskState::Completed);
+}
+
+#[tokio::test]
+async fn an_awaited_data_task_suspended_through_its_handle_waits_then_continues_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = slow_server(1024 * 1024).await;
+    let session = Session::new(config(dir.path())).unwrap();
+
+    let mut data = session.data(server.url().as_str());
+    let task = data.task().cloned().unwrap();
+    let waiting = tokio::spawn(data);
+    let (body, response) =
+        suspended_midway_then_resumed(task.info(), || task.suspend(), || task.resume(), waiting)
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(body.as_ref(), server.content().as_slice());
+    assert_eq!(server.served().len(), 1, "the same transfer went on");
+}
+
+#[tokio::test]
+async fn an_awaited_upload_counts_its_body_sent_before_the_response_comes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SIZE: usize = 64 * 1024;
+    // A server that reads the whole request, then answers only when told.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/upload", listener.local_addr().unwrap());
+    let (answer, answer_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = vec![0; 16 * 1024];
+        let body_at = loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            seen.extend_from_slice(&buf[..n]);
+            if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+        };
+        while seen.len() < body_at + SIZE {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the body ended early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let _ = answer_rx.await;
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        seen.len() - body_at
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::new(config(dir.path())).unwrap();
+    let mut request =
+        courier_engine::Request::new(courier_engine::reexports::http::Method::PUT, url.as_str());
+    request.set_timeout(WAIT);
+    let mut upload = session.upload(
+        request,
+        courier_engine::UploadBody::Bytes(vec![7u8; SIZE].into()),
+    );
+    let task = upload.task().cloned().unwrap();
+    let waiting = tokio::spawn(upload);
+    // The count comes from the transfer's messages to the actor, read while the response is
+    // still held back.
+    wait_for(task.info(), "the body counted as sent", |i| {
+        i.bytes_sent() == SIZE as u64
+    })
+    .await;
+    assert!(!waiting.is_finished());
+    answer.send(()).unwrap();
+    let (body, response) = tokio::time::timeout(WAIT, waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(body.as_ref(), b"ok");
+    assert_eq!(server.await.unwrap(), SIZE);
 }

@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use crate::completion::Terminal;
 use crate::context::SessionContext;
-use crate::task::actor::{Started, TaskActor, TaskArgs, TaskMsg};
+use crate::task::actor::{Doorbell, Started, TaskActor, TaskArgs, TaskMsg};
 use crate::task::download::resume_data_of;
 use crate::task::id_map::IdMap;
 use crate::task::transfer::host_queue::Turn;
@@ -113,6 +113,9 @@ struct Entry {
     /// The task's actor, from its first `resume()` until it stops (from its turn, for a task that
     /// waited in its host's line).
     actor: Option<ActorRef<TaskMsg>>,
+    /// Rung after each control call relayed to the actor: a completion-form task's actor may be
+    /// polling its transfer instead of reading messages (`task/actor/inline.rs`).
+    doorbell: Option<Doorbell>,
     /// A task resumed into its host's line: what this actor keeps of it until its actor takes
     /// over. Boxed: only waiting tasks have one, and every entry would carry its room otherwise.
     held: Option<Box<Held>>,
@@ -211,6 +214,7 @@ impl Actor for SessionActor {
                             work: Some(work),
                             partial,
                             actor: None,
+                            doorbell: None,
                             held: None,
                         },
                     );
@@ -280,6 +284,7 @@ impl Actor for SessionActor {
                                     work: None,
                                     partial,
                                     actor: Some(actor),
+                                    doorbell: None,
                                     held: None,
                                 },
                             );
@@ -368,6 +373,9 @@ impl SessionState {
         };
         if let Some(actor) = &entry.actor {
             let _ = actor.cast(TaskMsg::Control(control));
+            if let Some(bell) = &entry.doorbell {
+                bell.ring();
+            }
             return;
         }
         match control {
@@ -418,7 +426,10 @@ impl SessionState {
             // Without `started`, the actor resumes itself as it starts (before any message): no
             // message for it.
             started,
+            // Only a task that reports to no delegate may have its transfer polled by its actor.
+            doorbell: (!entry.callbacks).then(Doorbell::default),
         };
+        entry.doorbell.clone_from(&args.doorbell);
         if let Some(actor) = free {
             match actor.cast(TaskMsg::Begin(Box::new(args))) {
                 Ok(()) => {

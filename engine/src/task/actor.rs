@@ -2,10 +2,11 @@
 //!
 //! Every event, whether a control call relayed by the session or news from the transfer, goes through
 //! [`TaskMachine::step`]: this file holds the messages, the actor and its dispatch; `effects.rs`
-//! carries out what each step asks for, `start.rs` starts transfers, `delivery.rs` hands data,
-//! progress and metrics over, and `conversion.rs` turns a data task into a download or a stream
-//! task. Right after the terminal message (its transfer gone), the actor lets the task go and
-//! joins its session's free actors (`session/actor/free.rs`); the session may give it its next
+//! carries out what each step asks for, `start.rs` starts transfers, `inline.rs` polls a
+//! completion-form task's transfer in the actor's own handler until a message comes, `delivery.rs`
+//! hands data, progress and metrics over, and `conversion.rs` turns a data task into a download or
+//! a stream task. Right after the terminal message (its transfer gone), the actor lets the task go
+//! and joins its session's free actors (`session/actor/free.rs`); the session may give it its next
 //! task ([`TaskMsg::Begin`]), each with a state of its own. News for a task that ended is dropped:
 //! a free actor has none to apply it to, and a delegate's late answer carries the number of the run
 //! it was asked in. A panic stops the actor, and its session hears of it through supervision.
@@ -40,7 +41,10 @@ use crate::state::{Effect, Outcome, Phase, TaskEvent, TaskMachine};
 mod conversion;
 mod delivery;
 mod effects;
+mod inline;
 mod start;
+
+pub(crate) use inline::{ActorPost, Doorbell};
 
 /// Messages a task actor handles.
 pub(crate) enum TaskMsg {
@@ -115,6 +119,9 @@ pub(crate) struct TaskArgs {
     /// Set when the session started the task itself (it stood in its host's line there); `None`:
     /// the actor resumes it as it starts, before its first message (it is spawned by a `resume()`).
     pub(crate) started: Option<Started>,
+    /// For a task whose transfer may run in the actor's handler (`actor/inline.rs`): what the
+    /// session rings as it relays a control call.
+    pub(crate) doorbell: Option<Doorbell>,
 }
 
 /// A task its session started before spawning its actor ([`turn_before_start`]): the actor
@@ -166,6 +173,8 @@ pub(crate) struct TaskActorState {
     begin: Option<Begin>,
     /// The actor's run this task is (see [`TaskActorSlot`]).
     run: u64,
+    /// Rung by whoever sends this actor a message while its transfer runs in its handler.
+    doorbell: Option<Doorbell>,
 }
 
 /// How a task begins on its actor (`TaskActorState::begin`).
@@ -229,6 +238,7 @@ impl Actor for TaskActor {
     ) -> Result<(), ActorProcessingErr> {
         if let Some(st) = &mut slot.task {
             st.begin(&me).await;
+            st.run_transfer_inline().await;
         }
         slot.free_if_ended(&me);
         Ok(())
@@ -247,13 +257,17 @@ impl Actor for TaskActor {
                     .task
                     .insert(TaskActorState::from_args(*args, slot.runs));
                 st.begin(&me).await;
+                st.run_transfer_inline().await;
             }
             (TaskMsg::Begin(_), Some(_)) => {
                 // The session gives a task only to an actor that said it is free: never reached.
                 // Were it, the actor fails, and the session completes the task with the error.
                 return Err("a task was given to a task actor that was running another".into());
             }
-            (msg, Some(st)) => st.handle_msg(me.clone(), msg).await?,
+            (msg, Some(st)) => {
+                st.handle_msg(me.clone(), msg).await?;
+                st.run_transfer_inline().await;
+            }
             // News of a task that ended (from its transfer before it stopped, or a control call
             // relayed before the session heard of the end): the actor is free, nobody to tell.
             (_, None) => {}
@@ -341,6 +355,15 @@ impl TaskActorState {
             span,
             begin: Some(begin),
             run,
+            doorbell: args.doorbell,
+        }
+    }
+
+    /// Polls a transfer the last step started to run in this handler, if it did
+    /// (`actor/inline.rs`).
+    async fn run_transfer_inline(&mut self) {
+        if let Some(transfer) = &mut self.transfer {
+            transfer.run_inline().await;
         }
     }
 

@@ -25,7 +25,6 @@ use courier_storage::{
     Durability, PartialFile, RequestRecord, ResponseRecord, ResumeError, ResumeRecord,
     SessionDirectory,
 };
-use ractor::ActorRef;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -41,7 +40,7 @@ pub(crate) use records::{
 use records::{resume_error, seal};
 
 use super::PartialSlot;
-use super::actor::TaskMsg;
+use super::actor::{ActorPost, TaskMsg};
 use crate::context::SessionContext;
 
 /// Longest time received bytes wait in memory before they are written.
@@ -71,7 +70,7 @@ type Job = JoinHandle<(PartialFile, Batch, io::Result<Option<Vec<u8>>>)>;
 /// A download's partial file and everything needed to describe it as resume data.
 pub(crate) struct DownloadSink {
     ctx: Arc<SessionContext>,
-    actor: ActorRef<TaskMsg>,
+    actor: ActorPost,
     url: String,
     /// The file, when no job holds it.
     file: Option<PartialFile>,
@@ -115,7 +114,7 @@ impl DownloadSink {
     /// Creates the partial file, or reopens the one `from` names after checking it.
     pub(crate) async fn open(
         ctx: Arc<SessionContext>,
-        actor: ActorRef<TaskMsg>,
+        actor: ActorPost,
         info: &courier_delegates::TaskInfo,
         from: Option<ResumeRecord>,
         slot: &PartialSlot,

@@ -1,4 +1,6 @@
-//! The transfer: one request and its response, run as a Tokio task beside the task actor.
+//! The transfer: one request and its response, run as a Tokio task beside the task actor (a
+//! completion-form task's is polled by its actor instead, until the actor has a message to read:
+//! `actor/inline.rs`).
 //!
 //! The body goes to memory (a data or upload task) or to a file (a download, through
 //! [`DownloadSink`]); a request body comes from [`upload::prepare`], made anew for every send. A
@@ -36,8 +38,7 @@ use courier_protocol_http::{
 };
 use courier_storage::ResumeRecord;
 use futures_util::FutureExt;
-use futures_util::future::Either;
-use ractor::ActorRef;
+use futures_util::future::{BoxFuture, Either};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -45,7 +46,7 @@ use tracing::Instrument;
 use url::Url;
 
 use super::PartialSlot;
-use super::actor::TaskMsg;
+use super::actor::{ActorPost, Doorbell, TaskMsg};
 use super::auth::{self, Authenticator};
 use super::download::{DownloadSink, Placement, Stopped};
 use super::local::{self, LocalBody};
@@ -139,7 +140,8 @@ pub(crate) struct TransferArgs {
     pub(crate) body: Option<UploadBody>,
     pub(crate) timeouts: Timeouts,
     pub(crate) destination: Destination,
-    pub(crate) actor: ActorRef<TaskMsg>,
+    /// The task actor, which the transfer reports to.
+    pub(crate) actor: ActorPost,
     /// The turn with its host that the session took for the first request, before it started
     /// the task ([`turn_before_start`]).
     pub(crate) turn: Option<host_queue::Turn>,
@@ -155,13 +157,24 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A running transfer. Dropping it stops the transfer at once (no checkpoint).
 pub(crate) struct Transfer {
-    handle: JoinHandle<Option<Stopped>>,
+    running: Running,
     gate: GateSender,
     /// Set when a data task becomes a download: the body then goes to a file, for the new task.
     /// Only a task that reports to a delegate can be asked to (`did_receive_response`).
     conversion: Option<Conversion>,
     /// Only when a delegate will read them.
     metrics: Option<SharedMetrics>,
+}
+
+/// Where a transfer's future is polled.
+enum Running {
+    /// Not yet: its task actor polls it in its handler (`Transfer::run_inline`) until the actor's
+    /// doorbell rings, then spawns it (the completion forms; `actor/inline.rs`).
+    Inline(BoxFuture<'static, Option<Stopped>>, Doorbell),
+    /// In a Tokio task of its own.
+    Spawned(JoinHandle<Option<Stopped>>),
+    /// Nowhere: it ended while its actor polled it.
+    Ended(Option<Stopped>),
 }
 
 /// The transactions of a transfer so far (one per request sent), shared with the task actor.
@@ -192,13 +205,19 @@ impl Transfer {
         // stored twice in the block (as captured and once pinned), 328 bytes more in every
         // transfer's Tokio task, copied in at the spawn and out as it ends.
         let timer_args = (gate.clone(), gate_rx.clone(), args.timeouts.resource);
-        let actor = args.actor.clone();
         let conversion = args.callbacks.then(Conversion::default);
         let recording = args.callbacks && args.ctx.delegate_wants(&args.info, Callback::Metrics);
         let metrics = recording.then(SharedMetrics::default);
         let gathering = (!args.callbacks
             && matches!(args.destination, Destination::Memory { window: None }))
         .then(Gathering::default);
+        // Only a gathering transfer runs in its actor's handler: it sends nothing until its end,
+        // unless something comes up (a 1xx, a question for the delegate), which rings the bell.
+        let actor = match gathering {
+            Some(_) => args.actor,
+            None => args.actor.without_doorbell(),
+        };
+        let doorbell = actor.doorbell().cloned();
         let mut run = Run {
             gathering,
             moved: send::Moved::default(),
@@ -216,7 +235,7 @@ impl Transfer {
             url: args.url,
             idle: args.timeouts.idle,
             gate: gate_rx,
-            actor: args.actor,
+            actor: actor.clone(),
             sink: None,
             window: None,
             overridden: false,
@@ -252,43 +271,45 @@ impl Transfer {
                 )))
             }
         };
-        let handle = tokio::spawn(
-            async move {
-                // A panic in here (a decoder, a parser, a bug) must not leave the task running
-                // forever: the actor hears of it and fails, and its session completes the task.
-                let running = AssertUnwindSafe(running).catch_unwind();
-                let timer = resource_timer(timer_args.0, timer_args.1, timer_args.2);
-                // The resource timer runs in the same Tokio task (no task of its own to spawn for
-                // every transfer); once it has raised the gate, only the transfer is polled.
-                tokio::pin!(running, timer);
-                let mut timing = true;
-                let ended = loop {
-                    tokio::select! {
-                        // The transfer first: on its fast path the timer is never polled again.
-                        biased;
-                        ended = &mut running => break ended,
-                        () = &mut timer, if timing => timing = false,
+        let running = async move {
+            // A panic in here (a decoder, a parser, a bug) must not leave the task running
+            // forever: the actor hears of it and fails, and its session completes the task.
+            let running = AssertUnwindSafe(running).catch_unwind();
+            let timer = resource_timer(timer_args.0, timer_args.1, timer_args.2);
+            // The resource timer runs in the same Tokio task (no task of its own to spawn for
+            // every transfer); once it has raised the gate, only the transfer is polled.
+            tokio::pin!(running, timer);
+            let mut timing = true;
+            let ended = loop {
+                tokio::select! {
+                    // The transfer first: on its fast path the timer is never polled again.
+                    biased;
+                    ended = &mut running => break ended,
+                    () = &mut timer, if timing => timing = false,
+                }
+            };
+            match ended {
+                Ok((report, stopped)) => {
+                    if let Some(msg) = report {
+                        let _ = actor.cast_last(msg);
                     }
-                };
-                match ended {
-                    Ok((report, stopped)) => {
-                        if let Some(msg) = report {
-                            let _ = actor.cast(msg);
-                        }
-                        stopped
-                    }
-                    Err(panic) => {
-                        let why = panic_message(panic.as_ref());
-                        tracing::error!(panic = why, "the transfer panicked");
-                        let _ = actor.cast(TaskMsg::TransferPanicked(why));
-                        None
-                    }
+                    stopped
+                }
+                Err(panic) => {
+                    let why = panic_message(panic.as_ref());
+                    tracing::error!(panic = why, "the transfer panicked");
+                    let _ = actor.cast_last(TaskMsg::TransferPanicked(why));
+                    None
                 }
             }
-            .instrument(tracing::Span::current()),
-        );
+        }
+        .instrument(tracing::Span::current());
+        let running = match doorbell {
+            Some(bell) => Running::Inline(Box::pin(running), bell),
+            None => Running::Spawned(tokio::spawn(running)),
+        };
         Transfer {
-            handle,
+            running,
             gate,
             conversion,
             metrics,
@@ -341,11 +362,36 @@ impl Transfer {
         self.gate.send_modify(|g| g.body_allowed = true);
     }
 
+    /// For a transfer that runs in its actor's handler (`actor/inline.rs`): polls it until it ends
+    /// or the actor's doorbell rings, and at the ring spawns it, as it stands, as a Tokio task of
+    /// its own. Does nothing for any other transfer.
+    pub(crate) async fn run_inline(&mut self) {
+        let Running::Inline(running, bell) = &mut self.running else {
+            return;
+        };
+        let ended = tokio::select! {
+            // The transfer first: what it sent before its end is the actor's next message anyway.
+            biased;
+            stopped = running => Some(stopped),
+            () = bell.rung() => None,
+        };
+        self.running = match ended {
+            Some(stopped) => Running::Ended(stopped),
+            None => match std::mem::replace(&mut self.running, Running::Ended(None)) {
+                Running::Inline(running, _) => Running::Spawned(tokio::spawn(running)),
+                other => other,
+            },
+        };
+    }
+
     /// Ends the transfer at once and waits until its task is gone: after this, nothing it sent is
     /// still on its way to the actor.
     pub(crate) async fn end(mut self) {
-        self.handle.abort();
-        let _ = (&mut self.handle).await;
+        if let Running::Spawned(handle) = &mut self.running {
+            handle.abort();
+            let _ = handle.await;
+        }
+        // One that was never spawned ends as it is dropped, here.
     }
 
     /// Stops the transfer and waits until it has stopped (its connection is dropped). A download
@@ -353,22 +399,28 @@ impl Transfer {
     /// it can be continued, resume data.
     pub(crate) async fn stop(mut self) -> Option<Stopped> {
         self.gate.send_modify(|g| g.stop = true);
-        match tokio::time::timeout(STOP_GRACE, &mut self.handle).await {
-            Ok(Ok(stopped)) => stopped,
-            Ok(Err(_)) => None,
-            Err(_) => {
-                tracing::warn!("a stopping transfer did not finish in time; aborted");
-                self.handle.abort();
-                None
-            }
-        }
+        let stopped = match &mut self.running {
+            Running::Ended(stopped) => return stopped.take(),
+            // Polled here to its end, as its own task would be.
+            Running::Inline(running, _) => tokio::time::timeout(STOP_GRACE, running).await,
+            Running::Spawned(handle) => tokio::time::timeout(STOP_GRACE, handle)
+                .await
+                .map(|joined| joined.ok().flatten()),
+        };
+        stopped.unwrap_or_else(|_| {
+            // Aborted as `self` drops.
+            tracing::warn!("a stopping transfer did not finish in time; aborted");
+            None
+        })
     }
 }
 
 impl Drop for Transfer {
     fn drop(&mut self) {
-        // A transfer never outlives its owner.
-        self.handle.abort();
+        // A transfer never outlives its owner (one its actor polls is dropped with it).
+        if let Running::Spawned(handle) = &self.running {
+            handle.abort();
+        }
     }
 }
 
@@ -389,7 +441,7 @@ struct Run {
     /// The idle timeout: the longest wait for the network's next sign of life.
     idle: Duration,
     gate: GateReceiver,
-    actor: ActorRef<TaskMsg>,
+    actor: ActorPost,
     /// A download's file.
     sink: Option<Box<DownloadSink>>,
     /// The delegate window of a data or upload task.

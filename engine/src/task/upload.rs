@@ -14,10 +14,9 @@ use bytes::Bytes;
 use courier_delegates::{BodyStream, Callback, Error, ErrorCode, TaskInfo};
 use courier_protocol_http::RequestBody;
 use http_body::{Body, Frame, SizeHint};
-use ractor::ActorRef;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::actor::TaskMsg;
+use super::actor::{ActorPost, TaskMsg};
 use crate::context::SessionContext;
 
 /// Bytes read from a file or stream at a time, and the largest chunk handed to the connection.
@@ -49,7 +48,7 @@ pub(crate) async fn prepare(
     ctx: &SessionContext,
     info: &TaskInfo,
     callbacks: bool,
-    actor: &ActorRef<TaskMsg>,
+    actor: &ActorPost,
     tally: Option<Arc<SentTally>>,
 ) -> Result<Prepared, Error> {
     let url = info.original_request().url_str();
@@ -241,12 +240,12 @@ struct Counted {
     source: Source,
     buffer: Vec<u8>,
     done: bool,
-    actor: ActorRef<TaskMsg>,
+    actor: ActorPost,
     tally: Option<Arc<SentTally>>,
 }
 
 impl Counted {
-    fn new(source: Source, actor: ActorRef<TaskMsg>, tally: Option<Arc<SentTally>>) -> Counted {
+    fn new(source: Source, actor: ActorPost, tally: Option<Arc<SentTally>>) -> Counted {
         Counted {
             source,
             buffer: Vec::new(),

@@ -124,7 +124,7 @@ impl TaskActorState {
             body,
             timeouts,
             destination,
-            actor: me.clone(),
+            actor: ActorPost::new(me.clone(), self.doorbell.clone()),
             turn,
             since,
         });
