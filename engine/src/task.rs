@@ -104,7 +104,7 @@ pub(crate) enum Control {
     /// Test hook: make the task actor panic.
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     Crash,
-    /// Test hook: make the transfer (the Tokio task beside the actor) panic.
+    /// Test hook: make the transfer (what moves the task's bytes) panic.
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     CrashTransfer,
 }
@@ -445,8 +445,8 @@ impl Task {
         self.control(Control::Crash);
     }
 
-    /// Test hook: makes the task's transfer (the Tokio task that moves its bytes) panic, as a bug in
-    /// a decoder or a parser would. The session completes the task with an error (and a download
+    /// Test hook: makes the task's transfer (what moves its bytes) panic, as a bug in a decoder or
+    /// a parser would. The session completes the task with an error (and a download
     /// with resume data from its last checkpoint).
     #[cfg(feature = "test-hooks")]
     pub fn inject_transfer_panic(&self) {
