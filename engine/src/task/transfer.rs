@@ -1,6 +1,6 @@
 //! The transfer: one request and its response, run as a Tokio task beside the task actor (a
 //! completion-form task's is polled by its actor instead, until the actor has a message to read:
-//! `actor/inline.rs`).
+//! `actor/inline.rs`; where the future is polled, and how it ends from there: `running.rs`).
 //!
 //! The body goes to memory (a data or upload task) or to a file (a download, through
 //! [`DownloadSink`]); a request body comes from [`upload::prepare`], made anew for every send. A
@@ -38,15 +38,14 @@ use courier_protocol_http::{
 };
 use courier_storage::ResumeRecord;
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Either};
+use futures_util::future::Either;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 use url::Url;
 
 use super::PartialSlot;
-use super::actor::{ActorPost, Doorbell, TaskMsg};
+use super::actor::{ActorPost, TaskMsg};
 use super::auth::{self, Authenticator};
 use super::download::{DownloadSink, Placement, Stopped};
 use super::local::{self, LocalBody};
@@ -65,6 +64,7 @@ mod gate;
 pub(crate) mod host_queue;
 mod parts;
 mod receive;
+mod running;
 mod send;
 mod socket;
 mod stream;
@@ -73,6 +73,7 @@ mod timing;
 use body::ResponseBody;
 pub(crate) use first_turn::turn_before_start;
 use gate::{Gate, GateReceiver, GateSender};
+use running::Running;
 pub(crate) use send::map_transport_error;
 use timing::{request_timed_out, resource_timer, unless_stopped};
 
@@ -152,9 +153,6 @@ pub(crate) struct TransferArgs {
 /// Bytes read from a local file at a time.
 const LOCAL_CHUNK: usize = 256 * 1024;
 
-/// How long a stopping transfer may take to write and checkpoint what it has before it is aborted.
-const STOP_GRACE: Duration = Duration::from_secs(10);
-
 /// A running transfer. Dropping it stops the transfer at once (no checkpoint).
 pub(crate) struct Transfer {
     running: Running,
@@ -164,17 +162,6 @@ pub(crate) struct Transfer {
     conversion: Option<Conversion>,
     /// Only when a delegate will read them.
     metrics: Option<SharedMetrics>,
-}
-
-/// Where a transfer's future is polled.
-enum Running {
-    /// Not yet: its task actor polls it in its handler (`Transfer::run_inline`) until the actor's
-    /// doorbell rings, then spawns it (the completion forms; `actor/inline.rs`).
-    Inline(BoxFuture<'static, Option<Stopped>>, Doorbell),
-    /// In a Tokio task of its own.
-    Spawned(JoinHandle<Option<Stopped>>),
-    /// Nowhere: it ended while its actor polled it.
-    Ended(Option<Stopped>),
 }
 
 /// The transactions of a transfer so far (one per request sent), shared with the task actor.
@@ -360,67 +347,6 @@ impl Transfer {
 
     pub(crate) fn allow_body(&self) {
         self.gate.send_modify(|g| g.body_allowed = true);
-    }
-
-    /// For a transfer that runs in its actor's handler (`actor/inline.rs`): polls it until it ends
-    /// or the actor's doorbell rings, and at the ring spawns it, as it stands, as a Tokio task of
-    /// its own. Does nothing for any other transfer.
-    pub(crate) async fn run_inline(&mut self) {
-        let Running::Inline(running, bell) = &mut self.running else {
-            return;
-        };
-        let ended = tokio::select! {
-            // The transfer first: what it sent before its end is the actor's next message anyway.
-            biased;
-            stopped = running => Some(stopped),
-            () = bell.rung() => None,
-        };
-        self.running = match ended {
-            Some(stopped) => Running::Ended(stopped),
-            None => match std::mem::replace(&mut self.running, Running::Ended(None)) {
-                Running::Inline(running, _) => Running::Spawned(tokio::spawn(running)),
-                other => other,
-            },
-        };
-    }
-
-    /// Ends the transfer at once and waits until its task is gone: after this, nothing it sent is
-    /// still on its way to the actor.
-    pub(crate) async fn end(mut self) {
-        if let Running::Spawned(handle) = &mut self.running {
-            handle.abort();
-            let _ = handle.await;
-        }
-        // One that was never spawned ends as it is dropped, here.
-    }
-
-    /// Stops the transfer and waits until it has stopped (its connection is dropped). A download
-    /// first writes what it received and checkpoints: the answer carries its partial file and, when
-    /// it can be continued, resume data.
-    pub(crate) async fn stop(mut self) -> Option<Stopped> {
-        self.gate.send_modify(|g| g.stop = true);
-        let stopped = match &mut self.running {
-            Running::Ended(stopped) => return stopped.take(),
-            // Polled here to its end, as its own task would be.
-            Running::Inline(running, _) => tokio::time::timeout(STOP_GRACE, running).await,
-            Running::Spawned(handle) => tokio::time::timeout(STOP_GRACE, handle)
-                .await
-                .map(|joined| joined.ok().flatten()),
-        };
-        stopped.unwrap_or_else(|_| {
-            // Aborted as `self` drops.
-            tracing::warn!("a stopping transfer did not finish in time; aborted");
-            None
-        })
-    }
-}
-
-impl Drop for Transfer {
-    fn drop(&mut self) {
-        // A transfer never outlives its owner (one its actor polls is dropped with it).
-        if let Running::Spawned(handle) = &self.running {
-            handle.abort();
-        }
     }
 }
 
