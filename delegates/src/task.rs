@@ -399,6 +399,15 @@ impl TaskRecorder {
         self.shared.bytes_sent.store(n, Ordering::Relaxed);
     }
 
+    /// Adds `n` to the count of body bytes sent: for a writer that counts chunk by chunk where
+    /// they go out, instead of an owner that keeps the total (see [`TaskRecorder::set_sent`]).
+    /// A task has one of the two, never both.
+    pub fn add_sent(&self, n: u64) {
+        self.shared
+            .bytes_sent
+            .fetch_add(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
     /// Lets the task's own delegate go: the task's completion is on its way (queued messages
     /// hold it until they have run).
     pub fn release_delegate(&self) {

@@ -303,8 +303,8 @@ async fn an_awaited_upload_counts_its_body_sent_before_the_response_comes() {
     );
     let task = upload.task().cloned().unwrap();
     let waiting = tokio::spawn(upload);
-    // The count comes from the transfer's messages to the actor, read while the response is
-    // still held back.
+    // The transfer counts what it sent on the task's record itself (a completion form tells no
+    // delegate), read while the response is still held back.
     wait_for(task.info(), "the body counted as sent", |i| {
         i.bytes_sent() == SIZE as u64
     })

@@ -156,6 +156,39 @@ async fn a_stream_upload_asks_the_delegate_for_its_body_and_again_after_a_307() 
 }
 
 #[tokio::test]
+async fn an_awaited_upload_counts_what_it_sent_as_a_delegate_task_does_across_a_307() {
+    // A delegate task's count is kept by its actor, from the transfer's messages; an awaited
+    // upload's transfer counts on the task's record itself. Both count every byte that went out:
+    // the first send and the resend after the 307.
+    let server = TestServer::http().await;
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let url = server.url("/307/upload");
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(), rec.clone()).unwrap();
+    let task = session
+        .upload_task(put(&url), UploadBody::Bytes(body.clone().into()))
+        .unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    let by_actor = task.info().bytes_sent();
+
+    let mut awaited = session.upload(put(&url), UploadBody::Bytes(body.clone().into()));
+    let info = awaited.task().unwrap().info().clone();
+    let (answer, response) = tokio::time::timeout(WAIT, awaited).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(String::from_utf8(answer.to_vec()).unwrap(), receipt(&body));
+    assert_eq!(info.bytes_sent(), by_actor);
+    assert_eq!(
+        by_actor,
+        2 * body.len() as u64,
+        "the first send and the resend"
+    );
+    assert_eq!(info.bytes_expected_to_send(), Some(body.len() as u64));
+    session.finish_tasks_and_invalidate();
+    check_invariants(&rec.wait_invalid(WAIT).await).unwrap();
+}
+
+#[tokio::test]
 async fn unreadable_upload_files_are_named_as_urlsession_does() {
     let server = TestServer::http().await;
     let dir = tempfile::tempdir().unwrap();

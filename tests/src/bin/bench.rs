@@ -13,7 +13,8 @@
 //! 2. 10,000 GETs of 1 KiB, 64 at once: through the library over HTTP/1.1 (courier against
 //!    reqwest, each on both runtime flavours, and hyper-util's client alone for the cost of
 //!    Courier's own layers, and the same client inside Courier's shape alone, with ractor's actors
-//!    and with hand-written ones, `bench/floor.rs`),
+//!    and with hand-written ones, `bench/floor.rs`), 10,000 POSTs of 1 KiB over HTTP/1.1 (courier's
+//!    `Session::upload` against reqwest),
 //!    over HTTPS with HTTP/2 (h2load as the ceiling), and through the
 //!    `courier` command against `curl --parallel` (`bench/small.rs`).
 //! 3. 10,000 delegate-style data tasks (six connections, no URL cache) against curl fetching the
@@ -37,7 +38,7 @@
 //!
 //! One part alone, printed and not written to the report: `--only small [--requests N] [--side
 //! NAME]` (`--side "courier current-thread"` runs that side alone, for a profile), `--only
-//! small-h2 [--side NAME]`, `--only command`, `--only tasks`, `--only concurrent`, `--only resume`, `--only
+//! small-h2 [--side NAME]`, `--only small-post [--requests N] [--side NAME]`, `--only command`, `--only tasks`, `--only concurrent`, `--only resume`, `--only
 //! upload`, `--only download` (`download-h1`, `download-h2`), `--only distant`, and the parts outside the suite:
 //! `--only bombs [--courier PATH]` (the peak RSS of `courier get` refusing 1 GiB of zeros sent
 //! compressed, beside `curl --compressed`) and `--only background [--courier PATH]` (what
@@ -242,7 +243,8 @@ BENCHMARKS.md and benchmarks.svg; --quick runs every scenario once and writes un
 target/courier-bench/ instead.
 
 PART (printed, not written to the report):
-  small [--requests N] [--side NAME]   per-task [--tasks N] [--side NAME]   small-h2 [--side NAME]
+  small [--requests N] [--side NAME]   small-post [--requests N] [--side NAME]
+  per-task [--tasks N] [--side NAME]   small-h2 [--side NAME]
   command   tasks [--tasks N] [--pairs N] [--side NAME]
   concurrent [--tasks N]   resume   upload   download   download-h1   download-h2   ftp   distant
   ws [--trips N] [--mib N] [--side NAME]   bombs [--courier PATH]   background [--courier PATH]
@@ -391,6 +393,14 @@ fn main() {
             }
             return;
         }
+        Some("small-post") => {
+            if let Some(scenario) =
+                small::run_post(arg("--requests", 10_000), arg("--rounds", 5), side)
+            {
+                report.add(scenario);
+            }
+            return;
+        }
         Some("per-task") => {
             if let Some(scenario) =
                 small::per_task(arg("--tasks", 100_000), arg("--rounds", 5), side)
@@ -447,6 +457,9 @@ fn main() {
             if quick { 10_000 } else { 100_000 },
         ));
         if let Some(scenario) = small::run(if quick { 2_000 } else { 10_000 }, rounds, None) {
+            report.add(scenario);
+        }
+        if let Some(scenario) = small::run_post(if quick { 2_000 } else { 10_000 }, rounds, None) {
             report.add(scenario);
         }
         if let Some(scenario) = small::per_task(if quick { 2_000 } else { 100_000 }, rounds, None) {

@@ -235,13 +235,18 @@ impl Run {
                 // Counted for the metrics too, when someone reads them.
                 let tally = self.metrics.is_some().then(Arc::default);
                 self.moved.out = tally.clone();
+                // A gathering transfer reports to no delegate: its progress goes to the record.
+                let sent_to = match self.gathering {
+                    Some(_) => upload::SentTo::Record(self.recorder.clone()),
+                    None => upload::SentTo::Actor(self.actor.clone()),
+                };
                 // A delegate slow to hand over a stream must not hold up a cancel.
                 let preparing = upload::prepare(
                     source,
                     &self.ctx,
                     &self.info,
                     self.callbacks,
-                    &self.actor,
+                    sent_to,
                     tally,
                 );
                 // Boxed: 1 KB that a request without a body would carry in its future too.

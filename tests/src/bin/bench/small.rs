@@ -168,13 +168,14 @@ type Runner = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
 /// profile), runs that side alone, prints its rounds and returns `None`.
 fn interleave(
     title: &str,
+    path: &str,
     sides: &[Runner],
     n: usize,
     rounds: usize,
     only_side: Option<&str>,
 ) -> Option<Vec<Vec<f64>>> {
     let (_server_rt, server) = super::loopback_server();
-    let url = server.url("/bytes/1024");
+    let url = server.url(path);
     println!("# {title}; {rounds} interleaved rounds");
     if let Some(only) = only_side {
         let (_, run, flavor) = sides
@@ -222,7 +223,7 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Sc
     ];
     let title =
         format!("{n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client");
-    let times = interleave(&title, &sides, n, rounds, only_side)?;
+    let times = interleave(&title, "/bytes/1024", &sides, n, rounds, only_side)?;
     let side = |i: usize| {
         let (name, _, flavor) = sides[i];
         Side::new(format!("{name} {}", flavor.name()), times[i].clone())
@@ -239,6 +240,78 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Sc
              {hyper_median:.3} s; its thread and the in-process server's (which shares the two \
              cores) each wait on the other part of the time"
         ),
+    })
+}
+
+/// The body of every small POST: 1 KiB, which the server's `/echo` sends back.
+fn post_body() -> bytes::Bytes {
+    bytes::Bytes::from(vec![b'x'; 1024])
+}
+
+fn courier_post(url: &str, n: usize, flavor: Flavor) -> Duration {
+    flavor.runtime().block_on(async {
+        let mut config = Configuration::ephemeral();
+        config.url_cache_memory_capacity = 0;
+        config.cleartext = CleartextPolicy::AllowAll;
+        config.http_maximum_connections_per_host = WORKERS;
+        let session = Session::new(config).expect("session");
+        let (url, body) = (url.to_owned(), post_body());
+        drive(n, move || {
+            let (session, url, body) = (session.clone(), url.clone(), body.clone());
+            async move {
+                let request = courier_engine::Request::new(http::Method::POST, url.as_str());
+                let (body, _) = session
+                    .upload(request, courier_engine::UploadBody::Bytes(body))
+                    .await
+                    .expect("POST");
+                body.len()
+            }
+        })
+        .await
+    })
+}
+
+fn reqwest_post(url: &str, n: usize, flavor: Flavor) -> Duration {
+    flavor.runtime().block_on(async {
+        let client = reqwest::Client::new();
+        let (url, body) = (url.to_owned(), post_body());
+        drive(n, move || {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            async move {
+                let response = client.post(url.as_str()).body(body).send().await;
+                response.expect("POST").bytes().await.expect("body").len()
+            }
+        })
+        .await
+    })
+}
+
+/// `--only small-post`: N POSTs of 1 KiB (each answered with the same 1 KiB), through the
+/// library over HTTP/1.1 keep-alive: `Session::upload` against reqwest's `post().body()`.
+pub(crate) fn run_post(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Scenario> {
+    let sides: [Runner; 4] = [
+        ("courier", courier_post, Flavor::MultiThread),
+        ("courier", courier_post, Flavor::CurrentThread),
+        ("reqwest", reqwest_post, Flavor::CurrentThread),
+        ("reqwest", reqwest_post, Flavor::MultiThread),
+    ];
+    let title = format!(
+        "{n} POSTs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client"
+    );
+    let times = interleave(&title, "/echo", &sides, n, rounds, only_side)?;
+    let side = |i: usize| {
+        let (name, _, flavor) = sides[i];
+        Side::new(format!("{name} {}", flavor.name()), times[i].clone())
+    };
+    Some(Scenario {
+        name: format!("{n} POSTs of 1 KiB, 64 at once, HTTP/1.1 keep-alive, library"),
+        unit: Unit::Seconds,
+        courier: vec![side(0), side(1)],
+        peers: vec![side(2), side(3)],
+        target: Target::AtMostTimesBestPeer(1.0),
+        note: "each POST's 1 KiB body is sent back (the server's /echo); Courier's completion \
+               form `Session::upload`, reqwest's `post().body()`"
+            .to_owned(),
     })
 }
 
@@ -276,7 +349,7 @@ pub(crate) fn per_task(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
         "{n} data tasks (GETs of 1 KiB), {WORKERS} at once, created, resumed and completed, \
          against hyper-util alone"
     );
-    let times = interleave(&title, &sides, n, rounds, only_side)?;
+    let times = interleave(&title, "/bytes/1024", &sides, n, rounds, only_side)?;
     let per_request = |t: f64| t / n as f64 * 1e6;
     let hyper = |r: usize| times[2][r].min(times[3][r]);
     // Per round, Courier's better flavour over hyper-util's better one: what Courier's own
