@@ -18,8 +18,8 @@ pub(crate) struct SessionContext {
     pub(crate) id: u64,
     /// The session's own copy of its configuration.
     pub(crate) config: Configuration,
-    /// The fields every request starts from (`task::request::base_headers`).
-    pub(crate) base_headers: Arc<http::HeaderMap>,
+    /// The fields every request starts from.
+    pub(crate) base_headers: crate::task::request::BaseHeaders,
     /// The session's connection pool.
     pub(crate) transport: Transport,
     /// The delegate's serial queue, when the session has a delegate.

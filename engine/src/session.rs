@@ -250,7 +250,7 @@ impl Session {
         let per_host = config.http_maximum_connections_per_host;
         let ctx = Arc::new(SessionContext {
             id,
-            base_headers: Arc::new(crate::task::request::base_headers(&config)),
+            base_headers: crate::task::request::BaseHeaders::new(&config),
             config,
             transport,
             queue,

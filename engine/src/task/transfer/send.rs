@@ -192,10 +192,12 @@ impl Run {
             .method(head.method.clone())
             .uri(head.uri.clone());
         if let Some(h) = builder.headers_mut() {
-            // Copied with room for the two fields added on the way (`Cookie` here, `Host` in
-            // hyper-util's client): a map cloned at its exact size is reallocated, bucket by
-            // bucket, by the first insert.
-            *h = http::HeaderMap::with_capacity(head.headers.len() + 2);
+            // Copied with room for the fields added on the way (`Cookie` here, `Host` in
+            // hyper-util's client, a body's `Content-Length` below): a map cloned at its exact
+            // size is reallocated, bucket by bucket, by the first insert.
+            *h = http::HeaderMap::with_capacity(
+                head.headers.len() + 2 + usize::from(body.is_some()),
+            );
             h.extend(head.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
             // The jar's cookies for this URL, unless the request brings its own.
             if self.ctx.config.http_should_set_cookies
