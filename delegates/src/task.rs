@@ -394,14 +394,14 @@ impl TaskRecorder {
             .store(n, Ordering::Relaxed);
     }
 
-    /// Sets the count of body bytes sent.
+    /// Sets the count of body bytes sent: for a writer that keeps the total itself (a stream
+    /// task's transfer).
     pub fn set_sent(&self, n: i64) {
         self.shared.bytes_sent.store(n, Ordering::Relaxed);
     }
 
-    /// Adds `n` to the count of body bytes sent: for a writer that counts chunk by chunk where
-    /// they go out, instead of an owner that keeps the total (see [`TaskRecorder::set_sent`]).
-    /// A task has one of the two, never both.
+    /// Adds `n` to the count of body bytes sent: for a writer that counts chunk by chunk as they
+    /// go out (a request body). A task has one writer of the count, never two.
     pub fn add_sent(&self, n: u64) {
         self.shared
             .bytes_sent

@@ -157,9 +157,9 @@ async fn a_stream_upload_asks_the_delegate_for_its_body_and_again_after_a_307() 
 
 #[tokio::test]
 async fn an_awaited_upload_counts_what_it_sent_as_a_delegate_task_does_across_a_307() {
-    // A delegate task's count is kept by its actor, from the transfer's messages; an awaited
-    // upload's transfer counts on the task's record itself. Both count every byte that went out:
-    // the first send and the resend after the 307.
+    // A delegate task's transfer also tells its actor of every chunk (for `did_send_body_data`);
+    // an awaited upload's tells nobody. Both count every byte that went out, once: the first send
+    // and the resend after the 307.
     let server = TestServer::http().await;
     let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let url = server.url("/307/upload");

@@ -140,8 +140,9 @@ impl TaskActorState {
                 let Payload::Sent(n) = std::mem::replace(payload, Payload::None) else {
                     return None;
                 };
+                // The record counted the bytes as they went (`upload::SentTo`); this total is
+                // the one the delegate is told, message by message.
                 self.sent += n;
-                self.recorder.set_sent(self.sent as i64);
                 let (total, expected) = (self.sent, self.info.bytes_expected_to_send());
                 self.tell(Callback::SendBodyData, move |d, info| {
                     d.did_send_body_data(info, n, total, expected)

@@ -237,10 +237,11 @@ impl Run {
                 // Counted for the metrics too, when someone reads them.
                 let tally = self.metrics.is_some().then(Arc::default);
                 self.moved.out = tally.clone();
-                // A gathering transfer reports to no delegate: its progress goes to the record.
-                let sent_to = match self.gathering {
-                    Some(_) => upload::SentTo::Record(self.recorder.clone()),
-                    None => upload::SentTo::Actor(self.actor.clone()),
+                let tells =
+                    self.callbacks && self.ctx.delegate_wants(&self.info, Callback::SendBodyData);
+                let sent_to = upload::SentTo {
+                    record: self.recorder.clone(),
+                    actor: tells.then(|| self.actor.clone()),
                 };
                 // A delegate slow to hand over a stream must not hold up a cancel.
                 let preparing = upload::prepare(
