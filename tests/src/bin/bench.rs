@@ -15,7 +15,7 @@
 //!    Courier's own layers, and the same client inside Courier's shape alone, with ractor's actors
 //!    and with hand-written ones, `bench/floor.rs`), 10,000 POSTs of 1 KiB over HTTP/1.1 (courier's
 //!    `Session::upload` against reqwest),
-//!    over HTTPS with HTTP/2 (h2load as the ceiling), and through the
+//!    over HTTPS with HTTP/2 (h2load as the ceiling, `bench/small_h2.rs`), and through the
 //!    `courier` command against `curl --parallel` (`bench/small.rs`).
 //! 3. 10,000 delegate-style data tasks (six connections, no URL cache) against curl fetching the
 //!    same URLs with `--parallel --parallel-max 6`, the delegate on the session's thread or on the
@@ -64,6 +64,8 @@ mod floor;
 mod report;
 #[path = "bench/small.rs"]
 mod small;
+#[path = "bench/small_h2.rs"]
+mod small_h2;
 #[path = "bench/tasks.rs"]
 mod tasks;
 #[path = "bench/transfers.rs"]
@@ -372,7 +374,7 @@ fn main() {
         Some("bombs") => return bombs_bench(),
         Some("small-h2") => {
             if let Some(scenario) =
-                small::run_h2(arg("--requests", 10_000), arg("--rounds", 5), side)
+                small_h2::run_h2(arg("--requests", 10_000), arg("--rounds", 5), side)
             {
                 report.add(scenario);
             }
@@ -465,7 +467,7 @@ fn main() {
         if let Some(scenario) = small::per_task(if quick { 2_000 } else { 100_000 }, rounds, None) {
             report.add(scenario);
         }
-        if let Some(scenario) = small::run_h2(if quick { 2_000 } else { 10_000 }, rounds, None) {
+        if let Some(scenario) = small_h2::run_h2(if quick { 2_000 } else { 10_000 }, rounds, None) {
             report.add(scenario);
         }
         report.add(small::command(

@@ -271,7 +271,7 @@ pub(crate) fn download_once_reqwest(url: &str, out: &Path, flavor: &str, ca_pem:
         let mut client = reqwest::Client::builder();
         if let Some(pem) = ca_pem {
             let pem = std::fs::read(pem).expect("CA");
-            client = client.use_preconfigured_tls(super::small::reqwest_tls(&pem));
+            client = client.use_preconfigured_tls(super::small_h2::reqwest_tls(&pem));
         }
         let client = client.build().expect("client");
         let mut response = client.get(url).send().await.expect("response");
