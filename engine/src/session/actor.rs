@@ -222,10 +222,8 @@ impl Actor for SessionActor {
                         // Created while invalidation was being asked for: it can never run.
                         st.cancel_unstarted(id);
                     } else if resume {
-                        // Boxed: ractor's spawn future is most of this handler's size, and every
-                        // message the session gets (a task's end too) moves a future that large
-                        // a few times over unless it lives in a box of its own.
-                        Box::pin(st.spawn_and_resume(&me, id)).await;
+                        // A new actor's spawn is boxed within (`spawn`).
+                        st.spawn_and_resume(&me, id).await;
                     }
                 }
                 SessionMsg::Task(TaskReport::Control(id, control)) => {
@@ -300,7 +298,7 @@ impl Actor for SessionActor {
                     }
                 }
                 SessionMsg::Turn(id, place, turn) => {
-                    Box::pin(st.take_turn(&me, id, place, turn)).await;
+                    st.take_turn(&me, id, place, turn).await;
                 }
                 SessionMsg::LineDeadline => {
                     st.line_timer = false;
@@ -381,7 +379,7 @@ impl SessionState {
         match control {
             // One waiting in its host's line runs already.
             Control::Resume if entry.in_line() => {}
-            Control::Resume => Box::pin(self.spawn_and_resume(me, id)).await,
+            Control::Resume => self.spawn_and_resume(me, id).await,
             Control::Suspend if entry.in_line() => self.suspend_in_line(id),
             Control::Cancel => self.cancel_unstarted(id),
             Control::CancelForResume(tx) => {
@@ -400,10 +398,24 @@ impl SessionState {
         }
     }
 
-    /// Spawns the actor of a task that has none; `started`: the session resumed the task itself.
+    /// Gives a task that has no actor one: a free actor if there is one (no wait), else a new one;
+    /// `started`: the session resumed the task itself.
     async fn spawn(&mut self, me: &ActorRef<SessionMsg>, id: u64, started: Option<Started>) {
-        if !self.tasks.contains_key(&id) {
+        let Some(args) = self.give_to_free_actor(id, started) else {
             return;
+        };
+        // Boxed, and only here: ractor's spawn future is most of the size of every future that
+        // awaits it, and the session's handler moves its future a few times per message. Boxed at
+        // every start instead, a small request paid for a 1,600-byte allocation (beyond glibc's
+        // per-thread cache) that a free actor never needs.
+        Box::pin(self.spawn_actor(me, id, args)).await
+    }
+
+    /// Gives the task `id` to a free actor, if there is one; returns what a new actor needs when
+    /// there is none (`None`: given, or the task is gone).
+    fn give_to_free_actor(&mut self, id: u64, started: Option<Started>) -> Option<TaskArgs> {
+        if !self.tasks.contains_key(&id) {
+            return None;
         }
         // A free actor takes the task if there is one: an actor spawned, linked and stopped per
         // task cost 2.4 µs of the 12 µs a task cost over hyper-util's client (BENCHMARKS.md).
@@ -412,10 +424,8 @@ impl SessionState {
             // Its last task ended: the session forgets it now.
             self.forget_task_of(actor.get_id(), ENDED);
         }
-        let Some(entry) = self.tasks.get_mut(&id) else {
-            return;
-        };
-        let mut args = TaskArgs {
+        let entry = self.tasks.get_mut(&id)?;
+        let args = TaskArgs {
             ctx: self.ctx.clone(),
             recorder: entry.recorder.clone(),
             terminal: entry.terminal.clone(),
@@ -430,23 +440,33 @@ impl SessionState {
             doorbell: (!entry.callbacks).then(Doorbell::default),
         };
         entry.doorbell.clone_from(&args.doorbell);
-        if let Some(actor) = free {
-            match actor.cast(TaskMsg::Begin(Box::new(args))) {
-                Ok(()) => {
-                    self.by_actor.insert(actor.get_id(), id);
-                    entry.actor = Some(actor);
-                    return;
-                }
-                // Stopped meanwhile (its supervision event is on its way): the task's arguments
-                // come back with the error, and a new actor takes them.
-                Err(ractor::MessagingErr::SendErr(TaskMsg::Begin(back))) => args = *back,
-                Err(_) => return self.spawn_failed(id, "its task actor is gone"),
+        let Some(actor) = free else {
+            return Some(args);
+        };
+        match actor.cast(TaskMsg::Begin(Box::new(args))) {
+            Ok(()) => {
+                self.by_actor.insert(actor.get_id(), id);
+                entry.actor = Some(actor);
+                None
+            }
+            // Stopped meanwhile (its supervision event is on its way): the task's arguments
+            // come back with the error, and a new actor takes them.
+            Err(ractor::MessagingErr::SendErr(TaskMsg::Begin(back))) => Some(*back),
+            Err(_) => {
+                self.spawn_failed(id, "its task actor is gone");
+                None
             }
         }
+    }
+
+    /// Spawns a new actor, linked to the session, for the task `id`.
+    async fn spawn_actor(&mut self, me: &ActorRef<SessionMsg>, id: u64, args: TaskArgs) {
         match TaskActor::spawn_linked(None, TaskActor, args, me.get_cell()).await {
             Ok((actor, _)) => {
                 self.by_actor.insert(actor.get_id(), id);
-                entry.actor = Some(actor);
+                if let Some(entry) = self.tasks.get_mut(&id) {
+                    entry.actor = Some(actor);
+                }
             }
             Err(e) => self.spawn_failed(id, &e.to_string()),
         }
