@@ -87,8 +87,9 @@ pub(crate) struct DownloadSink {
     /// The resume record, once the response is known to be resumable (its length and digest are
     /// filled in at each checkpoint).
     template: Option<ResumeRecord>,
-    /// The record this task was made from, if any.
-    from: Option<ResumeRecord>,
+    /// The record this task was made from, if any (boxed: a fresh download, the usual kind, then
+    /// holds 8 bytes for it, not 352, for as long as it runs).
+    from: Option<Box<ResumeRecord>>,
     original: RequestRecord,
     current: RequestRecord,
     expected: i64,
@@ -116,7 +117,7 @@ impl DownloadSink {
         ctx: Arc<SessionContext>,
         actor: ActorPost,
         info: &courier_delegates::TaskInfo,
-        from: Option<ResumeRecord>,
+        from: Option<Box<ResumeRecord>>,
         slot: &PartialSlot,
     ) -> Result<DownloadSink, Error> {
         let url = info.original_request().url_str().to_owned();
@@ -163,7 +164,7 @@ impl DownloadSink {
             pending: Batch::default(),
             spare: Batch::default(),
             // Until a response says otherwise, the download can be continued as it could before.
-            template: from.clone(),
+            template: from.as_deref().cloned(),
             original: request_record(info.original_request()),
             current: request_record(&info.current_request()),
             from,

@@ -489,7 +489,7 @@ impl Run {
                     self.ctx.clone(),
                     self.actor.clone(),
                     &self.info,
-                    from.map(|b| *b),
+                    from,
                     &slot,
                 ))
                 .await;
