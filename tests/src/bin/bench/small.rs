@@ -174,6 +174,12 @@ fn reqwest(url: &str, n: usize, flavor: Flavor) -> Duration {
 /// and on which runtime flavour.
 type Runner = (&'static str, fn(&str, usize, Flavor) -> Duration, Flavor);
 
+/// A runner's side of the report, named after it and its flavour, with its rounds' times.
+fn runner_side(runner: &Runner, times: &[f64]) -> Side {
+    let (name, _, flavor) = runner;
+    Side::new(format!("{name} {}", flavor.name()), times.to_vec())
+}
+
 /// Runs every side `rounds` times, interleaved round by round (after a warm-up of each), against
 /// the in-process server, and returns each side's times; with `only_side` (`--side NAME`, for a
 /// profile), runs that side alone, prints its rounds and returns `None`.
@@ -235,10 +241,7 @@ pub(crate) fn run(n: usize, rounds: usize, only_side: Option<&str>) -> Option<Sc
     let title =
         format!("{n} GETs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client");
     let times = interleave(&title, "/bytes/1024", &sides, n, rounds, only_side)?;
-    let side = |i: usize| {
-        let (name, _, flavor) = sides[i];
-        Side::new(format!("{name} {}", flavor.name()), times[i].clone())
-    };
+    let side = |i: usize| runner_side(&sides[i], &times[i]);
     let hyper_median = median(&mut times[5].clone()).min(median(&mut times[6].clone()));
     Some(Scenario {
         name: format!("{n} GETs of 1 KiB, 64 at once, HTTP/1.1 keep-alive, library"),
@@ -306,10 +309,7 @@ pub(crate) fn run_post(n: usize, rounds: usize, only_side: Option<&str>) -> Opti
         "{n} POSTs of 1 KiB, {WORKERS} at once, HTTP/1.1 keep-alive, one session or client"
     );
     let times = interleave(&title, "/echo", &sides, n, rounds, only_side)?;
-    let side = |i: usize| {
-        let (name, _, flavor) = sides[i];
-        Side::new(format!("{name} {}", flavor.name()), times[i].clone())
-    };
+    let side = |i: usize| runner_side(&sides[i], &times[i]);
     Some(Scenario {
         name: format!("{n} POSTs of 1 KiB, 64 at once, HTTP/1.1 keep-alive, library"),
         unit: Unit::Seconds,
