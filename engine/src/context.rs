@@ -46,8 +46,9 @@ pub(crate) struct SessionContext {
     pub(crate) adoptable: std::sync::Mutex<std::collections::HashMap<u64, crate::task::StreamTask>>,
     /// Downloads writing a file now, which share the write-batch budget.
     pub(crate) open_downloads: std::sync::atomic::AtomicUsize,
-    /// Periodic download checkpoints that may wait or run at once.
-    pub(crate) checkpoints: Arc<tokio::sync::Semaphore>,
+    /// Downloads' jobs that add or replace entries in the session's directory, a few at once
+    /// (see [`DIRECTORY_JOBS_AT_ONCE`](crate::task::download::DIRECTORY_JOBS_AT_ONCE)).
+    pub(crate) directory_jobs: Arc<tokio::sync::Semaphore>,
 }
 
 /// The session-level delegate of a session that has none, behind the queue its tasks' own

@@ -264,8 +264,8 @@ impl Session {
             host_queue: crate::task::transfer::host_queue::HostQueue::new(per_host),
             adoptable: std::sync::Mutex::default(),
             open_downloads: std::sync::atomic::AtomicUsize::new(0),
-            checkpoints: Arc::new(tokio::sync::Semaphore::new(
-                crate::task::download::CHECKPOINTS_AT_ONCE,
+            directory_jobs: Arc::new(tokio::sync::Semaphore::new(
+                crate::task::download::DIRECTORY_JOBS_AT_ONCE,
             )),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);
