@@ -89,8 +89,9 @@ impl Run {
                 );
             }
             let mut body = body;
-            let (mut parts, mut incoming) = self
-                .send_following(&mut head, &mut body)
+            // The request's exchange is boxed: its future (1,928 bytes) would otherwise size this
+            // one, which a download holds for as long as its body flows.
+            let (mut parts, mut incoming) = Box::pin(self.send_following(&mut head, &mut body))
                 .await?
                 .into_parts();
             if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -113,8 +114,7 @@ impl Run {
                             let headers = Arc::make_mut(&mut head.headers);
                             headers.remove(http::header::RANGE);
                             headers.remove(http::header::IF_RANGE);
-                            let fresh = self
-                                .send_following(&mut head, &mut body)
+                            let fresh = Box::pin(self.send_following(&mut head, &mut body))
                                 .await?
                                 .into_parts();
                             (parts, incoming) = fresh;
@@ -208,7 +208,8 @@ impl Run {
                 .filter(|_| !matches!(status.as_u16(), 204 | 304) && method != http::Method::HEAD)
                 .and_then(|e| {
                     Decoder::for_encoding(&e, self.ctx.config.maximum_decompression_ratio)
-                });
+                })
+                .map(Box::new);
             self.receive(incoming, decoder).await?;
             self.offer_to_cache().await
         }

@@ -5,109 +5,121 @@ use super::*;
 
 impl Run {
     /// Moves the body to its destination until it ends.
-    pub(super) async fn receive(
+    ///
+    /// A function that returns a block, not an `async fn`, and the decoder boxed: a download
+    /// spends its life in this future, inside its transfer's, so what it holds is held for every
+    /// running download (an `async fn` kept its arguments twice, see [`Run::run`]).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` stores its arguments twice"
+    )]
+    pub(super) fn receive(
         &mut self,
         mut body: ResponseBody,
-        mut decoder: Option<Decoder>,
-    ) -> Result<(), Halt> {
-        let pace = self
-            .ctx
-            .config
-            .maximum_receive_rate_per_task
-            .filter(|r| *r > 0);
-        // The clock is read only for a paced body.
-        let (paced_from, mut received) = (pace.map(|_| Instant::now()), 0u64);
-        loop {
-            if self.gate.borrow().crash {
-                panic!("injected transfer panic");
-            }
-            if self.gate.borrow().paused
-                && let Some(sink) = &mut self.sink
-            {
-                // Suspended: everything received goes to disk and into a checkpoint first, so a
-                // long pause risks nothing.
-                sink.checkpoint_now().await?;
-            }
-            if let (Some(rate), Some(paced_from)) = (pace, paced_from) {
-                // Hold the next read until the bytes so far fit the rate. A stop cuts the wait short.
-                let due = paced_from + Duration::from_secs_f64(received as f64 / rate as f64);
-                let gate = &mut self.gate;
-                tokio::select! {
-                    _ = tokio::time::sleep_until(due) => {}
-                    _ = async { let _ = gate.wait_for(|g| g.halted()).await; } => {}
+        mut decoder: Option<Box<Decoder>>,
+    ) -> impl Future<Output = Result<(), Halt>> + Send + '_ {
+        async move {
+            let pace = self
+                .ctx
+                .config
+                .maximum_receive_rate_per_task
+                .filter(|r| *r > 0);
+            // The clock is read only for a paced body.
+            let (paced_from, mut received) = (pace.map(|_| Instant::now()), 0u64);
+            loop {
+                if self.gate.borrow().crash {
+                    panic!("injected transfer panic");
                 }
-            }
-            self.wait_until(|g| !g.paused).await?;
-            // A frame that is there is taken without a timer (no clock read, no timer made and
-            // dropped: a small body's frames are there as it is read) or polling the others; the
-            // loop's top sees a pause or a stop before the next.
-            let ready = {
-                // A pending read is dropped here, then made again under the timer: it holds
-                // nothing (reads are cancel-safe).
-                let mut first = std::pin::pin!(body.frame());
-                futures_util::poll!(first.as_mut())
-            };
-            let woke = match ready {
-                std::task::Poll::Ready(frame) => Woke::Frame(Ok(frame)),
-                std::task::Poll::Pending => {
-                    let deadline = self.sink.as_deref().and_then(DownloadSink::deadline);
+                if self.gate.borrow().paused
+                    && let Some(sink) = &mut self.sink
+                {
+                    // Suspended: everything received goes to disk and into a checkpoint first, so a
+                    // long pause risks nothing.
+                    sink.checkpoint_now().await?;
+                }
+                if let (Some(rate), Some(paced_from)) = (pace, paced_from) {
+                    // Hold the next read until the bytes so far fit the rate. A stop cuts the wait short.
+                    let due = paced_from + Duration::from_secs_f64(received as f64 / rate as f64);
                     let gate = &mut self.gate;
                     tokio::select! {
-                        biased;
-                        frame = tokio::time::timeout(self.idle, body.frame()) => Woke::Frame(frame),
-                        // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none
-                        // are taken) and stop the clock until resumed.
-                        _ = async { let _ = gate.wait_for(|g| g.paused || g.halted() || g.crash).await; } => Woke::Gate,
-                        // The download has bytes to write or a checkpoint due while the network
-                        // is quiet.
-                        _ = sleep_until_or_never(deadline) => Woke::Deadline,
+                        _ = tokio::time::sleep_until(due) => {}
+                        _ = async { let _ = gate.wait_for(|g| g.halted()).await; } => {}
                     }
                 }
-            };
-            let frame = match woke {
-                Woke::Frame(frame) => frame,
-                Woke::Gate if self.gate.borrow().crash => panic!("injected transfer panic"),
-                Woke::Gate => continue,
-                Woke::Deadline => {
-                    if let Some(sink) = &mut self.sink {
-                        sink.on_deadline().await?;
-                    }
-                    continue;
-                }
-            };
-            let frame = match frame {
-                Err(_) => return Err(Halt::Failed(request_timed_out(&self.url))),
-                Ok(None) => {
-                    if let Some(d) = &mut decoder {
-                        while let Some(rest) = d.finish().map_err(|e| self.decode_error(e, true))? {
-                            self.deliver(rest).await?;
+                self.wait_until(|g| !g.paused).await?;
+                // A frame that is there is taken without a timer (no clock read, no timer made and
+                // dropped: a small body's frames are there as it is read) or polling the others; the
+                // loop's top sees a pause or a stop before the next.
+                let ready = {
+                    // A pending read is dropped here, then made again under the timer: it holds
+                    // nothing (reads are cancel-safe).
+                    let mut first = std::pin::pin!(body.frame());
+                    futures_util::poll!(first.as_mut())
+                };
+                let woke = match ready {
+                    std::task::Poll::Ready(frame) => Woke::Frame(Ok(frame)),
+                    std::task::Poll::Pending => {
+                        let deadline = self.sink.as_deref().and_then(DownloadSink::deadline);
+                        let gate = &mut self.gate;
+                        tokio::select! {
+                            biased;
+                            frame = tokio::time::timeout(self.idle, body.frame()) => Woke::Frame(frame),
+                            // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none
+                            // are taken) and stop the clock until resumed.
+                            _ = async { let _ = gate.wait_for(|g| g.paused || g.halted() || g.crash).await; } => Woke::Gate,
+                            // The download has bytes to write or a checkpoint due while the network
+                            // is quiet.
+                            _ = sleep_until_or_never(deadline) => Woke::Deadline,
                         }
                     }
-                    return Ok(());
-                }
-                Ok(Some(Err(e))) => return Err(Halt::Failed(e.into_error(&self.url))),
-                Ok(Some(Ok(frame))) => frame,
-            };
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers carry no body bytes
-            };
-            if data.is_empty() {
-                continue;
-            }
-            received += data.len() as u64;
-            self.moved.wire_in += data.len() as u64;
-            match &mut decoder {
-                // Decoded a bounded step at a time, each step delivered (and so held to the
-                // delegate window or written) before the next is decoded.
-                Some(d) => {
-                    d.feed(data);
-                    while let Some(step) =
-                        d.next_chunk().map_err(|e| self.decode_error(e, false))?
-                    {
-                        self.deliver(step).await?;
+                };
+                let frame = match woke {
+                    Woke::Frame(frame) => frame,
+                    Woke::Gate if self.gate.borrow().crash => panic!("injected transfer panic"),
+                    Woke::Gate => continue,
+                    Woke::Deadline => {
+                        if let Some(sink) = &mut self.sink {
+                            sink.on_deadline().await?;
+                        }
+                        continue;
                     }
+                };
+                let frame = match frame {
+                    Err(_) => return Err(Halt::Failed(request_timed_out(&self.url))),
+                    Ok(None) => {
+                        if let Some(d) = &mut decoder {
+                            while let Some(rest) =
+                                d.finish().map_err(|e| self.decode_error(e, true))?
+                            {
+                                self.deliver(rest).await?;
+                            }
+                        }
+                        return Ok(());
+                    }
+                    Ok(Some(Err(e))) => return Err(Halt::Failed(e.into_error(&self.url))),
+                    Ok(Some(Ok(frame))) => frame,
+                };
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers carry no body bytes
+                };
+                if data.is_empty() {
+                    continue;
                 }
-                None => self.deliver(data).await?,
+                received += data.len() as u64;
+                self.moved.wire_in += data.len() as u64;
+                match &mut decoder {
+                    // Decoded a bounded step at a time, each step delivered (and so held to the
+                    // delegate window or written) before the next is decoded.
+                    Some(d) => {
+                        d.feed(data);
+                        while let Some(step) =
+                            d.next_chunk().map_err(|e| self.decode_error(e, false))?
+                        {
+                            self.deliver(step).await?;
+                        }
+                    }
+                    None => self.deliver(data).await?,
+                }
             }
         }
     }
