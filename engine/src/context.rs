@@ -49,9 +49,8 @@ pub(crate) struct SessionContext {
     /// Downloads' jobs that add or replace entries in the session's directory, a few at once
     /// (see [`DIRECTORY_JOBS_AT_ONCE`](crate::task::download::DIRECTORY_JOBS_AT_ONCE)).
     pub(crate) directory_jobs: Arc<tokio::sync::Semaphore>,
-    /// Periodic download checkpoints that may run at once (see
-    /// [`PERIODIC_CHECKPOINTS_AT_ONCE`](crate::task::download::PERIODIC_CHECKPOINTS_AT_ONCE)).
-    pub(crate) periodic_checkpoints: Arc<tokio::sync::Semaphore>,
+    /// Periodic download checkpoints that may wait or run at once.
+    pub(crate) checkpoints: Arc<tokio::sync::Semaphore>,
 }
 
 /// The session-level delegate of a session that has none, behind the queue its tasks' own

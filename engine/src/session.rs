@@ -267,8 +267,8 @@ impl Session {
             directory_jobs: Arc::new(tokio::sync::Semaphore::new(
                 crate::task::download::DIRECTORY_JOBS_AT_ONCE,
             )),
-            periodic_checkpoints: Arc::new(tokio::sync::Semaphore::new(
-                crate::task::download::PERIODIC_CHECKPOINTS_AT_ONCE,
+            checkpoints: Arc::new(tokio::sync::Semaphore::new(
+                crate::task::download::CHECKPOINTS_AT_ONCE,
             )),
         });
         let (invalid_tx, invalid_rx) = watch::channel(false);

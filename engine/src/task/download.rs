@@ -55,15 +55,15 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// thread for their file before: 10,000 at once spent 63% of their process's samples creating
 /// files, a third of that spinning on that lock (`perf record`, `courier-bench --only concurrent`).
 /// (The synced checkpoint of a download that stops does not wait for a turn; the periodic ones
-/// have their own, [`PERIODIC_CHECKPOINTS_AT_ONCE`].)
+/// have their own, [`CHECKPOINTS_AT_ONCE`].)
 pub(crate) const DIRECTORY_JOBS_AT_ONCE: usize = 2;
-/// The periodic checkpoints a session's downloads take at once, beside the
-/// [directory jobs](DIRECTORY_JOBS_AT_ONCE): Tokio's semaphore hands a freed permit to the tasks
-/// waiting for one first, so while thousands of downloads wait in line to create their files, a
-/// periodic checkpoint that only tries for a directory job never gets one (3,000 downloads at
-/// once under `strace -c`: 6 periodic checkpoints in 23 s). One at a time also bounds the handles
-/// and records they hold.
-pub(crate) const PERIODIC_CHECKPOINTS_AT_ONCE: usize = 1;
+/// The periodic checkpoints a session's downloads take at once (each opens its file, and holds its
+/// record, until it has run). Apart from the [directory jobs](DIRECTORY_JOBS_AT_ONCE): Tokio's
+/// semaphore hands a freed permit to the tasks waiting for one first, so while thousands of
+/// downloads wait in line to create their files, a periodic checkpoint that only tries for a
+/// directory job never gets one (3,000 downloads at once under `strace -c`: 6 periodic checkpoints
+/// in 23 s).
+pub(crate) const CHECKPOINTS_AT_ONCE: usize = 32;
 
 /// How the body that is about to arrive relates to the bytes on disk.
 #[derive(Clone, Copy, Debug)]
@@ -531,7 +531,7 @@ impl DownloadSink {
         // blocking pool, each held a second handle on its file then (8,976 downloads at once
         // failed with "Too many open files"), and each still holds its record: a session runs a
         // few at once; one that finds none free waits for its next turn.
-        let Ok(permit) = self.ctx.periodic_checkpoints.clone().try_acquire_owned() else {
+        let Ok(permit) = self.ctx.checkpoints.clone().try_acquire_owned() else {
             self.last_checkpoint = Instant::now();
             return Ok(());
         };
