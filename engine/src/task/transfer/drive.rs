@@ -91,9 +91,13 @@ impl Run {
             let mut body = body;
             // The request's exchange is boxed: its future (1,928 bytes) would otherwise size this
             // one, which a download holds for as long as its body flows.
-            let (mut parts, mut incoming) = Box::pin(self.send_following(&mut head, &mut body))
-                .await?
-                .into_parts();
+            // Written in place in its box: `Box::pin` made it on the stack and copied all of it.
+            let (mut parts, mut incoming) = Box::into_pin(Box::write(
+                Box::new_uninit(),
+                self.send_following(&mut head, &mut body),
+            ))
+            .await?
+            .into_parts();
             if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
                 // Kept in case the delegate makes a stream task of the connection.
                 self.upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
