@@ -8,6 +8,8 @@ use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use url::Url;
 
+mod url_text;
+
 /// A URL request: method, URL, headers, an optional body and an optional idle timeout.
 ///
 /// Like `URLRequest`, a request can be built from a string that turns out not to be a valid URL (a port
@@ -52,7 +54,7 @@ enum Target {
 impl Request {
     /// A request with `method` for `url`. An unparsable `url` is kept and fails the task later.
     pub fn new(method: Method, url: &str) -> Request {
-        let target = match Url::parse(url) {
+        let target = match url_text::parse(url) {
             Ok(url) => Target::Url(url),
             Err(e) => Target::Invalid {
                 text: url.to_owned(),
