@@ -81,11 +81,12 @@ pub const MAX_RESPONSE_HEADERS: usize = 100;
 /// The most bytes a response head may take: an HTTP/2 header list, and an HTTP/1.1 head, which
 /// must fit in one read buffer (curl allows 100 KiB per header line, 300 KiB in all).
 ///
-/// It is also the most an HTTP/1.1 connection reads at once. hyper's default (about 400 KiB) let
-/// its adaptive reads grow to 400 KiB buffers, several alive at once while their bytes were
-/// consumed: a 1 GiB download from nginx peaked 1.3 MiB higher than with 128 KiB, for no gain in
-/// time (0.92-0.99 s both; BENCHMARKS.md, issue 10).
-pub const MAX_HEAD_BYTES: usize = 128 * 1024;
+/// It is also the most an HTTP/1.1 connection reads at once (hyper has one limit for both). A
+/// download holds each read's bytes until its batch is written, so every read fills a new buffer:
+/// at 128 KiB, a 1 GiB download took 1.49 s of CPU (median of 57 runs, `perf stat`), faulting
+/// 13,200 pages in; at 256 KiB, 1.37 s and 2,700 faults, for 0.3 MiB more peak RSS. hyper's
+/// default (about 400 KiB) let several 400 KiB buffers live at once (BENCHMARKS.md, issue 10).
+pub const MAX_HEAD_BYTES: usize = 256 * 1024;
 
 /// The HTTP/2 flow-control window of each stream (the connection's is twice this).
 const H2_STREAM_WINDOW: u32 = 32 << 20;

@@ -63,7 +63,7 @@ enum Kind {
 /// memory together. Up to 32 connections read up to hyper's own limit; 10,000 slow downloads at
 /// once read [`MIN_READ`] each (they held 57 KiB each in hyper's buffers before, the whole 64 KiB
 /// body of a download that fell behind).
-const READ_BUDGET: usize = 4 << 20;
+const READ_BUDGET: usize = 32 * crate::transport::MAX_HEAD_BYTES;
 /// The least a connection reads at a time, however many are open: a 4 KiB read keeps hyper's
 /// buffer at its initial 8 KiB.
 const MIN_READ: usize = 4 << 10;
