@@ -90,8 +90,8 @@ impl Run {
             }
             let mut body = body;
             // The request's exchange is boxed: its future (1,928 bytes) would otherwise size this
-            // one, which a download holds for as long as its body flows.
-            // Written in place in its box: `Box::pin` made it on the stack and copied all of it.
+            // one, which a download holds for as long as its body flows. It is written in place in
+            // its box (`Box::pin` made it on the stack and copied all of it).
             let (mut parts, mut incoming) = Box::into_pin(Box::write(
                 Box::new_uninit(),
                 self.send_following(&mut head, &mut body),
@@ -118,9 +118,12 @@ impl Run {
                             let headers = Arc::make_mut(&mut head.headers);
                             headers.remove(http::header::RANGE);
                             headers.remove(http::header::IF_RANGE);
-                            let fresh = Box::pin(self.send_following(&mut head, &mut body))
-                                .await?
-                                .into_parts();
+                            let fresh = Box::into_pin(Box::write(
+                                Box::new_uninit(),
+                                self.send_following(&mut head, &mut body),
+                            ))
+                            .await?
+                            .into_parts();
                             (parts, incoming) = fresh;
                             Placement::StartOver
                         }
