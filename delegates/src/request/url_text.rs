@@ -52,7 +52,7 @@ pub(super) fn parse(text: &str) -> Result<Url, url::ParseError> {
 
 /// The length of `text`'s origin (scheme and authority) when it is written plainly and followed by
 /// a path that starts with a single `/` (two would start another authority, and a special scheme
-/// reads `\` as `/`).
+/// reads `\` as `/`) and holds no tab or line break (the parser removes them before it reads).
 fn plain_origin_len(text: &str) -> Option<usize> {
     let scheme = ["http://", "https://", "ws://", "wss://"]
         .into_iter()
@@ -65,7 +65,9 @@ fn plain_origin_len(text: &str) -> Option<usize> {
             .position(|b| !matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b':'))?;
     let path = &bytes[end..];
     let single_slash = path.first() == Some(&b'/') && !matches!(path.get(1), Some(b'/' | b'\\'));
-    (end > start && single_slash).then_some(end)
+    // The parser drops tabs and line breaks wherever they are, so `/\t/` is `//`.
+    let unbroken = !path.iter().any(|b| matches!(b, b'\t' | b'\n' | b'\r'));
+    (end > start && single_slash && unbroken).then_some(end)
 }
 
 #[cfg(test)]
@@ -106,6 +108,8 @@ mod tests {
             "file://host/x",            // another scheme
             " http://example.com/",     // trimmed first
             "http://exa\tmple.com/",    // tabs are removed
+            "http://example.com/\t/x",  // so this is `//x`
+            "http://example.com/a\nb",  // line breaks too
         ] {
             assert_eq!(plain_origin_len(text), None, "{text:?}");
         }
@@ -128,6 +132,8 @@ mod tests {
             "ws://h:1/a b",
             "wss://h/ü?ü#ü",
             "http://h/a\t\nb ",
+            "http://example.com/\t\\",
+            "http://example.com/\n/x",
             "http://h:8080:8080/a",
             "http://h/",
         ] {
@@ -162,7 +168,8 @@ mod tests {
         ]);
         // What follows the authority: a start that decides how the rest is read, then anything.
         let start = prop::sample::select(vec![
-            "", "/", "//", "/\\", "\\", "?", "#", "/.", "/..", "/%2e", " ", "\t/",
+            "", "/", "//", "/\\", "\\", "?", "#", "/.", "/..", "/%2e", " ", "\t/", "/\t/", "/\t\\",
+            "/\n/", "/\r\\",
         ]);
         let rest = "[/\\\\.a%2e?#: \t\u{fc}@-]{0,12}";
         (scheme, host, port, start, rest)
@@ -170,6 +177,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         #[test]
         fn parses_as_url_parse_does(text in url_text(), other in url_text()) {
             same_as_url_parse(&text)?;
