@@ -13,7 +13,8 @@
 //! generated text). The origin is reused only when the parser reads it the same way alone as
 //! before a path: a lowercase scheme among `http`, `https`, `ws` and `wss`, then an authority of
 //! lowercase letters, digits, dots, hyphens and colons only (no user, no brackets, no escapes), then
-//! a single `/`. Anything else goes to `Url::parse` whole.
+//! a single `/`, and no tab or line break anywhere after it. Anything else goes to `Url::parse`
+//! whole.
 
 use std::cell::RefCell;
 
