@@ -172,7 +172,7 @@ mod tests {
             "", "/", "//", "/\\", "\\", "?", "#", "/.", "/..", "/%2e", " ", "\t/", "/\t/", "/\t\\",
             "/\n/", "/\r\\",
         ]);
-        let rest = "[/\\\\.a%2e?#: \t\u{fc}@-]{0,12}";
+        let rest = "[/\\\\.a%2e?#: \t\u{fc}@\u{0}\u{1f}\u{7f}\u{a0}\u{feff}\r\n-]{0,12}";
         (scheme, host, port, start, rest)
             .prop_map(|(s, h, p, start, r)| format!("{s}{h}{p}{start}{r}"))
     }
@@ -191,6 +191,12 @@ mod tests {
         #[test]
         fn parses_any_text_as_url_parse_does(text in "\\PC{0,40}") {
             same_as_url_parse(&text)?;
+        }
+
+        #[test]
+        fn parses_any_path_as_url_parse_does(path in "(?s).{0,24}") {
+            // Any character at all after a plain origin, controls included.
+            same_as_url_parse(&format!("http://example.com/{path}"))?;
         }
     }
 }
