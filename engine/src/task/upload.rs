@@ -118,12 +118,11 @@ fn read_ahead(file: tokio::fs::File) -> ReadAhead {
         // Buffers come back here once the connection has sent them, and are read into again.
         let (back, returned) = std::sync::mpsc::channel();
         loop {
-            // A buffer keeps its full length, its bytes initialized, from one chunk to the next:
-            // `read_to_end` into a cleared one zeroed all 256 KiB before every read.
-            let mut buffer = returned.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
+            let mut buffer = returned.try_recv().unwrap_or_else(|_| ReadBuffer::new());
+            let space = buffer.space();
             let mut len = 0;
             while len < CHUNK {
-                match file.read(&mut buffer[len..]) {
+                match file.read(&mut space[len..]) {
                     Ok(0) => break,
                     Ok(n) => len += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -152,19 +151,61 @@ fn read_ahead(file: tokio::fs::File) -> ReadAhead {
 /// Chunks an upload's file is read ahead of the connection.
 const READ_AHEAD: usize = 4;
 
+/// Where the file reader reads a chunk: [`CHUNK`] bytes that start on a cache line.
+///
+/// The kernel copies a file into memory four to five times slower when the destination is not
+/// 32-byte aligned (measured on this machine's AMD EPYC: 1 GiB from the page cache in 256 KiB
+/// reads, 0.46-0.69 s of CPU against 0.11-0.13 s), and a buffer this large comes straight from
+/// `mmap` 16 bytes past a page's start. So the buffer is over-allocated, and the chunk begins at
+/// its first 64-byte boundary.
+///
+/// Its bytes stay initialized from one chunk to the next: `read_to_end` into a cleared buffer
+/// zeroed all 256 KiB before every read. The default is empty: what a chunk leaves behind once it
+/// has handed its buffer back.
+#[derive(Default)]
+struct ReadBuffer {
+    bytes: Vec<u8>,
+    /// Where the aligned space begins in `bytes`.
+    start: usize,
+}
+
+impl ReadBuffer {
+    /// The alignment of the space a chunk is read into: a cache line.
+    const ALIGN: usize = 64;
+
+    fn new() -> ReadBuffer {
+        let bytes = vec![0; CHUNK + Self::ALIGN];
+        // `align_offset` may answer "never" (`usize::MAX`) where it cannot tell; the buffer is
+        // then read at its start, unaligned but correct.
+        let start = bytes.as_ptr().align_offset(Self::ALIGN);
+        let start = if start < Self::ALIGN { start } else { 0 };
+        ReadBuffer { bytes, start }
+    }
+
+    /// The [`CHUNK`] bytes a read fills.
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + CHUNK]
+    }
+
+    /// The first `len` bytes of the space: what a read put there.
+    fn filled(&self, len: usize) -> &[u8] {
+        &self.bytes[self.start..self.start + len]
+    }
+}
+
 /// A chunk's buffer, handed back to the reader when the connection drops the chunk: a new 256 KiB
 /// buffer per chunk is mapped and unmapped by the allocator (above its mmap threshold), and its
 /// pages faulted in afresh, 4,096 times a GiB.
 struct Recycled {
-    buffer: Vec<u8>,
-    /// The bytes of `buffer` this chunk holds (the file's last chunk fills it only in part).
+    buffer: ReadBuffer,
+    /// The bytes of the buffer's space this chunk holds (the file's last chunk fills it in part).
     len: usize,
-    back: std::sync::mpsc::Sender<Vec<u8>>,
+    back: std::sync::mpsc::Sender<ReadBuffer>,
 }
 
 impl AsRef<[u8]> for Recycled {
     fn as_ref(&self) -> &[u8] {
-        &self.buffer[..self.len]
+        self.buffer.filled(self.len)
     }
 }
 
@@ -366,6 +407,18 @@ impl Body for Counted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_is_read_into_space_that_starts_on_a_cache_line() {
+        for _ in 0..8 {
+            let mut buffer = ReadBuffer::new();
+            let space = buffer.space();
+            assert_eq!(space.len(), CHUNK);
+            assert_eq!(space.as_ptr() as usize % ReadBuffer::ALIGN, 0);
+            space[CHUNK - 1] = 7;
+            assert_eq!(buffer.filled(CHUNK)[CHUNK - 1], 7);
+        }
+    }
 
     #[test]
     fn file_errors_get_urlsession_codes() {
