@@ -1,5 +1,6 @@
 //! `ftp:` URLs against a real FTP server (pyftpdlib): data and download tasks, a 100 MiB download
-//! cut into resume data and continued with `REST` byte-identical, an upload (`STOR`), a missing
+//! cut into resume data and continued with `REST` byte-identical, an upload (`STOR`), upload
+//! files that cannot be read (nothing stored), a missing
 //! file, bad credentials, the cleartext policy, and explicit FTPS with the session's trust.
 
 use std::sync::Arc;
@@ -79,6 +80,33 @@ async fn a_data_task_an_upload_and_the_errors() {
         .await
         .unwrap_err();
     assert!(!root.path().join("anon.bin").exists(), "{denied}");
+
+    // A file that cannot be read fails as an HTTP upload's does, before anything is stored.
+    let here = tempfile::tempdir().unwrap();
+    for (body, code, name) in [
+        (
+            UploadBody::File(here.path().join("missing.bin")),
+            ErrorCode::FileDoesNotExist,
+            "missing.bin",
+        ),
+        (
+            UploadBody::File(here.path().to_path_buf()),
+            ErrorCode::FileIsDirectory,
+            "directory.bin",
+        ),
+        (UploadBody::Stream, ErrorCode::UnsupportedUrl, "stream.bin"),
+    ] {
+        let path = format!("/{name}");
+        let err = session
+            .upload(
+                Request::new(http::Method::PUT, &server.url("ann:pw@", &path)),
+                body,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{err}");
+        assert!(!root.path().join(name).exists(), "{name} was stored");
+    }
 
     // Cleartext FTP needs the policy to allow the host.
     let strict = Session::new(Configuration::ephemeral()).unwrap();

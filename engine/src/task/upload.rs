@@ -101,12 +101,12 @@ async fn ask_for_stream(
 }
 
 /// Chunks of a file read ahead, in order.
-type ReadAhead = tokio::sync::mpsc::Receiver<io::Result<Bytes>>;
+pub(crate) type ReadAhead = tokio::sync::mpsc::Receiver<io::Result<Bytes>>;
 
 /// Reads `file` on one blocking thread for the whole upload, [`READ_AHEAD`] chunks ahead of the
 /// connection: a read per chunk through Tokio's file (a blocking-pool round trip and two copies
 /// each) kept a 1 GiB upload at 1.27x curl's time. Stops when the body is dropped.
-fn read_ahead(file: tokio::fs::File) -> ReadAhead {
+pub(crate) fn read_ahead(file: tokio::fs::File) -> ReadAhead {
     use std::io::Read;
     let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
     let file = file.try_into_std();
@@ -217,7 +217,7 @@ impl Drop for Recycled {
 }
 
 /// Opens an upload's file, naming the failure as URLSession does.
-async fn open_upload_file(path: &PathBuf) -> Result<(tokio::fs::File, u64), Error> {
+pub(crate) async fn open_upload_file(path: &PathBuf) -> Result<(tokio::fs::File, u64), Error> {
     let meta = tokio::fs::metadata(path)
         .await
         .map_err(|e| file_error(e, path))?;

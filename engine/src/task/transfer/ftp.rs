@@ -16,10 +16,17 @@ use courier_protocol_http::ftp::{FileFacts, FtpData, FtpError, FtpSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::timing::unless_stopped;
-use super::upload::UploadBody;
+use super::upload::{self, UploadBody};
 use super::{Halt, Run, map_transport_error};
 use crate::task::actor::TaskMsg;
 use crate::task::download::Placement;
+
+/// What an upload sends once the server has agreed to store it.
+enum Outgoing {
+    Bytes(Bytes),
+    /// Opened, not read yet.
+    File(tokio::fs::File),
+}
 
 /// Bytes read from a data connection at a time, at most.
 const CHUNK: usize = 256 * 1024;
@@ -195,31 +202,17 @@ impl Run {
         path: &str,
         body: UploadBody,
     ) -> Result<(), Halt> {
-        let storing = ftp.store(path);
-        let mut data: FtpData = self
-            .timed(std::pin::pin!(storing))
-            .await?
-            .map_err(|e| self.ftp_error(e))?;
-        match body {
-            UploadBody::Bytes(bytes) => self.send_ftp_chunk(&mut data, bytes).await?,
-            UploadBody::File(file) => {
-                let mut file = tokio::fs::File::open(&file).await.map_err(|e| {
-                    Halt::Failed(
-                        Error::new(ErrorCode::FileDoesNotExist, e.to_string())
-                            .with_url(self.url.as_str())
-                            .with_source(e),
-                    )
-                })?;
-                loop {
-                    self.wait_until(|g| !g.paused).await?;
-                    let mut chunk = BytesMut::with_capacity(CHUNK);
-                    let n = file.read_buf(&mut chunk).await.map_err(|e| self.lost(e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    self.send_ftp_chunk(&mut data, chunk.freeze()).await?;
-                }
-            }
+        // The body is checked before the server is asked to store anything: a file that cannot
+        // be read fails the task as an HTTP upload's does (-1100, -1101, -1102), and neither it
+        // nor a stream leaves an empty file on the server.
+        let outgoing = match body {
+            UploadBody::Bytes(bytes) => Outgoing::Bytes(bytes),
+            UploadBody::File(path) => Outgoing::File(
+                upload::open_upload_file(&path)
+                    .await
+                    .map_err(|e| Halt::Failed(e.with_url(self.url.as_str())))?
+                    .0,
+            ),
             UploadBody::Stream => {
                 return Err(Halt::Failed(
                     Error::new(
@@ -228,6 +221,26 @@ impl Run {
                     )
                     .with_url(self.url.as_str()),
                 ));
+            }
+        };
+        let storing = ftp.store(path);
+        let mut data: FtpData = self
+            .timed(std::pin::pin!(storing))
+            .await?
+            .map_err(|e| self.ftp_error(e))?;
+        match outgoing {
+            Outgoing::Bytes(bytes) => self.send_ftp_chunk(&mut data, bytes).await?,
+            Outgoing::File(file) => {
+                // Read ahead on a thread, as an HTTP upload's file is.
+                let mut chunks = upload::read_ahead(file);
+                loop {
+                    self.wait_until(|g| !g.paused).await?;
+                    let Some(chunk) = chunks.recv().await else {
+                        break;
+                    };
+                    let chunk = chunk.map_err(|e| self.lost(e))?;
+                    self.send_ftp_chunk(&mut data, chunk).await?;
+                }
             }
         }
         let finished = ftp.finish(data);
