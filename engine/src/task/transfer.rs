@@ -150,9 +150,6 @@ pub(crate) struct TransferArgs {
     pub(crate) since: Option<std::time::Instant>,
 }
 
-/// Bytes read from a local file at a time.
-const LOCAL_CHUNK: usize = 256 * 1024;
-
 /// A running transfer. Dropping it stops the transfer at once (no checkpoint).
 pub(crate) struct Transfer {
     running: Running,

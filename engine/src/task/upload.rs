@@ -103,9 +103,10 @@ async fn ask_for_stream(
 /// Chunks of a file read ahead, in order.
 pub(crate) type ReadAhead = tokio::sync::mpsc::Receiver<io::Result<Bytes>>;
 
-/// Reads `file` on one blocking thread for the whole upload, [`READ_AHEAD`] chunks ahead of the
-/// connection: a read per chunk through Tokio's file (a blocking-pool round trip and two copies
-/// each) kept a 1 GiB upload at 1.27x curl's time. Stops when the body is dropped.
+/// Reads `file` on one blocking thread from start to end, [`READ_AHEAD`] chunks ahead of where
+/// they go: an upload's connection (HTTP or ftp:), or a `file:` URL's task. A read per chunk
+/// through Tokio's file (a blocking-pool round trip and two copies each) kept a 1 GiB upload at
+/// 1.27x curl's time. Stops when the receiver is dropped.
 pub(crate) fn read_ahead(file: tokio::fs::File) -> ReadAhead {
     use std::io::Read;
     let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);

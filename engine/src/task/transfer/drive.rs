@@ -257,20 +257,20 @@ impl Run {
         }
         match body {
             LocalBody::Bytes(bytes) => self.deliver(bytes).await,
-            LocalBody::File(mut file) => {
-                use tokio::io::AsyncReadExt;
+            LocalBody::File(file) => {
+                // Read ahead on a thread, as an upload's file is.
+                let mut chunks = upload::read_ahead(file);
                 loop {
                     self.wait_until(|g| !g.paused).await?;
-                    let mut chunk = bytes::BytesMut::with_capacity(LOCAL_CHUNK);
-                    let n = file.read_buf(&mut chunk).await.map_err(|e| {
+                    let Some(chunk) = chunks.recv().await else {
+                        return Ok(());
+                    };
+                    let chunk = chunk.map_err(|e| {
                         Error::new(ErrorCode::NoPermissionsToReadFile, e.to_string())
                             .with_url(self.url.as_str())
                             .with_source(e)
                     })?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    self.deliver(chunk.freeze()).await?;
+                    self.deliver(chunk).await?;
                 }
             }
         }
