@@ -8,6 +8,7 @@
 //! - `auth`: answering HTTP authentication challenges, and the session's credential store.
 //! - `local`: `data:` and `file:` URLs, served without the network.
 //! - `upload`: where an upload's body comes from: bytes, a file, or a stream from the delegate.
+//! - `file_reader`: a file read ahead on a thread, for uploads and `file:` URLs.
 //! - `byte_stream`: [`ByteStream`], a data task's body read as it arrives (`Session::bytes`).
 //! - `future`: [`TaskFuture`], what the completion forms return: the result, and the task's handle.
 //! - `protocol`: [`ProtocolHandler`], application code that answers requests instead of the network.
@@ -62,6 +63,7 @@ pub(crate) mod actor;
 pub(crate) mod auth;
 pub(crate) mod byte_stream;
 pub(crate) mod download;
+pub(crate) mod file_reader;
 pub mod future;
 pub(crate) mod id_map;
 pub(crate) mod local;

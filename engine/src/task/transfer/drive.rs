@@ -3,6 +3,7 @@
 //! head to the actor, and a `data:` or `file:` URL's body. `Run::run` in `transfer.rs` calls them.
 
 use super::*;
+use crate::task::file_reader;
 
 impl Run {
     /// Waits for the task's earliest begin date, if it is ahead, then asks the delegate whether to
@@ -259,7 +260,7 @@ impl Run {
             LocalBody::Bytes(bytes) => self.deliver(bytes).await,
             LocalBody::File(file) => {
                 // Read ahead on a thread, as an upload's file is.
-                let mut chunks = upload::read_ahead(file);
+                let mut chunks = file_reader::read_ahead(file);
                 loop {
                     self.wait_until(|g| !g.paused).await?;
                     let Some(chunk) = chunks.recv().await else {

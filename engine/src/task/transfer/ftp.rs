@@ -20,6 +20,7 @@ use super::upload::{self, UploadBody};
 use super::{Halt, Run, map_transport_error};
 use crate::task::actor::TaskMsg;
 use crate::task::download::Placement;
+use crate::task::file_reader;
 
 /// What an upload sends once the server has agreed to store it.
 enum Outgoing {
@@ -232,7 +233,7 @@ impl Run {
             Outgoing::Bytes(bytes) => self.send_ftp_chunk(&mut data, bytes).await?,
             Outgoing::File(file) => {
                 // Read ahead on a thread, as an HTTP upload's file is.
-                let mut chunks = upload::read_ahead(file);
+                let mut chunks = file_reader::read_ahead(file);
                 loop {
                     self.wait_until(|g| !g.paused).await?;
                     let Some(chunk) = chunks.recv().await else {
