@@ -3,58 +3,165 @@
 //! that starts on a cache line and comes back to the reader once the chunk is dropped.
 
 use std::io;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
 
 /// Bytes read from a file at a time.
 pub(crate) const CHUNK: usize = 256 * 1024;
 
-/// Chunks of a file read ahead, in order.
-pub(crate) type ReadAhead = tokio::sync::mpsc::Receiver<io::Result<Bytes>>;
+/// How long the reader waits with its chunks untaken (the task suspended, a connection stalled)
+/// before it hands the file back and frees its thread: a thread of Tokio's blocking pool held for
+/// as long as a task stays suspended would leave fewer for everyone else's file work.
+#[cfg(not(test))]
+const IDLE: Duration = Duration::from_secs(2);
+#[cfg(test)]
+const IDLE: Duration = Duration::from_millis(50);
 
-/// Reads `file` on one blocking thread from start to end, [`READ_AHEAD`] chunks ahead. A read per
-/// chunk through Tokio's file (a blocking-pool round trip and two copies each) kept a 1 GiB upload
-/// at 1.27x curl's time. Stops when the receiver is dropped.
+/// A file's chunks, in order, read on a thread of Tokio's blocking pool [`READ_AHEAD`] chunks
+/// ahead of the reader of this. A read per chunk through Tokio's file (a blocking-pool round trip
+/// and two copies each) kept a 1 GiB upload at 1.27x curl's time.
+///
+/// The thread stops when this is dropped, when the file ends or fails, and when its chunks have
+/// waited [`IDLE`]: it then hands the file back, and the next chunk asked for starts another.
+pub(crate) struct ReadAhead {
+    chunks: mpsc::Receiver<io::Result<Bytes>>,
+    /// Where an idle reader hands the file back.
+    parked: oneshot::Receiver<Parked>,
+    runtime: tokio::runtime::Handle,
+    /// Readers started after the first, for the tests.
+    restarts: u32,
+}
+
+/// What an idle reader hands back: the file where it stopped, the chunk it could not hand over,
+/// and its buffers.
+struct Parked {
+    file: std::fs::File,
+    pending: Bytes,
+    buffers: Buffers,
+}
+
+/// The read buffers that chunks hand back once dropped, to be read into again: a new 256 KiB
+/// buffer per chunk is mapped and unmapped by the allocator (above its mmap threshold), and its
+/// pages faulted in afresh, 4,096 times a GiB.
+struct Buffers {
+    back: std::sync::mpsc::Sender<ReadBuffer>,
+    returned: std::sync::mpsc::Receiver<ReadBuffer>,
+}
+
+/// Starts reading `file` from where it stands. Must be called within a Tokio runtime.
 pub(crate) fn read_ahead(file: tokio::fs::File) -> ReadAhead {
-    use std::io::Read;
-    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
-    let file = file.try_into_std();
-    tokio::task::spawn_blocking(move || {
-        let Ok(mut file) = file else {
-            let _ = tx.blocking_send(Err(io::Error::other("the file is busy")));
-            return;
+    let runtime = tokio::runtime::Handle::current();
+    let (back, returned) = std::sync::mpsc::channel();
+    let buffers = Buffers { back, returned };
+    let (chunks, parked) = match file.try_into_std() {
+        Ok(file) => start(&runtime, file, buffers),
+        // A Tokio file with an operation in flight: never one just opened.
+        Err(_) => {
+            let (tx, chunks) = mpsc::channel(1);
+            let _ = tx.try_send(Err(io::Error::other("the file is busy")));
+            (chunks, oneshot::channel().1)
+        }
+    };
+    ReadAhead {
+        chunks,
+        parked,
+        runtime,
+        restarts: 0,
+    }
+}
+
+impl ReadAhead {
+    /// The next chunk; `None` at the file's end.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        match self.chunks.poll_recv(cx) {
+            Poll::Ready(None) => {}
+            other => return other,
+        }
+        // The reader is gone, every chunk it sent taken: it ended, or it went idle.
+        let Ok(parked) = self.parked.try_recv() else {
+            return Poll::Ready(None);
         };
-        // Buffers come back here once their chunks are dropped, and are read into again.
-        let (back, returned) = std::sync::mpsc::channel();
-        loop {
-            let mut buffer = returned.try_recv().unwrap_or_else(|_| ReadBuffer::new());
-            let space = buffer.space();
-            let mut len = 0;
-            while len < CHUNK {
-                match file.read(&mut space[len..]) {
-                    Ok(0) => break,
-                    Ok(n) => len += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
+        let pending = parked.pending.clone();
+        (self.chunks, self.parked) = start(&self.runtime, parked.file, parked.buffers);
+        self.restarts += 1;
+        Poll::Ready(Some(Ok(pending)))
+    }
+
+    /// The next chunk; `None` at the file's end.
+    pub(crate) async fn recv(&mut self) -> Option<io::Result<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+/// Starts a reader thread, and returns where its chunks come, and where it hands the file back if
+/// it goes idle.
+fn start(
+    runtime: &tokio::runtime::Handle,
+    file: std::fs::File,
+    buffers: Buffers,
+) -> (mpsc::Receiver<io::Result<Bytes>>, oneshot::Receiver<Parked>) {
+    let (tx, chunks) = mpsc::channel(READ_AHEAD);
+    let (park, parked) = oneshot::channel();
+    let handle = runtime.clone();
+    runtime.spawn_blocking(move || read(&handle, file, buffers, tx, park));
+    (chunks, parked)
+}
+
+/// The reader thread's loop.
+fn read(
+    runtime: &tokio::runtime::Handle,
+    mut file: std::fs::File,
+    buffers: Buffers,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    park: oneshot::Sender<Parked>,
+) {
+    use std::io::Read;
+    loop {
+        let mut buffer = buffers
+            .returned
+            .try_recv()
+            .unwrap_or_else(|_| ReadBuffer::new());
+        let space = buffer.space();
+        let mut len = 0;
+        while len < CHUNK {
+            match file.read(&mut space[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
                 }
             }
-            if len == 0 {
+        }
+        if len == 0 {
+            return;
+        }
+        let chunk = Bytes::from_owner(Recycled {
+            buffer,
+            len,
+            back: buffers.back.clone(),
+        });
+        // A blocking thread may wait on the runtime (it is not one of its workers).
+        match runtime.block_on(tokio::time::timeout(IDLE, tx.reserve())) {
+            Ok(Ok(permit)) => permit.send(Ok(chunk)),
+            // The receiver was dropped: nobody wants the rest.
+            Ok(Err(_)) => return,
+            Err(_idle) => {
+                // The file goes back before the channel closes, so the receiver finds it there
+                // once it has taken every chunk sent before.
+                let _ = park.send(Parked {
+                    file,
+                    pending: chunk,
+                    buffers,
+                });
                 return;
             }
-            let chunk = Bytes::from_owner(Recycled {
-                buffer,
-                len,
-                back: back.clone(),
-            });
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return; // the receiver was dropped: nobody wants the rest
-            }
         }
-    });
-    rx
+    }
 }
 
 /// Chunks a file is read ahead of where they go.
@@ -102,9 +209,7 @@ impl ReadBuffer {
     }
 }
 
-/// A chunk's buffer, handed back to the reader when the chunk is dropped: a new 256 KiB
-/// buffer per chunk is mapped and unmapped by the allocator (above its mmap threshold), and its
-/// pages faulted in afresh, 4,096 times a GiB.
+/// A chunk's buffer, handed back to the reader (its [`Buffers`]) when the chunk is dropped.
 struct Recycled {
     buffer: ReadBuffer,
     /// The bytes of the buffer's space this chunk holds (the file's last chunk fills it in part).
@@ -128,6 +233,43 @@ impl Drop for Recycled {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn read_all(chunks: &mut ReadAhead, into: &mut Vec<u8>) {
+        while let Some(chunk) = chunks.recv().await {
+            into.extend_from_slice(&chunk.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_left_idle_hands_the_file_back_and_the_next_chunk_starts_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let content: Vec<u8> = (0..(9 * CHUNK + 1234) as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &content).unwrap();
+
+        // Read straight through: one reader.
+        let mut chunks = read_ahead(tokio::fs::File::open(&path).await.unwrap());
+        let mut got = Vec::new();
+        read_all(&mut chunks, &mut got).await;
+        assert!(got == content);
+        assert_eq!(chunks.restarts, 0);
+
+        // Left waiting twice, longer than IDLE each time (as a suspended task is): the reader
+        // parks, and the chunks after come from the next one, in order.
+        let mut chunks = read_ahead(tokio::fs::File::open(&path).await.unwrap());
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            tokio::time::sleep(IDLE * 4).await;
+            for _ in 0..=READ_AHEAD {
+                got.extend_from_slice(&chunks.recv().await.unwrap().unwrap());
+            }
+        }
+        read_all(&mut chunks, &mut got).await;
+        assert!(got == content, "{} bytes of {}", got.len(), content.len());
+        assert_eq!(chunks.restarts, 2);
+    }
 
     #[test]
     fn a_chunk_is_read_into_space_that_starts_on_a_cache_line() {
