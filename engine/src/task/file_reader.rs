@@ -81,11 +81,15 @@ impl ReadAhead {
             other => return other,
         }
         // The reader is gone, every chunk it sent taken: it ended, or it went idle.
-        let Ok(parked) = self.parked.try_recv() else {
+        let Ok(Parked {
+            file,
+            pending,
+            buffers,
+        }) = self.parked.try_recv()
+        else {
             return Poll::Ready(None);
         };
-        let pending = parked.pending.clone();
-        (self.chunks, self.parked) = start(&self.runtime, parked.file, parked.buffers);
+        (self.chunks, self.parked) = start(&self.runtime, file, buffers);
         self.restarts += 1;
         Poll::Ready(Some(Ok(pending)))
     }
