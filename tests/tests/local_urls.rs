@@ -1,4 +1,5 @@
-//! `data:` and `file:` URLs as data and download tasks, with no network.
+//! `data:` and `file:` URLs as data and download tasks, with no network; a `file:` download
+//! suspended for longer than its file reader waits, then resumed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,4 +72,36 @@ async fn file_urls_serve_files_to_data_and_download_tasks() {
     assert_eq!(err.code(), ErrorCode::UnsupportedUrl);
     let err = session.data("gopher://example.test/").await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::UnsupportedUrl);
+}
+
+/// A `file:` download suspended for longer than its file reader waits (2 s) with chunks untaken:
+/// the reader hands the file back and frees its thread, and the task, resumed, reads on from where
+/// it was with a new one. The file arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_download_suspended_past_its_readers_idle_wait_resumes_whole() {
+    const SIZE: usize = 32 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    courier_tests::write_random_file(&path, SIZE, 3).unwrap();
+    let url = url::Url::from_file_path(&path).unwrap().to_string();
+    let mut config = Configuration::ephemeral();
+    config.session_directory = Some(dir.path().join("session"));
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config, rec.clone()).unwrap();
+
+    let task = session.download_task(url.as_str()).unwrap();
+    task.resume();
+    rec.wait_written(WAIT, 1).await;
+    task.suspend();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let written = task.info().bytes_received();
+    assert!(written < SIZE as u64, "suspended after the end: {written}");
+    task.resume();
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    let finished = rec.events().iter().find_map(|e| match e {
+        Event::Finished { size, sha256, .. } => Some((*size, sha256.clone())),
+        _ => None,
+    });
+    let content = std::fs::read(&path).unwrap();
+    assert_eq!(finished, Some((SIZE as u64, sha256_hex(&content))));
 }
