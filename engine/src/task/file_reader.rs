@@ -35,11 +35,14 @@ pub(crate) struct ReadAhead {
     restarts: u32,
 }
 
-/// What an idle reader hands back: the file where it stopped, the chunk it could not hand over,
-/// and its buffers.
+/// What a reader reads: a file (a test's source may fail part way).
+type Source = Box<dyn io::Read + Send>;
+
+/// What an idle reader hands back: the file where it stopped, what it could not hand over (a chunk,
+/// or the error that ended the file), and its buffers.
 struct Parked {
-    file: std::fs::File,
-    pending: Bytes,
+    file: Source,
+    pending: io::Result<Bytes>,
     buffers: Buffers,
 }
 
@@ -53,18 +56,27 @@ struct Buffers {
 
 /// Starts reading `file` from where it stands. Must be called within a Tokio runtime.
 pub(crate) fn read_ahead(file: tokio::fs::File) -> ReadAhead {
-    let runtime = tokio::runtime::Handle::current();
-    let (back, returned) = std::sync::mpsc::channel();
-    let buffers = Buffers { back, returned };
-    let (chunks, parked) = match file.try_into_std() {
-        Ok(file) => start(&runtime, file, buffers),
+    match file.try_into_std() {
+        Ok(file) => read_from(Box::new(file)),
         // A Tokio file with an operation in flight: never one just opened.
         Err(_) => {
             let (tx, chunks) = mpsc::channel(1);
             let _ = tx.try_send(Err(io::Error::other("the file is busy")));
-            (chunks, oneshot::channel().1)
+            ReadAhead {
+                chunks,
+                parked: oneshot::channel().1,
+                runtime: tokio::runtime::Handle::current(),
+                restarts: 0,
+            }
         }
-    };
+    }
+}
+
+/// [`read_ahead`] of any source. Must be called within a Tokio runtime.
+fn read_from(file: Source) -> ReadAhead {
+    let runtime = tokio::runtime::Handle::current();
+    let (back, returned) = std::sync::mpsc::channel();
+    let (chunks, parked) = start(&runtime, file, Buffers { back, returned });
     ReadAhead {
         chunks,
         parked,
@@ -89,9 +101,12 @@ impl ReadAhead {
         else {
             return Poll::Ready(None);
         };
-        (self.chunks, self.parked) = start(&self.runtime, file, buffers);
-        self.restarts += 1;
-        Poll::Ready(Some(Ok(pending)))
+        // After an error, nothing more is read: the next call finds the reader gone for good.
+        if pending.is_ok() {
+            (self.chunks, self.parked) = start(&self.runtime, file, buffers);
+            self.restarts += 1;
+        }
+        Poll::Ready(Some(pending))
     }
 
     /// The next chunk; `None` at the file's end.
@@ -104,7 +119,7 @@ impl ReadAhead {
 /// it goes idle.
 fn start(
     runtime: &tokio::runtime::Handle,
-    file: std::fs::File,
+    file: Source,
     buffers: Buffers,
 ) -> (mpsc::Receiver<io::Result<Bytes>>, oneshot::Receiver<Parked>) {
     let (tx, chunks) = mpsc::channel(READ_AHEAD);
@@ -117,41 +132,21 @@ fn start(
 /// The reader thread's loop.
 fn read(
     runtime: &tokio::runtime::Handle,
-    mut file: std::fs::File,
+    mut file: Source,
     buffers: Buffers,
     tx: mpsc::Sender<io::Result<Bytes>>,
     park: oneshot::Sender<Parked>,
 ) {
-    use std::io::Read;
     loop {
-        let mut buffer = buffers
-            .returned
-            .try_recv()
-            .unwrap_or_else(|_| ReadBuffer::new());
-        let space = buffer.space();
-        let mut len = 0;
-        while len < CHUNK {
-            match file.read(&mut space[len..]) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-        }
-        if len == 0 {
-            return;
-        }
-        let chunk = Bytes::from_owner(Recycled {
-            buffer,
-            len,
-            back: buffers.back.clone(),
-        });
-        // A blocking thread may wait on the runtime (it is not one of its workers).
+        let (item, last) = match read_chunk(&mut file, &buffers) {
+            Ok(Some(chunk)) => (Ok(chunk), false),
+            Ok(None) => return,
+            Err(e) => (Err(e), true),
+        };
+        // A blocking thread may wait on the runtime (it is not one of its workers). An error waits
+        // as a chunk does: a reader that failed while its task was suspended frees its thread too.
         match runtime.block_on(tokio::time::timeout(IDLE, tx.reserve())) {
-            Ok(Ok(permit)) => permit.send(Ok(chunk)),
+            Ok(Ok(permit)) => permit.send(item),
             // The receiver was dropped: nobody wants the rest.
             Ok(Err(_)) => return,
             Err(_idle) => {
@@ -159,13 +154,41 @@ fn read(
                 // once it has taken every chunk sent before.
                 let _ = park.send(Parked {
                     file,
-                    pending: chunk,
+                    pending: item,
                     buffers,
                 });
                 return;
             }
         }
+        if last {
+            return;
+        }
     }
+}
+
+/// Reads the file's next chunk into a returned buffer (or a new one); `None` at the file's end.
+fn read_chunk(file: &mut Source, buffers: &Buffers) -> io::Result<Option<Bytes>> {
+    let mut buffer = buffers
+        .returned
+        .try_recv()
+        .unwrap_or_else(|_| ReadBuffer::new());
+    let space = buffer.space();
+    let mut len = 0;
+    while len < CHUNK {
+        match file.read(&mut space[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((len > 0).then(|| {
+        Bytes::from_owner(Recycled {
+            buffer,
+            len,
+            back: buffers.back.clone(),
+        })
+    }))
 }
 
 /// Chunks a file is read ahead of where they go.
@@ -273,6 +296,54 @@ mod tests {
         read_all(&mut chunks, &mut got).await;
         assert!(got == content, "{} bytes of {}", got.len(), content.len());
         assert_eq!(chunks.restarts, 2);
+    }
+
+    /// A source of `left` bytes that then fails, as a disk may part way through a file.
+    struct FailsAfter {
+        left: usize,
+    }
+
+    impl io::Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("the disk is gone"));
+            }
+            let n = buf.len().min(self.left);
+            buf[..n].fill(7);
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_reader_that_fails_while_its_chunks_wait_frees_its_thread_and_the_error_comes_last() {
+        // One blocking thread: the reader holds it until it returns.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            // The reader fills the channel, then fails with nobody taking chunks (a suspended
+            // task).
+            let mut chunks = read_from(Box::new(FailsAfter {
+                left: READ_AHEAD * CHUNK,
+            }));
+            tokio::time::sleep(IDLE * 4).await;
+            // The thread is free again (a reader that waited to send its error held it for as long
+            // as the task stayed suspended).
+            let other = tokio::task::spawn_blocking(|| 42);
+            let answer = tokio::time::timeout(Duration::from_secs(10), other).await;
+            assert_eq!(answer.expect("the blocking thread is free").unwrap(), 42);
+            // Every chunk read, then the error, then the end; no reader started after it.
+            for _ in 0..READ_AHEAD {
+                assert_eq!(chunks.recv().await.unwrap().unwrap().len(), CHUNK);
+            }
+            let failed = chunks.recv().await.unwrap().unwrap_err();
+            assert_eq!(failed.to_string(), "the disk is gone");
+            assert!(chunks.recv().await.is_none());
+            assert_eq!(chunks.restarts, 0);
+        });
     }
 
     #[test]
