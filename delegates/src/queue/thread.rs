@@ -181,6 +181,23 @@ mod tests {
         runtime.block_on(async { tokio::spawn(work).await.unwrap() });
     }
 
+    /// Waits (5 s at most) until the receiver sleeps on the channel with nothing queued, so that
+    /// only a wake gets it to take what is sent next. A fixed pause let a loaded machine (CI's two
+    /// cores, tests in parallel) send while the receiver, woken for the last item, had not yet
+    /// taken it: `sleeping` still read true, and the receiver took both items with no new wake.
+    fn until_asleep(channel: &Channel<Option<u32>>) {
+        let asleep = (0..5000).any(|_| {
+            let state = channel.lock();
+            if state.sleeping && state.items.is_empty() {
+                return true;
+            }
+            drop(state);
+            std::thread::sleep(Duration::from_millis(1));
+            false
+        });
+        assert!(asleep, "the receiver never went to sleep");
+    }
+
     /// Whether the receiver takes what is queued within 5 s (it was woken), checked without
     /// yielding to any runtime.
     fn taken_soon(channel: &Channel<Option<u32>>) -> bool {
@@ -216,7 +233,7 @@ mod tests {
         let sending = channel.clone();
         in_a_task(async move {
             for n in 0..20 {
-                std::thread::sleep(Duration::from_millis(5)); // the receiver sleeps by now
+                until_asleep(&sending);
                 assert!(sending.send(Some(n), false));
                 // The wake waits for this task to yield: the item is still queued.
                 std::thread::sleep(Duration::from_millis(5));
@@ -238,7 +255,7 @@ mod tests {
         let thread = receiver(rx);
         let sending = channel.clone();
         in_a_task(async move {
-            std::thread::sleep(Duration::from_millis(20)); // the receiver sleeps
+            until_asleep(&sending);
             assert!(sending.send(Some(1), true));
             assert!(
                 taken_soon(&sending),
@@ -253,7 +270,7 @@ mod tests {
     fn a_wake_dropped_unpolled_still_wakes() {
         let (channel, rx) = channel();
         let thread = receiver(rx);
-        std::thread::sleep(Duration::from_millis(20)); // the receiver sleeps
+        until_asleep(&channel);
         // Queued as a send from a task would (no wake yet), then the wake task is dropped without
         // being polled, as a runtime that shuts down drops it.
         channel.wake_scheduled.store(true, Ordering::Release);
