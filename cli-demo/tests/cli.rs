@@ -45,6 +45,28 @@ async fn get_streams_body_and_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_length_is_minus_one_in_the_stream() {
+    // An encoded body's length on the wire is not the length delivered: unknown, as URLSession
+    // says with -1, which the stream's contract writes as a number, never null.
+    let server = TestServer::http().await;
+    let url = server.url("/gzip/5000");
+    let out = tokio::task::spawn_blocking(move || {
+        courier(&["get", &url, "--allow-http", "--events", "-"])
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    assert_eq!(out.stdout, pattern_bytes(0, 5_000));
+    let ev = events(&out);
+    let resp = ev
+        .iter()
+        .find(|e| e["event"] == "did_receive_response")
+        .unwrap();
+    assert_eq!(resp["headers"]["content-encoding"], "gzip");
+    assert_eq!(resp["expected_content_length"], -1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_urls_run_in_one_session_with_ids_1_2_3() {
     let server = TestServer::http().await;
     let urls: Vec<String> = (1..=3)

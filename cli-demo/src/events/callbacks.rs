@@ -337,7 +337,12 @@ impl DataDelegate for CliDelegate {
                 "status": response.status().as_u16(),
                 "url": response.url().as_str(),
                 "headers": headers_json(response),
-                "expected_content_length": response.expected_content_length(),
+                // The contract's -1 when unknown (URLSession's `NSURLResponseUnknownLength`),
+                // never null: an encoded body, or one with no Content-Length.
+                "expected_content_length": response
+                    .expected_content_length()
+                    .and_then(|n| i64::try_from(n).ok())
+                    .unwrap_or(-1),
                 "disposition": disposition.name(),
             }),
         );
