@@ -150,6 +150,8 @@ http {{
         root {root};
         location /slow/ {{ alias {root}/; limit_rate 40m; }}
         location /trickle/ {{ alias {root}/; limit_rate 512k; }}
+        # Compressed on the fly whenever the client accepts it, as many sites serve text.
+        location /gzip/ {{ alias {root}/; gzip on; gzip_types *; gzip_min_length 1; limit_rate 2m; }}
         location /upload/ {{
             alias {d}/uploads/;
             dav_methods PUT;

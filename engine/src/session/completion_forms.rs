@@ -95,7 +95,8 @@ impl Session {
 
     /// Downloads `request` to a file in the session directory and returns it with the response:
     /// URLSession's `download(for:)`. The returned [`DownloadedFile`] removes the file when dropped,
-    /// unless [`DownloadedFile::persist`] moved it. Dropping the future cancels the task.
+    /// unless [`DownloadedFile::persist`] moved it. Dropping the future cancels the task. The body
+    /// is asked for as stored, as [`Session::download_task`] says.
     ///
     /// # Errors
     /// As [`Session::data`]; an error from a download that stopped part-way may carry resume data

@@ -291,6 +291,12 @@ impl Session {
     /// A download task for `request`, suspended. Progress goes to the delegate (`did_write_data`);
     /// the file to `did_finish_downloading_to`.
     ///
+    /// The request asks for the body as stored (`Accept-Encoding: identity`) unless it or the
+    /// configuration names an encoding, so that a download a server would compress on the fly
+    /// keeps its length and can resume (a range addresses the stored bytes). URLSession asks for
+    /// gzip here too; Courier differs on purpose, as curl and wget do. A body the server encodes
+    /// anyway is decoded.
+    ///
     /// # Errors
     /// The session has been invalidated.
     pub fn download_task(

@@ -2,6 +2,13 @@
 //! checks before anything is sent (URL, scheme, cleartext policy, a GET with a body) and the headers
 //! (the configuration's under the request's, `User-Agent`, `Accept-Encoding`, a form's
 //! `Content-Type`).
+//!
+//! A download asks for its body as stored (`Accept-Encoding: identity`) unless the request or the
+//! configuration names an encoding. URLSession asks for gzip on downloads too; Courier does not,
+//! because a download is made to resume: a range addresses the bytes as stored, so a body the
+//! server compressed on the fly (nginx does for text types) cannot be continued after a cut, and
+//! its length is unknown until its end (no total for progress). curl and wget ask for no encoding
+//! either. A body the server encodes anyway is still decoded.
 
 use std::sync::Arc;
 
@@ -28,6 +35,10 @@ pub(crate) struct BaseHeaders {
     /// from (URLSession's default). Made here, not per request: adding the field to a copy of
     /// `plain` cost every small POST three allocations.
     form: Arc<http::HeaderMap>,
+    /// What a download starts from: `plain` asking for the body as stored (see the module's
+    /// comment) unless the configuration names an encoding. Made once, so a running download
+    /// shares it instead of holding a copy.
+    download: Arc<http::HeaderMap>,
 }
 
 impl BaseHeaders {
@@ -37,12 +48,14 @@ impl BaseHeaders {
         if !plain.contains_key(USER_AGENT) {
             plain.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
         }
+        let mut download = plain.clone();
         if !plain.contains_key(ACCEPT_ENCODING) {
             // Decoded transparently (courier-protocol-http's `decode`).
             plain.insert(
                 ACCEPT_ENCODING,
                 HeaderValue::from_static(decode::ACCEPT_ENCODING),
             );
+            download.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         }
         let mut form = plain.clone();
         if !form.contains_key(CONTENT_TYPE) {
@@ -54,12 +67,14 @@ impl BaseHeaders {
         BaseHeaders {
             plain: Arc::new(plain),
             form: Arc::new(form),
+            download: Arc::new(download),
         }
     }
 }
 
 /// Checks a request against the configuration and builds what goes on the wire (the body is
-/// attached per send, from `body`), its fields from `base` (the session's [`BaseHeaders`]).
+/// attached per send, from `body`), its fields from `base` (the session's [`BaseHeaders`]): a
+/// download's (`download`) asking for the body as stored.
 ///
 /// # Errors
 /// The URL is malformed (-1000) or of an unsupported scheme (-1002); cleartext HTTP is not allowed
@@ -70,6 +85,7 @@ pub(crate) fn build_request(
     body: Option<&UploadBody>,
     config: &Configuration,
     base: &BaseHeaders,
+    download: bool,
 ) -> Result<(Head, Url), Error> {
     let text = request.url_str();
     let Some(url) = request.url() else {
@@ -127,9 +143,12 @@ pub(crate) fn build_request(
     // The session's fields first (a form's `Content-Type` among them for a POST with a body),
     // then the request's, which replace same-named ones: a copy of the session's only when there
     // is something to change.
-    let mut headers = match has_body && request.method() == http::Method::POST {
-        true => base.form.clone(),
-        false => base.plain.clone(),
+    let mut headers = if download {
+        base.download.clone()
+    } else if has_body && request.method() == http::Method::POST {
+        base.form.clone()
+    } else {
+        base.plain.clone()
     };
     if !request.headers().is_empty() {
         let merged = Arc::make_mut(&mut headers);
@@ -177,7 +196,7 @@ mod tests {
 
     fn build(r: &Request, c: &Configuration) -> Result<(Head, Url), Error> {
         let body = r.body().cloned().map(UploadBody::Bytes);
-        build_request(r, body.as_ref(), c, &BaseHeaders::new(c))
+        build_request(r, body.as_ref(), c, &BaseHeaders::new(c), false)
     }
 
     #[test]
@@ -266,6 +285,28 @@ mod tests {
         assert_eq!(built.headers.get_all(USER_AGENT).iter().count(), 1);
         assert_eq!(built.headers[USER_AGENT], "mine");
         assert_eq!(built.headers[ACCEPT_ENCODING], "identity");
+    }
+
+    #[test]
+    fn a_download_asks_for_its_body_as_stored_unless_told_otherwise() {
+        let download = |r: &Request, c: &Configuration| {
+            let (built, _) = build_request(r, None, c, &BaseHeaders::new(c), true).unwrap();
+            let values: Vec<_> = built.headers.get_all(ACCEPT_ENCODING).iter().collect();
+            assert_eq!(values.len(), 1, "one Accept-Encoding");
+            values[0].to_str().unwrap().to_owned()
+        };
+        let mut c = Configuration::default();
+        let get = Request::get("https://a.test/big.txt");
+        assert_eq!(download(&get, &c), "identity");
+        // A data task's request is untouched: it still asks for every encoding it decodes.
+        let (built, _) = build(&get, &c).unwrap();
+        assert_eq!(built.headers[ACCEPT_ENCODING], decode::ACCEPT_ENCODING);
+        // The request's own choice wins, and so does the configuration's.
+        let gzip = HeaderValue::from_static("gzip");
+        let asked = get.clone().with_header(ACCEPT_ENCODING, gzip.clone());
+        assert_eq!(download(&asked, &c), "gzip");
+        c.http_additional_headers.insert(ACCEPT_ENCODING, gzip);
+        assert_eq!(download(&get, &c), "gzip");
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl TaskActorState {
                     body.as_ref(),
                     &self.ctx.config,
                     &self.ctx.base_headers,
+                    matches!(destination, Destination::File { .. }),
                 )
                 // A refused handshake names the task's own (ws:, wss:) URL.
                 .map_err(|e| match socket {

@@ -39,6 +39,7 @@ impl Run {
                     body,
                     &self.ctx.config,
                     &self.ctx.base_headers,
+                    self.sink.is_some(),
                 )?;
                 self.recorder.set_current_request(*request);
                 self.url = url;
