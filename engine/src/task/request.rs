@@ -4,11 +4,9 @@
 //! `Content-Type`).
 //!
 //! A download asks for its body as stored (`Accept-Encoding: identity`) unless the request or the
-//! configuration names an encoding. URLSession asks for gzip on downloads too; Courier does not,
-//! because a download is made to resume: a range addresses the bytes as stored, so a body the
-//! server compressed on the fly (nginx does for text types) cannot be continued after a cut, and
-//! its length is unknown until its end (no total for progress). curl and wget ask for no encoding
-//! either. A body the server encodes anyway is still decoded.
+//! configuration names an encoding: a body a server compresses on the fly (nginx does for text
+//! types) has no length and cannot be continued with a range. `Session::download_task` says how
+//! this differs from URLSession.
 
 use std::sync::Arc;
 
