@@ -325,6 +325,13 @@ fn main() {
         Some("upload-once-reqwest") => {
             return upload::upload_once_reqwest(&args[2], std::path::Path::new(&args[3]), &args[4]);
         }
+        Some("concurrent-once-floor") => {
+            return concurrent::concurrent_once_floor(
+                &args[2],
+                args[3].parse().expect("a count"),
+                concurrent::FloorShape::named(&args[4]).expect("transport or actor"),
+            );
+        }
         Some("concurrent-once-reqwest") => {
             return concurrent::concurrent_once_reqwest(
                 &args[2],

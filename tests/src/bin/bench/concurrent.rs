@@ -2,7 +2,9 @@
 //! and the memory per running task, against reqwest's for the same downloads. Each side runs in a
 //! child process of its own (`courier-bench concurrent-once`, `concurrent-once-reqwest`), raised
 //! to the hard open-file limit, with as many downloads as that limit allows it: Courier's take a
-//! descriptor each (their files are closed between writes), reqwest's two.
+//! descriptor each (their files are closed between writes), reqwest's two. Two floor children
+//! (`concurrent-once-floor`) measure what Courier's figure stands on: hyper-util's client alone,
+//! and the same with each download in a ractor actor of its own.
 
 use std::path::PathBuf;
 
@@ -76,6 +78,125 @@ pub(crate) fn concurrent_once_reqwest(url: &str, n: usize) {
     println!("peak_kib={}", status_field("self", "VmHWM:"));
 }
 
+/// What runs each download in a floor child ([`concurrent_once_floor`]).
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum FloorShape {
+    /// hyper-util's client alone.
+    Transport,
+    /// The same, each download inside a ractor actor of its own, as a Courier task runs in one.
+    Actor,
+}
+
+impl FloorShape {
+    pub(crate) fn named(name: &str) -> Option<FloorShape> {
+        [FloorShape::Transport, FloorShape::Actor]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FloorShape::Transport => "transport",
+            FloorShape::Actor => "actor",
+        }
+    }
+
+    /// The side's name in the report's note.
+    fn label(self) -> &'static str {
+        match self {
+            FloorShape::Transport => "hyper-util's client alone",
+            FloorShape::Actor => "hyper-util's client, each download in a ractor actor",
+        }
+    }
+}
+
+/// The floor client: hyper-util's pooled client with the settings Courier's transport gives it
+/// for HTTP/1.1 (a connection per download kept in the pool, reads of up to 256 KiB).
+type FloorClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// One download of the floor: the GET, its body read frame by frame and dropped. The body goes to
+/// no file: what is left is the transport's own memory.
+async fn floor_download(client: FloorClient, uri: http::Uri) -> usize {
+    use http_body_util::BodyExt;
+    let mut body = client.get(uri).await.expect("GET").into_body();
+    let mut got = 0;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("body").into_data() {
+            got += data.len();
+        }
+    }
+    got
+}
+
+/// A floor download's actor: it runs its one download when told to, answers, and stops.
+struct FloorActor;
+
+impl ractor::Actor for FloorActor {
+    type Msg = tokio::sync::oneshot::Sender<usize>;
+    type State = (FloorClient, http::Uri);
+    type Arguments = (FloorClient, http::Uri);
+
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        me: ractor::ActorRef<Self::Msg>,
+        reply: Self::Msg,
+        (client, uri): &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        let _ = reply.send(floor_download(client.clone(), uri.clone()).await);
+        me.stop(None);
+        Ok(())
+    }
+}
+
+/// `courier-bench concurrent-once-floor URL N SHAPE`: what Courier's downloads stand on, the same
+/// N downloads at once through hyper-util's client alone (`transport`), or each in an actor of its
+/// own (`actor`); reports the RSS before and at the peak, as [`concurrent_once`] does.
+pub(crate) fn concurrent_once_floor(url: &str, n: usize, shape: FloorShape) {
+    runtime().block_on(async {
+        let client: FloorClient =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(n)
+                .http1_max_buf_size(256 * 1024) // Courier's `MAX_HEAD_BYTES`
+                .build_http();
+        let uri: http::Uri = url.parse().expect("URI");
+        let fetch = move |client: FloorClient, uri: http::Uri| async move {
+            let got = match shape {
+                FloorShape::Transport => floor_download(client, uri).await,
+                FloorShape::Actor => {
+                    let (actor, _) = ractor::Actor::spawn(None, FloorActor, (client, uri))
+                        .await
+                        .expect("actor");
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    actor.cast(tx).expect("cast");
+                    rx.await.expect("the actor's answer")
+                }
+            };
+            assert_eq!(got, 65_536, "the whole body");
+        };
+        fetch(client.clone(), uri.clone()).await;
+        println!("base_kib={}", status_field("self", "VmRSS:"));
+        let mut running = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            running.spawn(fetch(client.clone(), uri.clone()));
+        }
+        while let Some(done) = running.join_next().await {
+            done.expect("download task");
+        }
+    });
+    println!("peak_kib={}", status_field("self", "VmHWM:"));
+}
+
 /// 10,000 downloads running at once from one server (each 64 KiB, paced at 4 KiB every 200 ms, so
 /// all are under way together): every one completes, and the memory per running task, against
 /// reqwest's for the same downloads.
@@ -110,6 +231,26 @@ pub(crate) fn concurrent(report: &mut Report, rounds: usize, n: usize) {
             }
         }
     }
+    // What Courier's downloads stand on, measured once (their figures move less than a
+    // kilobyte from round to round): the part of Courier's figure that is not its own.
+    let floors: Vec<String> = [FloorShape::Transport, FloorShape::Actor]
+        .into_iter()
+        .map(|shape| {
+            let (took, out) = child_with_many_files(&[
+                "concurrent-once-floor",
+                &url,
+                &n.to_string(),
+                shape.name(),
+            ]);
+            let (base, peak) = (value(&out, "base_kib"), value(&out, "peak_kib"));
+            let each = (peak - base) / n as f64;
+            println!(
+                "floor, {}: {n} downloads in {took:.2} s; {each:.2} KiB per running task",
+                shape.label()
+            );
+            format!("{} {each:.2} KiB", shape.label())
+        })
+        .collect();
     report.add(Scenario {
         name: format!("{n} downloads running at once from one server: memory per running task"),
         unit: Unit::Bytes,
@@ -119,12 +260,14 @@ pub(crate) fn concurrent(report: &mut Report, rounds: usize, n: usize) {
         note: format!(
             "all {n} completed in every round (each 64 KiB paced over 3.2 s, a connection each; \
              reqwest's side ran {n_reqwest}, what this machine's open-file limit allows a socket \
-             and a file each); Courier's wall times {}",
+             and a file each); Courier's wall times {}; the floor under Courier's figure, each \
+             body read and dropped, measured once: {}",
             times
                 .iter()
                 .map(|t| format!("{t:.2} s"))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            floors.join(", ")
         ),
     });
 }
