@@ -329,7 +329,7 @@ fn main() {
             return concurrent::concurrent_once_floor(
                 &args[2],
                 args[3].parse().expect("a count"),
-                concurrent::FloorShape::named(&args[4]).expect("transport or actor"),
+                concurrent::FloorShape::named(&args[4]).expect("transport, actor or minimal-actor"),
             );
         }
         Some("concurrent-once-reqwest") => {

@@ -4,7 +4,7 @@
 //! to the hard open-file limit, with as many downloads as that limit allows it: Courier's take a
 //! descriptor each (their files are closed between writes), reqwest's two. Two floor children
 //! (`concurrent-once-floor`) measure what Courier's figure stands on: hyper-util's client alone,
-//! and the same with each download in a ractor actor of its own.
+//! and the same with each download in a ractor actor of its own, or in a hand-written one.
 
 use std::path::PathBuf;
 
@@ -85,19 +85,27 @@ pub(crate) enum FloorShape {
     Transport,
     /// The same, each download inside a ractor actor of its own, as a Courier task runs in one.
     Actor,
+    /// The same, each download inside the cheapest actor written by hand (`floor.rs`'s minimal
+    /// actor): a Tokio task with a mailbox, its transfer inside it, its panic caught.
+    MinimalActor,
 }
 
 impl FloorShape {
+    const ALL: [FloorShape; 3] = [
+        FloorShape::Transport,
+        FloorShape::Actor,
+        FloorShape::MinimalActor,
+    ];
+
     pub(crate) fn named(name: &str) -> Option<FloorShape> {
-        [FloorShape::Transport, FloorShape::Actor]
-            .into_iter()
-            .find(|s| s.name() == name)
+        FloorShape::ALL.into_iter().find(|s| s.name() == name)
     }
 
     fn name(self) -> &'static str {
         match self {
             FloorShape::Transport => "transport",
             FloorShape::Actor => "actor",
+            FloorShape::MinimalActor => "minimal-actor",
         }
     }
 
@@ -106,6 +114,10 @@ impl FloorShape {
         match self {
             FloorShape::Transport => "hyper-util's client alone",
             FloorShape::Actor => "hyper-util's client, each download in a ractor actor",
+            FloorShape::MinimalActor => {
+                "hyper-util's client, each download in a hand-written actor (a Tokio task and \
+                 a mailbox)"
+            }
         }
     }
 }
@@ -181,6 +193,30 @@ pub(crate) fn concurrent_once_floor(url: &str, n: usize, shape: FloorShape) {
                     actor.cast(tx).expect("cast");
                     rx.await.expect("the actor's answer")
                 }
+                FloorShape::MinimalActor => {
+                    use futures_util::FutureExt;
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    // Its mailbox: its one control call would be a cancel.
+                    let (_cancel, mut cancels) = tokio::sync::mpsc::unbounded_channel::<()>();
+                    let actor = tokio::spawn(async move {
+                        let run = async {
+                            tokio::select! {
+                                biased;
+                                Some(()) = cancels.recv() => drop(tx),
+                                got = floor_download(client, uri) => {
+                                    let _ = tx.send(got);
+                                }
+                            }
+                        };
+                        std::panic::AssertUnwindSafe(run)
+                            .catch_unwind()
+                            .await
+                            .is_ok()
+                    });
+                    let got = rx.await.expect("the actor's answer");
+                    assert!(actor.await.expect("the actor's task"), "no panic");
+                    got
+                }
             };
             assert_eq!(got, 65_536, "the whole body");
         };
@@ -233,7 +269,7 @@ pub(crate) fn concurrent(report: &mut Report, rounds: usize, n: usize) {
     }
     // What Courier's downloads stand on, measured once (their figures move less than a
     // kilobyte from round to round): the part of Courier's figure that is not its own.
-    let floors: Vec<String> = [FloorShape::Transport, FloorShape::Actor]
+    let floors: Vec<String> = FloorShape::ALL
         .into_iter()
         .map(|shape| {
             let (took, out) = child_with_many_files(&[
