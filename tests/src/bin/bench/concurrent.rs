@@ -113,10 +113,9 @@ impl FloorShape {
     fn label(self) -> &'static str {
         match self {
             FloorShape::Transport => "hyper-util's client alone",
-            FloorShape::Actor => "hyper-util's client, each download in a ractor actor",
+            FloorShape::Actor => "the same with each download in a ractor actor",
             FloorShape::MinimalActor => {
-                "hyper-util's client, each download in a hand-written actor (a Tokio task and \
-                 a mailbox)"
+                "the same with each download in a hand-written actor (a Tokio task and a mailbox)"
             }
         }
     }
@@ -284,7 +283,7 @@ pub(crate) fn concurrent(report: &mut Report, rounds: usize, n: usize) {
                 "floor, {}: {n} downloads in {took:.2} s; {each:.2} KiB per running task",
                 shape.label()
             );
-            format!("{} {each:.2} KiB", shape.label())
+            format!("{}, {each:.2} KiB", shape.label())
         })
         .collect();
     report.add(Scenario {
@@ -303,7 +302,7 @@ pub(crate) fn concurrent(report: &mut Report, rounds: usize, n: usize) {
                 .map(|t| format!("{t:.2} s"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            floors.join(", ")
+            floors.join("; ")
         ),
     });
 }
