@@ -29,14 +29,16 @@ pub(crate) enum Command {
     Download {
         /// The URLs to download.
         urls: Vec<String>,
-        /// The file (one URL) or directory (several) to write to; default: the current directory,
-        /// with the name from the URL.
+        /// The file (one URL) or directory (several, created if missing) to write to; a file's
+        /// directory must exist (checked before anything is fetched); default: the current
+        /// directory, with the name from the URL.
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         output: Option<PathBuf>,
         /// Continue the download this resume-data file describes.
         #[arg(long = "resume-data", value_name = "FILE")]
         resume_data: Option<PathBuf>,
-        /// Where Ctrl-C (or a failure) saves resume data (default: `<output>.courier-resume`).
+        /// Where Ctrl-C (or a failure) saves resume data (default: `<output>.courier-resume`); its
+        /// directory must exist.
         #[arg(long = "save-resume-data", value_name = "FILE")]
         save_resume_data: Option<PathBuf>,
         /// Name each file as the server suggests (Content-Disposition), like curl -OJ; still one

@@ -71,8 +71,14 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
             "--save-resume-data names one file: give one download".into(),
         ));
     }
+    if let Some(path) = &args.save_resume_data {
+        check_directory_of(path)?;
+    }
     let target = match (&args.output, several) {
-        (Some(p), false) if !p.is_dir() => Target::File(p.clone()),
+        (Some(p), false) if !p.is_dir() => {
+            check_directory_of(p)?;
+            Target::File(p.clone())
+        }
         (Some(p), _) => {
             std::fs::create_dir_all(p)
                 .map_err(|e| Failure::usage(format!("cannot create {}: {e}", p.display())))?;
@@ -172,6 +178,30 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
         code = ExitCode::TaskFailed;
     }
     Ok(code)
+}
+
+/// Fails before anything is fetched when `file` cannot be written where it is asked for: its
+/// directory must exist. A download's file is moved there only once complete, so without this a
+/// mistyped `-o` would cost the whole transfer (`get -o` fails as early: it creates its file at
+/// once; wget checks before it connects, curl fails on its first write).
+fn check_directory_of(file: &Path) -> Result<(), Failure> {
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Failure::usage(format!(
+            "cannot save {}: {} is not a directory",
+            file.display(),
+            dir.display()
+        ))),
+        Err(e) => Err(Failure::usage(format!(
+            "cannot save {}: {}: {e}",
+            file.display(),
+            dir.display()
+        ))),
+    }
 }
 
 /// After a download completed: reports where its file went, or saves its resume data.

@@ -67,6 +67,52 @@ async fn an_unknown_length_is_minus_one_in_the_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_to_a_directory_that_is_missing_fails_before_it_fetches() {
+    // A download's file is moved into place only once complete: a mistyped `-o` must fail at
+    // once, not after the whole transfer, and so must a resume-data path Ctrl-C could not write.
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let cases = [
+        ("-o", dir.path().join("missing/sub/out.bin"), "missing"),
+        ("-o", file.join("out.bin"), "not a directory"),
+        (
+            "--save-resume-data",
+            dir.path().join("missing/resume"),
+            "missing",
+        ),
+    ];
+    for (option, path, why) in cases {
+        let url = server.url("/resource/100000");
+        let (path_arg, output) = (path.to_str().unwrap().to_owned(), dir.path().join("ok.bin"));
+        let output = output.to_str().unwrap().to_owned();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut args = vec!["download", &url, "--allow-http", "--events", "-"];
+            if option == "-o" {
+                args.extend(["-o", &path_arg]);
+            } else {
+                args.extend(["-o", &output, option, &path_arg]);
+            }
+            courier(&args)
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option} {path:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot save {}", path.display())) && stderr.contains(why),
+            "{option} {path:?}: {stderr}"
+        );
+        assert!(
+            !stderr.lines().any(|l| l.starts_with('{')),
+            "no session, no event: {stderr}"
+        );
+    }
+    assert_eq!(server.connections(), 0, "nothing was fetched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_urls_run_in_one_session_with_ids_1_2_3() {
     let server = TestServer::http().await;
     let urls: Vec<String> = (1..=3)
