@@ -2,7 +2,7 @@
 //! and the memory per running task, against reqwest's for the same downloads. Each side runs in a
 //! child process of its own (`courier-bench concurrent-once`, `concurrent-once-reqwest`), raised
 //! to the hard open-file limit, with as many downloads as that limit allows it: Courier's take a
-//! descriptor each (their files are closed between writes), reqwest's two. Two floor children
+//! descriptor each (their files are closed between writes), reqwest's two. Three floor children
 //! (`concurrent-once-floor`) measure what Courier's figure stands on: hyper-util's client alone,
 //! and the same with each download in a ractor actor of its own, or in a hand-written one.
 
@@ -172,7 +172,8 @@ impl ractor::Actor for FloorActor {
 
 /// `courier-bench concurrent-once-floor URL N SHAPE`: what Courier's downloads stand on, the same
 /// N downloads at once through hyper-util's client alone (`transport`), or each in an actor of its
-/// own (`actor`); reports the RSS before and at the peak, as [`concurrent_once`] does.
+/// own (`actor`: ractor's, `minimal-actor`: written by hand); reports the RSS before and at the
+/// peak, as [`concurrent_once`] does.
 pub(crate) fn concurrent_once_floor(url: &str, n: usize, shape: FloorShape) {
     runtime().block_on(async {
         let client: FloorClient =
