@@ -75,12 +75,12 @@ async fn a_download_to_a_directory_that_is_missing_fails_before_it_fetches() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
     let cases = [
-        ("-o", dir.path().join("missing/sub/out.bin"), "missing"),
-        ("-o", file.join("out.bin"), "not a directory"),
+        ("-o", dir.path().join("missing/sub/out.bin"), "No such file"),
+        ("-o", file.join("out.bin"), "is not a directory"),
         (
             "--save-resume-data",
             dir.path().join("missing/resume"),
-            "missing",
+            "No such file",
         ),
     ];
     for (option, path, why) in cases {
