@@ -42,7 +42,8 @@ pub(crate) enum Command {
         #[arg(long = "save-resume-data", value_name = "FILE")]
         save_resume_data: Option<PathBuf>,
         /// Name each file as the server suggests (Content-Disposition), like curl -OJ; still one
-        /// plain name inside the output directory.
+        /// plain name inside the output directory, and never one a file has (that download stops
+        /// at its first bytes).
         #[arg(short = 'J', long = "remote-header-name")]
         remote_header_name: bool,
     },

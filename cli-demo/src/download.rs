@@ -127,7 +127,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
             };
             match &target {
                 Target::Dir(dir) if args.remote_header_name => {
-                    delegate.set_destination_by_response(task.info().id(), dir.clone());
+                    delegate.set_destination_by_response(&task, dir.clone());
                 }
                 _ => delegate.set_destination(task.info().id(), destination.clone()),
             }
@@ -216,6 +216,8 @@ fn settle(f: &Finished, r: &Running, args: &Args, delegate: &CliDelegate) {
         }
         (None, Some(Err(why))) => delegate.bars().println(&format!("courier: {why}")),
         (None, None) => {}
+        // Stopped by its delegate at its first bytes: why, before the cancel's report.
+        (Some(_), Some(Err(why))) => delegate.bars().println(&format!("courier: {why}")),
         (Some(e), _) => {
             // Cancellations from Ctrl-C saved theirs already.
             if let (Some(data), false) = (e.resume_data(), e.is_cancelled()) {

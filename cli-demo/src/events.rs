@@ -10,15 +10,16 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
     AuthChallengeDisposition, AuthenticationChallenge, BodyStream, CachedResponse, Callback,
-    CloseCode, Credential, CredentialPersistence, DataDelegate, DownloadDelegate, Error, Message,
-    Reply, Request, Response, ResponseDisposition, SessionDelegate, TaskDelegate, TaskInfo,
-    TaskKind, TaskMetrics, TaskState, leave_at_default,
+    CloseCode, Credential, CredentialPersistence, DataDelegate, DownloadDelegate, DownloadTask,
+    Error, Message, Reply, Request, Response, ResponseDisposition, SessionDelegate, TaskDelegate,
+    TaskInfo, TaskKind, TaskMetrics, TaskState, leave_at_default,
 };
 use courier_storage::write::{Existing, move_into_place};
 use serde_json::{Map, Value, json};
@@ -71,6 +72,9 @@ pub(crate) struct CliDelegate {
     insecure: bool,
     /// `--fail`: the body of an HTTP error status is not kept (like `curl --fail`).
     fail: bool,
+    /// True while a `-J` download's suggested name waits to be looked at (`unchecked_names`):
+    /// only then does `did_write_data` take the lock.
+    checks_names: AtomicBool,
 }
 
 /// The progress callbacks that are coalesced.
@@ -99,11 +103,27 @@ struct Inner {
     destinations: HashMap<u64, PathBuf>,
     /// Downloads named from their response (`-J`), and the directory they go to.
     named_by_response: HashMap<u64, PathBuf>,
+    /// Those of them whose suggested name was not looked at yet, with their handle: one whose
+    /// name is taken is cancelled at its first bytes.
+    unchecked_names: HashMap<u64, DownloadTask>,
     saved: HashMap<u64, Result<PathBuf, String>>,
     /// Tasks whose body is dropped: an HTTP error status under `--fail`.
     discarding: HashSet<u64>,
     /// Where a download with no destination of its own goes, named from its URL (`bg attach`).
     default_dir: Option<PathBuf>,
+}
+
+impl Inner {
+    /// `dir/name`, or `dir/name-2`, `dir/name-3`... past the files this command's downloads were
+    /// saved as.
+    fn unsaved_name(&self, dir: &Path, name: &str) -> PathBuf {
+        let mut taken: HashSet<PathBuf> = self
+            .saved
+            .values()
+            .filter_map(|s| s.as_ref().ok().cloned())
+            .collect();
+        crate::download::unique(dir, name, &mut taken)
+    }
 }
 
 impl CliDelegate {
@@ -128,6 +148,7 @@ impl CliDelegate {
                 pending: HashMap::new(),
                 destinations: HashMap::new(),
                 named_by_response: HashMap::new(),
+                unchecked_names: HashMap::new(),
                 saved: HashMap::new(),
                 discarding: HashSet::new(),
                 default_dir: None,
@@ -144,6 +165,7 @@ impl CliDelegate {
             location_trusted: false,
             insecure: false,
             fail: false,
+            checks_names: AtomicBool::new(false),
         };
         (delegate, finished_rx, invalid_rx)
     }
@@ -334,10 +356,15 @@ impl CliDelegate {
         self.inner().destinations.insert(task, path);
     }
 
-    /// Task `task`'s file goes into `dir`, under the name its response suggests (`-J`); a name
-    /// another download of this run took gets a `-2`, `-3`... suffix.
-    pub(crate) fn set_destination_by_response(&self, task: u64, dir: PathBuf) {
-        self.inner().named_by_response.insert(task, dir);
+    /// `task`'s file goes into `dir`, under the name its response suggests (`-J`); a name
+    /// another download of this run took gets a `-2`, `-3`... suffix, and one a file has already
+    /// stops the download at its first bytes.
+    pub(crate) fn set_destination_by_response(&self, task: &DownloadTask, dir: PathBuf) {
+        let mut inner = self.inner();
+        let id = task.info().id();
+        inner.named_by_response.insert(id, dir);
+        inner.unchecked_names.insert(id, task.clone());
+        self.checks_names.store(true, Ordering::Release);
     }
 
     /// Downloads without a destination of their own go into `dir`, named from their URL

@@ -271,6 +271,66 @@ async fn remote_header_name_takes_the_servers_file_name_inside_the_output_direct
     );
 }
 
+/// Asserts the command failed, refusing a name its server chose `times` times.
+fn assert_refused(out: &std::process::Output, times: usize) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("refusing to overwrite").count(),
+        times,
+        "{stderr}"
+    );
+}
+
+/// `-J` looks at the name the server suggests at the download's first bytes: a file that has it
+/// stops the download there (as curl -OJ stops at its first write), not after the whole body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_header_name_that_is_taken_stops_the_download_at_its_first_bytes() {
+    const SIZE: u64 = 8_000_000;
+    let server = TestServer::http().await;
+    // Paced: 8 MB at 64 KiB every 20 ms, about 2.5 s for the whole body.
+    let url = server.url(&format!(
+        "/resource/{SIZE}?chunk=65536&delay_ms=20&name=model.bin"
+    ));
+    // The output directory is the command's own directory, where a file has the name already.
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(cwd.path().join("model.bin"), b"precious").unwrap();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        let args = [
+            "download",
+            "-J",
+            "--allow-http",
+            "-q",
+            "--events",
+            "-",
+            &url,
+        ];
+        courier_in(&c, &d, &args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_refused(&out, 1);
+    assert_eq!(
+        std::fs::read(cwd.path().join("model.bin")).unwrap(),
+        b"precious"
+    );
+    let ev = events(&out);
+    let written = ev
+        .iter()
+        .filter(|e| e["event"] == "did_write_data")
+        .filter_map(|e| e["total_bytes_written"].as_u64())
+        .max()
+        .expect("some bytes came before the name was looked at");
+    assert!(written < SIZE, "stopped at {written} of {SIZE} bytes");
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"]["code"], "cancelled", "{complete}");
+    assert!(
+        courier_tests::session_files(&data.path().join("courier/sessions/default")).is_empty(),
+        "no download is left behind"
+    );
+}
+
 /// `-J` never replaces a file (curl CVE-2020-8177): a name the server chose that exists already,
 /// or a link planted under it, is refused with a clear error, and the file is untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,13 +372,7 @@ async fn curl_cve_2020_8177_remote_header_name_never_replaces_an_existing_file()
     })
     .await
     .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(
-        stderr.matches("refusing to overwrite").count(),
-        2,
-        "{stderr}"
-    );
+    assert_refused(&out, 2);
     assert_eq!(std::fs::read(out_dir.join("bashrc")).unwrap(), b"precious");
     assert_eq!(std::fs::read(&victim).unwrap(), b"also precious");
     assert!(

@@ -218,6 +218,9 @@ impl TaskDelegate for CliDelegate {
         self.progress.finish(task.id());
         let mut inner = self.inner();
         let saved = inner.saved.remove(&task.id());
+        if inner.unchecked_names.remove(&task.id()).is_some() && inner.unchecked_names.is_empty() {
+            self.checks_names.store(false, Ordering::Release);
+        }
         self.emit(
             &mut inner,
             "did_complete",
@@ -236,8 +239,46 @@ impl TaskDelegate for CliDelegate {
     }
 }
 
+/// Why a `-J` download is not saved: the name its server suggested is a file's already.
+fn refusal(to: &Path) -> String {
+    format!(
+        "refusing to overwrite {}, which exists (the name came from the server)",
+        to.display()
+    )
+}
+
+impl CliDelegate {
+    /// `-J`: at a download's first bytes, the name its response suggests is looked at, once. When
+    /// a file has it already, the download is cancelled now, as curl -OJ stops at its first
+    /// write, instead of after the whole body; the name is checked again as the file is moved
+    /// (`Existing::Keep`), so a file that appears meanwhile is not replaced either.
+    fn refuse_a_taken_name(&self, task: &TaskInfo) {
+        let mut inner = self.inner();
+        let handle = inner.unchecked_names.remove(&task.id());
+        if inner.unchecked_names.is_empty() {
+            self.checks_names.store(false, Ordering::Release);
+        }
+        let (Some(handle), Some(dir), Some(response)) = (
+            handle,
+            inner.named_by_response.get(&task.id()).cloned(),
+            task.response(),
+        ) else {
+            return;
+        };
+        let to = inner.unsaved_name(&dir, &response.suggested_filename());
+        if std::fs::symlink_metadata(&to).is_ok() {
+            inner.saved.insert(task.id(), Err(refusal(&to)));
+            drop(inner);
+            handle.cancel();
+        }
+    }
+}
+
 impl DownloadDelegate for CliDelegate {
     fn did_write_data(&self, task: &TaskInfo, written: u64, total: u64, expected: Option<u64>) {
+        if self.checks_names.load(Ordering::Acquire) {
+            self.refuse_a_taken_name(task);
+        }
         let (written, total) = (written as i64, total as i64);
         let expected = expected.map_or(-1, |n| n as i64);
         self.progress.set(task.id(), total, expected);
@@ -271,6 +312,10 @@ impl DownloadDelegate for CliDelegate {
             // `--fail`: an error page is not saved; the engine removes the file.
             return;
         }
+        if matches!(inner.saved.get(&task.id()), Some(Err(_))) {
+            // Refused at its first bytes (`refuse_a_taken_name`), and finished before its cancel.
+            return;
+        }
         let mut existing = Existing::Replace;
         if let (Some(dir), Some(response)) = (
             inner.named_by_response.get(&task.id()).cloned(),
@@ -278,24 +323,14 @@ impl DownloadDelegate for CliDelegate {
         ) {
             // A name the server chose never replaces a file (curl's -J, CVE-2020-8177).
             existing = Existing::Keep;
-            let mut taken: HashSet<PathBuf> = inner
-                .saved
-                .values()
-                .filter_map(|s| s.as_ref().ok().cloned())
-                .collect();
-            let to = crate::download::unique(&dir, &response.suggested_filename(), &mut taken);
+            let to = inner.unsaved_name(&dir, &response.suggested_filename());
             inner.destinations.insert(task.id(), to);
         }
         if !inner.destinations.contains_key(&task.id())
             && let Some(dir) = inner.default_dir.clone()
         {
-            let mut taken: HashSet<PathBuf> = inner
-                .saved
-                .values()
-                .filter_map(|s| s.as_ref().ok().cloned())
-                .collect();
             let name = crate::download::file_name_for(task.original_request().url_str());
-            let to = crate::download::unique(&dir, &name, &mut taken);
+            let to = inner.unsaved_name(&dir, &name);
             inner.destinations.insert(task.id(), to);
         }
         // The file is removed when this returns: move it to its destination now.
@@ -303,10 +338,7 @@ impl DownloadDelegate for CliDelegate {
             let moved = move_into_place(location, &to, existing)
                 .map(|()| to.clone())
                 .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => format!(
-                        "refusing to overwrite {}, which exists (the name came from the server)",
-                        to.display()
-                    ),
+                    std::io::ErrorKind::AlreadyExists => refusal(&to),
                     _ => format!("cannot save {}: {e}", to.display()),
                 });
             inner.saved.insert(task.id(), moved);

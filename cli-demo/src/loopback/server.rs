@@ -13,9 +13,10 @@
 //! - `/cache/max-age/N`, `/cache/no-store`, `/cache/revalidate`: a body unique to each answer, with
 //!   those caching rules; `revalidate` answers `If-None-Match: "r1"` with 304.
 //! - `/chain/N`: N redirects (302, relative `Location`s), then 200 `end of chain`.
-//! - `/resource/N[?chunk=C&delay_ms=D]`: N bytes of [`pattern`] as a resumable file (strong
-//!   `ETag`, `Last-Modified`, `Range` with `If-Range`), sent C bytes at a time D ms apart; the
-//!   `Range` headers asked are kept ([`LoopbackServer::ranges_asked`]).
+//! - `/resource/N[?chunk=C&delay_ms=D&name=NAME]`: N bytes of [`pattern`] as a resumable file
+//!   (strong `ETag`, `Last-Modified`, `Range` with `If-Range`), sent C bytes at a time D ms apart,
+//!   with NAME suggested as its file name (`Content-Disposition`); the `Range` headers asked are
+//!   kept ([`LoopbackServer::ranges_asked`]).
 //!
 //! The server stops when the `LoopbackServer` is dropped. The routes are in `routes.rs`.
 

@@ -338,6 +338,12 @@ fn resource(req: &Request<Incoming>, size: usize) -> Response<Body> {
         }
         None => 0,
     };
+    // `name`: the file name a server suggests for it (`Content-Disposition`).
+    if let Some(name) = query_text(req, "name")
+        && let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+    {
+        builder = builder.header(http::header::CONTENT_DISPOSITION, v);
+    }
     let chunk = (query(req, "chunk", 64 * 1024) as usize).max(1);
     let delay = Duration::from_millis(query(req, "delay_ms", 0));
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(2);
