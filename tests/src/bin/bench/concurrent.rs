@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use courier_engine::Session;
 
+use super::floor::minimal_request;
 use super::report::{Report, Scenario, Side, Target, Unit};
+use super::small::HyperClient;
 use super::transfers::{child_with_many_files, cleartext, runtime, value};
 use super::{loopback_server, status_field};
 
@@ -121,16 +123,9 @@ impl FloorShape {
     }
 }
 
-/// The floor client: hyper-util's pooled client with the settings Courier's transport gives it
-/// for HTTP/1.1 (a connection per download kept in the pool, reads of up to 256 KiB).
-type FloorClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Empty<bytes::Bytes>,
->;
-
 /// One download of the floor: the GET, its body read frame by frame and dropped. The body goes to
 /// no file: what is left is the transport's own memory.
-async fn floor_download(client: FloorClient, uri: http::Uri) -> usize {
+async fn floor_download(client: HyperClient, uri: http::Uri) -> usize {
     use http_body_util::BodyExt;
     let mut body = client.get(uri).await.expect("GET").into_body();
     let mut got = 0;
@@ -147,8 +142,8 @@ struct FloorActor;
 
 impl ractor::Actor for FloorActor {
     type Msg = tokio::sync::oneshot::Sender<usize>;
-    type State = (FloorClient, http::Uri);
-    type Arguments = (FloorClient, http::Uri);
+    type State = (HyperClient, http::Uri);
+    type Arguments = (HyperClient, http::Uri);
 
     async fn pre_start(
         &self,
@@ -176,13 +171,15 @@ impl ractor::Actor for FloorActor {
 /// peak, as [`concurrent_once`] does.
 pub(crate) fn concurrent_once_floor(url: &str, n: usize, shape: FloorShape) {
     runtime().block_on(async {
-        let client: FloorClient =
+        // hyper-util's pooled client with the settings Courier's transport gives it for HTTP/1.1:
+        // a connection per download kept in the pool, reads of up to 256 KiB.
+        let client: HyperClient =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_max_idle_per_host(n)
                 .http1_max_buf_size(256 * 1024) // Courier's `MAX_HEAD_BYTES`
                 .build_http();
         let uri: http::Uri = url.parse().expect("URI");
-        let fetch = move |client: FloorClient, uri: http::Uri| async move {
+        let fetch = move |client: HyperClient, uri: http::Uri| async move {
             let got = match shape {
                 FloorShape::Transport => floor_download(client, uri).await,
                 FloorShape::Actor => {
@@ -197,17 +194,9 @@ pub(crate) fn concurrent_once_floor(url: &str, n: usize, shape: FloorShape) {
                     use futures_util::FutureExt;
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     // Its mailbox: its one control call would be a cancel.
-                    let (_cancel, mut cancels) = tokio::sync::mpsc::unbounded_channel::<()>();
+                    let (_cancel, cancels) = tokio::sync::mpsc::unbounded_channel::<()>();
                     let actor = tokio::spawn(async move {
-                        let run = async {
-                            tokio::select! {
-                                biased;
-                                Some(()) = cancels.recv() => drop(tx),
-                                got = floor_download(client, uri) => {
-                                    let _ = tx.send(got);
-                                }
-                            }
-                        };
+                        let run = minimal_request(floor_download(client, uri), tx, cancels);
                         std::panic::AssertUnwindSafe(run)
                             .catch_unwind()
                             .await

@@ -215,10 +215,13 @@ pub(crate) fn run_minimal(url: &str, n: usize, flavor: Flavor) -> Duration {
                         children.insert(id, cancel);
                         let (client, uri) = (client.clone(), uri.clone());
                         tokio::spawn(async move {
-                            let ended =
-                                AssertUnwindSafe(minimal_request(client, uri, reply, cancels))
-                                    .catch_unwind()
-                                    .await;
+                            let ended = AssertUnwindSafe(minimal_request(
+                                hyper_get(client, uri),
+                                reply,
+                                cancels,
+                            ))
+                            .catch_unwind()
+                            .await;
                             let why = ended.err().map(|_| "panicked".to_owned());
                             let _ = me.send(MinimalMsg::Stopped(id, why));
                         });
@@ -239,17 +242,17 @@ pub(crate) fn run_minimal(url: &str, n: usize, flavor: Flavor) -> Duration {
     })
 }
 
-/// A request's hand-written actor: its mailbox and its transfer, in one task.
-async fn minimal_request(
-    client: HyperClient,
-    uri: http::Uri,
+/// A request's hand-written actor: its mailbox and its `transfer` (whose result is the body's
+/// length), in one task. The concurrent downloads' floor runs its downloads in it too.
+pub(crate) async fn minimal_request(
+    transfer: impl std::future::Future<Output = usize>,
     reply: oneshot::Sender<usize>,
     mut cancels: mpsc::UnboundedReceiver<()>,
 ) {
     tokio::select! {
         biased;
         Some(()) = cancels.recv() => drop(reply),
-        length = hyper_get(client, uri) => {
+        length = transfer => {
             let _ = reply.send(length);
         }
     }
