@@ -7,6 +7,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use courier_engine::background::wire::{
     self, ClientMessage, Connection, RemoteControl, ServiceMessage,
@@ -17,7 +18,7 @@ use courier_storage::resume::RequestRecord;
 use serde_json::json;
 use tokio::net::UnixStream;
 
-use crate::cli::{BgCommand, Options};
+use crate::cli::{BgCommand, BgSchedule, Options};
 use crate::common::{events_output, request};
 use crate::events::CliDelegate;
 use crate::progress::Progress;
@@ -26,17 +27,23 @@ use crate::{ExitCode, Failure};
 /// Runs one `courier bg` command.
 pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCode, Failure> {
     match command {
-        BgCommand::Download { id, urls } => {
+        BgCommand::Download { id, urls, schedule } => {
             let mut service = connect(&id).await?;
             for url in urls {
                 let record = record_of(&url, options)?;
-                let task = create(&mut service, TaskKind::Download, record, options).await?;
+                let task =
+                    create(&mut service, TaskKind::Download, record, schedule, options).await?;
                 println!("{task} {url}");
             }
             settled(&mut service).await?;
             Ok(ExitCode::Success)
         }
-        BgCommand::Upload { id, file, url } => {
+        BgCommand::Upload {
+            id,
+            file,
+            url,
+            schedule,
+        } => {
             let file = std::fs::canonicalize(&file)
                 .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
             let mut record = record_of(&url, options)?;
@@ -44,7 +51,8 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                 record.method = "PUT".into();
             }
             let mut service = connect(&id).await?;
-            let task = create(&mut service, TaskKind::Upload { file }, record, options).await?;
+            let kind = TaskKind::Upload { file };
+            let task = create(&mut service, kind, record, schedule, options).await?;
             println!("{task} {url}");
             settled(&mut service).await?;
             Ok(ExitCode::Success)
@@ -219,21 +227,38 @@ fn settings_of(options: &Options) -> Result<wire::SessionSettings, Failure> {
     Ok(settings)
 }
 
-/// Creates a task, resumes it, and returns its identifier (the service's).
+/// Creates a task, resumes it (with its priority and earliest begin date, as URLSession's
+/// `resume()` takes them from the task), and returns its identifier (the service's).
 async fn create(
     service: &mut Connection<UnixStream>,
     kind: TaskKind,
     request: RequestRecord,
+    when: BgSchedule,
     options: &Options,
 ) -> Result<u64, Failure> {
-    let schedule = wire::schedule_for(&crate::common::configuration(options)?);
+    let mut schedule = wire::schedule_for(&crate::common::configuration(options)?);
+    schedule.discretionary |= when.discretionary;
+    schedule.priority = when.priority.unwrap_or(schedule.priority);
+    let not_before_ms = match when.begin_after {
+        Some(delay) => Some(
+            SystemTime::now()
+                .checked_add(delay)
+                .map(wire::unix_ms)
+                .ok_or_else(|| Failure::usage("--begin-after: too far in the future".into()))?,
+        ),
+        None => None,
+    };
+    let priority = schedule.priority;
     let task = service
         .create_task(kind, request, schedule, settings_of(options)?)
         .await?;
     service
         .send(&ClientMessage::Control {
             task,
-            control: RemoteControl::RESUME,
+            control: RemoteControl::Resume {
+                priority,
+                not_before_ms,
+            },
         })
         .await?;
     Ok(task)

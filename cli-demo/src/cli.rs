@@ -117,6 +117,9 @@ pub(crate) enum BgCommand {
         /// The URLs to download.
         #[arg(required = true)]
         urls: Vec<String>,
+        /// When the tasks may run.
+        #[command(flatten)]
+        schedule: BgSchedule,
     },
     /// An upload task from a file in the background session ID (PUT unless -X).
     Upload {
@@ -128,6 +131,9 @@ pub(crate) enum BgCommand {
         file: PathBuf,
         /// Where to send it.
         url: String,
+        /// When the task may run.
+        #[command(flatten)]
+        schedule: BgSchedule,
     },
     /// Attaches to ID: every event not yet acknowledged, in order, acknowledged as handled, then
     /// did_finish_events_for_background_session; finished downloads go into -o DIR (default: the
@@ -168,6 +174,23 @@ pub(crate) enum BgCommand {
         #[arg(required = true)]
         tasks: Vec<u64>,
     },
+}
+
+/// When the service runs a background task: URLSession's `isDiscretionary`, `earliestBeginDate`
+/// and `priority`, as `bg download` and `bg upload` take them.
+#[derive(Args, Clone, Copy, Debug)]
+pub(crate) struct BgSchedule {
+    /// Run only when no other transfer of the service is ready to (the configuration's
+    /// `is_discretionary`): for work that can wait.
+    #[arg(long)]
+    pub(crate) discretionary: bool,
+    /// Not before SECS seconds from now (the task's earliest begin date, kept across restarts of
+    /// the service).
+    #[arg(long = "begin-after", value_name = "SECS", value_parser = parse_delay)]
+    pub(crate) begin_after: Option<std::time::Duration>,
+    /// 0 (lowest) to 1 (highest), default 0.5: among the tasks waiting for a turn, higher first.
+    #[arg(long, value_name = "0..1", value_parser = parse_priority)]
+    pub(crate) priority: Option<f32>,
 }
 
 /// Which session configuration to use.
@@ -281,6 +304,11 @@ pub(crate) struct Options {
     /// Hosts that bypass --proxy (comma-separated names, domain suffixes, addresses, networks).
     #[arg(long, global = true, value_name = "LIST", requires = "proxy")]
     pub(crate) noproxy: Option<String>,
+    /// When the network cannot be reached (no route, the interface down), wait for it and go on
+    /// (a `task_is_waiting_for_connectivity` event) instead of failing at once with -1009; the
+    /// resource timeout still ends the wait.
+    #[arg(long = "wait-for-connectivity", global = true)]
+    pub(crate) wait_for_connectivity: bool,
 }
 
 /// `--allow-http` takes an optional HOST, so `--allow-http http://host/` would read the URL as the
@@ -327,9 +355,27 @@ fn parse_rate(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Reads `--begin-after`: a number of seconds, 0 or more.
+fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("not a number of seconds: {text:?}"))
+}
+
+/// Reads `--priority`: a number from 0 to 1.
+fn parse_priority(text: &str) -> Result<f32, String> {
+    text.trim()
+        .parse::<f32>()
+        .ok()
+        .filter(|p| (0.0..=1.0).contains(p))
+        .ok_or_else(|| format!("not a priority from 0 to 1: {text:?}"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_rate;
+    use super::{parse_delay, parse_priority, parse_rate};
 
     #[test]
     fn allow_http_before_a_url_means_every_host() {
@@ -352,5 +398,22 @@ mod tests {
         assert_eq!(parse_rate("1.5k"), Ok(1536));
         assert!(parse_rate("0").is_err());
         assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn delays_and_priorities() {
+        assert_eq!(parse_delay("0"), Ok(std::time::Duration::ZERO));
+        assert_eq!(
+            parse_delay("1.5"),
+            Ok(std::time::Duration::from_millis(1500))
+        );
+        for bad in ["-1", "NaN", "inf", "soon", "1e30"] {
+            assert!(parse_delay(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_priority("1"), Ok(1.0));
+        assert_eq!(parse_priority("0.25"), Ok(0.25));
+        for bad in ["-0.1", "1.01", "NaN", "high"] {
+            assert!(parse_priority(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     if let Some(secs) = options.timeout_resource {
         config.timeout_for_resource = seconds(secs)?;
     }
+    config.wait_for_connectivity = options.wait_for_connectivity;
     if options.tls13 {
         config.tls_minimum_version = courier_engine::TlsVersion::Tls13;
     }

@@ -1,6 +1,7 @@
 //! Black-box tests of what a background task runs under: `courier bg download`'s session options
 //! (`--allow-http`, timeouts, `--insecure`, `--user`) go to the service with each task, are kept
-//! across a killed service, and a task under other settings is refused while others run.
+//! across a killed service, and a task under other settings is refused while others run; its
+//! schedule (`--priority`, `--discretionary`, `--begin-after`) orders the tasks that wait.
 
 mod common;
 
@@ -175,4 +176,79 @@ async fn bg_download_answers_challenges_as_insecure_and_user_say() {
         std::fs::read_to_string(home.out().join("pw")).unwrap(),
         "welcome ann"
     );
+}
+
+/// `bg download --priority`, `--discretionary` and `--begin-after` reach the service's queue. With
+/// one transfer at a time to the host, and one running, four more wait, made in this order: a
+/// discretionary one, a plain one, one of priority 1, and one that may not begin for an hour. They
+/// run highest priority first, the discretionary one last (after the plain one, which came after
+/// it), and the delayed one not at all: it is still waiting, nothing written, after the
+/// discretionary one, which gives way to any task that is ready, has completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bg_download_takes_its_schedule_to_the_service() {
+    let server = TestServer::http().await;
+    let blocker = server.url("/drip?chunks=40&size=100&delay_ms=100");
+    let urls: Vec<String> = (1..=4)
+        .map(|i| server.url(&format!("/bytes/100{i}")))
+        .collect();
+    let home = Home::new();
+    let h = home.clone();
+    let (submitted, listed, attached) = tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&["--allow-http", "--max-connections-per-host", "1"]);
+        let mut submitted = vec![h.courier(&["bg", "download", "--id", "s", &blocker])];
+        // The blocker holds the host's one slot before the others queue behind it.
+        h.listed_until("s", |t| {
+            t.contains("\"running\"") && !t.contains("\"written\":0")
+        });
+        let schedules: [&[&str]; 4] = [
+            &["--discretionary"],
+            &[],
+            &["--priority", "1"],
+            &["--begin-after", "3600"],
+        ];
+        for (schedule, url) in schedules.iter().zip(&urls) {
+            let mut command = vec!["bg", "download", "--id", "s"];
+            command.extend(*schedule);
+            command.push(url);
+            submitted.push(h.courier(&command));
+        }
+        h.listed_until("s", |t| t.matches("\"completed\"").count() >= 4);
+        let listed = h.courier(&["bg", "list", "--id", "s", "--json"]);
+        let delayed = task_of(&submitted[4]);
+        assert_success(&h.courier(&["bg", "cancel", "--id", "s", &delayed.to_string()]));
+        h.listed_until("s", |t| t.matches("\"completed\"").count() == 5);
+        let attached = h.attach("s");
+        stop_daemon(&mut daemon);
+        (submitted, listed, attached)
+    })
+    .await
+    .unwrap();
+    for s in &submitted {
+        assert_success(s);
+    }
+    let tasks: Vec<u64> = submitted.iter().map(task_of).collect();
+    let delayed = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|t| t["task"] == tasks[4])
+        .expect("the delayed task is listed");
+    assert_eq!(delayed["state"], "running", "resumed, waiting for its date");
+    assert_eq!(delayed["written"], 0);
+    let order: Vec<u64> = stderr_events(&attached)
+        .iter()
+        .filter(|e| e["event"] == "did_complete")
+        .map(|e| e["task"].as_u64().unwrap())
+        .collect();
+    // The blocker, priority 1, the plain one, the discretionary one; then the cancelled one.
+    let expected = [tasks[0], tasks[3], tasks[2], tasks[1], tasks[4]];
+    assert_eq!(order, expected, "tasks {tasks:?}");
+}
+
+/// The task identifier `bg download` printed for its one URL.
+fn task_of(submitted: &std::process::Output) -> u64 {
+    let line = String::from_utf8_lossy(&submitted.stdout);
+    line.split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("a task identifier: {line:?}"))
 }

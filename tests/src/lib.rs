@@ -13,6 +13,7 @@
 //! - [`websockets`]: [`WebSocketServer`], a real WebSocket server (Python's `websockets`).
 //! - [`ftp`]: [`FtpServer`], a real FTP server with explicit FTPS (pyftpdlib).
 //! - [`smtp`]: [`SmtpServer`], a real SMTP server with STARTTLS (Python's `aiosmtpd`).
+//! - [`netns`]: a test half run where there is no network, until it brings loopback up.
 //! - [`program`]: finding, placing and waiting for the real server programs.
 //! - [`recorder`]: [`Recorder`], a delegate that records every callback, and the stream invariants.
 
@@ -20,6 +21,7 @@ pub mod fault;
 pub mod ftp;
 pub mod microsocks;
 pub mod mock;
+pub mod netns;
 pub mod nginx;
 pub mod program;
 pub mod recorder;

@@ -1,10 +1,9 @@
 //! Waiting for connectivity, in a network namespace of the test's own: its loopback interface
 //! starts down (no network at all), then comes up with a server behind it.
 //!
-//! The test runs itself again inside the namespace (`unshare -n`, as root: CI is), where the
-//! child half does the work; the parent checks that it passed. Outside a namespace the case cannot
-//! be made honestly (every machine has a network), so where `unshare` is refused the test says so
-//! and is skipped, which CI never allows.
+//! The test runs itself again inside the namespace ([`courier_tests::netns`]), where the child half
+//! does the work; the parent checks that it passed. Outside a namespace the case cannot be made
+//! honestly (every machine has a network).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,50 +15,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const WAIT: Duration = Duration::from_secs(20);
 /// Free in a fresh namespace: nothing else lives there.
 const PORT: u16 = 18_444;
-const CHILD: &str = "COURIER_TEST_IN_NETNS";
 
 #[test]
 fn a_task_waits_for_the_network_and_goes_on_when_it_comes_up() {
-    if std::env::var_os(CHILD).is_some() {
-        return; // the child half runs the ignored test below
+    if !courier_tests::netns::inside() {
+        courier_tests::netns::run_in_new_namespace("in_the_namespace");
     }
-    let exe = std::env::current_exe().expect("the test binary");
-    let run = std::process::Command::new("unshare")
-        .args(["-n", "--"])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "in_the_namespace",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .output();
-    let run = match run {
-        Ok(run) => run,
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "unshare: {e}");
-            eprintln!("skipped: unshare is not available ({e})");
-            return;
-        }
-    };
-    let out = String::from_utf8_lossy(&run.stdout);
-    let err = String::from_utf8_lossy(&run.stderr);
-    if !run.status.success() && err.contains("unshare failed") {
-        assert!(std::env::var_os("CI").is_none(), "{err}");
-        eprintln!("skipped: no network namespaces here ({err})");
-        return;
-    }
-    assert!(run.status.success(), "the child failed:\n{out}\n{err}");
-    assert!(out.contains("1 passed"), "the child ran its test:\n{out}");
 }
 
 /// The child half, in a namespace whose only interface (loopback) is down.
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "runs inside a network namespace, started by the test above"]
 async fn in_the_namespace() {
-    assert!(std::env::var_os(CHILD).is_some(), "run by the test above");
+    assert!(courier_tests::netns::inside(), "run by the test above");
     let mut config = Configuration::ephemeral();
     config.cleartext = CleartextPolicy::AllowAll;
     let url = format!("http://127.0.0.1:{PORT}/");
@@ -91,11 +59,7 @@ async fn in_the_namespace() {
     .expect("task_is_waiting_for_connectivity");
     // Let it try and fail a few times more.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let up = std::process::Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("ip");
-    assert!(up.success());
+    courier_tests::netns::loopback_up();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", PORT))
         .await
         .unwrap();

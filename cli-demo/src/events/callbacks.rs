@@ -97,6 +97,16 @@ impl TaskDelegate for CliDelegate {
         );
     }
 
+    fn task_is_waiting_for_connectivity(&self, task: &TaskInfo) {
+        let mut inner = self.inner();
+        self.emit(
+            &mut inner,
+            "task_is_waiting_for_connectivity",
+            Some(task.id()),
+            json!({}),
+        );
+    }
+
     fn did_receive_challenge(
         &self,
         task: &TaskInfo,
