@@ -47,6 +47,9 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
         config.timeout_for_resource = seconds(secs)?;
     }
     config.wait_for_connectivity = options.wait_for_connectivity;
+    // 1xx responses are an event of the stream (and cost every request a hook): asked for only
+    // when the stream is written.
+    config.deliver_informational_responses = options.events.is_some();
     if options.tls13 {
         config.tls_minimum_version = courier_engine::TlsVersion::Tls13;
     }

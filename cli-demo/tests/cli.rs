@@ -458,6 +458,47 @@ async fn upload_sends_a_file_or_text_and_prints_the_response() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("file_does_not_exist"));
 }
 
+/// An upload past the `Expect: 100-continue` threshold (1 MiB) to nginx, which answers `100
+/// Continue` before it takes the body: the stream shows the informational response, then the
+/// final one, and nginx stored every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_informational_response_reaches_the_stream() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(nginx) = courier_tests::Nginx::start(root.path()) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tests/run.sh installs nginx"
+        );
+        return;
+    };
+    let file = root.path().join("payload.bin");
+    courier_tests::write_random_file(&file, 2 << 20, 7).unwrap();
+    let url = nginx.url("/upload/payload.bin");
+    let f = file.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let f = f.to_str().unwrap();
+        courier(&["upload", &url, "--file", f, "--allow-http", "--events", "-"])
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let ev = stderr_events(&out);
+    let n = names(&ev);
+    let informational = n
+        .iter()
+        .position(|e| e == "did_receive_informational_response")
+        .unwrap_or_else(|| panic!("{n:?}"));
+    assert_eq!(ev[informational]["status"], 100);
+    assert!(ev[informational]["headers"].is_object());
+    let response = n.iter().position(|e| e == "did_receive_response").unwrap();
+    assert!(informational < response, "{n:?}");
+    assert_eq!(ev[response]["status"], 201);
+    assert_eq!(
+        std::fs::read(nginx.upload_dir().join("payload.bin")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
+
 /// Runs `courier ARGS` with a terminal for stdout and stderr (util-linux `script`), in `cwd`, and
 /// returns what the terminal showed.
 fn on_a_terminal(cwd: &std::path::Path, args: &[&str]) -> String {

@@ -66,6 +66,40 @@ async fn redirects_are_followed_reported_and_can_be_refused_or_limited() {
         assert!(at("response_start_ms") <= at("response_end_ms"), "{t}");
     }
     assert_eq!(transactions[1]["reused_connection"], true);
+    // Every field cli.md names, each transaction; the addresses and ports apart.
+    for t in transactions {
+        for field in [
+            "url",
+            "fetch_type",
+            "protocol",
+            "reused_connection",
+            "fetch_start_ms",
+            "domain_lookup_ms",
+            "connect_ms",
+            "secure_connection_ms",
+            "request_start_ms",
+            "response_start_ms",
+            "response_end_ms",
+            "request_end_ms",
+            "request_header_bytes_sent",
+            "request_body_bytes_sent",
+            "response_header_bytes_received",
+            "response_body_bytes_received",
+            "local_address",
+            "local_port",
+            "remote_address",
+            "remote_port",
+            "tls_protocol_version",
+            "tls_cipher_suite",
+            "proxy_connection",
+        ] {
+            assert!(t.get(field).is_some(), "{field} in {t}");
+        }
+        assert_eq!(t["remote_address"], "127.0.0.1");
+        assert_eq!(t["remote_port"], server.addr().port());
+        assert_eq!(t["local_address"], "127.0.0.1");
+        assert!(t["local_port"].as_u64().is_some_and(|p| p > 0), "{t}");
+    }
 
     let out = run(&["--no-follow"]).await.unwrap();
     assert_eq!(out.status.code(), Some(0));

@@ -97,6 +97,16 @@ impl TaskDelegate for CliDelegate {
         );
     }
 
+    fn did_receive_informational_response(&self, task: &TaskInfo, response: &Response) {
+        let mut inner = self.inner();
+        let fields = json!({
+            "status": response.status().as_u16(),
+            "headers": headers_json(response),
+        });
+        let event = "did_receive_informational_response";
+        self.emit(&mut inner, event, Some(task.id()), fields);
+    }
+
     fn task_is_waiting_for_connectivity(&self, task: &TaskInfo) {
         let mut inner = self.inner();
         self.emit(
@@ -206,8 +216,11 @@ impl TaskDelegate for CliDelegate {
                     "response_header_bytes_received": t.response_header_bytes_received,
                     "response_body_bytes_received": t.response_body_bytes_received,
                     "response_body_bytes_after_decoding": t.response_body_bytes_after_decoding,
-                    "local_address": t.local_address.map(|a| a.to_string()),
-                    "remote_address": t.remote_address.map(|a| a.to_string()),
+                    // Address and port apart, as URLSession's `localAddress` and `localPort`.
+                    "local_address": t.local_address.map(|a| a.ip().to_string()),
+                    "local_port": t.local_address.map(|a| a.port()),
+                    "remote_address": t.remote_address.map(|a| a.ip().to_string()),
+                    "remote_port": t.remote_address.map(|a| a.port()),
                     "tls_protocol_version": t.tls_protocol_version,
                     "tls_cipher_suite": t.tls_cipher_suite,
                     "proxy_connection": t.proxy_connection,
