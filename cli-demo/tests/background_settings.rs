@@ -117,6 +117,40 @@ async fn a_tasks_settings_outlive_a_killed_service() {
     );
 }
 
+/// A task runs under the service's settings as they were when it was accepted: a cleartext
+/// download made without `--allow-http`, taken by a service started with it, goes on after that
+/// service is killed and a bare one (as a later command starts it) takes over, instead of failing
+/// with -1022.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_keeps_the_services_settings_it_was_accepted_under() {
+    let server = TestServer::http().await;
+    let slow = server.url("/drip?chunks=30&size=1000&delay_ms=50");
+    let home = Home::new();
+    let h = home.clone();
+    let (submitted, attached) = tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&["--allow-http"]);
+        let submitted = h.courier(&["bg", "download", "--id", "kept", &slow]);
+        h.listed_until("kept", |t| {
+            t.contains("\"running\"") && !t.contains("\"written\":0")
+        });
+        assert!(!daemon.signal("KILL").success());
+        let mut bare = h.daemon(&[]);
+        h.listed_until("kept", |t| t.contains("\"completed\""));
+        let attached = h.attach("kept");
+        stop_daemon(&mut bare);
+        (submitted, attached)
+    })
+    .await
+    .unwrap();
+    assert_success(&submitted);
+    assert_eq!(completion(&attached)["error"], serde_json::Value::Null);
+    assert_success(&attached);
+    assert_eq!(
+        std::fs::read(home.out().join("drip")).unwrap(),
+        pattern_bytes(0, 30_000)
+    );
+}
+
 /// `bg download --insecure` and `--user`: the service answers the challenges in the command's
 /// place, as its delegate would have (an unknown root trusted, a Basic challenge of the URL's own
 /// origin answered); without them it answers by default (the unknown root refused, the 401

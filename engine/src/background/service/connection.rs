@@ -190,6 +190,7 @@ impl Inner {
                 settings,
             } => {
                 let _creating = state.creating.lock().await;
+                let settings = settings.under(&self.template);
                 let engine = match self.engine_for(identifier, state, &settings).await? {
                     Ok(engine) => engine,
                     Err(reason) => return Ok(Some(ServiceMessage::Refused { reason })),
@@ -217,6 +218,7 @@ impl Inner {
                 settings,
             } => {
                 let _creating = state.creating.lock().await;
+                let settings = settings.under(&self.template);
                 let engine = match self.engine_for(identifier, state, &settings).await? {
                     Ok(engine) => engine,
                     Err(reason) => return Ok(Some(ServiceMessage::Refused { reason })),

@@ -9,8 +9,9 @@
 //! [`Configuration::default`], which replace the base's. Two answers a delegate would give go too,
 //! since no delegate of the application is there to ask while it is away: trust in any server
 //! (`courier --insecure`) and one credential for the task's origin (`courier --user`). The
-//! service journals them with the task (0600, as the journal is), so a restart runs it under them
-//! again.
+//! service journals them with the task (0600, as the journal is), its own settings folded in
+//! ([`SessionSettings::under`]), so a restart runs the task under what it was accepted with again,
+//! whatever options the service is started with then.
 //!
 //! A task runs only under exactly its own settings: the service makes an identifier's engine
 //! session for them, and refuses a task that needs others while tasks made under the current ones
@@ -99,6 +100,35 @@ impl SessionSettings {
             credential: None,
             credential_for_any_origin: false,
         }
+    }
+
+    /// These settings with the service's own (`template`, what `courier daemon`'s options made)
+    /// folded in: what a task created under them runs under. The service journals this with the
+    /// task, so that a service started again with other settings of its own (a `kill -9`, then a
+    /// service started by the next command, without options) runs the task as it was accepted,
+    /// instead of failing it for a permission it was given. Its own settings win where both set
+    /// one; cleartext hosts and roots are the union.
+    pub fn under(&self, template: &Configuration) -> SessionSettings {
+        let base = SessionSettings::of(template);
+        let mut s = self.clone();
+        s.cleartext_to_all |= base.cleartext_to_all;
+        s.cleartext_hosts.extend(base.cleartext_hosts);
+        if s.cleartext_to_all {
+            s.cleartext_hosts.clear();
+        }
+        s.cleartext_hosts.sort();
+        s.cleartext_hosts.dedup();
+        s.extra_roots.extend(base.extra_roots);
+        s.extra_roots.sort();
+        s.extra_roots.dedup();
+        s.timeout_for_request_ms = s.timeout_for_request_ms.or(base.timeout_for_request_ms);
+        s.maximum_receive_rate_per_task = s
+            .maximum_receive_rate_per_task
+            .or(base.maximum_receive_rate_per_task);
+        s.http_maximum_connections_per_host = s
+            .http_maximum_connections_per_host
+            .or(base.http_maximum_connections_per_host);
+        s
     }
 
     /// As the journal keeps them beside a task: nothing when they add nothing.
@@ -219,6 +249,44 @@ mod tests {
     fn a_default_configuration_adds_nothing() {
         assert!(SessionSettings::of(&Configuration::default()).is_empty());
         assert!(SessionSettings::of(&Configuration::background("x")).is_empty());
+    }
+
+    #[test]
+    fn the_services_own_settings_are_folded_in_and_the_tasks_win() {
+        let template = {
+            let mut c = Configuration::default();
+            c.cleartext.allow_host("a.test");
+            c.timeout_for_request = Duration::from_secs(9);
+            c.maximum_receive_rate_per_task = Some(500);
+            c
+        };
+        let task = settings(|c| {
+            c.cleartext.allow_host("b.test");
+            c.timeout_for_request = Duration::from_secs(5);
+        });
+        let under = task.under(&template);
+        assert_eq!(under.cleartext_hosts, ["a.test", "b.test"]);
+        assert_eq!(under.timeout_for_request_ms, Some(5000), "the task's own");
+        assert_eq!(
+            under.maximum_receive_rate_per_task,
+            Some(500),
+            "the service's"
+        );
+        // Run by a service with no settings of its own, the task keeps what it was accepted with.
+        let mut bare = Configuration::default();
+        under.apply_to(&mut bare);
+        assert!(bare.cleartext.allows("a.test") && bare.cleartext.allows("b.test"));
+        assert_eq!(bare.maximum_receive_rate_per_task, Some(500));
+        // One canonical form: equal permissions compare equal, so the session is shared.
+        let mut all = Configuration::default();
+        all.cleartext = CleartextPolicy::AllowAll;
+        let one_host = settings(|c| c.cleartext.allow_host("b.test"));
+        assert_eq!(one_host.under(&all), SessionSettings::default().under(&all));
+        assert_eq!(task.under(&all).cleartext_hosts, Vec::<String>::new());
+        assert_eq!(
+            SessionSettings::default().under(&template),
+            SessionSettings::of(&template)
+        );
     }
 
     #[test]
