@@ -90,31 +90,7 @@ fn completion(attach: &std::process::Output) -> serde_json::Value {
 /// --allow-http` goes on under them and completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tasks_settings_outlive_a_killed_service() {
-    let server = TestServer::http().await;
-    let slow = server.url("/drip?chunks=30&size=1000&delay_ms=50");
-    let home = Home::new();
-    let h = home.clone();
-    let (submitted, attached) = tokio::task::spawn_blocking(move || {
-        let mut daemon = h.daemon(&[]);
-        let submitted = h.courier(&["bg", "download", "--id", "kept", "--allow-http", &slow]);
-        h.listed_until("kept", |t| {
-            t.contains("\"running\"") && !t.contains("\"written\":0")
-        });
-        assert!(!daemon.signal("KILL").success());
-        let mut again = h.daemon(&[]);
-        h.listed_until("kept", |t| t.contains("\"completed\""));
-        let attached = h.attach("kept");
-        stop_daemon(&mut again);
-        (submitted, attached)
-    })
-    .await
-    .unwrap();
-    assert_success(&submitted);
-    assert_success(&attached);
-    assert_eq!(
-        std::fs::read(home.out().join("drip")).unwrap().len(),
-        30_000
-    );
+    across_a_killed_service(&[], &["--allow-http"]).await;
 }
 
 /// A task runs under the service's settings as they were when it was accepted: a cleartext
@@ -123,13 +99,26 @@ async fn a_tasks_settings_outlive_a_killed_service() {
 /// with -1022.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_keeps_the_services_settings_it_was_accepted_under() {
+    across_a_killed_service(&["--allow-http"], &[]).await;
+}
+
+/// A slow cleartext download made with `bg download TASK_OPTIONS` in a service started with
+/// `SERVICE_OPTIONS`, which is killed mid-body; a service with no options takes over. The download
+/// must complete, byte-exact, and its attach succeed.
+async fn across_a_killed_service(
+    service_options: &'static [&'static str],
+    task_options: &'static [&'static str],
+) {
     let server = TestServer::http().await;
     let slow = server.url("/drip?chunks=30&size=1000&delay_ms=50");
     let home = Home::new();
     let h = home.clone();
     let (submitted, attached) = tokio::task::spawn_blocking(move || {
-        let mut daemon = h.daemon(&["--allow-http"]);
-        let submitted = h.courier(&["bg", "download", "--id", "kept", &slow]);
+        let mut daemon = h.daemon(service_options);
+        let mut submit = vec!["bg", "download", "--id", "kept"];
+        submit.extend(task_options);
+        submit.push(&slow);
+        let submitted = h.courier(&submit);
         h.listed_until("kept", |t| {
             t.contains("\"running\"") && !t.contains("\"written\":0")
         });
