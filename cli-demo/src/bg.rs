@@ -149,7 +149,7 @@ async fn attach(
     let session = Session::with_delegate(Configuration::background(id), delegate.clone())?;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let mut failed = false;
+    let mut results = Vec::new();
     // The service going away ends the session (did_become_invalid with -997): so does the command.
     let lost = |invalid: &tokio::sync::watch::Receiver<bool>| *invalid.borrow();
     tokio::select! {
@@ -171,8 +171,8 @@ async fn attach(
             tokio::select! {
                 done = finished.recv() => match done {
                     Some(f) => {
-                        failed |= f.error.is_some();
                         waiting.remove(&f.task);
+                        results.push(f);
                     }
                     None => break,
                 },
@@ -185,17 +185,22 @@ async fn attach(
         return Ok(ExitCode::TaskFailed);
     }
     while let Ok(f) = finished.try_recv() {
-        failed |= f.error.is_some();
+        results.push(f);
     }
     // The stream ends as every session's does, with did_become_invalid; the service keeps what
     // arrives after, for the next attach.
     crate::common::finish(&session, &mut invalid).await;
     drop(session);
-    Ok(if failed {
-        ExitCode::TaskFailed
-    } else {
-        ExitCode::Success
-    })
+    // Each failure said on stderr, as every command says it: a task's error, or a finished
+    // download that could not be moved into the output directory.
+    let mut code = crate::common::report(&results, options);
+    for f in &results {
+        if let Some(Err(why)) = &f.saved {
+            eprintln!("courier: task {}: {why}", f.task);
+            code = ExitCode::TaskFailed;
+        }
+    }
+    Ok(code)
 }
 
 /// A connection to the user's service for `id` that takes no events (starting the service when

@@ -580,3 +580,51 @@ async fn a_background_session_starts_the_service_when_none_answers() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `bg attach` says each failure on stderr, as every command does, and exits 1: a task's error
+/// (-1022: neither the service nor the task allows cleartext), and a finished download it could
+/// not move into the output directory (a directory has its name). The other download is handed
+/// over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bg_attach_says_what_failed() {
+    let server = TestServer::http().await;
+    let (fine, blocked) = (server.url("/bytes/5000"), server.url("/bytes/6000"));
+    let home = Home::new();
+    std::fs::create_dir_all(home.out().join("6000")).unwrap();
+    let h = home.clone();
+    let (refused, unmoved) = tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&[]);
+        assert_success(&h.courier(&["bg", "download", "--id", "plain", &fine]));
+        let moves = [
+            "bg",
+            "download",
+            "--id",
+            "moves",
+            "--allow-http",
+            &fine,
+            &blocked,
+        ];
+        assert_success(&h.courier(&moves));
+        h.listed_until("plain", |t| t.contains("\"completed\""));
+        h.listed_until("moves", |t| t.matches("\"completed\"").count() == 2);
+        let attached = (h.attach("plain"), h.attach("moves"));
+        stop_daemon(&mut daemon);
+        attached
+    })
+    .await
+    .unwrap();
+    let said = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        said(&refused).contains("failed: app_transport_security_requires_secure_connection -1022"),
+        "{}",
+        said(&refused)
+    );
+    assert_eq!(unmoved.status.code(), Some(1));
+    let why = format!("cannot save {}", home.out().join("6000").display());
+    assert!(said(&unmoved).contains(&why), "{}", said(&unmoved));
+    assert_eq!(
+        std::fs::read(home.out().join("5000")).unwrap(),
+        pattern_bytes(0, 5000)
+    );
+}
