@@ -242,12 +242,15 @@ pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
     let mut code = ExitCode::Success;
     for f in results {
         if let Some(e) = &f.error {
+            let url = e
+                .failing_url()
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default();
             eprintln!(
-                "courier: task {} failed: {} {} ({}): {}",
+                "courier: task {} failed: {} {}{url}: {}",
                 f.task,
                 e.code().name(),
                 e.code().number(),
-                e.failing_url().unwrap_or("?"),
                 e.message()
             );
             code = ExitCode::TaskFailed;

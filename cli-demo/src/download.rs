@@ -54,6 +54,14 @@ struct Running {
 
 /// Runs `courier download`.
 pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failure> {
+    if ephemeral(options) && (args.resume_data.is_some() || args.save_resume_data.is_some()) {
+        // Its partial files and the key that seals its resume data go with the session.
+        return Err(Failure::usage(
+            "resume data cannot outlive an ephemeral session (--config ephemeral keeps nothing on \
+             disk): use the default configuration"
+                .into(),
+        ));
+    }
     let mut jobs: VecDeque<Job> = VecDeque::new();
     if let Some(path) = &args.resume_data {
         let blob = std::fs::read(path)
@@ -154,7 +162,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
             done = finished.recv() => {
                 let Some(f) = done else { break };
                 if let Some(r) = running.remove(&f.task) {
-                    settle(&f, &r, &args, &delegate);
+                    settle(&f, &r, &args, options, &delegate);
                 }
                 results.push(f);
             }
@@ -163,7 +171,14 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                 // Each download stops with resume data where it can; their completions follow.
                 for r in running.values() {
                     if let Some(data) = r.task.cancel_by_producing_resume_data().await {
-                        save_resume_data(&data, &resume_path(&args, &r.destination), &delegate);
+                        match resume_path(&args, options, &r.destination) {
+                            Some(path) => save_resume_data(&data, &path, &delegate),
+                            None => delegate.bars().println(&format!(
+                                "courier: {} is not resumable: an ephemeral session keeps nothing \
+                                 on disk",
+                                r.destination.display()
+                            )),
+                        }
                     }
                 }
             }
@@ -205,7 +220,7 @@ fn check_directory_of(file: &Path) -> Result<(), Failure> {
 }
 
 /// After a download completed: reports where its file went, or saves its resume data.
-fn settle(f: &Finished, r: &Running, args: &Args, delegate: &CliDelegate) {
+fn settle(f: &Finished, r: &Running, args: &Args, options: &Options, delegate: &CliDelegate) {
     match (&f.error, &f.saved) {
         (None, Some(Ok(path))) => {
             if let Some(from) = &r.resumed_from {
@@ -220,20 +235,31 @@ fn settle(f: &Finished, r: &Running, args: &Args, delegate: &CliDelegate) {
         (Some(_), Some(Err(why))) => delegate.bars().println(&format!("courier: {why}")),
         (Some(e), _) => {
             // Cancellations from Ctrl-C saved theirs already.
-            if let (Some(data), false) = (e.resume_data(), e.is_cancelled()) {
-                save_resume_data(data, &resume_path(args, &r.destination), delegate);
+            if let (Some(data), false) = (e.resume_data(), e.is_cancelled())
+                && let Some(path) = resume_path(args, options, &r.destination)
+            {
+                save_resume_data(data, &path, delegate);
             }
         }
     }
 }
 
-/// Where a download's resume data is saved.
-fn resume_path(args: &Args, destination: &Path) -> PathBuf {
-    args.save_resume_data.clone().unwrap_or_else(|| {
+/// Where a download's resume data is saved: nowhere for an ephemeral session, whose resume data
+/// names a partial file and is sealed with a key that both go with it when the command ends.
+fn resume_path(args: &Args, options: &Options, destination: &Path) -> Option<PathBuf> {
+    if ephemeral(options) {
+        return None;
+    }
+    Some(args.save_resume_data.clone().unwrap_or_else(|| {
         let mut name = destination.as_os_str().to_owned();
         name.push(".courier-resume");
         PathBuf::from(name)
-    })
+    }))
+}
+
+/// `--config ephemeral`: nothing of the session outlives the command.
+fn ephemeral(options: &Options) -> bool {
+    matches!(options.config, crate::cli::ConfigKind::Ephemeral)
 }
 
 fn save_resume_data(data: &ResumeData, path: &Path, delegate: &CliDelegate) {

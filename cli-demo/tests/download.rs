@@ -41,13 +41,58 @@ async fn download_saves_the_file_under_its_url_name_with_progress_events() {
     assert_eq!(ev[complete]["error"], Value::Null);
 }
 
+/// `--config ephemeral` keeps nothing on disk, Ctrl-C included: the download stops with resume
+/// data as always (the stream says so), but no resume file is written, since the partial file and
+/// the key that seals the data go with the session; the working, data and temporary directories
+/// are left empty. Asking to save or use resume data in an ephemeral session is a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_download_stopped_by_ctrl_c_leaves_nothing_on_disk() {
+    let server = dripping_resource().await;
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let [cwd, data, tmp, logs] = [0, 1, 2, 3].map(|i| dirs[i].path().to_path_buf());
+    let url = server.url();
+    let (refused, saving) = tokio::task::spawn_blocking(move || {
+        let events = logs.join("events.jsonl");
+        let ephemeral = ["download", "--config", "ephemeral", "--allow-http"];
+        let child = courier_in(&cwd, &data, &ephemeral)
+            .args([&url, "--events", events.to_str().unwrap()])
+            .env("TMPDIR", &tmp)
+            .spawn()
+            .unwrap();
+        let ev = interrupt_once_logged(child, &events, "did_write_data");
+        let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+        assert_eq!(complete["error"]["resume_data"], true);
+        for dir in [&cwd, &data, &tmp] {
+            let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+            assert!(left.is_empty(), "{}: {left:?}", dir.display());
+        }
+        let use_data = ["--resume-data", "events.jsonl"];
+        let refused = courier_in(&logs, &data, &ephemeral)
+            .args(use_data)
+            .output()
+            .unwrap();
+        let save_data = ["--save-resume-data", "r", &url];
+        let saving = courier_in(&logs, &data, &ephemeral)
+            .args(save_data)
+            .output()
+            .unwrap();
+        (refused, saving)
+    })
+    .await
+    .unwrap();
+    for out in [refused, saving] {
+        assert_eq!(out.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("cannot outlive an ephemeral session"),
+            "{said}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_saves_resume_data_and_resume_data_finishes_the_download() {
-    let server = courier_tests::ResourceServer::start(4 * 1024 * 1024).await;
-    server.script([courier_tests::Misbehaviour::Drip {
-        chunk: 64 * 1024,
-        delay_ms: 25,
-    }]);
+    let server = dripping_resource().await;
     let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let url = server.url();
     let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
@@ -386,4 +431,15 @@ async fn curl_cve_2020_8177_remote_header_name_never_replaces_an_existing_file()
         courier_tests::session_files(&data.path().join("courier/sessions/default")).is_empty(),
         "no download is left behind"
     );
+}
+
+/// A 4 MiB resource sent in 64 KiB pieces 25 ms apart: a download still running when a test
+/// interrupts it.
+async fn dripping_resource() -> courier_tests::ResourceServer {
+    let server = courier_tests::ResourceServer::start(4 * 1024 * 1024).await;
+    server.script([courier_tests::Misbehaviour::Drip {
+        chunk: 64 * 1024,
+        delay_ms: 25,
+    }]);
+    server
 }
