@@ -458,6 +458,35 @@ async fn upload_sends_a_file_or_text_and_prints_the_response() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("file_does_not_exist"));
 }
 
+/// An upload streamed from stdin cannot be read again: redirected by a 307, which must resend
+/// the body, it fails with -1021 (URLSession's `requestBodyStreamExhausted`) instead of sending
+/// the redirect's target an empty body and reporting success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdin_upload_that_must_be_resent_fails_instead_of_sending_nothing() {
+    let server = TestServer::http().await;
+    let url = server.url("/307/upload");
+    let out = tokio::task::spawn_blocking(move || {
+        let args = [
+            "upload",
+            &url,
+            "--file",
+            "-",
+            "--allow-http",
+            "--events",
+            "-",
+        ];
+        courier_with_stdin(&args, "the body, once", std::time::Duration::ZERO)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no response: nothing was resent");
+    let ev = stderr_events(&out);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(complete["error"]["code"], "request_body_stream_exhausted");
+    assert_eq!(complete["error"]["number"], -1021);
+}
+
 /// An upload past the `Expect: 100-continue` threshold (1 MiB) to nginx, which answers `100
 /// Continue` before it takes the body: the stream shows the informational response, then the
 /// final one, and nginx stored every byte.

@@ -166,7 +166,9 @@ pub trait TaskDelegate: Send + Sync + 'static {
     /// An upload made from a stream needs its body: at the start, and again whenever the body must be
     /// sent anew (a 307 or 308 redirect, an authentication retry). Answer with a fresh stream that
     /// starts at the beginning of the body; the default (also sent when `reply` is dropped) is `None`,
-    /// which sends no body.
+    /// which sends no body at the start, and on a resend fails the task with
+    /// `RequestBodyStreamExhausted` (-1021), as URLSession does: the server must not get an empty
+    /// body in place of the one it redirected.
     fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {
         let _ = task;
         leave_at_default(self, Callback::NewBodyStream);

@@ -208,6 +208,7 @@ impl Transfer {
             turn: None,
             queued: None,
             upgrade: None,
+            resending: false,
             cache_candidate: None,
             conversion: conversion.clone(),
             metrics: metrics.clone(),
@@ -385,6 +386,9 @@ struct Run {
     queued: Option<(host_queue::Turn, Option<std::time::Instant>)>,
     /// A `101` answer's connection, until the body is allowed (or a stream task takes it).
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The request body was made once already: the next send is a resend (a redirect, an
+    /// authentication retry), which a streamed body must be handed over anew for.
+    resending: bool,
 }
 
 /// What a gathering transfer holds until the body ends.

@@ -34,7 +34,8 @@ pub enum UploadBody {
     /// file fails the task with -1100, a directory with -1101, an unreadable file with -1102.
     File(PathBuf),
     /// A stream the delegate provides in `need_new_body_stream`, asked again whenever the body must
-    /// be sent anew (`uploadTask(withStreamedRequest:)`). Sent with chunked encoding.
+    /// be sent anew (`uploadTask(withStreamedRequest:)`; no stream for a resend fails the task with
+    /// -1021). Sent with chunked encoding.
     Stream,
 }
 
@@ -44,12 +45,18 @@ pub(crate) struct Prepared {
     pub(crate) length: Option<u64>,
 }
 
-/// Makes the request body for one send. Called again for every resend.
+/// Makes the request body for one send. Called again for every resend (`resending`).
+///
+/// # Errors
+/// The file's (-1100, -1101, -1102); for a stream body that must be sent again and that the
+/// delegate does not hand over anew, `RequestBodyStreamExhausted` (-1021), as URLSession fails
+/// it: a resend without its body would reach the server as an empty upload.
 pub(crate) async fn prepare(
     source: &UploadBody,
     ctx: &SessionContext,
     info: &TaskInfo,
     callbacks: bool,
+    resending: bool,
     sent_to: SentTo,
     tally: Option<Arc<SentTally>>,
 ) -> Result<Prepared, Error> {
@@ -69,6 +76,13 @@ pub(crate) async fn prepare(
         }
         UploadBody::Stream => {
             let stream = ask_for_stream(ctx, info, callbacks).await;
+            if stream.is_none() && resending {
+                return Err(Error::new(
+                    ErrorCode::RequestBodyStreamExhausted,
+                    "the upload must be sent again and no new body stream was given for it",
+                )
+                .with_url(url));
+            }
             Ok(Prepared {
                 length: if stream.is_some() { None } else { Some(0) },
                 body: match stream {

@@ -249,11 +249,13 @@ impl Run {
                     &self.ctx,
                     &self.info,
                     self.callbacks,
+                    self.resending,
                     sent_to,
                     tally,
                 );
                 // Boxed: 1 KB that a request without a body would carry in its future too.
                 let prepared = unless_stopped(&mut self.gate, Box::pin(preparing)).await??;
+                self.resending = true;
                 if let (Some(len), Some(h)) = (prepared.length, builder.headers_mut()) {
                     h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
                 }
