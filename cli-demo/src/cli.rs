@@ -265,7 +265,8 @@ pub(crate) struct Options {
     /// Cap each task's receive rate, in bytes per second (suffixes k, m, g: 1024-based).
     #[arg(long = "limit-rate", global = true, value_name = "RATE", value_parser = parse_rate)]
     pub(crate) limit_rate: Option<u64>,
-    /// Run up to N tasks at once (1 to 1024).
+    /// Run up to N tasks at once (1 to 1024); `get` still writes each body whole, in the order of
+    /// the URLs.
     #[arg(
         short = 'j',
         long = "parallel",

@@ -29,6 +29,7 @@ use crate::cli::Options;
 use crate::progress::Progress;
 
 mod callbacks;
+mod in_order;
 
 const COALESCE: Duration = Duration::from_millis(50);
 
@@ -111,6 +112,8 @@ struct Inner {
     discarding: HashSet<u64>,
     /// Where a download with no destination of its own goes, named from its URL (`bg attach`).
     default_dir: Option<PathBuf>,
+    /// Data tasks running at once whose bodies go out whole and in order (`get -j N`).
+    in_order: Option<in_order::InOrder>,
 }
 
 impl Inner {
@@ -152,6 +155,7 @@ impl CliDelegate {
                 saved: HashMap::new(),
                 discarding: HashSet::new(),
                 default_dir: None,
+                in_order: None,
             }),
             finished,
             invalid,
@@ -184,6 +188,15 @@ impl CliDelegate {
         let mut inner = self.inner();
         let fields = json!({ "kind": message.kind_name(), "bytes": message.len() });
         self.emit(&mut inner, "did_receive_message", Some(task), fields);
+    }
+
+    /// `task`'s body goes to the output whole, after the bodies of the tasks given here before
+    /// it, however their bytes interleave (`get -j N`: see [`in_order`]).
+    pub(crate) fn write_in_order(&self, task: &courier_engine::DataTask) {
+        self.inner()
+            .in_order
+            .get_or_insert_with(Default::default)
+            .add(task.clone());
     }
 
     /// Why the body's output refused a write: `None` until it does. The command stops its tasks

@@ -62,6 +62,10 @@ pub(crate) async fn run(
                 break;
             };
             let task = session.data_task(request(&url, options)?)?;
+            if parallel > 1 {
+                // One output for every body: each goes out whole, in the order of the URLs.
+                delegate.write_in_order(&task);
+            }
             delegate.bars().add(task.info().id(), || {
                 crate::download::file_name_for(task.info().original_request().url_str())
             });

@@ -146,6 +146,51 @@ async fn several_urls_run_in_one_session_with_ids_1_2_3() {
     assert_eq!(tasks, [1, 2, 3]);
 }
 
+/// `get -j 3` writes each body whole, in the order of the URLs, however their bytes interleave:
+/// a slow first body, then 40 MiB that come at once, then a small one. The big one is held until
+/// the first has gone out, and past 32 MiB held its task is suspended (the server waits) and
+/// resumed at its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_bodies_go_out_whole_and_in_order() {
+    const BIG: usize = 40 << 20;
+    let server = TestServer::http().await;
+    let urls = [
+        server.url("/drip?chunks=40&size=500&delay_ms=100"),
+        server.url(&format!("/bytes/{BIG}")),
+        server.url("/bytes/5000"),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        let mut args = vec!["get", "--allow-http", "-q", "--events", "-", "-j", "3"];
+        args.extend(urls.iter().map(String::as_str));
+        courier(&args)
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let expected = [
+        pattern_bytes(0, 20_000),
+        pattern_bytes(0, BIG),
+        pattern_bytes(0, 5000),
+    ]
+    .concat();
+    assert!(out.stdout == expected, "bodies mixed or out of order");
+    let ev = stderr_events(&out);
+    let states: Vec<(&str, &str)> = ev
+        .iter()
+        .filter(|e| e["event"] == "state" && e["task"] == 2)
+        .map(|e| (e["from"].as_str().unwrap(), e["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("suspended", "running"),
+            ("running", "suspended"),
+            ("suspended", "running"),
+            ("running", "completed")
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_the_output_refuses_fails_the_command_and_stops_its_task() {
     // /dev/full refuses every write with ENOSPC, as a full disk does.

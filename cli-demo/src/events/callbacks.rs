@@ -250,7 +250,14 @@ impl TaskDelegate for CliDelegate {
             Some(task.id()),
             json!({ "error": error_json(error), "status": status }),
         );
-        let flushed = inner.body.flush();
+        let flushed = {
+            let inner = &mut *inner;
+            match inner.in_order.as_mut() {
+                Some(in_order) => in_order.completed(task.id(), &mut inner.body),
+                None => Ok(()),
+            }
+            .and_then(|()| inner.body.flush())
+        };
         drop(inner);
         self.note_output_error(flushed);
         let _ = self.finished.send(Finished {
@@ -452,13 +459,16 @@ impl DataDelegate for CliDelegate {
     }
 
     fn did_receive_data(&self, task: &TaskInfo, data: &Bytes) {
-        let mut inner = self.inner();
+        let mut guard = self.inner();
+        let inner = &mut *guard;
         let written = if inner.discarding.contains(&task.id()) {
             Ok(())
+        } else if let Some(in_order) = inner.in_order.as_mut() {
+            in_order.received(task.id(), data, &mut inner.body)
         } else {
             inner.body.write_all(data)
         };
-        drop(inner);
+        drop(guard);
         self.note_output_error(written);
         if task.kind() == TaskKind::Data {
             // An upload's bar shows what it sent, not its response.
