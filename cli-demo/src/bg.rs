@@ -26,6 +26,17 @@ use crate::{ExitCode, Failure};
 
 /// Runs one `courier bg` command.
 pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCode, Failure> {
+    if options.cert.is_some()
+        && matches!(
+            command,
+            BgCommand::Download { .. } | BgCommand::Upload { .. }
+        )
+    {
+        // The service answers a background task's challenges, and keeps no private keys.
+        return Err(Failure::usage(
+            "background tasks do not take --cert: the service keeps no client keys".into(),
+        ));
+    }
     match command {
         BgCommand::Download { id, urls, schedule } => {
             let mut service = connect(&id).await?;
@@ -142,7 +153,7 @@ async fn attach(
         Box::new(io::sink()),
         Arc::new(Progress::new(true)),
     );
-    delegate.apply(options);
+    delegate.apply(options)?;
     delegate.set_default_dir(dir);
     let delegate = Arc::new(delegate);
     let mut replayed = delegate.replayed();

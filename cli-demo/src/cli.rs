@@ -237,6 +237,13 @@ pub(crate) struct Options {
     /// presented. For tests and private servers only.
     #[arg(short = 'k', long, global = true)]
     pub(crate) insecure: bool,
+    /// Present this client certificate (PEM: the chain, leaf first) to servers that ask for one
+    /// (mutual TLS), as the session-level client-certificate challenge's answer.
+    #[arg(short = 'E', long, global = true, value_name = "PEM")]
+    pub(crate) cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM, PKCS#8); default: in the --cert file.
+    #[arg(long, global = true, value_name = "PEM", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
     /// Answer authentication challenges (Basic, Digest) with this credential: only those of the
     /// URL's own origin (scheme, host, port), unless `--location-trusted`.
     #[arg(short = 'u', long = "user", global = true, value_name = "USER:PASS")]

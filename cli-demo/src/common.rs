@@ -82,6 +82,27 @@ fn seconds(secs: f64) -> Result<Duration, Failure> {
         .ok_or_else(|| Failure::usage(format!("not a usable number of seconds: {secs}")))
 }
 
+/// `--cert` and `--key` as a client identity (the key in the certificate's file without `--key`).
+pub(crate) fn client_identity(
+    options: &Options,
+) -> Result<Option<courier_engine::Credential>, Failure> {
+    let Some(cert) = &options.cert else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))
+    };
+    let chain = read(cert)?;
+    let key = match &options.key {
+        Some(key) => read(key)?,
+        None => chain.clone(),
+    };
+    courier_engine::identity_from_pem(&chain, &key)
+        .map(Some)
+        .map_err(|e| Failure::usage(format!("--cert {}: {}", cert.display(), e.message())))
+}
+
 /// `--user` as the login of the `ftp://` servers among `urls` (those that name no user): FTP has
 /// no challenge before its login, so the credential goes to the session's store (for this run
 /// only) as the server's default credential, which the engine tries first (curl's `--user`).
@@ -226,7 +247,7 @@ pub(crate) fn bodiless_session(options: &Options) -> Result<BodilessSession, Fai
         Box::new(io::sink()),
         std::sync::Arc::new(crate::progress::Progress::new(true)),
     );
-    delegate.apply(options);
+    delegate.apply(options)?;
     let delegate = std::sync::Arc::new(delegate);
     let session = Session::with_delegate(config, delegate.clone())?;
     Ok(BodilessSession {

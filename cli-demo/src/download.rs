@@ -98,7 +98,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let progress = Arc::new(Progress::new(options.quiet));
     let (mut delegate, mut finished, mut invalid) =
         CliDelegate::new(events_output(options)?, Box::new(io::sink()), progress);
-    delegate.apply(options);
+    delegate.apply(options)?;
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
     let fresh = jobs.iter().filter_map(|job| match job {

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use courier_engine::reexports::bytes::Bytes;
 use courier_engine::{
-    AuthChallengeDisposition, AuthenticationChallenge, BodyStream, CachedResponse, Callback,
-    CloseCode, Credential, CredentialPersistence, DataDelegate, DownloadDelegate, DownloadTask,
-    Error, Message, Reply, Request, Response, ResponseDisposition, SessionDelegate, TaskDelegate,
-    TaskInfo, TaskKind, TaskMetrics, TaskState, leave_at_default,
+    AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, BodyStream,
+    CachedResponse, Callback, CloseCode, Credential, CredentialPersistence, DataDelegate,
+    DownloadDelegate, DownloadTask, Error, Message, Reply, Request, Response, ResponseDisposition,
+    SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskMetrics, TaskState, leave_at_default,
 };
 use courier_storage::write::{Existing, move_into_place};
 use serde_json::{Map, Value, json};
@@ -71,6 +71,8 @@ pub(crate) struct CliDelegate {
     location_trusted: bool,
     /// `--insecure`: trust any server.
     insecure: bool,
+    /// `--cert` and `--key`: the identity client-certificate challenges are answered with.
+    identity: Option<Credential>,
     /// `--fail`: the body of an HTTP error status is not kept (like `curl --fail`).
     fail: bool,
     /// True while a `-J` download's suggested name waits to be looked at (`unchecked_names`):
@@ -168,6 +170,7 @@ impl CliDelegate {
             credential: None,
             location_trusted: false,
             insecure: false,
+            identity: None,
             fail: false,
             checks_names: AtomicBool::new(false),
         };
@@ -315,14 +318,20 @@ impl CliDelegate {
     /// Takes the options that decide the delegate's answers: `--no-follow` (redirects answered with
     /// none), `--user` (the credential challenges of the URL's origin are answered with, or of any
     /// origin with `--location-trusted`; once refused, the 401 is delivered), `--insecure`
-    /// (server-trust challenges trust the certificate presented) and `--fail` (an HTTP error
+    /// (server-trust challenges trust the certificate presented), `--cert` and `--key` (the
+    /// identity client-certificate challenges are answered with) and `--fail` (an HTTP error
     /// status's body is neither written nor saved).
-    pub(crate) fn apply(&mut self, options: &Options) {
+    ///
+    /// # Errors
+    /// A `--cert` or `--key` file that cannot be read, or is no identity (a usage error).
+    pub(crate) fn apply(&mut self, options: &Options) -> Result<(), crate::Failure> {
         self.follow_redirects = !options.no_follow;
         self.set_credential_from(options.user.as_deref());
         self.location_trusted = options.location_trusted;
         self.insecure = options.insecure;
         self.fail = options.fail;
+        self.identity = crate::common::client_identity(options)?;
+        Ok(())
     }
 
     /// The credential (`USER:PASS`) to answer challenges with.

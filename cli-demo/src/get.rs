@@ -43,7 +43,7 @@ pub(crate) async fn run(
         body,
         Arc::new(Progress::new(quiet)),
     );
-    delegate.apply(options);
+    delegate.apply(options)?;
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(config, delegate.clone())?;
     common::ftp_logins(&session, urls.iter().map(String::as_str), options);

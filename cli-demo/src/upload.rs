@@ -46,7 +46,7 @@ pub(crate) async fn run(
         Box::new(BufWriter::new(io::stdout())),
         progress,
     );
-    delegate.apply(options);
+    delegate.apply(options)?;
     if matches!(body, UploadBody::Stream) {
         delegate.set_upload_stream(Box::pin(tokio::io::stdin()));
     }

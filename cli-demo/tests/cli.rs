@@ -532,6 +532,76 @@ async fn a_stdin_upload_that_must_be_resent_fails_instead_of_sending_nothing() {
     assert_eq!(complete["error"]["number"], -1021);
 }
 
+/// `--cert` and `--key` answer a server's client-certificate challenge (nginx with
+/// `ssl_verify_client`, which serves `/mtls/` to a verified client only): with them the file
+/// comes, and the session-level challenge is in the stream, answered with the credential; without
+/// them nginx refuses (403). A key that is not one is a usage error before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_answers_a_mutual_tls_server() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("secret.txt"), "for verified clients").unwrap();
+    let ca = TestCa::new();
+    let Some(nginx) = courier_tests::Nginx::start_tls(root.path(), &ca) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tests/run.sh installs nginx"
+        );
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let path = |name: &str| keys.path().join(name).to_str().unwrap().to_owned();
+    let (cert, key) = ca.client_identity_pem();
+    std::fs::write(path("ca.pem"), &ca.ca_pem).unwrap();
+    std::fs::write(path("client.pem"), &cert).unwrap();
+    std::fs::write(path("client.key"), &key).unwrap();
+    std::fs::write(path("both.pem"), format!("{cert}{key}")).unwrap();
+    let url = nginx.tls_url("/mtls/secret.txt");
+    let (ca_pem, client, client_key, both) = (
+        path("ca.pem"),
+        path("client.pem"),
+        path("client.key"),
+        path("both.pem"),
+    );
+    let runs = tokio::task::spawn_blocking(move || {
+        let get = |extra: &[&str]| {
+            let mut args = vec!["get", &url, "--cacert", &ca_pem, "--events", "-"];
+            args.extend(extra);
+            courier(&args)
+        };
+        [
+            get(&["--cert", &client, "--key", &client_key]),
+            get(&["-E", &both]),
+            get(&[]),
+            get(&["--cert", &client, "--key", &client]),
+        ]
+    })
+    .await
+    .unwrap();
+    let [separate, together, without, no_key] = runs;
+    for out in [&separate, &together] {
+        assert_success(out);
+        assert_eq!(out.stdout, b"for verified clients");
+        let ev = stderr_events(out);
+        let challenge = ev
+            .iter()
+            .find(|e| e["event"] == "did_receive_challenge" && e["method"] == "client_certificate")
+            .expect("the client-certificate challenge");
+        assert_eq!(challenge["scope"], "session");
+        assert_eq!(challenge["disposition"], "use_credential");
+    }
+    assert_success(&without);
+    let ev = stderr_events(&without);
+    let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
+    assert_eq!(
+        complete["status"], 403,
+        "nginx refuses a client without one"
+    );
+    assert_eq!(no_key.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&no_key.stderr);
+    assert!(said.contains("no usable private key"), "{said}");
+    assert!(events(&no_key).is_empty(), "nothing was sent");
+}
+
 /// An upload past the `Expect: 100-continue` threshold (1 MiB) to nginx, which answers `100
 /// Continue` before it takes the body: the stream shows the informational response, then the
 /// final one, and nginx stored every byte.

@@ -56,7 +56,7 @@ pub use courier_delegates::{
     ResumeData, ServerTrust, SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskLevelDelegate,
     TaskMetrics, TaskState, TransactionMetrics, leave_at_default, plain_file_name, priority,
 };
-pub use session::{CreateTaskError, Session};
+pub use session::{CreateTaskError, Session, identity_from_pem};
 pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreChoice, UrlCache};
 pub use task::{
     Answer, AnswerFuture, AnswerStream, ByteStream, CapturedStream, DataTask, DownloadTask,

@@ -15,6 +15,7 @@ pub(crate) mod trust;
 
 pub use create::CreateTaskError;
 pub(crate) use create::Creation;
+pub use trust::identity_from_pem;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

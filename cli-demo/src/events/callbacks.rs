@@ -10,9 +10,14 @@ impl SessionDelegate for CliDelegate {
         challenge: &AuthenticationChallenge,
         reply: Reply<AuthChallengeDisposition>,
     ) {
-        let disposition = match (&challenge.server_trust, self.insecure) {
-            (Some(trust), true) => {
+        let disposition = match (&challenge.server_trust, self.insecure, &self.identity) {
+            (Some(trust), true, _) => {
                 AuthChallengeDisposition::UseCredential(Some(Credential::trusting(trust)))
+            }
+            (None, _, Some(identity))
+                if challenge.protection_space.method == AuthenticationMethod::ClientCertificate =>
+            {
+                AuthChallengeDisposition::UseCredential(Some(identity.clone()))
             }
             _ => AuthChallengeDisposition::PerformDefaultHandling,
         };

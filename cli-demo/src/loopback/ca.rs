@@ -116,6 +116,15 @@ impl LoopbackCa {
         (vec![self.client_der.to_vec()], self.client_key.clone())
     }
 
+    /// The client identity, PEM-encoded: its certificate and private key (PKCS#8), as files for
+    /// `courier --cert` and `--key`.
+    pub fn client_identity_pem(&self) -> (String, String) {
+        (
+            pem("CERTIFICATE", &self.client_der),
+            pem("PRIVATE KEY", &self.client_key),
+        )
+    }
+
     /// A rustls server configuration like [`LoopbackCa::server_config`] that requires a client
     /// certificate issued by this CA.
     pub fn server_config_requiring_client_cert(&self) -> Arc<ServerConfig> {
