@@ -443,3 +443,33 @@ async fn dripping_resource() -> courier_tests::ResourceServer {
     }]);
     server
 }
+
+/// A saved download is made as any new file is, under the user's umask (curl and wget do the
+/// same): 0600 under `umask 077`, where a private download must not become readable by others,
+/// and 0644 under the usual 022.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_download_follows_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::http().await;
+    let url = server.url("/bytes/1000");
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let modes = tokio::task::spawn_blocking(move || {
+        ["077", "022"].map(|umask| {
+            let out = c.join(format!("under-{umask}"));
+            let status = std::process::Command::new("sh")
+                .args(["-c", &format!("umask {umask}; exec \"$0\" \"$@\"")])
+                .arg(env!("CARGO_BIN_EXE_courier"))
+                .args(["download", "-q", "--allow-http", &url, "-o"])
+                .arg(&out)
+                .env("XDG_DATA_HOME", &d)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            std::fs::metadata(&out).unwrap().permissions().mode() & 0o777
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(modes, [0o600, 0o644]);
+}

@@ -79,8 +79,9 @@ pub enum Existing {
     Keep,
 }
 
-/// Moves a finished download from the session directory to `to`, as an ordinary file (0644), even
-/// across file systems. The file's permissions are set on the session's own file before it moves,
+/// Moves a finished download from the session directory to `to`, as an ordinary file (0666 less
+/// the process's umask, as curl and wget create theirs: 0644 under the usual 022, 0600 under 077),
+/// even across file systems. The file's permissions are set on the session's own file before it moves,
 /// never on whatever is at `to`; a link at `to` is replaced (or, with [`Existing::Keep`], makes the
 /// move fail), never followed.
 ///
@@ -92,7 +93,7 @@ pub fn move_into_place(from: &Path, to: &Path, existing: Existing) -> io::Result
     {
         use std::os::unix::fs::PermissionsExt;
         let file = open_no_follow(OpenOptions::new().read(true), from)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.set_permissions(std::fs::Permissions::from_mode(ordinary_file_mode()))?;
     }
     let moved = match existing {
         Existing::Replace => std::fs::rename(from, to),
@@ -126,7 +127,7 @@ fn copy_into_place(from: &Path, to: &Path, existing: Existing) -> io::Result<()>
         use std::os::unix::fs::PermissionsExt;
         aside
             .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            .set_permissions(std::fs::Permissions::from_mode(ordinary_file_mode()))?;
     }
     aside.as_file().sync_all()?;
     match existing {
@@ -134,6 +135,26 @@ fn copy_into_place(from: &Path, to: &Path, existing: Existing) -> io::Result<()>
         Existing::Keep => aside.persist_noclobber(to).map_err(|e| e.error)?,
     };
     std::fs::remove_file(from)
+}
+
+/// The mode of a file created the ordinary way: 0666 less the process's umask. Read from
+/// `/proc/self/status` (Linux 4.7 and later), once: setting the umask to read it (`umask(2)`)
+/// would change it for every thread meanwhile. Without it, the usual 022.
+#[cfg(unix)]
+fn ordinary_file_mode() -> u32 {
+    static MODE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| {
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o022);
+        0o666 & !umask
+    })
 }
 
 /// Syncs a directory, so a rename in it survives a crash. Best effort: not every platform or file
@@ -246,7 +267,14 @@ mod tests {
             0o600,
             "the user's file keeps its permissions"
         );
-        assert_eq!(mode(&to), 0o644, "a saved download is an ordinary file");
+        // As the kernel makes an ordinary file here (0666 less the umask).
+        let ordinary = dir.path().join("ordinary");
+        std::fs::write(&ordinary, b"").unwrap();
+        assert_eq!(
+            mode(&to),
+            mode(&ordinary),
+            "a saved download is an ordinary file"
+        );
         // Kept, with nothing there: moved.
         let fresh = dir.path().join("fresh.bin");
         move_into_place(&download("b.part"), &fresh, Existing::Keep).unwrap();
