@@ -24,13 +24,15 @@ pub(crate) async fn run(options: &Options) -> Result<ExitCode, Failure> {
         policy.limits.max_total = policy.limits.max_total.max(n);
     }
     let handed = listenfd::ListenFd::from_env().take_unix_listener(0)?;
-    let service = match handed {
+    let started = match handed {
         Some(listener) => {
             let (listener, owner) = wire::adopt(listener)?;
-            Service::start_on(listener, owner, &data, template, policy).await?
+            Service::start_on(listener, owner, &data, template, policy).await
         }
-        None => Service::start(&data, &wire::socket_dir(), template, policy).await?,
+        None => Service::start(&data, &wire::socket_dir(), template, policy).await,
     };
+    // The message alone: it names its cause already.
+    let service = started.map_err(|e| Failure::usage(e.message().to_owned()))?;
     eprintln!(
         "courier daemon: listening on {}, journal in {}",
         service.socket().display(),

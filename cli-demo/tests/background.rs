@@ -628,3 +628,28 @@ async fn bg_attach_says_what_failed() {
         pattern_bytes(0, 5000)
     );
 }
+
+/// One service per user: a second `courier daemon` exits 2 at once, saying another holds the
+/// journal, and the first goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_says_that_one_is_running() {
+    let home = Home::new();
+    let h = home.clone();
+    let (second, listed) = tokio::task::spawn_blocking(move || {
+        let mut first = h.daemon(&[]);
+        let second = h.courier(&["daemon"]);
+        let listed = h.courier(&["bg", "list", "--id", "x"]);
+        stop_daemon(&mut first);
+        (second, listed)
+    })
+    .await
+    .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("is in use by another courier service"),
+        "{said}"
+    );
+    assert_eq!(said.matches("in use").count(), 1, "said once: {said}");
+    assert_success(&listed);
+}

@@ -155,8 +155,10 @@ pub struct EventRecord {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum JournalError {
-    /// The database cannot be opened or created (another service holds it, the file is damaged).
+    /// The database cannot be opened or created (the file is damaged, the directory unusable).
     Open(redb::DatabaseError),
+    /// Another process holds the database at this path: one service per journal.
+    InUse(PathBuf),
     /// A read or a write failed.
     Storage(redb::Error),
     /// A record could not be encoded (a bug).
@@ -167,6 +169,11 @@ impl std::fmt::Display for JournalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             JournalError::Open(e) => write!(f, "cannot open the journal: {e}"),
+            JournalError::InUse(path) => write!(
+                f,
+                "the journal {} is in use by another courier service",
+                path.display()
+            ),
             JournalError::Storage(e) => write!(f, "the journal failed: {e}"),
             JournalError::Encode(e) => write!(f, "cannot encode a journal record: {e}"),
         }
@@ -177,6 +184,7 @@ impl std::error::Error for JournalError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             JournalError::Open(e) => Some(e),
+            JournalError::InUse(_) => None,
             JournalError::Storage(e) => Some(e),
             JournalError::Encode(e) => Some(e),
         }
@@ -213,7 +221,10 @@ impl Journal {
         crate::directory::create_private_dir_all(dir)
             .map_err(|e| JournalError::Open(redb::DatabaseError::Storage(e.into())))?;
         let path = dir.join(FILE);
-        let db = Database::create(&path).map_err(JournalError::Open)?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => JournalError::InUse(path.clone()),
+            e => JournalError::Open(e),
+        })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -716,10 +727,15 @@ mod tests {
     fn a_second_service_cannot_open_a_journal_in_use() {
         let dir = tempfile::tempdir().unwrap();
         let _first = Journal::open(dir.path()).unwrap();
-        assert!(matches!(
-            Journal::open(dir.path()),
-            Err(JournalError::Open(_))
-        ));
+        match Journal::open(dir.path()) {
+            Err(e @ JournalError::InUse(_)) => {
+                assert!(
+                    e.to_string().contains("in use by another courier service"),
+                    "{e}"
+                );
+            }
+            other => panic!("a second open: {other:?}"),
+        }
     }
 
     /// Not a test on its own: the process `killed_mid_write_the_journal_is_whole` runs and kills.

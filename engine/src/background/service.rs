@@ -290,7 +290,7 @@ impl Service {
             tokio::task::spawn_blocking(move || Journal::open(&dir))
                 .await
                 .map_err(|e| failed("cannot open the journal", e))?
-                .map_err(|e| failed("cannot open the journal", e))?
+                .map_err(|e| failed("cannot start", e))?
         };
         let (listener, owner) = listen().map_err(|e| failed("cannot make the socket", e))?;
         let (scheduler, retries) = Scheduler::new(policy);
