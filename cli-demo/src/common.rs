@@ -31,7 +31,7 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
             .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
         config
             .trust_pem_certificates(&pem)
-            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Failure::usage(format!("{}: {}", path.display(), e.message())))?;
     }
     if let Some(secs) = options.timeout_request {
         config.timeout_for_request = seconds(secs)?;

@@ -409,6 +409,21 @@ fn bad_arguments_exit_2() {
         let args = ["download", "https://x.invalid/a", "-o", out, bad[0], bad[1]];
         assert_eq!(courier(&args).status.code(), Some(2), "{bad:?}");
     }
+    // A file that is no certificate: said plainly, without the engine's error code.
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let out = courier(&[
+        "get",
+        "https://x.invalid/",
+        "--cacert",
+        not_pem.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.ends_with("not.pem: no certificate found in the PEM text\n"),
+        "{said}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
