@@ -20,7 +20,7 @@ pub(crate) enum Command {
     Get {
         /// The URLs to fetch.
         urls: Vec<String>,
-        /// Write the bodies to FILE instead of stdout.
+        /// Write the bodies to FILE instead of stdout (`-`: stdout).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },

@@ -62,6 +62,12 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                 .into(),
         ));
     }
+    if args.output.as_ref().is_some_and(|o| o.as_os_str() == "-") {
+        // Not a file named `-`: what curl's and wget's `-o -` mean is standard output.
+        return Err(Failure::usage(
+            "download saves files: for standard output, use courier get URL".into(),
+        ));
+    }
     let mut jobs: VecDeque<Job> = VecDeque::new();
     if let Some(path) = &args.resume_data {
         let blob = std::fs::read(path)

@@ -162,7 +162,11 @@ fn main() {
     let result = runtime.block_on(async {
         let command = async {
             match cli.command {
-                cli::Command::Get { urls, output } => get::run(urls, output, &cli.options).await,
+                cli::Command::Get { urls, output } => {
+                    // `-o -` is standard output, as curl and wget read it.
+                    let output = output.filter(|o| o.as_os_str() != "-");
+                    get::run(urls, output, &cli.options).await
+                }
                 cli::Command::Download {
                     urls,
                     output,

@@ -721,15 +721,26 @@ async fn curl_habits_work_the_same() {
         server.url("/status/404"),
         server.url("/echo"),
     );
-    let (followed, failed, posted) = tokio::task::spawn_blocking(move || {
+    let cwd = tempfile::tempdir().unwrap();
+    let c = cwd.path().to_path_buf();
+    let (followed, failed, posted, dashed, saved) = tokio::task::spawn_blocking(move || {
+        let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
         (
             courier(&["get", "-sL", "--allow-http", &chain]),
             courier(&["get", "-sf", "--allow-http", &missing]),
             courier(&["get", "-s", "-d", "name=value", "--allow-http", &echo]),
+            in_cwd(&["get", "-s", "-o", "-", "--allow-http", &chain]),
+            in_cwd(&["download", "-s", "-o", "-", "--allow-http", &chain]),
         )
     })
     .await
     .unwrap();
+    // `-o -` is standard output, never a file named `-`; download saves files, and says to use get.
+    assert_success(&dashed);
+    assert_eq!(dashed.stdout, b"end of chain", "-o -: standard output");
+    assert_eq!(saved.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&saved.stderr).contains("use courier get"));
+    assert!(!cwd.path().join("-").exists());
     assert_success(&followed);
     assert_eq!(followed.stdout, b"end of chain", "-L: redirects followed");
     assert_eq!(failed.status.code(), Some(22), "-f: like --fail");
