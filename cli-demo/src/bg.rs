@@ -44,7 +44,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                 let record = record_of(&url, options)?;
                 let task =
                     create(&mut service, TaskKind::Download, record, schedule, options).await?;
-                println!("{task} {url}");
+                println!("{task} {}", crate::common::shown_url(&url));
             }
             settled(&mut service).await?;
             Ok(ExitCode::Success)
@@ -64,7 +64,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
             let mut service = connect(&id).await?;
             let kind = TaskKind::Upload { file };
             let task = create(&mut service, kind, record, schedule, options).await?;
-            println!("{task} {url}");
+            println!("{task} {}", crate::common::shown_url(&url));
             settled(&mut service).await?;
             Ok(ExitCode::Success)
         }
@@ -79,7 +79,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                     TaskPhase::Suspended => "suspended",
                     TaskPhase::Completed => "completed",
                 };
-                let url = &listed.record.request.url;
+                let url = crate::common::shown_url(&listed.record.request.url);
                 let line = if json {
                     json!({
                         "task": task,

@@ -82,6 +82,18 @@ fn seconds(secs: f64) -> Result<Duration, Failure> {
         .ok_or_else(|| Failure::usage(format!("not a usable number of seconds: {secs}")))
 }
 
+/// `url` as the command shows it (the event stream, messages, listings): a password in it is
+/// replaced by `***`, so that a log or a terminal never holds one (the request still carries it).
+pub(crate) fn shown_url(url: &str) -> std::borrow::Cow<'_, str> {
+    match courier_engine::reexports::url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string().into()
+        }
+        _ => url.into(),
+    }
+}
+
 /// `--cert` and `--key` as a client identity (the key in the certificate's file without `--key`).
 pub(crate) fn client_identity(
     options: &Options,
@@ -265,7 +277,7 @@ pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
         if let Some(e) = &f.error {
             let url = e
                 .failing_url()
-                .map(|u| format!(" ({u})"))
+                .map(|u| format!(" ({})", shown_url(u)))
                 .unwrap_or_default();
             eprintln!(
                 "courier: task {} failed: {} {}{url}: {}",

@@ -749,6 +749,41 @@ async fn curl_habits_work_the_same() {
     assert_eq!(posted.stdout, b"name=value", "-d: the body, sent with POST");
 }
 
+/// A password in a URL is used, never shown: the event stream (response and metrics URLs), a
+/// failure's message and the redirect's location show `***` in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_a_url_is_never_shown() {
+    let server = TestServer::http().await;
+    let addr = server.addr();
+    let secret = format!("http://ann:s3cret@{addr}/basic/ann/s3cret");
+    let refused = "http://ann:s3cret@127.0.0.1:9/".to_owned();
+    let (fetched, failed) = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", "--allow-http", "--events", "-", &secret]),
+            courier(&["get", "--allow-http", "--events", "-", &refused]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&fetched);
+    assert_eq!(fetched.stdout, b"welcome ann", "the password was sent");
+    let ev = stderr_events(&fetched);
+    let response = ev
+        .iter()
+        .find(|e| e["event"] == "did_receive_response")
+        .unwrap();
+    assert_eq!(
+        response["url"],
+        format!("http://ann:***@{addr}/basic/ann/s3cret")
+    );
+    for out in [&fetched, &failed] {
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!said.contains("s3cret@"), "{said}");
+    }
+    let said = String::from_utf8_lossy(&failed.stderr);
+    assert!(said.contains("(http://ann:***@127.0.0.1:9/)"), "{said}");
+}
+
 /// Options out of range are usage errors (exit 2, a message naming the option), never a panic.
 #[test]
 fn out_of_range_options_are_usage_errors_not_panics() {

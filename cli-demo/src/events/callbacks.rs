@@ -155,7 +155,7 @@ impl TaskDelegate for CliDelegate {
             Some(task.id()),
             json!({
                 "status": response.status().as_u16(),
-                "location": new_request.url_str(),
+                "location": crate::common::shown_url(new_request.url_str()),
                 "method": new_request.method().as_str(),
             }),
         );
@@ -203,7 +203,7 @@ impl TaskDelegate for CliDelegate {
             .iter()
             .map(|t| {
                 json!({
-                    "url": t.url,
+                    "url": crate::common::shown_url(&t.url),
                     "fetch_type": t.fetch_type.name(),
                     "protocol": t.protocol,
                     "reused_connection": t.reused_connection,
@@ -402,7 +402,7 @@ impl DataDelegate for CliDelegate {
             Some(task.id()),
             json!({
                 "status": response.status().as_u16(),
-                "url": response.url().as_str(),
+                "url": crate::common::shown_url(response.url().as_str()),
                 "headers": headers_json(response),
                 // The contract's -1 when unknown (URLSession's `NSURLResponseUnknownLength`),
                 // never null: an encoded body, or one with no Content-Length.
