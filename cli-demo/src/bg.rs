@@ -71,7 +71,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
         BgCommand::List { id, json } => {
             let mut service = connect(&id).await?;
             let mut out = io::stdout().lock();
-            for listed in service.list_tasks().await? {
+            for listed in answered(service.list_tasks()).await? {
                 let (task, written, expected) = (listed.task, listed.written, listed.expected);
                 let state = match listed.record.phase {
                     TaskPhase::Queued => "suspended",
@@ -99,21 +99,20 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
         BgCommand::Cancel { id, tasks } => {
             let mut service = connect(&id).await?;
             for task in tasks {
-                service
-                    .send(&ClientMessage::Control {
-                        task,
-                        control: RemoteControl::Cancel,
-                    })
-                    .await?;
+                answered(service.send(&ClientMessage::Control {
+                    task,
+                    control: RemoteControl::Cancel,
+                }))
+                .await?;
             }
             // A round trip: every control was carried out before the command ends.
-            service.list_tasks().await?;
+            answered(service.list_tasks()).await?;
             Ok(ExitCode::Success)
         }
         BgCommand::Attach { id, output, follow } => attach(&id, output, follow, options).await,
         BgCommand::Invalidate { id } => {
             let mut service = connect(&id).await?;
-            service.send(&ClientMessage::Invalidate).await?;
+            answered(service.send(&ClientMessage::Invalidate)).await?;
             // Cancelling is quick; a service that does not answer is not waited for forever.
             let answered = tokio::time::timeout(std::time::Duration::from_secs(60), async {
                 loop {
@@ -170,9 +169,8 @@ async fn attach(
     }
     if follow {
         // Every task still to complete: its completion is awaited live.
-        let mut waiting: std::collections::HashSet<u64> = connect(id)
-            .await?
-            .list_tasks()
+        let mut service = connect(id).await?;
+        let mut waiting: std::collections::HashSet<u64> = answered(service.list_tasks())
             .await?
             .into_iter()
             .filter(|t| t.record.phase != TaskPhase::Completed)
@@ -224,7 +222,7 @@ async fn connect(id: &str) -> Result<Connection<UnixStream>, Failure> {
         .map_err(Failure::usage)?;
     stream.set_nonblocking(true)?;
     let mut service = Connection::new(UnixStream::from_std(stream)?);
-    service.hello_without_events(id).await?;
+    answered(service.hello_without_events(id)).await?;
     Ok(service)
 }
 
@@ -265,18 +263,16 @@ async fn create(
         None => None,
     };
     let priority = schedule.priority;
-    let task = service
-        .create_task(kind, request, schedule, settings_of(options)?)
-        .await?;
-    service
-        .send(&ClientMessage::Control {
-            task,
-            control: RemoteControl::Resume {
-                priority,
-                not_before_ms,
-            },
-        })
-        .await?;
+    let settings = settings_of(options)?;
+    let task = answered(service.create_task(kind, request, schedule, settings)).await?;
+    answered(service.send(&ClientMessage::Control {
+        task,
+        control: RemoteControl::Resume {
+            priority,
+            not_before_ms,
+        },
+    }))
+    .await?;
     Ok(task)
 }
 
@@ -285,8 +281,25 @@ async fn create(
 /// and its task queued or running. Without the wait the command could exit first, and a `bg list`
 /// right after it would show a task it had just resumed as suspended (a CI run saw this).
 async fn settled(service: &mut Connection<UnixStream>) -> Result<(), Failure> {
-    service.list_tasks().await?;
+    answered(service.list_tasks()).await?;
     Ok(())
+}
+
+/// The longest the service may take to answer one request. It answers in milliseconds: one that
+/// does not (stopped, wedged) is reported instead of waited for forever.
+const ANSWER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `exchange`'s answer, or the failure of a service that gave none within [`ANSWER`].
+async fn answered<T>(
+    exchange: impl std::future::Future<Output = Result<T, wire::WireError>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(ANSWER, exchange).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(Failure::from(format!(
+            "the background service did not answer within {} s (is it stopped?)",
+            ANSWER.as_secs()
+        ))),
+    }
 }
 
 /// The request the options describe for `url`, as the journal keeps it.

@@ -653,3 +653,32 @@ async fn a_second_daemon_says_that_one_is_running() {
     assert_eq!(said.matches("in use").count(), 1, "said once: {said}");
     assert_success(&listed);
 }
+
+/// A service that does not answer (stopped with SIGSTOP) is reported, not waited for forever:
+/// `bg list` gives up after its 30 s and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_does_not_answer_is_reported_not_waited_for() {
+    let home = Home::new();
+    let h = home.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&[]);
+        let pid = daemon.0.id().to_string();
+        let stop = |signal: &str| {
+            let sent = std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+        };
+        stop("-STOP");
+        let listed = h.courier(&["bg", "list", "--id", "x"]);
+        stop("-CONT");
+        stop_daemon(&mut daemon);
+        listed
+    })
+    .await
+    .unwrap();
+    assert_eq!(listed.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&listed.stderr);
+    assert!(said.contains("did not answer within 30 s"), "{said}");
+}
