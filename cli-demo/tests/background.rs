@@ -655,7 +655,8 @@ async fn a_second_daemon_says_that_one_is_running() {
 }
 
 /// A service that does not answer (stopped with SIGSTOP) is reported, not waited for forever:
-/// `bg list` gives up after its 30 s and says why.
+/// `bg list` gives up after its 30 s, and `bg attach` (a background session's handshake) after
+/// 10 s, each saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_that_does_not_answer_is_reported_not_waited_for() {
     let home = Home::new();
@@ -672,13 +673,20 @@ async fn a_service_that_does_not_answer_is_reported_not_waited_for() {
         };
         stop("-STOP");
         let listed = h.courier(&["bg", "list", "--id", "x"]);
+        let attached = h.attach("x");
         stop("-CONT");
         stop_daemon(&mut daemon);
-        listed
+        (listed, attached)
     })
     .await
     .unwrap();
-    assert_eq!(listed.status.code(), Some(2));
-    let said = String::from_utf8_lossy(&listed.stderr);
-    assert!(said.contains("did not answer within 30 s"), "{said}");
+    let (listed, attached) = listed;
+    for (out, within) in [(&listed, "30 s"), (&attached, "10 s")] {
+        assert_eq!(out.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(&format!("did not answer within {within}")),
+            "{said}"
+        );
+    }
 }

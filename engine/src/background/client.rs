@@ -93,7 +93,23 @@ impl Client {
             },
         )
         .map_err(|e| failed(&e))?;
-        match wire::read_message_blocking(&mut reader, &mut decoder).map_err(|e| failed(&e))? {
+        let welcome =
+            wire::read_message_blocking(&mut reader, &mut decoder).map_err(|e| match e {
+                // The read timed out: a service that accepted and then said nothing.
+                WireError::Io(io)
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    Error::new(
+                        ErrorCode::TimedOut,
+                        "the background service did not answer within 10 s (is it stopped?)",
+                    )
+                }
+                e => failed(&e),
+            })?;
+        match welcome {
             ServiceMessage::Welcome { .. } => {}
             ServiceMessage::Refused { reason } => return Err(failed(&reason)),
             _ => return Err(failed(&WireError::Unexpected)),
