@@ -157,7 +157,7 @@ async fn attach(
     let delegate = Arc::new(delegate);
     let mut replayed = delegate.replayed();
     let session = Session::with_delegate(Configuration::background(id), delegate.clone())?;
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = crate::common::stop_requested();
     tokio::pin!(ctrl_c);
     let mut results = Vec::new();
     // The service going away ends the session (did_become_invalid with -997): so does the command.

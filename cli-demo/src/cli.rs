@@ -25,7 +25,7 @@ pub(crate) enum Command {
         output: Option<PathBuf>,
     },
     /// Download tasks: each URL to a file, named from the URL unless -o says otherwise. Ctrl-C
-    /// saves resume data (not in an ephemeral session, which keeps nothing on disk);
+    /// (or SIGTERM) saves resume data (not in an ephemeral session, which keeps nothing on disk);
     /// `--resume-data FILE` continues from it.
     Download {
         /// The URLs to download.

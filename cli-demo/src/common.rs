@@ -82,6 +82,25 @@ fn seconds(secs: f64) -> Result<Duration, Failure> {
         .ok_or_else(|| Failure::usage(format!("not a usable number of seconds: {secs}")))
 }
 
+/// Resolves when the command is asked to stop: Ctrl-C (SIGINT), or SIGTERM (`kill`, `timeout`,
+/// a service manager). Both stop it as Ctrl-C does (downloads save their resume data, every
+/// event is written); the exit status then says which (130 or 143, 128 and the signal). Until this
+/// is first polled, SIGTERM ends the process as by default.
+pub(crate) async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => crate::STOPPED_BY.store(15, std::sync::atomic::Ordering::SeqCst),
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// `url` as the command shows it (the event stream, messages, listings): a password in it is
 /// replaced by `***`, so that a log or a terminal never holds one (the request still carries it).
 pub(crate) fn shown_url(url: &str) -> std::borrow::Cow<'_, str> {

@@ -118,7 +118,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let mut results: Vec<Finished> = Vec::new();
     let mut interrupted = false;
     let parallel = options.parallel.max(1);
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = crate::common::stop_requested();
     tokio::pin!(ctrl_c);
     loop {
         while running.len() < parallel && !interrupted {

@@ -54,7 +54,7 @@ pub(crate) async fn run(
     let parallel = options.parallel.max(1);
     let mut interrupted = false;
     let mut output_failed = delegate.output_failed();
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = crate::common::stop_requested();
     tokio::pin!(ctrl_c);
     loop {
         while running < parallel && !interrupted {

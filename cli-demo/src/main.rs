@@ -56,7 +56,7 @@ pub(crate) enum ExitCode {
     Usage,
     /// `--fail` and an HTTP status of 400 or above.
     HttpError,
-    /// Interrupted by Ctrl-C.
+    /// Stopped by Ctrl-C or SIGTERM (`common::stop_requested`).
     Interrupted,
     /// Something panicked (a bug): even when every task ended, the run is not trusted.
     Internal,
@@ -69,7 +69,7 @@ impl ExitCode {
             ExitCode::TaskFailed => 1,
             ExitCode::Usage => 2,
             ExitCode::HttpError => 22,
-            ExitCode::Interrupted => 130,
+            ExitCode::Interrupted => 128 + STOPPED_BY.load(std::sync::atomic::Ordering::SeqCst),
             ExitCode::Internal => 70,
         }
     }
@@ -83,6 +83,9 @@ impl ExitCode {
         }
     }
 }
+
+/// The signal that stopped the command: SIGINT (2) unless SIGTERM (15) came.
+pub(crate) static STOPPED_BY: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(2);
 
 /// Set by the panic hook: the engine turns panics into task failures and goes on, so the process
 /// would otherwise exit as if nothing had happened.

@@ -80,7 +80,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     };
     let mut stdin = tokio::io::stdin();
     let mut chunk = vec![0u8; 16 * 1024];
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = crate::common::stop_requested();
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     let result = loop {

@@ -57,7 +57,7 @@ pub(crate) async fn run(
     delegate.bars().add(task.info().id(), || label);
     task.resume();
 
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = crate::common::stop_requested();
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     let result = loop {

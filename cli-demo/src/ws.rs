@@ -35,7 +35,7 @@ pub(crate) async fn run(
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = crate::common::stop_requested();
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     let mut receiving = true;

@@ -92,6 +92,19 @@ async fn an_ephemeral_download_stopped_by_ctrl_c_leaves_nothing_on_disk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_saves_resume_data_and_resume_data_finishes_the_download() {
+    stop_then_resume("INT").await;
+}
+
+/// SIGTERM (`kill`, `timeout`, a service manager) stops a download as Ctrl-C does: its resume data
+/// is saved, the stream ends well, the exit status is 143, and the resume data finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_saves_resume_data_as_ctrl_c_does() {
+    stop_then_resume("TERM").await;
+}
+
+/// A download stopped by `signal` mid-body saves its resume data (the stream ends with the task
+/// cancelled, nothing saved yet), and `--resume-data` then finishes it from where it stopped.
+async fn stop_then_resume(signal: &'static str) {
     let server = dripping_resource().await;
     let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let url = server.url();
@@ -111,7 +124,7 @@ async fn ctrl_c_saves_resume_data_and_resume_data_finishes_the_download() {
         )
         .spawn()
         .unwrap();
-        interrupt_once_logged(child, &events, "did_write_data")
+        stop_once_logged(child, &events, "did_write_data", signal)
     })
     .await
     .unwrap();

@@ -161,9 +161,20 @@ pub(crate) fn server_script(name: &str) -> String {
 /// what Ctrl-C must do: exit 130, a well-formed stream, and the task's completion as cancelled.
 /// Returns the events.
 pub(crate) fn interrupt_once_logged(
+    child: std::process::Child,
+    events: &std::path::Path,
+    needle: &str,
+) -> Vec<Value> {
+    stop_once_logged(child, events, needle, "INT")
+}
+
+/// As [`interrupt_once_logged`] with `signal` (`INT`, `TERM`): the exit status is 128 and its
+/// number (130, 143).
+pub(crate) fn stop_once_logged(
     mut child: std::process::Child,
     events: &std::path::Path,
     needle: &str,
+    signal: &str,
 ) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !std::fs::read_to_string(events)
@@ -174,11 +185,16 @@ pub(crate) fn interrupt_once_logged(
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let number = match signal {
+        "INT" => 2,
+        "TERM" => 15,
+        other => panic!("no number for SIG{other}"),
+    };
+    assert_eq!(child.wait().unwrap().code(), Some(128 + number));
     let ev: Vec<Value> = std::fs::read_to_string(events)
         .unwrap()
         .lines()
