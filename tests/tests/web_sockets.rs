@@ -360,6 +360,34 @@ async fn a_refused_handshake_is_a_bad_server_response() {
     finish(session, &rec).await;
 }
 
+/// A handshake that cannot connect fails with the task's own URL (`ws:`), not the `http:` one
+/// the handshake went as.
+#[tokio::test]
+async fn a_failed_handshake_names_the_tasks_ws_url() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let url = format!("ws://{closed}/chat");
+    let (session, rec, task) = resumed(&url);
+    assert_eq!(
+        rec.wait_complete(task.info().id(), WAIT).await,
+        Some(Some(ErrorCode::CannotConnectToHost))
+    );
+    let events = finish(session, &rec).await;
+    let failing = events.iter().find_map(|e| match e {
+        Event::Complete { failing_url, .. } => Some(failing_url.clone()),
+        _ => None,
+    });
+    assert_eq!(failing, Some(Some(url.clone())));
+    let error = task.info().error().expect("its error");
+    assert_eq!(
+        error.failing_url(),
+        Some(url.as_str()),
+        "the task's error says the same"
+    );
+}
+
 #[tokio::test]
 async fn a_server_that_never_answers_the_close_is_left_after_the_grace() {
     let addr = raw_server(accept, |socket| async move {

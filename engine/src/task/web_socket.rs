@@ -292,6 +292,27 @@ pub(crate) fn handshake_request(
     Ok(handshake)
 }
 
+/// A failure of the handshake as the task reports it: its URL back in the task's own scheme
+/// (`ws:` for `http:`, `wss:` for `https:`), as URLSession names a WebSocket task's failing URL.
+pub(crate) fn in_socket_terms(error: Error) -> Error {
+    let socket = error
+        .failing_url()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|mut u| {
+            let scheme = match u.scheme() {
+                "http" => "ws",
+                "https" => "wss",
+                _ => return None,
+            };
+            u.set_scheme(scheme).ok()?;
+            Some(u.to_string())
+        });
+    match socket {
+        Some(url) => error.with_url(url),
+        None => error,
+    }
+}
+
 impl From<WebSocketTask> for Task {
     fn from(handle: WebSocketTask) -> Task {
         handle.task

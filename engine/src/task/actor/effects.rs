@@ -181,6 +181,10 @@ impl TaskActorState {
                         }
                         None => Delivered::Body(self.body.take()),
                     }),
+                    // The handshake went as http(s); the task's URL, and its failure's, is ws(s).
+                    Outcome::Failed(e) if self.info.kind() == TaskKind::WebSocket => {
+                        Err(crate::task::web_socket::in_socket_terms(e))
+                    }
                     Outcome::Failed(e) => Err(e),
                     Outcome::Cancelled => {
                         let mut e = Error::cancelled(self.info.original_request().url_str());
