@@ -195,11 +195,11 @@ impl CliDelegate {
 
     /// `task`'s body goes to the output whole, after the bodies of the tasks given here before
     /// it, however their bytes interleave (`get -j N`: see [`in_order`]).
-    pub(crate) fn write_in_order(&self, task: &courier_engine::DataTask) {
+    pub(crate) fn write_in_order(&self, task: u64) {
         self.inner()
             .in_order
             .get_or_insert_with(Default::default)
-            .add(task.clone());
+            .add(task);
     }
 
     /// Why the body's output refused a write: `None` until it does. The command stops its tasks

@@ -64,7 +64,7 @@ pub(crate) async fn run(
             let task = session.data_task(request(&url, options)?)?;
             if parallel > 1 {
                 // One output for every body: each goes out whole, in the order of the URLs.
-                delegate.write_in_order(&task);
+                delegate.write_in_order(task.info().id());
             }
             delegate.bars().add(task.info().id(), || {
                 crate::download::file_name_for(task.info().original_request().url_str())

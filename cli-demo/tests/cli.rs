@@ -118,21 +118,11 @@ async fn several_urls_run_in_one_session_with_ids_1_2_3() {
     let urls: Vec<String> = (1..=3)
         .map(|n| server.url(&format!("/bytes/{n}00")))
         .collect();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut args = vec![
-            "get",
-            "--allow-http",
-            "127.0.0.1",
-            "--events",
-            "-",
-            "-j",
-            "2",
-        ];
-        args.extend(urls.iter().map(String::as_str));
-        courier(&args)
-    })
-    .await
-    .unwrap();
+    let out = get_all(
+        &["--allow-http", "127.0.0.1", "--events", "-", "-j", "2"],
+        urls,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(out.stdout.len(), 600);
     let ev = events(&out);
@@ -147,9 +137,9 @@ async fn several_urls_run_in_one_session_with_ids_1_2_3() {
 }
 
 /// `get -j 3` writes each body whole, in the order of the URLs, however their bytes interleave:
-/// a slow first body, then 40 MiB that come at once, then a small one. The big one is held until
-/// the first has gone out, and past 32 MiB held its task is suspended (the server waits) and
-/// resumed at its turn.
+/// a slow first body, then 40 MiB that come at once, then a small one. The big one waits for its
+/// turn (32 MiB in memory, the rest in a spool file) while its task runs on to its end: no task is
+/// ever suspended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_bodies_go_out_whole_and_in_order() {
     const BIG: usize = 40 << 20;
@@ -159,13 +149,11 @@ async fn parallel_bodies_go_out_whole_and_in_order() {
         server.url(&format!("/bytes/{BIG}")),
         server.url("/bytes/5000"),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        let mut args = vec!["get", "--allow-http", "-q", "--events", "-", "-j", "3"];
-        args.extend(urls.iter().map(String::as_str));
-        courier(&args)
-    })
-    .await
-    .unwrap();
+    let out = get_all(
+        &["--allow-http", "-q", "--events", "-", "-j", "3"],
+        urls.to_vec(),
+    )
+    .await;
     assert_success(&out);
     let expected = [
         pattern_bytes(0, 20_000),
@@ -175,20 +163,49 @@ async fn parallel_bodies_go_out_whole_and_in_order() {
     .concat();
     assert!(out.stdout == expected, "bodies mixed or out of order");
     let ev = stderr_events(&out);
-    let states: Vec<(&str, &str)> = ev
+    let big_done = ev
         .iter()
-        .filter(|e| e["event"] == "state" && e["task"] == 2)
-        .map(|e| (e["from"].as_str().unwrap(), e["to"].as_str().unwrap()))
-        .collect();
-    assert_eq!(
-        states,
-        [
-            ("suspended", "running"),
-            ("running", "suspended"),
-            ("suspended", "running"),
-            ("running", "completed")
-        ]
+        .position(|e| e["event"] == "did_complete" && e["task"] == 2)
+        .unwrap();
+    let first_done = ev
+        .iter()
+        .position(|e| e["event"] == "did_complete" && e["task"] == 1)
+        .unwrap();
+    assert!(
+        big_done < first_done,
+        "the big body came whole before its turn"
     );
+    assert!(
+        !ev.iter()
+            .any(|e| e["event"] == "state" && e["to"] == "suspended"),
+        "no task was suspended"
+    );
+}
+
+/// The first task may need a connection while later ones hold every one there is: with one
+/// connection to the host, the first URL's redirect waits behind the second task, whose 40 MiB
+/// must then go on to its end (spooled) for the first to get its turn. A second task suspended
+/// while holding the connection would leave the first waiting for it (until its resource
+/// timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_body_never_holds_back_the_first_task() {
+    const BIG: usize = 40 << 20;
+    let server = TestServer::http().await;
+    let urls = [server.url("/chain/1"), server.url(&format!("/bytes/{BIG}"))];
+    let one_connection = [
+        "--max-connections-per-host",
+        "1",
+        "--timeout-resource",
+        "30",
+    ];
+    let out = get_all(
+        &[&["--allow-http", "-q", "-j", "2"][..], &one_connection].concat(),
+        urls.to_vec(),
+    )
+    .await;
+    assert_success(&out);
+    let expected = [b"end of chain".to_vec(), pattern_bytes(0, BIG)].concat();
+    assert!(out.stdout == expected, "bodies mixed or out of order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -807,4 +824,19 @@ fn out_of_range_options_are_usage_errors_not_panics() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+/// `courier get ARGS URLS`, off the test's runtime.
+async fn get_all(args: &[&str], urls: Vec<String>) -> std::process::Output {
+    let mut all: Vec<String> = std::iter::once("get")
+        .chain(args.iter().copied())
+        .map(str::to_owned)
+        .collect();
+    all.extend(urls);
+    tokio::task::spawn_blocking(move || {
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        courier(&all)
+    })
+    .await
+    .unwrap()
 }
