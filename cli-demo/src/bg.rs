@@ -98,16 +98,26 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
         }
         BgCommand::Cancel { id, tasks } => {
             let mut service = connect(&id).await?;
-            for task in tasks {
+            for &task in &tasks {
                 answered(service.send(&ClientMessage::Control {
                     task,
                     control: RemoteControl::Cancel,
                 }))
                 .await?;
             }
-            // A round trip: every control was carried out before the command ends.
-            answered(service.list_tasks()).await?;
-            Ok(ExitCode::Success)
+            // A round trip: every control was carried out before the command ends. A task the
+            // identifier does not have (a mistyped number, one already handed over) is said.
+            let known: std::collections::HashSet<u64> = answered(service.list_tasks())
+                .await?
+                .iter()
+                .map(|t| t.task)
+                .collect();
+            let mut code = ExitCode::Success;
+            for task in tasks.iter().filter(|t| !known.contains(t)) {
+                eprintln!("courier: {id} has no task {task}");
+                code = ExitCode::TaskFailed;
+            }
+            Ok(code)
         }
         BgCommand::Attach { id, output, follow } => attach(&id, output, follow, options).await,
         BgCommand::Invalidate { id } => {

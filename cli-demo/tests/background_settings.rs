@@ -239,6 +239,10 @@ async fn bg_download_takes_its_schedule_to_the_service() {
         let listed = h.courier(&["bg", "list", "--id", "s", "--json"]);
         let delayed = task_of(&submitted[4]);
         assert_success(&h.courier(&["bg", "cancel", "--id", "s", &delayed.to_string()]));
+        // A task the identifier does not have is said, not passed over.
+        let unknown = h.courier(&["bg", "cancel", "--id", "s", "999"]);
+        assert_eq!(unknown.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&unknown.stderr).contains("s has no task 999"));
         h.listed_until("s", |t| t.matches("\"completed\"").count() == 5);
         let attached = h.attach("s");
         stop_daemon(&mut daemon);
