@@ -82,6 +82,29 @@ fn seconds(secs: f64) -> Result<Duration, Failure> {
         .ok_or_else(|| Failure::usage(format!("not a usable number of seconds: {secs}")))
 }
 
+/// Creates (or empties) the file the command writes to (`-o`, `--events`). A symbolic link at the
+/// name is replaced by the file, never written through, as `download` replaces one: a link planted
+/// in a shared directory must not point the output at another file.
+pub(crate) fn create_output(path: &std::path::Path) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    match courier_storage::write::open_no_follow(&mut options, path) {
+        Err(_)
+            if path
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink()) =>
+        {
+            std::fs::remove_file(path)?;
+            // Only where nothing is: a link planted again meanwhile fails the command.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+        }
+        opened => opened,
+    }
+}
+
 /// Resolves when the command is asked to stop: Ctrl-C (SIGINT), or SIGTERM (`kill`, `timeout`,
 /// a service manager). Both stop it as Ctrl-C does (downloads save their resume data, every
 /// event is written); the exit status then says which (130 or 143, 128 and the signal). Until this
@@ -235,7 +258,8 @@ pub(crate) fn events_output(options: &Options) -> Result<Option<Box<dyn Write + 
         None => None,
         Some("-") => Some(Box::new(io::stderr())),
         Some(path) => Some(Box::new(BufWriter::new(
-            File::create(path).map_err(|e| Failure::usage(format!("cannot create {path}: {e}")))?,
+            create_output(std::path::Path::new(path))
+                .map_err(|e| Failure::usage(format!("cannot create {path}: {e}")))?,
         ))),
     })
 }

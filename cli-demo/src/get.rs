@@ -1,7 +1,6 @@
 //! `courier get`: one data task per URL in one session, bodies to stdout or a file.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::sync::Arc;
 
@@ -31,7 +30,7 @@ pub(crate) async fn run(
         // 1 GiB in 8 KiB writes took 131,000 system calls on the delegate's thread.
         Some(path) => Box::new(BufWriter::with_capacity(
             FILE_BUFFER,
-            File::create(path)
+            common::create_output(path)
                 .map_err(|e| Failure::usage(format!("cannot create {}: {e}", path.display())))?,
         )),
         None => Box::new(BufWriter::new(io::stdout())),

@@ -801,6 +801,46 @@ async fn a_password_in_a_url_is_never_shown() {
     assert!(said.contains("(http://ann:***@127.0.0.1:9/)"), "{said}");
 }
 
+/// A symbolic link at `get -o FILE` or `--events FILE` is replaced by the file, never written
+/// through (as `download` replaces one): the file it pointed to keeps what it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_that_is_a_link_is_replaced_not_written_through() {
+    let server = TestServer::http().await;
+    let url = server.url("/bytes/1000");
+    let dir = tempfile::tempdir().unwrap();
+    let (victim, out, events) = (
+        dir.path().join("victim"),
+        dir.path().join("out"),
+        dir.path().join("events"),
+    );
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    std::os::unix::fs::symlink(&victim, &events).unwrap();
+    let (o, e) = (out.clone(), events.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        let (o, e) = (o.to_str().unwrap(), e.to_str().unwrap());
+        courier(&["get", "--allow-http", "-q", &url, "-o", o, "--events", e])
+    })
+    .await
+    .unwrap();
+    assert_success(&run);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    for file in [&out, &events] {
+        let kind = std::fs::symlink_metadata(file).unwrap().file_type();
+        assert!(
+            kind.is_file(),
+            "{} is a file of its own now",
+            file.display()
+        );
+    }
+    assert_eq!(std::fs::read(&out).unwrap(), pattern_bytes(0, 1000));
+    assert!(
+        std::fs::read_to_string(&events)
+            .unwrap()
+            .contains("did_complete")
+    );
+}
+
 /// Options out of range are usage errors (exit 2, a message naming the option), never a panic.
 #[test]
 fn out_of_range_options_are_usage_errors_not_panics() {
