@@ -38,31 +38,9 @@ pub(crate) async fn run(options: &Options) -> Result<ExitCode, Failure> {
         service.socket().display(),
         data.display()
     );
-    stopped().await;
+    // SIGTERM or Ctrl-C, as any command is stopped.
+    crate::common::stop_requested().await;
     eprintln!("courier daemon: stopping");
     service.shutdown().await;
     Ok(ExitCode::Success)
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stopped() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
