@@ -1,0 +1,119 @@
+//! Black-box tests of how `courier bg` and `courier daemon` fail: each failure said, a second
+//! service refused, a service that does not answer given up on.
+
+mod common;
+
+use common::daemon::*;
+use common::*;
+use courier_tests::TestServer;
+use courier_tests::server::pattern_bytes;
+
+/// `bg attach` says each failure on stderr, as every command does, and exits 1: a task's error
+/// (-1022: neither the service nor the task allows cleartext), and a finished download it could
+/// not move into the output directory (a directory has its name). The other download is handed
+/// over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bg_attach_says_what_failed() {
+    let server = TestServer::http().await;
+    let (fine, blocked) = (server.url("/bytes/5000"), server.url("/bytes/6000"));
+    let home = Home::new();
+    std::fs::create_dir_all(home.out().join("6000")).unwrap();
+    let h = home.clone();
+    let (refused, unmoved) = tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&[]);
+        assert_success(&h.courier(&["bg", "download", "--id", "plain", &fine]));
+        let moves = [
+            "bg",
+            "download",
+            "--id",
+            "moves",
+            "--allow-http",
+            &fine,
+            &blocked,
+        ];
+        assert_success(&h.courier(&moves));
+        h.listed_until("plain", |t| t.contains("\"completed\""));
+        h.listed_until("moves", |t| t.matches("\"completed\"").count() == 2);
+        let attached = (h.attach("plain"), h.attach("moves"));
+        stop_daemon(&mut daemon);
+        attached
+    })
+    .await
+    .unwrap();
+    let said = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        said(&refused).contains("failed: app_transport_security_requires_secure_connection -1022"),
+        "{}",
+        said(&refused)
+    );
+    assert_eq!(unmoved.status.code(), Some(1));
+    let why = format!("cannot save {}", home.out().join("6000").display());
+    assert!(said(&unmoved).contains(&why), "{}", said(&unmoved));
+    assert_eq!(
+        std::fs::read(home.out().join("5000")).unwrap(),
+        pattern_bytes(0, 5000)
+    );
+}
+
+/// One service per user: a second `courier daemon` exits 2 at once, saying another holds the
+/// journal, and the first goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_says_that_one_is_running() {
+    let home = Home::new();
+    let h = home.clone();
+    let (second, listed) = tokio::task::spawn_blocking(move || {
+        let mut first = h.daemon(&[]);
+        let second = h.courier(&["daemon"]);
+        let listed = h.courier(&["bg", "list", "--id", "x"]);
+        stop_daemon(&mut first);
+        (second, listed)
+    })
+    .await
+    .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("is in use by another courier service"),
+        "{said}"
+    );
+    assert_eq!(said.matches("in use").count(), 1, "said once: {said}");
+    assert_success(&listed);
+}
+
+/// A service that does not answer (stopped with SIGSTOP) is reported, not waited for forever:
+/// `bg list` gives up after its 30 s, and `bg attach` (a background session's handshake) after
+/// 10 s, each saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_does_not_answer_is_reported_not_waited_for() {
+    let home = Home::new();
+    let h = home.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&[]);
+        let pid = daemon.0.id().to_string();
+        let stop = |signal: &str| {
+            let sent = std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+        };
+        stop("-STOP");
+        let listed = h.courier(&["bg", "list", "--id", "x"]);
+        let attached = h.attach("x");
+        stop("-CONT");
+        stop_daemon(&mut daemon);
+        (listed, attached)
+    })
+    .await
+    .unwrap();
+    let (listed, attached) = listed;
+    for (out, within) in [(&listed, "30 s"), (&attached, "10 s")] {
+        assert_eq!(out.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(&format!("did not answer within {within}")),
+            "{said}"
+        );
+    }
+}
