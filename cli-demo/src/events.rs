@@ -30,6 +30,9 @@ use crate::progress::Progress;
 
 mod callbacks;
 mod in_order;
+mod unread_stream;
+
+use unread_stream::UnreadStream;
 
 const COALESCE: Duration = Duration::from_millis(50);
 
@@ -61,8 +64,8 @@ pub(crate) struct CliDelegate {
     /// stops its tasks and fails, as curl does (its exit 23), instead of reporting success.
     output_failed: watch::Sender<Option<String>>,
     progress: Arc<Progress>,
-    /// The body of a streamed upload, handed out once.
-    stream: Mutex<Option<BodyStream>>,
+    /// The body of a streamed upload: handed out again for a resend while none of it was read.
+    stream: Option<UnreadStream>,
     /// False with `--no-follow`: redirects are answered with none.
     follow_redirects: bool,
     /// `--user`: the credential challenges are answered with.
@@ -165,7 +168,7 @@ impl CliDelegate {
             opened: watch::Sender::new(false),
             output_failed: watch::Sender::new(None),
             progress,
-            stream: Mutex::new(None),
+            stream: None,
             follow_redirects: true,
             credential: None,
             location_trusted: false,
@@ -395,9 +398,10 @@ impl CliDelegate {
         self.inner().default_dir = Some(dir);
     }
 
-    /// The body a streamed upload sends (given out once: a resend gets none).
-    pub(crate) fn set_upload_stream(&self, stream: BodyStream) {
-        *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
+    /// The body a streamed upload sends (given again for a resend only while none of it was
+    /// read: [`UnreadStream`]).
+    pub(crate) fn set_upload_stream(&mut self, stream: BodyStream) {
+        self.stream = Some(UnreadStream::new(stream));
     }
 
     /// Becomes true once a background session's replay was delivered.

@@ -1,5 +1,6 @@
-//! Black-box tests of `courier upload`: a file, stdin or text sent, the response printed; a stream
-//! that cannot be sent again; the informational response a large body meets.
+//! Black-box tests of `courier upload`: a file, stdin or text sent, the response printed; stdin
+//! sent again after a redirect, or not when it was read; the informational response a large body
+//! meets.
 
 mod common;
 
@@ -68,33 +69,65 @@ async fn upload_sends_a_file_or_text_and_prints_the_response() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("file_does_not_exist"));
 }
 
-/// An upload streamed from stdin cannot be read again: redirected by a 307, which must resend
-/// the body, it fails with -1021 (URLSession's `requestBodyStreamExhausted`) instead of sending
-/// the redirect's target an empty body and reporting success.
+/// An upload streamed from stdin that must be resent (a 307) after the server read its body cannot
+/// be read again: it fails with -1021 (URLSession's `requestBodyStreamExhausted`) instead of
+/// sending the redirect's target an empty body and reporting success. Redirected before the server
+/// asked for the body (`Expect: 100-continue`, no `100 Continue`), nothing was read, and the same
+/// stdin goes to the target whole, as curl sends it; so after a 401 that came first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stdin_upload_that_must_be_resent_fails_instead_of_sending_nothing() {
+async fn a_stdin_upload_goes_again_unless_it_was_read_and_then_fails_instead_of_sending_nothing() {
     let server = TestServer::http().await;
-    let url = server.url("/307/upload");
-    let out = tokio::task::spawn_blocking(move || {
-        let args = [
-            "upload",
-            &url,
-            "--file",
-            "-",
-            "--allow-http",
-            "--events",
-            "-",
-        ];
-        courier_with_stdin(&args, "the body, once", std::time::Duration::ZERO)
-    })
-    .await
-    .unwrap();
+    let body = "the body, once\n".repeat(3_000);
+    // `courier upload URL --file - --allow-http --events -` and these, stdin the body.
+    let send = |path: &str, more: &[&str]| {
+        let url = server.url(path);
+        let body = body.clone();
+        let more: Vec<String> = more.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec![
+                "upload",
+                &url,
+                "--file",
+                "-",
+                "--allow-http",
+                "--events",
+                "-",
+            ];
+            args.extend(more.iter().map(String::as_str));
+            courier_with_stdin(&args, &body, std::time::Duration::ZERO)
+        })
+    };
+
+    let out = send("/307/upload?after_body=1", &[]).await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "no response: nothing was resent");
     let ev = stderr_events(&out);
     let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
     assert_eq!(complete["error"]["code"], "request_body_stream_exhausted");
     assert_eq!(complete["error"]["number"], -1021);
+
+    let out = send("/307/upload", &[]).await.unwrap();
+    assert_success(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "bytes={} sha256={}",
+            body.len(),
+            courier_tests::sha256_hex(body.as_bytes())
+        ),
+        "the target got the whole body"
+    );
+    let ev = stderr_events(&out);
+    let asked = ev
+        .iter()
+        .filter(|e| e["event"] == "need_new_body_stream")
+        .count();
+    assert_eq!(asked, 2, "asked again for the resend, as URLSession asks");
+
+    // The same for an authentication retry: the 401 comes before the body is asked for.
+    let out = send("/digest/ann/pw", &["--user", "ann:pw"]).await.unwrap();
+    assert_success(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "welcome ann");
 }
 
 /// An upload past the `Expect: 100-continue` threshold (1 MiB) to nginx, which answers `100

@@ -4,7 +4,8 @@
 //! The tests' routes, all deterministic:
 //! - `/headers`: the request headers as `name: value` lines, sorted.
 //! - `/echo`: the request body back; the method in `x-method`.
-//! - `/307/PATH`, `/308/PATH`: a redirect to `/PATH` that keeps the method and body.
+//! - `/307/PATH`, `/308/PATH`: a redirect to `/PATH` that keeps the method and body; with
+//!   `?after_body=1`, answered once the body was read (without it, before).
 //! - `/redirect/CODE?to=LOCATION`: status CODE with that `Location` (none without `to`).
 //! - `/gzip/N`, `/deflate/N`, `/br/N`: N bytes of [`pattern`], content-encoded; `/badgzip`: a body
 //!   that claims gzip and is not; `/bomb`: 256 MiB of zeros as about 256 KiB of gzip;
@@ -317,6 +318,10 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
             } else {
                 StatusCode::PERMANENT_REDIRECT
             };
+            if query_text(&req, "after_body").is_some() {
+                // The body taken first: a resend must send it anew.
+                let _ = req.into_body().collect().await;
+            }
             let mut r = full(code, "moved");
             if let Ok(v) = http::HeaderValue::from_str(&format!("/{arg}")) {
                 r.headers_mut().insert(http::header::LOCATION, v);

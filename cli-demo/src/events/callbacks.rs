@@ -164,7 +164,7 @@ impl TaskDelegate for CliDelegate {
     }
 
     fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {
-        let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let stream = self.stream.as_ref().and_then(|s| s.hand_out());
         let mut inner = self.inner();
         self.emit(
             &mut inner,
