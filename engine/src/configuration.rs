@@ -196,8 +196,9 @@ pub struct Configuration {
     /// service waits for its turn (URLSession also waits for power and Wi-Fi; Courier's service
     /// knows neither). Ignored by other sessions.
     pub is_discretionary: bool,
-    /// `timeoutIntervalForRequest`: an idle timeout. It restarts whenever data arrives and does not run
-    /// while the task is suspended or waiting for its delegate. A request's own timeout wins.
+    /// `timeoutIntervalForRequest`: an idle timeout. It restarts whenever data arrives or an
+    /// upload's body bytes are taken (looked at every eighth of the timeout), and does not run while
+    /// the task is suspended or waiting for its delegate. A request's own timeout wins.
     pub timeout_for_request: Duration,
     /// `timeoutIntervalForResource`: how long a whole task may take from its start, in wall-clock
     /// time: waiting for the delegate, for the rate limit or for a slow reader counts, time

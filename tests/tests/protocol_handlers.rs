@@ -249,3 +249,48 @@ async fn cancelling_a_task_drops_the_handlers_unfinished_answer() {
     let events = rec.wait_invalid(WAIT).await;
     check_invariants(&events).unwrap();
 }
+
+/// The request (idle) timeout counts from the last bytes a download received, not from its own
+/// wakes after them (the write of what it holds, its checkpoint a second later): on Tokio's paused
+/// clock the task fails one timeout after the piece, and keeps its resume data. (Each wake started
+/// the clock again: a 30 s timeout fired after 31 s.)
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_request_timeout_counts_from_the_last_bytes_a_download_received() {
+    const IDLE: Duration = Duration::from_secs(30);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = courier_tests::default_config_in(dir.path());
+    config.timeout_for_request = IDLE;
+    let sent_at = Arc::new(Mutex::new(None));
+    let at = sent_at.clone();
+    config.protocol_handlers.push(handler_fn(
+        |r| r.url().is_some_and(|u| u.scheme() == "mock"),
+        move |_| {
+            let at = at.clone();
+            async move {
+                let piece = futures_util::stream::once(async move {
+                    *at.lock().unwrap() = Some(tokio::time::Instant::now());
+                    Ok(Bytes::from(vec![7u8; 100_000]))
+                });
+                // Then nothing, ever: a server gone quiet.
+                let quiet = futures_util::stream::pending();
+                Ok(Answer::new(200)
+                    .header("etag", "\"v1\"")
+                    .header("accept-ranges", "bytes")
+                    .header("content-length", "1000000")
+                    .stream(futures_util::StreamExt::chain(piece, quiet)))
+            }
+        },
+    ));
+    let session = Session::new(config).unwrap();
+    let error = session
+        .download("mock://files/stalls.bin")
+        .await
+        .unwrap_err();
+    let quiet_for = tokio::time::Instant::now() - sent_at.lock().unwrap().expect("the piece went");
+    assert_eq!(error.code(), ErrorCode::TimedOut);
+    assert!(error.resume_data().is_some(), "resumable: an ETag, ranges");
+    assert!(
+        quiet_for >= IDLE && quiet_for < IDLE + Duration::from_millis(100),
+        "failed {quiet_for:?} after the last bytes"
+    );
+}

@@ -224,3 +224,62 @@ async fn unreadable_upload_files_are_named_as_urlsession_does() {
         Some(ErrorCode::DataLengthExceedsMaximum)
     );
 }
+
+/// The request timeout is idle time both ways: an upload that takes longer than it to send, its
+/// bytes taken all along, completes. A server reads 24 MiB slowly (64 KiB, then 8 ms: about 3 s in
+/// all, its socket's buffer small) under a 1.5 s request timeout; it fails after 1.5 s when the
+/// clock counts from the request's start, as it did. The server answers `100 Continue` first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_slower_than_the_request_timeout_completes_while_its_bytes_flow() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SIZE: usize = 24 << 20;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let url = format!("http://{}/slow-sink", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            conn.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        if String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("expect: 100-continue")
+        {
+            conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        let (mut taken, mut chunk) = (0, vec![0u8; 64 << 10]);
+        while taken < SIZE {
+            let want = chunk.len().min(SIZE - taken);
+            conn.read_exact(&mut chunk[..want]).await.unwrap();
+            taken += want;
+            tokio::time::sleep(Duration::from_millis(8)).await;
+        }
+        let answer = format!("bytes={taken}");
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            answer.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(answer.as_bytes()).await.unwrap();
+    });
+    let mut config = config();
+    config.timeout_for_request = Duration::from_millis(1500);
+    let session = Session::new(config).unwrap();
+    let body = vec![b'u'; SIZE];
+    let (answer, response) = tokio::time::timeout(
+        WAIT * 3,
+        session.upload(put(&url), UploadBody::Bytes(body.into())),
+    )
+    .await
+    .expect("the upload ends")
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(String::from_utf8_lossy(&answer), format!("bytes={SIZE}"));
+}

@@ -26,6 +26,11 @@ impl Run {
                 .filter(|r| *r > 0);
             // The clock is read only for a paced body.
             let (paced_from, mut received) = (pace.map(|_| Instant::now()), 0u64);
+            // When the network went quiet. The idle (request) timeout counts from there across
+            // the download's own wakes (a write or a checkpoint due), which must not restart it:
+            // they did, and a 60 s timeout fired after up to 61 s and more. A frame or a pause
+            // starts it again.
+            let mut quiet_since: Option<Instant> = None;
             loop {
                 if self.gate.borrow().crash {
                     panic!("injected transfer panic");
@@ -60,10 +65,11 @@ impl Run {
                     std::task::Poll::Ready(frame) => Woke::Frame(Ok(frame)),
                     std::task::Poll::Pending => {
                         let deadline = self.sink.as_deref().and_then(DownloadSink::deadline);
+                        let quiet = *quiet_since.get_or_insert_with(Instant::now);
                         let gate = &mut self.gate;
                         tokio::select! {
                             biased;
-                            frame = tokio::time::timeout(self.idle, body.frame()) => Woke::Frame(frame),
+                            frame = tokio::time::timeout_at(timing::after(quiet, self.idle), body.frame()) => Woke::Frame(frame),
                             // Suspended (or stopped) mid-read: drop the read (no bytes are lost, none
                             // are taken) and stop the clock until resumed.
                             _ = async { let _ = gate.wait_for(|g| g.paused || g.halted() || g.crash).await; } => Woke::Gate,
@@ -74,9 +80,15 @@ impl Run {
                     }
                 };
                 let frame = match woke {
-                    Woke::Frame(frame) => frame,
+                    Woke::Frame(frame) => {
+                        quiet_since = None;
+                        frame
+                    }
                     Woke::Gate if self.gate.borrow().crash => panic!("injected transfer panic"),
-                    Woke::Gate => continue,
+                    Woke::Gate => {
+                        quiet_since = None;
+                        continue;
+                    }
                     Woke::Deadline => {
                         if let Some(sink) = &mut self.sink {
                             sink.on_deadline().await?;

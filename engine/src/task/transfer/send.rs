@@ -318,7 +318,9 @@ impl Run {
             let ctx = self.ctx.clone();
             async move { ctx.transport.send(request).await }
         };
-        let sent = self.timed(std::pin::pin!(sending)).await;
+        let sent = self
+            .timed_while(std::pin::pin!(sending), body.is_some())
+            .await;
         // A final answer before the server asked for the body: the body is not sent.
         if let Some(gate) = &continuing {
             gate.close();

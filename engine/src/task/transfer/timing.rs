@@ -27,14 +27,33 @@ impl Run {
     /// argument twice in its state (about 2.7 KiB more in every transfer for the send).
     pub(super) async fn timed<F: Future>(
         &mut self,
-        mut fut: std::pin::Pin<&mut F>,
+        fut: std::pin::Pin<&mut F>,
     ) -> Result<F::Output, Halt> {
+        self.timed_while(fut, false).await
+    }
+
+    /// [`Run::timed`] for a request whose body is going out (`sending`): the clock counts from the
+    /// body's last bytes taken, as URLSession's request timeout waits for "additional data" both
+    /// ways. It counted from the request's start, and an upload that took longer than the timeout
+    /// to send (a 60 s timeout, a large file, a slow link) failed while its bytes still flowed.
+    /// The count of bytes sent is looked at every eighth of the timeout, so the task fails between
+    /// one and one and an eighth timeouts after its last bytes; a request that sends quickly sets
+    /// no more timers than before.
+    pub(super) async fn timed_while<F: Future>(
+        &mut self,
+        mut fut: std::pin::Pin<&mut F>,
+        sending: bool,
+    ) -> Result<F::Output, Halt> {
+        // Since when nothing moved (a stop of the clock starts it again), and the bytes sent then.
+        let mut quiet: Option<Instant> = None;
+        let mut seen = if sending { self.info.bytes_sent() } else { 0 };
         loop {
             let gate = self.gate.borrow();
             if gate.halted() {
                 return Err(halt_of(&self.gate));
             }
             if gate.paused {
+                quiet = None;
                 tokio::select! {
                     out = fut.as_mut() => return Ok(out),
                     r = self.gate.wait_for(|g| !g.paused || g.halted()) => {
@@ -43,12 +62,30 @@ impl Run {
                     }
                 }
             }
+            let due = after(*quiet.get_or_insert_with(Instant::now), self.idle);
+            let wake = if sending {
+                due.min(after(Instant::now(), self.idle / 8))
+            } else {
+                due
+            };
             tokio::select! {
                 // What is awaited first: when it is ready, the gate is not registered with.
                 biased;
-                out = tokio::time::timeout(self.idle, fut.as_mut()) => {
-                    return out.map_err(|_| Halt::Failed(request_timed_out(&self.url)));
-                }
+                out = tokio::time::timeout_at(wake, fut.as_mut()) => match out {
+                    Ok(out) => return Ok(out),
+                    Err(_) => {
+                        if sending {
+                            let sent = self.info.bytes_sent();
+                            if sent != seen {
+                                (seen, quiet) = (sent, Some(Instant::now()));
+                                continue;
+                            }
+                        }
+                        if Instant::now() >= due {
+                            return Err(Halt::Failed(request_timed_out(&self.url)));
+                        }
+                    }
+                },
                 r = self.gate.wait_for(|g| g.paused || g.halted()) => {
                     if r.is_err() { return Err(Halt::Interrupted); }
                 }
@@ -72,6 +109,11 @@ pub(super) fn halt_of(gate: &GateReceiver) -> Halt {
 /// A deadline far enough away to never come (about 30 years, as Tokio's own far future).
 const FOREVER: Duration = Duration::from_secs(86_400 * 365 * 30);
 
+/// `wait` after `from`; a wait past what an instant can hold never runs out, as with `sleep`.
+pub(super) fn after(from: Instant, wait: Duration) -> Instant {
+    from.checked_add(wait).unwrap_or(from + FOREVER)
+}
+
 /// Runs out the resource timeout of one transfer: `budget` of time not suspended, then the gate
 /// says so. Polled beside the transfer, in its task.
 pub(super) async fn resource_timer(gate: GateSender, mut seen: GateReceiver, budget: Duration) {
@@ -81,9 +123,8 @@ pub(super) async fn resource_timer(gate: GateSender, mut seen: GateReceiver, bud
             return;
         }
         let started = Instant::now();
-        // From `started`: one clock read per run, not two. (A budget past what an instant can
-        // hold never runs out, as with `sleep`.)
-        let deadline = started.checked_add(left).unwrap_or(started + FOREVER);
+        // From `started`: one clock read per run, not two.
+        let deadline = after(started, left);
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {
                 gate.send_modify(|g| g.expired = true);
