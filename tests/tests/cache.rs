@@ -252,3 +252,32 @@ async fn default_sessions_on_one_directory_share_its_disk_cache_at_once() {
         first
     );
 }
+
+/// A request for part of a resource (`Range`) is not answered with the whole one the cache keeps:
+/// it goes to the server, which answers 206 with those bytes. (`/resource/N` is fresh for years by
+/// its `Last-Modified`: the whole one is kept, and was served, 200 and all, to the range.)
+#[tokio::test]
+async fn a_range_request_is_not_answered_with_the_whole_cached_response() {
+    let server = TestServer::http().await;
+    let session = Session::new(config()).unwrap();
+    let url = server.url("/resource/1000");
+    let (whole, _) = session.data(url.as_str()).await.unwrap();
+    assert_eq!(whole.len(), 1000);
+    let mut ranged = Request::get(url.as_str());
+    ranged.headers_mut().insert(
+        http::header::RANGE,
+        http::HeaderValue::from_static("bytes=10-"),
+    );
+    let (part, response) = session.data(ranged).await.unwrap();
+    assert_eq!(response.status(), 206);
+    assert_eq!(&part[..], &whole[10..]);
+    let (again, response) = session
+        .data(with_policy(&url, CachePolicy::ReturnCacheDataDontLoad))
+        .await
+        .unwrap();
+    assert_eq!(
+        (response.status().as_u16(), again.len()),
+        (200, 1000),
+        "still kept whole"
+    );
+}
