@@ -1,6 +1,6 @@
 //! `ftp:` URLs against a real FTP server (pyftpdlib): data and download tasks, a 100 MiB download
-//! cut into resume data and continued with `REST` byte-identical, an upload (`STOR`), upload
-//! files that cannot be read (nothing stored), a missing
+//! cut into resume data and continued with `REST` byte-identical, uploads (`STOR`) from a file and
+//! from the delegate's stream, upload files that cannot be read (nothing stored), a missing
 //! file, bad credentials, the cleartext policy, and explicit FTPS with the session's trust.
 
 use std::sync::Arc;
@@ -94,7 +94,6 @@ async fn a_data_task_an_upload_and_the_errors() {
             ErrorCode::FileIsDirectory,
             "directory.bin",
         ),
-        (UploadBody::Stream, ErrorCode::UnsupportedUrl, "stream.bin"),
     ] {
         let path = format!("/{name}");
         let err = session
@@ -107,6 +106,21 @@ async fn a_data_task_an_upload_and_the_errors() {
         assert_eq!(err.code(), code, "{err}");
         assert!(!root.path().join(name).exists(), "{name} was stored");
     }
+
+    // A stream the delegate hands over (`courier upload --file -`), stored as it is read.
+    let streamed = content(600_000);
+    let rec = Arc::new(Recorder::streaming(streamed.clone()));
+    let delegated = Session::with_delegate(cleartext(), rec.clone()).unwrap();
+    let request = Request::new(http::Method::PUT, &server.url("ann:pw@", "/streamed.bin"));
+    let task = delegated.upload_task(request, UploadBody::Stream).unwrap();
+    task.resume();
+    let done = rec.wait_complete(task.info().id(), WAIT);
+    assert_eq!(done.await, Some(None), "stored without an error");
+    assert_eq!(
+        std::fs::read(root.path().join("streamed.bin")).unwrap(),
+        streamed
+    );
+    assert_eq!(task.info().bytes_sent(), 600_000);
 
     // Cleartext FTP needs the policy to allow the host.
     let strict = Session::new(Configuration::ephemeral()).unwrap();

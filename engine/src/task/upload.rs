@@ -35,7 +35,7 @@ pub enum UploadBody {
     File(PathBuf),
     /// A stream the delegate provides in `need_new_body_stream`, asked again whenever the body must
     /// be sent anew (`uploadTask(withStreamedRequest:)`; no stream for a resend fails the task with
-    /// -1021). Sent with chunked encoding.
+    /// -1021). Sent with chunked encoding; to an `ftp:` URL, as the file's bytes.
     Stream,
 }
 
@@ -95,7 +95,7 @@ pub(crate) async fn prepare(
 }
 
 /// Asks the delegate for a fresh body stream; `None` without a delegate or when it declines.
-async fn ask_for_stream(
+pub(crate) async fn ask_for_stream(
     ctx: &SessionContext,
     info: &TaskInfo,
     callbacks: bool,

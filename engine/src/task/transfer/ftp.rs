@@ -27,6 +27,8 @@ enum Outgoing {
     Bytes(Bytes),
     /// Opened, not read yet.
     File(tokio::fs::File),
+    /// The delegate's (`need_new_body_stream`), read as it is sent.
+    Stream(courier_delegates::BodyStream),
 }
 
 /// Bytes read from a data connection at a time, at most.
@@ -214,14 +216,14 @@ impl Run {
                     .map_err(|e| Halt::Failed(e.with_url(self.url.as_str())))?
                     .0,
             ),
+            // Asked of the delegate as an HTTP upload's stream is; none sends an empty file, as
+            // none sends an empty HTTP body.
             UploadBody::Stream => {
-                return Err(Halt::Failed(
-                    Error::new(
-                        ErrorCode::UnsupportedUrl,
-                        "an ftp: upload is sent from bytes or a file, not a stream",
-                    )
-                    .with_url(self.url.as_str()),
-                ));
+                let asking = upload::ask_for_stream(&self.ctx, &self.info, self.callbacks);
+                match unless_stopped(&mut self.gate, asking).await? {
+                    Some(stream) => Outgoing::Stream(stream),
+                    None => Outgoing::Bytes(Bytes::new()),
+                }
             }
         };
         let storing = ftp.store(path);
@@ -243,6 +245,25 @@ impl Run {
                     self.send_ftp_chunk(&mut data, chunk).await?;
                 }
             }
+            Outgoing::Stream(mut stream) => loop {
+                self.wait_until(|g| !g.paused).await?;
+                let mut chunk = BytesMut::with_capacity(CHUNK);
+                let reading = stream.read_buf(&mut chunk);
+                // The delegate's stream is not the network: no request timeout, but a stop ends
+                // the wait.
+                let n = unless_stopped(&mut self.gate, reading)
+                    .await?
+                    .map_err(|e| {
+                        let message = format!("the upload's stream failed: {e}");
+                        Error::new(ErrorCode::NetworkConnectionLost, message)
+                            .with_url(self.url.as_str())
+                            .with_source(e)
+                    })?;
+                if n == 0 {
+                    break;
+                }
+                self.send_ftp_chunk(&mut data, chunk.freeze()).await?;
+            },
         }
         let finished = ftp.finish(data);
         self.timed(std::pin::pin!(finished))
@@ -257,6 +278,8 @@ impl Run {
         let n = chunk.len();
         let written = self.timed(std::pin::pin!(data.write_all(&chunk))).await?;
         written.map_err(|e| self.lost(e))?;
+        // Counted where an HTTP body's chunks are (`countOfBytesSent`), and told to the actor.
+        self.recorder.add_sent(n as u64);
         let _ = self.actor.cast(TaskMsg::Sent(n as u64));
         Ok(())
     }
