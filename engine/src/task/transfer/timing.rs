@@ -62,9 +62,11 @@ impl Run {
                     }
                 }
             }
-            let due = after(*quiet.get_or_insert_with(Instant::now), self.idle);
+            // One clock read a wait, as `timeout` made.
+            let now = Instant::now();
+            let due = after(*quiet.get_or_insert(now), self.idle);
             let wake = if sending {
-                due.min(after(Instant::now(), self.idle / 8))
+                due.min(after(now, self.idle / 8))
             } else {
                 due
             };
