@@ -39,6 +39,13 @@ pub enum TransportErrorKind {
     /// meanwhile and carries its requests. Nothing was sent; send the request again and the pool
     /// hands it that connection.
     Superseded,
+    /// The HTTP/2 server refused the request's stream before processing it (`REFUSED_STREAM`,
+    /// RFC 9113 8.7): nothing of it was acted on; it may be sent again, whatever its method.
+    RefusedStream,
+    /// The HTTP/2 server is shutting down the connection (a `GOAWAY` without an error, as nginx
+    /// sends after its `keepalive_requests`), and the request's stream came after the last one it
+    /// takes: an idempotent request may be sent again, on another connection.
+    GoneAway,
     /// The proxy asked for credentials before it opens a tunnel (`407` to `CONNECT`); the
     /// error's [`TransportError::proxy_challenge`] holds its answer's headers
     /// (`Proxy-Authenticate`).
@@ -138,6 +145,21 @@ impl TransportError {
                 _ => "the server rejected the client certificate",
             };
             return TransportError::new(TransportErrorKind::Tls(failure), message).with_source(err);
+        }
+        if let Some(h2) = find::<h2::Error>(&err) {
+            let kind = match h2.reason() {
+                Some(h2::Reason::REFUSED_STREAM) if h2.is_remote() => {
+                    Some(TransportErrorKind::RefusedStream)
+                }
+                Some(h2::Reason::NO_ERROR) if h2.is_go_away() && h2.is_remote() => {
+                    Some(TransportErrorKind::GoneAway)
+                }
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                return TransportError::new(kind, "the server did not take the request")
+                    .with_source(err);
+            }
         }
         let kind = match find::<hyper::Error>(&err) {
             Some(h) if h.is_incomplete_message() => TransportErrorKind::ClosedBeforeResponse,

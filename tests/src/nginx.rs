@@ -111,9 +111,11 @@ impl Nginx {
     fn conf(dir: &Path, root: &Path, port: u16, tls_port: Option<u16>) -> String {
         let tls_server = match tls_port {
             Some(tls_port) => {
-                // Client certificates are asked for (optional), and required by /mtls/.
+                // Client certificates are asked for (optional), and required by /mtls/. A
+                // connection is closed after 100 requests (nginx's `keepalive_requests`, 1,000
+                // unless set; over HTTP/2, a `GOAWAY`): set low, so a test meets it soon.
                 format!(
-                    "server {{ listen 127.0.0.1:{tls_port} ssl http2; ssl_certificate {d}/leaf.pem; ssl_certificate_key {d}/leaf.key; ssl_client_certificate {d}/ca.pem; ssl_verify_client optional; root {root}; location /mtls/ {{ if ($ssl_client_verify != SUCCESS) {{ return 403; }} alias {root}/; }} }}",
+                    "server {{ listen 127.0.0.1:{tls_port} ssl http2; keepalive_requests 100; ssl_certificate {d}/leaf.pem; ssl_certificate_key {d}/leaf.key; ssl_client_certificate {d}/ca.pem; ssl_verify_client optional; root {root}; location /mtls/ {{ if ($ssl_client_verify != SUCCESS) {{ return 403; }} alias {root}/; }} }}",
                     d = dir.display(),
                     root = root.display()
                 )

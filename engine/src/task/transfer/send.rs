@@ -138,9 +138,20 @@ impl Run {
     ) -> Result<http::Response<ResponseBody>, Halt> {
         let mut told = false;
         let mut backoff = CONNECTIVITY_FIRST_RETRY;
-        let mut superseded = 0;
+        let (mut superseded, mut not_taken) = (0, 0);
         loop {
             match self.send_once(head, body).await {
+                // An HTTP/2 server that is closing its connection (nginx after 1,000 requests on
+                // it) or refusing streams did not act on the request: it goes again, on a
+                // connection the pool opens or has (every request in flight on that connection
+                // met this at once, and each failed with -1005).
+                Err(Halt::Failed(e))
+                    if was_not_taken(&e, &head.method) && not_taken < NOT_TAKEN_RETRIES =>
+                {
+                    not_taken += 1;
+                    self.end_transaction();
+                    tracing::debug!(url = %self.url, error = %e, "not taken by the server: sent again");
+                }
                 // The pool raced an HTTP/2 connection opening: nothing was sent, and the request
                 // goes on that connection when sent again.
                 Err(Halt::Failed(e)) if is_superseded(&e) && superseded < SUPERSEDED_RETRIES => {
@@ -425,10 +436,28 @@ const SUPERSEDED_RETRIES: u32 = 10;
 
 /// True for a request that was never sent because another connection to its host carries it.
 fn is_superseded(e: &Error) -> bool {
+    transport_kind(e) == Some(TransportErrorKind::Superseded)
+}
+
+/// Whether the server said it did not act on the request, so that it may be sent again: a
+/// refused HTTP/2 stream (any method), or a stream past the last one a `GOAWAY` took (an
+/// idempotent method only: RFC 9110 9.2.2).
+fn was_not_taken(e: &Error, method: &http::Method) -> bool {
+    match transport_kind(e) {
+        Some(TransportErrorKind::RefusedStream) => true,
+        Some(TransportErrorKind::GoneAway) => method.is_idempotent(),
+        _ => false,
+    }
+}
+
+fn transport_kind(e: &Error) -> Option<TransportErrorKind> {
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<TransportError>())
-        .is_some_and(|t| t.kind() == TransportErrorKind::Superseded)
+        .map(TransportError::kind)
 }
+
+/// How often a request the server did not take ([`was_not_taken`]) is sent again.
+const NOT_TAKEN_RETRIES: u32 = 5;
 
 /// The first wait before trying an unreachable host again; each later one doubles, up to
 /// [`CONNECTIVITY_LAST_RETRY`].
@@ -494,7 +523,8 @@ pub(crate) fn map_transport_error(e: TransportError, url: &Url) -> Error {
         K::Tls(_) => C::SecureConnectionFailed,
         K::ClosedBeforeResponse => C::BadServerResponse,
         K::BadResponse => C::CannotParseResponse,
-        K::ConnectionLost => C::NetworkConnectionLost,
+        // Sent again first (`Run::send`): these are what is left when the tries ran out.
+        K::ConnectionLost | K::RefusedStream | K::GoneAway => C::NetworkConnectionLost,
         K::InvalidUrl => C::BadUrl,
         K::Cancelled => C::Cancelled,
         _ => C::Unknown,
