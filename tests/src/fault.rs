@@ -26,6 +26,10 @@ pub enum Fault {
     Garbage,
     /// Answers `103 Early Hints` (with a `Link` header), then `200` with the body `ok`.
     EarlyHints,
+    /// Answers a connection's first request (`200`, `ok`, kept alive), then closes without a byte
+    /// when the next request on it comes: a kept-alive connection the server gave up on as the
+    /// request went out (its idle timeout, its request limit).
+    DropsKeptAlive,
     /// Ignores `Expect: 100-continue`: never says `100 Continue`, reads the whole body its
     /// `Content-Length` announces, then answers `200` with how many body bytes it read.
     IgnoresExpect,
@@ -124,6 +128,13 @@ async fn serve(mut tcp: TcpStream, fault: Fault) {
                       HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
                 )
                 .await;
+        }
+        Fault::DropsKeptAlive => {
+            let _ = tcp
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            // The next request on the connection is read, and not answered.
+            let _ = read_head(&mut tcp).await;
         }
         Fault::IgnoresExpect => {
             let got = read_body(&mut tcp, &read).await.to_string();

@@ -1093,3 +1093,22 @@ async fn tasks_complete_while_the_queue_learns_what_the_delegate_leaves_alone() 
         session.invalidated().await;
     }
 }
+
+/// A kept-alive connection the server closes as the next request goes out (nginx's idle timeout
+/// racing a request): a `GET` without a body is sent once more, on a new connection, and succeeds,
+/// as with curl; a `POST` is not sent twice unasked. (The `GET` failed with -1011.)
+#[tokio::test]
+async fn a_get_on_a_connection_the_server_dropped_goes_again_once() {
+    let server = FaultServer::start(Fault::DropsKeptAlive).await;
+    let mut config = Configuration::ephemeral();
+    config.cleartext = CleartextPolicy::AllowAll;
+    let session = Session::new(config).unwrap();
+    for path in ["/first", "/second", "/third"] {
+        let (body, response) = session.data(server.url(path).as_str()).await.unwrap();
+        assert_eq!((response.status().as_u16(), &body[..]), (200, &b"ok"[..]));
+    }
+    let mut post = Request::new(http::Method::POST, &server.url("/post"));
+    post.set_body(b"once".to_vec());
+    let err = session.data(post).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BadServerResponse, "{err}");
+}

@@ -138,7 +138,7 @@ impl Run {
     ) -> Result<http::Response<ResponseBody>, Halt> {
         let mut told = false;
         let mut backoff = CONNECTIVITY_FIRST_RETRY;
-        let (mut superseded, mut not_taken) = (0, 0);
+        let (mut superseded, mut not_taken, mut closed) = (0, 0, 0);
         loop {
             match self.send_once(head, body).await {
                 // An HTTP/2 server that is closing its connection (nginx after 1,000 requests on
@@ -151,6 +151,27 @@ impl Run {
                     not_taken += 1;
                     self.end_transaction();
                     tracing::debug!(url = %self.url, error = %e, "not taken by the server: sent again");
+                }
+                // The connection closed before any of the response: most often a kept-alive
+                // connection the server gave up on as the request went out (its idle timeout, its
+                // request limit). An idempotent request without a body goes once more, on a new
+                // connection, as curl and browsers send it; a second close is the server's answer.
+                // (An upload is not sent twice unasked.)
+                Err(Halt::Failed(e))
+                    if closed < 1
+                        && body.is_none()
+                        && head.method.is_idempotent()
+                        && matches!(
+                            transport_kind(&e),
+                            Some(
+                                TransportErrorKind::ClosedBeforeResponse
+                                    | TransportErrorKind::ConnectionLost
+                            )
+                        ) =>
+                {
+                    closed += 1;
+                    self.end_transaction();
+                    tracing::debug!(url = %self.url, error = %e, "closed before a response: sent again");
                 }
                 // The pool raced an HTTP/2 connection opening: nothing was sent, and the request
                 // goes on that connection when sent again.
