@@ -210,6 +210,11 @@ impl Decoder {
             return Ok(None);
         }
         self.finished = true;
+        // An empty body is empty in any encoding (a 204, a `Content-Length: 0` that names one), as
+        // curl and browsers read it: nothing to decode, no error.
+        if self.encoded == 0 {
+            return Ok(None);
+        }
         let before = self.buffered();
         let done = match &mut self.inner {
             Inner::Gzip(d) => d.try_finish(),
@@ -502,6 +507,13 @@ mod tests {
         assert!(decode_in_pieces("deflate", &overlong, 3).is_err());
         assert!(decode_in_pieces("deflate", b"x", 1).is_err(), "one byte");
         assert!(decode_in_pieces("deflate", b"", 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_empty_body_decodes_to_nothing_in_every_encoding() {
+        for enc in ["gzip", "deflate", "br"] {
+            assert_eq!(decode_in_pieces(enc, b"", 1).unwrap(), b"", "{enc}");
+        }
     }
 
     /// Zeros in every encoding, as a hostile server would send them: refused soon after the grace,
