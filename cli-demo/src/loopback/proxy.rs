@@ -174,7 +174,13 @@ async fn relay(
             .strip_prefix("http://")
             .and_then(|rest| rest.split('/').next())
             .unwrap_or("");
-        let mut server = TcpStream::connect(authority).await?;
+        let Ok(mut server) = TcpStream::connect(authority).await else {
+            // As tinyproxy and squid answer a server they cannot reach.
+            let answer =
+                "HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+            client.write_all(answer.as_bytes()).await?;
+            return Ok(());
+        };
         // The credentials were for this proxy: like any proxy, it does not pass them on.
         let forwarded: Vec<&str> = text
             .split("\r\n")
