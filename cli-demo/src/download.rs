@@ -88,8 +88,11 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     if let Some(path) = &args.save_resume_data {
         check_directory_of(path)?;
     }
+    // `-o NAME/` names a directory, as it does for several downloads (made when missing), even
+    // for one: saving one download as the file `NAME/` could only fail, after the transfer.
+    let names_dir = |p: &Path| p.as_os_str().as_encoded_bytes().ends_with(b"/");
     let target = match (&args.output, several) {
-        (Some(p), false) if !p.is_dir() => {
+        (Some(p), false) if !p.is_dir() && !names_dir(p) => {
             check_directory_of(p)?;
             Target::File(p.clone())
         }

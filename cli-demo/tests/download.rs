@@ -486,3 +486,23 @@ async fn a_saved_download_follows_the_umask() {
     .unwrap();
     assert_eq!(modes, [0o600, 0o644]);
 }
+
+/// `-o NAME/` names a directory even for one download: made when missing, the file saved in it
+/// under the URL's name. (It was taken as the file `NAME/`: the transfer ran, then saving failed
+/// with "Not a directory".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_ending_in_a_slash_is_a_directory_for_one_download_too() {
+    let server = courier_tests::ResourceServer::start(1000).await;
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        let args = ["download", "--allow-http", "-q", "-o", "fresh/", &url];
+        courier_in(&c, &d, &args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let saved = std::fs::read(cwd.path().join("fresh/resource.bin")).unwrap();
+    assert_eq!(saved.len(), 1000);
+}
