@@ -245,25 +245,31 @@ impl Run {
                     self.send_ftp_chunk(&mut data, chunk).await?;
                 }
             }
-            Outgoing::Stream(mut stream) => loop {
-                self.wait_until(|g| !g.paused).await?;
-                let mut chunk = BytesMut::with_capacity(CHUNK);
-                let reading = stream.read_buf(&mut chunk);
-                // The delegate's stream is not the network: no request timeout, but a stop ends
-                // the wait.
-                let n = unless_stopped(&mut self.gate, reading)
-                    .await?
-                    .map_err(|e| {
-                        let message = format!("the upload's stream failed: {e}");
-                        Error::new(ErrorCode::NetworkConnectionLost, message)
-                            .with_url(self.url.as_str())
-                            .with_source(e)
-                    })?;
-                if n == 0 {
-                    break;
+            Outgoing::Stream(mut stream) => {
+                // One buffer for the whole stream: each chunk sent is written and dropped before
+                // the next read, so `reserve` takes its room back instead of allocating anew.
+                let mut chunk = BytesMut::new();
+                loop {
+                    self.wait_until(|g| !g.paused).await?;
+                    chunk.reserve(CHUNK);
+                    let reading = stream.read_buf(&mut chunk);
+                    // The delegate's stream is not the network: no request timeout, but a stop ends
+                    // the wait.
+                    let n = unless_stopped(&mut self.gate, reading)
+                        .await?
+                        .map_err(|e| {
+                            let message = format!("the upload's stream failed: {e}");
+                            Error::new(ErrorCode::NetworkConnectionLost, message)
+                                .with_url(self.url.as_str())
+                                .with_source(e)
+                        })?;
+                    if n == 0 {
+                        break;
+                    }
+                    self.send_ftp_chunk(&mut data, chunk.split().freeze())
+                        .await?;
                 }
-                self.send_ftp_chunk(&mut data, chunk.freeze()).await?;
-            },
+            }
         }
         let finished = ftp.finish(data);
         self.timed(std::pin::pin!(finished))
