@@ -269,7 +269,8 @@ pub(crate) struct Options {
     /// The most redirects a task follows (default 20).
     #[arg(long = "max-redirects", global = true, value_name = "N")]
     pub(crate) max_redirects: Option<usize>,
-    /// Cap each task's receive rate, in bytes per second (suffixes k, m, g: 1024-based).
+    /// Cap each task's transfer rate both ways (its body received, its body sent, as curl's), in
+    /// bytes per second (suffixes k, m, g: 1024-based).
     #[arg(long = "limit-rate", global = true, value_name = "RATE", value_parser = parse_rate)]
     pub(crate) limit_rate: Option<u64>,
     /// Run up to N tasks at once (1 to 1024); `get` still writes each body whole, in the order of

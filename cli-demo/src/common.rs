@@ -37,6 +37,7 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
         config.timeout_for_request = seconds(secs)?;
     }
     config.maximum_receive_rate_per_task = options.limit_rate;
+    config.maximum_send_rate_per_task = options.limit_rate;
     if let Some(n) = options.max_connections_per_host {
         config.http_maximum_connections_per_host = n;
     }

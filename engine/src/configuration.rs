@@ -166,6 +166,7 @@ impl CleartextPolicy {
 /// | `http_should_set_cookies` | true (kept in the session directory) | true (kept in memory) |
 /// | `http_cookie_accept_policy` | only from the main document's domain | same |
 /// | `maximum_receive_rate_per_task` | `None` (no limit) | same |
+/// | `maximum_send_rate_per_task` | `None` (no limit) | same |
 /// | `maximum_decompression_ratio` | 200 (checked past 16 MiB decoded) | same |
 /// | `proxy` | [`Proxy::FromEnvironment`] | same |
 /// | `tls_minimum_version` | [`TlsVersion::Tls12`] | same |
@@ -284,6 +285,12 @@ pub struct Configuration {
     /// The most response body bytes per second each task receives (`None`: as fast as the network
     /// goes). Courier's addition, for tools like `curl --limit-rate`.
     pub maximum_receive_rate_per_task: Option<u64>,
+    /// The most request body bytes per second each task sends (an upload's body, a data task's
+    /// `http_body`, an `ftp:` upload; `None`: as fast as the network takes them). The bytes go in
+    /// slices of about a sixteenth of a second's worth, so the server sees a steady rate. Courier's
+    /// addition: `curl --limit-rate` caps both ways, and sets this and
+    /// [`maximum_receive_rate_per_task`](Configuration::maximum_receive_rate_per_task) alike.
+    pub maximum_send_rate_per_task: Option<u64>,
     /// How many times a gzip, deflate or br body may expand once more than 16 MiB came out of it;
     /// past this the task fails with
     /// [`ErrorCode::DataLengthExceedsMaximum`](crate::ErrorCode) (-1103): a decompression bomb.
@@ -349,6 +356,7 @@ impl Default for Configuration {
             url_credential_storage: StoreChoice::Own,
             url_cache: StoreChoice::Own,
             maximum_receive_rate_per_task: None,
+            maximum_send_rate_per_task: None,
             maximum_decompression_ratio: 200,
             proxy: Proxy::FromEnvironment,
             tls_minimum_version: TlsVersion::Tls12,
@@ -422,7 +430,8 @@ impl Configuration {
     ///   its own: the [`cleartext`](Configuration::cleartext) hosts and
     ///   [`extra_root_certificates`](Configuration::extra_root_certificates) widen the service's,
     ///   and [`timeout_for_request`](Configuration::timeout_for_request),
-    ///   [`maximum_receive_rate_per_task`](Configuration::maximum_receive_rate_per_task) and
+    ///   [`maximum_receive_rate_per_task`](Configuration::maximum_receive_rate_per_task),
+    ///   [`maximum_send_rate_per_task`](Configuration::maximum_send_rate_per_task) and
     ///   [`http_maximum_connections_per_host`](Configuration::http_maximum_connections_per_host),
     ///   where changed from their defaults, replace its own (they are journaled with the task, so a
     ///   restarted service keeps them). The other fields are the service's. While an identifier

@@ -67,6 +67,7 @@ pub(crate) mod file_reader;
 pub mod future;
 pub(crate) mod id_map;
 pub(crate) mod local;
+pub(crate) mod pace;
 pub mod progress;
 pub mod protocol;
 pub(crate) mod request;

@@ -197,6 +197,51 @@ async fn a_100_mib_download_cut_and_resumed_with_rest_is_byte_identical() {
     check_invariants(&rec.wait_invalid(WAIT).await).unwrap();
 }
 
+/// The rate caps hold FTP transfers too, both ways: 100,000 bytes at 2,000 a second cannot move
+/// inside a 1 s resource timeout (unpaced, they take milliseconds), and nothing half sent is kept
+/// as if complete.
+#[tokio::test]
+async fn the_rate_caps_hold_ftp_both_ways() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(server) = FtpServer::start(root.path()) else {
+        return;
+    };
+    let payload = content(100_000);
+    std::fs::write(root.path().join("paced.bin"), &payload).unwrap();
+    for way in ["receive", "send"] {
+        let mut config = cleartext();
+        config.timeout_for_resource = Duration::from_secs(1);
+        if way == "receive" {
+            config.maximum_receive_rate_per_task = Some(2000);
+        } else {
+            config.maximum_send_rate_per_task = Some(2000);
+        }
+        let session = Session::new(config).unwrap();
+        let moving = async {
+            if way == "receive" {
+                session
+                    .data(server.url("", "/paced.bin").as_str())
+                    .await
+                    .map(|_| ())
+            } else {
+                let request =
+                    Request::new(http::Method::PUT, &server.url("ann:pw@", "/up-paced.bin"));
+                session
+                    .upload(request, UploadBody::Bytes(payload.clone().into()))
+                    .await
+                    .map(|_| ())
+            }
+        };
+        let err = tokio::time::timeout(WAIT, moving)
+            .await
+            .expect("the resource timeout ends the paced transfer")
+            .expect_err(way);
+        assert_eq!(err.code(), ErrorCode::TimedOut, "{way}: {err}");
+    }
+    let stored = std::fs::read(root.path().join("up-paced.bin")).unwrap_or_default();
+    assert!(stored.len() < payload.len(), "the paced upload was cut");
+}
+
 #[tokio::test]
 async fn explicit_ftps_uses_the_sessions_trust() {
     let root = tempfile::tempdir().unwrap();

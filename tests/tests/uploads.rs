@@ -283,3 +283,53 @@ async fn an_upload_slower_than_the_request_timeout_completes_while_its_bytes_flo
     assert_eq!(response.status(), 200);
     assert_eq!(String::from_utf8_lossy(&answer), format!("bytes={SIZE}"));
 }
+
+/// `maximum_send_rate_per_task` holds a body to its rate: 40,000 bytes at 2,000 a second cannot be
+/// sent inside a 1 s resource timeout (unpaced they go at once), and a file's 256 KiB chunks go in
+/// slices of a sixteenth of a second's worth, whole and in order.
+#[tokio::test]
+async fn a_send_rate_cap_holds_the_body_to_its_rate_in_slices() {
+    let server = TestServer::http().await;
+    let mut capped = config();
+    capped.maximum_send_rate_per_task = Some(2000);
+    capped.timeout_for_resource = Duration::from_secs(1);
+    let session = Session::new(capped).unwrap();
+    let err = tokio::time::timeout(
+        WAIT,
+        session.upload(
+            put(&server.url("/upload")),
+            UploadBody::Bytes(vec![b'r'; 40_000].into()),
+        ),
+    )
+    .await
+    .expect("the resource timeout ends the paced upload")
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TimedOut, "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paced.bin");
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let mut paced = config();
+    paced.maximum_send_rate_per_task = Some(1 << 20);
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(paced, rec.clone()).unwrap();
+    let task = session
+        .upload_task(put(&server.url("/upload")), UploadBody::File(path))
+        .unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    assert_eq!(String::from_utf8(rec.body()).unwrap(), receipt(&content));
+    let sent = sent_totals(&rec.events(), task.info().id());
+    let steps: Vec<i64> = std::iter::once(0)
+        .chain(sent.iter().map(|s| s.0))
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .collect();
+    assert_eq!(sent.last(), Some(&(300_000, 300_000)));
+    assert!(
+        steps.iter().all(|s| *s > 0 && *s <= 65_536),
+        "slices of at most 64 KiB: {steps:?}"
+    );
+}

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::task::download::request_record;
 
 /// The protocol version this build speaks (and the only one it accepts).
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The largest frame either side sends or accepts.
 pub const MAX_FRAME: usize = 16 << 20;

@@ -49,6 +49,7 @@ use super::actor::{ActorPost, TaskMsg};
 use super::auth::{self, Authenticator};
 use super::download::{DownloadSink, Placement, Stopped};
 use super::local::{self, LocalBody};
+use super::pace::Pace;
 use super::protocol::{self, ProtocolHandler};
 use super::upload::{self, UploadBody};
 use crate::context::SessionContext;
@@ -75,6 +76,7 @@ pub(crate) use first_turn::turn_before_start;
 use gate::{Gate, GateReceiver, GateSender};
 use running::Running;
 pub(crate) use send::map_transport_error;
+pub(crate) use timing::after;
 use timing::{request_timed_out, resource_timer, unless_stopped};
 
 /// Body bytes that may be on their way to a delegate at once. Past this, the transfer stops reading

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::actor::{ActorPost, TaskMsg};
 use super::file_reader::{self, ReadAhead};
+use super::pace::Pace;
 use crate::context::SessionContext;
 
 /// Bytes read from a stream at a time, and the largest chunk handed to the connection: as many as
@@ -61,7 +62,8 @@ pub(crate) async fn prepare(
     tally: Option<Arc<SentTally>>,
 ) -> Result<Prepared, Error> {
     let url = info.original_request().url_str();
-    let counted = |source| Counted::new(source, sent_to.clone(), tally.clone()).boxed();
+    let rate = ctx.config.maximum_send_rate_per_task;
+    let counted = |source| Counted::new(source, sent_to.clone(), tally.clone(), rate).boxed();
     match source {
         UploadBody::Bytes(bytes) => Ok(Prepared {
             length: Some(bytes.len() as u64),
@@ -190,23 +192,45 @@ pub(crate) struct SentTo {
 }
 
 /// A request body that reports each chunk the connection takes: its progress ([`SentTo`]), and
-/// to the send's [`SentTally`] when the metrics are read.
+/// to the send's [`SentTally`] when the metrics are read. Under a send rate cap it hands the
+/// chunks over in slices, each when the bytes before it fit the rate.
 struct Counted {
     source: Source,
     buffer: Vec<u8>,
     done: bool,
     sent_to: SentTo,
     tally: Option<Arc<SentTally>>,
+    paced: Option<Box<Paced>>,
+}
+
+/// A body's rate cap at work: the pace, the wait for the next slice, and what is left of the
+/// chunk being sliced. Boxed: most bodies have no cap.
+struct Paced {
+    pace: Pace,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    held: Bytes,
 }
 
 impl Counted {
-    fn new(source: Source, sent_to: SentTo, tally: Option<Arc<SentTally>>) -> Counted {
+    fn new(
+        source: Source,
+        sent_to: SentTo,
+        tally: Option<Arc<SentTally>>,
+        rate: Option<u64>,
+    ) -> Counted {
         Counted {
             source,
             buffer: Vec::new(),
             done: false,
             sent_to,
             tally,
+            paced: Pace::of(rate).map(|pace| {
+                Box::new(Paced {
+                    pace,
+                    wait: None,
+                    held: Bytes::new(),
+                })
+            }),
         }
     }
 
@@ -219,6 +243,58 @@ impl Counted {
 
     fn boxed(self) -> RequestBody {
         RequestBody::new(self)
+    }
+
+    /// The source's next chunk, as it comes (a file's read-ahead chunk, up to [`CHUNK`] of the
+    /// bytes or a stream's read); the end, or the source's error, as the body's frame says it.
+    fn next_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, <Counted as Body>::Error>>> {
+        let chunk = match &mut self.source {
+            Source::Bytes(bytes) => {
+                if bytes.is_empty() {
+                    self.done = true;
+                    self.note_end();
+                    return Poll::Ready(None);
+                }
+                bytes.split_to(bytes.len().min(CHUNK))
+            }
+            Source::File(chunks) => match chunks.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.done = true;
+                    self.note_end();
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Poll::Ready(Some(Ok(chunk))) => chunk,
+            },
+            Source::Reader(reader) => {
+                if self.buffer.len() != CHUNK {
+                    self.buffer = vec![0; CHUNK];
+                }
+                let mut buf = ReadBuf::new(&mut self.buffer);
+                let reader = reader.get_mut().unwrap_or_else(|p| p.into_inner());
+                match reader.as_mut().poll_read(cx, &mut buf) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(Box::new(e))));
+                    }
+                    Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                        self.done = true;
+                        self.note_end();
+                        return Poll::Ready(None);
+                    }
+                    Poll::Ready(Ok(())) => Bytes::copy_from_slice(buf.filled()),
+                }
+            }
+        };
+        Poll::Ready(Some(Ok(chunk)))
     }
 }
 
@@ -234,49 +310,38 @@ impl Body for Counted {
         if this.done {
             return Poll::Ready(None);
         }
-        let chunk = match &mut this.source {
-            Source::Bytes(bytes) => {
-                if bytes.is_empty() {
-                    this.done = true;
-                    this.note_end();
-                    return Poll::Ready(None);
-                }
-                bytes.split_to(bytes.len().min(CHUNK))
-            }
-            Source::File(chunks) => match chunks.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => {
-                    this.done = true;
-                    this.note_end();
-                    return Poll::Ready(None);
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(Box::new(e))));
-                }
-                Poll::Ready(Some(Ok(chunk))) => chunk,
-            },
-            Source::Reader(reader) => {
-                if this.buffer.len() != CHUNK {
-                    this.buffer = vec![0; CHUNK];
-                }
-                let mut buf = ReadBuf::new(&mut this.buffer);
-                let reader = reader.get_mut().unwrap_or_else(|p| p.into_inner());
-                match reader.as_mut().poll_read(cx, &mut buf) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(e)) => {
-                        this.done = true;
-                        return Poll::Ready(Some(Err(Box::new(e))));
+        let mut chunk = match this.paced.as_deref_mut() {
+            Some(paced) => {
+                if let Some(due) = paced.pace.due() {
+                    let wait = paced
+                        .wait
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                    if wait.deadline() != due {
+                        wait.as_mut().reset(due);
                     }
-                    Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                        this.done = true;
-                        this.note_end();
-                        return Poll::Ready(None);
+                    if wait.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
                     }
-                    Poll::Ready(Ok(())) => Bytes::copy_from_slice(buf.filled()),
                 }
+                std::mem::take(&mut paced.held)
             }
+            None => Bytes::new(),
         };
+        if chunk.is_empty() {
+            chunk = match this.next_chunk(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => chunk,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => return Poll::Ready(None),
+            };
+        }
+        if let Some(paced) = this.paced.as_deref_mut() {
+            let slice = paced.pace.slice(CHUNK);
+            if chunk.len() > slice {
+                paced.held = chunk.split_off(slice);
+            }
+            paced.pace.moved(chunk.len());
+        }
         this.sent_to.record.add_sent(chunk.len() as u64);
         // The actor may be gone (the task was cancelled); then nobody is told.
         if let Some(actor) = &this.sent_to.actor {
@@ -293,12 +358,14 @@ impl Body for Counted {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || matches!(&self.source, Source::Bytes(b) if b.is_empty())
+        let held = self.paced.as_deref().is_some_and(|p| !p.held.is_empty());
+        self.done || (!held && matches!(&self.source, Source::Bytes(b) if b.is_empty()))
     }
 
     fn size_hint(&self) -> SizeHint {
+        let held = self.paced.as_deref().map_or(0, |p| p.held.len());
         match &self.source {
-            Source::Bytes(b) => SizeHint::with_exact(b.len() as u64),
+            Source::Bytes(b) => SizeHint::with_exact((b.len() + held) as u64),
             Source::File(_) | Source::Reader(_) => SizeHint::default(),
         }
     }

@@ -5,7 +5,7 @@
 //! service owns the engine sessions, and its own configuration (`courier daemon`'s options) is the
 //! base. What an application's configuration adds travels with each `CreateTask`: the hosts it
 //! allows cleartext to and the roots it trusts, which widen the base's, and the idle timeout, the
-//! receive rate and the per-host connection cap, where the application changed them from
+//! rate caps and the per-host connection cap, where the application changed them from
 //! [`Configuration::default`], which replace the base's. Two answers a delegate would give go too,
 //! since no delegate of the application is there to ask while it is away: trust in any server
 //! (`courier --insecure`) and one credential for the task's origin (`courier --user`). The
@@ -52,6 +52,42 @@ pub struct SessionSettings {
     pub credential: Option<(String, String)>,
     /// The credential answers every origin a redirect leads to: `courier --location-trusted`.
     pub credential_for_any_origin: bool,
+    /// The send rate cap of each task, in bytes per second, where the application set one. Last,
+    /// as it came last: a journal written before it holds the fields above only
+    /// ([`SessionSettings::from_journal`] reads both).
+    pub maximum_send_rate_per_task: Option<u64>,
+}
+
+/// [`SessionSettings`] as builds before the send rate cap journaled them: read from a journal
+/// such a build left, so its tasks keep their permissions after an upgrade.
+#[derive(Deserialize)]
+struct SettingsBeforeSendRate {
+    cleartext_to_all: bool,
+    cleartext_hosts: Vec<String>,
+    extra_roots: Vec<Vec<u8>>,
+    timeout_for_request_ms: Option<u64>,
+    maximum_receive_rate_per_task: Option<u64>,
+    http_maximum_connections_per_host: Option<u64>,
+    trust_any_server: bool,
+    credential: Option<(String, String)>,
+    credential_for_any_origin: bool,
+}
+
+impl From<SettingsBeforeSendRate> for SessionSettings {
+    fn from(s: SettingsBeforeSendRate) -> SessionSettings {
+        SessionSettings {
+            cleartext_to_all: s.cleartext_to_all,
+            cleartext_hosts: s.cleartext_hosts,
+            extra_roots: s.extra_roots,
+            timeout_for_request_ms: s.timeout_for_request_ms,
+            maximum_receive_rate_per_task: s.maximum_receive_rate_per_task,
+            http_maximum_connections_per_host: s.http_maximum_connections_per_host,
+            trust_any_server: s.trust_any_server,
+            credential: s.credential,
+            credential_for_any_origin: s.credential_for_any_origin,
+            maximum_send_rate_per_task: None,
+        }
+    }
 }
 
 impl SessionSettings {
@@ -99,6 +135,7 @@ impl SessionSettings {
             trust_any_server: false,
             credential: None,
             credential_for_any_origin: false,
+            maximum_send_rate_per_task: config.maximum_send_rate_per_task,
         }
     }
 
@@ -128,6 +165,9 @@ impl SessionSettings {
         s.http_maximum_connections_per_host = s
             .http_maximum_connections_per_host
             .or(base.http_maximum_connections_per_host);
+        s.maximum_send_rate_per_task = s
+            .maximum_send_rate_per_task
+            .or(base.maximum_send_rate_per_task);
         s
     }
 
@@ -142,12 +182,17 @@ impl SessionSettings {
         courier_storage::codec::encode(self)
     }
 
-    /// What the journal kept beside a task ([`SessionSettings::to_journal`]): nothing, or a blob
-    /// that does not decode, is the service's own settings (a task never gains a permission from
-    /// a damaged record).
+    /// What the journal kept beside a task ([`SessionSettings::to_journal`]), by this build or
+    /// one before the send rate cap: nothing, or a blob that does not decode, is the service's own
+    /// settings (a task never gains a permission from a damaged record).
     pub fn from_journal(blob: Option<&[u8]>) -> SessionSettings {
-        blob.filter(|b| !b.is_empty())
-            .and_then(|b| courier_storage::codec::decode(b).ok())
+        let Some(blob) = blob.filter(|b| !b.is_empty()) else {
+            return SessionSettings::default();
+        };
+        courier_storage::codec::decode(blob)
+            .or_else(|_| {
+                courier_storage::codec::decode::<SettingsBeforeSendRate>(blob).map(Into::into)
+            })
             .unwrap_or_default()
     }
 
@@ -178,6 +223,9 @@ impl SessionSettings {
         }
         if let Some(n) = self.http_maximum_connections_per_host {
             config.http_maximum_connections_per_host = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if self.maximum_send_rate_per_task.is_some() {
+            config.maximum_send_rate_per_task = self.maximum_send_rate_per_task;
         }
     }
 
@@ -226,6 +274,10 @@ impl fmt::Debug for SessionSettings {
                 &self.credential.as_ref().map(|(user, _)| user),
             )
             .field("credential_for_any_origin", &self.credential_for_any_origin)
+            .field(
+                "maximum_send_rate_per_task",
+                &self.maximum_send_rate_per_task,
+            )
             .finish()
     }
 }
@@ -258,6 +310,7 @@ mod tests {
             c.cleartext.allow_host("a.test");
             c.timeout_for_request = Duration::from_secs(9);
             c.maximum_receive_rate_per_task = Some(500);
+            c.maximum_send_rate_per_task = Some(400);
             c
         };
         let task = settings(|c| {
@@ -277,6 +330,7 @@ mod tests {
         under.apply_to(&mut bare);
         assert!(bare.cleartext.allows("a.test") && bare.cleartext.allows("b.test"));
         assert_eq!(bare.maximum_receive_rate_per_task, Some(500));
+        assert_eq!(bare.maximum_send_rate_per_task, Some(400));
         // One canonical form: equal permissions compare equal, so the session is shared.
         let mut all = Configuration::default();
         all.cleartext = CleartextPolicy::AllowAll;
@@ -295,6 +349,7 @@ mod tests {
             c.cleartext.allow_host("127.0.0.1");
             c.timeout_for_request = Duration::from_secs(5);
             c.maximum_receive_rate_per_task = Some(1000);
+            c.maximum_send_rate_per_task = Some(700);
             c.http_maximum_connections_per_host = 2;
         });
         let mut base = Configuration::default();
@@ -303,6 +358,7 @@ mod tests {
         assert!(!base.cleartext.allows("example.com"));
         assert_eq!(base.timeout_for_request, Duration::from_secs(5));
         assert_eq!(base.maximum_receive_rate_per_task, Some(1000));
+        assert_eq!(base.maximum_send_rate_per_task, Some(700));
         assert_eq!(base.http_maximum_connections_per_host, 2);
         assert_eq!(SessionSettings::of(&base), s);
         // Through the codec, as the wire and the journal carry them.
@@ -397,5 +453,38 @@ mod tests {
             AuthChallengeDisposition::PerformDefaultHandling,
             "not for another origin"
         );
+    }
+
+    #[test]
+    fn a_journal_from_before_the_send_rate_is_read_with_its_permissions() {
+        // The nine fields in the order builds before the send rate cap encoded them.
+        let before = (
+            false,
+            vec!["127.0.0.1".to_string()],
+            vec![vec![1u8, 2]],
+            Some(5000u64),
+            Some(300u64),
+            Some(2u64),
+            true,
+            Some(("u".to_string(), "p".to_string())),
+            true,
+        );
+        let blob = courier_storage::codec::encode(&before).unwrap();
+        let read = SessionSettings::from_journal(Some(&blob));
+        assert_eq!(read.cleartext_hosts, ["127.0.0.1"]);
+        assert_eq!(read.extra_roots, [vec![1u8, 2]]);
+        assert_eq!(read.timeout_for_request_ms, Some(5000));
+        assert_eq!(read.maximum_receive_rate_per_task, Some(300));
+        assert_eq!(read.http_maximum_connections_per_host, Some(2));
+        assert!(read.trust_any_server && read.credential_for_any_origin);
+        assert_eq!(read.credential, Some(("u".into(), "p".into())));
+        assert_eq!(read.maximum_send_rate_per_task, None);
+        // And this build's own blob is read as itself, not as the older shape.
+        let now = SessionSettings {
+            maximum_send_rate_per_task: Some(64),
+            ..read.clone()
+        };
+        let blob = now.to_journal().unwrap();
+        assert_eq!(SessionSettings::from_journal(Some(&blob)), now);
     }
 }

@@ -10,14 +10,14 @@
 //! continues with `REST` only when the file still has the same size and time, and starts over
 //! otherwise.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use courier_delegates::{Error, ErrorCode, Response};
 use courier_protocol_http::ftp::{FileFacts, FtpData, FtpError, FtpSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::timing::unless_stopped;
 use super::upload::{self, UploadBody};
-use super::{Halt, Run, map_transport_error};
+use super::{Halt, Pace, Run, map_transport_error};
 use crate::task::actor::TaskMsg;
 use crate::task::download::Placement;
 use crate::task::file_reader;
@@ -176,17 +176,32 @@ impl Run {
         self.receive_ftp(ftp, data).await
     }
 
-    /// Reads `data` to its end, delivering it as it comes, then hears the server's verdict.
+    /// Reads `data` to its end, delivering it as it comes, then hears the server's verdict. Under
+    /// a receive rate cap, each read waits until the bytes before it fit the rate, and reads a
+    /// slice at most.
     async fn receive_ftp(&mut self, ftp: &mut FtpSession, mut data: FtpData) -> Result<(), Halt> {
+        let mut pace = Pace::of(self.ctx.config.maximum_receive_rate_per_task);
         loop {
             self.wait_until(|g| !g.paused).await?;
-            let mut chunk = BytesMut::with_capacity(CHUNK);
+            let want = match &pace {
+                Some(pace) => {
+                    if let Some(due) = pace.due() {
+                        unless_stopped(&mut self.gate, tokio::time::sleep_until(due)).await?;
+                    }
+                    pace.slice(CHUNK)
+                }
+                None => CHUNK,
+            };
+            let mut chunk = BytesMut::with_capacity(want);
             let read = self
-                .timed(std::pin::pin!(data.read_buf(&mut chunk)))
+                .timed(std::pin::pin!(data.read_buf(&mut (&mut chunk).limit(want))))
                 .await?;
             match read {
                 Ok(0) => break,
                 Ok(n) => {
+                    if let Some(pace) = &mut pace {
+                        pace.moved(n);
+                    }
                     self.moved.wire_in += n as u64;
                     self.deliver(chunk.freeze()).await?;
                 }
@@ -231,8 +246,9 @@ impl Run {
             .timed(std::pin::pin!(storing))
             .await?
             .map_err(|e| self.ftp_error(e))?;
+        let mut pace = Pace::of(self.ctx.config.maximum_send_rate_per_task);
         match outgoing {
-            Outgoing::Bytes(bytes) => self.send_ftp_chunk(&mut data, bytes).await?,
+            Outgoing::Bytes(bytes) => self.send_ftp_chunk(&mut data, bytes, &mut pace).await?,
             Outgoing::File(file) => {
                 // Read ahead on a thread, as an HTTP upload's file is.
                 let mut chunks = file_reader::read_ahead(file);
@@ -242,7 +258,7 @@ impl Run {
                         break;
                     };
                     let chunk = chunk.map_err(|e| self.lost(e))?;
-                    self.send_ftp_chunk(&mut data, chunk).await?;
+                    self.send_ftp_chunk(&mut data, chunk, &mut pace).await?;
                 }
             }
             Outgoing::Stream(mut stream) => {
@@ -266,7 +282,7 @@ impl Run {
                     if n == 0 {
                         break;
                     }
-                    self.send_ftp_chunk(&mut data, chunk.split().freeze())
+                    self.send_ftp_chunk(&mut data, chunk.split().freeze(), &mut pace)
                         .await?;
                 }
             }
@@ -280,13 +296,33 @@ impl Run {
         self.present(response).await
     }
 
-    async fn send_ftp_chunk(&mut self, data: &mut FtpData, chunk: Bytes) -> Result<(), Halt> {
-        let n = chunk.len();
-        let written = self.timed(std::pin::pin!(data.write_all(&chunk))).await?;
-        written.map_err(|e| self.lost(e))?;
-        // Counted where an HTTP body's chunks are (`countOfBytesSent`), and told to the actor.
-        self.recorder.add_sent(n as u64);
-        let _ = self.actor.cast(TaskMsg::Sent(n as u64));
+    /// Writes `chunk` to the data connection; under a send rate cap, in slices, each when the
+    /// bytes before it fit the rate.
+    async fn send_ftp_chunk(
+        &mut self,
+        data: &mut FtpData,
+        mut chunk: Bytes,
+        pace: &mut Option<Pace>,
+    ) -> Result<(), Halt> {
+        while !chunk.is_empty() {
+            let slice = match pace {
+                Some(pace) => {
+                    if let Some(due) = pace.due() {
+                        unless_stopped(&mut self.gate, tokio::time::sleep_until(due)).await?;
+                    }
+                    let slice = chunk.split_to(chunk.len().min(pace.slice(CHUNK)));
+                    pace.moved(slice.len());
+                    slice
+                }
+                None => std::mem::take(&mut chunk),
+            };
+            let n = slice.len();
+            let written = self.timed(std::pin::pin!(data.write_all(&slice))).await?;
+            written.map_err(|e| self.lost(e))?;
+            // Counted where an HTTP body's chunks are (`countOfBytesSent`), and told to the actor.
+            self.recorder.add_sent(n as u64);
+            let _ = self.actor.cast(TaskMsg::Sent(n as u64));
+        }
         Ok(())
     }
 

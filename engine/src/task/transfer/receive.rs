@@ -19,13 +19,7 @@ impl Run {
         mut decoder: Option<Box<Decoder>>,
     ) -> impl Future<Output = Result<(), Halt>> + Send + '_ {
         async move {
-            let pace = self
-                .ctx
-                .config
-                .maximum_receive_rate_per_task
-                .filter(|r| *r > 0);
-            // The clock is read only for a paced body.
-            let (paced_from, mut received) = (pace.map(|_| Instant::now()), 0u64);
+            let mut pace = Pace::of(self.ctx.config.maximum_receive_rate_per_task);
             // When the network went quiet. The idle (request) timeout counts from there across
             // the download's own wakes (a write or a checkpoint due), which must not restart it:
             // they did, and a 60 s timeout fired after up to 61 s and more. A frame or a pause
@@ -42,9 +36,8 @@ impl Run {
                     // long pause risks nothing.
                     sink.checkpoint_now().await?;
                 }
-                if let (Some(rate), Some(paced_from)) = (pace, paced_from) {
+                if let Some(due) = pace.as_ref().and_then(Pace::due) {
                     // Hold the next read until the bytes so far fit the rate. A stop cuts the wait short.
-                    let due = paced_from + Duration::from_secs_f64(received as f64 / rate as f64);
                     let gate = &mut self.gate;
                     tokio::select! {
                         _ = tokio::time::sleep_until(due) => {}
@@ -117,7 +110,9 @@ impl Run {
                 if data.is_empty() {
                     continue;
                 }
-                received += data.len() as u64;
+                if let Some(pace) = &mut pace {
+                    pace.moved(data.len());
+                }
                 self.moved.wire_in += data.len() as u64;
                 match &mut decoder {
                     // Decoded a bounded step at a time, each step delivered (and so held to the

@@ -112,7 +112,7 @@ pub(super) fn halt_of(gate: &GateReceiver) -> Halt {
 const FOREVER: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// `wait` after `from`; a wait past what an instant can hold never runs out, as with `sleep`.
-pub(super) fn after(from: Instant, wait: Duration) -> Instant {
+pub(crate) fn after(from: Instant, wait: Duration) -> Instant {
     from.checked_add(wait).unwrap_or(from + FOREVER)
 }
 
