@@ -34,7 +34,7 @@ pub fn redirect(
     if !matches!(code, 301 | 302 | 303 | 307 | 308) {
         return None;
     }
-    let location = headers.get(LOCATION)?.to_str().ok()?;
+    let location = location_text(headers.get(LOCATION)?.as_bytes());
     let url = from.join(location.trim()).ok()?;
     if !matches!(url.scheme(), "http" | "https") {
         return None;
@@ -51,6 +51,24 @@ pub fn redirect(
         method,
         keeps_body,
     })
+}
+
+/// A `Location` value as text to resolve. Servers send non-ASCII bytes in it (a file name in
+/// UTF-8, now and then in Latin-1) that RFC 9110 does not allow; curl and browsers follow them
+/// anyway: UTF-8 is read as such (the URL parser percent-encodes it, and maps a host to IDNA),
+/// and any other byte past ASCII is percent-encoded as it is (`é` in Latin-1 goes as `%E9`).
+fn location_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.into(),
+        Err(_) => bytes
+            .iter()
+            .map(|&b| match b {
+                0..=0x7f => char::from(b).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+            .into(),
+    }
 }
 
 /// Rewrites the headers of the request that follows `r` from `from`: a request that loses its body
@@ -113,6 +131,36 @@ mod tests {
     }
 
     #[test]
+    fn a_location_past_ascii_is_followed_as_curl_and_browsers_follow_it() {
+        let from = Url::parse("http://a.test/dir/x").unwrap();
+        let go = |bytes: &'static [u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(LOCATION, HeaderValue::from_bytes(bytes).unwrap());
+            redirect(StatusCode::FOUND, &h, &Method::GET, &from).map(|r| r.url.to_string())
+        };
+        assert_eq!(
+            go("/caf\u{e9} \u{2603}?q=\u{e9}".as_bytes()).as_deref(),
+            Some("http://a.test/caf%C3%A9%20%E2%98%83?q=%C3%A9"),
+            "UTF-8"
+        );
+        assert_eq!(
+            go(b"na\xefve/r\xe9sum\xe9.pdf").as_deref(),
+            Some("http://a.test/dir/na%EFve/r%E9sum%E9.pdf"),
+            "Latin-1, each byte as it is"
+        );
+        assert_eq!(
+            go("http://b\u{fc}cher.test/".as_bytes()).as_deref(),
+            Some("http://xn--bcher-kva.test/"),
+            "a host in UTF-8 goes as IDNA"
+        );
+        assert_eq!(
+            go(b"http://b\xfccher.test/"),
+            None,
+            "a Latin-1 host is no host"
+        );
+    }
+
+    #[test]
     fn credentials_stay_with_their_origin() {
         let from = Url::parse("https://a.test/").unwrap();
         let mut h = HeaderMap::new();
@@ -138,5 +186,23 @@ mod tests {
         .unwrap();
         rewrite_headers(&mut h, &other, &from);
         assert!(h.is_empty(), "{h:?}");
+    }
+
+    proptest::proptest! {
+        /// Any bytes a header may hold as a `Location`: a redirect to an http(s) URL, or none;
+        /// never a panic.
+        #[test]
+        fn any_location_bytes_resolve_or_are_refused(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let from = Url::parse("https://a.test/dir/x?y").unwrap();
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                let mut h = HeaderMap::new();
+                h.insert(LOCATION, value);
+                if let Some(r) = redirect(StatusCode::FOUND, &h, &Method::GET, &from) {
+                    proptest::prop_assert!(matches!(r.url.scheme(), "http" | "https"));
+                }
+            }
+        }
     }
 }
