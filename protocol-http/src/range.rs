@@ -34,8 +34,10 @@ pub fn resumable(method: &Method, status: StatusCode, headers: &HeaderMap) -> Op
     if method != Method::GET || !matches!(status.as_u16(), 200 | 206) {
         return None;
     }
-    if let Some(coding) = headers.get(CONTENT_ENCODING)
-        && !coding.as_bytes().eq_ignore_ascii_case(b"identity")
+    if headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .any(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"))
     {
         return None;
     }
@@ -172,6 +174,13 @@ mod tests {
             )
             .is_none()
         );
+        // A coding on any line of the header: the body's bytes are not the resource's.
+        let second_line = h(&[
+            ("etag", "\"v1\""),
+            ("content-encoding", "identity"),
+            ("content-encoding", "gzip"),
+        ]);
+        assert!(resumable(&Method::GET, StatusCode::OK, &second_line).is_none());
         let dated = h(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
         let v = resumable(&Method::GET, StatusCode::OK, &dated).unwrap();
         let mut req = HeaderMap::new();

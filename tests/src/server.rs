@@ -10,7 +10,8 @@
 //! - `/gzip/N`, `/deflate/N`, `/br/N`: N bytes of [`pattern`], content-encoded; `/badgzip`: a body
 //!   that claims gzip and is not; `/bomb`: 256 MiB of zeros as about 256 KiB of gzip;
 //!   `/bomb-of/ENCODING/MIB`: MIB MiB of zeros in any encoding; `/encoded-as/ENCODING`: a short
-//!   body labelled with that encoding.
+//!   body labelled with that encoding; `/gzip-then-br/N`: N bytes gzipped, then brotli-encoded,
+//!   with a `Content-Encoding` line for each.
 //! - `/cookie/NAME/VALUE[?to=LOCATION][&max_age=SECS]`: sets a cookie (persistent with `max_age`);
 //!   with `to`, in a 302 to LOCATION.
 //! - `/parts/N[?delay_ms=D]`: `multipart/x-mixed-replace` with N parts `part I`.
@@ -185,6 +186,20 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
         "gzip" | "deflate" | "br" => match arg.parse::<usize>() {
             // `/gzip/N`, `/deflate/N`, `/br/N`: N bytes of [`pattern`], encoded.
             Ok(n) => encoded(head, &pattern_bytes(0, n)),
+            Err(_) => full(StatusCode::BAD_REQUEST, "bad length"),
+        },
+        "gzip-then-br" => match arg.parse::<usize>() {
+            Ok(n) => {
+                let body = compress("br", &compress("gzip", &pattern_bytes(0, n)));
+                let mut r = full(StatusCode::OK, body);
+                for coding in ["gzip", "br"] {
+                    r.headers_mut().append(
+                        http::header::CONTENT_ENCODING,
+                        http::HeaderValue::from_static(coding),
+                    );
+                }
+                r
+            }
             Err(_) => full(StatusCode::BAD_REQUEST, "bad length"),
         },
         "cookie" => {

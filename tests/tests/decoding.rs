@@ -1,5 +1,5 @@
-//! Content decoding: gzip, deflate and br bodies arrive decoded, for data and download tasks; bad bodies
-//! and decompression bombs fail with clear errors.
+//! Content decoding: gzip, deflate and br bodies (and bodies encoded twice) arrive decoded, for data
+//! and download tasks; bad bodies and decompression bombs fail with clear errors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,12 @@ async fn gzip_deflate_and_br_bodies_arrive_decoded() {
         assert_eq!(response.headers()["content-encoding"], encoding);
         assert_eq!(response.expected_content_length(), None, "{encoding}");
     }
+    // Encoded twice, a header line for each coding: decoded the last first.
+    let (body, _) = session
+        .data(server.url("/gzip-then-br/300000").as_str())
+        .await
+        .unwrap();
+    assert!(body[..] == pattern_bytes(0, 300_000)[..], "gzip, then br");
     let (headers, _) = session.data(server.url("/headers").as_str()).await.unwrap();
     let headers = String::from_utf8_lossy(&headers);
     assert!(

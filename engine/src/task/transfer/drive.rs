@@ -143,8 +143,18 @@ impl Run {
             {
                 return self.receive_parts(incoming, &boundary, parts.version).await;
             }
-            let parts_encoding = parts.headers.get(http::header::CONTENT_ENCODING).cloned();
-            let (status, method) = (parts.status, head.method.clone());
+            // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say.
+            let decoder = (!matches!(parts.status.as_u16(), 204 | 304)
+                && head.method != http::Method::HEAD)
+                .then(|| {
+                    Decoder::for_encoding(
+                        parts.headers.get_all(http::header::CONTENT_ENCODING),
+                        self.ctx.config.maximum_decompression_ratio,
+                    )
+                })
+                .flatten()
+                .map(Box::new);
+            let status = parts.status;
             let response =
                 Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
             if let Some(entry) = revalidating
@@ -212,13 +222,6 @@ impl Run {
                     let _ = self.actor.cast(TaskMsg::ResumedAt { offset, expected });
                 }
             }
-            // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say.
-            let decoder = parts_encoding
-                .filter(|_| !matches!(status.as_u16(), 204 | 304) && method != http::Method::HEAD)
-                .and_then(|e| {
-                    Decoder::for_encoding(&e, self.ctx.config.maximum_decompression_ratio)
-                })
-                .map(Box::new);
             self.receive(incoming, decoder).await?;
             self.offer_to_cache().await
         }
