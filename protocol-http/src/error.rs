@@ -44,7 +44,8 @@ pub enum TransportErrorKind {
     RefusedStream,
     /// The HTTP/2 server is shutting down the connection (a `GOAWAY` without an error, as nginx
     /// sends after its `keepalive_requests`), and the request's stream came after the last one it
-    /// takes: an idempotent request may be sent again, on another connection.
+    /// takes (or was never opened): nothing of it was acted on; it may be sent again, on another
+    /// connection, whatever its method (RFC 9113 6.8).
     GoneAway,
     /// The proxy asked for credentials before it opens a tunnel (`407` to `CONNECT`); the
     /// error's [`TransportError::proxy_challenge`] holds its answer's headers

@@ -11,7 +11,8 @@
 //!   password `secret`).
 //! - `/cached/FILE`: the static files with `Cache-Control: max-age=60` (and nginx's `ETag`).
 //! - with [`Nginx::start_tls`], the files over HTTPS with HTTP/2 on a second port; that server asks
-//!   for a client certificate from the test CA (optionally) and `/mtls/FILE` requires one.
+//!   for a client certificate from the test CA (optionally) and `/mtls/FILE` requires one;
+//!   `/posted` answers any method with `posted`.
 //! - `/r301` → 301 → `/r302` → 302 (absolute) → `/r307` → 307 → `/hello.txt`.
 //!
 //! Each request is logged as `METHOD URI "RANGE" STATUS BODY_BYTES_SENT REQUEST_LENGTH`
@@ -115,7 +116,7 @@ impl Nginx {
                 // connection is closed after 100 requests (nginx's `keepalive_requests`, 1,000
                 // unless set; over HTTP/2, a `GOAWAY`): set low, so a test meets it soon.
                 format!(
-                    "server {{ listen 127.0.0.1:{tls_port} ssl http2; keepalive_requests 100; ssl_certificate {d}/leaf.pem; ssl_certificate_key {d}/leaf.key; ssl_client_certificate {d}/ca.pem; ssl_verify_client optional; root {root}; location /mtls/ {{ if ($ssl_client_verify != SUCCESS) {{ return 403; }} alias {root}/; }} }}",
+                    "server {{ listen 127.0.0.1:{tls_port} ssl http2; keepalive_requests 100; ssl_certificate {d}/leaf.pem; ssl_certificate_key {d}/leaf.key; ssl_client_certificate {d}/ca.pem; ssl_verify_client optional; root {root}; location /mtls/ {{ if ($ssl_client_verify != SUCCESS) {{ return 403; }} alias {root}/; }} location = /posted {{ return 200 \"posted\\n\"; }} }}",
                     d = dir.display(),
                     root = root.display()
                 )

@@ -145,9 +145,7 @@ impl Run {
                 // it) or refusing streams did not act on the request: it goes again, on a
                 // connection the pool opens or has (every request in flight on that connection
                 // met this at once, and each failed with -1005).
-                Err(Halt::Failed(e))
-                    if was_not_taken(&e, &head.method) && not_taken < NOT_TAKEN_RETRIES =>
-                {
+                Err(Halt::Failed(e)) if was_not_taken(&e) && not_taken < NOT_TAKEN_RETRIES => {
                     not_taken += 1;
                     self.end_transaction();
                     tracing::debug!(url = %self.url, error = %e, "not taken by the server: sent again");
@@ -460,15 +458,16 @@ fn is_superseded(e: &Error) -> bool {
     transport_kind(e) == Some(TransportErrorKind::Superseded)
 }
 
-/// Whether the server said it did not act on the request, so that it may be sent again: a
-/// refused HTTP/2 stream (any method), or a stream past the last one a `GOAWAY` took (an
-/// idempotent method only: RFC 9110 9.2.2).
-fn was_not_taken(e: &Error, method: &http::Method) -> bool {
-    match transport_kind(e) {
-        Some(TransportErrorKind::RefusedStream) => true,
-        Some(TransportErrorKind::GoneAway) => method.is_idempotent(),
-        _ => false,
-    }
+/// Whether the server said it did not act on the request, so that it may be sent again whatever
+/// its method (RFC 9113 8.7): a refused HTTP/2 stream, or a stream past the last one a `GOAWAY`
+/// took. (h2 gives a stream the `GOAWAY`'s error only when its number is past that last one, or
+/// when it was never opened; a stream the server may have begun ends with the connection's
+/// close instead, which is not this.)
+fn was_not_taken(e: &Error) -> bool {
+    matches!(
+        transport_kind(e),
+        Some(TransportErrorKind::RefusedStream | TransportErrorKind::GoneAway)
+    )
 }
 
 fn transport_kind(e: &Error) -> Option<TransportErrorKind> {
