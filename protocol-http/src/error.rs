@@ -312,7 +312,8 @@ impl ConnectFailure {
     /// Classifies a failed TLS handshake from the error tokio-rustls returns.
     pub(crate) fn tls(err: io::Error) -> ConnectFailure {
         use rustls::{CertificateError as C, Error as E};
-        let failure = match err.get_ref().and_then(|e| e.downcast_ref::<E>()) {
+        let rustls_error = err.get_ref().and_then(|e| e.downcast_ref::<E>());
+        let failure = match rustls_error {
             Some(E::InvalidCertificate(c)) => match c {
                 C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
                 C::NotValidYet | C::NotValidYetContext { .. } => TlsFailure::NotYetValid,
@@ -329,9 +330,41 @@ impl ConnectFailure {
             TlsFailure::Untrusted => "the server certificate is not trusted",
             TlsFailure::ClientCertificateRequired => "the server requires a client certificate",
             TlsFailure::ClientCertificateRejected => "the server rejected the client certificate",
-            TlsFailure::Handshake => "the TLS handshake failed",
+            TlsFailure::Handshake => {
+                let why = handshake_failure(rustls_error, &err);
+                return ConnectFailure::new(
+                    TransportErrorKind::Tls(failure),
+                    format!("the TLS handshake failed: {why}"),
+                    Some(err),
+                );
+            }
         };
         ConnectFailure::new(TransportErrorKind::Tls(failure), message, Some(err))
+    }
+}
+
+/// Why a handshake failed, in words a user can act on: the usual causes (nothing in common with
+/// an old server, a version outside the session's range, plain HTTP on the port) named, the rest
+/// as rustls or the socket says them.
+fn handshake_failure(rustls_error: Option<&rustls::Error>, err: &io::Error) -> String {
+    use rustls::{AlertDescription as A, Error as E};
+    match rustls_error {
+        Some(E::AlertReceived(A::HandshakeFailure | A::InsufficientSecurity)) => {
+            "the server shares no TLS version or cipher suite with this client (it answered \
+             handshake_failure; Courier speaks TLS 1.2 and 1.3 with forward-secret AEAD suites only)"
+                .to_owned()
+        }
+        Some(E::AlertReceived(A::ProtocolVersion)) => {
+            "the server speaks no TLS version the session allows (it answered protocol_version; \
+             see the configuration's TLS minimum and maximum)"
+                .to_owned()
+        }
+        Some(E::InvalidMessage(_)) => {
+            "the server's answer is not TLS (plain HTTP on this port?)".to_owned()
+        }
+        Some(E::PeerIncompatible(why)) => format!("the server's TLS is incompatible ({why:?})"),
+        Some(e) => e.to_string(),
+        None => err.to_string(),
     }
 }
 

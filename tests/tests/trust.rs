@@ -159,7 +159,7 @@ async fn a_server_that_requires_a_client_certificate_gets_the_delegates_identity
 }
 
 #[tokio::test]
-async fn a_server_below_the_minimum_tls_version_is_refused() {
+async fn a_server_below_the_minimum_tls_version_or_not_speaking_tls_is_refused_saying_why() {
     let ca = TestCa::new();
     let old = TestServer::https_tls12_only(&ca).await;
     let mut config = courier_engine::Configuration::ephemeral();
@@ -183,6 +183,25 @@ async fn a_server_below_the_minimum_tls_version_is_refused() {
         courier_engine::ErrorCode::SecureConnectionFailed,
         "{err}"
     );
+    assert!(
+        err.message().contains("no TLS version the session allows"),
+        "says why: {err}"
+    );
+
+    // `https` to a port that speaks plain HTTP: said so, not only that the handshake failed.
+    let plain = TestServer::http().await;
+    let url = plain.url("/bytes/10").replace("http://", "https://");
+    let err = courier_engine::Session::new(courier_engine::Configuration::ephemeral())
+        .unwrap()
+        .data(url.as_str())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        courier_engine::ErrorCode::SecureConnectionFailed,
+        "{err}"
+    );
+    assert!(err.message().contains("not TLS"), "says why: {err}");
 }
 
 /// Trust overrides do not persist (Chromium's rule; curl CVE-2021-22924's class): over a connection
