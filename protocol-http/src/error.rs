@@ -323,6 +323,13 @@ impl ConnectFailure {
             Some(e) => client_certificate_alert(e).unwrap_or(TlsFailure::Handshake),
             None => TlsFailure::Handshake,
         };
+        if let (TlsFailure::Untrusted, Some(E::InvalidCertificate(c))) = (failure, rustls_error) {
+            return ConnectFailure::new(
+                TransportErrorKind::Tls(failure),
+                untrusted_because(c),
+                Some(err),
+            );
+        }
         let message = match failure {
             TlsFailure::Expired => "the server certificate has expired",
             TlsFailure::NotYetValid => "the server certificate is not yet valid",
@@ -340,6 +347,31 @@ impl ConnectFailure {
             }
         };
         ConnectFailure::new(TransportErrorKind::Tls(failure), message, Some(err))
+    }
+}
+
+/// Why standard verification refused a certificate that is neither out of date nor from an
+/// unknown root, in words a user can act on (the usual: a name the certificate does not cover, a
+/// self-signed certificate made as a CA); the rest as rustls names it.
+fn untrusted_because(c: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match c {
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            format!("the server certificate is not valid for this host: {c}")
+        }
+        // webpki's error, which rustls passes on as it is (read by name: its type is not ours).
+        C::Other(other) if other.to_string() == "CaUsedAsEndEntity" => {
+            "the server certificate is a CA's, not a server's (a self-signed certificate made as \
+             a CA?)"
+                .to_owned()
+        }
+        C::Other(other) => format!("the server certificate is not trusted ({other})"),
+        C::BadSignature => "the server certificate's signature does not verify".to_owned(),
+        C::Revoked => "the server certificate has been revoked".to_owned(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "the server certificate is not one for a TLS server (its extended key usage)".to_owned()
+        }
+        _ => format!("the server certificate is not trusted ({c})"),
     }
 }
 

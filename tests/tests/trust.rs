@@ -55,6 +55,14 @@ async fn standard_verification_still_names_each_failure() {
         let session = Session::with_delegate(config, Arc::new(Recorder::new())).unwrap();
         let err = session.data(server.url("/").as_str()).await.unwrap_err();
         assert_eq!(err.code(), code, "{leaf:?}");
+        if leaf == Leaf::OtherHost {
+            // Which name was wanted, and which the certificate covers.
+            assert!(
+                err.message().contains("not valid for this host")
+                    && err.message().contains("localhost"),
+                "{err}"
+            );
+        }
     }
 }
 
