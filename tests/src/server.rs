@@ -17,6 +17,8 @@
 //! - `/parts/N[?delay_ms=D]`: `multipart/x-mixed-replace` with N parts `part I`.
 //! - `/disposition?value=TEXT`: an attachment with that `Content-Disposition`.
 //! - `/many-headers/N`: a response with N header fields.
+//! - `/no-expect`: `417 Expectation Failed` to a request with `Expect: 100-continue` (its body
+//!   unread), as some servers answer it; otherwise the body's length, as `bytes=N`.
 //!
 //! The server stops when the `TestServer` is dropped.
 
@@ -152,6 +154,15 @@ fn encoded(encoding: &str, data: &[u8]) -> Response<Body> {
     r
 }
 
+/// The request's body, read to its end (empty when it fails).
+async fn whole_body(req: Request<Incoming>) -> Bytes {
+    req.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
+}
+
 fn route(req: Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
     Box::pin(answer(req))
 }
@@ -169,14 +180,17 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
             lines.sort();
             full(StatusCode::OK, lines.join("\n"))
         }
+        "no-expect" => {
+            let expects = req.headers().contains_key(http::header::EXPECT);
+            if expects {
+                return full(StatusCode::EXPECTATION_FAILED, "");
+            }
+            let body = whole_body(req).await;
+            full(StatusCode::OK, format!("bytes={}", body.len()))
+        }
         "echo" => {
             let method = req.method().to_string();
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
+            let body = whole_body(req).await;
             let mut r = full(StatusCode::OK, body);
             if let Ok(v) = http::HeaderValue::from_str(&method) {
                 r.headers_mut().insert("x-method", v);

@@ -131,11 +131,7 @@ async fn a_server_that_ignores_expect_gets_the_body_after_the_timeout() {
         courier_engine::reexports::http::Method::POST,
         &server.url("/"),
     );
-    let (body, response) =
-        tokio::time::timeout(WAIT, session.upload(request, UploadBody::Bytes(large())))
-            .await
-            .unwrap()
-            .unwrap();
+    let (body, response) = upload_large(&session, request).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         body,
@@ -158,4 +154,39 @@ async fn a_server_that_ignores_expect_gets_the_body_after_the_timeout() {
         .unwrap()
         .unwrap();
     assert_eq!(body, format!("{}", 2 << 20).as_bytes());
+}
+
+/// A server that answers Courier's own `Expect: 100-continue` with `417 Expectation Failed` gets
+/// the upload again without it (RFC 9110 10.1.1, as curl sends it), once; the application's own
+/// header is the application's: its 417 is the response.
+#[tokio::test]
+async fn a_417_to_our_own_expect_sends_the_upload_again_without_it() {
+    let server = TestServer::http().await;
+    let session = Session::new(config()).unwrap();
+    let request = Request::new(
+        courier_engine::reexports::http::Method::PUT,
+        &server.url("/no-expect"),
+    );
+    let (body, response) = upload_large(&session, request).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(body, format!("bytes={}", 2 << 20).as_bytes());
+
+    let mut asked = Request::new(
+        courier_engine::reexports::http::Method::PUT,
+        &server.url("/no-expect"),
+    );
+    asked.headers_mut().insert(
+        courier_engine::reexports::http::header::EXPECT,
+        courier_engine::reexports::http::HeaderValue::from_static("100-continue"),
+    );
+    let (_, response) = upload_large(&session, asked).await;
+    assert_eq!(response.status(), 417, "the application's own expectation");
+}
+
+/// [`large`] uploaded with `request`, awaited (within [`WAIT`]).
+async fn upload_large(session: &Session, request: Request) -> (Bytes, courier_engine::Response) {
+    tokio::time::timeout(WAIT, session.upload(request, UploadBody::Bytes(large())))
+        .await
+        .expect("the upload ends")
+        .unwrap()
 }

@@ -211,6 +211,7 @@ impl Transfer {
             queued: None,
             upgrade: None,
             resending: false,
+            own_expect: OwnExpect::NotSent,
             cache_candidate: None,
             conversion: conversion.clone(),
             metrics: metrics.clone(),
@@ -391,6 +392,19 @@ struct Run {
     /// The request body was made once already: the next send is a resend (a redirect, an
     /// authentication retry), which a streamed body must be handed over anew for.
     resending: bool,
+    /// Courier's own `Expect: 100-continue` on the last send, or refused by the server.
+    own_expect: OwnExpect,
+}
+
+/// Courier's own `Expect: 100-continue` (a large upload's, not one the request set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OwnExpect {
+    /// The last send did not carry it.
+    NotSent,
+    /// The last send carried it.
+    Sent,
+    /// A server answered it with `417 Expectation Failed`: this transfer's sends go without.
+    Refused,
 }
 
 /// What a gathering transfer holds until the body ends.

@@ -173,6 +173,18 @@ impl Run {
                 }
                 // The pool raced an HTTP/2 connection opening: nothing was sent, and the request
                 // goes on that connection when sent again.
+                // A server that does not take Courier's own `Expect: 100-continue` (RFC 9110
+                // 10.1.1: the client SHOULD repeat the request without it), as curl repeats it.
+                // One the request set itself is the application's to handle.
+                Ok(response)
+                    if response.status() == http::StatusCode::EXPECTATION_FAILED
+                        && self.own_expect == OwnExpect::Sent =>
+                {
+                    drop(response);
+                    self.own_expect = OwnExpect::Refused;
+                    self.end_transaction();
+                    tracing::debug!(url = %self.url, "417 to our Expect: sent again without it");
+                }
                 Err(Halt::Failed(e)) if is_superseded(&e) && superseded < SUPERSEDED_RETRIES => {
                     superseded += 1;
                     self.end_transaction();
@@ -211,6 +223,9 @@ impl Run {
         head: &Head,
         body: Option<&UploadBody>,
     ) -> Result<http::Response<ResponseBody>, Halt> {
+        if self.own_expect == OwnExpect::Sent {
+            self.own_expect = OwnExpect::NotSent;
+        }
         // The first request may have its turn already, taken for `head` when the transfer started
         // (`Transfer::start`): nothing changes a request between then and its first send.
         let (queued, fetch_start) = match self.queued.take() {
@@ -290,7 +305,10 @@ impl Run {
                     h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
                 }
                 match self.expects_continue(head, prepared.length) {
-                    Some(gate) => {
+                    Some((gate, ours)) => {
+                        if ours {
+                            self.own_expect = OwnExpect::Sent;
+                        }
                         if let Some(h) = builder.headers_mut() {
                             h.insert(
                                 http::header::EXPECT,
@@ -370,19 +388,26 @@ impl Run {
 
 impl Run {
     /// The gate an upload of `length` bytes waits behind for `100 Continue`, when it asks for one:
-    /// a large (or unknown-length) body over HTTP/1.1, or any body whose request set the header.
-    fn expects_continue(&self, head: &Head, length: Option<u64>) -> Option<expect::ContinueGate> {
+    /// a large (or unknown-length) body over HTTP/1.1 (unless a server refused the header with a
+    /// 417 already), or any body whose request set the header; with whether the header is
+    /// Courier's own.
+    fn expects_continue(
+        &self,
+        head: &Head,
+        length: Option<u64>,
+    ) -> Option<(expect::ContinueGate, bool)> {
         let asked = head
             .headers
             .get(http::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let large = match (self.ctx.config.expect_continue_threshold, length) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(threshold), Some(len)) => len >= threshold,
-        };
+        let large = self.own_expect != OwnExpect::Refused
+            && match (self.ctx.config.expect_continue_threshold, length) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(threshold), Some(len)) => len >= threshold,
+            };
         ((asked || large) && self.ctx.transport.speaks_http1(&head.uri))
-            .then(expect::ContinueGate::new)
+            .then(|| (expect::ContinueGate::new(), !asked))
     }
 
     /// Has 1xx responses open the upload's gate (`100 Continue`) and reach the delegate, when
