@@ -4,7 +4,8 @@
 //! The method table is URLSession's (and every browser's, per the Fetch standard): 301 and 302 turn a
 //! POST into a GET, 303 turns anything but GET and HEAD into a GET, and a request whose method stays
 //! keeps its body (307 and 308 always keep both). 300, 304 and any
-//! 3xx without a usable `Location` are not redirects to follow.
+//! 3xx without a usable `Location` (none, an empty one, one that does not parse or is not http(s))
+//! are not redirects to follow.
 
 use http::header::{
     AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, PROXY_AUTHORIZATION,
@@ -35,7 +36,13 @@ pub fn redirect(
         return None;
     }
     let location = location_text(headers.get(LOCATION)?.as_bytes());
-    let url = from.join(location.trim()).ok()?;
+    // An empty `Location` would resolve to the request's own URL and loop until the limit: it is
+    // no redirect, as curl and Chromium read it.
+    let location = location.trim();
+    if location.is_empty() {
+        return None;
+    }
+    let url = from.join(location).ok()?;
     if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
@@ -119,6 +126,15 @@ mod tests {
             redirect(StatusCode::FOUND, &HeaderMap::new(), &Method::GET, &from),
             None
         );
+        for empty in ["", "  "] {
+            let mut h = HeaderMap::new();
+            h.insert(LOCATION, HeaderValue::from_static(empty));
+            assert_eq!(
+                redirect(StatusCode::FOUND, &h, &Method::GET, &from),
+                None,
+                "an empty Location is no redirect"
+            );
+        }
         assert_eq!(
             redirect(
                 StatusCode::FOUND,
