@@ -104,6 +104,21 @@ pub struct Transport {
     upgrades: Client<Connector, RequestBody>,
 }
 
+/// How HTTP/1.1 response heads are read, on every connection. Bounded: past the limits the
+/// response is refused as unparsable instead of filling memory. Lenient where a user agent may be
+/// (RFC 9112 5.2, 5.1) and curl and browsers are: a field folded over lines (`obs-fold`) is read
+/// as one line, and spaces between a field's name and its colon are dropped; hyper refused both,
+/// and the response failed with -1017.
+fn read_http1_heads(
+    builder: &mut hyper_util::client::legacy::Builder,
+) -> &mut hyper_util::client::legacy::Builder {
+    builder
+        .http1_max_headers(MAX_RESPONSE_HEADERS)
+        .http1_max_buf_size(MAX_HEAD_BYTES)
+        .http1_allow_obsolete_multiline_headers_in_responses(true)
+        .http1_allow_spaces_after_header_name_in_responses(true)
+}
+
 impl Transport {
     /// Builds a transport. It needs no runtime to be built; [`Transport::send`] must run on a Tokio
     /// runtime.
@@ -148,10 +163,6 @@ impl Transport {
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            // Limits on what a response head may hold: past them the response is refused as
-            // unparsable instead of filling memory.
-            .http1_max_headers(MAX_RESPONSE_HEADERS)
-            .http1_max_buf_size(MAX_HEAD_BYTES)
             .http2_max_header_list_size(MAX_HEAD_BYTES as u32)
             // HTTP/2 flow-control windows open wide from the first byte (curl's 32 MiB per
             // stream), with twice that for the connection so that one stream whose reader waits
@@ -166,13 +177,11 @@ impl Transport {
             // its stream's window fill the connection's buffers (two such, the connection's).
             .http2_initial_stream_window_size(H2_STREAM_WINDOW)
             .http2_initial_connection_window_size(2 * H2_STREAM_WINDOW);
+        read_http1_heads(&mut builder);
         let client = builder.build(connector.clone());
-        let upgrades = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .timer(TokioTimer::new())
-            .http1_max_headers(MAX_RESPONSE_HEADERS)
-            .http1_max_buf_size(MAX_HEAD_BYTES)
-            .build(upgrade_connector);
+        let mut upgrades = Client::builder(TokioExecutor::new());
+        upgrades.pool_max_idle_per_host(0).timer(TokioTimer::new());
+        let upgrades = read_http1_heads(&mut upgrades).build(upgrade_connector);
         Ok(Transport {
             client: Arc::new(RwLock::new(client)),
             builder,

@@ -33,6 +33,10 @@ pub enum Fault {
     /// Ignores `Expect: 100-continue`: never says `100 Continue`, reads the whole body its
     /// `Content-Length` announces, then answers `200` with how many body bytes it read.
     IgnoresExpect,
+    /// Answers `200` with `ok` and a head past RFC 9112's letter that user agents read anyway: a
+    /// field folded over two lines (`x-folded: one` / ` two`) and one with a space before its
+    /// colon (`x-spaced : v`).
+    LenientHead,
 }
 
 /// A running fault server; stops when dropped.
@@ -120,6 +124,14 @@ async fn serve(mut tcp: TcpStream, fault: Fault) {
         Fault::Stall => tokio::time::sleep(Duration::from_secs(3600)).await,
         Fault::Garbage => {
             let _ = tcp.write_all(b"this is not HTTP at all\r\n\r\n").await;
+        }
+        Fault::LenientHead => {
+            let _ = tcp
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nx-folded: one\r\n two\r\nx-spaced : v\r\n\
+                      content-length: 2\r\n\r\nok",
+                )
+                .await;
         }
         Fault::EarlyHints => {
             let _ = tcp

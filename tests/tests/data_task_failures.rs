@@ -1,7 +1,7 @@
 //! How a data task fails, each with URLSession's code: certificates refused, the resource timeout,
 //! errors made for real (a refused connection, a stalled server, a cut body, a closed connection),
-//! a response head too large; and the one failure sent again: a kept-alive connection the server
-//! dropped.
+//! a response head too large; the one failure sent again: a kept-alive connection the server
+//! dropped; and a loose head that is no failure (a folded field, a space before a colon).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,6 +185,22 @@ async fn error_cases_are_produced_for_real() {
         ErrorCode::AppTransportSecurityRequiresSecureConnection
     );
     assert_eq!(err.failing_url(), Some(server.url("/").as_str()));
+}
+
+/// A head past RFC 9112's letter that curl and browsers read is read too (a field folded over two
+/// lines, a space before a colon): it failed with -1017.
+#[tokio::test]
+async fn a_folded_or_loosely_spaced_field_is_read_as_user_agents_read_it() {
+    let server = FaultServer::start(Fault::LenientHead).await;
+    let session = Session::new(http_config()).unwrap();
+    let (body, response) = session.data(server.url("/").as_str()).await.unwrap();
+    assert_eq!(&body[..], b"ok");
+    let folded = response.headers()["x-folded"].to_str().unwrap();
+    assert!(
+        folded.starts_with("one") && folded.ends_with("two"),
+        "{folded:?}"
+    );
+    assert_eq!(response.headers()["x-spaced"], "v");
 }
 
 #[tokio::test]
