@@ -225,8 +225,25 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
 /// each URL becomes a request only as its task starts, through [`request`] (10,000 URLs held as
 /// requests up front took 4.3 MB). A bad URL is not a usage error: it fails its own task.
 pub(crate) fn check_request_options(urls: &[String], options: &Options) -> Result<(), Failure> {
+    note_data_naming_a_file(options);
     urls.first()
         .map_or(Ok(()), |url| request(url, options).map(drop))
+}
+
+/// `--data @NAME` sends the text `@NAME`, as the contract says (curl's `--data-raw`); curl's
+/// `-d @NAME` would send the file. When such a file is there, a note on stderr says which was
+/// meant and how to send the file, so a curl habit does not send a file name in silence.
+pub(crate) fn note_data_naming_a_file(options: &Options) {
+    if let Some(name) = options.data.as_deref().and_then(|d| d.strip_prefix('@'))
+        && !name.is_empty()
+        && std::path::Path::new(name).is_file()
+    {
+        eprintln!(
+            "courier: note: --data sends the text {:?} as it is; to send the file {name}, use \
+             `courier upload --file {name} -X POST URL`",
+            format!("@{name}")
+        );
+    }
 }
 
 /// The URLs from the arguments, then from `-i FILE`.

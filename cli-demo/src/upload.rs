@@ -9,7 +9,9 @@ use courier_engine::reexports::http::Method;
 use courier_engine::{Session, UploadBody};
 
 use crate::cli::Options;
-use crate::common::{configuration, events_output, finish, report, request};
+use crate::common::{
+    configuration, events_output, finish, note_data_naming_a_file, report, request,
+};
 use crate::events::CliDelegate;
 use crate::progress::Progress;
 use crate::{ExitCode, Failure};
@@ -20,6 +22,7 @@ pub(crate) async fn run(
     file: Option<PathBuf>,
     options: &Options,
 ) -> Result<ExitCode, Failure> {
+    note_data_naming_a_file(options);
     let mut request = request(&url, options)?;
     // The body travels as the upload body, not as the request's.
     request.set_body(Vec::new());

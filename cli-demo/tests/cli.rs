@@ -410,18 +410,29 @@ async fn curl_habits_work_the_same() {
     );
     let cwd = tempfile::tempdir().unwrap();
     let c = cwd.path().to_path_buf();
-    let (followed, failed, posted, dashed, saved) = tokio::task::spawn_blocking(move || {
-        let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
-        (
-            courier(&["get", "-sL", "--allow-http", &chain]),
-            courier(&["get", "-sf", "--allow-http", &missing]),
-            courier(&["get", "-s", "-d", "name=value", "--allow-http", &echo]),
-            in_cwd(&["get", "-s", "-o", "-", "--allow-http", &chain]),
-            in_cwd(&["download", "-s", "-o", "-", "--allow-http", &chain]),
-        )
-    })
-    .await
-    .unwrap();
+    std::fs::write(cwd.path().join("body.json"), "{}").unwrap();
+    let (followed, failed, posted, dashed, saved, at_file) =
+        tokio::task::spawn_blocking(move || {
+            let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
+            (
+                courier(&["get", "-sL", "--allow-http", &chain]),
+                courier(&["get", "-sf", "--allow-http", &missing]),
+                courier(&["get", "-s", "-d", "name=value", "--allow-http", &echo]),
+                in_cwd(&["get", "-s", "-o", "-", "--allow-http", &chain]),
+                in_cwd(&["download", "-s", "-o", "-", "--allow-http", &chain]),
+                in_cwd(&["get", "-s", "-d", "@body.json", "--allow-http", &echo]),
+            )
+        })
+        .await
+        .unwrap();
+    // `-d @FILE` sends its text, as the contract says; a note says how to send the file.
+    assert_success(&at_file);
+    assert_eq!(at_file.stdout, b"@body.json");
+    assert!(
+        String::from_utf8_lossy(&at_file.stderr).contains("upload --file body.json"),
+        "{}",
+        String::from_utf8_lossy(&at_file.stderr)
+    );
     // `-o -` is standard output, never a file named `-`; download saves files, and says to use get.
     assert_success(&dashed);
     assert_eq!(dashed.stdout, b"end of chain", "-o -: standard output");
