@@ -154,13 +154,12 @@ fn encoded(encoding: &str, data: &[u8]) -> Response<Body> {
     r
 }
 
-/// The request's body, read to its end (empty when it fails).
-async fn whole_body(req: Request<Incoming>) -> Bytes {
-    req.into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default()
+/// The request's body, read to its end (empty when it fails). Not an `async fn`: that would keep
+/// the whole request in the future of every answer (it is the bench's server too), where this
+/// keeps only the body being read.
+fn whole_body(req: Request<Incoming>) -> impl Future<Output = Bytes> {
+    let reading = req.into_body().collect();
+    async move { reading.await.map(|c| c.to_bytes()).unwrap_or_default() }
 }
 
 fn route(req: Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
