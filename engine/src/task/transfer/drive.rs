@@ -143,17 +143,22 @@ impl Run {
             {
                 return self.receive_parts(incoming, &boundary, parts.version).await;
             }
-            // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say.
-            let decoder = (!matches!(parts.status.as_u16(), 204 | 304)
-                && head.method != http::Method::HEAD)
-                .then(|| {
+            // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say. Most
+            // responses name no coding: one lookup, and the decoder's reading of the header's
+            // lines only for those that do.
+            let decoder = match parts.headers.get(http::header::CONTENT_ENCODING) {
+                Some(_)
+                    if !matches!(parts.status.as_u16(), 204 | 304)
+                        && head.method != http::Method::HEAD =>
+                {
                     Decoder::for_encoding(
                         parts.headers.get_all(http::header::CONTENT_ENCODING),
                         self.ctx.config.maximum_decompression_ratio,
                     )
-                })
-                .flatten()
-                .map(Box::new);
+                    .map(Box::new)
+                }
+                _ => None,
+            };
             let status = parts.status;
             let response =
                 Response::new(self.url.clone(), parts.status, parts.version, parts.headers);
