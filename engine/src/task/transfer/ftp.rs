@@ -183,15 +183,8 @@ impl Run {
         let mut pace = Pace::of(self.ctx.config.maximum_receive_rate_per_task);
         loop {
             self.wait_until(|g| !g.paused).await?;
-            let want = match &pace {
-                Some(pace) => {
-                    if let Some(due) = pace.due() {
-                        unless_stopped(&mut self.gate, tokio::time::sleep_until(due)).await?;
-                    }
-                    pace.slice(CHUNK)
-                }
-                None => CHUNK,
-            };
+            self.keep_pace(pace.as_ref()).await?;
+            let want = pace.as_ref().map_or(CHUNK, |pace| pace.slice(CHUNK));
             let mut chunk = BytesMut::with_capacity(want);
             let read = self
                 .timed(std::pin::pin!(data.read_buf(&mut (&mut chunk).limit(want))))
@@ -305,11 +298,9 @@ impl Run {
         pace: &mut Option<Pace>,
     ) -> Result<(), Halt> {
         while !chunk.is_empty() {
+            self.keep_pace(pace.as_ref()).await?;
             let slice = match pace {
                 Some(pace) => {
-                    if let Some(due) = pace.due() {
-                        unless_stopped(&mut self.gate, tokio::time::sleep_until(due)).await?;
-                    }
                     let slice = chunk.split_to(chunk.len().min(pace.slice(CHUNK)));
                     pace.moved(slice.len());
                     slice

@@ -36,14 +36,8 @@ impl Run {
                     // long pause risks nothing.
                     sink.checkpoint_now().await?;
                 }
-                if let Some(due) = pace.as_ref().and_then(Pace::due) {
-                    // Hold the next read until the bytes so far fit the rate. A stop cuts the wait short.
-                    let gate = &mut self.gate;
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(due) => {}
-                        _ = async { let _ = gate.wait_for(|g| g.halted()).await; } => {}
-                    }
-                }
+                // Hold the next read until the bytes so far fit the rate.
+                self.keep_pace(pace.as_ref()).await?;
                 self.wait_until(|g| !g.paused).await?;
                 // A frame that is there is taken without a timer (no clock read, no timer made and
                 // dropped: a small body's frames are there as it is read) or polling the others; the

@@ -20,6 +20,15 @@ impl Run {
         }
     }
 
+    /// Waits until the bytes moved so far fit `pace`'s rate (at once without a cap). A stop, or
+    /// the actor going away, ends the wait.
+    pub(super) async fn keep_pace(&mut self, pace: Option<&Pace>) -> Result<(), Halt> {
+        if let Some(due) = pace.and_then(Pace::due) {
+            unless_stopped(&mut self.gate, tokio::time::sleep_until(due)).await?;
+        }
+        Ok(())
+    }
+
     /// Awaits `fut` (connect, send, response head) under the clock. While suspended the future keeps
     /// going (a request half sent cannot be paused) but the clock stops.
     ///
