@@ -33,9 +33,7 @@ use courier_protocol_http::decode::{DecodeError, Decoder};
 use courier_protocol_http::host_key::HostKey;
 use courier_protocol_http::range::{self, Continuation};
 use courier_protocol_http::redirect;
-use courier_protocol_http::{
-    ConnectionInfo, TlsFailure, TransportError, TransportErrorKind, empty_body,
-};
+use courier_protocol_http::{ConnectionInfo, TransportError, TransportErrorKind, empty_body};
 use courier_storage::ResumeRecord;
 use futures_util::FutureExt;
 use futures_util::future::Either;
@@ -58,6 +56,7 @@ mod body;
 mod caching;
 mod drive;
 mod expect;
+mod failure;
 mod first_turn;
 mod follow;
 mod ftp;
@@ -72,10 +71,10 @@ mod stream;
 mod timing;
 
 use body::ResponseBody;
+pub(crate) use failure::map_transport_error;
 pub(crate) use first_turn::turn_before_start;
 use gate::{Gate, GateReceiver, GateSender};
 use running::Running;
-pub(crate) use send::map_transport_error;
 pub(crate) use timing::after;
 use timing::{request_timed_out, resource_timer, unless_stopped};
 

@@ -1,6 +1,8 @@
 //! Sending one request under the clock, and what its response head tells: metrics, cookies,
-//! whether the connection's trust was overridden; wire failures named with URLSession's codes.
+//! whether the connection's trust was overridden; a request the server did not take sent again
+//! (which failures those are: `failure`).
 
+use super::failure::{is_superseded, transport_kind, was_not_taken};
 use super::upload::SentTally;
 use super::*;
 
@@ -478,29 +480,6 @@ impl Run {
 /// the new connection was still being handed to the pool on another worker.
 const SUPERSEDED_RETRIES: u32 = 10;
 
-/// True for a request that was never sent because another connection to its host carries it.
-fn is_superseded(e: &Error) -> bool {
-    transport_kind(e) == Some(TransportErrorKind::Superseded)
-}
-
-/// Whether the server said it did not act on the request, so that it may be sent again whatever
-/// its method (RFC 9113 8.7): a refused HTTP/2 stream, or a stream past the last one a `GOAWAY`
-/// took. (h2 gives a stream the `GOAWAY`'s error only when its number is past that last one, or
-/// when it was never opened; a stream the server may have begun ends with the connection's
-/// close instead, which is not this.)
-fn was_not_taken(e: &Error) -> bool {
-    matches!(
-        transport_kind(e),
-        Some(TransportErrorKind::RefusedStream | TransportErrorKind::GoneAway)
-    )
-}
-
-fn transport_kind(e: &Error) -> Option<TransportErrorKind> {
-    std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<TransportError>())
-        .map(TransportError::kind)
-}
-
 /// How often a request the server did not take ([`was_not_taken`]) is sent again.
 const NOT_TAKEN_RETRIES: u32 = 5;
 
@@ -546,38 +525,6 @@ fn fields_bytes(headers: &http::HeaderMap) -> usize {
         .iter()
         .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
         .sum()
-}
-
-/// Names a wire failure with URLSession's code for it.
-pub(crate) fn map_transport_error(e: TransportError, url: &Url) -> Error {
-    use ErrorCode as C;
-    use TransportErrorKind as K;
-    let code = match e.kind() {
-        K::Dns => C::CannotFindHost,
-        K::ConnectionRefused => C::CannotConnectToHost,
-        // A tunnel the proxy would not open without credentials nobody gave (-1004, as before).
-        K::ProxyAuthenticationRequired => C::CannotConnectToHost,
-        K::NetworkUnreachable => C::NotConnectedToInternet,
-        K::ConnectTimeout => C::TimedOut,
-        K::Tls(TlsFailure::Expired) => C::ServerCertificateHasBadDate,
-        K::Tls(TlsFailure::NotYetValid) => C::ServerCertificateNotYetValid,
-        K::Tls(TlsFailure::UnknownRoot) => C::ServerCertificateHasUnknownRoot,
-        K::Tls(TlsFailure::Untrusted) => C::ServerCertificateUntrusted,
-        K::Tls(TlsFailure::ClientCertificateRequired) => C::ClientCertificateRequired,
-        K::Tls(TlsFailure::ClientCertificateRejected) => C::ClientCertificateRejected,
-        K::Tls(_) => C::SecureConnectionFailed,
-        K::ClosedBeforeResponse => C::BadServerResponse,
-        K::BadResponse => C::CannotParseResponse,
-        // Sent again first (`Run::send`): these are what is left when the tries ran out.
-        K::ConnectionLost | K::RefusedStream | K::GoneAway => C::NetworkConnectionLost,
-        K::InvalidUrl => C::BadUrl,
-        K::Cancelled => C::Cancelled,
-        _ => C::Unknown,
-    };
-    let message = e.to_string();
-    Error::new(code, message)
-        .with_url(url.as_str())
-        .with_source(e)
 }
 
 /// RFC 9218's request header field.
