@@ -3,7 +3,8 @@
 //! File names come from the URL's last path segment, sanitised to one plain name, so a download never
 //! lands outside the output directory. Ctrl-C cancels every download by producing resume data and
 //! saves it (`--save-resume-data FILE`, else `<output>.courier-resume`); so does a download that
-//! fails part-way. `--resume-data FILE` continues from such a file.
+//! fails part-way. `--resume-data FILE` continues from such a file. A download that a killed
+//! `courier` left part-way is continued by the next `courier download` of the same request.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -11,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use courier_engine::reexports::url::Url;
-use courier_engine::{DownloadTask, ResumeData, Session, plain_file_name};
+use courier_engine::{
+    DownloadTask, InterruptedDownload, Request, ResumeData, Session, plain_file_name,
+};
 
 use crate::cli::Options;
 use crate::common::{self, configuration, events_output, finish, report, request};
@@ -116,6 +119,16 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     });
     common::ftp_logins(&session, fresh, options);
 
+    // Downloads that an earlier `courier` (or any session on this directory) left part-way when
+    // it was killed: the same request continues from them, as `wget -c` would.
+    let mut left_behind = if ephemeral(options) {
+        Vec::new()
+    } else {
+        let session = session.clone();
+        tokio::task::spawn_blocking(move || session.interrupted_downloads())
+            .await
+            .unwrap_or_default()
+    };
     let mut used: HashSet<PathBuf> = HashSet::new();
     let mut running: HashMap<u64, Running> = HashMap::new();
     let mut results: Vec<Finished> = Vec::new();
@@ -129,7 +142,20 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                 break;
             };
             let (task, resumed_from) = match job {
-                Job::Fresh(url) => (session.download_task(request(&url, options)?)?, None),
+                Job::Fresh(url) => {
+                    let request = request(&url, options)?;
+                    let task = match continue_interrupted(&session, &mut left_behind, &request) {
+                        Some((data, at)) => {
+                            delegate.bars().println(&format!(
+                                "courier: continuing the interrupted download of {url} from \
+                                 {at} bytes"
+                            ));
+                            session.download_task_with_resume_data(&data)?
+                        }
+                        None => session.download_task(request)?,
+                    };
+                    (task, None)
+                }
                 Job::Resume(data, from) => {
                     (session.download_task_with_resume_data(&data)?, Some(from))
                 }
@@ -202,6 +228,33 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
         code = ExitCode::TaskFailed;
     }
     Ok(code)
+}
+
+/// Resume data for the interrupted download of `request` with the most bytes on disk, taken over
+/// from `interrupted` (the others of that request are removed: they hold less of the same bytes),
+/// and how many bytes it holds.
+fn continue_interrupted(
+    session: &Session,
+    interrupted: &mut Vec<InterruptedDownload>,
+    request: &Request,
+) -> Option<(ResumeData, u64)> {
+    let (same, others): (Vec<_>, Vec<_>) = std::mem::take(interrupted)
+        .into_iter()
+        .partition(|d| d.is_for(request));
+    *interrupted = others;
+    let mut same = same;
+    same.sort_by_key(InterruptedDownload::bytes_on_disk);
+    let mut taken = None;
+    while let Some(best) = same.pop() {
+        if let Ok(data) = session.take_over_download(&best) {
+            taken = Some((data, best.bytes_on_disk()));
+            break;
+        }
+    }
+    for rest in same {
+        session.discard_interrupted_download(rest);
+    }
+    taken
 }
 
 /// Fails before anything is fetched when `file` cannot be written where it is asked for: its

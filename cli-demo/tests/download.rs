@@ -1,6 +1,6 @@
 //! Black-box tests of `courier download`: files named from the URL or by the server (`-J`), inside
-//! the output directory and never over an existing file; Ctrl-C's resume data; downloads side by
-//! side.
+//! the output directory and never over an existing file; Ctrl-C's resume data; a killed download
+//! continued by the next run; downloads side by side.
 
 mod common;
 
@@ -47,7 +47,7 @@ async fn download_saves_the_file_under_its_url_name_with_progress_events() {
 /// are left empty. Asking to save or use resume data in an ephemeral session is a usage error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ephemeral_download_stopped_by_ctrl_c_leaves_nothing_on_disk() {
-    let server = dripping_resource().await;
+    let server = dripping_resource(4).await;
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let [cwd, data, tmp, logs] = [0, 1, 2, 3].map(|i| dirs[i].path().to_path_buf());
     let url = server.url();
@@ -105,7 +105,7 @@ async fn sigterm_saves_resume_data_as_ctrl_c_does() {
 /// A download stopped by `signal` mid-body saves its resume data (the stream ends with the task
 /// cancelled, nothing saved yet), and `--resume-data` then finishes it from where it stopped.
 async fn stop_then_resume(signal: &'static str) {
-    let server = dripping_resource().await;
+    let server = dripping_resource(4).await;
     let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let url = server.url();
     let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
@@ -173,6 +173,122 @@ async fn stop_then_resume(signal: &'static str) {
     let last = server.served().pop().unwrap();
     assert_eq!(last.status, 206);
     assert_eq!(last.start as u64, offset);
+}
+
+/// Waits until the events file `events` reports at least `bytes` written.
+fn wait_for_bytes_written(events: &std::path::Path, bytes: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(events).unwrap_or_default();
+        let written = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|e| e["total_bytes_written"].as_u64())
+            .max()
+            .unwrap_or(0);
+        if written >= bytes {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {written} bytes written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A `courier download` killed outright (SIGKILL: no handler runs, nothing is saved on purpose)
+/// leaves its partial file and checkpoint; the same command run again continues from them, with
+/// a range request for the rest, and the file is whole. curl needs `-C -` and wget `-c` for this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_download_is_continued_by_the_next_run_of_the_same_command() {
+    let server = dripping_resource(8).await;
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        let events = c.join("killed.jsonl");
+        let args = ["download", &url, "--allow-http", "-q", "--events"];
+        let mut child = courier_in(&c, &d, &args).arg(&events).spawn().unwrap();
+        wait_for_bytes_written(&events, 6 * 1024 * 1024);
+        child.kill().unwrap();
+        assert_eq!(child.wait().unwrap().code(), None, "killed by a signal");
+        assert!(!c.join("resource.bin").exists());
+        courier_in(&c, &d, &args).arg("-").output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("continuing the interrupted download"),
+        "{stderr}"
+    );
+    let ev = stderr_events(&out);
+    let resumed = ev
+        .iter()
+        .find(|e| e["event"] == "did_resume_at_offset")
+        .expect("did_resume_at_offset");
+    let offset = resumed["offset"].as_u64().unwrap();
+    assert!(offset >= 1024 * 1024, "continued from {offset}");
+    let saved = std::fs::read(cwd.path().join("resource.bin")).unwrap();
+    assert!(
+        saved == server.content(),
+        "the continued file is the resource"
+    );
+    let last = server.served().pop().unwrap();
+    assert_eq!((last.status, last.start as u64), (206, offset));
+    let metrics = ev
+        .iter()
+        .find(|e| e["event"] == "did_finish_collecting_metrics")
+        .unwrap();
+    assert_eq!(
+        metrics["transactions"][0]["response_body_bytes_received"].as_u64(),
+        Some(8 * 1024 * 1024 - offset),
+        "only the rest was fetched"
+    );
+    let left = courier_tests::session_files(&data.path().join("courier/sessions/default"));
+    assert!(left.is_empty(), "left in the session directory: {left:?}");
+}
+
+/// A download that another `courier` is still running is never taken over: the second run of the
+/// same URL starts its own download, and both files come out whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_still_running_in_another_process_is_never_taken_over() {
+    let server = dripping_resource(8).await;
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let events = c.join("first.jsonl");
+        let first = courier_in(&c, &d, &["download", &url, "--allow-http", "-q", "-o"])
+            .args(["first.bin", "--events"])
+            .arg(&events)
+            .spawn()
+            .unwrap();
+        wait_for_bytes_written(&events, 6 * 1024 * 1024);
+        let second = courier_in(&c, &d, &["download", &url, "--allow-http", "-q", "-o"])
+            .args(["second.bin", "--events", "-"])
+            .output()
+            .unwrap();
+        let first = first.wait_with_output().unwrap();
+        let first_events = std::fs::read_to_string(events).unwrap();
+        ((first, first_events), second)
+    })
+    .await
+    .unwrap();
+    assert_success(&second);
+    assert_success(&first.0);
+    let ev = stderr_events(&second);
+    assert!(
+        !ev.iter().any(|e| e["event"] == "did_resume_at_offset"),
+        "the second run took the first one's download"
+    );
+    assert!(!first.1.contains("did_resume_at_offset"));
+    for name in ["first.bin", "second.bin"] {
+        let saved = std::fs::read(cwd.path().join(name)).unwrap();
+        assert!(saved == server.content(), "{name} is the resource");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,10 +562,11 @@ async fn curl_cve_2020_8177_remote_header_name_never_replaces_an_existing_file()
     );
 }
 
-/// A 4 MiB resource sent in 64 KiB pieces 25 ms apart: a download still running when a test
-/// interrupts it.
-async fn dripping_resource() -> courier_tests::ResourceServer {
-    let server = courier_tests::ResourceServer::start(4 * 1024 * 1024).await;
+/// A resource of `mib` MiB sent in 64 KiB pieces 25 ms apart (0.4 s a MiB): a download still
+/// running when a test interrupts it. Past 6 MiB of 8, at least 2.4 s in, a download has taken
+/// its periodic checkpoints (one a second).
+async fn dripping_resource(mib: usize) -> courier_tests::ResourceServer {
+    let server = courier_tests::ResourceServer::start(mib * 1024 * 1024).await;
     server.script([courier_tests::Misbehaviour::Drip {
         chunk: 64 * 1024,
         delay_ms: 25,

@@ -186,6 +186,9 @@ pub struct Configuration {
     kind: SessionKind,
     /// A background session's identifier.
     identifier: Option<String>,
+    /// The session directory has one holder at a time, which names its own partial files (the
+    /// background service's sessions); see `SessionDirectory::unowned`.
+    pub(crate) directory_held_alone: bool,
     /// A background session's service socket (`None`: the user's, in
     /// [`crate::background::wire::socket_dir`]).
     pub background_service: Option<std::path::PathBuf>,
@@ -332,6 +335,7 @@ impl Default for Configuration {
         Configuration {
             kind: SessionKind::Default,
             identifier: None,
+            directory_held_alone: false,
             background_service: None,
             background_daemon: None,
             is_discretionary: false,

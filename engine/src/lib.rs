@@ -60,8 +60,8 @@ pub use session::{CreateTaskError, Session, identity_from_pem};
 pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreChoice, UrlCache};
 pub use task::{
     Answer, AnswerFuture, AnswerStream, ByteStream, CapturedStream, DataTask, DownloadTask,
-    DownloadedFile, Progress, ProtocolHandler, SessionProgress, StreamTask, Task,
-    TaskDelegateError, TaskFuture, TaskHandle, UploadBody, UploadTask, WebSocketTask,
+    DownloadedFile, InterruptedDownload, Progress, ProtocolHandler, SessionProgress, StreamTask,
+    Task, TaskDelegateError, TaskFuture, TaskHandle, UploadBody, UploadTask, WebSocketTask,
 };
 
 /// Re-exports of the crates whose types appear in Courier's API.

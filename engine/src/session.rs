@@ -232,6 +232,9 @@ impl Session {
         .map_err(|e| Error::new(ErrorCode::Unknown, e.to_string()).with_source(e))?;
         let storage = Arc::new(match config.kind() {
             SessionKind::Ephemeral => SessionDirectory::ephemeral(config.session_directory.clone()),
+            _ if config.directory_held_alone => {
+                SessionDirectory::unowned(config.session_directory.clone())
+            }
             _ => SessionDirectory::persistent(config.session_directory.clone()),
         });
         let home = Home::of_session(&storage);
@@ -341,6 +344,39 @@ impl Session {
     /// stored beside it (the background service continues its downloads after a restart with it).
     pub(crate) fn resume_data_for_partial(&self, name: &str) -> Option<ResumeData> {
         crate::task::download::resume_data_from_storage(&self.inner.ctx.storage, name)
+    }
+
+    /// The downloads that sessions on this session's directory left part-way when their process
+    /// ended without stopping them (killed, crashed, out of power), never one a live process is
+    /// still writing. Courier's addition: URLSession loses them outside background sessions.
+    /// Empty for an ephemeral session (nothing of it outlives it) and a background one (the
+    /// service continues its own).
+    ///
+    /// It reads the session directory: in an async server, call it from `spawn_blocking`.
+    pub fn interrupted_downloads(&self) -> Vec<crate::InterruptedDownload> {
+        if self.inner.background.is_some() {
+            return Vec::new();
+        }
+        crate::task::download::interrupted::interrupted(&self.inner.ctx.storage)
+    }
+
+    /// Takes over an interrupted download: its partial file becomes this session's, and the
+    /// resume data returned continues it ([`Session::download_task_with_resume_data`]). Of two
+    /// sessions taking the same download, one gets it.
+    ///
+    /// # Errors
+    /// [`ErrorCode::FileDoesNotExist`](crate::ErrorCode) when another session took it first;
+    /// [`ErrorCode::CannotOpenFile`](crate::ErrorCode) when the directory cannot be written.
+    pub fn take_over_download(
+        &self,
+        download: &crate::InterruptedDownload,
+    ) -> Result<ResumeData, crate::Error> {
+        crate::task::download::interrupted::take_over(&self.inner.ctx.storage, download)
+    }
+
+    /// Removes an interrupted download's partial file (one no other session took meanwhile).
+    pub fn discard_interrupted_download(&self, download: crate::InterruptedDownload) {
+        crate::task::download::interrupted::discard(&self.inner.ctx.storage, download);
     }
 
     /// The sum of the progress of the tasks made in this session (those of a background session

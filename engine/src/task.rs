@@ -89,6 +89,7 @@ use tokio::sync::oneshot;
 use crate::completion::Terminal;
 use crate::context::SessionContext;
 pub use byte_stream::ByteStream;
+pub use download::interrupted::InterruptedDownload;
 pub use future::{TaskFuture, TaskHandle};
 pub use progress::{Progress, SessionProgress};
 pub use protocol::{Answer, AnswerFuture, AnswerStream, ProtocolHandler};

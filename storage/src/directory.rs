@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::download::PartialFile;
+use crate::owner::{self, Owner};
 
 /// Where a session keeps its files.
 #[derive(Debug)]
@@ -21,6 +22,9 @@ pub struct SessionDirectory {
     ready: OnceLock<Result<PathBuf, io::ErrorKind>>,
     /// The key that seals resume data, read or made on first use.
     key: OnceLock<Result<[u8; 32], io::ErrorKind>>,
+    /// This session's hold on the partial files it writes, taken on first use; only in a directory
+    /// that other processes may use at once ([`SessionDirectory::persistent`]).
+    owner: Option<OnceLock<Result<Owner, io::ErrorKind>>>,
 }
 
 #[derive(Debug)]
@@ -35,19 +39,35 @@ enum Kind {
 }
 
 /// The prefix and suffix of a download's partial file.
-const PARTIAL_PREFIX: &str = "download-";
+pub(crate) const PARTIAL_PREFIX: &str = "download-";
 const PARTIAL_SUFFIX: &str = ".part";
 /// The suffix of a partial file's checkpoint record, beside it.
 pub(crate) const CHECKPOINT_SUFFIX: &str = ".checkpoint";
 
 impl SessionDirectory {
     /// The directory of default sessions: `<data dir>/courier/sessions/default`, or `path` when given.
+    ///
+    /// Other processes may use it at once, and a process may die in mid-download: each partial
+    /// file carries its session's owner token (the `owner` module), so that a later session takes
+    /// over only the downloads of sessions that ended ([`SessionDirectory::interrupted`]).
     pub fn persistent(path: Option<PathBuf>) -> SessionDirectory {
+        SessionDirectory {
+            owner: Some(OnceLock::new()),
+            ..SessionDirectory::unowned(path)
+        }
+    }
+
+    /// A persistent directory whose partial files carry no owner: for a holder that keeps its own
+    /// record of its partial files and that no other process shares the directory with (the
+    /// background service: its journal's lock keeps a second service out, and the journal names
+    /// each task's partial file), and for stores, which write no partial files.
+    pub fn unowned(path: Option<PathBuf>) -> SessionDirectory {
         let path = path.unwrap_or_else(default_location);
         SessionDirectory {
             kind: Kind::Persistent(path),
             ready: OnceLock::new(),
             key: OnceLock::new(),
+            owner: None,
         }
     }
 
@@ -61,6 +81,7 @@ impl SessionDirectory {
             },
             ready: OnceLock::new(),
             key: OnceLock::new(),
+            owner: None,
         }
     }
 
@@ -126,14 +147,166 @@ impl SessionDirectory {
     /// # Errors
     /// The directory or the file cannot be created.
     pub fn create_partial(&self) -> io::Result<PartialFile> {
+        let (file, path) = self.new_partial_name()?;
+        PartialFile::created(file, path)
+    }
+
+    /// A new, empty file under a fresh partial file's name (with this session's owner token, where
+    /// partial files carry one).
+    pub(crate) fn new_partial_name(&self) -> io::Result<(std::fs::File, PathBuf)> {
         let dir = self.path()?;
-        let (file, path) = tempfile::Builder::new()
-            .prefix(PARTIAL_PREFIX)
+        let prefix = match self.owner_token()? {
+            Some(token) => format!("{PARTIAL_PREFIX}{token}-"),
+            None => PARTIAL_PREFIX.to_owned(),
+        };
+        tempfile::Builder::new()
+            .prefix(&prefix)
             .suffix(PARTIAL_SUFFIX)
             .tempfile_in(dir)?
             .keep()
-            .map_err(|e| e.error)?;
-        PartialFile::created(file, path)
+            .map_err(|e| e.error)
+    }
+
+    /// This session's owner token, taking its owner lock on first use; `None` in a directory whose
+    /// partial files carry no owner.
+    pub(crate) fn owner_token(&self) -> io::Result<Option<&str>> {
+        let Some(owner) = &self.owner else {
+            return Ok(None);
+        };
+        let dir = self.path()?;
+        match owner.get_or_init(|| Owner::take(dir).map_err(|e| e.kind())) {
+            Ok(owner) => Ok(Some(owner.token())),
+            Err(kind) => Err(io::Error::new(
+                *kind,
+                "cannot take an owner lock in the session directory",
+            )),
+        }
+    }
+
+    /// Whether the partial file `name` is this session's to write without taking it over: its own,
+    /// or one in a directory whose partial files carry no owner.
+    pub(crate) fn holds(&self, name: &str) -> io::Result<bool> {
+        Ok(match self.owner_token()? {
+            Some(token) => owner::token_of(name) == Some(token),
+            None => true,
+        })
+    }
+
+    /// The partial files (with a checkpoint record) of sessions that ended without stopping
+    /// their downloads, and those records: what [`SessionDirectory::take_over`] may take. Changes
+    /// nothing; empty in a directory whose partial files carry no owner, or that does not exist.
+    pub fn interrupted(&self) -> Vec<(String, Vec<u8>)> {
+        let (Kind::Persistent(dir), Some(_)) = (&self.kind, &self.owner) else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        // This session's own partial files, if it has any (looking takes no lock of its own).
+        let mine = self
+            .owner
+            .as_ref()
+            .and_then(OnceLock::get)
+            .and_then(|o| o.as_ref().ok())
+            .map(Owner::token);
+        let mut found = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let Some(token) = owner::token_of(&name) else {
+                continue;
+            };
+            if !name.ends_with(PARTIAL_SUFFIX)
+                || Some(token) == mine
+                || !entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                continue;
+            }
+            let record =
+                crate::write::read_bounded(&crate::download::checkpoint_path(&entry.path()));
+            if let Ok(record) = record
+                && owner::if_ended(dir, token, || ()).is_some()
+            {
+                found.push((name, record));
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Removes the partial file `name` of a session that ended (one [`SessionDirectory::interrupted`]
+    /// named) and its checkpoint record; does nothing when its owner lives.
+    pub fn discard_interrupted(&self, name: &str) {
+        let (Ok(path), Some(token)) = (self.resolve(name), owner::token_of(name)) else {
+            return;
+        };
+        let Ok(dir) = self.path() else { return };
+        if owner::if_ended(dir, token, || crate::download::remove_partial(&path)).is_some() {
+            owner::remove_if_unused(dir, token, &self.partial_names());
+        }
+    }
+
+    /// The names of the partial files in the directory.
+    pub(crate) fn partial_names(&self) -> Vec<String> {
+        match self.path() {
+            Ok(dir) => self.partial_names_in(dir),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn partial_names_in(&self, dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(PARTIAL_PREFIX) && n.ends_with(PARTIAL_SUFFIX))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Moves the partial file at `path` under a fresh name of this session's (a rename: of two
+    /// sessions taking the same file, one wins and the other finds it gone), and removes the
+    /// checkpoint record beside the old name. Returns the new path. With `if_owner_ended`, only a
+    /// partial whose session ended is moved (a live owner's: [`io::ErrorKind::ResourceBusy`]).
+    pub(crate) fn move_to_own_name(
+        &self,
+        path: &Path,
+        if_owner_ended: bool,
+    ) -> io::Result<PathBuf> {
+        let dir = self.path()?;
+        let old = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+            .unwrap_or_default();
+        let rename = || -> io::Result<PathBuf> {
+            let (_placeholder, new) = self.new_partial_name()?;
+            if let Err(e) = std::fs::rename(path, &new) {
+                let _ = std::fs::remove_file(&new);
+                return Err(e);
+            }
+            let _ = std::fs::remove_file(crate::download::checkpoint_path(path));
+            Ok(new)
+        };
+        let token = owner::token_of(&old);
+        let moved = match (token, if_owner_ended) {
+            (Some(token), true) => owner::if_ended(dir, token, rename).unwrap_or_else(|| {
+                Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!("{old:?} belongs to a session that is still running"),
+                ))
+            }),
+            (None, true) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{old:?} names no session"),
+            )),
+            (_, false) => rename(),
+        }?;
+        if let Some(token) = token {
+            owner::remove_if_unused(dir, token, &self.partial_names());
+        }
+        Ok(moved)
     }
 
     /// The key that seals this directory's resume data ([`crate::seal`]): kept in the directory
@@ -235,16 +408,35 @@ impl SessionDirectory {
                 removed += 1;
             }
         }
+        // The lock files that killed processes left, once none of their partial files is left.
+        let names = self.partial_names_in(&dir);
+        for token in owner::lock_files(&dir) {
+            owner::remove_if_unused(&dir, &token, &names);
+        }
         removed
     }
 
-    /// The files in the directory (for tests and housekeeping); empty when it was never created.
+    /// What the end of this session's process does to the directory when the process dies: the
+    /// owner lock ends, its file and the partial files stay.
+    #[cfg(test)]
+    pub(crate) fn die(mut self) {
+        if let Some(Ok(owner)) = self.owner.take().and_then(OnceLock::into_inner) {
+            owner.die();
+        }
+    }
+
+    /// The files in the directory (for tests and housekeeping), but for owner locks (which come and
+    /// go with sessions); empty when it was never created.
     pub fn list(&self) -> Vec<PathBuf> {
         let Some(Ok(dir)) = self.ready.get() else {
             return Vec::new();
         };
         std::fs::read_dir(dir)
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| !owner::is_lock_file(p))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -324,15 +516,28 @@ mod tests {
         std::fs::write(&record, b"checkpoint").unwrap();
         aged(&old);
         let fresh = dir.create_partial().unwrap().finish();
+        // A killed process's stale partial, and its owner's lock file.
+        let gone = SessionDirectory::persistent(Some(root.path().to_path_buf()));
+        let killed = gone.create_partial().unwrap().finish();
+        aged(&killed);
+        let lock_of = |p: &Path| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            root.path()
+                .join(format!("owner-{}.lock", owner::token_of(name).unwrap()))
+        };
+        let (killed_lock, live_lock) = (lock_of(&killed), lock_of(&fresh));
+        gone.die();
         let other = root.path().join("cookies.json");
         std::fs::write(&other, b"{}").unwrap();
         aged(&other);
 
-        assert_eq!(dir.sweep_partials(7 * day), 1);
+        assert_eq!(dir.sweep_partials(7 * day), 2);
         assert!(
-            !old.exists() && !record.exists(),
-            "the stale one and its record went"
+            !old.exists() && !record.exists() && !killed.exists(),
+            "the stale ones and the record went"
         );
+        assert!(!killed_lock.exists(), "the killed process's lock file went");
+        assert!(live_lock.exists(), "a live session's lock file stays");
         assert!(fresh.exists(), "a recent partial file stays");
         assert!(other.exists(), "files that are not partial downloads stay");
         assert_eq!(dir.sweep_partials(7 * day), 0);

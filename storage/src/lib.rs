@@ -5,6 +5,8 @@
 //!   default sessions, a private temporary one for ephemeral sessions).
 //! - [`download`]: [`PartialFile`], a download's file: appended in batches, synced at checkpoints, cut
 //!   back on a failed write so it always holds a resumable prefix.
+//! - `owner`: which live session holds a partial file, so that a later session takes over only
+//!   the downloads of a process that died ([`SessionDirectory::interrupted`]).
 //! - [`resume`]: [`ResumeRecord`], what resume data holds, and the checks before a partial file may be
 //!   reused.
 //! - [`cache`]: [`cache::DiskCache`], the URL cache's files (one per response).
@@ -24,6 +26,7 @@ pub mod codec;
 pub mod directory;
 pub mod download;
 pub mod journal;
+mod owner;
 pub mod resume;
 pub mod seal;
 pub mod write;

@@ -216,7 +216,59 @@ impl SessionDirectory {
                 "its last bytes differ from those recorded".into(),
             ));
         }
+        // Another session's file (of resume data it gave away, or that ended): this session's
+        // from now on, so that no one takes it over while it is written again.
+        let path = if self.holds(name).map_err(ResumeError::Io)? {
+            path
+        } else {
+            self.move_to_own_name(&path, false)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => ResumeError::Missing(name.clone()),
+                    _ => ResumeError::Io(e),
+                })?
+        };
         PartialFile::reopen(path, record.bytes_on_disk).map_err(ResumeError::Io)
+    }
+
+    /// Takes over the partial file `name` of a session that ended (one
+    /// [`SessionDirectory::interrupted`] named): moves it under a name of this session's and
+    /// stores its checkpoint record beside it, naming the new file. Returns that record.
+    ///
+    /// # Errors
+    /// Its session still runs ([`io::ErrorKind::ResourceBusy`]), another session took it first
+    /// ([`io::ErrorKind::NotFound`]), its record does not decode ([`io::ErrorKind::InvalidData`]), or
+    /// the directory cannot be written.
+    pub fn take_over(&self, name: &str) -> io::Result<ResumeRecord> {
+        let path = self.resolve(name)?;
+        let record = crate::write::read_bounded(&crate::download::checkpoint_path(&path))?;
+        let mut record = ResumeRecord::decode(&record)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let moved = self.move_to_own_name(&path, true)?;
+        // A file that no longer holds what its record describes (its last bytes never reached the
+        // disk before a power loss) cannot be continued: it goes, and the download starts over.
+        let holds_the_record = std::fs::symlink_metadata(&moved)
+            .is_ok_and(|m| m.is_file() && m.len() >= record.bytes_on_disk)
+            && tail_digest(&moved, record.bytes_on_disk).ok() == Some(record.tail_sha256);
+        if !holds_the_record {
+            crate::download::remove_partial(&moved);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{name:?} no longer holds the bytes its checkpoint describes"),
+            ));
+        }
+        record.partial_file = moved
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let encoded = record
+            .encode()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        crate::write::replace(
+            &crate::download::checkpoint_path(&moved),
+            &encoded,
+            crate::Durability::Synced,
+        )?;
+        Ok(record)
     }
 
     /// The latest checkpoint record stored beside the partial file `name`, as a blob, if one is there.
@@ -270,6 +322,134 @@ mod tests {
         let f = dir.reopen_for_resume(&back).unwrap();
         assert_eq!(f.len(), 100_000);
         assert_eq!(std::fs::metadata(f.path()).unwrap().len(), 100_000);
+    }
+
+    /// A partial file of session `dir` with 100,000 bytes and its checkpoint record beside it, as
+    /// a download in mid-transfer leaves them.
+    fn partial_in_mid_transfer(dir: &SessionDirectory) -> (String, ResumeRecord) {
+        let mut f = dir.create_partial().unwrap();
+        f.append(&[3u8; 100_000]).unwrap();
+        let rec = record_for(&mut f);
+        f.store_checkpoint_record(&rec.encode().unwrap(), crate::Durability::Synced)
+            .unwrap();
+        f.append(b"not yet checkpointed").unwrap();
+        (f.name(), rec)
+    }
+
+    fn names(found: Vec<(String, Vec<u8>)>) -> Vec<String> {
+        found.into_iter().map(|(n, _)| n).collect()
+    }
+
+    #[test]
+    fn only_the_partials_of_a_session_that_ended_are_offered_and_one_session_takes_each() {
+        let parent = tempfile::tempdir().unwrap();
+        let at = || SessionDirectory::persistent(Some(parent.path().to_path_buf()));
+        let (a, b, c) = (at(), at(), at());
+        let (name, rec) = partial_in_mid_transfer(&a);
+        assert!(crate::owner::token_of(&name).is_some(), "{name}");
+
+        assert!(b.interrupted().is_empty(), "a live session's download");
+        let busy = b.take_over(&name).unwrap_err();
+        assert_eq!(busy.kind(), io::ErrorKind::ResourceBusy);
+
+        a.die();
+        assert_eq!(names(b.interrupted()), [name.as_str()]);
+        let (_, blob) = c.interrupted().pop().unwrap();
+        assert_eq!(ResumeRecord::decode(&blob).unwrap(), rec);
+
+        let taken = b.take_over(&name).unwrap();
+        assert_ne!(taken.partial_file, name);
+        assert!(b.holds(&taken.partial_file).unwrap());
+        assert_eq!(
+            c.take_over(&name).unwrap_err().kind(),
+            io::ErrorKind::NotFound,
+            "taken once"
+        );
+        assert!(b.interrupted().is_empty() && c.interrupted().is_empty());
+        assert_eq!(
+            ResumeRecord::decode(&b.stored_checkpoint(&taken.partial_file).unwrap()).unwrap(),
+            taken,
+            "the record beside the new name names it"
+        );
+        let f = b.reopen_for_resume(&taken).unwrap();
+        assert_eq!(f.len(), 100_000);
+        assert_eq!(
+            f.name(),
+            taken.partial_file,
+            "already its own: not moved again"
+        );
+        let a_token = crate::owner::token_of(&name).unwrap();
+        assert!(
+            !parent.path().join(format!("owner-{a_token}.lock")).exists(),
+            "the ended owner's file went with its last partial"
+        );
+
+        // A session that ends cleanly removes its owner file; its leftovers are offered too.
+        let d = at();
+        let (left_behind, _) = partial_in_mid_transfer(&d);
+        drop(d);
+        assert_eq!(names(c.interrupted()), [left_behind.as_str()]);
+        c.discard_interrupted(&left_behind);
+        assert!(c.interrupted().is_empty());
+        assert!(!parent.path().join(&left_behind).exists());
+    }
+
+    #[test]
+    fn a_partial_that_lost_its_checkpointed_bytes_is_not_taken_over_but_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let at = || SessionDirectory::persistent(Some(parent.path().to_path_buf()));
+        let (a, b) = (at(), at());
+        let (name, _) = partial_in_mid_transfer(&a);
+        a.die();
+        // What a power loss may leave: the record, and fewer bytes than it describes.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(parent.path().join(&name))
+            .unwrap();
+        file.set_len(50_000).unwrap();
+        let refused = b.take_over(&name).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+        assert!(b.interrupted().is_empty());
+        let partials = b.partial_names();
+        assert!(partials.is_empty(), "{partials:?}");
+    }
+
+    #[test]
+    fn a_partial_reopened_from_another_sessions_resume_data_becomes_the_reopeners() {
+        let parent = tempfile::tempdir().unwrap();
+        let at = || SessionDirectory::persistent(Some(parent.path().to_path_buf()));
+        let (a, b, c) = (at(), at(), at());
+        let mut f = a.create_partial().unwrap();
+        f.append(&[9u8; 5000]).unwrap();
+        let rec = record_for(&mut f);
+        drop(f);
+        drop(a);
+
+        let mut f = b.reopen_for_resume(&rec).unwrap();
+        assert_ne!(f.name(), rec.partial_file);
+        assert!(b.holds(&f.name()).unwrap());
+        assert!(!parent.path().join(&rec.partial_file).exists());
+        // Written again and checkpointed, it is a live session's download.
+        f.append(&[9u8; 5000]).unwrap();
+        let again = record_for(&mut f);
+        f.store_checkpoint_record(&again.encode().unwrap(), crate::Durability::Synced)
+            .unwrap();
+        assert!(c.interrupted().is_empty());
+        assert!(matches!(
+            c.reopen_for_resume(&rec),
+            Err(ResumeError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn a_directory_held_alone_names_no_owner_and_offers_nothing() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = SessionDirectory::unowned(Some(parent.path().to_path_buf()));
+        let (name, rec) = partial_in_mid_transfer(&dir);
+        assert_eq!(crate::owner::token_of(&name), None, "{name}");
+        assert!(dir.interrupted().is_empty());
+        let f = dir.reopen_for_resume(&rec).unwrap();
+        assert_eq!(f.name(), name, "not moved");
     }
 
     #[test]

@@ -53,13 +53,34 @@ pub fn default_config_in(dir: &std::path::Path) -> courier_engine::Configuration
 }
 
 /// The names of the files in a session directory, leaving out the one a session keeps for good
-/// (`resume.key`, the key that seals its resume data): what a test of leftovers looks at.
+/// (`resume.key`, the key that seals its resume data) and the owner locks of live sessions
+/// (`owner-*.lock`, removed as each session ends; see [`live_owner_locks`]): what a test of
+/// leftovers looks at.
 pub fn session_files(dir: &std::path::Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n != "resume.key" && !is_owner_lock(n))
+        .collect()
+}
+
+/// The owner lock files in a session directory: one per live session that has written a partial
+/// file there.
+pub fn live_owner_locks(dir: &std::path::Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| is_owner_lock(n))
+        .collect()
+}
+
+fn is_owner_lock(name: &str) -> bool {
+    name.starts_with("owner-") && name.ends_with(".lock")
+}
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n != "resume.key")
                 .collect()
         })
         .unwrap_or_default()

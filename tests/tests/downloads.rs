@@ -138,6 +138,46 @@ async fn the_completion_form_returns_a_file_that_goes_away_unless_persisted() {
     assert_empty(dir.path());
 }
 
+/// A session that writes partial files holds an owner lock in its directory for as long as it
+/// lives (what tells a later session that its downloads are not to be taken over), and removes it
+/// when it ends: a session that ended leaves nothing. (A killed process's downloads are taken over
+/// by the next one: `courier download`'s black-box tests kill one.)
+#[tokio::test]
+async fn a_sessions_owner_lock_lives_as_long_as_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ResourceServer::start(200_000).await;
+    let session = Session::new(config(dir.path())).unwrap();
+    // A response stored in the URL cache, whose disk half the sessions on a directory share.
+    let (body, _) = session.data(server.url()).await.unwrap();
+    assert_eq!(body.len(), 200_000);
+    let (file, _) = session.download(server.url()).await.unwrap();
+    drop(file);
+    let locks = || courier_tests::live_owner_locks(dir.path());
+    let own = locks();
+    assert_eq!(own.len(), 1);
+    // Another session on the directory, which looks for interrupted downloads (and takes no lock
+    // for looking), is offered nothing of the live one's.
+    let other = Session::new(config(dir.path())).unwrap();
+    assert!(other.interrupted_downloads().is_empty());
+    assert_eq!(locks(), own);
+    session.finish_tasks_and_invalidate();
+    drop(session);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !locks().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock outlived its session"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(other);
+    assert_eq!(
+        files_in(dir.path()),
+        ["cache"],
+        "the cached response stays, and nothing else"
+    );
+}
+
 /// A download of `size` bytes that arrives slowly (64 KiB every 20 ms), started in a fresh session
 /// whose directory is the returned temporary one.
 async fn start_slow_download(

@@ -428,6 +428,8 @@ impl Inner {
                 .join("sessions")
                 .join(courier_delegates::plain_file_name(identifier)),
         );
+        // The journal names each task's partial file, and its lock keeps a second service out.
+        template.directory_held_alone = true;
         let state = Arc::new(Identifier {
             engine: Mutex::default(),
             live,

@@ -10,6 +10,7 @@
 //!
 //! `batch` sizes the batches (a session's downloads share a budget). `records` turns what storage
 //! keeps (request and response records, checkpoint records) into resume data and back.
+//! `interrupted` finds the downloads of processes that died, for a later session to continue.
 
 use std::io;
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 mod batch;
+pub(crate) mod interrupted;
 mod records;
 
 use batch::{Batch, BatchShare, WRITE_BATCH};
