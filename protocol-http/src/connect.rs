@@ -147,6 +147,13 @@ struct Inner {
     any_tls_h1: AtomicBool,
 }
 
+/// A server-trust decision the session took on a chain: whether it trusted a chain that standard
+/// verification refuses.
+struct Decided {
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    overridden: bool,
+}
+
 /// What the connector knows of one host (scheme, name, port).
 struct Host {
     /// The per-host cap on HTTP/1.1 connections.
@@ -355,6 +362,19 @@ impl Inner {
     }
 
     async fn connect(&self, uri: Uri, wanted: Option<Wanted>) -> Result<Conn, ConnectFailure> {
+        self.connect_trusting(uri, wanted, None).await
+    }
+
+    /// As [`Inner::connect`]; `decided` is the server-trust decision the session took on this
+    /// host's chain a moment ago, in the handshake that learnt the server wants a client
+    /// certificate: the same chain again is not put to the delegate a second time (URLSession asks
+    /// server trust once, then for the identity).
+    async fn connect_trusting(
+        &self,
+        uri: Uri,
+        wanted: Option<Wanted>,
+        decided: Option<Decided>,
+    ) -> Result<Conn, ConnectFailure> {
         let uri_again = uri.clone();
         let tls = match uri.scheme_str() {
             Some("https") => true,
@@ -514,7 +534,12 @@ impl Inner {
             .await
             .map_err(ConnectFailure::tls)?;
         let tls_handshake = handshake_started.elapsed();
-        let trust_overridden = self.decide_trust(&tls_stream, &host, port).await?;
+        let trust_overridden = match decided {
+            Some(d) if Some(d.chain.as_slice()) == tls_stream.get_ref().1.peer_certificates() => {
+                d.overridden
+            }
+            _ => self.decide_trust(&tls_stream, &host, port).await?,
+        };
         if resolver.asked_in_vain()
             && let Some(provider) = &self.settings.identities
         {
@@ -531,8 +556,17 @@ impl Inner {
                         })?;
                     *state.identity.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(key));
                     // Connect again, presenting it (this connection goes, with its slot).
+                    let decided = Decided {
+                        chain: tls_stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                            .unwrap_or_default(),
+                        overridden: trust_overridden,
+                    };
                     drop((tls_stream, permit, _probe));
-                    return Box::pin(self.connect(uri_again, wanted)).await;
+                    return Box::pin(self.connect_trusting(uri_again, wanted, Some(decided))).await;
                 }
                 IdentityDecision::Cancel => {
                     return Err(ConnectFailure::new(

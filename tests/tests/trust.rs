@@ -144,6 +144,17 @@ async fn a_server_that_requires_a_client_certificate_gets_the_delegates_identity
         })
         .count();
     assert_eq!(asked, 1);
+    // As URLSession asks: the server's trust once, then the identity. (The connection made again
+    // with the identity shows the same chain, which is not put to the delegate again.)
+    let challenges: Vec<&str> = rec
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::SessionChallenge { method, .. } => Some(*method),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(challenges, ["server_trust", "client_certificate"]);
 
     // An identity from another CA is rejected.
     let stranger = TestCa::new();
