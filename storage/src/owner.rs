@@ -156,6 +156,25 @@ mod tests {
         assert_eq!(token_of("other-abcdefgh12345678-XyZ123.part"), None);
     }
 
+    proptest::proptest! {
+        /// Any file name: reading a token never panics, and finds one only in the form Courier
+        /// writes; every name Courier writes gives its token back.
+        #[test]
+        fn a_token_is_read_back_from_any_name_courier_writes_and_from_no_other(
+            name in "\\PC{0,40}",
+            token in "[a-zA-Z0-9]{16}",
+            rest in "[a-zA-Z0-9]{6}",
+        ) {
+            if let Some(t) = token_of(&name) {
+                let prefix = format!("download-{t}-");
+                proptest::prop_assert!(name.starts_with(&prefix));
+                proptest::prop_assert_eq!(t.len(), TOKEN_LEN);
+            }
+            let written = format!("download-{token}-{rest}.part");
+            proptest::prop_assert_eq!(token_of(&written), Some(token.as_str()));
+        }
+    }
+
     #[test]
     fn an_owner_is_live_until_dropped_even_to_another_descriptor_of_this_process() {
         let dir = tempfile::tempdir().unwrap();

@@ -442,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_held_alone_names_no_owner_and_offers_nothing() {
+    fn an_unowned_directory_names_no_owner_and_offers_nothing() {
         let parent = tempfile::tempdir().unwrap();
         let dir = SessionDirectory::unowned(Some(parent.path().to_path_buf()));
         let (name, rec) = partial_in_mid_transfer(&dir);
