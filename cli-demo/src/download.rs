@@ -3,8 +3,9 @@
 //! File names come from the URL's last path segment, sanitised to one plain name, so a download never
 //! lands outside the output directory. Ctrl-C cancels every download by producing resume data and
 //! saves it (`--save-resume-data FILE`, else `<output>.courier-resume`); so does a download that
-//! fails part-way. `--resume-data FILE` continues from such a file. A download that a killed
-//! `courier` left part-way is continued by the next `courier download` of the same request.
+//! fails part-way. `--resume-data FILE` continues from such a file, and so does the next
+//! `courier download` of the same URL to the same file. A download that a killed `courier` left
+//! part-way is continued by the next `courier download` of the same request.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -141,32 +142,41 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
             let Some(job) = jobs.pop_front() else {
                 break;
             };
-            let (task, resumed_from) = match job {
+            let (task, resumed_from, destination) = match job {
                 Job::Fresh(url) => {
                     let request = request(&url, options)?;
-                    let task = match continue_interrupted(&session, &mut left_behind, &request) {
-                        Some((data, at)) => {
+                    let destination = destination_in(&target, request.url_str(), &mut used);
+                    // Resume data that Ctrl-C (or a failure) saved for this file, then a download
+                    // a killed `courier` left: the same request continues from either.
+                    let saved = resume_path(&args, options, &destination)
+                        .and_then(|path| saved_resume_data(&session, path, &request, &delegate));
+                    match saved {
+                        Some((data, path)) => {
                             delegate.bars().println(&format!(
-                                "courier: continuing the interrupted download of {url} from \
-                                 {at} bytes"
+                                "courier: continuing {url} from the resume data in {}",
+                                path.display()
                             ));
-                            session.download_task_with_resume_data(&data)?
+                            let task = session.download_task_with_resume_data(&data)?;
+                            (task, Some(path), destination)
                         }
-                        None => session.download_task(request)?,
-                    };
-                    (task, None)
+                        None => match continue_interrupted(&session, &mut left_behind, &request) {
+                            Some((data, at)) => {
+                                delegate.bars().println(&format!(
+                                    "courier: continuing the interrupted download of {url} from \
+                                     {at} bytes"
+                                ));
+                                let task = session.download_task_with_resume_data(&data)?;
+                                (task, None, destination)
+                            }
+                            None => (session.download_task(request)?, None, destination),
+                        },
+                    }
                 }
                 Job::Resume(data, from) => {
-                    (session.download_task_with_resume_data(&data)?, Some(from))
+                    let task = session.download_task_with_resume_data(&data)?;
+                    let url = task.info().original_request().url_str().to_owned();
+                    (task, Some(from), destination_in(&target, &url, &mut used))
                 }
-            };
-            let destination = match &target {
-                Target::File(p) => p.clone(),
-                Target::Dir(dir) => unique(
-                    dir,
-                    &file_name_for(task.info().original_request().url_str()),
-                    &mut used,
-                ),
             };
             match &target {
                 Target::Dir(dir) if args.remote_header_name => {
@@ -228,6 +238,43 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
         code = ExitCode::TaskFailed;
     }
     Ok(code)
+}
+
+/// Where the download of `url` goes: the one file, or a name from the URL in the directory.
+fn destination_in(target: &Target, url: &str, used: &mut HashSet<PathBuf>) -> PathBuf {
+    match target {
+        Target::File(p) => p.clone(),
+        Target::Dir(dir) => unique(dir, &file_name_for(url), used),
+    }
+}
+
+/// The resume data saved at `path` (by Ctrl-C or a failure of an earlier run), when it continues
+/// `request` and still can; resume data that no longer can (its partial file went or changed) is
+/// removed, saying why. Resume data of another request is left alone.
+fn saved_resume_data(
+    session: &Session,
+    path: PathBuf,
+    request: &Request,
+    delegate: &CliDelegate,
+) -> Option<(ResumeData, PathBuf)> {
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let data = ResumeData::from_bytes(courier_storage::write::read_bounded(&path).ok()?);
+    match session.check_resume_data(&data) {
+        Ok(of) if of.url_str() == request.url_str() && of.method() == request.method() => {
+            Some((data, path))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            delegate.bars().println(&format!(
+                "courier: {} cannot continue the download ({e}); starting over",
+                path.display()
+            ));
+            let _ = std::fs::remove_file(&path);
+            None
+        }
+    }
 }
 
 /// Resume data for the interrupted download of `request` with the most bytes on disk, taken over

@@ -105,10 +105,8 @@ async fn sigterm_saves_resume_data_as_ctrl_c_does() {
 /// A download stopped by `signal` mid-body saves its resume data (the stream ends with the task
 /// cancelled, nothing saved yet), and `--resume-data` then finishes it from where it stopped.
 async fn stop_then_resume(signal: &'static str) {
-    let server = dripping_resource(4).await;
-    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let url = server.url();
-    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let (server, cwd, data) = dripping_scene(4).await;
+    let (url, c, d) = (server.url(), cwd.path().to_owned(), data.path().to_owned());
     let ev = tokio::task::spawn_blocking(move || {
         let events = c.join("events.jsonl");
         let child = courier_in(
@@ -158,11 +156,7 @@ async fn stop_then_resume(signal: &'static str) {
     .unwrap();
     assert_success(&out);
     let ev = stderr_events(&out);
-    let resumed = ev
-        .iter()
-        .find(|e| e["event"] == "did_resume_at_offset")
-        .expect("did_resume_at_offset");
-    let offset = resumed["offset"].as_u64().unwrap();
+    let offset = resumed_at(&ev);
     assert!(offset > 0);
     let saved = std::fs::read(cwd.path().join("resource.bin")).unwrap();
     assert!(
@@ -173,6 +167,68 @@ async fn stop_then_resume(signal: &'static str) {
     let last = server.served().pop().unwrap();
     assert_eq!(last.status, 206);
     assert_eq!(last.start as u64, offset);
+}
+
+/// After Ctrl-C, the same command run again (no `--resume-data`) continues from the resume data
+/// saved beside the file, fetching only the rest, and removes it once the file is whole. Resume
+/// data that can no longer continue (here: damaged) is said so, removed, and the download starts
+/// over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_command_after_ctrl_c_continues_from_the_saved_resume_data() {
+    let (server, cwd, data) = dripping_scene(4).await;
+    let (url, c, d) = (server.url(), cwd.path().to_owned(), data.path().to_owned());
+    let (again, damaged) = tokio::task::spawn_blocking(move || {
+        let events = c.join("stopped.jsonl");
+        let args = ["download", &url, "--allow-http", "-q", "--events"];
+        let child = courier_in(&c, &d, &args).arg(&events).spawn().unwrap();
+        stop_once_logged(child, &events, "did_write_data", "INT");
+        assert!(c.join("resource.bin.courier-resume").exists());
+        let again = courier_in(&c, &d, &args).arg("-").output().unwrap();
+        assert!(
+            !c.join("resource.bin.courier-resume").exists(),
+            "used resume data is removed"
+        );
+        assert!(std::fs::read(c.join("resource.bin")).unwrap() == server.content());
+        // A second round, its saved resume data damaged before the run.
+        std::fs::remove_file(c.join("resource.bin")).unwrap();
+        let events = c.join("stopped-again.jsonl");
+        server.script([courier_tests::Misbehaviour::Drip {
+            chunk: 64 * 1024,
+            delay_ms: 25,
+        }]);
+        let child = courier_in(&c, &d, &args).arg(&events).spawn().unwrap();
+        stop_once_logged(child, &events, "did_write_data", "INT");
+        std::fs::write(c.join("resource.bin.courier-resume"), b"not resume data").unwrap();
+        let damaged = courier_in(&c, &d, &args).arg("-").output().unwrap();
+        (again, (damaged, server))
+    })
+    .await
+    .unwrap();
+    let (damaged, server) = damaged;
+    assert_success(&again);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("from the resume data in"), "{stderr}");
+    let ev = stderr_events(&again);
+    let offset = resumed_at(&ev);
+    assert!(offset > 0);
+
+    assert_success(&damaged);
+    let stderr = String::from_utf8_lossy(&damaged.stderr);
+    assert!(
+        stderr.contains("cannot continue the download") && stderr.contains("starting over"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr_events(&damaged)
+            .iter()
+            .any(|e| e["event"] == "did_resume_at_offset")
+    );
+    let saved = std::fs::read(cwd.path().join("resource.bin")).unwrap();
+    assert!(saved == server.content(), "the file is the resource");
+    assert!(
+        !cwd.path().join("resource.bin.courier-resume").exists(),
+        "used or unusable resume data is removed"
+    );
 }
 
 /// Waits until the events file `events` reports at least `bytes` written.
@@ -202,10 +258,8 @@ fn wait_for_bytes_written(events: &std::path::Path, bytes: u64) {
 /// a range request for the rest, and the file is whole. curl needs `-C -` and wget `-c` for this.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_download_is_continued_by_the_next_run_of_the_same_command() {
-    let server = dripping_resource(8).await;
-    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let url = server.url();
-    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let (server, cwd, data) = dripping_scene(8).await;
+    let (url, c, d) = (server.url(), cwd.path().to_owned(), data.path().to_owned());
     let out = tokio::task::spawn_blocking(move || {
         let events = c.join("killed.jsonl");
         let args = ["download", &url, "--allow-http", "-q", "--events"];
@@ -225,11 +279,7 @@ async fn a_killed_download_is_continued_by_the_next_run_of_the_same_command() {
         "{stderr}"
     );
     let ev = stderr_events(&out);
-    let resumed = ev
-        .iter()
-        .find(|e| e["event"] == "did_resume_at_offset")
-        .expect("did_resume_at_offset");
-    let offset = resumed["offset"].as_u64().unwrap();
+    let offset = resumed_at(&ev);
     assert!(offset >= 1024 * 1024, "continued from {offset}");
     let saved = std::fs::read(cwd.path().join("resource.bin")).unwrap();
     assert!(
@@ -255,10 +305,8 @@ async fn a_killed_download_is_continued_by_the_next_run_of_the_same_command() {
 /// same URL starts its own download, and both files come out whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_still_running_in_another_process_is_never_taken_over() {
-    let server = dripping_resource(8).await;
-    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let url = server.url();
-    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let (server, cwd, data) = dripping_scene(8).await;
+    let (url, c, d) = (server.url(), cwd.path().to_owned(), data.path().to_owned());
     let (first, second) = tokio::task::spawn_blocking(move || {
         let events = c.join("first.jsonl");
         let first = courier_in(&c, &d, &["download", &url, "--allow-http", "-q", "-o"])
@@ -560,6 +608,33 @@ async fn curl_cve_2020_8177_remote_header_name_never_replaces_an_existing_file()
         courier_tests::session_files(&data.path().join("courier/sessions/default")).is_empty(),
         "no download is left behind"
     );
+}
+
+/// The offset `did_resume_at_offset` reports in `events`.
+#[track_caller]
+fn resumed_at(events: &[Value]) -> u64 {
+    let resumed = events
+        .iter()
+        .find(|e| e["event"] == "did_resume_at_offset")
+        .expect("did_resume_at_offset");
+    resumed["offset"].as_u64().unwrap()
+}
+
+/// A dripping resource of `mib` MiB, and a `courier` run's two private directories: its working
+/// directory and its data directory (`XDG_DATA_HOME`).
+async fn dripping_scene(
+    mib: usize,
+) -> (
+    courier_tests::ResourceServer,
+    tempfile::TempDir,
+    tempfile::TempDir,
+) {
+    let server = dripping_resource(mib).await;
+    (
+        server,
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    )
 }
 
 /// A resource of `mib` MiB sent in 64 KiB pieces 25 ms apart (0.4 s a MiB): a download still

@@ -366,7 +366,9 @@ impl Session {
     ///
     /// # Errors
     /// [`ErrorCode::FileDoesNotExist`](crate::ErrorCode) when another session took it first;
-    /// [`ErrorCode::CannotOpenFile`](crate::ErrorCode) when the directory cannot be written.
+    /// [`ErrorCode::CannotOpenFile`](crate::ErrorCode) when its file no longer holds the bytes its
+    /// checkpoint describes (the file is removed: the download starts over), or when the directory
+    /// cannot be written.
     pub fn take_over_download(
         &self,
         download: &crate::InterruptedDownload,

@@ -188,6 +188,29 @@ impl SessionDirectory {
     /// A [`ResumeError`] naming the failed check.
     pub fn reopen_for_resume(&self, record: &ResumeRecord) -> Result<PartialFile, ResumeError> {
         let name = &record.partial_file;
+        let path = self.check_resume(record)?;
+        // Another session's file (of resume data it gave away, or that ended): this session's
+        // from now on, so that no one takes it over while it is written again.
+        let path = if self.holds(name).map_err(ResumeError::Io)? {
+            path
+        } else {
+            self.move_to_own_name(&path, false)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => ResumeError::Missing(name.clone()),
+                    _ => ResumeError::Io(e),
+                })?
+        };
+        PartialFile::reopen(path, record.bytes_on_disk).map_err(ResumeError::Io)
+    }
+
+    /// Checks that `record` can continue its download here: its partial file is a plain file of
+    /// this directory that still holds the bytes the record describes. Returns the file's path;
+    /// changes nothing.
+    ///
+    /// # Errors
+    /// A [`ResumeError`] naming the failed check.
+    pub fn check_resume(&self, record: &ResumeRecord) -> Result<std::path::PathBuf, ResumeError> {
+        let name = &record.partial_file;
         let path = self.resolve(name).map_err(|e| match e.kind() {
             io::ErrorKind::InvalidInput => ResumeError::OutsideSessionDirectory(name.clone()),
             _ => ResumeError::Io(e),
@@ -216,18 +239,7 @@ impl SessionDirectory {
                 "its last bytes differ from those recorded".into(),
             ));
         }
-        // Another session's file (of resume data it gave away, or that ended): this session's
-        // from now on, so that no one takes it over while it is written again.
-        let path = if self.holds(name).map_err(ResumeError::Io)? {
-            path
-        } else {
-            self.move_to_own_name(&path, false)
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::NotFound => ResumeError::Missing(name.clone()),
-                    _ => ResumeError::Io(e),
-                })?
-        };
-        PartialFile::reopen(path, record.bytes_on_disk).map_err(ResumeError::Io)
+        Ok(path)
     }
 
     /// Takes over the partial file `name` of a session that ended (one
@@ -244,22 +256,19 @@ impl SessionDirectory {
         let mut record = ResumeRecord::decode(&record)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let moved = self.move_to_own_name(&path, true)?;
-        // A file that no longer holds what its record describes (its last bytes never reached the
-        // disk before a power loss) cannot be continued: it goes, and the download starts over.
-        let holds_the_record = std::fs::symlink_metadata(&moved)
-            .is_ok_and(|m| m.is_file() && m.len() >= record.bytes_on_disk)
-            && tail_digest(&moved, record.bytes_on_disk).ok() == Some(record.tail_sha256);
-        if !holds_the_record {
-            crate::download::remove_partial(&moved);
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{name:?} no longer holds the bytes its checkpoint describes"),
-            ));
-        }
         record.partial_file = moved
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // A file that no longer holds what its record describes (its last bytes never reached the
+        // disk before a power loss) cannot be continued: it goes, and the download starts over.
+        if let Err(e) = self.check_resume(&record) {
+            crate::download::remove_partial(&moved);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{name:?} cannot be continued: {e}"),
+            ));
+        }
         let encoded = record
             .encode()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;

@@ -220,6 +220,16 @@ async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
     );
     assert_eq!(rec.resume_data(task.info().id()), Some(data.clone()));
     assert_eq!(files_in(dir.path()).len(), 1, "only the partial file stays");
+    // What the data continues, checked without changing anything (the resume below still works).
+    assert_eq!(
+        session.check_resume_data(&data).unwrap().url_str(),
+        server.url()
+    );
+    let damaged = ResumeData::from_bytes(b"not resume data".to_vec());
+    assert_eq!(
+        session.check_resume_data(&damaged).unwrap_err().code(),
+        ErrorCode::CannotDecodeRawData
+    );
 
     let resumed = session.download_task_with_resume_data(&data).unwrap();
     assert_ne!(resumed.info().id(), task.info().id(), "a new task");
@@ -259,6 +269,11 @@ async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
     assert_eq!(last.if_range.as_deref(), Some("\"v1\""));
     assert_eq!(last.status, 206);
     assert_eq!(last.body_len as i64, content.len() as i64 - offset);
+    // Used up (its partial file became the download), the data can no longer continue.
+    assert_eq!(
+        session.check_resume_data(&data).unwrap_err().code(),
+        ErrorCode::FileDoesNotExist
+    );
     invalidate_leaving_nothing(&session, &rec, dir.path()).await;
 }
 

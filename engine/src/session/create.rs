@@ -10,7 +10,7 @@ use courier_delegates::{Error, ErrorCode, Request, ResumeData, TaskInfo, TaskKin
 
 use super::{Session, SessionMsg};
 use crate::completion::{Sink, Terminal};
-use crate::task::download::{decode_resume_data, request_from_record};
+use crate::task::download::{decode_resume_data, request_from_record, resume_error};
 use crate::task::{
     DataTask, DownloadTask, PartialSlot, StreamTask, Task, UploadBody, UploadTask, WebSocketTask,
     Work,
@@ -398,6 +398,27 @@ impl Session {
             },
         )?;
         Ok(DownloadTask::new(task))
+    }
+
+    /// Whether `data` can still continue its download in this session, and the request it
+    /// continues (what URLSession's resume data keeps under `NSURLSessionResumeOriginalRequest`,
+    /// which applications read to know what it is for). It checks what the task would check when
+    /// resumed, and changes nothing: the data is this session directory's, its partial file is
+    /// there and still ends with the bytes it describes. Courier's addition.
+    ///
+    /// It reads the partial file's last bytes: in an async server, call it from `spawn_blocking`.
+    ///
+    /// # Errors
+    /// The error the task would fail with: -1015 for data that is damaged or not this directory's
+    /// (a background session's resume data is its service's), -1100 when the partial file is
+    /// gone, -3001 when it changed.
+    pub fn check_resume_data(&self, data: &ResumeData) -> Result<Request, Error> {
+        let storage = &self.inner.ctx.storage;
+        let record = decode_resume_data(storage, data)?;
+        storage
+            .check_resume(&record)
+            .map_err(|e| resume_error(e, true, &record.url))?;
+        Ok(request_from_record(&record.original_request))
     }
 
     /// The original and current requests and the work of a download made from `data`. Data that

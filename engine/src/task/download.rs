@@ -35,11 +35,11 @@ mod records;
 
 use batch::{Batch, BatchShare, WRITE_BATCH};
 pub use records::request_record;
+use records::seal;
 pub(crate) use records::{
     decode_resume_data, request_from_record, response_from_record, response_record,
-    resume_data_from_storage, resume_data_of,
+    resume_data_from_storage, resume_data_of, resume_error,
 };
-use records::{resume_error, seal};
 
 use super::PartialSlot;
 use super::actor::{ActorPost, TaskMsg};

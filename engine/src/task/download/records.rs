@@ -109,7 +109,7 @@ pub(crate) fn response_record(r: &Response) -> ResponseRecord {
 }
 
 /// Names why a partial file could not be created or reopened.
-pub(super) fn resume_error(e: ResumeError, resuming: bool, url: &str) -> Error {
+pub(crate) fn resume_error(e: ResumeError, resuming: bool, url: &str) -> Error {
     let code = match &e {
         ResumeError::Corrupt(_) => ErrorCode::CannotDecodeRawData,
         ResumeError::OutsideSessionDirectory(_) => ErrorCode::FileOutsideSafeArea,
