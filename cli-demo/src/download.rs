@@ -380,7 +380,8 @@ fn save_resume_data(data: &ResumeData, path: &Path, delegate: &CliDelegate) {
         courier_storage::Durability::Synced,
     ) {
         Ok(()) => format!(
-            "courier: resume data saved to {}; continue with: courier download --resume-data {}",
+            "courier: resume data saved to {}; continue with the same command, or with: courier \
+             download --resume-data {}",
             path.display(),
             path.display()
         ),
