@@ -65,6 +65,8 @@ pub(crate) struct SessionCore {
     runtime: tokio::runtime::Handle,
     /// A background session's connection to the service, where its tasks live.
     background: Option<Arc<crate::background::client::Client>>,
+    /// `sessionDescription`: the application's label.
+    description: std::sync::Mutex<String>,
 }
 
 /// Task handles reach their session through its core, which they keep alive.
@@ -323,8 +325,28 @@ impl Session {
                 shared,
                 runtime: runtime.clone(),
                 background,
+                description: std::sync::Mutex::default(),
             }),
         })
+    }
+
+    /// `sessionDescription`: a free label for the application (for its logs, or to tell its
+    /// sessions apart), empty until set. Every handle of the session sees the same label.
+    pub fn description(&self) -> String {
+        self.inner
+            .description
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets the label [`Session::description`] returns.
+    pub fn set_description(&self, description: impl Into<String>) {
+        *self
+            .inner
+            .description
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = description.into();
     }
 
     /// The session's configuration (its own copy).
@@ -556,4 +578,19 @@ fn _assert_send_sync() {
     is::<DataTask>();
     is::<DownloadTask>();
     is::<UploadTask>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Session;
+
+    #[tokio::test]
+    async fn the_session_description_is_a_label_every_handle_shares() {
+        let session = Session::new(crate::Configuration::ephemeral()).unwrap();
+        assert_eq!(session.description(), "", "empty until set");
+        let other = session.clone();
+        other.set_description("photo sync");
+        assert_eq!(session.description(), "photo sync");
+        session.invalidate_and_cancel();
+    }
 }
