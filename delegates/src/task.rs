@@ -123,6 +123,8 @@ struct Shared {
     own: Mutex<Option<Arc<crate::queue::OwnDelegate>>>,
     /// True once a delegate was attached: a task has one at most once.
     attached: AtomicBool,
+    /// `prefersIncrementalDelivery`.
+    incremental: AtomicBool,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the values are plain data).
@@ -153,6 +155,7 @@ impl TaskInfo {
             client_expects_to_receive: AtomicI64::new(-1),
             own: Mutex::new(None),
             attached: AtomicBool::new(false),
+            incremental: AtomicBool::new(true),
         });
         (
             TaskInfo {
@@ -185,6 +188,21 @@ impl TaskInfo {
     /// Sets the label.
     pub fn set_description(&self, description: impl Into<String>) {
         *lock(&self.shared.description) = description.into();
+    }
+
+    /// `prefersIncrementalDelivery` (true by default): whether a data task hands its body to
+    /// `did_receive_data` as it arrives. False: the whole body once it is in, in one
+    /// `did_receive_data`, before `will_cache_response` and the metrics (a task that stops early
+    /// gets what came, before its completion). Set it before `resume()`.
+    pub fn prefers_incremental_delivery(&self) -> bool {
+        self.shared.incremental.load(Ordering::Relaxed)
+    }
+
+    /// Sets [`TaskInfo::prefers_incremental_delivery`].
+    pub fn set_prefers_incremental_delivery(&self, incremental: bool) {
+        self.shared
+            .incremental
+            .store(incremental, Ordering::Relaxed);
     }
 
     /// The priority hint, 0.0 to 1.0 (default 0.5).

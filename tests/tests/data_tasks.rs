@@ -236,6 +236,51 @@ async fn delegate_sees_urlsession_order_from(config: Configuration, url: &str) {
     assert_eq!(task.info().bytes_expected_to_receive(), Some(5000));
 }
 
+/// `prefers_incremental_delivery` false: the delegate gets the whole body in one
+/// `did_receive_data`, after the response and before the caching question, the metrics and the
+/// completion. By default the body comes as it arrives.
+#[tokio::test]
+async fn a_task_that_does_not_prefer_incremental_delivery_gets_its_body_at_once() {
+    let server = TestServer::http().await;
+    let (session, rec) = delegate_session(http_config());
+    let url = server.url("/bytes/300000");
+    let whole = session.data_task(url.as_str()).unwrap();
+    assert!(whole.info().prefers_incremental_delivery(), "the default");
+    whole.info().set_prefers_incremental_delivery(false);
+    let piecemeal = session.data_task(url.as_str()).unwrap();
+    for task in [&whole, &piecemeal] {
+        task.resume();
+        assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    }
+    let events = rec.events();
+    check_invariants(&events).unwrap();
+    let data_of = |id: u64| -> Vec<usize> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Data { task, bytes } if *task == id => Some(*bytes),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(data_of(whole.info().id()), [300_000]);
+    let pieces = data_of(piecemeal.info().id());
+    assert!(pieces.len() > 1, "{pieces:?}");
+    assert_eq!(pieces.iter().sum::<usize>(), 300_000);
+    let names: Vec<&str> = events
+        .iter()
+        .filter(|e| e.task() == Some(whole.info().id()))
+        .map(Event::name)
+        .collect();
+    let at = |name: &str| names.iter().position(|n| *n == name);
+    let data = at("data").unwrap();
+    assert!(at("response").unwrap() < data, "{names:?}");
+    assert!(data < at("metrics").unwrap() && data < at("complete").unwrap());
+    if let Some(cache) = at("will_cache") {
+        assert!(data < cache, "{names:?}");
+    }
+}
+
 #[tokio::test]
 async fn cancel_gives_cancelled_with_the_failing_url() {
     let server = TestServer::http().await;

@@ -5,8 +5,28 @@
 use super::*;
 
 impl TaskActorState {
+    /// The body a task that does not prefer incremental delivery held back, in one
+    /// `did_receive_data`: once the body is in (before `will_cache_response`), or before the
+    /// metrics of a task that stopped early.
+    pub(super) fn deliver_whole_body(&mut self) {
+        if !self.callbacks || self.info.prefers_incremental_delivery() {
+            return;
+        }
+        let body = self.body.take();
+        if body.is_empty() {
+            return;
+        }
+        if let Some(queue) = self.delegate_queue() {
+            let info = self.info.clone();
+            queue.push_task(&self.info, Callback::ReceiveData, move |d| {
+                d.did_receive_data(&info, &body);
+            });
+        }
+    }
+
     /// Sends `did_finish_collecting_metrics`, just before the task completes (started tasks only).
     pub(super) fn deliver_metrics(&mut self) {
+        self.deliver_whole_body();
         let taken = self.metrics.take();
         let (Some(queue), Some((log, started))) = (self.delegate_for(Callback::Metrics), taken)
         else {
@@ -54,10 +74,12 @@ impl TaskActorState {
 
     /// Asks the delegate whether to cache `proposed` (the default: as proposed).
     pub(super) fn offer_to_cache(
-        &self,
+        &mut self,
         proposed: CachedResponse,
         answer: oneshot::Sender<Option<CachedResponse>>,
     ) {
+        // The body is in: a body held back goes first, as URLSession orders them.
+        self.deliver_whole_body();
         // Completion-form tasks are asked too, as URLSession asks them.
         match self
             .ctx
@@ -96,6 +118,11 @@ impl TaskActorState {
                 match (self.delegate_queue(), self.callbacks) {
                     (Some(queue), _) if !queue.wants_task(&self.info, Callback::ReceiveData) => {
                         drop(permit)
+                    }
+                    // Held for one delivery once the body is in (`deliver_whole_body`).
+                    (Some(_), true) if !self.info.prefers_incremental_delivery() => {
+                        drop(permit);
+                        self.body.push(data);
                     }
                     (Some(queue), _) => {
                         let info = self.info.clone();
