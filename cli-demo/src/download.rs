@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use courier_engine::reexports::url::Url;
 use courier_engine::{
-    DownloadTask, InterruptedDownload, Request, ResumeData, Session, plain_file_name,
+    DownloadTask, ErrorCode, InterruptedDownload, Request, ResumeData, Session, plain_file_name,
 };
 
 use crate::cli::Options;
@@ -249,8 +249,9 @@ fn destination_in(target: &Target, url: &str, used: &mut HashSet<PathBuf>) -> Pa
 }
 
 /// The resume data saved at `path` (by Ctrl-C or a failure of an earlier run), when it continues
-/// `request` and still can; resume data that no longer can (its partial file went or changed) is
-/// removed, saying why. Resume data of another request is left alone.
+/// `request` and still can. Resume data that no longer can is named: removed when its partial file
+/// went or changed, kept when it does not decode here (another data directory's, or damaged).
+/// Resume data of another request is left alone.
 fn saved_resume_data(
     session: &Session,
     path: PathBuf,
@@ -271,7 +272,11 @@ fn saved_resume_data(
                 "courier: {} cannot continue the download ({e}); starting over",
                 path.display()
             ));
-            let _ = std::fs::remove_file(&path);
+            // This directory's resume data whose partial file went or changed can serve nothing
+            // any more. Data that does not decode here may be another data directory's: kept.
+            if e.code() != ErrorCode::CannotDecodeRawData {
+                let _ = std::fs::remove_file(&path);
+            }
             None
         }
     }

@@ -171,63 +171,75 @@ async fn stop_then_resume(signal: &'static str) {
 
 /// After Ctrl-C, the same command run again (no `--resume-data`) continues from the resume data
 /// saved beside the file, fetching only the rest, and removes it once the file is whole. Resume
-/// data that can no longer continue (here: damaged) is said so, removed, and the download starts
-/// over.
+/// data that can no longer continue is said so, and the download starts over: removed when its
+/// partial file is gone, kept when it does not decode here (it may be another data directory's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_command_after_ctrl_c_continues_from_the_saved_resume_data() {
     let (server, cwd, data) = dripping_scene(4).await;
     let (url, c, d) = (server.url(), cwd.path().to_owned(), data.path().to_owned());
-    let (again, damaged) = tokio::task::spawn_blocking(move || {
-        let events = c.join("stopped.jsonl");
+    let runs = tokio::task::spawn_blocking(move || {
         let args = ["download", &url, "--allow-http", "-q", "--events"];
-        let child = courier_in(&c, &d, &args).arg(&events).spawn().unwrap();
-        stop_once_logged(child, &events, "did_write_data", "INT");
-        assert!(c.join("resource.bin.courier-resume").exists());
-        let again = courier_in(&c, &d, &args).arg("-").output().unwrap();
-        assert!(
-            !c.join("resource.bin.courier-resume").exists(),
-            "used resume data is removed"
-        );
-        assert!(std::fs::read(c.join("resource.bin")).unwrap() == server.content());
-        // A second round, its saved resume data damaged before the run.
-        std::fs::remove_file(c.join("resource.bin")).unwrap();
-        let events = c.join("stopped-again.jsonl");
-        server.script([courier_tests::Misbehaviour::Drip {
-            chunk: 64 * 1024,
-            delay_ms: 25,
-        }]);
-        let child = courier_in(&c, &d, &args).arg(&events).spawn().unwrap();
-        stop_once_logged(child, &events, "did_write_data", "INT");
-        std::fs::write(c.join("resource.bin.courier-resume"), b"not resume data").unwrap();
-        let damaged = courier_in(&c, &d, &args).arg("-").output().unwrap();
-        (again, (damaged, server))
+        // Stops a run with Ctrl-C at its first bytes, then lets `spoil` act, then runs again.
+        let round = |name: &str, spoil: &dyn Fn()| {
+            let _ = std::fs::remove_file(c.join("resource.bin"));
+            server.script([courier_tests::Misbehaviour::Drip {
+                chunk: 64 * 1024,
+                delay_ms: 25,
+            }]);
+            let events = c.join(format!("{name}.jsonl"));
+            let child = courier_in(&c, &d, &args).arg(&events).spawn().unwrap();
+            stop_once_logged(child, &events, "did_write_data", "INT");
+            assert!(c.join("resource.bin.courier-resume").exists());
+            spoil();
+            let out = courier_in(&c, &d, &args).arg("-").output().unwrap();
+            assert_success(&out);
+            assert!(std::fs::read(c.join("resource.bin")).unwrap() == server.content());
+            out
+        };
+        let resume_file = c.join("resource.bin.courier-resume");
+        let again = round("again", &|| {});
+        let again_left = resume_file.exists();
+        let damaged = round("damaged", &|| {
+            std::fs::write(&resume_file, b"not resume data").unwrap()
+        });
+        let damaged_left = std::fs::read(&resume_file).ok();
+        let sessions = d.join("courier/sessions/default");
+        let orphaned = round("orphaned", &|| {
+            for name in courier_tests::session_files(&sessions) {
+                std::fs::remove_file(sessions.join(name)).unwrap();
+            }
+        });
+        let runs = [(again, again_left), (orphaned, resume_file.exists())];
+        (runs, damaged, damaged_left)
     })
     .await
     .unwrap();
-    let (damaged, server) = damaged;
-    assert_success(&again);
+    let ([(again, again_left), (orphaned, orphaned_left)], damaged, damaged_left) = runs;
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("from the resume data in"), "{stderr}");
-    let ev = stderr_events(&again);
-    let offset = resumed_at(&ev);
-    assert!(offset > 0);
+    assert!(resumed_at(&stderr_events(&again)) > 0);
+    assert!(!again_left, "used resume data is removed");
 
-    assert_success(&damaged);
-    let stderr = String::from_utf8_lossy(&damaged.stderr);
-    assert!(
-        stderr.contains("cannot continue the download") && stderr.contains("starting over"),
-        "{stderr}"
+    for out in [&damaged, &orphaned] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cannot continue the download") && stderr.contains("starting over"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr_events(out)
+                .iter()
+                .any(|e| e["event"] == "did_resume_at_offset")
+        );
+    }
+    assert_eq!(
+        damaged_left.as_deref(),
+        Some(b"not resume data".as_slice()),
+        "data that does not decode here is kept"
     );
     assert!(
-        !stderr_events(&damaged)
-            .iter()
-            .any(|e| e["event"] == "did_resume_at_offset")
-    );
-    let saved = std::fs::read(cwd.path().join("resource.bin")).unwrap();
-    assert!(saved == server.content(), "the file is the resource");
-    assert!(
-        !cwd.path().join("resource.bin.courier-resume").exists(),
-        "used or unusable resume data is removed"
+        !orphaned_left,
+        "resume data whose partial file went is removed"
     );
 }
 
