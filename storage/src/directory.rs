@@ -210,6 +210,7 @@ impl SessionDirectory {
             .and_then(|o| o.as_ref().ok())
             .map(Owner::token);
         let mut found = Vec::new();
+        let mut ended_owners = std::collections::HashMap::new();
         for entry in entries.filter_map(Result::ok) {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
@@ -223,11 +224,16 @@ impl SessionDirectory {
             {
                 continue;
             }
+            // One look at each owner's lock, however many partial files it left.
+            let ended = *ended_owners
+                .entry(token.to_owned())
+                .or_insert_with(|| owner::if_ended(dir, token, || ()).is_some());
+            if !ended {
+                continue;
+            }
             let record =
                 crate::write::read_bounded(&crate::download::checkpoint_path(&entry.path()));
-            if let Ok(record) = record
-                && owner::if_ended(dir, token, || ()).is_some()
-            {
+            if let Ok(record) = record {
                 found.push((name, record));
             }
         }
@@ -243,7 +249,7 @@ impl SessionDirectory {
         };
         let Ok(dir) = self.path() else { return };
         if owner::if_ended(dir, token, || crate::download::remove_partial(&path)).is_some() {
-            owner::remove_if_unused(dir, token, &self.partial_names());
+            owner::remove_if_unused(dir, token, || self.partial_names());
         }
     }
 
@@ -304,7 +310,7 @@ impl SessionDirectory {
             (_, false) => rename(),
         }?;
         if let Some(token) = token {
-            owner::remove_if_unused(dir, token, &self.partial_names());
+            owner::remove_if_unused(dir, token, || self.partial_names());
         }
         Ok(moved)
     }
@@ -409,9 +415,11 @@ impl SessionDirectory {
             }
         }
         // The lock files that killed processes left, once none of their partial files is left.
-        let names = self.partial_names_in(&dir);
+        let names = std::cell::OnceCell::new();
         for token in owner::lock_files(&dir) {
-            owner::remove_if_unused(&dir, &token, &names);
+            owner::remove_if_unused(&dir, &token, || {
+                names.get_or_init(|| self.partial_names_in(&dir)).clone()
+            });
         }
         removed
     }

@@ -106,13 +106,17 @@ pub(crate) fn if_ended<T>(dir: &Path, token: &str, then: impl FnOnce() -> T) -> 
     }
 }
 
-/// Removes the lock file of an owner that ended, if no partial file of `dir` names it any more.
-pub(crate) fn remove_if_unused(dir: &Path, token: &str, names: &[String]) {
-    if names.iter().any(|n| token_of(n) == Some(token)) {
-        return;
-    }
+/// Removes the lock file of an owner that ended, if none of the partial file names `names` gives
+/// (a listing of `dir`) carries its token any more. The listing is made only for a lock file that
+/// is there and free (a killed owner's): an owner that ended cleanly took its file with it, and a
+/// live one keeps it, so neither costs a pass over the directory.
+pub(crate) fn remove_if_unused(dir: &Path, token: &str, names: impl FnOnce() -> Vec<String>) {
     let path = lock_path(dir, token);
-    let _ = if_ended(dir, token, || std::fs::remove_file(&path));
+    let _ = if_ended(dir, token, || {
+        if path.exists() && !names().iter().any(|n| token_of(n) == Some(token)) {
+            let _ = std::fs::remove_file(&path);
+        }
+    });
 }
 
 /// The tokens of the owner lock files in `dir`.
@@ -197,13 +201,11 @@ mod tests {
         owner.die();
         assert!(path.exists());
         assert_eq!(if_ended(dir.path(), &token, || 7), Some(7));
-        remove_if_unused(
-            dir.path(),
-            &token,
-            &[format!("download-{token}-aaaaaa.part")],
-        );
+        remove_if_unused(dir.path(), &token, || {
+            vec![format!("download-{token}-aaaaaa.part")]
+        });
         assert!(path.exists(), "kept while a partial names it");
-        remove_if_unused(dir.path(), &token, &[]);
+        remove_if_unused(dir.path(), &token, Vec::new);
         assert!(!path.exists());
     }
 }
