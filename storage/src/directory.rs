@@ -25,6 +25,10 @@ pub struct SessionDirectory {
     /// This session's hold on the partial files it writes, taken on first use; only in a directory
     /// that other processes may use at once ([`SessionDirectory::persistent`]).
     owner: Option<OnceLock<Result<Owner, io::ErrorKind>>>,
+    /// Held while this session looks at other owners' locks (the sweep, listing and taking over
+    /// interrupted downloads), so that its own sweep, which takes a lock for a moment, never makes
+    /// a listing of the same session see an ended owner as live.
+    housekeeping: std::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -68,6 +72,7 @@ impl SessionDirectory {
             ready: OnceLock::new(),
             key: OnceLock::new(),
             owner: None,
+            housekeeping: std::sync::Mutex::default(),
         }
     }
 
@@ -82,6 +87,7 @@ impl SessionDirectory {
             ready: OnceLock::new(),
             key: OnceLock::new(),
             owner: None,
+            housekeeping: std::sync::Mutex::default(),
         }
     }
 
@@ -199,6 +205,7 @@ impl SessionDirectory {
         let (Kind::Persistent(dir), Some(_)) = (&self.kind, &self.owner) else {
             return Vec::new();
         };
+        let _housekeeping = self.housekeeping();
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
         };
@@ -244,6 +251,7 @@ impl SessionDirectory {
     /// Removes the partial file `name` of a session that ended (one [`SessionDirectory::interrupted`]
     /// named) and its checkpoint record; does nothing when its owner lives.
     pub fn discard_interrupted(&self, name: &str) {
+        let _housekeeping = self.housekeeping();
         let (Ok(path), Some(token)) = (self.resolve(name), owner::token_of(name)) else {
             return;
         };
@@ -251,6 +259,11 @@ impl SessionDirectory {
         if owner::if_ended(dir, token, || crate::download::remove_partial(&path)).is_some() {
             owner::remove_if_unused(dir, token, || self.partial_names());
         }
+    }
+
+    /// Holds [`SessionDirectory`]'s housekeeping turn.
+    pub(crate) fn housekeeping(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.housekeeping.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The names of the partial files in the directory.
@@ -395,6 +408,7 @@ impl SessionDirectory {
         let Some(cutoff) = std::time::SystemTime::now().checked_sub(age) else {
             return 0;
         };
+        let _housekeeping = self.housekeeping();
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return 0;
         };

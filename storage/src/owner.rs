@@ -112,11 +112,13 @@ pub(crate) fn if_ended<T>(dir: &Path, token: &str, then: impl FnOnce() -> T) -> 
 /// live one keeps it, so neither costs a pass over the directory.
 pub(crate) fn remove_if_unused(dir: &Path, token: &str, names: impl FnOnce() -> Vec<String>) {
     let path = lock_path(dir, token);
-    let _ = if_ended(dir, token, || {
-        if path.exists() && !names().iter().any(|n| token_of(n) == Some(token)) {
-            let _ = std::fs::remove_file(&path);
-        }
-    });
+    // The lock is held only to look: an owner that ended stays ended (a token is never used
+    // again), and another process looking for interrupted downloads meanwhile would take a held
+    // lock for a live owner.
+    let ended = if_ended(dir, token, || ()).is_some();
+    if ended && path.exists() && !names().iter().any(|n| token_of(n) == Some(token)) {
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 /// The tokens of the owner lock files in `dir`.

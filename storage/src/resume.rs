@@ -251,6 +251,7 @@ impl SessionDirectory {
     /// ([`io::ErrorKind::NotFound`]), its record does not decode ([`io::ErrorKind::InvalidData`]), or
     /// the directory cannot be written.
     pub fn take_over(&self, name: &str) -> io::Result<ResumeRecord> {
+        let _housekeeping = self.housekeeping();
         let path = self.resolve(name)?;
         let record = crate::write::read_bounded(&crate::download::checkpoint_path(&path))?;
         let mut record = ResumeRecord::decode(&record)
