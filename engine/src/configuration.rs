@@ -223,6 +223,12 @@ pub struct Configuration {
     pub http_maximum_connections_per_host: usize,
     /// Certificate authorities trusted besides Mozilla's roots (DER). See
     /// [`Configuration::trust_pem_certificates`].
+    ///
+    /// A server whose own certificate is one of these is trusted too, for the names the
+    /// certificate covers and while it is in date: a self-signed certificate, as
+    /// `openssl req -x509` makes it (marked as a CA), works once given here, as it does with
+    /// URLSession's anchor certificates and `curl --cacert`. (webpki alone refuses a CA's
+    /// certificate as a server's.)
     pub extra_root_certificates: Vec<CertificateDer<'static>>,
     /// Which hosts may be reached over cleartext `http://`. Also applies to redirects: one from
     /// `https://` to a host not allowed here fails with -1022.

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 use hyper_util::rt::TokioIo;
-use rustls::client::WebPkiServerVerifier;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -41,7 +40,7 @@ use crate::happy_eyeballs;
 use crate::host_key::HostKey;
 use crate::identity::{AskingResolver, ClientIdentityProvider, IdentityDecision};
 use crate::proxy::{self, Proxies, Route, RouteKind};
-use crate::trust::TrustEvaluator;
+use crate::trust::{StandardVerifier, TrustEvaluator};
 
 mod conn;
 mod raw;
@@ -114,7 +113,7 @@ impl ConnectionInfo {
 pub(crate) struct ConnectorSettings {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     /// Server trust decided after the handshake: the evaluator, and standard verification.
-    pub(crate) trust: Option<(Arc<dyn TrustEvaluator>, Arc<WebPkiServerVerifier>)>,
+    pub(crate) trust: Option<(Arc<dyn TrustEvaluator>, Arc<StandardVerifier>)>,
     /// Who provides a client certificate when a server asks.
     pub(crate) identities: Option<Arc<dyn ClientIdentityProvider>>,
     pub(crate) connect_timeout: Option<Duration>,

@@ -362,7 +362,7 @@ fn untrusted_because(c: &rustls::CertificateError) -> String {
         // webpki's error, which rustls passes on as it is (read by name: its type is not ours).
         C::Other(other) if other.to_string() == "CaUsedAsEndEntity" => {
             "the server certificate is a CA's, not a server's (a self-signed certificate made as \
-             a CA?)"
+             a CA? Given as a root certificate, it is trusted for its names)"
                 .to_owned()
         }
         C::Other(other) => format!("the server certificate is not trusted ({other})"),

@@ -1,5 +1,6 @@
 //! TLS client configuration: rustls with the ring provider, Mozilla's roots plus the caller's extra
-//! roots, and ALPN offering HTTP/2 then HTTP/1.1.
+//! roots (a server certificate that is itself one of those is trusted too: `trust::StandardVerifier`),
+//! and ALPN offering HTTP/2 then HTTP/1.1.
 
 use std::sync::Arc;
 
@@ -8,13 +9,13 @@ use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls_pki_types::CertificateDer;
 
 use crate::error::{TransportError, TransportErrorKind};
-use crate::trust::DeferredVerifier;
+use crate::trust::{DeferredVerifier, StandardVerifier};
 
 /// The TLS side of one transport: the client configuration, and the standard verifier when the
 /// chain is evaluated after the handshake (see `trust`).
 pub(crate) struct TlsSetup {
     pub(crate) config: Arc<ClientConfig>,
-    pub(crate) deferred: Option<Arc<WebPkiServerVerifier>>,
+    pub(crate) deferred: Option<Arc<StandardVerifier>>,
 }
 
 /// A TLS version, for the oldest and newest a session accepts
@@ -74,24 +75,26 @@ pub(crate) fn client_config(
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(configuration)?;
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| {
+            TransportError::new(TransportErrorKind::Configuration, "TLS roots").with_source(e)
+        })?;
+    let standard = Arc::new(StandardVerifier::new(webpki, extra_roots));
     let (mut config, deferred) = if deferred {
-        let standard =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| {
-                    TransportError::new(TransportErrorKind::Configuration, "TLS roots")
-                        .with_source(e)
-                })?;
         let config = builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(DeferredVerifier::new(provider)))
             .with_no_client_auth();
         (config, Some(standard))
     } else {
-        (
-            builder.with_root_certificates(roots).with_no_client_auth(),
-            None,
-        )
+        // `dangerous` only in name: webpki still decides, with the one rule it lacks
+        // (`StandardVerifier`).
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(standard)
+            .with_no_client_auth();
+        (config, None)
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsSetup {

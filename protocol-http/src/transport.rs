@@ -35,7 +35,8 @@ pub fn empty_body() -> RequestBody {
 /// What a [`Transport`] is built from.
 #[derive(Clone, Debug)]
 pub struct TransportSettings {
-    /// Certificates trusted as roots besides Mozilla's.
+    /// Certificates trusted as roots besides Mozilla's. A server that presents one of these as its
+    /// own certificate is trusted too, for the names it covers (a self-signed certificate).
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// The most HTTP/1.1 connections open to one host at a time (HTTP/2 uses one).
     pub max_connections_per_host: usize,

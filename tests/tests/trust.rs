@@ -272,3 +272,63 @@ async fn curl_cve_2021_22924_what_comes_over_an_overridden_trust_does_not_outliv
         );
     }
 }
+
+/// The usual self-signed certificate (`openssl req -x509`) says it is a CA, and webpki alone refuses
+/// a CA's certificate as a server's. Given as a root, it is trusted as URLSession (anchor
+/// certificates) and `curl --cacert` trust it: for its names, while in date, with a delegate's
+/// default handling as without a delegate. Not given, or given another, it is refused as before.
+#[tokio::test]
+async fn a_self_signed_ca_certificate_given_as_a_root_is_trusted_for_its_names_while_in_date() {
+    for with_delegate in [false, true] {
+        let session_trusting = |roots: Vec<rustls::pki_types::CertificateDer<'static>>| {
+            let mut config = Configuration::ephemeral();
+            config.extra_root_certificates = roots;
+            match with_delegate {
+                true => Session::with_delegate(config, Arc::new(Recorder::new())).unwrap(),
+                false => Session::new(config).unwrap(),
+            }
+        };
+        let ca = TestCa::self_signed(Leaf::Valid);
+        let server = TestServer::https(&ca).await;
+        for url in [
+            server.url("/bytes/10"),
+            server.url("/bytes/10").replace("localhost", "127.0.0.1"),
+        ] {
+            let (body, _) = session_trusting(vec![ca.ca_der.clone()])
+                .data(url.as_str())
+                .await
+                .unwrap_or_else(|e| panic!("{url} (delegate: {with_delegate}): {e}"));
+            assert_eq!(body.len(), 10);
+        }
+
+        // Not given, or another self-signed certificate given: refused, saying what it is.
+        let other = TestCa::self_signed(Leaf::Valid);
+        for roots in [vec![], vec![other.ca_der.clone()]] {
+            let err = session_trusting(roots)
+                .data(server.url("/").as_str())
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), ErrorCode::ServerCertificateUntrusted, "{err}");
+            assert!(err.message().contains("a CA's, not a server's"), "{err}");
+        }
+
+        // Given, but out of date or for another name: refused as any server certificate is.
+        for (leaf, code) in [
+            (Leaf::Expired, ErrorCode::ServerCertificateHasBadDate),
+            (Leaf::NotYetValid, ErrorCode::ServerCertificateNotYetValid),
+            (Leaf::OtherHost, ErrorCode::ServerCertificateUntrusted),
+        ] {
+            let ca = TestCa::self_signed(leaf);
+            let server = TestServer::https(&ca).await;
+            let err = session_trusting(vec![ca.ca_der.clone()])
+                .data(server.url("/").as_str())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.code(),
+                code,
+                "{leaf:?} (delegate: {with_delegate}): {err}"
+            );
+        }
+    }
+}

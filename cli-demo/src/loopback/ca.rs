@@ -1,7 +1,8 @@
 //! A throwaway certificate authority and a server certificate it signs, made with rcgen at start.
 //!
-//! rustls refuses a CA certificate used as a server's own certificate, so fixtures are a CA plus a
-//! leaf for `localhost` and `127.0.0.1`.
+//! Fixtures are a CA plus a leaf for `localhost` and `127.0.0.1`, or (`LoopbackCa::self_signed`)
+//! one self-signed certificate marked as a CA, as `openssl req -x509` makes it, that the server
+//! presents as its own.
 
 use std::sync::Arc;
 
@@ -59,38 +60,34 @@ impl LoopbackCa {
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
             .expect("ca cert");
-
-        let name = if leaf == Leaf::OtherHost {
-            "other.test"
-        } else {
-            "localhost"
-        };
-        let mut leaf_params = CertificateParams::new(vec![name.to_string()]).expect("leaf params");
-        if leaf != Leaf::OtherHost {
-            leaf_params
-                .subject_alt_names
-                .push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
-            leaf_params
-                .subject_alt_names
-                .push(SanType::IpAddress("::1".parse().expect("ip")));
-        }
-        match leaf {
-            Leaf::Expired => {
-                leaf_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-                leaf_params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-            }
-            Leaf::NotYetValid => {
-                leaf_params.not_before = rcgen::date_time_ymd(2090, 1, 1);
-                leaf_params.not_after = rcgen::date_time_ymd(2091, 1, 1);
-            }
-            Leaf::Valid | Leaf::OtherHost => {}
-        }
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
         let leaf_key = KeyPair::generate().expect("leaf key");
-        let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf cert");
-        // A client identity from the same CA, for servers that require one.
+        let leaf = server_params(leaf)
+            .signed_by(&leaf_key, &ca)
+            .expect("leaf cert");
+        LoopbackCa::issuing(&ca, leaf.der().clone(), &leaf_key)
+    }
+
+    /// A server certificate that is its own CA, as `openssl req -x509` makes a self-signed
+    /// certificate (`CA:TRUE`), for the names and dates `leaf` says: the server presents the same
+    /// certificate a client trusts as a root ([`LoopbackCa::ca_der`]).
+    ///
+    /// # Panics
+    /// If rcgen fails, which only a bug would cause.
+    pub fn self_signed(leaf: Leaf) -> LoopbackCa {
+        let mut params = server_params(leaf);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
+            .expect("self-signed cert");
+        LoopbackCa::issuing(&ca, ca.der().clone(), ca.key())
+    }
+
+    /// `ca` with the server certificate `leaf` (its key `leaf_key`), and a client identity `ca`
+    /// issues for servers that require one.
+    fn issuing(
+        ca: &CertifiedIssuer<'static, KeyPair>,
+        leaf_der: CertificateDer<'static>,
+        leaf_key: &KeyPair,
+    ) -> LoopbackCa {
         let mut client_params =
             CertificateParams::new(vec!["courier-client".to_string()]).expect("client params");
         client_params
@@ -99,12 +96,12 @@ impl LoopbackCa {
         client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let client_key = KeyPair::generate().expect("client key");
         let client = client_params
-            .signed_by(&client_key, &ca)
+            .signed_by(&client_key, ca)
             .expect("client cert");
         LoopbackCa {
             ca_der: ca.der().clone(),
             ca_pem: ca.pem(),
-            leaf_der: leaf.der().clone(),
+            leaf_der,
             leaf_key: leaf_key.serialize_der(),
             client_der: client.der().clone(),
             client_key: client_key.serialize_der(),
@@ -183,6 +180,38 @@ impl Default for LoopbackCa {
     fn default() -> LoopbackCa {
         LoopbackCa::new()
     }
+}
+
+/// A server certificate's names and dates, wrong in the way `leaf` says.
+fn server_params(leaf: Leaf) -> CertificateParams {
+    let name = if leaf == Leaf::OtherHost {
+        "other.test"
+    } else {
+        "localhost"
+    };
+    let mut params = CertificateParams::new(vec![name.to_string()]).expect("leaf params");
+    if leaf != Leaf::OtherHost {
+        for ip in ["127.0.0.1", "::1"] {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(ip.parse().expect("ip")));
+        }
+    }
+    match leaf {
+        Leaf::Expired => {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        Leaf::NotYetValid => {
+            params.not_before = rcgen::date_time_ymd(2090, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2091, 1, 1);
+        }
+        Leaf::Valid | Leaf::OtherHost => {}
+    }
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params
 }
 
 /// `der` as a PEM block labelled `label`.
