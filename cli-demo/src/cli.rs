@@ -287,6 +287,18 @@ pub(crate) struct Options {
     /// Exit 22 when the final HTTP status is 400 or above.
     #[arg(short = 'f', long, global = true)]
     pub(crate) fail: bool,
+    /// Show errors: what courier does anyway, even with `-s` (accepted for curl's `-S`, as in
+    /// `-sSfL`).
+    #[arg(short = 'S', long = "show-error", global = true)]
+    pub(crate) show_error: bool,
+    /// Send this User-Agent instead of courier's (`-H 'User-Agent: ...'` wins over it, as with
+    /// curl).
+    #[arg(short = 'A', long = "user-agent", global = true, value_name = "NAME")]
+    pub(crate) user_agent: Option<String>,
+    /// Ask for a compressed body and decode it: what courier does anyway (gzip, deflate, br;
+    /// accepted for curl's `--compressed`).
+    #[arg(long, global = true)]
+    pub(crate) compressed: bool,
     /// Read more URLs from FILE, one per line (`-` for stdin).
     #[arg(short = 'i', long = "input-file", global = true, value_name = "FILE")]
     pub(crate) input_file: Option<String>,

@@ -212,6 +212,15 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
             .map_err(|_| Failure::usage(format!("bad header value in {h:?}")))?;
         request.headers_mut().append(name, value);
     }
+    if let Some(agent) = &options.user_agent
+        && !request.headers().contains_key(http::header::USER_AGENT)
+    {
+        let value = HeaderValue::from_str(agent)
+            .map_err(|_| Failure::usage(format!("bad user agent {agent:?}")))?;
+        request
+            .headers_mut()
+            .insert(http::header::USER_AGENT, value);
+    }
     if let Some(data) = &options.data {
         request.set_body(data.clone().into_bytes());
         if options.method.is_none() {

@@ -403,24 +403,38 @@ async fn progress_bars_show_on_a_terminal_unless_quiet_or_over_a_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_habits_work_the_same() {
     let server = TestServer::http().await;
-    let (chain, missing, echo) = (
+    let (chain, missing, echo, headers) = (
         server.url("/chain/2"),
         server.url("/status/404"),
         server.url("/echo"),
+        server.url("/headers"),
     );
     let cwd = tempfile::tempdir().unwrap();
     let c = cwd.path().to_path_buf();
     std::fs::write(cwd.path().join("body.json"), "{}").unwrap();
-    let (followed, failed, posted, dashed, saved, at_file) =
+    let (followed, failed, posted, dashed, saved, at_file, agents) =
         tokio::task::spawn_blocking(move || {
             let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
             (
-                courier(&["get", "-sL", "--allow-http", &chain]),
+                courier(&["get", "-sSfL", "--compressed", "--allow-http", &chain]),
                 courier(&["get", "-sf", "--allow-http", &missing]),
                 courier(&["get", "-s", "-d", "name=value", "--allow-http", &echo]),
                 in_cwd(&["get", "-s", "-o", "-", "--allow-http", &chain]),
                 in_cwd(&["download", "-s", "-o", "-", "--allow-http", &chain]),
                 in_cwd(&["get", "-s", "-d", "@body.json", "--allow-http", &echo]),
+                [
+                    courier(&["get", "-s", "-A", "agent/1", "--allow-http", &headers]),
+                    courier(&[
+                        "get",
+                        "-s",
+                        "-A",
+                        "a/1",
+                        "-H",
+                        "User-Agent: b/2",
+                        "--allow-http",
+                        &headers,
+                    ]),
+                ],
             )
         })
         .await
@@ -440,7 +454,20 @@ async fn curl_habits_work_the_same() {
     assert!(String::from_utf8_lossy(&saved.stderr).contains("use courier get"));
     assert!(!cwd.path().join("-").exists());
     assert_success(&followed);
-    assert_eq!(followed.stdout, b"end of chain", "-L: redirects followed");
+    assert_eq!(
+        followed.stdout, b"end of chain",
+        "-sSfL --compressed: redirects followed"
+    );
+    // `-A`: the User-Agent, unless `-H` sets one (as with curl).
+    for (out, agent) in agents
+        .iter()
+        .zip(["user-agent: agent/1", "user-agent: b/2"])
+    {
+        assert_success(out);
+        let sent = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(sent.matches("user-agent:").count(), 1, "{sent}");
+        assert!(sent.contains(agent), "{sent}");
+    }
     assert_eq!(failed.status.code(), Some(22), "-f: like --fail");
     assert!(failed.stdout.is_empty());
     assert_success(&posted);
