@@ -197,6 +197,9 @@ pub(crate) fn ftp_logins<'a>(
 /// Builds one request for `url` from the options.
 pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> {
     let mut request = Request::get(url);
+    if options.head {
+        request.set_method(Method::HEAD);
+    }
     if let Some(m) = &options.method {
         let method = Method::from_bytes(m.as_bytes())
             .map_err(|_| Failure::usage(format!("bad method {m:?}")))?;

@@ -78,6 +78,8 @@ pub(crate) struct CliDelegate {
     identity: Option<Credential>,
     /// `--fail`: the body of an HTTP error status is not kept (like `curl --fail`).
     fail: bool,
+    /// `-I`: each response's head is written where bodies go.
+    heads: bool,
     /// True while a `-J` download's suggested name waits to be looked at (`unchecked_names`):
     /// only then does `did_write_data` take the lock.
     checks_names: AtomicBool,
@@ -175,6 +177,7 @@ impl CliDelegate {
             insecure: false,
             identity: None,
             fail: false,
+            heads: false,
             checks_names: AtomicBool::new(false),
         };
         (delegate, finished_rx, invalid_rx)
@@ -333,6 +336,7 @@ impl CliDelegate {
         self.location_trusted = options.location_trusted;
         self.insecure = options.insecure;
         self.fail = options.fail;
+        self.heads = options.head;
         self.identity = crate::common::client_identity(options)?;
         Ok(())
     }
@@ -426,6 +430,36 @@ pub(crate) fn error_json(error: Option<&Error>) -> Value {
             "resume_data": e.resume_data().is_some(),
         }),
     }
+}
+
+/// A response's head as curl's `-I` writes it: the status line, the header fields, a blank line.
+fn head_text(response: &Response) -> String {
+    let version = match response.version() {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    let status = response.status();
+    // HTTP/2 and 3 carry no reason phrase; curl writes none for them either.
+    let reason = match response.version() {
+        http::Version::HTTP_2 | http::Version::HTTP_3 => None,
+        _ => status.canonical_reason(),
+    };
+    let mut text = format!("{version} {}", status.as_u16());
+    if let Some(reason) = reason {
+        text.push(' ');
+        text.push_str(reason);
+    }
+    text.push_str("\r\n");
+    for (name, value) in response.headers() {
+        text.push_str(&format!(
+            "{name}: {}\r\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    text.push_str("\r\n");
+    text
 }
 
 fn headers_json(response: &Response) -> Value {

@@ -474,6 +474,32 @@ async fn curl_habits_work_the_same() {
     assert_eq!(posted.stdout, b"name=value", "-d: the body, sent with POST");
 }
 
+/// `-I`, as curl's: a HEAD request, and the response's head where the body would go; under `-f`,
+/// nothing for an error status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_capital_i_asks_for_the_head_and_writes_it() {
+    let server = TestServer::http().await;
+    let (echo, missing) = (server.url("/echo"), server.url("/status/404"));
+    let (head, failed) = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", "-I", "--allow-http", &echo]),
+            courier(&["get", "-If", "--allow-http", &missing]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&head);
+    let text = String::from_utf8(head.stdout).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
+    assert!(
+        text.contains("\r\nx-method: HEAD\r\n"),
+        "sent as HEAD: {text:?}"
+    );
+    assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+    assert_eq!(failed.status.code(), Some(22));
+    assert!(failed.stdout.is_empty());
+}
+
 /// A password in a URL is used, never shown: the event stream (response and metrics URLs), a
 /// failure's message and the redirect's location show `***` in its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -389,7 +389,7 @@ impl DataDelegate for CliDelegate {
         reply: Reply<ResponseDisposition>,
     ) {
         let disposition = ResponseDisposition::Allow;
-        if !self.logs && !self.fail {
+        if !self.logs && !self.fail && !self.heads {
             // Nothing to write and no body to drop: the default answer, from now on without a
             // trip here.
             reply.send(disposition);
@@ -416,7 +416,19 @@ impl DataDelegate for CliDelegate {
         if self.discards(response.status().as_u16()) {
             inner.discarding.insert(task.id());
         }
+        // `-I`: the head where the body goes (none under `--fail` for an error status, as curl).
+        let written = (self.heads && !inner.discarding.contains(&task.id())).then(|| {
+            let head = Bytes::from(head_text(response));
+            let inner = &mut *inner;
+            match inner.in_order.as_mut() {
+                Some(in_order) => in_order.received(task.id(), &head, &mut inner.body),
+                None => inner.body.write_all(&head),
+            }
+        });
         drop(inner);
+        if let Some(written) = written {
+            self.note_output_error(written);
+        }
         reply.send(disposition);
     }
 
