@@ -246,6 +246,19 @@ async fn an_output_that_is_a_link_is_replaced_not_written_through() {
     );
 }
 
+/// A name under `localhost` is this machine (RFC 6761, as curl and browsers take it), whatever
+/// the system resolver knows: glibc without systemd-resolved finds no `app.localhost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_under_localhost_reaches_this_machine() {
+    let server = TestServer::http().await;
+    let url = format!("http://App.Localhost:{}/bytes/7", server.addr().port());
+    let out = tokio::task::spawn_blocking(move || courier(&["get", "--allow-http", &url]))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(out.stdout, pattern_bytes(0, 7));
+}
+
 /// `courier get ARGS URLS`, off the test's runtime.
 async fn get_all(args: &[&str], urls: Vec<String>) -> std::process::Output {
     let mut all: Vec<String> = std::iter::once("get")

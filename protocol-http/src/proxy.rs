@@ -180,7 +180,7 @@ impl std::fmt::Debug for Proxies {
 
 fn is_loopback(host: &str) -> bool {
     let bare = host.trim_matches(['[', ']']);
-    bare.eq_ignore_ascii_case("localhost")
+    crate::connect::is_localhost_name(bare)
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -401,7 +401,14 @@ mod tests {
 
     #[test]
     fn loopback_is_never_sent_to_the_environments_proxy() {
-        for host in ["localhost", "127.0.0.1", "127.8.9.10", "[::1]", "LOCALHOST"] {
+        for host in [
+            "localhost",
+            "127.0.0.1",
+            "127.8.9.10",
+            "[::1]",
+            "LOCALHOST",
+            "app.localhost",
+        ] {
             assert!(is_loopback(host), "{host}");
         }
         assert!(!is_loopback("example.com") && !is_loopback("10.0.0.1"));

@@ -1,12 +1,23 @@
 //! Name resolution for connections.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::error::{ConnectFailure, TransportErrorKind};
 
 /// The addresses `host:port` resolves to; at least one.
+///
+/// `localhost` and every name under it (`app.localhost`) are this machine's loopback addresses,
+/// without asking DNS: RFC 6761's rule for localhost names, which curl and browsers follow (the
+/// system resolver may not: glibc without systemd-resolved finds no `app.localhost`), and which
+/// keeps such a name from ever reaching a server elsewhere.
 pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectFailure> {
+    if is_localhost_name(host) {
+        return Ok(vec![
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        ]);
+    }
     let cannot = |e: Option<io::Error>| {
         ConnectFailure::new(
             TransportErrorKind::Dns,
@@ -28,4 +39,61 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Co
 /// names).
 pub(crate) async fn resolve_one(host: &str, port: u16) -> Result<String, ConnectFailure> {
     Ok(resolve(host, port).await?[0].ip().to_string())
+}
+
+/// `localhost`, or a name under it (RFC 6761, section 6.3), in any case, with or without the
+/// root's trailing dot.
+pub(crate) fn is_localhost_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let tail = name.len().saturating_sub("localhost".len());
+    name.get(tail..)
+        .is_some_and(|last| last.eq_ignore_ascii_case("localhost"))
+        && (tail == 0 || name.as_bytes()[tail - 1] == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localhost_names_are_localhost_and_names_under_it() {
+        for name in [
+            "localhost",
+            "LocalHost",
+            "localhost.",
+            "app.localhost",
+            "a.b.LOCALHOST.",
+        ] {
+            assert!(is_localhost_name(name), "{name}");
+        }
+        for name in [
+            "notlocalhost",
+            "localhost.example",
+            "example.com",
+            "",
+            ".",
+            "host",
+        ] {
+            assert!(!is_localhost_name(name), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_localhost_name_resolves_to_loopback_without_dns() {
+        let addrs = resolve("app.localhost", 8080).await.unwrap();
+        assert!(!addrs.is_empty());
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 8080),
+            "{addrs:?}"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_name_is_judged_without_a_panic(name in "\\PC{0,40}") {
+            let _ = is_localhost_name(&name);
+        }
+    }
 }
