@@ -13,9 +13,11 @@ use crate::error::{ConnectFailure, TransportErrorKind};
 /// keeps such a name from ever reaching a server elsewhere.
 pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectFailure> {
     if is_localhost_name(host) {
+        // IPv4 first, as `/etc/hosts` lists them: the first is the one a `socks5://` proxy is
+        // handed (`resolve_one`), and most loopback servers listen on 127.0.0.1.
         return Ok(vec![
-            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
             SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
         ]);
     }
     let cannot = |e: Option<io::Error>| {
