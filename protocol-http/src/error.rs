@@ -195,13 +195,30 @@ impl TransportError {
         self
     }
 
-    /// Classifies a failure while reading a response body.
+    /// Classifies a failure while reading a response body: a body that is not well formed
+    /// (hyper's HTTP/1.1 decoder: a chunk-size line that is not a number, a chunk without its
+    /// CRLF, trailers past their limits) is a response that cannot be parsed; anything else, the
+    /// connection lost.
     pub fn from_body(err: hyper::Error) -> TransportError {
-        TransportError::new(
-            TransportErrorKind::ConnectionLost,
-            "the network connection was lost",
-        )
-        .with_source(err)
+        // The decoder fails with `InvalidInput` or `InvalidData`; a TLS record that does not
+        // decode fails with `InvalidData` too, but carries rustls's error: a lost connection.
+        let malformed = find::<io::Error>(&err).is_some_and(|e| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+            ) && !e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+        });
+        let (kind, message) = match malformed {
+            true => (
+                TransportErrorKind::BadResponse,
+                "the server's response body is malformed",
+            ),
+            false => (
+                TransportErrorKind::ConnectionLost,
+                "the network connection was lost",
+            ),
+        };
+        TransportError::new(kind, message).with_source(err)
     }
 }
 

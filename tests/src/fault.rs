@@ -24,6 +24,9 @@ pub enum Fault {
     Stall,
     /// Answers with bytes that are not HTTP.
     Garbage,
+    /// Answers a chunked `200` whose first chunk is whole (`ok`) and whose next chunk-size line is
+    /// not hexadecimal.
+    BadChunk,
     /// Answers `103 Early Hints` (with a `Link` header), then `200` with the body `ok`.
     EarlyHints,
     /// Answers a connection's first request (`200`, `ok`, kept alive), then closes without a byte
@@ -124,6 +127,16 @@ async fn serve(mut tcp: TcpStream, fault: Fault) {
         Fault::Stall => tokio::time::sleep(Duration::from_secs(3600)).await,
         Fault::Garbage => {
             let _ = tcp.write_all(b"this is not HTTP at all\r\n\r\n").await;
+        }
+        Fault::BadChunk => {
+            let _ = tcp
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                      2\r\nok\r\nzz\r\nmore\r\n0\r\n\r\n",
+                )
+                .await;
+            // Held open: the failure is the malformed line, not the connection's end.
+            tokio::time::sleep(Duration::from_secs(30)).await;
         }
         Fault::LenientHead => {
             let _ = tcp

@@ -178,6 +178,17 @@ async fn error_cases_are_produced_for_real() {
         ErrorCode::BadServerResponse
     );
 
+    // Malformed, not cut short: -1017 for a head that is not HTTP and for a chunk-size line that
+    // is not a number (URLSession's cannotParseResponse), not -1005.
+    for fault in [Fault::Garbage, Fault::BadChunk] {
+        let bad = FaultServer::start(fault).await;
+        assert_eq!(
+            error_of(&session, Request::get(&bad.url("/"))).await,
+            ErrorCode::CannotParseResponse,
+            "{fault:?}"
+        );
+    }
+
     let strict = Session::new(Configuration::ephemeral()).unwrap();
     let err = strict.data(server.url("/").as_str()).await.unwrap_err();
     assert_eq!(
