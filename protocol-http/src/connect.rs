@@ -52,7 +52,7 @@ mod wanted;
 pub(crate) use conn::Conn;
 use conn::{Counted, ReadShare, Stream, Watch};
 pub use read_pause::{ReadHold, ReadPause};
-pub(crate) use resolve::is_localhost_name;
+pub use resolve::is_localhost_name;
 use resolve::{resolve, resolve_one};
 pub(crate) use wanted::for_one_request;
 use wanted::{Wanted, served};

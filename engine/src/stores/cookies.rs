@@ -429,11 +429,12 @@ fn domain_of<'c>(cookie: &'c cookie_store::Cookie<'_>) -> &'c str {
     }
 }
 
-/// https, or a loopback host: where `Secure` cookies may come from and go to.
+/// https, or a loopback host (`localhost` and names under it among them, which never leave this
+/// machine): where `Secure` cookies may come from and go to, as browsers take a secure context.
 fn is_secure_origin(url: &Url) -> bool {
     url.scheme() == "https"
         || match url.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Domain(d)) => courier_protocol_http::is_localhost_name(d),
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
             None => false,
@@ -574,6 +575,16 @@ mod tests {
             set(&mut jar, "t=1; Secure", "http://127.0.0.1/"),
             Ok(()),
             "loopback counts as secure"
+        );
+        assert_eq!(
+            set(&mut jar, "t=1; Secure", "http://app.localhost/"),
+            Ok(()),
+            "so does a name under localhost, which never leaves this machine"
+        );
+        assert_eq!(
+            set(&mut jar, "t=1; Secure", "http://localhost.a.test/"),
+            Err(CookieRefusal::SecureFromInsecureOrigin),
+            "not a name that only begins with it"
         );
     }
 

@@ -44,8 +44,9 @@ pub(crate) async fn resolve_one(host: &str, port: u16) -> Result<String, Connect
 }
 
 /// `localhost`, or a name under it (RFC 6761, section 6.3), in any case, with or without the
-/// root's trailing dot.
-pub(crate) fn is_localhost_name(host: &str) -> bool {
+/// root's trailing dot: a name Courier resolves to this machine's loopback addresses, never asking
+/// DNS, so an origin of that name is as local as `127.0.0.1`.
+pub fn is_localhost_name(host: &str) -> bool {
     let name = host.strip_suffix('.').unwrap_or(host);
     let tail = name.len().saturating_sub("localhost".len());
     name.get(tail..)
