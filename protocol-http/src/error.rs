@@ -376,8 +376,7 @@ fn untrusted_because(c: &rustls::CertificateError) -> String {
         C::NotValidForName | C::NotValidForNameContext { .. } => {
             format!("the server certificate is not valid for this host: {c}")
         }
-        // webpki's error, which rustls passes on as it is (read by name: its type is not ours).
-        C::Other(other) if other.to_string() == "CaUsedAsEndEntity" => {
+        c if crate::trust::is_ca_used_as_server(c) => {
             "the server certificate is a CA's, not a server's (a self-signed certificate made as \
              a CA? Given as a root certificate, it is trusted for its names)"
                 .to_owned()

@@ -156,17 +156,21 @@ impl StandardVerifier {
         refused: &rustls::Error,
         end_entity: &CertificateDer<'_>,
     ) -> bool {
-        let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = refused
-        else {
+        let rustls::Error::InvalidCertificate(refused) = refused else {
             return false;
         };
-        // webpki's error, which rustls passes on as it is (read by name: its type is not ours).
-        other.to_string() == "CaUsedAsEndEntity"
+        is_ca_used_as_server(refused)
             && self
                 .given_roots
                 .iter()
                 .any(|root| root.as_ref() == end_entity.as_ref())
     }
+}
+
+/// Whether webpki refused a CA's certificate presented as a server's (`CaUsedAsEndEntity`).
+pub(crate) fn is_ca_used_as_server(refused: &rustls::CertificateError) -> bool {
+    // webpki's error, which rustls passes on as it is (read by name: its type is not ours).
+    matches!(refused, rustls::CertificateError::Other(other) if other.to_string() == "CaUsedAsEndEntity")
 }
 
 impl ServerCertVerifier for StandardVerifier {
