@@ -287,8 +287,8 @@ pub(crate) struct Options {
     /// Exit 22 when the final HTTP status is 400 or above.
     #[arg(short = 'f', long, global = true)]
     pub(crate) fail: bool,
-    /// Ask for the head only (HEAD, unless `-X` names another method) and write the response's
-    /// status line and header fields where the body would go (curl's `-I`).
+    /// `get` only: ask for the head only (HEAD, unless `-X` names another method) and write the
+    /// response's status line and header fields where the body would go (curl's `-I`).
     #[arg(short = 'I', long = "head", global = true)]
     pub(crate) head: bool,
     /// Show errors: what courier does anyway, even with `-s` (accepted for curl's `-S`, as in

@@ -164,6 +164,12 @@ fn main() {
     };
     let result = runtime.block_on(async {
         let command = async {
+            if cli.options.head && !matches!(cli.command, cli::Command::Get { .. }) {
+                // A HEAD has no body: a download would save an empty file, an upload send nothing.
+                return Err(Failure::usage(
+                    "-I (--head) shows a response's head: use it with courier get".into(),
+                ));
+            }
             match cli.command {
                 cli::Command::Get { urls, output } => {
                     // `-o -` is standard output, as curl and wget read it.

@@ -480,14 +480,23 @@ async fn curl_habits_work_the_same() {
 async fn dash_capital_i_asks_for_the_head_and_writes_it() {
     let server = TestServer::http().await;
     let (echo, missing) = (server.url("/echo"), server.url("/status/404"));
-    let (head, failed) = tokio::task::spawn_blocking(move || {
+    let cwd = tempfile::tempdir().unwrap();
+    let c = cwd.path().to_path_buf();
+    let (head, failed, download) = tokio::task::spawn_blocking(move || {
         (
             courier(&["get", "-I", "--allow-http", &echo]),
             courier(&["get", "-If", "--allow-http", &missing]),
+            courier_in(&c, data_home(), &["download", "-I", "--allow-http", &echo])
+                .output()
+                .unwrap(),
         )
     })
     .await
     .unwrap();
+    // A download of a head would be an empty file: refused as a usage error, nothing written.
+    assert_eq!(download.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&download.stderr).contains("use it with courier get"));
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
     assert_success(&head);
     let text = String::from_utf8(head.stdout).unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
