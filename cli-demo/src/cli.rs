@@ -47,6 +47,10 @@ pub(crate) enum Command {
         /// at its first bytes).
         #[arg(short = 'J', long = "remote-header-name")]
         remote_header_name: bool,
+        /// Save each file under its URL's name: what download does anyway (accepted for curl's
+        /// `-O`, as in `-OJ`).
+        #[arg(short = 'O', long = "remote-name")]
+        remote_name: bool,
     },
     /// An upload task: PUT (or -X METHOD) the file or text to URL; the response body to stdout.
     Upload {

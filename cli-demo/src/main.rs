@@ -182,6 +182,7 @@ fn main() {
                     resume_data,
                     save_resume_data,
                     remote_header_name,
+                    remote_name: _,
                 } => {
                     let args = download::Args {
                         urls,

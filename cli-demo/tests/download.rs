@@ -158,7 +158,7 @@ async fn remote_header_name_takes_the_servers_file_name_inside_the_output_direct
             &d,
             &[
                 "download",
-                "-J",
+                "-OJ",
                 "--allow-http",
                 "-q",
                 "-o",
