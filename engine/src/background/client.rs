@@ -109,10 +109,11 @@ impl Client {
                 }
                 e => failed(&e),
             })?;
-        match welcome {
-            ServiceMessage::Welcome { .. } => {}
-            ServiceMessage::Refused { reason } => return Err(failed(&reason)),
-            _ => return Err(failed(&WireError::Unexpected)),
+        match wire::welcomed(welcome) {
+            Ok(()) => {}
+            // The reason alone, as the service gave it.
+            Err(WireError::Refused(reason)) => return Err(failed(&reason)),
+            Err(e) => return Err(failed(&e)),
         }
         // From here the reader waits for events as long as the session lives (it ends when the
         // connection closes).

@@ -138,6 +138,24 @@ pub fn unix_ms(t: std::time::SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Whether the service's answer to a `Hello` lets the connection go on: a `Welcome` in this
+/// build's protocol version. Every client reads the answer through this.
+///
+/// # Errors
+/// A `Welcome` in another version (a service of another build, which would misread what
+/// follows), a refusal with its reason, or any other message.
+pub fn welcomed(answer: ServiceMessage) -> Result<(), WireError> {
+    match answer {
+        ServiceMessage::Welcome { version } if version == PROTOCOL_VERSION => Ok(()),
+        ServiceMessage::Welcome { version } => Err(WireError::Version {
+            ours: PROTOCOL_VERSION,
+            theirs: version,
+        }),
+        ServiceMessage::Refused { reason } => Err(WireError::Refused(reason)),
+        _ => Err(WireError::Unexpected),
+    }
+}
+
 /// What the service says to an application.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use courier_storage::journal::{Schedule, TaskKind, TaskRecord};
 use courier_storage::resume::RequestRecord;
 
-use super::{ClientMessage, MAX_FRAME, PROTOCOL_VERSION, ServiceMessage, WireError};
+use super::{ClientMessage, MAX_FRAME, PROTOCOL_VERSION, ServiceMessage, WireError, welcomed};
 
 /// A task as [`Connection::list_tasks`] gives it.
 #[derive(Clone, Debug)]
@@ -138,15 +138,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             events,
         })
         .await?;
-        match self.receive::<ServiceMessage>().await? {
-            ServiceMessage::Welcome { version } if version == PROTOCOL_VERSION => Ok(()),
-            ServiceMessage::Welcome { version } => Err(WireError::Version {
-                ours: PROTOCOL_VERSION,
-                theirs: version,
-            }),
-            ServiceMessage::Refused { reason } => Err(WireError::Refused(reason)),
-            _ => Err(WireError::Unexpected),
-        }
+        welcomed(self.receive::<ServiceMessage>().await?)
     }
 
     /// Creates a task and returns its identifier (the service's). For a connection made with
@@ -387,6 +379,31 @@ mod tests {
             serving.await.unwrap(),
             Err(WireError::Version { ours, theirs })
                 if ours == PROTOCOL_VERSION && theirs == PROTOCOL_VERSION + 1
+        ));
+    }
+
+    #[test]
+    fn only_a_welcome_in_this_version_lets_a_client_go_on() {
+        assert!(
+            welcomed(ServiceMessage::Welcome {
+                version: PROTOCOL_VERSION
+            })
+            .is_ok()
+        );
+        // A service of another build that welcomes anyway (the client checks too, not only the
+        // service): what follows would be misread.
+        assert!(matches!(
+            welcomed(ServiceMessage::Welcome { version: PROTOCOL_VERSION + 1 }),
+            Err(WireError::Version { ours, theirs })
+                if ours == PROTOCOL_VERSION && theirs == PROTOCOL_VERSION + 1
+        ));
+        assert!(matches!(
+            welcomed(ServiceMessage::Refused { reason: "why".into() }),
+            Err(WireError::Refused(r)) if r == "why"
+        ));
+        assert!(matches!(
+            welcomed(ServiceMessage::FinishedEvents),
+            Err(WireError::Unexpected)
         ));
     }
 
