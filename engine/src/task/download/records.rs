@@ -118,5 +118,26 @@ pub(crate) fn resume_error(e: ResumeError, resuming: bool, url: &str) -> Error {
         ResumeError::Io(_) if resuming => ErrorCode::CannotOpenFile,
         _ => ErrorCode::CannotCreateFile,
     };
-    Error::new(code, e.to_string()).with_url(url).with_source(e)
+    let message = match &e {
+        // A new download has no partial file to reopen yet.
+        ResumeError::Io(io) if !resuming => format!("cannot create the partial file: {io}"),
+        _ => e.to_string(),
+    };
+    Error::new(code, message).with_url(url).with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_cannot_be_made_is_named_as_made_or_as_reopened() {
+        let io = || ResumeError::Io(std::io::Error::other("no room"));
+        let new = resume_error(io(), false, "http://h/f");
+        assert_eq!(new.code(), ErrorCode::CannotCreateFile);
+        assert_eq!(new.message(), "cannot create the partial file: no room");
+        let resumed = resume_error(io(), true, "http://h/f");
+        assert_eq!(resumed.code(), ErrorCode::CannotOpenFile);
+        assert_eq!(resumed.message(), "cannot reopen the partial file: no room");
+    }
 }
