@@ -121,7 +121,20 @@ impl SessionDirectory {
             .get_or_init(|| self.create().map_err(|e| e.kind()));
         match ready {
             Ok(p) => Ok(p.as_path()),
-            Err(kind) => Err(io::Error::new(*kind, "cannot create the session directory")),
+            Err(kind) => Err(io::Error::new(
+                *kind,
+                match self.persistent_path() {
+                    Some(path) => format!(
+                        "cannot create the session directory {}: {}",
+                        path.display(),
+                        io::Error::from(*kind)
+                    ),
+                    None => format!(
+                        "cannot create the session's private directory: {}",
+                        io::Error::from(*kind)
+                    ),
+                },
+            )),
         }
     }
 
@@ -589,6 +602,20 @@ mod tests {
         drop(partial);
         drop(dir);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_made_is_named_with_why() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let under_a_file = file.join("session");
+        let dir = SessionDirectory::persistent(Some(under_a_file.clone()));
+        let said = dir.path().unwrap_err().to_string();
+        assert!(
+            said.contains(&under_a_file.display().to_string()) && said.contains("not a directory"),
+            "{said}"
+        );
     }
 
     #[test]
