@@ -342,18 +342,20 @@ pub(crate) struct Options {
 }
 
 /// `--allow-http` takes an optional HOST, so `--allow-http http://host/` would read the URL as the
-/// host. A host never contains `://`: such a next argument is a URL, and `--allow-http` alone (all
-/// hosts) is meant.
+/// host. A host never contains `://` or `/`: such a next argument is a URL, and `--allow-http`
+/// alone (all hosts) is meant.
 pub(crate) fn disambiguate(
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> Vec<std::ffi::OsString> {
     let args: Vec<std::ffi::OsString> = args.into_iter().collect();
     let mut out = Vec::with_capacity(args.len());
     for (i, arg) in args.iter().enumerate() {
+        // A host has neither `://` nor a path: `localhost:8080/x`, a URL typed without its
+        // scheme, is a URL too.
         let next_is_url = args
             .get(i + 1)
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.contains("://"));
+            .is_some_and(|n| n.contains("://") || n.contains('/'));
         if arg == "--allow-http" && next_is_url {
             out.push("--allow-http=*".into());
         } else {

@@ -194,9 +194,10 @@ pub(crate) fn ftp_logins<'a>(
     }
 }
 
-/// Builds one request for `url` from the options.
+/// Builds one request for `url` from the options (a URL typed without a scheme is `https://`:
+/// [`with_scheme`]).
 pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> {
-    let mut request = Request::get(url);
+    let mut request = Request::get(with_scheme(url, "https").as_ref());
     if options.head {
         request.set_method(Method::HEAD);
     }
@@ -231,6 +232,22 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
         }
     }
     Ok(request)
+}
+
+/// A URL as typed, completed as curl and browsers complete one without a scheme
+/// (`example.com/file`, `localhost:8080/x`): with `scheme`, `https` for a request (secure by
+/// default: `http://` is written out, and allowed with `--allow-http`). A URL with a scheme
+/// Courier knows (`data:` and `file:` among them) is left as it is, as is one naming any scheme
+/// with `://`, which then fails as unsupported.
+pub(crate) fn with_scheme<'u>(url: &'u str, scheme: &str) -> std::borrow::Cow<'u, str> {
+    const KNOWN: [&str; 8] = ["http", "https", "ftp", "ws", "wss", "data", "file", "about"];
+    let known =
+        courier_engine::reexports::url::Url::parse(url).is_ok_and(|u| KNOWN.contains(&u.scheme()));
+    if known || url.contains("://") || url.is_empty() {
+        std::borrow::Cow::Borrowed(url)
+    } else {
+        std::borrow::Cow::Owned(format!("{scheme}://{url}"))
+    }
 }
 
 /// Checks what the options add to every request (method, headers, body) before anything starts:
@@ -370,4 +387,27 @@ pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
         }
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_scheme;
+
+    #[test]
+    fn a_url_without_a_scheme_gets_the_default_one() {
+        for (typed, meant) in [
+            ("example.com", "https://example.com"),
+            ("example.com/a/b?c", "https://example.com/a/b?c"),
+            ("localhost:8080/x", "https://localhost:8080/x"),
+            ("127.0.0.1:8080", "https://127.0.0.1:8080"),
+            ("http://h/", "http://h/"),
+            ("HTTPS://h/", "HTTPS://h/"),
+            ("data:,hi", "data:,hi"),
+            ("file:/tmp/x", "file:/tmp/x"),
+            ("gopher://h/", "gopher://h/"),
+        ] {
+            assert_eq!(with_scheme(typed, "https"), meant, "{typed}");
+        }
+        assert_eq!(with_scheme("h:9/chat", "wss"), "wss://h:9/chat");
+    }
 }

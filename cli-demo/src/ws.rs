@@ -21,7 +21,8 @@ pub(crate) async fn run(
     binary: bool,
     options: &Options,
 ) -> Result<ExitCode, Failure> {
-    let request = request(&url, options)?;
+    // Without a scheme, a WebSocket URL is `wss://`, as a request's is `https://`.
+    let request = request(&crate::common::with_scheme(&url, "wss"), options)?;
     let BodilessSession {
         delegate,
         session,

@@ -509,6 +509,47 @@ async fn dash_capital_i_asks_for_the_head_and_writes_it() {
     assert!(failed.stdout.is_empty());
 }
 
+/// A URL typed without a scheme is `https://`, as curl and browsers complete one, and
+/// `--allow-http` before it does not take it for a host; the usual self-signed certificate
+/// (`openssl req -x509`, marked as a CA) is trusted once given with `--cacert`, as by curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_without_a_scheme_is_https_and_a_self_signed_certificate_given_is_trusted() {
+    let ca = TestCa::self_signed(courier_tests::Leaf::Valid);
+    let server = TestServer::https(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("cert.pem");
+    std::fs::write(&pem, &ca.ca_pem).unwrap();
+    let pem = pem.to_str().unwrap().to_owned();
+    let bare = server.url("/bytes/5").replace("https://", "");
+    let (typed, after_allow, untrusted) = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", "--config", "ephemeral", "--cacert", &pem, &bare]),
+            courier(&[
+                "get",
+                "--config",
+                "ephemeral",
+                "--cacert",
+                &pem,
+                "--allow-http",
+                &bare,
+            ]),
+            courier(&["get", "--config", "ephemeral", &bare]),
+        )
+    })
+    .await
+    .unwrap();
+    for out in [&typed, &after_allow] {
+        assert_success(out);
+        assert_eq!(out.stdout, pattern_bytes(0, 5));
+    }
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("-1202"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+}
+
 /// A password in a URL is used, never shown: the event stream (response and metrics URLs), a
 /// failure's message and the redirect's location show `***` in its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
