@@ -8,6 +8,8 @@
 //! - [`fault`]: [`FaultServer`], raw TCP that fails in one precise way.
 //! - [`resource`]: [`ResourceServer`], one downloadable resource with byte ranges and scripted
 //!   faults (cut, stall, lie, ignore or misplace ranges, change).
+//! - [`resumable_upload`]: [`ResumableUploadServer`], an upload resource by the IETF draft, which
+//!   can cut an upload's connection part-way.
 //! - [`nginx`]: [`Nginx`], a real nginx on a free loopback port with a generated configuration.
 //! - [`tinyproxy`]: [`Tinyproxy`], a real proxy program on a free loopback port.
 //! - [`websockets`]: [`WebSocketServer`], a real WebSocket server (Python's `websockets`).
@@ -26,6 +28,7 @@ pub mod nginx;
 pub mod program;
 pub mod recorder;
 pub mod resource;
+pub mod resumable_upload;
 pub mod server;
 pub mod smtp;
 pub mod tinyproxy;
@@ -38,6 +41,7 @@ pub use microsocks::Microsocks;
 pub use nginx::{AccessLine, Nginx, write_random_file};
 pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, TrustAnswer, check_invariants};
 pub use resource::{Misbehaviour, ResourceServer, Served};
+pub use resumable_upload::ResumableUploadServer;
 pub use server::TestServer;
 pub use smtp::SmtpServer;
 pub use tinyproxy::Tinyproxy;

@@ -64,6 +64,7 @@ mod gate;
 pub(crate) mod host_queue;
 mod parts;
 mod receive;
+mod resumable;
 mod running;
 mod send;
 mod socket;
@@ -211,6 +212,7 @@ impl Transfer {
             upgrade: None,
             resending: false,
             own_expect: OwnExpect::NotSent,
+            offered: None,
             cache_candidate: None,
             conversion: conversion.clone(),
             metrics: metrics.clone(),
@@ -393,6 +395,9 @@ struct Run {
     resending: bool,
     /// Courier's own `Expect: 100-continue` on the last send, or refused by the server.
     own_expect: OwnExpect,
+    /// The last send offered the server a resumable upload of this many bytes: where the server
+    /// said the upload resource is, if it did (`resumable.rs`).
+    offered: Option<(resumable::UploadResource, u64)>,
 }
 
 /// Courier's own `Expect: 100-continue` (a large upload's, not one the request set).

@@ -46,14 +46,22 @@ pub(crate) struct Prepared {
     pub(crate) length: Option<u64>,
 }
 
-/// Makes the request body for one send. Called again for every resend (`resending`).
+/// Makes the request body for one send, from byte `from` of the body on (0 but for the rest of a
+/// resumable upload, `transfer/resumable.rs`; a stream body is never resumed). Called again for
+/// every resend (`resending`).
 ///
 /// # Errors
-/// The file's (-1100, -1101, -1102); for a stream body that must be sent again and that the
-/// delegate does not hand over anew, `RequestBodyStreamExhausted` (-1021), as URLSession fails
-/// it: a resend without its body would reach the server as an empty upload.
+/// The file's (-1100, -1101, -1102), or a file now shorter than `from` (-1102); for a stream
+/// body that must be sent again and that the delegate does not hand over anew,
+/// `RequestBodyStreamExhausted` (-1021), as URLSession fails it: a resend without its body would
+/// reach the server as an empty upload.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one fact of the send; a struct for one call would only rename them"
+)]
 pub(crate) async fn prepare(
     source: &UploadBody,
+    from: u64,
     ctx: &SessionContext,
     info: &TaskInfo,
     callbacks: bool,
@@ -64,15 +72,39 @@ pub(crate) async fn prepare(
     let url = info.original_request().url_str();
     let rate = ctx.config.maximum_send_rate_per_task;
     let counted = |source| Counted::new(source, sent_to.clone(), tally.clone(), rate).boxed();
+    let shorter = |length: u64| {
+        Error::new(
+            ErrorCode::NoPermissionsToReadFile,
+            format!(
+                "the upload's body is {length} bytes now, shorter than the {from} to resume from"
+            ),
+        )
+        .with_url(url)
+    };
     match source {
-        UploadBody::Bytes(bytes) => Ok(Prepared {
-            length: Some(bytes.len() as u64),
-            body: counted(Source::Bytes(bytes.clone())),
-        }),
-        UploadBody::File(path) => {
-            let (file, length) = open_upload_file(path).await.map_err(|e| e.with_url(url))?;
+        UploadBody::Bytes(bytes) => {
+            let from = usize::try_from(from)
+                .ok()
+                .filter(|&f| f <= bytes.len())
+                .ok_or_else(|| shorter(bytes.len() as u64))?;
             Ok(Prepared {
-                length: Some(length),
+                length: Some((bytes.len() - from) as u64),
+                body: counted(Source::Bytes(bytes.slice(from..))),
+            })
+        }
+        UploadBody::File(path) => {
+            let (mut file, length) = open_upload_file(path).await.map_err(|e| e.with_url(url))?;
+            if from > length {
+                return Err(shorter(length));
+            }
+            if from > 0 {
+                use tokio::io::AsyncSeekExt;
+                file.seek(io::SeekFrom::Start(from))
+                    .await
+                    .map_err(|e| file_error(e, path).with_url(url))?;
+            }
+            Ok(Prepared {
+                length: Some(length - from),
                 body: counted(Source::File(file_reader::read_ahead(file))),
             })
         }

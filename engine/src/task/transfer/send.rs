@@ -142,7 +142,7 @@ impl Run {
         let mut backoff = CONNECTIVITY_FIRST_RETRY;
         let (mut superseded, mut not_taken, mut closed) = (0, 0, 0);
         loop {
-            match self.send_once(head, body).await {
+            match self.send_once(head, body, 0).await {
                 // An HTTP/2 server that is closing its connection (nginx after 1,000 requests on
                 // it) or refusing streams did not act on the request: it goes again, on a
                 // connection the pool opens or has (every request in flight on that connection
@@ -214,17 +214,30 @@ impl Run {
                     unless_stopped(&mut self.gate, tokio::time::sleep(backoff)).await?;
                     backoff = (backoff * 2).min(CONNECTIVITY_LAST_RETRY);
                 }
+                // A lost connection after the server offered to resume the upload
+                // (`resumable.rs`). Boxed: rare, and large.
+                other
+                    if resumable::lost(&other)
+                        && let Some(body) = body
+                        && let Some((resource, length)) = self.offered.take()
+                        && let Some(resource) = resource.url(&self.url) =>
+                {
+                    return Box::pin(self.resume_upload(head, body, length, resource, other)).await;
+                }
                 other => return other,
             }
         }
     }
 
-    /// One attempt of [`Run::send`].
-    async fn send_once(
+    /// One attempt of [`Run::send`]; `from`, the first byte of the body sent (0 but for the rest
+    /// of a resumed upload).
+    pub(super) async fn send_once(
         &mut self,
         head: &Head,
         body: Option<&UploadBody>,
+        from: u64,
     ) -> Result<http::Response<ResponseBody>, Halt> {
+        self.offered = None;
         if self.own_expect == OwnExpect::Sent {
             self.own_expect = OwnExpect::NotSent;
         }
@@ -293,6 +306,7 @@ impl Run {
                 // A delegate slow to hand over a stream must not hold up a cancel.
                 let preparing = upload::prepare(
                     source,
+                    from,
                     &self.ctx,
                     &self.info,
                     self.callbacks,
@@ -305,6 +319,15 @@ impl Run {
                 self.resending = true;
                 if let (Some(len), Some(h)) = (prepared.length, builder.headers_mut()) {
                     h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+                    // An upload task's body that can be read again from any byte: offered to
+                    // the server as a resumable upload, as URLSession's are.
+                    if from == 0
+                        && self.info.kind() == courier_delegates::TaskKind::Upload
+                        && matches!(source, UploadBody::Bytes(_) | UploadBody::File(_))
+                        && resumable::offer(h, len)
+                    {
+                        self.offered = Some((resumable::UploadResource::default(), len));
+                    }
                 }
                 match self.expects_continue(head, prepared.length) {
                     Some((gate, ours)) => {
@@ -362,7 +385,8 @@ impl Run {
                     .with_url(self.url.as_str())
                     .with_source(e)
             })?;
-            self.hear_informational(&mut request, continuing.clone());
+            let resource = self.offered.as_ref().map(|(r, _)| r.clone());
+            self.hear_informational(&mut request, continuing.clone(), resource);
             // The session's context, not a clone of its transport (a dozen reference counts and
             // hyper-util's builder, copied for every request).
             let ctx = self.ctx.clone();
@@ -418,20 +442,25 @@ impl Run {
         &self,
         request: &mut http::Request<courier_protocol_http::RequestBody>,
         gate: Option<expect::ContinueGate>,
+        resource: Option<resumable::UploadResource>,
     ) {
         let tell = self.ctx.config.deliver_informational_responses
             && self.callbacks
             && self
                 .ctx
                 .delegate_wants(&self.info, Callback::InformationalResponse);
-        if gate.is_none() && !tell {
+        if gate.is_none() && !tell && resource.is_none() {
             return;
         }
         let (actor, url) = (self.actor.clone(), self.url.clone());
         hyper::ext::on_informational(request, move |response| {
-            if response.status() == http::StatusCode::CONTINUE
-                && let Some(gate) = &gate
-            {
+            if let Some(resource) = &resource {
+                resource.hear(response.status(), response.headers());
+            }
+            // A `104 (Upload Resumption Supported)` may stand for `100 Continue` (the draft).
+            let goes_on = response.status() == http::StatusCode::CONTINUE
+                || (resource.is_some() && response.status().as_u16() == 104);
+            if goes_on && let Some(gate) = &gate {
                 gate.open();
             }
             if tell {

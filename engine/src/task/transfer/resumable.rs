@@ -1,0 +1,284 @@
+//! Resumable uploads: an upload cut off part-way goes on from where the server has it, as
+//! URLSession's upload tasks do since iOS 17, by the IETF draft "Resumable Uploads for HTTP"
+//! (draft-ietf-httpbis-resumable-upload).
+//!
+//! An upload task whose body can be read again from any byte (bytes, a file) offers the server
+//! the upgrade: its request carries `Upload-Complete: ?1` and `Upload-Length`. A server that takes
+//! it answers `104 (Upload Resumption Supported)` with the `Location` of an upload resource before
+//! its final answer. When the connection is lost before that final answer, the transfer asks the
+//! upload resource how much it holds (`HEAD`, `Upload-Offset`), then sends the rest (`PATCH`,
+//! `application/partial-upload`, `Upload-Offset`, `Upload-Complete: ?1`); the answer to that is
+//! the task's response, as the draft says. A server that does not take the upgrade ignores the
+//! two fields, and nothing changes.
+//!
+//! Only an upload resource of the request's own origin is used: its requests carry the request's
+//! fields (credentials among them), which never go to another origin. A `5xx` answer is the
+//! task's response as it is (the draft allows resuming after one; Courier delivers it, as before).
+//! At most [`RESUMPTIONS`] resumptions a send.
+
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::failure::transport_kind;
+use super::*;
+
+/// `Upload-Complete`: whether the request's content ends the representation.
+pub(super) const UPLOAD_COMPLETE: HeaderName = HeaderName::from_static("upload-complete");
+/// `Upload-Length`: the whole representation's length.
+const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
+/// `Upload-Offset`: how many bytes of the representation the upload resource holds.
+const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
+
+/// `104 (Upload Resumption Supported)`.
+const UPLOAD_RESUMPTION_SUPPORTED: u16 = 104;
+
+/// The most times one send is resumed after a lost connection.
+pub(super) const RESUMPTIONS: u32 = 3;
+
+/// The fields of the original request that describe its content, not the request: not carried to
+/// the upload resource (`Content-Type` is `application/partial-upload` there).
+const CONTENT_FIELDS: [HeaderName; 6] = [
+    http::header::CONTENT_TYPE,
+    http::header::CONTENT_LENGTH,
+    http::header::CONTENT_ENCODING,
+    http::header::CONTENT_DISPOSITION,
+    http::header::EXPECT,
+    http::header::TRANSFER_ENCODING,
+];
+
+/// Where a server said the upload resource is: the `Location` of the first `104` of a send.
+#[derive(Clone, Default)]
+pub(super) struct UploadResource(Arc<Mutex<Option<HeaderValue>>>);
+
+impl UploadResource {
+    /// Notes an informational response: a `104`'s `Location`, if none was noted before.
+    pub(super) fn hear(&self, status: http::StatusCode, headers: &HeaderMap) {
+        if status.as_u16() != UPLOAD_RESUMPTION_SUPPORTED {
+            return;
+        }
+        if let Some(location) = headers.get(http::header::LOCATION) {
+            let mut noted = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            noted.get_or_insert_with(|| location.clone());
+        }
+    }
+
+    /// The upload resource's URL, when a `104` named one of `url`'s own origin.
+    pub(super) fn url(&self, url: &Url) -> Option<Url> {
+        let noted = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let resource = url.join(noted.to_str().ok()?).ok()?;
+        (resource.origin() == url.origin()).then_some(resource)
+    }
+}
+
+/// Offers the server a resumable upload of `length` bytes (unless the request speaks the
+/// protocol itself): true when offered.
+pub(super) fn offer(headers: &mut HeaderMap, length: u64) -> bool {
+    if headers.contains_key(UPLOAD_COMPLETE) {
+        return false;
+    }
+    headers.insert(UPLOAD_COMPLETE, HeaderValue::from_static("?1"));
+    headers.insert(UPLOAD_LENGTH, HeaderValue::from(length));
+    true
+}
+
+/// What an upload resource's answer to `HEAD` says: its offset, and whether the upload is
+/// complete. `None` when either field is missing or not what the draft allows (a structured
+/// Integer of at most 15 digits; a Boolean `?0` or `?1`).
+pub(super) fn offset_of(headers: &HeaderMap) -> Option<(u64, bool)> {
+    let offset = headers.get(UPLOAD_OFFSET)?.to_str().ok()?.trim();
+    if offset.is_empty() || offset.len() > 15 || !offset.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let complete = match headers.get(UPLOAD_COMPLETE)?.as_bytes() {
+        b"?1" => true,
+        b"?0" => false,
+        _ => return None,
+    };
+    Some((offset.parse().ok()?, complete))
+}
+
+/// Whether a send's outcome is a lost connection, which an upload resource can resume.
+pub(super) fn lost(outcome: &Result<http::Response<ResponseBody>, Halt>) -> bool {
+    matches!(outcome, Err(Halt::Failed(e)) if matches!(
+        transport_kind(e),
+        Some(TransportErrorKind::ConnectionLost | TransportErrorKind::ClosedBeforeResponse)
+    ))
+}
+
+impl Run {
+    /// Resumes the upload `head` sent, at `resource`, after `outcome` (a lost connection): asks
+    /// the resource for its offset, then sends the rest of `body`. The outcome of the last
+    /// attempt; the first's when the resource cannot be resumed from (it did not answer, the
+    /// upload is complete already, or it holds more than the body).
+    pub(super) async fn resume_upload(
+        &mut self,
+        head: &Head,
+        body: &UploadBody,
+        length: u64,
+        resource: Url,
+        outcome: Result<http::Response<ResponseBody>, Halt>,
+    ) -> Result<http::Response<ResponseBody>, Halt> {
+        let original = std::mem::replace(&mut self.url, resource.clone());
+        let mut outcome = outcome;
+        let mut resumed = 0;
+        while lost(&outcome) && resumed < RESUMPTIONS {
+            resumed += 1;
+            self.end_transaction();
+            let Some(offset) = self.upload_offset(head, &resource).await? else {
+                break;
+            };
+            if offset > length {
+                break;
+            }
+            tracing::debug!(url = %resource, offset, "resuming the upload");
+            let mut append = self.head_for(head, &resource, http::Method::PATCH)?;
+            let fields = Arc::make_mut(&mut append.headers);
+            fields.insert(UPLOAD_OFFSET, HeaderValue::from(offset));
+            fields.insert(UPLOAD_COMPLETE, HeaderValue::from_static("?1"));
+            fields.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/partial-upload"),
+            );
+            outcome = self.send_once(&append, Some(body), offset).await;
+        }
+        self.url = original;
+        outcome
+    }
+
+    /// The upload resource's offset (`HEAD`), when it can be resumed from: `None` when it did
+    /// not say, or says the upload is complete (its response to the upload is lost then: the
+    /// draft offers no way to get it again).
+    async fn upload_offset(&mut self, head: &Head, resource: &Url) -> Result<Option<u64>, Halt> {
+        let ask = self.head_for(head, resource, http::Method::HEAD)?;
+        let answer = match self.send_once(&ask, None, 0).await {
+            Ok(answer) => answer,
+            Err(Halt::Failed(_)) => return Ok(None),
+            Err(halt) => return Err(halt),
+        };
+        let said = answer
+            .status()
+            .is_success()
+            .then(|| offset_of(answer.headers()))
+            .flatten();
+        drop(answer);
+        self.end_transaction();
+        Ok(match said {
+            Some((offset, false)) => Some(offset),
+            _ => None,
+        })
+    }
+
+    /// A request to the upload resource: `method`, with the original request's fields but those
+    /// of its content.
+    fn head_for(&self, head: &Head, resource: &Url, method: http::Method) -> Result<Head, Halt> {
+        let (uri, host) = crate::task::request::wire_target(resource).map_err(|e| {
+            Halt::Failed(
+                Error::new(ErrorCode::BadUrl, format!("bad upload resource: {e}"))
+                    .with_url(resource.as_str()),
+            )
+        })?;
+        let mut fields = (*head.headers).clone();
+        for name in CONTENT_FIELDS {
+            fields.remove(name);
+        }
+        fields.remove(UPLOAD_LENGTH);
+        fields.remove(UPLOAD_COMPLETE);
+        Ok(Head {
+            method,
+            uri,
+            host,
+            headers: Arc::new(fields),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| {
+                (
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_offset_is_read_only_as_the_draft_writes_it() {
+        let said =
+            |o: &str, c: &str| offset_of(&fields(&[("upload-offset", o), ("upload-complete", c)]));
+        assert_eq!(said("25000000", "?0"), Some((25_000_000, false)));
+        assert_eq!(said("0", "?1"), Some((0, true)));
+        for bad in ["", "-1", "1.5", "0x10", "1234567890123456", "12 34"] {
+            assert_eq!(said(bad, "?0"), None, "{bad:?}");
+        }
+        for bad in ["?2", "true", "1", ""] {
+            assert_eq!(said("10", bad), None, "{bad:?}");
+        }
+        assert_eq!(offset_of(&fields(&[("upload-offset", "10")])), None);
+    }
+
+    #[test]
+    fn only_an_upload_resource_of_the_same_origin_is_used() {
+        let url: Url = "https://h.test/files/1".parse().unwrap();
+        let heard = |location: &str| {
+            let resource = UploadResource::default();
+            resource.hear(
+                http::StatusCode::from_u16(104).unwrap(),
+                &fields(&[("location", location)]),
+            );
+            resource.url(&url).map(|u| u.to_string())
+        };
+        assert_eq!(
+            heard("/uploads/a").as_deref(),
+            Some("https://h.test/uploads/a")
+        );
+        assert_eq!(
+            heard("https://h.test/uploads/b").as_deref(),
+            Some("https://h.test/uploads/b")
+        );
+        for elsewhere in [
+            "https://other.test/uploads/c",
+            "http://h.test/uploads/d",
+            "https://h.test:8443/uploads/e",
+        ] {
+            assert_eq!(heard(elsewhere), None, "{elsewhere}");
+        }
+        // Another informational status says nothing of an upload resource.
+        let resource = UploadResource::default();
+        resource.hear(
+            http::StatusCode::from_u16(103).unwrap(),
+            &fields(&[("location", "/x")]),
+        );
+        assert_eq!(resource.url(&url), None);
+    }
+
+    #[test]
+    fn a_request_that_speaks_the_protocol_itself_is_left_alone() {
+        let mut own = fields(&[("upload-complete", "?0")]);
+        assert!(!offer(&mut own, 10));
+        assert_eq!(own.get("upload-complete").unwrap(), "?0");
+        let mut plain = HeaderMap::new();
+        assert!(offer(&mut plain, 10));
+        assert_eq!(plain.get("upload-complete").unwrap(), "?1");
+        assert_eq!(plain.get("upload-length").unwrap(), "10");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_field_values_are_read_without_a_panic(o in "\\PC{0,24}", c in "\\PC{0,4}") {
+            if let (Ok(o), Ok(c)) = (HeaderValue::from_str(&o), HeaderValue::from_str(&c)) {
+                let mut h = HeaderMap::new();
+                h.insert(UPLOAD_OFFSET, o);
+                h.insert(UPLOAD_COMPLETE, c);
+                let _ = offset_of(&h);
+            }
+        }
+    }
+}
