@@ -14,7 +14,8 @@
 //! Only an upload resource of the request's own origin is used: its requests carry the request's
 //! fields (credentials among them), which never go to another origin. A `5xx` answer is the
 //! task's response as it is (the draft allows resuming after one; Courier delivers it, as before).
-//! At most [`RESUMPTIONS`] resumptions a send.
+//! At most [`RESUMPTIONS`] resumptions a send. Over HTTP/1.1 only: hyper hands a client no
+//! informational response over HTTP/2, so no `104` is heard there.
 
 use std::sync::{Arc, Mutex};
 
@@ -119,20 +120,36 @@ impl Run {
         resource: Url,
         outcome: Result<http::Response<ResponseBody>, Halt>,
     ) -> Result<http::Response<ResponseBody>, Halt> {
+        // The resource's requests are under its URL (metrics, cookies, errors); the task's
+        // response is the original request's, whatever ends the attempts.
         let original = std::mem::replace(&mut self.url, resource.clone());
-        let mut outcome = outcome;
+        let outcome = self
+            .resume_attempts(head, body, length, &resource, outcome)
+            .await;
+        self.url = original;
+        outcome
+    }
+
+    async fn resume_attempts(
+        &mut self,
+        head: &Head,
+        body: &UploadBody,
+        length: u64,
+        resource: &Url,
+        mut outcome: Result<http::Response<ResponseBody>, Halt>,
+    ) -> Result<http::Response<ResponseBody>, Halt> {
         let mut resumed = 0;
         while lost(&outcome) && resumed < RESUMPTIONS {
             resumed += 1;
             self.end_transaction();
-            let Some(offset) = self.upload_offset(head, &resource).await? else {
+            let Some(offset) = self.upload_offset(head, resource).await? else {
                 break;
             };
             if offset > length {
                 break;
             }
             tracing::debug!(url = %resource, offset, "resuming the upload");
-            let mut append = self.head_for(head, &resource, http::Method::PATCH)?;
+            let mut append = self.head_for(head, resource, http::Method::PATCH)?;
             let fields = Arc::make_mut(&mut append.headers);
             fields.insert(UPLOAD_OFFSET, HeaderValue::from(offset));
             fields.insert(UPLOAD_COMPLETE, HeaderValue::from_static("?1"));
@@ -142,7 +159,6 @@ impl Run {
             );
             outcome = self.send_once(&append, Some(body), offset).await;
         }
-        self.url = original;
         outcome
     }
 
