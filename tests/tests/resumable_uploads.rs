@@ -67,19 +67,24 @@ async fn an_upload_resource_of_another_origin_is_never_used() {
     assert_eq!((server.heads(), server.appends()), (0, vec![]));
 }
 
+/// An upload that is not cut is one request; a small one is not offered for resumption at all
+/// (sending it again costs less than an upload resource).
 #[tokio::test]
-async fn an_upload_without_a_cut_is_one_request() {
-    let server = ResumableUploadServer::start(None, None).await;
-    let body = pattern_bytes(0, 300_000);
-    let (answer, _) = session()
-        .upload(
-            Request::new(Method::PUT, &server.url("/files")),
-            UploadBody::Bytes(body.clone().into()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&answer), whole(&body));
-    assert_eq!((server.heads(), server.appends()), (0, vec![]));
+async fn an_upload_without_a_cut_is_one_request_and_a_small_one_is_not_offered() {
+    for (size, offered) in [(300_000, 1), (1000, 0)] {
+        let server = ResumableUploadServer::start(None, None).await;
+        let body = pattern_bytes(0, size);
+        let (answer, _) = session()
+            .upload(
+                Request::new(Method::PUT, &server.url("/files")),
+                UploadBody::Bytes(body.clone().into()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&answer), whole(&body));
+        assert_eq!((server.heads(), server.appends()), (0, vec![]));
+        assert_eq!(server.lengths().len(), offered, "{size} bytes");
+    }
 }
 
 /// The same for a delegate's upload task: one response, and its events in order.
