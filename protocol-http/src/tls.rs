@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use rustls::RootCertStore;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls_pki_types::CertificateDer;
 
@@ -81,21 +82,17 @@ pub(crate) fn client_config(
             TransportError::new(TransportErrorKind::Configuration, "TLS roots").with_source(e)
         })?;
     let standard = Arc::new(StandardVerifier::new(webpki, extra_roots));
-    let (mut config, deferred) = if deferred {
-        let config = builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(DeferredVerifier::new(provider)))
-            .with_no_client_auth();
-        (config, Some(standard))
-    } else {
-        // `dangerous` only in name: webpki still decides, with the one rule it lacks
-        // (`StandardVerifier`).
-        let config = builder
-            .dangerous()
-            .with_custom_certificate_verifier(standard)
-            .with_no_client_auth();
-        (config, None)
+    // `dangerous` only in name: webpki decides, with the one rule it lacks (`StandardVerifier`),
+    // in the handshake or, deferred, right after it.
+    let in_handshake: Arc<dyn ServerCertVerifier> = match deferred {
+        true => Arc::new(DeferredVerifier::new(standard.clone())),
+        false => standard.clone(),
     };
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(in_handshake)
+        .with_no_client_auth();
+    let deferred = deferred.then_some(standard);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsSetup {
         config: Arc::new(config),

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{WebPkiServerVerifier, verify_server_name};
-use rustls::crypto::CryptoProvider;
 use rustls::server::ParsedCertificate;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
@@ -44,15 +43,15 @@ pub trait TrustEvaluator: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// Accepts any chain during the handshake (the decision comes after it) but checks every handshake
-/// signature.
+/// signature, as standard verification checks them.
 #[derive(Debug)]
 pub(crate) struct DeferredVerifier {
-    provider: Arc<CryptoProvider>,
+    standard: Arc<StandardVerifier>,
 }
 
 impl DeferredVerifier {
-    pub(crate) fn new(provider: Arc<CryptoProvider>) -> DeferredVerifier {
-        DeferredVerifier { provider }
+    pub(crate) fn new(standard: Arc<StandardVerifier>) -> DeferredVerifier {
+        DeferredVerifier { standard }
     }
 }
 
@@ -75,12 +74,7 @@ impl ServerCertVerifier for DeferredVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.standard.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -89,18 +83,11 @@ impl ServerCertVerifier for DeferredVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.standard.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.standard.supported_verify_schemes()
     }
 }
 
