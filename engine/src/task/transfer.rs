@@ -395,9 +395,9 @@ struct Run {
     resending: bool,
     /// Courier's own `Expect: 100-continue` on the last send, or refused by the server.
     own_expect: OwnExpect,
-    /// The last send offered the server a resumable upload of this many bytes: where the server
-    /// said the upload resource is, if it did (`resumable.rs`).
-    offered: Option<(resumable::UploadResource, u64)>,
+    /// The resumable upload the last send offered the server, and where the server said the
+    /// upload resource is, if it did (`resumable.rs`).
+    offered: Option<resumable::UploadResource>,
 }
 
 /// Courier's own `Expect: 100-continue` (a large upload's, not one the request set).

@@ -53,39 +53,60 @@ const CONTENT_FIELDS: [HeaderName; 6] = [
     http::header::TRANSFER_ENCODING,
 ];
 
-/// Where a server said the upload resource is: the `Location` of the first `104` of a send.
-#[derive(Clone, Default)]
-pub(super) struct UploadResource(Arc<Mutex<Option<HeaderValue>>>);
+/// A resumable upload offered to the server: its length, and where the server said the upload
+/// resource is (the `Location` of the first `104` of the send).
+#[derive(Clone)]
+pub(super) struct UploadResource(Arc<Offered>);
+
+struct Offered {
+    length: u64,
+    location: Mutex<Option<HeaderValue>>,
+}
 
 impl UploadResource {
-    /// Notes an informational response: a `104`'s `Location`, if none was noted before.
-    pub(super) fn hear(&self, status: http::StatusCode, headers: &HeaderMap) {
+    /// Notes an informational response: true for a `104`, whose `Location` is kept if none was
+    /// before.
+    pub(super) fn hear(&self, status: http::StatusCode, headers: &HeaderMap) -> bool {
         if status.as_u16() != UPLOAD_RESUMPTION_SUPPORTED {
-            return;
+            return false;
         }
         if let Some(location) = headers.get(http::header::LOCATION) {
-            let mut noted = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut noted = self.0.location.lock().unwrap_or_else(|p| p.into_inner());
             noted.get_or_insert_with(|| location.clone());
         }
+        true
     }
 
     /// The upload resource's URL, when a `104` named one of `url`'s own origin.
     pub(super) fn url(&self, url: &Url) -> Option<Url> {
-        let noted = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let noted = self
+            .0
+            .location
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
         let resource = url.join(noted.to_str().ok()?).ok()?;
         (resource.origin() == url.origin()).then_some(resource)
+    }
+
+    /// The whole body's length.
+    pub(super) fn length(&self) -> u64 {
+        self.0.length
     }
 }
 
 /// Offers the server a resumable upload of `length` bytes, unless it is smaller than
-/// [`OFFERED_FROM`] or the request speaks the protocol itself: true when offered.
-pub(super) fn offer(headers: &mut HeaderMap, length: u64) -> bool {
+/// [`OFFERED_FROM`] or the request speaks the protocol itself: the offer, when made.
+pub(super) fn offer(headers: &mut HeaderMap, length: u64) -> Option<UploadResource> {
     if length < OFFERED_FROM || headers.contains_key(UPLOAD_COMPLETE) {
-        return false;
+        return None;
     }
     headers.insert(UPLOAD_COMPLETE, HeaderValue::from_static("?1"));
     headers.insert(UPLOAD_LENGTH, HeaderValue::from(length));
-    true
+    Some(UploadResource(Arc::new(Offered {
+        length,
+        location: Mutex::new(None),
+    })))
 }
 
 /// What an upload resource's answer to `HEAD` says: its offset, and whether the upload is
@@ -248,48 +269,46 @@ mod tests {
     #[test]
     fn only_an_upload_resource_of_the_same_origin_is_used() {
         let url: Url = "https://h.test/files/1".parse().unwrap();
-        let heard = |location: &str| {
-            let resource = UploadResource::default();
-            resource.hear(
-                http::StatusCode::from_u16(104).unwrap(),
+        let heard = |status: u16, location: &str| {
+            let resource = offer(&mut HeaderMap::new(), OFFERED_FROM).unwrap();
+            let was_104 = resource.hear(
+                http::StatusCode::from_u16(status).unwrap(),
                 &fields(&[("location", location)]),
             );
-            resource.url(&url).map(|u| u.to_string())
+            (was_104, resource.url(&url).map(|u| u.to_string()))
         };
         assert_eq!(
-            heard("/uploads/a").as_deref(),
-            Some("https://h.test/uploads/a")
+            heard(104, "/uploads/a"),
+            (true, Some("https://h.test/uploads/a".into()))
         );
         assert_eq!(
-            heard("https://h.test/uploads/b").as_deref(),
-            Some("https://h.test/uploads/b")
+            heard(104, "https://h.test/uploads/b"),
+            (true, Some("https://h.test/uploads/b".into()))
         );
         for elsewhere in [
             "https://other.test/uploads/c",
             "http://h.test/uploads/d",
             "https://h.test:8443/uploads/e",
         ] {
-            assert_eq!(heard(elsewhere), None, "{elsewhere}");
+            assert_eq!(heard(104, elsewhere), (true, None), "{elsewhere}");
         }
         // Another informational status says nothing of an upload resource.
-        let resource = UploadResource::default();
-        resource.hear(
-            http::StatusCode::from_u16(103).unwrap(),
-            &fields(&[("location", "/x")]),
-        );
-        assert_eq!(resource.url(&url), None);
+        assert_eq!(heard(103, "/x"), (false, None));
     }
 
     #[test]
     fn a_small_upload_or_one_that_speaks_the_protocol_itself_is_not_offered() {
         let mut own = fields(&[("upload-complete", "?0")]);
-        assert!(!offer(&mut own, OFFERED_FROM));
+        assert!(offer(&mut own, OFFERED_FROM).is_none());
         assert_eq!(own.get("upload-complete").unwrap(), "?0");
         let mut small = HeaderMap::new();
-        assert!(!offer(&mut small, OFFERED_FROM - 1));
+        assert!(offer(&mut small, OFFERED_FROM - 1).is_none());
         assert!(small.is_empty());
         let mut plain = HeaderMap::new();
-        assert!(offer(&mut plain, OFFERED_FROM));
+        assert_eq!(
+            offer(&mut plain, OFFERED_FROM).unwrap().length(),
+            OFFERED_FROM
+        );
         assert_eq!(plain.get("upload-complete").unwrap(), "?1");
         assert_eq!(plain.get("upload-length").unwrap(), "65536");
     }

@@ -219,9 +219,10 @@ impl Run {
                 other
                     if resumable::lost(&other)
                         && let Some(body) = body
-                        && let Some((resource, length)) = self.offered.take()
-                        && let Some(resource) = resource.url(&self.url) =>
+                        && let Some(offered) = self.offered.take()
+                        && let Some(resource) = offered.url(&self.url) =>
                 {
+                    let length = offered.length();
                     return Box::pin(self.resume_upload(head, body, length, resource, other)).await;
                 }
                 other => return other,
@@ -324,9 +325,8 @@ impl Run {
                     if from == 0
                         && self.info.kind() == courier_delegates::TaskKind::Upload
                         && matches!(source, UploadBody::Bytes(_) | UploadBody::File(_))
-                        && resumable::offer(h, len)
                     {
-                        self.offered = Some((resumable::UploadResource::default(), len));
+                        self.offered = resumable::offer(h, len);
                     }
                 }
                 match self.expects_continue(head, prepared.length) {
@@ -385,7 +385,7 @@ impl Run {
                     .with_url(self.url.as_str())
                     .with_source(e)
             })?;
-            let resource = self.offered.as_ref().map(|(r, _)| r.clone());
+            let resource = self.offered.clone();
             self.hear_informational(&mut request, continuing.clone(), resource);
             // The session's context, not a clone of its transport (a dozen reference counts and
             // hyper-util's builder, copied for every request).
@@ -454,12 +454,11 @@ impl Run {
         }
         let (actor, url) = (self.actor.clone(), self.url.clone());
         hyper::ext::on_informational(request, move |response| {
-            if let Some(resource) = &resource {
-                resource.hear(response.status(), response.headers());
-            }
             // A `104 (Upload Resumption Supported)` may stand for `100 Continue` (the draft).
-            let goes_on = response.status() == http::StatusCode::CONTINUE
-                || (resource.is_some() && response.status().as_u16() == 104);
+            let resumable = resource
+                .as_ref()
+                .is_some_and(|r| r.hear(response.status(), response.headers()));
+            let goes_on = resumable || response.status() == http::StatusCode::CONTINUE;
             if goes_on && let Some(gate) = &gate {
                 gate.open();
             }
