@@ -80,7 +80,7 @@ impl Drop for FaultServer {
 
 /// Reads up to the end of the request head; returns what was read (the head, and any body bytes
 /// that came with it).
-async fn read_head(tcp: &mut TcpStream) -> Vec<u8> {
+pub(crate) async fn read_head(tcp: &mut TcpStream) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {

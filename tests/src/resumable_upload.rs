@@ -113,17 +113,9 @@ impl Drop for ResumableUploadServer {
 async fn read_head(
     tcp: &mut TcpStream,
 ) -> Option<(String, String, HashMap<String, String>, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
-        }
-        match tcp.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
+    let buf = crate::fault::read_head(tcp).await;
+    // A connection that closed before a whole head: nothing to answer.
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = head.split("\r\n");
     let mut first = lines.next()?.split(' ');
