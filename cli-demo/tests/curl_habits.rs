@@ -1,0 +1,159 @@
+//! Black-box tests of `courier` used with curl's habits: `-sSfL`, `-d`, `-o -`, `-A`,
+//! `--compressed`, `-I` for a head, a URL typed without its scheme, and `--cacert` naming a
+//! self-signed certificate.
+
+mod common;
+
+use common::*;
+use courier_tests::server::pattern_bytes;
+use courier_tests::{TestCa, TestServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_habits_work_the_same() {
+    let server = TestServer::http().await;
+    let (chain, missing, echo, headers) = (
+        server.url("/chain/2"),
+        server.url("/status/404"),
+        server.url("/echo"),
+        server.url("/headers"),
+    );
+    let cwd = tempfile::tempdir().unwrap();
+    let c = cwd.path().to_path_buf();
+    std::fs::write(cwd.path().join("body.json"), "{}").unwrap();
+    let (followed, failed, posted, dashed, saved, at_file, agents) =
+        tokio::task::spawn_blocking(move || {
+            let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
+            (
+                courier(&["get", "-sSfL", "--compressed", "--allow-http", &chain]),
+                courier(&["get", "-sf", "--allow-http", &missing]),
+                courier(&["get", "-s", "-d", "name=value", "--allow-http", &echo]),
+                in_cwd(&["get", "-s", "-o", "-", "--allow-http", &chain]),
+                in_cwd(&["download", "-s", "-o", "-", "--allow-http", &chain]),
+                in_cwd(&["get", "-s", "-d", "@body.json", "--allow-http", &echo]),
+                [
+                    courier(&["get", "-s", "-A", "agent/1", "--allow-http", &headers]),
+                    courier(&[
+                        "get",
+                        "-s",
+                        "-A",
+                        "a/1",
+                        "-H",
+                        "User-Agent: b/2",
+                        "--allow-http",
+                        &headers,
+                    ]),
+                ],
+            )
+        })
+        .await
+        .unwrap();
+    // `-d @FILE` sends its text, as the contract says; a note says how to send the file.
+    assert_success(&at_file);
+    assert_eq!(at_file.stdout, b"@body.json");
+    assert!(
+        String::from_utf8_lossy(&at_file.stderr).contains("upload --file body.json"),
+        "{}",
+        String::from_utf8_lossy(&at_file.stderr)
+    );
+    // `-o -` is standard output, never a file named `-`; download saves files, and says to use get.
+    assert_success(&dashed);
+    assert_eq!(dashed.stdout, b"end of chain", "-o -: standard output");
+    assert_eq!(saved.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&saved.stderr).contains("use courier get"));
+    assert!(!cwd.path().join("-").exists());
+    assert_success(&followed);
+    assert_eq!(
+        followed.stdout, b"end of chain",
+        "-sSfL --compressed: redirects followed"
+    );
+    // `-A`: the User-Agent, unless `-H` sets one (as with curl).
+    for (out, agent) in agents
+        .iter()
+        .zip(["user-agent: agent/1", "user-agent: b/2"])
+    {
+        assert_success(out);
+        let sent = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(sent.matches("user-agent:").count(), 1, "{sent}");
+        assert!(sent.contains(agent), "{sent}");
+    }
+    assert_eq!(failed.status.code(), Some(22), "-f: like --fail");
+    assert!(failed.stdout.is_empty());
+    assert_success(&posted);
+    assert_eq!(posted.stdout, b"name=value", "-d: the body, sent with POST");
+}
+
+/// `-I`, as curl's: a HEAD request, and the response's head where the body would go; under `-f`,
+/// nothing for an error status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_capital_i_asks_for_the_head_and_writes_it() {
+    let server = TestServer::http().await;
+    let (echo, missing) = (server.url("/echo"), server.url("/status/404"));
+    let cwd = tempfile::tempdir().unwrap();
+    let c = cwd.path().to_path_buf();
+    let (head, failed, download) = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", "-I", "--allow-http", &echo]),
+            courier(&["get", "-If", "--allow-http", &missing]),
+            courier_in(&c, data_home(), &["download", "-I", "--allow-http", &echo])
+                .output()
+                .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    // A download of a head would be an empty file: refused as a usage error, nothing written.
+    assert_eq!(download.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&download.stderr).contains("use it with courier get"));
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
+    assert_success(&head);
+    let text = String::from_utf8(head.stdout).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
+    assert!(
+        text.contains("\r\nx-method: HEAD\r\n"),
+        "sent as HEAD: {text:?}"
+    );
+    assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+    assert_eq!(failed.status.code(), Some(22));
+    assert!(failed.stdout.is_empty());
+}
+
+/// A URL typed without a scheme is `https://`, as curl and browsers complete one, and
+/// `--allow-http` before it does not take it for a host; the usual self-signed certificate
+/// (`openssl req -x509`, marked as a CA) is trusted once given with `--cacert`, as by curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_without_a_scheme_is_https_and_a_self_signed_certificate_given_is_trusted() {
+    let ca = TestCa::self_signed(courier_tests::Leaf::Valid);
+    let server = TestServer::https(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("cert.pem");
+    std::fs::write(&pem, &ca.ca_pem).unwrap();
+    let pem = pem.to_str().unwrap().to_owned();
+    let bare = server.url("/bytes/5").replace("https://", "");
+    let (typed, after_allow, untrusted) = tokio::task::spawn_blocking(move || {
+        (
+            courier(&["get", "--config", "ephemeral", "--cacert", &pem, &bare]),
+            courier(&[
+                "get",
+                "--config",
+                "ephemeral",
+                "--cacert",
+                &pem,
+                "--allow-http",
+                &bare,
+            ]),
+            courier(&["get", "--config", "ephemeral", &bare]),
+        )
+    })
+    .await
+    .unwrap();
+    for out in [&typed, &after_allow] {
+        assert_success(out);
+        assert_eq!(out.stdout, pattern_bytes(0, 5));
+    }
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("-1202"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+}
