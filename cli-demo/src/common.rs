@@ -240,7 +240,7 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
 /// Courier knows (`data:` and `file:` among them) is left as it is, as is one naming any scheme
 /// with `://`, which then fails as unsupported.
 pub(crate) fn with_scheme<'u>(url: &'u str, scheme: &str) -> std::borrow::Cow<'u, str> {
-    const KNOWN: [&str; 8] = ["http", "https", "ftp", "ws", "wss", "data", "file", "about"];
+    const KNOWN: [&str; 7] = ["http", "https", "ftp", "ws", "wss", "data", "file"];
     let known =
         courier_engine::reexports::url::Url::parse(url).is_ok_and(|u| KNOWN.contains(&u.scheme()));
     if known || url.contains("://") || url.is_empty() {
