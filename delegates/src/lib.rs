@@ -15,6 +15,8 @@
 //! - [`error`]: [`Error`] and [`ErrorCode`] (Darwin's `NSURLErrorDomain` names and numbers).
 //! - [`metrics`]: [`TaskMetrics`], one [`TransactionMetrics`] per request a task sent.
 //! - [`web_socket`]: a WebSocket task's [`Message`] and [`CloseCode`].
+//! - [`retry`]: when a failed task is worth trying again (its error or its status), and how long to
+//!   wait (the server's `Retry-After`, else a doubling backoff).
 //! - [`queue`]: [`DeliveryQueue`], the serial queue that hands callbacks to the application one at a
 //!   time, in order; its thread's channel (`queue/thread.rs`) wakes that thread once per turn of the
 //!   runtime, not once per callback.
@@ -27,6 +29,7 @@ pub mod queue;
 pub mod reply;
 pub mod request;
 pub mod resume_data;
+pub mod retry;
 pub mod task;
 pub mod web_socket;
 

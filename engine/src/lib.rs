@@ -33,8 +33,9 @@
 //! - `SEMANTICS.md` beside this crate: the guarantees (ordering, exactly one terminal message,
 //!   invalidation) on one page.
 //!
-//! The vocabulary (delegate traits, [`Request`], [`Response`], [`Error`], [`TaskInfo`]) comes from
-//! `courier-delegates` and is re-exported here.
+//! The vocabulary (delegate traits, [`Request`], [`Response`], [`Error`], [`TaskInfo`], and
+//! [`retry`]'s rules for trying a failed task again) comes from `courier-delegates` and is
+//! re-exported here.
 
 pub mod background;
 mod completion;
@@ -54,7 +55,7 @@ pub use courier_delegates::{
     DataDelegate, DelayedRequestDisposition, Delegate, DownloadDelegate, Error, ErrorCode,
     FetchType, Message, ProtectionSpace, ProxyType, Reply, Request, Response, ResponseDisposition,
     ResumeData, ServerTrust, SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskLevelDelegate,
-    TaskMetrics, TaskState, TransactionMetrics, leave_at_default, plain_file_name, priority,
+    TaskMetrics, TaskState, TransactionMetrics, leave_at_default, plain_file_name, priority, retry,
 };
 pub use session::{CreateTaskError, Session, identity_from_pem};
 pub use stores::{Cookie, CookieRefusal, CookieStorage, CredentialStorage, StoreChoice, UrlCache};

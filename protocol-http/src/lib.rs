@@ -25,7 +25,6 @@
 //!   `If-Range` headers, and what the server's answer means ([`range::Continuation`]).
 //! - [`redirect`]: whether a response redirects and how the next request is rewritten (the method
 //!   table; credentials dropped across origins).
-//! - [`retry`]: which statuses are transient, and the wait a `Retry-After` asks for.
 //! - [`stream`]: raw connections for stream tasks, and TLS started and stopped on them (STARTTLS).
 //! - [`websocket`]: the WebSocket handshake's fields and check, and the framed stream on the
 //!   connection its `101` hands over.
@@ -45,7 +44,6 @@ pub mod multipart;
 pub mod proxy;
 pub mod range;
 pub mod redirect;
-pub mod retry;
 pub mod stream;
 mod tls;
 pub mod transport;

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use courier_delegates::{
     AuthChallengeDisposition, AuthenticationChallenge, DataDelegate, DownloadDelegate, Error,
-    ErrorCode, Reply, SessionDelegate, TaskDelegate, TaskInfo,
+    Reply, SessionDelegate, TaskDelegate, TaskInfo, retry,
 };
 use courier_storage::journal::{
     EventRecord, Journal, JournalError, StoredError, StoredEvent, TaskPhase,
@@ -47,20 +47,6 @@ pub(super) fn stored_error(e: &Error) -> StoredError {
         message: e.message().to_owned(),
         resume_data: e.resume_data().map(|d| d.as_bytes().to_vec()),
     }
-}
-
-/// Whether a task that failed this way may succeed if tried again later: the network, not the
-/// request, was at fault.
-fn is_transient(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::TimedOut
-            | ErrorCode::NetworkConnectionLost
-            | ErrorCode::CannotConnectToHost
-            | ErrorCode::CannotFindHost
-            | ErrorCode::DnsLookupFailed
-            | ErrorCode::NotConnectedToInternet
-    )
 }
 
 /// The journaling delegate of an identifier's engine session.
@@ -287,13 +273,12 @@ impl TaskDelegate for Journaling {
         // A transient failure is tried again while the task's time lasts.
         let retry = match (lock(&self.retry_status).remove(&id), error) {
             (Some(wait), _) => Some(wait),
-            (None, Some(e)) if is_transient(e.code()) => self.retry_delay(id, None),
+            (None, Some(e)) if retry::is_transient_error(e.code()) => self.retry_delay(id, None),
             (None, None) if task.kind() == courier_delegates::TaskKind::Upload => task
                 .response()
-                .filter(|r| courier_protocol_http::retry::is_transient(r.status()))
+                .filter(|r| retry::is_transient_status(r.status()))
                 .and_then(|r| {
-                    let asked =
-                        courier_protocol_http::retry::retry_after(r.headers(), SystemTime::now());
+                    let asked = retry::retry_after(r.headers(), SystemTime::now());
                     self.retry_delay(id, asked)
                 }),
             _ => None,
@@ -371,10 +356,9 @@ impl DownloadDelegate for Journaling {
         // body goes and the download is tried again.
         let transient = task
             .response()
-            .filter(|r| courier_protocol_http::retry::is_transient(r.status()));
+            .filter(|r| retry::is_transient_status(r.status()));
         if let Some(response) = transient {
-            let asked =
-                courier_protocol_http::retry::retry_after(response.headers(), SystemTime::now());
+            let asked = retry::retry_after(response.headers(), SystemTime::now());
             if let Some(delay) = self.retry_delay(id, asked) {
                 lock(&self.retry_status).insert(id, delay);
                 return; // the engine removes the file it offered

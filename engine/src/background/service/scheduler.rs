@@ -136,11 +136,7 @@ impl Scheduler {
 
     /// The wait before retry number `retries + 1`.
     pub(crate) fn backoff(&self, retries: u32) -> Duration {
-        let factor = 1u32.checked_shl(retries.min(20)).unwrap_or(u32::MAX);
-        self.policy
-            .retry_base
-            .saturating_mul(factor)
-            .min(self.policy.retry_max)
+        courier_delegates::retry::backoff(self.policy.retry_base, self.policy.retry_max, retries)
     }
 
     /// The wait before trying a task of `schedule` again at `now`: the server's `asked` wait, else
