@@ -51,6 +51,16 @@ pub(crate) enum Command {
         /// `-O`, as in `-OJ`).
         #[arg(short = 'O', long = "remote-name")]
         remote_name: bool,
+        /// Try a download that failed for a transient reason again, up to N times (curl's and
+        /// wget's habit): a timeout, a lost or refused connection, a name that did not resolve, or
+        /// an HTTP 408, 429, 500, 502, 503 or 504. It continues from its resume data where it has
+        /// some. Waits what the server's Retry-After asks, else 1 s, doubling up to 10 minutes.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        retry: u32,
+        /// Wait SECS before each retry instead of the doubling backoff (a server's Retry-After
+        /// still wins).
+        #[arg(long = "retry-delay", value_name = "SECS", value_parser = parse_delay)]
+        retry_delay: Option<std::time::Duration>,
     },
     /// An upload task: PUT (or -X METHOD) the file or text to URL; the response body to stdout.
     Upload {

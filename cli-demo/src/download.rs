@@ -5,17 +5,23 @@
 //! saves it (`--save-resume-data FILE`, else `<output>.courier-resume`); so does a download that
 //! fails part-way. `--resume-data FILE` continues from such a file, and so does the next
 //! `courier download` of the same URL to the same file. A download that a killed `courier` left
-//! part-way is continued by the next `courier download` of the same request.
+//! part-way is continued by the next `courier download` of the same request. With `--retry N`, a download that fails for a transient
+//! reason (the network's, or a server's "not now") is tried again, from its resume data where it
+//! has some, after the wait the server asks for or a doubling backoff (`Retries`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use courier_engine::reexports::http::StatusCode;
 use courier_engine::reexports::url::Url;
 use courier_engine::{
     DownloadTask, ErrorCode, InterruptedDownload, Request, ResumeData, Session, plain_file_name,
+    retry,
 };
+use tokio::time::Instant;
 
 use crate::cli::Options;
 use crate::common::{self, configuration, events_output, finish, report, request};
@@ -31,6 +37,46 @@ pub(crate) struct Args {
     pub(crate) save_resume_data: Option<PathBuf>,
     /// `-J`: name files from the response (`Content-Disposition`) instead of the URL.
     pub(crate) remote_header_name: bool,
+    /// `--retry N`, `--retry-delay SECS`.
+    pub(crate) retries: Retries,
+}
+
+/// How a download that failed for a transient reason is tried again (`--retry N`, curl's and
+/// wget's habit; URLSession leaves it to the application, which this command is).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Retries {
+    /// How many times at most, per download (0: never).
+    pub(crate) most: u32,
+    /// A fixed wait before each, instead of the doubling backoff.
+    pub(crate) delay: Option<Duration>,
+}
+
+/// The doubling backoff's first wait and its cap: curl's.
+const FIRST_WAIT: Duration = Duration::from_secs(1);
+const LONGEST_WAIT: Duration = Duration::from_secs(600);
+
+impl Retries {
+    /// The wait before trying the download that ended as `f` again, after `tried` retries; `None`
+    /// when it is not tried again: it succeeded, it failed for good, or its retries are spent.
+    /// Transient: an error of the network ([`retry::is_transient_error`]), or a status that says
+    /// "not now" ([`retry::is_transient_status`]), whose `Retry-After` sets the wait.
+    fn wait(&self, f: &Finished, tried: u32) -> Option<Duration> {
+        if tried >= self.most {
+            return None;
+        }
+        let transient = match &f.error {
+            Some(e) => retry::is_transient_error(e.code()),
+            None => f
+                .status
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .is_some_and(retry::is_transient_status),
+        };
+        transient.then(|| {
+            f.retry_after
+                .or(self.delay)
+                .unwrap_or_else(|| retry::backoff(FIRST_WAIT, LONGEST_WAIT, tried))
+        })
+    }
 }
 
 /// Where the files go.
@@ -46,6 +92,15 @@ enum Job {
     /// A URL: it becomes a request as its task starts (a long list is not held as requests).
     Fresh(String),
     Resume(ResumeData, PathBuf),
+    /// A download tried again after a transient failure: from that attempt's resume data, or from
+    /// the start.
+    Again {
+        url: String,
+        data: Option<ResumeData>,
+        destination: PathBuf,
+        resumed_from: Option<PathBuf>,
+        tried: u32,
+    },
 }
 
 /// A download that is running.
@@ -54,6 +109,10 @@ struct Running {
     destination: PathBuf,
     /// The resume-data file this download continues from (removed once it completes).
     resumed_from: Option<PathBuf>,
+    /// Its URL, should it start over.
+    url: String,
+    /// How many times it was tried again already.
+    tried: u32,
 }
 
 /// Runs `courier download`.
@@ -116,7 +175,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
     let fresh = jobs.iter().filter_map(|job| match job {
         Job::Fresh(url) => Some(url.as_str()),
-        Job::Resume(..) => None,
+        Job::Resume(..) | Job::Again { .. } => None,
     });
     common::ftp_logins(&session, fresh, options);
 
@@ -134,6 +193,8 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let mut running: HashMap<u64, Running> = HashMap::new();
     let mut results: Vec<Finished> = Vec::new();
     let mut interrupted = false;
+    // Downloads waiting to be tried again (`--retry`), and when.
+    let mut waiting: Vec<(Instant, Job)> = Vec::new();
     let parallel = options.parallel.max(1);
     let ctrl_c = crate::common::stop_requested();
     tokio::pin!(ctrl_c);
@@ -142,7 +203,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
             let Some(job) = jobs.pop_front() else {
                 break;
             };
-            let (task, resumed_from, destination) = match job {
+            let (task, resumed_from, destination, url, tried) = match job {
                 Job::Fresh(url) => {
                     let request = request(&url, options)?;
                     let destination = destination_in(&target, request.url_str(), &mut used);
@@ -150,14 +211,13 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                     // a killed `courier` left: the same request continues from either.
                     let saved = resume_path(&args, options, &destination)
                         .and_then(|path| saved_resume_data(&session, path, &request, &delegate));
-                    match saved {
+                    let (task, resumed_from) = match saved {
                         Some((data, path)) => {
                             delegate.bars().println(&format!(
                                 "courier: continuing {url} from the resume data in {}",
                                 path.display()
                             ));
-                            let task = session.download_task_with_resume_data(&data)?;
-                            (task, Some(path), destination)
+                            (session.download_task_with_resume_data(&data)?, Some(path))
                         }
                         None => match continue_interrupted(&session, &mut left_behind, &request) {
                             Some((data, at)) => {
@@ -165,17 +225,33 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                                     "courier: continuing the interrupted download of {url} from \
                                      {at} bytes"
                                 ));
-                                let task = session.download_task_with_resume_data(&data)?;
-                                (task, None, destination)
+                                (session.download_task_with_resume_data(&data)?, None)
                             }
-                            None => (session.download_task(request)?, None, destination),
+                            None => (session.download_task(request)?, None),
                         },
-                    }
+                    };
+                    (task, resumed_from, destination, url, 0)
                 }
                 Job::Resume(data, from) => {
                     let task = session.download_task_with_resume_data(&data)?;
                     let url = task.info().original_request().url_str().to_owned();
-                    (task, Some(from), destination_in(&target, &url, &mut used))
+                    let destination = destination_in(&target, &url, &mut used);
+                    (task, Some(from), destination, url, 0)
+                }
+                Job::Again {
+                    url,
+                    data,
+                    destination,
+                    resumed_from,
+                    tried,
+                } => {
+                    // Resume data that can no longer continue (its partial file went): the
+                    // download starts over.
+                    let task = match data.map(|d| session.download_task_with_resume_data(&d)) {
+                        Some(Ok(task)) => task,
+                        _ => session.download_task(request(&url, options)?)?,
+                    };
+                    (task, resumed_from, destination, url, tried)
                 }
             };
             match &target {
@@ -183,6 +259,9 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                     delegate.set_destination_by_response(&task, dir.clone());
                 }
                 _ => delegate.set_destination(task.info().id(), destination.clone()),
+            }
+            if tried < args.retries.most {
+                delegate.set_retried_on_status(task.info().id());
             }
             delegate.bars().add(task.info().id(), || {
                 destination
@@ -197,33 +276,71 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                     task,
                     destination,
                     resumed_from,
+                    url,
+                    tried,
                 },
             );
         }
-        if running.is_empty() {
+        if running.is_empty() && waiting.is_empty() {
             break;
         }
+        let next_retry = waiting.iter().map(|(at, _)| *at).min();
         tokio::select! {
             done = finished.recv() => {
                 let Some(f) = done else { break };
-                if let Some(r) = running.remove(&f.task) {
-                    settle(&f, &r, &args, options, &delegate);
+                let Some(r) = running.remove(&f.task) else {
+                    results.push(f);
+                    continue;
+                };
+                match args.retries.wait(&f, r.tried).filter(|_| !interrupted) {
+                    Some(wait) => {
+                        let left = args.retries.most - r.tried - 1;
+                        let why = match &f.error {
+                            Some(e) => format!("{} ({})", e.message(), e.code().name()),
+                            None => format!("HTTP status {}", f.status.unwrap_or_default()),
+                        };
+                        delegate.bars().println(&format!(
+                            "courier: {}: {why}; trying again in {:.1} s ({left} more {} left)",
+                            crate::common::shown_url(&r.url),
+                            wait.as_secs_f64(),
+                            if left == 1 { "retry" } else { "retries" },
+                        ));
+                        let job = Job::Again {
+                            data: f.error.as_ref().and_then(|e| e.resume_data()).cloned(),
+                            url: r.url,
+                            destination: r.destination,
+                            resumed_from: r.resumed_from,
+                            tried: r.tried + 1,
+                        };
+                        waiting.push((Instant::now() + wait, job));
+                    }
+                    None => {
+                        settle(&f, &r, &args, options, &delegate);
+                        results.push(f);
+                    }
                 }
-                results.push(f);
+            }
+            _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)),
+                if next_retry.is_some() && !interrupted =>
+            {
+                let now = Instant::now();
+                let (due, later): (Vec<_>, Vec<_>) =
+                    waiting.drain(..).partition(|(at, _)| *at <= now);
+                waiting = later;
+                jobs.extend(due.into_iter().map(|(_, job)| job));
             }
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
                 // Each download stops with resume data where it can; their completions follow.
                 for r in running.values() {
                     if let Some(data) = r.task.cancel_by_producing_resume_data().await {
-                        match resume_path(&args, options, &r.destination) {
-                            Some(path) => save_resume_data(&data, &path, &delegate),
-                            None => delegate.bars().println(&format!(
-                                "courier: {} is not resumable: an ephemeral session keeps nothing \
-                                 on disk",
-                                r.destination.display()
-                            )),
-                        }
+                        keep_resume_data(&data, &r.destination, &args, options, &delegate);
+                    }
+                }
+                // Those waiting to be tried again keep the resume data of their last attempt.
+                for (_, job) in waiting.drain(..) {
+                    if let Job::Again { data: Some(data), destination, .. } = job {
+                        keep_resume_data(&data, &destination, &args, options, &delegate);
                     }
                 }
             }
@@ -358,6 +475,24 @@ fn settle(f: &Finished, r: &Running, args: &Args, options: &Options, delegate: &
     }
 }
 
+/// Saves the resume data of the download to `destination` where Ctrl-C saves it, or says why it
+/// cannot be.
+fn keep_resume_data(
+    data: &ResumeData,
+    destination: &Path,
+    args: &Args,
+    options: &Options,
+    delegate: &CliDelegate,
+) {
+    match resume_path(args, options, destination) {
+        Some(path) => save_resume_data(data, &path, delegate),
+        None => delegate.bars().println(&format!(
+            "courier: {} is not resumable: an ephemeral session keeps nothing on disk",
+            destination.display()
+        )),
+    }
+}
+
 /// Where a download's resume data is saved: nowhere for an ephemeral session, whose resume data
 /// names a partial file and is sealed with a key that both go with it when the command ends.
 fn resume_path(args: &Args, options: &Options, destination: &Path) -> Option<PathBuf> {
@@ -460,6 +595,61 @@ mod tests {
                 "{hostile}: {name}"
             );
         }
+    }
+
+    #[test]
+    fn only_transient_failures_are_tried_again_while_retries_last() {
+        use courier_engine::Error;
+        let ended = |error: Option<ErrorCode>, status: Option<u16>, asked: Option<u64>| Finished {
+            task: 1,
+            status,
+            error: error.map(|c| Error::new(c, "x")),
+            saved: None,
+            retry_after: asked.map(Duration::from_secs),
+        };
+        let retries = Retries {
+            most: 2,
+            delay: None,
+        };
+        let lost = ended(Some(ErrorCode::NetworkConnectionLost), None, None);
+        assert_eq!(retries.wait(&lost, 0), Some(Duration::from_secs(1)));
+        assert_eq!(retries.wait(&lost, 1), Some(Duration::from_secs(2)));
+        assert_eq!(retries.wait(&lost, 2), None, "spent");
+        let timed_out = ended(Some(ErrorCode::TimedOut), Some(200), None);
+        assert!(retries.wait(&timed_out, 0).is_some());
+        for (code, status) in [
+            (Some(ErrorCode::Cancelled), None),
+            (Some(ErrorCode::ServerCertificateUntrusted), None),
+            (Some(ErrorCode::CannotDecodeContentData), Some(200)),
+            (None, Some(200)),
+            (None, Some(404)),
+            (None, Some(501)),
+            (None, None),
+        ] {
+            assert_eq!(
+                retries.wait(&ended(code, status, None), 0),
+                None,
+                "{code:?} {status:?}"
+            );
+        }
+        let busy = ended(None, Some(503), Some(7));
+        assert_eq!(retries.wait(&busy, 0), Some(Duration::from_secs(7)));
+        let fixed = Retries {
+            most: 1,
+            delay: Some(Duration::from_millis(250)),
+        };
+        assert_eq!(
+            fixed.wait(&busy, 0),
+            Some(Duration::from_secs(7)),
+            "the server's wait wins"
+        );
+        let throttled = ended(None, Some(429), None);
+        assert_eq!(fixed.wait(&throttled, 0), Some(Duration::from_millis(250)));
+        assert_eq!(
+            Retries::default().wait(&throttled, 0),
+            None,
+            "no --retry: never"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use courier_engine::{
     CachedResponse, Callback, CloseCode, Credential, CredentialPersistence, DataDelegate,
     DownloadDelegate, DownloadTask, Error, Message, Reply, Request, Response, ResponseDisposition,
     SessionDelegate, TaskDelegate, TaskInfo, TaskKind, TaskMetrics, TaskState, leave_at_default,
+    retry,
 };
 use courier_storage::write::{Existing, move_into_place};
 use serde_json::{Map, Value, json};
@@ -44,6 +45,8 @@ pub(crate) struct Finished {
     pub(crate) error: Option<Error>,
     /// For a download: where its file was moved, or why it could not be.
     pub(crate) saved: Option<Result<PathBuf, String>>,
+    /// The wait its response asked for (`Retry-After`), when its status says "not now".
+    pub(crate) retry_after: Option<Duration>,
 }
 
 /// The CLI's delegate.
@@ -117,6 +120,9 @@ struct Inner {
     saved: HashMap<u64, Result<PathBuf, String>>,
     /// Tasks whose body is dropped: an HTTP error status under `--fail`.
     discarding: HashSet<u64>,
+    /// Downloads that are tried again when their status says "not now" (`download --retry`):
+    /// such a body is not saved.
+    retried_on_status: HashSet<u64>,
     /// Where a download with no destination of its own goes, named from its URL (`bg attach`).
     default_dir: Option<PathBuf>,
     /// Data tasks running at once whose bodies go out whole and in order (`get -j N`).
@@ -161,6 +167,7 @@ impl CliDelegate {
                 unchecked_names: HashMap::new(),
                 saved: HashMap::new(),
                 discarding: HashSet::new(),
+                retried_on_status: HashSet::new(),
                 default_dir: None,
                 in_order: None,
             }),
@@ -394,6 +401,12 @@ impl CliDelegate {
         inner.named_by_response.insert(id, dir);
         inner.unchecked_names.insert(id, task.clone());
         self.checks_names.store(true, Ordering::Release);
+    }
+
+    /// `task` is tried again if its status says "not now" (`download --retry`): its body then
+    /// is not the file, and is not saved.
+    pub(crate) fn set_retried_on_status(&self, task: u64) {
+        self.inner().retried_on_status.insert(task);
     }
 
     /// Downloads without a destination of their own go into `dir`, named from their URL

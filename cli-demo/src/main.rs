@@ -183,6 +183,8 @@ fn main() {
                     save_resume_data,
                     remote_header_name,
                     remote_name: _,
+                    retry,
+                    retry_delay,
                 } => {
                     let args = download::Args {
                         urls,
@@ -190,6 +192,10 @@ fn main() {
                         resume_data,
                         save_resume_data,
                         remote_header_name,
+                        retries: download::Retries {
+                            most: retry,
+                            delay: retry_delay,
+                        },
                     };
                     download::run(args, &cli.options).await
                 }

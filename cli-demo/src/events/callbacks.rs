@@ -242,10 +242,15 @@ impl TaskDelegate for CliDelegate {
     }
 
     fn did_complete(&self, task: &TaskInfo, error: Option<&Error>) {
-        let status = task.response().map(|r| r.status().as_u16());
+        let response = task.response();
+        let status = response.as_ref().map(|r| r.status().as_u16());
+        let retry_after = response
+            .filter(|r| retry::is_transient_status(r.status()))
+            .and_then(|r| retry::retry_after(r.headers(), std::time::SystemTime::now()));
         self.progress.finish(task.id());
         let mut inner = self.inner();
         let saved = inner.saved.remove(&task.id());
+        inner.retried_on_status.remove(&task.id());
         if inner.unchecked_names.remove(&task.id()).is_some() && inner.unchecked_names.is_empty() {
             self.checks_names.store(false, Ordering::Release);
         }
@@ -270,6 +275,7 @@ impl TaskDelegate for CliDelegate {
             status,
             error: error.cloned(),
             saved,
+            retry_after,
         });
     }
 }
@@ -345,6 +351,14 @@ impl DownloadDelegate for CliDelegate {
             .is_some_and(|r| self.discards(r.status().as_u16()))
         {
             // `--fail`: an error page is not saved; the engine removes the file.
+            return;
+        }
+        if inner.retried_on_status.contains(&task.id())
+            && task
+                .response()
+                .is_some_and(|r| retry::is_transient_status(r.status()))
+        {
+            // "Not now" is not the file: the download is tried again (`--retry`).
             return;
         }
         if matches!(inner.saved.get(&task.id()), Some(Err(_))) {
