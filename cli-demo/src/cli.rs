@@ -244,8 +244,14 @@ pub(crate) struct Options {
     /// The idle timeout, in seconds (default 60).
     #[arg(long = "timeout-request", global = true, value_name = "SECS")]
     pub(crate) timeout_request: Option<f64>,
-    /// The whole-task timeout, in seconds (default 7 days).
-    #[arg(long = "timeout-resource", global = true, value_name = "SECS")]
+    /// The whole-task timeout, in seconds (default 7 days; `-m`, `--max-time`: curl's names).
+    #[arg(
+        short = 'm',
+        long = "timeout-resource",
+        visible_alias = "max-time",
+        global = true,
+        value_name = "SECS"
+    )]
     pub(crate) timeout_resource: Option<f64>,
     /// Accept any server certificate: the server-trust challenge is answered with the certificate
     /// presented. For tests and private servers only.
@@ -313,6 +319,21 @@ pub(crate) struct Options {
     /// curl).
     #[arg(short = 'A', long = "user-agent", global = true, value_name = "NAME")]
     pub(crate) user_agent: Option<String>,
+    /// Send this Referer (`-H 'Referer: ...'` wins over it, as with curl).
+    #[arg(short = 'e', long = "referer", global = true, value_name = "URL")]
+    pub(crate) referer: Option<String>,
+    /// `get` only: ask for these bytes of the body (`Range: bytes=RANGE`, curl's `-r`): `0-499`,
+    /// `500-`, `-500` (the last 500), or several joined by commas. A server that ignores ranges
+    /// sends the whole body (status 200, not 206).
+    #[arg(
+        short = 'r',
+        long = "range",
+        global = true,
+        value_name = "RANGE",
+        value_parser = parse_range,
+        allow_hyphen_values = true
+    )]
+    pub(crate) range: Option<String>,
     /// Ask for a compressed body and decode it: what courier does anyway (gzip, deflate, br;
     /// accepted for curl's `--compressed`).
     #[arg(long, global = true)]
@@ -406,6 +427,27 @@ fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("not a number of seconds: {text:?}"))
 }
 
+/// Reads `--range`: byte ranges as curl takes them (`0-499`, `500-`, `-500`, `0-1,5-9`), each
+/// bound a number, the first not past the last.
+fn parse_range(text: &str) -> Result<String, String> {
+    let bad = || format!("not a byte range such as 0-499, 500- or -500: {text:?}");
+    let number = |n: &str| {
+        (!n.is_empty() && n.len() <= 19 && n.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| n.parse::<u64>().ok())
+            .flatten()
+    };
+    for part in text.split(',') {
+        let (first, last) = part.trim().split_once('-').ok_or_else(bad)?;
+        match (number(first), number(last)) {
+            (Some(a), Some(b)) if a <= b => {}
+            (Some(_), None) if last.is_empty() => {}
+            (None, Some(_)) if first.is_empty() => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(text.split(',').map(str::trim).collect::<Vec<_>>().join(","))
+}
+
 /// Reads `--priority`: a number from 0 to 1.
 fn parse_priority(text: &str) -> Result<f32, String> {
     text.trim()
@@ -417,7 +459,35 @@ fn parse_priority(text: &str) -> Result<f32, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_delay, parse_priority, parse_rate};
+    use super::{parse_delay, parse_priority, parse_range, parse_rate};
+
+    #[test]
+    fn ranges_are_read_as_curl_reads_them() {
+        for (typed, sent) in [
+            ("0-499", "0-499"),
+            ("500-", "500-"),
+            ("-500", "-500"),
+            ("0-0", "0-0"),
+            ("0-1, 5-9,20-", "0-1,5-9,20-"),
+        ] {
+            assert_eq!(parse_range(typed).as_deref(), Ok(sent), "{typed}");
+        }
+        for bad in [
+            "",
+            "-",
+            "5",
+            "5-1",
+            "a-b",
+            "1-2-3",
+            "0-1,",
+            "+1-2",
+            "1 -2",
+            "0x1-2",
+            "99999999999999999999-",
+        ] {
+            assert!(parse_range(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn allow_http_before_a_url_means_every_host() {

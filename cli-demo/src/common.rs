@@ -216,14 +216,22 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
             .map_err(|_| Failure::usage(format!("bad header value in {h:?}")))?;
         request.headers_mut().append(name, value);
     }
-    if let Some(agent) = &options.user_agent
-        && !request.headers().contains_key(http::header::USER_AGENT)
-    {
-        let value = HeaderValue::from_str(agent)
-            .map_err(|_| Failure::usage(format!("bad user agent {agent:?}")))?;
-        request
-            .headers_mut()
-            .insert(http::header::USER_AGENT, value);
+    // Fields that options name (`-A`, `-e`, `-r`): a field given with `-H` wins, as with curl.
+    let named = [
+        (http::header::USER_AGENT, options.user_agent.clone()),
+        (http::header::REFERER, options.referer.clone()),
+        (
+            http::header::RANGE,
+            options.range.as_ref().map(|r| format!("bytes={r}")),
+        ),
+    ];
+    for (name, value) in named {
+        let Some(value) = value else { continue };
+        if !request.headers().contains_key(&name) {
+            let value = HeaderValue::from_str(&value)
+                .map_err(|_| Failure::usage(format!("bad {name} {value:?}")))?;
+            request.headers_mut().insert(name, value);
+        }
     }
     if let Some(data) = &options.data {
         request.set_body(data.clone().into_bytes());

@@ -170,6 +170,13 @@ fn main() {
                     "-I (--head) shows a response's head: use it with courier get".into(),
                 ));
             }
+            if cli.options.range.is_some() && !matches!(cli.command, cli::Command::Get { .. }) {
+                // A download asks for ranges of its own, to continue: a part of a file is not
+                // something it can resume or save as the file.
+                return Err(Failure::usage(
+                    "-r (--range) fetches part of a body: use it with courier get".into(),
+                ));
+            }
             match cli.command {
                 cli::Command::Get { urls, output } => {
                     // `-o -` is standard output, as curl and wget read it.

@@ -1,5 +1,5 @@
 //! Black-box tests of `courier` used with curl's habits: `-sSfL`, `-d`, `-o -`, `-A`,
-//! `--compressed`, `-I` for a head, a URL typed without its scheme, and `--cacert` naming a
+//! `--compressed`, `-I` for a head, `-r`, `-e` and `-m`, a URL typed without its scheme, and `--cacert` naming a
 //! self-signed certificate.
 
 mod common;
@@ -156,4 +156,79 @@ async fn a_url_without_a_scheme_is_https_and_a_self_signed_certificate_given_is_
         "{}",
         String::from_utf8_lossy(&untrusted.stderr)
     );
+}
+
+/// `-r` asks for part of a body, `-e` sends a Referer (`-H` wins over both), `-m`
+/// (`--max-time`) bounds the whole task, as with curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_r_e_and_m_are_curls() {
+    let resource = courier_tests::ResourceServer::start(1000).await;
+    resource.script([courier_tests::Misbehaviour::StallAfter(10)]);
+    let server = TestServer::http().await;
+    let (url, headers) = (resource.url(), server.url("/headers"));
+    let cwd = tempfile::tempdir().unwrap();
+    let c = cwd.path().to_path_buf();
+    let (stalled, backwards, download, sent) = tokio::task::spawn_blocking(move || {
+        let get = |args: &[&str]| {
+            let mut all = vec!["get", "-s", "--allow-http"];
+            all.extend(args);
+            all.push(&headers);
+            courier(&all)
+        };
+        (
+            courier(&["get", "-s", "--allow-http", "-m", "0.3", &url]),
+            get(&["-r", "5-1"]),
+            courier_in(
+                &c,
+                data_home(),
+                &["download", "-r", "0-1", "--allow-http", &url],
+            )
+            .output()
+            .unwrap(),
+            [
+                (get(&["-r", "2-5"]), "range: bytes=2-5"),
+                (get(&["-r", "-3"]), "range: bytes=-3"),
+                (get(&["-r", "0-1, 5-"]), "range: bytes=0-1,5-"),
+                (
+                    get(&["-r", "0-1", "-H", "Range: bytes=9-"]),
+                    "range: bytes=9-",
+                ),
+                (
+                    get(&["-e", "https://from.example/"]),
+                    "referer: https://from.example/",
+                ),
+                (
+                    get(&["--referer", "https://a/", "-H", "Referer: https://b/"]),
+                    "referer: https://b/",
+                ),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    for (out, field) in &sent {
+        assert_success(out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let name = field.split(':').next().unwrap();
+        assert_eq!(text.matches(&format!("{name}:")).count(), 1, "{text}");
+        assert!(text.contains(field), "{field}: {text}");
+    }
+    // The whole task's time, not an idle time: the stall ends it.
+    assert_eq!(stalled.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&stalled.stderr).contains("timed_out -1001"),
+        "{}",
+        String::from_utf8_lossy(&stalled.stderr)
+    );
+    assert_eq!(
+        backwards.status.code(),
+        Some(2),
+        "a range that ends before it starts"
+    );
+    assert_eq!(
+        download.status.code(),
+        Some(2),
+        "a download fetches the whole file"
+    );
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
 }
