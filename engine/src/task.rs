@@ -191,6 +191,9 @@ pub(crate) enum Work {
     Data,
     /// Send `UploadBody`, load the response body into memory.
     Upload(UploadBody),
+    /// Go on with an upload from its resume data (decoded and checked, or why not), then load
+    /// the response body into memory.
+    ResumedUpload(Result<Box<transfer::UploadResumption>, Error>),
     /// Load the body into a file; `resume` when made from resume data (decoded, or why not).
     Download {
         resume: Option<Result<Box<ResumeRecord>, Error>>,
@@ -371,6 +374,14 @@ impl Task {
             .report(TaskReport::Control(self.info.id(), control));
     }
 
+    /// Cancels the task, answered with the data to go on with it later when it has some (a
+    /// download's, an upload's).
+    async fn cancel_for_resume(&self) -> Option<ResumeData> {
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::CancelForResume(tx));
+        rx.await.ok().flatten()
+    }
+
     /// Starts the task, or continues it after [`Task::suspend`]. Does nothing on a cancelling or
     /// completed task.
     pub fn resume(&self) {
@@ -501,8 +512,28 @@ task_kind! {
 task_kind! {
     /// An upload task (`URLSessionUploadTask`): sends a body (bytes, a file, or a stream the delegate
     /// provides), reporting `did_send_body_data`, then receives the response like a data task. Made
-    /// by [`Session::upload_task`](crate::Session::upload_task).
+    /// by [`Session::upload_task`](crate::Session::upload_task) or, to go on with a stopped upload,
+    /// [`Session::upload_task_with_resume_data`](crate::Session::upload_task_with_resume_data).
     UploadTask
+}
+
+impl UploadTask {
+    /// Cancels the upload and returns the data to go on with it later, or `None` when it cannot
+    /// be: URLSession's `cancel(byProducingResumeData:)` for uploads (iOS 17). An upload can be
+    /// gone on with when its server offered to resume it (the IETF resumable-upload draft: a
+    /// `104` naming an upload resource of the request's origin, for a body of 64 KiB or more) and
+    /// its body can be read again (a file, unchanged; bytes up to 16 MiB, which the resume data
+    /// then holds).
+    ///
+    /// The task completes with -999, and that error carries the same resume data. An upload
+    /// that fails with a resumable error (a lost connection, past the resumptions the task makes
+    /// on its own) carries resume data too ([`Error::resume_data`]). On a task that already
+    /// completed, or is being cancelled, returns `None`.
+    ///
+    /// URLSession takes a completion handler; here the answer is awaited.
+    pub async fn cancel_by_producing_resume_data(&self) -> Option<ResumeData> {
+        self.0.cancel_for_resume().await
+    }
 }
 
 task_kind! {
@@ -524,9 +555,7 @@ impl DownloadTask {
     ///
     /// URLSession takes a completion handler; here the answer is awaited.
     pub async fn cancel_by_producing_resume_data(&self) -> Option<ResumeData> {
-        let (tx, rx) = oneshot::channel();
-        self.0.control(Control::CancelForResume(tx));
-        rx.await.ok().flatten()
+        self.0.cancel_for_resume().await
     }
 }
 

@@ -9,6 +9,8 @@
 //!   the downloads of a process that died ([`SessionDirectory::interrupted`]).
 //! - [`resume`]: [`ResumeRecord`], what resume data holds, and the checks before a partial file may be
 //!   reused.
+//! - [`upload`]: [`UploadResumeRecord`], what an upload's resume data holds (the server's upload
+//!   resource, the body's file or bytes).
 //! - [`cache`]: [`cache::DiskCache`], the URL cache's files (one per response).
 //! - [`journal`]: [`journal::Journal`], the background service's durable record of its tasks and of
 //!   the events its applications have not acknowledged (redb, values through the codec).
@@ -29,10 +31,12 @@ pub mod journal;
 mod owner;
 pub mod resume;
 pub mod seal;
+pub mod upload;
 pub mod write;
 
 pub use codec::CodecError;
 pub use directory::SessionDirectory;
 pub use download::{Checkpoint, Checkpointer, PartialFile};
 pub use resume::{RequestRecord, ResponseRecord, ResumeError, ResumeRecord};
+pub use upload::{UploadResumeRecord, UploadSource};
 pub use write::Durability;

@@ -41,7 +41,7 @@ pub use microsocks::Microsocks;
 pub use nginx::{AccessLine, Nginx, write_random_file};
 pub use recorder::{Event, Recorder, RedirectAnswer, Transaction, TrustAnswer, check_invariants};
 pub use resource::{Misbehaviour, ResourceServer, Served};
-pub use resumable_upload::ResumableUploadServer;
+pub use resumable_upload::{Cut, ResumableUploadServer};
 pub use server::TestServer;
 pub use smtp::SmtpServer;
 pub use tinyproxy::Tinyproxy;

@@ -1,10 +1,12 @@
 //! A server of the IETF resumable-upload draft (draft-ietf-httpbis-resumable-upload), as far as an
 //! upload task meets it: it answers an upload that offers resumption (`Upload-Complete: ?1`) with
 //! `104 (Upload Resumption Supported)` and the upload resource's `Location`, may cut the
-//! connection after some of the body, tells the resource's offset to `HEAD` and takes the rest by
-//! `PATCH`. Raw HTTP/1.1 over TCP, one request a connection: hyper's server sends no `104`.
+//! connection after some of the body (or stop reading it), tells the resource's offset to `HEAD`
+//! (and whether it holds the whole upload) and takes the rest by `PATCH`; an upload resource it
+//! was told to forget answers `404`. Raw HTTP/1.1 over TCP, one request a connection: hyper's
+//! server sends no `104`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -15,13 +17,27 @@ use tokio::task::JoinHandle;
 /// The upload resource's path.
 pub const UPLOAD_RESOURCE: &str = "/uploads/1";
 
+/// What goes wrong with one request that carries body bytes (an upload, a `PATCH`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Read this many of its body bytes, then reset the connection.
+    After(usize),
+    /// Read this many of its body bytes, then read no more (the connection stays open until the
+    /// client closes it).
+    StallAfter(usize),
+}
+
 /// What the server saw and holds.
 #[derive(Default)]
 struct State {
     /// The representation's bytes the upload resource holds.
     received: Vec<u8>,
-    /// Cut the first upload's connection after this many body bytes.
-    cut_after: Option<usize>,
+    /// The representation's length, as the upload said (`Upload-Length`).
+    length: Option<usize>,
+    /// The upload resource was forgotten (expired): it answers `404`.
+    gone: bool,
+    /// What goes wrong with the next requests that carry body bytes, in order.
+    cuts: VecDeque<Cut>,
     /// The `Location` the `104` names.
     location: String,
     /// Each `PATCH`: its `Upload-Offset` and how many bytes it carried.
@@ -46,12 +62,26 @@ impl ResumableUploadServer {
     /// # Panics
     /// If no loopback port can be bound.
     pub async fn start(cut_after: Option<usize>, location: Option<&str>) -> ResumableUploadServer {
+        let server = ResumableUploadServer::with_cuts([], location).await;
+        server.cut(cut_after.map(Cut::After));
+        server
+    }
+
+    /// Starts a server whose `104` names `location` (`None`: [`UPLOAD_RESOURCE`] on this server),
+    /// and whose requests with body bytes meet `cuts`, one each, in order.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    pub async fn with_cuts(
+        cuts: impl IntoIterator<Item = Cut>,
+        location: Option<&str>,
+    ) -> ResumableUploadServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State {
-            cut_after,
+            cuts: cuts.into_iter().collect(),
             location: location.unwrap_or(UPLOAD_RESOURCE).to_owned(),
             ..State::default()
         }));
@@ -71,6 +101,21 @@ impl ResumableUploadServer {
     /// `http://127.0.0.1:PORT/path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.addr.port(), path)
+    }
+
+    /// Adds `cut`, when given, for the next request with body bytes that meets none.
+    pub fn cut(&self, cut: Option<Cut>) {
+        self.state().cuts.extend(cut);
+    }
+
+    /// Holds `bytes` as the upload resource's, as if an upload had sent them.
+    pub fn set_received(&self, bytes: Vec<u8>) {
+        self.state().received = bytes;
+    }
+
+    /// Forgets the upload resource (as one expires): it answers `404` from now on.
+    pub fn forget(&self) {
+        self.state().gone = true;
     }
 
     /// Names `location` in the `104`s from now on.
@@ -156,6 +201,33 @@ async fn answer(tcp: &mut TcpStream, status: &str, fields: &str, body: &str) {
     let _ = tcp.flush().await;
 }
 
+/// What the server answers an upload that leaves it holding `received`: its length and SHA-256.
+pub fn whole(received: &[u8]) -> String {
+    format!("{} {}", received.len(), crate::sha256_hex(received))
+}
+
+/// How many of `length` body bytes a request that meets `cut` has read.
+fn limit(cut: Option<Cut>, length: usize) -> usize {
+    match cut {
+        Some(Cut::After(n) | Cut::StallAfter(n)) => n.min(length),
+        None => length,
+    }
+}
+
+/// Ends a request that met `cut` without an answer: true when it did. A cut connection drops with
+/// the rest of the body unread (a reset); a stalled one reads nothing more, and is held for a
+/// while (longer than any test waits for it) before it drops.
+async fn end_early(cut: Option<Cut>) -> bool {
+    match cut {
+        Some(Cut::After(_)) => true,
+        Some(Cut::StallAfter(_)) => {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            true
+        }
+        None => false,
+    }
+}
+
 async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
     let Some((method, path, fields, read)) = read_head(&mut tcp).await else {
         return;
@@ -168,19 +240,23 @@ async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
     let asked_to_continue = fields
         .get("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-    let whole = |received: &[u8]| format!("{} {}", received.len(), crate::sha256_hex(received));
     match (method.as_str(), path.as_str()) {
+        ("HEAD" | "PATCH", UPLOAD_RESOURCE) if lock().gone => {
+            answer(&mut tcp, "404 Not Found", "", "").await;
+        }
         ("HEAD", UPLOAD_RESOURCE) => {
-            let offset = {
+            let (offset, complete) = {
                 let mut s = lock();
                 s.heads += 1;
-                s.received.len()
+                let held = s.received.len();
+                (held, Some(held) == s.length)
             };
+            let complete = if complete { "?1" } else { "?0" };
             answer(
                 &mut tcp,
                 "204 No Content",
                 &format!(
-                    "upload-offset: {offset}\r\nupload-complete: ?0\r\ncache-control: no-store\r\n"
+                    "upload-offset: {offset}\r\nupload-complete: {complete}\r\ncache-control: no-store\r\n"
                 ),
                 "",
             )
@@ -205,13 +281,17 @@ async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
                 return;
             }
             continue_if_asked(&mut tcp, asked_to_continue).await;
-            let body = read_body(&mut tcp, read, length).await;
+            let cut = lock().cuts.pop_front();
+            let body = read_body(&mut tcp, read, limit(cut, length)).await;
             let said = {
                 let mut s = lock();
                 s.appends.push((held, body.len()));
                 s.received.extend_from_slice(&body);
                 whole(&s.received)
             };
+            if end_early(cut).await {
+                return;
+            }
             answer(&mut tcp, "200 OK", "upload-complete: ?1\r\n", &said).await;
         }
         _ => {
@@ -219,12 +299,14 @@ async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
             let (location, cut) = {
                 let mut s = lock();
                 if offered {
-                    s.lengths
-                        .push(fields.get("upload-length").cloned().unwrap_or_default());
+                    let said = fields.get("upload-length").cloned().unwrap_or_default();
+                    s.length = said.parse().ok();
+                    s.lengths.push(said);
                 }
                 // A new upload: the resource starts empty.
                 s.received.clear();
-                (s.location.clone(), s.cut_after.take())
+                s.gone = false;
+                (s.location.clone(), s.cuts.pop_front())
             };
             if offered {
                 let interim = format!(
@@ -233,14 +315,13 @@ async fn serve(mut tcp: TcpStream, state: Arc<Mutex<State>>) {
                 let _ = tcp.write_all(interim.as_bytes()).await;
             }
             continue_if_asked(&mut tcp, asked_to_continue).await;
-            let body = read_body(&mut tcp, read, cut.map_or(length, |c| c.min(length))).await;
+            let body = read_body(&mut tcp, read, limit(cut, length)).await;
             let said = {
                 let mut s = lock();
                 s.received.extend_from_slice(&body);
                 whole(&s.received)
             };
-            if cut.is_some() {
-                // The connection drops with the rest of the body unread (a reset).
+            if end_early(cut).await {
                 return;
             }
             answer(&mut tcp, "200 OK", "", &said).await;

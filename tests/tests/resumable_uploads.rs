@@ -1,13 +1,34 @@
 //! Resumable uploads (the IETF draft URLSession follows since iOS 17): an upload task whose
 //! connection is cut after the server offered an upload resource goes on from the server's
-//! offset, and the server ends up with every byte once.
+//! offset, and the server ends up with every byte once. An upload that cannot go on now stops
+//! with resume data (URLSession's `cancel(byProducingResumeData:)` and
+//! `uploadTask(withResumeData:)` for uploads), by a cancel or a failure, and a task made from it
+//! sends only the rest; resume data that cannot be used fails the task before anything is sent.
+
+use std::time::Duration;
 
 use courier_engine::reexports::http::Method;
-use courier_engine::{CleartextPolicy, Configuration, ErrorCode, Request, Session, UploadBody};
+use courier_engine::{
+    CleartextPolicy, Configuration, ErrorCode, Request, ResumeData, Session, UploadBody,
+};
+use courier_tests::resumable_upload::whole;
 use courier_tests::server::pattern_bytes;
-use courier_tests::{ResumableUploadServer, sha256_hex};
+use courier_tests::{Cut, ResumableUploadServer};
 
 const MIB: usize = 1 << 20;
+
+/// A body of `size` bytes, and the same as bytes and as a file (in the directory returned).
+fn bytes_and_file(size: usize) -> (Vec<u8>, tempfile::TempDir, [UploadBody; 2]) {
+    let body = pattern_bytes(0, size);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body.bin");
+    std::fs::write(&file, &body).unwrap();
+    let sources = [
+        UploadBody::Bytes(body.clone().into()),
+        UploadBody::File(file),
+    ];
+    (body, dir, sources)
+}
 
 fn session() -> Session {
     let mut c = Configuration::ephemeral();
@@ -15,20 +36,10 @@ fn session() -> Session {
     Session::new(c).unwrap()
 }
 
-fn whole(body: &[u8]) -> String {
-    format!("{} {}", body.len(), sha256_hex(body))
-}
-
 #[tokio::test]
 async fn a_cut_upload_goes_on_from_the_servers_offset_from_bytes_and_from_a_file() {
-    let body = pattern_bytes(0, 4 * MIB);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("body.bin");
-    std::fs::write(&file, &body).unwrap();
-    for source in [
-        UploadBody::Bytes(body.clone().into()),
-        UploadBody::File(file),
-    ] {
+    let (body, _dir, sources) = bytes_and_file(4 * MIB);
+    for source in sources {
         let server = ResumableUploadServer::start(Some(MIB), None).await;
         let (answer, response) = session()
             .upload(
@@ -112,4 +123,234 @@ async fn a_delegates_upload_task_resumes_with_its_events_in_order() {
     assert_eq!(task.info().response().unwrap().status(), 200);
     session.finish_tasks_and_invalidate();
     check_invariants(&rec.wait_invalid(wait).await).unwrap();
+}
+
+/// Waits (at most 20 s) until `server` holds at least `bytes` of the upload.
+async fn holds(server: &ResumableUploadServer, bytes: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while server.received().len() < bytes {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upload never got there"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts an upload of `body` that the server stops reading after 1 MiB, and cancels it by
+/// producing resume data once the server holds that much: the resume data, and the error the
+/// upload ended with.
+async fn stopped_upload(
+    session: &Session,
+    server: &ResumableUploadServer,
+    body: UploadBody,
+) -> (Option<ResumeData>, courier_engine::Error) {
+    server.cut(Some(Cut::StallAfter(MIB)));
+    let mut upload = session.upload(Request::new(Method::POST, &server.url("/files")), body);
+    let task = upload.task().cloned().expect("a task");
+    let (data, ended) = tokio::join!(
+        async {
+            holds(server, MIB).await;
+            task.cancel_by_producing_resume_data().await
+        },
+        &mut upload
+    );
+    (data, ended.expect_err("cancelled"))
+}
+
+#[tokio::test]
+async fn a_cancelled_upload_goes_on_from_its_resume_data_with_only_the_rest() {
+    let (body, _dir, sources) = bytes_and_file(4 * MIB);
+    for source in sources {
+        let session = session();
+        let server = ResumableUploadServer::with_cuts([], None).await;
+        let (data, ended) = stopped_upload(&session, &server, source.clone()).await;
+        let data = data.unwrap_or_else(|| panic!("{source:?}: resume data"));
+        assert_eq!(ended.code(), ErrorCode::Cancelled);
+        assert_eq!(
+            ended.resume_data().map(ResumeData::as_bytes),
+            Some(data.as_bytes()),
+            "the -999 error carries the same resume data"
+        );
+
+        let (answer, response) = session
+            .upload_with_resume_data(&data)
+            .await
+            .unwrap_or_else(|e| panic!("{source:?}: {e}"));
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.url().path(),
+            "/files",
+            "the task's response is its request's"
+        );
+        assert_eq!(String::from_utf8_lossy(&answer), whole(&body));
+        assert_eq!(server.received(), body, "every byte, once, in order");
+        assert_eq!(server.heads(), 1, "asked where to go on once");
+        assert_eq!(
+            server.appends(),
+            [(MIB as u64, 3 * MIB)],
+            "{source:?}: then sent exactly the rest"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upload_that_fails_past_its_resumptions_carries_resume_data() {
+    let body = pattern_bytes(7, 3 * MIB);
+    let session = session();
+    // The upload and each of its three resumptions are cut a little further on.
+    let server = ResumableUploadServer::with_cuts(
+        [
+            Cut::After(MIB / 2),
+            Cut::After(MIB / 4),
+            Cut::After(MIB / 4),
+            Cut::After(MIB / 4),
+        ],
+        None,
+    )
+    .await;
+    let request = Request::new(Method::POST, &server.url("/files"));
+    let failed = session
+        .upload(request, UploadBody::Bytes(body.clone().into()))
+        .await
+        .expect_err("cut four times");
+    assert_eq!(failed.code(), ErrorCode::NetworkConnectionLost);
+    let data = failed.resume_data().expect("resume data").clone();
+    assert_eq!(server.received().len(), 5 * MIB / 4);
+
+    // Later, the rest goes in one request.
+    let (answer, _) = session.upload_with_resume_data(&data).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&answer), whole(&body));
+    assert_eq!(server.received(), body);
+    assert_eq!(
+        server.appends().last(),
+        Some(&((5 * MIB / 4) as u64, 3 * MIB - 5 * MIB / 4))
+    );
+}
+
+#[tokio::test]
+async fn an_expired_upload_resource_has_the_upload_start_over_and_a_complete_one_fails() {
+    let body = pattern_bytes(3, 2 * MIB);
+    let session = session();
+    let server = ResumableUploadServer::with_cuts([], None).await;
+    let (data, _) = stopped_upload(&session, &server, UploadBody::Bytes(body.clone().into())).await;
+    let data = data.expect("resume data");
+
+    // The server forgot the resource: the whole upload again, as a new one.
+    server.forget();
+    let (answer, _) = session.upload_with_resume_data(&data).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&answer), whole(&body));
+    assert_eq!(
+        server.appends(),
+        [],
+        "nothing appended to a resource that is gone"
+    );
+    assert_eq!(server.lengths().len(), 2, "offered again, as a new upload");
+
+    // A server that got every byte before the connection dropped: the response is lost, and the
+    // upload is not sent a second time, now or later (no resume data).
+    let server = ResumableUploadServer::with_cuts([Cut::After(2 * MIB)], None).await;
+    let failed = session
+        .upload(
+            Request::new(Method::POST, &server.url("/files")),
+            UploadBody::Bytes(body.clone().into()),
+        )
+        .await
+        .expect_err("no response");
+    assert_eq!(failed.code(), ErrorCode::BadServerResponse, "{failed}");
+    assert!(failed.message().contains("whole upload"), "{failed}");
+    assert!(failed.resume_data().is_none());
+    assert_eq!((server.heads(), server.appends().len()), (1, 0));
+    assert_eq!(server.received(), body);
+
+    // The same, found as a task made from resume data goes on.
+    let server = ResumableUploadServer::with_cuts([], None).await;
+    let (data, _) = stopped_upload(&session, &server, UploadBody::Bytes(body.clone().into())).await;
+    server.set_received(body.clone());
+    let lost = session
+        .upload_with_resume_data(&data.expect("resume data"))
+        .await
+        .expect_err("complete");
+    assert_eq!(lost.code(), ErrorCode::BadServerResponse);
+    assert!(lost.message().contains("whole upload"), "{lost}");
+    assert!(lost.resume_data().is_none());
+    assert_eq!(server.appends(), [], "nothing sent again");
+}
+
+#[tokio::test]
+async fn resume_data_that_cannot_be_used_fails_before_anything_is_sent() {
+    let body = pattern_bytes(0, 2 * MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body.bin");
+    std::fs::write(&file, &body).unwrap();
+    let session = session();
+    let server = ResumableUploadServer::with_cuts([], None).await;
+    let (data, _) = stopped_upload(&session, &server, UploadBody::File(file.clone())).await;
+    let data = data.expect("resume data");
+    let heads = server.heads();
+
+    let fails_with = |data: ResumeData| {
+        let session = session.clone();
+        async move { session.upload_with_resume_data(&data).await.unwrap_err() }
+    };
+    // Another session's directory did not seal it.
+    let elsewhere = self::session()
+        .upload_with_resume_data(&data)
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.code(), ErrorCode::CannotDecodeRawData);
+    // Edited, or not resume data at all.
+    let mut edited = data.as_bytes().to_vec();
+    let last = edited.len() - 1;
+    edited[last] ^= 1;
+    for bad in [edited, b"not resume data".to_vec(), Vec::new()] {
+        let e = fails_with(ResumeData::from_bytes(bad)).await;
+        assert_eq!(e.code(), ErrorCode::CannotDecodeRawData);
+    }
+    // A file changed since (same length, new bytes), then gone.
+    let mut changed = body.clone();
+    changed[0] ^= 1;
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&file, &changed).unwrap();
+    let e = fails_with(data.clone()).await;
+    assert_eq!(e.code(), ErrorCode::CannotOpenFile, "{e}");
+    std::fs::remove_file(&file).unwrap();
+    let e = fails_with(data.clone()).await;
+    assert_eq!(e.code(), ErrorCode::FileDoesNotExist, "{e}");
+    assert_eq!(server.heads(), heads, "nothing was asked of the server");
+}
+
+#[tokio::test]
+async fn an_upload_the_server_did_not_offer_to_resume_has_no_resume_data() {
+    // Too small to be offered (no 104), and offered but to another origin: nothing to go on
+    // with later, and the cancel is a plain one.
+    let session = session();
+    let small = ResumableUploadServer::with_cuts([], None).await;
+    let elsewhere = ResumableUploadServer::with_cuts([], None).await;
+    elsewhere.announce(
+        &elsewhere
+            .url("/uploads/1")
+            .replace("127.0.0.1", "localhost"),
+    );
+    for (server, size, held) in [(&small, 60_000, 30_000), (&elsewhere, 4 * MIB, MIB)] {
+        server.cut(Some(Cut::StallAfter(held)));
+        let mut upload = session.upload(
+            Request::new(Method::POST, &server.url("/files")),
+            UploadBody::Bytes(pattern_bytes(0, size).into()),
+        );
+        let task = upload.task().cloned().unwrap();
+        let (data, ended) = tokio::join!(
+            async {
+                holds(server, held).await;
+                task.cancel_by_producing_resume_data().await
+            },
+            &mut upload
+        );
+        assert!(data.is_none(), "{size}");
+        let e = ended.expect_err("cancelled");
+        assert_eq!(e.code(), ErrorCode::Cancelled);
+        assert!(e.resume_data().is_none());
+    }
+    assert_eq!(small.lengths().len(), 0, "a small upload is not offered");
+    assert_eq!(elsewhere.lengths().len(), 1);
 }

@@ -388,6 +388,7 @@ impl SessionState {
                     Some(Work::Download {
                         resume: Some(Ok(record)),
                     }) => resume_data_of(&self.ctx.storage, record),
+                    Some(Work::ResumedUpload(Ok(upload))) => Some(upload.data.clone()),
                     _ => None,
                 };
                 let _ = tx.send(data);

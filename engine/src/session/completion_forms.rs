@@ -93,6 +93,30 @@ impl Session {
         )
     }
 
+    /// Goes on with a stopped upload from its resume data, and returns the response body and
+    /// response: the completion form of [`Session::upload_task_with_resume_data`], whose rules
+    /// decide what is sent. Dropping the future cancels the task.
+    ///
+    /// # Errors
+    /// As [`Session::upload`]; the upload's error may carry resume data again
+    /// ([`Error::resume_data`]). Resume data that cannot be used gives the error the task fails
+    /// with (-1015 for data that cannot be decoded), before anything is sent.
+    pub fn upload_with_resume_data(
+        &self,
+        data: &ResumeData,
+    ) -> TaskFuture<UploadTask, (Bytes, Response)> {
+        let (original, resumption) =
+            crate::task::transfer::decode_upload_resume_data(&self.inner.ctx.storage, data);
+        self.awaited(
+            TaskKind::Upload,
+            original,
+            None,
+            Work::ResumedUpload(resumption),
+            UploadTask::new,
+            self::body,
+        )
+    }
+
     /// Downloads `request` to a file in the session directory and returns it with the response:
     /// URLSession's `download(for:)`. The returned [`DownloadedFile`] removes the file when dropped,
     /// unless [`DownloadedFile::persist`] moved it. Dropping the future cancels the task. The body

@@ -400,6 +400,43 @@ impl Session {
         Ok(DownloadTask::new(task))
     }
 
+    /// An upload task that goes on with a stopped upload (`uploadTask(withResumeData:)`, iOS 17),
+    /// suspended. It is a new task, with a new identifier, and the original request.
+    ///
+    /// When resumed, it asks the server's upload resource how much it holds (`HEAD`,
+    /// `Upload-Offset`) and sends only the rest (`PATCH`, `Upload-Offset`), reporting
+    /// `did_send_body_data` for what it sends; the answer to that is the task's response. A
+    /// resource that no longer tells an offset (gone, expired) has the upload start over, as a new
+    /// upload of the whole body; one that holds the whole upload already fails the task with
+    /// -1011 (its response was lost, and the upload sent again could be made twice). Resume data
+    /// that is corrupt, not this session directory's, or a download's fails the task with -1015 as
+    /// soon as it is resumed; a body file that is gone fails it with -1100, and one that changed
+    /// since (its length or modification time) with -3001, before anything is sent.
+    ///
+    /// # Errors
+    /// The session has been invalidated, or is a background session (which takes no uploads
+    /// made from resume data).
+    pub fn upload_task_with_resume_data(
+        &self,
+        data: &ResumeData,
+    ) -> Result<UploadTask, CreateTaskError> {
+        if self.inner.background.is_some() {
+            return Err(CreateTaskError::NotInBackground(
+                "uploads made from resume data",
+            ));
+        }
+        let (original, resumption) =
+            crate::task::transfer::decode_upload_resume_data(&self.inner.ctx.storage, data);
+        self.create(
+            TaskKind::Upload,
+            original,
+            Work::ResumedUpload(resumption),
+            self.delegate_sink(),
+            true,
+        )
+        .map(UploadTask::new)
+    }
+
     /// Whether `data` can still continue its download in this session, and the request it
     /// continues (what URLSession's resume data keeps under `NSURLSessionResumeOriginalRequest`,
     /// which applications read to know what it is for). It checks what the task would check when

@@ -471,7 +471,7 @@ impl TaskActorState {
                     TaskMsg::Control(Control::Suspend) => (TaskEvent::Suspend, Payload::None),
                     TaskMsg::Control(Control::Cancel) => (TaskEvent::Cancel, Payload::None),
                     TaskMsg::Control(Control::CancelForResume(tx)) => {
-                        if st.download
+                        if (st.download || st.info.kind() == TaskKind::Upload)
                             && !matches!(
                                 st.machine.state(),
                                 TaskState::Canceling | TaskState::Completed

@@ -117,12 +117,12 @@ pub(crate) struct DownloadSink {
     reads: Option<ReadPause>,
 }
 
-/// Why a sink stopped, for the actor to finish with.
+/// What a stopped transfer leaves, for the actor to finish with.
 pub(crate) struct Stopped {
-    /// Resume data, when the download can be continued.
+    /// Resume data, when the download (or the upload) can be continued.
     pub(crate) resume: Option<ResumeData>,
-    /// The partial file.
-    pub(crate) path: PathBuf,
+    /// A download's partial file (an upload has none: its server keeps what it received).
+    pub(crate) path: Option<PathBuf>,
 }
 
 impl DownloadSink {
@@ -377,21 +377,21 @@ impl DownloadSink {
         };
         Stopped {
             resume,
-            path: self.path.clone(),
+            path: Some(self.path.clone()),
         }
     }
 
     /// The download failed: the error gains resume data when it can be continued; otherwise the
     /// partial file is removed.
     pub(crate) async fn fail(self: Box<Self>, error: Error) -> Error {
-        let stopped = self.stop().await;
-        match stopped.resume {
+        let path = self.path.clone();
+        match self.stop().await.resume {
             Some(data) => {
-                keep_for_resume(&stopped.path);
+                keep_for_resume(&path);
                 error.with_resume_data(data)
             }
             None => {
-                courier_storage::download::remove_partial(&stopped.path);
+                courier_storage::download::remove_partial(&path);
                 error
             }
         }

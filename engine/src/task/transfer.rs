@@ -75,6 +75,7 @@ use body::ResponseBody;
 pub(crate) use failure::map_transport_error;
 pub(crate) use first_turn::turn_before_start;
 use gate::{Gate, GateReceiver, GateSender};
+pub(crate) use resumable::{UploadResource, UploadResumption, decode_upload_resume_data};
 use running::Running;
 pub(crate) use timing::after;
 use timing::{request_timed_out, resource_timer, unless_stopped};
@@ -150,6 +151,8 @@ pub(crate) struct TransferArgs {
     pub(crate) turn: Option<host_queue::Turn>,
     /// When the task began waiting for that turn: the first transaction's fetch start.
     pub(crate) since: Option<std::time::Instant>,
+    /// For an upload task made from resume data: the upload resource it goes on at.
+    pub(crate) resumed_upload: Option<UploadResource>,
 }
 
 /// A running transfer. Dropping it stops the transfer at once (no checkpoint).
@@ -212,7 +215,7 @@ impl Transfer {
             upgrade: None,
             resending: false,
             own_expect: OwnExpect::NotSent,
-            offered: None,
+            offered: args.resumed_upload,
             cache_candidate: None,
             conversion: conversion.clone(),
             metrics: metrics.clone(),
@@ -395,8 +398,10 @@ struct Run {
     resending: bool,
     /// Courier's own `Expect: 100-continue` on the last send, or refused by the server.
     own_expect: OwnExpect,
-    /// The resumable upload the last send offered the server, and where the server said the
-    /// upload resource is, if it did (`resumable.rs`).
+    /// The resumable upload in flight (`resumable.rs`): offered to the server by the last send
+    /// (or, for a task made from resume data, the one it goes on with), with where the server
+    /// said the upload resource is, if it did. Kept while the upload is resumed; gone with the
+    /// upload's final answer.
     offered: Option<resumable::UploadResource>,
 }
 
@@ -553,24 +558,42 @@ impl Run {
                 match Box::pin(sink.finish()).await {
                     Ok(done) => (
                         Some(TaskMsg::Finished(Some(done))),
-                        Some(Stopped { resume: None, path }),
+                        Some(Stopped {
+                            resume: None,
+                            path: Some(path),
+                        }),
                     ),
                     // The last writes failed (a full disk): a failure like any other.
                     Err((e, sink)) => {
                         let e = Box::pin(sink.fail(e)).await;
                         let resume = e.resume_data().cloned();
+                        let path = Some(path);
                         (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
                     }
                 }
             }
-            (Err(Halt::Failed(e)), None) => (Some(TaskMsg::Failed(e)), None),
+            // An upload the server offered to resume can go on later: its error says how.
+            (Err(Halt::Failed(e)), None) => match self.upload_resume_data() {
+                Some(data) => (Some(TaskMsg::Failed(e.with_resume_data(data))), None),
+                None => (Some(TaskMsg::Failed(e)), None),
+            },
             (Err(Halt::Failed(e)), Some(sink)) => {
                 let path = sink.path().to_path_buf();
                 let e = Box::pin(sink.fail(e)).await;
                 let resume = e.resume_data().cloned();
+                let path = Some(path);
                 (Some(TaskMsg::Failed(e)), Some(Stopped { resume, path }))
             }
-            (Err(Halt::Interrupted), None) => (None, None),
+            (Err(Halt::Interrupted), None) => match self.upload_resume_data() {
+                Some(data) => (
+                    None,
+                    Some(Stopped {
+                        resume: Some(data),
+                        path: None,
+                    }),
+                ),
+                None => (None, None),
+            },
             (Err(Halt::Interrupted), Some(sink)) => (None, Some(Box::pin(sink.stop()).await)),
         }
     }

@@ -164,9 +164,10 @@ impl TaskActorState {
         }
     }
 
-    /// After a cancel: keeps a download's partial file when resume data was asked for and can be
-    /// made, removes it otherwise.
-    pub(super) fn settle_stopped_download(&mut self, stopped: Option<Stopped>) {
+    /// After a cancel: answers `cancel_by_producing_resume_data` with the resume data the
+    /// transfer left, if any; keeps a download's partial file when that data was asked for,
+    /// removes it otherwise.
+    pub(super) fn settle_stopped(&mut self, stopped: Option<Stopped>) {
         let Some(stopped) = stopped else {
             if let Some(waiter) = self.resume_waiter.take() {
                 let _ = waiter.send(None);
@@ -175,12 +176,16 @@ impl TaskActorState {
         };
         match (self.resume_waiter.take(), stopped.resume) {
             (Some(waiter), Some(data)) => {
-                courier_storage::download::keep_for_resume(&stopped.path);
+                if let Some(path) = &stopped.path {
+                    courier_storage::download::keep_for_resume(path);
+                }
                 self.cancel_resume_data = Some(data.clone());
                 let _ = waiter.send(Some(data));
             }
             (waiter, _) => {
-                courier_storage::download::remove_partial(&stopped.path);
+                if let Some(path) = &stopped.path {
+                    courier_storage::download::remove_partial(path);
+                }
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(None);
                 }

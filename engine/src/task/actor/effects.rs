@@ -89,7 +89,7 @@ impl TaskActorState {
                     Some(t) => Box::pin(t.stop()).await,
                     None => None,
                 };
-                self.settle_stopped_download(stopped);
+                self.settle_stopped(stopped);
                 return Some(TaskEvent::TransferStopped);
             }
             Effect::AskDisposition => {

@@ -31,6 +31,7 @@ impl TaskActorState {
         };
         let socket = matches!(work, Work::WebSocket(_));
         let raw = matches!(work, Work::Stream(_));
+        let mut resumed_upload = None;
         let (body, destination) = match work {
             Work::Data => (
                 request
@@ -52,6 +53,18 @@ impl TaskActorState {
                         .then(|| Arc::new(Semaphore::new(DELEGATE_WINDOW))),
                 },
             ),
+            Work::ResumedUpload(resumption) => {
+                let resumption = resumption?;
+                resumed_upload = Some(resumption.resource);
+                (
+                    Some(resumption.body),
+                    Destination::Memory {
+                        window: self
+                            .callbacks
+                            .then(|| Arc::new(Semaphore::new(DELEGATE_WINDOW))),
+                    },
+                )
+            }
             Work::WebSocket(ends) => (None, Destination::Socket(ends)),
             Work::Stream(ends) => (None, Destination::Stream(ends)),
             Work::Download { resume } => {
@@ -128,6 +141,7 @@ impl TaskActorState {
             actor: ActorPost::new(me.clone(), self.doorbell.clone()),
             turn,
             since,
+            resumed_upload,
         });
         self.metrics = transfer
             .metrics()

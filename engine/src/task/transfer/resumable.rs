@@ -16,9 +16,21 @@
 //! task's response as it is (the draft allows resuming after one; Courier delivers it, as before).
 //! At most [`RESUMPTIONS`] resumptions a send. Over HTTP/1.1 only: hyper hands a client no
 //! informational response over HTTP/2, so no `104` is heard there.
+//!
+//! An upload that cannot go on now keeps what it needs to go on later, as URLSession's resume
+//! data for uploads (iOS 17): `cancel_by_producing_resume_data` on the task, or a failure past
+//! the resumptions, gives resume data naming the upload resource and the body (its file, or its
+//! bytes up to [`MAX_KEPT_BYTES`]), sealed like a download's. An upload task made from it
+//! ([`UploadResumption`]) starts by asking the resource its offset and sends only the rest; a
+//! resource that no longer answers with one (gone, expired) has the upload start over, and one
+//! that holds the whole upload fails the task (its response was lost, and sending it all again
+//! could make a second upload).
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
+use courier_delegates::ResumeData;
+use courier_storage::upload::{MAX_KEPT_BYTES, UploadResumeRecord, UploadSource};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::failure::transport_kind;
@@ -53,14 +65,26 @@ const CONTENT_FIELDS: [HeaderName; 6] = [
     http::header::TRANSFER_ENCODING,
 ];
 
-/// A resumable upload offered to the server: its length, and where the server said the upload
-/// resource is (the `Location` of the first `104` of the send).
+/// A resumable upload offered to the server: its length and body, and where the server said the
+/// upload resource is (the `Location` of the first `104` of the send).
 #[derive(Clone)]
-pub(super) struct UploadResource(Arc<Offered>);
+pub(crate) struct UploadResource(Arc<Offered>);
 
 struct Offered {
     length: u64,
+    body: UploadBody,
+    /// The body file's modification time when the upload began (a file changed since cannot be
+    /// resumed from).
+    modified: Option<SystemTime>,
     location: Mutex<Option<HeaderValue>>,
+}
+
+/// An upload task made from resume data: its body, the upload resource to go on at, and the
+/// resume data itself (handed back as it is by a cancel before the task starts).
+pub(crate) struct UploadResumption {
+    pub(crate) body: UploadBody,
+    pub(crate) resource: UploadResource,
+    pub(crate) data: ResumeData,
 }
 
 impl UploadResource {
@@ -93,18 +117,165 @@ impl UploadResource {
     pub(super) fn length(&self) -> u64 {
         self.0.length
     }
+
+    /// The resume data of this upload, begun with `original` at `url`, when the server named an
+    /// upload resource of `url`'s origin and the body can be read again later (a file of the
+    /// length sent, unchanged since; bytes up to [`MAX_KEPT_BYTES`]).
+    pub(crate) fn resume_data(
+        &self,
+        original: &Request,
+        url: &Url,
+        dir: &courier_storage::SessionDirectory,
+    ) -> Option<ResumeData> {
+        let resource = self.url(url)?;
+        let body = match &self.0.body {
+            UploadBody::File(path) => UploadSource::File {
+                path: path.to_str()?.to_owned(),
+                length: self.0.length,
+                modified_ns: self.0.modified.map(since_epoch),
+            },
+            UploadBody::Bytes(bytes) if bytes.len() <= MAX_KEPT_BYTES => {
+                UploadSource::Bytes(bytes.to_vec())
+            }
+            _ => return None,
+        };
+        let record = UploadResumeRecord::new(
+            crate::task::download::request_record(original),
+            resource.to_string(),
+            self.0.length,
+            body,
+        );
+        match record.seal(dir) {
+            Ok(sealed) => Some(ResumeData::from_bytes(sealed)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot seal an upload's resume data");
+                None
+            }
+        }
+    }
 }
 
-/// Offers the server a resumable upload of `length` bytes, unless it is smaller than
+fn since_epoch(t: SystemTime) -> u128 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Reads an upload's resume data handed back by an application (only data sealed with this
+/// session directory's key), and checks that its body can be sent again as it was: its file is
+/// there, with the length and modification time it had. The request it continues, and the
+/// upload; or why it cannot be used, delivered when the task is resumed.
+pub(crate) fn decode_upload_resume_data(
+    dir: &courier_storage::SessionDirectory,
+    data: &ResumeData,
+) -> (Request, Result<Box<UploadResumption>, Error>) {
+    let record = match UploadResumeRecord::open(data.as_bytes(), dir) {
+        Ok(record) => record,
+        Err(e) => {
+            let e = Error::new(
+                ErrorCode::CannotDecodeRawData,
+                format!("the upload's resume data is unusable: {e}"),
+            )
+            .with_source(e);
+            return (Request::get(""), Err(e));
+        }
+    };
+    let original = crate::task::download::request_from_record(&record.original_request);
+    let checked = check_record(&record, &original, data).map(Box::new);
+    (original, checked)
+}
+
+fn check_record(
+    record: &UploadResumeRecord,
+    original: &Request,
+    data: &ResumeData,
+) -> Result<UploadResumption, Error> {
+    let url = original.url_str();
+    let refuse = |code, why: String| Err(Error::new(code, why).with_url(url));
+    // Sealed here, so made by this Courier; checked all the same, as any input.
+    let location = original
+        .url()
+        .zip(Url::parse(&record.upload_resource).ok())
+        .filter(|(task, resource)| task.origin() == resource.origin())
+        .map(|(_, resource)| resource);
+    let Some(location) = location else {
+        return refuse(
+            ErrorCode::CannotDecodeRawData,
+            "the upload's resume data names an upload resource of another origin".into(),
+        );
+    };
+    let (body, modified) = match &record.body {
+        UploadSource::Bytes(bytes) if bytes.len() as u64 == record.length => {
+            (UploadBody::Bytes(Bytes::copy_from_slice(bytes)), None)
+        }
+        UploadSource::Bytes(_) => {
+            return refuse(
+                ErrorCode::CannotDecodeRawData,
+                "the upload's resume data holds a body of another length".into(),
+            );
+        }
+        UploadSource::File {
+            path,
+            length,
+            modified_ns,
+        } => {
+            let meta = match std::fs::metadata(path) {
+                Ok(meta) if meta.is_file() => meta,
+                Ok(_) => {
+                    return refuse(ErrorCode::FileIsDirectory, format!("{path} is not a file"));
+                }
+                Err(e) => {
+                    return refuse(
+                        ErrorCode::FileDoesNotExist,
+                        format!("the upload's file {path} cannot be read: {e}"),
+                    );
+                }
+            };
+            let now = meta.modified().ok();
+            if meta.len() != *length
+                || *length != record.length
+                || modified_ns.is_some_and(|m| now.map(since_epoch) != Some(m))
+            {
+                return refuse(
+                    ErrorCode::CannotOpenFile,
+                    format!("the upload's file {path} changed since the resume data was made"),
+                );
+            }
+            (UploadBody::File(path.into()), now)
+        }
+    };
+    Ok(UploadResumption {
+        data: data.clone(),
+        body: body.clone(),
+        resource: UploadResource(Arc::new(Offered {
+            length: record.length,
+            body,
+            modified,
+            location: Mutex::new(HeaderValue::from_str(location.as_str()).ok()),
+        })),
+    })
+}
+
+/// Offers the server a resumable upload of `body`, `length` bytes, unless it is smaller than
 /// [`OFFERED_FROM`] or the request speaks the protocol itself: the offer, when made.
-pub(super) fn offer(headers: &mut HeaderMap, length: u64) -> Option<UploadResource> {
+pub(super) fn offer(
+    headers: &mut HeaderMap,
+    length: u64,
+    body: &UploadBody,
+) -> Option<UploadResource> {
     if length < OFFERED_FROM || headers.contains_key(UPLOAD_COMPLETE) {
         return None;
     }
     headers.insert(UPLOAD_COMPLETE, HeaderValue::from_static("?1"));
     headers.insert(UPLOAD_LENGTH, HeaderValue::from(length));
+    // Read now: a file changed after the upload began is not resumed from later.
+    let modified = match body {
+        UploadBody::File(path) => std::fs::metadata(path).and_then(|m| m.modified()).ok(),
+        _ => None,
+    };
     Some(UploadResource(Arc::new(Offered {
         length,
+        body: body.clone(),
+        modified,
         location: Mutex::new(None),
     })))
 }
@@ -123,6 +294,27 @@ pub(super) fn offset_of(headers: &HeaderMap) -> Option<(u64, bool)> {
         _ => return None,
     };
     Some((offset.parse().ok()?, complete))
+}
+
+/// The failure of an upload whose server holds it whole, but whose response was lost: the draft
+/// offers no way to get it again, and the upload sent again could be made twice.
+fn held_whole() -> Halt {
+    Halt::Failed(Error::new(
+        ErrorCode::BadServerResponse,
+        "the server holds the whole upload, but its response to it was lost",
+    ))
+}
+
+/// What an upload resource says of itself.
+enum Offset {
+    /// It holds this many bytes, and takes more.
+    At(u64),
+    /// It holds the whole upload.
+    Complete,
+    /// Nothing usable: an error status, or fields missing or malformed.
+    Unknown,
+    /// No answer: the request failed.
+    NoAnswer(Error),
 }
 
 /// Whether a send's outcome is a lost connection, which an upload resource can resume.
@@ -156,6 +348,49 @@ impl Run {
         outcome
     }
 
+    /// The first send of an upload task made from resume data: the rest of the body to the
+    /// upload resource, then as [`Run::resume_upload`] goes on. When the resource no longer tells
+    /// an offset (gone, expired), the upload starts over as a new one; when it holds the whole
+    /// upload, the task fails (the draft offers no way to get the lost response again, and the
+    /// upload sent again could be made twice).
+    pub(super) async fn go_on_with_upload(
+        &mut self,
+        head: &Head,
+        body: &UploadBody,
+        offered: &UploadResource,
+        resource: Url,
+    ) -> Result<http::Response<ResponseBody>, Halt> {
+        let length = offered.length();
+        let original = std::mem::replace(&mut self.url, resource.clone());
+        let first = match self.upload_offset(head, &resource).await {
+            Ok(Offset::At(offset)) if offset <= length => {
+                Ok(Some(self.append(head, body, &resource, offset).await))
+            }
+            Ok(Offset::Complete) => {
+                self.offered = None;
+                Err(held_whole())
+            }
+            // The server did not answer: the task fails (and keeps its resume data).
+            Ok(Offset::NoAnswer(e)) => Err(Halt::Failed(e)),
+            Ok(Offset::At(_) | Offset::Unknown) => Ok(None),
+            Err(halt) => Err(halt),
+        };
+        self.url = original;
+        match first? {
+            Some(outcome) if lost(&outcome) => {
+                self.resume_upload(head, body, length, resource, outcome)
+                    .await
+            }
+            Some(outcome) => outcome,
+            // Nothing to go on from: a new upload, offered for resumption as any.
+            None => {
+                tracing::debug!(url = %resource, "the upload resource is gone: starting over");
+                self.offered = None;
+                Box::pin(self.send(head, Some(body))).await
+            }
+        }
+    }
+
     async fn resume_attempts(
         &mut self,
         head: &Head,
@@ -168,34 +403,62 @@ impl Run {
         while lost(&outcome) && resumed < RESUMPTIONS {
             resumed += 1;
             self.end_transaction();
-            let Some(offset) = self.upload_offset(head, resource).await? else {
-                break;
-            };
-            if offset > length {
-                break;
+            match self.upload_offset(head, resource).await? {
+                Offset::At(offset) if offset <= length => {
+                    outcome = self.append(head, body, resource, offset).await;
+                }
+                // Nothing left to send, nor to go on with later.
+                Offset::Complete => {
+                    self.offered = None;
+                    return Err(held_whole());
+                }
+                _ => break,
             }
-            tracing::debug!(url = %resource, offset, "resuming the upload");
-            let mut append = self.head_for(head, resource, http::Method::PATCH)?;
-            let fields = Arc::make_mut(&mut append.headers);
-            fields.insert(UPLOAD_OFFSET, HeaderValue::from(offset));
-            fields.insert(UPLOAD_COMPLETE, HeaderValue::from_static("?1"));
-            fields.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/partial-upload"),
-            );
-            outcome = self.send_once(&append, Some(body), offset).await;
         }
         outcome
     }
 
-    /// The upload resource's offset (`HEAD`), when it can be resumed from: `None` when it did
-    /// not say, or says the upload is complete (its response to the upload is lost then: the
-    /// draft offers no way to get it again).
-    async fn upload_offset(&mut self, head: &Head, resource: &Url) -> Result<Option<u64>, Halt> {
+    /// The resume data of the upload in flight, when the server offered to resume it (an upload
+    /// task's, sealed with the session directory's key): for a cancel that asks for it, and the
+    /// error of one that failed.
+    pub(super) fn upload_resume_data(&self) -> Option<ResumeData> {
+        if self.info.kind() != courier_delegates::TaskKind::Upload {
+            return None;
+        }
+        self.offered.as_ref()?.resume_data(
+            self.info.original_request(),
+            &self.url,
+            &self.ctx.storage,
+        )
+    }
+
+    /// Sends the rest of `body`, from `offset`, to the upload resource (`PATCH`).
+    async fn append(
+        &mut self,
+        head: &Head,
+        body: &UploadBody,
+        resource: &Url,
+        offset: u64,
+    ) -> Result<http::Response<ResponseBody>, Halt> {
+        tracing::debug!(url = %resource, offset, "resuming the upload");
+        let mut append = self.head_for(head, resource, http::Method::PATCH)?;
+        let fields = Arc::make_mut(&mut append.headers);
+        fields.insert(UPLOAD_OFFSET, HeaderValue::from(offset));
+        fields.insert(UPLOAD_COMPLETE, HeaderValue::from_static("?1"));
+        fields.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/partial-upload"),
+        );
+        self.send_once(&append, Some(body), offset).await
+    }
+
+    /// What the upload resource says of itself (`HEAD`): its offset, that it holds the whole
+    /// upload, nothing usable (an error status, fields missing or malformed), or no answer at all.
+    async fn upload_offset(&mut self, head: &Head, resource: &Url) -> Result<Offset, Halt> {
         let ask = self.head_for(head, resource, http::Method::HEAD)?;
         let answer = match self.send_once(&ask, None, 0).await {
             Ok(answer) => answer,
-            Err(Halt::Failed(_)) => return Ok(None),
+            Err(Halt::Failed(e)) => return Ok(Offset::NoAnswer(e)),
             Err(halt) => return Err(halt),
         };
         let said = answer
@@ -206,8 +469,9 @@ impl Run {
         drop(answer);
         self.end_transaction();
         Ok(match said {
-            Some((offset, false)) => Some(offset),
-            _ => None,
+            Some((offset, false)) => Offset::At(offset),
+            Some((_, true)) => Offset::Complete,
+            None => Offset::Unknown,
         })
     }
 
@@ -238,6 +502,10 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bytes() -> UploadBody {
+        UploadBody::Bytes(Bytes::from_static(b"body"))
+    }
 
     fn fields(pairs: &[(&str, &str)]) -> HeaderMap {
         pairs
@@ -270,7 +538,7 @@ mod tests {
     fn only_an_upload_resource_of_the_same_origin_is_used() {
         let url: Url = "https://h.test/files/1".parse().unwrap();
         let heard = |status: u16, location: &str| {
-            let resource = offer(&mut HeaderMap::new(), OFFERED_FROM).unwrap();
+            let resource = offer(&mut HeaderMap::new(), OFFERED_FROM, &bytes()).unwrap();
             let was_104 = resource.hear(
                 http::StatusCode::from_u16(status).unwrap(),
                 &fields(&[("location", location)]),
@@ -297,16 +565,47 @@ mod tests {
     }
 
     #[test]
+    fn resume_data_is_checked_as_any_input() {
+        let original = Request::new(http::Method::POST, "https://h.test/files");
+        let data = ResumeData::from_bytes(b"sealed".to_vec());
+        let record = |resource: &str, body: UploadSource, length: u64| {
+            UploadResumeRecord::new(
+                crate::task::download::request_record(&original),
+                resource.into(),
+                length,
+                body,
+            )
+        };
+        let checked = |r: &UploadResumeRecord| check_record(r, &original, &data).map(|_| ());
+        let ten = || UploadSource::Bytes(vec![7; 10]);
+        assert!(checked(&record("https://h.test/uploads/1", ten(), 10)).is_ok());
+        for elsewhere in ["https://other.test/u", "http://h.test/u", "not a url"] {
+            let e = checked(&record(elsewhere, ten(), 10)).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::CannotDecodeRawData, "{elsewhere}");
+        }
+        let e = checked(&record("https://h.test/u", ten(), 11)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::CannotDecodeRawData);
+        let dir = tempfile::tempdir().unwrap();
+        let file = |length| UploadSource::File {
+            path: dir.path().to_str().unwrap().to_owned(),
+            length,
+            modified_ns: None,
+        };
+        let e = checked(&record("https://h.test/u", file(0), 0)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::FileIsDirectory);
+    }
+
+    #[test]
     fn a_small_upload_or_one_that_speaks_the_protocol_itself_is_not_offered() {
         let mut own = fields(&[("upload-complete", "?0")]);
-        assert!(offer(&mut own, OFFERED_FROM).is_none());
+        assert!(offer(&mut own, OFFERED_FROM, &bytes()).is_none());
         assert_eq!(own.get("upload-complete").unwrap(), "?0");
         let mut small = HeaderMap::new();
-        assert!(offer(&mut small, OFFERED_FROM - 1).is_none());
+        assert!(offer(&mut small, OFFERED_FROM - 1, &bytes()).is_none());
         assert!(small.is_empty());
         let mut plain = HeaderMap::new();
         assert_eq!(
-            offer(&mut plain, OFFERED_FROM).unwrap().length(),
+            offer(&mut plain, OFFERED_FROM, &bytes()).unwrap().length(),
             OFFERED_FROM
         );
         assert_eq!(plain.get("upload-complete").unwrap(), "?1");

@@ -138,6 +138,17 @@ impl Run {
         head: &Head,
         body: Option<&UploadBody>,
     ) -> Result<http::Response<ResponseBody>, Halt> {
+        // An upload task made from resume data goes on at its upload resource. Boxed: rare.
+        if let Some(body) = body
+            && let Some(offered) = self.offered.clone()
+            && let Some(resource) = offered.url(&self.url)
+        {
+            let outcome = Box::pin(self.go_on_with_upload(head, body, &offered, resource)).await;
+            if outcome.is_ok() {
+                self.offered = None;
+            }
+            return outcome;
+        }
         let mut told = false;
         let mut backoff = CONNECTIVITY_FIRST_RETRY;
         let (mut superseded, mut not_taken, mut closed) = (0, 0, 0);
@@ -219,13 +230,24 @@ impl Run {
                 other
                     if resumable::lost(&other)
                         && let Some(body) = body
-                        && let Some(offered) = self.offered.take()
+                        && let Some(offered) = self.offered.clone()
                         && let Some(resource) = offered.url(&self.url) =>
                 {
                     let length = offered.length();
-                    return Box::pin(self.resume_upload(head, body, length, resource, other)).await;
+                    let outcome =
+                        Box::pin(self.resume_upload(head, body, length, resource, other)).await;
+                    if outcome.is_ok() {
+                        self.offered = None;
+                    }
+                    return outcome;
                 }
-                other => return other,
+                other => {
+                    // The upload's final answer: nothing is left to resume.
+                    if other.is_ok() {
+                        self.offered = None;
+                    }
+                    return other;
+                }
             }
         }
     }
@@ -238,7 +260,6 @@ impl Run {
         body: Option<&UploadBody>,
         from: u64,
     ) -> Result<http::Response<ResponseBody>, Halt> {
-        self.offered = None;
         if self.own_expect == OwnExpect::Sent {
             self.own_expect = OwnExpect::NotSent;
         }
@@ -326,7 +347,7 @@ impl Run {
                         && self.info.kind() == courier_delegates::TaskKind::Upload
                         && matches!(source, UploadBody::Bytes(_) | UploadBody::File(_))
                     {
-                        self.offered = resumable::offer(h, len);
+                        self.offered = resumable::offer(h, len, source);
                     }
                 }
                 match self.expects_continue(head, prepared.length) {
