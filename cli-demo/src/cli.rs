@@ -64,11 +64,21 @@ pub(crate) enum Command {
     },
     /// An upload task: PUT (or -X METHOD) the file or text to URL; the response body to stdout.
     Upload {
-        /// The URL to upload to.
-        url: String,
+        /// The URL to upload to (not with --resume-data, which names it).
+        #[arg(required_unless_present = "resume_data")]
+        url: Option<String>,
         /// The file to send (`-` streams stdin).
         #[arg(long, value_name = "PATH", conflicts_with = "data")]
         file: Option<PathBuf>,
+        /// Go on with the upload this resume-data file describes: only what the server does not
+        /// hold yet is sent.
+        #[arg(long = "resume-data", value_name = "FILE", conflicts_with_all = ["file", "data", "url"])]
+        resume_data: Option<PathBuf>,
+        /// Where Ctrl-C (or a failure) saves resume data, when the server offered to resume the
+        /// upload (default: `<file name>.courier-upload-resume` in the current directory); its
+        /// directory must exist.
+        #[arg(long = "save-resume-data", value_name = "FILE")]
+        save_resume_data: Option<PathBuf>,
     },
     /// A WebSocket task: each line of stdin is sent as a text message (--binary: a binary one);
     /// each message received is printed on its own line (binary ones as hex). The end of stdin

@@ -70,6 +70,56 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     Ok(config)
 }
 
+/// `--config ephemeral`: nothing of the session outlives the command (its resume data cannot
+/// either: the partial files and the key that seals it go with the session).
+pub(crate) fn ephemeral(options: &Options) -> bool {
+    matches!(options.config, ConfigKind::Ephemeral)
+}
+
+/// Refuses resume-data options (`asked`) in an ephemeral session: its partial files and the key
+/// that seals its resume data go with it.
+pub(crate) fn resume_data_outlives_the_session(
+    options: &Options,
+    asked: bool,
+) -> Result<(), Failure> {
+    if asked && ephemeral(options) {
+        return Err(Failure::usage(
+            "resume data cannot outlive an ephemeral session (--config ephemeral keeps nothing on \
+             disk): use the default configuration"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes resume data to `path` and says how to go on with it (`continue_with`, then
+/// `--resume-data PATH`), or why it could not be written.
+pub(crate) fn save_resume_data(
+    data: &courier_engine::ResumeData,
+    path: &std::path::Path,
+    delegate: &crate::events::CliDelegate,
+    continue_with: &str,
+) {
+    // Resume data is a secret (it names a file to append to, or to send): 0600, written aside and
+    // renamed, never through a link planted at the name.
+    let line = match courier_storage::write::replace(
+        path,
+        data.as_bytes(),
+        courier_storage::Durability::Synced,
+    ) {
+        Ok(()) => format!(
+            "courier: resume data saved to {}; continue with {continue_with} --resume-data {}",
+            path.display(),
+            path.display()
+        ),
+        Err(e) => format!(
+            "courier: cannot save resume data to {}: {e}",
+            path.display()
+        ),
+    };
+    delegate.bars().println(&line);
+}
+
 /// `--user USER:PASS` as its user and password (no colon: the whole is the user, with no
 /// password, as curl reads it).
 pub(crate) fn user_and_password(user: &str) -> (&str, &str) {

@@ -24,7 +24,9 @@ use courier_engine::{
 use tokio::time::Instant;
 
 use crate::cli::Options;
-use crate::common::{self, configuration, events_output, finish, report, request};
+use crate::common::{
+    self, configuration, events_output, finish, report, request, save_resume_data,
+};
 use crate::events::{CliDelegate, Finished};
 use crate::progress::Progress;
 use crate::{ExitCode, Failure};
@@ -117,14 +119,10 @@ struct Running {
 
 /// Runs `courier download`.
 pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failure> {
-    if ephemeral(options) && (args.resume_data.is_some() || args.save_resume_data.is_some()) {
-        // Its partial files and the key that seals its resume data go with the session.
-        return Err(Failure::usage(
-            "resume data cannot outlive an ephemeral session (--config ephemeral keeps nothing on \
-             disk): use the default configuration"
-                .into(),
-        ));
-    }
+    common::resume_data_outlives_the_session(
+        options,
+        args.resume_data.is_some() || args.save_resume_data.is_some(),
+    )?;
     if args.output.as_ref().is_some_and(|o| o.as_os_str() == "-") {
         // Not a file named `-`: what curl's and wget's `-o -` mean is standard output.
         return Err(Failure::usage(
@@ -181,7 +179,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
 
     // Downloads that an earlier `courier` (or any session on this directory) left part-way when
     // it was killed: the same request continues from them, as `wget -c` would.
-    let mut left_behind = if ephemeral(options) {
+    let mut left_behind = if common::ephemeral(options) {
         Vec::new()
     } else {
         let session = session.clone();
@@ -430,7 +428,7 @@ fn continue_interrupted(
 /// directory must exist. A download's file is moved there only once complete, so without this a
 /// mistyped `-o` would cost the whole transfer (`get -o` fails as early: it creates its file at
 /// once; wget checks before it connects, curl fails on its first write).
-fn check_directory_of(file: &Path) -> Result<(), Failure> {
+pub(crate) fn check_directory_of(file: &Path) -> Result<(), Failure> {
     let dir = match file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -469,7 +467,12 @@ fn settle(f: &Finished, r: &Running, args: &Args, options: &Options, delegate: &
             if let (Some(data), false) = (e.resume_data(), e.is_cancelled())
                 && let Some(path) = resume_path(args, options, &r.destination)
             {
-                save_resume_data(data, &path, delegate);
+                save_resume_data(
+                    data,
+                    &path,
+                    delegate,
+                    "the same command, or with: courier download",
+                );
             }
         }
     }
@@ -485,7 +488,12 @@ fn keep_resume_data(
     delegate: &CliDelegate,
 ) {
     match resume_path(args, options, destination) {
-        Some(path) => save_resume_data(data, &path, delegate),
+        Some(path) => save_resume_data(
+            data,
+            &path,
+            delegate,
+            "the same command, or with: courier download",
+        ),
         None => delegate.bars().println(&format!(
             "courier: {} is not resumable: an ephemeral session keeps nothing on disk",
             destination.display()
@@ -496,7 +504,7 @@ fn keep_resume_data(
 /// Where a download's resume data is saved: nowhere for an ephemeral session, whose resume data
 /// names a partial file and is sealed with a key that both go with it when the command ends.
 fn resume_path(args: &Args, options: &Options, destination: &Path) -> Option<PathBuf> {
-    if ephemeral(options) {
+    if common::ephemeral(options) {
         return None;
     }
     Some(args.save_resume_data.clone().unwrap_or_else(|| {
@@ -504,33 +512,6 @@ fn resume_path(args: &Args, options: &Options, destination: &Path) -> Option<Pat
         name.push(".courier-resume");
         PathBuf::from(name)
     }))
-}
-
-/// `--config ephemeral`: nothing of the session outlives the command.
-fn ephemeral(options: &Options) -> bool {
-    matches!(options.config, crate::cli::ConfigKind::Ephemeral)
-}
-
-fn save_resume_data(data: &ResumeData, path: &Path, delegate: &CliDelegate) {
-    // Resume data is a secret (it names a file to append to): 0600, written aside and renamed, never
-    // through a link planted at the name.
-    let line = match courier_storage::write::replace(
-        path,
-        data.as_bytes(),
-        courier_storage::Durability::Synced,
-    ) {
-        Ok(()) => format!(
-            "courier: resume data saved to {}; continue with the same command, or with: courier \
-             download --resume-data {}",
-            path.display(),
-            path.display()
-        ),
-        Err(e) => format!(
-            "courier: cannot save resume data to {}: {e}",
-            path.display()
-        ),
-    };
-    delegate.bars().println(&line);
 }
 
 /// `dir/name`, or `dir/name-2`, `dir/name-3`... when another download of this command has it.

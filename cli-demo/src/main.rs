@@ -206,7 +206,20 @@ fn main() {
                     };
                     download::run(args, &cli.options).await
                 }
-                cli::Command::Upload { url, file } => upload::run(url, file, &cli.options).await,
+                cli::Command::Upload {
+                    url,
+                    file,
+                    resume_data,
+                    save_resume_data,
+                } => {
+                    let args = upload::Args {
+                        url,
+                        file,
+                        resume_data,
+                        save_resume_data,
+                    };
+                    upload::run(args, &cli.options).await
+                }
                 cli::Command::Ws {
                     url,
                     protocols,

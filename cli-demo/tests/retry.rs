@@ -201,19 +201,12 @@ async fn ctrl_c_while_a_retry_waits_saves_the_resume_data() {
             "--events",
         ];
         let mut child = courier_in(&c, &d, &args).arg(&events).spawn().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !std::fs::read_to_string(&events)
-            .unwrap_or_default()
-            .contains("did_complete")
-        {
-            assert!(std::time::Instant::now() < deadline, "no attempt ended");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let int = std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(int.success());
+        let attempt_ended = || {
+            std::fs::read_to_string(&events)
+                .unwrap_or_default()
+                .contains("did_complete")
+        };
+        signal_when(&child, attempt_ended, "INT");
         assert_eq!(child.wait().unwrap().code(), Some(130));
         let ev: Vec<Value> = std::fs::read_to_string(&events)
             .unwrap()

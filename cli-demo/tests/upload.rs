@@ -1,6 +1,6 @@
 //! Black-box tests of `courier upload`: a file, stdin or text sent, the response printed; stdin
 //! sent again after a redirect, or not when it was read; the informational response a large body
-//! meets.
+//! meets; an upload stopped or failed, gone on with from its saved resume data.
 
 mod common;
 
@@ -169,4 +169,95 @@ async fn an_informational_response_reaches_the_stream() {
         std::fs::read(nginx.upload_dir().join("payload.bin")).unwrap(),
         std::fs::read(&file).unwrap()
     );
+}
+
+/// An upload the server offered to resume: Ctrl-C saves its resume data (0600, in the current
+/// directory, named after the file), `--resume-data` sends only the rest and removes it; one that
+/// fails past its resumptions saves it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_stopped_or_failed_goes_on_from_its_saved_resume_data() {
+    use courier_tests::resumable_upload::whole;
+    use courier_tests::{Cut, ResumableUploadServer};
+    const MIB: usize = 1 << 20;
+    let payload = courier_tests::server::pattern_bytes(0, 3 * MIB);
+    let server = ResumableUploadServer::with_cuts([Cut::StallAfter(MIB)], None).await;
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(cwd.path().join("big.bin"), &payload).unwrap();
+    let (c, d, url) = (
+        cwd.path().to_path_buf(),
+        data.path().to_path_buf(),
+        server.url("/files"),
+    );
+    let saved = cwd.path().join("big.bin.courier-upload-resume");
+    let (stopped, resumed, failed, again) = tokio::task::spawn_blocking(move || {
+        let upload = [
+            "upload",
+            "--file",
+            "big.bin",
+            "-X",
+            "POST",
+            &url,
+            "--allow-http",
+            "-q",
+        ];
+        // Ctrl-C once the server holds 1 MiB (and reads no more).
+        let mut child = courier_in(&c, &d, &upload)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        signal_when(&child, || server.received().len() >= MIB, "INT");
+        let stopped = (child.wait().unwrap().code(), {
+            use std::io::Read;
+            let mut text = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            text
+        });
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            let saved = c.join("big.bin.courier-upload-resume");
+            std::fs::metadata(saved).map(|m| m.permissions().mode() & 0o777)
+        };
+        assert_eq!(mode.ok(), Some(0o600), "resume data is a secret");
+        let resume = [
+            "upload",
+            "--resume-data",
+            "big.bin.courier-upload-resume",
+            "--allow-http",
+        ];
+        let resumed = courier_in(&c, &d, &resume).output().unwrap();
+        let appends = server.appends();
+        // Cut four times: past its three resumptions, the upload fails and keeps its data.
+        for cut in [MIB, MIB / 4, MIB / 4, MIB / 4] {
+            server.cut(Some(Cut::After(cut)));
+        }
+        let failed = courier_in(&c, &d, &upload).output().unwrap();
+        let again = courier_in(&c, &d, &resume).output().unwrap();
+        (stopped, (resumed, appends), failed, again)
+    })
+    .await
+    .unwrap();
+
+    let (code, stderr) = stopped;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("courier upload --resume-data big.bin.courier-upload-resume"),
+        "{stderr}"
+    );
+    let (resumed, appends) = resumed;
+    assert_success(&resumed);
+    assert_eq!(String::from_utf8_lossy(&resumed.stdout), whole(&payload));
+    assert_eq!(appends, [(MIB as u64, 2 * MIB)], "only the rest was sent");
+    assert!(!saved.exists(), "used resume data is removed");
+
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("resume data saved to"), "{stderr}");
+    assert_success(&again);
+    assert_eq!(String::from_utf8_lossy(&again.stdout), whole(&payload));
+    assert!(!saved.exists());
 }

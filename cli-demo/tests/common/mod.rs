@@ -176,19 +176,15 @@ pub(crate) fn stop_once_logged(
     needle: &str,
     signal: &str,
 ) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !std::fs::read_to_string(events)
-        .unwrap_or_default()
-        .contains(needle)
-    {
-        assert!(std::time::Instant::now() < deadline, "no {needle} event");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let killed = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal_when(
+        &child,
+        || {
+            std::fs::read_to_string(events)
+                .unwrap_or_default()
+                .contains(needle)
+        },
+        signal,
+    );
     let number = match signal {
         "INT" => 2,
         "TERM" => 15,
@@ -204,6 +200,24 @@ pub(crate) fn stop_once_logged(
     let complete = ev.iter().find(|e| e["event"] == "did_complete").unwrap();
     assert_eq!(complete["error"]["code"], "cancelled");
     ev
+}
+
+/// Waits (at most 20 s) until `ready` holds, then sends `child` SIG`signal` (`INT`, `TERM`).
+#[track_caller]
+pub(crate) fn signal_when(child: &std::process::Child, ready: impl Fn() -> bool, signal: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready for SIG{signal}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }
 
 /// `courier` with a private data directory (so default sessions keep their files apart) in `cwd`.
