@@ -229,7 +229,18 @@ async fn an_upload_stopped_or_failed_goes_on_from_its_saved_resume_data() {
             "big.bin.courier-upload-resume",
             "--allow-http",
         ];
-        let resumed = courier_in(&c, &d, &resume).output().unwrap();
+        // From another directory: the resume data names the file it sends from, whole.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let saved = c.join("big.bin.courier-upload-resume");
+        let from_elsewhere = [
+            "upload",
+            "--resume-data",
+            saved.to_str().unwrap(),
+            "--allow-http",
+        ];
+        let resumed = courier_in(elsewhere.path(), &d, &from_elsewhere)
+            .output()
+            .unwrap();
         let appends = server.appends();
         // Cut four times: past its three resumptions, the upload fails and keeps its data.
         for cut in [MIB, MIB / 4, MIB / 4, MIB / 4] {

@@ -376,7 +376,7 @@ impl Task {
 
     /// Cancels the task, answered with the data to go on with it later when it has some (a
     /// download's, an upload's).
-    async fn cancel_for_resume(&self) -> Option<ResumeData> {
+    pub(crate) async fn cancel_for_resume(&self) -> Option<ResumeData> {
         let (tx, rx) = oneshot::channel();
         self.control(Control::CancelForResume(tx));
         rx.await.ok().flatten()

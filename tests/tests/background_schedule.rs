@@ -2,7 +2,8 @@
 //! application sessions: transient failures are retried from the partial file (after the server's
 //! `Retry-After` when it gives one) until the resource timeout; the queue caps transfers and orders
 //! them by priority, with discretionary tasks last and earliest begin dates honoured; a transfer
-//! under the throughput floor is stopped and continued later; `cancel_by_producing_resume_data`
+//! under the throughput floor is stopped and continued later; an upload its server offered to
+//! resume is retried from the server's offset; `cancel_by_producing_resume_data`
 //! and `download_task_with_resume_data` work as in a default session.
 
 use std::sync::Arc;
@@ -108,6 +109,50 @@ async fn a_503_is_retried_after_its_retry_after_and_its_body_is_not_the_file() {
         waited >= Duration::from_millis(950),
         "Retry-After: 1 was honoured ({waited:?})"
     );
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_past_its_resumptions_is_retried_from_the_servers_offset() {
+    use courier_engine::reexports::http::Method;
+    use courier_tests::{Cut, ResumableUploadServer};
+    const MIB: usize = 1 << 20;
+    // The upload and each of the three resumptions its task makes on its own are cut: the
+    // service retries it from its resume data, which sends only the rest.
+    let server = ResumableUploadServer::with_cuts(
+        [
+            Cut::After(MIB),
+            Cut::After(MIB / 4),
+            Cut::After(MIB / 4),
+            Cut::After(MIB / 4),
+        ],
+        None,
+    )
+    .await;
+    let body = courier_tests::server::pattern_bytes(0, 3 * MIB);
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("body.bin");
+    std::fs::write(&file, &body).unwrap();
+    let service = start_service(root.path(), policy(|_| {})).await;
+    let rec = Arc::new(Recorder::new());
+    let session =
+        Session::with_delegate(background("retry.upload", &service), rec.clone()).unwrap();
+    let request = courier_engine::Request::new(Method::POST, &server.url("/files"));
+    let task = session
+        .upload_task(request, courier_engine::UploadBody::File(file))
+        .unwrap();
+    task.resume();
+    assert_eq!(rec.wait_complete(task.info().id(), WAIT).await, Some(None));
+    assert_eq!(server.received(), body, "every byte, once, in order");
+    assert_eq!(server.lengths().len(), 1, "never started over");
+    let held = MIB + 3 * MIB / 4;
+    assert_eq!(
+        server.appends().last(),
+        Some(&(held as u64, 3 * MIB - held)),
+        "the retry sent only the rest"
+    );
+    let (_, completions) = outcome(&rec.events(), task.info().id());
+    assert_eq!(completions, [None], "one completion, after the retry");
     service.shutdown().await;
 }
 

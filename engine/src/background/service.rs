@@ -355,10 +355,9 @@ impl Service {
                 .map(|(id, t)| (*id, t.clone()))
                 .collect();
             for (id, task) in tasks {
-                let Some(download) = task.as_download() else {
-                    continue; // an upload starts over anyway
-                };
-                let Some(data) = download.cancel_by_producing_resume_data().await else {
+                // A download keeps its partial file; an upload its server offered to resume, the
+                // server's offset. Any other task starts over.
+                let Some(data) = task.cancel_for_resume().await else {
                     continue;
                 };
                 let (identifier, data) = (identifier.clone(), data.as_bytes().to_vec());
@@ -367,7 +366,7 @@ impl Service {
                 })
                 .await;
                 if let Err(e) = kept {
-                    tracing::error!(error = %e, "a download's resume data could not be journaled");
+                    tracing::error!(error = %e, "a task's resume data could not be journaled");
                 }
             }
             if let Some(engine) = engine {

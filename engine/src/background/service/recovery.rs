@@ -100,6 +100,16 @@ impl Inner {
                 .session
                 .download_task_with_resume_data(&data)
                 .map(|t| t.task().clone()),
+            // An upload its server offered to resume goes on from the server's offset; one whose
+            // resume data can no longer serve (its file changed) starts over.
+            (TaskKind::Upload { .. }, Some(data))
+                if engine.session.check_upload_resume_data(&data).is_ok() =>
+            {
+                engine
+                    .session
+                    .upload_task_with_resume_data(&data)
+                    .map(|t| t.task().clone())
+            }
             (TaskKind::Download, None) if record.partial_file.is_some() => {
                 // Its partial file is gone (or unreadable): it starts over, and says so.
                 let (id, event) = (

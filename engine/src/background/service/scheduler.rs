@@ -280,16 +280,11 @@ impl Inner {
                 engine.delegate.stopping_task(key.1);
             }
             self.scheduler.remove(&key.0, key.1);
-            let checkpoint = match task.as_download() {
-                Some(download) => download
-                    .cancel_by_producing_resume_data()
-                    .await
-                    .map(|d| d.as_bytes().to_vec()),
-                None => {
-                    task.cancel();
-                    None
-                }
-            };
+            // A download or an upload goes on from where it stopped when it can.
+            let checkpoint = task
+                .cancel_for_resume()
+                .await
+                .map(|d| d.as_bytes().to_vec());
             let id = key.0.clone();
             let retries = super::journaled(&self.journal, move |j| j.task(&id, key.1))
                 .await

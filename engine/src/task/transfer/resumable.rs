@@ -267,14 +267,18 @@ pub(super) fn offer(
     }
     headers.insert(UPLOAD_COMPLETE, HeaderValue::from_static("?1"));
     headers.insert(UPLOAD_LENGTH, HeaderValue::from(length));
-    // Read now: a file changed after the upload began is not resumed from later.
-    let modified = match body {
-        UploadBody::File(path) => std::fs::metadata(path).and_then(|m| m.modified()).ok(),
-        _ => None,
+    // Read now: a file changed after the upload began is not resumed from later. Its path is
+    // kept absolute: resume data may be used from another working directory.
+    let (body, modified) = match body {
+        UploadBody::File(path) => (
+            UploadBody::File(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+            std::fs::metadata(path).and_then(|m| m.modified()).ok(),
+        ),
+        other => (other.clone(), None),
     };
     Some(UploadResource(Arc::new(Offered {
         length,
-        body: body.clone(),
+        body,
         modified,
         location: Mutex::new(None),
     })))
