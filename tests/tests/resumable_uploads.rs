@@ -198,34 +198,39 @@ async fn a_cancelled_upload_goes_on_from_its_resume_data_with_only_the_rest() {
 async fn an_upload_that_fails_past_its_resumptions_carries_resume_data() {
     let body = pattern_bytes(7, 3 * MIB);
     let session = session();
-    // The upload and each of its three resumptions are cut a little further on.
-    let server = ResumableUploadServer::with_cuts(
-        [
-            Cut::After(MIB / 2),
-            Cut::After(MIB / 4),
-            Cut::After(MIB / 4),
-            Cut::After(MIB / 4),
-        ],
-        None,
-    )
-    .await;
-    let request = Request::new(Method::POST, &server.url("/files"));
-    let failed = session
-        .upload(request, UploadBody::Bytes(body.clone().into()))
-        .await
-        .expect_err("cut four times");
-    assert_eq!(failed.code(), ErrorCode::NetworkConnectionLost);
-    let data = failed.resume_data().expect("resume data").clone();
-    assert_eq!(server.received().len(), 5 * MIB / 4);
+    // The upload and each of its three resumptions are cut a little further on; the first cut
+    // comes before any of the body, or after half a MiB.
+    for first in [MIB / 2, 0] {
+        let server = ResumableUploadServer::with_cuts(
+            [
+                Cut::After(first),
+                Cut::After(MIB / 4),
+                Cut::After(MIB / 4),
+                Cut::After(MIB / 4),
+            ],
+            None,
+        )
+        .await;
+        let request = Request::new(Method::POST, &server.url("/files"));
+        let failed = session
+            .upload(request, UploadBody::Bytes(body.clone().into()))
+            .await
+            .expect_err("cut four times");
+        assert_eq!(failed.code(), ErrorCode::NetworkConnectionLost);
+        let data = failed.resume_data().expect("resume data").clone();
+        let held = first + 3 * MIB / 4;
+        assert_eq!(server.received().len(), held);
 
-    // Later, the rest goes in one request.
-    let (answer, _) = session.upload_with_resume_data(&data).await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&answer), whole(&body));
-    assert_eq!(server.received(), body);
-    assert_eq!(
-        server.appends().last(),
-        Some(&((5 * MIB / 4) as u64, 3 * MIB - 5 * MIB / 4))
-    );
+        // Later, the rest goes in one request.
+        let (answer, _) = session.upload_with_resume_data(&data).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&answer), whole(&body));
+        assert_eq!(server.received(), body);
+        assert_eq!(
+            server.appends().last(),
+            Some(&(held as u64, 3 * MIB - held)),
+            "{first}"
+        );
+    }
 }
 
 #[tokio::test]

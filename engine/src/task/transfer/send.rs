@@ -347,7 +347,11 @@ impl Run {
                         && self.info.kind() == courier_delegates::TaskKind::Upload
                         && matches!(source, UploadBody::Bytes(_) | UploadBody::File(_))
                     {
-                        self.offered = resumable::offer(h, len, source);
+                        // (A `PATCH` from offset 0 speaks the protocol itself: no new offer,
+                        // and the upload resource it goes on at stays.)
+                        if let Some(offer) = resumable::offer(h, len, source) {
+                            self.offered = Some(offer);
+                        }
                     }
                 }
                 match self.expects_continue(head, prepared.length) {
