@@ -329,6 +329,11 @@ pub(crate) struct Options {
     /// curl).
     #[arg(short = 'A', long = "user-agent", global = true, value_name = "NAME")]
     pub(crate) user_agent: Option<String>,
+    /// Show each response head and what happens on the way (redirects, challenges, each
+    /// request's connection and TLS, how each task ended) on stderr, as curl's `-v` does.
+    /// Request heads are not shown (the engine completes them after the last look).
+    #[arg(short = 'v', long, global = true)]
+    pub(crate) verbose: bool,
     /// Send this Referer (`-H 'Referer: ...'` wins over it, as with curl).
     #[arg(short = 'e', long = "referer", global = true, value_name = "URL")]
     pub(crate) referer: Option<String>,

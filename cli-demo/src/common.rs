@@ -50,7 +50,7 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     config.wait_for_connectivity = options.wait_for_connectivity;
     // 1xx responses are an event of the stream (and cost every request a hook): asked for only
     // when the stream is written.
-    config.deliver_informational_responses = options.events.is_some();
+    config.deliver_informational_responses = options.events.is_some() || options.verbose;
     if options.tls13 {
         config.tls_minimum_version = courier_engine::TlsVersion::Tls13;
     }

@@ -32,6 +32,7 @@ use crate::progress::Progress;
 mod callbacks;
 mod in_order;
 mod unread_stream;
+mod verbose;
 
 use unread_stream::UnreadStream;
 
@@ -56,6 +57,8 @@ pub(crate) struct CliDelegate {
     /// events leave themselves at their default after their first call, and the session stops
     /// making the trip.
     logs: bool,
+    /// `-v`: the events, as a person reads them, on stderr ([`verbose`]).
+    verbose: bool,
     inner: Mutex<Inner>,
     finished: mpsc::UnboundedSender<Finished>,
     invalid: watch::Sender<bool>,
@@ -157,6 +160,7 @@ impl CliDelegate {
         let delegate = CliDelegate {
             start: Instant::now(),
             logs: events.is_some(),
+            verbose: false,
             inner: Mutex::new(Inner {
                 seq: 0,
                 events,
@@ -247,6 +251,11 @@ impl CliDelegate {
     }
 
     fn write(&self, inner: &mut Inner, event: &str, task: Option<u64>, fields: Value) {
+        if self.verbose {
+            for line in verbose::lines(event, task, &fields) {
+                self.progress.println(&line);
+            }
+        }
         let Some(out) = inner.events.as_mut() else {
             return;
         };
@@ -344,6 +353,8 @@ impl CliDelegate {
         self.insecure = options.insecure;
         self.fail = options.fail;
         self.heads = options.head;
+        self.verbose = options.verbose;
+        self.logs |= options.verbose;
         self.identity = crate::common::client_identity(options)?;
         Ok(())
     }

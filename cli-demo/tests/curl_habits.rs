@@ -1,6 +1,6 @@
 //! Black-box tests of `courier` used with curl's habits: `-sSfL`, `-d`, `-o -`, `-A`,
-//! `--compressed`, `-I` for a head, `-r`, `-e` and `-m`, a URL typed without its scheme, and `--cacert` naming a
-//! self-signed certificate.
+//! `--compressed`, `-I` for a head, `-r`, `-e`, `-m` and `-v`, a URL typed without its scheme,
+//! and `--cacert` naming a self-signed certificate.
 
 mod common;
 
@@ -231,4 +231,36 @@ async fn dash_r_e_and_m_are_curls() {
         "a download fetches the whole file"
     );
     assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
+}
+
+/// `-v`, as curl's: each response head and what happened on the way, on stderr, with the body
+/// still alone on stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_v_shows_the_heads_and_the_way() {
+    let server = TestServer::http().await;
+    let chain = server.url("/chain/1");
+    let out = tokio::task::spawn_blocking(move || courier(&["get", "-sv", "--allow-http", &chain]))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(out.stdout, b"end of chain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let port = server.addr().port();
+    for line in [
+        "* task 1: 302 redirects to".to_owned(),
+        "< 200 OK".to_owned(),
+        "<".to_owned(),
+        format!("http/1.1, new connection to 127.0.0.1:{port}, status 302"),
+        format!("http/1.1, reused connection to 127.0.0.1:{port}, status 200"),
+        "* task 1: done, status 200".to_owned(),
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.contains(&line)),
+            "{line}: {stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains('{'),
+        "no event lines without --events: {stderr}"
+    );
 }
