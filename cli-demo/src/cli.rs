@@ -51,16 +51,6 @@ pub(crate) enum Command {
         /// `-O`, as in `-OJ`).
         #[arg(short = 'O', long = "remote-name")]
         remote_name: bool,
-        /// Try a download that failed for a transient reason again, up to N times (curl's and
-        /// wget's habit): a timeout, a lost or refused connection, a name that did not resolve, or
-        /// an HTTP 408, 429, 500, 502, 503 or 504. It continues from its resume data where it has
-        /// some. Waits what the server's Retry-After asks, else 1 s, doubling up to 10 minutes.
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        retry: u32,
-        /// Wait SECS before each retry instead of the doubling backoff (a server's Retry-After
-        /// still wins).
-        #[arg(long = "retry-delay", value_name = "SECS", value_parser = parse_delay)]
-        retry_delay: Option<std::time::Duration>,
     },
     /// An upload task: PUT (or -X METHOD) the file or text to URL; the response body to stdout.
     Upload {
@@ -334,6 +324,18 @@ pub(crate) struct Options {
     /// Request heads are not shown (the engine completes them after the last look).
     #[arg(short = 'v', long, global = true)]
     pub(crate) verbose: bool,
+    /// `get` and `download`: try a task that failed for a transient reason again, up to N times
+    /// (curl's and wget's habit): a timeout, a lost or refused connection, a name that did not
+    /// resolve, or an HTTP 408, 429, 500, 502, 503 or 504 (whose body is then not kept). A
+    /// download continues from its resume data; `get` tries again only while none of the body
+    /// was written. Waits what the server's Retry-After asks, else 1 s, doubling up to 10
+    /// minutes.
+    #[arg(long, global = true, value_name = "N", default_value_t = 0)]
+    pub(crate) retry: u32,
+    /// Wait SECS before each retry instead of the doubling backoff (a server's Retry-After still
+    /// wins).
+    #[arg(long = "retry-delay", global = true, value_name = "SECS", value_parser = parse_delay)]
+    pub(crate) retry_delay: Option<std::time::Duration>,
     /// Send this Referer (`-H 'Referer: ...'` wins over it, as with curl).
     #[arg(short = 'e', long = "referer", global = true, value_name = "URL")]
     pub(crate) referer: Option<String>,

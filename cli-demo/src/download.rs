@@ -7,19 +7,16 @@
 //! `courier download` of the same URL to the same file. A download that a killed `courier` left
 //! part-way is continued by the next `courier download` of the same request. With `--retry N`, a download that fails for a transient
 //! reason (the network's, or a server's "not now") is tried again, from its resume data where it
-//! has some, after the wait the server asks for or a doubling backoff (`Retries`).
+//! has some, after the wait the server asks for or a doubling backoff ([`Retries`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use courier_engine::reexports::http::StatusCode;
 use courier_engine::reexports::url::Url;
 use courier_engine::{
     DownloadTask, ErrorCode, InterruptedDownload, Request, ResumeData, Session, plain_file_name,
-    retry,
 };
 use tokio::time::Instant;
 
@@ -29,6 +26,7 @@ use crate::common::{
 };
 use crate::events::{CliDelegate, Finished};
 use crate::progress::Progress;
+use crate::retries::Retries;
 use crate::{ExitCode, Failure};
 
 /// What `courier download` was asked to do.
@@ -39,46 +37,6 @@ pub(crate) struct Args {
     pub(crate) save_resume_data: Option<PathBuf>,
     /// `-J`: name files from the response (`Content-Disposition`) instead of the URL.
     pub(crate) remote_header_name: bool,
-    /// `--retry N`, `--retry-delay SECS`.
-    pub(crate) retries: Retries,
-}
-
-/// How a download that failed for a transient reason is tried again (`--retry N`, curl's and
-/// wget's habit; URLSession leaves it to the application, which this command is).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Retries {
-    /// How many times at most, per download (0: never).
-    pub(crate) most: u32,
-    /// A fixed wait before each, instead of the doubling backoff.
-    pub(crate) delay: Option<Duration>,
-}
-
-/// The doubling backoff's first wait and its cap: curl's.
-const FIRST_WAIT: Duration = Duration::from_secs(1);
-const LONGEST_WAIT: Duration = Duration::from_secs(600);
-
-impl Retries {
-    /// The wait before trying the download that ended as `f` again, after `tried` retries; `None`
-    /// when it is not tried again: it succeeded, it failed for good, or its retries are spent.
-    /// Transient: an error of the network ([`retry::is_transient_error`]), or a status that says
-    /// "not now" ([`retry::is_transient_status`]), whose `Retry-After` sets the wait.
-    fn wait(&self, f: &Finished, tried: u32) -> Option<Duration> {
-        if tried >= self.most {
-            return None;
-        }
-        let transient = match &f.error {
-            Some(e) => retry::is_transient_error(e.code()),
-            None => f
-                .status
-                .and_then(|s| StatusCode::from_u16(s).ok())
-                .is_some_and(retry::is_transient_status),
-        };
-        transient.then(|| {
-            f.retry_after
-                .or(self.delay)
-                .unwrap_or_else(|| retry::backoff(FIRST_WAIT, LONGEST_WAIT, tried))
-        })
-    }
 }
 
 /// Where the files go.
@@ -191,6 +149,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let mut running: HashMap<u64, Running> = HashMap::new();
     let mut results: Vec<Finished> = Vec::new();
     let mut interrupted = false;
+    let retries = Retries::from(options);
     // Downloads waiting to be tried again (`--retry`), and when.
     let mut waiting: Vec<(Instant, Job)> = Vec::new();
     let parallel = options.parallel.max(1);
@@ -258,7 +217,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                 }
                 _ => delegate.set_destination(task.info().id(), destination.clone()),
             }
-            if tried < args.retries.most {
+            if tried < retries.most {
                 delegate.set_retried_on_status(task.info().id());
             }
             delegate.bars().add(task.info().id(), || {
@@ -290,19 +249,11 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                     results.push(f);
                     continue;
                 };
-                match args.retries.wait(&f, r.tried).filter(|_| !interrupted) {
+                match retries.wait(&f, r.tried).filter(|_| !interrupted) {
                     Some(wait) => {
-                        let left = args.retries.most - r.tried - 1;
-                        let why = match &f.error {
-                            Some(e) => format!("{} ({})", e.message(), e.code().name()),
-                            None => format!("HTTP status {}", f.status.unwrap_or_default()),
-                        };
-                        delegate.bars().println(&format!(
-                            "courier: {}: {why}; trying again in {:.1} s ({left} more {} left)",
-                            crate::common::shown_url(&r.url),
-                            wait.as_secs_f64(),
-                            if left == 1 { "retry" } else { "retries" },
-                        ));
+                        delegate
+                            .bars()
+                            .println(&retries.note(&r.url, &f, wait, r.tried));
                         let job = Job::Again {
                             data: f.error.as_ref().and_then(|e| e.resume_data()).cloned(),
                             url: r.url,
@@ -576,61 +527,6 @@ mod tests {
                 "{hostile}: {name}"
             );
         }
-    }
-
-    #[test]
-    fn only_transient_failures_are_tried_again_while_retries_last() {
-        use courier_engine::Error;
-        let ended = |error: Option<ErrorCode>, status: Option<u16>, asked: Option<u64>| Finished {
-            task: 1,
-            status,
-            error: error.map(|c| Error::new(c, "x")),
-            saved: None,
-            retry_after: asked.map(Duration::from_secs),
-        };
-        let retries = Retries {
-            most: 2,
-            delay: None,
-        };
-        let lost = ended(Some(ErrorCode::NetworkConnectionLost), None, None);
-        assert_eq!(retries.wait(&lost, 0), Some(Duration::from_secs(1)));
-        assert_eq!(retries.wait(&lost, 1), Some(Duration::from_secs(2)));
-        assert_eq!(retries.wait(&lost, 2), None, "spent");
-        let timed_out = ended(Some(ErrorCode::TimedOut), Some(200), None);
-        assert!(retries.wait(&timed_out, 0).is_some());
-        for (code, status) in [
-            (Some(ErrorCode::Cancelled), None),
-            (Some(ErrorCode::ServerCertificateUntrusted), None),
-            (Some(ErrorCode::CannotDecodeContentData), Some(200)),
-            (None, Some(200)),
-            (None, Some(404)),
-            (None, Some(501)),
-            (None, None),
-        ] {
-            assert_eq!(
-                retries.wait(&ended(code, status, None), 0),
-                None,
-                "{code:?} {status:?}"
-            );
-        }
-        let busy = ended(None, Some(503), Some(7));
-        assert_eq!(retries.wait(&busy, 0), Some(Duration::from_secs(7)));
-        let fixed = Retries {
-            most: 1,
-            delay: Some(Duration::from_millis(250)),
-        };
-        assert_eq!(
-            fixed.wait(&busy, 0),
-            Some(Duration::from_secs(7)),
-            "the server's wait wins"
-        );
-        let throttled = ended(None, Some(429), None);
-        assert_eq!(fixed.wait(&throttled, 0), Some(Duration::from_millis(250)));
-        assert_eq!(
-            Retries::default().wait(&throttled, 0),
-            None,
-            "no --retry: never"
-        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub(crate) struct Finished {
     pub(crate) saved: Option<Result<PathBuf, String>>,
     /// The wait its response asked for (`Retry-After`), when its status says "not now".
     pub(crate) retry_after: Option<Duration>,
+    /// Some of its body reached the output (of a task that may be tried again, `get --retry`).
+    pub(crate) body_written: bool,
 }
 
 /// The CLI's delegate.
@@ -59,6 +61,8 @@ pub(crate) struct CliDelegate {
     logs: bool,
     /// `-v`: the events, as a person reads them, on stderr ([`verbose`]).
     verbose: bool,
+    /// `--retry`: a response whose status says "not now" may be dropped.
+    retrying: bool,
     inner: Mutex<Inner>,
     finished: mpsc::UnboundedSender<Finished>,
     invalid: watch::Sender<bool>,
@@ -123,9 +127,11 @@ struct Inner {
     saved: HashMap<u64, Result<PathBuf, String>>,
     /// Tasks whose body is dropped: an HTTP error status under `--fail`.
     discarding: HashSet<u64>,
-    /// Downloads that are tried again when their status says "not now" (`download --retry`):
-    /// such a body is not saved.
+    /// Tasks tried again when their status says "not now" (`--retry`): such a body is not
+    /// saved, nor written.
     retried_on_status: HashSet<u64>,
+    /// Those of them whose body reached the output already: `get` cannot take it back.
+    wrote_body: HashSet<u64>,
     /// Where a download with no destination of its own goes, named from its URL (`bg attach`).
     default_dir: Option<PathBuf>,
     /// Data tasks running at once whose bodies go out whole and in order (`get -j N`).
@@ -161,6 +167,7 @@ impl CliDelegate {
             start: Instant::now(),
             logs: events.is_some(),
             verbose: false,
+            retrying: false,
             inner: Mutex::new(Inner {
                 seq: 0,
                 events,
@@ -172,6 +179,7 @@ impl CliDelegate {
                 saved: HashMap::new(),
                 discarding: HashSet::new(),
                 retried_on_status: HashSet::new(),
+                wrote_body: HashSet::new(),
                 default_dir: None,
                 in_order: None,
             }),
@@ -354,6 +362,7 @@ impl CliDelegate {
         self.fail = options.fail;
         self.heads = options.head;
         self.verbose = options.verbose;
+        self.retrying = options.retry > 0;
         self.logs |= options.verbose;
         self.identity = crate::common::client_identity(options)?;
         Ok(())
@@ -414,8 +423,8 @@ impl CliDelegate {
         self.checks_names.store(true, Ordering::Release);
     }
 
-    /// `task` is tried again if its status says "not now" (`download --retry`): its body then
-    /// is not the file, and is not saved.
+    /// `task` is tried again if its status says "not now" (`--retry`): its body then is not the
+    /// file (a download's is not saved, a data task's not written).
     pub(crate) fn set_retried_on_status(&self, task: u64) {
         self.inner().retried_on_status.insert(task);
     }

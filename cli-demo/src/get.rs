@@ -1,4 +1,6 @@
-//! `courier get`: one data task per URL in one session, bodies to stdout or a file.
+//! `courier get`: one data task per URL in one session, bodies to stdout or a file. With
+//! `--retry N`, a task that fails for a transient reason before any of its body was written is
+//! tried again ([`Retries`]); one cut off mid-body is not (what was written cannot be taken back).
 
 use std::collections::VecDeque;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -10,6 +12,7 @@ use crate::cli::Options;
 use crate::common::{self, configuration, events_output, finish, report, request};
 use crate::events::{CliDelegate, Finished};
 use crate::progress::Progress;
+use crate::retries::Retries;
 use crate::{ExitCode, Failure};
 
 /// The write buffer of `-o FILE` (standard output keeps the default, so that a body arriving
@@ -49,6 +52,9 @@ pub(crate) async fn run(
 
     let mut waiting: VecDeque<String> = urls.into();
     let mut running = 0usize;
+    let retries = Retries::from(options);
+    // With --retry (one task at a time), the running task's URL and how often it was tried again.
+    let mut current: Option<(String, u32)> = None;
     let mut results: Vec<Finished> = Vec::new();
     let parallel = options.parallel.max(1);
     let mut interrupted = false;
@@ -61,6 +67,10 @@ pub(crate) async fn run(
                 break;
             };
             let task = session.data_task(request(&url, options)?)?;
+            if retries.most > 0 {
+                delegate.set_retried_on_status(task.info().id());
+                current = Some((url, 0));
+            }
             if parallel > 1 {
                 // One output for every body: each goes out whole, in the order of the URLs.
                 delegate.write_in_order(task.info().id());
@@ -76,7 +86,42 @@ pub(crate) async fn run(
         }
         tokio::select! {
             done = finished.recv() => match done {
-                Some(f) => { running -= 1; results.push(f); }
+                Some(f) => {
+                    let again = current
+                        .take()
+                        .and_then(|(url, tried)| Some((retries.wait(&f, tried)?, url, tried)));
+                    if let Some((_, url, _)) = again.as_ref().filter(|_| f.body_written) {
+                        delegate.bars().println(&format!(
+                            "courier: {}: not tried again: part of its body was written already",
+                            crate::common::shown_url(url)
+                        ));
+                    }
+                    if let Some((wait, url, tried)) = again.filter(|_| !f.body_written) {
+                        delegate.bars().println(&retries.note(&url, &f, wait, tried));
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            _ = &mut ctrl_c => {
+                                interrupted = true;
+                                session.invalidate_and_cancel();
+                                results.push(f);
+                                running -= 1;
+                                continue;
+                            }
+                        }
+                        let task = session.data_task(request(&url, options)?)?;
+                        if tried + 1 < retries.most {
+                            delegate.set_retried_on_status(task.info().id());
+                        }
+                        delegate.bars().add(task.info().id(), || {
+                            crate::download::file_name_for(&url)
+                        });
+                        task.resume();
+                        current = Some((url, tried + 1));
+                        continue;
+                    }
+                    running -= 1;
+                    results.push(f);
+                }
                 None => break,
             },
             _ = &mut ctrl_c, if !interrupted => {

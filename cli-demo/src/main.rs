@@ -23,6 +23,7 @@ mod download;
 mod events;
 mod get;
 mod progress;
+mod retries;
 mod stream;
 mod upload;
 mod ws;
@@ -170,6 +171,26 @@ fn main() {
                     "-I (--head) shows a response's head: use it with courier get".into(),
                 ));
             }
+            let fetches = matches!(
+                cli.command,
+                cli::Command::Get { .. } | cli::Command::Download { .. }
+            );
+            if cli.options.retry > 0 && !fetches {
+                return Err(Failure::usage(
+                    "--retry tries a fetch again: use it with courier get or courier download \
+                     (an upload its server offered to resume goes on by itself)"
+                        .into(),
+                ));
+            }
+            if cli.options.retry > 0
+                && cli.options.parallel > 1
+                && matches!(cli.command, cli::Command::Get { .. })
+            {
+                // A body tried again must keep its place in the output, which -j orders by task.
+                return Err(Failure::usage(
+                    "get --retry runs one task at a time: drop -j (download takes both)".into(),
+                ));
+            }
             if cli.options.range.is_some() && !matches!(cli.command, cli::Command::Get { .. }) {
                 // A download asks for ranges of its own, to continue: a part of a file is not
                 // something it can resume or save as the file.
@@ -190,8 +211,6 @@ fn main() {
                     save_resume_data,
                     remote_header_name,
                     remote_name: _,
-                    retry,
-                    retry_delay,
                 } => {
                     let args = download::Args {
                         urls,
@@ -199,10 +218,6 @@ fn main() {
                         resume_data,
                         save_resume_data,
                         remote_header_name,
-                        retries: download::Retries {
-                            most: retry,
-                            delay: retry_delay,
-                        },
                     };
                     download::run(args, &cli.options).await
                 }

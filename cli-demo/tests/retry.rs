@@ -225,3 +225,62 @@ async fn ctrl_c_while_a_retry_waits_saves_the_resume_data() {
     assert_eq!(server.served()[1].start, 100_000);
     assert!(std::fs::read(cwd.path().join("resource.bin")).unwrap() == server.content());
 }
+
+/// `get --retry`: a "not now" is waited out and its body never reaches the output; a body cut
+/// off part-way is not tried again (what went out cannot be taken back); and `--retry` is for
+/// fetches, one at a time for `get`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_tries_again_only_what_wrote_nothing() {
+    let server = ResourceServer::start(SIZE).await;
+    server.script([Misbehaviour::Unavailable {
+        retry_after_secs: 0,
+    }]);
+    let (u, content) = (server.url(), server.content());
+    let (busy, cut, parallel, upload) = tokio::task::spawn_blocking(move || {
+        let get = |extra: &[&str]| {
+            // Ephemeral: no disk cache answers the second run from the first.
+            let mut args = vec![
+                "get",
+                "-s",
+                "--config",
+                "ephemeral",
+                "--allow-http",
+                "--retry",
+                "2",
+            ];
+            args.extend(extra);
+            args.push(&u);
+            courier(&args)
+        };
+        let busy = get(&[]);
+        server.script([Misbehaviour::CutAfter(1000)]);
+        let cut = get(&[]);
+        (busy, cut, get(&["-j", "2"]), {
+            courier(&["upload", "--data", "x", "--retry", "1", "--allow-http", &u])
+        })
+    })
+    .await
+    .unwrap();
+    assert_success(&busy);
+    assert!(busy.stdout == content, "the body once, and no 503 page");
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        stderr.contains("HTTP status 503; trying again in 0.0 s"),
+        "{stderr}"
+    );
+
+    assert_eq!(cut.status.code(), Some(1));
+    assert_eq!(
+        cut.stdout.len(),
+        1000,
+        "what went out stays; nothing is sent twice"
+    );
+    let stderr = String::from_utf8_lossy(&cut.stderr);
+    assert!(
+        stderr.contains("not tried again: part of its body was written already"),
+        "{stderr}"
+    );
+    for refused in [&parallel, &upload] {
+        assert_eq!(refused.status.code(), Some(2));
+    }
+}

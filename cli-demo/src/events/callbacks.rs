@@ -251,6 +251,7 @@ impl TaskDelegate for CliDelegate {
         let mut inner = self.inner();
         let saved = inner.saved.remove(&task.id());
         inner.retried_on_status.remove(&task.id());
+        let body_written = inner.wrote_body.remove(&task.id());
         if inner.unchecked_names.remove(&task.id()).is_some() && inner.unchecked_names.is_empty() {
             self.checks_names.store(false, Ordering::Release);
         }
@@ -276,6 +277,7 @@ impl TaskDelegate for CliDelegate {
             error: error.cloned(),
             saved,
             retry_after,
+            body_written,
         });
     }
 }
@@ -403,7 +405,7 @@ impl DataDelegate for CliDelegate {
         reply: Reply<ResponseDisposition>,
     ) {
         let disposition = ResponseDisposition::Allow;
-        if !self.logs && !self.fail && !self.heads {
+        if !self.logs && !self.fail && !self.heads && !self.retrying {
             // Nothing to write and no body to drop: the default answer, from now on without a
             // trip here.
             reply.send(disposition);
@@ -427,7 +429,10 @@ impl DataDelegate for CliDelegate {
                 "disposition": disposition.name(),
             }),
         );
-        if self.discards(response.status().as_u16()) {
+        if self.discards(response.status().as_u16())
+            || (inner.retried_on_status.contains(&task.id())
+                && retry::is_transient_status(response.status()))
+        {
             inner.discarding.insert(task.id());
         }
         // `-I`: the head where the body goes (none under `--fail` for an error status, as curl).
@@ -497,6 +502,9 @@ impl DataDelegate for CliDelegate {
         } else if let Some(in_order) = inner.in_order.as_mut() {
             in_order.received(task.id(), data, &mut inner.body)
         } else {
+            if inner.retried_on_status.contains(&task.id()) {
+                inner.wrote_body.insert(task.id());
+            }
             inner.body.write_all(data)
         };
         drop(guard);
