@@ -5,9 +5,10 @@
 //! saves it (`--save-resume-data FILE`, else `<output>.courier-resume`); so does a download that
 //! fails part-way. `--resume-data FILE` continues from such a file, and so does the next
 //! `courier download` of the same URL to the same file. A download that a killed `courier` left
-//! part-way is continued by the next `courier download` of the same request. With `--retry N`, a download that fails for a transient
-//! reason (the network's, or a server's "not now") is tried again, from its resume data where it
-//! has some, after the wait the server asks for or a doubling backoff ([`Retries`]).
+//! part-way is continued by the next `courier download` of the same request. With `--retry N`, a
+//! download that fails for a transient reason (the network's, or a server's "not now") is tried
+//! again, from its resume data where it has some, after the wait the server asks for or a
+//! doubling backoff ([`Retries`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;

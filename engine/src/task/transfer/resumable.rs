@@ -3,13 +3,13 @@
 //! (draft-ietf-httpbis-resumable-upload).
 //!
 //! An upload task whose body can be read again from any byte (bytes, a file) and is at least
-//! [`OFFERED_FROM`] long offers the server the upgrade: its request carries `Upload-Complete: ?1` and `Upload-Length`. A server that takes
-//! it answers `104 (Upload Resumption Supported)` with the `Location` of an upload resource before
-//! its final answer. When the connection is lost before that final answer, the transfer asks the
-//! upload resource how much it holds (`HEAD`, `Upload-Offset`), then sends the rest (`PATCH`,
-//! `application/partial-upload`, `Upload-Offset`, `Upload-Complete: ?1`); the answer to that is
-//! the task's response, as the draft says. A server that does not take the upgrade ignores the
-//! two fields, and nothing changes.
+//! [`OFFERED_FROM`] long offers the server the upgrade: its request carries `Upload-Complete: ?1`
+//! and `Upload-Length`. A server that takes it answers `104 (Upload Resumption Supported)` with
+//! the `Location` of an upload resource before its final answer. When the connection is lost
+//! before that final answer, the transfer asks the upload resource how much it holds (`HEAD`,
+//! `Upload-Offset`), then sends the rest (`PATCH`, `application/partial-upload`, `Upload-Offset`,
+//! `Upload-Complete: ?1`); the answer to that is the task's response, as the draft says. A server
+//! that does not take the upgrade ignores the two fields, and nothing changes.
 //!
 //! Only an upload resource of the request's own origin is used: its requests carry the request's
 //! fields (credentials among them), which never go to another origin. A `5xx` answer is the
