@@ -237,6 +237,8 @@ async fn an_upload_stopped_or_failed_goes_on_from_its_saved_resume_data() {
             "--resume-data",
             saved.to_str().unwrap(),
             "--allow-http",
+            "--events",
+            "-",
         ];
         let resumed = courier_in(elsewhere.path(), &d, &from_elsewhere)
             .output()
@@ -263,6 +265,22 @@ async fn an_upload_stopped_or_failed_goes_on_from_its_saved_resume_data() {
     assert_success(&resumed);
     assert_eq!(String::from_utf8_lossy(&resumed.stdout), whole(&payload));
     assert_eq!(appends, [(MIB as u64, 2 * MIB)], "only the rest was sent");
+    // Its progress goes on from what the server held: the last report is the whole body, and
+    // the first is past it already.
+    let sent: Vec<(u64, u64)> = stderr_events(&resumed)
+        .iter()
+        .filter(|e| e["event"] == "did_send_body_data")
+        .map(|e| {
+            let n = |k: &str| e[k].as_u64().unwrap();
+            (n("total_bytes_sent"), n("total_bytes_expected_to_send"))
+        })
+        .collect();
+    assert_eq!(
+        sent.last(),
+        Some(&(3 * MIB as u64, 3 * MIB as u64)),
+        "{sent:?}"
+    );
+    assert!(sent[0].0 > MIB as u64, "{sent:?}");
     assert!(!saved.exists(), "used resume data is removed");
 
     assert_eq!(failed.status.code(), Some(1));

@@ -60,6 +60,10 @@ pub(crate) enum TaskMsg {
     ResumedAt { offset: u64, expected: i64 },
     /// Request body bytes went out.
     Sent(u64),
+    /// An upload made from resume data goes on at `offset`: the server holds that much already,
+    /// and the task's count of bytes sent starts there (as a resumed download's count of bytes
+    /// written starts at its offset). No callback: no bytes went out.
+    SentBefore(u64),
     /// The body ended; a download's file is at the path.
     Finished(Option<PathBuf>),
     /// A completion-form task's whole answer in one message (the transfer gathered the body and
@@ -449,6 +453,10 @@ impl TaskActorState {
                         });
                         return Ok(());
                     }
+                    TaskMsg::SentBefore(offset) => {
+                        st.sent += offset;
+                        return Ok(());
+                    }
                     TaskMsg::Informational(response) => {
                         st.tell(Callback::InformationalResponse, move |d, info| {
                             d.did_receive_informational_response(info, &response)
@@ -461,6 +469,7 @@ impl TaskActorState {
                     TaskMsg::OfferToCache(..)
                     | TaskMsg::PartResponse(..)
                     | TaskMsg::Informational(..)
+                    | TaskMsg::SentBefore(..)
                     | TaskMsg::Closed(..)
                     | TaskMsg::Stream(..)
                     | TaskMsg::WaitingForConnectivity

@@ -368,7 +368,12 @@ impl Run {
         let original = std::mem::replace(&mut self.url, resource.clone());
         let first = match self.upload_offset(head, &resource).await {
             Ok(Offset::At(offset)) if offset <= length => {
-                Ok(Some(self.append(head, body, &resource, offset).await))
+                // What the server holds counts as sent: the task's progress goes on from there.
+                self.recorder.add_sent(offset);
+                match self.callbacks && self.actor.cast(TaskMsg::SentBefore(offset)).is_err() {
+                    true => Err(Halt::Interrupted),
+                    false => Ok(Some(self.append(head, body, &resource, offset).await)),
+                }
             }
             Ok(Offset::Complete) => {
                 self.offered = None;
