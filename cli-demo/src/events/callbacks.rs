@@ -502,7 +502,8 @@ impl DataDelegate for CliDelegate {
         } else if let Some(in_order) = inner.in_order.as_mut() {
             in_order.received(task.id(), data, &mut inner.body)
         } else {
-            if inner.retried_on_status.contains(&task.id()) {
+            // Looked up only under `--retry`: this runs for every chunk of every body.
+            if self.retrying && inner.retried_on_status.contains(&task.id()) {
                 inner.wrote_body.insert(task.id());
             }
             inner.body.write_all(data)

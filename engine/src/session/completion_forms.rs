@@ -105,8 +105,7 @@ impl Session {
         &self,
         data: &ResumeData,
     ) -> TaskFuture<UploadTask, (Bytes, Response)> {
-        let (original, resumption) =
-            crate::task::transfer::decode_upload_resume_data(&self.inner.ctx.storage, data);
+        let (original, resumption) = self.resumed_upload(data);
         self.awaited(
             TaskKind::Upload,
             original,

@@ -11,6 +11,7 @@ use courier_delegates::{Error, ErrorCode, Request, ResumeData, TaskInfo, TaskKin
 use super::{Session, SessionMsg};
 use crate::completion::{Sink, Terminal};
 use crate::task::download::{decode_resume_data, request_from_record, resume_error};
+use crate::task::transfer::UploadResumption;
 use crate::task::{
     DataTask, DownloadTask, PartialSlot, StreamTask, Task, UploadBody, UploadTask, WebSocketTask,
     Work,
@@ -425,8 +426,18 @@ impl Session {
                 "uploads made from resume data",
             ));
         }
-        let (original, resumption) =
-            crate::task::transfer::decode_upload_resume_data(&self.inner.ctx.storage, data);
+        let (original, resumption) = self.resumed_upload(data);
+        self.upload_task_resumed(original, resumption)
+    }
+
+    /// The upload task that goes on with `resumption` (decoded by [`Session::resumed_upload`]),
+    /// suspended: for a caller that looked at the decoded data first, which is then not read
+    /// twice.
+    pub(crate) fn upload_task_resumed(
+        &self,
+        original: Request,
+        resumption: Result<Box<UploadResumption>, Error>,
+    ) -> Result<UploadTask, CreateTaskError> {
         self.create(
             TaskKind::Upload,
             original,
@@ -435,6 +446,15 @@ impl Session {
             true,
         )
         .map(UploadTask::new)
+    }
+
+    /// The original request and the checked upload of an upload made from `data`, or why it
+    /// cannot go on (the task fails with that when it starts; until then it has no URL to show).
+    pub(crate) fn resumed_upload(
+        &self,
+        data: &ResumeData,
+    ) -> (Request, Result<Box<UploadResumption>, Error>) {
+        crate::task::transfer::decode_upload_resume_data(&self.inner.ctx.storage, data)
     }
 
     /// Whether `data` can still continue its download in this session, and the request it
@@ -470,8 +490,7 @@ impl Session {
     /// The error the task would fail with: -1015 for data that is damaged, not this directory's,
     /// or not an upload's; -1100 when the body's file is gone, -3001 when it changed.
     pub fn check_upload_resume_data(&self, data: &ResumeData) -> Result<Request, Error> {
-        let (original, resumption) =
-            crate::task::transfer::decode_upload_resume_data(&self.inner.ctx.storage, data);
+        let (original, resumption) = self.resumed_upload(data);
         resumption.map(|_| original)
     }
 

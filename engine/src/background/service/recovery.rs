@@ -102,14 +102,13 @@ impl Inner {
                 .map(|t| t.task().clone()),
             // An upload its server offered to resume goes on from the server's offset; one whose
             // resume data can no longer serve (its file changed) starts over.
-            (TaskKind::Upload { .. }, Some(data))
-                if engine.session.check_upload_resume_data(&data).is_ok() =>
-            {
-                engine
+            (TaskKind::Upload { .. }, Some(data)) => match engine.session.resumed_upload(&data) {
+                (original, Ok(upload)) => engine
                     .session
-                    .upload_task_with_resume_data(&data)
-                    .map(|t| t.task().clone())
-            }
+                    .upload_task_resumed(original, Ok(upload))
+                    .map(|t| t.task().clone()),
+                (_, Err(_)) => engine.create(&record.kind, request),
+            },
             (TaskKind::Download, None) if record.partial_file.is_some() => {
                 // Its partial file is gone (or unreadable): it starts over, and says so.
                 let (id, event) = (
