@@ -150,10 +150,10 @@ impl CookieStorage {
         self.lock().iter_unexpired().map(Cookie::of).collect()
     }
 
-    /// The cookies a request to `url` would carry (domain, path, `Secure` and expiry applied).
+    /// The cookies a request to `url` would carry (domain, path, `Secure` and expiry applied), in
+    /// the order its `Cookie` header lists them: the longest path first.
     pub fn cookies_for(&self, url: &Url) -> Vec<Cookie> {
-        self.lock()
-            .matches(url)
+        in_request_order(&self.lock(), url)
             .into_iter()
             .map(Cookie::of)
             .collect()
@@ -235,7 +235,11 @@ impl CookieStorage {
     /// [`MAX_COOKIE_HEADER`] bytes (cookies that would go past it are left out).
     pub(crate) fn header_for(&self, url: &Url) -> Option<HeaderValue> {
         let store = self.lock();
-        let value = cookie_header(store.get_request_values(url));
+        let value = cookie_header(
+            in_request_order(&store, url)
+                .into_iter()
+                .map(|c| c.name_value()),
+        );
         drop(store);
         (!value.is_empty())
             .then(|| HeaderValue::from_str(&value).ok())
@@ -450,6 +454,27 @@ fn path_match(path: &str, cookie_path: &str) -> bool {
 
 /// Joins `name=value` pairs into a `Cookie` header of at most [`MAX_COOKIE_HEADER`] bytes; pairs that
 /// would go past it are left out.
+/// The cookies `store` holds for a request to `url`, in the order RFC 6265 (5.4 step 2) says a
+/// `Cookie` header lists them: the longest path first, so that of two cookies of the same name the
+/// one set for the more specific path is the one a server reads first (as curl, browsers and
+/// `HTTPCookieStorage` send them). `cookie_store` keeps no creation times, the RFC's second key:
+/// cookies of equal paths go by name, then the longer domain first, so the order never depends on
+/// a hash map's.
+fn in_request_order<'s>(
+    store: &'s CookieStore,
+    url: &Url,
+) -> Vec<&'s cookie_store::Cookie<'static>> {
+    let mut cookies = store.matches(url);
+    cookies.sort_by(|a, b| {
+        b.path
+            .len()
+            .cmp(&a.path.len())
+            .then_with(|| a.name().cmp(b.name()))
+            .then_with(|| domain_of(b).len().cmp(&domain_of(a).len()))
+    });
+    cookies
+}
+
 fn cookie_header<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let mut header = String::new();
     for (name, value) in pairs {
@@ -660,10 +685,45 @@ mod tests {
                 proptest::prop_assert!(c.name().len() + c.value().len() <= MAX_COOKIE_BYTES);
             }
             for origin in origins {
-                let header = cookie_header(jar.get_request_values(&url(origin)));
+                let header = cookie_header(
+                    in_request_order(&jar, &url(origin)).into_iter().map(|c| c.name_value()),
+                );
                 proptest::prop_assert!(header.len() <= MAX_COOKIE_HEADER);
             }
         }
+    }
+
+    #[test]
+    fn the_longest_path_goes_first_then_the_name() {
+        let mut jar = CookieStore::default();
+        for text in [
+            "id=root; Path=/",
+            "b=1; Path=/",
+            "id=app; Path=/app",
+            "a=1; Path=/",
+            "id=deep; Path=/app/v2",
+            "id=wide; Domain=a.test; Path=/",
+        ] {
+            assert_eq!(set(&mut jar, text, "https://www.a.test/app/v2/x"), Ok(()));
+        }
+        let header = |u: &str| {
+            cookie_header(
+                in_request_order(&jar, &url(u))
+                    .into_iter()
+                    .map(|c| c.name_value()),
+            )
+        };
+        for _ in 0..20 {
+            assert_eq!(
+                header("https://www.a.test/app/v2/x"),
+                "id=deep; id=app; a=1; b=1; id=root; id=wide"
+            );
+        }
+        assert_eq!(
+            header("https://www.a.test/app"),
+            "id=app; a=1; b=1; id=root; id=wide"
+        );
+        assert_eq!(header("https://other.a.test/"), "id=wide");
     }
 
     #[test]
