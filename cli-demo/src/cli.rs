@@ -336,6 +336,19 @@ pub(crate) struct Options {
     /// wins).
     #[arg(long = "retry-delay", global = true, value_name = "SECS", value_parser = parse_delay)]
     pub(crate) retry_delay: Option<std::time::Duration>,
+    /// `get`, `download` and `upload`: after each task, write FORMAT to standard output with
+    /// curl's `%{name}` variables filled in (`%{http_code}`, `%{url_effective}`,
+    /// `%{size_download}`, `%{time_total}`, `%{header{NAME}}`, `%{json}`...; `\n` a new line,
+    /// `%%` a percent sign). `@FILE` reads FORMAT from FILE (`@-`: standard input). An unknown
+    /// variable is a usage error
+    #[arg(
+        short = 'w',
+        long = "write-out",
+        global = true,
+        value_name = "FORMAT",
+        value_parser = crate::write_out::WriteOut::parse
+    )]
+    pub(crate) write_out: Option<crate::write_out::WriteOut>,
     /// Send this Referer (`-H 'Referer: ...'` wins over it, as with curl).
     #[arg(short = 'e', long = "referer", global = true, value_name = "URL")]
     pub(crate) referer: Option<String>,

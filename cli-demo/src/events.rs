@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::Options;
 use crate::progress::Progress;
+use crate::write_out::WriteOut;
 
 mod callbacks;
 mod in_order;
@@ -93,6 +94,17 @@ pub(crate) struct CliDelegate {
     /// True while a `-J` download's suggested name waits to be looked at (`unchecked_names`):
     /// only then does `did_write_data` take the lock.
     checks_names: AtomicBool,
+    /// `-w`: a line after each task, and where it goes.
+    write_out: Option<(WriteOut, WriteOutTo)>,
+}
+
+/// Where `-w`'s line for a task goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteOutTo {
+    /// After the task's body, in the same output (standard output): `get` without `-o`, `upload`.
+    Body,
+    /// Standard output, apart from the bodies (which go to files).
+    Stdout,
 }
 
 /// The progress callbacks that are coalesced.
@@ -136,6 +148,8 @@ struct Inner {
     default_dir: Option<PathBuf>,
     /// Data tasks running at once whose bodies go out whole and in order (`get -j N`).
     in_order: Option<in_order::InOrder>,
+    /// Each running task's metrics, kept for `-w` until its `did_complete`.
+    metrics: HashMap<u64, TaskMetrics>,
 }
 
 impl Inner {
@@ -182,6 +196,7 @@ impl CliDelegate {
                 wrote_body: HashSet::new(),
                 default_dir: None,
                 in_order: None,
+                metrics: HashMap::new(),
             }),
             finished,
             invalid,
@@ -198,6 +213,7 @@ impl CliDelegate {
             fail: false,
             heads: false,
             checks_names: AtomicBool::new(false),
+            write_out: None,
         };
         (delegate, finished_rx, invalid_rx)
     }
@@ -366,6 +382,11 @@ impl CliDelegate {
         self.logs |= options.verbose;
         self.identity = crate::common::client_identity(options)?;
         Ok(())
+    }
+
+    /// `-w`: after each task, its line goes `to` (once [`CliDelegate::apply`] has run).
+    pub(crate) fn write_out_to(&mut self, options: &Options, to: WriteOutTo) {
+        self.write_out = options.write_out.clone().map(|w| (w, to));
     }
 
     /// The credential (`USER:PASS`) to answer challenges with.

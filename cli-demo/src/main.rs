@@ -26,6 +26,7 @@ mod progress;
 mod retries;
 mod stream;
 mod upload;
+mod write_out;
 mod ws;
 
 use clap::Parser;
@@ -189,6 +190,20 @@ fn main() {
                 // A body tried again must keep its place in the output, which -j orders by task.
                 return Err(Failure::usage(
                     "get --retry runs one task at a time: drop -j (download takes both)".into(),
+                ));
+            }
+            if cli.options.write_out.is_some()
+                && !matches!(
+                    cli.command,
+                    cli::Command::Get { .. }
+                        | cli::Command::Download { .. }
+                        | cli::Command::Upload { .. }
+                )
+            {
+                return Err(Failure::usage(
+                    "-w (--write-out) reports on a fetch: use it with courier get, download or \
+                     upload"
+                        .into(),
                 ));
             }
             if cli.options.range.is_some() && !matches!(cli.command, cli::Command::Get { .. }) {

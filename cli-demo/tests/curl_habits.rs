@@ -1,5 +1,5 @@
 //! Black-box tests of `courier` used with curl's habits: `-sSfL`, `-d`, `-o -`, `-A`,
-//! `--compressed`, `-I` for a head, `-r`, `-e`, `-m` and `-v`, a URL typed without its scheme,
+//! `--compressed`, `-I` for a head, `-r`, `-e`, `-m`, `-v` and `-w`, a URL typed without its scheme,
 //! and `--cacert` naming a self-signed certificate.
 
 mod common;
@@ -263,4 +263,120 @@ async fn dash_v_shows_the_heads_and_the_way() {
         !stderr.contains('{'),
         "no event lines without --events: {stderr}"
     );
+}
+
+/// `-w`: a line after each task with curl's variables filled in: after the body on standard
+/// output, in the order of the URLs under `-j`, apart from the bodies with `-o`, for a failure
+/// too; and `%{json}`. An unknown variable is refused before anything is fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_w_writes_out_what_each_task_did() {
+    let server = TestServer::http().await;
+    let port = server.addr().port();
+    let (chain, bytes, missing, closed) = (
+        server.url("/chain/2"),
+        server.url("/bytes/3000"),
+        server.url("/status/404"),
+        // A port nothing listens on: the listener is dropped before the command runs.
+        {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!(
+                "http://127.0.0.1:{}/",
+                listener.local_addr().unwrap().port()
+            )
+        },
+    );
+    let created = server.url("/status/201");
+    let (chain_, created_, missing_) = (chain.clone(), created.clone(), missing.clone());
+    let cwd = tempfile::tempdir().unwrap();
+    let c = cwd.path().to_path_buf();
+    let format = "[%{http_code} %{num_redirects} %{size_download} %{url_effective} \
+                  %{remote_ip}:%{remote_port} %{header{content-length}} %{exitcode}]\\n";
+    let (after_body, parallel, to_file, failed, downloaded, json, unknown) =
+        tokio::task::spawn_blocking(move || {
+            let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
+            (
+                courier(&["get", "-s", "-w", format, "--allow-http", &chain]),
+                courier(&[
+                    "get",
+                    "-s",
+                    "-j",
+                    "3",
+                    "-w",
+                    "<%{url}>",
+                    "--allow-http",
+                    &created,
+                    &missing,
+                    &chain,
+                ]),
+                in_cwd(&[
+                    "get",
+                    "-s",
+                    "-o",
+                    "out",
+                    "-w",
+                    "%{http_code}",
+                    "--allow-http",
+                    &chain,
+                ]),
+                courier(&[
+                    "get",
+                    "-s",
+                    "-w",
+                    "%{http_code} %{exitcode} %{errormsg}",
+                    "--allow-http",
+                    &closed,
+                ]),
+                in_cwd(&[
+                    "download",
+                    "-s",
+                    "-w",
+                    "%{filename_effective} %{size_download}",
+                    "--allow-http",
+                    &bytes,
+                ]),
+                courier(&["get", "-s", "-f", "-w", "%{json}", "--allow-http", &missing]),
+                courier(&["get", "-s", "-w", "%{htp_code}", "--allow-http", &bytes]),
+            )
+        })
+        .await
+        .unwrap();
+    assert_success(&after_body);
+    assert_eq!(
+        String::from_utf8_lossy(&after_body.stdout),
+        format!(
+            "end of chain[200 2 12 {} 127.0.0.1:{port} 12 0]\n",
+            server.url("/chain/0")
+        )
+    );
+    assert_success(&parallel);
+    let out = String::from_utf8_lossy(&parallel.stdout);
+    assert_eq!(
+        out,
+        format!("status 201<{created_}>status 404<{missing_}>end of chain<{chain_}>"),
+        "each line after its own body, in the order of the URLs"
+    );
+    assert_success(&to_file);
+    assert_eq!(
+        to_file.stdout, b"200",
+        "the bodies went to the file, the line to stdout"
+    );
+    assert_eq!(
+        std::fs::read(cwd.path().join("out")).unwrap(),
+        b"end of chain"
+    );
+    assert_eq!(failed.status.code(), Some(1));
+    let line = String::from_utf8_lossy(&failed.stdout);
+    assert!(line.starts_with("000 1 "), "no response: {line}");
+    assert!(line.len() > "000 1 ".len(), "the error's message: {line}");
+    assert_success(&downloaded);
+    assert_eq!(downloaded.stdout, b"./3000 3000");
+    assert_eq!(json.status.code(), Some(22));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["http_code"], 404);
+    assert_eq!(json["exitcode"], 22);
+    assert_eq!(json["url"], missing_);
+    assert!(json["time_total"].as_f64().unwrap() > 0.0);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(unknown.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("http_code"));
 }

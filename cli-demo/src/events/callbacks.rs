@@ -189,8 +189,14 @@ impl TaskDelegate for CliDelegate {
     }
 
     fn did_finish_collecting_metrics(&self, task: &TaskInfo, metrics: &TaskMetrics) {
+        if self.write_out.is_some() {
+            self.inner().metrics.insert(task.id(), metrics.clone());
+        }
         if !self.logs {
-            return leave_at_default(self, Callback::Metrics);
+            if self.write_out.is_none() {
+                leave_at_default(self, Callback::Metrics);
+            }
+            return;
         }
         // Instants as milliseconds since the session was created, like every line's `ms`;
         // durations in milliseconds.
@@ -245,6 +251,7 @@ impl TaskDelegate for CliDelegate {
         let response = task.response();
         let status = response.as_ref().map(|r| r.status().as_u16());
         let retry_after = response
+            .as_ref()
             .filter(|r| retry::is_transient_status(r.status()))
             .and_then(|r| retry::retry_after(r.headers(), std::time::SystemTime::now()));
         self.progress.finish(task.id());
@@ -261,13 +268,52 @@ impl TaskDelegate for CliDelegate {
             Some(task.id()),
             json!({ "error": error_json(error), "status": status }),
         );
+        let line = self.write_out.as_ref().map(|(format, to)| {
+            let metrics = inner.metrics.remove(&task.id());
+            let current = task.current_request();
+            let exit_code = if error.is_some() {
+                crate::ExitCode::TaskFailed
+            } else if status.is_some_and(|s| self.discards(s)) {
+                crate::ExitCode::HttpError
+            } else {
+                crate::ExitCode::Success
+            };
+            let outcome = crate::write_out::Outcome {
+                url: task.original_request().url_str(),
+                method: current.method().as_str(),
+                response: response.as_ref(),
+                metrics: metrics.as_ref(),
+                error,
+                exit_code: exit_code.code(),
+                file: saved
+                    .as_ref()
+                    .and_then(|s| s.as_ref().ok())
+                    .map(PathBuf::as_path),
+            };
+            (Bytes::from(format.render(&outcome)), *to)
+        });
         let flushed = {
             let inner = &mut *inner;
-            match inner.in_order.as_mut() {
+            let mut out = |line: &Bytes| match inner.in_order.as_mut() {
+                Some(in_order) => in_order.received(task.id(), line, &mut inner.body),
+                None => inner.body.write_all(line),
+            };
+            match &line {
+                Some((line, WriteOutTo::Body)) => out(line),
+                _ => Ok(()),
+            }
+            .and_then(|()| match inner.in_order.as_mut() {
                 Some(in_order) => in_order.completed(task.id(), &mut inner.body),
                 None => Ok(()),
-            }
+            })
             .and_then(|()| inner.body.flush())
+            .and_then(|()| match &line {
+                Some((line, WriteOutTo::Stdout)) => {
+                    let mut stdout = std::io::stdout().lock();
+                    stdout.write_all(line).and_then(|()| stdout.flush())
+                }
+                _ => Ok(()),
+            })
         };
         drop(inner);
         self.note_output_error(flushed);
