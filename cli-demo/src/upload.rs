@@ -4,14 +4,17 @@
 //! An upload the server offered to resume (the IETF resumable-upload draft) goes on by itself
 //! after a lost connection; when it cannot go on now (Ctrl-C, or a failure past its resumptions),
 //! its resume data is saved (`--save-resume-data FILE`, else `<file name>.courier-upload-resume` in
-//! the current directory), and `courier upload --resume-data FILE` sends only the rest.
+//! the current directory), and `courier upload --resume-data FILE` sends only the rest. So does
+//! the same command run again: it goes on from the resume data it finds where it would save its
+//! own, when that data is of the same upload (method, URL, and the same file unchanged or the same
+//! bytes).
 
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use courier_engine::reexports::http::Method;
-use courier_engine::{ResumeData, Session, UploadBody, plain_file_name};
+use courier_engine::{ErrorCode, ResumeData, Session, UploadBody, plain_file_name};
 
 use crate::cli::Options;
 use crate::common::{
@@ -61,6 +64,21 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     }
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
+    let source = match source {
+        Source::New(request, body) => {
+            match interrupted(&session, &request, &body, &args, &label, &delegate) {
+                Some((data, from)) => {
+                    delegate.bars().println(&format!(
+                    "courier: continuing the interrupted upload of {label} (its resume data: {})",
+                    from.display()
+                ));
+                    Source::Resumed(data, from)
+                }
+                None => Source::New(request, body),
+            }
+        }
+        resumed => resumed,
+    };
     let (task, resumed_from) = match source {
         Source::New(request, body) => {
             common::ftp_logins(&session, [request.url_str()], options);
@@ -154,6 +172,68 @@ fn source(args: &Args, options: &Options) -> Result<(Source, String), Failure> {
 /// The default resume-data file's suffix, after the upload's file name.
 const RESUME_SUFFIX: &str = ".courier-upload-resume";
 
+/// Where this upload's resume data goes when it cannot go on now: `--save-resume-data`, else
+/// `<label>.courier-upload-resume` in the current directory.
+fn resume_data_path(args: &Args, label: &str) -> PathBuf {
+    args.save_resume_data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{label}{RESUME_SUFFIX}")))
+}
+
+/// The resume data an earlier run of the same command left where this one would save its own
+/// (Ctrl-C, a failure), when it goes on with this very upload: the same method and URL, and the
+/// same body (the same file, unchanged since, or the same bytes). Resume data of another upload
+/// is left as it is, and the upload starts over; so does one whose file changed or is gone, which
+/// can never go on and is removed.
+fn interrupted(
+    session: &Session,
+    request: &courier_engine::Request,
+    body: &UploadBody,
+    args: &Args,
+    label: &str,
+    delegate: &CliDelegate,
+) -> Option<(ResumeData, PathBuf)> {
+    if matches!(body, UploadBody::Stream) {
+        return None;
+    }
+    let path = resume_data_path(args, label);
+    let blob = courier_storage::write::read_bounded(&path).ok()?;
+    let data = ResumeData::from_bytes(blob);
+    let (kept_request, kept_body) = match session.check_upload_resume_data(&data) {
+        Ok(checked) => checked,
+        Err(e)
+            if matches!(
+                e.code(),
+                ErrorCode::FileDoesNotExist | ErrorCode::CannotOpenFile
+            ) =>
+        {
+            delegate.bars().println(&format!(
+                "courier: removed {}: the upload it goes on with cannot go on ({})",
+                path.display(),
+                match e.code() {
+                    ErrorCode::FileDoesNotExist => "its file is gone",
+                    _ => "its file changed",
+                }
+            ));
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let same_body = match (&kept_body, body) {
+        (UploadBody::File(kept), UploadBody::File(file)) => {
+            // The data keeps an absolute path; a link or `..` may name the same file otherwise.
+            std::fs::canonicalize(kept).ok() == std::fs::canonicalize(file).ok()
+        }
+        (UploadBody::Bytes(kept), UploadBody::Bytes(bytes)) => kept == bytes,
+        _ => false,
+    };
+    (same_body
+        && kept_request.method() == request.method()
+        && kept_request.url_str() == request.url_str())
+    .then_some((data, path))
+}
+
 /// After the upload completed: a failure that left resume data saves it; a success removes the
 /// resume-data file it went on from, which can serve nothing any more.
 fn settle(
@@ -189,9 +269,8 @@ fn keep_resume_data(
     delegate: &CliDelegate,
 ) {
     let path = match (&args.save_resume_data, resumed_from) {
-        (Some(path), _) => path.clone(),
         (None, Some(from)) => from.to_path_buf(),
-        (None, None) => PathBuf::from(format!("{label}{RESUME_SUFFIX}")),
+        _ => resume_data_path(args, label),
     };
     save_resume_data(data, &path, delegate, "courier upload");
 }

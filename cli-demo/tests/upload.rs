@@ -290,3 +290,118 @@ async fn an_upload_stopped_or_failed_goes_on_from_its_saved_resume_data() {
     assert_eq!(String::from_utf8_lossy(&again.stdout), whole(&payload));
     assert!(!saved.exists());
 }
+
+/// The same command run again goes on from the resume data the first run saved, with only the
+/// rest; resume data of another upload is left alone, and data whose file changed is removed, the
+/// upload starting over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_upload_command_run_again_goes_on_from_where_it_stopped() {
+    use courier_tests::resumable_upload::whole;
+    use courier_tests::{Cut, ResumableUploadServer};
+    const MIB: usize = 1 << 20;
+    let payload = courier_tests::server::pattern_bytes(0, 3 * MIB);
+    let server = ResumableUploadServer::with_cuts([Cut::StallAfter(MIB)], None).await;
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(cwd.path().join("big.bin"), &payload).unwrap();
+    let (c, d, url) = (
+        cwd.path().to_path_buf(),
+        data.path().to_path_buf(),
+        server.url("/files"),
+    );
+    let saved = cwd.path().join("big.bin.courier-upload-resume");
+    let (saved_, changed) = (
+        saved.clone(),
+        courier_tests::server::pattern_bytes(1, 3 * MIB),
+    );
+    let changed_ = changed.clone();
+    let runs = tokio::task::spawn_blocking(move || {
+        let upload = |method: &'static str| {
+            [
+                "upload",
+                "--file",
+                "big.bin",
+                "-X",
+                method,
+                &url,
+                "--allow-http",
+                "-q",
+            ]
+            .map(str::to_owned)
+        };
+        let stop_at_one_mib = |args: &[String]| {
+            server.cut(Some(Cut::StallAfter(MIB)));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let child = courier_in(&c, &d, &args).spawn().unwrap();
+            // A new upload, stalled: the last one held the whole body.
+            signal_when(&child, || server.received().len() == MIB, "INT");
+            let mut child = child;
+            assert_eq!(child.wait().unwrap().code(), Some(130));
+            assert!(saved_.exists());
+        };
+        let run = |args: &[String]| {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            courier_in(&c, &d, &args).output().unwrap()
+        };
+        // Stopped, then the same command: the rest.
+        let first = {
+            // The server's first cut (at creation) stalls this one.
+            let args = upload("POST");
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let child = courier_in(&c, &d, &args).spawn().unwrap();
+            signal_when(&child, || server.received().len() >= MIB, "INT");
+            let mut child = child;
+            child.wait().unwrap().code()
+        };
+        let again = (run(&upload("POST")), server.appends());
+        // Stopped, then another upload (PUT, not POST) from the same file: not this data's.
+        stop_at_one_mib(&upload("POST"));
+        let other = run(&upload("PUT"));
+        // Another file of the same name (its resume data would have the same name): not it.
+        std::fs::create_dir(c.join("other")).unwrap();
+        std::fs::write(c.join("other/big.bin"), &changed_).unwrap();
+        let mut same_name = upload("POST");
+        same_name[2] = "other/big.bin".to_owned();
+        let same_name = (run(&same_name), server.received() == changed_);
+        let kept = saved_.exists();
+        // The file changed since: the data can never go on; removed, and the upload starts over.
+        std::fs::write(c.join("big.bin"), &changed_).unwrap();
+        let over = (run(&upload("POST")), server.received());
+        (first, again, (other, same_name), kept, over)
+    })
+    .await
+    .unwrap();
+    let (first, (again, appends), (other, same_name), kept, (over, received)) = runs;
+    assert_eq!(first, Some(130));
+    assert_success(&again);
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("continuing the interrupted upload of big.bin"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&again.stdout), whole(&payload));
+    assert_eq!(appends, [(MIB as u64, 2 * MIB)], "only the rest was sent");
+
+    assert!(
+        !String::from_utf8_lossy(&other.stderr).contains("continuing"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    let (same_name, sent_whole) = same_name;
+    assert_success(&same_name);
+    assert!(
+        !String::from_utf8_lossy(&same_name.stderr).contains("continuing"),
+        "{}",
+        String::from_utf8_lossy(&same_name.stderr)
+    );
+    assert!(sent_whole, "the other file went whole");
+    assert!(kept, "another upload's resume data is left alone");
+
+    assert_success(&over);
+    let stderr = String::from_utf8_lossy(&over.stderr);
+    assert!(stderr.contains("its file changed"), "{stderr}");
+    assert!(!stderr.contains("continuing"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&over.stdout), whole(&changed));
+    assert!(received == changed, "sent whole, from its start");
+    assert!(!saved.exists());
+}

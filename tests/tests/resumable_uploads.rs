@@ -172,6 +172,17 @@ async fn a_cancelled_upload_goes_on_from_its_resume_data_with_only_the_rest() {
             Some(data.as_bytes()),
             "the -999 error carries the same resume data"
         );
+        // The check tells which upload the data goes on with: its request, and its body.
+        let (request, checked) = session.check_upload_resume_data(&data).unwrap();
+        assert_eq!(request.url_str(), server.url("/files"));
+        assert_eq!(request.method(), Method::POST);
+        match (&source, &checked) {
+            (UploadBody::File(path), UploadBody::File(kept)) => {
+                assert_eq!(kept, &std::path::absolute(path).unwrap());
+            }
+            (UploadBody::Bytes(bytes), UploadBody::Bytes(kept)) => assert_eq!(kept, bytes),
+            other => panic!("another body: {other:?}"),
+        }
 
         let (answer, response) = session
             .upload_with_resume_data(&data)
@@ -319,6 +330,15 @@ async fn resume_data_that_cannot_be_used_fails_before_anything_is_sent() {
     std::fs::write(&file, &changed).unwrap();
     let e = fails_with(data.clone()).await;
     assert_eq!(e.code(), ErrorCode::CannotOpenFile, "{e}");
+    let checked = session
+        .check_upload_resume_data(&data)
+        .map(drop)
+        .unwrap_err();
+    assert_eq!(
+        checked.code(),
+        ErrorCode::CannotOpenFile,
+        "the check says so too"
+    );
     std::fs::remove_file(&file).unwrap();
     let e = fails_with(data.clone()).await;
     assert_eq!(e.code(), ErrorCode::FileDoesNotExist, "{e}");

@@ -478,20 +478,25 @@ impl Session {
         Ok(request_from_record(&record.original_request))
     }
 
-    /// Whether `data` can still go on with its upload in this session, and the request it
-    /// continues: the upload counterpart of [`Session::check_resume_data`], which checks what
-    /// [`Session::upload_task_with_resume_data`] checks before it sends anything. It asks the
-    /// server nothing (whether the server still holds the upload is known only by asking, as the
-    /// task does). Courier's addition.
+    /// Whether `data` can still go on with its upload in this session, the request it continues
+    /// and the body it sends the rest of (a file by its absolute path, or the bytes themselves):
+    /// the upload counterpart of [`Session::check_resume_data`], which checks what
+    /// [`Session::upload_task_with_resume_data`] checks before it sends anything. An application
+    /// that finds resume data lying about tells by the request and the body whether it is the
+    /// upload it is about to start. It asks the server nothing (whether the server still holds
+    /// the upload is known only by asking, as the task does). Courier's addition.
     ///
     /// It reads the body file's metadata: in an async server, call it from `spawn_blocking`.
     ///
     /// # Errors
     /// The error the task would fail with: -1015 for data that is damaged, not this directory's,
     /// or not an upload's; -1100 when the body's file is gone, -3001 when it changed.
-    pub fn check_upload_resume_data(&self, data: &ResumeData) -> Result<Request, Error> {
+    pub fn check_upload_resume_data(
+        &self,
+        data: &ResumeData,
+    ) -> Result<(Request, UploadBody), Error> {
         let (original, resumption) = self.resumed_upload(data);
-        resumption.map(|_| original)
+        resumption.map(|r| (original, r.body))
     }
 
     /// The original and current requests and the work of a download made from `data`. Data that
