@@ -171,18 +171,49 @@ async fn an_informational_response_reaches_the_stream() {
     );
 }
 
+const MIB: usize = 1 << 20;
+
+/// A resumable-upload server that stalls the first upload at 1 MiB, and `big.bin` (3 MiB of
+/// `payload`) in `cwd`, a current directory of its own (`data`: the session's home).
+struct Stalled {
+    server: courier_tests::ResumableUploadServer,
+    payload: Vec<u8>,
+    cwd: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+impl Stalled {
+    async fn start() -> Stalled {
+        let server = courier_tests::ResumableUploadServer::with_cuts(
+            [courier_tests::Cut::StallAfter(MIB)],
+            None,
+        )
+        .await;
+        let payload = courier_tests::server::pattern_bytes(0, 3 * MIB);
+        let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(cwd.path().join("big.bin"), &payload).unwrap();
+        Stalled {
+            server,
+            payload,
+            cwd,
+            data,
+        }
+    }
+}
+
 /// An upload the server offered to resume: Ctrl-C saves its resume data (0600, in the current
 /// directory, named after the file), `--resume-data` sends only the rest and removes it; one that
 /// fails past its resumptions saves it too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_stopped_or_failed_goes_on_from_its_saved_resume_data() {
+    use courier_tests::Cut;
     use courier_tests::resumable_upload::whole;
-    use courier_tests::{Cut, ResumableUploadServer};
-    const MIB: usize = 1 << 20;
-    let payload = courier_tests::server::pattern_bytes(0, 3 * MIB);
-    let server = ResumableUploadServer::with_cuts([Cut::StallAfter(MIB)], None).await;
-    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    std::fs::write(cwd.path().join("big.bin"), &payload).unwrap();
+    let Stalled {
+        server,
+        payload,
+        cwd,
+        data,
+    } = Stalled::start().await;
     let (c, d, url) = (
         cwd.path().to_path_buf(),
         data.path().to_path_buf(),
@@ -296,13 +327,14 @@ async fn an_upload_stopped_or_failed_goes_on_from_its_saved_resume_data() {
 /// upload starting over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_upload_command_run_again_goes_on_from_where_it_stopped() {
+    use courier_tests::Cut;
     use courier_tests::resumable_upload::whole;
-    use courier_tests::{Cut, ResumableUploadServer};
-    const MIB: usize = 1 << 20;
-    let payload = courier_tests::server::pattern_bytes(0, 3 * MIB);
-    let server = ResumableUploadServer::with_cuts([Cut::StallAfter(MIB)], None).await;
-    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    std::fs::write(cwd.path().join("big.bin"), &payload).unwrap();
+    let Stalled {
+        server,
+        payload,
+        cwd,
+        data,
+    } = Stalled::start().await;
     let (c, d, url) = (
         cwd.path().to_path_buf(),
         data.path().to_path_buf(),
