@@ -44,6 +44,12 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     if let Some(n) = options.max_redirects {
         config.http_maximum_redirects = n;
     }
+    // `-H 'Expect:'`, curl's way to send a large body without waiting for `100 Continue`.
+    if options.headers.iter().any(|h| {
+        header_option(h).is_ok_and(|(name, value)| name == http::header::EXPECT && value.is_empty())
+    }) {
+        config.expect_continue_threshold = None;
+    }
     if let Some(secs) = options.timeout_resource {
         config.timeout_for_resource = seconds(secs)?;
     }
@@ -244,6 +250,27 @@ pub(crate) fn ftp_logins<'a>(
     }
 }
 
+/// Reads a `-H` option as curl does: `Name: value`; `Name;` is the field with an empty value
+/// (curl's spelling, since `Name:` alone names a field to leave out).
+fn header_option(h: &str) -> Result<(HeaderName, HeaderValue), Failure> {
+    let (name, value) = match h.split_once(':') {
+        Some(pair) => pair,
+        None => match h.trim_end().strip_suffix(';') {
+            Some(name) => (name, ""),
+            None => {
+                return Err(Failure::usage(format!(
+                    "bad header {h:?}: expected 'Name: value' (or 'Name;' for an empty value)"
+                )));
+            }
+        },
+    };
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| Failure::usage(format!("bad header name in {h:?}")))?;
+    let value = HeaderValue::from_str(value.trim())
+        .map_err(|_| Failure::usage(format!("bad header value in {h:?}")))?;
+    Ok((name, value))
+}
+
 /// Builds one request for `url` from the options (a URL typed without a scheme is `https://`:
 /// [`with_scheme`]).
 pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> {
@@ -257,13 +284,12 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
         request.set_method(method);
     }
     for h in &options.headers {
-        let (name, value) = h
-            .split_once(':')
-            .ok_or_else(|| Failure::usage(format!("bad header {h:?}: expected 'Name: value'")))?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| Failure::usage(format!("bad header name in {h:?}")))?;
-        let value = HeaderValue::from_str(value.trim())
-            .map_err(|_| Failure::usage(format!("bad header value in {h:?}")))?;
+        let (name, value) = header_option(h)?;
+        // `Expect:` turns the automatic `Expect: 100-continue` off ([`configuration`]); it sends
+        // no field.
+        if name == http::header::EXPECT && value.is_empty() {
+            continue;
+        }
         request.headers_mut().append(name, value);
     }
     // Fields that options name (`-A`, `-e`, `-r`): a field given with `-H` wins, as with curl.

@@ -1,6 +1,6 @@
 //! Black-box tests of `courier` used with curl's habits: `-sSfL`, `-d`, `-o -`, `-A`,
-//! `--compressed`, `-I` for a head, `-r`, `-e`, `-m`, `-v` and `-w`, a URL typed without its scheme,
-//! and `--cacert` naming a self-signed certificate.
+//! `--compressed`, `-I` for a head, `-r`, `-e`, `-m`, `-v`, `-w` and `-H` in its empty forms, a URL
+//! typed without its scheme, and `--cacert` naming a self-signed certificate.
 
 mod common;
 
@@ -379,4 +379,38 @@ async fn dash_w_writes_out_what_each_task_did() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(unknown.stdout.is_empty());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("http_code"));
+}
+
+/// `-H` as curl reads it: `Name;` is the field with an empty value, and `Expect:` sends a large
+/// body without asking for `100 Continue` first (which it does without it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_h_takes_curls_empty_forms() {
+    let server = TestServer::http().await;
+    let headers = server.url("/headers");
+    let body = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(body.path(), pattern_bytes(0, 2 << 20)).unwrap();
+    let file = body.path().to_str().unwrap().to_owned();
+    let (asked, not_asked, bad) = tokio::task::spawn_blocking(move || {
+        let upload = |extra: &[&str]| {
+            let mut args = vec!["upload", "-s", "--allow-http", "--file", &file];
+            args.extend_from_slice(extra);
+            args.push(&headers);
+            courier(&args)
+        };
+        (
+            upload(&[]),
+            upload(&["-H", "Expect:", "-H", "X-Empty;"]),
+            courier(&["get", "-s", "-H", "X-Nothing", "--allow-http", &headers]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&asked);
+    let sent = String::from_utf8_lossy(&asked.stdout).to_lowercase();
+    assert!(sent.contains("expect: 100-continue"), "{sent}");
+    assert_success(&not_asked);
+    let sent = String::from_utf8_lossy(&not_asked.stdout).to_lowercase();
+    assert!(!sent.contains("expect"), "{sent}");
+    assert!(sent.lines().any(|l| l.trim_end() == "x-empty:"), "{sent}");
+    assert_eq!(bad.status.code(), Some(2), "neither a value nor `;`");
 }

@@ -2,7 +2,7 @@
 //! of the demo's (see [`courier_cli::loopback::server`] for those), and the TLS variants tests need.
 //!
 //! The tests' routes, all deterministic:
-//! - `/headers`: the request headers as `name: value` lines, sorted.
+//! - `/headers`: the request headers as `name: value` lines, sorted (a body is read and dropped).
 //! - `/echo`: the request body back; the method in `x-method`.
 //! - `/307/PATH`, `/308/PATH`: a redirect to `/PATH` that keeps the method and body; with
 //!   `?after_body=1`, answered once the body was read (without it, before).
@@ -177,6 +177,8 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
                 .map(|(k, v)| format!("{}: {}", k, v.to_str().unwrap_or("?")))
                 .collect();
             lines.sort();
+            // The body is read (and dropped): an upload's connection is not reset under it.
+            whole_body(req).await;
             full(StatusCode::OK, lines.join("\n"))
         }
         "no-expect" => {
