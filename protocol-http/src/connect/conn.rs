@@ -28,6 +28,19 @@ pub(super) struct Stream {
     share: ReadShare,
     /// Reads held and paced, for an HTTP/2 connection (see [`ReadPause`]).
     paced: Option<PacedReads>,
+    /// Whether the server still reads what we write ([`Stream::unread`]).
+    peer: PeerReads,
+}
+
+/// Whether the server still reads what a connection writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PeerReads {
+    /// Not watched: over HTTP/2, a failed write ends every stream of the connection as it is.
+    Unwatched,
+    /// It reads, as far as we know.
+    Yes,
+    /// It closed its end: the error our write met, and whether any byte came after it.
+    Stopped { error: io::ErrorKind, answered: bool },
 }
 
 impl Stream {
@@ -36,6 +49,7 @@ impl Stream {
             kind: Kind::Plain(tcp),
             share,
             paced: None,
+            peer: PeerReads::Yes,
         }
     }
 
@@ -48,8 +62,61 @@ impl Stream {
         Stream {
             kind: Kind::Tls(Box::new(tls), watch),
             share,
+            peer: match pause {
+                Some(_) => PeerReads::Unwatched,
+                None => PeerReads::Yes,
+            },
             paced: pause.map(PacedReads::new),
         }
+    }
+
+    /// A write that failed because the server closed its end (a broken pipe, a reset), over
+    /// HTTP/1.1: taken as written, and so is every later write, which goes nowhere. A server may
+    /// answer a large upload early (a 413, a 401) and close without reading the rest; its answer
+    /// came before the reset that failed the write and waits in the receive queue, so hyper, going
+    /// on, reads it, as curl does. When the server sent nothing, the read that finds the end fails
+    /// with the write's error ([`Stream::after_read`]).
+    fn unread(&mut self, written: Poll<io::Result<usize>>, len: usize) -> Poll<io::Result<usize>> {
+        match &written {
+            Poll::Ready(Err(e))
+                if self.peer == PeerReads::Yes
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                    ) =>
+            {
+                self.peer = PeerReads::Stopped {
+                    error: e.kind(),
+                    answered: false,
+                };
+                Poll::Ready(Ok(len))
+            }
+            _ => written,
+        }
+    }
+
+    /// After a read of `got` bytes: once the server stopped reading, the end of the stream before
+    /// any answer is the write's error, not a response cut short (the reset was taken by the
+    /// write, and the socket reads as closed after it).
+    fn after_read(&mut self, read: Poll<io::Result<()>>, got: usize) -> Poll<io::Result<()>> {
+        match (&read, &mut self.peer) {
+            (Poll::Ready(Ok(())), PeerReads::Stopped { answered, .. }) if got > 0 => {
+                *answered = true;
+                read
+            }
+            (
+                Poll::Ready(Ok(())),
+                PeerReads::Stopped {
+                    error,
+                    answered: false,
+                },
+            ) => Poll::Ready(Err(io::Error::from(*error))),
+            _ => read,
+        }
+    }
+
+    fn peer_stopped_reading(&self) -> bool {
+        matches!(self.peer, PeerReads::Stopped { .. })
     }
 }
 
@@ -99,10 +166,11 @@ impl AsyncRead for Stream {
         }
         let before = buf.filled().len();
         let read = this.read_shared(cx, buf);
+        let got = buf.filled().len() - before;
         if let Some(paced) = &mut this.paced {
-            paced.after(&read, buf.filled().len() - before);
+            paced.after(&read, got);
         }
-        read
+        this.after_read(read, got)
     }
 }
 
@@ -154,7 +222,11 @@ impl tokio::io::AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        if this.peer_stopped_reading() {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let written = match &mut this.kind {
             Kind::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Kind::Tls(s, watch) => {
                 let written = Pin::new(s.as_mut()).poll_write(cx, buf);
@@ -166,7 +238,8 @@ impl tokio::io::AsyncWrite for Stream {
                 }
                 written
             }
-        }
+        };
+        this.unread(written, buf.len())
     }
 
     fn poll_write_vectored(
@@ -174,10 +247,16 @@ impl tokio::io::AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let len = bufs.iter().map(|b| b.len()).sum();
+        if this.peer_stopped_reading() {
+            return Poll::Ready(Ok(len));
+        }
+        let written = match &mut this.kind {
             Kind::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Kind::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        };
+        this.unread(written, len)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -188,14 +267,23 @@ impl tokio::io::AsyncWrite for Stream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        if this.peer_stopped_reading() {
+            return Poll::Ready(Ok(()));
+        }
+        let flushed = match &mut this.kind {
             Kind::Plain(s) => Pin::new(s).poll_flush(cx),
             Kind::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        };
+        this.unread(flushed.map_ok(|()| 0), 0).map_ok(drop)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        if this.peer_stopped_reading() {
+            return Poll::Ready(Ok(()));
+        }
+        match &mut this.kind {
             Kind::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Kind::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
