@@ -32,11 +32,13 @@ async fn a_fresh_response_comes_from_the_cache_and_no_store_never_does() {
     let session = Session::new(config()).unwrap();
     let fresh = server.url("/cache/max-age/60");
     let first = body(&session, fresh.as_str()).await;
+    let (again, response) = session.data(fresh.as_str()).await.unwrap();
     assert_eq!(
-        body(&session, fresh.as_str()).await,
+        String::from_utf8_lossy(&again),
         first,
         "served from the cache"
     );
+    assert_http_date(&response);
     let never = server.url("/cache/no-store");
     let a = body(&session, never.as_str()).await;
     assert_ne!(
@@ -58,6 +60,17 @@ async fn a_stale_response_is_revalidated_and_a_304_is_answered_from_the_cache() 
     // Every 200 from the server has a new body: the same one means the 304 was answered from the
     // cache, as the stored 200.
     assert_eq!(response.status(), 200, "the stored response, not the 304");
+    assert_http_date(&response);
+}
+
+/// A response served from the cache carries a `Date` in HTTP's own form (RFC 9110's IMF-fixdate,
+/// `... GMT`), as a server's, not RFC 2822's (`... +0000`).
+fn assert_http_date(response: &courier_engine::Response) {
+    let date = response.headers()["date"].to_str().unwrap();
+    assert!(
+        httpdate::parse_http_date(date).is_ok(),
+        "not an HTTP date: {date}"
+    );
 }
 
 #[tokio::test]

@@ -132,16 +132,15 @@ impl Run {
                 })))
             }
             RequestCachePolicy::UseProtocolCachePolicy => {
-                match entry
-                    .policy
-                    .before_request(&RequestHead(head), SystemTime::now())
-                {
+                let now = SystemTime::now();
+                match entry.policy.before_request(&RequestHead(head), now) {
+                    // (The policy's parts say HTTP/1.1 whatever the response came over.)
                     BeforeRequest::Fresh(parts) => Ok(Plan::Serve(Box::new(CachedResponse {
                         response: Response::new(
                             self.url.clone(),
                             parts.status,
-                            parts.version,
-                            parts.headers,
+                            entry.response.version(),
+                            with_http_date(parts.headers, now),
                         ),
                         data: entry.body.clone(),
                     }))),
@@ -163,24 +162,24 @@ impl Run {
         head: &Head,
         response: &Response,
     ) -> CachedResponse {
-        let fresh = match entry.policy.after_response(
-            &RequestHead(head),
-            &ResponseHead(response),
-            SystemTime::now(),
-        ) {
-            AfterResponse::NotModified(policy, parts) | AfterResponse::Modified(policy, parts) => {
-                Entry {
+        let now = SystemTime::now();
+        let fresh =
+            match entry
+                .policy
+                .after_response(&RequestHead(head), &ResponseHead(response), now)
+            {
+                AfterResponse::NotModified(policy, parts)
+                | AfterResponse::Modified(policy, parts) => Entry {
                     policy,
                     response: Response::new(
                         self.url.clone(),
                         parts.status,
-                        parts.version,
-                        parts.headers,
+                        entry.response.version(),
+                        with_http_date(parts.headers, now),
                     ),
                     body: entry.body.clone(),
-                }
-            }
-        };
+                },
+            };
         let served = CachedResponse {
             response: fresh.response.clone(),
             data: fresh.body.clone(),
@@ -323,4 +322,15 @@ pub(super) fn cache_has_a_say(
             .as_ref()
             .is_some_and(|cache| cache.can_keep_anything()),
     }
+}
+
+/// `http-cache-semantics` writes the `Date` of a response it serves (`at`, the moment it looked) in
+/// RFC 2822's form, `Mon, 07 Dec 2026 13:24:18 +0000`; HTTP's is RFC 9110's IMF-fixdate,
+/// `Mon, 07 Dec 2026 13:24:18 GMT`, the only one HTTP date parsers must read. The same instant,
+/// written as HTTP writes it.
+fn with_http_date(mut headers: http::HeaderMap, at: SystemTime) -> http::HeaderMap {
+    if let Ok(date) = http::HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+        headers.insert(http::header::DATE, date);
+    }
+    headers
 }
