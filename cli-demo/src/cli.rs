@@ -23,6 +23,16 @@ pub(crate) enum Command {
         /// Write the bodies to FILE instead of stdout (`-`: stdout).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        /// POST this JSON (curl's `--json`): the body, with `Content-Type` and `Accept`
+        /// `application/json` (a field given with `-H` wins). `@FILE` reads it from FILE (`@-`:
+        /// standard input), up to 16 MiB; a larger body goes with `courier upload --file`.
+        #[arg(
+            long,
+            value_name = "JSON",
+            conflicts_with = "data",
+            value_parser = parse_json_body
+        )]
+        json: Option<String>,
     },
     /// Download tasks: each URL to a file, named from the URL unless -o says otherwise. Ctrl-C
     /// (or SIGTERM) saves resume data (not in an ephemeral session, which keeps nothing on disk);
@@ -236,6 +246,10 @@ pub(crate) struct Options {
     /// Request body.
     #[arg(short = 'd', long, global = true, value_name = "TEXT")]
     pub(crate) data: Option<String>,
+    /// `get --json`'s body (set from the `get` command's argument, not an option of every command:
+    /// `bg list --json` is another one).
+    #[arg(skip)]
+    pub(crate) json: Option<String>,
     /// Permit cleartext http:// (to all hosts, or to HOST; repeatable).
     #[arg(long = "allow-http", global = true, value_name = "HOST", num_args = 0..=1, default_missing_value = "*")]
     pub(crate) allow_http: Vec<String>,
@@ -350,6 +364,11 @@ pub(crate) struct Options {
         value_parser = crate::write_out::WriteOut::parse
     )]
     pub(crate) write_out: Option<crate::write_out::WriteOut>,
+    /// `get`, `download` and `upload`: write each response head (redirects' too: the status line,
+    /// the header fields, a blank line) to FILE, as curl's `-D`; `-` is standard output, where a
+    /// task's heads go before its body.
+    #[arg(short = 'D', long = "dump-header", global = true, value_name = "FILE")]
+    pub(crate) dump_header: Option<std::path::PathBuf>,
     /// Send this Referer (`-H 'Referer: ...'` wins over it, as with curl).
     #[arg(short = 'e', long = "referer", global = true, value_name = "URL")]
     pub(crate) referer: Option<String>,
@@ -425,6 +444,35 @@ pub(crate) fn disambiguate(
         }
     }
     out
+}
+
+/// The most bytes `--json @FILE` reads.
+const MAX_JSON_BODY: u64 = 16 << 20;
+
+/// Reads `--json`: the text, or `@FILE` (`@-`: standard input), at most [`MAX_JSON_BODY`].
+fn parse_json_body(text: &str) -> Result<String, String> {
+    use std::io::Read;
+    let Some(from) = text.strip_prefix('@') else {
+        return Ok(text.to_owned());
+    };
+    let reader: Box<dyn Read> = match from {
+        "-" => Box::new(std::io::stdin()),
+        file => {
+            Box::new(std::fs::File::open(file).map_err(|e| format!("cannot read {file}: {e}"))?)
+        }
+    };
+    let mut body = String::new();
+    reader
+        .take(MAX_JSON_BODY + 1)
+        .read_to_string(&mut body)
+        .map_err(|e| format!("cannot read {from}: {e}"))?;
+    if body.len() as u64 > MAX_JSON_BODY {
+        return Err(format!(
+            "{from} is larger than {} MiB: send it with courier upload --file {from} -X POST",
+            MAX_JSON_BODY >> 20
+        ));
+    }
+    Ok(body)
 }
 
 /// Reads a rate such as `500`, `100k`, `2m` or `1g` (1024-based, like curl).

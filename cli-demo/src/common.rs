@@ -292,8 +292,12 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
         }
         request.headers_mut().append(name, value);
     }
-    // Fields that options name (`-A`, `-e`, `-r`): a field given with `-H` wins, as with curl.
+    let json = options.json.as_ref().map(|_| "application/json".to_owned());
+    // Fields that options name (`-A`, `-e`, `-r`, `--json`): a field given with `-H` wins, as
+    // with curl.
     let named = [
+        (http::header::CONTENT_TYPE, json.clone()),
+        (http::header::ACCEPT, json),
         (http::header::USER_AGENT, options.user_agent.clone()),
         (http::header::REFERER, options.referer.clone()),
         (
@@ -309,7 +313,7 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
             request.headers_mut().insert(name, value);
         }
     }
-    if let Some(data) = &options.data {
+    if let Some(data) = options.data.as_ref().or(options.json.as_ref()) {
         request.set_body(data.clone().into_bytes());
         if options.method.is_none() {
             request.set_method(Method::POST);

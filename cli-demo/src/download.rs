@@ -25,7 +25,7 @@ use crate::cli::Options;
 use crate::common::{
     self, configuration, events_output, finish, report, request, save_resume_data,
 };
-use crate::events::{CliDelegate, Finished, WriteOutTo};
+use crate::events::{CliDelegate, Finished, Stdout};
 use crate::progress::Progress;
 use crate::retries::Retries;
 use crate::{ExitCode, Failure};
@@ -128,7 +128,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let (mut delegate, mut finished, mut invalid) =
         CliDelegate::new(events_output(options)?, Box::new(io::sink()), progress);
     delegate.apply(options)?;
-    delegate.write_out_to(options, WriteOutTo::Stdout);
+    delegate.report_to(options, Stdout::Apart)?;
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
     let fresh = jobs.iter().filter_map(|job| match job {

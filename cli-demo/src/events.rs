@@ -26,6 +26,7 @@ use courier_storage::write::{Existing, move_into_place};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
+use crate::Failure;
 use crate::cli::Options;
 use crate::progress::Progress;
 use crate::write_out::WriteOut;
@@ -94,17 +95,27 @@ pub(crate) struct CliDelegate {
     /// True while a `-J` download's suggested name waits to be looked at (`unchecked_names`):
     /// only then does `did_write_data` take the lock.
     checks_names: AtomicBool,
-    /// `-w`: a line after each task, and where it goes.
-    write_out: Option<(WriteOut, WriteOutTo)>,
+    /// `-w`: a line after each task, and what standard output holds besides.
+    write_out: Option<(WriteOut, Stdout)>,
+    /// `-D`: each response head is written (to `Inner::dump`).
+    dumps: bool,
 }
 
-/// Where `-w`'s line for a task goes.
+/// What standard output holds, for what `-w` and `-D -` write there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WriteOutTo {
-    /// After the task's body, in the same output (standard output): `get` without `-o`, `upload`.
-    Body,
-    /// Standard output, apart from the bodies (which go to files).
-    Stdout,
+pub(crate) enum Stdout {
+    /// The bodies (`get` without `-o`, `upload`): a task's lines go with its body, in order.
+    Bodies,
+    /// Nothing else: the bodies go to files.
+    Apart,
+}
+
+/// Where `-D` writes response heads.
+enum Dump {
+    /// Standard output, which holds the bodies: with each task's body, before it.
+    WithBodies,
+    /// A file, or standard output apart from the bodies.
+    To(Box<dyn Write + Send>),
 }
 
 /// The progress callbacks that are coalesced.
@@ -150,6 +161,9 @@ struct Inner {
     in_order: Option<in_order::InOrder>,
     /// Each running task's metrics, kept for `-w` until its `did_complete`.
     metrics: HashMap<u64, TaskMetrics>,
+    /// `-D`: where response heads go, and the tasks whose final head went there.
+    dump: Option<Dump>,
+    dumped: HashSet<u64>,
 }
 
 impl Inner {
@@ -197,6 +211,8 @@ impl CliDelegate {
                 default_dir: None,
                 in_order: None,
                 metrics: HashMap::new(),
+                dump: None,
+                dumped: HashSet::new(),
             }),
             finished,
             invalid,
@@ -214,6 +230,7 @@ impl CliDelegate {
             heads: false,
             checks_names: AtomicBool::new(false),
             write_out: None,
+            dumps: false,
         };
         (delegate, finished_rx, invalid_rx)
     }
@@ -384,9 +401,46 @@ impl CliDelegate {
         Ok(())
     }
 
-    /// `-w`: after each task, its line goes `to` (once [`CliDelegate::apply`] has run).
-    pub(crate) fn write_out_to(&mut self, options: &Options, to: WriteOutTo) {
-        self.write_out = options.write_out.clone().map(|w| (w, to));
+    /// `-w` and `-D`: what they write, given what standard output holds (once
+    /// [`CliDelegate::apply`] has run).
+    ///
+    /// # Errors
+    /// The `-D` file cannot be created.
+    pub(crate) fn report_to(&mut self, options: &Options, stdout: Stdout) -> Result<(), Failure> {
+        self.write_out = options.write_out.clone().map(|w| (w, stdout));
+        let dump = match options.dump_header.as_deref() {
+            None => None,
+            Some(path) if path.as_os_str() == "-" => Some(match stdout {
+                Stdout::Bodies => Dump::WithBodies,
+                Stdout::Apart => Dump::To(Box::new(std::io::stdout())),
+            }),
+            Some(path) => Some(Dump::To(Box::new(
+                crate::common::create_output(path).map_err(|e| {
+                    Failure::usage(format!("cannot create {}: {e}", path.display()))
+                })?,
+            ))),
+        };
+        self.dumps = dump.is_some();
+        self.inner().dump = dump;
+        Ok(())
+    }
+
+    /// `-D`: writes `response`'s head, once for a task's final response (`last`).
+    fn dump_head(&self, inner: &mut Inner, task: u64, response: &Response, last: bool) {
+        if !self.dumps || (last && !inner.dumped.insert(task)) {
+            return;
+        }
+        let head = Bytes::from(head_text(response));
+        let inner = &mut *inner;
+        let written = match &mut inner.dump {
+            Some(Dump::WithBodies) => match inner.in_order.as_mut() {
+                Some(in_order) => in_order.received(task, &head, &mut inner.body),
+                None => inner.body.write_all(&head),
+            },
+            Some(Dump::To(out)) => out.write_all(&head).and_then(|()| out.flush()),
+            None => Ok(()),
+        };
+        self.note_output_error(written);
     }
 
     /// The credential (`USER:PASS`) to answer challenges with.

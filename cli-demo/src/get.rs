@@ -10,7 +10,7 @@ use courier_engine::Session;
 
 use crate::cli::Options;
 use crate::common::{self, configuration, events_output, finish, report, request};
-use crate::events::{CliDelegate, Finished, WriteOutTo};
+use crate::events::{CliDelegate, Finished, Stdout};
 use crate::progress::Progress;
 use crate::retries::Retries;
 use crate::{ExitCode, Failure};
@@ -46,13 +46,13 @@ pub(crate) async fn run(
         Arc::new(Progress::new(quiet)),
     );
     delegate.apply(options)?;
-    delegate.write_out_to(
+    delegate.report_to(
         options,
         match output {
-            Some(_) => WriteOutTo::Stdout,
-            None => WriteOutTo::Body,
+            Some(_) => Stdout::Apart,
+            None => Stdout::Bodies,
         },
-    );
+    )?;
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(config, delegate.clone())?;
     common::ftp_logins(&session, urls.iter().map(String::as_str), options);

@@ -147,7 +147,7 @@ impl Failure {
 
 fn main() {
     notice_panics();
-    let cli = cli::Cli::parse_from(cli::disambiguate(std::env::args_os()));
+    let mut cli = cli::Cli::parse_from(cli::disambiguate(std::env::args_os()));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("COURIER_LOG"))
         .with_writer(std::io::stderr)
@@ -192,7 +192,7 @@ fn main() {
                     "get --retry runs one task at a time: drop -j (download takes both)".into(),
                 ));
             }
-            if cli.options.write_out.is_some()
+            if (cli.options.write_out.is_some() || cli.options.dump_header.is_some())
                 && !matches!(
                     cli.command,
                     cli::Command::Get { .. }
@@ -201,8 +201,8 @@ fn main() {
                 )
             {
                 return Err(Failure::usage(
-                    "-w (--write-out) reports on a fetch: use it with courier get, download or \
-                     upload"
+                    "-w (--write-out) and -D (--dump-header) report on a fetch: use them with \
+                     courier get, download or upload"
                         .into(),
                 ));
             }
@@ -214,9 +214,10 @@ fn main() {
                 ));
             }
             match cli.command {
-                cli::Command::Get { urls, output } => {
+                cli::Command::Get { urls, output, json } => {
                     // `-o -` is standard output, as curl and wget read it.
                     let output = output.filter(|o| o.as_os_str() != "-");
+                    cli.options.json = json;
                     get::run(urls, output, &cli.options).await
                 }
                 cli::Command::Download {

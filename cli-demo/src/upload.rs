@@ -21,7 +21,7 @@ use crate::common::{
     self, configuration, events_output, finish, note_data_naming_a_file, report, request,
     save_resume_data,
 };
-use crate::events::{CliDelegate, Finished, WriteOutTo};
+use crate::events::{CliDelegate, Finished, Stdout};
 use crate::progress::Progress;
 use crate::{ExitCode, Failure};
 
@@ -58,7 +58,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
         progress,
     );
     delegate.apply(options)?;
-    delegate.write_out_to(options, WriteOutTo::Body);
+    delegate.report_to(options, Stdout::Bodies)?;
     if matches!(&source, Source::New(_, UploadBody::Stream)) {
         delegate.set_upload_stream(Box::pin(tokio::io::stdin()));
     }

@@ -1,6 +1,6 @@
 //! Black-box tests of `courier` used with curl's habits: `-sSfL`, `-d`, `-o -`, `-A`,
-//! `--compressed`, `-I` for a head, `-r`, `-e`, `-m`, `-v`, `-w` and `-H` in its empty forms, a URL
-//! typed without its scheme, and `--cacert` naming a self-signed certificate.
+//! `--compressed`, `-I` for a head, `-r`, `-e`, `-m`, `-v`, `-w`, `-D`, `--json` and `-H` in its empty
+//! forms, a URL typed without its scheme, and `--cacert` naming a self-signed certificate.
 
 mod common;
 
@@ -413,4 +413,83 @@ async fn dash_h_takes_curls_empty_forms() {
     assert!(!sent.contains("expect"), "{sent}");
     assert!(sent.lines().any(|l| l.trim_end() == "x-empty:"), "{sent}");
     assert_eq!(bad.status.code(), Some(2), "neither a value nor `;`");
+}
+
+/// `--json` posts JSON with its two fields (a field given with `-H` wins), from text or `@FILE`;
+/// `-D` writes every response head, redirects' first, to a file, or to standard output before the
+/// task's body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_posts_json_and_dash_capital_d_dumps_the_heads() {
+    let server = TestServer::http().await;
+    let (headers, echo, chain) = (
+        server.url("/headers"),
+        server.url("/echo"),
+        server.url("/chain/1"),
+    );
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("body.json"), r#"{"from":"file"}"#).unwrap();
+    let c = cwd.path().to_path_buf();
+    let (sent, posted, from_file, dumped, to_stdout, refused) =
+        tokio::task::spawn_blocking(move || {
+            let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
+            (
+                courier(&[
+                    "get",
+                    "-s",
+                    "--json",
+                    "{}",
+                    "-H",
+                    "Accept: text/plain",
+                    "--allow-http",
+                    &headers,
+                ]),
+                courier(&["get", "-s", "--json", r#"{"a":1}"#, "--allow-http", &echo]),
+                in_cwd(&["get", "-s", "--json", "@body.json", "--allow-http", &echo]),
+                in_cwd(&[
+                    "get",
+                    "-s",
+                    "-D",
+                    "heads.txt",
+                    "-o",
+                    "body",
+                    "--allow-http",
+                    &chain,
+                ]),
+                courier(&["get", "-s", "-D", "-", "--allow-http", &chain]),
+                courier(&["download", "-s", "--json", "{}", "--allow-http", &echo]),
+            )
+        })
+        .await
+        .unwrap();
+    assert_success(&sent);
+    let sent = String::from_utf8_lossy(&sent.stdout);
+    assert!(sent.contains("content-type: application/json"), "{sent}");
+    assert!(sent.contains("accept: text/plain"), "-H wins: {sent}");
+    assert!(!sent.contains("accept: application/json"), "{sent}");
+    assert_success(&posted);
+    assert_eq!(posted.stdout, br#"{"a":1}"#);
+    assert_success(&from_file);
+    assert_eq!(from_file.stdout, br#"{"from":"file"}"#);
+    assert_eq!(refused.status.code(), Some(2));
+
+    assert_success(&dumped);
+    let heads = std::fs::read_to_string(cwd.path().join("heads.txt")).unwrap();
+    let statuses: Vec<&str> = heads.lines().filter(|l| l.starts_with("HTTP/")).collect();
+    assert_eq!(
+        statuses,
+        ["HTTP/1.1 302 Found", "HTTP/1.1 200 OK"],
+        "{heads}"
+    );
+    assert!(heads.ends_with("\r\n\r\n"), "{heads:?}");
+    assert_eq!(
+        std::fs::read(cwd.path().join("body")).unwrap(),
+        b"end of chain"
+    );
+    assert_success(&to_stdout);
+    let out = String::from_utf8_lossy(&to_stdout.stdout);
+    assert!(out.starts_with("HTTP/1.1 302 Found\r\n"), "{out}");
+    assert!(
+        out.ends_with("\r\n\r\nend of chain"),
+        "the heads, then the body: {out}"
+    );
 }

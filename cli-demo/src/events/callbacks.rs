@@ -159,6 +159,10 @@ impl TaskDelegate for CliDelegate {
                 "method": new_request.method().as_str(),
             }),
         );
+        // A 3xx not followed is the final response, written as such.
+        if self.follow_redirects {
+            self.dump_head(&mut inner, task.id(), response, false);
+        }
         drop(inner);
         reply.send(self.follow_redirects.then(|| new_request.clone()));
     }
@@ -268,6 +272,11 @@ impl TaskDelegate for CliDelegate {
             Some(task.id()),
             json!({ "error": error_json(error), "status": status }),
         );
+        // A download's final head (a data task's went at its response).
+        if let Some(response) = &response {
+            self.dump_head(&mut inner, task.id(), response, true);
+        }
+        inner.dumped.remove(&task.id());
         let line = self.write_out.as_ref().map(|(format, to)| {
             let metrics = inner.metrics.remove(&task.id());
             let current = task.current_request();
@@ -299,7 +308,7 @@ impl TaskDelegate for CliDelegate {
                 None => inner.body.write_all(line),
             };
             match &line {
-                Some((line, WriteOutTo::Body)) => out(line),
+                Some((line, Stdout::Bodies)) => out(line),
                 _ => Ok(()),
             }
             .and_then(|()| match inner.in_order.as_mut() {
@@ -308,7 +317,7 @@ impl TaskDelegate for CliDelegate {
             })
             .and_then(|()| inner.body.flush())
             .and_then(|()| match &line {
-                Some((line, WriteOutTo::Stdout)) => {
+                Some((line, Stdout::Apart)) => {
                     let mut stdout = std::io::stdout().lock();
                     stdout.write_all(line).and_then(|()| stdout.flush())
                 }
@@ -451,7 +460,7 @@ impl DataDelegate for CliDelegate {
         reply: Reply<ResponseDisposition>,
     ) {
         let disposition = ResponseDisposition::Allow;
-        if !self.logs && !self.fail && !self.heads && !self.retrying {
+        if !self.logs && !self.fail && !self.heads && !self.retrying && !self.dumps {
             // Nothing to write and no body to drop: the default answer, from now on without a
             // trip here.
             reply.send(disposition);
@@ -481,6 +490,7 @@ impl DataDelegate for CliDelegate {
         {
             inner.discarding.insert(task.id());
         }
+        self.dump_head(&mut inner, task.id(), response, true);
         // `-I`: the head where the body goes (none under `--fail` for an error status, as curl).
         let written = (self.heads && !inner.discarding.contains(&task.id())).then(|| {
             let head = Bytes::from(head_text(response));

@@ -40,7 +40,10 @@ enum PeerReads {
     /// It reads, as far as we know.
     Yes,
     /// It closed its end: the error our write met, and whether any byte came after it.
-    Stopped { error: io::ErrorKind, answered: bool },
+    Stopped {
+        error: io::ErrorKind,
+        answered: bool,
+    },
 }
 
 impl Stream {
