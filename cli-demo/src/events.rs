@@ -167,6 +167,15 @@ struct Inner {
 }
 
 impl Inner {
+    /// Writes `bytes` with `task`'s body: to the output, or held with it until its turn under
+    /// `get -j` ([`in_order`]).
+    fn with_body(&mut self, task: u64, bytes: &Bytes) -> std::io::Result<()> {
+        match self.in_order.as_mut() {
+            Some(in_order) => in_order.received(task, bytes, &mut self.body),
+            None => self.body.write_all(bytes),
+        }
+    }
+
     /// `dir/name`, or `dir/name-2`, `dir/name-3`... past the files this command's downloads were
     /// saved as.
     fn unsaved_name(&self, dir: &Path, name: &str) -> PathBuf {
@@ -431,12 +440,8 @@ impl CliDelegate {
             return;
         }
         let head = Bytes::from(head_text(response));
-        let inner = &mut *inner;
         let written = match &mut inner.dump {
-            Some(Dump::WithBodies) => match inner.in_order.as_mut() {
-                Some(in_order) => in_order.received(task, &head, &mut inner.body),
-                None => inner.body.write_all(&head),
-            },
+            Some(Dump::WithBodies) => inner.with_body(task, &head),
             Some(Dump::To(out)) => out.write_all(&head).and_then(|()| out.flush()),
             None => Ok(()),
         };

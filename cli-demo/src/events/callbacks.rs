@@ -303,12 +303,8 @@ impl TaskDelegate for CliDelegate {
         });
         let flushed = {
             let inner = &mut *inner;
-            let mut out = |line: &Bytes| match inner.in_order.as_mut() {
-                Some(in_order) => in_order.received(task.id(), line, &mut inner.body),
-                None => inner.body.write_all(line),
-            };
             match &line {
-                Some((line, Stdout::Bodies)) => out(line),
+                Some((line, Stdout::Bodies)) => inner.with_body(task.id(), line),
                 _ => Ok(()),
             }
             .and_then(|()| match inner.in_order.as_mut() {
@@ -492,14 +488,8 @@ impl DataDelegate for CliDelegate {
         }
         self.dump_head(&mut inner, task.id(), response, true);
         // `-I`: the head where the body goes (none under `--fail` for an error status, as curl).
-        let written = (self.heads && !inner.discarding.contains(&task.id())).then(|| {
-            let head = Bytes::from(head_text(response));
-            let inner = &mut *inner;
-            match inner.in_order.as_mut() {
-                Some(in_order) => in_order.received(task.id(), &head, &mut inner.body),
-                None => inner.body.write_all(&head),
-            }
-        });
+        let written = (self.heads && !inner.discarding.contains(&task.id()))
+            .then(|| inner.with_body(task.id(), &Bytes::from(head_text(response))));
         drop(inner);
         if let Some(written) = written {
             self.note_output_error(written);
