@@ -113,6 +113,10 @@ pub(crate) struct Outcome<'a> {
     pub(crate) exit_code: i32,
     /// Where a download's file went.
     pub(crate) file: Option<&'a std::path::Path>,
+    /// The task's body bytes received and sent: the sizes of a task whose metrics hold no
+    /// request (an `ftp:` transfer).
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
 }
 
 impl WriteOut {
@@ -252,6 +256,18 @@ fn value(var: Var, o: &Outcome<'_>) -> Val {
     let t = last(o);
     let text = |s: Option<String>| Val::Text(s.unwrap_or_default());
     let count = |f: fn(&TransactionMetrics) -> u64| Val::Number(t.map_or(0, f));
+    let (received, sent) = match t {
+        Some(t) => (
+            // A body from the cache came over no network: its size is the body the task
+            // delivered.
+            match t.fetch_type {
+                FetchType::LocalCache => t.response_body_bytes_after_decoding,
+                _ => t.response_body_bytes_received,
+            },
+            t.request_body_bytes_sent,
+        ),
+        None => (o.received, o.sent),
+    };
     let total = o.metrics.map_or(0.0, |m| m.task_duration.as_secs_f64());
     // Each phase of the last request, counted from the task's start: a reused connection's
     // lookup and connect took no time, and a phase that did not happen ends where the one
@@ -319,22 +335,12 @@ fn value(var: Var, o: &Outcome<'_>) -> Val {
                 .split_once(':')
                 .map(|(scheme, _)| scheme.to_ascii_lowercase()),
         ),
-        // A body from the cache came over no network: its size is the body the task delivered.
-        Var::SizeDownload => count(|t| match t.fetch_type {
-            FetchType::LocalCache => t.response_body_bytes_after_decoding,
-            _ => t.response_body_bytes_received,
-        }),
+        Var::SizeDownload => Val::Number(received),
         Var::SizeHeader => count(|t| t.response_header_bytes_received),
         Var::SizeRequest => count(|t| t.request_header_bytes_sent),
-        Var::SizeUpload => count(|t| t.request_body_bytes_sent),
-        Var::SpeedDownload => Val::Number(per_second(
-            t.map_or(0, |t| t.response_body_bytes_received),
-            total,
-        )),
-        Var::SpeedUpload => Val::Number(per_second(
-            t.map_or(0, |t| t.request_body_bytes_sent),
-            total,
-        )),
+        Var::SizeUpload => Val::Number(sent),
+        Var::SpeedDownload => Val::Number(per_second(received, total)),
+        Var::SpeedUpload => Val::Number(per_second(sent, total)),
         Var::TimeAppConnect => Val::Seconds(match t.and_then(|t| t.secure_connection) {
             Some(tls) => connect + tls.as_secs_f64(),
             None => 0.0,
@@ -479,6 +485,8 @@ mod tests {
             error: Some(&error),
             exit_code: 1,
             file: None,
+            received: 0,
+            sent: 0,
         };
         let w = parsed(
             "%{http_code}|%{exitcode}|%{errormsg}|%{url_effective}|%{size_download}|%{time_total}|%{scheme}",
@@ -519,6 +527,8 @@ mod tests {
             error: None,
             exit_code: 0,
             file: None,
+            received: 1,
+            sent: 1,
         };
         let w = parsed(
             "%{http_code} %{http_version} %{num_redirects} %{num_connects} %{url} %{url_effective} \
@@ -546,7 +556,7 @@ mod tests {
             if let Ok(w) = WriteOut::parse_text(&text) {
                 let o = Outcome {
                     url: "http://h/", method: "GET", response: None, metrics: None,
-                    error: None, exit_code: 0, file: None,
+                    error: None, exit_code: 0, file: None, received: 0, sent: 0,
                 };
                 let out = w.render(&o);
                 if !text.contains(['%', '\\']) {

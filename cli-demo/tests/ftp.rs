@@ -37,6 +37,17 @@ fn download_get_and_upload_over_ftp() {
 
     let out = courier(&["get", "--allow-http", &url("", "/file.bin")]);
     assert_eq!(out.stdout, data);
+    // `-w` reads the sizes from the task, an `ftp:` transfer having no HTTP request to tell.
+    let out = courier(&[
+        "get",
+        "--allow-http",
+        "-o",
+        out_dir.path().join("again.bin").to_str().unwrap(),
+        "-w",
+        "%{size_download}",
+        &url("", "/file.bin"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), data.len().to_string());
 
     let upload = out_dir.path().join("up.txt");
     std::fs::write(&upload, b"sent over ftp\n").unwrap();

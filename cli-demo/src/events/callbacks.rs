@@ -298,6 +298,8 @@ impl TaskDelegate for CliDelegate {
                     .as_ref()
                     .and_then(|s| s.as_ref().ok())
                     .map(PathBuf::as_path),
+                received: task.bytes_received(),
+                sent: task.bytes_sent(),
             };
             (Bytes::from(format.render(&outcome)), *to)
         });
