@@ -248,6 +248,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
             done = finished.recv() => {
                 let Some(f) = done else { break };
                 let Some(r) = running.remove(&f.task) else {
+                    f.write_out();
                     results.push(f);
                     continue;
                 };
@@ -267,6 +268,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                     }
                     None => {
                         settle(&f, &r, &args, options, &delegate);
+                        f.write_out();
                         results.push(f);
                     }
                 }

@@ -52,6 +52,19 @@ pub(crate) struct Finished {
     pub(crate) retry_after: Option<Duration>,
     /// Some of its body reached the output (of a task that may be tried again, `get --retry`).
     pub(crate) body_written: bool,
+    /// Its `-w` line, left to the command under `--retry`: written once the task is not tried
+    /// again ([`Finished::write_out`]), as curl writes one line for a transfer and its retries.
+    pub(crate) write_out: Option<Bytes>,
+}
+
+impl Finished {
+    /// Writes the task's `-w` line, if the command has it to write.
+    pub(crate) fn write_out(&self) {
+        if let Some(line) = &self.write_out {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(line).and_then(|()| stdout.flush());
+        }
+    }
 }
 
 /// The CLI's delegate.

@@ -110,6 +110,7 @@ pub(crate) async fn run(
                             _ = &mut ctrl_c => {
                                 interrupted = true;
                                 session.invalidate_and_cancel();
+                                f.write_out();
                                 results.push(f);
                                 running -= 1;
                                 continue;
@@ -127,6 +128,7 @@ pub(crate) async fn run(
                         continue;
                     }
                     running -= 1;
+                    f.write_out();
                     results.push(f);
                 }
                 None => break,

@@ -88,6 +88,7 @@ mod tests {
             saved: None,
             retry_after: asked.map(Duration::from_secs),
             body_written: false,
+            write_out: None,
         };
         let retries = Retries {
             most: 2,

@@ -100,10 +100,20 @@ async fn not_now_from_the_server_is_waited_out_and_never_saved_as_the_file() {
         &cwd,
         &data,
         server.url(),
-        &["--retry", "1", "--retry-delay", "0.1", "-J"],
+        &[
+            "--retry",
+            "1",
+            "--retry-delay",
+            "0.1",
+            "-J",
+            "-w",
+            "[%{http_code} %{filename_effective}]",
+        ],
     )
     .await;
     assert_success(&out);
+    // One `-w` line for the download and its retry, as curl writes: the last attempt's.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[200 ./resource.bin]");
     assert!(std::fs::read(cwd.path().join("resource.bin")).unwrap() == server.content());
     let files: Vec<_> = std::fs::read_dir(cwd.path())
         .unwrap()
@@ -252,7 +262,7 @@ async fn get_tries_again_only_what_wrote_nothing() {
             args.push(&u);
             courier(&args)
         };
-        let busy = get(&[]);
+        let busy = get(&["-w", "[%{http_code}]"]);
         server.script([Misbehaviour::CutAfter(1000)]);
         let cut = get(&[]);
         (busy, cut, get(&["-j", "2"]), {
@@ -262,7 +272,10 @@ async fn get_tries_again_only_what_wrote_nothing() {
     .await
     .unwrap();
     assert_success(&busy);
-    assert!(busy.stdout == content, "the body once, and no 503 page");
+    assert!(
+        busy.stdout == [&content[..], b"[200]"].concat(),
+        "the body once, no 503 page, and one -w line"
+    );
     let stderr = String::from_utf8_lossy(&busy.stderr);
     assert!(
         stderr.contains("HTTP status 503; trying again in 0.0 s"),

@@ -303,6 +303,11 @@ impl TaskDelegate for CliDelegate {
             };
             (Bytes::from(format.render(&outcome)), *to)
         });
+        // Under `--retry` the command writes the line, once it knows the task is not tried again.
+        let (line, left_to_the_command) = match line {
+            Some((line, _)) if self.retrying => (None, Some(line)),
+            line => (line, None),
+        };
         let flushed = {
             let inner = &mut *inner;
             match &line {
@@ -331,6 +336,7 @@ impl TaskDelegate for CliDelegate {
             saved,
             retry_after,
             body_written,
+            write_out: left_to_the_command,
         });
     }
 }
