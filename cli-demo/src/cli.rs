@@ -29,10 +29,20 @@ pub(crate) enum Command {
         #[arg(
             long,
             value_name = "JSON",
-            conflicts_with = "data",
-            value_parser = parse_json_body
+            conflicts_with_all = ["data", "data_binary"],
+            value_parser = parse_body_arg
         )]
-        json: Option<String>,
+        json: Option<BodyArg>,
+        /// POST this body as it is (curl's `--data-binary`): the text, or `@FILE` (`@-`:
+        /// standard input) read byte for byte, up to 16 MiB; a larger body goes with `courier
+        /// upload --file`.
+        #[arg(
+            long = "data-binary",
+            value_name = "DATA",
+            conflicts_with = "data",
+            value_parser = parse_body_arg
+        )]
+        data_binary: Option<BodyArg>,
     },
     /// Download tasks: each URL to a file, named from the URL unless -o says otherwise. Ctrl-C
     /// (or SIGTERM) saves resume data (not in an ephemeral session, which keeps nothing on disk);
@@ -57,6 +67,16 @@ pub(crate) enum Command {
         /// at its first bytes).
         #[arg(short = 'J', long = "remote-header-name")]
         remote_header_name: bool,
+        /// Continue where an interrupted download of the same URL stopped: what download does
+        /// anyway (accepted for curl's `-C -`; an offset of your choosing is not).
+        #[arg(
+            short = 'C',
+            long = "continue-at",
+            value_name = "-",
+            value_parser = clap::builder::PossibleValuesParser::new(["-"]),
+            allow_hyphen_values = true
+        )]
+        continue_at: Option<String>,
         /// Save each file under its URL's name: what download does anyway (accepted for curl's
         /// `-O`, as in `-OJ`).
         #[arg(short = 'O', long = "remote-name")]
@@ -243,13 +263,21 @@ pub(crate) struct Options {
     /// Request method.
     #[arg(short = 'X', long = "request", global = true, value_name = "METHOD")]
     pub(crate) method: Option<String>,
-    /// Request body.
-    #[arg(short = 'd', long, global = true, value_name = "TEXT")]
+    /// Request body, sent as it is (`--data-raw`: curl's name for that).
+    #[arg(
+        short = 'd',
+        long,
+        visible_alias = "data-raw",
+        global = true,
+        value_name = "TEXT"
+    )]
     pub(crate) data: Option<String>,
-    /// `get --json`'s body (set from the `get` command's argument, not an option of every command:
-    /// `bg list --json` is another one).
+    /// `get --json`'s or `--data-binary`'s body (set from the `get` command's arguments, not
+    /// options of every command: `bg list --json` is another one), and whether it is JSON.
     #[arg(skip)]
-    pub(crate) json: Option<String>,
+    pub(crate) body: Option<Vec<u8>>,
+    #[arg(skip)]
+    pub(crate) json: bool,
     /// Permit cleartext http:// (to all hosts, or to HOST; repeatable).
     #[arg(long = "allow-http", global = true, value_name = "HOST", num_args = 0..=1, default_missing_value = "*")]
     pub(crate) allow_http: Vec<String>,
@@ -294,6 +322,10 @@ pub(crate) struct Options {
     /// Do not follow redirects: the 3xx is the final response.
     #[arg(long = "no-follow", global = true, conflicts_with = "location")]
     pub(crate) no_follow: bool,
+    /// `get -o` and `download -o`: create the output file's missing directories first (curl's
+    /// `--create-dirs`); without it, a missing directory fails before anything is fetched.
+    #[arg(long = "create-dirs", global = true)]
+    pub(crate) create_dirs: bool,
     /// Follow redirects: what courier does anyway (accepted for curl's `-L`).
     #[arg(short = 'L', long, global = true)]
     pub(crate) location: bool,
@@ -446,14 +478,19 @@ pub(crate) fn disambiguate(
     out
 }
 
-/// The most bytes `--json @FILE` reads.
-const MAX_JSON_BODY: u64 = 16 << 20;
+/// The most bytes `--json @FILE` and `--data-binary @FILE` read.
+const MAX_BODY_FILE: u64 = 16 << 20;
 
-/// Reads `--json`: the text, or `@FILE` (`@-`: standard input), at most [`MAX_JSON_BODY`].
-fn parse_json_body(text: &str) -> Result<String, String> {
+/// A body given on the command line (`--json`, `--data-binary`), as bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct BodyArg(pub(crate) Vec<u8>);
+
+/// Reads `--json` or `--data-binary`: the text, or `@FILE` (`@-`: standard input) as it is, at
+/// most [`MAX_BODY_FILE`].
+fn parse_body_arg(text: &str) -> Result<BodyArg, String> {
     use std::io::Read;
     let Some(from) = text.strip_prefix('@') else {
-        return Ok(text.to_owned());
+        return Ok(BodyArg(text.as_bytes().to_vec()));
     };
     let reader: Box<dyn Read> = match from {
         "-" => Box::new(std::io::stdin()),
@@ -461,18 +498,18 @@ fn parse_json_body(text: &str) -> Result<String, String> {
             Box::new(std::fs::File::open(file).map_err(|e| format!("cannot read {file}: {e}"))?)
         }
     };
-    let mut body = String::new();
+    let mut body = Vec::new();
     reader
-        .take(MAX_JSON_BODY + 1)
-        .read_to_string(&mut body)
+        .take(MAX_BODY_FILE + 1)
+        .read_to_end(&mut body)
         .map_err(|e| format!("cannot read {from}: {e}"))?;
-    if body.len() as u64 > MAX_JSON_BODY {
+    if body.len() as u64 > MAX_BODY_FILE {
         return Err(format!(
             "{from} is larger than {} MiB: send it with courier upload --file {from} -X POST",
-            MAX_JSON_BODY >> 20
+            MAX_BODY_FILE >> 20
         ));
     }
-    Ok(body)
+    Ok(BodyArg(body))
 }
 
 /// Reads a rate such as `500`, `100k`, `2m` or `1g` (1024-based, like curl).

@@ -292,7 +292,7 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
         }
         request.headers_mut().append(name, value);
     }
-    let json = options.json.as_ref().map(|_| "application/json".to_owned());
+    let json = options.json.then(|| "application/json".to_owned());
     // Fields that options name (`-A`, `-e`, `-r`, `--json`): a field given with `-H` wins, as
     // with curl.
     let named = [
@@ -313,8 +313,13 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
             request.headers_mut().insert(name, value);
         }
     }
-    if let Some(data) = options.data.as_ref().or(options.json.as_ref()) {
-        request.set_body(data.clone().into_bytes());
+    let body = options
+        .data
+        .as_ref()
+        .map(|d| d.as_bytes())
+        .or(options.body.as_deref());
+    if let Some(body) = body {
+        request.set_body(body.to_vec());
         if options.method.is_none() {
             request.set_method(Method::POST);
         }
@@ -357,7 +362,7 @@ pub(crate) fn note_data_naming_a_file(options: &Options) {
     {
         eprintln!(
             "courier: note: --data sends the text {:?} as it is; to send the file {name}, use \
-             `courier upload --file {name} -X POST URL`",
+             `--data-binary @{name}` (or `courier upload --file {name} -X POST URL`)",
             format!("@{name}")
         );
     }

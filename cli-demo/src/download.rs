@@ -113,7 +113,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let names_dir = |p: &Path| p.as_os_str().as_encoded_bytes().ends_with(b"/");
     let target = match (&args.output, several) {
         (Some(p), false) if !p.is_dir() && !names_dir(p) => {
-            check_directory_of(p)?;
+            output_directory(p, options)?;
             Target::File(p.clone())
         }
         (Some(p), _) => {
@@ -379,6 +379,18 @@ fn continue_interrupted(
     taken
 }
 
+/// `-o FILE`: its missing directories made first under `--create-dirs` (curl's), then checked
+/// ([`check_directory_of`]).
+pub(crate) fn output_directory(file: &Path, options: &Options) -> Result<(), Failure> {
+    if options.create_dirs
+        && let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::usage(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    check_directory_of(file)
+}
+
 /// Fails before anything is fetched when `file` cannot be written where it is asked for: its
 /// directory must exist. A download's file is moved there only once complete, so without this a
 /// mistyped `-o` would cost the whole transfer (`get -o` fails as early: it creates its file at
@@ -388,6 +400,7 @@ pub(crate) fn check_directory_of(file: &Path) -> Result<(), Failure> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
+
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(Failure::usage(format!(

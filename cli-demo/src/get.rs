@@ -28,6 +28,9 @@ pub(crate) async fn run(
     let urls = common::urls(urls, options)?;
     common::check_request_options(&urls, options)?;
     let config = configuration(options)?;
+    if let Some(path) = &output {
+        crate::download::output_directory(path, options)?;
+    }
     let body: Box<dyn Write + Send> = match &output {
         // A file takes the body in large writes: over HTTP/2 it comes in 8-16 KiB frames, and
         // 1 GiB in 8 KiB writes took 131,000 system calls on the delegate's thread.

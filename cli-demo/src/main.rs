@@ -214,10 +214,16 @@ fn main() {
                 ));
             }
             match cli.command {
-                cli::Command::Get { urls, output, json } => {
+                cli::Command::Get {
+                    urls,
+                    output,
+                    json,
+                    data_binary,
+                } => {
                     // `-o -` is standard output, as curl and wget read it.
                     let output = output.filter(|o| o.as_os_str() != "-");
-                    cli.options.json = json;
+                    cli.options.json = json.is_some();
+                    cli.options.body = json.or(data_binary).map(|b| b.0);
                     get::run(urls, output, &cli.options).await
                 }
                 cli::Command::Download {
@@ -227,6 +233,7 @@ fn main() {
                     save_resume_data,
                     remote_header_name,
                     remote_name: _,
+                    continue_at: _,
                 } => {
                     let args = download::Args {
                         urls,

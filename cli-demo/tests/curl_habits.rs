@@ -1,6 +1,7 @@
 //! Black-box tests of `courier` used with curl's habits: `-sSfL`, `-d`, `-o -`, `-A`,
-//! `--compressed`, `-I` for a head, `-r`, `-e`, `-m`, `-v`, `-w`, `-D`, `--json` and `-H` in its empty
-//! forms, a URL typed without its scheme, and `--cacert` naming a self-signed certificate.
+//! `--compressed`, `-I` for a head, `-r`, `-e`, `-m`, `-v`, `-w`, `-D`, `--json`, `--data-binary`,
+//! `--data-raw`, `--create-dirs`, `-C -` and `-H` in its empty forms, a URL typed without its
+//! scheme, and `--cacert` naming a self-signed certificate.
 
 mod common;
 
@@ -492,4 +493,87 @@ async fn json_posts_json_and_dash_capital_d_dumps_the_heads() {
         out.ends_with("\r\n\r\nend of chain"),
         "the heads, then the body: {out}"
     );
+}
+
+/// `--data-binary @FILE` posts the file byte for byte, `--data-raw` is `-d`, `--create-dirs`
+/// makes `-o`'s missing directories, and `download -C -` is accepted (a download continues by
+/// itself) where an offset is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_binary_data_raw_create_dirs_and_continue_at() {
+    let server = TestServer::http().await;
+    let (echo, chain) = (server.url("/echo"), server.url("/chain/1"));
+    let cwd = tempfile::tempdir().unwrap();
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    std::fs::write(cwd.path().join("body.bin"), &bytes).unwrap();
+    let c = cwd.path().to_path_buf();
+    let (binary, raw, got, downloaded, continued, offset) =
+        tokio::task::spawn_blocking(move || {
+            let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
+            (
+                in_cwd(&[
+                    "get",
+                    "-s",
+                    "--data-binary",
+                    "@body.bin",
+                    "--allow-http",
+                    &echo,
+                ]),
+                in_cwd(&[
+                    "get",
+                    "-s",
+                    "--data-raw",
+                    "@body.bin",
+                    "--allow-http",
+                    &echo,
+                ]),
+                in_cwd(&[
+                    "get",
+                    "-s",
+                    "--create-dirs",
+                    "-o",
+                    "a/b/got.txt",
+                    "--allow-http",
+                    &chain,
+                ]),
+                in_cwd(&[
+                    "download",
+                    "-s",
+                    "--create-dirs",
+                    "-o",
+                    "c/d/down.txt",
+                    "--allow-http",
+                    &chain,
+                ]),
+                in_cwd(&[
+                    "download",
+                    "-s",
+                    "-C",
+                    "-",
+                    "-o",
+                    "again.txt",
+                    "--allow-http",
+                    &chain,
+                ]),
+                in_cwd(&["download", "-s", "-C", "100", "--allow-http", &chain]),
+            )
+        })
+        .await
+        .unwrap();
+    assert_success(&binary);
+    assert!(binary.stdout == bytes, "every byte of the file, as it is");
+    assert_success(&raw);
+    assert_eq!(raw.stdout, b"@body.bin", "--data-raw: the text");
+    for (out, file) in [
+        (&got, "a/b/got.txt"),
+        (&downloaded, "c/d/down.txt"),
+        (&continued, "again.txt"),
+    ] {
+        assert_success(out);
+        assert_eq!(
+            std::fs::read(cwd.path().join(file)).unwrap(),
+            b"end of chain",
+            "{file}"
+        );
+    }
+    assert_eq!(offset.status.code(), Some(2));
 }
