@@ -13,6 +13,9 @@ use std::time::Instant;
 use courier_engine::{Error, FetchType, Response, TaskMetrics, TransactionMetrics};
 use serde_json::{Map, Value};
 
+/// The longest format `-w @FILE` reads.
+const MAX_FORMAT: u64 = 64 << 10;
+
 /// A parsed `-w` format.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct WriteOut(Vec<Piece>);
@@ -127,13 +130,28 @@ impl WriteOut {
     /// A variable curl does not know or Courier does not report, an unclosed `%{`, or a file
     /// that cannot be read.
     pub(crate) fn parse(arg: &str) -> Result<WriteOut, String> {
-        let text = match arg.strip_prefix('@') {
-            Some("-") => std::io::read_to_string(std::io::stdin())
-                .map_err(|e| format!("cannot read the format from standard input: {e}"))?,
-            Some(file) => std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read the format from {file}: {e}"))?,
-            None => arg.to_owned(),
+        use std::io::Read;
+        let Some(from) = arg.strip_prefix('@') else {
+            return Self::parse_text(arg);
         };
+        let reader: Box<dyn Read> = match from {
+            "-" => Box::new(std::io::stdin()),
+            file => Box::new(
+                std::fs::File::open(file)
+                    .map_err(|e| format!("cannot read the format from {file}: {e}"))?,
+            ),
+        };
+        let mut text = String::new();
+        reader
+            .take(MAX_FORMAT + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read the format from {from}: {e}"))?;
+        if text.len() as u64 > MAX_FORMAT {
+            return Err(format!(
+                "-w: the format in {from} is longer than {} KiB",
+                MAX_FORMAT >> 10
+            ));
+        }
         Self::parse_text(&text)
     }
 
@@ -463,6 +481,21 @@ mod tests {
             parsed("%{response_code}").0,
             vec![Piece::Var(Var::HttpCode)]
         );
+    }
+
+    #[test]
+    fn a_format_is_read_from_a_file_of_at_most_64_kib() {
+        let dir = tempfile::tempdir().unwrap();
+        let (small, large) = (dir.path().join("small"), dir.path().join("large"));
+        std::fs::write(&small, "%{http_code}\\n").unwrap();
+        std::fs::write(&large, "x".repeat(65 << 10)).unwrap();
+        let at = |p: &std::path::Path| format!("@{}", p.display());
+        assert_eq!(
+            WriteOut::parse(&at(&small)).unwrap().0,
+            vec![Piece::Var(Var::HttpCode), Piece::Text("\n".to_owned())]
+        );
+        assert!(WriteOut::parse(&at(&large)).unwrap_err().contains("64 KiB"));
+        assert!(WriteOut::parse(&at(&dir.path().join("missing"))).is_err());
     }
 
     #[test]

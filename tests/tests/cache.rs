@@ -294,3 +294,24 @@ async fn a_range_request_is_not_answered_with_the_whole_cached_response() {
         "still kept whole"
     );
 }
+
+/// A response the cache serves says the HTTP version it came over: HTTP/2 here, not the
+/// HTTP/1.1 the freshness policy's parts carry.
+#[tokio::test]
+async fn a_cached_response_keeps_the_version_it_came_over() {
+    let ca = courier_tests::TestCa::new();
+    let server = TestServer::https(&ca).await;
+    let mut config = Configuration::ephemeral();
+    config.extra_root_certificates.push(ca.ca_der.clone());
+    let session = Session::new(config).unwrap();
+    let url = server.url("/cache/max-age/60");
+    let (first, network) = session.data(url.as_str()).await.unwrap();
+    let (again, cached) = session.data(url.as_str()).await.unwrap();
+    assert_eq!(again, first, "served from the cache");
+    assert_eq!(
+        network.version(),
+        courier_engine::reexports::http::Version::HTTP_2
+    );
+    assert_eq!(cached.version(), network.version());
+    assert_http_date(&cached);
+}
