@@ -488,28 +488,48 @@ pub(crate) struct BodyArg(pub(crate) Vec<u8>);
 /// Reads `--json` or `--data-binary`: the text, or `@FILE` (`@-`: standard input) as it is, at
 /// most [`MAX_BODY_FILE`].
 fn parse_body_arg(text: &str) -> Result<BodyArg, String> {
-    use std::io::Read;
     let Some(from) = text.strip_prefix('@') else {
         return Ok(BodyArg(text.as_bytes().to_vec()));
     };
+    read_bounded_arg(from, MAX_BODY_FILE)
+        .map_err(|e| match e {
+            TooLong::Read(e) => e,
+            TooLong::Over(max) => format!(
+                "{from} is larger than {} MiB: send it with courier upload --file {from} -X POST",
+                max >> 20
+            ),
+        })
+        .map(BodyArg)
+}
+
+/// Why [`read_bounded_arg`] gave nothing.
+pub(crate) enum TooLong {
+    /// The file could not be opened or read (the message says which).
+    Read(String),
+    /// It holds more than this many bytes.
+    Over(u64),
+}
+
+/// What an option's `@FILE` names (`-`: standard input), at most `max` bytes: an option's
+/// argument is read whole into memory, so it is bounded.
+pub(crate) fn read_bounded_arg(from: &str, max: u64) -> Result<Vec<u8>, TooLong> {
+    use std::io::Read;
     let reader: Box<dyn Read> = match from {
         "-" => Box::new(std::io::stdin()),
-        file => {
-            Box::new(std::fs::File::open(file).map_err(|e| format!("cannot read {file}: {e}"))?)
-        }
+        file => Box::new(
+            std::fs::File::open(file)
+                .map_err(|e| TooLong::Read(format!("cannot read {file}: {e}")))?,
+        ),
     };
-    let mut body = Vec::new();
+    let mut bytes = Vec::new();
     reader
-        .take(MAX_BODY_FILE + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| format!("cannot read {from}: {e}"))?;
-    if body.len() as u64 > MAX_BODY_FILE {
-        return Err(format!(
-            "{from} is larger than {} MiB: send it with courier upload --file {from} -X POST",
-            MAX_BODY_FILE >> 20
-        ));
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| TooLong::Read(format!("cannot read {from}: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(TooLong::Over(max));
     }
-    Ok(BodyArg(body))
+    Ok(bytes)
 }
 
 /// Reads a rate such as `500`, `100k`, `2m` or `1g` (1024-based, like curl).

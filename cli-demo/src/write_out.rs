@@ -130,28 +130,17 @@ impl WriteOut {
     /// A variable curl does not know or Courier does not report, an unclosed `%{`, or a file
     /// that cannot be read.
     pub(crate) fn parse(arg: &str) -> Result<WriteOut, String> {
-        use std::io::Read;
+        use crate::cli::{TooLong, read_bounded_arg};
         let Some(from) = arg.strip_prefix('@') else {
             return Self::parse_text(arg);
         };
-        let reader: Box<dyn Read> = match from {
-            "-" => Box::new(std::io::stdin()),
-            file => Box::new(
-                std::fs::File::open(file)
-                    .map_err(|e| format!("cannot read the format from {file}: {e}"))?,
-            ),
-        };
-        let mut text = String::new();
-        reader
-            .take(MAX_FORMAT + 1)
-            .read_to_string(&mut text)
-            .map_err(|e| format!("cannot read the format from {from}: {e}"))?;
-        if text.len() as u64 > MAX_FORMAT {
-            return Err(format!(
-                "-w: the format in {from} is longer than {} KiB",
-                MAX_FORMAT >> 10
-            ));
-        }
+        let bytes = read_bounded_arg(from, MAX_FORMAT).map_err(|e| match e {
+            TooLong::Read(e) => format!("-w: {e}"),
+            TooLong::Over(max) => {
+                format!("-w: the format in {from} is longer than {} KiB", max >> 10)
+            }
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("-w: {from} is not UTF-8"))?;
         Self::parse_text(&text)
     }
 
