@@ -496,7 +496,7 @@ impl Session {
         data: &ResumeData,
     ) -> Result<(Request, UploadBody), Error> {
         let (original, resumption) = self.resumed_upload(data);
-        resumption.map(|r| (original, r.body))
+        resumption.map(|r| (original, r.resource.body().clone()))
     }
 
     /// The original and current requests and the work of a download made from `data`. Data that

@@ -55,9 +55,10 @@ impl TaskActorState {
             ),
             Work::ResumedUpload(resumption) => {
                 let resumption = resumption?;
+                let body = resumption.resource.body().clone();
                 resumed_upload = Some(resumption.resource);
                 (
-                    Some(resumption.body),
+                    Some(body),
                     Destination::Memory {
                         window: self
                             .callbacks

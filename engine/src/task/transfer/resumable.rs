@@ -111,6 +111,11 @@ impl UploadResource {
     pub(super) fn length(&self) -> u64 {
         self.0.length
     }
+
+    /// The body the upload sends (a file by its absolute path, or the bytes).
+    pub(crate) fn body(&self) -> &UploadBody {
+        &self.0.body
+    }
 }
 
 /// Offers the server a resumable upload of `body`, `length` bytes, unless it is smaller than

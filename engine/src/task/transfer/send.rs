@@ -144,10 +144,7 @@ impl Run {
             && let Some(resource) = offered.url(&self.url)
         {
             let outcome = Box::pin(self.go_on_with_upload(head, body, &offered, resource)).await;
-            if outcome.is_ok() {
-                self.offered = None;
-            }
-            return outcome;
+            return self.answered(outcome);
         }
         let mut told = false;
         let mut backoff = CONNECTIVITY_FIRST_RETRY;
@@ -236,20 +233,23 @@ impl Run {
                     let length = offered.length();
                     let outcome =
                         Box::pin(self.resume_upload(head, body, length, resource, other)).await;
-                    if outcome.is_ok() {
-                        self.offered = None;
-                    }
-                    return outcome;
+                    return self.answered(outcome);
                 }
-                other => {
-                    // The upload's final answer: nothing is left to resume.
-                    if other.is_ok() {
-                        self.offered = None;
-                    }
-                    return other;
-                }
+                other => return self.answered(other),
             }
         }
+    }
+
+    /// [`Run::send`]'s outcome: an answer is the upload's final one, and leaves nothing to
+    /// resume; a failure keeps the upload resource, for the resume data.
+    fn answered(
+        &mut self,
+        outcome: Result<http::Response<ResponseBody>, Halt>,
+    ) -> Result<http::Response<ResponseBody>, Halt> {
+        if outcome.is_ok() {
+            self.offered = None;
+        }
+        outcome
     }
 
     /// One attempt of [`Run::send`]; `from`, the first byte of the body sent (0 but for the rest

@@ -15,10 +15,10 @@ use http::HeaderValue;
 
 use super::*;
 
-/// An upload task made from resume data: its body, the upload resource to go on at, and the
-/// resume data itself (handed back as it is by a cancel before the task starts).
+/// An upload task made from resume data: the upload resource to go on at (with the body it
+/// sends, [`UploadResource::body`]), and the resume data itself (handed back as it is by a cancel
+/// before the task starts).
 pub(crate) struct UploadResumption {
-    pub(crate) body: UploadBody,
     pub(crate) resource: UploadResource,
     pub(crate) data: ResumeData,
 }
@@ -151,7 +151,6 @@ fn check_record(
     };
     Ok(UploadResumption {
         data: data.clone(),
-        body: body.clone(),
         resource: UploadResource(Arc::new(Offered {
             length: record.length,
             body,
