@@ -60,7 +60,8 @@ pub(crate) async fn run(
     let session = Session::with_delegate(config, delegate.clone())?;
     common::ftp_logins(&session, urls.iter().map(String::as_str), options);
 
-    let mut waiting: VecDeque<String> = urls.into();
+    // Each URL with how often it was tried again (`--retry`).
+    let mut waiting: VecDeque<(String, u32)> = urls.into_iter().map(|url| (url, 0)).collect();
     let mut running = 0usize;
     let retries = Retries::from(options);
     // With --retry (one task at a time), the running task's URL and how often it was tried again.
@@ -73,13 +74,15 @@ pub(crate) async fn run(
     tokio::pin!(ctrl_c);
     loop {
         while running < parallel && !interrupted {
-            let Some(url) = waiting.pop_front() else {
+            let Some((url, tried)) = waiting.pop_front() else {
                 break;
             };
             let task = session.data_task(request(&url, options)?)?;
             if retries.most > 0 {
-                delegate.set_retried_on_status(task.info().id());
-                current = Some((url, 0));
+                if tried < retries.most {
+                    delegate.set_retried_on_status(task.info().id());
+                }
+                current = Some((url, tried));
             }
             if parallel > 1 {
                 // One output for every body: each goes out whole, in the order of the URLs.
@@ -106,31 +109,21 @@ pub(crate) async fn run(
                             crate::common::shown_url(url)
                         ));
                     }
+                    running -= 1;
                     if let Some((wait, url, tried)) = again.filter(|_| !f.body_written) {
                         delegate.bars().println(&retries.note(&url, &f, wait, tried));
                         tokio::select! {
-                            () = tokio::time::sleep(wait) => {}
+                            // Started again by the loop, first of all.
+                            () = tokio::time::sleep(wait) => waiting.push_front((url, tried + 1)),
                             _ = &mut ctrl_c => {
                                 interrupted = true;
                                 session.invalidate_and_cancel();
                                 f.write_out();
                                 results.push(f);
-                                running -= 1;
-                                continue;
                             }
                         }
-                        let task = session.data_task(request(&url, options)?)?;
-                        if tried + 1 < retries.most {
-                            delegate.set_retried_on_status(task.info().id());
-                        }
-                        delegate.bars().add(task.info().id(), || {
-                            crate::download::file_name_for(&url)
-                        });
-                        task.resume();
-                        current = Some((url, tried + 1));
                         continue;
                     }
-                    running -= 1;
                     f.write_out();
                     results.push(f);
                 }

@@ -145,6 +145,47 @@ impl Failure {
     }
 }
 
+/// Refuses an option given to a command it means nothing to, rather than ignore it.
+fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
+    use cli::Command;
+    let o = &cli.options;
+    let get = matches!(cli.command, Command::Get { .. });
+    let fetch = get || matches!(cli.command, Command::Download { .. });
+    let transfer = fetch || matches!(cli.command, Command::Upload { .. });
+    let refusals = [
+        // A HEAD has no body: a download would save an empty file, an upload send nothing.
+        (
+            o.head && !get,
+            "-I (--head) shows a response's head: use it with courier get",
+        ),
+        (
+            o.retry > 0 && !fetch,
+            "--retry tries a fetch again: use it with courier get or courier download (an upload \
+             its server offered to resume goes on by itself)",
+        ),
+        // A body tried again must keep its place in the output, which -j orders by task.
+        (
+            o.retry > 0 && o.parallel > 1 && get,
+            "get --retry runs one task at a time: drop -j (download takes both)",
+        ),
+        (
+            (o.write_out.is_some() || o.dump_header.is_some()) && !transfer,
+            "-w (--write-out) and -D (--dump-header) report on a fetch: use them with courier \
+             get, download or upload",
+        ),
+        // A download asks for ranges of its own, to continue: a part of a file is not something
+        // it can resume or save as the file.
+        (
+            o.range.is_some() && !get,
+            "-r (--range) fetches part of a body: use it with courier get",
+        ),
+    ];
+    match refusals.into_iter().find(|(refused, _)| *refused) {
+        Some((_, why)) => Err(Failure::usage(why.to_owned())),
+        None => Ok(()),
+    }
+}
+
 fn main() {
     notice_panics();
     let mut cli = cli::Cli::parse_from(cli::disambiguate(std::env::args_os()));
@@ -166,53 +207,7 @@ fn main() {
     };
     let result = runtime.block_on(async {
         let command = async {
-            if cli.options.head && !matches!(cli.command, cli::Command::Get { .. }) {
-                // A HEAD has no body: a download would save an empty file, an upload send nothing.
-                return Err(Failure::usage(
-                    "-I (--head) shows a response's head: use it with courier get".into(),
-                ));
-            }
-            let fetches = matches!(
-                cli.command,
-                cli::Command::Get { .. } | cli::Command::Download { .. }
-            );
-            if cli.options.retry > 0 && !fetches {
-                return Err(Failure::usage(
-                    "--retry tries a fetch again: use it with courier get or courier download \
-                     (an upload its server offered to resume goes on by itself)"
-                        .into(),
-                ));
-            }
-            if cli.options.retry > 0
-                && cli.options.parallel > 1
-                && matches!(cli.command, cli::Command::Get { .. })
-            {
-                // A body tried again must keep its place in the output, which -j orders by task.
-                return Err(Failure::usage(
-                    "get --retry runs one task at a time: drop -j (download takes both)".into(),
-                ));
-            }
-            if (cli.options.write_out.is_some() || cli.options.dump_header.is_some())
-                && !matches!(
-                    cli.command,
-                    cli::Command::Get { .. }
-                        | cli::Command::Download { .. }
-                        | cli::Command::Upload { .. }
-                )
-            {
-                return Err(Failure::usage(
-                    "-w (--write-out) and -D (--dump-header) report on a fetch: use them with \
-                     courier get, download or upload"
-                        .into(),
-                ));
-            }
-            if cli.options.range.is_some() && !matches!(cli.command, cli::Command::Get { .. }) {
-                // A download asks for ranges of its own, to continue: a part of a file is not
-                // something it can resume or save as the file.
-                return Err(Failure::usage(
-                    "-r (--range) fetches part of a body: use it with courier get".into(),
-                ));
-            }
+            misplaced_options(&cli)?;
             match cli.command {
                 cli::Command::Get {
                     urls,

@@ -173,13 +173,18 @@ async fn an_informational_response_reaches_the_stream() {
 
 const MIB: usize = 1 << 20;
 
-/// A resumable-upload server that stalls the first upload at 1 MiB, and `big.bin` (3 MiB of
-/// `payload`) in `cwd`, a current directory of its own (`data`: the session's home).
+/// A resumable-upload server that stalls the first upload at 1 MiB (`url`, its upload URL), and
+/// `big.bin` (3 MiB of `payload`) in `cwd`, a current directory of its own (`data`: the session's
+/// home), where `saved` is the upload's default resume-data file.
 struct Stalled {
     server: courier_tests::ResumableUploadServer,
     payload: Vec<u8>,
-    cwd: tempfile::TempDir,
-    data: tempfile::TempDir,
+    cwd: std::path::PathBuf,
+    data: std::path::PathBuf,
+    url: String,
+    saved: std::path::PathBuf,
+    /// The two directories, removed when dropped.
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
 impl Stalled {
@@ -193,10 +198,13 @@ impl Stalled {
         let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         std::fs::write(cwd.path().join("big.bin"), &payload).unwrap();
         Stalled {
+            url: server.url("/files"),
             server,
             payload,
-            cwd,
-            data,
+            cwd: cwd.path().to_path_buf(),
+            data: data.path().to_path_buf(),
+            saved: cwd.path().join("big.bin.courier-upload-resume"),
+            _dirs: (cwd, data),
         }
     }
 }
@@ -211,15 +219,12 @@ async fn an_upload_stopped_or_failed_goes_on_from_its_saved_resume_data() {
     let Stalled {
         server,
         payload,
-        cwd,
-        data,
+        cwd: c,
+        data: d,
+        url,
+        saved,
+        _dirs,
     } = Stalled::start().await;
-    let (c, d, url) = (
-        cwd.path().to_path_buf(),
-        data.path().to_path_buf(),
-        server.url("/files"),
-    );
-    let saved = cwd.path().join("big.bin.courier-upload-resume");
     let (stopped, resumed, failed, again) = tokio::task::spawn_blocking(move || {
         let upload = [
             "upload",
@@ -332,15 +337,12 @@ async fn the_same_upload_command_run_again_goes_on_from_where_it_stopped() {
     let Stalled {
         server,
         payload,
-        cwd,
-        data,
+        cwd: c,
+        data: d,
+        url,
+        saved,
+        _dirs,
     } = Stalled::start().await;
-    let (c, d, url) = (
-        cwd.path().to_path_buf(),
-        data.path().to_path_buf(),
-        server.url("/files"),
-    );
-    let saved = cwd.path().join("big.bin.courier-upload-resume");
     let (saved_, changed) = (
         saved.clone(),
         courier_tests::server::pattern_bytes(1, 3 * MIB),
