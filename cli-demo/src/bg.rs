@@ -44,7 +44,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                 let record = record_of(&url, options)?;
                 let task =
                     create(&mut service, TaskKind::Download, record, schedule, options).await?;
-                println!("{task} {}", crate::common::shown_url(&url));
+                let _ = writeln!(io::stdout(), "{task} {}", crate::common::shown_url(&url));
             }
             settled(&mut service).await?;
             Ok(ExitCode::Success)
@@ -64,7 +64,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
             let mut service = connect(&id).await?;
             let kind = TaskKind::Upload { file };
             let task = create(&mut service, kind, record, schedule, options).await?;
-            println!("{task} {}", crate::common::shown_url(&url));
+            let _ = writeln!(io::stdout(), "{task} {}", crate::common::shown_url(&url));
             settled(&mut service).await?;
             Ok(ExitCode::Success)
         }
@@ -114,7 +114,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                 .collect();
             let mut code = ExitCode::Success;
             for task in tasks.iter().filter(|t| !known.contains(t)) {
-                eprintln!("courier: {id} has no task {task}");
+                say!("courier: {id} has no task {task}");
                 code = ExitCode::TaskFailed;
             }
             Ok(code)
@@ -209,7 +209,7 @@ async fn attach(
     let mut code = crate::common::report(&results, options);
     for f in &results {
         if let Some(Err(why)) = &f.saved {
-            eprintln!("courier: task {}: {why}", f.task);
+            say!("courier: task {}: {why}", f.task);
             code = ExitCode::TaskFailed;
         }
     }

@@ -360,7 +360,7 @@ pub(crate) fn note_data_naming_a_file(options: &Options) {
         && !name.is_empty()
         && std::path::Path::new(name).is_file()
     {
-        eprintln!(
+        say!(
             "courier: note: --data sends the text {:?} as it is; to send the file {name}, use \
              `--data-binary @{name}` (or `courier upload --file {name} -X POST URL`)",
             format!("@{name}")
@@ -413,7 +413,7 @@ pub(crate) fn output_refused(
 ) -> Option<ExitCode> {
     let why = failed.borrow().clone()?;
     let to = file.map_or("standard output".into(), |p| p.display().to_string());
-    eprintln!("courier: cannot write the body to {to}: {why}");
+    say!("courier: cannot write the body to {to}: {why}");
     Some(ExitCode::TaskFailed)
 }
 
@@ -462,7 +462,7 @@ pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
                 .failing_url()
                 .map(|u| format!(" ({})", shown_url(u)))
                 .unwrap_or_default();
-            eprintln!(
+            say!(
                 "courier: task {} failed: {} {}{url}: {}",
                 f.task,
                 e.code().name(),
@@ -471,7 +471,7 @@ pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
             );
             code = ExitCode::TaskFailed;
         } else if options.fail && f.status.is_some_and(|s| s >= 400) && code == ExitCode::Success {
-            eprintln!(
+            say!(
                 "courier: task {} got HTTP status {}",
                 f.task,
                 f.status.unwrap_or_default()

@@ -33,14 +33,14 @@ pub(crate) async fn run(options: &Options) -> Result<ExitCode, Failure> {
     };
     // The message alone: it names its cause already.
     let service = started.map_err(|e| Failure::usage(e.message().to_owned()))?;
-    eprintln!(
+    say!(
         "courier daemon: listening on {}, journal in {}",
         service.socket().display(),
         data.display()
     );
     // SIGTERM or Ctrl-C, as any command is stopped.
     crate::common::stop_requested().await;
-    eprintln!("courier daemon: stopping");
+    say!("courier daemon: stopping");
     service.shutdown().await;
     Ok(ExitCode::Success)
 }

@@ -14,6 +14,16 @@
 //! - `bg`: `courier bg ...`, background sessions from the command line.
 //! - `events`: the delegate that writes the `--events` stream and the bodies.
 
+/// Writes a line on stderr for the person at the terminal, as `eprintln!` does, except that a
+/// stderr that is gone (`courier get URL 2>&1 | head -1` closes it) loses the line instead of
+/// panicking: curl loses such lines too, and the exit status still says how the command ended.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod bg;
 mod cli;
 mod common;
@@ -201,7 +211,7 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("courier: cannot start the runtime: {e}");
+            say!("courier: cannot start the runtime: {e}");
             std::process::exit(ExitCode::TaskFailed.code());
         }
     };
@@ -284,13 +294,13 @@ fn main() {
     let code = match result {
         Ok(code) => code,
         Err(Failure(message)) => {
-            eprintln!("courier: {message}");
+            say!("courier: {message}");
             ExitCode::Usage
         }
     };
     let panicked = PANICKED.load(std::sync::atomic::Ordering::SeqCst);
     if panicked {
-        eprintln!("courier: an internal error (a panic) happened; see above");
+        say!("courier: an internal error (a panic) happened; see above");
     }
     std::process::exit(code.after_panic(panicked).code());
 }

@@ -82,7 +82,7 @@ impl Progress {
     /// Prints a line above the bars (or plainly when there are none).
     pub(crate) fn println(&self, line: &str) {
         if self.multi.is_hidden() {
-            eprintln!("{line}");
+            say!("{line}");
         } else {
             let _ = self.multi.println(line);
         }

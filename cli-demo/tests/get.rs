@@ -206,6 +206,37 @@ async fn a_body_the_output_refuses_fails_the_command_and_stops_its_task() {
     assert_eq!(complete["error"]["number"], -999, "{complete}");
 }
 
+/// A stderr that is gone (`courier get URL 2>&1 | head -1` closes it once `head` has its line)
+/// loses courier's lines, as curl's are lost, and the exit status still says how the tasks
+/// ended: never the status of a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_loses_the_lines_not_the_exit_status() {
+    let server = TestServer::http().await;
+    let (missing, fine) = (server.url("/status/404"), server.url("/bytes/10"));
+    let statuses = tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_courier"))
+                .args(args)
+                .env("XDG_DATA_HOME", data_home())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run courier");
+            // The read end closes before courier has started: each line it writes meets EPIPE.
+            drop(child.stderr.take());
+            child.wait().expect("courier's status").code()
+        };
+        [
+            run(&["get", "-f", "--allow-http", &missing]),
+            run(&["get", "--allow-http", "http://127.0.0.1:1/"]),
+            run(&["get", "-v", "--allow-http", "--events", "-", &fine]),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, [Some(22), Some(1), Some(0)]);
+}
+
 /// A symbolic link at `get -o FILE` or `--events FILE` is replaced by the file, never written
 /// through (as `download` replaces one): the file it pointed to keeps what it had.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
