@@ -92,8 +92,14 @@ pub(crate) enum Command {
         /// The URL to upload to (not with --resume-data, which names it).
         #[arg(required_unless_present = "resume_data")]
         url: Option<String>,
-        /// The file to send (`-` streams stdin).
-        #[arg(long, value_name = "PATH", conflicts_with = "data")]
+        /// The file to send (`-` streams stdin; `-T`, `--upload-file`: curl's names).
+        #[arg(
+            long,
+            short = 'T',
+            visible_alias = "upload-file",
+            value_name = "PATH",
+            conflicts_with = "data"
+        )]
         file: Option<PathBuf>,
         /// Go on with the upload this resume-data file describes: only what the server does not
         /// hold yet is sent.

@@ -1,6 +1,6 @@
 //! Black-box tests of `courier` used with curl's habits: `-sSfL`, `-d`, `-o -`, `-A`,
 //! `--compressed`, `-I` for a head, `-r`, `-e`, `-m`, `-v`, `-w`, `-D`, `--json`, `--data-binary`,
-//! `--data-raw`, `--create-dirs`, `-C -` and `-H` in its empty forms, a URL typed without its
+//! `--data-raw`, `--create-dirs`, `-C -`, `-T` and `-H` in its empty forms, a URL typed without its
 //! scheme, and `--cacert` naming a self-signed certificate.
 
 mod common;
@@ -392,15 +392,16 @@ async fn dash_h_takes_curls_empty_forms() {
     std::fs::write(body.path(), pattern_bytes(0, 2 << 20)).unwrap();
     let file = body.path().to_str().unwrap().to_owned();
     let (asked, not_asked, bad) = tokio::task::spawn_blocking(move || {
-        let upload = |extra: &[&str]| {
-            let mut args = vec!["upload", "-s", "--allow-http", "--file", &file];
+        // `-T` is curl's name for `--file`.
+        let upload = |file_flag: &str, extra: &[&str]| {
+            let mut args = vec!["upload", "-s", "--allow-http", file_flag, &file];
             args.extend_from_slice(extra);
             args.push(&headers);
             courier(&args)
         };
         (
-            upload(&[]),
-            upload(&["-H", "Expect:", "-H", "X-Empty;"]),
+            upload("--file", &[]),
+            upload("-T", &["-H", "Expect:", "-H", "X-Empty;"]),
             courier(&["get", "-s", "-H", "X-Nothing", "--allow-http", &headers]),
         )
     })
