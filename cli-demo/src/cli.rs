@@ -466,23 +466,28 @@ pub(crate) struct Options {
 }
 
 /// `--allow-http` takes an optional HOST, so `--allow-http http://host/` would read the URL as the
-/// host. A host never contains `://` or `/`: such a next argument is a URL, and `--allow-http`
-/// alone (all hosts) is meant.
+/// host, and `courier --allow-http daemon` the command. A host never contains `://` or `/`: such a
+/// next argument is a URL, and `--allow-http` alone (all hosts) is meant; so it is when the next
+/// argument names a command and no command came before it.
 pub(crate) fn disambiguate(
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let names_a_command = |arg: &str| cli.get_subcommands().any(|c| c.get_name() == arg);
     let args: Vec<std::ffi::OsString> = args.into_iter().collect();
     let mut out = Vec::with_capacity(args.len());
+    let mut command_seen = false;
     for (i, arg) in args.iter().enumerate() {
         // A host has neither `://` nor a path: `localhost:8080/x`, a URL typed without its
         // scheme, is a URL too.
-        let next_is_url = args
-            .get(i + 1)
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.contains("://") || n.contains('/'));
-        if arg == "--allow-http" && next_is_url {
+        let next = args.get(i + 1).and_then(|n| n.to_str());
+        let next_is_url = next.is_some_and(|n| n.contains("://") || n.contains('/'));
+        let next_is_command = !command_seen && next.is_some_and(names_a_command);
+        if arg == "--allow-http" && (next_is_url || next_is_command) {
             out.push("--allow-http=*".into());
         } else {
+            command_seen |= i > 0 && arg.to_str().is_some_and(names_a_command);
             out.push(arg.clone());
         }
     }
@@ -501,6 +506,20 @@ mod tests {
         assert_eq!(
             args(&["courier", "get", "--allow-http", "h", "http://h/"]),
             args(&["courier", "get", "--allow-http", "h", "http://h/"])
+        );
+        // Before the command, a command's name is the command, not a host.
+        assert_eq!(
+            args(&["courier", "--allow-http", "daemon"]),
+            args(&["courier", "--allow-http=*", "daemon"])
+        );
+        assert_eq!(
+            args(&["courier", "--allow-http", "get", "http://h/"]),
+            args(&["courier", "--allow-http=*", "get", "http://h/"])
+        );
+        // After it, a host that happens to be named like one stays a host.
+        assert_eq!(
+            args(&["courier", "get", "--allow-http", "bg", "http://bg/"]),
+            args(&["courier", "get", "--allow-http", "bg", "http://bg/"])
         );
     }
 }
