@@ -1,5 +1,6 @@
 //! `courier upload`: one upload task (PUT unless `-X` says otherwise) from a file, from stdin
-//! (`--file -`, streamed) or from `--data TEXT`; the response body goes to stdout.
+//! (`--file -`, streamed; a file given as stdin goes as that file) or from `--data TEXT`; the
+//! response body goes to stdout.
 //!
 //! An upload the server offered to resume (the IETF resumable-upload draft) goes on by itself
 //! after a lost connection; when it cannot go on now (Ctrl-C, or a failure past its resumptions),
@@ -145,7 +146,12 @@ fn source(args: &Args, options: &Options) -> Result<(Source, String), Failure> {
         Some(_) => request.method().clone(),
         None => Method::PUT,
     });
-    let (body, label) = match (&args.file, &options.data) {
+    // A stdin that is a file is uploaded as that file (see `stdin_file`).
+    let file = match args.file.as_deref() {
+        Some(path) if path.as_os_str() == "-" => stdin_file().or(Some(path.to_owned())),
+        other => other.map(Path::to_owned),
+    };
+    let (body, label) = match (&file, &options.data) {
         (Some(path), _) if path.as_os_str() == "-" => (UploadBody::Stream, "stdin".to_owned()),
         (Some(path), _) => (
             UploadBody::File(path.clone()),
@@ -167,6 +173,26 @@ fn source(args: &Args, options: &Options) -> Result<(Source, String), Failure> {
         }
     };
     Ok((Source::New(Box::new(request), body), label))
+}
+
+/// Stdin's file, when stdin is a regular file read from its start (`courier upload -T - < FILE`).
+///
+/// A stream cannot be sent twice, so a streamed upload that meets a 307, a 308 or a challenge after
+/// its body went out fails with -1021. A file can: it is sent by its path, as `-T FILE` is (with
+/// its length, and resumable), as curl rewinds a stdin it can seek. The path is the one stdin's
+/// descriptor names, and is taken only while it still names the same file.
+fn stdin_file() -> Option<PathBuf> {
+    use std::io::Seek;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let stdin = std::fs::File::from(io::stdin().as_fd().try_clone_to_owned().ok()?);
+    let meta = stdin.metadata().ok()?;
+    if !meta.is_file() || (&stdin).stream_position().ok()? != 0 {
+        return None;
+    }
+    let path = std::fs::canonicalize("/dev/stdin").ok()?;
+    let named = std::fs::metadata(&path).ok()?;
+    (named.dev() == meta.dev() && named.ino() == meta.ino()).then_some(path)
 }
 
 /// The default resume-data file's suffix, after the upload's file name.

@@ -130,6 +130,45 @@ async fn a_stdin_upload_goes_again_unless_it_was_read_and_then_fails_instead_of_
     assert_eq!(String::from_utf8_lossy(&out.stdout), "welcome ann");
 }
 
+/// `courier upload -T - < FILE`: a stdin that is a file read from its start goes as that file, so
+/// a 307 after its body was read sends it again (curl rewinds such a stdin) where a pipe fails with
+/// -1021, as above. A file stdin already read into goes as the stream it is, from where it stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_given_as_stdin_is_sent_again_as_that_file() {
+    use std::io::{Seek, SeekFrom};
+    let server = TestServer::http().await;
+    let url = server.url("/307/upload?after_body=1");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("body.bin");
+    let body = courier_tests::server::pattern_bytes(0, 200_000);
+    std::fs::write(&path, &body).unwrap();
+    let (whole, read_into) = tokio::task::spawn_blocking(move || {
+        let upload = |offset: u64| {
+            let mut stdin = std::fs::File::open(&path).unwrap();
+            stdin.seek(SeekFrom::Start(offset)).unwrap();
+            std::process::Command::new(env!("CARGO_BIN_EXE_courier"))
+                .args(["upload", "-s", "-T", "-", "--allow-http", &url])
+                .env("XDG_DATA_HOME", data_home())
+                .current_dir(dir.path())
+                .stdin(stdin)
+                .output()
+                .unwrap()
+        };
+        (upload(0), upload(100))
+    })
+    .await
+    .unwrap();
+    assert_success(&whole);
+    assert_eq!(
+        String::from_utf8_lossy(&whole.stdout),
+        format!("bytes=200000 sha256={}", courier_tests::sha256_hex(&body)),
+        "the target got the whole file"
+    );
+    assert_eq!(read_into.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&read_into.stderr);
+    assert!(said.contains("-1021"), "{said}");
+}
+
 /// An upload past the `Expect: 100-continue` threshold (1 MiB) to nginx, which answers `100
 /// Continue` before it takes the body: the stream shows the informational response, then the
 /// final one, and nginx stored every byte.
