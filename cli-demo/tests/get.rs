@@ -162,6 +162,51 @@ async fn a_waiting_body_never_holds_back_the_first_task() {
     assert!(out.stdout == expected, "bodies mixed or out of order");
 }
 
+/// Ctrl-C under `-j`: the body going out ends where it stands, and the bodies that waited for
+/// their turn (here a whole one, already complete) never follow it, where they were written after
+/// the cut body as if they were the rest of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_under_dash_j_writes_nothing_after_the_cut_body() {
+    let server = TestServer::http().await;
+    // 200 chunks of 1,000 bytes, 20 ms apart: four seconds if nobody stops it.
+    let slow = server.url("/drip?chunks=200&size=1000&delay_ms=20");
+    let quick = server.url("/headers");
+    let dir = tempfile::tempdir().unwrap();
+    let (events, output) = (dir.path().join("events"), dir.path().join("out"));
+    let written = tokio::task::spawn_blocking({
+        let (events, output) = (events.clone(), output.clone());
+        move || {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_courier"))
+                .args(["get", "-s", "-j", "2", "--allow-http", &slow, &quick])
+                .arg("--events")
+                .arg(&events)
+                .arg("-o")
+                .arg(&output)
+                .env("XDG_DATA_HOME", data_home())
+                .spawn()
+                .unwrap();
+            // The quick body is complete, and waits for the slow one's.
+            let logged = || std::fs::read_to_string(&events).unwrap_or_default();
+            signal_when(&child, || logged().contains("did_complete"), "INT");
+            assert_eq!(child.wait().unwrap().code(), Some(130));
+            let ev: Vec<Value> = logged()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            check_stream(&ev);
+            std::fs::read(&output).unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(written.len() < 200_000, "the slow body was cut");
+    assert!(
+        written == pattern_bytes(0, written.len()),
+        "only the slow body's first {} bytes, nothing after them",
+        written.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_the_output_refuses_fails_the_command_and_stops_its_task() {
     // /dev/full refuses every write with ENOSPC, as a full disk does.

@@ -315,7 +315,11 @@ impl TaskDelegate for CliDelegate {
                 _ => Ok(()),
             }
             .and_then(|()| match inner.in_order.as_mut() {
-                Some(in_order) => in_order.completed(task.id(), &mut inner.body),
+                Some(in_order) => {
+                    let cancelled =
+                        error.is_some_and(|e| e.code() == courier_engine::ErrorCode::Cancelled);
+                    in_order.completed(task.id(), cancelled, &mut inner.body)
+                }
                 None => Ok(()),
             })
             .and_then(|()| inner.body.flush())

@@ -4,6 +4,11 @@
 //! past that, a waiting task's further bytes go to a spool file of its own (unnamed, removed when
 //! closed), so memory stays bounded and every task keeps running.
 //!
+//! A cancelled task means the command is stopping (Ctrl-C, an output that refused a body: every
+//! task is cancelled): the body going out ends where it is, and the bodies still waiting never go
+//! out. Written after a cut body, they could not be told from the rest of it; as one URL after
+//! another, the command would have stopped there too.
+//!
 //! Why not suspend a task instead: a suspended task keeps its connection, and the first task may
 //! need one (a redirect, a retry) on a host whose every connection a suspended task holds. It
 //! would wait for them, and they for it.
@@ -26,6 +31,8 @@ pub(super) struct InOrder {
     queue: VecDeque<Waiting>,
     /// Bytes held in memory over all waiting tasks.
     held: usize,
+    /// A task was cancelled: nothing goes out after the body going out now.
+    stopped: bool,
 }
 
 /// A task whose body is not yet out whole.
@@ -64,9 +71,16 @@ impl InOrder {
         data: &Bytes,
         out: &mut dyn Write,
     ) -> io::Result<()> {
-        let Some(i) = self.position(task).filter(|&i| i > 0) else {
-            return out.write_all(data);
+        let Some(i) = self.position(task) else {
+            return if self.stopped {
+                Ok(())
+            } else {
+                out.write_all(data)
+            };
         };
+        if i == 0 {
+            return out.write_all(data);
+        }
         let waiting = &mut self.queue[i];
         if waiting.spool.is_none() && self.held + data.len() <= HELD {
             self.held += data.len();
@@ -81,11 +95,25 @@ impl InOrder {
     }
 
     /// `task` completed: once it is first, it and every completed task after it go out whole,
-    /// and the next one still running writes straight through from then on.
+    /// and the next one still running writes straight through from then on. A `cancelled` task
+    /// stops the order: the first task's body, whichever it is, is the last to go out.
     ///
     /// # Errors
     /// `out` refused a body, or a spool file could not be read back.
-    pub(super) fn completed(&mut self, task: u64, out: &mut dyn Write) -> io::Result<()> {
+    pub(super) fn completed(
+        &mut self,
+        task: u64,
+        cancelled: bool,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        if cancelled {
+            self.stopped = true;
+            // The waiting bodies (and their spool files) go; they were all that `held` counts.
+            let going_out = self.queue.front().is_some_and(|w| w.task != task);
+            self.queue.truncate(usize::from(going_out));
+            self.held = 0;
+            return Ok(());
+        }
         let Some(i) = self.position(task) else {
             return Ok(());
         };
@@ -105,5 +133,63 @@ impl InOrder {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> InOrder {
+        let mut order = InOrder::default();
+        for task in 1..=3 {
+            order.add(task);
+        }
+        order
+    }
+
+    fn bytes(text: &'static str) -> Bytes {
+        Bytes::from_static(text.as_bytes())
+    }
+
+    #[test]
+    fn later_bodies_wait_and_go_out_whole_in_order() {
+        let (mut order, mut out) = (three(), Vec::new());
+        order.received(3, &bytes("c"), &mut out).unwrap();
+        order.received(1, &bytes("a1"), &mut out).unwrap();
+        order.received(2, &bytes("b"), &mut out).unwrap();
+        order.completed(3, false, &mut out).unwrap();
+        order.completed(2, false, &mut out).unwrap();
+        assert_eq!(out, b"a1");
+        order.received(1, &bytes("a2"), &mut out).unwrap();
+        order.completed(1, false, &mut out).unwrap();
+        assert_eq!(out, b"a1a2bc");
+    }
+
+    #[test]
+    fn a_cancelled_first_task_ends_the_output_where_it_stands() {
+        let (mut order, mut out) = (three(), Vec::new());
+        order.received(1, &bytes("a1"), &mut out).unwrap();
+        order.received(2, &bytes("b"), &mut out).unwrap();
+        order.completed(2, false, &mut out).unwrap();
+        order.received(3, &bytes("c"), &mut out).unwrap();
+        order.completed(1, true, &mut out).unwrap();
+        order.completed(3, true, &mut out).unwrap();
+        order.received(3, &bytes("late"), &mut out).unwrap();
+        assert_eq!(out, b"a1", "nothing after the cut body");
+        assert_eq!(order.held, 0);
+    }
+
+    #[test]
+    fn a_later_task_cancelled_first_lets_the_first_body_go_on_alone() {
+        let (mut order, mut out) = (three(), Vec::new());
+        order.received(1, &bytes("a1"), &mut out).unwrap();
+        order.received(2, &bytes("b"), &mut out).unwrap();
+        order.completed(2, true, &mut out).unwrap();
+        // The first task's bytes still in flight go on; it ends, whatever how, and that is all.
+        order.received(1, &bytes("a2"), &mut out).unwrap();
+        order.completed(3, false, &mut out).unwrap();
+        order.completed(1, false, &mut out).unwrap();
+        assert_eq!(out, b"a1a2");
     }
 }
