@@ -19,12 +19,12 @@ use crate::{ExitCode, Failure};
 mod background;
 
 fn step(n: u32, title: &str) {
-    println!("\n== {n}. {title}");
+    show!("\n== {n}. {title}");
 }
 
 fn check(ok: bool, what: &str) -> Result<(), Failure> {
     if ok {
-        println!("   ok: {what}");
+        show!("   ok: {what}");
         Ok(())
     } else {
         Err(Failure::usage(format!("demo step failed: {what}")))
@@ -41,11 +41,11 @@ async fn next(finished: &mut mpsc::UnboundedReceiver<Finished>) -> Result<Finish
 
 /// Runs the tour.
 pub(crate) async fn run() -> Result<ExitCode, Failure> {
-    println!("courier demo: URLSession's model in Rust, on a loopback server");
+    show!("courier demo: URLSession's model in Rust, on a loopback server");
     let ca = LoopbackCa::new();
     let http = LoopbackServer::http(demo_route).await;
     let https = LoopbackServer::https(&ca, demo_route).await;
-    println!(
+    show!(
         "   servers: {} and {} (certificate from a CA made just now)",
         http.url("/"),
         https.url("/")
@@ -61,7 +61,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         "a data task over HTTP/1.1, completion form: session.data(url).await",
     );
     let (body, response) = session.data(http.url("/bytes/4096").as_str()).await?;
-    println!(
+    show!(
         "   status {} over {:?}, {} bytes",
         response.status(),
         response.version(),
@@ -74,7 +74,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         "HTTPS with HTTP/2 chosen by ALPN, trusting the generated CA",
     );
     let (body, response) = session.data(https.url("/bytes/65536").as_str()).await?;
-    println!(
+    show!(
         "   status {} over {:?}, {} bytes",
         response.status(),
         response.version(),
@@ -121,7 +121,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     let before = task.info().bytes_received();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let after = task.info().bytes_received();
-    println!("   suspended at {before} bytes; 400 ms later still {after}");
+    show!("   suspended at {before} bytes; 400 ms later still {after}");
     check(
         before == after && task.info().state() == TaskState::Suspended,
         "nothing moved while suspended",
@@ -191,7 +191,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     ];
     for (what, s, request, want) in cases {
         let got = s.data(request).await.err().map(|e| e.code());
-        println!(
+        show!(
             "   {what}: {}",
             got.map_or("no error".to_string(), |c| c.to_string())
         );
@@ -231,7 +231,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     let url = http.url("/cache/max-age/60");
     let (first, _) = session.data(url.as_str()).await?;
     let (second, _) = session.data(url.as_str()).await?;
-    println!(
+    show!(
         "   first:  {}\n   second: {}",
         String::from_utf8_lossy(&first),
         String::from_utf8_lossy(&second)
@@ -245,7 +245,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     let (mut stream, response) = session
         .bytes(http.url("/drip?chunks=4&size=2500&delay_ms=50").as_str())
         .await?;
-    println!(
+    show!(
         "   status {} before the body; task state {:?}",
         response.status(),
         stream.task().info().state()
@@ -254,7 +254,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     while let Some(chunk) = stream.chunk().await {
         pieces.push(chunk?.len());
     }
-    println!("   chunks as they came: {pieces:?}");
+    show!("   chunks as they came: {pieces:?}");
     check(
         pieces.iter().sum::<usize>() == 10_000,
         "10000 bytes, read at the pace they arrived",
@@ -274,7 +274,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         .data(https.url("/bytes/2048").as_str())
         .await?;
     for asked in proxy.asked() {
-        println!("   the proxy was asked: {}", asked.line);
+        show!("   the proxy was asked: {}", asked.line);
     }
     let asked = proxy.asked();
     check(
@@ -310,7 +310,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     web_socket(&config, &https).await?;
     starttls(&config, &ca).await?;
 
-    println!("\ncourier demo: every step behaved as described.");
+    show!("\ncourier demo: every step behaved as described.");
     Ok(ExitCode::Success)
 }
 
@@ -332,7 +332,7 @@ async fn web_socket(config: &Configuration, https: &LoopbackServer) -> Result<()
         let echoed = tokio::time::timeout(Duration::from_secs(10), task.receive())
             .await
             .map_err(within("an echo"))??;
-        println!("   sent {text:?}, received {echoed:?}");
+        show!("   sent {text:?}, received {echoed:?}");
         check(echoed == Message::Text(text.into()), "the server echoed it")?;
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -349,7 +349,7 @@ async fn web_socket(config: &Configuration, https: &LoopbackServer) -> Result<()
     tokio::time::timeout(Duration::from_secs(10), session.invalidated())
         .await
         .map_err(within("the close"))?;
-    println!(
+    show!(
         "   closed with {:?}; the task's error: {:?}",
         task.close_code(),
         task.info().error().map(|e| e.code())
@@ -388,20 +388,20 @@ async fn starttls(config: &Configuration, ca: &LoopbackCa) -> Result<(), Failure
             )
         }
     };
-    println!("   server: {}", line(&task).await?);
+    show!("   server: {}", line(&task).await?);
     task.write(&b"STARTTLS\r\n"[..], wait).await?;
     let go = line(&task).await?;
-    println!("   sent STARTTLS; server: {go}");
+    show!("   sent STARTTLS; server: {go}");
     task.start_secure_connection().await?;
     task.write(&b"hello over tls\r\n"[..], wait).await?;
     let echoed = line(&task).await?;
-    println!("   TLS started; sent \"hello over tls\"; server: {echoed}");
+    show!("   TLS started; sent \"hello over tls\"; server: {echoed}");
     check(
         go.starts_with("220") && echoed == "250 hello over tls (tls)",
         "the line went over TLS, the server's certificate checked against the generated CA",
     )?;
     task.write(&b"QUIT\r\n"[..], wait).await?;
-    println!("   sent QUIT; server: {}", line(&task).await?);
+    show!("   sent QUIT; server: {}", line(&task).await?);
     task.close_write();
     session.finish_tasks_and_invalidate();
     tokio::time::timeout(wait, session.invalidated())
@@ -442,7 +442,7 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
     task.resume();
     let done = next(&mut finished).await?;
     let saved = std::fs::read(&target)?;
-    println!("   saved {} bytes to {}", saved.len(), target.display());
+    show!("   saved {} bytes to {}", saved.len(), target.display());
     check(
         done.error.is_none() && saved == content,
         "the file is the resource, byte for byte",
@@ -469,7 +469,7 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
         .await
         .ok_or_else(|| Failure::usage("demo: no resume data".into()))?;
     next(&mut finished).await?;
-    println!(
+    show!(
         "   cancelled past 2 MiB; the resume data ({} bytes) names the partial file kept",
         data.as_bytes().len()
     );
@@ -482,7 +482,7 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
     resumed.resume();
     let done = next(&mut finished).await?;
     let asked = http.ranges_asked().pop().flatten().unwrap_or_default();
-    println!("   the new task asked for {asked:?}");
+    show!("   the new task asked for {asked:?}");
     check(
         done.error.is_none() && std::fs::read(&target)? == content,
         "resumed with a range request; the file is whole",
@@ -498,7 +498,7 @@ async fn downloads(config: &Configuration) -> Result<(), Failure> {
     let request = Request::new(Method::PUT, &http.url("/upload"));
     let (body, response) = session.upload(request, UploadBody::File(path)).await?;
     let receipt = String::from_utf8_lossy(&body).into_owned();
-    println!("   server: {} {receipt}", response.status());
+    show!("   server: {} {receipt}", response.status());
     check(
         receipt == format!("bytes=3000000 sha256={}", sha256_hex(&payload)),
         "the server read every byte",

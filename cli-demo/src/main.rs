@@ -24,6 +24,15 @@ macro_rules! say {
     }};
 }
 
+/// [`say!`] for standard output: the demo's tour, whose reader may stop reading
+/// (`courier demo | head`).
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod bg;
 mod cli;
 mod common;

@@ -212,6 +212,21 @@ fn demo_exits_zero() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("every step behaved as described"));
 }
 
+/// `courier demo | head -3`: a reader that stops reading loses the rest of the tour, not the exit
+/// status (it was a panic's).
+#[test]
+fn demo_read_in_part_still_exits_zero() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_courier"))
+        .arg("demo")
+        .env("XDG_DATA_HOME", data_home())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run courier");
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
 #[test]
 fn bad_arguments_exit_2() {
     assert_eq!(courier(&["get"]).status.code(), Some(2));

@@ -86,7 +86,7 @@ pub(super) async fn step17() -> Result<(), Failure> {
             let url = http.url(&format!("/resource/{size}?chunk=65536&delay_ms=10"));
             app.download_task(url.as_str())?.resume();
         }
-        println!("   two downloads handed to the service; the application session is dropped");
+        show!("   two downloads handed to the service; the application session is dropped");
     }
     // Watched from outside (as `courier bg list` does) until both completed.
     let mut watcher = courier_engine::background::wire::Connection::new(
@@ -112,7 +112,7 @@ pub(super) async fn step17() -> Result<(), Failure> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("   both finished while no application was there");
+    show!("   both finished while no application was there");
     let seen = Arc::new(Seen::default());
     let app = Session::with_delegate(config, seen.clone())?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -127,7 +127,7 @@ pub(super) async fn step17() -> Result<(), Failure> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for event in seen.events() {
-        println!("   replayed: {event}");
+        show!("   replayed: {event}");
     }
     let files = seen.files.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut expected: Vec<String> = sizes
