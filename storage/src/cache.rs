@@ -37,6 +37,9 @@ pub struct CacheRecord {
     pub policy: String,
     /// The response status.
     pub status: u16,
+    /// The HTTP version it came over, as major and minor digits: 9 (HTTP/0.9), 10, 11, 20 or 30.
+    /// Records written before this field was kept do not decode: each is a miss, fetched again.
+    pub version: u8,
     /// The response headers, in order.
     pub headers: Vec<(String, Vec<u8>)>,
     /// The body.
@@ -431,6 +434,7 @@ mod tests {
             url: url.into(),
             policy: "{}".into(),
             status: 200,
+            version: 11,
             headers: vec![("etag".into(), b"\"a\"".to_vec())],
             body: vec![7; size],
         }

@@ -269,6 +269,7 @@ mod tests {
                 url: s.clone(),
                 policy: "{}".into(),
                 status: 200,
+                version: 20,
                 headers: vec![(s.clone(), v.clone())],
                 body: v.clone(),
             };

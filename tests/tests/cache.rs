@@ -314,4 +314,20 @@ async fn a_cached_response_keeps_the_version_it_came_over() {
     );
     assert_eq!(cached.version(), network.version());
     assert_http_date(&cached);
+
+    // So does one a later session reads from the disk (its memory never held it).
+    let dir = tempfile::tempdir().unwrap();
+    let mut persistent = courier_tests::default_config_in(dir.path());
+    persistent.extra_root_certificates.push(ca.ca_der.clone());
+    let session = Session::new(persistent.clone()).unwrap();
+    let (stored, _) = session.data(url.as_str()).await.unwrap();
+    session.flush().await;
+    let later = Session::new(persistent).unwrap();
+    let from_disk = with_policy(&url, CachePolicy::ReturnCacheDataDontLoad);
+    let (body, response) = later.data(from_disk).await.unwrap();
+    assert_eq!(body, stored);
+    assert_eq!(
+        response.version(),
+        courier_engine::reexports::http::Version::HTTP_2
+    );
 }

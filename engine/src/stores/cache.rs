@@ -361,6 +361,13 @@ impl ToRecord for ForDisk {
             url: self.url.clone(),
             policy: serde_json::to_string(&entry.policy).unwrap_or_default(),
             status: entry.response.status().as_u16(),
+            version: match entry.response.version() {
+                Version::HTTP_09 => 9,
+                Version::HTTP_10 => 10,
+                Version::HTTP_2 => 20,
+                Version::HTTP_3 => 30,
+                _ => 11,
+            },
             headers: entry
                 .response
                 .headers()
@@ -382,9 +389,17 @@ fn from_disk(d: CacheRecord, url: &Url) -> Option<Entry> {
         );
     }
     let status = StatusCode::from_u16(d.status).ok()?;
+    let version = match d.version {
+        9 => Version::HTTP_09,
+        10 => Version::HTTP_10,
+        11 => Version::HTTP_11,
+        20 => Version::HTTP_2,
+        30 => Version::HTTP_3,
+        _ => return None,
+    };
     Some(Entry {
         policy,
-        response: Response::new(url.clone(), status, Version::HTTP_11, headers),
+        response: Response::new(url.clone(), status, version, headers),
         body: Bytes::from(d.body),
     })
 }
