@@ -44,7 +44,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                 let record = record_of(&url, options)?;
                 let task =
                     create(&mut service, TaskKind::Download, record, schedule, options).await?;
-                let _ = writeln!(io::stdout(), "{task} {}", crate::common::shown_url(&url));
+                show!("{task} {}", crate::common::shown_url(&url));
             }
             settled(&mut service).await?;
             Ok(ExitCode::Success)
@@ -64,7 +64,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
             let mut service = connect(&id).await?;
             let kind = TaskKind::Upload { file };
             let task = create(&mut service, kind, record, schedule, options).await?;
-            let _ = writeln!(io::stdout(), "{task} {}", crate::common::shown_url(&url));
+            show!("{task} {}", crate::common::shown_url(&url));
             settled(&mut service).await?;
             Ok(ExitCode::Success)
         }

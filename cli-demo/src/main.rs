@@ -24,8 +24,8 @@ macro_rules! say {
     }};
 }
 
-/// [`say!`] for standard output: the demo's tour, whose reader may stop reading
-/// (`courier demo | head`).
+/// [`say!`] for standard output, for lines a reader may stop reading (`courier demo | head`,
+/// `courier bg download ... | head -1`). Bodies go through their own writer, whose errors count.
 macro_rules! show {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
