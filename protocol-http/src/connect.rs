@@ -434,26 +434,7 @@ impl Inner {
         let connect_started = Instant::now();
         let (mut tcp, remote) = happy_eyeballs::connect(&addrs, TcpStream::connect)
             .await
-            .map_err(|last| {
-                let unreachable = last.as_ref().is_some_and(|e| {
-                    matches!(
-                        e.kind(),
-                        std::io::ErrorKind::NetworkUnreachable
-                            | std::io::ErrorKind::HostUnreachable
-                            | std::io::ErrorKind::NetworkDown
-                    )
-                });
-                let kind = if unreachable {
-                    TransportErrorKind::NetworkUnreachable
-                } else {
-                    TransportErrorKind::ConnectionRefused
-                };
-                ConnectFailure::new(
-                    kind,
-                    format!("cannot connect to {dial_host}:{dial_port}"),
-                    last,
-                )
-            })?;
+            .map_err(|last| ConnectFailure::dial(dial_host, dial_port, last))?;
         // Only an HTTP proxy takes cleartext requests in absolute form.
         let mut proxied = false;
         match route.as_ref().map(|r| (r, &r.kind)) {

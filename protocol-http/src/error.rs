@@ -326,6 +326,32 @@ impl ConnectFailure {
         }
     }
 
+    /// No address of `host:port` took a connection; `last` is the last address's error. An
+    /// unreachable network is [`TransportErrorKind::NetworkUnreachable`] (-1009), anything else
+    /// (refused, no answer, no descriptor left) [`TransportErrorKind::ConnectionRefused`]
+    /// (-1004). The message names that error, as curl's does: "Connection refused" and "Too many
+    /// open files" call for different fixes.
+    pub(crate) fn dial(host: &str, port: u16, last: Option<io::Error>) -> ConnectFailure {
+        let unreachable = last.as_ref().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::NetworkUnreachable
+                    | io::ErrorKind::HostUnreachable
+                    | io::ErrorKind::NetworkDown
+            )
+        });
+        let kind = if unreachable {
+            TransportErrorKind::NetworkUnreachable
+        } else {
+            TransportErrorKind::ConnectionRefused
+        };
+        let message = match &last {
+            Some(e) => format!("cannot connect to {host}:{port}: {e}"),
+            None => format!("cannot connect to {host}:{port}"),
+        };
+        ConnectFailure::new(kind, message, last)
+    }
+
     /// Classifies a failed TLS handshake from the error tokio-rustls returns.
     pub(crate) fn tls(err: io::Error) -> ConnectFailure {
         use rustls::{CertificateError as C, Error as E};
@@ -433,5 +459,45 @@ impl fmt::Display for ConnectFailure {
 impl StdError for ConnectFailure {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_dial_says_why_and_tells_an_unreachable_network_apart() {
+        let refused = ConnectFailure::dial(
+            "127.0.0.1",
+            1,
+            Some(io::Error::from(io::ErrorKind::ConnectionRefused)),
+        );
+        assert_eq!(refused.kind, TransportErrorKind::ConnectionRefused);
+        assert_eq!(
+            refused.message,
+            format!(
+                "cannot connect to 127.0.0.1:1: {}",
+                io::Error::from(io::ErrorKind::ConnectionRefused)
+            )
+        );
+        // Out of descriptors (EMFILE): still -1004, and the message says so.
+        let exhausted = ConnectFailure::dial("h", 80, Some(io::Error::from_raw_os_error(24)));
+        assert_eq!(exhausted.kind, TransportErrorKind::ConnectionRefused);
+        assert!(
+            exhausted.message.contains("os error 24"),
+            "{}",
+            exhausted.message
+        );
+        for kind in [
+            io::ErrorKind::NetworkUnreachable,
+            io::ErrorKind::HostUnreachable,
+            io::ErrorKind::NetworkDown,
+        ] {
+            let failure = ConnectFailure::dial("h", 80, Some(io::Error::from(kind)));
+            assert_eq!(failure.kind, TransportErrorKind::NetworkUnreachable);
+        }
+        let silent = ConnectFailure::dial("h", 80, None);
+        assert_eq!(silent.message, "cannot connect to h:80");
     }
 }

@@ -25,13 +25,7 @@ impl Connector {
             let addrs = resolve(host, port).await?;
             let (tcp, _) = happy_eyeballs::connect(&addrs, TcpStream::connect)
                 .await
-                .map_err(|last| {
-                    ConnectFailure::new(
-                        TransportErrorKind::ConnectionRefused,
-                        format!("cannot connect to {host}:{port}"),
-                        last,
-                    )
-                })?;
+                .map_err(|last| ConnectFailure::dial(host, port, last))?;
             let _ = tcp.set_nodelay(true);
             Ok(tcp)
         };
