@@ -189,6 +189,11 @@ impl Transport {
             .await
             .map_err(|e| FtpError::Connect(TransportError::from(e)))?;
         let mut control = ImplAsyncFtpStream::<SessionTlsStream>::connect_with_stream(tcp).await?;
+        // A data connection goes to the server the control connection reached, at the port its
+        // `PASV` names, never to the address the reply names: a hostile server could otherwise
+        // point it at any host and port the client reaches (the FTP bounce), and have a `STOR`
+        // deliver the file's bytes there. curl ignores that address too (`--ftp-skip-pasv-ip`).
+        control.set_passive_nat_workaround(true);
         if tls {
             let backend = SessionTls {
                 connector: self.connector.clone(),

@@ -1,7 +1,8 @@
 //! `ftp:` URLs against a real FTP server (pyftpdlib): data and download tasks, a 100 MiB download
 //! cut into resume data and continued with `REST` byte-identical, uploads (`STOR`) from a file and
 //! from the delegate's stream, upload files that cannot be read (nothing stored), a missing
-//! file, bad credentials, the cleartext policy, and explicit FTPS with the session's trust.
+//! file, bad credentials, the cleartext policy, and explicit FTPS with the session's trust; and a
+//! hostile server's `PASV` naming another host, which is not followed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -316,4 +317,84 @@ async fn a_refused_login_is_a_challenge_for_the_ftp_protection_space() {
     assert_eq!(challenges, vec![("default", 0)]);
     session.finish_tasks_and_invalidate();
     check_invariants(&rec.wait_invalid(WAIT).await).unwrap();
+}
+
+/// A `PASV` reply that names another address (here 127.0.0.2) is taken for its port only: the data
+/// connection goes to the server the control connection reached, as curl's does, never where a
+/// hostile server points it (the FTP bounce: any host and port the client can reach).
+#[tokio::test]
+async fn a_passive_reply_naming_another_host_is_taken_for_its_port_only() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+    // The same port on two loopback addresses: the server's own, and the one the reply names.
+    let mut tries = 0;
+    let (own, elsewhere, port) = loop {
+        let own = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = own.local_addr().unwrap().port();
+        if let Ok(elsewhere) = TcpListener::bind(("127.0.0.2", port)).await {
+            break (own, elsewhere, port);
+        }
+        tries += 1;
+        assert!(tries < 20, "no port free on both 127.0.0.1 and 127.0.0.2");
+    };
+    let bounced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let b = bounced.clone();
+    tokio::spawn(async move {
+        while let Ok((mut data, _)) = elsewhere.accept().await {
+            b.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = data.write_all(b"elsewhere").await;
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut data, _)) = own.accept().await {
+            let _ = data.write_all(b"the file").await;
+        }
+    });
+    let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "ftp://127.0.0.1:{}/file",
+        control.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move {
+        let Ok((socket, _)) = control.accept().await else {
+            return;
+        };
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let _ = write.write_all(b"220 ready\r\n").await;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            let answer = match verb.as_str() {
+                "USER" => "331 password\r\n".to_owned(),
+                "PASS" => "230 in\r\n".to_owned(),
+                "TYPE" => "200 binary\r\n".to_owned(),
+                "SIZE" => "213 8\r\n".to_owned(),
+                "PASV" => format!(
+                    "227 Entering Passive Mode (127,0,0,2,{},{})\r\n",
+                    port >> 8,
+                    port & 0xff
+                ),
+                "RETR" => {
+                    let _ = write.write_all(b"150 here\r\n").await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    "226 sent\r\n".to_owned()
+                }
+                "QUIT" => "221 bye\r\n".to_owned(),
+                _ => "502 not here\r\n".to_owned(),
+            };
+            if write.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let session = Session::new(cleartext()).unwrap();
+    let (body, _) = tokio::time::timeout(Duration::from_secs(20), session.data(url.as_str()))
+        .await
+        .expect("within 20 s")
+        .expect("the file");
+    assert_eq!(&body[..], b"the file");
+    assert!(
+        !bounced.load(std::sync::atomic::Ordering::SeqCst),
+        "nothing connected to the address the reply named"
+    );
 }
