@@ -52,6 +52,7 @@ mod wanted;
 pub(crate) use conn::Conn;
 use conn::{Counted, ReadShare, Stream, Watch};
 pub use read_pause::{ReadHold, ReadPause};
+pub(crate) use resolve::bare_host;
 pub use resolve::is_localhost_name;
 use resolve::{resolve, resolve_one};
 pub(crate) use wanted::for_one_request;
@@ -391,10 +392,7 @@ impl Inner {
             .host()
             .ok_or_else(|| ConnectFailure::new(TransportErrorKind::InvalidUrl, "no host", None))?;
         // `Uri::host` keeps the brackets of an IPv6 literal; resolution and SNI want it bare.
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
+        let host = bare_host(host).to_owned();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
 
         let state = self.host(tls, &host, port);

@@ -188,12 +188,17 @@ impl Transport {
             .open_tcp(host, port)
             .await
             .map_err(|e| FtpError::Connect(TransportError::from(e)))?;
+        let over_ipv6 = tcp.peer_addr().is_ok_and(|a| a.is_ipv6());
         let mut control = ImplAsyncFtpStream::<SessionTlsStream>::connect_with_stream(tcp).await?;
         // A data connection goes to the server the control connection reached, at the port its
         // `PASV` names, never to the address the reply names: a hostile server could otherwise
         // point it at any host and port the client reaches (the FTP bounce), and have a `STOR`
         // deliver the file's bytes there. curl ignores that address too (`--ftp-skip-pasv-ip`).
         control.set_passive_nat_workaround(true);
+        if over_ipv6 {
+            // `PASV` has no form for an IPv6 address (RFC 2428): `EPSV`, which names a port only.
+            control.set_mode(suppaftp::Mode::ExtendedPassive);
+        }
         if tls {
             let backend = SessionTls {
                 connector: self.connector.clone(),

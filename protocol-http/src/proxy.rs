@@ -133,7 +133,7 @@ impl Proxies {
         }
         let intercept = matcher.intercept(uri)?;
         let proxy = intercept.uri();
-        let host = proxy.host()?.trim_matches(['[', ']']).to_owned();
+        let host = crate::connect::bare_host(proxy.host()?).to_owned();
         let scheme = proxy.scheme_str().unwrap_or("http");
         let port = proxy.port_u16().unwrap_or(match scheme {
             "https" => 443,
@@ -179,7 +179,7 @@ impl std::fmt::Debug for Proxies {
 }
 
 fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_matches(['[', ']']);
+    let bare = crate::connect::bare_host(host);
     crate::connect::is_localhost_name(bare)
         || bare
             .parse::<std::net::IpAddr>()

@@ -319,42 +319,15 @@ async fn a_refused_login_is_a_challenge_for_the_ftp_protection_space() {
     check_invariants(&rec.wait_invalid(WAIT).await).unwrap();
 }
 
-/// A `PASV` reply that names another address (here 127.0.0.2) is taken for its port only: the data
-/// connection goes to the server the control connection reached, as curl's does, never where a
-/// hostile server points it (the FTP bounce: any host and port the client can reach).
-#[tokio::test]
-async fn a_passive_reply_naming_another_host_is_taken_for_its_port_only() {
+/// A scripted FTP server on `control` that serves one file: its data connections are the test's
+/// (listening where it says), and `passive` answers `PASV` and `EPSV` (the verb given). Returns
+/// the file's URL.
+async fn scripted_ftp(
+    control: tokio::net::TcpListener,
+    passive: impl Fn(&str) -> String + Send + 'static,
+) -> String {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::TcpListener;
-    // The same port on two loopback addresses: the server's own, and the one the reply names.
-    let mut tries = 0;
-    let (own, elsewhere, port) = loop {
-        let own = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = own.local_addr().unwrap().port();
-        if let Ok(elsewhere) = TcpListener::bind(("127.0.0.2", port)).await {
-            break (own, elsewhere, port);
-        }
-        tries += 1;
-        assert!(tries < 20, "no port free on both 127.0.0.1 and 127.0.0.2");
-    };
-    let bounced = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let b = bounced.clone();
-    tokio::spawn(async move {
-        while let Ok((mut data, _)) = elsewhere.accept().await {
-            b.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = data.write_all(b"elsewhere").await;
-        }
-    });
-    tokio::spawn(async move {
-        while let Ok((mut data, _)) = own.accept().await {
-            let _ = data.write_all(b"the file").await;
-        }
-    });
-    let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "ftp://127.0.0.1:{}/file",
-        control.local_addr().unwrap().port()
-    );
+    let addr = control.local_addr().unwrap();
     tokio::spawn(async move {
         let Ok((socket, _)) = control.accept().await else {
             return;
@@ -369,11 +342,7 @@ async fn a_passive_reply_naming_another_host_is_taken_for_its_port_only() {
                 "PASS" => "230 in\r\n".to_owned(),
                 "TYPE" => "200 binary\r\n".to_owned(),
                 "SIZE" => "213 8\r\n".to_owned(),
-                "PASV" => format!(
-                    "227 Entering Passive Mode (127,0,0,2,{},{})\r\n",
-                    port >> 8,
-                    port & 0xff
-                ),
+                "PASV" | "EPSV" => passive(&verb),
                 "RETR" => {
                     let _ = write.write_all(b"150 here\r\n").await;
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -387,14 +356,87 @@ async fn a_passive_reply_naming_another_host_is_taken_for_its_port_only() {
             }
         }
     });
+    format!("ftp://{addr}/file")
+}
+
+/// Answers every data connection on `listener` with `bytes`; `touched` says whether one came.
+fn serve_data(
+    listener: tokio::net::TcpListener,
+    bytes: &'static [u8],
+) -> Arc<std::sync::atomic::AtomicBool> {
+    use tokio::io::AsyncWriteExt;
+    let touched = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t = touched.clone();
+    tokio::spawn(async move {
+        while let Ok((mut data, _)) = listener.accept().await {
+            t.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = data.write_all(bytes).await;
+        }
+    });
+    touched
+}
+
+/// `session.data(url)` within 20 s: the body.
+async fn fetched(url: &str) -> Vec<u8> {
     let session = Session::new(cleartext()).unwrap();
-    let (body, _) = tokio::time::timeout(Duration::from_secs(20), session.data(url.as_str()))
+    let (body, _) = tokio::time::timeout(Duration::from_secs(20), session.data(url))
         .await
         .expect("within 20 s")
         .expect("the file");
-    assert_eq!(&body[..], b"the file");
+    body.to_vec()
+}
+
+/// A `PASV` reply that names another address (here 127.0.0.2) is taken for its port only: the data
+/// connection goes to the server the control connection reached, as curl's does, never where a
+/// hostile server points it (the FTP bounce: any host and port the client can reach).
+#[tokio::test]
+async fn a_passive_reply_naming_another_host_is_taken_for_its_port_only() {
+    use tokio::net::TcpListener;
+    // The same port on two loopback addresses: the server's own, and the one the reply names.
+    let mut tries = 0;
+    let (own, elsewhere, port) = loop {
+        let own = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = own.local_addr().unwrap().port();
+        if let Ok(elsewhere) = TcpListener::bind(("127.0.0.2", port)).await {
+            break (own, elsewhere, port);
+        }
+        tries += 1;
+        assert!(tries < 20, "no port free on both 127.0.0.1 and 127.0.0.2");
+    };
+    let bounced = serve_data(elsewhere, b"elsewhere");
+    serve_data(own, b"the file");
+    let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = scripted_ftp(control, move |verb| match verb {
+        "PASV" => format!(
+            "227 Entering Passive Mode (127,0,0,2,{},{})\r\n",
+            port >> 8,
+            port & 0xff
+        ),
+        _ => "500 no\r\n".to_owned(),
+    })
+    .await;
+    assert_eq!(fetched(&url).await, b"the file");
     assert!(
         !bounced.load(std::sync::atomic::Ordering::SeqCst),
         "nothing connected to the address the reply named"
     );
+}
+
+/// Over IPv6 the data connection is asked for with `EPSV` (RFC 2428), which names a port only:
+/// `PASV` has no form for an IPv6 address (pyftpdlib answers it with `(::1,208,47)`, which nothing
+/// reads), so `ftp://[::1]/` failed with -1008.
+#[tokio::test]
+async fn an_ipv6_server_is_asked_for_extended_passive_mode() {
+    use tokio::net::TcpListener;
+    let data = TcpListener::bind("[::1]:0").await.expect("IPv6 loopback");
+    let port = data.local_addr().unwrap().port();
+    serve_data(data, b"the file");
+    let control = TcpListener::bind("[::1]:0").await.unwrap();
+    let url = scripted_ftp(control, move |verb| match verb {
+        "EPSV" => format!("229 Entering Extended Passive Mode (|||{port}|)\r\n"),
+        _ => "500 PASV is for IPv4\r\n".to_owned(),
+    })
+    .await;
+    assert!(url.starts_with("ftp://[::1]:"), "{url}");
+    assert_eq!(fetched(&url).await, b"the file");
 }

@@ -152,6 +152,29 @@ async fn captured_streams_belong_to_the_application() {
     );
 }
 
+/// An IPv6 literal reaches its server: the task's URL writes it in brackets (`tcp://[::1]:PORT`),
+/// which name no host to resolve (it failed with -1003, "cannot find host [::1]"; so did an
+/// `ftp://[::1]/` URL, whose connection is made the same way).
+#[tokio::test]
+async fn an_ipv6_literal_is_reached() {
+    let listener = tokio::net::TcpListener::bind("[::1]:0")
+        .await
+        .expect("IPv6 loopback");
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        if let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.write_all(b"hello over ipv6\n").await;
+        }
+    });
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(Configuration::ephemeral(), rec.clone()).unwrap();
+    let task = session.stream_task("::1", port).unwrap();
+    task.resume();
+    assert_eq!(read_until(&task, "\n").await, "hello over ipv6\n");
+    task.cancel();
+    finish(session, &rec).await;
+}
+
 #[tokio::test]
 async fn nothing_listening_fails_with_cannot_connect() {
     let port = {

@@ -49,10 +49,7 @@ impl Connector {
         host: &str,
         port: u16,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectFailure> {
-        let bare = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
+        let bare = super::bare_host(host).to_owned();
         let name = ServerName::try_from(bare.clone()).map_err(|e| {
             ConnectFailure::new(
                 TransportErrorKind::InvalidUrl,

@@ -5,13 +5,24 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::error::{ConnectFailure, TransportErrorKind};
 
-/// The addresses `host:port` resolves to; at least one.
+/// `host` as an address is written outside a URL: an IPv6 literal without the brackets a URL
+/// keeps it in (`[::1]` is `::1`), any other host as it is. What resolution, SNI and a proxy's
+/// address want.
+pub(crate) fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// The addresses `host:port` resolves to; at least one. `host` may be an IPv6 literal in a URL's
+/// brackets ([`bare_host`]).
 ///
 /// `localhost` and every name under it (`app.localhost`) are this machine's loopback addresses,
 /// without asking DNS: RFC 6761's rule for localhost names, which curl and browsers follow (the
 /// system resolver may not: glibc without systemd-resolved finds no `app.localhost`), and which
 /// keeps such a name from ever reaching a server elsewhere.
 pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectFailure> {
+    let host = bare_host(host);
     if is_localhost_name(host) {
         // IPv4 first, as `/etc/hosts` lists them: the first is the one a `socks5://` proxy is
         // handed (`resolve_one`), and most loopback servers listen on 127.0.0.1.
@@ -57,6 +68,21 @@ pub fn is_localhost_name(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_literal_loses_its_brackets_and_nothing_else_changes() {
+        assert_eq!(bare_host("[::1]"), "::1");
+        assert_eq!(bare_host("[fe80::1]"), "fe80::1");
+        for host in ["::1", "127.0.0.1", "example.com", "[::1", "::1]", ""] {
+            assert_eq!(bare_host(host), host);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_literal_in_brackets_resolves_to_itself() {
+        let addrs = resolve("[::1]", 21).await.unwrap();
+        assert_eq!(addrs, vec![SocketAddr::from((Ipv6Addr::LOCALHOST, 21))]);
+    }
 
     #[test]
     fn localhost_names_are_localhost_and_names_under_it() {
