@@ -319,44 +319,49 @@ async fn a_refused_login_is_a_challenge_for_the_ftp_protection_space() {
     check_invariants(&rec.wait_invalid(WAIT).await).unwrap();
 }
 
-/// A scripted FTP server on `control` that serves one file: its data connections are the test's
-/// (listening where it says), and `passive` answers `PASV` and `EPSV` (the verb given). Returns
-/// the file's URL.
+/// A scripted FTP server on `control` that serves any file as `the file`: its data connections
+/// are the test's (listening where it says), and `passive` answers `PASV` and `EPSV` (the verb
+/// given). Returns the server's URL (`ftp://ADDR`, no path) and the commands it was sent.
 async fn scripted_ftp(
     control: tokio::net::TcpListener,
-    passive: impl Fn(&str) -> String + Send + 'static,
-) -> String {
+    passive: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let addr = control.local_addr().unwrap();
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (log, passive) = (sent.clone(), Arc::new(passive));
     tokio::spawn(async move {
-        let Ok((socket, _)) = control.accept().await else {
-            return;
-        };
-        let (read, mut write) = socket.into_split();
-        let mut lines = BufReader::new(read).lines();
-        let _ = write.write_all(b"220 ready\r\n").await;
-        while let Ok(Some(line)) = lines.next_line().await {
-            let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
-            let answer = match verb.as_str() {
-                "USER" => "331 password\r\n".to_owned(),
-                "PASS" => "230 in\r\n".to_owned(),
-                "TYPE" => "200 binary\r\n".to_owned(),
-                "SIZE" => "213 8\r\n".to_owned(),
-                "PASV" | "EPSV" => passive(&verb),
-                "RETR" => {
-                    let _ = write.write_all(b"150 here\r\n").await;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    "226 sent\r\n".to_owned()
+        while let Ok((socket, _)) = control.accept().await {
+            let (log, passive) = (log.clone(), passive.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 ready\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    log.lock().unwrap().push(line.clone());
+                    let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                    let answer = match verb.as_str() {
+                        "USER" => "331 password\r\n".to_owned(),
+                        "PASS" => "230 in\r\n".to_owned(),
+                        "TYPE" => "200 binary\r\n".to_owned(),
+                        "SIZE" => "213 8\r\n".to_owned(),
+                        "PASV" | "EPSV" => passive(&verb),
+                        "RETR" => {
+                            let _ = write.write_all(b"150 here\r\n").await;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            "226 sent\r\n".to_owned()
+                        }
+                        "QUIT" => "221 bye\r\n".to_owned(),
+                        _ => "502 not here\r\n".to_owned(),
+                    };
+                    if write.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
                 }
-                "QUIT" => "221 bye\r\n".to_owned(),
-                _ => "502 not here\r\n".to_owned(),
-            };
-            if write.write_all(answer.as_bytes()).await.is_err() {
-                return;
-            }
+            });
         }
     });
-    format!("ftp://{addr}/file")
+    (format!("ftp://{addr}"), sent)
 }
 
 /// Answers every data connection on `listener` with `bytes`; `touched` says whether one came.
@@ -406,7 +411,7 @@ async fn a_passive_reply_naming_another_host_is_taken_for_its_port_only() {
     let bounced = serve_data(elsewhere, b"elsewhere");
     serve_data(own, b"the file");
     let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = scripted_ftp(control, move |verb| match verb {
+    let (server, _) = scripted_ftp(control, move |verb| match verb {
         "PASV" => format!(
             "227 Entering Passive Mode (127,0,0,2,{},{})\r\n",
             port >> 8,
@@ -415,7 +420,7 @@ async fn a_passive_reply_naming_another_host_is_taken_for_its_port_only() {
         _ => "500 no\r\n".to_owned(),
     })
     .await;
-    assert_eq!(fetched(&url).await, b"the file");
+    assert_eq!(fetched(&format!("{server}/file")).await, b"the file");
     assert!(
         !bounced.load(std::sync::atomic::Ordering::SeqCst),
         "nothing connected to the address the reply named"
@@ -432,11 +437,41 @@ async fn an_ipv6_server_is_asked_for_extended_passive_mode() {
     let port = data.local_addr().unwrap().port();
     serve_data(data, b"the file");
     let control = TcpListener::bind("[::1]:0").await.unwrap();
-    let url = scripted_ftp(control, move |verb| match verb {
+    let (server, _) = scripted_ftp(control, move |verb| match verb {
         "EPSV" => format!("229 Entering Extended Passive Mode (|||{port}|)\r\n"),
         _ => "500 PASV is for IPv4\r\n".to_owned(),
     })
     .await;
-    assert!(url.starts_with("ftp://[::1]:"), "{url}");
-    assert_eq!(fetched(&url).await, b"the file");
+    assert!(server.starts_with("ftp://[::1]:"), "{server}");
+    assert_eq!(fetched(&format!("{server}/file")).await, b"the file");
+}
+
+/// An `ftp:` URL's path is the login directory's (RFC 1738, and what curl sends): `/docs/a.txt`
+/// asks for `docs/a.txt`, and a first segment of `%2F` makes it absolute. It was sent whole, so
+/// a server that does not show each user their own tree as `/` was asked for `/docs/a.txt`.
+#[tokio::test]
+async fn an_ftp_path_is_the_login_directorys_unless_it_starts_with_2f() {
+    use tokio::net::TcpListener;
+    let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = data.local_addr().unwrap().port();
+    serve_data(data, b"the file");
+    let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (server, sent) = scripted_ftp(control, move |_| {
+        format!(
+            "227 Entering Passive Mode (127,0,0,1,{},{})\r\n",
+            port >> 8,
+            port & 0xff
+        )
+    })
+    .await;
+    fetched(&format!("{server}/docs/a%20b.txt")).await;
+    fetched(&format!("{server}/%2Fetc/motd")).await;
+    let retrieved: Vec<String> = sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("RETR"))
+        .cloned()
+        .collect();
+    assert_eq!(retrieved, ["RETR docs/a b.txt", "RETR /etc/motd"]);
 }

@@ -4,6 +4,10 @@
 //! (`STOR`), through the same gate, timeouts and delivery as HTTP. A URL whose path ends in `/`
 //! names a directory: its listing comes down (`LIST`), as curl and URLSession give it.
 //!
+//! The path is the login directory's, as RFC 1738 reads an `ftp:` URL and curl sends it:
+//! `ftp://host/docs/a.txt` is `docs/a.txt` there, and `ftp://host/%2Fetc/motd` the absolute
+//! `/etc/motd`. A server that shows each user the root of their own tree sees no difference.
+//!
 //! The response a delegate sees for a download is made from what the server said: a 200 with
 //! `Content-Length` (the size), `Last-Modified` (the modification time) and an `ETag` made of
 //! both. The last two are the validators a download's resume data keeps, so a resumed download
@@ -39,9 +43,11 @@ impl Run {
     pub(super) async fn drive_ftp(&mut self, body: Option<UploadBody>) -> Result<(), Halt> {
         let host = self.url.host_str().unwrap_or_default().to_owned();
         let port = self.url.port().unwrap_or(21);
+        // The URL path's first `/` only separates it from the host (see the module's comment).
         let path = percent_encoding::percent_decode_str(self.url.path())
             .decode_utf8_lossy()
             .into_owned();
+        let path = path.strip_prefix('/').unwrap_or(&path).to_owned();
         // A path goes on a command line of its own: a line break in it would end the command and
         // start another (`%0d%0aDELE x`).
         if path.contains(['\r', '\n', '\0']) {
