@@ -1,6 +1,7 @@
 //! `courier upload`: one upload task (PUT unless `-X` says otherwise) from a file, from stdin
 //! (`--file -`, streamed; a file given as stdin goes as that file) or from `--data TEXT`; the
-//! response body goes to stdout.
+//! response body goes to stdout. A file sent to a URL ending in `/` goes into that directory under
+//! its own name, as curl's `-T` sends it.
 //!
 //! An upload the server offered to resume (the IETF resumable-upload draft) goes on by itself
 //! after a lost connection; when it cannot go on now (Ctrl-C, or a failure past its resumptions),
@@ -172,7 +173,28 @@ fn source(args: &Args, options: &Options) -> Result<(Source, String), Failure> {
             ));
         }
     };
+    // `-T FILE URL/`: the URL names a directory, and the file goes into it under its own name.
+    if let Some(named) = args.file.as_deref().filter(|f| f.as_os_str() != "-") {
+        into_directory(&mut request, named);
+    }
     Ok((Source::New(Box::new(request), body), label))
+}
+
+/// A URL whose path ends in `/` names a directory: the upload of `file` goes to that directory
+/// under the file's own name, percent-encoded (`-T a.txt ftp://host/dir/` stores `dir/a.txt`), as
+/// curl sends it. Any other URL is the upload's target as it is.
+fn into_directory(request: &mut courier_engine::Request, file: &Path) {
+    let (Some(url), Some(name)) = (request.url(), file.file_name()) else {
+        return;
+    };
+    if !url.path().ends_with('/') {
+        return;
+    }
+    let mut url = url.clone();
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().push(&name.to_string_lossy());
+    }
+    request.set_url(url);
 }
 
 /// Stdin's file, when stdin is a regular file read from its start (`courier upload -T - < FILE`).

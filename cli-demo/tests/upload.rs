@@ -210,6 +210,41 @@ async fn an_informational_response_reaches_the_stream() {
     );
 }
 
+/// `-T FILE URL/`, as curl reads it: a URL ending in `/` names a directory, and the file goes
+/// into it under its own name (percent-encoded on the way). It was sent to the directory's URL
+/// itself, which a server refuses (nginx: 409; an FTP server: 550 "Is a directory").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_to_a_directory_url_goes_in_under_its_own_name() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(nginx) = courier_tests::Nginx::start(root.path()) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tests/run.sh installs nginx"
+        );
+        return;
+    };
+    let file = root.path().join("a report.txt");
+    std::fs::write(&file, "the report").unwrap();
+    let url = nginx.url("/upload/");
+    let out = tokio::task::spawn_blocking(move || {
+        courier(&[
+            "upload",
+            "-s",
+            "--allow-http",
+            "-T",
+            file.to_str().unwrap(),
+            &url,
+        ])
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    assert_eq!(
+        std::fs::read_to_string(nginx.upload_dir().join("a report.txt")).unwrap(),
+        "the report"
+    );
+}
+
 const MIB: usize = 1 << 20;
 
 /// A resumable-upload server that stalls the first upload at 1 MiB (`url`, its upload URL), and
