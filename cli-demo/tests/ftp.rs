@@ -100,6 +100,13 @@ fn download_get_and_upload_over_ftp() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad_url -1000"));
     assert!(root.path().join("file.bin").exists());
+    // So is one in the user name or the password (`USER`, `PASS`), as `ann`, who may delete.
+    for userinfo in ["ann%0d%0aDELE%20file.bin:pw@", "ann:pw%0aDELE%20file.bin@"] {
+        let out = courier(&["get", "--allow-http", &url(userinfo, "/file.bin")]);
+        assert_eq!(out.status.code(), Some(1), "{userinfo}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("bad_url -1000"));
+        assert!(root.path().join("file.bin").exists());
+    }
 
     // A missing file: exit 1, the error named; and without --allow-http, refused.
     let out = courier(&["get", "--allow-http", &url("", "/missing.bin")]);

@@ -48,17 +48,7 @@ impl Run {
             .decode_utf8_lossy()
             .into_owned();
         let path = path.strip_prefix('/').unwrap_or(&path).to_owned();
-        // A path goes on a command line of its own: a line break in it would end the command and
-        // start another (`%0d%0aDELE x`).
-        if path.contains(['\r', '\n', '\0']) {
-            return Err(Halt::Failed(
-                Error::new(
-                    ErrorCode::BadUrl,
-                    "bad URL: an ftp path holds a line break or NUL",
-                )
-                .with_url(self.url.as_str()),
-            ));
-        }
+        self.one_line("path", &path)?;
         let (user, password) = crate::task::auth::ftp_login(&self.ctx, &self.url);
         let transport = self.ctx.transport.clone();
         let tls = self.ctx.config.ftp_explicit_tls;
@@ -88,6 +78,9 @@ impl Run {
         mut password: String,
     ) -> Result<(), Halt> {
         loop {
+            // From the URL, the credential store or the delegate, each goes on a line of its own.
+            self.one_line("user name", &user)?;
+            self.one_line("password", &password)?;
             let logged_in = self
                 .timed(std::pin::pin!(ftp.login(&user, &password)))
                 .await?;
@@ -351,6 +344,22 @@ impl Run {
     }
 
     /// A failed FTP exchange as the task's error.
+    /// `text` goes on a command line of its own (`RETR`, `USER`, `PASS`...): a line break in it
+    /// would end the command and start another (`%0d%0aDELE x`), so it is refused (-1000) before
+    /// anything is sent.
+    fn one_line(&self, what: &str, text: &str) -> Result<(), Halt> {
+        if !text.contains(['\r', '\n', '\0']) {
+            return Ok(());
+        }
+        Err(Halt::Failed(
+            Error::new(
+                ErrorCode::BadUrl,
+                format!("bad URL: an ftp {what} holds a line break or NUL"),
+            )
+            .with_url(self.url.as_str()),
+        ))
+    }
+
     fn ftp_error(&self, e: FtpError) -> Halt {
         let code = match &e {
             FtpError::Connect(t) => {
