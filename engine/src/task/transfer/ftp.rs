@@ -344,9 +344,10 @@ impl Run {
     }
 
     /// A failed FTP exchange as the task's error.
-    /// `text` goes on a command line of its own (`RETR`, `USER`, `PASS`...): a line break in it
-    /// would end the command and start another (`%0d%0aDELE x`), so it is refused (-1000) before
-    /// anything is sent.
+    /// `text` goes on a command line of its own (`RETR`, `USER`, `PASS`...), which a line break
+    /// would end and start another (`%0d%0aDELE x`; suppaftp refuses to send such a line, which
+    /// then failed as a lost connection) and a NUL would cut short on many servers: such a
+    /// `text` is a bad URL (-1000), refused before anything is sent.
     fn one_line(&self, what: &str, text: &str) -> Result<(), Halt> {
         if !text.contains(['\r', '\n', '\0']) {
             return Ok(());
