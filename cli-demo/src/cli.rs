@@ -466,30 +466,37 @@ pub(crate) struct Options {
 }
 
 /// `--allow-http` takes an optional HOST, so `--allow-http http://host/` would read the URL as the
-/// host, and `courier --allow-http daemon` the command. A host never contains `://` or `/`: such a
-/// next argument is a URL, and `--allow-http` alone (all hosts) is meant; so it is when the next
-/// argument names a command and no command came before it.
+/// host, and `courier --allow-http daemon` (or `courier bg --allow-http download`) the command. A
+/// host never contains `://` or `/`: such a next argument is a URL, and `--allow-http` alone (all
+/// hosts) is meant; so it is when the next argument names a subcommand of the command reached so
+/// far (the top level's, then `bg`'s).
 pub(crate) fn disambiguate(
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> Vec<std::ffi::OsString> {
     use clap::CommandFactory;
-    let cli = Cli::command();
-    let names_a_command = |arg: &str| cli.get_subcommands().any(|c| c.get_name() == arg);
     let args: Vec<std::ffi::OsString> = args.into_iter().collect();
     let mut out = Vec::with_capacity(args.len());
-    let mut command_seen = false;
+    // The command reached so far: a subcommand's name descends into it.
+    let mut command = Cli::command();
+    let subcommand = |of: &clap::Command, arg: Option<&str>| {
+        arg.and_then(|a| of.get_subcommands().find(|c| c.get_name() == a).cloned())
+    };
     for (i, arg) in args.iter().enumerate() {
         // A host has neither `://` nor a path: `localhost:8080/x`, a URL typed without its
         // scheme, is a URL too.
         let next = args.get(i + 1).and_then(|n| n.to_str());
         let next_is_url = next.is_some_and(|n| n.contains("://") || n.contains('/'));
-        let next_is_command = !command_seen && next.is_some_and(names_a_command);
+        let next_is_command = subcommand(&command, next).is_some();
         if arg == "--allow-http" && (next_is_url || next_is_command) {
             out.push("--allow-http=*".into());
-        } else {
-            command_seen |= i > 0 && arg.to_str().is_some_and(names_a_command);
-            out.push(arg.clone());
+            continue;
         }
+        if i > 0
+            && let Some(inner) = subcommand(&command, arg.to_str())
+        {
+            command = inner;
+        }
+        out.push(arg.clone());
     }
     out
 }
@@ -497,29 +504,49 @@ pub(crate) fn disambiguate(
 #[cfg(test)]
 mod tests {
     #[test]
-    fn allow_http_before_a_url_means_every_host() {
-        let args = |v: &[&str]| super::disambiguate(v.iter().map(|s| s.into()));
-        assert_eq!(
-            args(&["courier", "get", "--allow-http", "http://h/"]),
-            args(&["courier", "get", "--allow-http=*", "http://h/"])
+    fn allow_http_before_a_url_or_a_command_means_every_host() {
+        let read_as = |given: &[&str], meant: &[&str]| {
+            let got = super::disambiguate(given.iter().map(|s| s.into()));
+            let meant: Vec<std::ffi::OsString> = meant.iter().map(|s| s.into()).collect();
+            assert_eq!(got, meant, "{given:?}");
+        };
+        let all = "--allow-http=*";
+        read_as(
+            &["courier", "get", "--allow-http", "http://h/"],
+            &["courier", "get", all, "http://h/"],
         );
-        assert_eq!(
-            args(&["courier", "get", "--allow-http", "h", "http://h/"]),
-            args(&["courier", "get", "--allow-http", "h", "http://h/"])
+        read_as(
+            &["courier", "get", "--allow-http", "localhost:8080/x"],
+            &["courier", "get", all, "localhost:8080/x"],
         );
+        // A host stays a host.
+        let host = ["courier", "get", "--allow-http", "h", "http://h/"];
+        read_as(&host, &host);
         // Before the command, a command's name is the command, not a host.
-        assert_eq!(
-            args(&["courier", "--allow-http", "daemon"]),
-            args(&["courier", "--allow-http=*", "daemon"])
+        read_as(
+            &["courier", "--allow-http", "daemon"],
+            &["courier", all, "daemon"],
         );
-        assert_eq!(
-            args(&["courier", "--allow-http", "get", "http://h/"]),
-            args(&["courier", "--allow-http=*", "get", "http://h/"])
+        read_as(
+            &["courier", "--allow-http", "get", "http://h/"],
+            &["courier", all, "get", "http://h/"],
         );
         // After it, a host that happens to be named like one stays a host.
-        assert_eq!(
-            args(&["courier", "get", "--allow-http", "bg", "http://bg/"]),
-            args(&["courier", "get", "--allow-http", "bg", "http://bg/"])
+        let named_bg = ["courier", "get", "--allow-http", "bg", "http://bg/"];
+        read_as(&named_bg, &named_bg);
+        // A command's own subcommands are commands too, and only they.
+        read_as(
+            &["courier", "bg", "--allow-http", "attach", "--id", "x"],
+            &["courier", "bg", all, "attach", "--id", "x"],
         );
+        let named_get = [
+            "courier",
+            "bg",
+            "download",
+            "--allow-http",
+            "get",
+            "http://h/",
+        ];
+        read_as(&named_get, &named_get);
     }
 }
