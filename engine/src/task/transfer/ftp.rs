@@ -43,11 +43,12 @@ impl Run {
     pub(super) async fn drive_ftp(&mut self, body: Option<UploadBody>) -> Result<(), Halt> {
         let host = self.url.host_str().unwrap_or_default().to_owned();
         let port = self.url.port().unwrap_or(21);
-        // The URL path's first `/` only separates it from the host (see the module's comment).
-        let path = percent_encoding::percent_decode_str(self.url.path())
+        // The URL path's first `/` only separates it from the host (see the module's comment); it
+        // is never percent-encoded, so it goes before the rest is decoded.
+        let path = self.url.path().strip_prefix('/').unwrap_or_default();
+        let path = percent_encoding::percent_decode_str(path)
             .decode_utf8_lossy()
             .into_owned();
-        let path = path.strip_prefix('/').unwrap_or(&path).to_owned();
         self.one_line("path", &path)?;
         let (user, password) = crate::task::auth::ftp_login(&self.ctx, &self.url);
         let transport = self.ctx.transport.clone();
@@ -343,7 +344,6 @@ impl Run {
         )
     }
 
-    /// A failed FTP exchange as the task's error.
     /// `text` goes on a command line of its own (`RETR`, `USER`, `PASS`...), which a line break
     /// would end and start another (`%0d%0aDELE x`; suppaftp refuses to send such a line, which
     /// then failed as a lost connection) and a NUL would cut short on many servers: such a
@@ -361,6 +361,7 @@ impl Run {
         ))
     }
 
+    /// A failed FTP exchange as the task's error.
     fn ftp_error(&self, e: FtpError) -> Halt {
         let code = match &e {
             FtpError::Connect(t) => {
