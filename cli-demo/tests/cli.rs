@@ -299,11 +299,7 @@ async fn a_client_certificate_answers_a_mutual_tls_server() {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("secret.txt"), "for verified clients").unwrap();
     let ca = TestCa::new();
-    let Some(nginx) = courier_tests::Nginx::start_tls(root.path(), &ca) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tests/run.sh installs nginx"
-        );
+    let Some(nginx) = nginx(root.path(), Some(&ca)) else {
         return;
     };
     let keys = tempfile::tempdir().unwrap();

@@ -175,11 +175,7 @@ async fn a_file_given_as_stdin_is_sent_again_as_that_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_informational_response_reaches_the_stream() {
     let root = tempfile::tempdir().unwrap();
-    let Some(nginx) = courier_tests::Nginx::start(root.path()) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tests/run.sh installs nginx"
-        );
+    let Some(nginx) = nginx(root.path(), None) else {
         return;
     };
     let file = root.path().join("payload.bin");
@@ -216,11 +212,7 @@ async fn an_informational_response_reaches_the_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_to_a_directory_url_goes_in_under_its_own_name() {
     let root = tempfile::tempdir().unwrap();
-    let Some(nginx) = courier_tests::Nginx::start(root.path()) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tests/run.sh installs nginx"
-        );
+    let Some(nginx) = nginx(root.path(), None) else {
         return;
     };
     let file = root.path().join("a report.txt");

@@ -152,6 +152,23 @@ pub(crate) fn python_server(module: &str, args: &[String]) -> Option<PythonServe
     })
 }
 
+/// nginx serving `root` (over TLS with `ca`'s leaf when given); `None` where it is not installed,
+/// which CI never allows (`tests/run.sh` installs it).
+pub(crate) fn nginx(
+    root: &std::path::Path,
+    ca: Option<&courier_tests::TestCa>,
+) -> Option<courier_tests::Nginx> {
+    let started = match ca {
+        Some(ca) => courier_tests::Nginx::start_tls(root, ca),
+        None => courier_tests::Nginx::start(root),
+    };
+    assert!(
+        started.is_some() || std::env::var_os("CI").is_none(),
+        "tests/run.sh installs nginx"
+    );
+    started
+}
+
 /// A script of the engine's tests (`tests/servers/NAME`), for a Python server.
 pub(crate) fn server_script(name: &str) -> String {
     format!("{}/../tests/servers/{name}", env!("CARGO_MANIFEST_DIR"))
