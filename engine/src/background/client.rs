@@ -40,9 +40,10 @@ pub(crate) struct Client {
     queue: DeliveryQueue,
     /// Set when the session detaches: events still arriving are left for the next session.
     closed: std::sync::atomic::AtomicBool,
-    /// Answers to `ListTasks` (the service carries requests out in order: once one arrives, every
-    /// acknowledgement sent before it is committed).
-    listed: Mutex<mpsc::Receiver<()>>,
+    /// Answers to `ListTasks`: the identifiers of the tasks the service holds now (the service
+    /// carries requests out in order: once one arrives, every acknowledgement sent before it is
+    /// committed).
+    listed: Mutex<mpsc::Receiver<Vec<u64>>>,
     /// Told when the service goes away while the session is attached (the session becomes
     /// invalid with -997).
     on_lost: std::sync::OnceLock<Box<dyn Fn(Error) + Send + Sync>>,
@@ -248,9 +249,13 @@ impl Client {
         mut reader: UnixStream,
         mut decoder: FrameDecoder,
         created: mpsc::Sender<Result<u64, String>>,
-        listed: mpsc::Sender<()>,
+        listed: mpsc::Sender<Vec<u64>>,
         queue: DeliveryQueue,
     ) {
+        // The tasks of the `ListTasks` answer being read. The service answers requests only once
+        // its replay is over, so the tasks it describes before `FinishedEvents` (at the hello)
+        // belong to no answer.
+        let mut listing: Option<Vec<u64>> = None;
         loop {
             let message = match wire::read_message_blocking(&mut reader, &mut decoder) {
                 Ok(m) => m,
@@ -273,7 +278,12 @@ impl Client {
                 }
             };
             match message {
-                ServiceMessage::Task { task, record, .. } => self.file_task(task, &record),
+                ServiceMessage::Task { task, record, .. } => {
+                    self.file_task(task, &record);
+                    if let Some(listing) = listing.as_mut() {
+                        listing.push(task);
+                    }
+                }
                 ServiceMessage::Created { task, record } => {
                     self.file_task(task, &record);
                     let _ = created.send(Ok(task));
@@ -297,10 +307,11 @@ impl Client {
                     let _ = created.send(Err(reason));
                 }
                 ServiceMessage::EndOfTasks => {
-                    let _ = listed.send(());
+                    let _ = listed.send(listing.as_mut().map(std::mem::take).unwrap_or_default());
                 }
                 ServiceMessage::Event { seq, record } => self.deliver(&queue, seq, record),
                 ServiceMessage::FinishedEvents => {
+                    listing = Some(Vec::new());
                     let (identifier, client) = (self.identifier.clone(), self.clone());
                     queue.push(move |d| {
                         if !client.closed.load(std::sync::atomic::Ordering::SeqCst) {
@@ -334,23 +345,32 @@ impl Client {
         });
     }
 
-    /// The identifier's tasks that have not completed: those this session created, and those
-    /// the service holds (an earlier life of the application made them). A blocking round trip
-    /// (every task the service holds is filed once it returns).
+    /// The identifier's tasks that have not completed: those the service holds now (this session
+    /// created them, or an earlier life of the application did). A blocking round trip; when the
+    /// service does not answer within 5 s, the tasks this session knows of that it has not seen
+    /// complete.
+    ///
+    /// A task the session knows of may be one the service has since forgotten: one it described
+    /// at the hello, or one only events named, whose completion an earlier life of the
+    /// application acknowledged. The answer leaves those out.
     pub(crate) fn tasks(&self) -> Vec<TaskInfo> {
-        {
+        let held: Option<std::collections::HashSet<u64>> = {
             let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
-            if self.send(&ClientMessage::ListTasks).is_ok() {
-                let _ = listed.recv_timeout(Duration::from_secs(5));
-            }
-        }
+            // An answer that came after an earlier call gave up on it is stale.
+            while listed.try_recv().is_ok() {}
+            self.send(&ClientMessage::ListTasks)
+                .ok()
+                .and_then(|()| listed.recv_timeout(Duration::from_secs(5)).ok())
+                .map(|ids| ids.into_iter().collect())
+        };
         let mut infos: Vec<TaskInfo> = self
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|(info, _)| info.state() != TaskState::Completed)
-            .map(|(info, _)| info.clone())
+            .iter()
+            .filter(|(task, _)| held.as_ref().is_none_or(|held| held.contains(task)))
+            .filter(|(_, (info, _))| info.state() != TaskState::Completed)
+            .map(|(_, (info, _))| info.clone())
             .collect();
         infos.sort_by_key(TaskInfo::id);
         infos
