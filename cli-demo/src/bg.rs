@@ -168,17 +168,17 @@ async fn attach(
     let lost = |invalid: &tokio::sync::watch::Receiver<bool>| *invalid.borrow();
     tokio::select! {
         r = replayed.wait_for(|done| *done) => { r.map_err(|_| Failure::usage("the session ended".into()))?; }
-        _ = invalid.wait_for(|gone| *gone) => return Ok(ExitCode::TaskFailed),
+        _ = invalid.wait_for(|gone| *gone) => return Ok(service_lost(id)),
         _ = &mut ctrl_c => return Ok(ExitCode::Interrupted),
     }
     if follow {
-        // Every task still to complete: its completion is awaited live.
-        let mut service = connect(id).await?;
-        let mut waiting: std::collections::HashSet<u64> = answered(service.list_tasks())
-            .await?
-            .into_iter()
-            .filter(|t| t.record.phase != TaskPhase::Completed)
-            .map(|t| t.task)
+        // Every task still to complete (as a relaunched application finds them, through the
+        // session's `all_tasks`): its completion is awaited live.
+        let mut waiting: std::collections::HashSet<u64> = session
+            .all_tasks()
+            .await
+            .iter()
+            .map(|t| t.info().id())
             .collect();
         while !waiting.is_empty() {
             tokio::select! {
@@ -189,13 +189,13 @@ async fn attach(
                     }
                     None => break,
                 },
-                _ = invalid.wait_for(|gone| *gone) => return Ok(ExitCode::TaskFailed),
+                _ = invalid.wait_for(|gone| *gone) => return Ok(service_lost(id)),
                 _ = &mut ctrl_c => return Ok(ExitCode::Interrupted),
             }
         }
     }
     if lost(&invalid) {
-        return Ok(ExitCode::TaskFailed);
+        return Ok(service_lost(id));
     }
     while let Ok(f) = finished.try_recv() {
         results.push(f);
@@ -214,6 +214,16 @@ async fn attach(
         }
     }
     Ok(code)
+}
+
+/// Says that the service went away during `bg attach` (the session's `did_become_invalid` with
+/// -997, which only `--events` shows) and how to go on: exit 1, as for a failed task.
+fn service_lost(id: &str) -> ExitCode {
+    say!(
+        "courier: the background service went away; the tasks of {id} go on once it runs again \
+         (`courier bg attach --id {id}` starts it)"
+    );
+    ExitCode::TaskFailed
 }
 
 /// A connection to the user's service for `id` that takes no events (starting the service when

@@ -117,3 +117,61 @@ async fn a_service_that_does_not_answer_is_reported_not_waited_for() {
         );
     }
 }
+
+/// A service that goes away while `bg attach --follow` waits (killed with SIGKILL) ends the
+/// attach with exit 1 and a line that says so and how to go on; before, the exit said nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attach_whose_service_goes_away_says_so() {
+    use std::io::BufRead;
+    let server = TestServer::http().await;
+    let slow = server.url("/bytes/400000");
+    let home = Home::new();
+    let h = home.clone();
+    let (status, said) = tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&[]);
+        let download = [
+            "bg",
+            "download",
+            "--id",
+            "slow",
+            "--allow-http",
+            "--limit-rate",
+            "10k",
+            &slow,
+        ];
+        assert_success(&h.courier(&download));
+        let out = h.out();
+        let mut attach = courier_at(&h.run(), &h.data(), &["bg", "attach", "--id", "slow"])
+            .args(["--follow", "-o", out.to_str().unwrap(), "--events", "-"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Killed once the attach is connected: its replay has ended.
+        let mut lines = std::io::BufReader::new(attach.stderr.take().unwrap()).lines();
+        let mut said = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            said.push_str(&line);
+            said.push('\n');
+            if line.contains("did_finish_events_for_background_session") {
+                break;
+            }
+        }
+        daemon.signal("KILL");
+        for line in lines {
+            said.push_str(&line.unwrap());
+            said.push('\n');
+        }
+        (attach.wait().unwrap(), said)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "courier: the background service went away; the tasks of slow go on once it runs \
+             again (`courier bg attach --id slow` starts it)"
+        ),
+        "{said}"
+    );
+}

@@ -64,13 +64,17 @@ impl Home {
         self.root.path().join("run")
     }
 
+    pub(crate) fn data(&self) -> std::path::PathBuf {
+        self.root.path().join("data")
+    }
+
     pub(crate) fn out(&self) -> std::path::PathBuf {
         self.root.path().join("out")
     }
 
     /// `courier ARGS` for this home's daemon.
     pub(crate) fn courier(&self, args: &[&str]) -> std::process::Output {
-        courier_at(&self.run(), &self.root.path().join("data"), args)
+        courier_at(&self.run(), &self.data(), args)
             .output()
             .unwrap()
     }
@@ -80,7 +84,7 @@ impl Home {
         let mut command = vec!["daemon"];
         command.extend(args);
         let daemon = Daemon(
-            courier_at(&self.run(), &self.root.path().join("data"), &command)
+            courier_at(&self.run(), &self.data(), &command)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
