@@ -186,6 +186,60 @@ async fn events_wait_for_the_application_and_are_replayed_in_order() {
     service.shutdown().await;
 }
 
+/// An application that stays attached and acknowledges every event it gets, its task's
+/// completion among them, leaves nothing for its next attach. Progress reports that come in a
+/// burst go live only, and the newest is journaled at the end, in place of the last journaled
+/// one, under a sequence number no application was sent: it was replayed at the next attach, about
+/// a task the service had forgotten, after its completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_completion_leaves_nothing_to_replay() {
+    let server = TestServer::http().await;
+    let root = tempfile::tempdir().unwrap();
+    let service = start_service(root.path()).await;
+    let socket = service.socket().to_path_buf();
+    let (mut app, replay) = attach(&socket, "com.example.stays").await;
+    assert!(replay.is_empty());
+    // Large enough for a burst of progress reports within the service's half second.
+    app.send(&create_download(server.url("/bytes/4000000")))
+        .await
+        .unwrap();
+    let task = match receive_within(&mut app).await {
+        ServiceMessage::TaskCreated { task } => task,
+        other => panic!("{other:?}"),
+    };
+    app.send(&ClientMessage::Control {
+        task,
+        control: courier_engine::background::wire::RemoteControl::RESUME,
+    })
+    .await
+    .unwrap();
+    let mut live_only = 0;
+    loop {
+        if let ServiceMessage::Event { seq, record } = receive_within(&mut app).await {
+            if seq == 0 {
+                live_only += 1;
+            } else {
+                app.send(&ClientMessage::Acknowledge { seq }).await.unwrap();
+            }
+            if let StoredEvent::Completed { error, .. } = record.event {
+                assert!(error.is_none(), "{error:?}");
+                break;
+            }
+        }
+    }
+    assert!(live_only > 0, "some progress went live only");
+    // A round trip: the acknowledgements are carried out once its answer is in.
+    app.send(&ClientMessage::ListTasks).await.unwrap();
+    while !matches!(receive_within(&mut app).await, ServiceMessage::EndOfTasks) {}
+    drop(app);
+    let (_app, replay) = attach(&socket, "com.example.stays").await;
+    assert!(
+        replay.is_empty(),
+        "replayed after the completion: {replay:?}"
+    );
+    service.shutdown().await;
+}
+
 /// Control calls reach the service's tasks, and the journal knows each task's phase: a suspended
 /// task is listed as suspended and finishes once resumed; a cancelled one completes with -999.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,21 +564,10 @@ async fn a_damaged_task_record_fails_that_task_only_and_redirects_are_followed()
     service.shutdown().await;
 }
 
-/// `all_tasks` in a background session hands out the tasks the service holds when asked, not
-/// every task the session has heard of: one the service described at the hello and has forgotten
-/// since is left out. (A killed application's last acknowledgement, of that task's completion,
-/// carried out by the service just after the next application's hello, did that; `courier bg
-/// attach --follow` then waited for a completion that had already been handed over.) A scripted
-/// service, to fix the order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_tasks_are_the_ones_the_service_holds_when_asked() {
-    use courier_engine::Session;
-    use courier_engine::background::wire::PROTOCOL_VERSION;
+/// A task as a service describes it to an application (its `Task` message): a download, running.
+fn described(task: u64) -> ServiceMessage {
     use courier_storage::journal::{TaskPhase, TaskRecord};
-    let root = tempfile::tempdir().unwrap();
-    let socket = root.path().join(SOCKET);
-    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-    let described = |task: u64| ServiceMessage::Task {
+    ServiceMessage::Task {
         task,
         record: TaskRecord {
             kind: TaskKind::Download,
@@ -541,8 +584,21 @@ async fn all_tasks_are_the_ones_the_service_holds_when_asked() {
         },
         written: 0,
         expected: -1,
-    };
-    let service = tokio::spawn(async move {
+    }
+}
+
+/// A scripted service on `socket` for one application: after the welcome it sends `at_hello`
+/// (the tasks, the replay), then `FinishedEvents`, answers each `ListTasks` with `listed` and
+/// `EndOfTasks`, and returns every message the application sent after its hello. To fix an order
+/// the real service leaves to timing.
+fn scripted_service(
+    socket: &std::path::Path,
+    at_hello: Vec<ServiceMessage>,
+    listed: Vec<ServiceMessage>,
+) -> tokio::task::JoinHandle<Vec<ClientMessage>> {
+    use courier_engine::background::wire::PROTOCOL_VERSION;
+    let listener = tokio::net::UnixListener::bind(socket).unwrap();
+    tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let mut app = Connection::new(stream);
         let hello = app.receive::<ClientMessage>().await.unwrap();
@@ -551,25 +607,46 @@ async fn all_tasks_are_the_ones_the_service_holds_when_asked() {
             version: PROTOCOL_VERSION,
         };
         app.send(&welcome).await.unwrap();
-        // Tasks 1 and 2 at the hello, no events; by the time the application asks, only 2.
-        for task in [1, 2] {
-            app.send(&described(task)).await.unwrap();
+        for message in at_hello.iter().chain([&ServiceMessage::FinishedEvents]) {
+            app.send(message).await.unwrap();
         }
-        app.send(&ServiceMessage::FinishedEvents).await.unwrap();
-        let mut asked = 0;
+        let mut heard = Vec::new();
         while let Ok(message) = app.receive::<ClientMessage>().await {
             if let ClientMessage::ListTasks = message {
-                asked += 1;
-                app.send(&described(2)).await.unwrap();
-                app.send(&ServiceMessage::EndOfTasks).await.unwrap();
+                for message in listed.iter().chain([&ServiceMessage::EndOfTasks]) {
+                    app.send(message).await.unwrap();
+                }
             }
+            heard.push(message);
         }
-        asked
-    });
-    let mut config = Configuration::background("com.example.listed");
-    config.background_service = Some(socket);
-    let delegate = std::sync::Arc::new(courier_tests::Recorder::new());
-    let session = Session::with_delegate(config, delegate).unwrap();
+        heard
+    })
+}
+
+/// A background session on the scripted service at `socket`, its delegate `rec`.
+fn scripted_session(
+    socket: &std::path::Path,
+    rec: std::sync::Arc<courier_tests::Recorder>,
+) -> courier_engine::Session {
+    let mut config = Configuration::background("com.example.scripted");
+    config.background_service = Some(socket.to_path_buf());
+    courier_engine::Session::with_delegate(config, rec).unwrap()
+}
+
+/// `all_tasks` in a background session hands out the tasks the service holds when asked, not
+/// every task the session has heard of: one the service described at the hello and has forgotten
+/// since is left out (`courier bg attach --follow` waited forever for such a task).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_tasks_are_the_ones_the_service_holds_when_asked() {
+    let root = tempfile::tempdir().unwrap();
+    let socket = root.path().join(SOCKET);
+    // Tasks 1 and 2 at the hello; by the time the application asks, only 2.
+    let service = scripted_service(
+        &socket,
+        vec![described(1), described(2)],
+        vec![described(2)],
+    );
+    let session = scripted_session(&socket, std::sync::Arc::new(courier_tests::Recorder::new()));
     let held: Vec<u64> = session
         .all_tasks()
         .await
@@ -578,6 +655,62 @@ async fn all_tasks_are_the_ones_the_service_holds_when_asked() {
         .collect();
     assert_eq!(held, [2]);
     drop(session);
-    let asked = tokio::time::timeout(WAIT, service).await.unwrap().unwrap();
-    assert!(asked >= 1, "all_tasks asked the service");
+    let heard = tokio::time::timeout(WAIT, service).await.unwrap().unwrap();
+    assert!(heard.iter().any(|m| matches!(m, ClientMessage::ListTasks)));
+}
+
+/// A replayed event about a task the service no longer describes is stale unless it is the task's
+/// completion (a damaged record's failure): a progress report left in the journal behind a
+/// completion an earlier life of the application acknowledged (as an older service left one:
+/// `an_acknowledged_completion_leaves_nothing_to_replay`) is acknowledged and not delivered.
+/// Delivered, it made a task the session took for running (`all_tasks`), which never completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_event_about_a_forgotten_task_is_acknowledged_not_delivered() {
+    use courier_tests::Event;
+    let root = tempfile::tempdir().unwrap();
+    let socket = root.path().join(SOCKET);
+    let event = |seq, task, event| ServiceMessage::Event {
+        seq,
+        record: EventRecord { task, event },
+    };
+    let replay = vec![
+        event(
+            1,
+            7,
+            StoredEvent::WroteData {
+                written: 1000,
+                total: 3000,
+                expected: 3000,
+            },
+        ),
+        event(
+            2,
+            9,
+            StoredEvent::Completed {
+                error: None,
+                response: None,
+            },
+        ),
+    ];
+    let service = scripted_service(&socket, replay, Vec::new());
+    let rec = std::sync::Arc::new(courier_tests::Recorder::new());
+    let session = scripted_session(&socket, rec.clone());
+    assert_eq!(rec.wait_complete(9, WAIT).await, Some(None));
+    assert!(session.all_tasks().await.is_empty());
+    drop(session);
+    let heard = tokio::time::timeout(WAIT, service).await.unwrap().unwrap();
+    let acknowledged: Vec<u64> = heard
+        .iter()
+        .filter_map(|m| match m {
+            ClientMessage::Acknowledge { seq } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acknowledged, [1, 2]);
+    let about_7: Vec<Event> = rec
+        .events()
+        .into_iter()
+        .filter(|e| e.task() == Some(7))
+        .collect();
+    assert!(about_7.is_empty(), "{about_7:?}");
 }

@@ -384,8 +384,20 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .get(&record.task)
             .cloned();
-        // A task the service no longer describes (its record was damaged, and only its failure
-        // is left to report) still gets its events, under its identifier.
+        // A task the service no longer describes: its completion still comes, under its
+        // identifier (its record was damaged, and only its failure is left to report). Anything
+        // else about it is stale, news from before a completion an earlier life of the application
+        // acknowledged (the service drops that history with the acknowledgement; a journal an
+        // older service wrote may still hold a progress report): acknowledged, not delivered, or
+        // it would file a task that never completes.
+        if known.is_none() && !matches!(record.event, StoredEvent::Completed { .. }) {
+            if seq != 0
+                && let Err(e) = self.send(&ClientMessage::Acknowledge { seq })
+            {
+                tracing::warn!(seq, error = %e, "a stale event could not be acknowledged");
+            }
+            return;
+        }
         let (info, recorder) = known.unwrap_or_else(|| {
             let filed = TaskInfo::new(record.task, TaskKind::Download, Request::get(""));
             self.tasks

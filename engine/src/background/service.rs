@@ -12,7 +12,9 @@
 //!   removed).
 //! - An application that attaches gets every event not yet acknowledged, in order, then
 //!   `FinishedEvents`, then live events. An event is gone once acknowledged; a completed task's
-//!   record goes with its acknowledged completion. An attach waits until the application attached
+//!   record goes with its acknowledged completion, and so does every event of the task still
+//!   journaled from before it (the newest progress report, journaled at the end in place of the
+//!   last one, was only ever sent live). An attach waits until the application attached
 //!   before it has gone and its last acknowledgements are carried out (a killed application leaves
 //!   them in its socket).
 //!

@@ -266,7 +266,18 @@ impl Inner {
                         Some(Ok(EventRecord {
                             task,
                             event: StoredEvent::Completed { .. },
-                        })) => j.remove_task(&id, task)?,
+                        })) => {
+                            // What the journal still holds about the task from before its
+                            // completion is history the application has had: the newest
+                            // progress report, journaled at the end in place of the last one
+                            // while it went live only, was never sent with its number.
+                            for (earlier, record) in j.events(&id)? {
+                                if earlier < seq && record.is_ok_and(|r| r.task == task) {
+                                    j.acknowledge(&id, earlier)?;
+                                }
+                            }
+                            j.remove_task(&id, task)?
+                        }
                         _ => {}
                     }
                     Ok(())
