@@ -114,6 +114,10 @@ pub(crate) struct CliDelegate {
     write_out: Option<(WriteOut, Stdout)>,
     /// `-D`: each response head is written (to `Inner::dump`).
     dumps: bool,
+    /// A finished download that cannot be saved where it goes (a full disk, a directory in the
+    /// way) is kept in the session's directory instead of being removed with the callback's end.
+    /// Not in an ephemeral session, which keeps nothing on disk.
+    keeps_unsaved: bool,
 }
 
 /// The progress callbacks that are coalesced.
@@ -238,6 +242,7 @@ impl CliDelegate {
             checks_names: AtomicBool::new(false),
             write_out: None,
             dumps: false,
+            keeps_unsaved: false,
         };
         (delegate, finished_rx, invalid_rx)
     }
@@ -405,6 +410,7 @@ impl CliDelegate {
         self.retrying = options.retry > 0;
         self.logs |= options.verbose;
         self.identity = crate::common::client_identity(options)?;
+        self.keeps_unsaved = !crate::common::ephemeral(options);
         Ok(())
     }
 

@@ -361,3 +361,58 @@ async fn an_output_ending_in_a_slash_is_a_directory_for_one_download_too() {
     let saved = std::fs::read(cwd.path().join("fresh/resource.bin")).unwrap();
     assert_eq!(saved.len(), 1000);
 }
+
+/// A finished download that cannot be saved where it goes (here a directory has its name; a full
+/// disk is the usual cause) is not lost: exit 1, and the error names where it is kept, in the
+/// session's directory, whole. A second one is kept beside it, replacing nothing. In an ephemeral
+/// session, which keeps nothing on disk, it goes, and the error says only why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_cannot_be_saved_is_kept_and_said_where() {
+    let server = courier_tests::ResourceServer::start(50_000).await;
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::create_dir_all(cwd.path().join("out/resource.bin")).unwrap();
+    let url = server.url();
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let runs = tokio::task::spawn_blocking(move || {
+        let run = |config: &str| {
+            let args = [
+                "--config",
+                config,
+                "download",
+                "--allow-http",
+                "-q",
+                "-o",
+                "out/",
+                &url,
+            ];
+            courier_in(&c, &d, &args).output().unwrap()
+        };
+        [run("default"), run("default"), run("ephemeral")]
+    })
+    .await
+    .unwrap();
+    let kept: Vec<std::path::PathBuf> = runs[..2]
+        .iter()
+        .map(|out| {
+            assert_eq!(out.status.code(), Some(1));
+            let said = String::from_utf8_lossy(&out.stderr);
+            let (why, kept) = said
+                .trim_end()
+                .split_once("; the download is kept at ")
+                .unwrap_or_else(|| panic!("{said}"));
+            assert!(why.ends_with("Is a directory (os error 21)"), "{said}");
+            kept.into()
+        })
+        .collect();
+    assert_ne!(kept[0], kept[1], "the second replaces nothing");
+    for kept in &kept {
+        assert!(kept.starts_with(data.path()), "{}", kept.display());
+        assert_eq!(std::fs::read(kept).unwrap(), server.content());
+    }
+    let said = String::from_utf8_lossy(&runs[2].stderr);
+    assert_eq!(runs[2].status.code(), Some(1));
+    assert!(
+        said.contains("Is a directory") && !said.contains("kept"),
+        "{said}"
+    );
+}
