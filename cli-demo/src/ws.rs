@@ -95,11 +95,27 @@ pub(crate) async fn run(
         return Ok(ExitCode::Interrupted);
     }
     // A failure is printed as every command prints it; a close other than a normal closure is
-    // a failure too.
+    // a failure too, said with the server's code and reason (quoted and escaped: it is the
+    // server's text, on the user's terminal).
     let results: Vec<_> = result.into_iter().collect();
     Ok(match (report(&results, options), task.close_code()) {
         (ExitCode::Success, CloseCode::NormalClosure) => ExitCode::Success,
-        (ExitCode::Success, _) => ExitCode::TaskFailed,
+        (ExitCode::Success, code) => {
+            let reason = task
+                .close_reason()
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(", reason {:?}", String::from_utf8_lossy(&r)))
+                .unwrap_or_default();
+            let name = match code {
+                CloseCode::Other(_) => String::new(),
+                named => format!(" ({named:?})"),
+            };
+            say!(
+                "courier: the WebSocket closed with {}{name}{reason}, not a normal closure",
+                code.code()
+            );
+            ExitCode::TaskFailed
+        }
         (failed, _) => failed,
     })
 }

@@ -85,6 +85,14 @@ fn a_close_other_than_normal_from_the_server_exits_1() {
         .unwrap();
     assert_eq!(close["code"], 4001);
     assert_eq!(close["reason"], "bye");
+    // Said, not only in the exit status.
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(
+            "courier: the WebSocket closed with 4001, reason \"bye\", not a normal closure"
+        ),
+        "{said}"
+    );
 
     // ws:// without --allow-http: refused, exit 1.
     let out = ws(&[&url], "", std::time::Duration::ZERO);
