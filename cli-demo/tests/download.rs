@@ -406,7 +406,14 @@ async fn a_download_that_cannot_be_saved_is_kept_and_said_where() {
         .collect();
     assert_ne!(kept[0], kept[1], "the second replaces nothing");
     for kept in &kept {
+        use std::os::unix::fs::PermissionsExt;
         assert!(kept.starts_with(data.path()), "{}", kept.display());
+        let dir = std::fs::metadata(kept.parent().unwrap()).unwrap();
+        assert_eq!(
+            dir.permissions().mode() & 0o777,
+            0o700,
+            "private, as the session's"
+        );
         assert_eq!(std::fs::read(kept).unwrap(), server.content());
     }
     let said = String::from_utf8_lossy(&runs[2].stderr);

@@ -359,10 +359,10 @@ fn refusal(to: &Path) -> String {
 /// replaced. `None` when even that fails.
 fn keep_unsaved(location: &Path, to: &Path) -> Option<std::path::PathBuf> {
     let dir = location.parent()?.join("kept");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .create(&dir)
-        .ok()?;
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.recursive(true).create(&dir).ok()?;
     let name = to
         .file_name()
         .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
