@@ -309,7 +309,10 @@ impl Client {
                 ServiceMessage::EndOfTasks => {
                     let _ = listed.send(listing.as_mut().map(std::mem::take).unwrap_or_default());
                 }
-                ServiceMessage::Event { seq, record } => self.deliver(&queue, seq, record),
+                // Before `FinishedEvents`, the replay.
+                ServiceMessage::Event { seq, record } => {
+                    self.deliver(&queue, seq, record, listing.is_none())
+                }
                 ServiceMessage::FinishedEvents => {
                     listing = Some(Vec::new());
                     let (identifier, client) = (self.identifier.clone(), self.clone());
@@ -377,20 +380,27 @@ impl Client {
     }
 
     /// Delivers one event on the delegate queue, then acknowledges it.
-    fn deliver(self: &Arc<Self>, queue: &DeliveryQueue, seq: u64, record: EventRecord) {
+    fn deliver(
+        self: &Arc<Self>,
+        queue: &DeliveryQueue,
+        seq: u64,
+        record: EventRecord,
+        replayed: bool,
+    ) {
         let known = self
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&record.task)
             .cloned();
-        // A task the service no longer describes: its completion still comes, under its
-        // identifier (its record was damaged, and only its failure is left to report). Anything
-        // else about it is stale, news from before a completion an earlier life of the application
-        // acknowledged (the service drops that history with the acknowledgement; a journal an
-        // older service wrote may still hold a progress report): acknowledged, not delivered, or
-        // it would file a task that never completes.
-        if known.is_none() && !matches!(record.event, StoredEvent::Completed { .. }) {
+        // A replayed event about a task the service no longer describes: its completion still
+        // comes, under its identifier (its record was damaged, and only its failure is left to
+        // report). Anything else about it is stale, news from before a completion an earlier life
+        // of the application acknowledged (the service drops that history with the
+        // acknowledgement; a journal an older service wrote may still hold a progress report):
+        // acknowledged, not delivered, or it would file a task that never completes. (A live
+        // event may come before a task this session creates is filed: it is not stale.)
+        if replayed && known.is_none() && !matches!(record.event, StoredEvent::Completed { .. }) {
             if seq != 0
                 && let Err(e) = self.send(&ClientMessage::Acknowledge { seq })
             {
