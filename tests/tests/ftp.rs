@@ -475,3 +475,59 @@ async fn an_ftp_path_is_the_login_directorys_unless_it_starts_with_2f() {
         .collect();
     assert_eq!(retrieved, ["RETR docs/a b.txt", "RETR /etc/motd"]);
 }
+
+/// An `ftp:` URL is fetched with `GET` and stored with a `PUT` that has a body; any other method
+/// fails with -1002 before the server is asked anything. A `POST` with a body (a form, `courier
+/// get --json`) was stored over the file, and a `DELETE` fetched it.
+#[tokio::test]
+async fn an_ftp_url_takes_get_or_a_put_with_a_body_only() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(server) = FtpServer::start(root.path()) else {
+        return;
+    };
+    let kept = content(5_000);
+    std::fs::write(root.path().join("kept.bin"), &kept).unwrap();
+    let session = Session::new(cleartext()).unwrap();
+    let url = server.url("ann:pw@", "/kept.bin");
+    let posted = session
+        .upload(
+            Request::new(http::Method::POST, &url),
+            UploadBody::Bytes(bytes::Bytes::from_static(b"{}")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(posted.code(), ErrorCode::UnsupportedUrl, "{posted}");
+    assert!(
+        posted.message().contains("not POST with a body"),
+        "{posted}"
+    );
+    let deleted = session
+        .data(Request::new(http::Method::DELETE, &url))
+        .await
+        .unwrap_err();
+    assert_eq!(deleted.code(), ErrorCode::UnsupportedUrl, "{deleted}");
+    assert_eq!(std::fs::read(root.path().join("kept.bin")).unwrap(), kept);
+    // GET fetches it; HEAD its response only, from SIZE and MDTM.
+    let (body, response) = session
+        .data(Request::new(http::Method::GET, &url))
+        .await
+        .unwrap();
+    assert_eq!(
+        (body.as_ref(), response.expected_content_length()),
+        (&kept[..], Some(5_000))
+    );
+    let (body, response) = session
+        .data(Request::new(http::Method::HEAD, &url))
+        .await
+        .unwrap();
+    assert_eq!(
+        (body.len(), response.expected_content_length()),
+        (0, Some(5_000))
+    );
+    assert!(response.headers().contains_key("last-modified"));
+    let missing = server.url("ann:pw@", "/missing.bin");
+    let head = session
+        .data(Request::new(http::Method::HEAD, &missing))
+        .await;
+    assert_eq!(head.unwrap_err().code(), ErrorCode::FileDoesNotExist);
+}

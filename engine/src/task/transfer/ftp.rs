@@ -2,7 +2,10 @@
 //! the server, else anonymous; a refusal is a challenge for the delegate), then a file
 //! down (`SIZE` and `MDTM`, `RETR`, from where a stopped download ended with `REST`) or up
 //! (`STOR`), through the same gate, timeouts and delivery as HTTP. A URL whose path ends in `/`
-//! names a directory: its listing comes down (`LIST`), as curl and URLSession give it.
+//! names a directory: its listing comes down (`LIST`), as curl and URLSession give it. The method
+//! says which: `GET` fetches, `HEAD` asks `SIZE` and `MDTM` only, a `PUT` with a body stores;
+//! anything else fails with -1002 before the server is asked (a form posted to an `ftp:` URL was
+//! stored over the file).
 //!
 //! The path is the login directory's, as RFC 1738 reads an `ftp:` URL and curl sends it:
 //! `ftp://host/docs/a.txt` is `docs/a.txt` there, and `ftp://host/%2Fetc/motd` the absolute
@@ -50,6 +53,7 @@ impl Run {
             .decode_utf8_lossy()
             .into_owned();
         self.one_line("path", &path)?;
+        self.ftp_method(body.is_some())?;
         let (user, password) = crate::task::auth::ftp_login(&self.ctx, &self.url);
         let transport = self.ctx.transport.clone();
         let tls = self.ctx.config.ftp_explicit_tls;
@@ -62,6 +66,9 @@ impl Run {
         let outcome = match body {
             Some(body) => self.ftp_upload(&mut ftp, &path, body).await,
             None if path.is_empty() || path.ends_with('/') => self.ftp_list(&mut ftp, &path).await,
+            None if self.info.original_request().method() == http::Method::HEAD => {
+                self.ftp_head(&mut ftp, &path).await
+            }
             None => self.ftp_download(&mut ftp, &path).await,
         };
         if outcome.is_ok() {
@@ -158,6 +165,23 @@ impl Run {
             }
         }
         self.receive_ftp(ftp, data).await
+    }
+
+    /// A `HEAD`: the response of a download, from `SIZE` and `MDTM` alone, without the file (curl's
+    /// `-I` asks the same). A server that answers neither (it lacks both, or there is no such
+    /// file) gets the download's `RETR`, which tells the two apart: from a server without `SIZE`
+    /// and `MDTM`, the file comes down with it.
+    async fn ftp_head(&mut self, ftp: &mut FtpSession, path: &str) -> Result<(), Halt> {
+        let facts = self.timed(std::pin::pin!(ftp.facts(path))).await?;
+        if facts.size.is_none() && facts.modified.is_none() {
+            return self.ftp_download(ftp, path).await;
+        }
+        let response = self.ftp_response(&facts, &etag_of(&facts), 0);
+        self.present(response.clone()).await?;
+        if let Some(sink) = &mut self.sink {
+            sink.begin(&response, Placement::Fresh, Some(0)).await?;
+        }
+        Ok(())
     }
 
     /// The listing of the directory `path`: a 200 with no length (the server does not say it
@@ -356,6 +380,33 @@ impl Run {
             Error::new(
                 ErrorCode::BadUrl,
                 format!("bad URL: an ftp {what} holds a line break or NUL"),
+            )
+            .with_url(self.url.as_str()),
+        ))
+    }
+
+    /// Checks the request's method, before anything is sent: an `ftp:` URL is fetched with `GET`
+    /// (or `HEAD`) and stored with a `PUT` that has a body, as curl's `-T` stores it. Any other
+    /// (a `POST` with a body, a `DELETE`) fails with -1002 rather than be read as one of those: a
+    /// form posted to an `ftp:` URL must not replace the file there.
+    fn ftp_method(&self, has_body: bool) -> Result<(), Halt> {
+        use http::Method;
+        let method = self.info.original_request().method();
+        let fits = if has_body {
+            method == Method::PUT
+        } else {
+            method == Method::GET || method == Method::HEAD
+        };
+        if fits {
+            return Ok(());
+        }
+        let what = if has_body { "a body" } else { "no body" };
+        Err(Halt::Failed(
+            Error::new(
+                ErrorCode::UnsupportedUrl,
+                format!(
+                    "an ftp: URL is fetched with GET or stored with PUT, not {method} with {what}"
+                ),
             )
             .with_url(self.url.as_str()),
         ))
