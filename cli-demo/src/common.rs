@@ -193,6 +193,20 @@ pub(crate) fn shown_url(url: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `text` as a message line shows it: whole up to 2,000 bytes, else its start and how much more
+/// there was (a URL of megabytes, which no server takes, would fill the terminal).
+fn abbreviated(text: &str) -> std::borrow::Cow<'_, str> {
+    const SHOWN: usize = 2_000;
+    if text.len() <= SHOWN {
+        return text.into();
+    }
+    let cut = (0..=SHOWN)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}... ({} bytes more)", &text[..cut], text.len() - cut).into()
+}
+
 /// `--cert` and `--key` as a client identity (the key in the certificate's file without `--key`).
 pub(crate) fn client_identity(
     options: &Options,
@@ -368,18 +382,38 @@ pub(crate) fn note_data_naming_a_file(options: &Options) {
     }
 }
 
+/// The longest line `-i FILE` reads: curl's limit for a URL (`CURL_MAX_INPUT_LENGTH`). A file
+/// with a longer line (a URL with no end, or not a list of URLs at all) is refused before it fills
+/// the memory.
+const LONGEST_URL_LINE: u64 = 8_000_000;
+
 /// The URLs from the arguments, then from `-i FILE`.
 pub(crate) fn urls(mut urls: Vec<String>, options: &Options) -> Result<Vec<String>, Failure> {
     if let Some(file) = &options.input_file {
-        let reader: Box<dyn BufRead> = if file == "-" {
+        let mut reader: Box<dyn BufRead> = if file == "-" {
             Box::new(io::BufReader::new(io::stdin()))
         } else {
             Box::new(io::BufReader::new(File::open(file).map_err(|e| {
                 Failure::usage(format!("cannot read {file}: {e}"))
             })?))
         };
-        for line in reader.lines() {
-            let line = line.map_err(|e| Failure::usage(format!("cannot read {file}: {e}")))?;
+        let unreadable = |e: io::Error| Failure::usage(format!("cannot read {file}: {e}"));
+        for number in 1.. {
+            let mut line = Vec::new();
+            let read = io::Read::take(&mut reader, LONGEST_URL_LINE + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(unreadable)?;
+            if read == 0 {
+                break;
+            }
+            if line.len() as u64 > LONGEST_URL_LINE && line.last() != Some(&b'\n') {
+                return Err(Failure::usage(format!(
+                    "{file}: line {number} is longer than {LONGEST_URL_LINE} bytes, the most a \
+                     URL may be"
+                )));
+            }
+            let line = String::from_utf8(line)
+                .map_err(|_| Failure::usage(format!("{file}: line {number} is not UTF-8 text")))?;
             let line = line.trim();
             if !line.is_empty() && !line.starts_with('#') {
                 urls.push(line.to_owned());
@@ -460,7 +494,7 @@ pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
         if let Some(e) = &f.error {
             let url = e
                 .failing_url()
-                .map(|u| format!(" ({})", shown_url(u)))
+                .map(|u| format!(" ({})", abbreviated(&shown_url(u))))
                 .unwrap_or_default();
             say!(
                 "courier: task {} failed: {} {}{url}: {}",

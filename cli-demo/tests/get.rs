@@ -349,3 +349,32 @@ async fn get_all(args: &[&str], urls: Vec<String>) -> std::process::Output {
     .await
     .unwrap()
 }
+
+/// `-i FILE` reads a line of at most 8,000,000 bytes (curl's limit for a URL): a longer one (a
+/// file that is not a list of URLs) is a usage error, read no further than that, where it filled
+/// the memory (1.2 GB for a line of 300 MB). A URL that long that fails is shown in part on the
+/// failure's line, not whole.
+#[test]
+fn an_input_file_line_is_bounded_and_a_long_url_is_shown_in_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let endless = dir.path().join("endless");
+    std::fs::write(&endless, "a".repeat(8_000_001)).unwrap();
+    let out = courier(&["get", "-i", endless.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("line 1 is longer than 8000000 bytes"),
+        "{said}"
+    );
+
+    // 8,000,000 bytes and its newline are a line: the URL's task fails (no server takes a URL
+    // that long), and the line saying so holds its first 2,000 bytes.
+    let long = dir.path().join("long");
+    let url = format!("https://127.0.0.1:1/{}", "b".repeat(8_000_000 - 20));
+    std::fs::write(&long, format!("{url}\n")).unwrap();
+    let out = courier(&["get", "-i", long.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.len() < 3_000, "{} bytes said", said.len());
+    assert!(said.contains("... (7998000 bytes more)"), "{said}");
+}
