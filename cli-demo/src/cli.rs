@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod values;
 
-pub(crate) use values::{BodyArg, TooLong, read_bounded_arg};
+pub(crate) use values::{BodyArg, TooLong, read_bounded_arg, read_bounded_file};
 use values::{parse_body_arg, parse_delay, parse_priority, parse_range, parse_rate};
 
 /// courier: a transfer tool built on URLSession's model (sessions, tasks, delegates).

@@ -27,8 +27,7 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
         }
     }
     if let Some(path) = &options.cacert {
-        let pem = std::fs::read(path)
-            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+        let pem = read_pem(path)?;
         config
             .trust_pem_certificates(&pem)
             .map_err(|e| Failure::usage(format!("{}: {}", path.display(), e.message())))?;
@@ -207,6 +206,21 @@ fn abbreviated(text: &str) -> std::borrow::Cow<'_, str> {
     format!("{}... ({} bytes more)", &text[..cut], text.len() - cut).into()
 }
 
+/// The most a PEM file an option names may hold: a system's whole CA bundle is a few hundred KiB.
+const LARGEST_PEM: u64 = 16 << 20;
+
+/// A PEM file an option names (`--cacert`, `--cert`, `--key`), at most [`LARGEST_PEM`] bytes.
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    crate::cli::read_bounded_file(path, LARGEST_PEM).map_err(|e| match e {
+        crate::cli::TooLong::Read(why) => Failure::usage(why),
+        crate::cli::TooLong::Over(max) => Failure::usage(format!(
+            "{} is larger than {} MiB: not a PEM file",
+            path.display(),
+            max >> 20
+        )),
+    })
+}
+
 /// `--cert` and `--key` as a client identity (the key in the certificate's file without `--key`).
 pub(crate) fn client_identity(
     options: &Options,
@@ -214,13 +228,9 @@ pub(crate) fn client_identity(
     let Some(cert) = &options.cert else {
         return Ok(None);
     };
-    let read = |path: &std::path::Path| {
-        std::fs::read(path)
-            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))
-    };
-    let chain = read(cert)?;
+    let chain = read_pem(cert)?;
     let key = match &options.key {
-        Some(key) => read(key)?,
+        Some(key) => read_pem(key)?,
         None => chain.clone(),
     };
     courier_engine::identity_from_pem(&chain, &key)

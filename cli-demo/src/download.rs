@@ -90,7 +90,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     }
     let mut jobs: VecDeque<Job> = VecDeque::new();
     if let Some(path) = &args.resume_data {
-        let blob = std::fs::read(path)
+        let blob = courier_storage::write::read_bounded(path)
             .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
         jobs.push_back(Job::Resume(ResumeData::from_bytes(blob), path.clone()));
     }

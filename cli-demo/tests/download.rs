@@ -423,3 +423,23 @@ async fn a_download_that_cannot_be_saved_is_kept_and_said_where() {
         "{said}"
     );
 }
+
+/// Files that options name are read bounded: a resume-data file at most 64 MiB, a PEM file at
+/// most 16 MiB. `/dev/zero` given as either is refused with exit 2 after that much; it was read
+/// until the memory ran out.
+#[test]
+fn a_file_an_option_names_is_read_bounded() {
+    let runs: [&[&str]; 2] = [
+        &["download", "--resume-data", "/dev/zero"],
+        &["get", "--cacert", "/dev/zero", "https://127.0.0.1:1/"],
+    ];
+    for args in runs {
+        let out = courier(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("grew too large") || said.contains("larger than 16 MiB"),
+            "{args:?}: {said}"
+        );
+    }
+}

@@ -36,14 +36,23 @@ pub(crate) enum TooLong {
 /// What an option's `@FILE` names (`-`: standard input), at most `max` bytes: an option's
 /// argument is read whole into memory, so it is bounded.
 pub(crate) fn read_bounded_arg(from: &str, max: u64) -> Result<Vec<u8>, TooLong> {
+    match from {
+        "-" => read_bounded_from(std::io::stdin(), from, max),
+        file => read_bounded_file(std::path::Path::new(file), max),
+    }
+}
+
+/// The file at `path` (links followed, as for any file a user names), at most `max` bytes: for
+/// the files options name (`--cacert`, `--cert`, `--key`, `@FILE`), so that one that never ends
+/// (`/dev/zero`) or is far too large is refused instead of filling the memory.
+pub(crate) fn read_bounded_file(path: &std::path::Path, max: u64) -> Result<Vec<u8>, TooLong> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| TooLong::Read(format!("cannot read {}: {e}", path.display())))?;
+    read_bounded_from(file, &path.display().to_string(), max)
+}
+
+fn read_bounded_from(reader: impl std::io::Read, from: &str, max: u64) -> Result<Vec<u8>, TooLong> {
     use std::io::Read;
-    let reader: Box<dyn Read> = match from {
-        "-" => Box::new(std::io::stdin()),
-        file => Box::new(
-            std::fs::File::open(file)
-                .map_err(|e| TooLong::Read(format!("cannot read {file}: {e}")))?,
-        ),
-    };
     let mut bytes = Vec::new();
     reader
         .take(max + 1)
