@@ -482,6 +482,36 @@ fn resume_path(args: &Args, options: &Options, destination: &Path) -> Option<Pat
     }))
 }
 
+/// Keeps a finished download that could not be saved at `to` (a full disk, a directory in the
+/// way): moved into `kept/` beside it in the session's directory (0700, as that directory), under
+/// `to`'s name, or `NAME-2` and on when that is taken. [`move_into_place`] with
+/// [`Existing::Keep`] never replaces a file kept earlier. `None` when even that fails.
+///
+/// [`move_into_place`]: courier_storage::write::move_into_place
+/// [`Existing::Keep`]: courier_storage::write::Existing::Keep
+pub(crate) fn keep_unsaved(location: &Path, to: &Path) -> Option<PathBuf> {
+    use courier_storage::write::{Existing, move_into_place};
+    let dir = location.parent()?.join("kept");
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.recursive(true).create(&dir).ok()?;
+    let name = to
+        .file_name()
+        .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
+    (1..1000).find_map(|n| {
+        let kept = match n {
+            1 => dir.join(&name),
+            n => dir.join(format!("{name}-{n}")),
+        };
+        match move_into_place(location, &kept, Existing::Keep) {
+            Ok(()) => Some(Some(kept)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+            Err(_) => Some(None),
+        }
+    })?
+}
+
 /// `dir/name`, or `dir/name-2`, `dir/name-3`... when another download of this command has it.
 pub(crate) fn unique(dir: &Path, name: &str, used: &mut HashSet<PathBuf>) -> PathBuf {
     let mut candidate = dir.join(name);

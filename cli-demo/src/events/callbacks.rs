@@ -353,36 +353,6 @@ fn refusal(to: &Path) -> String {
     )
 }
 
-/// Keeps a finished download that could not be saved at `to`: moved (a rename: the same
-/// directory's file system) into `kept/` beside it, under `to`'s name, `NAME-2` and on when that
-/// is taken. The command goes on from there with the file's path in its error; nothing is ever
-/// replaced. `None` when even that fails.
-fn keep_unsaved(location: &Path, to: &Path) -> Option<std::path::PathBuf> {
-    let dir = location.parent()?.join("kept");
-    let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.recursive(true).create(&dir).ok()?;
-    let name = to
-        .file_name()
-        .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
-    (1..1000).find_map(|n| {
-        let kept = match n {
-            1 => dir.join(&name),
-            n => dir.join(format!("{name}-{n}")),
-        };
-        // A hard link only where nothing is: a file kept earlier is never replaced.
-        match std::fs::hard_link(location, &kept) {
-            Ok(()) => {
-                let _ = std::fs::remove_file(location);
-                Some(Some(kept))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
-            Err(_) => Some(None),
-        }
-    })?
-}
-
 impl CliDelegate {
     /// `-J`: at a download's first bytes, the name its response suggests is looked at, once. When
     /// a file has it already, the download is cancelled now, as curl -OJ stops at its first
@@ -483,7 +453,10 @@ impl DownloadDelegate for CliDelegate {
                 .map(|()| to.clone())
                 .map_err(|e| match e.kind() {
                     std::io::ErrorKind::AlreadyExists => refusal(&to),
-                    _ => match self.keeps_unsaved.then(|| keep_unsaved(location, &to)) {
+                    _ => match self
+                        .keeps_unsaved
+                        .then(|| crate::download::keep_unsaved(location, &to))
+                    {
                         Some(Some(kept)) => format!(
                             "cannot save {}: {e}; the download is kept at {}",
                             to.display(),
