@@ -33,12 +33,14 @@ pub enum SessionKind {
 pub enum Proxy {
     /// The proxies the environment names, read when the session is created, as curl reads them:
     /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, upper or lower case (a
-    /// `socks5://` or `socks5h://` URL names a SOCKS5 proxy, as [`Proxy::Socks5`]). Loopback
-    /// hosts always go direct. The default, as URLSession follows the system's proxy settings.
+    /// `socks5://` or `socks5h://` URL names a SOCKS5 proxy, as [`Proxy::Socks5`]); `ftp:` takes
+    /// `FTP_PROXY`, else `ALL_PROXY`, and stream tasks `ALL_PROXY`. Loopback hosts always go
+    /// direct. The default, as URLSession follows the system's proxy settings.
     #[default]
     FromEnvironment,
     /// Every request through the HTTP proxy at `url` (`http://[user:pass@]host[:port]`; the
-    /// credentials go to the proxy only, as Basic), except to the hosts `no_proxy` lists
+    /// credentials go to the proxy only, as Basic; `ftp:` and stream tasks through a `CONNECT`
+    /// tunnel), except to the hosts `no_proxy` lists
     /// (`NO_PROXY` syntax: comma-separated names, domain suffixes, addresses, networks; `*`).
     Http {
         /// The proxy's URL.

@@ -56,7 +56,8 @@ use per_host::Host;
 pub use read_pause::{ReadHold, ReadPause};
 pub(crate) use resolve::bare_host;
 pub use resolve::is_localhost_name;
-use resolve::{resolve, resolve_one};
+use resolve::resolve;
+pub(crate) use resolve::resolve_one;
 pub(crate) use wanted::for_one_request;
 use wanted::{Wanted, served};
 
@@ -289,12 +290,7 @@ impl Inner {
             ..
         }) = &route
         {
-            // Never direct instead: the configuration wants this request to go through a proxy.
-            return Err(ConnectFailure::new(
-                TransportErrorKind::ConnectionRefused,
-                format!("the proxy for {host} is a {scheme} proxy, which Courier does not speak"),
-                None,
-            ));
+            return Err(proxy::unsupported(&host, scheme));
         }
         let (dial_host, dial_port) = match &route {
             Some(r) => (r.host.as_str(), r.port),
@@ -311,15 +307,10 @@ impl Inner {
         // Only an HTTP proxy takes cleartext requests in absolute form.
         let mut proxied = false;
         match route.as_ref().map(|r| (r, &r.kind)) {
-            Some((_, RouteKind::Socks5 { remote_dns, login })) => {
-                let target = if *remote_dns {
-                    host.clone()
-                } else {
-                    resolve_one(&host, port).await?
-                };
-                tcp = proxy::socks5(tcp, &target, port, login.as_ref()).await?;
+            Some((_, RouteKind::Http { .. })) if !tls && !self.settings.tunnel_cleartext => {
+                proxied = true;
             }
-            Some((route, RouteKind::Http { .. })) if tls || self.settings.tunnel_cleartext => {
+            Some((route, kind)) => {
                 // The request's own `Proxy-Authorization` (an answer to the proxy's challenge),
                 // else the proxy URL's credentials: both go to the proxy on the `CONNECT`, never
                 // through the tunnel (curl CVE-2015-3153).
@@ -327,12 +318,11 @@ impl Inner {
                     .as_ref()
                     .and_then(|w| w.proxy_authorization.as_ref())
                     .or(route.auth.as_ref());
-                proxy::tunnel(&mut tcp, &host, port, auth).await?;
+                tcp = proxy::carry(tcp, route, &host, port, auth).await?;
                 // Through a tunnel, a cleartext request goes as to the server itself (origin form).
-                proxied = tls;
+                proxied = tls && matches!(kind, RouteKind::Http { .. });
             }
-            Some((_, RouteKind::Http { .. })) => proxied = true,
-            _ => {}
+            None => {}
         }
         let connect = connect_started.elapsed();
         // Small requests and HTTP/2 frames should not wait for Nagle.

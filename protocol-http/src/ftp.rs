@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use crate::Transport;
 use crate::connect::Connector;
 use crate::error::TransportError;
+use crate::proxy::{RawUse, Route, RouteKind};
 
 /// A TLS connection made by the session's connector (its trust decided as for HTTPS).
 #[derive(Debug)]
@@ -172,7 +173,8 @@ pub struct FileFacts {
 }
 
 impl Transport {
-    /// Connects to an FTP server; with `tls`, asks for explicit FTPS (`AUTH TLS`, then `PBSZ 0`
+    /// Connects to an FTP server, through the session's proxy for `ftp:` if it names one (and so
+    /// each data connection, with `EPSV`); with `tls`, asks for explicit FTPS (`AUTH TLS`, then `PBSZ 0`
     /// and `PROT P` so the data connections are protected too) before anything else is said.
     ///
     /// # Errors
@@ -183,11 +185,25 @@ impl Transport {
         port: u16,
         tls: bool,
     ) -> Result<FtpSession, FtpError> {
+        let connect_failed = |e| FtpError::Connect(TransportError::from(e));
+        let mut route = self.connector.raw_route(RawUse::Ftp, host, port);
+        // Every connection of the session goes to one server: through a `socks5` proxy (which is
+        // handed addresses), the name is resolved here once, for the control and the data
+        // connections alike.
+        let target = match &route {
+            Some(Route {
+                kind: RouteKind::Socks5 { remote_dns, .. },
+                ..
+            }) if !remote_dns => crate::connect::resolve_one(host, port)
+                .await
+                .map_err(connect_failed)?,
+            _ => host.to_owned(),
+        };
         let tcp = self
             .connector
-            .open_tcp(host, port)
+            .open_tcp(&target, port, route.as_ref())
             .await
-            .map_err(|e| FtpError::Connect(TransportError::from(e)))?;
+            .map_err(connect_failed)?;
         let over_ipv6 = tcp.peer_addr().is_ok_and(|a| a.is_ipv6());
         let mut control = ImplAsyncFtpStream::<SessionTlsStream>::connect_with_stream(tcp).await?;
         // A data connection goes to the server the control connection reached, at the port its
@@ -195,9 +211,25 @@ impl Transport {
         // point it at any host and port the client reaches (the FTP bounce), and have a `STOR`
         // deliver the file's bytes there. curl ignores that address too (`--ftp-skip-pasv-ip`).
         control.set_passive_nat_workaround(true);
-        if over_ipv6 {
+        if over_ipv6 || route.is_some() {
             // `PASV` has no form for an IPv6 address (RFC 2428): `EPSV`, which names a port only.
+            // Through a proxy the server's address is the proxy's to know: `EPSV` too, as curl
+            // asks first.
             control.set_mode(suppaftp::Mode::ExtendedPassive);
+        }
+        if let Some(route) = route.take() {
+            // Each data connection goes through the proxy too, to the same server and the port
+            // the server named.
+            let (connector, target) = (self.connector.clone(), target.clone());
+            control = control.passive_stream_builder(move |named: std::net::SocketAddr| {
+                let (connector, target, route) = (connector.clone(), target.clone(), route.clone());
+                Box::pin(sync_wrapper::SyncFuture::new(async move {
+                    connector
+                        .open_tcp(&target, named.port(), Some(&route))
+                        .await
+                        .map_err(|e| Wire::ConnectionError(std::io::Error::other(e.to_string())))
+                }))
+            });
         }
         if tls {
             let backend = SessionTls {

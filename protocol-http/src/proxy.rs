@@ -16,6 +16,12 @@
 //! resolver); `socks5` resolves it here and hands the proxy an address. Credentials in the URL go
 //! to the proxy in its username/password exchange (RFC 1929). SOCKS4 is refused rather than
 //! bypassed: a request is never sent direct when the configuration names a proxy for it.
+//!
+//! Connections that are not HTTP (`RawUse`: `ftp:`, stream tasks) go through the same explicit
+//! proxy; from the environment, `ftp:` takes `FTP_PROXY`, else `ALL_PROXY`, and a stream task
+//! `ALL_PROXY` (curl's rule: the scheme's own variable, else the one for all). Through an HTTP
+//! proxy they ride a `CONNECT` tunnel (curl's `--proxytunnel`), through a SOCKS5 proxy its
+//! connect: the bytes are the protocol's own either way.
 
 use std::io;
 
@@ -32,7 +38,12 @@ const MAX_CONNECT_RESPONSE: usize = 16 * 1024;
 /// Which requests go through a proxy. Build one with [`Proxies::from_env`], [`Proxies::to`] or
 /// [`Proxies::none`].
 pub struct Proxies {
+    /// `http:` and `https:` requests (WebSockets included).
     matcher: Option<Matcher>,
+    /// `ftp:` connections, control and data.
+    ftp: Option<Matcher>,
+    /// Stream tasks' connections.
+    stream: Option<Matcher>,
     /// True for the environment's proxies: they are never used for loopback hosts.
     skip_loopback: bool,
 }
@@ -45,6 +56,15 @@ pub(crate) struct Route {
     /// `Proxy-Authorization` for the proxy, from the credentials in its URL.
     pub(crate) auth: Option<HeaderValue>,
     pub(crate) kind: RouteKind,
+}
+
+/// A connection outside HTTP's pool, by what it carries: which proxy rules apply to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RawUse {
+    /// An `ftp:` control or data connection.
+    Ftp,
+    /// A stream task's connection.
+    Stream,
 }
 
 /// What kind of proxy a route goes through.
@@ -67,32 +87,58 @@ impl Proxies {
     pub fn none() -> Proxies {
         Proxies {
             matcher: None,
+            ftp: None,
+            stream: None,
             skip_loopback: false,
         }
     }
 
-    /// The proxies the environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`,
-    /// upper or lower case), as curl reads them. Loopback hosts (`localhost`, `127.0.0.0/8`,
-    /// `::1`) always go direct: a proxy elsewhere cannot reach them.
+    /// The proxies the environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `FTP_PROXY`, `ALL_PROXY`,
+    /// `NO_PROXY`, upper or lower case), as curl reads them. Loopback hosts (`localhost`,
+    /// `127.0.0.0/8`, `::1`) always go direct: a proxy elsewhere cannot reach them.
     pub fn from_env() -> Proxies {
+        Proxies::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// As [`Proxies::from_env`], with `var` for the environment.
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Proxies {
         // An environment that names no proxy (the usual case) routes nothing: no matcher to ask,
         // and no host to parse, for every request.
-        const NAMES: [&str; 6] = [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-        ];
-        if !NAMES
-            .iter()
-            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
-        {
-            return Proxies::none();
-        }
+        let named = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|name| var(name).filter(|v| !v.is_empty()))
+        };
+        let (https, http) = (
+            named(&["HTTPS_PROXY", "https_proxy"]),
+            named(&["HTTP_PROXY", "http_proxy"]),
+        );
+        let all = named(&["ALL_PROXY", "all_proxy"]);
+        let no = named(&["NO_PROXY", "no_proxy"]).unwrap_or_default();
+        // Under CGI, `HTTP_PROXY` may be a request's `Proxy:` field (httpoxy): as hyper-util's
+        // `Matcher::from_env`, no web proxy from such an environment.
+        let cgi = var("REQUEST_METHOD").is_some();
+        let web = (!cgi && (https.is_some() || http.is_some() || all.is_some())).then(|| {
+            let mut builder = Matcher::builder().no(no.clone());
+            if let Some(url) = https {
+                builder = builder.https(url);
+            }
+            if let Some(url) = http {
+                builder = builder.http(url);
+            }
+            if let Some(url) = all.clone() {
+                builder = builder.all(url);
+            }
+            builder.build()
+        });
+        // A matcher for one proxy URL, with the environment's exceptions.
+        let only = |url: String| Matcher::builder().all(url).no(no.clone()).build();
         Proxies {
-            matcher: Some(Matcher::from_env()),
+            matcher: web,
+            ftp: named(&["FTP_PROXY", "ftp_proxy"])
+                .or_else(|| all.clone())
+                .map(only),
+            stream: all.map(only),
             skip_loopback: true,
         }
     }
@@ -115,19 +161,50 @@ impl Proxies {
                 "the proxy URL {url:?} must be http://, socks5:// or socks5h://host[:port] (HTTPS proxies are not supported)"
             ));
         }
-        let matcher = Matcher::builder()
-            .all(url.to_owned())
-            .no(no_proxy.to_owned())
-            .build();
+        let matcher = || {
+            Matcher::builder()
+                .all(url.to_owned())
+                .no(no_proxy.to_owned())
+                .build()
+        };
         Ok(Proxies {
-            matcher: Some(matcher),
+            matcher: Some(matcher()),
+            ftp: Some(matcher()),
+            stream: Some(matcher()),
             skip_loopback: false,
         })
     }
 
     /// Where a request for `uri` connects: through a proxy, or `None` for straight to its host.
     pub(crate) fn route(&self, uri: &Uri) -> Option<Route> {
-        let matcher = self.matcher.as_ref()?;
+        self.route_by(self.matcher.as_ref()?, uri)
+    }
+
+    /// Where a connection to `host:port` for `what` goes: through a proxy, or `None` for straight
+    /// to the host.
+    pub(crate) fn route_raw(&self, what: RawUse, host: &str, port: u16) -> Option<Route> {
+        let matcher = match what {
+            RawUse::Ftp => self.ftp.as_ref(),
+            RawUse::Stream => self.stream.as_ref(),
+        }?;
+        // The matcher's rules are written for URLs; an `http` one names the same host and port
+        // (its scheme only picks between rules, and these matchers have one for all).
+        let bare = crate::connect::bare_host(host);
+        let authority = if bare.contains(':') {
+            format!("[{bare}]:{port}")
+        } else {
+            format!("{bare}:{port}")
+        };
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .ok()?;
+        self.route_by(matcher, &uri)
+    }
+
+    fn route_by(&self, matcher: &Matcher, uri: &Uri) -> Option<Route> {
         if self.skip_loopback && uri.host().is_some_and(is_loopback) {
             return None;
         }
@@ -173,6 +250,8 @@ impl std::fmt::Debug for Proxies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxies")
             .field("matcher", &self.matcher.is_some())
+            .field("ftp", &self.ftp.is_some())
+            .field("stream", &self.stream.is_some())
             .field("skip_loopback", &self.skip_loopback)
             .finish()
     }
@@ -184,6 +263,44 @@ fn is_loopback(host: &str) -> bool {
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Has the proxy `route` names, at the other end of `tcp`, carry it on to `host:port`: a SOCKS5
+/// connect (the proxy resolving the name for `socks5h`, this side for `socks5`), or an HTTP
+/// proxy's `CONNECT` tunnel presenting `auth`. After it, the stream carries bytes to and from
+/// the server.
+pub(crate) async fn carry(
+    mut tcp: TcpStream,
+    route: &Route,
+    host: &str,
+    port: u16,
+    auth: Option<&HeaderValue>,
+) -> Result<TcpStream, ConnectFailure> {
+    match &route.kind {
+        RouteKind::Socks5 { remote_dns, login } => {
+            let target = if *remote_dns {
+                host.to_owned()
+            } else {
+                crate::connect::resolve_one(host, port).await?
+            };
+            socks5(tcp, &target, port, login.as_ref()).await
+        }
+        RouteKind::Http { .. } => {
+            tunnel(&mut tcp, host, port, auth).await?;
+            Ok(tcp)
+        }
+        RouteKind::Unsupported(scheme) => Err(unsupported(host, scheme)),
+    }
+}
+
+/// The failure of a connection whose proxy Courier cannot speak: never direct instead, as the
+/// configuration wants it to go through a proxy.
+pub(crate) fn unsupported(host: &str, scheme: &str) -> ConnectFailure {
+    ConnectFailure::new(
+        TransportErrorKind::ConnectionRefused,
+        format!("the proxy for {host} is a {scheme} proxy, which Courier does not speak"),
+        None,
+    )
 }
 
 /// Has the SOCKS5 proxy at the other end of `stream` connect it to `host:port` (a name the proxy
@@ -369,6 +486,68 @@ mod tests {
         assert!(p.route(&uri("http://10.1.2.3/")).is_none());
         // An explicit proxy is used for loopback hosts too (a loopback proxy, in tests).
         assert!(p.route(&uri("http://127.0.0.1:8080/")).is_some());
+    }
+
+    #[test]
+    fn the_environment_routes_ftp_by_ftp_proxy_else_all_proxy_and_streams_by_all_proxy() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            Proxies::from_vars(move |name| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+        };
+        let at = |route: Option<Route>| route.map(|r| (r.host, r.port));
+        let web_only = env(&[("HTTPS_PROXY", "http://web.test:3128")]);
+        assert!(web_only.route(&uri("https://example.com/")).is_some());
+        assert!(at(web_only.route_raw(RawUse::Ftp, "example.com", 21)).is_none());
+        assert!(at(web_only.route_raw(RawUse::Stream, "example.com", 25)).is_none());
+
+        let all = env(&[
+            ("https_proxy", "http://web.test:3128"),
+            ("ALL_PROXY", "socks5h://all.test:1080"),
+            ("NO_PROXY", "inside.test"),
+        ]);
+        let socks = Some(("all.test".to_owned(), 1080));
+        assert_eq!(at(all.route_raw(RawUse::Ftp, "example.com", 21)), socks);
+        assert_eq!(at(all.route_raw(RawUse::Stream, "example.com", 25)), socks);
+        assert!(
+            all.route_raw(RawUse::Ftp, "files.inside.test", 21)
+                .is_none()
+        );
+        assert!(all.route_raw(RawUse::Stream, "127.0.0.1", 25).is_none());
+        assert!(all.route_raw(RawUse::Ftp, "localhost", 21).is_none());
+
+        let ftp = env(&[
+            ("ftp_proxy", "http://ftp.test:8021"),
+            ("all_proxy", "socks5h://all.test:1080"),
+        ]);
+        assert_eq!(
+            at(ftp.route_raw(RawUse::Ftp, "[2001:db8::1]", 21)),
+            Some(("ftp.test".to_owned(), 8021))
+        );
+        assert_eq!(at(ftp.route_raw(RawUse::Stream, "example.com", 25)), socks);
+
+        // Under CGI the web proxies are left out (httpoxy), as hyper-util leaves them.
+        let cgi = env(&[
+            ("REQUEST_METHOD", "GET"),
+            ("HTTP_PROXY", "http://injected.test"),
+        ]);
+        assert!(cgi.route(&uri("http://example.com/")).is_none());
+        assert!(env(&[]).route(&uri("http://example.com/")).is_none());
+    }
+
+    #[test]
+    fn an_explicit_proxy_carries_ftp_and_streams_too() {
+        let p = Proxies::to("socks5h://proxy.test", "internal.test").unwrap();
+        assert!(p.route_raw(RawUse::Ftp, "example.com", 21).is_some());
+        assert!(p.route_raw(RawUse::Stream, "127.0.0.1", 25).is_some());
+        assert!(p.route_raw(RawUse::Ftp, "ftp.internal.test", 21).is_none());
+        assert!(
+            Proxies::none()
+                .route_raw(RawUse::Ftp, "example.com", 21)
+                .is_none()
+        );
     }
 
     #[test]

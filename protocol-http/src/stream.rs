@@ -1,7 +1,8 @@
 //! Raw connections for stream tasks (URLSessionStreamTask): a TCP connection to a host and port,
 //! and TLS started on it later and stopped again (STARTTLS), with the session's trust.
 //!
-//! Not HTTP: no proxy, no pool, no per-host slot. The connect timeout applies.
+//! Not HTTP: no pool, no per-host slot. The connect timeout applies, and the session's proxy
+//! (an explicit one, or the environment's `ALL_PROXY`) carries the connection.
 
 use std::io;
 use std::pin::Pin;
@@ -46,14 +47,19 @@ impl RawStream {
 }
 
 impl Transport {
-    /// Opens a TCP connection to `host:port` for a stream task.
+    /// Opens a TCP connection to `host:port` for a stream task, through the session's proxy for
+    /// it if there is one.
     ///
     /// # Errors
-    /// The host does not resolve, nothing answers, or the connect timeout passed.
+    /// The host does not resolve, nothing answers, the proxy would not carry it, or the connect
+    /// timeout passed.
     pub async fn open_stream(&self, host: &str, port: u16) -> Result<RawStream, TransportError> {
+        let route = self
+            .connector
+            .raw_route(crate::proxy::RawUse::Stream, host, port);
         let tcp = self
             .connector
-            .open_tcp(host, port)
+            .open_tcp(host, port, route.as_ref())
             .await
             .map_err(TransportError::from)?;
         Ok(RawStream::Plain(tcp))

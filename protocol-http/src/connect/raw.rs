@@ -1,6 +1,6 @@
-//! Connections outside the pool, for stream tasks and ftp: a TCP connection to a host and port,
-//! and TLS started on one later (STARTTLS, `AUTH TLS`), with the session's trust decided as for
-//! the pool's.
+//! Connections outside the pool, for stream tasks and ftp: a TCP connection to a host and port
+//! (through the proxy the session's rules name for it), and TLS started on one later (STARTTLS,
+//! `AUTH TLS`), with the session's trust decided as for the pool's.
 
 use std::sync::Arc;
 
@@ -11,23 +11,35 @@ use tokio_rustls::TlsConnector;
 use super::{Connector, resolve};
 use crate::error::{ConnectFailure, TransportErrorKind};
 use crate::happy_eyeballs;
+use crate::proxy::{self, RawUse, Route};
 
 impl Connector {
-    /// Opens a TCP connection to `host:port` (the first of its addresses that answers), within the
-    /// connect timeout: a raw stream, for a stream task. No proxy and no per-host slot: it is not
-    /// an HTTP connection.
+    /// Where a connection for `what` to `host:port` goes: through the proxy the session's rules
+    /// name for it, or `None` for straight to the host.
+    pub(crate) fn raw_route(&self, what: RawUse, host: &str, port: u16) -> Option<Route> {
+        self.inner.settings.proxies.route_raw(what, host, port)
+    }
+
+    /// Opens a TCP connection that carries bytes to `host:port` (the first of its addresses that
+    /// answers), straight or through the proxy `route` names, within the connect timeout: a raw
+    /// stream, for a stream task or ftp. No per-host slot: it is not an HTTP connection.
     pub(crate) async fn open_tcp(
         &self,
         host: &str,
         port: u16,
+        route: Option<&Route>,
     ) -> Result<TcpStream, ConnectFailure> {
         let dial = async {
-            let addrs = resolve(host, port).await?;
+            let (dial_host, dial_port) = route.map_or((host, port), |r| (r.host.as_str(), r.port));
+            let addrs = resolve(dial_host, dial_port).await?;
             let (tcp, _) = happy_eyeballs::connect(&addrs, TcpStream::connect)
                 .await
-                .map_err(|last| ConnectFailure::dial(host, port, last))?;
+                .map_err(|last| ConnectFailure::dial(dial_host, dial_port, last))?;
             let _ = tcp.set_nodelay(true);
-            Ok(tcp)
+            match route {
+                Some(route) => proxy::carry(tcp, route, host, port, route.auth.as_ref()).await,
+                None => Ok(tcp),
+            }
         };
         match self.inner.settings.connect_timeout {
             Some(limit) => tokio::time::timeout(limit, dial).await.unwrap_or_else(|_| {
