@@ -320,19 +320,20 @@ async fn a_refused_login_is_a_challenge_for_the_ftp_protection_space() {
 }
 
 /// A scripted FTP server on `control` that serves any file as `the file`: its data connections
-/// are the test's (listening where it says), and `passive` answers `PASV` and `EPSV` (the verb
-/// given). Returns the server's URL (`ftp://ADDR`, no path) and the commands it was sent.
+/// are the test's (listening where it says), and `script` answers a verb its own way (`PASV` and
+/// `EPSV` always; `Some("")` is silence), or `None` for the usual answer. Returns the server's URL
+/// (`ftp://ADDR`, no path) and the commands it was sent.
 async fn scripted_ftp(
     control: tokio::net::TcpListener,
-    passive: impl Fn(&str) -> String + Send + Sync + 'static,
+    script: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
 ) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let addr = control.local_addr().unwrap();
     let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (log, passive) = (sent.clone(), Arc::new(passive));
+    let (log, script) = (sent.clone(), Arc::new(script));
     tokio::spawn(async move {
         while let Ok((socket, _)) = control.accept().await {
-            let (log, passive) = (log.clone(), passive.clone());
+            let (log, script) = (log.clone(), script.clone());
             tokio::spawn(async move {
                 let (read, mut write) = socket.into_split();
                 let mut lines = BufReader::new(read).lines();
@@ -340,19 +341,21 @@ async fn scripted_ftp(
                 while let Ok(Some(line)) = lines.next_line().await {
                     log.lock().unwrap().push(line.clone());
                     let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
-                    let answer = match verb.as_str() {
-                        "USER" => "331 password\r\n".to_owned(),
-                        "PASS" => "230 in\r\n".to_owned(),
-                        "TYPE" => "200 binary\r\n".to_owned(),
-                        "SIZE" => "213 8\r\n".to_owned(),
-                        "PASV" | "EPSV" => passive(&verb),
-                        "RETR" => {
-                            let _ = write.write_all(b"150 here\r\n").await;
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            "226 sent\r\n".to_owned()
-                        }
-                        "QUIT" => "221 bye\r\n".to_owned(),
-                        _ => "502 not here\r\n".to_owned(),
+                    let answer = match script(&verb) {
+                        Some(answer) => answer,
+                        None => match verb.as_str() {
+                            "USER" => "331 password\r\n".to_owned(),
+                            "PASS" => "230 in\r\n".to_owned(),
+                            "TYPE" => "200 binary\r\n".to_owned(),
+                            "SIZE" => "213 8\r\n".to_owned(),
+                            "RETR" => {
+                                let _ = write.write_all(b"150 here\r\n").await;
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                "226 sent\r\n".to_owned()
+                            }
+                            "QUIT" => "221 bye\r\n".to_owned(),
+                            _ => "502 not here\r\n".to_owned(),
+                        },
                     };
                     if write.write_all(answer.as_bytes()).await.is_err() {
                         return;
@@ -412,12 +415,13 @@ async fn a_passive_reply_naming_another_host_is_taken_for_its_port_only() {
     serve_data(own, b"the file");
     let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (server, _) = scripted_ftp(control, move |verb| match verb {
-        "PASV" => format!(
+        "PASV" => Some(format!(
             "227 Entering Passive Mode (127,0,0,2,{},{})\r\n",
             port >> 8,
             port & 0xff
-        ),
-        _ => "500 no\r\n".to_owned(),
+        )),
+        "EPSV" => Some("500 no\r\n".to_owned()),
+        _ => None,
     })
     .await;
     assert_eq!(fetched(&format!("{server}/file")).await, b"the file");
@@ -438,8 +442,11 @@ async fn an_ipv6_server_is_asked_for_extended_passive_mode() {
     serve_data(data, b"the file");
     let control = TcpListener::bind("[::1]:0").await.unwrap();
     let (server, _) = scripted_ftp(control, move |verb| match verb {
-        "EPSV" => format!("229 Entering Extended Passive Mode (|||{port}|)\r\n"),
-        _ => "500 PASV is for IPv4\r\n".to_owned(),
+        "EPSV" => Some(format!(
+            "229 Entering Extended Passive Mode (|||{port}|)\r\n"
+        )),
+        "PASV" => Some("500 PASV is for IPv4\r\n".to_owned()),
+        _ => None,
     })
     .await;
     assert!(server.starts_with("ftp://[::1]:"), "{server}");
@@ -456,12 +463,14 @@ async fn an_ftp_path_is_the_login_directorys_unless_it_starts_with_2f() {
     let port = data.local_addr().unwrap().port();
     serve_data(data, b"the file");
     let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (server, sent) = scripted_ftp(control, move |_| {
-        format!(
-            "227 Entering Passive Mode (127,0,0,1,{},{})\r\n",
-            port >> 8,
-            port & 0xff
-        )
+    let (server, sent) = scripted_ftp(control, move |verb| {
+        matches!(verb, "PASV" | "EPSV").then(|| {
+            format!(
+                "227 Entering Passive Mode (127,0,0,1,{},{})\r\n",
+                port >> 8,
+                port & 0xff
+            )
+        })
     })
     .await;
     fetched(&format!("{server}/docs/a%20b.txt")).await;
@@ -530,4 +539,27 @@ async fn an_ftp_url_takes_get_or_a_put_with_a_body_only() {
         .data(Request::new(http::Method::HEAD, &missing))
         .await;
     assert_eq!(head.unwrap_err().code(), ErrorCode::FileDoesNotExist);
+}
+
+/// A server that never answers `QUIT` does not hold the task: the file is whole once the server
+/// said so (`226`), and the goodbye is not waited for. The task waited for it without a limit.
+#[tokio::test]
+async fn a_server_that_never_answers_quit_does_not_hold_the_task() {
+    use tokio::net::TcpListener;
+    let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = data.local_addr().unwrap().port();
+    serve_data(data, b"the file");
+    let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (server, sent) = scripted_ftp(control, move |verb| match verb {
+        "PASV" | "EPSV" => Some(format!(
+            "227 Entering Passive Mode (127,0,0,1,{},{})\r\n",
+            port >> 8,
+            port & 0xff
+        )),
+        "QUIT" => Some(String::new()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(fetched(&format!("{server}/file")).await, b"the file");
+    assert!(sent.lock().unwrap().iter().any(|c| c.starts_with("RETR")));
 }

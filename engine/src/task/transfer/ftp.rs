@@ -41,6 +41,9 @@ enum Outgoing {
 /// Bytes read from a data connection at a time, at most.
 const CHUNK: usize = 256 * 1024;
 
+/// How long a finished transfer's `QUIT` waits for the server's answer.
+const GOODBYE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Run {
     /// Runs an `ftp:` transfer: the upload `body` if there is one, else a download.
     pub(super) async fn drive_ftp(&mut self, body: Option<UploadBody>) -> Result<(), Halt> {
@@ -72,7 +75,10 @@ impl Run {
             None => self.ftp_download(&mut ftp, &path).await,
         };
         if outcome.is_ok() {
-            ftp.quit().await;
+            // The transfer ended when the server said so; the goodbye goes on its own, bounded, so
+            // that a server which never answers `QUIT` neither delays the task's end nor keeps a
+            // connection for ever.
+            tokio::spawn(tokio::time::timeout(GOODBYE_WAIT, ftp.quit()));
         }
         outcome
     }
