@@ -1,5 +1,7 @@
 //! Byte ranges for resumed downloads: which responses can be resumed, the headers that ask to
-//! continue, and what the server's answer means. Pure functions over HTTP types; the engine decides.
+//! continue, and what the server's answer means; and, for a protocol whose server knows no
+//! `Range` (`ftp:`), which bytes a request's `Range` asks for. Pure functions over HTTP types; the
+//! engine decides.
 //!
 //! The rules are URLSession's: only a `GET` whose response carries a validator (a strong `ETag`, or
 //! `Last-Modified`) can be resumed, and a server that does not answer the range exactly as asked is
@@ -137,6 +139,73 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// The bytes a request's `Range` field asks for, read as an HTTP server reads it (RFC 9110
+/// 14.1.2), for a resource of `size` bytes when known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AskedRange {
+    /// All of it: no `Range`, one this side does not serve (several ranges, a unit other than
+    /// `bytes`, a suffix of a resource whose size is unknown), or one that is not well formed.
+    /// An HTTP server ignores such a field too.
+    Whole,
+    /// The bytes from `first` to `last` (inclusive; to the end when `None`, which is only when
+    /// the size is unknown and the range is open), clipped to the resource's size.
+    Part {
+        /// The first byte's offset.
+        first: u64,
+        /// The last byte's offset.
+        last: Option<u64>,
+    },
+    /// No byte of the resource is in the range (it starts at or past the end, or is an empty
+    /// suffix): a server answers 416.
+    Unsatisfiable,
+}
+
+/// Reads the single byte range `headers` ask for; see [`AskedRange`].
+pub fn asked_range(headers: &HeaderMap, size: Option<u64>) -> AskedRange {
+    let Some(spec) = headers
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return AskedRange::Whole;
+    };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return AskedRange::Whole;
+    };
+    let number = |text: &str| -> Option<Option<u64>> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Some(None);
+        }
+        if !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok().map(Some)
+    };
+    let (Some(first), Some(last)) = (number(first), number(last)) else {
+        // Several ranges (a `,` in either half), a sign, or a number too large: not one this
+        // side serves.
+        return AskedRange::Whole;
+    };
+    match (first, last, size) {
+        (None, None, _) => AskedRange::Whole,
+        // A suffix: the last `n` bytes, all of them when `n` is more than there are.
+        (None, Some(_), None) => AskedRange::Whole,
+        (None, Some(0), Some(_)) | (None, Some(_), Some(0)) => AskedRange::Unsatisfiable,
+        (None, Some(n), Some(size)) => AskedRange::Part {
+            first: size.saturating_sub(n),
+            last: Some(size - 1),
+        },
+        (Some(first), Some(last), _) if last < first => AskedRange::Whole,
+        (Some(first), _, Some(size)) if first >= size => AskedRange::Unsatisfiable,
+        (Some(first), last, Some(size)) => AskedRange::Part {
+            first,
+            last: Some(last.map_or(size - 1, |last| last.min(size - 1))),
+        },
+        (Some(first), last, None) => AskedRange::Part { first, last },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,8 +297,60 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_asked_range_is_read_as_an_http_server_reads_it() {
+        let asked =
+            |range: &'static str, size: Option<u64>| asked_range(&h(&[("range", range)]), size);
+        let part = |first, last| AskedRange::Part { first, last };
+        assert_eq!(asked_range(&h(&[]), Some(10)), AskedRange::Whole);
+        assert_eq!(asked("bytes=2-5", Some(10)), part(2, Some(5)));
+        assert_eq!(asked("bytes=2-", Some(10)), part(2, Some(9)));
+        assert_eq!(asked("bytes=2-500", Some(10)), part(2, Some(9)));
+        assert_eq!(asked("bytes=-3", Some(10)), part(7, Some(9)));
+        assert_eq!(asked("bytes=-30", Some(10)), part(0, Some(9)));
+        assert_eq!(asked("bytes=10-", Some(10)), AskedRange::Unsatisfiable);
+        assert_eq!(asked("bytes=-0", Some(10)), AskedRange::Unsatisfiable);
+        assert_eq!(asked("bytes=0-", Some(0)), AskedRange::Unsatisfiable);
+        // Without the size: what can be served without it.
+        assert_eq!(asked("bytes=2-5", None), part(2, Some(5)));
+        assert_eq!(asked("bytes=2-", None), part(2, None));
+        assert_eq!(asked("bytes=-3", None), AskedRange::Whole);
+        // What a server ignores.
+        for ignored in [
+            "bytes=5-2",
+            "bytes=0-1,4-5",
+            "bytes=-",
+            "bytes=+1-2",
+            "items=0-5",
+            "bytes=99999999999999999999-",
+            "bytes=1",
+        ] {
+            assert_eq!(asked(ignored, Some(10)), AskedRange::Whole, "{ignored}");
+        }
+    }
+
     // 256 cases each by default; `PROPTEST_CASES=N` runs N.
     proptest::proptest! {
+        /// Any `Range` text and size: never a panic, and a part is inside the resource.
+        #[test]
+        fn an_arbitrary_range_asks_for_bytes_inside_the_resource(
+            range in "bytes=[0-9]{0,21}-[0-9]{0,21}|\\PC{0,40}",
+            size in proptest::option::of(0u64..1_000_000),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&range) {
+                headers.insert(RANGE, v);
+            }
+            if let AskedRange::Part { first, last } = asked_range(&headers, size) {
+                if let Some(last) = last {
+                    proptest::prop_assert!(first <= last);
+                }
+                if let Some(size) = size {
+                    proptest::prop_assert!(last.is_some_and(|last| last < size));
+                }
+            }
+        }
+
         /// Any Content-Range, ETag and Content-Length text: a decision, never a panic; an append
         /// only where the range starts exactly at the offset.
         #[test]

@@ -563,3 +563,64 @@ async fn a_server_that_never_answers_quit_does_not_hold_the_task() {
     assert_eq!(fetched(&format!("{server}/file")).await, b"the file");
     assert!(sent.lock().unwrap().iter().any(|c| c.starts_with("RETR")));
 }
+
+/// A `Range` on an `ftp:` GET is answered as an HTTP server answers it: the part (`REST` to its
+/// first byte, the data connection closed after its last), a 206 with its `Content-Range`; a 416
+/// for a range past the end, with nothing retrieved; the whole file for a range this side does
+/// not serve. It was ignored: the whole file came with a 200 (curl sends `REST` and stops).
+#[tokio::test]
+async fn a_range_of_an_ftp_file_comes_as_a_206_and_past_the_end_as_a_416() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(server) = FtpServer::start(root.path()) else {
+        return;
+    };
+    let file = content(2_000_000);
+    std::fs::write(root.path().join("model.bin"), &file).unwrap();
+    let session = Session::new(cleartext()).unwrap();
+    let url = server.url("", "/model.bin");
+    let ranged = |range: &'static str| {
+        let mut request = Request::get(&url);
+        request
+            .headers_mut()
+            .insert(http::header::RANGE, http::HeaderValue::from_static(range));
+        session.data(request)
+    };
+    let content_range = |response: &courier_engine::Response| {
+        response
+            .headers()
+            .get(http::header::CONTENT_RANGE)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+
+    for (range, first, last) in [
+        ("bytes=100-199", 100, 199),
+        ("bytes=-50", 1_999_950, 1_999_999),
+        ("bytes=1999990-", 1_999_990, 1_999_999),
+        ("bytes=1500000-9999999", 1_500_000, 1_999_999),
+    ] {
+        let (body, response) = ranged(range).await.unwrap();
+        assert_eq!(response.status(), 206, "{range}");
+        assert_eq!(body.as_ref(), &file[first..=last], "{range}");
+        assert_eq!(
+            content_range(&response),
+            Some(format!("bytes {first}-{last}/2000000")),
+            "{range}"
+        );
+        assert_eq!(
+            response.expected_content_length(),
+            Some((last - first + 1) as u64)
+        );
+    }
+
+    let (body, response) = ranged("bytes=2000000-").await.unwrap();
+    assert_eq!(response.status(), 416);
+    assert!(body.is_empty());
+    assert_eq!(content_range(&response).as_deref(), Some("bytes */2000000"));
+
+    let (body, response) = ranged("bytes=0-1,5-6").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(body.len(), file.len());
+    // Four parts and the whole file; nothing for the 416.
+    let log = server.log();
+    assert_eq!(log.matches("<- RETR").count(), 5, "{log}");
+}

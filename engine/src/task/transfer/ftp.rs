@@ -5,7 +5,9 @@
 //! names a directory: its listing comes down (`LIST`), as curl and URLSession give it. The method
 //! says which: `GET` fetches, `HEAD` asks `SIZE` and `MDTM` only, a `PUT` with a body stores;
 //! anything else fails with -1002 before the server is asked (a form posted to an `ftp:` URL was
-//! stored over the file).
+//! stored over the file). A `GET` with one byte `Range` gets that part as an HTTP server gives it
+//! (a 206 with `Content-Range`: `REST` to its first byte, the data connection closed after its
+//! last; a 416 for a range past the end), as curl's `-r` does.
 //!
 //! The path is the login directory's, as RFC 1738 reads an `ftp:` URL and curl sends it:
 //! `ftp://host/docs/a.txt` is `docs/a.txt` there, and `ftp://host/%2Fetc/motd` the absolute
@@ -20,6 +22,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use courier_delegates::{Error, ErrorCode, Response};
 use courier_protocol_http::ftp::{FileFacts, FtpData, FtpError, FtpSession};
+use courier_protocol_http::range::{self, AskedRange};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::timing::unless_stopped;
@@ -40,6 +43,29 @@ enum Outgoing {
 
 /// Bytes read from a data connection at a time, at most.
 const CHUNK: usize = 256 * 1024;
+
+/// The headers of an FTP transfer's response: `Content-Length` (`length`), `Last-Modified` (the
+/// file's modification time) and `ETag` (`etag`), each when known.
+fn ftp_headers(facts: &FileFacts, etag: &Option<String>, length: Option<u64>) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if let Some(length) = length {
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(length),
+        );
+    }
+    if let Some(modified) = facts.modified
+        && let Ok(v) = http::HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+    {
+        headers.insert(http::header::LAST_MODIFIED, v);
+    }
+    if let Some(tag) = etag
+        && let Ok(v) = http::HeaderValue::from_str(tag)
+    {
+        headers.insert(http::header::ETAG, v);
+    }
+    headers
+}
 
 /// How long a finished transfer's `QUIT` waits for the server's answer.
 const GOODBYE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -142,35 +168,77 @@ impl Run {
             .as_ref()
             .and_then(|s| s.validator().map(|v| (s.offset(), v)));
         let etag = etag_of(&facts);
-        let (offset, placement) = match resuming {
-            Some((offset, validator))
+        let request = self.info.original_request();
+        let asked = if request.method() == http::Method::GET {
+            range::asked_range(request.headers(), facts.size)
+        } else {
+            AskedRange::Whole
+        };
+        let (offset, placement, part) = match (asked, resuming) {
+            (AskedRange::Unsatisfiable, _) => return self.ftp_unsatisfiable(&facts, &etag).await,
+            // A part is fetched whole again rather than continued: its resume data counts from
+            // the part's start, not the file's.
+            (AskedRange::Part { first, last }, resuming) => {
+                let placement = match resuming {
+                    Some(_) => Placement::StartOver,
+                    None => Placement::Fresh,
+                };
+                (first, placement, Some(last))
+            }
+            (AskedRange::Whole, Some((offset, validator)))
                 if offset > 0
                     && etag.is_some()
                     && validator.etag == etag
                     && facts.size.is_some_and(|size| size >= offset) =>
             {
-                (offset, Placement::Append)
+                (offset, Placement::Append, None)
             }
-            Some(_) => (0, Placement::StartOver),
-            None => (0, Placement::Fresh),
+            (AskedRange::Whole, Some(_)) => (0, Placement::StartOver, None),
+            (AskedRange::Whole, None) => (0, Placement::Fresh, None),
         };
         let retrieving = ftp.retrieve(path, offset);
         let data = self
             .timed(std::pin::pin!(retrieving))
             .await?
             .map_err(|e| self.ftp_error(e))?;
-        let response = self.ftp_response(&facts, &etag, offset);
+        let response = match part {
+            Some(last) => self.ftp_part_response(&facts, &etag, offset, last),
+            None => self.ftp_response(&facts, &etag, offset),
+        };
         self.present(response.clone()).await?;
         if let Some(sink) = &mut self.sink {
             let (at, expected) = sink.begin(&response, placement, facts.size).await?;
-            if offset > 0 {
+            if matches!(placement, Placement::Append) {
                 let _ = self.actor.cast(TaskMsg::ResumedAt {
                     offset: at,
                     expected,
                 });
             }
         }
-        self.receive_ftp(ftp, data).await
+        // A part ends at its last byte: what the server sends after it is not read.
+        let limit = part.flatten().map(|last| last - offset + 1);
+        self.receive_ftp(ftp, data, limit).await
+    }
+
+    /// The answer to a `Range` no byte of the file is in: a 416 naming the file's size, with no
+    /// body, as an HTTP server gives it; nothing is retrieved.
+    async fn ftp_unsatisfiable(
+        &mut self,
+        facts: &FileFacts,
+        etag: &Option<String>,
+    ) -> Result<(), Halt> {
+        let mut headers = ftp_headers(facts, etag, Some(0));
+        if let Some(size) = facts.size
+            && let Ok(v) = http::HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            headers.insert(http::header::CONTENT_RANGE, v);
+        }
+        let response = self.response_of(http::StatusCode::RANGE_NOT_SATISFIABLE, headers);
+        self.present(response.clone()).await?;
+        if let Some(sink) = &mut self.sink {
+            sink.begin(&response, Placement::Fresh, Some(0)).await?;
+        }
+        Ok(())
     }
 
     /// A `HEAD`: the response of a download, from `SIZE` and `MDTM` alone, without the file (curl's
@@ -203,18 +271,29 @@ impl Run {
         if let Some(sink) = &mut self.sink {
             sink.begin(&response, Placement::Fresh, None).await?;
         }
-        self.receive_ftp(ftp, data).await
+        self.receive_ftp(ftp, data, None).await
     }
 
     /// Reads `data` to its end, delivering it as it comes, then hears the server's verdict. Under
     /// a receive rate cap, each read waits until the bytes before it fit the rate, and reads a
-    /// slice at most.
-    async fn receive_ftp(&mut self, ftp: &mut FtpSession, mut data: FtpData) -> Result<(), Halt> {
+    /// slice at most. With a `limit`, the transfer ends once that many bytes came: the data
+    /// connection is closed, and the server's word on the cut (`426`) is left to the goodbye.
+    async fn receive_ftp(
+        &mut self,
+        ftp: &mut FtpSession,
+        mut data: FtpData,
+        mut limit: Option<u64>,
+    ) -> Result<(), Halt> {
         let mut pace = Pace::of(self.ctx.config.maximum_receive_rate_per_task);
         loop {
+            if limit == Some(0) {
+                drop(data);
+                return Ok(());
+            }
             self.wait_until(|g| !g.paused).await?;
             self.keep_pace(pace.as_ref()).await?;
             let want = pace.as_ref().map_or(CHUNK, |pace| pace.slice(CHUNK));
+            let want = limit.map_or(want, |left| want.min(usize::try_from(left).unwrap_or(want)));
             let mut chunk = BytesMut::with_capacity(want);
             let read = self
                 .timed(std::pin::pin!(data.read_buf(&mut (&mut chunk).limit(want))))
@@ -226,6 +305,9 @@ impl Run {
                         pace.moved(n);
                     }
                     self.moved.wire_in += n as u64;
+                    if let Some(left) = &mut limit {
+                        *left -= n as u64;
+                    }
                     self.deliver(chunk.freeze()).await?;
                 }
                 Err(e) => return Err(self.lost(e)),
@@ -349,29 +431,34 @@ impl Run {
 
     /// The response a delegate sees for an FTP transfer.
     fn ftp_response(&self, facts: &FileFacts, etag: &Option<String>, offset: u64) -> Response {
-        let mut headers = http::HeaderMap::new();
-        if let Some(size) = facts.size {
-            headers.insert(
-                http::header::CONTENT_LENGTH,
-                http::HeaderValue::from(size.saturating_sub(offset)),
-            );
+        let length = facts.size.map(|size| size.saturating_sub(offset));
+        self.response_of(http::StatusCode::OK, ftp_headers(facts, etag, length))
+    }
+
+    /// The response for the part of a file from `first` to `last` (to the end, when `None`): a
+    /// 206 with its `Content-Range`, as an HTTP server answers a `Range`.
+    fn ftp_part_response(
+        &self,
+        facts: &FileFacts,
+        etag: &Option<String>,
+        first: u64,
+        last: Option<u64>,
+    ) -> Response {
+        let length = last.map(|last| last - first + 1);
+        let mut headers = ftp_headers(facts, etag, length);
+        let size = facts.size.map_or("*".to_owned(), |size| size.to_string());
+        let range = match last {
+            Some(last) => format!("bytes {first}-{last}/{size}"),
+            None => format!("bytes {first}-*/{size}"),
+        };
+        if let Ok(v) = http::HeaderValue::from_str(&range) {
+            headers.insert(http::header::CONTENT_RANGE, v);
         }
-        if let Some(modified) = facts.modified
-            && let Ok(v) = http::HeaderValue::from_str(&httpdate::fmt_http_date(modified))
-        {
-            headers.insert(http::header::LAST_MODIFIED, v);
-        }
-        if let Some(tag) = etag
-            && let Ok(v) = http::HeaderValue::from_str(tag)
-        {
-            headers.insert(http::header::ETAG, v);
-        }
-        Response::new(
-            self.url.clone(),
-            http::StatusCode::OK,
-            http::Version::HTTP_11,
-            headers,
-        )
+        self.response_of(http::StatusCode::PARTIAL_CONTENT, headers)
+    }
+
+    fn response_of(&self, status: http::StatusCode, headers: http::HeaderMap) -> Response {
+        Response::new(self.url.clone(), status, http::Version::HTTP_11, headers)
     }
 
     /// `text` goes on a command line of its own (`RETR`, `USER`, `PASS`...), which a line break
