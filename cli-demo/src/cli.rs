@@ -295,10 +295,11 @@ pub(crate) struct Options {
     /// Trust this PEM certificate authority too.
     #[arg(long, global = true, value_name = "PEM")]
     pub(crate) cacert: Option<PathBuf>,
-    /// The idle timeout, in seconds (default 60).
+    /// The idle timeout, in seconds (default 60; 0 for none).
     #[arg(long = "timeout-request", global = true, value_name = "SECS")]
     pub(crate) timeout_request: Option<f64>,
-    /// The whole-task timeout, in seconds (default 7 days; `-m`, `--max-time`: curl's names).
+    /// The whole-task timeout, in seconds (default 7 days; 0 for none; `-m`, `--max-time`: curl's
+    /// names).
     #[arg(
         short = 'm',
         long = "timeout-resource",

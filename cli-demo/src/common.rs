@@ -131,7 +131,11 @@ pub(crate) fn user_and_password(user: &str) -> (&str, &str) {
     user.split_once(':').unwrap_or((user, ""))
 }
 
+/// A timeout option's seconds; `0` is no limit, as curl reads `-m 0` and `--connect-timeout 0`.
 fn seconds(secs: f64) -> Result<Duration, Failure> {
+    if secs == 0.0 {
+        return Ok(Duration::MAX);
+    }
     Duration::try_from_secs_f64(secs)
         .ok()
         .filter(|d| !d.is_zero())

@@ -160,7 +160,7 @@ async fn a_url_without_a_scheme_is_https_and_a_self_signed_certificate_given_is_
 }
 
 /// `-r` asks for part of a body, `-e` sends a Referer (`-H` wins over both), `-m`
-/// (`--max-time`) bounds the whole task, as with curl.
+/// (`--max-time`) bounds the whole task and `-m 0` does not, as with curl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_r_e_and_m_are_curls() {
     let resource = courier_tests::ResourceServer::start(1000).await;
@@ -201,6 +201,11 @@ async fn dash_r_e_and_m_are_curls() {
                 (
                     get(&["--referer", "https://a/", "-H", "Referer: https://b/"]),
                     "referer: https://b/",
+                ),
+                // No limit, as curl reads `-m 0`: it was a usage error.
+                (
+                    get(&["-m", "0", "--timeout-request", "0"]),
+                    "user-agent: courier/",
                 ),
             ],
         )
