@@ -162,7 +162,17 @@ impl TransportError {
                     .with_source(err);
             }
         }
-        let kind = match find::<hyper::Error>(&err) {
+        let hyper_error = find::<hyper::Error>(&err);
+        if hyper_error.is_some_and(hyper::Error::is_parse_too_large) {
+            // Said as such: "could not be parsed" sent users looking for a malformed head.
+            let message = format!(
+                "the server's response head is too large (more than {} fields or {} KiB)",
+                crate::transport::MAX_RESPONSE_HEADERS,
+                crate::transport::MAX_HEAD_BYTES / 1024
+            );
+            return TransportError::new(TransportErrorKind::BadResponse, message).with_source(err);
+        }
+        let kind = match hyper_error {
             Some(h) if h.is_incomplete_message() => TransportErrorKind::ClosedBeforeResponse,
             Some(h) if h.is_parse() || h.is_parse_status() => TransportErrorKind::BadResponse,
             _ => match find::<io::Error>(&err).map(io::Error::kind) {

@@ -228,6 +228,12 @@ async fn a_response_head_with_too_many_fields_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::CannotParseResponse, "{err}");
+    // Said as what it is: the head's size, not a malformed response.
+    assert!(
+        err.to_string()
+            .contains("response head is too large (more than 100 fields"),
+        "{err}"
+    );
 }
 
 /// A kept-alive connection the server closes as the next request goes out (nginx's idle timeout
