@@ -526,6 +526,14 @@ pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
             );
             code = ExitCode::HttpError;
         }
+        if let Some(location) = &f.unfollowed {
+            say!(
+                "courier: task {}: the {} is not followed: its Location, {:?}, is not an http: or https: URL",
+                f.task,
+                f.status.unwrap_or_default(),
+                abbreviated(&shown_url(location))
+            );
+        }
     }
     code
 }

@@ -89,6 +89,7 @@ mod tests {
             retry_after: asked.map(Duration::from_secs),
             body_written: false,
             write_out: None,
+            unfollowed: None,
         };
         let retries = Retries {
             most: 2,

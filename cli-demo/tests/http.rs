@@ -116,6 +116,34 @@ async fn redirects_are_followed_reported_and_can_be_refused_or_limited() {
     assert_eq!(complete["error"]["number"], -1007);
 }
 
+/// A redirect to a URL that is not `http:` or `https:` is not followed: the 3xx is the final
+/// response, as URLSession delivers it, and stderr says why the body is the redirect's (curl fails
+/// such a redirect; courier said nothing, exit 0, and a script took the 3xx's body for the file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_a_url_that_is_not_http_is_delivered_and_said() {
+    let server = TestServer::http().await;
+    let u = server.url("/redirect/302?to=file:///etc/passwd");
+    let out = tokio::task::spawn_blocking(move || {
+        [
+            courier(&["get", "--allow-http", &u]),
+            courier(&["get", "--allow-http", "--no-follow", &u]),
+        ]
+    })
+    .await
+    .unwrap();
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(out[0].status.code(), Some(0), "{}", said(&out[0]));
+    assert!(
+        said(&out[0]).contains(
+            "task 1: the 302 is not followed: its Location, \"file:///etc/passwd\", is not an http: or https: URL"
+        ),
+        "{}",
+        said(&out[0])
+    );
+    assert_eq!(out[0].stdout, out[1].stdout, "the 3xx's body either way");
+    assert!(!said(&out[1]).contains("not followed"), "{}", said(&out[1]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_answers_challenges_and_a_refusal_ends_with_the_401() {
     let server = TestServer::http().await;

@@ -258,6 +258,14 @@ impl TaskDelegate for CliDelegate {
             .as_ref()
             .filter(|r| retry::is_transient_status(r.status()))
             .and_then(|r| retry::retry_after(r.headers(), std::time::SystemTime::now()));
+        // Following redirects (not `--no-follow`), a redirect that ends the task is one the engine
+        // would not follow.
+        let unfollowed = response
+            .as_ref()
+            .filter(|_| self.follow_redirects && error.is_none())
+            .filter(|r| matches!(r.status().as_u16(), 301 | 302 | 303 | 307 | 308))
+            .and_then(|r| r.headers().get(http::header::LOCATION))
+            .map(|location| String::from_utf8_lossy(location.as_bytes()).into_owned());
         self.progress.finish(task.id());
         let mut inner = self.inner();
         let saved = inner.saved.remove(&task.id());
@@ -341,6 +349,7 @@ impl TaskDelegate for CliDelegate {
             retry_after,
             body_written,
             write_out: left_to_the_command,
+            unfollowed,
         });
     }
 }
