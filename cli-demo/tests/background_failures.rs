@@ -81,6 +81,33 @@ async fn a_second_daemon_says_that_one_is_running() {
     assert_success(&listed);
 }
 
+/// A service the application starts that cannot start (here: another runs for the same data
+/// directory, under another runtime directory) is reported with what it said, not as one that
+/// "did not answer" after a 5 s wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_cannot_start_is_reported_with_its_reason() {
+    let home = Home::new();
+    let h = home.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        let mut first = h.daemon(&[]);
+        let elsewhere = tempfile::tempdir().unwrap();
+        let listed = courier_at(elsewhere.path(), &h.data(), &["bg", "list", "--id", "x"])
+            .output()
+            .unwrap();
+        stop_daemon(&mut first);
+        listed
+    })
+    .await
+    .unwrap();
+    assert_eq!(listed.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        said.contains("ended (exit status: 2): courier: cannot start: the journal")
+            && said.contains("is in use by another courier service"),
+        "{said}"
+    );
+}
+
 /// A service that does not answer (stopped with SIGSTOP) is reported, not waited for forever:
 /// `bg list` gives up after its 30 s, and `bg attach` (a background session's handshake) after
 /// 10 s, each saying why.

@@ -39,6 +39,14 @@ pub fn connect_or_start(
         .unwrap_or_else(|| PathBuf::from("courier"));
     let how = "start it with `courier daemon` (or a systemd user unit), or name its program in \
                COURIER_DAEMON";
+    // What the service says if it cannot start goes to a file no one else can open (unlinked
+    // from the start), read back for the message. Not a pipe: a service that starts lives on
+    // after this call, and its later lines must not meet a closed pipe.
+    let said = tempfile::tempfile().ok();
+    let stderr = said
+        .as_ref()
+        .and_then(|f| f.try_clone().ok())
+        .map_or_else(std::process::Stdio::null, std::process::Stdio::from);
     let spawned = std::process::Command::new(&program)
         .arg("daemon")
         // A process group of its own: the Ctrl-C that stops the application in a terminal must
@@ -46,18 +54,26 @@ pub fn connect_or_start(
         .process_group(0)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn();
-    if spawned.is_err() {
+    let Ok(mut child) = spawned else {
         return Err(format!(
             "no background service answers at {}: {how}",
             socket.display()
         ));
-    }
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         if let Ok(stream) = Blocking::connect(socket) {
             return Ok(stream);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let why = said.map(first_words).unwrap_or_default();
+            return Err(format!(
+                "no background service answers at {}: the one started ({}) ended ({status}){why}",
+                socket.display(),
+                program.display()
+            ));
         }
         if std::time::Instant::now() >= deadline {
             return Err(format!(
@@ -66,6 +82,22 @@ pub fn connect_or_start(
             ));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The first line or so of what a service that could not start wrote, as `: TEXT` (nothing
+/// when it wrote nothing): at most 2,000 bytes, on one line.
+fn first_words(mut file: std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut text = Vec::new();
+    let read = file
+        .seek(io::SeekFrom::Start(0))
+        .and_then(|_| file.take(2000).read_to_end(&mut text));
+    let text = String::from_utf8_lossy(&text);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match read {
+        Ok(_) if !text.is_empty() => format!(": {text}"),
+        _ => String::new(),
     }
 }
 
