@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use courier_engine::background::Service;
-use courier_engine::background::wire::{ClientMessage, Connection, SOCKET, ServiceMessage};
+use courier_engine::background::wire::{
+    ClientMessage, Connection, SOCKET, ServiceMessage, WireError,
+};
 use courier_engine::{CleartextPolicy, Configuration};
 use courier_storage::journal::{EventRecord, StoredEvent, TaskKind};
 use courier_storage::resume::RequestRecord;
@@ -415,12 +417,14 @@ async fn a_background_session_gets_its_events_live_or_replayed_through_its_deleg
     service.shutdown().await;
 }
 
-/// Two applications attached to one identifier at once (a misuse URLSession leaves undefined):
-/// the second is not held forever behind the first, which is waited for only so long (an attach
-/// otherwise waits for the previous application's connection to end, so that its last
-/// acknowledgements count). Both get the identifier's events.
+/// Two applications attached to one identifier at once: the second is turned away with
+/// [`ServiceMessage::InUse`] (URLSession's -996, `backgroundSessionInUseByAnotherProcess`) after
+/// the short wait an attach gives the previous application's connection to end, not held forever
+/// behind the first. Both were let in and handed each finished download, and the second to move
+/// the file found it gone. Once the first is gone, the next attach gets what it left
+/// unacknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_application_on_one_identifier_is_not_held_by_the_first() {
+async fn a_second_application_on_one_identifier_is_turned_away() {
     let server = TestServer::http().await;
     let root = tempfile::tempdir().unwrap();
     let service = start_service(root.path()).await;
@@ -456,11 +460,51 @@ async fn a_second_application_on_one_identifier_is_not_held_by_the_first() {
             break;
         }
     }
-    // The second one attaches while the first is still there: its replay comes (within `WAIT`,
-    // which `attach` enforces) and holds the unacknowledged completion.
-    let (_second, replay) = attach(&socket, "com.example.twice").await;
-    assert_eq!(completed(&replay), 1, "{replay:?}");
+    // The second one attaches while the first is still there: turned away, within `WAIT`.
+    let mut second = Connection::new(UnixStream::connect(&socket).await.unwrap());
+    let refused = tokio::time::timeout(WAIT, second.hello("com.example.twice"))
+        .await
+        .expect("the service answers");
+    assert!(
+        matches!(&refused, Err(WireError::InUse { identifier }) if identifier == "com.example.twice"),
+        "{refused:?}"
+    );
+    // The first goes away: the next attach gets the completion it left unacknowledged.
     drop(first);
+    let (_third, replay) = attach(&socket, "com.example.twice").await;
+    assert_eq!(completed(&replay), 1, "{replay:?}");
+    service.shutdown().await;
+}
+
+/// Through `Session`, as an application meets it: a second session on an identifier another
+/// one holds fails to be made, with -996, and the identifier is free again once the first is
+/// dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_session_on_a_held_identifier_fails_with_in_use() {
+    use courier_engine::{ErrorCode, Session};
+    use courier_tests::Recorder;
+    let open = |config: Configuration| {
+        tokio::task::spawn_blocking(move || {
+            Session::with_delegate(config, std::sync::Arc::new(Recorder::new()))
+        })
+    };
+    let root = tempfile::tempdir().unwrap();
+    let service = start_service(root.path()).await;
+    let config = background("com.example.held", &service);
+    let first = open(config.clone()).await.unwrap().unwrap();
+    let err = open(config.clone())
+        .await
+        .unwrap()
+        .expect_err("the identifier is held");
+    assert_eq!(
+        err.code(),
+        ErrorCode::BackgroundSessionInUseByAnotherProcess,
+        "{err}"
+    );
+    first.invalidate_and_cancel();
+    drop(first);
+    let again = open(config).await.unwrap();
+    assert!(again.is_ok(), "{:?}", again.err());
     service.shutdown().await;
 }
 

@@ -114,6 +114,12 @@ impl Client {
             Ok(()) => {}
             // The reason alone, as the service gave it.
             Err(WireError::Refused(reason)) => return Err(failed(&reason)),
+            Err(e @ WireError::InUse { .. }) => {
+                return Err(Error::new(
+                    ErrorCode::BackgroundSessionInUseByAnotherProcess,
+                    e.to_string(),
+                ));
+            }
             Err(e) => return Err(failed(&e)),
         }
         // From here the reader waits for events as long as the session lives (it ends when the

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::task::download::request_record;
 
 /// The protocol version this build speaks (and the only one it accepts).
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The largest frame either side sends or accepts.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -152,6 +152,7 @@ pub fn welcomed(answer: ServiceMessage) -> Result<(), WireError> {
             theirs: version,
         }),
         ServiceMessage::Refused { reason } => Err(WireError::Refused(reason)),
+        ServiceMessage::InUse { identifier } => Err(WireError::InUse { identifier }),
         _ => Err(WireError::Unexpected),
     }
 }
@@ -218,6 +219,12 @@ pub enum ServiceMessage {
     /// The identifier's tasks were cancelled and its session closed (`courier bg invalidate`);
     /// their completions wait for the next attach.
     Invalidated,
+    /// The handshake failed: another application is attached to the identifier and takes its
+    /// events (URLSession's -996, one session per background identifier at a time).
+    InUse {
+        /// The identifier.
+        identifier: String,
+    },
 }
 
 /// Why the protocol failed.
@@ -241,6 +248,11 @@ pub enum WireError {
     },
     /// The service refused the handshake or a task's creation, for this reason.
     Refused(String),
+    /// Another application is attached to the identifier ([`ServiceMessage::InUse`]).
+    InUse {
+        /// The identifier.
+        identifier: String,
+    },
     /// The peer runs as another user.
     OtherUser {
         /// The peer's user id.
@@ -268,6 +280,11 @@ impl std::fmt::Display for WireError {
                  (run the `courier` of the same version as the application)"
             ),
             WireError::Refused(why) => write!(f, "the background service refused: {why}"),
+            WireError::InUse { identifier } => write!(
+                f,
+                "another application is attached to the background session {identifier:?} \
+                 (one at a time)"
+            ),
             WireError::OtherUser { peer } => {
                 write!(
                     f,

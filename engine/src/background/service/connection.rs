@@ -16,8 +16,10 @@ use super::{Engine, Identifier, Inner, journaled};
 use crate::Task;
 use crate::task::download::request_from_record;
 
-/// How long an attaching application waits for the one attached before it to go.
-const PREVIOUS_ATTACHMENT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long an attaching application waits for the one attached before it to go, before it is
+/// turned away as a second one. Well inside the 10 s a client gives the handshake; long enough
+/// for a killed application's connection to be read to its end on a busy machine.
+const PREVIOUS_ATTACHMENT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Accepts connections and serves each; the connections end with this loop (when the service
 /// stops).
@@ -45,30 +47,34 @@ pub(super) async fn accept(listener: UnixListener, owner: u32, inner: Arc<Inner>
 async fn serve(stream: UnixStream, owner: u32, inner: Arc<Inner>) -> Result<(), WireError> {
     wire::check_peer(&stream, owner)?;
     let mut connection = Connection::new(stream);
-    let (identifier, events) = connection.welcome().await?;
-    let state = inner.identifier(&identifier)?;
+    let (identifier, events) = connection.greeting().await?;
+    let state = match inner.identifier(&identifier) {
+        Ok(state) => state,
+        Err(e) => {
+            let _ = connection.refuse(e.to_string()).await;
+            return Err(e);
+        }
+    };
     if !events {
+        connection.welcome().await?;
         return serve_requests(connection, inner, identifier, state).await;
     }
     // The application attached before may have died a moment ago with acknowledgements still in
     // its socket: they are carried out before this one's replay is read, or it would get those
-    // events again. That connection ends as soon as it has read them; one that stays attached
-    // (two applications on one identifier) is waited for only so long.
-    let _attached = match tokio::time::timeout(
-        PREVIOUS_ATTACHMENT,
-        state.attached.clone().lock_owned(),
-    )
-    .await
-    {
-        Ok(held) => Some(held),
-        Err(_) => {
-            tracing::warn!(
-                identifier,
-                "another application is attached to this identifier"
-            );
-            None
-        }
+    // events again. That connection ends as soon as it has read them. One that stays attached is
+    // another application on the same identifier: this one is turned away, as URLSession allows
+    // one session per background identifier, since both would be handed each finished download
+    // and the second to move it would find it gone.
+    let Ok(_attached) =
+        tokio::time::timeout(PREVIOUS_ATTACHMENT, state.attached.clone().lock_owned()).await
+    else {
+        tracing::warn!(
+            identifier,
+            "another application is attached to this identifier"
+        );
+        return connection.send(&ServiceMessage::InUse { identifier }).await;
     };
+    connection.welcome().await?;
     // Subscribe before reading the journal: nothing falls between the replay and the live events.
     let mut live = state.live.subscribe();
     // The tasks first, so the application knows what the events are about.

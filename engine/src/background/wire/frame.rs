@@ -201,37 +201,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// The service's side of the handshake, after the peer's user was checked: the identifier
     /// the client attaches to, and whether it takes its events. A client of another protocol
-    /// version is told why, then refused.
+    /// version is told why, then refused; any other is answered with [`Connection::welcome`] or
+    /// [`Connection::refuse`].
     ///
     /// # Errors
     /// Another version ([`WireError::Version`]), another first message, or a failed socket.
-    pub async fn welcome(&mut self) -> Result<(String, bool), WireError> {
+    pub async fn greeting(&mut self) -> Result<(String, bool), WireError> {
         match self.receive::<ClientMessage>().await? {
             ClientMessage::Hello {
                 version,
                 identifier,
                 events,
-            } if version == PROTOCOL_VERSION => {
-                self.send(&ServiceMessage::Welcome {
-                    version: PROTOCOL_VERSION,
-                })
-                .await?;
-                Ok((identifier, events))
-            }
+            } if version == PROTOCOL_VERSION => Ok((identifier, events)),
             ClientMessage::Hello { version, .. } => {
                 let error = WireError::Version {
                     ours: PROTOCOL_VERSION,
                     theirs: version,
                 };
-                let _ = self
-                    .send(&ServiceMessage::Refused {
-                        reason: error.to_string(),
-                    })
-                    .await;
+                let _ = self.refuse(error.to_string()).await;
                 Err(error)
             }
             _ => Err(WireError::Unexpected),
         }
+    }
+
+    /// Admits the client whose [`Connection::greeting`] was read.
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub async fn welcome(&mut self) -> Result<(), WireError> {
+        self.send(&ServiceMessage::Welcome {
+            version: PROTOCOL_VERSION,
+        })
+        .await
+    }
+
+    /// Turns the client whose [`Connection::greeting`] was read away, saying why.
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub async fn refuse(&mut self, reason: String) -> Result<(), WireError> {
+        self.send(&ServiceMessage::Refused { reason }).await
     }
 }
 
@@ -331,7 +341,8 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let (mut app, mut service) = (Connection::new(a), Connection::new(b));
         let serving = tokio::spawn(async move {
-            let identifier = service.welcome().await.unwrap();
+            let identifier = service.greeting().await.unwrap();
+            service.welcome().await.unwrap();
             for seq in 1..=3 {
                 service.send(&event(seq)).await.unwrap();
             }
@@ -360,7 +371,7 @@ mod tests {
     async fn another_protocol_version_is_refused_with_the_reason() {
         let (a, b) = UnixStream::pair().unwrap();
         let (mut app, mut service) = (Connection::new(a), Connection::new(b));
-        let serving = tokio::spawn(async move { service.welcome().await });
+        let serving = tokio::spawn(async move { service.greeting().await });
         app.send(&ClientMessage::Hello {
             version: PROTOCOL_VERSION + 1,
             identifier: "x".into(),
