@@ -389,3 +389,55 @@ fn closes_under_the_body(answer: Option<&'static [u8]>) -> String {
     });
     url
 }
+
+/// A file that changes while it is uploaded: one that grows is sent as it was when the upload
+/// began (its `Content-Length`'s worth); one that shrinks fails the task with -1102, saying so.
+/// The shrunk file failed as a lost connection (-1005), as if the network were at fault.
+#[tokio::test]
+async fn a_file_that_changes_under_its_upload_is_sent_as_it_was_or_fails_saying_so() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut paced = config();
+    paced.maximum_send_rate_per_task = Some(2 << 20);
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(paced, rec.clone()).unwrap();
+    // Once the upload is under way (its first bytes sent), `change` is made to the file.
+    let upload_changing = |name: &str, size: u32, change: fn(&std::path::Path)| {
+        let path = dir.path().join(name);
+        let content: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let task = session
+            .upload_task(put(&server.url("/upload")), UploadBody::File(path.clone()))
+            .unwrap();
+        let (rec, id) = (rec.clone(), task.info().id());
+        task.resume();
+        async move {
+            while sent_totals(&rec.events(), id).is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            change(&path);
+            (rec.wait_complete(id, WAIT).await, content)
+        }
+    };
+
+    let grown = |path: &std::path::Path| {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(&[b'+'; 1 << 20]).unwrap();
+    };
+    let before = rec.body().len();
+    let (outcome, content) = upload_changing("grows.bin", (2 << 20) + 1000, grown).await;
+    assert_eq!(outcome, Some(None));
+    assert_eq!(
+        String::from_utf8(rec.body()[before..].to_vec()).unwrap(),
+        receipt(&content),
+        "the file as it was"
+    );
+
+    let shrunk = |path: &std::path::Path| {
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.set_len(100_000).unwrap();
+    };
+    let (outcome, _) = upload_changing("shrinks.bin", 4 << 20, shrunk).await;
+    assert_eq!(outcome, Some(Some(ErrorCode::NoPermissionsToReadFile)));
+}

@@ -105,7 +105,11 @@ pub(crate) async fn prepare(
             }
             Ok(Prepared {
                 length: Some(length - from),
-                body: counted(Source::File(file_reader::read_ahead(file))),
+                body: counted(Source::File {
+                    chunks: file_reader::read_ahead(file),
+                    length,
+                    left: length - from,
+                }),
             })
         }
         UploadBody::Stream => {
@@ -150,6 +154,34 @@ pub(crate) async fn ask_for_stream(
         .flatten()
 }
 
+/// Why an upload's body stopped before its end: its source (the file could not be read, or
+/// ended short), not the connection. It travels through hyper as the body's error and becomes the
+/// task's error again ([`UploadSourceError::in_chain`]); it failed as a lost connection (-1005).
+#[derive(Debug)]
+pub(crate) struct UploadSourceError(Error);
+
+impl UploadSourceError {
+    /// The task's error, if `e` (or what caused it) is an upload's source failing.
+    pub(crate) fn in_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+        let mut cause = Some(e);
+        while let Some(e) = cause {
+            if let Some(UploadSourceError(error)) = e.downcast_ref::<UploadSourceError>() {
+                return Some(error);
+            }
+            cause = e.source();
+        }
+        None
+    }
+}
+
+impl std::fmt::Display for UploadSourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for UploadSourceError {}
+
 /// Opens an upload's file, naming the failure as URLSession does.
 pub(crate) async fn open_upload_file(path: &PathBuf) -> Result<(tokio::fs::File, u64), Error> {
     let meta = tokio::fs::metadata(path)
@@ -179,8 +211,14 @@ pub(crate) fn file_error(e: io::Error, path: &std::path::Path) -> Error {
 
 enum Source {
     Bytes(Bytes),
-    /// A file, read ahead on a thread of its own.
-    File(ReadAhead),
+    /// A file, read ahead on a thread of its own: the `left` bytes to send of the `length` it had
+    /// when the upload began (what `Content-Length` says). A file that grows meanwhile is sent as
+    /// it was; one that shrinks fails the task ([`UploadSourceError`]).
+    File {
+        chunks: ReadAhead,
+        length: u64,
+        left: u64,
+    },
     /// The mutex is never locked (`get_mut`); it only makes the reader `Sync`, as boxed bodies must be.
     Reader(std::sync::Mutex<Pin<Box<dyn AsyncRead + Send>>>),
 }
@@ -292,18 +330,39 @@ impl Counted {
                 }
                 bytes.split_to(bytes.len().min(CHUNK))
             }
-            Source::File(chunks) => match chunks.poll_recv(cx) {
+            Source::File { left: 0, .. } => {
+                self.done = true;
+                self.note_end();
+                return Poll::Ready(None);
+            }
+            Source::File {
+                chunks,
+                length,
+                left,
+            } => match chunks.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
                     self.done = true;
-                    self.note_end();
-                    return Poll::Ready(None);
+                    let message = format!(
+                        "the upload's file ended {left} bytes short of the {length} it had when the \
+                         upload began: it changed while it was sent"
+                    );
+                    let error = Error::new(ErrorCode::NoPermissionsToReadFile, message);
+                    return Poll::Ready(Some(Err(Box::new(UploadSourceError(error)))));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     self.done = true;
-                    return Poll::Ready(Some(Err(Box::new(e))));
+                    let message = format!("the upload's file cannot be read: {e}");
+                    let error =
+                        Error::new(ErrorCode::NoPermissionsToReadFile, message).with_source(e);
+                    return Poll::Ready(Some(Err(Box::new(UploadSourceError(error)))));
                 }
-                Poll::Ready(Some(Ok(chunk))) => chunk,
+                Poll::Ready(Some(Ok(mut chunk))) => {
+                    // Past the length the upload announced (the file grew): not sent.
+                    chunk.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= chunk.len() as u64;
+                    chunk
+                }
             },
             Source::Reader(reader) => {
                 if self.buffer.len() != CHUNK {
@@ -391,14 +450,20 @@ impl Body for Counted {
 
     fn is_end_stream(&self) -> bool {
         let held = self.paced.as_deref().is_some_and(|p| !p.held.is_empty());
-        self.done || (!held && matches!(&self.source, Source::Bytes(b) if b.is_empty()))
+        self.done
+            || (!held
+                && match &self.source {
+                    Source::Bytes(b) => b.is_empty(),
+                    Source::File { left, .. } => *left == 0,
+                    Source::Reader(_) => false,
+                })
     }
 
     fn size_hint(&self) -> SizeHint {
         let held = self.paced.as_deref().map_or(0, |p| p.held.len());
         match &self.source {
             Source::Bytes(b) => SizeHint::with_exact((b.len() + held) as u64),
-            Source::File(_) | Source::Reader(_) => SizeHint::default(),
+            Source::File { .. } | Source::Reader(_) => SizeHint::default(),
         }
     }
 }

@@ -9,6 +9,10 @@ use url::Url;
 pub(crate) fn map_transport_error(e: TransportError, url: &Url) -> Error {
     use ErrorCode as C;
     use TransportErrorKind as K;
+    // The upload's own source failed (its file), not the connection.
+    if let Some(error) = crate::task::upload::UploadSourceError::in_chain(&e) {
+        return error.clone().with_url(url.as_str());
+    }
     let code = match e.kind() {
         K::Dns => C::CannotFindHost,
         K::ConnectionRefused => C::CannotConnectToHost,
