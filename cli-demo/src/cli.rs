@@ -444,9 +444,10 @@ pub(crate) struct Options {
         visible_alias = "silent"
     )]
     pub(crate) quiet: bool,
-    /// Go through this proxy: HTTP (`http://[user:pass@]host[:port]`; https goes through a CONNECT
-    /// tunnel) or SOCKS5 (`socks5h://...`, the proxy resolves names; `socks5://...`, resolved here).
-    /// Without it, the environment's HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY apply.
+    /// Go through this proxy: HTTP (`http://[user:pass@]host[:port]`; https, ftp: and `stream`
+    /// go through a CONNECT tunnel) or SOCKS5 (`socks5h://...`, the proxy resolves names;
+    /// `socks5://...`, resolved here). Without it, the environment's HTTPS_PROXY, HTTP_PROXY,
+    /// FTP_PROXY, ALL_PROXY and NO_PROXY apply.
     #[arg(short = 'x', long, global = true, value_name = "URL")]
     pub(crate) proxy: Option<String>,
     /// Refuse servers that cannot speak TLS 1.3 (the default accepts TLS 1.2 and 1.3).
