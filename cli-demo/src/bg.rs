@@ -81,12 +81,19 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
                 };
                 let url = crate::common::shown_url(&listed.record.request.url);
                 let line = if json {
+                    // Why a running task may not be moving: the attempts that failed and were
+                    // retried, and the moment it may run next (its begin date, or its retry's),
+                    // in milliseconds since the Unix epoch. URLSession tells an application
+                    // nothing of a background task's retries; a script can see them here.
+                    let schedule = &listed.record.schedule;
                     json!({
                         "task": task,
                         "state": state,
                         "written": written,
                         "expected": expected,
                         "url": url,
+                        "retries": schedule.retries,
+                        "not_before_ms": schedule.not_before_ms,
                     })
                     .to_string()
                 } else {

@@ -108,6 +108,38 @@ async fn a_service_that_cannot_start_is_reported_with_its_reason() {
     );
 }
 
+/// A task whose host refuses connections is retried without a word to the application (as
+/// URLSession's background tasks are); `bg list --json` shows the attempts retried so far and when
+/// the next may start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_retried_against_a_refusing_host_shows_its_retries_in_bg_list() {
+    let home = Home::new();
+    let h = home.clone();
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/x.bin",
+        refused.local_addr().unwrap().port()
+    );
+    drop(refused);
+    tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&[]);
+        assert_success(&h.courier(&["bg", "download", "--id", "r", "--allow-http", &url]));
+        h.listed_until("r", |text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|t| {
+                    t["retries"].as_u64().is_some_and(|n| n >= 1)
+                        && t["not_before_ms"].as_u64().is_some()
+                        && t["state"] == "running"
+                })
+        });
+        assert_success(&h.courier(&["bg", "invalidate", "--id", "r"]));
+        stop_daemon(&mut daemon);
+    })
+    .await
+    .unwrap();
+}
+
 /// A service that does not answer (stopped with SIGSTOP) is reported, not waited for forever:
 /// `bg list` gives up after its 30 s, and `bg attach` (a background session's handshake) after
 /// 10 s, each saying why.

@@ -261,6 +261,11 @@ async fn bg_download_takes_its_schedule_to_the_service() {
         .expect("the delayed task is listed");
     assert_eq!(delayed["state"], "running", "resumed, waiting for its date");
     assert_eq!(delayed["written"], 0);
+    assert_eq!(delayed["retries"], 0);
+    assert!(
+        delayed["not_before_ms"].as_u64().is_some(),
+        "its begin date: {delayed}"
+    );
     let order: Vec<u64> = stderr_events(&attached)
         .iter()
         .filter(|e| e["event"] == "did_complete")
