@@ -144,8 +144,14 @@ fn seconds(secs: f64) -> Result<Duration, Failure> {
 
 /// Creates (or empties) the file the command writes to (`-o`, `--events`). A symbolic link at the
 /// name is replaced by the file, never written through, as `download` replaces one: a link planted
-/// in a shared directory must not point the output at another file.
+/// in a shared directory must not point the output at another file. A device or a FIFO (named,
+/// or through links: `/dev/null`, `/dev/stdout`) is written into, as curl writes into it:
+/// replacing it would destroy it.
 pub(crate) fn create_output(path: &std::path::Path) -> io::Result<File> {
+    // `/dev/null`, `/dev/stdout`, a FIFO: written into, never replaced.
+    if let Some(stream) = courier_storage::write::open_stream_destination(path)? {
+        return Ok(stream);
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     match courier_storage::write::open_no_follow(&mut options, path) {

@@ -443,3 +443,61 @@ fn a_file_an_option_names_is_read_bounded() {
         );
     }
 }
+
+/// `-o` naming a FIFO, or a link to the process's own standard output (what `/dev/stdout` is):
+/// the bytes go into it, as with curl, and it stays what it was. Both were replaced by a regular
+/// file, and as root `-o /dev/null` or `-o /dev/stdout` would have replaced the machine's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_that_is_a_fifo_or_the_commands_stdout_is_written_into_not_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    let server = TestServer::http().await;
+    let url = server.url("/bytes/70000");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let stdout = dir.path().join("stdout");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &stdout).unwrap();
+    let (f, s) = (fifo.clone(), stdout.clone());
+    let (read, got, downloaded) = tokio::task::spawn_blocking(move || {
+        let reading = f.clone();
+        let reader = std::thread::spawn(move || std::fs::read(reading).unwrap());
+        // A writer held open until courier is done: the reader is there, and its end comes after.
+        let held = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+        let got = courier(&["get", "--allow-http", "-o", f.to_str().unwrap(), &url]);
+        drop(held);
+        let downloaded = courier_in(
+            s.parent().unwrap(),
+            data_home(),
+            &["download", "--allow-http", "-o", s.to_str().unwrap(), &url],
+        )
+        .output()
+        .unwrap();
+        (reader.join().unwrap(), got, downloaded)
+    })
+    .await
+    .unwrap();
+    assert_success(&got);
+    assert_eq!(read, courier_tests::server::pattern_bytes(0, 70_000));
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_success(&downloaded);
+    assert_eq!(
+        downloaded.stdout,
+        courier_tests::server::pattern_bytes(0, 70_000),
+        "the download went to the command's standard output"
+    );
+    assert!(
+        std::fs::symlink_metadata(&stdout)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}

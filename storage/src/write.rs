@@ -4,7 +4,9 @@
 //! writable by the user only), synced, renamed over the old one, and the directory synced, so a crash
 //! leaves the old file or the new one and never half of one. A link planted at the name is replaced by
 //! the rename, never written through (wget CVE-2014-4877, curl CVE-2023-32001); files are opened for
-//! reading or appending without following links; reads are bounded.
+//! reading or appending without following links; reads are bounded. A device, a FIFO or the
+//! process's own standard output named as a destination (`/dev/null`, `/dev/stdout`) is written
+//! into, never replaced ([`open_stream_destination`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -83,12 +85,24 @@ pub enum Existing {
 /// the process's umask, as curl and wget create theirs: 0644 under the usual 022, 0600 under 077),
 /// even across file systems. The file's permissions are set on the session's own file before it moves,
 /// never on whatever is at `to`; a link at `to` is replaced (or, with [`Existing::Keep`], makes the
-/// move fail), never followed.
+/// move fail), never followed, unless it leads to a device or a pipe: with [`Existing::Replace`],
+/// the bytes are written into what [`open_stream_destination`] opens (`/dev/null`, `/dev/stdout`),
+/// never over it.
 ///
 /// # Errors
 /// The move or the copy failed (`to` is then as it was, `from` still in place); with
 /// [`Existing::Keep`], [`io::ErrorKind::AlreadyExists`] when something is at `to`.
 pub fn move_into_place(from: &Path, to: &Path, existing: Existing) -> io::Result<()> {
+    if existing == Existing::Replace
+        && let Some(mut stream) = open_stream_destination(to)?
+    {
+        // A device or a pipe the user named (`-o /dev/null`, `-o /dev/stdout`): the bytes go
+        // into it, and the download's own file goes.
+        let mut source = open_no_follow(OpenOptions::new().read(true), from)?;
+        io::copy(&mut source, &mut stream)?;
+        stream.flush()?;
+        return std::fs::remove_file(from);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -178,6 +192,99 @@ pub fn open_no_follow(options: &mut OpenOptions, path: &Path) -> io::Result<File
     options.open(path)
 }
 
+/// Opens `to` to write into it as it is, when it is a character device (`/dev/null`, a terminal)
+/// or a FIFO, named or reached through links, or a link to one of this process's own descriptors
+/// (`/dev/stdout`, `/dev/fd/1`, whatever the shell sent them to): curl writes into such a
+/// destination, and replacing it would destroy a device node or a system link (as root,
+/// `/dev/null` or `/dev/stdout` for the whole machine). `None` for a file to create or replace,
+/// or nothing at all.
+///
+/// A link is followed here only to such a destination: one planted in a shared directory cannot
+/// lead a download over another file. A FIFO no process reads fails at once instead of waiting
+/// for one.
+///
+/// # Errors
+/// `to` is a block device (a download is never written over a disk) or a socket; a FIFO has no
+/// reader; the device cannot be opened.
+pub fn open_stream_destination(to: &Path) -> io::Result<Option<File>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let kind = match std::fs::metadata(to) {
+            Ok(meta) => meta.file_type(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // Not for this function to say (a link loop, a path through a file): the caller's
+            // own open or move meets it.
+            Err(_) => return Ok(None),
+        };
+        let refused = |what: &str| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is {what}: not written to", to.display()),
+            ))
+        };
+        if kind.is_block_device() {
+            return refused("a block device");
+        }
+        if kind.is_socket() {
+            return refused("a socket");
+        }
+        if kind.is_fifo() {
+            // Opening a FIFO to write waits for a reader: asked without waiting first (ENXIO
+            // when there is none), then opened as usual, which the reader lets through at once.
+            // The first stays open until the second is: a reader that saw every writer gone
+            // would take it for the end.
+            let probe = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(to)
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::ENXIO) => io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        format!("no process reads the FIFO {}", to.display()),
+                    ),
+                    _ => e,
+                })?;
+            let opened = OpenOptions::new().write(true).open(to);
+            drop(probe);
+            return opened.map(Some);
+        }
+        if kind.is_char_device() {
+            return OpenOptions::new().write(true).open(to).map(Some);
+        }
+        if leads_to_own_descriptor(to) {
+            // This process's own standard output (or another descriptor of its), which a shell
+            // sent to a file: written on at its end, as the shell's `>` or `>>` left it.
+            return OpenOptions::new().append(true).open(to).map(Some);
+        }
+        Ok(None)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = to;
+        Ok(None)
+    }
+}
+
+/// True when `path`, or a link it leads through, names one of this process's own descriptors
+/// (`/dev/stdout` leads to `/proc/self/fd/1`; `/dev/fd/N`).
+#[cfg(unix)]
+fn leads_to_own_descriptor(path: &Path) -> bool {
+    const OWN: [&str; 3] = ["/proc/self/fd/", "/proc/thread-self/fd/", "/dev/fd/"];
+    let mut at = path.to_path_buf();
+    // As many hops as the kernel follows (its `MAXSYMLINKS`).
+    for _ in 0..40 {
+        if OWN.iter().any(|own| at.starts_with(own)) {
+            return true;
+        }
+        match std::fs::read_link(&at) {
+            Ok(target) => at = at.parent().unwrap_or(Path::new("/")).join(target),
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 /// Reads the whole file at `path`, if it is a regular file (not a link) of at most [`MAX_READ`]
 /// bytes.
 ///
@@ -207,6 +314,99 @@ pub fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// A FIFO at `dir/name`, a thread that reads it to its end, and a writer held open (the
+    /// reader's end comes once it is dropped, after the writes under test).
+    fn fifo_with_reader(
+        dir: &Path,
+        name: &str,
+    ) -> (std::path::PathBuf, std::thread::JoinHandle<Vec<u8>>, File) {
+        let fifo = dir.join(name);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reading = fifo.clone();
+        let reader = std::thread::spawn(move || std::fs::read(reading).unwrap());
+        // Waits for the reader to open its end.
+        let held = OpenOptions::new().write(true).open(&fifo).unwrap();
+        (fifo, reader, held)
+    }
+
+    use std::os::unix::fs::FileTypeExt;
+
+    #[test]
+    fn a_download_named_to_a_fifo_or_a_device_goes_into_it_never_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let download = dir.path().join("download");
+        std::fs::write(&download, b"the body").unwrap();
+        let (fifo, reader, held) = fifo_with_reader(dir.path(), "fifo");
+        move_into_place(&download, &fifo, Existing::Replace).unwrap();
+        drop(held);
+        assert_eq!(reader.join().unwrap(), b"the body");
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+        assert!(!download.exists(), "the download's own file goes");
+
+        // Through a link to this process's own descriptor (as `/dev/stdout` leads): a pipe here.
+        let (mut read, write) = std::io::pipe().unwrap();
+        let own = dir.path().join("own");
+        use std::os::fd::AsRawFd;
+        std::os::unix::fs::symlink(format!("/proc/self/fd/{}", write.as_raw_fd()), &own).unwrap();
+        std::fs::write(&download, b"to the pipe").unwrap();
+        move_into_place(&download, &own, Existing::Replace).unwrap();
+        drop(write);
+        let mut got = Vec::new();
+        read.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"to the pipe");
+        assert!(
+            std::fs::symlink_metadata(&own)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+
+        // A character device: written into, left as it is.
+        let null = Path::new("/dev/null");
+        assert!(open_stream_destination(null).unwrap().is_some());
+        // Nothing there, a file, a link to a file: for the caller to create or replace.
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        for plain in [dir.path().join("none").as_path(), &file, &link] {
+            assert!(
+                open_stream_destination(plain).unwrap().is_none(),
+                "{plain:?}"
+            );
+        }
+        // With `Keep` (a name a server gave), what is there is kept: the FIFO is refused.
+        std::fs::write(&download, b"x").unwrap();
+        let kept = move_into_place(&download, &fifo, Existing::Keep).unwrap_err();
+        assert_eq!(kept.kind(), io::ErrorKind::AlreadyExists);
+    }
+
+    #[test]
+    fn a_fifo_nobody_reads_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = open_stream_destination(&fifo).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+        assert!(
+            err.to_string().contains("no process reads the FIFO"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_replaced_file_is_private_and_a_planted_link_is_replaced_not_followed() {
