@@ -57,8 +57,8 @@ pub(crate) struct Finished {
     /// Its `-w` line, left to the command under `--retry`: written once the task is not tried
     /// again ([`Finished::write_out`]), as curl writes one line for a transfer and its retries.
     pub(crate) write_out: Option<Bytes>,
-    /// Following redirects: the `Location` of the redirect it ended with, which is not followed (not an
-    /// `http:` or `https:` URL: curl fails such a redirect, URLSession delivers it).
+    /// Following redirects: the `Location` of the redirect it ended with, which is not followed
+    /// (not an `http:` or `https:` URL: curl fails such a redirect, URLSession delivers it).
     pub(crate) unfollowed: Option<String>,
 }
 

@@ -174,8 +174,9 @@ pub struct FileFacts {
 
 impl Transport {
     /// Connects to an FTP server, through the session's proxy for `ftp:` if it names one (and so
-    /// each data connection, with `EPSV`); with `tls`, asks for explicit FTPS (`AUTH TLS`, then `PBSZ 0`
-    /// and `PROT P` so the data connections are protected too) before anything else is said.
+    /// each data connection, with `EPSV`); with `tls`, asks for explicit FTPS (`AUTH TLS`, then
+    /// `PBSZ 0` and `PROT P` so the data connections are protected too) before anything else is
+    /// said.
     ///
     /// # Errors
     /// The connection failed, the greeting was not a 220, or the server refused TLS.

@@ -100,8 +100,9 @@ impl tokio::io::AsyncWrite for CapturedStream {
 ///
 /// A raw TCP stream is not a URL load: the session's cleartext policy does not apply to it. The
 /// session's proxy carries it (an explicit one, or the environment's `ALL_PROXY`): a `CONNECT`
-/// tunnel through an HTTP proxy, the connection itself through SOCKS5. TLS, when started, uses the session's trust (extra roots, or its delegate's
-/// server-trust challenge). URLSession's completion handlers are async functions here.
+/// tunnel through an HTTP proxy, the connection itself through SOCKS5. TLS, when started, uses
+/// the session's trust (extra roots, or its delegate's server-trust challenge). URLSession's
+/// completion handlers are async functions here.
 #[derive(Clone)]
 pub struct StreamTask {
     task: Task,

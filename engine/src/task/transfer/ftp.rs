@@ -436,7 +436,8 @@ impl Run {
     }
 
     /// The response for the part of a file from `first` to `last` (to the end, when `None`): a
-    /// 206 with its `Content-Range`, as an HTTP server answers a `Range`.
+    /// 206 with its `Content-Range`, as an HTTP server answers a `Range`. The field needs the last
+    /// byte: a part open to the end of a file of unknown size has none.
     fn ftp_part_response(
         &self,
         facts: &FileFacts,
@@ -447,11 +448,9 @@ impl Run {
         let length = last.map(|last| last - first + 1);
         let mut headers = ftp_headers(facts, etag, length);
         let size = facts.size.map_or("*".to_owned(), |size| size.to_string());
-        let range = match last {
-            Some(last) => format!("bytes {first}-{last}/{size}"),
-            None => format!("bytes {first}-*/{size}"),
-        };
-        if let Ok(v) = http::HeaderValue::from_str(&range) {
+        if let Some(last) = last
+            && let Ok(v) = http::HeaderValue::from_str(&format!("bytes {first}-{last}/{size}"))
+        {
             headers.insert(http::header::CONTENT_RANGE, v);
         }
         self.response_of(http::StatusCode::PARTIAL_CONTENT, headers)
