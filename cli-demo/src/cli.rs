@@ -267,8 +267,9 @@ pub(crate) struct Options {
     /// Session configuration.
     #[arg(long, global = true, value_enum, default_value = "default")]
     pub(crate) config: ConfigKind,
-    /// Request header 'Name: value' (repeatable); as with curl, 'Name;' sends it with an empty
-    /// value, and 'Expect:' turns off the 'Expect: 100-continue' sent before a large body.
+    /// Request header 'Name: value' (repeatable); as with curl, 'Name:' leaves the field out, one
+    /// Courier would add too ('User-Agent:'; 'Expect:' turns off the 'Expect: 100-continue' sent
+    /// before a large body), and 'Name;' sends it with an empty value.
     #[arg(short = 'H', long = "header", global = true, value_name = "HEADER")]
     pub(crate) headers: Vec<String>,
     /// Request method.

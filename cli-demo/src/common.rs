@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Write};
 use std::time::Duration;
 
+use courier_engine::reexports::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use courier_engine::reexports::http::{HeaderName, HeaderValue, Method};
 use courier_engine::{Configuration, Request, Session};
 use tokio::sync::watch;
@@ -42,12 +43,6 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     }
     if let Some(n) = options.max_redirects {
         config.http_maximum_redirects = n;
-    }
-    // `-H 'Expect:'`, curl's way to send a large body without waiting for `100 Continue`.
-    if options.headers.iter().any(|h| {
-        header_option(h).is_ok_and(|(name, value)| name == http::header::EXPECT && value.is_empty())
-    }) {
-        config.expect_continue_threshold = None;
     }
     if let Some(secs) = options.timeout_resource {
         config.timeout_for_resource = seconds(secs)?;
@@ -284,25 +279,34 @@ pub(crate) fn ftp_logins<'a>(
     }
 }
 
-/// Reads a `-H` option as curl does: `Name: value`; `Name;` is the field with an empty value
-/// (curl's spelling, since `Name:` alone names a field to leave out).
-fn header_option(h: &str) -> Result<(HeaderName, HeaderValue), Failure> {
+/// Reads a `-H` option as curl does: `Name: value`; `Name:` with nothing after it is a field to
+/// leave out (`None`: one Courier would add, `User-Agent` say, is not sent); `Name;` is the field
+/// with an empty value.
+fn header_option(h: &str) -> Result<(HeaderName, Option<HeaderValue>), Failure> {
     let (name, value) = match h.split_once(':') {
         Some(pair) => pair,
         None => match h.trim_end().strip_suffix(';') {
-            Some(name) => (name, ""),
+            Some(name) => {
+                let name = HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|_| Failure::usage(format!("bad header name in {h:?}")))?;
+                return Ok((name, Some(HeaderValue::from_static(""))));
+            }
             None => {
                 return Err(Failure::usage(format!(
-                    "bad header {h:?}: expected 'Name: value' (or 'Name;' for an empty value)"
+                    "bad header {h:?}: expected 'Name: value' ('Name:' leaves the field out, \
+                     'Name;' sends it empty)"
                 )));
             }
         },
     };
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| Failure::usage(format!("bad header name in {h:?}")))?;
+    if value.trim().is_empty() {
+        return Ok((name, None));
+    }
     let value = HeaderValue::from_str(value.trim())
         .map_err(|_| Failure::usage(format!("bad header value in {h:?}")))?;
-    Ok((name, value))
+    Ok((name, Some(value)))
 }
 
 /// Builds one request for `url` from the options (a URL typed without a scheme is `https://`:
@@ -318,13 +322,20 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
         request.set_method(method);
     }
     for h in &options.headers {
-        let (name, value) = header_option(h)?;
-        // `Expect:` turns the automatic `Expect: 100-continue` off ([`configuration`]); it sends
-        // no field.
-        if name == http::header::EXPECT && value.is_empty() {
-            continue;
+        match header_option(h)? {
+            (name, Some(value)) => {
+                request.headers_mut().append(name, value);
+            }
+            // The framing is hyper's to write: a request without it could not be read.
+            (name, None) if [HOST, CONTENT_LENGTH, TRANSFER_ENCODING].contains(&name) => {
+                return Err(Failure::usage(format!(
+                    "{h:?}: the {name} field frames the request and cannot be left out"
+                )));
+            }
+            // Left out, whoever would add it: curl's `-H 'Name:'` (`Expect:` sends a large body
+            // without waiting for `100 Continue`).
+            (name, None) => request.omit_header(name),
         }
-        request.headers_mut().append(name, value);
     }
     let json = options.json.then(|| "application/json".to_owned());
     // Fields that options name (`-A`, `-e`, `-r`, `--json`): a field given with `-H` wins, as
@@ -341,7 +352,7 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
     ];
     for (name, value) in named {
         let Some(value) = value else { continue };
-        if !request.headers().contains_key(&name) {
+        if !request.headers().contains_key(&name) && !request.omitted_headers().contains(&name) {
             let value = HeaderValue::from_str(&value)
                 .map_err(|_| Failure::usage(format!("bad {name} {value:?}")))?;
             request.headers_mut().insert(name, value);

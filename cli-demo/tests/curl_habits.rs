@@ -387,8 +387,11 @@ async fn dash_w_writes_out_what_each_task_did() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("http_code"));
 }
 
-/// `-H` as curl reads it: `Name;` is the field with an empty value, and `Expect:` sends a large
-/// body without asking for `100 Continue` first (which it does without it).
+/// `-H` as curl reads it: `Name;` is the field with an empty value; `Name:` leaves the field out,
+/// whoever would add it (Courier's `User-Agent` and `Accept-Encoding`, `-A`'s, a form's
+/// `Content-Type`, an earlier `-H`), and `Expect:` sends a large body without asking for
+/// `100 Continue` first (which it does without it). The fields that frame a request cannot be
+/// left out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_h_takes_curls_empty_forms() {
     let server = TestServer::http().await;
@@ -396,7 +399,7 @@ async fn dash_h_takes_curls_empty_forms() {
     let body = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(body.path(), pattern_bytes(0, 2 << 20)).unwrap();
     let file = body.path().to_str().unwrap().to_owned();
-    let (asked, not_asked, bad) = tokio::task::spawn_blocking(move || {
+    let (asked, not_asked, bad, left_out, framing) = tokio::task::spawn_blocking(move || {
         // `-T` is curl's name for `--file`.
         let upload = |file_flag: &str, extra: &[&str]| {
             let mut args = vec!["upload", "-s", "--allow-http", file_flag, &file];
@@ -408,6 +411,29 @@ async fn dash_h_takes_curls_empty_forms() {
             upload("--file", &[]),
             upload("-T", &["-H", "Expect:", "-H", "X-Empty;"]),
             courier(&["get", "-s", "-H", "X-Nothing", "--allow-http", &headers]),
+            courier(&[
+                "get",
+                "-s",
+                "--allow-http",
+                "-A",
+                "agent/1",
+                "-d",
+                "a=1",
+                "-H",
+                "X-Mine: 1",
+                "-H",
+                "User-Agent:",
+                "-H",
+                "Accept-Encoding:",
+                "-H",
+                "Content-Type:",
+                "-H",
+                "X-Mine:",
+                "-H",
+                "X-Kept: 2",
+                &headers,
+            ]),
+            courier(&["get", "-s", "--allow-http", "-H", "Host:", &headers]),
         )
     })
     .await
@@ -420,6 +446,14 @@ async fn dash_h_takes_curls_empty_forms() {
     assert!(!sent.contains("expect"), "{sent}");
     assert!(sent.lines().any(|l| l.trim_end() == "x-empty:"), "{sent}");
     assert_eq!(bad.status.code(), Some(2), "neither a value nor `;`");
+    assert_success(&left_out);
+    let sent = String::from_utf8_lossy(&left_out.stdout).to_lowercase();
+    for gone in ["user-agent", "accept-encoding", "content-type", "x-mine"] {
+        assert!(!sent.contains(gone), "{gone} sent: {sent}");
+    }
+    assert!(sent.contains("x-kept: 2"), "{sent}");
+    assert_eq!(framing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&framing.stderr).contains("cannot be left out"));
 }
 
 /// `--json` posts JSON with its two fields (a field given with `-H` wins), from text or `@FILE`;

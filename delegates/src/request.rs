@@ -23,6 +23,8 @@ pub struct Request {
     body: Option<Bytes>,
     timeout: Option<Duration>,
     cache_policy: Option<CachePolicy>,
+    /// Fields the session must not add ([`Request::omit_header`]).
+    omitted: Vec<HeaderName>,
 }
 
 /// How a request uses the URL cache (`URLRequest.CachePolicy`).
@@ -68,6 +70,7 @@ impl Request {
             body: None,
             timeout: None,
             cache_policy: None,
+            omitted: Vec::new(),
         }
     }
 
@@ -131,6 +134,29 @@ impl Request {
         self
     }
 
+    /// Leaves the field `name` out of what is sent: the request's own values of it are removed,
+    /// and the session adds none of its own: its configuration's `http_additional_headers`, its
+    /// default `User-Agent` and `Accept-Encoding`, a form's `Content-Type`, the cookie jar's
+    /// `Cookie`, `Expect: 100-continue` before a large body, a task priority's `Priority`. A
+    /// value the request sets afterwards is sent.
+    ///
+    /// URLSession has no such call: setting a field to `nil` removes only the request's own value,
+    /// and an empty one is sent as empty. This is curl's `-H 'Name:'`. The fields that frame the
+    /// message (`Host`, `Content-Length`, `Transfer-Encoding`) and those Courier answers a
+    /// server with (a resumed download's `Range`, a challenge's `Authorization`) are the
+    /// protocol's and are not left out.
+    pub fn omit_header(&mut self, name: HeaderName) {
+        self.headers.remove(&name);
+        if !self.omitted.contains(&name) {
+            self.omitted.push(name);
+        }
+    }
+
+    /// The fields [`Request::omit_header`] left out, in the order they were named.
+    pub fn omitted_headers(&self) -> &[HeaderName] {
+        &self.omitted
+    }
+
     /// The body, if any (`httpBody`).
     pub fn body(&self) -> Option<&Bytes> {
         self.body.as_ref()
@@ -177,6 +203,7 @@ impl From<Url> for Request {
             body: None,
             timeout: None,
             cache_policy: None,
+            omitted: Vec::new(),
         }
     }
 }

@@ -446,6 +446,68 @@ async fn request_headers_win_over_configuration_headers() {
     assert!(text.contains("user-agent: courier/"), "{text}");
 }
 
+/// `Request::omit_header` (curl's `-H 'Name:'`): the field is not sent, whether the request, the
+/// configuration, the session's defaults, a form or the cookie jar would add it, also after a
+/// redirect; a value the request sets after leaving the field out is sent.
+#[tokio::test]
+async fn an_omitted_field_is_not_sent_whoever_would_add_it() {
+    use courier_engine::reexports::http::header::{
+        ACCEPT_ENCODING, CONTENT_TYPE, COOKIE, USER_AGENT,
+    };
+    let server = TestServer::http().await;
+    let mut config = http_config();
+    config
+        .http_additional_headers
+        .insert("x-two", "config".parse().unwrap());
+    let session = Session::new(config).unwrap();
+    session
+        .data(server.url("/cookie/a/1").as_str())
+        .await
+        .unwrap();
+    let leave_out = |mut request: Request| {
+        for name in [USER_AGENT, ACCEPT_ENCODING, COOKIE, CONTENT_TYPE] {
+            request.omit_header(name);
+        }
+        request.omit_header("x-two".parse().unwrap());
+        request.omit_header("x-late".parse().unwrap());
+        request.with_header("X-Late".parse().unwrap(), "set after".parse().unwrap())
+    };
+    let seen = |body: bytes::Bytes| String::from_utf8(body.to_vec()).unwrap();
+    let plain = seen(
+        session
+            .data(Request::get(&server.url("/headers")))
+            .await
+            .unwrap()
+            .0,
+    );
+    for field in [
+        "user-agent",
+        "accept-encoding",
+        "cookie: a=1",
+        "x-two: config",
+    ] {
+        assert!(plain.contains(field), "without omissions, {field}: {plain}");
+    }
+    for url in [
+        server.url("/headers"),
+        server.url("/redirect/302?to=/headers"),
+    ] {
+        let text = seen(session.data(leave_out(Request::get(&url))).await.unwrap().0);
+        for gone in ["user-agent", "accept-encoding", "cookie", "x-two"] {
+            assert!(!text.contains(gone), "{url}: {gone} sent: {text}");
+        }
+        assert!(text.contains("x-late: set after"), "{text}");
+    }
+    let form = Request::new(Method::POST, &server.url("/headers")).with_body("a=1");
+    let text = seen(session.data(form.clone()).await.unwrap().0);
+    assert!(
+        text.contains("content-type: application/x-www-form-urlencoded"),
+        "{text}"
+    );
+    let text = seen(session.data(leave_out(form)).await.unwrap().0);
+    assert!(!text.contains("content-type"), "{text}");
+}
+
 #[tokio::test]
 async fn post_sends_its_body() {
     let server = TestServer::http().await;

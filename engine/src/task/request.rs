@@ -148,9 +148,14 @@ pub(crate) fn build_request(
     } else {
         base.plain.clone()
     };
-    if !request.headers().is_empty() {
+    let omitted = left_out(request);
+    if !request.headers().is_empty() || omitted.is_some() {
         let merged = Arc::make_mut(&mut headers);
-        for name in request.headers().keys() {
+        for name in request
+            .headers()
+            .keys()
+            .chain(omitted.iter().flat_map(|o| o.iter()))
+        {
             merged.remove(name);
         }
         for (name, value) in request.headers() {
@@ -162,8 +167,24 @@ pub(crate) fn build_request(
         uri,
         host,
         headers,
+        omitted,
     };
     Ok((head, url.clone()))
+}
+
+/// The fields `request` leaves out ([`Request::omit_header`]) and does not set itself since:
+/// what the session must not add to it.
+pub(crate) fn left_out(request: &Request) -> Option<Arc<[http::HeaderName]>> {
+    let omitted = request.omitted_headers();
+    if omitted.is_empty() {
+        return None;
+    }
+    let left: Arc<[http::HeaderName]> = omitted
+        .iter()
+        .filter(|n| !request.headers().contains_key(*n))
+        .cloned()
+        .collect();
+    (!left.is_empty()).then_some(left)
 }
 
 /// What goes on the wire for `url`: the request target, and the `Host` field HTTP/1.1 sends with
@@ -229,6 +250,36 @@ mod tests {
             let url = format!("http://h:{port}/");
             assert_eq!(h(&url), Some(format!("h:{port}")));
         }
+    }
+
+    #[test]
+    fn an_omitted_field_leaves_the_sessions_out_and_the_request_may_set_it_again() {
+        let mut c = Configuration::default();
+        c.http_additional_headers
+            .insert("x-config", HeaderValue::from_static("c"));
+        let mut r = Request::get("https://a.test/");
+        for name in [
+            "x-config",
+            "user-agent",
+            "accept-encoding",
+            "cookie",
+            "x-again",
+        ] {
+            r.omit_header(name.parse().unwrap());
+        }
+        r.headers_mut()
+            .insert("x-again", HeaderValue::from_static("set"));
+        let (head, _) = build(&r, &c).unwrap();
+        assert_eq!(head.headers.len(), 1, "{:?}", head.headers);
+        assert_eq!(head.headers["x-again"], "set");
+        assert!(head.omits(&http::header::COOKIE));
+        assert!(
+            !head.omits(&"x-again".parse().unwrap()),
+            "the request sets it"
+        );
+        let (plain, _) = build(&Request::get("https://a.test/"), &c).unwrap();
+        assert_eq!(plain.headers.len(), 3);
+        assert!(plain.omitted.is_none());
     }
 
     #[test]

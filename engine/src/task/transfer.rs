@@ -106,6 +106,17 @@ pub(crate) struct Head {
     /// request with no fields of its own, the usual case, copies none (two allocations and a
     /// field-by-field clone per request before; the wire's map is built from these in `send`).
     pub(crate) headers: Arc<http::HeaderMap>,
+    /// Fields the request left out ([`Request::omit_header`](courier_delegates::Request)): the
+    /// session adds none of them on the way (its jar's `Cookie`, its own `Expect`, `Priority`).
+    /// `None`, the usual case, costs a request nothing to check.
+    pub(crate) omitted: Option<Arc<[http::HeaderName]>>,
+}
+
+impl Head {
+    /// Whether the request left the field `name` out.
+    pub(crate) fn omits(&self, name: &http::HeaderName) -> bool {
+        self.omitted.as_ref().is_some_and(|o| o.contains(name))
+    }
 }
 
 /// What a transfer fetches.

@@ -53,7 +53,12 @@ pub(crate) fn request_from_record(record: &RequestRecord) -> Request {
     let method = http::Method::from_bytes(record.method.as_bytes()).unwrap_or(http::Method::GET);
     let mut request = Request::new(method, record.url.as_str());
     for (name, value) in &record.headers {
-        if let (Ok(n), Ok(v)) = (
+        if name.is_empty() {
+            // A field the request left out (`request_record`).
+            if let Ok(n) = http::HeaderName::from_bytes(value) {
+                request.omit_header(n);
+            }
+        } else if let (Ok(n), Ok(v)) = (
             http::HeaderName::from_bytes(name.as_bytes()),
             http::HeaderValue::from_bytes(value),
         ) {
@@ -82,7 +87,16 @@ pub(crate) fn response_from_record(record: &ResponseRecord) -> Option<Response> 
 
 /// A request as resume data and the background journal keep it (without `Range`/`If-Range`,
 /// which belong to one attempt).
+///
+/// A field the request leaves out ([`Request::omit_header`]) is kept as a pair with an empty name
+/// and the field's name as its value: no field has an empty name, so a build that predates
+/// omissions reads such a record and skips the pair, and the format's version stays.
 pub fn request_record(r: &Request) -> RequestRecord {
+    let left_out = r
+        .omitted_headers()
+        .iter()
+        .filter(|n| !r.headers().contains_key(*n))
+        .map(|n| (String::new(), n.as_str().as_bytes().to_vec()));
     RequestRecord {
         method: r.method().as_str().to_owned(),
         url: r.url_str().to_owned(),
@@ -91,6 +105,7 @@ pub fn request_record(r: &Request) -> RequestRecord {
             .iter()
             .filter(|(n, _)| *n != http::header::RANGE && *n != http::header::IF_RANGE)
             .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .chain(left_out)
             .collect(),
     }
 }
@@ -139,5 +154,31 @@ mod tests {
         let resumed = resume_error(io(), true, "http://h/f");
         assert_eq!(resumed.code(), ErrorCode::CannotOpenFile);
         assert_eq!(resumed.message(), "cannot reopen the partial file: no room");
+    }
+
+    #[test]
+    fn a_request_keeps_its_omitted_fields_through_its_record() {
+        use http::header::{ACCEPT_ENCODING, USER_AGENT};
+        let mut request = Request::get("https://h.test/f")
+            .with_header(http::HeaderName::from_static("x-one"), "1".parse().unwrap());
+        request.omit_header(USER_AGENT);
+        request.omit_header(ACCEPT_ENCODING);
+        request
+            .headers_mut()
+            .insert(ACCEPT_ENCODING, "gzip".parse().unwrap());
+        let record = request_record(&request);
+        // Left out and not set again since: the only pair with an empty name.
+        let left: Vec<_> = record
+            .headers
+            .iter()
+            .filter(|(n, _)| n.is_empty())
+            .collect();
+        assert_eq!(left, [&(String::new(), b"user-agent".to_vec())]);
+        let back = request_from_record(&record);
+        assert_eq!(back.omitted_headers(), [USER_AGENT]);
+        assert_eq!(back.headers()["x-one"], "1");
+        assert_eq!(back.headers()[ACCEPT_ENCODING], "gzip");
+        // A build that predates omissions skips the pair: no field has an empty name.
+        assert!(http::HeaderName::from_bytes(b"").is_err());
     }
 }

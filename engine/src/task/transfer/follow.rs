@@ -94,6 +94,10 @@ impl Run {
             let mut proposed = Request::new(hop.method.clone(), hop.url.as_str());
             *proposed.headers_mut() = (*head.headers).clone();
             redirect::rewrite_headers(proposed.headers_mut(), &hop, &self.url);
+            for name in head.omitted.iter().flat_map(|o| o.iter()) {
+                // Left out still: the jar's `Cookie` for the next origin, say.
+                proposed.omit_header(name.clone());
+            }
             let next = match self.ctx.delivery(&self.info) {
                 Some(queue) => {
                     let seen = Response::new(
@@ -162,6 +166,7 @@ impl Run {
             })?;
             head.method = next.method().clone();
             head.headers = Arc::new(next.headers().clone());
+            head.omitted = crate::task::request::left_out(&next);
             if !hop.keeps_body {
                 *body = None;
             }

@@ -305,6 +305,7 @@ impl Run {
             uri,
             host,
             headers: Arc::new(fields),
+            omitted: head.omitted.clone(),
         })
     }
 }

@@ -284,6 +284,7 @@ impl Run {
             // The jar's cookies for this URL, unless the request brings its own.
             if self.ctx.config.http_should_set_cookies
                 && !h.contains_key(http::header::COOKIE)
+                && !head.omits(&http::header::COOKIE)
                 && let Some(cookies) = &self.ctx.cookies
                 && let Some(cookie) = cookies.header_for(&self.url)
             {
@@ -293,6 +294,7 @@ impl Run {
             // `priority` field: what HTTP/2 (and HTTP/3) servers read as the stream's urgency.
             if let Some(urgency) = urgency(self.info.priority())
                 && !h.contains_key(PRIORITY)
+                && !head.omits(&PRIORITY)
             {
                 h.insert(PRIORITY, urgency);
             }
@@ -440,8 +442,8 @@ impl Run {
 impl Run {
     /// The gate an upload of `length` bytes waits behind for `100 Continue`, when it asks for one:
     /// a large (or unknown-length) body over HTTP/1.1 (unless a server refused the header with a
-    /// 417 already), or any body whose request set the header; with whether the header is
-    /// Courier's own.
+    /// 417 already, or the request left the field out), or any body whose request set the header;
+    /// with whether the header is Courier's own.
     fn expects_continue(
         &self,
         head: &Head,
@@ -452,6 +454,7 @@ impl Run {
             .get(http::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let large = self.own_expect != OwnExpect::Refused
+            && !head.omits(&http::header::EXPECT)
             && match (self.ctx.config.expect_continue_threshold, length) {
                 (None, _) => false,
                 (Some(_), None) => true,
