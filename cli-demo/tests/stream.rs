@@ -108,3 +108,37 @@ fn starttls_after_the_servers_go_ahead_then_stdin_over_tls() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("server_certificate"));
 }
+
+/// A proxy from the environment that Courier cannot speak (`https://`, TLS to the proxy) fails a
+/// stream task and an `ftp:` one as it fails an HTTP request: at once, saying so, without going
+/// direct and without dialling the proxy first (it was spoken to as a cleartext HTTP proxy, which
+/// held the task until its connect timeout).
+#[test]
+fn a_proxy_of_a_kind_courier_cannot_speak_fails_raw_connections_before_dialling_it() {
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let url = format!("https://127.0.0.1:{}", proxy.local_addr().unwrap().port());
+    let cwd = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        common::courier_in(cwd.path(), cwd.path(), args)
+            .env("ALL_PROXY", &url)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Names that resolve nowhere: reaching them at all would need the proxy.
+    for out in [
+        run(&["stream", "mail.example.invalid", "25"]),
+        run(&["get", "--allow-http", "ftp://files.example.invalid/f"]),
+        run(&["get", "https://www.example.invalid/"]),
+    ] {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("which Courier does not speak"), "{err}");
+    }
+    assert_eq!(
+        proxy.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the proxy was dialled"
+    );
+}

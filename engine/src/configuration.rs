@@ -35,7 +35,9 @@ pub enum Proxy {
     /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, upper or lower case (a
     /// `socks5://` or `socks5h://` URL names a SOCKS5 proxy, as [`Proxy::Socks5`]); `ftp:` takes
     /// `FTP_PROXY`, else `ALL_PROXY`, and stream tasks `ALL_PROXY`. Loopback hosts always go
-    /// direct. The default, as URLSession follows the system's proxy settings.
+    /// direct. A proxy of a kind Courier does not speak (`https://`, `socks4://`, `socks://`, any
+    /// other scheme) fails the requests it would carry rather than let them go direct. The
+    /// default, as URLSession follows the system's proxy settings.
     #[default]
     FromEnvironment,
     /// Every request through the HTTP proxy at `url` (`http://[user:pass@]host[:port]`; the

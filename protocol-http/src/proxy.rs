@@ -15,7 +15,11 @@
 //! `socks5h` lets the proxy resolve the host name (nothing about the host leaks to the local
 //! resolver); `socks5` resolves it here and hands the proxy an address. Credentials in the URL go
 //! to the proxy in its username/password exchange (RFC 1929). SOCKS4 is refused rather than
-//! bypassed: a request is never sent direct when the configuration names a proxy for it.
+//! bypassed: a request is never sent direct when the configuration names a proxy for it. So are
+//! an HTTPS proxy (`https://`: TLS to the proxy, which Courier does not speak; spoken to in
+//! cleartext, it would get the credentials meant for a TLS connection) and, from the environment,
+//! a scheme hyper-util does not know (`socks://`, GNOME's spelling, curl's SOCKS4), which its
+//! matcher would otherwise drop, sending the requests direct.
 //!
 //! Connections that are not HTTP (`RawUse`: `ftp:`, stream tasks) go through the same explicit
 //! proxy; from the environment, `ftp:` takes `FTP_PROXY`, else `ALL_PROXY`, and a stream task
@@ -24,6 +28,7 @@
 //! connect: the bytes are the protocol's own either way.
 
 use std::io;
+use std::sync::Arc;
 
 use http::{HeaderValue, Uri};
 use hyper_util::client::proxy::matcher::Matcher;
@@ -32,6 +37,9 @@ use tokio::net::TcpStream;
 
 use crate::error::{ConnectFailure, TransportErrorKind};
 
+/// The proxy schemes hyper-util's matcher keeps (any other, it drops: the request would go direct).
+const KNOWN_SCHEMES: [&str; 6] = ["http", "https", "socks4", "socks4a", "socks5", "socks5h"];
+
 /// The most bytes a proxy's answer to `CONNECT` may have before its blank line.
 const MAX_CONNECT_RESPONSE: usize = 16 * 1024;
 
@@ -39,13 +47,18 @@ const MAX_CONNECT_RESPONSE: usize = 16 * 1024;
 /// [`Proxies::none`].
 pub struct Proxies {
     /// `http:` and `https:` requests (WebSockets included).
-    matcher: Option<Matcher>,
-    /// `ftp:` connections, control and data.
-    ftp: Option<Matcher>,
+    matcher: Option<Arc<Matcher>>,
+    /// `ftp:` connections, control and data (the same matcher as `stream`'s, or all three's, when
+    /// one proxy URL serves them).
+    ftp: Option<Arc<Matcher>>,
     /// Stream tasks' connections.
-    stream: Option<Matcher>,
+    stream: Option<Arc<Matcher>>,
     /// True for the environment's proxies: they are never used for loopback hosts.
     skip_loopback: bool,
+    /// The environment's proxies of a scheme hyper-util's matcher drops, by the authority they
+    /// were given to it under (as `socks4a://`, which it keeps and `route_by` refuses): the scheme
+    /// they had, for the refusal to name.
+    foreign: Vec<(String, String)>,
 }
 
 /// Where one request goes instead of its host.
@@ -90,6 +103,7 @@ impl Proxies {
             ftp: None,
             stream: None,
             skip_loopback: false,
+            foreign: Vec::new(),
         }
     }
 
@@ -104,10 +118,24 @@ impl Proxies {
     fn from_vars(var: impl Fn(&str) -> Option<String>) -> Proxies {
         // An environment that names no proxy (the usual case) routes nothing: no matcher to ask,
         // and no host to parse, for every request.
+        let foreign = std::cell::RefCell::new(Vec::new());
         let named = |names: &[&str]| {
-            names
+            let value = names
                 .iter()
-                .find_map(|name| var(name).filter(|v| !v.is_empty()))
+                .find_map(|name| var(name).filter(|v| !v.is_empty()))?;
+            // A scheme the matcher does not know is handed to it as one it keeps, and refused
+            // when a request would take it: never sent direct instead.
+            match value.split_once("://") {
+                Some((scheme, rest)) if !KNOWN_SCHEMES.contains(&&*scheme.to_ascii_lowercase()) => {
+                    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                    foreign
+                        .borrow_mut()
+                        .push((host.to_ascii_lowercase(), scheme.to_owned()));
+                    Some(format!("socks4a://{rest}"))
+                }
+                _ => Some(value),
+            }
         };
         let (https, http) = (
             named(&["HTTPS_PROXY", "https_proxy"]),
@@ -129,17 +157,19 @@ impl Proxies {
             if let Some(url) = all.clone() {
                 builder = builder.all(url);
             }
-            builder.build()
+            Arc::new(builder.build())
         });
         // A matcher for one proxy URL, with the environment's exceptions.
-        let only = |url: String| Matcher::builder().all(url).no(no.clone()).build();
+        let only = |url: String| Arc::new(Matcher::builder().all(url).no(no.clone()).build());
+        let stream = all.map(only);
         Proxies {
             matcher: web,
             ftp: named(&["FTP_PROXY", "ftp_proxy"])
-                .or_else(|| all.clone())
-                .map(only),
-            stream: all.map(only),
+                .map(only)
+                .or_else(|| stream.clone()),
+            stream,
             skip_loopback: true,
+            foreign: foreign.into_inner(),
         }
     }
 
@@ -161,17 +191,19 @@ impl Proxies {
                 "the proxy URL {url:?} must be http://, socks5:// or socks5h://host[:port] (HTTPS proxies are not supported)"
             ));
         }
-        let matcher = || {
+        // One matcher for every use: the URL is the same proxy for each.
+        let matcher = Arc::new(
             Matcher::builder()
                 .all(url.to_owned())
                 .no(no_proxy.to_owned())
-                .build()
-        };
+                .build(),
+        );
         Ok(Proxies {
-            matcher: Some(matcher()),
-            ftp: Some(matcher()),
-            stream: Some(matcher()),
+            matcher: Some(matcher.clone()),
+            ftp: Some(matcher.clone()),
+            stream: Some(matcher),
             skip_loopback: false,
+            foreign: Vec::new(),
         })
     }
 
@@ -224,7 +256,7 @@ impl Proxies {
         };
         let kind = match scheme {
             // hyper-util hands an HTTP proxy's credentials over as a Basic header only.
-            "http" | "https" => RouteKind::Http {
+            "http" => RouteKind::Http {
                 login: intercept.basic_auth().and_then(basic_login),
             },
             "socks5" => RouteKind::Socks5 {
@@ -235,7 +267,15 @@ impl Proxies {
                 remote_dns: true,
                 login: login(),
             },
-            other => RouteKind::Unsupported(other.to_owned()),
+            other => {
+                let given = proxy.authority().map(|a| a.as_str().to_ascii_lowercase());
+                let named = self
+                    .foreign
+                    .iter()
+                    .find(|(authority, _)| given.as_deref() == Some(authority.as_str()))
+                    .map_or(other, |(_, scheme)| scheme.as_str());
+                RouteKind::Unsupported(named.to_owned())
+            }
         };
         Some(Route {
             host,
@@ -475,6 +515,15 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The proxies of an environment holding only `vars`.
+    fn env(vars: &'static [(&'static str, &'static str)]) -> Proxies {
+        Proxies::from_vars(move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
     #[test]
     fn an_explicit_proxy_routes_all_but_its_exceptions() {
         let p = Proxies::to("http://ann:pw@proxy.test:3128", "internal.test, 10.0.0.0/8").unwrap();
@@ -490,13 +539,6 @@ mod tests {
 
     #[test]
     fn the_environment_routes_ftp_by_ftp_proxy_else_all_proxy_and_streams_by_all_proxy() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            Proxies::from_vars(move |name| {
-                vars.iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| (*v).to_owned())
-            })
-        };
         let at = |route: Option<Route>| route.map(|r| (r.host, r.port));
         let web_only = env(&[("HTTPS_PROXY", "http://web.test:3128")]);
         assert!(web_only.route(&uri("https://example.com/")).is_some());
@@ -535,6 +577,54 @@ mod tests {
         ]);
         assert!(cgi.route(&uri("http://example.com/")).is_none());
         assert!(env(&[]).route(&uri("http://example.com/")).is_none());
+    }
+
+    #[test]
+    fn a_proxy_courier_cannot_speak_is_refused_never_bypassed_nor_spoken_to_in_cleartext() {
+        let refused = |route: Option<Route>| match route.map(|r| r.kind) {
+            Some(RouteKind::Unsupported(scheme)) => Some(scheme),
+            _ => None,
+        };
+        // TLS to the proxy: not spoken, and its credentials never go over cleartext.
+        let tls = env(&[("HTTPS_PROXY", "https://ann:pw@proxy.test:443")]);
+        assert_eq!(
+            refused(tls.route(&uri("https://example.com/"))).as_deref(),
+            Some("https")
+        );
+        // GNOME's `socks://` (curl's SOCKS4) and any other scheme hyper-util's matcher would drop,
+        // sending every request direct; the exceptions still go direct.
+        let gnome = env(&[
+            ("all_proxy", "socks://127.0.0.9:1080/"),
+            ("no_proxy", "inside.test"),
+        ]);
+        for route in [
+            gnome.route(&uri("https://example.com/")),
+            gnome.route(&uri("http://example.com/")),
+            gnome.route_raw(RawUse::Ftp, "example.com", 21),
+            gnome.route_raw(RawUse::Stream, "example.com", 25),
+        ] {
+            assert_eq!(refused(route).as_deref(), Some("socks"));
+        }
+        assert!(gnome.route(&uri("https://a.inside.test/")).is_none());
+        let odd = env(&[("HTTP_PROXY", "Quic://User:pw@Proxy.test")]);
+        assert_eq!(
+            refused(odd.route(&uri("http://example.com/"))).as_deref(),
+            Some("Quic")
+        );
+        // The schemes it speaks are untouched.
+        let fine = env(&[("ALL_PROXY", "socks5h://proxy.test:1080")]);
+        assert!(matches!(
+            fine.route(&uri("https://example.com/")).map(|r| r.kind),
+            Some(RouteKind::Socks5 {
+                remote_dns: true,
+                ..
+            })
+        ));
+        let plain = env(&[("HTTPS_PROXY", "proxy.test:3128")]);
+        assert!(matches!(
+            plain.route(&uri("https://example.com/")).map(|r| r.kind),
+            Some(RouteKind::Http { .. })
+        ));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio_rustls::TlsConnector;
 use super::{Connector, resolve};
 use crate::error::{ConnectFailure, TransportErrorKind};
 use crate::happy_eyeballs;
-use crate::proxy::{self, RawUse, Route};
+use crate::proxy::{self, RawUse, Route, RouteKind};
 
 impl Connector {
     /// Where a connection for `what` to `host:port` goes: through the proxy the session's rules
@@ -29,6 +29,14 @@ impl Connector {
         port: u16,
         route: Option<&Route>,
     ) -> Result<TcpStream, ConnectFailure> {
+        // Refused before anything is dialled, as the pool's connections are.
+        if let Some(Route {
+            kind: RouteKind::Unsupported(scheme),
+            ..
+        }) = route
+        {
+            return Err(proxy::unsupported(host, scheme));
+        }
         let dial = async {
             let (dial_host, dial_port) = route.map_or((host, port), |r| (r.host.as_str(), r.port));
             let addrs = resolve(dial_host, dial_port).await?;
