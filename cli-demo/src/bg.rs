@@ -158,11 +158,9 @@ async fn attach(
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| Failure::usage(format!("cannot create {}: {e}", dir.display())))?;
-    let (mut delegate, mut finished, mut invalid) = CliDelegate::new(
-        events_output(options)?,
-        Box::new(io::sink()),
-        Arc::new(Progress::new(true)),
-    );
+    let bars = Arc::new(Progress::new(true));
+    let (mut delegate, mut finished, mut invalid) =
+        CliDelegate::new(events_output(options)?, Box::new(io::sink()), bars.clone());
     delegate.apply(options)?;
     delegate.set_default_dir(dir);
     let delegate = Arc::new(delegate);
@@ -187,8 +185,12 @@ async fn attach(
             .iter()
             .map(|t| t.info().id())
             .collect();
+        let retries = say_retries(id, &bars);
+        tokio::pin!(retries);
+        let mut saying = true;
         while !waiting.is_empty() {
             tokio::select! {
+                () = &mut retries, if saying => saying = false,
                 done = finished.recv() => match done {
                     Some(f) => {
                         waiting.remove(&f.task);
@@ -221,6 +223,48 @@ async fn attach(
         }
     }
     Ok(code)
+}
+
+/// How often `bg attach --follow` asks the service about its tasks' retries.
+const RETRIES_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Says, above the progress bars, each attempt of a task of `id` that the service retries, as
+/// `--retry` says a foreground one's: without it, a task retried against a host that is down
+/// shows nothing at all (URLSession tells an application nothing of a background task's retries,
+/// so no event carries them; the service's listing does). Gives up quietly if the service cannot
+/// be asked: its going away is the session's to report.
+async fn say_retries(id: &str, bars: &Progress) {
+    let Ok(mut service) = connect(id).await else {
+        return;
+    };
+    let mut seen = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(RETRIES_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(listed) = answered(service.list_tasks()).await else {
+            return;
+        };
+        let now = wire::unix_ms(SystemTime::now());
+        for t in listed {
+            let retries = t.record.schedule.retries;
+            if retries > seen.insert(t.task, retries).unwrap_or(0) {
+                let wait = t
+                    .record
+                    .schedule
+                    .not_before_ms
+                    .unwrap_or(now)
+                    .saturating_sub(now);
+                bars.println(&format!(
+                    "courier: task {} ({}): attempt {retries} failed; the service tries again in \
+                     {:.1} s",
+                    t.task,
+                    crate::common::shown_url(&t.record.request.url),
+                    wait as f64 / 1000.0,
+                ));
+            }
+        }
+    }
 }
 
 /// Says that the service went away during `bg attach` (the session's `did_become_invalid` with

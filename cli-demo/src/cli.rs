@@ -193,7 +193,8 @@ pub(crate) enum BgCommand {
     },
     /// Attaches to ID: every event not yet acknowledged, in order, acknowledged as handled, then
     /// did_finish_events_for_background_session; finished downloads go into -o DIR (default: the
-    /// current directory), named from their URL. With --follow, stays until every task completed.
+    /// current directory), named from their URL. With --follow, stays until every task completed,
+    /// saying on stderr each attempt the service retries.
     Attach {
         /// The background session's identifier.
         #[arg(long)]

@@ -108,11 +108,11 @@ async fn a_service_that_cannot_start_is_reported_with_its_reason() {
     );
 }
 
-/// A task whose host refuses connections is retried without a word to the application (as
+/// A task whose host refuses connections is retried without an event to the application (as
 /// URLSession's background tasks are); `bg list --json` shows the attempts retried so far and when
-/// the next may start.
+/// the next may start, and `bg attach --follow` says each on stderr.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_retried_against_a_refusing_host_shows_its_retries_in_bg_list() {
+async fn a_task_retried_against_a_refusing_host_shows_its_retries_in_bg_list_and_attach() {
     let home = Home::new();
     let h = home.clone();
     let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -133,6 +133,41 @@ async fn a_task_retried_against_a_refusing_host_shows_its_retries_in_bg_list() {
                         && t["state"] == "running"
                 })
         });
+        // `bg attach --follow` says each retry above its bars, as `--retry` says a foreground
+        // one's (it showed nothing at all while the task waited).
+        let log = h.out().join("attach.err");
+        std::fs::create_dir_all(h.out()).unwrap();
+        let out = h.out();
+        let mut attach = courier_at(
+            &h.run(),
+            &h.data(),
+            &[
+                "bg",
+                "attach",
+                "--id",
+                "r",
+                "--follow",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+        let said = |text: &str| {
+            text.contains("(http://127.0.0.1:")
+                && text.contains("failed; the service tries again in")
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !said(&std::fs::read_to_string(&log).unwrap()) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        attach.kill().unwrap();
+        attach.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(said(&text), "{text}");
         assert_success(&h.courier(&["bg", "invalidate", "--id", "r"]));
         stop_daemon(&mut daemon);
     })
