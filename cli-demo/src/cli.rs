@@ -28,6 +28,18 @@ pub(crate) enum Command {
         /// Write the bodies to FILE instead of stdout (`-`: stdout).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Save each body in the current directory under its URL's name, as curl -O: the same as
+        /// `courier download URL...` (a download task each, resumable, -C - and -J as there).
+        #[arg(
+            short = 'O',
+            long = "remote-name",
+            visible_alias = "remote-name-all",
+            conflicts_with = "output"
+        )]
+        remote_name: bool,
+        /// With -O, name each file as the server suggests (Content-Disposition), as curl -OJ.
+        #[arg(short = 'J', long = "remote-header-name", requires = "remote_name")]
+        remote_header_name: bool,
         /// POST this JSON (curl's `--json`): the body, with `Content-Type` and `Accept`
         /// `application/json` (a field given with `-H` wins). `@FILE` reads it from FILE (`@-`:
         /// standard input), up to 16 MiB; a larger body goes with `courier upload --file`.
@@ -159,6 +171,39 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: BgCommand,
     },
+}
+
+impl Command {
+    /// `get -O` (curl's `-O`, with `-J`) as the `download` it means: each body saved under its URL's
+    /// name (or, with `-J`, the server's) in the current directory, with everything a download
+    /// has (resume data, `-C -`, never replacing a file); a body `get` would send (`--json`,
+    /// `--data-binary`) goes with each request, as `get` hands it over. Any other command is
+    /// returned as it is.
+    pub(crate) fn remote_name_as_download(self, options: &mut Options) -> Command {
+        match self {
+            Command::Get {
+                urls,
+                remote_name: true,
+                remote_header_name,
+                json,
+                data_binary,
+                ..
+            } => {
+                options.json = json.is_some();
+                options.body = json.or(data_binary).map(|b| b.0);
+                Command::Download {
+                    urls,
+                    output: None,
+                    resume_data: None,
+                    save_resume_data: None,
+                    remote_header_name,
+                    continue_at: None,
+                    remote_name: true,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// `courier bg ...`.

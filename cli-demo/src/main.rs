@@ -208,6 +208,7 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
 fn main() {
     notice_panics();
     let mut cli = cli::Cli::parse_from(cli::disambiguate(std::env::args_os()));
+    cli.command = cli.command.remote_name_as_download(&mut cli.options);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("COURIER_LOG"))
         .with_writer(std::io::stderr)
@@ -233,6 +234,7 @@ fn main() {
                     output,
                     json,
                     data_binary,
+                    ..
                 } => {
                     // `-o -` is standard output, as curl and wget read it.
                     let output = output.filter(|o| o.as_os_str() != "-");

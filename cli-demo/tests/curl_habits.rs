@@ -1,7 +1,7 @@
 //! Black-box tests of `courier` used with curl's habits: `-sSfL`, `-d`, `-o -`, `-A`,
 //! `--compressed`, `-I` for a head, `-r`, `-e`, `-m`, `-v`, `-w`, `-D`, `--json`, `--data-binary`,
-//! `--data-raw`, `--create-dirs`, `-C -`, `-T` and `-H` in its empty forms, a URL typed without its
-//! scheme, and `--cacert` naming a self-signed certificate.
+//! `--data-raw`, `--create-dirs`, `-C -`, `-T`, `-O`, `-H` in its empty forms, a URL typed without
+//! its scheme, and `--cacert` naming a self-signed certificate.
 
 mod common;
 
@@ -616,4 +616,44 @@ async fn data_binary_data_raw_create_dirs_and_continue_at() {
         );
     }
     assert_eq!(offset.status.code(), Some(2));
+}
+
+/// `get -O` is curl's `-O`: each body saved in the current directory under its URL's name (a
+/// download each), `-OJ` under the server's; `-J` alone and `-O` with `-o` are usage errors, as
+/// in curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_dash_capital_o_saves_each_body_under_its_urls_name() {
+    let server = TestServer::http().await;
+    let (five, seven, named) = (
+        server.url("/bytes/5000"),
+        server.url("/bytes/7000"),
+        server.url("/disposition?value=attachment%3B%20filename%3D%22notes.txt%22"),
+    );
+    let cwd = tempfile::tempdir().unwrap();
+    let c = cwd.path().to_path_buf();
+    let (saved, by_server, j_alone, both) = tokio::task::spawn_blocking(move || {
+        let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
+        (
+            in_cwd(&["get", "-s", "--allow-http", "-O", &five, &seven]),
+            in_cwd(&["get", "-s", "--allow-http", "-OJ", &named]),
+            in_cwd(&["get", "-s", "--allow-http", "-J", &named]),
+            in_cwd(&["get", "-s", "--allow-http", "-O", "-o", "x", &named]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&saved);
+    assert!(saved.stdout.is_empty(), "no body on stdout");
+    for n in [5000, 7000] {
+        let file = std::fs::read(cwd.path().join(n.to_string())).unwrap();
+        assert_eq!(file, pattern_bytes(0, n));
+    }
+    assert_success(&by_server);
+    assert_eq!(
+        std::fs::read_to_string(cwd.path().join("notes.txt")).unwrap(),
+        "attached"
+    );
+    assert_eq!(j_alone.status.code(), Some(2));
+    assert_eq!(both.status.code(), Some(2));
+    assert!(!cwd.path().join("x").exists());
 }
