@@ -345,6 +345,10 @@ pub(crate) struct Options {
     /// The idle timeout, in seconds (default 60; 0 for none).
     #[arg(long = "timeout-request", global = true, value_name = "SECS")]
     pub(crate) timeout_request: Option<f64>,
+    /// The longest opening a connection may take (name lookup, TCP, a proxy's tunnel, TLS), in
+    /// seconds, as curl's --connect-timeout (default: the idle timeout; 0 for none).
+    #[arg(long = "connect-timeout", global = true, value_name = "SECS")]
+    pub(crate) connect_timeout: Option<f64>,
     /// The whole-task timeout, in seconds (default 7 days; 0 for none; `-m`, `--max-time`: curl's
     /// names).
     #[arg(

@@ -194,6 +194,12 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
         ),
         // A download asks for ranges of its own, to continue: a part of a file is not something
         // it can resume or save as the file.
+        // The service opens its connections with its own setting (`timeout_for_connect`).
+        (
+            o.connect_timeout.is_some() && matches!(cli.command, Command::Bg { .. }),
+            "--connect-timeout is not taken by background tasks: the service opens their \
+             connections with its own setting",
+        ),
         (
             o.range.is_some() && !get,
             "-r (--range) fetches part of a body: use it with courier get",

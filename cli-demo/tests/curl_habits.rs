@@ -657,3 +657,55 @@ async fn get_dash_capital_o_saves_each_body_under_its_urls_name() {
     assert_eq!(both.status.code(), Some(2));
     assert!(!cwd.path().join("x").exists());
 }
+
+/// `--connect-timeout` (curl's) bounds opening a connection alone: a server that takes the TCP
+/// connection and never answers the TLS handshake fails the task with -1001 "connecting timed
+/// out" after it, though the idle timeout is ten minutes. Background tasks do not take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_bounds_opening_a_connection_alone() {
+    // The kernel completes the TCP handshakes; nothing ever answers on them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://127.0.0.1:{}/", silent.local_addr().unwrap().port());
+    let (timed_out, bg) = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_courier"))
+            .args([
+                "get",
+                "-s",
+                "--timeout-request",
+                "600",
+                "--connect-timeout",
+                "0.3",
+                &url,
+            ])
+            .env("XDG_DATA_HOME", data_home())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded: without the option the task would wait out its ten-minute idle timeout.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let bg = courier(&[
+            "bg",
+            "download",
+            "--id",
+            "c",
+            "--connect-timeout",
+            "1",
+            &url,
+        ]);
+        (child.wait_with_output().unwrap(), bg)
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&timed_out.stderr);
+    assert!(
+        err.contains("timed_out -1001") && err.contains("connecting timed out"),
+        "{err}"
+    );
+    assert_eq!(bg.status.code(), Some(2));
+    drop(silent);
+}

@@ -159,6 +159,7 @@ impl CleartextPolicy {
 /// |---|---|---|
 /// | `timeout_for_request` | 60 s (idle) | same |
 /// | `timeout_for_resource` | 7 days | same |
+/// | `timeout_for_connect` | `None`: `timeout_for_request` | same |
 /// | `http_additional_headers` | none | same |
 /// | `http_maximum_connections_per_host` | 6 | same |
 /// | `extra_root_certificates` | none (Mozilla's roots only) | same |
@@ -212,6 +213,13 @@ pub struct Configuration {
     /// time: waiting for the delegate, for the rate limit or for a slow reader counts, time
     /// suspended does not. On expiry the task fails with -1001 (a download with resume data).
     pub timeout_for_resource: Duration,
+    /// The longest opening a connection may take: the name lookup, TCP, a proxy's tunnel and the
+    /// TLS handshake; past it the task fails with -1001. `None` bounds it by
+    /// `timeout_for_request`, as URLSession bounds connecting: URLSession has no connect timeout
+    /// of its own, and this is curl's `--connect-timeout` and reqwest's `connect_timeout`, for a
+    /// host that is down to fail fast without shortening the idle timeout of a slow transfer. A
+    /// background session's service opens its connections with its own setting.
+    pub timeout_for_connect: Option<Duration>,
     /// `httpAdditionalHeaders`: sent with every request, under the request's own headers (a request
     /// header replaces one of the same name, compared case-insensitively).
     pub http_additional_headers: HeaderMap,
@@ -350,6 +358,7 @@ impl Default for Configuration {
             background_daemon: None,
             is_discretionary: false,
             timeout_for_request: Duration::from_secs(60),
+            timeout_for_connect: None,
             timeout_for_resource: Duration::from_secs(7 * 24 * 60 * 60),
             http_additional_headers: HeaderMap::new(),
             http_maximum_connections_per_host: 6,

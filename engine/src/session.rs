@@ -223,7 +223,11 @@ impl Session {
         let transport = Transport::new(&TransportSettings {
             extra_roots: config.extra_root_certificates.clone(),
             max_connections_per_host: config.http_maximum_connections_per_host,
-            connect_timeout: Some(config.timeout_for_request),
+            connect_timeout: Some(
+                config
+                    .timeout_for_connect
+                    .unwrap_or(config.timeout_for_request),
+            ),
             trust,
             identities,
             proxies: Arc::new(proxies),
