@@ -60,6 +60,16 @@ pub(crate) enum Command {
             value_parser = parse_body_arg
         )]
         data_binary: Option<BodyArg>,
+        /// POST a multipart/form-data form (curl's `-F`, repeatable): `name=text`,
+        /// `name=@FILE` for a file part (`;type=TYPE`, `;filename=NAME` after the path; `@-` for
+        /// standard input), `name=<FILE` for a field holding the file's text; 16 MiB in all.
+        #[arg(
+            short = 'F',
+            long = "form",
+            value_name = "NAME=CONTENT",
+            conflicts_with_all = ["data", "data_binary", "json"]
+        )]
+        form: Vec<String>,
     },
     /// Download tasks: each URL to a file, named from the URL unless -o says otherwise. Ctrl-C
     /// (or SIGTERM) saves resume data (not in an ephemeral session, which keeps nothing on disk);
@@ -187,8 +197,13 @@ impl Command {
                 remote_header_name,
                 json,
                 data_binary,
+                form,
                 ..
             } => {
+                if !form.is_empty() {
+                    // Turned into a download as it is: the form is made when the command runs.
+                    options.form = form;
+                }
                 options.json = json.is_some();
                 options.body = json.or(data_binary).map(|b| b.0);
                 Command::Download {
@@ -336,6 +351,13 @@ pub(crate) struct Options {
     pub(crate) body: Option<Vec<u8>>,
     #[arg(skip)]
     pub(crate) json: bool,
+    /// The body's `Content-Type` where the command makes the body (`get -F`'s, naming its
+    /// boundary); a field given with `-H` wins.
+    #[arg(skip)]
+    pub(crate) body_type: Option<String>,
+    /// `get -F`'s fields, made into the body when the command runs (`form::build`).
+    #[arg(skip)]
+    pub(crate) form: Vec<String>,
     /// Permit cleartext http:// (to all hosts, or to HOST; repeatable).
     #[arg(long = "allow-http", global = true, value_name = "HOST", num_args = 0..=1, default_missing_value = "*")]
     pub(crate) allow_http: Vec<String>,

@@ -344,7 +344,10 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
     // Fields that options name (`-A`, `-e`, `-r`, `--json`): a field given with `-H` wins, as
     // with curl.
     let named = [
-        (http::header::CONTENT_TYPE, json.clone()),
+        (
+            http::header::CONTENT_TYPE,
+            json.clone().or_else(|| options.body_type.clone()),
+        ),
         (http::header::ACCEPT, json),
         (http::header::USER_AGENT, options.user_agent.clone()),
         (http::header::REFERER, options.referer.clone()),

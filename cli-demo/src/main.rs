@@ -40,6 +40,7 @@ mod daemon;
 mod demo;
 mod download;
 mod events;
+mod form;
 mod get;
 mod progress;
 mod retries;
@@ -240,12 +241,15 @@ fn main() {
                     output,
                     json,
                     data_binary,
+                    form,
                     ..
                 } => {
                     // `-o -` is standard output, as curl and wget read it.
                     let output = output.filter(|o| o.as_os_str() != "-");
                     cli.options.json = json.is_some();
                     cli.options.body = json.or(data_binary).map(|b| b.0);
+                    cli.options.form = form;
+                    form::apply(&mut cli.options)?;
                     get::run(urls, output, &cli.options).await
                 }
                 cli::Command::Download {
@@ -257,6 +261,7 @@ fn main() {
                     remote_name: _,
                     continue_at: _,
                 } => {
+                    form::apply(&mut cli.options)?;
                     let args = download::Args {
                         urls,
                         output,

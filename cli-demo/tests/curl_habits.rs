@@ -1,7 +1,8 @@
 //! Black-box tests of `courier` used with curl's habits: `-sSfL`, `-d`, `-o -`, `-A`,
 //! `--compressed`, `-I` for a head, `-r`, `-e`, `-m`, `-v`, `-w`, `-D`, `--json`, `--data-binary`,
-//! `--data-raw`, `--create-dirs`, `-C -`, `-T`, `-O`, `-H` in its empty forms, a URL typed without
-//! its scheme, and `--cacert` naming a self-signed certificate.
+//! `--data-raw`, `-F`, `--create-dirs`, `-C -`, `-T`, `-O`, `-H` in its empty forms,
+//! `--connect-timeout`, a URL typed without its scheme, and `--cacert` naming a self-signed
+//! certificate.
 
 mod common;
 
@@ -708,4 +709,106 @@ async fn connect_timeout_bounds_opening_a_connection_alone() {
     );
     assert_eq!(bg.status.code(), Some(2));
     drop(silent);
+}
+
+/// `get -F` posts the multipart form curl posts for the same fields, byte for byte but for the
+/// boundary: text, a file part (its type guessed from its name as curl guesses it, or given), a
+/// field holding a file's text, standard input, a file name with a quote. A form over 16 MiB is a
+/// usage error, and so is `-F` beside `-d`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_capital_f_posts_the_form_curl_posts() {
+    let server = TestServer::http().await;
+    let echo = server.url("/echo");
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("pic.png"), b"PNGDATA").unwrap();
+    std::fs::write(cwd.path().join("notes.txt"), b"inner\r\ntext").unwrap();
+    std::fs::write(cwd.path().join("model.bin"), pattern_bytes(0, 3000)).unwrap();
+    std::fs::File::create(cwd.path().join("huge.bin"))
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    let c = cwd.path().to_path_buf();
+    let fields = [
+        "name=value with spaces",
+        "img=@pic.png",
+        "v=<notes.txt",
+        "t=@notes.txt;type=text/x-mine;filename=other.txt",
+        "q=@model.bin;filename=we\"ird.bin",
+        "s=@-",
+        "m=@model.bin",
+    ];
+    let (ours, curls, huge, mixed) = tokio::task::spawn_blocking(move || {
+        let run = |program: &str, first: &[&str]| {
+            use std::io::Write;
+            let mut args: Vec<&str> = first.to_vec();
+            for f in fields {
+                args.extend(["-F", f]);
+            }
+            args.push(&echo);
+            let mut child = std::process::Command::new(program)
+                .args(&args)
+                .current_dir(&c)
+                .env("XDG_DATA_HOME", data_home())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .ok()?;
+            child.stdin.take()?.write_all(b"from stdin\n").unwrap();
+            Some(child.wait_with_output().unwrap())
+        };
+        let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
+        (
+            run(
+                env!("CARGO_BIN_EXE_courier"),
+                &["get", "-s", "--allow-http"],
+            )
+            .unwrap(),
+            run("curl", &["-s"]),
+            in_cwd(&[
+                "get",
+                "-s",
+                "--allow-http",
+                "-F",
+                "f=@huge.bin",
+                "http://a.test/",
+            ]),
+            in_cwd(&[
+                "get",
+                "-s",
+                "--allow-http",
+                "-F",
+                "a=b",
+                "-d",
+                "x",
+                "http://a.test/",
+            ]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&ours);
+    let body = String::from_utf8_lossy(&ours.stdout).into_owned();
+    let boundary = |text: &str| text.lines().next().unwrap_or("").to_owned();
+    for part in [
+        "Content-Disposition: form-data; name=\"name\"\r\n\r\nvalue with spaces\r\n",
+        "name=\"img\"; filename=\"pic.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n",
+        "name=\"v\"\r\n\r\ninner\r\ntext\r\n",
+        "name=\"q\"; filename=\"we%22ird.bin\"\r\nContent-Type: application/octet-stream\r\n",
+        "name=\"s\"; filename=\"-\"\r\n\r\nfrom stdin\n\r\n",
+    ] {
+        assert!(body.contains(part), "{part:?} in {body}");
+    }
+    assert!(body.ends_with(&format!("{}--\r\n", boundary(&body))));
+    // curl is the reference where it is installed (tests/run.sh installs it).
+    if let Some(curls) = curls {
+        let theirs = String::from_utf8_lossy(&curls.stdout).into_owned();
+        assert_eq!(
+            body.replace(&boundary(&body), "B"),
+            theirs.replace(&boundary(&theirs), "B")
+        );
+    }
+    assert_eq!(huge.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&huge.stderr).contains("larger than 16 MiB"));
+    assert_eq!(mixed.status.code(), Some(2));
 }
