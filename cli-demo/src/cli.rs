@@ -336,7 +336,8 @@ pub(crate) struct Options {
     /// Request method.
     #[arg(short = 'X', long = "request", global = true, value_name = "METHOD")]
     pub(crate) method: Option<String>,
-    /// Request body, sent as it is (`--data-raw`: curl's name for that).
+    /// Request body, sent as it is (`--data-raw`: curl's name for that); repeated, the parts are
+    /// joined with `&`, as curl joins them.
     #[arg(
         short = 'd',
         long,
@@ -344,7 +345,17 @@ pub(crate) struct Options {
         global = true,
         value_name = "TEXT"
     )]
-    pub(crate) data: Option<String>,
+    pub(crate) data: Vec<String>,
+    /// A part of the body, URL-encoded as curl's --data-urlencode: `CONTENT`, `=CONTENT`,
+    /// `NAME=CONTENT`, `@FILE` or `NAME@FILE` (repeatable; joined with `&` after the -d parts).
+    #[arg(long = "data-urlencode", global = true, value_name = "DATA")]
+    pub(crate) data_urlencode: Vec<String>,
+    /// Send the -d and --data-urlencode parts as the URL's query of a GET, as curl's -G.
+    #[arg(short = 'G', long = "get", global = true)]
+    pub(crate) query: bool,
+    /// The -d and --data-urlencode parts, joined (`common::join_data`, once per command).
+    #[arg(skip)]
+    pub(crate) data_text: Option<String>,
     /// `get --json`'s or `--data-binary`'s body (set from the `get` command's arguments, not
     /// options of every command: `bg list --json` is another one), and whether it is JSON.
     #[arg(skip)]

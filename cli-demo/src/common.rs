@@ -364,8 +364,30 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
             request.headers_mut().insert(name, value);
         }
     }
+    if options.query {
+        if options.body.is_some() {
+            return Err(Failure::usage(
+                "-G sends the -d and --data-urlencode parts in the URL: a --json, --data-binary \
+                 or -F body cannot go there"
+                    .into(),
+            ));
+        }
+        if let Some(data) = &options.data_text
+            && let Some(url) = request.url()
+        {
+            // Into the query, after what the URL has there, as curl appends it.
+            let mut url = url.clone();
+            let query = match url.query() {
+                Some(q) if !q.is_empty() => format!("{q}&{data}"),
+                _ => data.clone(),
+            };
+            url.set_query(Some(&query));
+            request.set_url(url);
+        }
+        return Ok(request);
+    }
     let body = options
-        .data
+        .data_text
         .as_ref()
         .map(|d| d.as_bytes())
         .or(options.body.as_deref());
@@ -407,16 +429,76 @@ pub(crate) fn check_request_options(urls: &[String], options: &Options) -> Resul
 /// `-d @NAME` would send the file. When such a file is there, a note on stderr says which was
 /// meant and how to send the file, so a curl habit does not send a file name in silence.
 pub(crate) fn note_data_naming_a_file(options: &Options) {
-    if let Some(name) = options.data.as_deref().and_then(|d| d.strip_prefix('@'))
-        && !name.is_empty()
-        && std::path::Path::new(name).is_file()
-    {
+    for name in options.data.iter().filter_map(|d| d.strip_prefix('@')) {
+        if name.is_empty() || !std::path::Path::new(name).is_file() {
+            continue;
+        }
         say!(
             "courier: note: --data sends the text {:?} as it is; to send the file {name}, use \
              `--data-binary @{name}` (or `courier upload --file {name} -X POST URL`)",
             format!("@{name}")
         );
     }
+}
+
+/// `content` as `--data-urlencode` encodes it, the same bytes curl 7.88 sends: RFC 3986's
+/// unreserved characters as they are, a space as `+` (the form encoding's), any other byte as
+/// `%hh`.
+fn url_encoded(content: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(content.len() * 3);
+    for &b in content {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => {
+                let _ = write!(out, "%{b:02x}");
+            }
+        }
+    }
+    out
+}
+
+/// Joins the `-d` parts and the `--data-urlencode` ones (encoded as curl encodes them: `CONTENT`,
+/// `=CONTENT`, `NAME=CONTENT`, `@FILE`, `NAME@FILE`, a file's content read whole, at most 16
+/// MiB) with `&` into `options.data_text`: once per command, not once per request.
+///
+/// # Errors
+/// A file that cannot be read, or is larger than 16 MiB.
+pub(crate) fn join_data(options: &mut Options) -> Result<(), Failure> {
+    use crate::cli::{TooLong, read_bounded_arg};
+    if options.data.is_empty() && options.data_urlencode.is_empty() {
+        return Ok(());
+    }
+    let mut parts = options.data.clone();
+    for item in &options.data_urlencode {
+        let (name, content) = match item.split_once(['=', '@']) {
+            // `NAME=CONTENT` and `=CONTENT`; `NAME@FILE` and `@FILE`. A name has no `=` or `@`, so
+            // the first of either separates it.
+            Some((name, rest)) if item.as_bytes()[name.len()] == b'@' => {
+                let bytes = read_bounded_arg(rest, 16 << 20).map_err(|e| match e {
+                    TooLong::Read(e) => Failure::usage(format!("--data-urlencode {item:?}: {e}")),
+                    TooLong::Over(max) => Failure::usage(format!(
+                        "--data-urlencode {item:?}: the file is larger than {} MiB",
+                        max >> 20
+                    )),
+                })?;
+                (name, bytes)
+            }
+            Some((name, rest)) => (name, rest.as_bytes().to_vec()),
+            None => ("", item.as_bytes().to_vec()),
+        };
+        let encoded = url_encoded(&content);
+        parts.push(if name.is_empty() {
+            encoded
+        } else {
+            format!("{name}={encoded}")
+        });
+    }
+    options.data_text = Some(parts.join("&"));
+    Ok(())
 }
 
 /// The longest line `-i FILE` reads: curl's limit for a URL (`CURL_MAX_INPUT_LENGTH`). A file

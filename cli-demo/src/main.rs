@@ -195,6 +195,10 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
         ),
         // A download asks for ranges of its own, to continue: a part of a file is not something
         // it can resume or save as the file.
+        (
+            o.query && !fetch,
+            "-G (--get) sends the -d parts in a GET's URL: use it with courier get or download",
+        ),
         // The service opens its connections with its own setting (`timeout_for_connect`).
         (
             o.connect_timeout.is_some() && matches!(cli.command, Command::Bg { .. }),
@@ -216,6 +220,10 @@ fn main() {
     notice_panics();
     let mut cli = cli::Cli::parse_from(cli::disambiguate(std::env::args_os()));
     cli.command = cli.command.remote_name_as_download(&mut cli.options);
+    if let Err(e) = common::join_data(&mut cli.options) {
+        say!("courier: {}", e.0);
+        std::process::exit(ExitCode::Usage.code());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("COURIER_LOG"))
         .with_writer(std::io::stderr)

@@ -152,7 +152,7 @@ fn source(args: &Args, options: &Options) -> Result<(Source, String), Failure> {
         Some(path) if path.as_os_str() == "-" => stdin_file().or(Some(path.to_owned())),
         other => other.map(Path::to_owned),
     };
-    let (body, label) = match (&file, &options.data) {
+    let (body, label) = match (&file, &options.data_text) {
         (Some(path), _) if path.as_os_str() == "-" => (UploadBody::Stream, "stdin".to_owned()),
         (Some(path), _) => (
             UploadBody::File(path.clone()),

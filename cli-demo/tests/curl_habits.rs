@@ -812,3 +812,56 @@ async fn dash_capital_f_posts_the_form_curl_posts() {
     assert!(String::from_utf8_lossy(&huge.stderr).contains("larger than 16 MiB"));
     assert_eq!(mixed.status.code(), Some(2));
 }
+
+/// `-d` repeats, joined with `&`; `--data-urlencode` encodes its parts as curl does (`NAME=TEXT`,
+/// `=TEXT`, `NAME@FILE`); `-G` sends them all in a GET's query, after what the URL has there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_capital_g_and_data_urlencode_are_curls() {
+    let server = TestServer::http().await;
+    let (bytes, echo) = (server.url("/bytes/10?x=0"), server.url("/echo"));
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("q.txt"), "file content&x").unwrap();
+    let c = cwd.path().to_path_buf();
+    let (queried, posted, upload) = tokio::task::spawn_blocking(move || {
+        let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
+        let parts = [
+            "-d",
+            "a=1",
+            "-d",
+            "b=2",
+            "--data-urlencode",
+            "q=hello world/ü",
+            "--data-urlencode",
+            "f@q.txt",
+            "--data-urlencode",
+            "=lone&",
+        ];
+        let mut get = vec!["get", "-s", "--allow-http", "-G", "-o", "/dev/null"];
+        get.extend(parts);
+        get.extend(["-w", "%{url_effective} %{http_code}", &bytes]);
+        let mut post = vec!["get", "-s", "--allow-http"];
+        post.extend(parts);
+        post.push(&echo);
+        (
+            in_cwd(&get),
+            in_cwd(&post),
+            in_cwd(&["upload", "--allow-http", "-G", "-d", "x", &echo]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&queried);
+    let line = String::from_utf8_lossy(&queried.stdout).into_owned();
+    assert!(
+        line.ends_with(
+            "/bytes/10?x=0&a=1&b=2&q=hello+world%2f%c3%bc&f=file+content%26x&lone%26 200"
+        ),
+        "{line}"
+    );
+    assert_success(&posted);
+    assert_eq!(
+        String::from_utf8_lossy(&posted.stdout),
+        "a=1&b=2&q=hello+world%2f%c3%bc&f=file+content%26x&lone%26"
+    );
+    assert_eq!(upload.status.code(), Some(2));
+}
