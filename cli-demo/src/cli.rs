@@ -441,12 +441,19 @@ pub(crate) struct Options {
     #[arg(
         short = 'j',
         long = "parallel",
+        visible_alias = "parallel-max",
         global = true,
         value_name = "N",
         default_value_t = 1,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024)
     )]
     pub(crate) parallel: usize,
+    /// Run the tasks at once, up to 50 (or -j N), as curl's -Z.
+    #[arg(short = 'Z', global = true)]
+    pub(crate) parallel_default: bool,
+    /// A URL to fetch besides those given as arguments (repeatable), as curl's --url.
+    #[arg(long = "url", id = "more_urls", global = true, value_name = "URL")]
+    pub(crate) url: Vec<String>,
     /// Exit 22 when the final HTTP status is 400 or above.
     #[arg(short = 'f', long, global = true)]
     pub(crate) fail: bool,

@@ -506,8 +506,9 @@ pub(crate) fn join_data(options: &mut Options) -> Result<(), Failure> {
 /// the memory.
 const LONGEST_URL_LINE: u64 = 8_000_000;
 
-/// The URLs from the arguments, then from `-i FILE`.
+/// The URLs from the arguments, then from `--url`, then from `-i FILE`.
 pub(crate) fn urls(mut urls: Vec<String>, options: &Options) -> Result<Vec<String>, Failure> {
+    urls.extend(options.url.iter().cloned());
     if let Some(file) = &options.input_file {
         let mut reader: Box<dyn BufRead> = if file == "-" {
             Box::new(io::BufReader::new(io::stdin()))

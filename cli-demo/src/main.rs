@@ -196,6 +196,10 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
         // A download asks for ranges of its own, to continue: a part of a file is not something
         // it can resume or save as the file.
         (
+            !o.url.is_empty() && !fetch,
+            "--url names more URLs to fetch: use it with courier get or download",
+        ),
+        (
             o.query && !fetch,
             "-G (--get) sends the -d parts in a GET's URL: use it with courier get or download",
         ),
@@ -220,6 +224,10 @@ fn main() {
     notice_panics();
     let mut cli = cli::Cli::parse_from(cli::disambiguate(std::env::args_os()));
     cli.command = cli.command.remote_name_as_download(&mut cli.options);
+    if cli.options.parallel_default && cli.options.parallel == 1 {
+        // curl's `-Z`: its default most at once.
+        cli.options.parallel = 50;
+    }
     if let Err(e) = common::join_data(&mut cli.options) {
         say!("courier: {}", e.0);
         std::process::exit(ExitCode::Usage.code());

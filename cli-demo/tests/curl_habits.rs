@@ -865,3 +865,36 @@ async fn dash_capital_g_and_data_urlencode_are_curls() {
     );
     assert_eq!(upload.status.code(), Some(2));
 }
+
+/// `--url` adds URLs to fetch and `-Z` runs them at once (`--parallel-max N` is `-j N`), as in
+/// curl; `--url` means nothing to `upload`, which says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_capital_z_and_url_are_curls() {
+    let server = TestServer::http().await;
+    let (a, b) = (server.url("/bytes/3"), server.url("/bytes/4"));
+    let (both, limited, upload) = tokio::task::spawn_blocking(move || {
+        let fetch = |extra: &[&str]| {
+            let mut args = vec!["get", "-s", "--allow-http", "-o", "/dev/null", "-w"];
+            args.extend(["%{url_effective}\n", "--url", &a, "--url", &b]);
+            args.extend(extra);
+            courier(&args)
+        };
+        (
+            fetch(&["-Z"]),
+            fetch(&["--parallel-max", "2"]),
+            courier(&["upload", "--url", &a, "--data", "x", &b]),
+        )
+    })
+    .await
+    .unwrap();
+    for out in [&both, &limited] {
+        assert_success(out);
+        let mut seen: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.rsplit('/').next().unwrap_or("").to_owned())
+            .collect();
+        seen.sort();
+        assert_eq!(seen, ["3", "4"]);
+    }
+    assert_eq!(upload.status.code(), Some(2));
+}
