@@ -63,6 +63,25 @@ async fn a_stale_response_is_revalidated_and_a_304_is_answered_from_the_cache() 
     assert_http_date(&response);
 }
 
+/// A 304 without the validator the stored response has (Python's `http.server` sends one with
+/// only `Date` and `Server`) still answers the cache's revalidation with the stored 200: it
+/// answered with the 304's status and fields over the stored body.
+#[tokio::test]
+async fn a_304_without_validators_is_answered_with_the_stored_response() {
+    let server = TestServer::http().await;
+    let session = Session::new(config()).unwrap();
+    let url = server.url("/cache/revalidate-bare");
+    let (first, stored) = session.data(url.as_str()).await.unwrap();
+    let (again, response) = session.data(url.as_str()).await.unwrap();
+    assert_eq!(again, first, "the cached body");
+    assert_eq!(response.status(), 200, "the stored response, not the 304");
+    assert_eq!(response.headers()["etag"], stored.headers()["etag"]);
+    assert_eq!(
+        response.headers()["content-length"],
+        first.len().to_string().as_str()
+    );
+}
+
 /// A response served from the cache carries a `Date` in HTTP's own form (RFC 9110's IMF-fixdate,
 /// `... GMT`), as a server's, not RFC 2822's (`... +0000`).
 fn assert_http_date(response: &courier_engine::Response) {

@@ -219,7 +219,8 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
         "cache" => {
             // `/cache/max-age/N`, `/cache/no-store`, `/cache/revalidate`: a body that differs on every
             // answer (so a test can tell a cached one), with those caching rules. `revalidate`
-            // answers 304 (with `x-revalidated: yes`) to `If-None-Match: "r1"`.
+            // answers 304 (with `x-revalidated: yes`) to `If-None-Match: "r1"`;
+            // `revalidate-bare` too, with no `ETag` on its 304 (as Python's `http.server`).
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
@@ -237,7 +238,8 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
                 .headers()
                 .get(http::header::IF_NONE_MATCH)
                 .is_some_and(|v| v.as_bytes() == etag.as_bytes());
-            let mut r = if matched && arg == "revalidate" {
+            let revalidating = arg.starts_with("revalidate");
+            let mut r = if matched && revalidating {
                 let mut r = full(StatusCode::NOT_MODIFIED, "");
                 r.headers_mut()
                     .insert("x-revalidated", http::HeaderValue::from_static("yes"));
@@ -249,7 +251,9 @@ async fn answer(req: Request<Incoming>) -> Response<Body> {
             if let Ok(v) = http::HeaderValue::from_str(&control) {
                 h.insert(http::header::CACHE_CONTROL, v);
             }
-            h.insert(http::header::ETAG, http::HeaderValue::from_static(etag));
+            if !(matched && arg == "revalidate-bare") {
+                h.insert(http::header::ETAG, http::HeaderValue::from_static(etag));
+            }
             r
         }
         // Both read every byte (a server that answers first would let a client skip the body);

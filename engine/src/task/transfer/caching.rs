@@ -155,7 +155,15 @@ impl Run {
         }
     }
 
-    /// A 304 to a revalidation: the cached entry, with its headers refreshed, answers.
+    /// A 304 to a revalidation: the cached entry, with its headers refreshed, answers, with the
+    /// status it was stored with (a 200), as URLSession delivers it: the application asked for
+    /// the resource, not for the cache's conditional request.
+    ///
+    /// A 304 whose validators do not select the entry (RFC 9111 4.3.4: a server that answers
+    /// with no `ETag` or `Last-Modified`, as Python's `http.server` does, though the entry has
+    /// one) updates nothing, but still says the entry the cache asked about is current: the entry
+    /// answers as it was stored. (It answered with the 304's status and fields over the stored
+    /// body: a `304` with no `Content-Type` to a `get`.)
     pub(super) fn revalidated(
         &self,
         entry: &Entry,
@@ -168,8 +176,7 @@ impl Run {
                 .policy
                 .after_response(&RequestHead(head), &ResponseHead(response), now)
             {
-                AfterResponse::NotModified(policy, parts)
-                | AfterResponse::Modified(policy, parts) => Entry {
+                AfterResponse::NotModified(policy, parts) => Entry {
                     policy,
                     response: Response::new(
                         self.url.clone(),
@@ -179,6 +186,12 @@ impl Run {
                     ),
                     body: entry.body.clone(),
                 },
+                AfterResponse::Modified(..) => {
+                    return CachedResponse {
+                        response: entry.response.clone(),
+                        data: entry.body.clone(),
+                    };
+                }
             };
         let served = CachedResponse {
             response: fresh.response.clone(),
