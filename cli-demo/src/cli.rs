@@ -488,7 +488,7 @@ pub(crate) struct Options {
     pub(crate) retry_delay: Option<std::time::Duration>,
     /// `get`, `download` and `upload`: after each task, write FORMAT to standard output with
     /// curl's `%{name}` variables filled in (`%{http_code}`, `%{url_effective}`,
-    /// `%{size_download}`, `%{time_total}`, `%{header{NAME}}`, `%{json}`...; `\n` a new line,
+    /// `%{size_download}`, `%{time_total}`, `%header{NAME}`, `%{json}`...; `\n` a new line,
     /// `%%` a percent sign). `@FILE` reads FORMAT from FILE (`@-`: standard input). An unknown
     /// variable is a usage error
     #[arg(

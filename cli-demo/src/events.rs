@@ -115,6 +115,8 @@ pub(crate) struct CliDelegate {
     checks_names: AtomicBool,
     /// `-w`: a line after each task, and what standard output holds besides.
     write_out: Option<(WriteOut, Stdout)>,
+    /// `get -o FILE`: the file every body goes to (`-w`'s `%{filename_effective}`).
+    body_file: Option<PathBuf>,
     /// `-D`: each response head is written (to `Inner::dump`).
     dumps: bool,
     /// A finished download that cannot be saved where it goes (a full disk, a directory in the
@@ -210,6 +212,7 @@ impl CliDelegate {
             logs: events.is_some(),
             verbose: false,
             retrying: false,
+            body_file: None,
             inner: Mutex::new(Inner {
                 seq: 0,
                 events,
@@ -476,6 +479,11 @@ impl CliDelegate {
     /// file (a download's is not saved, a data task's not written).
     pub(crate) fn set_retried_on_status(&self, task: u64) {
         self.inner().retried_on_status.insert(task);
+    }
+
+    /// Every body goes to the file `path` (`get -o`), which `-w` names.
+    pub(crate) fn set_body_file(&mut self, path: PathBuf) {
+        self.body_file = Some(path);
     }
 
     /// Downloads without a destination of their own go into `dir`, named from their URL

@@ -49,6 +49,9 @@ pub(crate) async fn run(
         Arc::new(Progress::new(quiet)),
     );
     delegate.apply(options)?;
+    if let Some(path) = &output {
+        delegate.set_body_file(path.clone());
+    }
     delegate.report_to(
         options,
         match output {

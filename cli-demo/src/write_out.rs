@@ -1,6 +1,7 @@
 //! `-w FORMAT` (`--write-out`, curl's): a line of the caller's making after each task, with
 //! `%{name}` replaced by what the task did (`%{http_code}`, `%{time_total}`, `%{size_download}`,
-//! `%{header{name}}`, `%{json}`...), so a script reads one field without the event stream.
+//! `%header{name}` (curl's; `%{header{name}}` too), `%{json}`...), so a script reads one field
+//! without the event stream.
 //!
 //! The format is read once, when the command starts: a name curl does not know, or one Courier
 //! does not report, is a usage error there, not an empty field after the transfer. The values
@@ -166,6 +167,19 @@ impl WriteOut {
                     literal.push('%');
                     rest = &after[1..];
                 }
+                // curl's `%header{name}` (`%{header{name}}` is Courier's older spelling).
+                '%' if after.starts_with("header{") => {
+                    let inner = &after["header{".len()..];
+                    let end = inner
+                        .find('}')
+                        .ok_or_else(|| "-w: %header{NAME} is not closed".to_owned())?;
+                    let name = header_name(&inner[..end])?;
+                    if !literal.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut literal)));
+                    }
+                    pieces.push(Piece::Header(name));
+                    rest = &inner[end + 1..];
+                }
                 '%' if after.starts_with('{') => {
                     let (piece, next) = variable(&after[1..])?;
                     if !literal.is_empty() {
@@ -201,16 +215,21 @@ impl WriteOut {
     }
 }
 
+/// A header name `-w` names, checked.
+fn header_name(name: &str) -> Result<String, String> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("-w: {name:?} is not a header name"))?;
+    Ok(name.to_owned())
+}
+
 /// The variable whose name starts `text` (after `%{`), and the text after its `}`.
 fn variable(text: &str) -> Result<(Piece, &str), String> {
     if let Some(inner) = text.strip_prefix("header{") {
         let end = inner
             .find("}}")
             .ok_or_else(|| "-w: %{header{NAME}} is not closed".to_owned())?;
-        let name = &inner[..end];
-        http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("-w: {name:?} is not a header name"))?;
-        return Ok((Piece::Header(name.to_owned()), &inner[end + 2..]));
+        let name = header_name(&inner[..end])?;
+        return Ok((Piece::Header(name), &inner[end + 2..]));
     }
     let end = text
         .find('}')
@@ -298,17 +317,18 @@ fn value(var: Var, o: &Outcome<'_>) -> Val {
             "{:03}",
             o.response.map_or(0, |r| r.status().as_u16())
         )),
-        Var::HttpVersion => text(o.response.map(|r| {
-            match r.version() {
-                http::Version::HTTP_09 => "0.9",
-                http::Version::HTTP_10 => "1",
-                http::Version::HTTP_11 => "1.1",
-                http::Version::HTTP_2 => "2",
-                http::Version::HTTP_3 => "3",
-                _ => "",
+        // curl's 0: no response.
+        Var::HttpVersion => Val::Text(
+            match o.response.map(Response::version) {
+                Some(http::Version::HTTP_09) => "0.9",
+                Some(http::Version::HTTP_10) => "1",
+                Some(http::Version::HTTP_11) => "1.1",
+                Some(http::Version::HTTP_2) => "2",
+                Some(http::Version::HTTP_3) => "3",
+                _ => "0",
             }
-            .to_owned()
-        })),
+            .to_owned(),
+        ),
         Var::Json => Val::Text(json(o).to_string()),
         Var::LocalIp => text(t.and_then(|t| t.local_address).map(|a| a.ip().to_string())),
         Var::LocalPort => Val::Number(
@@ -470,6 +490,15 @@ mod tests {
             parsed("%{response_code}").0,
             vec![Piece::Var(Var::HttpCode)]
         );
+        // curl's own spelling of a header (curl refuses `%{header{...}}`).
+        assert_eq!(
+            parsed("<%header{content-type}>").0,
+            vec![
+                Piece::Text("<".to_owned()),
+                Piece::Header("content-type".to_owned()),
+                Piece::Text(">".to_owned())
+            ]
+        );
     }
 
     #[test]
@@ -489,7 +518,14 @@ mod tests {
 
     #[test]
     fn a_name_it_does_not_know_is_refused_at_once() {
-        for bad in ["%{nope}", "%{http_code", "%{header{X}", "%{header{a b}}"] {
+        for bad in [
+            "%{nope}",
+            "%{http_code",
+            "%{header{X}",
+            "%{header{a b}}",
+            "%header{X",
+            "%header{a b}",
+        ] {
             assert!(WriteOut::parse_text(bad).is_err(), "{bad}");
         }
         let e = WriteOut::parse_text("%{htp_code}").unwrap_err();
@@ -511,11 +547,11 @@ mod tests {
             sent: 0,
         };
         let w = parsed(
-            "%{http_code}|%{exitcode}|%{errormsg}|%{url_effective}|%{size_download}|%{time_total}|%{scheme}",
+            "%{http_code}|%{exitcode}|%{errormsg}|%{url_effective}|%{size_download}|%{time_total}|%{scheme}|%{http_version}",
         );
         assert_eq!(
             w.render(&o),
-            "000|1|could not connect|http://127.0.0.1:9/x|0|0.000000|http"
+            "000|1|could not connect|http://127.0.0.1:9/x|0|0.000000|http|0"
         );
     }
 

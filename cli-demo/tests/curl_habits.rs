@@ -321,7 +321,8 @@ async fn dash_w_writes_out_what_each_task_did() {
                     "-o",
                     "out",
                     "-w",
-                    "%{http_code}",
+                    // curl's `%header{...}`, and the file the body went to.
+                    "%{http_code} %{filename_effective} %header{content-length}",
                     "--allow-http",
                     &chain,
                 ]),
@@ -364,7 +365,8 @@ async fn dash_w_writes_out_what_each_task_did() {
     );
     assert_success(&to_file);
     assert_eq!(
-        to_file.stdout, b"200",
+        String::from_utf8_lossy(&to_file.stdout),
+        "200 out 12",
         "the bodies went to the file, the line to stdout"
     );
     assert_eq!(

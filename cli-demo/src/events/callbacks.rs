@@ -305,7 +305,8 @@ impl TaskDelegate for CliDelegate {
                 file: saved
                     .as_ref()
                     .and_then(|s| s.as_ref().ok())
-                    .map(PathBuf::as_path),
+                    .map(PathBuf::as_path)
+                    .or(self.body_file.as_deref()),
                 received: task.bytes_received(),
                 sent: task.bytes_sent(),
             };
