@@ -484,7 +484,7 @@ fn resume_path(args: &Args, options: &Options, destination: &Path) -> Option<Pat
 
 /// Keeps a finished download that could not be saved at `to` (a full disk, a directory in the
 /// way): moved into `kept/` beside it in the session's directory (0700, as that directory), under
-/// `to`'s name, or `NAME-2` and on when that is taken. [`move_into_place`] with
+/// `to`'s name, or numbered (`a-2.bin`, [`unique`]'s way) when that is taken. [`move_into_place`] with
 /// [`Existing::Keep`] never replaces a file kept earlier. `None` when even that fails.
 ///
 /// [`move_into_place`]: courier_storage::write::move_into_place
@@ -502,7 +502,7 @@ pub(crate) fn keep_unsaved(location: &Path, to: &Path) -> Option<PathBuf> {
     (1..1000).find_map(|n| {
         let kept = match n {
             1 => dir.join(&name),
-            n => dir.join(format!("{name}-{n}")),
+            n => dir.join(numbered(&name, n)),
         };
         match move_into_place(location, &kept, Existing::Keep) {
             Ok(()) => Some(Some(kept)),
@@ -512,16 +512,40 @@ pub(crate) fn keep_unsaved(location: &Path, to: &Path) -> Option<PathBuf> {
     })?
 }
 
-/// `dir/name`, or `dir/name-2`, `dir/name-3`... when another download of this command has it.
+/// `dir/name`, or `dir/stem-2.ext`, `dir/stem-3.ext`... when another download of this command has
+/// it: the number goes before the extension, which keeps saying what the file is (`a-2.bin`,
+/// `src-2.tar.gz`).
 pub(crate) fn unique(dir: &Path, name: &str, used: &mut HashSet<PathBuf>) -> PathBuf {
     let mut candidate = dir.join(name);
     let mut n = 2;
     while used.contains(&candidate) {
-        candidate = dir.join(format!("{name}-{n}"));
+        candidate = dir.join(numbered(name, n));
         n += 1;
     }
     used.insert(candidate.clone());
     candidate
+}
+
+/// `name` with the number `n` before its extension: `a-2.bin`, `src-2.tar.gz`, `README-2`.
+fn numbered(name: &str, n: u32) -> String {
+    let (stem, extension) = split_extension(name);
+    format!("{stem}-{n}{extension}")
+}
+
+/// `name` as its stem and its extension with the dot (empty when it has none): the last dot's,
+/// or a compressed tarball's two (`.tar.gz`). A name that starts with its only dot has none.
+fn split_extension(name: &str) -> (&str, &str) {
+    const DOUBLE: [&str; 5] = [".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst", ".tar.lz"];
+    let lower = name.to_ascii_lowercase();
+    let at = DOUBLE
+        .iter()
+        .find(|d| lower.ends_with(*d) && lower.len() > d.len())
+        .map(|d| name.len() - d.len())
+        .or_else(|| name.rfind('.').filter(|&i| i > 0));
+    match at {
+        Some(i) => name.split_at(i),
+        None => (name, ""),
+    }
 }
 
 /// A file name for `url`: its last path segment, percent-decoded and reduced to one plain name (no
@@ -581,6 +605,17 @@ mod tests {
         let mut used = HashSet::new();
         let dir = Path::new("out");
         assert_eq!(unique(dir, "a.bin", &mut used), dir.join("a.bin"));
-        assert_eq!(unique(dir, "a.bin", &mut used), dir.join("a.bin-2"));
+        assert_eq!(unique(dir, "a.bin", &mut used), dir.join("a-2.bin"));
+        assert_eq!(unique(dir, "a.bin", &mut used), dir.join("a-3.bin"));
+        for (name, second) in [
+            ("src.tar.gz", "src-2.tar.gz"),
+            ("v1.2.zip", "v1.2-2.zip"),
+            ("README", "README-2"),
+            ("bashrc", "bashrc-2"),
+            ("tar.gz", "tar-2.gz"),
+        ] {
+            unique(dir, name, &mut used);
+            assert_eq!(unique(dir, name, &mut used), dir.join(second), "{name}");
+        }
     }
 }

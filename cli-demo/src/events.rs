@@ -183,8 +183,8 @@ impl Inner {
         }
     }
 
-    /// `dir/name`, or `dir/name-2`, `dir/name-3`... past the files this command's downloads were
-    /// saved as.
+    /// `dir/name`, or numbered (`dir/a-2.bin`, `dir/a-3.bin`...) past the files this command's
+    /// downloads were saved as.
     fn unsaved_name(&self, dir: &Path, name: &str) -> PathBuf {
         let mut taken: HashSet<PathBuf> = self
             .saved
@@ -465,8 +465,8 @@ impl CliDelegate {
     }
 
     /// `task`'s file goes into `dir`, under the name its response suggests (`-J`); a name
-    /// another download of this run took gets a `-2`, `-3`... suffix, and one a file has already
-    /// stops the download at its first bytes.
+    /// another download of this run took gets a number (`a-2.bin`, `a-3.bin`...), and one a file
+    /// has already stops the download at its first bytes.
     pub(crate) fn set_destination_by_response(&self, task: &DownloadTask, dir: PathBuf) {
         let mut inner = self.inner();
         let id = task.info().id();

@@ -117,7 +117,7 @@ async fn parallel_downloads_land_in_the_output_directory() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["a.bin", "a.bin-2", "b.bin", "c.bin"]);
+    assert_eq!(names, ["a-2.bin", "a.bin", "b.bin", "c.bin"]);
     for n in &names {
         let bytes = std::fs::read(cwd.path().join("out").join(n)).unwrap();
         assert!(bytes == server.content(), "{n}");
