@@ -62,7 +62,8 @@ pub(crate) enum Command {
         data_binary: Option<BodyArg>,
         /// POST a multipart/form-data form (curl's `-F`, repeatable): `name=text`,
         /// `name=@FILE` for a file part (`;type=TYPE`, `;filename=NAME` after the path; `@-` for
-        /// standard input), `name=<FILE` for a field holding the file's text; 16 MiB in all.
+        /// standard input), `name=<FILE` for a field holding the file's text; a file part of
+        /// any size is streamed from its file.
         #[arg(
             short = 'F',
             long = "form",
@@ -366,9 +367,12 @@ pub(crate) struct Options {
     /// boundary); a field given with `-H` wins.
     #[arg(skip)]
     pub(crate) body_type: Option<String>,
-    /// `get -F`'s fields, made into the body when the command runs (`form::build`).
+    /// `get -F`'s fields, made into the body when the command runs (`form::apply`).
     #[arg(skip)]
     pub(crate) form: Vec<String>,
+    /// A `-F` form too large to hold, streamed as each task's body (`form::apply`).
+    #[arg(skip)]
+    pub(crate) form_stream: Option<std::sync::Arc<crate::form::Form>>,
     /// Permit cleartext http:// (to all hosts, or to HOST; repeatable).
     #[arg(long = "allow-http", global = true, value_name = "HOST", num_args = 0..=1, default_missing_value = "*")]
     pub(crate) allow_http: Vec<String>,

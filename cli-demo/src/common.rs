@@ -365,7 +365,7 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
         }
     }
     if options.query {
-        if options.body.is_some() {
+        if options.body.is_some() || options.form_stream.is_some() {
             return Err(Failure::usage(
                 "-G sends the -d and --data-urlencode parts in the URL: a --json, --data-binary \
                  or -F body cannot go there"
@@ -393,6 +393,16 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
         .or(options.body.as_deref());
     if let Some(body) = body {
         request.set_body(body.to_vec());
+        if options.method.is_none() {
+            request.set_method(Method::POST);
+        }
+    }
+    // A form streamed from its files: its length counted beforehand, as curl sends it (not
+    // chunked, which some servers refuse for a form).
+    if let Some(form) = &options.form_stream {
+        request
+            .headers_mut()
+            .insert(http::header::CONTENT_LENGTH, form.length().into());
         if options.method.is_none() {
             request.set_method(Method::POST);
         }

@@ -117,6 +117,8 @@ pub(crate) struct CliDelegate {
     write_out: Option<(WriteOut, Stdout)>,
     /// `get -o FILE`: the file every body goes to (`-w`'s `%{filename_effective}`).
     body_file: Option<PathBuf>,
+    /// `get -F` with a form too large to hold: a fresh stream of it for each send.
+    form_stream: Option<Arc<crate::form::Form>>,
     /// `-D`: each response head is written (to `Inner::dump`).
     dumps: bool,
     /// A finished download that cannot be saved where it goes (a full disk, a directory in the
@@ -213,6 +215,7 @@ impl CliDelegate {
             verbose: false,
             retrying: false,
             body_file: None,
+            form_stream: None,
             inner: Mutex::new(Inner {
                 seq: 0,
                 events,
@@ -479,6 +482,11 @@ impl CliDelegate {
     /// file (a download's is not saved, a data task's not written).
     pub(crate) fn set_retried_on_status(&self, task: u64) {
         self.inner().retried_on_status.insert(task);
+    }
+
+    /// Each send of a streamed upload gets a fresh stream of `form` (`get -F`'s large form).
+    pub(crate) fn set_form_stream(&mut self, form: Arc<crate::form::Form>) {
+        self.form_stream = Some(form);
     }
 
     /// Every body goes to the file `path` (`get -o`), which `-w` names.

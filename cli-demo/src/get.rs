@@ -49,6 +49,9 @@ pub(crate) async fn run(
         Arc::new(Progress::new(quiet)),
     );
     delegate.apply(options)?;
+    if let Some(form) = &options.form_stream {
+        delegate.set_form_stream(form.clone());
+    }
     if let Some(path) = &output {
         delegate.set_body_file(path.clone());
     }
@@ -80,7 +83,14 @@ pub(crate) async fn run(
             let Some((url, tried)) = waiting.pop_front() else {
                 break;
             };
-            let task = session.data_task(request(&url, options)?)?;
+            // A form streamed from its files goes as an upload task's body stream (URLSession's
+            // `uploadTask(withStreamedRequest:)`), which the delegate hands out for each send.
+            let task: courier_engine::Task = match &options.form_stream {
+                Some(_) => session
+                    .upload_task(request(&url, options)?, courier_engine::UploadBody::Stream)?
+                    .into(),
+                None => session.data_task(request(&url, options)?)?.into(),
+            };
             if retries.most > 0 {
                 if tried < retries.most {
                     delegate.set_retried_on_status(task.info().id());

@@ -265,7 +265,7 @@ fn main() {
                     cli.options.json = json.is_some();
                     cli.options.body = json.or(data_binary).map(|b| b.0);
                     cli.options.form = form;
-                    form::apply(&mut cli.options)?;
+                    form::apply(&mut cli.options, true)?;
                     get::run(urls, output, &cli.options).await
                 }
                 cli::Command::Download {
@@ -277,7 +277,7 @@ fn main() {
                     remote_name: _,
                     continue_at: _,
                 } => {
-                    form::apply(&mut cli.options)?;
+                    form::apply(&mut cli.options, false)?;
                     let args = download::Args {
                         urls,
                         output,

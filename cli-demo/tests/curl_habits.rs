@@ -715,8 +715,8 @@ async fn connect_timeout_bounds_opening_a_connection_alone() {
 
 /// `get -F` posts the multipart form curl posts for the same fields, byte for byte but for the
 /// boundary: text, a file part (its type guessed from its name as curl guesses it, or given), a
-/// field holding a file's text, standard input, a file name with a quote. A form over 16 MiB is a
-/// usage error, and so is `-F` beside `-d`.
+/// field holding a file's text, standard input, a file name with a quote. More than 16 MiB held in
+/// memory (`<FILE`) is a usage error, and so is `-F` beside `-d`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_capital_f_posts_the_form_curl_posts() {
     let server = TestServer::http().await;
@@ -772,7 +772,7 @@ async fn dash_capital_f_posts_the_form_curl_posts() {
                 "-s",
                 "--allow-http",
                 "-F",
-                "f=@huge.bin",
+                "f=<huge.bin",
                 "http://a.test/",
             ]),
             in_cwd(&[
@@ -811,7 +811,7 @@ async fn dash_capital_f_posts_the_form_curl_posts() {
         );
     }
     assert_eq!(huge.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&huge.stderr).contains("larger than 16 MiB"));
+    assert!(String::from_utf8_lossy(&huge.stderr).contains("more than 16 MiB"));
     assert_eq!(mixed.status.code(), Some(2));
 }
 
@@ -899,4 +899,60 @@ async fn dash_capital_z_and_url_are_curls() {
         assert_eq!(seen, ["3", "4"]);
     }
     assert_eq!(upload.status.code(), Some(2));
+}
+
+/// A `-F` form over 16 MiB is streamed from its file (an upload task's body stream, with its
+/// `Content-Length` counted first): the bytes curl posts, again after a 307, which asks for the
+/// stream anew. `-O`, which sends its body from memory, refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_form_is_streamed_from_its_file() {
+    let server = TestServer::http().await;
+    let (echo, again) = (server.url("/echo"), server.url("/redirect/307?to=/echo"));
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("big.bin"), pattern_bytes(7, 17 << 20)).unwrap();
+    let c = cwd.path().to_path_buf();
+    let (direct, redirected, curls, saved) = tokio::task::spawn_blocking(move || {
+        let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
+        let form = |url: &str| {
+            let mut args = vec!["get", "-s", "--allow-http", "-F", "a=1", "-F", "f=@big.bin"];
+            args.extend(["--events", "events.jsonl", url]);
+            in_cwd(&args)
+        };
+        let curls = std::process::Command::new("curl")
+            .args(["-s", "-F", "a=1", "-F", "f=@big.bin", &echo])
+            .current_dir(&c)
+            .output()
+            .ok();
+        (
+            form(&echo),
+            form(&again),
+            curls,
+            in_cwd(&["get", "-s", "--allow-http", "-O", "-F", "f=@big.bin", &echo]),
+        )
+    })
+    .await
+    .unwrap();
+    let normal = |out: &std::process::Output| {
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        let boundary = body.lines().next().unwrap_or("").to_owned();
+        body.replace(&boundary, "B")
+    };
+    assert_success(&direct);
+    assert_success(&redirected);
+    let body = normal(&direct);
+    assert!(body.len() > 17 << 20, "{}", body.len());
+    assert!(
+        body.contains("name=\"f\"; filename=\"big.bin\"\r\nContent-Type: application/octet-stream")
+    );
+    assert_eq!(normal(&redirected), body, "the same form after the 307");
+    let events = std::fs::read_to_string(cwd.path().join("events.jsonl")).unwrap();
+    assert_eq!(
+        events.matches("need_new_body_stream").count(),
+        2,
+        "a stream for each send"
+    );
+    if let Some(curls) = curls {
+        assert_eq!(normal(&curls), body);
+    }
+    assert_eq!(saved.status.code(), Some(2));
 }

@@ -168,7 +168,17 @@ impl TaskDelegate for CliDelegate {
     }
 
     fn need_new_body_stream(&self, task: &TaskInfo, reply: Reply<Option<BodyStream>>) {
-        let stream = self.stream.as_ref().and_then(|s| s.hand_out());
+        let stream = match &self.form_stream {
+            // A form is read from its files again for each send.
+            Some(form) => form
+                .stream()
+                .map_err(|e| {
+                    self.progress
+                        .println(&format!("courier: cannot read the -F form's file: {e}"));
+                })
+                .ok(),
+            None => self.stream.as_ref().and_then(|s| s.hand_out()),
+        };
         let mut inner = self.inner();
         self.emit(
             &mut inner,
@@ -177,7 +187,7 @@ impl TaskDelegate for CliDelegate {
             json!({ "offset": 0 }),
         );
         drop(inner);
-        if stream.is_none() {
+        if stream.is_none() && self.form_stream.is_none() {
             self.progress
                 .println("courier: the upload must be sent again, but its stream was read already");
         }
