@@ -484,10 +484,14 @@ pub(crate) fn join_data(options: &mut Options) -> Result<(), Failure> {
     }
     let mut parts = options.data.clone();
     for item in &options.data_urlencode {
-        let (name, content) = match item.split_once(['=', '@']) {
-            // `NAME=CONTENT` and `=CONTENT`; `NAME@FILE` and `@FILE`. A name has no `=` or `@`, so
-            // the first of either separates it.
-            Some((name, rest)) if item.as_bytes()[name.len()] == b'@' => {
+        // `NAME=CONTENT` and `=CONTENT`; else `NAME@FILE` and `@FILE`: as curl reads it, an `=`
+        // anywhere makes the form a content's (`a@b=c` is the name `a@b`), then an `@` a file's.
+        let (name, content) = match item
+            .split_once('=')
+            .map(|(n, c)| (n, c, false))
+            .or_else(|| item.split_once('@').map(|(n, f)| (n, f, true)))
+        {
+            Some((name, rest, true)) => {
                 let bytes = read_bounded_arg(rest, 16 << 20).map_err(|e| match e {
                     TooLong::Read(e) => Failure::usage(format!("--data-urlencode {item:?}: {e}")),
                     TooLong::Over(max) => Failure::usage(format!(
@@ -497,7 +501,7 @@ pub(crate) fn join_data(options: &mut Options) -> Result<(), Failure> {
                 })?;
                 (name, bytes)
             }
-            Some((name, rest)) => (name, rest.as_bytes().to_vec()),
+            Some((name, rest, false)) => (name, rest.as_bytes().to_vec()),
             None => ("", item.as_bytes().to_vec()),
         };
         let encoded = url_encoded(&content);

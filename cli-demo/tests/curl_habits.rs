@@ -837,6 +837,9 @@ async fn dash_capital_g_and_data_urlencode_are_curls() {
             "f@q.txt",
             "--data-urlencode",
             "=lone&",
+            // An `=` anywhere makes it a content's form, as curl reads it: the name is `a@b`.
+            "--data-urlencode",
+            "a@b=c d",
         ];
         let mut get = vec!["get", "-s", "--allow-http", "-G", "-o", "/dev/null"];
         get.extend(parts);
@@ -856,14 +859,14 @@ async fn dash_capital_g_and_data_urlencode_are_curls() {
     let line = String::from_utf8_lossy(&queried.stdout).into_owned();
     assert!(
         line.ends_with(
-            "/bytes/10?x=0&a=1&b=2&q=hello+world%2f%c3%bc&f=file+content%26x&lone%26 200"
+            "/bytes/10?x=0&a=1&b=2&q=hello+world%2f%c3%bc&f=file+content%26x&lone%26&a@b=c+d 200"
         ),
         "{line}"
     );
     assert_success(&posted);
     assert_eq!(
         String::from_utf8_lossy(&posted.stdout),
-        "a=1&b=2&q=hello+world%2f%c3%bc&f=file+content%26x&lone%26"
+        "a=1&b=2&q=hello+world%2f%c3%bc&f=file+content%26x&lone%26&a@b=c+d"
     );
     assert_eq!(upload.status.code(), Some(2));
 }
