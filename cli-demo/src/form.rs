@@ -17,7 +17,7 @@ use std::sync::Arc;
 use courier_engine::BodyStream;
 
 use crate::Failure;
-use crate::cli::{TooLong, read_bounded_arg};
+use crate::cli::{TooLong, read_bounded_arg, read_bounded_file};
 
 /// The most bytes the parts held in memory may have, and the largest form sent as a data task's
 /// body rather than streamed.
@@ -181,7 +181,7 @@ impl Form {
             match segment {
                 Segment::Bytes(b) => body.extend_from_slice(&b),
                 Segment::File { path, length } => {
-                    let read = read_bounded_arg(&path.to_string_lossy(), length).map_err(|e| {
+                    let read = read_bounded_file(&path, length).map_err(|e| {
                         Failure::usage(match e {
                             TooLong::Read(e) => e,
                             TooLong::Over(_) => {
