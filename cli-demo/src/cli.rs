@@ -455,6 +455,17 @@ pub(crate) struct Options {
     /// Run the tasks at once, up to 50 (or -j N), as curl's -Z.
     #[arg(short = 'Z', global = true)]
     pub(crate) parallel_default: bool,
+    /// Cookies as curl's -b: 'NAME=VALUE; NAME2=VALUE2' is sent with every request; a FILE (the
+    /// Netscape format curl writes) seeds the command's cookies instead of the session's jar.
+    #[arg(short = 'b', long = "cookie", global = true, value_name = "DATA|FILE")]
+    pub(crate) cookie: Option<String>,
+    /// Write every cookie to FILE when the command ends (curl's -c; the Netscape format, 0600);
+    /// the command's cookies are then its own, not the session's jar.
+    #[arg(short = 'c', long = "cookie-jar", global = true, value_name = "FILE")]
+    pub(crate) cookie_jar: Option<PathBuf>,
+    /// The cookies of `-b FILE` and `-c FILE` (`cookie_file::jar`, once per command).
+    #[arg(skip)]
+    pub(crate) jar: Option<std::sync::Arc<courier_engine::CookieStorage>>,
     /// A URL to fetch besides those given as arguments (repeatable), as curl's --url.
     #[arg(long = "url", id = "more_urls", global = true, value_name = "URL")]
     pub(crate) url: Vec<String>,

@@ -36,6 +36,10 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     if let Some(secs) = options.timeout_request {
         config.timeout_for_request = seconds(secs)?;
     }
+    if let Some(jar) = &options.jar {
+        // `-b FILE`, `-c FILE`: the command's own cookies, not the session's jar (curl's).
+        config.http_cookie_storage = courier_engine::StoreChoice::Shared(jar.clone());
+    }
     if let Some(secs) = options.connect_timeout {
         config.timeout_for_connect = Some(seconds(secs)?);
     }
@@ -339,6 +343,14 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
             // without waiting for `100 Continue`).
             (name, None) => request.omit_header(name),
         }
+    }
+    // `-b 'NAME=VALUE'`: sent as it is, as curl sends it (the jar's cookies are then not added).
+    if let Some(cookie) = options.cookie.as_ref().filter(|c| c.contains('='))
+        && !request.headers().contains_key(http::header::COOKIE)
+    {
+        let value = HeaderValue::from_str(cookie)
+            .map_err(|_| Failure::usage(format!("-b {cookie:?}: not a Cookie field's value")))?;
+        request.headers_mut().insert(http::header::COOKIE, value);
     }
     let json = options.json.then(|| "application/json".to_owned());
     // Fields that options name (`-A`, `-e`, `-r`, `--json`): a field given with `-H` wins, as

@@ -36,6 +36,7 @@ macro_rules! show {
 mod bg;
 mod cli;
 mod common;
+mod cookie_file;
 mod daemon;
 mod demo;
 mod download;
@@ -196,6 +197,11 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
         // A download asks for ranges of its own, to continue: a part of a file is not something
         // it can resume or save as the file.
         (
+            (o.cookie.is_some() || o.cookie_jar.is_some())
+                && matches!(cli.command, Command::Bg { .. }),
+            "-b and -c are this command's cookies: the background service keeps its own",
+        ),
+        (
             !o.url.is_empty() && !fetch,
             "--url names more URLs to fetch: use it with courier get or download",
         ),
@@ -232,6 +238,20 @@ fn main() {
         say!("courier: {}", e.0);
         std::process::exit(ExitCode::Usage.code());
     }
+    let file_cookies = cli
+        .options
+        .cookie
+        .as_ref()
+        .is_some_and(|c| !c.contains('='));
+    if file_cookies || cli.options.cookie_jar.is_some() {
+        match cookie_file::jar(cli.options.cookie.as_deref()) {
+            Ok(jar) => cli.options.jar = Some(jar),
+            Err(e) => {
+                say!("courier: {}", e.0);
+                std::process::exit(ExitCode::Usage.code());
+            }
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("COURIER_LOG"))
         .with_writer(std::io::stderr)
@@ -248,6 +268,7 @@ fn main() {
             std::process::exit(ExitCode::TaskFailed.code());
         }
     };
+    let jar_out = (cli.options.jar.clone(), cli.options.cookie_jar.clone());
     let result = runtime.block_on(async {
         let command = async {
             misplaced_options(&cli)?;
@@ -329,6 +350,12 @@ fn main() {
         };
         never_hang_after_a_panic(command, AFTER_A_PANIC).await
     });
+    // `-c FILE`: the cookies as the command leaves them, whatever became of its tasks.
+    let written = match &jar_out {
+        (Some(jar), Some(path)) => cookie_file::write_jar(jar, path),
+        _ => Ok(()),
+    };
+    let result = result.and_then(|code| written.map(|()| code));
     let code = match result {
         Ok(code) => code,
         Err(Failure(message)) => {

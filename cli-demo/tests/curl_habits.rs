@@ -959,3 +959,61 @@ async fn a_large_form_is_streamed_from_its_file() {
     }
     assert_eq!(saved.status.code(), Some(2));
 }
+
+/// `-c FILE` writes the command's cookies in the Netscape format curl writes (0600, curl reads it
+/// back), `-b FILE` sends them, and neither touches the default session's own jar; `-b
+/// 'NAME=VALUE'` is sent as it is. Background tasks refuse both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_b_and_c_are_curls_cookie_files() {
+    let server = TestServer::http().await;
+    let (set, headers) = (server.url("/cookie/a/1"), server.url("/headers"));
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let (wrote, sent, own_jar, text, by_curl, bg) = tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| courier_in(&c, &d, args).output().unwrap();
+        let get = |extra: &[&str], url: &str| {
+            let mut args = vec!["get", "-s", "--allow-http"];
+            args.extend(extra);
+            args.push(url);
+            run(&args)
+        };
+        let by_curl = || {
+            std::process::Command::new("curl")
+                .args(["-s", "-b", "jar.txt", &headers])
+                .current_dir(&c)
+                .output()
+                .ok()
+        };
+        (
+            get(&["-c", "jar.txt"], &set),
+            get(&["-b", "jar.txt"], &headers),
+            get(&[], &headers),
+            get(&["-b", "x=9; y=8"], &headers),
+            by_curl(),
+            run(&["bg", "download", "--id", "k", "-b", "jar.txt", &set]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&wrote);
+    let jar = std::fs::read_to_string(cwd.path().join("jar.txt")).unwrap();
+    assert!(jar.starts_with("# Netscape HTTP Cookie File"), "{jar}");
+    assert!(jar.lines().any(|l| l.ends_with("\ta\t1")), "{jar}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cwd.path().join("jar.txt"))
+        .unwrap()
+        .permissions();
+    assert_eq!(mode.mode() & 0o777, 0o600);
+    let seen = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(seen(&sent).contains("cookie: a=1"), "{}", seen(&sent));
+    assert!(!seen(&own_jar).contains("cookie"), "{}", seen(&own_jar));
+    assert!(seen(&text).contains("cookie: x=9; y=8"), "{}", seen(&text));
+    if let Some(by_curl) = by_curl {
+        assert!(
+            seen(&by_curl).contains("a=1"),
+            "curl reads the jar: {}",
+            seen(&by_curl)
+        );
+    }
+    assert_eq!(bg.status.code(), Some(2));
+}
