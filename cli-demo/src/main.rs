@@ -198,7 +198,7 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
         // it can resume or save as the file.
         (
             (o.cookie.is_some() || o.cookie_jar.is_some())
-                && matches!(cli.command, Command::Bg { .. }),
+                && matches!(cli.command, Command::Bg { .. } | Command::Daemon),
             "-b and -c are this command's cookies: the background service keeps its own",
         ),
         (
