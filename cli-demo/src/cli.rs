@@ -40,6 +40,15 @@ pub(crate) enum Command {
         /// With -O, name each file as the server suggests (Content-Disposition), as curl -OJ.
         #[arg(short = 'J', long = "remote-header-name", requires = "remote_name")]
         remote_header_name: bool,
+        /// Upload FILE to the URL, as curl -T: the same as `courier upload -T FILE URL` (PUT
+        /// unless -X says otherwise; `-` streams stdin).
+        #[arg(
+            short = 'T',
+            long = "upload-file",
+            value_name = "FILE",
+            conflicts_with_all = ["remote_name", "form", "json", "data_binary", "data"]
+        )]
+        upload_file: Option<PathBuf>,
         /// POST this JSON (curl's `--json`): the body, with `Content-Type` and `Accept`
         /// `application/json` (a field given with `-H` wins). `@FILE` reads it from FILE (`@-`:
         /// standard input), up to 16 MiB; a larger body goes with `courier upload --file`.
@@ -188,10 +197,28 @@ impl Command {
     /// `get -O` (curl's `-O`, with `-J`) as the `download` it means: each body saved under its URL's
     /// name (or, with `-J`, the server's) in the current directory, with everything a download
     /// has (resume data, `-C -`, never replacing a file); a body `get` would send (`--json`,
-    /// `--data-binary`) goes with each request, as `get` hands it over. Any other command is
-    /// returned as it is.
-    pub(crate) fn remote_name_as_download(self, options: &mut Options) -> Command {
-        match self {
+    /// `--data-binary`) goes with each request, as `get` hands it over. `get -T FILE URL` (curl's
+    /// `-T`) as the `upload` it means. Any other command is returned as it is.
+    ///
+    /// # Errors
+    /// `get -T` with other than one URL.
+    pub(crate) fn into_meant(self, options: &mut Options) -> Result<Command, String> {
+        if let Command::Get {
+            urls,
+            upload_file: Some(file),
+            ..
+        } = self
+        {
+            let [url] = <[String; 1]>::try_from(urls)
+                .map_err(|_| "get -T uploads the file to one URL".to_owned())?;
+            return Ok(Command::Upload {
+                url: Some(url),
+                file: Some(file),
+                resume_data: None,
+                save_resume_data: None,
+            });
+        }
+        Ok(match self {
             Command::Get {
                 urls,
                 remote_name: true,
@@ -218,7 +245,7 @@ impl Command {
                 }
             }
             other => other,
-        }
+        })
     }
 }
 

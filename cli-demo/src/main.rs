@@ -229,7 +229,13 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
 fn main() {
     notice_panics();
     let mut cli = cli::Cli::parse_from(cli::disambiguate(std::env::args_os()));
-    cli.command = cli.command.remote_name_as_download(&mut cli.options);
+    cli.command = match cli.command.into_meant(&mut cli.options) {
+        Ok(command) => command,
+        Err(why) => {
+            say!("courier: {why}");
+            std::process::exit(ExitCode::Usage.code());
+        }
+    };
     if cli.options.parallel_default && cli.options.parallel == 1 {
         // curl's `-Z`: its default most at once.
         cli.options.parallel = 50;

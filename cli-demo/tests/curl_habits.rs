@@ -1017,3 +1017,38 @@ async fn dash_b_and_c_are_curls_cookie_files() {
     }
     assert_eq!(bg.status.code(), Some(2));
 }
+
+/// `get -T FILE URL` is curl's `-T`: the upload it means (a PUT of the file, or of stdin with
+/// `-`); to more than one URL it is a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_dash_capital_t_uploads_the_file() {
+    let server = TestServer::http().await;
+    let echo = server.url("/echo");
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("up.bin"), pattern_bytes(3, 5000)).unwrap();
+    let c = cwd.path().to_path_buf();
+    let (put, two) = tokio::task::spawn_blocking(move || {
+        let in_cwd = |args: &[&str]| courier_in(&c, data_home(), args).output().unwrap();
+        (
+            in_cwd(&[
+                "get",
+                "-s",
+                "--allow-http",
+                "-T",
+                "up.bin",
+                "-D",
+                "-",
+                &echo,
+            ]),
+            in_cwd(&["get", "-s", "--allow-http", "-T", "up.bin", &echo, &echo]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&put);
+    let out = put.stdout;
+    assert!(out.ends_with(&pattern_bytes(3, 5000)), "the file came back");
+    let head = String::from_utf8_lossy(&out[..out.len() - 5000]).to_lowercase();
+    assert!(head.contains("x-method: put"), "{head}");
+    assert_eq!(two.status.code(), Some(2));
+}
