@@ -482,6 +482,11 @@ pub(crate) struct Options {
     /// Run the tasks at once, up to 50 (or -j N), as curl's -Z.
     #[arg(short = 'Z', global = true)]
     pub(crate) parallel_default: bool,
+    /// Connect to ADDR for HOST:PORT instead of asking DNS, as curl's --resolve (repeatable;
+    /// several addresses separated by commas, an IPv6 one in brackets). The request keeps its
+    /// host: Host, TLS's server name and the certificate check are HOST's.
+    #[arg(long = "resolve", global = true, value_name = "HOST:PORT:ADDR")]
+    pub(crate) resolve: Vec<String>,
     /// Cookies as curl's -b: 'NAME=VALUE; NAME2=VALUE2' is sent with every request; a FILE (the
     /// Netscape format curl writes) seeds the command's cookies instead of the session's jar.
     #[arg(short = 'b', long = "cookie", global = true, value_name = "DATA|FILE")]

@@ -36,6 +36,14 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     if let Some(secs) = options.timeout_request {
         config.timeout_for_request = seconds(secs)?;
     }
+    for given in &options.resolve {
+        let (key, addresses) = given_address(given)?;
+        config
+            .given_addresses
+            .entry(key)
+            .or_default()
+            .extend(addresses);
+    }
     if let Some(jar) = &options.jar {
         // `-b FILE`, `-c FILE`: the command's own cookies, not the session's jar (curl's).
         config.http_cookie_storage = courier_engine::StoreChoice::Shared(jar.clone());
@@ -284,6 +292,34 @@ pub(crate) fn ftp_logins<'a>(
         );
         store.set(&space, login);
     }
+}
+
+/// Reads `--resolve HOST:PORT:ADDR[,ADDR]...` as curl does (an IPv6 address in brackets).
+fn given_address(text: &str) -> Result<((String, u16), Vec<std::net::IpAddr>), Failure> {
+    let bad = || {
+        Failure::usage(format!(
+            "--resolve {text:?}: expected HOST:PORT:ADDR (several addresses separated by commas)"
+        ))
+    };
+    let (host, rest) = text.split_once(':').ok_or_else(bad)?;
+    let (port, addresses) = rest.split_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let addresses = addresses
+        .split(',')
+        .map(|a| {
+            let a = a.trim();
+            a.strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .unwrap_or(a)
+                .parse::<std::net::IpAddr>()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || addresses.is_empty() {
+        return Err(bad());
+    }
+    Ok(((host.to_ascii_lowercase(), port), addresses))
 }
 
 /// Reads a `-H` option as curl does: `Name: value`; `Name:` with nothing after it is a field to

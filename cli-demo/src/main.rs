@@ -197,6 +197,10 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
         // A download asks for ranges of its own, to continue: a part of a file is not something
         // it can resume or save as the file.
         (
+            !o.resolve.is_empty() && matches!(cli.command, Command::Bg { .. } | Command::Daemon),
+            "--resolve is not taken by background tasks: the service resolves names with DNS",
+        ),
+        (
             (o.cookie.is_some() || o.cookie_jar.is_some())
                 && matches!(cli.command, Command::Bg { .. } | Command::Daemon),
             "-b and -c are this command's cookies: the background service keeps its own",

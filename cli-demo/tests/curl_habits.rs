@@ -1052,3 +1052,52 @@ async fn get_dash_capital_t_uploads_the_file() {
     assert!(head.contains("x-method: put"), "{head}");
     assert_eq!(two.status.code(), Some(2));
 }
+
+/// `--resolve HOST:PORT:ADDR` (curl's) connects to ADDR for a name DNS does not know, and the
+/// request keeps the name: `Host` says it, and TLS checks the server's certificate against it (a
+/// certificate for `other.test` is trusted under that name and refused under `localhost`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_gives_an_address_and_keeps_the_name() {
+    let plain = TestServer::http().await;
+    let ca = TestCa::with_leaf(courier_tests::Leaf::OtherHost);
+    let tls = TestServer::https(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, &ca.ca_pem).unwrap();
+    let pem = pem.to_str().unwrap().to_owned();
+    let (p, t) = (plain.addr().port(), tls.addr().port());
+    let (host, trusted, refused, bad) = tokio::task::spawn_blocking(move || {
+        let given = |name: &str, port: u16| format!("{name}:{port}:127.0.0.1");
+        let secure = |extra: &[&str], url: &str| {
+            let mut args = vec!["get", "-s", "--config", "ephemeral", "--cacert", &pem];
+            args.extend(extra);
+            args.push(url);
+            courier(&args)
+        };
+        (
+            courier(&[
+                "get",
+                "-s",
+                "--allow-http",
+                "--resolve",
+                &given("files.test", p),
+                &format!("http://files.test:{p}/headers"),
+            ]),
+            secure(
+                &["--resolve", &given("other.test", t)],
+                &format!("https://other.test:{t}/bytes/5"),
+            ),
+            secure(&[], &format!("https://localhost:{t}/bytes/5")),
+            courier(&["get", "--resolve", "files.test:80", "http://files.test/"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&host);
+    let seen = String::from_utf8_lossy(&host.stdout).into_owned();
+    assert!(seen.contains(&format!("host: files.test:{p}")), "{seen}");
+    assert_success(&trusted);
+    assert_eq!(trusted.stdout, pattern_bytes(0, 5));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("-1202"));
+    assert_eq!(bad.status.code(), Some(2));
+}

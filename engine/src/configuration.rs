@@ -160,6 +160,7 @@ impl CleartextPolicy {
 /// | `timeout_for_request` | 60 s (idle) | same |
 /// | `timeout_for_resource` | 7 days | same |
 /// | `timeout_for_connect` | `None`: `timeout_for_request` | same |
+/// | `given_addresses` | none (DNS answers) | same |
 /// | `http_additional_headers` | none | same |
 /// | `http_maximum_connections_per_host` | 6 | same |
 /// | `extra_root_certificates` | none (Mozilla's roots only) | same |
@@ -220,6 +221,15 @@ pub struct Configuration {
     /// host that is down to fail fast without shortening the idle timeout of a slow transfer. A
     /// background session's service opens its connections with its own setting.
     pub timeout_for_connect: Option<Duration>,
+    /// Addresses to connect to for a host and port instead of asking DNS, keyed by the host in
+    /// lowercase (an IPv6 literal without its brackets) and the port: curl's `--resolve`,
+    /// reqwest's `resolve`. The request keeps its host: `Host`, TLS's server name and the
+    /// certificate check are the host's, so a test or a migration can reach one server under
+    /// its real name. Through a proxy it is the proxy's address that is given, when it is keyed;
+    /// a `socks5://` proxy is handed DNS's address of the target still. URLSession has no such
+    /// setting (it follows the system's resolver). A background session's service resolves
+    /// with DNS.
+    pub given_addresses: std::collections::HashMap<(String, u16), Vec<std::net::IpAddr>>,
     /// `httpAdditionalHeaders`: sent with every request, under the request's own headers (a request
     /// header replaces one of the same name, compared case-insensitively).
     pub http_additional_headers: HeaderMap,
@@ -359,6 +369,7 @@ impl Default for Configuration {
             is_discretionary: false,
             timeout_for_request: Duration::from_secs(60),
             timeout_for_connect: None,
+            given_addresses: std::collections::HashMap::new(),
             timeout_for_resource: Duration::from_secs(7 * 24 * 60 * 60),
             http_additional_headers: HeaderMap::new(),
             http_maximum_connections_per_host: 6,

@@ -233,6 +233,7 @@ impl Session {
             proxies: Arc::new(proxies),
             tls_minimum_version: config.tls_minimum_version,
             tls_maximum_version: config.tls_maximum_version,
+            given_addresses: Arc::new(config.given_addresses.clone()),
             ..TransportSettings::default()
         })
         .map_err(|e| Error::new(ErrorCode::Unknown, e.to_string()).with_source(e))?;

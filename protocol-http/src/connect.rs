@@ -54,9 +54,10 @@ pub(crate) use conn::Conn;
 use conn::{Counted, ReadShare, Stream, Watch};
 use per_host::Host;
 pub use read_pause::{ReadHold, ReadPause};
+pub use resolve::GivenAddresses;
 pub(crate) use resolve::bare_host;
 pub use resolve::is_localhost_name;
-use resolve::resolve;
+use resolve::resolve_given;
 pub(crate) use resolve::resolve_one;
 pub(crate) use wanted::for_one_request;
 use wanted::{Wanted, served};
@@ -129,6 +130,8 @@ pub(crate) struct ConnectorSettings {
     /// absolute form: for connections that switch protocols (a `ws:` WebSocket), which a proxy
     /// forwarding requests would not carry.
     pub(crate) tunnel_cleartext: bool,
+    /// Addresses given for hosts, instead of DNS's.
+    pub(crate) given_addresses: Arc<GivenAddresses>,
 }
 
 /// Opens connections; cheap to clone (the pool clones it per connect).
@@ -297,7 +300,7 @@ impl Inner {
             None => (host.as_str(), port),
         };
         let started = Instant::now();
-        let addrs = resolve(dial_host, dial_port).await?;
+        let addrs = resolve_given(&self.settings.given_addresses, dial_host, dial_port).await?;
         let dns = started.elapsed();
 
         let connect_started = Instant::now();

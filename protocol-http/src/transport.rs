@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
 
-use crate::connect::{Connector, ConnectorSettings};
+use crate::connect::{Connector, ConnectorSettings, GivenAddresses};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::identity::ClientIdentityProvider;
 use crate::proxy::Proxies;
@@ -55,6 +55,9 @@ pub struct TransportSettings {
     pub tls_minimum_version: TlsVersion,
     /// The newest TLS version accepted.
     pub tls_maximum_version: TlsVersion,
+    /// Addresses to connect to for a host and port instead of asking DNS (curl's `--resolve`):
+    /// the host is still the request's, in `Host`, TLS's server name and the certificate check.
+    pub given_addresses: Arc<GivenAddresses>,
 }
 
 impl Default for TransportSettings {
@@ -69,6 +72,7 @@ impl Default for TransportSettings {
             proxies: Arc::new(Proxies::none()),
             tls_minimum_version: TlsVersion::default(),
             tls_maximum_version: TlsVersion::Tls13,
+            given_addresses: Arc::default(),
         }
     }
 }
@@ -147,6 +151,7 @@ impl Transport {
             max_connections_per_host: settings.max_connections_per_host,
             proxies: settings.proxies.clone(),
             tunnel_cleartext: false,
+            given_addresses: settings.given_addresses.clone(),
         };
         let upgrade_connector = Connector::new(ConnectorSettings {
             tls: Arc::new(http1_only),

@@ -8,7 +8,7 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{Connector, resolve};
+use super::{Connector, resolve_given};
 use crate::error::{ConnectFailure, TransportErrorKind};
 use crate::happy_eyeballs;
 use crate::proxy::{self, RawUse, Route, RouteKind};
@@ -39,7 +39,8 @@ impl Connector {
         }
         let dial = async {
             let (dial_host, dial_port) = route.map_or((host, port), |r| (r.host.as_str(), r.port));
-            let addrs = resolve(dial_host, dial_port).await?;
+            let given = &self.inner.settings.given_addresses;
+            let addrs = resolve_given(given, dial_host, dial_port).await?;
             let (tcp, _) = happy_eyeballs::connect(&addrs, TcpStream::connect)
                 .await
                 .map_err(|last| ConnectFailure::dial(dial_host, dial_port, last))?;

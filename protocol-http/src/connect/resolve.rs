@@ -1,7 +1,8 @@
 //! Name resolution for connections.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::error::{ConnectFailure, TransportErrorKind};
 
@@ -48,6 +49,26 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Co
     Ok(addrs)
 }
 
+/// Addresses given for a host and port, used instead of asking DNS (curl's `--resolve`), by the
+/// host in lowercase without an IPv6 literal's brackets.
+pub type GivenAddresses = HashMap<(String, u16), Vec<IpAddr>>;
+
+/// The addresses `given` has for `host:port`, else [`resolve`]'s.
+pub(crate) async fn resolve_given(
+    given: &GivenAddresses,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, ConnectFailure> {
+    if !given.is_empty()
+        && let Some(ips) = given
+            .get(&(bare_host(host).to_ascii_lowercase(), port))
+            .filter(|ips| !ips.is_empty())
+    {
+        return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
+    }
+    resolve(host, port).await
+}
+
 /// The first address of `host`, as text (for a `socks5://` proxy, which is handed addresses, not
 /// names).
 pub(crate) async fn resolve_one(host: &str, port: u16) -> Result<String, ConnectFailure> {
@@ -76,6 +97,27 @@ mod tests {
         for host in ["::1", "127.0.0.1", "example.com", "[::1", "::1]", ""] {
             assert_eq!(bare_host(host), host);
         }
+    }
+
+    #[tokio::test]
+    async fn given_addresses_answer_for_their_host_and_port_only() {
+        let mut given = GivenAddresses::new();
+        let ips: Vec<IpAddr> = vec!["10.1.2.3".parse().unwrap(), "::2".parse().unwrap()];
+        given.insert(("files.test".into(), 443), ips);
+        given.insert(("::5".into(), 80), vec!["127.0.0.9".parse().unwrap()]);
+        let addrs = resolve_given(&given, "Files.TEST", 443).await.unwrap();
+        assert_eq!(
+            addrs,
+            vec![
+                SocketAddr::from(([10, 1, 2, 3], 443)),
+                SocketAddr::from((Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 2), 443))
+            ]
+        );
+        let addrs = resolve_given(&given, "[::5]", 80).await.unwrap();
+        assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 9], 80))]);
+        // Another port of the host, and any other host, are DNS's (here: localhost's rule).
+        let other = resolve_given(&given, "localhost", 443).await.unwrap();
+        assert!(other.iter().all(|a| a.ip().is_loopback()), "{other:?}");
     }
 
     #[tokio::test]
