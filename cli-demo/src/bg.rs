@@ -19,9 +19,10 @@ use serde_json::json;
 use tokio::net::UnixStream;
 
 use crate::cli::{BgCommand, BgSchedule, Options};
-use crate::common::{events_output, request};
+use crate::common::events_output;
 use crate::events::CliDelegate;
 use crate::progress::Progress;
+use crate::request::request;
 use crate::{ExitCode, Failure};
 
 /// Runs one `courier bg` command.

@@ -381,7 +381,7 @@ pub(crate) struct Options {
     /// Send the -d and --data-urlencode parts as the URL's query of a GET, as curl's -G.
     #[arg(short = 'G', long = "get", global = true)]
     pub(crate) query: bool,
-    /// The -d and --data-urlencode parts, joined (`common::join_data`, once per command).
+    /// The -d and --data-urlencode parts, joined (`request::join_data`, once per command).
     #[arg(skip)]
     pub(crate) data_text: Option<String>,
     /// `get --json`'s or `--data-binary`'s body (set from the `get` command's arguments, not

@@ -22,11 +22,10 @@ use courier_engine::{
 use tokio::time::Instant;
 
 use crate::cli::Options;
-use crate::common::{
-    self, configuration, events_output, finish, report, request, save_resume_data,
-};
+use crate::common::{self, configuration, events_output, finish, report, save_resume_data};
 use crate::events::{CliDelegate, Finished, Stdout};
 use crate::progress::Progress;
+use crate::request::request;
 use crate::retries::Retries;
 use crate::{ExitCode, Failure};
 
@@ -96,7 +95,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     }
     if !args.urls.is_empty() || options.input_file.is_some() || jobs.is_empty() {
         let urls = common::urls(args.urls.clone(), options)?;
-        common::check_request_options(&urls, options)?;
+        crate::request::check_request_options(&urls, options)?;
         jobs.extend(urls.into_iter().map(Job::Fresh));
     }
     let several = jobs.len() > 1;

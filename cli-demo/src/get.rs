@@ -9,9 +9,10 @@ use std::sync::Arc;
 use courier_engine::Session;
 
 use crate::cli::Options;
-use crate::common::{self, configuration, events_output, finish, report, request};
+use crate::common::{self, configuration, events_output, finish, report};
 use crate::events::{CliDelegate, Finished, Stdout};
 use crate::progress::Progress;
+use crate::request::{self, request};
 use crate::retries::Retries;
 use crate::{ExitCode, Failure};
 
@@ -26,7 +27,7 @@ pub(crate) async fn run(
     options: &Options,
 ) -> Result<ExitCode, Failure> {
     let urls = common::urls(urls, options)?;
-    common::check_request_options(&urls, options)?;
+    request::check_request_options(&urls, options)?;
     let config = configuration(options)?;
     if let Some(path) = &output {
         crate::download::output_directory(path, options)?;

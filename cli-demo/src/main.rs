@@ -44,6 +44,7 @@ mod events;
 mod form;
 mod get;
 mod progress;
+mod request;
 mod retries;
 mod stream;
 mod upload;
@@ -244,7 +245,7 @@ fn main() {
         // curl's `-Z`: its default most at once.
         cli.options.parallel = 50;
     }
-    if let Err(e) = common::join_data(&mut cli.options) {
+    if let Err(e) = request::join_data(&mut cli.options) {
         say!("courier: {}", e.0);
         std::process::exit(ExitCode::Usage.code());
     }

@@ -19,12 +19,10 @@ use courier_engine::reexports::http::Method;
 use courier_engine::{ErrorCode, ResumeData, Session, UploadBody, plain_file_name};
 
 use crate::cli::Options;
-use crate::common::{
-    self, configuration, events_output, finish, note_data_naming_a_file, report, request,
-    save_resume_data,
-};
+use crate::common::{self, configuration, events_output, finish, report, save_resume_data};
 use crate::events::{CliDelegate, Finished, Stdout};
 use crate::progress::Progress;
+use crate::request::{note_data_naming_a_file, request};
 use crate::{ExitCode, Failure};
 
 /// What `courier upload` was asked to do.

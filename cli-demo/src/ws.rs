@@ -11,7 +11,8 @@ use courier_engine::{CloseCode, Message};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::Options;
-use crate::common::{BodilessSession, bodiless_session, finish, report, request};
+use crate::common::{BodilessSession, bodiless_session, finish, report};
+use crate::request::{request, with_scheme};
 use crate::{ExitCode, Failure};
 
 /// Runs `courier ws`.
@@ -22,7 +23,7 @@ pub(crate) async fn run(
     options: &Options,
 ) -> Result<ExitCode, Failure> {
     // Without a scheme, a WebSocket URL is `wss://`, as a request's is `https://`.
-    let request = request(&crate::common::with_scheme(&url, "wss"), options)?;
+    let request = request(&with_scheme(&url, "wss"), options)?;
     let BodilessSession {
         delegate,
         session,

@@ -1,0 +1,200 @@
+//! Black-box tests of how `courier` connects and keeps state with curl's options:
+//! `--connect-timeout`, `--resolve`, `-b` and `-c` cookie files, `--url` and `-Z`.
+
+mod common;
+
+use common::*;
+use courier_tests::server::pattern_bytes;
+use courier_tests::{TestCa, TestServer};
+
+/// `--connect-timeout` (curl's) bounds opening a connection alone: a server that takes the TCP
+/// connection and never answers the TLS handshake fails the task with -1001 "connecting timed
+/// out" after it, though the idle timeout is ten minutes. Background tasks do not take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_bounds_opening_a_connection_alone() {
+    // The kernel completes the TCP handshakes; nothing ever answers on them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://127.0.0.1:{}/", silent.local_addr().unwrap().port());
+    let (timed_out, bg) = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_courier"))
+            .args([
+                "get",
+                "-s",
+                "--timeout-request",
+                "600",
+                "--connect-timeout",
+                "0.3",
+                &url,
+            ])
+            .env("XDG_DATA_HOME", data_home())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded: without the option the task would wait out its ten-minute idle timeout.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let bg = courier(&[
+            "bg",
+            "download",
+            "--id",
+            "c",
+            "--connect-timeout",
+            "1",
+            &url,
+        ]);
+        (child.wait_with_output().unwrap(), bg)
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&timed_out.stderr);
+    assert!(
+        err.contains("timed_out -1001") && err.contains("connecting timed out"),
+        "{err}"
+    );
+    assert_eq!(bg.status.code(), Some(2));
+    drop(silent);
+}
+
+/// `--url` adds URLs to fetch and `-Z` runs them at once (`--parallel-max N` is `-j N`), as in
+/// curl; `--url` means nothing to `upload`, which says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_capital_z_and_url_are_curls() {
+    let server = TestServer::http().await;
+    let (a, b) = (server.url("/bytes/3"), server.url("/bytes/4"));
+    let (both, limited, upload) = tokio::task::spawn_blocking(move || {
+        let fetch = |extra: &[&str]| {
+            let mut args = vec!["get", "-s", "--allow-http", "-o", "/dev/null", "-w"];
+            args.extend(["%{url_effective}\n", "--url", &a, "--url", &b]);
+            args.extend(extra);
+            courier(&args)
+        };
+        (
+            fetch(&["-Z"]),
+            fetch(&["--parallel-max", "2"]),
+            courier(&["upload", "--url", &a, "--data", "x", &b]),
+        )
+    })
+    .await
+    .unwrap();
+    for out in [&both, &limited] {
+        assert_success(out);
+        let mut seen: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.rsplit('/').next().unwrap_or("").to_owned())
+            .collect();
+        seen.sort();
+        assert_eq!(seen, ["3", "4"]);
+    }
+    assert_eq!(upload.status.code(), Some(2));
+}
+
+/// `-c FILE` writes the command's cookies in the Netscape format curl writes (0600, curl reads it
+/// back), `-b FILE` sends them, and neither touches the default session's own jar; `-b
+/// 'NAME=VALUE'` is sent as it is. Background tasks refuse both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_b_and_c_are_curls_cookie_files() {
+    let server = TestServer::http().await;
+    let (set, headers) = (server.url("/cookie/a/1"), server.url("/headers"));
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let (wrote, sent, own_jar, text, by_curl, bg) = tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| courier_in(&c, &d, args).output().unwrap();
+        let get = |extra: &[&str], url: &str| {
+            let mut args = vec!["get", "-s", "--allow-http"];
+            args.extend(extra);
+            args.push(url);
+            run(&args)
+        };
+        let by_curl = || {
+            std::process::Command::new("curl")
+                .args(["-s", "-b", "jar.txt", &headers])
+                .current_dir(&c)
+                .output()
+                .ok()
+        };
+        (
+            get(&["-c", "jar.txt"], &set),
+            get(&["-b", "jar.txt"], &headers),
+            get(&[], &headers),
+            get(&["-b", "x=9; y=8"], &headers),
+            by_curl(),
+            run(&["bg", "download", "--id", "k", "-b", "jar.txt", &set]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&wrote);
+    let jar = std::fs::read_to_string(cwd.path().join("jar.txt")).unwrap();
+    assert!(jar.starts_with("# Netscape HTTP Cookie File"), "{jar}");
+    assert!(jar.lines().any(|l| l.ends_with("\ta\t1")), "{jar}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cwd.path().join("jar.txt"))
+        .unwrap()
+        .permissions();
+    assert_eq!(mode.mode() & 0o777, 0o600);
+    let seen = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(seen(&sent).contains("cookie: a=1"), "{}", seen(&sent));
+    assert!(!seen(&own_jar).contains("cookie"), "{}", seen(&own_jar));
+    assert!(seen(&text).contains("cookie: x=9; y=8"), "{}", seen(&text));
+    if let Some(by_curl) = by_curl {
+        assert!(
+            seen(&by_curl).contains("a=1"),
+            "curl reads the jar: {}",
+            seen(&by_curl)
+        );
+    }
+    assert_eq!(bg.status.code(), Some(2));
+}
+
+/// `--resolve HOST:PORT:ADDR` (curl's) connects to ADDR for a name DNS does not know, and the
+/// request keeps the name: `Host` says it, and TLS checks the server's certificate against it (a
+/// certificate for `other.test` is trusted under that name and refused under `localhost`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_gives_an_address_and_keeps_the_name() {
+    let plain = TestServer::http().await;
+    let ca = TestCa::with_leaf(courier_tests::Leaf::OtherHost);
+    let tls = TestServer::https(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, &ca.ca_pem).unwrap();
+    let pem = pem.to_str().unwrap().to_owned();
+    let (p, t) = (plain.addr().port(), tls.addr().port());
+    let (host, trusted, refused, bad) = tokio::task::spawn_blocking(move || {
+        let given = |name: &str, port: u16| format!("{name}:{port}:127.0.0.1");
+        let secure = |extra: &[&str], url: &str| {
+            let mut args = vec!["get", "-s", "--config", "ephemeral", "--cacert", &pem];
+            args.extend(extra);
+            args.push(url);
+            courier(&args)
+        };
+        (
+            courier(&[
+                "get",
+                "-s",
+                "--allow-http",
+                "--resolve",
+                &given("files.test", p),
+                &format!("http://files.test:{p}/headers"),
+            ]),
+            secure(
+                &["--resolve", &given("other.test", t)],
+                &format!("https://other.test:{t}/bytes/5"),
+            ),
+            secure(&[], &format!("https://localhost:{t}/bytes/5")),
+            courier(&["get", "--resolve", "files.test:80", "http://files.test/"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&host);
+    let seen = String::from_utf8_lossy(&host.stdout).into_owned();
+    assert!(seen.contains(&format!("host: files.test:{p}")), "{seen}");
+    assert_success(&trusted);
+    assert_eq!(trusted.stdout, pattern_bytes(0, 5));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("-1202"));
+    assert_eq!(bad.status.code(), Some(2));
+}
