@@ -1,8 +1,13 @@
 //! `courier`: a transfer tool and a guided demo, built only on courier-engine's public API.
 //!
 //! - `cli`: commands and options.
-//! - `common`: what every command shares (configuration and requests from the options, the exit
+//! - `common`: what every command shares (the configuration from the options, the URLs, the exit
 //!   status).
+//! - `request`: the request the options describe for each URL (`-H`, `-d`, `-G`...).
+//! - `form`: `-F`'s multipart form, in memory or streamed from its files.
+//! - `cookie_file`: `-b FILE` and `-c FILE`, curl's cookie files.
+//! - `write_out`: `-w`'s line after each task.
+//! - `retries`: `--retry`'s rules.
 //! - `get`: `courier get`.
 //! - `download`: `courier download`, with resume data on Ctrl-C and `--resume-data`.
 //! - `upload`: `courier upload`.
