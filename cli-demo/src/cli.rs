@@ -482,6 +482,9 @@ pub(crate) struct Options {
     /// Run the tasks at once, up to 50 (or -j N), as curl's -Z.
     #[arg(short = 'Z', global = true)]
     pub(crate) parallel_default: bool,
+    /// HTTPS asks for HTTP/1.1 alone, never HTTP/2 (curl's --http1.1).
+    #[arg(long = "http1.1", global = true)]
+    pub(crate) http1_only: bool,
     /// Connect to ADDR for HOST:PORT instead of asking DNS, as curl's --resolve (repeatable;
     /// several addresses separated by commas, an IPv6 one in brackets). The request keeps its
     /// host: Host, TLS's server name and the certificate check are HOST's.

@@ -35,6 +35,7 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     if let Some(secs) = options.timeout_request {
         config.timeout_for_request = seconds(secs)?;
     }
+    config.http1_only = options.http1_only;
     for given in &options.resolve {
         let (key, addresses) = given_address(given)?;
         config

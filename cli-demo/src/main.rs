@@ -207,6 +207,10 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
             "--resolve is not taken by background tasks: the service resolves names with DNS",
         ),
         (
+            o.http1_only && matches!(cli.command, Command::Bg { .. } | Command::Daemon),
+            "--http1.1 is not taken by background tasks: the service keeps its own protocols",
+        ),
+        (
             (o.cookie.is_some() || o.cookie_jar.is_some())
                 && matches!(cli.command, Command::Bg { .. } | Command::Daemon),
             "-b and -c are this command's cookies: the background service keeps its own",

@@ -1,5 +1,5 @@
 //! Black-box tests of how `courier` connects and keeps state with curl's options:
-//! `--connect-timeout`, `--resolve`, `-b` and `-c` cookie files, `--url` and `-Z`.
+//! `--connect-timeout`, `--resolve`, `--http1.1`, `-b` and `-c` cookie files, `--url` and `-Z`.
 
 mod common;
 
@@ -197,4 +197,45 @@ async fn resolve_gives_an_address_and_keeps_the_name() {
     assert_eq!(trusted.stdout, pattern_bytes(0, 5));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("-1202"));
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// `--http1.1` (curl's) keeps an HTTPS request on HTTP/1.1 with a server that offers HTTP/2,
+/// which it otherwise takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_1_keeps_https_on_http_1_1() {
+    let ca = TestCa::new();
+    let server = TestServer::https(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, &ca.ca_pem).unwrap();
+    let pem = pem.to_str().unwrap().to_owned();
+    let url = server.url("/bytes/5");
+    let (offered, kept, bg) = tokio::task::spawn_blocking(move || {
+        let get = |extra: &[&str]| {
+            let mut args = vec!["get", "-s", "--config", "ephemeral", "--cacert", &pem];
+            args.extend(["-o", "/dev/null", "-w", "%{http_version}"]);
+            args.extend(extra);
+            args.push(&url);
+            courier(&args)
+        };
+        (
+            get(&[]),
+            get(&["--http1.1"]),
+            courier(&[
+                "bg",
+                "download",
+                "--id",
+                "h",
+                "--http1.1",
+                "https://a.test/",
+            ]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&offered);
+    assert_eq!(offered.stdout, b"2");
+    assert_success(&kept);
+    assert_eq!(kept.stdout, b"1.1");
+    assert_eq!(bg.status.code(), Some(2));
 }

@@ -161,6 +161,7 @@ impl CleartextPolicy {
 /// | `timeout_for_resource` | 7 days | same |
 /// | `timeout_for_connect` | `None`: `timeout_for_request` | same |
 /// | `given_addresses` | none (DNS answers) | same |
+/// | `http1_only` | false (HTTP/2 where a server offers it) | same |
 /// | `http_additional_headers` | none | same |
 /// | `http_maximum_connections_per_host` | 6 | same |
 /// | `extra_root_certificates` | none (Mozilla's roots only) | same |
@@ -230,6 +231,10 @@ pub struct Configuration {
     /// setting (it follows the system's resolver). A background session's service resolves
     /// with DNS.
     pub given_addresses: std::collections::HashMap<(String, u16), Vec<std::net::IpAddr>>,
+    /// HTTPS asks for HTTP/1.1 alone, never HTTP/2 (curl's `--http1.1`, reqwest's
+    /// `http1_only`): for a server or a middlebox whose HTTP/2 misbehaves. URLSession has no such
+    /// setting. A background session's service keeps its own.
+    pub http1_only: bool,
     /// `httpAdditionalHeaders`: sent with every request, under the request's own headers (a request
     /// header replaces one of the same name, compared case-insensitively).
     pub http_additional_headers: HeaderMap,
@@ -370,6 +375,7 @@ impl Default for Configuration {
             timeout_for_request: Duration::from_secs(60),
             timeout_for_connect: None,
             given_addresses: std::collections::HashMap::new(),
+            http1_only: false,
             timeout_for_resource: Duration::from_secs(7 * 24 * 60 * 60),
             http_additional_headers: HeaderMap::new(),
             http_maximum_connections_per_host: 6,

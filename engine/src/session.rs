@@ -234,6 +234,7 @@ impl Session {
             tls_minimum_version: config.tls_minimum_version,
             tls_maximum_version: config.tls_maximum_version,
             given_addresses: Arc::new(config.given_addresses.clone()),
+            http1_only: config.http1_only,
             ..TransportSettings::default()
         })
         .map_err(|e| Error::new(ErrorCode::Unknown, e.to_string()).with_source(e))?;

@@ -58,6 +58,9 @@ pub struct TransportSettings {
     /// Addresses to connect to for a host and port instead of asking DNS (curl's `--resolve`):
     /// the host is still the request's, in `Host`, TLS's server name and the certificate check.
     pub given_addresses: Arc<GivenAddresses>,
+    /// HTTPS offers HTTP/1.1 alone in its ALPN, never HTTP/2 (curl's `--http1.1`, reqwest's
+    /// `http1_only`).
+    pub http1_only: bool,
 }
 
 impl Default for TransportSettings {
@@ -73,6 +76,7 @@ impl Default for TransportSettings {
             tls_minimum_version: TlsVersion::default(),
             tls_maximum_version: TlsVersion::Tls13,
             given_addresses: Arc::default(),
+            http1_only: false,
         }
     }
 }
@@ -143,8 +147,13 @@ impl Transport {
         };
         let mut http1_only = (*tls.config).clone();
         http1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let http1_only = Arc::new(http1_only);
         let connector_settings = ConnectorSettings {
-            tls: tls.config,
+            tls: if settings.http1_only {
+                http1_only.clone()
+            } else {
+                tls.config
+            },
             trust,
             identities: settings.identities.clone(),
             connect_timeout: settings.connect_timeout,
@@ -154,7 +163,7 @@ impl Transport {
             given_addresses: settings.given_addresses.clone(),
         };
         let upgrade_connector = Connector::new(ConnectorSettings {
-            tls: Arc::new(http1_only),
+            tls: http1_only,
             // An upgraded connection is held for as long as its protocol runs (a WebSocket may stay
             // open for hours): it does not take one of the host's few slots for requests.
             max_connections_per_host: UPGRADED_CONNECTIONS_PER_HOST,
