@@ -122,20 +122,32 @@ fn file_text(cookies: &[Cookie]) -> String {
 }
 
 /// Writes every cookie of `store` to `path` (`-c`), readable by its owner only: a new file put in
-/// place of the old one, so a link at the name is replaced, never written through.
+/// place of the old one, so a link at the name is replaced, never written through. `-` is
+/// standard output, as in curl, and a device or a FIFO (`/dev/stdout`) is written into, never
+/// replaced, as `-o` writes into one.
 ///
 /// # Errors
 /// The file cannot be written.
 pub(crate) fn write_jar(store: &CookieStorage, path: &Path) -> Result<(), Failure> {
     let fail = |e: std::io::Error| Failure::usage(format!("cannot write {}: {e}", path.display()));
+    let text = file_text(&store.cookies());
+    if path.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(fail);
+    }
+    if let Some(mut stream) = courier_storage::write::open_stream_destination(path).map_err(fail)? {
+        return stream.write_all(text.as_bytes()).map_err(fail);
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     // `tempfile` makes the file 0600.
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    file.write_all(file_text(&store.cookies()).as_bytes())
-        .map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)?;
     file.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
 }

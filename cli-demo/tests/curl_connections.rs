@@ -101,32 +101,48 @@ async fn dash_b_and_c_are_curls_cookie_files() {
     let (set, headers) = (server.url("/cookie/a/1"), server.url("/headers"));
     let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
-    let (wrote, sent, own_jar, text, by_curl, bg) = tokio::task::spawn_blocking(move || {
-        let run = |args: &[&str]| courier_in(&c, &d, args).output().unwrap();
-        let get = |extra: &[&str], url: &str| {
-            let mut args = vec!["get", "-s", "--allow-http"];
-            args.extend(extra);
-            args.push(url);
-            run(&args)
-        };
-        let by_curl = || {
-            std::process::Command::new("curl")
-                .args(["-s", "-b", "jar.txt", &headers])
-                .current_dir(&c)
-                .output()
-                .ok()
-        };
-        (
-            get(&["-c", "jar.txt"], &set),
-            get(&["-b", "jar.txt"], &headers),
-            get(&[], &headers),
-            get(&["-b", "x=9; y=8"], &headers),
-            by_curl(),
-            run(&["bg", "download", "--id", "k", "-b", "jar.txt", &set]),
-        )
-    })
-    .await
-    .unwrap();
+    // A link to the command's own standard output, as `/dev/stdout` is: written into, kept.
+    std::os::unix::fs::symlink("/proc/self/fd/1", cwd.path().join("out")).unwrap();
+    let (wrote, sent, own_jar, text, by_curl, bg, dash, linked) =
+        tokio::task::spawn_blocking(move || {
+            let run = |args: &[&str]| courier_in(&c, &d, args).output().unwrap();
+            let get = |extra: &[&str], url: &str| {
+                let mut args = vec!["get", "-s", "--allow-http"];
+                args.extend(extra);
+                args.push(url);
+                run(&args)
+            };
+            let by_curl = || {
+                std::process::Command::new("curl")
+                    .args(["-s", "-b", "jar.txt", &headers])
+                    .current_dir(&c)
+                    .output()
+                    .ok()
+            };
+            (
+                get(&["-c", "jar.txt"], &set),
+                get(&["-b", "jar.txt"], &headers),
+                get(&[], &headers),
+                get(&["-b", "x=9; y=8"], &headers),
+                by_curl(),
+                run(&["bg", "download", "--id", "k", "-b", "jar.txt", &set]),
+                get(&["-c", "-"], &set),
+                get(&["-c", "out"], &set),
+            )
+        })
+        .await
+        .unwrap();
+    for out in [&dash, &linked] {
+        assert_success(out);
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(printed.contains("# Netscape HTTP Cookie File"), "{printed}");
+        assert!(printed.lines().any(|l| l.ends_with("\ta\t1")), "{printed}");
+    }
+    let link = std::fs::symlink_metadata(cwd.path().join("out")).unwrap();
+    assert!(
+        link.file_type().is_symlink(),
+        "the link is written into, not replaced"
+    );
     assert_success(&wrote);
     let jar = std::fs::read_to_string(cwd.path().join("jar.txt")).unwrap();
     assert!(jar.starts_with("# Netscape HTTP Cookie File"), "{jar}");
