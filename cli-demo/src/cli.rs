@@ -194,21 +194,34 @@ pub(crate) enum Command {
 }
 
 impl Command {
-    /// `get -O` (curl's `-O`, with `-J`) as the `download` it means: each body saved under its URL's
-    /// name (or, with `-J`, the server's) in the current directory, with everything a download
-    /// has (resume data, `-C -`, never replacing a file); a body `get` would send (`--json`,
-    /// `--data-binary`) goes with each request, as `get` hands it over. `get -T FILE URL` (curl's
-    /// `-T`) as the `upload` it means. Any other command is returned as it is.
+    /// `get` as the command it means. The body it sends (`--json`, `--data-binary`, `-F`'s
+    /// fields) moves into `options`, where every command's request takes it from. `get -O`
+    /// (curl's `-O`, with `-J`) is the `download` it means: each body saved under its URL's name
+    /// (or, with `-J`, the server's) in the current directory, with everything a download has
+    /// (resume data, `-C -`, never replacing a file). `get -T FILE URL` (curl's `-T`) is the
+    /// `upload` it means. Any other command is returned as it is.
     ///
     /// # Errors
     /// `get -T` with other than one URL.
     pub(crate) fn into_meant(self, options: &mut Options) -> Result<Command, String> {
-        if let Command::Get {
+        let Command::Get {
             urls,
-            upload_file: Some(file),
-            ..
+            output,
+            json,
+            data_binary,
+            form,
+            remote_name,
+            remote_header_name,
+            upload_file,
         } = self
-        {
+        else {
+            return Ok(self);
+        };
+        options.json = json.is_some();
+        options.body = json.or(data_binary).map(|b| b.0);
+        // Made into the body when the command runs (`form::apply`).
+        options.form = form;
+        if let Some(file) = upload_file {
             let [url] = <[String; 1]>::try_from(urls)
                 .map_err(|_| "get -T uploads the file to one URL".to_owned())?;
             return Ok(Command::Upload {
@@ -218,33 +231,27 @@ impl Command {
                 save_resume_data: None,
             });
         }
-        Ok(match self {
+        Ok(if remote_name {
+            Command::Download {
+                urls,
+                output: None,
+                resume_data: None,
+                save_resume_data: None,
+                remote_header_name,
+                continue_at: None,
+                remote_name: true,
+            }
+        } else {
             Command::Get {
                 urls,
-                remote_name: true,
+                output,
+                json: None,
+                data_binary: None,
+                form: Vec::new(),
+                remote_name,
                 remote_header_name,
-                json,
-                data_binary,
-                form,
-                ..
-            } => {
-                if !form.is_empty() {
-                    // Turned into a download as it is: the form is made when the command runs.
-                    options.form = form;
-                }
-                options.json = json.is_some();
-                options.body = json.or(data_binary).map(|b| b.0);
-                Command::Download {
-                    urls,
-                    output: None,
-                    resume_data: None,
-                    save_resume_data: None,
-                    remote_header_name,
-                    continue_at: None,
-                    remote_name: true,
-                }
+                upload_file: None,
             }
-            other => other,
         })
     }
 }

@@ -293,19 +293,10 @@ fn main() {
         let command = async {
             misplaced_options(&cli)?;
             match cli.command {
-                cli::Command::Get {
-                    urls,
-                    output,
-                    json,
-                    data_binary,
-                    form,
-                    ..
-                } => {
+                // Its body is in the options already (`Command::into_meant`).
+                cli::Command::Get { urls, output, .. } => {
                     // `-o -` is standard output, as curl and wget read it.
                     let output = output.filter(|o| o.as_os_str() != "-");
-                    cli.options.json = json.is_some();
-                    cli.options.body = json.or(data_binary).map(|b| b.0);
-                    cli.options.form = form;
                     form::apply(&mut cli.options, true)?;
                     get::run(urls, output, &cli.options).await
                 }

@@ -92,10 +92,9 @@ pub(crate) fn response_from_record(record: &ResponseRecord) -> Option<Response> 
 /// and the field's name as its value: no field has an empty name, so a build that predates
 /// omissions reads such a record and skips the pair, and the format's version stays.
 pub fn request_record(r: &Request) -> RequestRecord {
-    let left_out = r
-        .omitted_headers()
-        .iter()
-        .filter(|n| !r.headers().contains_key(*n))
+    let left_out = crate::task::request::left_out(r)
+        .into_iter()
+        .flat_map(|names| names.to_vec())
         .map(|n| (String::new(), n.as_str().as_bytes().to_vec()));
     RequestRecord {
         method: r.method().as_str().to_owned(),
