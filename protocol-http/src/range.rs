@@ -20,6 +20,9 @@ pub struct Validator {
     pub etag: Option<String>,
     /// The `Last-Modified` date, as sent.
     pub last_modified: Option<String>,
+    /// The resource's full length when the partial data was fetched, if known. A 206 that gives
+    /// another full length is for a changed resource, whatever its validator says.
+    pub length: Option<u64>,
 }
 
 impl Validator {
@@ -61,6 +64,7 @@ pub fn resumable(method: &Method, status: StatusCode, headers: &HeaderMap) -> Op
     let v = Validator {
         etag,
         last_modified,
+        length: None,
     };
     v.if_range().is_some().then_some(v)
 }
@@ -111,11 +115,21 @@ pub fn continuation(
             let starts_at_offset = range
                 .bytes_range()
                 .is_some_and(|(start, _)| start == offset);
-            let same_tag = match (&validator.etag, headers.get(ETAG)) {
+            // A part answers for the resource we hold the start of only if nothing it says
+            // differs from what the first response said: the validator `If-Range` sent (its tag,
+            // else its date) and the full length.
+            let (name, ours) = match (&validator.etag, &validator.last_modified) {
+                (Some(tag), _) => (ETAG, Some(tag)),
+                (None, date) => (LAST_MODIFIED, date.as_ref()),
+            };
+            let same_resource = match (ours, headers.get(name)) {
                 (Some(ours), Some(theirs)) => theirs.as_bytes() == ours.as_bytes(),
                 _ => true,
+            } && match (validator.length, range.bytes_len()) {
+                (Some(ours), Some(theirs)) => ours == theirs,
+                _ => true,
             };
-            if starts_at_offset && same_tag {
+            if starts_at_offset && same_resource {
                 Continuation::Append {
                     total: range.bytes_len(),
                 }
@@ -262,7 +276,8 @@ mod tests {
     fn answers_are_read_strictly() {
         let v = Validator {
             etag: Some("\"v1\"".into()),
-            last_modified: None,
+            last_modified: Some("Sun, 06 Nov 1994 08:49:37 GMT".into()),
+            length: Some(1000),
         };
         let good = h(&[("content-range", "bytes 100-999/1000"), ("etag", "\"v1\"")]);
         assert_eq!(
@@ -281,6 +296,29 @@ mod tests {
         let changed = h(&[("content-range", "bytes 100-999/1000"), ("etag", "\"v2\"")]);
         assert_eq!(
             continuation(StatusCode::PARTIAL_CONTENT, &changed, 100, &v),
+            Continuation::StartOverWithNewRequest
+        );
+        // The same tag, but another full length: the resource changed.
+        let longer = h(&[("content-range", "bytes 100-1004/1005"), ("etag", "\"v1\"")]);
+        assert_eq!(
+            continuation(StatusCode::PARTIAL_CONTENT, &longer, 100, &v),
+            Continuation::StartOverWithNewRequest
+        );
+        // A date is compared only where it was the validator `If-Range` sent.
+        let redated = h(&[
+            ("content-range", "bytes 100-999/1000"),
+            ("last-modified", "Mon, 07 Nov 1994 08:49:37 GMT"),
+        ]);
+        assert_eq!(
+            continuation(StatusCode::PARTIAL_CONTENT, &redated, 100, &v),
+            Continuation::Append { total: Some(1000) }
+        );
+        let dated = Validator {
+            etag: None,
+            ..v.clone()
+        };
+        assert_eq!(
+            continuation(StatusCode::PARTIAL_CONTENT, &redated, 100, &dated),
             Continuation::StartOverWithNewRequest
         );
         assert_eq!(
@@ -367,7 +405,7 @@ mod tests {
                 headers.insert(CONTENT_LENGTH, v);
             }
             let _ = content_length(&headers);
-            let validator = Validator { etag: Some("\"v1\"".into()), last_modified: None };
+            let validator = Validator { etag: Some("\"v1\"".into()), last_modified: None, length: None };
             let answer = continuation(StatusCode::PARTIAL_CONTENT, &headers, offset, &validator);
             if let Continuation::Append { .. } = answer {
                 let start = range.trim_start_matches("bytes ").split('-').next().and_then(|n| n.parse::<u64>().ok());

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +44,9 @@ pub enum Misbehaviour {
     NotSatisfiable,
     /// The resource changes (new bytes, new `ETag`) before this request is answered.
     Change,
+    /// The resource changes and grows by this many bytes before this request is answered, but
+    /// keeps its `ETag` and `Last-Modified`: a server whose validators missed the change.
+    GrowKeepingValidators(usize),
     /// Answer 503 Service Unavailable with `Retry-After: <secs>` and a short body.
     Unavailable {
         /// The `Retry-After` in seconds.
@@ -78,8 +81,10 @@ pub struct Served {
 }
 
 struct Shared {
-    size: usize,
+    size: AtomicUsize,
     version: AtomicU32,
+    /// The version whose validators are sent (the current one, unless a change kept them).
+    validators_of: AtomicU32,
     script: Mutex<VecDeque<Misbehaviour>>,
     log: Mutex<Vec<Served>>,
 }
@@ -109,8 +114,9 @@ impl ResourceServer {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
-            size,
+            size: AtomicUsize::new(size),
             version: AtomicU32::new(1),
+            validators_of: AtomicU32::new(1),
             script: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
         });
@@ -150,7 +156,8 @@ impl ResourceServer {
     /// The resource's current bytes.
     pub fn content(&self) -> Vec<u8> {
         let v = self.shared.version.load(Ordering::SeqCst);
-        (0..self.shared.size).map(|i| byte(v, i)).collect()
+        let size = self.shared.size.load(Ordering::SeqCst);
+        (0..size).map(|i| byte(v, i)).collect()
     }
 
     /// Every request so far.
@@ -172,12 +179,22 @@ async fn serve(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>,
         .expect("script")
         .pop_front()
         .unwrap_or(Misbehaviour::None);
-    if fault == Misbehaviour::Change {
-        s.version.fetch_add(1, Ordering::SeqCst);
+    match fault {
+        Misbehaviour::Change => {
+            let v = s.version.fetch_add(1, Ordering::SeqCst) + 1;
+            s.validators_of.store(v, Ordering::SeqCst);
+        }
+        Misbehaviour::GrowKeepingValidators(more) => {
+            s.version.fetch_add(1, Ordering::SeqCst);
+            s.size.fetch_add(more, Ordering::SeqCst);
+        }
+        _ => {}
     }
     let version = s.version.load(Ordering::SeqCst);
-    let etag = format!("\"v{version}\"");
-    let last_modified = last_modified(version);
+    let size = s.size.load(Ordering::SeqCst);
+    let shown = s.validators_of.load(Ordering::SeqCst);
+    let etag = format!("\"v{shown}\"");
+    let last_modified = last_modified(shown);
     let header = |name: http::header::HeaderName| {
         req.headers()
             .get(name)
@@ -194,17 +211,17 @@ async fn serve(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>,
     let asked = req
         .headers()
         .typed_get::<headers::Range>()
-        .and_then(|r| r.satisfiable_ranges(s.size as u64).next())
+        .and_then(|r| r.satisfiable_ranges(size as u64).next())
         .map(|(start, _)| match start {
             std::ops::Bound::Included(n) => n as usize,
             std::ops::Bound::Excluded(n) => n as usize + 1,
             std::ops::Bound::Unbounded => 0,
         })
-        .filter(|start| *start < s.size);
+        .filter(|start| *start < size);
     let (status, start) = match (range_applies, fault, asked) {
         (false, _, _) | (_, Misbehaviour::IgnoreRange, _) => (StatusCode::OK, 0),
         (true, Misbehaviour::NotSatisfiable, _) | (true, _, None) => {
-            (StatusCode::RANGE_NOT_SATISFIABLE, s.size)
+            (StatusCode::RANGE_NOT_SATISFIABLE, size)
         }
         (true, Misbehaviour::WrongOffset(back), Some(at)) => {
             (StatusCode::PARTIAL_CONTENT, at.saturating_sub(back.max(1)))
@@ -234,7 +251,7 @@ async fn serve(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>,
             .expect("response");
         return Ok(r);
     }
-    let body_len = s.size - start;
+    let body_len = size - start;
     s.log.lock().expect("log").push(Served {
         path,
         at: std::time::Instant::now(),
@@ -255,7 +272,7 @@ async fn serve(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>,
         .header(http::header::ACCEPT_RANGES, "bytes");
     if status == StatusCode::RANGE_NOT_SATISFIABLE {
         let r = builder
-            .header(http::header::CONTENT_RANGE, format!("bytes */{}", s.size))
+            .header(http::header::CONTENT_RANGE, format!("bytes */{size}"))
             .header(http::header::CONTENT_LENGTH, 0)
             .body(http_body_util::Empty::new().map_err(|e| match e {}).boxed())
             .expect("response");
@@ -264,7 +281,7 @@ async fn serve(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>,
     if status == StatusCode::PARTIAL_CONTENT {
         builder = builder.header(
             http::header::CONTENT_RANGE,
-            format!("bytes {}-{}/{}", start, s.size - 1, s.size),
+            format!("bytes {}-{}/{}", start, size - 1, size),
         );
     }
     let announced = match fault {

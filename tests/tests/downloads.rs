@@ -312,6 +312,13 @@ async fn every_fault_ends_with_the_exact_file_and_no_leftovers() {
             vec![Misbehaviour::CutAfter(400_000), Misbehaviour::Change],
         ),
         (
+            "cut then the resource grows under the same validators",
+            vec![
+                Misbehaviour::CutAfter(400_000),
+                Misbehaviour::GrowKeepingValidators(5),
+            ],
+        ),
+        (
             "slow drip",
             vec![Misbehaviour::Drip {
                 chunk: 100_000,
@@ -377,7 +384,11 @@ async fn every_fault_ends_with_the_exact_file_and_no_leftovers() {
                 assert_eq!(resumed, [0], "{name}");
                 assert_eq!(served.last().unwrap().status, 200, "{name}");
             }
-            Some(Misbehaviour::WrongOffset(_) | Misbehaviour::NotSatisfiable) => {
+            Some(
+                Misbehaviour::WrongOffset(_)
+                | Misbehaviour::NotSatisfiable
+                | Misbehaviour::GrowKeepingValidators(_),
+            ) => {
                 assert_eq!(resumed, [0], "{name}");
                 // The unusable answer is followed by one plain request for the whole resource.
                 let last = served.last().unwrap();

@@ -208,6 +208,7 @@ impl DownloadSink {
         self.from.as_ref().map(|r| Validator {
             etag: r.etag.clone(),
             last_modified: r.last_modified.clone(),
+            length: r.expected_total,
         })
     }
 
