@@ -40,6 +40,7 @@ pub(crate) async fn run(command: BgCommand, options: &Options) -> Result<ExitCod
     }
     match command {
         BgCommand::Download { id, urls, schedule } => {
+            let urls = crate::common::urls(urls, options)?;
             let mut service = connect(&id).await?;
             for url in urls {
                 let record = record_of(&url, options)?;

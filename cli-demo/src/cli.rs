@@ -198,7 +198,8 @@ impl Command {
     /// fields) moves into `options`, where every command's request takes it from. `get -O`
     /// (curl's `-O`, with `-J`) is the `download` it means: each body saved under its URL's name
     /// (or, with `-J`, the server's) in the current directory, with everything a download has
-    /// (resume data, `-C -`, never replacing a file). `get -T FILE URL` (curl's `-T`) is the
+    /// (resume data, `-C -`, never replacing a file); so is `get -o "f_#1"` with a globbed URL,
+    /// each to the file its values name. `get -T FILE URL` (curl's `-T`) is the
     /// `upload` it means. Any other command is returned as it is.
     ///
     /// # Errors
@@ -231,10 +232,20 @@ impl Command {
                 save_resume_data: None,
             });
         }
-        Ok(if remote_name {
+        // curl's `-o "file_#1.txt"` with a globbed URL names a file for each URL: the downloads
+        // it means, each to its own file.
+        let named_by_values = !options.globoff
+            && output
+                .as_ref()
+                .is_some_and(|o| crate::glob::names_values(&o.to_string_lossy()))
+            && urls
+                .iter()
+                .chain(&options.url)
+                .any(|u| crate::glob::has_patterns(u));
+        Ok(if remote_name || named_by_values {
             Command::Download {
                 urls,
-                output: None,
+                output: output.filter(|_| named_by_values),
                 resume_data: None,
                 save_resume_data: None,
                 remote_header_name,
@@ -508,6 +519,11 @@ pub(crate) struct Options {
     /// The cookies of `-b FILE` and `-c FILE` (`cookie_file::jar`, once per command).
     #[arg(skip)]
     pub(crate) jar: Option<std::sync::Arc<courier_engine::CookieStorage>>,
+    /// Take `[]` and `{}` in the URLs as they are. Without it, as with curl, `{a,b}` and
+    /// `[1-10]`, `[001-100]`, `[a-z]`, `[1-100:10]` in a URL given here make one URL per value
+    /// (`\[` is a plain bracket), and `#1`, `#2`... in `-o` stand for the values.
+    #[arg(short = 'g', long = "globoff", global = true)]
+    pub(crate) globoff: bool,
     /// A URL to fetch besides those given as arguments (repeatable), as curl's --url.
     #[arg(long = "url", id = "more_urls", global = true, value_name = "URL")]
     pub(crate) url: Vec<String>,

@@ -328,8 +328,31 @@ fn given_address(text: &str) -> Result<((String, u16), Vec<std::net::IpAddr>), F
 const LONGEST_URL_LINE: u64 = 8_000_000;
 
 /// The URLs from the arguments, then from `--url`, then from `-i FILE`.
-pub(crate) fn urls(mut urls: Vec<String>, options: &Options) -> Result<Vec<String>, Failure> {
-    urls.extend(options.url.iter().cloned());
+pub(crate) fn urls(urls: Vec<String>, options: &Options) -> Result<Vec<String>, Failure> {
+    Ok(globbed_urls(urls, options)?
+        .into_iter()
+        .map(|g| g.url)
+        .collect())
+}
+
+/// [`urls`], each with the values its patterns took: the arguments and `--url` are globbed as
+/// curl globs them (`{a,b}`, `[1-9]`; not with `-g`), the lines of `-i FILE` are taken as they
+/// are.
+pub(crate) fn globbed_urls(
+    given: Vec<String>,
+    options: &Options,
+) -> Result<Vec<crate::glob::Globbed>, Failure> {
+    let mut urls = Vec::new();
+    for url in given.into_iter().chain(options.url.iter().cloned()) {
+        if options.globoff {
+            urls.push(crate::glob::Globbed {
+                url,
+                values: Vec::new(),
+            });
+        } else {
+            urls.extend(crate::glob::expand(&url).map_err(Failure::usage)?);
+        }
+    }
     if let Some(file) = &options.input_file {
         let mut reader: Box<dyn BufRead> = if file == "-" {
             Box::new(io::BufReader::new(io::stdin()))
@@ -357,7 +380,10 @@ pub(crate) fn urls(mut urls: Vec<String>, options: &Options) -> Result<Vec<Strin
                 .map_err(|_| Failure::usage(format!("{file}: line {number} is not UTF-8 text")))?;
             let line = line.trim();
             if !line.is_empty() && !line.starts_with('#') {
-                urls.push(line.to_owned());
+                urls.push(crate::glob::Globbed {
+                    url: line.to_owned(),
+                    values: Vec::new(),
+                });
             }
         }
     }

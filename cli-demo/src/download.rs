@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::cli::Options;
 use crate::common::{self, configuration, events_output, finish, report, save_resume_data};
 use crate::events::{CliDelegate, Finished, Stdout};
+use crate::glob::{self, Globbed};
 use crate::progress::Progress;
 use crate::request::request;
 use crate::retries::Retries;
@@ -45,12 +46,16 @@ enum Target {
     File(PathBuf),
     /// This directory, under names from the URLs.
     Dir(PathBuf),
+    /// This name with `#1`, `#2`... in it, each filled with the value a pattern of the URL took
+    /// (`-o "page_#1.html"` for `http://host/[1-9]`, as with curl).
+    Named(PathBuf),
 }
 
 /// One download to start.
 enum Job {
     /// A URL: it becomes a request as its task starts (a long list is not held as requests).
-    Fresh(String),
+    /// The values its patterns took name its file under [`Target::Named`].
+    Fresh(Globbed),
     Resume(ResumeData, PathBuf),
     /// A download tried again after a transient failure: from that attempt's resume data, or from
     /// the start.
@@ -94,8 +99,9 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
         jobs.push_back(Job::Resume(ResumeData::from_bytes(blob), path.clone()));
     }
     if !args.urls.is_empty() || options.input_file.is_some() || jobs.is_empty() {
-        let urls = common::urls(args.urls.clone(), options)?;
-        crate::request::check_request_options(&urls, options)?;
+        let urls = common::globbed_urls(args.urls.clone(), options)?;
+        let plain: Vec<String> = urls.iter().map(|g| g.url.clone()).collect();
+        crate::request::check_request_options(&plain, options)?;
         jobs.extend(urls.into_iter().map(Job::Fresh));
     }
     let several = jobs.len() > 1;
@@ -110,7 +116,23 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     // `-o NAME/` names a directory, as it does for several downloads (made when missing), even
     // for one: saving one download as the file `NAME/` could only fail, after the transfer.
     let names_dir = |p: &Path| p.as_os_str().as_encoded_bytes().ends_with(b"/");
+    let globbed = jobs
+        .iter()
+        .any(|job| matches!(job, Job::Fresh(g) if !g.values.is_empty()));
     let target = match (&args.output, several) {
+        (Some(p), _) if globbed && glob::names_values(&p.to_string_lossy()) => {
+            // Every file's directory, checked (or made) before anything is fetched.
+            let mut checked = HashSet::new();
+            for job in &jobs {
+                if let Job::Fresh(g) = job {
+                    let file = PathBuf::from(glob::fill(&p.to_string_lossy(), &g.values));
+                    if checked.insert(file.parent().map(Path::to_path_buf)) {
+                        output_directory(&file, options)?;
+                    }
+                }
+            }
+            Target::Named(p.clone())
+        }
         (Some(p), false) if !p.is_dir() && !names_dir(p) => {
             output_directory(p, options)?;
             Target::File(p.clone())
@@ -131,7 +153,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     let delegate = Arc::new(delegate);
     let session = Session::with_delegate(configuration(options)?, delegate.clone())?;
     let fresh = jobs.iter().filter_map(|job| match job {
-        Job::Fresh(url) => Some(url.as_str()),
+        Job::Fresh(g) => Some(g.url.as_str()),
         Job::Resume(..) | Job::Again { .. } => None,
     });
     common::ftp_logins(&session, fresh, options);
@@ -162,9 +184,10 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                 break;
             };
             let (task, resumed_from, destination, url, tried) = match job {
-                Job::Fresh(url) => {
+                Job::Fresh(Globbed { url, values }) => {
                     let request = request(&url, options)?;
-                    let destination = destination_in(&target, request.url_str(), &mut used);
+                    let destination =
+                        destination_in(&target, request.url_str(), &values, &mut used);
                     // Resume data that Ctrl-C (or a failure) saved for this file, then a download
                     // a killed `courier` left: the same request continues from either.
                     let saved = resume_path(&args, options, &destination)
@@ -193,7 +216,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
                 Job::Resume(data, from) => {
                     let task = session.download_task_with_resume_data(&data)?;
                     let url = task.info().original_request().url_str().to_owned();
-                    let destination = destination_in(&target, &url, &mut used);
+                    let destination = destination_in(&target, &url, &[], &mut used);
                     (task, Some(from), destination, url, 0)
                 }
                 Job::Again {
@@ -309,11 +332,28 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     Ok(code)
 }
 
-/// Where the download of `url` goes: the one file, or a name from the URL in the directory.
-fn destination_in(target: &Target, url: &str, used: &mut HashSet<PathBuf>) -> PathBuf {
+/// Where the download of `url` goes: the one file, a name from the URL in the directory, or the
+/// name its patterns' `values` fill in.
+fn destination_in(
+    target: &Target,
+    url: &str,
+    values: &[String],
+    used: &mut HashSet<PathBuf>,
+) -> PathBuf {
     match target {
         Target::File(p) => p.clone(),
         Target::Dir(dir) => unique(dir, &file_name_for(url), used),
+        Target::Named(template) => {
+            // Two URLs whose values fill the name alike (`-o "#1"` for `{a,b}/[1-2]`) get
+            // numbered files, as two URLs of one name do in a directory.
+            let file = PathBuf::from(glob::fill(&template.to_string_lossy(), values));
+            let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            unique(&dir, &name, used)
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! - `cli`: commands and options.
 //! - `common`: what every command shares (the configuration from the options, the URLs, the exit
 //!   status).
+//! - `glob`: curl's URL globbing (`{a,b}`, `[1-10]`) and `#N` in output names.
 //! - `request`: the request the options describe for each URL (`-H`, `-d`, `-G`...).
 //! - `form`: `-F`'s multipart form, in memory or streamed from its files.
 //! - `cookie_file`: `-b FILE` and `-c FILE`, curl's cookie files.
@@ -48,6 +49,7 @@ mod download;
 mod events;
 mod form;
 mod get;
+mod glob;
 mod progress;
 mod request;
 mod retries;

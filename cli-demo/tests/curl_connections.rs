@@ -1,5 +1,6 @@
 //! Black-box tests of how `courier` connects and keeps state with curl's options:
-//! `--connect-timeout`, `--resolve`, `--http1.1`, `-b` and `-c` cookie files, `--url` and `-Z`.
+//! `--connect-timeout`, `--resolve`, `--http1.1`, `-b` and `-c` cookie files, `--url` and `-Z`,
+//! and URL globbing (`{a,b}`, `[1-3]`, `-g`).
 
 mod common;
 
@@ -90,6 +91,68 @@ async fn dash_capital_z_and_url_are_curls() {
         assert_eq!(seen, ["3", "4"]);
     }
     assert_eq!(upload.status.code(), Some(2));
+}
+
+/// A URL with curl's patterns stands for one URL per value (`{a,b}` sets, `[1-3]` ranges), and
+/// `#N` in `-o` names each URL's file after its values, as in curl; `-g` takes the brackets as
+/// they are, and a pattern that does not parse is a usage error naming where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_are_globbed_as_curl_globs_them() {
+    let server = TestServer::http().await;
+    let base = server.url("/bytes/");
+    let (cwd, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (c, d) = (cwd.path().to_path_buf(), data.path().to_path_buf());
+    let (listed, named, off, bad) = tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| courier_in(&c, &d, args).output().unwrap();
+        let get = |extra: &[&str], url: String| {
+            let mut args = vec![
+                "get",
+                "-s",
+                "--allow-http",
+                "-w",
+                "%{url_effective} %{http_code}\n",
+            ];
+            args.extend(extra);
+            args.push(&url);
+            run(&args)
+        };
+        (
+            get(&["-o", "/dev/null"], format!("{base}{{1,2}}[08-10]")),
+            get(&["-o", "b_#1.bin"], format!("{base}[1-3]")),
+            get(&["-g", "-o", "/dev/null"], format!("{base}[1-3]")),
+            get(&[], format!("{base}{{1,2")),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&listed);
+    let lines: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| l.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "108 200", "109 200", "110 200", "208 200", "209 200", "210 200"
+        ]
+    );
+    // Each URL's body in the file its value names, whole.
+    assert_success(&named);
+    for n in 1..=3 {
+        let file = cwd.path().join(format!("b_{n}.bin"));
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            pattern_bytes(0, n),
+            "{file:?}"
+        );
+    }
+    assert_success(&off);
+    let off = String::from_utf8_lossy(&off.stdout);
+    // Sent as it is: the server has no such number.
+    assert!(off.ends_with("/bytes/[1-3] 400\n"), "{off}");
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("'{' without its '}' at position"), "{err}");
 }
 
 /// `-c FILE` writes the command's cookies in the Netscape format curl writes (0600, curl reads it
