@@ -14,6 +14,9 @@
 //! A body encoded more than once (`Content-Encoding: gzip, br`, or one header line per coding)
 //! goes through one decoder per coding, the last applied first, each in the same bounded steps;
 //! the expansion limit then holds for the whole chain, from the bytes received to the bytes out.
+//!
+//! One body labelled gzip is not decoded: a gzip file that a server labels with its own coding
+//! ([`is_a_gzip_file`]), as wget and browsers keep it.
 
 use std::io::{self, Write};
 
@@ -38,6 +41,49 @@ pub const MAX_CODINGS: usize = 4;
 /// Decoded bytes after which a step ends and its output is handed out. A deflate step may overshoot
 /// it by what one [`INPUT_STEP`] of input expands to (at most about 1 MiB); a brotli step never does.
 pub const OUTPUT_STEP: usize = 64 * 1024;
+
+/// The `Content-Type`s of a gzip file, as servers name it.
+const GZIP_TYPES: [&str; 6] = [
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-gunzip",
+    "application/gzipped",
+    "application/gzip-compressed",
+    "application/x-tgz",
+];
+
+/// The file name endings of a gzip file.
+const GZIP_ENDINGS: [&str; 3] = [".gz", ".tgz", ".gzip"];
+
+/// Whether a body labelled `Content-Encoding: gzip` is a gzip file whose coding is its own rather
+/// than one applied for the transfer: gzip is its only coding, and its `Content-Type` is a gzip
+/// type or the file name that ends the URL's `path` ends in `.gz`, `.tgz` or `.gzip`. Such a body
+/// is kept as sent. A server that labels its `.tar.gz` files so (an `AddEncoding x-gzip .gz`, an
+/// object stored with `Content-Encoding: gzip`) means the archive, whose checksum a package
+/// manager checks; decoded, it would be the `.tar`. wget keeps such a body by its type, browsers
+/// by its type or name; URLSession decodes it.
+pub fn is_a_gzip_file(headers: &http::HeaderMap, path: &str) -> bool {
+    let mut codings = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|line| line.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+    let only_gzip = matches!(
+        (codings.next(), codings.next()),
+        (Some(c), None) if c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip")
+    );
+    if !only_gzip {
+        return false;
+    }
+    let typed = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .is_some_and(|essence| GZIP_TYPES.iter().any(|t| essence.eq_ignore_ascii_case(t)));
+    let name = path.rsplit('/').next().unwrap_or("").to_ascii_lowercase();
+    typed || GZIP_ENDINGS.iter().any(|e| name.ends_with(e))
+}
 
 /// Why decoding stopped.
 #[derive(Debug)]
@@ -660,6 +706,38 @@ mod tests {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_gzip_file_labelled_with_its_own_coding_is_known_by_its_type_or_name() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let gz_type = h(&[
+            ("content-encoding", "x-gzip"),
+            ("content-type", "Application/X-Gzip; charset=binary"),
+        ]);
+        assert!(is_a_gzip_file(&gz_type, "/download"));
+        let text = h(&[("content-encoding", "gzip"), ("content-type", "text/plain")]);
+        assert!(!is_a_gzip_file(&text, "/notes.txt"));
+        assert!(is_a_gzip_file(&text, "/src/pkg-1.0.TAR.GZ"));
+        assert!(is_a_gzip_file(&text, "/pkg.tgz"));
+        // The name is the path's last segment, and only gzip alone counts.
+        assert!(!is_a_gzip_file(&text, "/dir.gz/notes.txt"));
+        let twice = h(&[("content-encoding", "gzip"), ("content-encoding", "gzip")]);
+        assert!(!is_a_gzip_file(&twice, "/pkg.tar.gz"));
+        let br = h(&[
+            ("content-encoding", "br"),
+            ("content-type", "application/gzip"),
+        ]);
+        assert!(!is_a_gzip_file(&br, "/pkg.tar.gz"));
+        assert!(!is_a_gzip_file(&h(&[]), "/pkg.tar.gz"));
+        let labelled = h(&[("content-encoding", "identity, gzip")]);
+        assert!(is_a_gzip_file(&labelled, "/pkg.tar.gz"));
     }
 
     #[test]

@@ -32,10 +32,16 @@ impl Validator {
     }
 }
 
-/// The validator of a response whose body could be resumed later, or `None` when it cannot be:
-/// not a `GET`, not a 200 or 206, a content coding other than identity (ranges would address the
-/// encoded bytes), `Accept-Ranges: none`, or no validator.
-pub fn resumable(method: &Method, status: StatusCode, headers: &HeaderMap) -> Option<Validator> {
+/// The validator of a response for the URL `path` whose body could be resumed later, or `None`
+/// when it cannot be: not a `GET`, not a 200 or 206, a content coding other than identity (ranges
+/// would address the encoded bytes; not so for a gzip file kept as sent,
+/// [`is_a_gzip_file`](crate::decode::is_a_gzip_file)), `Accept-Ranges: none`, or no validator.
+pub fn resumable(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+    path: &str,
+) -> Option<Validator> {
     if method != Method::GET || !matches!(status.as_u16(), 200 | 206) {
         return None;
     }
@@ -43,6 +49,7 @@ pub fn resumable(method: &Method, status: StatusCode, headers: &HeaderMap) -> Op
         .get_all(CONTENT_ENCODING)
         .iter()
         .any(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"))
+        && !crate::decode::is_a_gzip_file(headers, path)
     {
         return None;
     }
@@ -234,38 +241,30 @@ mod tests {
 
     #[test]
     fn eligibility_follows_urlsession() {
+        let get = |pairs: &[(&'static str, &'static str)], path: &str| {
+            resumable(&Method::GET, StatusCode::OK, &h(pairs), path)
+        };
         let ok = h(&[("etag", "\"v1\""), ("accept-ranges", "bytes")]);
-        let v = resumable(&Method::GET, StatusCode::OK, &ok).unwrap();
+        let v = resumable(&Method::GET, StatusCode::OK, &ok, "/f").unwrap();
         assert_eq!(v.etag.as_deref(), Some("\"v1\""));
-        assert!(resumable(&Method::POST, StatusCode::OK, &ok).is_none());
-        assert!(resumable(&Method::GET, StatusCode::NOT_FOUND, &ok).is_none());
-        assert!(resumable(&Method::GET, StatusCode::OK, &h(&[])).is_none());
-        assert!(resumable(&Method::GET, StatusCode::OK, &h(&[("etag", "W/\"v1\"")])).is_none());
-        assert!(
-            resumable(
-                &Method::GET,
-                StatusCode::OK,
-                &h(&[("etag", "\"v1\""), ("accept-ranges", "none")])
-            )
-            .is_none()
-        );
-        assert!(
-            resumable(
-                &Method::GET,
-                StatusCode::OK,
-                &h(&[("etag", "\"v1\""), ("content-encoding", "gzip")])
-            )
-            .is_none()
-        );
+        assert!(resumable(&Method::POST, StatusCode::OK, &ok, "/f").is_none());
+        assert!(resumable(&Method::GET, StatusCode::NOT_FOUND, &ok, "/f").is_none());
+        assert!(get(&[], "/f").is_none());
+        assert!(get(&[("etag", "W/\"v1\"")], "/f").is_none());
+        assert!(get(&[("etag", "\"v1\""), ("accept-ranges", "none")], "/f").is_none());
+        let gzip = [("etag", "\"v1\""), ("content-encoding", "gzip")];
+        assert!(get(&gzip, "/f").is_none());
+        // Unless the body is a gzip file kept as sent: its ranges are the stored bytes'.
+        assert!(get(&gzip, "/f.tar.gz").is_some());
         // A coding on any line of the header: the body's bytes are not the resource's.
         let second_line = h(&[
             ("etag", "\"v1\""),
             ("content-encoding", "identity"),
             ("content-encoding", "gzip"),
         ]);
-        assert!(resumable(&Method::GET, StatusCode::OK, &second_line).is_none());
+        assert!(resumable(&Method::GET, StatusCode::OK, &second_line, "/f").is_none());
         let dated = h(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
-        let v = resumable(&Method::GET, StatusCode::OK, &dated).unwrap();
+        let v = resumable(&Method::GET, StatusCode::OK, &dated, "/f").unwrap();
         let mut req = HeaderMap::new();
         ask_to_continue(&mut req, 42, &v);
         assert_eq!(req[RANGE], "bytes=42-");

@@ -85,6 +85,8 @@ struct Shared {
     version: AtomicU32,
     /// The version whose validators are sent (the current one, unless a change kept them).
     validators_of: AtomicU32,
+    /// Whether every answer says `Content-Encoding: gzip` (`ResourceServer::label_as_gzip`).
+    labelled_gzip: std::sync::atomic::AtomicBool,
     script: Mutex<VecDeque<Misbehaviour>>,
     log: Mutex<Vec<Served>>,
 }
@@ -117,6 +119,7 @@ impl ResourceServer {
             size: AtomicUsize::new(size),
             version: AtomicU32::new(1),
             validators_of: AtomicU32::new(1),
+            labelled_gzip: std::sync::atomic::AtomicBool::new(false),
             script: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
         });
@@ -151,6 +154,13 @@ impl ResourceServer {
     /// answered correctly.
     pub fn script(&self, faults: impl IntoIterator<Item = Misbehaviour>) {
         self.shared.script.lock().expect("script").extend(faults);
+    }
+
+    /// From now on every answer carries `Content-Encoding: gzip`, as a server that labels its
+    /// `.gz` files with their own coding does (the bytes are not gzip: a client that decodes them
+    /// fails).
+    pub fn label_as_gzip(&self) {
+        self.shared.labelled_gzip.store(true, Ordering::SeqCst);
     }
 
     /// The resource's current bytes.
@@ -270,6 +280,9 @@ async fn serve(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>,
         )
         .header(http::header::LAST_MODIFIED, last_modified.as_str())
         .header(http::header::ACCEPT_RANGES, "bytes");
+    if s.labelled_gzip.load(Ordering::SeqCst) {
+        builder = builder.header(http::header::CONTENT_ENCODING, "gzip");
+    }
     if status == StatusCode::RANGE_NOT_SATISFIABLE {
         let r = builder
             .header(http::header::CONTENT_RANGE, format!("bytes */{size}"))

@@ -67,6 +67,29 @@ async fn download_until_done(session: &Session, rec: &Recorder, url: &str) -> (u
     panic!("the download did not complete in 12 attempts");
 }
 
+/// [`download_until_done`], then the session invalidated and the file it handed over checked
+/// against `server`'s content, byte for byte (`what` names the case). Returns the events and the
+/// attempts.
+async fn download_whole(
+    session: &Session,
+    rec: &Recorder,
+    server: &ResourceServer,
+    url: &str,
+    what: &str,
+) -> (Vec<Event>, usize) {
+    let (id, attempts) = download_until_done(session, rec, url).await;
+    session.finish_tasks_and_invalidate();
+    let events = rec.wait_invalid(WAIT).await;
+    check_invariants(&events).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let content = server.content();
+    assert_eq!(
+        finished(&events, id),
+        Some((content.len() as u64, sha256_hex(&content))),
+        "{what}"
+    );
+    (events, attempts)
+}
+
 #[tokio::test]
 async fn a_download_reports_growing_totals_then_hands_over_the_whole_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,6 +300,25 @@ async fn cancel_by_producing_resume_data_then_resume_fetches_only_the_rest() {
     invalidate_leaving_nothing(&session, &rec, dir.path()).await;
 }
 
+/// A `.tar.gz` that its server labels `Content-Encoding: gzip` is the archive: written as sent,
+/// never decoded (into the `.tar`, whose checksum is not the archive's), and resumable where a cut
+/// left it, as any file is. (The served bytes are not gzip: decoding them would fail the task.)
+#[tokio::test]
+async fn a_gzip_file_labelled_with_its_own_coding_is_kept_as_sent_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ResourceServer::start(700_000).await;
+    server.label_as_gzip();
+    server.script([Misbehaviour::CutAfter(300_000)]);
+    let url = server.url().replace("resource.bin", "pkg-1.0.tar.gz");
+    let rec = Arc::new(Recorder::new());
+    let session = Session::with_delegate(config(dir.path()), rec.clone()).unwrap();
+    let (_, attempts) = download_whole(&session, &rec, &server, &url, "labelled").await;
+    assert_eq!(attempts, 2);
+    let last = server.served().pop().unwrap();
+    assert_eq!((last.status, last.start), (206, 300_000));
+    assert_empty(dir.path());
+}
+
 /// Every fault of the resource server, alone: the download ends with the exact file, and nothing is
 /// left behind.
 #[tokio::test]
@@ -341,16 +383,7 @@ async fn every_fault_ends_with_the_exact_file_and_no_leftovers() {
         let mut c = config(dir.path());
         c.timeout_for_request = Duration::from_millis(500);
         let session = Session::with_delegate(c, rec.clone()).unwrap();
-        let (id, attempts) = download_until_done(&session, &rec, &server.url()).await;
-        session.finish_tasks_and_invalidate();
-        let events = rec.wait_invalid(WAIT).await;
-        check_invariants(&events).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let content = server.content();
-        assert_eq!(
-            finished(&events, id),
-            Some((content.len() as u64, sha256_hex(&content))),
-            "{name}"
-        );
+        let (events, attempts) = download_whole(&session, &rec, &server, &server.url(), name).await;
         assert!(
             files_in(dir.path()).is_empty(),
             "{name}: left {:?}",
@@ -742,6 +775,7 @@ fn misbehaviour() -> impl proptest::strategy::Strategy<Value = Misbehaviour> {
         1 => (1..200_000usize).prop_map(Misbehaviour::WrongOffset),
         1 => Just(Misbehaviour::NotSatisfiable),
         1 => Just(Misbehaviour::Change),
+        1 => (1usize..10_000).prop_map(Misbehaviour::GrowKeepingValidators),
         1 => Just(Misbehaviour::None),
     ]
 }
@@ -764,16 +798,8 @@ proptest::proptest! {
             let mut c = config(dir.path());
             c.timeout_for_request = Duration::from_millis(300);
             let session = Session::with_delegate(c, rec.clone()).unwrap();
-            let (id, _) = download_until_done(&session, &rec, &server.url()).await;
-            session.finish_tasks_and_invalidate();
-            let events = rec.wait_invalid(WAIT).await;
-            check_invariants(&events).unwrap();
-            let content = server.content();
-            assert_eq!(
-                finished(&events, id),
-                Some((content.len() as u64, sha256_hex(&content))),
-                "{faults:?}"
-            );
+            let what = format!("{faults:?}");
+            download_whole(&session, &rec, &server, &server.url(), &what).await;
             assert!(files_in(dir.path()).is_empty(), "{faults:?}: left {:?}", files_in(dir.path()));
         });
     }

@@ -253,17 +253,19 @@ impl DownloadSink {
             response.status()
         };
         self.template =
-            range::resumable(&method, status, response.headers()).map(|v| ResumeRecord {
-                url: self.url.clone(),
-                original_request: self.original.clone(),
-                current_request: self.current.clone(),
-                bytes_on_disk: 0,
-                etag: v.etag,
-                last_modified: v.last_modified,
-                response: response_record(response),
-                partial_file: self.name.clone(),
-                tail_sha256: [0; 32],
-                expected_total: (self.expected >= 0).then_some(self.expected as u64),
+            range::resumable(&method, status, response.headers(), response.url().path()).map(|v| {
+                ResumeRecord {
+                    url: self.url.clone(),
+                    original_request: self.original.clone(),
+                    current_request: self.current.clone(),
+                    bytes_on_disk: 0,
+                    etag: v.etag,
+                    last_modified: v.last_modified,
+                    response: response_record(response),
+                    partial_file: self.name.clone(),
+                    tail_sha256: [0; 32],
+                    expected_total: (self.expected >= 0).then_some(self.expected as u64),
+                }
             });
         // A first checkpoint right away: from now on storage can describe this download (to a
         // process that restarts; a stop syncs).

@@ -145,11 +145,15 @@ impl Run {
             }
             // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say. Most
             // responses name no coding: one lookup, and the decoder's reading of the header's
-            // lines only for those that do.
+            // lines only for those that do. A gzip file labelled with its own coding is kept.
             let decoder = match parts.headers.get(http::header::CONTENT_ENCODING) {
                 Some(_)
                     if !matches!(parts.status.as_u16(), 204 | 304)
-                        && head.method != http::Method::HEAD =>
+                        && head.method != http::Method::HEAD
+                        && !courier_protocol_http::decode::is_a_gzip_file(
+                            &parts.headers,
+                            self.url.path(),
+                        ) =>
                 {
                     Decoder::for_encoding(
                         parts.headers.get_all(http::header::CONTENT_ENCODING),
