@@ -314,6 +314,49 @@ async fn a_range_request_is_not_answered_with_the_whole_cached_response() {
     );
 }
 
+/// A request with conditions of its own goes to the server, whose answer is delivered as it is:
+/// a 304 says the copy its sender holds is current. (A fresh stored 200 was served instead,
+/// without asking the server, and a stored one being revalidated hid the 304.) A 304 leaves the
+/// stored response for requests without conditions.
+#[tokio::test]
+async fn a_request_with_its_own_conditions_gets_the_servers_answer() {
+    let server = TestServer::http().await;
+    let session = Session::new(config()).unwrap();
+    let conditional = |url: &str, etag: &'static str| {
+        let mut r = Request::get(url);
+        r.headers_mut().insert(
+            http::header::IF_NONE_MATCH,
+            http::HeaderValue::from_static(etag),
+        );
+        r
+    };
+    let fresh = server.url("/cache/max-age/60");
+    let stored = body(&session, fresh.as_str()).await;
+    // Every answer of the route has a new body: another one came from the server, a full
+    // response, which takes the stored one's place.
+    let newer = body(&session, conditional(&fresh, "\"m1\"")).await;
+    assert_ne!(newer, stored);
+    assert_eq!(
+        body(&session, fresh.as_str()).await,
+        newer,
+        "stored in its place"
+    );
+    let revalidated = server.url("/cache/revalidate");
+    let stored = body(&session, revalidated.as_str()).await;
+    let (empty, response) = session
+        .data(conditional(&revalidated, "\"r1\""))
+        .await
+        .unwrap();
+    assert_eq!((response.status().as_u16(), empty.len()), (304, 0));
+    assert_eq!(response.headers()["x-revalidated"], "yes");
+    let (again, response) = session.data(revalidated.as_str()).await.unwrap();
+    assert_eq!(
+        (response.status().as_u16(), String::from_utf8_lossy(&again)),
+        (200, stored.into()),
+        "still stored"
+    );
+}
+
 /// A response the cache serves says the HTTP version it came over: HTTP/2 here, not the
 /// HTTP/1.1 the freshness policy's parts carry.
 #[tokio::test]

@@ -105,10 +105,24 @@ impl Run {
         // cache keeps: it goes to the network, as a request the cache has nothing for. (It was:
         // `-H "Range: bytes=6-10"` got all 24,000 bytes, with a 200.)
         let ranged = head.headers.contains_key(http::header::RANGE);
+        // Nor is a request with conditions of its own (`If-None-Match`, `If-Modified-Since`...):
+        // its 304 is the answer its sender wants, about the copy it holds, as URLSession and
+        // OkHttp send it. (It was: `-H 'If-None-Match: <the tag>'` got the stored 200, and never
+        // reached the server.)
+        let conditional = [
+            http::header::IF_NONE_MATCH,
+            http::header::IF_MODIFIED_SINCE,
+            http::header::IF_MATCH,
+            http::header::IF_UNMODIFIED_SINCE,
+        ]
+        .iter()
+        .any(|name| head.headers.contains_key(name));
         // No reload-ignoring policy gets here (`cache_has_a_say`); a forbidding one may, with a
         // cache that keeps nothing.
         let entry = match &self.ctx.url_cache {
-            Some(cache) if cache.can_keep_anything() && !ranged => cache.get(&self.url).await,
+            Some(cache) if cache.can_keep_anything() && !ranged && !conditional => {
+                cache.get(&self.url).await
+            }
             _ => None,
         };
         let Some(entry) = entry else {
