@@ -199,7 +199,8 @@ impl Command {
     /// (curl's `-O`, with `-J`) is the `download` it means: each body saved under its URL's name
     /// (or, with `-J`, the server's) in the current directory, with everything a download has
     /// (resume data, `-C -`, never replacing a file); so is `get -o "f_#1"` with a globbed URL,
-    /// each to the file its values name. `get -T FILE URL` (curl's `-T`) is the
+    /// each to the file its values name, and `get -o FILE` with `-z` or `--etag-compare`, which
+    /// keeps FILE on a 304. `get -T FILE URL` (curl's `-T`) is the
     /// `upload` it means. Any other command is returned as it is.
     ///
     /// # Errors
@@ -232,6 +233,10 @@ impl Command {
                 save_resume_data: None,
             });
         }
+        // A file to keep until a condition's answer says otherwise (`-z`, `--etag-compare`),
+        // as a download keeps it on a 304, where `get -o` would empty it first.
+        let kept_until_changed = crate::conditional::may_keep(options)
+            && output.as_ref().is_some_and(|o| o.as_os_str() != "-");
         // curl's `-o "file_#1.txt"` with a globbed URL names a file for each URL: the downloads
         // it means, each to its own file.
         let named_by_values = !options.globoff
@@ -242,10 +247,10 @@ impl Command {
                 .iter()
                 .chain(&options.url)
                 .any(|u| crate::glob::has_patterns(u));
-        Ok(if remote_name || named_by_values {
+        Ok(if remote_name || named_by_values || kept_until_changed {
             Command::Download {
                 urls,
-                output: output.filter(|_| named_by_values),
+                output: output.filter(|_| named_by_values || kept_until_changed),
                 resume_data: None,
                 save_resume_data: None,
                 remote_header_name,
@@ -592,6 +597,37 @@ pub(crate) struct Options {
         allow_hyphen_values = true
     )]
     pub(crate) range: Option<String>,
+    /// Fetch only a body newer than DATE, or than FILE's modification time (curl's `-z`:
+    /// `If-Modified-Since`); `-DATE` only one not newer (`If-Unmodified-Since`). DATE is an HTTP
+    /// date, `YYYYMMDD`, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS`, in UTC. The server's 304 leaves the
+    /// file you have as it is (`get -o FILE` is then the download of FILE).
+    #[arg(
+        short = 'z',
+        long = "time-cond",
+        global = true,
+        value_name = "DATE|FILE",
+        allow_hyphen_values = true
+    )]
+    pub(crate) time_cond: Option<String>,
+    /// Fetch only a body whose entity tag is not the one on FILE's first line (`If-None-Match`);
+    /// a missing or empty FILE asks for no condition. The server's 304 leaves the file you have
+    /// as it is.
+    #[arg(long = "etag-compare", global = true, value_name = "FILE")]
+    pub(crate) etag_compare: Option<PathBuf>,
+    /// Write the response's entity tag to FILE, for `--etag-compare` next time (a response
+    /// without one leaves FILE as it is).
+    #[arg(long = "etag-save", global = true, value_name = "FILE")]
+    pub(crate) etag_save: Option<PathBuf>,
+    /// Give each saved file the server's `Last-Modified` as its modification time (curl's `-R`).
+    #[arg(short = 'R', long = "remote-time", global = true)]
+    pub(crate) remote_time: bool,
+    /// The fields `-z` and `--etag-compare` add to every request (`conditional::resolve`, once
+    /// per command).
+    #[arg(skip)]
+    pub(crate) conditions: Vec<(
+        courier_engine::reexports::http::HeaderName,
+        courier_engine::reexports::http::HeaderValue,
+    )>,
     /// Ask for a compressed body and decode it: what courier does anyway (gzip, deflate, br;
     /// accepted for curl's `--compressed`).
     #[arg(long, global = true)]

@@ -125,6 +125,10 @@ pub(crate) struct CliDelegate {
     /// way) is kept in the session's directory instead of being removed with the callback's end.
     /// Not in an ephemeral session, which keeps nothing on disk.
     keeps_unsaved: bool,
+    /// `-R`: saved files take the response's `Last-Modified`.
+    remote_time: bool,
+    /// `--etag-save FILE`: each response's entity tag is written there.
+    etag_save: Option<PathBuf>,
 }
 
 /// The progress callbacks that are coalesced.
@@ -252,6 +256,8 @@ impl CliDelegate {
             write_out: None,
             dumps: false,
             keeps_unsaved: false,
+            remote_time: false,
+            etag_save: None,
         };
         (delegate, finished_rx, invalid_rx)
     }
@@ -420,6 +426,8 @@ impl CliDelegate {
         self.logs |= options.verbose;
         self.identity = crate::common::client_identity(options)?;
         self.keeps_unsaved = !crate::common::ephemeral(options);
+        self.remote_time = options.remote_time;
+        self.etag_save = options.etag_save.clone();
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //!   status).
 //! - `glob`: curl's URL globbing (`{a,b}`, `[1-10]`) and `#N` in output names.
 //! - `request`: the request the options describe for each URL (`-H`, `-d`, `-G`...).
+//! - `conditional`: `-z`, `--etag-compare`, `--etag-save` and `-R`: fetching only what changed.
 //! - `form`: `-F`'s multipart form, in memory or streamed from its files.
 //! - `cookie_file`: `-b FILE` and `-c FILE`, curl's cookie files.
 //! - `write_out`: `-w`'s line after each task.
@@ -42,6 +43,7 @@ macro_rules! show {
 mod bg;
 mod cli;
 mod common;
+mod conditional;
 mod cookie_file;
 mod daemon;
 mod demo;
@@ -256,7 +258,9 @@ fn main() {
         // curl's `-Z`: its default most at once.
         cli.options.parallel = 50;
     }
-    if let Err(e) = request::join_data(&mut cli.options) {
+    if let Err(e) =
+        request::join_data(&mut cli.options).and_then(|()| conditional::resolve(&mut cli.options))
+    {
         say!("courier: {}", e.0);
         std::process::exit(ExitCode::Usage.code());
     }

@@ -1,5 +1,5 @@
 //! The request the options describe for each URL: its method, its fields (`-H` as curl reads it,
-//! `-A`, `-e`, `-r`, `-b 'NAME=VALUE'`, `--json`'s), its body (`-d`, `--data-urlencode`,
+//! `-A`, `-e`, `-r`, `-b 'NAME=VALUE'`, `--json`'s, `-z`'s), its body (`-d`, `--data-urlencode`,
 //! `--data-binary`, a `-F` form) or, with `-G`, its query. Built as each task starts, from options
 //! checked once before anything starts ([`check_request_options`]).
 
@@ -98,6 +98,12 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
             let value = HeaderValue::from_str(&value)
                 .map_err(|_| Failure::usage(format!("bad {name} {value:?}")))?;
             request.headers_mut().insert(name, value);
+        }
+    }
+    // `-z` and `--etag-compare`'s conditions, read once (`conditional::resolve`).
+    for (name, value) in &options.conditions {
+        if !request.headers().contains_key(name) && !request.omitted_headers().contains(name) {
+            request.headers_mut().insert(name.clone(), value.clone());
         }
     }
     if options.query {

@@ -293,6 +293,11 @@ impl TaskDelegate for CliDelegate {
         // A download's final head (a data task's went at its response).
         if let Some(response) = &response {
             self.dump_head(&mut inner, task.id(), response, true);
+            if let Some(file) = &self.etag_save
+                && let Err(e) = crate::conditional::save_etag(file, response)
+            {
+                say!("courier: --etag-save: cannot write {}: {e}", file.display());
+            }
         }
         inner.dumped.remove(&task.id());
         let line = self.write_out.as_ref().map(|(format, to)| {
@@ -342,6 +347,14 @@ impl TaskDelegate for CliDelegate {
                 None => Ok(()),
             })
             .and_then(|()| inner.body.flush())
+            .map(|()| {
+                // `get -o FILE -R`: the file takes the time of the body it holds last.
+                if let (Some(file), Some(response), true) =
+                    (&self.body_file, &response, self.remote_time)
+                {
+                    crate::conditional::set_remote_time(file, response);
+                }
+            })
             .and_then(|()| match &line {
                 Some((line, Stdout::Apart)) => {
                     let mut stdout = std::io::stdout().lock();
@@ -450,6 +463,14 @@ impl DownloadDelegate for CliDelegate {
             // Refused at its first bytes (`refuse_a_taken_name`), and finished before its cancel.
             return;
         }
+        if task
+            .response()
+            .is_some_and(|r| r.status() == http::StatusCode::NOT_MODIFIED)
+        {
+            // The file you have is current (`-z`, `--etag-compare`, an `If-None-Match` of your
+            // own): an empty body does not take its place, as curl and wget leave it.
+            return;
+        }
         let mut existing = Existing::Replace;
         if let (Some(dir), Some(response)) = (
             inner.named_by_response.get(&task.id()).cloned(),
@@ -470,7 +491,12 @@ impl DownloadDelegate for CliDelegate {
         // The file is removed when this returns: move it to its destination now.
         if let Some(to) = inner.destinations.get(&task.id()).cloned() {
             let moved = move_into_place(location, &to, existing)
-                .map(|()| to.clone())
+                .map(|()| {
+                    if let Some(response) = task.response().filter(|_| self.remote_time) {
+                        crate::conditional::set_remote_time(&to, &response);
+                    }
+                    to.clone()
+                })
                 .map_err(|e| match e.kind() {
                     std::io::ErrorKind::AlreadyExists => refusal(&to),
                     _ => match self
