@@ -237,8 +237,9 @@ mod tests {
             let time = SystemTime::UNIX_EPOCH + Duration::from_secs(days * 86_400);
             let http = httpdate::fmt_http_date(time);
             let parts: Vec<&str> = http.split(' ').collect();
-            const MONTHS: [&str; 12] =
-                ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+            const MONTHS: [&str; 12] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
             let month = MONTHS.iter().position(|m| *m == parts[2]).unwrap() + 1;
             let (day, year) = (parts[1], parts[3]);
             proptest::prop_assert_eq!(parse_date(&http), Some(time));
