@@ -104,7 +104,10 @@ pub(crate) fn parse_date(text: &str) -> Option<SystemTime> {
         [y, m, d] if y.len() == 4 && m.len() == 2 && d.len() == 2 => {
             (number(y)?, number(m)?, number(d)?)
         }
-        [ymd] if ymd.len() == 8 => (number(&ymd[..4])?, number(&ymd[4..6])?, number(&ymd[6..])?),
+        // Digits only before it is cut: a byte count is not a character count.
+        [ymd] if ymd.len() == 8 && ymd.bytes().all(|b| b.is_ascii_digit()) => {
+            (number(&ymd[..4])?, number(&ymd[4..6])?, number(&ymd[6..])?)
+        }
         _ => return None,
     };
     let seconds_of_day = match clock {
