@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod values;
 
 pub(crate) use values::{BodyArg, TooLong, read_bounded_arg, read_bounded_file};
-use values::{parse_body_arg, parse_delay, parse_priority, parse_range, parse_rate};
+use values::{parse_body_arg, parse_bytes, parse_delay, parse_priority, parse_range};
 
 /// courier: a transfer tool built on URLSession's model (sessions, tasks, delegates).
 #[derive(Parser, Debug)]
@@ -483,12 +483,22 @@ pub(crate) struct Options {
     /// origin (curl's `--location-trusted`).
     #[arg(long = "location-trusted", global = true)]
     pub(crate) location_trusted: bool,
-    /// The most redirects a task follows (default 20).
-    #[arg(long = "max-redirects", global = true, value_name = "N")]
+    /// The most redirects a task follows (default 20; `--max-redirs`, curl's name, too).
+    #[arg(
+        long = "max-redirects",
+        visible_alias = "max-redirs",
+        global = true,
+        value_name = "N"
+    )]
     pub(crate) max_redirects: Option<usize>,
+    /// Take no body longer than SIZE bytes (suffixes k, m, g: 1024-based), as curl's
+    /// `--max-filesize`: a response that announces a longer one fails before its body is read,
+    /// one that grows past it fails then (-1103, the configuration's `maximum_body_length`).
+    #[arg(long = "max-filesize", global = true, value_name = "SIZE", value_parser = parse_bytes)]
+    pub(crate) max_filesize: Option<u64>,
     /// Cap each task's transfer rate both ways (its body received, its body sent, as curl's), in
     /// bytes per second (suffixes k, m, g: 1024-based).
-    #[arg(long = "limit-rate", global = true, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long = "limit-rate", global = true, value_name = "RATE", value_parser = parse_bytes)]
     pub(crate) limit_rate: Option<u64>,
     /// Run up to N tasks at once (1 to 1024); `get` still writes each body whole, in the order of
     /// the URLs.

@@ -51,6 +51,7 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
     if let Some(secs) = options.connect_timeout {
         config.timeout_for_connect = Some(seconds(secs)?);
     }
+    config.maximum_body_length = options.max_filesize;
     config.maximum_receive_rate_per_task = options.limit_rate;
     config.maximum_send_rate_per_task = options.limit_rate;
     if let Some(n) = options.max_connections_per_host {

@@ -233,6 +233,12 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
             "--connect-timeout is not taken by background tasks: the service opens their \
              connections with its own setting",
         ),
+        // The service takes bodies of any length (`maximum_body_length`).
+        (
+            o.max_filesize.is_some() && matches!(cli.command, Command::Bg { .. }),
+            "--max-filesize is not taken by background tasks: the service takes bodies of any \
+             length",
+        ),
         (
             o.range.is_some() && !get,
             "-r (--range) fetches part of a body: use it with courier get",

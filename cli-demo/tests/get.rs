@@ -336,6 +336,51 @@ async fn a_name_under_localhost_reaches_this_machine() {
 }
 
 /// `courier get ARGS URLS`, off the test's runtime.
+/// `--max-filesize` (curl's) bounds each body: one announced longer fails before it is read, one
+/// whose length is unknown (gzipped here) once it grows past the limit, with -1103; one of the
+/// limit exactly arrives.
+/// `--max-redirs` is curl's name for `--max-redirects`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_filesize_bounds_each_body() {
+    let server = TestServer::http().await;
+    let limit = [
+        "-s",
+        "--allow-http",
+        "--max-filesize",
+        "1k",
+        "-o",
+        "/dev/null",
+        "--events",
+        "-",
+    ];
+    let exact = get_all(&limit, vec![server.url("/bytes/1024")]).await;
+    assert_success(&exact);
+    // Announced longer: refused at its head, which nobody is shown; of a length not known before:
+    // refused once past the limit, after its head.
+    for (path, heads) in [("/bytes/1025", 0), ("/gzip/1025", 1)] {
+        let out = get_all(&limit, vec![server.url(path)]).await;
+        assert_eq!(out.status.code(), Some(1), "{path}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("data_length_exceeds_maximum -1103")
+                && err.contains("longer than the 1024 bytes"),
+            "{path}: {err}"
+        );
+        let responses = events(&out)
+            .iter()
+            .filter(|e| e["event"] == "did_receive_response")
+            .count();
+        assert_eq!(responses, heads, "{path}");
+    }
+    let redirected = get_all(
+        &["-s", "--allow-http", "--max-redirs", "1", "-o", "/dev/null"],
+        vec![server.url("/chain/2")],
+    )
+    .await;
+    assert_eq!(redirected.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&redirected.stderr).contains("-1007"));
+}
+
 async fn get_all(args: &[&str], urls: Vec<String>) -> std::process::Output {
     let mut all: Vec<String> = std::iter::once("get")
         .chain(args.iter().copied())

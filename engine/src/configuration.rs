@@ -175,6 +175,7 @@ impl CleartextPolicy {
 /// | `maximum_receive_rate_per_task` | `None` (no limit) | same |
 /// | `maximum_send_rate_per_task` | `None` (no limit) | same |
 /// | `maximum_decompression_ratio` | 200 (checked past 16 MiB decoded) | same |
+/// | `maximum_body_length` | `None` (no limit) | same |
 /// | `proxy` | [`Proxy::FromEnvironment`] | same |
 /// | `tls_minimum_version` | [`TlsVersion::Tls12`] | same |
 /// | `tls_maximum_version` | [`TlsVersion::Tls13`] | same |
@@ -332,6 +333,14 @@ pub struct Configuration {
     /// [`ErrorCode::DataLengthExceedsMaximum`](crate::ErrorCode) (-1103): a decompression bomb.
     /// Courier's addition.
     pub maximum_decompression_ratio: u64,
+    /// The longest response body a task takes, in bytes as delivered (decoded); `None`: no limit,
+    /// as in URLSession. A response that announces a longer one (`Content-Length`, or a 206's
+    /// full length) fails before its body is read, and a body that grows past it fails as it
+    /// does, with [`ErrorCode::DataLengthExceedsMaximum`](crate::ErrorCode) (-1103), the error
+    /// URLSession names for it. It bounds what [`Session::data`](crate::Session::data) holds in
+    /// memory and what a download may put on disk. Courier's addition (curl's `--max-filesize`).
+    /// A background session's service takes bodies of any length.
+    pub maximum_body_length: Option<u64>,
     /// `connectionProxyDictionary`: which requests go through an HTTP proxy. An `https` request
     /// goes through a `CONNECT` tunnel, so the proxy sees only its host and port.
     pub proxy: Proxy,
@@ -398,6 +407,7 @@ impl Default for Configuration {
             maximum_receive_rate_per_task: None,
             maximum_send_rate_per_task: None,
             maximum_decompression_ratio: 200,
+            maximum_body_length: None,
             proxy: Proxy::FromEnvironment,
             tls_minimum_version: TlsVersion::Tls12,
             tls_maximum_version: TlsVersion::Tls13,

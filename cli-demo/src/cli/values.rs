@@ -64,8 +64,9 @@ fn read_bounded_from(reader: impl std::io::Read, from: &str, max: u64) -> Result
     Ok(bytes)
 }
 
-/// Reads a rate such as `500`, `100k`, `2m` or `1g` (1024-based, like curl).
-pub(super) fn parse_rate(text: &str) -> Result<u64, String> {
+/// Reads a number of bytes (a rate's, a size's) such as `500`, `100k`, `2m` or `1g` (1024-based,
+/// like curl).
+pub(super) fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim().to_ascii_lowercase();
     let (digits, unit) = match t.chars().last() {
         Some('k') => (&t[..t.len() - 1], 1u64 << 10),
@@ -75,13 +76,13 @@ pub(super) fn parse_rate(text: &str) -> Result<u64, String> {
     };
     let n: f64 = digits
         .parse()
-        .map_err(|_| format!("not a rate: {text:?} (try 500k or 2m)"))?;
+        .map_err(|_| format!("not a number of bytes: {text:?} (try 500k or 2m)"))?;
     let bytes = n * unit as f64;
     if !(bytes.is_finite() && bytes >= 1.0) {
-        return Err(format!("not a positive rate: {text:?}"));
+        return Err(format!("not a positive number of bytes: {text:?}"));
     }
     if bytes >= u64::MAX as f64 {
-        return Err(format!("too large a rate: {text:?}"));
+        return Err(format!("too large a number of bytes: {text:?}"));
     }
     Ok(bytes as u64)
 }
@@ -127,7 +128,7 @@ pub(super) fn parse_priority(text: &str) -> Result<f32, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_delay, parse_priority, parse_range, parse_rate};
+    use super::{parse_bytes, parse_delay, parse_priority, parse_range};
 
     #[test]
     fn ranges_are_read_as_curl_reads_them() {
@@ -159,12 +160,12 @@ mod tests {
 
     #[test]
     fn rates() {
-        assert_eq!(parse_rate("500"), Ok(500));
-        assert_eq!(parse_rate("100k"), Ok(102_400));
-        assert_eq!(parse_rate("2M"), Ok(2 << 20));
-        assert_eq!(parse_rate("1.5k"), Ok(1536));
-        assert!(parse_rate("0").is_err());
-        assert!(parse_rate("fast").is_err());
+        assert_eq!(parse_bytes("500"), Ok(500));
+        assert_eq!(parse_bytes("100k"), Ok(102_400));
+        assert_eq!(parse_bytes("2M"), Ok(2 << 20));
+        assert_eq!(parse_bytes("1.5k"), Ok(1536));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("fast").is_err());
     }
 
     #[test]

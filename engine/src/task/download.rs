@@ -203,6 +203,11 @@ impl DownloadSink {
         self.from.as_ref().map_or(0, |r| r.bytes_on_disk)
     }
 
+    /// The bytes of the file so far: on disk, and waiting to be written.
+    pub(crate) fn len(&self) -> u64 {
+        self.written + self.pending.len() as u64
+    }
+
     /// The validator to continue with, for a task made from resume data.
     pub(crate) fn validator(&self) -> Option<Validator> {
         self.from.as_ref().map(|r| Validator {

@@ -143,13 +143,14 @@ impl Run {
             {
                 return self.receive_parts(incoming, &boundary, parts.version).await;
             }
-            // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say. Most
-            // responses name no coding: one lookup, and the decoder's reading of the header's
+            // Bodies of HEAD requests, 204 and 304 are empty whatever their headers say.
+            let has_body =
+                !matches!(parts.status.as_u16(), 204 | 304) && head.method != http::Method::HEAD;
+            // Most responses name no coding: one lookup, and the decoder's reading of the header's
             // lines only for those that do. A gzip file labelled with its own coding is kept.
             let decoder = match parts.headers.get(http::header::CONTENT_ENCODING) {
                 Some(_)
-                    if !matches!(parts.status.as_u16(), 204 | 304)
-                        && head.method != http::Method::HEAD
+                    if has_body
                         && !courier_protocol_http::decode::is_a_gzip_file(
                             &parts.headers,
                             self.url.path(),
@@ -163,6 +164,22 @@ impl Run {
                 }
                 _ => None,
             };
+            // A body announced longer than the session takes is not read at all.
+            if let Some(max) = self.ctx.config.maximum_body_length
+                && has_body
+                && decoder.is_none()
+            {
+                let length = range::content_length(&parts.headers);
+                let announced = match (placement, &resuming) {
+                    (Placement::Append, Some((offset, _))) => {
+                        total.or_else(|| length.map(|l| offset + l))
+                    }
+                    _ => length,
+                };
+                if announced.is_some_and(|n| n > max) {
+                    return Err(self.too_long(max));
+                }
+            }
             let status = parts.status;
             let response =
                 Response::new(self.url.clone(), parts.status, parts.version, parts.headers);

@@ -131,6 +131,16 @@ impl Run {
             return Ok(());
         }
         self.moved.decoded_in += data.len() as u64;
+        if let Some(max) = self.ctx.config.maximum_body_length {
+            // A download's file counts whole: a resumed one goes on from the bytes it has.
+            let so_far = match self.sink.as_deref() {
+                Some(sink) => sink.len() + data.len() as u64,
+                None => self.moved.decoded_in,
+            };
+            if so_far > max {
+                return Err(self.too_long(max));
+            }
+        }
         if let Some(sink) = &mut self.sink {
             return Ok(sink.accept(data).await?);
         }
@@ -145,6 +155,17 @@ impl Run {
             return Err(Halt::Interrupted);
         }
         Ok(())
+    }
+
+    /// The body is longer than the configuration's `maximum_body_length`: -1103.
+    pub(super) fn too_long(&self, max: u64) -> Halt {
+        Halt::Failed(
+            Error::new(
+                ErrorCode::DataLengthExceedsMaximum,
+                format!("the body is longer than the {max} bytes the session takes"),
+            )
+            .with_url(self.url.as_str()),
+        )
     }
 
     /// Names a decoding failure: -1016 for a data task; for a download, -3006 in the middle of the
