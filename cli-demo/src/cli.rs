@@ -270,6 +270,38 @@ impl Command {
             }
         })
     }
+
+    /// `--output-dir DIR` (curl's): `-o FILE` becomes DIR/FILE (an absolute FILE, and `-`, stay
+    /// as they are), and a download named from its URL (or by its server) goes into DIR. DIR is
+    /// made first under `--create-dirs`.
+    ///
+    /// # Errors
+    /// DIR cannot be made.
+    pub(crate) fn in_output_dir(mut self, options: &Options) -> Result<Command, String> {
+        let Some(dir) = &options.output_dir else {
+            return Ok(self);
+        };
+        if options.create_dirs {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let inside = |file: PathBuf| {
+            if file.is_absolute() || file.as_os_str() == "-" {
+                file
+            } else {
+                dir.join(file)
+            }
+        };
+        match &mut self {
+            Command::Get { output, .. } => *output = output.take().map(inside),
+            // A trailing separator: the directory the downloads go into, even for one.
+            Command::Download { output, .. } => {
+                *output = Some(output.take().map_or_else(|| dir.join(""), inside));
+            }
+            _ => {}
+        }
+        Ok(self)
+    }
 }
 
 /// `courier bg ...`.
@@ -476,6 +508,14 @@ pub(crate) struct Options {
     /// `--create-dirs`); without it, a missing directory fails before anything is fetched.
     #[arg(long = "create-dirs", global = true)]
     pub(crate) create_dirs: bool,
+    /// Save files in DIR: `-o FILE` is DIR/FILE, and what `-O` and `download` name from the URL
+    /// goes there (curl's `--output-dir`; with `--create-dirs`, DIR is made when missing).
+    #[arg(long = "output-dir", global = true, value_name = "DIR")]
+    pub(crate) output_dir: Option<PathBuf>,
+    /// Send `Authorization: Bearer TOKEN` (curl's `--oauth2-bearer`): to the URL's own origin
+    /// only, as every credential (a redirect elsewhere does not carry it).
+    #[arg(long = "oauth2-bearer", global = true, value_name = "TOKEN")]
+    pub(crate) oauth2_bearer: Option<String>,
     /// Follow redirects: what courier does anyway (accepted for curl's `-L`).
     #[arg(short = 'L', long, global = true)]
     pub(crate) location: bool,
@@ -542,9 +582,13 @@ pub(crate) struct Options {
     /// A URL to fetch besides those given as arguments (repeatable), as curl's --url.
     #[arg(long = "url", id = "more_urls", global = true, value_name = "URL")]
     pub(crate) url: Vec<String>,
-    /// Exit 22 when the final HTTP status is 400 or above.
-    #[arg(short = 'f', long, global = true)]
+    /// Exit 22 when the final HTTP status is 400 or above; the error's body is not kept.
+    #[arg(short = 'f', long, global = true, conflicts_with = "fail_with_body")]
     pub(crate) fail: bool,
+    /// Exit 22 when the final HTTP status is 400 or above, keeping the error's body as any
+    /// other (curl's `--fail-with-body`).
+    #[arg(long = "fail-with-body", global = true)]
+    pub(crate) fail_with_body: bool,
     /// `get` only: ask for the head only (HEAD, unless `-X` names another method) and write the
     /// response's status line and header fields where the body would go (curl's `-I`).
     #[arg(short = 'I', long = "head", global = true)]
@@ -574,6 +618,15 @@ pub(crate) struct Options {
     /// wins).
     #[arg(long = "retry-delay", global = true, value_name = "SECS", value_parser = parse_delay)]
     pub(crate) retry_delay: Option<std::time::Duration>,
+    /// With `--retry`: try again after any error (a refused certificate, a body too long...), and
+    /// with `--fail` or `--fail-with-body` after any HTTP status of 400 or above, not only the
+    /// transient ones (curl's `--retry-all-errors`). A task stopped by Ctrl-C is not tried again.
+    #[arg(long = "retry-all-errors", global = true)]
+    pub(crate) retry_all_errors: bool,
+    /// Try a refused connection again: what `--retry` does anyway (accepted for curl's
+    /// `--retry-connrefused`).
+    #[arg(long = "retry-connrefused", global = true)]
+    pub(crate) retry_connrefused: bool,
     /// `get`, `download` and `upload`: after each task, write FORMAT to standard output with
     /// curl's `%{name}` variables filled in (`%{http_code}`, `%{url_effective}`,
     /// `%{size_download}`, `%{time_total}`, `%header{NAME}`, `%{json}`...; `\n` a new line,

@@ -472,7 +472,10 @@ pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
                 e.message()
             );
             code = ExitCode::TaskFailed;
-        } else if options.fail && f.status.is_some_and(|s| s >= 400) && code == ExitCode::Success {
+        } else if (options.fail || options.fail_with_body)
+            && f.status.is_some_and(|s| s >= 400)
+            && code == ExitCode::Success
+        {
             say!(
                 "courier: task {} got HTTP status {}",
                 f.task,

@@ -108,6 +108,8 @@ pub(crate) struct CliDelegate {
     identity: Option<Credential>,
     /// `--fail`: the body of an HTTP error status is not kept (like `curl --fail`).
     fail: bool,
+    /// `--fail` or `--fail-with-body`: an HTTP error status fails the command (exit 22).
+    fails_on_status: bool,
     /// `-I`: each response's head is written where bodies go.
     heads: bool,
     /// True while a `-J` download's suggested name waits to be looked at (`unchecked_names`):
@@ -251,6 +253,7 @@ impl CliDelegate {
             insecure: false,
             identity: None,
             fail: false,
+            fails_on_status: false,
             heads: false,
             checks_names: AtomicBool::new(false),
             write_out: None,
@@ -420,6 +423,7 @@ impl CliDelegate {
         self.location_trusted = options.location_trusted;
         self.insecure = options.insecure;
         self.fail = options.fail;
+        self.fails_on_status = options.fail || options.fail_with_body;
         self.heads = options.head;
         self.verbose = options.verbose;
         self.retrying = options.retry > 0;

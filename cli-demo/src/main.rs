@@ -253,7 +253,11 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
 fn main() {
     notice_panics();
     let mut cli = cli::Cli::parse_from(cli::disambiguate(std::env::args_os()));
-    cli.command = match cli.command.into_meant(&mut cli.options) {
+    cli.command = match cli
+        .command
+        .into_meant(&mut cli.options)
+        .and_then(|c| c.in_output_dir(&cli.options))
+    {
         Ok(command) => command,
         Err(why) => {
             say!("courier: {why}");

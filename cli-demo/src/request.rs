@@ -77,8 +77,8 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
         request.headers_mut().insert(http::header::COOKIE, value);
     }
     let json = options.json.then(|| "application/json".to_owned());
-    // Fields that options name (`-A`, `-e`, `-r`, `--json`): a field given with `-H` wins, as
-    // with curl.
+    // Fields that options name (`-A`, `-e`, `-r`, `--json`, `--oauth2-bearer`): a field given
+    // with `-H` wins, as with curl.
     let named = [
         (
             http::header::CONTENT_TYPE,
@@ -86,6 +86,13 @@ pub(crate) fn request(url: &str, options: &Options) -> Result<Request, Failure> 
         ),
         (http::header::ACCEPT, json),
         (http::header::USER_AGENT, options.user_agent.clone()),
+        (
+            http::header::AUTHORIZATION,
+            options
+                .oauth2_bearer
+                .as_ref()
+                .map(|t| format!("Bearer {t}")),
+        ),
         (http::header::REFERER, options.referer.clone()),
         (
             http::header::RANGE,

@@ -19,6 +19,11 @@ pub(crate) struct Retries {
     pub(crate) most: u32,
     /// A fixed wait before each, instead of the doubling backoff.
     pub(crate) delay: Option<Duration>,
+    /// `--retry-all-errors`: every error is worth another try, and with `--fail` every HTTP
+    /// error status.
+    pub(crate) all_errors: bool,
+    /// `--fail` or `--fail-with-body`: an HTTP error status fails the command.
+    pub(crate) fails_on_status: bool,
 }
 
 /// The doubling backoff's first wait and its cap: curl's.
@@ -26,11 +31,13 @@ const FIRST_WAIT: Duration = Duration::from_secs(1);
 const LONGEST_WAIT: Duration = Duration::from_secs(600);
 
 impl Retries {
-    /// The options' `--retry` and `--retry-delay`.
+    /// The options' `--retry`, `--retry-delay` and `--retry-all-errors`.
     pub(crate) fn from(options: &Options) -> Retries {
         Retries {
             most: options.retry,
             delay: options.retry_delay,
+            all_errors: options.retry_all_errors,
+            fails_on_status: options.fail || options.fail_with_body,
         }
     }
 
@@ -58,11 +65,16 @@ impl Retries {
             return None;
         }
         let transient = match &f.error {
+            // Ctrl-C stops the task: never tried again.
+            Some(e) if self.all_errors => !e.is_cancelled(),
             Some(e) => retry::is_transient_error(e.code()),
             None => f
                 .status
                 .and_then(|s| StatusCode::from_u16(s).ok())
-                .is_some_and(retry::is_transient_status),
+                .is_some_and(|s| {
+                    retry::is_transient_status(s)
+                        || (self.all_errors && self.fails_on_status && s.as_u16() >= 400)
+                }),
         };
         transient.then(|| {
             f.retry_after
@@ -93,7 +105,7 @@ mod tests {
         };
         let retries = Retries {
             most: 2,
-            delay: None,
+            ..Retries::default()
         };
         let lost = ended(Some(ErrorCode::NetworkConnectionLost), None, None);
         assert_eq!(retries.wait(&lost, 0), Some(Duration::from_secs(1)));
@@ -121,6 +133,7 @@ mod tests {
         let fixed = Retries {
             most: 1,
             delay: Some(Duration::from_millis(250)),
+            ..Retries::default()
         };
         assert_eq!(
             fixed.wait(&busy, 0),

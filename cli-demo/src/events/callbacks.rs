@@ -305,7 +305,7 @@ impl TaskDelegate for CliDelegate {
             let current = task.current_request();
             let exit_code = if error.is_some() {
                 crate::ExitCode::TaskFailed
-            } else if status.is_some_and(|s| self.discards(s)) {
+            } else if status.is_some_and(|s| self.fails_on_status && s >= 400) {
                 crate::ExitCode::HttpError
             } else {
                 crate::ExitCode::Success
