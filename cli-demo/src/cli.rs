@@ -558,6 +558,12 @@ pub(crate) struct Options {
     /// HTTPS asks for HTTP/1.1 alone, never HTTP/2 (curl's --http1.1).
     #[arg(long = "http1.1", global = true)]
     pub(crate) http1_only: bool,
+    /// Connect over IPv4 only (curl's `-4`): a host without an IPv4 address is not found.
+    #[arg(short = '4', long = "ipv4", global = true, conflicts_with = "ipv6")]
+    pub(crate) ipv4: bool,
+    /// Connect over IPv6 only (curl's `-6`): a host without an IPv6 address is not found.
+    #[arg(short = '6', long = "ipv6", global = true)]
+    pub(crate) ipv6: bool,
     /// Connect to ADDR for HOST:PORT instead of asking DNS, as curl's --resolve (repeatable;
     /// several addresses separated by commas, an IPv6 one in brackets). The request keeps its
     /// host: Host, TLS's server name and the certificate check are HOST's.

@@ -36,6 +36,11 @@ pub(crate) fn configuration(options: &Options) -> Result<Configuration, Failure>
         config.timeout_for_request = seconds(secs)?;
     }
     config.http1_only = options.http1_only;
+    config.ip_version = match (options.ipv4, options.ipv6) {
+        (true, _) => Some(courier_engine::IpVersion::V4),
+        (_, true) => Some(courier_engine::IpVersion::V6),
+        _ => None,
+    };
     for given in &options.resolve {
         let (key, addresses) = given_address(given)?;
         config

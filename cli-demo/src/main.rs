@@ -215,6 +215,10 @@ fn misplaced_options(cli: &cli::Cli) -> Result<(), Failure> {
             "--http1.1 is not taken by background tasks: the service keeps its own protocols",
         ),
         (
+            (o.ipv4 || o.ipv6) && matches!(cli.command, Command::Bg { .. } | Command::Daemon),
+            "-4 and -6 are not taken by background tasks: the service connects over both",
+        ),
+        (
             (o.cookie.is_some() || o.cookie_jar.is_some())
                 && matches!(cli.command, Command::Bg { .. } | Command::Daemon),
             "-b and -c are this command's cookies: the background service keeps its own",

@@ -229,6 +229,52 @@ async fn dash_b_and_c_are_curls_cookie_files() {
     assert_eq!(bg.status.code(), Some(2));
 }
 
+/// `-4` and `-6` (curl's) connect over one IP version: addresses of the other, given with
+/// `--resolve` or resolved, are left out, and a host with none of that version is not found
+/// (-1003). The server listens on 127.0.0.1 only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_4_and_6_keep_to_one_ip_version() {
+    let server = TestServer::http().await;
+    let port = server
+        .url("/")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let named = format!("http://other.test:{port}/bytes/3");
+    let both = format!("other.test:{port}:::1,127.0.0.1");
+    let numeric = server.url("/bytes/3");
+    let (v4, v6, v6_numeric) = tokio::task::spawn_blocking(move || {
+        let get = |version: &str, url: &str| {
+            courier(&[
+                "get",
+                "-s",
+                "--allow-http",
+                "--resolve",
+                &both,
+                version,
+                url,
+            ])
+        };
+        (get("-4", &named), get("-6", &named), get("-6", &numeric))
+    })
+    .await
+    .unwrap();
+    assert_success(&v4);
+    assert_eq!(v4.stdout, pattern_bytes(0, 3));
+    // Only ::1 is left, where nothing listens.
+    assert_eq!(v6.status.code(), Some(1));
+    assert!(v6.stdout.is_empty());
+    assert_eq!(v6_numeric.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&v6_numeric.stderr);
+    assert!(
+        err.contains("cannot_find_host -1003")
+            && err.contains("cannot find an IPv6 address for host 127.0.0.1"),
+        "{err}"
+    );
+}
+
 /// `--resolve HOST:PORT:ADDR` (curl's) connects to ADDR for a name DNS does not know, and the
 /// request keeps the name: `Host` says it, and TLS checks the server's certificate against it (a
 /// certificate for `other.test` is trusted under that name and refused under `localhost`).

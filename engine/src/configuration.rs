@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use courier_delegates::CachePolicy;
-pub use courier_protocol_http::TlsVersion;
+pub use courier_protocol_http::{IpVersion, TlsVersion};
 use http::HeaderMap;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -162,6 +162,7 @@ impl CleartextPolicy {
 /// | `timeout_for_connect` | `None`: `timeout_for_request` | same |
 /// | `given_addresses` | none (DNS answers) | same |
 /// | `http1_only` | false (HTTP/2 where a server offers it) | same |
+/// | `ip_version` | `None` (IPv6 and IPv4, raced) | same |
 /// | `http_additional_headers` | none | same |
 /// | `http_maximum_connections_per_host` | 6 | same |
 /// | `extra_root_certificates` | none (Mozilla's roots only) | same |
@@ -227,11 +228,17 @@ pub struct Configuration {
     /// lowercase (an IPv6 literal without its brackets) and the port: curl's `--resolve`,
     /// reqwest's `resolve`. The request keeps its host: `Host`, TLS's server name and the
     /// certificate check are the host's, so a test or a migration can reach one server under
-    /// its real name. Through a proxy it is the proxy's address that is given, when it is keyed;
-    /// a `socks5://` proxy is handed DNS's address of the target still. URLSession has no such
-    /// setting (it follows the system's resolver). A background session's service resolves
-    /// with DNS.
+    /// its real name. Through a proxy it is the proxy's address that is given, when it is keyed,
+    /// and a `socks5://` proxy (which is handed addresses) is handed the target's given address.
+    /// URLSession has no such setting (it follows the system's resolver). A background session's
+    /// service resolves with DNS.
     pub given_addresses: std::collections::HashMap<(String, u16), Vec<std::net::IpAddr>>,
+    /// Connect over this IP version only (curl's `-4` and `-6`): addresses of the other, given or
+    /// resolved, are left out, and a host with none of this version fails with -1003. `None`, the
+    /// default, uses both, IPv6 and IPv4 raced (happy eyeballs). It applies to every address a
+    /// connection takes: the server's, a proxy's, and the one a `socks5://` proxy is handed.
+    /// URLSession has no such setting. A background session's service uses both.
+    pub ip_version: Option<IpVersion>,
     /// HTTPS asks for HTTP/1.1 alone, never HTTP/2 (curl's `--http1.1`, reqwest's
     /// `http1_only`): for a server or a middlebox whose HTTP/2 misbehaves. URLSession has no such
     /// setting. A background session's service keeps its own.
@@ -384,6 +391,7 @@ impl Default for Configuration {
             timeout_for_request: Duration::from_secs(60),
             timeout_for_connect: None,
             given_addresses: std::collections::HashMap::new(),
+            ip_version: None,
             http1_only: false,
             timeout_for_resource: Duration::from_secs(7 * 24 * 60 * 60),
             http_additional_headers: HeaderMap::new(),

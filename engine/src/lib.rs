@@ -47,7 +47,7 @@ pub mod stores;
 pub mod task;
 
 pub use configuration::{
-    CleartextPolicy, Configuration, CookieAcceptPolicy, Proxy, SessionKind, TlsVersion,
+    CleartextPolicy, Configuration, CookieAcceptPolicy, IpVersion, Proxy, SessionKind, TlsVersion,
 };
 pub use courier_delegates::{
     AuthChallengeDisposition, AuthenticationChallenge, AuthenticationMethod, BodyStream,

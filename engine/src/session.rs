@@ -233,7 +233,10 @@ impl Session {
             proxies: Arc::new(proxies),
             tls_minimum_version: config.tls_minimum_version,
             tls_maximum_version: config.tls_maximum_version,
-            given_addresses: Arc::new(config.given_addresses.clone()),
+            naming: Arc::new(courier_protocol_http::Naming {
+                given: config.given_addresses.clone(),
+                ip_version: config.ip_version,
+            }),
             http1_only: config.http1_only,
             ..TransportSettings::default()
         })

@@ -54,11 +54,8 @@ pub(crate) use conn::Conn;
 use conn::{Counted, ReadShare, Stream, Watch};
 use per_host::Host;
 pub use read_pause::{ReadHold, ReadPause};
-pub use resolve::GivenAddresses;
 pub(crate) use resolve::bare_host;
-pub use resolve::is_localhost_name;
-use resolve::resolve_given;
-pub(crate) use resolve::resolve_one;
+pub use resolve::{GivenAddresses, IpVersion, Naming, is_localhost_name};
 pub(crate) use wanted::for_one_request;
 use wanted::{Wanted, served};
 
@@ -130,8 +127,8 @@ pub(crate) struct ConnectorSettings {
     /// absolute form: for connections that switch protocols (a `ws:` WebSocket), which a proxy
     /// forwarding requests would not carry.
     pub(crate) tunnel_cleartext: bool,
-    /// Addresses given for hosts, instead of DNS's.
-    pub(crate) given_addresses: Arc<GivenAddresses>,
+    /// How names become addresses (given ones, one IP version).
+    pub(crate) naming: Arc<Naming>,
 }
 
 /// Opens connections; cheap to clone (the pool clones it per connect).
@@ -300,7 +297,7 @@ impl Inner {
             None => (host.as_str(), port),
         };
         let started = Instant::now();
-        let addrs = resolve_given(&self.settings.given_addresses, dial_host, dial_port).await?;
+        let addrs = self.settings.naming.addresses(dial_host, dial_port).await?;
         let dns = started.elapsed();
 
         let connect_started = Instant::now();
@@ -321,7 +318,7 @@ impl Inner {
                     .as_ref()
                     .and_then(|w| w.proxy_authorization.as_ref())
                     .or(route.auth.as_ref());
-                tcp = proxy::carry(tcp, route, &host, port, auth).await?;
+                tcp = proxy::carry(tcp, route, &host, port, auth, &self.settings.naming).await?;
                 // Through a tunnel, a cleartext request goes as to the server itself (origin form).
                 proxied = tls && matches!(kind, RouteKind::Http { .. });
             }

@@ -195,7 +195,10 @@ impl Transport {
             Some(Route {
                 kind: RouteKind::Socks5 { remote_dns, .. },
                 ..
-            }) if !remote_dns => crate::connect::resolve_one(host, port)
+            }) if !remote_dns => self
+                .connector
+                .naming()
+                .first_address(host, port)
                 .await
                 .map_err(connect_failed)?,
             _ => host.to_owned(),

@@ -50,7 +50,9 @@ pub mod transport;
 pub mod trust;
 pub mod websocket;
 
-pub use connect::{ConnectionInfo, GivenAddresses, ReadHold, ReadPause, is_localhost_name};
+pub use connect::{
+    ConnectionInfo, GivenAddresses, IpVersion, Naming, ReadHold, ReadPause, is_localhost_name,
+};
 pub use error::{TlsFailure, TransportError, TransportErrorKind};
 pub use hyper::body::Incoming;
 pub use tls::TlsVersion;

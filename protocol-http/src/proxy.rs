@@ -308,20 +308,21 @@ fn is_loopback(host: &str) -> bool {
 /// Has the proxy `route` names, at the other end of `tcp`, carry it on to `host:port`: a SOCKS5
 /// connect (the proxy resolving the name for `socks5h`, this side for `socks5`), or an HTTP
 /// proxy's `CONNECT` tunnel presenting `auth`. After it, the stream carries bytes to and from
-/// the server.
+/// the server. A name resolved here is resolved by `naming`.
 pub(crate) async fn carry(
     mut tcp: TcpStream,
     route: &Route,
     host: &str,
     port: u16,
     auth: Option<&HeaderValue>,
+    naming: &crate::connect::Naming,
 ) -> Result<TcpStream, ConnectFailure> {
     match &route.kind {
         RouteKind::Socks5 { remote_dns, login } => {
             let target = if *remote_dns {
                 host.to_owned()
             } else {
-                crate::connect::resolve_one(host, port).await?
+                naming.first_address(host, port).await?
             };
             socks5(tcp, &target, port, login.as_ref()).await
         }

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
 
-use crate::connect::{Connector, ConnectorSettings, GivenAddresses};
+use crate::connect::{Connector, ConnectorSettings, Naming};
 use crate::error::{TransportError, TransportErrorKind};
 use crate::identity::ClientIdentityProvider;
 use crate::proxy::Proxies;
@@ -55,9 +55,10 @@ pub struct TransportSettings {
     pub tls_minimum_version: TlsVersion,
     /// The newest TLS version accepted.
     pub tls_maximum_version: TlsVersion,
-    /// Addresses to connect to for a host and port instead of asking DNS (curl's `--resolve`):
-    /// the host is still the request's, in `Host`, TLS's server name and the certificate check.
-    pub given_addresses: Arc<GivenAddresses>,
+    /// How names become addresses: those given for a host and port instead of DNS's (curl's
+    /// `--resolve`; the host is still the request's, in `Host`, TLS's server name and the
+    /// certificate check), and one IP version only (curl's `-4`, `-6`).
+    pub naming: Arc<Naming>,
     /// HTTPS offers HTTP/1.1 alone in its ALPN, never HTTP/2 (curl's `--http1.1`, reqwest's
     /// `http1_only`).
     pub http1_only: bool,
@@ -75,7 +76,7 @@ impl Default for TransportSettings {
             proxies: Arc::new(Proxies::none()),
             tls_minimum_version: TlsVersion::default(),
             tls_maximum_version: TlsVersion::Tls13,
-            given_addresses: Arc::default(),
+            naming: Arc::default(),
             http1_only: false,
         }
     }
@@ -160,7 +161,7 @@ impl Transport {
             max_connections_per_host: settings.max_connections_per_host,
             proxies: settings.proxies.clone(),
             tunnel_cleartext: false,
-            given_addresses: settings.given_addresses.clone(),
+            naming: settings.naming.clone(),
         };
         let upgrade_connector = Connector::new(ConnectorSettings {
             tls: http1_only,

@@ -85,3 +85,31 @@ async fn socks5_hands_the_proxy_an_address_and_credentials_go_to_the_proxy_only(
     assert_eq!(error.code(), ErrorCode::CannotConnectToHost, "{error}");
     assert!(error.to_string().contains("SOCKS5"), "{error}");
 }
+
+/// Through `socks5` (names resolved here), a host's given address (`given_addresses`, curl's
+/// `--resolve`) is the one the proxy is handed: a name DNS does not know reaches its server. (It
+/// was DNS's, and the name was not found.)
+#[tokio::test]
+async fn socks5_is_handed_the_given_address() {
+    let Some(proxy) = Microsocks::start(None) else {
+        return;
+    };
+    let plain = TestServer::http().await;
+    let port = port_of(&plain.url("/"));
+    let url = format!("http://files.test:{port}/bytes/9");
+    let mut config = through(&proxy.url("socks5", ""));
+    config.given_addresses.insert(
+        ("files.test".into(), port),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    let session = Session::new(config).unwrap();
+    let (body, _) = session.data(url.as_str()).await.unwrap();
+    assert_eq!(body.as_ref(), pattern_bytes(0, 9).as_slice());
+    assert!(
+        proxy
+            .log()
+            .contains(&format!("connected to 127.0.0.1:{port}")),
+        "{}",
+        proxy.log()
+    );
+}

@@ -8,12 +8,17 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{Connector, resolve_given};
+use super::Connector;
 use crate::error::{ConnectFailure, TransportErrorKind};
 use crate::happy_eyeballs;
 use crate::proxy::{self, RawUse, Route, RouteKind};
 
 impl Connector {
+    /// How this connector's names become addresses.
+    pub(crate) fn naming(&self) -> &super::Naming {
+        &self.inner.settings.naming
+    }
+
     /// Where a connection for `what` to `host:port` goes: through the proxy the session's rules
     /// name for it, or `None` for straight to the host.
     pub(crate) fn raw_route(&self, what: RawUse, host: &str, port: u16) -> Option<Route> {
@@ -39,14 +44,16 @@ impl Connector {
         }
         let dial = async {
             let (dial_host, dial_port) = route.map_or((host, port), |r| (r.host.as_str(), r.port));
-            let given = &self.inner.settings.given_addresses;
-            let addrs = resolve_given(given, dial_host, dial_port).await?;
+            let naming = &self.inner.settings.naming;
+            let addrs = naming.addresses(dial_host, dial_port).await?;
             let (tcp, _) = happy_eyeballs::connect(&addrs, TcpStream::connect)
                 .await
                 .map_err(|last| ConnectFailure::dial(dial_host, dial_port, last))?;
             let _ = tcp.set_nodelay(true);
             match route {
-                Some(route) => proxy::carry(tcp, route, host, port, route.auth.as_ref()).await,
+                Some(route) => {
+                    proxy::carry(tcp, route, host, port, route.auth.as_ref(), naming).await
+                }
                 None => Ok(tcp),
             }
         };

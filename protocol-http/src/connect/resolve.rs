@@ -26,7 +26,7 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Co
     let host = bare_host(host);
     if is_localhost_name(host) {
         // IPv4 first, as `/etc/hosts` lists them: the first is the one a `socks5://` proxy is
-        // handed (`resolve_one`), and most loopback servers listen on 127.0.0.1.
+        // handed (`Naming::first_address`), and most loopback servers listen on 127.0.0.1.
         return Ok(vec![
             SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
@@ -53,26 +53,81 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Co
 /// host in lowercase without an IPv6 literal's brackets.
 pub type GivenAddresses = HashMap<(String, u16), Vec<IpAddr>>;
 
-/// The addresses `given` has for `host:port`, else [`resolve`]'s.
-pub(crate) async fn resolve_given(
-    given: &GivenAddresses,
-    host: &str,
-    port: u16,
-) -> Result<Vec<SocketAddr>, ConnectFailure> {
-    if !given.is_empty()
-        && let Some(ips) = given
-            .get(&(bare_host(host).to_ascii_lowercase(), port))
-            .filter(|ips| !ips.is_empty())
-    {
-        return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
-    }
-    resolve(host, port).await
+/// The one IP version connections may use (curl's `-4` and `-6`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IpVersion {
+    /// IPv4 addresses only.
+    V4,
+    /// IPv6 addresses only.
+    V6,
 }
 
-/// The first address of `host`, as text (for a `socks5://` proxy, which is handed addresses, not
-/// names).
-pub(crate) async fn resolve_one(host: &str, port: u16) -> Result<String, ConnectFailure> {
-    Ok(resolve(host, port).await?[0].ip().to_string())
+impl std::fmt::Display for IpVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IpVersion::V4 => "IPv4",
+            IpVersion::V6 => "IPv6",
+        })
+    }
+}
+
+/// How names become the addresses connections are opened to: those given for a host and port
+/// first (curl's `--resolve`), else DNS's (`localhost` names are this machine's loopback
+/// addresses); and of one IP version only, when one is asked for (curl's `-4`, `-6`). Every
+/// connection takes its addresses here: to a server, to a proxy, and the address a `socks5://`
+/// proxy is handed.
+#[derive(Clone, Debug, Default)]
+pub struct Naming {
+    /// Addresses for a host and port, instead of DNS's.
+    pub given: GivenAddresses,
+    /// The one IP version to use (`None`: either, IPv6 and IPv4 raced by happy eyeballs).
+    pub ip_version: Option<IpVersion>,
+}
+
+impl Naming {
+    /// The addresses to open `host:port` at; at least one.
+    pub(crate) async fn addresses(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, ConnectFailure> {
+        let given = (!self.given.is_empty())
+            .then(|| {
+                self.given
+                    .get(&(bare_host(host).to_ascii_lowercase(), port))
+            })
+            .flatten()
+            .filter(|ips| !ips.is_empty());
+        let mut addrs = match given {
+            Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
+            None => resolve(host, port).await?,
+        };
+        if let Some(version) = self.ip_version {
+            addrs.retain(|a| a.is_ipv4() == (version == IpVersion::V4));
+            if addrs.is_empty() {
+                return Err(ConnectFailure::new(
+                    TransportErrorKind::Dns,
+                    format!(
+                        "cannot find an {version} address for host {}",
+                        bare_host(host)
+                    ),
+                    None,
+                ));
+            }
+        }
+        Ok(addrs)
+    }
+
+    /// The first of [`Naming::addresses`], as text (for a `socks5://` proxy, which is handed
+    /// addresses, not names).
+    pub(crate) async fn first_address(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<String, ConnectFailure> {
+        Ok(self.addresses(host, port).await?[0].ip().to_string())
+    }
 }
 
 /// `localhost`, or a name under it (RFC 6761, section 6.3), in any case, with or without the
@@ -105,7 +160,11 @@ mod tests {
         let ips: Vec<IpAddr> = vec!["10.1.2.3".parse().unwrap(), "::2".parse().unwrap()];
         given.insert(("files.test".into(), 443), ips);
         given.insert(("::5".into(), 80), vec!["127.0.0.9".parse().unwrap()]);
-        let addrs = resolve_given(&given, "Files.TEST", 443).await.unwrap();
+        let naming = Naming {
+            given,
+            ip_version: None,
+        };
+        let addrs = naming.addresses("Files.TEST", 443).await.unwrap();
         assert_eq!(
             addrs,
             vec![
@@ -113,11 +172,47 @@ mod tests {
                 SocketAddr::from((Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 2), 443))
             ]
         );
-        let addrs = resolve_given(&given, "[::5]", 80).await.unwrap();
+        let addrs = naming.addresses("[::5]", 80).await.unwrap();
         assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 9], 80))]);
         // Another port of the host, and any other host, are DNS's (here: localhost's rule).
-        let other = resolve_given(&given, "localhost", 443).await.unwrap();
+        let other = naming.addresses("localhost", 443).await.unwrap();
         assert!(other.iter().all(|a| a.ip().is_loopback()), "{other:?}");
+    }
+
+    /// One IP version asked for: the other's addresses are left out, given or resolved, and a
+    /// host with none of that version is not found.
+    #[tokio::test]
+    async fn one_ip_version_leaves_the_others_addresses_out() {
+        let mut given = GivenAddresses::new();
+        given.insert(
+            ("files.test".into(), 443),
+            vec!["10.1.2.3".parse().unwrap(), "::2".parse().unwrap()],
+        );
+        let v6 = Naming {
+            given,
+            ip_version: Some(IpVersion::V6),
+        };
+        let addrs = v6.addresses("files.test", 443).await.unwrap();
+        assert_eq!(
+            addrs,
+            vec![SocketAddr::from((
+                Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 2),
+                443
+            ))]
+        );
+        let local = v6.addresses("localhost", 80).await.unwrap();
+        assert_eq!(local, vec![SocketAddr::from((Ipv6Addr::LOCALHOST, 80))]);
+        let v4 = Naming {
+            ip_version: Some(IpVersion::V4),
+            ..Naming::default()
+        };
+        assert_eq!(
+            v4.first_address("localhost", 80).await.unwrap(),
+            "127.0.0.1"
+        );
+        let refused = v4.addresses("[::1]", 80).await.unwrap_err();
+        assert_eq!(refused.kind, TransportErrorKind::Dns);
+        assert_eq!(refused.message, "cannot find an IPv4 address for host ::1");
     }
 
     #[tokio::test]
