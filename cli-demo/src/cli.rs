@@ -493,6 +493,20 @@ pub(crate) struct Options {
     /// URL's own origin (scheme, host, port), unless `--location-trusted`.
     #[arg(short = 'u', long = "user", global = true, value_name = "USER:PASS")]
     pub(crate) user: Option<String>,
+    /// Answer each host's challenges (and log in to `ftp:` servers) with its login in
+    /// `~/.netrc`, as curl's `-n`: a `machine` line's login goes to that host only, `default`'s to
+    /// any other. `--user` wins.
+    #[arg(short = 'n', long = "netrc", global = true)]
+    pub(crate) netrc: bool,
+    /// `-n` with this file instead of `~/.netrc` (which must be there).
+    #[arg(long = "netrc-file", global = true, value_name = "FILE")]
+    pub(crate) netrc_file: Option<PathBuf>,
+    /// `-n`, if `~/.netrc` is there (curl's `--netrc-optional`; `-n` does the same here).
+    #[arg(long = "netrc-optional", global = true)]
+    pub(crate) netrc_optional: bool,
+    /// The logins `-n` read (`netrc::load`, once per command).
+    #[arg(skip)]
+    pub(crate) netrc_logins: Option<std::sync::Arc<crate::netrc::Netrc>>,
     /// The most HTTP/1.1 connections per host (default 6; 1 to 65536).
     #[arg(
         long = "max-connections-per-host",

@@ -272,10 +272,16 @@ pub(crate) fn ftp_logins<'a>(
     urls: impl IntoIterator<Item = &'a str>,
     options: &Options,
 ) {
-    let (Some(userinfo), Some(store)) = (&options.user, session.credential_storage()) else {
+    let Some(store) = session.credential_storage() else {
         return;
     };
-    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo.as_str(), ""));
+    let given = options
+        .user
+        .as_deref()
+        .map(|u| u.split_once(':').unwrap_or((u, "")));
+    if given.is_none() && options.netrc_logins.is_none() {
+        return;
+    }
     for url in urls {
         let Ok(url) = courier_engine::reexports::url::Url::parse(url) else {
             continue;
@@ -290,6 +296,15 @@ pub(crate) fn ftp_logins<'a>(
             realm: None,
             method: courier_engine::AuthenticationMethod::Default,
             proxy_type: None,
+        };
+        // `--user`, else the host's login in `.netrc` (`-n`).
+        let netrc = options
+            .netrc_logins
+            .as_ref()
+            .and_then(|n| n.login_for(&space.host))
+            .map(|l| (l.user.as_str(), l.password.as_str()));
+        let Some((user, password)) = given.or(netrc) else {
+            continue;
         };
         let login = courier_engine::Credential::password(
             user,

@@ -100,6 +100,8 @@ pub(crate) struct CliDelegate {
     follow_redirects: bool,
     /// `--user`: the credential challenges are answered with.
     credential: Option<Credential>,
+    /// `-n`: each host's login, for challenges `--user` does not answer.
+    netrc: Option<Arc<crate::netrc::Netrc>>,
     /// `--location-trusted`: `--user` answers challenges from any origin, not only the URL's.
     location_trusted: bool,
     /// `--insecure`: trust any server.
@@ -249,6 +251,7 @@ impl CliDelegate {
             stream: None,
             follow_redirects: true,
             credential: None,
+            netrc: None,
             location_trusted: false,
             insecure: false,
             identity: None,
@@ -420,6 +423,7 @@ impl CliDelegate {
     pub(crate) fn apply(&mut self, options: &Options) -> Result<(), crate::Failure> {
         self.follow_redirects = !options.no_follow;
         self.set_credential_from(options.user.as_deref());
+        self.netrc = options.netrc_logins.clone();
         self.location_trusted = options.location_trusted;
         self.insecure = options.insecure;
         self.fail = options.fail;

@@ -8,6 +8,7 @@
 //! - `conditional`: `-z`, `--etag-compare`, `--etag-save` and `-R`: fetching only what changed.
 //! - `form`: `-F`'s multipart form, in memory or streamed from its files.
 //! - `cookie_file`: `-b FILE` and `-c FILE`, curl's cookie files.
+//! - `netrc`: `-n`, logins from `~/.netrc`.
 //! - `write_out`: `-w`'s line after each task.
 //! - `retries`: `--retry`'s rules.
 //! - `get`: `courier get`.
@@ -52,6 +53,7 @@ mod events;
 mod form;
 mod get;
 mod glob;
+mod netrc;
 mod progress;
 mod request;
 mod retries;
@@ -272,8 +274,12 @@ fn main() {
         // curl's `-Z`: its default most at once.
         cli.options.parallel = 50;
     }
-    if let Err(e) =
-        request::join_data(&mut cli.options).and_then(|()| conditional::resolve(&mut cli.options))
+    if let Err(e) = request::join_data(&mut cli.options)
+        .and_then(|()| conditional::resolve(&mut cli.options))
+        .and_then(|()| {
+            cli.options.netrc_logins = netrc::load(&cli.options)?.map(std::sync::Arc::new);
+            Ok(())
+        })
     {
         say!("courier: {}", e.0);
         std::process::exit(ExitCode::Usage.code());

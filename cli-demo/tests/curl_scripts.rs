@@ -1,5 +1,5 @@
 //! Black-box tests of curl's options that scripts lean on: `--fail-with-body`,
-//! `--retry-all-errors`, `--output-dir` and `--oauth2-bearer`.
+//! `--retry-all-errors`, `--output-dir`, `--oauth2-bearer` and `--netrc-file`.
 
 mod common;
 
@@ -126,4 +126,42 @@ async fn output_dir_and_oauth2_bearer_are_curls() {
         seen.contains("host: localhost") && !seen.contains("authorization"),
         "{seen}"
     );
+}
+
+/// `--netrc-file FILE` (curl's `-n` with a file) answers a host's challenge with that host's login
+/// only: a redirect to another host (here `localhost`, which the file does not name) gets none.
+/// A file that is not there is a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netrc_logins_go_to_their_own_host() {
+    let server = TestServer::http().await;
+    let dir = tempfile::tempdir().unwrap();
+    let netrc = dir.path().join("netrc");
+    std::fs::write(
+        &netrc,
+        "machine 127.0.0.1\n  login ann\n  password s3cret\n\
+         machine other.test login x password y\n",
+    )
+    .unwrap();
+    let netrc = netrc.to_string_lossy().into_owned();
+    let own = server.url("/basic/ann/s3cret");
+    let elsewhere = own.replace("127.0.0.1", "localhost");
+    let away = server.url(&format!("/redirect/302?to={elsewhere}"));
+    let (answered, redirected, missing) = tokio::task::spawn_blocking(move || {
+        let get = |file: &str, url: &str| {
+            let args = ["get", "-s", "--allow-http", "-L", "-w", " %{http_code}"];
+            courier(&[&args[..], &["--netrc-file", file, url]].concat())
+        };
+        (
+            get(&netrc, &own),
+            get(&netrc, &away),
+            get("/nonexistent/netrc", &own),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&answered);
+    assert_eq!(String::from_utf8_lossy(&answered.stdout), "welcome ann 200");
+    assert_success(&redirected);
+    assert!(String::from_utf8_lossy(&redirected.stdout).ends_with(" 401"));
+    assert_eq!(missing.status.code(), Some(2));
 }

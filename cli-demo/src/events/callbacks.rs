@@ -128,14 +128,27 @@ impl TaskDelegate for CliDelegate {
         challenge: &AuthenticationChallenge,
         reply: Reply<AuthChallengeDisposition>,
     ) {
-        let disposition = match &self.credential {
-            Some(c) => AuthChallengeDisposition::with_given_credential(
+        let space = &challenge.protection_space;
+        let disposition = match (&self.credential, &self.netrc) {
+            (Some(c), _) => AuthChallengeDisposition::with_given_credential(
                 c,
                 challenge,
                 task.original_request().url(),
                 self.location_trusted,
             ),
-            None => AuthChallengeDisposition::PerformDefaultHandling,
+            // `-n`: the login of the host that asks, whichever URL led there; once.
+            (None, Some(netrc)) if !space.is_proxy() => match netrc.login_for(&space.host) {
+                Some(_) if challenge.previous_failure_count > 0 => {
+                    AuthChallengeDisposition::UseCredential(None)
+                }
+                Some(login) => AuthChallengeDisposition::UseCredential(Some(Credential::password(
+                    &login.user,
+                    &login.password,
+                    CredentialPersistence::ForSession,
+                ))),
+                None => AuthChallengeDisposition::PerformDefaultHandling,
+            },
+            _ => AuthChallengeDisposition::PerformDefaultHandling,
         };
         self.emit_challenge(Some(task.id()), challenge, &disposition);
         reply.send(disposition);
