@@ -284,3 +284,40 @@ fn task_of(submitted: &std::process::Output) -> u64 {
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("a task identifier: {line:?}"))
 }
+
+/// `bg download` takes its URLs as `download` does: a globbed URL stands for one task per value,
+/// and `-i FILE` adds the file's lines (it was taken and left unread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bg_download_globs_its_urls_and_reads_an_input_file() {
+    let server = TestServer::http().await;
+    let home = Home::new();
+    let list = home.out().with_file_name("list.txt");
+    std::fs::write(&list, format!("{}\n", server.url("/bytes/7"))).unwrap();
+    let globbed = server.url("/bytes/[5-6]");
+    let h = home.clone();
+    let submitted = tokio::task::spawn_blocking(move || {
+        let mut daemon = h.daemon(&[]);
+        let list = list.to_string_lossy().into_owned();
+        let submitted = h.courier(&[
+            "bg",
+            "download",
+            "--id",
+            "many",
+            "--allow-http",
+            "-i",
+            &list,
+            &globbed,
+        ]);
+        h.listed_until("many", |t| t.matches("\"completed\"").count() == 3);
+        stop_daemon(&mut daemon);
+        submitted
+    })
+    .await
+    .unwrap();
+    assert_success(&submitted);
+    let urls: Vec<String> = String::from_utf8_lossy(&submitted.stdout)
+        .lines()
+        .map(|l| l.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(urls, ["5", "6", "7"]);
+}
