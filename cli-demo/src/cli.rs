@@ -750,6 +750,13 @@ pub(crate) struct Options {
     pub(crate) wait_for_connectivity: bool,
 }
 
+impl Options {
+    /// `--fail` or `--fail-with-body`: an HTTP status of 400 or above fails the command (exit 22).
+    pub(crate) fn fails_on_status(&self) -> bool {
+        self.fail || self.fail_with_body
+    }
+}
+
 /// `--allow-http` takes an optional HOST, so `--allow-http http://host/` would read the URL as the
 /// host, and `courier --allow-http daemon` (or `courier bg --allow-http download`) the command. A
 /// host never contains `://` or `/`: such a next argument is a URL, and `--allow-http` alone (all

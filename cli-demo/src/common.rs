@@ -492,7 +492,7 @@ pub(crate) fn report(results: &[Finished], options: &Options) -> ExitCode {
                 e.message()
             );
             code = ExitCode::TaskFailed;
-        } else if (options.fail || options.fail_with_body)
+        } else if options.fails_on_status()
             && f.status.is_some_and(|s| s >= 400)
             && code == ExitCode::Success
         {

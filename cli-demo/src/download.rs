@@ -100,8 +100,7 @@ pub(crate) async fn run(args: Args, options: &Options) -> Result<ExitCode, Failu
     }
     if !args.urls.is_empty() || options.input_file.is_some() || jobs.is_empty() {
         let urls = common::globbed_urls(args.urls.clone(), options)?;
-        let plain: Vec<String> = urls.iter().map(|g| g.url.clone()).collect();
-        crate::request::check_request_options(&plain, options)?;
+        crate::request::check_request_options(urls.first().map(|g| g.url.as_str()), options)?;
         jobs.extend(urls.into_iter().map(Job::Fresh));
     }
     let several = jobs.len() > 1;

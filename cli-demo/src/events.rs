@@ -427,7 +427,7 @@ impl CliDelegate {
         self.location_trusted = options.location_trusted;
         self.insecure = options.insecure;
         self.fail = options.fail;
-        self.fails_on_status = options.fail || options.fail_with_body;
+        self.fails_on_status = options.fails_on_status();
         self.heads = options.head;
         self.verbose = options.verbose;
         self.retrying = options.retry > 0;

@@ -27,7 +27,7 @@ pub(crate) async fn run(
     options: &Options,
 ) -> Result<ExitCode, Failure> {
     let urls = common::urls(urls, options)?;
-    request::check_request_options(&urls, options)?;
+    request::check_request_options(urls.first().map(String::as_str), options)?;
     let config = configuration(options)?;
     if let Some(path) = &output {
         crate::download::output_directory(path, options)?;

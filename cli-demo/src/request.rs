@@ -175,13 +175,13 @@ pub(crate) fn with_scheme<'u>(url: &'u str, scheme: &str) -> std::borrow::Cow<'u
     }
 }
 
-/// Checks what the options add to every request (method, headers, body) before anything starts:
-/// each URL becomes a request only as its task starts, through [`request`] (10,000 URLs held as
-/// requests up front took 4.3 MB). A bad URL is not a usage error: it fails its own task.
-pub(crate) fn check_request_options(urls: &[String], options: &Options) -> Result<(), Failure> {
+/// Checks what the options add to every request (method, headers, body) before anything starts,
+/// on the `first` URL: each URL becomes a request only as its task starts, through [`request`]
+/// (10,000 URLs held as requests up front took 4.3 MB). A bad URL is not a usage error: it fails
+/// its own task.
+pub(crate) fn check_request_options(first: Option<&str>, options: &Options) -> Result<(), Failure> {
     note_data_naming_a_file(options);
-    urls.first()
-        .map_or(Ok(()), |url| request(url, options).map(drop))
+    first.map_or(Ok(()), |url| request(url, options).map(drop))
 }
 
 /// `--data @NAME` sends the text `@NAME`, as the contract says (curl's `--data-raw`); curl's

@@ -37,7 +37,7 @@ impl Retries {
             most: options.retry,
             delay: options.retry_delay,
             all_errors: options.retry_all_errors,
-            fails_on_status: options.fail || options.fail_with_body,
+            fails_on_status: options.fails_on_status(),
         }
     }
 

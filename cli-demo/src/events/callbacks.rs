@@ -457,17 +457,15 @@ impl DownloadDelegate for CliDelegate {
             Some(task.id()),
             json!({ "path": location.to_string_lossy() }),
         );
-        if task
-            .response()
-            .is_some_and(|r| self.discards(r.status().as_u16()))
-        {
+        // Read once: each read copies the head.
+        let response = task.response();
+        let status = response.as_ref().map(Response::status);
+        if status.is_some_and(|s| self.discards(s.as_u16())) {
             // `--fail`: an error page is not saved; the engine removes the file.
             return;
         }
         if inner.retried_on_status.contains(&task.id())
-            && task
-                .response()
-                .is_some_and(|r| retry::is_transient_status(r.status()))
+            && status.is_some_and(retry::is_transient_status)
         {
             // "Not now" is not the file: the download is tried again (`--retry`).
             return;
@@ -476,19 +474,15 @@ impl DownloadDelegate for CliDelegate {
             // Refused at its first bytes (`refuse_a_taken_name`), and finished before its cancel.
             return;
         }
-        if task
-            .response()
-            .is_some_and(|r| r.status() == http::StatusCode::NOT_MODIFIED)
-        {
+        if status == Some(http::StatusCode::NOT_MODIFIED) {
             // The file you have is current (`-z`, `--etag-compare`, an `If-None-Match` of your
             // own): an empty body does not take its place, as curl and wget leave it.
             return;
         }
         let mut existing = Existing::Replace;
-        if let (Some(dir), Some(response)) = (
-            inner.named_by_response.get(&task.id()).cloned(),
-            task.response(),
-        ) {
+        if let (Some(dir), Some(response)) =
+            (inner.named_by_response.get(&task.id()).cloned(), &response)
+        {
             // A name the server chose never replaces a file (curl's -J, CVE-2020-8177).
             existing = Existing::Keep;
             let to = inner.unsaved_name(&dir, &response.suggested_filename());
@@ -505,8 +499,8 @@ impl DownloadDelegate for CliDelegate {
         if let Some(to) = inner.destinations.get(&task.id()).cloned() {
             let moved = move_into_place(location, &to, existing)
                 .map(|()| {
-                    if let Some(response) = task.response().filter(|_| self.remote_time) {
-                        crate::conditional::set_remote_time(&to, &response);
+                    if let Some(response) = response.as_ref().filter(|_| self.remote_time) {
+                        crate::conditional::set_remote_time(&to, response);
                     }
                     to.clone()
                 })

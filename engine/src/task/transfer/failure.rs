@@ -46,16 +46,38 @@ pub(super) fn is_superseded(e: &Error) -> bool {
     transport_kind(e) == Some(TransportErrorKind::Superseded)
 }
 
-/// Whether the server said it did not act on the request, so that it may be sent again whatever
-/// its method (RFC 9113 8.7): a refused HTTP/2 stream, or a stream past the last one a `GOAWAY`
-/// took. (h2 gives a stream the `GOAWAY`'s error only when its number is past that last one, or
-/// when it was never opened; a stream the server may have begun ends with the connection's
-/// close instead, which is not this.)
-pub(super) fn was_not_taken(e: &Error) -> bool {
-    matches!(
-        transport_kind(e),
-        Some(TransportErrorKind::RefusedStream | TransportErrorKind::GoneAway)
-    )
+/// How often a request whose stream the server refused is sent again.
+const REFUSED_RETRIES: u32 = 5;
+
+/// How often a request a draining connection did not take (a `GOAWAY` without error) is sent
+/// again: each round is a new connection that serves some of the requests waiting (20 downloads
+/// at once from an nginx that closes a connection after 3 requests took 7 rounds, and the last
+/// failed at the 5 a refused stream has), and a bound still ends a server that takes none.
+const DRAINED_RETRIES: u32 = 64;
+
+/// The requests of one send that the server said it did not act on, so that each may be sent
+/// again whatever its method (RFC 9113 8.7): a refused HTTP/2 stream, or a stream past the last
+/// one a `GOAWAY` took. (h2 gives a stream the `GOAWAY`'s error only when its number is past that
+/// last one, or when it was never opened; a stream the server may have begun ends with the
+/// connection's close instead, which is not this.)
+#[derive(Default)]
+pub(super) struct NotTaken {
+    refused: u32,
+    drained: u32,
+}
+
+impl NotTaken {
+    /// Whether `e` says the server did not take the request and its kind of refusal may go again
+    /// once more; counts it.
+    pub(super) fn again(&mut self, e: &Error) -> bool {
+        let (sent, most) = match transport_kind(e) {
+            Some(TransportErrorKind::RefusedStream) => (&mut self.refused, REFUSED_RETRIES),
+            Some(TransportErrorKind::GoneAway) => (&mut self.drained, DRAINED_RETRIES),
+            _ => return false,
+        };
+        *sent += 1;
+        *sent <= most
+    }
 }
 
 /// The transport's kind of failure under a task's error, when a transport failure caused it.

@@ -2,7 +2,7 @@
 //! whether the connection's trust was overridden; a request the server did not take sent again
 //! (which failures those are: `failure`).
 
-use super::failure::{is_superseded, transport_kind, was_not_taken};
+use super::failure::{NotTaken, is_superseded, transport_kind};
 use super::upload::SentTally;
 use super::*;
 
@@ -148,29 +148,16 @@ impl Run {
         }
         let mut told = false;
         let mut backoff = CONNECTIVITY_FIRST_RETRY;
-        let (mut superseded, mut not_taken, mut drained, mut closed) = (0, 0, 0, 0);
+        let (mut superseded, mut closed) = (0, 0);
+        let mut not_taken = NotTaken::default();
         loop {
             match self.send_once(head, body, 0).await {
                 // An HTTP/2 server that is closing its connection (nginx after 1,000 requests on
                 // it) or refusing streams did not act on the request: it goes again, on a
                 // connection the pool opens or has (every request in flight on that connection
                 // met this at once, and each failed with -1005). A graceful close (`GOAWAY` with
-                // no error) is a server draining a connection that served its share, and each
-                // round serves more of the requests waiting: they may wait many rounds (20
-                // downloads at once from an nginx that closes a connection after 3 requests took
-                // 7, and the last failed at the 5 a refused stream has).
-                Err(Halt::Failed(e))
-                    if was_not_taken(&e)
-                        && if transport_kind(&e) == Some(TransportErrorKind::GoneAway) {
-                            drained < DRAINED_RETRIES
-                        } else {
-                            not_taken < NOT_TAKEN_RETRIES
-                        } =>
-                {
-                    match transport_kind(&e) {
-                        Some(TransportErrorKind::GoneAway) => drained += 1,
-                        _ => not_taken += 1,
-                    }
+                // no error) may come round after round while a burst waits ([`NotTaken`]).
+                Err(Halt::Failed(e)) if not_taken.again(&e) => {
                     self.end_transaction();
                     tracing::debug!(url = %self.url, error = %e, "not taken by the server: sent again");
                 }
@@ -549,14 +536,6 @@ impl Run {
 /// comes about a quarter of a second after the first; three retries at once were not enough when
 /// the new connection was still being handed to the pool on another worker.
 const SUPERSEDED_RETRIES: u32 = 10;
-
-/// How often a request whose stream the server refused ([`was_not_taken`]) is sent again.
-const NOT_TAKEN_RETRIES: u32 = 5;
-
-/// How often a request a draining connection did not take (a `GOAWAY` without error,
-/// [`was_not_taken`]) is sent again: each round is a new connection that serves some of the
-/// requests waiting, and a bound still ends a server that takes none.
-const DRAINED_RETRIES: u32 = 64;
 
 /// The first wait before trying an unreachable host again; each later one doubles, up to
 /// [`CONNECTIVITY_LAST_RETRY`].
